@@ -1,0 +1,660 @@
+//! The boot-state block: what hnroot remembers between boots (which image is on trial, how many
+//! tries it has left, which image was last marked good), and its on-disk codec.
+//!
+//! The block lives in a preallocated file on the `EFI-BOOT` ESP (`/hnroot/bootstate`, 1024
+//! bytes) so GRUB can rewrite it in place through the file's block list, as it does for `grubenv`.
+//! It holds two 512-byte copies, each in its own sector:
+//!
+//! | offset | size | field                                                     |
+//! |-------:|-----:|-----------------------------------------------------------|
+//! |      0 |    8 | magic `HNROOTBS`                                          |
+//! |      8 |    2 | format version, little endian (1)                         |
+//! |     10 |    2 | bytes covered by the record (64)                          |
+//! |     16 |    8 | sequence number, little endian; the higher valid copy wins|
+//! |     24 |    1 | state: 1 committed, 2 trial                               |
+//! |     25 |    1 | tries left (trial)                                        |
+//! |     26 |    1 | tries in all (trial)                                      |
+//! |     28 |    1 | kind of the trial image's UUID: 0 none, 1 UUID, 2 FAT id  |
+//! |     29 |    1 | kind of the good image's UUID: 0 none, 1 UUID, 2 FAT id   |
+//! |     32 |   16 | UUID of the image on trial                                |
+//! |     48 |   16 | UUID of the last image marked good                        |
+//! |    508 |    4 | CRC32C (Castagnoli) of bytes 0..508, little endian        |
+//!
+//! Every other byte is zero. Decoding picks the valid copy with the highest sequence number, so
+//! a torn write of either copy leaves the other one in force; encoding writes the copy that does
+//! not hold the newest valid record. This module never reads or writes a disk.
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::uuid::FsUuid;
+
+/// Size of the boot-state file: two copies.
+pub const BLOCK_LEN: usize = 2 * COPY_LEN;
+/// Size of one copy: one sector, so a torn sector write can damage at most one copy.
+pub const COPY_LEN: usize = 512;
+/// Most tries a trial can be given.
+pub const MAX_TRIES: u8 = 100;
+/// Tries a new image gets when nothing else is configured.
+pub const DEFAULT_TRIES: u8 = 3;
+
+const MAGIC: [u8; 8] = *b"HNROOTBS";
+const VERSION: u16 = 1;
+const RECORD_LEN: u16 = 64;
+
+const R_MAGIC: Range<usize> = 0..8;
+const R_VERSION: Range<usize> = 8..10;
+const R_RECORD_LEN: Range<usize> = 10..12;
+const R_SEQUENCE: Range<usize> = 16..24;
+const R_STATE: usize = 24;
+const R_TRIES_LEFT: usize = 25;
+const R_TRIES_TOTAL: usize = 26;
+const R_TRIAL_KIND: usize = 28;
+const R_GOOD_KIND: usize = 29;
+const R_TRIAL_UUID: Range<usize> = 32..48;
+const R_GOOD_UUID: Range<usize> = 48..64;
+const R_CRC: Range<usize> = 508..512;
+
+/// Bytes a version 1 writer leaves zero.
+const R_RESERVED: [Range<usize>; 4] = [12..16, 27..28, 30..32, 64..508];
+
+const STATE_COMMITTED: u8 = 1;
+const STATE_TRIAL: u8 = 2;
+const UUID_NONE: u8 = 0;
+const UUID_128: u8 = 1;
+const UUID_FAT: u8 = 2;
+
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// How many boots an image on trial has left.
+///
+/// Always `1 <= total <= MAX_TRIES` and `left <= total`: [`Tries::new`] refuses anything else.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Tries {
+    left: u8,
+    total: u8,
+}
+
+impl Tries {
+    /// `left` of `total` tries; `None` unless `1 <= total <= MAX_TRIES` and `left <= total`.
+    pub const fn new(left: u8, total: u8) -> Option<Tries> {
+        if total == 0 || total > MAX_TRIES || left > total {
+            None
+        } else {
+            Some(Tries { left, total })
+        }
+    }
+
+    /// A fresh trial of `total` tries, clamped into `1..=MAX_TRIES`.
+    pub const fn fresh(total: u8) -> Tries {
+        let total = if total == 0 {
+            1
+        } else if total > MAX_TRIES {
+            MAX_TRIES
+        } else {
+            total
+        };
+        Tries { left: total, total }
+    }
+
+    /// Boots left before the image is rolled back.
+    pub const fn left(self) -> u8 {
+        self.left
+    }
+
+    /// Boots the trial had in all.
+    pub const fn total(self) -> u8 {
+        self.total
+    }
+
+    /// Consume one try: the attempt number this boot is (1-based) and what is left afterwards;
+    /// `None` when no try is left.
+    pub const fn consume(self) -> Option<(u8, Tries)> {
+        if self.left == 0 {
+            return None;
+        }
+        let left = self.left - 1;
+        Some((
+            self.total - left,
+            Tries {
+                left,
+                total: self.total,
+            },
+        ))
+    }
+
+    /// The same trial with nothing left: the next boot rolls back.
+    pub const fn exhausted(self) -> Tries {
+        Tries {
+            left: 0,
+            total: self.total,
+        }
+    }
+}
+
+/// A new image on trial.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Trial {
+    /// Filesystem UUID of the image on trial, wherever it currently lies.
+    pub image: FsUuid,
+    /// Boots it has left.
+    pub tries: Tries,
+    /// The last image marked good when the trial began, if that is known. The image that holds
+    /// it must survive the trial.
+    pub good: Option<FsUuid>,
+}
+
+/// What hnroot remembers between boots.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BootState {
+    /// No trial: the image with this UUID was marked good (`hnroot mark-good`) or reverted to.
+    Committed {
+        /// The image last marked good.
+        good: FsUuid,
+    },
+    /// An image is on trial.
+    Trial(Trial),
+}
+
+impl BootState {
+    /// The image known to be good, if any.
+    pub fn good(&self) -> Option<FsUuid> {
+        match self {
+            BootState::Committed { good } => Some(*good),
+            BootState::Trial(trial) => trial.good,
+        }
+    }
+
+    /// The trial in progress, if any.
+    pub fn trial(&self) -> Option<&Trial> {
+        match self {
+            BootState::Committed { .. } => None,
+            BootState::Trial(trial) => Some(trial),
+        }
+    }
+}
+
+impl fmt::Display for BootState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootState::Committed { good } => write!(f, "committed (good {good})"),
+            BootState::Trial(t) => {
+                write!(
+                    f,
+                    "trial of {} ({} of {} tries left",
+                    t.image, t.tries.left, t.tries.total
+                )?;
+                match t.good {
+                    Some(good) => write!(f, ", good {good})"),
+                    None => f.write_str(", good unknown)"),
+                }
+            }
+        }
+    }
+}
+
+/// A decoded copy: the state and the sequence number it was written with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Record {
+    /// Higher wins.
+    pub sequence: u64,
+    /// The state this copy holds.
+    pub state: BootState,
+}
+
+/// Why one copy is not a valid record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CopyError {
+    /// Every byte is zero: never written (a freshly preallocated file).
+    Blank,
+    /// The first 8 bytes are not `HNROOTBS`.
+    Magic,
+    /// The CRC32C does not match: a torn or damaged write.
+    Checksum {
+        /// CRC stored in the copy.
+        stored: u32,
+        /// CRC of the bytes as found.
+        computed: u32,
+    },
+    /// Written by a newer hnroot: this one does not understand it and will not overwrite it
+    /// unless no valid copy remains.
+    Version {
+        /// The version found.
+        found: u16,
+    },
+    /// Checksum fine but a field is out of range (a writer bug, not a torn write).
+    Field {
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for CopyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyError::Blank => f.write_str("blank (never written)"),
+            CopyError::Magic => f.write_str("no HNROOTBS magic"),
+            CopyError::Checksum { stored, computed } => write!(
+                f,
+                "CRC32C mismatch (stored {stored:08x}, computed {computed:08x}): torn or damaged write"
+            ),
+            CopyError::Version { found } => {
+                write!(f, "format version {found}, this hnroot reads version {VERSION}")
+            }
+            CopyError::Field { field } => write!(f, "invalid {field}"),
+        }
+    }
+}
+
+/// The boot-state file as found: both copies, and the one in force.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Block {
+    /// Each copy, decoded or refused.
+    pub copies: [Result<Record, CopyError>; 2],
+}
+
+/// The boot state a reader should act on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum StateSeen {
+    /// No boot-state file, or one that was never written (both copies blank).
+    Absent,
+    /// A boot-state file whose copies are both invalid, and not both blank.
+    Corrupt,
+    /// The newest valid copy.
+    Valid(BootState),
+}
+
+/// Why a boot-state file cannot be used at all.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BlockError {
+    /// The file is not exactly [`BLOCK_LEN`] bytes, so it is not ours (or was truncated); it is
+    /// never written.
+    Size {
+        /// Its size.
+        found: usize,
+    },
+    /// The sequence number would overflow. Never seen in practice (2^64 writes).
+    SequenceExhausted,
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockError::Size { found } => {
+                write!(f, "boot-state file is {found} bytes, expected {BLOCK_LEN}")
+            }
+            BlockError::SequenceExhausted => f.write_str("boot-state sequence number exhausted"),
+        }
+    }
+}
+
+impl Block {
+    /// Decode the whole file. Fails only when its size is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<Block, BlockError> {
+        if bytes.len() != BLOCK_LEN {
+            return Err(BlockError::Size { found: bytes.len() });
+        }
+        let (first, second) = bytes.split_at(COPY_LEN);
+        Ok(Block {
+            copies: [decode_copy(first), decode_copy(second)],
+        })
+    }
+
+    /// The valid copy with the highest sequence number, and its index (0 or 1).
+    pub fn newest(&self) -> Option<(usize, Record)> {
+        let mut best: Option<(usize, Record)> = None;
+        for (index, copy) in self.copies.iter().enumerate() {
+            if let Ok(record) = copy {
+                if best.is_none_or(|(_, b)| record.sequence > b.sequence) {
+                    best = Some((index, *record));
+                }
+            }
+        }
+        best
+    }
+
+    /// What the decision should act on.
+    pub fn seen(&self) -> StateSeen {
+        match self.newest() {
+            Some((_, record)) => StateSeen::Valid(record.state),
+            None if self.copies.iter().all(|c| *c == Err(CopyError::Blank)) => StateSeen::Absent,
+            None => StateSeen::Corrupt,
+        }
+    }
+
+    /// Write `state` into `bytes` (the file as read, [`BLOCK_LEN`] bytes) in the copy that does
+    /// not hold the newest valid record, with the next sequence number. Returns the byte range
+    /// that changed: the caller writes exactly that sector back, then syncs.
+    pub fn encode_into(bytes: &mut [u8], state: &BootState) -> Result<Range<usize>, BlockError> {
+        let block = Block::decode(bytes)?;
+        let (target, sequence) = match block.newest() {
+            Some((index, record)) => (
+                1usize.saturating_sub(index),
+                record
+                    .sequence
+                    .checked_add(1)
+                    .ok_or(BlockError::SequenceExhausted)?,
+            ),
+            None => (0, 1),
+        };
+        let range =
+            target.saturating_mul(COPY_LEN)..target.saturating_add(1).saturating_mul(COPY_LEN);
+        let copy = bytes
+            .get_mut(range.clone())
+            .ok_or(BlockError::Size { found: BLOCK_LEN })?;
+        let copy: &mut [u8; COPY_LEN] = copy
+            .try_into()
+            .map_err(|_| BlockError::Size { found: BLOCK_LEN })?;
+        *copy = encode_copy(&Record {
+            sequence,
+            state: *state,
+        });
+        Ok(range)
+    }
+}
+
+/// A fresh file holding `state` as sequence 1 in the first copy; the second copy blank.
+pub fn new_block(state: &BootState) -> [u8; BLOCK_LEN] {
+    let mut out = [0u8; BLOCK_LEN];
+    let (first, _) = out.split_at_mut(COPY_LEN);
+    first.copy_from_slice(&encode_copy(&Record {
+        sequence: 1,
+        state: *state,
+    }));
+    out
+}
+
+/// Encode one copy.
+pub fn encode_copy(record: &Record) -> [u8; COPY_LEN] {
+    let mut c = [0u8; COPY_LEN];
+    put(&mut c, R_MAGIC, &MAGIC);
+    put(&mut c, R_VERSION, &VERSION.to_le_bytes());
+    put(&mut c, R_RECORD_LEN, &RECORD_LEN.to_le_bytes());
+    put(&mut c, R_SEQUENCE, &record.sequence.to_le_bytes());
+    let (state, left, total, trial_uuid, good) = match &record.state {
+        BootState::Committed { good } => (STATE_COMMITTED, 0, 0, None, Some(*good)),
+        BootState::Trial(t) => (
+            STATE_TRIAL,
+            t.tries.left,
+            t.tries.total,
+            Some(t.image),
+            t.good,
+        ),
+    };
+    put_byte(&mut c, R_STATE, state);
+    put_byte(&mut c, R_TRIES_LEFT, left);
+    put_byte(&mut c, R_TRIES_TOTAL, total);
+    put_uuid(&mut c, R_TRIAL_KIND, R_TRIAL_UUID, trial_uuid);
+    put_uuid(&mut c, R_GOOD_KIND, R_GOOD_UUID, good);
+    let crc = CRC32C.checksum(c.get(..R_CRC.start).unwrap_or(&[]));
+    put(&mut c, R_CRC, &crc.to_le_bytes());
+    c
+}
+
+fn put(copy: &mut [u8; COPY_LEN], range: Range<usize>, value: &[u8]) {
+    if let Some(dst) = copy.get_mut(range) {
+        dst.copy_from_slice(value);
+    }
+}
+
+fn put_byte(copy: &mut [u8; COPY_LEN], at: usize, value: u8) {
+    if let Some(dst) = copy.get_mut(at) {
+        *dst = value;
+    }
+}
+
+fn put_uuid(copy: &mut [u8; COPY_LEN], kind_at: usize, at: Range<usize>, uuid: Option<FsUuid>) {
+    let (kind, bytes): (u8, &[u8]) = match &uuid {
+        None => (UUID_NONE, &[]),
+        Some(FsUuid::Uuid(b)) => (UUID_128, b),
+        Some(FsUuid::VolumeId(b)) => (UUID_FAT, b),
+    };
+    put_byte(copy, kind_at, kind);
+    if let Some(dst) = copy.get_mut(at.start..at.start.saturating_add(bytes.len())) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+/// Decode one copy: length is fixed by the caller; then magic, checksum, version, fields.
+pub fn decode_copy(copy: &[u8]) -> Result<Record, CopyError> {
+    if copy.len() != COPY_LEN || copy.iter().all(|&b| b == 0) {
+        return Err(CopyError::Blank);
+    }
+    if copy.get(R_MAGIC) != Some(&MAGIC[..]) {
+        return Err(CopyError::Magic);
+    }
+    let stored = u32::from_le_bytes(array(copy, R_CRC));
+    let computed = CRC32C.checksum(copy.get(..R_CRC.start).unwrap_or(&[]));
+    if stored != computed {
+        return Err(CopyError::Checksum { stored, computed });
+    }
+    let version = u16::from_le_bytes(array(copy, R_VERSION));
+    if version != VERSION {
+        return Err(CopyError::Version { found: version });
+    }
+    if u16::from_le_bytes(array(copy, R_RECORD_LEN)) != RECORD_LEN {
+        return Err(CopyError::Field {
+            field: "record length",
+        });
+    }
+    if R_RESERVED.iter().any(|range| {
+        copy.get(range.clone())
+            .is_none_or(|r| r.iter().any(|&b| b != 0))
+    }) {
+        return Err(CopyError::Field {
+            field: "reserved bytes",
+        });
+    }
+    let sequence = u64::from_le_bytes(array(copy, R_SEQUENCE));
+    let byte = |at: usize| copy.get(at).copied().unwrap_or(0);
+    let trial_uuid = get_uuid(copy, R_TRIAL_KIND, R_TRIAL_UUID)?;
+    let good = get_uuid(copy, R_GOOD_KIND, R_GOOD_UUID)?;
+    let state = match byte(R_STATE) {
+        STATE_COMMITTED => {
+            if byte(R_TRIES_LEFT) != 0 || byte(R_TRIES_TOTAL) != 0 || trial_uuid.is_some() {
+                return Err(CopyError::Field {
+                    field: "committed state carrying a trial",
+                });
+            }
+            BootState::Committed {
+                good: good.ok_or(CopyError::Field {
+                    field: "good image",
+                })?,
+            }
+        }
+        STATE_TRIAL => BootState::Trial(Trial {
+            image: trial_uuid.ok_or(CopyError::Field {
+                field: "trial image",
+            })?,
+            tries: Tries::new(byte(R_TRIES_LEFT), byte(R_TRIES_TOTAL))
+                .ok_or(CopyError::Field { field: "tries" })?,
+            good,
+        }),
+        _ => return Err(CopyError::Field { field: "state" }),
+    };
+    Ok(Record { sequence, state })
+}
+
+fn get_uuid(copy: &[u8], kind_at: usize, at: Range<usize>) -> Result<Option<FsUuid>, CopyError> {
+    let raw: [u8; 16] = array(copy, at);
+    let (uuid, used) = match copy.get(kind_at).copied() {
+        Some(UUID_NONE) => (None, 0),
+        Some(UUID_128) => (Some(FsUuid::Uuid(raw)), 16),
+        Some(UUID_FAT) => {
+            let [a, b, c, d, ..] = raw;
+            (Some(FsUuid::VolumeId([a, b, c, d])), 4)
+        }
+        _ => return Err(CopyError::Field { field: "UUID kind" }),
+    };
+    if raw.iter().skip(used).any(|&b| b != 0) {
+        return Err(CopyError::Field {
+            field: "UUID padding",
+        });
+    }
+    Ok(uuid)
+}
+
+/// Bytes `range` of `copy` as an array; zeros where `copy` is short (callers check length first).
+fn array<const N: usize>(copy: &[u8], range: Range<usize>) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = copy.get(range) {
+        if src.len() == N {
+            out.copy_from_slice(src);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: FsUuid = FsUuid::Uuid([0xa; 16]);
+    const B: FsUuid = FsUuid::Uuid([0xb; 16]);
+
+    fn trial(left: u8) -> BootState {
+        BootState::Trial(Trial {
+            image: B,
+            tries: Tries::new(left, 3).unwrap(),
+            good: Some(A),
+        })
+    }
+
+    #[test]
+    fn blank_file_is_absent_and_first_write_goes_to_copy_zero() {
+        let mut bytes = [0u8; BLOCK_LEN];
+        assert_eq!(Block::decode(&bytes).unwrap().seen(), StateSeen::Absent);
+        let range = Block::encode_into(&mut bytes, &trial(2)).unwrap();
+        assert_eq!(range, 0..COPY_LEN);
+        let block = Block::decode(&bytes).unwrap();
+        assert_eq!(
+            block.newest(),
+            Some((
+                0,
+                Record {
+                    sequence: 1,
+                    state: trial(2)
+                }
+            ))
+        );
+        assert_eq!(block.copies[1], Err(CopyError::Blank));
+    }
+
+    #[test]
+    fn writes_alternate_copies_and_the_highest_sequence_wins() {
+        let mut bytes = new_block(&BootState::Committed { good: A });
+        let mut expected_copy = 1;
+        for (n, left) in [2u8, 1, 0].into_iter().enumerate() {
+            let range = Block::encode_into(&mut bytes, &trial(left)).unwrap();
+            assert_eq!(range.start, expected_copy * COPY_LEN);
+            expected_copy = 1 - expected_copy;
+            let (_, record) = Block::decode(&bytes).unwrap().newest().unwrap();
+            assert_eq!(
+                record,
+                Record {
+                    sequence: n as u64 + 2,
+                    state: trial(left)
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_size_is_refused_for_reading_and_writing() {
+        assert_eq!(
+            Block::decode(&[0u8; 1023]),
+            Err(BlockError::Size { found: 1023 })
+        );
+        let mut long = [0u8; 2048];
+        assert_eq!(
+            Block::encode_into(&mut long, &trial(1)),
+            Err(BlockError::Size { found: 2048 })
+        );
+    }
+
+    #[test]
+    fn fat_volume_ids_round_trip() {
+        let state = BootState::Committed {
+            good: FsUuid::VolumeId([1, 2, 3, 4]),
+        };
+        let (_, record) = Block::decode(&new_block(&state)).unwrap().newest().unwrap();
+        assert_eq!(record.state, state);
+    }
+
+    #[test]
+    fn every_field_change_after_the_checksum_is_caught() {
+        let copy = encode_copy(&Record {
+            sequence: 7,
+            state: trial(1),
+        });
+        let mut bad = copy;
+        bad[R_STATE] = 9;
+        assert!(matches!(decode_copy(&bad), Err(CopyError::Checksum { .. })));
+        let mut bad = copy;
+        bad[..8].copy_from_slice(b"HNROOTBX");
+        assert_eq!(decode_copy(&bad), Err(CopyError::Magic));
+    }
+
+    fn reseal(mut copy: [u8; COPY_LEN]) -> [u8; COPY_LEN] {
+        let crc = CRC32C.checksum(&copy[..R_CRC.start]);
+        copy[R_CRC].copy_from_slice(&crc.to_le_bytes());
+        copy
+    }
+
+    #[test]
+    fn resealed_nonsense_is_refused_by_field() {
+        let copy = encode_copy(&Record {
+            sequence: 7,
+            state: trial(1),
+        });
+        let mut c = copy;
+        c[R_TRIES_LEFT] = 4;
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field { field: "tries" })
+        );
+        let mut c = copy;
+        c[R_STATE] = 3;
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field { field: "state" })
+        );
+        let mut c = copy;
+        c[R_TRIAL_KIND] = 0;
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field {
+                field: "UUID padding"
+            })
+        );
+        c[R_TRIAL_UUID].fill(0);
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field {
+                field: "trial image"
+            })
+        );
+        let mut c = copy;
+        c[R_TRIAL_KIND] = UUID_FAT;
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field {
+                field: "UUID padding"
+            })
+        );
+        let mut c = copy;
+        c[100] = 1;
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field {
+                field: "reserved bytes"
+            })
+        );
+        let mut c = copy;
+        c[R_VERSION].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Version { found: 2 })
+        );
+    }
+}

@@ -1,0 +1,462 @@
+//! The kernel command line parameters hnroot uses, parsed without allocation. Every bad
+//! parameter is reported and ignored, so the initramfs can fall back to a safe default and say
+//! why; nothing outside the known image names can ever be named.
+//!
+//! | parameter                | meaning                                                        |
+//! |--------------------------|----------------------------------------------------------------|
+//! | `hnroot.image=NAME`      | image file GRUB booted (`hn-root.img`, `hn-root-new.img`, ...)  |
+//! | `hnroot.uuid=UUID`       | its filesystem UUID                                            |
+//! | `hnroot.hostpart=SPEC`   | hostpart: `PARTUUID=`, `LABEL=`, `UUID=` or `PARTLABEL=`        |
+//! | `hnroot.hostpartopts=O`  | extra mount options for hostpart (`noatime,commit=30`)          |
+//! | `hnroot.esp=SPEC`        | the ESP holding the boot-state block (default `LABEL=EFI-BOOT`) |
+//! | `hnroot.tries=N`         | tries a trial gets (for the initramfs's fallback prediction)    |
+//! | `hnroot.timeout=SECONDS` | how long to wait for hostpart to appear (default 30, max 600)   |
+//! | `hnroot.rw`              | attach the image read-write (default read-only)                |
+//! | `init=PATH`              | program to exec in the new root (default `/sbin/init`)         |
+
+use core::fmt;
+
+use heapless::Vec;
+
+use crate::bootstate::MAX_TRIES;
+use crate::name::ImageName;
+use crate::plan::Booted;
+use crate::uuid::{FsUuid, PartUuid, UuidParseError};
+
+/// Longest label any supported format can hold, in UTF-8 bytes (btrfs: 255).
+pub const MAX_LABEL_LEN: usize = 255;
+/// Longest accepted `hnroot.hostpartopts=` value.
+pub const MAX_OPTIONS_LEN: usize = 256;
+/// Longest accepted `init=` value.
+pub const MAX_INIT_LEN: usize = 255;
+/// Default `hnroot.timeout=`.
+pub const DEFAULT_TIMEOUT_SECS: u16 = 30;
+/// Largest accepted `hnroot.timeout=`.
+pub const MAX_TIMEOUT_SECS: u16 = 600;
+/// Label of the host partition when nothing else is said.
+pub const DEFAULT_HOSTPART_LABEL: &str = "hostpart";
+/// Label of the ESP when nothing else is said.
+pub const DEFAULT_ESP_LABEL: &str = "EFI-BOOT";
+
+/// How to find a block device, as in fstab and `blkid -t`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DeviceSpec<'a> {
+    /// `LABEL=`: filesystem label.
+    Label(&'a str),
+    /// `PARTLABEL=`: GPT partition name.
+    PartLabel(&'a str),
+    /// `UUID=`: filesystem UUID.
+    Uuid(FsUuid),
+    /// `PARTUUID=`: partition UUID.
+    PartUuid(PartUuid),
+}
+
+/// Why a device spec was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SpecError {
+    /// Not `LABEL=`, `PARTLABEL=`, `UUID=` or `PARTUUID=`.
+    Kind,
+    /// Empty, longer than [`MAX_LABEL_LEN`], or containing a control character.
+    Label,
+    /// A malformed UUID.
+    Uuid(UuidParseError),
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecError::Kind => f.write_str("expected LABEL=, PARTLABEL=, UUID= or PARTUUID="),
+            SpecError::Label => write!(
+                f,
+                "label must be 1 to {MAX_LABEL_LEN} bytes without control characters"
+            ),
+            SpecError::Uuid(e) => write!(f, "bad UUID: {e}"),
+        }
+    }
+}
+
+impl<'a> DeviceSpec<'a> {
+    /// Parse `LABEL=hostpart`, `PARTUUID=...`, etc.
+    pub fn parse(text: &'a str) -> Result<DeviceSpec<'a>, SpecError> {
+        let (kind, value) = text.split_once('=').ok_or(SpecError::Kind)?;
+        match kind {
+            "LABEL" => label(value).map(DeviceSpec::Label),
+            "PARTLABEL" => label(value).map(DeviceSpec::PartLabel),
+            "UUID" => FsUuid::parse(value)
+                .map(DeviceSpec::Uuid)
+                .map_err(SpecError::Uuid),
+            "PARTUUID" => PartUuid::parse(value)
+                .map(DeviceSpec::PartUuid)
+                .map_err(SpecError::Uuid),
+            _ => Err(SpecError::Kind),
+        }
+    }
+}
+
+fn label(value: &str) -> Result<&str, SpecError> {
+    if value.is_empty() || value.len() > MAX_LABEL_LEN || value.chars().any(char::is_control) {
+        return Err(SpecError::Label);
+    }
+    Ok(value)
+}
+
+impl fmt::Display for DeviceSpec<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Label(l) => write!(f, "LABEL={l}"),
+            DeviceSpec::PartLabel(l) => write!(f, "PARTLABEL={l}"),
+            DeviceSpec::Uuid(u) => write!(f, "UUID={u}"),
+            DeviceSpec::PartUuid(u) => write!(f, "PARTUUID={u}"),
+        }
+    }
+}
+
+/// A parameter hnroot refused; it is ignored and the default applies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ParamError<'a> {
+    /// `hnroot.image=` is not one of the image file names.
+    Image(&'a str),
+    /// `hnroot.uuid=` is not a UUID.
+    Uuid(&'a str, UuidParseError),
+    /// `hnroot.hostpart=` or `hnroot.esp=` is not a device spec.
+    Device(&'static str, &'a str, SpecError),
+    /// `hnroot.hostpartopts=` holds something other than `[A-Za-z0-9_=.:/+-]` options.
+    Options(&'a str),
+    /// `hnroot.tries=` or `hnroot.timeout=` is not a number in range.
+    Number(&'static str, &'a str),
+    /// `init=` is not an absolute path without `..`.
+    Init(&'a str),
+    /// An `hnroot.` parameter given twice; the first one stands.
+    Duplicate(&'a str),
+    /// An `hnroot.` parameter this version does not know (a typo?).
+    Unknown(&'a str),
+    /// Only one of `hnroot.image=` and `hnroot.uuid=`.
+    Unpaired(&'static str),
+}
+
+impl fmt::Display for ParamError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamError::Image(v) => write!(
+                f,
+                "hnroot.image={v:?} ignored: not one of hn-root.img, hn-root-new.img, \
+                 hn-root-old.img, hn-root-cancelled.img, hn-root-broken.img"
+            ),
+            ParamError::Uuid(v, e) => write!(f, "hnroot.uuid={v:?} ignored: {e}"),
+            ParamError::Device(k, v, e) => write!(f, "{k}={v:?} ignored: {e}"),
+            ParamError::Options(v) => write!(
+                f,
+                "hnroot.hostpartopts={v:?} ignored: options are comma-separated [A-Za-z0-9_=.:/+-], at most {MAX_OPTIONS_LEN} bytes"
+            ),
+            ParamError::Number(k, v) => write!(f, "{k}={v:?} ignored: not a number in range"),
+            ParamError::Init(v) => {
+                write!(f, "init={v:?} ignored: must be an absolute path without '..'")
+            }
+            ParamError::Duplicate(k) => write!(f, "{k} given more than once: the first one stands"),
+            ParamError::Unknown(k) => write!(f, "unknown parameter {k} ignored"),
+            ParamError::Unpaired(k) => write!(
+                f,
+                "{k} given without its pair (hnroot.image= and hnroot.uuid= go together): ignored"
+            ),
+        }
+    }
+}
+
+/// Most refused parameters reported; more are counted in [`BootParams::more_errors`].
+pub const MAX_ERRORS: usize = 8;
+
+/// What the kernel command line tells hnroot. Fields are `None` when absent or refused.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct BootParams<'a> {
+    /// What GRUB booted; `None` unless both `hnroot.image=` and `hnroot.uuid=` are valid.
+    pub booted: Option<Booted>,
+    /// `hnroot.hostpart=`.
+    pub hostpart: Option<DeviceSpec<'a>>,
+    /// `hnroot.hostpartopts=`.
+    pub hostpart_options: Option<&'a str>,
+    /// `hnroot.esp=`.
+    pub esp: Option<DeviceSpec<'a>>,
+    /// `hnroot.tries=`.
+    pub tries: Option<u8>,
+    /// `hnroot.timeout=`.
+    pub timeout_secs: Option<u16>,
+    /// `hnroot.rw` present.
+    pub image_rw: bool,
+    /// `init=`.
+    pub init: Option<&'a str>,
+    /// Parameters refused, in order.
+    pub errors: Vec<ParamError<'a>, MAX_ERRORS>,
+    /// Refused parameters beyond [`MAX_ERRORS`].
+    pub more_errors: usize,
+}
+
+impl<'a> BootParams<'a> {
+    /// Where hostpart is: `hnroot.hostpart=` or `LABEL=hostpart`.
+    pub fn hostpart_spec(&self) -> DeviceSpec<'a> {
+        self.hostpart
+            .unwrap_or(DeviceSpec::Label(DEFAULT_HOSTPART_LABEL))
+    }
+
+    /// Where the ESP is: `hnroot.esp=` or `LABEL=EFI-BOOT`.
+    pub fn esp_spec(&self) -> DeviceSpec<'a> {
+        self.esp.unwrap_or(DeviceSpec::Label(DEFAULT_ESP_LABEL))
+    }
+
+    /// `hnroot.timeout=` or the default.
+    pub fn timeout(&self) -> u16 {
+        self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)
+    }
+
+    /// `init=` or `/sbin/init`.
+    pub fn init_path(&self) -> &'a str {
+        self.init.unwrap_or("/sbin/init")
+    }
+
+    fn refuse(&mut self, error: ParamError<'a>) {
+        if self.errors.push(error).is_err() {
+            self.more_errors = self.more_errors.saturating_add(1);
+        }
+    }
+}
+
+/// Split a kernel command line into `key[=value]` words the way the kernel does: whitespace
+/// separates, double quotes group (and are dropped around the value).
+pub fn words(cmdline: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    let mut rest = cmdline;
+    core::iter::from_fn(move || {
+        rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+        if rest.is_empty() {
+            return None;
+        }
+        let mut in_quote = false;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices() {
+            if c == '"' {
+                in_quote = !in_quote;
+            } else if c.is_ascii_whitespace() && !in_quote {
+                end = i;
+                break;
+            }
+        }
+        let (word, tail) = rest.split_at(end);
+        rest = tail;
+        let word = word.strip_prefix('"').unwrap_or(word);
+        Some(match word.split_once('=') {
+            Some((key, value)) => {
+                let value = value.strip_prefix('"').unwrap_or(value);
+                let value = value.strip_suffix('"').unwrap_or(value);
+                (key, Some(value))
+            }
+            None => (word.strip_suffix('"').unwrap_or(word), None),
+        })
+    })
+}
+
+/// Parse a kernel command line (`/proc/cmdline`).
+pub fn parse(cmdline: &str) -> BootParams<'_> {
+    let mut p = BootParams::default();
+    let mut image: Option<ImageName> = None;
+    let mut uuid: Option<FsUuid> = None;
+    let mut seen: u16 = 0;
+    const KEYS: [&str; 9] = [
+        "hnroot.image",
+        "hnroot.uuid",
+        "hnroot.hostpart",
+        "hnroot.hostpartopts",
+        "hnroot.esp",
+        "hnroot.tries",
+        "hnroot.timeout",
+        "hnroot.rw",
+        "init",
+    ];
+    for (key, value) in words(cmdline) {
+        let Some(index) = KEYS.iter().position(|k| *k == key) else {
+            if key.starts_with("hnroot.") {
+                p.refuse(ParamError::Unknown(key));
+            }
+            continue;
+        };
+        let bit = 1u16 << index;
+        if seen & bit != 0 {
+            p.refuse(ParamError::Duplicate(key));
+            continue;
+        }
+        seen |= bit;
+        let value = value.unwrap_or("");
+        match key {
+            "hnroot.image" => match ImageName::from_file_name(value) {
+                Some(name) => image = Some(name),
+                None => p.refuse(ParamError::Image(value)),
+            },
+            "hnroot.uuid" => match FsUuid::parse(value) {
+                Ok(u) => uuid = Some(u),
+                Err(e) => p.refuse(ParamError::Uuid(value, e)),
+            },
+            "hnroot.hostpart" => match DeviceSpec::parse(value) {
+                Ok(spec) => p.hostpart = Some(spec),
+                Err(e) => p.refuse(ParamError::Device("hnroot.hostpart", value, e)),
+            },
+            "hnroot.esp" => match DeviceSpec::parse(value) {
+                Ok(spec) => p.esp = Some(spec),
+                Err(e) => p.refuse(ParamError::Device("hnroot.esp", value, e)),
+            },
+            "hnroot.hostpartopts" => {
+                if valid_options(value) {
+                    p.hostpart_options = Some(value);
+                } else {
+                    p.refuse(ParamError::Options(value));
+                }
+            }
+            "hnroot.tries" => match value.parse::<u8>() {
+                Ok(n) if (1..=MAX_TRIES).contains(&n) => p.tries = Some(n),
+                _ => p.refuse(ParamError::Number("hnroot.tries", value)),
+            },
+            "hnroot.timeout" => match value.parse::<u16>() {
+                Ok(n) if n <= MAX_TIMEOUT_SECS => p.timeout_secs = Some(n),
+                _ => p.refuse(ParamError::Number("hnroot.timeout", value)),
+            },
+            "hnroot.rw" => p.image_rw = matches!(value, "" | "1" | "yes"),
+            _ => {
+                if valid_init(value) {
+                    p.init = Some(value);
+                } else {
+                    p.refuse(ParamError::Init(value));
+                }
+            }
+        }
+    }
+    match (image, uuid) {
+        (Some(name), Some(uuid)) => p.booted = Some(Booted { name, uuid }),
+        (Some(_), None) => p.refuse(ParamError::Unpaired("hnroot.image")),
+        (None, Some(_)) => p.refuse(ParamError::Unpaired("hnroot.uuid")),
+        (None, None) => {}
+    }
+    p
+}
+
+/// Mount options: non-empty comma-separated words of `[A-Za-z0-9_=.:/+-]`.
+pub fn valid_options(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_OPTIONS_LEN
+        && value.split(',').all(|opt| {
+            !opt.is_empty()
+                && opt
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_=.:/+-".contains(&b))
+        })
+}
+
+fn valid_init(value: &str) -> bool {
+    value.starts_with('/')
+        && value.len() <= MAX_INIT_LEN
+        && !value.split('/').any(|c| c == "..")
+        && !value.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: &str = "a3d0e0c4-8f3e-4a57-9d2b-0c6a5f1e2b7d";
+
+    #[test]
+    fn parses_what_grub_passes() {
+        let line = std::format!(
+            "BOOT_IMAGE=(loop)/boot/kernel console=ttyS0 hnroot.image=hn-root-new.img \
+             hnroot.uuid={U} hnroot.hostpart=PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4 \
+             hnroot.hostpartopts=noatime,commit=30 hnroot.tries=5 panic=10\n"
+        );
+        let p = parse(&line);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.booted,
+            Some(Booted {
+                name: ImageName::New,
+                uuid: FsUuid::parse(U).unwrap()
+            })
+        );
+        assert!(matches!(
+            p.hostpart,
+            Some(DeviceSpec::PartUuid(PartUuid::Gpt(_)))
+        ));
+        assert_eq!(p.hostpart_options, Some("noatime,commit=30"));
+        assert_eq!(p.tries, Some(5));
+        assert_eq!(p.esp_spec(), DeviceSpec::Label("EFI-BOOT"));
+        assert_eq!(p.init_path(), "/sbin/init");
+        assert_eq!(p.timeout(), DEFAULT_TIMEOUT_SECS);
+    }
+
+    extern crate std;
+
+    #[test]
+    fn refuses_paths_and_unknown_names() {
+        for bad in [
+            "../hn-root.img",
+            "/hostpart/hn-root.img",
+            "hn-root.img/..",
+            "x.img",
+            "",
+        ] {
+            let line = std::format!("hnroot.image={bad} hnroot.uuid={U}");
+            let p = parse(&line);
+            assert_eq!(p.booted, None);
+            assert_eq!(p.errors.first(), Some(&ParamError::Image(bad)));
+            assert_eq!(p.errors.get(1), Some(&ParamError::Unpaired("hnroot.uuid")));
+        }
+    }
+
+    #[test]
+    fn quoted_values_and_labels_with_spaces() {
+        let p = parse("\"hnroot.hostpart=LABEL=host part\" hnroot.esp=\"PARTLABEL=EFI system\"");
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.hostpart, Some(DeviceSpec::Label("host part")));
+        assert_eq!(p.esp, Some(DeviceSpec::PartLabel("EFI system")));
+    }
+
+    #[test]
+    fn duplicates_unknowns_and_bad_values_are_reported_and_ignored() {
+        let p = parse(
+            "hnroot.image=hn-root.img hnroot.image=hn-root-old.img hnroot.hostpat=LABEL=x \
+             hnroot.hostpartopts=ro;rm hnroot.tries=0 hnroot.timeout=9999 init=../bin/sh \
+             hnroot.hostpart=LABLE=x",
+        );
+        assert_eq!(
+            p.errors.as_slice(),
+            &[
+                ParamError::Duplicate("hnroot.image"),
+                ParamError::Unknown("hnroot.hostpat"),
+                ParamError::Options("ro;rm"),
+                ParamError::Number("hnroot.tries", "0"),
+                ParamError::Number("hnroot.timeout", "9999"),
+                ParamError::Init("../bin/sh"),
+                ParamError::Device("hnroot.hostpart", "LABLE=x", SpecError::Kind),
+                ParamError::Unpaired("hnroot.image"),
+            ]
+        );
+        assert_eq!(p.hostpart_spec(), DeviceSpec::Label("hostpart"));
+        assert_eq!(p.booted, None);
+    }
+
+    #[test]
+    fn error_list_is_bounded() {
+        let line = "hnroot.a hnroot.b hnroot.c hnroot.d hnroot.e hnroot.f hnroot.g hnroot.h hnroot.i hnroot.j";
+        let p = parse(line);
+        assert_eq!(p.errors.len(), MAX_ERRORS);
+        assert_eq!(p.more_errors, 2);
+    }
+
+    #[test]
+    fn device_specs() {
+        assert_eq!(
+            DeviceSpec::parse("LABEL=hostpart"),
+            Ok(DeviceSpec::Label("hostpart"))
+        );
+        assert_eq!(
+            DeviceSpec::parse("UUID=ABCD-1234").map(|s| std::string::ToString::to_string(&s)),
+            Ok(std::string::String::from("UUID=ABCD-1234"))
+        );
+        assert_eq!(DeviceSpec::parse("LABEL="), Err(SpecError::Label));
+        assert_eq!(DeviceSpec::parse("hostpart"), Err(SpecError::Kind));
+        assert_eq!(DeviceSpec::parse("LABEL=a\tb"), Err(SpecError::Label));
+    }
+}

@@ -1,0 +1,502 @@
+//! The bootloader's decision: from what GRUB saw on hostpart and in the boot-state block, which
+//! image to boot, why, what to fall back to, and which boot state to write before booting.
+//!
+//! The rules, in the order they are applied:
+//!
+//! 1. **Revert.** `system-revert` with a readable `hn-root-old.img` boots the old image. A revert
+//!    request also cancels a staged `hn-root-new.img`: it is not booted (the initramfs renames it
+//!    `hn-root-cancelled.img`). Without a readable old image the request is refused, loudly, and
+//!    the rules below run with the staged image still cancelled.
+//! 2. **Update.** A readable `hn-root-new.img` boots directly, as the first try of a trial of
+//!    [`Config::tries`] boots (or the next try, if the boot state already counts one for it).
+//!    It is refused when its UUID equals that of `hn-root.img` or `hn-root-old.img` (identity
+//!    would be ambiguous) or when it has used all its tries.
+//! 3. **Trial.** While the boot state records `hn-root.img` (or a staged image) on trial, every
+//!    boot of it consumes one try. When none is left, the next boot rolls back to the image that
+//!    was good before the trial: the recorded good image if it is `hn-root.img` or
+//!    `hn-root-old.img`, else `hn-root-old.img` for a failed `hn-root.img`, `hn-root.img` for a
+//!    failed staged image. With nothing to roll back to, the trial image keeps booting.
+//! 4. **Corrupt boot state.** Whether `hn-root.img` was marked good is then unknown, so it goes
+//!    on trial again (with no known-good image recorded) until `hnroot mark-good`.
+//! 5. **Normal.** `hn-root.img` boots.
+//! 6. **Recovery.** When `hn-root.img` is missing or unreadable: the first readable of
+//!    `hn-root-old.img`, `hn-root-cancelled.img`, a refused `hn-root-new.img`,
+//!    `hn-root-broken.img` — the broken image only when nothing else can boot.
+//!
+//! GRUB writes the returned boot state before it loads the kernel; it writes nothing on a
+//! normal boot.
+
+use core::fmt;
+
+use bitflags::bitflags;
+use heapless::Vec;
+
+use crate::bootstate::{BootState, StateSeen, Trial, Tries, DEFAULT_TRIES};
+use crate::name::ImageName;
+use crate::observe::Observation;
+use crate::uuid::FsUuid;
+
+/// Settings GRUB passes to the decision.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Config {
+    /// Boots a new image gets before it is rolled back, unless marked good (clamped to
+    /// `1..=MAX_TRIES`).
+    pub tries: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tries: DEFAULT_TRIES,
+        }
+    }
+}
+
+/// Why `hn-root.img` is not booted in a recovery.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum CurrentProblem {
+    /// No `hn-root.img`.
+    Missing,
+    /// `hn-root.img` exists but is not a readable filesystem.
+    Unreadable,
+}
+
+/// Why an image was chosen.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Reason {
+    /// `hn-root.img`, committed.
+    Normal,
+    /// The staged `hn-root-new.img`: try `attempt` of `of`.
+    Update {
+        /// 1-based.
+        attempt: u8,
+        /// Tries in all.
+        of: u8,
+    },
+    /// `hn-root.img` on trial: try `attempt` of `of`.
+    Trial {
+        /// 1-based.
+        attempt: u8,
+        /// Tries in all.
+        of: u8,
+    },
+    /// `system-revert` asked for `hn-root-old.img`.
+    ManualRevert,
+    /// `system-revert` was present but there is no readable `hn-root-old.img`.
+    RevertRefused,
+    /// The image on trial (`failed`) used all its tries.
+    AutomaticRollback {
+        /// Where the failed image lies: `hn-root.img` or `hn-root-new.img`.
+        failed: ImageName,
+    },
+    /// `hn-root.img` used all its tries and there is nothing to roll back to.
+    TrialExhausted,
+    /// `hn-root.img` cannot be booted.
+    Recovery {
+        /// Why.
+        current: CurrentProblem,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Normal => f.write_str("normal"),
+            Reason::Update { attempt, of } => write!(f, "update, trial {attempt} of {of}"),
+            Reason::Trial { attempt, of } => write!(f, "trial {attempt} of {of}"),
+            Reason::ManualRevert => f.write_str("manual revert: system-revert present"),
+            Reason::RevertRefused => f.write_str(
+                "system-revert present but there is no readable hn-root-old.img to revert to",
+            ),
+            Reason::AutomaticRollback { failed } => {
+                write!(
+                    f,
+                    "automatic rollback: {failed} used all its tries without mark-good"
+                )
+            }
+            Reason::TrialExhausted => f.write_str(
+                "trial exhausted without mark-good, but there is no readable image to roll back to",
+            ),
+            Reason::Recovery {
+                current: CurrentProblem::Missing,
+            } => f.write_str("recovery: hn-root.img is missing"),
+            Reason::Recovery {
+                current: CurrentProblem::Unreadable,
+            } => f.write_str("recovery: hn-root.img is not a readable filesystem"),
+        }
+    }
+}
+
+impl Reason {
+    /// A stable one-word name for JSON, GRUB variables and the kernel log.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Reason::Normal => "normal",
+            Reason::Update { .. } => "update",
+            Reason::Trial { .. } => "trial",
+            Reason::ManualRevert => "manual-revert",
+            Reason::RevertRefused => "revert-refused",
+            Reason::AutomaticRollback { .. } => "automatic-rollback",
+            Reason::TrialExhausted => "trial-exhausted",
+            Reason::Recovery { .. } => "recovery",
+        }
+    }
+}
+
+bitflags! {
+    /// Things the decision noticed and worked around; each is one sentence in the boot log.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct Notes: u32 {
+        /// No boot-state block (no file, or never written): no trial counting until one exists.
+        const STATE_ABSENT = 1 << 0;
+        /// Both copies of the boot-state block are invalid.
+        const STATE_CORRUPT = 1 << 1;
+        /// `system-revert` present, no readable `hn-root-old.img`.
+        const REVERT_REFUSED = 1 << 2;
+        /// `hn-root-new.img` exists but is not a readable filesystem.
+        const NEW_UNREADABLE = 1 << 3;
+        /// `hn-root-new.img` has the UUID of `hn-root.img` or `hn-root-old.img`.
+        const NEW_DUPLICATE_UUID = 1 << 4;
+        /// `hn-root-new.img` used all its tries before it was ever applied.
+        const NEW_FAILED_TRIAL = 1 << 5;
+        /// `hn-root-new.img` is cancelled by the revert request.
+        const NEW_CANCELLED = 1 << 6;
+        /// The boot state names a trial image that is neither `hn-root.img` nor staged.
+        const STALE_TRIAL = 1 << 7;
+    }
+}
+
+impl fmt::Display for Notes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const TEXT: [(Notes, &str); 8] = [
+            (Notes::STATE_ABSENT, "no boot state recorded: trial counting is off until one is written"),
+            (Notes::STATE_CORRUPT, "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good"),
+            (Notes::REVERT_REFUSED, "revert refused: no readable hn-root-old.img"),
+            (Notes::NEW_UNREADABLE, "hn-root-new.img ignored: not a readable filesystem"),
+            (Notes::NEW_DUPLICATE_UUID, "hn-root-new.img ignored: same filesystem UUID as hn-root.img or hn-root-old.img (give each image its own UUID)"),
+            (Notes::NEW_FAILED_TRIAL, "hn-root-new.img ignored: it used all its tries"),
+            (Notes::NEW_CANCELLED, "hn-root-new.img cancelled by system-revert"),
+            (Notes::STALE_TRIAL, "boot state names a trial image that is no longer hn-root.img or hn-root-new.img; ignored"),
+        ];
+        let mut first = true;
+        for (flag, text) in TEXT {
+            if self.contains(flag) {
+                if !first {
+                    f.write_str("; ")?;
+                }
+                f.write_str(text)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Images to try if the chosen one cannot be loaded, best first.
+pub type Fallbacks = Vec<(ImageName, FsUuid), 4>;
+
+/// A bootable choice.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Boot {
+    /// The file GRUB loop-mounts.
+    pub image: ImageName,
+    /// Its filesystem UUID, passed to the initramfs so it mounts exactly this image.
+    pub uuid: FsUuid,
+    /// Why.
+    pub reason: Reason,
+    /// Other readable images, best first; never a failed or cancelled image.
+    pub fallbacks: Fallbacks,
+    /// The boot state GRUB writes before loading the kernel.
+    pub write: Option<BootState>,
+    /// What the decision noticed.
+    pub notes: Notes,
+}
+
+/// The decision.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Decision {
+    /// Boot this.
+    Boot(Boot),
+    /// No image file is a readable filesystem: GRUB stops at its menu (rescue entry).
+    NothingBootable {
+        /// What the decision noticed.
+        notes: Notes,
+    },
+}
+
+impl Decision {
+    /// The boot, if any.
+    pub fn boot(&self) -> Option<&Boot> {
+        match self {
+            Decision::Boot(boot) => Some(boot),
+            Decision::NothingBootable { .. } => None,
+        }
+    }
+
+    /// What the decision noticed.
+    pub fn notes(&self) -> Notes {
+        match self {
+            Decision::Boot(boot) => boot.notes,
+            Decision::NothingBootable { notes } => *notes,
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    /// One line: `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Boot(boot) => {
+                write!(f, "booting {} ({})", boot.image, boot.reason)?;
+                let mut names = boot.fallbacks.iter().map(|(name, _)| name);
+                if let Some(first) = names.next() {
+                    let word = if boot.fallbacks.len() > 1 {
+                        "fallbacks"
+                    } else {
+                        "fallback"
+                    };
+                    write!(f, "; {word} {first}")?;
+                    for name in names {
+                        write!(f, ", {name}")?;
+                    }
+                } else {
+                    f.write_str("; no fallback")?;
+                }
+            }
+            Decision::NothingBootable { .. } => f.write_str(
+                "nothing bootable: none of hn-root.img, hn-root-old.img, hn-root-new.img, \
+                 hn-root-cancelled.img, hn-root-broken.img is a readable filesystem",
+            )?,
+        }
+        let notes = self.notes();
+        if !notes.is_empty() {
+            write!(f, "; {notes}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Decide what GRUB boots. Pure: the same observation always gives the same decision.
+pub fn decide(obs: &Observation, config: &Config) -> Decision {
+    let mut d = Decider {
+        obs,
+        notes: Notes::empty(),
+        excluded: [false; 5],
+    };
+    d.decide(config)
+}
+
+struct Decider<'a> {
+    obs: &'a Observation,
+    notes: Notes,
+    /// Images never offered as fallbacks: failed trial images and cancelled staged images.
+    excluded: [bool; 5],
+}
+
+impl Decider<'_> {
+    fn exclude(&mut self, name: ImageName) {
+        if let Some(slot) = self.excluded.get_mut(name.index()) {
+            *slot = true;
+        }
+    }
+
+    fn is_excluded(&self, name: ImageName) -> bool {
+        self.excluded.get(name.index()).copied().unwrap_or(true)
+    }
+
+    fn decide(&mut self, config: &Config) -> Decision {
+        let obs = self.obs;
+        match obs.state {
+            StateSeen::Absent => self.notes |= Notes::STATE_ABSENT,
+            StateSeen::Corrupt => self.notes |= Notes::STATE_CORRUPT,
+            StateSeen::Valid(_) => {}
+        }
+        let trial = obs.trial().copied();
+        let current = obs.readable(ImageName::Current);
+        let old = obs.readable(ImageName::Old);
+
+        // 1. Revert.
+        if obs.revert_requested {
+            if obs.image(ImageName::New).is_present() {
+                self.notes |= Notes::NEW_CANCELLED;
+                self.exclude(ImageName::New);
+            }
+            if let Some(old) = old {
+                return self.boot(ImageName::Old, old, Reason::ManualRevert, None);
+            }
+            self.notes |= Notes::REVERT_REFUSED;
+        }
+
+        // 2. Update.
+        let mut failed_new = None;
+        match obs.image(ImageName::New) {
+            _ if obs.revert_requested => {}
+            crate::observe::ImageSeen::Readable(new) => {
+                if Some(new) == current || Some(new) == old {
+                    self.notes |= Notes::NEW_DUPLICATE_UUID;
+                    self.exclude(ImageName::New);
+                } else {
+                    let continuing = trial.filter(|t| t.image == new);
+                    let tries = continuing.map_or(Tries::fresh(config.tries), |t| t.tries);
+                    if let Some((attempt, rest)) = tries.consume() {
+                        let good = continuing.map_or(obs.good(), |t| t.good);
+                        let write = BootState::Trial(Trial {
+                            image: new,
+                            tries: rest,
+                            good,
+                        });
+                        let reason = Reason::Update {
+                            attempt,
+                            of: rest.total(),
+                        };
+                        return self.boot(ImageName::New, new, reason, Some(write));
+                    }
+                    self.notes |= Notes::NEW_FAILED_TRIAL;
+                    self.exclude(ImageName::New);
+                    failed_new = Some(new);
+                }
+            }
+            crate::observe::ImageSeen::Unreadable => self.notes |= Notes::NEW_UNREADABLE,
+            crate::observe::ImageSeen::Absent => {}
+        }
+
+        // 3. Trial.
+        if let (Some(t), Some(current)) = (trial, current) {
+            if t.image == current {
+                if let Some((attempt, rest)) = t.tries.consume() {
+                    let write = BootState::Trial(Trial { tries: rest, ..t });
+                    let reason = Reason::Trial {
+                        attempt,
+                        of: rest.total(),
+                    };
+                    return self.boot(ImageName::Current, current, reason, Some(write));
+                }
+                self.exclude(ImageName::Current);
+                if let Some((name, uuid)) = self.rollback_target(ImageName::Current, current) {
+                    let reason = Reason::AutomaticRollback {
+                        failed: ImageName::Current,
+                    };
+                    return self.boot(name, uuid, reason, None);
+                }
+                return self.boot(ImageName::Current, current, Reason::TrialExhausted, None);
+            }
+        }
+        if let Some(failed) = failed_new {
+            if let Some((name, uuid)) = self.rollback_target(ImageName::New, failed) {
+                let reason = Reason::AutomaticRollback {
+                    failed: ImageName::New,
+                };
+                return self.boot(name, uuid, reason, None);
+            }
+        }
+        if let Some(t) = trial {
+            let seen_at = obs.find(t.image, &[ImageName::Current, ImageName::New]);
+            if seen_at.is_none() {
+                self.notes |= Notes::STALE_TRIAL;
+            }
+        }
+
+        if let Some(current) = current {
+            // 4. Corrupt boot state: prove hn-root.img again.
+            if obs.state == StateSeen::Corrupt {
+                let tries = Tries::fresh(config.tries);
+                if let Some((attempt, rest)) = tries.consume() {
+                    let write = BootState::Trial(Trial {
+                        image: current,
+                        tries: rest,
+                        good: None,
+                    });
+                    let reason = Reason::Trial {
+                        attempt,
+                        of: rest.total(),
+                    };
+                    return self.boot(ImageName::Current, current, reason, Some(write));
+                }
+            }
+            // 5. Normal.
+            let reason = if self.notes.contains(Notes::REVERT_REFUSED) {
+                Reason::RevertRefused
+            } else {
+                Reason::Normal
+            };
+            return self.boot(ImageName::Current, current, reason, None);
+        }
+
+        // 6. Recovery.
+        let problem = if obs.image(ImageName::Current).is_present() {
+            CurrentProblem::Unreadable
+        } else {
+            CurrentProblem::Missing
+        };
+        for name in [
+            ImageName::Old,
+            ImageName::Cancelled,
+            ImageName::New,
+            ImageName::Broken,
+        ] {
+            if let Some(uuid) = obs.readable(name) {
+                return self.boot(name, uuid, Reason::Recovery { current: problem }, None);
+            }
+        }
+        Decision::NothingBootable { notes: self.notes }
+    }
+
+    /// The image to roll back to when the trial image at `failed` (with UUID `failed_uuid`)
+    /// has used all its tries.
+    fn rollback_target(
+        &self,
+        failed: ImageName,
+        failed_uuid: FsUuid,
+    ) -> Option<(ImageName, FsUuid)> {
+        let candidates = [ImageName::Current, ImageName::Old];
+        let usable = |name: ImageName| {
+            self.obs
+                .readable(name)
+                .filter(|&uuid| name != failed && uuid != failed_uuid)
+                .map(|uuid| (name, uuid))
+        };
+        if let Some(good) = self.obs.good() {
+            if let Some(found) = candidates
+                .into_iter()
+                .filter_map(usable)
+                .find(|(_, u)| *u == good)
+            {
+                return Some(found);
+            }
+        }
+        let preference = match failed {
+            ImageName::New => [ImageName::Current, ImageName::Old],
+            _ => [ImageName::Old, ImageName::Current],
+        };
+        preference.into_iter().find_map(usable)
+    }
+
+    fn boot(
+        &self,
+        image: ImageName,
+        uuid: FsUuid,
+        reason: Reason,
+        write: Option<BootState>,
+    ) -> Decision {
+        let mut fallbacks = Fallbacks::new();
+        for name in ImageName::FALLBACK_ORDER {
+            if name == image || self.is_excluded(name) {
+                continue;
+            }
+            if let Some(other) = self.obs.readable(name) {
+                if other != uuid && fallbacks.iter().all(|(_, u)| *u != other) {
+                    // Capacity is 4 and at most 4 names differ from `image`: never full here.
+                    let _ = fallbacks.push((name, other));
+                }
+            }
+        }
+        Decision::Boot(Boot {
+            image,
+            uuid,
+            reason,
+            fallbacks,
+            write,
+            notes: self.notes,
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! # hnroot-core
+//!
+//! The decision core of hnroot: which root image to boot, how to commit a switch between images
+//! so that a power cut at any moment is harmless, the boot-state block both sides share, the
+//! kernel command line, and the probes that find partitions by label. It is `no_std`, allocates
+//! nothing, contains no `unsafe`, performs no I/O and cannot panic: GRUB (through `hnroot-ffi`),
+//! the initramfs and the `hnroot` CLI observe the world, hand the observation in, and carry out
+//! what comes back.
+//!
+//! ## The files
+//!
+//! On the partition labelled `hostpart`, top directory:
+//!
+//! | file                    | role                                                            |
+//! |-------------------------|-----------------------------------------------------------------|
+//! | `hn-root.img`           | the current root image                                          |
+//! | `hn-root-new.img`       | a staged update, booted directly on the next boot               |
+//! | `hn-root-old.img`       | the image that was current before the last update               |
+//! | `hn-root-broken.img`    | the image a revert or automatic rollback moved away from        |
+//! | `hn-root-cancelled.img` | an update that never became committed (see below)               |
+//! | `system-revert`         | asks for a revert on the next boot                              |
+//!
+//! Images are identified by their **filesystem UUID**, never by name alone: GRUB passes the UUID
+//! of what it booted to the initramfs, which mounts exactly that image wherever it now lies.
+//!
+//! ## The rules
+//!
+//! 1. **One boot per update.** A staged `hn-root-new.img` boots directly; the initramfs then
+//!    makes it `hn-root.img`, and the previous current becomes `hn-root-old.img`.
+//! 2. **Trial.** The first boots of a new image are a trial of `N` tries (default 3) recorded in
+//!    the boot-state block; each GRUB boot of the trial image consumes one; `hnroot mark-good`
+//!    commits it. A trial that runs out of tries rolls back automatically to `hn-root-old.img`,
+//!    keeping the failed image as `hn-root-broken.img`, exactly like a manual revert.
+//! 3. **Revert.** `system-revert` with `hn-root-old.img` present boots the old image, makes it
+//!    current, keeps the reverted-from image as `hn-root-broken.img` and removes the marker. A
+//!    revert also cancels a staged `hn-root-new.img`: it does not boot; the initramfs renames it
+//!    `hn-root-cancelled.img` (rename it back to stage it again).
+//! 4. **Revert without an old image** boots the current image, says so on the console and in the
+//!    kernel log, and removes the marker so it cannot fire later by surprise. No loop.
+//! 5. **Never stranded.** A missing or unreadable `hn-root.img` falls back to the first readable
+//!    of `hn-root-old.img`, `hn-root-cancelled.img`, `hn-root-new.img`, `hn-root-broken.img` —
+//!    the broken image only when nothing else can boot.
+//! 6. **The last-known-good image is kept.** No step deletes or overwrites the image last marked
+//!    good while it is the only committed image: an update whose current image is not known good
+//!    sets that image aside as `hn-root-cancelled.img` rather than replacing `hn-root-old.img`.
+//! 7. **Identity is the filesystem UUID**, so a rename seen by one side and not the other (GRUB
+//!    does not replay journals) cannot make the initramfs mount a different image than the kernel
+//!    GRUB loaded. A staged image with the UUID of the current or old image is refused.
+//! 8. **Crash safety.** Every intermediate state of a switch is a valid input to the decision, so
+//!    "decide again after reboot" is the recovery procedure. A corrupt boot-state block puts
+//!    `hn-root.img` on trial again rather than trusting it blindly.
+//!
+//! Each rule has a named test in `tests/rules.rs`; `tests/model.rs` checks every combination of
+//! files, boot states and crash points.
+//!
+//! ## Modules
+//!
+//! * [`decide`]: GRUB's decision. * [`plan`]: the initramfs's steps.
+//! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
+//! * [`operator`]: `mark-good` and `stage` checks.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    missing_docs
+)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod bootstate;
+pub mod cmdline;
+pub mod decide;
+pub mod name;
+pub mod observe;
+pub mod operator;
+pub mod plan;
+pub mod uuid;
+
+pub use bootstate::{BootState, StateSeen, Trial, Tries};
+pub use decide::{decide, Boot, Config, Decision, Notes, Reason};
+pub use name::{ImageName, REVERT_MARKER};
+pub use observe::{ImageSeen, Observation};
+pub use plan::{after_failure, plan, Booted, Fallback, Plan, PlanError, PlanKind, Step};
+pub use uuid::{FsUuid, PartUuid};

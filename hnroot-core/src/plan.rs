@@ -1,0 +1,487 @@
+//! The initramfs's plan: from what it sees on hostpart (after the kernel replayed the journal)
+//! and what GRUB says it booted, the ordered steps that commit the switch and mount the root.
+//!
+//! The plan is built so that executing any prefix of it, losing power, and deciding again (GRUB,
+//! then this module) is always safe; the exhaustive model test checks exactly that. The rules:
+//!
+//! * The image GRUB booted is found by filesystem UUID, wherever it lies now, and only that
+//!   image is mounted. GRUB does not replay journals, so its file names may be one switch behind.
+//! * **Update** (the booted image is `hn-root-new.img`): `hn-root.img` becomes `hn-root-old.img`
+//!   when it is the image last marked good (or when there is no readable old image); otherwise
+//!   the old image is the only known-good image and must stay, and `hn-root.img` is set aside as
+//!   `hn-root-cancelled.img`. Then `hn-root-new.img` becomes `hn-root.img`.
+//! * **Revert** (booted `hn-root-old.img`, `system-revert` present): a staged `hn-root-new.img`
+//!   becomes `hn-root-cancelled.img`; `hn-root.img` becomes `hn-root-broken.img`; the old image
+//!   becomes `hn-root.img`; the marker is removed; the boot state records it as good.
+//! * **Rollback** (booted the rollback target of an exhausted trial): the failed image becomes
+//!   `hn-root-broken.img`, an uncommitted `hn-root.img` is set aside as `hn-root-cancelled.img`,
+//!   the booted image becomes `hn-root.img` and is recorded as good.
+//! * **Revert refused** (booted `hn-root.img`, marker present, no readable old image): the marker
+//!   is removed (so it cannot revert a later update by surprise) and a staged image is cancelled.
+//!   When an old image *is* readable here but GRUB did not see it, the marker is left for the
+//!   next boot.
+//! * **Recovery** (booted `hn-root-old.img` because `hn-root.img` is missing): the old image
+//!   becomes `hn-root.img`. When `hn-root.img` exists but GRUB could not use it, nothing is
+//!   renamed: a file we cannot read is never moved or replaced.
+//!
+//! Renames into `hn-root.img` never replace (`RENAME_NOREPLACE`); renames into the holding names
+//! (`-old`, `-broken`, `-cancelled`) replace what was there, which by construction is never the
+//! only image known good. Every plan that changes hostpart syncs the directory and checkpoints the
+//! filesystem before it writes the boot state and mounts.
+
+use core::fmt;
+
+use bitflags::bitflags;
+use heapless::Vec;
+
+use crate::bootstate::{BootState, StateSeen, Trial, Tries};
+use crate::decide::{decide, Config, Decision};
+use crate::name::ImageName;
+use crate::observe::{ImageSeen, Observation};
+use crate::uuid::FsUuid;
+
+/// What GRUB says it booted (from the kernel command line).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Booted {
+    /// The file name GRUB loop-mounted.
+    pub name: ImageName,
+    /// The filesystem UUID GRUB read from it.
+    pub uuid: FsUuid,
+}
+
+/// One step of a plan.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Step {
+    /// Rename `from` to `to` in hostpart's top directory. `replace: false` must fail if `to`
+    /// exists (`RENAME_NOREPLACE`).
+    Rename {
+        /// Source.
+        from: ImageName,
+        /// Destination.
+        to: ImageName,
+        /// Whether an existing destination is replaced.
+        replace: bool,
+    },
+    /// Remove `system-revert`.
+    RemoveRevertMarker,
+    /// `fsync` hostpart's top directory.
+    SyncDir,
+    /// Make the changes visible to GRUB, which does not replay journals: `syncfs` plus
+    /// `FIFREEZE`/`FITHAW` on ext4 and XFS, a committed transaction on btrfs.
+    Checkpoint,
+    /// Write this boot state to the boot-state block on the ESP (and sync it).
+    WriteBootState(BootState),
+    /// Loop-mount `image` read-only as the new root after checking its filesystem UUID is `uuid`.
+    Mount {
+        /// File to mount.
+        image: ImageName,
+        /// UUID it must have.
+        uuid: FsUuid,
+    },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Rename {
+                from,
+                to,
+                replace: true,
+            } => write!(f, "rename {from} -> {to}"),
+            Step::Rename {
+                from,
+                to,
+                replace: false,
+            } => {
+                write!(f, "rename {from} -> {to} (no replace)")
+            }
+            Step::RemoveRevertMarker => f.write_str("remove system-revert"),
+            Step::SyncDir => f.write_str("sync hostpart directory"),
+            Step::Checkpoint => f.write_str("checkpoint hostpart"),
+            Step::WriteBootState(state) => write!(f, "write boot state: {state}"),
+            Step::Mount { image, uuid } => write!(f, "mount {image} (UUID {uuid}) as root"),
+        }
+    }
+}
+
+impl Step {
+    /// A stable one-word name for JSON.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Step::Rename { replace: true, .. } => "rename",
+            Step::Rename { replace: false, .. } => "rename-noreplace",
+            Step::RemoveRevertMarker => "remove-revert-marker",
+            Step::SyncDir => "sync-dir",
+            Step::Checkpoint => "checkpoint",
+            Step::WriteBootState(_) => "write-boot-state",
+            Step::Mount { .. } => "mount",
+        }
+    }
+}
+
+/// What kind of boot the plan carries out.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum PlanKind {
+    /// Mount `hn-root.img`; at most marker housekeeping.
+    Normal,
+    /// Make the staged image current.
+    Update,
+    /// Make the old image current after `system-revert`.
+    Revert,
+    /// Make the rollback target current after an exhausted trial.
+    Rollback,
+    /// Promote `hn-root-old.img` because `hn-root.img` is missing.
+    Promote,
+    /// Mount what GRUB booted where it lies; rename nothing.
+    AsIs,
+}
+
+impl PlanKind {
+    /// A stable one-word name for JSON and logs.
+    pub const fn code(self) -> &'static str {
+        match self {
+            PlanKind::Normal => "normal",
+            PlanKind::Update => "update",
+            PlanKind::Revert => "revert",
+            PlanKind::Rollback => "rollback",
+            PlanKind::Promote => "promote",
+            PlanKind::AsIs => "as-is",
+        }
+    }
+}
+
+bitflags! {
+    /// What the plan noticed; each is one sentence in the boot log.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct PlanNotes: u32 {
+        /// GRUB booted the image under an older name: it saw hostpart before the last switch
+        /// reached the disk.
+        const GRUB_VIEW_STALE = 1 << 0;
+        /// `system-revert` present and an old image is readable, but GRUB booted hn-root.img:
+        /// the revert happens on the next boot.
+        const REVERT_DEFERRED = 1 << 1;
+        /// `system-revert` present without a readable old image: marker removed.
+        const REVERT_REFUSED = 1 << 2;
+        /// `hn-root.img` exists but GRUB could not boot it; left untouched.
+        const CURRENT_KEPT = 1 << 3;
+        /// Booted `hn-root-cancelled.img` or `hn-root-broken.img`: nothing else could boot.
+        const LAST_RESORT = 1 << 4;
+        /// No `hnroot.image=`/`hnroot.uuid=` on the command line: `hn-root.img` is mounted
+        /// without an identity check and nothing is renamed.
+        const UNPINNED = 1 << 5;
+    }
+}
+
+impl fmt::Display for PlanNotes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const TEXT: [(PlanNotes, &str); 6] = [
+            (PlanNotes::GRUB_VIEW_STALE, "GRUB saw hostpart before the last switch was checkpointed; mounting the booted image by UUID"),
+            (PlanNotes::REVERT_DEFERRED, "system-revert present but GRUB did not see hn-root-old.img: the revert happens on the next boot"),
+            (PlanNotes::REVERT_REFUSED, "system-revert removed: there is no readable hn-root-old.img to revert to"),
+            (PlanNotes::CURRENT_KEPT, "hn-root.img exists but GRUB could not boot it: left untouched, fix or remove it"),
+            (PlanNotes::LAST_RESORT, "booted a cancelled or broken image because nothing else could boot"),
+            (PlanNotes::UNPINNED, "no hnroot.image=/hnroot.uuid= on the kernel command line: mounting hn-root.img without an identity check, renaming nothing"),
+        ];
+        let mut first = true;
+        for (flag, text) in TEXT {
+            if self.contains(flag) {
+                if !first {
+                    f.write_str("; ")?;
+                }
+                f.write_str(text)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most steps any plan has (revert: 3 renames, remove, sync, checkpoint, write, mount).
+pub const MAX_STEPS: usize = 10;
+
+/// Ordered steps.
+pub type Steps = Vec<Step, MAX_STEPS>;
+
+/// The initramfs's plan.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Plan {
+    /// What kind of boot this is.
+    pub kind: PlanKind,
+    /// In order; the last one is always [`Step::Mount`].
+    pub steps: Steps,
+    /// What the plan noticed.
+    pub notes: PlanNotes,
+}
+
+impl Plan {
+    /// The image and UUID the plan mounts.
+    pub fn mount(&self) -> Option<(ImageName, FsUuid)> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Mount { image, uuid } => Some((*image, *uuid)),
+            _ => None,
+        })
+    }
+}
+
+/// Why there is no plan: the initramfs cannot mount what GRUB booted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PlanError {
+    /// No readable image on hostpart has the UUID GRUB booted.
+    BootedImageMissing {
+        /// What GRUB said it booted.
+        booted: Booted,
+    },
+    /// Unpinned boot and `hn-root.img` is not readable.
+    NoCurrentImage,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::BootedImageMissing { booted } => write!(
+                f,
+                "GRUB booted {} with filesystem UUID {}, but no readable image on hostpart has that UUID",
+                booted.name, booted.uuid
+            ),
+            PlanError::NoCurrentImage => f.write_str(
+                "no hnroot.image= on the kernel command line and hn-root.img is not a readable filesystem",
+            ),
+        }
+    }
+}
+
+/// Where to look for the booted image, after the name GRUB used.
+const SEARCH_ORDER: [ImageName; 5] = [
+    ImageName::Current,
+    ImageName::New,
+    ImageName::Old,
+    ImageName::Cancelled,
+    ImageName::Broken,
+];
+
+/// Plan the initramfs's work. `booted` is `None` when the command line does not say.
+pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError> {
+    let Some(booted) = booted else {
+        let uuid = obs
+            .readable(ImageName::Current)
+            .ok_or(PlanError::NoCurrentImage)?;
+        let mut b = Builder::new(PlanKind::AsIs);
+        b.notes |= PlanNotes::UNPINNED;
+        return Ok(b.finish(ImageName::Current, uuid));
+    };
+    let at = locate(obs, booted).ok_or(PlanError::BootedImageMissing { booted })?;
+    let uuid = booted.uuid;
+    let mut b = Builder::new(PlanKind::AsIs);
+    if at != booted.name {
+        b.notes |= PlanNotes::GRUB_VIEW_STALE;
+    }
+    let present = |name: ImageName| obs.image(name).is_present();
+    let good = obs.good();
+
+    match (at, booted.name) {
+        (ImageName::New, _) => {
+            b.kind = PlanKind::Update;
+            if let Some(current) = Some(obs.image(ImageName::Current)).filter(|c| c.is_present()) {
+                let may_replace_old = match obs.image(ImageName::Old) {
+                    ImageSeen::Absent | ImageSeen::Unreadable => true,
+                    ImageSeen::Readable(old) => {
+                        good.is_some() && current.uuid() == good && Some(old) != good
+                    }
+                };
+                let to = if may_replace_old {
+                    ImageName::Old
+                } else {
+                    ImageName::Cancelled
+                };
+                b.rename(ImageName::Current, to, true);
+            }
+            b.rename(ImageName::New, ImageName::Current, false);
+            Ok(b.finish(ImageName::Current, uuid))
+        }
+        (ImageName::Current, ImageName::Current) => {
+            b.kind = PlanKind::Normal;
+            if obs.revert_requested {
+                if obs.readable(ImageName::Old).is_some() {
+                    b.notes |= PlanNotes::REVERT_DEFERRED;
+                } else {
+                    b.notes |= PlanNotes::REVERT_REFUSED;
+                    if present(ImageName::New) {
+                        b.rename(ImageName::New, ImageName::Cancelled, true);
+                    }
+                    b.push(Step::RemoveRevertMarker);
+                }
+            } else if let Some(t) = exhausted_trial(obs) {
+                // GRUB rolled back from a staged image that failed every try.
+                if obs.readable(ImageName::New) == Some(t.image) {
+                    b.kind = PlanKind::Rollback;
+                    b.rename(ImageName::New, ImageName::Broken, true);
+                    if good == Some(uuid) {
+                        b.write_state = Some(BootState::Committed { good: uuid });
+                    }
+                }
+            }
+            Ok(b.finish(ImageName::Current, uuid))
+        }
+        (ImageName::Current, ImageName::Old) => {
+            // A revert, rollback or promotion whose renames already happened: finish it.
+            b.kind = if obs.revert_requested {
+                PlanKind::Revert
+            } else {
+                PlanKind::Rollback
+            };
+            if obs.revert_requested {
+                if present(ImageName::New) {
+                    b.rename(ImageName::New, ImageName::Cancelled, true);
+                }
+                b.push(Step::RemoveRevertMarker);
+            }
+            b.commit_booted(obs, uuid);
+            Ok(b.finish(ImageName::Current, uuid))
+        }
+        (ImageName::Old, ImageName::Old) => {
+            let failed = exhausted_trial(obs)
+                .and_then(|t| obs.find(t.image, &[ImageName::Current, ImageName::New]));
+            if obs.revert_requested {
+                b.kind = PlanKind::Revert;
+                if present(ImageName::New) {
+                    b.rename(ImageName::New, ImageName::Cancelled, true);
+                }
+                if present(ImageName::Current) {
+                    b.rename(ImageName::Current, ImageName::Broken, true);
+                }
+                b.rename(ImageName::Old, ImageName::Current, false);
+                b.push(Step::RemoveRevertMarker);
+            } else if let Some(failed) = failed {
+                b.kind = PlanKind::Rollback;
+                b.rename(failed, ImageName::Broken, true);
+                if failed != ImageName::Current && present(ImageName::Current) {
+                    b.rename(ImageName::Current, ImageName::Cancelled, true);
+                }
+                b.rename(ImageName::Old, ImageName::Current, false);
+            } else if !present(ImageName::Current) {
+                b.kind = PlanKind::Promote;
+                b.rename(ImageName::Old, ImageName::Current, false);
+            } else {
+                b.notes |= PlanNotes::CURRENT_KEPT;
+                return Ok(b.finish(ImageName::Old, uuid));
+            }
+            b.commit_booted(obs, uuid);
+            Ok(b.finish(ImageName::Current, uuid))
+        }
+        (ImageName::Cancelled | ImageName::Broken, _) => {
+            b.notes |= PlanNotes::LAST_RESORT;
+            Ok(b.finish(at, uuid))
+        }
+        (at, _) => Ok(b.finish(at, uuid)),
+    }
+}
+
+/// The file that holds the booted UUID: the name GRUB used if it still does, else the first in
+/// [`SEARCH_ORDER`].
+fn locate(obs: &Observation, booted: Booted) -> Option<ImageName> {
+    if obs.readable(booted.name) == Some(booted.uuid) {
+        return Some(booted.name);
+    }
+    obs.find(booted.uuid, &SEARCH_ORDER)
+}
+
+/// The recorded trial when it has no tries left.
+fn exhausted_trial(obs: &Observation) -> Option<Trial> {
+    obs.trial().copied().filter(|t| t.tries.left() == 0)
+}
+
+struct Builder {
+    kind: PlanKind,
+    steps: Steps,
+    notes: PlanNotes,
+    write_state: Option<BootState>,
+    changes_hostpart: bool,
+}
+
+impl Builder {
+    fn new(kind: PlanKind) -> Builder {
+        Builder {
+            kind,
+            steps: Steps::new(),
+            notes: PlanNotes::empty(),
+            write_state: None,
+            changes_hostpart: false,
+        }
+    }
+
+    fn push(&mut self, step: Step) {
+        self.changes_hostpart |= matches!(step, Step::Rename { .. } | Step::RemoveRevertMarker);
+        // MAX_STEPS is the longest plan `plan` builds (a revert); the model test checks every
+        // plan fits, so this push cannot fail.
+        let _ = self.steps.push(step);
+    }
+
+    fn rename(&mut self, from: ImageName, to: ImageName, replace: bool) {
+        self.push(Step::Rename { from, to, replace });
+    }
+
+    /// Record the booted image as good unless the boot state already says so.
+    fn commit_booted(&mut self, obs: &Observation, uuid: FsUuid) {
+        let committed = BootState::Committed { good: uuid };
+        if obs.state != StateSeen::Valid(committed) {
+            self.write_state = Some(committed);
+        }
+    }
+
+    fn finish(mut self, image: ImageName, uuid: FsUuid) -> Plan {
+        if self.changes_hostpart {
+            self.push(Step::SyncDir);
+            self.push(Step::Checkpoint);
+        }
+        if let Some(state) = self.write_state {
+            self.push(Step::WriteBootState(state));
+        }
+        self.push(Step::Mount { image, uuid });
+        Plan {
+            kind: self.kind,
+            steps: self.steps,
+            notes: self.notes,
+        }
+    }
+}
+
+/// What the initramfs does when it cannot mount what GRUB booted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fallback {
+    /// Write `write` (marking the booted image as failed), sync, and reboot: GRUB will then boot
+    /// `next`, a different image.
+    Reboot {
+        /// Boot state to write before rebooting.
+        write: BootState,
+        /// What GRUB will boot next, as predicted by [`decide`] on this side's view.
+        next: ImageName,
+        /// Its UUID.
+        next_uuid: FsUuid,
+    },
+    /// Nothing hnroot can do automatically would boot a different image: stop (emergency shell
+    /// or an intentional freeze) and say why; never loop.
+    Stop,
+}
+
+/// The booted image (UUID `failed`) could not be found or mounted. Mark it failed in the boot
+/// state and predict what GRUB would boot next; reboot only if that is a different image.
+pub fn after_failure(obs: &Observation, failed: FsUuid, config: &Config) -> Fallback {
+    let good = obs.good().filter(|&g| g != failed);
+    let write = BootState::Trial(Trial {
+        image: failed,
+        tries: Tries::fresh(config.tries).exhausted(),
+        good,
+    });
+    let next_view = Observation {
+        state: StateSeen::Valid(write),
+        ..*obs
+    };
+    match decide(&next_view, config) {
+        Decision::Boot(next) if next.uuid != failed => Fallback::Reboot {
+            write,
+            next: next.image,
+            next_uuid: next.uuid,
+        },
+        _ => Fallback::Stop,
+    }
+}
