@@ -1,0 +1,230 @@
+//! A tiny simulated machine for the rule, model and property tests: a hostpart directory of
+//! image slots, the revert marker, the boot-state block (through the real codec), and the
+//! execution of plan steps. It decides nothing itself: every decision comes from the core.
+
+#![allow(dead_code)]
+
+use hnroot_core::bootstate::{new_block, Block, BootState, StateSeen, BLOCK_LEN};
+use hnroot_core::decide::{decide, Config, Decision};
+use hnroot_core::name::ImageName;
+use hnroot_core::observe::{ImageSeen, Observation};
+use hnroot_core::plan::{plan, Booted, Plan, PlanError, Step};
+use hnroot_core::uuid::FsUuid;
+
+/// An image in the simulation: a few distinct filesystems and one garbage file.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Img {
+    A,
+    B,
+    C,
+    D,
+    /// Not a filesystem (truncated copy, random bytes).
+    Garbage,
+}
+
+impl Img {
+    pub const FILESYSTEMS: [Img; 4] = [Img::A, Img::B, Img::C, Img::D];
+
+    pub fn uuid(self) -> Option<FsUuid> {
+        let byte = match self {
+            Img::A => 0xa1,
+            Img::B => 0xb2,
+            Img::C => 0xc3,
+            Img::D => 0xd4,
+            Img::Garbage => return None,
+        };
+        Some(FsUuid::Uuid([byte; 16]))
+    }
+
+    pub fn from_uuid(uuid: FsUuid) -> Img {
+        Img::FILESYSTEMS
+            .into_iter()
+            .find(|i| i.uuid() == Some(uuid))
+            .expect("a UUID the simulation made")
+    }
+
+    pub fn seen(self) -> ImageSeen {
+        match self.uuid() {
+            Some(u) => ImageSeen::Readable(u),
+            None => ImageSeen::Unreadable,
+        }
+    }
+}
+
+/// The top directory of hostpart.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Dir {
+    pub slots: [Option<Img>; 5],
+    pub marker: bool,
+}
+
+/// A filesystem operation on hostpart, in journal order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Op {
+    Rename { from: ImageName, to: ImageName },
+    RemoveMarker,
+}
+
+impl Dir {
+    pub fn get(&self, name: ImageName) -> Option<Img> {
+        self.slots[name.index()]
+    }
+
+    pub fn set(&mut self, name: ImageName, img: Option<Img>) {
+        self.slots[name.index()] = img;
+    }
+
+    pub fn with(mut self, name: ImageName, img: Img) -> Self {
+        self.set(name, Some(img));
+        self
+    }
+
+    pub fn observe(&self, state: StateSeen) -> Observation {
+        let mut obs = Observation { revert_requested: self.marker, state, ..Observation::default() };
+        for name in ImageName::ALL {
+            obs.set(name, self.get(name).map_or(ImageSeen::Absent, Img::seen));
+        }
+        obs
+    }
+
+    /// Apply one operation; returns the image it destroyed (replaced), if any.
+    pub fn apply(&mut self, op: Op) -> Result<Option<Img>, String> {
+        match op {
+            Op::Rename { from, to } => {
+                let img = self.get(from).ok_or_else(|| format!("rename {from} -> {to}: {from} missing"))?;
+                let destroyed = self.get(to);
+                self.set(to, Some(img));
+                self.set(from, None);
+                Ok(destroyed)
+            }
+            Op::RemoveMarker => {
+                self.marker = false;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every image present (with duplicates).
+    pub fn images(&self) -> impl Iterator<Item = Img> + '_ {
+        self.slots.iter().flatten().copied()
+    }
+
+    pub fn holds(&self, img: Img) -> bool {
+        self.images().any(|i| i == img)
+    }
+}
+
+/// The boot-state file on the ESP, kept as real bytes and read through the real codec.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StateFile {
+    pub bytes: Option<[u8; BLOCK_LEN]>,
+}
+
+impl StateFile {
+    pub fn absent() -> Self {
+        StateFile { bytes: None }
+    }
+
+    pub fn blank() -> Self {
+        StateFile { bytes: Some([0; BLOCK_LEN]) }
+    }
+
+    pub fn with(state: BootState) -> Self {
+        StateFile { bytes: Some(new_block(&state)) }
+    }
+
+    pub fn corrupt() -> Self {
+        let mut bytes = new_block(&BootState::Committed { good: Img::A.uuid().unwrap() });
+        bytes[100] ^= 0xff;
+        StateFile { bytes: Some(bytes) }
+    }
+
+    /// What a reader sees.
+    pub fn seen(&self) -> StateSeen {
+        match &self.bytes {
+            None => StateSeen::Absent,
+            Some(b) => Block::decode(b).expect("right size").seen(),
+        }
+    }
+
+    /// Write through the codec, as GRUB and the initramfs do. Writing needs the file.
+    pub fn write(&mut self, state: &BootState) -> bool {
+        match &mut self.bytes {
+            None => false,
+            Some(b) => {
+                Block::encode_into(b, state).expect("encodes");
+                true
+            }
+        }
+    }
+}
+
+/// What GRUB passed on the command line, from a decision.
+pub fn booted(decision: &Decision) -> Option<Booted> {
+    decision.boot().map(|b| Booted { name: b.image, uuid: b.uuid })
+}
+
+/// A whole boot without crashes: GRUB decides (and writes its state), the initramfs plans on
+/// the same directory and runs the plan to the end. Returns the decision, the plan, and the
+/// image that ended up mounted.
+pub struct BootRun {
+    pub decision: Decision,
+    pub plan: Result<Plan, PlanError>,
+    pub mounted: Option<(ImageName, Img)>,
+}
+
+pub fn boot(dir: &mut Dir, state: &mut StateFile, config: &Config) -> BootRun {
+    let decision = decide(&dir.observe(state.seen()), config);
+    if let Some(write) = decision.boot().and_then(|b| b.write) {
+        state.write(&write);
+    }
+    let Some(b) = booted(&decision) else {
+        return BootRun { decision, plan: Err(PlanError::NoCurrentImage), mounted: None };
+    };
+    let p = plan(&dir.observe(state.seen()), Some(b));
+    let mut mounted = None;
+    if let Ok(p) = &p {
+        for step in &p.steps {
+            mounted = execute(dir, state, step).expect("plan step executes").or(mounted);
+        }
+    }
+    BootRun { decision, plan: p, mounted }
+}
+
+/// Execute one step on a directory; returns what a Mount step mounted.
+pub fn execute(dir: &mut Dir, state: &mut StateFile, step: &Step) -> Result<Option<(ImageName, Img)>, String> {
+    match *step {
+        Step::Rename { from, to, replace } => {
+            if !replace && dir.get(to).is_some() {
+                return Err(format!("rename {from} -> {to} without replace, but {to} exists"));
+            }
+            dir.apply(Op::Rename { from, to })?;
+            Ok(None)
+        }
+        Step::RemoveRevertMarker => {
+            dir.apply(Op::RemoveMarker)?;
+            Ok(None)
+        }
+        Step::SyncDir | Step::Checkpoint => Ok(None),
+        Step::WriteBootState(s) => {
+            state.write(&s);
+            Ok(None)
+        }
+        Step::Mount { image, uuid } => {
+            let img = dir.get(image).ok_or_else(|| format!("mount {image}: missing"))?;
+            if img.uuid() != Some(uuid) {
+                return Err(format!("mount {image}: holds {img:?}, expected UUID {uuid}"));
+            }
+            Ok(Some((image, img)))
+        }
+    }
+}
+
+/// The operations a plan step performs on hostpart, if any.
+pub fn op_of(step: &Step) -> Option<Op> {
+    match *step {
+        Step::Rename { from, to, .. } => Some(Op::Rename { from, to }),
+        Step::RemoveRevertMarker => Some(Op::RemoveMarker),
+        _ => None,
+    }
+}
