@@ -16,8 +16,11 @@
 //!    was good before the trial: the recorded good image if it is `hn-root.img` or
 //!    `hn-root-old.img`, else `hn-root-old.img` for a failed `hn-root.img`, `hn-root.img` for a
 //!    failed staged image. With nothing to roll back to, the trial image keeps booting.
-//! 4. **Corrupt boot state.** Whether `hn-root.img` was marked good is then unknown, so it goes
-//!    on trial again (with no known-good image recorded) until `hnroot mark-good`.
+//! 4. **Unvetted current.** When the boot state is corrupt, or records neither `hn-root.img` as
+//!    good nor as the trial image (it was replaced by hand, or a rollback was interrupted),
+//!    `hn-root.img` goes on trial until `hnroot mark-good`, keeping the recorded good image (if
+//!    any) as the rollback target. With no boot state at all there is nothing to count with: it
+//!    boots normally and the log says so.
 //! 5. **Normal.** `hn-root.img` boots.
 //! 6. **Recovery.** When `hn-root.img` is missing or unreadable: the first readable of
 //!    `hn-root-old.img`, `hn-root-cancelled.img`, a refused `hn-root-new.img`,
@@ -163,12 +166,15 @@ bitflags! {
         const NEW_CANCELLED = 1 << 6;
         /// The boot state names a trial image that is neither `hn-root.img` nor staged.
         const STALE_TRIAL = 1 << 7;
+        /// `hn-root.img` is neither the image recorded as good nor the one on trial (replaced
+        /// by hand, or an interrupted rollback): it goes on trial.
+        const UNVETTED_CURRENT = 1 << 8;
     }
 }
 
 impl fmt::Display for Notes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const TEXT: [(Notes, &str); 8] = [
+        const TEXT: [(Notes, &str); 9] = [
             (Notes::STATE_ABSENT, "no boot state recorded: trial counting is off until one is written"),
             (Notes::STATE_CORRUPT, "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good"),
             (Notes::REVERT_REFUSED, "revert refused: no readable hn-root-old.img"),
@@ -177,6 +183,7 @@ impl fmt::Display for Notes {
             (Notes::NEW_FAILED_TRIAL, "hn-root-new.img ignored: it used all its tries"),
             (Notes::NEW_CANCELLED, "hn-root-new.img cancelled by system-revert"),
             (Notes::STALE_TRIAL, "boot state names a trial image that is no longer hn-root.img or hn-root-new.img; ignored"),
+            (Notes::UNVETTED_CURRENT, "hn-root.img is not the image recorded as good: it is on trial until marked good"),
         ];
         let mut first = true;
         for (flag, text) in TEXT {
@@ -397,14 +404,22 @@ impl Decider<'_> {
         }
 
         if let Some(current) = current {
-            // 4. Corrupt boot state: prove hn-root.img again.
-            if obs.state == StateSeen::Corrupt {
+            // 4. Unvetted current: prove hn-root.img again.
+            let vetted = match &obs.state {
+                StateSeen::Absent => true,
+                StateSeen::Corrupt => false,
+                StateSeen::Valid(state) => state.good() == Some(current),
+            };
+            if !vetted {
+                if obs.state != StateSeen::Corrupt {
+                    self.notes |= Notes::UNVETTED_CURRENT;
+                }
                 let tries = Tries::fresh(config.tries);
                 if let Some((attempt, rest)) = tries.consume() {
                     let write = BootState::Trial(Trial {
                         image: current,
                         tries: rest,
-                        good: None,
+                        good: obs.good(),
                     });
                     let reason = Reason::Trial {
                         attempt,
@@ -464,11 +479,7 @@ impl Decider<'_> {
                 return Some(found);
             }
         }
-        let preference = match failed {
-            ImageName::New => [ImageName::Current, ImageName::Old],
-            _ => [ImageName::Old, ImageName::Current],
-        };
-        preference.into_iter().find_map(usable)
+        [ImageName::Old, ImageName::Current].into_iter().find_map(usable)
     }
 
     fn boot(

@@ -10,12 +10,14 @@
 //!   when it is the image last marked good (or when there is no readable old image); otherwise
 //!   the old image is the only known-good image and must stay, and `hn-root.img` is set aside as
 //!   `hn-root-cancelled.img`. Then `hn-root-new.img` becomes `hn-root.img`.
-//! * **Revert** (booted `hn-root-old.img`, `system-revert` present): a staged `hn-root-new.img`
-//!   becomes `hn-root-cancelled.img`; `hn-root.img` becomes `hn-root-broken.img`; the old image
-//!   becomes `hn-root.img`; the marker is removed; the boot state records it as good.
+//! * **Revert** (booted `hn-root-old.img`, `system-revert` present): the boot state first records
+//!   the old image as good; then a staged `hn-root-new.img` becomes `hn-root-cancelled.img`,
+//!   `hn-root.img` becomes `hn-root-broken.img`, the old image becomes `hn-root.img`, and the
+//!   marker is removed (last, so a crash repeats the revert).
 //! * **Rollback** (booted the rollback target of an exhausted trial): the failed image becomes
 //!   `hn-root-broken.img`, an uncommitted `hn-root.img` is set aside as `hn-root-cancelled.img`,
-//!   the booted image becomes `hn-root.img` and is recorded as good.
+//!   the booted image becomes `hn-root.img`, and only then is it recorded as good (a crash before
+//!   that leaves the exhausted trial in force).
 //! * **Revert refused** (booted `hn-root.img`, marker present, no readable old image): the marker
 //!   is removed (so it cannot revert a later update by surprise) and a staged image is cancelled.
 //!   When an old image *is* readable here but GRUB did not see it, the marker is left for the
@@ -310,13 +312,13 @@ pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError
                     }
                     b.push(Step::RemoveRevertMarker);
                 }
-            } else if let Some(t) = exhausted_trial(obs) {
+            } else if let Some(t) = exhausted_trial(obs).filter(|t| t.image != uuid) {
                 // GRUB rolled back from a staged image that failed every try.
                 if obs.readable(ImageName::New) == Some(t.image) {
                     b.kind = PlanKind::Rollback;
                     b.rename(ImageName::New, ImageName::Broken, true);
                     if good == Some(uuid) {
-                        b.write_state = Some(BootState::Committed { good: uuid });
+                        b.record_good_after_checkpoint(obs, uuid);
                     }
                 }
             }
@@ -330,19 +332,25 @@ pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError
                 PlanKind::Rollback
             };
             if obs.revert_requested {
+                b.record_good_now(obs, uuid);
                 if present(ImageName::New) {
                     b.rename(ImageName::New, ImageName::Cancelled, true);
                 }
                 b.push(Step::RemoveRevertMarker);
+            } else {
+                b.record_good_after_checkpoint(obs, uuid);
             }
-            b.commit_booted(obs, uuid);
             Ok(b.finish(ImageName::Current, uuid))
         }
         (ImageName::Old, ImageName::Old) => {
             let failed = exhausted_trial(obs)
+                .filter(|t| t.image != uuid)
                 .and_then(|t| obs.find(t.image, &[ImageName::Current, ImageName::New]));
             if obs.revert_requested {
                 b.kind = PlanKind::Revert;
+                // Recorded first: until the marker is gone a crash repeats the revert, and the
+                // image about to become hn-root-broken.img must not stay recorded as good.
+                b.record_good_now(obs, uuid);
                 if present(ImageName::New) {
                     b.rename(ImageName::New, ImageName::Cancelled, true);
                 }
@@ -358,15 +366,18 @@ pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError
                     b.rename(ImageName::Current, ImageName::Cancelled, true);
                 }
                 b.rename(ImageName::Old, ImageName::Current, false);
+                // Recorded last: until the failed image is moved away, the exhausted trial must
+                // stay recorded or a crash would let it boot as committed.
+                b.record_good_after_checkpoint(obs, uuid);
             } else if !present(ImageName::Current) {
                 b.kind = PlanKind::Promote;
                 b.rename(ImageName::Old, ImageName::Current, false);
+                b.record_good_after_checkpoint(obs, uuid);
             } else {
                 b.notes |= PlanNotes::CURRENT_KEPT;
-                return Ok(b.finish(ImageName::Old, uuid));
             }
-            b.commit_booted(obs, uuid);
-            Ok(b.finish(ImageName::Current, uuid))
+            let at = if b.changes_hostpart { ImageName::Current } else { ImageName::Old };
+            Ok(b.finish(at, uuid))
         }
         (ImageName::Cancelled | ImageName::Broken, _) => {
             b.notes |= PlanNotes::LAST_RESORT;
@@ -394,6 +405,7 @@ struct Builder {
     kind: PlanKind,
     steps: Steps,
     notes: PlanNotes,
+    /// Boot state to write after the checkpoint.
     write_state: Option<BootState>,
     changes_hostpart: bool,
 }
@@ -420,8 +432,17 @@ impl Builder {
         self.push(Step::Rename { from, to, replace });
     }
 
-    /// Record the booted image as good unless the boot state already says so.
-    fn commit_booted(&mut self, obs: &Observation, uuid: FsUuid) {
+    /// Record the booted image as good as the next step, unless the boot state already says so.
+    fn record_good_now(&mut self, obs: &Observation, uuid: FsUuid) {
+        let committed = BootState::Committed { good: uuid };
+        if obs.state != StateSeen::Valid(committed) {
+            self.push(Step::WriteBootState(committed));
+        }
+    }
+
+    /// Record the booted image as good after hostpart is checkpointed, unless the boot state
+    /// already says so.
+    fn record_good_after_checkpoint(&mut self, obs: &Observation, uuid: FsUuid) {
         let committed = BootState::Committed { good: uuid };
         if obs.state != StateSeen::Valid(committed) {
             self.write_state = Some(committed);

@@ -1,0 +1,80 @@
+//! Probes that recognise filesystems (FAT, ext2/3/4, XFS, btrfs) and partition tables (GPT,
+//! MBR) exactly as libblkid does, so that GRUB, the initramfs and `blkid` agree on which device
+//! is `LABEL=hostpart`. They never perform I/O: a prober asks for the bytes it needs
+//! ([`Step::Read`]), the driver reads them and hands them back ([`FsProber::feed`]), and at the
+//! end the prober answers ([`Step::Done`]).
+//!
+//! ```text
+//! let mut prober = FsProber::new(device_size);
+//! loop {
+//!     match prober.step() {
+//!         Step::Read(read) => prober.feed(&device_bytes_at(read.offset, read.len)),
+//!         Step::Done(outcome) => break outcome,
+//!     }
+//! }
+//! ```
+//!
+//! The behavioural reference is util-linux's libblkid (`libblkid/src/superblocks/{vfat,ext,
+//! xfs,btrfs}.c`, `superblocks.c` for the probing order and "ambivalent result", and
+//! `libblkid/src/partitions/{gpt,dos}.c`). The probers read as little as possible: one read of
+//! the first [`MAX_READ`] bytes serves the FAT, ext and XFS superblocks, a second one the
+//! btrfs superblock, and RAID member signatures at the end of the device cost one read each;
+//! only a FAT root directory outside that first read costs more (see [`FsProber`]).
+//!
+//! Every parser checks length, then magic, then checksum, then flags, and returns a typed
+//! reason when a buffer is not its filesystem; none of them can panic on any input.
+
+mod bytes;
+mod label;
+
+pub mod btrfs;
+pub mod ext;
+mod fs;
+pub mod gpt;
+pub mod mbr;
+pub mod other;
+mod pt;
+pub mod vfat;
+pub mod xfs;
+
+pub use fs::{FsInfo, FsOutcome, FsProber, FsType, FsTypes};
+pub use label::{Label, LABEL_CAPACITY};
+pub use other::OtherType;
+pub use pt::{Partition, PartitionKind, PtOutcome, PtProber};
+
+/// Largest read a prober ever asks for, in bytes.
+pub const MAX_READ: usize = 64 * 1024;
+
+/// The bytes a prober needs next: `len` bytes at byte `offset` of the device (or of the
+/// partition being probed). `len` is never 0 and never more than [`MAX_READ`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Read {
+    /// Byte offset from the start of the device.
+    pub offset: u64,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+impl Read {
+    /// One past the last byte, saturating.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len as u64)
+    }
+
+    /// The part of `data` (the bytes read for `self`) that holds `inner`, if all of it is
+    /// there.
+    pub(crate) fn sub<'d>(&self, data: &'d [u8], inner: Read) -> Option<&'d [u8]> {
+        let start = inner.offset.checked_sub(self.offset)?;
+        let start = usize::try_from(start).ok()?;
+        data.get(start..start.checked_add(inner.len)?)
+    }
+}
+
+/// What a prober wants next.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Step<T> {
+    /// Read these bytes and hand them to `feed`.
+    Read(Read),
+    /// The answer; further calls to `step` return it again.
+    Done(T),
+}
