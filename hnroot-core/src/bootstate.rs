@@ -110,17 +110,11 @@ impl Tries {
     /// Consume one try: the attempt number this boot is (1-based) and what is left afterwards;
     /// `None` when no try is left.
     pub const fn consume(self) -> Option<(u8, Tries)> {
-        if self.left == 0 {
+        let Some(left) = self.left.checked_sub(1) else {
             return None;
-        }
-        let left = self.left - 1;
-        Some((
-            self.total - left,
-            Tries {
-                left,
-                total: self.total,
-            },
-        ))
+        };
+        // `left < self.left <= total`, so this cannot underflow; saturating keeps it const.
+        Some((self.total.saturating_sub(left), Tries { left, total: self.total }))
     }
 
     /// The same trial with nothing left: the next boot rolls back.

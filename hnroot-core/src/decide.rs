@@ -479,7 +479,9 @@ impl Decider<'_> {
                 return Some(found);
             }
         }
-        [ImageName::Old, ImageName::Current].into_iter().find_map(usable)
+        [ImageName::Old, ImageName::Current]
+            .into_iter()
+            .find_map(usable)
     }
 
     fn boot(

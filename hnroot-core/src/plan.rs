@@ -361,10 +361,12 @@ pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError
                 b.push(Step::RemoveRevertMarker);
             } else if let Some(failed) = failed {
                 b.kind = PlanKind::Rollback;
-                b.rename(failed, ImageName::Broken, true);
+                // An uncommitted hn-root.img is set aside first: after any prefix, GRUB still
+                // sees either the exhausted trial or no hn-root.img, and boots the old image.
                 if failed != ImageName::Current && present(ImageName::Current) {
                     b.rename(ImageName::Current, ImageName::Cancelled, true);
                 }
+                b.rename(failed, ImageName::Broken, true);
                 b.rename(ImageName::Old, ImageName::Current, false);
                 // Recorded last: until the failed image is moved away, the exhausted trial must
                 // stay recorded or a crash would let it boot as committed.
@@ -376,7 +378,11 @@ pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError
             } else {
                 b.notes |= PlanNotes::CURRENT_KEPT;
             }
-            let at = if b.changes_hostpart { ImageName::Current } else { ImageName::Old };
+            let at = if b.changes_hostpart {
+                ImageName::Current
+            } else {
+                ImageName::Old
+            };
             Ok(b.finish(at, uuid))
         }
         (ImageName::Cancelled | ImageName::Broken, _) => {

@@ -21,7 +21,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use hnroot_core::bootstate::{BootState, StateSeen, Tries, Trial};
+use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::name::ImageName;
 use hnroot_core::operator::mark_good;
@@ -37,9 +37,13 @@ fn cfg() -> Config {
 fn all_states(images: &[Img]) -> Vec<StateSeen> {
     let mut out = vec![StateSeen::Absent, StateSeen::Corrupt];
     for &g in images {
-        out.push(StateSeen::Valid(BootState::Committed { good: g.uuid().unwrap() }));
+        out.push(StateSeen::Valid(BootState::Committed {
+            good: g.uuid().unwrap(),
+        }));
     }
-    let goods: Vec<Option<Img>> = std::iter::once(None).chain(images.iter().copied().map(Some)).collect();
+    let goods: Vec<Option<Img>> = std::iter::once(None)
+        .chain(images.iter().copied().map(Some))
+        .collect();
     for &t in images {
         for left in 0..=cfg().tries {
             for &g in &goods {
@@ -90,20 +94,33 @@ fn write_state(state: &mut StateSeen, s: BootState) {
         }
     };
     hnroot_core::bootstate::Block::encode_into(&mut block, &s).unwrap();
-    *state = hnroot_core::bootstate::Block::decode(&block).unwrap().seen();
+    *state = hnroot_core::bootstate::Block::decode(&block)
+        .unwrap()
+        .seen();
     assert_eq!(*state, StateSeen::Valid(s));
 }
 
 /// Local invariants of one decision on the directory GRUB saw.
 fn check_decision(view: &Dir, d: &Decision, ctx: &dyn Fn() -> String) {
-    let readable: Vec<ImageName> =
-        ImageName::ALL.into_iter().filter(|&n| view.get(n).is_some_and(|i| i.uuid().is_some())).collect();
+    let readable: Vec<ImageName> = ImageName::ALL
+        .into_iter()
+        .filter(|&n| view.get(n).is_some_and(|i| i.uuid().is_some()))
+        .collect();
     match d {
         Decision::NothingBootable { .. } => {
-            assert!(readable.is_empty(), "nothing bootable although {readable:?} readable: {}", ctx())
+            assert!(
+                readable.is_empty(),
+                "nothing bootable although {readable:?} readable: {}",
+                ctx()
+            )
         }
         Decision::Boot(b) => {
-            assert_eq!(view.get(b.image).and_then(Img::uuid), Some(b.uuid), "boots what it saw: {}", ctx());
+            assert_eq!(
+                view.get(b.image).and_then(Img::uuid),
+                Some(b.uuid),
+                "boots what it saw: {}",
+                ctx()
+            );
             if b.image == ImageName::Broken {
                 assert!(
                     readable.iter().all(|&n| n == ImageName::Broken),
@@ -137,9 +154,17 @@ fn run_steps(
     for step in steps {
         match *step {
             Step::Rename { from, to, replace } => {
-                assert!(dir.get(from).is_some(), "rename from missing {from}: {}", ctx());
+                assert!(
+                    dir.get(from).is_some(),
+                    "rename from missing {from}: {}",
+                    ctx()
+                );
                 if !replace {
-                    assert!(dir.get(to).is_none(), "no-replace rename onto existing {to}: {}", ctx());
+                    assert!(
+                        dir.get(to).is_none(),
+                        "no-replace rename onto existing {to}: {}",
+                        ctx()
+                    );
                 }
                 if let Some(gone) = dir.apply(Op::Rename { from, to }).unwrap() {
                     destroyed.push(gone);
@@ -152,7 +177,12 @@ fn run_steps(
             Step::WriteBootState(s) => write_state(state, s),
             Step::Mount { image, uuid } => {
                 assert_eq!(uuid, booted.uuid, "mounts the UUID GRUB booted: {}", ctx());
-                assert_eq!(dir.get(image).and_then(Img::uuid), Some(uuid), "mount target holds it: {}", ctx());
+                assert_eq!(
+                    dir.get(image).and_then(Img::uuid),
+                    Some(uuid),
+                    "mount target holds it: {}",
+                    ctx()
+                );
             }
         }
     }
@@ -179,16 +209,28 @@ fn every_combination_every_crash_point() {
             if let Some(w) = b.write {
                 write_state(&mut st, w);
             }
-            let booted = Booted { name: b.image, uuid: b.uuid };
-            let p = plan(&dir.observe(st), Some(booted)).unwrap_or_else(|e| panic!("{e}: {}", ctx()));
+            let booted = Booted {
+                name: b.image,
+                uuid: b.uuid,
+            };
+            let p =
+                plan(&dir.observe(st), Some(booted)).unwrap_or_else(|e| panic!("{e}: {}", ctx()));
             assert!(p.steps.len() <= MAX_STEPS);
-            assert!(matches!(p.steps.last(), Some(Step::Mount { .. })), "{}", ctx());
+            assert!(
+                matches!(p.steps.last(), Some(Step::Mount { .. })),
+                "{}",
+                ctx()
+            );
 
             // The image recorded as good, where the protocol keeps it (hn-root.img or
             // hn-root-old.img), or when none is recorded a readable old image, must survive the
             // whole plan and every crash in it. (hn-root-broken.img and hn-root-cancelled.img
             // are holding names: the protocol never moves the good image there.)
-            let kept = |i: Img| [ImageName::Current, ImageName::Old].iter().any(|&n| dir.get(n) == Some(i));
+            let kept = |i: Img| {
+                [ImageName::Current, ImageName::Old]
+                    .iter()
+                    .any(|&n| dir.get(n) == Some(i))
+            };
             let protect = match state.valid_good() {
                 Some(good) => Some(Img::from_uuid(good)).filter(|&g| kept(g)),
                 None => dir.get(ImageName::Old).filter(|i| i.uuid().is_some()),
@@ -197,7 +239,11 @@ fn every_combination_every_crash_point() {
             let mut full_state = st;
             run_steps(&mut full, &mut full_state, &p.steps, booted, &ctx);
             if let Some(keep) = protect.filter(|&k| dir.holds(k)) {
-                assert!(full.holds(keep), "plan destroyed {keep:?}, the image known good: {}", ctx());
+                assert!(
+                    full.holds(keep),
+                    "plan destroyed {keep:?}, the image known good: {}",
+                    ctx()
+                );
             }
             // Completed plans settle: within two more boots nothing is renamed any more (the
             // second one covers a revert refused only after a recovery boot), unless a boot is
@@ -223,7 +269,10 @@ fn every_combination_every_crash_point() {
                     if let Some(w) = b3.write {
                         write_state(&mut st3, w);
                     }
-                    let booted3 = Booted { name: b3.image, uuid: b3.uuid };
+                    let booted3 = Booted {
+                        name: b3.image,
+                        uuid: b3.uuid,
+                    };
                     let p3 = plan(&d3.observe(st3), Some(booted3)).unwrap();
                     if p3.steps.iter().all(|s| op_of(s).is_none()) {
                         settled = true;
@@ -232,7 +281,11 @@ fn every_combination_every_crash_point() {
                     run_steps(&mut d3, &mut st3, &p3.steps, booted3, &ctx);
                     history.push(p3.steps.clone());
                 }
-                assert!(settled, "does not settle within two more boots: {history:?}: {}", ctx());
+                assert!(
+                    settled,
+                    "does not settle within two more boots: {history:?}: {}",
+                    ctx()
+                );
                 fixed_points += 1;
             }
 
@@ -267,13 +320,20 @@ fn every_combination_every_crash_point() {
                         if let Some(w) = b2.write {
                             write_state(&mut st2, w);
                         }
-                        let booted2 = Booted { name: b2.image, uuid: b2.uuid };
+                        let booted2 = Booted {
+                            name: b2.image,
+                            uuid: b2.uuid,
+                        };
                         match plan(&replayed.observe(st2), Some(booted2)) {
                             Ok(p2) => {
                                 let mut end = replayed;
                                 run_steps(&mut end, &mut st2, &p2.steps, booted2, &ctx2);
                                 if let Some(keep) = protect.filter(|&k| dir.holds(k)) {
-                                    assert!(end.holds(keep), "lost {keep:?} after a crash: {}", ctx2());
+                                    assert!(
+                                        end.holds(keep),
+                                        "lost {keep:?} after a crash: {}",
+                                        ctx2()
+                                    );
                                 }
                             }
                             Err(PlanError::BootedImageMissing { .. }) => {
@@ -302,7 +362,10 @@ fn every_combination_every_crash_point() {
         dirs.len(),
         states.len()
     );
-    assert_eq!(explored, EXPECTED_COMBINATION_STATES, "the model changed size: update the pin if intended");
+    assert_eq!(
+        explored, EXPECTED_COMBINATION_STATES,
+        "the model changed size: update the pin if intended"
+    );
 }
 
 const EXPECTED_COMBINATION_STATES: u64 = 10_393_781;
@@ -428,31 +491,58 @@ fn boot_successors(g: &mut Graph, id: usize) {
     let d = decide(&w.home.observe(w.state), &cfg());
     check_decision(&w.home, &d, &ctx);
     let Some(b) = d.boot() else {
-        assert!(!w.committed_on(&w.home), "nothing bootable although a committed image is there: {}", ctx());
+        assert!(
+            !w.committed_on(&w.home),
+            "nothing bootable although a committed image is there: {}",
+            ctx()
+        );
         return;
     };
     let img = Img::from_uuid(b.uuid);
-    let event = if w.committed.contains(&img) { Event::Other } else { Event::UncommittedBoot };
+    let event = if w.committed.contains(&img) {
+        Event::Other
+    } else {
+        Event::UncommittedBoot
+    };
     let mut state = w.state;
     if let Some(s) = b.write {
         write_state(&mut state, s);
     }
     if panics(img) {
-        g.add(Some(id), World { state, running: None, ..w.clone() }, event);
+        g.add(
+            Some(id),
+            World {
+                state,
+                running: None,
+                ..w.clone()
+            },
+            event,
+        );
         return;
     }
     // The kernel mounts hostpart: the journal is replayed and written home.
     let live = w.live();
-    let booted = Booted { name: b.image, uuid: b.uuid };
+    let booted = Booted {
+        name: b.image,
+        uuid: b.uuid,
+    };
     let p = match plan(&live.observe(state), Some(booted)) {
         Ok(p) => p,
         Err(e) => {
             match after_failure(&live.observe(state), b.uuid, &cfg()) {
-                Fallback::Reboot { write, next_uuid, .. } => {
+                Fallback::Reboot {
+                    write, next_uuid, ..
+                } => {
                     assert_ne!(next_uuid, b.uuid);
                     let mut st = state;
                     write_state(&mut st, write);
-                    let next = World { home: live, journal: vec![], state: st, running: None, ..w.clone() };
+                    let next = World {
+                        home: live,
+                        journal: vec![],
+                        state: st,
+                        running: None,
+                        ..w.clone()
+                    };
                     g.add(Some(id), next, event);
                 }
                 Fallback::Stop => panic!("initramfs stuck ({e}): {}", ctx()),
@@ -460,7 +550,13 @@ fn boot_successors(g: &mut Graph, id: usize) {
             return;
         }
     };
-    let base = World { home: live, journal: vec![], state, running: None, ..w.clone() };
+    let base = World {
+        home: live,
+        journal: vec![],
+        state,
+        running: None,
+        ..w.clone()
+    };
     // Run the plan; before each step, a crash may happen.
     let mut dir = live;
     let mut st = state;
@@ -468,13 +564,29 @@ fn boot_successors(g: &mut Graph, id: usize) {
     let mut synced = base.clone();
     for step in &p.steps {
         for (home, journal) in crash_outcomes(&synced, &pending) {
-            g.add(Some(id), World { home, journal, state: st, ..synced.clone() }, event);
+            g.add(
+                Some(id),
+                World {
+                    home,
+                    journal,
+                    state: st,
+                    ..synced.clone()
+                },
+                event,
+            );
         }
         match *step {
             Step::Rename { .. } | Step::RemoveRevertMarker => {
                 let op = op_of(step).unwrap();
-                if let Step::Rename { to, replace: false, .. } = *step {
-                    assert!(dir.get(to).is_none(), "no-replace onto existing {to}: {}", ctx());
+                if let Step::Rename {
+                    to, replace: false, ..
+                } = *step
+                {
+                    assert!(
+                        dir.get(to).is_none(),
+                        "no-replace onto existing {to}: {}",
+                        ctx()
+                    );
                 }
                 apply_checked(&mut dir, &[op], &w.committed, &ctx);
                 pending.push(op);
@@ -487,20 +599,46 @@ fn boot_successors(g: &mut Graph, id: usize) {
             }
             Step::Checkpoint => {
                 assert!(pending.is_empty(), "checkpoint before sync: {}", ctx());
-                synced = World { home: dir, journal: vec![], ..synced };
+                synced = World {
+                    home: dir,
+                    journal: vec![],
+                    ..synced
+                };
             }
             Step::WriteBootState(s) => write_state(&mut st, s),
             Step::Mount { image, uuid } => {
                 assert_eq!(uuid, b.uuid, "{}", ctx());
-                assert_eq!(dir.get(image), Some(img), "mounted image differs from the booted one: {}", ctx());
+                assert_eq!(
+                    dir.get(image),
+                    Some(img),
+                    "mounted image differs from the booted one: {}",
+                    ctx()
+                );
             }
         }
     }
-    assert!(pending.is_empty(), "plan left unsynced operations: {}", ctx());
-    let up = World { home: synced.home, journal: synced.journal, state: st, committed: w.committed.clone(), running: Some(img) };
+    assert!(
+        pending.is_empty(),
+        "plan left unsynced operations: {}",
+        ctx()
+    );
+    let up = World {
+        home: synced.home,
+        journal: synced.journal,
+        state: st,
+        committed: w.committed.clone(),
+        running: Some(img),
+    };
     if !w.committed.contains(&img) {
         // Booted fine but nobody marks it good: this is still a boot without progress.
-        g.add(Some(id), World { running: None, ..up.clone() }, event);
+        g.add(
+            Some(id),
+            World {
+                running: None,
+                ..up.clone()
+            },
+            event,
+        );
     }
     g.add(Some(id), up, Event::Other);
 }
@@ -511,7 +649,10 @@ fn operator_successors(g: &mut Graph, id: usize) {
     let live = w.live();
     // mark-good
     let obs = live.observe(w.state);
-    let booted = Booted { name: ImageName::Current, uuid: running.uuid().unwrap() };
+    let booted = Booted {
+        name: ImageName::Current,
+        uuid: running.uuid().unwrap(),
+    };
     if let Ok(next) = mark_good(&obs, Some(booted)) {
         let mut st = w.state;
         if let Some(s) = next {
@@ -519,31 +660,73 @@ fn operator_successors(g: &mut Graph, id: usize) {
         }
         let mut committed = w.committed.clone();
         committed.insert(running);
-        g.add(Some(id), World { state: st, committed, ..w.clone() }, Event::Other);
+        g.add(
+            Some(id),
+            World {
+                state: st,
+                committed,
+                ..w.clone()
+            },
+            Event::Other,
+        );
     }
     // stage an image that is nowhere on hostpart (checkpointed by `hnroot stage`)
     for img in [Img::B, Img::C, Img::D, Img::Garbage] {
         if !live.holds(img) && live.get(ImageName::New).is_none() {
             let mut home = live;
             home.set(ImageName::New, Some(img));
-            g.add(Some(id), World { home, journal: vec![], ..w.clone() }, Event::Other);
+            g.add(
+                Some(id),
+                World {
+                    home,
+                    journal: vec![],
+                    ..w.clone()
+                },
+                Event::Other,
+            );
         }
     }
     // revert request
     if !live.marker {
         let mut home = live;
         home.marker = true;
-        g.add(Some(id), World { home, journal: vec![], ..w.clone() }, Event::Other);
+        g.add(
+            Some(id),
+            World {
+                home,
+                journal: vec![],
+                ..w.clone()
+            },
+            Event::Other,
+        );
     }
 }
 
 #[test]
 fn reachable_lifecycles() {
     let a = Img::A.uuid().unwrap();
-    let mut g = Graph { ids: HashMap::new(), worlds: vec![], edges: vec![], queue: VecDeque::new() };
-    for state in [StateSeen::Valid(BootState::Committed { good: a }), StateSeen::Absent] {
+    let mut g = Graph {
+        ids: HashMap::new(),
+        worlds: vec![],
+        edges: vec![],
+        queue: VecDeque::new(),
+    };
+    for state in [
+        StateSeen::Valid(BootState::Committed { good: a }),
+        StateSeen::Absent,
+    ] {
         let home = Dir::default().with(ImageName::Current, Img::A);
-        g.add(None, World { home, journal: vec![], state, committed: [Img::A].into(), running: None }, Event::Other);
+        g.add(
+            None,
+            World {
+                home,
+                journal: vec![],
+                state,
+                committed: [Img::A].into(),
+                running: None,
+            },
+            Event::Other,
+        );
     }
     while let Some(id) = g.queue.pop_front() {
         boot_successors(&mut g, id);
@@ -551,7 +734,14 @@ fn reachable_lifecycles() {
         // A corrupted boot-state block, at most once per history that has no corruption yet.
         let w = g.worlds[id].clone();
         if w.state != StateSeen::Corrupt && w.running.is_some() {
-            g.add(Some(id), World { state: StateSeen::Corrupt, ..w }, Event::Other);
+            g.add(
+                Some(id),
+                World {
+                    state: StateSeen::Corrupt,
+                    ..w
+                },
+                Event::Other,
+            );
         }
         assert!(g.worlds.len() < 5_000_000, "state space exploded");
     }
@@ -567,8 +757,11 @@ fn reachable_lifecycles() {
         let mut stack = vec![(start, 0usize)];
         color[start] = 1;
         while let Some(&mut (v, ref mut i)) = stack.last_mut() {
-            let uncommitted: Vec<usize> =
-                g.edges[v].iter().filter(|(_, e)| *e == Event::UncommittedBoot).map(|(t, _)| *t).collect();
+            let uncommitted: Vec<usize> = g.edges[v]
+                .iter()
+                .filter(|(_, e)| *e == Event::UncommittedBoot)
+                .map(|(t, _)| *t)
+                .collect();
             if *i < uncommitted.len() {
                 let t = uncommitted[*i];
                 *i += 1;
@@ -598,16 +791,24 @@ fn reachable_lifecycles() {
         "reachable_lifecycles: {n} states, {edges} transitions; longest run of boots without a \
          committed image: {longest}"
     );
-    assert!(longest <= usize::from(cfg().tries), "{longest} boots in a row without a committed image");
-    assert_eq!(n, EXPECTED_REACHABLE_STATES, "the model changed size: update the pin if intended");
+    assert!(
+        longest <= usize::from(cfg().tries),
+        "{longest} boots in a row without a committed image"
+    );
+    assert_eq!(
+        n, EXPECTED_REACHABLE_STATES,
+        "the model changed size: update the pin if intended"
+    );
 }
 
-const EXPECTED_REACHABLE_STATES: usize = 23_965;
+const EXPECTED_REACHABLE_STATES: usize = 20_949;
 
 #[test]
 fn the_all_states_helper_covers_each_kind() {
     let s = all_states(&[Img::A]);
     assert!(s.contains(&StateSeen::Absent) && s.contains(&StateSeen::Corrupt));
     assert_eq!(s.len(), 2 + 1 + (usize::from(cfg().tries) + 1) * 2);
-    assert!(s.iter().any(|x| matches!(x, StateSeen::Valid(BootState::Trial(t)) if t.good.is_none())));
+    assert!(s
+        .iter()
+        .any(|x| matches!(x, StateSeen::Valid(BootState::Trial(t)) if t.good.is_none())));
 }

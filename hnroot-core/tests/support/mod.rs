@@ -80,7 +80,11 @@ impl Dir {
     }
 
     pub fn observe(&self, state: StateSeen) -> Observation {
-        let mut obs = Observation { revert_requested: self.marker, state, ..Observation::default() };
+        let mut obs = Observation {
+            revert_requested: self.marker,
+            state,
+            ..Observation::default()
+        };
         for name in ImageName::ALL {
             obs.set(name, self.get(name).map_or(ImageSeen::Absent, Img::seen));
         }
@@ -91,7 +95,9 @@ impl Dir {
     pub fn apply(&mut self, op: Op) -> Result<Option<Img>, String> {
         match op {
             Op::Rename { from, to } => {
-                let img = self.get(from).ok_or_else(|| format!("rename {from} -> {to}: {from} missing"))?;
+                let img = self
+                    .get(from)
+                    .ok_or_else(|| format!("rename {from} -> {to}: {from} missing"))?;
                 let destroyed = self.get(to);
                 self.set(to, Some(img));
                 self.set(from, None);
@@ -126,15 +132,21 @@ impl StateFile {
     }
 
     pub fn blank() -> Self {
-        StateFile { bytes: Some([0; BLOCK_LEN]) }
+        StateFile {
+            bytes: Some([0; BLOCK_LEN]),
+        }
     }
 
     pub fn with(state: BootState) -> Self {
-        StateFile { bytes: Some(new_block(&state)) }
+        StateFile {
+            bytes: Some(new_block(&state)),
+        }
     }
 
     pub fn corrupt() -> Self {
-        let mut bytes = new_block(&BootState::Committed { good: Img::A.uuid().unwrap() });
+        let mut bytes = new_block(&BootState::Committed {
+            good: Img::A.uuid().unwrap(),
+        });
         bytes[100] ^= 0xff;
         StateFile { bytes: Some(bytes) }
     }
@@ -161,7 +173,10 @@ impl StateFile {
 
 /// What GRUB passed on the command line, from a decision.
 pub fn booted(decision: &Decision) -> Option<Booted> {
-    decision.boot().map(|b| Booted { name: b.image, uuid: b.uuid })
+    decision.boot().map(|b| Booted {
+        name: b.image,
+        uuid: b.uuid,
+    })
 }
 
 /// A whole boot without crashes: GRUB decides (and writes its state), the initramfs plans on
@@ -179,24 +194,40 @@ pub fn boot(dir: &mut Dir, state: &mut StateFile, config: &Config) -> BootRun {
         state.write(&write);
     }
     let Some(b) = booted(&decision) else {
-        return BootRun { decision, plan: Err(PlanError::NoCurrentImage), mounted: None };
+        return BootRun {
+            decision,
+            plan: Err(PlanError::NoCurrentImage),
+            mounted: None,
+        };
     };
     let p = plan(&dir.observe(state.seen()), Some(b));
     let mut mounted = None;
     if let Ok(p) = &p {
         for step in &p.steps {
-            mounted = execute(dir, state, step).expect("plan step executes").or(mounted);
+            mounted = execute(dir, state, step)
+                .expect("plan step executes")
+                .or(mounted);
         }
     }
-    BootRun { decision, plan: p, mounted }
+    BootRun {
+        decision,
+        plan: p,
+        mounted,
+    }
 }
 
 /// Execute one step on a directory; returns what a Mount step mounted.
-pub fn execute(dir: &mut Dir, state: &mut StateFile, step: &Step) -> Result<Option<(ImageName, Img)>, String> {
+pub fn execute(
+    dir: &mut Dir,
+    state: &mut StateFile,
+    step: &Step,
+) -> Result<Option<(ImageName, Img)>, String> {
     match *step {
         Step::Rename { from, to, replace } => {
             if !replace && dir.get(to).is_some() {
-                return Err(format!("rename {from} -> {to} without replace, but {to} exists"));
+                return Err(format!(
+                    "rename {from} -> {to} without replace, but {to} exists"
+                ));
             }
             dir.apply(Op::Rename { from, to })?;
             Ok(None)
@@ -211,9 +242,13 @@ pub fn execute(dir: &mut Dir, state: &mut StateFile, step: &Step) -> Result<Opti
             Ok(None)
         }
         Step::Mount { image, uuid } => {
-            let img = dir.get(image).ok_or_else(|| format!("mount {image}: missing"))?;
+            let img = dir
+                .get(image)
+                .ok_or_else(|| format!("mount {image}: missing"))?;
             if img.uuid() != Some(uuid) {
-                return Err(format!("mount {image}: holds {img:?}, expected UUID {uuid}"));
+                return Err(format!(
+                    "mount {image}: holds {img:?}, expected UUID {uuid}"
+                ));
             }
             Ok(Some((image, img)))
         }
