@@ -58,6 +58,7 @@
 //! * [`decide`]: GRUB's decision. * [`plan`]: the initramfs's steps.
 //! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
 //! * [`operator`]: `mark-good` and `stage` checks.
+//! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -80,6 +81,7 @@ pub mod name;
 pub mod observe;
 pub mod operator;
 pub mod plan;
+pub mod probe;
 pub mod uuid;
 
 pub use bootstate::{BootState, StateSeen, Trial, Tries};

@@ -43,7 +43,8 @@ const INCOMPAT_META_BG: u32 = 0x0010;
 const FLAGS_TEST_FILESYS: u32 = 0x0004;
 
 /// Read-only-compatible features ext2 and ext3 both understand.
-const EXT23_RO_COMPAT_SUPP: u32 = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR;
+const EXT23_RO_COMPAT_SUPP: u32 =
+    RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR;
 /// Incompatible features ext2 understands.
 const EXT2_INCOMPAT_SUPP: u32 = INCOMPAT_FILETYPE | INCOMPAT_META_BG;
 /// Incompatible features ext3 understands.
@@ -185,6 +186,8 @@ fn classify(compat: u32, incompat: u32, ro_compat: u32, flags: u32) -> FsTypes {
 }
 
 #[cfg(test)]
+// Test fixtures compute offsets freely; a panic there is a failed test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -88,6 +88,8 @@ impl fmt::Display for Label {
 }
 
 #[cfg(test)]
+// Test fixtures compute offsets freely; a panic there is a failed test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::string::ToString;

@@ -37,10 +37,10 @@ mod pt;
 pub mod vfat;
 pub mod xfs;
 
-pub use fs::{FsInfo, FsOutcome, FsProber, FsType, FsTypes};
+pub use fs::{probe_fs_image, FsInfo, FsOutcome, FsProber, FsType, FsTypes, MAX_FS_READS};
 pub use label::{Label, LABEL_CAPACITY};
 pub use other::OtherType;
-pub use pt::{Partition, PartitionKind, PtOutcome, PtProber};
+pub use pt::{probe_pt_image, Partition, PartitionKind, PtOutcome, PtProber, MAX_PT_READS};
 
 /// Largest read a prober ever asks for, in bytes.
 pub const MAX_READ: usize = 64 * 1024;

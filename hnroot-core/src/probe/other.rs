@@ -60,12 +60,13 @@ const MD1_SUPER_OFFSET: Range<usize> = 144..152;
 
 /// Where MD metadata 0.90 would be on a device of `size` bytes (only above 64 KiB).
 pub fn md0_offset(size: u64) -> Option<u64> {
-    (size > MD_RESERVED_BYTES).then(|| (size & !(MD_RESERVED_BYTES - 1)) - MD_RESERVED_BYTES)
+    (size > MD_RESERVED_BYTES)
+        .then(|| (size & !(MD_RESERVED_BYTES.wrapping_sub(1))).wrapping_sub(MD_RESERVED_BYTES))
 }
 
 /// Where MD metadata 1.0 would be on a device of `size` bytes (only above 64 KiB).
 pub fn md1_0_offset(size: u64) -> Option<u64> {
-    (size > MD_RESERVED_BYTES).then(|| (size & !0xfff) - 0x2000)
+    (size > MD_RESERVED_BYTES).then(|| (size & !0xfff).wrapping_sub(0x2000))
 }
 
 /// MD metadata 0.90 at `offset` of a device of `size` bytes (either byte order).
@@ -194,6 +195,8 @@ pub fn is_bitlocker_fve(fve: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+// Test fixtures compute offsets freely; a panic there is a failed test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

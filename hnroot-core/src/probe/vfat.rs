@@ -80,15 +80,15 @@ pub const NO_NAME: [u8; 11] = *b"NO NAME    ";
 
 /// The magics libblkid's vfat prober looks for, in its order: (offset, bytes).
 const MAGICS: [(usize, &[u8]); 9] = [
-    (0x52, b"MSWIN"),
-    (0x52, b"FAT32   "),
-    (0x36, b"MSDOS"),
-    (0x36, b"FAT16   "),
-    (0x36, b"FAT12   "),
-    (0x36, b"FAT     "),
+    (VS_MAGIC.start, b"MSWIN"),
+    (VS_MAGIC.start, b"FAT32   "),
+    (MS_MAGIC.start, b"MSDOS"),
+    (MS_MAGIC.start, b"FAT16   "),
+    (MS_MAGIC.start, b"FAT12   "),
+    (MS_MAGIC.start, b"FAT     "),
     (0, &[0xeb]),
     (0, &[0xe9]),
-    (0x1fe, &[0x55, 0xaa]),
+    (PMAGIC.start, &[0x55, 0xaa]),
 ];
 
 /// Why a boot sector is not FAT.
@@ -141,7 +141,10 @@ impl fmt::Display for FatReject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FatReject::TooShort { len } => {
-                write!(f, "FAT boot sector needs {BOOT_SECTOR_LEN} bytes, got {len}")
+                write!(
+                    f,
+                    "FAT boot sector needs {BOOT_SECTOR_LEN} bytes, got {len}"
+                )
             }
             FatReject::Magic => f.write_str("no FAT magic"),
             FatReject::BootSignature => f.write_str("no 0x55AA boot signature"),
@@ -260,7 +263,10 @@ pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
     };
     // libblkid computes these in unsigned 32-bit arithmetic; so do we, wrapping included.
     let fat_size = fat_length.wrapping_mul(fats);
-    let dir_size = (dir_entries * DIR_ENTRY_LEN as u32 + (sector_size - 1)) / sector_size;
+    // At most 65535 * 32 + 4095: no overflow.
+    let dir_size = dir_entries
+        .wrapping_mul(DIR_ENTRY_LEN as u32)
+        .div_ceil(sector_size);
     let count = sect_count
         .wrapping_sub(reserved.wrapping_add(fat_size).wrapping_add(dir_size))
         .checked_div(cluster_sectors)
@@ -288,7 +294,7 @@ pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
             matches!(sign, EXT_BOOT_SIGN | EXT_BOOT_SIGN_OLD).then(|| f.array(MS_SERNO)),
         )
     } else if fat32_length != 0 {
-        let fat_entries = u64::from(fat32_length) * u64::from(sector_size) / 4;
+        let fat_entries = u64::from(fat32_length).wrapping_mul(u64::from(sector_size)) >> 2;
         (
             FatLayout::Fat32 {
                 root_cluster: f.le32(VS_ROOT_CLUSTER),
@@ -384,6 +390,11 @@ enum Stage {
     Rejected(FatReject),
 }
 
+/// Bytes of the directory region `pos..end` to read next.
+fn dir_chunk(pos: u64, end: u64) -> usize {
+    usize::try_from(end.saturating_sub(pos)).map_or(MAX_READ, |n| n.min(MAX_READ))
+}
+
 /// The reads after the boot sector: FSINFO and the root directory, in the order libblkid
 /// makes them. Small, `Copy`, no references: the FFI layer can hold it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -422,7 +433,12 @@ impl FatWalk {
         };
         walk.stage = match boot.layout {
             FatLayout::Fat32 { fsinfo_sector, .. } if fsinfo_sector != 0 => {
-                Stage::FsInfo(u64::from(fsinfo_sector) * u64::from(boot.sector_size))
+                let offset = u64::from(fsinfo_sector).wrapping_mul(u64::from(boot.sector_size));
+                if offset.saturating_add(FSINFO_LEN as u64) > device_size {
+                    Stage::Rejected(FatReject::FsInfoUnreadable)
+                } else {
+                    Stage::FsInfo(offset)
+                }
             }
             _ => walk.first_dir_stage(),
         };
@@ -439,7 +455,7 @@ impl FatWalk {
                 root_start,
                 root_entries,
             } => {
-                let len = u64::from(root_entries) * DIR_ENTRY_LEN as u64;
+                let len = u64::from(root_entries).wrapping_mul(DIR_ENTRY_LEN as u64);
                 self.dir_stage(root_start, len).unwrap_or(Stage::Done)
             }
             FatLayout::Fat32 { root_cluster, .. } => {
@@ -465,10 +481,11 @@ impl FatWalk {
             return None;
         }
         // A floppy's is read entry by entry, up to the last whole entry on the device.
-        let whole = (self.device_size - offset) / DIR_ENTRY_LEN as u64 * DIR_ENTRY_LEN as u64;
+        let room = self.device_size.saturating_sub(offset);
+        let whole = room & !(DIR_ENTRY_LEN as u64).wrapping_sub(1);
         (whole > 0).then_some(Stage::Dir {
             pos: offset,
-            end: offset + whole,
+            end: offset.saturating_add(whole),
         })
     }
 
@@ -492,7 +509,7 @@ impl FatWalk {
         }
         let sector = data_start_sector
             .wrapping_add(next.wrapping_sub(2).wrapping_mul(self.boot.cluster_sectors));
-        let offset = u64::from(sector) * u64::from(self.boot.sector_size);
+        let offset = u64::from(sector).wrapping_mul(u64::from(self.boot.sector_size));
         let len = u64::from(self.cluster_bytes());
         match self.dir_stage(offset, len) {
             Some(stage) => stage,
@@ -501,13 +518,17 @@ impl FatWalk {
     }
 
     fn cluster_bytes(&self) -> u32 {
-        self.boot.cluster_sectors * self.boot.sector_size
+        // At most 128 * 4096.
+        self.boot
+            .cluster_sectors
+            .wrapping_mul(self.boot.sector_size)
     }
 
     /// FAT32: after a cluster without the label, find the next one.
     fn fat_entry_stage(&self) -> Stage {
-        let at = u64::from(self.boot.reserved_sectors) * u64::from(self.boot.sector_size)
-            + u64::from(self.cluster) * 4;
+        let at = u64::from(self.boot.reserved_sectors)
+            .wrapping_mul(u64::from(self.boot.sector_size))
+            .wrapping_add(u64::from(self.cluster).wrapping_mul(4));
         // libblkid reads a whole cluster's worth of bytes there; it must fit on the device.
         if at.saturating_add(u64::from(self.cluster_bytes())) > self.device_size {
             return Stage::Done;
@@ -524,7 +545,7 @@ impl FatWalk {
             }),
             Stage::Dir { pos, end } => Some(Read {
                 offset: pos,
-                len: usize::try_from(end - pos).map_or(MAX_READ, |n| n.min(MAX_READ)),
+                len: dir_chunk(pos, end),
             }),
             Stage::FatEntry(offset) => Some(Read { offset, len: 4 }),
             Stage::Done | Stage::Rejected(_) => None,
@@ -534,28 +555,20 @@ impl FatWalk {
     /// Hand in the bytes of [`FatWalk::next_read`] (fewer at the end of the device).
     pub fn feed(&mut self, data: &[u8]) {
         self.stage = match self.stage {
-            Stage::FsInfo(offset) => {
-                if offset.saturating_add(FSINFO_LEN as u64) > self.device_size {
-                    Stage::Rejected(FatReject::FsInfoUnreadable)
-                } else {
-                    match check_fsinfo(data) {
-                        Ok(()) => self.first_dir_stage(),
-                        Err(e) => Stage::Rejected(e),
-                    }
-                }
-            }
+            Stage::FsInfo(_) => match check_fsinfo(data) {
+                Ok(()) => self.first_dir_stage(),
+                Err(e) => Stage::Rejected(e),
+            },
             Stage::Dir { pos, end } => {
-                let asked = usize::try_from(end - pos).map_or(MAX_READ, |n| n.min(MAX_READ));
+                let asked = dir_chunk(pos, end);
+                let next = pos.saturating_add(asked as u64);
                 match scan_dir(data) {
                     DirScan::Label(name) => {
                         self.label = Some(name);
                         Stage::Done
                     }
-                    DirScan::More if data.len() >= asked && pos + (asked as u64) < end => {
-                        Stage::Dir {
-                            pos: pos + asked as u64,
-                            end,
-                        }
+                    DirScan::More if data.len() >= asked && next < end => {
+                        Stage::Dir { pos: next, end }
                     }
                     // End of directory, end of region, or a short read (the device ended).
                     DirScan::End | DirScan::More => match self.boot.layout {
@@ -599,6 +612,8 @@ impl FatWalk {
 }
 
 #[cfg(test)]
+// Test fixtures compute offsets freely; a panic there is a failed test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -664,7 +679,11 @@ mod tests {
             (BPB_FATS, 0, FatReject::NoFats),
             (BPB_MEDIA, 0x12, FatReject::Media { found: 0x12 }),
             (BPB_CLUSTER_SIZE, 3, FatReject::ClusterSize { found: 3 }),
-            (BPB_SECTOR_SIZE.start + 1, 0x01, FatReject::SectorSize { found: 0x100 }),
+            (
+                BPB_SECTOR_SIZE.start + 1,
+                0x01,
+                FatReject::SectorSize { found: 0x100 },
+            ),
         ];
         for (at, value, want) in cases {
             let mut b = fat16_boot();
@@ -733,19 +752,22 @@ mod tests {
 
     #[test]
     fn root_directory_beyond_a_large_device_gives_no_label() {
-        let boot = parse_boot_sector(&fat16_boot()).unwrap();
-        let walk = FatWalk::new(boot, 260 * 512 + 100);
+        // Root directory at (4000 + 256) * 512 bytes, on a 2 MiB device: not readable at all.
+        let mut b = fat16_boot();
+        b[BPB_RESERVED].copy_from_slice(&4000u16.to_le_bytes());
+        let boot = parse_boot_sector(&b).unwrap();
+        let walk = FatWalk::new(boot, 2 << 20);
         assert_eq!(walk.next_read(), None);
         assert_eq!(walk.finish().unwrap().label, None);
         // A floppy-sized device searches the entries that fit.
+        let boot = parse_boot_sector(&fat16_boot()).unwrap();
         let walk = FatWalk::new(boot, 260 * 512 + 100);
         assert!(walk.tiny());
-        let walk = FatWalk::new(boot, 260 * 512 + 64);
         assert_eq!(
             walk.next_read(),
             Some(Read {
                 offset: 260 * 512,
-                len: 64
+                len: 96
             })
         );
     }

@@ -165,12 +165,10 @@ fn check_geometry(f: &Fields<'_>) -> Result<(), &'static str> {
     if agcount == 0 {
         return Err("no allocation groups");
     }
-    if !(MIN_SECTORSIZE_LOG..=MAX_SECTORSIZE_LOG).contains(&sectlog) || sectsize != pow(sectlog)
-    {
+    if !(MIN_SECTORSIZE_LOG..=MAX_SECTORSIZE_LOG).contains(&sectlog) || sectsize != pow(sectlog) {
         return Err("sector size");
     }
-    if !(MIN_BLOCKSIZE_LOG..=MAX_BLOCKSIZE_LOG).contains(&blocklog) || blocksize != pow(blocklog)
-    {
+    if !(MIN_BLOCKSIZE_LOG..=MAX_BLOCKSIZE_LOG).contains(&blocklog) || blocksize != pow(blocklog) {
         return Err("block size");
     }
     if !(DINODE_MIN_LOG..=DINODE_MAX_LOG).contains(&inodelog) || inodesize != pow(inodelog) {
@@ -197,6 +195,8 @@ fn check_geometry(f: &Fields<'_>) -> Result<(), &'static str> {
 }
 
 #[cfg(test)]
+// Test fixtures compute offsets freely; a panic there is a failed test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -291,11 +291,17 @@ mod tests {
         let b = v5();
         assert_eq!(
             parse(&b[..100]),
-            Err(XfsReject::TooShort { need: SB_LEN, len: 100 })
+            Err(XfsReject::TooShort {
+                need: SB_LEN,
+                len: 100
+            })
         );
         assert_eq!(
             parse(&b[..300]),
-            Err(XfsReject::TooShort { need: 512, len: 300 })
+            Err(XfsReject::TooShort {
+                need: 512,
+                len: 300
+            })
         );
         assert_eq!(parse(&[0u8; SECT]), Err(XfsReject::Magic));
     }
