@@ -1,0 +1,78 @@
+//! criterion benchmarks of the decision core and its C ABI: what GRUB and the initramfs pay per
+//! boot for deciding, planning and the boot-state codec.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hnroot_benches::{trial_block, update_observation, STAGED};
+use hnroot_core::bootstate::{Block, BootState};
+use hnroot_core::cmdline;
+use hnroot_core::decide::{decide, Config};
+use hnroot_core::name::ImageName;
+use hnroot_core::plan::{plan, Booted};
+use hnroot_ffi::{
+    hnroot_decide, hnroot_decision, hnroot_image_seen, hnroot_observation, hnroot_uuid,
+};
+
+fn core(c: &mut Criterion) {
+    let obs = update_observation();
+    let config = Config::default();
+    c.bench_function("decide (update)", |b| {
+        b.iter(|| decide(black_box(&obs), black_box(&config)))
+    });
+    let booted = Some(Booted {
+        name: ImageName::New,
+        uuid: STAGED,
+    });
+    c.bench_function("plan (update)", |b| {
+        b.iter(|| plan(black_box(&obs), black_box(booted)))
+    });
+    let block = trial_block();
+    c.bench_function("boot state decode", |b| {
+        b.iter(|| Block::decode(black_box(&block)).map(|b| b.seen()))
+    });
+    let state = BootState::Committed { good: STAGED };
+    c.bench_function("boot state encode", |b| {
+        b.iter(|| {
+            let mut bytes = block;
+            Block::encode_into(black_box(&mut bytes), black_box(&state))
+        })
+    });
+    let line = "BOOT_IMAGE=(loop)/boot/kernel console=ttyS0 hnroot.image=hn-root-new.img \
+                hnroot.uuid=b2b2b2b2-b2b2-b2b2-b2b2-b2b2b2b2b2b2 \
+                hnroot.hostpart=PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4 panic=10 quiet";
+    c.bench_function("command line parse", |b| {
+        b.iter(|| cmdline::parse(black_box(line)))
+    });
+}
+
+fn ffi(c: &mut Criterion) {
+    let mut obs = hnroot_observation::default();
+    let seen = |u: hnroot_core::uuid::FsUuid| hnroot_image_seen {
+        kind: hnroot_ffi::HNROOT_IMAGE_READABLE,
+        uuid: hnroot_uuid::from_core(Some(u)),
+    };
+    obs.images[0] = seen(hnroot_benches::CURRENT);
+    obs.images[2] = seen(STAGED);
+    let block = trial_block();
+    c.bench_function("ffi hnroot_decide (update)", |b| {
+        b.iter(|| {
+            let mut out = hnroot_decision::default();
+            let mut msg = [0u8; 1024];
+            // SAFETY: every pointer is valid for the lengths passed.
+            unsafe {
+                hnroot_decide(
+                    &obs,
+                    block.as_ptr(),
+                    block.len(),
+                    &mut out,
+                    msg.as_mut_ptr(),
+                    msg.len(),
+                )
+            }
+        })
+    });
+}
+
+criterion_group!(benches, core, ffi);
+criterion_main!(benches);
