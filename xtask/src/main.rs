@@ -2,7 +2,11 @@
 //! machine has what it needs (Debian packages, Rust targets, the GRUB source), so the two README
 //! commands work on a fresh Debian 12 machine.
 
+mod cffi;
 mod deps;
+mod grubmod;
+mod header;
+mod relax;
 mod util;
 
 use anyhow::Result;
@@ -21,6 +25,17 @@ enum Command {
     Deps,
     /// Run every check: rustfmt, clippy (warnings denied) and all tests.
     Test,
+    /// Build the GRUB module target/hnroot-build/grub-module/hnroot.mod (GRUB source, Rust
+    /// staticlib, C, GRUB's verifier).
+    GrubModule,
+    /// Generate hnroot-ffi/include/hnroot.h with cbindgen (--check: fail if it is stale).
+    Header {
+        /// Compare with the committed header instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Compile hnroot-ffi/tests/c/test_ffi.c against the header and the host staticlib; run it.
+    CFfiTest,
 }
 
 fn main() -> Result<()> {
@@ -28,6 +43,19 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Deps => deps::ensure(),
         Command::Test => test(),
+        Command::GrubModule => {
+            deps::ensure()?;
+            let module = grubmod::build()?;
+            println!(
+                "{}: {} bytes, for Debian grub2 {} (x86_64-efi)",
+                module.path.display(),
+                module.size,
+                grubmod::GRUB_DEBIAN_VERSION
+            );
+            Ok(())
+        }
+        Command::Header { check } => header::run(check),
+        Command::CFfiTest => cffi::run(),
     }
 }
 

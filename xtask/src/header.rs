@@ -1,0 +1,82 @@
+//! `cargo xtask header [--check]`: generate `hnroot-ffi/include/hnroot.h` from `hnroot-ffi/src`
+//! with cbindgen (settings in `hnroot-ffi/cbindgen.toml`), or, with `--check`, fail when the
+//! committed header differs from what cbindgen generates now. It never edits Rust sources.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+/// The committed header.
+pub fn header_path() -> PathBuf {
+    util::root()
+        .join("hnroot-ffi")
+        .join("include")
+        .join("hnroot.h")
+}
+
+/// The header as cbindgen generates it from the current sources.
+pub fn generate() -> Result<Vec<u8>> {
+    let crate_dir = util::root().join("hnroot-ffi");
+    let config_path = crate_dir.join("cbindgen.toml");
+    let config = cbindgen::Config::from_file(&config_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let bindings = cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cbindgen could not generate the hnroot-ffi header")?;
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    // cbindgen ends the file without a newline after the include guard; POSIX text files and
+    // `-Wnewline-eof` want one.
+    if out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// Write the header (`check == false`) or compare it with the committed one.
+pub fn run(check: bool) -> Result<()> {
+    let path = header_path();
+    let fresh = generate()?;
+    if check {
+        let committed = fs::read(&path).with_context(|| {
+            format!(
+                "{} is missing; generate it with `cargo xtask header`",
+                path.display()
+            )
+        })?;
+        if committed != fresh {
+            let first = committed
+                .split(|&b| b == b'\n')
+                .zip(fresh.split(|&b| b == b'\n'))
+                .position(|(a, b)| a != b)
+                .map_or_else(
+                    || "lengths differ".to_owned(),
+                    |line| format!("first difference at line {}", line + 1),
+                );
+            bail!(
+                "{} is stale ({first}): hnroot-ffi's C ABI changed without regenerating it; \
+                 run `cargo xtask header` and commit the result",
+                path.display()
+            );
+        }
+        eprintln!("==> header: {} is up to date", path.display());
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "==> header: wrote {} ({} bytes)",
+        path.display(),
+        fresh.len()
+    );
+    Ok(())
+}
