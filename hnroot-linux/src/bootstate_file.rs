@@ -1,0 +1,223 @@
+//! The boot-state file on the ESP (`/boot/loader/hnroot/bootstate` when mounted): read it,
+//! rewrite one copy in place (never truncating or reallocating, so GRUB's block list stays
+//! valid), or create it preallocated. The codec is `hnroot_core::bootstate`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use hnroot_core::bootstate::{new_block, Block, BlockError, BootState, StateSeen, BLOCK_LEN};
+
+/// Where the boot-state file lives inside the ESP.
+pub const ESP_RELATIVE_PATH: &str = "hnroot/bootstate";
+
+/// Errors reading or writing the boot-state file.
+#[derive(Debug, thiserror::Error)]
+pub enum BootStateFileError {
+    /// The file could not be opened, read, written or synced.
+    #[error("boot-state file {path}: {action}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file exists but is not `BLOCK_LEN` bytes: not ours, never written.
+    #[error(
+        "boot-state file {path} is {found} bytes, expected {BLOCK_LEN}: not written (recreate it with `hnroot bootstate init`)"
+    )]
+    Size {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        found: u64,
+    },
+    /// `create` found a file already there.
+    #[error("boot-state file {path} already exists: not overwritten")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The sequence number is exhausted (2^64 writes).
+    #[error("boot-state file {path}: sequence number exhausted")]
+    Sequence {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+fn io_err<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(io::Error) -> BootStateFileError + 'a {
+    move |source| BootStateFileError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// The file's bytes; `None` when there is no such file.
+pub fn read(path: &Path) -> Result<Option<[u8; BLOCK_LEN]>, BootStateFileError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "open")(e)),
+    };
+    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
+    if len != BLOCK_LEN as u64 {
+        return Err(BootStateFileError::Size {
+            path: path.to_owned(),
+            found: len,
+        });
+    }
+    let mut bytes = [0u8; BLOCK_LEN];
+    file.read_exact(&mut bytes).map_err(io_err(path, "read"))?;
+    Ok(Some(bytes))
+}
+
+/// What the decision should see: absent for no file, corrupt for a file of the wrong size.
+pub fn seen(path: &Path) -> Result<StateSeen, BootStateFileError> {
+    match read(path) {
+        Ok(None) => Ok(StateSeen::Absent),
+        Ok(Some(bytes)) => Ok(Block::decode(&bytes)
+            .map(|b| b.seen())
+            .unwrap_or(StateSeen::Corrupt)),
+        Err(BootStateFileError::Size { .. }) => Ok(StateSeen::Corrupt),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `state` into the copy not holding the newest valid record, in place, then sync.
+pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err(path, "open for writing"))?;
+    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
+    if len != BLOCK_LEN as u64 {
+        return Err(BootStateFileError::Size {
+            path: path.to_owned(),
+            found: len,
+        });
+    }
+    let mut bytes = [0u8; BLOCK_LEN];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(io_err(path, "read"))?;
+    let range = match Block::encode_into(&mut bytes, state) {
+        Ok(range) => range,
+        Err(BlockError::Size { found }) => {
+            return Err(BootStateFileError::Size {
+                path: path.to_owned(),
+                found: found as u64,
+            })
+        }
+        Err(BlockError::SequenceExhausted) => {
+            return Err(BootStateFileError::Sequence {
+                path: path.to_owned(),
+            })
+        }
+    };
+    let changed = bytes.get(range.clone()).unwrap_or(&[]);
+    file.write_all_at(changed, range.start as u64)
+        .map_err(io_err(path, "write"))?;
+    file.sync_all().map_err(io_err(path, "sync"))?;
+    // Assert right after writing: read back and decode what we meant to write.
+    let mut check = [0u8; BLOCK_LEN];
+    file.read_exact_at(&mut check, 0)
+        .map_err(io_err(path, "read back"))?;
+    match Block::decode(&check).map(|b| b.seen()) {
+        Ok(StateSeen::Valid(found)) if found == *state => Ok(()),
+        other => Err(BootStateFileError::Io {
+            path: path.to_owned(),
+            action: "verify",
+            source: io::Error::other(format!("read back {other:?} after writing {state}")),
+        }),
+    }
+}
+
+/// Create a new preallocated boot-state file holding `state` (its directory must exist).
+pub fn create(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(BootStateFileError::Exists {
+                path: path.to_owned(),
+            })
+        }
+        Err(e) => return Err(io_err(path, "create")(e)),
+    };
+    file.write_all(&new_block(state))
+        .map_err(io_err(path, "write"))?;
+    file.sync_all().map_err(io_err(path, "sync"))?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(path, "sync directory"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnroot_core::bootstate::{Trial, Tries};
+    use hnroot_core::uuid::FsUuid;
+
+    const A: FsUuid = FsUuid::Uuid([0xa; 16]);
+
+    #[test]
+    fn create_write_read_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        assert_eq!(seen(&path).unwrap(), StateSeen::Absent);
+        create(&path, &BootState::Committed { good: A }).unwrap();
+        assert!(matches!(
+            create(&path, &BootState::Committed { good: A }),
+            Err(BootStateFileError::Exists { .. })
+        ));
+        let trial = BootState::Trial(Trial {
+            image: A,
+            tries: Tries::new(1, 3).unwrap(),
+            good: None,
+        });
+        write(&path, &trial).unwrap();
+        assert_eq!(seen(&path).unwrap(), StateSeen::Valid(trial));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), BLOCK_LEN as u64);
+    }
+
+    #[test]
+    fn wrong_size_is_corrupt_and_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        std::fs::write(&path, [7u8; 100]).unwrap();
+        assert_eq!(seen(&path).unwrap(), StateSeen::Corrupt);
+        let err = write(&path, &BootState::Committed { good: A }).unwrap_err();
+        assert!(
+            err.to_string().contains("is 100 bytes, expected 1024"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), [7u8; 100]);
+    }
+
+    #[test]
+    fn a_symlink_is_not_followed_for_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        create(&real, &BootState::Committed { good: A }).unwrap();
+        let link = dir.path().join("bootstate");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(write(&link, &BootState::Committed { good: A }).is_err());
+    }
+}
