@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+mod find_cmd;
+mod probe_cmd;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -13,9 +16,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Show what blkid would about devices or image files: type, label, UUID, partitions.
+    Probe(probe_cmd::ProbeArgs),
+    /// Print the device a LABEL=, UUID=, PARTLABEL= or PARTUUID= spec names.
+    Find(find_cmd::FindArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Probe(args) => probe_cmd::run(&args),
+        Command::Find(args) => find_cmd::run(&args),
+    }
 }

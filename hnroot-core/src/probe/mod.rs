@@ -29,11 +29,11 @@ mod label;
 
 pub mod btrfs;
 pub mod ext;
-mod fs;
+pub mod fs;
 pub mod gpt;
 pub mod mbr;
 pub mod other;
-mod pt;
+pub mod pt;
 pub mod vfat;
 pub mod xfs;
 

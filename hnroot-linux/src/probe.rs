@@ -1,0 +1,322 @@
+//! Drives `hnroot-core`'s probers over a block device or an image file with positioned reads
+//! (`pread`), counting them: the filesystem on the whole device, its partition table, and the
+//! filesystem in each partition. Decides nothing itself; it only carries bytes to the core.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hnroot_core::probe::{
+    FsOutcome, FsProber, Partition, PtOutcome, PtProber, Step, MAX_FS_READS, MAX_PT_READS,
+};
+use hnroot_core::PartUuid;
+
+/// Logical sector size when the kernel does not say (image files).
+pub const DEFAULT_SECTOR_SIZE: u32 = 512;
+/// Most logical partitions read from an MBR's extended partition chain.
+const MAX_LOGICAL_PARTITIONS: usize = 256;
+
+/// An open device or image file, with the reads made so far.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    sector_size: u32,
+    reads: u64,
+}
+
+/// The partition table of a disk, with its partitions.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Table {
+    /// Which table.
+    pub kind: TableKind,
+    /// Its partitions, in table order.
+    pub partitions: Vec<Partition>,
+}
+
+/// Kinds of partition tables, as blkid's `PTTYPE`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TableKind {
+    /// `gpt`.
+    Gpt {
+        /// `PTUUID`: the disk GUID.
+        disk_guid: PartUuid,
+        /// The primary header is damaged and the backup was used.
+        from_backup: bool,
+    },
+    /// `dos`.
+    Mbr {
+        /// `PTUUID`: the disk signature, unless 0.
+        disk_id: Option<u32>,
+    },
+    /// `PMBR`: a protective MBR whose GPT is unusable; no partitions.
+    ProtectiveMbrOnly,
+}
+
+impl TableKind {
+    /// blkid's `PTTYPE`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TableKind::Gpt { .. } => "gpt",
+            TableKind::Mbr { .. } => "dos",
+            TableKind::ProtectiveMbrOnly => "PMBR",
+        }
+    }
+
+    /// blkid's `PTUUID`.
+    pub fn ptuuid(&self) -> Option<String> {
+        match self {
+            TableKind::Gpt { disk_guid, .. } => Some(disk_guid.to_string()),
+            TableKind::Mbr { disk_id } => disk_id.map(|id| format!("{id:08x}")),
+            TableKind::ProtectiveMbrOnly => None,
+        }
+    }
+}
+
+/// Everything about one disk (or image): its own filesystem, its table, and the filesystem
+/// of each partition.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DiskReport {
+    /// Size in bytes.
+    pub size: u64,
+    /// The filesystem on the whole device.
+    pub fs: FsOutcome,
+    /// The partition table, if any.
+    pub table: Option<Table>,
+    /// Each partition with the filesystem inside it.
+    pub partitions: Vec<(Partition, FsOutcome)>,
+}
+
+impl Device {
+    /// Open `path` read-only. The size is the end of the file or block device; the logical
+    /// sector size comes from sysfs for block devices, 512 otherwise.
+    pub fn open(path: &Path) -> io::Result<Device> {
+        let file = File::open(path)?;
+        let size = device_size(&file)?;
+        let sector_size = logical_sector_size(&file).unwrap_or(DEFAULT_SECTOR_SIZE);
+        Ok(Device::from_file(file, path, size, sector_size))
+    }
+
+    /// Use an open file whose size and logical sector size are already known.
+    pub fn from_file(file: File, path: &Path, size: u64, sector_size: u32) -> Device {
+        Device {
+            file,
+            path: path.to_path_buf(),
+            size,
+            sector_size,
+            reads: 0,
+        }
+    }
+
+    /// The path it was opened as.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Logical sector size in bytes.
+    pub fn sector_size(&self) -> u32 {
+        self.sector_size
+    }
+
+    /// `pread` calls made so far.
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    /// `len` bytes at `offset`, fewer at the end of the device.
+    pub fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut got = 0usize;
+        // Bounded: each round either reads at least one byte or stops.
+        while got < len {
+            self.reads = self.reads.saturating_add(1);
+            let at = offset.saturating_add(got as u64);
+            match self.file.read_at(&mut buf[got..], at) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "reading {len} bytes at offset {offset} of {}: {e}",
+                            self.path.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// The filesystem in the `size` bytes at `offset` (the whole device: `0, self.size()`).
+    pub fn probe_fs(&mut self, offset: u64, size: u64) -> io::Result<FsOutcome> {
+        let mut prober = FsProber::new(size);
+        for _ in 0..=MAX_FS_READS {
+            match prober.step() {
+                Step::Read(r) => {
+                    let data = self.read_at(offset.saturating_add(r.offset), r.len)?;
+                    prober.feed(&data);
+                }
+                Step::Done(outcome) => return Ok(outcome),
+            }
+        }
+        Err(io::Error::other(format!(
+            "filesystem probe of {} did not finish within {MAX_FS_READS} reads (a bug in hnroot)",
+            self.path.display()
+        )))
+    }
+
+    /// The partition table, with its partitions.
+    pub fn probe_table(&mut self) -> io::Result<Option<Table>> {
+        let mut prober = PtProber::new(self.size, self.sector_size);
+        let mut outcome = None;
+        for _ in 0..=MAX_PT_READS {
+            match prober.step() {
+                Step::Read(r) => {
+                    let data = self.read_at(r.offset, r.len)?;
+                    prober.feed(&data);
+                }
+                Step::Done(o) => {
+                    outcome = Some(o);
+                    break;
+                }
+            }
+        }
+        let Some(outcome) = outcome else {
+            return Err(io::Error::other(format!(
+                "partition table probe of {} did not finish (a bug in hnroot)",
+                self.path.display()
+            )));
+        };
+        Ok(match outcome {
+            PtOutcome::None => None,
+            PtOutcome::ProtectiveMbrOnly => Some(Table {
+                kind: TableKind::ProtectiveMbrOnly,
+                partitions: Vec::new(),
+            }),
+            PtOutcome::Gpt(table) => {
+                let (offset, len) = table.entries();
+                let entries = self.read_at(offset, len)?;
+                let partitions = table
+                    .partitions(&entries)
+                    .map_err(|e| {
+                        io::Error::other(format!(
+                            "GPT of {} changed while it was read: {e}",
+                            self.path.display()
+                        ))
+                    })?
+                    .collect();
+                Some(Table {
+                    kind: TableKind::Gpt {
+                        disk_guid: table.disk_guid(),
+                        from_backup: table.from_backup(),
+                    },
+                    partitions,
+                })
+            }
+            PtOutcome::Mbr(table) => {
+                let mut partitions: Vec<Partition> = table.primaries().collect();
+                if let Some(mut walker) = table.logical() {
+                    // Bounded by the walker (mbr::MAX_EBRS records) and by this count.
+                    for _ in 0..MAX_LOGICAL_PARTITIONS * 2 {
+                        match walker.step() {
+                            Step::Read(r) => {
+                                let data = self.read_at(r.offset, r.len)?;
+                                walker.feed(&data);
+                            }
+                            Step::Done(Some(p)) if partitions.len() < MAX_LOGICAL_PARTITIONS => {
+                                partitions.push(p)
+                            }
+                            Step::Done(_) => break,
+                        }
+                    }
+                }
+                Some(Table {
+                    kind: TableKind::Mbr {
+                        disk_id: table.ptuuid(),
+                    },
+                    partitions,
+                })
+            }
+        })
+    }
+
+    /// The whole device: its filesystem, its table, and each partition's filesystem (a
+    /// partition reaching past the end of an image is probed as far as the image goes).
+    pub fn probe_disk(&mut self) -> io::Result<DiskReport> {
+        let fs = self.probe_fs(0, self.size)?;
+        let table = self.probe_table()?;
+        let mut partitions = Vec::new();
+        for p in table.iter().flat_map(|t| t.partitions.iter()) {
+            let room = self.size.saturating_sub(p.start);
+            let outcome = self.probe_fs(p.start, p.size.min(room))?;
+            partitions.push((p.clone(), outcome));
+        }
+        Ok(DiskReport {
+            size: self.size,
+            fs,
+            table,
+            partitions,
+        })
+    }
+}
+
+/// Size of an open file or block device: where a seek to the end lands.
+fn device_size(file: &File) -> io::Result<u64> {
+    use std::io::Seek;
+    let mut f = file;
+    f.seek(io::SeekFrom::End(0))
+}
+
+/// The logical sector size of a block device from sysfs (its own `queue/`, or its parent's
+/// for a partition); `None` for anything else.
+fn logical_sector_size(file: &File) -> Option<u32> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let base = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    ["queue/logical_block_size", "../queue/logical_block_size"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(base.join(p)).ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn short_reads_at_the_end() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[7u8; 100]).unwrap();
+        let mut d = Device::open(f.path()).unwrap();
+        assert_eq!(d.size(), 100);
+        assert_eq!(d.read_at(90, 20).unwrap(), vec![7u8; 10]);
+        assert_eq!(d.read_at(200, 20).unwrap(), Vec::<u8>::new());
+        assert!(d.reads() >= 2);
+    }
+
+    #[test]
+    fn an_empty_file_is_nothing() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut d = Device::open(f.path()).unwrap();
+        let r = d.probe_disk().unwrap();
+        assert_eq!(r.fs, FsOutcome::Unknown);
+        assert_eq!(r.table, None);
+        assert_eq!(d.reads(), 0);
+    }
+}
