@@ -2,10 +2,19 @@
 //! machine has what it needs (Debian packages, Rust targets, the GRUB source), so the two README
 //! commands work on a fresh Debian 12 machine.
 
+mod bootsmoke;
+mod buildenv;
+mod busybox;
 mod cffi;
+mod cpio;
 mod deps;
+mod disk;
+mod grubimage;
 mod grubmod;
 mod header;
+mod kernel;
+mod linuxrc;
+mod qemu;
 mod relax;
 mod util;
 
@@ -36,6 +45,9 @@ enum Command {
     },
     /// Compile hnroot-ffi/tests/c/test_ffi.c against the header and the host staticlib; run it.
     CFfiTest,
+    /// Build the boot chain from today's parts (Debian kernel and GRUB, prototype linuxrc,
+    /// test root image) and boot it in QEMU on ext4 and btrfs hostparts, timing each boot.
+    BootSmoke(bootsmoke::Args),
 }
 
 fn main() -> Result<()> {
@@ -56,6 +68,10 @@ fn main() -> Result<()> {
         }
         Command::Header { check } => header::run(check),
         Command::CFfiTest => cffi::run(),
+        Command::BootSmoke(args) => {
+            deps::ensure()?;
+            bootsmoke::run(&args)
+        }
     }
 }
 

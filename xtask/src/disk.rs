@@ -1,0 +1,774 @@
+//! Builds hnroot's test disks without root or loop devices: ext4 root images (`mkfs.ext4 -d`)
+//! holding a kernel, an initramfs, busybox and a test `/sbin/init`; the hostpart filesystem
+//! (ext4 or btrfs, `--rootdir`) holding image files and `data/`; the FAT ESP (`mkfs.vfat` +
+//! mtools) holding `EFI/BOOT/BOOTX64.EFI` and the boot-state file; and the GPT disk around them
+//! (`sgdisk` on a plain file, `dd conv=notrunc,sparse`). Each builder takes a small spec, reads
+//! back what it made (UUIDs, partition starts) and returns it; none of them boots anything.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::buildenv;
+use crate::busybox;
+
+pub const MIB: u64 = 1024 * 1024;
+/// GPT sector size used for the disks we build.
+pub const SECTOR: u64 = 512;
+/// Partitions start on 1 MiB boundaries, like every partitioning tool does today.
+const ALIGN_SECTORS: u64 = MIB / SECTOR;
+/// The label GRUB and the initramfs look for.
+pub const HOSTPART_LABEL: &str = "hostpart";
+/// The ESP's label and GPT partition name.
+pub const ESP_LABEL: &str = "EFI-BOOT";
+/// Where the boot-state block lives on the ESP, and its size.
+pub const BOOTSTATE_PATH: &str = "hnroot/bootstate";
+pub const BOOTSTATE_LEN: usize = 1024;
+/// GPT type codes (sgdisk short forms).
+pub const TYPE_ESP: &str = "EF00";
+pub const TYPE_LINUX_FS: &str = "8300";
+/// The ext4 superblock starts at byte 1024; its UUID is at offset 104 within it.
+const EXT4_UUID_OFFSET: usize = 1024 + 104;
+/// ext4 labels hold 16 bytes.
+const EXT4_LABEL_MAX: usize = 16;
+/// mkfs.btrfs refuses devices much smaller than this with the default profiles.
+const BTRFS_MIN_MIB: u64 = 256;
+/// The test init is the image's whole userland; a version string is pasted into it.
+const VERSION_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+";
+/// Bound on files in a staging tree when sizing it.
+const MAX_STAGING_ENTRIES: usize = 100_000;
+
+/// A filesystem or partition UUID (RFC 4122 text form, lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Uuid(pub [u8; 16]);
+
+impl Uuid {
+    /// A random (version 4) UUID from /dev/urandom.
+    pub fn random() -> Result<Self> {
+        let mut bytes = [0u8; 16];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .context("cannot read /dev/urandom")?;
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Ok(Self(bytes))
+    }
+
+    /// Parse `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (either case).
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let groups: Vec<&str> = text.split('-').collect();
+        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        if lens != [8, 4, 4, 4, 12] {
+            bail!("{text:?} is not a UUID (8-4-4-4-12 hex digits)");
+        }
+        let hex: String = groups.concat();
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let pair = hex
+                .get(2 * i..2 * i + 2)
+                .ok_or_else(|| anyhow!("{text:?} is too short for a UUID"))?;
+            *byte = u8::from_str_radix(pair, 16)
+                .map_err(|_| anyhow!("{text:?} has a non-hex digit"))?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A file to place in an image: path relative to the filesystem root, mode, contents.
+#[derive(Debug, Clone)]
+pub struct ImageFile {
+    pub path: String,
+    pub mode: u32,
+    pub contents: Vec<u8>,
+}
+
+impl ImageFile {
+    pub fn new(path: &str, mode: u32, contents: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path: path.to_string(),
+            mode,
+            contents: contents.into(),
+        }
+    }
+}
+
+/// A filesystem image that was built: where, its UUID as read back, its size.
+#[derive(Debug, Clone)]
+pub struct BuiltFs {
+    pub path: PathBuf,
+    pub uuid: Uuid,
+    pub size: u64,
+}
+
+/// What goes into a root image (`hn-root*.img`).
+#[derive(Debug, Clone)]
+pub struct RootImageSpec {
+    /// Printed by the test init as `version=<V>`; letters, digits and `.-_+` only.
+    pub version: String,
+    /// The ext4 UUID; random when `None`.
+    pub uuid: Option<Uuid>,
+    /// Becomes `/boot/kernel`.
+    pub kernel: PathBuf,
+    /// Becomes `/boot/initramfs`.
+    pub initramfs: PathBuf,
+    /// Shell commands the test init runs after printing what booted, before powering off
+    /// (e.g. `hnroot mark-good`, `touch /hostpart/system-revert`). Empty for none.
+    pub init_extra: String,
+    /// More files (e.g. `usr/bin/hnroot`).
+    pub files: Vec<ImageFile>,
+    /// Image size; by default the content plus a quarter plus 16 MiB.
+    pub size_mib: Option<u64>,
+}
+
+impl RootImageSpec {
+    pub fn new(version: &str, kernel: &Path, initramfs: &Path) -> Self {
+        Self {
+            version: version.to_string(),
+            uuid: None,
+            kernel: kernel.to_path_buf(),
+            initramfs: initramfs.to_path_buf(),
+            init_extra: String::new(),
+            files: Vec::new(),
+            size_mib: None,
+        }
+    }
+}
+
+/// The filesystem of hostpart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostFs {
+    Ext4,
+    Btrfs,
+}
+
+impl fmt::Display for HostFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostFs::Ext4 => "ext4",
+            HostFs::Btrfs => "btrfs",
+        })
+    }
+}
+
+/// What goes into the hostpart filesystem.
+#[derive(Debug, Clone)]
+pub struct HostpartSpec {
+    pub fs: HostFs,
+    /// `hostpart` unless a scenario wants a wrong or duplicate label.
+    pub label: String,
+    /// Random when `None`.
+    pub uuid: Option<Uuid>,
+    /// (name on hostpart, source file), e.g. ("hn-root.img", built root image).
+    pub images: Vec<(String, PathBuf)>,
+    /// More files, relative to hostpart's root (e.g. `data/hello`, `system-revert`).
+    pub files: Vec<ImageFile>,
+    /// Size; by default the content times 1.5 plus 64 MiB (at least 256 MiB for btrfs).
+    pub size_mib: Option<u64>,
+}
+
+impl HostpartSpec {
+    pub fn new(fs: HostFs) -> Self {
+        Self {
+            fs,
+            label: HOSTPART_LABEL.to_string(),
+            uuid: None,
+            images: Vec::new(),
+            files: Vec::new(),
+            size_mib: None,
+        }
+    }
+
+    pub fn image(mut self, name: &str, source: &Path) -> Self {
+        self.images.push((name.to_string(), source.to_path_buf()));
+        self
+    }
+}
+
+/// What goes onto the ESP.
+#[derive(Debug, Clone)]
+pub struct EspSpec {
+    /// Becomes `EFI/BOOT/BOOTX64.EFI`.
+    pub bootx64: PathBuf,
+    pub label: String,
+    /// Contents of `hnroot/bootstate`; 1024 zero bytes by default (preallocated, so that
+    /// GRUB can later overwrite it in place without allocating).
+    pub bootstate: Vec<u8>,
+    pub files: Vec<ImageFile>,
+    /// FAT32 needs at least ~33 MiB with 512-byte clusters; 64 MiB by default.
+    pub size_mib: u64,
+}
+
+impl EspSpec {
+    pub fn new(bootx64: &Path) -> Self {
+        Self {
+            bootx64: bootx64.to_path_buf(),
+            label: ESP_LABEL.to_string(),
+            bootstate: vec![0; BOOTSTATE_LEN],
+            files: Vec::new(),
+            size_mib: 64,
+        }
+    }
+}
+
+/// One partition to put on a GPT disk.
+#[derive(Debug, Clone)]
+pub struct PartSpec {
+    /// GPT partition name (`EFI-BOOT`, `hostpart`).
+    pub name: String,
+    /// sgdisk type code (`EF00`, `8300`).
+    pub type_code: String,
+    /// The filesystem image that fills the partition (the partition is its size, in MiB).
+    pub image: PathBuf,
+    /// PARTUUID; random when `None`.
+    pub partuuid: Option<Uuid>,
+}
+
+impl PartSpec {
+    pub fn esp(image: &Path) -> Self {
+        Self {
+            name: ESP_LABEL.to_string(),
+            type_code: TYPE_ESP.to_string(),
+            image: image.to_path_buf(),
+            partuuid: None,
+        }
+    }
+
+    pub fn hostpart(image: &Path) -> Self {
+        Self {
+            name: HOSTPART_LABEL.to_string(),
+            type_code: TYPE_LINUX_FS.to_string(),
+            image: image.to_path_buf(),
+            partuuid: None,
+        }
+    }
+}
+
+/// A partition as written and read back with `sgdisk -i`.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// 1-based GPT entry number (`/dev/vda<number>`).
+    pub number: u32,
+    pub name: String,
+    pub first_lba: u64,
+    pub sectors: u64,
+    pub partuuid: Uuid,
+}
+
+/// A GPT disk image that was built.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub disk_guid: Uuid,
+    pub partitions: Vec<Partition>,
+}
+
+/// Build an ext4 root image at `out` from `spec`: `/boot/kernel`, `/boot/initramfs`,
+/// `/bin/busybox` with applet links, the test `/sbin/init`, the mount points `/hostpart`,
+/// `/proc`, `/sys`, `/dev`, `/run`, `/tmp`, and `/data0 -> /hostpart/data`.
+pub fn build_root_image(spec: &RootImageSpec, out: &Path) -> Result<BuiltFs> {
+    if spec.version.is_empty() || !spec.version.chars().all(|c| VERSION_CHARS.contains(c)) {
+        bail!(
+            "root image version {:?} must be non-empty and use only {VERSION_CHARS}",
+            spec.version
+        );
+    }
+    let stage = buildenv::fresh_dir(&out.with_extension("staging"))?;
+    for dir in [
+        "bin", "sbin", "boot", "etc", "hostpart", "proc", "sys", "dev", "run", "tmp", "root",
+    ] {
+        mkdir(&stage.join(dir))?;
+    }
+    let bb = busybox::host()?;
+    write_file(&stage.join("bin/busybox"), 0o755, &bb.binary)?;
+    for applet in &bb.applets {
+        symlink("busybox", stage.join("bin").join(applet))
+            .with_context(|| format!("cannot link bin/{applet} in {}", stage.display()))?;
+    }
+    symlink("/hostpart/data", stage.join("data0")).context("cannot create /data0")?;
+    copy(&spec.kernel, &stage.join("boot/kernel"))?;
+    copy(&spec.initramfs, &stage.join("boot/initramfs"))?;
+    write_file(
+        &stage.join("sbin/init"),
+        0o755,
+        test_init(&spec.version, &spec.init_extra).as_bytes(),
+    )?;
+    write_file(
+        &stage.join("etc/hnroot-version"),
+        0o644,
+        format!("{}\n", spec.version).as_bytes(),
+    )?;
+    place_files(&stage, &spec.files)?;
+
+    let content = tree_size(&stage)?;
+    let size_mib = spec
+        .size_mib
+        .unwrap_or(content / MIB + content / MIB / 4 + 16);
+    let uuid = match spec.uuid {
+        Some(u) => u,
+        None => Uuid::random()?,
+    };
+    let label: String = format!("hnroot-{}", spec.version)
+        .chars()
+        .take(EXT4_LABEL_MAX)
+        .collect();
+    mkfs_ext4(&stage, out, size_mib, &label, uuid)?;
+    fs::remove_dir_all(&stage).with_context(|| format!("cannot remove {}", stage.display()))?;
+    let got = ext4_uuid(out)?;
+    if got != uuid {
+        bail!("mkfs.ext4 -U {uuid} made {} with UUID {got}", out.display());
+    }
+    Ok(BuiltFs {
+        path: out.to_path_buf(),
+        uuid,
+        size: size_mib * MIB,
+    })
+}
+
+/// The test `/sbin/init` of root images: prints what booted in `hnroot-test:` lines that
+/// scenarios wait for, shows `/hostpart` and `/data0`, runs `extra`, powers off.
+pub fn test_init(version: &str, extra: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+# hnroot test init (written by cargo xtask, xtask/src/disk.rs): report what booted on the
+# console, show hostpart, run the scenario's commands, power off. PID 1: never exits.
+PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export PATH
+[ -e /proc/mounts ] || mount -t proc proc /proc
+[ -d /sys/block ] || mount -t sysfs sysfs /sys
+read -r up _ </proc/uptime
+echo "hnroot-test: init started at uptime=$up"
+rootdev=$(awk '$2 == "/" {{ d = $1 }} END {{ print d }}' /proc/mounts)
+uuid=$(hexdump -s {uuid_offset} -n 16 -e '4/1 "%02x" "-" 2/1 "%02x" "-" 2/1 "%02x" "-" 2/1 "%02x" "-" 6/1 "%02x" "\n"' "$rootdev" 2>/dev/null)
+echo "hnroot-test: booted version={version} uuid=${{uuid:-unknown}}"
+backing=$(cat "/sys/block/${{rootdev#/dev/}}/loop/backing_file" 2>/dev/null)
+echo "hnroot-test: root=$rootdev backing=${{backing:-none}}"
+echo "hnroot-test: cmdline=$(cat /proc/cmdline)"
+echo "hnroot-test: mounts:"
+grep -E ' (/|/hostpart) ' /proc/mounts
+echo "hnroot-test: ls /hostpart:"
+ls -la /hostpart
+echo "hnroot-test: ls /data0/:"
+ls -la /data0/
+{extra}
+echo "hnroot-test: powering off"
+sync
+poweroff -f
+echo "hnroot-test: poweroff -f returned; halting here"
+while :; do sleep 3600; done
+"#,
+        uuid_offset = EXT4_UUID_OFFSET,
+    )
+}
+
+/// Build the hostpart filesystem at `out`: the images under their names, `data/`, the files.
+pub fn build_hostpart(spec: &HostpartSpec, out: &Path) -> Result<BuiltFs> {
+    let stage = buildenv::fresh_dir(&out.with_extension("staging"))?;
+    mkdir(&stage.join("data"))?;
+    for (name, source) in &spec.images {
+        if name.is_empty() || name.contains('/') {
+            bail!("hostpart image name {name:?} must be a plain file name");
+        }
+        copy(source, &stage.join(name))?;
+    }
+    place_files(&stage, &spec.files)?;
+    let content = tree_size(&stage)?;
+    let mut size_mib = spec
+        .size_mib
+        .unwrap_or(content / MIB + content / MIB / 2 + 64);
+    let uuid = match spec.uuid {
+        Some(u) => u,
+        None => Uuid::random()?,
+    };
+    match spec.fs {
+        HostFs::Ext4 => mkfs_ext4(&stage, out, size_mib, &spec.label, uuid)?,
+        HostFs::Btrfs => {
+            size_mib = size_mib.max(BTRFS_MIN_MIB);
+            sized_file(out, size_mib)?;
+            buildenv::run(
+                Command::new("mkfs.btrfs")
+                    .args(["-q", "-f", "-L", &spec.label, "-U", &uuid.to_string()])
+                    .arg("--rootdir")
+                    .arg(&stage)
+                    .arg(out),
+            )
+            .with_context(|| format!("building the btrfs hostpart ({size_mib} MiB)"))?;
+        }
+    }
+    fs::remove_dir_all(&stage).with_context(|| format!("cannot remove {}", stage.display()))?;
+    let got = match spec.fs {
+        HostFs::Ext4 => ext4_uuid(out)?,
+        HostFs::Btrfs => btrfs_fsid(out)?,
+    };
+    if got != uuid {
+        bail!(
+            "{} hostpart {} has UUID {got}, asked for {uuid}",
+            spec.fs,
+            out.display()
+        );
+    }
+    Ok(BuiltFs {
+        path: out.to_path_buf(),
+        uuid,
+        size: size_mib * MIB,
+    })
+}
+
+/// Build the FAT32 ESP at `out`: `EFI/BOOT/BOOTX64.EFI`, `hnroot/bootstate`, the files.
+pub fn build_esp(spec: &EspSpec, out: &Path) -> Result<PathBuf> {
+    if out.exists() {
+        fs::remove_file(out).with_context(|| format!("cannot remove {}", out.display()))?;
+    }
+    buildenv::run(
+        Command::new("mkfs.vfat")
+            .args(["-F", "32", "-n", &spec.label, "-C"])
+            .arg(out)
+            .arg((spec.size_mib * 1024).to_string()),
+    )
+    .with_context(|| format!("building the ESP ({} MiB)", spec.size_mib))?;
+    let mut files = vec![
+        ImageFile::new("EFI/BOOT/BOOTX64.EFI", 0o644, read(&spec.bootx64)?),
+        ImageFile::new(BOOTSTATE_PATH, 0o644, spec.bootstate.clone()),
+    ];
+    files.extend(spec.files.iter().cloned());
+    let scratch = buildenv::fresh_dir(&out.with_extension("staging"))?;
+    let mut made_dirs = BTreeSet::new();
+    for (i, file) in files.iter().enumerate() {
+        let parts: Vec<&str> = file.path.split('/').collect();
+        for depth in 1..parts.len() {
+            let dir = parts[..depth].join("/");
+            if made_dirs.insert(dir.clone()) {
+                mtools(
+                    Command::new("mmd")
+                        .arg("-i")
+                        .arg(out)
+                        .arg(format!("::{dir}")),
+                )?;
+            }
+        }
+        let local = scratch.join(i.to_string());
+        fs::write(&local, &file.contents)
+            .with_context(|| format!("cannot write {}", local.display()))?;
+        mtools(
+            Command::new("mcopy")
+                .arg("-i")
+                .arg(out)
+                .arg(&local)
+                .arg(format!("::{}", file.path)),
+        )?;
+    }
+    fs::remove_dir_all(&scratch).with_context(|| format!("cannot remove {}", scratch.display()))?;
+    Ok(out.to_path_buf())
+}
+
+/// Assemble a GPT disk at `out` from partition images, in order, each on a 1 MiB boundary
+/// and exactly its image's size (rounded up to MiB). The partitions are read back with
+/// `sgdisk -i` and checked against what was asked.
+pub fn build_disk(parts: &[PartSpec], out: &Path) -> Result<Disk> {
+    if parts.is_empty() || parts.len() > 128 {
+        bail!("a GPT disk needs 1 to 128 partitions, got {}", parts.len());
+    }
+    let disk_guid = Uuid::random()?;
+    let mut sgdisk = Command::new("sgdisk");
+    sgdisk.arg(format!("--disk-guid={disk_guid}"));
+    let mut next_lba = ALIGN_SECTORS;
+    let mut planned = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let number = u32::try_from(i + 1)?;
+        let bytes = fs::metadata(&part.image)
+            .with_context(|| format!("partition {number} image {}", part.image.display()))?
+            .len();
+        let sectors = bytes.div_ceil(MIB) * ALIGN_SECTORS;
+        if sectors == 0 {
+            bail!("partition {number} image {} is empty", part.image.display());
+        }
+        let partuuid = match part.partuuid {
+            Some(u) => u,
+            None => Uuid::random()?,
+        };
+        let first = next_lba;
+        let last = first + sectors - 1;
+        sgdisk
+            .arg(format!("--new={number}:{first}:{last}"))
+            .arg(format!("--typecode={number}:{}", part.type_code))
+            .arg(format!("--change-name={number}:{}", part.name))
+            .arg(format!("--partition-guid={number}:{partuuid}"));
+        planned.push(Partition {
+            number,
+            name: part.name.clone(),
+            first_lba: first,
+            sectors,
+            partuuid,
+        });
+        next_lba = last + 1;
+    }
+    // One spare MiB at the end holds the backup GPT (33 sectors).
+    let total = (next_lba + ALIGN_SECTORS) * SECTOR;
+    if out.exists() {
+        fs::remove_file(out).with_context(|| format!("cannot remove {}", out.display()))?;
+    }
+    File::create(out)
+        .and_then(|f| f.set_len(total))
+        .with_context(|| format!("cannot create the {total}-byte disk {}", out.display()))?;
+    // No -q: sgdisk 1.0.9 with -q on a blank file silently writes no partition table.
+    buildenv::run(sgdisk.arg(out))?;
+    for (part, spec) in planned.iter().zip(parts) {
+        let info = buildenv::run(
+            Command::new("sgdisk")
+                .arg(format!("--info={}", part.number))
+                .arg(out),
+        )?;
+        let first = sgdisk_field(&info, "First sector:")?;
+        let got_guid = Uuid::parse(&sgdisk_field(&info, "Partition unique GUID:")?)?;
+        let first: u64 = first
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("sgdisk --info gives first sector {first:?}"))?;
+        if first != part.first_lba || got_guid != part.partuuid {
+            bail!(
+                "{}: partition {} reads back at LBA {first} with PARTUUID {got_guid}, written \
+                 at {} with {}",
+                out.display(),
+                part.number,
+                part.first_lba,
+                part.partuuid
+            );
+        }
+        buildenv::run(
+            Command::new("dd")
+                .arg(format!("if={}", spec.image.display()))
+                .arg(format!("of={}", out.display()))
+                .arg("bs=1M")
+                .arg(format!("seek={}", part.first_lba / ALIGN_SECTORS))
+                .args(["conv=notrunc,sparse", "status=none"]),
+        )?;
+    }
+    Ok(Disk {
+        path: out.to_path_buf(),
+        disk_guid,
+        partitions: planned,
+    })
+}
+
+/// The ext4 UUID of an image file, read from its superblock.
+pub fn ext4_uuid(image: &Path) -> Result<Uuid> {
+    let mut head = [0u8; EXT4_UUID_OFFSET + 16];
+    File::open(image)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("cannot read the ext4 superblock of {}", image.display()))?;
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&head[EXT4_UUID_OFFSET..]);
+    Ok(Uuid(uuid))
+}
+
+fn btrfs_fsid(image: &Path) -> Result<Uuid> {
+    let dump = buildenv::run(
+        Command::new("btrfs")
+            .args(["inspect-internal", "dump-super"])
+            .arg(image),
+    )?;
+    let fsid = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("fsid"))
+        .ok_or_else(|| anyhow!("btrfs dump-super of {} has no fsid line", image.display()))?;
+    Uuid::parse(fsid)
+}
+
+fn sgdisk_field(info: &str, key: &str) -> Result<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| anyhow!("sgdisk --info output has no {key:?} line:\n{info}"))
+}
+
+fn mkfs_ext4(stage: &Path, out: &Path, size_mib: u64, label: &str, uuid: Uuid) -> Result<()> {
+    sized_file(out, size_mib)?;
+    // metadata_csum_seed is an incompat feature GRUB 2.06's ext2 driver refuses to read;
+    // orphan_file (e2fsprogs 1.47) is left off so older tools can inspect the images.
+    buildenv::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", label, "-U", &uuid.to_string()])
+            .args(["-O", "^metadata_csum_seed,^orphan_file"])
+            .args(["-E", "root_owner=0:0"])
+            .arg("-d")
+            .arg(stage)
+            .arg(out),
+    )
+    .with_context(|| {
+        format!(
+            "building ext4 {} ({size_mib} MiB) from {}",
+            out.display(),
+            stage.display()
+        )
+    })?;
+    Ok(())
+}
+
+fn sized_file(path: &Path, size_mib: u64) -> Result<()> {
+    if path.exists() {
+        fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    File::create(path)
+        .and_then(|f| f.set_len(size_mib * MIB))
+        .with_context(|| format!("cannot create the {size_mib} MiB file {}", path.display()))
+}
+
+fn mtools(cmd: &mut Command) -> Result<String> {
+    // The ESP is a plain file without a partition table; skip mtools' geometry check.
+    buildenv::run(cmd.env("MTOOLS_SKIP_CHECK", "1"))
+}
+
+fn place_files(root: &Path, files: &[ImageFile]) -> Result<()> {
+    for file in files {
+        let rel = Path::new(&file.path);
+        if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
+            bail!(
+                "image file path {:?} must be relative without '..'",
+                file.path
+            );
+        }
+        let dest = root.join(rel);
+        if let Some(parent) = dest.parent() {
+            mkdir(parent)?;
+        }
+        write_file(&dest, file.mode, &file.contents)?;
+    }
+    Ok(())
+}
+
+fn mkdir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+fn write_file(path: &Path, mode: u32, data: &[u8]) -> Result<()> {
+    fs::write(path, data).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to)
+        .map(|_| ())
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
+}
+
+/// Bytes of regular files under `root` (symlinks not followed), bounded.
+fn tree_size(root: &Path) -> Result<u64> {
+    let mut total = 0u64;
+    let mut todo = vec![root.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            seen += 1;
+            if seen > MAX_STAGING_ENTRIES {
+                bail!(
+                    "more than {MAX_STAGING_ENTRIES} entries under {}",
+                    root.display()
+                );
+            }
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_round_trips_and_rejects_garbage() {
+        let text = "01234567-89ab-cdef-0123-456789abcdef";
+        assert_eq!(Uuid::parse(text).unwrap().to_string(), text);
+        assert_eq!(
+            Uuid::parse("01234567-89AB-CDEF-0123-456789ABCDEF")
+                .unwrap()
+                .to_string(),
+            text
+        );
+        assert!(Uuid::parse("01234567-89ab-cdef-0123-456789abcde").is_err());
+        assert!(Uuid::parse("0123456g-89ab-cdef-0123-456789abcdef").is_err());
+        let r = Uuid::random().unwrap();
+        assert_eq!(r.0[6] >> 4, 4);
+        assert_eq!(Uuid::parse(&r.to_string()).unwrap(), r);
+    }
+
+    #[test]
+    fn ext4_uuid_is_read_from_a_real_mkfs_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = dir.path().join("stage");
+        fs::create_dir(&stage).unwrap();
+        fs::write(stage.join("hello"), b"hi").unwrap();
+        let img = dir.path().join("fs.img");
+        let uuid = Uuid::parse("11111111-2222-4333-8444-555555555555").unwrap();
+        if Command::new("mkfs.ext4").arg("-V").output().is_err() {
+            eprintln!("skipping: no mkfs.ext4");
+            return;
+        }
+        mkfs_ext4(&stage, &img, 8, "t", uuid).unwrap();
+        assert_eq!(ext4_uuid(&img).unwrap(), uuid);
+    }
+
+    #[test]
+    fn gpt_disk_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.img");
+        let b = dir.path().join("b.img");
+        fs::write(&a, vec![0xa5u8; 3 * MIB as usize]).unwrap();
+        File::create(&b).unwrap().set_len(2 * MIB).unwrap();
+        if Command::new("sgdisk").arg("--version").output().is_err() {
+            eprintln!("skipping: no sgdisk");
+            return;
+        }
+        let disk = build_disk(
+            &[PartSpec::esp(&a), PartSpec::hostpart(&b)],
+            &dir.path().join("disk.img"),
+        )
+        .unwrap();
+        assert_eq!(disk.partitions[0].first_lba, 2048);
+        assert_eq!(disk.partitions[1].first_lba, 2048 + 3 * 2048);
+        let bytes = fs::read(&disk.path).unwrap();
+        assert_eq!(bytes.len() as u64, (1 + 3 + 2 + 1) * MIB);
+        assert_eq!(&bytes[MIB as usize..MIB as usize + 4], &[0xa5; 4]);
+        assert_eq!(bytes[4 * MIB as usize - 1], 0xa5);
+        assert_eq!(bytes[4 * MIB as usize], 0);
+        assert_eq!(&bytes[512..520], b"EFI PART");
+    }
+
+    #[test]
+    fn test_init_carries_the_version() {
+        let init = test_init("v1.2", "echo extra-step");
+        assert!(init.contains("hnroot-test: booted version=v1.2 uuid="));
+        assert!(init.contains("\necho extra-step\n"));
+        assert!(init.contains("-s 1128 -n 16"));
+    }
+}

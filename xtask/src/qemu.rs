@@ -1,0 +1,349 @@
+//! Runs one QEMU virtual machine (OVMF firmware, raw disk images, TCG, no network) with its
+//! serial console captured to a file, and waits on that console with a bound on every wait.
+//! A `Vm` is killed when dropped, so a failing test never leaves a guest running; `kill` is
+//! also the power cut of the crash scenarios (SIGKILL: every write QEMU issued is in the host
+//! page cache, nothing the guest had not yet written is).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+
+/// OVMF firmware (package ovmf): code read-only and shared, variables copied per VM.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// How often the serial log is re-read while waiting.
+const POLL: Duration = Duration::from_millis(20);
+/// Lines of serial console shown when a wait fails.
+pub const TAIL_LINES: usize = 40;
+/// Bound on how long `kill` waits for QEMU to be reaped after SIGKILL.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to run a VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Shown in messages (`boot-smoke ext4 #2`).
+    pub name: String,
+    /// Raw disk images, attached as virtio disks in order (vda, vdb, ...).
+    pub disks: Vec<PathBuf>,
+    /// Holds `serial.log`, `qemu.stderr` and the VM's copy of the OVMF variables.
+    pub run_dir: PathBuf,
+    pub memory_mib: u32,
+    /// `-no-reboot`: a guest reboot (GRUB's or the initramfs's fallback, a kernel panic with
+    /// `panic=N`) ends QEMU instead of booting again.
+    pub no_reboot: bool,
+    /// More QEMU arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl VmSpec {
+    pub fn new(name: &str, disks: &[&Path], run_dir: &Path) -> Self {
+        Self {
+            name: name.to_string(),
+            disks: disks.iter().map(|d| d.to_path_buf()).collect(),
+            run_dir: run_dir.to_path_buf(),
+            memory_mib: 1024,
+            no_reboot: true,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A match on the serial console.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Time since QEMU was started.
+    pub at: Duration,
+    /// The whole line the match is in (escape sequences removed).
+    pub line: String,
+    /// Capture groups of the regex (index 0: the whole match); empty strings for no match.
+    pub groups: Vec<String>,
+}
+
+/// A running (or finished) QEMU.
+#[derive(Debug)]
+pub struct Vm {
+    name: String,
+    child: Child,
+    serial_log: PathBuf,
+    stderr_log: PathBuf,
+    started: Instant,
+    /// Offset in the cleaned serial log after the last hit: waits match only newer output.
+    cursor: usize,
+    exit: Option<ExitStatus>,
+}
+
+impl Vm {
+    /// Start QEMU. The serial log and the variables copy in `run_dir` are fresh.
+    pub fn start(spec: &VmSpec) -> Result<Self> {
+        for firmware in [OVMF_CODE, OVMF_VARS] {
+            if !Path::new(firmware).is_file() {
+                bail!("{}: no {firmware} (apt-get install ovmf)", spec.name);
+            }
+        }
+        if spec.disks.is_empty() {
+            bail!("{}: a VM needs at least one disk", spec.name);
+        }
+        fs::create_dir_all(&spec.run_dir)
+            .with_context(|| format!("cannot create {}", spec.run_dir.display()))?;
+        let vars = spec.run_dir.join("OVMF_VARS.fd");
+        fs::copy(OVMF_VARS, &vars)
+            .with_context(|| format!("cannot copy {OVMF_VARS} to {}", vars.display()))?;
+        let serial_log = spec.run_dir.join("serial.log");
+        let stderr_log = spec.run_dir.join("qemu.stderr");
+        let _ = fs::remove_file(&serial_log);
+        let stderr = fs::File::create(&stderr_log)
+            .with_context(|| format!("cannot create {}", stderr_log.display()))?;
+
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-smp", "1"])
+            .args(["-m", &spec.memory_mib.to_string()])
+            // No default devices (no DVD-ROM for OVMF to try first, no VGA, no NIC).
+            .args(["-nodefaults", "-display", "none", "-monitor", "none"])
+            .args(["-nic", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial_log.display()))
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
+        for disk in &spec.disks {
+            if !disk.is_file() {
+                bail!(
+                    "{}: disk image {} does not exist",
+                    spec.name,
+                    disk.display()
+                );
+            }
+            // cache=unsafe only drops flushes to the host disk; the host never crashes in
+            // our tests, and a power cut is a SIGKILL of QEMU, which keeps every write it made.
+            cmd.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,cache=unsafe",
+                disk.display()
+            ));
+        }
+        if spec.no_reboot {
+            cmd.arg("-no-reboot");
+        }
+        cmd.args(&spec.extra_args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr));
+        let shown = crate::buildenv::show(&cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("{}: cannot start `{shown}`", spec.name))?;
+        Ok(Self {
+            name: spec.name.clone(),
+            child,
+            serial_log,
+            stderr_log,
+            started: Instant::now(),
+            cursor: 0,
+            exit: None,
+        })
+    }
+
+    /// Time since start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The serial log so far, escape sequences and carriage returns removed.
+    pub fn log(&self) -> String {
+        clean(&fs::read(&self.serial_log).unwrap_or_default())
+    }
+
+    /// The last `n` lines of the serial log (cleaned), for error messages.
+    pub fn tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Wait until `re` matches console output newer than the previous hit. Fails (and kills
+    /// the VM) after `timeout`, or as soon as QEMU exits without the match; the error names
+    /// the pattern, the time waited and shows the console tail.
+    pub fn wait_for(&mut self, re: &Regex, timeout: Duration) -> Result<Hit> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Match on the cleaned log: OVMF's escape sequences can sit inside a line.
+            let text = self.log();
+            let mut start = self.cursor.min(text.len());
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let rest = &text[start..];
+            if let Some(caps) = re.captures(rest) {
+                let (m_start, m_end) = caps.get(0).map_or((0, 0), |m| (m.start(), m.end()));
+                let line_start = rest[..m_start].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = rest[m_end..].find('\n').map_or(rest.len(), |i| m_end + i);
+                let hit = Hit {
+                    at: self.elapsed(),
+                    line: rest[line_start..line_end].to_string(),
+                    groups: caps
+                        .iter()
+                        .map(|g| g.map_or(String::new(), |m| m.as_str().to_string()))
+                        .collect(),
+                };
+                self.cursor = start + m_end;
+                return Ok(hit);
+            }
+            if let Some(status) = self.try_exit()? {
+                bail!(
+                    "{}: QEMU exited ({status}) after {:.1} s without printing /{re}/ on the \
+                     serial console{}\n--- serial tail ---\n{}",
+                    self.name,
+                    self.elapsed().as_secs_f64(),
+                    self.stderr_note(),
+                    self.tail(TAIL_LINES)
+                );
+            }
+            if Instant::now() >= deadline {
+                let tail = self.tail(TAIL_LINES);
+                self.kill()?;
+                bail!(
+                    "{}: no /{re}/ on the serial console within {:.0} s ({:.1} s since start); \
+                     killed QEMU\n--- serial tail ---\n{tail}",
+                    self.name,
+                    timeout.as_secs_f64(),
+                    self.elapsed().as_secs_f64()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Wait for `re`, let `delay` pass, then cut the power (SIGKILL). Returns the hit.
+    pub fn cut_power_after(
+        &mut self,
+        re: &Regex,
+        delay: Duration,
+        timeout: Duration,
+    ) -> Result<Hit> {
+        let hit = self.wait_for(re, timeout)?;
+        thread::sleep(delay);
+        self.kill()?;
+        Ok(hit)
+    }
+
+    /// Wait for QEMU to exit on its own (guest poweroff, or a reboot with `-no-reboot`);
+    /// after `timeout` kill it and fail with the console tail.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let tail = self.tail(TAIL_LINES);
+                self.kill()?;
+                bail!(
+                    "{}: QEMU still running {:.0} s after the wait for its exit began; killed \
+                     it\n--- serial tail ---\n{tail}",
+                    self.name,
+                    timeout.as_secs_f64()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// SIGKILL QEMU (a power cut) and reap it. Idempotent.
+    pub fn kill(&mut self) -> Result<()> {
+        if self.try_exit()?.is_some() {
+            return Ok(());
+        }
+        self.child
+            .kill()
+            .with_context(|| format!("{}: cannot kill QEMU", self.name))?;
+        let deadline = Instant::now() + REAP_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.try_exit()?.is_some() {
+                return Ok(());
+            }
+            thread::sleep(POLL);
+        }
+        bail!(
+            "{}: QEMU (pid {}) did not exit within {} s of SIGKILL",
+            self.name,
+            self.child.id(),
+            REAP_TIMEOUT.as_secs()
+        )
+    }
+
+    fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+        if self.exit.is_none() {
+            self.exit = self
+                .child
+                .try_wait()
+                .with_context(|| format!("{}: cannot poll QEMU", self.name))?;
+        }
+        Ok(self.exit)
+    }
+
+    fn stderr_note(&self) -> String {
+        let err = fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let err = err.trim();
+        if err.is_empty() {
+            String::new()
+        } else {
+            format!("; QEMU said: {err}")
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill() {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// Remove ANSI escape sequences (OVMF clears the screen and sets colours) and carriage returns.
+pub fn clean(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    // CSI: parameters and intermediates, then one final byte in @..~.
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_removes_ovmf_escapes() {
+        let raw = b"\x1b[2J\x1b[01;01H\x1b[=3h\x1b[0m\x1b[37m\x1b[40mhnroot-grub: hi\r\nnext";
+        assert_eq!(clean(raw), "hnroot-grub: hi\nnext");
+    }
+}
