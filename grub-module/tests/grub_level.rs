@@ -363,7 +363,7 @@ struct Block_ {
 /// GRUB's EFI console wraps lines at 80 columns on word boundaries, dropping the space: put
 /// every line that does not start with a known prefix back onto the one before it.
 fn unwrap_lines(log: &str) -> Vec<String> {
-    const STARTS: [&str; 3] = ["hnroot:", "hnroot-test:", "Elapsed time:"];
+    const STARTS: [&str; 4] = ["hnroot:", "hnroot-test:", "Elapsed time:", "error:"];
     let mut lines: Vec<String> = Vec::new();
     let mut inside = false;
     for line in log.lines() {
@@ -460,6 +460,7 @@ pub fn run() -> Result<()> {
         bail!("read-only scenarios must come last in the list (GRUB numbers disks in order)");
     }
 
+    let done = Regex::new("hnroot-test: done")?;
     let mut failures = Vec::new();
     let mut timings = Vec::new();
     for boot in 1..=BOOTS {
@@ -478,7 +479,6 @@ pub fn run() -> Result<()> {
             }
         }
         let mut vm = Vm::start(&vm_spec)?;
-        let done = Regex::new("hnroot-test: done")?;
         vm.wait_for(&done, BOOT_TIMEOUT)?;
         vm.wait_exit(Duration::from_secs(60))?;
         let log = vm.log();

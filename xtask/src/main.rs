@@ -11,6 +11,9 @@ mod deps;
 mod disk;
 mod grubimage;
 mod grubmod;
+// The GRUB-level test lives with the module it tests.
+#[path = "../../grub-module/tests/grub_level.rs"]
+mod grub_level;
 mod header;
 mod kernel;
 mod linuxrc;
@@ -45,6 +48,8 @@ enum Command {
     },
     /// Compile hnroot-ffi/tests/c/test_ffi.c against the header and the host staticlib; run it.
     CFfiTest,
+    /// Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + QEMU.
+    GrubTest,
     /// Build the boot chain from today's parts (Debian kernel and GRUB, prototype linuxrc,
     /// test root image) and boot it in QEMU on ext4 and btrfs hostparts, timing each boot.
     BootSmoke(bootsmoke::Args),
@@ -68,6 +73,10 @@ fn main() -> Result<()> {
         }
         Command::Header { check } => header::run(check),
         Command::CFfiTest => cffi::run(),
+        Command::GrubTest => {
+            deps::ensure()?;
+            grub_level::run()
+        }
         Command::BootSmoke(args) => {
             deps::ensure()?;
             bootsmoke::run(&args)
@@ -94,5 +103,9 @@ fn test() -> Result<()> {
         "unit and integration tests",
         &["cargo", "test", "--workspace"],
     )?;
+    header::run(true)?;
+    cffi::run()?;
+    // Builds hnroot.mod (GRUB source, verifier) and runs it in GRUB under OVMF + QEMU.
+    grub_level::run()?;
     Ok(())
 }
