@@ -14,6 +14,8 @@ use hnroot_core::PartUuid;
 
 /// Logical sector size when the kernel does not say (image files).
 pub const DEFAULT_SECTOR_SIZE: u32 = 512;
+/// Size Linux gives the device node of an MBR extended partition.
+const EXTENDED_NODE_SIZE: u64 = 1024;
 /// Most logical partitions read from an MBR's extended partition chain.
 const MAX_LOGICAL_PARTITIONS: usize = 256;
 
@@ -258,7 +260,13 @@ impl Device {
         let mut partitions = Vec::new();
         for p in table.iter().flat_map(|t| t.partitions.iter()) {
             let room = self.size.saturating_sub(p.start);
-            let outcome = self.probe_fs(p.start, p.size.min(room))?;
+            // The kernel's node for an extended partition is 1 KiB long: blkid finds nothing.
+            let size = if p.kind.is_mbr_extended() {
+                EXTENDED_NODE_SIZE
+            } else {
+                p.size
+            };
+            let outcome = self.probe_fs(p.start, size.min(room))?;
             partitions.push((p.clone(), outcome));
         }
         Ok(DiskReport {

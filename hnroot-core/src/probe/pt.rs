@@ -48,6 +48,21 @@ pub enum PartitionKind {
     },
 }
 
+impl PartitionKind {
+    /// An MBR extended partition (a container for logical partitions). Linux gives its
+    /// device node a size of 1 KiB, so nothing is found inside it.
+    pub fn is_mbr_extended(&self) -> bool {
+        matches!(
+            self,
+            PartitionKind::Mbr {
+                sys_type: 0x05 | 0x0f | 0x85,
+                logical: false,
+                ..
+            }
+        )
+    }
+}
+
 /// The partition table of a disk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PtOutcome {
