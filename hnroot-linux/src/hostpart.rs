@@ -112,6 +112,15 @@ pub struct HostpartError {
     pub source: io::Error,
 }
 
+/// Why a file named like an image is not used as one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// Its size, when known.
+    pub size: Option<u64>,
+    /// Why.
+    pub why: String,
+}
+
 /// hostpart's top directory, held open.
 #[derive(Debug)]
 pub struct Hostpart {
@@ -164,10 +173,7 @@ impl Hostpart {
 
     /// Open `name` in the directory for reading, refusing symlinks and anything but a regular
     /// file with one link.
-    pub fn open_image(
-        &self,
-        name: ImageName,
-    ) -> Result<Option<(File, u64)>, (Option<u64>, String)> {
+    pub fn open_image(&self, name: ImageName) -> Result<Option<(File, u64)>, Refused> {
         let c = cstr(name.file_name());
         // SAFETY: valid directory descriptor and NUL-terminated name; the result is owned below.
         let fd = unsafe {
@@ -185,28 +191,36 @@ impl Hostpart {
             let e = last_os_error();
             return match e.raw_os_error() {
                 Some(libc::ENOENT) => Ok(None),
-                Some(libc::ELOOP) => {
-                    Err((None, "a symbolic link: images must be regular files".into()))
-                }
-                _ => Err((None, format!("cannot open: {e}"))),
+                Some(libc::ELOOP) => Err(Refused {
+                    size: None,
+                    why: "a symbolic link: images must be regular files".into(),
+                }),
+                _ => Err(Refused {
+                    size: None,
+                    why: format!("cannot open: {e}"),
+                }),
             };
         }
         // SAFETY: `fd` is a fresh descriptor we own.
         let file = unsafe { File::from_raw_fd(fd) };
-        let meta = file
-            .metadata()
-            .map_err(|e| (None, format!("cannot stat: {e}")))?;
+        let meta = file.metadata().map_err(|e| Refused {
+            size: None,
+            why: format!("cannot stat: {e}"),
+        })?;
         if !meta.file_type().is_file() {
-            return Err((None, "not a regular file".into()));
+            return Err(Refused {
+                size: None,
+                why: "not a regular file".into(),
+            });
         }
         if meta.nlink() != 1 {
-            return Err((
-                Some(meta.len()),
-                format!(
+            return Err(Refused {
+                size: Some(meta.len()),
+                why: format!(
                     "has {} hard links: an image must have exactly one name",
                     meta.nlink()
                 ),
-            ));
+            });
         }
         Ok(Some((file, meta.len())))
     }
@@ -217,7 +231,7 @@ impl Hostpart {
         for name in ImageName::ALL {
             images.push(match self.open_image(name) {
                 Ok(None) => ImageFile::Absent,
-                Err((size, why)) => ImageFile::Unreadable { size, why },
+                Err(Refused { size, why }) => ImageFile::Unreadable { size, why },
                 Ok(Some((file, size))) => classify(file, &self.path.join(name.file_name()), size),
             });
         }
@@ -265,7 +279,7 @@ impl Hostpart {
         } else {
             "rename (no replace)"
         };
-        if let Err((_, why)) = self.open_image(from) {
+        if let Err(Refused { why, .. }) = self.open_image(from) {
             return Err(self.err(
                 step,
                 from.file_name(),
@@ -273,7 +287,7 @@ impl Hostpart {
             ));
         }
         if replace {
-            if let Err((_, why)) = self.open_image(to) {
+            if let Err(Refused { why, .. }) = self.open_image(to) {
                 return Err(self.err(
                     step,
                     to.file_name(),

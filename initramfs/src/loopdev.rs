@@ -1,0 +1,156 @@
+//! Attach an image file to a loop device with `LOOP_CONFIGURE` (one ioctl: file, flags and name
+//! at once), read-only unless asked otherwise, falling back to `LOOP_SET_FD` +
+//! `LOOP_SET_STATUS64` on kernels older than 5.8.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+
+const LO_FLAGS_READ_ONLY: u32 = 1;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_NAME_SIZE: usize = 64;
+const LO_KEY_SIZE: usize = 32;
+
+/// `struct loop_info64` from `<linux/loop.h>`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; LO_NAME_SIZE],
+    lo_crypt_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; LO_KEY_SIZE],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config` from `<linux/loop.h>`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+/// A configured loop device.
+#[derive(Debug)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub node: PathBuf,
+    /// Kept open so the device stays configured until the filesystem is mounted.
+    pub file: File,
+}
+
+/// How long to wait for devtmpfs to create `/dev/loopN` after `LOOP_CTL_GET_FREE`.
+const NODE_WAIT: Duration = Duration::from_secs(5);
+
+/// Attach `image` (an open file) to a free loop device under `dev` (normally `/dev`), named
+/// `name`, read-only unless `writable`. The device is detached automatically when its last
+/// user (the mounted filesystem) goes away.
+pub fn attach(
+    dev: &std::path::Path,
+    image: &File,
+    name: &str,
+    writable: bool,
+) -> io::Result<LoopDevice> {
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev.join("loop-control"))?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+    let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let node = dev.join(format!("loop{n}"));
+    let deadline = Instant::now() + NODE_WAIT;
+    let file = loop {
+        match OpenOptions::new().read(true).write(writable).open(&node) {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err(io::Error::new(e.kind(), format!("{}: {e}", node.display())));
+            }
+        }
+    };
+    let mut info = LoopInfo64 {
+        lo_device: 0,
+        lo_inode: 0,
+        lo_rdevice: 0,
+        lo_offset: 0,
+        lo_sizelimit: 0,
+        lo_number: 0,
+        lo_encrypt_type: 0,
+        lo_encrypt_key_size: 0,
+        lo_flags: LO_FLAGS_AUTOCLEAR | if writable { 0 } else { LO_FLAGS_READ_ONLY },
+        lo_file_name: [0; LO_NAME_SIZE],
+        lo_crypt_name: [0; LO_NAME_SIZE],
+        lo_encrypt_key: [0; LO_KEY_SIZE],
+        lo_init: [0; 2],
+    };
+    let bytes = name.as_bytes();
+    let len = bytes.len().min(LO_NAME_SIZE - 1);
+    info.lo_file_name[..len].copy_from_slice(&bytes[..len]);
+    let config = LoopConfig {
+        fd: u32::try_from(image.as_raw_fd())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        block_size: 0,
+        info,
+        reserved: [0; 8],
+    };
+    // SAFETY: `config` is a valid loop_config that outlives the call.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &config as *const LoopConfig,
+        )
+    };
+    if r == 0 {
+        return Ok(LoopDevice { node, file });
+    }
+    let e = io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTTY)) {
+        return Err(e);
+    }
+    // Kernels before 5.8: two steps.
+    // SAFETY: LOOP_SET_FD takes the backing file's descriptor.
+    if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD as _, image.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `info` is a valid loop_info64 that outlives the call.
+    if unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_SET_STATUS64 as _,
+            &info as *const LoopInfo64,
+        )
+    } != 0
+    {
+        let e = io::Error::last_os_error();
+        // SAFETY: LOOP_CLR_FD takes no argument.
+        unsafe { libc::ioctl(file.as_raw_fd(), LOOP_CLR_FD as _) };
+        return Err(e);
+    }
+    Ok(LoopDevice { node, file })
+}

@@ -1,0 +1,160 @@
+//! `hnroot-init`: as `/init` of hnroot's initramfs (PID 1) it runs the whole early boot and
+//! switches root; `hnroot-init mount-root ROOTMNT` does the same up to a mounted root at
+//! `ROOTMNT`, for initramfs-tools' `mountroot` (`boot=hnroot`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use hnroot_init::boot::{prepare, Env};
+use hnroot_init::{error, fallback, info, log, mounts, switch_root};
+
+const USAGE: &str = "usage: hnroot-init            (as PID 1 in hnroot's initramfs)
+       hnroot-init mount-root ROOTMNT   (initramfs-tools: mount the image at ROOTMNT)
+       hnroot-init --version";
+
+fn release() -> String {
+    // SAFETY: zeroed utsname is a valid out-buffer.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    // SAFETY: the kernel NUL-terminates `release`.
+    unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn early_mounts() {
+    let api: [(&str, &str, &str, libc::c_ulong, Option<&str>); 4] = [
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            libc::MS_NOSUID,
+            Some("mode=0755"),
+        ),
+        (
+            "proc",
+            "/proc",
+            "proc",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        ),
+        (
+            "sysfs",
+            "/sys",
+            "sysfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some("mode=0755"),
+        ),
+    ];
+    for (source, target, fstype, flags, data) in api {
+        let _ = mounts::mkdir_p(Path::new(target));
+        if mounts::is_mount_point(Path::new(target)) {
+            continue;
+        }
+        if let Err(e) = mounts::mount(
+            Path::new(source),
+            Path::new(target),
+            Some(fstype),
+            flags,
+            data,
+        ) {
+            // Logging may not work yet; the console is the kernel's.
+            eprintln!("hnroot: {e}");
+        }
+    }
+}
+
+fn pid1() -> ! {
+    early_mounts();
+    log::open(true);
+    let release = release();
+    info!(
+        "hnroot-init {} starting as PID 1 on Linux {release}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
+        error!("cannot read /proc/cmdline ({e}): using defaults");
+        String::new()
+    });
+    let env = Env::initramfs(&release);
+    match prepare(&env, &cmdline) {
+        Ok(prepared) => {
+            let (image, uuid) = prepared.mounted;
+            info!(
+                "switch_root to {} ({image}, UUID {uuid}), exec {}",
+                env.newroot.display(),
+                prepared.init
+            );
+            let e = switch_root::switch_root(&env.newroot, &prepared.init);
+            error!("FATAL: switch_root: {e}");
+            fallback::stop()
+        }
+        Err(failure) => fallback::handle(&failure),
+    }
+}
+
+fn mount_root(rootmnt: &Path) -> ExitCode {
+    log::open(false);
+    let cmdline = match std::fs::read_to_string("/proc/cmdline") {
+        Ok(c) => c,
+        Err(e) => {
+            error!("cannot read /proc/cmdline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env = Env {
+        newroot: rootmnt.to_owned(),
+        hostpart_mnt: PathBuf::from("/run/hnroot/hostpart"),
+        modules_dir: None,
+        ..Env::initramfs(&release())
+    };
+    match prepare(&env, &cmdline) {
+        Ok(p) => {
+            let (image, uuid) = p.mounted;
+            info!(
+                "mounted {image} (UUID {uuid}) at {}; init {}",
+                rootmnt.display(),
+                p.init
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            // Not PID 1: reboot into another image if the core says one will boot; otherwise
+            // initramfs-tools' panic() (its shell) takes over after we exit.
+            error!("FATAL: {}", failure.message);
+            fallback::reboot_into_another_image(&failure);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] if std::process::id() == 1 => pid1(),
+        ["mount-root", rootmnt] => mount_root(Path::new(rootmnt)),
+        ["--version"] => {
+            println!("hnroot-init {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The boot sequence of `hnroot-init` against real filesystems on real loop devices: hostpart
+//! (ext4 made by mkfs.ext4), an ESP (FAT made by mkfs.vfat) with the boot-state file, and root
+//! images made by `mkfs.ext4 -d`. Needs root (loop devices, mount); without it each test says
+//! so and returns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hnroot_core::bootstate::{BootState, StateSeen};
+use hnroot_core::uuid::FsUuid;
+use hnroot_init::boot::{prepare, Env};
+use hnroot_linux::blockdev::Roots;
+use hnroot_linux::bootstate_file;
+
+fn run(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Path::new("/dev/loop-control").exists() {
+        eprintln!("SKIPPED: needs root and /dev/loop-control (loop devices, mount)");
+        return false;
+    }
+    true
+}
+
+/// A unique short label (FAT labels are at most 11 characters).
+fn label(prefix: &str) -> String {
+    let n = std::process::id() % 10_000;
+    let t = Instant::now().elapsed().subsec_nanos() % 100;
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}{n}{c}{t}").chars().take(11).collect()
+}
+
+/// A root image: ext4 with /hostpart, /data0 -> /hostpart/data, /sbin/init, and a version file.
+fn root_image(dir: &Path, name: &str, uuid: &str) -> PathBuf {
+    let tree = dir.join(format!("tree-{uuid}"));
+    std::fs::create_dir_all(tree.join("hostpart")).unwrap();
+    std::fs::create_dir_all(tree.join("sbin")).unwrap();
+    std::fs::write(tree.join("sbin/init"), "#!/bin/sh\n").unwrap();
+    std::fs::write(tree.join("version"), uuid).unwrap();
+    std::os::unix::fs::symlink("/hostpart/data", tree.join("data0")).unwrap();
+    let out = dir.join(name);
+    run(&[
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-U",
+        uuid,
+        "-d",
+        tree.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "8M",
+    ]);
+    out
+}
+
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn attach(file: &Path) -> Loop {
+    Loop(run(&[
+        "losetup",
+        "--find",
+        "--show",
+        file.to_str().unwrap(),
+    ]))
+}
+
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A test machine: hostpart and ESP on loop devices, labels unique to the test.
+struct Rig {
+    dir: tempfile::TempDir,
+    hostpart_label: String,
+    esp_label: String,
+    hostpart: Loop,
+    esp: Loop,
+}
+
+const U_A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
+const U_B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
+
+impl Rig {
+    /// hostpart holds `hn-root.img` (A) and `hn-root-new.img` (B); the boot state says A is good.
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let host_tree = d.join("host");
+        std::fs::create_dir_all(&host_tree).unwrap();
+        root_image(&host_tree, "hn-root.img", U_A);
+        root_image(&host_tree, "hn-root-new.img", U_B);
+        for entry in std::fs::read_dir(&host_tree).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(p).unwrap();
+            }
+        }
+        let hostpart_label = label("hp");
+        let host_img = d.join("hostpart.ext4");
+        run(&[
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            &hostpart_label,
+            "-d",
+            host_tree.to_str().unwrap(),
+            host_img.to_str().unwrap(),
+            "64M",
+        ]);
+
+        // The ESP is FAT on real machines; this sandbox's kernel has no vfat driver, and the
+        // boot-state file works the same on ext4 (the initramfs accepts both).
+        let esp_label = label("E");
+        let esp_tree = d.join("esp");
+        std::fs::create_dir_all(esp_tree.join("hnroot")).unwrap();
+        bootstate_file::create(
+            &esp_tree.join("hnroot/bootstate"),
+            &BootState::Committed {
+                good: FsUuid::parse(U_A).unwrap(),
+            },
+        )
+        .unwrap();
+        let esp_img = d.join("esp.ext4");
+        run(&[
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            &esp_label,
+            "-d",
+            esp_tree.to_str().unwrap(),
+            esp_img.to_str().unwrap(),
+            "8M",
+        ]);
+
+        let hostpart = attach(&host_img);
+        let esp = attach(&esp_img);
+        Rig {
+            dir,
+            hostpart_label,
+            esp_label,
+            hostpart,
+            esp,
+        }
+    }
+
+    fn env(&self) -> Env {
+        let d = self.dir.path();
+        Env {
+            roots: Roots::default(),
+            hostpart_mnt: d.join("mnt/hostpart"),
+            esp_mnt: d.join("mnt/esp"),
+            newroot: d.join("mnt/newroot"),
+            modules_dir: None,
+            modules_list: d.join("none"),
+            poll: Duration::from_millis(20),
+            esp_wait: Duration::from_secs(2),
+            stop_after_step: None,
+        }
+    }
+
+    fn cmdline(&self, image: &str, uuid: &str) -> String {
+        format!(
+            "console=ttyS0 hnroot.image={image} hnroot.uuid={uuid} hnroot.hostpart=LABEL={} hnroot.esp=LABEL={} hnroot.timeout=5",
+            self.hostpart_label, self.esp_label
+        )
+    }
+
+    /// Unmount whatever a run left mounted. Lazily: the image's loop device keeps hostpart
+    /// busy, and hostpart is mounted inside the image's mount.
+    fn unmount(&self, env: &Env) {
+        for m in [
+            env.newroot.join("hostpart"),
+            env.newroot.clone(),
+            env.esp_mnt.clone(),
+            env.hostpart_mnt.clone(),
+        ] {
+            for _ in 0..8 {
+                if !Command::new("mountpoint")
+                    .arg("-q")
+                    .arg(&m)
+                    .status()
+                    .is_ok_and(|s| s.success())
+                {
+                    break;
+                }
+                let _ = Command::new("umount").arg("-l").arg(&m).status();
+            }
+        }
+    }
+
+    /// hostpart's top directory and the boot state as a reader that bypasses the kernel's
+    /// caches sees them (debugfs with O_DIRECT): what GRUB, which replays no journal, reads.
+    fn inspect(&self) -> (Vec<String>, StateSeen) {
+        let listing = run(&["debugfs", "-D", "-R", "ls -p /", &self.hostpart.0]);
+        let mut names: Vec<String> = listing
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(str::to_owned))
+            .filter(|n| !n.is_empty() && n != "." && n != ".." && n != "lost+found")
+            .collect();
+        names.sort();
+        let out = self.dir.path().join("bootstate.read");
+        let _ = std::fs::remove_file(&out);
+        run(&[
+            "debugfs",
+            "-D",
+            "-R",
+            &format!("dump /hnroot/bootstate {}", out.display()),
+            &self.esp.0,
+        ]);
+        (names, bootstate_file::seen(&out).unwrap())
+    }
+}
+
+#[test]
+fn update_boot_commits_the_switch_and_mounts_the_booted_image() {
+    if !can_run() {
+        return;
+    }
+    let rig = Rig::new();
+    let env = rig.env();
+    let prepared = prepare(&env, &rig.cmdline("hn-root-new.img", U_B));
+    let result = prepared
+        .as_ref()
+        .map(|p| p.mounted)
+        .map_err(|f| f.message.clone());
+    let version = std::fs::read_to_string(env.newroot.join("version"));
+    let hostpart_listing: Vec<String> = std::fs::read_dir(env.newroot.join("hostpart"))
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let data0 = std::fs::read_link(env.newroot.join("data0"));
+    rig.unmount(&env);
+    let (image, uuid) = result.expect("prepare succeeds");
+    assert_eq!(image, hnroot_core::ImageName::Current);
+    assert_eq!(uuid.to_string(), U_B);
+    assert_eq!(version.unwrap(), U_B, "the mounted root is image B");
+    assert!(
+        hostpart_listing.contains(&"hn-root-old.img".to_owned()),
+        "{hostpart_listing:?}"
+    );
+    assert!(
+        hostpart_listing.contains(&"data".to_owned()),
+        "data/ created: {hostpart_listing:?}"
+    );
+    assert_eq!(data0.unwrap(), Path::new("/hostpart/data"));
+    let (names, state) = rig.inspect();
+    assert_eq!(names, ["data", "hn-root-old.img", "hn-root.img"]);
+    assert_eq!(
+        state,
+        StateSeen::Valid(BootState::Committed {
+            good: FsUuid::parse(U_A).unwrap()
+        }),
+        "GRUB writes the trial, not the initramfs"
+    );
+}
+
+#[test]
+fn stopping_after_every_step_then_booting_again_converges() {
+    if !can_run() {
+        return;
+    }
+    // Revert: the longest plan (write state, rename x2, remove marker, sync, checkpoint, mount).
+    for stop in 0..6 {
+        let rig = Rig::new();
+        let env = rig.env();
+        // First boot applies the update so there is an old image to revert to.
+        let first = prepare(&env, &rig.cmdline("hn-root-new.img", U_B))
+            .map(|_| ())
+            .map_err(|f| f.message);
+        rig.unmount(&env);
+        first.unwrap();
+        let m = rig.dir.path().join("mnt/marker");
+        std::fs::create_dir_all(&m).unwrap();
+        run(&["mount", &rig.hostpart.0, m.to_str().unwrap()]);
+        std::fs::write(m.join("system-revert"), b"").unwrap();
+        run(&["sync", "-f", m.join("system-revert").to_str().unwrap()]);
+        drop(Mounted(m));
+
+        let cut = Env {
+            stop_after_step: Some(stop),
+            ..rig.env()
+        };
+        let stopped = prepare(&cut, &rig.cmdline("hn-root-old.img", U_A));
+        assert!(stopped.is_err(), "stop {stop}");
+        rig.unmount(&cut);
+        let again = prepare(&env, &rig.cmdline("hn-root-old.img", U_A))
+            .map(|p| p.mounted)
+            .map_err(|f| f.message);
+        rig.unmount(&env);
+        let (_, uuid) = again.unwrap_or_else(|e| panic!("after stopping at step {stop}: {e}"));
+        assert_eq!(uuid.to_string(), U_A);
+        let (names, state) = rig.inspect();
+        assert_eq!(
+            names,
+            ["data", "hn-root-broken.img", "hn-root.img"],
+            "stop {stop}"
+        );
+        assert_eq!(
+            state,
+            StateSeen::Valid(BootState::Committed {
+                good: FsUuid::parse(U_A).unwrap()
+            })
+        );
+    }
+}
+
+#[test]
+fn a_uuid_mismatch_is_refused_and_the_fallback_marks_it_failed() {
+    if !can_run() {
+        return;
+    }
+    let rig = Rig::new();
+    let env = rig.env();
+    // GRUB claims it booted hn-root.img with B's UUID: no file with that name has it.
+    let wrong = "cccccccc-0000-4000-8000-00000000000c";
+    let failure = prepare(&env, &rig.cmdline("hn-root.img", wrong)).expect_err("refused");
+    rig.unmount(&env);
+    assert!(
+        failure
+            .message
+            .contains("no readable image on hostpart has that UUID"),
+        "{}",
+        failure.message
+    );
+    let ctx = failure
+        .fallback
+        .expect("hostpart was mounted: a fallback is possible");
+    assert_eq!(ctx.failed.to_string(), wrong);
+    let (names, _) = rig.inspect();
+    assert_eq!(names, ["hn-root-new.img", "hn-root.img"], "nothing renamed");
+}
+
+#[test]
+fn a_hostpart_that_never_appears_fails_within_its_bound_and_says_what_it_saw() {
+    if !can_run() {
+        return;
+    }
+    let rig = Rig::new();
+    let env = rig.env();
+    let start = Instant::now();
+    let line = format!("hnroot.image=hn-root.img hnroot.uuid={U_A} hnroot.hostpart=LABEL=nosuchlabel7 hnroot.timeout=1");
+    let failure = prepare(&env, &line).expect_err("no such hostpart");
+    rig.unmount(&env);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "bounded: {:?}",
+        start.elapsed()
+    );
+    assert!(
+        failure
+            .message
+            .contains("no filesystem labelled 'nosuchlabel7'"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains(&rig.hostpart_label),
+        "lists what it saw: {}",
+        failure.message
+    );
+    assert!(failure.fallback.is_none());
+}
+
+#[test]
+fn two_hostparts_with_one_label_are_refused_naming_both() {
+    if !can_run() {
+        return;
+    }
+    let rig = Rig::new();
+    let twin = rig.dir.path().join("twin.ext4");
+    run(&[
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-L",
+        &rig.hostpart_label,
+        twin.to_str().unwrap(),
+        "16M",
+    ]);
+    let twin_loop = attach(&twin);
+    let env = rig.env();
+    let failure = prepare(&env, &rig.cmdline("hn-root.img", U_A)).expect_err("ambiguous");
+    rig.unmount(&env);
+    let a = rig.hostpart.0.trim_start_matches("/dev/");
+    let b = twin_loop.0.trim_start_matches("/dev/");
+    assert!(
+        failure.message.contains(a) && failure.message.contains(b),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("refusing to pick one"),
+        "{}",
+        failure.message
+    );
+}
