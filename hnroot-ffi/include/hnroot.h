@@ -10,6 +10,11 @@
 #include <stdint.h>
 
 /**
+ * Size of the boot-state file in bytes.
+ */
+#define HNROOT_BOOTSTATE_LEN 1024
+
+/**
  * `hnroot_uuid.kind`: no UUID.
  */
 #define HNROOT_UUID_NONE 0
@@ -135,6 +140,97 @@
 #define HNROOT_STATE_TRIAL 2
 
 /**
+ * Largest read a prober asks for: size the read buffer with it.
+ */
+#define HNROOT_PROBE_MAX_READ 65536
+
+/**
+ * Longest label in bytes (btrfs); `hnroot_fs_info.label` holds this plus a NUL.
+ */
+#define HNROOT_LABEL_MAX 256
+
+/**
+ * `hnroot_fs_info.outcome`: no filesystem hnroot knows.
+ */
+#define HNROOT_FS_UNKNOWN 0
+
+/**
+ * Exactly one filesystem; the other fields are set.
+ */
+#define HNROOT_FS_FOUND 1
+
+/**
+ * More than one valid superblock: blkid's "ambivalent result"; never matches a label.
+ */
+#define HNROOT_FS_AMBIVALENT 2
+
+/**
+ * A RAID member, LVM volume or encrypted volume.
+ */
+#define HNROOT_FS_OTHER 3
+
+/**
+ * `hnroot_fs_info.fs_type`, in the order of `hnroot_core::probe::FsType::ALL`; name with
+ * `hnroot_fs_type_name`.
+ */
+#define HNROOT_FS_TYPE_VFAT 0
+
+/**
+ * XFS.
+ */
+#define HNROOT_FS_TYPE_XFS 1
+
+/**
+ * ext4dev.
+ */
+#define HNROOT_FS_TYPE_EXT4DEV 2
+
+/**
+ * ext4.
+ */
+#define HNROOT_FS_TYPE_EXT4 3
+
+/**
+ * ext3.
+ */
+#define HNROOT_FS_TYPE_EXT3 4
+
+/**
+ * ext2.
+ */
+#define HNROOT_FS_TYPE_EXT2 5
+
+/**
+ * An ext3/4 external journal.
+ */
+#define HNROOT_FS_TYPE_JBD 6
+
+/**
+ * btrfs.
+ */
+#define HNROOT_FS_TYPE_BTRFS 7
+
+/**
+ * `hnroot_pt_info.kind`: no partition table hnroot knows.
+ */
+#define HNROOT_PT_NONE 0
+
+/**
+ * GPT: read `entries_len` bytes at `entries_offset`, pass them to `hnroot_pt_partition`.
+ */
+#define HNROOT_PT_GPT 1
+
+/**
+ * MBR (primary partitions through `hnroot_pt_partition`).
+ */
+#define HNROOT_PT_MBR 2
+
+/**
+ * A protective MBR whose GPT headers are both damaged: no partitions.
+ */
+#define HNROOT_PT_PMBR 3
+
+/**
  * Result of every hnroot function. Numbers are stable and never reused.
  */
 enum hnroot_result
@@ -188,6 +284,16 @@ typedef enum hnroot_result hnroot_result;
 #else
 typedef uint32_t hnroot_result;
 #endif // __STDC_VERSION__ >= 202311L
+
+/**
+ * What a filesystem probe found.
+ */
+struct hnroot_fs_info;
+
+/**
+ * One partition.
+ */
+struct hnroot_partition;
 
 /**
  * A filesystem UUID.
@@ -316,6 +422,56 @@ struct hnroot_decision {
 };
 
 /**
+ * Storage for a filesystem prober; initialise with `hnroot_fs_probe_init`.
+ */
+struct hnroot_fs_probe {
+  /**
+   * Set by init; any other value means "not initialised".
+   */
+  uint64_t magic;
+  /**
+   * The prober.
+   */
+  uint64_t opaque[128];
+};
+
+/**
+ * Storage for a partition-table prober; initialise with `hnroot_pt_probe_init`.
+ */
+struct hnroot_pt_probe {
+  /**
+   * Set by init; any other value means "not initialised".
+   */
+  uint64_t magic;
+  /**
+   * The prober.
+   */
+  uint64_t opaque[16];
+};
+
+/**
+ * What a partition-table probe found.
+ */
+struct hnroot_pt_info {
+  /**
+   * `HNROOT_PT_*`.
+   */
+  uint8_t kind;
+  /**
+   * GPT: the backup header was used.
+   */
+  bool from_backup;
+  /**
+   * GPT: where the entry array is, in bytes.
+   */
+  uint64_t entries_offset;
+  /**
+   * GPT: its length in bytes.
+   */
+  uint32_t entries_len;
+};
+
+/**
  * Write `uuid` in blkid's textual form, NUL-terminated, into `buf` (at least 37 bytes is always
  * enough). An empty string for `HNROOT_UUID_NONE`.
  *
@@ -330,6 +486,13 @@ hnroot_result hnroot_uuid_format(const struct hnroot_uuid *uuid, uint8_t *buf, s
  * for any other number. The string is never freed.
  */
 const uint8_t *hnroot_image_file_name(uint8_t image);
+
+/**
+ * The stable one-word name of `HNROOT_REASON_*` (`normal`, `update`, `trial`,
+ * `manual-revert`, `revert-refused`, `automatic-rollback`, `trial-exhausted`, `recovery`,
+ * `nothing-bootable`) as a static NUL-terminated string; NULL for any other number.
+ */
+const uint8_t *hnroot_reason_code(uint8_t reason);
 
 /**
  * Decide what to boot. Pure: reads `obs` and the boot-state block, writes nothing but `out`
@@ -383,5 +546,107 @@ hnroot_result hnroot_bootstate_describe(const uint8_t *block,
                                         size_t block_len,
                                         uint8_t *message,
                                         size_t message_len);
+
+/**
+ * Start probing a device (or partition) of `device_size` bytes for a filesystem.
+ *
+ * # Safety
+ * `p` must be NULL or point to writable storage for a `hnroot_fs_probe`.
+ */
+hnroot_result hnroot_fs_probe_init(struct hnroot_fs_probe *p, uint64_t device_size);
+
+/**
+ * What the prober needs: `HNROOT_RESULT_NEED_READ` with `*offset`/`*len` set (read those bytes
+ * of the device, then `hnroot_fs_probe_feed`), or `HNROOT_RESULT_DONE`.
+ *
+ * # Safety
+ * Pointers must be NULL or valid.
+ */
+hnroot_result hnroot_fs_probe_step(struct hnroot_fs_probe *p, uint64_t *offset, uint32_t *len);
+
+/**
+ * Hand in the bytes read for the last `NEED_READ` (fewer at the end of the device, or none if
+ * the read failed). `HNROOT_RESULT_PROBE_STATE` if no read was pending or more bytes than asked
+ * were given (nothing is consumed then).
+ *
+ * # Safety
+ * `data` must be valid for `data_len` bytes (it may be NULL when `data_len` is 0).
+ */
+hnroot_result hnroot_fs_probe_feed(struct hnroot_fs_probe *p, const uint8_t *data, size_t data_len);
+
+/**
+ * The answer, once `hnroot_fs_probe_step` returned `HNROOT_RESULT_DONE`
+ * (`HNROOT_RESULT_PROBE_STATE` before that; `*out` is then untouched).
+ *
+ * # Safety
+ * Pointers must be NULL or valid.
+ */
+hnroot_result hnroot_fs_probe_result(struct hnroot_fs_probe *p, struct hnroot_fs_info *out);
+
+/**
+ * blkid's `TYPE=` for `HNROOT_FS_TYPE_*`, as a static NUL-terminated string; NULL for any other
+ * number.
+ */
+const uint8_t *hnroot_fs_type_name(uint8_t fs_type);
+
+/**
+ * Start probing a whole disk of `device_size` bytes with logical sectors of `sector_size`
+ * bytes for a partition table.
+ *
+ * # Safety
+ * `p` must be NULL or point to writable storage for a `hnroot_pt_probe`.
+ */
+hnroot_result hnroot_pt_probe_init(struct hnroot_pt_probe *p,
+                                   uint64_t device_size,
+                                   uint32_t sector_size);
+
+/**
+ * As `hnroot_fs_probe_step`.
+ *
+ * # Safety
+ * Pointers must be NULL or valid.
+ */
+hnroot_result hnroot_pt_probe_step(struct hnroot_pt_probe *p, uint64_t *offset, uint32_t *len);
+
+/**
+ * As `hnroot_fs_probe_feed`.
+ *
+ * # Safety
+ * `data` must be valid for `data_len` bytes (it may be NULL when `data_len` is 0).
+ */
+hnroot_result hnroot_pt_probe_feed(struct hnroot_pt_probe *p, const uint8_t *data, size_t data_len);
+
+/**
+ * The table, once `hnroot_pt_probe_step` returned `HNROOT_RESULT_DONE`.
+ *
+ * # Safety
+ * Pointers must be NULL or valid.
+ */
+hnroot_result hnroot_pt_probe_result(struct hnroot_pt_probe *p, struct hnroot_pt_info *out);
+
+/**
+ * The `index`-th partition (0-based, in table order) of the table the prober found. For a GPT
+ * pass the entry array (`entries_len` bytes read at `entries_offset`; its CRC is checked
+ * again); for an MBR `entries` may be NULL (primary partitions only). Returns
+ * `HNROOT_RESULT_DONE` past the last partition, `HNROOT_RESULT_INVALID_ARGUMENT` when the
+ * entry array does not match its CRC.
+ *
+ * # Safety
+ * Pointers must be NULL or valid; `entries` for `entries_len` bytes.
+ */
+hnroot_result hnroot_pt_partition(struct hnroot_pt_probe *p,
+                                  const uint8_t *entries,
+                                  size_t entries_len,
+                                  uint32_t index,
+                                  struct hnroot_partition *out);
+
+/**
+ * Parse a textual PARTUUID (GPT GUID or MBR `xxxxxxxx-nn`) only to check it; `HNROOT_RESULT_OK`
+ * if valid. For GRUB to validate `--hostpart-partuuid` before comparing strings.
+ *
+ * # Safety
+ * `text` must be NULL or valid for `text_len` bytes.
+ */
+hnroot_result hnroot_partuuid_check(const uint8_t *text, size_t text_len);
 
 #endif  /* HNROOT_H */

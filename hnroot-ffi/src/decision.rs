@@ -259,6 +259,26 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
     out
 }
 
+/// The stable one-word name of `HNROOT_REASON_*` (`normal`, `update`, `trial`,
+/// `manual-revert`, `revert-refused`, `automatic-rollback`, `trial-exhausted`, `recovery`,
+/// `nothing-bootable`) as a static NUL-terminated string; NULL for any other number.
+#[no_mangle]
+pub extern "C" fn hnroot_reason_code(reason: u8) -> *const u8 {
+    let s: &core::ffi::CStr = match reason {
+        HNROOT_REASON_NOTHING_BOOTABLE => c"nothing-bootable",
+        HNROOT_REASON_NORMAL => c"normal",
+        HNROOT_REASON_UPDATE => c"update",
+        HNROOT_REASON_TRIAL => c"trial",
+        HNROOT_REASON_MANUAL_REVERT => c"manual-revert",
+        HNROOT_REASON_REVERT_REFUSED => c"revert-refused",
+        HNROOT_REASON_AUTOMATIC_ROLLBACK => c"automatic-rollback",
+        HNROOT_REASON_TRIAL_EXHAUSTED => c"trial-exhausted",
+        HNROOT_REASON_RECOVERY_MISSING | HNROOT_REASON_RECOVERY_UNREADABLE => c"recovery",
+        _ => return core::ptr::null(),
+    };
+    s.as_ptr().cast()
+}
+
 /// Decide what to boot. Pure: reads `obs` and the boot-state block, writes nothing but `out`
 /// and `message`.
 ///
@@ -490,6 +510,42 @@ mod tests {
                 good: Some(A)
             }))
         );
+    }
+
+    #[test]
+    fn reason_codes_match_the_core() {
+        use hnroot_core::decide::CurrentProblem;
+        let cases = [
+            (HNROOT_REASON_NORMAL, Reason::Normal),
+            (HNROOT_REASON_UPDATE, Reason::Update { attempt: 1, of: 3 }),
+            (HNROOT_REASON_TRIAL, Reason::Trial { attempt: 2, of: 3 }),
+            (HNROOT_REASON_MANUAL_REVERT, Reason::ManualRevert),
+            (HNROOT_REASON_REVERT_REFUSED, Reason::RevertRefused),
+            (
+                HNROOT_REASON_AUTOMATIC_ROLLBACK,
+                Reason::AutomaticRollback {
+                    failed: ImageName::New,
+                },
+            ),
+            (HNROOT_REASON_TRIAL_EXHAUSTED, Reason::TrialExhausted),
+            (
+                HNROOT_REASON_RECOVERY_MISSING,
+                Reason::Recovery {
+                    current: CurrentProblem::Missing,
+                },
+            ),
+            (
+                HNROOT_REASON_RECOVERY_UNREADABLE,
+                Reason::Recovery {
+                    current: CurrentProblem::Unreadable,
+                },
+            ),
+        ];
+        for (code, reason) in cases {
+            let c = unsafe { core::ffi::CStr::from_ptr(hnroot_reason_code(code).cast()) };
+            assert_eq!(c.to_str().unwrap(), reason.code());
+        }
+        assert!(hnroot_reason_code(99).is_null());
     }
 
     #[test]

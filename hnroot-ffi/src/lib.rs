@@ -19,9 +19,11 @@
 #![allow(non_camel_case_types)]
 
 mod decision;
+mod probe;
 mod text;
 
 pub use decision::*;
+pub use probe::*;
 
 use hnroot_core::uuid::FsUuid;
 
@@ -52,7 +54,8 @@ pub enum hnroot_result {
 }
 
 /// Size of the boot-state file in bytes.
-pub const HNROOT_BOOTSTATE_LEN: usize = hnroot_core::bootstate::BLOCK_LEN;
+pub const HNROOT_BOOTSTATE_LEN: usize = 1024;
+const _: () = assert!(HNROOT_BOOTSTATE_LEN == hnroot_core::bootstate::BLOCK_LEN);
 
 /// `hnroot_uuid.kind`: no UUID.
 pub const HNROOT_UUID_NONE: u8 = 0;
