@@ -114,7 +114,13 @@ impl Tries {
             return None;
         };
         // `left < self.left <= total`, so this cannot underflow; saturating keeps it const.
-        Some((self.total.saturating_sub(left), Tries { left, total: self.total }))
+        Some((
+            self.total.saturating_sub(left),
+            Tries {
+                left,
+                total: self.total,
+            },
+        ))
     }
 
     /// The same trial with nothing left: the next boot rolls back.
@@ -223,6 +229,8 @@ pub enum CopyError {
     },
 }
 
+impl core::error::Error for CopyError {}
+
 impl fmt::Display for CopyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -270,6 +278,8 @@ pub enum BlockError {
     /// The sequence number would overflow. Never seen in practice (2^64 writes).
     SequenceExhausted,
 }
+
+impl core::error::Error for BlockError {}
 
 impl fmt::Display for BlockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

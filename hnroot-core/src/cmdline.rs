@@ -62,6 +62,8 @@ pub enum SpecError {
     Uuid(UuidParseError),
 }
 
+impl core::error::Error for SpecError {}
+
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -24,6 +24,8 @@ pub enum MarkGoodError {
     },
 }
 
+impl core::error::Error for MarkGoodError {}
+
 impl fmt::Display for MarkGoodError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -75,6 +77,8 @@ pub enum StageError {
         uuid: FsUuid,
     },
 }
+
+impl core::error::Error for StageError {}
 
 impl fmt::Display for StageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

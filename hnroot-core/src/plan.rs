@@ -237,6 +237,8 @@ pub enum PlanError {
     NoCurrentImage,
 }
 
+impl core::error::Error for PlanError {}
+
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -27,6 +27,8 @@ pub enum UuidParseError {
     },
 }
 
+impl core::error::Error for UuidParseError {}
+
 impl fmt::Display for UuidParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -457,7 +457,7 @@ fn apply_checked(dir: &mut Dir, ops: &[Op], committed: &BTreeSet<Img>, ctx: &dyn
         if let Some(gone) = destroyed {
             let still = committed.iter().any(|&c| dir.holds(c));
             assert!(
-                !(had && !still),
+                !had || still,
                 "{op:?} destroyed {gone:?}, the last committed image: {}",
                 ctx()
             );

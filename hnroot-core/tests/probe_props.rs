@@ -47,8 +47,11 @@ fn make(name: &str, mib: u64, cmds: &[&[&str]]) -> (Vec<u8>, u64) {
 }
 
 /// Real images, each with its expected outcome type name.
-fn bases() -> &'static [(&'static str, (Vec<u8>, u64))] {
-    static BASES: OnceLock<Vec<(&'static str, (Vec<u8>, u64))>> = OnceLock::new();
+/// (expected type, (first bytes, true size)).
+type Base = (&'static str, (Vec<u8>, u64));
+
+fn bases() -> &'static [Base] {
+    static BASES: OnceLock<Vec<Base>> = OnceLock::new();
     BASES.get_or_init(|| {
         vec![
             (

@@ -22,8 +22,7 @@ pub enum BootStateFileError {
         path: PathBuf,
         /// What was being done.
         action: &'static str,
-        /// The error.
-        #[source]
+        /// The error (part of the message, so not also reported as a source).
         source: io::Error,
     },
     /// The file exists but is not `BLOCK_LEN` bytes: not ours, never written.

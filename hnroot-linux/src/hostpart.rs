@@ -107,8 +107,7 @@ pub struct HostpartError {
     pub step: String,
     /// The file or directory.
     pub path: PathBuf,
-    /// The error from the kernel.
-    #[source]
+    /// The error from the kernel (part of the message, so not also reported as a source).
     pub source: io::Error,
 }
 
