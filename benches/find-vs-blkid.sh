@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # benches/find-vs-blkid.sh: how long finding a device by label takes, whole process against
-# whole process, side by side: `hnroot find LABEL=x` against `blkid -c /dev/null -L x` (no
-# cache: blkid probes every device, as at boot) and busybox `findfs LABEL=x`.
+# whole process, side by side: `hnroot find LABEL=x` against `blkid -c /dev/null -L x` and
+# busybox `findfs LABEL=x`, all without a cache, as at boot. (`-c /dev/null` alone does not stop
+# `blkid -L` from reading the system cache /run/blkid/blkid.tab and probing only the device it
+# names there; the script sets BLKID_FILE=/dev/null so that blkid probes every device, as in an
+# initramfs, where there is no cache file.)
 #
 # Makes N (default 64) filesystem images of mixed types (vfat, ext4, xfs, btrfs; one of them
 # labelled x), attaches them to loop devices (needs root; loop devices it did not attach are
@@ -53,6 +56,9 @@ for i in $(seq 0 $((N - 1))); do
         3) truncate -s 128M "$img"; mkfs.btrfs -q -f -L "$label" "$img" >/dev/null ;;
     esac
 done
+
+# No blkid cache (see above). hnroot and busybox keep none.
+export BLKID_FILE=/dev/null
 
 mode=files
 if [ "$(id -u)" -eq 0 ] && losetup --find >/dev/null 2>&1; then

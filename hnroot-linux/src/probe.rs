@@ -25,7 +25,8 @@ pub struct Device {
     file: File,
     path: PathBuf,
     size: u64,
-    sector_size: u32,
+    /// Known, or looked up in sysfs when a partition table is probed.
+    sector_size: Option<u32>,
     reads: u64,
 }
 
@@ -93,12 +94,18 @@ pub struct DiskReport {
 
 impl Device {
     /// Open `path` read-only. The size is the end of the file or block device; the logical
-    /// sector size comes from sysfs for block devices, 512 otherwise.
+    /// sector size comes from sysfs for block devices (looked up when first needed), 512
+    /// otherwise.
     pub fn open(path: &Path) -> io::Result<Device> {
         let file = File::open(path)?;
         let size = device_size(&file)?;
-        let sector_size = logical_sector_size(&file).unwrap_or(DEFAULT_SECTOR_SIZE);
-        Ok(Device::from_file(file, path, size, sector_size))
+        Ok(Device {
+            file,
+            path: path.to_path_buf(),
+            size,
+            sector_size: None,
+            reads: 0,
+        })
     }
 
     /// Use an open file whose size and logical sector size are already known.
@@ -107,7 +114,7 @@ impl Device {
             file,
             path: path.to_path_buf(),
             size,
-            sector_size,
+            sector_size: Some(sector_size),
             reads: 0,
         }
     }
@@ -123,8 +130,10 @@ impl Device {
     }
 
     /// Logical sector size in bytes.
-    pub fn sector_size(&self) -> u32 {
-        self.sector_size
+    pub fn sector_size(&mut self) -> u32 {
+        *self
+            .sector_size
+            .get_or_insert_with(|| logical_sector_size(&self.file).unwrap_or(DEFAULT_SECTOR_SIZE))
     }
 
     /// `pread` calls made so far.
@@ -179,7 +188,8 @@ impl Device {
 
     /// The partition table, with its partitions.
     pub fn probe_table(&mut self) -> io::Result<Option<Table>> {
-        let mut prober = PtProber::new(self.size, self.sector_size);
+        let sector_size = self.sector_size();
+        let mut prober = PtProber::new(self.size, sector_size);
         let mut outcome = None;
         for _ in 0..=MAX_PT_READS {
             match prober.step() {

@@ -176,23 +176,25 @@ impl FsOutcome {
 /// libblkid ignores devices this small.
 const MIN_DEVICE_SIZE: u64 = 1024;
 
+/// Bytes of the first read: everything up to the end of the btrfs superblock.
+pub const HEAD_LEN: usize = btrfs::SB_OFFSET as usize + btrfs::SB_LEN;
+
 /// Where the prober is, in this order; each phase but `Head` may be skipped (see
-/// [`FsProber::enter`]). FAT comes right after the head so that a root directory inside the
-/// head is served from it.
+/// [`FsProber::enter`]). btrfs and FAT come right after the head so that what lies inside it
+/// is served from it without another read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
-    /// Read the first [`MAX_READ`] bytes: FAT, ext, XFS, LUKS, LVM2 and MD 1.1/1.2 are there.
+    /// Read the first [`HEAD_LEN`] bytes: FAT, ext, XFS, btrfs, LUKS, LVM2 and MD 1.1/1.2
+    /// are there.
     Head,
+    /// The btrfs superblock at 64 KiB (inside the head).
+    Btrfs,
     /// FSINFO and the root directory of a FAT filesystem.
     Fat(FatWalk),
     /// Confirm BitLocker: its FVE metadata header.
     BitLockerFve(u64),
-    /// MD metadata 0.90 near the end.
-    Md0(u64),
-    /// MD metadata 1.0 near the end.
-    Md1End(u64),
-    /// The btrfs superblock at 64 KiB.
-    Btrfs,
+    /// MD metadata 0.90 and 1.0 near the end, in one read.
+    MdTail(Read),
     /// Finished.
     Done,
 }
@@ -202,31 +204,46 @@ impl Phase {
     fn index(&self) -> u8 {
         match self {
             Phase::Head => 0,
-            Phase::Fat(_) => 1,
-            Phase::BitLockerFve(_) => 2,
-            Phase::Md0(_) => 3,
-            Phase::Md1End(_) => 4,
-            Phase::Btrfs => 5,
-            Phase::Done => 6,
+            Phase::Btrfs => 1,
+            Phase::Fat(_) => 2,
+            Phase::BitLockerFve(_) => 3,
+            Phase::MdTail(_) => 4,
+            Phase::Done => 5,
         }
     }
+}
+
+/// The one read that holds both end-of-device MD superblocks (0.90 and 1.0), on devices
+/// above 64 KiB: at most 116 KiB + 256 bytes, within [`MAX_READ`].
+fn md_tail(size: u64) -> Option<Read> {
+    let md0 = other::md0_offset(size)?;
+    let md1 = other::md1_0_offset(size)?;
+    let start = md0.min(md1);
+    let end = md0
+        .saturating_add(other::MD0_LEN as u64)
+        .max(md1.saturating_add(other::MD1_LEN as u64))
+        .min(size);
+    let len = usize::try_from(end.saturating_sub(start)).ok()?;
+    (len > 0 && len <= MAX_READ).then_some(Read { offset: start, len })
 }
 
 /// Identifies the filesystem on a device of known size, asking for the bytes it needs.
 ///
 /// Reads, in order (each only when needed; see [`FsProber::reads`]):
-/// 1. the first [`MAX_READ`] bytes: the FAT boot sector and FSINFO, the ext superblock, the
-///    XFS superblock, LUKS and LVM2 headers, MD 1.1/1.2 superblocks;
+/// 1. the first [`HEAD_LEN`] bytes (68 KiB): the FAT boot sector and usually its FSINFO, the
+///    ext, XFS and btrfs superblocks, LUKS and LVM2 headers, MD 1.1/1.2 superblocks;
 /// 2. a FAT root directory that is not inside the first read (FAT12/16: one read, more only
 ///    for a root directory above [`MAX_READ`] bytes; FAT32: each cluster of the root
 ///    directory up to the one holding the label, with one 4-byte FAT read per cluster after
 ///    the first — libblkid's bounded loop of at most 99 clusters);
 /// 3. BitLocker's FVE header, only if the boot sector carries a BitLocker magic;
-/// 4. MD 0.90 and 1.0 superblocks near the end of the device (not on floppy-sized devices);
-/// 5. the btrfs superblock at 64 KiB (devices of 1 MiB and more).
+/// 4. the last bytes of the device, holding MD 0.90 and 1.0 superblocks (one read; not on
+///    floppy-sized devices).
 ///
-/// So every filesystem type costs at most two reads, except a FAT root directory that
-/// spans more than one read. The prober is `Clone` and holds no references (about 400 bytes).
+/// So a device costs two reads, and every filesystem type at most two, except a FAT root
+/// directory outside the first read (one more, or several for a FAT32 root directory whose
+/// label is not in its first cluster). The prober is `Clone` and holds no references (about
+/// 700 bytes).
 #[derive(Clone, Debug)]
 pub struct FsProber {
     size: u64,
@@ -240,9 +257,9 @@ pub struct FsProber {
     best: Option<FsInfo>,
 }
 
-/// Most reads an [`FsProber`] can ask for (head, BitLocker, two MD, btrfs, FSINFO, and a FAT32
-/// root directory of 99 clusters of up to 512 KiB plus their FAT entries).
-pub const MAX_FS_READS: u32 = 6 + 99 * (512 * 1024 / MAX_READ as u32 + 1);
+/// Most reads an [`FsProber`] can ask for (head, BitLocker, MD tail, FSINFO, and a FAT32 root
+/// directory of 99 clusters of up to 512 KiB plus their FAT entries).
+pub const MAX_FS_READS: u32 = 4 + 99 * (512 * 1024 / MAX_READ as u32 + 1);
 
 impl FsProber {
     /// A prober for a device (or partition) of `device_size` bytes.
@@ -310,20 +327,13 @@ impl FsProber {
         match self.phase {
             Phase::Head => Some(Read {
                 offset: 0,
-                len: usize::try_from(self.size).map_or(MAX_READ, |s| s.min(MAX_READ)),
+                len: usize::try_from(self.size).map_or(HEAD_LEN, |s| s.min(HEAD_LEN)),
             }),
             Phase::BitLockerFve(offset) => Some(Read {
                 offset,
                 len: other::BITLOCKER_FVE_LEN,
             }),
-            Phase::Md0(offset) => Some(Read {
-                offset,
-                len: other::MD0_LEN,
-            }),
-            Phase::Md1End(offset) => Some(Read {
-                offset,
-                len: other::MD1_LEN,
-            }),
+            Phase::MdTail(read) => Some(read),
             Phase::Btrfs => Some(Read {
                 offset: btrfs::SB_OFFSET,
                 len: btrfs::SB_LEN,
@@ -346,13 +356,19 @@ impl FsProber {
                     self.found_other(OtherType::BitLocker);
                 }
             }
-            Phase::Md0(offset) => {
-                if other::is_md0(data, offset, self.size) {
-                    self.found_other(OtherType::LinuxRaidMember);
-                }
-            }
-            Phase::Md1End(offset) => {
-                if other::is_md1(data, offset) {
+            Phase::MdTail(read) => {
+                let at = |offset: Option<u64>, len: usize| {
+                    offset.and_then(|offset| read.sub(data, Read { offset, len }))
+                };
+                let md0 = other::md0_offset(self.size);
+                let md1 = other::md1_0_offset(self.size);
+                let is_md0 = at(md0, other::MD0_LEN)
+                    .zip(md0)
+                    .is_some_and(|(sb, off)| other::is_md0(sb, off, self.size));
+                let is_md1 = at(md1, other::MD1_LEN)
+                    .zip(md1)
+                    .is_some_and(|(sb, off)| other::is_md1(sb, off));
+                if is_md0 || is_md1 {
                     self.found_other(OtherType::LinuxRaidMember);
                 }
             }
@@ -416,15 +432,14 @@ impl FsProber {
     fn enter(&mut self, index: u8) {
         for i in index..Phase::Done.index() {
             let next = match i {
-                1 if self.other.is_none() => {
-                    self.boot.map(|b| Phase::Fat(FatWalk::new(b, self.size)))
-                }
-                2 => self.fve.map(Phase::BitLockerFve),
-                3 if !self.tiny() => other::md0_offset(self.size).map(Phase::Md0),
-                4 if !self.tiny() => other::md1_0_offset(self.size).map(Phase::Md1End),
-                5 if self.other.is_none() && self.size >= btrfs::MIN_DEVICE_SIZE => {
+                1 if self.other.is_none() && self.size >= btrfs::MIN_DEVICE_SIZE => {
                     Some(Phase::Btrfs)
                 }
+                2 if self.other.is_none() => {
+                    self.boot.map(|b| Phase::Fat(FatWalk::new(b, self.size)))
+                }
+                3 => self.fve.map(Phase::BitLockerFve),
+                4 if !self.tiny() => md_tail(self.size).map(Phase::MdTail),
                 _ => None,
             };
             if let Some(phase) = next {
@@ -524,8 +539,20 @@ mod tests {
     #[test]
     fn reads_on_an_empty_large_device() {
         let image: Vec<u8> = vec![0; 2 << 20];
-        // head, MD 0.90, MD 1.0, btrfs
-        assert_eq!(probe_fs_image(&image), (FsOutcome::Unknown, 4));
+        // The head (btrfs inside it) and the tail (both MD superblocks).
+        assert_eq!(probe_fs_image(&image), (FsOutcome::Unknown, 2));
+        assert_eq!(
+            md_tail(2 << 20),
+            Some(Read {
+                offset: (2 << 20) - 0x10000,
+                len: 0x10000 - 0x2000 + 256
+            })
+        );
+        // The widest tail: 116 KiB + 256 bytes.
+        let size = (5 << 20) + 0xffff;
+        let tail = md_tail(size).unwrap();
+        assert_eq!(tail.offset, (5 << 20) - 0x10000);
+        assert_eq!(tail.end(), (5 << 20) + 0xf000 - 0x2000 + 256);
     }
 
     #[test]
