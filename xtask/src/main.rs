@@ -9,6 +9,7 @@ mod cffi;
 mod cpio;
 mod deps;
 mod disk;
+mod fuzz;
 mod grubimage;
 mod grubmod;
 // The GRUB-level test lives with the module it tests.
@@ -46,6 +47,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run every fuzz target for a short while (cargo-fuzz, installed if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
+    },
     /// Compile hnroot-ffi/tests/c/test_ffi.c against the header and the host staticlib; run it.
     CFfiTest,
     /// Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + QEMU.
@@ -73,6 +80,7 @@ fn main() -> Result<()> {
         }
         Command::Header { check } => header::run(check),
         Command::CFfiTest => cffi::run(),
+        Command::Fuzz { seconds } => fuzz::run(seconds),
         Command::GrubTest => {
             deps::ensure()?;
             grub_level::run()
@@ -103,6 +111,7 @@ fn test() -> Result<()> {
         "unit and integration tests",
         &["cargo", "test", "--workspace"],
     )?;
+    fuzz::run(10)?;
     header::run(true)?;
     cffi::run()?;
     // Builds hnroot.mod (GRUB source, verifier) and runs it in GRUB under OVMF + QEMU.
