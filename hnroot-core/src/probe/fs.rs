@@ -176,25 +176,26 @@ impl FsOutcome {
 /// libblkid ignores devices this small.
 const MIN_DEVICE_SIZE: u64 = 1024;
 
-/// Bytes of the first read: everything up to the end of the btrfs superblock.
-pub const HEAD_LEN: usize = btrfs::SB_OFFSET as usize + btrfs::SB_LEN;
+/// Bytes of the first read: everything before the btrfs superblock.
+pub const HEAD_LEN: usize = MAX_READ;
 
 /// Where the prober is, in this order; each phase but `Head` may be skipped (see
 /// [`FsProber::enter`]). btrfs and FAT come right after the head so that what lies inside it
 /// is served from it without another read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
-    /// Read the first [`HEAD_LEN`] bytes: FAT, ext, XFS, btrfs, LUKS, LVM2 and MD 1.1/1.2
-    /// are there.
+    /// Read the first [`HEAD_LEN`] bytes: FAT, ext, XFS, LUKS, LVM2 and MD 1.1/1.2 are there.
     Head,
-    /// The btrfs superblock at 64 KiB (inside the head).
+    /// The btrfs superblock at 64 KiB.
     Btrfs,
     /// FSINFO and the root directory of a FAT filesystem.
     Fat(FatWalk),
     /// Confirm BitLocker: its FVE metadata header.
     BitLockerFve(u64),
-    /// MD metadata 0.90 and 1.0 near the end, in one read.
+    /// MD metadata 0.90 and 1.0 near the end: both in one read, or the 0.90 one.
     MdTail(Read),
+    /// MD metadata 1.0, when it is too far from the 0.90 one for one read.
+    MdTail2(Read),
     /// Finished.
     Done,
 }
@@ -208,39 +209,54 @@ impl Phase {
             Phase::Fat(_) => 2,
             Phase::BitLockerFve(_) => 3,
             Phase::MdTail(_) => 4,
-            Phase::Done => 5,
+            Phase::MdTail2(_) => 5,
+            Phase::Done => 6,
         }
     }
 }
 
-/// The one read that holds both end-of-device MD superblocks (0.90 and 1.0), on devices
-/// above 64 KiB: at most 116 KiB + 256 bytes, within [`MAX_READ`].
-fn md_tail(size: u64) -> Option<Read> {
-    let md0 = other::md0_offset(size)?;
-    let md1 = other::md1_0_offset(size)?;
+/// The reads that hold the end-of-device MD superblocks (0.90 and 1.0), on devices above
+/// 64 KiB: one read when they are at most [`MAX_READ`] apart (any size that is a multiple of
+/// 64 KiB: 56 KiB + 256 bytes), else one read each.
+fn md_tail(size: u64) -> (Option<Read>, Option<Read>) {
+    let (Some(md0), Some(md1)) = (other::md0_offset(size), other::md1_0_offset(size)) else {
+        return (None, None);
+    };
     let start = md0.min(md1);
     let end = md0
         .saturating_add(other::MD0_LEN as u64)
         .max(md1.saturating_add(other::MD1_LEN as u64))
         .min(size);
-    let len = usize::try_from(end.saturating_sub(start)).ok()?;
-    (len > 0 && len <= MAX_READ).then_some(Read { offset: start, len })
+    match usize::try_from(end.saturating_sub(start)) {
+        Ok(len) if len > 0 && len <= MAX_READ => (Some(Read { offset: start, len }), None),
+        _ => (
+            Some(Read {
+                offset: md0,
+                len: other::MD0_LEN,
+            }),
+            Some(Read {
+                offset: md1,
+                len: other::MD1_LEN,
+            }),
+        ),
+    }
 }
 
 /// Identifies the filesystem on a device of known size, asking for the bytes it needs.
 ///
 /// Reads, in order (each only when needed; see [`FsProber::reads`]):
-/// 1. the first [`HEAD_LEN`] bytes (68 KiB): the FAT boot sector and usually its FSINFO, the
-///    ext, XFS and btrfs superblocks, LUKS and LVM2 headers, MD 1.1/1.2 superblocks;
-/// 2. a FAT root directory that is not inside the first read (FAT12/16: one read, more only
+/// 1. the first [`HEAD_LEN`] bytes (64 KiB): the FAT boot sector and usually its FSINFO, the
+///    ext and XFS superblocks, LUKS and LVM2 headers, MD 1.1/1.2 superblocks;
+/// 2. the btrfs superblock at 64 KiB (devices of 1 MiB and more);
+/// 3. a FAT root directory that is not inside the first read (FAT12/16: one read, more only
 ///    for a root directory above [`MAX_READ`] bytes; FAT32: each cluster of the root
 ///    directory up to the one holding the label, with one 4-byte FAT read per cluster after
 ///    the first — libblkid's bounded loop of at most 99 clusters);
-/// 3. BitLocker's FVE header, only if the boot sector carries a BitLocker magic;
-/// 4. the last bytes of the device, holding MD 0.90 and 1.0 superblocks (one read; not on
-///    floppy-sized devices).
+/// 4. BitLocker's FVE header, only if the boot sector carries a BitLocker magic;
+/// 5. the last bytes of the device, holding MD 0.90 and 1.0 superblocks (one read when the
+///    size is a multiple of 64 KiB, else two; not on floppy-sized devices).
 ///
-/// So a device costs two reads, and every filesystem type at most two, except a FAT root
+/// So a device costs three reads, and every filesystem type at most two, except a FAT root
 /// directory outside the first read (one more, or several for a FAT32 root directory whose
 /// label is not in its first cluster). The prober is `Clone` and holds no references (about
 /// 700 bytes).
@@ -257,9 +273,9 @@ pub struct FsProber {
     best: Option<FsInfo>,
 }
 
-/// Most reads an [`FsProber`] can ask for (head, BitLocker, MD tail, FSINFO, and a FAT32 root
-/// directory of 99 clusters of up to 512 KiB plus their FAT entries).
-pub const MAX_FS_READS: u32 = 4 + 99 * (512 * 1024 / MAX_READ as u32 + 1);
+/// Most reads an [`FsProber`] can ask for (head, btrfs, BitLocker, two MD, FSINFO, and a FAT32
+/// root directory of 99 clusters of up to 512 KiB plus their FAT entries).
+pub const MAX_FS_READS: u32 = 6 + 99 * (512 * 1024 / MAX_READ as u32 + 1);
 
 impl FsProber {
     /// A prober for a device (or partition) of `device_size` bytes.
@@ -333,7 +349,7 @@ impl FsProber {
                 offset,
                 len: other::BITLOCKER_FVE_LEN,
             }),
-            Phase::MdTail(read) => Some(read),
+            Phase::MdTail(read) | Phase::MdTail2(read) => Some(read),
             Phase::Btrfs => Some(Read {
                 offset: btrfs::SB_OFFSET,
                 len: btrfs::SB_LEN,
@@ -356,7 +372,7 @@ impl FsProber {
                     self.found_other(OtherType::BitLocker);
                 }
             }
-            Phase::MdTail(read) => {
+            Phase::MdTail(read) | Phase::MdTail2(read) => {
                 let at = |offset: Option<u64>, len: usize| {
                     offset.and_then(|offset| read.sub(data, Read { offset, len }))
                 };
@@ -439,7 +455,8 @@ impl FsProber {
                     self.boot.map(|b| Phase::Fat(FatWalk::new(b, self.size)))
                 }
                 3 => self.fve.map(Phase::BitLockerFve),
-                4 if !self.tiny() => md_tail(self.size).map(Phase::MdTail),
+                4 if !self.tiny() => md_tail(self.size).0.map(Phase::MdTail),
+                5 if !self.tiny() => md_tail(self.size).1.map(Phase::MdTail2),
                 _ => None,
             };
             if let Some(phase) = next {
@@ -539,20 +556,26 @@ mod tests {
     #[test]
     fn reads_on_an_empty_large_device() {
         let image: Vec<u8> = vec![0; 2 << 20];
-        // The head (btrfs inside it) and the tail (both MD superblocks).
-        assert_eq!(probe_fs_image(&image), (FsOutcome::Unknown, 2));
+        // The head, btrfs, and the tail (both MD superblocks).
+        assert_eq!(probe_fs_image(&image), (FsOutcome::Unknown, 3));
         assert_eq!(
             md_tail(2 << 20),
-            Some(Read {
-                offset: (2 << 20) - 0x10000,
-                len: 0x10000 - 0x2000 + 256
-            })
+            (
+                Some(Read {
+                    offset: (2 << 20) - 0x10000,
+                    len: 0x10000 - 0x2000 + 256
+                }),
+                None
+            )
         );
-        // The widest tail: 116 KiB + 256 bytes.
+        // Far apart: one read each.
         let size = (5 << 20) + 0xffff;
-        let tail = md_tail(size).unwrap();
-        assert_eq!(tail.offset, (5 << 20) - 0x10000);
-        assert_eq!(tail.end(), (5 << 20) + 0xf000 - 0x2000 + 256);
+        let (a, b) = md_tail(size);
+        assert_eq!(a.unwrap().offset, (5 << 20) - 0x10000);
+        assert_eq!(b.unwrap().offset, (5 << 20) + 0xf000 - 0x2000);
+        let mut odd = vec![0u8; size as usize];
+        odd[0] = 1;
+        assert_eq!(probe_fs_image(&odd), (FsOutcome::Unknown, 4));
     }
 
     #[test]

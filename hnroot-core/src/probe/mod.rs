@@ -17,9 +17,9 @@
 //! The behavioural reference is util-linux's libblkid (`libblkid/src/superblocks/{vfat,ext,
 //! xfs,btrfs}.c`, `superblocks.c` for the probing order and "ambivalent result", and
 //! `libblkid/src/partitions/{gpt,dos}.c`). The probers read as little as possible: one read of
-//! the first 68 KiB serves the FAT, ext, XFS and btrfs superblocks, a second one the RAID
-//! member signatures at the end of the device; only a FAT root directory outside the first
-//! read costs more (see [`FsProber`]).
+//! the first 64 KiB serves the FAT, ext and XFS superblocks, a second the btrfs superblock, a
+//! third the RAID member signatures at the end of the device; only a FAT root directory
+//! outside the first read costs more (see [`FsProber`]).
 //!
 //! Every parser checks length, then magic, then checksum, then flags, and returns a typed
 //! reason when a buffer is not its filesystem; none of them can panic on any input.
@@ -45,7 +45,7 @@ pub use other::OtherType;
 pub use pt::{probe_pt_image, Partition, PartitionKind, PtOutcome, PtProber, MAX_PT_READS};
 
 /// Largest read a prober ever asks for, in bytes.
-pub const MAX_READ: usize = 128 * 1024;
+pub const MAX_READ: usize = 64 * 1024;
 
 /// The bytes a prober needs next: `len` bytes at byte `offset` of the device (or of the
 /// partition being probed). `len` is never 0 and never more than [`MAX_READ`].
