@@ -25,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
                 reads += 1;
                 assert!(reads <= MAX_FS_READS, "the prober does not finish");
                 assert!(r.len > 0 && r.len <= MAX_READ);
-                let start = usize::try_from(r.offset).unwrap_or(usize::MAX).min(image.len());
+                let start = usize::try_from(r.offset)
+                    .unwrap_or(usize::MAX)
+                    .min(image.len());
                 let end = start.saturating_add(r.len).min(image.len());
                 prober.feed(&image[start..end]);
             }

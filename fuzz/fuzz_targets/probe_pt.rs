@@ -1,7 +1,7 @@
 //! The partition-table prober over arbitrary bytes taken as a disk image, driven through its
 //! step/feed loop, then every partition listed: GPT entries from the caller's buffer, MBR
-//! primaries and the extended boot record chain. The first byte picks the sector size and the
-//! device size the prober is told.
+//! primaries and the extended boot record chain. The first byte picks the sector size, the
+//! device size the prober is told, and which signatures to stamp in.
 
 #![no_main]
 
@@ -9,7 +9,9 @@ use hnroot_core::probe::{PtOutcome, PtProber, Step, MAX_PT_READS, MAX_READ};
 use libfuzzer_sys::fuzz_target;
 
 fn slice(image: &[u8], offset: u64, len: usize) -> &[u8] {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(image.len());
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(image.len());
     let end = start.saturating_add(len).min(image.len());
     &image[start..end]
 }
@@ -18,6 +20,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, image)) = data.split_first() else {
         return;
     };
+    // Bits 3 and 4 stamp the MBR signature and the GPT signature in, so that the fuzzer
+    // spends its time behind the magic checks.
+    let mut owned = image.to_vec();
+    if mode & 0x08 != 0 && owned.len() >= 512 {
+        owned[510] = 0x55;
+        owned[511] = 0xaa;
+    }
+    if mode & 0x10 != 0 && owned.len() >= 520 {
+        owned[512..520].copy_from_slice(b"EFI PART");
+    }
+    let image = &owned[..];
     let sector_size = if mode & 1 == 0 { 512 } else { 4096 };
     let size = match (mode >> 1) % 3 {
         0 => image.len() as u64,
