@@ -72,6 +72,11 @@ pub fn host() -> Result<Busybox> {
     Ok(Busybox { binary, applets })
 }
 
+/// Whether an ELF64 little-endian binary is statically linked (has no PT_INTERP header).
+pub fn is_static(elf: &[u8]) -> Result<bool> {
+    has_interpreter(elf).map(|dynamic| !dynamic)
+}
+
 /// Whether an ELF64 little-endian binary has a PT_INTERP program header (is dynamic).
 fn has_interpreter(elf: &[u8]) -> Result<bool> {
     if elf.len() < ELF64_HEADER_LEN {

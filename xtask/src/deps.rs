@@ -34,7 +34,7 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 /// Rust targets needed besides the host's.
-pub const RUST_TARGETS: &[&str] = &["x86_64-unknown-none"];
+pub const RUST_TARGETS: &[&str] = &["x86_64-unknown-none", "x86_64-unknown-linux-musl"];
 
 /// Install missing packages and Rust targets.
 pub fn ensure() -> Result<()> {

@@ -213,18 +213,29 @@ impl Kernel {
     /// from `modules.softdep`; an alias provided by a built-in module needs nothing, otherwise
     /// the `*_generic` provider is preferred (it loads on every CPU), else the first listed.
     pub fn modules_for(&self, wanted: &[&str]) -> Result<ModuleSet> {
-        let index = ModuleIndex::load(&self.modules_dir)?;
-        let mut resolver = Resolver {
-            index: &index,
-            release: &self.release,
-            done: BTreeSet::new(),
-            out: ModuleSet::default(),
-        };
-        for name in wanted {
-            resolver.want(name, 0, &mut Vec::new())?;
-        }
-        Ok(resolver.out)
+        modules_in(&self.modules_dir, &self.release, wanted)
     }
+}
+
+/// [`Kernel::modules_for`] against any depmod'ed `lib/modules/<release>` directory (the cached
+/// Debian kernel's, or the host's `/lib/modules/$(uname -r)`).
+pub fn modules_in(modules_dir: &Path, release: &str, wanted: &[&str]) -> Result<ModuleSet> {
+    let index = ModuleIndex::load(modules_dir)?;
+    let mut resolver = Resolver {
+        index: &index,
+        release,
+        done: BTreeSet::new(),
+        out: ModuleSet::default(),
+    };
+    for name in wanted {
+        resolver.want(name, 0, &mut Vec::new())?;
+    }
+    Ok(resolver.out)
+}
+
+/// The module name of a `.ko` path (`kernel/fs/nls/nls_iso8859-1.ko` -> `nls_iso8859_1`).
+pub fn ko_module_name(ko_path: &str) -> String {
+    module_name(ko_path)
 }
 
 /// Module names are compared with '-' and '_' equal, as the kernel does.

@@ -5,9 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::busybox;
 use crate::cpio;
@@ -18,8 +17,6 @@ use crate::util;
 pub const LINUXRC: &str = "initramfs/linuxrc.sh";
 /// Inside the initramfs: the module list the linuxrc reads.
 pub const MODULE_LIST: &str = "etc/hnroot/modules";
-/// zstd level: -19 costs ~2 s once and keeps what GRUB must read through the loopback small.
-const ZSTD_LEVEL: &str = "-19";
 
 /// What was built.
 #[derive(Debug, Clone)]
@@ -91,7 +88,7 @@ pub fn build(kernel: &Kernel, modules: &ModuleSet, out: &Path) -> Result<Initram
         .collect();
     a.file(MODULE_LIST, 0o644, list.as_bytes())?;
     let cpio = a.finish()?;
-    let compressed = zstd(&cpio)?;
+    let compressed = crate::initramfs::compress(&cpio, crate::initramfs::Compress::Zstd)?;
     fs::write(out, &compressed).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Initramfs {
         path: out.to_path_buf(),
@@ -99,34 +96,4 @@ pub fn build(kernel: &Kernel, modules: &ModuleSet, out: &Path) -> Result<Initram
         compressed_bytes: compressed.len() as u64,
         modules: modules.load_order.len(),
     })
-}
-
-/// Compress with the zstd CLI (single-threaded: one frame, which every kernel unpacks).
-fn zstd(data: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let mut child = Command::new("zstd")
-        .args(["-q", ZSTD_LEVEL, "--stdout", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start zstd (apt-get install zstd)")?;
-    let mut stdin = child.stdin.take().context("zstd has no stdin")?;
-    // Feed stdin from a thread so a full stdout pipe cannot deadlock us.
-    let input = data.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().context("waiting for zstd")?;
-    match feeder.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => bail!("writing to zstd failed: {e}"),
-        Err(_) => bail!("the thread feeding zstd panicked"),
-    }
-    if !out.status.success() {
-        bail!(
-            "zstd failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
 }

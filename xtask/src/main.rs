@@ -16,6 +16,7 @@ mod grubmod;
 #[path = "../../grub-module/tests/grub_level.rs"]
 mod grub_level;
 mod header;
+mod initramfs;
 mod kernel;
 mod linuxrc;
 mod qemu;
@@ -60,6 +61,9 @@ enum Command {
     /// Build the boot chain from today's parts (Debian kernel and GRUB, prototype linuxrc,
     /// test root image) and boot it in QEMU on ext4 and btrfs hostparts, timing each boot.
     BootSmoke(bootsmoke::Args),
+    /// Build hnroot's standalone initramfs: static hnroot-init as /init, the kernel modules
+    /// the boot needs, optionally busybox; prints its size with and without modules.
+    Initramfs(initramfs::Args),
 }
 
 fn main() -> Result<()> {
@@ -88,6 +92,10 @@ fn main() -> Result<()> {
         Command::BootSmoke(args) => {
             deps::ensure()?;
             bootsmoke::run(&args)
+        }
+        Command::Initramfs(args) => {
+            deps::ensure()?;
+            initramfs::run(&args)
         }
     }
 }

@@ -1,0 +1,454 @@
+//! `cargo xtask initramfs`: hnroot's standalone minimal initramfs (issue 5). `hnroot-init`, built
+//! as a static musl binary and stripped, is `/init`; the kernel modules the boot needs for one
+//! kernel sit under `/lib/modules/<release>/` with a `modules.dep` limited to them and the
+//! kernel's `modules.builtin`; `/etc/hnroot/modules` names the modules to load (softdep
+//! providers such as `crc32c_generic` included, since hnroot-init only follows `modules.dep`);
+//! busybox is optional, for the emergency shell at `/bin/sh`. The archive is written in memory
+//! (rootless: `/dev/console` is a header, not a mknod) and compressed with zstd or gzip. It
+//! builds files; it never installs or boots anything.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::buildenv;
+use crate::busybox;
+use crate::cpio;
+use crate::grubmod;
+use crate::kernel::{self, ModuleSet};
+use crate::util;
+
+/// The Rust target of the early-boot binaries: static, no libc on the image needed.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// Inside the initramfs: the names of the modules hnroot-init loads, one per line.
+pub const MODULE_LIST: &str = "etc/hnroot/modules";
+/// Directories hnroot-init mounts on or creates things in.
+const DIRS: &[&str] = &[
+    "dev",
+    "proc",
+    "sys",
+    "run",
+    "hostpart",
+    "newroot",
+    "etc",
+    "etc/hnroot",
+];
+/// zstd level: the archive is built once and read by GRUB through a loop device at every boot.
+const ZSTD_LEVEL: &str = "-19";
+
+/// How the cpio archive is compressed (the Debian kernel unpacks both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compress {
+    Zstd,
+    Gzip,
+}
+
+/// `cargo xtask initramfs`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `lib/modules/<release>` of the kernel the initramfs is for (depmod'ed: modules.dep,
+    /// modules.softdep, modules.alias, modules.builtin, modules.builtin.modinfo). Default: the
+    /// Debian kernel `cargo xtask` fetches and caches under target/hnroot-build/kernel.
+    #[arg(long)]
+    pub kernel_modules: Option<PathBuf>,
+    /// Where to write the compressed archive.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Add the host's static busybox as /bin/sh (and its applets): hnroot-init then offers an
+    /// emergency shell on a fatal error instead of stopping.
+    #[arg(long)]
+    pub busybox: bool,
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compress: Compress,
+    /// Modules to include besides the default set (virtio, loop, ext4, btrfs, vfat and code
+    /// pages), e.g. `--module xfs` for an XFS hostpart. Repeatable.
+    #[arg(long = "module")]
+    pub modules: Vec<String>,
+}
+
+/// What goes into an initramfs.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// `/init`: the stripped static hnroot-init.
+    pub init: PathBuf,
+    /// The kernel's `lib/modules/<release>`, or `None` for an archive without modules.
+    pub modules_dir: Option<PathBuf>,
+    /// Modules (or aliases) wanted; their dependencies and `pre:` softdeps are added.
+    pub wanted: Vec<String>,
+    pub busybox: bool,
+    pub compress: Compress,
+}
+
+/// An initramfs that was written.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub path: PathBuf,
+    pub cpio_bytes: u64,
+    pub compressed_bytes: u64,
+    /// Size of `/init`.
+    pub init_bytes: u64,
+    /// `.ko` files inside, in load order (relative to `lib/modules/<release>`).
+    pub modules: Vec<String>,
+    /// Wanted modules that are built into the kernel.
+    pub builtin: Vec<String>,
+}
+
+/// The default module set: [`kernel::BOOT_MODULES`].
+pub fn default_modules() -> Vec<String> {
+    kernel::BOOT_MODULES.iter().map(|m| m.to_string()).collect()
+}
+
+/// Build `package`'s binary `bin` for [`MUSL_TARGET`] (release profile) and return a stripped
+/// copy under `target/hnroot-build/bin/`, checked to be statically linked.
+pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("==> {bin}: cargo build --release --target {MUSL_TARGET} -p {package}");
+    let status = Command::new(&cargo)
+        .args(["build", "--quiet", "--release", "--target", MUSL_TARGET])
+        .args(["-p", package, "--bin", bin])
+        .current_dir(util::root())
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!(
+            "building {bin} for {MUSL_TARGET} failed ({status}); is the target installed? \
+             (`cargo xtask deps` adds it with rustup)"
+        );
+    }
+    let built = grubmod::target_dir()
+        .join(MUSL_TARGET)
+        .join("release")
+        .join(bin);
+    let dir = buildenv::build_root().join("bin");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = dir.join(bin);
+    let tmp = dir.join(format!("{bin}.strip-tmp"));
+    buildenv::run(Command::new("strip").arg("-o").arg(&tmp).arg(&built))
+        .with_context(|| format!("stripping {}", built.display()))?;
+    let elf = fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
+    if !busybox::is_static(&elf).with_context(|| format!("{} is not an ELF", tmp.display()))? {
+        bail!(
+            "{} has an ELF interpreter: not a static binary, it cannot run as /init of an \
+             initramfs without a libc",
+            built.display()
+        );
+    }
+    fs::rename(&tmp, &out)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
+    Ok(out)
+}
+
+/// The release (`uname -r`) a `lib/modules/<release>` directory is for: its name.
+pub fn release_of(modules_dir: &Path) -> Result<String> {
+    let name = modules_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.is_empty() || !modules_dir.join("modules.dep").is_file() {
+        bail!(
+            "{} is not a lib/modules/<release> directory: looked for modules.dep in it \
+             (run depmod for that kernel first)",
+            modules_dir.display()
+        );
+    }
+    Ok(name)
+}
+
+/// Build the initramfs described by `spec` at `out`.
+pub fn build(spec: &Spec, out: &Path) -> Result<Built> {
+    let init = fs::read(&spec.init)
+        .with_context(|| format!("cannot read /init {}", spec.init.display()))?;
+    let mut a = cpio::Archive::new();
+    for dir in DIRS {
+        a.dir(dir, 0o755)?;
+    }
+    // The kernel opens /dev/console for PID 1 before devtmpfs is mounted.
+    a.char_dev("dev/console", 0o600, 5, 1)?;
+    a.char_dev("dev/null", 0o666, 1, 3)?;
+    a.file("init", 0o755, &init)?;
+    if spec.busybox {
+        let bb = busybox::host()?;
+        a.dir("bin", 0o755)?;
+        a.file("bin/busybox", 0o755, &bb.binary)?;
+        for applet in &bb.applets {
+            a.symlink(&format!("bin/{applet}"), "busybox")?;
+        }
+    }
+    let mut set = ModuleSet::default();
+    if let Some(dir) = &spec.modules_dir {
+        let release = release_of(dir)?;
+        let wanted: Vec<&str> = spec.wanted.iter().map(String::as_str).collect();
+        set = kernel::modules_in(dir, &release, &wanted)?;
+        add_modules(&mut a, dir, &release, &set)?;
+    }
+    let cpio = a.finish()?;
+    let compressed = compress(&cpio, spec.compress)?;
+    buildenv::write_atomic(out, &compressed)?;
+    Ok(Built {
+        path: out.to_path_buf(),
+        cpio_bytes: cpio.len() as u64,
+        compressed_bytes: compressed.len() as u64,
+        init_bytes: init.len() as u64,
+        modules: set.load_order,
+        builtin: set.builtin,
+    })
+}
+
+/// `lib/modules/<release>/`: the `.ko` files of `set`, `modules.dep` lines for exactly them,
+/// the kernel's `modules.builtin`, and `/etc/hnroot/modules` naming them in load order.
+fn add_modules(a: &mut cpio::Archive, dir: &Path, release: &str, set: &ModuleSet) -> Result<()> {
+    let base = format!("lib/modules/{release}");
+    a.dir("lib", 0o755)?;
+    a.dir("lib/modules", 0o755)?;
+    a.dir(&base, 0o755)?;
+    let mut made = BTreeSet::new();
+    for ko in &set.load_order {
+        let parts: Vec<&str> = ko.split('/').collect();
+        for depth in 1..parts.len() {
+            let sub = format!("{base}/{}", parts[..depth].join("/"));
+            if made.insert(sub.clone()) {
+                a.dir(&sub, 0o755)?;
+            }
+        }
+        let src = dir.join(ko);
+        let data =
+            fs::read(&src).with_context(|| format!("cannot read module {}", src.display()))?;
+        a.file(&format!("{base}/{ko}"), 0o644, &data)?;
+    }
+    let included: BTreeSet<&str> = set.load_order.iter().map(String::as_str).collect();
+    let dep_path = dir.join("modules.dep");
+    let dep = fs::read_to_string(&dep_path)
+        .with_context(|| format!("cannot read {}", dep_path.display()))?;
+    let mut kept = String::new();
+    for line in dep.lines() {
+        if let Some((ko, _)) = line.split_once(':') {
+            if included.contains(ko.trim()) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    if kept.lines().count() != included.len() {
+        bail!(
+            "{} lists {} of the {} modules resolved for the initramfs",
+            dep_path.display(),
+            kept.lines().count(),
+            included.len()
+        );
+    }
+    a.file(&format!("{base}/modules.dep"), 0o644, kept.as_bytes())?;
+    let builtin_path = dir.join("modules.builtin");
+    let builtin = fs::read(&builtin_path)
+        .with_context(|| format!("cannot read {}", builtin_path.display()))?;
+    a.file(&format!("{base}/modules.builtin"), 0o644, &builtin)?;
+    let mut list = String::from(
+        "# Modules hnroot-init loads at boot, in load order (written by cargo xtask initramfs).\n",
+    );
+    for name in set.builtin.iter().chain(
+        set.load_order
+            .iter()
+            .map(|ko| kernel::ko_module_name(ko))
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        list.push_str(name);
+        list.push('\n');
+    }
+    a.file(MODULE_LIST, 0o644, list.as_bytes())?;
+    Ok(())
+}
+
+/// Compress with the zstd or gzip CLI (one frame / member, which every kernel unpacks).
+pub fn compress(data: &[u8], how: Compress) -> Result<Vec<u8>> {
+    let argv: &[&str] = match how {
+        Compress::Zstd => &["zstd", "-q", ZSTD_LEVEL, "--stdout", "-"],
+        Compress::Gzip => &["gzip", "-9", "-n", "--stdout"],
+    };
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {} (cargo xtask deps)", argv[0]))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .with_context(|| format!("{} has no stdin", argv[0]))?;
+    // Feed stdin from a thread so a full stdout pipe cannot deadlock us.
+    let input = data.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("waiting for {}", argv[0]))?;
+    match feeder.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => bail!("writing to {} failed: {e}", argv[0]),
+        Err(_) => bail!("the thread feeding {} panicked", argv[0]),
+    }
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// `cargo xtask initramfs`: build it, and report its size with and without modules.
+pub fn run(args: &Args) -> Result<()> {
+    let modules_dir = match &args.kernel_modules {
+        Some(dir) => dir.clone(),
+        None => kernel::fetch_current()?.modules_dir,
+    };
+    let init = static_binary("hnroot-init", "hnroot-init")?;
+    let mut wanted = default_modules();
+    wanted.extend(args.modules.iter().cloned());
+    let spec = Spec {
+        init,
+        modules_dir: Some(modules_dir.clone()),
+        wanted,
+        busybox: args.busybox,
+        compress: args.compress,
+    };
+    let built = build(&spec, &args.out)?;
+    let bare_path = args.out.with_extension("no-modules.tmp");
+    let bare = build(
+        &Spec {
+            modules_dir: None,
+            ..spec.clone()
+        },
+        &bare_path,
+    )?;
+    fs::remove_file(&bare_path)
+        .with_context(|| format!("cannot remove {}", bare_path.display()))?;
+    println!(
+        "{}: {} KiB ({:?}; cpio {} KiB), hnroot-init {} KiB, {} modules for {}{}",
+        built.path.display(),
+        built.compressed_bytes.div_ceil(1024),
+        args.compress,
+        built.cpio_bytes.div_ceil(1024),
+        built.init_bytes.div_ceil(1024),
+        built.modules.len(),
+        release_of(&modules_dir)?,
+        if args.busybox { ", busybox" } else { "" }
+    );
+    println!(
+        "  without modules: {} KiB compressed, {} KiB cpio (goal: under 1024 KiB)",
+        bare.compressed_bytes.div_ceil(1024),
+        bare.cpio_bytes.div_ceil(1024)
+    );
+    println!(
+        "  modules: {}",
+        built
+            .modules
+            .iter()
+            .map(|ko| kernel::ko_module_name(ko))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if !built.builtin.is_empty() {
+        println!("  built into the kernel: {}", built.builtin.join(" "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_is_the_directory_name_and_needs_modules_dep() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = dir.path().join("6.1.0-test");
+        fs::create_dir(&rel).unwrap();
+        let err = release_of(&rel).unwrap_err().to_string();
+        assert!(err.contains("looked for modules.dep"), "{err}");
+        fs::write(rel.join("modules.dep"), "").unwrap();
+        assert_eq!(release_of(&rel).unwrap(), "6.1.0-test");
+    }
+
+    #[test]
+    fn archive_holds_init_modules_and_a_filtered_modules_dep() {
+        if Command::new("zstd").arg("-V").output().is_err()
+            || Command::new("cpio").arg("--version").output().is_err()
+        {
+            eprintln!("skipping: zstd or cpio missing");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rel = dir.path().join("6.1.0-t");
+        fs::create_dir_all(rel.join("kernel/fs")).unwrap();
+        for (name, body) in [
+            (
+                "modules.dep",
+                "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\nkernel/fs/unused.ko:\n",
+            ),
+            ("modules.softdep", "softdep a pre: c\n"),
+            ("modules.alias", ""),
+            ("modules.builtin", "kernel/fs/c.ko\n"),
+            ("modules.builtin.modinfo", ""),
+            ("kernel/fs/a.ko", "AAAA"),
+            ("kernel/fs/b.ko", "BB"),
+            ("kernel/fs/unused.ko", "U"),
+        ] {
+            fs::write(rel.join(name), body).unwrap();
+        }
+        let init = dir.path().join("init");
+        fs::write(&init, b"\x7fELF-not-really").unwrap();
+        let out = dir.path().join("initramfs.zst");
+        let built = build(
+            &Spec {
+                init,
+                modules_dir: Some(rel),
+                wanted: vec!["a".into()],
+                busybox: false,
+                compress: Compress::Zstd,
+            },
+            &out,
+        )
+        .unwrap();
+        assert_eq!(built.modules, ["kernel/fs/b.ko", "kernel/fs/a.ko"]);
+        assert_eq!(built.builtin, ["c"]);
+        let cpio = Command::new("zstd")
+            .args(["-d", "-q", "--stdout"])
+            .arg(&out)
+            .output()
+            .unwrap()
+            .stdout;
+        let extract = dir.path().join("x");
+        fs::create_dir(&extract).unwrap();
+        let mut child = Command::new("cpio")
+            .args(["-i", "-d", "--quiet", "--no-absolute-filenames"])
+            .current_dir(&extract)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&cpio).unwrap();
+        assert!(child.wait().unwrap().success());
+        let base = extract.join("lib/modules/6.1.0-t");
+        assert_eq!(
+            fs::read_to_string(base.join("modules.dep")).unwrap(),
+            "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\n"
+        );
+        assert!(base.join("kernel/fs/a.ko").is_file());
+        assert!(!base.join("kernel/fs/unused.ko").exists());
+        let list = fs::read_to_string(extract.join(MODULE_LIST)).unwrap();
+        let names: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(names, ["c", "b", "a"]);
+        assert_eq!(
+            fs::read(extract.join("init")).unwrap(),
+            b"\x7fELF-not-really"
+        );
+        for d in DIRS {
+            assert!(extract.join(d).is_dir(), "{d}");
+        }
+    }
+}
