@@ -79,10 +79,16 @@ pub fn locate_state(loc: &Location, params: &BootParams<'_>, writable: bool) -> 
             default.display()
         )
     })?;
+    // /run: writable even when the root image is mounted read-only.
+    let base = if Path::new("/run").is_dir() {
+        PathBuf::from("/run")
+    } else {
+        std::env::temp_dir()
+    };
     let dir = tempfile::Builder::new()
         .prefix("hnroot-esp-")
-        .tempdir()
-        .context("temporary mount point")?;
+        .tempdir_in(&base)
+        .with_context(|| format!("temporary mount point in {}", base.display()))?;
     let mode = if writable { "rw" } else { "ro" };
     let status = Command::new("mount")
         .args(["-o", mode])
