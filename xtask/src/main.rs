@@ -9,6 +9,7 @@ mod cffi;
 mod cpio;
 mod deps;
 mod disk;
+mod e2e;
 mod fuzz;
 mod grubimage;
 mod grubmod;
@@ -17,10 +18,14 @@ mod grubmod;
 mod grub_level;
 mod header;
 mod initramfs;
+mod itools;
 mod kernel;
 mod linuxrc;
 mod qemu;
 mod relax;
+mod scenario;
+mod scenario_boot;
+mod scenario_inspect;
 mod util;
 
 use anyhow::Result;
@@ -64,6 +69,13 @@ enum Command {
     /// Build hnroot's standalone initramfs: static hnroot-init as /init, the kernel modules
     /// the boot needs, optionally busybox; prints its size with and without modules.
     Initramfs(initramfs::Args),
+    /// Test the initramfs-tools integration (boot=hnroot script and hook): the script in a
+    /// fake root under busybox and klibc sh, mkinitramfs in a debootstrapped Debian 12 tree,
+    /// and a QEMU boot of the result.
+    InitramfsToolsTest(itools::Args),
+    /// The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, hnroot-init)
+    /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
+    E2e(e2e::Args),
 }
 
 fn main() -> Result<()> {
@@ -96,6 +108,14 @@ fn main() -> Result<()> {
         Command::Initramfs(args) => {
             deps::ensure()?;
             initramfs::run(&args)
+        }
+        Command::E2e(args) => {
+            deps::ensure()?;
+            e2e::run(&args)
+        }
+        Command::InitramfsToolsTest(args) => {
+            deps::ensure()?;
+            itools::run(&args)
         }
     }
 }
