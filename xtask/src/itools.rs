@@ -299,6 +299,9 @@ const FAKE_PROGRESS: &str =
 /// The label the real hnroot-init is sent to look for.
 const MISSING_LABEL: &str = "no-such-hostpart";
 const LOG: &str = "/run/hnroot/mount-root.log";
+/// The kernel's /dev/kmsg rate-limit setting, relative to the fake root; "ratelimit" before
+/// and after the script, "on" while hnroot-init runs.
+const DEVKMSG: &str = "proc/sys/kernel/printk_devkmsg";
 
 const HARNESS: &str = r#"#!/bin/sh
 # Written by cargo xtask initramfs-tools-test (xtask/src/itools.rs): what initramfs-tools' /init
@@ -354,7 +357,9 @@ fn fake_hnroot_init(fake: Fake) -> String {
     format!(
         r#"#!/bin/sh
 # Fake hnroot-init (cargo xtask initramfs-tools-test): records its arguments, then plays "{mode}".
-echo "hnroot-init $*" >>/record/events
+devkmsg=none
+[ -f /proc/sys/kernel/printk_devkmsg ] && read -r devkmsg </proc/sys/kernel/printk_devkmsg
+echo "hnroot-init $* (printk_devkmsg=$devkmsg)" >>/record/events
 calls=0
 [ -f /record/calls ] && read -r calls </record/calls
 calls=$((calls + 1))
@@ -496,6 +501,7 @@ fn make_fake_root(
     write(&dir.join("harness"), 0o755, HARNESS.as_bytes())?;
     write(&dir.join("record/events"), 0o644, b"")?;
     write(&dir.join("dev/null"), 0o644, b"")?;
+    write(&dir.join(DEVKMSG), 0o644, b"ratelimit\n")?;
     match fake {
         Fake::Missing => {}
         Fake::Real => {
@@ -566,7 +572,8 @@ fn final_panic(reason: &str) -> String {
 
 /// The events one run must record, stubbed `local_*` calls included.
 fn expected_events(fake: Fake, rootmnt: &str, real_fatal: Option<&str>) -> Vec<String> {
-    let call = format!("hnroot-init mount-root {rootmnt}");
+    // The script lifts the kernel's /dev/kmsg rate limit while hnroot-init runs.
+    let call = format!("hnroot-init mount-root {rootmnt} (printk_devkmsg=on)");
     let mut e = vec![
         "local_top".to_string(),
         "local_premount".to_string(),
@@ -693,6 +700,14 @@ fn fake_root_tests(work: &Path, init: &Path) -> Result<usize> {
                              functions, hnroot-init {fake:?}, rootmnt {rootmnt}):\n  \
                              recorded: {got:#?}\n  expected: {want:#?}",
                             dir.display()
+                        );
+                    }
+                    let devkmsg = fs::read_to_string(dir.join(DEVKMSG))
+                        .with_context(|| format!("{name}: cannot read {DEVKMSG}"))?;
+                    if devkmsg != "ratelimit\n" {
+                        bail!(
+                            "{name}: the script left /{DEVKMSG} at {devkmsg:?}, not at the \
+                             \"ratelimit\" it found"
                         );
                     }
                     if fake == Fake::Ok {

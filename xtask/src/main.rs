@@ -144,5 +144,8 @@ fn test() -> Result<()> {
     cffi::run()?;
     // Builds hnroot.mod (GRUB source, verifier) and runs it in GRUB under OVMF + QEMU.
     grub_level::run()?;
+    // boot=hnroot under initramfs-tools: fake root, mkinitramfs in a cached debootstrapped
+    // tree (~3 min the first time), two QEMU boots (~100 s with the tree cached).
+    itools::run(&itools::Args::default())?;
     Ok(())
 }
