@@ -125,6 +125,16 @@
 #define HNROOT_REASON_RECOVERY_UNREADABLE 9
 
 /**
+ * Tries a new image gets when `hnroot_observation.tries` is 0 (the core's default).
+ */
+#define HNROOT_DEFAULT_TRIES 3
+
+/**
+ * Most tries `hnroot_observation.tries` may ask for; larger values are clamped to it.
+ */
+#define HNROOT_MAX_TRIES 100
+
+/**
  * `hnroot_bootstate.kind`: nothing to write.
  */
 #define HNROOT_STATE_NONE 0
@@ -148,6 +158,24 @@
  * Longest label in bytes (btrfs); `hnroot_fs_info.label` holds this plus a NUL.
  */
 #define HNROOT_LABEL_MAX 256
+
+/**
+ * Size of the label and name buffers (`HNROOT_LABEL_MAX` bytes and a NUL). A named constant,
+ * not `HNROOT_LABEL_MAX + 1`, because cbindgen turns a struct with an array length it cannot
+ * evaluate into an opaque declaration C cannot use.
+ */
+#define HNROOT_LABEL_BUF_LEN 257
+
+/**
+ * Most `HNROOT_RESULT_NEED_READ` steps a filesystem prober asks for before it is done: bound
+ * the caller's step/feed loop with it.
+ */
+#define HNROOT_FS_PROBE_MAX_READS 897
+
+/**
+ * Most `HNROOT_RESULT_NEED_READ` steps a partition-table prober asks for.
+ */
+#define HNROOT_PT_PROBE_MAX_READS 34
 
 /**
  * `hnroot_fs_info.outcome`: no filesystem hnroot knows.
@@ -284,16 +312,6 @@ typedef enum hnroot_result hnroot_result;
 #else
 typedef uint32_t hnroot_result;
 #endif // __STDC_VERSION__ >= 202311L
-
-/**
- * What a filesystem probe found.
- */
-struct hnroot_fs_info;
-
-/**
- * One partition.
- */
-struct hnroot_partition;
 
 /**
  * A filesystem UUID.
@@ -436,6 +454,48 @@ struct hnroot_fs_probe {
 };
 
 /**
+ * What a filesystem probe found.
+ */
+struct hnroot_fs_info {
+  /**
+   * `HNROOT_FS_*`.
+   */
+  uint8_t outcome;
+  /**
+   * `HNROOT_FS_TYPE_*` when found.
+   */
+  uint8_t fs_type;
+  /**
+   * The filesystem UUID (`HNROOT_UUID_NONE` if it has none).
+   */
+  struct hnroot_uuid uuid;
+  /**
+   * Whether there is a label.
+   */
+  bool has_label;
+  /**
+   * Bytes in `label`, before its NUL.
+   */
+  uint16_t label_len;
+  /**
+   * The label's raw bytes as blkid reports them, NUL-terminated.
+   */
+  uint8_t label[HNROOT_LABEL_BUF_LEN];
+  /**
+   * Whether there is a FAT boot-sector label (`LABEL_FATBOOT`).
+   */
+  bool has_label_fatboot;
+  /**
+   * Bytes in `label_fatboot`, before its NUL.
+   */
+  uint16_t label_fatboot_len;
+  /**
+   * The boot-sector label, NUL-terminated.
+   */
+  uint8_t label_fatboot[HNROOT_LABEL_BUF_LEN];
+};
+
+/**
  * Storage for a partition-table prober; initialise with `hnroot_pt_probe_init`.
  */
 struct hnroot_pt_probe {
@@ -469,6 +529,36 @@ struct hnroot_pt_info {
    * GPT: its length in bytes.
    */
   uint32_t entries_len;
+};
+
+/**
+ * One partition.
+ */
+struct hnroot_partition {
+  /**
+   * Partition number (`sda<number>`; GRUB's `(hd0,gpt<number>)`).
+   */
+  uint32_t number;
+  /**
+   * Start in bytes.
+   */
+  uint64_t start;
+  /**
+   * Size in bytes.
+   */
+  uint64_t size;
+  /**
+   * The PARTUUID as blkid prints it, NUL-terminated; empty if there is none.
+   */
+  uint8_t partuuid[40];
+  /**
+   * Bytes in `name`, before its NUL.
+   */
+  uint16_t name_len;
+  /**
+   * `PARTLABEL` (GPT name as UTF-8), NUL-terminated.
+   */
+  uint8_t name[HNROOT_LABEL_BUF_LEN];
 };
 
 /**

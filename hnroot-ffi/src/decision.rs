@@ -51,6 +51,13 @@ pub const HNROOT_REASON_RECOVERY_MISSING: u8 = 8;
 /// `hn-root.img` unreadable.
 pub const HNROOT_REASON_RECOVERY_UNREADABLE: u8 = 9;
 
+/// Tries a new image gets when `hnroot_observation.tries` is 0 (the core's default).
+pub const HNROOT_DEFAULT_TRIES: u8 = 3;
+const _: () = assert!(HNROOT_DEFAULT_TRIES == hnroot_core::bootstate::DEFAULT_TRIES);
+/// Most tries `hnroot_observation.tries` may ask for; larger values are clamped to it.
+pub const HNROOT_MAX_TRIES: u8 = 100;
+const _: () = assert!(HNROOT_MAX_TRIES == hnroot_core::bootstate::MAX_TRIES);
+
 /// `hnroot_bootstate.kind`: nothing to write.
 pub const HNROOT_STATE_NONE: u8 = 0;
 /// Committed: `good` holds the good image.
@@ -546,6 +553,30 @@ mod tests {
             assert_eq!(c.to_str().unwrap(), reason.code());
         }
         assert!(hnroot_reason_code(99).is_null());
+    }
+
+    #[test]
+    fn default_and_max_tries_are_what_the_decision_uses() {
+        let mut obs = hnroot_observation::default();
+        obs.images[usize::from(HNROOT_IMAGE_CURRENT)] = readable(A);
+        obs.images[usize::from(HNROOT_IMAGE_NEW)] = readable(B);
+        let block = new_block(&BootState::Committed { good: A });
+        for (asked, used) in [
+            (0, HNROOT_DEFAULT_TRIES),
+            (5, 5),
+            (HNROOT_MAX_TRIES, HNROOT_MAX_TRIES),
+            (HNROOT_MAX_TRIES + 1, HNROOT_MAX_TRIES),
+        ] {
+            obs.tries = asked;
+            let (r, d, _) = decide_c(&obs, Some(&block));
+            assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
+            assert_eq!(
+                (d.reason, d.of),
+                (HNROOT_REASON_UPDATE, used),
+                "tries {asked}"
+            );
+            assert_eq!(d.write.tries_total, used);
+        }
     }
 
     #[test]

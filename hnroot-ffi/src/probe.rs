@@ -15,7 +15,7 @@ use core::mem::{align_of, size_of};
 
 use hnroot_core::probe::{
     FsOutcome, FsProber, FsType, Label, Partition, PtOutcome, PtProber, Step, LABEL_CAPACITY,
-    MAX_READ,
+    MAX_FS_READS, MAX_PT_READS, MAX_READ,
 };
 use hnroot_core::uuid::PartUuid;
 
@@ -29,6 +29,21 @@ const _: () = assert!(HNROOT_PROBE_MAX_READ as usize == MAX_READ);
 /// Longest label in bytes (btrfs); `hnroot_fs_info.label` holds this plus a NUL.
 pub const HNROOT_LABEL_MAX: usize = 256;
 const _: () = assert!(HNROOT_LABEL_MAX == LABEL_CAPACITY);
+
+/// Size of the label and name buffers (`HNROOT_LABEL_MAX` bytes and a NUL). A named constant,
+/// not `HNROOT_LABEL_MAX + 1`, because cbindgen turns a struct with an array length it cannot
+/// evaluate into an opaque declaration C cannot use.
+pub const HNROOT_LABEL_BUF_LEN: usize = 257;
+const _: () = assert!(HNROOT_LABEL_BUF_LEN == HNROOT_LABEL_MAX + 1);
+
+/// Most `HNROOT_RESULT_NEED_READ` steps a filesystem prober asks for before it is done: bound
+/// the caller's step/feed loop with it.
+pub const HNROOT_FS_PROBE_MAX_READS: u32 = 897;
+const _: () = assert!(HNROOT_FS_PROBE_MAX_READS == MAX_FS_READS);
+
+/// Most `HNROOT_RESULT_NEED_READ` steps a partition-table prober asks for.
+pub const HNROOT_PT_PROBE_MAX_READS: u32 = 34;
+const _: () = assert!(HNROOT_PT_PROBE_MAX_READS == MAX_PT_READS);
 
 const FS_MAGIC: u64 = 0x686e_7266_7370_7231; // "hnrfspr1"
 const PT_MAGIC: u64 = 0x686e_7270_7470_7231; // "hnrptpr1"
@@ -100,13 +115,13 @@ pub struct hnroot_fs_info {
     /// Bytes in `label`, before its NUL.
     pub label_len: u16,
     /// The label's raw bytes as blkid reports them, NUL-terminated.
-    pub label: [u8; HNROOT_LABEL_MAX + 1],
+    pub label: [u8; HNROOT_LABEL_BUF_LEN],
     /// Whether there is a FAT boot-sector label (`LABEL_FATBOOT`).
     pub has_label_fatboot: bool,
     /// Bytes in `label_fatboot`, before its NUL.
     pub label_fatboot_len: u16,
     /// The boot-sector label, NUL-terminated.
-    pub label_fatboot: [u8; HNROOT_LABEL_MAX + 1],
+    pub label_fatboot: [u8; HNROOT_LABEL_BUF_LEN],
 }
 
 /// `hnroot_pt_info.kind`: no partition table hnroot knows.
@@ -147,7 +162,7 @@ pub struct hnroot_partition {
     /// Bytes in `name`, before its NUL.
     pub name_len: u16,
     /// `PARTLABEL` (GPT name as UTF-8), NUL-terminated.
-    pub name: [u8; HNROOT_LABEL_MAX + 1],
+    pub name: [u8; HNROOT_LABEL_BUF_LEN],
 }
 
 /// # Safety
@@ -272,9 +287,9 @@ fn copy_label(
     label: Option<&Label>,
     has: &mut bool,
     len: &mut u16,
-    out: &mut [u8; HNROOT_LABEL_MAX + 1],
+    out: &mut [u8; HNROOT_LABEL_BUF_LEN],
 ) {
-    *out = [0; HNROOT_LABEL_MAX + 1];
+    *out = [0; HNROOT_LABEL_BUF_LEN];
     if let Some(label) = label {
         let bytes = label.as_bytes();
         let n = bytes.len().min(HNROOT_LABEL_MAX);
@@ -345,8 +360,8 @@ pub unsafe extern "C" fn hnroot_fs_probe_result(
         FsOutcome::Other(_) => HNROOT_FS_OTHER,
     };
     if out.outcome != HNROOT_FS_FOUND {
-        out.label = [0; HNROOT_LABEL_MAX + 1];
-        out.label_fatboot = [0; HNROOT_LABEL_MAX + 1];
+        out.label = [0; HNROOT_LABEL_BUF_LEN];
+        out.label_fatboot = [0; HNROOT_LABEL_BUF_LEN];
     }
     hnroot_result::HNROOT_RESULT_OK
 }
@@ -550,7 +565,7 @@ pub unsafe extern "C" fn hnroot_pt_partition(
         // SAFETY: a local buffer of 40 bytes; a PARTUUID is at most 36 characters.
         let _ = unsafe { line.copy_to_c(partuuid.as_mut_ptr(), partuuid.len()) };
     }
-    let mut name = [0u8; HNROOT_LABEL_MAX + 1];
+    let mut name = [0u8; HNROOT_LABEL_BUF_LEN];
     let mut has = false;
     let mut name_len = 0;
     copy_label(part.name.as_ref(), &mut has, &mut name_len, &mut name);
@@ -607,7 +622,7 @@ mod tests {
             == hnroot_result::HNROOT_RESULT_NEED_READ
         {
             reads += 1;
-            assert!(reads < 1000);
+            assert!(reads <= HNROOT_FS_PROBE_MAX_READS);
             let start = (off as usize).min(image.len());
             let end = (start + len as usize).min(image.len());
             let r =
@@ -680,6 +695,45 @@ mod tests {
             "ext4"
         );
         assert!(hnroot_fs_type_name(200).is_null());
+    }
+
+    #[test]
+    fn c_layout_uses_the_named_lengths() {
+        // The header declares these arrays with HNROOT_LABEL_BUF_LEN; a C caller sizes its
+        // own copies with it.
+        let info: hnroot_fs_info = unsafe { core::mem::zeroed() };
+        assert_eq!(info.label.len(), HNROOT_LABEL_MAX + 1);
+        assert_eq!(info.label_fatboot.len(), HNROOT_LABEL_BUF_LEN);
+        let part: hnroot_partition = unsafe { core::mem::zeroed() };
+        assert_eq!(part.name.len(), HNROOT_LABEL_BUF_LEN);
+        // The C caller's loop bound: a FAT32 root directory chain is the longest walk, and
+        // the prober's own count never passes the bound handed to C.
+        let image = mkfs(&["mkfs.vfat", "-F", "32", "-n", "EFI-BOOT"], "40M");
+        let mut p = hnroot_fs_probe {
+            magic: 0,
+            opaque: [0; 128],
+        };
+        unsafe { hnroot_fs_probe_init(&mut p, image.len() as u64) };
+        let (mut off, mut len) = (0u64, 0u32);
+        let mut reads = 0u32;
+        while unsafe { hnroot_fs_probe_step(&mut p, &mut off, &mut len) }
+            == hnroot_result::HNROOT_RESULT_NEED_READ
+        {
+            reads += 1;
+            assert!(reads <= HNROOT_FS_PROBE_MAX_READS);
+            assert!(len <= HNROOT_PROBE_MAX_READ);
+            let s = off as usize;
+            let e = (s + len as usize).min(image.len());
+            unsafe { hnroot_fs_probe_feed(&mut p, image[s..e].as_ptr(), e - s) };
+        }
+        let mut info: hnroot_fs_info = unsafe { core::mem::zeroed() };
+        unsafe { hnroot_fs_probe_result(&mut p, &mut info) };
+        assert_eq!(
+            (info.outcome, info.fs_type),
+            (HNROOT_FS_FOUND, HNROOT_FS_TYPE_VFAT)
+        );
+        assert_eq!(&info.label[..9], b"EFI-BOOT\0");
+        assert!(reads >= 1);
     }
 
     #[test]

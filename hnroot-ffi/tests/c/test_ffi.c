@@ -1,7 +1,14 @@
 /* test_ffi.c - hnroot-ffi's C ABI as a C program sees it: compiled against the generated
    include/hnroot.h, linked with the host static library, every function called with good
-   arguments, NULL pointers and short buffers.  Run by `cargo xtask c-ffi-test`; prints one
-   line per failed check and "N passed, M failed" at the end; exits non-zero on any failure.  */
+   arguments, NULL pointers, uninitialised prober storage, more bytes than asked and short
+   buffers.  The probers run on images made by real tools (mkfs.ext4, mkfs.vfat, sgdisk,
+   sfdisk), which `cargo xtask c-ffi-test` builds and names on the command line:
+
+     test_ffi EXT4 EXT4_UUID VFAT VFAT_ID GPT GPT_PARTUUID1 GPT_PARTUUID2 MBR MBR_DISK_ID
+
+   EXT4 is labelled `hostpart', VFAT `EFI-BOOT'; GPT has partition 1 `EFI-BOOT' at sector 2048
+   (1 MiB) and partition 2 `hostpart' after it; MBR has two primary partitions.  Prints one line
+   per failed check and "N passed, M failed" at the end; exits non-zero on any failure.  */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +16,8 @@
 
 #include "hnroot.h"
 
-/* The boot-state file's size (two 512-byte copies).  */
-#define STATE_LEN 1024
+/* The boot-state file's size (two 512-byte copies), as the header says.  */
+#define STATE_LEN HNROOT_BOOTSTATE_LEN
 
 static int passed, failed;
 
@@ -138,7 +145,7 @@ test_decide_and_encode (void)
   CHECK (d.reason == HNROOT_REASON_UPDATE);
   CHECK (d.image == HNROOT_IMAGE_NEW);
   CHECK (d.uuid.kind == HNROOT_UUID_128 && all_bytes (d.uuid.bytes, 16, 0x0b));
-  CHECK (d.attempt == 1 && d.of == 3);
+  CHECK (d.attempt == 1 && d.of == HNROOT_DEFAULT_TRIES);
   CHECK (d.fallback_count == 1 && d.fallbacks[0] == HNROOT_IMAGE_CURRENT);
   CHECK (all_bytes (d.fallback_uuids[0].bytes, 16, 0x0a));
   CHECK (d.state_seen == 0);
@@ -286,14 +293,465 @@ test_describe (void)
 	 == HNROOT_RESULT_NULL_ARGUMENT);
 }
 
+static void
+test_reason_code (void)
+{
+  static const char *const codes[] = {
+    "nothing-bootable", "normal", "update", "trial", "manual-revert", "revert-refused",
+    "automatic-rollback", "trial-exhausted", "recovery", "recovery",
+  };
+  unsigned i;
+
+  CHECK (sizeof (codes) / sizeof (codes[0]) == HNROOT_REASON_RECOVERY_UNREADABLE + 1);
+  for (i = 0; i <= HNROOT_REASON_RECOVERY_UNREADABLE; i++)
+    {
+      const char *code = (const char *) hnroot_reason_code ((uint8_t) i);
+      CHECK (code != NULL && strcmp (code, codes[i]) == 0);
+    }
+  CHECK (hnroot_reason_code (HNROOT_REASON_RECOVERY_UNREADABLE + 1) == NULL);
+  CHECK (hnroot_reason_code (255) == NULL);
+}
+
+static void
+test_tries (void)
+{
+  struct hnroot_observation obs;
+  struct hnroot_decision d;
+  uint8_t block[STATE_LEN];
+  char message[1024];
+
+  memset (&obs, 0, sizeof (obs));
+  memset (block, 0, sizeof (block));
+  set_readable (&obs, HNROOT_IMAGE_CURRENT, 0x0a);
+  set_readable (&obs, HNROOT_IMAGE_NEW, 0x0b);
+  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+			sizeof (message)) == HNROOT_RESULT_OK);
+  CHECK (d.of == HNROOT_DEFAULT_TRIES && d.write.tries_total == HNROOT_DEFAULT_TRIES);
+  obs.tries = HNROOT_MAX_TRIES;
+  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+			sizeof (message)) == HNROOT_RESULT_OK);
+  CHECK (d.of == HNROOT_MAX_TRIES);
+  obs.tries = HNROOT_MAX_TRIES + 1;
+  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+			sizeof (message)) == HNROOT_RESULT_OK);
+  CHECK (d.of == HNROOT_MAX_TRIES);
+}
+
+/* A file's bytes (malloc'd), or NULL after a failed check.  */
+static uint8_t *
+read_file (const char *path, size_t *len)
+{
+  FILE *f = fopen (path, "rb");
+  uint8_t *data = NULL;
+  long size;
+
+  *len = 0;
+  if (! f)
+    {
+      failed++;
+      fprintf (stderr, "cannot open %s\n", path);
+      return NULL;
+    }
+  if (fseek (f, 0, SEEK_END) == 0 && (size = ftell (f)) > 0 && fseek (f, 0, SEEK_SET) == 0)
+    {
+      data = malloc ((size_t) size);
+      if (data && fread (data, 1, (size_t) size, f) == (size_t) size)
+	*len = (size_t) size;
+      else
+	{
+	  free (data);
+	  data = NULL;
+	}
+    }
+  fclose (f);
+  if (! data)
+    {
+      failed++;
+      fprintf (stderr, "cannot read %s\n", path);
+    }
+  return data;
+}
+
+/* How the test hands bytes to a prober: all it asks for, none (every read fails), only the
+   first KiB of each read, or one byte less than asked.  */
+enum feeding { FEED_ALL, FEED_NONE, FEED_1K, FEED_ONE_LESS };
+
+/* Drive a filesystem prober over IMAGE as a driver would: the loop bounded by
+   HNROOT_FS_PROBE_MAX_READS.  Returns the number of reads, or -1 if the loop failed.  */
+static int
+fs_probe_image (struct hnroot_fs_probe *p, const uint8_t *image, size_t len,
+		enum feeding feeding, struct hnroot_fs_info *info)
+{
+  uint64_t offset;
+  uint32_t want;
+  int reads = 0;
+
+  if (hnroot_fs_probe_init (p, len) != HNROOT_RESULT_OK)
+    return -1;
+  while (hnroot_fs_probe_step (p, &offset, &want) == HNROOT_RESULT_NEED_READ)
+    {
+      size_t got;
+
+      if (++reads > (int) HNROOT_FS_PROBE_MAX_READS || want > HNROOT_PROBE_MAX_READ
+	  || want == 0)
+	return -1;
+      got = offset >= len ? 0 : (len - offset < want ? len - offset : want);
+      if (feeding == FEED_NONE)
+	got = 0;
+      else if (feeding == FEED_1K && got > 1024)
+	got = 1024;
+      else if (feeding == FEED_ONE_LESS && got > 0)
+	got--;
+      if (hnroot_fs_probe_feed (p, got ? image + offset : NULL, got) != HNROOT_RESULT_OK)
+	return -1;
+    }
+  if (hnroot_fs_probe_result (p, info) != HNROOT_RESULT_OK)
+    return -1;
+  return reads;
+}
+
+static int
+uuid_text_is (const struct hnroot_uuid *u, const char *text)
+{
+  char buf[40];
+
+  return hnroot_uuid_format (u, (uint8_t *) buf, sizeof (buf)) == HNROOT_RESULT_OK
+    && strcmp (buf, text) == 0;
+}
+
+static void
+test_fs_type_name (void)
+{
+  static const char *const names[] = {
+    "vfat", "xfs", "ext4dev", "ext4", "ext3", "ext2", "jbd", "btrfs",
+  };
+  unsigned i;
+
+  CHECK (HNROOT_FS_TYPE_BTRFS + 1 == sizeof (names) / sizeof (names[0]));
+  for (i = 0; i <= HNROOT_FS_TYPE_BTRFS; i++)
+    {
+      const char *name = (const char *) hnroot_fs_type_name ((uint8_t) i);
+      CHECK (name != NULL && strcmp (name, names[i]) == 0);
+    }
+  CHECK (hnroot_fs_type_name (HNROOT_FS_TYPE_BTRFS + 1) == NULL);
+  CHECK (hnroot_fs_type_name (255) == NULL);
+}
+
+static void
+test_fs_probe (const char *ext4_path, const char *ext4_uuid, const char *vfat_path,
+	       const char *vfat_id)
+{
+  struct hnroot_fs_probe *p = malloc (sizeof (*p));
+  struct hnroot_fs_info *info = malloc (sizeof (*info)), *untouched = malloc (sizeof (*info));
+  uint8_t *ext4, *vfat, *garbage = malloc (300000), *too_much = NULL;
+  size_t ext4_len, vfat_len, i;
+  uint64_t offset = 77, first_offset;
+  uint32_t len = 77, first_len;
+
+  CHECK (sizeof (info->label) == HNROOT_LABEL_BUF_LEN);
+  CHECK (HNROOT_LABEL_BUF_LEN == HNROOT_LABEL_MAX + 1);
+  ext4 = read_file (ext4_path, &ext4_len);
+  vfat = read_file (vfat_path, &vfat_len);
+  if (! p || ! info || ! untouched || ! garbage || ! ext4 || ! vfat)
+    {
+      failed++;
+      goto done;
+    }
+
+  /* ext4 made by mkfs.ext4: type, label, UUID.  */
+  CHECK (fs_probe_image (p, ext4, ext4_len, FEED_ALL, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_FOUND && info->fs_type == HNROOT_FS_TYPE_EXT4);
+  CHECK (info->has_label && info->label_len == 8 && strcmp ((char *) info->label, "hostpart") == 0);
+  CHECK (! info->has_label_fatboot);
+  CHECK (info->uuid.kind == HNROOT_UUID_128 && uuid_text_is (&info->uuid, ext4_uuid));
+
+  /* The same storage probes again after init: a FAT volume made by mkfs.vfat.  */
+  CHECK (fs_probe_image (p, vfat, vfat_len, FEED_ALL, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_FOUND && info->fs_type == HNROOT_FS_TYPE_VFAT);
+  CHECK (info->has_label && strcmp ((char *) info->label, "EFI-BOOT") == 0);
+  CHECK (info->has_label_fatboot && strcmp ((char *) info->label_fatboot, "EFI-BOOT") == 0);
+  CHECK (info->uuid.kind == HNROOT_UUID_FAT && uuid_text_is (&info->uuid, vfat_id));
+
+  /* Reads that fail, or short ones that miss the superblock (at byte 1024): not a filesystem,
+     no label.  One byte short still holds the superblock: found.  */
+  CHECK (fs_probe_image (p, ext4, ext4_len, FEED_NONE, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_UNKNOWN && ! info->has_label
+	 && info->uuid.kind == HNROOT_UUID_NONE);
+  CHECK (fs_probe_image (p, ext4, ext4_len, FEED_1K, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_UNKNOWN && ! info->has_label);
+  CHECK (fs_probe_image (p, ext4, ext4_len, FEED_ONE_LESS, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_FOUND && info->fs_type == HNROOT_FS_TYPE_EXT4);
+
+  /* Garbage: nothing; the label buffer is cleared.  */
+  for (i = 0; i < 300000; i++)
+    garbage[i] = (uint8_t) ((i * 2654435761u) >> 13);
+  CHECK (fs_probe_image (p, garbage, 300000, FEED_ALL, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_UNKNOWN && ! info->has_label && info->label[0] == 0);
+
+  /* A device too small for any filesystem: done without a read.  */
+  CHECK (hnroot_fs_probe_init (p, 100) == HNROOT_RESULT_OK);
+  CHECK (hnroot_fs_probe_step (p, &offset, &len) == HNROOT_RESULT_DONE);
+  CHECK (offset == 77 && len == 77);
+  CHECK (hnroot_fs_probe_result (p, info) == HNROOT_RESULT_OK
+	 && info->outcome == HNROOT_FS_UNKNOWN);
+  /* Done: nothing more to feed.  */
+  CHECK (hnroot_fs_probe_feed (p, ext4, 1) == HNROOT_RESULT_PROBE_STATE);
+
+  /* Uninitialised storage (no magic): refused, nothing written.  */
+  memset (p, 0xa5, sizeof (*p));
+  memset (info, 0x5a, sizeof (*info));
+  memcpy (untouched, info, sizeof (*info));
+  CHECK (hnroot_fs_probe_step (p, &offset, &len) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (offset == 77 && len == 77);
+  CHECK (hnroot_fs_probe_feed (p, ext4, 1) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (hnroot_fs_probe_result (p, info) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (memcmp (info, untouched, sizeof (*info)) == 0);
+
+  /* Mid-probe: the result is not there yet; more bytes than asked are refused and nothing is
+     consumed (the same read is asked again); NULL data with a length is refused.  */
+  CHECK (hnroot_fs_probe_init (p, ext4_len) == HNROOT_RESULT_OK);
+  CHECK (hnroot_fs_probe_step (p, &first_offset, &first_len) == HNROOT_RESULT_NEED_READ);
+  CHECK (first_offset == 0 && first_len == HNROOT_PROBE_MAX_READ);
+  CHECK (hnroot_fs_probe_result (p, info) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (memcmp (info, untouched, sizeof (*info)) == 0);
+  too_much = malloc ((size_t) first_len + 1);
+  if (too_much)
+    {
+      memcpy (too_much, ext4, first_len);
+      too_much[first_len] = 0;
+      CHECK (hnroot_fs_probe_feed (p, too_much, (size_t) first_len + 1)
+	     == HNROOT_RESULT_PROBE_STATE);
+    }
+  CHECK (hnroot_fs_probe_feed (p, NULL, 10) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (hnroot_fs_probe_step (p, &offset, &len) == HNROOT_RESULT_NEED_READ);
+  CHECK (offset == first_offset && len == first_len);
+  /* Stepping twice without feeding asks for the same bytes.  */
+  CHECK (hnroot_fs_probe_step (p, &offset, &len) == HNROOT_RESULT_NEED_READ);
+  CHECK (offset == first_offset && len == first_len);
+
+  /* NULL arguments.  */
+  CHECK (hnroot_fs_probe_init (NULL, 1 << 20) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_fs_probe_step (NULL, &offset, &len) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_fs_probe_step (p, NULL, &len) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_fs_probe_step (p, &offset, NULL) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_fs_probe_feed (NULL, ext4, 1) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_fs_probe_result (NULL, info) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (fs_probe_image (p, ext4, ext4_len, FEED_ALL, info) >= 1);
+  CHECK (hnroot_fs_probe_result (p, NULL) == HNROOT_RESULT_NULL_ARGUMENT);
+
+ done:
+  free (too_much);
+  free (garbage);
+  free (vfat);
+  free (ext4);
+  free (untouched);
+  free (info);
+  free (p);
+}
+
+/* Drive a partition-table prober over DISK (bounded by HNROOT_PT_PROBE_MAX_READS).  */
+static int
+pt_probe_disk (struct hnroot_pt_probe *p, const uint8_t *disk, size_t len,
+	       struct hnroot_pt_info *info)
+{
+  uint64_t offset;
+  uint32_t want;
+  int reads = 0;
+
+  if (hnroot_pt_probe_init (p, len, 512) != HNROOT_RESULT_OK)
+    return -1;
+  while (hnroot_pt_probe_step (p, &offset, &want) == HNROOT_RESULT_NEED_READ)
+    {
+      size_t got;
+
+      if (++reads > (int) HNROOT_PT_PROBE_MAX_READS || want > HNROOT_PROBE_MAX_READ)
+	return -1;
+      got = offset >= len ? 0 : (len - offset < want ? len - offset : want);
+      if (hnroot_pt_probe_feed (p, got ? disk + offset : NULL, got) != HNROOT_RESULT_OK)
+	return -1;
+    }
+  if (hnroot_pt_probe_result (p, info) != HNROOT_RESULT_OK)
+    return -1;
+  return reads;
+}
+
+static void
+test_pt_probe (const char *gpt_path, const char *partuuid1, const char *partuuid2,
+	       const char *mbr_path, const char *mbr_id)
+{
+  struct hnroot_pt_probe *p = malloc (sizeof (*p));
+  struct hnroot_partition *part = malloc (sizeof (*part)), *untouched = malloc (sizeof (*part));
+  struct hnroot_pt_info info, info_before;
+  uint8_t *gpt, *mbr, *entries = NULL, *zeros = calloc (1, 1 << 20);
+  size_t gpt_len, mbr_len;
+  uint64_t offset = 77;
+  uint32_t len = 77;
+  char expected[40];
+
+  gpt = read_file (gpt_path, &gpt_len);
+  mbr = read_file (mbr_path, &mbr_len);
+  if (! p || ! part || ! untouched || ! zeros || ! gpt || ! mbr)
+    {
+      failed++;
+      goto done;
+    }
+
+  /* GPT written by sgdisk: both partitions with their PARTUUIDs and names.  */
+  CHECK (pt_probe_disk (p, gpt, gpt_len, &info) >= 1);
+  CHECK (info.kind == HNROOT_PT_GPT && ! info.from_backup);
+  CHECK (info.entries_len == 128 * 128 && info.entries_offset == 1024);
+  entries = gpt + info.entries_offset;
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len, 0, part) == HNROOT_RESULT_OK);
+  CHECK (part->number == 1 && part->start == 2048 * 512 && part->size == 1 << 20);
+  CHECK (strcmp ((char *) part->partuuid, partuuid1) == 0);
+  CHECK (part->name_len == 8 && strcmp ((char *) part->name, "EFI-BOOT") == 0);
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len, 1, part) == HNROOT_RESULT_OK);
+  CHECK (part->number == 2 && part->start == (2048 + 2048) * 512);
+  CHECK (strcmp ((char *) part->partuuid, partuuid2) == 0);
+  CHECK (strcmp ((char *) part->name, "hostpart") == 0);
+  /* Past the last partition, a damaged or short entry array, NULL: nothing written.  */
+  memset (part, 0x5a, sizeof (*part));
+  memcpy (untouched, part, sizeof (*part));
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len, 2, part) == HNROOT_RESULT_DONE);
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len, 0xffffffffu, part)
+	 == HNROOT_RESULT_DONE);
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len - 1, 0, part)
+	 == HNROOT_RESULT_INVALID_ARGUMENT);
+  entries[5] ^= 1;
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len, 0, part)
+	 == HNROOT_RESULT_INVALID_ARGUMENT);
+  entries[5] ^= 1;
+  CHECK (hnroot_pt_partition (p, NULL, info.entries_len, 0, part)
+	 == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_partition (p, entries, info.entries_len, 0, NULL)
+	 == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (memcmp (part, untouched, sizeof (*part)) == 0);
+
+  /* The primary header damaged: the backup at the end of the disk is used.  */
+  gpt[512 + 40] ^= 0xff;
+  CHECK (pt_probe_disk (p, gpt, gpt_len, &info) >= 2);
+  CHECK (info.kind == HNROOT_PT_GPT && info.from_backup);
+  CHECK (info.entries_offset + info.entries_len <= gpt_len);
+  if (info.entries_offset + info.entries_len <= gpt_len)
+    {
+      CHECK (hnroot_pt_partition (p, gpt + info.entries_offset, info.entries_len, 1, part)
+	     == HNROOT_RESULT_OK);
+      CHECK (strcmp ((char *) part->partuuid, partuuid2) == 0);
+    }
+  gpt[512 + 40] ^= 0xff;
+
+  /* MBR written by sfdisk: primary partitions, no entry array needed.  */
+  CHECK (pt_probe_disk (p, mbr, mbr_len, &info) >= 1);
+  CHECK (info.kind == HNROOT_PT_MBR);
+  CHECK (hnroot_pt_partition (p, NULL, 0, 0, part) == HNROOT_RESULT_OK);
+  snprintf (expected, sizeof (expected), "%s-01", mbr_id);
+  CHECK (part->number == 1 && part->start == 2048 * 512);
+  CHECK (strcmp ((char *) part->partuuid, expected) == 0 && part->name_len == 0);
+  CHECK (hnroot_pt_partition (p, NULL, 0, 1, part) == HNROOT_RESULT_OK);
+  snprintf (expected, sizeof (expected), "%s-02", mbr_id);
+  CHECK (part->number == 2 && strcmp ((char *) part->partuuid, expected) == 0);
+  CHECK (hnroot_pt_partition (p, NULL, 0, 2, part) == HNROOT_RESULT_DONE);
+
+  /* No table at all.  */
+  CHECK (pt_probe_disk (p, zeros, 1 << 20, &info) >= 1);
+  CHECK (info.kind == HNROOT_PT_NONE);
+  CHECK (hnroot_pt_partition (p, NULL, 0, 0, part) == HNROOT_RESULT_DONE);
+
+  /* Mid-probe: no result yet, more bytes than asked refused, the read asked again.  */
+  CHECK (hnroot_pt_probe_init (p, gpt_len, 512) == HNROOT_RESULT_OK);
+  CHECK (hnroot_pt_probe_step (p, &offset, &len) == HNROOT_RESULT_NEED_READ);
+  CHECK (offset == 0 && len == HNROOT_PROBE_MAX_READ);
+  memset (&info, 0x5a, sizeof (info));
+  info_before = info;
+  CHECK (hnroot_pt_probe_result (p, &info) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (memcmp (&info, &info_before, sizeof (info)) == 0);
+  CHECK (hnroot_pt_partition (p, entries, 128 * 128, 0, part) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (hnroot_pt_probe_feed (p, gpt, (size_t) len + 1) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (hnroot_pt_probe_feed (p, NULL, 1) == HNROOT_RESULT_PROBE_STATE);
+  offset = len = 77;
+  CHECK (hnroot_pt_probe_step (p, &offset, &len) == HNROOT_RESULT_NEED_READ);
+  CHECK (offset == 0 && len == HNROOT_PROBE_MAX_READ);
+  CHECK (hnroot_pt_probe_feed (p, gpt, len) == HNROOT_RESULT_OK);
+  CHECK (hnroot_pt_probe_step (p, &offset, &len) == HNROOT_RESULT_DONE);
+  CHECK (hnroot_pt_probe_feed (p, gpt, 1) == HNROOT_RESULT_PROBE_STATE);
+
+  /* A disk smaller than a sector: no table, no read.  */
+  CHECK (hnroot_pt_probe_init (p, 100, 512) == HNROOT_RESULT_OK);
+  CHECK (hnroot_pt_probe_step (p, &offset, &len) == HNROOT_RESULT_DONE);
+  CHECK (hnroot_pt_probe_result (p, &info) == HNROOT_RESULT_OK && info.kind == HNROOT_PT_NONE);
+
+  /* Uninitialised storage and NULL arguments.  */
+  memset (p, 0, sizeof (*p));
+  memset (part, 0x5a, sizeof (*part));
+  memcpy (untouched, part, sizeof (*part));
+  offset = len = 77;
+  CHECK (hnroot_pt_probe_step (p, &offset, &len) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (offset == 77 && len == 77);
+  CHECK (hnroot_pt_probe_feed (p, gpt, 1) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (hnroot_pt_probe_result (p, &info) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (hnroot_pt_partition (p, NULL, 0, 0, part) == HNROOT_RESULT_PROBE_STATE);
+  CHECK (memcmp (part, untouched, sizeof (*part)) == 0);
+  CHECK (hnroot_pt_probe_init (NULL, gpt_len, 512) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_probe_step (NULL, &offset, &len) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_probe_step (p, NULL, &len) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_probe_step (p, &offset, NULL) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_probe_feed (NULL, gpt, 1) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_probe_result (NULL, &info) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (hnroot_pt_partition (NULL, NULL, 0, 0, part) == HNROOT_RESULT_NULL_ARGUMENT);
+  CHECK (pt_probe_disk (p, gpt, gpt_len, &info) >= 1);
+  CHECK (hnroot_pt_probe_result (p, NULL) == HNROOT_RESULT_NULL_ARGUMENT);
+
+ done:
+  free (zeros);
+  free (mbr);
+  free (gpt);
+  free (untouched);
+  free (part);
+  free (p);
+}
+
+static void
+test_partuuid_check (const char *gpt_partuuid, const char *mbr_id)
+{
+  char mbr[32];
+  const uint8_t bad_utf8[] = { 0xff, 0xfe, '-', '0', '1' };
+
+  snprintf (mbr, sizeof (mbr), "%s-02", mbr_id);
+  CHECK (hnroot_partuuid_check ((const uint8_t *) gpt_partuuid, strlen (gpt_partuuid))
+	 == HNROOT_RESULT_OK);
+  CHECK (hnroot_partuuid_check ((const uint8_t *) mbr, strlen (mbr)) == HNROOT_RESULT_OK);
+  /* Cut short, path-like, empty, not UTF-8, NULL.  */
+  CHECK (hnroot_partuuid_check ((const uint8_t *) gpt_partuuid, strlen (gpt_partuuid) - 1)
+	 == HNROOT_RESULT_INVALID_ARGUMENT);
+  CHECK (hnroot_partuuid_check ((const uint8_t *) "../x", 4) == HNROOT_RESULT_INVALID_ARGUMENT);
+  CHECK (hnroot_partuuid_check ((const uint8_t *) "", 0) == HNROOT_RESULT_INVALID_ARGUMENT);
+  CHECK (hnroot_partuuid_check (bad_utf8, sizeof (bad_utf8)) == HNROOT_RESULT_INVALID_ARGUMENT);
+  CHECK (hnroot_partuuid_check (NULL, 36) == HNROOT_RESULT_NULL_ARGUMENT);
+}
+
 int
-main (void)
+main (int argc, char **argv)
 {
   test_image_file_name ();
   test_uuid_format ();
   test_decide_and_encode ();
   test_encode_errors ();
   test_describe ();
+  test_reason_code ();
+  test_tries ();
+  test_fs_type_name ();
+  if (argc != 10)
+    {
+      failed++;
+      fprintf (stderr, "usage: %s EXT4 EXT4_UUID VFAT VFAT_ID GPT GPT_PARTUUID1 "
+	       "GPT_PARTUUID2 MBR MBR_DISK_ID (the prober tests need real images)\n", argv[0]);
+    }
+  else
+    {
+      test_fs_probe (argv[1], argv[2], argv[3], argv[4]);
+      test_pt_probe (argv[5], argv[6], argv[7], argv[8], argv[9]);
+      test_partuuid_check (argv[6], argv[9]);
+    }
   printf ("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
