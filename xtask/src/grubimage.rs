@@ -20,7 +20,8 @@ pub const DEBIAN_MODULE_DIR: &str = "/usr/lib/grub/x86_64-efi";
 /// - search (with search_label, search_fs_uuid): find hostpart; loopback: the image file;
 /// - probe: read the image's filesystem UUID and hostpart's PARTUUID for the command line;
 /// - linux: load the kernel and initrd (EFI handover); efi_gop: hand the framebuffer over;
-/// - normal, configfile, echo, test, sleep, ls, reboot, halt: the config's script and errors;
+/// - normal, configfile, echo, test, true (`true` and `false`), sleep, ls, reboot, halt: the
+///   config's script and errors (`grub-module/grub.cfg` fails an entry with `false`);
 /// - gzio, zstd: compressed btrfs extents.
 pub const BASE_MODULES: &[&str] = &[
     "part_gpt",
@@ -39,6 +40,7 @@ pub const BASE_MODULES: &[&str] = &[
     "configfile",
     "echo",
     "test",
+    "true",
     "sleep",
     "ls",
     "reboot",

@@ -44,8 +44,10 @@ pub const GRUB_MODULE_DIR: &str = "/usr/lib/grub/x86_64-efi";
 /// The module's name (`.modname`) and file stem.
 pub const MODULE_NAME: &str = "hnroot";
 /// Modules `hnroot.mod` needs loaded first (`.moddeps`): `extcmd` for the option parser, `disk`
-/// for `grub_disk_write`, `loopback` for opening image files as disks, `probe` for the PARTUUID.
-pub const MODULE_DEPS: &[&str] = &["extcmd", "disk", "loopback", "probe"];
+/// for `grub_disk_write`, `loopback` for opening image files as disks. Filesystems and
+/// partitions are identified by hnroot-core's probers, not by GRUB's `probe` command; the one
+/// filesystem driver an image needs is loaded on demand (`grub_dl_load`).
+pub const MODULE_DEPS: &[&str] = &["extcmd", "disk", "loopback"];
 /// Non-allocated section of the module holding the GRUB version it was built against.
 pub const VERSION_SECTION: &str = ".hnroot.grub-version";
 
