@@ -267,20 +267,37 @@ pub unsafe extern "C" fn hnroot_fs_probe_feed(
         Ok(prober) => prober,
         Err(e) => return e,
     };
-    let Step::Read(asked) = prober.step() else {
-        return hnroot_result::HNROOT_RESULT_PROBE_STATE;
+    // SAFETY: caller contract.
+    match unsafe { fed_bytes(prober.step(), data, data_len) } {
+        Ok(bytes) => {
+            prober.feed(bytes);
+            hnroot_result::HNROOT_RESULT_OK
+        }
+        Err(e) => e,
+    }
+}
+
+/// The bytes handed to a `_feed` function, checked against the read the prober asked for:
+/// `PROBE_STATE` when none is pending or more bytes than asked were given.
+///
+/// # Safety
+/// `data` must be valid for `data_len` bytes (it may be NULL when `data_len` is 0).
+unsafe fn fed_bytes<'a, T>(
+    step: Step<T>,
+    data: *const u8,
+    data_len: usize,
+) -> Result<&'a [u8], hnroot_result> {
+    let Step::Read(asked) = step else {
+        return Err(hnroot_result::HNROOT_RESULT_PROBE_STATE);
     };
     if data_len > asked.len || (data.is_null() && data_len > 0) {
-        return hnroot_result::HNROOT_RESULT_PROBE_STATE;
+        return Err(hnroot_result::HNROOT_RESULT_PROBE_STATE);
     }
-    let bytes = if data_len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: non-NULL and valid for `data_len` bytes (caller contract).
-        unsafe { core::slice::from_raw_parts(data, data_len) }
-    };
-    prober.feed(bytes);
-    hnroot_result::HNROOT_RESULT_OK
+    if data_len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: non-NULL and valid for `data_len` bytes (caller contract).
+    Ok(unsafe { core::slice::from_raw_parts(data, data_len) })
 }
 
 fn copy_label(
@@ -444,20 +461,14 @@ pub unsafe extern "C" fn hnroot_pt_probe_feed(
         Ok(prober) => prober,
         Err(e) => return e,
     };
-    let Step::Read(asked) = prober.step() else {
-        return hnroot_result::HNROOT_RESULT_PROBE_STATE;
-    };
-    if data_len > asked.len || (data.is_null() && data_len > 0) {
-        return hnroot_result::HNROOT_RESULT_PROBE_STATE;
+    // SAFETY: caller contract.
+    match unsafe { fed_bytes(prober.step(), data, data_len) } {
+        Ok(bytes) => {
+            prober.feed(bytes);
+            hnroot_result::HNROOT_RESULT_OK
+        }
+        Err(e) => e,
     }
-    let bytes = if data_len == 0 {
-        &[][..]
-    } else {
-        // SAFETY: non-NULL and valid for `data_len` bytes (caller contract).
-        unsafe { core::slice::from_raw_parts(data, data_len) }
-    };
-    prober.feed(bytes);
-    hnroot_result::HNROOT_RESULT_OK
 }
 
 fn pt_outcome(prober: &mut PtProber) -> Option<PtOutcome> {
@@ -638,11 +649,10 @@ mod tests {
     }
 
     fn mkfs(args: &[&str], size: &str) -> Vec<u8> {
-        let dir = std::env::temp_dir().join(std::format!(
-            "hnroot-ffi-probe-{}-{}",
-            std::process::id(),
-            args.join("_").len()
-        ));
+        static N: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(std::format!("hnroot-ffi-probe-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         let status = std::process::Command::new("truncate")
             .args(["-s", size])
