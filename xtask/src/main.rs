@@ -2,6 +2,7 @@
 //! machine has what it needs (Debian packages, Rust targets, the GRUB source), so the two README
 //! commands work on a fresh Debian 12 machine.
 
+mod benchinit;
 mod bootsmoke;
 mod buildenv;
 mod busybox;
@@ -73,6 +74,9 @@ enum Command {
     /// fake root under busybox and klibc sh, mkinitramfs in a debootstrapped Debian 12 tree,
     /// and a QEMU boot of the result.
     InitramfsToolsTest(itools::Args),
+    /// Benchmark: kernel start -> switch_root with hnroot-init as /init against the busybox-sh
+    /// linuxrc, side by side in QEMU on the same disk; prints medians, ratios and sizes.
+    BenchInitramfs(benchinit::Args),
     /// The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, hnroot-init)
     /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
     E2e(e2e::Args),
@@ -116,6 +120,10 @@ fn main() -> Result<()> {
         Command::InitramfsToolsTest(args) => {
             deps::ensure()?;
             itools::run(&args)
+        }
+        Command::BenchInitramfs(args) => {
+            deps::ensure()?;
+            benchinit::run(&args)
         }
     }
 }

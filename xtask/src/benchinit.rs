@@ -1,0 +1,380 @@
+//! `cargo xtask bench-initramfs`: how long the early boot takes with `hnroot-init` as `/init`
+//! (`cargo xtask initramfs`) against the busybox-sh prototype linuxrc (`initramfs/linuxrc.sh`,
+//! the seed's approach), side by side in QEMU on the same disk: the same Debian kernel, the
+//! same modules, one root image holding both initramfs files, one hostpart; only GRUB's
+//! `initrd` line differs. Boots alternate between the two programs so that host noise spreads
+//! over both. Every figure comes from the guest's own clock: the kernel's timestamp on
+//! `Run /init as init process`, and the uptime the test root's init prints first thing after
+//! `switch_root` (`hnroot-test: init started at uptime=`); TCG makes host time meaningless.
+//! It prints medians and ratios and the initramfs sizes; it asserts what booted, never how
+//! fast.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+
+use crate::buildenv;
+use crate::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec};
+use crate::grubimage::{self, GrubImageSpec, SmokeCfg};
+use crate::initramfs::{self, Compress};
+use crate::kernel::{self, ModuleSet};
+use crate::linuxrc;
+use crate::qemu::{Vm, VmSpec};
+
+const IMAGE_NAME: &str = "hn-root.img";
+const VERSION: &str = "bench-1";
+/// Where the linuxrc initramfs sits in the root image (the hnroot-init one is /boot/initramfs).
+const LINUXRC_INITRD: &str = "boot/initramfs-linuxrc";
+/// The goal of issue 5: hnroot-init takes at most 0.7 of the linuxrc's time.
+const GOAL: f64 = 0.7;
+
+/// `cargo xtask bench-initramfs`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Boots per program; the programs alternate.
+    #[arg(long, default_value_t = 5)]
+    pub boots: u32,
+    /// Appended to both kernel command lines (e.g. `quiet`).
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Deadline for one boot, power-on to QEMU exit, in seconds.
+    #[arg(long, default_value_t = 240)]
+    pub timeout: u64,
+}
+
+/// The program under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    HnrootInit,
+    Linuxrc,
+}
+
+impl Program {
+    fn name(self) -> &'static str {
+        match self {
+            Program::HnrootInit => "hnroot-init",
+            Program::Linuxrc => "linuxrc",
+        }
+    }
+
+    /// Its line just before `switch_root`, as it prints it.
+    fn switch_line(self) -> &'static str {
+        match self {
+            Program::HnrootInit => r"hnroot: switch_root to /newroot ",
+            Program::Linuxrc => r"linuxrc: switch_root to /newroot ",
+        }
+    }
+}
+
+/// One boot's figures, guest seconds since kernel start.
+#[derive(Debug, Clone)]
+struct Sample {
+    program: Program,
+    /// The kernel starts `/init` (after unpacking the initramfs).
+    run_init: f64,
+    /// The real init runs (its first line reads /proc/uptime).
+    real_init: f64,
+    /// hnroot-init's own figure for loading the modules (`hnroot: modules: loaded N (...) in
+    /// X s`); the linuxrc prints none.
+    modules: Option<f64>,
+}
+
+impl Sample {
+    /// `/init` start → real init: the initramfs program's own share.
+    fn program_time(&self) -> f64 {
+        self.real_init - self.run_init
+    }
+}
+
+/// Sizes of one initramfs, with and without modules.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    compressed: u64,
+    cpio: u64,
+    bare_compressed: u64,
+    bare_cpio: u64,
+    modules: usize,
+}
+
+/// `cargo xtask bench-initramfs`.
+pub fn run(args: &Args) -> Result<()> {
+    if args.boots == 0 {
+        bail!("bench-initramfs: --boots 0 leaves nothing to measure");
+    }
+    let work = buildenv::fresh_dir(&buildenv::build_root().join("bench-initramfs"))?;
+    let kernel = kernel::fetch_current()?;
+    let modules = kernel.modules_for(kernel::BOOT_MODULES)?;
+
+    let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
+    let spec = initramfs::Spec {
+        init,
+        modules_dir: Some(kernel.modules_dir.clone()),
+        wanted: initramfs::default_modules(),
+        busybox: false,
+        compress: Compress::Zstd,
+    };
+    let hnroot = initramfs::build(&spec, &work.join("initramfs-hnroot.zst"))?;
+    if hnroot.modules != modules.load_order {
+        bail!(
+            "the two initramfs would load different modules, the comparison would be unfair:\n  \
+             hnroot-init: {}\n  linuxrc:     {}",
+            hnroot.modules.join(" "),
+            modules.load_order.join(" ")
+        );
+    }
+    let hnroot_bare = initramfs::build(
+        &initramfs::Spec {
+            modules_dir: None,
+            ..spec.clone()
+        },
+        &work.join("initramfs-hnroot-bare.zst"),
+    )?;
+    let rc = linuxrc::build(&kernel, &modules, &work.join("initramfs-linuxrc.zst"))?;
+    let rc_bare = linuxrc::build(
+        &kernel,
+        &ModuleSet::default(),
+        &work.join("initramfs-linuxrc-bare.zst"),
+    )?;
+    let sizes_hnroot = Sizes {
+        compressed: hnroot.compressed_bytes,
+        cpio: hnroot.cpio_bytes,
+        bare_compressed: hnroot_bare.compressed_bytes,
+        bare_cpio: hnroot_bare.cpio_bytes,
+        modules: hnroot.modules.len(),
+    };
+    let sizes_rc = Sizes {
+        compressed: rc.compressed_bytes,
+        cpio: rc.cpio_bytes,
+        bare_compressed: rc_bare.compressed_bytes,
+        bare_cpio: rc_bare.cpio_bytes,
+        modules: rc.modules,
+    };
+
+    // One root image with both initramfs files, one hostpart; a GRUB image and an ESP each.
+    let mut root_spec = disk::RootImageSpec::new(VERSION, &kernel.vmlinuz, &hnroot.path);
+    root_spec.files.push(ImageFile::new(
+        LINUXRC_INITRD,
+        0o644,
+        fs::read(&rc.path).with_context(|| format!("cannot read {}", rc.path.display()))?,
+    ));
+    let root = disk::build_root_image(&root_spec, &work.join(IMAGE_NAME))?;
+    let hostpart = disk::build_hostpart(
+        &HostpartSpec::new(HostFs::Ext4).image(IMAGE_NAME, &root.path),
+        &work.join("hostpart.img"),
+    )?;
+    let mut disks = Vec::new();
+    for program in [Program::HnrootInit, Program::Linuxrc] {
+        disks.push((
+            program,
+            build_disk(&work, program, &hostpart.path, &args.cmdline)?,
+        ));
+    }
+
+    let timeout = Duration::from_secs(args.timeout);
+    let mut samples = Vec::new();
+    for i in 1..=args.boots {
+        for (program, disk) in &disks {
+            let name = format!("bench-initramfs {} #{i}", program.name());
+            let run_dir = work.join("runs").join(format!("{}-{i}", program.name()));
+            eprintln!(
+                "==> {name}: booting (serial log {}/serial.log)",
+                run_dir.display()
+            );
+            let s = boot_once(&name, *program, disk, &root.uuid, &run_dir, timeout)?;
+            eprintln!(
+                "==> {name}: /init at {:.3} s, real init at {:.2} s",
+                s.run_init, s.real_init
+            );
+            samples.push(s);
+        }
+    }
+    report(&kernel, args, &samples, sizes_hnroot, sizes_rc);
+    Ok(())
+}
+
+/// A disk (ESP + the shared hostpart image) whose GRUB boots `program`'s initramfs.
+fn build_disk(work: &Path, program: Program, hostpart: &Path, cmdline: &str) -> Result<PathBuf> {
+    let dir = buildenv::fresh_dir(&work.join(program.name()))?;
+    let mut cfg = grubimage::smoke_grub_cfg(&SmokeCfg {
+        extra_cmdline: cmdline.to_string(),
+        ..SmokeCfg::default()
+    });
+    if program == Program::Linuxrc {
+        let from = "(loop)/boot/initramfs";
+        if !cfg.contains(&format!("initrd {from}")) {
+            bail!("the smoke grub.cfg has no `initrd {from}` line to point at {LINUXRC_INITRD}");
+        }
+        cfg = cfg.replace(from, &format!("(loop)/{LINUXRC_INITRD}"));
+    }
+    let bootx64 = dir.join("BOOTX64.EFI");
+    grubimage::build_bootx64(&GrubImageSpec::new(cfg), &dir.join("grub"), &bootx64)?;
+    let esp = disk::build_esp(&EspSpec::new(&bootx64), &dir.join("esp.img"))?;
+    let disk = disk::build_disk(
+        &[PartSpec::esp(&esp), PartSpec::hostpart(hostpart)],
+        &dir.join("disk.img"),
+    )?;
+    Ok(disk.path)
+}
+
+fn boot_once(
+    name: &str,
+    program: Program,
+    disk: &Path,
+    uuid: &disk::Uuid,
+    run_dir: &Path,
+    timeout: Duration,
+) -> Result<Sample> {
+    let mut spec = VmSpec::new(name, &[disk], run_dir);
+    // Every boot starts from the same disk: writes go to a throw-away overlay.
+    spec.extra_args.push("-snapshot".into());
+    let mut vm = Vm::start(&spec)?;
+    let left = |vm: &Vm| timeout.saturating_sub(vm.elapsed());
+    let re = |s: &str| Regex::new(s).context("bench milestone regex");
+    let run_init = vm.wait_for(
+        &re(r"\[\s*([0-9]+\.[0-9]+)\] Run /init as init process")?,
+        left(&vm),
+    )?;
+    let modules = match program {
+        Program::HnrootInit => Some(
+            vm.wait_for(
+                &re(r"hnroot: modules: loaded \d+ \([^)]*\) in ([0-9]+\.[0-9]+) s")?,
+                left(&vm),
+            )?
+            .groups[1]
+                .clone(),
+        ),
+        Program::Linuxrc => None,
+    };
+    vm.wait_for(&re(program.switch_line())?, left(&vm))?;
+    let real = vm.wait_for(
+        &re(r"hnroot-test: init started at uptime=([0-9]+\.[0-9]+)")?,
+        left(&vm),
+    )?;
+    let booted = vm.wait_for(
+        &re(r"hnroot-test: booted version=(\S+) uuid=(\S+)")?,
+        left(&vm),
+    )?;
+    if booted.groups[1] != VERSION || booted.groups[2] != uuid.to_string() {
+        bail!(
+            "{name}: booted `{}`, expected version={VERSION} uuid={uuid}",
+            booted.line.trim()
+        );
+    }
+    vm.wait_for(&re(r"hnroot-test: powering off")?, left(&vm))?;
+    let status = vm.wait_exit(left(&vm))?;
+    if !status.success() {
+        bail!("{name}: QEMU exited with {status} after the guest powered off");
+    }
+    let number = |s: &str| -> Result<f64> {
+        s.parse()
+            .with_context(|| format!("{name}: {s:?} is not a number of seconds"))
+    };
+    Ok(Sample {
+        program,
+        run_init: number(&run_init.groups[1])?,
+        real_init: number(&real.groups[1])?,
+        modules: modules.as_deref().map(number).transpose()?,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+fn kib(bytes: u64) -> u64 {
+    bytes.div_ceil(1024)
+}
+
+fn report(kernel: &kernel::Kernel, args: &Args, samples: &[Sample], hnroot: Sizes, rc: Sizes) {
+    println!();
+    println!(
+        "bench-initramfs: kernel {} (Debian {}), QEMU TCG 1 vCPU, {} boots each, alternating; \
+         extra cmdline {:?}",
+        kernel.release, kernel.deb_version, args.boots, args.cmdline
+    );
+    println!(
+        "guest seconds: kernel start -> `Run /init` -> real init (test init's first /proc/uptime)"
+    );
+    println!(
+        "{:<12} {:>2} {:>10} {:>10} {:>16} {:>8}",
+        "program", "#", "/init", "real init", "/init->real init", "modules"
+    );
+    let mut counters = [0u32; 2];
+    for s in samples {
+        let k = usize::from(s.program == Program::Linuxrc);
+        counters[k] += 1;
+        println!(
+            "{:<12} {:>2} {:>10.3} {:>10.2} {:>16.2} {:>8}",
+            s.program.name(),
+            counters[k],
+            s.run_init,
+            s.real_init,
+            s.program_time(),
+            s.modules.map_or("-".to_string(), |m| format!("{m:.2}"))
+        );
+    }
+    let of = |p: Program, f: fn(&Sample) -> f64| {
+        median(samples.iter().filter(|s| s.program == p).map(f).collect())
+    };
+    let total_h = of(Program::HnrootInit, |s| s.real_init);
+    let total_l = of(Program::Linuxrc, |s| s.real_init);
+    let prog_h = of(Program::HnrootInit, Sample::program_time);
+    let prog_l = of(Program::Linuxrc, Sample::program_time);
+    let init_h = of(Program::HnrootInit, |s| s.run_init);
+    let init_l = of(Program::Linuxrc, |s| s.run_init);
+    println!();
+    println!(
+        "medians        kernel start -> /init   /init -> real init   kernel start -> real init"
+    );
+    println!("hnroot-init    {init_h:>22.3} {prog_h:>20.2} {total_h:>27.2}");
+    println!("linuxrc        {init_l:>22.3} {prog_l:>20.2} {total_l:>27.2}");
+    println!(
+        "ratio hnroot-init / linuxrc: kernel start -> real init {:.2}, /init -> real init {:.2} \
+         (goal <= {GOAL})",
+        total_h / total_l,
+        prog_h / prog_l
+    );
+    let modules_h = median(samples.iter().filter_map(|s| s.modules).collect());
+    println!(
+        "both load the same {} modules; hnroot-init says that took it {modules_h:.2} s (median), \
+         the rest of its /init -> real init is {:.2} s",
+        hnroot.modules,
+        prog_h - modules_h
+    );
+    println!();
+    for (name, s) in [("hnroot-init", hnroot), ("linuxrc", rc)] {
+        println!(
+            "initramfs {name:<12} {:>6} KiB zstd ({:>6} KiB cpio) with {} modules; {:>5} KiB zstd \
+             ({:>5} KiB cpio) without",
+            kib(s.compressed),
+            kib(s.cpio),
+            s.modules,
+            kib(s.bare_compressed),
+            kib(s.bare_cpio)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
+}
