@@ -74,5 +74,51 @@ fn ffi(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, core, ffi);
+/// An ext4 image made by mkfs.ext4, in memory.
+fn ext4_image() -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!("hnroot-bench-{}.ext4", std::process::id()));
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "hostpart"])
+        .arg(&path)
+        .arg("16M")
+        .status()
+        .expect("mkfs.ext4 runs");
+    assert!(status.success(), "mkfs.ext4 failed");
+    let bytes = std::fs::read(&path).expect("read the image");
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
+
+fn ffi_probe(c: &mut Criterion) {
+    let image = ext4_image();
+    c.bench_function("ffi hnroot_fs_probe (ext4, from memory)", |b| {
+        b.iter(|| {
+            let mut p = hnroot_ffi::hnroot_fs_probe {
+                magic: 0,
+                opaque: [0; 128],
+            };
+            let (mut off, mut len) = (0u64, 0u32);
+            // SAFETY: every pointer is valid for the lengths passed.
+            unsafe {
+                hnroot_ffi::hnroot_fs_probe_init(&mut p, image.len() as u64);
+                while hnroot_ffi::hnroot_fs_probe_step(&mut p, &mut off, &mut len)
+                    == hnroot_ffi::hnroot_result::HNROOT_RESULT_NEED_READ
+                {
+                    let start = (off as usize).min(image.len());
+                    let end = (start + len as usize).min(image.len());
+                    hnroot_ffi::hnroot_fs_probe_feed(
+                        &mut p,
+                        image[start..end].as_ptr(),
+                        end - start,
+                    );
+                }
+                let mut info: hnroot_ffi::hnroot_fs_info = std::mem::zeroed();
+                hnroot_ffi::hnroot_fs_probe_result(&mut p, &mut info);
+                black_box(info.outcome)
+            }
+        })
+    });
+}
+
+criterion_group!(benches, core, ffi, ffi_probe);
 criterion_main!(benches);
