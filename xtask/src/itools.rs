@@ -15,7 +15,8 @@
 //!    show the script, the binary, `loop` in `conf/modules` and the filesystem modules inside.
 //!    Without `hnroot-init` the build must fail with the hook's message.
 //! 3. **Boot.** The package-way image boots in QEMU (OVMF, GRUB, that tree's kernel,
-//!    `boot=hnroot`) to the test root's init; a second boot looks for a hostpart that is not
+//!    `boot=hnroot`) to the test root's init, from an ext4 and from a btrfs hostpart (whose
+//!    drivers initramfs-tools loads on demand); a third boot looks for a hostpart that is not
 //!    there and must show the panic message with hnroot-init's FATAL line, then reboot
 //!    (`panic=1`).
 //!
@@ -159,7 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
         Duration::from_secs(args.timeout),
     )?;
     println!(
-        "initramfs-tools-test: QEMU boots (boot=hnroot to the test init; missing hostpart to \
+        "initramfs-tools-test: QEMU boots (boot=hnroot to the test init from ext4 and btrfs hostparts; a missing \
          panic and reboot) passed in {:.1} s; {:.1} s in all",
         t.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
@@ -1120,11 +1121,13 @@ const IMAGE_NAME: &str = "hn-root.img";
 const VERSION: &str = "itools-1";
 const DATA_MARKER: &str = "itools-data-marker";
 
-/// A disk whose GRUB boots `image`'s kernel and `initrd` with `extra_cmdline`.
+/// A disk (ESP, hostpart of `fs` holding `root_image`) whose GRUB boots the image's kernel and
+/// initramfs with `extra_cmdline`.
 fn build_boot_disk(
     work: &Path,
     name: &str,
     root_image: &Path,
+    fs: HostFs,
     extra_cmdline: &str,
 ) -> Result<PathBuf> {
     let dir = buildenv::fresh_dir(&work.join(name))?;
@@ -1135,7 +1138,7 @@ fn build_boot_disk(
     let bootx64 = dir.join("BOOTX64.EFI");
     grubimage::build_bootx64(&GrubImageSpec::new(cfg), &dir.join("grub"), &bootx64)?;
     let esp = disk::build_esp(&EspSpec::new(&bootx64), &dir.join("esp.img"))?;
-    let mut spec = HostpartSpec::new(HostFs::Ext4).image(IMAGE_NAME, root_image);
+    let mut spec = HostpartSpec::new(fs).image(IMAGE_NAME, root_image);
     spec.files.push(ImageFile::new(
         &format!("data/{DATA_MARKER}"),
         0o644,
@@ -1149,28 +1152,35 @@ fn build_boot_disk(
     Ok(disk.path)
 }
 
-/// Boot the mkinitramfs image with `boot=hnroot`, then once with a hostpart that is not there.
-pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Duration) -> Result<()> {
-    buildenv::fresh_dir(work)?;
-    let root = disk::build_root_image(
-        &disk::RootImageSpec::new(VERSION, &tree.vmlinuz, initrd),
-        &work.join(IMAGE_NAME),
-    )?;
-    let re = |s: &str| Regex::new(s).context("boot milestone regex");
+fn re(s: &str) -> Result<Regex> {
+    Regex::new(s).with_context(|| format!("boot milestone regex {s:?}"))
+}
 
-    let good = build_boot_disk(work, "good", &root.path, "boot=hnroot")?;
+/// Boot `boot=hnroot` from a hostpart of `fs` to the test init and its poweroff. The
+/// filesystem drivers are not loaded by hnroot-init here (initramfs-tools owns the modules):
+/// mount(2) has them loaded on demand, which this boot proves for each hostpart type.
+fn boot_good(work: &Path, root: &disk::BuiltFs, fs: HostFs, timeout: Duration) -> Result<()> {
+    let name = format!("good-{fs}");
+    let disk = build_boot_disk(work, &name, &root.path, fs, "boot=hnroot")?;
+    let run_dir = work.join("runs").join(&name);
     eprintln!(
-        "==> initramfs-tools-test: booting boot=hnroot (serial log {}/runs/good/serial.log)",
-        work.display()
+        "==> initramfs-tools-test: booting boot=hnroot from a {fs} hostpart (serial log {}/serial.log)",
+        run_dir.display()
     );
     let mut vm = Vm::start(&VmSpec::new(
-        "initramfs-tools boot=hnroot",
-        &[&good],
-        &work.join("runs/good"),
+        &format!("initramfs-tools boot=hnroot, {fs} hostpart"),
+        &[&disk],
+        &run_dir,
     ))?;
     let left = |vm: &Vm| timeout.saturating_sub(vm.elapsed());
     vm.wait_for(&re(r"Loading, please wait")?, left(&vm))?;
     vm.wait_for(&re(r"Begin: Mounting root file system")?, left(&vm))?;
+    vm.wait_for(
+        &re(&format!(
+            r"hnroot: mounted hostpart /dev/vda2 \({fs}, LABEL=hostpart\) rw at /run/hnroot/hostpart"
+        ))?,
+        left(&vm),
+    )?;
     let uuid = regex::escape(&root.uuid.to_string());
     let mounted = vm.wait_for(
         &re(&format!(
@@ -1185,7 +1195,7 @@ pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Durati
     )?;
     if booted.groups[1] != VERSION || booted.groups[2] != root.uuid.to_string() {
         bail!(
-            "boot=hnroot booted `{}`, expected version={VERSION} uuid={}",
+            "boot=hnroot from {fs} booted `{}`, expected version={VERSION} uuid={}",
             booted.line.trim(),
             root.uuid
         );
@@ -1207,20 +1217,34 @@ pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Durati
     vm.wait_for(&re(r"hnroot-test: powering off")?, left(&vm))?;
     let status = vm.wait_exit(left(&vm))?;
     if !status.success() {
-        bail!("boot=hnroot: QEMU exited with {status} after the guest powered off");
+        bail!("boot=hnroot from {fs}: QEMU exited with {status} after the guest powered off");
     }
     eprintln!(
-        "==> initramfs-tools-test: `{}` then `{}` ({:.1} s)",
+        "==> initramfs-tools-test: {fs}: `{}` then `{}` ({:.1} s)",
         mounted.line.trim(),
         booted.line.trim(),
         vm.elapsed().as_secs_f64()
     );
-    drop(vm);
+    Ok(())
+}
+
+/// Boot the mkinitramfs image with `boot=hnroot` from ext4 and btrfs hostparts, then once
+/// with a hostpart that is not there.
+pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Duration) -> Result<()> {
+    buildenv::fresh_dir(work)?;
+    let root = disk::build_root_image(
+        &disk::RootImageSpec::new(VERSION, &tree.vmlinuz, initrd),
+        &work.join(IMAGE_NAME),
+    )?;
+    for fs in [HostFs::Ext4, HostFs::Btrfs] {
+        boot_good(work, &root, fs, timeout)?;
+    }
 
     let bad = build_boot_disk(
         work,
         "missing-hostpart",
         &root.path,
+        HostFs::Ext4,
         &format!("boot=hnroot hnroot.hostpart=LABEL={MISSING_LABEL} hnroot.timeout=2 panic=1"),
     )?;
     eprintln!("==> initramfs-tools-test: booting with a missing hostpart (serial log {}/runs/missing-hostpart/serial.log)", work.display());
@@ -1229,6 +1253,7 @@ pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Durati
         &[&bad],
         &work.join("runs/missing-hostpart"),
     ))?;
+    let left = |vm: &Vm| timeout.saturating_sub(vm.elapsed());
     let fatal = vm.wait_for(&re(r"hnroot: FATAL: (hostpart: .*)")?, left(&vm))?;
     if !fatal.groups[1].contains(MISSING_LABEL) {
         bail!(
