@@ -161,7 +161,7 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     println!(
         "initramfs-tools-test: QEMU boots (boot=hnroot to the test init from ext4 and btrfs hostparts; a missing \
-         panic and reboot) passed in {:.1} s; {:.1} s in all",
+         hostpart to panic and reboot) passed in {:.1} s; {:.1} s in all",
         t.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
