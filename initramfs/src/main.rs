@@ -74,8 +74,14 @@ fn early_mounts() {
     }
 }
 
+/// `/dev/kmsg` rate-limits writers; every step's line must reach the kernel log, so lift the
+/// limit while we run and put the previous setting back before the real init starts.
+const PRINTK_DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
+
 fn pid1() -> ! {
     early_mounts();
+    let devkmsg = std::fs::read_to_string(PRINTK_DEVKMSG).ok();
+    let _ = std::fs::write(PRINTK_DEVKMSG, "on\n");
     log::open(true);
     let release = release();
     info!(
@@ -95,6 +101,9 @@ fn pid1() -> ! {
                 env.newroot.display(),
                 prepared.init
             );
+            if let Some(previous) = &devkmsg {
+                let _ = std::fs::write(PRINTK_DEVKMSG, previous);
+            }
             let e = switch_root::switch_root(&env.newroot, &prepared.init);
             error!("FATAL: switch_root: {e}");
             fallback::stop()
