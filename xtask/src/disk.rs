@@ -181,6 +181,9 @@ pub struct HostpartSpec {
     pub images: Vec<(String, PathBuf)>,
     /// More files, relative to hostpart's root (e.g. `data/hello`, `system-revert`).
     pub files: Vec<ImageFile>,
+    /// (path relative to hostpart's root, source file): big files copied in, e.g. an image
+    /// kept in `data/` for the test init to stage.
+    pub copies: Vec<(String, PathBuf)>,
     /// Size; by default the content times 1.5 plus 64 MiB (at least 256 MiB for btrfs).
     pub size_mib: Option<u64>,
 }
@@ -193,12 +196,19 @@ impl HostpartSpec {
             uuid: None,
             images: Vec::new(),
             files: Vec::new(),
+            copies: Vec::new(),
             size_mib: None,
         }
     }
 
     pub fn image(mut self, name: &str, source: &Path) -> Self {
         self.images.push((name.to_string(), source.to_path_buf()));
+        self
+    }
+
+    /// Copy `source` to `path` (relative to hostpart's root, subdirectories allowed).
+    pub fn image_at(mut self, path: &str, source: &Path) -> Self {
+        self.copies.push((path.to_string(), source.to_path_buf()));
         self
     }
 }
@@ -294,6 +304,7 @@ pub fn build_root_image(spec: &RootImageSpec, out: &Path) -> Result<BuiltFs> {
     let stage = buildenv::fresh_dir(&out.with_extension("staging"))?;
     for dir in [
         "bin", "sbin", "boot", "etc", "hostpart", "proc", "sys", "dev", "run", "tmp", "root",
+        "usr", "usr/sbin",
     ] {
         mkdir(&stage.join(dir))?;
     }
@@ -343,21 +354,36 @@ pub fn build_root_image(spec: &RootImageSpec, out: &Path) -> Result<BuiltFs> {
     })
 }
 
+/// Where a scenario puts the actions the test init carries out, one line per boot (on hostpart).
+pub const ACTIONS_PATH: &str = "data/e2e/actions";
+/// The test init's count of boots that reached the actions, next to them.
+pub const BOOT_COUNT_PATH: &str = "data/e2e/boots";
+
 /// The test `/sbin/init` of root images: prints what booted in `hnroot-test:` lines that
-/// scenarios wait for, shows `/hostpart` and `/data0`, runs `extra`, powers off.
+/// scenarios wait for, shows `/hostpart` (with each image file's ext4 UUID) and `/data0`, runs
+/// `extra` (what this image does on every boot, e.g. fail), then the scenario's action for
+/// this boot: line N of `/hostpart/data/e2e/actions` on the N-th boot that gets there (counted
+/// in `/hostpart/data/e2e/boots`). It reboots while actions remain, else powers off.
 pub fn test_init(version: &str, extra: &str) -> String {
     format!(
         r#"#!/bin/sh
 # hnroot test init (written by cargo xtask, xtask/src/disk.rs): report what booted on the
-# console, show hostpart, run the scenario's commands, power off. PID 1: never exits.
+# console, show hostpart, run the scenario's action for this boot, then reboot or power off.
+# PID 1: never exits on its own.
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export PATH
 [ -e /proc/mounts ] || mount -t proc proc /proc
 [ -d /sys/block ] || mount -t sysfs sysfs /sys
+# The image is mounted read-only; the hnroot CLI needs a writable /tmp for its ESP mount.
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 read -r up _ </proc/uptime
 echo "hnroot-test: init started at uptime=$up"
+ext4_uuid() {{
+  hexdump -s {uuid_offset} -n 16 -e '4/1 "%02x" "-" 2/1 "%02x" "-" 2/1 "%02x" "-" 2/1 "%02x" "-" 6/1 "%02x" "
+"' "$1" 2>/dev/null
+}}
 rootdev=$(awk '$2 == "/" {{ d = $1 }} END {{ print d }}' /proc/mounts)
-uuid=$(hexdump -s {uuid_offset} -n 16 -e '4/1 "%02x" "-" 2/1 "%02x" "-" 2/1 "%02x" "-" 2/1 "%02x" "-" 6/1 "%02x" "\n"' "$rootdev" 2>/dev/null)
+uuid=$(ext4_uuid "$rootdev")
 echo "hnroot-test: booted version={version} uuid=${{uuid:-unknown}}"
 backing=$(cat "/sys/block/${{rootdev#/dev/}}/loop/backing_file" 2>/dev/null)
 echo "hnroot-test: root=$rootdev backing=${{backing:-none}}"
@@ -366,16 +392,42 @@ echo "hnroot-test: mounts:"
 grep -E ' (/|/hostpart) ' /proc/mounts
 echo "hnroot-test: ls /hostpart:"
 ls -la /hostpart
+for f in /hostpart/hn-root*.img; do
+  [ -f "$f" ] || continue
+  echo "hnroot-test: image ${{f#/hostpart/}} uuid=$(ext4_uuid "$f") size=$(stat -c %s "$f")"
+done
 echo "hnroot-test: ls /data0/:"
 ls -la /data0/
 {extra}
-echo "hnroot-test: powering off"
+next=poweroff
+actions=/hostpart/{actions}
+if [ -f "$actions" ]; then
+  n=$(cat /hostpart/{count} 2>/dev/null)
+  n=$(( ${{n:-0}} + 1 ))
+  echo "$n" > /hostpart/{count}
+  sync
+  action=$(sed -n "${{n}}p" "$actions")
+  echo "hnroot-test: action $n: ${{action:-none}}"
+  if [ -n "$action" ]; then
+    sh -c "$action"
+    echo "hnroot-test: action $n exit=$?"
+  fi
+  [ "$n" -lt "$(wc -l < "$actions")" ] && next=reboot
+fi
 sync
-poweroff -f
-echo "hnroot-test: poweroff -f returned; halting here"
+if [ "$next" = reboot ]; then
+  echo "hnroot-test: rebooting"
+  reboot -f
+else
+  echo "hnroot-test: powering off"
+  poweroff -f
+fi
+echo "hnroot-test: $next -f returned; halting here"
 while :; do sleep 3600; done
 "#,
         uuid_offset = EXT4_UUID_OFFSET,
+        actions = ACTIONS_PATH,
+        count = BOOT_COUNT_PATH,
     )
 }
 
@@ -388,6 +440,16 @@ pub fn build_hostpart(spec: &HostpartSpec, out: &Path) -> Result<BuiltFs> {
             bail!("hostpart image name {name:?} must be a plain file name");
         }
         copy(source, &stage.join(name))?;
+    }
+    for (path, source) in &spec.copies {
+        let rel = Path::new(path);
+        if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
+            bail!("hostpart copy path {path:?} must be relative without '..'");
+        }
+        if let Some(parent) = stage.join(rel).parent() {
+            mkdir(parent)?;
+        }
+        copy(source, &stage.join(rel))?;
     }
     place_files(&stage, &spec.files)?;
     let content = tree_size(&stage)?;
@@ -604,9 +666,13 @@ fn mkfs_ext4(stage: &Path, out: &Path, size_mib: u64, label: &str, uuid: Uuid) -
     sized_file(out, size_mib)?;
     // metadata_csum_seed is an incompat feature GRUB 2.06's ext2 driver refuses to read;
     // orphan_file (e2fsprogs 1.47) is left off so older tools can inspect the images.
+    // 4 KiB blocks even on small filesystems (mke2fs would pick 1 KiB below 512 MiB): GRUB
+    // reads the kernel through a loop device on hostpart, and 1 KiB blocks on both levels
+    // make that several times slower under TCG.
     buildenv::run(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", label, "-U", &uuid.to_string()])
+            .args(["-b", "4096"])
             .args(["-O", "^metadata_csum_seed,^orphan_file"])
             .args(["-E", "root_owner=0:0"])
             .arg("-d")

@@ -246,17 +246,23 @@ fn add_modules(a: &mut cpio::Archive, dir: &Path, release: &str, set: &ModuleSet
     let builtin = fs::read(&builtin_path)
         .with_context(|| format!("cannot read {}", builtin_path.display()))?;
     a.file(&format!("{base}/modules.builtin"), 0o644, &builtin)?;
+    // Built-in modules are named so the boot log says they are present; built-in *aliases*
+    // (`sha256` for sha256_generic) are left out: hnroot-init knows modules, not aliases.
+    let builtin_names: BTreeSet<String> = String::from_utf8_lossy(&builtin)
+        .lines()
+        .map(kernel::ko_module_name)
+        .collect();
     let mut list = String::from(
         "# Modules hnroot-init loads at boot, in load order (written by cargo xtask initramfs).\n",
     );
-    for name in set.builtin.iter().chain(
-        set.load_order
-            .iter()
-            .map(|ko| kernel::ko_module_name(ko))
-            .collect::<Vec<_>>()
-            .iter(),
-    ) {
-        list.push_str(name);
+    let names = set
+        .builtin
+        .iter()
+        .filter(|name| builtin_names.contains(*name))
+        .cloned()
+        .chain(set.load_order.iter().map(|ko| kernel::ko_module_name(ko)));
+    for name in names {
+        list.push_str(&name);
         list.push('\n');
     }
     a.file(MODULE_LIST, 0o644, list.as_bytes())?;
@@ -391,10 +397,13 @@ mod tests {
                 "modules.dep",
                 "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\nkernel/fs/unused.ko:\n",
             ),
-            ("modules.softdep", "softdep a pre: c\n"),
+            ("modules.softdep", "softdep a pre: c d-alias\n"),
             ("modules.alias", ""),
-            ("modules.builtin", "kernel/fs/c.ko\n"),
-            ("modules.builtin.modinfo", ""),
+            (
+                "modules.builtin",
+                "kernel/fs/c.ko\nkernel/fs/d_generic.ko\n",
+            ),
+            ("modules.builtin.modinfo", "d_generic.alias=d-alias\0"),
             ("kernel/fs/a.ko", "AAAA"),
             ("kernel/fs/b.ko", "BB"),
             ("kernel/fs/unused.ko", "U"),
@@ -416,7 +425,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(built.modules, ["kernel/fs/b.ko", "kernel/fs/a.ko"]);
-        assert_eq!(built.builtin, ["c"]);
+        assert_eq!(built.builtin, ["c", "d-alias"]);
         let cpio = Command::new("zstd")
             .args(["-d", "-q", "--stdout"])
             .arg(&out)

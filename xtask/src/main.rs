@@ -8,6 +8,7 @@ mod buildenv;
 mod busybox;
 mod cffi;
 mod cpio;
+mod demo;
 mod deps;
 mod disk;
 mod e2e;
@@ -80,6 +81,12 @@ enum Command {
     /// The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, hnroot-init)
     /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
     E2e(e2e::Args),
+    /// One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert,
+    /// automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did.
+    Demo,
+    /// Build a scenario disk (rootless): GPT, ESP with GRUB + hnroot.mod and the boot state,
+    /// hostpart (ext4 or btrfs) with test images.
+    Disk(scenario::DiskArgs),
 }
 
 fn main() -> Result<()> {
@@ -116,6 +123,14 @@ fn main() -> Result<()> {
         Command::E2e(args) => {
             deps::ensure()?;
             e2e::run(&args)
+        }
+        Command::Demo => {
+            deps::ensure()?;
+            demo::run()
+        }
+        Command::Disk(args) => {
+            deps::ensure()?;
+            scenario::disk_command(&args, e2e::IMAGES)
         }
         Command::InitramfsToolsTest(args) => {
             deps::ensure()?;

@@ -4,7 +4,9 @@
 //! also the power cut of the crash scenarios (SIGKILL: every write QEMU issued is in the host
 //! page cache, nothing the guest had not yet written is).
 
+use std::cell::RefCell;
 use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -16,8 +18,10 @@ use regex::Regex;
 /// OVMF firmware (package ovmf): code read-only and shared, variables copied per VM.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-/// How often the serial log is re-read while waiting.
+/// How often the serial log is re-read while waiting (see [`Vm::set_poll`]).
 const POLL: Duration = Duration::from_millis(20);
+/// Bound on the serial log kept in memory: a guest printing more than this is broken.
+const MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
 /// Lines of serial console shown when a wait fails.
 pub const TAIL_LINES: usize = 40;
 /// Bound on how long `kill` waits for QEMU to be reaped after SIGKILL.
@@ -60,6 +64,8 @@ pub struct Hit {
     pub at: Duration,
     /// The whole line the match is in (escape sequences removed).
     pub line: String,
+    /// Offset of the match's end in the cleaned log ([`Vm::log`]).
+    pub end: usize,
     /// Capture groups of the regex (index 0: the whole match); empty strings for no match.
     pub groups: Vec<String>,
 }
@@ -75,6 +81,19 @@ pub struct Vm {
     /// Offset in the cleaned serial log after the last hit: waits match only newer output.
     cursor: usize,
     exit: Option<ExitStatus>,
+    poll: Duration,
+    /// The serial log read so far, cleaned; refreshed incrementally.
+    cache: RefCell<LogCache>,
+}
+
+/// The cleaned serial log and how much of the raw file it covers. Only complete lines are
+/// cleaned (escape sequences and UTF-8 characters never span a newline); the unfinished last
+/// line waits in `pending`.
+#[derive(Debug, Default)]
+struct LogCache {
+    text: String,
+    raw_read: u64,
+    pending: Vec<u8>,
 }
 
 impl Vm {
@@ -150,7 +169,38 @@ impl Vm {
             started: Instant::now(),
             cursor: 0,
             exit: None,
+            poll: POLL,
+            cache: RefCell::new(LogCache::default()),
         })
+    }
+
+    /// How often waits re-read the serial log; a power cut at a precise moment wants ~1 ms.
+    pub fn set_poll(&mut self, poll: Duration) {
+        self.poll = poll;
+    }
+
+    /// Read what the serial log gained since the last call and clean its complete lines.
+    fn refresh(&self) {
+        let mut cache = self.cache.borrow_mut();
+        let Ok(mut file) = fs::File::open(&self.serial_log) else {
+            return;
+        };
+        if file.seek(SeekFrom::Start(cache.raw_read)).is_err() {
+            return;
+        }
+        let mut fresh = Vec::new();
+        let budget = MAX_LOG_BYTES.saturating_sub(cache.raw_read);
+        if file.take(budget).read_to_end(&mut fresh).is_err() {
+            return;
+        }
+        cache.raw_read += fresh.len() as u64;
+        cache.pending.extend_from_slice(&fresh);
+        if let Some(last_nl) = cache.pending.iter().rposition(|b| *b == b'\n') {
+            let rest = cache.pending.split_off(last_nl + 1);
+            let complete = std::mem::replace(&mut cache.pending, rest);
+            let cleaned = clean(&complete);
+            cache.text.push_str(&cleaned);
+        }
     }
 
     /// Time since start.
@@ -158,14 +208,32 @@ impl Vm {
         self.started.elapsed()
     }
 
-    /// The serial log so far, escape sequences and carriage returns removed.
+    /// The serial log so far (complete lines), escape sequences and carriage returns removed.
     pub fn log(&self) -> String {
-        clean(&fs::read(&self.serial_log).unwrap_or_default())
+        self.refresh();
+        self.cache.borrow().text.clone()
     }
 
-    /// The last `n` lines of the serial log (cleaned), for error messages.
+    /// The cleaned log from byte `start` (clamped to a character boundary) to now, the
+    /// unfinished last line included.
+    pub fn log_since(&self, start: usize) -> String {
+        self.refresh();
+        let cache = self.cache.borrow();
+        let text = format!("{}{}", cache.text, clean(&cache.pending));
+        let mut start = start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        text[start..].to_string()
+    }
+
+    /// The last `n` lines of the serial log (cleaned, the unfinished line included), for
+    /// error messages.
     pub fn tail(&self, n: usize) -> String {
-        let log = self.log();
+        self.refresh();
+        let cache = self.cache.borrow();
+        let mut log = cache.text.clone();
+        log.push_str(&clean(&cache.pending));
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -174,41 +242,9 @@ impl Vm {
     /// the VM) after `timeout`, or as soon as QEMU exits without the match; the error names
     /// the pattern, the time waited and shows the console tail.
     pub fn wait_for(&mut self, re: &Regex, timeout: Duration) -> Result<Hit> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            // Match on the cleaned log: OVMF's escape sequences can sit inside a line.
-            let text = self.log();
-            let mut start = self.cursor.min(text.len());
-            while !text.is_char_boundary(start) {
-                start -= 1;
-            }
-            let rest = &text[start..];
-            if let Some(caps) = re.captures(rest) {
-                let (m_start, m_end) = caps.get(0).map_or((0, 0), |m| (m.start(), m.end()));
-                let line_start = rest[..m_start].rfind('\n').map_or(0, |i| i + 1);
-                let line_end = rest[m_end..].find('\n').map_or(rest.len(), |i| m_end + i);
-                let hit = Hit {
-                    at: self.elapsed(),
-                    line: rest[line_start..line_end].to_string(),
-                    groups: caps
-                        .iter()
-                        .map(|g| g.map_or(String::new(), |m| m.as_str().to_string()))
-                        .collect(),
-                };
-                self.cursor = start + m_end;
-                return Ok(hit);
-            }
-            if let Some(status) = self.try_exit()? {
-                bail!(
-                    "{}: QEMU exited ({status}) after {:.1} s without printing /{re}/ on the \
-                     serial console{}\n--- serial tail ---\n{}",
-                    self.name,
-                    self.elapsed().as_secs_f64(),
-                    self.stderr_note(),
-                    self.tail(TAIL_LINES)
-                );
-            }
-            if Instant::now() >= deadline {
+        match self.watch_for(re, timeout)? {
+            Some(hit) => Ok(hit),
+            None => {
                 let tail = self.tail(TAIL_LINES);
                 self.kill()?;
                 bail!(
@@ -219,7 +255,73 @@ impl Vm {
                     self.elapsed().as_secs_f64()
                 );
             }
-            thread::sleep(POLL);
+        }
+    }
+
+    /// Like [`Vm::wait_for`], but `None` after `timeout` (the VM keeps running): for checking
+    /// that something does *not* happen within a bound.
+    pub fn watch_for(&mut self, re: &Regex, timeout: Duration) -> Result<Option<Hit>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Whether QEMU had exited before this read: then the log is complete.
+            let exited = self.try_exit()?;
+            // Match on the cleaned log: OVMF's escape sequences can sit inside a line.
+            self.refresh();
+            let found = {
+                let cache = self.cache.borrow();
+                // Complete lines first; then the unfinished last line on its own (GRUB's menu
+                // waits without a newline). Matches never span the two: the unfinished part
+                // starts a line, and the patterns waited for are single lines.
+                let pending = clean(&cache.pending);
+                let committed = cache.text.len();
+                let mut start = self.cursor.min(committed);
+                while !cache.text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut in_pending = self.cursor.saturating_sub(committed).min(pending.len());
+                while !pending.is_char_boundary(in_pending) {
+                    in_pending -= 1;
+                }
+                let parts = [
+                    (start, &cache.text[start..]),
+                    (committed + in_pending, &pending[in_pending..]),
+                ];
+                let hit = parts.into_iter().find_map(|(base, rest)| {
+                    re.captures(rest).map(|caps| {
+                        let (m_start, m_end) = caps.get(0).map_or((0, 0), |m| (m.start(), m.end()));
+                        let line_start = rest[..m_start].rfind('\n').map_or(0, |i| i + 1);
+                        let line_end = rest[m_end..].find('\n').map_or(rest.len(), |i| m_end + i);
+                        Hit {
+                            at: self.elapsed(),
+                            line: rest[line_start..line_end].to_string(),
+                            end: base + m_end,
+                            groups: caps
+                                .iter()
+                                .map(|g| g.map_or(String::new(), |m| m.as_str().to_string()))
+                                .collect(),
+                        }
+                    })
+                });
+                hit
+            };
+            if let Some(hit) = found {
+                self.cursor = hit.end;
+                return Ok(Some(hit));
+            }
+            if let Some(status) = exited {
+                bail!(
+                    "{}: QEMU exited ({status}) after {:.1} s without printing /{re}/ on the \
+                     serial console{}\n--- serial tail ---\n{}",
+                    self.name,
+                    self.elapsed().as_secs_f64(),
+                    self.stderr_note(),
+                    self.tail(TAIL_LINES)
+                );
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(self.poll);
         }
     }
 

@@ -1,0 +1,288 @@
+//! `cargo xtask demo`: the README's main command. On a fresh Debian 12 machine it installs what
+//! it needs, builds everything (kernel, hnroot-init initramfs, GRUB with hnroot.mod, test
+//! images) and narrates one life cycle of a server in QEMU: v1 boots and stages v2; v2 boots
+//! directly and asks for a revert; v1 is back and stages a bad v3; v3 is tried and fails every
+//! try (its init exits, the kernel panics); GRUB rolls back to v1. For every boot it prints what
+//! GRUB chose and why, what the initramfs did, what booted and hostpart as the booted system
+//! saw it; then hostpart and the boot state read offline, and a summary table. Each boot is
+//! also checked against what the rules say, so the demo fails loudly rather than narrating a
+//! story that did not happen.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::buildenv;
+use crate::disk::{self, HostFs};
+use crate::e2e::{self, Expect};
+use crate::scenario::{DiskSpec, Kit, STAGE_DIR};
+use crate::scenario_boot::{BootRecord, End, Session};
+use crate::scenario_inspect::{self, View};
+
+/// One boot of the story: what the narrator says before showing it, and what must happen.
+struct Chapter {
+    title: String,
+    expect: Expect,
+}
+
+fn chapters(tries: u8) -> Vec<Chapter> {
+    let mut story = vec![
+        Chapter {
+            title: "v1 is installed and committed; the operator stages v2 (`hnroot stage`)".into(),
+            expect: e2e::expect(
+                "v1 boots",
+                "hn-root.img (normal)",
+                "normal",
+                "v1",
+                &[("hn-root.img", "v1")],
+                End::Reboot,
+            ),
+        },
+        Chapter {
+            title: "the staged v2 boots directly, on trial; the operator asks for a revert \
+                    (`hnroot revert`)"
+                .into(),
+            expect: e2e::expect(
+                "v2 boots directly",
+                &format!("hn-root-new.img (update, trial 1 of {tries})"),
+                "update",
+                "v2",
+                &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
+                End::Reboot,
+            ),
+        },
+        Chapter {
+            title: "the revert: v1 boots and is current again; the operator stages v3, which \
+                    is broken"
+                .into(),
+            expect: e2e::expect(
+                "revert to v1",
+                "hn-root-old.img (manual revert: system-revert present)",
+                "revert",
+                "v1",
+                &[("hn-root.img", "v1"), ("hn-root-broken.img", "v2")],
+                End::Reboot,
+            ),
+        },
+    ];
+    for attempt in 1..=tries {
+        let (grub, plan) = if attempt == 1 {
+            (
+                format!("hn-root-new.img (update, trial 1 of {tries})"),
+                "update",
+            )
+        } else {
+            (
+                format!("hn-root.img (trial {attempt} of {tries})"),
+                "normal",
+            )
+        };
+        story.push(Chapter {
+            title: format!(
+                "v3 try {attempt} of {tries}: its init exits, the kernel panics and reboots \
+                 (panic=10); nobody runs `hnroot mark-good`"
+            ),
+            expect: e2e::expect(
+                "v3 on trial",
+                &grub,
+                plan,
+                "v3-bad",
+                &[
+                    ("hn-root.img", "v3-bad"),
+                    ("hn-root-old.img", "v1"),
+                    ("hn-root-broken.img", "v2"),
+                ],
+                End::Panic,
+            ),
+        });
+    }
+    story.push(Chapter {
+        title: "v3 used all its tries: GRUB rolls back to v1 by itself; `hnroot status` says \
+                what the next boot does"
+            .into(),
+        expect: e2e::expect(
+            "automatic rollback to v1",
+            "hn-root-old.img (automatic rollback: hn-root.img used all its tries without \
+             mark-good)",
+            "rollback",
+            "v1",
+            &[("hn-root.img", "v1"), ("hn-root-broken.img", "v3-bad")],
+            End::Poweroff,
+        ),
+    });
+    story
+}
+
+/// `cargo xtask demo`.
+pub fn run() -> Result<()> {
+    let started = Instant::now();
+    println!("hnroot demo: building the kernel, initramfs, GRUB image and test images (cached under target/hnroot-build/)");
+    let kit = Kit::build(e2e::IMAGES)?;
+    for (what, took, cached) in &kit.timings {
+        println!(
+            "  {:>6.1} s  {what}{}",
+            took.as_secs_f64(),
+            if *cached { " (cached)" } else { "" }
+        );
+    }
+    let tries = kit.tries();
+    let work = buildenv::fresh_dir(&kit.dir.join("demo"))?;
+    let mut spec = DiskSpec::committed("demo", HostFs::Ext4, "v1");
+    spec.stage_sources = vec!["v2", "v3-bad"];
+    spec.actions = vec![
+        e2e::action_stage("v2"),
+        "hnroot revert".to_string(),
+        e2e::action_stage("v3-bad"),
+        "hnroot status".to_string(),
+    ];
+    let disk = kit.disk(&spec, &work)?;
+    println!();
+    println!(
+        "The disk: {} — GPT, ESP `{}` (GRUB 2.06 + hnroot.mod, grub-module/grub.cfg, boot state: \
+         v1 committed), hostpart `{}` (ext4) with hn-root.img = v1 and v2, v3 kept in {STAGE_DIR}/ \
+         for staging.",
+        disk.path.display(),
+        disk::ESP_LABEL,
+        disk::HOSTPART_LABEL
+    );
+    for image in &kit.images {
+        println!(
+            "  {:<12} ext4 UUID {}  ({} MiB)",
+            image.version,
+            image.fs.uuid,
+            image.fs.size / disk::MIB
+        );
+    }
+    println!(
+        "Kernel: Debian {} ({}); initramfs: hnroot-init, {} KiB; QEMU with TCG, one VM rebooting \
+         in place.",
+        kit.kernel.release,
+        kit.kernel.deb_version,
+        kit.initramfs.compressed_bytes.div_ceil(1024)
+    );
+
+    let story = chapters(tries);
+    let boot_started = Instant::now();
+    let mut session = Session::start("demo", &[&disk.path], &work.join("qemu"))?;
+    let mut records = Vec::new();
+    for (i, chapter) in story.iter().enumerate() {
+        println!("\n--- boot {}: {}", i + 1, chapter.title);
+        let rec = session.next_boot(e2e::BOOT_TIMEOUT)?;
+        narrate(&kit, &rec);
+        e2e::check_boot(&kit, &rec, &chapter.expect)
+            .with_context(|| format!("the demo's boot {} did not go as the rules say", i + 1))?;
+        records.push(rec);
+    }
+    session.wait_poweroff(e2e::POWEROFF_TIMEOUT)?;
+    let boot_time = boot_started.elapsed();
+
+    let scratch = scenario_inspect::scratch_for(&disk);
+    let hp = scenario_inspect::hostpart(&disk, View::AfterReplay, &scratch)?;
+    let (_, state) = scenario_inspect::boot_state(&disk, &scratch)?;
+    println!("\n--- afterwards, read offline from the disk image");
+    println!("  hostpart: {hp}");
+    for image in &hp.images {
+        let version = match image.seen {
+            hnroot_core::observe::ImageSeen::Readable(u) => kit.version_of(&u).unwrap_or("?"),
+            _ => "unreadable",
+        };
+        println!("    {:<20} {version}", image.name.file_name());
+    }
+    println!("  boot state: {}", e2e::describe_state(&state));
+
+    println!("\n--- summary");
+    println!(
+        "  {:>2}  {:<19} {:<46} {:<14} {:<7} {:<13} hostpart after the boot",
+        "#", "GRUB chose", "why", "initramfs", "booted", "ended"
+    );
+    for rec in &records {
+        let d = rec.decision.as_deref().unwrap_or("");
+        println!(
+            "  {:>2}  {:<19} {:<46} {:<14} {:<7} {:<13} {}",
+            rec.index,
+            rec.grub_image().unwrap_or("?"),
+            rec.grub_reason()
+                .unwrap_or(d)
+                .chars()
+                .take(46)
+                .collect::<String>(),
+            format!(
+                "{} ({})",
+                rec.plan_kind.as_deref().unwrap_or("-"),
+                rec.plan_steps.unwrap_or(0)
+            ),
+            rec.version.as_deref().unwrap_or("-"),
+            match rec.end {
+                Some(End::Panic) => "kernel panic".to_string(),
+                Some(e) => e.to_string(),
+                None => "?".to_string(),
+            },
+            e2e::describe_images(&kit, &rec.images)
+        );
+    }
+    println!(
+        "\n{} boots in {:.0} s of QEMU (TCG); {:.0} s in all. One boot per update (v2 on the \
+         boot after staging), a revert by marker file, and an automatic rollback after {tries} \
+         failed tries — with v1, the last known good image, never touched.",
+        records.len(),
+        boot_time.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Print one boot: GRUB's decision, the kernel's source, hnroot-init's plan and steps, what
+/// booted, hostpart as it saw it, the action.
+fn narrate(kit: &Kit, rec: &BootRecord) {
+    println!(
+        "  GRUB       {}",
+        rec.decision.as_deref().unwrap_or("(no decision line)")
+    );
+    for line in rec
+        .grub
+        .iter()
+        .filter(|l| !l.starts_with("hnroot: booting") && !l.contains("video mode"))
+    {
+        println!("             {line}");
+    }
+    if let Some(image) = &rec.cmdline_image {
+        println!("  kernel     from {image} (hnroot.image= on its command line)");
+    }
+    if let Some(state) = rec.init_line("boot state:") {
+        println!("  initramfs  {state}");
+    }
+    match (&rec.plan_kind, rec.plan_steps) {
+        (Some(kind), Some(n)) => println!(
+            "  initramfs  plan: {kind} ({n} steps){}",
+            rec.plan_notes
+                .as_ref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        ),
+        _ => println!("  initramfs  (no plan line)"),
+    }
+    for step in &rec.steps {
+        println!("             {step}");
+    }
+    if let Some(f) = &rec.fatal {
+        println!("  initramfs  FATAL: {f}");
+    }
+    match (&rec.version, &rec.uuid) {
+        (Some(v), Some(u)) => println!("  booted     {v} (UUID {u})"),
+        _ => println!("  booted     (no userland report)"),
+    }
+    println!("  hostpart   {}", e2e::describe_images(kit, &rec.images));
+    if let Some(action) = &rec.action {
+        if action != ":" {
+            println!("  operator   {action}");
+            for line in &rec.action_output {
+                println!("             {line}");
+            }
+        }
+    }
+    println!(
+        "  ended      {} after {:.1} s",
+        rec.end.map_or("?".to_string(), |e| e.to_string()),
+        rec.took.as_secs_f64()
+    );
+}

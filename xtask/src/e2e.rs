@@ -1,0 +1,1160 @@
+//! `cargo xtask e2e`: the whole chain in QEMU (issue 6). Each scenario builds a GPT disk
+//! (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production grub.cfg; ext4 or btrfs
+//! hostpart with test images), boots it under OVMF with TCG — rebooting in place for as many
+//! boots as the scenario's story needs — reads every boot off the serial console (GRUB's
+//! decision line, the kernel's command line, hnroot-init's plan and steps, the test init's
+//! report) and then reads the disk offline (hostpart listing and image digests, the boot-state
+//! block decoded with the core's codec). It compares both with what the rules say must happen,
+//! and prints a time table. Timings are printed, never asserted.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use hnroot_core::bootstate::{BootState, StateSeen};
+use hnroot_core::decide::{decide, Config, Decision};
+use hnroot_core::name::ImageName;
+use hnroot_core::observe::ImageSeen;
+use regex::Regex;
+
+use crate::buildenv;
+use crate::disk::HostFs;
+use crate::scenario::{self, Behaviour, Content, DiskSpec, ImageDef, Kit, ScenarioDisk, StateInit};
+use crate::scenario_boot::{BootRecord, End, Session};
+use crate::scenario_inspect::{self, HostpartView, View};
+
+/// Bound on one boot, power-on (or the previous boot's end) to its end: a TCG boot takes
+/// ~20 s, a kernel panic adds `panic=10`.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+/// Bound on QEMU's exit after the guest said it powers off.
+pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
+/// Power cuts are spread over this long after hnroot-init prints its plan. Its steps (renames,
+/// directory sync, checkpoint, boot-state write, loop attach and mount) print their lines
+/// within ~100 ms of the plan under TCG; the last stretch lands after the mount, which is a
+/// valid moment too. Each cut reports the last step it saw, so the spread is visible.
+const CUT_WINDOW: Duration = Duration::from_millis(150);
+
+/// The test images every scenario draws from.
+pub const IMAGES: &[ImageDef] = &[
+    ImageDef {
+        version: "v1",
+        behaviour: Behaviour::Good,
+    },
+    ImageDef {
+        version: "v2",
+        behaviour: Behaviour::Good,
+    },
+    ImageDef {
+        version: "v3-bad",
+        behaviour: Behaviour::InitExits,
+    },
+    ImageDef {
+        version: "v4-nokernel",
+        behaviour: Behaviour::BadKernel,
+    },
+];
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Power cuts per hostpart filesystem (ext4, btrfs) in the power-cut scenarios.
+    #[arg(long, default_value_t = 3)]
+    pub cuts: u32,
+    /// Run only the scenarios whose name contains one of these (repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Seed for the power-cut moments (default: from the clock; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// One expected boot of a scenario's story.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// What this boot is about, for messages.
+    pub what: &'static str,
+    /// GRUB's decision line must start with `booting <grub>`.
+    pub grub: String,
+    /// Text GRUB's decision line must also contain (a note), if any.
+    pub grub_note: Option<&'static str>,
+    /// The image the kernel must come from (`hnroot.image=`), when it is not GRUB's choice
+    /// (GRUB's fallback entry).
+    pub loaded: Option<&'static str>,
+    /// hnroot-init's plan kind.
+    pub plan: &'static str,
+    /// The version whose init reports.
+    pub version: &'static str,
+    /// hostpart as the booted system lists it: (file, version), every `hn-root*.img`.
+    pub hostpart: Vec<(&'static str, &'static str)>,
+    pub end: End,
+}
+
+pub fn expect(
+    what: &'static str,
+    grub: &str,
+    plan: &'static str,
+    version: &'static str,
+    hostpart: &[(&'static str, &'static str)],
+    end: End,
+) -> Expect {
+    Expect {
+        what,
+        grub: grub.to_string(),
+        grub_note: None,
+        loaded: None,
+        plan,
+        version,
+        hostpart: hostpart.to_vec(),
+        end,
+    }
+}
+
+/// What a scenario reports for the table.
+#[derive(Debug, Default)]
+struct Report {
+    boots: usize,
+    qemu: Duration,
+    lines: Vec<String>,
+}
+
+impl Report {
+    fn note(&mut self, line: String) {
+        println!("    {line}");
+        self.lines.push(line);
+    }
+}
+
+struct Ctx<'a> {
+    kit: &'a Kit,
+    work: PathBuf,
+    seed: u64,
+    cuts: u32,
+}
+
+type ScenarioFn = fn(&Ctx<'_>, &mut Report) -> Result<()>;
+
+/// The suite, in order. Names are what `--only` matches.
+const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
+    (
+        "lifecycle-ext4",
+        "1 plain boot, 2 update boots directly, 5 mark-good, 3 manual revert, 4 automatic \
+         rollback of an image whose init exits (kernel panic)",
+        lifecycle,
+    ),
+    (
+        "power-cut-ext4",
+        "6 power cut during the switch, ext4 hostpart",
+        power_cut_ext4,
+    ),
+    (
+        "power-cut-btrfs",
+        "6 power cut during the switch, btrfs hostpart",
+        power_cut_btrfs,
+    ),
+    (
+        "garbage-new",
+        "7 hn-root-new.img is no filesystem",
+        garbage_new,
+    ),
+    (
+        "truncated-new",
+        "7 hn-root-new.img is cut short",
+        truncated_new,
+    ),
+    (
+        "unbootable-new",
+        "7 hn-root-new.img holds no bootable kernel (GRUB's fallback entry)",
+        unbootable_new,
+    ),
+    (
+        "missing-current",
+        "7 hn-root.img is missing",
+        missing_current,
+    ),
+    (
+        "corrupt-state",
+        "7 the boot-state block is garbage",
+        corrupt_state,
+    ),
+    (
+        "revert-refused",
+        "7 system-revert without hn-root-old.img",
+        revert_refused,
+    ),
+    (
+        "two-hostparts",
+        "7 two filesystems labelled hostpart on two disks",
+        two_hostparts,
+    ),
+];
+
+/// `cargo xtask e2e`.
+pub fn run(args: &Args) -> Result<()> {
+    let chosen: Vec<&(&str, &str, ScenarioFn)> = SCENARIOS
+        .iter()
+        .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| name.contains(o)))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "--only {:?} matches no scenario; scenarios: {}",
+            args.only,
+            SCENARIOS
+                .iter()
+                .map(|(n, _, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let started = Instant::now();
+    let kit = Kit::build(IMAGES)?;
+    let build_time = started.elapsed();
+    println!("e2e: kit ready in {:.1} s:", build_time.as_secs_f64());
+    for (what, took, cached) in &kit.timings {
+        println!(
+            "  {:>6.1} s  {what}{}",
+            took.as_secs_f64(),
+            if *cached { " (cached)" } else { "" }
+        );
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
+    println!("e2e: power-cut seed {seed} (rerun the same moments with --seed {seed})");
+    let ctx = Ctx {
+        kit: &kit,
+        work: buildenv::fresh_dir(&kit.dir.join("runs"))?,
+        seed,
+        cuts: args.cuts,
+    };
+    let mut rows = Vec::new();
+    for (name, about, f) in chosen {
+        println!("\n== {name}: {about}");
+        let t = Instant::now();
+        let mut report = Report::default();
+        let result = f(&ctx, &mut report);
+        let took = t.elapsed();
+        match &result {
+            Ok(()) => println!("== {name}: passed in {:.1} s", took.as_secs_f64()),
+            Err(e) => println!(
+                "== {name}: FAILED after {:.1} s:\n{e:#}",
+                took.as_secs_f64()
+            ),
+        }
+        rows.push((name, report, took, result.is_ok()));
+    }
+    println!(
+        "\ne2e: time table (host clock; QEMU TCG, 1 vCPU; kit {:.1} s)",
+        build_time.as_secs_f64()
+    );
+    println!(
+        "  {:<18} {:>5} {:>9} {:>9}  result",
+        "scenario", "boots", "QEMU s", "total s"
+    );
+    let mut failed = Vec::new();
+    for (name, report, took, ok) in &rows {
+        println!(
+            "  {:<18} {:>5} {:>9.1} {:>9.1}  {}",
+            name,
+            report.boots,
+            report.qemu.as_secs_f64(),
+            took.as_secs_f64(),
+            if *ok { "passed" } else { "FAILED" }
+        );
+        if !ok {
+            failed.push(name.to_string());
+        }
+    }
+    let total_boots: usize = rows.iter().map(|r| r.1.boots).sum();
+    println!(
+        "  {:<18} {:>5} {:>9.1} {:>9.1}",
+        "all",
+        total_boots,
+        rows.iter().map(|r| r.1.qemu.as_secs_f64()).sum::<f64>(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        bail!(
+            "e2e: {} of {} scenarios failed: {} (serial logs under {})",
+            failed.len(),
+            rows.len(),
+            failed.join(", "),
+            ctx.work.display()
+        );
+    }
+    println!("e2e: {} scenarios passed", rows.len());
+    Ok(())
+}
+
+/// Check one boot against what was expected; the error shows the boot's console tail.
+pub fn check_boot(kit: &Kit, rec: &BootRecord, e: &Expect) -> Result<()> {
+    let mut problems = Vec::new();
+    let decision = rec
+        .decision
+        .as_deref()
+        .unwrap_or("(no decision line from GRUB)");
+    if !decision.starts_with(&format!("booting {}", e.grub)) {
+        problems.push(format!("GRUB: expected `booting {}...`", e.grub));
+    }
+    if let Some(note) = e.grub_note {
+        if !decision.contains(note) {
+            problems.push(format!("GRUB: expected the note `{note}`"));
+        }
+    }
+    let want_loaded = e.loaded.or(rec.grub_image());
+    if rec.cmdline_image.as_deref() != want_loaded {
+        problems.push(format!(
+            "kernel command line: hnroot.image={:?}, expected {:?}",
+            rec.cmdline_image, want_loaded
+        ));
+    }
+    if rec.plan_kind.as_deref() != Some(e.plan) {
+        problems.push(format!(
+            "hnroot-init: plan {:?}, expected {}",
+            rec.plan_kind, e.plan
+        ));
+    }
+    if rec.plan_steps != Some(rec.steps.len()) {
+        problems.push(format!(
+            "hnroot-init: plan announced {:?} steps, {} logged",
+            rec.plan_steps,
+            rec.steps.len()
+        ));
+    }
+    for step in &rec.steps {
+        if step.contains("FAILED") || step.contains("NOT recorded") {
+            problems.push(format!("hnroot-init: `{step}`"));
+        }
+    }
+    if let Some(f) = &rec.fatal {
+        problems.push(format!("hnroot-init: FATAL: {f}"));
+    }
+    let want_uuid = kit.uuid(e.version)?.to_string();
+    if rec.version.as_deref() != Some(e.version) || rec.uuid.as_deref() != Some(&want_uuid) {
+        problems.push(format!(
+            "test init: booted version={:?} uuid={:?}, expected version={} uuid={want_uuid}",
+            rec.version, rec.uuid, e.version
+        ));
+    }
+    // "*": the file is there, whatever UUID its first bytes show (garbage).
+    let mut listed: Vec<(String, String)> = rec
+        .images
+        .iter()
+        .map(|(n, u)| {
+            let any = e.hostpart.iter().any(|(w, v)| w == n && *v == "*");
+            (n.clone(), if any { "*".to_string() } else { u.clone() })
+        })
+        .collect();
+    listed.sort();
+    let mut want: Vec<(String, String)> = e
+        .hostpart
+        .iter()
+        .map(|(n, v)| match *v {
+            "*" => Ok((n.to_string(), "*".to_string())),
+            v => Ok((n.to_string(), kit.uuid(v)?.to_string())),
+        })
+        .collect::<Result<_>>()?;
+    want.sort();
+    if listed != want {
+        problems.push(format!(
+            "hostpart as the booted system lists it: {}; expected {}",
+            describe_images(kit, &listed),
+            describe_images(kit, &want)
+        ));
+    }
+    if rec.end != Some(e.end) {
+        problems.push(format!(
+            "boot ended with {}, expected {}",
+            rec.end.map_or("nothing".to_string(), |x| x.to_string()),
+            e.end
+        ));
+    }
+    if let Some(exit) = &rec.action_exit {
+        if !exit.ends_with("exit=0") {
+            problems.push(format!(
+                "the action `{}` failed: {exit}; it printed:\n      {}",
+                rec.action.as_deref().unwrap_or("?"),
+                rec.action_output.join("\n      ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "boot {} ({}): {}\n  GRUB said: {decision}\n--- console tail of this boot ---\n{}",
+        rec.index,
+        e.what,
+        problems.join("\n  "),
+        rec.tail(crate::qemu::TAIL_LINES)
+    )
+}
+
+pub fn describe_images(kit: &Kit, list: &[(String, String)]) -> String {
+    if list.is_empty() {
+        return "(no image files)".to_string();
+    }
+    list.iter()
+        .map(|(n, u)| {
+            let v = hnroot_core::FsUuid::parse(u)
+                .ok()
+                .and_then(|u| kit.version_of(&u))
+                .unwrap_or("?");
+            format!("{n}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line about a boot for the log.
+fn summary(kit: &Kit, rec: &BootRecord) -> String {
+    format!(
+        "boot {} ({:.1} s): GRUB {} | plan {}{} | {} | ended: {}",
+        rec.index,
+        rec.took.as_secs_f64(),
+        rec.decision.as_deref().unwrap_or("(no decision)"),
+        rec.plan_kind.as_deref().unwrap_or("-"),
+        rec.plan_steps
+            .map(|n| format!(" ({n} steps)"))
+            .unwrap_or_default(),
+        match (&rec.version, &rec.images) {
+            (Some(v), images) => format!("booted {v}; hostpart {}", describe_images(kit, images)),
+            (None, _) => "no userland".to_string(),
+        },
+        rec.end.map_or("?".to_string(), |e| e.to_string())
+    )
+}
+
+/// Boot `disk` in one QEMU through the expected boots; returns the records.
+fn run_story(
+    ctx: &Ctx<'_>,
+    report: &mut Report,
+    disks: &[&Path],
+    name: &str,
+    story: &[Expect],
+) -> Result<Vec<BootRecord>> {
+    let run_dir = ctx.work.join(name).join("qemu");
+    let t = Instant::now();
+    let mut session = Session::start(name, disks, &run_dir)?;
+    let mut records = Vec::new();
+    for e in story {
+        let rec = session.next_boot(BOOT_TIMEOUT)?;
+        report.boots += 1;
+        report.note(summary(ctx.kit, &rec));
+        check_boot(ctx.kit, &rec, e)?;
+        records.push(rec);
+    }
+    if story.last().map(|e| e.end) == Some(End::Poweroff) {
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    } else {
+        session.kill()?;
+    }
+    report.qemu += t.elapsed();
+    Ok(records)
+}
+
+/// Read hostpart and the boot state offline, after QEMU stopped.
+fn inspect(
+    disk: &ScenarioDisk,
+    view: View,
+    report: &mut Report,
+) -> Result<(HostpartView, Option<Vec<u8>>, StateSeen)> {
+    let scratch = scenario_inspect::scratch_for(disk);
+    let hp = scenario_inspect::hostpart(disk, view, &scratch)?;
+    let (bytes, state) = scenario_inspect::boot_state(disk, &scratch)?;
+    report.note(format!(
+        "offline ({}): hostpart: {hp}; boot state: {}{}",
+        match view {
+            View::AsGrubSees => "as GRUB sees it",
+            View::AfterReplay => "after journal replay",
+        },
+        describe_state(&state),
+        hp.check
+            .as_ref()
+            .map(|c| format!("; {c}"))
+            .unwrap_or_default()
+    ));
+    Ok((hp, bytes, state))
+}
+
+pub fn describe_state(state: &StateSeen) -> String {
+    match state {
+        StateSeen::Absent => "absent".to_string(),
+        StateSeen::Corrupt => "corrupt".to_string(),
+        StateSeen::Valid(s) => s.to_string(),
+    }
+}
+
+/// The image files of an offline view must be exactly `want` (name, version), each one
+/// byte-for-byte the kit's image of that version.
+fn check_images(kit: &Kit, hp: &HostpartView, want: &[(ImageName, &str)]) -> Result<()> {
+    let mut problems = Vec::new();
+    for name in ImageName::ALL {
+        let got = hp.image(name);
+        let wanted = want.iter().find(|(n, _)| *n == name);
+        match (got, wanted) {
+            (None, None) => {}
+            (Some(img), Some((_, v))) => {
+                let k = kit.image(v)?;
+                if img.seen != ImageSeen::Readable(scenario::core_uuid(k.fs.uuid))
+                    || img.digest != k.digest
+                {
+                    problems.push(format!(
+                        "{name} is not the unchanged {v} image ({:?}, {} bytes, digest \
+                         {:016x}; {v} has {} bytes, digest {:016x})",
+                        img.seen, img.size, img.digest, k.fs.size, k.digest
+                    ));
+                }
+            }
+            (Some(img), None) => problems.push(format!("{name} should not exist ({:?})", img.seen)),
+            (None, Some((_, v))) => problems.push(format!("{name} ({v}) is missing")),
+        }
+    }
+    ensure!(
+        problems.is_empty(),
+        "hostpart offline ({hp}): {}",
+        problems.join("; ")
+    );
+    Ok(())
+}
+
+pub fn action_stage(version: &str) -> String {
+    format!(
+        "hnroot stage /hostpart/{}/{version}.img",
+        scenario::STAGE_DIR
+    )
+}
+
+/// Scenarios 1, 2, 5, 3, 4 as one life: eight boots in one QEMU.
+fn lifecycle(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let kit = ctx.kit;
+    let tries = kit.tries();
+    let mut spec = DiskSpec::committed("lifecycle-ext4", HostFs::Ext4, "v1");
+    spec.stage_sources = vec!["v2", "v3-bad"];
+    spec.actions = vec![
+        action_stage("v2"),
+        "hnroot mark-good".to_string(),
+        "hnroot revert".to_string(),
+        action_stage("v3-bad"),
+        ":".to_string(),
+    ];
+    let disk = kit.disk(&spec, &ctx.work)?;
+    let rollback =
+        "hn-root-old.img (automatic rollback: hn-root.img used all its tries without mark-good)";
+    let mut story = vec![
+        expect(
+            "1: plain boot of v1; stages v2",
+            "hn-root.img (normal)",
+            "normal",
+            "v1",
+            &[("hn-root.img", "v1")],
+            End::Reboot,
+        ),
+        expect(
+            "2: the staged v2 boots directly; marks it good",
+            &format!("hn-root-new.img (update, trial 1 of {tries})"),
+            "update",
+            "v2",
+            &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
+            End::Reboot,
+        ),
+        expect(
+            "5: v2 marked good boots as committed; requests a revert",
+            "hn-root.img (normal)",
+            "normal",
+            "v2",
+            &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
+            End::Reboot,
+        ),
+        expect(
+            "3: manual revert to v1; stages the bad v3",
+            "hn-root-old.img (manual revert: system-revert present)",
+            "revert",
+            "v1",
+            &[("hn-root.img", "v1"), ("hn-root-broken.img", "v2")],
+            End::Reboot,
+        ),
+    ];
+    for attempt in 1..=tries {
+        let grub = if attempt == 1 {
+            format!("hn-root-new.img (update, trial 1 of {tries})")
+        } else {
+            format!("hn-root.img (trial {attempt} of {tries})")
+        };
+        story.push(expect(
+            "4: the bad v3 on trial: its init exits, the kernel panics",
+            &grub,
+            if attempt == 1 { "update" } else { "normal" },
+            "v3-bad",
+            &[
+                ("hn-root.img", "v3-bad"),
+                ("hn-root-old.img", "v1"),
+                ("hn-root-broken.img", "v2"),
+            ],
+            End::Panic,
+        ));
+    }
+    story.push(expect(
+        "4: automatic rollback to v1; v3 kept as hn-root-broken.img",
+        rollback,
+        "rollback",
+        "v1",
+        &[("hn-root.img", "v1"), ("hn-root-broken.img", "v3-bad")],
+        End::Poweroff,
+    ));
+    let records = run_story(ctx, report, &[&disk.path], "lifecycle-ext4", &story)?;
+
+    // 2: one boot per update.
+    let staged_at = records
+        .iter()
+        .position(|r| r.action.as_deref() == Some(action_stage("v2").as_str()))
+        .context("no boot staged v2")?;
+    let first_v2 = records
+        .iter()
+        .position(|r| r.version.as_deref() == Some("v2"))
+        .context("v2 never booted")?;
+    report.note(format!(
+        "update: v2 staged during boot {}, booted on boot {}: {} boot(s) per update",
+        staged_at + 1,
+        first_v2 + 1,
+        first_v2 - staged_at
+    ));
+    ensure!(
+        first_v2 - staged_at == 1,
+        "the staged v2 did not boot on the next boot"
+    );
+    // 5: after mark-good the boot state names v2 committed, and the next boot counts nothing.
+    let v2 = kit.uuid("v2")?;
+    let committed_v2 = format!("boot state: {}", BootState::Committed { good: v2 });
+    for i in [2usize, 3] {
+        let rec = &records[i];
+        ensure!(
+            rec.init_line(&committed_v2).is_some(),
+            "boot {}: hnroot-init should read `{committed_v2}` (mark-good during boot 2, no \
+             tries consumed since); it logged: {:?}",
+            rec.index,
+            rec.init_line("boot state")
+        );
+    }
+    report.note(format!(
+        "mark-good: boots 3 and 4 read `{committed_v2}`: no try consumed after mark-good"
+    ));
+    // 4: the failed trial is counted down; then the rollback.
+    for (i, rec) in records.iter().enumerate().skip(4).take(usize::from(tries)) {
+        let left = usize::from(tries) - (i - 4) - 1;
+        let want = format!("{left} of {tries} tries left");
+        ensure!(
+            rec.init_line("boot state:")
+                .is_some_and(|l| l.contains(&want)),
+            "boot {}: hnroot-init should read a trial with {want}; it logged {:?}",
+            rec.index,
+            rec.init_line("boot state")
+        );
+    }
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    check_images(
+        kit,
+        &hp,
+        &[(ImageName::Current, "v1"), (ImageName::Broken, "v3-bad")],
+    )?;
+    ensure!(!hp.revert_marker, "system-revert is still on hostpart");
+    let v1 = kit.uuid("v1")?;
+    ensure!(
+        state == StateSeen::Valid(BootState::Committed { good: v1 }),
+        "boot state after the rollback is {}, expected committed v1 ({v1})",
+        describe_state(&state)
+    );
+    let next = decide(&hp.observation(state), &Config { tries });
+    report.note(format!("next boot would be: {next}"));
+    ensure!(
+        next.boot().map(|b| (b.image, b.uuid)) == Some((ImageName::Current, v1)),
+        "the next boot after the rollback should be hn-root.img (v1): {next}"
+    );
+    Ok(())
+}
+
+/// A small deterministic generator (xorshift64*) for the power-cut moments.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn power_cut_ext4(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    power_cut(ctx, report, HostFs::Ext4)
+}
+
+fn power_cut_btrfs(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    power_cut(ctx, report, HostFs::Btrfs)
+}
+
+/// 6: an update (v1 committed, v2 staged) whose switch loses power at a random moment after
+/// hnroot-init prints its plan; GRUB must then decide exactly what the core decides on the disk
+/// as GRUB sees it, a valid image must boot, and v1 (the last known good) must be intact.
+fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
+    let kit = ctx.kit;
+    let name = format!("power-cut-{fs}");
+    let base = kit.disk(
+        &DiskSpec::committed(&name, fs, "v1").with(ImageName::New, Content::Image("v2")),
+        &ctx.work,
+    )?;
+    let mut rng = Rng(ctx.seed ^ if fs == HostFs::Btrfs { 0xb7f5 } else { 0xe474 } | 1);
+    let plan_re = Regex::new(r"(?m)^hnroot: plan: ")?;
+    let config = Config { tries: kit.tries() };
+    let v1 = kit.uuid("v1")?;
+    let v2 = kit.uuid("v2")?;
+    for i in 0..ctx.cuts {
+        let slot = CUT_WINDOW.as_secs_f64() / f64::from(ctx.cuts);
+        let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
+        let dir = ctx.work.join(&name).join(format!("cut{}", i + 1));
+        let disk = ScenarioDisk {
+            path: dir.join("disk.img"),
+            ..base.clone()
+        };
+        scenario::copy_disk(&base.path, &disk.path)?;
+        let t = Instant::now();
+        let mut session = Session::start(
+            &format!("{name} cut {}", i + 1),
+            &[&disk.path],
+            &dir.join("qemu-cut"),
+        )?;
+        let (cut, _) = session.cut_power(&plan_re, delay, BOOT_TIMEOUT)?;
+        report.qemu += t.elapsed();
+        report.boots += 1;
+        let last = cut
+            .init
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("step ") || l.starts_with("plan: "))
+            .cloned()
+            .unwrap_or_default();
+        report.note(format!(
+            "cut {}: {:.0} ms after `plan: {} ...`; last line before the cut: `{last}`",
+            i + 1,
+            delay.as_secs_f64() * 1000.0,
+            cut.plan_kind.as_deref().unwrap_or("?"),
+        ));
+        ensure!(
+            cut.plan_kind.as_deref() == Some("update"),
+            "cut {}: hnroot-init planned {:?}, expected an update",
+            i + 1,
+            cut.plan_kind
+        );
+        let (seen_by_grub, _, state) = inspect(&disk, View::AsGrubSees, report)?;
+        let expected = decide(&seen_by_grub.observation(state), &config);
+        let Decision::Boot(boot) = &expected else {
+            bail!(
+                "cut {}: the core finds nothing bootable on this disk: {expected}",
+                i + 1
+            );
+        };
+        let version = kit
+            .version_of(&boot.uuid)
+            .context("the core decides to boot an image that is not in the kit")?;
+        let t = Instant::now();
+        let mut session = Session::start(
+            &format!("{name} after cut {}", i + 1),
+            &[&disk.path],
+            &dir.join("qemu"),
+        )?;
+        let rec = session.next_boot(BOOT_TIMEOUT)?;
+        report.boots += 1;
+        report.note(summary(kit, &rec));
+        let decision = rec.decision.clone().unwrap_or_default();
+        ensure!(
+            decision == expected.to_string(),
+            "cut {}: GRUB decided `{decision}`; the core, on hostpart as GRUB sees it offline, \
+             decides `{expected}`\n--- console tail ---\n{}",
+            i + 1,
+            rec.tail(crate::qemu::TAIL_LINES)
+        );
+        ensure!(
+            rec.version.as_deref() == Some(version)
+                && rec.uuid.as_deref() == Some(boot.uuid.to_string().as_str())
+                && rec.fatal.is_none()
+                && rec.end == Some(End::Poweroff),
+            "cut {}: expected {version} ({}) to boot and power off; got version {:?}, FATAL \
+             {:?}, end {:?}\n--- console tail ---\n{}",
+            i + 1,
+            boot.uuid,
+            rec.version,
+            rec.fatal,
+            rec.end,
+            rec.tail(crate::qemu::TAIL_LINES)
+        );
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        report.qemu += t.elapsed();
+        let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+        let holding = |uuid| {
+            hp.images
+                .iter()
+                .filter(|img| img.seen == ImageSeen::Readable(uuid))
+                .map(|img| img.name)
+                .collect::<Vec<_>>()
+        };
+        let (at_v1, at_v2) = (holding(v1), holding(v2));
+        ensure!(
+            at_v1.len() == 1
+                && matches!(at_v1[0], ImageName::Current | ImageName::Old)
+                && at_v2.len() == 1,
+            "cut {}: after recovery v1 (last known good) is at {at_v1:?} and v2 at {at_v2:?}; \
+             expected each exactly once, v1 as hn-root.img or hn-root-old.img",
+            i + 1
+        );
+        let want = [(at_v1[0], "v1"), (at_v2[0], "v2")];
+        check_images(kit, &hp, &want)?;
+        ensure!(
+            matches!(state, StateSeen::Valid(_)),
+            "cut {}: boot state after recovery is {}",
+            i + 1,
+            describe_state(&state)
+        );
+        let next = decide(&hp.observation(state), &config);
+        ensure!(
+            next.boot().is_some(),
+            "cut {}: after recovery nothing would boot: {next}",
+            i + 1
+        );
+    }
+    Ok(())
+}
+
+/// A one-boot story on a disk built from `spec`; returns the record and the disk.
+fn one_boot(
+    ctx: &Ctx<'_>,
+    report: &mut Report,
+    spec: &DiskSpec,
+    e: Expect,
+) -> Result<(BootRecord, ScenarioDisk)> {
+    let disk = ctx.kit.disk(spec, &ctx.work)?;
+    let mut records = run_story(ctx, report, &[&disk.path], &spec.name, &[e])?;
+    let rec = records.pop().context("no boot")?;
+    Ok((rec, disk))
+}
+
+/// 7: a staged image GRUB cannot read is ignored with a note, v1 boots normally, and
+/// nothing renames or removes the file (a file that cannot be read is never moved).
+fn unreadable_new(
+    ctx: &Ctx<'_>,
+    report: &mut Report,
+    name: &str,
+    content: Content,
+    listed_as: &'static str,
+) -> Result<()> {
+    let kit = ctx.kit;
+    let spec = DiskSpec::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
+    let mut e = expect(
+        "unreadable hn-root-new.img",
+        "hn-root.img (normal)",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1"), ("hn-root-new.img", listed_as)],
+        End::Poweroff,
+    );
+    e.grub_note = Some("hn-root-new.img ignored: not a readable filesystem");
+    let (rec, disk) = one_boot(ctx, report, &spec, e)?;
+    if let Some(line) = rec.init_line("hostpart: hn-root-new.img") {
+        report.note(format!("hnroot-init saw it as: {line}"));
+    }
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    let staged = hp
+        .image(ImageName::New)
+        .context("hn-root-new.img should still be on hostpart")?;
+    let source = std::fs::read(disk.path.with_file_name("hn-root-new.img.source"))
+        .context("the scenario's copy of the staged file")?;
+    ensure!(
+        staged.digest == scenario::fnv1a(&source),
+        "hn-root-new.img changed on hostpart"
+    );
+    check_images(
+        kit,
+        &HostpartView {
+            images: hp
+                .images
+                .iter()
+                .filter(|i| i.name != ImageName::New)
+                .cloned()
+                .collect(),
+            ..hp.clone()
+        },
+        &[(ImageName::Current, "v1")],
+    )?;
+    ensure!(
+        state
+            == StateSeen::Valid(BootState::Committed {
+                good: kit.uuid("v1")?
+            }),
+        "the boot state should not change: {}",
+        describe_state(&state)
+    );
+    Ok(())
+}
+
+/// 7: hn-root-new.img is pseudo-random bytes.
+fn garbage_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let size = ctx.kit.image("v2")?.fs.size;
+    unreadable_new(ctx, report, "garbage-new", Content::Garbage(size), "*")
+}
+
+/// 7: hn-root-new.img is the first 4 MiB of v2 (a copy cut short): its superblock (v2's
+/// UUID) is intact, the rest of the filesystem is not there.
+fn truncated_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    unreadable_new(
+        ctx,
+        report,
+        "truncated-new",
+        Content::Truncated("v2", 4 << 20),
+        "v2",
+    )
+}
+
+/// 7: the staged image's `/boot/kernel` is not a kernel. GRUB reads the image and tries it,
+/// but `linux` fails: the menu's fallback entry boots hn-root.img. Every such boot consumes a
+/// try of the staged image; the boot that uses the last one already lands on the rollback
+/// target, so hnroot-init moves the image aside as hn-root-broken.img and records v1 good.
+fn unbootable_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let kit = ctx.kit;
+    let tries = kit.tries();
+    let mut spec = DiskSpec::committed("unbootable-new", HostFs::Ext4, "v1")
+        .with(ImageName::New, Content::Image("v4-nokernel"));
+    spec.actions = vec![":".to_string(); usize::from(tries) + 1];
+    let mut story = Vec::new();
+    for attempt in 1..=tries {
+        // The last try's fallback boot is already the rollback target of an exhausted trial:
+        // hnroot-init finishes the rollback there, one boot before GRUB would decide it.
+        let last = attempt == tries;
+        let mut e = expect(
+            "hn-root-new.img without a kernel: its entry fails, the fallback entry boots v1",
+            &format!("hn-root-new.img (update, trial {attempt} of {tries})"),
+            if last { "rollback" } else { "normal" },
+            "v1",
+            if last {
+                &[("hn-root.img", "v1"), ("hn-root-broken.img", "v4-nokernel")]
+            } else {
+                &[("hn-root.img", "v1"), ("hn-root-new.img", "v4-nokernel")]
+            },
+            End::Reboot,
+        );
+        e.loaded = Some("hn-root.img");
+        story.push(e);
+    }
+    story.push(expect(
+        "after the rollback: hn-root.img boots normally",
+        "hn-root.img (normal)",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1"), ("hn-root-broken.img", "v4-nokernel")],
+        End::Poweroff,
+    ));
+    let disk = kit.disk(&spec, &ctx.work)?;
+    let records = run_story(ctx, report, &[&disk.path], &spec.name, &story)?;
+    for rec in &records[..usize::from(tries)] {
+        let why = rec
+            .grub
+            .iter()
+            .find(|l| l.starts_with("error:") && !l.contains("video mode"))
+            .with_context(|| {
+                format!(
+                    "boot {}: GRUB should say why the staged image's entry failed; it printed {:?}",
+                    rec.index, rec.grub
+                )
+            })?;
+        report.note(format!("boot {}: GRUB: {why}", rec.index));
+    }
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    ensure!(
+        hp.image(ImageName::New).is_none() && hp.image(ImageName::Broken).is_some(),
+        "the unbootable image should now be hn-root-broken.img: {hp}"
+    );
+    check_images(
+        kit,
+        &hp,
+        &[
+            (ImageName::Current, "v1"),
+            (ImageName::Broken, "v4-nokernel"),
+        ],
+    )?;
+    ensure!(
+        state
+            == StateSeen::Valid(BootState::Committed {
+                good: kit.uuid("v1")?
+            }),
+        "boot state after the rollback: {}",
+        describe_state(&state)
+    );
+    Ok(())
+}
+
+/// 7: no hn-root.img: hn-root-old.img boots (recovery) and is promoted.
+fn missing_current(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let spec = DiskSpec::committed("missing-current", HostFs::Ext4, "v1")
+        .without(ImageName::Current)
+        .with(ImageName::Old, Content::Image("v1"));
+    let (_, disk) = one_boot(
+        ctx,
+        report,
+        &spec,
+        expect(
+            "hn-root.img missing",
+            "hn-root-old.img (recovery: hn-root.img is missing)",
+            "promote",
+            "v1",
+            &[("hn-root.img", "v1")],
+            End::Poweroff,
+        ),
+    )?;
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    check_images(ctx.kit, &hp, &[(ImageName::Current, "v1")])?;
+    ensure!(
+        state
+            == StateSeen::Valid(BootState::Committed {
+                good: ctx.kit.uuid("v1")?
+            }),
+        "boot state: {}",
+        describe_state(&state)
+    );
+    Ok(())
+}
+
+/// 7: a garbage boot-state block: hn-root.img goes on trial (not trusted blindly); mark-good
+/// commits it and the next boot is normal.
+fn corrupt_state(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let kit = ctx.kit;
+    let tries = kit.tries();
+    let mut spec = DiskSpec::committed("corrupt-state", HostFs::Ext4, "v1");
+    spec.state = StateInit::Bytes(
+        (0..hnroot_core::bootstate::BLOCK_LEN)
+            .map(|i| (i * 31 + 7) as u8)
+            .collect(),
+    );
+    spec.actions = vec!["hnroot mark-good".to_string(), ":".to_string()];
+    let disk = kit.disk(&spec, &ctx.work)?;
+    let mut first = expect(
+        "corrupt boot state: hn-root.img on trial; mark-good",
+        &format!("hn-root.img (trial 1 of {tries})"),
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Reboot,
+    );
+    first.grub_note = Some("boot state corrupt");
+    let second = expect(
+        "after mark-good: normal",
+        "hn-root.img (normal)",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Poweroff,
+    );
+    run_story(ctx, report, &[&disk.path], &spec.name, &[first, second])?;
+    let (_, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    ensure!(
+        state
+            == StateSeen::Valid(BootState::Committed {
+                good: kit.uuid("v1")?
+            }),
+        "boot state after mark-good: {}",
+        describe_state(&state)
+    );
+    Ok(())
+}
+
+/// Rule 4: system-revert without an old image: hn-root.img boots, the marker is removed.
+fn revert_refused(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let mut spec = DiskSpec::committed("revert-refused", HostFs::Ext4, "v1");
+    spec.revert_marker = true;
+    let mut e = expect(
+        "system-revert without hn-root-old.img",
+        "hn-root.img (system-revert present but there is no readable hn-root-old.img",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Poweroff,
+    );
+    e.grub_note = Some("revert refused");
+    let (rec, disk) = one_boot(ctx, report, &spec, e)?;
+    ensure!(
+        rec.plan_notes
+            .as_deref()
+            .is_some_and(|n| n.contains("system-revert removed")),
+        "hnroot-init should say it removes system-revert: plan notes {:?}",
+        rec.plan_notes
+    );
+    let (hp, _, _) = inspect(&disk, View::AfterReplay, report)?;
+    ensure!(
+        !hp.revert_marker,
+        "system-revert is still on hostpart: {hp}"
+    );
+    check_images(ctx.kit, &hp, &[(ImageName::Current, "v1")])
+}
+
+/// 7: two filesystems labelled hostpart: GRUB refuses to guess, names both, and stays in its
+/// rescue entry (no kernel is booted); nothing on either disk changes.
+fn two_hostparts(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let kit = ctx.kit;
+    let spec = DiskSpec::committed("two-hostparts", HostFs::Ext4, "v1");
+    let disk = kit.disk(&spec, &ctx.work)?;
+    let other = kit.lone_hostpart_disk(
+        "two-hostparts-second",
+        crate::disk::HOSTPART_LABEL,
+        "v2",
+        &ctx.work,
+    )?;
+    let before = scenario_inspect::boot_state(&disk, &scenario_inspect::scratch_for(&disk))?;
+    let t = Instant::now();
+    let mut session = Session::start(
+        "two-hostparts",
+        &[&disk.path, &other],
+        &ctx.work.join("two-hostparts").join("qemu"),
+    )?;
+    let rec = session.next_boot(BOOT_TIMEOUT)?;
+    let quiet = Duration::from_secs(5);
+    let later = session.watch_for(&Regex::new(r"Booting `|Linux version")?, quiet)?;
+    session.kill()?;
+    report.qemu += t.elapsed();
+    ensure!(
+        later.is_none(),
+        "GRUB went on to boot something after refusing: `{}`",
+        later.map(|h| h.line).unwrap_or_default()
+    );
+    report.boots += 1;
+    report.note(format!(
+        "boot 1: ended in {}; GRUB said: {}",
+        rec.end.map_or("?".into(), |e| e.to_string()),
+        rec.grub.join(" | ")
+    ));
+    let refusal = "2 filesystems are labelled `hostpart' ((hd0,gpt2), (hd1,gpt1))";
+    ensure!(
+        rec.end == Some(End::GrubRescue)
+            && rec.grub.iter().any(|l| l.contains(refusal))
+            && !rec.text.contains("Linux version"),
+        "expected GRUB to refuse (`{refusal}`), stay in its rescue entry and boot no kernel; \
+         ended {:?}\n--- console tail ---\n{}",
+        rec.end,
+        rec.tail(crate::qemu::TAIL_LINES)
+    );
+    let after = scenario_inspect::boot_state(&disk, &scenario_inspect::scratch_for(&disk))?;
+    ensure!(
+        before.0 == after.0,
+        "the boot-state file changed although nothing was booted"
+    );
+    let note = format!(
+        "GRUB names both devices and stays at its menu with the rescue entry selected and no \
+         timeout (grub.cfg: `set default=2`, `set timeout=-1`); nothing booted within {} s \
+         more; the boot-state file is unchanged",
+        quiet.as_secs()
+    );
+    report.note(note);
+    Ok(())
+}

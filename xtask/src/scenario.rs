@@ -1,0 +1,688 @@
+//! The scenario kit: everything the QEMU scenarios and the demo boot, built once and cached
+//! under `target/hnroot-build/e2e/` — the Debian kernel, hnroot's standalone initramfs,
+//! `BOOTX64.EFI` (Debian's GRUB 2.06 with `hnroot.mod` built in and the production
+//! `grub-module/grub.cfg` embedded verbatim), the `hnroot` CLI, and test root images (one per
+//! version, each with its own ext4 UUID) — and the disks a scenario asks for: a GPT disk with
+//! the ESP (`EFI-BOOT`, boot-state file written with the core's codec) and hostpart (ext4 or
+//! btrfs) holding image files, markers, data and the actions the test init runs. It builds
+//! files; booting them is `scenario_boot`, inspecting them afterwards `scenario_inspect`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hnroot_core::bootstate::{new_block, BootState};
+use hnroot_core::name::{ImageName, REVERT_MARKER};
+use hnroot_core::uuid::FsUuid;
+
+use crate::buildenv;
+use crate::disk::{
+    self, BuiltFs, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec, Partition, RootImageSpec,
+    Uuid,
+};
+use crate::grubimage::{self, GrubImageSpec};
+use crate::grubmod;
+use crate::initramfs;
+use crate::kernel::{self, Kernel};
+use crate::util;
+
+/// The production GRUB configuration, relative to the workspace root.
+pub const GRUB_CFG: &str = "grub-module/grub.cfg";
+/// Where the hnroot CLI is installed in the test images (as the README's systemd unit expects).
+pub const CLI_IN_IMAGE: &str = "usr/sbin/hnroot";
+/// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart).
+pub const STAGE_DIR: &str = "data/e2e";
+
+/// How a test image behaves once its init runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Reports, runs the scenario's action, reboots or powers off.
+    Good,
+    /// Reports, then its init exits: the kernel panics ("Attempted to kill init!") and, with
+    /// `panic=10` on the command line, reboots 10 s later. It never runs `hnroot mark-good`.
+    InitExits,
+    /// Its `/boot/kernel` is not a kernel (a build that went wrong): GRUB can read the image
+    /// but its `linux` command fails, so the menu's fallback entry boots another image.
+    BadKernel,
+}
+
+/// What a [`Behaviour::BadKernel`] image holds as `/boot/kernel`.
+const NOT_A_KERNEL: &[u8] = b"hnroot test image: this file is not a Linux kernel\n";
+
+/// A test image to build.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageDef {
+    pub version: &'static str,
+    pub behaviour: Behaviour,
+}
+
+/// A built test image.
+#[derive(Debug, Clone)]
+pub struct KitImage {
+    pub version: String,
+    pub fs: BuiltFs,
+    /// FNV-1a of the file: scenarios check that images come through a switch unchanged.
+    pub digest: u64,
+}
+
+/// Everything the scenarios boot.
+#[derive(Debug)]
+pub struct Kit {
+    /// `target/hnroot-build/e2e`.
+    pub dir: PathBuf,
+    pub kernel: Kernel,
+    pub initramfs: initramfs::Built,
+    pub bootx64: PathBuf,
+    /// The grub.cfg embedded in `bootx64` (the production file, verbatim).
+    pub grub_cfg: String,
+    pub images: Vec<KitImage>,
+    /// What each part cost (or `cached`), for the time table.
+    pub timings: Vec<(String, Duration, bool)>,
+}
+
+/// An image file as a scenario places it on hostpart. Derived contents are kept next to the
+/// disk as `<file name>.source`, to compare with what hostpart holds afterwards.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// The kit's image of this version.
+    Image(&'static str),
+    /// The first `bytes` of the kit's image of this version (a copy cut short).
+    Truncated(&'static str, u64),
+    /// `bytes` of pseudo-random data: no filesystem.
+    Garbage(u64),
+}
+
+/// The boot-state file on the ESP as a scenario starts.
+#[derive(Debug, Clone)]
+pub enum StateInit {
+    /// Written with the core's codec: the image of this version is committed (good).
+    Committed(&'static str),
+    /// Exactly these bytes.
+    Bytes(Vec<u8>),
+    /// No file at all.
+    Missing,
+}
+
+/// A scenario's disk.
+#[derive(Debug, Clone)]
+pub struct DiskSpec {
+    pub name: String,
+    pub fs: HostFs,
+    /// hostpart's label (`hostpart` unless the scenario is about labels).
+    pub label: String,
+    pub images: Vec<(ImageName, Content)>,
+    pub revert_marker: bool,
+    pub state: StateInit,
+    /// Versions copied to `data/e2e/<version>.img`, for the test init to `hnroot stage`.
+    pub stage_sources: Vec<&'static str>,
+    /// The test init's actions, one per boot that reaches them (see `disk::test_init`).
+    pub actions: Vec<String>,
+}
+
+impl DiskSpec {
+    /// hostpart of `fs` with `hn-root.img` = `current`, committed in the boot state.
+    pub fn committed(name: &str, fs: HostFs, current: &'static str) -> Self {
+        Self {
+            name: name.to_string(),
+            fs,
+            label: disk::HOSTPART_LABEL.to_string(),
+            images: vec![(ImageName::Current, Content::Image(current))],
+            revert_marker: false,
+            state: StateInit::Committed(current),
+            stage_sources: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: ImageName, content: Content) -> Self {
+        self.images.retain(|(n, _)| *n != name);
+        self.images.push((name, content));
+        self
+    }
+
+    pub fn without(mut self, name: ImageName) -> Self {
+        self.images.retain(|(n, _)| *n != name);
+        self
+    }
+}
+
+/// A built scenario disk.
+#[derive(Debug, Clone)]
+pub struct ScenarioDisk {
+    pub name: String,
+    pub path: PathBuf,
+    pub fs: HostFs,
+    pub esp: Partition,
+    pub hostpart: Partition,
+}
+
+impl ScenarioDisk {
+    /// Byte offset of a partition on the disk.
+    pub fn offset(part: &Partition) -> u64 {
+        part.first_lba * disk::SECTOR
+    }
+}
+
+/// FNV-1a, 64 bits: cache keys and image digests (not a security boundary).
+pub fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Build `out` with `build` unless `out` exists next to a `.key` file holding `key`.
+/// Returns whether the cached file was used.
+fn cached(out: &Path, key: &str, build: impl FnOnce() -> Result<()>) -> Result<bool> {
+    let key_file = out.with_extension("key");
+    if out.is_file() && fs::read_to_string(&key_file).ok().as_deref() == Some(key) {
+        return Ok(true);
+    }
+    let _ = fs::remove_file(&key_file);
+    build()?;
+    buildenv::write_atomic(&key_file, key.as_bytes())?;
+    Ok(false)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// `--tries N` on the `hnroot select` line of a grub.cfg, or the core's default.
+pub fn tries_in_grub_cfg(cfg: &str) -> u8 {
+    cfg.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains("hnroot select"))
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "--tries")?;
+            words.next()?.trim_end_matches(';').parse().ok()
+        })
+        .unwrap_or(hnroot_core::bootstate::DEFAULT_TRIES)
+}
+
+impl Kit {
+    /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
+    pub fn build(defs: &[ImageDef]) -> Result<Kit> {
+        let dir = buildenv::build_root().join("e2e");
+        fs::create_dir_all(dir.join("cache"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut timings = Vec::new();
+        let mut timed = |what: &str, started: Instant, cached: bool| {
+            timings.push((what.to_string(), started.elapsed(), cached));
+        };
+
+        let t = Instant::now();
+        let kernel = kernel::fetch_current()?;
+        timed(
+            &format!("kernel {} (Debian {})", kernel.release, kernel.deb_version),
+            t,
+            true,
+        );
+
+        let t = Instant::now();
+        let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
+        let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
+        timed("hnroot-init and hnroot (musl, release)", t, false);
+
+        let t = Instant::now();
+        let wanted = initramfs::default_modules();
+        let init_bytes = read(&init)?;
+        let initramfs_path = dir.join("cache").join("initramfs.zst");
+        let key = format!(
+            "initramfs v2 {} {:016x} {}",
+            kernel.release,
+            fnv1a(&init_bytes),
+            wanted.join(",")
+        );
+        let spec = initramfs::Spec {
+            init: init.clone(),
+            modules_dir: Some(kernel.modules_dir.clone()),
+            wanted,
+            busybox: false,
+            compress: initramfs::Compress::Zstd,
+        };
+        let mut built_initramfs = None;
+        let hit = cached(&initramfs_path, &key, || {
+            built_initramfs = Some(initramfs::build(&spec, &initramfs_path)?);
+            Ok(())
+        })?;
+        let initramfs = match built_initramfs {
+            Some(b) => b,
+            None => initramfs::Built {
+                path: initramfs_path.clone(),
+                cpio_bytes: 0,
+                compressed_bytes: fs::metadata(&initramfs_path)?.len(),
+                init_bytes: init_bytes.len() as u64,
+                modules: Vec::new(),
+                builtin: Vec::new(),
+            },
+        };
+        timed(
+            &format!(
+                "initramfs ({} KiB zstd, hnroot-init {} KiB)",
+                initramfs.compressed_bytes.div_ceil(1024),
+                initramfs.init_bytes.div_ceil(1024)
+            ),
+            t,
+            hit,
+        );
+
+        let t = Instant::now();
+        let module = grubmod::build()?;
+        grubmod::check_installed(&module.path)?;
+        let cfg_path = util::root().join(GRUB_CFG);
+        let grub_cfg = fs::read_to_string(&cfg_path)
+            .with_context(|| format!("cannot read the production {}", cfg_path.display()))?;
+        let bootx64 = dir.join("cache").join("BOOTX64.EFI");
+        let mut grub = GrubImageSpec::new(grub_cfg.clone());
+        grub.extra_module_files.push(module.path.clone());
+        let key = format!(
+            "bootx64 v1 {:016x} {:016x} {}",
+            fnv1a(grub_cfg.as_bytes()),
+            fnv1a(&read(&module.path)?),
+            grub.modules.join(",")
+        );
+        let hit = cached(&bootx64, &key, || {
+            grubimage::build_bootx64(&grub, &dir.join("grub-image"), &bootx64)
+        })?;
+        timed(
+            &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", module.size),
+            t,
+            hit,
+        );
+
+        let t = Instant::now();
+        let cli_bytes = read(&cli)?;
+        let busybox_digest = fnv1a(&read(Path::new(crate::busybox::BUSYBOX))?);
+        let initramfs_digest = fnv1a(&read(&initramfs.path)?);
+        let mut images = Vec::new();
+        let mut all_cached = true;
+        let not_a_kernel = dir.join("cache").join("not-a-kernel");
+        fs::write(&not_a_kernel, NOT_A_KERNEL.repeat(1024))
+            .with_context(|| format!("cannot write {}", not_a_kernel.display()))?;
+        for def in defs {
+            let kernel_file = match def.behaviour {
+                Behaviour::BadKernel => not_a_kernel.clone(),
+                Behaviour::Good | Behaviour::InitExits => kernel.vmlinuz.clone(),
+            };
+            let extra = match def.behaviour {
+                Behaviour::Good | Behaviour::BadKernel => String::new(),
+                Behaviour::InitExits => format!(
+                    "echo \"hnroot-test: {} is broken on purpose: its init exits now (kernel \
+                     panic; panic=10 reboots)\"\nexit 1",
+                    def.version
+                ),
+            };
+            let out = dir.join("cache").join(format!("{}.img", def.version));
+            let key = format!(
+                "image v2 {} {:016x} {:016x} {:016x} {:016x} {:016x}",
+                kernel.release,
+                fnv1a(&read(&kernel_file)?),
+                initramfs_digest,
+                fnv1a(disk::test_init(def.version, &extra).as_bytes()),
+                fnv1a(&cli_bytes),
+                busybox_digest
+            );
+            let mut spec = RootImageSpec::new(def.version, &kernel_file, &initramfs.path);
+            spec.init_extra = extra.clone();
+            spec.files
+                .push(ImageFile::new(CLI_IN_IMAGE, 0o755, cli_bytes.clone()));
+            let hit = cached(&out, &key, || {
+                disk::build_root_image(&spec, &out).map(|_| ())
+            })?;
+            all_cached &= hit;
+            let bytes = read(&out)?;
+            images.push(KitImage {
+                version: def.version.to_string(),
+                fs: BuiltFs {
+                    path: out.clone(),
+                    uuid: disk::ext4_uuid(&out)?,
+                    size: bytes.len() as u64,
+                },
+                digest: fnv1a(&bytes),
+            });
+        }
+        for (i, a) in images.iter().enumerate() {
+            if let Some(b) = images[..i].iter().find(|b| b.fs.uuid == a.fs.uuid) {
+                bail!(
+                    "test images {} and {} share the UUID {}: delete {} and rebuild",
+                    b.version,
+                    a.version,
+                    a.fs.uuid,
+                    a.fs.path.display()
+                );
+            }
+        }
+        timed(
+            &format!(
+                "{} test images ({})",
+                images.len(),
+                images
+                    .iter()
+                    .map(|i| format!("{} {} MiB", i.version, i.fs.size / disk::MIB))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            t,
+            all_cached,
+        );
+        Ok(Kit {
+            dir,
+            kernel,
+            initramfs,
+            bootx64,
+            grub_cfg,
+            images,
+            timings,
+        })
+    }
+
+    pub fn image(&self, version: &str) -> Result<&KitImage> {
+        self.images
+            .iter()
+            .find(|i| i.version == version)
+            .ok_or_else(|| anyhow!("the kit has no test image of version {version:?}"))
+    }
+
+    /// The version of the kit image with this UUID.
+    pub fn version_of(&self, uuid: &FsUuid) -> Option<&str> {
+        self.images
+            .iter()
+            .find(|i| FsUuid::Uuid(i.fs.uuid.0) == *uuid)
+            .map(|i| i.version.as_str())
+    }
+
+    /// The core's UUID of a kit image.
+    pub fn uuid(&self, version: &str) -> Result<FsUuid> {
+        Ok(FsUuid::Uuid(self.image(version)?.fs.uuid.0))
+    }
+
+    /// Trial length GRUB uses with the embedded grub.cfg.
+    pub fn tries(&self) -> u8 {
+        tries_in_grub_cfg(&self.grub_cfg)
+    }
+
+    /// Build the disk `spec` describes under `work/<name>/`.
+    pub fn disk(&self, spec: &DiskSpec, work: &Path) -> Result<ScenarioDisk> {
+        let dir = buildenv::fresh_dir(&work.join(&spec.name))?;
+        let mut host = HostpartSpec::new(spec.fs);
+        host.label = spec.label.clone();
+        for (name, content) in &spec.images {
+            let source = match content {
+                Content::Image(v) => self.image(v)?.fs.path.clone(),
+                Content::Truncated(v, bytes) => {
+                    let path = dir.join(format!("{}.source", name.file_name()));
+                    let data = read(&self.image(v)?.fs.path)?;
+                    let cut = usize::try_from(*bytes)?.min(data.len());
+                    fs::write(&path, &data[..cut])
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    path
+                }
+                Content::Garbage(bytes) => {
+                    let path = dir.join(format!("{}.source", name.file_name()));
+                    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+                    let data: Vec<u8> = (0..*bytes)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            x as u8
+                        })
+                        .collect();
+                    fs::write(&path, data)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    path
+                }
+            };
+            host = host.image(name.file_name(), &source);
+        }
+        for v in &spec.stage_sources {
+            host = host.image_at(
+                &format!("{STAGE_DIR}/{v}.img"),
+                &self.image(v)?.fs.path.clone(),
+            );
+        }
+        if spec.revert_marker {
+            host.files
+                .push(ImageFile::new(REVERT_MARKER, 0o644, Vec::new()));
+        }
+        if !spec.actions.is_empty() {
+            let text: String = spec.actions.iter().map(|a| format!("{a}\n")).collect();
+            if spec.actions.iter().any(|a| a.contains('\n')) {
+                bail!("{}: an action must be one line", spec.name);
+            }
+            host.files
+                .push(ImageFile::new(disk::ACTIONS_PATH, 0o644, text.into_bytes()));
+        }
+        let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
+
+        let mut esp = EspSpec::new(&self.bootx64);
+        match &spec.state {
+            StateInit::Committed(v) => {
+                let state = BootState::Committed {
+                    good: self.uuid(v)?,
+                };
+                esp.bootstate = new_block(&state).to_vec();
+            }
+            StateInit::Bytes(b) => esp.bootstate = b.clone(),
+            StateInit::Missing => {}
+        }
+        let esp_path = disk::build_esp(&esp, &dir.join("esp.img"))?;
+        if matches!(spec.state, StateInit::Missing) {
+            buildenv::run(
+                Command::new("mdel")
+                    .arg("-i")
+                    .arg(&esp_path)
+                    .arg(format!("::{}", disk::BOOTSTATE_PATH))
+                    .env("MTOOLS_SKIP_CHECK", "1"),
+            )?;
+        }
+        let built = disk::build_disk(
+            &[PartSpec::esp(&esp_path), PartSpec::hostpart(&hostpart.path)],
+            &dir.join("disk.img"),
+        )?;
+        for scratch in [&esp_path, &hostpart.path] {
+            fs::remove_file(scratch)
+                .with_context(|| format!("cannot remove {}", scratch.display()))?;
+        }
+        let (Some(esp), Some(hostpart)) = (built.partitions.first(), built.partitions.get(1))
+        else {
+            bail!("{}: built a disk without two partitions", spec.name);
+        };
+        Ok(ScenarioDisk {
+            name: spec.name.clone(),
+            path: built.path.clone(),
+            fs: spec.fs,
+            esp: esp.clone(),
+            hostpart: hostpart.clone(),
+        })
+    }
+
+    /// A second disk holding only a partition whose filesystem is labelled `label`, with
+    /// `hn-root.img` = `version` (for the duplicate-label scenario).
+    pub fn lone_hostpart_disk(
+        &self,
+        name: &str,
+        label: &str,
+        version: &'static str,
+        work: &Path,
+    ) -> Result<PathBuf> {
+        let dir = buildenv::fresh_dir(&work.join(name))?;
+        let mut host = HostpartSpec::new(HostFs::Ext4).image(
+            ImageName::Current.file_name(),
+            &self.image(version)?.fs.path,
+        );
+        host.label = label.to_string();
+        let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
+        let built = disk::build_disk(&[PartSpec::hostpart(&hostpart.path)], &dir.join("disk.img"))?;
+        fs::remove_file(&hostpart.path)
+            .with_context(|| format!("cannot remove {}", hostpart.path.display()))?;
+        Ok(built.path)
+    }
+}
+
+/// `cargo xtask disk`: build one scenario disk by hand.
+#[derive(Debug, clap::Args)]
+pub struct DiskArgs {
+    /// Where to write the disk image (raw, GPT).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "ext4")]
+    pub hostpart_fs: HostFs,
+    /// Version of the test image placed as hn-root.img (v1, v2, v3-bad, v4-nokernel), or
+    /// `none`.
+    #[arg(long, default_value = "v1")]
+    pub current: String,
+    /// Version placed as hn-root-new.img (a staged update).
+    #[arg(long)]
+    pub new: Option<String>,
+    /// Version placed as hn-root-old.img.
+    #[arg(long)]
+    pub old: Option<String>,
+    /// Put `system-revert` on hostpart.
+    #[arg(long)]
+    pub revert: bool,
+    /// The boot-state file: `committed` (hn-root.img recorded good), `blank` (preallocated,
+    /// never written) or `missing`.
+    #[arg(long, default_value = "committed")]
+    pub state: String,
+    /// Versions copied to data/e2e/<version>.img, for `hnroot stage` in the guest.
+    #[arg(long)]
+    pub stage_source: Vec<String>,
+}
+
+/// `cargo xtask disk`.
+pub fn disk_command(args: &DiskArgs, images: &'static [ImageDef]) -> Result<()> {
+    let kit = Kit::build(images)?;
+    let known = |v: &str| -> Result<&'static str> {
+        images
+            .iter()
+            .find(|d| d.version == v)
+            .map(|d| d.version)
+            .ok_or_else(|| {
+                anyhow!(
+                    "no test image {v:?}; there are {}",
+                    images
+                        .iter()
+                        .map(|d| d.version)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    };
+    let mut list = Vec::new();
+    let current = (args.current != "none")
+        .then(|| known(&args.current))
+        .transpose()?;
+    if let Some(v) = current {
+        list.push((ImageName::Current, Content::Image(v)));
+    }
+    if let Some(v) = &args.new {
+        list.push((ImageName::New, Content::Image(known(v)?)));
+    }
+    if let Some(v) = &args.old {
+        list.push((ImageName::Old, Content::Image(known(v)?)));
+    }
+    let state = match (args.state.as_str(), current) {
+        ("committed", Some(v)) => StateInit::Committed(v),
+        ("committed", None) => bail!("--state committed needs an hn-root.img (--current)"),
+        ("blank", _) => StateInit::Bytes(vec![0; hnroot_core::bootstate::BLOCK_LEN]),
+        ("missing", _) => StateInit::Missing,
+        (other, _) => bail!("--state {other:?}: expected committed, blank or missing"),
+    };
+    let name = args
+        .out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "disk".into());
+    let spec = DiskSpec {
+        name,
+        fs: args.hostpart_fs,
+        label: disk::HOSTPART_LABEL.to_string(),
+        images: list,
+        revert_marker: args.revert,
+        state,
+        stage_sources: args
+            .stage_source
+            .iter()
+            .map(|v| known(v))
+            .collect::<Result<_>>()?,
+        actions: Vec::new(),
+    };
+    let work = kit.dir.join("disk-command");
+    let built = kit.disk(&spec, &work)?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    fs::rename(&built.path, &args.out)
+        .or_else(|_| copy_disk(&built.path, &args.out))
+        .with_context(|| format!("cannot move the disk to {}", args.out.display()))?;
+    println!(
+        "{}: ESP {} (LBA {}, PARTUUID {}), hostpart {} {} (LBA {}, PARTUUID {})",
+        args.out.display(),
+        disk::ESP_LABEL,
+        built.esp.first_lba,
+        built.esp.partuuid,
+        args.hostpart_fs,
+        disk::HOSTPART_LABEL,
+        built.hostpart.first_lba,
+        built.hostpart.partuuid
+    );
+    for (name, content) in &spec.images {
+        if let Content::Image(v) = content {
+            println!(
+                "  {:<20} {v} (ext4 UUID {})",
+                name.file_name(),
+                kit.image(v)?.fs.uuid
+            );
+        }
+    }
+    println!(
+        "boot it: qemu-system-x86_64 -accel tcg -machine q35 -m 1024 -nographic \\\n           -drive if=pflash,format=raw,readonly=on,file={} \\\n           -drive if=pflash,format=raw,file=<a copy of {}> \\\n           -drive file={},format=raw,if=virtio",
+        crate::qemu::OVMF_CODE,
+        crate::qemu::OVMF_VARS,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// A copy of a disk image (sparse), so several runs can start from one built state.
+pub fn copy_disk(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    buildenv::run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
+    Ok(())
+}
+
+/// The UUID type of `disk.rs` as the core's.
+pub fn core_uuid(u: Uuid) -> FsUuid {
+    FsUuid::Uuid(u.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tries_are_read_from_the_select_line() {
+        assert_eq!(tries_in_grub_cfg("if ! hnroot select; then\n"), 3);
+        assert_eq!(
+            tries_in_grub_cfg("# hnroot select --tries 9\nif ! hnroot select --tries 5; then\n"),
+            5
+        );
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

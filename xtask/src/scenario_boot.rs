@@ -1,0 +1,459 @@
+//! Boots a scenario disk in one QEMU (OVMF, TCG) that reboots in place, and reads each boot off
+//! the serial console: what GRUB's `hnroot select` chose and why, which image the kernel came
+//! from, what hnroot-init planned and did step by step, what the test init reported (version,
+//! UUID, hostpart) and how the boot ended (reboot, poweroff, kernel panic, an intentional stop,
+//! GRUB's rescue entry). Every wait is bounded; a failure carries the console tail. It judges
+//! nothing: scenarios compare the [`BootRecord`]s with what they expect.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use regex::Regex;
+
+use crate::qemu::{Hit, Vm, VmSpec, TAIL_LINES};
+
+/// How one boot ended on the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The test init rebooted (more actions to run).
+    Reboot,
+    /// The test init powered off (the last boot of a run).
+    Poweroff,
+    /// The kernel panicked (with `panic=10` it reboots 10 s later).
+    Panic,
+    /// hnroot-init stopped on purpose after a fatal error (no other image would boot).
+    Stopped,
+    /// hnroot-init recorded the failure and rebooted so GRUB boots another image.
+    FallbackReboot,
+    /// `hnroot select` failed: GRUB stays at its menu with the rescue entry selected and no
+    /// timeout (grub.cfg), waiting for an operator; or the rescue entry itself runs.
+    GrubRescue,
+    /// The power was cut (QEMU killed) during this boot.
+    PowerCut,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            End::Reboot => "reboot",
+            End::Poweroff => "poweroff",
+            End::Panic => "kernel panic",
+            End::Stopped => "hnroot-init stopped",
+            End::FallbackReboot => "hnroot-init fallback reboot",
+            End::GrubRescue => "GRUB stays at its menu (rescue entry selected)",
+            End::PowerCut => "power cut",
+        })
+    }
+}
+
+/// The console lines that end a boot, and what each means.
+const END_MARKERS: &[(&str, End)] = &[
+    (r"^hnroot-test: rebooting$", End::Reboot),
+    (r"^hnroot-test: powering off$", End::Poweroff),
+    (r"Kernel panic - not syncing", End::Panic),
+    (r"^hnroot: stopped on purpose", End::Stopped),
+    (r"^hnroot: emergency shell on the console", End::Stopped),
+    (
+        r"^hnroot: fallback: recorded image .* rebooting",
+        End::FallbackReboot,
+    ),
+    (r"\*hnroot rescue: stay in GRUB", End::GrubRescue),
+    (r"^hnroot: press c for a GRUB shell", End::GrubRescue),
+];
+
+/// Where the kernel's part of a boot begins on the console.
+const KERNEL_START: &str = "Linux version ";
+
+/// One boot as the console shows it.
+#[derive(Debug, Clone, Default)]
+pub struct BootRecord {
+    /// 1-based, within its QEMU run.
+    pub index: usize,
+    /// Host time from QEMU start to the line that ended this boot.
+    pub ended_at: Duration,
+    /// How long this boot took on the host clock (from the previous boot's end).
+    pub took: Duration,
+    pub end: Option<End>,
+    /// GRUB's `hnroot: ...` and `error: ...` lines, wrapped lines joined again.
+    pub grub: Vec<String>,
+    /// The decision line GRUB printed (`booting hn-root.img (normal); ...`), without
+    /// `hnroot: `.
+    pub decision: Option<String>,
+    /// `hnroot.image=` and `hnroot.uuid=` on the kernel command line: what GRUB loaded.
+    pub cmdline_image: Option<String>,
+    pub cmdline_uuid: Option<String>,
+    /// hnroot-init's lines (console copies), without `hnroot: `.
+    pub init: Vec<String>,
+    /// `plan: update (5 steps)...`: the kind, the number of steps, the notes.
+    pub plan_kind: Option<String>,
+    pub plan_steps: Option<usize>,
+    pub plan_notes: Option<String>,
+    /// `step i/n: ...` lines, without `hnroot: `.
+    pub steps: Vec<String>,
+    /// `FATAL: ...`, without the prefix.
+    pub fatal: Option<String>,
+    /// The test init's `booted version=V uuid=U`.
+    pub version: Option<String>,
+    pub uuid: Option<String>,
+    /// The test init's `image NAME uuid=U` lines: hostpart as the booted system sees it.
+    pub images: Vec<(String, String)>,
+    /// `ls -la /hostpart` as the test init printed it.
+    pub ls_hostpart: Vec<String>,
+    /// The action the test init ran and its exit line.
+    pub action: Option<String>,
+    pub action_exit: Option<String>,
+    /// Lines the action printed (between the action line and its exit line).
+    pub action_output: Vec<String>,
+    /// The whole console text of this boot.
+    pub text: String,
+}
+
+impl BootRecord {
+    /// The last `n` lines of this boot's console text.
+    pub fn tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The image GRUB chose (`booting NAME (...)`).
+    pub fn grub_image(&self) -> Option<&str> {
+        self.decision
+            .as_deref()?
+            .strip_prefix("booting ")?
+            .split_whitespace()
+            .next()
+    }
+
+    /// The reason GRUB gave (inside the first parentheses).
+    pub fn grub_reason(&self) -> Option<&str> {
+        let d = self.decision.as_deref()?.strip_prefix("booting ")?;
+        let open = d.find('(')?;
+        let close = d[open..].find(')')? + open;
+        Some(&d[open + 1..close])
+    }
+
+    /// The hnroot-init line starting with `prefix`, if any.
+    pub fn init_line(&self, prefix: &str) -> Option<&str> {
+        self.init
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .map(String::as_str)
+    }
+}
+
+/// Prefixes that start a new console line in GRUB's phase (anything else after a `hnroot:`
+/// line is that line wrapped at 80 columns by GRUB's console).
+const GRUB_LINE_STARTS: &[&str] = &[
+    "hnroot",
+    "error:",
+    "BdsDxe",
+    "Welcome to GRUB",
+    "Booting",
+    "EFI stub",
+    "Loading",
+    "GNU GRUB",
+    "Use the",
+    "Press enter",
+    "Press 'e'",
+    "The highlighted",
+    "[",
+    "*",
+];
+
+/// Split one boot's console text into a [`BootRecord`] (`end` and times are the caller's).
+pub fn parse_boot(text: &str) -> BootRecord {
+    let mut r = BootRecord {
+        text: text.to_string(),
+        ..BootRecord::default()
+    };
+    let kernel_at = text.find(KERNEL_START).unwrap_or(text.len());
+    let (grub_part, kernel_part) = text.split_at(kernel_at);
+
+    // GRUB: join wrapped lines back onto the `hnroot:`/`error:` line they belong to.
+    let mut open = false;
+    for line in grub_part.lines() {
+        let starts_record = line.starts_with("hnroot: ") || line.starts_with("error: ");
+        if starts_record {
+            r.grub.push(line.trim_end().to_string());
+            open = true;
+            continue;
+        }
+        let continues = open
+            && !line.trim().is_empty()
+            && !line.starts_with(char::is_whitespace)
+            && !GRUB_LINE_STARTS.iter().any(|p| line.starts_with(p));
+        match r.grub.last_mut() {
+            Some(last) if continues => {
+                last.push(' ');
+                last.push_str(line.trim_end());
+            }
+            _ => open = false,
+        }
+    }
+    r.decision = r
+        .grub
+        .iter()
+        .filter_map(|l| l.strip_prefix("hnroot: "))
+        .find(|l| l.starts_with("booting ") || l.starts_with("nothing bootable"))
+        .map(str::to_string);
+
+    let mut in_ls = false;
+    let mut in_action = false;
+    for line in kernel_part.lines() {
+        if let Some(cmd) = line
+            .split_once("Command line: ")
+            .map(|(_, c)| c)
+            .filter(|_| r.cmdline_image.is_none() && r.cmdline_uuid.is_none())
+        {
+            for word in cmd.split_whitespace() {
+                if let Some(v) = word.strip_prefix("hnroot.image=") {
+                    r.cmdline_image = Some(v.to_string());
+                }
+                if let Some(v) = word.strip_prefix("hnroot.uuid=") {
+                    r.cmdline_uuid = Some(v.to_string());
+                }
+            }
+        }
+        if in_action && !line.starts_with("hnroot-test: ") {
+            if !line.starts_with('[') && !line.trim().is_empty() {
+                r.action_output.push(line.trim_end().to_string());
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("hnroot: ") {
+            let rest = rest.trim_end().to_string();
+            if let Some(plan) = rest.strip_prefix("plan: ") {
+                let (head, notes) = match plan.split_once(": ") {
+                    Some((h, n)) => (h, Some(n.to_string())),
+                    None => (plan, None),
+                };
+                let mut words = head.split_whitespace();
+                r.plan_kind = words.next().map(str::to_string);
+                r.plan_steps = words
+                    .next()
+                    .and_then(|w| w.strip_prefix('('))
+                    .and_then(|n| n.parse().ok());
+                r.plan_notes = notes;
+            } else if rest.starts_with("step ") {
+                r.steps.push(rest.clone());
+            } else if let Some(f) = rest.strip_prefix("FATAL: ") {
+                r.fatal.get_or_insert_with(|| f.to_string());
+            }
+            r.init.push(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("hnroot-test: ") {
+            in_ls = rest == "ls /hostpart:";
+            if let Some(b) = rest.strip_prefix("booted ") {
+                for word in b.split_whitespace() {
+                    if let Some(v) = word.strip_prefix("version=") {
+                        r.version = Some(v.to_string());
+                    }
+                    if let Some(u) = word.strip_prefix("uuid=") {
+                        r.uuid = Some(u.to_string());
+                    }
+                }
+            } else if let Some(img) = rest.strip_prefix("image ") {
+                let mut words = img.split_whitespace();
+                if let (Some(name), Some(uuid)) = (
+                    words.next(),
+                    words.next().and_then(|w| w.strip_prefix("uuid=")),
+                ) {
+                    r.images.push((name.to_string(), uuid.to_string()));
+                }
+            } else if rest.starts_with("action ") && rest.contains(" exit=") {
+                r.action_exit = Some(rest.to_string());
+                in_action = false;
+            } else if let Some(a) = rest.strip_prefix("action ") {
+                r.action = a.split_once(": ").map(|(_, a)| a.to_string());
+                in_action = true;
+            }
+            continue;
+        }
+        if in_ls && !line.trim().is_empty() && !line.starts_with('[') {
+            r.ls_hostpart.push(line.trim_end().to_string());
+        }
+    }
+    r
+}
+
+/// One QEMU run over a scenario's disks, booting as often as the guest reboots.
+#[derive(Debug)]
+pub struct Session {
+    pub name: String,
+    vm: Vm,
+    /// Offset in the cleaned log where the current boot began.
+    boot_start: usize,
+    last_end: Duration,
+    boots: usize,
+    end_res: Vec<(Regex, End)>,
+}
+
+impl Session {
+    /// Start QEMU on `disks` (the first is the boot disk), rebooting in place.
+    pub fn start(name: &str, disks: &[&Path], run_dir: &Path) -> Result<Session> {
+        let mut spec = VmSpec::new(name, disks, run_dir);
+        spec.no_reboot = false;
+        let vm = Vm::start(&spec)?;
+        let mut end_res = Vec::new();
+        for (re, end) in END_MARKERS {
+            end_res.push((Regex::new(&format!("(?m){re}"))?, *end));
+        }
+        Ok(Session {
+            name: name.to_string(),
+            vm,
+            boot_start: 0,
+            last_end: Duration::ZERO,
+            boots: 0,
+            end_res,
+        })
+    }
+
+    /// Wait (at most `timeout`) for the current boot to end and return it.
+    pub fn next_boot(&mut self, timeout: Duration) -> Result<BootRecord> {
+        let alternatives: Vec<String> = END_MARKERS
+            .iter()
+            .map(|(re, _)| format!("(?:{re})"))
+            .collect();
+        let any_end = Regex::new(&format!("(?m){}", alternatives.join("|")))?;
+        let hit = self.vm.wait_for(&any_end, timeout).with_context(|| {
+            format!(
+                "{}: boot {} did not end (reboot, poweroff, panic, stop or GRUB rescue) \
+                     within {:.0} s",
+                self.name,
+                self.boots + 1,
+                timeout.as_secs_f64()
+            )
+        })?;
+        let end = self
+            .end_res
+            .iter()
+            .find(|(re, _)| re.is_match(&hit.line))
+            .map(|(_, e)| *e);
+        Ok(self.finish_boot(&hit, end))
+    }
+
+    fn finish_boot(&mut self, hit: &Hit, end: Option<End>) -> BootRecord {
+        let text = self.vm.log_since(self.boot_start);
+        let upto = hit.end.saturating_sub(self.boot_start);
+        let line_end = text[upto.min(text.len())..]
+            .find('\n')
+            .map_or(text.len(), |i| upto + i);
+        let mut record = parse_boot(&text[..line_end.min(text.len())]);
+        self.boots += 1;
+        record.index = self.boots;
+        record.end = end;
+        record.ended_at = hit.at;
+        record.took = hit.at.saturating_sub(self.last_end);
+        self.last_end = hit.at;
+        self.boot_start += line_end;
+        record
+    }
+
+    /// Wait for `re` in the current boot (fast polling), let `delay` pass, cut the power.
+    /// Returns the boot up to the cut and the hit.
+    pub fn cut_power(
+        &mut self,
+        re: &Regex,
+        delay: Duration,
+        timeout: Duration,
+    ) -> Result<(BootRecord, Hit)> {
+        self.vm.set_poll(Duration::from_millis(1));
+        let hit = self.vm.wait_for(re, timeout)?;
+        std::thread::sleep(delay);
+        self.vm.kill()?;
+        // Whatever reached the serial log before the kill belongs to this boot.
+        let text = self.vm.log_since(self.boot_start);
+        let mut record = parse_boot(&text);
+        self.boots += 1;
+        record.index = self.boots;
+        record.end = Some(End::PowerCut);
+        record.ended_at = self.vm.elapsed();
+        record.took = record.ended_at.saturating_sub(self.last_end);
+        Ok((record, hit))
+    }
+
+    /// After the last boot: wait for QEMU to exit on its own (the guest powered off).
+    pub fn wait_poweroff(&mut self, timeout: Duration) -> Result<()> {
+        let status = self.vm.wait_exit(timeout)?;
+        if !status.success() {
+            anyhow::bail!(
+                "{}: QEMU exited with {status} after the guest powered off\n--- serial tail ---\n{}",
+                self.name,
+                self.vm.tail(TAIL_LINES)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stop QEMU (a guest that stays in GRUB or stopped on purpose never exits by itself).
+    pub fn kill(&mut self) -> Result<()> {
+        self.vm.kill()
+    }
+
+    /// Watch for `re` after the current position for `timeout`, the VM running on: `None`
+    /// when it did not appear (for "nothing more happens" checks).
+    pub fn watch_for(&mut self, re: &Regex, timeout: Duration) -> Result<Option<Hit>> {
+        self.vm.watch_for(re, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOT: &str = "BdsDxe: starting Boot0001 \"UEFI Misc Device\"
+Welcome to GRUB!
+
+hnroot: booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img; no boot
+state recorded: trial counting is off until one is written
+error: no suitable video mode found.
+Booting in blind mode
+[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)
+[    0.000000] Command line: BOOT_IMAGE=(loop)/boot/kernel hnroot.image=hn-root-new.img hnroot.uuid=0123 console=ttyS0
+[    1.000000] hnroot: plan: update (5 steps)
+hnroot: plan: update (5 steps)
+hnroot: step 1/5: rename hn-root.img -> hn-root-old.img: ok
+hnroot: step 5/5: mount hn-root.img (UUID 0123) as root: ok
+hnroot-test: booted version=v2 uuid=0123
+hnroot-test: ls /hostpart:
+-rw-r--r--    1 0        0         33554432 Jan  1 00:00 hn-root.img
+hnroot-test: image hn-root.img uuid=0123 size=33554432
+hnroot-test: action 2: hnroot mark-good
+hnroot: marked hn-root.img good: committed (good 0123)
+hnroot-test: action 2 exit=0
+hnroot-test: rebooting
+";
+
+    #[test]
+    fn a_boot_is_read_off_the_console() {
+        let r = parse_boot(BOOT);
+        assert_eq!(
+            r.decision.as_deref(),
+            Some(
+                "booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img; no boot \
+                 state recorded: trial counting is off until one is written"
+            )
+        );
+        assert_eq!(r.grub_image(), Some("hn-root-new.img"));
+        assert_eq!(r.grub_reason(), Some("update, trial 1 of 3"));
+        assert_eq!(r.grub.len(), 2, "{:?}", r.grub);
+        assert_eq!(r.cmdline_image.as_deref(), Some("hn-root-new.img"));
+        assert_eq!(r.cmdline_uuid.as_deref(), Some("0123"));
+        assert_eq!(r.plan_kind.as_deref(), Some("update"));
+        assert_eq!(r.plan_steps, Some(5));
+        assert_eq!(r.steps.len(), 2);
+        assert_eq!(r.version.as_deref(), Some("v2"));
+        assert_eq!(r.images, [("hn-root.img".to_string(), "0123".to_string())]);
+        assert_eq!(r.ls_hostpart.len(), 1);
+        assert_eq!(r.action.as_deref(), Some("hnroot mark-good"));
+        assert_eq!(
+            r.action_output,
+            ["hnroot: marked hn-root.img good: committed (good 0123)"]
+        );
+        // The CLI's own `hnroot:` lines belong to the action, not to hnroot-init.
+        assert!(!r.init.iter().any(|l| l.starts_with("marked")));
+    }
+}

@@ -1,0 +1,354 @@
+//! Looks at a scenario disk offline, after QEMU has stopped: hostpart's top directory (names,
+//! sizes), what each image file is (probed with the core's prober, as the initramfs and the CLI
+//! do, plus a digest to prove an image came through unchanged), the revert marker, and the
+//! boot-state block (read with mtools, decoded with the core's codec). The partition is copied
+//! out of the disk image with `dd`, so nothing is loop-mounted and nothing needs root.
+//!
+//! Two views of an ext4 hostpart: [`View::AsGrubSees`] reads the partition as it lies on disk,
+//! journal not replayed (GRUB does not replay journals, nor does debugfs), which is exactly
+//! the input GRUB's next decision gets; [`View::AfterReplay`] lets `e2fsck -p` replay the
+//! journal and check the filesystem first (what Linux sees after mounting). A btrfs hostpart is
+//! read by `btrfs restore`, which reads the committed trees and ignores the log tree, as GRUB
+//! does; its `AfterReplay` view adds `btrfs check --readonly` and is only the full truth after
+//! a clean shutdown (the test init syncs before powering off).
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use hnroot_core::bootstate::{Block, StateSeen};
+use hnroot_core::name::{ImageName, REVERT_MARKER};
+use hnroot_core::observe::{ImageSeen, Observation};
+use hnroot_core::probe::{probe_fs_image, FsOutcome};
+
+use crate::buildenv;
+use crate::disk::{self, HostFs};
+use crate::scenario::{fnv1a, ScenarioDisk};
+
+/// Bound on entries read from hostpart's top directory.
+const MAX_ENTRIES: usize = 1000;
+
+/// Which state of hostpart to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// On-disk bytes as they are: GRUB's view.
+    AsGrubSees,
+    /// After journal replay and a filesystem check: Linux's view.
+    AfterReplay,
+}
+
+/// One entry of hostpart's top directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+}
+
+/// An image file found on hostpart.
+#[derive(Debug, Clone)]
+pub struct ImageOnDisk {
+    pub name: ImageName,
+    pub seen: ImageSeen,
+    pub size: u64,
+    /// FNV-1a of the whole file.
+    pub digest: u64,
+}
+
+/// hostpart as read offline.
+#[derive(Debug, Clone)]
+pub struct HostpartView {
+    /// Top directory, `lost+found` left out, sorted by name.
+    pub entries: Vec<Entry>,
+    pub images: Vec<ImageOnDisk>,
+    pub revert_marker: bool,
+    /// What the filesystem check said (`AfterReplay`), one line.
+    pub check: Option<String>,
+}
+
+impl HostpartView {
+    pub fn image(&self, name: ImageName) -> Option<&ImageOnDisk> {
+        self.images.iter().find(|i| i.name == name)
+    }
+
+    /// The core's observation of this hostpart with `state`.
+    pub fn observation(&self, state: StateSeen) -> Observation {
+        let mut obs = Observation {
+            revert_requested: self.revert_marker,
+            state,
+            ..Observation::default()
+        };
+        for image in &self.images {
+            obs.set(image.name, image.seen);
+        }
+        obs
+    }
+}
+
+impl fmt::Display for HostpartView {
+    /// `hn-root.img (32 MiB) data/ system-revert`, one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for e in &self.entries {
+            if !first {
+                f.write_str("  ")?;
+            }
+            first = false;
+            if e.is_dir {
+                write!(f, "{}/", e.name)?;
+            } else if e.size >= disk::MIB {
+                write!(f, "{} ({} MiB)", e.name, e.size / disk::MIB)?;
+            } else {
+                write!(f, "{} ({} B)", e.name, e.size)?;
+            }
+        }
+        if first {
+            f.write_str("(empty)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Copy partition `part` of `disk` to `out` (sparse).
+pub fn extract_partition(disk: &Path, part: &disk::Partition, out: &Path) -> Result<()> {
+    let _ = fs::remove_file(out);
+    let mib_sectors = disk::MIB / disk::SECTOR;
+    if !part.first_lba.is_multiple_of(mib_sectors) || !part.sectors.is_multiple_of(mib_sectors) {
+        bail!(
+            "partition {} of {} is not MiB-aligned (LBA {}, {} sectors)",
+            part.number,
+            disk.display(),
+            part.first_lba,
+            part.sectors
+        );
+    }
+    buildenv::run(
+        Command::new("dd")
+            .arg(format!("if={}", disk.display()))
+            .arg(format!("of={}", out.display()))
+            .arg("bs=1M")
+            .arg(format!("skip={}", part.first_lba / mib_sectors))
+            .arg(format!("count={}", part.sectors / mib_sectors))
+            .args(["conv=sparse", "status=none"]),
+    )
+    .with_context(|| {
+        format!(
+            "copying partition {} out of {}",
+            part.number,
+            disk.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Read hostpart of `disk` offline in `view`; `scratch` is a work directory.
+pub fn hostpart(disk: &ScenarioDisk, view: View, scratch: &Path) -> Result<HostpartView> {
+    let scratch = buildenv::fresh_dir(scratch)?;
+    let part = scratch.join("hostpart.img");
+    extract_partition(&disk.path, &disk.hostpart, &part)?;
+    let files = scratch.join("files");
+    fs::create_dir_all(&files).with_context(|| format!("cannot create {}", files.display()))?;
+    let (entries, check) = match disk.fs {
+        HostFs::Ext4 => ext4_read(&part, view, &files)?,
+        HostFs::Btrfs => btrfs_read(&part, view, &files)?,
+    };
+    let mut images = Vec::new();
+    for name in ImageName::ALL {
+        let Some(entry) = entries.iter().find(|e| e.name == name.file_name()) else {
+            continue;
+        };
+        if entry.is_dir {
+            images.push(ImageOnDisk {
+                name,
+                seen: ImageSeen::Unreadable,
+                size: 0,
+                digest: 0,
+            });
+            continue;
+        }
+        let path = files.join(name.file_name());
+        let bytes = fs::read(&path).with_context(|| {
+            format!(
+                "{} is listed on hostpart of {} but was not extracted to {}",
+                name,
+                disk.name,
+                path.display()
+            )
+        })?;
+        let seen = match probe_fs_image(&bytes).0 {
+            FsOutcome::Found(info) => match info.uuid {
+                Some(u) if !u.is_nil() => ImageSeen::Readable(u),
+                _ => ImageSeen::Unreadable,
+            },
+            _ => ImageSeen::Unreadable,
+        };
+        images.push(ImageOnDisk {
+            name,
+            seen,
+            size: bytes.len() as u64,
+            digest: fnv1a(&bytes),
+        });
+    }
+    let revert_marker = entries.iter().any(|e| e.name == REVERT_MARKER);
+    fs::remove_dir_all(&scratch).with_context(|| format!("cannot remove {}", scratch.display()))?;
+    Ok(HostpartView {
+        entries,
+        images,
+        revert_marker,
+        check,
+    })
+}
+
+fn is_image_name(name: &str) -> bool {
+    ImageName::from_file_name(name).is_some()
+}
+
+/// ext4: optional `e2fsck -fp`, `debugfs ls -p /`, `debugfs dump` of each image file.
+fn ext4_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Option<String>)> {
+    let mut check = None;
+    if view == View::AfterReplay {
+        let out = Command::new("e2fsck")
+            .arg("-fp")
+            .arg(part)
+            .output()
+            .context("cannot run e2fsck")?;
+        let code = out.status.code().unwrap_or(-1);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // 0: clean, 1: errors corrected (journal replayed, orphans), 2: same, reboot advised.
+        if !(0..=2).contains(&code) {
+            bail!(
+                "e2fsck -fp on hostpart failed with exit code {code}: the filesystem is damaged \
+                 beyond what a journal replay fixes:\n{}",
+                said.trim()
+            );
+        }
+        check = Some(format!(
+            "e2fsck -fp: exit {code}; {}",
+            said.lines().last().unwrap_or("").trim()
+        ));
+    }
+    let listing = buildenv::run(Command::new("debugfs").arg("-R").arg("ls -p /").arg(part))?;
+    let mut entries = Vec::new();
+    for line in listing.lines().take(MAX_ENTRIES) {
+        // /inode/mode/uid/gid/name/size/
+        let fields: Vec<&str> = line.trim().split('/').collect();
+        if fields.len() < 7 {
+            continue;
+        }
+        let name = fields[5];
+        if matches!(name, "." | ".." | "lost+found") || name.is_empty() {
+            continue;
+        }
+        let mode = u32::from_str_radix(fields[2], 8).unwrap_or(0);
+        let is_dir = mode & 0o170000 == 0o040000;
+        entries.push(Entry {
+            name: name.to_string(),
+            is_dir,
+            size: fields[6].parse().unwrap_or(0),
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for e in entries
+        .iter()
+        .filter(|e| !e.is_dir && is_image_name(&e.name))
+    {
+        let out = files.join(&e.name);
+        buildenv::run(
+            Command::new("debugfs")
+                .arg("-R")
+                .arg(format!("dump /{} {}", e.name, out.display()))
+                .arg(part),
+        )?;
+    }
+    Ok((entries, check))
+}
+
+/// btrfs: optional `btrfs check --readonly`, `btrfs restore` of the top directory.
+fn btrfs_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Option<String>)> {
+    let mut check = None;
+    if view == View::AfterReplay {
+        let out = Command::new("btrfs")
+            .args(["check", "--readonly"])
+            .arg(part)
+            .output()
+            .context("cannot run btrfs check")?;
+        if !out.status.success() {
+            bail!(
+                "btrfs check --readonly on hostpart failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        check = Some("btrfs check --readonly: no errors".to_string());
+    }
+    buildenv::run(
+        Command::new("btrfs")
+            .args(["restore", "--path-regex", "^/[^/]*$"])
+            .arg(part)
+            .arg(files),
+    )?;
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(files)
+        .with_context(|| format!("cannot list {}", files.display()))?
+        .take(MAX_ENTRIES)
+    {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        entries.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            is_dir: meta.is_dir(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((entries, check))
+}
+
+/// The boot-state file on the ESP of `disk`: its bytes (`None`: no such file) and what the
+/// core decodes from them.
+pub fn boot_state(disk: &ScenarioDisk, scratch: &Path) -> Result<(Option<Vec<u8>>, StateSeen)> {
+    fs::create_dir_all(scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let out = scratch.join("bootstate.read");
+    let _ = fs::remove_file(&out);
+    let result = Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!(
+            "{}@@{}",
+            disk.path.display(),
+            ScenarioDisk::offset(&disk.esp)
+        ))
+        .arg(format!("::{}", disk::BOOTSTATE_PATH))
+        .arg(&out)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .context("cannot run mcopy")?;
+    if !result.status.success() {
+        let err = String::from_utf8_lossy(&result.stderr);
+        if err.contains("not found") {
+            return Ok((None, StateSeen::Absent));
+        }
+        bail!(
+            "mcopy of {} from the ESP of {} failed: {}",
+            disk::BOOTSTATE_PATH,
+            disk.path.display(),
+            err.trim()
+        );
+    }
+    let bytes = fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    let _ = fs::remove_file(&out);
+    let seen = Block::decode(&bytes).map_or(StateSeen::Corrupt, |b| b.seen());
+    Ok((Some(bytes), seen))
+}
+
+/// A scratch directory for inspecting `disk`.
+pub fn scratch_for(disk: &ScenarioDisk) -> PathBuf {
+    disk.path.with_file_name("inspect")
+}
