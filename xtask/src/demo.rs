@@ -19,6 +19,9 @@ use crate::scenario::{DiskSpec, Kit, STAGE_DIR};
 use crate::scenario_boot::{BootRecord, End, Session};
 use crate::scenario_inspect::{self, View};
 
+/// The test images the story uses.
+const DEMO_IMAGES: &[&str] = &["v1", "v2", "v3-bad"];
+
 /// One boot of the story: what the narrator says before showing it, and what must happen.
 struct Chapter {
     title: String,
@@ -138,26 +141,33 @@ pub fn run() -> Result<()> {
     let disk = kit.disk(&spec, &work)?;
     println!();
     println!(
-        "The disk: {} — GPT, ESP `{}` (GRUB 2.06 + hnroot.mod, grub-module/grub.cfg, boot state: \
-         v1 committed), hostpart `{}` (ext4) with hn-root.img = v1 and v2, v3 kept in {STAGE_DIR}/ \
-         for staging.",
+        "The disk: {} — GPT; ESP `{}`: Debian's GRUB 2.06 with hnroot.mod and \
+         grub-module/grub.cfg, boot state \"v1 committed\"; hostpart `{}` (ext4): hn-root.img \
+         = v1, and v2 and v3-bad in {STAGE_DIR}/ for the operator to stage.",
         disk.path.display(),
         disk::ESP_LABEL,
         disk::HOSTPART_LABEL
     );
-    for image in &kit.images {
+    for version in DEMO_IMAGES {
+        let image = kit.image(version)?;
         println!(
-            "  {:<12} ext4 UUID {}  ({} MiB)",
+            "  {:<8} ext4 UUID {}  ({} MiB){}",
             image.version,
             image.fs.uuid,
-            image.fs.size / disk::MIB
+            image.fs.size / disk::MIB,
+            if *version == "v3-bad" {
+                "  its init exits at once: a broken release"
+            } else {
+                ""
+            }
         );
     }
     println!(
-        "Kernel: Debian {} ({}); initramfs: hnroot-init, {} KiB; QEMU with TCG, one VM rebooting \
-         in place.",
+        "Kernel: Debian {} ({}); initramfs: hnroot-init as /init + {} modules, {} KiB; QEMU \
+         with TCG, one VM rebooting in place.",
         kit.kernel.release,
         kit.kernel.deb_version,
+        kit.initramfs.modules.len(),
         kit.initramfs.compressed_bytes.div_ceil(1024)
     );
 
@@ -189,23 +199,31 @@ pub fn run() -> Result<()> {
         println!("    {:<20} {version}", image.name.file_name());
     }
     println!("  boot state: {}", e2e::describe_state(&state));
+    e2e::check_images(
+        &kit,
+        &hp,
+        &[
+            (hnroot_core::name::ImageName::Current, "v1"),
+            (hnroot_core::name::ImageName::Broken, "v3-bad"),
+        ],
+    )
+    .context("hostpart after the demo")?;
+    println!("  hn-root.img is byte for byte the v1 image the demo started with.");
 
     println!("\n--- summary");
     println!(
-        "  {:>2}  {:<19} {:<46} {:<14} {:<7} {:<13} hostpart after the boot",
+        "  {:>2}  {:<16} {:<52} {:<12} {:<7} {:<13} hostpart after the boot",
         "#", "GRUB chose", "why", "initramfs", "booted", "ended"
     );
     for rec in &records {
         let d = rec.decision.as_deref().unwrap_or("");
         println!(
-            "  {:>2}  {:<19} {:<46} {:<14} {:<7} {:<13} {}",
+            "  {:>2}  {:<16} {:<52} {:<12} {:<7} {:<13} {}",
             rec.index,
             rec.grub_image().unwrap_or("?"),
             rec.grub_reason()
                 .unwrap_or(d)
-                .chars()
-                .take(46)
-                .collect::<String>(),
+                .replace("used all its tries without mark-good", "out of tries"),
             format!(
                 "{} ({})",
                 rec.plan_kind.as_deref().unwrap_or("-"),
@@ -223,7 +241,7 @@ pub fn run() -> Result<()> {
     println!(
         "\n{} boots in {:.0} s of QEMU (TCG); {:.0} s in all. One boot per update (v2 on the \
          boot after staging), a revert by marker file, and an automatic rollback after {tries} \
-         failed tries — with v1, the last known good image, never touched.",
+         failed tries.",
         records.len(),
         boot_time.as_secs_f64(),
         started.elapsed().as_secs_f64()

@@ -67,6 +67,18 @@ pub struct Args {
     pub seed: Option<u64>,
 }
 
+impl Args {
+    /// What `cargo xtask test` runs: every scenario, 3 power cuts per filesystem, a seed from
+    /// the clock (printed, so a failure can be replayed with `cargo xtask e2e --seed`).
+    pub fn ci() -> Args {
+        Args {
+            cuts: 3,
+            only: Vec::new(),
+            seed: None,
+        }
+    }
+}
+
 /// One expected boot of a scenario's story.
 #[derive(Debug, Clone)]
 pub struct Expect {
@@ -488,7 +500,7 @@ pub fn describe_state(state: &StateSeen) -> String {
 
 /// The image files of an offline view must be exactly `want` (name, version), each one
 /// byte-for-byte the kit's image of that version.
-fn check_images(kit: &Kit, hp: &HostpartView, want: &[(ImageName, &str)]) -> Result<()> {
+pub fn check_images(kit: &Kit, hp: &HostpartView, want: &[(ImageName, &str)]) -> Result<()> {
     let mut problems = Vec::new();
     for name in ImageName::ALL {
         let got = hp.image(name);

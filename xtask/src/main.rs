@@ -170,5 +170,8 @@ fn test() -> Result<()> {
     // boot=hnroot under initramfs-tools: fake root, mkinitramfs in a cached debootstrapped
     // tree (~3 min the first time), two QEMU boots (~100 s with the tree cached).
     itools::run(&itools::Args::default())?;
+    // The whole chain in QEMU (issue 6): life cycle, power cuts on ext4 and btrfs (3 seeds
+    // each), bad inputs; ~15-25 min on 2 cores with TCG, per-scenario times printed.
+    e2e::run(&e2e::Args::ci())?;
     Ok(())
 }

@@ -253,14 +253,18 @@ impl Kit {
         })?;
         let initramfs = match built_initramfs {
             Some(b) => b,
-            None => initramfs::Built {
-                path: initramfs_path.clone(),
-                cpio_bytes: 0,
-                compressed_bytes: fs::metadata(&initramfs_path)?.len(),
-                init_bytes: init_bytes.len() as u64,
-                modules: Vec::new(),
-                builtin: Vec::new(),
-            },
+            None => {
+                let wanted: Vec<&str> = spec.wanted.iter().map(String::as_str).collect();
+                let set = kernel.modules_for(&wanted)?;
+                initramfs::Built {
+                    path: initramfs_path.clone(),
+                    cpio_bytes: 0,
+                    compressed_bytes: fs::metadata(&initramfs_path)?.len(),
+                    init_bytes: init_bytes.len() as u64,
+                    modules: set.load_order,
+                    builtin: set.builtin,
+                }
+            }
         };
         timed(
             &format!(
