@@ -14,11 +14,12 @@
 //!    (a `CONFDIR`), `mkinitramfs` builds an image each time, and `lsinitramfs`/`unmkinitramfs`
 //!    show the script, the binary, `loop` in `conf/modules` and the filesystem modules inside.
 //!    Without `hnroot-init` the build must fail with the hook's message.
-//! 3. **Boot.** The package-way image boots in QEMU (OVMF, GRUB, that tree's kernel,
-//!    `boot=hnroot`) to the test root's init, from an ext4 and from a btrfs hostpart (whose
-//!    drivers initramfs-tools loads on demand); a third boot looks for a hostpart that is not
-//!    there and must show the panic message with hnroot-init's FATAL line, then reboot
-//!    (`panic=1`).
+//! 3. **Boot.** The package-way image boots in QEMU (OVMF, that tree's kernel, `boot=hnroot`)
+//!    to the test root's init: through Debian's GRUB with hnroot.mod and the production
+//!    grub.cfg (`boot=hnroot` added to its `linux` lines, which lack it) from an ext4 hostpart,
+//!    and through the smoke grub.cfg from a btrfs hostpart (drivers loaded on demand); a third
+//!    boot looks for a hostpart that is not there and must show the panic message with
+//!    hnroot-init's FATAL line, then reboot (`panic=1`).
 //!
 //! It never installs anything on the host or touches the host's initramfs.
 
@@ -29,11 +30,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use hnroot_core::bootstate::{new_block, BootState};
+use hnroot_core::uuid::FsUuid;
 use regex::Regex;
 
 use crate::buildenv;
 use crate::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec};
 use crate::grubimage::{self, GrubImageSpec, SmokeCfg};
+use crate::grubmod;
 use crate::initramfs;
 use crate::qemu::{Vm, VmSpec};
 use crate::util;
@@ -160,8 +164,9 @@ pub fn run(args: &Args) -> Result<()> {
         Duration::from_secs(args.timeout),
     )?;
     println!(
-        "initramfs-tools-test: QEMU boots (boot=hnroot to the test init from ext4 and btrfs hostparts; a missing \
-         hostpart to panic and reboot) passed in {:.1} s; {:.1} s in all",
+        "initramfs-tools-test: QEMU boots (boot=hnroot to the test init through hnroot.mod and \
+         the production grub.cfg, and from a btrfs hostpart; a missing hostpart to panic and \
+         reboot) passed in {:.1} s; {:.1} s in all",
         t.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -1228,7 +1233,139 @@ fn boot_good(work: &Path, root: &disk::BuiltFs, fs: HostFs, timeout: Duration) -
     Ok(())
 }
 
-/// Boot the mkinitramfs image with `boot=hnroot` from ext4 and btrfs hostparts, then once
+/// The production grub.cfg, relative to the workspace root.
+const PRODUCTION_GRUB_CFG: &str = "grub-module/grub.cfg";
+
+/// The production grub.cfg with ` boot=hnroot` added to each `linux` line (it has none: hnroot's
+/// own initramfs does not need it, initramfs-tools does).
+fn production_cfg_with_boot_hnroot() -> Result<String> {
+    let path = util::root().join(PRODUCTION_GRUB_CFG);
+    let cfg =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut changed = 0;
+    let out: String = cfg
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("linux (loop)/boot/kernel ") && !l.contains("boot=") {
+                changed += 1;
+                format!("{} boot=hnroot\n", l.trim_end())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    if changed == 0 {
+        bail!(
+            "{} has no `linux (loop)/boot/kernel ...` line to add boot=hnroot to",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// `boot=hnroot` through the production chain: Debian's GRUB with hnroot.mod and the
+/// production grub.cfg (plus `boot=hnroot`), a boot state that commits the image, so GRUB
+/// passes `hnroot.hostpart=PARTUUID=` and `hnroot.esp=PARTUUID=` as in the field.
+fn boot_production_chain(work: &Path, root: &disk::BuiltFs, timeout: Duration) -> Result<()> {
+    let dir = buildenv::fresh_dir(&work.join("production"))?;
+    let module = grubmod::build()?;
+    grubmod::check_installed(&module.path)?;
+    let mut grub = GrubImageSpec::new(production_cfg_with_boot_hnroot()?);
+    grub.extra_module_files.push(module.path.clone());
+    let bootx64 = dir.join("BOOTX64.EFI");
+    grubimage::build_bootx64(&grub, &dir.join("grub"), &bootx64)?;
+    let mut esp = EspSpec::new(&bootx64);
+    esp.bootstate = new_block(&BootState::Committed {
+        good: FsUuid::Uuid(root.uuid.0),
+    })
+    .to_vec();
+    let esp = disk::build_esp(&esp, &dir.join("esp.img"))?;
+    let mut host = HostpartSpec::new(HostFs::Ext4).image(IMAGE_NAME, &root.path);
+    host.files.push(ImageFile::new(
+        &format!("data/{DATA_MARKER}"),
+        0o644,
+        "itools\n",
+    ));
+    let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
+    let built = disk::build_disk(
+        &[PartSpec::esp(&esp), PartSpec::hostpart(&hostpart.path)],
+        &dir.join("disk.img"),
+    )?;
+    let partuuid = built
+        .partitions
+        .get(1)
+        .map(|p| p.partuuid.to_string())
+        .context("the production-chain disk has no second partition")?;
+    let run_dir = work.join("runs").join("production");
+    eprintln!(
+        "==> initramfs-tools-test: booting boot=hnroot through hnroot.mod and the production \
+         grub.cfg (serial log {}/serial.log)",
+        run_dir.display()
+    );
+    let mut vm = Vm::start(&VmSpec::new(
+        "initramfs-tools boot=hnroot, production GRUB",
+        &[&built.path],
+        &run_dir,
+    ))?;
+    let left = |vm: &Vm| timeout.saturating_sub(vm.elapsed());
+    let uuid = root.uuid.to_string();
+    vm.wait_for(&re(r"Loading, please wait")?, left(&vm))?;
+    vm.wait_for(
+        &re(&format!(
+            r"hnroot: cmdline: GRUB booted {} \(UUID {}\), hostpart PARTUUID={}",
+            regex::escape(IMAGE_NAME),
+            regex::escape(&uuid),
+            regex::escape(&partuuid)
+        ))?,
+        left(&vm),
+    )?;
+    vm.wait_for(
+        &re(&format!(
+            r"hnroot: hostpart: found /dev/vda2 \(ext4, LABEL=hostpart, PARTUUID={}\)",
+            regex::escape(&partuuid)
+        ))?,
+        left(&vm),
+    )?;
+    vm.wait_for(
+        &re(&format!(
+            r"hnroot: boot state: committed \(good {}\)",
+            regex::escape(&uuid)
+        ))?,
+        left(&vm),
+    )?;
+    let mounted = vm.wait_for(
+        &re(&format!(
+            r"hnroot: mounted /dev/loop\d+ \(ext4, UUID={}\) ro at /root",
+            regex::escape(&uuid)
+        ))?,
+        left(&vm),
+    )?;
+    let booted = vm.wait_for(
+        &re(r"hnroot-test: booted version=(\S+) uuid=(\S+)")?,
+        left(&vm),
+    )?;
+    if booted.groups[1] != VERSION || booted.groups[2] != uuid {
+        bail!(
+            "production chain booted `{}`, expected version={VERSION} uuid={uuid}",
+            booted.line.trim()
+        );
+    }
+    vm.wait_for(&re(&regex::escape(DATA_MARKER))?, left(&vm))?;
+    vm.wait_for(&re(r"hnroot-test: powering off")?, left(&vm))?;
+    let status = vm.wait_exit(left(&vm))?;
+    if !status.success() {
+        bail!("production chain: QEMU exited with {status} after the guest powered off");
+    }
+    eprintln!(
+        "==> initramfs-tools-test: production chain: `{}` ({:.1} s)",
+        mounted.line.trim(),
+        vm.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Boot the mkinitramfs image with `boot=hnroot`: through hnroot.mod and the production
+/// grub.cfg from an ext4 hostpart, through the smoke grub.cfg from a btrfs hostpart, then once
 /// with a hostpart that is not there.
 pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Duration) -> Result<()> {
     buildenv::fresh_dir(work)?;
@@ -1236,9 +1373,8 @@ pub fn boot_tests(tree: &DebianTree, initrd: &Path, work: &Path, timeout: Durati
         &disk::RootImageSpec::new(VERSION, &tree.vmlinuz, initrd),
         &work.join(IMAGE_NAME),
     )?;
-    for fs in [HostFs::Ext4, HostFs::Btrfs] {
-        boot_good(work, &root, fs, timeout)?;
-    }
+    boot_production_chain(work, &root, timeout)?;
+    boot_good(work, &root, HostFs::Btrfs, timeout)?;
 
     let bad = build_boot_disk(
         work,
