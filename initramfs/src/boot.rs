@@ -161,27 +161,43 @@ fn describe_found(found: &Found) -> String {
     s
 }
 
-fn load_modules(env: &Env) {
-    let Some(dir) = &env.modules_dir else { return };
-    if !dir.is_dir() {
-        info!(
-            "modules: none in this initramfs for this kernel ({}): relying on built-in drivers",
-            dir.display()
-        );
-        return;
+/// Kernel modules: everything on the wanted list except filesystem drivers at start (block
+/// devices, loop); each filesystem driver only when a filesystem of its type is about to be
+/// mounted, since the probes need no driver. btrfs alone costs seconds at load time (its RAID6
+/// code benchmarks itself), which an ext4 hostpart never pays.
+struct Drivers {
+    modules: Option<kmod::Modules>,
+    /// Filesystem drivers on the wanted list, loaded on demand.
+    deferred: Vec<String>,
+}
+
+/// Module names that drive a filesystem (and their code pages).
+fn is_fs_driver(name: &str) -> bool {
+    matches!(
+        name,
+        "ext4" | "ext3" | "ext2" | "btrfs" | "xfs" | "vfat" | "fat" | "msdos"
+    ) || name.starts_with("nls_")
+}
+
+/// The modules a filesystem type needs to be mounted (FAT: the driver and the code pages its
+/// default mount options use).
+fn fs_modules(t: FsType) -> &'static [&'static str] {
+    match t {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => &["ext4"],
+        FsType::Btrfs => &["btrfs"],
+        FsType::Xfs => &["xfs"],
+        FsType::Vfat => &[
+            "vfat",
+            "nls_cp437",
+            "nls_ascii",
+            "nls_iso8859_1",
+            "nls_utf8",
+        ],
+        FsType::Jbd => &[],
     }
-    let wanted = match kmod::read_wanted(&env.modules_list) {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(
-                "modules: cannot read {}: {e}; loading none",
-                env.modules_list.display()
-            );
-            return;
-        }
-    };
-    let start = Instant::now();
-    let (loaded, errors) = kmod::load(dir, &wanted);
+}
+
+fn log_loaded(what: &str, loaded: &[kmod::Loaded], errors: Vec<kmod::KmodError>, start: Instant) {
     let inserted: Vec<&str> = loaded
         .iter()
         .filter_map(|l| match l {
@@ -190,14 +206,83 @@ fn load_modules(env: &Env) {
         })
         .collect();
     info!(
-        "modules: loaded {} ({}) in {:.2} s, {} already present",
+        "modules: loaded {} {what}({}) in {:.2} s, {} already present",
         inserted.len(),
         inserted.join(" "),
         start.elapsed().as_secs_f32(),
         loaded.len() - inserted.len()
     );
     for e in errors {
-        warn!("modules: {e}; continuing (the device it drives may not appear)");
+        warn!("modules: {e}; continuing (what it drives may not appear or mount)");
+    }
+}
+
+impl Drivers {
+    fn none() -> Drivers {
+        Drivers {
+            modules: None,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Index the initramfs's modules and load all but the filesystem drivers.
+    fn start(env: &Env) -> Drivers {
+        let Some(dir) = &env.modules_dir else {
+            return Drivers::none();
+        };
+        if !dir.is_dir() {
+            info!(
+                "modules: none in this initramfs for this kernel ({}): relying on built-in drivers",
+                dir.display()
+            );
+            return Drivers::none();
+        }
+        let wanted = match kmod::read_wanted(&env.modules_list) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(
+                    "modules: cannot read {}: {e}; loading none",
+                    env.modules_list.display()
+                );
+                return Drivers::none();
+            }
+        };
+        let modules = match kmod::Modules::open(dir) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("modules: {e}; loading none");
+                return Drivers::none();
+            }
+        };
+        let (deferred, now): (Vec<String>, Vec<String>) = wanted
+            .into_iter()
+            .partition(|n| is_fs_driver(&kmod::module_name(n)));
+        let start = Instant::now();
+        let (loaded, errors) = modules.load(&now);
+        log_loaded("", &loaded, errors, start);
+        let deferred = deferred.iter().map(|n| kmod::module_name(n)).collect();
+        Drivers {
+            modules: Some(modules),
+            deferred,
+        }
+    }
+
+    /// Load what mounting a `t` filesystem needs, if this initramfs has it and it is not
+    /// loaded yet.
+    fn for_fs(&mut self, t: FsType) {
+        let Some(modules) = &self.modules else { return };
+        let wanted: Vec<String> = fs_modules(t)
+            .iter()
+            .filter(|m| self.deferred.iter().any(|d| d == *m) && modules.has(m))
+            .map(|m| (*m).to_owned())
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        self.deferred.retain(|d| !wanted.contains(d));
+        let start = Instant::now();
+        let (loaded, errors) = modules.load(&wanted);
+        log_loaded(&format!("for {} ", t.as_str()), &loaded, errors, start);
     }
 }
 
@@ -242,7 +327,12 @@ fn find_hostpart(env: &Env, params: &BootParams<'_>) -> Result<Found, Failure> {
     }
 }
 
-fn mount_hostpart(env: &Env, params: &BootParams<'_>, found: &Found) -> Result<(), Failure> {
+fn mount_hostpart(
+    env: &Env,
+    drivers: &mut Drivers,
+    params: &BootParams<'_>,
+    found: &Found,
+) -> Result<(), Failure> {
     let fs = match mount_type(found) {
         Some(t @ (FsType::Ext4 | FsType::Ext3 | FsType::Ext2 | FsType::Btrfs | FsType::Xfs)) => t,
         Some(other) => {
@@ -259,6 +349,7 @@ fn mount_hostpart(env: &Env, params: &BootParams<'_>, found: &Found) -> Result<(
             )))
         }
     };
+    drivers.for_fs(fs);
     mounts::mkdir_p(&env.hostpart_mnt).map_err(|e| Failure::plain(e.to_string()))?;
     mounts::mount(
         &found.node,
@@ -282,7 +373,11 @@ fn mount_hostpart(env: &Env, params: &BootParams<'_>, found: &Found) -> Result<(
 
 /// Mount the ESP read-only and read the boot state; on any problem, the state is absent and
 /// nothing will be written.
-fn read_boot_state(env: &Env, params: &BootParams<'_>) -> (StateSeen, Option<PathBuf>) {
+fn read_boot_state(
+    env: &Env,
+    drivers: &mut Drivers,
+    params: &BootParams<'_>,
+) -> (StateSeen, Option<PathBuf>) {
     let spec = params.esp_spec();
     let found = match wait_for(env, "ESP", &spec, None, env.esp_wait) {
         Ok((found, _)) => found,
@@ -303,6 +398,7 @@ fn read_boot_state(env: &Env, params: &BootParams<'_>) -> (StateSeen, Option<Pat
             return (StateSeen::Absent, None);
         }
     };
+    drivers.for_fs(fs);
     if let Err(e) = mounts::mkdir_p(&env.esp_mnt).and_then(|()| {
         mounts::mount(
             &found.node,
@@ -357,6 +453,7 @@ pub fn write_boot_state(esp: Option<&Path>, state: &hnroot_core::BootState) -> R
 /// Attach the image, check its UUID on the loop device, mount it at the new root.
 fn mount_image(
     env: &Env,
+    drivers: &mut Drivers,
     params: &BootParams<'_>,
     hostpart: &Hostpart,
     image: ImageName,
@@ -387,8 +484,16 @@ fn mount_image(
                 info.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into())
             ))
         }
-        other => return Err(format!("{image} on {}: no usable filesystem ({other:?})", lo.node.display())),
+        other => {
+            let what = match other {
+                FsOutcome::Ambivalent(types) => format!("ambiguous superblocks ({types})"),
+                FsOutcome::Other(t) => format!("a {t} volume"),
+                _ => "no filesystem the probes know".to_owned(),
+            };
+            return Err(format!("{image} on {}: {what}", lo.node.display()));
+        }
     };
+    drivers.for_fs(info.fs_type);
     mounts::mkdir_p(&env.newroot).map_err(|e| e.to_string())?;
     let flags = if params.image_rw { 0 } else { libc::MS_RDONLY };
     mounts::mount(
@@ -477,6 +582,26 @@ fn fallback_context(
     }
 }
 
+/// Undo the mounts a failed [`prepare`] may have left, so that a retry (initramfs-tools calls
+/// `mount-root` again after its panic shell) starts clean. Lazy unmounts: the image's loop
+/// device can keep hostpart busy.
+pub fn unwind(env: &Env) {
+    let targets = [
+        env.newroot.join("hostpart"),
+        env.newroot.clone(),
+        env.esp_mnt.clone(),
+        env.hostpart_mnt.clone(),
+    ];
+    for target in targets {
+        if mounts::is_mount_point(&target) {
+            match mounts::umount(&target, libc::MNT_DETACH) {
+                Ok(()) => info!("unmounted {}", target.display()),
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+}
+
 /// Run the sequence up to a mounted new root.
 pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let params = cmdline::parse(cmdline_text);
@@ -500,12 +625,12 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let config = Config {
         tries: params.tries.unwrap_or(Config::default().tries),
     };
-    load_modules(env);
+    let mut drivers = Drivers::start(env);
 
     let found = find_hostpart(env, &params)?;
-    mount_hostpart(env, &params, &found)?;
+    mount_hostpart(env, &mut drivers, &params, &found)?;
     let hostpart = Hostpart::open(&env.hostpart_mnt).map_err(|e| Failure::plain(e.to_string()))?;
-    let (state, esp) = read_boot_state(env, &params);
+    let (state, esp) = read_boot_state(env, &mut drivers, &params);
 
     let seen = hostpart
         .observe()
@@ -584,7 +709,7 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
                 Err(e) => Ok(format!("NOT recorded ({e})")),
             },
             Step::Mount { image, uuid } => {
-                mount_image(env, &params, &hostpart, image, uuid).map(|()| {
+                mount_image(env, &mut drivers, &params, &hostpart, image, uuid).map(|()| {
                     mounted = Some((image, uuid));
                     "ok".to_owned()
                 })
@@ -616,4 +741,26 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
         init: params.init_path().to_owned(),
         mounted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filesystem_type_names_only_deferred_drivers() {
+        for t in FsType::ALL {
+            for m in fs_modules(t) {
+                assert!(is_fs_driver(m), "{m} for {t} would never be deferred");
+            }
+        }
+        assert!(
+            !is_fs_driver("loop") && !is_fs_driver("virtio_blk") && !is_fs_driver("crc32c_generic")
+        );
+        assert_eq!(
+            fs_modules(FsType::Ext3),
+            ["ext4"],
+            "ext2/3 are served by the ext4 driver"
+        );
+    }
 }

@@ -139,48 +139,69 @@ fn insert(dir: &Path, rel: &str) -> io::Result<bool> {
     Err(e)
 }
 
-/// Load `wanted` and their dependencies from `dir` (`/lib/modules/<release>`). Modules that
-/// are built in are fine; a module that is neither built in nor present, or that the kernel
-/// refuses, is reported and the others are still loaded.
-pub fn load(dir: &Path, wanted: &[String]) -> (Vec<Loaded>, Vec<KmodError>) {
-    let mut errors = Vec::new();
-    let dep = match std::fs::read_to_string(dir.join("modules.dep")) {
-        Ok(text) => parse_modules_dep(&text),
-        Err(e) => {
-            errors.push(KmodError {
-                module: "*".into(),
-                why: format!("{}: {e}", dir.join("modules.dep").display()),
-            });
-            return (Vec::new(), errors);
-        }
-    };
-    let builtin: Vec<String> = std::fs::read_to_string(dir.join("modules.builtin"))
-        .map(|t| t.lines().map(module_name).collect())
-        .unwrap_or_default();
-    let (order, unknown) = resolve(&dep, wanted);
-    let mut loaded = Vec::new();
-    for name in unknown {
-        if builtin.contains(&name) {
-            loaded.push(Loaded::Present(name));
-        } else {
-            errors.push(KmodError {
-                module: name,
-                why: "not in modules.dep nor modules.builtin of this initramfs".into(),
-            });
-        }
+/// The initramfs's modules for the running kernel, indexed once.
+#[derive(Debug)]
+pub struct Modules {
+    dir: PathBuf,
+    dep: HashMap<String, (String, Vec<String>)>,
+    builtin: Vec<String>,
+}
+
+impl Modules {
+    /// Index `dir` (`/lib/modules/<release>`): its `modules.dep` and `modules.builtin`.
+    pub fn open(dir: &Path) -> io::Result<Modules> {
+        let text = std::fs::read_to_string(dir.join("modules.dep")).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: {e}", dir.join("modules.dep").display()),
+            )
+        })?;
+        let builtin = std::fs::read_to_string(dir.join("modules.builtin"))
+            .map(|t| t.lines().map(module_name).collect())
+            .unwrap_or_default();
+        Ok(Modules {
+            dir: dir.to_owned(),
+            dep: parse_modules_dep(&text),
+            builtin,
+        })
     }
-    for rel in order {
-        let name = module_name(&rel);
-        match insert(dir, &rel) {
-            Ok(true) => loaded.push(Loaded::Inserted(name)),
-            Ok(false) => loaded.push(Loaded::Present(name)),
-            Err(e) => errors.push(KmodError {
-                module: name,
-                why: format!("{rel}: {e}"),
-            }),
-        }
+
+    /// Whether the initramfs has `name` (as a file or built into the kernel).
+    pub fn has(&self, name: &str) -> bool {
+        let name = module_name(name);
+        self.dep.contains_key(&name) || self.builtin.contains(&name)
     }
-    (loaded, errors)
+
+    /// Load `wanted` and their dependencies. Modules built into the kernel are fine; a module
+    /// that is neither built in nor present, or that the kernel refuses, is reported and the
+    /// others are still loaded.
+    pub fn load(&self, wanted: &[String]) -> (Vec<Loaded>, Vec<KmodError>) {
+        let mut errors = Vec::new();
+        let (order, unknown) = resolve(&self.dep, wanted);
+        let mut loaded = Vec::new();
+        for name in unknown {
+            if self.builtin.contains(&name) {
+                loaded.push(Loaded::Present(name));
+            } else {
+                errors.push(KmodError {
+                    module: name,
+                    why: "not in modules.dep nor modules.builtin of this initramfs".into(),
+                });
+            }
+        }
+        for rel in order {
+            let name = module_name(&rel);
+            match insert(&self.dir, &rel) {
+                Ok(true) => loaded.push(Loaded::Inserted(name)),
+                Ok(false) => loaded.push(Loaded::Present(name)),
+                Err(e) => errors.push(KmodError {
+                    module: name,
+                    why: format!("{rel}: {e}"),
+                }),
+            }
+        }
+        (loaded, errors)
+    }
 }
 
 /// The wanted list: one module per line, `#` comments.

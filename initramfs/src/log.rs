@@ -22,13 +22,25 @@ struct Sinks {
     kmsg: Option<File>,
     console: Option<File>,
     stderr: bool,
+    /// The kernel itself echoes kernel-log records below this level to the console
+    /// (`/proc/sys/kernel/printk`, first field); such lines are not written there twice.
+    console_loglevel: u8,
 }
 
 static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
     kmsg: None,
     console: None,
     stderr: true,
+    console_loglevel: 0,
 });
+
+/// The console log level, or 0 (the kernel echoes nothing) if unknown.
+fn console_loglevel() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/printk")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
 
 /// Open `/dev/kmsg` and, when `console` is true, `/dev/console` (PID 1 in a bare initramfs);
 /// otherwise lines go to standard error (under initramfs-tools, which owns the console).
@@ -43,6 +55,7 @@ pub fn open(console: bool) {
         sinks.stderr = console_file.is_none();
         sinks.kmsg = kmsg;
         sinks.console = console_file;
+        sinks.console_loglevel = console_loglevel();
     }
 }
 
@@ -50,19 +63,24 @@ pub fn open(console: bool) {
 pub fn line(level: Level, args: fmt::Arguments<'_>) {
     let text = format!("hnroot: {args}");
     let Ok(mut sinks) = SINKS.lock() else { return };
+    let mut echoed_by_kernel = false;
     if let Some(kmsg) = sinks.kmsg.as_mut() {
         // One write per record; the kernel splits nothing.
         if kmsg
             .write_all(format!("<{}>{text}\n", level as u8).as_bytes())
-            .is_err()
+            .is_ok()
         {
+            echoed_by_kernel = (level as u8) < sinks.console_loglevel;
+        } else {
             sinks.kmsg = None;
         }
     }
-    if let Some(console) = sinks.console.as_mut() {
-        if console.write_all(format!("{text}\n").as_bytes()).is_err() {
-            sinks.console = None;
-            sinks.stderr = true;
+    if !echoed_by_kernel {
+        if let Some(console) = sinks.console.as_mut() {
+            if console.write_all(format!("{text}\n").as_bytes()).is_err() {
+                sinks.console = None;
+                sinks.stderr = true;
+            }
         }
     }
     if sinks.stderr {

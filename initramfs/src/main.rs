@@ -113,6 +113,16 @@ fn pid1() -> ! {
 }
 
 fn mount_root(rootmnt: &Path) -> ExitCode {
+    let devkmsg = std::fs::read_to_string(PRINTK_DEVKMSG).ok();
+    let _ = std::fs::write(PRINTK_DEVKMSG, "on\n");
+    let code = mount_root_logged(rootmnt);
+    if let Some(previous) = &devkmsg {
+        let _ = std::fs::write(PRINTK_DEVKMSG, previous);
+    }
+    code
+}
+
+fn mount_root_logged(rootmnt: &Path) -> ExitCode {
     log::open(false);
     let cmdline = match std::fs::read_to_string("/proc/cmdline") {
         Ok(c) => c,
@@ -142,6 +152,7 @@ fn mount_root(rootmnt: &Path) -> ExitCode {
             // initramfs-tools' panic() (its shell) takes over after we exit.
             error!("FATAL: {}", failure.message);
             fallback::reboot_into_another_image(&failure);
+            hnroot_init::boot::unwind(&env);
             ExitCode::from(2)
         }
     }

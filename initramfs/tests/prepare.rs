@@ -192,26 +192,22 @@ impl Rig {
         )
     }
 
-    /// Unmount whatever a run left mounted. Lazily: the image's loop device keeps hostpart
-    /// busy, and hostpart is mounted inside the image's mount.
+    /// Unmount whatever a run left mounted, with the function `mount-root` uses after a
+    /// failure; then check nothing is left.
     fn unmount(&self, env: &Env) {
+        hnroot_init::boot::unwind(env);
         for m in [
             env.newroot.join("hostpart"),
             env.newroot.clone(),
             env.esp_mnt.clone(),
             env.hostpart_mnt.clone(),
         ] {
-            for _ in 0..8 {
-                if !Command::new("mountpoint")
-                    .arg("-q")
-                    .arg(&m)
-                    .status()
-                    .is_ok_and(|s| s.success())
-                {
-                    break;
-                }
-                let _ = Command::new("umount").arg("-l").arg(&m).status();
-            }
+            let still = Command::new("mountpoint")
+                .arg("-q")
+                .arg(&m)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(!still, "{} still mounted after unwind", m.display());
         }
     }
 
