@@ -140,7 +140,7 @@ if probe --part-uuid --set=hnroot_partuuid ($hostpart); then
 else
   set hnroot_partuuid=""
 fi
-if linux (loop)/boot/kernel console=ttyS0 panic=10 hnroot.image=$hnroot_image hnroot.uuid=$hnroot_uuid hnroot.partuuid=$hnroot_partuuid{extra}; then
+if linux (loop)/boot/kernel console=ttyS0 panic=10 hnroot.image=$hnroot_image hnroot.uuid=$hnroot_uuid hnroot.hostpart=LABEL=$hnroot_label{extra}; then
   echo "hnroot-grub: loaded (loop)/boot/kernel"
 else
   hnroot_fail "cannot load (loop)/boot/kernel from $hnroot_image"
@@ -315,7 +315,7 @@ mod tests {
         assert!(cfg.contains(r#"search --no-floppy --label "$hnroot_label" --set=hostpart"#));
         assert!(cfg.contains(r#"loopback loop "($hostpart)/$hnroot_image""#));
         assert!(cfg.contains("linux (loop)/boot/kernel console=ttyS0 panic=10 "));
-        assert!(cfg.contains("hnroot.partuuid=$hnroot_partuuid quiet; then"));
+        assert!(cfg.contains("hnroot.hostpart=LABEL=$hnroot_label quiet; then"));
         assert!(cfg.contains("initrd (loop)/boot/initramfs"));
     }
 
