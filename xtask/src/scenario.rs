@@ -647,10 +647,14 @@ pub fn disk_command(args: &DiskArgs, images: &'static [ImageDef]) -> Result<()> 
             );
         }
     }
+    println!("boot it (serial console on the terminal; Ctrl-A X quits):");
+    println!("  cp {} /tmp/OVMF_VARS.fd", crate::qemu::OVMF_VARS);
     println!(
-        "boot it: qemu-system-x86_64 -accel tcg -machine q35 -m 1024 -nographic \\\n           -drive if=pflash,format=raw,readonly=on,file={} \\\n           -drive if=pflash,format=raw,file=<a copy of {}> \\\n           -drive file={},format=raw,if=virtio",
+        "  qemu-system-x86_64 -accel tcg -machine q35 -m 1024 -nographic \\\n    \
+         -drive if=pflash,format=raw,readonly=on,file={} \\\n    \
+         -drive if=pflash,format=raw,file=/tmp/OVMF_VARS.fd \\\n    \
+         -drive file={},format=raw,if=virtio",
         crate::qemu::OVMF_CODE,
-        crate::qemu::OVMF_VARS,
         args.out.display()
     );
     Ok(())

@@ -48,15 +48,26 @@ impl fmt::Display for End {
     }
 }
 
+/// hnroot-init writes each line to the kernel log, and to the console only when the kernel
+/// does not echo it there itself: on the console its lines may carry the kernel's
+/// `[    4.952313] ` timestamp. Patterns for its lines start with this.
+pub const INIT_LINE: &str = r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: ";
+
 /// The console lines that end a boot, and what each means.
 const END_MARKERS: &[(&str, End)] = &[
     (r"^hnroot-test: rebooting$", End::Reboot),
     (r"^hnroot-test: powering off$", End::Poweroff),
     (r"Kernel panic - not syncing", End::Panic),
-    (r"^hnroot: stopped on purpose", End::Stopped),
-    (r"^hnroot: emergency shell on the console", End::Stopped),
     (
-        r"^hnroot: fallback: recorded image .* rebooting",
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: stopped on purpose",
+        End::Stopped,
+    ),
+    (
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: emergency shell on the console",
+        End::Stopped,
+    ),
+    (
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: fallback: recorded image .* rebooting",
         End::FallbackReboot,
     ),
     (r"\*hnroot rescue: stay in GRUB", End::GrubRescue),
@@ -222,8 +233,12 @@ pub fn parse_boot(text: &str) -> BootRecord {
             }
             continue;
         }
-        if let Some(rest) = line.strip_prefix("hnroot: ") {
+        if let Some(rest) = strip_timestamp(line).strip_prefix("hnroot: ") {
             let rest = rest.trim_end().to_string();
+            // An older hnroot-init wrote every line twice (kernel echo and console).
+            if r.init.last() == Some(&rest) {
+                continue;
+            }
             if let Some(plan) = rest.strip_prefix("plan: ") {
                 let (head, notes) = match plan.split_once(": ") {
                     Some((h, n)) => (h, Some(n.to_string())),
@@ -277,6 +292,22 @@ pub fn parse_boot(text: &str) -> BootRecord {
         }
     }
     r
+}
+
+/// `line` without a leading kernel timestamp (`[    4.952313] `).
+fn strip_timestamp(line: &str) -> &str {
+    let Some(rest) = line.strip_prefix('[') else {
+        return line;
+    };
+    match rest.split_once("] ") {
+        Some((stamp, after))
+            if !stamp.trim().is_empty()
+                && stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') =>
+        {
+            after
+        }
+        _ => line,
+    }
 }
 
 /// One QEMU run over a scenario's disks, booting as often as the guest reboots.
@@ -415,7 +446,7 @@ Booting in blind mode
 [    0.000000] Command line: BOOT_IMAGE=(loop)/boot/kernel hnroot.image=hn-root-new.img hnroot.uuid=0123 console=ttyS0
 [    1.000000] hnroot: plan: update (5 steps)
 hnroot: plan: update (5 steps)
-hnroot: step 1/5: rename hn-root.img -> hn-root-old.img: ok
+[    1.100000] hnroot: step 1/5: rename hn-root.img -> hn-root-old.img: ok
 hnroot: step 5/5: mount hn-root.img (UUID 0123) as root: ok
 hnroot-test: booted version=v2 uuid=0123
 hnroot-test: ls /hostpart:
@@ -426,6 +457,41 @@ hnroot: marked hn-root.img good: committed (good 0123)
 hnroot-test: action 2 exit=0
 hnroot-test: rebooting
 ";
+
+    #[test]
+    fn end_markers_classify_the_lines_that_end_a_boot() {
+        let classify = |line: &str| {
+            END_MARKERS
+                .iter()
+                .find(|(re, _)| Regex::new(&format!("(?m){re}")).unwrap().is_match(line))
+                .map(|(_, e)| *e)
+        };
+        assert_eq!(classify("hnroot-test: rebooting"), Some(End::Reboot));
+        assert_eq!(classify("hnroot-test: powering off"), Some(End::Poweroff));
+        assert_eq!(
+            classify("[   12.5] Kernel panic - not syncing: Attempted to kill init!"),
+            Some(End::Panic)
+        );
+        assert_eq!(
+            classify(
+                "      before booting or `c' for a command-line.   *hnroot rescue: stay in GRUB"
+            ),
+            Some(End::GrubRescue)
+        );
+        assert_eq!(classify("   hnroot rescue: stay in GRUB"), None);
+        assert_eq!(
+            classify("hnroot: fallback: recorded image 0123 as failed; rebooting so GRUB boots hn-root-old.img (UUID 4567)"),
+            Some(End::FallbackReboot)
+        );
+        assert_eq!(classify("hnroot-test: powering off -f returned"), None);
+        assert_eq!(
+            classify("[    9.25] hnroot: stopped on purpose: no emergency shell"),
+            Some(End::Stopped)
+        );
+        assert!(Regex::new(&format!("(?m){INIT_LINE}plan: "))
+            .unwrap()
+            .is_match("x\n[    4.9] hnroot: plan: update (5 steps)\n"));
+    }
 
     #[test]
     fn a_boot_is_read_off_the_console() {
@@ -445,6 +511,8 @@ hnroot-test: rebooting
         assert_eq!(r.plan_kind.as_deref(), Some("update"));
         assert_eq!(r.plan_steps, Some(5));
         assert_eq!(r.steps.len(), 2);
+        assert_eq!(strip_timestamp("[    1.1] hnroot: x"), "hnroot: x");
+        assert_eq!(strip_timestamp("[hnroot] x"), "[hnroot] x");
         assert_eq!(r.version.as_deref(), Some("v2"));
         assert_eq!(r.images, [("hn-root.img".to_string(), "0123".to_string())]);
         assert_eq!(r.ls_hostpart.len(), 1);
