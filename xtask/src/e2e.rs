@@ -121,18 +121,16 @@ pub fn expect(
     }
 }
 
-/// What a scenario reports for the table.
+/// What a scenario reports for the table; its notes are printed as they come.
 #[derive(Debug, Default)]
 struct Report {
     boots: usize,
     qemu: Duration,
-    lines: Vec<String>,
 }
 
 impl Report {
     fn note(&mut self, line: String) {
         println!("    {line}");
-        self.lines.push(line);
     }
 }
 
