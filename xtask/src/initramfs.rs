@@ -184,7 +184,7 @@ pub fn build(spec: &Spec, out: &Path) -> Result<Built> {
         let release = release_of(dir)?;
         let wanted: Vec<&str> = spec.wanted.iter().map(String::as_str).collect();
         set = kernel::modules_in(dir, &release, &wanted)?;
-        add_modules(&mut a, dir, &release, &set)?;
+        add_modules(&mut a, dir, &release, &spec.wanted, &set)?;
     }
     let cpio = a.finish()?;
     let compressed = compress(&cpio, spec.compress)?;
@@ -200,8 +200,17 @@ pub fn build(spec: &Spec, out: &Path) -> Result<Built> {
 }
 
 /// `lib/modules/<release>/`: the `.ko` files of `set`, `modules.dep` lines for exactly them,
-/// the kernel's `modules.builtin`, and `/etc/hnroot/modules` naming them in load order.
-fn add_modules(a: &mut cpio::Archive, dir: &Path, release: &str, set: &ModuleSet) -> Result<()> {
+/// the kernel's `modules.builtin`, and `/etc/hnroot/modules`: the wanted modules and the ones
+/// only a softdep pulls in (hnroot-init follows `modules.dep` itself, not softdeps), in load
+/// order. Hard dependencies are left to hnroot-init, so a driver it loads only when needed
+/// (btrfs for a btrfs hostpart) brings its dependencies (raid6_pq, xor) only then.
+fn add_modules(
+    a: &mut cpio::Archive,
+    dir: &Path,
+    release: &str,
+    wanted: &[String],
+    set: &ModuleSet,
+) -> Result<()> {
     let base = format!("lib/modules/{release}");
     a.dir("lib", 0o755)?;
     a.dir("lib/modules", 0o755)?;
@@ -252,15 +261,43 @@ fn add_modules(a: &mut cpio::Archive, dir: &Path, release: &str, set: &ModuleSet
         .lines()
         .map(kernel::ko_module_name)
         .collect();
+    // What the wanted modules reach through modules.dep alone; the rest came by softdep.
+    let hard: std::collections::BTreeMap<&str, Vec<&str>> = kept
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(ko, deps)| (ko.trim(), deps.split_whitespace().collect()))
+        .collect();
+    let wanted_names: BTreeSet<String> = wanted.iter().map(|w| kernel::ko_module_name(w)).collect();
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut todo: Vec<&str> = set
+        .load_order
+        .iter()
+        .map(String::as_str)
+        .filter(|ko| wanted_names.contains(&kernel::ko_module_name(ko)))
+        .collect();
+    while let Some(ko) = todo.pop() {
+        if reached.insert(ko) {
+            todo.extend(hard.get(ko).into_iter().flatten().copied());
+        }
+    }
     let mut list = String::from(
-        "# Modules hnroot-init loads at boot, in load order (written by cargo xtask initramfs).\n",
+        "# Modules hnroot-init loads at boot, in load order, their modules.dep dependencies \
+         implied (written by cargo xtask initramfs).\n",
     );
     let names = set
         .builtin
         .iter()
         .filter(|name| builtin_names.contains(*name))
         .cloned()
-        .chain(set.load_order.iter().map(|ko| kernel::ko_module_name(ko)));
+        .chain(
+            set.load_order
+                .iter()
+                .filter(|ko| {
+                    wanted_names.contains(&kernel::ko_module_name(ko))
+                        || !reached.contains(ko.as_str())
+                })
+                .map(|ko| kernel::ko_module_name(ko)),
+        );
     for name in names {
         list.push_str(&name);
         list.push('\n');
@@ -395,9 +432,10 @@ mod tests {
         for (name, body) in [
             (
                 "modules.dep",
-                "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\nkernel/fs/unused.ko:\n",
+                "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\nkernel/fs/e.ko:\n\
+                 kernel/fs/unused.ko:\n",
             ),
-            ("modules.softdep", "softdep a pre: c d-alias\n"),
+            ("modules.softdep", "softdep a pre: c d-alias e\n"),
             ("modules.alias", ""),
             (
                 "modules.builtin",
@@ -406,6 +444,7 @@ mod tests {
             ("modules.builtin.modinfo", "d_generic.alias=d-alias\0"),
             ("kernel/fs/a.ko", "AAAA"),
             ("kernel/fs/b.ko", "BB"),
+            ("kernel/fs/e.ko", "E"),
             ("kernel/fs/unused.ko", "U"),
         ] {
             fs::write(rel.join(name), body).unwrap();
@@ -424,7 +463,10 @@ mod tests {
             &out,
         )
         .unwrap();
-        assert_eq!(built.modules, ["kernel/fs/b.ko", "kernel/fs/a.ko"]);
+        assert_eq!(
+            built.modules,
+            ["kernel/fs/e.ko", "kernel/fs/b.ko", "kernel/fs/a.ko"]
+        );
         assert_eq!(built.builtin, ["c", "d-alias"]);
         let cpio = Command::new("zstd")
             .args(["-d", "-q", "--stdout"])
@@ -445,13 +487,14 @@ mod tests {
         let base = extract.join("lib/modules/6.1.0-t");
         assert_eq!(
             fs::read_to_string(base.join("modules.dep")).unwrap(),
-            "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\n"
+            "kernel/fs/a.ko: kernel/fs/b.ko\nkernel/fs/b.ko:\nkernel/fs/e.ko:\n"
         );
         assert!(base.join("kernel/fs/a.ko").is_file());
         assert!(!base.join("kernel/fs/unused.ko").exists());
         let list = fs::read_to_string(extract.join(MODULE_LIST)).unwrap();
         let names: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(names, ["c", "b", "a"]);
+        // b comes with a through modules.dep; c (built in) and e only through a softdep.
+        assert_eq!(names, ["c", "e", "a"]);
         assert_eq!(
             fs::read(extract.join("init")).unwrap(),
             b"\x7fELF-not-really"

@@ -217,11 +217,16 @@ impl Kit {
         };
 
         let t = Instant::now();
+        let cached_kernels: Vec<PathBuf> = fs::read_dir(kernel::cache_dir())
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
         let kernel = kernel::fetch_current()?;
         timed(
             &format!("kernel {} (Debian {})", kernel.release, kernel.deb_version),
             t,
-            true,
+            cached_kernels
+                .iter()
+                .any(|dir| kernel.vmlinuz.starts_with(dir)),
         );
 
         let t = Instant::now();
@@ -234,7 +239,7 @@ impl Kit {
         let init_bytes = read(&init)?;
         let initramfs_path = dir.join("cache").join("initramfs.zst");
         let key = format!(
-            "initramfs v2 {} {:016x} {}",
+            "initramfs v3 {} {:016x} {}",
             kernel.release,
             fnv1a(&init_bytes),
             wanted.join(",")
