@@ -16,7 +16,7 @@
 //!    Without `hnroot-init` the build must fail with the hook's message.
 //! 3. **Boot.** The package-way image boots in QEMU (OVMF, that tree's kernel, `boot=hnroot`)
 //!    to the test root's init: through Debian's GRUB with hnroot.mod and the production
-//!    grub.cfg (`boot=hnroot` added to its `linux` lines, which lack it) from an ext4 hostpart,
+//!    grub.cfg (verbatim; its `linux` lines pass `boot=hnroot`) from an ext4 hostpart,
 //!    and through the smoke grub.cfg from a btrfs hostpart (drivers loaded on demand); a third
 //!    boot looks for a hostpart that is not there and must show the panic message with
 //!    hnroot-init's FATAL line, then reboot (`panic=1`).
@@ -1236,31 +1236,33 @@ fn boot_good(work: &Path, root: &disk::BuiltFs, fs: HostFs, timeout: Duration) -
 /// The production grub.cfg, relative to the workspace root.
 const PRODUCTION_GRUB_CFG: &str = "grub-module/grub.cfg";
 
-/// The production grub.cfg with ` boot=hnroot` added to each `linux` line (it has none: hnroot's
-/// own initramfs does not need it, initramfs-tools does).
+/// The production grub.cfg, verbatim, after checking that every `linux` line passes
+/// `boot=hnroot` (initramfs-tools needs it; hnroot's own initramfs ignores it).
 fn production_cfg_with_boot_hnroot() -> Result<String> {
     let path = util::root().join(PRODUCTION_GRUB_CFG);
     let cfg =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut changed = 0;
-    let out: String = cfg
+    let linux: Vec<&str> = cfg
         .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("linux (loop)/boot/kernel ") && !l.contains("boot=") {
-                changed += 1;
-                format!("{} boot=hnroot\n", l.trim_end())
-            } else {
-                format!("{l}\n")
-            }
-        })
+        .filter(|l| l.trim_start().starts_with("linux (loop)/boot/kernel "))
         .collect();
-    if changed == 0 {
+    if linux.is_empty() {
         bail!(
-            "{} has no `linux (loop)/boot/kernel ...` line to add boot=hnroot to",
+            "{} has no `linux (loop)/boot/kernel ...` line",
             path.display()
         );
     }
-    Ok(out)
+    if let Some(l) = linux
+        .iter()
+        .find(|l| !l.split_whitespace().any(|w| w == "boot=hnroot"))
+    {
+        bail!(
+            "{}: this linux line lacks boot=hnroot, so an initramfs-tools initramfs would not run hnroot's script: {}",
+            path.display(),
+            l.trim()
+        );
+    }
+    Ok(cfg)
 }
 
 /// `boot=hnroot` through the production chain: Debian's GRUB with hnroot.mod and the
