@@ -1266,7 +1266,7 @@ fn production_cfg_with_boot_hnroot() -> Result<String> {
 }
 
 /// `boot=hnroot` through the production chain: Debian's GRUB with hnroot.mod and the
-/// production grub.cfg (plus `boot=hnroot`), a boot state that commits the image, so GRUB
+/// production grub.cfg (verbatim), a boot state that commits the image, so GRUB
 /// passes `hnroot.hostpart=PARTUUID=` and `hnroot.esp=PARTUUID=` as in the field.
 fn boot_production_chain(work: &Path, root: &disk::BuiltFs, timeout: Duration) -> Result<()> {
     let dir = buildenv::fresh_dir(&work.join("production"))?;
