@@ -308,19 +308,11 @@ fn build_scenario(s: &Scenario, bootx64: &Path, dir: &Path) -> Result<Built> {
     let mut esp = EspSpec::new(bootx64);
     esp.label = s.esp_label.to_owned();
     esp.size_mib = ESP_MIB;
-    if let StateFile::Bytes(bytes) = &s.state {
-        esp.bootstate = bytes.clone();
-    }
+    esp.bootstate = match &s.state {
+        StateFile::Bytes(bytes) => Some(bytes.clone()),
+        StateFile::Missing => None,
+    };
     let esp_path = disk::build_esp(&esp, &dir.join("esp.img"))?;
-    if matches!(s.state, StateFile::Missing) {
-        grubmod::run(
-            Command::new("mdel")
-                .arg("-i")
-                .arg(&esp_path)
-                .arg(format!("::{}", disk::BOOTSTATE_PATH))
-                .env("MTOOLS_SKIP_CHECK", "1"),
-        )?;
-    }
     let built = disk::build_disk(
         &[PartSpec::esp(&esp_path), PartSpec::hostpart(&hostpart.path)],
         &dir.join("disk.img"),

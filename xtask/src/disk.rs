@@ -220,8 +220,8 @@ pub struct EspSpec {
     pub bootx64: PathBuf,
     pub label: String,
     /// Contents of `hnroot/bootstate`; 1024 zero bytes by default (preallocated, so that
-    /// GRUB can later overwrite it in place without allocating).
-    pub bootstate: Vec<u8>,
+    /// GRUB can later overwrite it in place without allocating); `None`: no such file.
+    pub bootstate: Option<Vec<u8>>,
     pub files: Vec<ImageFile>,
     /// FAT32 needs at least ~33 MiB with 512-byte clusters; 64 MiB by default.
     pub size_mib: u64,
@@ -232,7 +232,7 @@ impl EspSpec {
         Self {
             bootx64: bootx64.to_path_buf(),
             label: ESP_LABEL.to_string(),
-            bootstate: vec![0; BOOTSTATE_LEN],
+            bootstate: Some(vec![0; BOOTSTATE_LEN]),
             files: Vec::new(),
             size_mib: 64,
         }
@@ -506,10 +506,14 @@ pub fn build_esp(spec: &EspSpec, out: &Path) -> Result<PathBuf> {
             .arg((spec.size_mib * 1024).to_string()),
     )
     .with_context(|| format!("building the ESP ({} MiB)", spec.size_mib))?;
-    let mut files = vec![
-        ImageFile::new("EFI/BOOT/BOOTX64.EFI", 0o644, read(&spec.bootx64)?),
-        ImageFile::new(BOOTSTATE_PATH, 0o644, spec.bootstate.clone()),
-    ];
+    let mut files = vec![ImageFile::new(
+        "EFI/BOOT/BOOTX64.EFI",
+        0o644,
+        read(&spec.bootx64)?,
+    )];
+    if let Some(bootstate) = &spec.bootstate {
+        files.push(ImageFile::new(BOOTSTATE_PATH, 0o644, bootstate.clone()));
+    }
     files.extend(spec.files.iter().cloned());
     let scratch = buildenv::fresh_dir(&out.with_extension("staging"))?;
     let mut made_dirs = BTreeSet::new();

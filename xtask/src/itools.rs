@@ -1277,10 +1277,12 @@ fn boot_production_chain(work: &Path, root: &disk::BuiltFs, timeout: Duration) -
     let bootx64 = dir.join("BOOTX64.EFI");
     grubimage::build_bootx64(&grub, &dir.join("grub"), &bootx64)?;
     let mut esp = EspSpec::new(&bootx64);
-    esp.bootstate = new_block(&BootState::Committed {
-        good: FsUuid::Uuid(root.uuid.0),
-    })
-    .to_vec();
+    esp.bootstate = Some(
+        new_block(&BootState::Committed {
+            good: FsUuid::Uuid(root.uuid.0),
+        })
+        .to_vec(),
+    );
     let esp = disk::build_esp(&esp, &dir.join("esp.img"))?;
     let mut host = HostpartSpec::new(HostFs::Ext4).image(IMAGE_NAME, &root.path);
     host.files.push(ImageFile::new(

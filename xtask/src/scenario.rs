@@ -476,21 +476,12 @@ impl Kit {
                 let state = BootState::Committed {
                     good: self.uuid(v)?,
                 };
-                esp.bootstate = new_block(&state).to_vec();
+                esp.bootstate = Some(new_block(&state).to_vec());
             }
-            StateInit::Bytes(b) => esp.bootstate = b.clone(),
-            StateInit::Missing => {}
+            StateInit::Bytes(b) => esp.bootstate = Some(b.clone()),
+            StateInit::Missing => esp.bootstate = None,
         }
         let esp_path = disk::build_esp(&esp, &dir.join("esp.img"))?;
-        if matches!(spec.state, StateInit::Missing) {
-            buildenv::run(
-                Command::new("mdel")
-                    .arg("-i")
-                    .arg(&esp_path)
-                    .arg(format!("::{}", disk::BOOTSTATE_PATH))
-                    .env("MTOOLS_SKIP_CHECK", "1"),
-            )?;
-        }
         let built = disk::build_disk(
             &[PartSpec::esp(&esp_path), PartSpec::hostpart(&hostpart.path)],
             &dir.join("disk.img"),
