@@ -128,7 +128,8 @@ pub enum ParamError<'a> {
     Number(&'static str, &'a str),
     /// `init=` is not an absolute path without `..`.
     Init(&'a str),
-    /// An `hnroot.` parameter given twice; the first one stands.
+    /// An `hnroot.` parameter given more than once; the last valid one stands, as the kernel
+    /// treats its own parameters (so a parameter appended at GRUB's editor overrides).
     Duplicate(&'a str),
     /// An `hnroot.` parameter this version does not know (a typo?).
     Unknown(&'a str),
@@ -154,7 +155,7 @@ impl fmt::Display for ParamError<'_> {
             ParamError::Init(v) => {
                 write!(f, "init={v:?} ignored: must be an absolute path without '..'")
             }
-            ParamError::Duplicate(k) => write!(f, "{k} given more than once: the first one stands"),
+            ParamError::Duplicate(k) => write!(f, "{k} given more than once: the last one stands"),
             ParamError::Unknown(k) => write!(f, "unknown parameter {k} ignored"),
             ParamError::Unpaired(k) => write!(
                 f,
@@ -281,7 +282,6 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
         let bit = 1u16 << index;
         if seen & bit != 0 {
             p.refuse(ParamError::Duplicate(key));
-            continue;
         }
         seen |= bit;
         let value = value.unwrap_or("");
@@ -437,6 +437,25 @@ mod tests {
         );
         assert_eq!(p.hostpart_spec(), DeviceSpec::Label("hostpart"));
         assert_eq!(p.booted, None);
+    }
+
+    #[test]
+    fn the_last_of_repeated_parameters_stands() {
+        let line = std::format!(
+            "hnroot.image=hn-root.img hnroot.uuid={U} hnroot.hostpart=LABEL=hostpart \
+             hnroot.image=hn-root-old.img hnroot.hostpart=LABEL=other hnroot.hostpart=LABLE=x"
+        );
+        let p = parse(&line);
+        assert_eq!(p.booted.map(|b| b.name), Some(ImageName::Old));
+        assert_eq!(
+            p.hostpart,
+            Some(DeviceSpec::Label("other")),
+            "an invalid repeat is ignored"
+        );
+        assert_eq!(
+            p.errors.first(),
+            Some(&ParamError::Duplicate("hnroot.image"))
+        );
     }
 
     #[test]
