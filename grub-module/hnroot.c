@@ -689,6 +689,16 @@ observe_image (const char *path, struct probe_ctx *ctx, struct hnroot_image_seen
     }
   type = (const char *) hnroot_fs_type_name (info->fs_type);
   module = driver_module (info->fs_type);
+  if (info->missing_bytes)
+    {
+      /* blkid still reports such a file, and GRUB might even read its kernel; the kernel
+	 would refuse to mount it.  */
+      report_unreadable (path, "it is truncated: its %s filesystem spans %llu bytes, the file "
+			 "lacks the last %llu (an incomplete copy?)", type,
+			 (unsigned long long) info->fs_size,
+			 (unsigned long long) info->missing_bytes);
+      goto done;
+    }
   if (info->uuid.kind == HNROOT_UUID_NONE)
     {
       report_unreadable (path, "its %s filesystem has no UUID for hnroot.uuid=", type);

@@ -48,7 +48,13 @@ enum Img {
     NoKernel(Uuid),
     /// A file of the same size that is no filesystem.
     Garbage,
+    /// An `Fs` image without its last [`CUT`] bytes: superblock, UUID and `/boot/kernel` are
+    /// intact (GRUB could read the kernel), the filesystem's end is not there.
+    Truncated(Uuid),
 }
+
+/// What a truncated image lacks.
+const CUT: u64 = 64 * 1024;
 
 /// The boot-state file as a scenario places it on the ESP.
 #[derive(Clone, Debug)]
@@ -120,7 +126,7 @@ impl Scenario {
         for (name, img) in &self.images {
             let seen = match img {
                 Img::Fs(uuid) => ImageSeen::Readable(FsUuid::Uuid(uuid.0)),
-                Img::NoKernel(_) | Img::Garbage => ImageSeen::Unreadable,
+                Img::NoKernel(_) | Img::Garbage | Img::Truncated(_) => ImageSeen::Unreadable,
             };
             obs.set(*name, seen);
         }
@@ -199,6 +205,14 @@ fn scenarios() -> Result<Vec<Scenario>> {
         "hn-root.img is unreadable: GRUB's ext2 driver cannot open /boot/kernel in this ext4 \
          filesystem",
     ];
+    let mut truncated = Scenario::new("truncated-image", "recovery", Some(Old))
+        .img(Current, Img::Truncated(a))
+        .img(Old, Img::Fs(c))
+        .state(committed_a);
+    truncated.printed = vec![
+        "hn-root.img is unreadable: it is truncated: its ext4 filesystem spans 2097152 bytes, \
+         the file lacks the last 65536 (an incomplete copy?)",
+    ];
     Ok(vec![
         normal,
         update,
@@ -220,6 +234,7 @@ fn scenarios() -> Result<Vec<Scenario>> {
             .state(BootState::Committed { good: fs_uuid(c) }),
         unreadable,
         no_kernel,
+        truncated,
         corrupt,
         missing,
         Scenario::new("nothing-bootable", "nothing-bootable", None)
@@ -256,7 +271,7 @@ fn build_image(path: &Path, img: Img) -> Result<()> {
     file.set_len(IMAGE_MIB * disk::MIB)?;
     drop(file);
     let uuid = match img {
-        Img::Fs(uuid) | Img::NoKernel(uuid) => uuid,
+        Img::Fs(uuid) | Img::NoKernel(uuid) | Img::Truncated(uuid) => uuid,
         Img::Garbage => {
             let garbage: Vec<u8> = (0..IMAGE_MIB * disk::MIB)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -271,7 +286,7 @@ fn build_image(path: &Path, img: Img) -> Result<()> {
     }
     fs::create_dir_all(stage.join("boot"))?;
     fs::write(stage.join("boot/initramfs"), b"")?;
-    if matches!(img, Img::Fs(_)) {
+    if matches!(img, Img::Fs(_) | Img::Truncated(_)) {
         fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?;
     }
     grubmod::run(
@@ -283,6 +298,12 @@ fn build_image(path: &Path, img: Img) -> Result<()> {
             .arg(path),
     )?;
     fs::remove_dir_all(&stage)?;
+    if let Img::Truncated(_) = img {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(IMAGE_MIB * disk::MIB - CUT)?;
+    }
     Ok(())
 }
 

@@ -15,10 +15,8 @@ use hnroot_core::cmdline;
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::name::{ImageName, REVERT_MARKER};
 use hnroot_core::operator::{check_stage, mark_good};
-use hnroot_core::probe::FsOutcome;
 use hnroot_linux::bootstate_file;
-use hnroot_linux::hostpart::Hostpart;
-use hnroot_linux::probe::Device;
+use hnroot_linux::hostpart::{self, Hostpart, ImageFile};
 
 use crate::machine::{self, Location};
 
@@ -90,7 +88,8 @@ pub fn mark_good_cmd(args: &PlainArgs) -> ExitCode {
     })())
 }
 
-/// Probe an image file: its filesystem UUID, or why it cannot be staged.
+/// Probe an image file: its filesystem UUID, or why it cannot be staged (the judgement GRUB
+/// and hnroot-init apply to hostpart's images).
 fn probe_image(path: &Path) -> Result<hnroot_core::FsUuid> {
     let file = OpenOptions::new()
         .read(true)
@@ -101,20 +100,10 @@ fn probe_image(path: &Path) -> Result<hnroot_core::FsUuid> {
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }
-    let mut dev = Device::from_file(file, path, meta.len(), 512);
-    match dev.probe_fs(0, meta.len())? {
-        FsOutcome::Found(info) => match info.uuid {
-            Some(u) if !u.is_nil() => Ok(u),
-            _ => bail!(
-                "{}: {} filesystem without a UUID; hnroot identifies images by UUID",
-                path.display(),
-                info.fs_type
-            ),
-        },
-        other => bail!(
-            "{}: not a filesystem image hnroot can boot ({other:?})",
-            path.display()
-        ),
+    match hostpart::classify(file, path, meta.len()) {
+        ImageFile::Readable { uuid, .. } => Ok(uuid),
+        ImageFile::Unreadable { why, .. } => bail!("{}: {why}", path.display()),
+        ImageFile::Absent => bail!("{} vanished while it was probed", path.display()),
     }
 }
 

@@ -1,7 +1,9 @@
 //! `hnroot probe [--json] PATH...`: what blkid would say about each block device or image
 //! file (type, label, FAT boot label, UUID), and for a partitioned disk each partition's
 //! number, offset, size, PARTLABEL, PARTUUID and filesystem. JSON keys are blkid's names in
-//! lower case. Reads only; never writes.
+//! lower case, plus hnroot's own `missing_bytes` for a filesystem that spans more than its
+//! device or file holds (a truncated copy, which blkid reports as whole). Reads only; never
+//! writes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,10 +24,13 @@ pub struct ProbeArgs {
     paths: Vec<PathBuf>,
 }
 
-/// blkid's filesystem tags for an outcome.
-fn fs_fields(fs: &FsOutcome, out: &mut Map<String, Value>) {
+/// blkid's filesystem tags for an outcome on `device_size` bytes, and `missing_bytes`.
+fn fs_fields(fs: &FsOutcome, device_size: u64, out: &mut Map<String, Value>) {
     match fs {
         FsOutcome::Found(i) => {
+            if let Some(missing) = i.missing_bytes(device_size) {
+                out.insert("missing_bytes".into(), json!(missing));
+            }
             out.insert("type".into(), json!(i.fs_type.as_str()));
             if let Some(l) = &i.label {
                 out.insert("label".into(), json!(l.to_string()));
@@ -75,7 +80,7 @@ fn to_json(path: &str, r: &DiskReport) -> Value {
     let mut o = Map::new();
     o.insert("path".into(), json!(path));
     o.insert("size".into(), json!(r.size));
-    fs_fields(&r.fs, &mut o);
+    fs_fields(&r.fs, r.size, &mut o);
     if let Some(t) = &r.table {
         o.insert("pttype".into(), json!(t.kind.as_str()));
         if let Some(u) = t.kind.ptuuid() {
@@ -87,7 +92,7 @@ fn to_json(path: &str, r: &DiskReport) -> Value {
             .map(|(p, fs)| {
                 let mut po = Map::new();
                 part_fields(p, &mut po);
-                fs_fields(fs, &mut po);
+                fs_fields(fs, p.size, &mut po);
                 Value::Object(po)
             })
             .collect();
@@ -96,8 +101,9 @@ fn to_json(path: &str, r: &DiskReport) -> Value {
     Value::Object(o)
 }
 
-/// `TYPE="vfat" LABEL="EFI-BOOT" ...`, blkid's export style on one line.
-fn fs_text(fs: &FsOutcome) -> String {
+/// `TYPE="vfat" LABEL="EFI-BOOT" ...`, blkid's export style on one line, and what a
+/// filesystem lacks on `device_size` bytes.
+fn fs_text(fs: &FsOutcome, device_size: u64) -> String {
     match fs {
         FsOutcome::Found(i) => {
             let mut s = format!("TYPE=\"{}\"", i.fs_type);
@@ -110,6 +116,12 @@ fn fs_text(fs: &FsOutcome) -> String {
             if let Some(u) = &i.uuid {
                 s.push_str(&format!(" UUID=\"{u}\""));
             }
+            if let Some(missing) = i.missing_bytes(device_size) {
+                s.push_str(&format!(
+                    " (truncated: the filesystem spans {} bytes, {missing} of them are missing)",
+                    i.size.unwrap_or(0)
+                ));
+            }
             s
         }
         FsOutcome::Other(t) => format!("TYPE=\"{t}\""),
@@ -121,7 +133,7 @@ fn fs_text(fs: &FsOutcome) -> String {
 }
 
 fn to_text(path: &str, r: &DiskReport) -> String {
-    let mut s = format!("{path}: size {} {}", r.size, fs_text(&r.fs));
+    let mut s = format!("{path}: size {} {}", r.size, fs_text(&r.fs, r.size));
     if let Some(t) = &r.table {
         s.push_str(&format!(" PTTYPE=\"{}\"", t.kind.as_str()));
         if let Some(u) = t.kind.ptuuid() {
@@ -140,7 +152,7 @@ fn to_text(path: &str, r: &DiskReport) -> String {
         if let Some(u) = &p.partuuid {
             s.push_str(&format!(" PARTUUID=\"{u}\""));
         }
-        s.push_str(&format!(" {}\n", fs_text(fs)));
+        s.push_str(&format!(" {}\n", fs_text(fs, p.size)));
     }
     s
 }

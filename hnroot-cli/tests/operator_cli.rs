@@ -71,6 +71,25 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A download cut short: its superblock is whole, its end is not. Refused, nothing staged.
+    let cut = dir.path().join("cut.img");
+    image(&cut, B);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(6 << 20)
+        .unwrap();
+    let out = hnroot(&[&["stage"], &loc[..], &[cut.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated: its ext4 filesystem spans 8388608 bytes, the file holds 6291456"),
+        "{err}"
+    );
+    assert!(!hp.join("hn-root-new.img").exists());
+    assert!(!hp.join(".hn-root-new.img.partial").exists());
+
     let new = dir.path().join("v2.img");
     image(&new, B);
     let text = ok(&[&["stage"], &loc[..], &[new.to_str().unwrap()]].concat());

@@ -76,6 +76,37 @@ fn probe_json_uses_blkid_names() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("TYPE=\"vfat\" LABEL=\"EFI-BOOT\""), "{text}");
 
+    assert!(f.get("missing_bytes").is_none(), "{f}");
+
+    // An image cut short: blkid's tags as for the whole one, and what is missing.
+    let cut = dir.path().join("cut.img");
+    sparse(&cut, 16);
+    tool(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "root", cut.to_str().unwrap()],
+    );
+    File::options()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(15 << 20)
+        .unwrap();
+    let out = hnroot(&["probe", "--json", cut.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v[0]["type"], &v[0]["label"]),
+        (&"ext4".into(), &"root".into())
+    );
+    assert_eq!(v[0]["missing_bytes"], 1 << 20);
+    let text = hnroot(&["probe", cut.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(
+            "(truncated: the filesystem spans 16777216 bytes, 1048576 of them are missing)"
+        ),
+        "{text}"
+    );
+
     let missing = hnroot(&["probe", "/nonexistent/disk.img"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/disk.img"));

@@ -493,6 +493,17 @@ struct hnroot_fs_info {
    * The boot-sector label, NUL-terminated.
    */
   uint8_t label_fatboot[HNROOT_LABEL_BUF_LEN];
+  /**
+   * When found: bytes the filesystem says it spans from the start of the device (0 when it
+   * does not say).
+   */
+  uint64_t fs_size;
+  /**
+   * When found: bytes of the filesystem beyond the end of the device given to
+   * `hnroot_fs_probe_init` (0 when it fits). Not 0 means a truncated copy: blkid still
+   * reports it, but it cannot be mounted or booted.
+   */
+  uint64_t missing_bytes;
 };
 
 /**

@@ -122,6 +122,13 @@ pub struct hnroot_fs_info {
     pub label_fatboot_len: u16,
     /// The boot-sector label, NUL-terminated.
     pub label_fatboot: [u8; HNROOT_LABEL_BUF_LEN],
+    /// When found: bytes the filesystem says it spans from the start of the device (0 when it
+    /// does not say).
+    pub fs_size: u64,
+    /// When found: bytes of the filesystem beyond the end of the device given to
+    /// `hnroot_fs_probe_init` (0 when it fits). Not 0 means a truncated copy: blkid still
+    /// reports it, but it cannot be mounted or booted.
+    pub missing_bytes: u64,
 }
 
 /// `hnroot_pt_info.kind`: no partition table hnroot knows.
@@ -354,10 +361,14 @@ pub unsafe extern "C" fn hnroot_fs_probe_result(
     out.label_fatboot_len = 0;
     out.uuid = hnroot_uuid::default();
     out.fs_type = 0;
+    out.fs_size = 0;
+    out.missing_bytes = 0;
     out.outcome = match &outcome {
         FsOutcome::Found(info) => {
             out.fs_type = fs_type_to_u8(info.fs_type);
             out.uuid = hnroot_uuid::from_core(info.uuid);
+            out.fs_size = info.size.unwrap_or(0);
+            out.missing_bytes = info.missing_bytes(prober.device_size()).unwrap_or(0);
             copy_label(
                 info.label.as_ref(),
                 &mut out.has_label,
@@ -697,6 +708,15 @@ mod tests {
             hnroot_result::HNROOT_RESULT_OK
         );
         assert_eq!(&text[..37], b"0fc63daf-8483-4772-8e79-3d69d8477de4\0");
+        assert_eq!((info.fs_size, info.missing_bytes), (8 << 20, 0));
+        // The same filesystem cut short by 1 MiB: still found (as blkid does), with what is
+        // missing said.
+        let cut = fs_probe(&image[..7 << 20]);
+        assert_eq!(
+            (cut.outcome, cut.fs_type),
+            (HNROOT_FS_FOUND, HNROOT_FS_TYPE_EXT4)
+        );
+        assert_eq!((cut.fs_size, cut.missing_bytes), (8 << 20, 1 << 20));
         let name = hnroot_fs_type_name(info.fs_type);
         assert_eq!(
             unsafe { core::ffi::CStr::from_ptr(name.cast()) }

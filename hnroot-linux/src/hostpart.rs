@@ -382,8 +382,10 @@ fn err(step: &str, path: &Path, source: io::Error) -> HostpartError {
     }
 }
 
-/// Probe an open image file and say what it is.
-fn classify(file: File, path: &Path, size: u64) -> ImageFile {
+/// Probe an open image file of `size` bytes and say what it is: the judgement `observe`
+/// applies to hostpart's images, for any image file (`hnroot stage` checks its source with
+/// it). Never `Absent`.
+pub fn classify(file: File, path: &Path, size: u64) -> ImageFile {
     let mut device = probe::Device::from_file(file, path, size, 512);
     match device.probe_fs(0, size) {
         Err(e) => ImageFile::Unreadable {
@@ -391,6 +393,17 @@ fn classify(file: File, path: &Path, size: u64) -> ImageFile {
             why: format!("read error: {e}"),
         },
         Ok(FsOutcome::Found(info)) => match info.uuid {
+            _ if info.missing_bytes(size).is_some() => ImageFile::Unreadable {
+                size: Some(size),
+                why: format!(
+                    "truncated: its {} filesystem spans {} bytes, the file holds {} ({} missing; \
+                     an incomplete copy?)",
+                    info.fs_type.as_str(),
+                    info.size.unwrap_or(0),
+                    size,
+                    info.missing_bytes(size).unwrap_or(0),
+                ),
+            },
             Some(uuid) if !uuid.is_nil() => ImageFile::Readable {
                 size,
                 fs_type: info.fs_type,
@@ -503,6 +516,37 @@ mod tests {
             Some(U1)
         );
         assert_eq!(obs.image(ImageName::New), ImageSeen::Unreadable);
+    }
+
+    #[test]
+    fn a_truncated_copy_is_unreadable_and_says_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        ext4_image(&d.join("hn-root.img"), U1);
+        // A copy of a 4 MiB filesystem that stopped after 3 MiB: its superblock (and UUID)
+        // are intact, which is all blkid looks at.
+        ext4_image(&d.join("hn-root-new.img"), U2);
+        let staged = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("hn-root-new.img"))
+            .unwrap();
+        staged.set_len(3 << 20).unwrap();
+        drop(staged);
+        let seen = Hostpart::open(d).unwrap().observe().unwrap();
+        match seen.image(ImageName::New) {
+            ImageFile::Unreadable { why, size } => {
+                assert_eq!(*size, Some(3 << 20));
+                assert_eq!(
+                    why,
+                    "truncated: its ext4 filesystem spans 4194304 bytes, the file holds 3145728 \
+                     (1048576 missing; an incomplete copy?)"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let obs = seen.observation(StateSeen::Absent);
+        assert_eq!(obs.image(ImageName::New), ImageSeen::Unreadable);
+        assert!(obs.readable(ImageName::Current).is_some());
     }
 
     #[test]

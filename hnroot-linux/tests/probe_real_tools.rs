@@ -288,6 +288,115 @@ fn btrfs_and_xfs() {
     check_image("xfs v4", &x);
 }
 
+/// Standard output of a tool, for the figures it prints.
+fn output(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The number after `key` (and any of ` :=\t`) on the line starting with `key`.
+fn figure(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| {
+            rest.trim_start_matches([' ', ':', '=', '\t'])
+                .split_whitespace()
+                .next()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{key}` figure in:\n{text}"))
+}
+
+/// The filesystem's size as its own tools report it: the extent hnroot compares with the
+/// device (or image file) size to tell a truncated copy.
+fn size_by_tool(fs: &str, path: &Path) -> u64 {
+    let p = arg(path);
+    match fs {
+        "ext" => {
+            let h = output("dumpe2fs", &["-h", p]);
+            figure(&h, "Block count") * figure(&h, "Block size")
+        }
+        "xfs" => {
+            let h = output(
+                "xfs_db",
+                &["-r", "-c", "sb 0", "-c", "p dblocks blocksize", p],
+            );
+            figure(&h, "dblocks") * figure(&h, "blocksize")
+        }
+        "btrfs" => figure(
+            &output("btrfs", &["inspect-internal", "dump-super", p]),
+            "dev_item.total_bytes",
+        ),
+        "vfat" => {
+            let h = output("minfo", &["-i", p, "::"]);
+            let small = figure(&h, "small size");
+            let sectors = if small == 0 {
+                figure(&h, "big size")
+            } else {
+                small
+            };
+            sectors * figure(&h, "sector size")
+        }
+        _ => unreachable!("{fs}"),
+    }
+}
+
+#[test]
+fn sizes_agree_with_the_tools_and_a_cut_copy_says_what_is_missing() {
+    let s = Scratch::new();
+    let cases: [(&str, &str, u64, &[&str]); 6] = [
+        ("ext4, 4 KiB blocks", "ext", 32, &["mkfs.ext4", "-q", "-F"]),
+        (
+            "ext2, 1 KiB blocks",
+            "ext",
+            16,
+            &["mkfs.ext2", "-q", "-F", "-b", "1024"],
+        ),
+        ("xfs", "xfs", 320, &["mkfs.xfs", "-q", "-f"]),
+        ("btrfs", "btrfs", 128, &["mkfs.btrfs", "-q", "-f"]),
+        ("FAT16", "vfat", 64, &["mkfs.vfat"]),
+        ("FAT32", "vfat", 64, &["mkfs.vfat", "-F", "32"]),
+    ];
+    for (case, fs, mib, mkfs) in cases {
+        let path = s.image(&format!("{case}.img"), mib);
+        let mut args = mkfs[1..].to_vec();
+        args.push(arg(&path));
+        run(mkfs[0], &args);
+        let whole = check_image(case, &path);
+        let info = whole.info().unwrap();
+        let size = size_by_tool(fs, &path);
+        assert_eq!(info.size, Some(size), "{case}");
+        assert!(size <= mib << 20, "{case}: {size} on a {mib} MiB file");
+        assert_eq!(info.missing_bytes(mib << 20), None, "{case}");
+
+        // The same filesystem with its last 64 KiB cut off, as an interrupted copy leaves it:
+        // blkid (and so hnroot's probe) still reports it whole; the size tells it apart.
+        let cut = (mib << 20) - 65536;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let short = check_image(&format!("{case}, cut short"), &path);
+        let info = short.info().unwrap();
+        assert_eq!(info.size, Some(size), "{case}");
+        assert_eq!(
+            info.missing_bytes(cut),
+            Some(size - cut).filter(|&m| m > 0),
+            "{case}"
+        );
+        if fs != "vfat" {
+            // mkfs.ext*, mkfs.xfs and mkfs.btrfs use the whole file.
+            assert_eq!(info.missing_bytes(cut), Some(65536), "{case}");
+        }
+    }
+}
+
 #[test]
 fn stale_superblocks_are_ambivalent_like_blkid() {
     let s = Scratch::new();

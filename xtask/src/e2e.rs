@@ -971,6 +971,7 @@ fn unreadable_new(
     name: &str,
     content: Content,
     listed_as: &'static str,
+    why: Why,
 ) -> Result<()> {
     let kit = ctx.kit;
     let spec = DiskSpec::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
@@ -984,9 +985,31 @@ fn unreadable_new(
     );
     e.grub_note = Some("hn-root-new.img ignored: not a readable filesystem");
     let (rec, disk) = one_boot(ctx, report, &spec, e)?;
-    if let Some(line) = rec.init_line("hostpart: hn-root-new.img") {
-        report.note(format!("hnroot-init saw it as: {line}"));
-    }
+    // GRUB's console wraps at 80 columns, anywhere in a word; the record joins the pieces
+    // with a space: compare without white space.
+    let grub_says = "/hn-root-new.img is unreadable: ";
+    let grub_line = rec
+        .grub
+        .iter()
+        .find_map(|l| l.split_once(grub_says).map(|(_, why)| why))
+        .with_context(|| format!("GRUB printed no `hnroot: ...{grub_says}...` line"))?;
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    ensure!(
+        squeeze(grub_line).starts_with(&squeeze(why.grub)),
+        "GRUB said hn-root-new.img is unreadable because `{grub_line}`, not `{}...`",
+        why.grub
+    );
+    report.note(format!("GRUB: hn-root-new.img is unreadable: {grub_line}"));
+    let init_says = "hostpart: hn-root-new.img: unusable: ";
+    let init_line = rec
+        .init_line(init_says)
+        .with_context(|| format!("hnroot-init printed no `{init_says}...` line"))?;
+    ensure!(
+        init_line[init_says.len()..].starts_with(why.init),
+        "hnroot-init said `{init_line}`, not `{init_says}{}...`",
+        why.init
+    );
+    report.note(format!("hnroot-init: {init_line}"));
     let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
     let staged = hp
         .image(ImageName::New)
@@ -1021,21 +1044,38 @@ fn unreadable_new(
     Ok(())
 }
 
+/// How GRUB and hnroot-init each say why an image is unusable: the start of the reason.
+struct Why {
+    grub: &'static str,
+    init: &'static str,
+}
+
 /// 7: hn-root-new.img is pseudo-random bytes.
 fn garbage_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let size = ctx.kit.image("v2")?.fs.size;
-    unreadable_new(ctx, report, "garbage-new", Content::Garbage(size), "*")
+    let why = Why {
+        grub: "no filesystem hnroot recognises in it",
+        init: "no ext2/3/4, XFS, btrfs or FAT filesystem found",
+    };
+    unreadable_new(ctx, report, "garbage-new", Content::Garbage(size), "*", why)
 }
 
-/// 7: hn-root-new.img is the first 4 MiB of v2 (a copy cut short): its superblock (v2's
-/// UUID) is intact, the rest of the filesystem is not there.
+/// 7: hn-root-new.img is v2 without its last MiB (a copy cut short near its end): the
+/// superblock (v2's UUID), `/boot/kernel` and `/boot/initramfs` are intact, so only the
+/// filesystem's own size gives it away; the kernel would refuse to mount it.
 fn truncated_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let size = ctx.kit.image("v2")?.fs.size;
+    let why = Why {
+        grub: "it is truncated: its ext4 filesystem spans",
+        init: "truncated: its ext4 filesystem spans",
+    };
     unreadable_new(
         ctx,
         report,
         "truncated-new",
-        Content::Truncated("v2", 4 << 20),
+        Content::Truncated("v2", size - (1 << 20)),
         "v2",
+        why,
     )
 }
 

@@ -23,6 +23,9 @@ const FSID: Range<usize> = 32..48;
 const MAGIC: Range<usize> = 64..72;
 const SECTORSIZE: Range<usize> = 144..148;
 const CSUM_TYPE: Range<usize> = 196..198;
+/// `dev_item.total_bytes`: the size of this device when it was added to the filesystem
+/// (`dev_item` starts at 201, `total_bytes` follows its 8-byte `devid`).
+const DEV_TOTAL_BYTES: Range<usize> = 209..217;
 const LABEL: Range<usize> = 299..555;
 
 const MAGIC_VALUE: [u8; 8] = *b"_BHRfS_M";
@@ -72,6 +75,9 @@ pub struct BtrfsSuperblock {
     pub label: Option<Label>,
     /// `fsid`, unless all zero.
     pub uuid: Option<FsUuid>,
+    /// Bytes of this device the filesystem spans: its `dev_item.total_bytes` (the kernel
+    /// refuses a device smaller than that), unless zero.
+    pub size: Option<u64>,
 }
 
 /// Parse the [`SB_LEN`] bytes at [`SB_OFFSET`].
@@ -97,9 +103,11 @@ pub fn parse(sb: &[u8]) -> Result<BtrfsSuperblock, BtrfsReject> {
         None
     };
     let fsid = f.array::<16>(FSID);
+    let total_bytes = f.le64(DEV_TOTAL_BYTES);
     Ok(BtrfsSuperblock {
         label,
         uuid: (fsid != [0; 16]).then_some(FsUuid::Uuid(fsid)),
+        size: (total_bytes != 0).then_some(total_bytes),
     })
 }
 
@@ -114,6 +122,7 @@ mod tests {
         b[MAGIC].copy_from_slice(&MAGIC_VALUE);
         b[FSID].copy_from_slice(&[7; 16]);
         b[SECTORSIZE].copy_from_slice(&4096u32.to_le_bytes());
+        b[DEV_TOTAL_BYTES].copy_from_slice(&(256u64 << 20).to_le_bytes());
         b[LABEL][..label.len()].copy_from_slice(label);
         seal(&mut b);
         b
@@ -129,6 +138,7 @@ mod tests {
         let got = parse(&sb("hôstpart".as_bytes())).unwrap();
         assert_eq!(got.label.unwrap().as_str(), Some("hôstpart"));
         assert_eq!(got.uuid, Some(FsUuid::Uuid([7; 16])));
+        assert_eq!(got.size, Some(256 << 20));
         let mut b = sb(b"x");
         b[LABEL.start] = b'y';
         assert!(matches!(parse(&b), Err(BtrfsReject::Checksum { .. })));

@@ -16,12 +16,15 @@ pub const SB_OFFSET: u64 = 1024;
 /// Bytes of the superblock this parser needs (all of it: the checksum is at its end).
 pub const SB_LEN: usize = 1024;
 
+const S_BLOCKS_COUNT_LO: Range<usize> = 0x04..0x08;
+const S_LOG_BLOCK_SIZE: Range<usize> = 0x18..0x1c;
 const S_MAGIC: Range<usize> = 0x38..0x3a;
 const S_FEATURE_COMPAT: Range<usize> = 0x5c..0x60;
 const S_FEATURE_INCOMPAT: Range<usize> = 0x60..0x64;
 const S_FEATURE_RO_COMPAT: Range<usize> = 0x64..0x68;
 const S_UUID: Range<usize> = 0x68..0x78;
 const S_VOLUME_NAME: Range<usize> = 0x78..0x88;
+const S_BLOCKS_COUNT_HI: Range<usize> = 0x150..0x154;
 const S_FLAGS: Range<usize> = 0x160..0x164;
 const S_CHECKSUM: Range<usize> = 0x3fc..0x400;
 
@@ -38,6 +41,10 @@ const INCOMPAT_FILETYPE: u32 = 0x0002;
 const INCOMPAT_RECOVER: u32 = 0x0004;
 const INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
 const INCOMPAT_META_BG: u32 = 0x0010;
+const INCOMPAT_64BIT: u32 = 0x0080;
+
+/// Largest `s_log_block_size` the kernel mounts: 64 KiB blocks.
+const MAX_LOG_BLOCK_SIZE: u32 = 6;
 
 /// `s_flags`: the filesystem is for in-development code (`tune2fs -E test_fs`).
 const FLAGS_TEST_FILESYS: u32 = 0x0004;
@@ -114,6 +121,10 @@ pub struct ExtSuperblock {
     pub label: Option<Label>,
     /// `s_uuid`, unless all zero.
     pub uuid: Option<FsUuid>,
+    /// Bytes the filesystem spans from the start of the device: `s_blocks_count` (with its
+    /// high half on a 64-bit filesystem) times the block size; `None` when the block size is
+    /// beyond the kernel's 64 KiB or the product overflows.
+    pub size: Option<u64>,
 }
 
 /// Parse the [`SB_LEN`] bytes at [`SB_OFFSET`].
@@ -153,7 +164,24 @@ pub fn parse(sb: &[u8]) -> Result<ExtSuperblock, ExtReject> {
         types,
         label,
         uuid: (uuid != [0; 16]).then_some(FsUuid::Uuid(uuid)),
+        size: extent(&f, incompat),
     })
+}
+
+/// `s_blocks_count` × block size, as the kernel compares it with the device size at mount.
+fn extent(f: &Fields<'_>, incompat: u32) -> Option<u64> {
+    let log = f.le32(S_LOG_BLOCK_SIZE);
+    if log > MAX_LOG_BLOCK_SIZE {
+        return None;
+    }
+    let block_size = 1024u64 << log;
+    let hi = if incompat & INCOMPAT_64BIT != 0 {
+        u64::from(f.le32(S_BLOCKS_COUNT_HI))
+    } else {
+        0
+    };
+    let blocks = (hi << 32) | u64::from(f.le32(S_BLOCKS_COUNT_LO));
+    blocks.checked_mul(block_size)
 }
 
 /// Which of libblkid's ext probers accept these features (`probe_ext4dev`, `probe_ext4`,
@@ -274,5 +302,24 @@ mod tests {
         let got = parse(&sb).unwrap();
         assert_eq!(got.label, None);
         assert_eq!(got.uuid, None);
+    }
+
+    #[test]
+    fn size_is_block_count_times_block_size() {
+        let mut sb = ext4_sb();
+        // 1 KiB blocks (s_log_block_size 0), 8192 of them.
+        set32(&mut sb, S_BLOCKS_COUNT_LO, 8192);
+        assert_eq!(parse(&sb).unwrap().size, Some(8 << 20));
+        // 4 KiB blocks; the high half counts only on a 64-bit filesystem (mkfs.ext4's 0x2c2
+        // includes 64bit).
+        set32(&mut sb, S_LOG_BLOCK_SIZE, 2);
+        set32(&mut sb, S_BLOCKS_COUNT_HI, 1);
+        set32(&mut sb, S_FEATURE_INCOMPAT, 0x2c2 & !INCOMPAT_64BIT);
+        assert_eq!(parse(&sb).unwrap().size, Some(8192 * 4096));
+        set32(&mut sb, S_FEATURE_INCOMPAT, 0x2c2);
+        assert_eq!(parse(&sb).unwrap().size, Some(((1 << 32) + 8192) * 4096));
+        // A block size the kernel refuses gives no size, not a wrong one.
+        set32(&mut sb, S_LOG_BLOCK_SIZE, 7);
+        assert_eq!(parse(&sb).unwrap().size, None);
     }
 }

@@ -144,6 +144,23 @@ pub struct FsInfo {
     pub label_fatboot: Option<Label>,
     /// `UUID`.
     pub uuid: Option<FsUuid>,
+    /// Bytes of the device the filesystem says it spans (ext: block count × block size; XFS:
+    /// data blocks × block size; btrfs: this device's `total_bytes`; FAT: sectors × sector
+    /// size), when it says. Not one of blkid's tags: blkid reports a truncated filesystem as
+    /// if it were whole; [`FsInfo::missing_bytes`] tells one apart.
+    pub size: Option<u64>,
+}
+
+impl FsInfo {
+    /// How many bytes of the filesystem are missing from a device (or image file) of
+    /// `device_size` bytes: `Some(n)` when the filesystem spans more than the device holds
+    /// (a copy cut short, a file truncated: the kernel refuses to mount it, GRUB would read
+    /// past its end), `None` when it fits or its size is unknown.
+    pub fn missing_bytes(&self, device_size: u64) -> Option<u64> {
+        self.size
+            .and_then(|size| size.checked_sub(device_size))
+            .filter(|&missing| missing > 0)
+    }
 }
 
 /// The answer for one device, as `blkid -p` would give it.
@@ -297,6 +314,11 @@ impl FsProber {
         }
     }
 
+    /// The device size the prober was made for (compare with [`FsInfo::missing_bytes`]).
+    pub fn device_size(&self) -> u64 {
+        self.size
+    }
+
     /// Reads asked for so far.
     pub fn reads(&self) -> u32 {
         self.reads
@@ -390,7 +412,13 @@ impl FsProber {
             }
             Phase::Btrfs => {
                 if let Ok(sb) = btrfs::parse(data) {
-                    self.hit(FsType::Btrfs, sb.label, None, sb.uuid);
+                    self.hit(FsInfo {
+                        fs_type: FsType::Btrfs,
+                        label: sb.label,
+                        label_fatboot: None,
+                        uuid: sb.uuid,
+                        size: sb.size,
+                    });
                 }
             }
             Phase::Fat(mut walk) => {
@@ -434,12 +462,24 @@ impl FsProber {
         }
         self.boot = vfat::parse_boot_sector(head).ok();
         if let Ok(sb) = xfs::parse(head) {
-            self.hit(FsType::Xfs, sb.label, None, sb.uuid);
+            self.hit(FsInfo {
+                fs_type: FsType::Xfs,
+                label: sb.label,
+                label_fatboot: None,
+                uuid: sb.uuid,
+                size: sb.size,
+            });
         }
         let ext_sb = head.get(ext::SB_OFFSET as usize..).unwrap_or(&[]);
         if let Ok(sb) = ext::parse(ext_sb) {
             for t in sb.types.iter() {
-                self.hit(t, sb.label.clone(), None, sb.uuid);
+                self.hit(FsInfo {
+                    fs_type: t,
+                    label: sb.label.clone(),
+                    label_fatboot: None,
+                    uuid: sb.uuid,
+                    size: sb.size,
+                });
             }
         }
     }
@@ -475,7 +515,13 @@ impl FsProber {
 
     fn finish_fat(&mut self, walk: &FatWalk) {
         if let Ok(vol) = walk.finish() {
-            self.hit(FsType::Vfat, vol.label, vol.label_fatboot, vol.uuid);
+            self.hit(FsInfo {
+                fs_type: FsType::Vfat,
+                label: vol.label,
+                label_fatboot: vol.label_fatboot,
+                uuid: vol.uuid,
+                size: vol.size,
+            });
         }
     }
 
@@ -492,21 +538,10 @@ impl FsProber {
         }
     }
 
-    fn hit(
-        &mut self,
-        fs_type: FsType,
-        label: Option<Label>,
-        label_fatboot: Option<Label>,
-        uuid: Option<FsUuid>,
-    ) {
-        self.hits.insert(fs_type);
-        if self.best.as_ref().is_none_or(|b| fs_type < b.fs_type) {
-            self.best = Some(FsInfo {
-                fs_type,
-                label,
-                label_fatboot,
-                uuid,
-            });
+    fn hit(&mut self, info: FsInfo) {
+        self.hits.insert(info.fs_type);
+        if self.best.as_ref().is_none_or(|b| info.fs_type < b.fs_type) {
+            self.best = Some(info);
         }
     }
 

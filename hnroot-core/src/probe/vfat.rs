@@ -197,6 +197,8 @@ pub struct BootSector {
     pub cluster_sectors: u32,
     /// Reserved sectors before the first FAT.
     pub reserved_sectors: u32,
+    /// Sectors of the filesystem (`BPB_TotSec16`, or `BPB_TotSec32` when that is 0).
+    pub total_sectors: u32,
     /// Where the root directory is.
     pub layout: FatLayout,
     /// The boot sector's label field, when the extended boot signature says it is there.
@@ -313,6 +315,7 @@ pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
         sector_size,
         cluster_sectors,
         reserved_sectors: reserved,
+        total_sectors: sect_count,
         layout,
         boot_label,
         serial,
@@ -418,6 +421,8 @@ pub struct FatVolume {
     pub label_fatboot: Option<Label>,
     /// `UUID`: the volume serial number, unless zero.
     pub uuid: Option<FsUuid>,
+    /// Bytes the filesystem spans: its sectors times the sector size, unless it counts none.
+    pub size: Option<u64>,
 }
 
 impl FatWalk {
@@ -607,6 +612,9 @@ impl FatWalk {
             label: self.label.and_then(|l| Label::from_field(&l, Trim::Right)),
             label_fatboot,
             uuid,
+            size: (self.boot.total_sectors != 0).then(|| {
+                u64::from(self.boot.total_sectors).saturating_mul(u64::from(self.boot.sector_size))
+            }),
         })
     }
 }
@@ -671,6 +679,7 @@ mod tests {
         assert_eq!(vol.label.unwrap().as_bytes(), b"EFI-BOOT");
         assert_eq!(vol.label_fatboot.unwrap().as_bytes(), b"EFI-BOOT");
         assert_eq!(vol.uuid, Some(FsUuid::VolumeId([0xde, 0xad, 0xbe, 0xef])));
+        assert_eq!(vol.size, Some(64 << 20));
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct XfsSuperblock {
     pub label: Option<Label>,
     /// `sb_uuid`, unless all zero.
     pub uuid: Option<FsUuid>,
+    /// Bytes of the data device the filesystem spans: `sb_dblocks` × `sb_blocksize` (the
+    /// kernel refuses to mount a smaller device).
+    pub size: Option<u64>,
 }
 
 /// Parse the superblock at the start of `buf` (at least [`SB_LEN`] bytes, and a whole sector
@@ -145,6 +148,9 @@ pub fn parse(buf: &[u8]) -> Result<XfsSuperblock, XfsReject> {
     Ok(XfsSuperblock {
         label,
         uuid: (uuid != [0; 16]).then_some(FsUuid::Uuid(uuid)),
+        size: f
+            .be64(SB_DBLOCKS)
+            .checked_mul(u64::from(f.be32(SB_BLOCKSIZE))),
     })
 }
 
@@ -241,6 +247,11 @@ mod tests {
         let got = parse(&v5()).unwrap();
         assert_eq!(got.label.unwrap().as_bytes(), b"hostpart");
         assert_eq!(got.uuid, Some(FsUuid::Uuid([0x42; 16])));
+    }
+
+    #[test]
+    fn size_is_data_blocks_times_block_size() {
+        assert_eq!(parse(&v5()).unwrap().size, Some(300 << 20));
     }
 
     #[test]

@@ -464,6 +464,14 @@ test_fs_probe (const char *ext4_path, const char *ext4_uuid, const char *vfat_pa
   CHECK (info->has_label && info->label_len == 8 && strcmp ((char *) info->label, "hostpart") == 0);
   CHECK (! info->has_label_fatboot);
   CHECK (info->uuid.kind == HNROOT_UUID_128 && uuid_text_is (&info->uuid, ext4_uuid));
+  CHECK (info->fs_size == ext4_len && info->missing_bytes == 0);
+
+  /* The same filesystem as a copy cut short by 64 KiB: still ext4 with its label (as blkid
+     says), and the missing bytes are told.  */
+  CHECK (fs_probe_image (p, ext4, ext4_len - 65536, FEED_ALL, info) >= 1);
+  CHECK (info->outcome == HNROOT_FS_FOUND && info->fs_type == HNROOT_FS_TYPE_EXT4);
+  CHECK (info->has_label && strcmp ((char *) info->label, "hostpart") == 0);
+  CHECK (info->fs_size == ext4_len && info->missing_bytes == 65536);
 
   /* The same storage probes again after init: a FAT volume made by mkfs.vfat.  */
   CHECK (fs_probe_image (p, vfat, vfat_len, FEED_ALL, info) >= 1);
@@ -471,6 +479,7 @@ test_fs_probe (const char *ext4_path, const char *ext4_uuid, const char *vfat_pa
   CHECK (info->has_label && strcmp ((char *) info->label, "EFI-BOOT") == 0);
   CHECK (info->has_label_fatboot && strcmp ((char *) info->label_fatboot, "EFI-BOOT") == 0);
   CHECK (info->uuid.kind == HNROOT_UUID_FAT && uuid_text_is (&info->uuid, vfat_id));
+  CHECK (info->fs_size > 0 && info->fs_size <= vfat_len && info->missing_bytes == 0);
 
   /* Reads that fail, or short ones that miss the superblock (at byte 1024): not a filesystem,
      no label.  One byte short still holds the superblock: found.  */
@@ -486,7 +495,8 @@ test_fs_probe (const char *ext4_path, const char *ext4_uuid, const char *vfat_pa
   for (i = 0; i < 300000; i++)
     garbage[i] = (uint8_t) ((i * 2654435761u) >> 13);
   CHECK (fs_probe_image (p, garbage, 300000, FEED_ALL, info) >= 1);
-  CHECK (info->outcome == HNROOT_FS_UNKNOWN && ! info->has_label && info->label[0] == 0);
+  CHECK (info->outcome == HNROOT_FS_UNKNOWN && ! info->has_label && info->label[0] == 0
+	 && info->fs_size == 0 && info->missing_bytes == 0);
 
   /* A device too small for any filesystem: done without a read.  */
   CHECK (hnroot_fs_probe_init (p, 100) == HNROOT_RESULT_OK);
