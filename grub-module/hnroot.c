@@ -428,15 +428,44 @@ label_search_hook (const char *name, void *data)
   return 0;
 }
 
+/* The disk GRUB was started from, from $cmdpath ("(hd0,gpt1)/EFI/BOOT" gives "hd0"), as a
+   malloc'd name; NULL when GRUB does not know it (no $cmdpath, a network boot).  */
+static char *
+boot_disk (void)
+{
+  const char *cmdpath = grub_env_get ("cmdpath");
+  const char *end;
+
+  if (! cmdpath || cmdpath[0] != '(')
+    return NULL;
+  for (end = cmdpath + 1; *end && *end != ',' && *end != ')'; end++)
+    ;
+  if (*end == '\0' || end == cmdpath + 1)
+    return NULL;
+  return grub_strndup (cmdpath + 1, end - (cmdpath + 1));
+}
+
+/* Whether GRUB device NAME ("hd0,gpt2", or "hd0" for a whole disk) lies on disk DISK.  */
+static int
+on_disk (const char *name, const char *disk)
+{
+  grub_size_t len = grub_strlen (disk);
+
+  return grub_strncmp (name, disk, len) == 0 && (name[len] == ',' || name[len] == '\0');
+}
+
 /* The one device whose filesystem is labelled LABEL, as a malloc'd GRUB device name, found
-   with the core's prober on every disk and partition GRUB sees.  OPTION names the option
-   that would make the search unnecessary.  */
+   with the core's prober on every disk and partition GRUB sees.  When several are, the one
+   on the disk GRUB was started from (the disk of the ESP that holds this GRUB, as
+   systemd-gpt-auto-generator keeps to the boot loader's disk) if exactly one is there, said
+   on the console; otherwise an error naming them all.  OPTION names the option that would
+   make the search unnecessary.  */
 static char *
 find_by_label (const char *label, const char *option, struct probe_ctx *probe)
 {
   struct label_search ctx;
-  char *result = NULL, *names = NULL, *more;
-  unsigned i;
+  char *result = NULL, *names = NULL, *more, *disk = NULL;
+  unsigned i, on_boot_disk = 0, pick = 0;
 
   grub_memset (&ctx, 0, sizeof (ctx));
   ctx.label = label;
@@ -471,16 +500,49 @@ find_by_label (const char *label, const char *option, struct probe_ctx *probe)
 	  if (! names)
 	    goto done;
 	}
-      grub_error (GRUB_ERR_BAD_DEVICE,
-		  N_("%u filesystems are labelled `%s' (%s%s): refusing to guess; relabel all "
-		     "but one or pass %s DEVICE"),
-		  ctx.matches, label, names, ctx.matches > ctx.count ? ", ..." : "", option);
+      if (ctx.matches > ctx.count)
+	{
+	  more = grub_xasprintf ("%s, ...", names);
+	  grub_free (names);
+	  names = more;
+	  if (! names)
+	    goto done;
+	}
+      disk = boot_disk ();
+      grub_errno = GRUB_ERR_NONE;
+      for (i = 0; disk && i < ctx.count; i++)
+	if (on_disk (ctx.found[i], disk))
+	  {
+	    on_boot_disk++;
+	    pick = i;
+	  }
+      if (on_boot_disk == 1 && ctx.matches == ctx.count)
+	{
+	  grub_printf ("hnroot: %u filesystems are labelled `%s' (%s): using (%s), the one on "
+		       "the disk GRUB started from (%s); relabel the others or pass %s DEVICE\n",
+		       ctx.matches, label, names, ctx.found[pick], disk, option);
+	  result = ctx.found[pick];
+	  ctx.found[pick] = NULL;
+	}
+      else if (! disk)
+	grub_error (GRUB_ERR_BAD_DEVICE,
+		    N_("%u filesystems are labelled `%s' (%s) and GRUB does not know the disk it "
+		       "started from: refusing to guess; relabel all but one or pass %s DEVICE"),
+		    ctx.matches, label, names, option);
+      else
+	grub_error (GRUB_ERR_BAD_DEVICE,
+		    N_("%u filesystems are labelled `%s' (%s), %s on the disk GRUB started from "
+		       "(%s): refusing to guess; relabel all but one or pass %s DEVICE"),
+		    ctx.matches, label, names,
+		    on_boot_disk == 0 ? "none" : on_boot_disk > 1 ? "more than one"
+		    : "one (but not every candidate could be kept)", disk, option);
     }
 
  done:
   for (i = 0; i < ctx.count; i++)
     grub_free (ctx.found[i]);
   grub_free (names);
+  grub_free (disk);
   grub_free (ctx.seen_list);
   return result;
 }

@@ -33,6 +33,8 @@ use crate::qemu::{Vm, VmSpec};
 
 /// Boots of the same disks: the staged image's three tries, then the rollback.
 const BOOTS: usize = 4;
+/// GRUB's number of the disk OVMF starts it from: the first one attached.
+const BOOT_DISK: usize = 0;
 /// One boot: OVMF, GRUB, every scenario's `hnroot select`, halt.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Size of each tiny root image (an empty ext4 filesystem is all GRUB needs to see).
@@ -213,9 +215,13 @@ fn scenarios() -> Result<Vec<Scenario>> {
         "hn-root.img is unreadable: it is truncated: its ext4 filesystem spans 2097152 bytes, \
          the file lacks the last 65536 (an incomplete copy?)",
     ];
+    // `update` first: OVMF starts GRUB from the first disk, and `normal` (the one disk
+    // labelled `hostpart`/`EFI-BOOT` on the first boot) must not be that disk, or from the
+    // second boot on the boot-disk rule would pick it among the duplicates instead of
+    // refusing (that rule is proven by the e2e scenario `two-hostparts`).
     Ok(vec![
-        normal,
         update,
+        normal,
         Scenario::new("trial", "trial", Some(Current))
             .img(Current, Img::Fs(a))
             .img(Old, Img::Fs(c))
@@ -410,7 +416,8 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
     let mut cfg = String::from(
         "# hnroot GRUB-level test configuration (grub-module/tests/grub_level.rs).\n\
          set pager=0\n\
-         echo \"hnroot-test: grub up\"\n",
+         echo \"hnroot-test: grub up\"\n\
+         echo \"hnroot-test: cmdpath ${cmdpath}\"\n",
     );
     let block = |name: &str, command: &str, p: &str| {
         format!(
@@ -568,6 +575,9 @@ pub fn run() -> Result<()> {
     if order.iter().enumerate().any(|(pos, &i)| pos != i) {
         bail!("read-only scenarios must come last in the list (GRUB numbers disks in order)");
     }
+    if label_disk == BOOT_DISK {
+        bail!("the scenario labelled hostpart must not be on the disk GRUB starts from");
+    }
     let labels = Labels {
         unique: label_disk,
         unique_disk: &built[label_disk],
@@ -633,6 +643,15 @@ pub fn run() -> Result<()> {
             };
             record(s.name.to_owned(), block, problems);
         }
+        let cmdpath = format!("hnroot-test: cmdpath (hd{BOOT_DISK},gpt1)/");
+        let problems = if log.contains(&cmdpath) {
+            Vec::new()
+        } else {
+            vec![format!(
+                "expected `{cmdpath}...`: GRUB started from another disk"
+            )]
+        };
+        record("cmdpath".to_owned(), None, problems);
         for name in ["label-both", "label-esp", "status"] {
             let block = found.iter().find(|(n, _)| n == name).map(|(_, b)| b);
             let problems = match block {
@@ -831,13 +850,17 @@ fn check_label(name: &str, block: &Block_, l: &Labels, duplicates: bool) -> Vec<
             ("EFI-BOOT", "gpt1")
         };
         let wanted = format!("error: 2 filesystems are labelled `{label}' (");
+        let why = format!("none on the disk GRUB started from (hd{BOOT_DISK}): refusing to guess");
         let refusal = block.text.lines().find(|l| l.contains(&wanted));
         let names_both = refusal.is_some_and(|line| {
-            line.contains(&format!("(hd{u},{part})")) && line.contains(&format!("(hd{d},{part})"))
+            line.contains(&format!("(hd{u},{part})"))
+                && line.contains(&format!("(hd{d},{part})"))
+                && line.contains(&why)
         });
         if rc != "1" || !names_both {
             problems.push(format!(
-                "expected rc=1 and `{wanted}...` naming (hd{u},{part}) and (hd{d},{part})"
+                "expected rc=1 and `{wanted}...` naming (hd{u},{part}) and (hd{d},{part}), \
+                 and `{why}`"
             ));
         }
         return problems;

@@ -423,12 +423,6 @@ impl Session {
     pub fn kill(&mut self) -> Result<()> {
         self.vm.kill()
     }
-
-    /// Watch for `re` after the current position for `timeout`, the VM running on: `None`
-    /// when it did not appear (for "nothing more happens" checks).
-    pub fn watch_for(&mut self, re: &Regex, timeout: Duration) -> Result<Option<Hit>> {
-        self.vm.watch_for(re, timeout)
-    }
 }
 
 #[cfg(test)]
