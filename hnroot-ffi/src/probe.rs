@@ -14,8 +14,8 @@
 use core::mem::{align_of, size_of};
 
 use hnroot_core::probe::{
-    FsOutcome, FsProber, FsType, Label, Partition, PtOutcome, PtProber, Step, LABEL_CAPACITY,
-    MAX_FS_READS, MAX_PT_READS, MAX_READ,
+    FsOutcome, FsProber, FsType, Label, Partition, Prober, PtOutcome, PtProber, Step,
+    LABEL_CAPACITY, MAX_FS_READS, MAX_PT_READS, MAX_READ,
 };
 use hnroot_core::uuid::PartUuid;
 
@@ -197,10 +197,25 @@ unsafe fn pt_prober<'a>(p: *mut hnroot_pt_probe) -> Result<&'a mut PtProber, hnr
     Ok(unsafe { &mut *p.opaque.as_mut_ptr().cast::<PtProber>() })
 }
 
-fn read_out<T>(step: Step<T>, offset: *mut u64, len: *mut u32) -> hnroot_result {
-    match step {
+/// The body of the `_step` functions: the read a prober wants into `*offset`/`*len`.
+///
+/// # Safety
+/// `offset` and `len` must be NULL or valid.
+unsafe fn step_out<P: Prober>(
+    prober: Result<&mut P, hnroot_result>,
+    offset: *mut u64,
+    len: *mut u32,
+) -> hnroot_result {
+    if offset.is_null() || len.is_null() {
+        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
+    }
+    let prober = match prober {
+        Ok(prober) => prober,
+        Err(e) => return e,
+    };
+    match prober.step() {
         Step::Read(r) => {
-            // SAFETY: both checked non-NULL by the callers.
+            // SAFETY: both checked non-NULL above; valid by the caller's contract.
             unsafe {
                 offset.write(r.offset);
                 len.write(u32::try_from(r.len).unwrap_or(HNROOT_PROBE_MAX_READ));
@@ -208,6 +223,29 @@ fn read_out<T>(step: Step<T>, offset: *mut u64, len: *mut u32) -> hnroot_result 
             hnroot_result::HNROOT_RESULT_NEED_READ
         }
         Step::Done(_) => hnroot_result::HNROOT_RESULT_DONE,
+    }
+}
+
+/// The body of the `_feed` functions.
+///
+/// # Safety
+/// `data` must be valid for `data_len` bytes (it may be NULL when `data_len` is 0).
+unsafe fn feed_in<P: Prober>(
+    prober: Result<&mut P, hnroot_result>,
+    data: *const u8,
+    data_len: usize,
+) -> hnroot_result {
+    let prober = match prober {
+        Ok(prober) => prober,
+        Err(e) => return e,
+    };
+    // SAFETY: caller contract.
+    match unsafe { fed_bytes(prober.step(), data, data_len) } {
+        Ok(bytes) => {
+            prober.feed(bytes);
+            hnroot_result::HNROOT_RESULT_OK
+        }
+        Err(e) => e,
     }
 }
 
@@ -247,14 +285,8 @@ pub unsafe extern "C" fn hnroot_fs_probe_step(
     offset: *mut u64,
     len: *mut u32,
 ) -> hnroot_result {
-    if offset.is_null() || len.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
     // SAFETY: caller contract.
-    match unsafe { fs_prober(p) } {
-        Ok(prober) => read_out(prober.step(), offset, len),
-        Err(e) => e,
-    }
+    unsafe { step_out(fs_prober(p), offset, len) }
 }
 
 /// Hand in the bytes read for the last `NEED_READ` (fewer at the end of the device, or none if
@@ -270,18 +302,7 @@ pub unsafe extern "C" fn hnroot_fs_probe_feed(
     data_len: usize,
 ) -> hnroot_result {
     // SAFETY: caller contract.
-    let prober = match unsafe { fs_prober(p) } {
-        Ok(prober) => prober,
-        Err(e) => return e,
-    };
-    // SAFETY: caller contract.
-    match unsafe { fed_bytes(prober.step(), data, data_len) } {
-        Ok(bytes) => {
-            prober.feed(bytes);
-            hnroot_result::HNROOT_RESULT_OK
-        }
-        Err(e) => e,
-    }
+    unsafe { feed_in(fs_prober(p), data, data_len) }
 }
 
 /// The bytes handed to a `_feed` function, checked against the read the prober asked for:
@@ -447,14 +468,8 @@ pub unsafe extern "C" fn hnroot_pt_probe_step(
     offset: *mut u64,
     len: *mut u32,
 ) -> hnroot_result {
-    if offset.is_null() || len.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
     // SAFETY: caller contract.
-    match unsafe { pt_prober(p) } {
-        Ok(prober) => read_out(prober.step(), offset, len),
-        Err(e) => e,
-    }
+    unsafe { step_out(pt_prober(p), offset, len) }
 }
 
 /// As `hnroot_fs_probe_feed`.
@@ -468,18 +483,7 @@ pub unsafe extern "C" fn hnroot_pt_probe_feed(
     data_len: usize,
 ) -> hnroot_result {
     // SAFETY: caller contract.
-    let prober = match unsafe { pt_prober(p) } {
-        Ok(prober) => prober,
-        Err(e) => return e,
-    };
-    // SAFETY: caller contract.
-    match unsafe { fed_bytes(prober.step(), data, data_len) } {
-        Ok(bytes) => {
-            prober.feed(bytes);
-            hnroot_result::HNROOT_RESULT_OK
-        }
-        Err(e) => e,
-    }
+    unsafe { feed_in(pt_prober(p), data, data_len) }
 }
 
 fn pt_outcome(prober: &mut PtProber) -> Option<PtOutcome> {

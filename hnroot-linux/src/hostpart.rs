@@ -392,19 +392,17 @@ pub fn classify(file: File, path: &Path, size: u64) -> ImageFile {
             size: Some(size),
             why: format!("read error: {e}"),
         },
-        Ok(FsOutcome::Found(info)) => match info.uuid {
-            _ if info.missing_bytes(size).is_some() => ImageFile::Unreadable {
+        Ok(FsOutcome::Found(info)) => match (info.missing_bytes(size), info.uuid) {
+            (Some(missing), _) => ImageFile::Unreadable {
                 size: Some(size),
                 why: format!(
-                    "truncated: its {} filesystem spans {} bytes, the file holds {} ({} missing; \
-                     an incomplete copy?)",
+                    "truncated: its {} filesystem spans {} bytes, the file holds {size} \
+                     ({missing} missing; an incomplete copy?)",
                     info.fs_type.as_str(),
-                    info.size.unwrap_or(0),
-                    size,
-                    info.missing_bytes(size).unwrap_or(0),
+                    size.saturating_add(missing),
                 ),
             },
-            Some(uuid) if !uuid.is_nil() => ImageFile::Readable {
+            (None, Some(uuid)) if !uuid.is_nil() => ImageFile::Readable {
                 size,
                 fs_type: info.fs_type,
                 uuid,
@@ -413,7 +411,7 @@ pub fn classify(file: File, path: &Path, size: u64) -> ImageFile {
                     .as_ref()
                     .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned()),
             },
-            _ => ImageFile::Unreadable {
+            (None, _) => ImageFile::Unreadable {
                 size: Some(size),
                 why: format!(
                     "{} filesystem without a UUID: hnroot identifies images by UUID",

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hnroot_core::probe::{
-    FsOutcome, FsProber, Partition, PtOutcome, PtProber, Step, MAX_FS_READS, MAX_PT_READS,
+    run, FsOutcome, FsProber, Partition, PtOutcome, PtProber, Step, MAX_FS_READS,
 };
 use hnroot_core::PartUuid;
 
@@ -170,39 +170,24 @@ impl Device {
 
     /// The filesystem in the `size` bytes at `offset` (the whole device: `0, self.size()`).
     pub fn probe_fs(&mut self, offset: u64, size: u64) -> io::Result<FsOutcome> {
-        let mut prober = FsProber::new(size);
-        for _ in 0..=MAX_FS_READS {
-            match prober.step() {
-                Step::Read(r) => {
-                    let data = self.read_at(offset.saturating_add(r.offset), r.len)?;
-                    prober.feed(&data);
-                }
-                Step::Done(outcome) => return Ok(outcome),
-            }
-        }
-        Err(io::Error::other(format!(
-            "filesystem probe of {} did not finish within {MAX_FS_READS} reads (a bug in hnroot)",
-            self.path.display()
-        )))
+        run(&mut FsProber::new(size), |r| {
+            self.read_at(offset.saturating_add(r.offset), r.len)
+        })?
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "filesystem probe of {} did not finish within {MAX_FS_READS} reads (a bug in \
+                 hnroot)",
+                self.path.display()
+            ))
+        })
     }
 
     /// The partition table, with its partitions.
     pub fn probe_table(&mut self) -> io::Result<Option<Table>> {
         let sector_size = self.sector_size();
-        let mut prober = PtProber::new(self.size, sector_size);
-        let mut outcome = None;
-        for _ in 0..=MAX_PT_READS {
-            match prober.step() {
-                Step::Read(r) => {
-                    let data = self.read_at(r.offset, r.len)?;
-                    prober.feed(&data);
-                }
-                Step::Done(o) => {
-                    outcome = Some(o);
-                    break;
-                }
-            }
-        }
+        let outcome = run(&mut PtProber::new(self.size, sector_size), |r| {
+            self.read_at(r.offset, r.len)
+        })?;
         let Some(outcome) = outcome else {
             return Err(io::Error::other(format!(
                 "partition table probe of {} did not finish (a bug in hnroot)",

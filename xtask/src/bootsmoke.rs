@@ -5,6 +5,7 @@
 //! each boot took to reach every milestone. It asserts what booted, never how fast.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -210,15 +211,7 @@ pub fn boot_once(
             vm.tail(crate::qemu::TAIL_LINES)
         );
     }
-    vm.wait_for(&re(r"hnroot-test: ls /hostpart:")?, left(&vm))?;
-    vm.wait_for(
-        &re(&format!(r" {}\n", regex::escape(IMAGE_NAME)))?,
-        left(&vm),
-    )?;
-    vm.wait_for(&re(r"hnroot-test: ls /data0/:")?, left(&vm))?;
-    vm.wait_for(&re(&regex::escape(DATA_MARKER))?, left(&vm))?;
-    vm.wait_for(&re(r"hnroot-test: powering off")?, left(&vm))?;
-    let status = vm.wait_exit(left(&vm))?;
+    let status = wait_hostpart_data_poweroff(&mut vm, IMAGE_NAME, DATA_MARKER, timeout)?;
     let exited = vm.elapsed();
     if !status.success() {
         bail!("{name}: QEMU exited with {status} after the guest powered off");
@@ -360,4 +353,23 @@ fn print_table(chain: &Chain, rows: &[(String, u32, BootTimes)]) {
             t.guest_switch_root - t.guest_linuxrc_start
         );
     }
+}
+
+/// The test init's closing lines, after `booted ...`: `/hostpart` listing `image`, `/data0/`
+/// holding the `marker` file, its power-off; then QEMU's exit status. Every wait ends within
+/// `timeout` of the VM's start.
+pub fn wait_hostpart_data_poweroff(
+    vm: &mut Vm,
+    image: &str,
+    marker: &str,
+    timeout: Duration,
+) -> Result<ExitStatus> {
+    let left = |vm: &Vm| timeout.saturating_sub(vm.elapsed());
+    let re = |s: &str| Regex::new(s).context("test init regex");
+    vm.wait_for(&re(r"hnroot-test: ls /hostpart:")?, left(vm))?;
+    vm.wait_for(&re(&format!(r" {}\n", regex::escape(image)))?, left(vm))?;
+    vm.wait_for(&re(r"hnroot-test: ls /data0/:")?, left(vm))?;
+    vm.wait_for(&re(&regex::escape(marker))?, left(vm))?;
+    vm.wait_for(&re(r"hnroot-test: powering off")?, left(vm))?;
+    vm.wait_exit(left(vm))
 }

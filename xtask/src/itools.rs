@@ -1212,15 +1212,8 @@ fn boot_good(work: &Path, root: &disk::BuiltFs, fs: HostFs, timeout: Duration) -
         ))?,
         left(&vm),
     )?;
-    vm.wait_for(&re(r"hnroot-test: ls /hostpart:")?, left(&vm))?;
-    vm.wait_for(
-        &re(&format!(r" {}\n", regex::escape(IMAGE_NAME)))?,
-        left(&vm),
-    )?;
-    vm.wait_for(&re(r"hnroot-test: ls /data0/:")?, left(&vm))?;
-    vm.wait_for(&re(&regex::escape(DATA_MARKER))?, left(&vm))?;
-    vm.wait_for(&re(r"hnroot-test: powering off")?, left(&vm))?;
-    let status = vm.wait_exit(left(&vm))?;
+    let status =
+        crate::bootsmoke::wait_hostpart_data_poweroff(&mut vm, IMAGE_NAME, DATA_MARKER, timeout)?;
     if !status.success() {
         bail!("boot=hnroot from {fs}: QEMU exited with {status} after the guest powered off");
     }

@@ -2,11 +2,12 @@
 //! FAT boot label and UUID, decided the way `blkid -p` decides it. Performs no I/O: it asks
 //! for reads through [`FsProber::step`] and is handed the bytes through [`FsProber::feed`].
 
+use core::convert::Infallible;
 use core::fmt;
 
 use super::other::{self, BitLocker, OtherType};
 use super::vfat::{self, BootSector, FatWalk};
-use super::{btrfs, ext, xfs, Label, Read, Step, MAX_READ};
+use super::{btrfs, bytes_of, ext, run, xfs, Label, Prober, Read, Step, MAX_READ};
 use crate::uuid::FsUuid;
 
 /// A filesystem type hnroot recognises, in libblkid's probing order. `as_str` is blkid's
@@ -557,20 +558,28 @@ impl FsProber {
     }
 }
 
+impl Prober for FsProber {
+    type Outcome = FsOutcome;
+    const MAX_READS: u32 = MAX_FS_READS;
+
+    fn step(&mut self) -> Step<FsOutcome> {
+        FsProber::step(self)
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        FsProber::feed(self, data)
+    }
+}
+
 /// Run an [`FsProber`] over a whole device image held in memory (tests, fuzzing, tools).
-/// Returns the outcome and the number of reads asked for.
+/// Returns the outcome (`Unknown` should the prober never answer) and the number of reads
+/// asked for.
 pub fn probe_fs_image(image: &[u8]) -> (FsOutcome, u32) {
     let mut prober = FsProber::new(image.len() as u64);
-    loop {
-        match prober.step() {
-            Step::Read(read) => {
-                let start = usize::try_from(read.offset).unwrap_or(usize::MAX);
-                let end = start.saturating_add(read.len).min(image.len());
-                prober.feed(image.get(start..end).unwrap_or(&[]));
-            }
-            Step::Done(outcome) => return (outcome, prober.reads()),
-        }
-    }
+    let Ok(outcome) = run(&mut prober, |read| {
+        Ok::<_, Infallible>(bytes_of(image, read))
+    });
+    (outcome.unwrap_or(FsOutcome::Unknown), prober.reads())
 }
 
 #[cfg(test)]

@@ -2,17 +2,13 @@
 //! MBR) exactly as libblkid does, so that GRUB, the initramfs and `blkid` agree on which device
 //! is `LABEL=hostpart`. They never perform I/O: a prober asks for the bytes it needs
 //! ([`Step::Read`]), the driver reads them and hands them back ([`FsProber::feed`]), and at the
-//! end the prober answers ([`Step::Done`]).
+//! end the prober answers ([`Step::Done`]). [`run`] is that loop, bounded:
 //!
 //! ```text
-//! let mut prober = FsProber::new(device_size);
-//! loop {
-//!     match prober.step() {
-//!         Step::Read(read) => prober.feed(&device_bytes_at(read.offset, read.len)),
-//!         Step::Done(outcome) => break outcome,
-//!     }
-//! }
+//! let outcome = run(&mut FsProber::new(device_size), |read| device_bytes_at(read.offset, read.len))?;
 //! ```
+//!
+//! (the GRUB module drives the same probers from C through `hnroot-ffi`, step by step).
 //!
 //! The behavioural reference is util-linux's libblkid (`libblkid/src/superblocks/{vfat,ext,
 //! xfs,btrfs}.c`, `superblocks.c` for the probing order and "ambivalent result", and
@@ -79,4 +75,42 @@ pub enum Step<T> {
     Read(Read),
     /// The answer; further calls to `step` return it again.
     Done(T),
+}
+
+/// A prober [`run`] can drive: [`FsProber`] and [`PtProber`].
+pub trait Prober {
+    /// Its answer.
+    type Outcome;
+    /// Most reads it asks for before it answers.
+    const MAX_READS: u32;
+    /// What to do next.
+    fn step(&mut self) -> Step<Self::Outcome>;
+    /// The bytes of the read `step` asked for (fewer when the device ended).
+    fn feed(&mut self, data: &[u8]);
+}
+
+/// Drive `prober` to its answer, `read` giving the bytes of each read it asks for (fewer at
+/// the end of the device); an error of `read` stops the run. `Ok(None)` when the prober has
+/// not answered after [`Prober::MAX_READS`] reads, which would be a bug in it.
+pub fn run<P: Prober, B: AsRef<[u8]>, E>(
+    prober: &mut P,
+    mut read: impl FnMut(Read) -> Result<B, E>,
+) -> Result<Option<P::Outcome>, E> {
+    for _ in 0..=P::MAX_READS {
+        match prober.step() {
+            Step::Read(r) => {
+                let data = read(r)?;
+                prober.feed(data.as_ref());
+            }
+            Step::Done(outcome) => return Ok(Some(outcome)),
+        }
+    }
+    Ok(None)
+}
+
+/// The bytes of `read` in a device held in memory: fewer (or none) past its end.
+pub fn bytes_of(image: &[u8], read: Read) -> &[u8] {
+    let start = usize::try_from(read.offset).unwrap_or(usize::MAX);
+    let end = start.saturating_add(read.len).min(image.len());
+    image.get(start..end).unwrap_or(&[])
 }

@@ -5,8 +5,9 @@
 use super::bytes::{crc_continue, CRC32};
 use super::gpt::{self, GptHeader, GptReject, GptTable};
 use super::mbr::{self, MbrTable};
-use super::{Label, Read, Step, MAX_READ};
+use super::{bytes_of, run, Label, Prober, Read, Step, MAX_READ};
 use crate::uuid::PartUuid;
+use core::convert::Infallible;
 
 /// One partition, as blkid reports it (`PART_ENTRY_*`, `PARTLABEL`, `PARTUUID`).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -309,19 +310,27 @@ impl PtProber {
     }
 }
 
-/// Run a [`PtProber`] over a disk image held in memory (tests, fuzzing, tools).
+impl Prober for PtProber {
+    type Outcome = PtOutcome;
+    const MAX_READS: u32 = MAX_PT_READS;
+
+    fn step(&mut self) -> Step<PtOutcome> {
+        PtProber::step(self)
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        PtProber::feed(self, data)
+    }
+}
+
+/// Run a [`PtProber`] over a disk image held in memory (tests, fuzzing, tools). Returns the
+/// outcome (`None` should the prober never answer) and the number of reads asked for.
 pub fn probe_pt_image(image: &[u8], sector_size: u32) -> (PtOutcome, u32) {
     let mut prober = PtProber::new(image.len() as u64, sector_size);
-    loop {
-        match prober.step() {
-            Step::Read(read) => {
-                let start = usize::try_from(read.offset).unwrap_or(usize::MAX);
-                let end = start.saturating_add(read.len).min(image.len());
-                prober.feed(image.get(start..end).unwrap_or(&[]));
-            }
-            Step::Done(outcome) => return (outcome, prober.reads()),
-        }
-    }
+    let Ok(outcome) = run(&mut prober, |read| {
+        Ok::<_, Infallible>(bytes_of(image, read))
+    });
+    (outcome.unwrap_or(PtOutcome::None), prober.reads())
 }
 
 #[cfg(test)]
