@@ -1,44 +1,135 @@
-//! Make sure a Debian 12 machine has what hnroot's build and tests use. Idempotent and quick
-//! when everything is already there.
+//! What a Debian 12 machine needs for hnroot's build, tests, benchmarks and demo, in one table:
+//! every program any of them starts, and the Debian package it comes from (or rustup). `cargo
+//! xtask deps` installs the packages of the table; `cargo xtask deps --check` then names any
+//! program of the table that is still not on `PATH`. A unit test scans the repository for the
+//! programs its code starts (`Command::new("...")` and the helpers that wrap it) and fails on
+//! any the table lacks, so a fresh machine never stops on a missing tool.
+//!
+//! Idempotent and quick when everything is already there.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Result};
 
 use crate::util;
 
-/// Debian packages the build, the tests and the demo use.
-pub const PACKAGES: &[&str] = &[
-    "qemu-system-x86",
-    "ovmf",
-    "grub-efi-amd64-bin",
-    "grub-common",
-    "mtools",
-    "dosfstools",
-    "gdisk",
-    "btrfs-progs",
-    "xfsprogs",
-    "e2fsprogs",
-    "busybox-static",
-    "cpio",
-    "zstd",
-    "xz-utils",
-    "util-linux",
-    "fdisk",
-    "binutils",
-    "bison",
-    "flex",
-    "gcc",
-    "make",
-    "dpkg-dev",
+/// Where a program comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A Debian package.
+    Debian(&'static str),
+    /// The Rust toolchain (rustup), which the README's base already has.
+    Rustup,
+}
+
+/// Every program the build, the tests, the benchmarks and the demo start on the host, and where
+/// it comes from. Programs that run inside a guest or a chroot (busybox applets, mkinitramfs in
+/// the debootstrapped tree) are the guest's business, not the host's.
+pub const PROGRAMS: &[(&str, Source)] = &[
+    ("apt-cache", Source::Debian("apt")),
+    ("apt-get", Source::Debian("apt")),
+    ("as", Source::Debian("binutils")),
+    ("bison", Source::Debian("bison")),
+    ("blkid", Source::Debian("util-linux")),
+    ("btrfs", Source::Debian("btrfs-progs")),
+    ("busybox", Source::Debian("busybox-static")),
+    ("cargo", Source::Rustup),
+    ("chroot", Source::Debian("coreutils")),
+    ("cp", Source::Debian("coreutils")),
+    ("cpio", Source::Debian("cpio")),
+    ("dd", Source::Debian("coreutils")),
+    ("debootstrap", Source::Debian("debootstrap")),
+    ("debugfs", Source::Debian("e2fsprogs")),
+    ("depmod", Source::Debian("kmod")),
+    ("dpkg-deb", Source::Debian("dpkg")),
+    ("dpkg-query", Source::Debian("dpkg")),
+    ("dpkg-source", Source::Debian("dpkg-dev")),
+    ("dumpe2fs", Source::Debian("e2fsprogs")),
+    ("e2fsck", Source::Debian("e2fsprogs")),
+    ("e2label", Source::Debian("e2fsprogs")),
+    ("fatlabel", Source::Debian("dosfstools")),
+    ("flex", Source::Debian("flex")),
+    ("gcc", Source::Debian("gcc")),
+    ("git", Source::Debian("git")),
+    ("grub-mkstandalone", Source::Debian("grub-common")),
+    ("hyperfine", Source::Debian("hyperfine")),
+    ("id", Source::Debian("coreutils")),
+    ("ld", Source::Debian("binutils")),
+    ("losetup", Source::Debian("mount")),
+    ("lsinitramfs", Source::Debian("initramfs-tools-core")),
+    ("make", Source::Debian("make")),
+    ("mcopy", Source::Debian("mtools")),
+    ("minfo", Source::Debian("mtools")),
+    ("mkfs.btrfs", Source::Debian("btrfs-progs")),
+    ("mkfs.ext2", Source::Debian("e2fsprogs")),
+    ("mkfs.ext3", Source::Debian("e2fsprogs")),
+    ("mkfs.ext4", Source::Debian("e2fsprogs")),
+    ("mkfs.vfat", Source::Debian("dosfstools")),
+    ("mkfs.xfs", Source::Debian("xfsprogs")),
+    ("mmd", Source::Debian("mtools")),
+    ("mount", Source::Debian("mount")),
+    ("mountpoint", Source::Debian("util-linux")),
+    ("objcopy", Source::Debian("binutils")),
+    ("python3", Source::Debian("python3")),
+    ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
+    ("rustup", Source::Rustup),
+    ("sfdisk", Source::Debian("fdisk")),
+    ("sgdisk", Source::Debian("gdisk")),
+    ("strip", Source::Debian("binutils")),
+    ("sync", Source::Debian("coreutils")),
+    ("tar", Source::Debian("tar")),
+    ("touch", Source::Debian("coreutils")),
+    ("truncate", Source::Debian("coreutils")),
+    ("tune2fs", Source::Debian("e2fsprogs")),
+    ("umount", Source::Debian("mount")),
+    ("unmkinitramfs", Source::Debian("initramfs-tools-core")),
+    ("unshare", Source::Debian("util-linux")),
+    ("xfs_db", Source::Debian("xfsprogs")),
+    ("xz", Source::Debian("xz-utils")),
+    ("zstd", Source::Debian("zstd")),
+];
+
+/// Packages that provide files rather than programs, with the file that proves each is there.
+pub const FILES: &[(&str, &str)] = &[
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+    // klibc's shell for the initramfs-tools fake-root runs (the `sh` of an initramfs built
+    // without busybox) and its shared library.
+    ("/usr/lib/klibc/bin/sh", "klibc-utils"),
 ];
 
 /// Rust targets needed besides the host's.
 pub const RUST_TARGETS: &[&str] = &["x86_64-unknown-none", "x86_64-unknown-linux-musl"];
 
+/// Every Debian package of [`PROGRAMS`] and [`FILES`], sorted, without repeats.
+pub fn packages() -> Vec<&'static str> {
+    let mut out: Vec<&str> = PROGRAMS
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Source::Debian(p) => Some(*p),
+            Source::Rustup => None,
+        })
+        .chain(FILES.iter().map(|(_, p)| *p))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The package a program comes from, if the table knows the program.
+#[cfg(test)]
+pub fn source_of(program: &str) -> Option<Source> {
+    PROGRAMS
+        .iter()
+        .find(|(name, _)| *name == program)
+        .map(|(_, s)| *s)
+}
+
 /// Install missing packages and Rust targets.
 pub fn ensure() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let wanted = packages();
+    let missing: Vec<&str> = wanted.iter().copied().filter(|p| !installed(p)).collect();
     if !missing.is_empty() {
         if !is_root() {
             bail!(
@@ -61,6 +152,65 @@ pub fn ensure() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask deps --check`: install, then name every program and file of the table that is
+/// still missing.
+pub fn check() -> Result<()> {
+    ensure()?;
+    let path = search_path();
+    let mut missing = Vec::new();
+    for (program, source) in PROGRAMS {
+        if find_program(program, &path).is_none() {
+            let from = match source {
+                Source::Debian(p) => format!("Debian package {p}"),
+                Source::Rustup => "the Rust toolchain (rustup)".to_string(),
+            };
+            missing.push(format!("{program} (from {from})"));
+        }
+    }
+    for (file, package) in FILES {
+        if !Path::new(file).exists() {
+            missing.push(format!("{file} (from Debian package {package})"));
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "deps --check: after installing, {} of {} programs and files are still missing: {}",
+            missing.len(),
+            PROGRAMS.len() + FILES.len(),
+            missing.join(", ")
+        );
+    }
+    println!(
+        "deps --check: all {} programs on PATH and {} files present; {} Debian packages, Rust \
+         targets {}",
+        PROGRAMS.len(),
+        FILES.len(),
+        packages().len(),
+        RUST_TARGETS.join(", ")
+    );
+    Ok(())
+}
+
+/// `PATH`, plus the sbin directories a root shell has (some programs live there).
+fn search_path() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for extra in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        if !dirs.iter().any(|d| d == Path::new(extra)) {
+            dirs.push(PathBuf::from(extra));
+        }
+    }
+    dirs
+}
+
+fn find_program(program: &str, path: &[PathBuf]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.iter().map(|d| d.join(program)).find(|p| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
@@ -69,10 +219,184 @@ fn installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+    use std::collections::BTreeMap;
+
+    /// Files under the workspace that hold code which starts programs: Rust sources and the
+    /// benchmark scripts. Build output and fuzzing state are left out.
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(
+                    name.as_str(),
+                    "target" | ".git" | "corpus" | "artifacts" | "node_modules"
+                ) {
+                    sources(&path, out);
+                }
+            } else if name.ends_with(".rs") || name.ends_with(".sh") {
+                out.push(path);
+            }
+        }
+        out.sort();
+    }
+
+    /// Where code starts a program whose name is not a string literal: the helpers that wrap
+    /// `Command::new`. Their callers pass literal names, which the patterns below find; a new
+    /// wrapper must be added here and its calling convention to the patterns.
+    const WRAPPERS: &[(&str, usize)] = &[
+        ("hnroot-cli/tests/probe_find_cli.rs", 2), // tool(cmd, ..), the binary under test
+        ("hnroot-cli/tests/operator_cli.rs", 1),   // the binary under test
+        ("hnroot-core/tests/probe_props.rs", 1),   // tool in a literal list
+        ("hnroot-ffi/src/probe.rs", 1),            // run(&["prog", ..])
+        ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
+        ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
+        ("initramfs/src/fallback.rs", 1),          // the initramfs's own /bin/sh, in the guest
+        ("initramfs/tests/prepare.rs", 1),         // run(&["prog", ..])
+        ("xtask/src/busybox.rs", 1),               // /bin/busybox (busybox-static)
+        ("xtask/src/cffi.rs", 1),                  // the C test program it just built
+        ("xtask/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
+        ("xtask/src/initramfs.rs", 2), // $CARGO; run(&["prog", ..])
+        ("xtask/src/relax.rs", 1),   // a test program it just linked
+        ("xtask/src/util.rs", 2),    // step(.., &["prog", ..]), output(&["prog", ..])
+    ];
+
+    /// A program started through a literal name: file, line, program.
+    type Start = (String, usize, String);
+
+    /// Programs started through literal names, and the count of non-literal starts per file.
+    fn started_programs(root: &Path) -> (Vec<Start>, BTreeMap<String, usize>) {
+        let literal = Regex::new(r#"Command::new\(\s*"([^"]+)"\s*\)"#).unwrap();
+        // Helpers whose first argument is the program: tool("mkfs.ext4", ...).
+        let helper = Regex::new(r#"\b(?:tool|run|output)\(\s*"([^"]+)"\s*,"#).unwrap();
+        // Helpers that take an argv array: step("name", &["apt-get", ...]), run(&["dd", ...]).
+        let argv =
+            Regex::new(r#"\b(?:step\(\s*"[^"]*"\s*,\s*|(?:output|run)\(\s*)&\[\s*"([^"]+)""#)
+                .unwrap();
+        // Lists of argv arrays a helper runs in turn: make("x", 8, &[&["mkfs.ext4", ...]]),
+        // also with the list on a line of its own.
+        let argv_list = Regex::new(r#"(?:^\s*|\bmake\([^;]*)&\[\s*&\[\s*"([^"]+)""#).unwrap();
+        let dynamic = Regex::new(r#"Command::new\(\s*[^"\s]"#).unwrap();
+        // Benchmark scripts say what they need: for tool in a b c; do command -v ...
+        let script = Regex::new(r"for tool in ([^;]+); do").unwrap();
+        let mut files = Vec::new();
+        sources(root, &mut files);
+        let mut found = Vec::new();
+        let mut wrappers: BTreeMap<String, usize> = BTreeMap::new();
+        for file in files {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel == "xtask/src/deps.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let mut names: Vec<String> = Vec::new();
+                if rel.ends_with(".sh") {
+                    if let Some(c) = script.captures(line) {
+                        names.extend(c[1].split_whitespace().map(str::to_owned));
+                    }
+                } else {
+                    for re in [&literal, &helper, &argv, &argv_list] {
+                        names.extend(re.captures_iter(line).map(|c| c[1].to_owned()));
+                    }
+                    let dynamic_here = dynamic.find_iter(line).count();
+                    if dynamic_here > 0 {
+                        *wrappers.entry(rel.clone()).or_default() += dynamic_here;
+                    }
+                }
+                for name in names {
+                    // Paths are not looked up on PATH (./configure in GRUB's tree).
+                    if !name.starts_with('/') && !name.starts_with("./") {
+                        found.push((rel.clone(), n + 1, name));
+                    }
+                }
+            }
+        }
+        (found, wrappers)
+    }
+
+    #[test]
+    fn every_program_the_repository_starts_is_in_the_table() {
+        let root = util::root();
+        let (found, wrappers) = started_programs(&root);
+        assert!(
+            found.len() > 50,
+            "the scan found only {} program starts: it no longer recognises the code",
+            found.len()
+        );
+        let missing: Vec<String> = found
+            .iter()
+            .filter(|(_, _, p)| source_of(p).is_none())
+            .map(|(f, l, p)| format!("{f}:{l} starts `{p}`"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "programs started by the repository but missing from xtask/src/deps.rs PROGRAMS \
+             (a fresh machine would not have them): {}",
+            missing.join("; ")
+        );
+        let expected: BTreeMap<String, usize> =
+            WRAPPERS.iter().map(|(f, n)| (f.to_string(), *n)).collect();
+        assert_eq!(
+            wrappers, expected,
+            "Command::new with a non-literal program: a new wrapper must be listed in WRAPPERS \
+             and its callers' convention taught to the scan"
+        );
+    }
+
+    #[test]
+    fn the_scan_recognises_each_calling_convention() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b")).unwrap();
+        std::fs::write(
+            dir.path().join("b/x.rs"),
+            "Command::new(\"one\")\n step(\"s\", &[\"two\", \"a\"])\n output(&[\"three\"])\n \
+             tool(\"four\", &[])\n run(&[\"five\", \"x\"])\n Command::new(\"/bin/sh\")\n \
+             make(\"x\", 2, &[&[\"six\", \"IMG\"]])\n let x = Command::new(prog);\n \
+             run(\"seven\", &[\"-n\"])\n hnroot(&[&[\"mark-good\"], &loc[..]].concat())\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b/bench.sh"),
+            "for tool in eight nine; do command -v \"$tool\"; done\n",
+        )
+        .unwrap();
+        let (found, wrappers) = started_programs(dir.path());
+        let names: Vec<&str> = found.iter().map(|(_, _, p)| p.as_str()).collect();
+        assert_eq!(
+            names,
+            ["eight", "nine", "one", "two", "three", "four", "five", "six", "seven"]
+        );
+        assert_eq!(wrappers.get("b/x.rs"), Some(&1));
+    }
+
+    #[test]
+    fn the_table_is_sorted_and_has_no_repeats() {
+        let names: Vec<&str> = PROGRAMS.iter().map(|(n, _)| *n).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        assert!(packages().contains(&"kmod"), "depmod needs kmod");
+    }
 }

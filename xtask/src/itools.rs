@@ -55,8 +55,6 @@ const ITOOLS_SHARE: &str = "/usr/share/initramfs-tools";
 /// initramfs built without busybox.
 const KLIBC_BIN: &str = "/usr/lib/klibc/bin";
 const KLIBC_LIB_DIR: &str = "/usr/lib";
-/// Host packages these tests use besides `cargo xtask deps`'s.
-const HOST_PACKAGES: &[&str] = &["debootstrap", "initramfs-tools-core", "klibc-utils"];
 
 /// The Debian tree mkinitramfs runs in.
 const SUITE: &str = "bookworm";
@@ -119,7 +117,6 @@ impl Default for Args {
 
 /// `cargo xtask initramfs-tools-test`.
 pub fn run(args: &Args) -> Result<()> {
-    ensure_host_packages()?;
     let started = Instant::now();
     let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
     let work = buildenv::build_root().join("itools");
@@ -171,41 +168,6 @@ pub fn run(args: &Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn ensure_host_packages() -> Result<()> {
-    let missing: Vec<&str> = HOST_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f", "${Status}", p])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-                .unwrap_or(false)
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "initramfs-tools-test needs the Debian packages {} (apt-get install {})",
-            missing.join(" "),
-            missing.join(" ")
-        );
-    }
-    let mut argv = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
-    argv.extend(&missing);
-    util::step("install Debian packages for initramfs-tools-test", &argv)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn file_len(path: &Path) -> Result<u64> {
@@ -532,7 +494,7 @@ fn make_fake_root(
 fn run_fake_root(dir: &Path, rootmnt: &str) -> Result<Vec<String>> {
     // A PID namespace of its own: a reboot(2) in there ends the namespace, not the host.
     let mut cmd = Command::new("unshare");
-    if !is_root() {
+    if !crate::deps::is_root() {
         cmd.arg("--map-root-user");
     }
     // /dev/null as in an initramfs (devtmpfs), bound into the fake root in the private mount

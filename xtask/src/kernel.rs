@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::apt::Apt;
 use crate::buildenv;
 
 /// The meta package whose dependency names the current kernel image package.
@@ -59,11 +60,12 @@ pub struct ModuleSet {
     pub load_order: Vec<String>,
 }
 
-/// The kernel `linux-image-amd64` points at today, downloaded and unpacked if not cached.
-/// Without apt metadata (offline, no `apt-get update`) the newest cached kernel is used.
+/// The kernel `linux-image-amd64` of this machine's Debian release points at today, downloaded
+/// and unpacked if not cached. Without apt metadata (offline) the newest cached kernel is used.
 pub fn fetch_current() -> Result<Kernel> {
-    match current_package() {
-        Ok((package, version)) => fetch(&package, &version),
+    let apt = Apt::for_suite(&crate::blkid_corpus::debian_suite()?)?;
+    match current_package(&apt) {
+        Ok((package, version)) => fetch(&apt, &package, &version),
         Err(e) => {
             let cached = newest_cached()?.ok_or_else(|| {
                 anyhow!(
@@ -80,8 +82,8 @@ pub fn fetch_current() -> Result<Kernel> {
     }
 }
 
-/// `linux-image-<release>` at Debian version `version`, from the cache or apt.
-pub fn fetch(package: &str, version: &str) -> Result<Kernel> {
+/// `linux-image-<release>` at Debian version `version`, from the cache or `apt`.
+pub fn fetch(apt: &Apt, package: &str, version: &str) -> Result<Kernel> {
     let release = package
         .strip_prefix("linux-image-")
         .ok_or_else(|| anyhow!("kernel package {package:?} is not named linux-image-<release>"))?
@@ -95,14 +97,9 @@ pub fn fetch(package: &str, version: &str) -> Result<Kernel> {
         dir.display()
     );
     let staging = buildenv::fresh_dir(&dir.with_extension("partial"))?;
-    buildenv::run(
-        Command::new("apt-get")
-            .args(["download", "-q"])
-            .arg(format!("{package}={version}"))
-            .current_dir(&staging),
-    )
-    .context("downloading the kernel package")?;
-    let deb = find_deb(&staging, package)?;
+    let deb = apt
+        .download(package, version, &staging)
+        .context("downloading the kernel package")?;
     let tree = staging.join("tree");
     buildenv::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
     fs::remove_file(&deb).with_context(|| format!("cannot remove {}", deb.display()))?;
@@ -127,8 +124,8 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Package name and candidate version of the kernel `linux-image-amd64` depends on.
-fn current_package() -> Result<(String, String)> {
-    let deps = buildenv::run(Command::new("apt-cache").args(["depends", META_PACKAGE]))?;
+fn current_package(apt: &Apt) -> Result<(String, String)> {
+    let deps = apt.cache_query(&["depends", META_PACKAGE])?;
     let package = deps
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Depends:"))
@@ -138,13 +135,7 @@ fn current_package() -> Result<(String, String)> {
             anyhow!("`apt-cache depends {META_PACKAGE}` names no linux-image-* package: {deps}")
         })?
         .to_string();
-    let show =
-        buildenv::run(Command::new("apt-cache").args(["show", "--no-all-versions", &package]))?;
-    let version = show
-        .lines()
-        .find_map(|l| l.strip_prefix("Version:"))
-        .map(|v| v.trim().to_string())
-        .ok_or_else(|| anyhow!("`apt-cache show {package}` gives no Version: line"))?;
+    let version = apt.candidate(&package)?;
     Ok((package, version))
 }
 
@@ -168,21 +159,6 @@ fn newest_cached() -> Result<Option<Kernel>> {
         .split_once('_')
         .ok_or_else(|| anyhow!("cache entry {} is not <release>_<version>", dir.display()))?;
     Kernel::at(&dir, release, version).map(Some)
-}
-
-fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
-    let prefix = format!("{package}_");
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".deb") {
-            return Ok(path);
-        }
-    }
-    bail!(
-        "apt-get download left no {prefix}*.deb in {}",
-        dir.display()
-    )
 }
 
 impl Kernel {

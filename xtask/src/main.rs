@@ -2,7 +2,9 @@
 //! machine has what it needs (Debian packages, Rust targets, the GRUB source), so the two README
 //! commands work on a fresh Debian 12 machine.
 
+mod apt;
 mod benchinit;
+mod blkid_corpus;
 mod bootsmoke;
 mod buildenv;
 mod busybox;
@@ -12,6 +14,7 @@ mod demo;
 mod deps;
 mod disk;
 mod e2e;
+mod freshcheck;
 mod fuzz;
 mod grubimage;
 mod grubmod;
@@ -42,8 +45,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what the build and the tests need (apt packages, Rust targets).
-    Deps,
+    /// Install what the build and the tests need (apt packages, Rust targets); with --check,
+    /// then name every program of the table (xtask/src/deps.rs) still missing from PATH.
+    Deps {
+        /// After installing, check that every program of the table is on PATH.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Fetch util-linux's blkid test corpus (Debian's source package at the installed version)
+    /// into target/hnroot-build/blkid-corpus/ and print its path.
+    BlkidCorpus,
     /// Run every check: rustfmt, clippy (warnings denied) and all tests.
     Test,
     /// Build the GRUB module target/hnroot-build/grub-module/hnroot.mod (GRUB source, Rust
@@ -84,6 +95,10 @@ enum Command {
     /// One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert,
     /// automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did.
     Demo,
+    /// The README's two commands' promise on a fresh machine: a debootstrapped minbase Debian 12
+    /// tree with the Rust toolchain and a clean clone of HEAD runs `cargo xtask deps --check`
+    /// and `cargo xtask demo` in a chroot (slow; not part of `cargo xtask test`).
+    FreshCheck(freshcheck::Args),
     /// Build a scenario disk (rootless): GPT, ESP with GRUB + hnroot.mod and the boot state,
     /// hostpart (ext4 or btrfs) with test images.
     Disk(scenario::DiskArgs),
@@ -92,7 +107,13 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Deps => deps::ensure(),
+        Command::Deps { check: false } => deps::ensure(),
+        Command::Deps { check: true } => deps::check(),
+        Command::BlkidCorpus => {
+            deps::ensure()?;
+            println!("{}", blkid_corpus::fetch()?.display());
+            Ok(())
+        }
         Command::Test => test(),
         Command::GrubModule => {
             deps::ensure()?;
@@ -136,6 +157,10 @@ fn main() -> Result<()> {
             deps::ensure()?;
             itools::run(&args)
         }
+        Command::FreshCheck(args) => {
+            deps::ensure()?;
+            freshcheck::run(&args)
+        }
         Command::BenchInitramfs(args) => {
             deps::ensure()?;
             benchinit::run(&args)
@@ -158,9 +183,15 @@ fn test() -> Result<()> {
             "warnings",
         ],
     )?;
-    util::step(
+    // The probes are checked against util-linux's own corpus: fetched first, required here.
+    let corpus = blkid_corpus::fetch()?;
+    util::step_env(
         "unit and integration tests",
         &["cargo", "test", "--workspace"],
+        &[
+            (blkid_corpus::ENV, corpus.as_os_str()),
+            (blkid_corpus::REQUIRE_ENV, std::ffi::OsStr::new("1")),
+        ],
     )?;
     fuzz::run(10)?;
     header::run(true)?;

@@ -15,10 +15,16 @@ pub fn root() -> PathBuf {
 
 /// Run `argv` in the workspace root, echoing a step banner; fail with the step name.
 pub fn step(name: &str, argv: &[&str]) -> Result<()> {
+    step_env(name, argv, &[])
+}
+
+/// [`step`] with extra environment variables.
+pub fn step_env(name: &str, argv: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
     eprintln!("==> {name}: {}", argv.join(" "));
     let (program, args) = argv.split_first().context("empty command")?;
     let status = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .status()
         .with_context(|| format!("{name}: cannot run {program}"))?;
