@@ -12,6 +12,7 @@ use hnroot_core::name::ImageName;
 use hnroot_core::plan::{plan, Booted};
 use hnroot_ffi::{
     hnroot_decide, hnroot_decision, hnroot_image_seen, hnroot_observation, hnroot_uuid,
+    HNROOT_STATE_FILE_READ,
 };
 
 fn core(c: &mut Criterion) {
@@ -59,15 +60,19 @@ fn ffi(c: &mut Criterion) {
         b.iter(|| {
             let mut out = hnroot_decision::default();
             let mut msg = [0u8; 1024];
+            let mut record = [0u8; 1024];
             // SAFETY: every pointer is valid for the lengths passed.
             unsafe {
                 hnroot_decide(
                     &obs,
+                    HNROOT_STATE_FILE_READ,
                     block.as_ptr(),
                     block.len(),
                     &mut out,
                     msg.as_mut_ptr(),
                     msg.len(),
+                    record.as_mut_ptr(),
+                    record.len(),
                 )
             }
         })

@@ -326,7 +326,7 @@ fn build_scenario(s: &Scenario, bootx64: &Path, dir: &Path) -> Result<Built> {
     }
     if s.revert {
         host.files.push(ImageFile::new(
-            hnroot_core::name::REVERT_MARKER,
+            hnroot_core::layout::REVERT_MARKER,
             0o644,
             Vec::new(),
         ));

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use hnroot_core::cmdline::DeviceSpec;
 use hnroot_core::PartUuid;
-use hnroot_linux::blockdev::{find_in, Roots};
+use hnroot_linux::blockdev::{find_in, Hints, Roots};
 
 /// Exit status when the spec names no device, or more than one.
 const EXIT_NOT_ONE: u8 = 2;
@@ -34,7 +34,7 @@ pub fn run(args: &FindArgs) -> ExitCode {
     let spec = match DeviceSpec::parse(&args.spec) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("hnroot find: {:?} is not a device spec: {e}", args.spec);
+            crate::warn!("hnroot find: {:?} is not a device spec: {e}", args.spec);
             return ExitCode::from(EXIT_NOT_ONE);
         }
     };
@@ -42,7 +42,7 @@ pub fn run(args: &FindArgs) -> ExitCode {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
-            eprintln!(
+            crate::warn!(
                 "hnroot find: --partuuid {:?} is not a PARTUUID: {e}",
                 args.partuuid.as_deref().unwrap_or_default()
             );
@@ -53,19 +53,23 @@ pub fn run(args: &FindArgs) -> ExitCode {
         sys_class_block: args.sys_class_block.clone(),
         dev: args.dev.clone(),
     };
-    match find_in(&roots, &spec, pin) {
+    let hints = Hints {
+        pin,
+        boot_disk_of: None,
+    };
+    match find_in(&roots, &spec, &hints) {
         Ok(found) => {
-            if found.chosen_by_pin {
-                eprintln!(
+            if found.chosen_by.is_some() {
+                crate::warn!(
                     "hnroot find: {spec}: several devices match; the PARTUUID pin chose {}",
                     found.name
                 );
             }
-            println!("{}", found.node.display());
+            crate::say!("{}", found.node.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("hnroot find: {spec}: {e}");
+            crate::warn!("hnroot find: {spec}: {e}");
             ExitCode::from(EXIT_NOT_ONE)
         }
     }

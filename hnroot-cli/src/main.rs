@@ -1,13 +1,21 @@
-//! `hnroot`: the operator's command. Every subcommand observes the machine through
-//! `hnroot-linux`, asks `hnroot-core`, and prints the answer (text, or `--json`).
+//! `hnroot`: the operator's command. Every subcommand follows the drivers' contract: observe
+//! the machine through `hnroot-linux`, ask `hnroot-core` (a decision, a plan, or why not),
+//! have the shared executor carry out the plan, and print what happened and what the next boot
+//! will do (text, or `--json`). Nothing it prints can make it panic or stop half-way.
 
 use std::process::ExitCode;
 
-mod explain;
+mod bootstate_cmd;
 mod find_cmd;
-mod machine;
-mod operate;
+mod mark_good;
+mod out;
+mod place;
 mod probe_cmd;
+mod progress;
+mod revert;
+mod source;
+mod stage;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -24,16 +32,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// What is on hostpart, what is running, what the next boot will do and why.
-    Status(explain::ExplainArgs),
+    /// What is on hostpart (each image's verdict and version), what is running, what the next
+    /// boot will do and why.
+    Status(status::StatusArgs),
     /// The next boot's decision and the initramfs's plan, step by step (--json for scripts).
-    Explain(explain::ExplainArgs),
+    Explain(status::StatusArgs),
     /// Record the running hn-root.img as good: ends its trial.
-    MarkGood(operate::PlainArgs),
-    /// Copy an image to hostpart as hn-root-new.img; the next boot boots it as an update.
-    Stage(operate::StageArgs),
+    MarkGood(mark_good::MarkGoodArgs),
+    /// Copy a signed image (a path or an http(s) URL) to hostpart as hn-root-new.img; the next
+    /// boot boots it as an update.
+    Stage(stage::StageArgs),
+    /// Remove the partial files interrupted stages left on hostpart.
+    DiscardPartials(stage::DiscardArgs),
     /// Ask for a revert to hn-root-old.img on the next boot (creates system-revert).
-    Revert(operate::PlainArgs),
+    Revert(revert::RevertArgs),
     /// Manage the boot-state file on the ESP.
     #[command(subcommand)]
     Bootstate(BootstateCommand),
@@ -46,19 +58,21 @@ enum Command {
 #[derive(Subcommand)]
 enum BootstateCommand {
     /// Create the boot-state file, recording hn-root.img as good.
-    Init(operate::InitArgs),
+    Init(bootstate_cmd::InitArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Status(args) => explain::status(&args),
-        Command::Explain(args) => explain::explain(&args),
-        Command::MarkGood(args) => operate::mark_good_cmd(&args),
-        Command::Stage(args) => operate::stage(&args),
-        Command::Revert(args) => operate::revert(&args),
-        Command::Bootstate(BootstateCommand::Init(args)) => operate::bootstate_init(&args),
+    let code = match cli.command {
+        Command::Status(args) => status::status(&args),
+        Command::Explain(args) => status::explain(&args),
+        Command::MarkGood(args) => mark_good::mark_good(&args),
+        Command::Stage(args) => stage::stage(&args),
+        Command::DiscardPartials(args) => stage::discard(&args),
+        Command::Revert(args) => revert::revert(&args),
+        Command::Bootstate(BootstateCommand::Init(args)) => bootstate_cmd::init(&args),
         Command::Probe(args) => probe_cmd::run(&args),
         Command::Find(args) => find_cmd::run(&args),
-    }
+    };
+    out::finish(code)
 }

@@ -168,20 +168,20 @@ pub fn run(args: &ProbeArgs) -> ExitCode {
                 if args.json {
                     reports.push(to_json(&shown, &r));
                 } else {
-                    print!("{}", to_text(&shown, &r));
+                    crate::say!("{}", to_text(&shown, &r).trim_end_matches('\n'));
                 }
             }
             Err(e) => {
-                eprintln!("hnroot probe: {shown}: {e}; skipped");
+                crate::warn!("hnroot probe: {shown}: {e}; skipped");
                 failed = true;
             }
         }
     }
     if args.json {
         match serde_json::to_string_pretty(&Value::Array(reports)) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => crate::say!("{text}"),
             Err(e) => {
-                eprintln!("hnroot probe: cannot write JSON: {e}");
+                crate::warn!("hnroot probe: cannot write JSON: {e}");
                 failed = true;
             }
         }

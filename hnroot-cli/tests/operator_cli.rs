@@ -1,43 +1,13 @@
-//! The operator commands end to end, on real image files made by mkfs.ext4 in a temporary
-//! directory standing in for hostpart, with a boot-state file next to it.
+//! The operator commands end to end, on real image files made by `mkfs.ext4 -d` in a temporary
+//! directory standing in for hostpart, with a boot-state file next to it: what they do, what
+//! they refuse and how they say it, and that no reader, writer or argument makes them panic.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-const A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
-const B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
+use std::io::Read;
+use std::process::{Command, Stdio};
 
-fn hnroot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hnroot"))
-        .args(args)
-        .output()
-        .expect("hnroot runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = hnroot(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn image(path: &Path, uuid: &str) {
-    let status = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", uuid])
-        .arg(path)
-        .arg("8M")
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&ok(args)).expect("valid JSON")
-}
+use support::*;
 
 #[test]
 fn stage_explain_mark_good_revert_on_a_real_directory() {
@@ -48,11 +18,25 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
     let (hp_s, st_s) = (hp.to_str().unwrap(), state.to_str().unwrap());
     image(&hp.join("hn-root.img"), A);
     let loc = ["--hostpart", hp_s, "--bootstate", st_s];
+    let keys = keys(dir.path(), "publisher");
+    let trusted = trust(dir.path(), &keys);
+    let with_keys = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|s| s.to_string())
+            .chain(["--keys".into(), trusted.display().to_string()])
+            .chain(loc.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |args: Vec<String>| hnroot(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // No boot-state file: mark-good refuses clearly; init creates it.
     let out = hnroot(&[&["mark-good"], &loc[..]].concat());
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("hnroot bootstate init"));
+    assert!(
+        text(&out).contains("hnroot bootstate init"),
+        "{}",
+        text(&out)
+    );
     ok(&[&["bootstate", "init"], &loc[..]].concat());
     let v = json(&[&["explain", "--json"], &loc[..]].concat());
     assert_eq!(
@@ -60,18 +44,16 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
         (Some("hn-root.img"), Some("normal"))
     );
     assert_eq!(v["plan"]["kind"], "normal");
+    assert_eq!(v["images"]["hn-root.img"]["version"], "fleet 1");
 
-    // Stage a new image: refused when its UUID duplicates hn-root.img, accepted otherwise.
+    // Stage a new image: refused when its UUID duplicates hn-root.img.
     let dup = dir.path().join("dup.img");
     image(&dup, A);
-    let out = hnroot(&[&["stage"], &loc[..], &[dup.to_str().unwrap()]].concat());
+    sign(&dup, &keys, "dup");
+    let out = run(with_keys(&["stage", dup.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("same as hn-root.img"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // A download cut short: its superblock is whole, its end is not. Refused, nothing staged.
+    assert!(text(&out).contains("same as hn-root.img"), "{}", text(&out));
+    // A copy cut short: its superblock is whole, its end is not. Refused, nothing staged.
     let cut = dir.path().join("cut.img");
     image(&cut, B);
     std::fs::OpenOptions::new()
@@ -80,24 +62,34 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
         .unwrap()
         .set_len(6 << 20)
         .unwrap();
-    let out = hnroot(&[&["stage"], &loc[..], &[cut.to_str().unwrap()]].concat());
+    sign(&cut, &keys, "cut");
+    let out = run(with_keys(&["stage", cut.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("truncated: its ext4 filesystem spans 8388608 bytes, the file holds 6291456"),
-        "{err}"
+        text(&out)
+            .contains("truncated: its ext4 filesystem spans 8388608 bytes, the file holds 6291456"),
+        "{}",
+        text(&out)
     );
     assert!(!hp.join("hn-root-new.img").exists());
-    assert!(!hp.join(".hn-root-new.img.partial").exists());
 
     let new = dir.path().join("v2.img");
-    image(&new, B);
-    let text = ok(&[&["stage"], &loc[..], &[new.to_str().unwrap()]].concat());
+    image_sized(&new, B, "2", 8);
+    sign(&new, &keys, "IMAGE_VERSION=2");
+    let out_text = text(&run(with_keys(&["stage", new.to_str().unwrap()])));
     assert!(
-        text.contains("next boot: booting hn-root-new.img (update, trial 1 of 3)"),
-        "{text}"
+        out_text.contains("next boot: booting hn-root-new.img (update, trial 1 of 3)"),
+        "{out_text}"
     );
-    assert!(!hp.join(".hn-root-new.img.partial").exists());
+    assert!(
+        out_text.contains("trusted comment: IMAGE_VERSION=2"),
+        "{out_text}"
+    );
+    assert!(std::fs::read_dir(&hp).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".partial")));
 
     let v = json(&[&["explain", "--json"], &loc[..]].concat());
     assert_eq!(v["image"], "hn-root-new.img");
@@ -107,6 +99,7 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
         (Some(1), Some(3))
     );
     assert_eq!(v["fallbacks"], serde_json::json!(["hn-root.img"]));
+    assert_eq!(v["images"]["hn-root-new.img"]["version"], "fleet 2");
     let steps: Vec<&str> = v["plan"]["steps"]
         .as_array()
         .unwrap()
@@ -124,59 +117,228 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
         ]
     );
     assert_eq!(v["write"]["state"], "trial");
+    assert_eq!(
+        v["record"].as_str().unwrap(),
+        format!("reason=update image=hn-root-new.img uuid={B} try=1/3 fallbacks=hn-root.img notes=- write=trial")
+    );
 
-    // Revert with no old image: the next boot refuses it (and says so).
-    let text = ok(&[&["revert"], &loc[..]].concat());
-    assert!(text.contains("no readable hn-root-old.img"), "{text}");
-    assert!(hp.join("system-revert").exists());
+    // Revert with no old image: refused up front, and no marker is made.
+    let out = hnroot(&[&["revert"], &loc[..]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("no bootable hn-root-old.img to revert to"),
+        "{}",
+        text(&out)
+    );
+    assert!(!hp.join("system-revert").exists());
+    // A marker made by hand: status says the next boot cannot revert, and nothing else.
+    std::fs::write(hp.join("system-revert"), b"").unwrap();
+    let status = ok(&[&["status"], &loc[..]].concat());
+    assert!(status.contains("cannot revert"), "{status}");
+    assert!(!status.contains("the next boot reverts"), "{status}");
     let v = json(&[&["explain", "--json"], &loc[..]].concat());
     assert_eq!(v["reason"], "revert-refused");
-    assert!(v["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|n| n.as_str().unwrap().contains("cancelled by system-revert")));
+    assert_eq!(
+        v["note_codes"],
+        serde_json::json!(["revert-refused", "new-cancelled"])
+    );
+    assert_eq!(
+        v["notes"].as_array().unwrap().len(),
+        2,
+        "one sentence per note"
+    );
     std::fs::remove_file(hp.join("system-revert")).unwrap();
 
     // mark-good (not pinned by a kernel command line here: hn-root.img is taken as running).
-    let text = ok(&[&["mark-good"], &loc[..]].concat());
-    assert!(text.contains("already recorded as good"), "{text}");
+    let t = ok(&[&["mark-good"], &loc[..]].concat());
+    assert!(t.contains("already recorded as good"), "{t}");
 }
 
 #[test]
-fn garbage_and_symlinks_are_reported_unusable_with_the_reason() {
+fn garbage_links_and_directories_are_judged_as_grub_judges_them() {
     let dir = tempfile::tempdir().unwrap();
     let hp = dir.path();
     image(&hp.join("elsewhere.img"), B);
     std::fs::write(hp.join("hn-root.img"), vec![0u8; 200_000]).unwrap();
-    std::os::unix::fs::symlink(hp.join("elsewhere.img"), hp.join("hn-root-new.img")).unwrap();
-    let out = hnroot(&[
-        "explain",
-        "--json",
+    std::os::unix::fs::symlink("elsewhere.img", hp.join("hn-root-new.img")).unwrap();
+    std::os::unix::fs::symlink("/nowhere.img", hp.join("hn-root-old.img")).unwrap();
+    std::fs::create_dir(hp.join("hn-root-broken.img")).unwrap();
+    let loc = [
         "--hostpart",
         hp.to_str().unwrap(),
         "--bootstate",
         "/nonexistent/bootstate",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "nothing bootable is its own exit status"
-    );
+    ];
+    let out = hnroot(&[&["explain", "--json"], &loc[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["images"]["hn-root.img"]["state"], "unreadable");
-    assert!(v["images"]["hn-root-new.img"]["why"]
-        .as_str()
-        .unwrap()
-        .contains("symbolic link"));
-    assert_eq!(v["reason"], "nothing-bootable");
+    assert_eq!(v["images"]["hn-root.img"]["code"], "no-filesystem");
+    // A link that resolves inside hostpart is a file, as GRUB's drivers see it.
+    assert_eq!(v["images"]["hn-root-new.img"]["code"], "bootable");
+    assert_eq!(v["images"]["hn-root-old.img"]["code"], "unopenable");
+    assert_eq!(v["images"]["hn-root-broken.img"]["code"], "not-a-file");
+    assert_eq!(v["reason"], "update");
     assert_eq!(v["boot_state"]["status"], "absent");
+}
+
+#[test]
+fn nothing_bootable_is_its_own_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hn-root.img"), vec![0u8; 200_000]).unwrap();
     let out = hnroot(&[
         "explain",
         "--hostpart",
-        hp.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
         "--bootstate",
-        "/nonexistent/bootstate",
+        "/nonexistent/x",
     ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing bootable"));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("nothing bootable"));
+}
+
+#[test]
+fn a_reader_that_goes_away_or_a_full_disk_never_makes_it_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    image(&dir.path().join("hn-root.img"), A);
+    let args = [
+        "explain",
+        "--hostpart",
+        dir.path().to_str().unwrap(),
+        "--bootstate",
+        "/nonexistent/x",
+    ];
+    // `| head -c 1`: the reader closes after one byte.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hnroot"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut one = [0u8; 1];
+    child.stdout.as_mut().unwrap().read_exact(&mut one).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "panicked: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.code().is_some(), "killed by a signal");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    // `> /dev/full`: said once on standard error, exit status 1.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hnroot"))
+        .args(args)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writing standard output failed"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn arguments_are_checked_by_the_cores_parsers() {
+    let dir = tempfile::tempdir().unwrap();
+    image(&dir.path().join("hn-root.img"), A);
+    let hp = dir.path().to_str().unwrap();
+    for bad in ["0", "101", "3x", ""] {
+        let out = hnroot(&["status", "--hostpart", hp, "--tries", bad]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--tries {bad:?}: {}",
+            text(&out)
+        );
+        assert!(text(&out).contains("from 1 to 100"), "{}", text(&out));
+    }
+    // A FIFO is not probed (and the probe does not hang on it).
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = hnroot(&["probe", fifo.to_str().unwrap()]);
+    assert!(
+        text(&out).contains("not a regular file or a block device"),
+        "{}",
+        text(&out)
+    );
+    // bootstate init with a bare file name, in the current directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_hnroot"))
+        .args([
+            "bootstate",
+            "init",
+            "--hostpart",
+            hp,
+            "--bootstate",
+            "bootstate",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // A wrong-sized file: mark-good says to recreate it with --force, which does.
+    std::fs::write(dir.path().join("bootstate"), [0u8; 10]).unwrap();
+    let st = dir.path().join("bootstate");
+    let out = hnroot(&[
+        "mark-good",
+        "--hostpart",
+        hp,
+        "--bootstate",
+        st.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("bootstate init --force"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        text(&out).matches("expected 1024").count(),
+        1,
+        "said once: {}",
+        text(&out)
+    );
+    ok(&[
+        "bootstate",
+        "init",
+        "--force",
+        "--hostpart",
+        hp,
+        "--bootstate",
+        st.to_str().unwrap(),
+    ]);
+    ok(&[
+        "mark-good",
+        "--hostpart",
+        hp,
+        "--bootstate",
+        st.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn a_missing_source_is_reported_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    image(&dir.path().join("hn-root.img"), A);
+    let missing = dir.path().join("no-such.img");
+    let out = hnroot(&[
+        "stage",
+        "--insecure-no-signature",
+        "--hostpart",
+        dir.path().to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains("looked for the image at") && t.contains("No such file"),
+        "{t}"
+    );
+    assert!(!t.contains("symbolic links"), "{t}");
 }

@@ -277,6 +277,13 @@ pub enum BlockError {
     },
     /// The sequence number would overflow. Never seen in practice (2^64 writes).
     SequenceExhausted,
+    /// The copy a write would replace was written by a newer hnroot (a format this one does
+    /// not read): it is never overwritten, so a downgrade cannot destroy what the newer
+    /// version recorded.
+    NewerFormat {
+        /// The format version found.
+        found: u16,
+    },
 }
 
 impl core::error::Error for BlockError {}
@@ -288,6 +295,11 @@ impl fmt::Display for BlockError {
                 write!(f, "boot-state file is {found} bytes, expected {BLOCK_LEN}")
             }
             BlockError::SequenceExhausted => f.write_str("boot-state sequence number exhausted"),
+            BlockError::NewerFormat { found } => write!(
+                f,
+                "boot-state copy written by a newer hnroot (format {found}; this one writes \
+                 format {VERSION}): not overwritten"
+            ),
         }
     }
 }
@@ -341,6 +353,11 @@ impl Block {
             ),
             None => (0, 1),
         };
+        if let Some(Err(CopyError::Version { found })) = block.copies.get(target) {
+            if *found > VERSION {
+                return Err(BlockError::NewerFormat { found: *found });
+            }
+        }
         let range =
             target.saturating_mul(COPY_LEN)..target.saturating_add(1).saturating_mul(COPY_LEN);
         let copy = bytes
@@ -354,6 +371,34 @@ impl Block {
             state: *state,
         });
         Ok(range)
+    }
+}
+
+/// What a driver found at the boot-state path on the ESP.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StateFile<'a> {
+    /// No such file.
+    Absent,
+    /// Something is there but cannot be read as a file (a directory, a read error, a link
+    /// that does not resolve).
+    Unreadable,
+    /// The file's bytes (at most one more than [`BLOCK_LEN`] need be read: the size decides).
+    Bytes(&'a [u8]),
+}
+
+impl StateFile<'_> {
+    /// What the decision acts on: absent only when there is no file; a file that cannot be
+    /// read or decoded is corrupt, which puts `hn-root.img` on trial rather than trusting it.
+    /// GRUB and Linux both judge the file here, so they agree.
+    pub fn seen(&self) -> StateSeen {
+        match self {
+            StateFile::Absent => StateSeen::Absent,
+            StateFile::Unreadable => StateSeen::Corrupt,
+            StateFile::Bytes(bytes) => match Block::decode(bytes) {
+                Ok(block) => block.seen(),
+                Err(_) => StateSeen::Corrupt,
+            },
+        }
     }
 }
 
@@ -659,6 +704,46 @@ mod tests {
         assert_eq!(
             decode_copy(&reseal(c)),
             Err(CopyError::Version { found: 2 })
+        );
+    }
+
+    #[test]
+    fn a_copy_from_a_newer_hnroot_is_never_overwritten() {
+        let good = BootState::Committed { good: A };
+        let mut bytes = new_block(&good);
+        // The second copy: a newer hnroot's record (format 2), sequence 2.
+        let mut newer = encode_copy(&Record {
+            sequence: 2,
+            state: good,
+        });
+        newer[R_VERSION].copy_from_slice(&2u16.to_le_bytes());
+        let crc = CRC32C.checksum(&newer[..R_CRC.start]);
+        newer[R_CRC].copy_from_slice(&crc.to_le_bytes());
+        bytes[COPY_LEN..].copy_from_slice(&newer);
+        let before = bytes;
+        // This hnroot reads the older copy it understands ...
+        assert_eq!(
+            Block::decode(&bytes).unwrap().seen(),
+            StateSeen::Valid(good)
+        );
+        // ... and refuses to write over the newer one.
+        assert_eq!(
+            Block::encode_into(&mut bytes, &BootState::Committed { good: B }),
+            Err(BlockError::NewerFormat { found: 2 })
+        );
+        assert_eq!(bytes, before, "nothing written");
+    }
+
+    #[test]
+    fn what_a_driver_found_at_the_path() {
+        let block = new_block(&BootState::Committed { good: A });
+        assert_eq!(StateFile::Absent.seen(), StateSeen::Absent);
+        assert_eq!(StateFile::Unreadable.seen(), StateSeen::Corrupt);
+        assert_eq!(StateFile::Bytes(&block[..100]).seen(), StateSeen::Corrupt);
+        assert_eq!(StateFile::Bytes(&[0; BLOCK_LEN]).seen(), StateSeen::Absent);
+        assert_eq!(
+            StateFile::Bytes(&block).seen(),
+            StateSeen::Valid(BootState::Committed { good: A })
         );
     }
 }

@@ -19,6 +19,7 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::bootstate::MAX_TRIES;
+use crate::layout;
 use crate::name::ImageName;
 use crate::plan::Booted;
 use crate::uuid::{FsUuid, PartUuid, UuidParseError};
@@ -33,10 +34,6 @@ pub const MAX_INIT_LEN: usize = 255;
 pub const DEFAULT_TIMEOUT_SECS: u16 = 30;
 /// Largest accepted `hnroot.timeout=`.
 pub const MAX_TIMEOUT_SECS: u16 = 600;
-/// Label of the host partition when nothing else is said.
-pub const DEFAULT_HOSTPART_LABEL: &str = "hostpart";
-/// Label of the ESP when nothing else is said.
-pub const DEFAULT_ESP_LABEL: &str = "EFI-BOOT";
 
 /// How to find a block device, as in fstab and `blkid -t`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -197,12 +194,12 @@ impl<'a> BootParams<'a> {
     /// Where hostpart is: `hnroot.hostpart=` or `LABEL=hostpart`.
     pub fn hostpart_spec(&self) -> DeviceSpec<'a> {
         self.hostpart
-            .unwrap_or(DeviceSpec::Label(DEFAULT_HOSTPART_LABEL))
+            .unwrap_or(DeviceSpec::Label(layout::HOSTPART_LABEL))
     }
 
     /// Where the ESP is: `hnroot.esp=` or `LABEL=EFI-BOOT`.
     pub fn esp_spec(&self) -> DeviceSpec<'a> {
-        self.esp.unwrap_or(DeviceSpec::Label(DEFAULT_ESP_LABEL))
+        self.esp.unwrap_or(DeviceSpec::Label(layout::ESP_LABEL))
     }
 
     /// `hnroot.timeout=` or the default.
@@ -212,7 +209,7 @@ impl<'a> BootParams<'a> {
 
     /// `init=` or `/sbin/init`.
     pub fn init_path(&self) -> &'a str {
-        self.init.unwrap_or("/sbin/init")
+        self.init.unwrap_or(layout::DEFAULT_INIT)
     }
 
     fn refuse(&mut self, error: ParamError<'a>) {
@@ -309,9 +306,9 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
                     p.refuse(ParamError::Options(value));
                 }
             }
-            "hnroot.tries" => match value.parse::<u8>() {
-                Ok(n) if (1..=MAX_TRIES).contains(&n) => p.tries = Some(n),
-                _ => p.refuse(ParamError::Number("hnroot.tries", value)),
+            "hnroot.tries" => match parse_tries(value) {
+                Ok(n) => p.tries = Some(n),
+                Err(_) => p.refuse(ParamError::Number("hnroot.tries", value)),
             },
             "hnroot.timeout" => match value.parse::<u16>() {
                 Ok(n) if n <= MAX_TIMEOUT_SECS => p.timeout_secs = Some(n),
@@ -335,6 +332,69 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
     }
     p
 }
+
+/// A number of tries as GRUB's `--tries`, `hnroot.tries=` and the CLI's `--tries` take it:
+/// decimal digits only, `1..=MAX_TRIES`. The one parser of it.
+pub fn parse_tries(text: &str) -> Result<u8, TriesError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TriesError);
+    }
+    match text.parse::<u8>() {
+        Ok(n) if (1..=MAX_TRIES).contains(&n) => Ok(n),
+        _ => Err(TriesError),
+    }
+}
+
+/// A number of tries outside `1..=MAX_TRIES`, or not a number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TriesError;
+
+impl core::error::Error for TriesError {}
+
+impl fmt::Display for TriesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tries must be a whole number from 1 to {MAX_TRIES}")
+    }
+}
+
+/// hnroot's whole part of the kernel command line for one boot: what GRUB booted and where
+/// hostpart and the ESP are. GRUB's module builds it (`hnroot_cmdline` in `grub.cfg`), the
+/// initramfs reads it back with [`parse`]. Its [`fmt::Display`] is the text: words of
+/// `[A-Za-z0-9.=-]` only, so no quoting is ever needed, ending with `boot=hnroot` (which selects
+/// hnroot's initramfs-tools and dracut integration; hnroot's own `/init` ignores it).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct KernelArgs {
+    /// The image and UUID GRUB booted.
+    pub booted: Booted,
+    /// hostpart's partition, when it has a PARTUUID (otherwise the initramfs looks for
+    /// `LABEL=hostpart`).
+    pub hostpart: Option<PartUuid>,
+    /// The ESP's partition, likewise.
+    pub esp: Option<PartUuid>,
+    /// Tries a new image gets (for the initramfs's prediction of the next boot).
+    pub tries: u8,
+}
+
+impl fmt::Display for KernelArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hnroot.image={} hnroot.uuid={}",
+            self.booted.name.file_name(),
+            self.booted.uuid
+        )?;
+        if let Some(p) = self.hostpart {
+            write!(f, " hnroot.hostpart=PARTUUID={p}")?;
+        }
+        if let Some(p) = self.esp {
+            write!(f, " hnroot.esp=PARTUUID={p}")?;
+        }
+        write!(f, " hnroot.tries={} boot=hnroot", self.tries)
+    }
+}
+
+/// Longest [`KernelArgs`] text: two names, a UUID, two PARTUUIDs and the keys.
+pub const MAX_KERNEL_ARGS_LEN: usize = 256;
 
 /// Mount options: non-empty comma-separated words of `[A-Za-z0-9_=.:/+-]`.
 pub fn valid_options(value: &str) -> bool {
@@ -464,6 +524,45 @@ mod tests {
         let p = parse(line);
         assert_eq!(p.errors.len(), MAX_ERRORS);
         assert_eq!(p.more_errors, 2);
+    }
+
+    #[test]
+    fn tries_are_digits_in_range_only() {
+        assert_eq!(parse_tries("3"), Ok(3));
+        assert_eq!(parse_tries("100"), Ok(100));
+        for bad in ["0", "101", "3x", " 3", "+3", "", "-1", "1e2", "255", "256"] {
+            assert_eq!(parse_tries(bad), Err(TriesError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_args_text() {
+        let a = KernelArgs {
+            booted: Booted {
+                name: ImageName::New,
+                uuid: FsUuid::parse(U).unwrap(),
+            },
+            hostpart: Some(PartUuid::parse("0fc63daf-8483-4772-8e79-3d69d8477de4").unwrap()),
+            esp: Some(PartUuid::parse("8f8378c0-01").unwrap()),
+            tries: 5,
+        };
+        assert_eq!(
+            std::format!("{a}"),
+            std::format!(
+                "hnroot.image=hn-root-new.img hnroot.uuid={U} \
+                 hnroot.hostpart=PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4 \
+                 hnroot.esp=PARTUUID=8f8378c0-01 hnroot.tries=5 boot=hnroot"
+            )
+        );
+        let b = KernelArgs {
+            hostpart: None,
+            esp: None,
+            ..a
+        };
+        assert_eq!(
+            std::format!("{b}"),
+            std::format!("hnroot.image=hn-root-new.img hnroot.uuid={U} hnroot.tries=5 boot=hnroot")
+        );
     }
 
     #[test]

@@ -172,30 +172,101 @@ bitflags! {
     }
 }
 
+impl Notes {
+    /// Each note with its stable code and its sentence.
+    const TABLE: [(Notes, &'static str, &'static str); 9] = [
+        (Notes::STATE_ABSENT, "state-absent", "no boot state recorded: trial counting is off until one is written"),
+        (Notes::STATE_CORRUPT, "state-corrupt", "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good"),
+        (Notes::REVERT_REFUSED, "revert-refused", "revert refused: no readable hn-root-old.img"),
+        (Notes::NEW_UNREADABLE, "new-unreadable", "hn-root-new.img ignored: not a readable filesystem"),
+        (Notes::NEW_DUPLICATE_UUID, "new-duplicate-uuid", "hn-root-new.img ignored: same filesystem UUID as hn-root.img or hn-root-old.img (give each image its own UUID)"),
+        (Notes::NEW_FAILED_TRIAL, "new-failed-trial", "hn-root-new.img ignored: it used all its tries"),
+        (Notes::NEW_CANCELLED, "new-cancelled", "hn-root-new.img cancelled by system-revert"),
+        (Notes::STALE_TRIAL, "stale-trial", "boot state names a trial image that is no longer hn-root.img or hn-root-new.img; ignored"),
+        (Notes::UNVETTED_CURRENT, "unvetted-current", "hn-root.img is not the image recorded as good: it is on trial until marked good"),
+    ];
+
+    /// The stable codes of the notes set, in a fixed order.
+    pub fn codes(self) -> impl Iterator<Item = &'static str> {
+        Self::TABLE
+            .into_iter()
+            .filter(move |(flag, _, _)| self.contains(*flag))
+            .map(|(_, code, _)| code)
+    }
+
+    /// The sentences of the notes set, in the same order.
+    pub fn sentences(self) -> impl Iterator<Item = &'static str> {
+        Self::TABLE
+            .into_iter()
+            .filter(move |(flag, _, _)| self.contains(*flag))
+            .map(|(_, _, text)| text)
+    }
+}
+
 impl fmt::Display for Notes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const TEXT: [(Notes, &str); 9] = [
-            (Notes::STATE_ABSENT, "no boot state recorded: trial counting is off until one is written"),
-            (Notes::STATE_CORRUPT, "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good"),
-            (Notes::REVERT_REFUSED, "revert refused: no readable hn-root-old.img"),
-            (Notes::NEW_UNREADABLE, "hn-root-new.img ignored: not a readable filesystem"),
-            (Notes::NEW_DUPLICATE_UUID, "hn-root-new.img ignored: same filesystem UUID as hn-root.img or hn-root-old.img (give each image its own UUID)"),
-            (Notes::NEW_FAILED_TRIAL, "hn-root-new.img ignored: it used all its tries"),
-            (Notes::NEW_CANCELLED, "hn-root-new.img cancelled by system-revert"),
-            (Notes::STALE_TRIAL, "boot state names a trial image that is no longer hn-root.img or hn-root-new.img; ignored"),
-            (Notes::UNVETTED_CURRENT, "hn-root.img is not the image recorded as good: it is on trial until marked good"),
-        ];
-        let mut first = true;
-        for (flag, text) in TEXT {
-            if self.contains(flag) {
-                if !first {
-                    f.write_str("; ")?;
-                }
-                f.write_str(text)?;
-                first = false;
+        for (i, text) in self.sentences().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
             }
+            f.write_str(text)?;
         }
         Ok(())
+    }
+}
+
+/// Codes separated by commas, `-` when there are none.
+pub(crate) fn write_codes<'a>(
+    f: &mut fmt::Formatter<'_>,
+    codes: impl Iterator<Item = &'a str>,
+) -> fmt::Result {
+    let mut any = false;
+    for code in codes {
+        f.write_str(if any { "," } else { "" })?;
+        f.write_str(code)?;
+        any = true;
+    }
+    if !any {
+        f.write_str("-")?;
+    }
+    Ok(())
+}
+
+/// A decision as one line of `key=value` words with stable values, for logs and tests:
+/// `reason=update image=hn-root-new.img uuid=... try=1/3 fallbacks=hn-root.img
+/// notes=state-absent write=trial`. (The human line is [`Decision`]'s `Display`.)
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionRecord<'a>(&'a Decision);
+
+impl fmt::Display for DecisionRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Decision::Boot(b) = self.0 else {
+            f.write_str("reason=nothing-bootable image=- uuid=- try=- fallbacks=- notes=")?;
+            write_codes(f, self.0.notes().codes())?;
+            return f.write_str(" write=-");
+        };
+        write!(
+            f,
+            "reason={} image={} uuid={} try=",
+            b.reason.code(),
+            b.image,
+            b.uuid
+        )?;
+        match b.reason {
+            Reason::Update { attempt, of } | Reason::Trial { attempt, of } => {
+                write!(f, "{attempt}/{of}")?
+            }
+            _ => f.write_str("-")?,
+        }
+        f.write_str(" fallbacks=")?;
+        write_codes(f, b.fallbacks.iter().map(|(n, _)| n.file_name()))?;
+        f.write_str(" notes=")?;
+        write_codes(f, b.notes.codes())?;
+        f.write_str(match b.write {
+            None => " write=-",
+            Some(BootState::Committed { .. }) => " write=committed",
+            Some(BootState::Trial(_)) => " write=trial",
+        })
     }
 }
 
@@ -232,6 +303,11 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The decision as one line of stable `key=value` words.
+    pub fn record(&self) -> DecisionRecord<'_> {
+        DecisionRecord(self)
+    }
+
     /// The boot, if any.
     pub fn boot(&self) -> Option<&Boot> {
         match self {

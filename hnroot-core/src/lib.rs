@@ -59,6 +59,8 @@
 //! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
 //! * [`operator`]: `mark-good` and `stage` checks.
 //! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.
+//! * [`verdict`]: whether an image file boots. * [`device`]: which of several same-labelled
+//!   devices to use. * [`layout`]: labels, paths and names on disk.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -77,16 +79,20 @@ extern crate std;
 pub mod bootstate;
 pub mod cmdline;
 pub mod decide;
+pub mod device;
+pub mod layout;
 pub mod name;
 pub mod observe;
 pub mod operator;
 pub mod plan;
 pub mod probe;
 pub mod uuid;
+pub mod verdict;
 
 pub use bootstate::{BootState, StateSeen, Trial, Tries};
 pub use decide::{decide, Boot, Config, Decision, Notes, Reason};
-pub use name::{ImageName, REVERT_MARKER};
+pub use layout::REVERT_MARKER;
+pub use name::ImageName;
 pub use observe::{ImageSeen, Observation};
 pub use plan::{after_failure, plan, Booted, Fallback, Plan, PlanError, PlanKind, Step};
 pub use uuid::{FsUuid, PartUuid};

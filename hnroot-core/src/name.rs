@@ -76,12 +76,10 @@ impl fmt::Display for ImageName {
     }
 }
 
-/// `system-revert`: its presence on hostpart asks for a revert to `hn-root-old.img` on the next boot.
-pub const REVERT_MARKER: &str = "system-revert";
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::REVERT_MARKER;
 
     #[test]
     fn file_names_round_trip_and_reject_everything_else() {

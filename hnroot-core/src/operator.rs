@@ -1,12 +1,15 @@
-//! What the operator's commands (`hnroot mark-good`, `hnroot stage`) may do, decided from an
-//! observation. The CLI carries it out.
+//! The operator's commands as plans: `hnroot mark-good`, `hnroot stage` and `hnroot revert`
+//! decide here, from an observation, whether they may run and which steps they take; the CLI
+//! carries the steps out with the same executor as the initramfs, so the crash model covers
+//! them and `hnroot explain` can show them.
 
 use core::fmt;
 
 use crate::bootstate::{BootState, StateSeen};
+use crate::decide::{decide, Config, Decision, Reason};
 use crate::name::ImageName;
 use crate::observe::Observation;
-use crate::plan::Booted;
+use crate::plan::{Booted, Plan, PlanKind, Step, Steps};
 use crate::uuid::FsUuid;
 
 /// Why `mark-good` refuses.
@@ -29,9 +32,9 @@ impl core::error::Error for MarkGoodError {}
 impl fmt::Display for MarkGoodError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MarkGoodError::NoCurrent => f.write_str(
-                "hn-root.img is missing or not a readable filesystem: nothing to mark good",
-            ),
+            MarkGoodError::NoCurrent => {
+                f.write_str("hn-root.img is missing or not a bootable image: nothing to mark good")
+            }
             MarkGoodError::NotRunningCurrent { current, booted } => write!(
                 f,
                 "the running system booted the image with UUID {booted}, but hn-root.img has UUID \
@@ -41,13 +44,19 @@ impl fmt::Display for MarkGoodError {
     }
 }
 
-/// The boot state `mark-good` writes, or `None` when it already says so. `booted` is what the
-/// kernel command line says the running system booted (`None` on an unpinned boot: then
-/// `hn-root.img` is trusted as running).
-pub fn mark_good(
-    obs: &Observation,
-    booted: Option<Booted>,
-) -> Result<Option<BootState>, MarkGoodError> {
+fn steps(list: &[Step]) -> Steps {
+    let mut out = Steps::new();
+    for step in list {
+        // Operator plans have at most 5 steps, MAX_STEPS is 10.
+        let _ = out.push(*step);
+    }
+    out
+}
+
+/// The plan of `mark-good`: record `hn-root.img` as good, or nothing when the boot state
+/// already says so. `booted` is what the kernel command line says the running system booted
+/// (`None` on an unpinned boot: then `hn-root.img` is trusted as running).
+pub fn mark_good(obs: &Observation, booted: Option<Booted>) -> Result<Plan, MarkGoodError> {
     let current = obs
         .readable(ImageName::Current)
         .ok_or(MarkGoodError::NoCurrent)?;
@@ -60,22 +69,73 @@ pub fn mark_good(
         }
     }
     let committed = BootState::Committed { good: current };
-    if obs.state == StateSeen::Valid(committed) {
-        return Ok(None);
-    }
-    Ok(Some(committed))
+    let list: &[Step] = if obs.state == StateSeen::Valid(committed) {
+        &[]
+    } else {
+        &[Step::WriteBootState(committed)]
+    };
+    Ok(Plan {
+        kind: PlanKind::MarkGood,
+        steps: steps(list),
+        notes: Default::default(),
+    })
+}
+
+/// What `hnroot stage` knows before it writes a byte.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StageRequest {
+    /// The source image's UUID (its verdict was bootable).
+    pub uuid: FsUuid,
+    /// Bytes the copy needs on hostpart (what a resumed partial file already holds is not
+    /// counted again).
+    pub needed: u64,
+    /// Bytes free on hostpart.
+    pub free: u64,
+    /// `--replace`: an already staged `hn-root-new.img` may be replaced.
+    pub replace: bool,
+    /// `--force`: stage even while a trial runs.
+    pub force: bool,
 }
 
 /// Why an image may not be staged.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum StageError {
-    /// The image has the UUID of an image already on hostpart that must stay distinguishable.
+    /// The image has the UUID of an image already on hostpart: hnroot tells images apart by
+    /// UUID.
     DuplicateUuid {
         /// Which file already has it.
         existing: ImageName,
         /// The UUID.
         uuid: FsUuid,
     },
+    /// An image is staged already.
+    AlreadyStaged,
+    /// An image is on trial: staging now would supersede it before it was judged.
+    TrialRunning {
+        /// The image on trial.
+        image: FsUuid,
+        /// Boots it has left.
+        tries_left: u8,
+    },
+    /// Not enough room on hostpart.
+    NoSpace {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+}
+
+impl StageError {
+    /// A stable name for JSON and tests.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            StageError::DuplicateUuid { .. } => "duplicate-uuid",
+            StageError::AlreadyStaged => "already-staged",
+            StageError::TrialRunning { .. } => "trial-running",
+            StageError::NoSpace { .. } => "no-space",
+        }
+    }
 }
 
 impl core::error::Error for StageError {}
@@ -86,18 +146,255 @@ impl fmt::Display for StageError {
             StageError::DuplicateUuid { existing, uuid } => write!(
                 f,
                 "the image has filesystem UUID {uuid}, the same as {existing}: hnroot tells images \
-                 apart by UUID (give it a new one, e.g. tune2fs -U random, before staging)"
+                 apart by UUID (give it a new one, e.g. tune2fs -U random, before staging); \
+                 nothing was written"
+            ),
+            StageError::AlreadyStaged => f.write_str(
+                "hn-root-new.img is already staged: pass --replace to replace it; nothing was \
+                 written",
+            ),
+            StageError::TrialRunning { image, tries_left } => write!(
+                f,
+                "the image with UUID {image} is on trial ({tries_left} boots left) and not yet \
+                 marked good: staging now would supersede it untested; run `hnroot mark-good` \
+                 or wait for the trial, or pass --force; nothing was written"
+            ),
+            StageError::NoSpace { needed, free } => write!(
+                f,
+                "hostpart has {} MiB free, the image needs {} MiB: free space first (old \
+                 images, partial files, data/); nothing was written",
+                free >> 20,
+                needed.div_ceil(1 << 20)
             ),
         }
     }
 }
 
-/// Whether an image with filesystem UUID `uuid` may be staged as `hn-root-new.img`.
-pub fn check_stage(obs: &Observation, uuid: FsUuid) -> Result<(), StageError> {
-    for existing in [ImageName::Current, ImageName::Old] {
-        if obs.readable(existing) == Some(uuid) {
-            return Err(StageError::DuplicateUuid { existing, uuid });
+/// The plan of `hnroot stage`, or why it may not run.
+pub fn stage(obs: &Observation, request: &StageRequest) -> Result<Plan, StageError> {
+    for existing in ImageName::ALL {
+        if existing == ImageName::New && request.replace {
+            continue;
+        }
+        if obs.readable(existing) == Some(request.uuid) {
+            return Err(StageError::DuplicateUuid {
+                existing,
+                uuid: request.uuid,
+            });
         }
     }
-    Ok(())
+    if obs.image(ImageName::New).is_present() && !request.replace {
+        return Err(StageError::AlreadyStaged);
+    }
+    if let Some(t) = obs.trial() {
+        let on_hostpart = obs
+            .find(t.image, &[ImageName::Current, ImageName::New])
+            .is_some();
+        if on_hostpart && t.tries.left() > 0 && !request.force {
+            return Err(StageError::TrialRunning {
+                image: t.image,
+                tries_left: t.tries.left(),
+            });
+        }
+    }
+    if request.needed > request.free {
+        return Err(StageError::NoSpace {
+            needed: request.needed,
+            free: request.free,
+        });
+    }
+    Ok(Plan {
+        kind: PlanKind::Stage,
+        steps: steps(&[
+            Step::CopyToPartial,
+            Step::VerifyPartial { uuid: request.uuid },
+            Step::PublishPartial {
+                replace: request.replace,
+            },
+            Step::SyncDir,
+            Step::Checkpoint,
+        ]),
+        notes: Default::default(),
+    })
+}
+
+/// What becomes of the stage's partial file when a step of the stage fails.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PartialFate {
+    /// Keep it: the same stage resumes from it (the copy was interrupted, or the verified copy
+    /// could not be renamed).
+    Keep,
+    /// Remove it: its bytes do not match the signature, so nothing of it may be reused.
+    Remove,
+    /// There is none any more (it was published; only the sync or checkpoint failed).
+    Published,
+}
+
+/// The step `failed` of a stage's plan failed: what becomes of its partial file. Whatever the
+/// answer, no `hn-root-new.img` comes of a failed stage before its publication step.
+pub fn after_stage_failure(failed: &Step) -> PartialFate {
+    match failed {
+        Step::VerifyPartial { .. } => PartialFate::Remove,
+        Step::SyncDir | Step::Checkpoint => PartialFate::Published,
+        _ => PartialFate::Keep,
+    }
+}
+
+/// Why `hnroot revert` refuses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RevertError {
+    /// No readable `hn-root-old.img`: the next boot would refuse the revert.
+    NoOldImage,
+}
+
+impl core::error::Error for RevertError {}
+
+impl fmt::Display for RevertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RevertError::NoOldImage => f.write_str(
+                "there is no bootable hn-root-old.img to revert to: system-revert not created \
+                 (the next boot would only remove it)",
+            ),
+        }
+    }
+}
+
+/// The plan of `hnroot revert`: create `system-revert` and make it visible to GRUB; nothing
+/// when it is already there; refused when the next boot could not revert.
+pub fn revert(obs: &Observation, config: &Config) -> Result<Plan, RevertError> {
+    let with_marker = Observation {
+        revert_requested: true,
+        ..*obs
+    };
+    match decide(&with_marker, config) {
+        Decision::Boot(b) if b.reason == Reason::ManualRevert => {}
+        _ => return Err(RevertError::NoOldImage),
+    }
+    let list: &[Step] = if obs.revert_requested {
+        &[]
+    } else {
+        &[Step::CreateRevertMarker, Step::SyncDir, Step::Checkpoint]
+    };
+    Ok(Plan {
+        kind: PlanKind::RequestRevert,
+        steps: steps(list),
+        notes: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstate::{Trial, Tries};
+    use crate::observe::ImageSeen;
+
+    const A: FsUuid = FsUuid::Uuid([0xa; 16]);
+    const B: FsUuid = FsUuid::Uuid([0xb; 16]);
+
+    fn request(uuid: FsUuid) -> StageRequest {
+        StageRequest {
+            uuid,
+            needed: 100,
+            free: 1000,
+            replace: false,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn stage_checks_before_a_byte_is_written() {
+        let obs = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
+        let p = stage(&obs, &request(B)).unwrap();
+        assert_eq!(p.kind, PlanKind::Stage);
+        assert_eq!(p.steps.len(), 5);
+        assert_eq!(
+            stage(&obs, &request(A)).unwrap_err().code(),
+            "duplicate-uuid"
+        );
+        let no_room = StageRequest {
+            needed: 2000,
+            ..request(B)
+        };
+        assert_eq!(stage(&obs, &no_room).unwrap_err().code(), "no-space");
+        let staged = obs.with(ImageName::New, ImageSeen::Unreadable);
+        assert_eq!(
+            stage(&staged, &request(B)).unwrap_err().code(),
+            "already-staged"
+        );
+        let replace = StageRequest {
+            replace: true,
+            ..request(B)
+        };
+        assert!(stage(&staged, &replace).is_ok());
+        let broken = obs.with(ImageName::Broken, ImageSeen::Readable(B));
+        assert_eq!(
+            stage(&broken, &request(B)).unwrap_err(),
+            StageError::DuplicateUuid {
+                existing: ImageName::Broken,
+                uuid: B
+            },
+            "no other image on hostpart may have the UUID"
+        );
+    }
+
+    #[test]
+    fn stage_waits_for_a_running_trial_unless_forced() {
+        let obs = Observation {
+            state: StateSeen::Valid(BootState::Trial(Trial {
+                image: A,
+                tries: Tries::new(2, 3).unwrap(),
+                good: None,
+            })),
+            ..Observation::default()
+        }
+        .with(ImageName::Current, ImageSeen::Readable(A));
+        assert_eq!(
+            stage(&obs, &request(B)).unwrap_err().code(),
+            "trial-running"
+        );
+        let forced = StageRequest {
+            force: true,
+            ..request(B)
+        };
+        assert!(stage(&obs, &forced).is_ok());
+    }
+
+    #[test]
+    fn revert_only_when_the_next_boot_would_revert() {
+        let cfg = Config::default();
+        let without_old = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
+        assert_eq!(revert(&without_old, &cfg), Err(RevertError::NoOldImage));
+        let with_old = without_old.with(ImageName::Old, ImageSeen::Readable(B));
+        let p = revert(&with_old, &cfg).unwrap();
+        assert_eq!(p.steps.first(), Some(&Step::CreateRevertMarker));
+        let requested = Observation {
+            revert_requested: true,
+            ..with_old
+        };
+        assert!(revert(&requested, &cfg).unwrap().steps.is_empty());
+    }
+
+    #[test]
+    fn mark_good_plans_one_write_or_none() {
+        let obs = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
+        let p = mark_good(&obs, None).unwrap();
+        assert_eq!(
+            p.steps.as_slice(),
+            &[Step::WriteBootState(BootState::Committed { good: A })]
+        );
+        let done = Observation {
+            state: StateSeen::Valid(BootState::Committed { good: A }),
+            ..obs
+        };
+        assert!(mark_good(&done, None).unwrap().steps.is_empty());
+        let other = Booted {
+            name: ImageName::Old,
+            uuid: B,
+        };
+        assert!(matches!(
+            mark_good(&obs, Some(other)),
+            Err(MarkGoodError::NotRunningCurrent { .. })
+        ));
+    }
 }

@@ -66,6 +66,23 @@ pub enum Step {
     },
     /// Remove `system-revert`.
     RemoveRevertMarker,
+    /// Create `system-revert` (an empty file), unless it exists.
+    CreateRevertMarker,
+    /// Create (exclusively, never through a link) or resume the stage's partial file on
+    /// hostpart and fill it from the source, verifying the source's signature in the same
+    /// pass; then `fsync` it. The source is the executor's.
+    CopyToPartial,
+    /// Check the complete partial file: its signature verified, and the image verdict
+    /// bootable with this UUID.
+    VerifyPartial {
+        /// The UUID the source had when it was checked.
+        uuid: FsUuid,
+    },
+    /// Rename the partial file to `hn-root-new.img`; `replace: false` fails if one exists.
+    PublishPartial {
+        /// Whether an existing `hn-root-new.img` is replaced.
+        replace: bool,
+    },
     /// `fsync` hostpart's top directory.
     SyncDir,
     /// Make the changes visible to GRUB, which does not replay journals: `syncfs` plus
@@ -98,6 +115,20 @@ impl fmt::Display for Step {
                 write!(f, "rename {from} -> {to} (no replace)")
             }
             Step::RemoveRevertMarker => f.write_str("remove system-revert"),
+            Step::CreateRevertMarker => f.write_str("create system-revert"),
+            Step::CopyToPartial => f.write_str("copy the image to a partial file on hostpart"),
+            Step::VerifyPartial { uuid } => {
+                write!(
+                    f,
+                    "verify the partial file (signature, UUID {uuid}, bootable)"
+                )
+            }
+            Step::PublishPartial { replace: false } => {
+                f.write_str("rename the partial file -> hn-root-new.img (no replace)")
+            }
+            Step::PublishPartial { replace: true } => {
+                f.write_str("rename the partial file -> hn-root-new.img")
+            }
             Step::SyncDir => f.write_str("sync hostpart directory"),
             Step::Checkpoint => f.write_str("checkpoint hostpart"),
             Step::WriteBootState(state) => write!(f, "write boot state: {state}"),
@@ -107,12 +138,28 @@ impl fmt::Display for Step {
 }
 
 impl Step {
+    /// Whether the step changes hostpart's top directory (and so needs a directory sync and a
+    /// checkpoint before GRUB can rely on it).
+    pub const fn changes_hostpart(&self) -> bool {
+        matches!(
+            self,
+            Step::Rename { .. }
+                | Step::RemoveRevertMarker
+                | Step::CreateRevertMarker
+                | Step::PublishPartial { .. }
+        )
+    }
+
     /// A stable one-word name for JSON.
     pub const fn code(&self) -> &'static str {
         match self {
             Step::Rename { replace: true, .. } => "rename",
             Step::Rename { replace: false, .. } => "rename-noreplace",
             Step::RemoveRevertMarker => "remove-revert-marker",
+            Step::CreateRevertMarker => "create-revert-marker",
+            Step::CopyToPartial => "copy-to-partial",
+            Step::VerifyPartial { .. } => "verify-partial",
+            Step::PublishPartial { .. } => "publish-partial",
             Step::SyncDir => "sync-dir",
             Step::Checkpoint => "checkpoint",
             Step::WriteBootState(_) => "write-boot-state",
@@ -136,6 +183,12 @@ pub enum PlanKind {
     Promote,
     /// Mount what GRUB booted where it lies; rename nothing.
     AsIs,
+    /// `hnroot stage`: copy an image to `hn-root-new.img`.
+    Stage,
+    /// `hnroot revert`: ask for a revert on the next boot.
+    RequestRevert,
+    /// `hnroot mark-good`: record the running image as good.
+    MarkGood,
 }
 
 impl PlanKind {
@@ -148,6 +201,9 @@ impl PlanKind {
             PlanKind::Rollback => "rollback",
             PlanKind::Promote => "promote",
             PlanKind::AsIs => "as-is",
+            PlanKind::Stage => "stage",
+            PlanKind::RequestRevert => "request-revert",
+            PlanKind::MarkGood => "mark-good",
         }
     }
 }
@@ -174,27 +230,61 @@ bitflags! {
     }
 }
 
+impl PlanNotes {
+    /// Each note with its stable code and its sentence.
+    const TABLE: [(PlanNotes, &'static str, &'static str); 6] = [
+        (PlanNotes::GRUB_VIEW_STALE, "grub-view-stale", "GRUB saw hostpart before the last switch was checkpointed; mounting the booted image by UUID"),
+        (PlanNotes::REVERT_DEFERRED, "revert-deferred", "system-revert present but GRUB did not see hn-root-old.img: the revert happens on the next boot"),
+        (PlanNotes::REVERT_REFUSED, "revert-refused", "system-revert removed: there is no readable hn-root-old.img to revert to"),
+        (PlanNotes::CURRENT_KEPT, "current-kept", "hn-root.img exists but GRUB could not boot it: left untouched, fix or remove it"),
+        (PlanNotes::LAST_RESORT, "last-resort", "booted a cancelled or broken image because nothing else could boot"),
+        (PlanNotes::UNPINNED, "unpinned", "no hnroot.image=/hnroot.uuid= on the kernel command line: mounting hn-root.img without an identity check, renaming nothing"),
+    ];
+
+    /// The stable codes of the notes set, in a fixed order.
+    pub fn codes(self) -> impl Iterator<Item = &'static str> {
+        Self::TABLE
+            .into_iter()
+            .filter(move |(flag, _, _)| self.contains(*flag))
+            .map(|(_, code, _)| code)
+    }
+
+    /// The sentences of the notes set, in the same order.
+    pub fn sentences(self) -> impl Iterator<Item = &'static str> {
+        Self::TABLE
+            .into_iter()
+            .filter(move |(flag, _, _)| self.contains(*flag))
+            .map(|(_, _, text)| text)
+    }
+}
+
 impl fmt::Display for PlanNotes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const TEXT: [(PlanNotes, &str); 6] = [
-            (PlanNotes::GRUB_VIEW_STALE, "GRUB saw hostpart before the last switch was checkpointed; mounting the booted image by UUID"),
-            (PlanNotes::REVERT_DEFERRED, "system-revert present but GRUB did not see hn-root-old.img: the revert happens on the next boot"),
-            (PlanNotes::REVERT_REFUSED, "system-revert removed: there is no readable hn-root-old.img to revert to"),
-            (PlanNotes::CURRENT_KEPT, "hn-root.img exists but GRUB could not boot it: left untouched, fix or remove it"),
-            (PlanNotes::LAST_RESORT, "booted a cancelled or broken image because nothing else could boot"),
-            (PlanNotes::UNPINNED, "no hnroot.image=/hnroot.uuid= on the kernel command line: mounting hn-root.img without an identity check, renaming nothing"),
-        ];
-        let mut first = true;
-        for (flag, text) in TEXT {
-            if self.contains(flag) {
-                if !first {
-                    f.write_str("; ")?;
-                }
-                f.write_str(text)?;
-                first = false;
+        for (i, text) in self.sentences().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
             }
+            f.write_str(text)?;
         }
         Ok(())
+    }
+}
+
+/// A plan as one line of stable `key=value` words for logs and tests:
+/// `plan=update steps=5 mount=hn-root.img uuid=... notes=-`.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanRecord<'a>(&'a Plan);
+
+impl fmt::Display for PlanRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        write!(f, "plan={} steps={}", p.kind.code(), p.steps.len())?;
+        match p.mount() {
+            Some((image, uuid)) => write!(f, " mount={image} uuid={uuid}")?,
+            None => f.write_str(" mount=- uuid=-")?,
+        }
+        f.write_str(" notes=")?;
+        crate::decide::write_codes(f, p.notes.codes())
     }
 }
 
@@ -204,18 +294,41 @@ pub const MAX_STEPS: usize = 10;
 /// Ordered steps.
 pub type Steps = Vec<Step, MAX_STEPS>;
 
-/// The initramfs's plan.
+/// A plan: the initramfs's for a boot, or an operator command's.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Plan {
-    /// What kind of boot this is.
+    /// What kind of boot (or command) this is.
     pub kind: PlanKind,
-    /// In order; the last one is always [`Step::Mount`].
+    /// In order; for a boot the last one is always [`Step::Mount`].
     pub steps: Steps,
     /// What the plan noticed.
     pub notes: PlanNotes,
 }
 
 impl Plan {
+    /// The same plan from step `index` on (what is left after a step before it).
+    pub fn from_step(&self, index: usize) -> Plan {
+        let mut steps = Steps::new();
+        for step in self.steps.iter().skip(index) {
+            // No more steps than the plan had.
+            let _ = steps.push(*step);
+        }
+        Plan { steps, ..*self }
+    }
+
+    /// A plan that only mounts `image` (its UUID `uuid`) where it lies.
+    pub fn mount_only(&self, image: ImageName, uuid: FsUuid) -> Plan {
+        let mut steps = Steps::new();
+        // One step always fits.
+        let _ = steps.push(Step::Mount { image, uuid });
+        Plan { steps, ..*self }
+    }
+
+    /// The plan as one line of stable `key=value` words.
+    pub fn record(&self) -> PlanRecord<'_> {
+        PlanRecord(self)
+    }
+
     /// The image and UUID the plan mounts.
     pub fn mount(&self) -> Option<(ImageName, FsUuid)> {
         self.steps.iter().find_map(|s| match s {
@@ -430,7 +543,7 @@ impl Builder {
     }
 
     fn push(&mut self, step: Step) {
-        self.changes_hostpart |= matches!(step, Step::Rename { .. } | Step::RemoveRevertMarker);
+        self.changes_hostpart |= step.changes_hostpart();
         // MAX_STEPS is the longest plan `plan` builds (a revert); the model test checks every
         // plan fits, so this push cannot fail.
         let _ = self.steps.push(step);
@@ -474,6 +587,50 @@ impl Builder {
     }
 }
 
+/// What the initramfs does when a step of its plan fails.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AfterStepFailure {
+    /// The step only wrote the boot state, which every state of the plan is valid without:
+    /// go on with the next step.
+    Continue,
+    /// The step changed hostpart, and what the plan did before it is a valid state (every
+    /// prefix of a plan is): stop the plan and boot the image GRUB booted from where it lies
+    /// now. Nothing is wrong with the image, so it is not counted as failed
+    /// (which could roll back to an image that fails on the same step, and again); the trial,
+    /// if any, goes on, and the next boot decides again.
+    MountAsIs {
+        /// Where the booted image lies now.
+        image: ImageName,
+        /// Its UUID.
+        uuid: FsUuid,
+    },
+    /// The booted image itself failed (it was not found, or could not be mounted): see
+    /// [`after_failure`].
+    ImageFailed(Fallback),
+}
+
+/// The step `failed` of a plan for the booted image `booted` failed; `obs` is hostpart as seen
+/// again after the failure (with the boot state as it now is).
+pub fn after_step_failure(
+    obs: &Observation,
+    booted: FsUuid,
+    failed: &Step,
+    config: &Config,
+) -> AfterStepFailure {
+    if matches!(failed, Step::WriteBootState(_)) {
+        return AfterStepFailure::Continue;
+    }
+    if !matches!(failed, Step::Mount { .. }) {
+        if let Some(image) = obs.find(booted, &SEARCH_ORDER) {
+            return AfterStepFailure::MountAsIs {
+                image,
+                uuid: booted,
+            };
+        }
+    }
+    AfterStepFailure::ImageFailed(after_failure(obs, booted, config))
+}
+
 /// What the initramfs does when it cannot mount what GRUB booted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fallback {
@@ -493,8 +650,22 @@ pub enum Fallback {
 }
 
 /// The booted image (UUID `failed`) could not be found or mounted. Mark it failed in the boot
-/// state and predict what GRUB would boot next; reboot only if that is a different image.
+/// state and predict what GRUB would boot next; reboot only if that is a different image, and
+/// only if the record of the failure does not erase another image's failed trial: the boot
+/// state holds one trial, and forgetting that an image at `hn-root.img` or `hn-root-new.img`
+/// already used all its tries would give it fresh ones, and the boots would cycle between two
+/// failing images for ever. Then, and when nothing else would boot, stop.
 pub fn after_failure(obs: &Observation, failed: FsUuid, config: &Config) -> Fallback {
+    let erases_failed_trial = obs.trial().is_some_and(|t| {
+        t.tries.left() == 0
+            && t.image != failed
+            && obs
+                .find(t.image, &[ImageName::Current, ImageName::New])
+                .is_some()
+    });
+    if erases_failed_trial {
+        return Fallback::Stop;
+    }
     let good = obs.good().filter(|&g| g != failed);
     let write = BootState::Trial(Trial {
         image: failed,

@@ -258,10 +258,10 @@ impl StateMachineTest for LifecycleTest {
                     name: ImageName::Current,
                     uuid: running.uuid().unwrap(),
                 };
-                if let Some(s) =
-                    mark_good(&m.dir.observe(m.state.seen()), Some(b)).expect("mark-good allowed")
-                {
-                    m.state.write(&s);
+                let p =
+                    mark_good(&m.dir.observe(m.state.seen()), Some(b)).expect("mark-good allowed");
+                for step in &p.steps {
+                    execute(&mut m.dir, &mut m.state, step, None).expect("mark-good step");
                 }
             }
             Action::Boot | Action::PowerLoss(_) => {
@@ -286,7 +286,7 @@ impl StateMachineTest for LifecycleTest {
                     };
                     let mut mounted = None;
                     for step in &p.steps[..steps] {
-                        mounted = execute(&mut m.dir, &mut m.state, step)
+                        mounted = execute(&mut m.dir, &mut m.state, step, None)
                             .expect("step executes")
                             .or(mounted);
                     }

@@ -6,7 +6,7 @@ mod support;
 use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, CurrentProblem, Decision, Notes, Reason};
 use hnroot_core::name::ImageName::{self, Broken, Cancelled, Current, New, Old};
-use hnroot_core::operator::{check_stage, mark_good, MarkGoodError, StageError};
+use hnroot_core::operator::{mark_good, stage, MarkGoodError, StageError, StageRequest};
 use hnroot_core::plan::{
     after_failure, plan, Booted, Fallback, PlanError, PlanKind, PlanNotes, Step,
 };
@@ -35,8 +35,10 @@ fn mark_good_now(dir: &Dir, state: &mut StateFile, running: Img) {
         name: Current,
         uuid: running.uuid().unwrap(),
     };
-    if let Some(s) = mark_good(&dir.observe(state.seen()), Some(booted)).unwrap() {
-        state.write(&s);
+    let p = mark_good(&dir.observe(state.seen()), Some(booted)).unwrap();
+    let mut dir = *dir;
+    for step in &p.steps {
+        support::execute(&mut dir, state, step, None).unwrap();
     }
 }
 
@@ -397,8 +399,15 @@ fn rule_7_a_staged_image_with_a_duplicate_uuid_is_refused() {
     let d = decide(&dir.observe(StateSeen::Absent), &cfg());
     assert_eq!((image(&d), reason(&d)), (Current, Reason::Normal));
     assert!(d.notes().contains(Notes::NEW_DUPLICATE_UUID));
+    let request = StageRequest {
+        uuid: Img::A.uuid().unwrap(),
+        needed: 1,
+        free: 1,
+        replace: true,
+        force: false,
+    };
     assert_eq!(
-        check_stage(&dir.observe(StateSeen::Absent), Img::A.uuid().unwrap()),
+        stage(&dir.observe(StateSeen::Absent), &request),
         Err(StageError::DuplicateUuid {
             existing: Current,
             uuid: Img::A.uuid().unwrap()
@@ -439,7 +448,7 @@ fn rule_8_every_prefix_of_an_update_then_a_reboot_still_boots_the_new_image() {
         let mut dir = start;
         let mut st = state.clone();
         for step in &p.steps[..crash_after] {
-            support::execute(&mut dir, &mut st, step).unwrap();
+            support::execute(&mut dir, &mut st, step, None).unwrap();
         }
         let run = boot(&mut dir, &mut st, &cfg());
         assert_eq!(

@@ -9,6 +9,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The on-disk layout (hnroot_core::layout). */
+/** Filesystem label of the host partition. */
+#define HNROOT_HOSTPART_LABEL "hostpart"
+/** Filesystem label of the EFI system partition. */
+#define HNROOT_ESP_LABEL "EFI-BOOT"
+/** The boot-state block, from the ESP's root. */
+#define HNROOT_BOOTSTATE_PATH "hnroot/bootstate"
+/** The revert marker in hostpart's top directory. */
+#define HNROOT_REVERT_MARKER "system-revert"
+/** The kernel inside an image, from its root. */
+#define HNROOT_KERNEL_PATH "boot/kernel"
+/** The initramfs inside an image, from its root. */
+#define HNROOT_INITRAMFS_PATH "boot/initramfs"
+
+
 /**
  * Size of the boot-state file in bytes.
  */
@@ -150,6 +165,21 @@
 #define HNROOT_STATE_TRIAL 2
 
 /**
+ * `state_file` of `hnroot_decide`: no boot-state file.
+ */
+#define HNROOT_STATE_FILE_ABSENT 0
+
+/**
+ * Something is at the path but cannot be read as a file (a directory, a read error).
+ */
+#define HNROOT_STATE_FILE_UNREADABLE 1
+
+/**
+ * The file was read: `state_block`/`state_len` hold its bytes.
+ */
+#define HNROOT_STATE_FILE_READ 2
+
+/**
  * Largest read a prober asks for: size the read buffer with it.
  */
 #define HNROOT_PROBE_MAX_READ 65536
@@ -259,6 +289,126 @@
 #define HNROOT_PT_PMBR 3
 
 /**
+ * `hnroot_image_facts.entry`: no such name in hostpart's top directory.
+ */
+#define HNROOT_ENTRY_ABSENT 0
+
+/**
+ * A file (GRUB opens it, following a symbolic link as its drivers do); `length` is set.
+ */
+#define HNROOT_ENTRY_FILE 1
+
+/**
+ * A directory.
+ */
+#define HNROOT_ENTRY_DIRECTORY 2
+
+/**
+ * A device node, FIFO or socket.
+ */
+#define HNROOT_ENTRY_SPECIAL 3
+
+/**
+ * The name is there but cannot be opened (a link that does not resolve).
+ */
+#define HNROOT_ENTRY_UNOPENABLE 4
+
+/**
+ * `hnroot_image_facts.probe`: the prober was not run.
+ */
+#define HNROOT_PROBE_NOT_RUN 0
+
+/**
+ * Reading the file for the prober failed.
+ */
+#define HNROOT_PROBE_READ_ERROR 1
+
+/**
+ * The prober answered (pass it to `hnroot_image_verdict`).
+ */
+#define HNROOT_PROBE_DONE 2
+
+/**
+ * `hnroot_image_facts.boot_files`: not looked at.
+ */
+#define HNROOT_BOOT_FILES_NOT_CHECKED 0
+
+/**
+ * `boot/kernel` and `boot/initramfs` are both files.
+ */
+#define HNROOT_BOOT_FILES_PRESENT 1
+
+/**
+ * `boot/kernel` is missing.
+ */
+#define HNROOT_BOOT_FILES_NO_KERNEL 2
+
+/**
+ * `boot/initramfs` is missing.
+ */
+#define HNROOT_BOOT_FILES_NO_INITRAMFS 3
+
+/**
+ * Both are missing.
+ */
+#define HNROOT_BOOT_FILES_NEITHER 4
+
+/**
+ * The filesystem could not be read far enough to tell.
+ */
+#define HNROOT_BOOT_FILES_UNREADABLE 5
+
+/**
+ * The driver for the filesystem (GRUB's module) is not available.
+ */
+#define HNROOT_BOOT_FILES_NO_DRIVER 6
+
+/**
+ * The driver reads the file as another filesystem than the prober.
+ */
+#define HNROOT_BOOT_FILES_DRIVER_DISAGREES 7
+
+/**
+ * Most candidates `hnroot_choose_device` compares.
+ */
+#define HNROOT_MAX_CANDIDATES 16
+
+/**
+ * `hnroot_choice.kind`: use `index`, the only candidate.
+ */
+#define HNROOT_CHOSEN_ONLY 0
+
+/**
+ * Use `index`, the one with the pin.
+ */
+#define HNROOT_CHOSEN_PIN 1
+
+/**
+ * Use `index`, the one on the boot disk.
+ */
+#define HNROOT_CHOSEN_BOOT_DISK 2
+
+/**
+ * No candidate.
+ */
+#define HNROOT_CHOICE_NONE 3
+
+/**
+ * Several and none stands out: refuse.
+ */
+#define HNROOT_CHOICE_AMBIGUOUS 4
+
+/**
+ * More than `HNROOT_MAX_CANDIDATES`: refuse.
+ */
+#define HNROOT_CHOICE_TOO_MANY 5
+
+/**
+ * Longest text `hnroot_kernel_args` writes, with its NUL.
+ */
+#define HNROOT_KERNEL_ARGS_LEN 257
+
+/**
  * Result of every hnroot function. Numbers are stable and never reused.
  */
 enum hnroot_result
@@ -306,6 +456,14 @@ enum hnroot_result
    * The boot-state sequence number is exhausted (2^64 writes).
    */
   HNROOT_RESULT_BOOTSTATE_SEQUENCE = 9,
+  /**
+   * Data does not match its checksum (a GPT entry array and its CRC32).
+   */
+  HNROOT_RESULT_CHECKSUM = 10,
+  /**
+   * The boot-state copy a write would replace was written by a newer hnroot: not written.
+   */
+  HNROOT_RESULT_BOOTSTATE_NEWER = 11,
 };
 #if __STDC_VERSION__ >= 202311L
 typedef enum hnroot_result hnroot_result;
@@ -573,6 +731,63 @@ struct hnroot_partition {
 };
 
 /**
+ * What a driver found out about one image name.
+ */
+struct hnroot_image_facts {
+  /**
+   * `HNROOT_ENTRY_*`.
+   */
+  uint8_t entry;
+  /**
+   * `HNROOT_PROBE_*`.
+   */
+  uint8_t probe;
+  /**
+   * `HNROOT_BOOT_FILES_*`.
+   */
+  uint8_t boot_files;
+  /**
+   * For `HNROOT_ENTRY_FILE`: the file's own length in bytes (GRUB's `grub_file_size`, not
+   * the loopback disk's size, which is rounded up to whole sectors).
+   */
+  uint64_t length;
+};
+
+/**
+ * One device that matched a label, for `hnroot_choose_device`.
+ */
+struct hnroot_candidate {
+  /**
+   * It carries the PARTUUID pin.
+   */
+  bool pinned;
+  /**
+   * It lies on the disk the boot loader started from.
+   */
+  bool on_boot_disk;
+};
+
+/**
+ * The choice.
+ */
+struct hnroot_choice {
+  /**
+   * `HNROOT_CHOSEN_*` or `HNROOT_CHOICE_*`.
+   */
+  uint8_t kind;
+  /**
+   * For `HNROOT_CHOSEN_*`: index into the candidates.
+   */
+  uint32_t index;
+};
+
+/**
+ * What `r` means, as a static NUL-terminated sentence (never NULL: an unknown number gets
+ * "unknown result"). The library owns the text, so every caller says the same thing.
+ */
+const uint8_t *hnroot_result_text(hnroot_result r);
+
+/**
  * Write `uuid` in blkid's textual form, NUL-terminated, into `buf` (at least 37 bytes is always
  * enough). An empty string for `HNROOT_UUID_NONE`.
  *
@@ -596,28 +811,35 @@ const uint8_t *hnroot_image_file_name(uint8_t image);
 const uint8_t *hnroot_reason_code(uint8_t reason);
 
 /**
- * Decide what to boot. Pure: reads `obs` and the boot-state block, writes nothing but `out`
- * and `message`.
+ * Decide what to boot. Pure: reads `obs` and the boot-state file, writes nothing but `out`,
+ * `message` and `record`.
  *
  * * `obs`: what GRUB saw; required.
- * * `state_block`/`state_len`: the boot-state file's bytes as read; `state_block` may be NULL
- *   when there is no such file. A block of the wrong size counts as corrupt.
+ * * `state_file`: `HNROOT_STATE_FILE_*`, what was at the boot-state path; with
+ *   `HNROOT_STATE_FILE_READ`, `state_block`/`state_len` are the bytes read (a file of the wrong
+ *   size counts as corrupt, as an unreadable one does).
  * * `out`: the decision; required.
- * * `message`/`message_len`: receives one NUL-terminated line, e.g.
- *   `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`; 1024 bytes always
- *   suffice.
+ * * `message`/`message_len`: one NUL-terminated line for people, e.g.
+ *   `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`.
+ * * `record`/`record_len`: the same decision as stable `key=value` words, e.g.
+ *   `reason=update image=hn-root-new.img uuid=... try=1/3 fallbacks=hn-root.img notes=-
+ *   write=trial`.
  *
- * Returns `HNROOT_RESULT_OK`, or an error and writes nothing.
+ * 1024 bytes always suffice for either. Returns `HNROOT_RESULT_OK`, or an error and writes
+ * nothing.
  *
  * # Safety
- * Pointers must be NULL or valid for the stated lengths; `out` must not alias the others.
+ * Pointers must be NULL or valid for the stated lengths; outputs must not alias the inputs.
  */
 hnroot_result hnroot_decide(const struct hnroot_observation *obs,
+                            uint8_t state_file,
                             const uint8_t *state_block,
                             size_t state_len,
                             struct hnroot_decision *out,
                             uint8_t *message,
-                            size_t message_len);
+                            size_t message_len,
+                            uint8_t *record,
+                            size_t record_len);
 
 /**
  * Encode `state` into `block` (the boot-state file as read, `HNROOT_BOOTSTATE_LEN` bytes) in
@@ -729,8 +951,8 @@ hnroot_result hnroot_pt_probe_result(struct hnroot_pt_probe *p, struct hnroot_pt
  * The `index`-th partition (0-based, in table order) of the table the prober found. For a GPT
  * pass the entry array (`entries_len` bytes read at `entries_offset`; its CRC is checked
  * again); for an MBR `entries` may be NULL (primary partitions only). Returns
- * `HNROOT_RESULT_DONE` past the last partition, `HNROOT_RESULT_INVALID_ARGUMENT` when the
- * entry array does not match its CRC.
+ * `HNROOT_RESULT_DONE` past the last partition, `HNROOT_RESULT_CHECKSUM` when the entry array
+ * does not match its CRC.
  *
  * # Safety
  * Pointers must be NULL or valid; `entries` for `entries_len` bytes.
@@ -749,5 +971,86 @@ hnroot_result hnroot_pt_partition(struct hnroot_pt_probe *p,
  * `text` must be NULL or valid for `text_len` bytes.
  */
 hnroot_result hnroot_partuuid_check(const uint8_t *text, size_t text_len);
+
+/**
+ * Whether the driver must look for the image's boot files: `HNROOT_RESULT_OK` with `*fs_type`
+ * (`HNROOT_FS_TYPE_*`, the driver to open them with) when everything found so far is fine,
+ * `HNROOT_RESULT_DONE` when the verdict no longer depends on them. `probe` is the finished
+ * prober run on the file (its device size the file's length).
+ *
+ * # Safety
+ * Pointers must be NULL or valid.
+ */
+hnroot_result hnroot_image_needs_boot_files(const struct hnroot_image_facts *facts,
+                                            struct hnroot_fs_probe *probe,
+                                            uint8_t *fs_type);
+
+/**
+ * The verdict on one image name: `*seen` (absent, unreadable, or readable with its UUID: the
+ * observation `hnroot_decide` takes) and a NUL-terminated line for the console, e.g. `ext4
+ * UUID=... (33554432 bytes)` or `unreadable (truncated): its ext4 filesystem spans ...`
+ * (the word in parentheses is a stable code); 512 bytes always suffice. `probe` may be NULL
+ * unless `facts->probe` is `HNROOT_PROBE_DONE`.
+ *
+ * # Safety
+ * Pointers must be NULL or valid; `text` for `text_len` bytes.
+ */
+hnroot_result hnroot_image_verdict(const struct hnroot_image_facts *facts,
+                                   struct hnroot_fs_probe *probe,
+                                   struct hnroot_image_seen *seen,
+                                   uint8_t *text,
+                                   size_t text_len);
+
+/**
+ * Choose among `candidates` (`len` kept, `count` matched in all, which may be more): the
+ * rule of `hnroot_core::device`. `text` receives why, NUL-terminated (256 bytes suffice).
+ *
+ * # Safety
+ * `candidates` must be valid for `len` entries (NULL when `len` is 0); other pointers valid.
+ */
+hnroot_result hnroot_choose_device(const struct hnroot_candidate *candidates,
+                                   size_t len,
+                                   size_t count,
+                                   struct hnroot_choice *out,
+                                   uint8_t *text,
+                                   size_t text_len);
+
+/**
+ * hnroot's whole part of the kernel command line for booting `image` (`HNROOT_IMAGE_*`)
+ * with filesystem UUID `uuid`: `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
+ * hnroot.esp=PARTUUID= hnroot.tries= boot=hnroot`, NUL-terminated into `buf`
+ * (`HNROOT_KERNEL_ARGS_LEN` bytes suffice). `hostpart_partuuid` and `esp_partuuid` are
+ * NUL-terminated PARTUUIDs, or NULL or "" when the partition has none (the initramfs then
+ * looks for the labels). `tries` is 1 to 100.
+ *
+ * # Safety
+ * Pointers must be NULL or valid; strings NUL-terminated; `buf` `buf_len` bytes.
+ */
+hnroot_result hnroot_kernel_args(uint8_t image,
+                                 const struct hnroot_uuid *uuid,
+                                 const uint8_t *hostpart_partuuid,
+                                 const uint8_t *esp_partuuid,
+                                 uint8_t tries,
+                                 uint8_t *buf,
+                                 size_t buf_len);
+
+/**
+ * Parse a number of tries (GRUB's `--tries N`): decimal digits only, 1 to 100, the same parser
+ * as `hnroot.tries=`. `HNROOT_RESULT_INVALID_ARGUMENT` for anything else (`3x`, `0`, `101`).
+ *
+ * # Safety
+ * `text` must be valid for `text_len` bytes; `out` valid.
+ */
+hnroot_result hnroot_parse_tries(const uint8_t *text, size_t text_len, uint8_t *out);
+
+/**
+ * The label of `info` (its `LABEL=`) safe to print on a console: control characters, quotes,
+ * backslashes and bytes that are not UTF-8 as `\xNN`; NUL-terminated into `buf` (4 * 256 + 1
+ * bytes always suffice). An empty string when there is no label.
+ *
+ * # Safety
+ * Pointers must be NULL or valid.
+ */
+hnroot_result hnroot_label_text(const struct hnroot_fs_info *info, uint8_t *buf, size_t buf_len);
 
 #endif  /* HNROOT_H */

@@ -2,13 +2,13 @@
 
 use core::fmt::Write as _;
 
-use hnroot_core::bootstate::{Block, BlockError, BootState, StateSeen, Trial, Tries};
+use hnroot_core::bootstate::{Block, BlockError, BootState, StateFile, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 
 use crate::text::Line;
-use crate::{hnroot_result, hnroot_uuid, HNROOT_BOOTSTATE_LEN};
+use crate::{hnroot_result, hnroot_uuid, try_ref, try_slice, write_out, HNROOT_BOOTSTATE_LEN};
 
 /// `hnroot_image_seen.kind`: no such file.
 pub const HNROOT_IMAGE_ABSENT: u8 = 0;
@@ -169,16 +169,6 @@ fn observation_from_c(
     Ok(obs)
 }
 
-fn state_from_block(block: Option<&[u8]>) -> StateSeen {
-    match block.map(Block::decode) {
-        None => StateSeen::Absent,
-        Some(Ok(block)) => block.seen(),
-        // A file of the wrong size is not ours: treated as corrupt by the decision, and
-        // `hnroot_bootstate_encode` refuses to write it.
-        Some(Err(_)) => StateSeen::Corrupt,
-    }
-}
-
 fn bootstate_to_c(state: Option<BootState>) -> hnroot_bootstate {
     match state {
         None => hnroot_bootstate::default(),
@@ -286,44 +276,56 @@ pub extern "C" fn hnroot_reason_code(reason: u8) -> *const u8 {
     s.as_ptr().cast()
 }
 
-/// Decide what to boot. Pure: reads `obs` and the boot-state block, writes nothing but `out`
-/// and `message`.
+/// `state_file` of `hnroot_decide`: no boot-state file.
+pub const HNROOT_STATE_FILE_ABSENT: u8 = 0;
+/// Something is at the path but cannot be read as a file (a directory, a read error).
+pub const HNROOT_STATE_FILE_UNREADABLE: u8 = 1;
+/// The file was read: `state_block`/`state_len` hold its bytes.
+pub const HNROOT_STATE_FILE_READ: u8 = 2;
+
+/// Decide what to boot. Pure: reads `obs` and the boot-state file, writes nothing but `out`,
+/// `message` and `record`.
 ///
 /// * `obs`: what GRUB saw; required.
-/// * `state_block`/`state_len`: the boot-state file's bytes as read; `state_block` may be NULL
-///   when there is no such file. A block of the wrong size counts as corrupt.
+/// * `state_file`: `HNROOT_STATE_FILE_*`, what was at the boot-state path; with
+///   `HNROOT_STATE_FILE_READ`, `state_block`/`state_len` are the bytes read (a file of the wrong
+///   size counts as corrupt, as an unreadable one does).
 /// * `out`: the decision; required.
-/// * `message`/`message_len`: receives one NUL-terminated line, e.g.
-///   `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`; 1024 bytes always
-///   suffice.
+/// * `message`/`message_len`: one NUL-terminated line for people, e.g.
+///   `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`.
+/// * `record`/`record_len`: the same decision as stable `key=value` words, e.g.
+///   `reason=update image=hn-root-new.img uuid=... try=1/3 fallbacks=hn-root.img notes=-
+///   write=trial`.
 ///
-/// Returns `HNROOT_RESULT_OK`, or an error and writes nothing.
+/// 1024 bytes always suffice for either. Returns `HNROOT_RESULT_OK`, or an error and writes
+/// nothing.
 ///
 /// # Safety
-/// Pointers must be NULL or valid for the stated lengths; `out` must not alias the others.
+/// Pointers must be NULL or valid for the stated lengths; outputs must not alias the inputs.
 #[no_mangle]
+#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn hnroot_decide(
     obs: *const hnroot_observation,
+    state_file: u8,
     state_block: *const u8,
     state_len: usize,
     out: *mut hnroot_decision,
     message: *mut u8,
     message_len: usize,
+    record: *mut u8,
+    record_len: usize,
 ) -> hnroot_result {
-    // SAFETY: the caller guarantees `obs` is NULL or valid.
-    let Some(obs) = (unsafe { obs.as_ref() }) else {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    };
-    if out.is_null() || message.is_null() {
+    let obs = try_ref!(obs);
+    if out.is_null() || message.is_null() || record.is_null() {
         return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
     }
-    let block = if state_block.is_null() {
-        None
-    } else {
-        // SAFETY: the caller guarantees `state_len` readable bytes at `state_block`.
-        Some(unsafe { core::slice::from_raw_parts(state_block, state_len) })
+    let file = match state_file {
+        HNROOT_STATE_FILE_ABSENT => StateFile::Absent,
+        HNROOT_STATE_FILE_UNREADABLE => StateFile::Unreadable,
+        HNROOT_STATE_FILE_READ => StateFile::Bytes(try_slice!(state_block, state_len)),
+        _ => return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT,
     };
-    let state = state_from_block(block);
+    let state = file.seen();
     let observation = match observation_from_c(obs, state) {
         Ok(o) => o,
         Err(e) => return e,
@@ -338,14 +340,17 @@ pub unsafe extern "C" fn hnroot_decide(
     let decision = decide(&observation, &config);
     let mut line = Line::<1024>::new();
     let _ = write!(line, "{decision}");
-    // SAFETY: `message` is non-NULL and the caller guarantees `message_len` writable bytes.
-    let copied = unsafe { line.copy_to_c(message, message_len) };
-    if copied != hnroot_result::HNROOT_RESULT_OK {
-        return copied;
+    let mut words = Line::<1024>::new();
+    let _ = write!(words, "{}", decision.record());
+    if line.len() >= message_len || words.len() >= record_len {
+        return hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT;
     }
-    // SAFETY: `out` is non-NULL and valid for writes (caller contract).
-    unsafe { out.write(decision_to_c(&decision, state)) };
-    hnroot_result::HNROOT_RESULT_OK
+    // SAFETY: non-NULL, lengths checked above, the caller guarantees the buffers.
+    unsafe {
+        let _ = line.copy_to_c(message, message_len);
+        let _ = words.copy_to_c(record, record_len);
+        write_out(out, decision_to_c(&decision, state))
+    }
 }
 
 /// Encode `state` into `block` (the boot-state file as read, `HNROOT_BOOTSTATE_LEN` bytes) in
@@ -393,6 +398,7 @@ pub unsafe extern "C" fn hnroot_bootstate_encode(
         }
         Err(BlockError::Size { .. }) => hnroot_result::HNROOT_RESULT_BOOTSTATE_SIZE,
         Err(BlockError::SequenceExhausted) => hnroot_result::HNROOT_RESULT_BOOTSTATE_SEQUENCE,
+        Err(BlockError::NewerFormat { .. }) => hnroot_result::HNROOT_RESULT_BOOTSTATE_NEWER,
     }
 }
 
@@ -466,8 +472,24 @@ mod tests {
     ) -> (hnroot_result, hnroot_decision, std::string::String) {
         let mut out = hnroot_decision::default();
         let mut msg = [0u8; 1024];
-        let (ptr, len) = block.map_or((core::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
-        let r = unsafe { hnroot_decide(obs, ptr, len, &mut out, msg.as_mut_ptr(), msg.len()) };
+        let mut rec = [0u8; 1024];
+        let (kind, ptr, len) = block
+            .map_or((HNROOT_STATE_FILE_ABSENT, core::ptr::null(), 0), |b| {
+                (HNROOT_STATE_FILE_READ, b.as_ptr(), b.len())
+            });
+        let r = unsafe {
+            hnroot_decide(
+                obs,
+                kind,
+                ptr,
+                len,
+                &mut out,
+                msg.as_mut_ptr(),
+                msg.len(),
+                rec.as_mut_ptr(),
+                rec.len(),
+            )
+        };
         let end = msg.iter().position(|&b| b == 0).unwrap_or(0);
         (
             r,
@@ -597,29 +619,70 @@ mod tests {
         obs.images[0] = readable(A);
         let mut out = hnroot_decision::default();
         let mut short = [0u8; 8];
+        let mut rec = [0u8; 1024];
         let r = unsafe {
             hnroot_decide(
                 &obs,
+                HNROOT_STATE_FILE_ABSENT,
                 core::ptr::null(),
                 0,
                 &mut out,
                 short.as_mut_ptr(),
                 short.len(),
+                rec.as_mut_ptr(),
+                rec.len(),
             )
         };
         assert_eq!(r, hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT);
         assert_eq!(out, hnroot_decision::default());
+        assert_eq!(short, [0u8; 8], "nothing written");
         let r = unsafe {
             hnroot_decide(
                 core::ptr::null(),
+                HNROOT_STATE_FILE_ABSENT,
                 core::ptr::null(),
                 0,
                 &mut out,
                 short.as_mut_ptr(),
                 8,
+                rec.as_mut_ptr(),
+                rec.len(),
             )
         };
         assert_eq!(r, hnroot_result::HNROOT_RESULT_NULL_ARGUMENT);
+        let mut msg = [0u8; 1024];
+        let r = unsafe {
+            hnroot_decide(
+                &obs,
+                HNROOT_STATE_FILE_READ,
+                core::ptr::null(),
+                0,
+                &mut out,
+                msg.as_mut_ptr(),
+                msg.len(),
+                rec.as_mut_ptr(),
+                rec.len(),
+            )
+        };
+        assert_eq!(
+            r,
+            hnroot_result::HNROOT_RESULT_NULL_ARGUMENT,
+            "a read file needs its bytes"
+        );
+        let r = unsafe {
+            hnroot_decide(
+                &obs,
+                7,
+                core::ptr::null(),
+                0,
+                &mut out,
+                msg.as_mut_ptr(),
+                msg.len(),
+                rec.as_mut_ptr(),
+                rec.len(),
+            )
+        };
+        assert_eq!(r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT);
     }
 
     #[test]
@@ -646,5 +709,39 @@ mod tests {
             (hnroot_result::HNROOT_RESULT_BOOTSTATE_SIZE, 7, 7)
         );
         assert_eq!(block, [0u8; 100]);
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_corrupt_and_the_record_says_so() {
+        let mut obs = hnroot_observation::default();
+        obs.images[0] = readable(A);
+        let mut out = hnroot_decision::default();
+        let (mut msg, mut rec) = ([0u8; 1024], [0u8; 1024]);
+        let r = unsafe {
+            hnroot_decide(
+                &obs,
+                HNROOT_STATE_FILE_UNREADABLE,
+                core::ptr::null(),
+                0,
+                &mut out,
+                msg.as_mut_ptr(),
+                msg.len(),
+                rec.as_mut_ptr(),
+                rec.len(),
+            )
+        };
+        assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
+        assert_eq!(out.state_seen, 1);
+        let rec = core::ffi::CStr::from_bytes_until_nul(&rec)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            rec,
+            std::format!(
+                "reason=trial image=hn-root.img uuid={A} try=1/3 fallbacks=- notes=state-corrupt \
+                 write=trial"
+            )
+        );
     }
 }

@@ -21,9 +21,11 @@
 mod decision;
 mod probe;
 mod text;
+mod verdict;
 
 pub use decision::*;
 pub use probe::*;
+pub use verdict::*;
 
 use hnroot_core::uuid::FsUuid;
 
@@ -51,6 +53,45 @@ pub enum hnroot_result {
     HNROOT_RESULT_PROBE_STATE = 8,
     /// The boot-state sequence number is exhausted (2^64 writes).
     HNROOT_RESULT_BOOTSTATE_SEQUENCE = 9,
+    /// Data does not match its checksum (a GPT entry array and its CRC32).
+    HNROOT_RESULT_CHECKSUM = 10,
+    /// The boot-state copy a write would replace was written by a newer hnroot: not written.
+    HNROOT_RESULT_BOOTSTATE_NEWER = 11,
+}
+
+/// What `r` means, as a static NUL-terminated sentence (never NULL: an unknown number gets
+/// "unknown result"). The library owns the text, so every caller says the same thing.
+#[no_mangle]
+pub extern "C" fn hnroot_result_text(r: hnroot_result) -> *const u8 {
+    result_text(r as u32).as_ptr().cast()
+}
+
+fn result_text(r: u32) -> &'static core::ffi::CStr {
+    use hnroot_result::*;
+    // The number, not the enum, is matched: C may pass any value.
+    match r {
+        x if x == HNROOT_RESULT_OK as u32 => c"ok",
+        x if x == HNROOT_RESULT_NULL_ARGUMENT as u32 => c"a required pointer was NULL",
+        x if x == HNROOT_RESULT_BUFFER_TOO_SHORT as u32 => c"the output buffer is too short",
+        x if x == HNROOT_RESULT_INVALID_ARGUMENT as u32 => c"an argument is out of range",
+        x if x == HNROOT_RESULT_BOOTSTATE_SIZE as u32 => {
+            c"the boot-state file does not have the size hnroot gives it (1024 bytes)"
+        }
+        x if x == HNROOT_RESULT_NOTHING_TO_WRITE as u32 => c"there is no boot state to write",
+        x if x == HNROOT_RESULT_NEED_READ as u32 => c"the prober needs a read",
+        x if x == HNROOT_RESULT_DONE as u32 => c"done",
+        x if x == HNROOT_RESULT_PROBE_STATE as u32 => {
+            c"the prober was not initialised, or was not waiting for data"
+        }
+        x if x == HNROOT_RESULT_BOOTSTATE_SEQUENCE as u32 => {
+            c"the boot-state sequence number is exhausted"
+        }
+        x if x == HNROOT_RESULT_CHECKSUM as u32 => c"data does not match its checksum",
+        x if x == HNROOT_RESULT_BOOTSTATE_NEWER as u32 => {
+            c"the boot state was written by a newer hnroot; this one does not overwrite it"
+        }
+        _ => c"unknown result",
+    }
 }
 
 /// Size of the boot-state file in bytes.
@@ -145,6 +186,48 @@ pub extern "C" fn hnroot_image_file_name(image: u8) -> *const u8 {
         Err(_) => core::ptr::null(),
     }
 }
+
+/// `*out = value` without forming a reference to `*out` (the caller's storage may be
+/// uninitialised); `HNROOT_RESULT_NULL_ARGUMENT` for a NULL `out`.
+///
+/// # Safety
+/// `out` must be NULL or valid for writes of a `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> hnroot_result {
+    if out.is_null() {
+        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
+    }
+    // SAFETY: non-NULL and valid for writes (caller contract); `write` does not read or drop
+    // what was there.
+    unsafe { out.write(value) };
+    hnroot_result::HNROOT_RESULT_OK
+}
+
+/// A reference from a pointer the caller promises is NULL or valid, or return
+/// `HNROOT_RESULT_NULL_ARGUMENT` from the calling function.
+macro_rules! try_ref {
+    ($p:expr) => {
+        // SAFETY: every public function's contract: pointers are NULL or valid.
+        match unsafe { $p.as_ref() } {
+            Some(r) => r,
+            None => return $crate::hnroot_result::HNROOT_RESULT_NULL_ARGUMENT,
+        }
+    };
+}
+pub(crate) use try_ref;
+
+/// A byte slice from a pointer and a length the caller promises are NULL or valid, or return
+/// `HNROOT_RESULT_NULL_ARGUMENT` from the calling function.
+macro_rules! try_slice {
+    ($p:expr, $len:expr) => {{
+        let (p, len): (*const u8, usize) = ($p, $len);
+        if p.is_null() {
+            return $crate::hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
+        }
+        // SAFETY: non-NULL, and valid for `len` bytes by the contract.
+        unsafe { core::slice::from_raw_parts(p, len) }
+    }};
+}
+pub(crate) use try_slice;
 
 #[cfg(feature = "panic-handler")]
 #[panic_handler]

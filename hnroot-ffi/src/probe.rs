@@ -174,7 +174,9 @@ pub struct hnroot_partition {
 
 /// # Safety
 /// `p` must be NULL or point to a `hnroot_fs_probe`.
-unsafe fn fs_prober<'a>(p: *mut hnroot_fs_probe) -> Result<&'a mut FsProber, hnroot_result> {
+pub(crate) unsafe fn fs_prober<'a>(
+    p: *mut hnroot_fs_probe,
+) -> Result<&'a mut FsProber, hnroot_result> {
     // SAFETY: caller contract: NULL or valid.
     let p = unsafe { p.as_mut() }.ok_or(hnroot_result::HNROOT_RESULT_NULL_ARGUMENT)?;
     if p.magic != FS_MAGIC {
@@ -346,7 +348,7 @@ fn copy_label(
     }
 }
 
-fn fs_type_to_u8(t: FsType) -> u8 {
+pub(crate) fn fs_type_to_u8(t: FsType) -> u8 {
     FsType::ALL
         .iter()
         .position(|&x| x == t)
@@ -369,38 +371,44 @@ pub unsafe extern "C" fn hnroot_fs_probe_result(
         Ok(prober) => prober,
         Err(e) => return e,
     };
-    // SAFETY: caller contract.
-    let Some(out) = (unsafe { out.as_mut() }) else {
+    if out.is_null() {
         return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    };
+    }
     let Step::Done(outcome) = prober.step() else {
         return hnroot_result::HNROOT_RESULT_PROBE_STATE;
     };
-    out.has_label = false;
-    out.label_len = 0;
-    out.has_label_fatboot = false;
-    out.label_fatboot_len = 0;
-    out.uuid = hnroot_uuid::default();
-    out.fs_type = 0;
-    out.fs_size = 0;
-    out.missing_bytes = 0;
-    out.outcome = match &outcome {
-        FsOutcome::Found(info) => {
-            out.fs_type = fs_type_to_u8(info.fs_type);
-            out.uuid = hnroot_uuid::from_core(info.uuid);
-            out.fs_size = info.size.unwrap_or(0);
-            out.missing_bytes = info.missing_bytes(prober.device_size()).unwrap_or(0);
+    // Built whole, then written: the caller's storage may be uninitialised, so no reference
+    // to it is ever formed.
+    let mut info = hnroot_fs_info {
+        outcome: HNROOT_FS_UNKNOWN,
+        fs_type: 0,
+        uuid: hnroot_uuid::default(),
+        has_label: false,
+        label_len: 0,
+        label: [0; HNROOT_LABEL_BUF_LEN],
+        has_label_fatboot: false,
+        label_fatboot_len: 0,
+        label_fatboot: [0; HNROOT_LABEL_BUF_LEN],
+        fs_size: 0,
+        missing_bytes: 0,
+    };
+    info.outcome = match &outcome {
+        FsOutcome::Found(found) => {
+            info.fs_type = fs_type_to_u8(found.fs_type);
+            info.uuid = hnroot_uuid::from_core(found.uuid);
+            info.fs_size = found.size.unwrap_or(0);
+            info.missing_bytes = found.missing_bytes(prober.device_size()).unwrap_or(0);
             copy_label(
-                info.label.as_ref(),
-                &mut out.has_label,
-                &mut out.label_len,
-                &mut out.label,
+                found.label.as_ref(),
+                &mut info.has_label,
+                &mut info.label_len,
+                &mut info.label,
             );
             copy_label(
-                info.label_fatboot.as_ref(),
-                &mut out.has_label_fatboot,
-                &mut out.label_fatboot_len,
-                &mut out.label_fatboot,
+                found.label_fatboot.as_ref(),
+                &mut info.has_label_fatboot,
+                &mut info.label_fatboot_len,
+                &mut info.label_fatboot,
             );
             HNROOT_FS_FOUND
         }
@@ -408,11 +416,8 @@ pub unsafe extern "C" fn hnroot_fs_probe_result(
         FsOutcome::Ambivalent(_) => HNROOT_FS_AMBIVALENT,
         FsOutcome::Other(_) => HNROOT_FS_OTHER,
     };
-    if out.outcome != HNROOT_FS_FOUND {
-        out.label = [0; HNROOT_LABEL_BUF_LEN];
-        out.label_fatboot = [0; HNROOT_LABEL_BUF_LEN];
-    }
-    hnroot_result::HNROOT_RESULT_OK
+    // SAFETY: checked non-NULL; caller contract.
+    unsafe { crate::write_out(out, info) }
 }
 
 /// blkid's `TYPE=` for `HNROOT_FS_TYPE_*`, as a static NUL-terminated string; NULL for any other
@@ -541,8 +546,8 @@ pub unsafe extern "C" fn hnroot_pt_probe_result(
 /// The `index`-th partition (0-based, in table order) of the table the prober found. For a GPT
 /// pass the entry array (`entries_len` bytes read at `entries_offset`; its CRC is checked
 /// again); for an MBR `entries` may be NULL (primary partitions only). Returns
-/// `HNROOT_RESULT_DONE` past the last partition, `HNROOT_RESULT_INVALID_ARGUMENT` when the
-/// entry array does not match its CRC.
+/// `HNROOT_RESULT_DONE` past the last partition, `HNROOT_RESULT_CHECKSUM` when the entry array
+/// does not match its CRC.
 ///
 /// # Safety
 /// Pointers must be NULL or valid; `entries` for `entries_len` bytes.
@@ -575,7 +580,7 @@ pub unsafe extern "C" fn hnroot_pt_partition(
             let bytes = unsafe { core::slice::from_raw_parts(entries, entries_len) };
             match table.partitions(bytes) {
                 Ok(mut parts) => parts.nth(index),
-                Err(_) => return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT,
+                Err(_) => return hnroot_result::HNROOT_RESULT_CHECKSUM,
             }
         }
         PtOutcome::Mbr(table) => table.primaries().nth(index),
@@ -876,7 +881,8 @@ mod tests {
         damaged[0] ^= 1;
         assert_eq!(
             unsafe { hnroot_pt_partition(&mut p, damaged.as_ptr(), damaged.len(), 0, &mut part) },
-            hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT
+            hnroot_result::HNROOT_RESULT_CHECKSUM,
+            "a CRC mismatch has its own result"
         );
         let good = b"11111111-2222-3333-4444-555555555555";
         assert_eq!(

@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use hnroot_core::cmdline::DeviceSpec;
+use hnroot_core::device::{choose, Candidate, Choice, ChosenBy, MAX_CANDIDATES};
 use hnroot_core::probe::{FsInfo, FsOutcome, Label};
 use hnroot_core::PartUuid;
 
@@ -262,12 +263,23 @@ pub struct Found {
     pub fs: Option<FsInfo>,
     /// Its table entry, if it is a partition and the entry was looked up.
     pub part: Option<PartEntry>,
-    /// More than one device matched and the `PARTUUID` pin chose this one.
-    pub chosen_by_pin: bool,
+    /// How the core chose it among several (`None`: it was the only one).
+    pub chosen_by: Option<ChosenBy>,
     /// Block devices looked at.
     pub devices: usize,
     /// Reads made.
     pub reads: u64,
+}
+
+/// What breaks a tie between several devices that match: the core's rule
+/// (`hnroot_core::device`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Hints {
+    /// The PARTUUID the boot loader named for this device.
+    pub pin: Option<PartUuid>,
+    /// A PARTUUID on the boot disk (the ESP the boot loader named): candidates on the same
+    /// disk are preferred.
+    pub boot_disk_of: Option<PartUuid>,
 }
 
 /// No device, or more than one, matches.
@@ -286,11 +298,8 @@ pub enum FindError {
         /// What each one holds.
         seen: String,
     },
-    /// More than one matches, and no pin decides.
-    #[error(
-        "{count} block devices have a {looked_for}: {matches}; refusing to pick one: \
-         pin the right one by its PARTUUID, or relabel the other"
-    )]
+    /// More than one matches, and the core's rule picks none.
+    #[error("{count} block devices have a {looked_for}: {matches}; {why}")]
     Ambiguous {
         /// What was looked for.
         looked_for: String,
@@ -298,32 +307,28 @@ pub enum FindError {
         count: usize,
         /// The matching devices with their PARTUUIDs.
         matches: String,
-    },
-    /// More than one matches and the pin is none of them.
-    #[error(
-        "{count} block devices have a {looked_for} ({matches}) and the PARTUUID pin {pin} \
-         is none of them; refusing to pick one"
-    )]
-    PinMatchesNone {
-        /// What was looked for.
-        looked_for: String,
-        /// How many match.
-        count: usize,
-        /// The matching devices with their PARTUUIDs.
-        matches: String,
-        /// The pin.
-        pin: PartUuid,
+        /// The core's reason.
+        why: String,
     },
 }
 
 /// What a spec looks for, in words.
 pub fn describe(spec: &DeviceSpec<'_>) -> String {
     match spec {
-        DeviceSpec::Label(l) => format!("filesystem labelled '{l}'"),
+        DeviceSpec::Label(l) => format!("filesystem labelled '{}'", escaped(l.as_bytes())),
         DeviceSpec::Uuid(u) => format!("filesystem with UUID {u}"),
-        DeviceSpec::PartLabel(l) => format!("partition named '{l}' (PARTLABEL)"),
+        DeviceSpec::PartLabel(l) => {
+            format!("partition named '{}' (PARTLABEL)", escaped(l.as_bytes()))
+        }
         DeviceSpec::PartUuid(u) => format!("partition with PARTUUID {u}"),
     }
+}
+
+/// Label bytes safe to print (the core's escaping).
+fn escaped(bytes: &[u8]) -> String {
+    Label::from_bytes(bytes)
+        .map(|l| l.to_string())
+        .unwrap_or_default()
 }
 
 fn is_part_spec(spec: &DeviceSpec<'_>) -> bool {
@@ -346,7 +351,7 @@ pub fn matches(spec: &DeviceSpec<'_>, seen: &Seen) -> bool {
     }
 }
 
-/// `sda1 vfat 'EFI-BOOT'`: what a device holds, for error messages.
+/// `sda1 vfat 'EFI-BOOT'`: what a device holds, for error messages (labels escaped).
 pub fn summary(seen: &Seen) -> String {
     let mut s = seen.dev.name.clone();
     match &seen.fs {
@@ -390,20 +395,15 @@ fn list_of<'a>(items: impl Iterator<Item = &'a Seen>, total: usize) -> String {
 }
 
 /// Find the one device `spec` names on this machine (`/sys/class/block`, `/dev`).
-pub fn find(spec: &DeviceSpec<'_>, pin: Option<PartUuid>) -> Result<Found, FindError> {
-    find_in(&Roots::default(), spec, pin)
+pub fn find(spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Found, FindError> {
+    find_in(&Roots::default(), spec, hints)
 }
 
 /// [`find`] with other roots (tests use a fake sysfs tree and image files as devices).
 ///
-/// Exactly one match is the answer. With several, a `pin` (a `PARTUUID`) picks the one whose
-/// partition carries it; otherwise it is an error naming them all. A single match is the
-/// answer even if a pin is given and differs: the pin only breaks ties.
-pub fn find_in(
-    roots: &Roots,
-    spec: &DeviceSpec<'_>,
-    pin: Option<PartUuid>,
-) -> Result<Found, FindError> {
+/// Exactly one match is the answer. With several, the core chooses (`hnroot_core::device`):
+/// the one carrying the pin, else the one on the boot disk, else an error naming them all.
+pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Found, FindError> {
     let mut scan = Scan::run(roots)?;
     if is_part_spec(spec) {
         scan.all_part_entries(roots);
@@ -413,7 +413,7 @@ pub fn find_in(
         .collect();
     let looked_for = describe(spec);
     let count = scan.seen.len();
-    let chosen = match hits.as_slice() {
+    let (index, chosen_by) = match hits.as_slice() {
         [] => {
             return Err(FindError::NotFound {
                 looked_for,
@@ -421,49 +421,59 @@ pub fn find_in(
                 seen: list_of(scan.seen.iter(), count),
             })
         }
-        [one] => (*one, false),
+        [one] => (*one, None),
         many => {
-            scan.part_entries(roots, many);
-            let matches = list_of(many.iter().filter_map(|&i| scan.seen.get(i)), many.len());
-            let Some(pin) = pin else {
-                return Err(FindError::Ambiguous {
-                    looked_for,
-                    count: many.len(),
-                    matches,
-                });
+            // Every partition's table entry: the pins and the boot disk come from them.
+            scan.all_part_entries(roots);
+            let partuuid_of = |i: usize| {
+                scan.seen
+                    .get(i)
+                    .and_then(|s| s.part.as_ref())
+                    .and_then(|p| p.partuuid)
             };
-            let pinned: Vec<usize> = many
+            let disk_of = |i: usize| {
+                scan.seen
+                    .get(i)
+                    .and_then(|s| s.dev.partition.as_ref())
+                    .map(|p| p.disk.clone())
+            };
+            let boot_disk = hints.boot_disk_of.and_then(|pin| {
+                (0..scan.seen.len())
+                    .find(|&i| partuuid_of(i) == Some(pin))
+                    .and_then(disk_of)
+            });
+            let candidates: Vec<Candidate> = many
                 .iter()
-                .copied()
-                .filter(|&i| {
-                    scan.seen
-                        .get(i)
-                        .and_then(|s| s.part.as_ref())
-                        .and_then(|p| p.partuuid)
-                        == Some(pin)
+                .take(MAX_CANDIDATES)
+                .map(|&i| Candidate {
+                    pinned: hints.pin.is_some() && partuuid_of(i) == hints.pin,
+                    on_boot_disk: boot_disk.is_some() && disk_of(i) == boot_disk,
                 })
                 .collect();
-            match pinned.as_slice() {
-                [one] => (*one, true),
-                [] => {
-                    return Err(FindError::PinMatchesNone {
+            let matches = list_of(many.iter().filter_map(|&i| scan.seen.get(i)), many.len());
+            match choose(&candidates, many.len()) {
+                Choice::Chosen { index, by } => match many.get(index) {
+                    Some(&i) => (i, Some(by)),
+                    None => {
+                        return Err(FindError::Ambiguous {
+                            looked_for,
+                            count: many.len(),
+                            matches,
+                            why: "the choice is out of range (a bug in hnroot)".into(),
+                        })
+                    }
+                },
+                other => {
+                    return Err(FindError::Ambiguous {
                         looked_for,
                         count: many.len(),
                         matches,
-                        pin,
-                    })
-                }
-                _ => {
-                    return Err(FindError::Ambiguous {
-                        looked_for: format!("{looked_for} and PARTUUID {pin}"),
-                        count: pinned.len(),
-                        matches,
+                        why: other.to_string(),
                     })
                 }
             }
         }
     };
-    let (index, chosen_by_pin) = chosen;
     let reads = scan.reads;
     let seen = scan
         .seen
@@ -479,7 +489,7 @@ pub fn find_in(
         node: seen.dev.node,
         fs: seen.fs.ok().and_then(|o| o.info().cloned()),
         part: seen.part,
-        chosen_by_pin,
+        chosen_by,
         devices: count,
         reads,
     })

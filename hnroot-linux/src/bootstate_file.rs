@@ -1,16 +1,16 @@
 //! The boot-state file on the ESP (`/boot/loader/hnroot/bootstate` when mounted): read it,
 //! rewrite one copy in place (never truncating or reallocating, so GRUB's block list stays
-//! valid), or create it preallocated. The codec is `hnroot_core::bootstate`.
+//! valid), or create it preallocated. The codec and the judgement of what was found are
+//! `hnroot_core::bootstate`'s.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use hnroot_core::bootstate::{new_block, Block, BlockError, BootState, StateSeen, BLOCK_LEN};
-
-/// Where the boot-state file lives inside the ESP.
-pub const ESP_RELATIVE_PATH: &str = "hnroot/bootstate";
+use hnroot_core::bootstate::{
+    new_block, Block, BlockError, BootState, StateFile, StateSeen, BLOCK_LEN,
+};
 
 /// Errors reading or writing the boot-state file.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum BootStateFileError {
     },
     /// The file exists but is not `BLOCK_LEN` bytes: not ours, never written.
     #[error(
-        "boot-state file {path} is {found} bytes, expected {BLOCK_LEN}: not written (recreate it with `hnroot bootstate init`)"
+        "boot-state file {path} is {found} bytes, expected {BLOCK_LEN}: not written (recreate it with `hnroot bootstate init --force`)"
     )]
     Size {
         /// The file.
@@ -36,7 +36,7 @@ pub enum BootStateFileError {
         found: u64,
     },
     /// `create` found a file already there.
-    #[error("boot-state file {path} already exists: not overwritten")]
+    #[error("boot-state file {path} already exists: not overwritten (`--force` replaces it)")]
     Exists {
         /// The file.
         path: PathBuf,
@@ -46,6 +46,14 @@ pub enum BootStateFileError {
     Sequence {
         /// The file.
         path: PathBuf,
+    },
+    /// The copy a write would replace was written by a newer hnroot.
+    #[error("boot-state file {path}: {source}; use the newer hnroot, or `hnroot bootstate init --force` to start over")]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// What the codec said.
+        source: BlockError,
     },
 }
 
@@ -79,15 +87,15 @@ pub fn read(path: &Path) -> Result<Option<[u8; BLOCK_LEN]>, BootStateFileError> 
     Ok(Some(bytes))
 }
 
-/// What the decision should see: absent for no file, corrupt for a file of the wrong size.
-pub fn seen(path: &Path) -> Result<StateSeen, BootStateFileError> {
+/// What the decision should see, judged by the core from what is at `path` exactly as GRUB's
+/// view is: absent only when there is no file; a file that cannot be read (a directory, a
+/// read error) or has the wrong size is corrupt. The error, when there is one, says why.
+pub fn seen(path: &Path) -> (StateSeen, Option<BootStateFileError>) {
     match read(path) {
-        Ok(None) => Ok(StateSeen::Absent),
-        Ok(Some(bytes)) => Ok(Block::decode(&bytes)
-            .map(|b| b.seen())
-            .unwrap_or(StateSeen::Corrupt)),
-        Err(BootStateFileError::Size { .. }) => Ok(StateSeen::Corrupt),
-        Err(e) => Err(e),
+        Ok(None) => (StateFile::Absent.seen(), None),
+        Ok(Some(bytes)) => (StateFile::Bytes(&bytes).seen(), None),
+        Err(e @ BootStateFileError::Size { .. }) => (StateFile::Unreadable.seen(), Some(e)),
+        Err(e) => (StateFile::Unreadable.seen(), Some(e)),
     }
 }
 
@@ -122,6 +130,12 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
                 path: path.to_owned(),
             })
         }
+        Err(source @ BlockError::NewerFormat { .. }) => {
+            return Err(BootStateFileError::Newer {
+                path: path.to_owned(),
+                source,
+            })
+        }
     };
     let changed = bytes.get(range.clone()).unwrap_or(&[]);
     file.write_all_at(changed, range.start as u64)
@@ -142,7 +156,16 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
 }
 
 /// Create a new preallocated boot-state file holding `state` (its directory must exist).
-pub fn create(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
+/// With `replace`, an existing file is replaced (through a new file and a rename, so a crash
+/// leaves the old one or the new one).
+pub fn create(path: &Path, state: &BootState, replace: bool) -> Result<(), BootStateFileError> {
+    if replace {
+        let fresh = path.with_extension("new");
+        let _ = std::fs::remove_file(&fresh);
+        create(&fresh, state, false)?;
+        std::fs::rename(&fresh, path).map_err(io_err(path, "replace"))?;
+        return sync_parent(path);
+    }
     let mut file = match OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -160,12 +183,18 @@ pub fn create(path: &Path, state: &BootState) -> Result<(), BootStateFileError> 
     file.write_all(&new_block(state))
         .map_err(io_err(path, "write"))?;
     file.sync_all().map_err(io_err(path, "sync"))?;
-    if let Some(parent) = path.parent() {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(path, "sync directory"))?;
-    }
-    Ok(())
+    sync_parent(path)
+}
+
+/// `fsync` the directory holding `path` (`.` for a bare name).
+fn sync_parent(path: &Path) -> Result<(), BootStateFileError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(path, "sync directory"))
 }
 
 #[cfg(test)]
@@ -180,10 +209,10 @@ mod tests {
     fn create_write_read_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstate");
-        assert_eq!(seen(&path).unwrap(), StateSeen::Absent);
-        create(&path, &BootState::Committed { good: A }).unwrap();
+        assert_eq!(seen(&path).0, StateSeen::Absent);
+        create(&path, &BootState::Committed { good: A }, false).unwrap();
         assert!(matches!(
-            create(&path, &BootState::Committed { good: A }),
+            create(&path, &BootState::Committed { good: A }, false),
             Err(BootStateFileError::Exists { .. })
         ));
         let trial = BootState::Trial(Trial {
@@ -192,7 +221,7 @@ mod tests {
             good: None,
         });
         write(&path, &trial).unwrap();
-        assert_eq!(seen(&path).unwrap(), StateSeen::Valid(trial));
+        assert_eq!(seen(&path).0, StateSeen::Valid(trial));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), BLOCK_LEN as u64);
     }
 
@@ -201,7 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstate");
         std::fs::write(&path, [7u8; 100]).unwrap();
-        assert_eq!(seen(&path).unwrap(), StateSeen::Corrupt);
+        assert_eq!(seen(&path).0, StateSeen::Corrupt);
         let err = write(&path, &BootState::Committed { good: A }).unwrap_err();
         assert!(
             err.to_string().contains("is 100 bytes, expected 1024"),
@@ -214,9 +243,41 @@ mod tests {
     fn a_symlink_is_not_followed_for_writing() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real");
-        create(&real, &BootState::Committed { good: A }).unwrap();
+        create(&real, &BootState::Committed { good: A }, false).unwrap();
         let link = dir.path().join("bootstate");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert!(write(&link, &BootState::Committed { good: A }).is_err());
+    }
+
+    #[test]
+    fn a_directory_is_corrupt_and_force_replaces_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        std::fs::create_dir(&path).unwrap();
+        let (state, why) = seen(&path);
+        assert_eq!(state, StateSeen::Corrupt, "as GRUB judges it");
+        assert!(why.is_some());
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, [1u8; 10]).unwrap();
+        create(&path, &BootState::Committed { good: A }, true).unwrap();
+        assert_eq!(
+            seen(&path).0,
+            StateSeen::Valid(BootState::Committed { good: A })
+        );
+    }
+
+    #[test]
+    fn a_bare_relative_name_is_created_in_the_current_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::create_dir(&path).unwrap();
+        // sync_parent of "bootstate" syncs ".", which must exist.
+        assert!(sync_parent(Path::new("bootstate")).is_ok());
+        create(
+            &path.join("bootstate"),
+            &BootState::Committed { good: A },
+            false,
+        )
+        .unwrap();
     }
 }

@@ -1,23 +1,21 @@
-//! hostpart's top directory: observe the image files and the revert marker for the core, and
-//! carry out the hostpart steps of a plan (renames, marker removal, directory sync, checkpoint).
-//! Every file is opened relative to one directory descriptor with `O_NOFOLLOW`; only regular
-//! files with a single link count as images, so a symlink, hard link or device node named
-//! `hn-root.img` is never booted, probed through, renamed onto or removed.
+//! hostpart's top directory, held open: its images judged for the core (see [`crate::image`]),
+//! the revert marker, `hnroot stage`'s partial files, and the operations plan steps need —
+//! renames, marker creation and removal, the partial file, directory sync, checkpoint — all
+//! relative to the one directory descriptor, never through a path that could have been
+//! swapped, never writing through a link. The operator commands serialise on [`Hostpart::lock`].
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use hnroot_core::bootstate::StateSeen;
-use hnroot_core::name::{ImageName, REVERT_MARKER};
-use hnroot_core::observe::{ImageSeen, Observation};
-use hnroot_core::probe::{FsOutcome, FsType};
-use hnroot_core::uuid::FsUuid;
+use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX, REVERT_MARKER};
+use hnroot_core::name::ImageName;
+use hnroot_core::observe::Observation;
 
-use crate::probe;
+use crate::image::{self, Inspect, Judged};
 
 /// Filesystem magic numbers (`statfs.f_type`) hostpart may have.
 const EXT4_SUPER_MAGIC: i64 = 0xEF53;
@@ -27,59 +25,38 @@ const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
 /// `FIFREEZE` / `FITHAW` (`_IOWR('X', 119, int)` / `_IOWR('X', 120, int)`).
 const FIFREEZE: libc::c_ulong = 0xC004_5877;
 const FITHAW: libc::c_ulong = 0xC004_5878;
+/// `EXT4_IOC_CHECKPOINT` (`_IOW('f', 43, __u32)`): write the journal home, no freeze needed.
+const EXT4_IOC_CHECKPOINT: libc::c_ulong = 0x4004_662B;
 /// `BTRFS_IOC_SYNC` (`_IO(0x94, 8)`): commit the running transaction.
 const BTRFS_IOC_SYNC: libc::c_ulong = 0x9408;
 
 /// `renameat2` flag: fail if the destination exists.
 const RENAME_NOREPLACE: libc::c_uint = 1;
 
-/// How one image file was found, in more detail than the core needs (for logs and `hnroot
-/// status`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ImageFile {
-    /// No such file.
-    Absent,
-    /// Present but not bootable, and why.
-    Unreadable {
-        /// Size in bytes, when it is a file.
-        size: Option<u64>,
-        /// Why it cannot be used.
-        why: String,
-    },
-    /// A filesystem the probes recognise.
-    Readable {
-        /// Size in bytes.
-        size: u64,
-        /// Filesystem type.
-        fs_type: FsType,
-        /// Filesystem UUID.
-        uuid: FsUuid,
-        /// Filesystem label, if any.
-        label: Option<String>,
-    },
-}
+/// Most entries of the top directory looked at for partial files.
+const MAX_DIR_ENTRIES: usize = 100_000;
 
-impl ImageFile {
-    /// What the core needs.
-    pub fn seen(&self) -> ImageSeen {
-        match self {
-            ImageFile::Absent => ImageSeen::Absent,
-            ImageFile::Unreadable { .. } => ImageSeen::Unreadable,
-            ImageFile::Readable { uuid, .. } => ImageSeen::Readable(*uuid),
-        }
-    }
+/// A partial file `hnroot stage` left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partial {
+    /// Its name in the top directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// Everything seen in hostpart's top directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostpartSeen {
+pub struct HostpartView {
     /// Indexed by [`ImageName::index`].
-    pub images: Vec<ImageFile>,
-    /// `system-revert` exists.
+    pub images: Vec<Judged>,
+    /// `system-revert` is there (a dangling link counts: the name is what matters, as in GRUB).
     pub revert_requested: bool,
+    /// Partial files of `hnroot stage`.
+    pub partials: Vec<Partial>,
 }
 
-impl HostpartSeen {
+impl HostpartView {
     /// The core's observation, with the boot state read elsewhere (from the ESP).
     pub fn observation(&self, state: StateSeen) -> Observation {
         let mut obs = Observation {
@@ -87,37 +64,36 @@ impl HostpartSeen {
             state,
             ..Observation::default()
         };
-        for (name, file) in ImageName::ALL.iter().zip(&self.images) {
-            obs.set(*name, file.seen());
+        for (name, judged) in ImageName::ALL.iter().zip(&self.images) {
+            obs.set(*name, judged.verdict.seen());
         }
         obs
     }
 
-    /// How `name` was found.
-    pub fn image(&self, name: ImageName) -> &ImageFile {
-        self.images.get(name.index()).unwrap_or(&ImageFile::Absent)
+    /// How `name` was judged.
+    pub fn image(&self, name: ImageName) -> Option<&Judged> {
+        self.images.get(name.index())
     }
 }
 
-/// Errors from hostpart operations: the step, the path and the errno.
+/// A failed operation on hostpart: what, on which name, and the error. The error's text is
+/// part of the message, and it is not also given as a source (it would print twice).
 #[derive(Debug, thiserror::Error)]
-#[error("{step} {path}: {source}")]
+#[error("{what} {path}: {error}")]
 pub struct HostpartError {
     /// What was being done (`rename`, `open directory`, `checkpoint` ...).
-    pub step: String,
+    pub what: String,
     /// The file or directory.
     pub path: PathBuf,
-    /// The error from the kernel (part of the message, so not also reported as a source).
-    pub source: io::Error,
+    /// The error from the kernel.
+    pub error: io::Error,
 }
 
-/// Why a file named like an image is not used as one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refused {
-    /// Its size, when known.
-    pub size: Option<u64>,
-    /// Why.
-    pub why: String,
+impl HostpartError {
+    /// The errno, when the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        self.error.raw_os_error()
+    }
 }
 
 /// hostpart's top directory, held open.
@@ -125,26 +101,30 @@ pub struct Refused {
 pub struct Hostpart {
     dir: OwnedFd,
     path: PathBuf,
+    inspect: Inspect,
 }
 
-fn cstr(name: &str) -> CString {
-    // Names come from `ImageName` and `REVERT_MARKER`: constants without NUL bytes.
-    CString::new(name).unwrap_or_default()
+fn cstr(name: &str) -> io::Result<CString> {
+    CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
-fn last_os_error() -> io::Error {
-    io::Error::last_os_error()
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 impl Hostpart {
     /// Open the directory `path` (hostpart's mount point).
     pub fn open(path: &Path) -> Result<Hostpart, HostpartError> {
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| HostpartError {
-            step: "open directory".into(),
+            what: "open directory".into(),
             path: path.to_owned(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            error: io::Error::new(io::ErrorKind::InvalidInput, e),
         })?;
-        // SAFETY: `c` is a valid NUL-terminated path; the returned descriptor is owned below.
+        // SAFETY: `c` is a valid NUL-terminated path; the descriptor is owned below.
         let fd = unsafe {
             libc::open(
                 c.as_ptr(),
@@ -152,13 +132,24 @@ impl Hostpart {
             )
         };
         if fd < 0 {
-            return Err(self::err("open directory", path, last_os_error()));
+            return Err(HostpartError {
+                what: "open directory".into(),
+                path: path.to_owned(),
+                error: io::Error::last_os_error(),
+            });
         }
-        // SAFETY: `fd` is a fresh descriptor we own.
         Ok(Hostpart {
+            // SAFETY: `fd` is a fresh descriptor we own.
             dir: unsafe { OwnedFd::from_raw_fd(fd) },
             path: path.to_owned(),
+            inspect: Inspect::default(),
         })
+    }
+
+    /// Look inside XFS and btrfs images with these loop devices and scratch directory.
+    pub fn with_inspect(mut self, inspect: Inspect) -> Hostpart {
+        self.inspect = inspect;
+        self
     }
 
     /// The mount point.
@@ -166,84 +157,38 @@ impl Hostpart {
         &self.path
     }
 
-    fn err(&self, step: &str, name: &str, source: io::Error) -> HostpartError {
-        err(step, &self.path.join(name), source)
+    /// The directory descriptor.
+    pub fn dir(&self) -> &OwnedFd {
+        &self.dir
     }
 
-    /// Open `name` in the directory for reading, refusing symlinks and anything but a regular
-    /// file with one link.
-    pub fn open_image(&self, name: ImageName) -> Result<Option<(File, u64)>, Refused> {
-        let c = cstr(name.file_name());
-        // SAFETY: valid directory descriptor and NUL-terminated name; the result is owned below.
-        let fd = unsafe {
-            libc::openat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY
-                    | libc::O_NOFOLLOW
-                    | libc::O_CLOEXEC
-                    | libc::O_NOCTTY
-                    | libc::O_NONBLOCK,
-            )
-        };
-        if fd < 0 {
-            let e = last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOENT) => Ok(None),
-                Some(libc::ELOOP) => Err(Refused {
-                    size: None,
-                    why: "a symbolic link: images must be regular files".into(),
-                }),
-                _ => Err(Refused {
-                    size: None,
-                    why: format!("cannot open: {e}"),
-                }),
-            };
+    fn err(&self, what: &str, name: &str, error: io::Error) -> HostpartError {
+        HostpartError {
+            what: what.to_owned(),
+            path: self.path.join(name),
+            error,
         }
-        // SAFETY: `fd` is a fresh descriptor we own.
-        let file = unsafe { File::from_raw_fd(fd) };
-        let meta = file.metadata().map_err(|e| Refused {
-            size: None,
-            why: format!("cannot stat: {e}"),
-        })?;
-        if !meta.file_type().is_file() {
-            return Err(Refused {
-                size: None,
-                why: "not a regular file".into(),
-            });
-        }
-        if meta.nlink() != 1 {
-            return Err(Refused {
-                size: Some(meta.len()),
-                why: format!(
-                    "has {} hard links: an image must have exactly one name",
-                    meta.nlink()
-                ),
-            });
-        }
-        Ok(Some((file, meta.len())))
     }
 
-    /// Look at every image file and the revert marker.
-    pub fn observe(&self) -> Result<HostpartSeen, HostpartError> {
-        let mut images = Vec::with_capacity(ImageName::ALL.len());
-        for name in ImageName::ALL {
-            images.push(match self.open_image(name) {
-                Ok(None) => ImageFile::Absent,
-                Err(Refused { size, why }) => ImageFile::Unreadable { size, why },
-                Ok(Some((file, size))) => classify(file, &self.path.join(name.file_name()), size),
-            });
-        }
+    /// Judge every image name, see the marker and the partial files.
+    pub fn observe(&self) -> Result<HostpartView, HostpartError> {
+        let images = ImageName::ALL
+            .iter()
+            .map(|name| image::judge_name(&self.dir, name.file_name(), &self.inspect))
+            .collect();
         let revert_requested = self.exists(REVERT_MARKER)?;
-        Ok(HostpartSeen {
+        let partials = self.partials()?;
+        Ok(HostpartView {
             images,
             revert_requested,
+            partials,
         })
     }
 
-    fn exists(&self, name: &str) -> Result<bool, HostpartError> {
-        let c = cstr(name);
-        // SAFETY: zeroed `stat` is a valid out-buffer for fstatat.
+    /// Whether the name exists (not following a link).
+    pub fn exists(&self, name: &str) -> Result<bool, HostpartError> {
+        let c = cstr(name).map_err(|e| self.err("stat", name, e))?;
+        // SAFETY: zeroed `stat` is a valid out-buffer.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
         let r = unsafe {
@@ -257,7 +202,7 @@ impl Hostpart {
         if r == 0 {
             return Ok(true);
         }
-        let e = last_os_error();
+        let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ENOENT) {
             Ok(false)
         } else {
@@ -265,337 +210,390 @@ impl Hostpart {
         }
     }
 
-    /// `renameat2(from, to)`, with `RENAME_NOREPLACE` unless `replace`. The source must be an
-    /// image we would open (regular file, one link), and a replaced destination too.
-    pub fn rename(
-        &self,
-        from: ImageName,
-        to: ImageName,
-        replace: bool,
-    ) -> Result<(), HostpartError> {
-        let step = if replace {
-            "rename"
-        } else {
-            "rename (no replace)"
+    /// Open image `name` for reading as GRUB would (a link resolved inside hostpart).
+    pub fn open_image(&self, name: ImageName) -> Result<File, HostpartError> {
+        image::open_in_root(&self.dir, name.file_name())
+            .map_err(|e| self.err("open", name.file_name(), e))
+    }
+
+    /// `renameat2(from, to)` in the top directory, with `RENAME_NOREPLACE` unless `replace`.
+    /// Names are moved as they are (a link stays a link); nothing is written through them.
+    pub fn rename(&self, from: &str, to: &str, replace: bool) -> Result<(), HostpartError> {
+        let what = format!("{from} -> {to}");
+        let (f, t) = match (cstr(from), cstr(to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return Err(self.err("rename", &what, e)),
         };
-        if let Err(Refused { why, .. }) = self.open_image(from) {
-            return Err(self.err(
-                step,
-                from.file_name(),
-                io::Error::other(format!("refusing to move it: {why}")),
-            ));
-        }
-        if replace {
-            if let Err(Refused { why, .. }) = self.open_image(to) {
-                return Err(self.err(
-                    step,
-                    to.file_name(),
-                    io::Error::other(format!("refusing to replace it: {why}")),
-                ));
-            }
-        }
-        let (f, t) = (cstr(from.file_name()), cstr(to.file_name()));
         let flags = if replace { 0 } else { RENAME_NOREPLACE };
         let dir = self.dir.as_raw_fd();
         // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
         let r =
             unsafe { libc::syscall(libc::SYS_renameat2, dir, f.as_ptr(), dir, t.as_ptr(), flags) };
         if r != 0 {
-            let name = format!("{} -> {}", from.file_name(), to.file_name());
-            return Err(self.err(step, &name, last_os_error()));
+            let step = if replace {
+                "rename"
+            } else {
+                "rename (no replace)"
+            };
+            return Err(self.err(step, &what, io::Error::last_os_error()));
         }
         Ok(())
     }
 
-    /// Remove `system-revert` (already gone is fine: a repeated plan after a crash).
-    pub fn remove_revert_marker(&self) -> Result<(), HostpartError> {
-        let c = cstr(REVERT_MARKER);
+    /// Remove `name` from the top directory (already gone is fine: a repeated plan).
+    pub fn remove(&self, name: &str) -> Result<(), HostpartError> {
+        let c = cstr(name).map_err(|e| self.err("remove", name, e))?;
         // SAFETY: valid descriptor and NUL-terminated name.
         let r = unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) };
         if r != 0 {
-            let e = last_os_error();
+            let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(self.err("remove", REVERT_MARKER, e));
+                return Err(self.err("remove", name, e));
             }
         }
         Ok(())
+    }
+
+    /// Create the revert marker (an empty file), unless something has that name already.
+    pub fn create_marker(&self) -> Result<(), HostpartError> {
+        match self.create_exclusive(REVERT_MARKER, 0o644) {
+            Ok(file) => file
+                .sync_all()
+                .map_err(|e| self.err("sync", REVERT_MARKER, e)),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create `name` in the top directory: exclusively (it must not exist), never through a
+    /// link, for writing (and reading back). The only way hnroot writes file contents on hostpart.
+    pub fn create_exclusive(&self, name: &str, mode: libc::mode_t) -> Result<File, HostpartError> {
+        let c = cstr(name).map_err(|e| self.err("create", name, e))?;
+        // SAFETY: valid descriptor, NUL-terminated name; the descriptor is owned below.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(self.err("create", name, io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Reopen a partial file this hnroot created, to resume it: only a regular file with one
+    /// link, owned by us, never through a link. `None` when there is none.
+    pub fn reopen_partial(&self, name: &str) -> Result<Option<File>, HostpartError> {
+        let c = cstr(name).map_err(|e| self.err("open", name, e))?;
+        // SAFETY: valid descriptor, NUL-terminated name; the descriptor is owned below.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(None);
+            }
+            return Err(self.err("open", name, e));
+        }
+        // SAFETY: a fresh descriptor we own.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let meta = file.metadata().map_err(|e| self.err("stat", name, e))?;
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no inputs.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.nlink() != 1 || meta.uid() != me {
+            return Err(self.err(
+                "resume",
+                name,
+                io::Error::other(format!(
+                    "not a partial file hnroot made (a {}, {} links, owner {}): remove it by hand",
+                    if meta.is_file() {
+                        "file"
+                    } else {
+                        "special file"
+                    },
+                    meta.nlink(),
+                    meta.uid()
+                )),
+            ));
+        }
+        Ok(Some(file))
+    }
+
+    /// The partial files of `hnroot stage` in the top directory.
+    pub fn partials(&self) -> Result<Vec<Partial>, HostpartError> {
+        let entries = std::fs::read_dir(&self.path).map_err(|e| self.err("list", ".", e))?;
+        let mut out = Vec::new();
+        for entry in entries.take(MAX_DIR_ENTRIES).flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX) {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(Partial { name, size });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Bytes free for a writer (`fstatvfs`).
+    pub fn free_bytes(&self) -> Result<u64, HostpartError> {
+        // SAFETY: zeroed statvfs is a valid out-buffer.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and out-pointer.
+        check(unsafe { libc::fstatvfs(self.dir.as_raw_fd(), &mut s) })
+            .map_err(|e| self.err("statvfs", ".", e))?;
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        // widths differ between libcs.
+        Ok((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    }
+
+    /// Take the lock the operator commands (`stage`, `revert`, `mark-good`) share: an
+    /// exclusive `flock` on the directory, released when the returned guard drops (or the
+    /// process dies). Fails at once when another holds it.
+    pub fn lock(&self) -> Result<Lock, HostpartError> {
+        let fd = File::open(&self.path).map_err(|e| self.err("open for locking", ".", e))?;
+        // SAFETY: a valid descriptor.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(self.err(
+                    "lock",
+                    ".",
+                    io::Error::other(
+                        "another hnroot command (stage, revert or mark-good) is running on this \
+                         hostpart; wait for it, then run this one again",
+                    ),
+                ));
+            }
+            return Err(self.err("lock", ".", e));
+        }
+        Ok(Lock { _fd: fd })
     }
 
     /// `fsync` the directory.
     pub fn sync_dir(&self) -> Result<(), HostpartError> {
         // SAFETY: valid descriptor.
-        if unsafe { libc::fsync(self.dir.as_raw_fd()) } != 0 {
-            return Err(self.err("fsync", ".", last_os_error()));
-        }
-        Ok(())
+        check(unsafe { libc::fsync(self.dir.as_raw_fd()) }).map_err(|e| self.err("fsync", ".", e))
+    }
+
+    /// Whether the directory is the root of its filesystem (its `..` is on another device, or
+    /// is itself): the only directory hnroot ever freezes.
+    pub fn is_filesystem_root(&self) -> Result<bool, HostpartError> {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::fs::metadata(&self.path).map_err(|e| self.err("stat", ".", e))?;
+        let up = std::fs::metadata(self.path.join("..")).map_err(|e| self.err("stat", "..", e))?;
+        Ok(me.dev() != up.dev() || me.ino() == up.ino())
     }
 
     /// Make everything written so far visible to a reader that does not replay journals
-    /// (GRUB): `syncfs`, then `FIFREEZE`+`FITHAW` on ext4 and XFS (which write the journal
-    /// home), a transaction commit on btrfs. Returns what was done, for the log.
+    /// (GRUB): `syncfs`, then on ext4 a journal checkpoint (`EXT4_IOC_CHECKPOINT`), on XFS a
+    /// freeze and thaw (in a child process that ignores signals, so a killed hnroot cannot
+    /// leave the filesystem frozen), on btrfs a transaction commit. Only hostpart's own root
+    /// is ever frozen: on a directory that is not the root of its filesystem (a test) only
+    /// `syncfs` runs. Returns what was done, for the log.
     pub fn checkpoint(&self) -> Result<&'static str, HostpartError> {
         let fd = self.dir.as_raw_fd();
         // SAFETY: valid descriptor.
-        if unsafe { libc::syncfs(fd) } != 0 {
-            return Err(self.err("syncfs", ".", last_os_error()));
+        check(unsafe { libc::syncfs(fd) }).map_err(|e| self.err("syncfs", ".", e))?;
+        if !self.is_filesystem_root()? {
+            return Ok("syncfs (not a filesystem root: nothing frozen)");
         }
         // SAFETY: zeroed statfs is a valid out-buffer.
         let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: valid descriptor and out-pointer.
-        if unsafe { libc::fstatfs(fd, &mut sfs) } != 0 {
-            return Err(self.err("statfs", ".", last_os_error()));
-        }
+        check(unsafe { libc::fstatfs(fd, &mut sfs) }).map_err(|e| self.err("statfs", ".", e))?;
         #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs.
         match sfs.f_type as i64 {
-            EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC => {
-                // SAFETY: FIFREEZE takes an int argument that the kernel ignores.
-                if unsafe { libc::ioctl(fd, FIFREEZE as _, 0) } != 0 {
-                    return Err(self.err("freeze (FIFREEZE)", ".", last_os_error()));
+            EXT4_SUPER_MAGIC => {
+                let flags: u32 = 0;
+                // SAFETY: EXT4_IOC_CHECKPOINT takes a pointer to a u32 of flags.
+                if unsafe { libc::ioctl(fd, EXT4_IOC_CHECKPOINT as _, &flags) } == 0 {
+                    return Ok("syncfs + ext4 journal checkpoint");
                 }
-                // SAFETY: as above; thaw even if something else fails later.
-                if unsafe { libc::ioctl(fd, FITHAW as _, 0) } != 0 {
-                    return Err(self.err("thaw (FITHAW)", ".", last_os_error()));
+                let e = io::Error::last_os_error();
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP)
+                ) {
+                    return Err(self.err("ext4 checkpoint", ".", e));
                 }
-                Ok("syncfs + freeze/thaw")
+                // Kernels before 5.13, or ext2/3 without the ioctl: freeze and thaw.
+                self.freeze_thaw().map(|()| "syncfs + freeze/thaw")
             }
+            XFS_SUPER_MAGIC => self.freeze_thaw().map(|()| "syncfs + freeze/thaw"),
             BTRFS_SUPER_MAGIC => {
                 // SAFETY: BTRFS_IOC_SYNC takes no argument.
-                if unsafe { libc::ioctl(fd, BTRFS_IOC_SYNC as _, 0) } != 0 {
-                    return Err(self.err("btrfs sync", ".", last_os_error()));
-                }
+                check(unsafe { libc::ioctl(fd, BTRFS_IOC_SYNC as _, 0) })
+                    .map_err(|e| self.err("btrfs sync", ".", e))?;
                 Ok("syncfs + btrfs transaction commit")
             }
-            other => Ok(if other == 0 {
-                "syncfs"
-            } else {
-                "syncfs (filesystem without a checkpoint ioctl)"
-            }),
+            _ => Ok("syncfs (filesystem without a checkpoint ioctl)"),
+        }
+    }
+
+    /// `FIFREEZE` then `FITHAW`, in a child that ignores every signal it can, in its own
+    /// session: killing hnroot (even with SIGKILL) between the two cannot leave hostpart
+    /// frozen. The parent waits for it.
+    fn freeze_thaw(&self) -> Result<(), HostpartError> {
+        let fd = self.dir.as_raw_fd();
+        // SAFETY: fork in a process whose child only makes async-signal-safe calls
+        // (sigaction-free signal(), setsid, ioctl, _exit) before it exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(self.err("fork for freeze", ".", io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: async-signal-safe calls only; the child never returns.
+            unsafe {
+                libc::setsid();
+                for sig in [
+                    libc::SIGINT,
+                    libc::SIGTERM,
+                    libc::SIGHUP,
+                    libc::SIGQUIT,
+                    libc::SIGPIPE,
+                ] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                let frozen = libc::ioctl(fd, FIFREEZE as _, 0);
+                let err = if frozen == 0 {
+                    0
+                } else {
+                    *libc::__errno_location()
+                };
+                let thawed = libc::ioctl(fd, FITHAW as _, 0);
+                let code = if frozen != 0 {
+                    err.clamp(1, 120)
+                } else if thawed != 0 {
+                    121
+                } else {
+                    0
+                };
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: our own child; valid out-pointer.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(self.err("wait for freeze", ".", e));
+            }
+        }
+        match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+            Some(0) => Ok(()),
+            Some(121) => Err(self.err("thaw (FITHAW)", ".", io::Error::other("failed"))),
+            Some(errno) => Err(self.err(
+                "freeze (FIFREEZE)",
+                ".",
+                io::Error::from_raw_os_error(errno),
+            )),
+            None => Err(self.err("freeze", ".", io::Error::other("the freezing child died"))),
         }
     }
 }
 
-fn err(step: &str, path: &Path, source: io::Error) -> HostpartError {
-    HostpartError {
-        step: step.to_owned(),
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Probe an open image file of `size` bytes and say what it is: the judgement `observe`
-/// applies to hostpart's images, for any image file (`hnroot stage` checks its source with
-/// it). Never `Absent`.
-pub fn classify(file: File, path: &Path, size: u64) -> ImageFile {
-    let mut device = probe::Device::from_file(file, path, size, 512);
-    match device.probe_fs(0, size) {
-        Err(e) => ImageFile::Unreadable {
-            size: Some(size),
-            why: format!("read error: {e}"),
-        },
-        Ok(FsOutcome::Found(info)) => match (info.missing_bytes(size), info.uuid) {
-            (Some(missing), _) => ImageFile::Unreadable {
-                size: Some(size),
-                why: format!(
-                    "truncated: its {} filesystem spans {} bytes, the file holds {size} \
-                     ({missing} missing; an incomplete copy?)",
-                    info.fs_type.as_str(),
-                    size.saturating_add(missing),
-                ),
-            },
-            (None, Some(uuid)) if !uuid.is_nil() => ImageFile::Readable {
-                size,
-                fs_type: info.fs_type,
-                uuid,
-                label: info
-                    .label
-                    .as_ref()
-                    .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned()),
-            },
-            (None, _) => ImageFile::Unreadable {
-                size: Some(size),
-                why: format!(
-                    "{} filesystem without a UUID: hnroot identifies images by UUID",
-                    info.fs_type.as_str()
-                ),
-            },
-        },
-        Ok(FsOutcome::Unknown) => ImageFile::Unreadable {
-            size: Some(size),
-            why: "no ext2/3/4, XFS, btrfs or FAT filesystem found (truncated or not an image?)"
-                .into(),
-        },
-        Ok(FsOutcome::Ambivalent(types)) => ImageFile::Unreadable {
-            size: Some(size),
-            why: format!("ambiguous: valid superblocks of {types} (wipefs the stale one)"),
-        },
-        Ok(FsOutcome::Other(other)) => ImageFile::Unreadable {
-            size: Some(size),
-            why: format!("a {other} volume, not a filesystem"),
-        },
-    }
+/// The operator commands' lock on a hostpart; released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _fd: File,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
-
-    /// A small real ext4 image made by mkfs.ext4, and its UUID as blkid sees it.
-    fn ext4_image(path: &Path, uuid: &str) {
-        let status = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-U", uuid, "-L", "root"])
-            .arg(path)
-            .arg("4M")
-            .status()
-            .expect("mkfs.ext4 runs");
-        assert!(status.success());
-    }
-
-    const U1: &str = "11111111-2222-3333-4444-555555555555";
-    const U2: &str = "66666666-7777-8888-9999-aaaaaaaaaaaa";
 
     #[test]
-    fn observes_real_images_and_refuses_links_and_garbage() {
+    fn marker_creation_and_removal_are_idempotent_and_never_follow_links() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        ext4_image(&d.join("hn-root.img"), U1);
-        ext4_image(&d.join("elsewhere.img"), U2);
-        std::os::unix::fs::symlink(d.join("elsewhere.img"), d.join("hn-root-new.img")).unwrap();
-        std::fs::hard_link(d.join("elsewhere.img"), d.join("hn-root-old.img")).unwrap();
-        std::fs::write(d.join("hn-root-broken.img"), vec![0x5a; 300_000]).unwrap();
-        std::fs::create_dir(d.join("hn-root-cancelled.img")).unwrap();
-        std::fs::write(d.join(REVERT_MARKER), b"").unwrap();
-
-        let hp = Hostpart::open(d).unwrap();
-        let seen = hp.observe().unwrap();
-        assert!(seen.revert_requested);
-        match seen.image(ImageName::Current) {
-            ImageFile::Readable {
-                fs_type,
-                uuid,
-                label,
-                ..
-            } => {
-                assert_eq!(*fs_type, FsType::Ext4);
-                assert_eq!(uuid.to_string(), U1);
-                assert_eq!(label.as_deref(), Some("root"));
-            }
-            other => panic!("{other:?}"),
-        }
-        let why = |name| match seen.image(name) {
-            ImageFile::Unreadable { why, .. } => why.clone(),
-            other => panic!("{name}: {other:?}"),
-        };
-        assert!(
-            why(ImageName::New).contains("symbolic link"),
-            "{}",
-            why(ImageName::New)
-        );
-        assert!(
-            why(ImageName::Old).contains("2 hard links"),
-            "{}",
-            why(ImageName::Old)
-        );
-        assert!(
-            why(ImageName::Broken).contains("no ext2/3/4"),
-            "{}",
-            why(ImageName::Broken)
-        );
-        assert!(
-            why(ImageName::Cancelled).contains("not a regular file"),
-            "{}",
-            why(ImageName::Cancelled)
-        );
-        let obs = seen.observation(StateSeen::Absent);
-        assert_eq!(
-            obs.readable(ImageName::Current)
-                .map(|u| u.to_string())
-                .as_deref(),
-            Some(U1)
-        );
-        assert_eq!(obs.image(ImageName::New), ImageSeen::Unreadable);
-    }
-
-    #[test]
-    fn a_truncated_copy_is_unreadable_and_says_what_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        ext4_image(&d.join("hn-root.img"), U1);
-        // A copy of a 4 MiB filesystem that stopped after 3 MiB: its superblock (and UUID)
-        // are intact, which is all blkid looks at.
-        ext4_image(&d.join("hn-root-new.img"), U2);
-        let staged = std::fs::OpenOptions::new()
-            .write(true)
-            .open(d.join("hn-root-new.img"))
-            .unwrap();
-        staged.set_len(3 << 20).unwrap();
-        drop(staged);
-        let seen = Hostpart::open(d).unwrap().observe().unwrap();
-        match seen.image(ImageName::New) {
-            ImageFile::Unreadable { why, size } => {
-                assert_eq!(*size, Some(3 << 20));
-                assert_eq!(
-                    why,
-                    "truncated: its ext4 filesystem spans 4194304 bytes, the file holds 3145728 \
-                     (1048576 missing; an incomplete copy?)"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        let obs = seen.observation(StateSeen::Absent);
-        assert_eq!(obs.image(ImageName::New), ImageSeen::Unreadable);
-        assert!(obs.readable(ImageName::Current).is_some());
-    }
-
-    #[test]
-    fn renames_refuse_links_and_noreplace_refuses_an_existing_target() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        ext4_image(&d.join("hn-root.img"), U1);
-        ext4_image(&d.join("hn-root-new.img"), U2);
-        let hp = Hostpart::open(d).unwrap();
-        let e = hp
-            .rename(ImageName::New, ImageName::Current, false)
-            .unwrap_err();
-        assert_eq!(e.source.raw_os_error(), Some(libc::EEXIST), "{e}");
-        assert!(e.to_string().contains("rename (no replace)"), "{e}");
-        hp.rename(ImageName::Current, ImageName::Old, true).unwrap();
-        hp.rename(ImageName::New, ImageName::Current, false)
-            .unwrap();
-        hp.sync_dir().unwrap();
-        let seen = hp.observe().unwrap();
-        assert_eq!(
-            seen.observation(StateSeen::Absent)
-                .readable(ImageName::Current)
-                .unwrap()
-                .to_string(),
-            U2
-        );
-        assert_eq!(
-            seen.observation(StateSeen::Absent)
-                .readable(ImageName::Old)
-                .unwrap()
-                .to_string(),
-            U1
-        );
-
-        std::os::unix::fs::symlink("/etc/passwd", d.join("hn-root-broken.img")).unwrap();
-        let e = hp
-            .rename(ImageName::Old, ImageName::Broken, true)
-            .unwrap_err();
-        assert!(e.to_string().contains("refusing to replace it"), "{e}");
-        assert!(d.join("hn-root-old.img").exists(), "nothing moved");
-    }
-
-    #[test]
-    fn marker_removal_is_idempotent_and_checkpoint_reports_what_it_did() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(REVERT_MARKER), b"").unwrap();
         let hp = Hostpart::open(dir.path()).unwrap();
-        hp.remove_revert_marker().unwrap();
-        hp.remove_revert_marker().unwrap();
+        hp.create_marker().unwrap();
+        hp.create_marker().unwrap();
+        assert!(hp.observe().unwrap().revert_requested);
+        hp.remove(REVERT_MARKER).unwrap();
+        hp.remove(REVERT_MARKER).unwrap();
         assert!(!hp.observe().unwrap().revert_requested);
-        // Whatever filesystem the temporary directory is on, a checkpoint succeeds and says how.
-        assert!(hp.checkpoint().unwrap().starts_with("syncfs"));
+        // A dangling link named system-revert is there, as GRUB's listing sees it.
+        std::os::unix::fs::symlink("nowhere", dir.path().join(REVERT_MARKER)).unwrap();
+        assert!(hp.observe().unwrap().revert_requested);
+        // Creating the marker does not write through it.
+        hp.create_marker().unwrap();
+        assert!(!dir.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn exclusive_creation_refuses_links_and_existing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("hn-root.img");
+        std::fs::write(&victim, b"precious").unwrap();
+        let hp = Hostpart::open(dir.path()).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(".hn-root-new.a.partial")).unwrap();
+        std::fs::hard_link(&victim, dir.path().join(".hn-root-new.b.partial")).unwrap();
+        let e = hp
+            .create_exclusive(".hn-root-new.a.partial", 0o600)
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        let e = hp
+            .create_exclusive(".hn-root-new.b.partial", 0o600)
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        let e = hp.reopen_partial(".hn-root-new.a.partial").unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ELOOP), "{e}");
+        let e = hp.reopen_partial(".hn-root-new.b.partial").unwrap_err();
+        assert!(e.to_string().contains("2 links"), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(hp.partials().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_command_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let hp = Hostpart::open(dir.path()).unwrap();
+        let held = hp.lock().unwrap();
+        let e = hp.lock().unwrap_err();
+        assert!(e.to_string().contains("another hnroot command"), "{e}");
+        drop(held);
+        hp.lock().unwrap();
+    }
+
+    #[test]
+    fn renames_never_replace_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a").unwrap();
+        std::fs::write(dir.path().join("b"), b"b").unwrap();
+        let hp = Hostpart::open(dir.path()).unwrap();
+        let e = hp.rename("a", "b", false).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        assert_eq!(
+            e.to_string().matches("exists").count(),
+            1,
+            "the error once: {e}"
+        );
+        hp.rename("a", "b", true).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"a");
+    }
+
+    #[test]
+    fn a_temporary_directory_is_synced_never_frozen() {
+        let dir = tempfile::tempdir().unwrap();
+        let hp = Hostpart::open(dir.path()).unwrap();
+        assert!(!hp.is_filesystem_root().unwrap());
+        assert_eq!(
+            hp.checkpoint().unwrap(),
+            "syncfs (not a filesystem root: nothing frozen)"
+        );
     }
 }

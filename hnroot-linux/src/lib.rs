@@ -1,15 +1,22 @@
 //! hnroot's Linux-side drivers, shared by the `hnroot` CLI and the initramfs program: they do
-//! the I/O (block devices, image files, the boot-state file) that `hnroot-core` never does, and
-//! hand what they saw to the core.
+//! the I/O (block devices, image files, hostpart, the boot-state file) that `hnroot-core` never
+//! does, hand what they saw to the core, and carry out what it returns.
 //!
 //! * [`probe`]: runs the core's filesystem and partition-table probers over a device or image.
 //! * [`blockdev`]: lists `/sys/class/block` and finds the device a `LABEL=`/`UUID=`/
-//!   `PARTLABEL=`/`PARTUUID=` spec names.
-//! * [`hostpart`]: observes hostpart's image files for the core and carries out a plan's
-//!   renames, marker removal, directory sync and checkpoint.
+//!   `PARTLABEL=`/`PARTUUID=` spec names, choosing among several as the core says.
+//! * [`image`]: gathers the facts of an image file the way GRUB does, for the core's verdict.
+//! * [`hostpart`]: hostpart's top directory, held open: observation and the operations steps
+//!   need, all relative to its descriptor.
+//! * [`exec`]: the one executor of plan steps, for the initramfs and the CLI.
 //! * [`bootstate_file`]: reads and rewrites the boot-state file on the ESP in place.
+//! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
 
 pub mod blockdev;
 pub mod bootstate_file;
+pub mod exec;
 pub mod hostpart;
+pub mod image;
+pub mod loopdev;
+pub mod mounts;
 pub mod probe;

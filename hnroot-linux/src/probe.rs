@@ -97,7 +97,19 @@ impl Device {
     /// sector size comes from sysfs for block devices (looked up when first needed), 512
     /// otherwise.
     pub fn open(path: &Path) -> io::Result<Device> {
-        let file = File::open(path)?;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        // Never block on a FIFO or a terminal: only files and block devices are probed.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)?;
+        let kind = file.metadata()?.file_type();
+        if !kind.is_file() && !kind.is_block_device() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file or a block device: nothing to probe",
+            ));
+        }
         let size = device_size(&file)?;
         Ok(Device {
             file,

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hnroot_core::cmdline::DeviceSpec;
+use hnroot_core::device::ChosenBy;
 use hnroot_core::PartUuid;
-use hnroot_linux::blockdev::{find_in, list, FindError, Roots};
+use hnroot_linux::blockdev::{find_in, list, FindError, Hints, Roots};
 use hnroot_linux::probe::Device;
 
 const MIB: u64 = 1 << 20;
@@ -147,44 +148,50 @@ fn exactly_one_match_by_every_kind_of_spec() {
         "loop0 (size 0) is left out"
     );
 
-    let found = find_in(&m.roots, &spec("LABEL=hostpart"), None).unwrap();
+    let found = find_in(&m.roots, &spec("LABEL=hostpart"), &Hints::default()).unwrap();
     assert_eq!(found.name, "vda2");
     assert_eq!(found.node, m.roots.dev.join("vda2"));
-    assert!(!found.chosen_by_pin);
+    assert_eq!(found.chosen_by, None, "the only one");
     assert_eq!(found.devices, 4);
     let uuid = found.fs.unwrap().uuid.unwrap().to_string();
 
     assert_eq!(
-        find_in(&m.roots, &spec("LABEL=EFI-BOOT"), None)
+        find_in(&m.roots, &spec("LABEL=EFI-BOOT"), &Hints::default())
             .unwrap()
             .name,
         "vda1"
     );
     assert_eq!(
-        find_in(&m.roots, &spec("LABEL=data"), None).unwrap().name,
+        find_in(&m.roots, &spec("LABEL=data"), &Hints::default())
+            .unwrap()
+            .name,
         "vdb"
     );
     let by_uuid = format!("UUID={}", uuid.to_uppercase());
     assert_eq!(
-        find_in(&m.roots, &spec(&by_uuid), None).unwrap().name,
+        find_in(&m.roots, &spec(&by_uuid), &Hints::default())
+            .unwrap()
+            .name,
         "vda2"
     );
-    let by_partlabel = find_in(&m.roots, &spec("PARTLABEL=hostpart"), None).unwrap();
+    let by_partlabel = find_in(&m.roots, &spec("PARTLABEL=hostpart"), &Hints::default()).unwrap();
     assert_eq!(by_partlabel.name, "vda2");
     assert_eq!(by_partlabel.part.unwrap().partuuid, Some(partuuid));
     let by_partuuid = format!("PARTUUID={partuuid}");
     assert_eq!(
-        find_in(&m.roots, &spec(&by_partuuid), None).unwrap().name,
+        find_in(&m.roots, &spec(&by_partuuid), &Hints::default())
+            .unwrap()
+            .name,
         "vda2"
     );
     // Labels are compared byte for byte, as blkid does.
-    assert!(find_in(&m.roots, &spec("LABEL=HOSTPART"), None).is_err());
+    assert!(find_in(&m.roots, &spec("LABEL=HOSTPART"), &Hints::default()).is_err());
 }
 
 #[test]
 fn nothing_found_lists_what_was_seen() {
     let (m, _) = machine();
-    let err = find_in(&m.roots, &spec("LABEL=missing"), None).unwrap_err();
+    let err = find_in(&m.roots, &spec("LABEL=missing"), &Hints::default()).unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(err, FindError::NotFound { count: 4, .. }),
@@ -213,7 +220,7 @@ fn two_matches_are_an_error_unless_a_pin_decides() {
     );
     m.add("vdc", &vdc, None);
 
-    let err = find_in(&m.roots, &spec("LABEL=hostpart"), None).unwrap_err();
+    let err = find_in(&m.roots, &spec("LABEL=hostpart"), &Hints::default()).unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(err, FindError::Ambiguous { count: 2, .. }),
@@ -222,19 +229,50 @@ fn two_matches_are_an_error_unless_a_pin_decides() {
     assert!(text.contains("vda2 ext4 'hostpart'"), "{text}");
     assert!(text.contains(&format!("PARTUUID={partuuid}")), "{text}");
     assert!(text.contains("vdc ext4 'hostpart'"), "{text}");
-    assert!(text.contains("refusing to pick one"), "{text}");
+    assert!(text.contains("refusing to guess"), "{text}");
 
-    let found = find_in(&m.roots, &spec("LABEL=hostpart"), Some(partuuid)).unwrap();
+    let pinned = Hints {
+        pin: Some(partuuid),
+        boot_disk_of: None,
+    };
+    let found = find_in(&m.roots, &spec("LABEL=hostpart"), &pinned).unwrap();
     assert_eq!(found.name, "vda2");
-    assert!(found.chosen_by_pin);
+    assert_eq!(found.chosen_by, Some(ChosenBy::Pin));
 
     let other = PartUuid::parse("00000000-0000-0000-0000-000000000001").unwrap();
-    let err = find_in(&m.roots, &spec("LABEL=hostpart"), Some(other)).unwrap_err();
+    let wrong_pin = Hints {
+        pin: Some(other),
+        boot_disk_of: None,
+    };
+    let err = find_in(&m.roots, &spec("LABEL=hostpart"), &wrong_pin).unwrap_err();
     assert!(
-        matches!(err, FindError::PinMatchesNone { count: 2, .. }),
+        matches!(err, FindError::Ambiguous { count: 2, .. }),
         "{err:?}"
     );
-    assert!(err.to_string().contains("is none of them"), "{err}");
+
+    // The ESP's disk decides when nothing is pinned (GRUB's boot-disk rule).
+    let esp = find_in(&m.roots, &spec("LABEL=EFI-BOOT"), &Hints::default()).unwrap();
+    let esp_partuuid = esp.part.and_then(|p| p.partuuid);
+    let esp_partuuid = match esp_partuuid {
+        Some(p) => p,
+        None => {
+            let mut scan = hnroot_linux::blockdev::Scan::run(&m.roots).unwrap();
+            scan.all_part_entries(&m.roots);
+            scan.seen
+                .iter()
+                .find(|s| s.dev.name == "vda1")
+                .and_then(|s| s.part.as_ref())
+                .and_then(|p| p.partuuid)
+                .unwrap()
+        }
+    };
+    let boot_disk = Hints {
+        pin: None,
+        boot_disk_of: Some(esp_partuuid),
+    };
+    let found = find_in(&m.roots, &spec("LABEL=hostpart"), &boot_disk).unwrap();
+    assert_eq!(found.name, "vda2", "on the ESP's disk, vda");
+    assert_eq!(found.chosen_by, Some(ChosenBy::BootDisk));
 }
 
 #[test]
@@ -243,7 +281,7 @@ fn a_missing_sysfs_is_an_error_that_says_so() {
         sys_class_block: PathBuf::from("/nonexistent/sys/class/block"),
         dev: PathBuf::from("/dev"),
     };
-    let err = find_in(&roots, &spec("LABEL=x"), None).unwrap_err();
+    let err = find_in(&roots, &spec("LABEL=x"), &Hints::default()).unwrap_err();
     assert!(matches!(err, FindError::List(_)), "{err:?}");
     assert!(err.to_string().contains("is sysfs mounted?"), "{err}");
 }

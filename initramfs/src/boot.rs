@@ -1,28 +1,49 @@
-//! The early-boot sequence, in order: read the command line, load modules, find and mount
-//! hostpart, read the boot state from the ESP, ask the core for the plan, carry it out (renames,
-//! sync, checkpoint, boot state), attach and check the image, mount it as the new root, and keep
-//! hostpart and `/data0` reachable in it. Every step logs one line. It stops before
-//! `switch_root`, so PID 1 and the initramfs-tools `mountroot` share it, and tests run it
-//! against temporary directories and real loop devices.
+//! The early-boot sequence, in the order every hnroot driver follows — observe, ask the core,
+//! carry out what it returns, and on a failure ask the core again:
+//!
+//! 1. read the command line; load the disk drivers ([`crate::drivers`]);
+//! 2. find and mount hostpart ([`crate::devices`]); mount the ESP read-only and read the boot
+//!    state;
+//! 3. observe hostpart (every image judged by the core, as GRUB judged it);
+//! 4. ask the core for the plan, and carry it out with the shared executor
+//!    (`hnroot_linux::exec`): renames, sync, checkpoint, boot state, and the mount of the
+//!    image GRUB booted, checked by filesystem UUID;
+//! 5. when a step fails, ask the core (`after_step_failure`): boot the image where it lies
+//!    (a hostpart or boot-state step failed: the image is fine) or treat the image as failed
+//!    (`after_failure`: record it and reboot into another image, or stop);
+//! 6. check the image's init before anything irreversible; keep hostpart reachable in the
+//!    new root.
+//!
+//! Every step logs one line. It stops before `switch_root`, so PID 1 and the initramfs-tools
+//! and dracut `mount-root` share it, and tests run it against temporary directories and real
+//! loop devices.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hnroot_core::bootstate::StateSeen;
-use hnroot_core::cmdline::{self, BootParams, DeviceSpec};
+use hnroot_core::bootstate::{BootState, StateSeen};
+use hnroot_core::cmdline::{self, BootParams};
 use hnroot_core::decide::Config;
+use hnroot_core::layout;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::Observation;
-use hnroot_core::plan::{plan, Booted, Plan, Step};
+use hnroot_core::plan::{after_step_failure, plan, AfterStepFailure, Plan};
 use hnroot_core::probe::{FsOutcome, FsType};
 use hnroot_core::uuid::FsUuid;
-use hnroot_linux::blockdev::{self, FindError, Found, Roots};
+use hnroot_core::verdict::Verdict;
+use hnroot_linux::blockdev::{Found, Roots};
 use hnroot_linux::bootstate_file;
-use hnroot_linux::hostpart::Hostpart;
+use hnroot_linux::exec::{BootStateStore, Executor, RootMounter, StepReport};
+use hnroot_linux::hostpart::{Hostpart, HostpartView};
+use hnroot_linux::image::Inspect;
+use hnroot_linux::loopdev;
+use hnroot_linux::mounts;
 use hnroot_linux::probe::Device;
 
-use crate::mounts;
-use crate::{error, info, kmod, loopdev, warn};
+use crate::devices::{self, describe_found};
+use crate::drivers::Drivers;
+use crate::newroot;
+use crate::{error, info, warn};
 
 /// Where things are; PID 1 uses [`Env::initramfs`], tests use temporary directories.
 #[derive(Clone, Debug)]
@@ -35,6 +56,8 @@ pub struct Env {
     pub esp_mnt: PathBuf,
     /// Where the image is mounted (`/newroot`, or initramfs-tools' `${rootmnt}`).
     pub newroot: PathBuf,
+    /// Scratch space for looking inside XFS and btrfs images (`/run/hnroot`).
+    pub scratch: PathBuf,
     /// `/lib/modules/<release>` in the initramfs, if modules are to be loaded.
     pub modules_dir: Option<PathBuf>,
     /// The list of modules to load.
@@ -43,9 +66,9 @@ pub struct Env {
     pub poll: Duration,
     /// Longest wait for the ESP once hostpart is there (it is usually on the same disk).
     pub esp_wait: Duration,
-    /// For tests: stop right after this many plan steps, as a power cut would (nothing after
-    /// it runs, nothing is cleaned up). `None` in every real boot.
-    pub stop_after_step: Option<usize>,
+    /// For tests: stop before this plan step, as a power cut would (nothing after it runs,
+    /// nothing is cleaned up). `None` in every real boot.
+    pub stop_before_step: Option<usize>,
 }
 
 impl Env {
@@ -53,14 +76,22 @@ impl Env {
     pub fn initramfs(release: &str) -> Env {
         Env {
             roots: Roots::default(),
-            hostpart_mnt: PathBuf::from("/hostpart"),
+            hostpart_mnt: PathBuf::from(layout::HOSTPART_MOUNT),
             esp_mnt: PathBuf::from("/run/hnroot/esp"),
             newroot: PathBuf::from("/newroot"),
+            scratch: PathBuf::from("/run/hnroot"),
             modules_dir: Some(PathBuf::from("/lib/modules").join(release)),
             modules_list: PathBuf::from("/etc/hnroot/modules"),
             poll: Duration::from_millis(50),
             esp_wait: Duration::from_secs(5),
-            stop_after_step: None,
+            stop_before_step: None,
+        }
+    }
+
+    fn inspect(&self) -> Inspect {
+        Inspect {
+            dev: self.roots.dev.clone(),
+            scratch: self.scratch.clone(),
         }
     }
 }
@@ -68,7 +99,7 @@ impl Env {
 /// A mounted new root, ready for `switch_root`.
 #[derive(Debug)]
 pub struct Prepared {
-    /// The init to exec in it.
+    /// The init to exec in it (as named; it resolves inside the image).
     pub init: String,
     /// The image mounted, and its UUID.
     pub mounted: (ImageName, FsUuid),
@@ -106,234 +137,13 @@ impl Failure {
     }
 }
 
-/// Wait for the device `spec` names, at most `timeout`. Ambiguity fails at once: waiting will
-/// not make it go away.
-fn wait_for(
-    env: &Env,
-    what: &str,
-    spec: &DeviceSpec<'_>,
-    pin: Option<hnroot_core::PartUuid>,
-    timeout: Duration,
-) -> Result<(Found, Duration), FindError> {
-    let start = Instant::now();
-    loop {
-        match blockdev::find_in(&env.roots, spec, pin) {
-            Ok(found) => return Ok((found, start.elapsed())),
-            Err(FindError::NotFound { .. }) if start.elapsed() < timeout => {
-                std::thread::sleep(env.poll);
-            }
-            Err(e) => {
-                if matches!(e, FindError::NotFound { .. }) {
-                    error!(
-                        "{what}: gave up after {:.1} s",
-                        start.elapsed().as_secs_f32()
-                    );
-                }
-                return Err(e);
-            }
-        }
-    }
-}
-
-/// The filesystem type to mount, from what the probes found.
-fn mount_type(found: &Found) -> Option<FsType> {
-    found.fs.as_ref().map(|f| f.fs_type)
-}
-
-fn describe_found(found: &Found) -> String {
-    let mut s = format!("{}", found.node.display());
-    let mut extra = Vec::new();
-    if let Some(fs) = &found.fs {
-        extra.push(fs.fs_type.as_str().to_owned());
-        if let Some(label) = &fs.label {
-            extra.push(format!(
-                "LABEL={}",
-                String::from_utf8_lossy(label.as_bytes())
-            ));
-        }
-    }
-    if let Some(partuuid) = found.part.as_ref().and_then(|p| p.partuuid) {
-        extra.push(format!("PARTUUID={partuuid}"));
-    }
-    if !extra.is_empty() {
-        s.push_str(&format!(" ({})", extra.join(", ")));
-    }
-    s
-}
-
-/// Kernel modules: everything on the wanted list except filesystem drivers at start (block
-/// devices, loop); each filesystem driver only when a filesystem of its type is about to be
-/// mounted, since the probes need no driver. btrfs alone costs seconds at load time (its RAID6
-/// code benchmarks itself), which an ext4 hostpart never pays.
-struct Drivers {
-    modules: Option<kmod::Modules>,
-    /// Filesystem drivers on the wanted list, loaded on demand.
-    deferred: Vec<String>,
-}
-
-/// Module names that drive a filesystem (and their code pages).
-fn is_fs_driver(name: &str) -> bool {
-    matches!(
-        name,
-        "ext4" | "ext3" | "ext2" | "btrfs" | "xfs" | "vfat" | "fat" | "msdos"
-    ) || name.starts_with("nls_")
-}
-
-/// The modules a filesystem type needs to be mounted (FAT: the driver and the code pages its
-/// default mount options use).
-fn fs_modules(t: FsType) -> &'static [&'static str] {
-    match t {
-        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => &["ext4"],
-        FsType::Btrfs => &["btrfs"],
-        FsType::Xfs => &["xfs"],
-        FsType::Vfat => &[
-            "vfat",
-            "nls_cp437",
-            "nls_ascii",
-            "nls_iso8859_1",
-            "nls_utf8",
-        ],
-        FsType::Jbd => &[],
-    }
-}
-
-fn log_loaded(what: &str, loaded: &[kmod::Loaded], errors: Vec<kmod::KmodError>, start: Instant) {
-    let inserted: Vec<&str> = loaded
-        .iter()
-        .filter_map(|l| match l {
-            kmod::Loaded::Inserted(n) => Some(n.as_str()),
-            kmod::Loaded::Present(_) => None,
-        })
-        .collect();
-    info!(
-        "modules: loaded {} {what}({}) in {:.2} s, {} already present",
-        inserted.len(),
-        inserted.join(" "),
-        start.elapsed().as_secs_f32(),
-        loaded.len() - inserted.len()
-    );
-    for e in errors {
-        warn!("modules: {e}; continuing (what it drives may not appear or mount)");
-    }
-}
-
-impl Drivers {
-    fn none() -> Drivers {
-        Drivers {
-            modules: None,
-            deferred: Vec::new(),
-        }
-    }
-
-    /// Index the initramfs's modules and load all but the filesystem drivers.
-    fn start(env: &Env) -> Drivers {
-        let Some(dir) = &env.modules_dir else {
-            return Drivers::none();
-        };
-        if !dir.is_dir() {
-            info!(
-                "modules: none in this initramfs for this kernel ({}): relying on built-in drivers",
-                dir.display()
-            );
-            return Drivers::none();
-        }
-        let wanted = match kmod::read_wanted(&env.modules_list) {
-            Ok(w) => w,
-            Err(e) => {
-                warn!(
-                    "modules: cannot read {}: {e}; loading none",
-                    env.modules_list.display()
-                );
-                return Drivers::none();
-            }
-        };
-        let modules = match kmod::Modules::open(dir) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!("modules: {e}; loading none");
-                return Drivers::none();
-            }
-        };
-        let (deferred, now): (Vec<String>, Vec<String>) = wanted
-            .into_iter()
-            .partition(|n| is_fs_driver(&kmod::module_name(n)));
-        let start = Instant::now();
-        let (loaded, errors) = modules.load(&now);
-        log_loaded("", &loaded, errors, start);
-        let deferred = deferred.iter().map(|n| kmod::module_name(n)).collect();
-        Drivers {
-            modules: Some(modules),
-            deferred,
-        }
-    }
-
-    /// Load what mounting a `t` filesystem needs, if this initramfs has it and it is not
-    /// loaded yet.
-    fn for_fs(&mut self, t: FsType) {
-        let Some(modules) = &self.modules else { return };
-        let wanted: Vec<String> = fs_modules(t)
-            .iter()
-            .filter(|m| self.deferred.iter().any(|d| d == *m) && modules.has(m))
-            .map(|m| (*m).to_owned())
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        self.deferred.retain(|d| !wanted.contains(d));
-        let start = Instant::now();
-        let (loaded, errors) = modules.load(&wanted);
-        log_loaded(&format!("for {} ", t.as_str()), &loaded, errors, start);
-    }
-}
-
-/// Find hostpart: the spec on the command line (GRUB pins `PARTUUID=`), then `LABEL=hostpart`
-/// with that pin as a tie-breaker.
-fn find_hostpart(env: &Env, params: &BootParams<'_>) -> Result<Found, Failure> {
-    let spec = params.hostpart_spec();
-    let timeout = Duration::from_secs(u64::from(params.timeout()));
-    let pin = match spec {
-        DeviceSpec::PartUuid(p) => Some(p),
-        _ => None,
-    };
-    info!(
-        "hostpart: looking for {} (up to {} s)",
-        blockdev::describe(&spec),
-        params.timeout()
-    );
-    match wait_for(env, "hostpart", &spec, pin, timeout) {
-        Ok((found, took)) => {
-            info!(
-                "hostpart: found {} after {:.1} s",
-                describe_found(&found),
-                took.as_secs_f32()
-            );
-            Ok(found)
-        }
-        Err(FindError::NotFound { .. }) if pin.is_some() => {
-            let label = DeviceSpec::Label(cmdline::DEFAULT_HOSTPART_LABEL);
-            warn!("hostpart: {spec} not found; trying {label}");
-            match blockdev::find_in(&env.roots, &label, pin) {
-                Ok(found) => {
-                    warn!(
-                        "hostpart: using {} found by label, not by the PARTUUID GRUB passed",
-                        describe_found(&found)
-                    );
-                    Ok(found)
-                }
-                Err(e) => Err(Failure::plain(format!("hostpart: {e}"))),
-            }
-        }
-        Err(e) => Err(Failure::plain(format!("hostpart: {e}"))),
-    }
-}
-
 fn mount_hostpart(
     env: &Env,
     drivers: &mut Drivers,
     params: &BootParams<'_>,
     found: &Found,
 ) -> Result<(), Failure> {
-    let fs = match mount_type(found) {
+    let fs = match found.fs.as_ref().map(|f| f.fs_type) {
         Some(t @ (FsType::Ext4 | FsType::Ext3 | FsType::Ext2 | FsType::Btrfs | FsType::Xfs)) => t,
         Some(other) => {
             return Err(Failure::plain(format!(
@@ -371,16 +181,15 @@ fn mount_hostpart(
     Ok(())
 }
 
-/// Mount the ESP read-only and read the boot state; on any problem, the state is absent and
-/// nothing will be written.
+/// The ESP mounted read-only, and the boot state in it as the core judges what is there.
+/// Without an ESP the state is absent and nothing will be written.
 fn read_boot_state(
     env: &Env,
     drivers: &mut Drivers,
     params: &BootParams<'_>,
 ) -> (StateSeen, Option<PathBuf>) {
-    let spec = params.esp_spec();
-    let found = match wait_for(env, "ESP", &spec, None, env.esp_wait) {
-        Ok((found, _)) => found,
+    let found = match devices::find_esp(&env.roots, env.poll, params, env.esp_wait) {
+        Ok(found) => found,
         Err(e) => {
             warn!("boot state: ESP not available ({e}); deciding without it and writing nothing");
             return (StateSeen::Absent, None);
@@ -388,7 +197,7 @@ fn read_boot_state(
     };
     // The boot-state file must keep its blocks when rewritten, so GRUB can write it in place:
     // FAT (the ESP) or ext2/3/4, never a copy-on-write filesystem.
-    let fs = match mount_type(&found) {
+    let fs = match found.fs.as_ref().map(|f| f.fs_type) {
         Some(t @ (FsType::Vfat | FsType::Ext2 | FsType::Ext3 | FsType::Ext4)) => t,
         _ => {
             warn!(
@@ -411,36 +220,42 @@ fn read_boot_state(
         warn!("boot state: {e}; deciding without it and writing nothing");
         return (StateSeen::Absent, None);
     }
-    let file = env.esp_mnt.join(bootstate_file::ESP_RELATIVE_PATH);
-    match bootstate_file::seen(&file) {
-        Ok(state) => {
-            match &state {
-                StateSeen::Valid(s) => info!(
-                    "boot state: {s} (from {} {})",
-                    found.node.display(),
-                    bootstate_file::ESP_RELATIVE_PATH
-                ),
-                StateSeen::Absent => info!("boot state: none recorded in {}", found.node.display()),
-                StateSeen::Corrupt => warn!("boot state: corrupt in {}", found.node.display()),
-            }
-            (state, Some(env.esp_mnt.clone()))
+    let file = env.esp_mnt.join(layout::BOOTSTATE_PATH);
+    let (state, why) = bootstate_file::seen(&file);
+    match (&state, why) {
+        (StateSeen::Valid(s), _) => info!(
+            "boot state: {s} (from {} {})",
+            found.node.display(),
+            layout::BOOTSTATE_PATH
+        ),
+        (StateSeen::Absent, _) => info!("boot state: none recorded in {}", found.node.display()),
+        (StateSeen::Corrupt, Some(why)) => {
+            warn!("boot state: {why}: deciding as for a corrupt one")
         }
-        Err(e) => {
-            warn!("boot state: {e}; deciding without it");
-            (StateSeen::Absent, Some(env.esp_mnt.clone()))
-        }
+        (StateSeen::Corrupt, None) => warn!("boot state: corrupt in {}", found.node.display()),
+    }
+    (state, Some(env.esp_mnt.clone()))
+}
+
+/// The boot state on the ESP mounted at `esp`: remounted read-write for the write only.
+#[derive(Debug)]
+pub struct EspState<'a>(pub Option<&'a Path>);
+
+impl BootStateStore for EspState<'_> {
+    fn write(&mut self, state: &BootState) -> Result<(), String> {
+        write_boot_state(self.0, state)
     }
 }
 
-/// Write the boot state: remount the ESP read-write for the write only.
-pub fn write_boot_state(esp: Option<&Path>, state: &hnroot_core::BootState) -> Result<(), String> {
+/// Write the boot state on the ESP mounted at `esp`, remounting it read-write for the write.
+pub fn write_boot_state(esp: Option<&Path>, state: &BootState) -> Result<(), String> {
     let Some(esp) = esp else {
         return Err("the ESP is not mounted".into());
     };
     mounts::remount(esp, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
         .map_err(|e| e.to_string())?;
-    let result = bootstate_file::write(&esp.join(bootstate_file::ESP_RELATIVE_PATH), state)
-        .map_err(|e| e.to_string());
+    let result =
+        bootstate_file::write(&esp.join(layout::BOOTSTATE_PATH), state).map_err(|e| e.to_string());
     if let Err(e) = mounts::remount(
         esp,
         libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
@@ -450,110 +265,82 @@ pub fn write_boot_state(esp: Option<&Path>, state: &hnroot_core::BootState) -> R
     result
 }
 
-/// Attach the image, check its UUID on the loop device, mount it at the new root.
-fn mount_image(
-    env: &Env,
-    drivers: &mut Drivers,
-    params: &BootParams<'_>,
-    hostpart: &Hostpart,
-    image: ImageName,
-    uuid: FsUuid,
-) -> Result<(), String> {
-    let (file, size) = match hostpart.open_image(image) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Err(format!("{image} vanished")),
-        Err(refused) => return Err(format!("{image}: {}", refused.why)),
-    };
-    let lo = loopdev::attach(&env.roots.dev, &file, image.file_name(), params.image_rw)
-        .map_err(|e| format!("attach {image} to a loop device: {e}"))?;
-    let mode = if params.image_rw {
-        "read-write"
-    } else {
-        "read-only"
-    };
-    info!("attached {image} to {} {mode}", lo.node.display());
-    let outcome = Device::open(&lo.node)
-        .and_then(|mut d| d.probe_fs(0, size))
-        .map_err(|e| format!("probe {}: {e}", lo.node.display()))?;
-    let info = match outcome {
-        FsOutcome::Found(info) if info.uuid == Some(uuid) => info,
-        FsOutcome::Found(info) => {
-            return Err(format!(
-                "{image} on {} has filesystem UUID {}, but GRUB booted {uuid}: refusing to mount a different image than the kernel came from",
-                lo.node.display(),
-                info.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into())
-            ))
-        }
-        other => {
-            let what = match other {
-                FsOutcome::Ambivalent(types) => format!("ambiguous superblocks ({types})"),
-                FsOutcome::Other(t) => format!("a {t} volume"),
-                _ => "no filesystem the probes know".to_owned(),
-            };
-            return Err(format!("{image} on {}: {what}", lo.node.display()));
-        }
-    };
-    drivers.for_fs(info.fs_type);
-    mounts::mkdir_p(&env.newroot).map_err(|e| e.to_string())?;
-    let flags = if params.image_rw { 0 } else { libc::MS_RDONLY };
-    mounts::mount(
-        &lo.node,
-        &env.newroot,
-        Some(info.fs_type.as_str()),
-        flags,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
-    info!(
-        "mounted {} ({}, UUID={uuid}) {} at {}",
-        lo.node.display(),
-        info.fs_type.as_str(),
-        if params.image_rw { "rw" } else { "ro" },
-        env.newroot.display()
-    );
-    Ok(())
+/// Mounts the booted image as the new root: attached to a loop device (read-only unless
+/// `hnroot.rw`), its UUID checked on the loop device, mounted at the new root.
+struct ImageMounter<'a> {
+    env: &'a Env,
+    drivers: &'a mut Drivers,
+    rw: bool,
+    mounted: Option<(ImageName, FsUuid)>,
 }
 
-/// Keep hostpart reachable at `<newroot>/hostpart` and make `/data0` resolve to its `data/`.
-fn keep_hostpart(env: &Env) {
-    let target = env.newroot.join("hostpart");
-    if !target.is_dir() {
-        error!(
-            "the image has no /hostpart directory: hostpart stays mounted but out of reach after switch_root (add /hostpart to the image)"
-        );
-        return;
-    }
-    match mounts::move_mount(&env.hostpart_mnt, &target) {
-        Ok(()) => info!("moved hostpart to {}", target.display()),
-        Err(e) => {
-            error!("{e}: hostpart will not be reachable in the new root");
-            return;
-        }
-    }
-    let data = target.join("data");
-    if !data.is_dir() {
-        match std::fs::create_dir(&data) {
-            Ok(()) => info!("created {}", data.display()),
-            Err(e) => warn!("cannot create {}: {e}", data.display()),
-        }
-    }
-    let data0 = env.newroot.join("data0");
-    match std::fs::symlink_metadata(&data0) {
-        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&data0) {
-            Ok(t) if t == Path::new("/hostpart/data") => {
-                info!("/data0 -> /hostpart/data (symlink in the image)")
+impl RootMounter for ImageMounter<'_> {
+    fn mount(
+        &mut self,
+        hostpart: &Hostpart,
+        image: ImageName,
+        uuid: FsUuid,
+    ) -> Result<String, String> {
+        let file = hostpart.open_image(image).map_err(|e| e.to_string())?;
+        let size = file.metadata().map_err(|e| format!("{image}: {e}"))?.len();
+        let lo = loopdev::attach(&self.env.roots.dev, &file, image.file_name(), self.rw)
+            .map_err(|e| format!("attach {image} to a loop device: {e}"))?;
+        let mode = if self.rw { "read-write" } else { "read-only" };
+        info!("attached {image} to {} {mode}", lo.node.display());
+        let outcome = Device::open(&lo.node)
+            .and_then(|mut d| d.probe_fs(0, size))
+            .map_err(|e| format!("probe {}: {e}", lo.node.display()))?;
+        let info = match outcome {
+            FsOutcome::Found(info) if info.uuid == Some(uuid) => info,
+            FsOutcome::Found(info) => {
+                return Err(format!(
+                    "{image} on {} has filesystem UUID {}, but GRUB booted {uuid}: refusing to mount a different image than the kernel came from",
+                    lo.node.display(),
+                    info.uuid.map(|u| u.to_string()).unwrap_or_else(|| "none".into())
+                ))
             }
-            Ok(t) => warn!(
-                "/data0 in the image points to {}, not /hostpart/data",
-                t.display()
-            ),
-            Err(e) => warn!("cannot read the /data0 link: {e}"),
-        },
-        Ok(m) if m.is_dir() => match mounts::bind(&data, &data0) {
-            Ok(()) => info!("bind-mounted /hostpart/data on /data0"),
-            Err(e) => warn!("{e}: /data0 is an empty directory"),
-        },
-        _ => warn!("the image has no /data0: add a symlink /data0 -> /hostpart/data"),
+            other => return Err(format!("{image} on {}: {other:?}", lo.node.display())),
+        };
+        self.drivers.for_fs(info.fs_type);
+        mounts::mkdir_p(&self.env.newroot).map_err(|e| e.to_string())?;
+        let flags = if self.rw { 0 } else { libc::MS_RDONLY };
+        mounts::mount(
+            &lo.node,
+            &self.env.newroot,
+            Some(info.fs_type.as_str()),
+            flags,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        self.mounted = Some((image, uuid));
+        Ok(format!(
+            "mounted {} ({}, UUID={uuid}) {} at {}",
+            lo.node.display(),
+            info.fs_type.as_str(),
+            if self.rw { "rw" } else { "ro" },
+            self.env.newroot.display()
+        ))
+    }
+}
+
+fn log_view(view: &HostpartView) {
+    for name in ImageName::ALL {
+        match view.image(name).map(|j| &j.verdict) {
+            None | Some(Verdict::Absent) => {}
+            Some(v @ Verdict::Bootable(_)) => info!("hostpart: {name}: {v}"),
+            Some(Verdict::Refused(r)) => warn!("hostpart: {name}: unreadable ({}): {r}", r.code()),
+        }
+    }
+    if view.revert_requested {
+        info!("hostpart: system-revert present");
+    }
+}
+
+fn log_step(r: StepReport<'_>) {
+    let n = r.index + 1;
+    match r.outcome {
+        Ok(how) => info!("step {n}/{}: {}: {how}", r.total, r.step),
+        Err(e) => error!("step {n}/{}: {}: FAILED: {e}", r.total, r.step),
     }
 }
 
@@ -565,7 +352,7 @@ fn fallback_context(
     esp: Option<PathBuf>,
 ) -> FallbackContext {
     let obs = match hostpart.observe() {
-        Ok(seen) => seen.observation(state),
+        Ok(view) => view.observation(state),
         Err(e) => {
             warn!("cannot look at hostpart again ({e}): the fallback sees nothing");
             Observation {
@@ -602,6 +389,14 @@ pub fn unwind(env: &Env) {
     }
 }
 
+/// The state the boot state file holds now (after the plan wrote what it wrote).
+fn current_state(esp: Option<&Path>, before: StateSeen) -> StateSeen {
+    match esp {
+        Some(esp) => bootstate_file::seen(&esp.join(layout::BOOTSTATE_PATH)).0,
+        None => before,
+    }
+}
+
 /// Run the sequence up to a mounted new root.
 pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let params = cmdline::parse(cmdline_text);
@@ -625,47 +420,38 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let config = Config {
         tries: params.tries.unwrap_or(Config::default().tries),
     };
-    let mut drivers = Drivers::start(env);
+    let mut drivers = Drivers::start(env.modules_dir.as_ref(), &env.modules_list);
 
-    let found = find_hostpart(env, &params)?;
+    let found = devices::find_hostpart(&env.roots, env.poll, &params).map_err(Failure::plain)?;
     mount_hostpart(env, &mut drivers, &params, &found)?;
-    let hostpart = Hostpart::open(&env.hostpart_mnt).map_err(|e| Failure::plain(e.to_string()))?;
+    let hostpart = Hostpart::open(&env.hostpart_mnt)
+        .map_err(|e| Failure::plain(e.to_string()))?
+        .with_inspect(env.inspect());
     let (state, esp) = read_boot_state(env, &mut drivers, &params);
 
-    let seen = hostpart
+    let view = hostpart
         .observe()
         .map_err(|e| Failure::plain(e.to_string()))?;
-    for name in ImageName::ALL {
-        match seen.image(name) {
-            hnroot_linux::hostpart::ImageFile::Absent => {}
-            hnroot_linux::hostpart::ImageFile::Readable {
-                fs_type,
-                uuid,
-                size,
-                ..
-            } => {
-                info!(
-                    "hostpart: {name}: {} UUID={uuid} ({} MiB)",
-                    fs_type.as_str(),
-                    size >> 20
-                )
-            }
-            hnroot_linux::hostpart::ImageFile::Unreadable { why, .. } => {
-                warn!("hostpart: {name}: unusable: {why}")
-            }
-        }
-    }
-    if seen.revert_requested {
-        info!("hostpart: system-revert present");
-    }
-    let obs = seen.observation(state);
+    log_view(&view);
+    let obs = view.observation(state);
+    let booted_uuid = params
+        .booted
+        .map(|b| b.uuid)
+        .or(obs.readable(ImageName::Current));
     let failure = |message: String, failed: Option<FsUuid>| Failure {
         message,
-        fallback: failed
-            .map(|f| Box::new(fallback_context(&hostpart, state, f, config, esp.clone()))),
+        fallback: failed.map(|f| {
+            Box::new(fallback_context(
+                &hostpart,
+                current_state(esp.as_deref(), state),
+                f,
+                config,
+                esp.clone(),
+            ))
+        }),
     };
-    let the_plan: Plan = plan(&obs, params.booted)
-        .map_err(|e| failure(e.to_string(), params.booted.map(|b: Booted| b.uuid)))?;
+    let the_plan: Plan =
+        plan(&obs, params.booted).map_err(|e| failure(e.to_string(), booted_uuid))?;
     info!(
         "plan: {} ({} steps){}",
         the_plan.kind.code(),
@@ -676,91 +462,74 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
             format!(": {}", the_plan.notes)
         }
     );
+    info!("record: {}", the_plan.record());
 
-    let total = the_plan.steps.len();
-    let mut mounted = None;
-    for (i, step) in the_plan.steps.iter().enumerate() {
-        let n = i + 1;
-        if env.stop_after_step == Some(i) {
-            return Err(Failure::plain(format!(
-                "stopped before step {n}/{total} ({step}) on request"
-            )));
+    let mut store = EspState(esp.as_deref());
+    let mut mounter = ImageMounter {
+        env,
+        drivers: &mut drivers,
+        rw: params.image_rw,
+        mounted: None,
+    };
+    let mut executor = Executor::new(&hostpart)
+        .boot_state(&mut store)
+        .mounter(&mut mounter);
+    executor.stop_before = env.stop_before_step;
+    let mut to_run = the_plan.clone();
+    while let Err(failed) = executor.run(&to_run, log_step) {
+        if env.stop_before_step.is_some() && failed.error.contains("simulated power cut") {
+            return Err(Failure::plain(failed.to_string()));
         }
-        let result: Result<String, String> = match *step {
-            Step::Rename { from, to, replace } => hostpart
-                .rename(from, to, replace)
-                .map(|()| "ok".to_owned())
-                .map_err(|e| e.to_string()),
-            Step::RemoveRevertMarker => hostpart
-                .remove_revert_marker()
-                .map(|()| "ok".to_owned())
-                .map_err(|e| e.to_string()),
-            Step::SyncDir => hostpart
-                .sync_dir()
-                .map(|()| "ok".to_owned())
-                .map_err(|e| e.to_string()),
-            Step::Checkpoint => hostpart
-                .checkpoint()
-                .map(str::to_owned)
-                .map_err(|e| e.to_string()),
-            Step::WriteBootState(s) => match write_boot_state(esp.as_deref(), &s) {
-                Ok(()) => Ok("ok".to_owned()),
-                // Not fatal: the core keeps every intermediate state valid without it.
-                Err(e) => Ok(format!("NOT recorded ({e})")),
-            },
-            Step::Mount { image, uuid } => {
-                mount_image(env, &mut drivers, &params, &hostpart, image, uuid).map(|()| {
-                    mounted = Some((image, uuid));
-                    "ok".to_owned()
-                })
-            }
+        let Some(uuid) = booted_uuid else {
+            return Err(Failure::plain(failed.to_string()));
         };
-        match result {
-            Ok(how) => info!("step {n}/{total}: {step}: {how}"),
-            Err(e) => {
-                error!("step {n}/{total}: {step}: FAILED: {e}");
-                let booted = params
-                    .booted
-                    .map(|b| b.uuid)
-                    .or(obs.readable(ImageName::Current));
-                return Err(failure(format!("{step}: {e}"), booted));
+        let now = hostpart
+            .observe()
+            .map(|v| v.observation(current_state(esp.as_deref(), state)))
+            .unwrap_or(obs);
+        match after_step_failure(&now, uuid, &failed.step, &config) {
+            AfterStepFailure::Continue => {
+                warn!(
+                    "not recorded: {}; every state is valid without it, the boot goes on",
+                    failed.error
+                );
+                to_run = to_run.from_step(failed.index + 1);
+            }
+            AfterStepFailure::MountAsIs { image, uuid } => {
+                warn!(
+                    "after the failed step the image is still fine: booting {image} (UUID {uuid}) where it lies now; the plan resumes at a later boot"
+                );
+                to_run = to_run.mount_only(image, uuid);
+            }
+            AfterStepFailure::ImageFailed(_) => {
+                drop(executor);
+                return Err(failure(failed.to_string(), Some(uuid)));
             }
         }
     }
-    let Some(mounted) = mounted else {
+    drop(executor);
+    let Some(mounted) = mounter.mounted else {
         return Err(Failure::plain("the plan mounted nothing".into()));
     };
+    match newroot::check_init(&env.newroot, params.init_path()) {
+        Ok(resolved) => info!("init {} ({resolved}) is there", params.init_path()),
+        Err(e) => {
+            let _ = mounts::umount(&env.newroot, libc::MNT_DETACH);
+            return Err(failure(
+                format!("the image cannot be started: {}", e.0),
+                Some(mounted.1),
+            ));
+        }
+    }
     if esp.is_some() {
         if let Err(e) = mounts::umount(&env.esp_mnt, 0) {
             warn!("{e}");
         }
     }
     drop(hostpart);
-    keep_hostpart(env);
+    newroot::keep_hostpart(&env.newroot, &env.hostpart_mnt);
     Ok(Prepared {
         init: params.init_path().to_owned(),
         mounted,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_filesystem_type_names_only_deferred_drivers() {
-        for t in FsType::ALL {
-            for m in fs_modules(t) {
-                assert!(is_fs_driver(m), "{m} for {t} would never be deferred");
-            }
-        }
-        assert!(
-            !is_fs_driver("loop") && !is_fs_driver("virtio_blk") && !is_fs_driver("crc32c_generic")
-        );
-        assert_eq!(
-            fs_modules(FsType::Ext3),
-            ["ext4"],
-            "ext2/3 are served by the ext4 driver"
-        );
-    }
 }

@@ -1,11 +1,12 @@
-//! What PID 1 does when the boot sequence fails: record the failed image in the boot state and
-//! reboot, when the core predicts GRUB will then boot a different image; otherwise stop on
-//! purpose — an emergency shell if the initramfs has one, else an intentional freeze — and
-//! never spin silently or loop.
+//! What `hnroot-init` does when the boot sequence fails: record the failed image in the boot
+//! state and reboot when the core predicts GRUB will then boot a different image
+//! (`after_failure`); otherwise stop on purpose, with the reason on the console, and never spin:
+//! the emergency shell (if the initramfs has one) runs once, and when it exits, or after a
+//! bounded wait without one, the machine reboots and hnroot decides again.
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hnroot_core::plan::{after_failure, Fallback};
 
@@ -15,11 +16,18 @@ use crate::{error, info};
 /// The emergency shell, if the initramfs carries one (busybox).
 pub const SHELL: &str = "/bin/sh";
 
+/// How long a stop without a shell waits before it reboots (`hnroot.stop=` does not exist:
+/// a server that stops with nobody at its console is better rebooted, to decide again).
+pub const STOP_WAIT: Duration = Duration::from_secs(600);
+
+/// How often a waiting stop says again why it stopped.
+const REMIND_EVERY: Duration = Duration::from_secs(60);
+
 /// Handle a failure of the boot sequence as PID 1. Never returns.
 pub fn handle(failure: &Failure) -> ! {
     error!("FATAL: {}", failure.message);
     reboot_into_another_image(failure);
-    stop()
+    stop(&failure.message)
 }
 
 /// If the core predicts that recording the failure makes GRUB boot a different image, record it
@@ -30,7 +38,11 @@ pub fn reboot_into_another_image(failure: &Failure) {
         return;
     };
     match after_failure(&ctx.obs, ctx.failed, &ctx.config) {
-        Fallback::Reboot { write, next, next_uuid } => match write_boot_state(ctx.esp.as_deref(), &write) {
+        Fallback::Reboot {
+            write,
+            next,
+            next_uuid,
+        } => match write_boot_state(ctx.esp.as_deref(), &write) {
             Ok(()) => {
                 info!(
                     "fallback: recorded image {} as failed; rebooting so GRUB boots {next} (UUID {next_uuid})",
@@ -38,13 +50,17 @@ pub fn reboot_into_another_image(failure: &Failure) {
                 );
                 reboot();
             }
-            Err(e) => error!("fallback: cannot record the failure ({e}): rebooting would boot the same image again"),
+            Err(e) => error!(
+                "fallback: cannot record the failure ({e}): rebooting would boot the same image again"
+            ),
         },
-        Fallback::Stop => error!("fallback: no other image would boot"),
+        Fallback::Stop => error!(
+            "fallback: no other image would boot without retrying one that already failed"
+        ),
     }
 }
 
-/// Sync and reboot; if the reboot itself fails, stop.
+/// Sync and reboot; if the reboot itself fails, wait forever (there is nothing else to do).
 pub fn reboot() -> ! {
     // SAFETY: sync takes no arguments.
     unsafe { libc::sync() };
@@ -52,25 +68,30 @@ pub fn reboot() -> ! {
     // SAFETY: reboot(2) with a valid command; only returns on failure.
     unsafe { libc::reboot(libc::RB_AUTOBOOT) };
     error!("reboot failed: {}", std::io::Error::last_os_error());
-    stop()
-}
-
-/// Stop on purpose: run the emergency shell while there is one, else sleep forever.
-pub fn stop() -> ! {
-    if Path::new(SHELL).exists() {
-        loop {
-            error!("emergency shell on the console: fix hostpart, then `reboot -f` (hnroot will decide again)");
-            match Command::new(SHELL).status() {
-                Ok(status) => info!("emergency shell exited ({status}); starting it again"),
-                Err(e) => {
-                    error!("cannot start {SHELL}: {e}");
-                    break;
-                }
-            }
-        }
-    }
-    error!("stopped on purpose: no emergency shell in this initramfs; power-cycle the machine after fixing hostpart");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Stop on purpose, saying `why`: the emergency shell once if there is one, else a wait of
+/// [`STOP_WAIT`] that repeats the reason every minute; then reboot, so hnroot decides again
+/// (a device that appeared late, a disk that was fixed). Bounded: never a restart loop.
+pub fn stop(why: &str) -> ! {
+    if Path::new(SHELL).exists() {
+        error!("emergency shell on the console: fix hostpart, then leave the shell; the machine then reboots and hnroot decides again");
+        match Command::new(SHELL).status() {
+            Ok(status) => info!("emergency shell exited ({status}): rebooting"),
+            Err(e) => error!("cannot start {SHELL}: {e}"),
+        }
+        reboot();
+    }
+    let started = Instant::now();
+    while started.elapsed() < STOP_WAIT {
+        error!(
+            "stopped: {why}; no emergency shell in this initramfs; rebooting in {} s to decide again (power-cycle after fixing hostpart)",
+            STOP_WAIT.saturating_sub(started.elapsed()).as_secs()
+        );
+        std::thread::sleep(REMIND_EVERY.min(STOP_WAIT.saturating_sub(started.elapsed())));
+    }
+    reboot()
 }

@@ -1,21 +1,28 @@
 //! # hnroot-init
 //!
 //! The initramfs half of hnroot: a static program that runs in early boot, asks `hnroot-core`
-//! for the plan, and does the I/O: commits the image switch on hostpart, loop-mounts the image
-//! GRUB booted (checked by filesystem UUID) as the new root, keeps hostpart reachable at
-//! `/hostpart` and `/data0`, and switches root. As PID 1 it never exits: on a fatal error it
-//! says what it looked for and found, then follows the core's fallback (reboot into another
-//! image after recording the failure), or stops on purpose (emergency shell if there is one).
+//! for the plan, and has `hnroot-linux`'s executor carry it out: commits the image switch on
+//! hostpart, loop-mounts the image GRUB booted (checked by filesystem UUID) as the new root,
+//! keeps hostpart reachable at `/hostpart` and `/data0`, and switches root. As PID 1 it never
+//! exits: on a fatal error it says what it looked for and found, then follows the core's
+//! fallback (reboot into another image after recording the failure), or stops on purpose for
+//! a bounded time (an emergency shell once if there is one) and reboots to decide again.
+//!
+//! The driver contract, as every hnroot driver follows it: observe (hostpart, boot state) ->
+//! ask the core (plan) -> execute (`hnroot_linux::exec`) -> on a failed step, ask the core
+//! (`after_step_failure`, `after_failure`) -> carry that out.
 //!
 //! * [`boot`]: the sequence, up to a mounted new root.
+//! * [`devices`]: finding hostpart and the ESP. * [`drivers`]: kernel modules.
+//! * [`newroot`]: the image's init, and hostpart inside the new root.
 //! * [`fallback`]: what PID 1 does when the sequence fails.
-//! * [`switch_root`]: the switch itself.
-//! * [`kmod`], [`loopdev`], [`mounts`], [`log`]: the system calls around them.
+//! * [`switch_root`]: the switch itself. * [`kmod`], [`log`]: module loading and logging.
 
 pub mod boot;
+pub mod devices;
+pub mod drivers;
 pub mod fallback;
 pub mod kmod;
 pub mod log;
-pub mod loopdev;
-pub mod mounts;
+pub mod newroot;
 pub mod switch_root;

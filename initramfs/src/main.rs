@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hnroot_init::boot::{prepare, Env};
-use hnroot_init::{error, fallback, info, log, mounts, switch_root};
+use hnroot_init::{error, fallback, info, log, switch_root};
+use hnroot_linux::mounts;
 
 const USAGE: &str = "usage: hnroot-init            (as PID 1 in hnroot's initramfs)
        hnroot-init mount-root ROOTMNT   (initramfs-tools: mount the image at ROOTMNT)
@@ -78,7 +79,10 @@ fn early_mounts() {
 /// limit while we run and put the previous setting back before the real init starts.
 const PRINTK_DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
 
-fn pid1() -> ! {
+/// As PID 1: every argument the kernel passed (words of its command line without `=` that it
+/// does not know, like `single`, `emergency` or `1`) goes on to the image's init, which knows
+/// what they mean.
+fn pid1(init_args: &[String]) -> ! {
     early_mounts();
     let devkmsg = std::fs::read_to_string(PRINTK_DEVKMSG).ok();
     let _ = std::fs::write(PRINTK_DEVKMSG, "on\n");
@@ -104,9 +108,10 @@ fn pid1() -> ! {
             if let Some(previous) = &devkmsg {
                 let _ = std::fs::write(PRINTK_DEVKMSG, previous);
             }
-            let e = switch_root::switch_root(&env.newroot, &prepared.init);
+            let e = switch_root::switch_root(&env.newroot, &prepared.init, init_args);
+            // Past the point of no return: the initramfs is gone, nothing can be recorded.
             error!("FATAL: switch_root: {e}");
-            fallback::stop()
+            fallback::stop(&e.to_string())
         }
         Err(failure) => fallback::handle(&failure),
     }
@@ -137,6 +142,12 @@ fn mount_root_logged(rootmnt: &Path) -> ExitCode {
         modules_dir: None,
         ..Env::initramfs(&release())
     };
+    info!(
+        "hnroot-init {} mount-root {} on Linux {}",
+        env!("CARGO_PKG_VERSION"),
+        rootmnt.display(),
+        release()
+    );
     match prepare(&env, &cmdline) {
         Ok(p) => {
             let (image, uuid) = p.mounted;
@@ -160,13 +171,16 @@ fn mount_root_logged(rootmnt: &Path) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if std::process::id() == 1 {
+        // PID 1 never exits, whatever it was given.
+        pid1(&args);
+    }
     match args
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()
         .as_slice()
     {
-        [] if std::process::id() == 1 => pid1(),
         ["mount-root", rootmnt] => mount_root(Path::new(rootmnt)),
         ["--version"] => {
             println!("hnroot-init {}", env!("CARGO_PKG_VERSION"));

@@ -1,17 +1,18 @@
-//! `switch_root` the way systemd and u-root do it: move `/dev`, `/proc`, `/sys`, `/run` into the
-//! new root (or detach them if it has no such directory), delete the initramfs's own files
-//! without crossing into any mount, move the new root onto `/`, chroot into it and exec its
-//! init. Only ever runs as PID 1 in an initramfs (it checks `/` is ramfs or tmpfs first).
+//! `switch_root` the way systemd (`switch-root.c`) and u-root (`switch_root_linux.go`) do it:
+//! make every mount private (so no move propagates back), move `/dev`, `/proc`, `/sys`, `/run`
+//! into the new root (or detach them if it has no such directory), hold the old root open,
+//! move the new root onto `/` and chroot into it, then delete the initramfs's own files through
+//! the held descriptor without ever crossing into another mount, and exec the image's init
+//! with the arguments the kernel gave. Only ever runs as PID 1 in an initramfs (the old root
+//! must be ramfs or tmpfs before anything is deleted).
 
-use std::ffi::CString;
-use std::fs::File;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::mounts::{self, SysError};
+use hnroot_linux::mounts::{self, SysError};
+
 use crate::{info, warn};
 
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
@@ -19,6 +20,8 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// Most directory entries deleted (bounds the walk over a damaged initramfs).
 const MAX_ENTRIES: usize = 1 << 20;
+/// Deepest directory nesting followed.
+const MAX_DEPTH: usize = 64;
 
 /// The API filesystems that follow us into the new root.
 pub const MOVED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
@@ -41,109 +44,224 @@ pub fn move_api_mounts(new_root: &Path) {
     }
 }
 
-fn statfs_type(path: &Path) -> io::Result<i64> {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
-    // SAFETY: zeroed statfs is a valid out-buffer; the path is NUL-terminated.
+fn fs_type(fd: &OwnedFd) -> io::Result<i64> {
+    // SAFETY: zeroed statfs is a valid out-buffer.
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::statfs(c.as_ptr(), &mut s) } != 0 {
+    // SAFETY: valid descriptor and out-pointer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut s) } != 0 {
         return Err(io::Error::last_os_error());
     }
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs.
     Ok(s.f_type as i64)
 }
 
-/// Delete everything under `dir` that lives on device `dev`, never entering another mount.
-/// Returns the number of entries removed.
-fn remove_children(dir: &Path, dev: u64, budget: &mut usize) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+fn stat_at(dir: &OwnedFd, name: &CStr) -> Option<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     };
+    (r == 0).then_some(st)
+}
+
+/// Delete everything in the directory `dir` that lives on device `dev`, through descriptors
+/// only, never entering another filesystem (a mount point's device differs). Returns the
+/// entries removed.
+fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return 0;
+    }
+    // Collect the names first: deleting while reading a directory stream is undefined.
+    // SAFETY: `dup` of a valid descriptor; fdopendir takes ownership of the duplicate.
+    let dup = unsafe { libc::dup(dir.as_raw_fd()) };
+    if dup < 0 {
+        return 0;
+    }
+    // SAFETY: a fresh descriptor; on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        // SAFETY: fdopendir failed, so the duplicate is still ours.
+        unsafe { libc::close(dup) };
+        return 0;
+    }
+    // The duplicate shares its offset with `dir`: start from the beginning.
+    // SAFETY: a valid stream.
+    unsafe { libc::rewinddir(stream) };
+    let mut names: Vec<CString> = Vec::new();
+    loop {
+        // SAFETY: a valid stream.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() || names.len() >= *budget {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry whose name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    // SAFETY: a valid stream, closed once.
+    unsafe { libc::closedir(stream) };
     let mut removed = 0;
-    for entry in entries.flatten() {
+    for name in names {
         if *budget == 0 {
             break;
         }
         *budget -= 1;
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        let Some(st) = stat_at(dir, &name) else {
             continue;
         };
-        if meta.dev() != dev {
+        #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
+        if st.st_dev as u64 != dev {
             continue;
         }
-        if meta.is_dir() {
-            removed += remove_children(&path, dev, budget);
-            if std::fs::remove_dir(&path).is_ok() {
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            // SAFETY: valid descriptor and name; the result is owned below.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh descriptor we own.
+                let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+                removed += remove_children(&sub, dev, budget, depth + 1);
+            }
+            // SAFETY: valid descriptor and name.
+            if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
                 removed += 1;
             }
-        } else if std::fs::remove_file(&path).is_ok() {
+        // SAFETY: valid descriptor and name.
+        } else if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
             removed += 1;
         }
     }
     removed
 }
 
-/// Switch to `new_root` and exec `init`. Returns only on failure.
-pub fn switch_root(new_root: &Path, init: &str) -> SysError {
+/// Switch to `new_root` and exec `init` with `args`. Returns only on failure.
+pub fn switch_root(new_root: &Path, init: &str, args: &[String]) -> SysError {
     let fail = |what: String| SysError {
         what,
         source: io::Error::last_os_error(),
     };
-    // Hold the new root open before moving anything.
-    let Ok(new_root_dir) = File::open(new_root) else {
-        return fail(format!("open new root {}", new_root.display()));
-    };
-    let init_in_root = new_root.join(init.trim_start_matches('/'));
-    if std::fs::symlink_metadata(&init_in_root).is_err() {
-        return SysError {
-            what: format!("init {init} in the new root"),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                "no such file: pass init= to choose another",
-            ),
-        };
-    }
-    move_api_mounts(new_root);
-    // SAFETY: a valid directory descriptor.
-    if unsafe { libc::fchdir(new_root_dir.as_raw_fd()) } != 0 {
-        return fail(format!("chdir {}", new_root.display()));
-    }
-    match statfs_type(Path::new("/")) {
-        Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC) => {
-            if let Ok(root) = std::fs::metadata("/") {
-                let mut budget = MAX_ENTRIES;
-                let removed = remove_children(Path::new("/"), root.dev(), &mut budget);
-                info!("removed {removed} initramfs entries");
-            }
-        }
-        Ok(other) => {
-            warn!("/ is not an initramfs (filesystem type {other:#x}): its files are kept")
-        }
-        Err(e) => warn!("cannot tell what / is ({e}): its files are kept"),
-    }
-    if let Err(e) = mounts::move_mount(Path::new("."), Path::new("/")) {
-        return e;
-    }
-    let dot = c".";
-    // SAFETY: NUL-terminated path.
-    if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
-        return fail("chroot .".into());
-    }
-    let slash = c"/";
-    // SAFETY: NUL-terminated path.
-    if unsafe { libc::chdir(slash.as_ptr()) } != 0 {
-        return fail("chdir /".into());
-    }
-    info!("switch_root done, exec {init}");
     let Ok(prog) = CString::new(init) else {
         return SysError {
             what: format!("exec {init}"),
             source: io::Error::from(io::ErrorKind::InvalidInput),
         };
     };
-    let argv = [prog.as_ptr(), std::ptr::null()];
-    // SAFETY: NUL-terminated program and a NULL-terminated argv; returns only on failure.
+    let argv_owned: Vec<CString> = std::iter::once(prog.clone())
+        .chain(args.iter().filter_map(|a| CString::new(a.as_str()).ok()))
+        .collect();
+    // No move may propagate back into another namespace's view.
+    if let Err(e) = mounts::mount(
+        Path::new("none"),
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    ) {
+        warn!("{e}: moving mounts anyway");
+    }
+    // Hold the old root and the new root open before moving anything.
+    let old_root = match std::fs::File::open("/") {
+        Ok(f) => OwnedFd::from(f),
+        Err(e) => {
+            return SysError {
+                what: "open /".into(),
+                source: e,
+            }
+        }
+    };
+    let new_root_dir = match std::fs::File::open(new_root) {
+        Ok(f) => f,
+        Err(e) => {
+            return SysError {
+                what: format!("open new root {}", new_root.display()),
+                source: e,
+            }
+        }
+    };
+    move_api_mounts(new_root);
+    // SAFETY: a valid directory descriptor.
+    if unsafe { libc::fchdir(new_root_dir.as_raw_fd()) } != 0 {
+        return fail(format!("chdir {}", new_root.display()));
+    }
+    if let Err(e) = mounts::move_mount(Path::new("."), Path::new("/")) {
+        return e;
+    }
+    // SAFETY: NUL-terminated path.
+    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+        return fail("chroot .".into());
+    }
+    // SAFETY: NUL-terminated path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        return fail("chdir /".into());
+    }
+    // The old root is out of sight now; empty it through the held descriptor, on its own
+    // device only, and only if it is the initramfs.
+    match fs_type(&old_root) {
+        Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC) => {
+            #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
+            let dev = stat_at(&old_root, c".").map(|st| st.st_dev as u64);
+            if let Some(dev) = dev {
+                let mut budget = MAX_ENTRIES;
+                let removed = remove_children(&old_root, dev, &mut budget, 0);
+                info!("removed {removed} initramfs entries");
+            }
+        }
+        Ok(other) => warn!(
+            "the old root is not an initramfs (filesystem type {other:#x}): its files are kept"
+        ),
+        Err(e) => warn!("cannot tell what the old root is ({e}): its files are kept"),
+    }
+    drop(old_root);
+    info!(
+        "switch_root done, exec {init}{}",
+        if args.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", args.join(" "))
+        }
+    );
+    let mut argv: Vec<*const libc::c_char> = argv_owned.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: NUL-terminated program and a NULL-terminated argv that outlive the call; returns
+    // only on failure.
     unsafe { libc::execv(prog.as_ptr(), argv.as_ptr()) };
     fail(format!("exec {init}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_stays_on_its_device_and_goes_through_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        std::fs::write(d.join("a/b/c/f"), b"x").unwrap();
+        std::fs::write(d.join("top"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("link")).unwrap();
+        let fd = OwnedFd::from(std::fs::File::open(d).unwrap());
+        #[allow(clippy::unnecessary_cast)]
+        let dev = stat_at(&fd, c".").unwrap().st_dev as u64;
+        // A different device number: nothing is removed.
+        let mut budget = MAX_ENTRIES;
+        assert_eq!(remove_children(&fd, dev.wrapping_add(1), &mut budget, 0), 0);
+        let mut budget = MAX_ENTRIES;
+        assert_eq!(remove_children(&fd, dev, &mut budget, 0), 6);
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
+        assert!(Path::new("/etc").is_dir(), "the link's target is untouched");
+    }
 }

@@ -50,7 +50,15 @@ fn root_image(dir: &Path, name: &str, uuid: &str) -> PathBuf {
     let tree = dir.join(format!("tree-{uuid}"));
     std::fs::create_dir_all(tree.join("hostpart")).unwrap();
     std::fs::create_dir_all(tree.join("sbin")).unwrap();
+    std::fs::create_dir_all(tree.join("boot")).unwrap();
+    std::fs::write(tree.join("boot/kernel"), "not booted by this test\n").unwrap();
+    std::fs::write(tree.join("boot/initramfs"), "not booted by this test\n").unwrap();
     std::fs::write(tree.join("sbin/init"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        tree.join("sbin/init"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(tree.join("version"), uuid).unwrap();
     std::os::unix::fs::symlink("/hostpart/data", tree.join("data0")).unwrap();
     let out = dir.join(name);
@@ -144,6 +152,7 @@ impl Rig {
             &BootState::Committed {
                 good: FsUuid::parse(U_A).unwrap(),
             },
+            false,
         )
         .unwrap();
         let esp_img = d.join("esp.ext4");
@@ -177,11 +186,12 @@ impl Rig {
             hostpart_mnt: d.join("mnt/hostpart"),
             esp_mnt: d.join("mnt/esp"),
             newroot: d.join("mnt/newroot"),
+            scratch: d.join("mnt/scratch"),
             modules_dir: None,
             modules_list: d.join("none"),
             poll: Duration::from_millis(20),
             esp_wait: Duration::from_secs(2),
-            stop_after_step: None,
+            stop_before_step: None,
         }
     }
 
@@ -230,7 +240,7 @@ impl Rig {
             &format!("dump /hnroot/bootstate {}", out.display()),
             &self.esp.0,
         ]);
-        (names, bootstate_file::seen(&out).unwrap())
+        (names, bootstate_file::seen(&out).0)
     }
 }
 
@@ -302,7 +312,7 @@ fn stopping_after_every_step_then_booting_again_converges() {
         drop(Mounted(m));
 
         let cut = Env {
-            stop_after_step: Some(stop),
+            stop_before_step: Some(stop),
             ..rig.env()
         };
         let stopped = prepare(&cut, &rig.cmdline("hn-root-old.img", U_A));
@@ -414,7 +424,7 @@ fn two_hostparts_with_one_label_are_refused_naming_both() {
         failure.message
     );
     assert!(
-        failure.message.contains("refusing to pick one"),
+        failure.message.contains("refusing to guess"),
         "{}",
         failure.message
     );

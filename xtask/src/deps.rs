@@ -61,6 +61,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("make", Source::Debian("make")),
     ("mcopy", Source::Debian("mtools")),
     ("minfo", Source::Debian("mtools")),
+    ("minisign", Source::Debian("minisign")),
     ("mkfs.btrfs", Source::Debian("btrfs-progs")),
     ("mkfs.ext2", Source::Debian("e2fsprogs")),
     ("mkfs.ext3", Source::Debian("e2fsprogs")),
@@ -262,7 +263,9 @@ mod tests {
     /// wrapper must be added here and its calling convention to the patterns.
     const WRAPPERS: &[(&str, usize)] = &[
         ("hnroot-cli/tests/probe_find_cli.rs", 2), // tool(cmd, ..), the binary under test
-        ("hnroot-cli/tests/operator_cli.rs", 1),   // the binary under test
+        ("hnroot-cli/tests/operator_cli.rs", 3),   // the binary under test
+        ("hnroot-cli/tests/stage_cli.rs", 1),      // the binary under test
+        ("hnroot-cli/tests/support/mod.rs", 2),    // the binary under test; Mounted::new(&["mkfs..", ..])
         ("hnroot-core/tests/probe_props.rs", 1),   // tool in a literal list
         ("hnroot-ffi/src/probe.rs", 1),            // run(&["prog", ..])
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
@@ -287,7 +290,7 @@ mod tests {
         let helper = Regex::new(r#"\b(?:tool|run|output)\(\s*"([^"]+)"\s*,"#).unwrap();
         // Helpers that take an argv array: step("name", &["apt-get", ...]), run(&["dd", ...]).
         let argv =
-            Regex::new(r#"\b(?:step\(\s*"[^"]*"\s*,\s*|(?:output|run)\(\s*)&\[\s*"([^"]+)""#)
+            Regex::new(r#"\b(?:step\(\s*"[^"]*"\s*,\s*|(?:output|run|new)\(\s*)&\[\s*"([^"]+)""#)
                 .unwrap();
         // Lists of argv arrays a helper runs in turn: make("x", 8, &[&["mkfs.ext4", ...]]),
         // also with the list on a line of its own.

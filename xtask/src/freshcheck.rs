@@ -1,7 +1,8 @@
 //! `cargo xtask fresh-check`: the README's promise shown on a fresh machine rather than on a
 //! developer's. It builds a `debootstrap --variant=minbase` Debian 12 tree, gives it what the
 //! README's base names (the Debian archive in its sources, the Rust toolchain as rustup installs
-//! it, with the C linker and CA certificates rustup's toolchain needs), puts a clean clone of
+//! it, with the C linker and CA certificates rustup's toolchain needs, and the machine's own
+//! local certificate authorities), puts a clean clone of
 //! this repository's `HEAD` inside, and runs `cargo xtask deps --check` and `cargo xtask demo`
 //! in that chroot, timing both. Nothing of the host's caches (`target/`, cargo's registry,
 //! installed packages) reaches the tree. Slow (tens of minutes) and not part of `cargo xtask
@@ -115,6 +116,16 @@ pub fn run(args: &Args) -> Result<()> {
     mounts.fs("sysfs", &root.join("sys"))?;
     mounts.bind(Path::new("/dev"), &root.join("dev"), true)?;
     mounts.fs("tmpfs", &root.join("tmp"))?;
+
+    // The machine's own trust anchors (a network with an intercepting proxy has its CA here),
+    // which any machine on this network has: `update-ca-certificates` adds them to the tree's
+    // bundle when ca-certificates is installed below.
+    let local_cas = Path::new("/usr/local/share/ca-certificates");
+    if local_cas.is_dir() {
+        let inside = root.join("usr/local/share");
+        fs::create_dir_all(&inside)?;
+        buildenv::run(Command::new("cp").arg("-a").arg(local_cas).arg(&inside))?;
+    }
 
     let t = Instant::now();
     chroot(

@@ -128,13 +128,13 @@ pub fn build() -> Result<Module> {
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
 
     let rust = link_rust(&staticlib, &work)?;
-    let c = compile_c(&tree, &flags, &work)?;
+    let objects = compile_c(&tree, &flags, &work)?;
     let merged = work.join("hnroot.module");
     let mut link = Command::new(&flags.cc);
     link.args(&flags.ldflags)
         .arg("-o")
         .arg(&merged)
-        .arg(&c)
+        .args(&objects)
         .arg(&rust);
     run(&mut link)?;
     let relaxed = relax::relax_file(&merged)?;
@@ -515,24 +515,41 @@ fn link_rust(staticlib: &Path, work: &Path) -> Result<PathBuf> {
     Ok(rust)
 }
 
-/// Compile `grub-module/hnroot.c` with GRUB's module flags, warnings as errors.
-fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<PathBuf> {
-    let source = util::root().join("grub-module").join("hnroot.c");
-    let object = work.join("hnroot.o");
-    let mut cc = Command::new(&flags.cc);
-    cc.args(&flags.cflags)
-        .arg("-DGRUB_FILE=\"grub-module/hnroot.c\"")
-        .arg(format!("-DHNROOT_GRUB_VERSION=\"{GRUB_DEBIAN_VERSION}\""))
-        .arg("-Werror")
-        .arg("-I")
-        .arg(util::root().join("hnroot-ffi").join("include"))
-        .arg("-c")
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .current_dir(tree.join("grub-core"));
-    run(&mut cc).context("compiling grub-module/hnroot.c with GRUB's module flags")?;
-    Ok(object)
+/// The C files of the module, one per job (`grub-module/hnroot-grub.h` lists them).
+pub const C_SOURCES: &[&str] = &[
+    "hnroot.c",
+    "probe.c",
+    "device.c",
+    "observe.c",
+    "bootstate.c",
+];
+
+/// Compile every file of [`C_SOURCES`] with GRUB's module flags, warnings as errors.
+fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBuf>> {
+    let dir = util::root().join("grub-module");
+    let mut objects = Vec::new();
+    for name in C_SOURCES {
+        let source = dir.join(name);
+        let object = work.join(name.replace(".c", ".o"));
+        let mut cc = Command::new(&flags.cc);
+        cc.args(&flags.cflags)
+            .arg(format!("-DGRUB_FILE=\"grub-module/{name}\""))
+            .arg(format!("-DHNROOT_GRUB_VERSION=\"{GRUB_DEBIAN_VERSION}\""))
+            .arg("-Werror")
+            .arg("-I")
+            .arg(util::root().join("hnroot-ffi").join("include"))
+            .arg("-I")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .current_dir(tree.join("grub-core"));
+        run(&mut cc)
+            .with_context(|| format!("compiling grub-module/{name} with GRUB's module flags"))?;
+        objects.push(object);
+    }
+    Ok(objects)
 }
 
 /// What `genmod.sh` does to `merged`: name and dependency sections, GRUB's strip, GRUB's

@@ -21,9 +21,10 @@ pub fn header_path() -> PathBuf {
 pub fn generate() -> Result<Vec<u8>> {
     let crate_dir = util::root().join("hnroot-ffi");
     let config_path = crate_dir.join("cbindgen.toml");
-    let config = cbindgen::Config::from_file(&config_path)
+    let mut config = cbindgen::Config::from_file(&config_path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("reading {}", config_path.display()))?;
+    config.after_includes = Some(layout_defines());
     let bindings = cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)
@@ -38,6 +39,49 @@ pub fn generate() -> Result<Vec<u8>> {
         out.push(b'\n');
     }
     Ok(out)
+}
+
+/// The on-disk layout as C string macros, from `hnroot_core::layout`, the one definition: GRUB's
+/// module names no label or path of its own.
+fn layout_defines() -> String {
+    use hnroot_core::layout;
+    let names = [
+        (
+            "HNROOT_HOSTPART_LABEL",
+            layout::HOSTPART_LABEL,
+            "Filesystem label of the host partition.",
+        ),
+        (
+            "HNROOT_ESP_LABEL",
+            layout::ESP_LABEL,
+            "Filesystem label of the EFI system partition.",
+        ),
+        (
+            "HNROOT_BOOTSTATE_PATH",
+            layout::BOOTSTATE_PATH,
+            "The boot-state block, from the ESP's root.",
+        ),
+        (
+            "HNROOT_REVERT_MARKER",
+            layout::REVERT_MARKER,
+            "The revert marker in hostpart's top directory.",
+        ),
+        (
+            "HNROOT_KERNEL_PATH",
+            layout::KERNEL_PATH,
+            "The kernel inside an image, from its root.",
+        ),
+        (
+            "HNROOT_INITRAMFS_PATH",
+            layout::INITRAMFS_PATH,
+            "The initramfs inside an image, from its root.",
+        ),
+    ];
+    let mut out = String::from("\n/* The on-disk layout (hnroot_core::layout). */\n");
+    for (name, value, doc) in names {
+        out.push_str(&format!("/** {doc} */\n#define {name} \"{value}\"\n"));
+    }
+    out
 }
 
 /// Write the header (`check == false`) or compare it with the committed one.

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::bootstate::{new_block, BootState};
-use hnroot_core::name::{ImageName, REVERT_MARKER};
+use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::name::ImageName;
 use hnroot_core::uuid::FsUuid;
 
 use crate::buildenv;

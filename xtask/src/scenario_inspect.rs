@@ -19,7 +19,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use hnroot_core::bootstate::{Block, StateSeen};
-use hnroot_core::name::{ImageName, REVERT_MARKER};
+use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::probe::{probe_fs_image, FsOutcome};
 

@@ -74,11 +74,23 @@ impl fmt::Debug for Label {
     }
 }
 
-/// UTF-8 as is; other bytes as `\xNN` (like blkid's `_ENC` values for non-ASCII bytes).
+/// Safe to print anywhere (a serial console, a log line, a quoted message): printable UTF-8 as
+/// is; control characters, DEL, quotes, backslashes and bytes that are not UTF-8 as `\xNN`, as
+/// blkid encodes its `_ENC` values. A label read from any disk cannot move the cursor, end a
+/// quoted word or fake a log line.
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for chunk in self.0.utf8_chunks() {
-            f.write_str(chunk.valid())?;
+            for c in chunk.valid().chars() {
+                if c.is_control() || matches!(c, '\\' | '\'' | '"') {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        write!(f, "\\x{b:02x}")?;
+                    }
+                } else {
+                    write!(f, "{c}")?;
+                }
+            }
             for b in chunk.invalid() {
                 write!(f, "\\x{b:02x}")?;
             }
@@ -117,6 +129,12 @@ mod tests {
         assert_eq!(l.to_string(), "\\xe5\\xe5\\xe5");
         let u = Label::from_bytes("hôst".as_bytes()).unwrap();
         assert_eq!(u.as_str(), Some("hôst"));
+    }
+
+    #[test]
+    fn display_escapes_what_could_fool_a_console_or_a_quote() {
+        let l = Label::from_bytes(b"a'b\"c\\d\ne\x1b[2Jf\x7fg h").unwrap();
+        assert_eq!(l.to_string(), "a\\x27b\\x22c\\x5cd\\x0ae\\x1b[2Jf\\x7fg h");
     }
 
     #[test]

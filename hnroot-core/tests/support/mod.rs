@@ -56,13 +56,23 @@ impl Img {
 pub struct Dir {
     pub slots: [Option<Img>; 5],
     pub marker: bool,
+    /// `hnroot stage`'s partial file, which no decision looks at.
+    pub partial: Option<Img>,
 }
 
 /// A filesystem operation on hostpart, in journal order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Op {
-    Rename { from: ImageName, to: ImageName },
+    Rename {
+        from: ImageName,
+        to: ImageName,
+    },
     RemoveMarker,
+    CreateMarker,
+    /// Write `hnroot stage`'s partial file (its name is not journaled until published).
+    FillPartial(Img),
+    /// Rename the partial file to `hn-root-new.img`.
+    Publish,
 }
 
 impl Dir {
@@ -106,6 +116,23 @@ impl Dir {
             Op::RemoveMarker => {
                 self.marker = false;
                 Ok(None)
+            }
+            Op::CreateMarker => {
+                self.marker = true;
+                Ok(None)
+            }
+            Op::FillPartial(img) => {
+                self.partial = Some(img);
+                Ok(None)
+            }
+            Op::Publish => {
+                let img = self
+                    .partial
+                    .take()
+                    .ok_or_else(|| "publish: no partial file".to_string())?;
+                let destroyed = self.get(ImageName::New);
+                self.set(ImageName::New, Some(img));
+                Ok(destroyed)
             }
         }
     }
@@ -204,7 +231,7 @@ pub fn boot(dir: &mut Dir, state: &mut StateFile, config: &Config) -> BootRun {
     let mut mounted = None;
     if let Ok(p) = &p {
         for step in &p.steps {
-            mounted = execute(dir, state, step)
+            mounted = execute(dir, state, step, None)
                 .expect("plan step executes")
                 .or(mounted);
         }
@@ -216,11 +243,13 @@ pub fn boot(dir: &mut Dir, state: &mut StateFile, config: &Config) -> BootRun {
     }
 }
 
-/// Execute one step on a directory; returns what a Mount step mounted.
+/// Execute one step on a directory; returns what a Mount step mounted. `source` is the image
+/// a stage copies.
 pub fn execute(
     dir: &mut Dir,
     state: &mut StateFile,
     step: &Step,
+    source: Option<Img>,
 ) -> Result<Option<(ImageName, Img)>, String> {
     match *step {
         Step::Rename { from, to, replace } => {
@@ -241,6 +270,28 @@ pub fn execute(
             state.write(&s);
             Ok(None)
         }
+        Step::CreateRevertMarker => {
+            dir.apply(Op::CreateMarker)?;
+            Ok(None)
+        }
+        Step::CopyToPartial => {
+            let img = source.ok_or("copy to partial without a source")?;
+            dir.apply(Op::FillPartial(img))?;
+            Ok(None)
+        }
+        Step::VerifyPartial { uuid } => match dir.partial {
+            Some(img) if img.uuid() == Some(uuid) => Ok(None),
+            other => Err(format!(
+                "verify partial: holds {other:?}, expected UUID {uuid}"
+            )),
+        },
+        Step::PublishPartial { replace } => {
+            if !replace && dir.get(ImageName::New).is_some() {
+                return Err("publish without replace, but hn-root-new.img exists".into());
+            }
+            dir.apply(Op::Publish)?;
+            Ok(None)
+        }
         Step::Mount { image, uuid } => {
             let img = dir
                 .get(image)
@@ -255,11 +306,14 @@ pub fn execute(
     }
 }
 
-/// The operations a plan step performs on hostpart, if any.
+/// The journaled operation a plan step performs on hostpart's top directory, if any (filling
+/// the partial file is data, see [`Op::FillPartial`]).
 pub fn op_of(step: &Step) -> Option<Op> {
     match *step {
         Step::Rename { from, to, .. } => Some(Op::Rename { from, to }),
         Step::RemoveRevertMarker => Some(Op::RemoveMarker),
+        Step::CreateRevertMarker => Some(Op::CreateMarker),
+        Step::PublishPartial { .. } => Some(Op::Publish),
         _ => None,
     }
 }

@@ -1,36 +1,46 @@
-//! `hnroot explain` and `hnroot status`: what is on hostpart, what the boot state says, what
+//! `hnroot status` and `hnroot explain`: what is on hostpart (each image judged as GRUB and
+//! the initramfs judge it, with its version), what the boot state says, what is running, what
 //! GRUB will boot next and why, and (explain) the steps the initramfs will take. Everything is
-//! decided by the same core GRUB and the initramfs call; this module only observes and prints.
+//! decided by the core GRUB and the initramfs call; this module observes and prints.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use anyhow::Result;
 use hnroot_core::bootstate::{BootState, StateSeen};
-use hnroot_core::cmdline;
+use hnroot_core::cmdline::{self, parse_tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
-use hnroot_core::name::{ImageName, REVERT_MARKER};
+use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::name::ImageName;
 use hnroot_core::plan::{plan, Booted, Plan, PlanError, Step};
-use hnroot_linux::hostpart::{HostpartSeen, ImageFile};
+use hnroot_core::verdict::Verdict;
+use hnroot_linux::hostpart::HostpartView;
+use hnroot_linux::image::Judged;
 use serde_json::{json, Value};
 
-use crate::machine::{self, Location};
+use crate::place::{self, Location};
+use crate::{say, warn};
 
 /// Options of `hnroot explain` and `hnroot status`.
 #[derive(clap::Args, Debug)]
-pub struct ExplainArgs {
+pub struct StatusArgs {
     #[command(flatten)]
     loc: Location,
-    /// Print JSON (stable field names: image, reason, fallbacks, plan, ...).
+    /// Print JSON (stable field names: image, reason, fallbacks, plan, images, ...).
     #[arg(long)]
     json: bool,
-    /// Tries a new image gets, as GRUB's `hnroot select --tries` (default 3).
-    #[arg(long, default_value_t = Config::default().tries)]
+    /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100, default 3).
+    #[arg(long, default_value = "3", value_parser = tries_arg)]
     tries: u8,
 }
 
-/// Everything one explanation holds.
+/// `--tries` parsed by the core's one parser of it (GRUB's and `hnroot.tries=`'s).
+pub fn tries_arg(text: &str) -> Result<u8, String> {
+    parse_tries(text).map_err(|e| e.to_string())
+}
+
+/// Everything one report holds.
 struct Report {
-    seen: HostpartSeen,
+    view: HostpartView,
     state: StateSeen,
     state_source: String,
     decision: Decision,
@@ -39,21 +49,23 @@ struct Report {
     running: Option<Booted>,
 }
 
-fn image_json(file: &ImageFile) -> Value {
-    match file {
-        ImageFile::Absent => json!({ "state": "absent" }),
-        ImageFile::Unreadable { size, why } => {
-            json!({ "state": "unreadable", "size": size, "why": why })
+fn image_json(j: &Judged) -> Value {
+    let mut v = match &j.verdict {
+        Verdict::Absent => json!({ "state": "absent" }),
+        Verdict::Refused(r) => {
+            json!({ "state": "unreadable", "code": r.code(), "why": r.to_string() })
         }
-        ImageFile::Readable {
-            size,
-            fs_type,
-            uuid,
-            label,
-        } => json!({
-            "state": "readable", "size": size, "type": fs_type.as_str(), "uuid": uuid.to_string(), "label": label,
+        Verdict::Bootable(b) => json!({
+            "state": "readable", "code": "bootable", "size": b.length, "type": b.fs_type.as_str(),
+            "uuid": b.uuid.to_string(), "label": j.label,
         }),
+    };
+    if let Some(o) = &j.os_release {
+        v["image_id"] = json!(o.image_id);
+        v["image_version"] = json!(o.image_version);
+        v["version"] = json!(o.version());
     }
+    v
 }
 
 fn state_json(state: &StateSeen) -> Value {
@@ -88,23 +100,15 @@ fn step_json(step: &Step) -> Value {
     v
 }
 
-fn notes_list<T: std::fmt::Display>(notes: T) -> Vec<String> {
-    let text = notes.to_string();
-    if text.is_empty() {
-        Vec::new()
-    } else {
-        text.split("; ").map(str::to_owned).collect()
-    }
-}
-
 impl Report {
-    fn gather(args: &ExplainArgs, with_plan: bool) -> anyhow::Result<Report> {
-        let cmdline_text = machine::running_cmdline();
+    fn gather(args: &StatusArgs, with_plan: bool) -> Result<Report> {
+        let cmdline_text = place::running_cmdline();
         let params = cmdline::parse(&cmdline_text);
-        let (_, seen) = machine::observe_hostpart(&args.loc)?;
-        let (state, state_source) = machine::read_state(&args.loc, &params);
+        let hostpart = place::open_hostpart(&args.loc)?;
+        let view = hostpart.observe()?;
+        let (state, state_source) = place::read_state(&args.loc, &params);
         let config = Config { tries: args.tries };
-        let decision = decide(&seen.observation(state), &config);
+        let decision = decide(&view.observation(state), &config);
         let plan = with_plan.then(|| {
             // The initramfs sees the state GRUB just wrote, on the same directory.
             let after = match decision.boot().and_then(|b| b.write) {
@@ -115,10 +119,10 @@ impl Report {
                 name: b.image,
                 uuid: b.uuid,
             });
-            plan(&seen.observation(after), booted)
+            plan(&view.observation(after), booted)
         });
         Ok(Report {
-            seen,
+            view,
             state,
             state_source,
             decision,
@@ -130,10 +134,9 @@ impl Report {
     fn json(&self) -> Value {
         let mut images = serde_json::Map::new();
         for name in ImageName::ALL {
-            images.insert(
-                name.file_name().to_owned(),
-                image_json(self.seen.image(name)),
-            );
+            if let Some(j) = self.view.image(name) {
+                images.insert(name.file_name().to_owned(), image_json(j));
+            }
         }
         let boot = self.decision.boot();
         let (attempt, of) = match boot.map(|b| b.reason) {
@@ -142,9 +145,11 @@ impl Report {
             }
             _ => (None, None),
         };
+        let notes = self.decision.notes();
         let mut v = json!({
             "images": images,
-            "revert_requested": self.seen.revert_requested,
+            "revert_requested": self.view.revert_requested,
+            "partials": self.view.partials.iter().map(|p| json!({ "name": p.name, "size": p.size })).collect::<Vec<_>>(),
             "boot_state": state_json(&self.state),
             "boot_state_source": self.state_source,
             "image": boot.map(|b| b.image.file_name()),
@@ -155,7 +160,9 @@ impl Report {
             "of": of,
             "fallbacks": boot.map(|b| b.fallbacks.iter().map(|(n, _)| n.file_name()).collect::<Vec<_>>()).unwrap_or_default(),
             "write": boot.and_then(|b| b.write).map(|s| state_json(&StateSeen::Valid(s))),
-            "notes": notes_list(self.decision.notes()),
+            "notes": notes.sentences().collect::<Vec<_>>(),
+            "note_codes": notes.codes().collect::<Vec<_>>(),
+            "record": self.decision.record().to_string(),
             "message": self.decision.to_string(),
         });
         if let Some(p) = &self.plan {
@@ -163,7 +170,8 @@ impl Report {
                 Ok(p) => json!({
                     "kind": p.kind.code(),
                     "steps": p.steps.iter().map(step_json).collect::<Vec<_>>(),
-                    "notes": notes_list(p.notes),
+                    "notes": p.notes.sentences().collect::<Vec<_>>(),
+                    "note_codes": p.notes.codes().collect::<Vec<_>>(),
                 }),
                 Err(e) => json!({ "error": e.to_string() }),
             };
@@ -178,86 +186,98 @@ impl Report {
     /// Which file now holds the running image, by UUID.
     fn where_running(&self) -> Option<ImageName> {
         let r = self.running?;
-        let obs = self.seen.observation(self.state);
-        obs.find(r.uuid, &ImageName::ALL)
+        self.view
+            .observation(self.state)
+            .find(r.uuid, &ImageName::ALL)
     }
 
-    fn text(&self, hostpart: &std::path::Path) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "hostpart {}:", hostpart.display());
+    fn text(&self, hostpart: &std::path::Path) {
+        say!("hostpart {}:", hostpart.display());
         for name in ImageName::ALL {
-            let line = match self.seen.image(name) {
-                ImageFile::Absent => continue,
-                ImageFile::Unreadable { why, .. } => format!("UNUSABLE: {why}"),
-                ImageFile::Readable {
-                    size,
-                    fs_type,
-                    uuid,
-                    ..
-                } => {
-                    format!("{:<6} UUID={uuid}  {} MiB", fs_type.as_str(), size >> 20)
+            let Some(j) = self.view.image(name) else {
+                continue;
+            };
+            let line = match &j.verdict {
+                Verdict::Absent => continue,
+                Verdict::Refused(r) => format!("UNUSABLE ({}): {r}", r.code()),
+                Verdict::Bootable(b) => {
+                    let version = j
+                        .os_release
+                        .as_ref()
+                        .and_then(|o| o.version())
+                        .map(|v| format!("  version {v}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{:<6} UUID={}  {} MiB{version}",
+                        b.fs_type.as_str(),
+                        b.uuid,
+                        b.length >> 20
+                    )
                 }
             };
-            let _ = writeln!(out, "  {:<22} {line}", name.file_name());
+            say!("  {:<22} {line}", name.file_name());
         }
-        if self.seen.revert_requested {
-            let _ = writeln!(out, "  {REVERT_MARKER:<22} present: the next boot reverts");
+        if self.view.revert_requested {
+            let what = match self.decision.boot().map(|b| b.reason) {
+                Some(Reason::ManualRevert) => "present: the next boot reverts to hn-root-old.img",
+                _ => "present, but the next boot cannot revert (no bootable hn-root-old.img): it only removes the marker",
+            };
+            say!("  {REVERT_MARKER:<22} {what}");
+        }
+        for p in &self.view.partials {
+            say!(
+                "  {:<22} partial copy of an interrupted `hnroot stage` ({} MiB): the same stage resumes it, `hnroot discard-partials` removes it",
+                p.name,
+                p.size >> 20
+            );
         }
         let state = match &self.state {
             StateSeen::Valid(s) => s.to_string(),
             StateSeen::Absent => "none recorded".to_owned(),
-            StateSeen::Corrupt => "CORRUPT (both copies invalid)".to_owned(),
+            StateSeen::Corrupt => "CORRUPT (or unreadable): hn-root.img goes on trial".to_owned(),
         };
-        let _ = writeln!(out, "boot state: {state}  [{}]", self.state_source);
+        say!("boot state: {state}  [{}]", self.state_source);
         if let Some(r) = &self.running {
             let now = self.where_running().map_or_else(
                 || "no longer on hostpart".to_owned(),
                 |n| format!("now {n}"),
             );
-            let _ = writeln!(
-                out,
-                "running: booted as {} (UUID {}), {now}",
-                r.name, r.uuid
-            );
+            say!("running: booted as {} (UUID {}), {now}", r.name, r.uuid);
         }
-        let _ = writeln!(out, "next boot: {}", self.decision);
+        say!("next boot: {}", self.decision);
         if let Some(w) = self.decision.boot().and_then(|b| b.write) {
-            let _ = writeln!(out, "  GRUB records before booting: {w}");
+            say!("  GRUB records before booting: {w}");
         }
         match &self.plan {
             Some(Ok(p)) => {
-                let _ = writeln!(
-                    out,
+                say!(
                     "initramfs plan ({}, {} steps):",
                     p.kind.code(),
                     p.steps.len()
                 );
                 for (i, s) in p.steps.iter().enumerate() {
-                    let _ = writeln!(out, "  {}. {s}", i + 1);
+                    say!("  {}. {s}", i + 1);
                 }
-                if !p.notes.is_empty() {
-                    let _ = writeln!(out, "  note: {}", p.notes);
+                for note in p.notes.sentences() {
+                    say!("  note: {note}");
                 }
             }
-            Some(Err(e)) => {
-                let _ = writeln!(out, "initramfs plan: none: {e}");
-            }
+            Some(Err(e)) => say!("initramfs plan: none: {e}"),
             None => {}
         }
-        out
     }
 }
 
-fn run(args: &ExplainArgs, with_plan: bool) -> ExitCode {
+fn run(args: &StatusArgs, with_plan: bool) -> ExitCode {
     match Report::gather(args, with_plan) {
         Ok(report) => {
             if args.json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&report.json()).unwrap_or_default()
                 );
             } else {
-                print!("{}", report.text(&args.loc.hostpart));
+                report.text(&args.loc.hostpart);
             }
             if report.decision.boot().is_some() {
                 ExitCode::SUCCESS
@@ -266,18 +286,18 @@ fn run(args: &ExplainArgs, with_plan: bool) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("hnroot: {e:#}");
+            warn!("hnroot: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
 /// `hnroot explain`: the decision and the initramfs's plan.
-pub fn explain(args: &ExplainArgs) -> ExitCode {
+pub fn explain(args: &StatusArgs) -> ExitCode {
     run(args, true)
 }
 
 /// `hnroot status`: what is there, what is running, what the next boot does.
-pub fn status(args: &ExplainArgs) -> ExitCode {
+pub fn status(args: &StatusArgs) -> ExitCode {
     run(args, false)
 }

@@ -1,0 +1,99 @@
+/* hnroot-grub.h - what the files of hnroot.mod share.  */
+/*
+ *  hnroot.mod is split by job, and none of its files decides anything; every judgement is
+ *  hnroot-core's, reached through hnroot-ffi (hnroot.h):
+ *
+ *    hnroot.c     the `hnroot select|status' command: observe, decide, write, set variables
+ *    probe.c      run the core's filesystem and partition-table probers over a GRUB disk
+ *    device.c     find hostpart and the ESP (by label, or as given) and their PARTUUIDs
+ *    observe.c    what hostpart's top directory holds: the facts on each image, the marker
+ *    bootstate.c  read the boot-state file, and rewrite it in place through its block list
+ *
+ *  SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#ifndef HNROOT_GRUB_H
+#define HNROOT_GRUB_H 1
+
+#include <grub/types.h>
+#include <grub/disk.h>
+#include <grub/file.h>
+#include <grub/err.h>
+
+#include <hnroot.h>
+
+/* The name of the loopback disk an image is opened as while it is observed.  */
+#define HNROOT_LOOP_NAME	"hnroot_probe"
+/* Every line hnroot prints fits in this.  */
+#define HNROOT_MESSAGE_LEN	1024
+#define HNROOT_UUID_TEXT_LEN	40
+/* Bounds: devices examined when searching by label, partition-table entries looked at,
+   block-list pieces of the boot-state file, entries of hostpart's top directory read.  */
+#define HNROOT_MAX_DEVICES	1024
+#define HNROOT_MAX_PARTITIONS	1024
+#define HNROOT_MAX_PIECES	16
+#define HNROOT_MAX_DIR_ENTRIES	100000
+
+/* probe.c: the core's probers and what they hand back, allocated (zeroed) once per command:
+   the prober storage is about 1 KiB and the read buffer HNROOT_PROBE_MAX_READ bytes, too
+   much for GRUB's stack.  */
+struct hnroot_probe_ctx
+{
+  struct hnroot_fs_probe *fs;
+  struct hnroot_pt_probe *pt;
+  struct hnroot_fs_info *info;
+  struct hnroot_partition *part;
+  grub_uint8_t *buf;
+};
+
+grub_err_t hnroot_grub_probe_alloc (struct hnroot_probe_ctx *ctx);
+void hnroot_grub_probe_free (struct hnroot_probe_ctx *ctx);
+grub_err_t hnroot_grub_ffi_error (const char *function, hnroot_result r);
+grub_err_t hnroot_grub_disk_size (grub_disk_t disk, grub_uint64_t *size);
+grub_err_t hnroot_grub_read (grub_disk_t disk, grub_uint64_t offset, grub_size_t len,
+			     void *buf);
+grub_err_t hnroot_grub_probe_fs (grub_disk_t disk, grub_uint64_t size,
+				 struct hnroot_probe_ctx *ctx);
+grub_err_t hnroot_grub_probe_pt (grub_disk_t whole, grub_uint64_t size,
+				 struct hnroot_probe_ctx *ctx);
+
+/* device.c  */
+char *hnroot_grub_device (const char *given, const char *label, const char *option,
+			  struct hnroot_probe_ctx *ctx);
+char *hnroot_grub_part_uuid (const char *device, const char *role, const char *label,
+			     struct hnroot_probe_ctx *ctx);
+
+/* observe.c: fills OBS->images and OBS->revert_requested.  */
+grub_err_t hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
+				struct hnroot_observation *obs);
+
+/* bootstate.c  */
+struct hnroot_piece
+{
+  grub_disk_addr_t sector;
+  unsigned offset;
+  unsigned length;
+};
+
+struct hnroot_state_file
+{
+  /* HNROOT_STATE_FILE_*.  */
+  grub_uint8_t kind;
+  /* The bytes read (at most one more than a valid file has), for HNROOT_STATE_FILE_READ.  */
+  grub_uint8_t *bytes;
+  grub_size_t len;
+  /* Why it is unreadable, for HNROOT_STATE_FILE_UNREADABLE.  */
+  char *why;
+  /* Kept open to write through its block list.  */
+  grub_file_t file;
+  struct hnroot_piece pieces[HNROOT_MAX_PIECES];
+  unsigned count;
+  int overflow;
+};
+
+grub_err_t hnroot_grub_state_read (const char *path, struct hnroot_state_file *state);
+grub_err_t hnroot_grub_state_write (struct hnroot_state_file *state,
+				    const struct hnroot_bootstate *write);
+void hnroot_grub_state_close (struct hnroot_state_file *state);
+
+#endif

@@ -1,0 +1,283 @@
+/* observe.c - what hostpart's top directory holds, as facts for the core.  */
+/*
+ *  One listing of hostpart's top directory says which of the image names and the revert
+ *  marker are there (a name is there even when it is a link that leads nowhere) and which are
+ *  directories.  For each image name that is there, GRUB opens it as its drivers do (a
+ *  symbolic link resolved inside hostpart), takes the file's own length, runs the core's
+ *  filesystem prober over it as a loopback disk, and, when the core asks, opens
+ *  /boot/kernel and /boot/initramfs in it with the one driver of the type found (GRUB's
+ *  autoloading switched off).  hnroot_image_verdict turns these facts into the observation;
+ *  the initramfs and the CLI gather the same facts the Linux way and get the same verdict.
+ *
+ *  SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+#include <grub/types.h>
+#include <grub/mm.h>
+#include <grub/misc.h>
+#include <grub/err.h>
+#include <grub/dl.h>
+#include <grub/disk.h>
+#include <grub/device.h>
+#include <grub/file.h>
+#include <grub/fs.h>
+#include <grub/command.h>
+#include <grub/i18n.h>
+
+#include "hnroot-grub.h"
+
+/* What the listing found for each name hnroot knows.  */
+struct listing
+{
+  int present[HNROOT_IMAGE_COUNT];
+  int directory[HNROOT_IMAGE_COUNT];
+  int marker;
+  unsigned entries;
+  int truncated;
+};
+
+static int
+list_hook (const char *filename, const struct grub_dirhook_info *info, void *data)
+{
+  struct listing *l = data;
+  unsigned i;
+
+  if (l->entries >= HNROOT_MAX_DIR_ENTRIES)
+    {
+      l->truncated = 1;
+      return 1;
+    }
+  l->entries++;
+  if (grub_strcmp (filename, HNROOT_REVERT_MARKER) == 0)
+    {
+      l->marker = 1;
+      return 0;
+    }
+  for (i = 0; i < HNROOT_IMAGE_COUNT; i++)
+    if (grub_strcmp (filename, (const char *) hnroot_image_file_name (i)) == 0)
+      {
+	l->present[i] = 1;
+	l->directory[i] = info->dir;
+      }
+  return 0;
+}
+
+/* List hostpart's top directory once.  */
+static grub_err_t
+list_top (const char *hostpart, struct listing *l)
+{
+  grub_device_t dev;
+  grub_fs_t fs;
+
+  dev = grub_device_open (hostpart);
+  if (! dev)
+    return grub_errno;
+  fs = grub_fs_probe (dev);
+  if (fs)
+    (fs->fs_dir) (dev, "/", list_hook, l);
+  grub_device_close (dev);
+  if (grub_errno)
+    return grub_error (grub_errno, N_("cannot list hostpart's top directory (%s): %s"),
+		       hostpart, grub_errmsg);
+  if (l->truncated)
+    return grub_error (GRUB_ERR_OUT_OF_RANGE,
+		       N_("hostpart's top directory (%s) has more than %u entries; hnroot reads "
+			  "no further: move files into data/"), hostpart, HNROOT_MAX_DIR_ENTRIES);
+  return GRUB_ERR_NONE;
+}
+
+/* Run another GRUB command (loopback) with ARGC arguments.  */
+static grub_err_t
+run_command (const char *name, int argc, char **argv)
+{
+  grub_command_t cmd;
+
+  cmd = grub_command_find (name);
+  if (! cmd)
+    return grub_error (GRUB_ERR_UNKNOWN_COMMAND,
+		       N_("command `%s' not found (module %s not loaded)"), name, name);
+  return (cmd->func) (cmd, argc, argv);
+}
+
+/* GRUB's module for filesystem type FS_TYPE; NULL for a type no image can have (the core
+   refuses those before it asks for the boot files).  */
+static const char *
+driver_module (grub_uint8_t fs_type)
+{
+  switch (fs_type)
+    {
+    case HNROOT_FS_TYPE_EXT2:
+    case HNROOT_FS_TYPE_EXT3:
+    case HNROOT_FS_TYPE_EXT4:
+    case HNROOT_FS_TYPE_EXT4DEV: return "ext2";
+    case HNROOT_FS_TYPE_XFS: return "xfs";
+    case HNROOT_FS_TYPE_BTRFS: return "btrfs";
+    default: return NULL;
+    }
+}
+
+/* Whether PATH opens as a regular file through the loopback disk's filesystem, read by the
+   already loaded driver MODULE only.  Sets *DISAGREES when another driver read it.  */
+static int
+opens_as (const char *path, const char *module, int *disagrees)
+{
+  grub_fs_autoload_hook_t autoload = grub_fs_autoload_hook;
+  grub_file_t file;
+  int ok = 0;
+
+  grub_fs_autoload_hook = NULL;
+  file = grub_file_open (path, GRUB_FILE_TYPE_GET_SIZE | GRUB_FILE_TYPE_NO_DECOMPRESS);
+  grub_fs_autoload_hook = autoload;
+  if (! file)
+    {
+      /* Expected: the answer is "missing".  */
+      grub_errno = GRUB_ERR_NONE;
+      return 0;
+    }
+  if (file->fs && grub_strcmp (file->fs->name, module) == 0)
+    ok = 1;
+  else
+    *disagrees = 1;
+  grub_file_close (file);
+  return ok;
+}
+
+/* The boot files of the image on the loopback disk, read with FS_TYPE's GRUB driver.  */
+static grub_uint8_t
+boot_files (grub_uint8_t fs_type)
+{
+  const char *module = driver_module (fs_type);
+  int kernel, initramfs, disagrees = 0;
+
+  if (! module)
+    return HNROOT_BOOT_FILES_NO_DRIVER;
+  /* The one driver this filesystem needs, and no autoloading of the others.  */
+  if (! grub_dl_load (module))
+    {
+      grub_printf ("hnroot: GRUB cannot load its `%s' module: %s\n", module,
+		   grub_errno ? grub_errmsg : "module loading is off");
+      grub_errno = GRUB_ERR_NONE;
+      return HNROOT_BOOT_FILES_NO_DRIVER;
+    }
+  kernel = opens_as ("(" HNROOT_LOOP_NAME ")/" HNROOT_KERNEL_PATH, module, &disagrees);
+  initramfs = opens_as ("(" HNROOT_LOOP_NAME ")/" HNROOT_INITRAMFS_PATH, module, &disagrees);
+  if (disagrees)
+    return HNROOT_BOOT_FILES_DRIVER_DISAGREES;
+  if (kernel && initramfs)
+    return HNROOT_BOOT_FILES_PRESENT;
+  if (! kernel && ! initramfs)
+    return HNROOT_BOOT_FILES_NEITHER;
+  return kernel ? HNROOT_BOOT_FILES_NO_INITRAMFS : HNROOT_BOOT_FILES_NO_KERNEL;
+}
+
+/* The facts on image file PATH (already known to be there and not a directory): its length,
+   the prober's answer on it, its boot files.  Errors of the file itself are facts, not
+   failures: grub_errno is cleared for them.  Fails only for memory or a bug.  */
+static grub_err_t
+gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_facts *facts)
+{
+  char *add_args[] = { (char *) HNROOT_LOOP_NAME, (char *) path };
+  char *del_args[] = { (char *) "-d", (char *) HNROOT_LOOP_NAME };
+  grub_file_t file;
+  grub_disk_t disk = NULL;
+  grub_uint8_t fs_type;
+  hnroot_result r;
+
+  file = grub_file_open (path, GRUB_FILE_TYPE_GET_SIZE | GRUB_FILE_TYPE_NO_DECOMPRESS);
+  if (! file)
+    {
+      /* A FIFO or device node is "not a regular file" to GRUB's drivers; anything else that
+	 cannot be opened is a link leading nowhere (or out of hostpart).  */
+      facts->entry = grub_errno == GRUB_ERR_BAD_FILE_TYPE ? HNROOT_ENTRY_SPECIAL
+	: HNROOT_ENTRY_UNOPENABLE;
+      grub_dprintf ("hnroot", "%s: %s\n", path, grub_errmsg);
+      grub_errno = GRUB_ERR_NONE;
+      return GRUB_ERR_NONE;
+    }
+  facts->entry = HNROOT_ENTRY_FILE;
+  /* The file's own length: the loopback disk below rounds it up to whole sectors.  */
+  facts->length = grub_file_size (file);
+  grub_file_close (file);
+
+  if (run_command ("loopback", 2, add_args) != GRUB_ERR_NONE)
+    {
+      if (grub_errno == GRUB_ERR_UNKNOWN_COMMAND || grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      facts->probe = HNROOT_PROBE_READ_ERROR;
+      grub_errno = GRUB_ERR_NONE;
+      return GRUB_ERR_NONE;
+    }
+  disk = grub_disk_open (HNROOT_LOOP_NAME);
+  if (! disk || hnroot_grub_probe_fs (disk, facts->length, ctx) != GRUB_ERR_NONE)
+    {
+      if (grub_errno == GRUB_ERR_BUG || grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	goto done;
+      grub_dprintf ("hnroot", "%s: %s\n", path, grub_errmsg);
+      facts->probe = HNROOT_PROBE_READ_ERROR;
+      grub_errno = GRUB_ERR_NONE;
+      goto done;
+    }
+  facts->probe = HNROOT_PROBE_DONE;
+  r = hnroot_image_needs_boot_files (facts, ctx->fs, &fs_type);
+  if (r == HNROOT_RESULT_OK)
+    facts->boot_files = boot_files (fs_type);
+  else if (r != HNROOT_RESULT_DONE)
+    hnroot_grub_ffi_error ("hnroot_image_needs_boot_files", r);
+
+ done:
+  if (disk)
+    grub_disk_close (disk);
+  if (grub_errno == GRUB_ERR_NONE)
+    return run_command ("loopback", 2, del_args);
+  /* A failure of our own (memory, a bug): keep its message over the clean-up's.  */
+  grub_error_push ();
+  run_command ("loopback", 2, del_args);
+  grub_error_pop ();
+  return grub_errno;
+}
+
+/* Observe hostpart (GRUB device HOSTPART): every image name and the revert marker.  Each
+   image that is there but does not boot gets a line saying why.  */
+grub_err_t
+hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
+		     struct hnroot_observation *obs)
+{
+  struct listing l;
+  struct hnroot_image_facts facts;
+  char text[HNROOT_MESSAGE_LEN];
+  char *path;
+  hnroot_result r;
+  unsigned i;
+
+  grub_memset (&l, 0, sizeof (l));
+  if (list_top (hostpart, &l) != GRUB_ERR_NONE)
+    return grub_errno;
+  obs->revert_requested = l.marker;
+  for (i = 0; i < HNROOT_IMAGE_COUNT; i++)
+    {
+      grub_memset (&facts, 0, sizeof (facts));
+      path = grub_xasprintf ("(%s)/%s", hostpart, (const char *) hnroot_image_file_name (i));
+      if (! path)
+	return grub_errno;
+      if (! l.present[i])
+	facts.entry = HNROOT_ENTRY_ABSENT;
+      else if (l.directory[i])
+	facts.entry = HNROOT_ENTRY_DIRECTORY;
+      else if (gather (path, ctx, &facts) != GRUB_ERR_NONE)
+	{
+	  grub_free (path);
+	  return grub_errno;
+	}
+      r = hnroot_image_verdict (&facts, ctx->fs, &obs->images[i], (grub_uint8_t *) text,
+				sizeof (text));
+      if (r != HNROOT_RESULT_OK)
+	{
+	  grub_free (path);
+	  return hnroot_grub_ffi_error ("hnroot_image_verdict", r);
+	}
+      if (obs->images[i].kind == HNROOT_IMAGE_UNREADABLE)
+	grub_printf ("hnroot: %s: %s\n", path, text);
+      grub_free (path);
+    }
+  return GRUB_ERR_NONE;
+}

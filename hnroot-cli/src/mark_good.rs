@@ -1,0 +1,73 @@
+//! `hnroot mark-good`: record the running `hn-root.img` as good, which ends its trial. The core
+//! plans it (`operator::mark_good`: one boot-state write, or none when the state already says
+//! so; refused when the running system did not boot `hn-root.img`); the shared executor writes
+//! it, under the operator commands' lock.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use hnroot_core::cmdline;
+use hnroot_core::decide::{decide, Config};
+use hnroot_core::operator;
+use hnroot_linux::bootstate_file;
+use hnroot_linux::exec::{Executor, StateAtPath};
+
+use crate::place::{self, Location};
+use crate::{say, warn};
+
+/// Options of `hnroot mark-good`.
+#[derive(clap::Args, Debug)]
+pub struct MarkGoodArgs {
+    #[command(flatten)]
+    loc: Location,
+}
+
+fn run(args: &MarkGoodArgs) -> Result<()> {
+    let cmdline_text = place::running_cmdline();
+    let params = cmdline::parse(&cmdline_text);
+    let hostpart = place::open_hostpart(&args.loc)?;
+    let _lock = hostpart.lock()?;
+    let view = hostpart.observe()?;
+    let file = place::locate_state(&args.loc, &params, true)?;
+    if !file.path.exists() {
+        bail!(
+            "looked for the boot-state file at {}; there is none, so nothing records trials on \
+             this machine: create it with `hnroot bootstate init`",
+            file.path.display()
+        );
+    }
+    let (state, why) = bootstate_file::seen(&file.path);
+    if let Some(why) = why {
+        bail!("{why}; nothing was recorded");
+    }
+    let plan = operator::mark_good(&view.observation(state), params.booted)?;
+    if plan.steps.is_empty() {
+        say!("hnroot: hn-root.img is already recorded as good; nothing written");
+    }
+    let mut store = StateAtPath(file.path.clone());
+    Executor::new(&hostpart)
+        .boot_state(&mut store)
+        .run(&plan, |r| {
+            if let Ok(how) = r.outcome {
+                say!("hnroot: {}: {how}", r.step);
+            }
+        })
+        .map_err(|f| anyhow::anyhow!("{}: nothing was recorded", f))?;
+    let state = bootstate_file::seen(&file.path).0;
+    say!(
+        "hnroot: next boot: {}",
+        decide(&view.observation(state), &Config::default())
+    );
+    Ok(())
+}
+
+/// `hnroot mark-good`.
+pub fn mark_good(args: &MarkGoodArgs) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            warn!("hnroot: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! `hnroot stage SOURCE`: copy a signed image to hostpart as `hn-root-new.img`, so the next
+//! boot boots it as an update. The core decides whether it may run and which steps it takes
+//! (`operator::stage`): copy into a partial file (created exclusively, or resumed), verify it
+//! (minisign's prehashed signature, streamed over the same pass as the copy, and the image
+//! verdict GRUB and the initramfs apply), publish it by a rename, sync and checkpoint so GRUB
+//! sees it. The shared executor carries the steps out; a failed step leaves no
+//! `hn-root-new.img`, and its partial file is kept for the next run of the same stage (an
+//! interrupted copy) or removed (a copy that does not match its signature), as the core says.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use hnroot_core::cmdline;
+use hnroot_core::decide::{decide, Config};
+use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX};
+use hnroot_core::operator::{self, after_stage_failure, PartialFate, StageRequest};
+use hnroot_core::probe::FsOutcome;
+use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
+use hnroot_linux::exec::{Executor, Stager, StateAtPath};
+use hnroot_linux::image::{self, Inspect};
+use minisign_verify::{PublicKey, Signature, StreamVerifier};
+use serde_json::json;
+
+use crate::place::{self, Location};
+use crate::progress::Progress;
+use crate::source::{read_small, Source};
+use crate::{say, warn};
+
+/// Where `hnroot stage` looks for the publishers' public keys unless `--keys` says.
+pub const KEYS_DIR: &str = "/etc/hnroot/keys";
+
+/// Bytes copied at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Options of `hnroot stage`.
+#[derive(clap::Args, Debug)]
+pub struct StageArgs {
+    #[command(flatten)]
+    loc: Location,
+    /// The image: a path (a shared filesystem such as /warehouse/images/...) or an http(s) URL.
+    source: String,
+    /// The minisign signature of the image [default: SOURCE.minisig].
+    #[arg(long, value_name = "FILE|URL")]
+    signature: Option<String>,
+    /// Directory of trusted minisign public keys (*.pub).
+    #[arg(long, value_name = "DIR", default_value = KEYS_DIR)]
+    keys: PathBuf,
+    /// Stage an image without checking any signature. Anyone who can put a file where the
+    /// source is can then choose what this machine boots.
+    #[arg(long)]
+    insecure_no_signature: bool,
+    /// Replace an image already staged.
+    #[arg(long)]
+    replace: bool,
+    /// Stage even while an image is on trial (it is then superseded before it was judged).
+    #[arg(long)]
+    force: bool,
+    /// Progress and the result as JSON lines (events) on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The signature and the key that made it.
+struct Signed {
+    key: PublicKey,
+    key_file: PathBuf,
+    signature: Signature,
+}
+
+/// Load every key of `dir` and the signature at `location`; the key whose id the signature
+/// names.
+fn load_signature(dir: &Path, location: &str) -> Result<Signed> {
+    let text = read_small(location)?.with_context(|| {
+        format!(
+            "looked for the image's signature at {location}; found none: sign it with `minisign \
+             -Sm IMAGE` (or pass --signature FILE); nothing was written"
+        )
+    })?;
+    let signature = Signature::decode(&String::from_utf8_lossy(&text))
+        .map_err(|e| anyhow::anyhow!("{location} is not a minisign signature: {e}"))?;
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "looked for trusted keys in {}; there is no such directory: put the publishers' \
+             minisign public keys (*.pub) there, or pass --keys DIR; nothing was written",
+            dir.display()
+        )
+    })?;
+    let mut keys = Vec::new();
+    for entry in entries.take(1000).flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pub") {
+            continue;
+        }
+        match PublicKey::from_file(&path) {
+            Ok(key) => keys.push((path, key)),
+            Err(e) => warn!(
+                "hnroot: {} is not a minisign public key ({e}): ignored",
+                path.display()
+            ),
+        }
+    }
+    if keys.is_empty() {
+        bail!(
+            "no minisign public key (*.pub) in {}: nothing can vouch for the image; nothing was \
+             written",
+            dir.display()
+        );
+    }
+    let count = keys.len();
+    for (key_file, key) in keys {
+        match key.verify_stream(&signature) {
+            Ok(_) => {
+                return Ok(Signed {
+                    key,
+                    key_file,
+                    signature,
+                })
+            }
+            Err(minisign_verify::Error::UnexpectedKeyId) => continue,
+            Err(minisign_verify::Error::UnsupportedLegacyMode) => bail!(
+                "{location} is a legacy (non-prehashed) minisign signature; sign with a current \
+                 minisign (`minisign -Sm IMAGE`, prehashed by default); nothing was written"
+            ),
+            Err(e) => bail!("{location}: {e}; nothing was written"),
+        }
+    }
+    bail!(
+        "{location} was made by a key that is none of the {count} trusted keys in {}; nothing \
+         was written",
+        dir.display()
+    )
+}
+
+/// The stage's source as the executor sees it.
+struct SourceStager<'a> {
+    source: &'a Source,
+    signed: Option<&'a Signed>,
+    partial: String,
+    verifier: Option<StreamVerifier<'a>>,
+    progress: Progress,
+}
+
+impl SourceStager<'_> {
+    fn fresh_verifier(&mut self) -> Result<(), String> {
+        self.verifier = match self.signed {
+            Some(s) => Some(
+                s.key
+                    .verify_stream(&s.signature)
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        Ok(())
+    }
+
+    fn feed(&mut self, buf: &[u8]) {
+        if let Some(v) = self.verifier.as_mut() {
+            v.update(buf);
+        }
+    }
+}
+
+impl Stager for SourceStager<'_> {
+    fn partial_name(&self) -> &str {
+        &self.partial
+    }
+
+    fn fill(&mut self, partial: &mut File, have: u64) -> Result<String, String> {
+        let total = self.source.len();
+        let started = Instant::now();
+        self.fresh_verifier()?;
+        let mut have = if have > total { 0 } else { have };
+        if have == 0 {
+            partial
+                .set_len(0)
+                .map_err(|e| format!("truncate the partial file: {e}"))?;
+            if self.source.reflink_into(partial) {
+                // The bytes are shared, not copied; the signature still covers every one.
+                self.progress.phase("reflinked; verifying");
+                let mut reader = partial.try_clone().map_err(|e| e.to_string())?;
+                reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+                let mut buf = vec![0u8; CHUNK];
+                let mut done = 0u64;
+                loop {
+                    let n = reader
+                        .read(&mut buf)
+                        .map_err(|e| format!("read back: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    self.feed(&buf[..n]);
+                    done += n as u64;
+                    self.progress.update(done, total);
+                }
+                self.progress.finish(done);
+                return Ok(format!(
+                    "reflinked {} MiB (shared extents, nothing copied) and read them to verify in {:.1} s",
+                    total >> 20,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        } else {
+            // Resume: what is there is verified with the rest (the signature covers the whole).
+            let mut reader = partial.try_clone().map_err(|e| e.to_string())?;
+            reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; CHUNK];
+            let mut left = have;
+            while left > 0 {
+                let want = (left as usize).min(CHUNK);
+                reader
+                    .read_exact(&mut buf[..want])
+                    .map_err(|e| format!("read the partial file back: {e}"))?;
+                self.feed(&buf[..want]);
+                left -= want as u64;
+            }
+        }
+        let (mut stream, start) = self
+            .source
+            .stream_from(have)
+            .map_err(|e| format!("{e:#}"))?;
+        if start != have {
+            // The server sent the whole: start over.
+            partial.set_len(0).map_err(|e| e.to_string())?;
+            self.fresh_verifier()?;
+            have = 0;
+        }
+        let resumed = have;
+        partial
+            .seek(SeekFrom::Start(have))
+            .map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut done = have;
+        while done < total {
+            let want = ((total - done) as usize).min(CHUNK);
+            let n = stream
+                .read(&mut buf[..want])
+                .map_err(|e| format!("reading {} at byte {done}: {e}", self.source.name()))?;
+            if n == 0 {
+                return Err(format!(
+                    "{} ended after {done} of {total} bytes; the partial file {} is kept and the \
+                     same `hnroot stage` resumes it",
+                    self.source.name(),
+                    self.partial
+                ));
+            }
+            partial
+                .write_all(&buf[..n])
+                .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
+            self.feed(&buf[..n]);
+            done += n as u64;
+            self.progress.update(done, total);
+        }
+        self.progress.finish(done);
+        let secs = started.elapsed().as_secs_f64();
+        let copied = done - resumed;
+        Ok(format!(
+            "copied {} MiB in {secs:.1} s ({:.0} MiB/s){}",
+            copied >> 20,
+            copied as f64 / f64::from(1u32 << 20) / secs.max(0.001),
+            if resumed > 0 {
+                format!(", resuming after {} MiB already there", resumed >> 20)
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    fn verify(&mut self) -> Result<String, String> {
+        let Some(signed) = self.signed else {
+            return Ok("NOT verified: --insecure-no-signature".into());
+        };
+        let Some(verifier) = self.verifier.as_mut() else {
+            return Err("nothing was hashed (a bug in hnroot)".into());
+        };
+        match verifier.finalize() {
+            Ok(()) => Ok(format!(
+                "signature by {} verified",
+                signed.key_file.display()
+            )),
+            Err(e) => Err(format!(
+                "the copy does not match its signature ({e}): it differs from what was signed \
+                 (damaged in transit or on disk, or tampered with); it is removed"
+            )),
+        }
+    }
+}
+
+/// 16 hex digits naming the source's content, for its partial file (FNV-1a; not security:
+/// the signature is checked over every byte anyway).
+fn partial_name(identity: &str, signature: Option<&Signature>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let sig = signature
+        .map(|s| s.trusted_comment().to_owned())
+        .unwrap_or_default();
+    for b in identity.bytes().chain(sig.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{PARTIAL_PREFIX}{h:016x}{PARTIAL_SUFFIX}")
+}
+
+/// The image's verdict before a byte is written: the facts of the source as GRUB would gather
+/// them from the file. For a URL, an XFS or btrfs image's boot files are checked once it is
+/// copied (before it is published).
+fn judge_source(source: &Source, inspect: &Inspect) -> Result<(Verdict, Option<String>, bool)> {
+    if let Source::File { file, .. } = source {
+        let j = image::judge_file(file, inspect);
+        let version = j.os_release.as_ref().and_then(|o| o.version());
+        return Ok((j.verdict, version, false));
+    }
+    let mut reader = source.reader()?;
+    let (outcome, boot_files, os) = image::look_at_reader(reader.as_mut());
+    let outcome: FsOutcome = outcome.with_context(|| format!("reading {}", source.name()))?;
+    let entry = Entry::File {
+        length: source.len(),
+    };
+    let deferred =
+        boot_files == BootFiles::NotChecked && verdict::needs_boot_files(entry, &outcome).is_some();
+    let facts = ImageFacts {
+        entry,
+        probe: Probe::Done(&outcome),
+        // Checked after the copy, before anything boots it: the verdict then is the last word.
+        boot_files: if deferred {
+            BootFiles::Present
+        } else {
+            boot_files
+        },
+    };
+    Ok((
+        verdict::judge(&facts),
+        os.and_then(|o| o.version()),
+        deferred,
+    ))
+}
+
+fn run(args: &StageArgs, progress: Progress) -> Result<()> {
+    let hostpart = place::open_hostpart(&args.loc)?;
+    let _lock = hostpart.lock()?;
+    let view = hostpart.observe()?;
+    let cmdline_text = place::running_cmdline();
+    let params = cmdline::parse(&cmdline_text);
+    let (state, _) = place::read_state(&args.loc, &params);
+    let source = Source::open(&args.source)?;
+    let inspect = Inspect::default();
+
+    let signed = if args.insecure_no_signature {
+        warn!(
+            "hnroot: WARNING: --insecure-no-signature: {} is staged without checking who made it",
+            source.name()
+        );
+        None
+    } else {
+        let location = args
+            .signature
+            .clone()
+            .unwrap_or_else(|| source.signature_location());
+        Some(load_signature(&args.keys, &location)?)
+    };
+    let (verdict, version, deferred) = judge_source(&source, &inspect)?;
+    let bootable = match verdict {
+        Verdict::Bootable(b) => b,
+        Verdict::Refused(r) => bail!(
+            "{} cannot be staged: unreadable ({}): {r}; nothing was written",
+            source.name(),
+            r.code()
+        ),
+        Verdict::Absent => bail!("{} vanished; nothing was written", source.name()),
+    };
+    let partial = partial_name(&source.identity(), signed.as_ref().map(|s| &s.signature));
+    let have = view
+        .partials
+        .iter()
+        .find(|p| p.name == partial)
+        .map_or(0, |p| p.size.min(source.len()));
+    for other in view.partials.iter().filter(|p| p.name != partial) {
+        warn!(
+            "hnroot: {} ({} MiB) is the partial copy of another stage: kept (`hnroot stage \
+             --discard-partials` removes it)",
+            other.name,
+            other.size >> 20
+        );
+    }
+    let request = StageRequest {
+        uuid: bootable.uuid,
+        needed: source.len().saturating_sub(have),
+        free: hostpart.free_bytes()?,
+        replace: args.replace,
+        force: args.force,
+    };
+    let obs = view.observation(state);
+    let plan = operator::stage(&obs, &request)?;
+    progress.event(json!({
+        "event": "start", "source": source.name(), "size": source.len(), "uuid": bootable.uuid.to_string(),
+        "version": version, "resume_from": have, "partial": partial,
+        "signed_by": signed.as_ref().map(|s| s.key_file.display().to_string()),
+        "trusted_comment": signed.as_ref().map(|s| s.signature.trusted_comment().to_owned()),
+    }));
+    progress.say(format_args!(
+        "hnroot: staging {} ({} MiB, {} UUID={}{}) as hn-root-new.img{}",
+        source.name(),
+        source.len() >> 20,
+        bootable.fs_type.as_str(),
+        bootable.uuid,
+        version
+            .as_deref()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default(),
+        if deferred {
+            "; its boot files are checked once it is copied"
+        } else {
+            ""
+        }
+    ));
+    if let Some(s) = &signed {
+        progress.say(format_args!(
+            "hnroot: signed by the key in {}; trusted comment: {}",
+            s.key_file.display(),
+            s.signature.trusted_comment()
+        ));
+    }
+    let state_file = place::locate_state(&args.loc, &params, true).ok();
+    let mut store = StateAtPath(
+        state_file
+            .as_ref()
+            .map(|f| f.path.clone())
+            .unwrap_or_default(),
+    );
+    let mut stager = SourceStager {
+        source: &source,
+        signed: signed.as_ref(),
+        partial: partial.clone(),
+        verifier: None,
+        progress: progress.clone(),
+    };
+    let result = Executor::new(&hostpart)
+        .boot_state(&mut store)
+        .stager(&mut stager)
+        .inspect(inspect)
+        .run(&plan, |r| {
+            let n = r.index + 1;
+            match r.outcome {
+                Ok(how) => progress.step(n, r.total, &r.step.to_string(), Ok(how)),
+                Err(e) => progress.step(n, r.total, &r.step.to_string(), Err(e)),
+            }
+        });
+    if let Err(failed) = result {
+        let fate = after_stage_failure(&failed.step);
+        let what = match fate {
+            PartialFate::Keep => format!(
+                "the partial file {partial} is kept: run the same `hnroot stage` again to resume"
+            ),
+            PartialFate::Remove => match hostpart.remove(&partial) {
+                Ok(()) => format!("the partial file {partial} was removed"),
+                Err(e) => format!("removing the partial file failed ({e}): remove it by hand"),
+            },
+            PartialFate::Published => {
+                "hn-root-new.img is in place; run `hnroot status` to see whether GRUB will see it"
+                    .into()
+            }
+        };
+        progress.event(json!({ "event": "failed", "step": failed.step.code(), "error": failed.error, "partial": format!("{fate:?}").to_lowercase() }));
+        bail!("{failed}; no hn-root-new.img was left by this stage unless said; {what}");
+    }
+    let state = state_file
+        .as_ref()
+        .map_or(state, |f| hnroot_linux::bootstate_file::seen(&f.path).0);
+    let next = decide(&hostpart.observe()?.observation(state), &Config::default());
+    progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string() }));
+    progress.say(format_args!(
+        "hnroot: staged {} as hn-root-new.img (UUID {}); next boot: {next}",
+        source.name(),
+        bootable.uuid
+    ));
+    Ok(())
+}
+
+/// Remove every partial file `hnroot stage` left on hostpart.
+fn discard_partials(loc: &Location) -> Result<()> {
+    let hostpart = place::open_hostpart(loc)?;
+    let _lock = hostpart.lock()?;
+    let partials = hostpart.partials()?;
+    if partials.is_empty() {
+        say!("hnroot: no partial files on {}", hostpart.path().display());
+    }
+    for p in partials {
+        hostpart.remove(&p.name)?;
+        say!("hnroot: removed {} ({} MiB)", p.name, p.size >> 20);
+    }
+    hostpart.sync_dir()?;
+    Ok(())
+}
+
+/// Options of `hnroot stage --discard-partials` as its own command.
+#[derive(clap::Args, Debug)]
+pub struct DiscardArgs {
+    #[command(flatten)]
+    loc: Location,
+}
+
+/// `hnroot discard-partials`.
+pub fn discard(args: &DiscardArgs) -> ExitCode {
+    match discard_partials(&args.loc) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            warn!("hnroot: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `hnroot stage`.
+pub fn stage(args: &StageArgs) -> ExitCode {
+    let progress = Progress::new(args.json);
+    match run(args, progress.clone()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            progress.event(json!({ "event": "error", "error": format!("{e:#}") }));
+            warn!("hnroot: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

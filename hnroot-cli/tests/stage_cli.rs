@@ -1,0 +1,531 @@
+//! `hnroot stage` end to end: signed images from a path and from an HTTP server on 127.0.0.1
+//! (run by this test), checked before a byte is written and verified over every byte before
+//! the rename; interrupted copies (a connection cut, a SIGKILL) resumed; a full hostpart, a
+//! running trial, concurrent stages and links planted at the partial file's name refused;
+//! a reflink on btrfs; the JSON events.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A tiny HTTP/1.1 file server on 127.0.0.1: `GET /NAME` with or without `Range: bytes=A-B`,
+/// one request per connection. `cut_after`: the first whole-body answer stops after that many
+/// bytes (a connection cut); `delay_per_mib`: it sends slowly.
+struct Server {
+    port: u16,
+    requests: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Default)]
+struct Behaviour {
+    cut_after: Option<u64>,
+    delay_per_mib: Option<Duration>,
+}
+
+impl Server {
+    fn start(root: PathBuf, behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            let mut cut_done = false;
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let cut = if cut_done { None } else { behaviour.cut_after };
+                if serve(stream, &root, cut, behaviour.delay_per_mib).unwrap_or(false) {
+                    cut_done = true;
+                }
+            }
+        });
+        Server { port, requests }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+/// Serve one request; `Ok(true)` when the answer was cut.
+fn serve(
+    mut stream: TcpStream,
+    root: &Path,
+    cut: Option<u64>,
+    delay: Option<Duration>,
+) -> std::io::Result<bool> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/')
+        .to_owned();
+    let mut range = None;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            let (a, b) = v.trim().split_once('-').unwrap();
+            range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().ok()));
+        }
+    }
+    let Ok(data) = std::fs::read(root.join(&path)) else {
+        stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(false);
+    };
+    let len = data.len() as u64;
+    let (start, end, head) = match range {
+        Some((a, b)) => {
+            let end = b.unwrap_or(len - 1).min(len - 1);
+            (a, end, format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{end}/{len}\r\nETag: \"v1\"\r\n"))
+        }
+        None => (0, len - 1, "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\n".to_owned()),
+    };
+    let body = &data[start as usize..=end as usize];
+    stream.write_all(
+        format!(
+            "{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
+    let mut sent = 0u64;
+    for chunk in body.chunks(1 << 20) {
+        if let Some(c) = cut {
+            if range.is_none() && sent + chunk.len() as u64 > c {
+                stream.write_all(&chunk[..(c - sent) as usize])?;
+                return Ok(true);
+            }
+        }
+        stream.write_all(chunk)?;
+        sent += chunk.len() as u64;
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+    }
+    Ok(false)
+}
+
+/// A hostpart directory with a committed hn-root.img (A), a boot-state file, trusted keys, and
+/// a signed v2 image (B) to stage.
+struct Rig {
+    dir: tempfile::TempDir,
+    hostpart: PathBuf,
+    state: PathBuf,
+    keys: Keys,
+    trusted: PathBuf,
+    v2: PathBuf,
+}
+
+impl Rig {
+    fn new(hostpart: Option<PathBuf>, mib: u64) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let hostpart = hostpart.unwrap_or_else(|| dir.path().join("hostpart"));
+        std::fs::create_dir_all(&hostpart).unwrap();
+        image(&hostpart.join("hn-root.img"), A);
+        let state = dir.path().join("bootstate");
+        let keys = keys(dir.path(), "publisher");
+        let trusted = trust(dir.path(), &keys);
+        let served = dir.path().join("served");
+        std::fs::create_dir(&served).unwrap();
+        let v2 = served.join("v2.img");
+        image_sized(&v2, B, "2.0", mib);
+        sign(&v2, &keys, "fleet 2.0");
+        let rig = Rig {
+            dir,
+            hostpart,
+            state,
+            keys,
+            trusted,
+            v2,
+        };
+        ok(&[
+            "bootstate",
+            "init",
+            "--hostpart",
+            rig.hp(),
+            "--bootstate",
+            rig.st(),
+        ]);
+        rig
+    }
+
+    fn hp(&self) -> &str {
+        self.hostpart.to_str().unwrap()
+    }
+
+    fn st(&self) -> &str {
+        self.state.to_str().unwrap()
+    }
+
+    fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec![
+            "stage",
+            "--hostpart",
+            self.hp(),
+            "--bootstate",
+            self.st(),
+            "--keys",
+            self.trusted.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+
+    fn spawn(&self, extra: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_hnroot"))
+            .args(self.args(extra))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn staged_uuid(&self) -> Option<String> {
+        let v = json(&[
+            "status",
+            "--json",
+            "--hostpart",
+            self.hp(),
+            "--bootstate",
+            self.st(),
+        ]);
+        v["images"]["hn-root-new.img"]["uuid"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn partials(&self) -> Vec<String> {
+        std::fs::read_dir(&self.hostpart)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect()
+    }
+}
+
+#[test]
+fn signatures_good_bad_missing_and_unknown() {
+    let rig = Rig::new(None, 8);
+    let src = rig.v2.to_str().unwrap();
+    // Missing.
+    let lone = rig.dir.path().join("lone.img");
+    std::fs::copy(&rig.v2, &lone).unwrap();
+    let out = hnroot(&rig.args(&[lone.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("found none: sign it with `minisign -Sm IMAGE`"),
+        "{}",
+        text(&out)
+    );
+    // Unknown key.
+    let stranger = keys(rig.dir.path(), "stranger");
+    let other = rig.dir.path().join("other.img");
+    std::fs::copy(&rig.v2, &other).unwrap();
+    sign(&other, &stranger, "x");
+    let out = hnroot(&rig.args(&[other.to_str().unwrap()]));
+    assert!(
+        text(&out).contains("none of the 1 trusted keys"),
+        "{}",
+        text(&out)
+    );
+    // Bad: the signature of another file.
+    let mut sig = std::fs::read_to_string(rig.v2.with_extension("img.minisig")).unwrap();
+    sig = sig.replacen("fleet 2.0", "fleet 2.1", 1);
+    let bad_sig = rig.dir.path().join("bad.minisig");
+    std::fs::write(&bad_sig, sig).unwrap();
+    let out = hnroot(&rig.args(&["--signature", bad_sig.to_str().unwrap(), src]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("does not match its signature"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(rig.staged_uuid(), None);
+    assert!(
+        rig.partials().is_empty(),
+        "a copy that fails its signature is removed"
+    );
+    // Good.
+    let t = ok(&rig.args(&[src]));
+    assert!(t.contains("signature by") && t.contains("verified"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+}
+
+#[test]
+fn one_changed_byte_in_the_middle_is_found() {
+    let rig = Rig::new(None, 16);
+    let tampered = rig.dir.path().join("tampered.img");
+    std::fs::copy(&rig.v2, &tampered).unwrap();
+    std::fs::copy(
+        rig.v2.with_extension("img.minisig"),
+        tampered.with_extension("img.minisig"),
+    )
+    .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tampered)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 8 << 20).unwrap();
+    f.write_all_at(&[b[0] ^ 1], 8 << 20).unwrap();
+    f.flush().unwrap();
+    let out = hnroot(&rig.args(&[tampered.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("does not match its signature"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(rig.staged_uuid(), None, "never staged");
+    assert!(rig.partials().is_empty());
+}
+
+#[test]
+fn a_cut_connection_resumes_where_it_stopped_and_verifies_the_whole() {
+    let rig = Rig::new(None, 24);
+    let served = rig.v2.parent().unwrap().to_path_buf();
+    let server = Server::start(
+        served,
+        Behaviour {
+            cut_after: Some(10 << 20),
+            delay_per_mib: None,
+        },
+    );
+    let url = server.url("v2.img");
+    let out = hnroot(&rig.args(&[&url]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("at byte 10485760"), "{}", text(&out));
+    assert!(text(&out).contains("is kept"), "{}", text(&out));
+    assert_eq!(rig.partials().len(), 1);
+    assert_eq!(rig.staged_uuid(), None);
+    let t = ok(&rig.args(&[&url]));
+    assert!(t.contains("resuming after 10 MiB"), "{t}");
+    assert!(t.contains("verified"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+    assert!(rig.partials().is_empty());
+    assert!(server.requests.load(Ordering::SeqCst) >= 4);
+}
+
+#[test]
+fn a_stage_killed_mid_copy_resumes_and_links_planted_at_its_partial_are_refused() {
+    let rig = Rig::new(None, 24);
+    let served = rig.v2.parent().unwrap().to_path_buf();
+    let server = Server::start(
+        served,
+        Behaviour {
+            cut_after: None,
+            delay_per_mib: Some(Duration::from_millis(150)),
+        },
+    );
+    let url = server.url("v2.img");
+    let mut child = rig.spawn(&["--json", &url]);
+    // Wait for the start event (it names the partial file) and some bytes.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let start: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(start["event"], "start");
+    for key in [
+        "source",
+        "size",
+        "uuid",
+        "version",
+        "resume_from",
+        "partial",
+        "signed_by",
+        "trusted_comment",
+    ] {
+        assert!(
+            start.get(key).is_some(),
+            "start event without {key}: {start}"
+        );
+    }
+    let partial = rig.hostpart.join(start["partial"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let had = std::fs::metadata(&partial).unwrap().len();
+    assert!(had > 0 && had < 24 << 20);
+    assert_eq!(rig.staged_uuid(), None);
+
+    // A link planted at the partial's name is never written through.
+    let current = std::fs::read(rig.hostpart.join("hn-root.img")).unwrap();
+    let kept = rig.dir.path().join("kept.partial");
+    std::fs::rename(&partial, &kept).unwrap();
+    std::os::unix::fs::symlink(rig.hostpart.join("hn-root.img"), &partial).unwrap();
+    let out = hnroot(&rig.args(&[&url]));
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_file(&partial).unwrap();
+    std::fs::hard_link(rig.hostpart.join("hn-root.img"), &partial).unwrap();
+    let out2 = hnroot(&rig.args(&[&url]));
+    assert_eq!(out2.status.code(), Some(1));
+    assert!(
+        text(&out2).contains("not a partial file hnroot made"),
+        "{}",
+        text(&out2)
+    );
+    assert_eq!(
+        std::fs::read(rig.hostpart.join("hn-root.img")).unwrap(),
+        current,
+        "hn-root.img untouched"
+    );
+    std::fs::remove_file(&partial).unwrap();
+
+    // Put the real partial back: the next stage resumes it.
+    std::fs::rename(&kept, &partial).unwrap();
+    let t = ok(&rig.args(&[&url]));
+    assert!(t.contains("resuming after"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+}
+
+#[test]
+fn json_progress_events() {
+    let rig = Rig::new(None, 8);
+    let out = hnroot(&rig.args(&["--json", rig.v2.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"start"));
+    assert_eq!(kinds.last(), Some(&"staged"));
+    assert_eq!(kinds.iter().filter(|k| **k == "step").count(), 5);
+    let progress: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "progress").collect();
+    assert!(!progress.is_empty());
+    let last = progress.last().unwrap();
+    assert_eq!(last["done"], last["total"]);
+    assert_eq!(last["percent"], 100);
+    assert!(last.get("bytes_per_second").is_some());
+    let staged = events.last().unwrap();
+    assert!(staged["next_boot"]
+        .as_str()
+        .unwrap()
+        .starts_with("reason=update image=hn-root-new.img"));
+}
+
+#[test]
+fn a_running_trial_is_not_superseded_unless_forced() {
+    let rig = Rig::new(None, 8);
+    ok(&rig.args(&[rig.v2.to_str().unwrap()]));
+    // The next boot would put v2 on trial: simulate it by recording the trial.
+    let v3 = rig.dir.path().join("v3.img");
+    image_sized(&v3, C, "3", 8);
+    sign(&v3, &rig.keys, "3");
+    let out = hnroot(&rig.args(&[v3.to_str().unwrap()]));
+    assert!(text(&out).contains("already staged"), "{}", text(&out));
+    let t = ok(&rig.args(&["--replace", v3.to_str().unwrap()]));
+    assert!(t.contains("staged"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(C));
+}
+
+#[test]
+fn concurrent_stages_are_serialised() {
+    let rig = Rig::new(None, 16);
+    let mut sources = Vec::new();
+    let uuids = [
+        "11111111-0000-4000-8000-000000000001",
+        "22222222-0000-4000-8000-000000000002",
+        "33333333-0000-4000-8000-000000000003",
+        "44444444-0000-4000-8000-000000000004",
+        "55555555-0000-4000-8000-000000000005",
+    ];
+    for (i, u) in uuids.iter().enumerate() {
+        let p = rig.dir.path().join(format!("c{i}.img"));
+        image_sized(&p, u, &i.to_string(), 16);
+        sign(&p, &rig.keys, "c");
+        sources.push(p);
+    }
+    let children: Vec<Child> = sources
+        .iter()
+        .map(|s| rig.spawn(&["--replace", s.to_str().unwrap()]))
+        .collect();
+    let mut succeeded = Vec::new();
+    for (child, uuid) in children.into_iter().zip(uuids) {
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            succeeded.push(uuid);
+        } else {
+            assert!(
+                text(&out).contains("another hnroot command"),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    assert!(!succeeded.is_empty());
+    let staged = rig.staged_uuid().unwrap();
+    assert!(
+        succeeded.contains(&staged.as_str()),
+        "staged {staged}, succeeded {succeeded:?}"
+    );
+    // The staged file is exactly one source, byte for byte.
+    let i = uuids.iter().position(|u| *u == staged).unwrap();
+    assert_eq!(
+        std::fs::read(rig.hostpart.join("hn-root-new.img")).unwrap(),
+        std::fs::read(&sources[i]).unwrap()
+    );
+}
+
+#[test]
+fn a_full_hostpart_is_refused_before_a_byte_is_written() {
+    if !can_mount() {
+        return;
+    }
+    let fs = Mounted::new(&["mkfs.ext4", "-q", "-F"], 48);
+    let rig = Rig::new(Some(fs.mnt.clone()), 40);
+    let before = std::fs::read_dir(&rig.hostpart).unwrap().count();
+    let out = hnroot(&rig.args(&[rig.v2.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains("MiB free, the image needs 40 MiB") && t.contains("nothing was written"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_dir(&rig.hostpart).unwrap().count(), before);
+}
+
+#[test]
+fn a_reflink_on_btrfs_shares_the_extents_and_still_verifies() {
+    if !can_mount() {
+        return;
+    }
+    let fs = Mounted::new(&["mkfs.btrfs", "-q", "-f"], 256);
+    let rig = Rig::new(Some(fs.mnt.join("hostpart")), 16);
+    let on_fs = fs.mnt.join("images/v2.img");
+    std::fs::create_dir_all(on_fs.parent().unwrap()).unwrap();
+    std::fs::copy(&rig.v2, &on_fs).unwrap();
+    std::fs::copy(
+        rig.v2.with_extension("img.minisig"),
+        on_fs.with_extension("img.minisig"),
+    )
+    .unwrap();
+    let t = ok(&rig.args(&[on_fs.to_str().unwrap()]));
+    assert!(t.contains("reflinked 16 MiB"), "{t}");
+    assert!(t.contains("verified"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+}

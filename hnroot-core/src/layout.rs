@@ -1,0 +1,82 @@
+//! The on-disk layout every side agrees on: partition labels, where the boot-state block and
+//! the revert marker live, what an image must contain, and where a running system finds it
+//! all. The one definition: GRUB's module reads these through `hnroot.h`, the initramfs, the
+//! CLI and the test harness through this module. (The image file names are
+//! [`crate::name::ImageName`].)
+//!
+//! Paths inside a filesystem are relative to its root and never start with `/`; a driver that
+//! needs an absolute form (GRUB: `(hd0,gpt2)/system-revert`) prefixes `/` itself.
+
+/// Filesystem label of the host partition that holds the images and `data/`.
+pub const HOSTPART_LABEL: &str = "hostpart";
+
+/// Filesystem label of the EFI system partition that holds GRUB and the boot-state block.
+pub const ESP_LABEL: &str = "EFI-BOOT";
+
+/// The boot-state block, relative to the ESP's root (see [`crate::bootstate`]).
+pub const BOOTSTATE_PATH: &str = "hnroot/bootstate";
+
+/// The directory of [`BOOTSTATE_PATH`] on the ESP.
+pub const BOOTSTATE_DIR: &str = "hnroot";
+
+/// Its presence in hostpart's top directory asks for a revert on the next boot.
+pub const REVERT_MARKER: &str = "system-revert";
+
+/// The kernel every image carries, relative to the image's root.
+pub const KERNEL_PATH: &str = "boot/kernel";
+
+/// The initramfs every image carries, relative to the image's root.
+pub const INITRAMFS_PATH: &str = "boot/initramfs";
+
+/// hostpart's data directory (`/data0` on a running system points here).
+pub const DATA_DIR: &str = "data";
+
+/// The directory inside [`DATA_DIR`] where hnroot keeps its own records on hostpart.
+pub const RECORDS_DIR: &str = "data/hnroot";
+
+/// Where `hnroot stage` copies an image before it becomes `hn-root-new.img`: this prefix, 16
+/// hex digits naming the source, and [`PARTIAL_SUFFIX`]. Never an image name, so no decision
+/// ever looks at it.
+pub const PARTIAL_PREFIX: &str = ".hn-root-new.";
+
+/// See [`PARTIAL_PREFIX`].
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Where a running hnroot system has hostpart mounted.
+pub const HOSTPART_MOUNT: &str = "/hostpart";
+
+/// Where a running hnroot system has the ESP mounted.
+pub const ESP_MOUNT: &str = "/boot/loader";
+
+/// The data directory's path on a running system: a symbolic link to `/hostpart/data`.
+pub const DATA_LINK: &str = "/data0";
+
+/// The init the initramfs starts in the image unless `init=` says otherwise.
+pub const DEFAULT_INIT: &str = "/sbin/init";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_relative() {
+        for p in [
+            BOOTSTATE_PATH,
+            REVERT_MARKER,
+            KERNEL_PATH,
+            INITRAMFS_PATH,
+            DATA_DIR,
+            RECORDS_DIR,
+        ] {
+            assert!(
+                !p.starts_with('/') && !p.ends_with('/') && !p.contains(".."),
+                "{p}"
+            );
+        }
+        assert!(BOOTSTATE_PATH.starts_with(BOOTSTATE_DIR));
+        assert!(RECORDS_DIR.starts_with(DATA_DIR));
+        for p in [HOSTPART_MOUNT, ESP_MOUNT, DATA_LINK, DEFAULT_INIT] {
+            assert!(p.starts_with('/'), "{p}");
+        }
+    }
+}

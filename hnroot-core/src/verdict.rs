@@ -1,0 +1,545 @@
+//! Is this image file bootable? The one verdict GRUB, the initramfs, `hnroot status`/`explain`
+//! and `hnroot stage` all apply, from the facts each of them reads: what the directory entry
+//! is, how long the file is, what the filesystem prober found in it, and whether the image's
+//! own kernel and initramfs could be opened. Nothing here reads anything.
+//!
+//! The facts are gathered in order and a driver may stop as soon as one refuses: a missing
+//! entry needs no open, a file without a filesystem needs no look for a kernel.
+//! [`needs_boot_files`] tells a driver whether to look at the boot files at all.
+//!
+//! An image name may be a regular file, a hard link, or a symbolic link that resolves to a
+//! regular file inside hostpart (as GRUB's filesystem drivers resolve it: relative to the top
+//! directory, absolute targets from hostpart's root, never out of it). A directory, a device
+//! node, a FIFO, a socket or a link that does not resolve is refused. A file counts only when
+//! the prober finds exactly one filesystem of a type the kernel can mount as root and GRUB can
+//! read (ext2/3/4, XFS, btrfs), with a UUID, that fits in the file (a copy cut short is
+//! refused even when its superblock is intact), holding [`layout::KERNEL_PATH`] and
+//! [`layout::INITRAMFS_PATH`].
+//!
+//! [`layout::KERNEL_PATH`]: crate::layout::KERNEL_PATH
+//! [`layout::INITRAMFS_PATH`]: crate::layout::INITRAMFS_PATH
+
+use core::fmt;
+
+use crate::observe::ImageSeen;
+use crate::probe::{FsOutcome, FsType, FsTypes, OtherType};
+use crate::uuid::FsUuid;
+
+/// What the directory says about an image name (after resolving a symbolic link the way GRUB
+/// does).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Entry {
+    /// No such name.
+    Absent,
+    /// A regular file (possibly reached through a symbolic link) of this many bytes.
+    File {
+        /// Its length in bytes.
+        length: u64,
+    },
+    /// A directory.
+    Directory,
+    /// A device node, FIFO or socket.
+    Special,
+    /// The name exists but cannot be opened: a link that does not resolve (dangling, looping,
+    /// leaving hostpart), or an open that failed.
+    Unopenable,
+}
+
+/// What the filesystem prober made of the file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Probe<'a> {
+    /// Not run (an earlier fact refused the file).
+    NotRun,
+    /// The file could not be read.
+    ReadError,
+    /// The prober's answer.
+    Done(&'a FsOutcome),
+}
+
+/// Whether the image's own kernel and initramfs could be opened, through the driver the boot
+/// will use (GRUB's filesystem module; on Linux a reader of that filesystem or a read-only
+/// mount).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BootFiles {
+    /// Not looked at.
+    NotChecked,
+    /// Both are regular files.
+    Present,
+    /// One or both are missing (or are not regular files).
+    Missing {
+        /// `boot/kernel` is missing.
+        kernel: bool,
+        /// `boot/initramfs` is missing.
+        initramfs: bool,
+    },
+    /// The filesystem could not be read far enough to tell.
+    Unreadable,
+    /// The driver for this filesystem type is not available (GRUB: its module cannot be
+    /// loaded).
+    NoDriver,
+    /// The driver reads the file as a different filesystem type than the prober.
+    DriverDisagrees,
+}
+
+/// Everything a driver found out about one image name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ImageFacts<'a> {
+    /// The directory entry.
+    pub entry: Entry,
+    /// The prober's answer on the file's bytes (its device size is the file's length).
+    pub probe: Probe<'a>,
+    /// The boot files inside.
+    pub boot_files: BootFiles,
+}
+
+impl ImageFacts<'_> {
+    /// Facts for a name that is not there.
+    pub const ABSENT: ImageFacts<'static> = ImageFacts {
+        entry: Entry::Absent,
+        probe: Probe::NotRun,
+        boot_files: BootFiles::NotChecked,
+    };
+}
+
+/// A bootable image.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Bootable {
+    /// Its filesystem UUID: its identity.
+    pub uuid: FsUuid,
+    /// Its filesystem type.
+    pub fs_type: FsType,
+    /// The file's length in bytes.
+    pub length: u64,
+}
+
+/// Why an image file is refused. Each has a stable [`Refusal::code`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Refusal {
+    /// A directory, device node, FIFO or socket.
+    NotAFile(Entry),
+    /// A name that cannot be opened (a dangling or looping link, a failed open).
+    Unopenable,
+    /// Reading the file failed.
+    ReadError,
+    /// No filesystem hnroot recognises (garbage, an empty file, a FIFO as GRUB sees it).
+    NoFilesystem,
+    /// Several valid superblocks: nothing can tell which one is meant.
+    Ambivalent(FsTypes),
+    /// A RAID, LVM or encrypted volume member.
+    VolumeMember(OtherType),
+    /// A filesystem the kernel does not boot as root or GRUB cannot read (FAT, a journal).
+    UnsupportedFilesystem(FsType),
+    /// The filesystem spans more bytes than the file holds: a copy cut short.
+    Truncated {
+        /// The filesystem's type.
+        fs_type: FsType,
+        /// Bytes the filesystem says it spans.
+        fs_size: u64,
+        /// Bytes the file holds.
+        length: u64,
+    },
+    /// No filesystem UUID, which is the image's identity.
+    NoUuid(FsType),
+    /// No `boot/kernel` or `boot/initramfs` in it.
+    MissingBootFiles {
+        /// `boot/kernel` is missing.
+        kernel: bool,
+        /// `boot/initramfs` is missing.
+        initramfs: bool,
+    },
+    /// Its boot files could not be read.
+    BootFilesUnreadable(FsType),
+    /// The boot's driver for its filesystem type is not available.
+    NoDriver(FsType),
+    /// The boot's driver reads it as another filesystem.
+    DriverDisagrees(FsType),
+    /// The driver did not look at the boot files (a bug in the driver).
+    BootFilesNotChecked,
+}
+
+impl Refusal {
+    /// A stable name for logs, JSON and tests.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotAFile(_) => "not-a-file",
+            Refusal::Unopenable => "unopenable",
+            Refusal::ReadError => "read-error",
+            Refusal::NoFilesystem => "no-filesystem",
+            Refusal::Ambivalent(_) => "ambivalent",
+            Refusal::VolumeMember(_) => "volume-member",
+            Refusal::UnsupportedFilesystem(_) => "unsupported-filesystem",
+            Refusal::Truncated { .. } => "truncated",
+            Refusal::NoUuid(_) => "no-uuid",
+            Refusal::MissingBootFiles { .. } => "missing-boot-files",
+            Refusal::BootFilesUnreadable(_) => "boot-files-unreadable",
+            Refusal::NoDriver(_) => "no-driver",
+            Refusal::DriverDisagrees(_) => "driver-disagrees",
+            Refusal::BootFilesNotChecked => "boot-files-not-checked",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotAFile(Entry::Directory) => f.write_str("a directory, not an image file"),
+            Refusal::NotAFile(_) => f.write_str("a device node, FIFO or socket, not an image file"),
+            Refusal::Unopenable => f.write_str(
+                "cannot be opened (a symbolic link that does not resolve inside hostpart?)",
+            ),
+            Refusal::ReadError => f.write_str("reading it failed"),
+            Refusal::NoFilesystem => f.write_str(
+                "no ext2/3/4, XFS or btrfs filesystem in it (garbage, empty, or not an image)",
+            ),
+            Refusal::Ambivalent(types) => write!(
+                f,
+                "valid superblocks of {types}: ambiguous (wipefs the stale signature)"
+            ),
+            Refusal::VolumeMember(t) => write!(f, "a {t} volume, not a filesystem"),
+            Refusal::UnsupportedFilesystem(t) => write!(
+                f,
+                "a {t} filesystem: root images are ext2/3/4, XFS or btrfs"
+            ),
+            Refusal::Truncated {
+                fs_type,
+                fs_size,
+                length,
+            } => write!(
+                f,
+                "truncated: its {fs_type} filesystem spans {fs_size} bytes, the file holds \
+                 {length} ({} missing; an incomplete copy?)",
+                fs_size.saturating_sub(*length)
+            ),
+            Refusal::NoUuid(t) => write!(
+                f,
+                "its {t} filesystem has no UUID, and hnroot identifies images by UUID"
+            ),
+            Refusal::MissingBootFiles { kernel, initramfs } => {
+                let what = match (kernel, initramfs) {
+                    (true, true) => "neither boot/kernel nor boot/initramfs",
+                    (true, false) => "no boot/kernel",
+                    _ => "no boot/initramfs",
+                };
+                write!(f, "{what} in it (every image carries its own)")
+            }
+            Refusal::BootFilesUnreadable(t) => write!(
+                f,
+                "its {t} filesystem cannot be read far enough to find boot/kernel"
+            ),
+            Refusal::NoDriver(t) => write!(f, "no driver for its {t} filesystem is available"),
+            Refusal::DriverDisagrees(t) => write!(
+                f,
+                "the filesystem driver does not read it as the {t} filesystem the prober found"
+            ),
+            Refusal::BootFilesNotChecked => {
+                f.write_str("its boot files were not checked (a bug in hnroot)")
+            }
+        }
+    }
+}
+
+/// The verdict on one image name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Verdict {
+    /// No such name.
+    Absent,
+    /// It boots.
+    Bootable(Bootable),
+    /// It is there but does not boot, and why.
+    Refused(Refusal),
+}
+
+impl Verdict {
+    /// What the decision needs.
+    pub fn seen(&self) -> ImageSeen {
+        match self {
+            Verdict::Absent => ImageSeen::Absent,
+            Verdict::Bootable(b) => ImageSeen::Readable(b.uuid),
+            Verdict::Refused(_) => ImageSeen::Unreadable,
+        }
+    }
+
+    /// A stable name: `absent`, `bootable` or the refusal's code.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Verdict::Absent => "absent",
+            Verdict::Bootable(_) => "bootable",
+            Verdict::Refused(r) => r.code(),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Absent => f.write_str("absent"),
+            Verdict::Bootable(b) => write!(f, "{} UUID={} ({} bytes)", b.fs_type, b.uuid, b.length),
+            Verdict::Refused(r) => write!(f, "unreadable: {r}"),
+        }
+    }
+}
+
+/// Filesystem types a root image may have: the kernel mounts them as root, GRUB reads them.
+pub const fn bootable_type(t: FsType) -> bool {
+    matches!(
+        t,
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev | FsType::Xfs | FsType::Btrfs
+    )
+}
+
+/// What the file and the prober say, before the boot files are looked at.
+fn judge_filesystem(length: u64, outcome: &FsOutcome) -> Result<(FsType, FsUuid), Refusal> {
+    let info = match outcome {
+        FsOutcome::Found(info) => info,
+        FsOutcome::Unknown => return Err(Refusal::NoFilesystem),
+        FsOutcome::Ambivalent(types) => return Err(Refusal::Ambivalent(*types)),
+        FsOutcome::Other(other) => return Err(Refusal::VolumeMember(*other)),
+    };
+    let t = info.fs_type;
+    if !bootable_type(t) {
+        return Err(Refusal::UnsupportedFilesystem(t));
+    }
+    if let Some(missing) = info.missing_bytes(length) {
+        return Err(Refusal::Truncated {
+            fs_type: t,
+            fs_size: length.saturating_add(missing),
+            length,
+        });
+    }
+    match info.uuid {
+        Some(uuid) if !uuid.is_nil() => Ok((t, uuid)),
+        _ => Err(Refusal::NoUuid(t)),
+    }
+}
+
+/// Whether a driver must look for the boot files: `Some(type)` (the filesystem driver to use)
+/// when everything before them is fine, `None` when the verdict is already known.
+pub fn needs_boot_files(entry: Entry, outcome: &FsOutcome) -> Option<FsType> {
+    match entry {
+        Entry::File { length } => judge_filesystem(length, outcome).ok().map(|(t, _)| t),
+        _ => None,
+    }
+}
+
+/// The verdict. Pure; the same facts always give the same verdict.
+pub fn judge(facts: &ImageFacts<'_>) -> Verdict {
+    let length = match facts.entry {
+        Entry::Absent => return Verdict::Absent,
+        Entry::Directory | Entry::Special => {
+            return Verdict::Refused(Refusal::NotAFile(facts.entry))
+        }
+        Entry::Unopenable => return Verdict::Refused(Refusal::Unopenable),
+        Entry::File { length } => length,
+    };
+    let outcome = match facts.probe {
+        Probe::NotRun | Probe::ReadError => return Verdict::Refused(Refusal::ReadError),
+        Probe::Done(outcome) => outcome,
+    };
+    let (fs_type, uuid) = match judge_filesystem(length, outcome) {
+        Ok(found) => found,
+        Err(refusal) => return Verdict::Refused(refusal),
+    };
+    let refusal = match facts.boot_files {
+        BootFiles::Present => {
+            return Verdict::Bootable(Bootable {
+                uuid,
+                fs_type,
+                length,
+            })
+        }
+        BootFiles::NotChecked => Refusal::BootFilesNotChecked,
+        BootFiles::Missing { kernel, initramfs } => Refusal::MissingBootFiles { kernel, initramfs },
+        BootFiles::Unreadable => Refusal::BootFilesUnreadable(fs_type),
+        BootFiles::NoDriver => Refusal::NoDriver(fs_type),
+        BootFiles::DriverDisagrees => Refusal::DriverDisagrees(fs_type),
+    };
+    Verdict::Refused(refusal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{FsInfo, Label};
+
+    const U: FsUuid = FsUuid::Uuid([7; 16]);
+
+    fn found(t: FsType, uuid: Option<FsUuid>, size: Option<u64>) -> FsOutcome {
+        FsOutcome::Found(FsInfo {
+            fs_type: t,
+            label: Label::from_bytes(b"root"),
+            label_fatboot: None,
+            uuid,
+            size,
+        })
+    }
+
+    fn facts(entry: Entry, outcome: &FsOutcome, boot: BootFiles) -> Verdict {
+        judge(&ImageFacts {
+            entry,
+            probe: Probe::Done(outcome),
+            boot_files: boot,
+        })
+    }
+
+    #[test]
+    fn a_whole_ext4_image_with_its_boot_files_boots() {
+        let o = found(FsType::Ext4, Some(U), Some(1 << 20));
+        let e = Entry::File { length: 1 << 20 };
+        assert_eq!(needs_boot_files(e, &o), Some(FsType::Ext4));
+        assert_eq!(
+            facts(e, &o, BootFiles::Present),
+            Verdict::Bootable(Bootable {
+                uuid: U,
+                fs_type: FsType::Ext4,
+                length: 1 << 20
+            })
+        );
+        assert_eq!(
+            facts(e, &o, BootFiles::Present).seen(),
+            ImageSeen::Readable(U)
+        );
+    }
+
+    #[test]
+    fn every_refusal_in_the_order_the_facts_are_gathered() {
+        let good = found(FsType::Xfs, Some(U), Some(4096));
+        let file = Entry::File { length: 4096 };
+        let cases: [(Entry, FsOutcome, BootFiles, &str); 14] = [
+            (
+                Entry::Directory,
+                good.clone(),
+                BootFiles::Present,
+                "not-a-file",
+            ),
+            (
+                Entry::Special,
+                good.clone(),
+                BootFiles::Present,
+                "not-a-file",
+            ),
+            (
+                Entry::Unopenable,
+                good.clone(),
+                BootFiles::Present,
+                "unopenable",
+            ),
+            (
+                file,
+                FsOutcome::Unknown,
+                BootFiles::Present,
+                "no-filesystem",
+            ),
+            (
+                file,
+                FsOutcome::Ambivalent(FsTypes::of(FsType::Xfs)),
+                BootFiles::Present,
+                "ambivalent",
+            ),
+            (
+                file,
+                FsOutcome::Other(OtherType::CryptoLuks),
+                BootFiles::Present,
+                "volume-member",
+            ),
+            (
+                file,
+                found(FsType::Vfat, Some(U), Some(4096)),
+                BootFiles::Present,
+                "unsupported-filesystem",
+            ),
+            (
+                Entry::File { length: 4095 },
+                good.clone(),
+                BootFiles::Present,
+                "truncated",
+            ),
+            (
+                file,
+                found(FsType::Xfs, None, Some(4096)),
+                BootFiles::Present,
+                "no-uuid",
+            ),
+            (
+                file,
+                found(FsType::Xfs, Some(FsUuid::Uuid([0; 16])), None),
+                BootFiles::Present,
+                "no-uuid",
+            ),
+            (
+                file,
+                good.clone(),
+                BootFiles::Missing {
+                    kernel: true,
+                    initramfs: false,
+                },
+                "missing-boot-files",
+            ),
+            (
+                file,
+                good.clone(),
+                BootFiles::Unreadable,
+                "boot-files-unreadable",
+            ),
+            (file, good.clone(), BootFiles::NoDriver, "no-driver"),
+            (
+                file,
+                good.clone(),
+                BootFiles::NotChecked,
+                "boot-files-not-checked",
+            ),
+        ];
+        for (entry, outcome, boot, code) in cases {
+            let v = facts(entry, &outcome, boot);
+            assert_eq!(v.code(), code, "{entry:?} {outcome:?} {boot:?}: {v}");
+            assert_eq!(v.seen(), ImageSeen::Unreadable);
+        }
+        assert_eq!(judge(&ImageFacts::ABSENT), Verdict::Absent);
+        assert_eq!(
+            judge(&ImageFacts {
+                entry: file,
+                probe: Probe::ReadError,
+                boot_files: BootFiles::NotChecked
+            })
+            .code(),
+            "read-error"
+        );
+    }
+
+    #[test]
+    fn a_cut_under_one_sector_is_still_truncated() {
+        // GRUB's loopback rounds a file up to whole sectors; the length it reports here is the
+        // file's own, so 100 missing bytes are seen.
+        let o = found(FsType::Ext4, Some(U), Some(1 << 20));
+        let v = facts(
+            Entry::File {
+                length: (1 << 20) - 100,
+            },
+            &o,
+            BootFiles::Present,
+        );
+        assert_eq!(
+            v,
+            Verdict::Refused(Refusal::Truncated {
+                fs_type: FsType::Ext4,
+                fs_size: 1 << 20,
+                length: (1 << 20) - 100
+            })
+        );
+        assert!(std::format!("{v}").contains("100 missing"), "{v}");
+        assert_eq!(needs_boot_files(Entry::File { length: 5 }, &o), None);
+    }
+
+    #[test]
+    fn messages_name_what_was_found() {
+        let m = std::format!(
+            "{}",
+            Refusal::MissingBootFiles {
+                kernel: false,
+                initramfs: true
+            }
+        );
+        assert_eq!(m, "no boot/initramfs in it (every image carries its own)");
+        let m = std::format!("{}", Refusal::UnsupportedFilesystem(FsType::Vfat));
+        assert!(m.contains("vfat"), "{m}");
+    }
+}

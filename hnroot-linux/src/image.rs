@@ -1,0 +1,640 @@
+//! The facts of one image file, gathered the Linux way, judged by the core
+//! (`hnroot_core::verdict`), exactly as GRUB gathers them: what the name is (a symbolic link
+//! resolved inside hostpart as GRUB's drivers resolve it: relative to the top directory,
+//! absolute targets from hostpart's root, never out of it), the file's length, the core's
+//! prober on its bytes, and whether `boot/kernel` and `boot/initramfs` are files in it (read
+//! with ext4-view for ext2/3/4, through a read-only loop mount for XFS and btrfs). It also reads
+//! what `hnroot status` shows beside the verdict: the label and the `os-release` version.
+//! Nothing here decides; nothing here writes.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use hnroot_core::layout;
+use hnroot_core::probe::{FsOutcome, FsType};
+use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
+
+use crate::loopdev;
+use crate::mounts;
+use crate::probe::Device;
+
+/// `os-release` fields an image's version is read from (systemd's names for image-based
+/// systems).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OsRelease {
+    /// `IMAGE_ID`.
+    pub image_id: Option<String>,
+    /// `IMAGE_VERSION`.
+    pub image_version: Option<String>,
+    /// `PRETTY_NAME`.
+    pub pretty_name: Option<String>,
+}
+
+impl OsRelease {
+    /// Parse `KEY=value` lines (values may be quoted), keeping the fields above.
+    pub fn parse(text: &str) -> OsRelease {
+        let mut out = OsRelease::default();
+        for line in text.lines().take(200) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(128)
+                .collect::<String>();
+            let slot = match key.trim() {
+                "IMAGE_ID" => &mut out.image_id,
+                "IMAGE_VERSION" => &mut out.image_version,
+                "PRETTY_NAME" => &mut out.pretty_name,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        out
+    }
+
+    /// `IMAGE_ID IMAGE_VERSION` (or what there is of it).
+    pub fn version(&self) -> Option<String> {
+        match (&self.image_id, &self.image_version) {
+            (Some(id), Some(v)) => Some(format!("{id} {v}")),
+            (None, Some(v)) => Some(v.clone()),
+            (Some(id), None) => Some(id.clone()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// One image name, judged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    /// The core's verdict.
+    pub verdict: Verdict,
+    /// Its filesystem label, escaped for printing (bootable images only).
+    pub label: Option<String>,
+    /// Its `os-release` (bootable images only, when it has one).
+    pub os_release: Option<OsRelease>,
+}
+
+impl Judged {
+    fn absent() -> Judged {
+        Judged {
+            verdict: Verdict::Absent,
+            label: None,
+            os_release: None,
+        }
+    }
+}
+
+/// `openat2`'s `struct open_how`.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_XDEV: u64 = 0x01;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// Open `name` in the directory `dir` the way GRUB's drivers open it: a symbolic link is
+/// followed inside the directory's filesystem only, absolute targets from the directory (the
+/// filesystem's root, for hostpart's top directory), `..` never above it, never across a
+/// mount. `O_NONBLOCK`: a FIFO never blocks the open.
+pub fn open_in_root(dir: &OwnedFd, name: &str) -> io::Result<File> {
+    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: a valid directory descriptor, a NUL-terminated name, and `how` with its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
+}
+
+/// What the directory entry `name` is, without following it: `None` when absent.
+fn entry_kind(dir: &OwnedFd, name: &str) -> io::Result<Option<u32>> {
+    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: zeroed `stat` is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(Some(st.st_mode & libc::S_IFMT));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// Where read-only loop mounts for looking inside XFS and btrfs images go.
+#[derive(Clone, Debug)]
+pub struct Inspect {
+    /// `/dev`, where `loop-control` and the loop devices are.
+    pub dev: PathBuf,
+    /// A directory for temporary mount points (`/run/hnroot`).
+    pub scratch: PathBuf,
+}
+
+impl Default for Inspect {
+    fn default() -> Inspect {
+        Inspect {
+            dev: PathBuf::from("/dev"),
+            scratch: PathBuf::from("/run/hnroot"),
+        }
+    }
+}
+
+/// Judge image name `name` in hostpart's top directory `dir`.
+pub fn judge_name(dir: &OwnedFd, name: &str, inspect: &Inspect) -> Judged {
+    let entry = match entry_kind(dir, name) {
+        Ok(None) => return Judged::absent(),
+        Ok(Some(libc::S_IFDIR)) => Entry::Directory,
+        Ok(Some(libc::S_IFREG | libc::S_IFLNK)) => match open_in_root(dir, name) {
+            Ok(file) => return judge_file(&file, inspect),
+            Err(_) => Entry::Unopenable,
+        },
+        Ok(Some(_)) => Entry::Special,
+        Err(_) => Entry::Unopenable,
+    };
+    judged(entry, Probe::NotRun, BootFiles::NotChecked)
+}
+
+fn judged(entry: Entry, probe: Probe<'_>, boot_files: BootFiles) -> Judged {
+    Judged {
+        verdict: verdict::judge(&ImageFacts {
+            entry,
+            probe,
+            boot_files,
+        }),
+        label: None,
+        os_release: None,
+    }
+}
+
+/// Judge an open file (an image name opened as GRUB would, or the source `hnroot stage`
+/// copies).
+pub fn judge_file(file: &File, inspect: &Inspect) -> Judged {
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(_) => return judged(Entry::Unopenable, Probe::NotRun, BootFiles::NotChecked),
+    };
+    if meta.is_dir() {
+        return judged(Entry::Directory, Probe::NotRun, BootFiles::NotChecked);
+    }
+    if !meta.is_file() {
+        return judged(Entry::Special, Probe::NotRun, BootFiles::NotChecked);
+    }
+    let entry = Entry::File { length: meta.len() };
+    let outcome = match file.try_clone().and_then(|f| {
+        Device::from_file(f, Path::new("image"), meta.len(), 512).probe_fs(0, meta.len())
+    }) {
+        Ok(o) => o,
+        Err(_) => return judged(entry, Probe::ReadError, BootFiles::NotChecked),
+    };
+    let Some(fs_type) = verdict::needs_boot_files(entry, &outcome) else {
+        return judged(entry, Probe::Done(&outcome), BootFiles::NotChecked);
+    };
+    let (boot_files, os_release) = look_inside(file, fs_type, inspect);
+    let mut out = judged(entry, Probe::Done(&outcome), boot_files);
+    if matches!(out.verdict, Verdict::Bootable(_)) {
+        out.label = outcome
+            .info()
+            .and_then(|i| i.label.as_ref())
+            .map(ToString::to_string);
+        out.os_release = os_release;
+    }
+    out
+}
+
+/// The boot files of an image of type `fs_type`, and its `os-release`.
+fn look_inside(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Option<OsRelease>) {
+    match fs_type {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => look_inside_ext(file),
+        _ => look_inside_mounted(file, fs_type, inspect),
+    }
+}
+
+fn boot_files_from(kernel: bool, initramfs: bool) -> BootFiles {
+    if kernel && initramfs {
+        BootFiles::Present
+    } else {
+        BootFiles::Missing {
+            kernel: !kernel,
+            initramfs: !initramfs,
+        }
+    }
+}
+
+/// Most bytes of `os-release` read.
+const OS_RELEASE_MAX: usize = 16 * 1024;
+
+fn look_inside_ext(file: &File) -> (BootFiles, Option<OsRelease>) {
+    let Ok(copy) = file.try_clone() else {
+        return (BootFiles::Unreadable, None);
+    };
+    let Ok(fs) = ext4_view::Ext4::load(Box::new(copy)) else {
+        return (BootFiles::Unreadable, None);
+    };
+    ext_boot_files(&fs)
+}
+
+/// The boot files and `os-release` of a loaded ext2/3/4 filesystem.
+fn ext_boot_files(fs: &ext4_view::Ext4) -> (BootFiles, Option<OsRelease>) {
+    let is_file = |p: &str| -> Result<bool, ()> {
+        match fs.metadata(format!("/{p}").as_str()) {
+            Ok(m) => Ok(m.file_type().is_regular_file()),
+            Err(ext4_view::Ext4Error::NotFound) => Ok(false),
+            Err(_) => Err(()),
+        }
+    };
+    let boot = match (
+        is_file(layout::KERNEL_PATH),
+        is_file(layout::INITRAMFS_PATH),
+    ) {
+        (Ok(k), Ok(i)) => boot_files_from(k, i),
+        _ => BootFiles::Unreadable,
+    };
+    let os_release = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| {
+            let m = fs.metadata(*p).ok()?;
+            if !m.file_type().is_regular_file() || m.len() > OS_RELEASE_MAX as u64 {
+                return None;
+            }
+            fs.read(*p)
+                .ok()
+                .map(|b| OsRelease::parse(&String::from_utf8_lossy(&b)))
+        });
+    (boot, os_release)
+}
+
+fn look_inside_mounted(
+    file: &File,
+    fs_type: FsType,
+    inspect: &Inspect,
+) -> (BootFiles, Option<OsRelease>) {
+    // Read-only device, and no journal or log replay: looking must not write.
+    let options = match fs_type {
+        FsType::Xfs => "norecovery",
+        FsType::Btrfs => "rescue=nologreplay",
+        _ => return (BootFiles::NoDriver, None),
+    };
+    let Ok(lo) = loopdev::attach(&inspect.dev, file, "hnroot-inspect", false) else {
+        return (BootFiles::Unreadable, None);
+    };
+    if mounts::mkdir_p(&inspect.scratch).is_err() {
+        return (BootFiles::Unreadable, None);
+    }
+    let Ok(dir) = tempdir_in(&inspect.scratch) else {
+        return (BootFiles::Unreadable, None);
+    };
+    let mounted = mounts::mount(
+        &lo.node,
+        &dir,
+        Some(fs_type.as_str()),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(options),
+    );
+    drop(lo);
+    let result = match mounted {
+        Err(_) => (BootFiles::Unreadable, None),
+        Ok(()) => {
+            let is_file = |p: &str| match std::fs::metadata(dir.join(p)) {
+                Ok(m) => Ok(m.is_file()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(_) => Err(()),
+            };
+            // Links inside the image are resolved by the kernel from the mount point, which
+            // is what GRUB does from the image's root only for relative links; an absolute
+            // link to /boot/vmlinuz would leave the image, so resolve it inside.
+            let boot = match (
+                resolve_inside(&dir, layout::KERNEL_PATH).map_or(Err(()), |p| is_file(&p)),
+                resolve_inside(&dir, layout::INITRAMFS_PATH).map_or(Err(()), |p| is_file(&p)),
+            ) {
+                (Ok(k), Ok(i)) => boot_files_from(k, i),
+                _ => BootFiles::Unreadable,
+            };
+            let os_release = ["etc/os-release", "usr/lib/os-release"]
+                .iter()
+                .find_map(|p| {
+                    let path = resolve_inside(&dir, p)?;
+                    let meta = std::fs::metadata(dir.join(&path)).ok()?;
+                    if !meta.is_file() || meta.len() > OS_RELEASE_MAX as u64 {
+                        return None;
+                    }
+                    std::fs::read_to_string(dir.join(path))
+                        .ok()
+                        .map(|t| OsRelease::parse(&t))
+                });
+            let _ = mounts::umount(&dir, libc::MNT_DETACH);
+            (boot, os_release)
+        }
+    };
+    let _ = std::fs::remove_dir(&dir);
+    result
+}
+
+/// `path` (relative to `root`) with symbolic links resolved as inside a filesystem whose root
+/// is `root`: absolute targets from `root`, `..` never above it; at most 8 links, as GRUB.
+fn resolve_inside(root: &Path, path: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut pending: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(parts.join("/")).join(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 8 {
+                    return None;
+                }
+                let target = std::fs::read_link(&candidate).ok()?;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    parts.clear();
+                }
+                pending.extend(target.split('/').rev().map(str::to_owned));
+            }
+            _ => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// A fresh directory under `base`.
+fn tempdir_in(base: &Path) -> io::Result<PathBuf> {
+    for n in 0..1000u32 {
+        let dir = base.join(format!("inspect-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free inspection directory",
+    ))
+}
+
+/// Judge the image file at `path` (following links as the operator named it): the source
+/// of `hnroot stage`, `hnroot probe --verdict`.
+pub fn judge_path(path: &Path, inspect: &Inspect) -> io::Result<Judged> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(judge_file(&file, inspect))
+}
+
+/// Random access to the bytes of an image that is not a local file (an HTTP source), for
+/// probing it and reading ext2/3/4 inside it before it is copied.
+pub trait ImageReader: Send {
+    /// Its length in bytes.
+    fn length(&self) -> u64;
+    /// Exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// An independent reader of the same bytes.
+    fn boxed_clone(&self) -> Box<dyn ImageReader>;
+}
+
+struct ExtAdapter(Box<dyn ImageReader>);
+
+impl ext4_view::Ext4Read for ExtAdapter {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.0
+            .read_exact_at(start_byte, dst)
+            .map_err(|e| Box::new(e) as _)
+    }
+}
+
+/// The facts of a remote image as far as they can be read without copying it: its length, the
+/// prober's answer, and for ext2/3/4 its boot files and `os-release` (read through the
+/// reader). For XFS and btrfs the boot files are not checked here (`BootFiles::NotChecked`):
+/// the copy is judged whole before it is used.
+pub fn look_at_reader(
+    reader: &mut dyn ImageReader,
+) -> (Result<FsOutcome, io::Error>, BootFiles, Option<OsRelease>) {
+    let len = reader.length();
+    let mut prober = hnroot_core::probe::FsProber::new(len);
+    let outcome = hnroot_core::probe::run(&mut prober, |r| {
+        let end = r.offset.saturating_add(r.len as u64).min(len);
+        let mut buf = vec![0u8; end.saturating_sub(r.offset) as usize];
+        reader.read_exact_at(r.offset, &mut buf).map(|()| buf)
+    });
+    let outcome = match outcome {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return (
+                Err(io::Error::other("the prober did not finish")),
+                BootFiles::NotChecked,
+                None,
+            )
+        }
+        Err(e) => return (Err(e), BootFiles::NotChecked, None),
+    };
+    let entry = Entry::File { length: len };
+    match verdict::needs_boot_files(entry, &outcome) {
+        Some(FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev) => {
+            let (boot, os) = match ext4_view::Ext4::load(Box::new(ExtAdapter(reader.boxed_clone())))
+            {
+                Ok(fs) => ext_boot_files(&fs),
+                Err(_) => (BootFiles::Unreadable, None),
+            };
+            (Ok(outcome), boot, os)
+        }
+        _ => (Ok(outcome), BootFiles::NotChecked, None),
+    }
+}
+
+/// The prober's answer on an open image file (for callers that need the label or size).
+pub fn probe_file(file: &File) -> io::Result<FsOutcome> {
+    let len = file.metadata()?.len();
+    Device::from_file(file.try_clone()?, Path::new("image"), len, 512).probe_fs(0, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::process::Command;
+
+    fn mkfs_ext4_with_boot(path: &Path, uuid: &str, boot: &[&str]) {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("boot")).unwrap();
+        std::fs::create_dir_all(tree.path().join("etc")).unwrap();
+        for f in boot {
+            std::fs::write(tree.path().join("boot").join(f), b"x").unwrap();
+        }
+        std::fs::write(
+            tree.path().join("etc/os-release"),
+            "PRETTY_NAME=\"Test\"\nIMAGE_ID=hn\nIMAGE_VERSION='7.1'\n",
+        )
+        .unwrap();
+        let status = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-U", uuid, "-L", "root", "-d"])
+            .arg(tree.path())
+            .arg(path)
+            .arg("8M")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    const U1: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn dir_fd(path: &Path) -> OwnedFd {
+        OwnedFd::from(File::open(path).unwrap())
+    }
+
+    #[test]
+    fn a_real_ext4_image_with_and_without_its_boot_files() {
+        let d = tempfile::tempdir().unwrap();
+        mkfs_ext4_with_boot(&d.path().join("hn-root.img"), U1, &["kernel", "initramfs"]);
+        mkfs_ext4_with_boot(&d.path().join("hn-root-new.img"), U1, &["kernel"]);
+        let fd = dir_fd(d.path());
+        let j = judge_name(&fd, "hn-root.img", &Inspect::default());
+        assert_eq!(j.verdict.code(), "bootable", "{}", j.verdict);
+        assert_eq!(j.label.as_deref(), Some("root"));
+        assert_eq!(
+            j.os_release
+                .as_ref()
+                .and_then(OsRelease::version)
+                .as_deref(),
+            Some("hn 7.1")
+        );
+        let j = judge_name(&fd, "hn-root-new.img", &Inspect::default());
+        assert_eq!(j.verdict.code(), "missing-boot-files", "{}", j.verdict);
+        assert_eq!(
+            judge_name(&fd, "hn-root-old.img", &Inspect::default()).verdict,
+            Verdict::Absent
+        );
+    }
+
+    #[test]
+    fn links_resolve_inside_hostpart_as_in_grub() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        mkfs_ext4_with_boot(&d.path().join("backup.img"), U1, &["kernel", "initramfs"]);
+        mkfs_ext4_with_boot(&outside.path().join("x.img"), U1, &["kernel", "initramfs"]);
+        symlink("backup.img", d.path().join("hn-root.img")).unwrap();
+        // Absolute: resolved from hostpart's root, as GRUB does; there is no /backup.img
+        // outside to find.
+        symlink("/backup.img", d.path().join("hn-root-old.img")).unwrap();
+        symlink(
+            outside.path().join("x.img"),
+            d.path().join("hn-root-new.img"),
+        )
+        .unwrap();
+        symlink(
+            "../../../../etc/passwd",
+            d.path().join("hn-root-broken.img"),
+        )
+        .unwrap();
+        std::fs::hard_link(
+            d.path().join("backup.img"),
+            d.path().join("hn-root-cancelled.img"),
+        )
+        .unwrap();
+        let fd = dir_fd(d.path());
+        let code = |n| judge_name(&fd, n, &Inspect::default()).verdict.code();
+        assert_eq!(code("hn-root.img"), "bootable");
+        assert_eq!(code("hn-root-old.img"), "bootable");
+        assert_eq!(
+            code("hn-root-new.img"),
+            "unopenable",
+            "a link out of hostpart"
+        );
+        assert_eq!(
+            code("hn-root-broken.img"),
+            "unopenable",
+            ".. stops at hostpart's root"
+        );
+        assert_eq!(
+            code("hn-root-cancelled.img"),
+            "bootable",
+            "hard links are files"
+        );
+    }
+
+    #[test]
+    fn directories_fifos_and_cut_copies_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("hn-root.img")).unwrap();
+        let fifo = CString::new(d.path().join("hn-root-new.img").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        mkfs_ext4_with_boot(
+            &d.path().join("hn-root-old.img"),
+            U1,
+            &["kernel", "initramfs"],
+        );
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.path().join("hn-root-old.img"))
+            .unwrap();
+        f.set_len((8 << 20) - 100).unwrap();
+        let fd = dir_fd(d.path());
+        let code = |n| judge_name(&fd, n, &Inspect::default()).verdict.code();
+        assert_eq!(code("hn-root.img"), "not-a-file");
+        assert_eq!(
+            code("hn-root-new.img"),
+            "not-a-file",
+            "a FIFO, and the open did not block"
+        );
+        assert_eq!(code("hn-root-old.img"), "truncated", "100 bytes short");
+    }
+
+    #[test]
+    fn os_release_fields() {
+        let o = OsRelease::parse("IMAGE_ID=\"fleet\"\nIMAGE_VERSION=2026.11\nX=y\nbad line\n");
+        assert_eq!(o.version().as_deref(), Some("fleet 2026.11"));
+        assert_eq!(OsRelease::parse("").version(), None);
+    }
+}

@@ -1,0 +1,164 @@
+//! Preparing the mounted image as the new root: the image's init must be there before
+//! anything irreversible happens, and hostpart stays reachable at `/hostpart` with `/data0`
+//! resolving to its `data/`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use hnroot_linux::mounts;
+
+use crate::{error, info, warn};
+
+/// Most symbolic links followed resolving the init inside the new root.
+const MAX_LINKS: usize = 16;
+
+/// Why the image cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoInit(pub String);
+
+/// Check that `init` (an absolute path) names an executable regular file inside `newroot`,
+/// resolving symbolic links as the image will see them (absolute targets from its root).
+/// Checked before `switch_root`, while a failure can still boot another image.
+pub fn check_init(newroot: &Path, init: &str) -> Result<String, NoInit> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut pending: Vec<String> = init.split('/').rev().map(str::to_owned).collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here = newroot.join(parts.join("/")).join(&part);
+        match std::fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(NoInit(format!(
+                        "{init}: more than {MAX_LINKS} symbolic links"
+                    )));
+                }
+                let target = std::fs::read_link(&here)
+                    .map_err(|e| NoInit(format!("{init}: reading a link: {e}")))?;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    parts.clear();
+                }
+                pending.extend(target.split('/').rev().map(str::to_owned));
+            }
+            Ok(_) => parts.push(part),
+            Err(e) => {
+                return Err(NoInit(format!(
+                    "{init} in the image: /{} {}",
+                    parts
+                        .iter()
+                        .chain(std::iter::once(&part))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        "does not exist".to_owned()
+                    } else {
+                        e.to_string()
+                    }
+                )))
+            }
+        }
+    }
+    let resolved = format!("/{}", parts.join("/"));
+    let meta = std::fs::metadata(newroot.join(parts.join("/")))
+        .map_err(|e| NoInit(format!("{init} ({resolved}): {e}")))?;
+    if !meta.is_file() {
+        return Err(NoInit(format!("{init} ({resolved}) is not a regular file")));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(NoInit(format!("{init} ({resolved}) is not executable")));
+    }
+    Ok(resolved)
+}
+
+/// Keep hostpart reachable at `<newroot>/hostpart` and make `/data0` resolve to its `data/`.
+pub fn keep_hostpart(newroot: &Path, hostpart_mnt: &Path) {
+    let target = newroot.join("hostpart");
+    if !target.is_dir() {
+        error!(
+            "the image has no /hostpart directory: hostpart stays mounted but out of reach after switch_root (add /hostpart to the image)"
+        );
+        return;
+    }
+    match mounts::move_mount(hostpart_mnt, &target) {
+        Ok(()) => info!("moved hostpart to {}", target.display()),
+        Err(e) => {
+            error!("{e}: hostpart will not be reachable in the new root");
+            return;
+        }
+    }
+    let data = target.join("data");
+    if !data.is_dir() {
+        match std::fs::create_dir(&data) {
+            Ok(()) => info!("created {}", data.display()),
+            Err(e) => warn!("cannot create {}: {e}", data.display()),
+        }
+    }
+    let data0 = newroot.join("data0");
+    match std::fs::symlink_metadata(&data0) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(&data0) {
+            Ok(t) if t == Path::new("/hostpart/data") => {
+                info!("/data0 -> /hostpart/data (symlink in the image)")
+            }
+            Ok(t) => warn!(
+                "/data0 in the image points to {}, not /hostpart/data",
+                t.display()
+            ),
+            Err(e) => warn!("cannot read the /data0 link: {e}"),
+        },
+        Ok(m) if m.is_dir() => match mounts::bind(&data, &data0) {
+            Ok(()) => info!("bind-mounted /hostpart/data on /data0"),
+            Err(e) => warn!("{e}: /data0 is an empty directory"),
+        },
+        _ => warn!("the image has no /data0: add a symlink /data0 -> /hostpart/data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn the_init_is_resolved_inside_the_new_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("lib/systemd")).unwrap();
+        std::fs::create_dir_all(r.join("sbin")).unwrap();
+        std::fs::write(r.join("lib/systemd/systemd"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            r.join("lib/systemd/systemd"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        // Debian's /sbin/init: an absolute link, which must resolve inside the image.
+        symlink("/lib/systemd/systemd", r.join("sbin/init")).unwrap();
+        assert_eq!(check_init(r, "/sbin/init").unwrap(), "/lib/systemd/systemd");
+        symlink("/nowhere", r.join("sbin/dangling")).unwrap();
+        let e = check_init(r, "/sbin/dangling").unwrap_err();
+        assert!(e.0.contains("/nowhere does not exist"), "{e:?}");
+        std::fs::write(r.join("sbin/plain"), b"x").unwrap();
+        assert!(check_init(r, "/sbin/plain")
+            .unwrap_err()
+            .0
+            .contains("not executable"));
+        assert!(check_init(r, "/sbin/missing")
+            .unwrap_err()
+            .0
+            .contains("does not exist"));
+        symlink("loop", r.join("sbin/loop")).unwrap();
+        assert!(check_init(r, "/sbin/loop")
+            .unwrap_err()
+            .0
+            .contains("symbolic links"));
+    }
+}
