@@ -83,14 +83,14 @@ set_var (const char *prefix, const char *name, const char *value)
 static grub_err_t
 set_cmdline_var (const char *prefix, const char *name, grub_uint8_t image,
 		 const struct hnroot_uuid *uuid, const char *partuuid,
-		 const char *esp_partuuid, grub_uint8_t tries)
+		 const char *esp_partuuid, grub_uint8_t tries, grub_uint8_t reason)
 {
   char args[HNROOT_KERNEL_ARGS_LEN];
   hnroot_result r;
 
   r = hnroot_kernel_args (image, uuid, (const grub_uint8_t *) partuuid,
-			  (const grub_uint8_t *) esp_partuuid, tries, (grub_uint8_t *) args,
-			  sizeof (args));
+			  (const grub_uint8_t *) esp_partuuid, tries, reason,
+			  (grub_uint8_t *) args, sizeof (args));
   if (r != HNROOT_RESULT_OK)
     return hnroot_grub_ffi_error ("hnroot_kernel_args", r);
   return set_var (prefix, name, args);
@@ -258,7 +258,7 @@ hnroot_run (struct grub_arg_list *state, int write)
   if (set_var (prefix, "image", (const char *) hnroot_image_file_name (decision.image))
       || set_uuid_var (prefix, "uuid", &decision.uuid)
       || set_cmdline_var (prefix, "cmdline", decision.image, &decision.uuid, partuuid,
-			  esp_partuuid, obs.tries))
+			  esp_partuuid, obs.tries, decision.reason))
     goto done;
   fallback_names = grub_strdup ("");
   for (i = 0; fallback_names && i < decision.fallback_count
@@ -276,7 +276,8 @@ hnroot_run (struct grub_arg_list *state, int write)
 		   (const char *) hnroot_image_file_name (decision.fallbacks[0]))
 	  || set_uuid_var (prefix, "fallback_uuid", &decision.fallback_uuids[0])
 	  || set_cmdline_var (prefix, "fallback_cmdline", decision.fallbacks[0],
-			      &decision.fallback_uuids[0], partuuid, esp_partuuid, obs.tries)))
+			      &decision.fallback_uuids[0], partuuid, esp_partuuid, obs.tries,
+			      HNROOT_REASON_NEXT_IMAGE)))
     goto done;
 
   grub_dprintf ("hnroot", "decided in %llu ms\n",

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod bootstate_cmd;
 mod find_cmd;
+mod history_cmd;
 mod mark_good;
 mod out;
 mod place;
@@ -44,6 +45,8 @@ enum Command {
     Stage(stage::StageArgs),
     /// Remove the partial files interrupted stages left on hostpart.
     DiscardPartials(stage::DiscardArgs),
+    /// What every boot and every operator command did, oldest first.
+    History(history_cmd::HistoryArgs),
     /// Ask for a revert to hn-root-old.img on the next boot (creates system-revert).
     Revert(revert::RevertArgs),
     /// Manage the boot-state file on the ESP.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::MarkGood(args) => mark_good::mark_good(&args),
         Command::Stage(args) => stage::stage(&args),
         Command::DiscardPartials(args) => stage::discard(&args),
+        Command::History(args) => history_cmd::history(&args),
         Command::Revert(args) => revert::revert(&args),
         Command::Bootstate(BootstateCommand::Init(args)) => bootstate_cmd::init(&args),
         Command::Probe(args) => probe_cmd::run(&args),

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use hnroot_core::cmdline;
 use hnroot_core::decide::{decide, Config};
+use hnroot_core::history::Event;
+use hnroot_core::name::ImageName;
 use hnroot_core::operator;
 use hnroot_linux::bootstate_file;
 use hnroot_linux::exec::{Executor, StateAtPath};
@@ -54,6 +56,16 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
         })
         .map_err(|f| anyhow::anyhow!("{}: nothing was recorded", f))?;
     let state = bootstate_file::seen(&file.path).0;
+    if !plan.steps.is_empty() {
+        let current = view.observation(state).readable(ImageName::Current);
+        crate::history_cmd::record(
+            &hostpart,
+            Event::MarkedGood,
+            Some(ImageName::Current),
+            current,
+            current,
+        );
+    }
     say!(
         "hnroot: next boot: {}",
         decide(&view.observation(state), &Config::default())

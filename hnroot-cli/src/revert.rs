@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use hnroot_core::cmdline;
 use hnroot_core::decide::{decide, Config};
+use hnroot_core::history::Event;
+use hnroot_core::name::ImageName;
 use hnroot_core::operator;
 use hnroot_linux::exec::Executor;
 
@@ -41,6 +43,15 @@ fn run(args: &RevertArgs) -> Result<()> {
         })
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let after = hostpart.observe()?.observation(state);
+    if !plan.steps.is_empty() {
+        crate::history_cmd::record(
+            &hostpart,
+            Event::RevertRequested,
+            Some(ImageName::Old),
+            after.readable(ImageName::Old),
+            after.good(),
+        );
+    }
     say!(
         "hnroot: revert requested; next boot: {}",
         decide(&after, &Config::default())

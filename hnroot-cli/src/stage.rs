@@ -468,7 +468,15 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let state = state_file
         .as_ref()
         .map_or(state, |f| hnroot_linux::bootstate_file::seen(&f.path).0);
-    let next = decide(&hostpart.observe()?.observation(state), &Config::default());
+    let after = hostpart.observe()?.observation(state);
+    crate::history_cmd::record(
+        &hostpart,
+        hnroot_core::history::Event::Stage,
+        Some(hnroot_core::name::ImageName::New),
+        Some(bootable.uuid),
+        after.good(),
+    );
+    let next = decide(&after, &Config::default());
     progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string() }));
     progress.say(format_args!(
         "hnroot: staged {} as hn-root-new.img (UUID {}); next boot: {next}",

@@ -152,6 +152,19 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
     // mark-good (not pinned by a kernel command line here: hn-root.img is taken as running).
     let t = ok(&[&["mark-good"], &loc[..]].concat());
     assert!(t.contains("already recorded as good"), "{t}");
+
+    // The history has the stage, with the staged image's UUID.
+    let h = json(&["history", "--json", "--hostpart", hp_s]);
+    let events: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["stage"]);
+    assert_eq!(h[0]["uuid"], B);
+    assert_eq!(h[0]["image"], "hn-root-new.img");
+    assert!(ok(&["history", "--hostpart", hp_s]).contains("stage hn-root-new.img (UUID bbbbbbbb"));
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! | `hnroot.hostpartopts=O`  | extra mount options for hostpart (`noatime,commit=30`)          |
 //! | `hnroot.esp=SPEC`        | the ESP holding the boot-state block (default `LABEL=EFI-BOOT`) |
 //! | `hnroot.tries=N`         | tries a trial gets (for the initramfs's fallback prediction)    |
+//! | `hnroot.reason=CODE`     | why GRUB booted it (`update`, `trial`, ... `next-image`)        |
 //! | `hnroot.timeout=SECONDS` | how long to wait for hostpart to appear (default 30, max 600)   |
 //! | `hnroot.rw`              | attach the image read-write (default read-only)                |
 //! | `init=PATH`              | program to exec in the new root (default `/sbin/init`)         |
@@ -125,6 +126,8 @@ pub enum ParamError<'a> {
     Number(&'static str, &'a str),
     /// `init=` is not an absolute path without `..`.
     Init(&'a str),
+    /// `hnroot.reason=` is not one of GRUB's reason codes.
+    Reason(&'a str),
     /// An `hnroot.` parameter given more than once; the last valid one stands, as the kernel
     /// treats its own parameters (so a parameter appended at GRUB's editor overrides).
     Duplicate(&'a str),
@@ -152,6 +155,7 @@ impl fmt::Display for ParamError<'_> {
             ParamError::Init(v) => {
                 write!(f, "init={v:?} ignored: must be an absolute path without '..'")
             }
+            ParamError::Reason(v) => write!(f, "hnroot.reason={v:?} ignored: not a reason GRUB gives"),
             ParamError::Duplicate(k) => write!(f, "{k} given more than once: the last one stands"),
             ParamError::Unknown(k) => write!(f, "unknown parameter {k} ignored"),
             ParamError::Unpaired(k) => write!(
@@ -184,6 +188,8 @@ pub struct BootParams<'a> {
     pub image_rw: bool,
     /// `init=`.
     pub init: Option<&'a str>,
+    /// `hnroot.reason=`: why GRUB booted the image.
+    pub reason: Option<&'static str>,
     /// Parameters refused, in order.
     pub errors: Vec<ParamError<'a>, MAX_ERRORS>,
     /// Refused parameters beyond [`MAX_ERRORS`].
@@ -258,7 +264,8 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
     let mut image: Option<ImageName> = None;
     let mut uuid: Option<FsUuid> = None;
     let mut seen: u16 = 0;
-    const KEYS: [&str; 9] = [
+    const KEYS: [&str; 10] = [
+        "hnroot.reason",
         "hnroot.image",
         "hnroot.uuid",
         "hnroot.hostpart",
@@ -315,6 +322,10 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
                 _ => p.refuse(ParamError::Number("hnroot.timeout", value)),
             },
             "hnroot.rw" => p.image_rw = matches!(value, "" | "1" | "yes"),
+            "hnroot.reason" => match crate::history::REASONS.iter().find(|r| **r == value) {
+                Some(r) if *r != "unknown" => p.reason = Some(r),
+                _ => p.refuse(ParamError::Reason(value)),
+            },
             _ => {
                 if valid_init(value) {
                     p.init = Some(value);
@@ -373,6 +384,8 @@ pub struct KernelArgs {
     pub esp: Option<PartUuid>,
     /// Tries a new image gets (for the initramfs's prediction of the next boot).
     pub tries: u8,
+    /// Why GRUB boots it: a reason code of [`crate::history::REASONS`].
+    pub reason: &'static str,
 }
 
 impl fmt::Display for KernelArgs {
@@ -389,12 +402,16 @@ impl fmt::Display for KernelArgs {
         if let Some(p) = self.esp {
             write!(f, " hnroot.esp=PARTUUID={p}")?;
         }
-        write!(f, " hnroot.tries={} boot=hnroot", self.tries)
+        write!(
+            f,
+            " hnroot.tries={} hnroot.reason={} boot=hnroot",
+            self.tries, self.reason
+        )
     }
 }
 
 /// Longest [`KernelArgs`] text: two names, a UUID, two PARTUUIDs and the keys.
-pub const MAX_KERNEL_ARGS_LEN: usize = 256;
+pub const MAX_KERNEL_ARGS_LEN: usize = 320;
 
 /// Mount options: non-empty comma-separated words of `[A-Za-z0-9_=.:/+-]`.
 pub fn valid_options(value: &str) -> bool {
@@ -545,13 +562,14 @@ mod tests {
             hostpart: Some(PartUuid::parse("0fc63daf-8483-4772-8e79-3d69d8477de4").unwrap()),
             esp: Some(PartUuid::parse("8f8378c0-01").unwrap()),
             tries: 5,
+            reason: "update",
         };
         assert_eq!(
             std::format!("{a}"),
             std::format!(
                 "hnroot.image=hn-root-new.img hnroot.uuid={U} \
                  hnroot.hostpart=PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4 \
-                 hnroot.esp=PARTUUID=8f8378c0-01 hnroot.tries=5 boot=hnroot"
+                 hnroot.esp=PARTUUID=8f8378c0-01 hnroot.tries=5 hnroot.reason=update boot=hnroot"
             )
         );
         let b = KernelArgs {
@@ -561,7 +579,10 @@ mod tests {
         };
         assert_eq!(
             std::format!("{b}"),
-            std::format!("hnroot.image=hn-root-new.img hnroot.uuid={U} hnroot.tries=5 boot=hnroot")
+            std::format!(
+                "hnroot.image=hn-root-new.img hnroot.uuid={U} hnroot.tries=5 hnroot.reason=update \
+                 boot=hnroot"
+            )
         );
     }
 

@@ -34,6 +34,9 @@ pub const DATA_DIR: &str = "data";
 /// The directory inside [`DATA_DIR`] where hnroot keeps its own records on hostpart.
 pub const RECORDS_DIR: &str = "data/hnroot";
 
+/// The switch history (see [`crate::history`]), relative to hostpart's root.
+pub const HISTORY_PATH: &str = "data/hnroot/history";
+
 /// Where `hnroot stage` copies an image before it becomes `hn-root-new.img`: this prefix, 16
 /// hex digits naming the source, and [`PARTIAL_SUFFIX`]. Never an image name, so no decision
 /// ever looks at it.

@@ -80,6 +80,7 @@ pub mod bootstate;
 pub mod cmdline;
 pub mod decide;
 pub mod device;
+pub mod history;
 pub mod layout;
 pub mod name;
 pub mod observe;

@@ -34,12 +34,14 @@ fn kernel_args() -> impl Strategy<Value = KernelArgs> {
         prop::option::of(part_uuid()),
         prop::option::of(part_uuid()),
         1u8..=100,
+        prop::sample::select(hnroot_core::history::REASONS[1..].to_vec()),
     )
-        .prop_map(|(name, uuid, hostpart, esp, tries)| KernelArgs {
+        .prop_map(|(name, uuid, hostpart, esp, tries, reason)| KernelArgs {
             booted: Booted { name, uuid },
             hostpart,
             esp,
             tries,
+            reason,
         })
 }
 
@@ -62,5 +64,6 @@ proptest! {
         prop_assert_eq!(p.hostpart, args.hostpart.map(DeviceSpec::PartUuid));
         prop_assert_eq!(p.esp, args.esp.map(DeviceSpec::PartUuid));
         prop_assert_eq!(p.tries, Some(args.tries));
+        prop_assert_eq!(p.reason, Some(args.reason));
     }
 }

@@ -45,6 +45,12 @@
 #define HNROOT_UUID_FAT 2
 
 /**
+ * Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
+ * chosen image's kernel could not be loaded (`hnroot_kernel_args`).
+ */
+#define HNROOT_REASON_NEXT_IMAGE 10
+
+/**
  * `hnroot_image_seen.kind`: no such file.
  */
 #define HNROOT_IMAGE_ABSENT 0
@@ -406,7 +412,7 @@
 /**
  * Longest text `hnroot_kernel_args` writes, with its NUL.
  */
-#define HNROOT_KERNEL_ARGS_LEN 257
+#define HNROOT_KERNEL_ARGS_LEN 321
 
 /**
  * Result of every hnroot function. Numbers are stable and never reused.
@@ -806,7 +812,8 @@ const uint8_t *hnroot_image_file_name(uint8_t image);
 /**
  * The stable one-word name of `HNROOT_REASON_*` (`normal`, `update`, `trial`,
  * `manual-revert`, `revert-refused`, `automatic-rollback`, `trial-exhausted`, `recovery`,
- * `nothing-bootable`) as a static NUL-terminated string; NULL for any other number.
+ * `nothing-bootable`, and `next-image` for `HNROOT_REASON_NEXT_IMAGE`) as a static
+ * NUL-terminated string; NULL for any other number.
  */
 const uint8_t *hnroot_reason_code(uint8_t reason);
 
@@ -1017,8 +1024,9 @@ hnroot_result hnroot_choose_device(const struct hnroot_candidate *candidates,
 
 /**
  * hnroot's whole part of the kernel command line for booting `image` (`HNROOT_IMAGE_*`)
- * with filesystem UUID `uuid`: `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
- * hnroot.esp=PARTUUID= hnroot.tries= boot=hnroot`, NUL-terminated into `buf`
+ * with filesystem UUID `uuid` for `reason` (`HNROOT_REASON_*`, or
+ * `HNROOT_REASON_NEXT_IMAGE`): `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
+ * hnroot.esp=PARTUUID= hnroot.tries= hnroot.reason= boot=hnroot`, NUL-terminated into `buf`
  * (`HNROOT_KERNEL_ARGS_LEN` bytes suffice). `hostpart_partuuid` and `esp_partuuid` are
  * NUL-terminated PARTUUIDs, or NULL or "" when the partition has none (the initramfs then
  * looks for the labels). `tries` is 1 to 100.
@@ -1031,6 +1039,7 @@ hnroot_result hnroot_kernel_args(uint8_t image,
                                  const uint8_t *hostpart_partuuid,
                                  const uint8_t *esp_partuuid,
                                  uint8_t tries,
+                                 uint8_t reason,
                                  uint8_t *buf,
                                  size_t buf_len);
 

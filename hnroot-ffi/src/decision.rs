@@ -10,6 +10,10 @@ use hnroot_core::observe::{ImageSeen, Observation};
 use crate::text::Line;
 use crate::{hnroot_result, hnroot_uuid, try_ref, try_slice, write_out, HNROOT_BOOTSTATE_LEN};
 
+/// Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
+/// chosen image's kernel could not be loaded (`hnroot_kernel_args`).
+pub const HNROOT_REASON_NEXT_IMAGE: u8 = 10;
+
 /// `hnroot_image_seen.kind`: no such file.
 pub const HNROOT_IMAGE_ABSENT: u8 = 0;
 /// `hnroot_image_seen.kind`: the file exists but is not a readable filesystem.
@@ -258,7 +262,8 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
 
 /// The stable one-word name of `HNROOT_REASON_*` (`normal`, `update`, `trial`,
 /// `manual-revert`, `revert-refused`, `automatic-rollback`, `trial-exhausted`, `recovery`,
-/// `nothing-bootable`) as a static NUL-terminated string; NULL for any other number.
+/// `nothing-bootable`, and `next-image` for `HNROOT_REASON_NEXT_IMAGE`) as a static
+/// NUL-terminated string; NULL for any other number.
 #[no_mangle]
 pub extern "C" fn hnroot_reason_code(reason: u8) -> *const u8 {
     let s: &core::ffi::CStr = match reason {
@@ -271,6 +276,7 @@ pub extern "C" fn hnroot_reason_code(reason: u8) -> *const u8 {
         HNROOT_REASON_AUTOMATIC_ROLLBACK => c"automatic-rollback",
         HNROOT_REASON_TRIAL_EXHAUSTED => c"trial-exhausted",
         HNROOT_REASON_RECOVERY_MISSING | HNROOT_REASON_RECOVERY_UNREADABLE => c"recovery",
+        HNROOT_REASON_NEXT_IMAGE => c"next-image",
         _ => return core::ptr::null(),
     };
     s.as_ptr().cast()

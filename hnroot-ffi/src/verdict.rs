@@ -353,12 +353,13 @@ unsafe fn partuuid_arg(text: *const u8) -> Result<Option<PartUuid>, hnroot_resul
 }
 
 /// Longest text `hnroot_kernel_args` writes, with its NUL.
-pub const HNROOT_KERNEL_ARGS_LEN: usize = 257;
+pub const HNROOT_KERNEL_ARGS_LEN: usize = 321;
 const _: () = assert!(HNROOT_KERNEL_ARGS_LEN == hnroot_core::cmdline::MAX_KERNEL_ARGS_LEN + 1);
 
 /// hnroot's whole part of the kernel command line for booting `image` (`HNROOT_IMAGE_*`)
-/// with filesystem UUID `uuid`: `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
-/// hnroot.esp=PARTUUID= hnroot.tries= boot=hnroot`, NUL-terminated into `buf`
+/// with filesystem UUID `uuid` for `reason` (`HNROOT_REASON_*`, or
+/// `HNROOT_REASON_NEXT_IMAGE`): `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
+/// hnroot.esp=PARTUUID= hnroot.tries= hnroot.reason= boot=hnroot`, NUL-terminated into `buf`
 /// (`HNROOT_KERNEL_ARGS_LEN` bytes suffice). `hostpart_partuuid` and `esp_partuuid` are
 /// NUL-terminated PARTUUIDs, or NULL or "" when the partition has none (the initramfs then
 /// looks for the labels). `tries` is 1 to 100.
@@ -372,10 +373,20 @@ pub unsafe extern "C" fn hnroot_kernel_args(
     hostpart_partuuid: *const u8,
     esp_partuuid: *const u8,
     tries: u8,
+    reason: u8,
     buf: *mut u8,
     buf_len: usize,
 ) -> hnroot_result {
     let uuid = try_ref!(uuid);
+    let reason_ptr = crate::hnroot_reason_code(reason);
+    if reason_ptr.is_null() {
+        return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT;
+    }
+    // SAFETY: a static NUL-terminated string from `hnroot_reason_code`.
+    let reason_text = unsafe { core::ffi::CStr::from_ptr(reason_ptr.cast()) }
+        .to_str()
+        .unwrap_or("unknown");
+    let reason = hnroot_core::history::reason_code(reason_text);
     if buf.is_null() {
         return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
     }
@@ -402,6 +413,7 @@ pub unsafe extern "C" fn hnroot_kernel_args(
         hostpart,
         esp,
         tries,
+        reason,
     };
     let mut line = Line::<HNROOT_KERNEL_ARGS_LEN>::new();
     if write!(line, "{args}").is_err() {
@@ -634,6 +646,7 @@ mod tests {
                 c"0fc63daf-8483-4772-8e79-3d69d8477de4".as_ptr().cast(),
                 c"".as_ptr().cast(),
                 3,
+                crate::HNROOT_REASON_UPDATE,
                 buf.as_mut_ptr(),
                 buf.len(),
             )
@@ -648,6 +661,7 @@ mod tests {
         assert!(parsed.errors.is_empty(), "{text}");
         assert_eq!(parsed.booted.unwrap().name, hnroot_core::ImageName::New);
         assert_eq!(parsed.esp, None);
+        assert_eq!(parsed.reason, Some("update"));
         let r = unsafe {
             hnroot_kernel_args(
                 2,
@@ -655,6 +669,7 @@ mod tests {
                 c"not-a-uuid".as_ptr().cast(),
                 core::ptr::null(),
                 3,
+                2,
                 buf.as_mut_ptr(),
                 buf.len(),
             )

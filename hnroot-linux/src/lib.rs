@@ -15,6 +15,7 @@
 pub mod blockdev;
 pub mod bootstate_file;
 pub mod exec;
+pub mod history_file;
 pub mod hostpart;
 pub mod image;
 pub mod loopdev;

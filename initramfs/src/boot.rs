@@ -24,6 +24,7 @@ use std::time::Duration;
 use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline::{self, BootParams};
 use hnroot_core::decide::Config;
+use hnroot_core::history;
 use hnroot_core::layout;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::Observation;
@@ -34,6 +35,7 @@ use hnroot_core::verdict::Verdict;
 use hnroot_linux::blockdev::{Found, Roots};
 use hnroot_linux::bootstate_file;
 use hnroot_linux::exec::{BootStateStore, Executor, RootMounter, StepReport};
+use hnroot_linux::history_file;
 use hnroot_linux::hostpart::{Hostpart, HostpartView};
 use hnroot_linux::image::Inspect;
 use hnroot_linux::loopdev;
@@ -117,6 +119,12 @@ pub struct FallbackContext {
     pub config: Config,
     /// The ESP mount point, if it is mounted (to write the boot state).
     pub esp: Option<PathBuf>,
+    /// hostpart's mount point (to record the failure in the history).
+    pub hostpart: PathBuf,
+    /// The image GRUB booted, and why.
+    pub booted: Option<ImageName>,
+    /// GRUB's reason.
+    pub reason: &'static str,
 }
 
 /// A fatal error: what was looked for and found, and what the fallback can use.
@@ -344,12 +352,15 @@ fn log_step(r: StepReport<'_>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fallback_context(
     hostpart: &Hostpart,
     state: StateSeen,
     failed: FsUuid,
     config: Config,
     esp: Option<PathBuf>,
+    booted: Option<ImageName>,
+    reason: &'static str,
 ) -> FallbackContext {
     let obs = match hostpart.observe() {
         Ok(view) => view.observation(state),
@@ -366,6 +377,9 @@ fn fallback_context(
         failed,
         config,
         esp,
+        hostpart: hostpart.path().to_owned(),
+        booted,
+        reason,
     }
 }
 
@@ -394,6 +408,71 @@ fn current_state(esp: Option<&Path>, before: StateSeen) -> StateSeen {
     match esp {
         Some(esp) => bootstate_file::seen(&esp.join(layout::BOOTSTATE_PATH)).0,
         None => before,
+    }
+}
+
+/// Append this boot to the switch history, after the boots GRUB counted that never reached an
+/// initramfs (seen from the tries the boot state lost since the last record). Never fatal.
+fn record_boot(
+    hostpart: &Hostpart,
+    grub_state: StateSeen,
+    now: StateSeen,
+    params: &BootParams<'_>,
+    plan: &Plan,
+    mounted: (ImageName, FsUuid),
+) {
+    let trial = match grub_state {
+        StateSeen::Valid(BootState::Trial(t)) if t.image == mounted.1 => Some(t),
+        _ => None,
+    };
+    let good = match now {
+        StateSeen::Valid(s) => s.good(),
+        _ => None,
+    };
+    let previous = history_file::read(hostpart)
+        .map(|(records, _)| {
+            records
+                .into_iter()
+                .rev()
+                .find(|r| matches!(r.event, history::Event::Boot | history::Event::Missed))
+        })
+        .unwrap_or(None);
+    let base = history::Record {
+        sequence: 0,
+        time: history_file::now(),
+        event: history::Event::Boot,
+        reason: params.reason.unwrap_or("unknown"),
+        plan: history::plan_code(plan.kind.code()),
+        image: params.booted.map(|b| b.name),
+        now_at: Some(mounted.0),
+        uuid: Some(mounted.1),
+        tries: trial.map(|t| (t.tries.left(), t.tries.total())),
+        good,
+    };
+    if let Some(t) = trial {
+        let missed =
+            history::missed_boots(previous.as_ref(), t.image, t.tries.left(), t.tries.total());
+        for n in 0..missed {
+            let left = t.tries.left().saturating_add(missed - n);
+            let record = history::Record {
+                event: history::Event::Missed,
+                plan: "-",
+                now_at: None,
+                tries: Some((left, t.tries.total())),
+                ..base
+            };
+            match history_file::append(hostpart, record) {
+                Ok(r) => warn!("history: {r}: GRUB booted it but it never reached the initramfs"),
+                Err(e) => warn!("history: cannot record a missed boot: {e}"),
+            }
+        }
+    }
+    match history_file::append(hostpart, base) {
+        Ok(r) => info!("history: {r}"),
+        Err(e) => warn!(
+            "history: cannot record this boot in {}: {e}",
+            layout::HISTORY_PATH
+        ),
     }
 }
 
@@ -438,6 +517,7 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
         .booted
         .map(|b| b.uuid)
         .or(obs.readable(ImageName::Current));
+    let reason = params.reason.unwrap_or("unknown");
     let failure = |message: String, failed: Option<FsUuid>| Failure {
         message,
         fallback: failed.map(|f| {
@@ -447,6 +527,8 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
                 f,
                 config,
                 esp.clone(),
+                params.booted.map(|b| b.name),
+                reason,
             ))
         }),
     };
@@ -521,6 +603,14 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
             ));
         }
     }
+    record_boot(
+        &hostpart,
+        state,
+        current_state(esp.as_deref(), state),
+        &params,
+        &the_plan,
+        mounted,
+    );
     if esp.is_some() {
         if let Err(e) = mounts::umount(&env.esp_mnt, 0) {
             warn!("{e}");

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hnroot_core::history;
 use hnroot_core::plan::{after_failure, Fallback};
+use hnroot_linux::history_file;
 
 use crate::boot::{write_boot_state, Failure};
 use crate::{error, info};
@@ -44,6 +46,7 @@ pub fn reboot_into_another_image(failure: &Failure) {
             next_uuid,
         } => match write_boot_state(ctx.esp.as_deref(), &write) {
             Ok(()) => {
+                record_failure(ctx, next);
                 info!(
                     "fallback: recorded image {} as failed; rebooting so GRUB boots {next} (UUID {next_uuid})",
                     ctx.failed
@@ -57,6 +60,29 @@ pub fn reboot_into_another_image(failure: &Failure) {
         Fallback::Stop => error!(
             "fallback: no other image would boot without retrying one that already failed"
         ),
+    }
+}
+
+/// Append the failed boot to the switch history (never fatal).
+fn record_failure(ctx: &crate::boot::FallbackContext, next: hnroot_core::name::ImageName) {
+    let Ok(hostpart) = hnroot_linux::hostpart::Hostpart::open(&ctx.hostpart) else {
+        return;
+    };
+    let record = history::Record {
+        sequence: 0,
+        time: history_file::now(),
+        event: history::Event::Failed,
+        reason: ctx.reason,
+        plan: "-",
+        image: ctx.booted,
+        now_at: Some(next),
+        uuid: Some(ctx.failed),
+        tries: None,
+        good: ctx.obs.good().filter(|&g| g != ctx.failed),
+    };
+    match history_file::append(&hostpart, record) {
+        Ok(r) => info!("history: {r} (rebooting into {next})"),
+        Err(e) => error!("history: cannot record the failed boot: {e}"),
     }
 }
 

@@ -265,15 +265,15 @@ mod tests {
         ("hnroot-cli/tests/probe_find_cli.rs", 2), // tool(cmd, ..), the binary under test
         ("hnroot-cli/tests/operator_cli.rs", 3),   // the binary under test
         ("hnroot-cli/tests/stage_cli.rs", 1),      // the binary under test
-        ("hnroot-cli/tests/support/mod.rs", 2),    // the binary under test; Mounted::new(&["mkfs..", ..])
-        ("hnroot-core/tests/probe_props.rs", 1),   // tool in a literal list
-        ("hnroot-ffi/src/probe.rs", 1),            // run(&["prog", ..])
+        ("hnroot-cli/tests/support/mod.rs", 2), // the binary under test; Mounted::new(&["mkfs..", ..])
+        ("hnroot-core/tests/probe_props.rs", 1), // tool in a literal list
+        ("hnroot-ffi/src/probe.rs", 1),         // run(&["prog", ..])
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
-        ("initramfs/src/fallback.rs", 1),          // the initramfs's own /bin/sh, in the guest
-        ("initramfs/tests/prepare.rs", 1),         // run(&["prog", ..])
-        ("xtask/src/busybox.rs", 1),               // /bin/busybox (busybox-static)
-        ("xtask/src/cffi.rs", 1),                  // the C test program it just built
+        ("initramfs/src/fallback.rs", 1),       // the initramfs's own /bin/sh, in the guest
+        ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
+        ("xtask/src/busybox.rs", 1),            // /bin/busybox (busybox-static)
+        ("xtask/src/cffi.rs", 1),               // the C test program it just built
         ("xtask/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("xtask/src/initramfs.rs", 2), // $CARGO; run(&["prog", ..])
         ("xtask/src/relax.rs", 1),   // a test program it just linked

@@ -1,0 +1,181 @@
+//! The switch history on hostpart (`data/hnroot/history`, the codec is
+//! `hnroot_core::history`): read every record, append one. The directories and the file are
+//! reached from hostpart's directory descriptor, never through a link, and created when
+//! missing. A record is one positioned write of 128 bytes and an `fsync`: a crash damages at
+//! most that record, which readers skip.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use hnroot_core::history::{next_sequence, Record, FILE_LEN, RECORD_LEN};
+use hnroot_core::layout::HISTORY_PATH;
+
+use crate::hostpart::Hostpart;
+
+fn c(name: &str) -> io::Result<CString> {
+    CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// Open (creating if `create`) directory `name` in `dir`, never following a link.
+fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
+    let n = c(name)?;
+    if create {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let r = unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
+        }
+    }
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The history file, opened for reading (and writing, creating it, when `write`).
+fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
+    let mut parts: Vec<&str> = HISTORY_PATH.split('/').collect();
+    let file_name = parts.pop().unwrap_or("history");
+    let mut dir = subdir(hostpart.dir(), ".", false)?;
+    for part in parts {
+        dir = match subdir(&dir, part, write) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !write => return Ok(None),
+            Err(e) => return Err(e),
+        };
+    }
+    let n = c(file_name)?;
+    let flags = if write {
+        libc::O_RDWR | libc::O_CREAT
+    } else {
+        libc::O_RDONLY
+    };
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) && !write {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    // SAFETY: a fresh descriptor we own.
+    let file = unsafe { File::from_raw_fd(fd) };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(Some(file))
+}
+
+/// Every valid record, oldest first; damaged slots are counted, not returned.
+pub fn read(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
+    let Some(file) = open(hostpart, false)? else {
+        return Ok((Vec::new(), 0));
+    };
+    let len = file.metadata()?.len().min(FILE_LEN as u64) as usize;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, 0)?;
+    let mut records = Vec::new();
+    let mut damaged = 0;
+    for slot in bytes.chunks_exact(RECORD_LEN) {
+        match Record::decode(slot) {
+            Ok(r) => records.push(r),
+            Err(hnroot_core::history::RecordError::Empty) => {}
+            Err(_) => damaged += 1,
+        }
+    }
+    records.sort_by_key(|r| r.sequence);
+    Ok((records, damaged))
+}
+
+/// Append `record` (its sequence number is set here) and sync it; returns it.
+pub fn append(hostpart: &Hostpart, mut record: Record) -> io::Result<Record> {
+    let (records, _) = read(hostpart)?;
+    record.sequence = next_sequence(records.last().map(|r| r.sequence));
+    let file = open(hostpart, true)?.ok_or_else(|| io::Error::other("no history file"))?;
+    file.write_all_at(&record.encode(), Record::offset_of(record.sequence))?;
+    file.sync_data()?;
+    Ok(record)
+}
+
+/// Seconds since 1970 by this machine's clock (0 when it is before that).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnroot_core::history::Event;
+    use hnroot_core::name::ImageName;
+
+    fn record(event: Event) -> Record {
+        Record {
+            sequence: 0,
+            time: now(),
+            event,
+            reason: "update",
+            plan: "update",
+            image: Some(ImageName::New),
+            now_at: Some(ImageName::Current),
+            uuid: None,
+            tries: Some((2, 3)),
+            good: None,
+        }
+    }
+
+    #[test]
+    fn append_read_and_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let hp = Hostpart::open(dir.path()).unwrap();
+        assert!(read(&hp).unwrap().0.is_empty());
+        for _ in 0..3 {
+            append(&hp, record(Event::Boot)).unwrap();
+        }
+        let (records, damaged) = read(&hp).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(damaged, 0);
+        // Damage one record: it is skipped and counted.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(HISTORY_PATH))
+            .unwrap();
+        f.write_all_at(&[0xff], 2 * RECORD_LEN as u64 + 30).unwrap();
+        let (records, damaged) = read(&hp).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(damaged, 1);
+        // A link at the history's directory is never followed.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(dir.path().join("data/hnroot")).unwrap();
+        std::os::unix::fs::symlink(other.path(), dir.path().join("data/hnroot")).unwrap();
+        assert!(append(&hp, record(Event::Boot)).is_err());
+        assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
+    }
+}
