@@ -324,7 +324,10 @@ impl Record {
 
     /// The byte offset in the file where the record with this sequence number goes.
     pub fn offset_of(sequence: u64) -> u64 {
-        (sequence % SLOTS as u64).saturating_mul(RECORD_LEN as u64)
+        sequence
+            .checked_rem(SLOTS as u64)
+            .unwrap_or(0)
+            .saturating_mul(RECORD_LEN as u64)
     }
 }
 
