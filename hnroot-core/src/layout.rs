@@ -34,6 +34,12 @@ pub const DATA_DIR: &str = "data";
 /// The directory inside [`DATA_DIR`] where hnroot keeps its own records on hostpart.
 pub const RECORDS_DIR: &str = "data/hnroot";
 
+/// Where each image's writable layer lives on hostpart: `<this>/<image UUID>/upper` (and
+/// `work`), the upper layer of the overlay root the initramfs mounts over the read-only
+/// image. What a running image changes persists across its reboots and stays its own: an
+/// update starts from the new image's files, a rollback returns to the old image's layer.
+pub const OVERLAY_DIR: &str = "data/hnroot/overlay";
+
 /// The switch history (see [`crate::history`]), relative to hostpart's root.
 pub const HISTORY_PATH: &str = "data/hnroot/history";
 

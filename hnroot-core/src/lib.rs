@@ -85,6 +85,7 @@ pub mod layout;
 pub mod name;
 pub mod observe;
 pub mod operator;
+pub mod overlay;
 pub mod plan;
 pub mod probe;
 pub mod uuid;

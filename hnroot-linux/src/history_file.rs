@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
 use hnroot_core::history::{next_sequence, Record, FILE_LEN, RECORD_LEN};
@@ -19,46 +19,17 @@ fn c(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
-/// Open (creating if `create`) directory `name` in `dir`, never following a link.
-fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
-    let n = c(name)?;
-    if create {
-        // SAFETY: valid descriptor and NUL-terminated name.
-        let r = unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) };
-        if r != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(e);
-            }
-        }
-    }
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            n.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// The history file, opened for reading (and writing, creating it, when `write`).
 fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
-    let mut parts: Vec<&str> = HISTORY_PATH.split('/').collect();
-    let file_name = parts.pop().unwrap_or("history");
-    let mut dir = subdir(hostpart.dir(), ".", false)?;
-    for part in parts {
-        dir = match subdir(&dir, part, write) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !write => return Ok(None),
-            Err(e) => return Err(e),
-        };
-    }
+    let (dir_path, file_name) = HISTORY_PATH.rsplit_once('/').unwrap_or((".", HISTORY_PATH));
+    let dir = if write {
+        hostpart.make_dirs(dir_path).map_err(|e| e.error)?
+    } else {
+        match hostpart.open_dirs(dir_path).map_err(|e| e.error)? {
+            Some(d) => d,
+            None => return Ok(None),
+        }
+    };
     let n = c(file_name)?;
     let flags = if write {
         libc::O_RDWR | libc::O_CREAT

@@ -11,9 +11,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use hnroot_core::bootstate::StateSeen;
-use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX, REVERT_MARKER};
+use hnroot_core::layout::{self, PARTIAL_PREFIX, PARTIAL_SUFFIX, REVERT_MARKER};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::Observation;
+use hnroot_core::overlay;
+use hnroot_core::uuid::FsUuid;
 
 use crate::image::{self, Inspect, Judged};
 
@@ -216,6 +218,13 @@ impl Hostpart {
             .map_err(|e| self.err("open", name.file_name(), e))
     }
 
+    /// Open image `name` for reading and writing (`hnroot.rw`), resolved as by
+    /// [`Hostpart::open_image`].
+    pub fn open_image_rw(&self, name: ImageName) -> Result<File, HostpartError> {
+        image::open_in_root_as(&self.dir, name.file_name(), libc::O_RDWR)
+            .map_err(|e| self.err("open read-write", name.file_name(), e))
+    }
+
     /// `renameat2(from, to)` in the top directory, with `RENAME_NOREPLACE` unless `replace`.
     /// Names are moved as they are (a link stays a link); nothing is written through them.
     pub fn rename(&self, from: &str, to: &str, replace: bool) -> Result<(), HostpartError> {
@@ -283,6 +292,86 @@ impl Hostpart {
         }
         // SAFETY: a fresh descriptor we own.
         Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Open (creating each missing component) the directory `rel` (`a/b/c`, relative to the
+    /// top directory), never following a link on the way.
+    pub fn make_dirs(&self, rel: &str) -> Result<OwnedFd, HostpartError> {
+        let mut dir = subdir(&self.dir, ".", false).map_err(|e| self.err("open", ".", e))?;
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            dir = subdir(&dir, part, true).map_err(|e| self.err("create directory", rel, e))?;
+        }
+        Ok(dir)
+    }
+
+    /// Open the directory `rel` if it exists (never following a link): `None` when it does not.
+    pub fn open_dirs(&self, rel: &str) -> Result<Option<OwnedFd>, HostpartError> {
+        let mut dir = subdir(&self.dir, ".", false).map_err(|e| self.err("open", ".", e))?;
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            dir = match subdir(&dir, part, false) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(self.err("open", rel, e)),
+            };
+        }
+        Ok(Some(dir))
+    }
+
+    /// The image `uuid`'s writable layer: its `upper` and `work` directories under
+    /// [`layout::OVERLAY_DIR`], created as needed without following a link. Returns their
+    /// paths (for overlayfs's mount options).
+    pub fn overlay_layer(&self, uuid: FsUuid) -> Result<(PathBuf, PathBuf), HostpartError> {
+        let base = format!("{}/{uuid}", layout::OVERLAY_DIR);
+        let mut paths = Vec::with_capacity(2);
+        for part in [overlay::UPPER, overlay::WORK] {
+            let rel = format!("{base}/{part}");
+            self.make_dirs(&rel)?;
+            paths.push(self.path.join(rel));
+        }
+        let work = paths.pop().unwrap_or_default();
+        let upper = paths.pop().unwrap_or_default();
+        Ok((upper, work))
+    }
+
+    /// Remove the writable layers of images no longer on hostpart (`images`: the UUIDs of
+    /// those that are), as the core judges each entry. Returns what was done, one line each.
+    pub fn remove_stale_overlays(&self, images: &[FsUuid]) -> Result<Vec<String>, HostpartError> {
+        let Some(dir) = self.open_dirs(layout::OVERLAY_DIR)? else {
+            return Ok(Vec::new());
+        };
+        let dev = device_of(&dir)
+            .ok_or_else(|| self.err("stat", layout::OVERLAY_DIR, io::Error::last_os_error()))?;
+        let names = std::fs::read_dir(self.path.join(layout::OVERLAY_DIR))
+            .map_err(|e| self.err("list", layout::OVERLAY_DIR, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect::<Vec<_>>();
+        let mut done = Vec::new();
+        for name in names {
+            match overlay::judge(&name, images) {
+                overlay::OverlayEntry::Live(_) => {}
+                overlay::OverlayEntry::Stale(u) => {
+                    let mut budget = 1 << 20;
+                    let removed = remove_tree(&dir, &name, dev, &mut budget);
+                    let left = matches!(subdir(&dir, &name, false), Ok(_));
+                    done.push(if left {
+                        format!(
+                            "the writable layer of {u} (no such image on hostpart any more): removed {removed} entries, some are left in {}/{name}",
+                            layout::OVERLAY_DIR
+                        )
+                    } else {
+                        format!(
+                            "removed the writable layer of {u} (no such image on hostpart any more; {removed} entries)"
+                        )
+                    });
+                }
+                overlay::OverlayEntry::Foreign => done.push(format!(
+                    "{}/{name} is not named by an image UUID: not hnroot's, left alone",
+                    layout::OVERLAY_DIR
+                )),
+            }
+        }
+        Ok(done)
     }
 
     /// Reopen a partial file this hnroot created, to resume it: only a regular file with one
@@ -504,6 +593,149 @@ impl Hostpart {
             None => Err(self.err("freeze", ".", io::Error::other("the freezing child died"))),
         }
     }
+}
+
+/// Open (creating if `create`) the directory `name` in `dir`, never following a link.
+pub fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
+    let n = cstr(name)?;
+    if create {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let r = unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
+        }
+    }
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Delete the directory tree `name` in `dir` through descriptors only, never following a link
+/// and never entering another filesystem (device `dev`). At most `budget` entries. Returns the
+/// entries removed.
+pub fn remove_tree(dir: &OwnedFd, name: &str, dev: u64, budget: &mut usize) -> usize {
+    let Ok(sub) = subdir(dir, name, false) else {
+        return 0;
+    };
+    let mut removed = remove_children(&sub, dev, budget, 0);
+    drop(sub);
+    if let Ok(n) = cstr(name) {
+        // SAFETY: valid descriptor and name.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn stat_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    (r == 0).then_some(st)
+}
+
+/// Delete everything in the directory `dir` that lives on device `dev`, through descriptors
+/// only, never entering another filesystem. Returns the entries removed.
+pub fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize) -> usize {
+    const MAX_DEPTH: usize = 64;
+    if depth > MAX_DEPTH {
+        return 0;
+    }
+    // SAFETY: `dup` of a valid descriptor; fdopendir takes ownership of the duplicate.
+    let dup = unsafe { libc::dup(dir.as_raw_fd()) };
+    if dup < 0 {
+        return 0;
+    }
+    // SAFETY: a fresh descriptor; on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        // SAFETY: fdopendir failed, so the duplicate is still ours.
+        unsafe { libc::close(dup) };
+        return 0;
+    }
+    // The duplicate shares its offset with `dir`: start from the beginning.
+    // SAFETY: a valid stream.
+    unsafe { libc::rewinddir(stream) };
+    let mut names: Vec<CString> = Vec::new();
+    loop {
+        // SAFETY: a valid stream.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() || names.len() >= *budget {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry whose name is NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    // SAFETY: a valid stream, closed once.
+    unsafe { libc::closedir(stream) };
+    let mut removed = 0;
+    for name in names {
+        if *budget == 0 {
+            break;
+        }
+        *budget -= 1;
+        let Some(st) = stat_at(dir, &name) else {
+            continue;
+        };
+        #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
+        if st.st_dev as u64 != dev {
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            // SAFETY: valid descriptor and name; the result is owned below.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh descriptor we own.
+                let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+                removed += remove_children(&sub, dev, budget, depth + 1);
+            }
+            // SAFETY: valid descriptor and name.
+            if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+                removed += 1;
+            }
+        // SAFETY: valid descriptor and name.
+        } else if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The device number of the filesystem holding `dir`.
+pub fn device_of(dir: &OwnedFd) -> Option<u64> {
+    #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
+    stat_at(dir, c".").map(|st| st.st_dev as u64)
 }
 
 /// The operator commands' lock on a hostpart; released when dropped.

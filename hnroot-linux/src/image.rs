@@ -111,9 +111,14 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// filesystem's root, for hostpart's top directory), `..` never above it, never across a
 /// mount. `O_NONBLOCK`: a FIFO never blocks the open.
 pub fn open_in_root(dir: &OwnedFd, name: &str) -> io::Result<File> {
+    open_in_root_as(dir, name, libc::O_RDONLY)
+}
+
+/// [`open_in_root`] with the access mode `access` (`O_RDONLY` or `O_RDWR`).
+pub fn open_in_root_as(dir: &OwnedFd, name: &str, access: libc::c_int) -> io::Result<File> {
     let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
+        flags: (access | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
     };

@@ -273,13 +273,45 @@ pub fn write_boot_state(esp: Option<&Path>, state: &BootState) -> Result<(), Str
     result
 }
 
-/// Mounts the booted image as the new root: attached to a loop device (read-only unless
-/// `hnroot.rw`), its UUID checked on the loop device, mounted at the new root.
+/// Mounts the booted image as the new root: attached to a loop device, its UUID checked on the
+/// loop device, then either mounted read-only at the image mount point with a writable overlay
+/// over it whose upper layer is the image's own directory on hostpart (the default; see
+/// `hnroot_core::overlay`), or, with `hnroot.rw`, mounted read-write at the new root itself.
 struct ImageMounter<'a> {
     env: &'a Env,
     drivers: &'a mut Drivers,
     rw: bool,
     mounted: Option<(ImageName, FsUuid)>,
+}
+
+impl ImageMounter<'_> {
+    /// Where the read-only image sits under the overlay (`/run/hnroot/image`; moved with
+    /// `/run` into the running system, where it shows the image as published).
+    fn lower(&self) -> PathBuf {
+        self.env.scratch.join("image")
+    }
+
+    /// The overlay over the mounted image at the new root. On failure the image is still
+    /// mounted at [`Self::lower`].
+    fn mount_overlay(&mut self, hostpart: &Hostpart, uuid: FsUuid) -> Result<String, String> {
+        let (upper, work) = hostpart.overlay_layer(uuid).map_err(|e| e.to_string())?;
+        self.drivers.for_overlay();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lower().display(),
+            upper.display(),
+            work.display()
+        );
+        mounts::mount(
+            Path::new("overlay"),
+            &self.env.newroot,
+            Some("overlay"),
+            0,
+            Some(&options),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(format!("writable layer {}", upper.display()))
+    }
 }
 
 impl RootMounter for ImageMounter<'_> {
@@ -289,7 +321,12 @@ impl RootMounter for ImageMounter<'_> {
         image: ImageName,
         uuid: FsUuid,
     ) -> Result<String, String> {
-        let file = hostpart.open_image(image).map_err(|e| e.to_string())?;
+        let file = if self.rw {
+            hostpart.open_image_rw(image)
+        } else {
+            hostpart.open_image(image)
+        }
+        .map_err(|e| e.to_string())?;
         let size = file.metadata().map_err(|e| format!("{image}: {e}"))?.len();
         let lo = loopdev::attach(&self.env.roots.dev, &file, image.file_name(), self.rw)
             .map_err(|e| format!("attach {image} to a loop device: {e}"))?;
@@ -311,21 +348,37 @@ impl RootMounter for ImageMounter<'_> {
         };
         self.drivers.for_fs(info.fs_type);
         mounts::mkdir_p(&self.env.newroot).map_err(|e| e.to_string())?;
-        let flags = if self.rw { 0 } else { libc::MS_RDONLY };
-        mounts::mount(
-            &lo.node,
-            &self.env.newroot,
-            Some(info.fs_type.as_str()),
-            flags,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+        let fs = info.fs_type.as_str();
+        if self.rw {
+            mounts::mount(&lo.node, &self.env.newroot, Some(fs), 0, None)
+                .map_err(|e| e.to_string())?;
+            self.mounted = Some((image, uuid));
+            return Ok(format!(
+                "mounted {} ({fs}, UUID={uuid}) read-write at {} (hnroot.rw: the image itself changes)",
+                lo.node.display(),
+                self.env.newroot.display()
+            ));
+        }
+        let lower = self.lower();
+        mounts::mkdir_p(&lower).map_err(|e| e.to_string())?;
+        mounts::mount(&lo.node, &lower, Some(fs), libc::MS_RDONLY, None)
+            .map_err(|e| e.to_string())?;
+        let how = match self.mount_overlay(hostpart, uuid) {
+            Ok(layer) => layer,
+            Err(e) => {
+                // The image is fine: boot it read-only rather than count it as failed.
+                warn!(
+                    "overlay over {image}: {e}; booting the image read-only without a writable layer (what needs to write will fail; the image is not counted as failed for this)"
+                );
+                mounts::move_mount(&lower, &self.env.newroot).map_err(|e| e.to_string())?;
+                "no writable layer".to_owned()
+            }
+        };
         self.mounted = Some((image, uuid));
         Ok(format!(
-            "mounted {} ({}, UUID={uuid}) {} at {}",
+            "mounted {} ({fs}, UUID={uuid}) read-only at {}, root at {} ({how})",
             lo.node.display(),
-            info.fs_type.as_str(),
-            if self.rw { "rw" } else { "ro" },
+            lower.display(),
             self.env.newroot.display()
         ))
     }
@@ -390,6 +443,7 @@ pub fn unwind(env: &Env) {
     let targets = [
         env.newroot.join("hostpart"),
         env.newroot.clone(),
+        env.scratch.join("image"),
         env.esp_mnt.clone(),
         env.hostpart_mnt.clone(),
     ];
@@ -473,6 +527,30 @@ fn record_boot(
             "history: cannot record this boot in {}: {e}",
             layout::HISTORY_PATH
         ),
+    }
+}
+
+/// Remove the writable layers of images no longer on hostpart (after the plan: an update's
+/// rename may just have replaced one). Never fatal.
+fn remove_stale_overlays(hostpart: &Hostpart) {
+    let images: Vec<FsUuid> = match hostpart.observe() {
+        Ok(view) => {
+            let obs = view.observation(StateSeen::Absent);
+            ImageName::ALL
+                .iter()
+                .filter_map(|&n| obs.readable(n))
+                .collect()
+        }
+        Err(e) => {
+            warn!("writable layers: cannot look at hostpart ({e}); removing none");
+            return;
+        }
+    };
+    match hostpart.remove_stale_overlays(&images) {
+        Ok(done) => done
+            .iter()
+            .for_each(|line| info!("writable layers: {line}")),
+        Err(e) => warn!("writable layers: {e}; removing none"),
     }
 }
 
@@ -611,6 +689,7 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
         &the_plan,
         mounted,
     );
+    remove_stale_overlays(&hostpart);
     if esp.is_some() {
         if let Err(e) = mounts::umount(&env.esp_mnt, 0) {
             warn!("{e}");

@@ -23,7 +23,7 @@ pub struct Drivers {
 fn is_fs_driver(name: &str) -> bool {
     matches!(
         name,
-        "ext4" | "ext3" | "ext2" | "btrfs" | "xfs" | "vfat" | "fat" | "msdos"
+        "ext4" | "ext3" | "ext2" | "btrfs" | "xfs" | "vfat" | "fat" | "msdos" | "overlay"
     ) || name.starts_with("nls_")
 }
 
@@ -114,11 +114,21 @@ impl Drivers {
         }
     }
 
+    /// Load overlayfs (for the writable layer over the image), if this initramfs has it and it
+    /// is not loaded yet.
+    pub fn for_overlay(&mut self) {
+        self.load_deferred(&["overlay"], "for the writable layer ");
+    }
+
     /// Load what mounting a `t` filesystem needs, if this initramfs has it and it is not
     /// loaded yet.
     pub fn for_fs(&mut self, t: FsType) {
+        self.load_deferred(fs_modules(t), &format!("for {} ", t.as_str()));
+    }
+
+    fn load_deferred(&mut self, names: &[&str], what: &str) {
         let Some(modules) = &self.modules else { return };
-        let wanted: Vec<String> = fs_modules(t)
+        let wanted: Vec<String> = names
             .iter()
             .filter(|m| self.deferred.iter().any(|d| d == *m) && modules.has(m))
             .map(|m| (*m).to_owned())
@@ -129,7 +139,7 @@ impl Drivers {
         self.deferred.retain(|d| !wanted.contains(d));
         let start = Instant::now();
         let (loaded, errors) = modules.load(&wanted);
-        log_loaded(&format!("for {} ", t.as_str()), &loaded, errors, start);
+        log_loaded(what, &loaded, errors, start);
     }
 }
 

@@ -6,11 +6,12 @@
 //! with the arguments the kernel gave. Only ever runs as PID 1 in an initramfs (the old root
 //! must be ramfs or tmpfs before anything is deleted).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+use hnroot_linux::hostpart::{device_of, remove_children};
 use hnroot_linux::mounts::{self, SysError};
 
 use crate::{info, warn};
@@ -20,8 +21,6 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// Most directory entries deleted (bounds the walk over a damaged initramfs).
 const MAX_ENTRIES: usize = 1 << 20;
-/// Deepest directory nesting followed.
-const MAX_DEPTH: usize = 64;
 
 /// The API filesystems that follow us into the new root.
 pub const MOVED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
@@ -53,98 +52,6 @@ fn fs_type(fd: &OwnedFd) -> io::Result<i64> {
     }
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs.
     Ok(s.f_type as i64)
-}
-
-fn stat_at(dir: &OwnedFd, name: &CStr) -> Option<libc::stat> {
-    // SAFETY: zeroed stat is a valid out-buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    (r == 0).then_some(st)
-}
-
-/// Delete everything in the directory `dir` that lives on device `dev`, through descriptors
-/// only, never entering another filesystem (a mount point's device differs). Returns the
-/// entries removed.
-fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize) -> usize {
-    if depth > MAX_DEPTH {
-        return 0;
-    }
-    // Collect the names first: deleting while reading a directory stream is undefined.
-    // SAFETY: `dup` of a valid descriptor; fdopendir takes ownership of the duplicate.
-    let dup = unsafe { libc::dup(dir.as_raw_fd()) };
-    if dup < 0 {
-        return 0;
-    }
-    // SAFETY: a fresh descriptor; on success the stream owns it.
-    let stream = unsafe { libc::fdopendir(dup) };
-    if stream.is_null() {
-        // SAFETY: fdopendir failed, so the duplicate is still ours.
-        unsafe { libc::close(dup) };
-        return 0;
-    }
-    // The duplicate shares its offset with `dir`: start from the beginning.
-    // SAFETY: a valid stream.
-    unsafe { libc::rewinddir(stream) };
-    let mut names: Vec<CString> = Vec::new();
-    loop {
-        // SAFETY: a valid stream.
-        let entry = unsafe { libc::readdir(stream) };
-        if entry.is_null() || names.len() >= *budget {
-            break;
-        }
-        // SAFETY: readdir returned a valid entry whose name is NUL-terminated.
-        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
-        if name.to_bytes() != b"." && name.to_bytes() != b".." {
-            names.push(name.to_owned());
-        }
-    }
-    // SAFETY: a valid stream, closed once.
-    unsafe { libc::closedir(stream) };
-    let mut removed = 0;
-    for name in names {
-        if *budget == 0 {
-            break;
-        }
-        *budget -= 1;
-        let Some(st) = stat_at(dir, &name) else {
-            continue;
-        };
-        #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
-        if st.st_dev as u64 != dev {
-            continue;
-        }
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            // SAFETY: valid descriptor and name; the result is owned below.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: a fresh descriptor we own.
-                let sub = unsafe { OwnedFd::from_raw_fd(fd) };
-                removed += remove_children(&sub, dev, budget, depth + 1);
-            }
-            // SAFETY: valid descriptor and name.
-            if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
-                removed += 1;
-            }
-        // SAFETY: valid descriptor and name.
-        } else if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
-            removed += 1;
-        }
-    }
-    removed
 }
 
 /// Switch to `new_root` and exec `init` with `args`. Returns only on failure.
@@ -211,9 +118,7 @@ pub fn switch_root(new_root: &Path, init: &str, args: &[String]) -> SysError {
     // device only, and only if it is the initramfs.
     match fs_type(&old_root) {
         Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC) => {
-            #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
-            let dev = stat_at(&old_root, c".").map(|st| st.st_dev as u64);
-            if let Some(dev) = dev {
+            if let Some(dev) = device_of(&old_root) {
                 let mut budget = MAX_ENTRIES;
                 let removed = remove_children(&old_root, dev, &mut budget, 0);
                 info!("removed {removed} initramfs entries");
@@ -254,8 +159,7 @@ mod tests {
         std::fs::write(d.join("top"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc", d.join("link")).unwrap();
         let fd = OwnedFd::from(std::fs::File::open(d).unwrap());
-        #[allow(clippy::unnecessary_cast)]
-        let dev = stat_at(&fd, c".").unwrap().st_dev as u64;
+        let dev = device_of(&fd).unwrap();
         // A different device number: nothing is removed.
         let mut budget = MAX_ENTRIES;
         assert_eq!(remove_children(&fd, dev.wrapping_add(1), &mut budget, 0), 0);

@@ -209,6 +209,7 @@ impl Rig {
         for m in [
             env.newroot.join("hostpart"),
             env.newroot.clone(),
+            env.scratch.join("image"),
             env.esp_mnt.clone(),
             env.hostpart_mnt.clone(),
         ] {
@@ -287,6 +288,101 @@ fn update_boot_commits_the_switch_and_mounts_the_booted_image() {
         }),
         "GRUB writes the trial, not the initramfs"
     );
+}
+
+/// The filesystem type mounted at `path`, from /proc/self/mountinfo (the last mount there).
+fn fs_type_at(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            (Path::new(mount_point) == path).then(|| right.split(' ').next().unwrap().to_owned())
+        })
+        .next_back()
+}
+
+#[test]
+fn the_image_runs_under_a_writable_layer_that_stays_its_own() {
+    if !can_run() {
+        return;
+    }
+    let rig = Rig::new();
+    let env = rig.env();
+    let normal = rig.cmdline("hn-root.img", U_A);
+    let image_a = rig.dir.path().join("image-a.before");
+
+    // First boot: the root is an overlay; what the system writes lands in A's own layer.
+    let prepared = prepare(&env, &normal).map_err(|f| f.message);
+    let root_type = fs_type_at(&env.newroot);
+    let lower_type = fs_type_at(&env.scratch.join("image"));
+    let wrote = std::fs::write(
+        env.newroot.join("written-at-boot-1"),
+        "by the running system",
+    );
+    // hostpart is reachable at /hostpart in the new root (as the running system sees it).
+    let layer = env
+        .newroot
+        .join("hostpart/data/hnroot/overlay")
+        .join(U_A)
+        .join("upper/written-at-boot-1");
+    let in_layer = std::fs::read_to_string(&layer);
+    // The image itself is as published.
+    std::fs::copy(env.newroot.join("hostpart/hn-root.img"), &image_a).unwrap();
+    rig.unmount(&env);
+    prepared.expect("prepare succeeds");
+    assert_eq!(root_type.as_deref(), Some("overlay"));
+    assert_eq!(
+        lower_type.as_deref(),
+        Some("ext4"),
+        "the image, read-only, under it"
+    );
+    wrote.expect("the root is writable");
+    assert_eq!(in_layer.unwrap(), "by the running system");
+    let listing = run(&["debugfs", "-R", "ls -p /", image_a.to_str().unwrap()]);
+    assert!(
+        !listing.contains("written-at-boot-1"),
+        "the image file is unchanged: {listing}"
+    );
+
+    // Plant a stale layer (an image no longer on hostpart) and a directory that is not hnroot's.
+    let hostpart_dir = rig.dir.path().join("mnt/hostpart");
+    run(&["mount", &rig.hostpart.0, hostpart_dir.to_str().unwrap()]);
+    let overlays = hostpart_dir.join("data/hnroot/overlay");
+    let stale = "cccccccc-0000-4000-8000-00000000000c";
+    std::fs::create_dir_all(overlays.join(stale).join("upper/etc/deep")).unwrap();
+    std::fs::write(overlays.join(stale).join("upper/etc/deep/file"), "x").unwrap();
+    std::os::unix::fs::symlink("/", overlays.join(stale).join("upper/root-link")).unwrap();
+    std::fs::create_dir_all(overlays.join("notes")).unwrap();
+    run(&["umount", hostpart_dir.to_str().unwrap()]);
+
+    // Second boot of A: the layer is still there; the stale one is gone, the foreign one kept.
+    let prepared = prepare(&env, &normal).map_err(|f| f.message);
+    let seen = std::fs::read_to_string(env.newroot.join("written-at-boot-1"));
+    let overlays = env.newroot.join("hostpart/data/hnroot/overlay");
+    let stale_left = overlays.join(stale).exists();
+    let notes_left = overlays.join("notes").is_dir();
+    rig.unmount(&env);
+    prepared.expect("prepare succeeds");
+    assert_eq!(
+        seen.unwrap(),
+        "by the running system",
+        "a reboot keeps the layer"
+    );
+    assert!(
+        !stale_left,
+        "the layer of an image no longer on hostpart is removed"
+    );
+    assert!(notes_left, "a directory not named by a UUID is left alone");
+
+    // hnroot.rw: the image itself, read-write, without the layer.
+    let prepared = prepare(&env, &format!("{normal} hnroot.rw")).map_err(|f| f.message);
+    let root_type = fs_type_at(&env.newroot);
+    let seen = env.newroot.join("written-at-boot-1").exists();
+    rig.unmount(&env);
+    prepared.expect("prepare succeeds");
+    assert_eq!(root_type.as_deref(), Some("ext4"));
+    assert!(!seen, "with hnroot.rw the root is the image, not its layer");
 }
 
 #[test]
