@@ -353,7 +353,7 @@ impl Hostpart {
                 overlay::OverlayEntry::Stale(u) => {
                     let mut budget = 1 << 20;
                     let removed = remove_tree(&dir, &name, dev, &mut budget);
-                    let left = matches!(subdir(&dir, &name, false), Ok(_));
+                    let left = subdir(&dir, &name, false).is_ok();
                     done.push(if left {
                         format!(
                             "the writable layer of {u} (no such image on hostpart any more): removed {removed} entries, some are left in {}/{name}",
