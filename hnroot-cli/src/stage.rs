@@ -36,6 +36,21 @@ pub const KEYS_DIR: &str = "/etc/hnroot/keys";
 /// Bytes copied at a time.
 const CHUNK: usize = 1 << 20;
 
+/// How an image's signature is found and checked (`hnroot stage`, `hnroot install`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SignatureArgs {
+    /// The minisign signature of the image [default: the image's path or URL + .minisig].
+    #[arg(long, value_name = "FILE|URL")]
+    pub signature: Option<String>,
+    /// Directory of trusted minisign public keys (*.pub).
+    #[arg(long, value_name = "DIR", default_value = KEYS_DIR)]
+    pub keys: PathBuf,
+    /// Take an image without checking any signature. Anyone who can put a file where the
+    /// source is can then choose what this machine boots.
+    #[arg(long)]
+    pub insecure_no_signature: bool,
+}
+
 /// Options of `hnroot stage`.
 #[derive(clap::Args, Debug)]
 pub struct StageArgs {
@@ -43,16 +58,8 @@ pub struct StageArgs {
     loc: Location,
     /// The image: a path (a shared filesystem such as /warehouse/images/...) or an http(s) URL.
     source: String,
-    /// The minisign signature of the image [default: SOURCE.minisig].
-    #[arg(long, value_name = "FILE|URL")]
-    signature: Option<String>,
-    /// Directory of trusted minisign public keys (*.pub).
-    #[arg(long, value_name = "DIR", default_value = KEYS_DIR)]
-    keys: PathBuf,
-    /// Stage an image without checking any signature. Anyone who can put a file where the
-    /// source is can then choose what this machine boots.
-    #[arg(long)]
-    insecure_no_signature: bool,
+    #[command(flatten)]
+    sig: SignatureArgs,
     /// Replace an image already staged.
     #[arg(long)]
     replace: bool,
@@ -65,7 +72,7 @@ pub struct StageArgs {
 }
 
 /// The signature and the key that made it.
-struct Signed {
+pub struct Signed {
     key: PublicKey,
     key_file: PathBuf,
     signature: Signature,
@@ -337,6 +344,156 @@ fn judge_source(source: &Source, inspect: &Inspect) -> Result<(Verdict, Option<S
     ))
 }
 
+/// An image source checked before a byte is written: its signature found and made by a trusted
+/// key (unless waived), its verdict bootable.
+pub struct Checked {
+    /// Where the bytes come from.
+    pub source: Source,
+    /// The signature, unless `--insecure-no-signature`.
+    pub signed: Option<Signed>,
+    /// The image's filesystem and UUID.
+    pub bootable: verdict::Bootable,
+    /// `IMAGE_VERSION` from its os-release, if it has one.
+    pub version: Option<String>,
+    /// Whether its boot files are checked only once it is copied (XFS or btrfs over HTTP).
+    pub deferred: bool,
+}
+
+impl Checked {
+    /// Open `location` and check its signature and verdict.
+    pub fn open(location: &str, sig: &SignatureArgs) -> Result<Checked> {
+        let source = Source::open(location)?;
+        let signed = if sig.insecure_no_signature {
+            warn!(
+                "hnroot: WARNING: --insecure-no-signature: {} is taken without checking who made it",
+                source.name()
+            );
+            None
+        } else {
+            let location = sig
+                .signature
+                .clone()
+                .unwrap_or_else(|| source.signature_location());
+            Some(load_signature(&sig.keys, &location)?)
+        };
+        let (verdict, version, deferred) = judge_source(&source, &Inspect::default())?;
+        let bootable = match verdict {
+            Verdict::Bootable(b) => b,
+            Verdict::Refused(r) => bail!(
+                "{} cannot be used: unreadable ({}): {r}; nothing was written",
+                source.name(),
+                r.code()
+            ),
+            Verdict::Absent => bail!("{} vanished; nothing was written", source.name()),
+        };
+        Ok(Checked {
+            source,
+            signed,
+            bootable,
+            version,
+            deferred,
+        })
+    }
+
+    /// The name of this source's partial file on hostpart.
+    pub fn partial_name(&self) -> String {
+        partial_name(
+            &self.source.identity(),
+            self.signed.as_ref().map(|s| &s.signature),
+        )
+    }
+
+    /// Bytes of this source a partial file on hostpart already holds.
+    pub fn resumable(&self, view: &hnroot_linux::hostpart::HostpartView) -> u64 {
+        let partial = self.partial_name();
+        view.partials
+            .iter()
+            .find(|p| p.name == partial)
+            .map_or(0, |p| p.size.min(self.source.len()))
+    }
+
+    /// Announce the copy (text and the JSON `start` event).
+    pub fn announce(&self, progress: &Progress, target: &str, have: u64) {
+        progress.event(json!({
+            "event": "start", "source": self.source.name(), "size": self.source.len(), "uuid": self.bootable.uuid.to_string(),
+            "version": self.version, "resume_from": have, "partial": self.partial_name(),
+            "signed_by": self.signed.as_ref().map(|s| s.key_file.display().to_string()),
+            "trusted_comment": self.signed.as_ref().map(|s| s.signature.trusted_comment().to_owned()),
+        }));
+        progress.say(format_args!(
+            "hnroot: copying {} ({} MiB, {} UUID={}{}) to hostpart as {target}{}",
+            self.source.name(),
+            self.source.len() >> 20,
+            self.bootable.fs_type.as_str(),
+            self.bootable.uuid,
+            self.version
+                .as_deref()
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default(),
+            if self.deferred {
+                "; its boot files are checked once it is copied"
+            } else {
+                ""
+            }
+        ));
+        if let Some(s) = &self.signed {
+            progress.say(format_args!(
+                "hnroot: signed by the key in {}; trusted comment: {}",
+                s.key_file.display(),
+                s.signature.trusted_comment()
+            ));
+        }
+    }
+
+    /// Carry out `plan` (a stage's or an install's copy) on `hostpart` with the shared
+    /// executor; on a failure, keep or remove the partial file as the core says, and say so.
+    pub fn copy(
+        &self,
+        hostpart: &hnroot_linux::hostpart::Hostpart,
+        plan: &hnroot_core::plan::Plan,
+        store: &mut dyn hnroot_linux::exec::BootStateStore,
+        progress: &Progress,
+    ) -> Result<()> {
+        let partial = self.partial_name();
+        let mut stager = SourceStager {
+            source: &self.source,
+            signed: self.signed.as_ref(),
+            partial: partial.clone(),
+            verifier: None,
+            progress: progress.clone(),
+        };
+        let result = Executor::new(hostpart)
+            .boot_state(store)
+            .stager(&mut stager)
+            .inspect(Inspect::default())
+            .run(plan, |r| {
+                let n = r.index + 1;
+                match r.outcome {
+                    Ok(how) => progress.step(n, r.total, &r.step.to_string(), Ok(how)),
+                    Err(e) => progress.step(n, r.total, &r.step.to_string(), Err(e)),
+                }
+            });
+        let Err(failed) = result else {
+            return Ok(());
+        };
+        let fate = after_stage_failure(&failed.step);
+        let what = match fate {
+            PartialFate::Keep => {
+                format!("the partial file {partial} is kept: run the same command again to resume")
+            }
+            PartialFate::Remove => match hostpart.remove(&partial) {
+                Ok(()) => format!("the partial file {partial} was removed"),
+                Err(e) => format!("removing the partial file failed ({e}): remove it by hand"),
+            },
+            PartialFate::Published => {
+                "the image is in place; run `hnroot status` to see whether GRUB will see it".into()
+            }
+        };
+        progress.event(json!({ "event": "failed", "step": failed.step.code(), "error": failed.error, "partial": format!("{fate:?}").to_lowercase() }));
+        bail!("{failed}; no image was published by this copy unless said; {what}");
+    }
+}
+
 fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let hostpart = place::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
@@ -344,38 +501,9 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let cmdline_text = place::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
     let (state, _) = place::read_state(&args.loc, &params);
-    let source = Source::open(&args.source)?;
-    let inspect = Inspect::default();
-
-    let signed = if args.insecure_no_signature {
-        warn!(
-            "hnroot: WARNING: --insecure-no-signature: {} is staged without checking who made it",
-            source.name()
-        );
-        None
-    } else {
-        let location = args
-            .signature
-            .clone()
-            .unwrap_or_else(|| source.signature_location());
-        Some(load_signature(&args.keys, &location)?)
-    };
-    let (verdict, version, deferred) = judge_source(&source, &inspect)?;
-    let bootable = match verdict {
-        Verdict::Bootable(b) => b,
-        Verdict::Refused(r) => bail!(
-            "{} cannot be staged: unreadable ({}): {r}; nothing was written",
-            source.name(),
-            r.code()
-        ),
-        Verdict::Absent => bail!("{} vanished; nothing was written", source.name()),
-    };
-    let partial = partial_name(&source.identity(), signed.as_ref().map(|s| &s.signature));
-    let have = view
-        .partials
-        .iter()
-        .find(|p| p.name == partial)
-        .map_or(0, |p| p.size.min(source.len()));
+    let checked = Checked::open(&args.source, &args.sig)?;
+    let partial = checked.partial_name();
+    let have = checked.resumable(&view);
     for other in view.partials.iter().filter(|p| p.name != partial) {
         warn!(
             "hnroot: {} ({} MiB) is the partial copy of another stage: kept (`hnroot stage \
@@ -385,43 +513,15 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         );
     }
     let request = StageRequest {
-        uuid: bootable.uuid,
-        needed: source.len().saturating_sub(have),
+        uuid: checked.bootable.uuid,
+        needed: checked.source.len().saturating_sub(have),
         free: hostpart.free_bytes()?,
         replace: args.replace,
         force: args.force,
     };
     let obs = view.observation(state);
     let plan = operator::stage(&obs, &request)?;
-    progress.event(json!({
-        "event": "start", "source": source.name(), "size": source.len(), "uuid": bootable.uuid.to_string(),
-        "version": version, "resume_from": have, "partial": partial,
-        "signed_by": signed.as_ref().map(|s| s.key_file.display().to_string()),
-        "trusted_comment": signed.as_ref().map(|s| s.signature.trusted_comment().to_owned()),
-    }));
-    progress.say(format_args!(
-        "hnroot: staging {} ({} MiB, {} UUID={}{}) as hn-root-new.img{}",
-        source.name(),
-        source.len() >> 20,
-        bootable.fs_type.as_str(),
-        bootable.uuid,
-        version
-            .as_deref()
-            .map(|v| format!(", version {v}"))
-            .unwrap_or_default(),
-        if deferred {
-            "; its boot files are checked once it is copied"
-        } else {
-            ""
-        }
-    ));
-    if let Some(s) = &signed {
-        progress.say(format_args!(
-            "hnroot: signed by the key in {}; trusted comment: {}",
-            s.key_file.display(),
-            s.signature.trusted_comment()
-        ));
-    }
+    checked.announce(&progress, "hn-root-new.img", have);
     let state_file = place::locate_state(&args.loc, &params, true).ok();
     let mut store = StateAtPath(
         state_file
@@ -429,42 +529,8 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
             .map(|f| f.path.clone())
             .unwrap_or_default(),
     );
-    let mut stager = SourceStager {
-        source: &source,
-        signed: signed.as_ref(),
-        partial: partial.clone(),
-        verifier: None,
-        progress: progress.clone(),
-    };
-    let result = Executor::new(&hostpart)
-        .boot_state(&mut store)
-        .stager(&mut stager)
-        .inspect(inspect)
-        .run(&plan, |r| {
-            let n = r.index + 1;
-            match r.outcome {
-                Ok(how) => progress.step(n, r.total, &r.step.to_string(), Ok(how)),
-                Err(e) => progress.step(n, r.total, &r.step.to_string(), Err(e)),
-            }
-        });
-    if let Err(failed) = result {
-        let fate = after_stage_failure(&failed.step);
-        let what = match fate {
-            PartialFate::Keep => format!(
-                "the partial file {partial} is kept: run the same `hnroot stage` again to resume"
-            ),
-            PartialFate::Remove => match hostpart.remove(&partial) {
-                Ok(()) => format!("the partial file {partial} was removed"),
-                Err(e) => format!("removing the partial file failed ({e}): remove it by hand"),
-            },
-            PartialFate::Published => {
-                "hn-root-new.img is in place; run `hnroot status` to see whether GRUB will see it"
-                    .into()
-            }
-        };
-        progress.event(json!({ "event": "failed", "step": failed.step.code(), "error": failed.error, "partial": format!("{fate:?}").to_lowercase() }));
-        bail!("{failed}; no hn-root-new.img was left by this stage unless said; {what}");
-    }
+    checked.copy(&hostpart, &plan, &mut store, &progress)?;
+    let bootable = checked.bootable;
     let state = state_file
         .as_ref()
         .map_or(state, |f| hnroot_linux::bootstate_file::seen(&f.path).0);
@@ -480,7 +546,7 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string() }));
     progress.say(format_args!(
         "hnroot: staged {} as hn-root-new.img (UUID {}); next boot: {next}",
-        source.name(),
+        checked.source.name(),
         bootable.uuid
     ));
     Ok(())

@@ -72,7 +72,7 @@ pub const REASONS: [&str; 11] = [
 ];
 
 /// Plan kinds, in the order they are stored (index 0: none).
-pub const PLAN_KINDS: [&str; 10] = [
+pub const PLAN_KINDS: [&str; 11] = [
     "-",
     "normal",
     "update",
@@ -83,6 +83,7 @@ pub const PLAN_KINDS: [&str; 10] = [
     "stage",
     "request-revert",
     "mark-good",
+    "install",
 ];
 
 /// What a record tells.
@@ -101,16 +102,19 @@ pub enum Event {
     RevertRequested,
     /// `hnroot mark-good`.
     MarkedGood,
+    /// `hnroot install` put the first image on the disk.
+    Installed,
 }
 
 impl Event {
-    const ALL: [Event; 6] = [
+    const ALL: [Event; 7] = [
         Event::Boot,
         Event::Missed,
         Event::Failed,
         Event::Stage,
         Event::RevertRequested,
         Event::MarkedGood,
+        Event::Installed,
     ];
 
     /// A stable name for text and JSON.
@@ -122,6 +126,7 @@ impl Event {
             Event::Stage => "stage",
             Event::RevertRequested => "revert-requested",
             Event::MarkedGood => "marked-good",
+            Event::Installed => "installed",
         }
     }
 
@@ -133,6 +138,7 @@ impl Event {
             Event::Stage => 4,
             Event::RevertRequested => 5,
             Event::MarkedGood => 6,
+            Event::Installed => 7,
         }
     }
 

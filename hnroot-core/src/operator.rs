@@ -117,6 +117,11 @@ pub enum StageError {
         /// Boots it has left.
         tries_left: u8,
     },
+    /// `hnroot install` puts the first image on an empty hostpart only.
+    NotEmpty {
+        /// An image already there.
+        existing: ImageName,
+    },
     /// Not enough room on hostpart.
     NoSpace {
         /// Bytes needed.
@@ -133,6 +138,7 @@ impl StageError {
             StageError::DuplicateUuid { .. } => "duplicate-uuid",
             StageError::AlreadyStaged => "already-staged",
             StageError::TrialRunning { .. } => "trial-running",
+            StageError::NotEmpty { .. } => "hostpart-not-empty",
             StageError::NoSpace { .. } => "no-space",
         }
     }
@@ -158,6 +164,11 @@ impl fmt::Display for StageError {
                 "the image with UUID {image} is on trial ({tries_left} boots left) and not yet \
                  marked good: staging now would supersede it untested; run `hnroot mark-good` \
                  or wait for the trial, or pass --force; nothing was written"
+            ),
+            StageError::NotEmpty { existing } => write!(
+                f,
+                "hostpart already holds {existing}: the first image goes onto an empty hostpart \
+                 only (on an hnroot disk, use hnroot stage); nothing was written"
             ),
             StageError::NoSpace { needed, free } => write!(
                 f,
@@ -209,7 +220,40 @@ pub fn stage(obs: &Observation, request: &StageRequest) -> Result<Plan, StageErr
             Step::CopyToPartial,
             Step::VerifyPartial { uuid: request.uuid },
             Step::PublishPartial {
+                to: ImageName::New,
                 replace: request.replace,
+            },
+            Step::SyncDir,
+            Step::Checkpoint,
+        ]),
+        notes: Default::default(),
+    })
+}
+
+/// The plan of `hnroot install`'s copy of the first image: `hn-root.img` on an empty hostpart,
+/// through the same copy, verification and publication as a stage (`replace` and `force` of
+/// the request do not apply).
+pub fn first_image(obs: &Observation, request: &StageRequest) -> Result<Plan, StageError> {
+    if let Some(existing) = ImageName::ALL
+        .into_iter()
+        .find(|&n| obs.image(n).is_present())
+    {
+        return Err(StageError::NotEmpty { existing });
+    }
+    if request.needed > request.free {
+        return Err(StageError::NoSpace {
+            needed: request.needed,
+            free: request.free,
+        });
+    }
+    Ok(Plan {
+        kind: PlanKind::Install,
+        steps: steps(&[
+            Step::CopyToPartial,
+            Step::VerifyPartial { uuid: request.uuid },
+            Step::PublishPartial {
+                to: ImageName::Current,
+                replace: false,
             },
             Step::SyncDir,
             Step::Checkpoint,
@@ -335,6 +379,34 @@ mod tests {
                 uuid: B
             },
             "no other image on hostpart may have the UUID"
+        );
+    }
+
+    #[test]
+    fn the_first_image_goes_onto_an_empty_hostpart_as_current() {
+        let empty = Observation::default();
+        let p = first_image(&empty, &request(A)).unwrap();
+        assert_eq!(p.kind, PlanKind::Install);
+        assert!(p.steps.contains(&Step::PublishPartial {
+            to: ImageName::Current,
+            replace: false
+        }));
+        assert_eq!(p.steps.first(), Some(&Step::CopyToPartial));
+        for name in ImageName::ALL {
+            let taken = empty.with(name, ImageSeen::Unreadable);
+            assert_eq!(
+                first_image(&taken, &request(A)),
+                Err(StageError::NotEmpty { existing: name }),
+                "{name}"
+            );
+        }
+        let no_room = StageRequest {
+            needed: 2000,
+            ..request(A)
+        };
+        assert_eq!(
+            first_image(&empty, &no_room).unwrap_err().code(),
+            "no-space"
         );
     }
 

@@ -78,9 +78,12 @@ pub enum Step {
         /// The UUID the source had when it was checked.
         uuid: FsUuid,
     },
-    /// Rename the partial file to `hn-root-new.img`; `replace: false` fails if one exists.
+    /// Rename the partial file to `to` (`hn-root-new.img` for a stage, `hn-root.img` for the
+    /// first image of an install); `replace: false` fails if one exists.
     PublishPartial {
-        /// Whether an existing `hn-root-new.img` is replaced.
+        /// The name it gets.
+        to: ImageName,
+        /// Whether an existing file of that name is replaced.
         replace: bool,
     },
     /// `fsync` hostpart's top directory.
@@ -123,11 +126,11 @@ impl fmt::Display for Step {
                     "verify the partial file (signature, UUID {uuid}, bootable)"
                 )
             }
-            Step::PublishPartial { replace: false } => {
-                f.write_str("rename the partial file -> hn-root-new.img (no replace)")
+            Step::PublishPartial { to, replace: false } => {
+                write!(f, "rename the partial file -> {to} (no replace)")
             }
-            Step::PublishPartial { replace: true } => {
-                f.write_str("rename the partial file -> hn-root-new.img")
+            Step::PublishPartial { to, replace: true } => {
+                write!(f, "rename the partial file -> {to}")
             }
             Step::SyncDir => f.write_str("sync hostpart directory"),
             Step::Checkpoint => f.write_str("checkpoint hostpart"),
@@ -189,6 +192,8 @@ pub enum PlanKind {
     RequestRevert,
     /// `hnroot mark-good`: record the running image as good.
     MarkGood,
+    /// `hnroot install`: copy the first image to an empty hostpart as `hn-root.img`.
+    Install,
 }
 
 impl PlanKind {
@@ -204,6 +209,7 @@ impl PlanKind {
             PlanKind::Stage => "stage",
             PlanKind::RequestRevert => "request-revert",
             PlanKind::MarkGood => "mark-good",
+            PlanKind::Install => "install",
         }
     }
 }

@@ -537,9 +537,9 @@ fn run_with_crashes(
                         "no-replace onto existing {to}: {}",
                         ctx()
                     ),
-                    Step::PublishPartial { replace: false } => assert!(
-                        dir.get(ImageName::New).is_none(),
-                        "publish without replace onto an existing hn-root-new.img: {}",
+                    Step::PublishPartial { to, replace: false } => assert!(
+                        dir.get(to).is_none(),
+                        "publish without replace onto an existing {to}: {}",
                         ctx()
                     ),
                     _ => {}

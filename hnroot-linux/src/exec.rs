@@ -240,13 +240,13 @@ impl<'a> Executor<'a> {
                     other => Err(format!("the copy is {other}")),
                 }
             }
-            Step::PublishPartial { replace } => {
+            Step::PublishPartial { to, replace } => {
                 let stager = self
                     .stager
                     .as_deref_mut()
                     .ok_or("a stage without a source")?;
                 let name = stager.partial_name().to_owned();
-                ok(hp.rename(&name, ImageName::New.file_name(), replace))
+                ok(hp.rename(&name, to.file_name(), replace))
             }
         }
     }

@@ -71,8 +71,8 @@ pub enum Op {
     CreateMarker,
     /// Write `hnroot stage`'s partial file (its name is not journaled until published).
     FillPartial(Img),
-    /// Rename the partial file to `hn-root-new.img`.
-    Publish,
+    /// Rename the partial file to this name.
+    Publish(ImageName),
 }
 
 impl Dir {
@@ -125,13 +125,13 @@ impl Dir {
                 self.partial = Some(img);
                 Ok(None)
             }
-            Op::Publish => {
+            Op::Publish(to) => {
                 let img = self
                     .partial
                     .take()
                     .ok_or_else(|| "publish: no partial file".to_string())?;
-                let destroyed = self.get(ImageName::New);
-                self.set(ImageName::New, Some(img));
+                let destroyed = self.get(to);
+                self.set(to, Some(img));
                 Ok(destroyed)
             }
         }
@@ -285,11 +285,11 @@ pub fn execute(
                 "verify partial: holds {other:?}, expected UUID {uuid}"
             )),
         },
-        Step::PublishPartial { replace } => {
-            if !replace && dir.get(ImageName::New).is_some() {
-                return Err("publish without replace, but hn-root-new.img exists".into());
+        Step::PublishPartial { to, replace } => {
+            if !replace && dir.get(to).is_some() {
+                return Err(format!("publish without replace, but {to} exists"));
             }
-            dir.apply(Op::Publish)?;
+            dir.apply(Op::Publish(to))?;
             Ok(None)
         }
         Step::Mount { image, uuid } => {
@@ -313,7 +313,7 @@ pub fn op_of(step: &Step) -> Option<Op> {
         Step::Rename { from, to, .. } => Some(Op::Rename { from, to }),
         Step::RemoveRevertMarker => Some(Op::RemoveMarker),
         Step::CreateRevertMarker => Some(Op::CreateMarker),
-        Step::PublishPartial { .. } => Some(Op::Publish),
+        Step::PublishPartial { to, .. } => Some(Op::Publish(to)),
         _ => None,
     }
 }

@@ -1,0 +1,308 @@
+//! A whole disk for `hnroot install`: what holds it (observed from sysfs, the mount table and
+//! the swap list, for the core's `install::disk_layout`), and the partitioning and
+//! filesystems the core's steps ask for (sgdisk, mkfs).
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hnroot_core::install::{DiskFacts, DiskLayout, DiskUse, HostpartFs};
+use hnroot_core::layout::{ESP_LABEL, HOSTPART_LABEL};
+use hnroot_linux::blockdev::{self, BlockDev, Roots};
+
+/// How long to wait for the kernel to show a new partition's device node.
+const PARTITION_WAIT: Duration = Duration::from_secs(10);
+
+/// The disk, as found.
+#[derive(Clone, Debug)]
+pub struct Disk {
+    /// Its device node.
+    pub node: PathBuf,
+    /// Its kernel name (`sda`, `loop3`).
+    pub name: String,
+    /// What the core needs.
+    pub facts: DiskFacts,
+    /// When it is in use: by what (a mount point, a swap area, a holder).
+    pub used_by: Option<String>,
+}
+
+/// `major:minor` of a device node.
+fn dev_numbers(node: &Path) -> Result<(u32, u32)> {
+    let meta = std::fs::metadata(node)
+        .with_context(|| format!("looked for the disk {}; cannot stat it", node.display()))?;
+    if !meta.file_type().is_block_device() {
+        bail!(
+            "{} is not a block device: hnroot install takes a whole disk (/dev/sdX, /dev/nvmeXnY, \
+             a loop device attached with losetup -P)",
+            node.display()
+        );
+    }
+    let rdev = meta.rdev();
+    Ok((libc::major(rdev), libc::minor(rdev)))
+}
+
+fn read_trim(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// The kernel name of the block device `major:minor`.
+fn name_of(major: u32, minor: u32) -> Option<String> {
+    let link = std::fs::read_link(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    link.file_name()?.to_str().map(str::to_owned)
+}
+
+/// The kernel names of the disk and its partitions.
+fn family(roots: &Roots, disk: &str) -> Vec<String> {
+    let mut names = vec![disk.to_owned()];
+    if let Ok(devs) = blockdev::list(roots) {
+        names.extend(
+            devs.into_iter()
+                .filter(|d| d.partition.as_ref().is_some_and(|p| p.disk == disk))
+                .map(|d| d.name),
+        );
+    }
+    names
+}
+
+/// `major:minor` of every member of the family.
+fn family_numbers(roots: &Roots, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| read_trim(&roots.sys_class_block.join(n).join("dev")))
+        .collect()
+}
+
+/// The device a mounted filesystem's `major:minor` ultimately lives on: itself, or for a loop
+/// device the filesystem its backing file is on (one level: the running hnroot root is a loop
+/// device over a file on hostpart).
+fn backing_numbers(numbers: &str, mountinfo: &str) -> Vec<String> {
+    let mut out = vec![numbers.to_owned()];
+    let Some((major, minor)) = numbers.split_once(':') else {
+        return out;
+    };
+    let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else {
+        return out;
+    };
+    if let Some(name) = name_of(major, minor) {
+        if let Some(file) = read_trim(Path::new(&format!("/sys/block/{name}/loop/backing_file"))) {
+            // The mount holding the backing file: the longest mount point that prefixes it.
+            let holder = mountinfo
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    Some((*f.get(4)?, *f.get(2)?))
+                })
+                .filter(|(mp, _)| Path::new(&file).starts_with(mp))
+                .max_by_key(|(mp, _)| mp.len());
+            if let Some((_, dev)) = holder {
+                out.push(dev.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Look at the disk `node`: its size, its sector size, and whether anything holds it.
+pub fn observe(node: &Path) -> Result<Disk> {
+    let roots = Roots::default();
+    let (major, minor) = dev_numbers(node)?;
+    let name = name_of(major, minor).ok_or_else(|| {
+        anyhow!(
+            "{} ({major}:{minor}) is not in /sys/dev/block",
+            node.display()
+        )
+    })?;
+    let sys = roots.sys_class_block.join(&name);
+    if sys.join("partition").exists() {
+        bail!(
+            "{} is a partition: hnroot install takes the whole disk it is on",
+            node.display()
+        );
+    }
+    let size = read_trim(&sys.join("size"))
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|s| s * 512)
+        .ok_or_else(|| anyhow!("cannot read the size of {} from sysfs", node.display()))?;
+    let logical_sector = read_trim(&sys.join("queue/logical_block_size"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let members = family(&roots, &name);
+    let numbers = family_numbers(&roots, &members);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut used = DiskUse::Unused;
+    let mut used_by = None;
+    // The running root first: it is the most important thing to name.
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (Some(dev), Some(mount_point)) = (f.get(2), f.get(4)) else {
+            continue;
+        };
+        let lives_on = backing_numbers(dev, &mountinfo);
+        if lives_on.iter().any(|d| numbers.contains(d)) {
+            if *mount_point == "/" {
+                used = DiskUse::RunningRoot;
+                used_by = Some("the running system's root filesystem (/)".to_owned());
+                break;
+            }
+            if used == DiskUse::Unused && numbers.contains(&(*dev).to_owned()) {
+                used = DiskUse::Mounted;
+                used_by = Some(format!("mounted at {mount_point}"));
+            }
+        }
+    }
+    if used == DiskUse::Unused {
+        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+        for line in swaps.lines().skip(1) {
+            let Some(path) = line.split_whitespace().next() else {
+                continue;
+            };
+            if let Ok((ma, mi)) = dev_numbers(Path::new(path)) {
+                if numbers.contains(&format!("{ma}:{mi}")) {
+                    used = DiskUse::Swap;
+                    used_by = Some(format!("swap on {path}"));
+                }
+            }
+        }
+    }
+    if used == DiskUse::Unused {
+        for member in &members {
+            let holders: Vec<String> =
+                std::fs::read_dir(roots.sys_class_block.join(member).join("holders"))
+                    .map(|r| {
+                        r.filter_map(|e| e.ok())
+                            .filter_map(|e| e.file_name().into_string().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            if !holders.is_empty() {
+                used = DiskUse::Held;
+                used_by = Some(format!("{member} is held by {}", holders.join(", ")));
+                break;
+            }
+        }
+    }
+    Ok(Disk {
+        node: node.to_owned(),
+        name,
+        facts: DiskFacts {
+            size,
+            logical_sector,
+            used,
+        },
+        used_by,
+    })
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {shown} (is it installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Wipe the disk's old signatures and write the GPT of `layout`: partition 1 the ESP (type
+/// EF00, name `EFI-BOOT`), partition 2 hostpart (type 8300, name `hostpart`).
+pub fn partition(disk: &Disk, layout: &DiskLayout) -> Result<()> {
+    let sector = u64::from(disk.facts.logical_sector);
+    let first = |b: u64| b / sector;
+    let last = |b: u64| b / sector - 1;
+    run(Command::new("wipefs")
+        .arg("--all")
+        .arg("--force")
+        .arg(&disk.node))?;
+    run(Command::new("sgdisk").arg("--zap-all").arg(&disk.node))?;
+    run(Command::new("sgdisk")
+        .arg(format!(
+            "--new=1:{}:{}",
+            first(layout.esp.start),
+            last(layout.esp.end())
+        ))
+        .arg("--typecode=1:EF00")
+        .arg(format!("--change-name=1:{ESP_LABEL}"))
+        .arg(format!(
+            "--new=2:{}:{}",
+            first(layout.hostpart.start),
+            last(layout.hostpart.end())
+        ))
+        .arg("--typecode=2:8300")
+        .arg(format!("--change-name=2:{HOSTPART_LABEL}"))
+        .arg(&disk.node))?;
+    Ok(())
+}
+
+/// The device node of partition `number` of the disk, once the kernel shows it.
+pub fn partition_node(disk: &Disk, number: u32) -> Result<PathBuf> {
+    let roots = Roots::default();
+    let deadline = Instant::now() + PARTITION_WAIT;
+    loop {
+        let found: Option<BlockDev> = blockdev::list(&roots).ok().and_then(|devs| {
+            devs.into_iter().find(|d| {
+                d.partition
+                    .as_ref()
+                    .is_some_and(|p| p.disk == disk.name && p.number == number)
+            })
+        });
+        if let Some(dev) = found {
+            if dev.node.exists() {
+                return Ok(dev.node);
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "looked for partition {number} of {} for {} s; the kernel shows none (a loop \
+                 device must be attached with losetup -P)",
+                disk.node.display(),
+                PARTITION_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// FAT32 labelled `EFI-BOOT`.
+pub fn make_esp(node: &Path) -> Result<()> {
+    run(Command::new("mkfs.vfat")
+        .args(["-F", "32", "-n", ESP_LABEL])
+        .arg(node))?;
+    Ok(())
+}
+
+/// hostpart's filesystem labelled `hostpart`.
+pub fn make_hostpart(node: &Path, fs: HostpartFs) -> Result<()> {
+    match fs {
+        HostpartFs::Ext4 => run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", HOSTPART_LABEL])
+            .arg(node))?,
+        HostpartFs::Btrfs => run(Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "-L", HOSTPART_LABEL])
+            .arg(node))?,
+        HostpartFs::Xfs => run(Command::new("mkfs.xfs")
+            .args(["-q", "-f", "-L", HOSTPART_LABEL])
+            .arg(node))?,
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regular_file_is_not_a_disk() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let err = observe(f.path()).unwrap_err().to_string();
+        assert!(err.contains("not a block device"), "{err}");
+    }
+}

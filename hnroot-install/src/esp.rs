@@ -1,0 +1,154 @@
+//! The ESP's part of an install: GRUB's EFI image as `\EFI\BOOT\BOOTX64.EFI` (the removable-
+//! media path every UEFI firmware boots without a boot entry), the boot-state file GRUB
+//! rewrites in place, and a firmware boot entry where the firmware's variables are reachable.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use hnroot_core::bootstate::{BootState, StateSeen};
+use hnroot_core::layout;
+use hnroot_core::uuid::FsUuid;
+use hnroot_linux::bootstate_file;
+
+/// Where GRUB goes on the ESP, relative to its root.
+pub const BOOT_LOADER_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+
+/// The same path as the firmware spells it.
+pub const BOOT_LOADER_EFI_PATH: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
+
+/// The label of the firmware boot entry.
+pub const BOOT_ENTRY_LABEL: &str = "hnroot";
+
+/// Write the EFI image `efi` to the ESP mounted at `esp` as [`BOOT_LOADER_PATH`], through a
+/// new file, `fsync` and a rename (a crash leaves the old loader or the new one). Returns what
+/// was done.
+pub fn write_boot_loader(esp: &Path, efi: &Path) -> Result<String> {
+    let target = esp.join(BOOT_LOADER_PATH);
+    let dir = target.parent().map(Path::to_owned).unwrap_or_default();
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let bytes = fs::read(efi).with_context(|| format!("cannot read {}", efi.display()))?;
+    let partial = dir.join("BOOTX64.EFI.hnroot-new");
+    let mut f =
+        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    drop(f);
+    fs::rename(&partial, &target).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            target.display()
+        )
+    })?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    Ok(format!(
+        "{} ({} KiB) written",
+        target.display(),
+        bytes.len().div_ceil(1024)
+    ))
+}
+
+/// Make sure the ESP at `esp` has a boot-state file: a valid one is kept (it is the boot's
+/// memory: a trial, a good image); without one, a new one records `good`; a corrupt one or one
+/// of a newer format is refused (`hnroot bootstate init --force` starts over). Returns what was
+/// done.
+pub fn ensure_boot_state(esp: &Path, good: FsUuid) -> Result<String> {
+    let path = esp.join(layout::BOOTSTATE_PATH);
+    match bootstate_file::seen(&path) {
+        (StateSeen::Valid(state), _) => Ok(format!("{} kept: {state}", path.display())),
+        (StateSeen::Absent, _) => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let state = BootState::Committed { good };
+            bootstate_file::create(&path, &state, false)?;
+            Ok(format!("{} created: {state}", path.display()))
+        }
+        (StateSeen::Corrupt, why) => bail!(
+            "looked for the boot-state file at {}; found one that cannot be used{}: it is left \
+             as it is; `hnroot bootstate init --force` replaces it",
+            path.display(),
+            why.map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+    }
+}
+
+/// Whether the firmware's variables can be written from here.
+pub fn efivars_present() -> bool {
+    Path::new("/sys/firmware/efi/efivars").is_dir()
+}
+
+/// Add a firmware boot entry for [`BOOT_LOADER_EFI_PATH`] on partition `part` of `disk`, first
+/// in the boot order (efibootmgr). Returns efibootmgr's account of it.
+pub fn register_boot_entry(disk: &Path, part: u32) -> Result<String> {
+    let out = Command::new("efibootmgr")
+        .arg("--create")
+        .arg("--disk")
+        .arg(disk)
+        .arg("--part")
+        .arg(part.to_string())
+        .arg("--label")
+        .arg(BOOT_ENTRY_LABEL)
+        .arg("--loader")
+        .arg(BOOT_LOADER_EFI_PATH)
+        .output()
+        .context("cannot start efibootmgr (apt-get install efibootmgr)")?;
+    if !out.status.success() {
+        bail!(
+            "efibootmgr failed ({}): {}; the disk still boots through the removable-media path \
+             {BOOT_LOADER_EFI_PATH}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(format!(
+        "boot entry '{BOOT_ENTRY_LABEL}' for {BOOT_LOADER_EFI_PATH} created"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_loader_replaces_an_old_one_whole() {
+        let esp = tempfile::tempdir().unwrap();
+        let src = esp.path().join("src.efi");
+        fs::write(&src, vec![7u8; 5000]).unwrap();
+        fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
+        fs::write(esp.path().join(BOOT_LOADER_PATH), b"old").unwrap();
+        let said = write_boot_loader(esp.path(), &src).unwrap();
+        assert!(said.contains("5 KiB"), "{said}");
+        assert_eq!(
+            fs::read(esp.path().join(BOOT_LOADER_PATH)).unwrap(),
+            vec![7u8; 5000]
+        );
+        assert!(!esp.path().join("EFI/BOOT/BOOTX64.EFI.hnroot-new").exists());
+    }
+
+    #[test]
+    fn a_valid_boot_state_is_kept_and_a_corrupt_one_refused() {
+        let esp = tempfile::tempdir().unwrap();
+        let a = FsUuid::parse("aaaaaaaa-0000-4000-8000-00000000000a").unwrap();
+        let b = FsUuid::parse("bbbbbbbb-0000-4000-8000-00000000000b").unwrap();
+        let said = ensure_boot_state(esp.path(), a).unwrap();
+        assert!(said.contains("created"), "{said}");
+        let said = ensure_boot_state(esp.path(), b).unwrap();
+        assert!(
+            said.contains("kept") && said.contains(&a.to_string()),
+            "{said}"
+        );
+        let path = esp.path().join(layout::BOOTSTATE_PATH);
+        fs::write(&path, b"short").unwrap();
+        let err = ensure_boot_state(esp.path(), b).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"short", "left as it was");
+    }
+}

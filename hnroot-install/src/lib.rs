@@ -1,0 +1,15 @@
+//! Making hnroot disks and images, for the `hnroot` CLI (`hnroot install`, `hnroot image
+//! build`) and for the system tests, which build their disks with this same code so that what
+//! is tested is what is installed.
+//!
+//! * [`grub`]: GRUB's one EFI image with `hnroot.mod`, `grub.cfg` and SBAT built in, from the
+//!   installed GRUB and the module kit built for exactly that GRUB.
+//! * [`esp`]: the ESP's part of an install: the boot loader, the boot-state file, a firmware
+//!   boot entry.
+//! * [`disk`]: a whole disk: what holds it, its GPT, its filesystems.
+//!
+//! What may be done, and in which steps, is `hnroot_core::install`'s to say.
+
+pub mod disk;
+pub mod esp;
+pub mod grub;
