@@ -23,9 +23,10 @@ use hnroot_core::name::{ImageName, REVERT_MARKER};
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::probe::{probe_fs_image, FsOutcome};
 
+use crate::bootparts::ScenarioDisk;
 use crate::buildenv;
+use crate::buildenv::fnv1a;
 use crate::disk::{self, HostFs};
-use crate::scenario::{fnv1a, ScenarioDisk};
 
 /// Bound on entries read from hostpart's top directory.
 const MAX_ENTRIES: usize = 1000;

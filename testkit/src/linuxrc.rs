@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::buildenv;
 use crate::busybox;
 use crate::cpio;
 use crate::kernel::{Kernel, ModuleSet};
-use crate::util;
 
 /// The prototype linuxrc, relative to the workspace root.
 pub const LINUXRC: &str = "initramfs/linuxrc.sh";
@@ -32,7 +32,7 @@ pub struct Initramfs {
 
 /// Build the linuxrc initramfs for `kernel` with `modules` (from `Kernel::modules_for`) at `out`.
 pub fn build(kernel: &Kernel, modules: &ModuleSet, out: &Path) -> Result<Initramfs> {
-    let script_path = util::root().join(LINUXRC);
+    let script_path = buildenv::workspace_root().join(LINUXRC);
     let script = fs::read(&script_path).with_context(|| {
         format!(
             "cannot read the prototype linuxrc {}",

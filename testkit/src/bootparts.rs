@@ -1,11 +1,12 @@
-//! The scenario kit: everything the QEMU scenarios and the demo boot, built once and cached
-//! under `target/hnroot-build/e2e/` — the Debian kernel, hnroot's standalone initramfs,
+//! The boot parts: everything the QEMU scenarios, the demo and the disk command boot, built
+//! once and cached under `target/hnroot-build/e2e/` — the Debian kernel, hnroot's standalone initramfs,
 //! `BOOTX64.EFI` (Debian's GRUB 2.06 with `hnroot.mod` built in and the production
 //! `grub-module/grub.cfg` embedded verbatim), the `hnroot` CLI, and test root images (one per
 //! version, each with its own ext4 UUID) — and the disks a scenario asks for: a GPT disk with
 //! the ESP (`EFI-BOOT`, boot-state file written with the core's codec) and hostpart (ext4 or
 //! btrfs) holding image files, markers, data and the actions the test init runs. It builds
-//! files; booting them is `scenario_boot`, inspecting them afterwards `scenario_inspect`.
+//! files and never boots them: booting them is [`crate::console`], inspecting them afterwards
+//! [`crate::inspect`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use hnroot_core::bootstate::{new_block, BootState};
 use hnroot_core::name::{ImageName, REVERT_MARKER};
 use hnroot_core::uuid::FsUuid;
 
-use crate::buildenv;
+use crate::buildenv::{self, cached, fnv1a, read};
 use crate::disk::{
     self, BuiltFs, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec, Partition, RootImageSpec,
     Uuid,
@@ -26,7 +27,6 @@ use crate::grubimage::{self, GrubImageSpec};
 use crate::grubmod;
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
-use crate::util;
 
 /// The production GRUB configuration, relative to the workspace root.
 pub const GRUB_CFG: &str = "grub-module/grub.cfg";
@@ -60,7 +60,7 @@ pub struct ImageDef {
 
 /// A built test image.
 #[derive(Debug, Clone)]
-pub struct KitImage {
+pub struct TestImage {
     pub version: String,
     pub fs: BuiltFs,
     /// FNV-1a of the file: scenarios check that images come through a switch unchanged.
@@ -69,7 +69,7 @@ pub struct KitImage {
 
 /// Everything the scenarios boot.
 #[derive(Debug)]
-pub struct Kit {
+pub struct BootParts {
     /// `target/hnroot-build/e2e`.
     pub dir: PathBuf,
     pub kernel: Kernel,
@@ -77,7 +77,7 @@ pub struct Kit {
     pub bootx64: PathBuf,
     /// The grub.cfg embedded in `bootx64` (the production file, verbatim).
     pub grub_cfg: String,
-    pub images: Vec<KitImage>,
+    pub images: Vec<TestImage>,
     /// What each part cost (or `cached`), for the time table.
     pub timings: Vec<(String, Duration, bool)>,
 }
@@ -86,9 +86,9 @@ pub struct Kit {
 /// disk as `<file name>.source`, to compare with what hostpart holds afterwards.
 #[derive(Debug, Clone)]
 pub enum Content {
-    /// The kit's image of this version.
+    /// The test image of this version.
     Image(&'static str),
-    /// The first `bytes` of the kit's image of this version (a copy cut short).
+    /// The first `bytes` of the test image of this version (a copy cut short).
     Truncated(&'static str, u64),
     /// `bytes` of pseudo-random data: no filesystem.
     Garbage(u64),
@@ -165,33 +165,6 @@ impl ScenarioDisk {
     }
 }
 
-/// FNV-1a, 64 bits: cache keys and image digests (not a security boundary).
-pub fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in data {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Build `out` with `build` unless `out` exists next to a `.key` file holding `key`.
-/// Returns whether the cached file was used.
-fn cached(out: &Path, key: &str, build: impl FnOnce() -> Result<()>) -> Result<bool> {
-    let key_file = out.with_extension("key");
-    if out.is_file() && fs::read_to_string(&key_file).ok().as_deref() == Some(key) {
-        return Ok(true);
-    }
-    let _ = fs::remove_file(&key_file);
-    build()?;
-    buildenv::write_atomic(&key_file, key.as_bytes())?;
-    Ok(false)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
 /// `--tries N` on the `hnroot select` line of a grub.cfg, or the core's default.
 pub fn tries_in_grub_cfg(cfg: &str) -> u8 {
     cfg.lines()
@@ -205,9 +178,9 @@ pub fn tries_in_grub_cfg(cfg: &str) -> u8 {
         .unwrap_or(hnroot_core::bootstate::DEFAULT_TRIES)
 }
 
-impl Kit {
+impl BootParts {
     /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
-    pub fn build(defs: &[ImageDef]) -> Result<Kit> {
+    pub fn build(defs: &[ImageDef]) -> Result<BootParts> {
         let dir = buildenv::build_root().join("e2e");
         fs::create_dir_all(dir.join("cache"))
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -284,7 +257,7 @@ impl Kit {
         let t = Instant::now();
         let module = grubmod::build()?;
         grubmod::check_installed(&module.path)?;
-        let cfg_path = util::root().join(GRUB_CFG);
+        let cfg_path = buildenv::workspace_root().join(GRUB_CFG);
         let grub_cfg = fs::read_to_string(&cfg_path)
             .with_context(|| format!("cannot read the production {}", cfg_path.display()))?;
         let bootx64 = dir.join("cache").join("BOOTX64.EFI");
@@ -346,7 +319,7 @@ impl Kit {
             })?;
             all_cached &= hit;
             let bytes = read(&out)?;
-            images.push(KitImage {
+            images.push(TestImage {
                 version: def.version.to_string(),
                 fs: BuiltFs {
                     path: out.clone(),
@@ -380,7 +353,7 @@ impl Kit {
             t,
             all_cached,
         );
-        Ok(Kit {
+        Ok(BootParts {
             dir,
             kernel,
             initramfs,
@@ -391,14 +364,14 @@ impl Kit {
         })
     }
 
-    pub fn image(&self, version: &str) -> Result<&KitImage> {
+    pub fn image(&self, version: &str) -> Result<&TestImage> {
         self.images
             .iter()
             .find(|i| i.version == version)
-            .ok_or_else(|| anyhow!("the kit has no test image of version {version:?}"))
+            .ok_or_else(|| anyhow!("the boot parts have no test image of version {version:?}"))
     }
 
-    /// The version of the kit image with this UUID.
+    /// The version of the test image with this UUID.
     pub fn version_of(&self, uuid: &FsUuid) -> Option<&str> {
         self.images
             .iter()
@@ -406,7 +379,7 @@ impl Kit {
             .map(|i| i.version.as_str())
     }
 
-    /// The core's UUID of a kit image.
+    /// The core's UUID of a test image.
     pub fn uuid(&self, version: &str) -> Result<FsUuid> {
         Ok(FsUuid::Uuid(self.image(version)?.fs.uuid.0))
     }
@@ -526,136 +499,6 @@ impl Kit {
     }
 }
 
-/// `cargo xtask disk`: build one scenario disk by hand.
-#[derive(Debug, clap::Args)]
-pub struct DiskArgs {
-    /// Where to write the disk image (raw, GPT).
-    #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, value_enum, default_value = "ext4")]
-    pub hostpart_fs: HostFs,
-    /// Version of the test image placed as hn-root.img (v1, v2, v3-bad, v4-nokernel), or
-    /// `none`.
-    #[arg(long, default_value = "v1")]
-    pub current: String,
-    /// Version placed as hn-root-new.img (a staged update).
-    #[arg(long)]
-    pub new: Option<String>,
-    /// Version placed as hn-root-old.img.
-    #[arg(long)]
-    pub old: Option<String>,
-    /// Put `system-revert` on hostpart.
-    #[arg(long)]
-    pub revert: bool,
-    /// The boot-state file: `committed` (hn-root.img recorded good), `blank` (preallocated,
-    /// never written) or `missing`.
-    #[arg(long, default_value = "committed")]
-    pub state: String,
-    /// Versions copied to data/e2e/<version>.img, for `hnroot stage` in the guest.
-    #[arg(long)]
-    pub stage_source: Vec<String>,
-}
-
-/// `cargo xtask disk`.
-pub fn disk_command(args: &DiskArgs, images: &'static [ImageDef]) -> Result<()> {
-    let kit = Kit::build(images)?;
-    let known = |v: &str| -> Result<&'static str> {
-        images
-            .iter()
-            .find(|d| d.version == v)
-            .map(|d| d.version)
-            .ok_or_else(|| {
-                anyhow!(
-                    "no test image {v:?}; there are {}",
-                    images
-                        .iter()
-                        .map(|d| d.version)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-    };
-    let mut list = Vec::new();
-    let current = (args.current != "none")
-        .then(|| known(&args.current))
-        .transpose()?;
-    if let Some(v) = current {
-        list.push((ImageName::Current, Content::Image(v)));
-    }
-    if let Some(v) = &args.new {
-        list.push((ImageName::New, Content::Image(known(v)?)));
-    }
-    if let Some(v) = &args.old {
-        list.push((ImageName::Old, Content::Image(known(v)?)));
-    }
-    let state = match (args.state.as_str(), current) {
-        ("committed", Some(v)) => StateInit::Committed(v),
-        ("committed", None) => bail!("--state committed needs an hn-root.img (--current)"),
-        ("blank", _) => StateInit::Bytes(vec![0; hnroot_core::bootstate::BLOCK_LEN]),
-        ("missing", _) => StateInit::Missing,
-        (other, _) => bail!("--state {other:?}: expected committed, blank or missing"),
-    };
-    let name = args
-        .out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "disk".into());
-    let spec = DiskSpec {
-        name,
-        fs: args.hostpart_fs,
-        label: disk::HOSTPART_LABEL.to_string(),
-        images: list,
-        revert_marker: args.revert,
-        state,
-        stage_sources: args
-            .stage_source
-            .iter()
-            .map(|v| known(v))
-            .collect::<Result<_>>()?,
-        actions: Vec::new(),
-    };
-    let work = kit.dir.join("disk-command");
-    let built = kit.disk(&spec, &work)?;
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    fs::rename(&built.path, &args.out)
-        .or_else(|_| copy_disk(&built.path, &args.out))
-        .with_context(|| format!("cannot move the disk to {}", args.out.display()))?;
-    println!(
-        "{}: ESP {} (LBA {}, PARTUUID {}), hostpart {} {} (LBA {}, PARTUUID {})",
-        args.out.display(),
-        disk::ESP_LABEL,
-        built.esp.first_lba,
-        built.esp.partuuid,
-        args.hostpart_fs,
-        disk::HOSTPART_LABEL,
-        built.hostpart.first_lba,
-        built.hostpart.partuuid
-    );
-    for (name, content) in &spec.images {
-        if let Content::Image(v) = content {
-            println!(
-                "  {:<20} {v} (ext4 UUID {})",
-                name.file_name(),
-                kit.image(v)?.fs.uuid
-            );
-        }
-    }
-    println!("boot it (serial console on the terminal; Ctrl-A X quits):");
-    println!("  cp {} /tmp/OVMF_VARS.fd", crate::qemu::OVMF_VARS);
-    println!(
-        "  qemu-system-x86_64 -accel tcg -machine q35 -m 1024 -nographic \\\n    \
-         -drive if=pflash,format=raw,readonly=on,file={} \\\n    \
-         -drive if=pflash,format=raw,file=/tmp/OVMF_VARS.fd \\\n    \
-         -drive file={},format=raw,if=virtio",
-        crate::qemu::OVMF_CODE,
-        args.out.display()
-    );
-    Ok(())
-}
-
 /// A copy of a disk image (sparse), so several runs can start from one built state.
 pub fn copy_disk(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
@@ -682,11 +525,5 @@ mod tests {
             tries_in_grub_cfg("# hnroot select --tries 9\nif ! hnroot select --tries 5; then\n"),
             5
         );
-    }
-
-    #[test]
-    fn fnv_is_stable() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -19,13 +19,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 
-use crate::buildenv;
-use crate::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec};
-use crate::grubimage::{self, GrubImageSpec, SmokeCfg};
-use crate::initramfs::{self, Compress};
-use crate::kernel::{self, ModuleSet};
-use crate::linuxrc;
-use crate::qemu::{Vm, VmSpec};
+use clap::Parser;
+use hnroot_testkit::buildenv;
+use hnroot_testkit::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec};
+use hnroot_testkit::grubimage::{self, GrubImageSpec, SmokeCfg};
+use hnroot_testkit::initramfs::{self, Compress};
+use hnroot_testkit::kernel::{self, ModuleSet};
+use hnroot_testkit::linuxrc;
+use hnroot_testkit::qemu::{Vm, VmSpec};
 
 const IMAGE_NAME: &str = "hn-root.img";
 const VERSION: &str = "bench-1";
@@ -35,26 +36,32 @@ const LINUXRC_INITRD: &str = "boot/initramfs-linuxrc";
 const GOAL: f64 = 0.7;
 
 /// `cargo xtask bench-initramfs`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-initramfs",
+    about = "Benchmark: kernel start -> switch_root with hnroot-init as /init against the \
+             busybox-sh linuxrc, side by side in QEMU on the same disk; prints medians, ratios \
+             and sizes."
+)]
+struct Args {
     /// Boots per program; the programs alternate.
     #[arg(long, default_value_t = 5)]
-    pub boots: u32,
+    boots: u32,
     /// Appended to both kernel command lines (e.g. `quiet`).
     #[arg(long, default_value = "")]
-    pub cmdline: String,
+    cmdline: String,
     /// Deadline for one boot, power-on to QEMU exit, in seconds.
     #[arg(long, default_value_t = 240)]
-    pub timeout: u64,
+    timeout: u64,
     /// Run QEMU with `-icount shift=N`: the guest clock counts instructions (2^N ns each)
     /// instead of following the host's, so the host's load stops showing in the figures.
     #[arg(long)]
-    pub icount: Option<u32>,
+    icount: Option<u32>,
     /// Leave this module (and what only it needs) out of hnroot-init's initramfs, e.g.
     /// `btrfs` to see what loading filesystem drivers on demand would give on an ext4
     /// hostpart. Repeatable. The comparison is then no longer like for like, and says so.
     #[arg(long = "hnroot-without")]
-    pub hnroot_without: Vec<String>,
+    hnroot_without: Vec<String>,
 }
 
 /// The program under test.
@@ -111,8 +118,8 @@ struct Sizes {
     modules: usize,
 }
 
-/// `cargo xtask bench-initramfs`.
-pub fn run(args: &Args) -> Result<()> {
+fn main() -> Result<()> {
+    let args = &Args::parse();
     if args.boots == 0 {
         bail!("bench-initramfs: --boots 0 leaves nothing to measure");
     }
