@@ -1,16 +1,15 @@
 //! The boot parts: everything the QEMU scenarios, the demo and the disk command boot, built
-//! once and cached under `target/hnroot-build/e2e/` — the Debian kernel, hnroot's standalone initramfs,
-//! `BOOTX64.EFI` (Debian's GRUB 2.06 with `hnroot.mod` built in and the production
-//! `grub-module/grub.cfg` embedded verbatim), the `hnroot` CLI, and test root images (one per
-//! version, each with its own ext4 UUID) — and the disks a scenario asks for: a GPT disk with
-//! the ESP (`EFI-BOOT`, boot-state file written with the core's codec) and hostpart (ext4 or
-//! btrfs) holding image files, markers, data and the actions the test init runs. It builds
-//! files and never boots them: booting them is [`crate::console`], inspecting them afterwards
-//! [`crate::inspect`].
+//! once and cached under `target/hnroot-build/boot-parts/` — the Debian kernel, hnroot's
+//! standalone initramfs, the production [`GrubImage`] (Debian's GRUB 2.06, `hnroot.mod`, the
+//! production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! version, each with its own ext4 UUID) — and, from them, the disk a scenario asks for
+//! ([`DiskContents`]: which test images under which names, the boot state written with the
+//! core's codec, markers, data and the actions the test init runs), made by [`disk::build`].
+//! It builds files and never boots them: booting them is [`crate::console`], inspecting them
+//! afterwards [`crate::inspect`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,17 +18,15 @@ use hnroot_core::name::{ImageName, REVERT_MARKER};
 use hnroot_core::uuid::FsUuid;
 
 use crate::buildenv::{self, cached, fnv1a, read};
+use crate::busybox;
 use crate::disk::{
-    self, BuiltFs, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec, Partition, RootImageSpec,
+    self, BuiltDisk, BuiltFs, DiskSpec, EspSpec, HostFs, HostpartSpec, ImageFile, RootImageSpec,
     Uuid,
 };
-use crate::grubimage::{self, GrubImageSpec};
-use crate::grubmod;
+use crate::grubimage::{self, GrubImage};
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
 
-/// The production GRUB configuration, relative to the workspace root.
-pub const GRUB_CFG: &str = "grub-module/grub.cfg";
 /// Where the hnroot CLI is installed in the test images (as the README's systemd unit expects).
 pub const CLI_IN_IMAGE: &str = "usr/sbin/hnroot";
 /// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart).
@@ -54,14 +51,18 @@ const NOT_A_KERNEL: &[u8] = b"hnroot test image: this file is not a Linux kernel
 /// A test image to build.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageDef {
+    /// Printed by its test init (`booted version=...`); names it in scenarios.
     pub version: &'static str,
+    /// What its init does.
     pub behaviour: Behaviour,
 }
 
 /// A built test image.
 #[derive(Debug, Clone)]
 pub struct TestImage {
+    /// Its [`ImageDef::version`].
     pub version: String,
+    /// The image file, its ext4 UUID and size.
     pub fs: BuiltFs,
     /// FNV-1a of the file: scenarios check that images come through a switch unchanged.
     pub digest: u64,
@@ -70,13 +71,15 @@ pub struct TestImage {
 /// Everything the scenarios boot.
 #[derive(Debug)]
 pub struct BootParts {
-    /// `target/hnroot-build/e2e`.
-    pub dir: PathBuf,
+    /// `target/hnroot-build/boot-parts`.
+    pub cache: PathBuf,
+    /// The Debian kernel in every test image.
     pub kernel: Kernel,
+    /// hnroot's initramfs (`hnroot-init` as `/init`) in every test image.
     pub initramfs: initramfs::Built,
-    pub bootx64: PathBuf,
-    /// The grub.cfg embedded in `bootx64` (the production file, verbatim).
-    pub grub_cfg: String,
+    /// The production GRUB image every scenario disk boots.
+    pub grub: GrubImage,
+    /// The test images, in the order asked for.
     pub images: Vec<TestImage>,
     /// What each part cost (or `cached`), for the time table.
     pub timings: Vec<(String, Duration, bool)>,
@@ -85,7 +88,7 @@ pub struct BootParts {
 /// An image file as a scenario places it on hostpart. Derived contents are kept next to the
 /// disk as `<file name>.source`, to compare with what hostpart holds afterwards.
 #[derive(Debug, Clone)]
-pub enum Content {
+pub enum ImageContent {
     /// The test image of this version.
     Image(&'static str),
     /// The first `bytes` of the test image of this version (a copy cut short).
@@ -105,30 +108,35 @@ pub enum StateInit {
     Missing,
 }
 
-/// A scenario's disk.
+/// What a scenario puts on its disk, in terms of the test images.
 #[derive(Debug, Clone)]
-pub struct DiskSpec {
+pub struct DiskContents {
+    /// Names the disk and its work directory.
     pub name: String,
+    /// hostpart's filesystem.
     pub fs: HostFs,
     /// hostpart's label (`hostpart` unless the scenario is about labels).
     pub label: String,
-    pub images: Vec<(ImageName, Content)>,
+    /// Image files on hostpart: (name, content).
+    pub images: Vec<(ImageName, ImageContent)>,
+    /// Whether `system-revert` is on hostpart.
     pub revert_marker: bool,
+    /// The boot-state file.
     pub state: StateInit,
     /// Versions copied to `data/e2e/<version>.img`, for the test init to `hnroot stage`.
     pub stage_sources: Vec<&'static str>,
-    /// The test init's actions, one per boot that reaches them (see `disk::test_init`).
+    /// The test init's actions, one per boot that reaches them (see [`disk::test_init`]).
     pub actions: Vec<String>,
 }
 
-impl DiskSpec {
+impl DiskContents {
     /// hostpart of `fs` with `hn-root.img` = `current`, committed in the boot state.
     pub fn committed(name: &str, fs: HostFs, current: &'static str) -> Self {
         Self {
             name: name.to_string(),
             fs,
             label: disk::HOSTPART_LABEL.to_string(),
-            images: vec![(ImageName::Current, Content::Image(current))],
+            images: vec![(ImageName::Current, ImageContent::Image(current))],
             revert_marker: false,
             state: StateInit::Committed(current),
             stage_sources: Vec::new(),
@@ -136,54 +144,25 @@ impl DiskSpec {
         }
     }
 
-    pub fn with(mut self, name: ImageName, content: Content) -> Self {
+    /// The same with `name` holding `content` (replacing what it held).
+    pub fn with(mut self, name: ImageName, content: ImageContent) -> Self {
         self.images.retain(|(n, _)| *n != name);
         self.images.push((name, content));
         self
     }
 
+    /// The same without an image file `name`.
     pub fn without(mut self, name: ImageName) -> Self {
         self.images.retain(|(n, _)| *n != name);
         self
     }
 }
 
-/// A built scenario disk.
-#[derive(Debug, Clone)]
-pub struct ScenarioDisk {
-    pub name: String,
-    pub path: PathBuf,
-    pub fs: HostFs,
-    pub esp: Partition,
-    pub hostpart: Partition,
-}
-
-impl ScenarioDisk {
-    /// Byte offset of a partition on the disk.
-    pub fn offset(part: &Partition) -> u64 {
-        part.first_lba * disk::SECTOR
-    }
-}
-
-/// `--tries N` on the `hnroot select` line of a grub.cfg, or the core's default.
-pub fn tries_in_grub_cfg(cfg: &str) -> u8 {
-    cfg.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && l.contains("hnroot select"))
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            words.find(|w| *w == "--tries")?;
-            words.next()?.trim_end_matches(';').parse().ok()
-        })
-        .unwrap_or(hnroot_core::bootstate::DEFAULT_TRIES)
-}
-
 impl BootParts {
     /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
     pub fn build(defs: &[ImageDef]) -> Result<BootParts> {
-        let dir = buildenv::build_root().join("e2e");
-        fs::create_dir_all(dir.join("cache"))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let cache = buildenv::build_root().join("boot-parts");
+        fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
         let mut timings = Vec::new();
         let mut timed = |what: &str, started: Instant, cached: bool| {
             timings.push((what.to_string(), started.elapsed(), cached));
@@ -210,7 +189,7 @@ impl BootParts {
         let t = Instant::now();
         let wanted = initramfs::default_modules();
         let init_bytes = read(&init)?;
-        let initramfs_path = dir.join("cache").join("initramfs.zst");
+        let initramfs_path = cache.join("initramfs.zst");
         let key = format!(
             "initramfs v3 {} {:016x} {}",
             kernel.release,
@@ -255,36 +234,20 @@ impl BootParts {
         );
 
         let t = Instant::now();
-        let module = grubmod::build()?;
-        grubmod::check_installed(&module.path)?;
-        let cfg_path = buildenv::workspace_root().join(GRUB_CFG);
-        let grub_cfg = fs::read_to_string(&cfg_path)
-            .with_context(|| format!("cannot read the production {}", cfg_path.display()))?;
-        let bootx64 = dir.join("cache").join("BOOTX64.EFI");
-        let mut grub = GrubImageSpec::new(grub_cfg.clone());
-        grub.extra_module_files.push(module.path.clone());
-        let key = format!(
-            "bootx64 v1 {:016x} {:016x} {}",
-            fnv1a(grub_cfg.as_bytes()),
-            fnv1a(&read(&module.path)?),
-            grub.modules.join(",")
-        );
-        let hit = cached(&bootx64, &key, || {
-            grubimage::build_bootx64(&grub, &dir.join("grub-image"), &bootx64)
-        })?;
+        let grub = grubimage::production()?;
         timed(
-            &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", module.size),
+            &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
             t,
-            hit,
+            grub.cached,
         );
 
         let t = Instant::now();
         let cli_bytes = read(&cli)?;
-        let busybox_digest = fnv1a(&read(Path::new(crate::busybox::BUSYBOX))?);
+        let busybox_digest = fnv1a(&read(Path::new(busybox::BUSYBOX))?);
         let initramfs_digest = fnv1a(&read(&initramfs.path)?);
         let mut images = Vec::new();
         let mut all_cached = true;
-        let not_a_kernel = dir.join("cache").join("not-a-kernel");
+        let not_a_kernel = cache.join("not-a-kernel");
         fs::write(&not_a_kernel, NOT_A_KERNEL.repeat(1024))
             .with_context(|| format!("cannot write {}", not_a_kernel.display()))?;
         for def in defs {
@@ -300,7 +263,7 @@ impl BootParts {
                     def.version
                 ),
             };
-            let out = dir.join("cache").join(format!("{}.img", def.version));
+            let out = cache.join(format!("{}.img", def.version));
             let key = format!(
                 "image v2 {} {:016x} {:016x} {:016x} {:016x} {:016x}",
                 kernel.release,
@@ -354,16 +317,16 @@ impl BootParts {
             all_cached,
         );
         Ok(BootParts {
-            dir,
+            cache,
             kernel,
             initramfs,
-            bootx64,
-            grub_cfg,
+            grub,
             images,
             timings,
         })
     }
 
+    /// The test image of this version.
     pub fn image(&self, version: &str) -> Result<&TestImage> {
         self.images
             .iter()
@@ -384,20 +347,20 @@ impl BootParts {
         Ok(FsUuid::Uuid(self.image(version)?.fs.uuid.0))
     }
 
-    /// Trial length GRUB uses with the embedded grub.cfg.
+    /// Trial length GRUB uses with the production grub.cfg.
     pub fn tries(&self) -> u8 {
-        tries_in_grub_cfg(&self.grub_cfg)
+        self.grub.tries()
     }
 
-    /// Build the disk `spec` describes under `work/<name>/`.
-    pub fn disk(&self, spec: &DiskSpec, work: &Path) -> Result<ScenarioDisk> {
-        let dir = buildenv::fresh_dir(&work.join(&spec.name))?;
-        let mut host = HostpartSpec::new(spec.fs);
-        host.label = spec.label.clone();
-        for (name, content) in &spec.images {
+    /// Build the disk `contents` describes in a fresh `work/<name>/`.
+    pub fn disk(&self, contents: &DiskContents, work: &Path) -> Result<BuiltDisk> {
+        let dir = buildenv::fresh_dir(&work.join(&contents.name))?;
+        let mut host = HostpartSpec::new(contents.fs);
+        host.label = contents.label.clone();
+        for (name, content) in &contents.images {
             let source = match content {
-                Content::Image(v) => self.image(v)?.fs.path.clone(),
-                Content::Truncated(v, bytes) => {
+                ImageContent::Image(v) => self.image(v)?.fs.path.clone(),
+                ImageContent::Truncated(v, bytes) => {
                     let path = dir.join(format!("{}.source", name.file_name()));
                     let data = read(&self.image(v)?.fs.path)?;
                     let cut = usize::try_from(*bytes)?.min(data.len());
@@ -405,7 +368,7 @@ impl BootParts {
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     path
                 }
-                Content::Garbage(bytes) => {
+                ImageContent::Garbage(bytes) => {
                     let path = dir.join(format!("{}.source", name.file_name()));
                     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
                     let data: Vec<u8> = (0..*bytes)
@@ -423,57 +386,35 @@ impl BootParts {
             };
             host = host.image(name.file_name(), &source);
         }
-        for v in &spec.stage_sources {
-            host = host.image_at(
-                &format!("{STAGE_DIR}/{v}.img"),
-                &self.image(v)?.fs.path.clone(),
-            );
+        for v in &contents.stage_sources {
+            host = host.image_at(&format!("{STAGE_DIR}/{v}.img"), &self.image(v)?.fs.path);
         }
-        if spec.revert_marker {
+        if contents.revert_marker {
             host.files
                 .push(ImageFile::new(REVERT_MARKER, 0o644, Vec::new()));
         }
-        if !spec.actions.is_empty() {
-            let text: String = spec.actions.iter().map(|a| format!("{a}\n")).collect();
-            if spec.actions.iter().any(|a| a.contains('\n')) {
-                bail!("{}: an action must be one line", spec.name);
+        if !contents.actions.is_empty() {
+            if contents.actions.iter().any(|a| a.contains('\n')) {
+                bail!("{}: an action must be one line", contents.name);
             }
+            let text: String = contents.actions.iter().map(|a| format!("{a}\n")).collect();
             host.files
                 .push(ImageFile::new(disk::ACTIONS_PATH, 0o644, text.into_bytes()));
         }
-        let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
-
-        let mut esp = EspSpec::new(&self.bootx64);
-        match &spec.state {
-            StateInit::Committed(v) => {
-                let state = BootState::Committed {
-                    good: self.uuid(v)?,
-                };
-                esp.bootstate = Some(new_block(&state).to_vec());
-            }
-            StateInit::Bytes(b) => esp.bootstate = Some(b.clone()),
-            StateInit::Missing => esp.bootstate = None,
-        }
-        let esp_path = disk::build_esp(&esp, &dir.join("esp.img"))?;
-        let built = disk::build_disk(
-            &[PartSpec::esp(&esp_path), PartSpec::hostpart(&hostpart.path)],
-            &dir.join("disk.img"),
-        )?;
-        for scratch in [&esp_path, &hostpart.path] {
-            fs::remove_file(scratch)
-                .with_context(|| format!("cannot remove {}", scratch.display()))?;
-        }
-        let (Some(esp), Some(hostpart)) = (built.partitions.first(), built.partitions.get(1))
-        else {
-            bail!("{}: built a disk without two partitions", spec.name);
+        let mut esp = EspSpec::new(&self.grub);
+        esp.bootstate = match &contents.state {
+            StateInit::Committed(v) => Some(committed_block(self.uuid(v)?)),
+            StateInit::Bytes(b) => Some(b.clone()),
+            StateInit::Missing => None,
         };
-        Ok(ScenarioDisk {
-            name: spec.name.clone(),
-            path: built.path.clone(),
-            fs: spec.fs,
-            esp: esp.clone(),
-            hostpart: hostpart.clone(),
-        })
+        disk::build(
+            &DiskSpec {
+                name: contents.name.clone(),
+                esp,
+                hostpart: host,
+            },
+            &dir,
+        )
     }
 
     /// A second disk holding only a partition whose filesystem is labelled `label`, with
@@ -491,39 +432,16 @@ impl BootParts {
             &self.image(version)?.fs.path,
         );
         host.label = label.to_string();
-        let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
-        let built = disk::build_disk(&[PartSpec::hostpart(&hostpart.path)], &dir.join("disk.img"))?;
-        fs::remove_file(&hostpart.path)
-            .with_context(|| format!("cannot remove {}", hostpart.path.display()))?;
-        Ok(built.path)
+        disk::build_hostpart_only(&host, &dir)
     }
 }
 
-/// A copy of a disk image (sparse), so several runs can start from one built state.
-pub fn copy_disk(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    buildenv::run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
-    Ok(())
+/// A boot-state block (the ESP's `hnroot/bootstate`) that records `good` as committed.
+pub fn committed_block(good: FsUuid) -> Vec<u8> {
+    new_block(&BootState::Committed { good }).to_vec()
 }
 
-/// The UUID type of `disk.rs` as the core's.
+/// The UUID type of [`disk`] as the core's.
 pub fn core_uuid(u: Uuid) -> FsUuid {
     FsUuid::Uuid(u.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tries_are_read_from_the_select_line() {
-        assert_eq!(tries_in_grub_cfg("if ! hnroot select; then\n"), 3);
-        assert_eq!(
-            tries_in_grub_cfg("# hnroot select --tries 9\nif ! hnroot select --tries 5; then\n"),
-            5
-        );
-    }
 }

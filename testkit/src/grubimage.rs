@@ -1,7 +1,11 @@
-//! Builds `BOOTX64.EFI`: Debian's GRUB 2.06 (`grub-mkstandalone -O x86_64-efi`) with an
-//! explicit list of built-in modules and an embedded `grub.cfg`, plus any extra module files
-//! (the GRUB module engineer's `hnroot.mod`). Also writes the smoke-test `grub.cfg` that boots
-//! the kernel and initramfs inside hostpart's image file. It never installs anything on the host.
+//! Builds `BOOTX64.EFI` — Debian's GRUB 2.06 (`grub-mkstandalone -O x86_64-efi`) with
+//! `hnroot.mod` built in and an embedded `grub.cfg` — and never installs it on the host. Every
+//! image the suites boot hnroot-init with embeds the production `grub-module/grub.cfg`
+//! verbatim ([`production`], built once and cached). A test's own script ([`test_script`]) is
+//! for the two places the production configuration cannot serve: `grub-test`, which runs
+//! `hnroot select` and `hnroot status` on each test disk and halts without booting anything,
+//! and the busybox linuxrc side of `bench-initramfs`, which cannot read the production command
+//! line. No image is built without `hnroot.mod`, and every image is checked to carry it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -10,7 +14,11 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::buildenv;
+use crate::buildenv::{self, cached, fnv1a, read};
+use crate::grubmod::{self, Module};
+
+/// The production GRUB configuration, relative to the workspace root.
+pub const GRUB_CFG: &str = "grub-module/grub.cfg";
 
 /// Debian's x86_64-efi modules (grub-efi-amd64-bin).
 pub const DEBIAN_MODULE_DIR: &str = "/usr/lib/grub/x86_64-efi";
@@ -52,139 +60,115 @@ pub const BASE_MODULES: &[&str] = &[
 /// Bound on files copied when merging a module directory (Debian's has ~280).
 const MAX_MODULE_DIR_ENTRIES: usize = 2000;
 
-/// What to build into `BOOTX64.EFI`.
+/// A built `BOOTX64.EFI`.
 #[derive(Debug, Clone)]
-pub struct GrubImageSpec {
-    /// A GRUB x86_64-efi module directory (`kernel.img`, `*.mod`, `moddep.lst`): Debian's by
-    /// default, or a GRUB build's `grub-core` output.
-    pub module_dir: PathBuf,
-    /// Modules built in; `BASE_MODULES` by default. Extra module files are added to this list.
-    pub modules: Vec<String>,
-    /// `.mod` files from elsewhere (e.g. `hnroot.mod`): merged into a copy of `module_dir`,
-    /// their `moddep.lst` line taken from their `.moddeps` section, and built in.
-    pub extra_module_files: Vec<PathBuf>,
-    /// The embedded configuration (`(memdisk)/boot/grub/grub.cfg`).
+pub struct GrubImage {
+    /// The EFI executable (`EFI/BOOT/BOOTX64.EFI` on an ESP).
+    pub path: PathBuf,
+    /// The embedded configuration.
     pub grub_cfg: String,
+    /// The `hnroot.mod` built in.
+    pub module: Module,
+    /// Whether the image came from the cache.
+    pub cached: bool,
 }
 
-impl GrubImageSpec {
-    pub fn new(grub_cfg: String) -> Self {
-        Self {
-            module_dir: PathBuf::from(DEBIAN_MODULE_DIR),
-            modules: BASE_MODULES.iter().map(|m| m.to_string()).collect(),
-            extra_module_files: Vec::new(),
-            grub_cfg,
-        }
+impl GrubImage {
+    /// The trial length `hnroot select` uses with the embedded configuration.
+    pub fn tries(&self) -> u8 {
+        tries_in_grub_cfg(&self.grub_cfg)
     }
 }
 
-/// Options of the smoke-test configuration.
-#[derive(Debug, Clone)]
-pub struct SmokeCfg {
-    /// Label of the filesystem holding the image (`hostpart`).
-    pub hostpart_label: String,
-    /// Image file name on hostpart (`hn-root.img`).
-    pub image: String,
-    /// Appended to the kernel command line.
-    pub extra_cmdline: String,
+/// The production `grub-module/grub.cfg`, as it is in the workspace.
+pub fn production_cfg() -> Result<String> {
+    let path = buildenv::workspace_root().join(GRUB_CFG);
+    fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the production {}", path.display()))
 }
 
-impl Default for SmokeCfg {
-    fn default() -> Self {
-        Self {
-            hostpart_label: crate::disk::HOSTPART_LABEL.to_string(),
-            image: "hn-root.img".to_string(),
-            extra_cmdline: String::new(),
-        }
-    }
+/// The image every boot of the suites goes through: Debian's GRUB with `hnroot.mod` and the
+/// production `grub.cfg` verbatim, built (with the module) unless cached under
+/// `target/hnroot-build/grub-image/` for this configuration and this module.
+pub fn production() -> Result<GrubImage> {
+    let module = grubmod::build()?;
+    grubmod::check_installed(&module.path)?;
+    let grub_cfg = production_cfg()?;
+    let dir = buildenv::build_root().join("grub-image");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = dir.join("BOOTX64.EFI");
+    let key = format!(
+        "bootx64 v2 {:016x} {:016x} {}",
+        fnv1a(grub_cfg.as_bytes()),
+        fnv1a(&read(&module.path)?),
+        BASE_MODULES.join(",")
+    );
+    let hit = cached(&out, &key, || {
+        build(&grub_cfg, &[], &module, &dir.join("work"), &out)
+    })?;
+    Ok(GrubImage {
+        path: out,
+        grub_cfg,
+        module,
+        cached: hit,
+    })
 }
 
-/// The smoke-test grub.cfg: find hostpart by label, loop-mount the image, boot its
-/// `/boot/kernel` with `/boot/initramfs`. Each step prints an `hnroot-grub:` line; any failure
-/// prints what was looked for and reboots after 10 s, so a boot never hangs in GRUB.
-pub fn smoke_grub_cfg(cfg: &SmokeCfg) -> String {
-    format!(
-        r#"# hnroot boot-chain smoke configuration (written by xtask/src/grubimage.rs).
-# Boots the kernel and initramfs inside an image file on hostpart; no hnroot module involved.
-set timeout=0
-set hnroot_label="{label}"
-set hnroot_image="{image}"
-
-function hnroot_fail {{
-  echo "hnroot-grub: FATAL: $1"
-  echo "hnroot-grub: devices:"
-  ls
-  echo "hnroot-grub: rebooting in 10 s"
-  sleep 10
-  reboot
-}}
-
-echo "hnroot-grub: searching for a filesystem labelled $hnroot_label"
-if search --no-floppy --label "$hnroot_label" --set=hostpart; then
-  echo "hnroot-grub: hostpart is ($hostpart)"
-else
-  hnroot_fail "no filesystem labelled $hnroot_label"
-fi
-if loopback loop "($hostpart)/$hnroot_image"; then
-  echo "hnroot-grub: loopback loop ($hostpart)/$hnroot_image"
-else
-  hnroot_fail "cannot open ($hostpart)/$hnroot_image as a loopback device"
-fi
-if probe --fs-uuid --set=hnroot_uuid (loop); then
-  echo "hnroot-grub: image filesystem UUID $hnroot_uuid"
-else
-  hnroot_fail "($hostpart)/$hnroot_image holds no filesystem GRUB can read"
-fi
-if probe --part-uuid --set=hnroot_partuuid ($hostpart); then
-  echo "hnroot-grub: hostpart PARTUUID $hnroot_partuuid"
-else
-  set hnroot_partuuid=""
-fi
-if linux (loop)/boot/kernel console=ttyS0 panic=10 hnroot.image=$hnroot_image hnroot.uuid=$hnroot_uuid hnroot.hostpart=LABEL=$hnroot_label{extra}; then
-  echo "hnroot-grub: loaded (loop)/boot/kernel"
-else
-  hnroot_fail "cannot load (loop)/boot/kernel from $hnroot_image"
-fi
-if initrd (loop)/boot/initramfs; then
-  echo "hnroot-grub: loaded (loop)/boot/initramfs"
-else
-  hnroot_fail "cannot load (loop)/boot/initramfs from $hnroot_image"
-fi
-echo "hnroot-grub: booting $hnroot_image"
-boot
-hnroot_fail "boot returned"
-"#,
-        label = cfg.hostpart_label,
-        image = cfg.image,
-        extra = if cfg.extra_cmdline.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", cfg.extra_cmdline)
-        },
-    )
+/// An image with `hnroot.mod` and a test's own `script` as its grub.cfg instead of the
+/// production one, with `extra_modules` besides [`BASE_MODULES`] (grub-test's `time`). Its
+/// users: `grub-test` (the script drives `hnroot select` and `hnroot status` on the test disks
+/// and halts) and `bench-initramfs`'s linuxrc side (see there why). Written to
+/// `dir/BOOTX64.EFI`, never cached.
+pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<GrubImage> {
+    let module = grubmod::build()?;
+    grubmod::check_installed(&module.path)?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = dir.join("BOOTX64.EFI");
+    build(
+        script,
+        extra_modules,
+        &module,
+        &dir.join("grub-image"),
+        &out,
+    )?;
+    Ok(GrubImage {
+        path: out,
+        grub_cfg: script.to_string(),
+        module,
+        cached: false,
+    })
 }
 
-/// Build `out` (BOOTX64.EFI). `work` is a scratch directory for the config file and, when
-/// extra modules are given, the merged module directory.
-pub fn build_bootx64(spec: &GrubImageSpec, work: &Path, out: &Path) -> Result<()> {
+/// Build `out` with `grub_cfg` embedded and `hnroot.mod` plus [`BASE_MODULES`] and
+/// `extra_modules` built in, then check that the image carries the module. `work` is a scratch
+/// directory for the configuration file and the merged module directory.
+fn build(
+    grub_cfg: &str,
+    extra_modules: &[&str],
+    module: &Module,
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
     let work = buildenv::fresh_dir(work)?;
-    let kernel_img = spec.module_dir.join("kernel.img");
-    if !kernel_img.is_file() {
+    let base = Path::new(DEBIAN_MODULE_DIR);
+    if !base.join("kernel.img").is_file() {
         bail!(
             "{} has no kernel.img: not a GRUB x86_64-efi module directory (apt-get install \
-             grub-efi-amd64-bin, or point at a GRUB build's grub-core output)",
-            spec.module_dir.display()
+             grub-efi-amd64-bin)",
+            base.display()
         );
     }
-    let mut modules = spec.modules.clone();
-    let module_dir = if spec.extra_module_files.is_empty() {
-        spec.module_dir.clone()
-    } else {
-        let merged = work.join("modules");
-        let added = merge_module_dir(&spec.module_dir, &spec.extra_module_files, &merged)?;
-        modules.extend(added);
-        merged
-    };
+    let mut modules: Vec<String> = BASE_MODULES
+        .iter()
+        .chain(extra_modules)
+        .map(|m| m.to_string())
+        .collect();
+    let module_dir = work.join("modules");
+    modules.extend(merge_module_dir(
+        base,
+        std::slice::from_ref(&module.path),
+        &module_dir,
+    )?);
     let mut seen = BTreeSet::new();
     modules.retain(|m| seen.insert(m.clone()));
     for m in &modules {
@@ -193,8 +177,9 @@ pub fn build_bootx64(spec: &GrubImageSpec, work: &Path, out: &Path) -> Result<()
         }
     }
     let cfg = work.join("grub.cfg");
-    fs::write(&cfg, &spec.grub_cfg).with_context(|| format!("cannot write {}", cfg.display()))?;
+    fs::write(&cfg, grub_cfg).with_context(|| format!("cannot write {}", cfg.display()))?;
     let list = modules.join(" ");
+    let partial = out.with_extension("partial");
     buildenv::run(
         Command::new("grub-mkstandalone")
             .args(["-O", "x86_64-efi"])
@@ -202,11 +187,44 @@ pub fn build_bootx64(spec: &GrubImageSpec, work: &Path, out: &Path) -> Result<()
             .arg(format!("--modules={list}"))
             .arg(format!("--install-modules={list}"))
             .args(["--fonts=", "--locales=", "--themes="])
-            .arg(format!("--output={}", out.display()))
+            .arg(format!("--output={}", partial.display()))
             .arg(format!("boot/grub/grub.cfg={}", cfg.display())),
     )
     .context("building BOOTX64.EFI")?;
+    check_carries_module(&partial, &module.path)?;
+    fs::rename(&partial, out)
+        .with_context(|| format!("cannot move {} to {}", partial.display(), out.display()))?;
     Ok(())
+}
+
+/// `image` must carry the module: grub-mkstandalone puts built-in modules into the image
+/// uncompressed, so the module's `hnroot_decide` symbol and its last 256 bytes are in it.
+fn check_carries_module(image: &Path, module: &Path) -> Result<()> {
+    let data = read(image)?;
+    let module_bytes = read(module)?;
+    let tail = &module_bytes[module_bytes.len().saturating_sub(256)..];
+    let has = |hay: &[u8], n: &[u8]| hay.windows(n.len()).any(|w| w == n);
+    if !has(&data, b"hnroot_decide") || !has(&data, tail) {
+        bail!(
+            "{} does not contain {} (looked for its symbol table and last 256 bytes)",
+            image.display(),
+            module.display()
+        );
+    }
+    Ok(())
+}
+
+/// `--tries N` on the `hnroot select` line of a grub.cfg, or the core's default.
+pub fn tries_in_grub_cfg(cfg: &str) -> u8 {
+    cfg.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains("hnroot select"))
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "--tries")?;
+            words.next()?.trim_end_matches(';').parse().ok()
+        })
+        .unwrap_or(hnroot_core::bootstate::DEFAULT_TRIES)
 }
 
 /// Copy `base` into `merged`, add `extras`, append their moddep.lst lines; return their names.
@@ -307,16 +325,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn smoke_cfg_boots_from_the_loop_device() {
-        let cfg = smoke_grub_cfg(&SmokeCfg {
-            extra_cmdline: "quiet".into(),
-            ..SmokeCfg::default()
-        });
-        assert!(cfg.contains(r#"search --no-floppy --label "$hnroot_label" --set=hostpart"#));
-        assert!(cfg.contains(r#"loopback loop "($hostpart)/$hnroot_image""#));
-        assert!(cfg.contains("linux (loop)/boot/kernel console=ttyS0 panic=10 "));
-        assert!(cfg.contains("hnroot.hostpart=LABEL=$hnroot_label quiet; then"));
-        assert!(cfg.contains("initrd (loop)/boot/initramfs"));
+    fn tries_are_read_from_the_select_line() {
+        assert_eq!(tries_in_grub_cfg("if ! hnroot select; then\n"), 3);
+        assert_eq!(
+            tries_in_grub_cfg("# hnroot select --tries 9\nif ! hnroot select --tries 5; then\n"),
+            5
+        );
+    }
+
+    #[test]
+    fn the_production_cfg_selects_with_the_module_and_boots_from_the_loop_device() {
+        let cfg = production_cfg().unwrap();
+        assert!(cfg.contains("if ! hnroot select; then"), "{cfg}");
+        assert!(cfg.contains("linux (loop)/boot/kernel "), "{cfg}");
+        assert!(cfg.contains("initrd (loop)/boot/initramfs"), "{cfg}");
+    }
+
+    #[test]
+    fn a_module_inside_an_image_is_found_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("hnroot.mod");
+        let tail: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        fs::write(&module, [b"hnroot_decide".as_slice(), &tail].concat()).unwrap();
+        let image = dir.path().join("BOOTX64.EFI");
+        fs::write(
+            &image,
+            [b"MZ..".as_slice(), b"hnroot_decide", &tail, b"end"].concat(),
+        )
+        .unwrap();
+        check_carries_module(&image, &module).unwrap();
+        fs::write(
+            &image,
+            [b"MZ..".as_slice(), b"hnroot_decide", &tail[..200]].concat(),
+        )
+        .unwrap();
+        let err = check_carries_module(&image, &module)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not contain"), "{err}");
     }
 
     #[test]

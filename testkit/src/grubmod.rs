@@ -97,7 +97,7 @@ const RUST_LINK_SCRIPT: &str = "SECTIONS
 ";
 
 /// A built module.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Module {
     /// `target/hnroot-build/grub-module/hnroot.mod`.
     pub path: PathBuf,

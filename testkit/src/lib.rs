@@ -22,6 +22,8 @@
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
 
+#![deny(missing_docs)]
+
 pub mod apt;
 pub mod blkid_corpus;
 pub mod bootparts;

@@ -1,7 +1,8 @@
-//! Builds the baseline initramfs: `initramfs/linuxrc.sh` as `/init`, the host's static busybox
-//! with its applet links, and the kernel modules the boot needs with `/etc/hnroot/modules`
-//! listing them in load order. Rootless: the cpio is written in memory (`/dev/console` is a
-//! header, not a mknod), then compressed with zstd.
+//! Builds the baseline initramfs `bench-initramfs` measures hnroot-init against, and never
+//! boots it: `initramfs/linuxrc.sh` as `/init`, the host's static busybox with its applet links,
+//! and the kernel modules the boot needs with `/etc/hnroot/modules` listing them in load order.
+//! Rootless: the cpio is written in memory (`/dev/console` is a header, not a mknod), then
+//! compressed with zstd.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub const MODULE_LIST: &str = "etc/hnroot/modules";
 /// What was built.
 #[derive(Debug, Clone)]
 pub struct Initramfs {
+    /// The compressed archive.
     pub path: PathBuf,
     /// Size of the cpio before compression.
     pub cpio_bytes: u64,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use hnroot_system_tests::story::{self, Expect};
-use hnroot_testkit::bootparts::{BootParts, DiskSpec, STAGE_DIR};
+use hnroot_testkit::bootparts::{BootParts, DiskContents, STAGE_DIR};
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session};
 use hnroot_testkit::disk::{self, HostFs};
@@ -139,8 +139,8 @@ fn main() -> Result<()> {
         );
     }
     let tries = parts.tries();
-    let work = buildenv::fresh_dir(&parts.dir.join("demo"))?;
-    let mut spec = DiskSpec::committed("demo", HostFs::Ext4, "v1");
+    let work = buildenv::fresh_dir(&buildenv::build_root().join("demo"))?;
+    let mut spec = DiskContents::committed("demo", HostFs::Ext4, "v1");
     spec.stage_sources = vec!["v2", "v3-bad"];
     spec.actions = vec![
         story::action_stage("v2"),

@@ -10,9 +10,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use hnroot_core::name::ImageName;
 use hnroot_system_tests::story::IMAGES;
-use hnroot_testkit::bootparts::{self, BootParts, Content, DiskSpec, StateInit};
-use hnroot_testkit::disk::{self, HostFs};
+use hnroot_testkit::bootparts::{BootParts, DiskContents, ImageContent, StateInit};
 use hnroot_testkit::qemu;
+use hnroot_testkit::{
+    buildenv,
+    disk::{self, HostFs},
+};
 
 /// `cargo xtask disk`.
 #[derive(Debug, Parser)]
@@ -74,13 +77,13 @@ fn main() -> Result<()> {
         .then(|| known(&args.current))
         .transpose()?;
     if let Some(v) = current {
-        list.push((ImageName::Current, Content::Image(v)));
+        list.push((ImageName::Current, ImageContent::Image(v)));
     }
     if let Some(v) = &args.new {
-        list.push((ImageName::New, Content::Image(known(v)?)));
+        list.push((ImageName::New, ImageContent::Image(known(v)?)));
     }
     if let Some(v) = &args.old {
-        list.push((ImageName::Old, Content::Image(known(v)?)));
+        list.push((ImageName::Old, ImageContent::Image(known(v)?)));
     }
     let state = match (args.state.as_str(), current) {
         ("committed", Some(v)) => StateInit::Committed(v),
@@ -94,7 +97,7 @@ fn main() -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "disk".into());
-    let spec = DiskSpec {
+    let spec = DiskContents {
         name,
         fs: args.hostpart_fs,
         label: disk::HOSTPART_LABEL.to_string(),
@@ -108,14 +111,14 @@ fn main() -> Result<()> {
             .collect::<Result<_>>()?,
         actions: Vec::new(),
     };
-    let work = parts.dir.join("disk-command");
+    let work = buildenv::build_root().join("disk-command");
     let built = parts.disk(&spec, &work)?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     fs::rename(&built.path, &args.out)
-        .or_else(|_| bootparts::copy_disk(&built.path, &args.out))
+        .or_else(|_| disk::copy_disk(&built.path, &args.out))
         .with_context(|| format!("cannot move the disk to {}", args.out.display()))?;
     println!(
         "{}: ESP {} (LBA {}, PARTUUID {}), hostpart {} {} (LBA {}, PARTUUID {})",
@@ -129,7 +132,7 @@ fn main() -> Result<()> {
         built.hostpart.partuuid
     );
     for (name, content) in &spec.images {
-        if let Content::Image(v) = content {
+        if let ImageContent::Image(v) = content {
             println!(
                 "  {:<20} {v} (ext4 UUID {})",
                 name.file_name(),

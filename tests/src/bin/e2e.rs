@@ -23,12 +23,12 @@ use hnroot_system_tests::story::{
     action_stage, check_boot, check_images, describe_images, describe_state, expect, Expect,
     BOOT_TIMEOUT, IMAGES, POWEROFF_TIMEOUT,
 };
-use hnroot_testkit::bootparts::{BootParts, Content, DiskSpec, ScenarioDisk, StateInit};
+use hnroot_testkit::bootparts::{BootParts, DiskContents, ImageContent, StateInit};
 use hnroot_testkit::buildenv::{self, fnv1a};
 use hnroot_testkit::console::{BootRecord, End, Session, INIT_LINE};
-use hnroot_testkit::disk::{self, HostFs};
+use hnroot_testkit::disk::{self, BuiltDisk, HostFs};
 use hnroot_testkit::inspect::{self, HostpartView, View};
-use hnroot_testkit::{bootparts, qemu};
+use hnroot_testkit::qemu;
 
 /// Power cuts are spread over this long after hnroot-init prints its plan. Its steps (renames,
 /// directory sync, checkpoint, boot-state write, loop attach and mount) print their lines
@@ -160,7 +160,10 @@ fn run_suite(args: &Args) -> Result<()> {
     let started = Instant::now();
     let parts = BootParts::build(IMAGES)?;
     let build_time = started.elapsed();
-    println!("e2e: parts ready in {:.1} s:", build_time.as_secs_f64());
+    println!(
+        "e2e: boot parts ready in {:.1} s:",
+        build_time.as_secs_f64()
+    );
     for (what, took, cached) in &parts.timings {
         println!(
             "  {:>6.1} s  {what}{}",
@@ -177,7 +180,7 @@ fn run_suite(args: &Args) -> Result<()> {
     println!("e2e: power-cut seed {seed} (rerun the same moments with --seed {seed})");
     let run = SuiteRun {
         parts: &parts,
-        work: buildenv::fresh_dir(&parts.dir.join("runs"))?,
+        work: buildenv::fresh_dir(&buildenv::build_root().join("e2e").join("runs"))?,
         seed,
         cuts: args.cuts,
     };
@@ -198,7 +201,7 @@ fn run_suite(args: &Args) -> Result<()> {
         rows.push((name, report, took, result.is_ok()));
     }
     println!(
-        "\ne2e: time table (host clock; QEMU TCG, 1 vCPU; parts {:.1} s)",
+        "\ne2e: time table (host clock; QEMU TCG, 1 vCPU; boot parts {:.1} s)",
         build_time.as_secs_f64()
     );
     println!(
@@ -289,7 +292,7 @@ fn run_story(
 
 /// Read hostpart and the boot state offline, after QEMU stopped.
 fn inspect(
-    disk: &ScenarioDisk,
+    disk: &BuiltDisk,
     view: View,
     report: &mut Report,
 ) -> Result<(HostpartView, Option<Vec<u8>>, StateSeen)> {
@@ -315,7 +318,7 @@ fn inspect(
 fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let parts = run.parts;
     let tries = parts.tries();
-    let mut spec = DiskSpec::committed("lifecycle-ext4", HostFs::Ext4, "v1");
+    let mut spec = DiskContents::committed("lifecycle-ext4", HostFs::Ext4, "v1");
     spec.stage_sources = vec!["v2", "v3-bad"];
     spec.actions = vec![
         action_stage("v2"),
@@ -491,7 +494,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
     let parts = run.parts;
     let name = format!("power-cut-{fs}");
     let base = parts.disk(
-        &DiskSpec::committed(&name, fs, "v1").with(ImageName::New, Content::Image("v2")),
+        &DiskContents::committed(&name, fs, "v1").with(ImageName::New, ImageContent::Image("v2")),
         &run.work,
     )?;
     if run.cuts == 0 {
@@ -514,11 +517,11 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
         let slot = CUT_WINDOW.as_secs_f64() / f64::from(run.cuts);
         let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
         let dir = run.work.join(&name).join(format!("cut{}", i + 1));
-        let disk = ScenarioDisk {
+        let disk = BuiltDisk {
             path: dir.join("disk.img"),
             ..base.clone()
         };
-        bootparts::copy_disk(&base.path, &disk.path)?;
+        disk::copy_disk(&base.path, &disk.path)?;
         let t = Instant::now();
         let mut session = Session::start(
             &format!("{name} cut {}", i + 1),
@@ -730,9 +733,9 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
 fn one_boot(
     run: &SuiteRun<'_>,
     report: &mut Report,
-    spec: &DiskSpec,
+    spec: &DiskContents,
     e: Expect,
-) -> Result<(BootRecord, ScenarioDisk)> {
+) -> Result<(BootRecord, BuiltDisk)> {
     let disk = run.parts.disk(spec, &run.work)?;
     let mut records = run_story(run, report, &[&disk.path], &spec.name, &[e])?;
     let rec = records.pop().context("no boot")?;
@@ -745,12 +748,12 @@ fn unreadable_new(
     run: &SuiteRun<'_>,
     report: &mut Report,
     name: &str,
-    content: Content,
+    content: ImageContent,
     listed_as: &'static str,
     why: Why,
 ) -> Result<()> {
     let parts = run.parts;
-    let spec = DiskSpec::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
+    let spec = DiskContents::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
     let mut e = expect(
         "unreadable hn-root-new.img",
         "hn-root.img (normal)",
@@ -833,7 +836,14 @@ fn garbage_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         grub: "no filesystem hnroot recognises in it",
         init: "no ext2/3/4, XFS, btrfs or FAT filesystem found",
     };
-    unreadable_new(run, report, "garbage-new", Content::Garbage(size), "*", why)
+    unreadable_new(
+        run,
+        report,
+        "garbage-new",
+        ImageContent::Garbage(size),
+        "*",
+        why,
+    )
 }
 
 /// 7: hn-root-new.img is v2 without its last MiB (a copy cut short near its end): the
@@ -849,7 +859,7 @@ fn truncated_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         run,
         report,
         "truncated-new",
-        Content::Truncated("v2", size - (1 << 20)),
+        ImageContent::Truncated("v2", size - (1 << 20)),
         "v2",
         why,
     )
@@ -862,8 +872,8 @@ fn truncated_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 fn unbootable_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let parts = run.parts;
     let tries = parts.tries();
-    let mut spec = DiskSpec::committed("unbootable-new", HostFs::Ext4, "v1")
-        .with(ImageName::New, Content::Image("v4-nokernel"));
+    let mut spec = DiskContents::committed("unbootable-new", HostFs::Ext4, "v1")
+        .with(ImageName::New, ImageContent::Image("v4-nokernel"));
     spec.actions = vec![":".to_string(); usize::from(tries) + 1];
     let mut story = Vec::new();
     for attempt in 1..=tries {
@@ -934,9 +944,9 @@ fn unbootable_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 
 /// 7: no hn-root.img: hn-root-old.img boots (recovery) and is promoted.
 fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    let spec = DiskSpec::committed("missing-current", HostFs::Ext4, "v1")
+    let spec = DiskContents::committed("missing-current", HostFs::Ext4, "v1")
         .without(ImageName::Current)
-        .with(ImageName::Old, Content::Image("v1"));
+        .with(ImageName::Old, ImageContent::Image("v1"));
     let (_, disk) = one_boot(
         run,
         report,
@@ -968,7 +978,7 @@ fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let parts = run.parts;
     let tries = parts.tries();
-    let mut spec = DiskSpec::committed("corrupt-state", HostFs::Ext4, "v1");
+    let mut spec = DiskContents::committed("corrupt-state", HostFs::Ext4, "v1");
     spec.state = StateInit::Bytes(
         (0..hnroot_core::bootstate::BLOCK_LEN)
             .map(|i| (i * 31 + 7) as u8)
@@ -1008,7 +1018,7 @@ fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 
 /// Rule 4: system-revert without an old image: hn-root.img boots, the marker is removed.
 fn revert_refused(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    let mut spec = DiskSpec::committed("revert-refused", HostFs::Ext4, "v1");
+    let mut spec = DiskContents::committed("revert-refused", HostFs::Ext4, "v1");
     spec.revert_marker = true;
     let mut e = expect(
         "system-revert without hn-root-old.img",
@@ -1042,7 +1052,7 @@ fn revert_refused(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 /// GRUB's disk) is proven by grub-test.
 fn two_hostparts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let parts = run.parts;
-    let spec = DiskSpec::committed("two-hostparts", HostFs::Ext4, "v1");
+    let spec = DiskContents::committed("two-hostparts", HostFs::Ext4, "v1");
     let disk = parts.disk(&spec, &run.work)?;
     let other = parts.lone_hostpart_disk(
         "two-hostparts-second",

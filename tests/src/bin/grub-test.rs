@@ -1,7 +1,9 @@
 //! `cargo xtask grub-test`: `hnroot.mod` built into Debian's GRUB 2.06 (grub-mkstandalone),
 //! booted under OVMF in QEMU (TCG), deciding on real disks. One VM carries one GPT disk per
-//! scenario (ESP + hostpart, built rootless by `disk.rs`), and its embedded `grub.cfg` runs
-//! `time hnroot select` on each, printing the variables on the serial console; the VM is booted
+//! scenario (ESP + hostpart, built rootless by the testkit's disk builder), and its GRUB image
+//! embeds not the production `grub.cfg` (which would boot the first image it finds) but a
+//! script that runs `time hnroot select` on each disk, printing the variables on the serial
+//! console ([`grubimage::test_script`]); the VM is booted
 //! several times on the same disks so that trial counting must persist through GRUB's in-place
 //! writes. Every printed decision is compared with what `hnroot-core` decides on the observation
 //! the scenario was built to be, and with the reason the scenario is about; the boot-state file
@@ -12,7 +14,7 @@
 //! naming both devices. It never boots a kernel.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,10 +28,12 @@ use regex::Regex;
 
 use clap::Parser;
 use hnroot_testkit::buildenv;
-use hnroot_testkit::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec, Uuid};
-use hnroot_testkit::grubimage::{self, GrubImageSpec};
-use hnroot_testkit::grubmod;
+use hnroot_testkit::disk::{
+    self, BuiltDisk, DiskSpec, EspSpec, HostFs, HostpartSpec, ImageFile, Uuid,
+};
+use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::qemu::{Vm, VmSpec};
+use hnroot_testkit::{grubmod, inspect};
 
 /// Boots of the same disks: the staged image's three tries, then the rollback.
 const BOOTS: usize = 4;
@@ -262,15 +266,6 @@ fn duplicate_labels() -> Result<Scenario> {
     Ok(dup)
 }
 
-/// A scenario's disk as built.
-struct BuiltScenario {
-    disk: PathBuf,
-    esp_offset: u64,
-    /// PARTUUIDs as sgdisk wrote them (read back by `disk::build_disk`).
-    esp_partuuid: Uuid,
-    hostpart_partuuid: Uuid,
-}
-
 /// What a root image holds for GRUB: `/boot/kernel` (never booted here) and `/boot/initramfs`.
 const KERNEL_STAND_IN: &[u8] = b"hnroot grub-test: stands in for a kernel; never booted\n";
 
@@ -315,7 +310,9 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     Ok(())
 }
 
-fn build_scenario(s: &Scenario, bootx64: &Path, dir: &Path) -> Result<BuiltScenario> {
+/// The scenario's disk, through the one disk builder: its image files in `dir/<name>/`, a
+/// 24 MiB ext4 hostpart, a 40 MiB ESP with `grub` and the scenario's labels and boot state.
+fn build_scenario(s: &Scenario, grub: &GrubImage, dir: &Path) -> Result<BuiltDisk> {
     let dir = dir.join(s.name);
     fs::create_dir_all(&dir)?;
     let mut host = HostpartSpec::new(HostFs::Ext4);
@@ -333,48 +330,26 @@ fn build_scenario(s: &Scenario, bootx64: &Path, dir: &Path) -> Result<BuiltScena
             Vec::new(),
         ));
     }
-    let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
-    let mut esp = EspSpec::new(bootx64);
+    let mut esp = EspSpec::new(grub);
     esp.label = s.esp_label.to_owned();
     esp.size_mib = ESP_MIB;
     esp.bootstate = match &s.state {
         StateFile::Bytes(bytes) => Some(bytes.clone()),
         StateFile::Missing => None,
     };
-    let esp_path = disk::build_esp(&esp, &dir.join("esp.img"))?;
-    let built = disk::build_disk(
-        &[PartSpec::esp(&esp_path), PartSpec::hostpart(&hostpart.path)],
-        &dir.join("disk.img"),
-    )?;
-    let _ = fs::remove_file(&esp_path);
-    let _ = fs::remove_file(&hostpart.path);
-    let esp_part = built.partitions.first().context("disk without ESP")?;
-    let host_part = built.partitions.get(1).context("disk without hostpart")?;
-    Ok(BuiltScenario {
-        disk: built.path.clone(),
-        esp_offset: esp_part.first_lba * disk::SECTOR,
-        esp_partuuid: esp_part.partuuid,
-        hostpart_partuuid: host_part.partuuid,
-    })
+    disk::build(
+        &DiskSpec {
+            name: s.name.to_owned(),
+            esp,
+            hostpart: host,
+        },
+        &dir,
+    )
 }
 
 /// The boot-state file as it is on the disk image now, or None when there is no such file.
-fn state_on_disk(built: &BuiltScenario, scratch: &Path) -> Result<Option<Vec<u8>>> {
-    let out = scratch.join("bootstate.read");
-    let _ = fs::remove_file(&out);
-    let status = Command::new("mcopy")
-        .arg("-n")
-        .arg("-i")
-        .arg(format!("{}@@{}", built.disk.display(), built.esp_offset))
-        .arg(format!("::{}", disk::BOOTSTATE_PATH))
-        .arg(&out)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .context("running mcopy")?;
-    if !status.status.success() {
-        return Ok(None);
-    }
-    Ok(Some(fs::read(&out)?))
+fn state_on_disk(built: &BuiltDisk, scratch: &Path) -> Result<Option<Vec<u8>>> {
+    Ok(inspect::boot_state(built, scratch)?.0)
 }
 
 fn seen_of(bytes: &Option<Vec<u8>>) -> StateSeen {
@@ -416,7 +391,7 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
         .concat()
     };
     let mut cfg = String::from(
-        "# hnroot GRUB-level test configuration (grub-module/tests/grub_level.rs).\n\
+        "# hnroot GRUB-level test configuration (tests/src/bin/grub-test.rs).\n\
          set pager=0\n\
          echo \"hnroot-test: grub up\"\n\
          echo \"hnroot-test: cmdpath ${cmdpath}\"\n",
@@ -539,9 +514,6 @@ struct Args {}
 /// Build everything, boot [`BOOTS`] times, check every scenario after every boot.
 fn main() -> Result<()> {
     Args::parse();
-    let module = grubmod::build()?;
-    grubmod::check_installed(&module.path)?;
-    println!("grub-test: hnroot.mod is {} bytes", module.size);
     let work = buildenv::build_root().join("grub-test");
     if work.exists() {
         fs::remove_dir_all(&work)?;
@@ -560,25 +532,23 @@ fn main() -> Result<()> {
         .position(|s| s.name == "update")
         .context("no update scenario")?;
     let cfg = test_cfg(&scenarios, label_disk, status_disk);
-    let mut spec = GrubImageSpec::new(cfg);
-    spec.modules.extend(["time", "halt"].map(String::from));
-    spec.extra_module_files.push(module.path.clone());
-    let bootx64 = work.join("BOOTX64.EFI");
-    grubimage::build_bootx64(&spec, &work.join("grub-image"), &bootx64)?;
-    check_image_contains_module(&bootx64)?;
+    // Not the production grub.cfg: this script calls `hnroot select` and `hnroot status` on
+    // each disk itself, prints what they set and halts; it boots nothing.
+    let grub = grubimage::test_script(&cfg, &["time"], &work)?;
+    println!("grub-test: hnroot.mod is {} bytes", grub.module.size);
 
     let mut built = Vec::new();
     for s in &scenarios {
-        built.push(build_scenario(s, &bootx64, &work.join("disks"))?);
+        built.push(build_scenario(s, &grub, &work.join("disks"))?);
     }
-    let duplicate = build_scenario(&duplicate_labels()?, &bootx64, &work.join("disks"))?;
+    let duplicate = build_scenario(&duplicate_labels()?, &grub, &work.join("disks"))?;
     // Read-write disks first (qemu.rs attaches them), the read-only one next, the duplicate
     // labels last: GRUB numbers the disks in that order, which the PARTUUIDs printed confirm.
     let rw: Vec<&Path> = scenarios
         .iter()
         .zip(&built)
         .filter(|(s, _)| s.attach == Attach::ReadWrite)
-        .map(|(_, b)| b.disk.as_path())
+        .map(|(_, b)| b.path.as_path())
         .collect();
     let order: Vec<usize> = (0..scenarios.len())
         .filter(|&i| scenarios[i].attach == Attach::ReadWrite)
@@ -609,10 +579,10 @@ fn main() -> Result<()> {
             .collect::<Result<_>>()?;
         let mut vm_spec = VmSpec::new(&format!("grub-test boot {boot}"), &rw, &work.join("vm"));
         vm_spec.no_reboot = true;
-        let drive = |b: &BuiltScenario, ro: &str| {
+        let drive = |b: &BuiltDisk, ro: &str| {
             [
                 "-drive".to_owned(),
-                format!("file={},format=raw,if=virtio{ro}", b.disk.display()),
+                format!("file={},format=raw,if=virtio{ro}", b.path.display()),
             ]
         };
         for (s, b) in scenarios.iter().zip(&built) {
@@ -709,7 +679,7 @@ fn common_problems(block: &ConsoleBlock) -> Vec<String> {
 
 fn check_scenario(
     s: &Scenario,
-    b: &BuiltScenario,
+    b: &BuiltDisk,
     boot: usize,
     before: &Option<Vec<u8>>,
     after: &Option<Vec<u8>>,
@@ -725,8 +695,8 @@ fn check_scenario(
         fail(format!("expected the line `{expected_line}`"));
     }
     for (key, want) in [
-        ("partuuid", b.hostpart_partuuid.to_string()),
-        ("esp_partuuid", b.esp_partuuid.to_string()),
+        ("partuuid", b.hostpart.partuuid.to_string()),
+        ("esp_partuuid", b.esp.partuuid.to_string()),
         ("tries", tries.to_string()),
     ] {
         let got = field(&block.result, key);
@@ -810,15 +780,15 @@ fn check_scenario(
 }
 
 /// `hnroot status` prints the boot state and both PARTUUIDs (sgdisk's) and sets the variables.
-fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltScenario) -> Vec<String> {
+fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk) -> Vec<String> {
     let mut problems = common_problems(block);
     for text in [
         format!("hnroot: boot state (hd{disk},gpt1)/hnroot/bootstate: "),
         format!(
             "hnroot: hostpart (hd{disk},gpt2) PARTUUID {}, ESP (hd{disk},gpt1) PARTUUID {}, 3 \
              tries; module built for Debian grub2 {}",
-            b.hostpart_partuuid,
-            b.esp_partuuid,
+            b.hostpart.partuuid,
+            b.esp.partuuid,
             grubmod::GRUB_DEBIAN_VERSION
         ),
     ] {
@@ -828,8 +798,8 @@ fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltScenario) -> Vec<Str
     }
     for (key, want) in [
         ("rc", "0".to_owned()),
-        ("partuuid", b.hostpart_partuuid.to_string()),
-        ("esp_partuuid", b.esp_partuuid.to_string()),
+        ("partuuid", b.hostpart.partuuid.to_string()),
+        ("esp_partuuid", b.esp.partuuid.to_string()),
     ] {
         let got = field(&block.result, key);
         if got != want {
@@ -843,7 +813,7 @@ fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltScenario) -> Vec<Str
 struct Labels<'a> {
     /// GRUB's disk number of the only disk labelled `hostpart`/`EFI-BOOT` on the first boot.
     unique: usize,
-    unique_disk: &'a BuiltScenario,
+    unique_disk: &'a BuiltDisk,
     /// GRUB's disk number of the disk with the duplicate labels (attached from boot 2 on).
     duplicate: usize,
 }
@@ -880,11 +850,11 @@ fn check_label(name: &str, block: &ConsoleBlock, l: &Labels, duplicates: bool) -
     let mut expect = vec![
         ("rc", "0".to_owned()),
         ("esp", format!("hd{u},gpt1")),
-        ("esp_partuuid", l.unique_disk.esp_partuuid.to_string()),
+        ("esp_partuuid", l.unique_disk.esp.partuuid.to_string()),
     ];
     if name == "label-both" {
         expect.push(("hostpart", format!("hd{u},gpt2")));
-        expect.push(("partuuid", l.unique_disk.hostpart_partuuid.to_string()));
+        expect.push(("partuuid", l.unique_disk.hostpart.partuuid.to_string()));
     }
     for (key, want) in expect {
         let got = field(&block.result, key);
@@ -893,22 +863,6 @@ fn check_label(name: &str, block: &ConsoleBlock, l: &Labels, duplicates: bool) -
         }
     }
     problems
-}
-
-/// The built EFI image must carry hnroot.mod: grub-mkstandalone puts modules in a memdisk or
-/// the module section, uncompressed, so the module's version record and name are in it.
-fn check_image_contains_module(bootx64: &Path) -> Result<()> {
-    let data = fs::read(bootx64)?;
-    let needle = b"hnroot_decide";
-    let module = fs::read(grubmod::output_dir().join("hnroot.mod"))?;
-    let has = |hay: &[u8], n: &[u8]| hay.windows(n.len()).any(|w| w == n);
-    if !has(&data, needle) || !has(&data, &module[module.len() - 256..]) {
-        bail!(
-            "{} does not contain hnroot.mod (looked for its symbol table and last 256 bytes)",
-            bootx64.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

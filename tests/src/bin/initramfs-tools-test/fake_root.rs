@@ -59,7 +59,7 @@ const FAKE_FATAL: &str = "hnroot: FATAL: hostpart: no filesystem labelled 'hostp
 const FAKE_PROGRESS: &str =
     "hnroot: hostpart: looking for filesystem labelled 'hostpart' (up to 30 s)";
 /// The label the real hnroot-init is sent to look for.
-pub(crate) const MISSING_LABEL: &str = "no-such-hostpart";
+const MISSING_LABEL: &str = "no-such-hostpart";
 const LOG: &str = "/run/hnroot/mount-root.log";
 /// The kernel's /dev/kmsg rate-limit setting, relative to the fake root; "ratelimit" before
 /// and after the script, "on" while hnroot-init runs.

@@ -16,11 +16,11 @@
 //!    show the script, the binary, `loop` in `conf/modules` and the filesystem modules inside.
 //!    Without `hnroot-init` the build must fail with the hook's message.
 //! 3. **Boot.** The package-way image boots in QEMU (OVMF, that tree's kernel, `boot=hnroot`)
-//!    to the test root's init: through Debian's GRUB with hnroot.mod and the production
-//!    grub.cfg (verbatim; its `linux` lines pass `boot=hnroot`) from an ext4 hostpart,
-//!    and through the smoke grub.cfg from a btrfs hostpart (drivers loaded on demand); a third
-//!    boot looks for a hostpart that is not there and must show the panic message with
-//!    hnroot-init's FATAL line, then reboot (`panic=1`).
+//!    through the production chain — Debian's GRUB with hnroot.mod and `grub-module/grub.cfg`
+//!    verbatim (its `linux` lines pass `boot=hnroot`), a committed boot state — to the test
+//!    root's init from an ext4 and from a btrfs hostpart (drivers loaded on demand); a third
+//!    boot has hostpart on a disk the initramfs has no driver for (NVMe) and must show the
+//!    panic message with hnroot-init's FATAL line, then reboot (`panic=10`).
 //!
 //! It never installs anything on the host or touches the host's initramfs.
 
@@ -154,8 +154,8 @@ fn main() -> Result<()> {
     )?;
     println!(
         "initramfs-tools-test: QEMU boots (boot=hnroot to the test init through hnroot.mod and \
-         the production grub.cfg, and from a btrfs hostpart; a missing hostpart to panic and \
-         reboot) passed in {:.1} s; {:.1} s in all",
+         the production grub.cfg from ext4 and btrfs hostparts; a hostpart the initramfs cannot \
+         see to panic and reboot) passed in {:.1} s; {:.1} s in all",
         t.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
