@@ -3,9 +3,12 @@
 # -> the real init, with hnroot-init as /init (cargo xtask initramfs) against the busybox-sh
 # prototype linuxrc (initramfs/linuxrc.sh, the seed's approach) doing the same steps: load the
 # same modules, find hostpart, mount it, attach the image read-only, check its UUID, mount it,
-# keep hostpart, switch_root. Both boot in QEMU (TCG, OVMF, GRUB, the cached Debian kernel) from
-# the same root image on the same hostpart; only GRUB's initrd line differs; every boot starts
-# from the same disk (-snapshot). Boots alternate between the two programs.
+# keep hostpart, switch_root. Both boot in QEMU (TCG, OVMF, Debian's GRUB with hnroot.mod, the
+# cached Debian kernel), each from its own root image, alike but for /boot/initramfs, on a disk
+# built the same way: hnroot-init through the production grub-module/grub.cfg, the linuxrc
+# through a few lines of grub.cfg passing hnroot.hostpart=LABEL=hostpart (busybox's findfs cannot
+# resolve the production PARTUUID=; tests/src/bin/bench-initramfs.rs says more). Every boot
+# starts from the same disk (-snapshot). Boots alternate between the two programs.
 #
 # Figures are the guest's own clock: the kernel's timestamp on "Run /init as init process" and
 # the uptime the test init prints first after switch_root. Two rounds:
@@ -18,7 +21,7 @@
 # hnroot-init's own module-loading time, and the initramfs sizes with and without modules.
 #
 #   benches/initramfs-vs-linuxrc.sh                      # ~4 + ~3 min
-#   BOOTS=3 ICOUNT_BOOTS=0 benches/initramfs-vs-linuxrc.sh --cmdline quiet
+#   BOOTS=3 ICOUNT_BOOTS=0 benches/initramfs-vs-linuxrc.sh
 #   benches/initramfs-vs-linuxrc.sh --hnroot-without btrfs   # what on-demand fs drivers give
 #
 # Arguments go to both rounds (`cargo xtask bench-initramfs --help`). Timings are printed,

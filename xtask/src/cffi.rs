@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{deps, grubmod, util};
+use hnroot_testkit::buildenv;
+
+use crate::deps;
 
 /// The ext4 image's UUID (`mkfs.ext4 -U`), label `hostpart`.
 const EXT4_UUID: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
@@ -38,21 +40,21 @@ fn blank(path: &Path) -> Result<()> {
 fn make_images(dir: &Path) -> Result<Vec<String>> {
     let ext4 = dir.join("ext4.img");
     blank(&ext4)?;
-    grubmod::run(
+    buildenv::run(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", "hostpart", "-U", EXT4_UUID])
             .arg(&ext4),
     )?;
     let vfat = dir.join("vfat.img");
     blank(&vfat)?;
-    grubmod::run(
+    buildenv::run(
         Command::new("mkfs.vfat")
             .args(["-n", "EFI-BOOT", "-i", VFAT_ID.0])
             .arg(&vfat),
     )?;
     let gpt = dir.join("gpt.img");
     blank(&gpt)?;
-    grubmod::run(
+    buildenv::run(
         Command::new("sgdisk")
             .args(["-n", "1:2048:+1M", "-c", "1:EFI-BOOT"])
             .arg(format!("-u=1:{}", GPT_PARTUUIDS[0]))
@@ -103,7 +105,7 @@ fn make_images(dir: &Path) -> Result<Vec<String>> {
 /// Build the host staticlib (release profile: LTO, panic=abort) and return its path.
 fn host_staticlib() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::step(
+    buildenv::step(
         "hnroot-ffi host staticlib",
         &[
             &cargo,
@@ -117,7 +119,7 @@ fn host_staticlib() -> Result<PathBuf> {
             "staticlib",
         ],
     )?;
-    let lib = grubmod::target_dir()
+    let lib = buildenv::target_dir()
         .join("release")
         .join("libhnroot_ffi.a");
     if !lib.exists() {
@@ -130,12 +132,12 @@ fn host_staticlib() -> Result<PathBuf> {
 pub fn run() -> Result<()> {
     deps::ensure()?;
     let lib = host_staticlib()?;
-    let root = util::root();
+    let root = buildenv::workspace_root();
     let source = root.join("hnroot-ffi/tests/c/test_ffi.c");
-    let out_dir = grubmod::build_root().join("c-ffi-test");
+    let out_dir = buildenv::build_root().join("c-ffi-test");
     std::fs::create_dir_all(&out_dir)?;
     let exe = out_dir.join("test_ffi");
-    grubmod::run(
+    buildenv::run(
         Command::new("gcc")
             .args([
                 "-std=c11",

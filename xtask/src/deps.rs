@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::util;
+use hnroot_testkit::buildenv;
 
 /// Where a program comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,22 +132,22 @@ pub fn ensure() -> Result<()> {
     let wanted = packages();
     let missing: Vec<&str> = wanted.iter().copied().filter(|p| !installed(p)).collect();
     if !missing.is_empty() {
-        if !is_root() {
+        if !buildenv::is_root() {
             bail!(
                 "missing Debian packages: {} (run as root, or: apt-get install {})",
                 missing.join(" "),
                 missing.join(" ")
             );
         }
-        util::step("apt-get update", &["apt-get", "update", "-q"])?;
+        buildenv::step("apt-get update", &["apt-get", "update", "-q"])?;
         let mut argv = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
         argv.extend(&missing);
-        util::step("install Debian packages", &argv)?;
+        buildenv::step("install Debian packages", &argv)?;
     }
-    let have = util::output(&["rustup", "target", "list", "--installed"])?;
+    let have = buildenv::output(&["rustup", "target", "list", "--installed"])?;
     for target in RUST_TARGETS {
         if !have.lines().any(|l| l.trim() == *target) {
-            util::step("add Rust target", &["rustup", "target", "add", target])?;
+            buildenv::step("add Rust target", &["rustup", "target", "add", target])?;
         }
     }
     Ok(())
@@ -220,15 +220,6 @@ fn installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,12 +263,12 @@ mod tests {
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
         ("initramfs/src/fallback.rs", 1),       // the initramfs's own /bin/sh, in the guest
         ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
-        ("xtask/src/busybox.rs", 1),            // /bin/busybox (busybox-static)
-        ("xtask/src/cffi.rs", 1),               // the C test program it just built
-        ("xtask/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
-        ("xtask/src/initramfs.rs", 2), // $CARGO; run(&["prog", ..])
-        ("xtask/src/relax.rs", 1),   // a test program it just linked
-        ("xtask/src/util.rs", 2),    // step(.., &["prog", ..]), output(&["prog", ..])
+        ("testkit/src/buildenv.rs", 2),         // step(.., &["prog", ..]), output(&["prog", ..])
+        ("testkit/src/busybox.rs", 1),          // /bin/busybox (busybox-static)
+        ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
+        ("testkit/src/initramfs.rs", 2), // $CARGO; run(&["prog", ..])
+        ("testkit/src/relax.rs", 1),   // a test program it just linked
+        ("xtask/src/cffi.rs", 1),      // the C test program it just built
     ];
 
     /// A program started through a literal name: file, line, program.
@@ -340,7 +331,7 @@ mod tests {
 
     #[test]
     fn every_program_the_repository_starts_is_in_the_table() {
-        let root = util::root();
+        let root = buildenv::workspace_root();
         let (found, wrappers) = started_programs(&root);
         assert!(
             found.len() > 50,

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::apt::{MIRROR, SECURITY_MIRROR};
-use crate::buildenv;
-use crate::util;
+use hnroot_testkit::apt::{MIRROR, SECURITY_MIRROR};
+use hnroot_testkit::buildenv;
 
 /// What rustup's toolchain needs on a Debian machine, and git-less HTTPS for cargo: the README's
 /// base, installed before anything of hnroot runs.
@@ -70,7 +69,7 @@ impl Drop for Mounts {
 
 /// `cargo xtask fresh-check`.
 pub fn run(args: &Args) -> Result<()> {
-    if !crate::deps::is_root() {
+    if !buildenv::is_root() {
         bail!("fresh-check needs root (debootstrap, chroot, mounts)");
     }
     let started = Instant::now();
@@ -86,7 +85,7 @@ pub fn run(args: &Args) -> Result<()> {
     buildenv::fresh_dir(&work)?;
 
     let t = Instant::now();
-    util::step(
+    buildenv::step(
         "fresh-check: debootstrap a minbase Debian 12 tree",
         &[
             "debootstrap",
@@ -140,14 +139,14 @@ pub fn run(args: &Args) -> Result<()> {
     let base_time = t.elapsed();
 
     let clone = root.join("root/hnroot");
-    util::step(
+    buildenv::step(
         "fresh-check: a clean clone of HEAD",
         &[
             "git",
             "clone",
             "--quiet",
             "--no-hardlinks",
-            &util::root().display().to_string(),
+            &buildenv::workspace_root().display().to_string(),
             &clone.display().to_string(),
         ],
     )?;
@@ -202,7 +201,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Run `script` with bash in the tree as root, with the environment a login shell there has.
 fn chroot(root: &Path, what: &str, script: &str) -> Result<()> {
-    util::step(
+    buildenv::step(
         &format!("fresh-check (chroot): {what}"),
         &[
             "chroot",

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use hnroot_testkit::buildenv;
 
 /// Every target in `fuzz/Cargo.toml`.
 pub fn targets(root: &Path) -> Result<Vec<String>> {
@@ -41,12 +41,12 @@ fn have_cargo_fuzz() -> bool {
 /// Run each target for `seconds`; fail on the first crash (the artifact path is in its output).
 pub fn run(seconds: u32) -> Result<()> {
     if !have_cargo_fuzz() {
-        util::step(
+        buildenv::step(
             "install cargo-fuzz",
             &["cargo", "install", "--locked", "cargo-fuzz"],
         )?;
     }
-    let root = util::root();
+    let root = buildenv::workspace_root();
     let time = format!("-max_total_time={seconds}");
     for target in targets(&root)? {
         eprintln!("==> fuzz {target} for {seconds} s");

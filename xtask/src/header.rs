@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use hnroot_testkit::buildenv;
 
 /// The committed header.
 pub fn header_path() -> PathBuf {
-    util::root()
+    buildenv::workspace_root()
         .join("hnroot-ffi")
         .join("include")
         .join("hnroot.h")
@@ -19,7 +19,7 @@ pub fn header_path() -> PathBuf {
 
 /// The header as cbindgen generates it from the current sources.
 pub fn generate() -> Result<Vec<u8>> {
-    let crate_dir = util::root().join("hnroot-ffi");
+    let crate_dir = buildenv::workspace_root().join("hnroot-ffi");
     let config_path = crate_dir.join("cbindgen.toml");
     let mut config = cbindgen::Config::from_file(&config_path)
         .map_err(|e| anyhow::anyhow!("{e}"))

@@ -1,50 +1,40 @@
-//! `cargo xtask`: hnroot's build, test and demo driver. Every command first makes sure the
-//! machine has what it needs (Debian packages, Rust targets, the GRUB source), so the two README
-//! commands work on a fresh Debian 12 machine.
+//! `cargo xtask`: hnroot's command runner. Every command first makes sure the machine has what
+//! it needs (Debian packages, Rust targets), so the README's two commands work on a fresh
+//! Debian 12 machine. It runs the checks (rustfmt, clippy, the workspace tests, fuzzing, the
+//! header and C ABI checks) itself; the parts of the test harness are the library
+//! `hnroot-testkit` (`testkit/`) and the system-test suites are the binaries of
+//! `hnroot-system-tests` (`tests/`), which the suite commands here build and run with the
+//! arguments given. It holds no test logic of its own.
 
-mod apt;
-mod benchinit;
-mod blkid_corpus;
-mod bootsmoke;
-mod buildenv;
-mod busybox;
 mod cffi;
-mod cpio;
-mod demo;
 mod deps;
-mod disk;
-mod e2e;
 mod freshcheck;
 mod fuzz;
-mod grubimage;
-mod grubmod;
-// The GRUB-level test lives with the module it tests.
-#[path = "../../grub-module/tests/grub_level.rs"]
-mod grub_level;
 mod header;
-mod initramfs;
-mod itools;
-mod kernel;
-mod linuxrc;
-mod qemu;
-mod relax;
-mod scenario;
-mod scenario_boot;
-mod scenario_inspect;
-mod util;
 
-use anyhow::Result;
+use std::ffi::OsStr;
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use hnroot_testkit::{blkid_corpus, buildenv};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "hnroot build, test and demo driver")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Task,
+}
+
+/// Arguments handed to a suite binary as they are (`--help` included).
+#[derive(clap::Args, Debug)]
+struct Forwarded {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Task {
     /// Install what the build and the tests need (apt packages, Rust targets); with --check,
     /// then name every program of the table (xtask/src/deps.rs) still missing from PATH.
     Deps {
@@ -55,11 +45,12 @@ enum Command {
     /// Fetch util-linux's blkid test corpus (Debian's source package at the installed version)
     /// into target/hnroot-build/blkid-corpus/ and print its path.
     BlkidCorpus,
-    /// Run every check: rustfmt, clippy (warnings denied) and all tests.
+    /// Run every check: rustfmt, clippy (warnings denied), all tests and the system-test suites.
     Test,
     /// Build the GRUB module target/hnroot-build/grub-module/hnroot.mod (GRUB source, Rust
     /// staticlib, C, GRUB's verifier).
-    GrubModule,
+    #[command(disable_help_flag = true)]
+    GrubModule(Forwarded),
     /// Generate hnroot-ffi/include/hnroot.h with cbindgen (--check: fail if it is stale).
     Header {
         /// Compare with the committed header instead of writing it.
@@ -75,103 +66,137 @@ enum Command {
     /// Compile hnroot-ffi/tests/c/test_ffi.c against the header and the host staticlib; run it.
     CFfiTest,
     /// Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + QEMU.
-    GrubTest,
-    /// Build the boot chain from today's parts (Debian kernel and GRUB, prototype linuxrc,
-    /// test root image) and boot it in QEMU on ext4 and btrfs hostparts, timing each boot.
-    BootSmoke(bootsmoke::Args),
+    #[command(disable_help_flag = true)]
+    GrubTest(Forwarded),
     /// Build hnroot's standalone initramfs: static hnroot-init as /init, the kernel modules
     /// the boot needs, optionally busybox; prints its size with and without modules.
-    Initramfs(initramfs::Args),
+    #[command(disable_help_flag = true)]
+    Initramfs(Forwarded),
     /// Test the initramfs-tools integration (boot=hnroot script and hook): the script in a
     /// fake root under busybox and klibc sh, mkinitramfs in a debootstrapped Debian 12 tree,
-    /// and a QEMU boot of the result.
-    InitramfsToolsTest(itools::Args),
+    /// and QEMU boots of the result.
+    #[command(disable_help_flag = true)]
+    InitramfsToolsTest(Forwarded),
     /// Benchmark: kernel start -> switch_root with hnroot-init as /init against the busybox-sh
-    /// linuxrc, side by side in QEMU on the same disk; prints medians, ratios and sizes.
-    BenchInitramfs(benchinit::Args),
+    /// linuxrc, side by side in QEMU; prints medians, ratios and sizes.
+    #[command(disable_help_flag = true)]
+    BenchInitramfs(Forwarded),
     /// The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, hnroot-init)
     /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
-    E2e(e2e::Args),
+    #[command(disable_help_flag = true)]
+    E2e(Forwarded),
     /// One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert,
     /// automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did.
-    Demo,
+    #[command(disable_help_flag = true)]
+    Demo(Forwarded),
     /// The README's two commands' promise on a fresh machine: a debootstrapped minbase Debian 12
     /// tree with the Rust toolchain and a clean clone of HEAD runs `cargo xtask deps --check`
     /// and `cargo xtask demo` in a chroot (slow; not part of `cargo xtask test`).
     FreshCheck(freshcheck::Args),
     /// Build a scenario disk (rootless): GPT, ESP with GRUB + hnroot.mod and the boot state,
     /// hostpart (ext4 or btrfs) with test images.
-    Disk(scenario::DiskArgs),
+    #[command(disable_help_flag = true)]
+    Disk(Forwarded),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Deps { check: false } => deps::ensure(),
-        Command::Deps { check: true } => deps::check(),
-        Command::BlkidCorpus => {
-            deps::ensure()?;
-            println!("{}", blkid_corpus::fetch()?.display());
-            Ok(())
-        }
-        Command::Test => test(),
-        Command::GrubModule => {
-            deps::ensure()?;
-            let module = grubmod::build()?;
-            println!(
-                "{}: {} bytes, for Debian grub2 {} (x86_64-efi)",
-                module.path.display(),
-                module.size,
-                grubmod::GRUB_DEBIAN_VERSION
-            );
-            Ok(())
-        }
-        Command::Header { check } => header::run(check),
-        Command::CFfiTest => cffi::run(),
-        Command::Fuzz { seconds } => fuzz::run(seconds),
-        Command::GrubTest => {
-            deps::ensure()?;
-            grub_level::run()
-        }
-        Command::BootSmoke(args) => {
-            deps::ensure()?;
-            bootsmoke::run(&args)
-        }
-        Command::Initramfs(args) => {
-            deps::ensure()?;
-            initramfs::run(&args)
-        }
-        Command::E2e(args) => {
-            deps::ensure()?;
-            e2e::run(&args)
-        }
-        Command::Demo => {
-            deps::ensure()?;
-            demo::run()
-        }
-        Command::Disk(args) => {
-            deps::ensure()?;
-            scenario::disk_command(&args, e2e::IMAGES)
-        }
-        Command::InitramfsToolsTest(args) => {
-            deps::ensure()?;
-            itools::run(&args)
-        }
-        Command::FreshCheck(args) => {
-            deps::ensure()?;
-            freshcheck::run(&args)
-        }
-        Command::BenchInitramfs(args) => {
-            deps::ensure()?;
-            benchinit::run(&args)
+/// A program of the workspace that a command runs: its package and binary.
+struct Binary {
+    package: &'static str,
+    name: &'static str,
+}
+
+impl Binary {
+    /// A system-test suite (or the disk command), `tests/src/bin/<name>`.
+    const fn suite(name: &'static str) -> Binary {
+        Binary {
+            package: "hnroot-system-tests",
+            name,
         }
     }
+
+    /// A front end of a harness part, `testkit/src/bin/<name>`.
+    const fn tool(name: &'static str) -> Binary {
+        Binary {
+            package: "hnroot-testkit",
+            name,
+        }
+    }
+
+    /// `cargo run --quiet -p PACKAGE --bin NAME -- ARGS` in the workspace root; its exit
+    /// status.
+    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<std::process::ExitStatus> {
+        Command::new("cargo")
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                self.package,
+                "--bin",
+                self.name,
+                "--",
+            ])
+            .args(args)
+            .current_dir(buildenv::workspace_root())
+            .status()
+            .with_context(|| format!("cannot run cargo to start {}", self.name))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let forward = |binary: Binary, f: Forwarded| -> Result<ExitCode> {
+        deps::ensure()?;
+        let status = binary.run(&f.args)?;
+        Ok(match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            None => {
+                eprintln!("{} ended by a signal ({status})", binary.name);
+                ExitCode::FAILURE
+            }
+        })
+    };
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let result = match cli.command {
+        Task::Deps { check: false } => done(deps::ensure()),
+        Task::Deps { check: true } => done(deps::check()),
+        Task::BlkidCorpus => done(deps::ensure().and_then(|()| {
+            println!("{}", blkid_corpus::fetch()?.display());
+            Ok(())
+        })),
+        Task::Test => done(test()),
+        Task::Header { check } => done(header::run(check)),
+        Task::CFfiTest => done(cffi::run()),
+        Task::Fuzz { seconds } => done(fuzz::run(seconds)),
+        Task::FreshCheck(args) => done(deps::ensure().and_then(|()| freshcheck::run(&args))),
+        Task::GrubModule(f) => forward(Binary::tool("grub-module"), f),
+        Task::Initramfs(f) => forward(Binary::tool("initramfs"), f),
+        Task::GrubTest(f) => forward(Binary::suite("grub-test"), f),
+        Task::InitramfsToolsTest(f) => forward(Binary::suite("initramfs-tools-test"), f),
+        Task::BenchInitramfs(f) => forward(Binary::suite("bench-initramfs"), f),
+        Task::E2e(f) => forward(Binary::suite("e2e"), f),
+        Task::Demo(f) => forward(Binary::suite("demo"), f),
+        Task::Disk(f) => forward(Binary::suite("disk"), f),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("Error: {e:?}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Run a suite with its default arguments; fail if it fails.
+fn suite(name: &'static str) -> Result<()> {
+    let status = Binary::suite(name).run::<&str>(&[])?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
 }
 
 fn test() -> Result<()> {
     deps::ensure()?;
-    util::step("rustfmt", &["cargo", "fmt", "--all", "--", "--check"])?;
-    util::step(
+    buildenv::step("rustfmt", &["cargo", "fmt", "--all", "--", "--check"])?;
+    buildenv::step(
         "clippy",
         &[
             "cargo",
@@ -185,24 +210,24 @@ fn test() -> Result<()> {
     )?;
     // The probes are checked against util-linux's own corpus: fetched first, required here.
     let corpus = blkid_corpus::fetch()?;
-    util::step_env(
+    buildenv::step_env(
         "unit and integration tests",
         &["cargo", "test", "--workspace"],
         &[
             (blkid_corpus::ENV, corpus.as_os_str()),
-            (blkid_corpus::REQUIRE_ENV, std::ffi::OsStr::new("1")),
+            (blkid_corpus::REQUIRE_ENV, OsStr::new("1")),
         ],
     )?;
     fuzz::run(10)?;
     header::run(true)?;
     cffi::run()?;
     // Builds hnroot.mod (GRUB source, verifier) and runs it in GRUB under OVMF + QEMU.
-    grub_level::run()?;
+    suite("grub-test")?;
     // boot=hnroot under initramfs-tools: fake root, mkinitramfs in a cached debootstrapped
-    // tree (~3 min the first time), two QEMU boots (~100 s with the tree cached).
-    itools::run(&itools::Args::default())?;
+    // tree (~3 min the first time), QEMU boots (~100 s with the tree cached).
+    suite("initramfs-tools-test")?;
     // The whole chain in QEMU (issue 6): life cycle, power cuts on ext4 and btrfs (3 seeds
     // each), bad inputs; ~15-25 min on 2 cores with TCG, per-scenario times printed.
-    e2e::run(&e2e::Args::ci())?;
+    suite("e2e")?;
     Ok(())
 }

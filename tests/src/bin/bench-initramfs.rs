@@ -1,9 +1,19 @@
 //! `cargo xtask bench-initramfs`: how long the early boot takes with `hnroot-init` as `/init`
 //! (`cargo xtask initramfs`) against the busybox-sh prototype linuxrc (`initramfs/linuxrc.sh`,
-//! the seed's approach), side by side in QEMU on the same disk: the same Debian kernel, the
-//! same modules, one root image holding both initramfs files, one hostpart; only GRUB's
-//! `initrd` line differs. Boots alternate between the two programs so that host noise spreads
-//! over both. Every figure comes from the guest's own clock: the kernel's timestamp on
+//! the seed's approach), side by side in QEMU: the same Debian kernel, the same modules, a root
+//! image each (alike but for `/boot/initramfs` and the filesystem UUID) on a disk each, built
+//! alike by the one disk builder, with the same GRUB image builder. hnroot-init boots through
+//! the production chain (`hnroot.mod`, `grub-module/grub.cfg` verbatim, a committed boot
+//! state), as in the field. The linuxrc cannot: it finds hostpart with busybox's `findfs`,
+//! which knows `LABEL=` and `UUID=` but not the production command line's
+//! `hnroot.hostpart=PARTUUID=`, and busybox's sh runs its own applets before any `PATH` lookup,
+//! so nothing in its initramfs can stand in; only `initramfs/linuxrc.sh` itself could change.
+//! So its GRUB image carries `hnroot.mod` too but boots with [`LINUXRC_GRUB_CFG`], which
+//! loop-mounts `hn-root.img` and passes `hnroot.hostpart=LABEL=hostpart`. What differs is
+//! therefore GRUB's part (not measured: every figure starts at the kernel's start) and how
+//! hostpart is named (hnroot-init also mounts the ESP that `hnroot.esp=PARTUUID=` names to read
+//! the boot state; the linuxrc has none). Boots alternate between the two programs so that
+//! host noise spreads over both. Every figure comes from the guest's own clock: the kernel's timestamp on
 //! `Run /init as init process`, and the uptime the test root's init prints first thing after
 //! `switch_root` (`hnroot-test: init started at uptime=`), so QEMU's start, OVMF and GRUB do
 //! not count. Under TCG the guest clock still follows the host's, so the host's load shows;
@@ -12,49 +22,67 @@
 //! It prints medians and ratios and the initramfs sizes; it asserts what booted, never how
 //! fast.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 
-use crate::buildenv;
-use crate::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec};
-use crate::grubimage::{self, GrubImageSpec, SmokeCfg};
-use crate::initramfs::{self, Compress};
-use crate::kernel::{self, ModuleSet};
-use crate::linuxrc;
-use crate::qemu::{Vm, VmSpec};
+use clap::Parser;
+use hnroot_testkit::bootparts::{committed_block, core_uuid};
+use hnroot_testkit::buildenv;
+use hnroot_testkit::disk::{self, BuiltFs, DiskSpec, EspSpec, HostFs, HostpartSpec};
+use hnroot_testkit::grubimage::{self, GrubImage};
+use hnroot_testkit::initramfs::{self, Compress};
+use hnroot_testkit::kernel::{self, ModuleSet};
+use hnroot_testkit::linuxrc;
+use hnroot_testkit::qemu::{Vm, VmSpec};
 
 const IMAGE_NAME: &str = "hn-root.img";
 const VERSION: &str = "bench-1";
-/// Where the linuxrc initramfs sits in the root image (the hnroot-init one is /boot/initramfs).
-const LINUXRC_INITRD: &str = "boot/initramfs-linuxrc";
+
+/// The linuxrc side's grub.cfg (see the module documentation for why it is not the production
+/// one): find hostpart by label, loop-mount `hn-root.img`, boot its kernel and initramfs with
+/// the parameters the linuxrc reads, the production `console=` and `panic=`.
+const LINUXRC_GRUB_CFG: &str = r#"# bench-initramfs, linuxrc side (tests/src/bin/bench-initramfs.rs).
+set timeout=0
+if ! search --no-floppy --label hostpart --set=hostpart; then
+  echo "bench-initramfs: no filesystem labelled hostpart"
+  halt
+fi
+loopback loop "($hostpart)/hn-root.img"
+probe --fs-uuid --set=uuid (loop)
+linux (loop)/boot/kernel hnroot.image=hn-root.img hnroot.uuid=$uuid hnroot.hostpart=LABEL=hostpart console=ttyS0 panic=10
+initrd (loop)/boot/initramfs
+boot
+"#;
 /// The goal of issue 5: hnroot-init takes at most 0.7 of the linuxrc's time.
 const GOAL: f64 = 0.7;
 
 /// `cargo xtask bench-initramfs`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-initramfs",
+    about = "Benchmark: kernel start -> switch_root with hnroot-init as /init against the \
+             busybox-sh linuxrc, side by side in QEMU on the same disk; prints medians, ratios \
+             and sizes."
+)]
+struct Args {
     /// Boots per program; the programs alternate.
     #[arg(long, default_value_t = 5)]
-    pub boots: u32,
-    /// Appended to both kernel command lines (e.g. `quiet`).
-    #[arg(long, default_value = "")]
-    pub cmdline: String,
+    boots: u32,
     /// Deadline for one boot, power-on to QEMU exit, in seconds.
     #[arg(long, default_value_t = 240)]
-    pub timeout: u64,
+    timeout: u64,
     /// Run QEMU with `-icount shift=N`: the guest clock counts instructions (2^N ns each)
     /// instead of following the host's, so the host's load stops showing in the figures.
     #[arg(long)]
-    pub icount: Option<u32>,
+    icount: Option<u32>,
     /// Leave this module (and what only it needs) out of hnroot-init's initramfs, e.g.
     /// `btrfs` to see what loading filesystem drivers on demand would give on an ext4
     /// hostpart. Repeatable. The comparison is then no longer like for like, and says so.
     #[arg(long = "hnroot-without")]
-    pub hnroot_without: Vec<String>,
+    hnroot_without: Vec<String>,
 }
 
 /// The program under test.
@@ -111,8 +139,8 @@ struct Sizes {
     modules: usize,
 }
 
-/// `cargo xtask bench-initramfs`.
-pub fn run(args: &Args) -> Result<()> {
+fn main() -> Result<()> {
+    let args = &Args::parse();
     if args.boots == 0 {
         bail!("bench-initramfs: --boots 0 leaves nothing to measure");
     }
@@ -176,30 +204,24 @@ pub fn run(args: &Args) -> Result<()> {
         modules: rc.modules,
     };
 
-    // One root image with both initramfs files, one hostpart; a GRUB image and an ESP each.
-    let mut root_spec = disk::RootImageSpec::new(VERSION, &kernel.vmlinuz, &hnroot.path);
-    root_spec.files.push(ImageFile::new(
-        LINUXRC_INITRD,
-        0o644,
-        fs::read(&rc.path).with_context(|| format!("cannot read {}", rc.path.display()))?,
-    ));
-    let root = disk::build_root_image(&root_spec, &work.join(IMAGE_NAME))?;
-    let hostpart = disk::build_hostpart(
-        &HostpartSpec::new(HostFs::Ext4).image(IMAGE_NAME, &root.path),
-        &work.join("hostpart.img"),
-    )?;
+    // A GRUB image, a root image (its own initramfs) and a disk per program, built alike.
+    let production = grubimage::production()?;
+    let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
     let mut disks = Vec::new();
-    for program in [Program::HnrootInit, Program::Linuxrc] {
+    for (program, grub, initramfs) in [
+        (Program::HnrootInit, &production, &hnroot.path),
+        (Program::Linuxrc, &baseline, &rc.path),
+    ] {
         disks.push((
             program,
-            build_disk(&work, program, &hostpart.path, &args.cmdline)?,
+            build_disk(&work, program, grub, &kernel.vmlinuz, initramfs)?,
         ));
     }
 
     let timeout = Duration::from_secs(args.timeout);
     let mut samples = Vec::new();
     for i in 1..=args.boots {
-        for (program, disk) in &disks {
+        for (program, (disk, root)) in &disks {
             let name = format!("bench-initramfs {} #{i}", program.name());
             let run_dir = work.join("runs").join(format!("{}-{i}", program.name()));
             eprintln!(
@@ -226,28 +248,31 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// A disk (ESP + the shared hostpart image) whose GRUB boots `program`'s initramfs.
-fn build_disk(work: &Path, program: Program, hostpart: &Path, cmdline: &str) -> Result<PathBuf> {
+/// `program`'s disk: a root image with `kernel` and `initramfs` as hn-root.img on an ext4
+/// hostpart, `grub` and a boot state committing the image on the ESP.
+fn build_disk(
+    work: &Path,
+    program: Program,
+    grub: &GrubImage,
+    kernel: &Path,
+    initramfs: &Path,
+) -> Result<(PathBuf, BuiltFs)> {
     let dir = buildenv::fresh_dir(&work.join(program.name()))?;
-    let mut cfg = grubimage::smoke_grub_cfg(&SmokeCfg {
-        extra_cmdline: cmdline.to_string(),
-        ..SmokeCfg::default()
-    });
-    if program == Program::Linuxrc {
-        let from = "(loop)/boot/initramfs";
-        if !cfg.contains(&format!("initrd {from}")) {
-            bail!("the smoke grub.cfg has no `initrd {from}` line to point at {LINUXRC_INITRD}");
-        }
-        cfg = cfg.replace(from, &format!("(loop)/{LINUXRC_INITRD}"));
-    }
-    let bootx64 = dir.join("BOOTX64.EFI");
-    grubimage::build_bootx64(&GrubImageSpec::new(cfg), &dir.join("grub"), &bootx64)?;
-    let esp = disk::build_esp(&EspSpec::new(&bootx64), &dir.join("esp.img"))?;
-    let disk = disk::build_disk(
-        &[PartSpec::esp(&esp), PartSpec::hostpart(hostpart)],
-        &dir.join("disk.img"),
+    let root = disk::build_root_image(
+        &disk::RootImageSpec::new(VERSION, kernel, initramfs),
+        &dir.join(IMAGE_NAME),
     )?;
-    Ok(disk.path)
+    let mut esp = EspSpec::new(grub);
+    esp.bootstate = Some(committed_block(core_uuid(root.uuid)));
+    let built = disk::build(
+        &DiskSpec {
+            name: program.name().to_string(),
+            esp,
+            hostpart: HostpartSpec::new(HostFs::Ext4).image(IMAGE_NAME, &root.path),
+        },
+        &dir,
+    )?;
+    Ok((built.path, root))
 }
 
 fn boot_once(
@@ -337,11 +362,10 @@ fn report(kernel: &kernel::Kernel, args: &Args, samples: &[Sample], hnroot: Size
     println!();
     println!(
         "bench-initramfs: kernel {} (Debian {}), QEMU TCG 1 vCPU, {} boots each, alternating; \
-         extra cmdline {:?}; guest clock {}",
+         hnroot-init through the production grub.cfg; guest clock {}",
         kernel.release,
         kernel.deb_version,
         args.boots,
-        args.cmdline,
         args.icount
             .map_or("follows the host's".to_string(), |n| format!(
                 "counts instructions (-icount shift={n})"

@@ -11,13 +11,14 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::Parser;
 
-use crate::buildenv;
-use crate::disk::{self, HostFs};
-use crate::e2e::{self, Expect};
-use crate::scenario::{DiskSpec, Kit, STAGE_DIR};
-use crate::scenario_boot::{BootRecord, End, Session};
-use crate::scenario_inspect::{self, View};
+use hnroot_system_tests::story::{self, Expect};
+use hnroot_testkit::bootparts::{BootParts, DiskContents, STAGE_DIR};
+use hnroot_testkit::buildenv;
+use hnroot_testkit::console::{BootRecord, End, Session};
+use hnroot_testkit::disk::{self, HostFs};
+use hnroot_testkit::inspect::{self, View};
 
 /// The test images the story uses.
 const DEMO_IMAGES: &[&str] = &["v1", "v2", "v3-bad"];
@@ -29,10 +30,10 @@ struct Chapter {
 }
 
 fn chapters(tries: u8) -> Vec<Chapter> {
-    let mut story = vec![
+    let mut book = vec![
         Chapter {
             title: "v1 is installed and committed; the operator stages v2 (`hnroot stage`)".into(),
-            expect: e2e::expect(
+            expect: story::expect(
                 "v1 boots",
                 "hn-root.img (normal)",
                 "normal",
@@ -45,7 +46,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             title: "the staged v2 boots directly, on trial; the operator asks for a revert \
                     (`hnroot revert`)"
                 .into(),
-            expect: e2e::expect(
+            expect: story::expect(
                 "v2 boots directly",
                 &format!("hn-root-new.img (update, trial 1 of {tries})"),
                 "update",
@@ -58,7 +59,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             title: "the revert: v1 boots and is current again; the operator stages v3, which \
                     is broken"
                 .into(),
-            expect: e2e::expect(
+            expect: story::expect(
                 "revert to v1",
                 "hn-root-old.img (manual revert: system-revert present)",
                 "revert",
@@ -80,12 +81,12 @@ fn chapters(tries: u8) -> Vec<Chapter> {
                 "normal",
             )
         };
-        story.push(Chapter {
+        book.push(Chapter {
             title: format!(
                 "v3 try {attempt} of {tries}: its init exits, the kernel panics and reboots \
                  (panic=10); nobody runs `hnroot mark-good`"
             ),
-            expect: e2e::expect(
+            expect: story::expect(
                 "v3 on trial",
                 &grub,
                 plan,
@@ -99,11 +100,11 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             ),
         });
     }
-    story.push(Chapter {
+    book.push(Chapter {
         title: "v3 used all its tries: GRUB rolls back to v1 by itself; `hnroot status` says \
                 what the next boot does"
             .into(),
-        expect: e2e::expect(
+        expect: story::expect(
             "automatic rollback to v1",
             "hn-root-old.img (automatic rollback: hn-root.img used all its tries without \
              mark-good)",
@@ -113,32 +114,41 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             End::Poweroff,
         ),
     });
-    story
+    book
 }
 
-/// `cargo xtask demo`.
-pub fn run() -> Result<()> {
+/// `cargo xtask demo`: no options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "demo",
+    about = "One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert, \
+             automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did."
+)]
+struct Args {}
+
+fn main() -> Result<()> {
+    Args::parse();
     let started = Instant::now();
     println!("hnroot demo: building the kernel, initramfs, GRUB image and test images (cached under target/hnroot-build/)");
-    let kit = Kit::build(e2e::IMAGES)?;
-    for (what, took, cached) in &kit.timings {
+    let parts = BootParts::build(story::IMAGES)?;
+    for (what, took, cached) in &parts.timings {
         println!(
             "  {:>6.1} s  {what}{}",
             took.as_secs_f64(),
             if *cached { " (cached)" } else { "" }
         );
     }
-    let tries = kit.tries();
-    let work = buildenv::fresh_dir(&kit.dir.join("demo"))?;
-    let mut spec = DiskSpec::committed("demo", HostFs::Ext4, "v1");
+    let tries = parts.tries();
+    let work = buildenv::fresh_dir(&buildenv::build_root().join("demo"))?;
+    let mut spec = DiskContents::committed("demo", HostFs::Ext4, "v1");
     spec.stage_sources = vec!["v2", "v3-bad"];
     spec.actions = vec![
-        e2e::action_stage("v2"),
+        story::action_stage("v2"),
         "hnroot revert".to_string(),
-        e2e::action_stage("v3-bad"),
+        story::action_stage("v3-bad"),
         "hnroot status".to_string(),
     ];
-    let disk = kit.disk(&spec, &work)?;
+    let disk = parts.disk(&spec, &work)?;
     println!();
     println!(
         "The disk: {} — GPT; ESP `{}`: Debian's GRUB 2.06 with hnroot.mod and \
@@ -149,7 +159,7 @@ pub fn run() -> Result<()> {
         disk::HOSTPART_LABEL
     );
     for version in DEMO_IMAGES {
-        let image = kit.image(version)?;
+        let image = parts.image(version)?;
         println!(
             "  {:<8} ext4 UUID {}  ({} MiB){}",
             image.version,
@@ -165,42 +175,42 @@ pub fn run() -> Result<()> {
     println!(
         "Kernel: Debian {} ({}); initramfs: hnroot-init as /init + {} modules, {} KiB; QEMU \
          with TCG, one VM rebooting in place.",
-        kit.kernel.release,
-        kit.kernel.deb_version,
-        kit.initramfs.modules.len(),
-        kit.initramfs.compressed_bytes.div_ceil(1024)
+        parts.kernel.release,
+        parts.kernel.deb_version,
+        parts.initramfs.modules.len(),
+        parts.initramfs.compressed_bytes.div_ceil(1024)
     );
 
-    let story = chapters(tries);
+    let book = chapters(tries);
     let boot_started = Instant::now();
     let mut session = Session::start("demo", &[&disk.path], &work.join("qemu"))?;
     let mut records = Vec::new();
-    for (i, chapter) in story.iter().enumerate() {
+    for (i, chapter) in book.iter().enumerate() {
         println!("\n--- boot {}: {}", i + 1, chapter.title);
-        let rec = session.next_boot(e2e::BOOT_TIMEOUT)?;
-        narrate(&kit, &rec);
-        e2e::check_boot(&kit, &rec, &chapter.expect)
+        let rec = session.next_boot(story::BOOT_TIMEOUT)?;
+        narrate(&parts, &rec);
+        story::check_boot(&parts, &rec, &chapter.expect)
             .with_context(|| format!("the demo's boot {} did not go as the rules say", i + 1))?;
         records.push(rec);
     }
-    session.wait_poweroff(e2e::POWEROFF_TIMEOUT)?;
+    session.wait_poweroff(story::POWEROFF_TIMEOUT)?;
     let boot_time = boot_started.elapsed();
 
-    let scratch = scenario_inspect::scratch_for(&disk);
-    let hp = scenario_inspect::hostpart(&disk, View::AfterReplay, &scratch)?;
-    let (_, state) = scenario_inspect::boot_state(&disk, &scratch)?;
+    let scratch = inspect::scratch_for(&disk);
+    let hp = inspect::hostpart(&disk, View::AfterReplay, &scratch)?;
+    let (_, state) = inspect::boot_state(&disk, &scratch)?;
     println!("\n--- afterwards, read offline from the disk image");
     println!("  hostpart: {hp}");
     for image in &hp.images {
         let version = match image.seen {
-            hnroot_core::observe::ImageSeen::Readable(u) => kit.version_of(&u).unwrap_or("?"),
+            hnroot_core::observe::ImageSeen::Readable(u) => parts.version_of(&u).unwrap_or("?"),
             _ => "unreadable",
         };
         println!("    {:<20} {version}", image.name.file_name());
     }
-    println!("  boot state: {}", e2e::describe_state(&state));
-    e2e::check_images(
-        &kit,
+    println!("  boot state: {}", story::describe_state(&state));
+    story::check_images(
+        &parts,
         &hp,
         &[
             (hnroot_core::name::ImageName::Current, "v1"),
@@ -235,7 +245,7 @@ pub fn run() -> Result<()> {
                 Some(e) => e.to_string(),
                 None => "?".to_string(),
             },
-            e2e::describe_images(&kit, &rec.images)
+            story::describe_images(&parts, &rec.images)
         );
     }
     println!(
@@ -251,7 +261,7 @@ pub fn run() -> Result<()> {
 
 /// Print one boot: GRUB's decision, the kernel's source, hnroot-init's plan and steps, what
 /// booted, hostpart as it saw it, the action.
-fn narrate(kit: &Kit, rec: &BootRecord) {
+fn narrate(parts: &BootParts, rec: &BootRecord) {
     println!(
         "  GRUB       {}",
         rec.decision.as_deref().unwrap_or("(no decision line)")
@@ -289,7 +299,10 @@ fn narrate(kit: &Kit, rec: &BootRecord) {
         (Some(v), Some(u)) => println!("  booted     {v} (UUID {u})"),
         _ => println!("  booted     (no userland report)"),
     }
-    println!("  hostpart   {}", e2e::describe_images(kit, &rec.images));
+    println!(
+        "  hostpart   {}",
+        story::describe_images(parts, &rec.images)
+    );
     if let Some(action) = &rec.action {
         if action != ":" {
             println!("  operator   {action}");

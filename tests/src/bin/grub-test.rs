@@ -1,7 +1,9 @@
 //! `cargo xtask grub-test`: `hnroot.mod` built into Debian's GRUB 2.06 (grub-mkstandalone),
 //! booted under OVMF in QEMU (TCG), deciding on real disks. One VM carries one GPT disk per
-//! scenario (ESP + hostpart, built rootless by `disk.rs`), and its embedded `grub.cfg` runs
-//! `time hnroot select` on each, printing the variables on the serial console; the VM is booted
+//! scenario (ESP + hostpart, built rootless by the testkit's disk builder), and its GRUB image
+//! embeds not the production `grub.cfg` (which would boot the first image it finds) but a
+//! script that runs `time hnroot select` on each disk, printing the variables on the serial
+//! console ([`grubimage::test_script`]); the VM is booted
 //! several times on the same disks so that trial counting must persist through GRUB's in-place
 //! writes. Every printed decision is compared with what `hnroot-core` decides on the observation
 //! the scenario was built to be, and with the reason the scenario is about; the boot-state file
@@ -10,11 +12,9 @@
 //! probers, reading through GRUB): unique on the first boot; from the second boot on, one more
 //! disk carries a second `hostpart` and a second `EFI-BOOT`, and both searches must refuse,
 //! naming both devices. It never boots a kernel.
-//!
-//! Included into xtask from `grub-module/tests/` (`#[path]` in `xtask/src/main.rs`).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,10 +26,14 @@ use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::uuid::FsUuid;
 use regex::Regex;
 
-use crate::disk::{self, EspSpec, HostFs, HostpartSpec, ImageFile, PartSpec, Uuid};
-use crate::grubimage::{self, GrubImageSpec};
-use crate::grubmod;
-use crate::qemu::{Vm, VmSpec};
+use clap::Parser;
+use hnroot_testkit::buildenv;
+use hnroot_testkit::disk::{
+    self, BuiltDisk, DiskSpec, EspSpec, HostFs, HostpartSpec, ImageFile, Uuid,
+};
+use hnroot_testkit::grubimage::{self, GrubImage};
+use hnroot_testkit::qemu::{Vm, VmSpec};
+use hnroot_testkit::{grubmod, inspect};
 
 /// Boots of the same disks: the staged image's three tries, then the rollback.
 const BOOTS: usize = 4;
@@ -43,7 +47,7 @@ const ESP_MIB: u64 = 40;
 
 /// An image file as a scenario places it on hostpart.
 #[derive(Clone, Copy, Debug)]
-enum Img {
+enum ImageKind {
     /// An ext4 filesystem with this UUID holding `/boot/kernel` and `/boot/initramfs`.
     Fs(Uuid),
     /// An ext4 filesystem with this UUID but no `/boot/kernel`: GRUB could not boot it.
@@ -78,7 +82,7 @@ enum Attach {
 #[derive(Clone, Debug)]
 struct Scenario {
     name: &'static str,
-    images: Vec<(ImageName, Img)>,
+    images: Vec<(ImageName, ImageKind)>,
     revert: bool,
     state: StateFile,
     /// `hnroot_reason` on the first boot, and the image chosen (None: select fails).
@@ -108,7 +112,7 @@ impl Scenario {
         }
     }
 
-    fn img(mut self, name: ImageName, img: Img) -> Scenario {
+    fn img(mut self, name: ImageName, img: ImageKind) -> Scenario {
         self.images.push((name, img));
         self
     }
@@ -127,8 +131,10 @@ impl Scenario {
         };
         for (name, img) in &self.images {
             let seen = match img {
-                Img::Fs(uuid) => ImageSeen::Readable(FsUuid::Uuid(uuid.0)),
-                Img::NoKernel(_) | Img::Garbage | Img::Truncated(_) => ImageSeen::Unreadable,
+                ImageKind::Fs(uuid) => ImageSeen::Readable(FsUuid::Uuid(uuid.0)),
+                ImageKind::NoKernel(_) | ImageKind::Garbage | ImageKind::Truncated(_) => {
+                    ImageSeen::Unreadable
+                }
             };
             obs.set(*name, seen);
         }
@@ -155,61 +161,61 @@ fn scenarios() -> Result<Vec<Scenario>> {
     };
     let trial = |image, left, good| trial(image, left, good).context("tries out of range");
     let mut normal = Scenario::new("normal", "normal", Some(Current))
-        .img(Current, Img::Fs(a))
+        .img(Current, ImageKind::Fs(a))
         .state(committed_a);
     // The only filesystems labelled `hostpart` and `EFI-BOOT` until the duplicate disk is
     // attached (see `duplicate_labels`).
     normal.hostpart_label = disk::HOSTPART_LABEL;
     normal.esp_label = disk::ESP_LABEL;
     let update = Scenario::new("update", "update", Some(New))
-        .img(Current, Img::Fs(a))
-        .img(New, Img::Fs(b))
+        .img(Current, ImageKind::Fs(a))
+        .img(New, ImageKind::Fs(b))
         .state(committed_a);
     let mut revert = Scenario::new("manual-revert", "manual-revert", Some(Old))
-        .img(Current, Img::Fs(a))
-        .img(Old, Img::Fs(c))
+        .img(Current, ImageKind::Fs(a))
+        .img(Old, ImageKind::Fs(c))
         .state(committed_a);
     revert.revert = true;
     let mut refused = Scenario::new("revert-refused", "revert-refused", Some(Current))
-        .img(Current, Img::Fs(a))
+        .img(Current, ImageKind::Fs(a))
         .state(committed_a);
     refused.revert = true;
     let mut corrupt =
-        Scenario::new("corrupt-state", "trial", Some(Current)).img(Current, Img::Fs(a));
+        Scenario::new("corrupt-state", "trial", Some(Current)).img(Current, ImageKind::Fs(a));
     corrupt.state = StateFile::Bytes(
         (0..disk::BOOTSTATE_LEN)
             .map(|i| (i * 7 + 3) as u8)
             .collect(),
     );
     let mut missing = Scenario::new("missing-state", "update", Some(New))
-        .img(Current, Img::Fs(a))
-        .img(New, Img::Fs(b));
+        .img(Current, ImageKind::Fs(a))
+        .img(New, ImageKind::Fs(b));
     missing.state = StateFile::Missing;
     missing.printed = vec!["does not exist", "(update, trial 1 of 5)"];
     // Without a state file no try is counted, so every boot is trial 1 of 5.
     missing.tries = Some(5);
     let mut readonly = Scenario::new("read-only-disk", "update", Some(New))
-        .img(Current, Img::Fs(a))
-        .img(New, Img::Fs(b))
+        .img(Current, ImageKind::Fs(a))
+        .img(New, ImageKind::Fs(b))
         .state(committed_a);
     readonly.attach = Attach::ReadOnly;
     readonly.printed = vec!["cannot record this boot"];
     let mut unreadable = Scenario::new("unreadable-image", "recovery", Some(Old))
-        .img(Current, Img::Garbage)
-        .img(Old, Img::Fs(c))
+        .img(Current, ImageKind::Garbage)
+        .img(Old, ImageKind::Fs(c))
         .state(committed_a);
     unreadable.printed = vec!["hn-root.img is unreadable: no filesystem hnroot recognises in it"];
     let mut no_kernel = Scenario::new("image-without-kernel", "recovery", Some(Old))
-        .img(Current, Img::NoKernel(a))
-        .img(Old, Img::Fs(c))
+        .img(Current, ImageKind::NoKernel(a))
+        .img(Old, ImageKind::Fs(c))
         .state(committed_a);
     no_kernel.printed = vec![
         "hn-root.img is unreadable: GRUB's ext2 driver cannot open /boot/kernel in this ext4 \
          filesystem",
     ];
     let mut truncated = Scenario::new("truncated-image", "recovery", Some(Old))
-        .img(Current, Img::Truncated(a))
-        .img(Old, Img::Fs(c))
+        .img(Current, ImageKind::Truncated(a))
+        .img(Old, ImageKind::Fs(c))
         .state(committed_a);
     truncated.printed = vec![
         "hn-root.img is unreadable: it is truncated: its ext4 filesystem spans 2097152 bytes, \
@@ -223,20 +229,20 @@ fn scenarios() -> Result<Vec<Scenario>> {
         update,
         normal,
         Scenario::new("trial", "trial", Some(Current))
-            .img(Current, Img::Fs(a))
-            .img(Old, Img::Fs(c))
+            .img(Current, ImageKind::Fs(a))
+            .img(Old, ImageKind::Fs(c))
             .state(trial(a, 2, Some(c))?),
         revert,
         refused,
         Scenario::new("trial-exhausted", "trial-exhausted", Some(Current))
-            .img(Current, Img::Fs(a))
+            .img(Current, ImageKind::Fs(a))
             .state(trial(a, 0, None)?),
         Scenario::new("rollback", "automatic-rollback", Some(Old))
-            .img(Current, Img::Fs(a))
-            .img(Old, Img::Fs(c))
+            .img(Current, ImageKind::Fs(a))
+            .img(Old, ImageKind::Fs(c))
             .state(trial(a, 0, Some(c))?),
         Scenario::new("missing-image", "recovery", Some(Old))
-            .img(Old, Img::Fs(c))
+            .img(Old, ImageKind::Fs(c))
             .state(BootState::Committed { good: fs_uuid(c) }),
         unreadable,
         no_kernel,
@@ -244,7 +250,7 @@ fn scenarios() -> Result<Vec<Scenario>> {
         corrupt,
         missing,
         Scenario::new("nothing-bootable", "nothing-bootable", None)
-            .img(Current, Img::Garbage)
+            .img(Current, ImageKind::Garbage)
             .state(committed_a),
         readonly,
     ])
@@ -254,31 +260,22 @@ fn scenarios() -> Result<Vec<Scenario>> {
 /// second `EFI-BOOT`, so that both searches by label meet two candidates.
 fn duplicate_labels() -> Result<Scenario> {
     let mut dup = Scenario::new("duplicate-labels", "normal", Some(ImageName::Current))
-        .img(ImageName::Current, Img::Fs(Uuid::random()?));
+        .img(ImageName::Current, ImageKind::Fs(Uuid::random()?));
     dup.hostpart_label = disk::HOSTPART_LABEL;
     dup.esp_label = disk::ESP_LABEL;
     Ok(dup)
 }
 
-/// A scenario's disk as built.
-struct Built {
-    disk: PathBuf,
-    esp_offset: u64,
-    /// PARTUUIDs as sgdisk wrote them (read back by `disk::build_disk`).
-    esp_partuuid: Uuid,
-    hostpart_partuuid: Uuid,
-}
-
 /// What a root image holds for GRUB: `/boot/kernel` (never booted here) and `/boot/initramfs`.
 const KERNEL_STAND_IN: &[u8] = b"hnroot grub-test: stands in for a kernel; never booted\n";
 
-fn build_image(path: &Path, img: Img) -> Result<()> {
+fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     file.set_len(IMAGE_MIB * disk::MIB)?;
     drop(file);
     let uuid = match img {
-        Img::Fs(uuid) | Img::NoKernel(uuid) | Img::Truncated(uuid) => uuid,
-        Img::Garbage => {
+        ImageKind::Fs(uuid) | ImageKind::NoKernel(uuid) | ImageKind::Truncated(uuid) => uuid,
+        ImageKind::Garbage => {
             let garbage: Vec<u8> = (0..IMAGE_MIB * disk::MIB)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
                 .collect();
@@ -292,10 +289,10 @@ fn build_image(path: &Path, img: Img) -> Result<()> {
     }
     fs::create_dir_all(stage.join("boot"))?;
     fs::write(stage.join("boot/initramfs"), b"")?;
-    if matches!(img, Img::Fs(_) | Img::Truncated(_)) {
+    if matches!(img, ImageKind::Fs(_) | ImageKind::Truncated(_)) {
         fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?;
     }
-    grubmod::run(
+    buildenv::run(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-U", &uuid.to_string(), "-L", "hn-root"])
             .args(["-O", "^metadata_csum_seed,^orphan_file,^has_journal"])
@@ -304,7 +301,7 @@ fn build_image(path: &Path, img: Img) -> Result<()> {
             .arg(path),
     )?;
     fs::remove_dir_all(&stage)?;
-    if let Img::Truncated(_) = img {
+    if let ImageKind::Truncated(_) = img {
         fs::OpenOptions::new()
             .write(true)
             .open(path)?
@@ -313,7 +310,9 @@ fn build_image(path: &Path, img: Img) -> Result<()> {
     Ok(())
 }
 
-fn build_scenario(s: &Scenario, bootx64: &Path, dir: &Path) -> Result<Built> {
+/// The scenario's disk, through the one disk builder: its image files in `dir/<name>/`, a
+/// 24 MiB ext4 hostpart, a 40 MiB ESP with `grub` and the scenario's labels and boot state.
+fn build_scenario(s: &Scenario, grub: &GrubImage, dir: &Path) -> Result<BuiltDisk> {
     let dir = dir.join(s.name);
     fs::create_dir_all(&dir)?;
     let mut host = HostpartSpec::new(HostFs::Ext4);
@@ -331,48 +330,26 @@ fn build_scenario(s: &Scenario, bootx64: &Path, dir: &Path) -> Result<Built> {
             Vec::new(),
         ));
     }
-    let hostpart = disk::build_hostpart(&host, &dir.join("hostpart.img"))?;
-    let mut esp = EspSpec::new(bootx64);
+    let mut esp = EspSpec::new(grub);
     esp.label = s.esp_label.to_owned();
     esp.size_mib = ESP_MIB;
     esp.bootstate = match &s.state {
         StateFile::Bytes(bytes) => Some(bytes.clone()),
         StateFile::Missing => None,
     };
-    let esp_path = disk::build_esp(&esp, &dir.join("esp.img"))?;
-    let built = disk::build_disk(
-        &[PartSpec::esp(&esp_path), PartSpec::hostpart(&hostpart.path)],
-        &dir.join("disk.img"),
-    )?;
-    let _ = fs::remove_file(&esp_path);
-    let _ = fs::remove_file(&hostpart.path);
-    let esp_part = built.partitions.first().context("disk without ESP")?;
-    let host_part = built.partitions.get(1).context("disk without hostpart")?;
-    Ok(Built {
-        disk: built.path.clone(),
-        esp_offset: esp_part.first_lba * disk::SECTOR,
-        esp_partuuid: esp_part.partuuid,
-        hostpart_partuuid: host_part.partuuid,
-    })
+    disk::build(
+        &DiskSpec {
+            name: s.name.to_owned(),
+            esp,
+            hostpart: host,
+        },
+        &dir,
+    )
 }
 
 /// The boot-state file as it is on the disk image now, or None when there is no such file.
-fn state_on_disk(built: &Built, scratch: &Path) -> Result<Option<Vec<u8>>> {
-    let out = scratch.join("bootstate.read");
-    let _ = fs::remove_file(&out);
-    let status = Command::new("mcopy")
-        .arg("-n")
-        .arg("-i")
-        .arg(format!("{}@@{}", built.disk.display(), built.esp_offset))
-        .arg(format!("::{}", disk::BOOTSTATE_PATH))
-        .arg(&out)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .context("running mcopy")?;
-    if !status.status.success() {
-        return Ok(None);
-    }
-    Ok(Some(fs::read(&out)?))
+fn state_on_disk(built: &BuiltDisk, scratch: &Path) -> Result<Option<Vec<u8>>> {
+    Ok(inspect::boot_state(built, scratch)?.0)
 }
 
 fn seen_of(bytes: &Option<Vec<u8>>) -> StateSeen {
@@ -414,7 +391,7 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
         .concat()
     };
     let mut cfg = String::from(
-        "# hnroot GRUB-level test configuration (grub-module/tests/grub_level.rs).\n\
+        "# hnroot GRUB-level test configuration (tests/src/bin/grub-test.rs).\n\
          set pager=0\n\
          echo \"hnroot-test: grub up\"\n\
          echo \"hnroot-test: cmdpath ${cmdpath}\"\n",
@@ -464,7 +441,7 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
 
 /// What one `begin..end` block of the console says.
 #[derive(Debug, Default)]
-struct Block_ {
+struct ConsoleBlock {
     text: String,
     result: String,
     elapsed: Option<String>,
@@ -491,13 +468,13 @@ fn unwrap_lines(log: &str) -> Vec<String> {
     lines
 }
 
-fn blocks(log: &str) -> Vec<(String, Block_)> {
+fn blocks(log: &str) -> Vec<(String, ConsoleBlock)> {
     let begin = Regex::new(r"hnroot-test: begin (\S+)").unwrap_or_else(|_| unreachable!());
-    let mut out: Vec<(String, Block_)> = Vec::new();
+    let mut out: Vec<(String, ConsoleBlock)> = Vec::new();
     for line in unwrap_lines(log) {
         let line = line.as_str();
         if let Some(c) = begin.captures(line) {
-            out.push((c[1].to_owned(), Block_::default()));
+            out.push((c[1].to_owned(), ConsoleBlock::default()));
             continue;
         }
         let Some((_, block)) = out.last_mut() else {
@@ -525,12 +502,19 @@ fn field<'a>(result: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// `cargo xtask grub-test`: no options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "grub-test",
+    about = "Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + \
+             QEMU."
+)]
+struct Args {}
+
 /// Build everything, boot [`BOOTS`] times, check every scenario after every boot.
-pub fn run() -> Result<()> {
-    let module = grubmod::build()?;
-    grubmod::check_installed(&module.path)?;
-    println!("grub-test: hnroot.mod is {} bytes", module.size);
-    let work = grubmod::build_root().join("grub-test");
+fn main() -> Result<()> {
+    Args::parse();
+    let work = buildenv::build_root().join("grub-test");
     if work.exists() {
         fs::remove_dir_all(&work)?;
     }
@@ -548,25 +532,23 @@ pub fn run() -> Result<()> {
         .position(|s| s.name == "update")
         .context("no update scenario")?;
     let cfg = test_cfg(&scenarios, label_disk, status_disk);
-    let mut spec = GrubImageSpec::new(cfg);
-    spec.modules.extend(["time", "halt"].map(String::from));
-    spec.extra_module_files.push(module.path.clone());
-    let bootx64 = work.join("BOOTX64.EFI");
-    grubimage::build_bootx64(&spec, &work.join("grub-image"), &bootx64)?;
-    check_image_contains_module(&bootx64)?;
+    // Not the production grub.cfg: this script calls `hnroot select` and `hnroot status` on
+    // each disk itself, prints what they set and halts; it boots nothing.
+    let grub = grubimage::test_script(&cfg, &["time"], &work)?;
+    println!("grub-test: hnroot.mod is {} bytes", grub.module.size);
 
     let mut built = Vec::new();
     for s in &scenarios {
-        built.push(build_scenario(s, &bootx64, &work.join("disks"))?);
+        built.push(build_scenario(s, &grub, &work.join("disks"))?);
     }
-    let duplicate = build_scenario(&duplicate_labels()?, &bootx64, &work.join("disks"))?;
+    let duplicate = build_scenario(&duplicate_labels()?, &grub, &work.join("disks"))?;
     // Read-write disks first (qemu.rs attaches them), the read-only one next, the duplicate
     // labels last: GRUB numbers the disks in that order, which the PARTUUIDs printed confirm.
     let rw: Vec<&Path> = scenarios
         .iter()
         .zip(&built)
         .filter(|(s, _)| s.attach == Attach::ReadWrite)
-        .map(|(_, b)| b.disk.as_path())
+        .map(|(_, b)| b.path.as_path())
         .collect();
     let order: Vec<usize> = (0..scenarios.len())
         .filter(|&i| scenarios[i].attach == Attach::ReadWrite)
@@ -597,10 +579,10 @@ pub fn run() -> Result<()> {
             .collect::<Result<_>>()?;
         let mut vm_spec = VmSpec::new(&format!("grub-test boot {boot}"), &rw, &work.join("vm"));
         vm_spec.no_reboot = true;
-        let drive = |b: &Built, ro: &str| {
+        let drive = |b: &BuiltDisk, ro: &str| {
             [
                 "-drive".to_owned(),
-                format!("file={},format=raw,if=virtio{ro}", b.disk.display()),
+                format!("file={},format=raw,if=virtio{ro}", b.path.display()),
             ]
         };
         for (s, b) in scenarios.iter().zip(&built) {
@@ -617,7 +599,7 @@ pub fn run() -> Result<()> {
         let log = vm.log();
         fs::write(work.join(format!("serial-boot{boot}.log")), &log)?;
         let found = blocks(&log);
-        let mut record = |name: String, block: Option<&Block_>, problems: Vec<String>| {
+        let mut record = |name: String, block: Option<&ConsoleBlock>, problems: Vec<String>| {
             total += 1;
             if let Some(t) = block.and_then(|b| b.elapsed.as_ref()) {
                 timings.push(format!("boot {boot} {name}: {t}"));
@@ -680,7 +662,7 @@ pub fn run() -> Result<()> {
 }
 
 /// Problems common to every block: no timing printed, GRUB autoloading filesystem modules.
-fn common_problems(block: &Block_) -> Vec<String> {
+fn common_problems(block: &ConsoleBlock) -> Vec<String> {
     let mut problems = Vec::new();
     if block.elapsed.is_none() {
         problems.push("no `Elapsed time` line from GRUB's `time`".to_owned());
@@ -697,11 +679,11 @@ fn common_problems(block: &Block_) -> Vec<String> {
 
 fn check_scenario(
     s: &Scenario,
-    b: &Built,
+    b: &BuiltDisk,
     boot: usize,
     before: &Option<Vec<u8>>,
     after: &Option<Vec<u8>>,
-    block: &Block_,
+    block: &ConsoleBlock,
 ) -> Vec<String> {
     let mut problems = common_problems(block);
     let mut fail = |what: String| problems.push(what);
@@ -713,8 +695,8 @@ fn check_scenario(
         fail(format!("expected the line `{expected_line}`"));
     }
     for (key, want) in [
-        ("partuuid", b.hostpart_partuuid.to_string()),
-        ("esp_partuuid", b.esp_partuuid.to_string()),
+        ("partuuid", b.hostpart.partuuid.to_string()),
+        ("esp_partuuid", b.esp.partuuid.to_string()),
         ("tries", tries.to_string()),
     ] {
         let got = field(&block.result, key);
@@ -798,15 +780,15 @@ fn check_scenario(
 }
 
 /// `hnroot status` prints the boot state and both PARTUUIDs (sgdisk's) and sets the variables.
-fn check_status(block: &Block_, disk: usize, b: &Built) -> Vec<String> {
+fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk) -> Vec<String> {
     let mut problems = common_problems(block);
     for text in [
         format!("hnroot: boot state (hd{disk},gpt1)/hnroot/bootstate: "),
         format!(
             "hnroot: hostpart (hd{disk},gpt2) PARTUUID {}, ESP (hd{disk},gpt1) PARTUUID {}, 3 \
              tries; module built for Debian grub2 {}",
-            b.hostpart_partuuid,
-            b.esp_partuuid,
+            b.hostpart.partuuid,
+            b.esp.partuuid,
             grubmod::GRUB_DEBIAN_VERSION
         ),
     ] {
@@ -816,8 +798,8 @@ fn check_status(block: &Block_, disk: usize, b: &Built) -> Vec<String> {
     }
     for (key, want) in [
         ("rc", "0".to_owned()),
-        ("partuuid", b.hostpart_partuuid.to_string()),
-        ("esp_partuuid", b.esp_partuuid.to_string()),
+        ("partuuid", b.hostpart.partuuid.to_string()),
+        ("esp_partuuid", b.esp.partuuid.to_string()),
     ] {
         let got = field(&block.result, key);
         if got != want {
@@ -831,7 +813,7 @@ fn check_status(block: &Block_, disk: usize, b: &Built) -> Vec<String> {
 struct Labels<'a> {
     /// GRUB's disk number of the only disk labelled `hostpart`/`EFI-BOOT` on the first boot.
     unique: usize,
-    unique_disk: &'a Built,
+    unique_disk: &'a BuiltDisk,
     /// GRUB's disk number of the disk with the duplicate labels (attached from boot 2 on).
     duplicate: usize,
 }
@@ -839,7 +821,7 @@ struct Labels<'a> {
 /// `label-both` finds hostpart and the ESP by label; `label-esp` only the ESP (hostpart
 /// given). Unique labels: the devices and PARTUUIDs sgdisk wrote. Duplicates: a refusal that
 /// names both devices.
-fn check_label(name: &str, block: &Block_, l: &Labels, duplicates: bool) -> Vec<String> {
+fn check_label(name: &str, block: &ConsoleBlock, l: &Labels, duplicates: bool) -> Vec<String> {
     let mut problems = common_problems(block);
     let (u, d) = (l.unique, l.duplicate);
     let rc = field(&block.result, "rc");
@@ -868,11 +850,11 @@ fn check_label(name: &str, block: &Block_, l: &Labels, duplicates: bool) -> Vec<
     let mut expect = vec![
         ("rc", "0".to_owned()),
         ("esp", format!("hd{u},gpt1")),
-        ("esp_partuuid", l.unique_disk.esp_partuuid.to_string()),
+        ("esp_partuuid", l.unique_disk.esp.partuuid.to_string()),
     ];
     if name == "label-both" {
         expect.push(("hostpart", format!("hd{u},gpt2")));
-        expect.push(("partuuid", l.unique_disk.hostpart_partuuid.to_string()));
+        expect.push(("partuuid", l.unique_disk.hostpart.partuuid.to_string()));
     }
     for (key, want) in expect {
         let got = field(&block.result, key);
@@ -881,22 +863,6 @@ fn check_label(name: &str, block: &Block_, l: &Labels, duplicates: bool) -> Vec<
         }
     }
     problems
-}
-
-/// The built EFI image must carry hnroot.mod: grub-mkstandalone puts modules in a memdisk or
-/// the module section, uncompressed, so the module's version record and name are in it.
-fn check_image_contains_module(bootx64: &Path) -> Result<()> {
-    let data = fs::read(bootx64)?;
-    let needle = b"hnroot_decide";
-    let module = fs::read(grubmod::output_dir().join("hnroot.mod"))?;
-    let has = |hay: &[u8], n: &[u8]| hay.windows(n.len()).any(|w| w == n);
-    if !has(&data, needle) || !has(&data, &module[module.len() - 256..]) {
-        bail!(
-            "{} does not contain hnroot.mod (looked for its symbol table and last 256 bytes)",
-            bootx64.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -922,12 +888,26 @@ mod tests {
             .collect();
         names.sort_unstable();
         names.dedup();
-        assert!(names.len() >= 8, "{names:?}");
+        for needed in [
+            "image",
+            "hostpart",
+            "cmdline",
+            "fallback_image",
+            "fallback_cmdline",
+        ] {
+            assert!(
+                names.contains(&needed),
+                "grub.cfg does not use hnroot_{needed}: {names:?}"
+            );
+        }
         for name in names {
             let set = format!("set_var (prefix, \"{name}\"");
             let set_uuid = format!("set_uuid_var (prefix, \"{name}\"");
+            let set_cmdline = format!("set_cmdline_var (prefix, \"{name}\"");
             assert!(
-                module.contains(&set) || module.contains(&set_uuid),
+                module.contains(&set)
+                    || module.contains(&set_uuid)
+                    || module.contains(&set_cmdline),
                 "grub.cfg uses ${{hnroot_{name}}}, which hnroot.c never sets"
             );
             assert!(
@@ -940,16 +920,18 @@ mod tests {
             .filter(|l| l.trim_start().starts_with("linux "))
             .collect();
         assert_eq!(linux.len(), 2, "the default and the fallback entry");
-        for line in linux {
-            for param in [
-                "hnroot.image=",
-                "hnroot.uuid=",
-                "hnroot.hostpart=PARTUUID=${hnroot_partuuid}",
-                "hnroot.esp=PARTUUID=${hnroot_esp_partuuid}",
-                "hnroot.tries=${hnroot_tries}",
-            ] {
-                assert!(line.contains(param), "`{line}` lacks {param}");
-            }
+        // The core composes hnroot's whole part of the command line (hnroot_core::cmdline::
+        // KernelArgs, its round trip proven in hnroot-core/tests/cmdline_props.rs); grub.cfg
+        // passes it on whole and adds no hnroot parameter of its own.
+        for (line, var) in linux
+            .iter()
+            .zip(["${hnroot_cmdline}", "${hnroot_fallback_cmdline}"])
+        {
+            assert!(line.contains(var), "`{line}` lacks {var}");
+            assert!(
+                !line.contains("hnroot."),
+                "`{line}` composes hnroot parameters itself"
+            );
         }
     }
 

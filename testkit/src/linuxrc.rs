@@ -1,17 +1,18 @@
-//! Builds the baseline initramfs: `initramfs/linuxrc.sh` as `/init`, the host's static busybox
-//! with its applet links, and the kernel modules the boot needs with `/etc/hnroot/modules`
-//! listing them in load order. Rootless: the cpio is written in memory (`/dev/console` is a
-//! header, not a mknod), then compressed with zstd.
+//! Builds the baseline initramfs `bench-initramfs` measures hnroot-init against, and never
+//! boots it: `initramfs/linuxrc.sh` as `/init`, the host's static busybox with its applet links,
+//! and the kernel modules the boot needs with `/etc/hnroot/modules` listing them in load order.
+//! Rootless: the cpio is written in memory (`/dev/console` is a header, not a mknod), then
+//! compressed with zstd.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::buildenv;
 use crate::busybox;
 use crate::cpio;
 use crate::kernel::{Kernel, ModuleSet};
-use crate::util;
 
 /// The prototype linuxrc, relative to the workspace root.
 pub const LINUXRC: &str = "initramfs/linuxrc.sh";
@@ -21,6 +22,7 @@ pub const MODULE_LIST: &str = "etc/hnroot/modules";
 /// What was built.
 #[derive(Debug, Clone)]
 pub struct Initramfs {
+    /// The compressed archive.
     pub path: PathBuf,
     /// Size of the cpio before compression.
     pub cpio_bytes: u64,
@@ -32,7 +34,7 @@ pub struct Initramfs {
 
 /// Build the linuxrc initramfs for `kernel` with `modules` (from `Kernel::modules_for`) at `out`.
 pub fn build(kernel: &Kernel, modules: &ModuleSet, out: &Path) -> Result<Initramfs> {
-    let script_path = util::root().join(LINUXRC);
+    let script_path = buildenv::workspace_root().join(LINUXRC);
     let script = fs::read(&script_path).with_context(|| {
         format!(
             "cannot read the prototype linuxrc {}",

@@ -1,6 +1,7 @@
-//! `cargo xtask grub-module`: build `hnroot.mod`, the GRUB module that asks `hnroot-core` what to
-//! boot, against the exact source of the GRUB that will load it. It never installs the module
-//! anywhere; it refuses to build when the installed GRUB is not the one the source matches.
+//! Builds `hnroot.mod`, the GRUB module that asks `hnroot-core` what to boot, against the exact
+//! source of the GRUB that will load it (`cargo xtask grub-module`). It never installs the
+//! module anywhere; it refuses to build when the installed GRUB is not the one the source
+//! matches.
 //!
 //! The steps (all artifacts under `target/hnroot-build/`):
 //!
@@ -32,7 +33,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::{relax, util};
+use crate::buildenv::{self, run};
+use crate::relax;
 
 /// The Debian `grub2` source version the module is built against. It must equal the installed
 /// `grub-efi-amd64-bin`: changing it means re-checking `hnroot.c` against the new headers.
@@ -95,7 +97,7 @@ const RUST_LINK_SCRIPT: &str = "SECTIONS
 ";
 
 /// A built module.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Module {
     /// `target/hnroot-build/grub-module/hnroot.mod`.
     pub path: PathBuf,
@@ -103,14 +105,9 @@ pub struct Module {
     pub size: u64,
 }
 
-/// `target/hnroot-build/` of this workspace.
-pub fn build_root() -> PathBuf {
-    util::root().join("target").join("hnroot-build")
-}
-
 /// Where the module and its version record are written.
 pub fn output_dir() -> PathBuf {
-    build_root().join("grub-module")
+    buildenv::build_root().join("grub-module")
 }
 
 /// Build `hnroot.mod`; print where it is and its size.
@@ -221,7 +218,7 @@ fn check_installed_package() -> Result<String> {
              grub2 {GRUB_DEBIAN_VERSION}; GRUB does not check module versions, so a mix would \
              fail silently or crash at boot. Not building. Install {GRUB_BINARY_PACKAGE}=\
              {GRUB_DEBIAN_VERSION}, or review grub-module/ against the new headers and update \
-             GRUB_DEBIAN_VERSION in xtask/src/grubmod.rs"
+             GRUB_DEBIAN_VERSION in testkit/src/grubmod.rs"
         );
     }
     Ok(version)
@@ -229,7 +226,7 @@ fn check_installed_package() -> Result<String> {
 
 /// The configured GRUB tree under `target/hnroot-build/grub/`, prepared once.
 fn prepare_grub_tree() -> Result<PathBuf> {
-    let dir = build_root().join("grub");
+    let dir = buildenv::build_root().join("grub");
     let upstream = GRUB_DEBIAN_VERSION
         .split('-')
         .next()
@@ -366,7 +363,9 @@ struct ModuleFlags {
 
 impl ModuleFlags {
     fn read(tree: &Path) -> Result<ModuleFlags> {
-        let probe = build_root().join("grub").join("print-module-flags.mk");
+        let probe = buildenv::build_root()
+            .join("grub")
+            .join("print-module-flags.mk");
         fs::write(
             &probe,
             "hnroot-print-flags:\n\
@@ -424,7 +423,7 @@ impl ModuleFlags {
 /// `cargo rustc -p hnroot-ffi --profile grub --target x86_64-unknown-none --crate-type staticlib`.
 fn build_staticlib() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::step(
+    buildenv::step(
         "hnroot-ffi staticlib for GRUB",
         &[
             &cargo,
@@ -441,7 +440,7 @@ fn build_staticlib() -> Result<PathBuf> {
             "staticlib",
         ],
     )?;
-    let lib = target_dir()
+    let lib = buildenv::target_dir()
         .join(RUST_TARGET)
         .join("grub")
         .join("libhnroot_ffi.a");
@@ -449,20 +448,6 @@ fn build_staticlib() -> Result<PathBuf> {
         bail!("cargo built hnroot-ffi but {} is missing", lib.display());
     }
     Ok(lib)
-}
-
-/// Cargo's target directory as cargo itself will use it.
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                util::root().join(p)
-            }
-        })
-        .unwrap_or_else(|| util::root().join("target"))
 }
 
 /// Partially link the staticlib into one object holding only what the `hnroot_*` API reaches,
@@ -526,7 +511,7 @@ pub const C_SOURCES: &[&str] = &[
 
 /// Compile every file of [`C_SOURCES`] with GRUB's module flags, warnings as errors.
 fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBuf>> {
-    let dir = util::root().join("grub-module");
+    let dir = buildenv::workspace_root().join("grub-module");
     let mut objects = Vec::new();
     for name in C_SOURCES {
         let source = dir.join(name);
@@ -537,7 +522,11 @@ fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBu
             .arg(format!("-DHNROOT_GRUB_VERSION=\"{GRUB_DEBIAN_VERSION}\""))
             .arg("-Werror")
             .arg("-I")
-            .arg(util::root().join("hnroot-ffi").join("include"))
+            .arg(
+                buildenv::workspace_root()
+                    .join("hnroot-ffi")
+                    .join("include"),
+            )
             .arg("-I")
             .arg(&dir)
             .arg("-c")
@@ -661,28 +650,4 @@ fn check_symbols(tree: &Path, module: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Run `cmd`; on failure name the command, its status and stderr.
-pub(crate) fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!(
-        "{} {}",
-        cmd.get_program().to_string_lossy(),
-        cmd.get_args()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start `{shown}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1,7 +1,7 @@
-//! `cargo xtask e2e`: the whole chain in QEMU (issue 6). Each scenario builds a GPT disk
-//! (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production grub.cfg; ext4 or btrfs
-//! hostpart with test images), boots it under OVMF with TCG — rebooting in place for as many
-//! boots as the scenario's story needs — reads every boot off the serial console (GRUB's
+//! `cargo xtask e2e`: the scenario suite, the whole chain in QEMU (issue 6). Each scenario
+//! builds a GPT disk (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production grub.cfg;
+//! ext4 or btrfs hostpart with test images), boots it under OVMF with TCG — rebooting in place
+//! for as many boots as the scenario's story needs — reads every boot off the serial console (GRUB's
 //! decision line, the kernel's command line, hnroot-init's plan and steps, the test init's
 //! report) and then reads the disk offline (hostpart listing and image digests, the boot-state
 //! block decoded with the core's codec). It compares both with what the rules say must happen,
@@ -18,107 +18,44 @@ use hnroot_core::name::ImageName;
 use hnroot_core::observe::ImageSeen;
 use regex::Regex;
 
-use crate::buildenv;
-use crate::disk::HostFs;
-use crate::scenario::{self, Behaviour, Content, DiskSpec, ImageDef, Kit, ScenarioDisk, StateInit};
-use crate::scenario_boot::{BootRecord, End, Session, INIT_LINE};
-use crate::scenario_inspect::{self, HostpartView, View};
+use clap::Parser;
+use hnroot_system_tests::story::{
+    action_stage, check_boot, check_images, describe_images, describe_state, expect, Expect,
+    BOOT_TIMEOUT, IMAGES, POWEROFF_TIMEOUT,
+};
+use hnroot_testkit::bootparts::{BootParts, DiskContents, ImageContent, StateInit};
+use hnroot_testkit::buildenv::{self, fnv1a};
+use hnroot_testkit::console::{BootRecord, End, Session, INIT_LINE};
+use hnroot_testkit::disk::{self, BuiltDisk, HostFs};
+use hnroot_testkit::inspect::{self, HostpartView, View};
+use hnroot_testkit::qemu;
 
-/// Bound on one boot, power-on (or the previous boot's end) to its end: a TCG boot takes
-/// ~20 s, a kernel panic adds `panic=10`.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
-/// Bound on QEMU's exit after the guest said it powers off.
-pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
 /// Power cuts are spread over this long after hnroot-init prints its plan. Its steps (renames,
 /// directory sync, checkpoint, boot-state write, loop attach and mount) print their lines
 /// within ~100 ms of the plan under TCG; the last stretch lands after the mount, which is a
 /// valid moment too. Each cut reports the last step it saw, so the spread is visible.
 const CUT_WINDOW: Duration = Duration::from_millis(150);
 
-/// The test images every scenario draws from.
-pub const IMAGES: &[ImageDef] = &[
-    ImageDef {
-        version: "v1",
-        behaviour: Behaviour::Good,
-    },
-    ImageDef {
-        version: "v2",
-        behaviour: Behaviour::Good,
-    },
-    ImageDef {
-        version: "v3-bad",
-        behaviour: Behaviour::InitExits,
-    },
-    ImageDef {
-        version: "v4-nokernel",
-        behaviour: Behaviour::BadKernel,
-    },
-];
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
+/// `cargo xtask e2e`. Without arguments (as `cargo xtask test` runs it): every scenario, 3
+/// power cuts per filesystem, a seed from the clock (printed, so a failure can be replayed with
+/// `--seed`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "e2e",
+    about = "The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, \
+             hnroot-init) in QEMU on real disks: update, mark-good, revert, rollback, power cuts, \
+             bad inputs."
+)]
+struct Args {
     /// Power cuts per hostpart filesystem (ext4, btrfs) in the power-cut scenarios.
     #[arg(long, default_value_t = 3)]
-    pub cuts: u32,
+    cuts: u32,
     /// Run only the scenarios whose name contains one of these (repeatable).
     #[arg(long)]
-    pub only: Vec<String>,
+    only: Vec<String>,
     /// Seed for the power-cut moments (default: from the clock; printed either way).
     #[arg(long)]
-    pub seed: Option<u64>,
-}
-
-impl Args {
-    /// What `cargo xtask test` runs: every scenario, 3 power cuts per filesystem, a seed from
-    /// the clock (printed, so a failure can be replayed with `cargo xtask e2e --seed`).
-    pub fn ci() -> Args {
-        Args {
-            cuts: 3,
-            only: Vec::new(),
-            seed: None,
-        }
-    }
-}
-
-/// One expected boot of a scenario's story.
-#[derive(Debug, Clone)]
-pub struct Expect {
-    /// What this boot is about, for messages.
-    pub what: &'static str,
-    /// GRUB's decision line must start with `booting <grub>`.
-    pub grub: String,
-    /// Text GRUB's decision line must also contain (a note), if any.
-    pub grub_note: Option<&'static str>,
-    /// The image the kernel must come from (`hnroot.image=`), when it is not GRUB's choice
-    /// (GRUB's fallback entry).
-    pub loaded: Option<&'static str>,
-    /// hnroot-init's plan kind.
-    pub plan: &'static str,
-    /// The version whose init reports.
-    pub version: &'static str,
-    /// hostpart as the booted system lists it: (file, version), every `hn-root*.img`.
-    pub hostpart: Vec<(&'static str, &'static str)>,
-    pub end: End,
-}
-
-pub fn expect(
-    what: &'static str,
-    grub: &str,
-    plan: &'static str,
-    version: &'static str,
-    hostpart: &[(&'static str, &'static str)],
-    end: End,
-) -> Expect {
-    Expect {
-        what,
-        grub: grub.to_string(),
-        grub_note: None,
-        loaded: None,
-        plan,
-        version,
-        hostpart: hostpart.to_vec(),
-        end,
-    }
+    seed: Option<u64>,
 }
 
 /// What a scenario reports for the table; its notes are printed as they come.
@@ -134,14 +71,16 @@ impl Report {
     }
 }
 
-struct Ctx<'a> {
-    kit: &'a Kit,
+/// What every scenario of one run of the suite shares: the boot parts, the work directory, the
+/// power-cut seed and count.
+struct SuiteRun<'a> {
+    parts: &'a BootParts,
     work: PathBuf,
     seed: u64,
     cuts: u32,
 }
 
-type ScenarioFn = fn(&Ctx<'_>, &mut Report) -> Result<()>;
+type ScenarioFn = fn(&SuiteRun<'_>, &mut Report) -> Result<()>;
 
 /// The suite, in order. Names are what `--only` matches.
 const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
@@ -198,8 +137,11 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
     ),
 ];
 
-/// `cargo xtask e2e`.
-pub fn run(args: &Args) -> Result<()> {
+fn main() -> Result<()> {
+    run_suite(&Args::parse())
+}
+
+fn run_suite(args: &Args) -> Result<()> {
     let chosen: Vec<&(&str, &str, ScenarioFn)> = SCENARIOS
         .iter()
         .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| name.contains(o)))
@@ -216,10 +158,13 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let kit = Kit::build(IMAGES)?;
+    let parts = BootParts::build(IMAGES)?;
     let build_time = started.elapsed();
-    println!("e2e: kit ready in {:.1} s:", build_time.as_secs_f64());
-    for (what, took, cached) in &kit.timings {
+    println!(
+        "e2e: boot parts ready in {:.1} s:",
+        build_time.as_secs_f64()
+    );
+    for (what, took, cached) in &parts.timings {
         println!(
             "  {:>6.1} s  {what}{}",
             took.as_secs_f64(),
@@ -233,9 +178,9 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or(1)
     });
     println!("e2e: power-cut seed {seed} (rerun the same moments with --seed {seed})");
-    let ctx = Ctx {
-        kit: &kit,
-        work: buildenv::fresh_dir(&kit.dir.join("runs"))?,
+    let run = SuiteRun {
+        parts: &parts,
+        work: buildenv::fresh_dir(&buildenv::build_root().join("e2e").join("runs"))?,
         seed,
         cuts: args.cuts,
     };
@@ -244,7 +189,7 @@ pub fn run(args: &Args) -> Result<()> {
         println!("\n== {name}: {about}");
         let t = Instant::now();
         let mut report = Report::default();
-        let result = f(&ctx, &mut report);
+        let result = f(&run, &mut report);
         let took = t.elapsed();
         match &result {
             Ok(()) => println!("== {name}: passed in {:.1} s", took.as_secs_f64()),
@@ -256,7 +201,7 @@ pub fn run(args: &Args) -> Result<()> {
         rows.push((name, report, took, result.is_ok()));
     }
     println!(
-        "\ne2e: time table (host clock; QEMU TCG, 1 vCPU; kit {:.1} s)",
+        "\ne2e: time table (host clock; QEMU TCG, 1 vCPU; boot parts {:.1} s)",
         build_time.as_secs_f64()
     );
     println!(
@@ -291,135 +236,15 @@ pub fn run(args: &Args) -> Result<()> {
             failed.len(),
             rows.len(),
             failed.join(", "),
-            ctx.work.display()
+            run.work.display()
         );
     }
     println!("e2e: {} scenarios passed", rows.len());
     Ok(())
 }
 
-/// Check one boot against what was expected; the error shows the boot's console tail.
-pub fn check_boot(kit: &Kit, rec: &BootRecord, e: &Expect) -> Result<()> {
-    let mut problems = Vec::new();
-    let decision = rec
-        .decision
-        .as_deref()
-        .unwrap_or("(no decision line from GRUB)");
-    if !decision.starts_with(&format!("booting {}", e.grub)) {
-        problems.push(format!("GRUB: expected `booting {}...`", e.grub));
-    }
-    if let Some(note) = e.grub_note {
-        if !decision.contains(note) {
-            problems.push(format!("GRUB: expected the note `{note}`"));
-        }
-    }
-    let want_loaded = e.loaded.or(rec.grub_image());
-    if rec.cmdline_image.as_deref() != want_loaded {
-        problems.push(format!(
-            "kernel command line: hnroot.image={:?}, expected {:?}",
-            rec.cmdline_image, want_loaded
-        ));
-    }
-    if rec.plan_kind.as_deref() != Some(e.plan) {
-        problems.push(format!(
-            "hnroot-init: plan {:?}, expected {}",
-            rec.plan_kind, e.plan
-        ));
-    }
-    if rec.plan_steps != Some(rec.steps.len()) {
-        problems.push(format!(
-            "hnroot-init: plan announced {:?} steps, {} logged",
-            rec.plan_steps,
-            rec.steps.len()
-        ));
-    }
-    for step in &rec.steps {
-        if step.contains("FAILED") || step.contains("NOT recorded") {
-            problems.push(format!("hnroot-init: `{step}`"));
-        }
-    }
-    if let Some(f) = &rec.fatal {
-        problems.push(format!("hnroot-init: FATAL: {f}"));
-    }
-    let want_uuid = kit.uuid(e.version)?.to_string();
-    if rec.version.as_deref() != Some(e.version) || rec.uuid.as_deref() != Some(&want_uuid) {
-        problems.push(format!(
-            "test init: booted version={:?} uuid={:?}, expected version={} uuid={want_uuid}",
-            rec.version, rec.uuid, e.version
-        ));
-    }
-    // "*": the file is there, whatever UUID its first bytes show (garbage).
-    let mut listed: Vec<(String, String)> = rec
-        .images
-        .iter()
-        .map(|(n, u)| {
-            let any = e.hostpart.iter().any(|(w, v)| w == n && *v == "*");
-            (n.clone(), if any { "*".to_string() } else { u.clone() })
-        })
-        .collect();
-    listed.sort();
-    let mut want: Vec<(String, String)> = e
-        .hostpart
-        .iter()
-        .map(|(n, v)| match *v {
-            "*" => Ok((n.to_string(), "*".to_string())),
-            v => Ok((n.to_string(), kit.uuid(v)?.to_string())),
-        })
-        .collect::<Result<_>>()?;
-    want.sort();
-    if listed != want {
-        problems.push(format!(
-            "hostpart as the booted system lists it: {}; expected {}",
-            describe_images(kit, &listed),
-            describe_images(kit, &want)
-        ));
-    }
-    if rec.end != Some(e.end) {
-        problems.push(format!(
-            "boot ended with {}, expected {}",
-            rec.end.map_or("nothing".to_string(), |x| x.to_string()),
-            e.end
-        ));
-    }
-    if let Some(exit) = &rec.action_exit {
-        if !exit.ends_with("exit=0") {
-            problems.push(format!(
-                "the action `{}` failed: {exit}; it printed:\n      {}",
-                rec.action.as_deref().unwrap_or("?"),
-                rec.action_output.join("\n      ")
-            ));
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "boot {} ({}): {}\n  GRUB said: {decision}\n--- console tail of this boot ---\n{}",
-        rec.index,
-        e.what,
-        problems.join("\n  "),
-        rec.tail(crate::qemu::TAIL_LINES)
-    )
-}
-
-pub fn describe_images(kit: &Kit, list: &[(String, String)]) -> String {
-    if list.is_empty() {
-        return "(no image files)".to_string();
-    }
-    list.iter()
-        .map(|(n, u)| {
-            let v = hnroot_core::FsUuid::parse(u)
-                .ok()
-                .and_then(|u| kit.version_of(&u))
-                .unwrap_or("?");
-            format!("{n}={v}")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// One line about a boot for the log.
-fn summary(kit: &Kit, rec: &BootRecord) -> String {
+fn summary(parts: &BootParts, rec: &BootRecord) -> String {
     format!(
         "boot {} ({:.1} s): GRUB {} | plan {}{} | {} | ended: {}",
         rec.index,
@@ -430,7 +255,7 @@ fn summary(kit: &Kit, rec: &BootRecord) -> String {
             .map(|n| format!(" ({n} steps)"))
             .unwrap_or_default(),
         match (&rec.version, &rec.images) {
-            (Some(v), images) => format!("booted {v}; hostpart {}", describe_images(kit, images)),
+            (Some(v), images) => format!("booted {v}; hostpart {}", describe_images(parts, images)),
             (None, _) => "no userland".to_string(),
         },
         rec.end.map_or("?".to_string(), |e| e.to_string())
@@ -439,21 +264,21 @@ fn summary(kit: &Kit, rec: &BootRecord) -> String {
 
 /// Boot `disk` in one QEMU through the expected boots; returns the records.
 fn run_story(
-    ctx: &Ctx<'_>,
+    run: &SuiteRun<'_>,
     report: &mut Report,
     disks: &[&Path],
     name: &str,
     story: &[Expect],
 ) -> Result<Vec<BootRecord>> {
-    let run_dir = ctx.work.join(name).join("qemu");
+    let run_dir = run.work.join(name).join("qemu");
     let t = Instant::now();
     let mut session = Session::start(name, disks, &run_dir)?;
     let mut records = Vec::new();
     for e in story {
         let rec = session.next_boot(BOOT_TIMEOUT)?;
         report.boots += 1;
-        report.note(summary(ctx.kit, &rec));
-        check_boot(ctx.kit, &rec, e)?;
+        report.note(summary(run.parts, &rec));
+        check_boot(run.parts, &rec, e)?;
         records.push(rec);
     }
     if story.last().map(|e| e.end) == Some(End::Poweroff) {
@@ -467,13 +292,13 @@ fn run_story(
 
 /// Read hostpart and the boot state offline, after QEMU stopped.
 fn inspect(
-    disk: &ScenarioDisk,
+    disk: &BuiltDisk,
     view: View,
     report: &mut Report,
 ) -> Result<(HostpartView, Option<Vec<u8>>, StateSeen)> {
-    let scratch = scenario_inspect::scratch_for(disk);
-    let hp = scenario_inspect::hostpart(disk, view, &scratch)?;
-    let (bytes, state) = scenario_inspect::boot_state(disk, &scratch)?;
+    let scratch = inspect::scratch_for(disk);
+    let hp = inspect::hostpart(disk, view, &scratch)?;
+    let (bytes, state) = inspect::boot_state(disk, &scratch)?;
     report.note(format!(
         "offline ({}): hostpart: {hp}; boot state: {}{}",
         match view {
@@ -489,59 +314,11 @@ fn inspect(
     Ok((hp, bytes, state))
 }
 
-pub fn describe_state(state: &StateSeen) -> String {
-    match state {
-        StateSeen::Absent => "absent".to_string(),
-        StateSeen::Corrupt => "corrupt".to_string(),
-        StateSeen::Valid(s) => s.to_string(),
-    }
-}
-
-/// The image files of an offline view must be exactly `want` (name, version), each one
-/// byte-for-byte the kit's image of that version.
-pub fn check_images(kit: &Kit, hp: &HostpartView, want: &[(ImageName, &str)]) -> Result<()> {
-    let mut problems = Vec::new();
-    for name in ImageName::ALL {
-        let got = hp.image(name);
-        let wanted = want.iter().find(|(n, _)| *n == name);
-        match (got, wanted) {
-            (None, None) => {}
-            (Some(img), Some((_, v))) => {
-                let k = kit.image(v)?;
-                if img.seen != ImageSeen::Readable(scenario::core_uuid(k.fs.uuid))
-                    || img.digest != k.digest
-                {
-                    problems.push(format!(
-                        "{name} is not the unchanged {v} image ({:?}, {} bytes, digest \
-                         {:016x}; {v} has {} bytes, digest {:016x})",
-                        img.seen, img.size, img.digest, k.fs.size, k.digest
-                    ));
-                }
-            }
-            (Some(img), None) => problems.push(format!("{name} should not exist ({:?})", img.seen)),
-            (None, Some((_, v))) => problems.push(format!("{name} ({v}) is missing")),
-        }
-    }
-    ensure!(
-        problems.is_empty(),
-        "hostpart offline ({hp}): {}",
-        problems.join("; ")
-    );
-    Ok(())
-}
-
-pub fn action_stage(version: &str) -> String {
-    format!(
-        "hnroot stage /hostpart/{}/{version}.img",
-        scenario::STAGE_DIR
-    )
-}
-
 /// Scenarios 1, 2, 5, 3, 4 as one life: eight boots in one QEMU.
-fn lifecycle(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let kit = ctx.kit;
-    let tries = kit.tries();
-    let mut spec = DiskSpec::committed("lifecycle-ext4", HostFs::Ext4, "v1");
+fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let tries = parts.tries();
+    let mut spec = DiskContents::committed("lifecycle-ext4", HostFs::Ext4, "v1");
     spec.stage_sources = vec!["v2", "v3-bad"];
     spec.actions = vec![
         action_stage("v2"),
@@ -550,7 +327,7 @@ fn lifecycle(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         action_stage("v3-bad"),
         ":".to_string(),
     ];
-    let disk = kit.disk(&spec, &ctx.work)?;
+    let disk = parts.disk(&spec, &run.work)?;
     let rollback =
         "hn-root-old.img (automatic rollback: hn-root.img used all its tries without mark-good)";
     let mut story = vec![
@@ -614,7 +391,7 @@ fn lifecycle(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         &[("hn-root.img", "v1"), ("hn-root-broken.img", "v3-bad")],
         End::Poweroff,
     ));
-    let records = run_story(ctx, report, &[&disk.path], "lifecycle-ext4", &story)?;
+    let records = run_story(run, report, &[&disk.path], "lifecycle-ext4", &story)?;
 
     // 2: one boot per update.
     let staged_at = records
@@ -636,7 +413,7 @@ fn lifecycle(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         "the staged v2 did not boot on the next boot"
     );
     // 5: after mark-good the boot state names v2 committed, and the next boot counts nothing.
-    let v2 = kit.uuid("v2")?;
+    let v2 = parts.uuid("v2")?;
     let committed_v2 = format!("boot state: {}", BootState::Committed { good: v2 });
     for i in [2usize, 3] {
         let rec = &records[i];
@@ -665,12 +442,12 @@ fn lifecycle(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     }
     let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
     check_images(
-        kit,
+        parts,
         &hp,
         &[(ImageName::Current, "v1"), (ImageName::Broken, "v3-bad")],
     )?;
     ensure!(!hp.revert_marker, "system-revert is still on hostpart");
-    let v1 = kit.uuid("v1")?;
+    let v1 = parts.uuid("v1")?;
     ensure!(
         state == StateSeen::Valid(BootState::Committed { good: v1 }),
         "boot state after the rollback is {}, expected committed v1 ({v1})",
@@ -702,47 +479,49 @@ impl Rng {
     }
 }
 
-fn power_cut_ext4(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    power_cut(ctx, report, HostFs::Ext4)
+fn power_cut_ext4(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    power_cut(run, report, HostFs::Ext4)
 }
 
-fn power_cut_btrfs(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    power_cut(ctx, report, HostFs::Btrfs)
+fn power_cut_btrfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    power_cut(run, report, HostFs::Btrfs)
 }
 
 /// 6: an update (v1 committed, v2 staged) whose switch loses power at a random moment after
 /// hnroot-init prints its plan; GRUB must then decide exactly what the core decides on the disk
 /// as GRUB sees it, a valid image must boot, and v1 (the last known good) must be intact.
-fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
-    let kit = ctx.kit;
+fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
+    let parts = run.parts;
     let name = format!("power-cut-{fs}");
-    let base = kit.disk(
-        &DiskSpec::committed(&name, fs, "v1").with(ImageName::New, Content::Image("v2")),
-        &ctx.work,
+    let base = parts.disk(
+        &DiskContents::committed(&name, fs, "v1").with(ImageName::New, ImageContent::Image("v2")),
+        &run.work,
     )?;
-    if ctx.cuts == 0 {
+    if run.cuts == 0 {
         bail!("--cuts 0 cuts nothing: leave {name} out with --only, or cut at least once");
     }
     let salt: u64 = if fs == HostFs::Btrfs { 0xb7f5 } else { 0xe474 };
-    let mut rng = Rng((ctx.seed ^ salt) | 1);
+    let mut rng = Rng((run.seed ^ salt) | 1);
     // Where the cuts landed (the last hnroot-init line before each) and how often GRUB's
     // view was behind Linux's (the initramfs found the booted image under a newer name).
     let mut landed: BTreeMap<String, usize> = BTreeMap::new();
     let mut stale_views = 0usize;
     let mut lagging = 0usize;
     let plan_re = Regex::new(&format!("(?m){INIT_LINE}plan: "))?;
-    let config = Config { tries: kit.tries() };
-    let v1 = kit.uuid("v1")?;
-    let v2 = kit.uuid("v2")?;
-    for i in 0..ctx.cuts {
-        let slot = CUT_WINDOW.as_secs_f64() / f64::from(ctx.cuts);
+    let config = Config {
+        tries: parts.tries(),
+    };
+    let v1 = parts.uuid("v1")?;
+    let v2 = parts.uuid("v2")?;
+    for i in 0..run.cuts {
+        let slot = CUT_WINDOW.as_secs_f64() / f64::from(run.cuts);
         let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
-        let dir = ctx.work.join(&name).join(format!("cut{}", i + 1));
-        let disk = ScenarioDisk {
+        let dir = run.work.join(&name).join(format!("cut{}", i + 1));
+        let disk = BuiltDisk {
             path: dir.join("disk.img"),
             ..base.clone()
         };
-        scenario::copy_disk(&base.path, &disk.path)?;
+        disk::copy_disk(&base.path, &disk.path)?;
         let t = Instant::now();
         let mut session = Session::start(
             &format!("{name} cut {}", i + 1),
@@ -785,9 +564,9 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
                 i + 1
             );
         };
-        let version = kit
+        let version = parts
             .version_of(&boot.uuid)
-            .context("the core decides to boot an image that is not in the kit")?;
+            .context("the core decides to boot an image that is not in the parts")?;
         let t = Instant::now();
         let mut session = Session::start(
             &format!("{name} after cut {}", i + 1),
@@ -796,14 +575,14 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
         )?;
         let rec = session.next_boot(BOOT_TIMEOUT)?;
         report.boots += 1;
-        report.note(summary(kit, &rec));
+        report.note(summary(parts, &rec));
         let decision = rec.decision.clone().unwrap_or_default();
         ensure!(
             decision == expected.to_string(),
             "cut {}: GRUB decided `{decision}`; the core, on hostpart as GRUB sees it offline, \
              decides `{expected}`\n--- console tail ---\n{}",
             i + 1,
-            rec.tail(crate::qemu::TAIL_LINES)
+            rec.tail(qemu::TAIL_LINES)
         );
         ensure!(
             rec.version.as_deref() == Some(version)
@@ -817,7 +596,7 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
             rec.version,
             rec.fatal,
             rec.end,
-            rec.tail(crate::qemu::TAIL_LINES)
+            rec.tail(qemu::TAIL_LINES)
         );
         session.wait_poweroff(POWEROFF_TIMEOUT)?;
         report.qemu += t.elapsed();
@@ -839,7 +618,7 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
             i + 1
         );
         let want = [(at_v1[0], "v1"), (at_v2[0], "v2")];
-        check_images(kit, &hp, &want)?;
+        check_images(parts, &hp, &want)?;
         ensure!(
             matches!(state, StateSeen::Valid(_)),
             "cut {}: boot state after recovery is {}",
@@ -877,9 +656,9 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
                     i + 1
                 );
             };
-            let version = kit
+            let version = parts
                 .version_of(&again.uuid)
-                .context("GRUB would boot an image that is not in the kit")?;
+                .context("GRUB would boot an image that is not in the parts")?;
             let t = Instant::now();
             let mut session = Session::start(
                 &format!("{name} after cut {}, second boot", i + 1),
@@ -888,7 +667,7 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
             )?;
             let rec = session.next_boot(BOOT_TIMEOUT)?;
             report.boots += 1;
-            report.note(summary(kit, &rec));
+            report.note(summary(parts, &rec));
             ensure!(
                 rec.decision.as_deref() == Some(grub_next.to_string().as_str())
                     && rec.version.as_deref() == Some(version)
@@ -897,7 +676,7 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
                 "cut {}, second boot: expected GRUB to decide `{grub_next}` and {version} to \
                  boot and power off\n--- console tail ---\n{}",
                 i + 1,
-                rec.tail(crate::qemu::TAIL_LINES)
+                rec.tail(qemu::TAIL_LINES)
             );
             session.wait_poweroff(POWEROFF_TIMEOUT)?;
             report.qemu += t.elapsed();
@@ -914,7 +693,7 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
                 i + 1
             );
             check_images(
-                kit,
+                parts,
                 &HostpartView {
                     images: hp
                         .images
@@ -940,7 +719,7 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
     report.note(format!(
         "{} cuts landed after: {}; GRUB's view behind Linux's in {stale_views} recovery \
          boots; still behind after the recovery boot in {lagging} cuts",
-        ctx.cuts,
+        run.cuts,
         landed
             .iter()
             .map(|(at, n)| format!("{at} x{n}"))
@@ -952,13 +731,13 @@ fn power_cut(ctx: &Ctx<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
 
 /// A one-boot story on a disk built from `spec`; returns the record and the disk.
 fn one_boot(
-    ctx: &Ctx<'_>,
+    run: &SuiteRun<'_>,
     report: &mut Report,
-    spec: &DiskSpec,
+    spec: &DiskContents,
     e: Expect,
-) -> Result<(BootRecord, ScenarioDisk)> {
-    let disk = ctx.kit.disk(spec, &ctx.work)?;
-    let mut records = run_story(ctx, report, &[&disk.path], &spec.name, &[e])?;
+) -> Result<(BootRecord, BuiltDisk)> {
+    let disk = run.parts.disk(spec, &run.work)?;
+    let mut records = run_story(run, report, &[&disk.path], &spec.name, &[e])?;
     let rec = records.pop().context("no boot")?;
     Ok((rec, disk))
 }
@@ -966,15 +745,15 @@ fn one_boot(
 /// 7: a staged image GRUB cannot read is ignored with a note, v1 boots normally, and
 /// nothing renames or removes the file (a file that cannot be read is never moved).
 fn unreadable_new(
-    ctx: &Ctx<'_>,
+    run: &SuiteRun<'_>,
     report: &mut Report,
     name: &str,
-    content: Content,
+    content: ImageContent,
     listed_as: &'static str,
     why: Why,
 ) -> Result<()> {
-    let kit = ctx.kit;
-    let spec = DiskSpec::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
+    let parts = run.parts;
+    let spec = DiskContents::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
     let mut e = expect(
         "unreadable hn-root-new.img",
         "hn-root.img (normal)",
@@ -984,7 +763,7 @@ fn unreadable_new(
         End::Poweroff,
     );
     e.grub_note = Some("hn-root-new.img ignored: not a readable filesystem");
-    let (rec, disk) = one_boot(ctx, report, &spec, e)?;
+    let (rec, disk) = one_boot(run, report, &spec, e)?;
     // GRUB's console wraps at 80 columns, anywhere in a word; the record joins the pieces
     // with a space: compare without white space.
     let grub_says = "/hn-root-new.img is unreadable: ";
@@ -1017,11 +796,11 @@ fn unreadable_new(
     let source = std::fs::read(disk.path.with_file_name("hn-root-new.img.source"))
         .context("the scenario's copy of the staged file")?;
     ensure!(
-        staged.digest == scenario::fnv1a(&source),
+        staged.digest == fnv1a(&source),
         "hn-root-new.img changed on hostpart"
     );
     check_images(
-        kit,
+        parts,
         &HostpartView {
             images: hp
                 .images
@@ -1036,7 +815,7 @@ fn unreadable_new(
     ensure!(
         state
             == StateSeen::Valid(BootState::Committed {
-                good: kit.uuid("v1")?
+                good: parts.uuid("v1")?
             }),
         "the boot state should not change: {}",
         describe_state(&state)
@@ -1051,29 +830,36 @@ struct Why {
 }
 
 /// 7: hn-root-new.img is pseudo-random bytes.
-fn garbage_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let size = ctx.kit.image("v2")?.fs.size;
+fn garbage_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let size = run.parts.image("v2")?.fs.size;
     let why = Why {
         grub: "no filesystem hnroot recognises in it",
         init: "no ext2/3/4, XFS, btrfs or FAT filesystem found",
     };
-    unreadable_new(ctx, report, "garbage-new", Content::Garbage(size), "*", why)
+    unreadable_new(
+        run,
+        report,
+        "garbage-new",
+        ImageContent::Garbage(size),
+        "*",
+        why,
+    )
 }
 
 /// 7: hn-root-new.img is v2 without its last MiB (a copy cut short near its end): the
 /// superblock (v2's UUID), `/boot/kernel` and `/boot/initramfs` are intact, so only the
 /// filesystem's own size gives it away; the kernel would refuse to mount it.
-fn truncated_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let size = ctx.kit.image("v2")?.fs.size;
+fn truncated_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let size = run.parts.image("v2")?.fs.size;
     let why = Why {
         grub: "it is truncated: its ext4 filesystem spans",
         init: "truncated: its ext4 filesystem spans",
     };
     unreadable_new(
-        ctx,
+        run,
         report,
         "truncated-new",
-        Content::Truncated("v2", size - (1 << 20)),
+        ImageContent::Truncated("v2", size - (1 << 20)),
         "v2",
         why,
     )
@@ -1083,11 +869,11 @@ fn truncated_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
 /// but `linux` fails: the menu's fallback entry boots hn-root.img. Every such boot consumes a
 /// try of the staged image; the boot that uses the last one already lands on the rollback
 /// target, so hnroot-init moves the image aside as hn-root-broken.img and records v1 good.
-fn unbootable_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let kit = ctx.kit;
-    let tries = kit.tries();
-    let mut spec = DiskSpec::committed("unbootable-new", HostFs::Ext4, "v1")
-        .with(ImageName::New, Content::Image("v4-nokernel"));
+fn unbootable_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let tries = parts.tries();
+    let mut spec = DiskContents::committed("unbootable-new", HostFs::Ext4, "v1")
+        .with(ImageName::New, ImageContent::Image("v4-nokernel"));
     spec.actions = vec![":".to_string(); usize::from(tries) + 1];
     let mut story = Vec::new();
     for attempt in 1..=tries {
@@ -1117,8 +903,8 @@ fn unbootable_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         &[("hn-root.img", "v1"), ("hn-root-broken.img", "v4-nokernel")],
         End::Poweroff,
     ));
-    let disk = kit.disk(&spec, &ctx.work)?;
-    let records = run_story(ctx, report, &[&disk.path], &spec.name, &story)?;
+    let disk = parts.disk(&spec, &run.work)?;
+    let records = run_story(run, report, &[&disk.path], &spec.name, &story)?;
     for rec in &records[..usize::from(tries)] {
         let why = rec
             .grub
@@ -1138,7 +924,7 @@ fn unbootable_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         "the unbootable image should now be hn-root-broken.img: {hp}"
     );
     check_images(
-        kit,
+        parts,
         &hp,
         &[
             (ImageName::Current, "v1"),
@@ -1148,7 +934,7 @@ fn unbootable_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     ensure!(
         state
             == StateSeen::Valid(BootState::Committed {
-                good: kit.uuid("v1")?
+                good: parts.uuid("v1")?
             }),
         "boot state after the rollback: {}",
         describe_state(&state)
@@ -1157,12 +943,12 @@ fn unbootable_new(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
 }
 
 /// 7: no hn-root.img: hn-root-old.img boots (recovery) and is promoted.
-fn missing_current(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let spec = DiskSpec::committed("missing-current", HostFs::Ext4, "v1")
+fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let spec = DiskContents::committed("missing-current", HostFs::Ext4, "v1")
         .without(ImageName::Current)
-        .with(ImageName::Old, Content::Image("v1"));
+        .with(ImageName::Old, ImageContent::Image("v1"));
     let (_, disk) = one_boot(
-        ctx,
+        run,
         report,
         &spec,
         expect(
@@ -1175,11 +961,11 @@ fn missing_current(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         ),
     )?;
     let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
-    check_images(ctx.kit, &hp, &[(ImageName::Current, "v1")])?;
+    check_images(run.parts, &hp, &[(ImageName::Current, "v1")])?;
     ensure!(
         state
             == StateSeen::Valid(BootState::Committed {
-                good: ctx.kit.uuid("v1")?
+                good: run.parts.uuid("v1")?
             }),
         "boot state: {}",
         describe_state(&state)
@@ -1189,17 +975,17 @@ fn missing_current(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
 
 /// 7: a garbage boot-state block: hn-root.img goes on trial (not trusted blindly); mark-good
 /// commits it and the next boot is normal.
-fn corrupt_state(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let kit = ctx.kit;
-    let tries = kit.tries();
-    let mut spec = DiskSpec::committed("corrupt-state", HostFs::Ext4, "v1");
+fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let tries = parts.tries();
+    let mut spec = DiskContents::committed("corrupt-state", HostFs::Ext4, "v1");
     spec.state = StateInit::Bytes(
         (0..hnroot_core::bootstate::BLOCK_LEN)
             .map(|i| (i * 31 + 7) as u8)
             .collect(),
     );
     spec.actions = vec!["hnroot mark-good".to_string(), ":".to_string()];
-    let disk = kit.disk(&spec, &ctx.work)?;
+    let disk = parts.disk(&spec, &run.work)?;
     let mut first = expect(
         "corrupt boot state: hn-root.img on trial; mark-good",
         &format!("hn-root.img (trial 1 of {tries})"),
@@ -1217,12 +1003,12 @@ fn corrupt_state(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         &[("hn-root.img", "v1")],
         End::Poweroff,
     );
-    run_story(ctx, report, &[&disk.path], &spec.name, &[first, second])?;
+    run_story(run, report, &[&disk.path], &spec.name, &[first, second])?;
     let (_, _, state) = inspect(&disk, View::AfterReplay, report)?;
     ensure!(
         state
             == StateSeen::Valid(BootState::Committed {
-                good: kit.uuid("v1")?
+                good: parts.uuid("v1")?
             }),
         "boot state after mark-good: {}",
         describe_state(&state)
@@ -1231,8 +1017,8 @@ fn corrupt_state(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
 }
 
 /// Rule 4: system-revert without an old image: hn-root.img boots, the marker is removed.
-fn revert_refused(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let mut spec = DiskSpec::committed("revert-refused", HostFs::Ext4, "v1");
+fn revert_refused(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let mut spec = DiskContents::committed("revert-refused", HostFs::Ext4, "v1");
     spec.revert_marker = true;
     let mut e = expect(
         "system-revert without hn-root-old.img",
@@ -1243,7 +1029,7 @@ fn revert_refused(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         End::Poweroff,
     );
     e.grub_note = Some("revert refused");
-    let (rec, disk) = one_boot(ctx, report, &spec, e)?;
+    let (rec, disk) = one_boot(run, report, &spec, e)?;
     ensure!(
         rec.plan_notes
             .as_deref()
@@ -1256,7 +1042,7 @@ fn revert_refused(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         !hp.revert_marker,
         "system-revert is still on hostpart: {hp}"
     );
-    check_images(ctx.kit, &hp, &[(ImageName::Current, "v1")])
+    check_images(run.parts, &hp, &[(ImageName::Current, "v1")])
 }
 
 /// 7: two filesystems labelled hostpart, on two disks (a disk from another hnroot server
@@ -1264,17 +1050,17 @@ fn revert_refused(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
 /// of the ESP holding this GRUB); hnroot-init mounts exactly that one (GRUB's PARTUUID=), v1
 /// boots normally, and the other disk is not written to. The refusal (neither candidate on
 /// GRUB's disk) is proven by grub-test.
-fn two_hostparts(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let kit = ctx.kit;
-    let spec = DiskSpec::committed("two-hostparts", HostFs::Ext4, "v1");
-    let disk = kit.disk(&spec, &ctx.work)?;
-    let other = kit.lone_hostpart_disk(
+fn two_hostparts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let spec = DiskContents::committed("two-hostparts", HostFs::Ext4, "v1");
+    let disk = parts.disk(&spec, &run.work)?;
+    let other = parts.lone_hostpart_disk(
         "two-hostparts-second",
-        crate::disk::HOSTPART_LABEL,
+        disk::HOSTPART_LABEL,
         "v2",
-        &ctx.work,
+        &run.work,
     )?;
-    let other_before = scenario::fnv1a(&std::fs::read(&other)?);
+    let other_before = fnv1a(&std::fs::read(&other)?);
     let e = expect(
         "two filesystems labelled hostpart: the one on GRUB's disk",
         "hn-root.img (normal)",
@@ -1283,7 +1069,7 @@ fn two_hostparts(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         &[("hn-root.img", "v1")],
         End::Poweroff,
     );
-    let mut records = run_story(ctx, report, &[&disk.path, &other], &spec.name, &[e])?;
+    let mut records = run_story(run, report, &[&disk.path, &other], &spec.name, &[e])?;
     let rec = records.pop().context("no boot")?;
     let pick = "hnroot: 2 filesystems are labelled `hostpart' ((hd0,gpt2), (hd1,gpt1)): using \
                 (hd0,gpt2), the one on the disk GRUB started from (hd0)";
@@ -1307,7 +1093,7 @@ fn two_hostparts(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     );
     report.note(format!("hnroot-init: {found}"));
     ensure!(
-        scenario::fnv1a(&std::fs::read(&other)?) == other_before,
+        fnv1a(&std::fs::read(&other)?) == other_before,
         "the other disk labelled hostpart changed"
     );
     report.note("the other disk is byte for byte what it was".to_string());

@@ -1,9 +1,11 @@
-//! Builds hnroot's test disks without root or loop devices: ext4 root images (`mkfs.ext4 -d`)
-//! holding a kernel, an initramfs, busybox and a test `/sbin/init`; the hostpart filesystem
-//! (ext4 or btrfs, `--rootdir`) holding image files and `data/`; the FAT ESP (`mkfs.vfat` +
-//! mtools) holding `EFI/BOOT/BOOTX64.EFI` and the boot-state file; and the GPT disk around them
-//! (`sgdisk` on a plain file, `dd conv=notrunc,sparse`). Each builder takes a small spec, reads
-//! back what it made (UUIDs, partition starts) and returns it; none of them boots anything.
+//! Builds hnroot's test disks without root or loop devices, and never boots them: ext4 root
+//! images (`mkfs.ext4 -d`) holding a kernel, an initramfs, busybox and a test `/sbin/init`; the
+//! hostpart filesystem (ext4 or btrfs, `--rootdir`) holding image files and `data/`; the FAT ESP
+//! (`mkfs.vfat` + mtools) holding a [`GrubImage`] as `EFI/BOOT/BOOTX64.EFI` and the boot-state
+//! file; and the GPT disk around them (`sgdisk` on a plain file, `dd conv=notrunc,sparse`).
+//! Each builder takes a small spec, reads back what it made (UUIDs, partition starts) and
+//! returns it. [`build`] is the one way a suite makes a disk to boot: the ESP as partition 1,
+//! hostpart as partition 2.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -17,7 +19,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::buildenv;
 use crate::busybox;
+use crate::grubimage::GrubImage;
 
+/// One MiB.
 pub const MIB: u64 = 1024 * 1024;
 /// GPT sector size used for the disks we build.
 pub const SECTOR: u64 = 512;
@@ -27,11 +31,13 @@ const ALIGN_SECTORS: u64 = MIB / SECTOR;
 pub const HOSTPART_LABEL: &str = "hostpart";
 /// The ESP's label and GPT partition name.
 pub const ESP_LABEL: &str = "EFI-BOOT";
-/// Where the boot-state block lives on the ESP, and its size.
+/// Where the boot-state block lives on the ESP.
 pub const BOOTSTATE_PATH: &str = "hnroot/bootstate";
+/// The boot-state block's size.
 pub const BOOTSTATE_LEN: usize = 1024;
-/// GPT type codes (sgdisk short forms).
+/// GPT type code of an ESP (sgdisk short form).
 pub const TYPE_ESP: &str = "EF00";
+/// GPT type code of a Linux filesystem (sgdisk short form).
 pub const TYPE_LINUX_FS: &str = "8300";
 /// The ext4 superblock starts at byte 1024; its UUID is at offset 104 within it.
 const EXT4_UUID_OFFSET: usize = 1024 + 104;
@@ -96,12 +102,16 @@ impl fmt::Display for Uuid {
 /// A file to place in an image: path relative to the filesystem root, mode, contents.
 #[derive(Debug, Clone)]
 pub struct ImageFile {
+    /// Relative to the filesystem root, without `..`.
     pub path: String,
+    /// Permission bits.
     pub mode: u32,
+    /// The bytes.
     pub contents: Vec<u8>,
 }
 
 impl ImageFile {
+    /// A file at `path` with `mode` holding `contents`.
     pub fn new(path: &str, mode: u32, contents: impl Into<Vec<u8>>) -> Self {
         Self {
             path: path.to_string(),
@@ -114,8 +124,11 @@ impl ImageFile {
 /// A filesystem image that was built: where, its UUID as read back, its size.
 #[derive(Debug, Clone)]
 pub struct BuiltFs {
+    /// The image file.
     pub path: PathBuf,
+    /// Its filesystem UUID, read back from the image.
     pub uuid: Uuid,
+    /// Its size in bytes.
     pub size: u64,
 }
 
@@ -140,6 +153,7 @@ pub struct RootImageSpec {
 }
 
 impl RootImageSpec {
+    /// A root image of `version` with `kernel` and `initramfs`, a random UUID, no extras.
     pub fn new(version: &str, kernel: &Path, initramfs: &Path) -> Self {
         Self {
             version: version.to_string(),
@@ -156,7 +170,9 @@ impl RootImageSpec {
 /// The filesystem of hostpart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HostFs {
+    /// ext4.
     Ext4,
+    /// btrfs.
     Btrfs,
 }
 
@@ -172,6 +188,7 @@ impl fmt::Display for HostFs {
 /// What goes into the hostpart filesystem.
 #[derive(Debug, Clone)]
 pub struct HostpartSpec {
+    /// Its filesystem.
     pub fs: HostFs,
     /// `hostpart` unless a scenario wants a wrong or duplicate label.
     pub label: String,
@@ -189,6 +206,7 @@ pub struct HostpartSpec {
 }
 
 impl HostpartSpec {
+    /// An empty hostpart of `fs` labelled `hostpart`, random UUID, sized by its content.
     pub fn new(fs: HostFs) -> Self {
         Self {
             fs,
@@ -201,6 +219,7 @@ impl HostpartSpec {
         }
     }
 
+    /// The same with `source` as the image file `name` in hostpart's top directory.
     pub fn image(mut self, name: &str, source: &Path) -> Self {
         self.images.push((name.to_string(), source.to_path_buf()));
         self
@@ -216,21 +235,24 @@ impl HostpartSpec {
 /// What goes onto the ESP.
 #[derive(Debug, Clone)]
 pub struct EspSpec {
-    /// Becomes `EFI/BOOT/BOOTX64.EFI`.
+    /// Becomes `EFI/BOOT/BOOTX64.EFI` (a [`GrubImage`]'s file).
     pub bootx64: PathBuf,
+    /// The FAT label (`EFI-BOOT` unless a scenario is about labels).
     pub label: String,
     /// Contents of `hnroot/bootstate`; 1024 zero bytes by default (preallocated, so that
     /// GRUB can later overwrite it in place without allocating); `None`: no such file.
     pub bootstate: Option<Vec<u8>>,
+    /// More files on the ESP.
     pub files: Vec<ImageFile>,
     /// FAT32 needs at least ~33 MiB with 512-byte clusters; 64 MiB by default.
     pub size_mib: u64,
 }
 
 impl EspSpec {
-    pub fn new(bootx64: &Path) -> Self {
+    /// An ESP labelled `EFI-BOOT` with `grub` as its boot loader and a blank boot-state file.
+    pub fn new(grub: &GrubImage) -> Self {
         Self {
-            bootx64: bootx64.to_path_buf(),
+            bootx64: grub.path.clone(),
             label: ESP_LABEL.to_string(),
             bootstate: Some(vec![0; BOOTSTATE_LEN]),
             files: Vec::new(),
@@ -253,6 +275,7 @@ pub struct PartSpec {
 }
 
 impl PartSpec {
+    /// `image` as the ESP (`EF00`, named `EFI-BOOT`).
     pub fn esp(image: &Path) -> Self {
         Self {
             name: ESP_LABEL.to_string(),
@@ -262,6 +285,7 @@ impl PartSpec {
         }
     }
 
+    /// `image` as hostpart (`8300`, named `hostpart`).
     pub fn hostpart(image: &Path) -> Self {
         Self {
             name: HOSTPART_LABEL.to_string(),
@@ -277,17 +301,24 @@ impl PartSpec {
 pub struct Partition {
     /// 1-based GPT entry number (`/dev/vda<number>`).
     pub number: u32,
+    /// GPT partition name.
     pub name: String,
+    /// First sector.
     pub first_lba: u64,
+    /// Length in sectors.
     pub sectors: u64,
+    /// The partition's unique GUID.
     pub partuuid: Uuid,
 }
 
 /// A GPT disk image that was built.
 #[derive(Debug, Clone)]
 pub struct Disk {
+    /// The raw disk image.
     pub path: PathBuf,
+    /// The GPT disk GUID.
     pub disk_guid: Uuid,
+    /// The partitions, in order.
     pub partitions: Vec<Partition>,
 }
 
@@ -367,7 +398,7 @@ pub const BOOT_COUNT_PATH: &str = "data/e2e/boots";
 pub fn test_init(version: &str, extra: &str) -> String {
     format!(
         r#"#!/bin/sh
-# hnroot test init (written by cargo xtask, xtask/src/disk.rs): report what booted on the
+# hnroot test init (written by hnroot-testkit, testkit/src/disk.rs): report what booted on the
 # console, show hostpart, run the scenario's action for this boot, then reboot or power off.
 # PID 1: never exits on its own.
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
@@ -633,6 +664,85 @@ pub fn build_disk(parts: &[PartSpec], out: &Path) -> Result<Disk> {
         disk_guid,
         partitions: planned,
     })
+}
+
+/// A disk as hnroot boots from it: a GPT disk whose partition 1 is the ESP and partition 2
+/// hostpart.
+#[derive(Debug, Clone)]
+pub struct DiskSpec {
+    /// Names the disk in messages.
+    pub name: String,
+    /// Partition 1.
+    pub esp: EspSpec,
+    /// Partition 2.
+    pub hostpart: HostpartSpec,
+}
+
+/// A disk [`build`] made.
+#[derive(Debug, Clone)]
+pub struct BuiltDisk {
+    /// The spec's name.
+    pub name: String,
+    /// The raw disk image.
+    pub path: PathBuf,
+    /// hostpart's filesystem.
+    pub fs: HostFs,
+    /// Partition 1 as written and read back.
+    pub esp: Partition,
+    /// Partition 2 as written and read back.
+    pub hostpart: Partition,
+}
+
+impl BuiltDisk {
+    /// Byte offset of a partition on the disk.
+    pub fn offset(part: &Partition) -> u64 {
+        part.first_lba * SECTOR
+    }
+}
+
+/// Build the disk `spec` describes as `dir/disk.img` (`dir` is created if needed; the
+/// partition images are made there and removed once they are on the disk).
+pub fn build(spec: &DiskSpec, dir: &Path) -> Result<BuiltDisk> {
+    mkdir(dir)?;
+    let hostpart = build_hostpart(&spec.hostpart, &dir.join("hostpart.img"))?;
+    let esp = build_esp(&spec.esp, &dir.join("esp.img"))?;
+    let built = build_disk(
+        &[PartSpec::esp(&esp), PartSpec::hostpart(&hostpart.path)],
+        &dir.join("disk.img"),
+    )?;
+    for scratch in [&esp, &hostpart.path] {
+        fs::remove_file(scratch).with_context(|| format!("cannot remove {}", scratch.display()))?;
+    }
+    let (Some(esp), Some(hostpart)) = (built.partitions.first(), built.partitions.get(1)) else {
+        bail!("{}: built a disk without two partitions", spec.name);
+    };
+    Ok(BuiltDisk {
+        name: spec.name.clone(),
+        path: built.path.clone(),
+        fs: spec.hostpart.fs,
+        esp: esp.clone(),
+        hostpart: hostpart.clone(),
+    })
+}
+
+/// A second disk with nothing but a hostpart-like partition (`spec`'s label may be
+/// `hostpart`), as `dir/disk.img`: another server's disk plugged in.
+pub fn build_hostpart_only(spec: &HostpartSpec, dir: &Path) -> Result<PathBuf> {
+    mkdir(dir)?;
+    let hostpart = build_hostpart(spec, &dir.join("hostpart.img"))?;
+    let built = build_disk(&[PartSpec::hostpart(&hostpart.path)], &dir.join("disk.img"))?;
+    fs::remove_file(&hostpart.path)
+        .with_context(|| format!("cannot remove {}", hostpart.path.display()))?;
+    Ok(built.path)
+}
+
+/// A copy of a disk image (sparse), so several runs can start from one built state.
+pub fn copy_disk(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        mkdir(parent)?;
+    }
+    buildenv::run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
+    Ok(())
 }
 
 /// The ext4 UUID of an image file, read from its superblock.

@@ -25,6 +25,7 @@ pub struct Archive {
 }
 
 impl Archive {
+    /// An empty archive.
     pub fn new() -> Self {
         Self {
             buf: Vec::new(),

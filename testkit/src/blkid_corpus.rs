@@ -36,7 +36,7 @@ pub fn fetch() -> Result<PathBuf> {
     }
     eprintln!("==> blkid corpus: fetching util-linux {version}'s test images (apt-get source)");
     let download = base.join("download");
-    let apt = Apt::for_suite(&debian_suite()?)?;
+    let apt = Apt::for_suite(&apt::debian_suite()?)?;
     let dsc = apt.download_source("util-linux", &version, &download)?;
     let tree = base.join("source");
     apt::unpack_source(&dsc, &tree)?;
@@ -70,16 +70,6 @@ pub fn fetch() -> Result<PathBuf> {
         count("expected")
     );
     Ok(dir)
-}
-
-/// The Debian suite of this machine (`VERSION_CODENAME` in `/etc/os-release`).
-pub fn debian_suite() -> Result<String> {
-    let text = fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
-        .map(|v| v.trim_matches('"').to_string())
-        .filter(|v| !v.is_empty())
-        .context("/etc/os-release has no VERSION_CODENAME: is this Debian?")
 }
 
 /// Copy the regular files of `from` into a new directory `to` (the corpus is flat).

@@ -17,7 +17,7 @@ use crate::buildenv;
 /// The meta package whose dependency names the current kernel image package.
 pub const META_PACKAGE: &str = "linux-image-amd64";
 
-/// What the smoke boot and the baseline initramfs load: the virtio disk (block driver and its
+/// What hnroot's initramfs and the baseline linuxrc initramfs load: the virtio disk (block driver and its
 /// PCI transport), loop, ext4 for the image and an ext4 hostpart, btrfs for a btrfs hostpart,
 /// vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's boot state).
 /// ext4's and btrfs's checksum algorithms come in through `modules.softdep`.
@@ -63,7 +63,7 @@ pub struct ModuleSet {
 /// The kernel `linux-image-amd64` of this machine's Debian release points at today, downloaded
 /// and unpacked if not cached. Without apt metadata (offline) the newest cached kernel is used.
 pub fn fetch_current() -> Result<Kernel> {
-    let apt = Apt::for_suite(&crate::blkid_corpus::debian_suite()?)?;
+    let apt = Apt::for_suite(&crate::apt::debian_suite()?)?;
     match current_package(&apt) {
         Ok((package, version)) => fetch(&apt, &package, &version),
         Err(e) => {

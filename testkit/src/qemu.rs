@@ -1,5 +1,6 @@
 //! Runs one QEMU virtual machine (OVMF firmware, raw disk images, TCG, no network) with its
-//! serial console captured to a file, and waits on that console with a bound on every wait.
+//! serial console captured to a file, and waits on that console with a bound on every wait;
+//! it never judges what the guest printed.
 //! A `Vm` is killed when dropped, so a failing test never leaves a guest running; `kill` is
 //! also the power cut of the crash scenarios (SIGKILL: every write QEMU issued is in the host
 //! page cache, nothing the guest had not yet written is).
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 
-/// OVMF firmware (package ovmf): code read-only and shared, variables copied per VM.
+/// OVMF firmware (package ovmf): code, read-only and shared.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF's variables, copied per VM.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// How often the serial log is re-read while waiting (see [`Vm::set_poll`]).
 const POLL: Duration = Duration::from_millis(20);
@@ -27,15 +29,28 @@ pub const TAIL_LINES: usize = 40;
 /// Bound on how long `kill` waits for QEMU to be reaped after SIGKILL.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The controller the disks are attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    /// virtio-blk (`/dev/vda`, ...), which every test initramfs has the driver for.
+    Virtio,
+    /// NVMe, which OVMF (and so GRUB) reads but an initramfs without the `nvme` module does
+    /// not see: a hostpart GRUB finds and Linux cannot.
+    Nvme,
+}
+
 /// How to run a VM.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
-    /// Shown in messages (`boot-smoke ext4 #2`).
+    /// Shown in messages (`e2e lifecycle-ext4`).
     pub name: String,
-    /// Raw disk images, attached as virtio disks in order (vda, vdb, ...).
+    /// Raw disk images, attached in order (vda, vdb, ... on virtio).
     pub disks: Vec<PathBuf>,
+    /// Where the disks are attached.
+    pub bus: DiskBus,
     /// Holds `serial.log`, `qemu.stderr` and the VM's copy of the OVMF variables.
     pub run_dir: PathBuf,
+    /// Guest memory.
     pub memory_mib: u32,
     /// `-no-reboot`: a guest reboot (GRUB's or the initramfs's fallback, a kernel panic with
     /// `panic=N`) ends QEMU instead of booting again.
@@ -45,10 +60,12 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// 1 GiB, virtio disks, `-no-reboot`.
     pub fn new(name: &str, disks: &[&Path], run_dir: &Path) -> Self {
         Self {
             name: name.to_string(),
             disks: disks.iter().map(|d| d.to_path_buf()).collect(),
+            bus: DiskBus::Virtio,
             run_dir: run_dir.to_path_buf(),
             memory_mib: 1024,
             no_reboot: true,
@@ -135,7 +152,7 @@ impl Vm {
                 "if=pflash,format=raw,unit=1,file={}",
                 vars.display()
             ));
-        for disk in &spec.disks {
+        for (i, disk) in spec.disks.iter().enumerate() {
             if !disk.is_file() {
                 bail!(
                     "{}: disk image {} does not exist",
@@ -145,10 +162,22 @@ impl Vm {
             }
             // cache=unsafe only drops flushes to the host disk; the host never crashes in
             // our tests, and a power cut is a SIGKILL of QEMU, which keeps every write it made.
-            cmd.arg("-drive").arg(format!(
-                "file={},format=raw,if=virtio,cache=unsafe",
-                disk.display()
-            ));
+            match spec.bus {
+                DiskBus::Virtio => cmd.arg("-drive").arg(format!(
+                    "file={},format=raw,if=virtio,cache=unsafe",
+                    disk.display()
+                )),
+                DiskBus::Nvme => {
+                    let id = format!("nvme{i}");
+                    cmd.arg("-drive")
+                        .arg(format!(
+                            "file={},format=raw,if=none,id={id},cache=unsafe",
+                            disk.display()
+                        ))
+                        .arg("-device")
+                        .arg(format!("nvme,serial=hnroot-{id},drive={id}"))
+                }
+            };
         }
         if spec.no_reboot {
             cmd.arg("-no-reboot");

@@ -1,4 +1,4 @@
-//! Looks at a scenario disk offline, after QEMU has stopped: hostpart's top directory (names,
+//! Looks at a scenario disk offline, after QEMU has stopped, and never writes to it: hostpart's top directory (names,
 //! sizes), what each image file is (probed with the core's prober, as the initramfs and the CLI
 //! do, plus a digest to prove an image came through unchanged), the revert marker, and the
 //! boot-state block (read with mtools, decoded with the core's codec). The partition is copied
@@ -24,9 +24,8 @@ use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::probe::{probe_fs_image, FsOutcome};
 
-use crate::buildenv;
-use crate::disk::{self, HostFs};
-use crate::scenario::{fnv1a, ScenarioDisk};
+use crate::buildenv::{self, fnv1a};
+use crate::disk::{self, BuiltDisk, HostFs};
 
 /// Bound on entries read from hostpart's top directory.
 const MAX_ENTRIES: usize = 1000;
@@ -43,16 +42,22 @@ pub enum View {
 /// One entry of hostpart's top directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The file name.
     pub name: String,
+    /// Whether it is a directory.
     pub is_dir: bool,
+    /// Its size in bytes (0 for a directory).
     pub size: u64,
 }
 
 /// An image file found on hostpart.
 #[derive(Debug, Clone)]
 pub struct ImageOnDisk {
+    /// Which of hnroot's image names it has.
     pub name: ImageName,
+    /// What the core's prober makes of it.
     pub seen: ImageSeen,
+    /// Its size in bytes.
     pub size: u64,
     /// FNV-1a of the whole file.
     pub digest: u64,
@@ -63,13 +68,16 @@ pub struct ImageOnDisk {
 pub struct HostpartView {
     /// Top directory, `lost+found` left out, sorted by name.
     pub entries: Vec<Entry>,
+    /// The image files among them.
     pub images: Vec<ImageOnDisk>,
+    /// Whether `system-revert` is there.
     pub revert_marker: bool,
     /// What the filesystem check said (`AfterReplay`), one line.
     pub check: Option<String>,
 }
 
 impl HostpartView {
+    /// The image file `name`, if hostpart holds one.
     pub fn image(&self, name: ImageName) -> Option<&ImageOnDisk> {
         self.images.iter().find(|i| i.name == name)
     }
@@ -145,7 +153,7 @@ pub fn extract_partition(disk: &Path, part: &disk::Partition, out: &Path) -> Res
 }
 
 /// Read hostpart of `disk` offline in `view`; `scratch` is a work directory.
-pub fn hostpart(disk: &ScenarioDisk, view: View, scratch: &Path) -> Result<HostpartView> {
+pub fn hostpart(disk: &BuiltDisk, view: View, scratch: &Path) -> Result<HostpartView> {
     let scratch = buildenv::fresh_dir(scratch)?;
     let part = scratch.join("hostpart.img");
     extract_partition(&disk.path, &disk.hostpart, &part)?;
@@ -314,7 +322,7 @@ fn btrfs_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Opti
 
 /// The boot-state file on the ESP of `disk`: its bytes (`None`: no such file) and what the
 /// core decodes from them.
-pub fn boot_state(disk: &ScenarioDisk, scratch: &Path) -> Result<(Option<Vec<u8>>, StateSeen)> {
+pub fn boot_state(disk: &BuiltDisk, scratch: &Path) -> Result<(Option<Vec<u8>>, StateSeen)> {
     fs::create_dir_all(scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
     let out = scratch.join("bootstate.read");
     let _ = fs::remove_file(&out);
@@ -324,7 +332,7 @@ pub fn boot_state(disk: &ScenarioDisk, scratch: &Path) -> Result<(Option<Vec<u8>
         .arg(format!(
             "{}@@{}",
             disk.path.display(),
-            ScenarioDisk::offset(&disk.esp)
+            BuiltDisk::offset(&disk.esp)
         ))
         .arg(format!("::{}", disk::BOOTSTATE_PATH))
         .arg(&out)
@@ -350,6 +358,6 @@ pub fn boot_state(disk: &ScenarioDisk, scratch: &Path) -> Result<(Option<Vec<u8>
 }
 
 /// A scratch directory for inspecting `disk`.
-pub fn scratch_for(disk: &ScenarioDisk) -> PathBuf {
+pub fn scratch_for(disk: &BuiltDisk) -> PathBuf {
     disk.path.with_file_name("inspect")
 }

@@ -1,11 +1,11 @@
-//! `cargo xtask initramfs`: hnroot's standalone minimal initramfs (issue 5). `hnroot-init`, built
+//! Builds hnroot's standalone initramfs and never installs or boots it. `hnroot-init`, built
 //! as a static musl binary and stripped, is `/init`; the kernel modules the boot needs for one
 //! kernel sit under `/lib/modules/<release>/` with a `modules.dep` limited to them and the
 //! kernel's `modules.builtin`; `/etc/hnroot/modules` names the modules to load (softdep
 //! providers such as `crc32c_generic` included, since hnroot-init only follows `modules.dep`);
 //! busybox is optional, for the emergency shell at `/bin/sh`. The archive is written in memory
-//! (rootless: `/dev/console` is a header, not a mknod) and compressed with zstd or gzip. It
-//! builds files; it never installs or boots anything.
+//! (rootless: `/dev/console` is a header, not a mknod) and compressed with zstd or gzip.
+//! `cargo xtask initramfs` is its command line (`testkit/src/bin/initramfs.rs`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -18,9 +18,7 @@ use anyhow::{bail, Context, Result};
 use crate::buildenv;
 use crate::busybox;
 use crate::cpio;
-use crate::grubmod;
 use crate::kernel::{self, ModuleSet};
-use crate::util;
 
 /// The Rust target of the early-boot binaries: static, no libc on the image needed.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
@@ -43,31 +41,10 @@ const ZSTD_LEVEL: &str = "-19";
 /// How the cpio archive is compressed (the Debian kernel unpacks both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compress {
+    /// `zstd -19`: what the tests use.
     Zstd,
+    /// `gzip -9`.
     Gzip,
-}
-
-/// `cargo xtask initramfs`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// `lib/modules/<release>` of the kernel the initramfs is for (depmod'ed: modules.dep,
-    /// modules.softdep, modules.alias, modules.builtin, modules.builtin.modinfo). Default: the
-    /// Debian kernel `cargo xtask` fetches and caches under target/hnroot-build/kernel.
-    #[arg(long)]
-    pub kernel_modules: Option<PathBuf>,
-    /// Where to write the compressed archive.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Add the host's static busybox as /bin/sh (and its applets): hnroot-init then offers an
-    /// emergency shell on a fatal error instead of stopping.
-    #[arg(long)]
-    pub busybox: bool,
-    #[arg(long, value_enum, default_value = "zstd")]
-    pub compress: Compress,
-    /// Modules to include besides the default set (virtio, loop, ext4, btrfs, vfat and code
-    /// pages), e.g. `--module xfs` for an XFS hostpart. Repeatable.
-    #[arg(long = "module")]
-    pub modules: Vec<String>,
 }
 
 /// What goes into an initramfs.
@@ -79,15 +56,20 @@ pub struct Spec {
     pub modules_dir: Option<PathBuf>,
     /// Modules (or aliases) wanted; their dependencies and `pre:` softdeps are added.
     pub wanted: Vec<String>,
+    /// Add the host's static busybox as `/bin/sh` and its applets (the emergency shell).
     pub busybox: bool,
+    /// How the archive is compressed.
     pub compress: Compress,
 }
 
 /// An initramfs that was written.
 #[derive(Debug, Clone)]
 pub struct Built {
+    /// The compressed archive.
     pub path: PathBuf,
+    /// Size of the cpio before compression (0 when taken from the cache unmeasured).
     pub cpio_bytes: u64,
+    /// Size of the compressed file.
     pub compressed_bytes: u64,
     /// Size of `/init`.
     pub init_bytes: u64,
@@ -110,7 +92,7 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let status = Command::new(&cargo)
         .args(["build", "--quiet", "--release", "--target", MUSL_TARGET])
         .args(["-p", package, "--bin", bin])
-        .current_dir(util::root())
+        .current_dir(buildenv::workspace_root())
         .stdin(Stdio::null())
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
@@ -120,7 +102,7 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
              (`cargo xtask deps` adds it with rustup)"
         );
     }
-    let built = grubmod::target_dir()
+    let built = buildenv::target_dir()
         .join(MUSL_TARGET)
         .join("release")
         .join(bin);
@@ -343,64 +325,6 @@ pub fn compress(data: &[u8], how: Compress) -> Result<Vec<u8>> {
         );
     }
     Ok(out.stdout)
-}
-
-/// `cargo xtask initramfs`: build it, and report its size with and without modules.
-pub fn run(args: &Args) -> Result<()> {
-    let modules_dir = match &args.kernel_modules {
-        Some(dir) => dir.clone(),
-        None => kernel::fetch_current()?.modules_dir,
-    };
-    let init = static_binary("hnroot-init", "hnroot-init")?;
-    let mut wanted = default_modules();
-    wanted.extend(args.modules.iter().cloned());
-    let spec = Spec {
-        init,
-        modules_dir: Some(modules_dir.clone()),
-        wanted,
-        busybox: args.busybox,
-        compress: args.compress,
-    };
-    let built = build(&spec, &args.out)?;
-    let bare_path = args.out.with_extension("no-modules.tmp");
-    let bare = build(
-        &Spec {
-            modules_dir: None,
-            ..spec.clone()
-        },
-        &bare_path,
-    )?;
-    fs::remove_file(&bare_path)
-        .with_context(|| format!("cannot remove {}", bare_path.display()))?;
-    println!(
-        "{}: {} KiB ({:?}; cpio {} KiB), hnroot-init {} KiB, {} modules for {}{}",
-        built.path.display(),
-        built.compressed_bytes.div_ceil(1024),
-        args.compress,
-        built.cpio_bytes.div_ceil(1024),
-        built.init_bytes.div_ceil(1024),
-        built.modules.len(),
-        release_of(&modules_dir)?,
-        if args.busybox { ", busybox" } else { "" }
-    );
-    println!(
-        "  without modules: {} KiB compressed, {} KiB cpio (goal: under 1024 KiB)",
-        bare.compressed_bytes.div_ceil(1024),
-        bare.cpio_bytes.div_ceil(1024)
-    );
-    println!(
-        "  modules: {}",
-        built
-            .modules
-            .iter()
-            .map(|ko| kernel::ko_module_name(ko))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    if !built.builtin.is_empty() {
-        println!("  built into the kernel: {}", built.builtin.join(" "));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -86,34 +86,40 @@ pub struct BootRecord {
     pub ended_at: Duration,
     /// How long this boot took on the host clock (from the previous boot's end).
     pub took: Duration,
+    /// How the boot ended, when it did.
     pub end: Option<End>,
     /// GRUB's `hnroot: ...` and `error: ...` lines, wrapped lines joined again.
     pub grub: Vec<String>,
     /// The decision line GRUB printed (`booting hn-root.img (normal); ...`), without
     /// `hnroot: `.
     pub decision: Option<String>,
-    /// `hnroot.image=` and `hnroot.uuid=` on the kernel command line: what GRUB loaded.
+    /// `hnroot.image=` on the kernel command line: the image GRUB loaded the kernel from.
     pub cmdline_image: Option<String>,
+    /// `hnroot.uuid=` on the kernel command line.
     pub cmdline_uuid: Option<String>,
     /// hnroot-init's lines (console copies), without `hnroot: `.
     pub init: Vec<String>,
-    /// `plan: update (5 steps)...`: the kind, the number of steps, the notes.
+    /// The kind of hnroot-init's plan (`plan: update (5 steps): notes`).
     pub plan_kind: Option<String>,
+    /// The number of steps the plan announced.
     pub plan_steps: Option<usize>,
+    /// The notes after the plan's step count.
     pub plan_notes: Option<String>,
     /// `step i/n: ...` lines, without `hnroot: `.
     pub steps: Vec<String>,
     /// `FATAL: ...`, without the prefix.
     pub fatal: Option<String>,
-    /// The test init's `booted version=V uuid=U`.
+    /// The version in the test init's `booted version=V uuid=U`.
     pub version: Option<String>,
+    /// The UUID in that line: the root filesystem's.
     pub uuid: Option<String>,
     /// The test init's `image NAME uuid=U` lines: hostpart as the booted system sees it.
     pub images: Vec<(String, String)>,
     /// `ls -la /hostpart` as the test init printed it.
     pub ls_hostpart: Vec<String>,
-    /// The action the test init ran and its exit line.
+    /// The action the test init ran.
     pub action: Option<String>,
+    /// The action's `action N exit=S` line.
     pub action_exit: Option<String>,
     /// Lines the action printed (between the action line and its exit line).
     pub action_output: Vec<String>,
@@ -313,6 +319,7 @@ fn strip_timestamp(line: &str) -> &str {
 /// One QEMU run over a scenario's disks, booting as often as the guest reboots.
 #[derive(Debug)]
 pub struct Session {
+    /// Names the session in messages.
     pub name: String,
     vm: Vm,
     /// Offset in the cleaned log where the current boot began.

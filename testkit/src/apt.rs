@@ -216,6 +216,16 @@ pub fn installed_version(package: &str) -> Result<String> {
     Ok(v)
 }
 
+/// The Debian suite of this machine (`VERSION_CODENAME` in `/etc/os-release`).
+pub fn debian_suite() -> Result<String> {
+    let text = fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+        .context("/etc/os-release has no VERSION_CODENAME: is this Debian?")
+}
+
 /// `dpkg-source -x DSC DIR`: the source tree with Debian's patches applied.
 pub fn unpack_source(dsc: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {

@@ -34,7 +34,9 @@ const MAX_PHNUM: usize = 64;
 /// The static busybox binary and its applet names (links to create, `init` excluded).
 #[derive(Debug, Clone)]
 pub struct Busybox {
+    /// `/bin/busybox`'s bytes.
     pub binary: Vec<u8>,
+    /// Its applets, each a link to `busybox` in an image.
     pub applets: Vec<String>,
 }
 

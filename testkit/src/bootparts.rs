@@ -1,0 +1,448 @@
+//! The boot parts: everything the QEMU scenarios, the demo and the disk command boot, built
+//! once and cached under `target/hnroot-build/boot-parts/` — the Debian kernel, hnroot's
+//! standalone initramfs, the production [`GrubImage`] (Debian's GRUB 2.06, `hnroot.mod`, the
+//! production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! version, each with its own ext4 UUID) — and, from them, the disk a scenario asks for
+//! ([`DiskContents`]: which test images under which names, the boot state written with the
+//! core's codec, markers, data and the actions the test init runs), made by [`disk::build`].
+//! It builds files and never boots them: booting them is [`crate::console`], inspecting them
+//! afterwards [`crate::inspect`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hnroot_core::bootstate::{new_block, BootState};
+use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::name::ImageName;
+use hnroot_core::uuid::FsUuid;
+
+use crate::buildenv::{self, cached, fnv1a, read};
+use crate::busybox;
+use crate::disk::{
+    self, BuiltDisk, BuiltFs, DiskSpec, EspSpec, HostFs, HostpartSpec, ImageFile, RootImageSpec,
+    Uuid,
+};
+use crate::grubimage::{self, GrubImage};
+use crate::initramfs;
+use crate::kernel::{self, Kernel};
+
+/// Where the hnroot CLI is installed in the test images (as the README's systemd unit expects).
+pub const CLI_IN_IMAGE: &str = "usr/sbin/hnroot";
+/// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart).
+pub const STAGE_DIR: &str = "data/e2e";
+
+/// How a test image behaves once its init runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Reports, runs the scenario's action, reboots or powers off.
+    Good,
+    /// Reports, then its init exits: the kernel panics ("Attempted to kill init!") and, with
+    /// `panic=10` on the command line, reboots 10 s later. It never runs `hnroot mark-good`.
+    InitExits,
+    /// Its `/boot/kernel` is not a kernel (a build that went wrong): GRUB can read the image
+    /// but its `linux` command fails, so the menu's fallback entry boots another image.
+    BadKernel,
+}
+
+/// What a [`Behaviour::BadKernel`] image holds as `/boot/kernel`.
+const NOT_A_KERNEL: &[u8] = b"hnroot test image: this file is not a Linux kernel\n";
+
+/// A test image to build.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageDef {
+    /// Printed by its test init (`booted version=...`); names it in scenarios.
+    pub version: &'static str,
+    /// What its init does.
+    pub behaviour: Behaviour,
+}
+
+/// A built test image.
+#[derive(Debug, Clone)]
+pub struct TestImage {
+    /// Its [`ImageDef::version`].
+    pub version: String,
+    /// The image file, its ext4 UUID and size.
+    pub fs: BuiltFs,
+    /// FNV-1a of the file: scenarios check that images come through a switch unchanged.
+    pub digest: u64,
+}
+
+/// Everything the scenarios boot.
+#[derive(Debug)]
+pub struct BootParts {
+    /// `target/hnroot-build/boot-parts`.
+    pub cache: PathBuf,
+    /// The Debian kernel in every test image.
+    pub kernel: Kernel,
+    /// hnroot's initramfs (`hnroot-init` as `/init`) in every test image.
+    pub initramfs: initramfs::Built,
+    /// The production GRUB image every scenario disk boots.
+    pub grub: GrubImage,
+    /// The test images, in the order asked for.
+    pub images: Vec<TestImage>,
+    /// What each part cost (or `cached`), for the time table.
+    pub timings: Vec<(String, Duration, bool)>,
+}
+
+/// An image file as a scenario places it on hostpart. Derived contents are kept next to the
+/// disk as `<file name>.source`, to compare with what hostpart holds afterwards.
+#[derive(Debug, Clone)]
+pub enum ImageContent {
+    /// The test image of this version.
+    Image(&'static str),
+    /// The first `bytes` of the test image of this version (a copy cut short).
+    Truncated(&'static str, u64),
+    /// `bytes` of pseudo-random data: no filesystem.
+    Garbage(u64),
+}
+
+/// The boot-state file on the ESP as a scenario starts.
+#[derive(Debug, Clone)]
+pub enum StateInit {
+    /// Written with the core's codec: the image of this version is committed (good).
+    Committed(&'static str),
+    /// Exactly these bytes.
+    Bytes(Vec<u8>),
+    /// No file at all.
+    Missing,
+}
+
+/// What a scenario puts on its disk, in terms of the test images.
+#[derive(Debug, Clone)]
+pub struct DiskContents {
+    /// Names the disk and its work directory.
+    pub name: String,
+    /// hostpart's filesystem.
+    pub fs: HostFs,
+    /// hostpart's label (`hostpart` unless the scenario is about labels).
+    pub label: String,
+    /// Image files on hostpart: (name, content).
+    pub images: Vec<(ImageName, ImageContent)>,
+    /// Whether `system-revert` is on hostpart.
+    pub revert_marker: bool,
+    /// The boot-state file.
+    pub state: StateInit,
+    /// Versions copied to `data/e2e/<version>.img`, for the test init to `hnroot stage`.
+    pub stage_sources: Vec<&'static str>,
+    /// The test init's actions, one per boot that reaches them (see [`disk::test_init`]).
+    pub actions: Vec<String>,
+}
+
+impl DiskContents {
+    /// hostpart of `fs` with `hn-root.img` = `current`, committed in the boot state.
+    pub fn committed(name: &str, fs: HostFs, current: &'static str) -> Self {
+        Self {
+            name: name.to_string(),
+            fs,
+            label: disk::HOSTPART_LABEL.to_string(),
+            images: vec![(ImageName::Current, ImageContent::Image(current))],
+            revert_marker: false,
+            state: StateInit::Committed(current),
+            stage_sources: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// The same with `name` holding `content` (replacing what it held).
+    pub fn with(mut self, name: ImageName, content: ImageContent) -> Self {
+        self.images.retain(|(n, _)| *n != name);
+        self.images.push((name, content));
+        self
+    }
+
+    /// The same without an image file `name`.
+    pub fn without(mut self, name: ImageName) -> Self {
+        self.images.retain(|(n, _)| *n != name);
+        self
+    }
+}
+
+impl BootParts {
+    /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
+    pub fn build(defs: &[ImageDef]) -> Result<BootParts> {
+        let cache = buildenv::build_root().join("boot-parts");
+        fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
+        let mut timings = Vec::new();
+        let mut timed = |what: &str, started: Instant, cached: bool| {
+            timings.push((what.to_string(), started.elapsed(), cached));
+        };
+
+        let t = Instant::now();
+        let cached_kernels: Vec<PathBuf> = fs::read_dir(kernel::cache_dir())
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        let kernel = kernel::fetch_current()?;
+        timed(
+            &format!("kernel {} (Debian {})", kernel.release, kernel.deb_version),
+            t,
+            cached_kernels
+                .iter()
+                .any(|dir| kernel.vmlinuz.starts_with(dir)),
+        );
+
+        let t = Instant::now();
+        let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
+        let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
+        timed("hnroot-init and hnroot (musl, release)", t, false);
+
+        let t = Instant::now();
+        let wanted = initramfs::default_modules();
+        let init_bytes = read(&init)?;
+        let initramfs_path = cache.join("initramfs.zst");
+        let key = format!(
+            "initramfs v3 {} {:016x} {}",
+            kernel.release,
+            fnv1a(&init_bytes),
+            wanted.join(",")
+        );
+        let spec = initramfs::Spec {
+            init: init.clone(),
+            modules_dir: Some(kernel.modules_dir.clone()),
+            wanted,
+            busybox: false,
+            compress: initramfs::Compress::Zstd,
+        };
+        let mut built_initramfs = None;
+        let hit = cached(&initramfs_path, &key, || {
+            built_initramfs = Some(initramfs::build(&spec, &initramfs_path)?);
+            Ok(())
+        })?;
+        let initramfs = match built_initramfs {
+            Some(b) => b,
+            None => {
+                let wanted: Vec<&str> = spec.wanted.iter().map(String::as_str).collect();
+                let set = kernel.modules_for(&wanted)?;
+                initramfs::Built {
+                    path: initramfs_path.clone(),
+                    cpio_bytes: 0,
+                    compressed_bytes: fs::metadata(&initramfs_path)?.len(),
+                    init_bytes: init_bytes.len() as u64,
+                    modules: set.load_order,
+                    builtin: set.builtin,
+                }
+            }
+        };
+        timed(
+            &format!(
+                "initramfs ({} KiB zstd, hnroot-init {} KiB)",
+                initramfs.compressed_bytes.div_ceil(1024),
+                initramfs.init_bytes.div_ceil(1024)
+            ),
+            t,
+            hit,
+        );
+
+        let t = Instant::now();
+        let grub = grubimage::production()?;
+        timed(
+            &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
+            t,
+            grub.cached,
+        );
+
+        let t = Instant::now();
+        let cli_bytes = read(&cli)?;
+        let busybox_digest = fnv1a(&read(Path::new(busybox::BUSYBOX))?);
+        let initramfs_digest = fnv1a(&read(&initramfs.path)?);
+        let mut images = Vec::new();
+        let mut all_cached = true;
+        let not_a_kernel = cache.join("not-a-kernel");
+        fs::write(&not_a_kernel, NOT_A_KERNEL.repeat(1024))
+            .with_context(|| format!("cannot write {}", not_a_kernel.display()))?;
+        for def in defs {
+            let kernel_file = match def.behaviour {
+                Behaviour::BadKernel => not_a_kernel.clone(),
+                Behaviour::Good | Behaviour::InitExits => kernel.vmlinuz.clone(),
+            };
+            let extra = match def.behaviour {
+                Behaviour::Good | Behaviour::BadKernel => String::new(),
+                Behaviour::InitExits => format!(
+                    "echo \"hnroot-test: {} is broken on purpose: its init exits now (kernel \
+                     panic; panic=10 reboots)\"\nexit 1",
+                    def.version
+                ),
+            };
+            let out = cache.join(format!("{}.img", def.version));
+            let key = format!(
+                "image v2 {} {:016x} {:016x} {:016x} {:016x} {:016x}",
+                kernel.release,
+                fnv1a(&read(&kernel_file)?),
+                initramfs_digest,
+                fnv1a(disk::test_init(def.version, &extra).as_bytes()),
+                fnv1a(&cli_bytes),
+                busybox_digest
+            );
+            let mut spec = RootImageSpec::new(def.version, &kernel_file, &initramfs.path);
+            spec.init_extra = extra.clone();
+            spec.files
+                .push(ImageFile::new(CLI_IN_IMAGE, 0o755, cli_bytes.clone()));
+            let hit = cached(&out, &key, || {
+                disk::build_root_image(&spec, &out).map(|_| ())
+            })?;
+            all_cached &= hit;
+            let bytes = read(&out)?;
+            images.push(TestImage {
+                version: def.version.to_string(),
+                fs: BuiltFs {
+                    path: out.clone(),
+                    uuid: disk::ext4_uuid(&out)?,
+                    size: bytes.len() as u64,
+                },
+                digest: fnv1a(&bytes),
+            });
+        }
+        for (i, a) in images.iter().enumerate() {
+            if let Some(b) = images[..i].iter().find(|b| b.fs.uuid == a.fs.uuid) {
+                bail!(
+                    "test images {} and {} share the UUID {}: delete {} and rebuild",
+                    b.version,
+                    a.version,
+                    a.fs.uuid,
+                    a.fs.path.display()
+                );
+            }
+        }
+        timed(
+            &format!(
+                "{} test images ({})",
+                images.len(),
+                images
+                    .iter()
+                    .map(|i| format!("{} {} MiB", i.version, i.fs.size / disk::MIB))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            t,
+            all_cached,
+        );
+        Ok(BootParts {
+            cache,
+            kernel,
+            initramfs,
+            grub,
+            images,
+            timings,
+        })
+    }
+
+    /// The test image of this version.
+    pub fn image(&self, version: &str) -> Result<&TestImage> {
+        self.images
+            .iter()
+            .find(|i| i.version == version)
+            .ok_or_else(|| anyhow!("the boot parts have no test image of version {version:?}"))
+    }
+
+    /// The version of the test image with this UUID.
+    pub fn version_of(&self, uuid: &FsUuid) -> Option<&str> {
+        self.images
+            .iter()
+            .find(|i| FsUuid::Uuid(i.fs.uuid.0) == *uuid)
+            .map(|i| i.version.as_str())
+    }
+
+    /// The core's UUID of a test image.
+    pub fn uuid(&self, version: &str) -> Result<FsUuid> {
+        Ok(FsUuid::Uuid(self.image(version)?.fs.uuid.0))
+    }
+
+    /// Trial length GRUB uses with the production grub.cfg.
+    pub fn tries(&self) -> u8 {
+        self.grub.tries()
+    }
+
+    /// Build the disk `contents` describes in a fresh `work/<name>/`.
+    pub fn disk(&self, contents: &DiskContents, work: &Path) -> Result<BuiltDisk> {
+        let dir = buildenv::fresh_dir(&work.join(&contents.name))?;
+        let mut host = HostpartSpec::new(contents.fs);
+        host.label = contents.label.clone();
+        for (name, content) in &contents.images {
+            let source = match content {
+                ImageContent::Image(v) => self.image(v)?.fs.path.clone(),
+                ImageContent::Truncated(v, bytes) => {
+                    let path = dir.join(format!("{}.source", name.file_name()));
+                    let data = read(&self.image(v)?.fs.path)?;
+                    let cut = usize::try_from(*bytes)?.min(data.len());
+                    fs::write(&path, &data[..cut])
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    path
+                }
+                ImageContent::Garbage(bytes) => {
+                    let path = dir.join(format!("{}.source", name.file_name()));
+                    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+                    let data: Vec<u8> = (0..*bytes)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            x as u8
+                        })
+                        .collect();
+                    fs::write(&path, data)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    path
+                }
+            };
+            host = host.image(name.file_name(), &source);
+        }
+        for v in &contents.stage_sources {
+            host = host.image_at(&format!("{STAGE_DIR}/{v}.img"), &self.image(v)?.fs.path);
+        }
+        if contents.revert_marker {
+            host.files
+                .push(ImageFile::new(REVERT_MARKER, 0o644, Vec::new()));
+        }
+        if !contents.actions.is_empty() {
+            if contents.actions.iter().any(|a| a.contains('\n')) {
+                bail!("{}: an action must be one line", contents.name);
+            }
+            let text: String = contents.actions.iter().map(|a| format!("{a}\n")).collect();
+            host.files
+                .push(ImageFile::new(disk::ACTIONS_PATH, 0o644, text.into_bytes()));
+        }
+        let mut esp = EspSpec::new(&self.grub);
+        esp.bootstate = match &contents.state {
+            StateInit::Committed(v) => Some(committed_block(self.uuid(v)?)),
+            StateInit::Bytes(b) => Some(b.clone()),
+            StateInit::Missing => None,
+        };
+        disk::build(
+            &DiskSpec {
+                name: contents.name.clone(),
+                esp,
+                hostpart: host,
+            },
+            &dir,
+        )
+    }
+
+    /// A second disk holding only a partition whose filesystem is labelled `label`, with
+    /// `hn-root.img` = `version` (for the duplicate-label scenario).
+    pub fn lone_hostpart_disk(
+        &self,
+        name: &str,
+        label: &str,
+        version: &'static str,
+        work: &Path,
+    ) -> Result<PathBuf> {
+        let dir = buildenv::fresh_dir(&work.join(name))?;
+        let mut host = HostpartSpec::new(HostFs::Ext4).image(
+            ImageName::Current.file_name(),
+            &self.image(version)?.fs.path,
+        );
+        host.label = label.to_string();
+        disk::build_hostpart_only(&host, &dir)
+    }
+}
+
+/// A boot-state block (the ESP's `hnroot/bootstate`) that records `good` as committed.
+pub fn committed_block(good: FsUuid) -> Vec<u8> {
+    new_block(&BootState::Committed { good }).to_vec()
+}
+
+/// The UUID type of [`disk`] as the core's.
+pub fn core_uuid(u: Uuid) -> FsUuid {
+    FsUuid::Uuid(u.0)
+}

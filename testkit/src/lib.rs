@@ -1,0 +1,42 @@
+//! hnroot's test harness as a library of parts, one module per job; the system-test suites
+//! (`tests/`, package `hnroot-system-tests`) and `cargo xtask` are built on it. It builds and
+//! boots throw-away disks, kernels, initramfs and GRUB images under `target/hnroot-build/`; it
+//! never touches the host's boot setup, its packages or its disks.
+//!
+//! | module           | job                                                                   |
+//! |------------------|-----------------------------------------------------------------------|
+//! | [`buildenv`]     | the build cache, running host tools                                   |
+//! | [`apt`]          | Debian packages and sources through a private apt configuration        |
+//! | [`blkid_corpus`] | util-linux's blkid test corpus, the probes' reference                  |
+//! | [`kernel`]       | Debian's kernel, fetched once; which modules a boot needs             |
+//! | [`cpio`]         | newc archives written in memory                                       |
+//! | [`busybox`]      | the host's static busybox                                             |
+//! | [`initramfs`]    | hnroot's standalone initramfs (`hnroot-init` as `/init`)              |
+//! | [`linuxrc`]      | the busybox-sh baseline initramfs `bench-initramfs` measures against   |
+//! | [`grubmod`]      | `hnroot.mod` built against Debian's GRUB source                       |
+//! | [`relax`]        | GOT-relative relocations made direct, for GRUB's module loader        |
+//! | [`grubimage`]    | `BOOTX64.EFI`: Debian's GRUB with `hnroot.mod` and a `grub.cfg`       |
+//! | [`disk`]         | root images, hostpart, the ESP and the GPT disk around them           |
+//! | [`bootparts`]    | the cached kernel, initramfs, GRUB image, CLI and test images          |
+//! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
+//! | [`console`]      | boots read off the serial console                                     |
+//! | [`inspect`]      | a disk read offline after QEMU stopped                                |
+
+#![deny(missing_docs)]
+
+pub mod apt;
+pub mod blkid_corpus;
+pub mod bootparts;
+pub mod buildenv;
+pub mod busybox;
+pub mod console;
+pub mod cpio;
+pub mod disk;
+pub mod grubimage;
+pub mod grubmod;
+pub mod initramfs;
+pub mod inspect;
+pub mod kernel;
+pub mod linuxrc;
+pub mod qemu;
+pub mod relax;
