@@ -149,30 +149,13 @@ impl Module {
     /// `sbat.csv`; both version records must agree.
     pub fn load(dir: &Path) -> Result<Module> {
         let path = dir.join(MODULE_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let elf = object::File::parse(&*bytes)
-            .with_context(|| format!("{} is not an ELF object", path.display()))?;
-        let section = |name: &str| -> Option<Vec<String>> {
-            let data = elf.section_by_name(name)?.data().ok()?;
-            Some(
-                data.split(|b| *b == 0)
-                    .map(|s| String::from_utf8_lossy(s).trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
+        let (name, deps, inside) = identity(&path)?;
+        let inside = inside.ok_or_else(|| {
+            anyhow!(
+                "{} has no {VERSION_SECTION} section: it does not say which GRUB it fits",
+                path.display()
             )
-        };
-        let name = section(".modname")
-            .and_then(|v| v.into_iter().next())
-            .ok_or_else(|| anyhow!("{} has no .modname: not a GRUB module", path.display()))?;
-        let deps = section(".moddeps").unwrap_or_default();
-        let inside = section(VERSION_SECTION)
-            .and_then(|v| v.into_iter().next())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} has no {VERSION_SECTION} section: it does not say which GRUB it fits",
-                    path.display()
-                )
-            })?;
+        })?;
         let record = dir.join(VERSION_RECORD);
         let beside = fs::read_to_string(&record)
             .with_context(|| format!("cannot read {}", record.display()))?;
@@ -200,6 +183,28 @@ impl Module {
             sbat,
         })
     }
+}
+
+/// A GRUB module's `.modname`, `.moddeps` and (hnroot's) version section.
+fn identity(path: &Path) -> Result<(String, Vec<String>, Option<String>)> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let elf = object::File::parse(&*bytes)
+        .with_context(|| format!("{} is not an ELF object", path.display()))?;
+    let section = |name: &str| -> Option<Vec<String>> {
+        let data = elf.section_by_name(name)?.data().ok()?;
+        Some(
+            data.split(|b| *b == 0)
+                .map(|s| String::from_utf8_lossy(s).trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    };
+    let name = section(".modname")
+        .and_then(|v| v.into_iter().next())
+        .ok_or_else(|| anyhow!("{} has no .modname: not a GRUB module", path.display()))?;
+    let deps = section(".moddeps").unwrap_or_default();
+    let version = section(VERSION_SECTION).and_then(|v| v.into_iter().next());
+    Ok((name, deps, version))
 }
 
 /// The module kit: one directory per GRUB build, and the shared `grub.cfg`.
@@ -450,6 +455,70 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Grub::at(dir.path()).unwrap().version, "2.12-9+deb13u4");
+    }
+
+    #[test]
+    fn an_image_must_carry_the_module_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hnroot.mod");
+        let tail: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        fs::write(&path, [b"hnroot_decide".as_slice(), &tail].concat()).unwrap();
+        let module = Module {
+            path,
+            name: "hnroot".into(),
+            deps: vec![],
+            built_for: "x".into(),
+            sbat: PathBuf::new(),
+        };
+        let image = dir.path().join("BOOTX64.EFI");
+        fs::write(
+            &image,
+            [b"MZ..".as_slice(), b"hnroot_decide", &tail, b"end"].concat(),
+        )
+        .unwrap();
+        check_carries(&image, &module).unwrap();
+        fs::write(
+            &image,
+            [b"MZ..".as_slice(), b"hnroot_decide", &tail[..200]].concat(),
+        )
+        .unwrap();
+        let err = check_carries(&image, &module).unwrap_err().to_string();
+        assert!(err.contains("does not contain"), "{err}");
+    }
+
+    /// A real module of the installed GRUB (search.mod, with real .moddeps) stands in for
+    /// hnroot.mod: its identity is read from its sections and merged into moddep.lst.
+    #[test]
+    fn a_module_is_merged_with_its_dependencies() {
+        let base = Path::new(GRUB_MODULES_DIR);
+        if !base.join("search.mod").is_file() {
+            eprintln!("SKIPPED: no {GRUB_MODULES_DIR} (apt-get install grub-efi-amd64-bin)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extra.mod");
+        fs::copy(base.join("search.mod"), &path).unwrap();
+        let (name, deps, version) = identity(&path).unwrap();
+        assert_eq!(name, "search");
+        assert_eq!(version, None);
+        let module = Module {
+            path,
+            name,
+            deps,
+            built_for: "x".into(),
+            sbat: PathBuf::new(),
+        };
+        let merged = dir.path().join("merged");
+        merge_module_dir(base, &module, &merged).unwrap();
+        let moddep = fs::read_to_string(merged.join("moddep.lst")).unwrap();
+        let lines: Vec<&str> = moddep
+            .lines()
+            .filter(|l| l.starts_with("search:"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["search: extcmd search_fs_uuid search_fs_file search_label"]
+        );
     }
 
     #[test]

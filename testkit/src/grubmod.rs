@@ -110,6 +110,43 @@ pub fn output_dir() -> PathBuf {
     buildenv::build_root().join("grub-module")
 }
 
+/// The module kit as the package installs it (`/usr/lib/hnroot/grub`): `grub.cfg`, and per GRUB
+/// build a directory with `hnroot.mod`, its version record and `sbat.csv`
+/// (`hnroot_install::grub::Kit`).
+pub fn kit_dir() -> PathBuf {
+    buildenv::build_root().join("grub-kit")
+}
+
+/// Build the module (as [`build`]) and lay out the kit around it: what `hnroot install` and the
+/// Debian package take. SBAT metadata: Debian's template from the very `grub2` source the
+/// module was built against, and hnroot's line.
+pub fn build_kit() -> Result<hnroot_install::grub::Kit> {
+    let module = build()?;
+    let tree = prepare_grub_tree()?;
+    let kit = kit_dir();
+    let dir = kit.join(GRUB_DEBIAN_VERSION);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let template_path = tree.join("debian/sbat.debian.csv.in");
+    let template = fs::read_to_string(&template_path)
+        .with_context(|| format!("reading Debian's SBAT template {}", template_path.display()))?;
+    let sbat =
+        hnroot_install::grub::sbat_csv(&template, GRUB_DEBIAN_VERSION, env!("CARGO_PKG_VERSION"));
+    fs::write(dir.join(hnroot_install::grub::SBAT_FILE), sbat)?;
+    fs::copy(&module.path, dir.join(hnroot_install::grub::MODULE_FILE))
+        .with_context(|| format!("copying {} into the kit", module.path.display()))?;
+    fs::copy(
+        version_record_path(&module.path),
+        dir.join(hnroot_install::grub::VERSION_RECORD),
+    )
+    .context("copying the version record into the kit")?;
+    fs::copy(
+        buildenv::workspace_root().join("grub-module/grub.cfg"),
+        kit.join(hnroot_install::grub::GRUB_CFG),
+    )
+    .context("copying grub.cfg into the kit")?;
+    Ok(hnroot_install::grub::Kit::at(&kit))
+}
+
 /// Build `hnroot.mod`; print where it is and its size.
 pub fn build() -> Result<Module> {
     check_installed_package()?;
