@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod bootstate_cmd;
 mod find_cmd;
 mod history_cmd;
+mod install;
 mod mark_good;
 mod out;
 mod place;
@@ -43,6 +44,9 @@ enum Command {
     /// Copy a signed image (a path or an http(s) URL) to hostpart as hn-root-new.img; the next
     /// boot boots it as an update.
     Stage(stage::StageArgs),
+    /// Make a bare disk an hnroot disk (GPT, ESP, hostpart, the first image, GRUB with
+    /// hnroot.mod), or with --esp DIR only install GRUB and the boot state into an ESP.
+    Install(install::InstallArgs),
     /// Remove the partial files interrupted stages left on hostpart.
     DiscardPartials(stage::DiscardArgs),
     /// What every boot and every operator command did, oldest first.
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => status::explain(&args),
         Command::MarkGood(args) => mark_good::mark_good(&args),
         Command::Stage(args) => stage::stage(&args),
+        Command::Install(args) => install::install(&args),
         Command::DiscardPartials(args) => stage::discard(&args),
         Command::History(args) => history_cmd::history(&args),
         Command::Revert(args) => revert::revert(&args),

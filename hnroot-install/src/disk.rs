@@ -239,6 +239,9 @@ pub fn partition(disk: &Disk, layout: &DiskLayout) -> Result<()> {
         .arg("--typecode=2:8300")
         .arg(format!("--change-name=2:{HOSTPART_LABEL}"))
         .arg(&disk.node))?;
+    // sgdisk asks the kernel to re-read the table, which a loop device (and a disk another
+    // program holds open) may not do; partx tells the kernel about each partition directly.
+    run(Command::new("partx").arg("--update").arg(&disk.node))?;
     Ok(())
 }
 

@@ -80,6 +80,95 @@ pub fn ensure_boot_state(esp: &Path, good: FsUuid) -> Result<String> {
     }
 }
 
+fn mtools(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    // A partition holds the FAT directly; skip mtools' disk-geometry check.
+    let out = cmd
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .with_context(|| format!("cannot start {shown} (apt-get install mtools)"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`write_boot_loader`] onto the FAT filesystem on the device `dev`, with mtools (no mount:
+/// works where the running kernel has no FAT driver, as in a minimal rescue system).
+pub fn write_boot_loader_fat(dev: &Path, efi: &Path) -> Result<String> {
+    let size = fs::metadata(efi)
+        .with_context(|| format!("cannot read {}", efi.display()))?
+        .len();
+    for dir in ["::/EFI", "::/EFI/BOOT"] {
+        mtools(
+            Command::new("mmd")
+                .args(["-D", "s", "-i"])
+                .arg(dev)
+                .arg(dir),
+        )?;
+    }
+    mtools(
+        Command::new("mcopy")
+            .args(["-o", "-i"])
+            .arg(dev)
+            .arg(efi)
+            .arg(format!("::/{BOOT_LOADER_PATH}")),
+    )?;
+    Ok(format!(
+        "{BOOT_LOADER_EFI_PATH} ({} KiB) written to {}",
+        size.div_ceil(1024),
+        dev.display()
+    ))
+}
+
+/// [`ensure_boot_state`] on the FAT filesystem on the device `dev`, with mtools.
+pub fn ensure_boot_state_fat(dev: &Path, good: FsUuid) -> Result<String> {
+    let scratch = std::env::temp_dir().join(format!("hnroot-bootstate-{}", std::process::id()));
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch)?;
+    }
+    fs::create_dir_all(scratch.join("hnroot"))
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let result = (|| {
+        let local = scratch.join(layout::BOOTSTATE_PATH);
+        let remote = format!("::/{}", layout::BOOTSTATE_PATH);
+        // Absent unless mcopy can copy it out.
+        let _ = mtools(
+            Command::new("mcopy")
+                .args(["-n", "-i"])
+                .arg(dev)
+                .arg(&remote)
+                .arg(&local),
+        );
+        let said = ensure_boot_state(&scratch, good)?;
+        if said.contains(" created: ") {
+            mtools(
+                Command::new("mmd")
+                    .args(["-D", "s", "-i"])
+                    .arg(dev)
+                    .arg("::/hnroot"),
+            )?;
+            mtools(
+                Command::new("mcopy")
+                    .args(["-o", "-i"])
+                    .arg(dev)
+                    .arg(&local)
+                    .arg(&remote),
+            )?;
+        }
+        Ok(said.replace(
+            &scratch.display().to_string(),
+            &format!("{}:", dev.display()),
+        ))
+    })();
+    let _ = fs::remove_dir_all(&scratch);
+    result
+}
+
 /// Whether the firmware's variables can be written from here.
 pub fn efivars_present() -> bool {
     Path::new("/sys/firmware/efi/efivars").is_dir()

@@ -110,6 +110,13 @@ pub fn output_dir() -> PathBuf {
     buildenv::build_root().join("grub-module")
 }
 
+/// The environment variable that hands the kit's directory to the workspace tests
+/// (`hnroot install`'s CLI tests).
+pub const KIT_ENV: &str = "HNROOT_GRUB_KIT";
+
+/// Set (by `cargo xtask test`) when a missing kit is a failure rather than a skip.
+pub const REQUIRE_KIT_ENV: &str = "HNROOT_REQUIRE_GRUB_KIT";
+
 /// The module kit as the package installs it (`/usr/lib/hnroot/grub`): `grub.cfg`, and per GRUB
 /// build a directory with `hnroot.mod`, its version record and `sbat.csv`
 /// (`hnroot_install::grub::Kit`).

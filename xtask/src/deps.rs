@@ -48,6 +48,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("dumpe2fs", Source::Debian("e2fsprogs")),
     ("e2fsck", Source::Debian("e2fsprogs")),
     ("e2label", Source::Debian("e2fsprogs")),
+    ("efibootmgr", Source::Debian("efibootmgr")),
     ("fatlabel", Source::Debian("dosfstools")),
     ("flex", Source::Debian("flex")),
     ("gcc", Source::Debian("gcc")),
@@ -72,6 +73,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("mount", Source::Debian("mount")),
     ("mountpoint", Source::Debian("util-linux")),
     ("objcopy", Source::Debian("binutils")),
+    ("partx", Source::Debian("util-linux")),
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
@@ -86,6 +88,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("umount", Source::Debian("mount")),
     ("unmkinitramfs", Source::Debian("initramfs-tools-core")),
     ("unshare", Source::Debian("util-linux")),
+    ("wipefs", Source::Debian("util-linux")),
     ("xfs_db", Source::Debian("xfsprogs")),
     ("xz", Source::Debian("xz-utils")),
     ("zstd", Source::Debian("zstd")),
@@ -254,11 +257,13 @@ mod tests {
     /// wrapper must be added here and its calling convention to the patterns.
     const WRAPPERS: &[(&str, usize)] = &[
         ("hnroot-cli/tests/probe_find_cli.rs", 2), // tool(cmd, ..), the binary under test
+        ("hnroot-cli/tests/install_cli.rs", 1),    // run(&["prog", ..])
         ("hnroot-cli/tests/operator_cli.rs", 3),   // the binary under test
         ("hnroot-cli/tests/stage_cli.rs", 1),      // the binary under test
         ("hnroot-cli/tests/support/mod.rs", 2), // the binary under test; Mounted::new(&["mkfs..", ..])
         ("hnroot-core/tests/probe_props.rs", 1), // tool in a literal list
         ("hnroot-ffi/src/probe.rs", 1),         // run(&["prog", ..])
+        ("hnroot-install/src/grub.rs", 1),      // Grub::mkstandalone (grub-mkstandalone)
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
         ("initramfs/src/fallback.rs", 1),       // the initramfs's own /bin/sh, in the guest

@@ -17,7 +17,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use hnroot_testkit::{blkid_corpus, buildenv};
+use hnroot_testkit::{blkid_corpus, buildenv, grubmod};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "hnroot build, test and demo driver")]
@@ -210,12 +210,16 @@ fn test() -> Result<()> {
     )?;
     // The probes are checked against util-linux's own corpus: fetched first, required here.
     let corpus = blkid_corpus::fetch()?;
+    // `hnroot install` is tested with the module kit built for the installed GRUB.
+    let kit = grubmod::build_kit()?;
     buildenv::step_env(
         "unit and integration tests",
         &["cargo", "test", "--workspace"],
         &[
             (blkid_corpus::ENV, corpus.as_os_str()),
             (blkid_corpus::REQUIRE_ENV, OsStr::new("1")),
+            (grubmod::KIT_ENV, kit.dir.as_os_str()),
+            (grubmod::REQUIRE_KIT_ENV, OsStr::new("1")),
         ],
     )?;
     fuzz::run(10)?;

@@ -1,5 +1,5 @@
-//! `cargo xtask grub-module`: build `target/hnroot-build/grub-module/hnroot.mod` (see
-//! [`hnroot_testkit::grubmod`]) and print its path and size. It never installs the module.
+//! `cargo xtask grub-module`: build `hnroot.mod` and the module kit around it
+//! (`target/hnroot-build/grub-kit`, see [`hnroot_testkit::grubmod`]) and print where they are. It never installs the module.
 
 use anyhow::Result;
 use clap::Parser;
@@ -16,12 +16,17 @@ struct Args {}
 
 fn main() -> Result<()> {
     Args::parse();
-    let module = grubmod::build()?;
+    let kit = grubmod::build_kit()?;
+    let module = kit
+        .dir
+        .join(grubmod::GRUB_DEBIAN_VERSION)
+        .join("hnroot.mod");
     println!(
-        "{}: {} bytes, for Debian grub2 {} (x86_64-efi)",
-        module.path.display(),
-        module.size,
-        grubmod::GRUB_DEBIAN_VERSION
+        "{}: {} bytes, for Debian grub2 {} (x86_64-efi); kit {}",
+        module.display(),
+        std::fs::metadata(&module)?.len(),
+        grubmod::GRUB_DEBIAN_VERSION,
+        kit.dir.display()
     );
     Ok(())
 }

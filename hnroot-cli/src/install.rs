@@ -1,0 +1,411 @@
+//! `hnroot install`: from a bare disk to an hnroot disk, or (`--esp DIR`) only the ESP's part on
+//! an existing layout. The driver's contract as everywhere: observe (the disk, the image and its
+//! signature, the installed GRUB and the module built for it), ask the core
+//! (`install::disk_layout`, `install::install_steps`, `operator::first_image`), print the plan,
+//! and carry it out step by step, saying what each step did. Everything that could refuse is
+//! checked before the first byte is written; `--dry-run` stops there.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use hnroot_core::bootstate::StateSeen;
+use hnroot_core::install::{
+    self, DiskLayout, HostpartFs, InstallRequest, InstallStep, ESP_DEFAULT, MIB,
+};
+use hnroot_core::layout;
+use hnroot_core::name::ImageName;
+use hnroot_core::operator::{self, StageRequest};
+use hnroot_core::uuid::FsUuid;
+use hnroot_install::{disk, esp, grub};
+use hnroot_linux::hostpart::Hostpart;
+use hnroot_linux::mounts;
+
+use crate::progress::Progress;
+use crate::stage::{Checked, SignatureArgs};
+use crate::{say, warn};
+
+/// Options of `hnroot install`.
+#[derive(clap::Args, Debug)]
+pub struct InstallArgs {
+    /// The whole disk to make an hnroot disk (destroys everything on it).
+    #[arg(
+        long,
+        value_name = "DEVICE",
+        conflicts_with = "esp",
+        required_unless_present = "esp"
+    )]
+    disk: Option<PathBuf>,
+    /// Only the ESP's part, on an existing layout: GRUB with hnroot.mod into the ESP mounted at
+    /// DIR, and the boot-state file recording hostpart's hn-root.img as good.
+    #[arg(long, value_name = "DIR")]
+    esp: Option<PathBuf>,
+    /// With --esp: hostpart's top directory.
+    #[arg(long, value_name = "DIR", default_value = layout::HOSTPART_MOUNT)]
+    hostpart: PathBuf,
+    /// The first image: a path or an http(s) URL; signed like an image to stage.
+    #[arg(long, value_name = "FILE|URL", required_unless_present = "esp")]
+    image: Option<String>,
+    #[command(flatten)]
+    sig: SignatureArgs,
+    /// hostpart's filesystem: ext4, btrfs or xfs.
+    #[arg(long, value_name = "FS", default_value = "ext4", value_parser = parse_fs)]
+    hostpart_fs: HostpartFs,
+    /// The ESP's size in MiB (at least 128).
+    #[arg(long, value_name = "MIB", default_value_t = ESP_DEFAULT / MIB)]
+    esp_size: u64,
+    /// Go ahead and destroy everything on the disk.
+    #[arg(long)]
+    yes: bool,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not register a firmware boot entry (the disk still boots by the removable-media
+    /// path \EFI\BOOT\BOOTX64.EFI).
+    #[arg(long)]
+    no_boot_entry: bool,
+    /// The installed GRUB's x86_64-efi modules.
+    #[arg(long, value_name = "DIR", default_value = grub::GRUB_MODULES_DIR)]
+    grub_modules: PathBuf,
+    /// The hnroot.mod kit (one directory per GRUB build, and grub.cfg).
+    #[arg(long, value_name = "DIR", default_value = grub::KIT_DIR)]
+    kit: PathBuf,
+}
+
+fn parse_fs(s: &str) -> Result<HostpartFs, String> {
+    HostpartFs::parse(s).ok_or_else(|| format!("{s}: hostpart is ext4, btrfs or xfs"))
+}
+
+/// GRUB and the module built for it, checked before anything is written.
+struct GrubParts {
+    grub: grub::Grub,
+    module: grub::Module,
+    cfg: String,
+}
+
+fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
+    let grub = grub::Grub::at(&args.grub_modules)?;
+    let kit = grub::Kit::at(&args.kit);
+    let module = kit.module_for(&grub)?;
+    let cfg = kit.grub_cfg()?;
+    Ok(GrubParts { grub, module, cfg })
+}
+
+/// A filesystem mounted for the install, unmounted (after a sync) when dropped.
+struct Mounted {
+    dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn new(node: &Path, fs: &str) -> Result<Mounted> {
+        let dir = tempfile::Builder::new()
+            .prefix("hnroot-install-")
+            .tempdir_in(if Path::new("/run").is_dir() {
+                Path::new("/run")
+            } else {
+                Path::new("/tmp")
+            })
+            .context("cannot make a temporary mount point")?;
+        mounts::mount(
+            node,
+            dir.path(),
+            Some(fs),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            None,
+        )
+        .with_context(|| format!("cannot mount {}", node.display()))?;
+        Ok(Mounted { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+        if let Err(e) = mounts::umount(self.dir.path(), 0) {
+            warn!("hnroot: {e}");
+        }
+    }
+}
+
+fn step_line(n: usize, total: usize, step: &InstallStep, what: &str) {
+    say!("hnroot: step {n}/{total}: {step}: {what}");
+}
+
+fn layout_lines(disk: &disk::Disk, layout: &DiskLayout) {
+    say!(
+        "hnroot: {} ({} MiB, {}-byte sectors): partition 1 ESP {} MiB at {} MiB, partition 2 \
+         hostpart {} MiB at {} MiB",
+        disk.node.display(),
+        disk.facts.size / MIB,
+        disk.facts.logical_sector,
+        layout.esp.size / MIB,
+        layout.esp.start / MIB,
+        layout.hostpart.size / MIB,
+        layout.hostpart.start / MIB
+    );
+}
+
+/// Whether a firmware boot entry is made, and if not, why not.
+fn boot_entry(args: &InstallArgs, disk: Option<&disk::Disk>) -> Result<(), &'static str> {
+    if args.no_boot_entry {
+        return Err("--no-boot-entry");
+    }
+    if !esp::efivars_present() {
+        return Err("this system was not booted by UEFI (no /sys/firmware/efi/efivars)");
+    }
+    match disk {
+        Some(d) if d.name.starts_with("loop") => {
+            Err("the disk is a loop device: the firmware cannot boot from it")
+        }
+        None => Err("--esp: the boot entry of the running system's disk is left as it is"),
+        Some(_) => Ok(()),
+    }
+}
+
+fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
+    let disk = disk::observe(node)?;
+    let checked = Checked::open(image, &args.sig)?;
+    let request = InstallRequest {
+        image_size: checked.source.len(),
+        esp_size: args.esp_size.saturating_mul(MIB),
+        confirmed: args.yes,
+        dry_run: args.dry_run,
+    };
+    let layout = install::disk_layout(&disk.facts, &request).map_err(|refusal| {
+        let by = disk
+            .used_by
+            .as_deref()
+            .map(|b| format!(" ({b})"))
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{}{by}: {refusal} [{}]; nothing was written",
+            disk.node.display(),
+            refusal.code()
+        )
+    })?;
+    let parts = grub_parts(args)?;
+    let register = boot_entry(args, Some(&disk));
+    let steps: Vec<InstallStep> =
+        install::install_steps(Some(args.hostpart_fs), register.is_ok()).collect();
+    say!(
+        "hnroot: installing onto {}: image {} ({} MiB, UUID {}{}), GRUB {} with hnroot.mod",
+        disk.node.display(),
+        checked.source.name(),
+        checked.source.len() >> 20,
+        checked.bootable.uuid,
+        checked
+            .version
+            .as_deref()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default(),
+        parts.grub.version
+    );
+    layout_lines(&disk, &layout);
+    for (i, step) in steps.iter().enumerate() {
+        say!("hnroot: plan {}/{}: {step}", i + 1, steps.len());
+    }
+    if let Err(why) = register {
+        say!("hnroot: no firmware boot entry: {why}");
+    }
+    if args.dry_run {
+        say!("hnroot: --dry-run: nothing was written");
+        return Ok(());
+    }
+    let total = steps.len();
+    let mut hostpart_mount: Option<Mounted> = None;
+    // The ESP is written with mtools, never mounted: install works where the running kernel has
+    // no FAT driver.
+    let mut esp_part: Option<PathBuf> = None;
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        let what = match *step {
+            InstallStep::PartitionDisk => {
+                disk::partition(&disk, &layout)?;
+                "GPT written".to_owned()
+            }
+            InstallStep::MakeEspFs => {
+                let part = disk::partition_node(&disk, 1)?;
+                disk::make_esp(&part)?;
+                let made = format!("{} made", part.display());
+                esp_part = Some(part);
+                made
+            }
+            InstallStep::MakeHostpartFs(fs) => {
+                let part = disk::partition_node(&disk, 2)?;
+                disk::make_hostpart(&part, fs)?;
+                hostpart_mount = Some(Mounted::new(&part, fs.as_str())?);
+                format!("{} made and mounted", part.display())
+            }
+            InstallStep::CopyFirstImage => {
+                let dir = hostpart_mount.as_ref().context("hostpart is not mounted")?;
+                let hostpart = Hostpart::open(dir.path())?;
+                let _lock = hostpart.lock()?;
+                let view = hostpart.observe()?;
+                let obs = view.observation(StateSeen::Absent);
+                let have = checked.resumable(&view);
+                let plan = operator::first_image(
+                    &obs,
+                    &StageRequest {
+                        uuid: checked.bootable.uuid,
+                        needed: checked.source.len().saturating_sub(have),
+                        free: hostpart.free_bytes()?,
+                        replace: false,
+                        force: false,
+                    },
+                )?;
+                let progress = Progress::new(false);
+                checked.announce(&progress, ImageName::Current.file_name(), have);
+                // The boot state is written by its own step, on the ESP.
+                let mut no_state = NoBootState;
+                checked.copy(&hostpart, &plan, &mut no_state, &progress)?;
+                "hn-root.img in place".to_owned()
+            }
+            InstallStep::MakeDataDir => {
+                let dir = hostpart_mount.as_ref().context("hostpart is not mounted")?;
+                let hostpart = Hostpart::open(dir.path())?;
+                hostpart.make_dirs(layout::RECORDS_DIR)?;
+                crate::history_cmd::record(
+                    &hostpart,
+                    hnroot_core::history::Event::Installed,
+                    Some(ImageName::Current),
+                    Some(checked.bootable.uuid),
+                    Some(checked.bootable.uuid),
+                );
+                format!("{} and {} created", layout::DATA_DIR, layout::RECORDS_DIR)
+            }
+            InstallStep::InstallGrub => {
+                let part = esp_part.as_ref().context("the ESP was not made")?;
+                write_grub(&parts, Esp::Fat(part))?
+            }
+            InstallStep::CreateBootState => {
+                let part = esp_part.as_ref().context("the ESP was not made")?;
+                esp::ensure_boot_state_fat(part, checked.bootable.uuid)?
+            }
+            InstallStep::RegisterBootEntry => esp::register_boot_entry(&disk.node, 1)?,
+        };
+        step_line(n, total, step, &what);
+    }
+    drop(hostpart_mount);
+    say!(
+        "hnroot: {} is an hnroot disk: it boots hn-root.img (UUID {}) through GRUB {}",
+        disk.node.display(),
+        checked.bootable.uuid,
+        parts.grub.version
+    );
+    Ok(())
+}
+
+/// Where the ESP is: mounted at a directory, or a FAT device written with mtools.
+enum Esp<'a> {
+    Dir(&'a Path),
+    Fat(&'a Path),
+}
+
+/// GRUB's image built into a scratch directory, then written to the ESP.
+fn write_grub(parts: &GrubParts, esp: Esp<'_>) -> Result<String> {
+    let work = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let efi = work.path().join("BOOTX64.EFI");
+    grub::build_efi(
+        &parts.grub,
+        &parts.module,
+        &parts.cfg,
+        &[],
+        &work.path().join("build"),
+        &efi,
+    )?;
+    match esp {
+        Esp::Dir(dir) => esp::write_boot_loader(dir, &efi),
+        Esp::Fat(dev) => esp::write_boot_loader_fat(dev, &efi),
+    }
+}
+
+/// The install's copy writes no boot state (its own step does, on the ESP).
+struct NoBootState;
+
+impl hnroot_linux::exec::BootStateStore for NoBootState {
+    fn write(&mut self, _state: &hnroot_core::bootstate::BootState) -> Result<(), String> {
+        Err("an install's copy writes no boot state (a bug in hnroot)".into())
+    }
+}
+
+fn install_esp(args: &InstallArgs, esp_dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(esp_dir).with_context(|| {
+        format!(
+            "looked for the ESP at {}; it is not there",
+            esp_dir.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory (the mounted ESP)", esp_dir.display());
+    }
+    let hostpart = Hostpart::open(&args.hostpart).with_context(|| {
+        format!(
+            "looked for hostpart at {} (its hn-root.img is recorded as good); pass --hostpart DIR",
+            args.hostpart.display()
+        )
+    })?;
+    let view = hostpart.observe()?;
+    let good: FsUuid = view
+        .observation(StateSeen::Absent)
+        .readable(ImageName::Current)
+        .with_context(|| {
+            format!(
+                "{}/hn-root.img is missing or not a bootable image: GRUB would have nothing to \
+                 boot; nothing was written",
+                args.hostpart.display()
+            )
+        })?;
+    let parts = grub_parts(args)?;
+    let register = boot_entry(args, None);
+    let steps: Vec<InstallStep> = install::install_steps(None, register.is_ok()).collect();
+    say!(
+        "hnroot: installing GRUB {} with hnroot.mod into the ESP at {}; hostpart {} boots \
+         hn-root.img (UUID {good})",
+        parts.grub.version,
+        esp_dir.display(),
+        args.hostpart.display()
+    );
+    for (i, step) in steps.iter().enumerate() {
+        say!("hnroot: plan {}/{}: {step}", i + 1, steps.len());
+    }
+    if let Err(why) = register {
+        say!("hnroot: no firmware boot entry: {why}");
+    }
+    if args.dry_run {
+        say!("hnroot: --dry-run: nothing was written");
+        return Ok(());
+    }
+    let total = steps.len();
+    for (i, step) in steps.iter().enumerate() {
+        let what = match step {
+            InstallStep::InstallGrub => write_grub(&parts, Esp::Dir(esp_dir))?,
+            InstallStep::CreateBootState => esp::ensure_boot_state(esp_dir, good)?,
+            other => bail!("{other} is not a step of an ESP install (a bug in hnroot)"),
+        };
+        step_line(i + 1, total, step, &what);
+    }
+    Ok(())
+}
+
+/// `hnroot install`.
+pub fn install(args: &InstallArgs) -> ExitCode {
+    let result = match (&args.disk, &args.esp, &args.image) {
+        (Some(disk), None, Some(image)) => install_disk(args, disk, image),
+        (None, Some(esp), _) => install_esp(args, esp),
+        _ => Err(anyhow::anyhow!(
+            "pass --disk DEVICE --image FILE, or --esp DIR (see hnroot install --help)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            warn!("hnroot: install: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
