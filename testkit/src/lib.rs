@@ -30,6 +30,8 @@ pub mod bootparts;
 pub mod buildenv;
 pub mod busybox;
 pub mod console;
+pub mod deb;
+pub mod debian;
 pub use hnroot_install::cpio;
 pub mod disk;
 pub mod grubimage;
