@@ -241,10 +241,12 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
 }
 
 /* Observe hostpart (GRUB device HOSTPART): every image name and the revert marker.  Each
-   image that is there but does not boot gets a line saying why.  */
+   image that is there but does not boot gets a line saying why; with EVERY (hnroot status),
+   every image name gets its verdict line: `absent', `ext4 UUID=... (N bytes)' or
+   `unreadable (CODE): why'.  */
 grub_err_t
 hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
-		     struct hnroot_observation *obs)
+		     struct hnroot_observation *obs, int every)
 {
   struct listing l;
   struct hnroot_image_facts facts;
@@ -279,7 +281,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
 	  grub_free (path);
 	  return hnroot_grub_ffi_error ("hnroot_image_verdict", r);
 	}
-      if (obs->images[i].kind == HNROOT_IMAGE_UNREADABLE)
+      if (every || obs->images[i].kind == HNROOT_IMAGE_UNREADABLE)
 	grub_printf ("hnroot: %s: %s\n", path, text);
       grub_free (path);
     }
