@@ -21,6 +21,7 @@
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
+//! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
 
 #![deny(missing_docs)]
 
@@ -40,5 +41,6 @@ pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
 pub mod linuxrc;
+pub mod linuxview;
 pub mod qemu;
 pub mod relax;
