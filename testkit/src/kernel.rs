@@ -19,8 +19,9 @@ pub const META_PACKAGE: &str = "linux-image-amd64";
 
 /// What hnroot's initramfs and the baseline linuxrc initramfs load: the virtio disk (block driver and its
 /// PCI transport), loop, ext4 for the image and an ext4 hostpart, btrfs for a btrfs hostpart,
-/// vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's boot state).
-/// ext4's and btrfs's checksum algorithms come in through `modules.softdep`.
+/// vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's boot state),
+/// overlay for the writable layer over the image. ext4's and btrfs's checksum algorithms come
+/// in through `modules.softdep`.
 pub const BOOT_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -31,6 +32,7 @@ pub const BOOT_MODULES: &[&str] = &[
     "nls_cp437",
     "nls_ascii",
     "nls_iso8859_1",
+    "overlay",
 ];
 
 /// Marks a complete cache entry; written last.

@@ -72,6 +72,9 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("mmd", Source::Debian("mtools")),
     ("mount", Source::Debian("mount")),
     ("mountpoint", Source::Debian("util-linux")),
+    // The C compiler cc-rs uses for the musl target (ring, under the static `hnroot` CLI in
+    // the test images); testkit's static builds name it in CC_x86_64_unknown_linux_musl.
+    ("musl-gcc", Source::Debian("musl-tools")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
     ("python3", Source::Debian("python3")),
