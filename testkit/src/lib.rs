@@ -17,10 +17,12 @@
 //! | [`relax`]        | GOT-relative relocations made direct, for GRUB's module loader        |
 //! | [`grubimage`]    | `BOOTX64.EFI`: Debian's GRUB with `hnroot.mod` and a `grub.cfg`       |
 //! | [`disk`]         | root images, hostpart, the ESP and the GPT disk around them           |
+//! | [`signing`]      | the test images' publisher: a minisign key pair and signatures        |
 //! | [`bootparts`]    | the cached kernel, initramfs, GRUB image, CLI and test images          |
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
+//! | [`http`]         | a file server on the host's loopback for guests on QEMU's user network |
 
 #![deny(missing_docs)]
 
@@ -34,9 +36,11 @@ pub mod cpio;
 pub mod disk;
 pub mod grubimage;
 pub mod grubmod;
+pub mod http;
 pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
 pub mod linuxrc;
 pub mod qemu;
 pub mod relax;
+pub mod signing;
