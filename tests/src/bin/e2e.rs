@@ -1,11 +1,15 @@
-//! `cargo xtask e2e`: the scenario suite, the whole chain in QEMU (issue 6). Each scenario
-//! builds a GPT disk (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production grub.cfg;
-//! ext4 or btrfs hostpart with test images), boots it under OVMF with TCG — rebooting in place
-//! for as many boots as the scenario's story needs — reads every boot off the serial console (GRUB's
-//! decision line, the kernel's command line, hnroot-init's plan and steps, the test init's
-//! report) and then reads the disk offline (hostpart listing and image digests, the boot-state
-//! block decoded with the core's codec). It compares both with what the rules say must happen,
-//! and prints a time table. Timings are printed, never asserted.
+//! `cargo xtask e2e`: the scenario suite, the whole chain in QEMU (issues 6, 11, 12). Each
+//! scenario builds a GPT disk (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production
+//! grub.cfg; ext4 or btrfs hostpart with signed test images), boots it under OVMF with TCG —
+//! rebooting in place for as many boots as the scenario's story needs, with QEMU's user
+//! network and a file server on the host's 127.0.0.1 where a story stages over HTTP, and keys
+//! typed at GRUB's menu where it boots with more kernel words — reads every boot off the
+//! serial console (GRUB's `decision:` record and refusal codes, the kernel's command line,
+//! hnroot-init's `record:` lines and steps, the test init's report and arguments) and then
+//! reads the disk offline (hostpart listing and image digests, the boot-state block and the
+//! switch history decoded with the core's codecs). It compares both with what the rules say
+//! must happen, by stable codes rather than sentences, and prints a time table. Timings are
+//! printed, never asserted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,8 +55,8 @@ const CUT_WINDOW: Duration = Duration::from_millis(150);
 #[command(
     name = "e2e",
     about = "The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, \
-             hnroot-init) in QEMU on real disks: update, mark-good, revert, rollback, power cuts, \
-             bad inputs."
+             hnroot-init) in QEMU on real disks: update (staged over HTTP, signed), mark-good, \
+             revert, rollback, power cuts, bad inputs, failed steps and a missing init."
 )]
 struct Args {
     /// Power cuts per hostpart filesystem (ext4, btrfs) in the power-cut scenarios.
