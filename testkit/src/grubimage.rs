@@ -119,6 +119,28 @@ pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<G
     })
 }
 
+/// The line (0-based) of the menu entry `--id ID` of `cfg` that starts with `command`, as
+/// GRUB 2.06's entry editor (`e` at the menu) shows the entry: first a `setparams 'TITLE'`
+/// line GRUB adds, then the entry's source from just after its `{` (the rest of that line,
+/// empty when the body starts on the next) to its closing `}`.
+pub fn editor_line(cfg: &str, id: &str, command: &str) -> Result<usize> {
+    let mut lines = cfg.lines();
+    let header = format!("--id {id} {{");
+    lines
+        .by_ref()
+        .find(|l| {
+            let l = l.trim();
+            l.starts_with("menuentry ") && l.ends_with(&header)
+        })
+        .with_context(|| format!("grub.cfg has no `menuentry ... {header}`"))?;
+    // Line 0: setparams; line 1: the rest of the `{` line (empty); then the body.
+    lines
+        .take_while(|l| l.trim() != "}")
+        .position(|l| l.trim_start().starts_with(command))
+        .map(|i| i + 2)
+        .with_context(|| format!("the entry {id} of grub.cfg has no line starting {command:?}"))
+}
+
 /// `--tries N` on the `hnroot select` line of a grub.cfg, or the core's default.
 pub fn tries_in_grub_cfg(cfg: &str) -> u8 {
     cfg.lines()
@@ -142,6 +164,20 @@ mod tests {
         assert_eq!(
             tries_in_grub_cfg("# hnroot select --tries 9\nif ! hnroot select --tries 5; then\n"),
             5
+        );
+    }
+
+    #[test]
+    fn the_editor_shows_setparams_then_the_body() {
+        let cfg = "menuentry \"a\" --id x {\n  echo a\n}\nmenuentry \"b\" --id hnroot {\n  \
+                   loopback loop x\n  linux (loop)/k\n  initrd (loop)/i\n}\n";
+        assert_eq!(editor_line(cfg, "hnroot", "linux ").unwrap(), 3);
+        assert_eq!(editor_line(cfg, "hnroot", "loopback ").unwrap(), 2);
+        assert!(editor_line(cfg, "hnroot", "echo").is_err());
+        assert!(editor_line(cfg, "nope", "linux ").is_err());
+        assert_eq!(
+            editor_line(&production_cfg().unwrap(), "hnroot", "linux ").unwrap(),
+            3
         );
     }
 

@@ -17,11 +17,13 @@
 //! | [`relax`]        | GOT-relative relocations made direct, for GRUB's module loader        |
 //! | [`grubimage`]    | `BOOTX64.EFI`: Debian's GRUB with `hnroot.mod` and a `grub.cfg`       |
 //! | [`disk`]         | root images, hostpart, the ESP and the GPT disk around them           |
+//! | [`signing`]      | the test images' publisher: a minisign key pair and signatures        |
 //! | [`bootparts`]    | the cached kernel, initramfs, GRUB image, CLI and test images          |
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
 //! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
+//! | [`http`]         | a file server on the host's loopback for guests on QEMU's user network |
 
 #![deny(missing_docs)]
 
@@ -37,6 +39,7 @@ pub use hnroot_install::cpio;
 pub mod disk;
 pub mod grubimage;
 pub mod grubmod;
+pub mod http;
 pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
@@ -44,3 +47,4 @@ pub mod linuxrc;
 pub mod linuxview;
 pub mod qemu;
 pub mod relax;
+pub mod signing;

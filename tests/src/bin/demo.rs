@@ -35,7 +35,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             title: "v1 is installed and committed; the operator stages v2 (`hnroot stage`)".into(),
             expect: story::expect(
                 "v1 boots",
-                "hn-root.img (normal)",
+                "reason=normal image=hn-root.img",
                 "normal",
                 "v1",
                 &[("hn-root.img", "v1")],
@@ -48,7 +48,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
                 .into(),
             expect: story::expect(
                 "v2 boots directly",
-                &format!("hn-root-new.img (update, trial 1 of {tries})"),
+                &format!("reason=update image=hn-root-new.img try=1/{tries}"),
                 "update",
                 "v2",
                 &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
@@ -61,7 +61,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
                 .into(),
             expect: story::expect(
                 "revert to v1",
-                "hn-root-old.img (manual revert: system-revert present)",
+                "reason=manual-revert image=hn-root-old.img",
                 "revert",
                 "v1",
                 &[("hn-root.img", "v1"), ("hn-root-broken.img", "v2")],
@@ -72,12 +72,12 @@ fn chapters(tries: u8) -> Vec<Chapter> {
     for attempt in 1..=tries {
         let (grub, plan) = if attempt == 1 {
             (
-                format!("hn-root-new.img (update, trial 1 of {tries})"),
+                format!("reason=update image=hn-root-new.img try=1/{tries}"),
                 "update",
             )
         } else {
             (
-                format!("hn-root.img (trial {attempt} of {tries})"),
+                format!("reason=trial image=hn-root.img try={attempt}/{tries}"),
                 "normal",
             )
         };
@@ -106,8 +106,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             .into(),
         expect: story::expect(
             "automatic rollback to v1",
-            "hn-root-old.img (automatic rollback: hn-root.img used all its tries without \
-             mark-good)",
+            "reason=automatic-rollback image=hn-root-old.img",
             "rollback",
             "v1",
             &[("hn-root.img", "v1"), ("hn-root-broken.img", "v3-bad")],

@@ -30,8 +30,8 @@ struct Args {
     out: PathBuf,
     #[arg(long, value_enum, default_value = "ext4")]
     hostpart_fs: HostFs,
-    /// Version of the test image placed as hn-root.img (v1, v2, v3-bad, v4-nokernel), or
-    /// `none`.
+    /// Version of the test image placed as hn-root.img (v1, v2, v3-bad, v4-nokernel,
+    /// v5-noinit), or `none`.
     #[arg(long, default_value = "v1")]
     current: String,
     /// Version placed as hn-root-new.img (a staged update).
@@ -110,6 +110,7 @@ fn main() -> Result<()> {
             .map(|v| known(v))
             .collect::<Result<_>>()?,
         actions: Vec::new(),
+        immutable: Vec::new(),
     };
     let work = buildenv::build_root().join("disk-command");
     let built = parts.disk(&spec, &work)?;
