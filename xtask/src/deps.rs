@@ -284,6 +284,7 @@ mod tests {
         ("testkit/src/initramfs.rs", 1), // $CARGO
         ("testkit/src/relax.rs", 1),   // a test program it just linked
         ("tests/src/bin/distro.rs", 3), // the hnroot binary under test
+        ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
         ("xtask/src/cffi.rs", 1),      // the C test program it just built
     ];
 

@@ -159,10 +159,74 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
          good image boots",
         init_missing,
     ),
+    (
+        "installed",
+        "14 hnroot install onto a blank disk (a loop device): the disk boots v1",
+        installed,
+    ),
 ];
 
 fn main() -> Result<()> {
     run_suite(&Args::parse())
+}
+
+/// 14: `hnroot install` (the product's command, as a sysadmin runs it) makes a blank disk file,
+/// attached to a loop device, an hnroot disk with the signed v1 as its first image; the disk
+/// then boots v1 through the GRUB the install built (the module kit of this build).
+fn installed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use std::process::Command;
+    if !buildenv::is_root() {
+        bail!("installed: hnroot install needs root (loop devices)");
+    }
+    let dir = buildenv::fresh_dir(&run.work.join("installed"))?;
+    let disk = dir.join("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(1 << 30))
+        .context("cannot make the blank disk")?;
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    std::fs::copy(&run.parts.publisher.public, keys.join("publisher.pub"))?;
+    let node = buildenv::run(
+        Command::new("losetup")
+            .args(["--find", "--show", "-P"])
+            .arg(&disk),
+    )?
+    .trim()
+    .to_owned();
+    let cli = hnroot_testkit::initramfs::static_binary("hnroot-cli", "hnroot")?;
+    let v1 = run.parts.image("v1")?;
+    let said = buildenv::run(
+        Command::new(&cli)
+            .args([
+                "install",
+                "--disk",
+                &node,
+                "--yes",
+                "--no-boot-entry",
+                "--image",
+            ])
+            .arg(&v1.fs.path)
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--kit")
+            .arg(hnroot_testkit::grubmod::kit_dir()),
+    );
+    let _ = Command::new("losetup").args(["-d", &node]).status();
+    let said = said?;
+    report.note(format!(
+        "hnroot install: {}",
+        said.lines().last().unwrap_or("")
+    ));
+    let e = expect(
+        "the installed disk's first boot",
+        "reason=normal image=hn-root.img write=-",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Poweroff,
+    );
+    run_story(run, report, &[&disk], "installed", &[e], false)?;
+    Ok(())
 }
 
 fn run_suite(args: &Args) -> Result<()> {
