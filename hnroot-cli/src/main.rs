@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 mod bootstate_cmd;
 mod find_cmd;
+mod health;
 mod history_cmd;
+mod image_cmd;
 mod install;
 mod mark_good;
 mod out;
@@ -41,12 +43,18 @@ enum Command {
     Explain(status::StatusArgs),
     /// Record the running hn-root.img as good: ends its trial.
     MarkGood(mark_good::MarkGoodArgs),
+    /// A health check failed (boot-complete.target not reached): on a trial, reboot so GRUB
+    /// counts the try and rolls back; otherwise only report. Run by hnroot-mark-good.service.
+    HealthFailed(health::HealthFailedArgs),
     /// Copy a signed image (a path or an http(s) URL) to hostpart as hn-root-new.img; the next
     /// boot boots it as an update.
     Stage(stage::StageArgs),
     /// Make a bare disk an hnroot disk (GPT, ESP, hostpart, the first image, GRUB with
     /// hnroot.mod), or with --esp DIR only install GRUB and the boot state into an ESP.
     Install(install::InstallArgs),
+    /// Build root images.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
     /// Remove the partial files interrupted stages left on hostpart.
     DiscardPartials(stage::DiscardArgs),
     /// What every boot and every operator command did, oldest first.
@@ -75,7 +83,9 @@ fn main() -> ExitCode {
         Command::Explain(args) => status::explain(&args),
         Command::MarkGood(args) => mark_good::mark_good(&args),
         Command::Stage(args) => stage::stage(&args),
+        Command::HealthFailed(args) => health::health_failed(&args),
         Command::Install(args) => install::install(&args),
+        Command::Image(cmd) => image_cmd::image(&cmd),
         Command::DiscardPartials(args) => stage::discard(&args),
         Command::History(args) => history_cmd::history(&args),
         Command::Revert(args) => revert::revert(&args),

@@ -355,3 +355,48 @@ fn a_missing_source_is_reported_as_missing() {
     );
     assert!(!t.contains("symbolic links"), "{t}");
 }
+
+#[test]
+fn a_failed_health_check_reboots_a_trial_and_only_reports_otherwise() {
+    use hnroot_core::bootstate::{BootState, Trial, Tries};
+    use hnroot_core::uuid::FsUuid;
+    let dir = tempfile::tempdir().unwrap();
+    let hp = dir.path().join("hostpart");
+    std::fs::create_dir(&hp).unwrap();
+    let state = dir.path().join("bootstate");
+    let (hp_s, st_s) = (hp.to_str().unwrap(), state.to_str().unwrap());
+    image(&hp.join("hn-root.img"), A);
+    image(&hp.join("hn-root-old.img"), B);
+    let loc = ["--hostpart", hp_s, "--bootstate", st_s];
+
+    // Committed: report, never reboot.
+    ok(&[&["bootstate", "init"], &loc[..]].concat());
+    let out = hnroot(&[&["health-failed", "--dry-run"], &loc[..]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a trial") && text(&out).contains("not rebooting"),
+        "{}",
+        text(&out)
+    );
+
+    // On trial (as GRUB writes it): reboot so GRUB counts the try.
+    let trial = BootState::Trial(Trial {
+        image: FsUuid::parse(A).unwrap(),
+        tries: Tries::new(2, 3).unwrap(),
+        good: Some(FsUuid::parse(B).unwrap()),
+    });
+    hnroot_linux::bootstate_file::create(&state, &trial, true).unwrap();
+    let out = hnroot(&[&["health-failed", "--dry-run"], &loc[..]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("on the trial of") && t.contains("2 tries left"),
+        "{t}"
+    );
+    assert!(
+        t.contains("(not: --dry-run)") && t.contains("tries it again"),
+        "{t}"
+    );
+    let history = ok(&["history", "--hostpart", hp_s]);
+    assert_eq!(history.matches("health-failed").count(), 2, "{history}");
+}

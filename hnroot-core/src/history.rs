@@ -104,10 +104,12 @@ pub enum Event {
     MarkedGood,
     /// `hnroot install` put the first image on the disk.
     Installed,
+    /// A health check of the running system failed (`hnroot health-failed`).
+    HealthFailed,
 }
 
 impl Event {
-    const ALL: [Event; 7] = [
+    const ALL: [Event; 8] = [
         Event::Boot,
         Event::Missed,
         Event::Failed,
@@ -115,6 +117,7 @@ impl Event {
         Event::RevertRequested,
         Event::MarkedGood,
         Event::Installed,
+        Event::HealthFailed,
     ];
 
     /// A stable name for text and JSON.
@@ -127,6 +130,7 @@ impl Event {
             Event::RevertRequested => "revert-requested",
             Event::MarkedGood => "marked-good",
             Event::Installed => "installed",
+            Event::HealthFailed => "health-failed",
         }
     }
 
@@ -139,6 +143,7 @@ impl Event {
             Event::RevertRequested => 5,
             Event::MarkedGood => 6,
             Event::Installed => 7,
+            Event::HealthFailed => 8,
         }
     }
 

@@ -81,6 +81,7 @@ pub mod cmdline;
 pub mod decide;
 pub mod device;
 pub mod history;
+pub mod imagebuild;
 pub mod install;
 pub mod layout;
 pub mod name;

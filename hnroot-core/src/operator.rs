@@ -81,6 +81,42 @@ pub fn mark_good(obs: &Observation, booted: Option<Booted>) -> Result<Plan, Mark
     })
 }
 
+/// What `hnroot health-failed` does when a health check of the running system failed (systemd's
+/// `boot-complete.target` was not reached).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HealthAction {
+    /// The running image is on trial: reboot, so that GRUB counts the try and, once the tries
+    /// are used up, rolls back to the good image.
+    Reboot {
+        /// The image on trial.
+        image: FsUuid,
+        /// Tries GRUB has left for it.
+        tries_left: u8,
+    },
+    /// Not a trial (a committed image, a recovery or as-is boot): rebooting would change
+    /// nothing but could loop; the failure is only reported.
+    Stay,
+}
+
+/// What to do about a failed health check. `booted` is what the kernel command line says the
+/// running system booted (`None` on an unpinned boot: then `hn-root.img` is taken as running).
+pub fn health_failed(obs: &Observation, booted: Option<Booted>) -> HealthAction {
+    let Some(trial) = obs.trial() else {
+        return HealthAction::Stay;
+    };
+    let running = booted
+        .map(|b| b.uuid)
+        .or_else(|| obs.readable(ImageName::Current));
+    if running == Some(trial.image) && obs.readable(ImageName::Current) == Some(trial.image) {
+        HealthAction::Reboot {
+            image: trial.image,
+            tries_left: trial.tries.left(),
+        }
+    } else {
+        HealthAction::Stay
+    }
+}
+
 /// What `hnroot stage` knows before it writes a byte.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct StageRequest {
@@ -408,6 +444,60 @@ mod tests {
             first_image(&empty, &no_room).unwrap_err().code(),
             "no-space"
         );
+    }
+
+    #[test]
+    fn a_failed_health_check_reboots_a_trial_only() {
+        let trial = Observation {
+            state: StateSeen::Valid(BootState::Trial(Trial {
+                image: A,
+                tries: Tries::new(1, 3).unwrap(),
+                good: Some(B),
+            })),
+            ..Observation::default()
+        }
+        .with(ImageName::Current, ImageSeen::Readable(A))
+        .with(ImageName::Old, ImageSeen::Readable(B));
+        let booted_a = Booted {
+            name: ImageName::Current,
+            uuid: A,
+        };
+        assert_eq!(
+            health_failed(&trial, Some(booted_a)),
+            HealthAction::Reboot {
+                image: A,
+                tries_left: 1
+            }
+        );
+        assert_eq!(
+            health_failed(&trial, None),
+            HealthAction::Reboot {
+                image: A,
+                tries_left: 1
+            }
+        );
+        let booted_old = Booted {
+            name: ImageName::Old,
+            uuid: B,
+        };
+        assert_eq!(
+            health_failed(&trial, Some(booted_old)),
+            HealthAction::Stay,
+            "the running system is not the image on trial"
+        );
+        let committed = Observation {
+            state: StateSeen::Valid(BootState::Committed { good: A }),
+            ..trial
+        };
+        assert_eq!(
+            health_failed(&committed, Some(booted_a)),
+            HealthAction::Stay
+        );
+        let corrupt = Observation {
+            state: StateSeen::Corrupt,
+            ..trial
+        };
+        assert_eq!(health_failed(&corrupt, Some(booted_a)), HealthAction::Stay);
     }
 
     #[test]

@@ -7,9 +7,15 @@
 //! * [`esp`]: the ESP's part of an install: the boot loader, the boot-state file, a firmware
 //!   boot entry.
 //! * [`disk`]: a whole disk: what holds it, its GPT, its filesystems.
+//! * [`image`]: a root image from a directory tree.
+//! * [`initramfs`] (with [`cpio`] and [`modules`]): hnroot's own initramfs for a kernel.
 //!
 //! What may be done, and in which steps, is `hnroot_core::install`'s to say.
 
+pub mod cpio;
 pub mod disk;
 pub mod esp;
 pub mod grub;
+pub mod image;
+pub mod initramfs;
+pub mod modules;

@@ -208,7 +208,7 @@ impl BootParts {
             init: init.clone(),
             modules_dir: Some(kernel.modules_dir.clone()),
             wanted,
-            busybox: false,
+            busybox: None,
             compress: initramfs::Compress::Zstd,
         };
         let mut built_initramfs = None;

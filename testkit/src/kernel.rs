@@ -6,7 +6,6 @@
 //! `.ko.xz`/`.ko.zst` as the kernel ships them) an initramfs must load, in load order, for a
 //! list of wanted modules. It never loads anything on the host.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,14 +15,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::apt::Apt;
 use crate::buildenv;
 use crate::release::Debian;
+pub use hnroot_install::modules::{ko_module_name, modules_in, ModuleSet};
 
 /// The meta package whose dependency names the current kernel image package.
 pub const META_PACKAGE: &str = "linux-image-amd64";
 
-/// What hnroot's initramfs and the baseline linuxrc initramfs load: the virtio disk (block driver and its
-/// PCI transport), loop, ext4 for the image and an ext4 hostpart, btrfs for a btrfs hostpart,
-/// vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's boot state).
-/// ext4's and btrfs's checksum algorithms come in through `modules.softdep`.
+/// What the suites' initramfs and the baseline linuxrc initramfs load: the virtio disk (block
+/// driver and its PCI transport), loop, ext4 for the image and an ext4 hostpart, btrfs for a
+/// btrfs hostpart, vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's
+/// boot state), overlay for the writable layer. ext4's and btrfs's checksum algorithms come in
+/// through `modules.softdep`. (The product's list, for servers, is
+/// `hnroot_install::modules::BOOT_MODULES`.)
 pub const BOOT_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -34,12 +36,11 @@ pub const BOOT_MODULES: &[&str] = &[
     "nls_cp437",
     "nls_ascii",
     "nls_iso8859_1",
+    "overlay",
 ];
 
 /// Marks a complete cache entry; written last.
 const COMPLETE_STAMP: &str = ".complete";
-/// Bound on dependency depth when resolving modules (Debian's deepest chain is ~6).
-const MAX_DEP_DEPTH: usize = 32;
 
 /// An unpacked Debian kernel.
 #[derive(Debug, Clone)]
@@ -54,15 +55,6 @@ pub struct Kernel {
     pub modules_dir: PathBuf,
     /// The kernel's build configuration (`boot/config-<release>`).
     pub config: PathBuf,
-}
-
-/// The modules to load for a wanted list, resolved against one kernel.
-#[derive(Debug, Clone, Default)]
-pub struct ModuleSet {
-    /// Wanted modules (or softdep aliases) that are built into this kernel: nothing to load.
-    pub builtin: Vec<String>,
-    /// .ko paths relative to `modules_dir`, dependencies before dependents.
-    pub load_order: Vec<String>,
 }
 
 /// The kernel `linux-image-amd64` of this machine's Debian release points at today (see
@@ -278,290 +270,9 @@ pub fn module_format(config: &str, load_order: &[String]) -> Result<ModuleFormat
     Ok(format.unwrap_or(ModuleFormat::Plain))
 }
 
-/// [`Kernel::modules_for`] against any depmod'ed `lib/modules/<release>` directory (the cached
-/// Debian kernel's, or the host's `/lib/modules/$(uname -r)`).
-pub fn modules_in(modules_dir: &Path, release: &str, wanted: &[&str]) -> Result<ModuleSet> {
-    let index = ModuleIndex::load(modules_dir)?;
-    let mut resolver = Resolver {
-        index: &index,
-        release,
-        done: BTreeSet::new(),
-        out: ModuleSet::default(),
-    };
-    for name in wanted {
-        resolver.want(name, 0, &mut Vec::new())?;
-    }
-    Ok(resolver.out)
-}
-
-/// The module name of a `.ko` path (`kernel/fs/nls/nls_iso8859-1.ko` -> `nls_iso8859_1`).
-pub fn ko_module_name(ko_path: &str) -> String {
-    module_name(ko_path)
-}
-
-/// Module names are compared with '-' and '_' equal, as the kernel does.
-fn norm(name: &str) -> String {
-    name.replace('-', "_")
-}
-
-fn module_name(ko_path: &str) -> String {
-    let file = ko_path.rsplit('/').next().unwrap_or(ko_path);
-    norm(file.split(".ko").next().unwrap_or(file))
-}
-
-/// The parts of depmod's output the resolver reads.
-#[derive(Debug, Default)]
-struct ModuleIndex {
-    /// module name -> (its .ko path, the .ko paths it needs)
-    deps: HashMap<String, (String, Vec<String>)>,
-    /// module name -> names/aliases to load before it
-    softdep_pre: HashMap<String, Vec<String>>,
-    /// alias -> providing module names, in file order
-    aliases: BTreeMap<String, Vec<String>>,
-    /// built-in module names
-    builtin: BTreeSet<String>,
-    /// aliases provided by built-in modules
-    builtin_aliases: BTreeSet<String>,
-}
-
-impl ModuleIndex {
-    fn load(dir: &Path) -> Result<Self> {
-        let read = |name: &str| -> Result<String> {
-            let path = dir.join(name);
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
-        };
-        let mut index = Self::default();
-        for line in read("modules.dep")?.lines() {
-            let Some((ko, deps)) = line.split_once(':') else {
-                continue;
-            };
-            let deps = deps.split_whitespace().map(str::to_string).collect();
-            index.deps.insert(module_name(ko), (ko.to_string(), deps));
-        }
-        for line in read("modules.softdep")?.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() != Some("softdep") {
-                continue;
-            }
-            let Some(module) = words.next() else { continue };
-            let mut in_pre = false;
-            for word in words {
-                match word {
-                    "pre:" => in_pre = true,
-                    "post:" => in_pre = false,
-                    w if in_pre => index
-                        .softdep_pre
-                        .entry(norm(module))
-                        .or_default()
-                        .push(w.to_string()),
-                    _ => {}
-                }
-            }
-        }
-        for line in read("modules.alias")?.lines() {
-            let mut words = line.split_whitespace();
-            if let (Some("alias"), Some(alias), Some(module)) =
-                (words.next(), words.next(), words.next())
-            {
-                index
-                    .aliases
-                    .entry(alias.to_string())
-                    .or_default()
-                    .push(norm(module));
-            }
-        }
-        for line in read("modules.builtin")?.lines() {
-            if !line.trim().is_empty() {
-                index.builtin.insert(module_name(line.trim()));
-            }
-        }
-        // modules.builtin.modinfo: NUL-separated "module.key=value"; aliases of built-ins.
-        let modinfo_path = dir.join("modules.builtin.modinfo");
-        let modinfo = fs::read(&modinfo_path)
-            .with_context(|| format!("cannot read {}", modinfo_path.display()))?;
-        for record in modinfo.split(|b| *b == 0) {
-            let record = String::from_utf8_lossy(record);
-            if let Some((_, alias)) = record.split_once(".alias=") {
-                index.builtin_aliases.insert(alias.to_string());
-            }
-        }
-        Ok(index)
-    }
-}
-
-struct Resolver<'a> {
-    index: &'a ModuleIndex,
-    release: &'a str,
-    /// Module names already placed in `out.load_order` (or found built in).
-    done: BTreeSet<String>,
-    out: ModuleSet,
-}
-
-impl Resolver<'_> {
-    fn want(&mut self, name: &str, depth: usize, chain: &mut Vec<String>) -> Result<()> {
-        if depth > MAX_DEP_DEPTH {
-            bail!(
-                "module dependencies deeper than {MAX_DEP_DEPTH}: {}",
-                chain.join(" -> ")
-            );
-        }
-        let module = norm(name);
-        if self.done.contains(&module) {
-            return Ok(());
-        }
-        if chain.contains(&module) {
-            bail!(
-                "module dependency cycle: {} -> {module}",
-                chain.join(" -> ")
-            );
-        }
-        if self.index.builtin.contains(&module) {
-            self.done.insert(module.clone());
-            self.out.builtin.push(module);
-            return Ok(());
-        }
-        if let Some((ko, hard)) = self.index.deps.get(&module) {
-            chain.push(module.clone());
-            let pre = self
-                .index
-                .softdep_pre
-                .get(&module)
-                .cloned()
-                .unwrap_or_default();
-            for soft in &pre {
-                self.want(soft, depth + 1, chain)?;
-            }
-            for dep in hard {
-                self.want(&module_name(dep), depth + 1, chain)?;
-            }
-            chain.pop();
-            self.done.insert(module);
-            self.out.load_order.push(ko.clone());
-            return Ok(());
-        }
-        if self.index.builtin_aliases.contains(name) {
-            self.done.insert(module);
-            self.out.builtin.push(name.to_string());
-            return Ok(());
-        }
-        if let Some(providers) = self.index.aliases.get(name) {
-            let chosen = providers
-                .iter()
-                .find(|p| p.ends_with("_generic"))
-                .or_else(|| providers.first())
-                .cloned()
-                .ok_or_else(|| anyhow!("alias {name} has an empty provider list"))?;
-            return self.want(&chosen, depth + 1, chain);
-        }
-        bail!(
-            "module {name:?} is neither built into kernel {} nor in its modules.dep, and no \
-             module provides it as an alias (wanted via {})",
-            self.release,
-            if chain.is_empty() {
-                "the wanted list".to_string()
-            } else {
-                chain.join(" -> ")
-            }
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn index_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, content) in files {
-            fs::write(dir.path().join(name), content).unwrap();
-        }
-        dir
-    }
-
-    /// A miniature of Debian 6.1's real files: ext4 -> jbd2/mbcache/crc16, softdep crc32c whose
-    /// providers are crc32c_intel (listed first) and crc32c_generic; sha256 built in.
-    fn debian_like() -> tempfile::TempDir {
-        index_dir(&[
-            (
-                "modules.dep",
-                b"kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
-kernel/lib/crc16.ko:\nkernel/fs/mbcache.ko:\nkernel/fs/jbd2/jbd2.ko:\n\
-kernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/crypto/crc32c_generic.ko:\n\
-kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n\
-kernel/drivers/virtio/virtio_ring.ko:\n\
-kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n\
-kernel/fs/nls/nls_iso8859-1.ko:\n",
-            ),
-            (
-                "modules.softdep",
-                b"# comment\nsoftdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n\
-softdep btrfs pre: sha256 crypto-crc32c post: foo\n",
-            ),
-            (
-                "modules.alias",
-                b"alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n\
-alias crypto-sha256 sha256_ssse3\n",
-            ),
-            ("modules.builtin", b"kernel/crypto/sha256_generic.ko\n"),
-            (
-                "modules.builtin.modinfo",
-                b"sha256_generic.alias=crypto-sha256\0sha256_generic.alias=sha256\0",
-            ),
-        ])
-    }
-
-    fn resolve(dir: &Path, wanted: &[&str]) -> Result<ModuleSet> {
-        let index = ModuleIndex::load(dir)?;
-        let mut r = Resolver {
-            index: &index,
-            release: "test",
-            done: BTreeSet::new(),
-            out: ModuleSet::default(),
-        };
-        for w in wanted {
-            r.want(w, 0, &mut Vec::new())?;
-        }
-        Ok(r.out)
-    }
-
-    #[test]
-    fn dependencies_and_softdeps_come_first_generic_preferred() {
-        let dir = debian_like();
-        let set = resolve(dir.path(), &["virtio_blk", "ext4", "nls_iso8859_1"]).unwrap();
-        assert_eq!(
-            set.load_order,
-            [
-                "kernel/drivers/virtio/virtio_ring.ko",
-                "kernel/drivers/virtio/virtio.ko",
-                "kernel/drivers/block/virtio_blk.ko",
-                "kernel/crypto/crc32c_generic.ko",
-                "kernel/lib/crc16.ko",
-                "kernel/fs/mbcache.ko",
-                "kernel/fs/jbd2/jbd2.ko",
-                "kernel/fs/ext4/ext4.ko",
-                "kernel/fs/nls/nls_iso8859-1.ko",
-            ]
-        );
-        assert!(set.builtin.is_empty());
-    }
-
-    #[test]
-    fn builtin_modules_and_aliases_need_nothing() {
-        let dir = debian_like();
-        let set = resolve(dir.path(), &["sha256_generic", "sha256"]).unwrap();
-        assert!(set.load_order.is_empty());
-        assert_eq!(set.builtin, ["sha256_generic", "sha256"]);
-    }
-
-    #[test]
-    fn unknown_module_is_named_in_the_error() {
-        let dir = debian_like();
-        let err = resolve(dir.path(), &["no_such_fs"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("\"no_such_fs\""), "{err}");
-        assert!(err.contains("wanted list"), "{err}");
-    }
 
     #[test]
     fn compressed_modules_need_the_kernels_own_decompressor() {
@@ -583,18 +294,5 @@ alias crypto-sha256 sha256_ssse3\n",
         assert_eq!(module_format("", &plain).unwrap(), ModuleFormat::Plain);
         let mixed = [plain[0].clone(), xz[0].clone()];
         assert!(module_format(trixie, &mixed).is_err());
-    }
-
-    #[test]
-    fn cycles_are_reported_not_followed() {
-        let dir = index_dir(&[
-            ("modules.dep", b"a.ko: b.ko\nb.ko: a.ko\n"),
-            ("modules.softdep", b""),
-            ("modules.alias", b""),
-            ("modules.builtin", b""),
-            ("modules.builtin.modinfo", b""),
-        ]);
-        let err = resolve(dir.path(), &["a"]).unwrap_err().to_string();
-        assert!(err.contains("cycle: a -> b -> a"), "{err}");
     }
 }

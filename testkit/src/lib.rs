@@ -32,7 +32,7 @@ pub mod bootparts;
 pub mod buildenv;
 pub mod busybox;
 pub mod console;
-pub mod cpio;
+pub use hnroot_install::cpio;
 pub mod disk;
 pub mod grubbin;
 pub mod grubimage;

@@ -52,7 +52,11 @@ fn main() -> Result<()> {
         init,
         modules_dir: Some(modules_dir.clone()),
         wanted,
-        busybox: args.busybox,
+        busybox: if args.busybox {
+            Some(initramfs::host_busybox()?)
+        } else {
+            None
+        },
         compress: args.compress,
     };
     let built = initramfs::build(&spec, &args.out)?;

@@ -158,7 +158,7 @@ fn main() -> Result<()> {
             .into_iter()
             .filter(|m| !args.hnroot_without.contains(m))
             .collect(),
-        busybox: false,
+        busybox: None,
         compress: Compress::Zstd,
     };
     for m in &args.hnroot_without {

@@ -1,0 +1,140 @@
+//! `hnroot image build`: a root image from a directory tree (see `hnroot_install::image`). The
+//! core picks the kernel and the size (`hnroot_core::imagebuild`); the tree is never changed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hnroot_core::install::HostpartFs;
+use hnroot_install::image::{self, BuildRequest, InitramfsChoice};
+
+use crate::{say, warn};
+
+/// `hnroot image ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Build a root image from a directory tree (a stock mmdebstrap tree with a kernel in
+    /// /boot, or an installation copied out). Runs as root (the image is loop-mounted); the
+    /// tree is left as it is.
+    Build(BuildArgs),
+}
+
+/// Options of `hnroot image build`.
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// The tree.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// The image file to write (replaced only once the new one is complete).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The image's filesystem: ext4, btrfs or xfs.
+    #[arg(long, value_name = "FS", default_value = "ext4", value_parser = parse_fs)]
+    fs: HostpartFs,
+    /// The image's size (bytes, or with K, M, G, T) [default: the tree + 25 % + 256 MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    size: Option<u64>,
+    /// Where /boot/initramfs comes from.
+    #[arg(long, value_enum, default_value = "auto")]
+    initramfs: InitramfsChoice,
+    /// The static hnroot-init for hnroot's own initramfs.
+    #[arg(
+        long = "init",
+        value_name = "FILE",
+        default_value = "/usr/lib/hnroot/hnroot-init"
+    )]
+    hnroot_init: PathBuf,
+    /// The hnroot CLI to put into an image whose tree lacks the hnroot package [default: this
+    /// program].
+    #[arg(long, value_name = "FILE")]
+    cli: Option<PathBuf>,
+}
+
+fn parse_fs(s: &str) -> Result<HostpartFs, String> {
+    HostpartFs::parse(s).ok_or_else(|| format!("{s}: an image is ext4, btrfs or xfs"))
+}
+
+/// `4G`, `512M`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s}: a size is a number with an optional K, M, G or T"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        "T" | "t" | "TiB" => 40,
+        _ => return Err(format!("{s}: unknown unit {unit:?} (K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s}: too large"))
+}
+
+fn build(args: &BuildArgs) -> Result<()> {
+    let cli = match &args.cli {
+        Some(c) => c.clone(),
+        None => std::env::current_exe()?,
+    };
+    let req = BuildRequest {
+        root: args.root.clone(),
+        out: args.out.clone(),
+        fs: args.fs,
+        size: args.size,
+        initramfs: args.initramfs,
+        hnroot_init: args.hnroot_init.clone(),
+        cli,
+    };
+    let built = image::build(&req, &mut |line| say!("hnroot: {line}"))?;
+    for note in &built.notes {
+        say!("hnroot:   {note}");
+    }
+    say!(
+        "hnroot: built {} ({} MiB {}, UUID {}, {} MiB of contents): kernel {}, initramfs {}{}",
+        args.out.display(),
+        built.size >> 20,
+        args.fs.as_str(),
+        built.uuid,
+        built.content >> 20,
+        built.kernel,
+        built.initramfs,
+        built
+            .version
+            .as_deref()
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default()
+    );
+    say!(
+        "hnroot: sign it for stage: minisign -Sm {} -t \"<image id> <version>\"",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `hnroot image`.
+pub fn image(cmd: &ImageCommand) -> ExitCode {
+    let ImageCommand::Build(args) = cmd;
+    match build(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            warn!("hnroot: image build: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! `hnroot image build`: the judgements of turning a directory tree into a root image — which
+//! of the tree's kernels boots it, and how large the image is. The CLI observes the tree (its
+//! `/boot`, its size) and carries out the copy.
+
+use core::cmp::Ordering;
+use core::fmt;
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+
+/// Headroom over the tree's contents, in percent: room for what the image's own packages write
+/// under `/var` and `/etc` at first boot (most writes go to the writable layer on hostpart, but
+/// a `hnroot.rw` boot writes into the image itself) and for the filesystem's own metadata.
+pub const HEADROOM_PERCENT: u64 = 25;
+
+/// Fixed headroom on top: journal, inode tables and the boot files added to the tree.
+pub const HEADROOM_FIXED: u64 = 256 * MIB;
+
+/// The smallest image any of the three filesystems makes without complaint (XFS refuses
+/// filesystems under 300 MiB since xfsprogs 5.19).
+pub const MIN_IMAGE: u64 = 320 * MIB;
+
+/// Compare two kernel releases (`6.1.0-57-amd64`, `6.12.9+deb13-amd64`) as version numbers:
+/// runs of digits compare numerically, everything else byte by byte.
+pub fn compare_releases(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let (na, ra) = split_digits(a);
+                let (nb, rb) = split_digits(b);
+                // Compare numerically without parsing: strip leading zeros, then length, then
+                // the digits.
+                let na = strip_zeros(na);
+                let nb = strip_zeros(nb);
+                let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+                if o != Ordering::Equal {
+                    return o;
+                }
+                a = ra;
+                b = rb;
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = a.get(1..).unwrap_or_default();
+                b = b.get(1..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
+    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    s.split_at(n)
+}
+
+fn strip_zeros(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|c| **c == b'0').count();
+    s.get(n..).unwrap_or_default()
+}
+
+/// The kernel release named by a `/boot` entry (`vmlinuz-<release>`), if it is one.
+pub fn kernel_release(file_name: &str) -> Option<&str> {
+    let release = file_name.strip_prefix("vmlinuz-")?;
+    (!release.is_empty() && !release.ends_with(".old") && !release.contains('/')).then_some(release)
+}
+
+/// Of the `/boot` entries `names`, the kernel that boots the image: the highest release (what
+/// Debian's `/vmlinuz` symlink points at after an upgrade).
+pub fn pick_kernel<'a, I>(names: I) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    names
+        .into_iter()
+        .filter_map(kernel_release)
+        .max_by(|a, b| compare_releases(a, b))
+}
+
+/// Why an image size does not work.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SizeError {
+    /// `--size` is smaller than the contents with their headroom.
+    TooSmall {
+        /// What was asked.
+        requested: u64,
+        /// What the contents need.
+        needed: u64,
+    },
+}
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeError::TooSmall { requested, needed } => write!(
+                f,
+                "--size {} MiB is too small: the tree and hnroot's boot files need {} MiB with \
+                 {HEADROOM_PERCENT} % + {} MiB headroom",
+                requested / MIB,
+                needed.div_ceil(MIB),
+                HEADROOM_FIXED / MIB
+            ),
+        }
+    }
+}
+
+/// The size of the image for `content` bytes (the tree and the boot files, in allocated
+/// blocks): the contents plus [`HEADROOM_PERCENT`] and [`HEADROOM_FIXED`], at least
+/// [`MIN_IMAGE`], rounded up to a MiB; or `requested` when it is at least that.
+pub fn image_size(content: u64, requested: Option<u64>) -> Result<u64, SizeError> {
+    let needed = content
+        .saturating_add((content / 100).saturating_mul(HEADROOM_PERCENT))
+        .saturating_add(HEADROOM_FIXED)
+        .max(MIN_IMAGE);
+    let needed = needed.div_ceil(MIB).saturating_mul(MIB);
+    match requested {
+        None => Ok(needed),
+        Some(r) if r >= needed => Ok(r.div_ceil(MIB).saturating_mul(MIB)),
+        Some(r) => Err(SizeError::TooSmall {
+            requested: r,
+            needed,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_compare_as_versions() {
+        assert_eq!(
+            compare_releases("6.1.0-57-amd64", "6.1.0-9-amd64"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare_releases("6.12.9+deb13-amd64", "6.1.0-57-amd64"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare_releases("6.1.0-57-amd64", "6.1.0-57-amd64"),
+            Ordering::Equal
+        );
+        assert_eq!(
+            compare_releases("6.1.0-057-amd64", "6.1.0-57-amd64"),
+            Ordering::Equal
+        );
+        assert_eq!(compare_releases("6.1.0", "6.1.0-1"), Ordering::Less);
+    }
+
+    #[test]
+    fn the_newest_kernel_of_boot_is_picked() {
+        let boot = [
+            "config-6.1.0-9-amd64",
+            "vmlinuz-6.1.0-9-amd64",
+            "vmlinuz-6.1.0-57-amd64",
+            "vmlinuz-6.1.0-10-amd64",
+            "initrd.img-6.1.0-57-amd64",
+            "vmlinuz-6.1.0-99-amd64.old",
+            "vmlinuz-",
+        ];
+        assert_eq!(pick_kernel(boot), Some("6.1.0-57-amd64"));
+        assert_eq!(pick_kernel(["System.map-6.1.0-9-amd64"]), None);
+    }
+
+    #[test]
+    fn size_has_the_stated_headroom_and_respects_a_sufficient_request() {
+        let content = 1000 * MIB;
+        let needed = image_size(content, None).unwrap();
+        assert_eq!(needed, 1000 * MIB + 250 * MIB + HEADROOM_FIXED);
+        assert_eq!(image_size(content, Some(4096 * MIB)), Ok(4096 * MIB));
+        assert_eq!(
+            image_size(content, Some(1024 * MIB)),
+            Err(SizeError::TooSmall {
+                requested: 1024 * MIB,
+                needed
+            })
+        );
+        assert_eq!(image_size(1, None), Ok(MIN_IMAGE));
+        assert_eq!(image_size(content, Some(needed + 1)), Ok(needed + MIB));
+    }
+}
