@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -32,8 +33,12 @@ use crate::release::Debian;
 
 /// Where the hnroot CLI is installed in the test images (as the README's systemd unit expects).
 pub const CLI_IN_IMAGE: &str = "usr/sbin/hnroot";
-/// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart).
+/// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart),
+/// each with its minisign signature beside it (`<version>.img.minisig`).
 pub const STAGE_DIR: &str = "data/e2e";
+/// Where the test images hold the publisher key `hnroot stage` trusts (its default keys
+/// directory, `/etc/hnroot/keys`).
+pub const KEY_IN_IMAGE: &str = "etc/hnroot/keys/hnroot-test.pub";
 
 /// How a test image behaves once its init runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +74,55 @@ pub struct TestImage {
     pub fs: BuiltFs,
     /// FNV-1a of the file: scenarios check that images come through a switch unchanged.
     pub digest: u64,
+    /// Its minisign signature by the test publisher key (`<image>.minisig`).
+    pub signature: PathBuf,
+}
+
+/// The test publisher: a minisign key pair without a password, made once in the cache; the test
+/// images trust its public key, and every test image is signed with it, as `hnroot stage`
+/// requires.
+struct Signer {
+    public: PathBuf,
+    secret: PathBuf,
+}
+
+impl Signer {
+    fn in_dir(dir: &Path) -> Result<Signer> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let public = dir.join("hnroot-test.pub");
+        let secret = dir.join("hnroot-test.key");
+        if !public.is_file() || !secret.is_file() {
+            buildenv::run(
+                Command::new("minisign")
+                    .args(["-G", "-W", "-f", "-p"])
+                    .arg(&public)
+                    .arg("-s")
+                    .arg(&secret),
+            )
+            .context("making the test publisher's key pair")?;
+        }
+        Ok(Signer { public, secret })
+    }
+
+    /// `image.minisig`, made unless `image` came from the cache and a signature is there.
+    fn sign(&self, image: &Path, cached: bool) -> Result<PathBuf> {
+        let mut name = image.as_os_str().to_owned();
+        name.push(".minisig");
+        let signature = PathBuf::from(name);
+        if cached && signature.is_file() {
+            return Ok(signature);
+        }
+        buildenv::run(
+            Command::new("minisign")
+                .args(["-S", "-s"])
+                .arg(&self.secret)
+                .arg("-m")
+                .arg(image)
+                .args(["-t", "hnroot test image"]),
+        )
+        .with_context(|| format!("signing {}", image.display()))?;
+        Ok(signature)
+    }
 }
 
 /// Everything the scenarios boot.
@@ -260,6 +314,8 @@ impl BootParts {
         );
 
         let t = Instant::now();
+        let signer = Signer::in_dir(&cache.join("publisher"))?;
+        let public_key = read(&signer.public)?;
         let cli_bytes = read(&cli)?;
         let busybox_digest = fnv1a(&read(Path::new(busybox::BUSYBOX))?);
         let initramfs_digest = fnv1a(&read(&initramfs.path)?);
@@ -283,8 +339,9 @@ impl BootParts {
             };
             let out = cache.join(format!("{}.img", def.version));
             let key = format!(
-                "image v2 {} {:016x} {:016x} {:016x} {:016x} {:016x}",
+                "image v3 {} {:016x} {:016x} {:016x} {:016x} {:016x} {:016x}",
                 kernel.release,
+                fnv1a(&public_key),
                 fnv1a(&read(&kernel_file)?),
                 initramfs_digest,
                 fnv1a(disk::test_init(def.version, &extra).as_bytes()),
@@ -295,10 +352,13 @@ impl BootParts {
             spec.init_extra = extra.clone();
             spec.files
                 .push(ImageFile::new(CLI_IN_IMAGE, 0o755, cli_bytes.clone()));
+            spec.files
+                .push(ImageFile::new(KEY_IN_IMAGE, 0o644, public_key.clone()));
             let hit = cached(&out, &key, || {
                 disk::build_root_image(&spec, &out).map(|_| ())
             })?;
             all_cached &= hit;
+            let signature = signer.sign(&out, hit)?;
             let bytes = read(&out)?;
             images.push(TestImage {
                 version: def.version.to_string(),
@@ -308,6 +368,7 @@ impl BootParts {
                     size: bytes.len() as u64,
                 },
                 digest: fnv1a(&bytes),
+                signature,
             });
         }
         for (i, a) in images.iter().enumerate() {
@@ -406,7 +467,13 @@ impl BootParts {
             host = host.image(name.file_name(), &source);
         }
         for v in &contents.stage_sources {
-            host = host.image_at(&format!("{STAGE_DIR}/{v}.img"), &self.image(v)?.fs.path);
+            let image = self.image(v)?;
+            host = host.image_at(&format!("{STAGE_DIR}/{v}.img"), &image.fs.path);
+            host.files.push(ImageFile::new(
+                &format!("{STAGE_DIR}/{v}.img.minisig"),
+                0o644,
+                read(&image.signature)?,
+            ));
         }
         if contents.revert_marker {
             host.files

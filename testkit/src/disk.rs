@@ -414,6 +414,10 @@ ext4_uuid() {{
 "' "$1" 2>/dev/null
 }}
 rootdev=$(awk '$2 == "/" {{ d = $1 }} END {{ print d }}' /proc/mounts)
+# Under hnroot's writable root, / is an overlay over the image mounted at /run/hnroot/image.
+if [ "$rootdev" = overlay ]; then
+  rootdev=$(awk '$2 == "/run/hnroot/image" {{ d = $1 }} END {{ print d }}' /proc/mounts)
+fi
 uuid=$(ext4_uuid "$rootdev")
 echo "hnroot-test: booted version={version} uuid=${{uuid:-unknown}}"
 backing=$(cat "/sys/block/${{rootdev#/dev/}}/loop/backing_file" 2>/dev/null)
