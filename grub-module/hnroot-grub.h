@@ -63,9 +63,10 @@ char *hnroot_grub_device (const char *given, const char *label, const char *opti
 char *hnroot_grub_part_uuid (const char *device, const char *role, const char *label,
 			     struct hnroot_probe_ctx *ctx);
 
-/* observe.c: fills OBS->images and OBS->revert_requested.  */
+/* observe.c: fills OBS->images and OBS->revert_requested; prints why each image that is
+   there does not boot, or with EVERY each image's verdict.  */
 grub_err_t hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
-				struct hnroot_observation *obs);
+				struct hnroot_observation *obs, int every);
 
 /* bootstate.c  */
 struct hnroot_piece

@@ -172,7 +172,8 @@ hnroot_run (struct grub_arg_list *state, int write)
 			    HNROOT_ESP_LABEL, "--esp", &probe);
   if (! esp)
     goto done;
-  if (hnroot_grub_observe (hostpart, &probe, &obs) != GRUB_ERR_NONE)
+  /* status shows every image's verdict; select only the images that do not boot.  */
+  if (hnroot_grub_observe (hostpart, &probe, &obs, ! write) != GRUB_ERR_NONE)
     goto done;
   state_path = grub_xasprintf ("(%s)/" HNROOT_BOOTSTATE_PATH, esp);
   if (! state_path || hnroot_grub_state_read (state_path, &bootstate) != GRUB_ERR_NONE)

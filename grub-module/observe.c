@@ -1,9 +1,11 @@
 /* observe.c - what hostpart's top directory holds, as facts for the core.  */
 /*
  *  One listing of hostpart's top directory says which of the image names and the revert
- *  marker are there (a name is there even when it is a link that leads nowhere) and which are
- *  directories.  For each image name that is there, GRUB opens it as its drivers do (a
- *  symbolic link resolved inside hostpart), takes the file's own length, runs the core's
+ *  marker are there (a name is there even when it is a link that leads nowhere, a FIFO or a
+ *  directory) and which are directories.  For each other image name that is there, GRUB
+ *  opens it as its drivers do (a symbolic link resolved inside hostpart; a name that does not
+ *  open as a regular file is "unopenable", whatever the reason), takes the file's own
+ *  length, runs the core's
  *  filesystem prober over it as a loopback disk, and, when the core asks, opens
  *  /boot/kernel and /boot/initramfs in it with the one driver of the type found (GRUB's
  *  autoloading switched off).  hnroot_image_verdict turns these facts into the observation;
@@ -186,10 +188,12 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
   file = grub_file_open (path, GRUB_FILE_TYPE_GET_SIZE | GRUB_FILE_TYPE_NO_DECOMPRESS);
   if (! file)
     {
-      /* A FIFO or device node is "not a regular file" to GRUB's drivers; anything else that
-	 cannot be opened is a link leading nowhere (or out of hostpart).  */
-      facts->entry = grub_errno == GRUB_ERR_BAD_FILE_TYPE ? HNROOT_ENTRY_SPECIAL
-	: HNROOT_ENTRY_UNOPENABLE;
+      /* Listed, not a directory, and no regular file opens: one fact, whatever GRUB says.
+	 Its error does not tell a FIFO or device node from a link leading nowhere: the ext2
+	 and XFS drivers skip entries of other types when they look a name up ("file not
+	 found", as for a dangling link), btrfs says "not a regular file", as every driver
+	 does for a link to a directory.  */
+      facts->entry = HNROOT_ENTRY_UNOPENABLE;
       grub_dprintf ("hnroot", "%s: %s\n", path, grub_errmsg);
       grub_errno = GRUB_ERR_NONE;
       return GRUB_ERR_NONE;
@@ -237,10 +241,12 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
 }
 
 /* Observe hostpart (GRUB device HOSTPART): every image name and the revert marker.  Each
-   image that is there but does not boot gets a line saying why.  */
+   image that is there but does not boot gets a line saying why; with EVERY (hnroot status),
+   every image name gets its verdict line: `absent', `ext4 UUID=... (N bytes)' or
+   `unreadable (CODE): why'.  */
 grub_err_t
 hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
-		     struct hnroot_observation *obs)
+		     struct hnroot_observation *obs, int every)
 {
   struct listing l;
   struct hnroot_image_facts facts;
@@ -275,7 +281,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
 	  grub_free (path);
 	  return hnroot_grub_ffi_error ("hnroot_image_verdict", r);
 	}
-      if (obs->images[i].kind == HNROOT_IMAGE_UNREADABLE)
+      if (every || obs->images[i].kind == HNROOT_IMAGE_UNREADABLE)
 	grub_printf ("hnroot: %s: %s\n", path, text);
       grub_free (path);
     }

@@ -9,8 +9,10 @@
 //!
 //! An image name may be a regular file, a hard link, or a symbolic link that resolves to a
 //! regular file inside hostpart (as GRUB's filesystem drivers resolve it: relative to the top
-//! directory, absolute targets from hostpart's root, never out of it). A directory, a device
-//! node, a FIFO, a socket or a link that does not resolve is refused. A file counts only when
+//! directory, absolute targets from hostpart's root, never out of it). A directory is refused
+//! (`not-a-file`); so is anything else that does not open as a regular file (`unopenable`: a
+//! device node, FIFO or socket, a link that leads nowhere, out of hostpart, to a directory or
+//! to a special file), as one fact, because GRUB cannot tell these apart. A file counts only when
 //! the prober finds exactly one filesystem of a type the kernel can mount as root and GRUB can
 //! read (ext2/3/4, XFS, btrfs), with a UUID, that fits in the file (a copy cut short is
 //! refused even when its superblock is intact), holding [`layout::KERNEL_PATH`] and
@@ -25,8 +27,10 @@ use crate::observe::ImageSeen;
 use crate::probe::{FsOutcome, FsType, FsTypes, OtherType};
 use crate::uuid::FsUuid;
 
-/// What the directory says about an image name (after resolving a symbolic link the way GRUB
-/// does).
+/// What the directory says about an image name, and what opening it as a regular file (a
+/// symbolic link resolved the way GRUB resolves it) gives. Only what every driver can tell:
+/// GRUB's listing says whether the name itself is a directory, and its open either gives a
+/// regular file or fails, without saying why in a way that holds across its filesystem drivers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Entry {
     /// No such name.
@@ -36,12 +40,15 @@ pub enum Entry {
         /// Its length in bytes.
         length: u64,
     },
-    /// A directory.
+    /// The name itself is a directory (a link to a directory is [`Entry::Unopenable`]).
     Directory,
-    /// A device node, FIFO or socket.
-    Special,
-    /// The name exists but cannot be opened: a link that does not resolve (dangling, looping,
-    /// leaving hostpart), or an open that failed.
+    /// The name is there and is not a directory, but it does not open as a regular file inside
+    /// hostpart: a device node, FIFO or socket; a link that does not lead to a regular file
+    /// inside hostpart (dangling, looping, leaving hostpart, leading to a directory or to a
+    /// special file); an open that failed. One fact, because GRUB's drivers cannot tell these
+    /// apart: ext2/3/4's and XFS's skip entries of other types when they look a name up ("file
+    /// not found", as for a link that leads nowhere), btrfs's says "not a regular file", as
+    /// every driver does for a link to a directory.
     Unopenable,
 }
 
@@ -115,9 +122,10 @@ pub struct Bootable {
 /// Why an image file is refused. Each has a stable [`Refusal::code`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Refusal {
-    /// A directory, device node, FIFO or socket.
-    NotAFile(Entry),
-    /// A name that cannot be opened (a dangling or looping link, a failed open).
+    /// The name is a directory.
+    Directory,
+    /// The name is there but does not open as a regular file inside hostpart (a device node,
+    /// FIFO or socket, a link that does not lead to a regular file, a failed open).
     Unopenable,
     /// Reading the file failed.
     ReadError,
@@ -161,7 +169,7 @@ impl Refusal {
     /// A stable name for logs, JSON and tests.
     pub const fn code(&self) -> &'static str {
         match self {
-            Refusal::NotAFile(_) => "not-a-file",
+            Refusal::Directory => "not-a-file",
             Refusal::Unopenable => "unopenable",
             Refusal::ReadError => "read-error",
             Refusal::NoFilesystem => "no-filesystem",
@@ -182,10 +190,10 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::NotAFile(Entry::Directory) => f.write_str("a directory, not an image file"),
-            Refusal::NotAFile(_) => f.write_str("a device node, FIFO or socket, not an image file"),
+            Refusal::Directory => f.write_str("a directory, not an image file"),
             Refusal::Unopenable => f.write_str(
-                "cannot be opened (a symbolic link that does not resolve inside hostpart?)",
+                "does not open as a regular file inside hostpart (a device node, FIFO or \
+                 socket, or a symbolic link that does not lead to a file inside hostpart)",
             ),
             Refusal::ReadError => f.write_str("reading it failed"),
             Refusal::NoFilesystem => f.write_str(
@@ -325,9 +333,7 @@ pub fn needs_boot_files(entry: Entry, outcome: &FsOutcome) -> Option<FsType> {
 pub fn judge(facts: &ImageFacts<'_>) -> Verdict {
     let length = match facts.entry {
         Entry::Absent => return Verdict::Absent,
-        Entry::Directory | Entry::Special => {
-            return Verdict::Refused(Refusal::NotAFile(facts.entry))
-        }
+        Entry::Directory => return Verdict::Refused(Refusal::Directory),
         Entry::Unopenable => return Verdict::Refused(Refusal::Unopenable),
         Entry::File { length } => length,
     };
@@ -412,12 +418,6 @@ mod tests {
                 "not-a-file",
             ),
             (
-                Entry::Special,
-                good.clone(),
-                BootFiles::Present,
-                "not-a-file",
-            ),
-            (
                 Entry::Unopenable,
                 good.clone(),
                 BootFiles::Present,
@@ -481,6 +481,12 @@ mod tests {
                 "boot-files-unreadable",
             ),
             (file, good.clone(), BootFiles::NoDriver, "no-driver"),
+            (
+                file,
+                good.clone(),
+                BootFiles::DriverDisagrees,
+                "driver-disagrees",
+            ),
             (
                 file,
                 good.clone(),

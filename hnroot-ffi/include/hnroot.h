@@ -305,17 +305,13 @@
 #define HNROOT_ENTRY_FILE 1
 
 /**
- * A directory.
+ * The name itself is a directory (as the listing says).
  */
 #define HNROOT_ENTRY_DIRECTORY 2
 
 /**
- * A device node, FIFO or socket.
- */
-#define HNROOT_ENTRY_SPECIAL 3
-
-/**
- * The name is there but cannot be opened (a link that does not resolve).
+ * The name is there and is not a directory, but does not open as a regular file (a device
+ * node, FIFO or socket, a link that does not lead to a regular file inside hostpart).
  */
 #define HNROOT_ENTRY_UNOPENABLE 4
 

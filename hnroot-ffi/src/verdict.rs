@@ -24,11 +24,12 @@ use crate::{hnroot_image_seen, hnroot_result, hnroot_uuid, try_ref, try_slice, w
 pub const HNROOT_ENTRY_ABSENT: u8 = 0;
 /// A file (GRUB opens it, following a symbolic link as its drivers do); `length` is set.
 pub const HNROOT_ENTRY_FILE: u8 = 1;
-/// A directory.
+/// The name itself is a directory (as the listing says).
 pub const HNROOT_ENTRY_DIRECTORY: u8 = 2;
-/// A device node, FIFO or socket.
-pub const HNROOT_ENTRY_SPECIAL: u8 = 3;
-/// The name is there but cannot be opened (a link that does not resolve).
+// 3 was HNROOT_ENTRY_SPECIAL (a device node, FIFO or socket), retired: GRUB's drivers cannot
+// tell one from a link that leads nowhere, so both are HNROOT_ENTRY_UNOPENABLE. Never reused.
+/// The name is there and is not a directory, but does not open as a regular file (a device
+/// node, FIFO or socket, a link that does not lead to a regular file inside hostpart).
 pub const HNROOT_ENTRY_UNOPENABLE: u8 = 4;
 
 /// `hnroot_image_facts.probe`: the prober was not run.
@@ -90,7 +91,6 @@ fn entry_from_c(facts: &hnroot_image_facts) -> Result<Entry, hnroot_result> {
             length: facts.length,
         },
         HNROOT_ENTRY_DIRECTORY => Entry::Directory,
-        HNROOT_ENTRY_SPECIAL => Entry::Special,
         HNROOT_ENTRY_UNOPENABLE => Entry::Unopenable,
         _ => return Err(hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT),
     })
@@ -600,20 +600,43 @@ mod tests {
         };
         assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
         assert_eq!(seen.kind, HNROOT_IMAGE_UNREADABLE);
-        let bad = hnroot_image_facts {
-            entry: 42,
+        // 3 (HNROOT_ENTRY_SPECIAL) is retired, never reused: refused like any unknown entry.
+        for entry in [3, 42] {
+            let bad = hnroot_image_facts {
+                entry,
+                ..hnroot_image_facts::default()
+            };
+            let r = unsafe {
+                hnroot_image_verdict(
+                    &bad,
+                    core::ptr::null_mut(),
+                    &mut seen,
+                    text.as_mut_ptr(),
+                    512,
+                )
+            };
+            assert_eq!(r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT, "{entry}");
+        }
+        let unopenable = hnroot_image_facts {
+            entry: HNROOT_ENTRY_UNOPENABLE,
             ..hnroot_image_facts::default()
         };
         let r = unsafe {
             hnroot_image_verdict(
-                &bad,
+                &unopenable,
                 core::ptr::null_mut(),
                 &mut seen,
                 text.as_mut_ptr(),
                 512,
             )
         };
-        assert_eq!(r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT);
+        assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
+        assert_eq!(seen.kind, HNROOT_IMAGE_UNREADABLE);
+        let t = core::ffi::CStr::from_bytes_until_nul(&text).unwrap();
+        assert!(
+            t.to_str().unwrap().starts_with("unreadable (unopenable): "),
+            "{t:?}"
+        );
     }
 
     #[test]

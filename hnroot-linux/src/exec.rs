@@ -16,7 +16,6 @@
 use std::fs::File;
 
 use hnroot_core::bootstate::BootState;
-use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{Plan, Step};
 use hnroot_core::uuid::FsUuid;
@@ -184,7 +183,7 @@ impl<'a> Executor<'a> {
             Step::Rename { from, to, replace } => {
                 ok(hp.rename(from.file_name(), to.file_name(), replace))
             }
-            Step::RemoveRevertMarker => ok(hp.remove(REVERT_MARKER)),
+            Step::RemoveRevertMarker => ok(hp.remove_marker()),
             Step::CreateRevertMarker => ok(hp.create_marker()),
             Step::SyncDir => ok(hp.sync_dir()),
             Step::Checkpoint => hp

@@ -263,6 +263,29 @@ impl Hostpart {
         Ok(())
     }
 
+    /// Remove the revert marker, whatever it is: a file, a link (never followed), or a directory
+    /// (a revert request like any other; its contents go with it, never crossing into another
+    /// filesystem). Already gone is fine.
+    pub fn remove_marker(&self) -> Result<(), HostpartError> {
+        match self.remove(REVERT_MARKER) {
+            Err(e) if e.errno() == Some(libc::EISDIR) => {
+                let dev = device_of(&self.dir)
+                    .ok_or_else(|| self.err("stat", ".", io::Error::last_os_error()))?;
+                let mut budget = 1 << 16;
+                remove_tree(&self.dir, REVERT_MARKER, dev, &mut budget);
+                match self.exists(REVERT_MARKER)? {
+                    false => Ok(()),
+                    true => Err(self.err(
+                        "remove",
+                        REVERT_MARKER,
+                        io::Error::other("a directory that could not be emptied"),
+                    )),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Create the revert marker (an empty file), unless something has that name already.
     pub fn create_marker(&self) -> Result<(), HostpartError> {
         match self.create_exclusive(REVERT_MARKER, 0o644) {
@@ -747,6 +770,30 @@ pub struct Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revert_marker_of_any_kind_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let hp = Hostpart::open(dir.path()).unwrap();
+        let marker = dir.path().join(REVERT_MARKER);
+        for make in 0..4 {
+            match make {
+                0 => std::fs::write(&marker, b"").unwrap(),
+                1 => std::os::unix::fs::symlink("/nonexistent", &marker).unwrap(),
+                2 => std::fs::create_dir(&marker).unwrap(),
+                _ => {
+                    std::fs::create_dir_all(marker.join("a/b")).unwrap();
+                    std::fs::write(marker.join("a/b/note"), b"x").unwrap();
+                }
+            }
+            hp.remove_marker().unwrap();
+            assert!(
+                std::fs::symlink_metadata(&marker).is_err(),
+                "kind {make} left"
+            );
+        }
+        hp.remove_marker().unwrap();
+    }
 
     #[test]
     fn marker_creation_and_removal_are_idempotent_and_never_follow_links() {

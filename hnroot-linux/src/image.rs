@@ -182,17 +182,22 @@ impl Default for Inspect {
     }
 }
 
-/// Judge image name `name` in hostpart's top directory `dir`.
+/// Judge image name `name` in hostpart's top directory `dir`, from the facts GRUB can gather
+/// too: whether the name itself is a directory, and whether it opens as a regular file. A
+/// device node, FIFO or socket, and a link that does not lead to a regular file (dangling,
+/// looping, out of hostpart, to a directory or a special file) are all
+/// [`Entry::Unopenable`], as in GRUB, whose drivers cannot tell them apart.
 pub fn judge_name(dir: &OwnedFd, name: &str, inspect: &Inspect) -> Judged {
     let entry = match entry_kind(dir, name) {
         Ok(None) => return Judged::absent(),
         Ok(Some(libc::S_IFDIR)) => Entry::Directory,
         Ok(Some(libc::S_IFREG | libc::S_IFLNK)) => match open_in_root(dir, name) {
-            Ok(file) => return judge_file(&file, inspect),
-            Err(_) => Entry::Unopenable,
+            Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => {
+                return judge_file(&file, inspect)
+            }
+            Ok(_) | Err(_) => Entry::Unopenable,
         },
-        Ok(Some(_)) => Entry::Special,
-        Err(_) => Entry::Unopenable,
+        Ok(Some(_)) | Err(_) => Entry::Unopenable,
     };
     judged(entry, Probe::NotRun, BootFiles::NotChecked)
 }
@@ -220,7 +225,7 @@ pub fn judge_file(file: &File, inspect: &Inspect) -> Judged {
         return judged(Entry::Directory, Probe::NotRun, BootFiles::NotChecked);
     }
     if !meta.is_file() {
-        return judged(Entry::Special, Probe::NotRun, BootFiles::NotChecked);
+        return judged(Entry::Unopenable, Probe::NotRun, BootFiles::NotChecked);
     }
     let entry = Entry::File { length: meta.len() };
     let outcome = match file.try_clone().and_then(|f| {
@@ -615,6 +620,9 @@ mod tests {
         let fifo = CString::new(d.path().join("hn-root-new.img").to_str().unwrap()).unwrap();
         // SAFETY: a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(d.path().join("data")).unwrap();
+        symlink("data", d.path().join("hn-root-broken.img")).unwrap();
+        symlink("hn-root-new.img", d.path().join("hn-root-cancelled.img")).unwrap();
         mkfs_ext4_with_boot(
             &d.path().join("hn-root-old.img"),
             U1,
@@ -628,10 +636,21 @@ mod tests {
         let fd = dir_fd(d.path());
         let code = |n| judge_name(&fd, n, &Inspect::default()).verdict.code();
         assert_eq!(code("hn-root.img"), "not-a-file");
+        // As GRUB sees them: names that do not open as regular files, whatever they are.
         assert_eq!(
             code("hn-root-new.img"),
-            "not-a-file",
+            "unopenable",
             "a FIFO, and the open did not block"
+        );
+        assert_eq!(
+            code("hn-root-broken.img"),
+            "unopenable",
+            "a link to a directory"
+        );
+        assert_eq!(
+            code("hn-root-cancelled.img"),
+            "unopenable",
+            "a link to a FIFO"
         );
         assert_eq!(code("hn-root-old.img"), "truncated", "100 bytes short");
     }

@@ -326,32 +326,68 @@ pub struct Session {
     boot_start: usize,
     last_end: Duration,
     boots: usize,
+    markers: Vec<(String, End)>,
     end_res: Vec<(Regex, End)>,
 }
 
+/// The lines that end a boot of a real distribution under systemd: the kernel's own last words
+/// of a reboot and a power-off (systemd stops everything first), a panic, hnroot-init's stops
+/// and GRUB's rescue entry.
+pub const SYSTEMD_END_MARKERS: &[(&str, End)] = &[
+    (r"reboot: Restarting system", End::Reboot),
+    (r"reboot: Power down", End::Poweroff),
+    (r"Kernel panic - not syncing", End::Panic),
+    (
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: stopped on purpose",
+        End::Stopped,
+    ),
+    (
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: emergency shell on the console",
+        End::Stopped,
+    ),
+    (
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: fallback: recorded image .* rebooting",
+        End::FallbackReboot,
+    ),
+    (r"\*hnroot rescue: stay in GRUB", End::GrubRescue),
+    (r"^hnroot: press c for a GRUB shell", End::GrubRescue),
+];
+
 impl Session {
-    /// Start QEMU on `disks` (the first is the boot disk), rebooting in place.
+    /// Start QEMU on `disks` (the first is the boot disk), rebooting in place; boots end on
+    /// the test init's lines ([`END_MARKERS`]).
     pub fn start(name: &str, disks: &[&Path], run_dir: &Path) -> Result<Session> {
         let mut spec = VmSpec::new(name, disks, run_dir);
         spec.no_reboot = false;
+        Session::start_with(spec, END_MARKERS)
+    }
+
+    /// Start QEMU as `spec` says (rebooting in place), boots ending on `markers`.
+    pub fn start_with(mut spec: VmSpec, markers: &[(&str, End)]) -> Result<Session> {
+        spec.no_reboot = false;
         let vm = Vm::start(&spec)?;
         let mut end_res = Vec::new();
-        for (re, end) in END_MARKERS {
+        for (re, end) in markers {
             end_res.push((Regex::new(&format!("(?m){re}"))?, *end));
         }
         Ok(Session {
-            name: name.to_string(),
+            name: spec.name.clone(),
             vm,
             boot_start: 0,
             last_end: Duration::ZERO,
             boots: 0,
+            markers: markers
+                .iter()
+                .map(|(re, end)| ((*re).to_owned(), *end))
+                .collect(),
             end_res,
         })
     }
 
     /// Wait (at most `timeout`) for the current boot to end and return it.
     pub fn next_boot(&mut self, timeout: Duration) -> Result<BootRecord> {
-        let alternatives: Vec<String> = END_MARKERS
+        let alternatives: Vec<String> = self
+            .markers
             .iter()
             .map(|(re, _)| format!("(?:{re})"))
             .collect();

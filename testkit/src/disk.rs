@@ -185,6 +185,23 @@ impl fmt::Display for HostFs {
     }
 }
 
+/// A hostpart entry that is not a file's bytes: what a hand-made or hostile hostpart may hold
+/// where hnroot expects an image file or the revert marker. `mkfs.ext4 -d` copies each of
+/// them as it is (the builder's test reads them back with debugfs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostpartEntry {
+    /// A symbolic link with this target, written as given (relative, absolute, dangling,
+    /// leaving hostpart, pointing at itself).
+    Symlink(String),
+    /// A second name (hard link) of the file at this path, relative to hostpart's root; that
+    /// file must be placed first (an image, a copy or a file of the spec).
+    HardLink(String),
+    /// An empty directory.
+    Directory,
+    /// A FIFO (named pipe).
+    Fifo,
+}
+
 /// What goes into the hostpart filesystem.
 #[derive(Debug, Clone)]
 pub struct HostpartSpec {
@@ -201,6 +218,9 @@ pub struct HostpartSpec {
     /// (path relative to hostpart's root, source file): big files copied in, e.g. an image
     /// kept in `data/` for the test init to stage.
     pub copies: Vec<(String, PathBuf)>,
+    /// (path relative to hostpart's root, entry): links, directories and FIFOs, placed after
+    /// everything else (ext4 hostparts only).
+    pub entries: Vec<(String, HostpartEntry)>,
     /// Size; by default the content times 1.5 plus 64 MiB (at least 256 MiB for btrfs).
     pub size_mib: Option<u64>,
 }
@@ -215,6 +235,7 @@ impl HostpartSpec {
             images: Vec::new(),
             files: Vec::new(),
             copies: Vec::new(),
+            entries: Vec::new(),
             size_mib: None,
         }
     }
@@ -228,6 +249,12 @@ impl HostpartSpec {
     /// Copy `source` to `path` (relative to hostpart's root, subdirectories allowed).
     pub fn image_at(mut self, path: &str, source: &Path) -> Self {
         self.copies.push((path.to_string(), source.to_path_buf()));
+        self
+    }
+
+    /// Place `entry` at `path` (relative to hostpart's root, subdirectories allowed).
+    pub fn entry(mut self, path: &str, entry: HostpartEntry) -> Self {
+        self.entries.push((path.to_string(), entry));
         self
     }
 }
@@ -244,6 +271,9 @@ pub struct EspSpec {
     pub bootstate: Option<Vec<u8>>,
     /// More files on the ESP.
     pub files: Vec<ImageFile>,
+    /// Empty directories on the ESP, made after the files (e.g. `hnroot/bootstate` as a
+    /// directory where the boot-state file belongs, with `bootstate: None`).
+    pub dirs: Vec<String>,
     /// FAT32 needs at least ~33 MiB with 512-byte clusters; 64 MiB by default.
     pub size_mib: u64,
 }
@@ -256,6 +286,7 @@ impl EspSpec {
             label: ESP_LABEL.to_string(),
             bootstate: Some(vec![0; BOOTSTATE_LEN]),
             files: Vec::new(),
+            dirs: Vec::new(),
             size_mib: 64,
         }
     }
@@ -487,6 +518,13 @@ pub fn build_hostpart(spec: &HostpartSpec, out: &Path) -> Result<BuiltFs> {
         copy(source, &stage.join(rel))?;
     }
     place_files(&stage, &spec.files)?;
+    if !spec.entries.is_empty() && spec.fs != HostFs::Ext4 {
+        bail!(
+            "links, directories and FIFOs on hostpart are built on ext4 only (mkfs.ext4 -d is \
+             checked to copy them as they are; mkfs.btrfs --rootdir is not)"
+        );
+    }
+    place_entries(&stage, &spec.entries)?;
     let content = tree_size(&stage)?;
     let mut size_mib = spec
         .size_mib
@@ -552,9 +590,14 @@ pub fn build_esp(spec: &EspSpec, out: &Path) -> Result<PathBuf> {
     files.extend(spec.files.iter().cloned());
     let scratch = buildenv::fresh_dir(&out.with_extension("staging"))?;
     let mut made_dirs = BTreeSet::new();
-    for (i, file) in files.iter().enumerate() {
-        let parts: Vec<&str> = file.path.split('/').collect();
-        for depth in 1..parts.len() {
+    let mut mmd = |path: &str, parents_only: bool| -> Result<()> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let depths = if parents_only {
+            1..parts.len()
+        } else {
+            1..parts.len() + 1
+        };
+        for depth in depths {
             let dir = parts[..depth].join("/");
             if made_dirs.insert(dir.clone()) {
                 mtools(
@@ -565,6 +608,10 @@ pub fn build_esp(spec: &EspSpec, out: &Path) -> Result<PathBuf> {
                 )?;
             }
         }
+        Ok(())
+    };
+    for (i, file) in files.iter().enumerate() {
+        mmd(&file.path, true)?;
         let local = scratch.join(i.to_string());
         fs::write(&local, &file.contents)
             .with_context(|| format!("cannot write {}", local.display()))?;
@@ -575,6 +622,9 @@ pub fn build_esp(spec: &EspSpec, out: &Path) -> Result<PathBuf> {
                 .arg(&local)
                 .arg(format!("::{}", file.path)),
         )?;
+    }
+    for dir in &spec.dirs {
+        mmd(dir, false)?;
     }
     fs::remove_dir_all(&scratch).with_context(|| format!("cannot remove {}", scratch.display()))?;
     Ok(out.to_path_buf())
@@ -839,6 +889,35 @@ fn place_files(root: &Path, files: &[ImageFile]) -> Result<()> {
     Ok(())
 }
 
+fn place_entries(root: &Path, entries: &[(String, HostpartEntry)]) -> Result<()> {
+    for (path, entry) in entries {
+        let rel = Path::new(path);
+        if path.is_empty() || rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
+            bail!("hostpart entry path {path:?} must be relative without '..'");
+        }
+        let dest = root.join(rel);
+        if let Some(parent) = dest.parent() {
+            mkdir(parent)?;
+        }
+        let what = || format!("cannot place {entry:?} at {}", dest.display());
+        match entry {
+            HostpartEntry::Symlink(target) => symlink(target, &dest).with_context(what)?,
+            HostpartEntry::HardLink(to) => {
+                let to = Path::new(to);
+                if to.is_absolute() || to.components().any(|c| c.as_os_str() == "..") {
+                    bail!("hard link target {to:?} must be relative to hostpart without '..'");
+                }
+                fs::hard_link(root.join(to), &dest).with_context(what)?
+            }
+            HostpartEntry::Directory => fs::create_dir(&dest).with_context(what)?,
+            HostpartEntry::Fifo => {
+                buildenv::run(Command::new("mkfifo").arg(&dest)).with_context(what)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn mkdir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))
 }
@@ -920,6 +999,59 @@ mod tests {
         }
         mkfs_ext4(&stage, &img, 8, "t", uuid).unwrap();
         assert_eq!(ext4_uuid(&img).unwrap(), uuid);
+    }
+
+    /// `mkfs.ext4 -d` keeps links, hard links, directories and FIFOs as they are: read back
+    /// from the built filesystem with debugfs (type, link target, link count).
+    #[test]
+    fn hostpart_entries_are_built_as_they_are() {
+        if Command::new("mkfs.ext4").arg("-V").output().is_err()
+            || Command::new("debugfs").arg("-V").output().is_err()
+        {
+            eprintln!("skipping: no mkfs.ext4 or debugfs");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("a.img");
+        fs::write(&source, b"an image").unwrap();
+        let mut spec = HostpartSpec::new(HostFs::Ext4)
+            .image("hn-root.img", &source)
+            .entry("backup.img", HostpartEntry::HardLink("hn-root.img".into()))
+            .entry(
+                "hn-root-old.img",
+                HostpartEntry::Symlink("/keep/x.img".into()),
+            )
+            .entry("hn-root-new.img", HostpartEntry::Fifo)
+            .entry("keep/hn-root-broken.img", HostpartEntry::Directory);
+        spec.size_mib = Some(8);
+        let out = dir.path().join("hostpart.img");
+        build_hostpart(&spec, &out).unwrap();
+        let stat = |path: &str| {
+            buildenv::run(
+                Command::new("debugfs")
+                    .arg("-R")
+                    .arg(format!("stat {path}"))
+                    .arg(&out),
+            )
+            .unwrap()
+        };
+        let current = stat("/hn-root.img");
+        assert!(current.contains("Type: regular"), "{current}");
+        assert!(current.contains("Links: 2"), "{current}");
+        let backup = stat("/backup.img");
+        let inode = |s: &str| s.split_whitespace().nth(1).map(str::to_owned);
+        assert_eq!(inode(&backup), inode(&current), "one inode, two names");
+        let link = stat("/hn-root-old.img");
+        assert!(link.contains("Type: symlink"), "{link}");
+        assert!(link.contains("Fast link dest: \"/keep/x.img\""), "{link}");
+        assert!(stat("/hn-root-new.img").contains("Type: FIFO"));
+        assert!(stat("/keep/hn-root-broken.img").contains("Type: directory"));
+
+        let escaping = HostpartSpec::new(HostFs::Ext4).entry("../x", HostpartEntry::Directory);
+        assert!(build_hostpart(&escaping, &dir.path().join("x.img")).is_err());
+        let btrfs = HostpartSpec::new(HostFs::Btrfs).entry("x", HostpartEntry::Fifo);
+        let e = build_hostpart(&btrfs, &dir.path().join("b.img")).unwrap_err();
+        assert!(e.to_string().contains("ext4 only"), "{e}");
     }
 
     #[test]

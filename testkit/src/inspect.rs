@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use hnroot_core::bootstate::{Block, StateSeen};
+use hnroot_core::bootstate::{Block, StateFile, StateSeen};
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
@@ -320,29 +320,57 @@ fn btrfs_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Opti
     Ok((entries, check))
 }
 
-/// The boot-state file on the ESP of `disk`: its bytes (`None`: no such file) and what the
-/// core decodes from them.
-pub fn boot_state(disk: &BuiltDisk, scratch: &Path) -> Result<(Option<Vec<u8>>, StateSeen)> {
-    fs::create_dir_all(scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
-    let out = scratch.join("bootstate.read");
-    let _ = fs::remove_file(&out);
+/// What is at the boot-state path on an ESP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateEntry {
+    /// No such name.
+    Absent,
+    /// A directory where the file belongs.
+    Directory,
+    /// A file with these bytes.
+    File(Vec<u8>),
+}
+
+impl StateEntry {
+    /// What the core makes of it (a directory cannot be read as the file: corrupt).
+    pub fn seen(&self) -> StateSeen {
+        match self {
+            StateEntry::Absent => StateFile::Absent.seen(),
+            StateEntry::Directory => StateFile::Unreadable.seen(),
+            StateEntry::File(bytes) => StateFile::Bytes(bytes).seen(),
+        }
+    }
+}
+
+/// Copy what is at the boot-state path on the ESP of `disk` to `out` as it is there (a
+/// file's bytes; a directory as a directory; nothing when there is no such name), with
+/// mtools, and say what it is.
+pub fn copy_boot_state(disk: &BuiltDisk, out: &Path) -> Result<StateEntry> {
+    if out.is_dir() {
+        fs::remove_dir_all(out).with_context(|| format!("cannot remove {}", out.display()))?;
+    } else if out.exists() {
+        fs::remove_file(out).with_context(|| format!("cannot remove {}", out.display()))?;
+    }
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
     let result = Command::new("mcopy")
-        .arg("-n")
-        .arg("-i")
+        .args(["-n", "-s", "-i"])
         .arg(format!(
             "{}@@{}",
             disk.path.display(),
             BuiltDisk::offset(&disk.esp)
         ))
         .arg(format!("::{}", disk::BOOTSTATE_PATH))
-        .arg(&out)
+        .arg(out)
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
         .context("cannot run mcopy")?;
     if !result.status.success() {
         let err = String::from_utf8_lossy(&result.stderr);
         if err.contains("not found") {
-            return Ok((None, StateSeen::Absent));
+            return Ok(StateEntry::Absent);
         }
         bail!(
             "mcopy of {} from the ESP of {} failed: {}",
@@ -351,10 +379,34 @@ pub fn boot_state(disk: &BuiltDisk, scratch: &Path) -> Result<(Option<Vec<u8>>, 
             err.trim()
         );
     }
-    let bytes = fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    if out.is_dir() {
+        return Ok(StateEntry::Directory);
+    }
+    let bytes = fs::read(out).with_context(|| format!("cannot read {}", out.display()))?;
+    Ok(StateEntry::File(bytes))
+}
+
+/// The boot-state file on the ESP of `disk`: its bytes (`None`: no such file) and what the
+/// core decodes from them. A directory at its path is an error here (see [`copy_boot_state`]).
+pub fn boot_state(disk: &BuiltDisk, scratch: &Path) -> Result<(Option<Vec<u8>>, StateSeen)> {
+    let out = scratch.join("bootstate.read");
+    let entry = copy_boot_state(disk, &out)?;
     let _ = fs::remove_file(&out);
-    let seen = Block::decode(&bytes).map_or(StateSeen::Corrupt, |b| b.seen());
-    Ok((Some(bytes), seen))
+    match entry {
+        StateEntry::Absent => Ok((None, StateSeen::Absent)),
+        StateEntry::Directory => {
+            let _ = fs::remove_dir_all(&out);
+            bail!(
+                "{} on the ESP of {} is a directory, not the boot-state file",
+                disk::BOOTSTATE_PATH,
+                disk.path.display()
+            )
+        }
+        StateEntry::File(bytes) => {
+            let seen = Block::decode(&bytes).map_or(StateSeen::Corrupt, |b| b.seen());
+            Ok((Some(bytes), seen))
+        }
+    }
 }
 
 /// A scratch directory for inspecting `disk`.

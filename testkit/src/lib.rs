@@ -23,6 +23,7 @@
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
+//! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
 
 #![deny(missing_docs)]
 
@@ -32,6 +33,8 @@ pub mod bootparts;
 pub mod buildenv;
 pub mod busybox;
 pub mod console;
+pub mod deb;
+pub mod debian;
 pub use hnroot_install::cpio;
 pub mod disk;
 pub mod grubbin;
@@ -41,6 +44,7 @@ pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
 pub mod linuxrc;
+pub mod linuxview;
 pub mod qemu;
 pub mod relax;
 pub mod release;

@@ -70,6 +70,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("mkfs.vfat", Source::Debian("dosfstools")),
     ("mkfs.xfs", Source::Debian("xfsprogs")),
     ("mmd", Source::Debian("mtools")),
+    ("mmdebstrap", Source::Debian("mmdebstrap")),
     ("mount", Source::Debian("mount")),
     ("mountpoint", Source::Debian("util-linux")),
     ("objcopy", Source::Debian("binutils")),

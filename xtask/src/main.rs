@@ -93,6 +93,13 @@ enum Task {
     /// tree with the Rust toolchain and a clean clone of HEAD runs `cargo xtask deps --check`
     /// and `cargo xtask demo` in a chroot (slow; not part of `cargo xtask test`).
     FreshCheck(freshcheck::Args),
+    /// Build the hnroot Debian package (target/hnroot-build/deb/hnroot_<version>_amd64.deb).
+    #[command(disable_help_flag = true)]
+    Deb(Forwarded),
+    /// hnroot on a real Debian with systemd: package, image build, install, stage, and QEMU
+    /// boots (an update committed by its health checks, a failing health check rolled back).
+    #[command(disable_help_flag = true)]
+    Distro(Forwarded),
     /// Build a scenario disk (rootless): GPT, ESP with GRUB + hnroot.mod and the boot state,
     /// hostpart (ext4 or btrfs) with test images.
     #[command(disable_help_flag = true)]
@@ -177,6 +184,8 @@ fn main() -> ExitCode {
         Task::E2e(f) => forward(Binary::suite("e2e"), f),
         Task::Demo(f) => forward(Binary::suite("demo"), f),
         Task::Disk(f) => forward(Binary::suite("disk"), f),
+        Task::Deb(f) => forward(Binary::tool("deb"), f),
+        Task::Distro(f) => forward(Binary::suite("distro"), f),
     };
     result.unwrap_or_else(|e| {
         eprintln!("Error: {e:?}");
@@ -254,5 +263,9 @@ fn test() -> Result<()> {
             "2",
         ],
     )?;
+    // A real Debian with systemd (issue 14): the package, image build, install, stage, an
+    // update committed by its health checks and a failing health check rolled back; the Debian
+    // tree is made once (~5 min) and cached.
+    suite("distro", &[])?;
     Ok(())
 }

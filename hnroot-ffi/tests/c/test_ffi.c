@@ -124,6 +124,19 @@ test_uuid_format (void)
   CHECK (hnroot_uuid_format (&u, NULL, sizeof (buf)) == HNROOT_RESULT_NULL_ARGUMENT);
 }
 
+/* hnroot_decide with the boot-state file as read (`block`), or absent (`block` NULL), and
+   the decision's key=value record into `last_record`.  */
+static char last_record[512];
+
+static hnroot_result
+decide (const struct hnroot_observation *obs, const uint8_t *block, size_t len,
+	struct hnroot_decision *d, uint8_t *message, size_t message_len)
+{
+  return hnroot_decide (obs, block ? HNROOT_STATE_FILE_READ : HNROOT_STATE_FILE_ABSENT,
+			block, len, d, message, message_len, (uint8_t *) last_record,
+			sizeof (last_record));
+}
+
 static void
 test_decide_and_encode (void)
 {
@@ -140,7 +153,7 @@ test_decide_and_encode (void)
   set_readable (&obs, HNROOT_IMAGE_NEW, 0x0b);
 
   /* A blank (never written) file: the update boots and asks for a trial to be written.  */
-  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+  CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
 			sizeof (message)) == HNROOT_RESULT_OK);
   CHECK (d.reason == HNROOT_REASON_UPDATE);
   CHECK (d.image == HNROOT_IMAGE_NEW);
@@ -153,6 +166,23 @@ test_decide_and_encode (void)
   CHECK (d.write.tries_left == 2 && d.write.tries_total == 3);
   CHECK (strncmp (message, "booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img",
 		  68) == 0);
+  CHECK (strncmp (last_record, "reason=update image=hn-root-new.img uuid=0b0b0b0b-", 50) == 0);
+  CHECK (strstr (last_record, " try=1/3 ") != NULL);
+  CHECK (strstr (last_record, " write=trial") != NULL);
+
+  /* Something at the path that cannot be read as a file: decided as a corrupt state (a trial
+     for the current image), as GRUB does.  */
+  CHECK (hnroot_decide (&obs, HNROOT_STATE_FILE_UNREADABLE, NULL, 0, &d, (uint8_t *) message,
+			sizeof (message), (uint8_t *) last_record, sizeof (last_record))
+	 == HNROOT_RESULT_OK);
+  CHECK (d.state_seen == 1);
+  CHECK (strstr (last_record, "state-corrupt") != NULL);
+  /* An unknown kind of state file is an invalid argument.  */
+  CHECK (hnroot_decide (&obs, 9, NULL, 0, &d, (uint8_t *) message, sizeof (message),
+			(uint8_t *) last_record, sizeof (last_record))
+	 == HNROOT_RESULT_INVALID_ARGUMENT);
+  CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message, sizeof (message))
+	 == HNROOT_RESULT_OK);
 
   /* Encode, decide again on the result: each boot consumes one try, copies alternate.  */
   for (round = 0; round < 3; round++)
@@ -160,7 +190,7 @@ test_decide_and_encode (void)
       CHECK (hnroot_bootstate_encode (block, sizeof (block), &d.write, &offset, &len)
 	     == HNROOT_RESULT_OK);
       CHECK (len == 512 && offset == (uint32_t) (round % 2) * 512);
-      CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+      CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
 			    sizeof (message)) == HNROOT_RESULT_OK);
       CHECK (d.state_seen == 2);
       if (round < 2)
@@ -179,39 +209,39 @@ test_decide_and_encode (void)
   memset (&d, 0x5a, sizeof (d));
   untouched = d;
   memset (message, 0x5a, sizeof (message));
-  CHECK (hnroot_decide (&obs, NULL, 0, &d, (uint8_t *) message, 10)
+  CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, 10)
 	 == HNROOT_RESULT_BUFFER_TOO_SHORT);
   CHECK (memcmp (&d, &untouched, sizeof (d)) == 0);
   CHECK (all_bytes (message, sizeof (message), 0x5a));
 
   /* NULL arguments.  */
-  CHECK (hnroot_decide (NULL, NULL, 0, &d, (uint8_t *) message, sizeof (message))
+  CHECK (decide (NULL, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_NULL_ARGUMENT);
-  CHECK (hnroot_decide (&obs, NULL, 0, NULL, (uint8_t *) message, sizeof (message))
+  CHECK (decide (&obs, NULL, 0, NULL, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_NULL_ARGUMENT);
-  CHECK (hnroot_decide (&obs, NULL, 0, &d, NULL, sizeof (message))
+  CHECK (decide (&obs, NULL, 0, &d, NULL, sizeof (message))
 	 == HNROOT_RESULT_NULL_ARGUMENT);
   CHECK (memcmp (&d, &untouched, sizeof (d)) == 0);
 
   /* No file at all: absent, and the decision says so.  */
-  CHECK (hnroot_decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
+  CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_OK);
   CHECK (d.state_seen == 0);
 
   /* Invalid observation bytes.  */
   obs.images[HNROOT_IMAGE_OLD].kind = 9;
-  CHECK (hnroot_decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
+  CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_INVALID_ARGUMENT);
   obs.images[HNROOT_IMAGE_OLD].kind = HNROOT_IMAGE_READABLE;
   obs.images[HNROOT_IMAGE_OLD].uuid.kind = HNROOT_UUID_NONE;
-  CHECK (hnroot_decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
+  CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_INVALID_ARGUMENT);
   obs.images[HNROOT_IMAGE_OLD].kind = HNROOT_IMAGE_ABSENT;
 
   /* Nothing readable.  */
   memset (&obs, 0, sizeof (obs));
   obs.images[HNROOT_IMAGE_CURRENT].kind = HNROOT_IMAGE_UNREADABLE;
-  CHECK (hnroot_decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
+  CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_OK);
   CHECK (d.reason == HNROOT_REASON_NOTHING_BOOTABLE);
   CHECK (strstr (message, "nothing bootable") == message);
@@ -298,17 +328,17 @@ test_reason_code (void)
 {
   static const char *const codes[] = {
     "nothing-bootable", "normal", "update", "trial", "manual-revert", "revert-refused",
-    "automatic-rollback", "trial-exhausted", "recovery", "recovery",
+    "automatic-rollback", "trial-exhausted", "recovery", "recovery", "next-image",
   };
   unsigned i;
 
-  CHECK (sizeof (codes) / sizeof (codes[0]) == HNROOT_REASON_RECOVERY_UNREADABLE + 1);
-  for (i = 0; i <= HNROOT_REASON_RECOVERY_UNREADABLE; i++)
+  CHECK (sizeof (codes) / sizeof (codes[0]) == HNROOT_REASON_NEXT_IMAGE + 1);
+  for (i = 0; i <= HNROOT_REASON_NEXT_IMAGE; i++)
     {
       const char *code = (const char *) hnroot_reason_code ((uint8_t) i);
       CHECK (code != NULL && strcmp (code, codes[i]) == 0);
     }
-  CHECK (hnroot_reason_code (HNROOT_REASON_RECOVERY_UNREADABLE + 1) == NULL);
+  CHECK (hnroot_reason_code (HNROOT_REASON_NEXT_IMAGE + 1) == NULL);
   CHECK (hnroot_reason_code (255) == NULL);
 }
 
@@ -324,15 +354,15 @@ test_tries (void)
   memset (block, 0, sizeof (block));
   set_readable (&obs, HNROOT_IMAGE_CURRENT, 0x0a);
   set_readable (&obs, HNROOT_IMAGE_NEW, 0x0b);
-  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+  CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
 			sizeof (message)) == HNROOT_RESULT_OK);
   CHECK (d.of == HNROOT_DEFAULT_TRIES && d.write.tries_total == HNROOT_DEFAULT_TRIES);
   obs.tries = HNROOT_MAX_TRIES;
-  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+  CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
 			sizeof (message)) == HNROOT_RESULT_OK);
   CHECK (d.of == HNROOT_MAX_TRIES);
   obs.tries = HNROOT_MAX_TRIES + 1;
-  CHECK (hnroot_decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
+  CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message,
 			sizeof (message)) == HNROOT_RESULT_OK);
   CHECK (d.of == HNROOT_MAX_TRIES);
 }
@@ -626,10 +656,10 @@ test_pt_probe (const char *gpt_path, const char *partuuid1, const char *partuuid
   CHECK (hnroot_pt_partition (p, entries, info.entries_len, 0xffffffffu, part)
 	 == HNROOT_RESULT_DONE);
   CHECK (hnroot_pt_partition (p, entries, info.entries_len - 1, 0, part)
-	 == HNROOT_RESULT_INVALID_ARGUMENT);
+	 == HNROOT_RESULT_CHECKSUM);
   entries[5] ^= 1;
   CHECK (hnroot_pt_partition (p, entries, info.entries_len, 0, part)
-	 == HNROOT_RESULT_INVALID_ARGUMENT);
+	 == HNROOT_RESULT_CHECKSUM);
   entries[5] ^= 1;
   CHECK (hnroot_pt_partition (p, NULL, info.entries_len, 0, part)
 	 == HNROOT_RESULT_NULL_ARGUMENT);

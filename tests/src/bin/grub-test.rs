@@ -2,37 +2,56 @@
 //! booted under OVMF in QEMU (TCG), deciding on real disks. One VM carries one GPT disk per
 //! scenario (ESP + hostpart, built rootless by the testkit's disk builder), and its GRUB image
 //! embeds not the production `grub.cfg` (which would boot the first image it finds) but a
-//! script that runs `time hnroot select` on each disk, printing the variables on the serial
-//! console ([`grubimage::test_script`]); the VM is booted
-//! several times on the same disks so that trial counting must persist through GRUB's in-place
-//! writes. Every printed decision is compared with what `hnroot-core` decides on the observation
-//! the scenario was built to be, and with the reason the scenario is about; the boot-state file
-//! is read back from the disk image and decoded after each boot; the PARTUUIDs printed are the
-//! ones sgdisk wrote. Each boot also finds hostpart and the ESP by label (with the core's
-//! probers, reading through GRUB): unique on the first boot; from the second boot on, one more
-//! disk carries a second `hostpart` and a second `EFI-BOOT`, and both searches must refuse,
-//! naming both devices. It never boots a kernel.
+//! script that runs `time hnroot status` and `time hnroot select` on each disk, printing the
+//! variables on the serial console ([`grubimage::test_script`]); the VM is booted several
+//! times on the same disks so that trial counting must persist through GRUB's in-place writes.
+//!
+//! Checks compare stable codes and records, not sentences: every `hnroot: decision:` record
+//! GRUB prints is compared key by key with the record of what `hnroot-core` decides on the
+//! observation the scenario was built to be; every image GRUB refuses must be refused with the
+//! scenario's `Refusal` code, and no other; the boot-state file is read back from the disk
+//! image and decoded after each boot; the PARTUUIDs printed are the ones sgdisk wrote.
+//!
+//! One verdict: the scenarios include hostile hostparts (links inside, out of and around
+//! hostpart, a hard link, a directory and a FIFO named like an image, a copy a few bytes
+//! short, a revert marker that is a dangling link or a directory, a boot-state path that is a
+//! directory). Each scenario's hostpart is also loop-mounted read-only from the very disk image
+//! and observed by `hnroot-linux` as the initramfs and the CLI observe it: GRUB's verdict on
+//! every image name (`hnroot status` prints them all) must be the Linux side's, field for
+//! field, and GRUB's decision record must be the core's decision on the Linux side's
+//! observation and boot-state judgement.
+//!
+//! Each boot also finds hostpart and the ESP by label (with the core's probers, reading
+//! through GRUB): unique on the first boot; from the second boot on, one more disk carries a
+//! second `hostpart` and a second `EFI-BOOT`, and both searches must refuse, naming both
+//! devices. It never boots a kernel. It needs root (for the read-only loop mounts).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hnroot_core::bootstate::{new_block, Block, BootState, StateSeen, Trial, Tries};
-use hnroot_core::decide::{decide, Config};
+use hnroot_core::bootstate::{new_block, BootState, StateSeen, Trial, Tries};
+use hnroot_core::decide::{decide, Config, Decision};
+use hnroot_core::device::Choice;
+use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::uuid::FsUuid;
+use hnroot_core::verdict::Verdict;
+use hnroot_linux::hostpart::HostpartView;
 use regex::Regex;
 
 use clap::Parser;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::disk::{
-    self, BuiltDisk, DiskSpec, EspSpec, HostFs, HostpartSpec, ImageFile, Uuid,
+    self, BuiltDisk, DiskSpec, EspSpec, HostFs, HostpartEntry, HostpartSpec, ImageFile, Uuid,
 };
 use hnroot_testkit::grubimage::{self, GrubImage};
-use hnroot_testkit::inspect;
+use hnroot_testkit::inspect::StateEntry;
+use hnroot_testkit::linuxview;
 use hnroot_testkit::qemu::{Vm, VmSpec};
 use hnroot_testkit::release::Debian;
 
@@ -40,13 +59,13 @@ use hnroot_testkit::release::Debian;
 const BOOTS: usize = 4;
 /// GRUB's number of the disk OVMF starts it from: the first one attached.
 const BOOT_DISK: usize = 0;
-/// One boot: OVMF, GRUB, every scenario's `hnroot select`, halt.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+/// One boot: OVMF, GRUB, every scenario's `hnroot status` and `hnroot select`, halt.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Size of each tiny root image (an empty ext4 filesystem is all GRUB needs to see).
 const IMAGE_MIB: u64 = 2;
 const ESP_MIB: u64 = 40;
 
-/// An image file as a scenario places it on hostpart.
+/// An image file as a scenario builds it.
 #[derive(Clone, Copy, Debug)]
 enum ImageKind {
     /// An ext4 filesystem with this UUID holding `/boot/kernel` and `/boot/initramfs`.
@@ -55,21 +74,55 @@ enum ImageKind {
     NoKernel(Uuid),
     /// A file of the same size that is no filesystem.
     Garbage,
-    /// An `Fs` image without its last [`CUT`] bytes: superblock, UUID and `/boot/kernel` are
-    /// intact (GRUB could read the kernel), the filesystem's end is not there.
-    Truncated(Uuid),
+    /// An `Fs` image without its last this many bytes: superblock, UUID and `/boot/kernel`
+    /// are intact (GRUB could read the kernel), the filesystem's end is not there.
+    Truncated(Uuid, u64),
 }
 
-/// What a truncated image lacks.
+impl ImageKind {
+    /// The verdict this file should get, as the core's stable code.
+    fn expect(self) -> Expect {
+        match self {
+            ImageKind::Fs(u) => Expect::Bootable(u),
+            ImageKind::NoKernel(_) => Expect::Refused("missing-boot-files"),
+            ImageKind::Garbage => Expect::Refused("no-filesystem"),
+            ImageKind::Truncated(..) => Expect::Refused("truncated"),
+        }
+    }
+}
+
+/// What a truncated image lacks: far more than GRUB's rounding to whole sectors.
 const CUT: u64 = 64 * 1024;
 
-/// The boot-state file as a scenario places it on the ESP.
+/// What a scenario places at a path on hostpart.
+#[derive(Clone, Debug)]
+enum Place {
+    /// An image file.
+    Image(ImageKind),
+    /// An empty regular file (the revert marker as `hnroot revert` makes it).
+    Empty,
+    /// A link, directory or FIFO.
+    Entry(HostpartEntry),
+}
+
+/// The verdict a scenario expects on an image name that is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Bootable, with this filesystem UUID.
+    Bootable(Uuid),
+    /// Refused with this `Refusal::code`.
+    Refused(&'static str),
+}
+
+/// What a scenario places at the boot-state path on the ESP.
 #[derive(Clone, Debug)]
 enum StateFile {
-    /// No file.
+    /// Nothing.
     Missing,
-    /// Exactly these 1024 bytes.
+    /// A file of exactly these bytes.
     Bytes(Vec<u8>),
+    /// A directory.
+    Directory,
 }
 
 /// How the scenario's disk is attached.
@@ -83,13 +136,13 @@ enum Attach {
 #[derive(Clone, Debug)]
 struct Scenario {
     name: &'static str,
-    images: Vec<(ImageName, ImageKind)>,
-    revert: bool,
+    /// Everything on hostpart besides `data/`: (path, what), in the order placed.
+    hostpart: Vec<(String, Place)>,
+    /// The verdict each image name that is there should get (the others are absent).
+    expect: Vec<(ImageName, Expect)>,
     state: StateFile,
     /// `hnroot_reason` on the first boot, and the image chosen (None: select fails).
     first: (&'static str, Option<ImageName>),
-    /// Text the module must print besides the decision (e.g. why it did not write).
-    printed: Vec<&'static str>,
     /// `--tries N` for `hnroot select` (None: the default).
     tries: Option<u8>,
     hostpart_label: &'static str,
@@ -101,11 +154,10 @@ impl Scenario {
     fn new(name: &'static str, reason: &'static str, image: Option<ImageName>) -> Scenario {
         Scenario {
             name,
-            images: Vec::new(),
-            revert: false,
+            hostpart: Vec::new(),
+            expect: Vec::new(),
             state: StateFile::Bytes(vec![0; disk::BOOTSTATE_LEN]),
             first: (reason, image),
-            printed: Vec::new(),
             tries: None,
             hostpart_label: "hp",
             esp_label: "esp",
@@ -113,9 +165,33 @@ impl Scenario {
         }
     }
 
-    fn img(mut self, name: ImageName, img: ImageKind) -> Scenario {
-        self.images.push((name, img));
+    /// The image file `name`, built as `img` says.
+    fn img(self, name: ImageName, img: ImageKind) -> Scenario {
+        self.place(name, Place::Image(img), img.expect())
+    }
+
+    /// `what` at the image name `name`, expected to be judged `expect`.
+    fn place(mut self, name: ImageName, what: Place, expect: Expect) -> Scenario {
+        self.hostpart.push((name.file_name().to_owned(), what));
+        self.expect.push((name, expect));
         self
+    }
+
+    /// The image name `name` as a symbolic link to `target`, expected to be judged `expect`.
+    fn link(self, name: ImageName, target: &str, expect: Expect) -> Scenario {
+        let entry = HostpartEntry::Symlink(target.to_owned());
+        self.place(name, Place::Entry(entry), expect)
+    }
+
+    /// `what` at a path that is no image name (a link's target, a second name).
+    fn other(mut self, path: &str, what: Place) -> Scenario {
+        self.hostpart.push((path.to_owned(), what));
+        self
+    }
+
+    /// `system-revert` as `what`.
+    fn revert(self, what: Place) -> Scenario {
+        self.other(REVERT_MARKER, what)
     }
 
     fn state(mut self, state: BootState) -> Scenario {
@@ -123,23 +199,36 @@ impl Scenario {
         self
     }
 
+    fn revert_requested(&self) -> bool {
+        self.hostpart.iter().any(|(path, _)| path == REVERT_MARKER)
+    }
+
+    fn expected(&self, name: ImageName) -> Option<Expect> {
+        self.expect
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| *e)
+    }
+
     /// What the module should see on hostpart (the boot state is read from the disk).
     fn observation(&self, state: StateSeen) -> Observation {
         let mut obs = Observation {
-            revert_requested: self.revert,
+            revert_requested: self.revert_requested(),
             state,
             ..Observation::default()
         };
-        for (name, img) in &self.images {
-            let seen = match img {
-                ImageKind::Fs(uuid) => ImageSeen::Readable(FsUuid::Uuid(uuid.0)),
-                ImageKind::NoKernel(_) | ImageKind::Garbage | ImageKind::Truncated(_) => {
-                    ImageSeen::Unreadable
-                }
+        for (name, expect) in &self.expect {
+            let seen = match expect {
+                Expect::Bootable(uuid) => ImageSeen::Readable(fs_uuid(*uuid)),
+                Expect::Refused(_) => ImageSeen::Unreadable,
             };
             obs.set(*name, seen);
         }
         obs
+    }
+
+    fn tries(&self) -> u8 {
+        self.tries.unwrap_or(hnroot_core::bootstate::DEFAULT_TRIES)
     }
 }
 
@@ -148,7 +237,8 @@ fn fs_uuid(u: Uuid) -> FsUuid {
 }
 
 fn scenarios() -> Result<Vec<Scenario>> {
-    use ImageName::{Current, New, Old};
+    use ImageKind::{Fs, Garbage, NoKernel, Truncated};
+    use ImageName::{Broken, Cancelled, Current, New, Old};
     let (a, b, c) = (Uuid::random()?, Uuid::random()?, Uuid::random()?);
     let committed_a = BootState::Committed { good: fs_uuid(a) };
     let trial = |image: Uuid, left: u8, good: Option<Uuid>| {
@@ -162,97 +252,168 @@ fn scenarios() -> Result<Vec<Scenario>> {
     };
     let trial = |image, left, good| trial(image, left, good).context("tries out of range");
     let mut normal = Scenario::new("normal", "normal", Some(Current))
-        .img(Current, ImageKind::Fs(a))
+        .img(Current, Fs(a))
         .state(committed_a);
     // The only filesystems labelled `hostpart` and `EFI-BOOT` until the duplicate disk is
     // attached (see `duplicate_labels`).
     normal.hostpart_label = disk::HOSTPART_LABEL;
     normal.esp_label = disk::ESP_LABEL;
     let update = Scenario::new("update", "update", Some(New))
-        .img(Current, ImageKind::Fs(a))
-        .img(New, ImageKind::Fs(b))
+        .img(Current, Fs(a))
+        .img(New, Fs(b))
         .state(committed_a);
-    let mut revert = Scenario::new("manual-revert", "manual-revert", Some(Old))
-        .img(Current, ImageKind::Fs(a))
-        .img(Old, ImageKind::Fs(c))
+    let revert = Scenario::new("manual-revert", "manual-revert", Some(Old))
+        .img(Current, Fs(a))
+        .img(Old, Fs(c))
+        .revert(Place::Empty)
         .state(committed_a);
-    revert.revert = true;
-    let mut refused = Scenario::new("revert-refused", "revert-refused", Some(Current))
-        .img(Current, ImageKind::Fs(a))
+    let refused = Scenario::new("revert-refused", "revert-refused", Some(Current))
+        .img(Current, Fs(a))
+        .revert(Place::Empty)
         .state(committed_a);
-    refused.revert = true;
-    let mut corrupt =
-        Scenario::new("corrupt-state", "trial", Some(Current)).img(Current, ImageKind::Fs(a));
+    let mut corrupt = Scenario::new("corrupt-state", "trial", Some(Current)).img(Current, Fs(a));
     corrupt.state = StateFile::Bytes(
         (0..disk::BOOTSTATE_LEN)
             .map(|i| (i * 7 + 3) as u8)
             .collect(),
     );
     let mut missing = Scenario::new("missing-state", "update", Some(New))
-        .img(Current, ImageKind::Fs(a))
-        .img(New, ImageKind::Fs(b));
+        .img(Current, Fs(a))
+        .img(New, Fs(b));
     missing.state = StateFile::Missing;
-    missing.printed = vec!["does not exist", "(update, trial 1 of 5)"];
     // Without a state file no try is counted, so every boot is trial 1 of 5.
     missing.tries = Some(5);
     let mut readonly = Scenario::new("read-only-disk", "update", Some(New))
-        .img(Current, ImageKind::Fs(a))
-        .img(New, ImageKind::Fs(b))
+        .img(Current, Fs(a))
+        .img(New, Fs(b))
         .state(committed_a);
     readonly.attach = Attach::ReadOnly;
-    readonly.printed = vec!["cannot record this boot"];
-    let mut unreadable = Scenario::new("unreadable-image", "recovery", Some(Old))
-        .img(Current, ImageKind::Garbage)
-        .img(Old, ImageKind::Fs(c))
+
+    // Hostile hostparts. Links resolve inside hostpart as GRUB's drivers resolve them:
+    // relative to the top directory, absolute targets from hostpart's root, `..` never above
+    // it; a target that exists only outside hostpart does not resolve.
+    let links_inside = Scenario::new("links-inside", "normal", Some(Current))
+        .other("backup.img", Place::Image(Fs(a)))
+        .other("keep/old.img", Place::Image(Fs(c)))
+        .link(Current, "backup.img", Expect::Bootable(a))
+        .link(Old, "/keep/old.img", Expect::Bootable(c))
+        .link(Broken, "../../../backup.img", Expect::Bootable(a))
         .state(committed_a);
-    unreadable.printed = vec!["hn-root.img is unreadable: no filesystem hnroot recognises in it"];
-    let mut no_kernel = Scenario::new("image-without-kernel", "recovery", Some(Old))
-        .img(Current, ImageKind::NoKernel(a))
-        .img(Old, ImageKind::Fs(c))
+    let unopenable = Expect::Refused("unopenable");
+    let links_outside = Scenario::new("links-outside", "recovery", Some(Old))
+        .link(Current, "/etc/hostname", unopenable)
+        .link(New, "../../../../etc/passwd", unopenable)
+        .link(Cancelled, "nowhere.img", unopenable)
+        .link(Broken, "hn-root-broken.img", unopenable)
+        .img(Old, Fs(c))
         .state(committed_a);
-    no_kernel.printed = vec![
-        "hn-root.img is unreadable: GRUB's ext2 driver cannot open /boot/kernel in this ext4 \
-         filesystem",
-    ];
-    let mut truncated = Scenario::new("truncated-image", "recovery", Some(Old))
-        .img(Current, ImageKind::Truncated(a))
-        .img(Old, ImageKind::Fs(c))
+    // `ln hn-root.img backup.img`: two names of one file, both ordinary files.
+    let hard_link = Scenario::new("hard-link", "normal", Some(Current))
+        .img(Current, Fs(a))
+        .other(
+            "backup.img",
+            Place::Entry(HostpartEntry::HardLink("hn-root.img".into())),
+        )
+        .other("keep/c.img", Place::Image(Fs(c)))
+        .place(
+            Old,
+            Place::Entry(HostpartEntry::HardLink("keep/c.img".into())),
+            Expect::Bootable(c),
+        )
         .state(committed_a);
-    truncated.printed = vec![
-        "hn-root.img is unreadable: it is truncated: its ext4 filesystem spans 2097152 bytes, \
-         the file lacks the last 65536 (an incomplete copy?)",
-    ];
+    // A name that is itself a directory is `not-a-file`; anything else that does not open as
+    // a regular file is `unopenable` (GRUB's ext2 driver cannot tell a FIFO from a dangling
+    // link, and sees a link to a directory as "not a regular file", like a FIFO on btrfs).
+    let directory = Scenario::new("directory-image", "recovery", Some(Old))
+        .place(
+            Current,
+            Place::Entry(HostpartEntry::Directory),
+            Expect::Refused("not-a-file"),
+        )
+        .link(New, "data", unopenable)
+        .img(Old, Fs(c))
+        .state(committed_a);
+    let fifo = Scenario::new("fifo-image", "recovery", Some(Old))
+        .place(Current, Place::Entry(HostpartEntry::Fifo), unopenable)
+        .other("pipe", Place::Entry(HostpartEntry::Fifo))
+        .link(New, "pipe", unopenable)
+        .img(Old, Fs(c))
+        .state(committed_a);
+    // GRUB's loopback disk rounds a file up to whole sectors: a cut under 512 bytes must
+    // still be seen, from the file's own length.
+    let short_cut = Scenario::new("short-cut-image", "recovery", Some(Old))
+        .img(Current, Truncated(a, 100))
+        .img(New, Truncated(b, 1))
+        .img(Old, Fs(c))
+        .state(committed_a);
+    // The marker's name is what counts, whatever it is.
+    let revert_link = Scenario::new("revert-marker-link", "manual-revert", Some(Old))
+        .img(Current, Fs(a))
+        .img(Old, Fs(c))
+        .revert(Place::Entry(HostpartEntry::Symlink("nowhere".into())))
+        .state(committed_a);
+    let revert_dir = Scenario::new("revert-marker-directory", "manual-revert", Some(Old))
+        .img(Current, Fs(a))
+        .img(Old, Fs(c))
+        .revert(Place::Entry(HostpartEntry::Directory))
+        .state(committed_a);
+    // A boot-state path GRUB cannot read as a file: corrupt, so hn-root.img is on trial; it
+    // cannot be written either, and the boot goes on.
+    let mut state_dir = Scenario::new("state-directory", "trial", Some(Current))
+        .img(Current, Fs(a))
+        .img(Old, Fs(c));
+    state_dir.state = StateFile::Directory;
+
     // `update` first: OVMF starts GRUB from the first disk, and `normal` (the one disk
     // labelled `hostpart`/`EFI-BOOT` on the first boot) must not be that disk, or from the
     // second boot on the boot-disk rule would pick it among the duplicates instead of
-    // refusing (that rule is proven by the e2e scenario `two-hostparts`).
+    // refusing (that rule is proven by the e2e scenario `two-hostparts`). The read-only disk
+    // last (qemu.rs attaches the read-write ones).
     Ok(vec![
         update,
         normal,
         Scenario::new("trial", "trial", Some(Current))
-            .img(Current, ImageKind::Fs(a))
-            .img(Old, ImageKind::Fs(c))
+            .img(Current, Fs(a))
+            .img(Old, Fs(c))
             .state(trial(a, 2, Some(c))?),
         revert,
         refused,
         Scenario::new("trial-exhausted", "trial-exhausted", Some(Current))
-            .img(Current, ImageKind::Fs(a))
+            .img(Current, Fs(a))
             .state(trial(a, 0, None)?),
         Scenario::new("rollback", "automatic-rollback", Some(Old))
-            .img(Current, ImageKind::Fs(a))
-            .img(Old, ImageKind::Fs(c))
+            .img(Current, Fs(a))
+            .img(Old, Fs(c))
             .state(trial(a, 0, Some(c))?),
         Scenario::new("missing-image", "recovery", Some(Old))
-            .img(Old, ImageKind::Fs(c))
+            .img(Old, Fs(c))
             .state(BootState::Committed { good: fs_uuid(c) }),
-        unreadable,
-        no_kernel,
-        truncated,
+        Scenario::new("unreadable-image", "recovery", Some(Old))
+            .img(Current, Garbage)
+            .img(Old, Fs(c))
+            .state(committed_a),
+        Scenario::new("image-without-kernel", "recovery", Some(Old))
+            .img(Current, NoKernel(a))
+            .img(Old, Fs(c))
+            .state(committed_a),
+        Scenario::new("truncated-image", "recovery", Some(Old))
+            .img(Current, Truncated(a, CUT))
+            .img(Old, Fs(c))
+            .state(committed_a),
         corrupt,
         missing,
         Scenario::new("nothing-bootable", "nothing-bootable", None)
-            .img(Current, ImageKind::Garbage)
+            .img(Current, Garbage)
             .state(committed_a),
+        links_inside,
+        links_outside,
+        hard_link,
+        directory,
+        fifo,
+        short_cut,
+        revert_link,
+        revert_dir,
+        state_dir,
         readonly,
     ])
 }
@@ -275,7 +436,7 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     file.set_len(IMAGE_MIB * disk::MIB)?;
     drop(file);
     let uuid = match img {
-        ImageKind::Fs(uuid) | ImageKind::NoKernel(uuid) | ImageKind::Truncated(uuid) => uuid,
+        ImageKind::Fs(uuid) | ImageKind::NoKernel(uuid) | ImageKind::Truncated(uuid, _) => uuid,
         ImageKind::Garbage => {
             let garbage: Vec<u8> = (0..IMAGE_MIB * disk::MIB)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -290,7 +451,7 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     }
     fs::create_dir_all(stage.join("boot"))?;
     fs::write(stage.join("boot/initramfs"), b"")?;
-    if matches!(img, ImageKind::Fs(_) | ImageKind::Truncated(_)) {
+    if matches!(img, ImageKind::Fs(_) | ImageKind::Truncated(..)) {
         fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?;
     }
     buildenv::run(
@@ -302,11 +463,11 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
             .arg(path),
     )?;
     fs::remove_dir_all(&stage)?;
-    if let ImageKind::Truncated(_) = img {
+    if let ImageKind::Truncated(_, cut) = img {
         fs::OpenOptions::new()
             .write(true)
             .open(path)?
-            .set_len(IMAGE_MIB * disk::MIB - CUT)?;
+            .set_len(IMAGE_MIB * disk::MIB - cut)?;
     }
     Ok(())
 }
@@ -319,25 +480,31 @@ fn build_scenario(s: &Scenario, grub: &GrubImage, dir: &Path) -> Result<BuiltDis
     let mut host = HostpartSpec::new(HostFs::Ext4);
     host.label = s.hostpart_label.to_owned();
     host.size_mib = Some(24);
-    for (name, img) in &s.images {
-        let path = dir.join(name.file_name());
-        build_image(&path, *img)?;
-        host = host.image(name.file_name(), &path);
-    }
-    if s.revert {
-        host.files.push(ImageFile::new(
-            hnroot_core::layout::REVERT_MARKER,
-            0o644,
-            Vec::new(),
-        ));
+    for (i, (path, what)) in s.hostpart.iter().enumerate() {
+        match what {
+            Place::Image(img) => {
+                let built = dir.join(format!("{i}.img"));
+                build_image(&built, *img)?;
+                host = if path.contains('/') {
+                    host.image_at(path, &built)
+                } else {
+                    host.image(path, &built)
+                };
+            }
+            Place::Empty => host.files.push(ImageFile::new(path, 0o644, Vec::new())),
+            Place::Entry(entry) => host = host.entry(path, entry.clone()),
+        }
     }
     let mut esp = EspSpec::new(grub);
     esp.label = s.esp_label.to_owned();
     esp.size_mib = ESP_MIB;
     esp.bootstate = match &s.state {
         StateFile::Bytes(bytes) => Some(bytes.clone()),
-        StateFile::Missing => None,
+        StateFile::Missing | StateFile::Directory => None,
     };
+    if let StateFile::Directory = s.state {
+        esp.dirs.push(disk::BOOTSTATE_PATH.to_owned());
+    }
     disk::build(
         &DiskSpec {
             name: s.name.to_owned(),
@@ -348,16 +515,16 @@ fn build_scenario(s: &Scenario, grub: &GrubImage, dir: &Path) -> Result<BuiltDis
     )
 }
 
-/// The boot-state file as it is on the disk image now, or None when there is no such file.
-fn state_on_disk(built: &BuiltDisk, scratch: &Path) -> Result<Option<Vec<u8>>> {
-    Ok(inspect::boot_state(built, scratch)?.0)
+/// The boot-state path of a scenario's ESP now, and hnroot-linux's judgement of it.
+#[derive(Clone, Debug)]
+struct StateNow {
+    entry: StateEntry,
+    linux: StateSeen,
 }
 
-fn seen_of(bytes: &Option<Vec<u8>>) -> StateSeen {
-    match bytes {
-        None => StateSeen::Absent,
-        Some(b) => Block::decode(b).map_or(StateSeen::Corrupt, |block| block.seen()),
-    }
+fn state_now(built: &BuiltDisk, copy: &Path) -> Result<StateNow> {
+    let (entry, linux) = linuxview::boot_state(built, copy)?;
+    Ok(StateNow { entry, linux })
 }
 
 /// The variables a `result` line shows, with the prefix `P`.
@@ -369,10 +536,11 @@ fn result_vars(p: &str) -> String {
     )
 }
 
-/// The embedded configuration: for each disk, `time hnroot select` and the variables; then
-/// the searches by label (timed too); then `hnroot status` on one disk; then power off. Every
-/// variable is cleared before each command so that a value cannot be left over from the one
-/// before.
+/// The embedded configuration: for each disk, `time hnroot status` (every image's verdict and
+/// the decision, nothing written) then `time hnroot select` and the variables; then the
+/// searches by label (timed too); then `hnroot status` on one disk after its select; then
+/// power off. Every variable is cleared before each command so that a value cannot be left
+/// over from the one before.
 fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> String {
     let clear = |p: &str| {
         [
@@ -412,10 +580,18 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
         )
     };
     for (i, s) in scenarios.iter().enumerate() {
-        let tries = s.tries.map_or(String::new(), |n| format!(" --tries {n}"));
+        let args = format!(
+            "--hostpart (hd{i},gpt2) --esp (hd{i},gpt1){}",
+            s.tries.map_or(String::new(), |n| format!(" --tries {n}"))
+        );
+        cfg.push_str(&block(
+            &verdicts_block(i),
+            &format!("hnroot status --set-prefix vd_ {args}"),
+            "vd_",
+        ));
         cfg.push_str(&block(
             &format!("hd{i}"),
-            &format!("hnroot select --hostpart (hd{i},gpt2) --esp (hd{i},gpt1){tries}"),
+            &format!("hnroot select {args}"),
             "hnroot_",
         ));
     }
@@ -439,6 +615,11 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
     ));
     cfg.push_str("echo \"hnroot-test: done\"\nhalt\n");
     cfg
+}
+
+/// The name of the console block of `hnroot status` on disk `i`.
+fn verdicts_block(i: usize) -> String {
+    format!("vd-hd{i}")
 }
 
 /// What one `begin..end` block of the console says.
@@ -576,16 +757,29 @@ fn main() -> Result<()> {
         duplicate: scenarios.len(),
     };
 
+    // The Linux side's view of every hostpart, from the same disk images (GRUB writes only
+    // to the ESPs, so it holds for every boot).
+    let linux: Vec<Result<HostpartView, String>> = scenarios
+        .iter()
+        .zip(&built)
+        .map(|(s, b)| {
+            linuxview::hostpart(b, &work.join("linux").join(s.name)).map_err(|e| format!("{e:#}"))
+        })
+        .collect();
+
     let done = Regex::new("hnroot-test: done")?;
     let mut failures = Vec::new();
     let mut failed_checks = 0;
     let mut total = 0;
     let mut timings = Vec::new();
+    let mut boot_times = Vec::new();
+    let state_copy = |name: &str, when: &str| work.join("state").join(name).join(when);
     for boot in 1..=BOOTS {
         let duplicates_attached = boot > 1;
-        let before: Vec<Option<Vec<u8>>> = built
+        let before: Vec<StateNow> = scenarios
             .iter()
-            .map(|b| state_on_disk(b, &work))
+            .zip(&built)
+            .map(|(s, b)| state_now(b, &state_copy(s.name, "before")))
             .collect::<Result<_>>()?;
         let mut vm_spec = VmSpec::new(&format!("grub-test boot {boot}"), &rw, &work.join("vm"));
         vm_spec.no_reboot = true;
@@ -603,12 +797,15 @@ fn main() -> Result<()> {
         if duplicates_attached {
             vm_spec.extra_args.extend(drive(&duplicate, ""));
         }
+        let started = Instant::now();
         let mut vm = Vm::start(&vm_spec)?;
         vm.wait_for(&done, BOOT_TIMEOUT)?;
         vm.wait_exit(Duration::from_secs(60))?;
+        boot_times.push(started.elapsed());
         let log = vm.log();
         fs::write(work.join(format!("serial-boot{boot}.log")), &log)?;
         let found = blocks(&log);
+        let find = |name: &str| found.iter().find(|(n, _)| n == name).map(|(_, b)| b);
         let mut record = |name: String, block: Option<&ConsoleBlock>, problems: Vec<String>| {
             total += 1;
             if let Some(t) = block.and_then(|b| b.elapsed.as_ref()) {
@@ -625,15 +822,26 @@ fn main() -> Result<()> {
         };
         for (i, (s, b)) in scenarios.iter().zip(&built).enumerate() {
             let dev = format!("hd{i}");
-            let block = found.iter().find(|(name, _)| *name == dev).map(|(_, b)| b);
-            let problems = match block {
+            let select = find(&dev);
+            let problems = match select {
                 None => vec![format!("no output for {dev}")],
                 Some(block) => {
-                    let after = state_on_disk(b, &work)?;
-                    check_scenario(s, b, boot, &before[i], &after, block)
+                    let after = state_now(b, &state_copy(s.name, "after"))?;
+                    check_scenario(s, i, b, boot, &before[i], &after, block)
                 }
             };
-            record(s.name.to_owned(), block, problems);
+            record(s.name.to_owned(), select, problems);
+            let vd = verdicts_block(i);
+            let status = find(&vd);
+            let problems = match (status, select, &linux[i]) {
+                (None, _, _) => vec![format!("no output for {vd}")],
+                (_, None, _) => vec![format!("no output for {dev}")],
+                (_, _, Err(e)) => vec![format!("no Linux view to compare with: {e}")],
+                (Some(status), Some(select), Ok(view)) => {
+                    check_verdicts(s, i, view, &before[i], status, select)
+                }
+            };
+            record(format!("{} verdicts", s.name), status, problems);
         }
         let cmdpath = format!("hnroot-test: cmdpath (hd{BOOT_DISK},gpt1)/");
         let problems = if log.contains(&cmdpath) {
@@ -645,7 +853,7 @@ fn main() -> Result<()> {
         };
         record("cmdpath".to_owned(), None, problems);
         for name in ["label-both", "label-esp", "status"] {
-            let block = found.iter().find(|(n, _)| n == name).map(|(_, b)| b);
+            let block = find(name);
             let problems = match block {
                 None => vec![format!("no output for {name}")],
                 Some(block) if name == "status" => {
@@ -656,7 +864,16 @@ fn main() -> Result<()> {
             record(name.to_owned(), block, problems);
         }
     }
-    println!("grub-test: `time hnroot select` per scenario (GRUB's clock, TCG):");
+    println!(
+        "grub-test: {} disks, {BOOTS} boots of {}",
+        scenarios.len() + 1,
+        boot_times
+            .iter()
+            .map(|t| format!("{:.1} s", t.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("grub-test: `time hnroot status|select` per scenario (GRUB's clock, TCG):");
     for t in &timings {
         println!("  {t}");
     }
@@ -687,22 +904,98 @@ fn common_problems(block: &ConsoleBlock) -> Vec<String> {
     problems
 }
 
+/// The rest of the line GRUB printed about image `name` on disk `i`: its verdict, from
+/// `hnroot: (hdI,gpt2)/NAME: VERDICT`.
+fn verdict_line(text: &str, i: usize, name: ImageName) -> Option<&str> {
+    let prefix = format!("hnroot: (hd{i},gpt2)/{}: ", name.file_name());
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str()))
+}
+
+/// A verdict as (code, detail): GRUB prints `absent`, `ext4 UUID=... (N bytes)` or
+/// `unreadable (CODE): why`.
+fn grub_verdict(line: &str) -> (&str, &str) {
+    if line == "absent" {
+        return ("absent", "");
+    }
+    match line
+        .strip_prefix("unreadable (")
+        .and_then(|r| r.split_once("): "))
+    {
+        Some((code, why)) => (code, why),
+        None => ("bootable", line),
+    }
+}
+
+/// The same parts of a verdict reached on Linux, worded by the core as GRUB's are.
+fn linux_verdict(v: &Verdict) -> (&'static str, String) {
+    match v {
+        Verdict::Absent => ("absent", String::new()),
+        Verdict::Bootable(_) => ("bootable", v.to_string()),
+        Verdict::Refused(r) => (r.code(), r.to_string()),
+    }
+}
+
+/// Whether GRUB's `hnroot: decision:` record in `text` is the record of `want`: `None` when it
+/// is, else which keys differ.
+fn record_mismatch(text: &str, want: &Decision, whose: &str) -> Option<String> {
+    let want = want.record().to_string();
+    let Some(got) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hnroot: decision: "))
+    else {
+        return Some(format!(
+            "no `hnroot: decision:` record; {whose} is `{want}`"
+        ));
+    };
+    let got = got.trim();
+    if got == want {
+        return None;
+    }
+    let fields = |r: &str| -> BTreeMap<String, String> {
+        r.split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    };
+    let (g, w) = (fields(got), fields(&want));
+    let mut keys: Vec<&String> = g.keys().chain(w.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| g.get(*k) != w.get(*k))
+        .map(|k| {
+            let show = |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or("(none)".into());
+            format!("{k}={} where {whose} has {k}={}", show(&g), show(&w))
+        })
+        .collect();
+    Some(if differ.is_empty() {
+        format!("decision record `{got}`; {whose} is `{want}`")
+    } else {
+        format!("decision record: {}", differ.join(", "))
+    })
+}
+
 fn check_scenario(
     s: &Scenario,
+    i: usize,
     b: &BuiltDisk,
     boot: usize,
-    before: &Option<Vec<u8>>,
-    after: &Option<Vec<u8>>,
+    before: &StateNow,
+    after: &StateNow,
     block: &ConsoleBlock,
 ) -> Vec<String> {
     let mut problems = common_problems(block);
     let mut fail = |what: String| problems.push(what);
-    let obs = s.observation(seen_of(before));
-    let tries = s.tries.unwrap_or(hnroot_core::bootstate::DEFAULT_TRIES);
+    let obs = s.observation(before.entry.seen());
+    let tries = s.tries();
     let decision = decide(&obs, &Config { tries });
-    let expected_line = format!("hnroot: {decision}");
-    if !block.text.lines().any(|l| l.trim() == expected_line) {
-        fail(format!("expected the line `{expected_line}`"));
+    if let Some(p) = record_mismatch(
+        &block.text,
+        &decision,
+        "the core's decision on the scenario's observation",
+    ) {
+        fail(p);
     }
     for (key, want) in [
         ("partuuid", b.hostpart.partuuid.to_string()),
@@ -763,28 +1056,162 @@ fn check_scenario(
             ));
         }
     }
-    for text in &s.printed {
-        if !block.text.contains(text) {
-            fail(format!("expected the module to print `{text}`"));
+    // `select` prints a line for each image it refuses, with the refusal's code; for no other.
+    for name in ImageName::ALL {
+        let printed = verdict_line(&block.text, i, name).map(grub_verdict);
+        let want = match s.expected(name) {
+            Some(Expect::Refused(code)) => Some(code),
+            _ => None,
+        };
+        match (printed, want) {
+            (Some((code, _)), Some(want)) if code == want => {}
+            (None, None) => {}
+            (got, want) => fail(format!(
+                "{name}: GRUB printed {}, expected {}",
+                got.map_or("no verdict".to_owned(), |(c, _)| format!("`{c}`")),
+                want.map_or("no line (not refused)".to_owned(), |c| format!(
+                    "`unreadable ({c})`"
+                ))
+            )),
         }
     }
-    // The boot state on disk afterwards: what the core asked to write, where GRUB could.
-    let wants = decision.boot().and_then(|c| c.write);
-    let expect_written = wants.is_some() && before.is_some() && s.attach == Attach::ReadWrite;
-    let state_after = after
-        .as_ref()
-        .and_then(|a| Block::decode(a).ok())
-        .map(|b| b.seen());
-    if expect_written {
-        if let Some(w) = wants {
-            if state_after != Some(StateSeen::Valid(w)) {
+    // The boot state on disk afterwards: what the core asked to write, where GRUB could; and
+    // where it could not, GRUB says so and boots anyway.
+    let state_path = format!("(hd{i},gpt1)/{}", disk::BOOTSTATE_PATH);
+    let not_recording = format!("hnroot: not recording this boot in {state_path}: ");
+    let said_not_recording = block.text.lines().any(|l| l.starts_with(&not_recording));
+    let writable = matches!(before.entry, StateEntry::File(_)) && s.attach == Attach::ReadWrite;
+    match decision.boot().and_then(|c| c.write) {
+        Some(w) if writable => {
+            let state_after = after.entry.seen();
+            if state_after != StateSeen::Valid(w) {
                 fail(format!(
                     "boot state on disk {state_after:?}, expected {w:?}"
                 ));
             }
+            if said_not_recording {
+                fail(format!(
+                    "GRUB printed `{not_recording}...` on a writable file"
+                ));
+            }
         }
-    } else if after != before {
-        fail("the boot-state file changed although nothing was to be written".to_owned());
+        wants => {
+            if after.entry != before.entry {
+                fail("the boot-state path changed although nothing could be written".to_owned());
+            }
+            if wants.is_some() && !said_not_recording {
+                fail(format!(
+                    "expected `{not_recording}...`: the state to write could not be written"
+                ));
+            }
+            if wants.is_none() && said_not_recording {
+                fail(format!(
+                    "GRUB printed `{not_recording}...` with nothing to write"
+                ));
+            }
+        }
+    }
+    // A boot-state path that cannot be read as a file is decided on as a corrupt one (checked
+    // by the record above), and GRUB says why (no code: GRUB's own error text).
+    let unreadable = format!("hnroot: boot state unreadable ({state_path}: ");
+    let said_unreadable = block.text.lines().any(|l| l.starts_with(&unreadable));
+    let is_dir = matches!(before.entry, StateEntry::Directory);
+    if said_unreadable != is_dir {
+        fail(format!(
+            "GRUB {} `{unreadable}...` for a boot-state path that is {}",
+            if said_unreadable {
+                "printed"
+            } else {
+                "did not print"
+            },
+            if is_dir {
+                "a directory"
+            } else {
+                "not a directory"
+            }
+        ));
+    }
+    problems
+}
+
+/// One verdict: GRUB's verdict on every image name (`hnroot status` prints them all) against
+/// hnroot-linux's on the same hostpart, code and detail, and both against the scenario; the
+/// revert marker and the boot-state path as Linux sees them; and GRUB's decision records
+/// (status, then select) against the core's decision on what Linux observed.
+fn check_verdicts(
+    s: &Scenario,
+    i: usize,
+    linux: &HostpartView,
+    before: &StateNow,
+    status: &ConsoleBlock,
+    select: &ConsoleBlock,
+) -> Vec<String> {
+    let mut problems = common_problems(status);
+    for name in ImageName::ALL {
+        let Some(judged) = linux.image(name) else {
+            problems.push(format!("{name}: no verdict from hnroot-linux"));
+            continue;
+        };
+        let (lcode, ldetail) = linux_verdict(&judged.verdict);
+        match verdict_line(&status.text, i, name).map(grub_verdict) {
+            None => problems.push(format!(
+                "{name}: `hnroot status` printed no verdict (Linux: {lcode})"
+            )),
+            Some((gcode, _)) if gcode != lcode => problems.push(format!(
+                "{name}: GRUB's verdict is {gcode}, Linux's is {lcode} ({ldetail})"
+            )),
+            Some((gcode, gdetail)) if gdetail != ldetail => problems.push(format!(
+                "{name}: both {gcode}, but GRUB finds `{gdetail}`, Linux `{ldetail}`"
+            )),
+            Some(_) => {}
+        }
+        let want = s.expected(name);
+        let as_expected = match (want, &judged.verdict) {
+            (None, Verdict::Absent) => true,
+            (Some(Expect::Bootable(u)), Verdict::Bootable(b)) => b.uuid == fs_uuid(u),
+            (Some(Expect::Refused(code)), Verdict::Refused(r)) => r.code() == code,
+            _ => false,
+        };
+        if !as_expected {
+            problems.push(format!(
+                "{name}: Linux's verdict is {lcode} {ldetail}; the scenario expects {}",
+                want.map_or("absent".to_owned(), |e| format!("{e:?}"))
+            ));
+        }
+    }
+    if linux.revert_requested != s.revert_requested() {
+        problems.push(format!(
+            "hnroot-linux sees a revert request: {}; the scenario placed {}",
+            linux.revert_requested,
+            if s.revert_requested() {
+                "system-revert"
+            } else {
+                "none"
+            }
+        ));
+    }
+    if before.linux != before.entry.seen() {
+        problems.push(format!(
+            "hnroot-linux judges the boot-state path {:?}; the core, on what is there, {:?}",
+            before.linux,
+            before.entry.seen()
+        ));
+    }
+    let decision = decide(
+        &linux.observation(before.linux),
+        &Config { tries: s.tries() },
+    );
+    let whose = "the core's decision on hnroot-linux's observation";
+    for (command, block) in [("status", status), ("select", select)] {
+        if let Some(p) = record_mismatch(&block.text, &decision, whose) {
+            problems.push(format!("{command}: {p}"));
+        }
+    }
+    let (status_rc, select_rc) = (field(&status.result, "rc"), field(&select.result, "rc"));
+    if status_rc != select_rc {
+        problems.push(format!(
+            "status rc={status_rc}, select rc={select_rc}: one decision, two outcomes"
+        ));
     }
     problems
 }
@@ -836,23 +1263,40 @@ fn check_label(name: &str, block: &ConsoleBlock, l: &Labels, duplicates: bool) -
     let (u, d) = (l.unique, l.duplicate);
     let rc = field(&block.result, "rc");
     if duplicates {
-        let (label, part) = if name == "label-both" {
-            ("hostpart", "gpt2")
+        let (label, part, option) = if name == "label-both" {
+            ("hostpart", "gpt2", "--hostpart")
         } else {
-            ("EFI-BOOT", "gpt1")
+            ("EFI-BOOT", "gpt1", "--esp")
         };
-        let wanted = format!("error: 2 filesystems are labelled `{label}' (");
-        let why = format!("none on the disk GRUB started from (hd{BOOT_DISK}): refusing to guess");
-        let refusal = block.text.lines().find(|l| l.contains(&wanted));
-        let names_both = refusal.is_some_and(|line| {
-            line.contains(&format!("(hd{u},{part})"))
-                && line.contains(&format!("(hd{d},{part})"))
-                && line.contains(&why)
-        });
-        if rc != "1" || !names_both {
+        // The core's refusal (the devices carry no pin and neither is on GRUB's disk), in the
+        // core's words, after the devices GRUB names.
+        let why = Choice::Ambiguous {
+            count: 2,
+            pinned: 0,
+            on_boot_disk: 0,
+        };
+        let wanted = format!("error: filesystems labelled `{label}': ");
+        let refusal = block.text.lines().find_map(|l| l.strip_prefix(&wanted));
+        let parts = [
+            format!("(hd{u},{part})"),
+            format!("(hd{d},{part})"),
+            format!("(GRUB started from hd{BOOT_DISK}): {why}; pass {option} DEVICE"),
+        ];
+        let missing: Vec<&String> = parts
+            .iter()
+            .filter(|p| !refusal.is_some_and(|line| line.contains(p.as_str())))
+            .collect();
+        if rc != "1" {
+            problems.push(format!("rc={rc:?}, expected 1: the search must refuse"));
+        }
+        if !missing.is_empty() {
             problems.push(format!(
-                "expected rc=1 and `{wanted}...` naming (hd{u},{part}) and (hd{d},{part}), \
-                 and `{why}`"
+                "expected `{wanted}...` with {}",
+                missing
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         return problems;
@@ -953,10 +1397,84 @@ mod tests {
         assert!(cfg.contains(&format!(
             "if time hnroot select --hostpart (hd{i},gpt2) --esp (hd{i},gpt1) --tries 5; then"
         )));
+        assert!(cfg.contains(&format!(
+            "if time hnroot status --set-prefix vd_ --hostpart (hd{i},gpt2) --esp (hd{i},gpt1) \
+             --tries 5; then"
+        )));
+        // Each disk's status block comes before its select block: both decide on the same
+        // boot state.
+        for i in 0..scenarios.len() {
+            let status = cfg.find(&format!("begin {}\"", verdicts_block(i))).unwrap();
+            let select = cfg.find(&format!("begin hd{i}\"")).unwrap();
+            assert!(status < select, "disk {i}");
+        }
         assert!(cfg.contains("if time hnroot select --set-prefix lbl_; then"));
         for var in ["partuuid", "esp_partuuid", "tries", "hostpart", "esp"] {
             assert!(cfg.contains(&format!("set lbl_{var}=\n")), "{var}");
             assert!(cfg.contains(&format!(" {var}=$lbl_{var}")), "{var}");
+        }
+    }
+
+    #[test]
+    fn verdict_lines_parse_into_codes_as_the_core_words_them() {
+        let text = "hnroot: (hd3,gpt2)/hn-root.img: unreadable (truncated): truncated: x\n\
+                    hnroot: (hd3,gpt2)/hn-root-old.img: ext4 UUID=u (2097152 bytes)\n\
+                    hnroot: (hd3,gpt2)/hn-root-new.img: absent\n";
+        let line = |n| verdict_line(text, 3, n).map(grub_verdict);
+        assert_eq!(
+            line(ImageName::Current),
+            Some(("truncated", "truncated: x"))
+        );
+        assert_eq!(
+            line(ImageName::Old),
+            Some(("bootable", "ext4 UUID=u (2097152 bytes)"))
+        );
+        assert_eq!(line(ImageName::New), Some(("absent", "")));
+        assert_eq!(line(ImageName::Broken), None);
+        assert_eq!(verdict_line(text, 13, ImageName::Current), None);
+        // A refusal as the FFI words it for GRUB parses back into the core's code and text.
+        let r = hnroot_core::verdict::Refusal::NoFilesystem;
+        let printed = format!("unreadable ({}): {r}", r.code());
+        let (code, detail) = linux_verdict(&Verdict::Refused(r));
+        assert_eq!(grub_verdict(&printed), (code, detail.as_str()));
+    }
+
+    #[test]
+    fn a_decision_record_that_differs_names_the_keys() {
+        let s = &scenarios().unwrap()[0];
+        let decision = decide(&s.observation(StateSeen::Absent), &Config::default());
+        let record = decision.record().to_string();
+        let text = format!("hnroot: something\nhnroot: decision: {record}\n");
+        assert_eq!(record_mismatch(&text, &decision, "core"), None);
+        let wrong = text.replace("notes=state-absent", "notes=-");
+        let p = record_mismatch(&wrong, &decision, "core").unwrap();
+        assert!(
+            p.contains("notes=- where core has notes=state-absent"),
+            "{p}"
+        );
+        let p = record_mismatch("hnroot: booting\n", &decision, "core").unwrap();
+        assert!(p.starts_with("no `hnroot: decision:` record"), "{p}");
+    }
+
+    #[test]
+    fn hostile_scenarios_expect_what_the_product_documents() {
+        let all = scenarios().unwrap();
+        let by_name = |n: &str| all.iter().find(|s| s.name == n).unwrap();
+        // A revert marker in any form is a revert request.
+        for n in [
+            "revert-marker-link",
+            "revert-marker-directory",
+            "manual-revert",
+        ] {
+            assert!(by_name(n).revert_requested(), "{n}");
+        }
+        // Every image name a scenario places is expected to be judged; nothing else is.
+        for s in &all {
+            for (path, _) in &s.hostpart {
+                let is_image = ImageName::from_file_name(path).is_some();
+                let expected = ImageName::from_file_name(path).and_then(|n| s.expected(n));
+                assert_eq!(is_image, expected.is_some(), "{} {path}", s.name);
+            }
         }
     }
 }

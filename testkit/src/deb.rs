@@ -1,0 +1,234 @@
+//! Builds `hnroot_<version>_amd64.deb` with `dpkg-deb --build` from a staging tree (`cargo
+//! xtask deb`): the CLI and `hnroot-init` (both static, musl: the package works on every Debian
+//! release without a libc dependency), the initramfs-tools hook and script, the dracut module,
+//! the systemd unit, the module kit (`hnroot.mod`, its version record and SBAT for each GRUB
+//! build it was built against, and `grub.cfg`), and `/etc/hnroot/keys/`. The control file
+//! declares the exact GRUB builds the kit fits (`grub-efi-amd64-bin (= V)`, alternatives when
+//! the kit holds several), so apt never pairs the module with another GRUB. Maintainer scripts:
+//! a trigger rebuilds every initramfs (initramfs-tools `update-initramfs`); postinst enables
+//! the unit, prerm/postrm disable it on removal.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{buildenv, grubmod, initramfs};
+
+/// The package's name.
+pub const PACKAGE: &str = "hnroot";
+
+/// A built package.
+#[derive(Debug, Clone)]
+pub struct Deb {
+    /// The `.deb`.
+    pub path: PathBuf,
+    /// Its version.
+    pub version: String,
+    /// The GRUB builds it declares.
+    pub grub_builds: Vec<String>,
+}
+
+fn put(root: &Path, rel: &str, data: &[u8], mode: u32) -> Result<()> {
+    let path = root.join(rel);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fs::write(&path, data).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn copy(root: &Path, rel: &str, from: &Path, mode: u32) -> Result<()> {
+    let data = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    put(root, rel, &data, mode)
+}
+
+/// The control file's dependency on the GRUB builds of the kit.
+pub fn grub_dependency(builds: &[String]) -> String {
+    builds
+        .iter()
+        .map(|b| format!("grub-efi-amd64-bin (= {b})"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+const POSTINST: &str = "#!/bin/sh
+set -e
+# Enable the unit that commits a healthy image (or ends a failed trial boot).
+if [ \"$1\" = configure ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+\tdeb-systemd-helper enable hnroot-mark-good.service >/dev/null || true
+fi
+exit 0
+";
+
+const PRERM: &str = "#!/bin/sh
+set -e
+if [ \"$1\" = remove ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+\tdeb-systemd-helper disable hnroot-mark-good.service >/dev/null || true
+fi
+exit 0
+";
+
+const POSTRM: &str = "#!/bin/sh
+set -e
+if [ \"$1\" = purge ] && command -v deb-systemd-helper >/dev/null 2>&1; then
+\tdeb-systemd-helper purge hnroot-mark-good.service >/dev/null || true
+fi
+exit 0
+";
+
+/// `update-initramfs` rebuilds every initramfs once hnroot's hook is in place.
+const TRIGGERS: &str = "activate-noawait update-initramfs\n";
+
+/// Build the package into `out_dir`.
+pub fn build(out_dir: &Path) -> Result<Deb> {
+    let version = env!("CARGO_PKG_VERSION").to_owned();
+    let kit = grubmod::build_kit()?;
+    let builds = kit.builds();
+    if builds.is_empty() {
+        bail!("the module kit {} holds no module", kit.dir.display());
+    }
+    let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
+    let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
+    let ws = buildenv::workspace_root();
+    let stage = buildenv::fresh_dir(&buildenv::build_root().join("deb").join("root"))?;
+    copy(&stage, "usr/sbin/hnroot", &cli, 0o755)?;
+    copy(&stage, "usr/lib/hnroot/hnroot-init", &init, 0o755)?;
+    copy(
+        &stage,
+        "usr/share/initramfs-tools/hooks/hnroot",
+        &ws.join("initramfs/initramfs-tools/hooks/hnroot"),
+        0o755,
+    )?;
+    copy(
+        &stage,
+        "usr/share/initramfs-tools/scripts/hnroot",
+        &ws.join("initramfs/initramfs-tools/scripts/hnroot"),
+        0o644,
+    )?;
+    let dracut = ws.join("packaging/dracut/90hnroot");
+    if dracut.is_dir() {
+        for entry in fs::read_dir(&dracut)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            copy(
+                &stage,
+                &format!("usr/lib/dracut/modules.d/90hnroot/{name}"),
+                &entry.path(),
+                0o755,
+            )?;
+        }
+    }
+    copy(
+        &stage,
+        "usr/lib/systemd/system/hnroot-mark-good.service",
+        &ws.join("packaging/systemd/hnroot-mark-good.service"),
+        0o644,
+    )?;
+    copy(
+        &stage,
+        "usr/lib/hnroot/grub/grub.cfg",
+        &kit.dir.join(hnroot_install::grub::GRUB_CFG),
+        0o644,
+    )?;
+    for b in &builds {
+        for f in [
+            hnroot_install::grub::MODULE_FILE,
+            hnroot_install::grub::VERSION_RECORD,
+            hnroot_install::grub::SBAT_FILE,
+        ] {
+            copy(
+                &stage,
+                &format!("usr/lib/hnroot/grub/{b}/{f}"),
+                &kit.dir.join(b).join(f),
+                0o644,
+            )?;
+        }
+    }
+    fs::create_dir_all(stage.join("etc/hnroot/keys"))?;
+    put(
+        &stage,
+        "usr/share/doc/hnroot/copyright",
+        b"hnroot\nLicense: MIT OR Apache-2.0\n",
+        0o644,
+    )?;
+    put(
+        &stage,
+        "usr/share/doc/hnroot/README.md",
+        &fs::read(ws.join("README.md"))?,
+        0o644,
+    )?;
+    let installed_kib: u64 = dir_bytes(&stage)?.div_ceil(1024);
+    let control = format!(
+        "Package: {PACKAGE}\n\
+         Version: {version}\n\
+         Architecture: amd64\n\
+         Maintainer: hnroot maintainers <maintainers@example.invalid>\n\
+         Installed-Size: {installed_kib}\n\
+         Depends: {grub}, grub-common, mtools, gdisk, dosfstools, e2fsprogs, util-linux, zstd, kmod\n\
+         Recommends: initramfs-tools | dracut, systemd, efibootmgr, btrfs-progs, xfsprogs, minisign\n\
+         Section: admin\n\
+         Priority: optional\n\
+         Homepage: https://example.invalid/hnroot\n\
+         Description: image-based, roll-back-able root filesystems chosen by GRUB\n \
+         The whole root filesystem is one image file on the hostpart partition; GRUB's\n \
+         hnroot.mod picks the image before the kernel loads, the initramfs commits the\n \
+         switch and mounts it, and the hnroot command stages, reverts and explains.\n \
+         This package carries hnroot.mod for GRUB {builds}.\n",
+        grub = grub_dependency(&builds),
+        builds = builds.join(", "),
+    );
+    put(&stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
+    put(&stage, "DEBIAN/postinst", POSTINST.as_bytes(), 0o755)?;
+    put(&stage, "DEBIAN/prerm", PRERM.as_bytes(), 0o755)?;
+    put(&stage, "DEBIAN/postrm", POSTRM.as_bytes(), 0o755)?;
+    put(&stage, "DEBIAN/triggers", TRIGGERS.as_bytes(), 0o644)?;
+    fs::create_dir_all(out_dir)?;
+    let path = out_dir.join(format!("{PACKAGE}_{version}_amd64.deb"));
+    buildenv::run(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(&stage)
+            .arg(&path),
+    )
+    .context("dpkg-deb --build")?;
+    Ok(Deb {
+        path,
+        version,
+        grub_builds: builds,
+    })
+}
+
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grub_dependency_names_every_build_exactly() {
+        assert_eq!(
+            grub_dependency(&["2.06-13+deb12u2".into()]),
+            "grub-efi-amd64-bin (= 2.06-13+deb12u2)"
+        );
+        assert_eq!(
+            grub_dependency(&["2.06-13+deb12u2".into(), "2.12-9+deb13u4".into()]),
+            "grub-efi-amd64-bin (= 2.06-13+deb12u2) | grub-efi-amd64-bin (= 2.12-9+deb13u4)"
+        );
+    }
+}
