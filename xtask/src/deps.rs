@@ -42,6 +42,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("debootstrap", Source::Debian("debootstrap")),
     ("debugfs", Source::Debian("e2fsprogs")),
     ("depmod", Source::Debian("kmod")),
+    ("dpkg", Source::Debian("dpkg")),
     ("dpkg-deb", Source::Debian("dpkg")),
     ("dpkg-query", Source::Debian("dpkg")),
     ("dpkg-source", Source::Debian("dpkg-dev")),
@@ -63,6 +64,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("mcopy", Source::Debian("mtools")),
     ("minfo", Source::Debian("mtools")),
     ("minisign", Source::Debian("minisign")),
+    ("mkfifo", Source::Debian("coreutils")),
     ("mkfs.btrfs", Source::Debian("btrfs-progs")),
     ("mkfs.ext2", Source::Debian("e2fsprogs")),
     ("mkfs.ext3", Source::Debian("e2fsprogs")),
@@ -279,6 +281,7 @@ mod tests {
         ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("testkit/src/initramfs.rs", 1), // $CARGO
         ("testkit/src/relax.rs", 1),   // a test program it just linked
+        ("tests/src/bin/distro.rs", 3), // the hnroot CLI it just built
         ("xtask/src/cffi.rs", 1),      // the C test program it just built
     ];
 
