@@ -47,8 +47,9 @@ enum Task {
     BlkidCorpus,
     /// Run every check: rustfmt, clippy (warnings denied), all tests and the system-test suites.
     Test,
-    /// Build the GRUB module target/hnroot-build/grub-module/hnroot.mod (GRUB source, Rust
-    /// staticlib, C, GRUB's verifier).
+    /// Build the GRUB module hnroot.mod for each supported GRUB (Debian 12's 2.06, Debian 13's
+    /// 2.12; GRUB source, Rust staticlib, C, GRUB's verifier) and the kit
+    /// target/hnroot-build/grub-kit; --debian 12|13 for one.
     #[command(disable_help_flag = true)]
     GrubModule(Forwarded),
     /// Generate hnroot-ffi/include/hnroot.h with cbindgen (--check: fail if it is stale).
@@ -65,7 +66,8 @@ enum Task {
     },
     /// Compile hnroot-ffi/tests/c/test_ffi.c against the header and the host staticlib; run it.
     CFfiTest,
-    /// Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + QEMU.
+    /// Build hnroot.mod into a Debian release's GRUB (--debian 12|13, default 13) and run every
+    /// decision scenario under OVMF + QEMU.
     #[command(disable_help_flag = true)]
     GrubTest(Forwarded),
     /// Build hnroot's standalone initramfs: static hnroot-init as /init, the kernel modules
