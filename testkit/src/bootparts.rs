@@ -1,7 +1,8 @@
-//! The boot parts: everything the QEMU scenarios, the demo and the disk command boot, built
-//! once and cached under `target/hnroot-build/boot-parts/` — the Debian kernel, hnroot's
-//! standalone initramfs, the production [`GrubImage`] (Debian's GRUB 2.06, `hnroot.mod`, the
-//! production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! The boot parts of one Debian release: everything the QEMU scenarios, the demo and the disk
+//! command boot, built once per release and cached under
+//! `target/hnroot-build/boot-parts/<suite>/` — the release's Debian kernel, hnroot's standalone
+//! initramfs for it, the production [`GrubImage`] (the release's Debian GRUB, `hnroot.mod`
+//! built for it, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
 //! version, each with its own ext4 UUID, signed by the test publisher whose public key every
 //! image trusts, each carrying the virtio NIC's driver and a script that brings the network
 //! up) — and, from them, the disk a scenario asks for ([`DiskContents`]: which test images
@@ -29,6 +30,7 @@ use crate::disk::{
 use crate::grubimage::{self, GrubImage};
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
+use crate::release::Debian;
 use crate::signing::{self, Publisher};
 
 /// Where the hnroot CLI is installed in the test images (as the README's systemd unit expects).
@@ -97,7 +99,9 @@ pub struct TestImage {
 /// Everything the scenarios boot.
 #[derive(Debug)]
 pub struct BootParts {
-    /// `target/hnroot-build/boot-parts`.
+    /// The Debian release the parts come from.
+    pub release: Debian,
+    /// `target/hnroot-build/boot-parts/<suite>`.
     pub cache: PathBuf,
     /// The Debian kernel in every test image.
     pub kernel: Kernel,
@@ -204,8 +208,10 @@ impl DiskContents {
 
 impl BootParts {
     /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
-    pub fn build(defs: &[ImageDef]) -> Result<BootParts> {
-        let cache = buildenv::build_root().join("boot-parts");
+    pub fn build(release: Debian, defs: &[ImageDef]) -> Result<BootParts> {
+        let cache = buildenv::build_root()
+            .join("boot-parts")
+            .join(release.suite());
         fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
         let mut timings = Vec::new();
         let mut timed = |what: &str, started: Instant, cached: bool| {
@@ -213,10 +219,10 @@ impl BootParts {
         };
 
         let t = Instant::now();
-        let cached_kernels: Vec<PathBuf> = fs::read_dir(kernel::cache_dir())
+        let cached_kernels: Vec<PathBuf> = fs::read_dir(kernel::cache_dir(release))
             .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
-        let kernel = kernel::fetch_current()?;
+        let kernel = kernel::fetch_for(release)?;
         timed(
             &format!("kernel {} (Debian {})", kernel.release, kernel.deb_version),
             t,
@@ -252,6 +258,10 @@ impl BootParts {
             built_initramfs = Some(initramfs::build(&spec, &initramfs_path)?);
             Ok(())
         })?;
+        // Debian 13's modules are .ko.xz: hnroot-init loads them through the kernel's own
+        // decompressor, which this kernel must have.
+        let module_format =
+            kernel.module_format(&kernel.modules_for(&spec_modules(&spec))?.load_order)?;
         let initramfs = match built_initramfs {
             Some(b) => b,
             None => {
@@ -269,16 +279,22 @@ impl BootParts {
         };
         timed(
             &format!(
-                "initramfs ({} KiB zstd, hnroot-init {} KiB)",
+                "initramfs ({} KiB zstd, hnroot-init {} KiB, {} modules {})",
                 initramfs.compressed_bytes.div_ceil(1024),
-                initramfs.init_bytes.div_ceil(1024)
+                initramfs.init_bytes.div_ceil(1024),
+                initramfs.modules.len(),
+                match module_format {
+                    kernel::ModuleFormat::Plain => "as .ko".to_string(),
+                    kernel::ModuleFormat::Compressed(how) =>
+                        format!("{how}-compressed, decompressed by the kernel"),
+                }
             ),
             t,
             hit,
         );
 
         let t = Instant::now();
-        let grub = grubimage::production()?;
+        let grub = grubimage::production(release)?;
         timed(
             &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
             t,
@@ -399,6 +415,7 @@ impl BootParts {
             all_cached,
         );
         Ok(BootParts {
+            release,
             cache,
             kernel,
             initramfs,
@@ -629,4 +646,9 @@ pub fn committed_block(good: FsUuid) -> Vec<u8> {
 /// The UUID type of [`disk`] as the core's.
 pub fn core_uuid(u: Uuid) -> FsUuid {
     FsUuid::Uuid(u.0)
+}
+
+/// The wanted module names of an initramfs spec, as the resolver takes them.
+fn spec_modules(spec: &initramfs::Spec) -> Vec<&str> {
+    spec.wanted.iter().map(String::as_str).collect()
 }

@@ -13,7 +13,9 @@
 //! | [`busybox`]      | the host's static busybox                                             |
 //! | [`initramfs`]    | hnroot's standalone initramfs (`hnroot-init` as `/init`)              |
 //! | [`linuxrc`]      | the busybox-sh baseline initramfs `bench-initramfs` measures against   |
-//! | [`grubmod`]      | `hnroot.mod` built against Debian's GRUB source                       |
+//! | [`release`]      | the Debian releases supported, and each one's pinned GRUB build       |
+//! | [`grubmod`]      | `hnroot.mod` built against each release's Debian GRUB source          |
+//! | [`grubbin`]      | a release's Debian GRUB (modules, `grub-mkstandalone`) for images      |
 //! | [`relax`]        | GOT-relative relocations made direct, for GRUB's module loader        |
 //! | [`grubimage`]    | `BOOTX64.EFI`: Debian's GRUB with `hnroot.mod` and a `grub.cfg`       |
 //! | [`disk`]         | root images, hostpart, the ESP and the GPT disk around them           |
@@ -37,6 +39,7 @@ pub mod deb;
 pub mod debian;
 pub use hnroot_install::cpio;
 pub mod disk;
+pub mod grubbin;
 pub mod grubimage;
 pub mod grubmod;
 pub mod http;
@@ -47,4 +50,5 @@ pub mod linuxrc;
 pub mod linuxview;
 pub mod qemu;
 pub mod relax;
+pub mod release;
 pub mod signing;

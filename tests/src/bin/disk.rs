@@ -12,6 +12,7 @@ use hnroot_core::name::ImageName;
 use hnroot_system_tests::story::IMAGES;
 use hnroot_testkit::bootparts::{BootParts, DiskContents, ImageContent, StateInit};
 use hnroot_testkit::qemu;
+use hnroot_testkit::release::Debian;
 use hnroot_testkit::{
     buildenv,
     disk::{self, HostFs},
@@ -50,12 +51,15 @@ struct Args {
     /// Versions copied to data/e2e/<version>.img, for `hnroot stage` in the guest.
     #[arg(long)]
     stage_source: Vec<String>,
+    /// The Debian release whose GRUB and kernel the disk boots (12 or 13).
+    #[arg(long, default_value_t = Debian::NEWEST)]
+    debian: Debian,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let images = IMAGES;
-    let parts = BootParts::build(images)?;
+    let parts = BootParts::build(args.debian, images)?;
     let known = |v: &str| -> Result<&'static str> {
         images
             .iter()

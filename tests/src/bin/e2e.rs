@@ -40,6 +40,7 @@ use hnroot_testkit::grubimage;
 use hnroot_testkit::http::FileServer;
 use hnroot_testkit::inspect::{self, HostpartView, View};
 use hnroot_testkit::qemu::{self, VmSpec};
+use hnroot_testkit::release::Debian;
 use hnroot_testkit::signing;
 
 /// Power cuts are spread over this long after hnroot-init prints its plan. Its steps (renames,
@@ -68,6 +69,10 @@ struct Args {
     /// Seed for the power-cut moments (default: from the clock; printed either way).
     #[arg(long)]
     seed: Option<u64>,
+    /// The Debian release whose parts boot: 12 (GRUB 2.06, kernel 6.1) or 13 (GRUB 2.12,
+    /// kernel 6.12).
+    #[arg(long, default_value_t = Debian::NEWEST)]
+    debian: Debian,
 }
 
 /// What a scenario reports for the table; its notes are printed as they come.
@@ -246,7 +251,8 @@ fn run_suite(args: &Args) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let parts = BootParts::build(IMAGES)?;
+    println!("e2e: {}", args.debian);
+    let parts = BootParts::build(args.debian, IMAGES)?;
     let build_time = started.elapsed();
     println!(
         "e2e: boot parts ready in {:.1} s:",
@@ -268,7 +274,12 @@ fn run_suite(args: &Args) -> Result<()> {
     println!("e2e: power-cut seed {seed} (rerun the same moments with --seed {seed})");
     let run = SuiteRun {
         parts: &parts,
-        work: buildenv::fresh_dir(&buildenv::build_root().join("e2e").join("runs"))?,
+        work: buildenv::fresh_dir(
+            &buildenv::build_root()
+                .join("e2e")
+                .join(args.debian.suite())
+                .join("runs"),
+        )?,
         seed,
         cuts: args.cuts,
     };

@@ -16,6 +16,7 @@ use hnroot_testkit::disk::{
 };
 use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::qemu::{DiskBus, Vm, VmSpec};
+use hnroot_testkit::release::Debian;
 use regex::Regex;
 
 use crate::debian_tree::DebianTree;
@@ -30,7 +31,8 @@ const DATA_MARKER: &str = "initramfs-tools-data-marker";
 /// the core's command line carries `boot=hnroot` (initramfs-tools needs it; hnroot's own
 /// initramfs ignores it). The boots below prove the two together.
 fn production_grub() -> Result<GrubImage> {
-    let grub = grubimage::production()?;
+    // The debootstrapped tree is Debian 12: its GRUB.
+    let grub = grubimage::production(Debian::Bookworm)?;
     let linux: Vec<&str> = grub
         .grub_cfg
         .lines()
