@@ -209,6 +209,7 @@ impl DiskContents {
 impl BootParts {
     /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
     pub fn build(release: Debian, defs: &[ImageDef]) -> Result<BootParts> {
+        let _lock = buildenv::lock(&format!("boot-parts-{}", release.suite()))?;
         let cache = buildenv::build_root()
             .join("boot-parts")
             .join(release.suite());

@@ -38,6 +38,38 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// An exclusive lock on a shared part of the build cache (`target/hnroot-build/locks/NAME`),
+/// held until dropped: `cargo xtask test` runs suites side by side, and two of them must not
+/// build the same cached part at once. A lock dies with its process (`flock`).
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: fs::File,
+}
+
+/// Take the lock `name`, waiting for another process that holds it.
+pub fn lock(name: &str) -> Result<CacheLock> {
+    use std::os::fd::AsRawFd;
+    let dir = build_root().join("locks");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    loop {
+        // SAFETY: a valid descriptor; flock has no memory effects.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(CacheLock { _file: file });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+}
+
 /// An empty directory at `path` (removed first if it exists), parents created.
 pub fn fresh_dir(path: &Path) -> Result<PathBuf> {
     if path.exists() {

@@ -85,6 +85,7 @@ const TRIGGERS: &str = "activate-noawait update-initramfs\n";
 
 /// Build the package into `out_dir`.
 pub fn build(out_dir: &Path) -> Result<Deb> {
+    let _lock = buildenv::lock("deb")?;
     let version = env!("CARGO_PKG_VERSION").to_owned();
     let kit = grubmod::build_kit()?;
     let builds = kit.builds();

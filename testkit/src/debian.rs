@@ -55,6 +55,7 @@ pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// A stock `mmdebstrap --variant=apt` tree of `suite` with [`SYSTEMD_PACKAGES`] (and `extra`),
 /// made unless cached.
 pub fn systemd_tree(suite: &str, extra: &[&str]) -> Result<Tree> {
+    let _lock = buildenv::lock("debian-tree")?;
     let mut packages: Vec<&str> = SYSTEMD_PACKAGES.to_vec();
     packages.extend_from_slice(extra);
     let key = format!(

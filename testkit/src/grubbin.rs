@@ -25,6 +25,7 @@ const COMPLETE_STAMP: &str = ".complete";
 
 /// `release`'s GRUB: modules and image builder, checked to be the pinned build.
 pub fn grub(release: Debian) -> Result<Grub> {
+    let _lock = buildenv::lock(&format!("grubbin-{}", release.suite()))?;
     let build = release.grub();
     let grub = if build.installed {
         grubmod::check_installed_package(release)?;

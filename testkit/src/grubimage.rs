@@ -83,6 +83,7 @@ pub fn production(release: Debian) -> Result<GrubImage> {
         .join(&grub.version);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
+    let _lock = buildenv::lock(&format!("grub-image-{}", grub.version))?;
     let key = format!(
         "bootx64 v4 {} {} {:016x} {:016x} {:016x} {}",
         grub.version,

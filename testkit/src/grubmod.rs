@@ -135,6 +135,7 @@ pub fn build_kit() -> Result<hnroot_install::grub::Kit> {
 /// builds already there. SBAT metadata: Debian's template from the very `grub2` source the
 /// module was built against, and hnroot's line.
 pub fn build_into_kit(release: Debian) -> Result<hnroot_install::grub::Kit> {
+    let _lock = buildenv::lock("grub-kit")?;
     let version = release.grub().version;
     let module = build(release)?;
     let tree = prepare_grub_tree(release)?;

@@ -31,6 +31,7 @@ pub fn default_modules() -> Vec<String> {
 /// Build `package`'s binary `bin` for [`MUSL_TARGET`] (release profile) and return a stripped
 /// copy under `target/hnroot-build/bin/`, checked to be statically linked.
 pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let _lock = buildenv::lock(&format!("static-{bin}"))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> {bin}: cargo build --release --target {MUSL_TARGET} -p {package}");
     let mut build = Command::new(&cargo);

@@ -195,11 +195,54 @@ fn main() -> ExitCode {
     })
 }
 
-/// Run a suite with `args`; fail if it fails.
-fn suite(name: &'static str, args: &[&str]) -> Result<()> {
-    let status = Binary::suite(name).run(args)?;
-    if !status.success() {
-        bail!("{name} {} failed ({status})", args.join(" "));
+/// Run `suites` one after the other, each with its output in its own log under
+/// `target/hnroot-build/logs/`; stop at the first failure, printing its log's tail.
+fn lane(name: &str, suites: &[(&'static str, Vec<&'static str>)]) -> Result<()> {
+    let logs = buildenv::build_root().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    for (suite, args) in suites {
+        let label = if args.is_empty() {
+            (*suite).to_owned()
+        } else {
+            format!("{suite} {}", args.join(" "))
+        };
+        let file = logs.join(format!(
+            "{}.log",
+            label.replace("--", "").replace([' ', '/'], "_")
+        ));
+        println!("==> lane {name}: {label} (log: {})", file.display());
+        let started = std::time::Instant::now();
+        let log = std::fs::File::create(&file)
+            .with_context(|| format!("cannot create {}", file.display()))?;
+        let status = Command::new("cargo")
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "hnroot-system-tests",
+                "--bin",
+                suite,
+                "--",
+            ])
+            .args(args)
+            .current_dir(buildenv::workspace_root())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .with_context(|| format!("cannot run cargo to start {suite}"))?;
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let keep = if status.success() { 3 } else { 60 };
+        let mut tail: Vec<&str> = text.lines().rev().take(keep).collect();
+        tail.reverse();
+        println!(
+            "<== lane {name}: {label}: {} in {:.0} s\n      {}",
+            if status.success() { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64(),
+            tail.join("\n      ")
+        );
+        if !status.success() {
+            bail!("{label} failed ({status}); its log: {}", file.display());
+        }
     }
     Ok(())
 }
@@ -237,37 +280,64 @@ fn test() -> Result<()> {
     fuzz::run(10)?;
     header::run(true)?;
     cffi::run()?;
-    // hnroot.mod in each supported GRUB under OVMF + QEMU: every decision, 4 boots (~2 min
-    // each). Both in full: the GRUBs differ (2.12's disk read hook, its filesystem drivers).
-    suite("grub-test", &["--debian", "12"])?;
-    suite("grub-test", &["--debian", "13"])?;
-    // boot=hnroot under initramfs-tools: fake root, mkinitramfs in a cached debootstrapped
-    // Debian 12 tree (~3 min the first time), QEMU boots (~100 s with the tree cached).
-    suite("initramfs-tools-test", &[])?;
-    // The whole chain in QEMU (issue 6) on Debian 12: life cycle, power cuts on ext4 and btrfs
-    // (3 seeds each), bad inputs; ~15-25 min on 2 cores with TCG, per-scenario times printed.
-    suite("e2e", &["--debian", "12"])?;
-    // On Debian 13 (GRUB 2.12, kernel 6.12 with xz-compressed modules) only what differs by
-    // release: the life cycle (GRUB 2.12 choosing and counting, hnroot-init loading compressed
-    // modules, stage/mark-good/revert/rollback) and power cuts on a btrfs hostpart (GRUB
-    // 2.12's btrfs driver after an interrupted switch, 6.12's btrfs with its softdeps). The
-    // bad-input scenarios are decided by the core alike on both and stay on Debian 12.
-    suite(
-        "e2e",
+    // The QEMU suites run in two lanes side by side: each VM is one TCG vCPU, so two keep both
+    // cores busy. Shared cached parts (the module kit, GRUB images, boot parts per release,
+    // static binaries, Debian trees) are built under locks (testkit::buildenv::lock), so the
+    // lanes never build the same part at once. Each suite's output goes to its log; a failed
+    // suite's tail is printed.
+    buildenv::step(
+        "system-test suites (build)",
         &[
-            "--debian",
-            "13",
-            "--only",
-            "lifecycle-ext4",
-            "--only",
-            "power-cut-btrfs",
-            "--cuts",
-            "2",
+            "cargo",
+            "build",
+            "--quiet",
+            "-p",
+            "hnroot-system-tests",
+            "--bins",
         ],
     )?;
-    // A real Debian with systemd (issue 14): the package, image build, install, stage, an
-    // update committed by its health checks and a failing health check rolled back; the Debian
-    // tree is made once (~5 min) and cached.
-    suite("distro", &[])?;
+    let lane_a: Vec<(&'static str, Vec<&'static str>)> = vec![
+        // hnroot.mod in each supported GRUB under OVMF + QEMU: every decision, 4 boots each.
+        // Both in full: the GRUBs differ (2.12's disk read hook, its filesystem drivers).
+        ("grub-test", vec!["--debian", "12"]),
+        ("grub-test", vec!["--debian", "13"]),
+        // The whole chain in QEMU on Debian 12: life cycle, power cuts on ext4 and btrfs (3
+        // seeds each), bad inputs, hostile hostparts, a disk made by hnroot install.
+        ("e2e", vec!["--debian", "12"]),
+    ];
+    let lane_b: Vec<(&'static str, Vec<&'static str>)> = vec![
+        // boot=hnroot under initramfs-tools: fake root, mkinitramfs in a cached debootstrapped
+        // Debian 12 tree, QEMU boots.
+        ("initramfs-tools-test", vec![]),
+        // On Debian 13 (GRUB 2.12, kernel 6.12 with xz-compressed modules) what differs by
+        // release: the life cycle and power cuts on a btrfs hostpart. The bad-input scenarios
+        // are decided by the core alike on both and stay on Debian 12.
+        (
+            "e2e",
+            vec![
+                "--debian",
+                "13",
+                "--only",
+                "lifecycle-ext4",
+                "--only",
+                "power-cut-btrfs",
+                "--cuts",
+                "2",
+            ],
+        ),
+        // A real Debian with systemd (issue 14): the package, image build, install, stage, an
+        // update committed by its health checks and a failing health check rolled back; the
+        // Debian tree is made once (~5 min) and cached.
+        ("distro", vec![]),
+    ];
+    let a = std::thread::spawn(move || lane("A", &lane_a));
+    let b = std::thread::spawn(move || lane("B", &lane_b));
+    let ra = a.join().map_err(|_| anyhow::anyhow!("lane A panicked"))?;
+    let rb = b.join().map_err(|_| anyhow::anyhow!("lane B panicked"))?;
+    match (ra, rb) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => return Err(e),
+        (Err(e1), Err(e2)) => bail!("{e1:#}; and {e2:#}"),
+    }
     Ok(())
 }
