@@ -160,7 +160,7 @@ fn boot_good(
     )?;
     let mounted = vm.wait_for(
         &re(&format!(
-            r"hnroot: mounted /dev/loop\d+ \(ext4, UUID={uuid}\) ro at /root"
+            r"hnroot: step 1/1: mount hn-root.img \(UUID {uuid}\) as root: mounted /dev/loop\d+ \(ext4, UUID={uuid}\) read-only at /run/hnroot/image, root at /root \(writable layer \S+/data/hnroot/overlay/{uuid}/upper\)"
         ))?,
         left(&vm),
     )?;
