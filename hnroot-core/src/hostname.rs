@@ -315,39 +315,43 @@ pub struct Sources<'a> {
 
 /// The hostname of a new server: `hnroot.hostname=` when given (sanitised), else its DMI serial
 /// number (when it names the machine), else `hn-` and its first MAC address, else `hn-` and
-/// the first 12 digits of its machine ID. The same machine gets the same name from the same
-/// firmware, so a replaced disk comes back under its old name (and finds its state in the
-/// shared repository).
-pub fn choose(sources: &Sources<'_>, machine_id: &MachineId) -> (Hostname, HostnameSource) {
+/// the first 12 digits of its machine ID (`None` when there is none either). The same machine
+/// gets the same name from the same firmware, so a replaced disk comes back under its old name
+/// (and finds its state in the shared repository).
+pub fn choose(
+    sources: &Sources<'_>,
+    machine_id: Option<&MachineId>,
+) -> Option<(Hostname, HostnameSource)> {
     if let Some(h) = sources.parameter.and_then(sanitize) {
-        return (h, HostnameSource::Parameter);
+        return Some((h, HostnameSource::Parameter));
     }
     if let Some(h) = sources
         .dmi_serial
         .filter(|s| serial_is_usable(s))
         .and_then(sanitize)
     {
-        return (h, HostnameSource::DmiSerial);
+        return Some((h, HostnameSource::DmiSerial));
     }
     let mut name = Hostname::empty();
     for b in *b"hn-" {
         name.push(b);
     }
-    let source = match first_mac(sources.macs.iter().copied()) {
-        Some(mac) => {
+    let source = match (first_mac(sources.macs.iter().copied()), machine_id) {
+        (Some(mac), _) => {
             for b in mac {
                 push_hex(&mut name, b);
             }
             HostnameSource::Mac
         }
-        None => {
-            for b in machine_id.bytes().iter().take(6) {
+        (None, Some(id)) => {
+            for b in id.bytes().iter().take(6) {
                 push_hex(&mut name, *b);
             }
             HostnameSource::MachineId
         }
+        (None, None) => return None,
     };
-    (name, source)
+    Some((name, source))
 }
 
 fn push_hex(name: &mut Hostname, b: u8) {
@@ -494,7 +498,7 @@ mod tests {
             macs: &macs,
         };
         let name = |s: &Sources<'_>| {
-            let (h, src) = choose(s, &id);
+            let (h, src) = choose(s, Some(&id)).unwrap();
             (std::string::ToString::to_string(&h), src)
         };
         assert_eq!(name(&all), ("web-07".into(), HostnameSource::Parameter));
@@ -517,9 +521,10 @@ mod tests {
             ("hn-525400123456".into(), HostnameSource::Mac)
         );
         let nothing = Sources::default();
-        let (h, src) = choose(&nothing, &id);
+        let (h, src) = choose(&nothing, Some(&id)).unwrap();
         assert_eq!(src, HostnameSource::MachineId);
         assert_eq!(h.as_str(), "hn-111111111111");
         assert_eq!(Hostname::parse(h.as_str()), Ok(h));
+        assert_eq!(choose(&nothing, None), None);
     }
 }

@@ -456,17 +456,24 @@ bitflags! {
         const MIRROR_SKIPPED = 1 << 4;
         /// More refusals than the plan lists.
         const MORE_REFUSED = 1 << 5;
+        /// No random bytes (the driver could not read any): no machine ID is created, and
+        /// systemd runs with a transient one.
+        const NO_RANDOM = 1 << 6;
+        /// No hostname could be chosen (no parameter, serial, MAC or machine ID).
+        const NO_HOSTNAME = 1 << 7;
     }
 }
 
 impl Notes {
-    const TABLE: [(Notes, &'static str, &'static str); 6] = [
+    const TABLE: [(Notes, &'static str, &'static str); 8] = [
         (Notes::FIRST_BOOT, "first-boot", "no host state yet: this server's identity is created now and kept on hostpart"),
         (Notes::HOST_DIR_UNUSABLE, "host-dir-unusable", "the host state path on hostpart is not a directory: no identity is projected; move it away"),
         (Notes::PARAMETER_IGNORED, "parameter-ignored", "hnroot.hostname= differs from the host state's hostname, which stands (edit /hostpart/data/host/hostname to rename)"),
         (Notes::SSH_KEYS_PENDING, "ssh-keys-pending", "the host state holds no SSH host keys yet: hnroot-host-keys.service creates them before sshd starts"),
         (Notes::MIRROR_SKIPPED, "mirror-skipped", "entries of files/ that are not regular files, too deep, or too many were skipped"),
         (Notes::MORE_REFUSED, "more-refused", "more host-state entries were refused than are listed"),
+        (Notes::NO_RANDOM, "no-random", "no random bytes to make a machine ID: none is created, systemd runs with a transient one"),
+        (Notes::NO_HOSTNAME, "no-hostname", "no hostname could be chosen (no hnroot.hostname=, DMI serial, MAC or machine ID): the image's stands"),
     ];
 
     /// The stable codes of the notes set.
@@ -568,12 +575,12 @@ fn within(path: &str, dir: &str) -> bool {
 
 /// Plan this boot's identity work from what the driver saw of the host state and the new root,
 /// the sources a new hostname may come from, and 16 random bytes (used only when the host has
-/// no machine ID yet).
+/// no machine ID yet; `None` when the driver could read none).
 pub fn plan<'a>(
     host: &HostSeen<'a>,
     root: &RootSeen,
     sources: &Sources<'_>,
-    random: [u8; 16],
+    random: Option<[u8; 16]>,
 ) -> Plan<'a> {
     let mut p = Plan::default();
     let refuse = |p: &mut Plan<'a>, what: Source<'a>, why: Why| {
@@ -606,11 +613,17 @@ pub fn plan<'a>(
 
     // machine-id: created when absent, copied when valid, reported otherwise.
     let machine_id = match seen(Item::MachineId) {
-        Entry::Absent => {
-            let id = MachineId::from_random(random);
-            Plan::push(&mut p.steps, Step::CreateMachineId(id));
-            Some(id)
-        }
+        Entry::Absent => match random {
+            Some(bytes) => {
+                let id = MachineId::from_random(bytes);
+                Plan::push(&mut p.steps, Step::CreateMachineId(id));
+                Some(id)
+            }
+            None => {
+                p.notes |= Notes::NO_RANDOM;
+                None
+            }
+        },
         Entry::File => match host.machine_id.map(MachineId::parse) {
             Some(Ok(id)) => Some(id),
             _ => {
@@ -636,12 +649,13 @@ pub fn plan<'a>(
     // hostname: created when absent (from the sources, or from the machine ID), bound when
     // valid, reported otherwise.
     match seen(Item::Hostname) {
-        Entry::Absent => {
-            let id = machine_id.unwrap_or(MachineId::from_random(random));
-            let (name, source) = hostname::choose(sources, &id);
-            Plan::push(&mut p.steps, Step::CreateHostname { name, source });
-            Plan::push(&mut p.steps, Step::Bind(Source::Item(Item::Hostname)));
-        }
+        Entry::Absent => match hostname::choose(sources, machine_id.as_ref()) {
+            Some((name, source)) => {
+                Plan::push(&mut p.steps, Step::CreateHostname { name, source });
+                Plan::push(&mut p.steps, Step::Bind(Source::Item(Item::Hostname)));
+            }
+            None => p.notes |= Notes::NO_HOSTNAME,
+        },
         Entry::File => match host.hostname.map(Hostname::parse) {
             Some(Ok(name)) => {
                 if sources
@@ -778,7 +792,12 @@ mod tests {
     #[test]
     fn a_populated_host_state_is_projected_item_by_item() {
         let files = ["etc/ceph/ceph.conf", "etc/hosts"];
-        let p = plan(&populated(&files), &SSHD, &Sources::default(), [0; 16]);
+        let p = plan(
+            &populated(&files),
+            &SSHD,
+            &Sources::default(),
+            Some([0; 16]),
+        );
         assert_eq!(
             texts(&p),
             [
@@ -814,7 +833,7 @@ mod tests {
             ..HostSeen::default()
         }
         .with(Item::Hostname, Entry::File);
-        let p = plan(&host, &SSHD, &sources, [0xab; 16]);
+        let p = plan(&host, &SSHD, &sources, Some([0xab; 16]));
         let id = MachineId::from_random([0xab; 16]);
         assert_eq!(
             p.steps.as_slice(),
@@ -847,7 +866,7 @@ mod tests {
         }
         .with(Item::MachineId, Entry::File)
         .with(Item::Ssh, Entry::Dir);
-        let p = plan(&host, &SSHD, &Sources::default(), [0xff; 16]);
+        let p = plan(&host, &SSHD, &Sources::default(), Some([0xff; 16]));
         assert!(p.steps.contains(&Step::CreateHostname {
             name: Hostname::parse("hn-0123456789ab").unwrap(),
             source: HostnameSource::MachineId
@@ -868,7 +887,7 @@ mod tests {
         }
         .with(Item::Network, Entry::File)
         .with(Item::PuppetConf, Entry::Other);
-        let p = plan(&host, &SSHD, &Sources::default(), [0; 16]);
+        let p = plan(&host, &SSHD, &Sources::default(), Some([0; 16]));
         assert!(!p.steps.iter().any(|s| s.creates()), "{:?}", p.steps);
         assert!(!p.steps.contains(&Step::CopyMachineId));
         assert!(!p.steps.contains(&Step::Bind(Source::Item(Item::Hostname))));
@@ -901,7 +920,7 @@ mod tests {
             dir: Entry::File,
             ..populated(&[])
         };
-        let p = plan(&unusable, &SSHD, &Sources::default(), [0; 16]);
+        let p = plan(&unusable, &SSHD, &Sources::default(), Some([0; 16]));
         assert!(p.steps.is_empty());
         assert_eq!(p.notes, Notes::HOST_DIR_UNUSABLE);
     }
@@ -912,13 +931,13 @@ mod tests {
             parameter: Some("Web01"),
             ..Sources::default()
         };
-        let p = plan(&populated(&[]), &SSHD, &sources, [0; 16]);
+        let p = plan(&populated(&[]), &SSHD, &sources, Some([0; 16]));
         assert_eq!(p.notes, Notes::empty(), "the same name, spelt otherwise");
         let sources = Sources {
             parameter: Some("db07"),
             ..Sources::default()
         };
-        let p = plan(&populated(&[]), &SSHD, &sources, [0; 16]);
+        let p = plan(&populated(&[]), &SSHD, &sources, Some([0; 16]));
         assert_eq!(p.notes, Notes::PARAMETER_IGNORED);
         assert!(p.steps.contains(&Step::Bind(Source::Item(Item::Hostname))));
     }
@@ -935,7 +954,12 @@ mod tests {
             "etc//x",
             "etc/ok",
         ];
-        let p = plan(&populated(&files), &SSHD, &Sources::default(), [0; 16]);
+        let p = plan(
+            &populated(&files),
+            &SSHD,
+            &Sources::default(),
+            Some([0; 16]),
+        );
         let refused: StdVec<_> = p.refused.iter().map(|r| (r.what, r.why)).collect();
         assert_eq!(
             refused,
@@ -961,7 +985,7 @@ mod tests {
         assert!(p.steps.contains(&Step::Bind(Source::Mirror("etc/ok"))));
         // Without a network/ directory, a file under /etc/systemd/network is the mirror's.
         let host = populated(&files).with(Item::Network, Entry::Absent);
-        let p = plan(&host, &SSHD, &Sources::default(), [0; 16]);
+        let p = plan(&host, &SSHD, &Sources::default(), Some([0; 16]));
         assert!(p.steps.contains(&Step::Bind(Source::Mirror(
             "etc/systemd/network/10-lan.network"
         ))));
@@ -977,7 +1001,7 @@ mod tests {
             files_skipped: 0,
             ..populated(&files)
         };
-        let p = plan(&host, &SSHD, &Sources::default(), [0; 16]);
+        let p = plan(&host, &SSHD, &Sources::default(), Some([0; 16]));
         let mirrored = p
             .steps
             .iter()
@@ -990,19 +1014,37 @@ mod tests {
     }
 
     #[test]
+    fn without_random_bytes_no_machine_id_is_made_up() {
+        let host = HostSeen {
+            dir: Entry::Absent,
+            ..HostSeen::default()
+        };
+        let p = plan(&host, &SSHD, &Sources::default(), None);
+        assert!(!p.steps.iter().any(|s| s.creates()), "{:?}", p.steps);
+        assert!(p.notes.contains(Notes::NO_RANDOM | Notes::NO_HOSTNAME));
+        let sources = Sources {
+            dmi_serial: Some("SRV-0003"),
+            ..Sources::default()
+        };
+        let p = plan(&host, &SSHD, &sources, None);
+        assert_eq!(p.steps.iter().filter(|s| s.creates()).count(), 1);
+        assert!(p.notes.contains(Notes::NO_RANDOM) && !p.notes.contains(Notes::NO_HOSTNAME));
+    }
+
+    #[test]
     fn no_sshd_in_the_image_no_drop_in() {
         let p = plan(
             &populated(&[]),
             &RootSeen { sshd: Some(false) },
             &Sources::default(),
-            [0; 16],
+            Some([0; 16]),
         );
         assert!(!p.steps.contains(&Step::WriteSshdDropIn));
         let p = plan(
             &populated(&[]),
             &RootSeen { sshd: None },
             &Sources::default(),
-            [0; 16],
+            Some([0; 16]),
         );
         assert!(p.steps.contains(&Step::WriteSshdDropIn), "unknown: planned");
     }
