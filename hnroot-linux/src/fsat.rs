@@ -34,6 +34,18 @@ pub enum Kind {
     Other,
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Absent => "nothing",
+            Kind::File(_) => "a regular file",
+            Kind::Dir => "a directory",
+            Kind::Link => "a symbolic link",
+            Kind::Other => "a special file",
+        })
+    }
+}
+
 /// A name as a C string.
 pub fn cstr(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))

@@ -270,7 +270,7 @@ fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Strin
     let got = fsat::fstat(&fd).map(|st| fsat::kind_of(&st));
     match (kind, got) {
         (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => Ok(fd),
-        (_, Ok(other)) => Err(format!("{rel} is not a {} ({other:?})", kind.as_str())),
+        (_, Ok(other)) => Err(format!("{rel} is {other}, not a {}", kind.as_str())),
         (_, Err(e)) => Err(format!("{rel}: {e}")),
     }
 }
@@ -356,7 +356,7 @@ pub fn carry_out(
                 (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => {}
                 (k, Ok(other)) => {
                     return Err(format!(
-                        "the image has {other:?} at /{target}, not a {}: not projected",
+                        "the image has {other} at /{target}, not a {}: not projected",
                         k.as_str()
                     ))
                 }

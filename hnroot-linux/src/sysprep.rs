@@ -177,7 +177,7 @@ fn act(
             Some(drop_certname(dir, name))
         }
         (Action::Empty | Action::DropCertname, _) => {
-            Some(Err(format!("not a regular file ({kind:?}): left as it is")))
+            Some(Err(format!("{kind}, not a regular file: left as it is")))
         }
         (Action::Remove, Kind::Dir) => {
             if dry_run {
