@@ -119,8 +119,9 @@ fn open_root(root: &Path) -> io::Result<(OwnedFd, u64)> {
     Ok((fd, dev))
 }
 
-/// Remove the regular files in `dir` and below (not crossing into another filesystem).
-fn remove_files(dir: &OwnedFd, dev: u64, depth: usize) -> usize {
+/// Remove (or, with `dry_run`, count) the regular files in `dir` and below, not crossing into
+/// another filesystem.
+fn remove_files(dir: &OwnedFd, dev: u64, depth: usize, dry_run: bool) -> usize {
     if depth > MAX_DEPTH {
         return 0;
     }
@@ -130,13 +131,14 @@ fn remove_files(dir: &OwnedFd, dev: u64, depth: usize) -> usize {
     let mut removed: usize = 0;
     for name in names {
         match fsat::kind(dir, &name) {
-            Ok(Kind::File(_)) if fsat::unlink(dir, &name).is_ok() => {
+            Ok(Kind::File(_)) if dry_run || fsat::unlink(dir, &name).is_ok() => {
                 removed = removed.saturating_add(1);
             }
             Ok(Kind::Dir) => {
                 if let Ok(Some(sub)) = fsat::open_dir(dir, &name) {
                     if device_of(&sub) == Some(dev) {
-                        removed = removed.saturating_add(remove_files(&sub, dev, depth + 1));
+                        removed =
+                            removed.saturating_add(remove_files(&sub, dev, depth + 1, dry_run));
                     }
                 }
             }
@@ -204,11 +206,9 @@ fn act(
         }
         (Action::RemoveFiles, Kind::Dir) => {
             let sub = fsat::open_dir(dir, name).ok().flatten()?;
-            if dry_run {
-                return would("remove the files in it");
-            }
-            let n = remove_files(&sub, dev, 1);
-            (n > 0).then(|| Ok(format!("removed {n} files in it")))
+            let n = remove_files(&sub, dev, 1, dry_run);
+            let verb = if dry_run { "would remove" } else { "removed" };
+            (n > 0).then(|| Ok(format!("{verb} {n} file(s) in it")))
         }
         (Action::RemoveFiles, Kind::File(_)) => {
             if dry_run {

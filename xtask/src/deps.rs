@@ -80,6 +80,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("rustup", Source::Rustup),
     ("sfdisk", Source::Debian("fdisk")),
     ("sgdisk", Source::Debian("gdisk")),
+    ("ssh-keygen", Source::Debian("openssh-client")),
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
