@@ -275,18 +275,18 @@ fn sync_takes_publishes_and_reports_conflicts_without_overwriting() {
         .chain(extra.iter().map(|s| s.to_string()))
         .collect()
     };
-    let run = |extra: &[&str]| {
+    let sync_with = |extra: &[&str]| {
         let a = args(extra);
         hnroot(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
 
     // A dry run changes nothing.
-    let out = run(&["--dry-run"]);
+    let out = sync_with(&["--dry-run"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(!hp.join("data/host/network").exists());
     assert!(!remote.join("hostname").exists());
 
-    let out = run(&["--json"]);
+    let out = sync_with(&["--json"]);
     assert_eq!(out.status.code(), Some(1), "a conflict fails the sync");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let action = |p: &str| {
@@ -345,7 +345,7 @@ fn sync_takes_publishes_and_reports_conflicts_without_overwriting() {
 
     // The operator settles the conflict: the next sync is clean.
     std::fs::copy(hp.join("data/host/machine-id"), remote.join("machine-id")).unwrap();
-    let out = run(&[]);
+    let out = sync_with(&[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("0 taken, 0 published, 0 problem(s)"),
