@@ -241,6 +241,7 @@ impl Stager for SourceStager<'_> {
             .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; CHUNK];
         let mut done = have;
+        let mut holes = 0u64;
         while done < total {
             let want = ((total - done) as usize).min(CHUNK);
             let n = stream
@@ -254,20 +255,34 @@ impl Stager for SourceStager<'_> {
                     self.partial
                 ));
             }
-            partial
-                .write_all(&buf[..n])
-                .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
+            // Whole blocks of zeros (the free space of an image) become holes: no bytes written,
+            // no space taken on hostpart; every byte is still hashed.
+            if n % 4096 == 0 && buf[..n].iter().all(|b| *b == 0) {
+                partial
+                    .seek(SeekFrom::Current(n as i64))
+                    .map_err(|e| format!("seek in the partial file at byte {done}: {e}"))?;
+                holes += n as u64;
+            } else {
+                partial
+                    .write_all(&buf[..n])
+                    .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
+            }
             self.feed(&buf[..n]);
             done += n as u64;
             self.progress.update(done, total);
         }
+        // A hole at the end is not a length: set it.
+        partial
+            .set_len(total)
+            .map_err(|e| format!("set the partial file's length to {total}: {e}"))?;
         self.progress.finish(done);
         let secs = started.elapsed().as_secs_f64();
         let copied = done - resumed;
         Ok(format!(
-            "copied {} MiB in {secs:.1} s ({:.0} MiB/s){}",
+            "copied {} MiB in {secs:.1} s ({:.0} MiB/s; {} MiB of zeros left as holes){}",
             copied >> 20,
             copied as f64 / f64::from(1u32 << 20) / secs.max(0.001),
+            holes >> 20,
             if resumed > 0 {
                 format!(", resuming after {} MiB already there", resumed >> 20)
             } else {

@@ -529,3 +529,27 @@ fn a_reflink_on_btrfs_shares_the_extents_and_still_verifies() {
     assert!(t.contains("verified"), "{t}");
     assert_eq!(rig.staged_uuid().as_deref(), Some(B));
 }
+
+#[test]
+fn free_space_in_the_image_becomes_holes_and_the_copy_is_still_exact() {
+    use std::os::unix::fs::MetadataExt;
+    // 16 MiB with 8 MiB of bulk: about half the image is zero blocks.
+    let rig = Rig::new(None, 16);
+    let v2 = rig.v2.to_str().unwrap().to_owned();
+    let said = ok(&rig.args(&[&v2]));
+    assert!(said.contains("MiB of zeros left as holes"), "{said}");
+    let staged = rig.hostpart.join("hn-root-new.img");
+    let meta = std::fs::metadata(&staged).unwrap();
+    assert_eq!(meta.len(), 16 << 20);
+    assert!(
+        meta.blocks() * 512 < meta.len() * 3 / 4,
+        "{} of {} bytes allocated",
+        meta.blocks() * 512,
+        meta.len()
+    );
+    assert_eq!(
+        std::fs::read(&staged).unwrap(),
+        std::fs::read(&rig.v2).unwrap(),
+        "byte for byte the source"
+    );
+}
