@@ -432,7 +432,7 @@ fn explain_and_host_show_plan_the_identity_steps() {
     assert!(v["identity"]["record"]
         .as_str()
         .unwrap()
-        .starts_with("identity steps="));
+        .starts_with("steps="));
 }
 
 #[test]

@@ -513,7 +513,8 @@ pub struct Plan<'a> {
 
 impl Plan<'_> {
     /// The plan as one line of stable `key=value` words:
-    /// `identity steps=5 created=machine-id,hostname refused=0 notes=first-boot`.
+    /// `steps=5 created=machine-id,hostname refused=0 notes=first-boot` (logged after
+    /// `identity: `, apart from the switch plan's `record:` line).
     pub fn record(&self) -> Record<'_, '_> {
         Record(self)
     }
@@ -532,7 +533,7 @@ pub struct Record<'p, 'a>(&'p Plan<'a>);
 impl fmt::Display for Record<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.0;
-        write!(f, "identity steps={} created=", p.steps.len())?;
+        write!(f, "steps={} created=", p.steps.len())?;
         crate::decide::write_codes(
             f,
             p.steps.iter().filter_map(|s| match s {
@@ -816,7 +817,7 @@ mod tests {
         assert_eq!(p.notes, Notes::empty());
         assert_eq!(
             p.record().to_string(),
-            "identity steps=9 created=- refused=0 notes=-"
+            "steps=9 created=- refused=0 notes=-"
         );
     }
 
@@ -852,7 +853,7 @@ mod tests {
         assert_eq!(p.notes, Notes::FIRST_BOOT | Notes::SSH_KEYS_PENDING);
         assert_eq!(
             p.record().to_string(),
-            "identity steps=6 created=machine-id,hostname refused=0 notes=first-boot,ssh-keys-pending"
+            "steps=6 created=machine-id,hostname refused=0 notes=first-boot,ssh-keys-pending"
         );
         assert!(p.steps.iter().filter(|s| s.creates()).count() == 2);
     }

@@ -608,7 +608,8 @@ fn project_identity(env: &Env, hostpart: &Hostpart, params: &BootParams<'_>) {
         }
     };
     let plan = identity::plan(&host, &root, &sources, random);
-    info!("record: {}", plan.record());
+    // Not a `record:` line: that is the switch plan's, whose steps the suites count.
+    info!("identity: {}", plan.record());
     for note in plan.notes.sentences() {
         info!("identity: {note}");
     }

@@ -918,7 +918,7 @@ fn identity(p: &Parts) -> Result<()> {
     let record = boot
         .init
         .iter()
-        .find(|l| l.contains("record: identity"))
+        .find(|l| l.starts_with("identity: steps="))
         .cloned()
         .unwrap_or_default();
     ensure!(
