@@ -105,6 +105,9 @@ fn build(args: &BuildArgs) -> Result<()> {
             .map(|v| format!(", version {v}"))
             .unwrap_or_default()
     );
+    for line in hnroot_install::sysprep::warnings(&built.leftovers) {
+        warn!("hnroot: warning: {line}");
+    }
     say!(
         "hnroot: sign it for stage: minisign -Sm {} -t \"<image id> <version>\"",
         args.out.display()

@@ -9,6 +9,7 @@ mod bootstate_cmd;
 mod find_cmd;
 mod health;
 mod history_cmd;
+mod host_cmd;
 mod image_cmd;
 mod install;
 mod mark_good;
@@ -20,6 +21,7 @@ mod revert;
 mod source;
 mod stage;
 mod status;
+mod sysprep_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +57,13 @@ enum Command {
     /// Build root images.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
+    /// Remove one host's identity from an image before publishing it (machine ID, SSH host
+    /// keys, hostname, DHCP leases, persistent network names, logs, shell histories, Puppet
+    /// certificates, random seeds), then check nothing host-specific is left.
+    Sysprep(sysprep_cmd::SysprepArgs),
+    /// This server's identity, kept in its host state on hostpart (/hostpart/data/host).
+    #[command(subcommand)]
+    Host(host_cmd::HostCommand),
     /// Remove the partial files interrupted stages left on hostpart.
     DiscardPartials(stage::DiscardArgs),
     /// What every boot and every operator command did, oldest first.
@@ -86,6 +95,8 @@ fn main() -> ExitCode {
         Command::HealthFailed(args) => health::health_failed(&args),
         Command::Install(args) => install::install(&args),
         Command::Image(cmd) => image_cmd::image(&cmd),
+        Command::Sysprep(args) => sysprep_cmd::sysprep_cmd(&args),
+        Command::Host(cmd) => host_cmd::host(&cmd),
         Command::DiscardPartials(args) => stage::discard(&args),
         Command::History(args) => history_cmd::history(&args),
         Command::Revert(args) => revert::revert(&args),

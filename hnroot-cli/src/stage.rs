@@ -557,6 +557,7 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         Some(bootable.uuid),
         after.good(),
     );
+    check_leftovers(&hostpart, &progress);
     let next = decide(&after, &Config::default());
     progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string() }));
     progress.say(format_args!(
@@ -565,6 +566,23 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         bootable.uuid
     ));
     Ok(())
+}
+
+/// Warn when the staged image holds one host's identity (`hnroot sysprep` was not run on it):
+/// every server it is staged on would share it. Looked at read-only; never fails the stage.
+fn check_leftovers(hostpart: &hnroot_linux::hostpart::Hostpart, progress: &Progress) {
+    let image = hostpart
+        .path()
+        .join(hnroot_core::name::ImageName::New.file_name());
+    match hnroot_install::sysprep::check(&image) {
+        Ok(found) => {
+            progress.event(json!({ "event": "leftovers", "count": found.len(), "paths": found.iter().map(|l| &l.path).collect::<Vec<_>>() }));
+            for line in hnroot_install::sysprep::warnings(&found) {
+                warn!("hnroot: warning: {line}");
+            }
+        }
+        Err(e) => warn!("hnroot: the staged image was not checked for host-specific files: {e:#}"),
+    }
 }
 
 /// Remove every partial file `hnroot stage` left on hostpart.

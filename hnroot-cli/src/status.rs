@@ -46,6 +46,8 @@ struct Report {
     decision: Decision,
     /// The initramfs's plan for the boot GRUB would make, on the same directory.
     plan: Option<Result<Plan, PlanError>>,
+    /// The identity steps of the next boot (explain only), or why there are none.
+    identity: Option<Result<crate::host_cmd::IdentityView, String>>,
     running: Option<Booted>,
 }
 
@@ -121,12 +123,18 @@ impl Report {
             });
             plan(&view.observation(after), booted)
         });
+        let identity = with_plan.then(|| {
+            crate::host_cmd::identity_view(&args.loc, &hostpart)
+                .map(|(_, v)| v)
+                .map_err(|e| format!("{e:#}"))
+        });
         Ok(Report {
             view,
             state,
             state_source,
             decision,
             plan,
+            identity,
             running: params.booted,
         })
     }
@@ -175,6 +183,11 @@ impl Report {
                 }),
                 Err(e) => json!({ "error": e.to_string() }),
             };
+        }
+        match &self.identity {
+            Some(Ok(i)) => v["identity"] = i.json.clone(),
+            Some(Err(e)) => v["identity"] = json!({ "error": e }),
+            None => {}
         }
         if let Some(r) = &self.running {
             v["running"] = json!({ "image": r.name.file_name(), "uuid": r.uuid.to_string(),
@@ -263,6 +276,25 @@ impl Report {
                 }
             }
             Some(Err(e)) => say!("initramfs plan: none: {e}"),
+            None => {}
+        }
+        match &self.identity {
+            Some(Ok(i)) => {
+                say!(
+                    "identity (this host's state, projected at every boot; {} steps):",
+                    i.steps.len()
+                );
+                for (n, s) in i.steps.iter().enumerate() {
+                    say!("  {}. {s}", n + 1);
+                }
+                for r in &i.refused {
+                    say!("  not projected: {r}");
+                }
+                for note in &i.notes {
+                    say!("  note: {note}");
+                }
+            }
+            Some(Err(e)) => say!("identity: not planned: {e}"),
             None => {}
         }
     }

@@ -267,3 +267,47 @@ fn refusals_name_what_is_missing() {
     );
     assert!(!out.exists(), "no image from a refused build");
 }
+
+#[test]
+fn a_tree_with_a_hosts_identity_is_built_with_a_warning_and_sysprep_clears_it() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    tree(&root);
+    // What a build host leaves in a tree: its name, and keys from openssh-server's postinst.
+    std::fs::write(root.join("etc/hostname"), "build-host\n").unwrap();
+    std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    std::fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "private").unwrap();
+    let init = dir.path().join("hnroot-init");
+    std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
+    let img = dir.path().join("v7.img");
+    let img_s = img.to_str().unwrap();
+    let out = hnroot(&[
+        "image",
+        "build",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        img_s,
+        "--init",
+        init.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("warning: the image holds 2 host-specific file(s)")
+            && said.contains("/etc/hostname (hostname)")
+            && said.contains("/etc/ssh/ssh_host_ed25519_key (SSH host keys)")
+            && said.contains("hnroot sysprep"),
+        "{said}"
+    );
+    assert!(
+        root.join("etc/ssh/ssh_host_ed25519_key").is_file(),
+        "the tree is left as it was"
+    );
+    ok(&["sysprep", img_s]);
+    let again = json(&["sysprep", "--dry-run", "--json", img_s]);
+    assert_eq!(again["leftovers"].as_array().unwrap().len(), 0, "{again}");
+}

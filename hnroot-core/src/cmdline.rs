@@ -13,6 +13,7 @@
 //! | `hnroot.reason=CODE`     | why GRUB booted it (`update`, `trial`, ... `next-image`)        |
 //! | `hnroot.timeout=SECONDS` | how long to wait for hostpart to appear (default 30, max 600)   |
 //! | `hnroot.rw`              | attach the image read-write (default read-only)                |
+//! | `hnroot.hostname=NAME`   | a new server's hostname, on its first boot (sanitised)         |
 //! | `init=PATH`              | program to exec in the new root (default `/sbin/init`)         |
 
 use core::fmt;
@@ -35,6 +36,9 @@ pub const MAX_INIT_LEN: usize = 255;
 pub const DEFAULT_TIMEOUT_SECS: u16 = 30;
 /// Largest accepted `hnroot.timeout=`.
 pub const MAX_TIMEOUT_SECS: u16 = 600;
+/// Longest accepted `hnroot.hostname=` value (a fully qualified name; the host keeps at most
+/// [`crate::hostname::MAX_HOSTNAME_LEN`] bytes of it).
+pub const MAX_HOSTNAME_PARAM_LEN: usize = 253;
 
 /// How to find a block device, as in fstab and `blkid -t`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -128,6 +132,8 @@ pub enum ParamError<'a> {
     Init(&'a str),
     /// `hnroot.reason=` is not one of GRUB's reason codes.
     Reason(&'a str),
+    /// `hnroot.hostname=` leaves no hostname once sanitised, or is too long.
+    Hostname(&'a str),
     /// An `hnroot.` parameter given more than once; the last valid one stands, as the kernel
     /// treats its own parameters (so a parameter appended at GRUB's editor overrides).
     Duplicate(&'a str),
@@ -156,6 +162,10 @@ impl fmt::Display for ParamError<'_> {
                 write!(f, "init={v:?} ignored: must be an absolute path without '..'")
             }
             ParamError::Reason(v) => write!(f, "hnroot.reason={v:?} ignored: not a reason GRUB gives"),
+            ParamError::Hostname(v) => write!(
+                f,
+                "hnroot.hostname={v:?} ignored: no hostname left once sanitised (letters, digits, '-', '.'), or longer than {MAX_HOSTNAME_PARAM_LEN} bytes"
+            ),
             ParamError::Duplicate(k) => write!(f, "{k} given more than once: the last one stands"),
             ParamError::Unknown(k) => write!(f, "unknown parameter {k} ignored"),
             ParamError::Unpaired(k) => write!(
@@ -190,6 +200,8 @@ pub struct BootParams<'a> {
     pub init: Option<&'a str>,
     /// `hnroot.reason=`: why GRUB booted the image.
     pub reason: Option<&'static str>,
+    /// `hnroot.hostname=`, as given (sanitised where it is used, [`crate::hostname`]).
+    pub hostname: Option<&'a str>,
     /// Parameters refused, in order.
     pub errors: Vec<ParamError<'a>, MAX_ERRORS>,
     /// Refused parameters beyond [`MAX_ERRORS`].
@@ -264,8 +276,9 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
     let mut image: Option<ImageName> = None;
     let mut uuid: Option<FsUuid> = None;
     let mut seen: u16 = 0;
-    const KEYS: [&str; 10] = [
+    const KEYS: [&str; 11] = [
         "hnroot.reason",
+        "hnroot.hostname",
         "hnroot.image",
         "hnroot.uuid",
         "hnroot.hostpart",
@@ -322,6 +335,15 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
                 _ => p.refuse(ParamError::Number("hnroot.timeout", value)),
             },
             "hnroot.rw" => p.image_rw = matches!(value, "" | "1" | "yes"),
+            "hnroot.hostname" => {
+                if value.len() <= MAX_HOSTNAME_PARAM_LEN
+                    && crate::hostname::sanitize(value).is_some()
+                {
+                    p.hostname = Some(value);
+                } else {
+                    p.refuse(ParamError::Hostname(value));
+                }
+            }
             "hnroot.reason" => match crate::history::REASONS.iter().find(|r| **r == value) {
                 Some(r) if *r != "unknown" => p.reason = Some(r),
                 _ => p.refuse(ParamError::Reason(value)),
@@ -532,6 +554,23 @@ mod tests {
         assert_eq!(
             p.errors.first(),
             Some(&ParamError::Duplicate("hnroot.image"))
+        );
+    }
+
+    #[test]
+    fn a_new_servers_hostname() {
+        let p = parse("hnroot.hostname=Web_07.example.com quiet");
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.hostname, Some("Web_07.example.com"));
+        let p = parse("hnroot.hostname=___ hnroot.hostname=");
+        assert_eq!(p.hostname, None);
+        assert_eq!(
+            p.errors.as_slice(),
+            &[
+                ParamError::Hostname("___"),
+                ParamError::Duplicate("hnroot.hostname"),
+                ParamError::Hostname(""),
+            ]
         );
     }
 

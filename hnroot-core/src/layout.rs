@@ -40,6 +40,19 @@ pub const RECORDS_DIR: &str = "data/hnroot";
 /// update starts from the new image's files, a rollback returns to the old image's layer.
 pub const OVERLAY_DIR: &str = "data/hnroot/overlay";
 
+/// The host state: this server's identity (hostname, machine ID, SSH host keys, network and
+/// configuration-management identity, further files), relative to hostpart's root. It belongs
+/// to the host, not to an image: updates, reverts and rollbacks never touch it. See
+/// [`crate::identity`] for what it holds and how each boot projects it into the new root.
+pub const HOST_DIR: &str = "data/host";
+
+/// Where a running system finds the shared state repository: `<this>/hosts/<hostname>/` holds a
+/// copy of each host's state (see [`crate::hostsync`]).
+pub const WAREHOUSE_MOUNT: &str = "/warehouse";
+
+/// The directory of hosts inside the repository.
+pub const WAREHOUSE_HOSTS: &str = "hosts";
+
 /// The switch history (see [`crate::history`]), relative to hostpart's root.
 pub const HISTORY_PATH: &str = "data/hnroot/history";
 
@@ -76,6 +89,8 @@ mod tests {
             INITRAMFS_PATH,
             DATA_DIR,
             RECORDS_DIR,
+            HOST_DIR,
+            WAREHOUSE_HOSTS,
         ] {
             assert!(
                 !p.starts_with('/') && !p.ends_with('/') && !p.contains(".."),
@@ -84,7 +99,14 @@ mod tests {
         }
         assert!(BOOTSTATE_PATH.starts_with(BOOTSTATE_DIR));
         assert!(RECORDS_DIR.starts_with(DATA_DIR));
-        for p in [HOSTPART_MOUNT, ESP_MOUNT, DATA_LINK, DEFAULT_INIT] {
+        assert!(HOST_DIR.starts_with(DATA_DIR));
+        for p in [
+            HOSTPART_MOUNT,
+            ESP_MOUNT,
+            DATA_LINK,
+            DEFAULT_INIT,
+            WAREHOUSE_MOUNT,
+        ] {
             assert!(p.starts_with('/'), "{p}");
         }
     }

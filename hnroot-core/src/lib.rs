@@ -61,6 +61,10 @@
 //! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.
 //! * [`verdict`]: whether an image file boots. * [`device`]: which of several same-labelled
 //!   devices to use. * [`layout`]: labels, paths and names on disk.
+//! * [`identity`]: each host's own state on hostpart, projected into the image at every boot
+//!   and created on a server's first boot ([`hostname`], [`machineid`]); [`hostsync`]: its
+//!   copy in a shared repository; [`sysprep`]: what makes an image host-specific, removed
+//!   before it is published.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -81,15 +85,20 @@ pub mod cmdline;
 pub mod decide;
 pub mod device;
 pub mod history;
+pub mod hostname;
+pub mod hostsync;
+pub mod identity;
 pub mod imagebuild;
 pub mod install;
 pub mod layout;
+pub mod machineid;
 pub mod name;
 pub mod observe;
 pub mod operator;
 pub mod overlay;
 pub mod plan;
 pub mod probe;
+pub mod sysprep;
 pub mod uuid;
 pub mod verdict;
 

@@ -29,6 +29,21 @@ pub const MARK_GOOD_UNIT: (&str, &str) = (
     include_str!("../../packaging/systemd/hnroot-mark-good.service"),
 );
 
+/// hnroot's systemd units, each enabled for `multi-user.target`: the one that commits a healthy
+/// image, the one that creates the host's SSH host keys in its host state, the one that syncs
+/// the host state with the shared repository.
+pub const UNITS: [(&str, &str); 3] = [
+    MARK_GOOD_UNIT,
+    (
+        "hnroot-host-keys.service",
+        include_str!("../../packaging/systemd/hnroot-host-keys.service"),
+    ),
+    (
+        "hnroot-host-sync.service",
+        include_str!("../../packaging/systemd/hnroot-host-sync.service"),
+    ),
+];
+
 /// Where the tree has hnroot's initramfs-tools hook when the package is installed.
 const ITOOLS_HOOK: &str = "usr/share/initramfs-tools/hooks/hnroot";
 /// Where the tree has hnroot's dracut module when the package is installed.
@@ -84,6 +99,8 @@ pub struct Built {
     pub version: Option<String>,
     /// What was added or changed in the copy, one line each.
     pub notes: Vec<String>,
+    /// Host-specific files the image holds (from the tree): `hnroot sysprep` removes them.
+    pub leftovers: Vec<hnroot_linux::sysprep::Leftover>,
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
@@ -337,19 +354,21 @@ fn install_hnroot_files(req: &BuildRequest, mnt: &Path, notes: &mut Vec<String>)
     fs::set_permissions(&cli, fs::Permissions::from_mode(0o755))?;
     let units = mnt.join("usr/lib/systemd/system");
     fs::create_dir_all(&units)?;
-    let (name, text) = MARK_GOOD_UNIT;
-    fs::write(units.join(name), text)?;
     let wants = mnt.join("etc/systemd/system/multi-user.target.wants");
     fs::create_dir_all(&wants)?;
-    let link = wants.join(name);
-    if fs::symlink_metadata(&link).is_err() {
-        std::os::unix::fs::symlink(format!("/usr/lib/systemd/system/{name}"), &link)?;
+    for (name, text) in UNITS {
+        fs::write(units.join(name), text)?;
+        let link = wants.join(name);
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("/usr/lib/systemd/system/{name}"), &link)?;
+        }
     }
     fs::create_dir_all(mnt.join("etc/hnroot/keys"))?;
     notes.push(format!(
-        "the tree lacks the hnroot package: added /usr/sbin/hnroot (from {}), {name} (enabled), \
+        "the tree lacks the hnroot package: added /usr/sbin/hnroot (from {}), {} (enabled), \
          /etc/hnroot/keys",
-        req.cli.display()
+        req.cli.display(),
+        UNITS.map(|(n, _)| n).join(", ")
     ));
     Ok(())
 }
@@ -426,7 +445,7 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
         has_package,
         say,
     );
-    let mut notes = match result {
+    let (mut notes, leftovers) = match result {
         Ok(n) => n,
         Err(e) => {
             let _ = fs::remove_file(&partial);
@@ -461,6 +480,7 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
         },
         version,
         notes,
+        leftovers,
     })
 }
 
@@ -472,7 +492,7 @@ fn fill(
     tree_initrd: &Option<PathBuf>,
     has_package: bool,
     say: &mut dyn FnMut(&str),
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<hnroot_linux::sysprep::Leftover>)> {
     let mut notes = Vec::new();
     mkfs(req.fs, file)?;
     let image = fs::OpenOptions::new().read(true).write(true).open(file)?;
@@ -562,6 +582,10 @@ fn fill(
     if !has_package {
         install_hnroot_files(req, m, &mut notes)?;
     }
+    // One host's identity copied from the tree (the build host's name, SSH host keys made by a
+    // package's postinst): reported, for `hnroot sysprep` to remove before publishing.
+    let leftovers = hnroot_linux::sysprep::leftovers(m)
+        .with_context(|| "cannot check the new image for host-specific files")?;
     // SAFETY: syncfs on a valid descriptor.
     let dir = fs::File::open(m)?;
     if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
@@ -570,7 +594,7 @@ fn fill(
     drop(dir);
     drop(mounted);
     image.sync_all()?;
-    Ok(notes)
+    Ok((notes, leftovers))
 }
 
 #[cfg(test)]

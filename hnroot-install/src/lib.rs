@@ -8,6 +8,7 @@
 //!   boot entry.
 //! * [`disk`]: a whole disk: what holds it, its GPT, its filesystems.
 //! * [`image`]: a root image from a directory tree.
+//! * [`sysprep`]: one host's identity removed from an image, and the check for it.
 //! * [`initramfs`] (with [`cpio`] and [`modules`]): hnroot's own initramfs for a kernel.
 //!
 //! What may be done, and in which steps, is `hnroot_core::install`'s to say.
@@ -19,3 +20,4 @@ pub mod grub;
 pub mod image;
 pub mod initramfs;
 pub mod modules;
+pub mod sysprep;

@@ -12,10 +12,17 @@
 //! observe (Hostpart::observe, boot state) -> plan (hnroot-core) -> Executor::run -> on a failed
 //! step, ask the core what next -> carry that out
 //! ```
+//!
+//! The identity plan of a boot (`hnroot_core::identity`, after the root is mounted) goes
+//! through [`Executor::project`]: every step runs, a failed one is reported and the next runs,
+//! because a projection never fails the image.
 
 use std::fs::File;
 
+use std::path::Path;
+
 use hnroot_core::bootstate::BootState;
+use hnroot_core::identity;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{Plan, Step};
 use hnroot_core::uuid::FsUuid;
@@ -91,8 +98,35 @@ pub struct Executor<'a> {
     mounter: Option<&'a mut dyn RootMounter>,
     stager: Option<&'a mut dyn Stager>,
     inspect: Inspect,
+    newroot: Option<&'a Path>,
     /// For tests: stop before this step, as a power cut would (nothing after it runs).
     pub stop_before: Option<usize>,
+}
+
+/// One executed step of an identity plan, for the log.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityReport<'a> {
+    /// Its index (0-based).
+    pub index: usize,
+    /// Steps in the plan.
+    pub total: usize,
+    /// The step.
+    pub step: &'a identity::Step<'a>,
+    /// What it did, or why it failed.
+    pub outcome: Result<&'a str, &'a str>,
+}
+
+/// A step of an identity plan that failed (the steps after it ran all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFailed {
+    /// Its index in the plan (0-based).
+    pub index: usize,
+    /// The step, in words.
+    pub step: String,
+    /// Its stable code.
+    pub code: &'static str,
+    /// Why.
+    pub error: String,
 }
 
 impl std::fmt::Debug for Executor<'_> {
@@ -113,8 +147,44 @@ impl<'a> Executor<'a> {
             mounter: None,
             stager: None,
             inspect: Inspect::default(),
+            newroot: None,
             stop_before: None,
         }
+    }
+
+    /// The new root the identity steps project into (mounted, before `switch_root`).
+    pub fn newroot(mut self, root: &'a Path) -> Self {
+        self.newroot = Some(root);
+        self
+    }
+
+    /// Run every step of an identity plan in order, reporting each to `log`; a failed step is
+    /// reported, returned, and the next one runs.
+    pub fn project(
+        &mut self,
+        plan: &identity::Plan<'_>,
+        mut log: impl FnMut(IdentityReport<'_>),
+    ) -> Vec<IdentityFailed> {
+        let total = plan.steps.len();
+        let mut failed = Vec::new();
+        for (index, step) in plan.steps.iter().enumerate() {
+            let result = crate::host_state::carry_out(self.hostpart, self.newroot, step);
+            log(IdentityReport {
+                index,
+                total,
+                step,
+                outcome: result.as_deref().map_err(String::as_str),
+            });
+            if let Err(error) = result {
+                failed.push(IdentityFailed {
+                    index,
+                    step: step.to_string(),
+                    code: step.code(),
+                    error,
+                });
+            }
+        }
+        failed
     }
 
     /// Where `WriteBootState` writes.

@@ -9,15 +9,22 @@
 //! * [`hostpart`]: hostpart's top directory, held open: observation and the operations steps
 //!   need, all relative to its descriptor.
 //! * [`exec`]: the one executor of plan steps, for the initramfs and the CLI.
+//! * [`host_state`]: the host state on hostpart (each server's identity), its observation and
+//!   the identity steps; [`fsat`]: file operations through held descriptors that never follow
+//!   a link, and paths resolved inside another root.
+//! * [`sysprep`]: what makes an image one host's, removed from or found in a root tree.
 //! * [`bootstate_file`]: reads and rewrites the boot-state file on the ESP in place.
 //! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
 
 pub mod blockdev;
 pub mod bootstate_file;
 pub mod exec;
+pub mod fsat;
 pub mod history_file;
+pub mod host_state;
 pub mod hostpart;
 pub mod image;
 pub mod loopdev;
 pub mod mounts;
 pub mod probe;
+pub mod sysprep;

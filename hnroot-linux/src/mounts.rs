@@ -122,3 +122,20 @@ pub fn is_mount_point(path: &Path) -> bool {
     };
     me.dev() != parent.dev() || me.ino() == parent.ino()
 }
+
+/// Bind-mount what the descriptor `from` names on what `to` names (both may be `O_PATH`), through
+/// `/proc/self/fd`: the mount lands on exactly the file or directory that was resolved, not on
+/// whatever a path names by now. `what` names both for the error.
+pub fn bind_fds(
+    from: &std::os::fd::OwnedFd,
+    to: &std::os::fd::OwnedFd,
+    what: &str,
+) -> Result<(), SysError> {
+    use std::os::fd::AsRawFd;
+    let src = format!("/proc/self/fd/{}", from.as_raw_fd());
+    let dst = format!("/proc/self/fd/{}", to.as_raw_fd());
+    mount(Path::new(&src), Path::new(&dst), None, libc::MS_BIND, None).map_err(|e| SysError {
+        what: format!("bind mount {what}"),
+        source: e.source,
+    })
+}

@@ -11,8 +11,12 @@
 //! 5. when a step fails, ask the core (`after_step_failure`): boot the image where it lies
 //!    (a hostpart or boot-state step failed: the image is fine) or treat the image as failed
 //!    (`after_failure`: record it and reboot into another image, or stop);
-//! 6. check the image's init before anything irreversible; keep hostpart reachable in the
-//!    new root.
+//! 6. check the image's init before anything irreversible;
+//! 7. project this host's identity into the new root (`hnroot_core::identity`: the host state
+//!    on hostpart observed, the core's identity plan carried out by the same executor; a first
+//!    boot creates the machine ID and the hostname); a failed step is logged and the boot goes
+//!    on;
+//! 8. keep hostpart reachable in the new root.
 //!
 //! Every step logs one line. It stops before `switch_root`, so PID 1 and the initramfs-tools
 //! and dracut `mount-root` share it, and tests run it against temporary directories and real
@@ -25,6 +29,8 @@ use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline::{self, BootParams};
 use hnroot_core::decide::Config;
 use hnroot_core::history;
+use hnroot_core::hostname::Sources;
+use hnroot_core::identity;
 use hnroot_core::layout;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::Observation;
@@ -34,8 +40,9 @@ use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::Verdict;
 use hnroot_linux::blockdev::{Found, Roots};
 use hnroot_linux::bootstate_file;
-use hnroot_linux::exec::{BootStateStore, Executor, RootMounter, StepReport};
+use hnroot_linux::exec::{BootStateStore, Executor, IdentityReport, RootMounter, StepReport};
 use hnroot_linux::history_file;
+use hnroot_linux::host_state;
 use hnroot_linux::hostpart::{Hostpart, HostpartView};
 use hnroot_linux::image::Inspect;
 use hnroot_linux::loopdev;
@@ -64,6 +71,8 @@ pub struct Env {
     pub modules_dir: Option<PathBuf>,
     /// The list of modules to load.
     pub modules_list: PathBuf,
+    /// sysfs (`/sys`): where a new server's DMI serial and MAC addresses are read.
+    pub sys: PathBuf,
     /// Pause between scans while waiting for a device.
     pub poll: Duration,
     /// Longest wait for the ESP once hostpart is there (it is usually on the same disk).
@@ -84,6 +93,7 @@ impl Env {
             scratch: PathBuf::from("/run/hnroot"),
             modules_dir: Some(PathBuf::from("/lib/modules").join(release)),
             modules_list: PathBuf::from("/etc/hnroot/modules"),
+            sys: PathBuf::from("/sys"),
             poll: Duration::from_millis(50),
             esp_wait: Duration::from_secs(5),
             stop_before_step: None,
@@ -554,6 +564,74 @@ fn remove_stale_overlays(hostpart: &Hostpart) {
     }
 }
 
+fn log_identity_step(r: IdentityReport<'_>) {
+    let n = r.index + 1;
+    match r.outcome {
+        Ok(how) => info!("identity step {n}/{}: {}: {how}", r.total, r.step),
+        Err(e) => warn!(
+            "identity step {n}/{}: {}: FAILED: {e} (the boot goes on)",
+            r.total, r.step
+        ),
+    }
+}
+
+/// Project this host's identity (the host state on hostpart) into the new root, creating it on
+/// a first boot: observe, ask the core, carry the plan out with the shared executor. Never
+/// fatal: what fails is logged and the image boots with what it carries itself.
+fn project_identity(env: &Env, hostpart: &Hostpart, params: &BootParams<'_>) {
+    let observed = match host_state::observe(hostpart) {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(
+                "identity: cannot look at {} ({e}): nothing projected, the image's own identity stands",
+                layout::HOST_DIR
+            );
+            return;
+        }
+    };
+    let files = observed.file_names();
+    let host = observed.seen(&files);
+    let root = host_state::observe_root(&env.newroot);
+    let names = host_state::name_sources(&env.sys);
+    let macs = names.mac_refs();
+    let sources = Sources {
+        parameter: params.hostname,
+        dmi_serial: names.dmi_serial.as_deref(),
+        macs: &macs,
+    };
+    let urandom = env.roots.dev.join("urandom");
+    let random = match host_state::random_bytes(&urandom) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            warn!("identity: cannot read {}: {e}", urandom.display());
+            None
+        }
+    };
+    let plan = identity::plan(&host, &root, &sources, random);
+    // Not a `record:` line: that is the switch plan's, whose steps the suites count.
+    info!("identity: {}", plan.record());
+    for note in plan.notes.sentences() {
+        info!("identity: {note}");
+    }
+    for r in &plan.refused {
+        warn!(
+            "identity: not projected: {}",
+            host_state::describe_refused(r)
+        );
+    }
+    let failed = Executor::new(hostpart)
+        .newroot(&env.newroot)
+        .project(&plan, log_identity_step);
+    if !failed.is_empty() {
+        warn!(
+            "identity: {} of {} steps failed ({}); the boot goes on",
+            failed.len(),
+            plan.steps.len(),
+            failed.iter().map(|f| f.code).collect::<Vec<_>>().join(",")
+        );
+    }
+}
+
 /// Run the sequence up to a mounted new root.
 pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let params = cmdline::parse(cmdline_text);
@@ -683,6 +761,7 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
             ));
         }
     }
+    project_identity(env, &hostpart, &params);
     record_boot(
         &hostpart,
         state,

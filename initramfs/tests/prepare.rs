@@ -59,6 +59,9 @@ fn root_image(dir: &Path, name: &str, uuid: &str) -> PathBuf {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // An SSH server, so the identity plan points sshd at the host's keys.
+    std::fs::create_dir_all(tree.join("usr/sbin")).unwrap();
+    std::fs::write(tree.join("usr/sbin/sshd"), "not run by this test\n").unwrap();
     std::fs::write(tree.join("version"), uuid).unwrap();
     std::os::unix::fs::symlink("/hostpart/data", tree.join("data0")).unwrap();
     let out = dir.join(name);
@@ -189,6 +192,7 @@ impl Rig {
             scratch: d.join("mnt/scratch"),
             modules_dir: None,
             modules_list: d.join("none"),
+            sys: d.join("sys"),
             poll: Duration::from_millis(20),
             esp_wait: Duration::from_secs(2),
             stop_before_step: None,
@@ -523,5 +527,108 @@ fn two_hostparts_with_one_label_are_refused_naming_both() {
         failure.message.contains("refusing to guess"),
         "{}",
         failure.message
+    );
+}
+
+#[test]
+fn each_host_comes_up_as_itself_and_a_first_boot_creates_its_identity() {
+    if !can_run() {
+        return;
+    }
+    let rig = Rig::new();
+    let env = rig.env();
+    let dmi = rig.dir.path().join("sys/class/dmi/id");
+    std::fs::create_dir_all(&dmi).unwrap();
+    std::fs::write(dmi.join("product_serial"), "SRV-0042\n").unwrap();
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| format!("{}: {e}", p.display()))
+    };
+
+    // First boot: no host state yet. The machine ID and the hostname are created on hostpart
+    // and projected; sshd is pointed at the host's (not yet made) keys.
+    let prepared = prepare(&env, &rig.cmdline("hn-root.img", U_A)).map_err(|f| f.message);
+    let root = &env.newroot;
+    let host = root.join("hostpart/data/host");
+    let hostname = read(root.join("etc/hostname"));
+    let machine_id = read(root.join("etc/machine-id"));
+    let stored_name = read(host.join("hostname"));
+    let stored_id = read(host.join("machine-id"));
+    let drop_in = read(root.join("etc/ssh/sshd_config.d/hnroot-host-keys.conf"));
+    use std::os::unix::fs::PermissionsExt;
+    let ssh_mode = std::fs::metadata(host.join("ssh")).map(|m| m.permissions().mode() & 0o777);
+    let log = read(host.join("log"));
+    // The running system edits its hostname in place: the host state has the change.
+    std::fs::write(root.join("etc/hostname"), "renamed\n").unwrap();
+    rig.unmount(&env);
+    prepared.expect("the first boot prepares the root");
+    assert_eq!(hostname, "srv-0042\n", "named after the DMI serial");
+    assert_eq!(stored_name, hostname);
+    assert_eq!(machine_id, stored_id);
+    assert!(
+        hnroot_core::machineid::MachineId::parse(&stored_id).is_ok(),
+        "{stored_id:?}"
+    );
+    assert!(
+        drop_in.contains("HostKey /hostpart/data/host/ssh/ssh_host_ed25519_key"),
+        "{drop_in}"
+    );
+    assert_eq!(ssh_mode.unwrap(), 0o700);
+    assert!(
+        log.contains(&format!("created machine-id {}", stored_id.trim()))
+            && log.contains("created hostname srv-0042 (from dmi-serial)"),
+        "{log}"
+    );
+
+    // Offline, as an operator would: more host state, and a file of the mirror tree whose place
+    // in the image is a directory (its bind fails; the boot goes on).
+    let m = rig.dir.path().join("mnt/offline");
+    std::fs::create_dir_all(&m).unwrap();
+    run(&["mount", &rig.hostpart.0, m.to_str().unwrap()]);
+    let offline = Mounted(m.clone());
+    let h = m.join("data/host");
+    assert_eq!(read(h.join("hostname")), "renamed\n", "the edit persisted");
+    std::fs::create_dir_all(h.join("network")).unwrap();
+    std::fs::write(h.join("network/10-lan.network"), "[Match]\nName=en*\n").unwrap();
+    std::fs::create_dir_all(h.join("files/etc")).unwrap();
+    std::fs::write(h.join("files/etc/motd"), "this host's motd\n").unwrap();
+    std::fs::write(h.join("files/sbin"), "not a directory\n").unwrap();
+    let listing = run(&[
+        "debugfs",
+        "-R",
+        "ls -p /",
+        m.join("hn-root.img").to_str().unwrap(),
+    ]);
+    assert!(
+        !listing.contains("/etc/"),
+        "the image file itself is unchanged: {listing}"
+    );
+    drop(offline);
+
+    // The update to B: a fresh writable layer, the same host.
+    let prepared = prepare(&env, &rig.cmdline("hn-root-new.img", U_B)).map_err(|f| f.message);
+    let hostname = read(root.join("etc/hostname"));
+    let machine_id = read(root.join("etc/machine-id"));
+    let network = read(root.join("etc/systemd/network/10-lan.network"));
+    let motd = read(root.join("etc/motd"));
+    let init_there = root.join("sbin/init").is_file();
+    // A network file replaced by a rename inside its directory lands in the host state.
+    let net = root.join("etc/systemd/network");
+    std::fs::write(net.join(".10-lan.tmp"), "[Match]\nName=eth0\n").unwrap();
+    std::fs::rename(net.join(".10-lan.tmp"), net.join("10-lan.network")).unwrap();
+    let stored_network = read(root.join("hostpart/data/host/network/10-lan.network"));
+    let log = read(root.join("hostpart/data/host/log"));
+    rig.unmount(&env);
+    let p = prepared.expect("the update prepares the root");
+    assert_eq!(p.mounted.1.to_string(), U_B);
+    assert_eq!(hostname, "renamed\n");
+    assert_eq!(machine_id, stored_id, "the machine ID survives the update");
+    assert_eq!(network, "[Match]\nName=en*\n");
+    assert_eq!(motd, "this host's motd\n");
+    assert!(init_there, "a failed projection leaves the root as it was");
+    assert_eq!(stored_network, "[Match]\nName=eth0\n");
+    assert_eq!(
+        log.matches(" created ").count(),
+        2,
+        "nothing created again: {log}"
     );
 }

@@ -1,12 +1,13 @@
 //! Builds `hnroot_<version>_amd64.deb` with `dpkg-deb --build` from a staging tree (`cargo
 //! xtask deb`): the CLI and `hnroot-init` (both static, musl: the package works on every Debian
 //! release without a libc dependency), the initramfs-tools hook and script, the dracut module,
-//! the systemd unit, the module kit (`hnroot.mod`, its version record and SBAT for each GRUB
+//! the systemd units (commit a healthy image; the host's SSH host keys; the host state's sync
+//! with the shared repository), the module kit (`hnroot.mod`, its version record and SBAT for each GRUB
 //! build it was built against, and `grub.cfg`), and `/etc/hnroot/keys/`. The control file
 //! declares the exact GRUB builds the kit fits (`grub-efi-amd64-bin (= V)`, alternatives when
 //! the kit holds several), so apt never pairs the module with another GRUB. Maintainer scripts:
 //! a trigger rebuilds every initramfs (initramfs-tools `update-initramfs`); postinst enables
-//! the unit, prerm/postrm disable it on removal.
+//! the units, prerm/postrm disable them on removal.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -55,30 +56,26 @@ pub fn grub_dependency(builds: &[String]) -> String {
         .join(" | ")
 }
 
-const POSTINST: &str = "#!/bin/sh
-set -e
-# Enable the unit that commits a healthy image (or ends a failed trial boot).
-if [ \"$1\" = configure ] && command -v deb-systemd-helper >/dev/null 2>&1; then
-\tdeb-systemd-helper enable hnroot-mark-good.service >/dev/null || true
-fi
-exit 0
-";
+/// The units the package ships, enabled by its postinst.
+const UNITS: [&str; 3] = [
+    "hnroot-mark-good.service",
+    "hnroot-host-keys.service",
+    "hnroot-host-sync.service",
+];
 
-const PRERM: &str = "#!/bin/sh
-set -e
-if [ \"$1\" = remove ] && command -v deb-systemd-helper >/dev/null 2>&1; then
-\tdeb-systemd-helper disable hnroot-mark-good.service >/dev/null || true
-fi
-exit 0
-";
-
-const POSTRM: &str = "#!/bin/sh
-set -e
-if [ \"$1\" = purge ] && command -v deb-systemd-helper >/dev/null 2>&1; then
-\tdeb-systemd-helper purge hnroot-mark-good.service >/dev/null || true
-fi
-exit 0
-";
+/// A maintainer script running `deb-systemd-helper VERB` on every unit when `$1` is `when`.
+fn helper_script(comment: &str, when: &str, verb: &str) -> String {
+    let mut s = format!(
+        "#!/bin/sh\nset -e\n# {comment}\nif [ \"$1\" = {when} ] && command -v deb-systemd-helper >/dev/null 2>&1; then\n"
+    );
+    for unit in UNITS {
+        s.push_str(&format!(
+            "\tdeb-systemd-helper {verb} {unit} >/dev/null || true\n"
+        ));
+    }
+    s.push_str("fi\nexit 0\n");
+    s
+}
 
 /// `update-initramfs` rebuilds every initramfs once hnroot's hook is in place.
 const TRIGGERS: &str = "activate-noawait update-initramfs\n";
@@ -123,12 +120,14 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
             )?;
         }
     }
-    copy(
-        &stage,
-        "usr/lib/systemd/system/hnroot-mark-good.service",
-        &ws.join("packaging/systemd/hnroot-mark-good.service"),
-        0o644,
-    )?;
+    for unit in UNITS {
+        copy(
+            &stage,
+            &format!("usr/lib/systemd/system/{unit}"),
+            &ws.join("packaging/systemd").join(unit),
+            0o644,
+        )?;
+    }
     copy(
         &stage,
         "usr/lib/hnroot/grub/grub.cfg",
@@ -170,7 +169,7 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
          Maintainer: hnroot maintainers <maintainers@example.invalid>\n\
          Installed-Size: {installed_kib}\n\
          Depends: {grub}, grub-common, mtools, gdisk, dosfstools, e2fsprogs, util-linux, zstd, kmod\n\
-         Recommends: initramfs-tools | dracut, systemd, efibootmgr, btrfs-progs, xfsprogs, minisign\n\
+         Recommends: initramfs-tools | dracut, systemd, efibootmgr, btrfs-progs, xfsprogs, minisign, openssh-client\n\
          Section: admin\n\
          Priority: optional\n\
          Homepage: https://example.invalid/hnroot\n\
@@ -183,9 +182,17 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
         builds = builds.join(", "),
     );
     put(&stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
-    put(&stage, "DEBIAN/postinst", POSTINST.as_bytes(), 0o755)?;
-    put(&stage, "DEBIAN/prerm", PRERM.as_bytes(), 0o755)?;
-    put(&stage, "DEBIAN/postrm", POSTRM.as_bytes(), 0o755)?;
+    let postinst = helper_script(
+        "Enable the units: commit a healthy image (or end a failed trial boot), the host's SSH \
+         host keys, the host state's sync.",
+        "configure",
+        "enable",
+    );
+    put(&stage, "DEBIAN/postinst", postinst.as_bytes(), 0o755)?;
+    let prerm = helper_script("Disable the units on removal.", "remove", "disable");
+    put(&stage, "DEBIAN/prerm", prerm.as_bytes(), 0o755)?;
+    let postrm = helper_script("Forget the units on purge.", "purge", "purge");
+    put(&stage, "DEBIAN/postrm", postrm.as_bytes(), 0o755)?;
     put(&stage, "DEBIAN/triggers", TRIGGERS.as_bytes(), 0o644)?;
     fs::create_dir_all(out_dir)?;
     let path = out_dir.join(format!("{PACKAGE}_{version}_amd64.deb"));
@@ -220,6 +227,19 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_maintainer_scripts_name_every_unit() {
+        let postinst = helper_script("x", "configure", "enable");
+        for unit in UNITS {
+            assert!(postinst.contains(&format!("deb-systemd-helper enable {unit} ")));
+            assert!(buildenv::workspace_root()
+                .join("packaging/systemd")
+                .join(unit)
+                .is_file());
+        }
+        assert!(postinst.starts_with("#!/bin/sh\nset -e\n") && postinst.ends_with("fi\nexit 0\n"));
+    }
 
     #[test]
     fn the_grub_dependency_names_every_build_exactly() {

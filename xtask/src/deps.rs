@@ -86,6 +86,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("sfdisk", Source::Debian("fdisk")),
     ("sgdisk", Source::Debian("gdisk")),
     ("sha256sum", Source::Debian("coreutils")),
+    ("ssh-keygen", Source::Debian("openssh-client")),
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),

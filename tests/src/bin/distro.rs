@@ -12,7 +12,17 @@
 //! is never marked good; each trial boot ends in a reboot (`hnroot health-failed`), GRUB rolls
 //! back to v2 once the tries are used up, and v2 runs again, committed. The images carry a
 //! report unit (test instrumentation, added to the tree before the image is built) that prints
-//! what systemd and hnroot say on the serial console and powers off.
+//! what systemd and hnroot say on the serial console and powers off. The images are cleaned
+//! with `hnroot sysprep` before they are signed (the tree has the build host's name and the SSH
+//! host keys openssh-server's postinst made).
+//!
+//! Scenario `identity`: one image, many servers. v1 on three disks (simulated servers): two
+//! with their own host state on hostpart (hostname, machine ID, SSH host keys, a file of the
+//! mirror tree) come up as themselves; the third, with none, creates its identity on its first
+//! boot (machine ID and hostname in the initramfs, the hostname from its DMI serial; SSH host
+//! keys by `hnroot-host-keys.service`) and keeps it across an update to v2 and a revert to v1.
+//! An identity report unit prints the hostname, the machine ID, the ed25519 key sshd serves
+//! (`ssh-keyscan`) and what the host state holds.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,10 +52,15 @@ struct Args {
     /// The Debian suite of the tree.
     #[arg(long, default_value = "bookworm")]
     suite: String,
+    /// Run only this scenario (debian-systemd or identity).
+    #[arg(long, value_name = "NAME")]
+    only: Option<String>,
 }
 
 /// What every step shares.
 struct Parts {
+    /// The three images, built once for every scenario.
+    images: std::cell::OnceCell<[PathBuf; 3]>,
     tree: debian::Tree,
     deb: deb::Deb,
     cli: PathBuf,
@@ -117,6 +132,60 @@ else
 \techo \"hnroot-test: not marked good\"
 fi
 ";
+
+/// Scenario `identity`'s report: who this server is, as systemd, sshd and the host state say.
+const IDENTITY_UNIT: &str = "[Unit]
+Description=hnroot test: report this host's identity on the serial console
+DefaultDependencies=no
+After=multi-user.target hnroot-test-report.service
+Before=hnroot-mark-good.service hnroot-test-end.service
+
+[Service]
+Type=oneshot
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+ExecStart=/usr/local/sbin/hnroot-test-identity
+
+[Install]
+WantedBy=multi-user.target
+";
+
+const IDENTITY_SCRIPT: &str = "#!/bin/sh
+h=/hostpart/data/host
+echo \"hnroot-test: hostname $(hostname)\"
+echo \"hnroot-test: machine-id $(cat /etc/machine-id)\"
+echo \"hnroot-test: state-hostname $(cat $h/hostname)\"
+echo \"hnroot-test: state-machine-id $(cat $h/machine-id)\"
+echo \"hnroot-test: state-keys [$(cd $h/ssh && ls | tr '\\n' ' ' | sed 's/ $//')]\"
+echo \"hnroot-test: state-key $(ssh-keygen -lf $h/ssh/ssh_host_ed25519_key.pub | awk '{print $2}')\"
+echo \"hnroot-test: sshd-key $(ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | ssh-keygen -lf - | awk '{print $2}')\"
+echo \"hnroot-test: ssh $(systemctl is-active ssh.service)\"
+echo \"hnroot-test: host-keys-unit $(systemctl show -P Result hnroot-host-keys.service) $(systemctl show -P ConditionResult hnroot-host-keys.service)\"
+echo \"hnroot-test: marker $(cat /etc/hnroot-test-host 2>/dev/null || echo none)\"
+echo \"hnroot-test: created $(grep -c ' created ' $h/log 2>/dev/null || echo 0)\"
+";
+
+/// Add scenario `identity`'s report unit to the staging tree.
+fn add_identity_report(staging: &Path) -> Result<()> {
+    write(
+        staging,
+        "etc/systemd/system/hnroot-test-identity.service",
+        IDENTITY_UNIT,
+        0o644,
+    )?;
+    write(
+        staging,
+        "usr/local/sbin/hnroot-test-identity",
+        IDENTITY_SCRIPT,
+        0o755,
+    )?;
+    enable(
+        staging,
+        "hnroot-test-identity.service",
+        "multi-user.target.wants",
+    )
+}
 
 /// A health check that fails: required by boot-complete.target, so the target is never reached.
 const FAILING_HEALTH_CHECK: &str = "[Unit]
@@ -202,6 +271,7 @@ fn prepare(suite: &str) -> Result<Parts> {
     fs::create_dir_all(work.join("keys"))?;
     fs::copy(&public, work.join("keys/publisher.pub"))?;
     Ok(Parts {
+        images: std::cell::OnceCell::new(),
         tree,
         deb,
         cli,
@@ -210,6 +280,15 @@ fn prepare(suite: &str) -> Result<Parts> {
         public,
         secret,
     })
+}
+
+/// The three images, built on first use.
+fn images(p: &Parts) -> Result<[PathBuf; 3]> {
+    if let Some(built) = p.images.get() {
+        return Ok(built.clone());
+    }
+    let built = build_images(p)?;
+    Ok(p.images.get_or_init(|| built).clone())
 }
 
 /// Build the three images from one staging copy of the tree with the package installed.
@@ -265,6 +344,7 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
     let getty = staging.join("etc/systemd/system/serial-getty@ttyS0.service");
     let _ = fs::remove_file(&getty);
     std::os::unix::fs::symlink("/dev/null", &getty)?;
+    add_identity_report(&staging)?;
     // The publisher's key, as a fleet's image would carry it.
     fs::copy(&p.public, staging.join("etc/hnroot/keys/publisher.pub"))?;
     let mut out = Vec::new();
@@ -293,6 +373,13 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
         ensure!(
             said.contains("(hnroot integration)"),
             "image build did not use the tree's initrd with hnroot's hook:\n{said}"
+        );
+        // One host's identity out before publishing: the build host's name, the SSH host keys
+        // openssh-server's postinst made, logs.
+        let cleaned = run(Command::new(&p.cli).arg("sysprep").arg(&image))?;
+        ensure!(
+            cleaned.contains("nothing host-specific is left"),
+            "sysprep left host-specific files in v{version}:\n{cleaned}"
         );
         run(Command::new("minisign")
             .arg("-S")
@@ -458,7 +545,7 @@ fn check_committed_boot(boot: &BootRecord, version: &str, grub: &str) -> Result<
 }
 
 fn debian_systemd(p: &Parts) -> Result<()> {
-    let [v1, v2, v3] = build_images(p)?;
+    let [v1, v2, v3] = images(p)?;
     let disk = p.work.join("disk.img");
     let _ = fs::remove_file(&disk);
     fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
@@ -609,6 +696,304 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     Ok(())
 }
 
+/// A host state, as an operator (or the shared repository) provides it for a known server.
+struct HostState {
+    hostname: &'static str,
+    machine_id: &'static str,
+    marker: &'static str,
+}
+
+/// Write `h` into the host state of the hostpart mounted at `mnt`, with SSH host keys made
+/// here; the ed25519 key's fingerprint.
+fn write_host_state(mnt: &Path, h: &HostState) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let host = mnt.join("data/host");
+    write(&host, "hostname", &format!("{}\n", h.hostname), 0o644)?;
+    write(&host, "machine-id", &format!("{}\n", h.machine_id), 0o444)?;
+    write(
+        &host,
+        "files/etc/hnroot-test-host",
+        &format!("{}\n", h.marker),
+        0o644,
+    )?;
+    let ssh = host.join("ssh");
+    fs::create_dir_all(&ssh)?;
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700))?;
+    for t in ["rsa", "ecdsa", "ed25519"] {
+        let key = ssh.join(format!("ssh_host_{t}_key"));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", t, "-N", "", "-C"])
+            .arg(format!("root@{}", h.hostname))
+            .arg("-f")
+            .arg(&key))?;
+    }
+    let fp = run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(ssh.join("ssh_host_ed25519_key.pub")))?;
+    fp.split_whitespace()
+        .nth(1)
+        .map(str::to_owned)
+        .context("ssh-keygen -l printed no fingerprint")
+}
+
+/// Who a boot says it is.
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
+    hostname: String,
+    machine_id: String,
+    sshd_key: String,
+}
+
+/// The identity a boot reports, checked against what its host state holds: the running system
+/// is the host state's host, sshd serves the host state's key, all three keys are there.
+fn identity_of(boot: &BootRecord) -> Result<Identity> {
+    let field = |k: &str| report(boot, k).unwrap_or("").to_owned();
+    let id = Identity {
+        hostname: field("hostname"),
+        machine_id: field("machine-id"),
+        sshd_key: field("sshd-key"),
+    };
+    ensure!(
+        !id.hostname.is_empty()
+            && id.hostname == field("state-hostname")
+            && id.machine_id.len() == 32
+            && id.machine_id == field("state-machine-id")
+            && id.sshd_key.starts_with("SHA256:")
+            && id.sshd_key == field("state-key")
+            && field("ssh") == "active",
+        "boot {}: the running system is not its host state's host: {id:?}, host state: \
+         hostname {:?}, machine ID {:?}, key {:?}, ssh {:?}\n{}",
+        boot.index,
+        field("state-hostname"),
+        field("state-machine-id"),
+        field("state-key"),
+        field("ssh"),
+        boot.tail(60)
+    );
+    ensure!(
+        field("state-keys")
+            == "[ssh_host_ecdsa_key ssh_host_ecdsa_key.pub ssh_host_ed25519_key \
+                ssh_host_ed25519_key.pub ssh_host_rsa_key ssh_host_rsa_key.pub]",
+        "boot {}: the host state's SSH keys are {:?}",
+        boot.index,
+        field("state-keys")
+    );
+    Ok(id)
+}
+
+/// Boot `disk` once (one QEMU session, with `extra` arguments), until the report's power-off.
+fn boot_once(p: &Parts, name: &str, disk: &Path, extra: &[&str]) -> Result<BootRecord> {
+    let run_dir = p.work.join(format!("qemu-{name}"));
+    let mut spec = qemu::VmSpec::new(&format!("distro identity {name}"), &[disk], &run_dir);
+    spec.memory_mib = 1536;
+    spec.extra_args = extra.iter().map(|s| (*s).to_owned()).collect();
+    let mut s = Session::start_with(spec, SYSTEMD_END_MARKERS)?;
+    let boot = s.next_boot(BOOT_TIMEOUT)?;
+    s.wait_poweroff(Duration::from_secs(60))?;
+    Ok(boot)
+}
+
+fn say_identity(what: &str, boot: &BootRecord) {
+    say(&format!(
+        "{what} ({:.0} s): GRUB {:?}; version {:?}, hostname {:?}, machine-id {:?}, sshd key {:?}, host-keys unit {:?}, failed {:?}",
+        boot.took.as_secs_f64(),
+        boot.decision.as_deref().unwrap_or("?"),
+        report(boot, "version"),
+        report(boot, "hostname"),
+        report(boot, "machine-id"),
+        report(boot, "sshd-key"),
+        report(boot, "host-keys-unit"),
+        report(boot, "failed"),
+    ));
+}
+
+fn identity(p: &Parts) -> Result<()> {
+    let [v1, v2, _] = images(p)?;
+    let keys = p.work.join("keys");
+    let left = run(Command::new(&p.cli)
+        .args(["sysprep", "--dry-run", "--json"])
+        .arg(&v1))?;
+    ensure!(
+        left.contains("\"leftovers\": []"),
+        "the published image still holds host-specific files:\n{left}"
+    );
+    // One install, copied to three disks: the same image, the same layout, three servers.
+    let disks: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|n| p.work.join(format!("identity-{n}.img")))
+        .collect();
+    let t = Instant::now();
+    let _ = fs::remove_file(&disks[0]);
+    fs::File::create(&disks[0])?.set_len(DISK_MIB << 20)?;
+    {
+        let d = LoopDisk::attach(&disks[0], false)?;
+        run(Command::new(&p.cli)
+            .args([
+                "install",
+                "--disk",
+                &d.node,
+                "--yes",
+                "--no-boot-entry",
+                "--image",
+            ])
+            .arg(&v1)
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--kit")
+            .arg(&p.kit))?;
+    }
+    for copy in &disks[1..] {
+        let _ = fs::remove_file(copy);
+        run(Command::new("cp")
+            .args(["--sparse=always", "--reflink=auto"])
+            .arg(&disks[0])
+            .arg(copy))?;
+    }
+    say(&format!(
+        "v1 installed on one disk, copied to two more ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // Two known servers: each disk gets its host's state on hostpart.
+    let hosts = [
+        HostState {
+            hostname: "web-a",
+            machine_id: "aaaaaaaaaaaa4aaa8aaaaaaaaaaaaaaa",
+            marker: "server a",
+        },
+        HostState {
+            hostname: "web-b",
+            machine_id: "bbbbbbbbbbbb4bbb8bbbbbbbbbbbbbbb",
+            marker: "server b",
+        },
+    ];
+    let mut seen = Vec::new();
+    for (h, disk) in hosts.iter().zip(&disks) {
+        let off = Offline::open(p, disk)?;
+        let key = write_host_state(&off.mnt, h)?;
+        let explain = off.hnroot(p, &["explain"])?;
+        off.close()?;
+        ensure!(
+            explain.contains("bind hostname -> /etc/hostname (file)")
+                && explain.contains("bind files/etc/hnroot-test-host -> /etc/hnroot-test-host"),
+            "hnroot explain does not show the identity steps:\n{explain}"
+        );
+        let boot = boot_once(p, h.hostname, disk, &[])?;
+        say_identity(&format!("server {}", h.hostname), &boot);
+        check_committed_boot(&boot, "1", "booting hn-root.img (normal")?;
+        let id = identity_of(&boot)?;
+        ensure!(
+            id == Identity {
+                hostname: h.hostname.into(),
+                machine_id: h.machine_id.into(),
+                sshd_key: key.clone(),
+            },
+            "server {} came up as {id:?}",
+            h.hostname
+        );
+        ensure!(
+            report(&boot, "marker") == Some(h.marker)
+                && report(&boot, "host-keys-unit") == Some("success no"),
+            "server {}: marker {:?}, host-keys unit {:?} (it must not run: the keys are there)",
+            h.hostname,
+            report(&boot, "marker"),
+            report(&boot, "host-keys-unit")
+        );
+        seen.push(id);
+    }
+    ensure!(
+        seen[0].hostname != seen[1].hostname
+            && seen[0].machine_id != seen[1].machine_id
+            && seen[0].sshd_key != seen[1].sshd_key,
+        "two servers, one identity: {seen:?}"
+    );
+
+    // A new server: no host state. Its identity is made on its first boot.
+    let disk = &disks[2];
+    let serial = ["-smbios", "type=1,serial=SRV-C-0003"];
+    let boot = boot_once(p, "c-first", disk, &serial)?;
+    say_identity("new server, first boot", &boot);
+    check_committed_boot(&boot, "1", "booting hn-root.img (normal")?;
+    let first = identity_of(&boot)?;
+    let record = boot
+        .init
+        .iter()
+        .find(|l| l.starts_with("identity: steps="))
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        first.hostname == "srv-c-0003"
+            && record.contains("created=machine-id,hostname")
+            && record.contains("first-boot")
+            && report(&boot, "host-keys-unit") == Some("success yes")
+            && report(&boot, "created") == Some("5")
+            && report(&boot, "marker") == Some("none"),
+        "first boot: hostname {:?} (from the DMI serial SRV-C-0003), identity record {record:?}, \
+         host-keys unit {:?}, created {:?}\n{}",
+        first.hostname,
+        report(&boot, "host-keys-unit"),
+        report(&boot, "created"),
+        boot.tail(80)
+    );
+    ensure!(
+        !seen
+            .iter()
+            .any(|s| s.machine_id == first.machine_id || s.sshd_key == first.sshd_key),
+        "the new server shares an identity: {first:?} {seen:?}"
+    );
+    let off = Offline::open(p, disk)?;
+    let log = fs::read_to_string(off.mnt.join("data/host/log")).unwrap_or_default();
+    let said = off.hnroot(
+        p,
+        &[
+            "stage",
+            v2.to_str().context("path")?,
+            "--keys",
+            keys.to_str().context("path")?,
+        ],
+    )?;
+    off.close()?;
+    ensure!(
+        log.contains(&format!("created machine-id {}", first.machine_id))
+            && log.contains("created hostname srv-c-0003 (from dmi-serial)")
+            && log.contains("created ssh_host_ed25519_key 256 SHA256:"),
+        "the host state's log does not say what was created:\n{log}"
+    );
+    say(&format!(
+        "hnroot stage v2: {}",
+        said.lines().last().unwrap_or("")
+    ));
+
+    // The update to v2 (a fresh writable layer), then a revert to v1: the same server.
+    let boot = boot_once(p, "c-update", disk, &serial)?;
+    say_identity("new server, update to v2", &boot);
+    check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    let updated = identity_of(&boot)?;
+    ensure!(
+        updated == first && report(&boot, "created") == Some("5"),
+        "the update changed the identity: {updated:?}, was {first:?}"
+    );
+    let off = Offline::open(p, disk)?;
+    let said = off.hnroot(p, &["revert"])?;
+    off.close()?;
+    say(&format!(
+        "hnroot revert: {}",
+        said.lines().last().unwrap_or("")
+    ));
+    let boot = boot_once(p, "c-revert", disk, &serial)?;
+    say_identity("new server, reverted to v1", &boot);
+    check_committed_boot(&boot, "1", "booting hn-root-old.img (manual revert")?;
+    let reverted = identity_of(&boot)?;
+    ensure!(
+        reverted == first && report(&boot, "created") == Some("5"),
+        "the revert changed the identity: {reverted:?}, was {first:?}"
+    );
+    for disk in &disks {
+        let _ = fs::remove_file(disk);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !buildenv::is_root() {
@@ -617,8 +1002,27 @@ fn main() -> Result<()> {
     let t = Instant::now();
     println!("== distro {}: parts", args.suite);
     let parts = prepare(&args.suite)?;
-    println!("== debian-systemd: v1 installed, v2 staged and committed by its health checks, v3 failing them and rolled back");
-    let result = debian_systemd(&parts);
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    if let Some(o) = args.only.as_deref() {
+        ensure!(
+            ["debian-systemd", "identity"].contains(&o),
+            "--only {o}: the scenarios are debian-systemd and identity"
+        );
+    }
+    let mut result = Ok(());
+    if wanted("debian-systemd") {
+        println!("== debian-systemd: v1 installed, v2 staged and committed by its health checks, v3 failing them and rolled back");
+        result = debian_systemd(&parts);
+    }
+    let mut second = Ok(());
+    if wanted("identity") {
+        println!("== identity: one image on three servers: two with their own host state, one creating its identity on its first boot and keeping it across an update and a revert");
+        second = identity(&parts);
+    }
+    if let (Err(_), Err(e)) = (&result, &second) {
+        println!("identity: FAILED too: {e:#}");
+    }
+    let result = result.and(second);
     println!(
         "distro {}: {} in {:.0} s",
         args.suite,

@@ -1,0 +1,526 @@
+//! `hnroot host ...`: this server's identity, kept in its host state on hostpart
+//! (`/hostpart/data/host`, see `hnroot_core::identity`).
+//!
+//! * `hnroot host show`: what the host state holds, and the identity plan of the next boot.
+//! * `hnroot host keys`: create the missing SSH host keys in the host state with the image's
+//!   `ssh-keygen` (run by `hnroot-host-keys.service` before sshd).
+//! * `hnroot host sync`: compare the host state with its copy in the shared repository
+//!   (`/warehouse/hosts/<hostname>/`): take what only the repository has, publish what only
+//!   the host has, report conflicts and never overwrite either side (run by
+//!   `hnroot-host-sync.service` once `/warehouse` is mounted).
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use hnroot_core::cmdline;
+use hnroot_core::hostname::{Hostname, Sources};
+use hnroot_core::hostsync::{self, MAX_SYNC_FILES};
+use hnroot_core::identity::{self, Item, RootSeen, SSH_KEYS};
+use hnroot_core::layout;
+use hnroot_linux::fsat::{self, Kind};
+use hnroot_linux::host_state::{self, HostObserved};
+use hnroot_linux::hostpart::Hostpart;
+use serde_json::{json, Value};
+
+use crate::place::{self, Location};
+use crate::{say, warn};
+
+/// `hnroot host ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum HostCommand {
+    /// What this host's state on hostpart holds (hostname, machine ID, SSH host keys, network,
+    /// Puppet, further files) and how the next boot projects it.
+    Show(ShowArgs),
+    /// Create the SSH host keys missing from the host state (rsa, ecdsa, ed25519) with
+    /// ssh-keygen; keys already there are never replaced. Run by hnroot-host-keys.service.
+    Keys(KeysArgs),
+    /// Sync the host state with the shared repository (WAREHOUSE/hosts/<hostname>/): take
+    /// what only the repository has, publish what only the host has; a file both have
+    /// differently is a conflict, reported, and neither side is changed. Run by
+    /// hnroot-host-sync.service.
+    Sync(SyncArgs),
+}
+
+/// Options of `hnroot host show`.
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    loc: Location,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `hnroot host keys`.
+#[derive(clap::Args, Debug)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    loc: Location,
+}
+
+/// Options of `hnroot host sync`.
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    loc: Location,
+    /// Where the shared repository is mounted.
+    #[arg(long, value_name = "DIR", default_value = layout::WAREHOUSE_MOUNT)]
+    warehouse: PathBuf,
+    /// Only say what would be done.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The host state's path on this machine.
+fn host_path(loc: &Location) -> PathBuf {
+    loc.hostpart.join(layout::HOST_DIR)
+}
+
+/// The identity plan the next boot would carry out, as its lines, its record and JSON.
+pub struct IdentityView {
+    /// The steps, in words.
+    pub steps: Vec<String>,
+    /// JSON of the plan.
+    pub json: Value,
+    /// The notes' sentences.
+    pub notes: Vec<String>,
+    /// What is not projected, one line each.
+    pub refused: Vec<String>,
+}
+
+/// Plan the next boot's identity work from what is on `hostpart` now: the running root is
+/// looked at when `hostpart` is the running system's.
+pub fn identity_view(loc: &Location, hostpart: &Hostpart) -> Result<(HostObserved, IdentityView)> {
+    let observed = host_state::observe(hostpart)
+        .with_context(|| format!("cannot look at {}", host_path(loc).display()))?;
+    let view = plan_view(loc, &observed);
+    Ok((observed, view))
+}
+
+fn plan_view(loc: &Location, observed: &HostObserved) -> IdentityView {
+    let files = observed.file_names();
+    let host = observed.seen(&files);
+    let root = if loc.hostpart == Path::new(layout::HOSTPART_MOUNT) {
+        host_state::observe_root(Path::new("/"))
+    } else {
+        RootSeen { sshd: None }
+    };
+    let cmdline_text = place::running_cmdline();
+    let params = cmdline::parse(&cmdline_text);
+    let names = host_state::name_sources(Path::new("/sys"));
+    let macs = names.mac_refs();
+    let sources = Sources {
+        parameter: params.hostname,
+        dmi_serial: names.dmi_serial.as_deref(),
+        macs: &macs,
+    };
+    let random = host_state::random_bytes(Path::new("/dev/urandom")).ok();
+    let plan = identity::plan(&host, &root, &sources, random);
+    let steps = host_state::describe(&plan);
+    let refused: Vec<String> = plan
+        .refused
+        .iter()
+        .map(host_state::describe_refused)
+        .collect();
+    let json = json!({
+        "record": plan.record().to_string(),
+        "steps": plan.steps.iter().map(|s| json!({ "step": s.code(), "text": s.to_string() })).collect::<Vec<_>>(),
+        "refused": refused,
+        "notes": plan.notes.sentences().collect::<Vec<_>>(),
+        "note_codes": plan.notes.codes().collect::<Vec<_>>(),
+    });
+    let notes = plan.notes.sentences().map(str::to_owned).collect();
+    IdentityView {
+        steps,
+        json,
+        notes,
+        refused,
+    }
+}
+
+fn entry_of(observed: &HostObserved, item: Item) -> identity::Entry {
+    observed
+        .items
+        .iter()
+        .find(|(i, _)| *i == item)
+        .map_or(identity::Entry::Absent, |(_, e)| *e)
+}
+
+fn show(args: &ShowArgs) -> Result<()> {
+    let hostpart = place::open_hostpart(&args.loc)?;
+    let (observed, plan) = identity_view(&args.loc, &hostpart)?;
+    let path = host_path(&args.loc);
+    let keys: Vec<&str> = match hostpart_ssh(&hostpart) {
+        Some(dir) => SSH_KEYS
+            .iter()
+            .filter(|(_, f)| matches!(fsat::kind(&dir, f), Ok(Kind::File(_))))
+            .map(|(t, _)| *t)
+            .collect(),
+        None => Vec::new(),
+    };
+    let trimmed = |t: &Option<String>| t.as_deref().map(|s| s.trim().to_owned());
+    if args.json {
+        let items: serde_json::Map<String, Value> = observed
+            .items
+            .iter()
+            .map(|(i, e)| (i.code().to_owned(), json!(format!("{e:?}").to_lowercase())))
+            .collect();
+        let v = json!({
+            "host_state": path.display().to_string(),
+            "present": observed.dir == identity::Entry::Dir,
+            "hostname": trimmed(&observed.hostname),
+            "machine_id": trimmed(&observed.machine_id),
+            "ssh_keys": keys,
+            "items": items,
+            "files": observed.files,
+            "files_skipped": observed.files_skipped,
+            "identity": plan.json,
+        });
+        say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    say!("host state {}:", path.display());
+    if observed.dir != identity::Entry::Dir {
+        say!("  none yet: the next boot creates this server's identity (first boot)");
+    } else {
+        for item in Item::ALL {
+            let e = entry_of(&observed, item);
+            let value = match item {
+                Item::Hostname => trimmed(&observed.hostname),
+                Item::MachineId => trimmed(&observed.machine_id),
+                Item::Ssh if e == identity::Entry::Dir => Some(if keys.is_empty() {
+                    "no keys yet".to_owned()
+                } else {
+                    keys.join(", ")
+                }),
+                _ => None,
+            };
+            let seen = match e {
+                identity::Entry::Absent => "-".to_owned(),
+                identity::Entry::File => value.unwrap_or_else(|| "file".into()),
+                identity::Entry::Dir => value.unwrap_or_else(|| "directory".into()),
+                identity::Entry::Other => "NOT A FILE OR DIRECTORY".into(),
+            };
+            say!("  {:<20} {seen}", item.host_path());
+        }
+        for f in &observed.files {
+            say!("  {:<20} -> /{f}", format!("{}/{f}", identity::FILES_DIR));
+        }
+    }
+    say!("next boot's identity steps:");
+    for (i, s) in plan.steps.iter().enumerate() {
+        say!("  {}. {s}", i + 1);
+    }
+    for r in &plan.refused {
+        say!("  not projected: {r}");
+    }
+    for n in &plan.notes {
+        say!("  note: {n}");
+    }
+    Ok(())
+}
+
+fn hostpart_ssh(hostpart: &Hostpart) -> Option<OwnedFd> {
+    let dir = host_state::open_dir(hostpart).ok().flatten()?;
+    fsat::open_dir(&dir, Item::Ssh.host_path()).ok().flatten()
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {shown} (is openssh-client installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The host state's hostname, for key comments and the repository's directory name.
+fn hostname_of(hostpart: &Hostpart) -> Option<Hostname> {
+    let dir = host_state::open_dir(hostpart).ok().flatten()?;
+    let (data, _) = fsat::read_file(&dir, Item::Hostname.host_path(), 4096).ok()?;
+    Hostname::parse(&String::from_utf8_lossy(&data)).ok()
+}
+
+fn keys(args: &KeysArgs) -> Result<()> {
+    let hostpart = place::open_hostpart(&args.loc)?;
+    let host = host_state::open_dir(&hostpart)?.with_context(|| {
+        format!(
+            "{} does not exist: hnroot-init creates it at boot",
+            host_path(&args.loc).display()
+        )
+    })?;
+    let ssh = fsat::make_dir(&host, Item::Ssh.host_path(), 0o700)
+        .with_context(|| format!("cannot create {}/ssh", host_path(&args.loc).display()))?;
+    let ssh_path = host_path(&args.loc).join(Item::Ssh.host_path());
+    let comment = format!(
+        "root@{}",
+        hostname_of(&hostpart).map_or_else(|| "hnroot".to_owned(), |h| h.to_string())
+    );
+    let mut made = 0;
+    for (kind, file) in SSH_KEYS {
+        if let Kind::File(_) = fsat::kind(&ssh, file)? {
+            say!("hnroot: {file}: there");
+            continue;
+        }
+        let temp = format!(".{file}{}", fsat::TEMP_SUFFIX);
+        let temp_pub = format!("{temp}.pub");
+        fsat::unlink(&ssh, &temp)?;
+        fsat::unlink(&ssh, &temp_pub)?;
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-C", &comment, "-f"])
+            .arg(ssh_path.join(&temp)))?;
+        // The public key first: a private key in place means the pair is complete.
+        fsat::rename(&ssh, &temp_pub, &format!("{file}.pub"), true)
+            .with_context(|| format!("cannot put {file}.pub in place"))?;
+        fsat::rename(&ssh, &temp, file, false)
+            .with_context(|| format!("cannot put {file} in place"))?;
+        fsat::sync_dir(&ssh)?;
+        let fingerprint = run(Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(ssh_path.join(format!("{file}.pub"))))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|e| format!("(no fingerprint: {e})"));
+        say!("hnroot: created {file}: {fingerprint}");
+        if let Some(note) = host_state::log(&hostpart, &format!("created {file} {fingerprint}")) {
+            warn!("hnroot: {note}");
+        }
+        made += 1;
+    }
+    say!(
+        "hnroot: {made} SSH host key(s) created in {}",
+        ssh_path.display()
+    );
+    Ok(())
+}
+
+/// One path of a sync, as judged.
+struct Judged {
+    path: String,
+    action: hostsync::Action,
+    outcome: Result<String, String>,
+}
+
+/// Whether two regular files (relative to two directories) have the same contents.
+fn same_contents(a: &OwnedFd, b: &OwnedFd, rel: &str) -> Result<bool> {
+    let (pa, na) = fsat::split(rel);
+    let open = |d: &OwnedFd| -> Result<std::fs::File> {
+        let dir = match pa {
+            Some(p) => fsat::open_path(d, p)?.context("vanished")?,
+            None => fsat::open_dir(d, ".")?.context("vanished")?,
+        };
+        Ok(fsat::open_file(&dir, na)?)
+    };
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    use std::io::Read;
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Copy the regular file `rel` from `from` to `to` (exclusively: never replacing), with its
+/// mode; missing directories are made (0700 under `ssh/`, else 0755).
+fn copy_file(from: &OwnedFd, to: &OwnedFd, rel: &str) -> Result<()> {
+    let (parent, name) = fsat::split(rel);
+    let src_dir = match parent {
+        Some(p) => fsat::open_path(from, p)?.context("vanished")?,
+        None => fsat::open_dir(from, ".")?.context("vanished")?,
+    };
+    let file = fsat::open_file(&src_dir, name)?;
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        file.metadata()?.permissions().mode() & 0o7777
+    };
+    let mut data = Vec::new();
+    use std::io::Read;
+    file.take(16 << 20).read_to_end(&mut data)?;
+    let dir_mode = if rel.starts_with("ssh/") {
+        0o700
+    } else {
+        0o755
+    };
+    let dst_dir = match parent {
+        Some(p) => fsat::make_path(to, p, dir_mode)?,
+        None => fsat::open_dir(to, ".")?.context("vanished")?,
+    };
+    fsat::write_file(&dst_dir, name, &data, mode, false)?;
+    Ok(())
+}
+
+fn sync(args: &SyncArgs) -> Result<bool> {
+    let hostpart = place::open_hostpart(&args.loc)?;
+    let _lock = hostpart.lock()?;
+    let hosts = args.warehouse.join(layout::WAREHOUSE_HOSTS);
+    let hosts_dir: OwnedFd = match std::fs::File::open(&hosts) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => f.into(),
+        _ => bail!(
+            "{} is not a directory: no shared repository to sync with (is it mounted?)",
+            hosts.display()
+        ),
+    };
+    let name = hostname_of(&hostpart).with_context(|| {
+        format!(
+            "{}/hostname holds no valid hostname: cannot tell which directory of {} is this host's",
+            host_path(&args.loc).display(),
+            hosts.display()
+        )
+    })?;
+    let local = match host_state::open_dir(&hostpart)? {
+        Some(d) => d,
+        None => bail!("{} does not exist", host_path(&args.loc).display()),
+    };
+    let remote_path = hosts.join(name.as_str());
+    let remote = if args.dry_run {
+        fsat::open_dir(&hosts_dir, name.as_str())?
+    } else {
+        Some(fsat::make_dir(&hosts_dir, name.as_str(), 0o700)?)
+    };
+    let local_files = host_state::list_tree(&local, MAX_SYNC_FILES);
+    let remote_files = remote
+        .as_ref()
+        .map(|r| host_state::list_tree(r, MAX_SYNC_FILES))
+        .unwrap_or_default();
+    let mut paths: Vec<&str> = local_files
+        .iter()
+        .chain(&remote_files)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let side = |list: &[(String, Kind)], p: &str| match list.iter().find(|(q, _)| q == p) {
+        None => hostsync::Side::Absent,
+        Some((_, Kind::File(_))) => hostsync::Side::File,
+        Some(_) => hostsync::Side::Other,
+    };
+    let mut judged = Vec::new();
+    for p in paths {
+        let (l, r) = (side(&local_files, p), side(&remote_files, p));
+        let same = match (&remote, l, r) {
+            (Some(rd), hostsync::Side::File, hostsync::Side::File) => {
+                same_contents(&local, rd, p).unwrap_or(false)
+            }
+            _ => false,
+        };
+        let action = hostsync::judge(p, l, r, same);
+        let outcome = match (action, &remote, args.dry_run) {
+            (hostsync::Action::Take | hostsync::Action::Publish, _, true) => {
+                Ok(format!("would be {action}"))
+            }
+            (hostsync::Action::Take, Some(rd), false) => copy_file(rd, &local, p)
+                .map(|()| action.to_string())
+                .map_err(|e| format!("{e:#}")),
+            (hostsync::Action::Publish, Some(rd), false) => copy_file(&local, rd, p)
+                .map(|()| action.to_string())
+                .map_err(|e| format!("{e:#}")),
+            (hostsync::Action::Conflict | hostsync::Action::NotAFile, _, _) => {
+                Err(action.to_string())
+            }
+            _ => Ok(action.to_string()),
+        };
+        judged.push(Judged {
+            path: p.to_owned(),
+            action,
+            outcome,
+        });
+    }
+    let moved: Vec<String> = judged
+        .iter()
+        .filter(|j| {
+            j.outcome.is_ok()
+                && matches!(j.action, hostsync::Action::Take | hostsync::Action::Publish)
+        })
+        .map(|j| format!("{} {}", j.action.code(), j.path))
+        .collect();
+    if !args.dry_run && !moved.is_empty() {
+        if let Some(note) = host_state::log(
+            &hostpart,
+            &format!("sync with {}: {}", remote_path.display(), moved.join(", ")),
+        ) {
+            warn!("hnroot: {note}");
+        }
+    }
+    let problems = judged.iter().filter(|j| j.outcome.is_err()).count();
+    if args.json {
+        let v = json!({
+            "host": name.as_str(),
+            "repository": remote_path.display().to_string(),
+            "dry_run": args.dry_run,
+            "files": judged.iter().map(|j| json!({
+                "path": j.path,
+                "action": j.action.code(),
+                "ok": j.outcome.is_ok(),
+                "text": match &j.outcome { Ok(s) | Err(s) => s },
+            })).collect::<Vec<_>>(),
+            "problems": problems,
+        });
+        say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for j in &judged {
+            match &j.outcome {
+                Ok(s) if j.action == hostsync::Action::InSync => {
+                    let _ = s;
+                }
+                Ok(s) => say!("hnroot: {}: {s}", j.path),
+                Err(s) => warn!("hnroot: {}: {s}", j.path),
+            }
+        }
+        say!(
+            "hnroot: host state {} and {}: {} in sync, {} taken, {} published, {} problem(s)",
+            host_path(&args.loc).display(),
+            remote_path.display(),
+            judged
+                .iter()
+                .filter(|j| j.action == hostsync::Action::InSync)
+                .count(),
+            judged
+                .iter()
+                .filter(|j| j.action == hostsync::Action::Take)
+                .count(),
+            judged
+                .iter()
+                .filter(|j| j.action == hostsync::Action::Publish)
+                .count(),
+            problems
+        );
+    }
+    Ok(problems == 0)
+}
+
+/// `hnroot host`.
+pub fn host(cmd: &HostCommand) -> ExitCode {
+    let result = match cmd {
+        HostCommand::Show(args) => show(args).map(|()| true),
+        HostCommand::Keys(args) => keys(args).map(|()| true),
+        HostCommand::Sync(args) => sync(args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            warn!("hnroot: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
