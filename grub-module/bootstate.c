@@ -21,10 +21,16 @@
 
 #include "hnroot-grub.h"
 
+#ifndef HNROOT_GRUB_UPSTREAM
+#error "HNROOT_GRUB_UPSTREAM (the upstream GRUB release built against, 206 for 2.06) must be defined"
+#endif
+
+/* Record where the file's bytes lie on disk: one run per call, merged with the previous run
+   when it continues it.  */
 static void
-read_hook (grub_disk_addr_t sector, unsigned offset, unsigned length, void *data)
+record_piece (struct hnroot_state_file *s, grub_disk_addr_t sector, unsigned offset,
+	      unsigned length)
 {
-  struct hnroot_state_file *s = data;
   struct hnroot_piece *last;
 
   if (s->count > 0)
@@ -48,6 +54,24 @@ read_hook (grub_disk_addr_t sector, unsigned offset, unsigned length, void *data
   s->pieces[s->count].length = length;
   s->count++;
 }
+
+/* GRUB 2.12 hands the hook the bytes read too and lets it fail the read
+   (grub_disk_read_hook_t returns grub_err_t); 2.06's hook returns nothing.  */
+#if HNROOT_GRUB_UPSTREAM >= 212
+static grub_err_t
+read_hook (grub_disk_addr_t sector, unsigned offset, unsigned length,
+	   char *buf __attribute__ ((unused)), void *data)
+{
+  record_piece (data, sector, offset, length);
+  return GRUB_ERR_NONE;
+}
+#else
+static void
+read_hook (grub_disk_addr_t sector, unsigned offset, unsigned length, void *data)
+{
+  record_piece (data, sector, offset, length);
+}
+#endif
 
 /* Record that the file at PATH cannot be read, and why (from grub_errno), which is a fact
    for the core, not a failure: grub_errno is cleared.  Fails only when memory runs out.  */

@@ -145,13 +145,17 @@ label_search_hook (const char *name, void *data)
 }
 
 /* The disk GRUB was started from, from $cmdpath ("(hd0,gpt1)/EFI/BOOT" gives "hd0"), as a
-   malloc'd name; NULL when GRUB does not know it (no $cmdpath, a network boot).  */
+   malloc'd name; NULL when GRUB does not know it (no $cmdpath, a network boot).  Debian's
+   GRUB 2.12 sets $fw_path instead of $cmdpath (its patch
+   add-fw_path-variable-to-detect-config-file-on-efi), with the same value.  */
 static char *
 boot_disk (void)
 {
   const char *cmdpath = grub_env_get ("cmdpath");
   const char *end;
 
+  if (! cmdpath || ! *cmdpath)
+    cmdpath = grub_env_get ("fw_path");
   if (! cmdpath || cmdpath[0] != '(')
     return NULL;
   for (end = cmdpath + 1; *end && *end != ',' && *end != ')'; end++)

@@ -521,6 +521,50 @@ mod tests {
         );
     }
 
+    /// The kit `cargo xtask test` builds (HNROOT_GRUB_KIT) holds a module for Debian 12's and
+    /// Debian 13's GRUB, and gives each GRUB build the module built for it.
+    #[test]
+    fn the_built_kit_gives_each_grub_its_own_module() {
+        let Some(dir) = std::env::var_os("HNROOT_GRUB_KIT") else {
+            assert!(
+                std::env::var_os("HNROOT_REQUIRE_GRUB_KIT").is_none(),
+                "HNROOT_REQUIRE_GRUB_KIT is set but HNROOT_GRUB_KIT is not"
+            );
+            eprintln!("SKIPPED: no module kit (HNROOT_GRUB_KIT; `cargo xtask grub-module`)");
+            return;
+        };
+        let kit = Kit::at(Path::new(&dir));
+        let builds = kit.builds();
+        for series in ["2.06-", "2.12-"] {
+            assert!(
+                builds.iter().any(|b| b.starts_with(series)),
+                "the kit lacks a GRUB {series}* build: {builds:?}"
+            );
+        }
+        for version in &builds {
+            let grub = Grub {
+                modules_dir: PathBuf::from("/nonexistent"),
+                version: version.clone(),
+                mkstandalone: PathBuf::from("grub-mkstandalone"),
+            };
+            let module = kit.module_for(&grub).unwrap();
+            assert_eq!(&module.built_for, version);
+            assert_eq!(module.path, kit.dir.join(version).join(MODULE_FILE));
+            assert_eq!(module.name, "hnroot");
+            let sbat = fs::read_to_string(&module.sbat).unwrap();
+            assert!(sbat.contains(&format!(",grub2,{version},")), "{sbat}");
+        }
+        let other = Grub {
+            modules_dir: PathBuf::from("/nonexistent"),
+            version: "2.12-9+deb13u99".into(),
+            mkstandalone: PathBuf::from("grub-mkstandalone"),
+        };
+        let err = kit.module_for(&other).unwrap_err().to_string();
+        for version in &builds {
+            assert!(err.contains(version.as_str()), "{err}");
+        }
+    }
+
     #[test]
     fn a_kit_without_the_matching_build_names_both_versions() {
         let kit_dir = tempfile::tempdir().unwrap();

@@ -380,6 +380,51 @@ alias crypto-sha256 sha256_ssse3\n",
         assert_eq!(set.builtin, ["sha256"]);
     }
 
+    /// Debian 13's 6.12 lines for btrfs, as its depmod writes them: `.ko.xz` files, one
+    /// `softdep` line per soft dependency, `sha256` built in.
+    #[test]
+    fn compressed_modules_and_one_softdep_per_line_as_debian_13_writes_them() {
+        let dir = index_dir(&[
+            (
+                "modules.dep",
+                b"kernel/fs/btrfs/btrfs.ko.xz: kernel/crypto/xor.ko.xz kernel/lib/raid6/raid6_pq.ko.xz kernel/lib/libcrc32c.ko.xz\n\
+kernel/crypto/blake2b_generic.ko.xz:\nkernel/crypto/crc32c_generic.ko.xz:\n\
+kernel/arch/x86/crypto/crc32c-intel.ko.xz:\nkernel/crypto/xxhash_generic.ko.xz:\n\
+kernel/crypto/xor.ko.xz:\nkernel/lib/libcrc32c.ko.xz:\nkernel/lib/raid6/raid6_pq.ko.xz:\n",
+            ),
+            (
+                "modules.softdep",
+                b"softdep btrfs pre: blake2b-256\nsoftdep btrfs pre: sha256\n\
+softdep btrfs pre: xxhash64\nsoftdep btrfs pre: crypto-crc32c\n",
+            ),
+            (
+                "modules.alias",
+                b"alias crypto-crc32c crc32c_intel\nalias blake2b-256 blake2b_generic\n\
+alias crypto-crc32c crc32c_generic\nalias xxhash64 xxhash_generic\n",
+            ),
+            ("modules.builtin", b"kernel/crypto/sha256_generic.ko\n"),
+            ("modules.builtin.modinfo", b"sha256_generic.alias=sha256\0"),
+        ]);
+        let set = resolve(dir.path(), &["btrfs"]).unwrap();
+        assert_eq!(
+            set.load_order,
+            [
+                "kernel/crypto/blake2b_generic.ko.xz",
+                "kernel/crypto/xxhash_generic.ko.xz",
+                "kernel/crypto/crc32c_generic.ko.xz",
+                "kernel/crypto/xor.ko.xz",
+                "kernel/lib/raid6/raid6_pq.ko.xz",
+                "kernel/lib/libcrc32c.ko.xz",
+                "kernel/fs/btrfs/btrfs.ko.xz",
+            ]
+        );
+        assert_eq!(set.builtin, ["sha256"]);
+        assert_eq!(
+            ko_module_name("kernel/arch/x86/crypto/crc32c-intel.ko.xz"),
+            "crc32c_intel"
+        );
+    }
+
     #[test]
     fn cycles_are_reported_not_followed() {
         let dir = index_dir(&[

@@ -147,7 +147,7 @@ pub struct PartEntry {
 
 /// One device and what the probes saw on it.
 #[derive(Debug)]
-pub struct Seen {
+pub struct Probed {
     /// The device.
     pub dev: BlockDev,
     /// Its filesystem, or why it could not be read.
@@ -160,7 +160,7 @@ pub struct Seen {
 #[derive(Debug)]
 pub struct Scan {
     /// The devices in name order.
-    pub seen: Vec<Seen>,
+    pub devices: Vec<Probed>,
     /// Reads made.
     pub reads: u64,
     tables: HashMap<String, Option<Table>>,
@@ -182,7 +182,7 @@ impl Scan {
                         out
                     })
                     .map_err(|e| e.to_string());
-                Seen {
+                Probed {
                     dev,
                     fs,
                     part: None,
@@ -190,19 +190,19 @@ impl Scan {
             })
             .collect();
         Ok(Scan {
-            seen,
+            devices: seen,
             reads,
             tables: HashMap::new(),
         })
     }
 
-    /// Look up the table entry of every partition in `which` (indices into `seen`), reading
+    /// Look up the table entry of every partition in `which` (indices into `devices`), reading
     /// each disk's partition table once. A partition its disk's table does not list (the
     /// table changed since the kernel read it, or hnroot does not know the table type) gets
     /// an empty entry.
     pub fn part_entries(&mut self, roots: &Roots, which: &[usize]) {
         for &i in which {
-            let Some(seen) = self.seen.get(i) else {
+            let Some(seen) = self.devices.get(i) else {
                 continue;
             };
             let Some(p) = seen.dev.partition.clone() else {
@@ -213,7 +213,7 @@ impl Scan {
             }
             if !self.tables.contains_key(&p.disk) {
                 let node = self
-                    .seen
+                    .devices
                     .iter()
                     .find(|s| s.dev.name == p.disk)
                     .map(|s| s.dev.node.clone())
@@ -239,7 +239,7 @@ impl Scan {
                     partuuid: q.partuuid,
                 })
                 .unwrap_or_default();
-            if let Some(seen) = self.seen.get_mut(i) {
+            if let Some(seen) = self.devices.get_mut(i) {
                 seen.part = Some(entry);
             }
         }
@@ -247,7 +247,7 @@ impl Scan {
 
     /// [`Scan::part_entries`] for every partition.
     pub fn all_part_entries(&mut self, roots: &Roots) {
-        let all: Vec<usize> = (0..self.seen.len()).collect();
+        let all: Vec<usize> = (0..self.devices.len()).collect();
         self.part_entries(roots, &all);
     }
 }
@@ -336,7 +336,7 @@ fn is_part_spec(spec: &DeviceSpec<'_>) -> bool {
 }
 
 /// Whether `seen` is what `spec` names (blkid compares labels byte for byte).
-pub fn matches(spec: &DeviceSpec<'_>, seen: &Seen) -> bool {
+pub fn matches(spec: &DeviceSpec<'_>, seen: &Probed) -> bool {
     let info = seen.fs.as_ref().ok().and_then(FsOutcome::info);
     let part = seen.part.as_ref();
     match spec {
@@ -352,7 +352,7 @@ pub fn matches(spec: &DeviceSpec<'_>, seen: &Seen) -> bool {
 }
 
 /// `sda1 vfat 'EFI-BOOT'`: what a device holds, for error messages (labels escaped).
-pub fn summary(seen: &Seen) -> String {
+pub fn summary(seen: &Probed) -> String {
     let mut s = seen.dev.name.clone();
     match &seen.fs {
         Err(e) => {
@@ -386,7 +386,7 @@ pub fn summary(seen: &Seen) -> String {
     s
 }
 
-fn list_of<'a>(items: impl Iterator<Item = &'a Seen>, total: usize) -> String {
+fn list_of<'a>(items: impl Iterator<Item = &'a Probed>, total: usize) -> String {
     let mut out: Vec<String> = items.take(MAX_LISTED).map(summary).collect();
     if total > MAX_LISTED {
         out.push(format!("and {} more", total - MAX_LISTED));
@@ -408,17 +408,17 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
     if is_part_spec(spec) {
         scan.all_part_entries(roots);
     }
-    let hits: Vec<usize> = (0..scan.seen.len())
-        .filter(|&i| scan.seen.get(i).is_some_and(|s| matches(spec, s)))
+    let hits: Vec<usize> = (0..scan.devices.len())
+        .filter(|&i| scan.devices.get(i).is_some_and(|s| matches(spec, s)))
         .collect();
     let looked_for = describe(spec);
-    let count = scan.seen.len();
+    let count = scan.devices.len();
     let (index, chosen_by) = match hits.as_slice() {
         [] => {
             return Err(FindError::NotFound {
                 looked_for,
                 count,
-                seen: list_of(scan.seen.iter(), count),
+                seen: list_of(scan.devices.iter(), count),
             })
         }
         [one] => (*one, None),
@@ -426,19 +426,19 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
             // Every partition's table entry: the pins and the boot disk come from them.
             scan.all_part_entries(roots);
             let partuuid_of = |i: usize| {
-                scan.seen
+                scan.devices
                     .get(i)
                     .and_then(|s| s.part.as_ref())
                     .and_then(|p| p.partuuid)
             };
             let disk_of = |i: usize| {
-                scan.seen
+                scan.devices
                     .get(i)
                     .and_then(|s| s.dev.partition.as_ref())
                     .map(|p| p.disk.clone())
             };
             let boot_disk = hints.boot_disk_of.and_then(|pin| {
-                (0..scan.seen.len())
+                (0..scan.devices.len())
                     .find(|&i| partuuid_of(i) == Some(pin))
                     .and_then(disk_of)
             });
@@ -450,7 +450,7 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
                     on_boot_disk: boot_disk.is_some() && disk_of(i) == boot_disk,
                 })
                 .collect();
-            let matches = list_of(many.iter().filter_map(|&i| scan.seen.get(i)), many.len());
+            let matches = list_of(many.iter().filter_map(|&i| scan.devices.get(i)), many.len());
             match choose(&candidates, many.len()) {
                 Choice::Chosen { index, by } => match many.get(index) {
                     Some(&i) => (i, Some(by)),
@@ -476,7 +476,7 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
     };
     let reads = scan.reads;
     let seen = scan
-        .seen
+        .devices
         .into_iter()
         .nth(index)
         .ok_or_else(|| FindError::NotFound {

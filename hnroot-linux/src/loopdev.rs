@@ -62,6 +62,10 @@ pub struct LoopDevice {
 /// How long to wait for devtmpfs to create `/dev/loopN` after `LOOP_CTL_GET_FREE`.
 const NODE_WAIT: Duration = Duration::from_secs(5);
 
+/// Devices tried: the one `LOOP_CTL_GET_FREE` names can be taken by another process before
+/// we configure it (`EBUSY`); then ask for a free one again, as util-linux's `losetup` does.
+const MAX_ATTEMPTS: usize = 16;
+
 /// Attach `image` (an open file) to a free loop device under `dev` (normally `/dev`), named
 /// `name`, read-only unless `writable`. The device is detached automatically when its last
 /// user (the mounted filesystem) goes away.
@@ -75,6 +79,30 @@ pub fn attach(
         .read(true)
         .write(true)
         .open(dev.join("loop-control"))?;
+    let mut busy = None;
+    for _ in 0..MAX_ATTEMPTS {
+        match attach_free(dev, &control, image, name, writable) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => busy = Some(e),
+            done => return done,
+        }
+    }
+    let e = busy.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY));
+    Err(io::Error::new(
+        e.kind(),
+        format!(
+            "{MAX_ATTEMPTS} free loop devices were each taken before we could configure them: {e}"
+        ),
+    ))
+}
+
+/// One try of [`attach`]: the device `LOOP_CTL_GET_FREE` names.
+fn attach_free(
+    dev: &std::path::Path,
+    control: &File,
+    image: &File,
+    name: &str,
+    writable: bool,
+) -> io::Result<LoopDevice> {
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
     let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
     if n < 0 {

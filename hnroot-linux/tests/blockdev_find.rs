@@ -258,7 +258,7 @@ fn two_matches_are_an_error_unless_a_pin_decides() {
         None => {
             let mut scan = hnroot_linux::blockdev::Scan::run(&m.roots).unwrap();
             scan.all_part_entries(&m.roots);
-            scan.seen
+            scan.devices
                 .iter()
                 .find(|s| s.dev.name == "vda1")
                 .and_then(|s| s.part.as_ref())

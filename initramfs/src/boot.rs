@@ -654,12 +654,14 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
                     failed.error
                 );
                 to_run = to_run.from_step(failed.index + 1);
+                info!("record: {}", to_run.record());
             }
             AfterStepFailure::MountAsIs { image, uuid } => {
                 warn!(
                     "after the failed step the image is still fine: booting {image} (UUID {uuid}) where it lies now; the plan resumes at a later boot"
                 );
                 to_run = to_run.mount_only(image, uuid);
+                info!("record: {}", to_run.record());
             }
             AfterStepFailure::ImageFailed(_) => {
                 drop(executor);

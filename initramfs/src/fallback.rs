@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hnroot_core::history;
+use hnroot_core::name::ImageName;
 use hnroot_core::plan::{after_failure, Fallback};
 use hnroot_linux::history_file;
 
@@ -63,8 +64,9 @@ pub fn reboot_into_another_image(failure: &Failure) {
     }
 }
 
-/// Append the failed boot to the switch history (never fatal).
-fn record_failure(ctx: &crate::boot::FallbackContext, next: hnroot_core::name::ImageName) {
+/// Append the failed boot to the switch history (never fatal): the image GRUB booted, where
+/// the failed image lies now (the plan may have renamed it before it failed), its UUID.
+fn record_failure(ctx: &crate::boot::FallbackContext, next: ImageName) {
     let Ok(hostpart) = hnroot_linux::hostpart::Hostpart::open(&ctx.hostpart) else {
         return;
     };
@@ -75,7 +77,7 @@ fn record_failure(ctx: &crate::boot::FallbackContext, next: hnroot_core::name::I
         reason: ctx.reason,
         plan: "-",
         image: ctx.booted,
-        now_at: Some(next),
+        now_at: ctx.obs.find(ctx.failed, &ImageName::ALL),
         uuid: Some(ctx.failed),
         tries: None,
         good: ctx.obs.good().filter(|&g| g != ctx.failed),

@@ -1,6 +1,13 @@
 //! Load the kernel modules the boot needs from the initramfs's `/lib/modules/<release>`,
 //! resolving dependencies from `modules.dep`, with `finit_module`. The list of modules wanted
 //! is `/etc/hnroot/modules` (written by `cargo xtask initramfs`), one name per line.
+//!
+//! Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`, as Debian 13's kernel ships them) are
+//! not decompressed here: they go to `finit_module` as they are, with
+//! `MODULE_INIT_COMPRESSED_FILE`, and the kernel decompresses them itself
+//! (`CONFIG_MODULE_DECOMPRESS`, Linux 6.0 and later; the initramfs builder checks the kernel's
+//! configuration). No decompressor in PID 1, and the signature inside the module is checked
+//! by the kernel as for any other module.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -135,6 +142,17 @@ fn insert(dir: &Path, rel: &str) -> io::Result<bool> {
     let e = io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::EEXIST) {
         return Ok(false);
+    }
+    if flags == MODULE_INIT_COMPRESSED_FILE
+        && matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL))
+    {
+        return Err(io::Error::new(
+            e.kind(),
+            format!(
+                "{e} (a compressed module: this kernel may not decompress modules itself, \
+                 CONFIG_MODULE_DECOMPRESS and the format's CONFIG_MODULE_COMPRESS_*)"
+            ),
+        ));
     }
     Err(e)
 }

@@ -12,11 +12,14 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 
 use crate::buildenv;
+use crate::release::PoolFile;
 
 /// The Debian archive.
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// The security archive.
 pub const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+/// apt's helper that downloads one URL and checks its hash.
+const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
 /// The archive keyring every Debian machine has.
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Package lists older than this are refreshed before a version is looked up.
@@ -206,6 +209,97 @@ impl Apt {
     }
 }
 
+/// A file of the archive by its pool path (`/usr/lib/apt/apt-helper download-file`, apt's own
+/// downloader, which checks the SHA-256), into `into`; kept when already there with that sum.
+/// For versions apt's signed index no longer lists: the sum is what vouches for the file.
+pub fn download_pool_file(file: &PoolFile, into: &Path) -> Result<PathBuf> {
+    download_pool_path(file.path, file.sha256, into)
+}
+
+/// [`download_pool_file`] of `path` with SHA-256 `sha256`.
+fn download_pool_path(path: &str, sha256: &str, into: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(into).with_context(|| format!("cannot create {}", into.display()))?;
+    let name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .with_context(|| format!("pool path {path} names no file"))?;
+    let out = into.join(name);
+    if out.is_file() && sha256_of(&out)? == sha256 {
+        return Ok(out);
+    }
+    let url = format!("{MIRROR}/{}", path.replace('+', "%2b"));
+    buildenv::run(
+        Command::new(APT_HELPER)
+            .args(["download-file", &url])
+            .arg(&out)
+            .arg(format!("SHA256:{sha256}")),
+    )
+    .with_context(|| {
+        format!("downloading {url} (SHA-256 {sha256}): the archive may no longer carry it")
+    })?;
+    let got = sha256_of(&out)?;
+    if got != sha256 {
+        bail!(
+            "{} has SHA-256 {got}, expected {sha256}: not using it",
+            out.display()
+        );
+    }
+    Ok(out)
+}
+
+/// A source package by the pool path of its `.dsc` (checked against its pinned sum), and the
+/// files the `.dsc` lists beside it, each checked against the `.dsc`'s `Checksums-Sha256`.
+/// Returns the `.dsc`.
+pub fn download_pool_source(dsc: &PoolFile, into: &Path) -> Result<PathBuf> {
+    let dsc_path = download_pool_file(dsc, into)?;
+    let text = fs::read_to_string(&dsc_path)
+        .with_context(|| format!("cannot read {}", dsc_path.display()))?;
+    let dir = dsc.path.rsplit_once('/').map_or("", |(d, _)| d);
+    let files = dsc_sha256_files(&text);
+    if files.is_empty() {
+        bail!(
+            "{} lists no files under Checksums-Sha256",
+            dsc_path.display()
+        );
+    }
+    for (sha256, name) in files {
+        download_pool_path(&format!("{dir}/{name}"), &sha256, into)?;
+    }
+    Ok(dsc_path)
+}
+
+/// `(sha256, file name)` of each line of a `.dsc`'s `Checksums-Sha256` field.
+fn dsc_sha256_files(dsc: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in dsc.lines() {
+        if line.starts_with("Checksums-Sha256:") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.starts_with(' ') {
+                break;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [sum, _size, name] = words.as_slice() {
+                out.push((sum.to_string(), name.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The SHA-256 of a file, hex (`sha256sum`).
+pub fn sha256_of(path: &Path) -> Result<String> {
+    let out = buildenv::run(Command::new("sha256sum").arg(path))?;
+    out.split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .with_context(|| format!("sha256sum printed nothing for {}", path.display()))
+}
+
 /// The installed version of a Debian package on this machine.
 pub fn installed_version(package: &str) -> Result<String> {
     let v = buildenv::run(Command::new("dpkg-query").args(["-W", "-f=${Version}", package]))?;
@@ -239,4 +333,26 @@ pub fn unpack_source(dsc: &Path, dir: &Path) -> Result<()> {
     )
     .with_context(|| format!("unpacking {}", dsc.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dsc_names_its_files_with_their_sums() {
+        let dsc = "Format: 3.0 (quilt)\nChecksums-Sha256:\n f3c9 6675608 grub2_2.12.orig.tar.xz\n \
+                   4d3c 1123180 grub2_2.12-9+deb13u2.debian.tar.xz\nFiles:\n 60c5 6675608 x\n";
+        assert_eq!(
+            dsc_sha256_files(dsc),
+            [
+                ("f3c9".to_string(), "grub2_2.12.orig.tar.xz".to_string()),
+                (
+                    "4d3c".to_string(),
+                    "grub2_2.12-9+deb13u2.debian.tar.xz".to_string()
+                )
+            ]
+        );
+        assert!(dsc_sha256_files("Files:\n a 1 b\n").is_empty());
+    }
 }

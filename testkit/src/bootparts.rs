@@ -1,10 +1,13 @@
-//! The boot parts: everything the QEMU scenarios, the demo and the disk command boot, built
-//! once and cached under `target/hnroot-build/boot-parts/` — the Debian kernel, hnroot's
-//! standalone initramfs, the production [`GrubImage`] (Debian's GRUB 2.06, `hnroot.mod`, the
-//! production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
-//! version, each with its own ext4 UUID) — and, from them, the disk a scenario asks for
-//! ([`DiskContents`]: which test images under which names, the boot state written with the
-//! core's codec, markers, data and the actions the test init runs), made by [`disk::build`].
+//! The boot parts of one Debian release: everything the QEMU scenarios, the demo and the disk
+//! command boot, built once per release and cached under
+//! `target/hnroot-build/boot-parts/<suite>/` — the release's Debian kernel, hnroot's standalone
+//! initramfs for it, the production [`GrubImage`] (the release's Debian GRUB, `hnroot.mod`
+//! built for it, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! version, each with its own ext4 UUID, signed by the test publisher whose public key every
+//! image trusts, each carrying the virtio NIC's driver and a script that brings the network
+//! up) — and, from them, the disk a scenario asks for ([`DiskContents`]: which test images
+//! under which names, the boot state written with the core's codec, markers, data and the
+//! actions the test init runs), made by [`disk::build`].
 //! It builds files and never boots them: booting them is [`crate::console`], inspecting them
 //! afterwards [`crate::inspect`].
 
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use hnroot_core::bootstate::{new_block, BootState};
+use hnroot_core::bootstate::{new_block, BootState, Trial, Tries};
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::uuid::FsUuid;
@@ -27,11 +30,25 @@ use crate::disk::{
 use crate::grubimage::{self, GrubImage};
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
+use crate::release::Debian;
+use crate::signing::{self, Publisher};
 
 /// Where the hnroot CLI is installed in the test images (as the README's systemd unit expects).
 pub const CLI_IN_IMAGE: &str = "usr/sbin/hnroot";
-/// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart).
+/// Where scenarios keep image files the test init stages with `hnroot stage` (on hostpart),
+/// each with its signature beside it.
 pub const STAGE_DIR: &str = "data/e2e";
+/// Where the test images keep the publisher's public key: in `hnroot stage`'s default
+/// trusted-keys directory.
+pub const KEY_IN_IMAGE: &str = "etc/hnroot/keys/hnroot-test.pub";
+/// The script in the test images that brings QEMU's user network up (see [`net_up_script`]).
+pub const NET_UP_IN_IMAGE: &str = "usr/sbin/hnroot-test-net-up";
+/// The guest's address on QEMU's user network (static: no DHCP client runs).
+pub const GUEST_ADDR: &str = "10.0.2.15/24";
+/// The NIC's driver (and what it needs), from the test kernel, in every test image.
+const NET_MODULES: &[&str] = &["virtio_net"];
+/// Where a [`Behaviour::NoInit`] image's `/sbin/init` points: nothing there.
+const NOWHERE: &str = "/lib/systemd/systemd";
 
 /// How a test image behaves once its init runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +61,15 @@ pub enum Behaviour {
     /// Its `/boot/kernel` is not a kernel (a build that went wrong): GRUB can read the image
     /// but its `linux` command fails, so the menu's fallback entry boots another image.
     BadKernel,
+    /// Its `/sbin/init` is a symbolic link to nothing (a build that lost its init): GRUB and
+    /// the kernel boot it, hnroot-init mounts it and finds no init to start.
+    NoInit,
 }
+
+/// The block size of the test images' ext4 (`disk::build_root_image` makes 4 KiB blocks).
+const TAMPER_BLOCK: u64 = 4096;
+/// The file in an [`ImageContent::Directory`].
+const DIRECTORY_NOTE: &str = "not-an-image";
 
 /// What a [`Behaviour::BadKernel`] image holds as `/boot/kernel`.
 const NOT_A_KERNEL: &[u8] = b"hnroot test image: this file is not a Linux kernel\n";
@@ -67,12 +92,16 @@ pub struct TestImage {
     pub fs: BuiltFs,
     /// FNV-1a of the file: scenarios check that images come through a switch unchanged.
     pub digest: u64,
+    /// Its minisign signature by [`BootParts::publisher`] (`<image>.minisig`).
+    pub signature: PathBuf,
 }
 
 /// Everything the scenarios boot.
 #[derive(Debug)]
 pub struct BootParts {
-    /// `target/hnroot-build/boot-parts`.
+    /// The Debian release the parts come from.
+    pub release: Debian,
+    /// `target/hnroot-build/boot-parts/<suite>`.
     pub cache: PathBuf,
     /// The Debian kernel in every test image.
     pub kernel: Kernel,
@@ -82,6 +111,8 @@ pub struct BootParts {
     pub grub: GrubImage,
     /// The test images, in the order asked for.
     pub images: Vec<TestImage>,
+    /// Who signs the test images; every image trusts its public key.
+    pub publisher: Publisher,
     /// What each part cost (or `cached`), for the time table.
     pub timings: Vec<(String, Duration, bool)>,
 }
@@ -96,6 +127,8 @@ pub enum ImageContent {
     Truncated(&'static str, u64),
     /// `bytes` of pseudo-random data: no filesystem.
     Garbage(u64),
+    /// A directory (holding one file) where an image file should be.
+    Directory,
 }
 
 /// The boot-state file on the ESP as a scenario starts.
@@ -103,6 +136,16 @@ pub enum ImageContent {
 pub enum StateInit {
     /// Written with the core's codec: the image of this version is committed (good).
     Committed(&'static str),
+    /// Written with the core's codec: the image of version `image` on trial with
+    /// `tries_left` of the production trial length left, `good` the image recorded good.
+    Trial {
+        /// The image on trial.
+        image: &'static str,
+        /// Tries it has left.
+        tries_left: u8,
+        /// The image recorded good, if any.
+        good: Option<&'static str>,
+    },
     /// Exactly these bytes.
     Bytes(Vec<u8>),
     /// No file at all.
@@ -128,6 +171,9 @@ pub struct DiskContents {
     pub stage_sources: Vec<&'static str>,
     /// The test init's actions, one per boot that reaches them (see [`disk::test_init`]).
     pub actions: Vec<String>,
+    /// Image files given the immutable attribute (`chattr +i`: they cannot be renamed);
+    /// ext4 hostparts only.
+    pub immutable: Vec<ImageName>,
 }
 
 impl DiskContents {
@@ -142,6 +188,7 @@ impl DiskContents {
             state: StateInit::Committed(current),
             stage_sources: Vec::new(),
             actions: Vec::new(),
+            immutable: Vec::new(),
         }
     }
 
@@ -161,8 +208,10 @@ impl DiskContents {
 
 impl BootParts {
     /// Build (or take from the cache) everything the scenarios need, with `defs` as images.
-    pub fn build(defs: &[ImageDef]) -> Result<BootParts> {
-        let cache = buildenv::build_root().join("boot-parts");
+    pub fn build(release: Debian, defs: &[ImageDef]) -> Result<BootParts> {
+        let cache = buildenv::build_root()
+            .join("boot-parts")
+            .join(release.suite());
         fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
         let mut timings = Vec::new();
         let mut timed = |what: &str, started: Instant, cached: bool| {
@@ -170,10 +219,10 @@ impl BootParts {
         };
 
         let t = Instant::now();
-        let cached_kernels: Vec<PathBuf> = fs::read_dir(kernel::cache_dir())
+        let cached_kernels: Vec<PathBuf> = fs::read_dir(kernel::cache_dir(release))
             .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
-        let kernel = kernel::fetch_current()?;
+        let kernel = kernel::fetch_for(release)?;
         timed(
             &format!("kernel {} (Debian {})", kernel.release, kernel.deb_version),
             t,
@@ -209,6 +258,10 @@ impl BootParts {
             built_initramfs = Some(initramfs::build(&spec, &initramfs_path)?);
             Ok(())
         })?;
+        // Debian 13's modules are .ko.xz: hnroot-init loads them through the kernel's own
+        // decompressor, which this kernel must have.
+        let module_format =
+            kernel.module_format(&kernel.modules_for(&spec_modules(&spec))?.load_order)?;
         let initramfs = match built_initramfs {
             Some(b) => b,
             None => {
@@ -226,16 +279,22 @@ impl BootParts {
         };
         timed(
             &format!(
-                "initramfs ({} KiB zstd, hnroot-init {} KiB)",
+                "initramfs ({} KiB zstd, hnroot-init {} KiB, {} modules {})",
                 initramfs.compressed_bytes.div_ceil(1024),
-                initramfs.init_bytes.div_ceil(1024)
+                initramfs.init_bytes.div_ceil(1024),
+                initramfs.modules.len(),
+                match module_format {
+                    kernel::ModuleFormat::Plain => "as .ko".to_string(),
+                    kernel::ModuleFormat::Compressed(how) =>
+                        format!("{how}-compressed, decompressed by the kernel"),
+                }
             ),
             t,
             hit,
         );
 
         let t = Instant::now();
-        let grub = grubimage::production()?;
+        let grub = grubimage::production(release)?;
         timed(
             &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
             t,
@@ -243,9 +302,32 @@ impl BootParts {
         );
 
         let t = Instant::now();
-        let cli_bytes = read(&cli)?;
+        let publisher = Publisher::in_dir(&cache)?;
         let busybox_digest = fnv1a(&read(Path::new(busybox::BUSYBOX))?);
         let initramfs_digest = fnv1a(&read(&initramfs.path)?);
+        // What every test image carries besides its kernel, initramfs and init: the CLI, the
+        // publisher's key where `hnroot stage` looks for trusted keys, the NIC's driver and the
+        // script that brings the network up.
+        let mut common = vec![
+            ImageFile::new(CLI_IN_IMAGE, 0o755, read(&cli)?),
+            ImageFile::new(KEY_IN_IMAGE, 0o644, publisher.public_key()?),
+        ];
+        let net = kernel.modules_for(NET_MODULES)?;
+        for ko in &net.load_order {
+            common.push(ImageFile::new(
+                &format!("lib/modules/{}/{ko}", kernel.release),
+                0o644,
+                read(&kernel.modules_dir.join(ko))?,
+            ));
+        }
+        common.push(ImageFile::new(
+            NET_UP_IN_IMAGE,
+            0o755,
+            net_up_script(&kernel.release, &net.load_order),
+        ));
+        let common_digest = common.iter().fold(fnv1a(b""), |h, f| {
+            h ^ fnv1a(f.path.as_bytes()).rotate_left(7) ^ fnv1a(&f.contents).rotate_left(13)
+        });
         let mut images = Vec::new();
         let mut all_cached = true;
         let not_a_kernel = cache.join("not-a-kernel");
@@ -254,35 +336,49 @@ impl BootParts {
         for def in defs {
             let kernel_file = match def.behaviour {
                 Behaviour::BadKernel => not_a_kernel.clone(),
-                Behaviour::Good | Behaviour::InitExits => kernel.vmlinuz.clone(),
+                Behaviour::Good | Behaviour::InitExits | Behaviour::NoInit => {
+                    kernel.vmlinuz.clone()
+                }
             };
             let extra = match def.behaviour {
-                Behaviour::Good | Behaviour::BadKernel => String::new(),
+                Behaviour::Good | Behaviour::BadKernel | Behaviour::NoInit => String::new(),
                 Behaviour::InitExits => format!(
                     "echo \"hnroot-test: {} is broken on purpose: its init exits now (kernel \
                      panic; panic=10 reboots)\"\nexit 1",
                     def.version
                 ),
             };
+            let init_link = (def.behaviour == Behaviour::NoInit).then(|| NOWHERE.to_string());
             let out = cache.join(format!("{}.img", def.version));
             let key = format!(
-                "image v2 {} {:016x} {:016x} {:016x} {:016x} {:016x}",
+                "image v3 {} {:016x} {:016x} {:016x} {:016x} {:016x} {init_link:?}",
                 kernel.release,
                 fnv1a(&read(&kernel_file)?),
                 initramfs_digest,
                 fnv1a(disk::test_init(def.version, &extra).as_bytes()),
-                fnv1a(&cli_bytes),
+                common_digest,
                 busybox_digest
             );
             let mut spec = RootImageSpec::new(def.version, &kernel_file, &initramfs.path);
             spec.init_extra = extra.clone();
-            spec.files
-                .push(ImageFile::new(CLI_IN_IMAGE, 0o755, cli_bytes.clone()));
+            spec.init_link = init_link;
+            spec.files.extend(common.iter().cloned());
             let hit = cached(&out, &key, || {
                 disk::build_root_image(&spec, &out).map(|_| ())
             })?;
             all_cached &= hit;
             let bytes = read(&out)?;
+            let digest = fnv1a(&bytes);
+            let signature = signing::signature_of(&out);
+            let sig_key = format!(
+                "signature v1 {digest:016x} {:016x}",
+                fnv1a(&publisher.public_key()?)
+            );
+            cached(&signature, &sig_key, || {
+                publisher
+                    .sign(&out, &format!("hnroot test image {}", def.version))
+                    .map(|_| ())
+            })?;
             images.push(TestImage {
                 version: def.version.to_string(),
                 fs: BuiltFs {
@@ -290,7 +386,8 @@ impl BootParts {
                     uuid: disk::ext4_uuid(&out)?,
                     size: bytes.len() as u64,
                 },
-                digest: fnv1a(&bytes),
+                digest,
+                signature,
             });
         }
         for (i, a) in images.iter().enumerate() {
@@ -318,11 +415,13 @@ impl BootParts {
             all_cached,
         );
         Ok(BootParts {
+            release,
             cache,
             kernel,
             initramfs,
             grub,
             images,
+            publisher,
             timings,
         })
     }
@@ -360,6 +459,14 @@ impl BootParts {
         host.label = contents.label.clone();
         for (name, content) in &contents.images {
             let source = match content {
+                ImageContent::Directory => {
+                    host.files.push(ImageFile::new(
+                        &format!("{}/{DIRECTORY_NOTE}", name.file_name()),
+                        0o644,
+                        DIRECTORY_NOTE.as_bytes(),
+                    ));
+                    continue;
+                }
                 ImageContent::Image(v) => self.image(v)?.fs.path.clone(),
                 ImageContent::Truncated(v, bytes) => {
                     let path = dir.join(format!("{}.source", name.file_name()));
@@ -388,8 +495,19 @@ impl BootParts {
             host = host.image(name.file_name(), &source);
         }
         for v in &contents.stage_sources {
-            host = host.image_at(&format!("{STAGE_DIR}/{v}.img"), &self.image(v)?.fs.path);
+            let image = self.image(v)?;
+            host = host
+                .image_at(&format!("{STAGE_DIR}/{v}.img"), &image.fs.path)
+                .image_at(
+                    &format!("{STAGE_DIR}/{v}.img{}", signing::SIGNATURE_SUFFIX),
+                    &image.signature,
+                );
         }
+        host.immutable = contents
+            .immutable
+            .iter()
+            .map(|n| n.file_name().to_string())
+            .collect();
         if contents.revert_marker {
             host.files
                 .push(ImageFile::new(REVERT_MARKER, 0o644, Vec::new()));
@@ -405,6 +523,22 @@ impl BootParts {
         let mut esp = EspSpec::new(&self.grub);
         esp.bootstate = match &contents.state {
             StateInit::Committed(v) => Some(committed_block(self.uuid(v)?)),
+            StateInit::Trial {
+                image,
+                tries_left,
+                good,
+            } => {
+                let total = self.tries();
+                let tries = Tries::new(*tries_left, total).with_context(|| {
+                    format!("{}: {tries_left} tries left of {total}", contents.name)
+                })?;
+                let trial = Trial {
+                    image: self.uuid(image)?,
+                    tries,
+                    good: good.map(|g| self.uuid(g)).transpose()?,
+                };
+                Some(new_block(&BootState::Trial(trial)).to_vec())
+            }
             StateInit::Bytes(b) => Some(b.clone()),
             StateInit::Missing => None,
         };
@@ -416,6 +550,39 @@ impl BootParts {
             },
             &dir,
         )
+    }
+
+    /// A copy of the test image `version` with one byte of its `/boot/kernel` changed (a
+    /// tampered kernel: the filesystem, its UUID and its boot files still look right), served
+    /// with the signature of the original, as a man in the middle would serve it: written to
+    /// `dir/<version>-tampered.img` and `.minisig`. Returns the copy and the byte's offset.
+    pub fn tampered(&self, version: &str, dir: &Path) -> Result<(PathBuf, u64)> {
+        let image = self.image(version)?;
+        let out = dir.join(format!("{version}-tampered.img"));
+        // The kernel's second block: well inside the file's data, never metadata.
+        let bmap = buildenv::run(
+            std::process::Command::new("debugfs")
+                .arg("-R")
+                .arg("bmap /boot/kernel 1")
+                .arg(&image.fs.path),
+        )?;
+        let block: u64 = bmap
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().parse().ok())
+            .filter(|b| *b > 0)
+            .with_context(|| format!("debugfs bmap of /boot/kernel in {version} said {bmap:?}"))?;
+        let offset = block * TAMPER_BLOCK + TAMPER_BLOCK / 2;
+        let mut bytes = read(&image.fs.path)?;
+        let at = usize::try_from(offset)?;
+        let Some(byte) = bytes.get_mut(at) else {
+            bail!("{version}: offset {offset} is past the image's end");
+        };
+        *byte ^= 0x5a;
+        fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+        fs::copy(&image.signature, signing::signature_of(&out))
+            .with_context(|| format!("cannot copy {}", image.signature.display()))?;
+        Ok((out, offset))
     }
 
     /// A second disk holding only a partition whose filesystem is labelled `label`, with
@@ -437,6 +604,40 @@ impl BootParts {
     }
 }
 
+/// The script at [`NET_UP_IN_IMAGE`]: loads the NIC's driver (`load_order`, relative to the
+/// kernel's `lib/modules/<release>`, skipping what is loaded), waits for `eth0` (bounded) and
+/// gives it [`GUEST_ADDR`] by hand. No default route and no DNS: the guest reaches QEMU's
+/// user network (the host's 127.0.0.1 as 10.0.2.2) and nothing beyond it.
+pub fn net_up_script(release: &str, load_order: &[String]) -> String {
+    let modules: Vec<&str> = load_order.iter().map(String::as_str).collect();
+    format!(
+        r#"#!/bin/sh
+# hnroot test images (written by hnroot-testkit, testkit/src/bootparts.rs): bring QEMU's user
+# network up by hand. No default route, no DNS: only 10.0.2.0/24 is reachable.
+set -e
+for ko in {modules}; do
+  name=$(basename "$ko" .ko | tr - _)
+  [ -d "/sys/module/$name" ] || insmod "/lib/modules/{release}/$ko"
+done
+n=0
+while [ ! -e /sys/class/net/eth0 ]; do
+  n=$((n + 1))
+  if [ "$n" -gt 100 ]; then
+    echo "hnroot-test: no eth0 10 s after loading its driver" >&2
+    exit 1
+  fi
+  usleep 100000
+done
+ip link set lo up
+ip link set eth0 up
+ip addr add {addr} dev eth0
+echo "hnroot-test: network up: eth0 {addr}"
+"#,
+        modules = modules.join(" "),
+        addr = GUEST_ADDR,
+    )
+}
+
 /// A boot-state block (the ESP's `hnroot/bootstate`) that records `good` as committed.
 pub fn committed_block(good: FsUuid) -> Vec<u8> {
     new_block(&BootState::Committed { good }).to_vec()
@@ -445,4 +646,9 @@ pub fn committed_block(good: FsUuid) -> Vec<u8> {
 /// The UUID type of [`disk`] as the core's.
 pub fn core_uuid(u: Uuid) -> FsUuid {
     FsUuid::Uuid(u.0)
+}
+
+/// The wanted module names of an initramfs spec, as the resolver takes them.
+fn spec_modules(spec: &initramfs::Spec) -> Vec<&str> {
+    spec.wanted.iter().map(String::as_str).collect()
 }

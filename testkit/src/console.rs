@@ -1,9 +1,12 @@
 //! Boots a scenario disk in one QEMU (OVMF, TCG) that reboots in place, and reads each boot off
-//! the serial console: what GRUB's `hnroot select` chose and why, which image the kernel came
-//! from, what hnroot-init planned and did step by step, what the test init reported (version,
-//! UUID, hostpart) and how the boot ended (reboot, poweroff, kernel panic, an intentional stop,
-//! GRUB's rescue entry). Every wait is bounded; a failure carries the console tail. It judges
-//! nothing: scenarios compare the [`BootRecord`]s with what they expect.
+//! the serial console: what GRUB's `hnroot select` chose and why (its `decision:` record of
+//! stable `key=value` words, and the refusal code of each image it could not use), which image
+//! the kernel came from, what hnroot-init planned (its `record:` lines) and did step by step,
+//! what the test init reported (version, UUID, its arguments, hostpart) and how the boot ended
+//! (reboot, poweroff, kernel panic, an intentional stop, GRUB's rescue entry). It can also type
+//! at GRUB's menu, as an operator at the console would, to add words to the kernel command
+//! line. Every wait is bounded; a failure carries the console tail. It judges nothing:
+//! scenarios compare the [`BootRecord`]s with what they expect.
 
 use std::fmt;
 use std::path::Path;
@@ -13,6 +16,15 @@ use anyhow::{Context, Result};
 use regex::Regex;
 
 use crate::qemu::{Hit, Vm, VmSpec, TAIL_LINES};
+
+/// The countdown line of GRUB's menu: the menu is on the screen and reads keys.
+const GRUB_MENU: &str = r"will be executed automatically in";
+/// The help line of GRUB's entry editor: the editor is on the screen and reads keys.
+const GRUB_EDITOR: &str = r"Minimum Emacs-like screen editing";
+/// GRUB's editor keys (its Emacs-like bindings; the firmware passes control bytes through).
+const CTRL_E: u8 = 0x05;
+const CTRL_N: u8 = 0x0e;
+const CTRL_X: u8 = 0x18;
 
 /// How one boot ended on the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +102,17 @@ pub struct BootRecord {
     pub end: Option<End>,
     /// GRUB's `hnroot: ...` and `error: ...` lines, wrapped lines joined again.
     pub grub: Vec<String>,
-    /// The decision line GRUB printed (`booting hn-root.img (normal); ...`), without
-    /// `hnroot: `.
+    /// The decision line GRUB printed for people (`booting hn-root.img (normal); ...`),
+    /// without `hnroot: `.
     pub decision: Option<String>,
+    /// GRUB's decision as stable `key=value` words (`reason=update image=hn-root-new.img
+    /// uuid=... try=1/3 fallbacks=hn-root.img notes=- write=trial`); see [`field`].
+    pub grub_record: Option<String>,
+    /// Image files GRUB refused: (file name, refusal code), from `hnroot: (hd0,gpt2)/NAME:
+    /// unreadable (CODE): ...`.
+    pub grub_refused: Vec<(String, String)>,
+    /// The kernel's whole command line.
+    pub cmdline: Option<String>,
     /// `hnroot.image=` on the kernel command line: the image GRUB loaded the kernel from.
     pub cmdline_image: Option<String>,
     /// `hnroot.uuid=` on the kernel command line.
@@ -105,6 +125,13 @@ pub struct BootRecord {
     pub plan_steps: Option<usize>,
     /// The notes after the plan's step count.
     pub plan_notes: Option<String>,
+    /// hnroot-init's `record: plan=... steps=N mount=... uuid=... notes=...` lines, in order:
+    /// the plan, then any plan that replaced it after a failed step, each with the steps
+    /// logged under it.
+    pub plans: Vec<PlanRun>,
+    /// Image files hnroot-init refused: (file name, refusal code), from `hostpart: NAME:
+    /// unreadable (CODE): ...`.
+    pub init_refused: Vec<(String, String)>,
     /// `step i/n: ...` lines, without `hnroot: `.
     pub steps: Vec<String>,
     /// `FATAL: ...`, without the prefix.
@@ -113,6 +140,9 @@ pub struct BootRecord {
     pub version: Option<String>,
     /// The UUID in that line: the root filesystem's.
     pub uuid: Option<String>,
+    /// The arguments the test init was started with (`hnroot-test: args N: ...`): the words
+    /// of the kernel command line the kernel handed to PID 1, passed on by hnroot-init.
+    pub init_args: Option<Vec<String>>,
     /// The test init's `image NAME uuid=U` lines: hostpart as the booted system sees it.
     pub images: Vec<(String, String)>,
     /// `ls -la /hostpart` as the test init printed it.
@@ -158,6 +188,41 @@ impl BootRecord {
             .find(|l| l.starts_with(prefix))
             .map(String::as_str)
     }
+}
+
+/// One plan hnroot-init carried out: its `record:` words and the `step i/n: ...` lines logged
+/// under it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanRun {
+    /// `plan=... steps=N mount=... uuid=... notes=...`.
+    pub record: String,
+    /// Its steps as logged, without `hnroot: `.
+    pub steps: Vec<String>,
+}
+
+impl PlanRun {
+    /// The number of steps its record announces.
+    pub fn announced(&self) -> Option<usize> {
+        field(&self.record, "steps")?.parse().ok()
+    }
+}
+
+/// The value of `key` in a record of `key=value` words, if it has one.
+pub fn field<'a>(record: &'a str, key: &str) -> Option<&'a str> {
+    record
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// `(file name, code)` of a line `PREFIX.../NAME: unreadable (CODE): ...`, the name after the
+/// last `/` (GRUB puts its device first).
+fn refusal(line: &str) -> Option<(String, String)> {
+    let (path, rest) = line.split_once(": unreadable (")?;
+    let (code, _) = rest.split_once(')')?;
+    let name = path.rsplit('/').next().unwrap_or(path);
+    Some((name.to_string(), code.to_string()))
 }
 
 /// Prefixes that start a new console line in GRUB's phase (anything else after a `hnroot:`
@@ -215,6 +280,17 @@ pub fn parse_boot(text: &str) -> BootRecord {
         .filter_map(|l| l.strip_prefix("hnroot: "))
         .find(|l| l.starts_with("booting ") || l.starts_with("nothing bootable"))
         .map(str::to_string);
+    r.grub_record = r
+        .grub
+        .iter()
+        .find_map(|l| l.strip_prefix("hnroot: decision: "))
+        .map(str::to_string);
+    r.grub_refused = r
+        .grub
+        .iter()
+        .filter_map(|l| l.strip_prefix("hnroot: "))
+        .filter_map(refusal)
+        .collect();
 
     let mut in_ls = false;
     let mut in_action = false;
@@ -224,6 +300,7 @@ pub fn parse_boot(text: &str) -> BootRecord {
             .map(|(_, c)| c)
             .filter(|_| r.cmdline_image.is_none() && r.cmdline_uuid.is_none())
         {
+            r.cmdline = Some(cmd.trim().to_string());
             for word in cmd.split_whitespace() {
                 if let Some(v) = word.strip_prefix("hnroot.image=") {
                     r.cmdline_image = Some(v.to_string());
@@ -257,8 +334,18 @@ pub fn parse_boot(text: &str) -> BootRecord {
                     .and_then(|w| w.strip_prefix('('))
                     .and_then(|n| n.parse().ok());
                 r.plan_notes = notes;
+            } else if let Some(record) = rest.strip_prefix("record: ") {
+                r.plans.push(PlanRun {
+                    record: record.to_string(),
+                    steps: Vec::new(),
+                });
             } else if rest.starts_with("step ") {
                 r.steps.push(rest.clone());
+                if let Some(run) = r.plans.last_mut() {
+                    run.steps.push(rest.clone());
+                }
+            } else if let Some(refused) = rest.strip_prefix("hostpart: ").and_then(refusal) {
+                r.init_refused.push(refused);
             } else if let Some(f) = rest.strip_prefix("FATAL: ") {
                 r.fatal.get_or_insert_with(|| f.to_string());
             }
@@ -276,6 +363,10 @@ pub fn parse_boot(text: &str) -> BootRecord {
                         r.uuid = Some(u.to_string());
                     }
                 }
+            } else if let Some(args) = rest.strip_prefix("args ") {
+                if let Some((_, words)) = args.split_once(':') {
+                    r.init_args = Some(words.split_whitespace().map(str::to_string).collect());
+                }
             } else if let Some(img) = rest.strip_prefix("image ") {
                 let mut words = img.split_whitespace();
                 if let (Some(name), Some(uuid)) = (
@@ -284,7 +375,7 @@ pub fn parse_boot(text: &str) -> BootRecord {
                 ) {
                     r.images.push((name.to_string(), uuid.to_string()));
                 }
-            } else if rest.starts_with("action ") && rest.contains(" exit=") {
+            } else if is_action_exit(rest) {
                 r.action_exit = Some(rest.to_string());
                 in_action = false;
             } else if let Some(a) = rest.strip_prefix("action ") {
@@ -298,6 +389,21 @@ pub fn parse_boot(text: &str) -> BootRecord {
         }
     }
     r
+}
+
+/// Whether a test init line (without `hnroot-test: `) is an action's exit line, `action N
+/// exit=S` (an action's own text may hold ` exit=`).
+fn is_action_exit(rest: &str) -> bool {
+    let Some((n, status)) = rest
+        .strip_prefix("action ")
+        .and_then(|a| a.split_once(" exit="))
+    else {
+        return false;
+    };
+    !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && !status.is_empty()
+        && status.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `line` without a leading kernel timestamp (`[    4.952313] `).
@@ -357,8 +463,11 @@ impl Session {
     /// Start QEMU on `disks` (the first is the boot disk), rebooting in place; boots end on
     /// the test init's lines ([`END_MARKERS`]).
     pub fn start(name: &str, disks: &[&Path], run_dir: &Path) -> Result<Session> {
-        let mut spec = VmSpec::new(name, disks, run_dir);
-        spec.no_reboot = false;
+        Session::start_vm(VmSpec::new(name, disks, run_dir))
+    }
+
+    /// Start QEMU as `spec` says (a network, keys on the console), rebooting in place.
+    pub fn start_vm(spec: VmSpec) -> Result<Session> {
         Session::start_with(spec, END_MARKERS)
     }
 
@@ -426,6 +535,44 @@ impl Session {
         record
     }
 
+    /// At GRUB's menu in the current boot, do what an operator at the console does to boot
+    /// once with more kernel parameters: `e` on the chosen entry, down to its line `line`
+    /// (0-based, as the editor shows the entry), to the end of it, type ` words`, and boot
+    /// the edited entry with Ctrl-X. Fails if the menu or the editor does not show within
+    /// `timeout`; the keys must reach the menu before its countdown ends (grub.cfg's
+    /// `timeout`), which the kernel's command line then shows.
+    pub fn append_at_grub_editor(
+        &mut self,
+        line: usize,
+        words: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        if words.bytes().any(|b| !(b' '..=b'~').contains(&b)) {
+            anyhow::bail!(
+                "{}: only printable ASCII can be typed: {words:?}",
+                self.name
+            );
+        }
+        let menu = Regex::new(GRUB_MENU)?;
+        self.vm
+            .wait_for(&menu, timeout)
+            .with_context(|| format!("{}: GRUB's menu did not show", self.name))?;
+        self.vm.type_keys(b"e")?;
+        let editor = Regex::new(GRUB_EDITOR)?;
+        self.vm.wait_for(&editor, timeout).with_context(|| {
+            format!(
+                "{}: GRUB's entry editor did not open (was `e` typed after the menu's countdown ran out?)",
+                self.name
+            )
+        })?;
+        let mut keys = vec![CTRL_N; line];
+        keys.push(CTRL_E);
+        keys.push(b' ');
+        keys.extend_from_slice(words.as_bytes());
+        keys.push(CTRL_X);
+        self.vm.type_keys(&keys)
+    }
+
     /// Wait for `re` in the current boot (fast polling), let `delay` pass, cut the power.
     /// Returns the boot up to the cut and the hit.
     pub fn cut_power(
@@ -475,22 +622,32 @@ mod tests {
     const BOOT: &str = "BdsDxe: starting Boot0001 \"UEFI Misc Device\"
 Welcome to GRUB!
 
+hnroot: (hd0,gpt2)/hn-root-old.img: unreadable (no-filesystem): no ext2/3/4,
+XFS or btrfs filesystem in it (garbage, empty, or not an image)
 hnroot: booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img; no boot
 state recorded: trial counting is off until one is written
+hnroot: decision: reason=update image=hn-root-new.img
+uuid=0123 try=1/3 fallbacks=hn-root.img
+notes=state-absent write=trial
 error: no suitable video mode found.
 Booting in blind mode
 [    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)
 [    0.000000] Command line: BOOT_IMAGE=(loop)/boot/kernel hnroot.image=hn-root-new.img hnroot.uuid=0123 console=ttyS0
+[    1.000000] hnroot: hostpart: hn-root-old.img: unreadable (no-filesystem): no ext2/3/4 (garbage)
 [    1.000000] hnroot: plan: update (5 steps)
 hnroot: plan: update (5 steps)
-[    1.100000] hnroot: step 1/5: rename hn-root.img -> hn-root-old.img: ok
-hnroot: step 5/5: mount hn-root.img (UUID 0123) as root: ok
+[    1.000000] hnroot: record: plan=update steps=5 mount=hn-root.img uuid=0123 notes=-
+[    1.100000] hnroot: step 1/5: rename hn-root.img -> hn-root-old.img: FAILED: Operation not permitted
+[    1.100000] hnroot: record: plan=update steps=1 mount=hn-root-new.img uuid=0123 notes=-
+hnroot: step 1/1: mount hn-root-new.img (UUID 0123) as root: ok
 hnroot-test: booted version=v2 uuid=0123
+hnroot-test: args 1: single
 hnroot-test: ls /hostpart:
 -rw-r--r--    1 0        0         33554432 Jan  1 00:00 hn-root.img
 hnroot-test: image hn-root.img uuid=0123 size=33554432
-hnroot-test: action 2: hnroot mark-good
+hnroot-test: action 2: hnroot mark-good; echo \"e2e: exit=$?\"
 hnroot: marked hn-root.img good: committed (good 0123)
+e2e: exit=0
 hnroot-test: action 2 exit=0
 hnroot-test: rebooting
 ";
@@ -542,22 +699,49 @@ hnroot-test: rebooting
         );
         assert_eq!(r.grub_image(), Some("hn-root-new.img"));
         assert_eq!(r.grub_reason(), Some("update, trial 1 of 3"));
-        assert_eq!(r.grub.len(), 2, "{:?}", r.grub);
+        assert_eq!(r.grub.len(), 4, "{:?}", r.grub);
+        let record = r.grub_record.as_deref().unwrap();
+        assert_eq!(
+            record,
+            "reason=update image=hn-root-new.img uuid=0123 try=1/3 fallbacks=hn-root.img \
+             notes=state-absent write=trial"
+        );
+        assert_eq!(field(record, "try"), Some("1/3"));
+        assert_eq!(field(record, "write"), Some("trial"));
+        assert_eq!(field(record, "nothing"), None);
+        let refused = [("hn-root-old.img".to_string(), "no-filesystem".to_string())];
+        assert_eq!(r.grub_refused, refused);
+        assert_eq!(r.init_refused, refused);
+        assert_eq!(r.plans.len(), 2);
+        assert_eq!(r.plans[0].announced(), Some(5));
+        assert_eq!(r.plans[0].steps.len(), 1);
+        assert!(r.plans[0].steps[0].contains(": FAILED: "));
+        assert_eq!(field(&r.plans[1].record, "mount"), Some("hn-root-new.img"));
+        assert_eq!(r.plans[1].steps.len(), 1);
+        assert_eq!(r.init_args, Some(vec!["single".to_string()]));
         assert_eq!(r.cmdline_image.as_deref(), Some("hn-root-new.img"));
         assert_eq!(r.cmdline_uuid.as_deref(), Some("0123"));
         assert_eq!(r.plan_kind.as_deref(), Some("update"));
         assert_eq!(r.plan_steps, Some(5));
         assert_eq!(r.steps.len(), 2);
+        assert!(r.cmdline.as_deref().unwrap().ends_with("console=ttyS0"));
         assert_eq!(strip_timestamp("[    1.1] hnroot: x"), "hnroot: x");
         assert_eq!(strip_timestamp("[hnroot] x"), "[hnroot] x");
         assert_eq!(r.version.as_deref(), Some("v2"));
         assert_eq!(r.images, [("hn-root.img".to_string(), "0123".to_string())]);
         assert_eq!(r.ls_hostpart.len(), 1);
-        assert_eq!(r.action.as_deref(), Some("hnroot mark-good"));
+        assert_eq!(
+            r.action.as_deref(),
+            Some("hnroot mark-good; echo \"e2e: exit=$?\"")
+        );
         assert_eq!(
             r.action_output,
-            ["hnroot: marked hn-root.img good: committed (good 0123)"]
+            [
+                "hnroot: marked hn-root.img good: committed (good 0123)",
+                "e2e: exit=0"
+            ]
         );
+        assert_eq!(r.action_exit.as_deref(), Some("action 2 exit=0"));
         // The CLI's own `hnroot:` lines belong to the action, not to hnroot-init.
         assert!(!r.init.iter().any(|l| l.starts_with("marked")));
     }

@@ -41,6 +41,8 @@ pub const TYPE_ESP: &str = "EF00";
 pub const TYPE_LINUX_FS: &str = "8300";
 /// The ext4 superblock starts at byte 1024; its UUID is at offset 104 within it.
 const EXT4_UUID_OFFSET: usize = 1024 + 104;
+/// The inode flag `chattr +i` sets on ext4.
+const EXT4_IMMUTABLE_FL: u32 = 0x10;
 /// ext4 labels hold 16 bytes.
 const EXT4_LABEL_MAX: usize = 16;
 /// mkfs.btrfs refuses devices much smaller than this with the default profiles.
@@ -148,6 +150,9 @@ pub struct RootImageSpec {
     pub init_extra: String,
     /// More files (e.g. `usr/bin/hnroot`).
     pub files: Vec<ImageFile>,
+    /// `/sbin/init` is this symbolic link instead of the test init (an image whose init is
+    /// missing: a link to nowhere).
+    pub init_link: Option<String>,
     /// Image size; by default the content plus a quarter plus 16 MiB.
     pub size_mib: Option<u64>,
 }
@@ -162,6 +167,7 @@ impl RootImageSpec {
             initramfs: initramfs.to_path_buf(),
             init_extra: String::new(),
             files: Vec::new(),
+            init_link: None,
             size_mib: None,
         }
     }
@@ -221,6 +227,9 @@ pub struct HostpartSpec {
     /// (path relative to hostpart's root, entry): links, directories and FIFOs, placed after
     /// everything else (ext4 hostparts only).
     pub entries: Vec<(String, HostpartEntry)>,
+    /// Entries of the top directory given the immutable attribute (`chattr +i`: nobody can
+    /// rename, replace or remove them); ext4 only.
+    pub immutable: Vec<String>,
     /// Size; by default the content times 1.5 plus 64 MiB (at least 256 MiB for btrfs).
     pub size_mib: Option<u64>,
 }
@@ -236,6 +245,7 @@ impl HostpartSpec {
             files: Vec::new(),
             copies: Vec::new(),
             entries: Vec::new(),
+            immutable: Vec::new(),
             size_mib: None,
         }
     }
@@ -379,11 +389,15 @@ pub fn build_root_image(spec: &RootImageSpec, out: &Path) -> Result<BuiltFs> {
     symlink("/hostpart/data", stage.join("data0")).context("cannot create /data0")?;
     copy(&spec.kernel, &stage.join("boot/kernel"))?;
     copy(&spec.initramfs, &stage.join("boot/initramfs"))?;
-    write_file(
-        &stage.join("sbin/init"),
-        0o755,
-        test_init(&spec.version, &spec.init_extra).as_bytes(),
-    )?;
+    match &spec.init_link {
+        Some(target) => symlink(target, stage.join("sbin/init"))
+            .with_context(|| format!("cannot link sbin/init in {}", stage.display()))?,
+        None => write_file(
+            &stage.join("sbin/init"),
+            0o755,
+            test_init(&spec.version, &spec.init_extra).as_bytes(),
+        )?,
+    }
     write_file(
         &stage.join("etc/hnroot-version"),
         0o644,
@@ -418,11 +432,15 @@ pub fn build_root_image(spec: &RootImageSpec, out: &Path) -> Result<BuiltFs> {
 
 /// Where a scenario puts the actions the test init carries out, one line per boot (on hostpart).
 pub const ACTIONS_PATH: &str = "data/e2e/actions";
+/// Where hnroot-init leaves the image mounted read-only under its writable overlay (its
+/// `/run/hnroot/image`, moved with `/run` into the running system).
+const IMAGE_MOUNT: &str = "/run/hnroot/image";
 /// The test init's count of boots that reached the actions, next to them.
 pub const BOOT_COUNT_PATH: &str = "data/e2e/boots";
 
 /// The test `/sbin/init` of root images: prints what booted in `hnroot-test:` lines that
-/// scenarios wait for, shows `/hostpart` (with each image file's ext4 UUID) and `/data0`, runs
+/// scenarios wait for (with the arguments it was started with: the kernel command line's
+/// words for init), shows `/hostpart` (with each image file's ext4 UUID) and `/data0`, runs
 /// `extra` (what this image does on every boot, e.g. fail), then the scenario's action for
 /// this boot: line N of `/hostpart/data/e2e/actions` on the N-th boot that gets there (counted
 /// in `/hostpart/data/e2e/boots`). It reboots while actions remain, else powers off.
@@ -445,13 +463,17 @@ ext4_uuid() {{
 "' "$1" 2>/dev/null
 }}
 rootdev=$(awk '$2 == "/" {{ d = $1 }} END {{ print d }}' /proc/mounts)
+# Under hnroot's writable overlay the image itself is mounted read-only at {image_mnt}.
+imagedev=$(awk '$2 == "{image_mnt}" {{ d = $1 }} END {{ print d }}' /proc/mounts)
+[ -n "$imagedev" ] && rootdev=$imagedev
 uuid=$(ext4_uuid "$rootdev")
 echo "hnroot-test: booted version={version} uuid=${{uuid:-unknown}}"
+echo "hnroot-test: args $#: $*"
 backing=$(cat "/sys/block/${{rootdev#/dev/}}/loop/backing_file" 2>/dev/null)
 echo "hnroot-test: root=$rootdev backing=${{backing:-none}}"
 echo "hnroot-test: cmdline=$(cat /proc/cmdline)"
 echo "hnroot-test: mounts:"
-grep -E ' (/|/hostpart) ' /proc/mounts
+grep -E ' (/|/hostpart|{image_mnt}) ' /proc/mounts
 echo "hnroot-test: ls /hostpart:"
 ls -la /hostpart
 for f in /hostpart/hn-root*.img; do
@@ -488,6 +510,7 @@ echo "hnroot-test: $next -f returned; halting here"
 while :; do sleep 3600; done
 "#,
         uuid_offset = EXT4_UUID_OFFSET,
+        image_mnt = IMAGE_MOUNT,
         actions = ACTIONS_PATH,
         count = BOOT_COUNT_PATH,
     )
@@ -529,8 +552,16 @@ pub fn build_hostpart(spec: &HostpartSpec, out: &Path) -> Result<BuiltFs> {
         Some(u) => u,
         None => Uuid::random()?,
     };
+    if spec.fs != HostFs::Ext4 && !spec.immutable.is_empty() {
+        bail!("immutable entries on hostpart are made with debugfs: ext4 only");
+    }
     match spec.fs {
-        HostFs::Ext4 => mkfs_ext4(&stage, out, size_mib, &spec.label, uuid)?,
+        HostFs::Ext4 => {
+            mkfs_ext4(&stage, out, size_mib, &spec.label, uuid)?;
+            for name in &spec.immutable {
+                set_immutable(out, name)?;
+            }
+        }
         HostFs::Btrfs => {
             size_mib = size_mib.max(BTRFS_MIN_MIB);
             sized_file(out, size_mib)?;
@@ -853,6 +884,36 @@ fn mkfs_ext4(stage: &Path, out: &Path, size_mib: u64, label: &str, uuid: Uuid) -
     Ok(())
 }
 
+/// `chattr +i` on the entry `name` of the top directory of the ext4 image `fs`, offline: its
+/// inode flags read and written back with `EXT4_IMMUTABLE_FL` added.
+fn set_immutable(fs: &Path, name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') {
+        bail!("immutable entry {name:?} must be a plain name in the top directory");
+    }
+    let stat = buildenv::run(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("stat /{name}"))
+            .arg(fs),
+    )?;
+    let flags = stat
+        .lines()
+        .find_map(|l| l.split("Flags: 0x").nth(1))
+        .and_then(|f| u32::from_str_radix(f.split_whitespace().next()?, 16).ok())
+        .ok_or_else(|| anyhow!("debugfs shows no flags for /{name} in {}", fs.display()))?;
+    buildenv::run(
+        Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg(format!(
+                "set_inode_field /{name} flags 0x{:x}",
+                flags | EXT4_IMMUTABLE_FL
+            ))
+            .arg(fs),
+    )?;
+    Ok(())
+}
+
 fn sized_file(path: &Path, size_mib: u64) -> Result<()> {
     if path.exists() {
         fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
@@ -1080,6 +1141,7 @@ mod tests {
     fn test_init_carries_the_version() {
         let init = test_init("v1.2", "echo extra-step");
         assert!(init.contains("hnroot-test: booted version=v1.2 uuid="));
+        assert!(init.contains("\necho \"hnroot-test: args $#: $*\"\n"));
         assert!(init.contains("\necho extra-step\n"));
         assert!(init.contains("-s 1128 -n 16"));
     }

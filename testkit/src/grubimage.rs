@@ -1,7 +1,8 @@
 //! Builds `BOOTX64.EFI` with the product's own code (`hnroot_install::grub::build_efi`, what
-//! `hnroot install` runs): Debian's GRUB (`grub-mkstandalone -O x86_64-efi`) with `hnroot.mod`
-//! from the module kit built here ([`grubmod::build_kit`]) built in, an embedded `grub.cfg` and
-//! SBAT metadata; never installed on the host. Every image the suites boot hnroot-init with
+//! `hnroot install` runs): a Debian release's GRUB ([`grubbin`]: `grub-mkstandalone -O
+//! x86_64-efi` over that GRUB's modules) with `hnroot.mod` from the module kit built here
+//! ([`grubmod::build_into_kit`]) built in, an embedded `grub.cfg` and SBAT metadata; never
+//! installed on the host. Every image the suites boot hnroot-init with
 //! embeds the production `grub-module/grub.cfg` verbatim ([`production`], built once and
 //! cached). A test's own script ([`test_script`]) is for the two places the production
 //! configuration cannot serve: `grub-test`, which runs `hnroot select` and `hnroot status` on
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::buildenv::{self, cached, fnv1a, read};
+use crate::grubbin;
 use crate::grubmod::{self, Module};
+use crate::release::Debian;
 
 /// The production GRUB configuration, relative to the workspace root.
 pub const GRUB_CFG: &str = "grub-module/grub.cfg";
@@ -47,14 +50,16 @@ pub fn production_cfg() -> Result<String> {
         .with_context(|| format!("cannot read the production {}", path.display()))
 }
 
-/// The installed GRUB and the kit's module for it (the module built first).
-fn grub_and_module() -> Result<(
+/// `release`'s GRUB and the kit's module for it (the module built first).
+fn grub_and_module(
+    release: Debian,
+) -> Result<(
     hnroot_install::grub::Grub,
     hnroot_install::grub::Module,
     Module,
 )> {
-    let kit = grubmod::build_kit()?;
-    let grub = hnroot_install::grub::Grub::at(Path::new(hnroot_install::grub::GRUB_MODULES_DIR))?;
+    let kit = grubmod::build_into_kit(release)?;
+    let grub = grubbin::grub(release)?;
     let module = kit.module_for(&grub)?;
     let size = fs::metadata(&module.path)
         .with_context(|| format!("cannot stat {}", module.path.display()))?
@@ -66,18 +71,22 @@ fn grub_and_module() -> Result<(
     Ok((grub, module, ours))
 }
 
-/// The image every boot of the suites goes through: Debian's GRUB with `hnroot.mod` and the
+/// The image every boot of the suites goes through: `release`'s GRUB with `hnroot.mod` and the
 /// production `grub.cfg` verbatim, built (with the module) unless cached under
-/// `target/hnroot-build/grub-image/` for this configuration, this module and its SBAT.
-pub fn production() -> Result<GrubImage> {
-    let (grub, module, ours) = grub_and_module()?;
+/// `target/hnroot-build/grub-image/<GRUB version>/` for this configuration, this module and
+/// its SBAT.
+pub fn production(release: Debian) -> Result<GrubImage> {
+    let (grub, module, ours) = grub_and_module(release)?;
     let grub_cfg = production_cfg()?;
-    let dir = buildenv::build_root().join("grub-image");
+    let dir = buildenv::build_root()
+        .join("grub-image")
+        .join(&grub.version);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
     let key = format!(
-        "bootx64 v3 {} {:016x} {:016x} {:016x} {}",
+        "bootx64 v4 {} {} {:016x} {:016x} {:016x} {}",
         grub.version,
+        grub.mkstandalone.display(),
         fnv1a(grub_cfg.as_bytes()),
         fnv1a(&read(&module.path)?),
         fnv1a(&read(&module.sbat)?),
@@ -98,9 +107,14 @@ pub fn production() -> Result<GrubImage> {
 /// production one, with `extra_modules` besides the product's base modules (grub-test's
 /// `time`). Its users: `grub-test` (the script drives `hnroot select` and `hnroot status` on the
 /// test disks and halts) and `bench-initramfs`'s linuxrc side (see there why). Written to
-/// `dir/BOOTX64.EFI`, never cached.
-pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<GrubImage> {
-    let (grub, module, ours) = grub_and_module()?;
+/// `dir/BOOTX64.EFI`, never cached; from `release`'s GRUB.
+pub fn test_script(
+    release: Debian,
+    script: &str,
+    extra_modules: &[&str],
+    dir: &Path,
+) -> Result<GrubImage> {
+    let (grub, module, ours) = grub_and_module(release)?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
     hnroot_install::grub::build_efi(
@@ -117,6 +131,28 @@ pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<G
         module: ours,
         cached: false,
     })
+}
+
+/// The line (0-based) of the menu entry `--id ID` of `cfg` that starts with `command`, as
+/// GRUB 2.06's entry editor (`e` at the menu) shows the entry: first a `setparams 'TITLE'`
+/// line GRUB adds, then the entry's source from just after its `{` (the rest of that line,
+/// empty when the body starts on the next) to its closing `}`.
+pub fn editor_line(cfg: &str, id: &str, command: &str) -> Result<usize> {
+    let mut lines = cfg.lines();
+    let header = format!("--id {id} {{");
+    lines
+        .by_ref()
+        .find(|l| {
+            let l = l.trim();
+            l.starts_with("menuentry ") && l.ends_with(&header)
+        })
+        .with_context(|| format!("grub.cfg has no `menuentry ... {header}`"))?;
+    // Line 0: setparams; line 1: the rest of the `{` line (empty); then the body.
+    lines
+        .take_while(|l| l.trim() != "}")
+        .position(|l| l.trim_start().starts_with(command))
+        .map(|i| i + 2)
+        .with_context(|| format!("the entry {id} of grub.cfg has no line starting {command:?}"))
 }
 
 /// `--tries N` on the `hnroot select` line of a grub.cfg, or the core's default.
@@ -142,6 +178,20 @@ mod tests {
         assert_eq!(
             tries_in_grub_cfg("# hnroot select --tries 9\nif ! hnroot select --tries 5; then\n"),
             5
+        );
+    }
+
+    #[test]
+    fn the_editor_shows_setparams_then_the_body() {
+        let cfg = "menuentry \"a\" --id x {\n  echo a\n}\nmenuentry \"b\" --id hnroot {\n  \
+                   loopback loop x\n  linux (loop)/k\n  initrd (loop)/i\n}\n";
+        assert_eq!(editor_line(cfg, "hnroot", "linux ").unwrap(), 3);
+        assert_eq!(editor_line(cfg, "hnroot", "loopback ").unwrap(), 2);
+        assert!(editor_line(cfg, "hnroot", "echo").is_err());
+        assert!(editor_line(cfg, "nope", "linux ").is_err());
+        assert_eq!(
+            editor_line(&production_cfg().unwrap(), "hnroot", "linux ").unwrap(),
+            3
         );
     }
 

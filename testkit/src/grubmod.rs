@@ -1,29 +1,33 @@
-//! Builds `hnroot.mod`, the GRUB module that asks `hnroot-core` what to boot, against the exact
-//! source of the GRUB that will load it (`cargo xtask grub-module`). It never installs the
-//! module anywhere; it refuses to build when the installed GRUB is not the one the source
-//! matches.
+//! Builds `hnroot.mod`, the GRUB module that asks `hnroot-core` what to boot, once for each
+//! GRUB build hnroot supports ([`Debian::grub`]: Debian 12's 2.06, Debian 13's 2.12), each
+//! against the exact source of the GRUB that will load it (`cargo xtask grub-module`). It never
+//! installs the module anywhere and never changes the machine's apt sources.
 //!
-//! The steps (all artifacts under `target/hnroot-build/`):
+//! The steps for one build (all artifacts under `target/hnroot-build/`):
 //!
-//! 1. **GRUB headers.** Debian's `grub2` source at [`GRUB_DEBIAN_VERSION`] (`apt-get source`,
-//!    with a deb-src entry added when the machine has none), autotools outputs touched so `make`
-//!    does not rerun aclocal, `configure --with-platform=efi --target=x86_64`, then only
+//! 1. **GRUB headers.** Debian's `grub2` source at that build's version, fetched with the
+//!    release's private apt configuration ([`crate::apt`]; from the archive's pool, checked
+//!    against the pinned SHA-256 sums, when apt's index has moved past the version), unpacked
+//!    with `dpkg-source` under `grub/<version>/`, autotools outputs touched so `make` does not
+//!    rerun aclocal, `configure --with-platform=efi --target=x86_64`, then only
 //!    `make -C grub-core kernel_syms.lst build-grub-module-verifier`. Cached by a stamp file.
 //! 2. **Rust half.** `hnroot-ffi` as a `staticlib` for `x86_64-unknown-none` (profile `grub`:
 //!    LTO, `opt-level="s"`, panic=abort), partially linked with `--gc-sections` and a script
 //!    that merges rustc's per-function sections; every global but the `hnroot_*` API made local
 //!    (GRUB registers every global of a module, so a module-local `memcpy` would shadow the
 //!    kernel's).
-//! 3. **C half.** `grub-module/hnroot.c` compiled with the flags GRUB's own `grub-core/Makefile`
-//!    uses for a module (read from the configured tree, not copied here).
+//! 3. **C half.** `grub-module/*.c` compiled with the flags that GRUB tree's own
+//!    `grub-core/Makefile` uses for a module (read from the configured tree, not copied here),
+//!    and `HNROOT_GRUB_UPSTREAM` (206, 212) where GRUB's interfaces differ.
 //! 4. **Module.** `ld -r` of both, GOT-relative relocations relaxed ([`crate::relax`]), then what
 //!    GRUB's `genmod.sh` does: `.modname` and `.moddeps` sections, `strip` with GRUB's keep list,
-//!    GRUB's `build-grub-module-verifier`; then every undefined symbol checked against
-//!    `kernel_syms.lst` and the exports of the modules listed as dependencies.
+//!    that GRUB's `build-grub-module-verifier`; then every undefined symbol checked against
+//!    `kernel_syms.lst` and the exports of that GRUB's modules listed as dependencies.
 //!
 //! GRUB checks no version when it loads a module, so a mismatch would be silent: the version is
 //! recorded in the module (section [`VERSION_SECTION`]) and beside it (`hnroot.mod.grub-version`),
-//! and [`check_installed`] refuses a module built for another GRUB.
+//! and [`check_built_for`] refuses a module built for another GRUB. The module kit
+//! ([`build_kit`]) holds one directory per build, as the package installs it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -33,16 +37,14 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
+use crate::apt::{self, Apt};
 use crate::buildenv::{self, run};
+use crate::grubbin;
 use crate::relax;
+use crate::release::Debian;
 
-/// The Debian `grub2` source version the module is built against. It must equal the installed
-/// `grub-efi-amd64-bin`: changing it means re-checking `hnroot.c` against the new headers.
-pub const GRUB_DEBIAN_VERSION: &str = "2.06-13+deb12u2";
 /// The binary package whose modules and `grub-mkimage` the module goes with.
 pub const GRUB_BINARY_PACKAGE: &str = "grub-efi-amd64-bin";
-/// Where the installed GRUB keeps its x86_64-efi modules.
-pub const GRUB_MODULE_DIR: &str = "/usr/lib/grub/x86_64-efi";
 /// The module's name (`.modname`) and file stem.
 pub const MODULE_NAME: &str = "hnroot";
 /// Modules `hnroot.mod` needs loaded first (`.moddeps`): `extcmd` for the option parser, `disk`
@@ -53,13 +55,6 @@ pub const MODULE_DEPS: &[&str] = &["extcmd", "disk", "loopback"];
 /// Non-allocated section of the module holding the GRUB version it was built against.
 pub const VERSION_SECTION: &str = ".hnroot.grub-version";
 
-const DEB_SRC_FILE: &str = "/etc/apt/sources.list.d/hnroot-src.sources";
-const DEB_SRC_ENTRY: &str = "Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-";
 const CONFIGURE_ARGS: &[&str] = &["--with-platform=efi", "--target=x86_64", "--disable-werror"];
 const RUST_TARGET: &str = "x86_64-unknown-none";
 /// Symbols `genmod.sh` keeps when it strips a module.
@@ -99,15 +94,17 @@ const RUST_LINK_SCRIPT: &str = "SECTIONS
 /// A built module.
 #[derive(Debug, Clone)]
 pub struct Module {
-    /// `target/hnroot-build/grub-module/hnroot.mod`.
+    /// `target/hnroot-build/grub-module/<GRUB version>/hnroot.mod`.
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
 }
 
-/// Where the module and its version record are written.
-pub fn output_dir() -> PathBuf {
-    buildenv::build_root().join("grub-module")
+/// Where the module for `release`'s GRUB and its version record are written.
+pub fn output_dir(release: Debian) -> PathBuf {
+    buildenv::build_root()
+        .join("grub-module")
+        .join(release.grub().version)
 }
 
 /// The environment variable that hands the kit's directory to the workspace tests
@@ -124,20 +121,30 @@ pub fn kit_dir() -> PathBuf {
     buildenv::build_root().join("grub-kit")
 }
 
-/// Build the module (as [`build`]) and lay out the kit around it: what `hnroot install` and the
-/// Debian package take. SBAT metadata: Debian's template from the very `grub2` source the
-/// module was built against, and hnroot's line.
+/// Build the module for every supported GRUB ([`Debian::ALL`]) and lay out the kit around them:
+/// what `hnroot install` and the Debian package take.
 pub fn build_kit() -> Result<hnroot_install::grub::Kit> {
-    let module = build()?;
-    let tree = prepare_grub_tree()?;
+    let mut kit = None;
+    for release in Debian::ALL {
+        kit = Some(build_into_kit(release)?);
+    }
+    kit.context("no Debian release to build for")
+}
+
+/// Build the module for `release`'s GRUB (as [`build`]) and put it into the kit beside the
+/// builds already there. SBAT metadata: Debian's template from the very `grub2` source the
+/// module was built against, and hnroot's line.
+pub fn build_into_kit(release: Debian) -> Result<hnroot_install::grub::Kit> {
+    let version = release.grub().version;
+    let module = build(release)?;
+    let tree = prepare_grub_tree(release)?;
     let kit = kit_dir();
-    let dir = kit.join(GRUB_DEBIAN_VERSION);
+    let dir = kit.join(version);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let template_path = tree.join("debian/sbat.debian.csv.in");
     let template = fs::read_to_string(&template_path)
         .with_context(|| format!("reading Debian's SBAT template {}", template_path.display()))?;
-    let sbat =
-        hnroot_install::grub::sbat_csv(&template, GRUB_DEBIAN_VERSION, env!("CARGO_PKG_VERSION"));
+    let sbat = hnroot_install::grub::sbat_csv(&template, version, env!("CARGO_PKG_VERSION"));
     fs::write(dir.join(hnroot_install::grub::SBAT_FILE), sbat)?;
     fs::copy(&module.path, dir.join(hnroot_install::grub::MODULE_FILE))
         .with_context(|| format!("copying {} into the kit", module.path.display()))?;
@@ -154,14 +161,14 @@ pub fn build_kit() -> Result<hnroot_install::grub::Kit> {
     Ok(hnroot_install::grub::Kit::at(&kit))
 }
 
-/// Build `hnroot.mod`; print where it is and its size.
-pub fn build() -> Result<Module> {
-    check_installed_package()?;
-    let tree = prepare_grub_tree()?;
+/// Build `hnroot.mod` for `release`'s GRUB.
+pub fn build(release: Debian) -> Result<Module> {
+    let grub = grubbin::grub(release)?;
+    let tree = prepare_grub_tree(release)?;
     let flags = ModuleFlags::read(&tree)?;
     let staticlib = build_staticlib()?;
 
-    let out = output_dir();
+    let out = output_dir(release);
     let work = out.join("work");
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
@@ -169,7 +176,7 @@ pub fn build() -> Result<Module> {
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
 
     let rust = link_rust(&staticlib, &work)?;
-    let objects = compile_c(&tree, &flags, &work)?;
+    let objects = compile_c(release, &tree, &flags, &work)?;
     let merged = work.join("hnroot.module");
     let mut link = Command::new(&flags.cc);
     link.args(&flags.ldflags)
@@ -187,19 +194,19 @@ pub fn build() -> Result<Module> {
         relaxed.loads
     );
 
-    let module = genmod(&tree, &flags, &merged, &work)?;
-    check_symbols(&tree, &module)?;
+    let module = genmod(release, &tree, &flags, &merged, &work)?;
+    check_symbols(&tree, &module, &grub.modules_dir)?;
 
     let final_path = out.join(format!("{MODULE_NAME}.mod"));
     fs::copy(&module, &final_path)
         .with_context(|| format!("copying the module to {}", final_path.display()))?;
     fs::write(
         version_record_path(&final_path),
-        format!("{GRUB_DEBIAN_VERSION}\n"),
+        format!("{}\n", release.grub().version),
     )
     .context("writing the GRUB version record")?;
     // Read both records back as every consumer of the module will.
-    check_installed(&final_path)?;
+    check_built_for(&final_path, &grub.version)?;
     let size = fs::metadata(&final_path)?.len();
     Ok(Module {
         path: final_path,
@@ -215,9 +222,9 @@ pub fn version_record_path(module: &Path) -> PathBuf {
 }
 
 /// Refuse `module` unless both its version records (the section inside and the file beside it)
-/// name the installed GRUB. Call before putting the module into a GRUB image or directory.
-pub fn check_installed(module: &Path) -> Result<()> {
-    let installed = check_installed_package()?;
+/// name `grub_version` (the GRUB build it is to be loaded by). Call before putting the module
+/// into a GRUB image or directory.
+pub fn check_built_for(module: &Path, grub_version: &str) -> Result<()> {
     let data = fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF object", module.display()))?;
@@ -237,47 +244,54 @@ pub fn check_installed(module: &Path) -> Result<()> {
         .with_context(|| format!("reading {}", record.display()))?
         .trim()
         .to_owned();
-    if inside != installed || beside != installed {
+    if inside != grub_version || beside != grub_version {
         bail!(
-            "{} was built for Debian grub2 {inside} (record beside it: {beside}) but \
-             {GRUB_BINARY_PACKAGE} {installed} is installed; GRUB would load it without checking. \
-             Not using it: rebuild with `cargo xtask grub-module`",
+            "{} was built for Debian grub2 {inside} (record beside it: {beside}) but is to be \
+             loaded by {GRUB_BINARY_PACKAGE} {grub_version}; GRUB would load it without \
+             checking. Not using it: rebuild with `cargo xtask grub-module`",
             module.display()
         );
     }
     Ok(())
 }
 
-/// The installed `grub-efi-amd64-bin` version, which must be [`GRUB_DEBIAN_VERSION`].
-fn check_installed_package() -> Result<String> {
+/// The installed `grub-efi-amd64-bin` version, which must be `release`'s GRUB build (the build
+/// machine's own release).
+pub fn check_installed_package(release: Debian) -> Result<String> {
+    let wanted = release.grub().version;
     let version =
         run(Command::new("dpkg-query").args(["-W", "-f=${Version}", GRUB_BINARY_PACKAGE]))
             .with_context(|| {
                 format!("{GRUB_BINARY_PACKAGE} is not installed (`cargo xtask deps`)")
             })?;
     let version = version.trim().to_owned();
-    if version != GRUB_DEBIAN_VERSION {
+    if version != wanted {
         bail!(
-            "{GRUB_BINARY_PACKAGE} {version} is installed, but hnroot.mod is built against Debian \
-             grub2 {GRUB_DEBIAN_VERSION}; GRUB does not check module versions, so a mix would \
+            "{GRUB_BINARY_PACKAGE} {version} is installed, but hnroot.mod for {release} is built \
+             against Debian grub2 {wanted}; GRUB does not check module versions, so a mix would \
              fail silently or crash at boot. Not building. Install {GRUB_BINARY_PACKAGE}=\
-             {GRUB_DEBIAN_VERSION}, or review grub-module/ against the new headers and update \
-             GRUB_DEBIAN_VERSION in testkit/src/grubmod.rs"
+             {wanted}, or review grub-module/ against the new headers and update \
+             testkit/src/release.rs"
         );
     }
     Ok(version)
 }
 
-/// The configured GRUB tree under `target/hnroot-build/grub/`, prepared once.
-fn prepare_grub_tree() -> Result<PathBuf> {
-    let dir = buildenv::build_root().join("grub");
-    let upstream = GRUB_DEBIAN_VERSION
-        .split('-')
-        .next()
-        .context("GRUB version without upstream part")?;
-    let tree = dir.join(format!("grub2-{upstream}"));
+/// `target/hnroot-build/grub/<version>/`: `release`'s `grub2` source package and its tree.
+fn grub_dir(release: Debian) -> PathBuf {
+    buildenv::build_root()
+        .join("grub")
+        .join(release.grub().version)
+}
+
+/// The configured GRUB tree of `release`'s build under `target/hnroot-build/grub/<version>/`,
+/// prepared once.
+pub fn prepare_grub_tree(release: Debian) -> Result<PathBuf> {
+    let build = release.grub();
+    let dir = grub_dir(release);
+    let tree = dir.join(format!("grub2-{}", build.upstream()));
     let stamp = tree.join(".hnroot-prepared");
-    let stamp_text = format!("{GRUB_DEBIAN_VERSION} {}\n", CONFIGURE_ARGS.join(" "));
+    let stamp_text = format!("{} {}\n", build.version, CONFIGURE_ARGS.join(" "));
     let products = [
         tree.join("grub-core/kernel_syms.lst"),
         tree.join("grub-core/build-grub-module-verifier"),
@@ -288,16 +302,14 @@ fn prepare_grub_tree() -> Result<PathBuf> {
     {
         return Ok(tree);
     }
-    eprintln!("==> GRUB headers: preparing {}", tree.display());
-    if tree.exists() {
-        fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
-    }
+    eprintln!("==> GRUB headers ({release}): preparing {}", tree.display());
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    fetch_source(&dir)?;
+    let dsc = fetch_source(release, &dir)?;
+    apt::unpack_source(&dsc, &tree)?;
     if !tree.join("configure").exists() {
         bail!(
-            "apt-get source grub2={GRUB_DEBIAN_VERSION} did not unpack into {}; looked for \
-             its configure script",
+            "grub2 {} did not unpack into {}; looked for its configure script",
+            build.version,
             tree.display()
         );
     }
@@ -326,29 +338,77 @@ fn prepare_grub_tree() -> Result<PathBuf> {
     Ok(tree)
 }
 
-/// `apt-get source grub2=VERSION` into `dir`, adding a deb-src entry (and updating the package
-/// lists) when the first try finds no source package.
-fn fetch_source(dir: &Path) -> Result<()> {
-    let spec = format!("grub2={GRUB_DEBIAN_VERSION}");
-    let mut get = Command::new("apt-get");
-    get.args(["source", "-q", &spec]).current_dir(dir);
-    if run(&mut get).is_ok() {
-        return Ok(());
+/// `grub-mkstandalone` built from `release`'s configured GRUB tree (once): the image builder of
+/// that very GRUB, for a GRUB whose own packaged tools need a newer C library than the build
+/// machine's.
+pub fn tree_mkstandalone(release: Debian) -> Result<PathBuf> {
+    let tree = prepare_grub_tree(release)?;
+    let tool = tree.join("grub-mkstandalone");
+    if tool.is_file() {
+        return Ok(tool);
     }
-    if !Path::new(DEB_SRC_FILE).exists() {
-        eprintln!("    no deb-src entry for bookworm: writing {DEB_SRC_FILE}");
-        fs::write(DEB_SRC_FILE, DEB_SRC_ENTRY).with_context(|| {
-            format!("cannot write {DEB_SRC_FILE} (root needed to add a deb-src entry)")
-        })?;
+    eprintln!(
+        "==> grub-mkstandalone ({release}): building it from {}",
+        tree.display()
+    );
+    run(Command::new("make")
+        .args(["-C", "grub-core/lib/gnulib"])
+        .current_dir(&tree))
+    .context("making GRUB's gnulib for its host tools")?;
+    // Automake builds BUILT_SOURCES (the script parser bison and flex generate, ...) before
+    // `all`, not before a single program: make them first.
+    let probe = grub_dir(release).join("print-built-sources.mk");
+    fs::write(
+        &probe,
+        "hnroot-print-built-sources:\n\t$(info BUILT_SOURCES=$(BUILT_SOURCES))\n\t@:\n",
+    )?;
+    let printed = run(Command::new("make")
+        .args(["-s", "-f", "Makefile", "-f"])
+        .arg(&probe)
+        .arg("hnroot-print-built-sources")
+        .current_dir(&tree))?;
+    let built_sources: Vec<&str> = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("BUILT_SOURCES="))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    if built_sources.is_empty() {
+        bail!(
+            "GRUB's Makefile in {} printed no BUILT_SOURCES",
+            tree.display()
+        );
     }
-    run(Command::new("apt-get").args(["update", "-q"])).context("apt-get update")?;
-    run(&mut get).with_context(|| {
-        format!(
-            "apt-get source {spec} failed even with the deb-src entry in {DEB_SRC_FILE}; the \
-             archive may no longer carry this version"
-        )
-    })?;
-    Ok(())
+    run(Command::new("make")
+        .args(&built_sources)
+        .arg("grub-mkstandalone")
+        .current_dir(&tree))
+    .context("making grub-mkstandalone in the GRUB tree")?;
+    if !tool.is_file() {
+        bail!("make grub-mkstandalone left no {}", tool.display());
+    }
+    Ok(tool)
+}
+
+/// The `.dsc` of `release`'s `grub2` source in `dir`: through the release's private apt
+/// configuration, or, when its index no longer lists the version, from the archive's pool
+/// checked against the sums pinned in [`Debian::grub`].
+fn fetch_source(release: Debian, dir: &Path) -> Result<PathBuf> {
+    let build = release.grub();
+    let apt = Apt::for_suite(release.suite())?;
+    match apt.download_source("grub2", build.version, dir) {
+        Ok(dsc) => Ok(dsc),
+        Err(e) => {
+            let Some((dsc, _)) = build.pool else {
+                return Err(e);
+            };
+            eprintln!(
+                "    apt has no grub2 {} ({e:#}); fetching {} from the pool, checked against \
+                 its pinned SHA-256",
+                build.version, dsc.path
+            );
+            apt::download_pool_source(&dsc, dir)
+        }
+    }
 }
 
 /// Give every autotools output one fresh timestamp (newer than the Debian-patched inputs), so
@@ -454,9 +514,15 @@ impl ModuleFlags {
                 bail!("GRUB's module flags lack {needed}: {:?}", flags.cflags);
             }
         }
-        if !flags.ldflags.iter().any(|f| f == "-Wl,-r,-d") {
+        // A module is a relocatable object: 2.06 links with -Wl,-r,-d, 2.12 with -Wl,-r (its
+        // modules are built -fno-common, leaving -d nothing to allocate).
+        if !flags
+            .ldflags
+            .iter()
+            .any(|f| f == "-Wl,-r,-d" || f == "-Wl,-r")
+        {
             bail!(
-                "GRUB's module link flags lack -Wl,-r,-d: {:?}",
+                "GRUB's module link flags lack -Wl,-r (a relocatable link): {:?}",
                 flags.ldflags
             );
         }
@@ -554,8 +620,15 @@ pub const C_SOURCES: &[&str] = &[
 ];
 
 /// Compile every file of [`C_SOURCES`] with GRUB's module flags, warnings as errors.
-fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBuf>> {
+fn compile_c(
+    release: Debian,
+    tree: &Path,
+    flags: &ModuleFlags,
+    work: &Path,
+) -> Result<Vec<PathBuf>> {
     let dir = buildenv::workspace_root().join("grub-module");
+    let build = release.grub();
+    let upstream = build.upstream_number()?;
     let mut objects = Vec::new();
     for name in C_SOURCES {
         let source = dir.join(name);
@@ -563,7 +636,8 @@ fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBu
         let mut cc = Command::new(&flags.cc);
         cc.args(&flags.cflags)
             .arg(format!("-DGRUB_FILE=\"grub-module/{name}\""))
-            .arg(format!("-DHNROOT_GRUB_VERSION=\"{GRUB_DEBIAN_VERSION}\""))
+            .arg(format!("-DHNROOT_GRUB_VERSION=\"{}\"", build.version))
+            .arg(format!("-DHNROOT_GRUB_UPSTREAM={upstream}"))
             .arg("-Werror")
             .arg("-I")
             .arg(
@@ -587,7 +661,13 @@ fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBu
 
 /// What `genmod.sh` does to `merged`: name and dependency sections, GRUB's strip, GRUB's
 /// verifier. Adds the version section. Returns the finished module (in `work`).
-fn genmod(tree: &Path, flags: &ModuleFlags, merged: &Path, work: &Path) -> Result<PathBuf> {
+fn genmod(
+    release: Debian,
+    tree: &Path,
+    flags: &ModuleFlags,
+    merged: &Path,
+    work: &Path,
+) -> Result<PathBuf> {
     let module = work.join(format!("{MODULE_NAME}.mod"));
     let modname = work.join("modname");
     let moddeps = work.join("moddeps");
@@ -600,7 +680,7 @@ fn genmod(tree: &Path, flags: &ModuleFlags, merged: &Path, work: &Path) -> Resul
             .map(|d| format!("{d}\0"))
             .collect::<String>(),
     )?;
-    fs::write(&version, format!("{GRUB_DEBIAN_VERSION}\0"))?;
+    fs::write(&version, format!("{}\0", release.grub().version))?;
     let mut sections = Command::new(&flags.objcopy);
     sections
         .args(["-R", ".modname", "-R", ".moddeps"])
@@ -629,9 +709,10 @@ fn genmod(tree: &Path, flags: &ModuleFlags, merged: &Path, work: &Path) -> Resul
     Ok(module)
 }
 
-/// Every undefined symbol must be exported by GRUB's kernel or by a module in [`MODULE_DEPS`];
-/// the only globals defined must be the module hooks and the `hnroot_*` API.
-fn check_symbols(tree: &Path, module: &Path) -> Result<()> {
+/// Every undefined symbol must be exported by GRUB's kernel or by a module in [`MODULE_DEPS`]
+/// (from `grub_modules`, the GRUB build's module directory); the only globals defined must be
+/// the module hooks and the `hnroot_*` API.
+fn check_symbols(tree: &Path, module: &Path, grub_modules: &Path) -> Result<()> {
     let kernel_syms = tree.join("grub-core").join("kernel_syms.lst");
     let mut available: BTreeSet<String> = fs::read_to_string(&kernel_syms)?
         .lines()
@@ -646,7 +727,7 @@ fn check_symbols(tree: &Path, module: &Path) -> Result<()> {
         );
     }
     for dep in MODULE_DEPS {
-        let path = Path::new(GRUB_MODULE_DIR).join(format!("{dep}.mod"));
+        let path = grub_modules.join(format!("{dep}.mod"));
         let data = fs::read(&path).with_context(|| {
             format!(
                 "reading dependency {} (from {GRUB_BINARY_PACKAGE})",

@@ -20,6 +20,8 @@ pub use hnroot_install::initramfs::{compress, release_of, Built, Compress, Spec,
 
 /// The Rust target of the early-boot binaries: static, no libc on the image needed.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// The variable cc-rs reads for [`MUSL_TARGET`]'s C compiler.
+const MUSL_CC_VAR: &str = "CC_x86_64_unknown_linux_musl";
 
 /// The default module set: [`kernel::BOOT_MODULES`].
 pub fn default_modules() -> Vec<String> {
@@ -31,17 +33,24 @@ pub fn default_modules() -> Vec<String> {
 pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("==> {bin}: cargo build --release --target {MUSL_TARGET} -p {package}");
-    let status = Command::new(&cargo)
+    let mut build = Command::new(&cargo);
+    build
         .args(["build", "--quiet", "--release", "--target", MUSL_TARGET])
         .args(["-p", package, "--bin", bin])
         .current_dir(buildenv::workspace_root())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    // C code under a crate (ring, below the CLI's TLS) is compiled for the target by musl's
+    // gcc wrapper (musl-tools), not the host's gcc and glibc headers.
+    if std::env::var_os(MUSL_CC_VAR).is_none() {
+        build.env(MUSL_CC_VAR, "musl-gcc");
+    }
+    let status = build
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
         bail!(
-            "building {bin} for {MUSL_TARGET} failed ({status}); is the target installed? \
-             (`cargo xtask deps` adds it with rustup)"
+            "building {bin} for {MUSL_TARGET} failed ({status}); are the target and musl-gcc \
+             installed? (`cargo xtask deps` adds the target with rustup and musl-tools)"
         );
     }
     let built = buildenv::target_dir()

@@ -1,7 +1,7 @@
 //! Looks at a scenario disk offline, after QEMU has stopped, and never writes to it: hostpart's top directory (names,
 //! sizes), what each image file is (probed with the core's prober, as the initramfs and the CLI
-//! do, plus a digest to prove an image came through unchanged), the revert marker, and the
-//! boot-state block (read with mtools, decoded with the core's codec). The partition is copied
+//! do, plus a digest to prove an image came through unchanged), the revert marker, the switch
+//! history (`data/hnroot/history`, decoded with the core's codec), and the boot-state block (read with mtools, decoded with the core's codec). The partition is copied
 //! out of the disk image with `dd`, so nothing is loop-mounted and nothing needs root.
 //!
 //! Two views of an ext4 hostpart: [`View::AsGrubSees`] reads the partition as it lies on disk,
@@ -19,7 +19,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use hnroot_core::bootstate::{Block, StateFile, StateSeen};
-use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::history::{self, Record, RecordError};
+use hnroot_core::layout::{HISTORY_PATH, REVERT_MARKER};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::probe::{probe_fs_image, FsOutcome};
@@ -318,6 +319,69 @@ fn btrfs_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Opti
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((entries, check))
+}
+
+/// The switch history on hostpart of `disk` as Linux sees it (an ext4 journal replayed on a
+/// copy first; a btrfs hostpart is read as committed: read it after a clean power-off): every
+/// valid record, oldest first, and the count of damaged slots. No history file: no records.
+pub fn history(disk: &BuiltDisk, scratch: &Path) -> Result<(Vec<Record>, usize)> {
+    let scratch = buildenv::fresh_dir(&scratch.join("history"))?;
+    let part = scratch.join("hostpart.img");
+    extract_partition(&disk.path, &disk.hostpart, &part)?;
+    let out = scratch.join("history");
+    match disk.fs {
+        HostFs::Ext4 => {
+            // Exit codes 0-2: clean, or the journal replayed (see ext4_read).
+            let replay = Command::new("e2fsck")
+                .arg("-fp")
+                .arg(&part)
+                .output()
+                .context("cannot run e2fsck")?;
+            if !matches!(replay.status.code(), Some(0..=2)) {
+                bail!(
+                    "e2fsck -fp on a copy of hostpart failed ({}): {}",
+                    replay.status,
+                    String::from_utf8_lossy(&replay.stdout).trim()
+                );
+            }
+            buildenv::run(
+                Command::new("debugfs")
+                    .arg("-R")
+                    .arg(format!("dump /{HISTORY_PATH} {}", out.display()))
+                    .arg(&part),
+            )?;
+        }
+        HostFs::Btrfs => {
+            let files = scratch.join("files");
+            fs::create_dir_all(&files)
+                .with_context(|| format!("cannot create {}", files.display()))?;
+            buildenv::run(
+                Command::new("btrfs")
+                    .args(["restore", "--path-regex", "^/(|data(|/hnroot(|/history)))$"])
+                    .arg(&part)
+                    .arg(&files),
+            )?;
+            let restored = files.join(HISTORY_PATH);
+            if restored.is_file() {
+                fs::rename(&restored, &out)
+                    .with_context(|| format!("cannot move {}", restored.display()))?;
+            }
+        }
+    }
+    // debugfs says nothing useful on a missing file and writes none.
+    let bytes = fs::read(&out).unwrap_or_default();
+    fs::remove_dir_all(&scratch).with_context(|| format!("cannot remove {}", scratch.display()))?;
+    let mut records = Vec::new();
+    let mut damaged = 0;
+    for slot in bytes.chunks_exact(history::RECORD_LEN) {
+        match Record::decode(slot) {
+            Ok(r) => records.push(r),
+            Err(RecordError::Empty) => {}
+            Err(_) => damaged += 1,
+        }
+    }
+    records.sort_by_key(|r| r.sequence);
+    Ok((records, damaged))
 }
 
 /// What is at the boot-state path on an ESP.

@@ -13,15 +13,19 @@
 //! | [`busybox`]      | the host's static busybox                                             |
 //! | [`initramfs`]    | hnroot's standalone initramfs (`hnroot-init` as `/init`)              |
 //! | [`linuxrc`]      | the busybox-sh baseline initramfs `bench-initramfs` measures against   |
-//! | [`grubmod`]      | `hnroot.mod` built against Debian's GRUB source                       |
+//! | [`release`]      | the Debian releases supported, and each one's pinned GRUB build       |
+//! | [`grubmod`]      | `hnroot.mod` built against each release's Debian GRUB source          |
+//! | [`grubbin`]      | a release's Debian GRUB (modules, `grub-mkstandalone`) for images      |
 //! | [`relax`]        | GOT-relative relocations made direct, for GRUB's module loader        |
 //! | [`grubimage`]    | `BOOTX64.EFI`: Debian's GRUB with `hnroot.mod` and a `grub.cfg`       |
 //! | [`disk`]         | root images, hostpart, the ESP and the GPT disk around them           |
+//! | [`signing`]      | the test images' publisher: a minisign key pair and signatures        |
 //! | [`bootparts`]    | the cached kernel, initramfs, GRUB image, CLI and test images          |
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
 //! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
+//! | [`http`]         | a file server on the host's loopback for guests on QEMU's user network |
 
 #![deny(missing_docs)]
 
@@ -35,8 +39,10 @@ pub mod deb;
 pub mod debian;
 pub use hnroot_install::cpio;
 pub mod disk;
+pub mod grubbin;
 pub mod grubimage;
 pub mod grubmod;
+pub mod http;
 pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
@@ -44,3 +50,5 @@ pub mod linuxrc;
 pub mod linuxview;
 pub mod qemu;
 pub mod relax;
+pub mod release;
+pub mod signing;

@@ -1,15 +1,17 @@
-//! Runs one QEMU virtual machine (OVMF firmware, raw disk images, TCG, no network) with its
-//! serial console captured to a file, and waits on that console with a bound on every wait;
-//! it never judges what the guest printed.
+//! Runs one QEMU virtual machine (OVMF firmware, raw disk images, TCG; no network unless asked,
+//! and then only QEMU's user network, which shows the host's 127.0.0.1 to the guest as
+//! 10.0.2.2) with its serial console captured to a file (and, when asked, keys typed on it),
+//! and waits on that console with a bound on every wait; it never judges what the guest
+//! printed.
 //! A `Vm` is killed when dropped, so a failing test never leaves a guest running; `kill` is
 //! also the power cut of the crash scenarios (SIGKILL: every write QEMU issued is in the host
 //! page cache, nothing the guest had not yet written is).
 
 use std::cell::RefCell;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,13 @@ pub struct VmSpec {
     /// `-no-reboot`: a guest reboot (GRUB's or the initramfs's fallback, a kernel panic with
     /// `panic=N`) ends QEMU instead of booting again.
     pub no_reboot: bool,
+    /// A virtio NIC on QEMU's user network (no IPv6, no boot ROM): the guest reaches the
+    /// host's 127.0.0.1 as 10.0.2.2 (`hnroot-testkit`'s HTTP server listens there, and only
+    /// there). `false`: no NIC at all.
+    pub user_net: bool,
+    /// Keys can be typed on the serial console ([`Vm::type_keys`]): the console is QEMU's
+    /// standard input and output, logged to the same `serial.log`.
+    pub serial_input: bool,
     /// More QEMU arguments.
     pub extra_args: Vec<String>,
 }
@@ -69,6 +78,8 @@ impl VmSpec {
             run_dir: run_dir.to_path_buf(),
             memory_mib: 1024,
             no_reboot: true,
+            user_net: false,
+            serial_input: false,
             extra_args: Vec::new(),
         }
     }
@@ -92,6 +103,8 @@ pub struct Hit {
 pub struct Vm {
     name: String,
     child: Child,
+    /// The serial console's input, when the spec asked for one.
+    keys: Option<ChildStdin>,
     serial_log: PathBuf,
     stderr_log: PathBuf,
     started: Instant,
@@ -139,11 +152,26 @@ impl Vm {
         cmd.args(["-accel", "tcg", "-machine", "q35", "-smp", "1"])
             .args(["-m", &spec.memory_mib.to_string()])
             // No default devices (no DVD-ROM for OVMF to try first, no VGA, no NIC).
-            .args(["-nodefaults", "-display", "none", "-monitor", "none"])
-            .args(["-nic", "none"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial_log.display()))
-            .arg("-drive")
+            .args(["-nodefaults", "-display", "none", "-monitor", "none"]);
+        if spec.user_net {
+            // romfile= leaves out the NIC's iPXE ROM: the firmware never tries a network boot.
+            cmd.args(["-netdev", "user,id=net0,ipv6=off"])
+                .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
+        } else {
+            cmd.args(["-nic", "none"]);
+        }
+        if spec.serial_input {
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "stdio,id=serial0,signal=off,logfile={}",
+                    serial_log.display()
+                ))
+                .args(["-serial", "chardev:serial0"]);
+        } else {
+            cmd.arg("-serial")
+                .arg(format!("file:{}", serial_log.display()));
+        }
+        cmd.arg("-drive")
             .arg(format!(
                 "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
             ))
@@ -183,16 +211,22 @@ impl Vm {
             cmd.arg("-no-reboot");
         }
         cmd.args(&spec.extra_args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr));
+        cmd.stdin(if spec.serial_input {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
         let shown = crate::buildenv::show(&cmd);
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("{}: cannot start `{shown}`", spec.name))?;
+        let keys = child.stdin.take();
         Ok(Self {
             name: spec.name.clone(),
             child,
+            keys,
             serial_log,
             stderr_log,
             started: Instant::now(),
@@ -201,6 +235,21 @@ impl Vm {
             poll: POLL,
             cache: RefCell::new(LogCache::default()),
         })
+    }
+
+    /// Type `keys` on the serial console (raw bytes: `\x05` is Ctrl-E); the VM must have been
+    /// started with [`VmSpec::serial_input`].
+    pub fn type_keys(&mut self, keys: &[u8]) -> Result<()> {
+        let Some(input) = self.keys.as_mut() else {
+            bail!(
+                "{}: the VM was started without serial input (VmSpec::serial_input)",
+                self.name
+            );
+        };
+        input
+            .write_all(keys)
+            .and_then(|()| input.flush())
+            .with_context(|| format!("{}: cannot type on the serial console", self.name))
     }
 
     /// How often waits re-read the serial log; a power cut at a precise moment wants ~1 ms.

@@ -8,7 +8,7 @@ use hnroot_core::bootstate::StateSeen;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::ImageSeen;
 use hnroot_testkit::bootparts::{self, Behaviour, BootParts, ImageDef};
-use hnroot_testkit::console::{BootRecord, End};
+use hnroot_testkit::console::{field, BootRecord, End};
 use hnroot_testkit::inspect::HostpartView;
 
 /// Bound on one boot, power-on (or the previous boot's end) to its end: a TCG boot takes
@@ -34,6 +34,10 @@ pub const IMAGES: &[ImageDef] = &[
         version: "v4-nokernel",
         behaviour: Behaviour::BadKernel,
     },
+    ImageDef {
+        version: "v5-noinit",
+        behaviour: Behaviour::NoInit,
+    },
 ];
 
 /// One expected boot of a scenario's story.
@@ -41,24 +45,35 @@ pub const IMAGES: &[ImageDef] = &[
 pub struct Expect {
     /// What this boot is about, for messages.
     pub what: &'static str,
-    /// GRUB's decision line must start with `booting <grub>`.
+    /// `key=value` words GRUB's `decision:` record must hold, e.g. `reason=update
+    /// image=hn-root-new.img try=1/3` (the record's stable codes, not its sentence).
     pub grub: String,
-    /// Text GRUB's decision line must also contain (a note), if any.
+    /// A note code GRUB's record must list in `notes=`, if any.
     pub grub_note: Option<&'static str>,
     /// The image the kernel must come from (`hnroot.image=`), when it is not GRUB's choice
     /// (GRUB's fallback entry).
     pub loaded: Option<&'static str>,
-    /// hnroot-init's plan kind.
+    /// hnroot-init's plan kind (`plan=` of its first `record:`).
     pub plan: &'static str,
-    /// The version whose init reports.
-    pub version: &'static str,
+    /// A step of that plan that must fail, as logged (`rename hn-root.img ->
+    /// hn-root-cancelled.img`), after which a second plan must mount the booted image where it
+    /// lies (one step). `None`: every step must succeed.
+    pub failed_step: Option<&'static str>,
+    /// The version whose init reports, or `None` when the boot must end before any userland
+    /// (hnroot-init's fallback reboot).
+    pub version: Option<&'static str>,
     /// hostpart as the booted system lists it: (file, version), every `hn-root*.img`.
     pub hostpart: Vec<(&'static str, &'static str)>,
     /// How the boot must end.
     pub end: End,
+    /// Words an operator types at GRUB's menu onto the chosen entry's kernel command line
+    /// (`single`). Whatever boots must be started with exactly these arguments (none when
+    /// `None`): the kernel hands such words to PID 1, hnroot-init to the image's init.
+    pub typed: Option<&'static str>,
 }
 
-/// An [`Expect`] without a note and with the kernel from GRUB's choice.
+/// An [`Expect`] without a note, a failed step or another kernel than GRUB's choice, in which
+/// `version` boots.
 pub fn expect(
     what: &'static str,
     grub: &str,
@@ -73,61 +88,155 @@ pub fn expect(
         grub_note: None,
         loaded: None,
         plan,
-        version,
+        failed_step: None,
+        version: Some(version),
         hostpart: hostpart.to_vec(),
         end,
+        typed: None,
+    }
+}
+
+/// Check the plans hnroot-init logged against `e`: the first of kind `e.plan`; every step
+/// logged and successful, except `e.failed_step`, which must end the first plan and be followed
+/// by a one-step plan that mounts the booted image where it lies.
+fn check_plans(rec: &BootRecord, e: &Expect, problems: &mut Vec<String>) {
+    let Some(first) = rec.plans.first() else {
+        problems.push("hnroot-init: no `record:` line (no plan)".to_string());
+        return;
+    };
+    if field(&first.record, "plan") != Some(e.plan) {
+        problems.push(format!(
+            "hnroot-init: `record: {}`, expected plan={}",
+            first.record, e.plan
+        ));
+    }
+    let failed: Vec<&String> = rec
+        .plans
+        .iter()
+        .flat_map(|p| &p.steps)
+        .filter(|s| s.contains(": FAILED: "))
+        .collect();
+    match e.failed_step {
+        None => {
+            for step in failed {
+                problems.push(format!("hnroot-init: `{step}`"));
+            }
+            for run in &rec.plans {
+                if run.announced() != Some(run.steps.len()) {
+                    problems.push(format!(
+                        "hnroot-init: `record: {}` announced {:?} steps, {} logged",
+                        run.record,
+                        run.announced(),
+                        run.steps.len()
+                    ));
+                }
+            }
+        }
+        Some(want) => {
+            let ends_first = first
+                .steps
+                .last()
+                .is_some_and(|s| s.contains(&format!(": {want}: FAILED: ")));
+            if failed.len() != 1 || !ends_first {
+                problems.push(format!(
+                    "hnroot-init: expected exactly the step `{want}` to fail, ending the plan; \
+                     failed: {failed:?}"
+                ));
+            }
+            match rec.plans.get(1..) {
+                Some([then]) if then.announced() == Some(1) && then.steps.len() == 1 => {}
+                _ => problems.push(format!(
+                    "hnroot-init: after the failed step expected one plan of one mount step; \
+                     plans after the first: {:?}",
+                    rec.plans.get(1..)
+                )),
+            }
+        }
     }
 }
 
 /// Check one boot against what was expected; the error shows the boot's console tail.
 pub fn check_boot(parts: &BootParts, rec: &BootRecord, e: &Expect) -> Result<()> {
     let mut problems = Vec::new();
-    let decision = rec
-        .decision
-        .as_deref()
-        .unwrap_or("(no decision line from GRUB)");
-    if !decision.starts_with(&format!("booting {}", e.grub)) {
-        problems.push(format!("GRUB: expected `booting {}...`", e.grub));
+    let record = rec.grub_record.as_deref().unwrap_or("");
+    if rec.grub_record.is_none() {
+        problems.push("GRUB printed no `hnroot: decision:` record".to_string());
     }
-    if let Some(note) = e.grub_note {
-        if !decision.contains(note) {
-            problems.push(format!("GRUB: expected the note `{note}`"));
+    for word in e.grub.split_whitespace() {
+        let (key, want) = word.split_once('=').unwrap_or((word, ""));
+        if field(record, key) != Some(want) {
+            problems.push(format!(
+                "GRUB: expected {key}={want}, its record has {key}={}",
+                field(record, key).unwrap_or("(none)")
+            ));
         }
     }
-    let want_loaded = e.loaded.or(rec.grub_image());
+    if let Some(note) = e.grub_note {
+        if !field(record, "notes").is_some_and(|n| n.split(',').any(|c| c == note)) {
+            problems.push(format!("GRUB: expected the note {note} in its record"));
+        }
+    }
+    let want_loaded = e.loaded.or(field(record, "image"));
     if rec.cmdline_image.as_deref() != want_loaded {
         problems.push(format!(
             "kernel command line: hnroot.image={:?}, expected {:?}",
             rec.cmdline_image, want_loaded
         ));
     }
-    if rec.plan_kind.as_deref() != Some(e.plan) {
-        problems.push(format!(
-            "hnroot-init: plan {:?}, expected {}",
-            rec.plan_kind, e.plan
-        ));
+    check_plans(rec, e, &mut problems);
+    let fails = matches!(e.end, End::FallbackReboot | End::Stopped);
+    match (&rec.fatal, fails) {
+        (Some(f), false) => problems.push(format!("hnroot-init: FATAL: {f}")),
+        (None, true) => problems.push(format!(
+            "hnroot-init: expected a FATAL line before `{}`",
+            e.end
+        )),
+        _ => {}
     }
-    if rec.plan_steps != Some(rec.steps.len()) {
-        problems.push(format!(
-            "hnroot-init: plan announced {:?} steps, {} logged",
-            rec.plan_steps,
-            rec.steps.len()
-        ));
-    }
-    for step in &rec.steps {
-        if step.contains("FAILED") || step.contains("NOT recorded") {
-            problems.push(format!("hnroot-init: `{step}`"));
+    match e.version {
+        Some(version) => {
+            let want_uuid = parts.uuid(version)?.to_string();
+            if rec.version.as_deref() != Some(version) || rec.uuid.as_deref() != Some(&want_uuid) {
+                problems.push(format!(
+                    "test init: booted version={:?} uuid={:?}, expected version={version} \
+                     uuid={want_uuid}",
+                    rec.version, rec.uuid
+                ));
+            }
+        }
+        None => {
+            if let Some(v) = &rec.version {
+                problems.push(format!("test init: {v} booted; expected no userland"));
+            }
         }
     }
-    if let Some(f) = &rec.fatal {
-        problems.push(format!("hnroot-init: FATAL: {f}"));
+    let typed: Vec<&str> = e
+        .typed
+        .map_or(Vec::new(), |t| t.split_whitespace().collect());
+    if !typed.is_empty() {
+        let on_cmdline: Vec<&str> = rec
+            .cmdline
+            .as_deref()
+            .map_or(Vec::new(), |c| c.split_whitespace().collect());
+        if !on_cmdline.ends_with(&typed) {
+            problems.push(format!(
+                "kernel command line: expected it to end with {typed:?} typed at GRUB's \
+                 editor: {:?}",
+                rec.cmdline
+            ));
+        }
     }
-    let want_uuid = parts.uuid(e.version)?.to_string();
-    if rec.version.as_deref() != Some(e.version) || rec.uuid.as_deref() != Some(&want_uuid) {
-        problems.push(format!(
-            "test init: booted version={:?} uuid={:?}, expected version={} uuid={want_uuid}",
-            rec.version, rec.uuid, e.version
-        ));
+    if e.version.is_some() {
+        let args: Option<Vec<&str>> = rec
+            .init_args
+            .as_ref()
+            .map(|a| a.iter().map(String::as_str).collect());
+        if args.as_deref() != Some(&typed[..]) {
+            problems.push(format!(
+                "test init: started with the arguments {:?}, expected {typed:?}",
+                rec.init_args
+            ));
+        }
     }
     // "*": the file is there, whatever UUID its first bytes show (garbage).
     let mut listed: Vec<(String, String)> = rec
@@ -175,7 +284,7 @@ pub fn check_boot(parts: &BootParts, rec: &BootRecord, e: &Expect) -> Result<()>
         return Ok(());
     }
     bail!(
-        "boot {} ({}): {}\n  GRUB said: {decision}\n--- console tail of this boot ---\n{}",
+        "boot {} ({}): {}\n  GRUB's record: {record}\n--- console tail of this boot ---\n{}",
         rec.index,
         e.what,
         problems.join("\n  "),
@@ -247,7 +356,8 @@ pub fn check_images(
 }
 
 /// The test init's action that stages the test image `version` (copied under
-/// [`bootparts::STAGE_DIR`] on hostpart) with `hnroot stage`.
+/// [`bootparts::STAGE_DIR`] on hostpart, its signature beside it) with `hnroot stage`, which
+/// checks the signature against the publisher's key in the image's `/etc/hnroot/keys`.
 pub fn action_stage(version: &str) -> String {
     format!(
         "hnroot stage /hostpart/{}/{version}.img",

@@ -43,6 +43,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("debootstrap", Source::Debian("debootstrap")),
     ("debugfs", Source::Debian("e2fsprogs")),
     ("depmod", Source::Debian("kmod")),
+    ("dpkg", Source::Debian("dpkg")),
     ("dpkg-deb", Source::Debian("dpkg")),
     ("dpkg-query", Source::Debian("dpkg")),
     ("dpkg-source", Source::Debian("dpkg-dev")),
@@ -64,6 +65,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("mcopy", Source::Debian("mtools")),
     ("minfo", Source::Debian("mtools")),
     ("minisign", Source::Debian("minisign")),
+    ("mkfifo", Source::Debian("coreutils")),
     ("mkfs.btrfs", Source::Debian("btrfs-progs")),
     ("mkfs.ext2", Source::Debian("e2fsprogs")),
     ("mkfs.ext3", Source::Debian("e2fsprogs")),
@@ -74,6 +76,9 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("mmdebstrap", Source::Debian("mmdebstrap")),
     ("mount", Source::Debian("mount")),
     ("mountpoint", Source::Debian("util-linux")),
+    // The C compiler cc-rs uses for the musl target (ring, under the static `hnroot` CLI in
+    // the test images); testkit's static builds name it in CC_x86_64_unknown_linux_musl.
+    ("musl-gcc", Source::Debian("musl-tools")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
     ("python3", Source::Debian("python3")),
@@ -82,6 +87,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("sfdisk", Source::Debian("fdisk")),
     ("sgdisk", Source::Debian("gdisk")),
     ("sh", Source::Debian("dash")),
+    ("sha256sum", Source::Debian("coreutils")),
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
@@ -273,12 +279,15 @@ mod tests {
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
         ("initramfs/src/fallback.rs", 1),       // the initramfs's own /bin/sh, in the guest
+        ("testkit/src/apt.rs", 1),              // /usr/lib/apt/apt-helper (apt)
         ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
         ("testkit/src/buildenv.rs", 2),         // step(.., &["prog", ..]), output(&["prog", ..])
         ("testkit/src/busybox.rs", 1),          // /bin/busybox (busybox-static)
         ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("testkit/src/initramfs.rs", 1), // $CARGO
         ("testkit/src/relax.rs", 1),   // a test program it just linked
+        ("tests/src/bin/distro.rs", 3), // the hnroot binary under test
+        ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
         ("xtask/src/cffi.rs", 1),      // the C test program it just built
     ];
 

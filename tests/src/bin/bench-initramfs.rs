@@ -145,7 +145,9 @@ fn main() -> Result<()> {
         bail!("bench-initramfs: --boots 0 leaves nothing to measure");
     }
     let work = buildenv::fresh_dir(&buildenv::build_root().join("bench-initramfs"))?;
-    let kernel = kernel::fetch_current()?;
+    // The build machine's release: its kernel and (below) its GRUB.
+    let release = hnroot_testkit::release::this_machine()?;
+    let kernel = kernel::fetch_for(release)?;
     let modules = kernel.modules_for(kernel::BOOT_MODULES)?;
 
     let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
@@ -205,8 +207,9 @@ fn main() -> Result<()> {
     };
 
     // A GRUB image, a root image (its own initramfs) and a disk per program, built alike.
-    let production = grubimage::production()?;
-    let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
+    let production = grubimage::production(release)?;
+    let baseline =
+        grubimage::test_script(release, LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
     let mut disks = Vec::new();
     for (program, grub, initramfs) in [
         (Program::HnrootInit, &production, &hnroot.path),

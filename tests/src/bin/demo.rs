@@ -19,6 +19,7 @@ use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session};
 use hnroot_testkit::disk::{self, HostFs};
 use hnroot_testkit::inspect::{self, View};
+use hnroot_testkit::release::Debian;
 
 /// The test images the story uses.
 const DEMO_IMAGES: &[&str] = &["v1", "v2", "v3-bad"];
@@ -35,7 +36,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             title: "v1 is installed and committed; the operator stages v2 (`hnroot stage`)".into(),
             expect: story::expect(
                 "v1 boots",
-                "hn-root.img (normal)",
+                "reason=normal image=hn-root.img",
                 "normal",
                 "v1",
                 &[("hn-root.img", "v1")],
@@ -48,7 +49,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
                 .into(),
             expect: story::expect(
                 "v2 boots directly",
-                &format!("hn-root-new.img (update, trial 1 of {tries})"),
+                &format!("reason=update image=hn-root-new.img try=1/{tries}"),
                 "update",
                 "v2",
                 &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
@@ -61,7 +62,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
                 .into(),
             expect: story::expect(
                 "revert to v1",
-                "hn-root-old.img (manual revert: system-revert present)",
+                "reason=manual-revert image=hn-root-old.img",
                 "revert",
                 "v1",
                 &[("hn-root.img", "v1"), ("hn-root-broken.img", "v2")],
@@ -72,12 +73,12 @@ fn chapters(tries: u8) -> Vec<Chapter> {
     for attempt in 1..=tries {
         let (grub, plan) = if attempt == 1 {
             (
-                format!("hn-root-new.img (update, trial 1 of {tries})"),
+                format!("reason=update image=hn-root-new.img try=1/{tries}"),
                 "update",
             )
         } else {
             (
-                format!("hn-root.img (trial {attempt} of {tries})"),
+                format!("reason=trial image=hn-root.img try={attempt}/{tries}"),
                 "normal",
             )
         };
@@ -106,8 +107,7 @@ fn chapters(tries: u8) -> Vec<Chapter> {
             .into(),
         expect: story::expect(
             "automatic rollback to v1",
-            "hn-root-old.img (automatic rollback: hn-root.img used all its tries without \
-             mark-good)",
+            "reason=automatic-rollback image=hn-root-old.img",
             "rollback",
             "v1",
             &[("hn-root.img", "v1"), ("hn-root-broken.img", "v3-bad")],
@@ -117,20 +117,30 @@ fn chapters(tries: u8) -> Vec<Chapter> {
     book
 }
 
-/// `cargo xtask demo`: no options.
+/// `cargo xtask demo [--debian 12|13]`.
 #[derive(Debug, Parser)]
 #[command(
     name = "demo",
     about = "One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert, \
              automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did."
 )]
-struct Args {}
+struct Args {
+    /// The Debian release whose GRUB and kernel boot: 12 (GRUB 2.06, kernel 6.1) or 13
+    /// (GRUB 2.12, kernel 6.12).
+    #[arg(long, default_value_t = Debian::NEWEST)]
+    debian: Debian,
+}
 
 fn main() -> Result<()> {
-    Args::parse();
+    let args = Args::parse();
     let started = Instant::now();
-    println!("hnroot demo: building the kernel, initramfs, GRUB image and test images (cached under target/hnroot-build/)");
-    let parts = BootParts::build(story::IMAGES)?;
+    println!(
+        "hnroot demo on {}'s parts (GRUB {}): building the kernel, initramfs, GRUB image and \
+         test images (cached under target/hnroot-build/)",
+        args.debian,
+        args.debian.grub().version
+    );
+    let parts = BootParts::build(args.debian, story::IMAGES)?;
     for (what, took, cached) in &parts.timings {
         println!(
             "  {:>6.1} s  {what}{}",

@@ -12,6 +12,7 @@ use hnroot_core::name::ImageName;
 use hnroot_system_tests::story::IMAGES;
 use hnroot_testkit::bootparts::{BootParts, DiskContents, ImageContent, StateInit};
 use hnroot_testkit::qemu;
+use hnroot_testkit::release::Debian;
 use hnroot_testkit::{
     buildenv,
     disk::{self, HostFs},
@@ -30,8 +31,8 @@ struct Args {
     out: PathBuf,
     #[arg(long, value_enum, default_value = "ext4")]
     hostpart_fs: HostFs,
-    /// Version of the test image placed as hn-root.img (v1, v2, v3-bad, v4-nokernel), or
-    /// `none`.
+    /// Version of the test image placed as hn-root.img (v1, v2, v3-bad, v4-nokernel,
+    /// v5-noinit), or `none`.
     #[arg(long, default_value = "v1")]
     current: String,
     /// Version placed as hn-root-new.img (a staged update).
@@ -50,12 +51,15 @@ struct Args {
     /// Versions copied to data/e2e/<version>.img, for `hnroot stage` in the guest.
     #[arg(long)]
     stage_source: Vec<String>,
+    /// The Debian release whose GRUB and kernel the disk boots (12 or 13).
+    #[arg(long, default_value_t = Debian::NEWEST)]
+    debian: Debian,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let images = IMAGES;
-    let parts = BootParts::build(images)?;
+    let parts = BootParts::build(args.debian, images)?;
     let known = |v: &str| -> Result<&'static str> {
         images
             .iter()
@@ -110,6 +114,7 @@ fn main() -> Result<()> {
             .map(|v| known(v))
             .collect::<Result<_>>()?,
         actions: Vec::new(),
+        immutable: Vec::new(),
     };
     let work = buildenv::build_root().join("disk-command");
     let built = parts.disk(&spec, &work)?;

@@ -51,8 +51,9 @@ use hnroot_testkit::disk::{
 };
 use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::inspect::StateEntry;
+use hnroot_testkit::linuxview;
 use hnroot_testkit::qemu::{Vm, VmSpec};
-use hnroot_testkit::{grubmod, linuxview};
+use hnroot_testkit::release::Debian;
 
 /// Boots of the same disks: the staged image's three tries, then the rollback.
 const BOOTS: usize = 4;
@@ -558,11 +559,12 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
         .map(|v| format!("set {p}{v}=\n"))
         .concat()
     };
+    // Debian's GRUB 2.12 names the boot location $fw_path, 2.06 $cmdpath: one is empty.
     let mut cfg = String::from(
         "# hnroot GRUB-level test configuration (tests/src/bin/grub-test.rs).\n\
          set pager=0\n\
          echo \"hnroot-test: grub up\"\n\
-         echo \"hnroot-test: cmdpath ${cmdpath}\"\n",
+         echo \"hnroot-test: cmdpath ${cmdpath}${fw_path}\"\n",
     );
     let block = |name: &str, command: &str, p: &str| {
         format!(
@@ -683,19 +685,27 @@ fn field<'a>(result: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// `cargo xtask grub-test`: no options.
+/// `cargo xtask grub-test [--debian 12|13]`.
 #[derive(Debug, Parser)]
 #[command(
     name = "grub-test",
     about = "Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + \
              QEMU."
 )]
-struct Args {}
+struct Args {
+    /// The Debian release whose GRUB runs the scenarios: 12 (GRUB 2.06) or 13 (GRUB 2.12).
+    #[arg(long, default_value_t = Debian::NEWEST)]
+    debian: Debian,
+}
 
 /// Build everything, boot [`BOOTS`] times, check every scenario after every boot.
 fn main() -> Result<()> {
-    Args::parse();
-    let work = buildenv::build_root().join("grub-test");
+    let args = Args::parse();
+    let release = args.debian;
+    println!("grub-test: {release}, GRUB {}", release.grub().version);
+    let work = buildenv::build_root()
+        .join("grub-test")
+        .join(release.suite());
     if work.exists() {
         fs::remove_dir_all(&work)?;
     }
@@ -715,7 +725,7 @@ fn main() -> Result<()> {
     let cfg = test_cfg(&scenarios, label_disk, status_disk);
     // Not the production grub.cfg: this script calls `hnroot select` and `hnroot status` on
     // each disk itself, prints what they set and halts; it boots nothing.
-    let grub = grubimage::test_script(&cfg, &["time"], &work)?;
+    let grub = grubimage::test_script(release, &cfg, &["time"], &work)?;
     println!("grub-test: hnroot.mod is {} bytes", grub.module.size);
 
     let mut built = Vec::new();
@@ -847,7 +857,7 @@ fn main() -> Result<()> {
             let problems = match block {
                 None => vec![format!("no output for {name}")],
                 Some(block) if name == "status" => {
-                    check_status(block, status_disk, &built[status_disk])
+                    check_status(block, status_disk, &built[status_disk], release)
                 }
                 Some(block) => check_label(name, block, &labels, duplicates_attached),
             };
@@ -1207,7 +1217,7 @@ fn check_verdicts(
 }
 
 /// `hnroot status` prints the boot state and both PARTUUIDs (sgdisk's) and sets the variables.
-fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk) -> Vec<String> {
+fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk, release: Debian) -> Vec<String> {
     let mut problems = common_problems(block);
     for text in [
         format!("hnroot: boot state (hd{disk},gpt1)/hnroot/bootstate: "),
@@ -1216,7 +1226,7 @@ fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk) -> Vec<String>
              tries; module built for Debian grub2 {}",
             b.hostpart.partuuid,
             b.esp.partuuid,
-            grubmod::GRUB_DEBIAN_VERSION
+            release.grub().version
         ),
     ] {
         if !block.text.contains(&text) {

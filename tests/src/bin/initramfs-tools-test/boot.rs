@@ -16,6 +16,7 @@ use hnroot_testkit::disk::{
 };
 use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::qemu::{DiskBus, Vm, VmSpec};
+use hnroot_testkit::release::Debian;
 use regex::Regex;
 
 use crate::debian_tree::DebianTree;
@@ -26,9 +27,12 @@ const VERSION: &str = "initramfs-tools-1";
 const DATA_MARKER: &str = "initramfs-tools-data-marker";
 
 /// The production GRUB image, after checking that every `linux` line of its grub.cfg passes
-/// `boot=hnroot` (initramfs-tools needs it; hnroot's own initramfs ignores it).
+/// the core's command line whole (`${hnroot_cmdline}`, `${hnroot_fallback_cmdline}`) and that
+/// the core's command line carries `boot=hnroot` (initramfs-tools needs it; hnroot's own
+/// initramfs ignores it). The boots below prove the two together.
 fn production_grub() -> Result<GrubImage> {
-    let grub = grubimage::production()?;
+    // The debootstrapped tree is Debian 12: its GRUB.
+    let grub = grubimage::production(Debian::Bookworm)?;
     let linux: Vec<&str> = grub
         .grub_cfg
         .lines()
@@ -42,13 +46,29 @@ fn production_grub() -> Result<GrubImage> {
     }
     if let Some(l) = linux
         .iter()
-        .find(|l| !l.split_whitespace().any(|w| w == "boot=hnroot"))
+        .find(|l| !l.contains("${hnroot_cmdline}") && !l.contains("${hnroot_fallback_cmdline}"))
     {
         bail!(
-            "{}: this linux line lacks boot=hnroot, so an initramfs-tools initramfs would not \
-             run hnroot's script: {}",
+            "{}: this linux line does not pass the core's command line: {}",
             grubimage::GRUB_CFG,
             l.trim()
+        );
+    }
+    let sample = hnroot_core::cmdline::KernelArgs {
+        booted: hnroot_core::plan::Booted {
+            name: hnroot_core::name::ImageName::Current,
+            uuid: hnroot_core::uuid::FsUuid::Uuid([0x11; 16]),
+        },
+        hostpart: None,
+        esp: None,
+        tries: 3,
+        reason: "normal",
+    }
+    .to_string();
+    if !sample.split_whitespace().any(|w| w == "boot=hnroot") {
+        bail!(
+            "the core's kernel command line lacks boot=hnroot, so an initramfs-tools initramfs \
+             would not run hnroot's script: {sample}"
         );
     }
     Ok(grub)

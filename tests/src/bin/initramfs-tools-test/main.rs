@@ -76,6 +76,7 @@ const HOOK_MODULES: &[&str] = &[
     "nls_ascii",
     "nls_iso8859_1",
     "nls_utf8",
+    "overlay",
 ];
 /// Disk drivers the test configuration adds (`MODULES=list`): the image then holds what the
 /// hook brings, not what `MODULES=most` would have brought anyway.
