@@ -139,3 +139,128 @@ pub fn bind_fds(
         source: e.source,
     })
 }
+
+/// Whether the mount that holds `path` (the longest mount point that is `path` or one of its
+/// parents; of several mounts there, the last one, which covers the others) has shared
+/// propagation, from the text of `/proc/self/mountinfo`. `None` when no line covers `path`.
+/// The kernel refuses to move a mount out of a shared parent (`EINVAL`), which is what every
+/// mount is under a systemd PID 1 (it makes `/` shared, recursively).
+pub fn shared_in(mountinfo: &str, path: &Path) -> Option<bool> {
+    let mut best: Option<(usize, bool)> = None;
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount-point options [optional fields...] - type source opts
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = unescape_octal(point);
+        let point = Path::new(&point);
+        if !path.starts_with(point) {
+            continue;
+        }
+        let depth = point.components().count();
+        let shared = fields
+            .iter()
+            .skip(6)
+            .take_while(|f| **f != "-")
+            .any(|f| f.starts_with("shared:"));
+        if best.is_none_or(|(d, _)| depth >= d) {
+            best = Some((depth, shared));
+        }
+    }
+    best.map(|(_, shared)| shared)
+}
+
+/// [`shared_in`] for this process's mounts.
+pub fn is_shared(path: &Path) -> Option<bool> {
+    shared_in(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, path)
+}
+
+/// Make `path` a private mount (`mount --make-private`).
+pub fn make_private(path: &Path) -> Result<(), SysError> {
+    mount(Path::new("none"), path, None, libc::MS_PRIVATE, None)
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let code = b.get(i + 1..i + 4).and_then(|d| {
+            d.iter()
+                .all(|x| (b'0'..=b'7').contains(x))
+                .then(|| d.iter().fold(0u32, |n, x| n * 8 + u32::from(x - b'0')))
+        });
+        match (c, code.and_then(|n| u8::try_from(n).ok())) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From a dracut initrd under systemd (every mount shared), then hnroot-init's private bind
+    /// mount of /run/hnroot on itself.
+    const SYSTEMD_INITRD: &str = "\
+1 0 0:2 / / rw shared:1 - rootfs rootfs rw
+22 1 0:20 / /sys rw,nosuid,nodev,noexec,relatime shared:2 - sysfs sysfs rw
+24 1 0:5 / /dev rw,nosuid shared:8 - devtmpfs devtmpfs rw,size=4096k
+26 1 0:24 / /run rw,nosuid,nodev shared:12 - tmpfs tmpfs rw,mode=755
+41 26 8:2 / /run/hnroot/hostpart rw,nosuid,nodev,relatime shared:20 - ext4 /dev/sda2 rw
+";
+
+    #[test]
+    fn the_covering_mount_decides() {
+        let p = Path::new("/run/hnroot/hostpart");
+        assert_eq!(
+            shared_in(SYSTEMD_INITRD, Path::new("/run/hnroot")),
+            Some(true)
+        );
+        assert_eq!(shared_in(SYSTEMD_INITRD, Path::new("/sysroot")), Some(true));
+        assert_eq!(shared_in(SYSTEMD_INITRD, p), Some(true));
+        let private = format!(
+            "{SYSTEMD_INITRD}42 26 0:24 /hnroot /run/hnroot rw,nosuid,nodev - tmpfs tmpfs rw\n"
+        );
+        assert_eq!(shared_in(&private, Path::new("/run/hnroot")), Some(false));
+        assert_eq!(
+            shared_in(&private, Path::new("/run/hnroot/image")),
+            Some(false),
+            "a path under the private mount is held by it, not by /run"
+        );
+        assert_eq!(shared_in(&private, Path::new("/run/other")), Some(true));
+        assert_eq!(
+            shared_in(&private, Path::new("/run/hnrootx")),
+            Some(true),
+            "/run/hnrootx is not under /run/hnroot"
+        );
+        // initramfs-tools: nothing shared, and several optional fields.
+        let plain = "1 0 0:2 / / rw - rootfs rootfs rw\n\
+                     26 1 0:24 / /run rw,nosuid master:3 - tmpfs tmpfs rw\n";
+        assert_eq!(shared_in(plain, Path::new("/run/hnroot")), Some(false));
+        assert_eq!(shared_in("", Path::new("/run")), None);
+    }
+
+    #[test]
+    fn a_later_mount_on_the_same_point_covers_an_earlier_one() {
+        let text = "26 1 0:24 / /run rw shared:12 - tmpfs tmpfs rw\n\
+                    27 1 0:25 / /run rw - tmpfs tmpfs rw\n";
+        assert_eq!(shared_in(text, Path::new("/run/hnroot")), Some(false));
+    }
+
+    #[test]
+    fn escaped_mount_points_are_read_as_the_kernel_meant() {
+        let text = "1 0 0:2 / / rw - rootfs rootfs rw\n\
+                    30 1 0:26 / /mnt/a\\040b rw shared:4 - tmpfs tmpfs rw\n";
+        assert_eq!(shared_in(text, Path::new("/mnt/a b/c")), Some(true));
+        assert_eq!(shared_in(text, Path::new("/mnt/a")), Some(false));
+    }
+}

@@ -1,16 +1,17 @@
 //! `hnroot-init`: as `/init` of hnroot's initramfs (PID 1) it runs the whole early boot and
 //! switches root; `hnroot-init mount-root ROOTMNT` does the same up to a mounted root at
-//! `ROOTMNT`, for initramfs-tools' `mountroot` (`boot=hnroot`).
+//! `ROOTMNT`, for initramfs-tools' `mountroot` (`boot=hnroot`) and dracut's module (a mount hook,
+//! or a service before `initrd-root-fs.target` under systemd).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hnroot_init::boot::{prepare, Env};
-use hnroot_init::{error, fallback, info, log, switch_root};
+use hnroot_init::{error, fallback, info, log, newroot, switch_root};
 use hnroot_linux::mounts;
 
 const USAGE: &str = "usage: hnroot-init            (as PID 1 in hnroot's initramfs)
-       hnroot-init mount-root ROOTMNT   (initramfs-tools: mount the image at ROOTMNT)
+       hnroot-init mount-root ROOTMNT   (initramfs-tools, dracut: mount the image at ROOTMNT)
        hnroot-init --version";
 
 fn release() -> String {
@@ -148,6 +149,7 @@ fn mount_root_logged(rootmnt: &Path) -> ExitCode {
         rootmnt.display(),
         release()
     );
+    newroot::private_scratch(&env.scratch);
     match prepare(&env, &cmdline) {
         Ok(p) => {
             let (image, uuid) = p.mounted;

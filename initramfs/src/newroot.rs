@@ -80,6 +80,27 @@ pub fn check_init(newroot: &Path, init: &str) -> Result<String, NoInit> {
     Ok(resolved)
 }
 
+/// Under a systemd initrd (dracut's systemd mode) every mount is shared, and the kernel refuses
+/// to move a mount out of a shared parent (`EINVAL`): hostpart, mounted under `scratch`
+/// (`/run/hnroot`), could not move into the new root. A private bind mount of `scratch` on itself
+/// gives what is mounted there a parent that is not shared; it goes into the running system with
+/// `/run`. Where the parent is not shared (initramfs-tools, hnroot's own `/init`) nothing is done.
+pub fn private_scratch(scratch: &Path) {
+    if mounts::is_shared(scratch) != Some(true) {
+        return;
+    }
+    let made = mounts::mkdir_p(scratch)
+        .and_then(|()| mounts::bind(scratch, scratch))
+        .and_then(|()| mounts::make_private(scratch));
+    match made {
+        Ok(()) => info!(
+            "{} is under a shared mount (a systemd initrd): made it a private mount of its own, so hostpart can move into the new root",
+            scratch.display()
+        ),
+        Err(e) => warn!("{e}: hostpart may not move into the new root"),
+    }
+}
+
 /// Keep hostpart reachable at `<newroot>/hostpart` and make `/data0` resolve to its `data/`.
 pub fn keep_hostpart(newroot: &Path, hostpart_mnt: &Path) {
     let target = newroot.join("hostpart");

@@ -6,8 +6,9 @@
 //! build it was built against, and `grub.cfg`), and `/etc/hnroot/keys/`. The control file
 //! declares the exact GRUB builds the kit fits (`grub-efi-amd64-bin (= V)`, alternatives when
 //! the kit holds several), so apt never pairs the module with another GRUB. Maintainer scripts:
-//! a trigger rebuilds every initramfs (initramfs-tools `update-initramfs`); postinst enables
-//! the units, prerm/postrm disable them on removal.
+//! a trigger rebuilds every initramfs (`update-initramfs`: Debian's initramfs-tools and dracut
+//! both declare interest in it, so `dpkg -i` alone yields an hnroot-capable initrd with either);
+//! postinst enables the units, prerm/postrm disable them on removal.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -77,7 +78,9 @@ fn helper_script(comment: &str, when: &str, verb: &str) -> String {
     s
 }
 
-/// `update-initramfs` rebuilds every initramfs once hnroot's hook is in place.
+/// The initrd is rebuilt once hnroot's hook or module is in place: initramfs-tools runs
+/// `update-initramfs` on this trigger, Debian's dracut runs `dracut --force` for every kernel in
+/// /boot (its postinst, `triggered`).
 const TRIGGERS: &str = "activate-noawait update-initramfs\n";
 
 /// Build the package into `out_dir`.
@@ -112,11 +115,14 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
         for entry in fs::read_dir(&dracut)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            // dracut runs module-setup.sh and installs the hooks from here: scripts are
+            // executable, units and other data are not (systemd warns about an executable unit).
+            let mode = if name.ends_with(".sh") { 0o755 } else { 0o644 };
             copy(
                 &stage,
                 &format!("usr/lib/dracut/modules.d/90hnroot/{name}"),
                 &entry.path(),
-                0o755,
+                mode,
             )?;
         }
     }
@@ -227,6 +233,55 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dracut module's files as the package ships them: every script parses under the
+    /// shells that run it (dracut sources module-setup.sh in bash; the initrd's /bin/sh is bash
+    /// or dash), the unit is not executable in the package, and the hooks module-setup.sh
+    /// installs exist.
+    #[test]
+    fn the_dracut_module_parses_and_names_files_that_exist() {
+        let dir = buildenv::workspace_root().join("packaging/dracut/90hnroot");
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let scripts: Vec<&String> = names.iter().filter(|n| n.ends_with(".sh")).collect();
+        assert!(scripts.len() >= 6, "{names:?}");
+        for name in &scripts {
+            let shells: &[&str] = if name.as_str() == "module-setup.sh" {
+                &["bash"]
+            } else {
+                &["sh", "bash"]
+            };
+            for shell in shells {
+                let out = Command::new(shell)
+                    .arg("-n")
+                    .arg(dir.join(name))
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{shell} -n {name}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let setup = fs::read_to_string(dir.join("module-setup.sh")).unwrap();
+        let installed: Vec<&str> = setup
+            .split("\"$moddir/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(installed.len() >= 6, "{installed:?}");
+        for file in installed {
+            assert!(
+                names.iter().any(|n| n == file),
+                "module-setup.sh installs {file}, which is not in {}",
+                dir.display()
+            );
+        }
+    }
 
     #[test]
     fn the_maintainer_scripts_name_every_unit() {

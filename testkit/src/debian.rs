@@ -1,7 +1,8 @@
 //! Real Debian trees for the distro suite: a stock `mmdebstrap` tree with systemd and Debian's
-//! kernel (made once per suite and package list, cached under
-//! `target/hnroot-build/debian/`), copies of it to change, and a chroot with `/proc`, `/sys`
-//! and `/dev` to install a package into a copy the way apt would on a server.
+//! kernel, its initrd made by initramfs-tools or by dracut (made once per suite, initrd builder
+//! and package list, cached under `target/hnroot-build/debian/`), copies of it to change, and a
+//! chroot with `/proc`, `/sys` and `/dev` to install a package into a copy the way apt would on
+//! a server.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,42 @@ pub const SYSTEMD_PACKAGES: &[&str] = &[
     "iproute2",
 ];
 
+/// What makes the tree's initrd. Debian's `dracut` conflicts with `initramfs-tools`: a tree has
+/// one or the other, and Debian's kernel package accepts either (`linux-initramfs-tool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitrdBuilder {
+    /// `initramfs-tools` (`update-initramfs`, `mkinitramfs`): Debian's default.
+    InitramfsTools,
+    /// `dracut` (Debian's package runs `dracut` from the kernel's postinst hook and from the
+    /// `update-initramfs` trigger).
+    Dracut,
+}
+
+impl InitrdBuilder {
+    /// The Debian package.
+    pub fn package(self) -> &'static str {
+        match self {
+            InitrdBuilder::InitramfsTools => "initramfs-tools",
+            InitrdBuilder::Dracut => "dracut",
+        }
+    }
+
+    /// [`SYSTEMD_PACKAGES`] with this builder in place of initramfs-tools (the same order, so a
+    /// tree's cache key does not change with this function).
+    pub fn packages(self) -> Vec<&'static str> {
+        SYSTEMD_PACKAGES
+            .iter()
+            .map(|&p| {
+                if p == InitrdBuilder::InitramfsTools.package() {
+                    self.package()
+                } else {
+                    p
+                }
+            })
+            .collect()
+    }
+}
+
 /// Marks a complete tree; written last.
 const STAMP: &str = ".hnroot-tree";
 
@@ -55,15 +92,24 @@ pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// A stock `mmdebstrap --variant=apt` tree of `suite` with [`SYSTEMD_PACKAGES`] (and `extra`),
 /// made unless cached.
 pub fn systemd_tree(suite: &str, extra: &[&str]) -> Result<Tree> {
+    systemd_tree_with(suite, InitrdBuilder::InitramfsTools, extra)
+}
+
+/// [`systemd_tree`] with the initrd made by `builder`.
+pub fn systemd_tree_with(suite: &str, builder: InitrdBuilder, extra: &[&str]) -> Result<Tree> {
     let _lock = buildenv::lock("debian-tree")?;
-    let mut packages: Vec<&str> = SYSTEMD_PACKAGES.to_vec();
+    let mut packages = builder.packages();
     packages.extend_from_slice(extra);
     let key = format!(
         "mmdebstrap --variant=apt --include={} {suite} {MIRROR}\n",
         packages.join(",")
     );
+    let flavour = match builder {
+        InitrdBuilder::InitramfsTools => "systemd",
+        InitrdBuilder::Dracut => "systemd-dracut",
+    };
     let name = format!(
-        "{suite}-systemd-{:08x}",
+        "{suite}-{flavour}-{:08x}",
         buildenv::fnv1a(key.as_bytes()) as u32
     );
     let dir = buildenv::build_root().join("debian").join(&name);
@@ -78,7 +124,10 @@ pub fn systemd_tree(suite: &str, extra: &[&str]) -> Result<Tree> {
         remove(&dir)?;
     }
     fs::create_dir_all(dir.parent().context("no parent")?)?;
-    eprintln!("==> Debian {suite} tree (mmdebstrap, systemd, kernel; a few minutes, then cached)");
+    eprintln!(
+        "==> Debian {suite} tree (mmdebstrap, systemd, kernel, {}; a few minutes, then cached)",
+        builder.package()
+    );
     let log = dir.with_extension("log");
     let out = Command::new("mmdebstrap")
         .args(["--variant=apt", "--mode=root", "--format=directory"])
@@ -213,7 +262,7 @@ impl Drop for Chroot {
 }
 
 /// Install the package file `deb` into `tree` with dpkg in a chroot (its maintainer scripts and
-/// triggers run: initramfs-tools rebuilds the initrd with hnroot's hook).
+/// triggers run: initramfs-tools, or dracut, rebuilds the initrd with hnroot's hook or module).
 pub fn install_deb(tree: &Path, deb: &Path) -> Result<String> {
     let name = deb
         .file_name()

@@ -23,6 +23,13 @@
 //! keys by `hnroot-host-keys.service`) and keeps it across an update to v2 and a revert to v1.
 //! An identity report unit prints the hostname, the machine ID, the ed25519 key sshd serves
 //! (`ssh-keyscan`) and what the host state holds.
+//!
+//! Scenario `debian-dracut`: the same with a tree whose initrd dracut makes (Debian's `dracut`
+//! instead of `initramfs-tools`): `dpkg -i` alone leaves an initrd with hnroot's dracut module;
+//! d1's initrd runs systemd (dracut's default: `hnroot-sysroot.service`), d2's dracut's shell
+//! init (the module's mount hook). d1 is installed and boots; d2 is staged and boots as the
+//! update, committed by `hnroot-mark-good.service`. Each boot reports which path mounted the root
+//! and that hostpart was moved into it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -52,9 +59,20 @@ struct Args {
     /// The Debian suite of the tree.
     #[arg(long, default_value = "bookworm")]
     suite: String,
-    /// Run only this scenario (debian-systemd or identity).
-    #[arg(long, value_name = "NAME")]
-    only: Option<String>,
+    /// Run only this scenario (default: every one).
+    #[arg(long, value_enum)]
+    only: Option<Scenario>,
+}
+
+/// The suite's scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// initramfs-tools: update committed, failing health check rolled back.
+    DebianSystemd,
+    /// dracut: systemd-mode and shell-mode initrds, install and update.
+    DebianDracut,
+    /// One image on three servers, each coming up as itself.
+    Identity,
 }
 
 /// What every step shares.
@@ -1002,27 +1020,36 @@ fn main() -> Result<()> {
     let t = Instant::now();
     println!("== distro {}: parts", args.suite);
     let parts = prepare(&args.suite)?;
-    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
-    if let Some(o) = args.only.as_deref() {
-        ensure!(
-            ["debian-systemd", "identity"].contains(&o),
-            "--only {o}: the scenarios are debian-systemd and identity"
-        );
-    }
-    let mut result = Ok(());
-    if wanted("debian-systemd") {
+    let wanted = |s: Scenario| args.only.is_none_or(|o| o == s);
+    // Every scenario runs even when an earlier one failed: each proves something else.
+    let mut failures = Vec::new();
+    if wanted(Scenario::DebianSystemd) {
         println!("== debian-systemd: v1 installed, v2 staged and committed by its health checks, v3 failing them and rolled back");
-        result = debian_systemd(&parts);
+        if let Err(e) = debian_systemd(&parts) {
+            println!("debian-systemd: FAILED: {e:#}");
+            failures.push(e.context("debian-systemd"));
+        }
     }
-    let mut second = Ok(());
-    if wanted("identity") {
+    if wanted(Scenario::Identity) {
         println!("== identity: one image on three servers: two with their own host state, one creating its identity on its first boot and keeping it across an update and a revert");
-        second = identity(&parts);
+        if let Err(e) = identity(&parts) {
+            println!("identity: FAILED: {e:#}");
+            failures.push(e.context("identity"));
+        }
     }
-    if let (Err(_), Err(e)) = (&result, &second) {
-        println!("identity: FAILED too: {e:#}");
+    if wanted(Scenario::DebianDracut) {
+        println!("== debian-dracut: dpkg -i makes the dracut initrd hnroot's; d1 (systemd in the initrd) installed and booted, d2 (dracut's shell init) staged and committed");
+        if let Err(e) = debian_dracut(&parts) {
+            println!("debian-dracut: FAILED: {e:#}");
+            failures.push(e.context("debian-dracut"));
+        }
     }
-    let result = result.and(second);
+    let result = match failures.len() {
+        0 => Ok(()),
+        n => Err(failures
+            .remove(0)
+            .context(format!("{n} distro scenario(s) failed"))),
+    };
     println!(
         "distro {}: {} in {:.0} s",
         args.suite,
@@ -1030,4 +1057,360 @@ fn main() -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     result
+}
+
+/// The dracut scenario's extra report lines: which of the module's two paths mounted the root
+/// (the header hnroot-mount-root writes into hnroot-init's log), whether hnroot-init had to give
+/// its mounts a private parent (under systemd everything is shared), and where hostpart is
+/// mounted in the running system (only /hostpart when hnroot-init could move it there).
+const DRACUT_REPORT_SCRIPT: &str = "#!/bin/sh
+. /etc/os-release
+log=/run/hnroot/mount-root.log
+echo \"hnroot-test: version ${IMAGE_VERSION}\"
+echo \"hnroot-test: root $(findmnt -n -o FSTYPE /) $(findmnt -n -o OPTIONS /)\"
+echo \"hnroot-test: failed [$(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\\n' ' ' | sed 's/ $//')]\"
+echo \"hnroot-test: boot-complete $(systemctl is-active boot-complete.target)\"
+echo \"hnroot-test: initrd $(sed -n '1s/^# //p' $log)\"
+echo \"hnroot-test: private-scratch $(grep -c 'is under a shared mount' $log)\"
+echo \"hnroot-test: hostpart-moved $(grep -c 'moved hostpart to /sysroot/hostpart' $log)\"
+echo \"hnroot-test: hostpart [$(findmnt -n -l -o TARGET -S LABEL=hostpart | tr '\\n' ' ' | sed 's/ $//')]\"
+";
+
+/// The dracut tree's initrd: what lsinitramfs lists, checked for hnroot's module in the mode
+/// `systemd` says (true: dracut's systemd module and hnroot-sysroot.service; false: dracut's
+/// shell init and the mount hook).
+fn check_dracut_initrd(initrd: &Path, systemd: bool) -> Result<()> {
+    let listing = run(Command::new("lsinitramfs").arg(initrd))?;
+    let has = |suffix: &str| listing.lines().any(|l| l.trim_end().ends_with(suffix));
+    let mut missing: Vec<&str> = [
+        "usr/sbin/hnroot-init",
+        "bin/hnroot-mount-root",
+        "lib/hnroot-lib.sh",
+        "dracut/hooks/cmdline/90-parse-hnroot.sh",
+        "dracut/hooks/emergency/50-hnroot-emergency.sh",
+        "/loop.ko",
+        "/overlay.ko",
+        "/btrfs.ko",
+        "/xfs.ko",
+        "/vfat.ko",
+        "/nls_cp437.ko",
+    ]
+    .into_iter()
+    .filter(|s| !has(s))
+    .collect();
+    let (mode_files, other_mode) = if systemd {
+        (
+            [
+                "usr/lib/systemd/system/hnroot-sysroot.service",
+                "/initrd-root-fs.target.requires/hnroot-sysroot.service",
+            ],
+            "dracut/hooks/mount/10-mount-hnroot.sh",
+        )
+    } else {
+        (
+            ["dracut/hooks/mount/10-mount-hnroot.sh", "/switch_root"],
+            "usr/lib/systemd/system/hnroot-sysroot.service",
+        )
+    };
+    missing.extend(mode_files.into_iter().filter(|s| !has(s)));
+    ensure!(
+        missing.is_empty(),
+        "{} lacks {} ({} mode)",
+        initrd.display(),
+        missing.join(", "),
+        if systemd { "systemd" } else { "shell" }
+    );
+    ensure!(
+        !has(other_mode),
+        "{} has {other_mode}, which belongs to the other mode",
+        initrd.display()
+    );
+    ensure!(
+        has("usr/lib/systemd/systemd") == systemd,
+        "{}: systemd in the initrd is {}, expected {systemd}",
+        initrd.display(),
+        has("usr/lib/systemd/systemd")
+    );
+    Ok(())
+}
+
+/// The tree's one kernel release (`boot/vmlinuz-<release>`).
+fn tree_release(root: &Path) -> Result<String> {
+    let mut releases: Vec<String> = fs::read_dir(root.join("boot"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("vmlinuz-"))
+                .map(str::to_owned)
+        })
+        .collect();
+    ensure!(
+        releases.len() == 1,
+        "expected one kernel in {}/boot, found {releases:?}",
+        root.display()
+    );
+    releases.pop().context("no kernel")
+}
+
+/// The report units, the serial console kept for them, and the publisher's key, in `staging`
+/// (what `build_images` adds to the initramfs-tools tree, with the dracut report).
+fn instrument_dracut_tree(p: &Parts, staging: &Path) -> Result<()> {
+    write(
+        staging,
+        "etc/systemd/system/hnroot-test-report.service",
+        REPORT_UNIT,
+        0o644,
+    )?;
+    write(
+        staging,
+        "usr/local/sbin/hnroot-test-report",
+        DRACUT_REPORT_SCRIPT,
+        0o755,
+    )?;
+    enable(
+        staging,
+        "hnroot-test-report.service",
+        "multi-user.target.wants",
+    )?;
+    write(
+        staging,
+        "etc/systemd/system/hnroot-test-end.service",
+        END_UNIT,
+        0o644,
+    )?;
+    write(staging, "usr/local/sbin/hnroot-test-end", END_SCRIPT, 0o755)?;
+    enable(
+        staging,
+        "hnroot-test-end.service",
+        "multi-user.target.wants",
+    )?;
+    // A login prompt on the serial console would hang the line up under the report.
+    let getty = staging.join("etc/systemd/system/serial-getty@ttyS0.service");
+    let _ = fs::remove_file(&getty);
+    std::os::unix::fs::symlink("/dev/null", &getty)?;
+    fs::copy(&p.public, staging.join("etc/hnroot/keys/publisher.pub"))?;
+    Ok(())
+}
+
+/// `hnroot image build` of `staging` into `image`, signed; it must take the tree's (dracut) initrd.
+fn build_signed(p: &Parts, staging: &Path, image: &Path, version: &str) -> Result<()> {
+    let t = Instant::now();
+    let said = run(Command::new(&p.cli)
+        .args(["image", "build", "--root"])
+        .arg(staging)
+        .arg("--out")
+        .arg(image))?;
+    ensure!(
+        said.contains("(hnroot integration)"),
+        "image build did not use the tree's dracut initrd:\n{said}"
+    );
+    run(Command::new("minisign")
+        .arg("-S")
+        .arg("-s")
+        .arg(&p.secret)
+        .arg("-m")
+        .arg(image)
+        .args(["-t", &format!("hnroot-distro-test {version}")]))?;
+    say(&format!(
+        "{version}: {} ({:.0} s)",
+        said.lines().find(|l| l.contains(" built ")).unwrap_or(""),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// A dracut boot that must have mounted the root through the module in `mode`.
+fn check_dracut_boot(boot: &BootRecord, version: &str, grub: &str, mode: &str) -> Result<()> {
+    check_committed_boot(boot, version, grub)?;
+    let initrd = report(boot, "initrd").unwrap_or("");
+    ensure!(
+        initrd == format!("dracut ({mode} mode): hnroot-init mount-root /sysroot"),
+        "boot {}: hnroot-init's log begins {initrd:?}, expected dracut's {mode} mode\n{}",
+        boot.index,
+        boot.tail(60)
+    );
+    let private = if mode == "systemd" { "1" } else { "0" };
+    ensure!(
+        report(boot, "private-scratch") == Some(private)
+            && report(boot, "hostpart-moved") == Some("1")
+            && report(boot, "hostpart") == Some("[/hostpart]"),
+        "boot {}: {mode} mode: private-scratch {:?} (expected {private}), hostpart-moved {:?}, \
+         hostpart mounted at {:?} (expected only /hostpart, moved there by hnroot-init)\n{}",
+        boot.index,
+        report(boot, "private-scratch"),
+        report(boot, "hostpart-moved"),
+        report(boot, "hostpart"),
+        boot.tail(60)
+    );
+    Ok(())
+}
+
+/// Scenario `debian-dracut`: a Debian tree with dracut instead of initramfs-tools; `dpkg -i` of
+/// the package alone (its `update-initramfs` trigger, which Debian's dracut serves) must leave an
+/// initrd with hnroot's module. Image d1 carries that initrd as dracut makes it by default
+/// (systemd in the initrd: hnroot-sysroot.service); image d2 one made without dracut's systemd
+/// module (the shell init: the mount hook). d1 is installed and boots (GRUB, Debian's kernel,
+/// dracut, systemd, mark-good); d2 is staged and boots as the update, committed by
+/// `hnroot-mark-good.service`.
+fn debian_dracut(p: &Parts) -> Result<()> {
+    let t = Instant::now();
+    let tree = debian::systemd_tree_with(&p.tree.suite, debian::InitrdBuilder::Dracut, &[])?;
+    say(&format!(
+        "Debian {} dracut tree {} ({}, {:.0} s)",
+        tree.suite,
+        tree.dir.display(),
+        if tree.cached { "cached" } else { "made" },
+        t.elapsed().as_secs_f64()
+    ));
+    let work = p.work.join("dracut");
+    fs::create_dir_all(&work)?;
+    let staging = work.join("tree");
+    let t = Instant::now();
+    debian::copy(&tree.dir, &staging)?;
+    let dpkg = debian::install_deb(&staging, &p.deb.path)?;
+    ensure!(
+        staging.join("var/lib/dpkg/info/hnroot.list").is_file(),
+        "dpkg -i did not install hnroot: {dpkg}"
+    );
+    let release = tree_release(&staging)?;
+    let initrd = staging.join(format!("boot/initrd.img-{release}"));
+    check_dracut_initrd(&initrd, true)
+        .context("after dpkg -i, the trigger's dracut run should have added hnroot's module")?;
+    say(&format!(
+        "tree copied, hnroot installed with dpkg, its trigger ran dracut: {} has hnroot's \
+         module for systemd ({:.0} s)",
+        initrd.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    instrument_dracut_tree(p, &staging)?;
+    let d1 = work.join("d1.img");
+    let d2 = work.join("d2.img");
+    set_version(&staging, "d1")?;
+    build_signed(p, &staging, &d1, "d1")?;
+    // d2: the initrd without systemd, as an administrator would configure dracut.
+    let t = Instant::now();
+    write(
+        &staging,
+        "etc/dracut.conf.d/90-no-systemd.conf",
+        "omit_dracutmodules+=\" systemd \"\n",
+        0o644,
+    )?;
+    {
+        let chroot = debian::Chroot::enter(&staging)?;
+        chroot.run(&[
+            "dracut",
+            "--force",
+            &format!("/boot/initrd.img-{release}"),
+            &release,
+        ])?;
+    }
+    check_dracut_initrd(&initrd, false)?;
+    say(&format!(
+        "dracut without its systemd module: {} has hnroot's mount hook ({:.0} s)",
+        initrd.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    set_version(&staging, "d2")?;
+    build_signed(p, &staging, &d2, "d2")?;
+    debian::remove(&staging)?;
+
+    let disk = work.join("disk.img");
+    let _ = fs::remove_file(&disk);
+    fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    let keys = p.work.join("keys");
+    {
+        let d = LoopDisk::attach(&disk, false)?;
+        let said = run(Command::new(&p.cli)
+            .args([
+                "install",
+                "--disk",
+                &d.node,
+                "--yes",
+                "--no-boot-entry",
+                "--image",
+            ])
+            .arg(&d1)
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--kit")
+            .arg(&p.kit))?;
+        say(&format!(
+            "hnroot install d1: {}",
+            said.lines().last().unwrap_or("")
+        ));
+    }
+    let run_dir = work.join("qemu");
+    let mut spec = qemu::VmSpec::new("distro debian-dracut", &[disk.as_path()], &run_dir);
+    spec.memory_mib = 1536;
+
+    // d1: dracut's default initrd, systemd in it.
+    let mut s = Session::start_with(spec.clone(), SYSTEMD_END_MARKERS)?;
+    let boot = s.next_boot(BOOT_TIMEOUT)?;
+    say(&format!(
+        "boot 1 ({:.0} s): GRUB {:?}; report: version {:?}, initrd {:?}, hostpart {:?}, \
+         mark-good {:?}",
+        boot.took.as_secs_f64(),
+        boot.decision.as_deref().unwrap_or("?"),
+        report(&boot, "version"),
+        report(&boot, "initrd"),
+        report(&boot, "hostpart"),
+        report(&boot, "mark-good")
+    ));
+    check_dracut_boot(&boot, "d1", "booting hn-root.img (normal", "systemd")?;
+    s.wait_poweroff(Duration::from_secs(60))?;
+    drop(s);
+
+    let off = Offline::open(p, &disk)?;
+    let said = off.hnroot(
+        p,
+        &[
+            "stage",
+            d2.to_str().context("path")?,
+            "--keys",
+            keys.to_str().context("path")?,
+        ],
+    )?;
+    say(&format!(
+        "hnroot stage d2: {}",
+        said.lines().last().unwrap_or("")
+    ));
+    off.close()?;
+
+    // d2: dracut's shell init; the update is committed by the switch and mark-good.
+    let mut s = Session::start_with(spec, SYSTEMD_END_MARKERS)?;
+    let boot = s.next_boot(BOOT_TIMEOUT)?;
+    say(&format!(
+        "boot 2 ({:.0} s): GRUB {:?}; report: version {:?}, initrd {:?}, hostpart {:?}, \
+         mark-good {:?}",
+        boot.took.as_secs_f64(),
+        boot.decision.as_deref().unwrap_or("?"),
+        report(&boot, "version"),
+        report(&boot, "initrd"),
+        report(&boot, "hostpart"),
+        report(&boot, "mark-good")
+    ));
+    check_dracut_boot(
+        &boot,
+        "d2",
+        "booting hn-root-new.img (update, trial 1 of 3)",
+        "shell",
+    )?;
+    s.wait_poweroff(Duration::from_secs(60))?;
+    drop(s);
+    let off = Offline::open(p, &disk)?;
+    let state = off.hnroot(p, &["status", "--json"])?;
+    let status = off.hnroot(p, &["status"])?;
+    let history = off.hnroot(p, &["history"])?;
+    off.close()?;
+    ensure!(
+        state.contains("committed") && status.contains("hnroot-distro-test d2"),
+        "after the update boot d2 is not the committed image:\n{status}\n{state}"
+    );
+    ensure!(
+        history.contains("marked-good"),
+        "the history has no marked-good after the update boot:\n{history}"
+    );
+    let _ = fs::remove_file(&disk);
+    Ok(())
 }
