@@ -1,14 +1,19 @@
-/* test_ffi.c - hnroot-ffi's C ABI as a C program sees it: compiled against the generated
-   include/hnroot.h, linked with the host static library, every function called with good
-   arguments, NULL pointers, uninitialised prober storage, more bytes than asked and short
-   buffers.  The probers run on images made by real tools (mkfs.ext4, mkfs.vfat, sgdisk,
-   sfdisk), which `cargo xtask c-ffi-test` builds and names on the command line:
+/* test_ffi.c - hnroot-ffi's C ABI as a C program sees it: compiled against the committed
+   include/hnroot.h, linked with hnroot-ffi, every function called with good arguments, NULL
+   pointers, uninitialised prober storage, more bytes than asked and short buffers.  The probers
+   run on images made by real tools (mkfs.ext4, mkfs.vfat, sgdisk, sfdisk), named on the command
+   line:
 
      test_ffi EXT4 EXT4_UUID VFAT VFAT_ID GPT GPT_PARTUUID1 GPT_PARTUUID2 MBR MBR_DISK_ID
 
    EXT4 is labelled `hostpart', VFAT `EFI-BOOT'; GPT has partition 1 `EFI-BOOT' at sector 2048
    (1 MiB) and partition 2 `hostpart' after it; MBR has two primary partitions.  Prints one line
-   per failed check and "N passed, M failed" at the end; exits non-zero on any failure.  */
+   per failed check and "N passed, M failed" at the end; returns non-zero on any failure.
+
+   `cargo test -p hnroot-ffi-ctest` runs it: the crate's build script compiles this file with
+   -Dmain=hnroot_c_test_main into a static library, and tests/c_program.rs makes the images,
+   calls hnroot_c_test_main in its own process and reads the two counters below.  It still
+   builds as a program of its own with any C11 compiler.  */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +24,17 @@
 /* The boot-state file's size (two 512-byte copies), as the header says.  */
 #define STATE_LEN HNROOT_BOOTSTATE_LEN
 
-static int passed, failed;
+/* Checks passed and failed.  Not static: tests/c_program.rs reads them after main returns.  */
+extern int hnroot_c_test_passed, hnroot_c_test_failed;
+int hnroot_c_test_passed, hnroot_c_test_failed;
 
 #define CHECK(cond)							\
   do {									\
     if (cond)								\
-      passed++;								\
+      hnroot_c_test_passed++;						\
     else								\
       {									\
-	failed++;							\
+	hnroot_c_test_failed++;						\
 	fprintf (stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
       }									\
   } while (0)
@@ -378,7 +385,7 @@ read_file (const char *path, size_t *len)
   *len = 0;
   if (! f)
     {
-      failed++;
+      hnroot_c_test_failed++;
       fprintf (stderr, "cannot open %s\n", path);
       return NULL;
     }
@@ -396,7 +403,7 @@ read_file (const char *path, size_t *len)
   fclose (f);
   if (! data)
     {
-      failed++;
+      hnroot_c_test_failed++;
       fprintf (stderr, "cannot read %s\n", path);
     }
   return data;
@@ -484,7 +491,7 @@ test_fs_probe (const char *ext4_path, const char *ext4_uuid, const char *vfat_pa
   vfat = read_file (vfat_path, &vfat_len);
   if (! p || ! info || ! untouched || ! garbage || ! ext4 || ! vfat)
     {
-      failed++;
+      hnroot_c_test_failed++;
       goto done;
     }
 
@@ -632,7 +639,7 @@ test_pt_probe (const char *gpt_path, const char *partuuid1, const char *partuuid
   mbr = read_file (mbr_path, &mbr_len);
   if (! p || ! part || ! untouched || ! zeros || ! gpt || ! mbr)
     {
-      failed++;
+      hnroot_c_test_failed++;
       goto done;
     }
 
@@ -769,6 +776,9 @@ test_partuuid_check (const char *gpt_partuuid, const char *mbr_id)
   CHECK (hnroot_partuuid_check (NULL, 36) == HNROOT_RESULT_NULL_ARGUMENT);
 }
 
+/* Declared for -Wmissing-prototypes when built with -Dmain=hnroot_c_test_main.  */
+int main (int argc, char **argv);
+
 int
 main (int argc, char **argv)
 {
@@ -782,7 +792,7 @@ main (int argc, char **argv)
   test_fs_type_name ();
   if (argc != 10)
     {
-      failed++;
+      hnroot_c_test_failed++;
       fprintf (stderr, "usage: %s EXT4 EXT4_UUID VFAT VFAT_ID GPT GPT_PARTUUID1 "
 	       "GPT_PARTUUID2 MBR MBR_DISK_ID (the prober tests need real images)\n", argv[0]);
     }
@@ -792,6 +802,8 @@ main (int argc, char **argv)
       test_pt_probe (argv[5], argv[6], argv[7], argv[8], argv[9]);
       test_partuuid_check (argv[6], argv[9]);
     }
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  printf ("%d passed, %d failed\n", hnroot_c_test_passed, hnroot_c_test_failed);
+  /* Now, not at exit: in the Rust test the line then stands next to the test's own.  */
+  fflush (stdout);
+  return hnroot_c_test_failed ? 1 : 0;
 }
