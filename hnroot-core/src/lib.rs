@@ -107,5 +107,5 @@ pub use decide::{decide, Boot, Config, Decision, Notes, Reason};
 pub use layout::REVERT_MARKER;
 pub use name::ImageName;
 pub use observe::{ImageSeen, Observation};
-pub use plan::{after_failure, plan, Booted, Fallback, Plan, PlanError, PlanKind, Step};
+pub use plan::{after_failure, plan, AfterFailure, Booted, Plan, PlanError, PlanKind, Step};
 pub use uuid::{FsUuid, PartUuid};

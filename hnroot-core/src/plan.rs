@@ -612,7 +612,7 @@ pub enum AfterStepFailure {
     },
     /// The booted image itself failed (it was not found, or could not be mounted): see
     /// [`after_failure`].
-    ImageFailed(Fallback),
+    ImageFailed(AfterFailure),
 }
 
 /// The step `failed` of a plan for the booted image `booted` failed; `obs` is hostpart as seen
@@ -639,7 +639,7 @@ pub fn after_step_failure(
 
 /// What the initramfs does when it cannot mount what GRUB booted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Fallback {
+pub enum AfterFailure {
     /// Write `write` (marking the booted image as failed), sync, and reboot: GRUB will then boot
     /// `next`, a different image.
     Reboot {
@@ -661,7 +661,7 @@ pub enum Fallback {
 /// state holds one trial, and forgetting that an image at `hn-root.img` or `hn-root-new.img`
 /// already used all its tries would give it fresh ones, and the boots would cycle between two
 /// failing images for ever. Then, and when nothing else would boot, stop.
-pub fn after_failure(obs: &Observation, failed: FsUuid, config: &Config) -> Fallback {
+pub fn after_failure(obs: &Observation, failed: FsUuid, config: &Config) -> AfterFailure {
     let erases_failed_trial = obs.trial().is_some_and(|t| {
         t.tries.left() == 0
             && t.image != failed
@@ -670,7 +670,7 @@ pub fn after_failure(obs: &Observation, failed: FsUuid, config: &Config) -> Fall
                 .is_some()
     });
     if erases_failed_trial {
-        return Fallback::Stop;
+        return AfterFailure::Stop;
     }
     let good = obs.good().filter(|&g| g != failed);
     let write = BootState::Trial(Trial {
@@ -683,11 +683,11 @@ pub fn after_failure(obs: &Observation, failed: FsUuid, config: &Config) -> Fall
         ..*obs
     };
     match decide(&next_view, config) {
-        Decision::Boot(next) if next.uuid != failed => Fallback::Reboot {
+        Decision::Boot(next) if next.uuid != failed => AfterFailure::Reboot {
             write,
             next: next.image,
             next_uuid: next.uuid,
         },
-        _ => Fallback::Stop,
+        _ => AfterFailure::Stop,
     }
 }

@@ -19,7 +19,7 @@ use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, Decision};
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{
-    after_failure, after_step_failure, plan, AfterStepFailure, Booted, Fallback, Step,
+    after_failure, after_step_failure, plan, AfterFailure, AfterStepFailure, Booted, Step,
 };
 use support::{op_of, Dir, Img};
 
@@ -128,8 +128,8 @@ fn image_failed(
 ) -> End {
     match after_failure(&dir.observe(*state), uuid, &cfg()) {
         // Without a recorded failure, a reboot would boot the same image again: stop.
-        Fallback::Reboot { .. } if faults.has(Fault::BootStateWrite) => End::Stop,
-        Fallback::Reboot {
+        AfterFailure::Reboot { .. } if faults.has(Fault::BootStateWrite) => End::Stop,
+        AfterFailure::Reboot {
             write: w,
             next_uuid,
             ..
@@ -138,7 +138,7 @@ fn image_failed(
             write(state, faults, w);
             End::Rebooted
         }
-        Fallback::Stop => End::Stop,
+        AfterFailure::Stop => End::Stop,
     }
 }
 

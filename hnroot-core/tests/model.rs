@@ -26,7 +26,7 @@ use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::name::ImageName;
 use hnroot_core::operator::{self, StageRequest};
-use hnroot_core::plan::{after_failure, plan, Booted, Fallback, PlanError, Step, MAX_STEPS};
+use hnroot_core::plan::{after_failure, plan, AfterFailure, Booted, PlanError, Step, MAX_STEPS};
 use support::{op_of, Dir, Img, Op};
 
 fn cfg() -> Config {
@@ -346,11 +346,11 @@ fn every_combination_every_crash_point() {
                                 // initramfs must not mount anything else and must find a way out.
                                 missing_after_crash += 1;
                                 match after_failure(&replayed.observe(st2), booted2.uuid, &cfg()) {
-                                    Fallback::Reboot { next_uuid, .. } => {
+                                    AfterFailure::Reboot { next_uuid, .. } => {
                                         reboots += 1;
                                         assert_ne!(next_uuid, booted2.uuid, "{}", ctx2());
                                     }
-                                    Fallback::Stop => panic!("stuck after a crash: {}", ctx2()),
+                                    AfterFailure::Stop => panic!("stuck after a crash: {}", ctx2()),
                                 }
                             }
                             Err(e) => panic!("{e}: {}", ctx2()),
@@ -631,7 +631,7 @@ fn boot_successors(g: &mut Graph, id: usize) {
         Ok(p) => p,
         Err(e) => {
             match after_failure(&live.observe(state), b.uuid, &cfg()) {
-                Fallback::Reboot {
+                AfterFailure::Reboot {
                     write, next_uuid, ..
                 } => {
                     assert_ne!(next_uuid, b.uuid);
@@ -646,7 +646,7 @@ fn boot_successors(g: &mut Graph, id: usize) {
                     };
                     g.add(Some(id), next, event);
                 }
-                Fallback::Stop => panic!("initramfs stuck ({e}): {}", ctx()),
+                AfterFailure::Stop => panic!("initramfs stuck ({e}): {}", ctx()),
             }
             return;
         }

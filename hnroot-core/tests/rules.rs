@@ -8,7 +8,7 @@ use hnroot_core::decide::{decide, Config, CurrentProblem, Decision, Notes, Reaso
 use hnroot_core::name::ImageName::{self, Broken, Cancelled, Current, New, Old};
 use hnroot_core::operator::{mark_good, stage, MarkGoodError, StageError, StageRequest};
 use hnroot_core::plan::{
-    after_failure, plan, Booted, Fallback, PlanError, PlanKind, PlanNotes, Step,
+    after_failure, plan, AfterFailure, Booted, PlanError, PlanKind, PlanNotes, Step,
 };
 use support::{boot, Dir, Img, StateFile};
 
@@ -488,7 +488,7 @@ fn a_failed_mount_reboots_into_the_rollback_target_only_when_that_changes_the_im
         good: Img::B.uuid().unwrap(),
     }));
     match after_failure(&obs, Img::B.uuid().unwrap(), &cfg()) {
-        Fallback::Reboot {
+        AfterFailure::Reboot {
             next,
             next_uuid,
             write,
@@ -496,13 +496,13 @@ fn a_failed_mount_reboots_into_the_rollback_target_only_when_that_changes_the_im
             assert_eq!((next, next_uuid), (Old, Img::A.uuid().unwrap()));
             assert_eq!(write.trial().map(|t| t.tries.left()), Some(0));
         }
-        Fallback::Stop => panic!("old image is readable: should reboot into it"),
+        AfterFailure::Stop => panic!("old image is readable: should reboot into it"),
     }
     let alone = Dir::default()
         .with(Current, Img::B)
         .observe(StateSeen::Absent);
     assert_eq!(
         after_failure(&alone, Img::B.uuid().unwrap(), &cfg()),
-        Fallback::Stop
+        AfterFailure::Stop
     );
 }

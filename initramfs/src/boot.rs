@@ -117,10 +117,10 @@ pub struct Prepared {
     pub mounted: (ImageName, FsUuid),
 }
 
-/// What the fallback needs to choose another image: the observation after the failure, and
+/// What the after-failure handling needs to choose another image: the observation after the failure, and
 /// the UUID that failed.
 #[derive(Debug)]
-pub struct FallbackContext {
+pub struct FailedBoot {
     /// hostpart and boot state as seen after the failure.
     pub obs: Observation,
     /// The image GRUB booted.
@@ -137,20 +137,20 @@ pub struct FallbackContext {
     pub reason: &'static str,
 }
 
-/// A fatal error: what was looked for and found, and what the fallback can use.
+/// A fatal error: what was looked for and found, and what the after-failure handling can use.
 #[derive(Debug)]
 pub struct Failure {
     /// One line for the console.
     pub message: String,
     /// Present once hostpart is mounted and the booted image is known.
-    pub fallback: Option<Box<FallbackContext>>,
+    pub failed_boot: Option<Box<FailedBoot>>,
 }
 
 impl Failure {
     fn plain(message: String) -> Failure {
         Failure {
             message,
-            fallback: None,
+            failed_boot: None,
         }
     }
 }
@@ -416,7 +416,7 @@ fn log_step(r: StepReport<'_>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fallback_context(
+fn failed_boot(
     hostpart: &Hostpart,
     state: StateSeen,
     failed: FsUuid,
@@ -424,18 +424,18 @@ fn fallback_context(
     esp: Option<PathBuf>,
     booted: Option<ImageName>,
     reason: &'static str,
-) -> FallbackContext {
+) -> FailedBoot {
     let obs = match hostpart.observe() {
         Ok(view) => view.observation(state),
         Err(e) => {
-            warn!("cannot look at hostpart again ({e}): the fallback sees nothing");
+            warn!("cannot look at hostpart again ({e}): after the failure nothing is seen");
             Observation {
                 state,
                 ..Observation::default()
             }
         }
     };
-    FallbackContext {
+    FailedBoot {
         obs,
         failed,
         config,
@@ -676,8 +676,8 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let reason = params.reason.unwrap_or("unknown");
     let failure = |message: String, failed: Option<FsUuid>| Failure {
         message,
-        fallback: failed.map(|f| {
-            Box::new(fallback_context(
+        failed_boot: failed.map(|f| {
+            Box::new(failed_boot(
                 &hostpart,
                 current_state(esp.as_deref(), state),
                 f,

@@ -4,8 +4,8 @@
 //! for the plan, and has `hnroot-linux`'s executor carry it out: commits the image switch on
 //! hostpart, loop-mounts the image GRUB booted (checked by filesystem UUID) as the new root,
 //! keeps hostpart reachable at `/hostpart` and `/data0`, and switches root. As PID 1 it never
-//! exits: on a fatal error it says what it looked for and found, then follows the core's
-//! fallback (reboot into another image after recording the failure), or stops on purpose for
+//! exits: on a fatal error it says what it looked for and found, then does what the core's
+//! `after_failure` returns (reboot into another image after recording the failure), or stops on purpose for
 //! a bounded time (an emergency shell once if there is one) and reboots to decide again.
 //!
 //! The driver contract, as every hnroot driver follows it: observe (hostpart, boot state) ->
@@ -15,13 +15,13 @@
 //! * [`boot`]: the sequence, up to a mounted new root.
 //! * [`devices`]: finding hostpart and the ESP. * [`drivers`]: kernel modules.
 //! * [`newroot`]: the image's init, and hostpart inside the new root.
-//! * [`fallback`]: what PID 1 does when the sequence fails.
+//! * [`after_failure`]: what PID 1 does when the sequence fails.
 //! * [`switch_root`]: the switch itself. * [`kmod`], [`log`]: module loading and logging.
 
+pub mod after_failure;
 pub mod boot;
 pub mod devices;
 pub mod drivers;
-pub mod fallback;
 pub mod kmod;
 pub mod log;
 pub mod newroot;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hnroot_init::boot::{prepare, Env};
-use hnroot_init::{error, fallback, info, log, newroot, switch_root};
+use hnroot_init::{after_failure, error, info, log, newroot, switch_root};
 use hnroot_linux::mounts;
 
 const USAGE: &str = "usage: hnroot-init            (as PID 1 in hnroot's initramfs)
@@ -112,9 +112,9 @@ fn pid1(init_args: &[String]) -> ! {
             let e = switch_root::switch_root(&env.newroot, &prepared.init, init_args);
             // Past the point of no return: the initramfs is gone, nothing can be recorded.
             error!("FATAL: switch_root: {e}");
-            fallback::stop(&e.to_string())
+            after_failure::stop(&e.to_string())
         }
-        Err(failure) => fallback::handle(&failure),
+        Err(failure) => after_failure::handle(&failure),
     }
 }
 
@@ -164,7 +164,7 @@ fn mount_root_logged(rootmnt: &Path) -> ExitCode {
             // Not PID 1: reboot into another image if the core says one will boot; otherwise
             // initramfs-tools' panic() (its shell) takes over after we exit.
             error!("FATAL: {}", failure.message);
-            fallback::reboot_into_another_image(&failure);
+            after_failure::reboot_into_another_image(&failure);
             hnroot_init::boot::unwind(&env);
             ExitCode::from(2)
         }

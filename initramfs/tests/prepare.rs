@@ -458,7 +458,7 @@ fn a_uuid_mismatch_is_refused_and_the_fallback_marks_it_failed() {
         failure.message
     );
     let ctx = failure
-        .fallback
+        .failed_boot
         .expect("hostpart was mounted: a fallback is possible");
     assert_eq!(ctx.failed.to_string(), wrong);
     let (names, _) = rig.inspect();
@@ -493,7 +493,7 @@ fn a_hostpart_that_never_appears_fails_within_its_bound_and_says_what_it_saw() {
         "lists what it saw: {}",
         failure.message
     );
-    assert!(failure.fallback.is_none());
+    assert!(failure.failed_boot.is_none());
 }
 
 #[test]

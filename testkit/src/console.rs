@@ -38,7 +38,7 @@ pub enum End {
     /// hnroot-init stopped on purpose after a fatal error (no other image would boot).
     Stopped,
     /// hnroot-init recorded the failure and rebooted so GRUB boots another image.
-    FallbackReboot,
+    AfterFailureReboot,
     /// `hnroot select` failed: GRUB stays at its menu with the rescue entry selected and no
     /// timeout (grub.cfg), waiting for an operator; or the rescue entry itself runs.
     GrubRescue,
@@ -53,7 +53,7 @@ impl fmt::Display for End {
             End::Poweroff => "poweroff",
             End::Panic => "kernel panic",
             End::Stopped => "hnroot-init stopped",
-            End::FallbackReboot => "hnroot-init fallback reboot",
+            End::AfterFailureReboot => "hnroot-init reboot after a failure",
             End::GrubRescue => "GRUB stays at its menu (rescue entry selected)",
             End::PowerCut => "power cut",
         })
@@ -79,8 +79,8 @@ const END_MARKERS: &[(&str, End)] = &[
         End::Stopped,
     ),
     (
-        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: fallback: recorded image .* rebooting",
-        End::FallbackReboot,
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: after failure: recorded image .* rebooting",
+        End::AfterFailureReboot,
     ),
     (r"\*hnroot rescue: stay in GRUB", End::GrubRescue),
     (r"^hnroot: press c for a GRUB shell", End::GrubRescue),
@@ -452,8 +452,8 @@ pub const SYSTEMD_END_MARKERS: &[(&str, End)] = &[
         End::Stopped,
     ),
     (
-        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: fallback: recorded image .* rebooting",
-        End::FallbackReboot,
+        r"^(?:\[ *[0-9]+\.[0-9]+\] )?hnroot: after failure: recorded image .* rebooting",
+        End::AfterFailureReboot,
     ),
     (r"\*hnroot rescue: stay in GRUB", End::GrubRescue),
     (r"^hnroot: press c for a GRUB shell", End::GrubRescue),
@@ -674,8 +674,8 @@ hnroot-test: rebooting
         );
         assert_eq!(classify("   hnroot rescue: stay in GRUB"), None);
         assert_eq!(
-            classify("hnroot: fallback: recorded image 0123 as failed; rebooting so GRUB boots hn-root-old.img (UUID 4567)"),
-            Some(End::FallbackReboot)
+            classify("hnroot: after failure: recorded image 0123 as failed; rebooting so GRUB boots hn-root-old.img (UUID 4567)"),
+            Some(End::AfterFailureReboot)
         );
         assert_eq!(classify("hnroot-test: powering off -f returned"), None);
         assert_eq!(

@@ -184,7 +184,7 @@ pub fn check_boot(parts: &BootParts, rec: &BootRecord, e: &Expect) -> Result<()>
         ));
     }
     check_plans(rec, e, &mut problems);
-    let fails = matches!(e.end, End::FallbackReboot | End::Stopped);
+    let fails = matches!(e.end, End::AfterFailureReboot | End::Stopped);
     match (&rec.fatal, fails) {
         (Some(f), false) => problems.push(format!("hnroot-init: FATAL: {f}")),
         (None, true) => problems.push(format!(

@@ -282,7 +282,7 @@ mod tests {
         ("hnroot-install/src/initramfs.rs", 1), // compress: argv[0] of a literal list (zstd, gzip)
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
-        ("initramfs/src/fallback.rs", 1),       // the initramfs's own /bin/sh, in the guest
+        ("initramfs/src/after_failure.rs", 1),  // the initramfs's own /bin/sh, in the guest
         ("testkit/src/apt.rs", 1),              // /usr/lib/apt/apt-helper (apt)
         ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
         ("testkit/src/buildenv.rs", 2),         // step(.., &["prog", ..]), output(&["prog", ..])

@@ -1517,7 +1517,7 @@ fn init_missing(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "update",
         "v5-noinit",
         &[],
-        End::FallbackReboot,
+        End::AfterFailureReboot,
     );
     failed.version = None;
     let rollback = expect(

@@ -130,7 +130,7 @@ fail()
 {{
 	echo "hnroot: cmdline: GRUB booted hn-root.img (UUID 0f0e0d0c-0b0a-4908-8706-050403020100), hostpart LABEL=hostpart" >&2
 	echo "{FAKE_FATAL}" >&2
-	echo "hnroot: fallback: hostpart or the booted image is unknown: nothing to fall back to" >&2
+	echo "hnroot: after failure: hostpart or the booted image is unknown: nothing to fall back to" >&2
 	exit 2
 }}
 case "{mode}" in

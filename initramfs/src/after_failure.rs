@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hnroot_core::history;
 use hnroot_core::name::ImageName;
-use hnroot_core::plan::{after_failure, Fallback};
+use hnroot_core::plan::{after_failure, AfterFailure};
 use hnroot_linux::history_file;
 
 use crate::boot::{write_boot_state, Failure};
@@ -36,12 +36,12 @@ pub fn handle(failure: &Failure) -> ! {
 /// If the core predicts that recording the failure makes GRUB boot a different image, record it
 /// and reboot (does not return). Otherwise say why not and return.
 pub fn reboot_into_another_image(failure: &Failure) {
-    let Some(ctx) = &failure.fallback else {
-        error!("fallback: hostpart or the booted image is unknown: nothing to fall back to");
+    let Some(ctx) = &failure.failed_boot else {
+        error!("after failure: hostpart or the booted image is unknown: nothing to fall back to");
         return;
     };
     match after_failure(&ctx.obs, ctx.failed, &ctx.config) {
-        Fallback::Reboot {
+        AfterFailure::Reboot {
             write,
             next,
             next_uuid,
@@ -49,24 +49,24 @@ pub fn reboot_into_another_image(failure: &Failure) {
             Ok(()) => {
                 record_failure(ctx, next);
                 info!(
-                    "fallback: recorded image {} as failed; rebooting so GRUB boots {next} (UUID {next_uuid})",
+                    "after failure: recorded image {} as failed; rebooting so GRUB boots {next} (UUID {next_uuid})",
                     ctx.failed
                 );
                 reboot();
             }
             Err(e) => error!(
-                "fallback: cannot record the failure ({e}): rebooting would boot the same image again"
+                "after failure: cannot record the failure ({e}): rebooting would boot the same image again"
             ),
         },
-        Fallback::Stop => error!(
-            "fallback: no other image would boot without retrying one that already failed"
+        AfterFailure::Stop => error!(
+            "after failure: no other image would boot without retrying one that already failed"
         ),
     }
 }
 
 /// Append the failed boot to the switch history (never fatal): the image GRUB booted, where
 /// the failed image lies now (the plan may have renamed it before it failed), its UUID.
-fn record_failure(ctx: &crate::boot::FallbackContext, next: ImageName) {
+fn record_failure(ctx: &crate::boot::FailedBoot, next: ImageName) {
     let Ok(hostpart) = hnroot_linux::hostpart::Hostpart::open(&ctx.hostpart) else {
         return;
     };
