@@ -85,7 +85,7 @@ struct GrubParts {
 
 fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
     let grub = grub::Grub::at(&args.grub_modules)?;
-    let kit = grub::Kit::at(&args.kit);
+    let kit = grub::ModuleKit::at(&args.kit);
     let module = kit.module_for(&grub)?;
     let cfg = kit.grub_cfg()?;
     Ok(GrubParts { grub, module, cfg })

@@ -4,7 +4,7 @@
 //! Secure Boot signer signs one file and nothing is loaded from disk that was not signed.
 //!
 //! `hnroot.mod` must be built against the exact GRUB it is loaded by: GRUB checks no version
-//! when it loads a module. The module kit ([`Kit`], `/usr/lib/hnroot/grub`) holds one directory
+//! when it loads a module. The module kit ([`ModuleKit`], `/usr/lib/hnroot/grub`) holds one directory
 //! per GRUB build the module was built for, named by that build's Debian version
 //! (`2.06-13+deb12u2/`), each with `hnroot.mod`, the version record beside it and the SBAT
 //! metadata; `grub.cfg` is shared. The installed GRUB names its own build in `modinfo.sh`
@@ -209,15 +209,15 @@ fn identity(path: &Path) -> Result<(String, Vec<String>, Option<String>)> {
 
 /// The module kit: one directory per GRUB build, and the shared `grub.cfg`.
 #[derive(Clone, Debug)]
-pub struct Kit {
+pub struct ModuleKit {
     /// Its directory ([`KIT_DIR`] when installed from the package).
     pub dir: PathBuf,
 }
 
-impl Kit {
+impl ModuleKit {
     /// The kit in `dir`.
-    pub fn at(dir: &Path) -> Kit {
-        Kit {
+    pub fn at(dir: &Path) -> ModuleKit {
+        ModuleKit {
             dir: dir.to_owned(),
         }
     }
@@ -533,7 +533,7 @@ mod tests {
             eprintln!("SKIPPED: no module kit (HNROOT_GRUB_KIT; `cargo xtask grub-module`)");
             return;
         };
-        let kit = Kit::at(Path::new(&dir));
+        let kit = ModuleKit::at(Path::new(&dir));
         let builds = kit.builds();
         for series in ["2.06-", "2.12-"] {
             assert!(
@@ -579,7 +579,7 @@ mod tests {
             version: "2.12-9+deb13u4".into(),
             mkstandalone: PathBuf::from("grub-mkstandalone"),
         };
-        let err = Kit::at(kit_dir.path())
+        let err = ModuleKit::at(kit_dir.path())
             .module_for(&grub)
             .unwrap_err()
             .to_string();

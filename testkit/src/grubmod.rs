@@ -116,14 +116,14 @@ pub const REQUIRE_KIT_ENV: &str = "HNROOT_REQUIRE_GRUB_KIT";
 
 /// The module kit as the package installs it (`/usr/lib/hnroot/grub`): `grub.cfg`, and per GRUB
 /// build a directory with `hnroot.mod`, its version record and `sbat.csv`
-/// (`hnroot_install::grub::Kit`).
+/// (`hnroot_install::grub::ModuleKit`).
 pub fn kit_dir() -> PathBuf {
     buildenv::build_root().join("grub-kit")
 }
 
 /// Build the module for every supported GRUB ([`Debian::ALL`]) and lay out the kit around them:
 /// what `hnroot install` and the Debian package take.
-pub fn build_kit() -> Result<hnroot_install::grub::Kit> {
+pub fn build_kit() -> Result<hnroot_install::grub::ModuleKit> {
     let mut kit = None;
     for release in Debian::ALL {
         kit = Some(build_into_kit(release)?);
@@ -134,7 +134,7 @@ pub fn build_kit() -> Result<hnroot_install::grub::Kit> {
 /// Build the module for `release`'s GRUB (as [`build`]) and put it into the kit beside the
 /// builds already there. SBAT metadata: Debian's template from the very `grub2` source the
 /// module was built against, and hnroot's line.
-pub fn build_into_kit(release: Debian) -> Result<hnroot_install::grub::Kit> {
+pub fn build_into_kit(release: Debian) -> Result<hnroot_install::grub::ModuleKit> {
     let _lock = buildenv::lock("grub-kit")?;
     let version = release.grub().version;
     let module = build(release)?;
@@ -159,7 +159,7 @@ pub fn build_into_kit(release: Debian) -> Result<hnroot_install::grub::Kit> {
         kit.join(hnroot_install::grub::GRUB_CFG),
     )
     .context("copying grub.cfg into the kit")?;
-    Ok(hnroot_install::grub::Kit::at(&kit))
+    Ok(hnroot_install::grub::ModuleKit::at(&kit))
 }
 
 /// Build `hnroot.mod` for `release`'s GRUB.
