@@ -549,7 +549,7 @@ impl fmt::Display for Record<'_, '_> {
 
 /// Whether a mirror path is a plain relative path hnroot may project into: components that
 /// are neither empty, `.` nor `..`, no control characters, not under
-/// [`MIRROR_FORBIDDEN_TOP`], at most [`MAX_MIRROR_PATH`] bytes.
+/// `MIRROR_FORBIDDEN_TOP`, at most [`MAX_MIRROR_PATH`] bytes.
 pub fn mirror_path_allowed(rel: &str) -> bool {
     if rel.is_empty() || rel.len() > MAX_MIRROR_PATH || rel.chars().any(char::is_control) {
         return false;

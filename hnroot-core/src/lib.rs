@@ -7,6 +7,20 @@
 //! the initramfs and the `hnroot` CLI observe the world, hand the observation in, and carry out
 //! what comes back.
 //!
+//! ## The driver contract
+//!
+//! Every driver (GRUB's `hnroot.mod` through `hnroot-ffi`, `hnroot-init`, the `hnroot` CLI)
+//! calls the core in one order and judges nothing itself. At boot: **observe** (hostpart's images
+//! through [`verdict`], the boot-state block, the revert marker, into an [`Observation`]) →
+//! **decide** ([`decide()`]: which image, with which command line, and the boot-state block to
+//! write) → **write state** (the block, before anything is loaded) → **boot**. In Linux every
+//! change to hostpart has the same shape: **plan** ([`plan()`] for the boot-time switch,
+//! [`operator::stage`], [`operator::revert`], [`operator::mark_good`]: a list of [`Step`]s) →
+//! **execute** (`hnroot_linux::exec`, one step at a time, the only code that writes) → **after
+//! failure** ([`plan::after_step_failure`], [`after_failure()`]: reboot into which image, or
+//! stop). The CLI's `explain` prints the same plan the executor would run. A driver that needs a
+//! judgement the core does not offer is a gap in the core, not a place for a second copy.
+//!
 //! ## The files
 //!
 //! On the partition labelled `hostpart`, top directory:
@@ -55,7 +69,7 @@
 //!
 //! ## Modules
 //!
-//! * [`decide`]: GRUB's decision. * [`plan`]: the initramfs's steps.
+//! * [`decide`](mod@decide): GRUB's decision. * [`plan`](mod@plan): the initramfs's steps.
 //! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
 //! * [`operator`]: `mark-good` and `stage` checks.
 //! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.

@@ -13,6 +13,10 @@
 //! The crate is `no_std`. Built as a static library for GRUB (`x86_64-unknown-none`) it needs the
 //! embedding program to provide `void hnroot_ffi_abort(void)`, called only if the core panics,
 //! which it is built not to do (`--features panic-handler`).
+//!
+//! The C caller follows the core's driver contract (`hnroot_core`, "The driver contract"):
+//! observe (`hnroot_image_verdict`, `hnroot_fs_probe_*`, `hnroot_choose_device`) → decide
+//! (`hnroot_decide`) → write the boot-state block it returns → boot.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]

@@ -12,6 +12,8 @@
 //! * [`initramfs`] (with [`cpio`] and [`modules`]): hnroot's own initramfs for a kernel.
 //!
 //! What may be done, and in which steps, is `hnroot_core::install`'s to say.
+//! This crate observes the disk (`disk::observe`), asks the core for the install's steps and
+//! carries them out: the core's driver contract (`hnroot_core`, "The driver contract").
 
 pub mod cpio;
 pub mod disk;

@@ -1,6 +1,8 @@
 //! hnroot's Linux-side drivers, shared by the `hnroot` CLI and the initramfs program: they do
 //! the I/O (block devices, image files, hostpart, the boot-state file) that `hnroot-core` never
 //! does, hand what they saw to the core, and carry out what it returns.
+//! The calling order is the core's driver contract (`hnroot_core`, "The driver contract"):
+//! observe → decide → write state → boot; plan → execute → after failure.
 //!
 //! * [`probe`]: runs the core's filesystem and partition-table probers over a device or image.
 //! * [`blockdev`]: lists `/sys/class/block` and finds the device a `LABEL=`/`UUID=`/
