@@ -11,7 +11,8 @@
 //! |      4 |    1 | format version (1)                                           |
 //! |      5 |    1 | event: 1 boot, 2 boot GRUB chose that never reached the      |
 //! |        |      | initramfs, 3 boot failed (rebooted into another image),      |
-//! |        |      | 4 stage, 5 revert requested, 6 marked good                   |
+//! |        |      | 4 stage, 5 revert requested, 6 marked good, 7 installed,     |
+//! |        |      | 8 a health check failed                                      |
 //! |      6 |    1 | GRUB's reason (index in [`REASONS`], 0 unknown)              |
 //! |      7 |    1 | the plan's kind (index in [`PLAN_KINDS`], 0 none)            |
 //! |      8 |    8 | sequence number                                              |

@@ -493,11 +493,30 @@ impl Offline {
             .arg(&self.state))
     }
 
+    /// `hnroot stage IMAGE --keys KEYS` on this disk; the last line it printed.
+    fn stage(&self, p: &Parts, image: &Path, keys: &Path) -> Result<String> {
+        let said = self.hnroot(
+            p,
+            &[
+                "stage",
+                image.to_str().context("image path")?,
+                "--keys",
+                keys.to_str().context("keys path")?,
+            ],
+        )?;
+        Ok(last_line(&said).to_owned())
+    }
+
     fn close(self) -> Result<()> {
         run(Command::new("umount").arg(&self.mnt))?;
         drop(self.disk);
         Ok(())
     }
+}
+
+/// The last line a command printed (its summary).
+fn last_line(said: &str) -> &str {
+    said.lines().last().unwrap_or("")
 }
 
 /// One `hnroot-test: KEY VALUE` line of a boot's report.
@@ -584,25 +603,11 @@ fn debian_systemd(p: &Parts) -> Result<()> {
             .arg(&keys)
             .arg("--kit")
             .arg(&p.kit))?;
-        say(&format!(
-            "hnroot install: {}",
-            said.lines().last().unwrap_or("")
-        ));
+        say(&format!("hnroot install: {}", last_line(&said)));
     }
     let off = Offline::open(p, &disk)?;
-    let said = off.hnroot(
-        p,
-        &[
-            "stage",
-            v2.to_str().context("path")?,
-            "--keys",
-            keys.to_str().context("path")?,
-        ],
-    )?;
-    say(&format!(
-        "hnroot stage v2: {}",
-        said.lines().last().unwrap_or("")
-    ));
+    let said = off.stage(p, &v2, &keys)?;
+    say(&format!("hnroot stage v2: {}", said));
     off.close()?;
 
     // The update to v2 under systemd.
@@ -628,19 +633,8 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         status.contains("committed"),
         "after the update boot the boot state is not committed: {status}"
     );
-    let said = off.hnroot(
-        p,
-        &[
-            "stage",
-            v3.to_str().context("path")?,
-            "--keys",
-            keys.to_str().context("path")?,
-        ],
-    )?;
-    say(&format!(
-        "hnroot stage v3 (failing health check): {}",
-        said.lines().last().unwrap_or("")
-    ));
+    let said = off.stage(p, &v3, &keys)?;
+    say(&format!("hnroot stage v3 (failing health check): {}", said));
     off.close()?;
 
     // v3's health check fails: three trial boots, each ended by hnroot health-failed, then
@@ -961,15 +955,7 @@ fn identity(p: &Parts) -> Result<()> {
     );
     let off = Offline::open(p, disk)?;
     let log = fs::read_to_string(off.mnt.join("data/host/log")).unwrap_or_default();
-    let said = off.hnroot(
-        p,
-        &[
-            "stage",
-            v2.to_str().context("path")?,
-            "--keys",
-            keys.to_str().context("path")?,
-        ],
-    )?;
+    let said = off.stage(p, &v2, &keys)?;
     off.close()?;
     ensure!(
         log.contains(&format!("created machine-id {}", first.machine_id))
@@ -977,10 +963,7 @@ fn identity(p: &Parts) -> Result<()> {
             && log.contains("created ssh_host_ed25519_key 256 SHA256:"),
         "the host state's log does not say what was created:\n{log}"
     );
-    say(&format!(
-        "hnroot stage v2: {}",
-        said.lines().last().unwrap_or("")
-    ));
+    say(&format!("hnroot stage v2: {}", said));
 
     // The update to v2 (a fresh writable layer), then a revert to v1: the same server.
     let boot = boot_once(p, "c-update", disk, &serial)?;
@@ -994,10 +977,7 @@ fn identity(p: &Parts) -> Result<()> {
     let off = Offline::open(p, disk)?;
     let said = off.hnroot(p, &["revert"])?;
     off.close()?;
-    say(&format!(
-        "hnroot revert: {}",
-        said.lines().last().unwrap_or("")
-    ));
+    say(&format!("hnroot revert: {}", last_line(&said)));
     let boot = boot_once(p, "c-revert", disk, &serial)?;
     say_identity("new server, reverted to v1", &boot);
     check_committed_boot(&boot, "1", "booting hn-root-old.img (manual revert")?;
@@ -1335,10 +1315,7 @@ fn debian_dracut(p: &Parts) -> Result<()> {
             .arg(&keys)
             .arg("--kit")
             .arg(&p.kit))?;
-        say(&format!(
-            "hnroot install d1: {}",
-            said.lines().last().unwrap_or("")
-        ));
+        say(&format!("hnroot install d1: {}", last_line(&said)));
     }
     let run_dir = work.join("qemu");
     let mut spec = qemu::VmSpec::new("distro debian-dracut", &[disk.as_path()], &run_dir);
@@ -1362,19 +1339,8 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     drop(s);
 
     let off = Offline::open(p, &disk)?;
-    let said = off.hnroot(
-        p,
-        &[
-            "stage",
-            d2.to_str().context("path")?,
-            "--keys",
-            keys.to_str().context("path")?,
-        ],
-    )?;
-    say(&format!(
-        "hnroot stage d2: {}",
-        said.lines().last().unwrap_or("")
-    ));
+    let said = off.stage(p, &d2, &keys)?;
+    say(&format!("hnroot stage d2: {}", said));
     off.close()?;
 
     // d2: dracut's shell init; the update is committed by the switch and mark-good.
