@@ -146,11 +146,12 @@ impl fmt::Display for Debian {
 impl FromStr for Debian {
     type Err = anyhow::Error;
 
-    /// `12`, `13`, `bookworm` or `trixie`.
+    /// `12`, `13`, `bookworm` or `trixie`, or how the release displays itself (`Debian 13
+    /// (trixie)`: clap turns a `default_value_t` into text and parses that back).
     fn from_str(s: &str) -> Result<Debian> {
         Debian::ALL
             .into_iter()
-            .find(|d| s == d.number().to_string() || s == d.suite())
+            .find(|d| s == d.number().to_string() || s == d.suite() || s == d.to_string())
             .ok_or_else(|| {
                 anyhow::anyhow!(
                     "unknown Debian release {s:?}: hnroot supports {}",

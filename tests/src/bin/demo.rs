@@ -327,3 +327,16 @@ fn narrate(parts: &BootParts, rec: &BootRecord) {
         rec.took.as_secs_f64()
     );
 }
+
+/// The README's commands run without options: every default must parse (clap turns a
+/// `default_value_t` into text and parses it back, which once failed for `--debian`).
+#[cfg(test)]
+mod default_args {
+    use clap::Parser;
+
+    #[test]
+    fn the_defaults_parse() {
+        let args = super::Args::try_parse_from(["demo"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.debian, hnroot_testkit::release::Debian::NEWEST);
+    }
+}
