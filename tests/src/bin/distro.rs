@@ -1053,7 +1053,8 @@ echo \"hnroot-test: boot-complete $(systemctl is-active boot-complete.target)\"
 echo \"hnroot-test: initrd $(sed -n '1s/^# //p' $log)\"
 echo \"hnroot-test: private-scratch $(grep -c 'is under a shared mount' $log)\"
 echo \"hnroot-test: hostpart-moved $(grep -c 'moved hostpart to /sysroot/hostpart' $log)\"
-echo \"hnroot-test: hostpart [$(findmnt -n -l -o TARGET -S LABEL=hostpart | tr '\\n' ' ' | sed 's/ $//')]\"
+# hostpart's own root (FSROOT /); the host state's bind mounts (/etc/hostname, ...) are parts of it.
+echo \"hnroot-test: hostpart [$(findmnt -n -l -o TARGET,FSROOT -S LABEL=hostpart | awk '$2 == \"/\" { print $1 }' | tr '\\n' ' ' | sed 's/ $//')]\"
 ";
 
 /// The dracut tree's initrd: what lsinitramfs lists, checked for hnroot's module in the mode
@@ -1216,7 +1217,7 @@ fn check_dracut_boot(boot: &BootRecord, version: &str, grub: &str, mode: &str) -
             && report(boot, "hostpart-moved") == Some("1")
             && report(boot, "hostpart") == Some("[/hostpart]"),
         "boot {}: {mode} mode: private-scratch {:?} (expected {private}), hostpart-moved {:?}, \
-         hostpart mounted at {:?} (expected only /hostpart, moved there by hnroot-init)\n{}",
+         hostpart's root mounted at {:?} (expected only /hostpart, moved there by hnroot-init)\n{}",
         boot.index,
         report(boot, "private-scratch"),
         report(boot, "hostpart-moved"),
