@@ -35,6 +35,25 @@ pub const KEYS_DIR: &str = "/etc/hnroot/keys";
 
 /// Bytes copied at a time.
 const CHUNK: usize = 1 << 20;
+/// Chunks read and written but not yet hashed, at most (the copier waits beyond that).
+const HASH_QUEUE: usize = 8;
+/// Bytes of the partial file after which their writeback is started.
+const WRITEBACK_WINDOW: u64 = 32 << 20;
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: start writing `len` bytes at `offset` back to the
+/// disk and return at once. Only a hint for speed: the fsync after the copy is what makes the
+/// file durable, so a failure here changes nothing and is not reported.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a valid descriptor owned by `file` for the duration of the call; the call only
+    // schedules I/O on it.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
 
 /// How an image's signature is found and checked (`hnroot stage`, `hnroot install`).
 #[derive(clap::Args, Debug, Clone)]
@@ -239,38 +258,79 @@ impl Stager for SourceStager<'_> {
         partial
             .seek(SeekFrom::Start(have))
             .map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; CHUNK];
+        // One pass, two threads: this one reads the source and writes the partial file, a
+        // second one hashes for the signature. Hashing and writing then overlap instead of
+        // taking turns (a BLAKE2b pass over an image costs about as much as writing it).
+        let verifier = self.verifier.take();
+        let (to_hash, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let mut done = have;
         let mut holes = 0u64;
-        while done < total {
-            let want = ((total - done) as usize).min(CHUNK);
-            let n = stream
-                .read(&mut buf[..want])
-                .map_err(|e| format!("reading {} at byte {done}: {e}", self.source.name()))?;
-            if n == 0 {
-                return Err(format!(
-                    "{} ended after {done} of {total} bytes; the partial file {} is kept and the \
-                     same `hnroot stage` resumes it",
-                    self.source.name(),
-                    self.partial
-                ));
-            }
-            // Whole blocks of zeros (the free space of an image) become holes: no bytes written,
-            // no space taken on hostpart; every byte is still hashed.
-            if n % 4096 == 0 && buf[..n].iter().all(|b| *b == 0) {
-                partial
-                    .seek(SeekFrom::Current(n as i64))
-                    .map_err(|e| format!("seek in the partial file at byte {done}: {e}"))?;
-                holes += n as u64;
-            } else {
-                partial
-                    .write_all(&buf[..n])
-                    .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
-            }
-            self.feed(&buf[..n]);
-            done += n as u64;
-            self.progress.update(done, total);
-        }
+        let mut written_back = have;
+        let (copied, verifier) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(move || {
+                let mut verifier = verifier;
+                for chunk in chunks {
+                    if let Some(v) = verifier.as_mut() {
+                        v.update(&chunk);
+                    }
+                    // The copier may have stopped; then the buffer is simply dropped.
+                    let _ = recycle.send(chunk);
+                }
+                verifier
+            });
+            let copied = (|| -> Result<(), String> {
+                while done < total {
+                    let want = ((total - done) as usize).min(CHUNK);
+                    let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                    buf.resize(want, 0);
+                    let n = stream.read(&mut buf).map_err(|e| {
+                        format!("reading {} at byte {done}: {e}", self.source.name())
+                    })?;
+                    if n == 0 {
+                        return Err(format!(
+                            "{} ended after {done} of {total} bytes; the partial file {} is kept \
+                             and the same `hnroot stage` resumes it",
+                            self.source.name(),
+                            self.partial
+                        ));
+                    }
+                    buf.truncate(n);
+                    // Whole blocks of zeros (the free space of an image) become holes: no bytes
+                    // written, no space taken on hostpart; every byte is still hashed.
+                    if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
+                        partial
+                            .seek(SeekFrom::Current(n as i64))
+                            .map_err(|e| format!("seek in the partial file at byte {done}: {e}"))?;
+                        holes += n as u64;
+                    } else {
+                        partial
+                            .write_all(&buf)
+                            .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
+                    }
+                    // Start writing back what is written so far, without waiting for it: the disk
+                    // then works while the copy goes on, and the fsync at the end has little
+                    // left to do (as `dd oflag=direct` would, but through the page cache).
+                    if done + n as u64 - written_back >= WRITEBACK_WINDOW {
+                        start_writeback(partial, written_back, done + n as u64 - written_back);
+                        written_back = done + n as u64;
+                    }
+                    to_hash
+                        .send(buf)
+                        .map_err(|_| "the hashing thread stopped (a bug in hnroot)".to_string())?;
+                    done += n as u64;
+                    self.progress.update(done, total);
+                }
+                Ok(())
+            })();
+            // Closing the queue ends the hasher once it has hashed everything sent.
+            drop(to_hash);
+            let verifier = hasher.join();
+            (copied, verifier)
+        });
+        self.verifier =
+            verifier.map_err(|_| "the hashing thread panicked (a bug in hnroot)".to_string())?;
+        copied?;
         // A hole at the end is not a length: set it.
         partial
             .set_len(total)
