@@ -19,6 +19,7 @@ use hnroot_core::hostname::{Hostname, Sources};
 use hnroot_core::hostsync::{self, MAX_SYNC_FILES};
 use hnroot_core::identity::{self, Item, RootSeen, SSH_KEYS};
 use hnroot_core::layout;
+use hnroot_install::tool::run_with_hint;
 use hnroot_linux::fsat::{self, Kind};
 use hnroot_linux::host_state::{self, HostObserved};
 use hnroot_linux::hostpart::Hostpart;
@@ -230,20 +231,8 @@ fn hostpart_ssh(hostpart: &Hostpart) -> Option<OwnedFd> {
     fsat::open_dir(&dir, Item::Ssh.host_path()).ok().flatten()
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}").replace('"', "");
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {shown} (is openssh-client installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+/// What to check when ssh-keygen cannot be started.
+const SSH_KEYGEN_HINT: &str = "is openssh-client installed?";
 
 /// The host state's hostname, for key comments and the repository's directory name.
 fn hostname_of(hostpart: &Hostpart) -> Option<Hostname> {
@@ -277,19 +266,25 @@ fn keys(args: &KeysArgs) -> Result<()> {
         let temp_pub = format!("{temp}.pub");
         fsat::unlink(&ssh, &temp)?;
         fsat::unlink(&ssh, &temp_pub)?;
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", kind, "-N", "", "-C", &comment, "-f"])
-            .arg(ssh_path.join(&temp)))?;
+        run_with_hint(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-C", &comment, "-f"])
+                .arg(ssh_path.join(&temp)),
+            SSH_KEYGEN_HINT,
+        )?;
         // The public key first: a private key in place means the pair is complete.
         fsat::rename(&ssh, &temp_pub, &format!("{file}.pub"), true)
             .with_context(|| format!("cannot put {file}.pub in place"))?;
         fsat::rename(&ssh, &temp, file, false)
             .with_context(|| format!("cannot put {file} in place"))?;
         fsat::sync_dir(&ssh)?;
-        let fingerprint = run(Command::new("ssh-keygen")
-            .arg("-l")
-            .arg("-f")
-            .arg(ssh_path.join(format!("{file}.pub"))))
+        let fingerprint = run_with_hint(
+            Command::new("ssh-keygen")
+                .arg("-l")
+                .arg("-f")
+                .arg(ssh_path.join(format!("{file}.pub"))),
+            SSH_KEYGEN_HINT,
+        )
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|e| format!("(no fingerprint: {e})"));
         say!("hnroot: created {file}: {fingerprint}");

@@ -210,14 +210,10 @@ fn bind_header(header: &Path) -> Result<(String, String), String> {
     Ok((bindings.to_string(), header_tables(&seen)))
 }
 
-/// `header_tables.rs`, to be included where the bindings are the module `c`.
-fn header_tables(seen: &Seen) -> String {
-    let mut out = String::from(
-        "/// Every struct of hnroot.h, laid out by rustc from bindgen's translation (the layout \
-         C compilers give it), each with every field bindgen saw.\n\
-         pub fn header_structs() -> Vec<hnroot_ffi_ctest::Layout> {\n    vec![\n",
-    );
+/// Each struct bindgen saw (once, in the header's order) with its fields in order.
+fn struct_fields(seen: &Seen) -> Vec<(&str, Vec<&str>)> {
     let mut done = BTreeSet::new();
+    let mut out = Vec::new();
     for name in &seen.structs {
         if !done.insert(name) {
             continue;
@@ -232,6 +228,20 @@ fn header_tables(seen: &Seen) -> String {
             !fields.is_empty(),
             "bindgen reported struct {name} of hnroot.h without fields"
         );
+        out.push((name.as_str(), fields));
+    }
+    out
+}
+
+/// `header_tables.rs`, to be included where the bindings are the module `c`.
+fn header_tables(seen: &Seen) -> String {
+    let mut out = String::from(
+        "/// Every struct of hnroot.h, laid out by rustc from bindgen's translation (the layout \
+         C compilers give it), each with every field bindgen saw.\n\
+         pub fn header_structs() -> Vec<hnroot_ffi_ctest::Layout> {\n    vec![\n",
+    );
+    let structs = struct_fields(seen);
+    for (name, fields) in &structs {
         let _ = writeln!(
             out,
             "        hnroot_ffi_ctest::layout!(c::{name} {{ {} }}),",
@@ -246,17 +256,7 @@ fn header_tables(seen: &Seen) -> String {
         "/// Every struct of hnroot.h as hnroot-ffi defines it, laid out by rustc.\n\
          pub fn rust_structs() -> Vec<hnroot_ffi_ctest::Layout> {\n    vec![\n",
     );
-    let mut done = BTreeSet::new();
-    for name in &seen.structs {
-        if !done.insert(name) {
-            continue;
-        }
-        let mut fields: Vec<&str> = Vec::new();
-        for (owner, field) in &seen.fields {
-            if owner == name && !fields.contains(&field.as_str()) {
-                fields.push(field);
-            }
-        }
+    for (name, fields) in &structs {
         let _ = writeln!(
             out,
             "        hnroot_ffi_ctest::layout!(hnroot_ffi::{name} {{ {} }}),",

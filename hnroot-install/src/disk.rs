@@ -12,6 +12,8 @@ use hnroot_core::install::{DiskFacts, DiskLayout, DiskUse, HostpartFs};
 use hnroot_core::layout::{ESP_LABEL, HOSTPART_LABEL};
 use hnroot_linux::blockdev::{self, BlockDev, Roots};
 
+use crate::tool::run;
+
 /// How long to wait for the kernel to show a new partition's device node.
 const PARTITION_WAIT: Duration = Duration::from_secs(10);
 
@@ -195,21 +197,6 @@ pub fn observe(node: &Path) -> Result<Disk> {
         },
         used_by,
     })
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}").replace('"', "");
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {shown} (is it installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Wipe the disk's old signatures and write the GPT of `layout`: partition 1 the ESP (type

@@ -22,6 +22,7 @@ use hnroot_linux::{loopdev, mounts};
 
 use crate::initramfs::{self, Compress, Spec};
 use crate::modules::BOOT_MODULES;
+use crate::tool::run;
 
 /// The unit that commits a healthy image (or ends a failed trial boot).
 pub const MARK_GOOD_UNIT: (&str, &str) = (
@@ -101,21 +102,6 @@ pub struct Built {
     pub notes: Vec<String>,
     /// Host-specific files the image holds (from the tree): `hnroot sysprep` removes them.
     pub leftovers: Vec<hnroot_linux::sysprep::Leftover>,
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}").replace('"', "");
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {shown} (is it installed?)"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Bytes the tree's files occupy (allocated blocks, each inode counted once), without

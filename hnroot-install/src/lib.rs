@@ -10,6 +10,7 @@
 //! * [`image`]: a root image from a directory tree.
 //! * [`sysprep`]: one host's identity removed from an image, and the check for it.
 //! * [`initramfs`] (with [`cpio`] and [`modules`]): hnroot's own initramfs for a kernel.
+//! * [`tool`]: running the system's tools (mkfs, sgdisk, ...), failures naming the command.
 //!
 //! What may be done, and in which steps, is `hnroot_core::install`'s to say.
 //! This crate observes the disk (`disk::observe`), asks the core for the install's steps and
@@ -23,3 +24,4 @@ pub mod image;
 pub mod initramfs;
 pub mod modules;
 pub mod sysprep;
+pub mod tool;
