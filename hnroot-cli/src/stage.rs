@@ -55,6 +55,88 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// One pass, two threads: `step` fills buffers in this thread (reading, and for a copy writing
+/// too) while a second thread hashes the ones it filled for the signature, so reading, writing
+/// and hashing overlap instead of taking turns (a BLAKE2b pass over an image costs about as much
+/// as reading it from disk). `step` gets an empty buffer and returns it filled, or `None` at the
+/// end; the hasher gets the buffers in order. Returns the verifier with everything hashed.
+fn hash_alongside<'v>(
+    verifier: Option<StreamVerifier<'v>>,
+    mut step: impl FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, String>,
+) -> Result<Option<StreamVerifier<'v>>, String> {
+    let (to_hash, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+    let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (filled, verifier) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut verifier = verifier;
+            for chunk in chunks {
+                if let Some(v) = verifier.as_mut() {
+                    v.update(&chunk);
+                }
+                // `step` may have stopped; then the buffer is simply dropped.
+                let _ = recycle.send(chunk);
+            }
+            verifier
+        });
+        let filled = (|| -> Result<(), String> {
+            loop {
+                let mut buf = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                buf.clear();
+                let Some(buf) = step(buf)? else {
+                    return Ok(());
+                };
+                to_hash
+                    .send(buf)
+                    .map_err(|_| "the hashing thread stopped (a bug in hnroot)".to_string())?;
+            }
+        })();
+        // Closing the queue ends the hasher once it has hashed everything sent.
+        drop(to_hash);
+        (filled, hasher.join())
+    });
+    let verifier =
+        verifier.map_err(|_| "the hashing thread panicked (a bug in hnroot)".to_string())?;
+    filled?;
+    Ok(verifier)
+}
+
+/// Read `len` bytes of `file` from its start (`len: None`: to its end) into `hash_alongside`'s
+/// buffers; `done` is told the bytes read so far.
+fn read_alongside<'v>(
+    verifier: Option<StreamVerifier<'v>>,
+    file: &File,
+    len: Option<u64>,
+    what: &str,
+    mut done: impl FnMut(u64),
+) -> Result<Option<StreamVerifier<'v>>, String> {
+    let mut reader = file.try_clone().map_err(|e| e.to_string())?;
+    reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let mut at = 0u64;
+    hash_alongside(verifier, |mut buf| {
+        let want = match len {
+            Some(l) if at >= l => return Ok(None),
+            Some(l) => ((l - at) as usize).min(CHUNK),
+            None => CHUNK,
+        };
+        buf.resize(want, 0);
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("{what} at byte {at}: {e}"))?;
+        if n == 0 {
+            return match len {
+                Some(l) => Err(format!("{what}: it ended after {at} of {l} bytes")),
+                None => Ok(None),
+            };
+        }
+        buf.truncate(n);
+        at += n as u64;
+        done(at);
+        Ok(Some(buf))
+    })
+}
+
 /// How an image's signature is found and checked (`hnroot stage`, `hnroot install`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct SignatureArgs {
@@ -182,12 +264,6 @@ impl SourceStager<'_> {
         };
         Ok(())
     }
-
-    fn feed(&mut self, buf: &[u8]) {
-        if let Some(v) = self.verifier.as_mut() {
-            v.update(buf);
-        }
-    }
 }
 
 impl Stager for SourceStager<'_> {
@@ -207,21 +283,18 @@ impl Stager for SourceStager<'_> {
             if self.source.reflink_into(partial) {
                 // The bytes are shared, not copied; the signature still covers every one.
                 self.progress.phase("reflinked; verifying");
-                let mut reader = partial.try_clone().map_err(|e| e.to_string())?;
-                reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-                let mut buf = vec![0u8; CHUNK];
+                let progress = &self.progress;
                 let mut done = 0u64;
-                loop {
-                    let n = reader
-                        .read(&mut buf)
-                        .map_err(|e| format!("read back: {e}"))?;
-                    if n == 0 {
-                        break;
-                    }
-                    self.feed(&buf[..n]);
-                    done += n as u64;
-                    self.progress.update(done, total);
-                }
+                self.verifier = read_alongside(
+                    self.verifier.take(),
+                    partial,
+                    None,
+                    "reading the reflinked copy back",
+                    |at| {
+                        done = at;
+                        progress.update(at, total);
+                    },
+                )?;
                 self.progress.finish(done);
                 return Ok(format!(
                     "reflinked {} MiB (shared extents, nothing copied) and read them to verify in {:.1} s",
@@ -231,18 +304,13 @@ impl Stager for SourceStager<'_> {
             }
         } else {
             // Resume: what is there is verified with the rest (the signature covers the whole).
-            let mut reader = partial.try_clone().map_err(|e| e.to_string())?;
-            reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-            let mut buf = vec![0u8; CHUNK];
-            let mut left = have;
-            while left > 0 {
-                let want = (left as usize).min(CHUNK);
-                reader
-                    .read_exact(&mut buf[..want])
-                    .map_err(|e| format!("read the partial file back: {e}"))?;
-                self.feed(&buf[..want]);
-                left -= want as u64;
-            }
+            self.verifier = read_alongside(
+                self.verifier.take(),
+                partial,
+                Some(have),
+                "reading the partial file back",
+                |_| {},
+            )?;
         }
         let (mut stream, start) = self
             .source
@@ -258,79 +326,53 @@ impl Stager for SourceStager<'_> {
         partial
             .seek(SeekFrom::Start(have))
             .map_err(|e| e.to_string())?;
-        // One pass, two threads: this one reads the source and writes the partial file, a
-        // second one hashes for the signature. Hashing and writing then overlap instead of
-        // taking turns (a BLAKE2b pass over an image costs about as much as writing it).
-        let verifier = self.verifier.take();
-        let (to_hash, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
-        let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        // The copy: this thread reads the source and writes the partial file, the hasher hashes.
         let mut done = have;
         let mut holes = 0u64;
         let mut written_back = have;
-        let (copied, verifier) = std::thread::scope(|scope| {
-            let hasher = scope.spawn(move || {
-                let mut verifier = verifier;
-                for chunk in chunks {
-                    if let Some(v) = verifier.as_mut() {
-                        v.update(&chunk);
-                    }
-                    // The copier may have stopped; then the buffer is simply dropped.
-                    let _ = recycle.send(chunk);
-                }
-                verifier
-            });
-            let copied = (|| -> Result<(), String> {
-                while done < total {
-                    let want = ((total - done) as usize).min(CHUNK);
-                    let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-                    buf.resize(want, 0);
-                    let n = stream.read(&mut buf).map_err(|e| {
-                        format!("reading {} at byte {done}: {e}", self.source.name())
-                    })?;
-                    if n == 0 {
-                        return Err(format!(
-                            "{} ended after {done} of {total} bytes; the partial file {} is kept \
-                             and the same `hnroot stage` resumes it",
-                            self.source.name(),
-                            self.partial
-                        ));
-                    }
-                    buf.truncate(n);
-                    // Whole blocks of zeros (the free space of an image) become holes: no bytes
-                    // written, no space taken on hostpart; every byte is still hashed.
-                    if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
-                        partial
-                            .seek(SeekFrom::Current(n as i64))
-                            .map_err(|e| format!("seek in the partial file at byte {done}: {e}"))?;
-                        holes += n as u64;
-                    } else {
-                        partial
-                            .write_all(&buf)
-                            .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
-                    }
-                    // Start writing back what is written so far, without waiting for it: the disk
-                    // then works while the copy goes on, and the fsync at the end has little
-                    // left to do (as `dd oflag=direct` would, but through the page cache).
-                    if done + n as u64 - written_back >= WRITEBACK_WINDOW {
-                        start_writeback(partial, written_back, done + n as u64 - written_back);
-                        written_back = done + n as u64;
-                    }
-                    to_hash
-                        .send(buf)
-                        .map_err(|_| "the hashing thread stopped (a bug in hnroot)".to_string())?;
-                    done += n as u64;
-                    self.progress.update(done, total);
-                }
-                Ok(())
-            })();
-            // Closing the queue ends the hasher once it has hashed everything sent.
-            drop(to_hash);
-            let verifier = hasher.join();
-            (copied, verifier)
-        });
-        self.verifier =
-            verifier.map_err(|_| "the hashing thread panicked (a bug in hnroot)".to_string())?;
-        copied?;
+        let source = self.source;
+        let partial_name = &self.partial;
+        let progress = &self.progress;
+        self.verifier = hash_alongside(self.verifier.take(), |mut buf| {
+            if done >= total {
+                return Ok(None);
+            }
+            let want = ((total - done) as usize).min(CHUNK);
+            buf.resize(want, 0);
+            let n = stream
+                .read(&mut buf)
+                .map_err(|e| format!("reading {} at byte {done}: {e}", source.name()))?;
+            if n == 0 {
+                return Err(format!(
+                    "{} ended after {done} of {total} bytes; the partial file {partial_name} is \
+                     kept and the same `hnroot stage` resumes it",
+                    source.name(),
+                ));
+            }
+            buf.truncate(n);
+            // Whole blocks of zeros (the free space of an image) become holes: no bytes
+            // written, no space taken on hostpart; every byte is still hashed.
+            if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
+                partial
+                    .seek(SeekFrom::Current(n as i64))
+                    .map_err(|e| format!("seek in the partial file at byte {done}: {e}"))?;
+                holes += n as u64;
+            } else {
+                partial
+                    .write_all(&buf)
+                    .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
+            }
+            // Start writing back what is written so far, without waiting for it: the disk
+            // then works while the copy goes on, and the fsync at the end has little left to
+            // do (as `dd oflag=direct` would, but through the page cache).
+            if done + n as u64 - written_back >= WRITEBACK_WINDOW {
+                start_writeback(partial, written_back, done + n as u64 - written_back);
+                written_back = done + n as u64;
+            }
+            done += n as u64;
+            progress.update(done, total);
+            Ok(Some(buf))
+        })?;
         // A hole at the end is not a length: set it.
         partial
             .set_len(total)

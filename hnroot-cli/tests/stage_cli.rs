@@ -524,6 +524,34 @@ fn a_reflink_on_btrfs_shares_the_extents_and_still_verifies() {
         on_fs.with_extension("img.minisig"),
     )
     .unwrap();
+    // A byte changed in the middle of a copy on the same filesystem: reflinked too, and the
+    // read-back over the shared extents finds it.
+    let tampered = fs.mnt.join("images/tampered.img");
+    std::fs::copy(&on_fs, &tampered).unwrap();
+    std::fs::copy(
+        on_fs.with_extension("img.minisig"),
+        tampered.with_extension("img.minisig"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tampered)
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, 8 << 20).unwrap();
+        f.write_all_at(&[b[0] ^ 1], 8 << 20).unwrap();
+    }
+    let out = hnroot(&rig.args(&[tampered.to_str().unwrap()]));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("reflinked 16 MiB") && t.contains("does not match its signature"),
+        "{t}"
+    );
+    assert_eq!(rig.staged_uuid(), None, "never staged");
     let t = ok(&rig.args(&[on_fs.to_str().unwrap()]));
     assert!(t.contains("reflinked 16 MiB"), "{t}");
     assert!(t.contains("verified"), "{t}");
