@@ -67,6 +67,10 @@ pub struct InstallArgs {
     /// The installed GRUB's x86_64-efi modules.
     #[arg(long, value_name = "DIR", default_value = grub::GRUB_MODULES_DIR)]
     grub_modules: PathBuf,
+    /// The `grub-mkstandalone` that builds the EFI image from those modules (it must come from
+    /// the same GRUB release; the default is the one on `PATH`).
+    #[arg(long, value_name = "PROGRAM", default_value = "grub-mkstandalone")]
+    grub_mkstandalone: PathBuf,
     /// The hnroot.mod kit (one directory per GRUB build, and grub.cfg).
     #[arg(long, value_name = "DIR", default_value = grub::KIT_DIR)]
     kit: PathBuf,
@@ -84,7 +88,11 @@ struct GrubParts {
 }
 
 fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
-    let grub = grub::Grub::at(&args.grub_modules)?;
+    let mut grub = grub::Grub::at(&args.grub_modules)?;
+    grub.mkstandalone = args.grub_mkstandalone.clone();
+    grub.mkstandalone = grub
+        .find_mkstandalone()
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
     let kit = grub::ModuleKit::at(&args.kit);
     let module = kit.module_for(&grub)?;
     let cfg = kit.grub_cfg()?;

@@ -229,6 +229,42 @@ fn a_module_built_for_another_grub_is_refused_naming_both() {
     assert!(disk.untouched());
 }
 
+#[test]
+fn a_missing_image_builder_is_refused_before_the_disk_is_touched() {
+    if !can_mount() {
+        return;
+    }
+    let Some(kit) = kit() else {
+        return;
+    };
+    let s = signed_image();
+    let disk = LoopDisk::new(1024);
+    let missing = s.dir.path().join("no-such/grub-mkstandalone");
+    let out = hnroot(&[
+        "install",
+        "--disk",
+        &disk.node,
+        "--image",
+        s.image.to_str().unwrap(),
+        "--keys",
+        s.keys.to_str().unwrap(),
+        "--kit",
+        kit.to_str().unwrap(),
+        "--grub-mkstandalone",
+        missing.to_str().unwrap(),
+        "--yes",
+    ]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(&missing.display().to_string())
+            && t.contains("no executable file")
+            && t.contains("nothing was written"),
+        "{t}"
+    );
+    assert!(disk.untouched());
+}
+
 fn blkid(node: &str, tag: &str) -> String {
     run(&["blkid", "-p", "-s", tag, "-o", "value", node])
         .trim()

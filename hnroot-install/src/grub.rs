@@ -120,6 +120,42 @@ impl Grub {
     }
 }
 
+impl Grub {
+    /// The image builder, found before anything is written: a path names one program, a bare
+    /// name is looked up on `PATH` as `Command` would.
+    pub fn find_mkstandalone(&self) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let tool = &self.mkstandalone;
+        let runnable = |p: &Path| {
+            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        let bare = tool.components().count() == 1;
+        let found = if bare {
+            std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(tool))
+                    .find(|c| runnable(c))
+            })
+        } else {
+            runnable(tool).then(|| tool.clone())
+        };
+        found.ok_or_else(|| {
+            anyhow!(
+                "looked for GRUB's image builder {} ({}) to build the EFI image from {}: {}; \
+                 install grub-common, or name the one of that GRUB with --grub-mkstandalone",
+                tool.display(),
+                if bare { "on PATH" } else { "a path" },
+                self.modules_dir.display(),
+                if bare {
+                    "it is not on PATH"
+                } else {
+                    "there is no executable file there"
+                }
+            )
+        })
+    }
+}
+
 /// `name="value"` in a `modinfo.sh`.
 fn modinfo_value(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|l| {

@@ -313,11 +313,15 @@ fn rewrite_fstab(mnt: &Path, notes: &mut Vec<String>) -> Result<()> {
             out.push_str(&format!("# (hnroot image build) {line}\n"));
         }
     }
+    // The ESP keeps systemd's device timeout (90 s): its device unit appears only once udevd runs
+    // in the real root, which under a slow start (QEMU without KVM: about 25 s after the job
+    // began) outlasted the 10 s this once had, and /boot/loader was never mounted. `nofail`
+    // already keeps the boot from waiting for it.
     out.push_str(&format!(
         "# hnroot: the root is an image on hostpart, mounted by the initramfs with a writable layer\n\
          # on hostpart; hostpart itself is already mounted at {hp} when systemd starts.\n\
          LABEL={hl} {hp} auto defaults,nofail 0 0\n\
-         LABEL={el} {ep} vfat umask=0077,nofail,x-systemd.device-timeout=10s 0 0\n",
+         LABEL={el} {ep} vfat umask=0077,nofail 0 0\n",
         hp = layout::HOSTPART_MOUNT,
         hl = layout::HOSTPART_LABEL,
         el = layout::ESP_LABEL,

@@ -67,7 +67,7 @@ fn unpacked_modules(release: Debian) -> Result<PathBuf> {
     let deb = match apt.download(GRUB_BINARY_PACKAGE, build.version, &staging) {
         Ok(deb) => deb,
         Err(e) => {
-            let Some((_, deb)) = build.pool else {
+            let Some(deb) = build.pool.map(|p| p.bin) else {
                 return Err(e);
             };
             eprintln!(

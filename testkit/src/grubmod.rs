@@ -399,7 +399,7 @@ fn fetch_source(release: Debian, dir: &Path) -> Result<PathBuf> {
     match apt.download_source("grub2", build.version, dir) {
         Ok(dsc) => Ok(dsc),
         Err(e) => {
-            let Some((dsc, _)) = build.pool else {
+            let Some(dsc) = build.pool.map(|p| p.dsc) else {
                 return Err(e);
             };
             eprintln!(

@@ -38,9 +38,30 @@ pub struct GrubBuild {
     /// Whether the machine's own installed `grub-efi-amd64-bin` is this build (the build
     /// machine's release), rather than a package unpacked into the cache.
     pub installed: bool,
-    /// The source's `.dsc` and the binary package, for when apt's index has moved past this
-    /// version (`None`: apt's index is the only way, and must list it).
-    pub pool: Option<(PoolFile, PoolFile)>,
+    /// The pool's files of this build, for when apt's index has moved past this version
+    /// (`None`: apt's index is the only way, and must list it).
+    pub pool: Option<GrubPool>,
+}
+
+/// A GRUB build's files in Debian's pool.
+#[derive(Clone, Copy, Debug)]
+pub struct GrubPool {
+    /// The `grub2` source's `.dsc` (the module is built against it).
+    pub dsc: PoolFile,
+    /// `grub-efi-amd64-bin`: the modules images are built from.
+    pub bin: PoolFile,
+    /// What else a Debian tree of the release needs to have this GRUB installed
+    /// (`grub-efi-amd64-bin` depends on `grub-common` of its exact version, and on
+    /// `grub-efi-amd64-unsigned`, which does too): the distro suite installs the three over
+    /// the archive's newer build, so that the tree's GRUB is the one the module fits.
+    pub tree: [PoolFile; 2],
+}
+
+impl GrubPool {
+    /// The packages that make a tree's GRUB this build.
+    pub fn tree_debs(&self) -> [PoolFile; 3] {
+        [self.tree[0], self.bin, self.tree[1]]
+    }
 }
 
 impl GrubBuild {
@@ -110,16 +131,29 @@ impl Debian {
             Debian::Trixie => GrubBuild {
                 version: "2.12-9+deb13u2",
                 installed: false,
-                pool: Some((
-                    PoolFile {
+                pool: Some(GrubPool {
+                    dsc: PoolFile {
                         path: "pool/main/g/grub2/grub2_2.12-9+deb13u2.dsc",
                         sha256: "5d1cda92727de39518a94ce23e7e239077acdfa9a4694e71eba736dbd354391a",
                     },
-                    PoolFile {
+                    bin: PoolFile {
                         path: "pool/main/g/grub2/grub-efi-amd64-bin_2.12-9+deb13u2_amd64.deb",
                         sha256: "d486d62c83aa197f83c1dd0560ffd96d91c896f4d58485164eb7e1623e7bfde2",
                     },
-                )),
+                    tree: [
+                        PoolFile {
+                            path: "pool/main/g/grub2/grub-common_2.12-9+deb13u2_amd64.deb",
+                            sha256:
+                                "a59d34a52e98450165ffc05b75886e139ad77b9d851d25b11eaa973cbdcb3bdd",
+                        },
+                        PoolFile {
+                            path:
+                                "pool/main/g/grub2/grub-efi-amd64-unsigned_2.12-9+deb13u2_amd64.deb",
+                            sha256:
+                                "f30a4ab589f70af74bea89df37f538ad2faa7c6c41b2e7fa3b54a8fb81bf4193",
+                        },
+                    ],
+                }),
             },
         }
     }
@@ -184,14 +218,32 @@ mod tests {
         assert_eq!(Debian::Trixie.grub().upstream_number().unwrap(), 212);
         for d in Debian::ALL {
             assert_eq!(Debian::with_grub(d.grub().version), Some(d));
-            if let Some((dsc, deb)) = d.grub().pool {
-                assert!(dsc
+            if let Some(pool) = d.grub().pool {
+                assert!(pool
+                    .dsc
                     .path
                     .ends_with(&format!("grub2_{}.dsc", d.grub().version)));
-                assert!(deb
-                    .path
-                    .contains(&format!("_{}_amd64.deb", d.grub().version)));
-                assert_eq!(dsc.sha256.len(), 64);
+                let debs = pool.tree_debs();
+                for (file, package) in debs.iter().zip([
+                    "grub-common",
+                    "grub-efi-amd64-bin",
+                    "grub-efi-amd64-unsigned",
+                ]) {
+                    assert!(
+                        file.path
+                            .ends_with(&format!("/{package}_{}_amd64.deb", d.grub().version)),
+                        "{}",
+                        file.path
+                    );
+                }
+                for file in debs.iter().chain([&pool.dsc]) {
+                    assert!(
+                        file.sha256.len() == 64
+                            && file.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                        "{}",
+                        file.path
+                    );
+                }
             }
         }
         // The build machine is Debian 12: exactly that release's GRUB is the installed one.

@@ -291,7 +291,7 @@ mod tests {
         ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("testkit/src/initramfs.rs", 1), // $CARGO
         ("testkit/src/relax.rs", 1),   // a test program it just linked
-        ("tests/src/bin/distro.rs", 8), // the hnroot binary under test
+        ("tests/src/bin/distro.rs", 6), // the hnroot binary under test
         ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
     ];
 

@@ -5,6 +5,11 @@
 //! blank disk (a loop device) an hnroot disk with the first of them; `hnroot stage` puts the
 //! next one on hostpart; QEMU boots the disk through the production chain (OVMF, GRUB with
 //! hnroot.mod, Debian's kernel, initramfs-tools with `hnroot-init mount-root`, systemd).
+//! `--debian 12|13` picks the release of the tree and of the GRUB `hnroot install` puts on the
+//! disk (`testkit::grubbin`: Debian 12's installed GRUB, or Debian 13's modules from the cache
+//! with a `grub-mkstandalone` built from its source, passed as `--grub-modules` and
+//! `--grub-mkstandalone`); a Debian 13 tree has GRUB 2.12-9+deb13u2, the build the module fits,
+//! installed from the pool over the archive's newer one (`testkit::debian`).
 //!
 //! Scenario `debian-systemd`: v1 installed, v2 staged: the update boots, systemd reaches
 //! multi-user.target, `hnroot-mark-good.service` commits v2 after `boot-complete.target`, and
@@ -38,9 +43,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
+use hnroot_install::grub::Grub;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session, SYSTEMD_END_MARKERS};
-use hnroot_testkit::{deb, debian, grubmod, initramfs, qemu};
+use hnroot_testkit::release::Debian;
+use hnroot_testkit::{deb, debian, grubbin, grubmod, initramfs, qemu};
 
 /// Bound on one boot of the Debian image under TCG (firmware, GRUB, kernel, initramfs-tools,
 /// systemd to multi-user.target and the report), or on a reboot of a failed trial.
@@ -56,9 +63,10 @@ const DISK_MIB: u64 = 6144;
              back)."
 )]
 struct Args {
-    /// The Debian suite of the tree.
-    #[arg(long, default_value = "bookworm")]
-    suite: String,
+    /// The Debian release of the tree and of the GRUB installed: 12 (GRUB 2.06, kernel 6.1) or
+    /// 13 (GRUB 2.12, kernel 6.12).
+    #[arg(long, default_value_t = Debian::NEWEST)]
+    debian: Debian,
     /// Run only this scenario (default: every one).
     #[arg(long, value_enum)]
     only: Option<Scenario>,
@@ -83,9 +91,36 @@ struct Parts {
     deb: deb::Deb,
     cli: PathBuf,
     kit: PathBuf,
+    /// The release's GRUB that `hnroot install` puts on the disks (its modules and the
+    /// `grub-mkstandalone` that builds images from them).
+    grub: Grub,
     work: PathBuf,
     public: PathBuf,
     secret: PathBuf,
+}
+
+impl Parts {
+    /// `hnroot install` of `image` onto the blank disk `node`, with the release's GRUB.
+    fn install(&self, node: &str, image: &Path, keys: &Path) -> Result<String> {
+        run(Command::new(&self.cli)
+            .args([
+                "install",
+                "--disk",
+                node,
+                "--yes",
+                "--no-boot-entry",
+                "--image",
+            ])
+            .arg(image)
+            .arg("--keys")
+            .arg(keys)
+            .arg("--kit")
+            .arg(&self.kit)
+            .arg("--grub-modules")
+            .arg(&self.grub.modules_dir)
+            .arg("--grub-mkstandalone")
+            .arg(&self.grub.mkstandalone))
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
@@ -120,6 +155,10 @@ echo \"hnroot-test: version ${IMAGE_VERSION}\"
 echo \"hnroot-test: root $(findmnt -n -o FSTYPE /) $(findmnt -n -o OPTIONS /)\"
 echo \"hnroot-test: failed [$(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\\n' ' ' | sed 's/ $//')]\"
 echo \"hnroot-test: boot-complete $(systemctl is-active boot-complete.target)\"
+# The ESP at /boot/loader (fstab, nofail): once this boot's own mount job is done, without
+# starting another.
+while systemctl list-jobs --no-legend | grep -q boot-loader.mount; do sleep 1; done
+echo \"hnroot-test: esp $(findmnt -n -o FSTYPE /boot/loader)\"
 ";
 
 /// After `hnroot-mark-good.service`: its result, hnroot's view, and the power-off of a boot that
@@ -256,7 +295,9 @@ fn set_version(root: &Path, version: &str) -> Result<()> {
     )
 }
 
-fn prepare(suite: &str) -> Result<Parts> {
+fn prepare(release: Debian) -> Result<Parts> {
+    let suite = release.suite();
+    let grub = grubbin::grub(release)?;
     let t = Instant::now();
     let tree = debian::systemd_tree(suite, &[])?;
     say(&format!(
@@ -294,6 +335,7 @@ fn prepare(suite: &str) -> Result<Parts> {
         deb,
         cli,
         kit,
+        grub,
         work,
         public,
         secret,
@@ -323,48 +365,8 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
         "tree copied and hnroot installed with dpkg in {:.0} s",
         t.elapsed().as_secs_f64()
     ));
-    write(
-        &staging,
-        "etc/systemd/system/hnroot-test-report.service",
-        REPORT_UNIT,
-        0o644,
-    )?;
-    write(
-        &staging,
-        "usr/local/sbin/hnroot-test-report",
-        REPORT_SCRIPT,
-        0o755,
-    )?;
-    enable(
-        &staging,
-        "hnroot-test-report.service",
-        "multi-user.target.wants",
-    )?;
-    write(
-        &staging,
-        "etc/systemd/system/hnroot-test-end.service",
-        END_UNIT,
-        0o644,
-    )?;
-    write(
-        &staging,
-        "usr/local/sbin/hnroot-test-end",
-        END_SCRIPT,
-        0o755,
-    )?;
-    enable(
-        &staging,
-        "hnroot-test-end.service",
-        "multi-user.target.wants",
-    )?;
-    // The serial console is the report's: a login prompt there hangs the line up under the
-    // report (vhangup), and its lines are lost.
-    let getty = staging.join("etc/systemd/system/serial-getty@ttyS0.service");
-    let _ = fs::remove_file(&getty);
-    std::os::unix::fs::symlink("/dev/null", &getty)?;
+    instrument_tree(p, &staging, REPORT_SCRIPT)?;
     add_identity_report(&staging)?;
-    // The publisher's key, as a fleet's image would carry it.
-    fs::copy(&p.public, staging.join("etc/hnroot/keys/publisher.pub"))?;
     let mut out = Vec::new();
     for version in ["1", "2", "3"] {
         if version == "3" {
@@ -556,6 +558,17 @@ fn check_committed_boot(boot: &BootRecord, version: &str, grub: &str) -> Result<
         report(boot, "boot-complete"),
         report(boot, "mark-good")
     );
+    ensure!(
+        report(boot, "esp") == Some("vfat"),
+        "boot {}: /boot/loader holds {:?}, expected the ESP (vfat) mounted by the image's fstab\n{}",
+        boot.index,
+        report(boot, "esp"),
+        boot.text
+            .lines()
+            .filter(|l| l.contains("EFI-BOOT") || l.contains("boot-loader"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let root = report(boot, "root").unwrap_or("");
     ensure!(
         root.starts_with("overlay "),
@@ -589,20 +602,7 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let keys = p.work.join("keys");
     {
         let d = LoopDisk::attach(&disk, false)?;
-        let said = run(Command::new(&p.cli)
-            .args([
-                "install",
-                "--disk",
-                &d.node,
-                "--yes",
-                "--no-boot-entry",
-                "--image",
-            ])
-            .arg(&v1)
-            .arg("--keys")
-            .arg(&keys)
-            .arg("--kit")
-            .arg(&p.kit))?;
+        let said = p.install(&d.node, &v1, &keys)?;
         say(&format!("hnroot install: {}", last_line(&said)));
     }
     let off = Offline::open(p, &disk)?;
@@ -839,20 +839,7 @@ fn identity(p: &Parts) -> Result<()> {
     fs::File::create(&disks[0])?.set_len(DISK_MIB << 20)?;
     {
         let d = LoopDisk::attach(&disks[0], false)?;
-        run(Command::new(&p.cli)
-            .args([
-                "install",
-                "--disk",
-                &d.node,
-                "--yes",
-                "--no-boot-entry",
-                "--image",
-            ])
-            .arg(&v1)
-            .arg("--keys")
-            .arg(&keys)
-            .arg("--kit")
-            .arg(&p.kit))?;
+        p.install(&d.node, &v1, &keys)?;
     }
     for copy in &disks[1..] {
         let _ = fs::remove_file(copy);
@@ -998,8 +985,8 @@ fn main() -> Result<()> {
         bail!("the distro suite needs root (mmdebstrap, chroot, loop devices)");
     }
     let t = Instant::now();
-    println!("== distro {}: parts", args.suite);
-    let parts = prepare(&args.suite)?;
+    println!("== distro {}: parts", args.debian);
+    let parts = prepare(args.debian)?;
     let wanted = |s: Scenario| args.only.is_none_or(|o| o == s);
     // Every scenario runs even when an earlier one failed: each proves something else.
     let mut failures = Vec::new();
@@ -1032,7 +1019,7 @@ fn main() -> Result<()> {
     };
     println!(
         "distro {}: {} in {:.0} s",
-        args.suite,
+        args.debian,
         if result.is_ok() { "passed" } else { "FAILED" },
         t.elapsed().as_secs_f64()
     );
@@ -1043,13 +1030,8 @@ fn main() -> Result<()> {
 /// (the header hnroot-mount-root writes into hnroot-init's log), whether hnroot-init had to give
 /// its mounts a private parent (under systemd everything is shared), and where hostpart is
 /// mounted in the running system (only /hostpart when hnroot-init could move it there).
-const DRACUT_REPORT_SCRIPT: &str = "#!/bin/sh
-. /etc/os-release
-log=/run/hnroot/mount-root.log
-echo \"hnroot-test: version ${IMAGE_VERSION}\"
-echo \"hnroot-test: root $(findmnt -n -o FSTYPE /) $(findmnt -n -o OPTIONS /)\"
-echo \"hnroot-test: failed [$(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\\n' ' ' | sed 's/ $//')]\"
-echo \"hnroot-test: boot-complete $(systemctl is-active boot-complete.target)\"
+/// Appended to [`REPORT_SCRIPT`].
+const DRACUT_REPORT_LINES: &str = "log=/run/hnroot/mount-root.log
 echo \"hnroot-test: initrd $(sed -n '1s/^# //p' $log)\"
 echo \"hnroot-test: private-scratch $(grep -c 'is under a shared mount' $log)\"
 echo \"hnroot-test: hostpart-moved $(grep -c 'moved hostpart to /sysroot/hostpart' $log)\"
@@ -1134,21 +1116,16 @@ fn tree_release(root: &Path) -> Result<String> {
     releases.pop().context("no kernel")
 }
 
-/// The report units, the serial console kept for them, and the publisher's key, in `staging`
-/// (what `build_images` adds to the initramfs-tools tree, with the dracut report).
-fn instrument_dracut_tree(p: &Parts, staging: &Path) -> Result<()> {
+/// The report units (the report's script `report`), the serial console kept for them, and the
+/// publisher's key (as a fleet's image would carry it), in `staging`.
+fn instrument_tree(p: &Parts, staging: &Path, report: &str) -> Result<()> {
     write(
         staging,
         "etc/systemd/system/hnroot-test-report.service",
         REPORT_UNIT,
         0o644,
     )?;
-    write(
-        staging,
-        "usr/local/sbin/hnroot-test-report",
-        DRACUT_REPORT_SCRIPT,
-        0o755,
-    )?;
+    write(staging, "usr/local/sbin/hnroot-test-report", report, 0o755)?;
     enable(
         staging,
         "hnroot-test-report.service",
@@ -1264,7 +1241,11 @@ fn debian_dracut(p: &Parts) -> Result<()> {
         initrd.display(),
         t.elapsed().as_secs_f64()
     ));
-    instrument_dracut_tree(p, &staging)?;
+    instrument_tree(
+        p,
+        &staging,
+        &format!("{REPORT_SCRIPT}{DRACUT_REPORT_LINES}"),
+    )?;
     let d1 = work.join("d1.img");
     let d2 = work.join("d2.img");
     set_version(&staging, "d1")?;
@@ -1302,20 +1283,7 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     let keys = p.work.join("keys");
     {
         let d = LoopDisk::attach(&disk, false)?;
-        let said = run(Command::new(&p.cli)
-            .args([
-                "install",
-                "--disk",
-                &d.node,
-                "--yes",
-                "--no-boot-entry",
-                "--image",
-            ])
-            .arg(&d1)
-            .arg("--keys")
-            .arg(&keys)
-            .arg("--kit")
-            .arg(&p.kit))?;
+        let said = p.install(&d.node, &d1, &keys)?;
         say(&format!("hnroot install d1: {}", last_line(&said)));
     }
     let run_dir = work.join("qemu");
@@ -1380,4 +1348,28 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     );
     let _ = fs::remove_file(&disk);
     Ok(())
+}
+
+/// `cargo xtask test` runs `distro --debian 12` (every scenario) and `distro --debian 13 --only
+/// debian-systemd`; without options the newest release.
+#[cfg(test)]
+mod default_args {
+    use clap::Parser;
+    use hnroot_testkit::release::Debian;
+
+    #[test]
+    fn the_defaults_and_the_lanes_arguments_parse() {
+        let args = super::Args::try_parse_from(["distro"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((args.debian, args.only), (Debian::NEWEST, None));
+        let args =
+            super::Args::try_parse_from(["distro", "--debian", "13", "--only", "debian-systemd"])
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (args.debian, args.only),
+            (Debian::Trixie, Some(super::Scenario::DebianSystemd))
+        );
+        let args = super::Args::try_parse_from(["distro", "--debian", "12"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.debian, Debian::Bookworm);
+    }
 }
