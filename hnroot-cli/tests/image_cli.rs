@@ -165,6 +165,11 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
                     && fstab.contains("LABEL=EFI-BOOT /boot/loader vfat"),
                 "{fstab}"
             );
+            let dropin = std::fs::read_to_string(
+                mnt.join("etc/systemd/system/hostpart.mount.d/hnroot.conf"),
+            )
+            .unwrap();
+            assert!(dropin.contains("\nDefaultDependencies=no\n"), "{dropin}");
             assert!(mnt.join("usr/sbin/hnroot").is_file());
             assert_eq!(
                 std::fs::read_link(

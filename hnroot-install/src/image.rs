@@ -333,7 +333,36 @@ fn rewrite_fstab(mnt: &Path, notes: &mut Vec<String>) -> Result<()> {
         layout::HOSTPART_MOUNT,
         layout::ESP_MOUNT
     ));
+    // hostpart is mounted by the initramfs and holds the root's writable layer until the final
+    // shutdown: without default dependencies (Conflicts=umount.target) systemd leaves it to
+    // systemd-shutdown, which syncs it and remounts it read-only, instead of failing to unmount
+    // it in the ordinary shutdown (a FAILED line on every shutdown). `x-initrd.mount` would
+    // say the same, but systemd reads a mounted filesystem's options from the kernel, which
+    // never sees that one.
+    let unit = mount_unit_name(layout::HOSTPART_MOUNT);
+    let dropin = mnt.join(format!("etc/systemd/system/{unit}.d/hnroot.conf"));
+    fs::create_dir_all(dropin.parent().context("a drop-in has a directory")?)?;
+    fs::write(
+        &dropin,
+        format!(
+            "# hnroot: {hp} is mounted by the initramfs and holds the root's writable layer: it\n\
+             # stays mounted until the final shutdown (systemd-shutdown syncs it and remounts it\n\
+             # read-only).\n\
+             [Unit]\nDefaultDependencies=no\nBefore=local-fs.target\n",
+            hp = layout::HOSTPART_MOUNT
+        ),
+    )
+    .with_context(|| format!("cannot write {}", dropin.display()))?;
+    notes.push(format!(
+        "{unit}: left mounted until the final shutdown (/etc/systemd/system/{unit}.d/hnroot.conf)"
+    ));
     Ok(())
+}
+
+/// systemd's mount unit name for an absolute path without characters to escape (`/hostpart`
+/// -> `hostpart.mount`, `/boot/loader` -> `boot-loader.mount`).
+fn mount_unit_name(path: &str) -> String {
+    format!("{}.mount", path.trim_matches('/').replace('/', "-"))
 }
 
 fn install_hnroot_files(req: &BuildRequest, mnt: &Path, notes: &mut Vec<String>) -> Result<()> {
@@ -590,6 +619,12 @@ fn fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_unit_names_are_systemds() {
+        assert_eq!(mount_unit_name(layout::HOSTPART_MOUNT), "hostpart.mount");
+        assert_eq!(mount_unit_name(layout::ESP_MOUNT), "boot-loader.mount");
+    }
 
     #[test]
     fn links_resolve_inside_the_tree() {

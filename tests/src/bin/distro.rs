@@ -529,6 +529,24 @@ fn report<'a>(boot: &'a BootRecord, key: &str) -> Option<&'a str> {
         .find_map(|l| l.find(&prefix).map(|i| l[i + prefix.len()..].trim_end()))
 }
 
+/// systemd's ordinary shutdown must not report a mount it failed to unmount: hostpart (held by
+/// the root's writable layer) is left to the final shutdown (`x-initrd.mount` in the image's
+/// fstab).
+fn check_shutdown(boot: &BootRecord) -> Result<()> {
+    let failed: Vec<&str> = boot
+        .text
+        .lines()
+        .filter(|l| l.contains("Failed unmounting"))
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "boot {}: systemd's shutdown failed to unmount:\n{}",
+        boot.index,
+        failed.join("\n")
+    );
+    Ok(())
+}
+
 fn check_committed_boot(boot: &BootRecord, version: &str, grub: &str) -> Result<()> {
     let grub_line = boot.decision.as_deref().unwrap_or("");
     ensure!(
@@ -585,6 +603,7 @@ fn check_committed_boot(boot: &BootRecord, version: &str, grub: &str) -> Result<
             .collect::<Vec<_>>()
             .join("\n")
     );
+    check_shutdown(boot)?;
     ensure!(
         boot.end == Some(End::Poweroff),
         "boot {}: ended {:?}, expected a power-off after the report",
@@ -680,6 +699,7 @@ fn debian_systemd(p: &Parts) -> Result<()> {
             "trial boot {trial} ended {:?}",
             boot.end
         );
+        check_shutdown(&boot)?;
     }
     let boot = s.next_boot(BOOT_TIMEOUT)?;
     say(&format!(
