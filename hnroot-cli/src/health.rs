@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Result;
 use hnroot_core::cmdline;
-use hnroot_core::history::Event;
+use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_core::operator::{self, HealthAction};
 
@@ -40,7 +40,7 @@ fn run(args: &HealthFailedArgs) -> Result<HealthAction> {
         .or_else(|| obs.readable(ImageName::Current));
     crate::history_cmd::record(
         &hostpart,
-        Event::HealthFailed,
+        Operator::HealthFailed,
         Some(params.booted.map_or(ImageName::Current, |b| b.name)),
         running,
         obs.good(),

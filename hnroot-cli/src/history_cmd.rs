@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use hnroot_core::history::{Event, Record};
+use hnroot_core::history::{Operator, Record};
 use hnroot_core::name::ImageName;
+use hnroot_core::plan::PlanKind;
 use hnroot_core::uuid::FsUuid;
 use hnroot_linux::history_file;
 use hnroot_linux::hostpart::Hostpart;
@@ -59,7 +60,7 @@ fn run(args: &HistoryArgs) -> Result<()> {
             .map(|r| {
                 json!({
                     "sequence": r.sequence, "time": r.time, "event": r.event.code(),
-                    "reason": r.reason, "plan": r.plan,
+                    "reason": r.reason.code(), "plan": r.plan.map_or("-", PlanKind::code),
                     "image": r.image.map(ImageName::file_name),
                     "now_at": r.now_at.map(ImageName::file_name),
                     "uuid": r.uuid.map(|u| u.to_string()),
@@ -103,29 +104,12 @@ pub fn history(args: &HistoryArgs) -> ExitCode {
 /// Record an operator command in the history (a failure to record is said, not fatal).
 pub fn record(
     hostpart: &Hostpart,
-    event: Event,
+    command: Operator,
     image: Option<ImageName>,
     uuid: Option<FsUuid>,
     good: Option<FsUuid>,
 ) {
-    let plan = match event {
-        Event::Stage => "stage",
-        Event::RevertRequested => "request-revert",
-        Event::MarkedGood => "mark-good",
-        _ => "-",
-    };
-    let r = Record {
-        sequence: 0,
-        time: history_file::now(),
-        event,
-        reason: "unknown",
-        plan,
-        image,
-        now_at: image,
-        uuid,
-        tries: None,
-        good,
-    };
+    let r = Record::operator(history_file::now(), command, image, uuid, good);
     if let Err(e) = history_file::append(hostpart, r) {
         warn!("hnroot: the history could not be written ({e}); the command itself is done");
     }

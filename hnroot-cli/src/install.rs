@@ -279,7 +279,7 @@ fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
                 hostpart.make_dirs(layout::RECORDS_DIR)?;
                 crate::history_cmd::record(
                     &hostpart,
-                    hnroot_core::history::Event::Installed,
+                    hnroot_core::history::Operator::Installed,
                     Some(ImageName::Current),
                     Some(checked.bootable.uuid),
                     Some(checked.bootable.uuid),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use hnroot_core::cmdline;
 use hnroot_core::decide::{decide, Config};
-use hnroot_core::history::Event;
+use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_core::operator;
 use hnroot_linux::bootstate_file;
@@ -60,7 +60,7 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
         let current = view.observation(state).readable(ImageName::Current);
         crate::history_cmd::record(
             &hostpart,
-            Event::MarkedGood,
+            Operator::MarkedGood,
             Some(ImageName::Current),
             current,
             current,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use hnroot_core::cmdline;
 use hnroot_core::decide::{decide, Config};
-use hnroot_core::history::Event;
+use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_core::operator;
 use hnroot_linux::exec::Executor;
@@ -46,7 +46,7 @@ fn run(args: &RevertArgs) -> Result<()> {
     if !plan.steps.is_empty() {
         crate::history_cmd::record(
             &hostpart,
-            Event::RevertRequested,
+            Operator::RevertRequested,
             Some(ImageName::Old),
             after.readable(ImageName::Old),
             after.good(),

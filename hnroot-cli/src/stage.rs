@@ -654,7 +654,7 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let after = hostpart.observe()?.observation(state);
     crate::history_cmd::record(
         &hostpart,
-        hnroot_core::history::Event::Stage,
+        hnroot_core::history::Operator::Stage,
         Some(hnroot_core::name::ImageName::New),
         Some(bootable.uuid),
         after.good(),

@@ -162,7 +162,7 @@ impl Report {
             "boot_state_source": self.state_source,
             "image": boot.map(|b| b.image.file_name()),
             "uuid": boot.map(|b| b.uuid.to_string()),
-            "reason": boot.map_or("nothing-bootable", |b| b.reason.code()),
+            "reason": self.decision.reason_code().code(),
             "reason_text": boot.map(|b| b.reason.to_string()),
             "attempt": attempt,
             "of": of,

@@ -21,6 +21,7 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::bootstate::MAX_TRIES;
+use crate::decide::ReasonCode;
 use crate::layout;
 use crate::name::ImageName;
 use crate::plan::Booted;
@@ -198,8 +199,8 @@ pub struct BootParams<'a> {
     pub image_rw: bool,
     /// `init=`.
     pub init: Option<&'a str>,
-    /// `hnroot.reason=`: why GRUB booted the image.
-    pub reason: Option<&'static str>,
+    /// `hnroot.reason=`: why GRUB booted the image (never [`ReasonCode::Unknown`]).
+    pub reason: Option<ReasonCode>,
     /// `hnroot.hostname=`, as given (sanitised where it is used, [`crate::hostname`]).
     pub hostname: Option<&'a str>,
     /// Parameters refused, in order.
@@ -344,8 +345,8 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
                     p.refuse(ParamError::Hostname(value));
                 }
             }
-            "hnroot.reason" => match crate::history::REASONS.iter().find(|r| **r == value) {
-                Some(r) if *r != "unknown" => p.reason = Some(r),
+            "hnroot.reason" => match ReasonCode::from_code(value) {
+                Some(r) if r != ReasonCode::Unknown => p.reason = Some(r),
                 _ => p.refuse(ParamError::Reason(value)),
             },
             _ => {
@@ -406,8 +407,8 @@ pub struct KernelArgs {
     pub esp: Option<PartUuid>,
     /// Tries a new image gets (for the initramfs's prediction of the next boot).
     pub tries: u8,
-    /// Why GRUB boots it: a reason code of [`crate::history::REASONS`].
-    pub reason: &'static str,
+    /// Why GRUB boots it.
+    pub reason: ReasonCode,
 }
 
 impl fmt::Display for KernelArgs {
@@ -601,7 +602,7 @@ mod tests {
             hostpart: Some(PartUuid::parse("0fc63daf-8483-4772-8e79-3d69d8477de4").unwrap()),
             esp: Some(PartUuid::parse("8f8378c0-01").unwrap()),
             tries: 5,
-            reason: "update",
+            reason: ReasonCode::Update,
         };
         assert_eq!(
             std::format!("{a}"),

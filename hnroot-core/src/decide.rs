@@ -31,7 +31,6 @@
 
 use core::fmt;
 
-use bitflags::bitflags;
 use heapless::Vec;
 
 use crate::bootstate::{BootState, StateSeen, Trial, Tries, DEFAULT_TRIES};
@@ -131,105 +130,75 @@ impl fmt::Display for Reason {
 }
 
 impl Reason {
-    /// A stable one-word name for JSON, GRUB variables and the kernel log.
-    pub const fn code(&self) -> &'static str {
+    /// Its stable code (JSON, GRUB variables, the kernel command line, the history).
+    pub const fn code(&self) -> ReasonCode {
         match self {
-            Reason::Normal => "normal",
-            Reason::Update { .. } => "update",
-            Reason::Trial { .. } => "trial",
-            Reason::ManualRevert => "manual-revert",
-            Reason::RevertRefused => "revert-refused",
-            Reason::AutomaticRollback { .. } => "automatic-rollback",
-            Reason::TrialExhausted => "trial-exhausted",
-            Reason::Recovery { .. } => "recovery",
+            Reason::Normal => ReasonCode::Normal,
+            Reason::Update { .. } => ReasonCode::Update,
+            Reason::Trial { .. } => ReasonCode::Trial,
+            Reason::ManualRevert => ReasonCode::ManualRevert,
+            Reason::RevertRefused => ReasonCode::RevertRefused,
+            Reason::AutomaticRollback { .. } => ReasonCode::AutomaticRollback,
+            Reason::TrialExhausted => ReasonCode::TrialExhausted,
+            Reason::Recovery { .. } => ReasonCode::Recovery,
         }
     }
 }
 
-bitflags! {
+crate::codes::stable_codes! {
+    /// Why an image was booted, as one word: every [`Reason`]'s code, the decision that nothing
+    /// is bootable, and GRUB's second menu entry (the next image after the chosen one's kernel
+    /// could not be loaded). The number is the history file's and the FFI's; the word is on
+    /// the kernel command line (`hnroot.reason=`), in GRUB's `hnroot_reason` and in JSON.
+    pub enum ReasonCode {
+        /// Not known (a boot without `hnroot.reason=`, an operator command).
+        Unknown = 0 => "unknown",
+        /// [`Reason::Normal`].
+        Normal = 1 => "normal",
+        /// [`Reason::Update`].
+        Update = 2 => "update",
+        /// [`Reason::Trial`].
+        Trial = 3 => "trial",
+        /// [`Reason::ManualRevert`].
+        ManualRevert = 4 => "manual-revert",
+        /// [`Reason::RevertRefused`].
+        RevertRefused = 5 => "revert-refused",
+        /// [`Reason::AutomaticRollback`].
+        AutomaticRollback = 6 => "automatic-rollback",
+        /// [`Reason::TrialExhausted`].
+        TrialExhausted = 7 => "trial-exhausted",
+        /// [`Reason::Recovery`].
+        Recovery = 8 => "recovery",
+        /// [`Decision::NothingBootable`].
+        NothingBootable = 9 => "nothing-bootable",
+        /// GRUB's next menu entry: the chosen image's kernel could not be loaded.
+        NextImage = 10 => "next-image",
+    }
+}
+
+crate::codes::notes! {
     /// Things the decision noticed and worked around; each is one sentence in the boot log.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
     pub struct Notes: u32 {
         /// No boot-state block (no file, or never written): no trial counting until one exists.
-        const STATE_ABSENT = 1 << 0;
+        const STATE_ABSENT = 1 << 0 => ("state-absent", "no boot state recorded: trial counting is off until one is written");
         /// Both copies of the boot-state block are invalid.
-        const STATE_CORRUPT = 1 << 1;
+        const STATE_CORRUPT = 1 << 1 => ("state-corrupt", "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good");
         /// `system-revert` present, no readable `hn-root-old.img`.
-        const REVERT_REFUSED = 1 << 2;
+        const REVERT_REFUSED = 1 << 2 => ("revert-refused", "revert refused: no readable hn-root-old.img");
         /// `hn-root-new.img` exists but is not a readable filesystem.
-        const NEW_UNREADABLE = 1 << 3;
+        const NEW_UNREADABLE = 1 << 3 => ("new-unreadable", "hn-root-new.img ignored: not a readable filesystem");
         /// `hn-root-new.img` has the UUID of `hn-root.img` or `hn-root-old.img`.
-        const NEW_DUPLICATE_UUID = 1 << 4;
+        const NEW_DUPLICATE_UUID = 1 << 4 => ("new-duplicate-uuid", "hn-root-new.img ignored: same filesystem UUID as hn-root.img or hn-root-old.img (give each image its own UUID)");
         /// `hn-root-new.img` used all its tries before it was ever applied.
-        const NEW_FAILED_TRIAL = 1 << 5;
+        const NEW_FAILED_TRIAL = 1 << 5 => ("new-failed-trial", "hn-root-new.img ignored: it used all its tries");
         /// `hn-root-new.img` is cancelled by the revert request.
-        const NEW_CANCELLED = 1 << 6;
+        const NEW_CANCELLED = 1 << 6 => ("new-cancelled", "hn-root-new.img cancelled by system-revert");
         /// The boot state names a trial image that is neither `hn-root.img` nor staged.
-        const STALE_TRIAL = 1 << 7;
+        const STALE_TRIAL = 1 << 7 => ("stale-trial", "boot state names a trial image that is no longer hn-root.img or hn-root-new.img; ignored");
         /// `hn-root.img` is neither the image recorded as good nor the one on trial (replaced
         /// by hand, or an interrupted rollback): it goes on trial.
-        const UNVETTED_CURRENT = 1 << 8;
+        const UNVETTED_CURRENT = 1 << 8 => ("unvetted-current", "hn-root.img is not the image recorded as good: it is on trial until marked good");
     }
-}
-
-impl Notes {
-    /// Each note with its stable code and its sentence.
-    const TABLE: [(Notes, &'static str, &'static str); 9] = [
-        (Notes::STATE_ABSENT, "state-absent", "no boot state recorded: trial counting is off until one is written"),
-        (Notes::STATE_CORRUPT, "state-corrupt", "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good"),
-        (Notes::REVERT_REFUSED, "revert-refused", "revert refused: no readable hn-root-old.img"),
-        (Notes::NEW_UNREADABLE, "new-unreadable", "hn-root-new.img ignored: not a readable filesystem"),
-        (Notes::NEW_DUPLICATE_UUID, "new-duplicate-uuid", "hn-root-new.img ignored: same filesystem UUID as hn-root.img or hn-root-old.img (give each image its own UUID)"),
-        (Notes::NEW_FAILED_TRIAL, "new-failed-trial", "hn-root-new.img ignored: it used all its tries"),
-        (Notes::NEW_CANCELLED, "new-cancelled", "hn-root-new.img cancelled by system-revert"),
-        (Notes::STALE_TRIAL, "stale-trial", "boot state names a trial image that is no longer hn-root.img or hn-root-new.img; ignored"),
-        (Notes::UNVETTED_CURRENT, "unvetted-current", "hn-root.img is not the image recorded as good: it is on trial until marked good"),
-    ];
-
-    /// The stable codes of the notes set, in a fixed order.
-    pub fn codes(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .into_iter()
-            .filter(move |(flag, _, _)| self.contains(*flag))
-            .map(|(_, code, _)| code)
-    }
-
-    /// The sentences of the notes set, in the same order.
-    pub fn sentences(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .into_iter()
-            .filter(move |(flag, _, _)| self.contains(*flag))
-            .map(|(_, _, text)| text)
-    }
-}
-
-impl fmt::Display for Notes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, text) in self.sentences().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            f.write_str(text)?;
-        }
-        Ok(())
-    }
-}
-
-/// Codes separated by commas, `-` when there are none.
-pub(crate) fn write_codes<'a>(
-    f: &mut fmt::Formatter<'_>,
-    codes: impl Iterator<Item = &'a str>,
-) -> fmt::Result {
-    let mut any = false;
-    for code in codes {
-        f.write_str(if any { "," } else { "" })?;
-        f.write_str(code)?;
-        any = true;
-    }
-    if !any {
-        f.write_str("-")?;
-    }
-    Ok(())
 }
 
 /// A decision as one line of `key=value` words with stable values, for logs and tests:
@@ -241,8 +210,12 @@ pub struct DecisionRecord<'a>(&'a Decision);
 impl fmt::Display for DecisionRecord<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Decision::Boot(b) = self.0 else {
-            f.write_str("reason=nothing-bootable image=- uuid=- try=- fallbacks=- notes=")?;
-            write_codes(f, self.0.notes().codes())?;
+            write!(
+                f,
+                "reason={} image=- uuid=- try=- fallbacks=- notes=",
+                ReasonCode::NothingBootable
+            )?;
+            crate::codes::write_codes(f, self.0.notes().codes())?;
             return f.write_str(" write=-");
         };
         write!(
@@ -259,9 +232,9 @@ impl fmt::Display for DecisionRecord<'_> {
             _ => f.write_str("-")?,
         }
         f.write_str(" fallbacks=")?;
-        write_codes(f, b.fallbacks.iter().map(|(n, _)| n.file_name()))?;
+        crate::codes::write_codes(f, b.fallbacks.iter().map(|(n, _)| n.file_name()))?;
         f.write_str(" notes=")?;
-        write_codes(f, b.notes.codes())?;
+        crate::codes::write_codes(f, b.notes.codes())?;
         f.write_str(match b.write {
             None => " write=-",
             Some(BootState::Committed { .. }) => " write=committed",
@@ -313,6 +286,14 @@ impl Decision {
         match self {
             Decision::Boot(boot) => Some(boot),
             Decision::NothingBootable { .. } => None,
+        }
+    }
+
+    /// Why, as one word ([`ReasonCode::NothingBootable`] when nothing boots).
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            Decision::Boot(boot) => boot.reason.code(),
+            Decision::NothingBootable { .. } => ReasonCode::NothingBootable,
         }
     }
 

@@ -13,8 +13,8 @@
 //! |        |      | initramfs, 3 boot failed (rebooted into another image),      |
 //! |        |      | 4 stage, 5 revert requested, 6 marked good, 7 installed,     |
 //! |        |      | 8 a health check failed                                      |
-//! |      6 |    1 | GRUB's reason (index in [`REASONS`], 0 unknown)              |
-//! |      7 |    1 | the plan's kind (index in [`PLAN_KINDS`], 0 none)            |
+//! |      6 |    1 | GRUB's reason ([`ReasonCode::number`], 0 unknown)            |
+//! |      7 |    1 | the plan's kind ([`PlanKind::number`], 0 none)               |
 //! |      8 |    8 | sequence number                                              |
 //! |     16 |    8 | time, seconds since 1970 (0 unknown)                         |
 //! |     24 |    1 | image booted or concerned (`ImageName` index + 1, 0 none)    |
@@ -28,7 +28,10 @@
 use core::fmt;
 use core::ops::Range;
 
+use crate::bootstate::{BootState, StateSeen};
+use crate::decide::ReasonCode;
 use crate::name::ImageName;
+use crate::plan::PlanKind;
 use crate::uuid::FsUuid;
 
 /// Bytes of one record.
@@ -57,99 +60,67 @@ const R_CRC: Range<usize> = 124..128;
 
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
-/// GRUB's reason codes, in the order they are stored (index 0: unknown).
-pub const REASONS: [&str; 11] = [
-    "unknown",
-    "normal",
-    "update",
-    "trial",
-    "manual-revert",
-    "revert-refused",
-    "automatic-rollback",
-    "trial-exhausted",
-    "recovery",
-    "nothing-bootable",
-    "next-image",
-];
+crate::codes::stable_codes! {
+    /// What a record tells. The number is the one stored.
+    pub enum Event {
+        /// A boot reached the new root.
+        Boot = 1 => "boot",
+        /// A boot GRUB chose (and counted) that never reached the initramfs: a kernel that
+        /// failed to load or panicked. Recorded by the next boot, from the tries the boot state
+        /// lost.
+        Missed = 2 => "missed-boot",
+        /// A boot failed in the initramfs and rebooted into another image.
+        Failed = 3 => "failed-boot",
+        /// `hnroot stage`.
+        Stage = 4 => "stage",
+        /// `hnroot revert`.
+        RevertRequested = 5 => "revert-requested",
+        /// `hnroot mark-good`.
+        MarkedGood = 6 => "marked-good",
+        /// `hnroot install` put the first image on the disk.
+        Installed = 7 => "installed",
+        /// A health check of the running system failed (`hnroot health-failed`).
+        HealthFailed = 8 => "health-failed",
+    }
+}
 
-/// Plan kinds, in the order they are stored (index 0: none).
-pub const PLAN_KINDS: [&str; 11] = [
-    "-",
-    "normal",
-    "update",
-    "revert",
-    "rollback",
-    "promote",
-    "as-is",
-    "stage",
-    "request-revert",
-    "mark-good",
-    "install",
-];
-
-/// What a record tells.
+/// An operator command (what [`Record::operator`] records).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Event {
-    /// A boot reached the new root.
-    Boot,
-    /// A boot GRUB chose (and counted) that never reached the initramfs: a kernel that failed
-    /// to load or panicked. Recorded by the next boot, from the tries the boot state lost.
-    Missed,
-    /// A boot failed in the initramfs and rebooted into another image.
-    Failed,
-    /// `hnroot stage`.
+pub enum Operator {
+    /// `hnroot stage` staged an image.
     Stage,
-    /// `hnroot revert`.
+    /// `hnroot revert` asked for a revert.
     RevertRequested,
-    /// `hnroot mark-good`.
+    /// `hnroot mark-good` committed the running image.
     MarkedGood,
-    /// `hnroot install` put the first image on the disk.
+    /// `hnroot install` put the first image on a disk.
     Installed,
-    /// A health check of the running system failed (`hnroot health-failed`).
+    /// `hnroot health-failed`: a health check of the running system failed.
     HealthFailed,
 }
 
-impl Event {
-    const ALL: [Event; 8] = [
-        Event::Boot,
-        Event::Missed,
-        Event::Failed,
-        Event::Stage,
-        Event::RevertRequested,
-        Event::MarkedGood,
-        Event::Installed,
-        Event::HealthFailed,
-    ];
-
-    /// A stable name for text and JSON.
-    pub const fn code(self) -> &'static str {
+impl Operator {
+    /// The event it is recorded as.
+    pub const fn event(self) -> Event {
         match self {
-            Event::Boot => "boot",
-            Event::Missed => "missed-boot",
-            Event::Failed => "failed-boot",
-            Event::Stage => "stage",
-            Event::RevertRequested => "revert-requested",
-            Event::MarkedGood => "marked-good",
-            Event::Installed => "installed",
-            Event::HealthFailed => "health-failed",
+            Operator::Stage => Event::Stage,
+            Operator::RevertRequested => Event::RevertRequested,
+            Operator::MarkedGood => Event::MarkedGood,
+            Operator::Installed => Event::Installed,
+            Operator::HealthFailed => Event::HealthFailed,
         }
     }
 
-    fn byte(self) -> u8 {
+    /// The plan it carried out, if it is one.
+    pub const fn plan(self) -> Option<PlanKind> {
         match self {
-            Event::Boot => 1,
-            Event::Missed => 2,
-            Event::Failed => 3,
-            Event::Stage => 4,
-            Event::RevertRequested => 5,
-            Event::MarkedGood => 6,
-            Event::Installed => 7,
-            Event::HealthFailed => 8,
+            Operator::Stage => Some(PlanKind::Stage),
+            Operator::RevertRequested => Some(PlanKind::RequestRevert),
+            Operator::MarkedGood => Some(PlanKind::MarkGood),
+            // Recorded without its plan since the history began; kept so.
+            Operator::Installed => None,
+            Operator::HealthFailed => None,
         }
-    }
-
-    fn from_byte(b: u8) -> Option<Event> {
-        Event::ALL.into_iter().find(|e| e.byte() == b)
     }
 }
 
@@ -162,10 +133,10 @@ pub struct Record {
     pub time: u64,
     /// What happened.
     pub event: Event,
-    /// GRUB's reason (a code of [`REASONS`]).
-    pub reason: &'static str,
-    /// The plan's kind (a code of [`PLAN_KINDS`]).
-    pub plan: &'static str,
+    /// GRUB's reason ([`ReasonCode::Unknown`] for an operator command).
+    pub reason: ReasonCode,
+    /// The plan carried out, if any.
+    pub plan: Option<PlanKind>,
     /// The image booted or concerned, under the name it had.
     pub image: Option<ImageName>,
     /// Where it lies afterwards.
@@ -176,28 +147,6 @@ pub struct Record {
     pub tries: Option<(u8, u8)>,
     /// The image known good afterwards.
     pub good: Option<FsUuid>,
-}
-
-fn code_index(table: &[&str], code: &str) -> u8 {
-    table
-        .iter()
-        .position(|c| *c == code)
-        .and_then(|i| u8::try_from(i).ok())
-        .unwrap_or(0)
-}
-
-fn code_at(table: &[&'static str], i: u8) -> Option<&'static str> {
-    table.get(usize::from(i)).copied()
-}
-
-/// The stored form of a reason code (an unknown one becomes `unknown`).
-pub fn reason_code(code: &str) -> &'static str {
-    code_at(&REASONS, code_index(&REASONS, code)).unwrap_or("unknown")
-}
-
-/// The stored form of a plan kind code (an unknown one becomes `-`).
-pub fn plan_code(code: &str) -> &'static str {
-    code_at(&PLAN_KINDS, code_index(&PLAN_KINDS, code)).unwrap_or("-")
 }
 
 fn put_uuid(rec: &mut [u8; RECORD_LEN], at: Range<usize>, uuid: Option<FsUuid>) {
@@ -253,6 +202,110 @@ fn name_from(b: u8) -> Result<Option<ImageName>, RecordError> {
 }
 
 impl Record {
+    /// The record of a boot that reached the new root: `booted` is what GRUB said it booted
+    /// (none without `hnroot.image=`), `mounted` where that image lies now and its UUID,
+    /// `grub_state` the boot state GRUB left (a trial of the mounted image gives the tries),
+    /// `now` the boot state after the plan (the image known good).
+    pub fn boot(
+        time: u64,
+        reason: ReasonCode,
+        plan: PlanKind,
+        booted: Option<ImageName>,
+        mounted: (ImageName, FsUuid),
+        grub_state: StateSeen,
+        now: StateSeen,
+    ) -> Record {
+        let tries = match grub_state {
+            StateSeen::Valid(BootState::Trial(t)) if t.image == mounted.1 => {
+                Some((t.tries.left(), t.tries.total()))
+            }
+            _ => None,
+        };
+        Record {
+            sequence: 0,
+            time,
+            event: Event::Boot,
+            reason,
+            plan: Some(plan),
+            image: booted,
+            now_at: Some(mounted.0),
+            uuid: Some(mounted.1),
+            tries,
+            good: match now {
+                StateSeen::Valid(s) => s.good(),
+                _ => None,
+            },
+        }
+    }
+
+    /// The records of boots GRUB counted for this boot's trial that never reached an initramfs,
+    /// oldest first, to be written before `this` (a [`Record::boot`]): seen from the tries the
+    /// boot state lost since `last`, the newest boot or missed-boot record. At most
+    /// [`crate::bootstate::MAX_TRIES`].
+    pub fn missed_before(self, last: Option<&Record>) -> impl Iterator<Item = Record> {
+        let missed = match (self.event, self.uuid, self.tries) {
+            (Event::Boot, Some(image), Some((left, total))) => {
+                missed_boots(last, image, left, total)
+            }
+            _ => 0,
+        };
+        let (left, total) = self.tries.unwrap_or((0, 0));
+        (0..missed).map(move |n| Record {
+            event: Event::Missed,
+            plan: None,
+            now_at: None,
+            tries: Some((left.saturating_add(missed.saturating_sub(n)), total)),
+            ..self
+        })
+    }
+
+    /// The record of a boot that failed in the initramfs and reboots into another image:
+    /// `failed` is the UUID GRUB booted, `booted` the name it booted it under, `seen` hostpart
+    /// after the failure (where the image lies now, the image known good).
+    pub fn failed(
+        time: u64,
+        reason: ReasonCode,
+        booted: Option<ImageName>,
+        failed: FsUuid,
+        seen: &crate::observe::Observation,
+    ) -> Record {
+        Record {
+            sequence: 0,
+            time,
+            event: Event::Failed,
+            reason,
+            plan: None,
+            image: booted,
+            now_at: seen.find(failed, &ImageName::ALL),
+            uuid: Some(failed),
+            tries: None,
+            good: seen.good().filter(|&g| g != failed),
+        }
+    }
+
+    /// The record of an operator command about `image` (with its UUID), leaving `good` the
+    /// image known good.
+    pub fn operator(
+        time: u64,
+        command: Operator,
+        image: Option<ImageName>,
+        uuid: Option<FsUuid>,
+        good: Option<FsUuid>,
+    ) -> Record {
+        Record {
+            sequence: 0,
+            time,
+            event: command.event(),
+            reason: ReasonCode::Unknown,
+            plan: command.plan(),
+            image,
+            now_at: image,
+            uuid,
+            tries: None,
+            good,
+        }
+    }
+
     /// The 128 bytes.
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut r = [0u8; RECORD_LEN];
@@ -261,9 +314,9 @@ impl Record {
         }
         let bytes: [(usize, u8); 8] = [
             (R_VERSION, VERSION),
-            (R_EVENT, self.event.byte()),
-            (R_REASON, code_index(&REASONS, self.reason)),
-            (R_PLAN, code_index(&PLAN_KINDS, self.plan)),
+            (R_EVENT, self.event.number()),
+            (R_REASON, self.reason.number()),
+            (R_PLAN, self.plan.map_or(0, PlanKind::number)),
             (R_IMAGE, name_byte(self.image)),
             (R_NOW_AT, name_byte(self.now_at)),
             (R_TRIES_LEFT, self.tries.map_or(0, |t| t.0)),
@@ -323,9 +376,12 @@ impl Record {
         Ok(Record {
             sequence: u64_at(R_SEQUENCE),
             time: u64_at(R_TIME),
-            event: Event::from_byte(byte(R_EVENT)).ok_or(RecordError::Field("event"))?,
-            reason: code_at(&REASONS, byte(R_REASON)).ok_or(RecordError::Field("reason"))?,
-            plan: code_at(&PLAN_KINDS, byte(R_PLAN)).ok_or(RecordError::Field("plan"))?,
+            event: Event::from_number(byte(R_EVENT)).ok_or(RecordError::Field("event"))?,
+            reason: ReasonCode::from_number(byte(R_REASON)).ok_or(RecordError::Field("reason"))?,
+            plan: match byte(R_PLAN) {
+                0 => None,
+                n => Some(PlanKind::from_number(n).ok_or(RecordError::Field("plan"))?),
+            },
             image: name_from(byte(R_IMAGE))?,
             now_at: name_from(byte(R_NOW_AT))?,
             uuid: get_uuid(slot, R_UUID)?,
@@ -405,11 +461,11 @@ impl fmt::Display for Record {
         if let Some(uuid) = self.uuid {
             write!(f, " (UUID {uuid})")?;
         }
-        if self.reason != "unknown" {
+        if self.reason != ReasonCode::Unknown {
             write!(f, " reason {}", self.reason)?;
         }
-        if self.plan != "-" {
-            write!(f, " plan {}", self.plan)?;
+        if let Some(plan) = self.plan {
+            write!(f, " plan {plan}")?;
         }
         if let Some((left, total)) = self.tries {
             write!(f, " tries {left}/{total} left")?;
@@ -432,8 +488,8 @@ mod tests {
             sequence,
             time: 1_764_500_000,
             event: Event::Boot,
-            reason: "update",
-            plan: "update",
+            reason: ReasonCode::Update,
+            plan: Some(PlanKind::Update),
             image: Some(ImageName::New),
             now_at: Some(ImageName::Current),
             uuid: Some(A),
@@ -453,8 +509,123 @@ mod tests {
         assert_eq!(Record::decode(&[0u8; RECORD_LEN]), Err(RecordError::Empty));
         assert_eq!(Record::decode(&bytes[..10]), Err(RecordError::Length));
         assert_eq!(Record::offset_of(SLOTS as u64 + 3), 3 * RECORD_LEN as u64);
-        assert_eq!(reason_code("no-such"), "unknown");
-        assert_eq!(plan_code("rollback"), "rollback");
+    }
+
+    #[test]
+    fn a_boot_record_is_built_from_what_grub_left_and_the_plan_wrote() {
+        let trial = BootState::Trial(crate::bootstate::Trial {
+            image: A,
+            tries: crate::bootstate::Tries::new(0, 3).unwrap(),
+            good: None,
+        });
+        let committed = BootState::Committed { good: A };
+        let r = Record::boot(
+            5,
+            ReasonCode::Trial,
+            PlanKind::Normal,
+            Some(ImageName::Current),
+            (ImageName::Current, A),
+            StateSeen::Valid(trial),
+            StateSeen::Valid(committed),
+        );
+        assert_eq!(r.tries, Some((0, 3)));
+        assert_eq!(r.good, Some(A));
+        assert_eq!(r.plan, Some(PlanKind::Normal));
+        // The last boot saw 2 of 3 left: one boot in between never reached the initramfs.
+        let missed: std::vec::Vec<Record> = r.missed_before(Some(&boot(1, 2))).collect();
+        assert_eq!(missed.len(), 1);
+        assert_eq!(
+            (
+                missed[0].event,
+                missed[0].tries,
+                missed[0].plan,
+                missed[0].now_at
+            ),
+            (Event::Missed, Some((1, 3)), None, None)
+        );
+        // Not a trial of this image: nothing missed.
+        let other = Record::boot(
+            5,
+            ReasonCode::Normal,
+            PlanKind::Normal,
+            None,
+            (ImageName::Current, A),
+            StateSeen::Valid(committed),
+            StateSeen::Valid(committed),
+        );
+        assert_eq!(other.tries, None);
+        assert_eq!(other.missed_before(Some(&boot(1, 2))).count(), 0);
+        let c = Record::operator(9, Operator::Stage, Some(ImageName::New), Some(A), None);
+        assert_eq!(
+            (c.event, c.plan, c.reason, c.now_at),
+            (
+                Event::Stage,
+                Some(PlanKind::Stage),
+                ReasonCode::Unknown,
+                Some(ImageName::New)
+            )
+        );
+        assert_eq!(Operator::HealthFailed.plan(), None);
+    }
+
+    #[test]
+    fn stored_numbers_never_change() {
+        // The history file of format 1 holds these numbers: a change would misread every
+        // server's history.
+        let reasons: std::vec::Vec<(u8, &str)> = ReasonCode::ALL
+            .iter()
+            .map(|r| (r.number(), r.code()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (0, "unknown"),
+                (1, "normal"),
+                (2, "update"),
+                (3, "trial"),
+                (4, "manual-revert"),
+                (5, "revert-refused"),
+                (6, "automatic-rollback"),
+                (7, "trial-exhausted"),
+                (8, "recovery"),
+                (9, "nothing-bootable"),
+                (10, "next-image")
+            ]
+        );
+        let plans: std::vec::Vec<(u8, &str)> = PlanKind::ALL
+            .iter()
+            .map(|p| (p.number(), p.code()))
+            .collect();
+        assert_eq!(
+            plans,
+            [
+                (1, "normal"),
+                (2, "update"),
+                (3, "revert"),
+                (4, "rollback"),
+                (5, "promote"),
+                (6, "as-is"),
+                (7, "stage"),
+                (8, "request-revert"),
+                (9, "mark-good"),
+                (10, "install")
+            ]
+        );
+        let events: std::vec::Vec<(u8, &str)> =
+            Event::ALL.iter().map(|e| (e.number(), e.code())).collect();
+        assert_eq!(
+            events,
+            [
+                (1, "boot"),
+                (2, "missed-boot"),
+                (3, "failed-boot"),
+                (4, "stage"),
+                (5, "revert-requested"),
+                (6, "marked-good"),
+                (7, "installed"),
+                (8, "health-failed")
+            ]
+        );
     }
 
     #[test]

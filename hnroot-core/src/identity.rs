@@ -50,7 +50,6 @@
 
 use core::fmt;
 
-use bitflags::bitflags;
 use heapless::Vec;
 
 use crate::hostname::{self, Hostname, HostnameSource, Sources};
@@ -440,56 +439,26 @@ pub struct Refused<'a> {
     pub why: Why,
 }
 
-bitflags! {
+crate::codes::notes! {
     /// What the plan noticed; each is one sentence in the boot log.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
     pub struct Notes: u32 {
         /// No host state yet: this is the server's first boot with hnroot.
-        const FIRST_BOOT = 1 << 0;
+        const FIRST_BOOT = 1 << 0 => ("first-boot", "no host state yet: this server's identity is created now and kept on hostpart");
         /// The host state path exists but is not a directory: nothing is projected or created.
-        const HOST_DIR_UNUSABLE = 1 << 1;
+        const HOST_DIR_UNUSABLE = 1 << 1 => ("host-dir-unusable", "the host state path on hostpart is not a directory: no identity is projected; move it away");
         /// `hnroot.hostname=` differs from the host state's hostname, which stands.
-        const PARAMETER_IGNORED = 1 << 2;
+        const PARAMETER_IGNORED = 1 << 2 => ("parameter-ignored", "hnroot.hostname= differs from the host state's hostname, which stands (edit /hostpart/data/host/hostname to rename)");
         /// No SSH host keys yet: `hnroot-host-keys.service` creates them before sshd starts.
-        const SSH_KEYS_PENDING = 1 << 3;
+        const SSH_KEYS_PENDING = 1 << 3 => ("ssh-keys-pending", "the host state holds no SSH host keys yet: hnroot-host-keys.service creates them before sshd starts");
         /// The mirror tree had entries that are not listed (see [`HostSeen::files_skipped`]).
-        const MIRROR_SKIPPED = 1 << 4;
+        const MIRROR_SKIPPED = 1 << 4 => ("mirror-skipped", "entries of files/ that are not regular files, too deep, or too many were skipped");
         /// More refusals than the plan lists.
-        const MORE_REFUSED = 1 << 5;
+        const MORE_REFUSED = 1 << 5 => ("more-refused", "more host-state entries were refused than are listed");
         /// No random bytes (the driver could not read any): no machine ID is created, and
         /// systemd runs with a transient one.
-        const NO_RANDOM = 1 << 6;
+        const NO_RANDOM = 1 << 6 => ("no-random", "no random bytes to make a machine ID: none is created, systemd runs with a transient one");
         /// No hostname could be chosen (no parameter, serial, MAC or machine ID).
-        const NO_HOSTNAME = 1 << 7;
-    }
-}
-
-impl Notes {
-    const TABLE: [(Notes, &'static str, &'static str); 8] = [
-        (Notes::FIRST_BOOT, "first-boot", "no host state yet: this server's identity is created now and kept on hostpart"),
-        (Notes::HOST_DIR_UNUSABLE, "host-dir-unusable", "the host state path on hostpart is not a directory: no identity is projected; move it away"),
-        (Notes::PARAMETER_IGNORED, "parameter-ignored", "hnroot.hostname= differs from the host state's hostname, which stands (edit /hostpart/data/host/hostname to rename)"),
-        (Notes::SSH_KEYS_PENDING, "ssh-keys-pending", "the host state holds no SSH host keys yet: hnroot-host-keys.service creates them before sshd starts"),
-        (Notes::MIRROR_SKIPPED, "mirror-skipped", "entries of files/ that are not regular files, too deep, or too many were skipped"),
-        (Notes::MORE_REFUSED, "more-refused", "more host-state entries were refused than are listed"),
-        (Notes::NO_RANDOM, "no-random", "no random bytes to make a machine ID: none is created, systemd runs with a transient one"),
-        (Notes::NO_HOSTNAME, "no-hostname", "no hostname could be chosen (no hnroot.hostname=, DMI serial, MAC or machine ID): the image's stands"),
-    ];
-
-    /// The stable codes of the notes set.
-    pub fn codes(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .into_iter()
-            .filter(move |(n, _, _)| self.contains(*n))
-            .map(|(_, c, _)| c)
-    }
-
-    /// Their sentences, in the same order.
-    pub fn sentences(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .into_iter()
-            .filter(move |(n, _, _)| self.contains(*n))
-            .map(|(_, _, s)| s)
+        const NO_HOSTNAME = 1 << 7 => ("no-hostname", "no hostname could be chosen (no hnroot.hostname=, DMI serial, MAC or machine ID): the image's stands");
     }
 }
 
@@ -534,7 +503,7 @@ impl fmt::Display for Record<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.0;
         write!(f, "steps={} created=", p.steps.len())?;
-        crate::decide::write_codes(
+        crate::codes::write_codes(
             f,
             p.steps.iter().filter_map(|s| match s {
                 Step::CreateMachineId(_) => Some("machine-id"),
@@ -543,7 +512,7 @@ impl fmt::Display for Record<'_, '_> {
             }),
         )?;
         write!(f, " refused={} notes=", p.refused.len())?;
-        crate::decide::write_codes(f, p.notes.codes())
+        crate::codes::write_codes(f, p.notes.codes())
     }
 }
 

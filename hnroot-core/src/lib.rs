@@ -96,6 +96,7 @@ extern crate std;
 
 pub mod bootstate;
 pub mod cmdline;
+pub mod codes;
 pub mod decide;
 pub mod device;
 pub mod history;
@@ -117,7 +118,7 @@ pub mod uuid;
 pub mod verdict;
 
 pub use bootstate::{BootState, StateSeen, Trial, Tries};
-pub use decide::{decide, Boot, Config, Decision, Notes, Reason};
+pub use decide::{decide, Boot, Config, Decision, Notes, Reason, ReasonCode};
 pub use layout::REVERT_MARKER;
 pub use name::ImageName;
 pub use observe::{ImageSeen, Observation};

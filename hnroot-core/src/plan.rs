@@ -33,7 +33,6 @@
 
 use core::fmt;
 
-use bitflags::bitflags;
 use heapless::Vec;
 
 use crate::bootstate::{BootState, StateSeen, Trial, Tries};
@@ -171,108 +170,51 @@ impl Step {
     }
 }
 
-/// What kind of boot the plan carries out.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum PlanKind {
-    /// Mount `hn-root.img`; at most marker housekeeping.
-    Normal,
-    /// Make the staged image current.
-    Update,
-    /// Make the old image current after `system-revert`.
-    Revert,
-    /// Make the rollback target current after an exhausted trial.
-    Rollback,
-    /// Promote `hn-root-old.img` because `hn-root.img` is missing.
-    Promote,
-    /// Mount what GRUB booted where it lies; rename nothing.
-    AsIs,
-    /// `hnroot stage`: copy an image to `hn-root-new.img`.
-    Stage,
-    /// `hnroot revert`: ask for a revert on the next boot.
-    RequestRevert,
-    /// `hnroot mark-good`: record the running image as good.
-    MarkGood,
-    /// `hnroot install`: copy the first image to an empty hostpart as `hn-root.img`.
-    Install,
-}
-
-impl PlanKind {
-    /// A stable one-word name for JSON and logs.
-    pub const fn code(self) -> &'static str {
-        match self {
-            PlanKind::Normal => "normal",
-            PlanKind::Update => "update",
-            PlanKind::Revert => "revert",
-            PlanKind::Rollback => "rollback",
-            PlanKind::Promote => "promote",
-            PlanKind::AsIs => "as-is",
-            PlanKind::Stage => "stage",
-            PlanKind::RequestRevert => "request-revert",
-            PlanKind::MarkGood => "mark-good",
-            PlanKind::Install => "install",
-        }
+crate::codes::stable_codes! {
+    /// What kind of change the plan carries out: a boot's (normal to as-is) or an operator
+    /// command's. The number is the history file's (0 there means no plan).
+    pub enum PlanKind {
+        /// Mount `hn-root.img`; at most marker housekeeping.
+        Normal = 1 => "normal",
+        /// Make the staged image current.
+        Update = 2 => "update",
+        /// Make the old image current after `system-revert`.
+        Revert = 3 => "revert",
+        /// Make the rollback target current after an exhausted trial.
+        Rollback = 4 => "rollback",
+        /// Promote `hn-root-old.img` because `hn-root.img` is missing.
+        Promote = 5 => "promote",
+        /// Mount what GRUB booted where it lies; rename nothing.
+        AsIs = 6 => "as-is",
+        /// `hnroot stage`: copy an image to `hn-root-new.img`.
+        Stage = 7 => "stage",
+        /// `hnroot revert`: ask for a revert on the next boot.
+        RequestRevert = 8 => "request-revert",
+        /// `hnroot mark-good`: record the running image as good.
+        MarkGood = 9 => "mark-good",
+        /// `hnroot install`: copy the first image to an empty hostpart as `hn-root.img`.
+        Install = 10 => "install",
     }
 }
 
-bitflags! {
+crate::codes::notes! {
     /// What the plan noticed; each is one sentence in the boot log.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
     pub struct PlanNotes: u32 {
         /// GRUB booted the image under an older name: it saw hostpart before the last switch
         /// reached the disk.
-        const GRUB_VIEW_STALE = 1 << 0;
+        const GRUB_VIEW_STALE = 1 << 0 => ("grub-view-stale", "GRUB saw hostpart before the last switch was checkpointed; mounting the booted image by UUID");
         /// `system-revert` present and an old image is readable, but GRUB booted hn-root.img:
         /// the revert happens on the next boot.
-        const REVERT_DEFERRED = 1 << 1;
+        const REVERT_DEFERRED = 1 << 1 => ("revert-deferred", "system-revert present but GRUB did not see hn-root-old.img: the revert happens on the next boot");
         /// `system-revert` present without a readable old image: marker removed.
-        const REVERT_REFUSED = 1 << 2;
+        const REVERT_REFUSED = 1 << 2 => ("revert-refused", "system-revert removed: there is no readable hn-root-old.img to revert to");
         /// `hn-root.img` exists but GRUB could not boot it; left untouched.
-        const CURRENT_KEPT = 1 << 3;
+        const CURRENT_KEPT = 1 << 3 => ("current-kept", "hn-root.img exists but GRUB could not boot it: left untouched, fix or remove it");
         /// Booted `hn-root-cancelled.img` or `hn-root-broken.img`: nothing else could boot.
-        const LAST_RESORT = 1 << 4;
+        const LAST_RESORT = 1 << 4 => ("last-resort", "booted a cancelled or broken image because nothing else could boot");
         /// No `hnroot.image=`/`hnroot.uuid=` on the command line: `hn-root.img` is mounted
         /// without an identity check and nothing is renamed.
-        const UNPINNED = 1 << 5;
-    }
-}
-
-impl PlanNotes {
-    /// Each note with its stable code and its sentence.
-    const TABLE: [(PlanNotes, &'static str, &'static str); 6] = [
-        (PlanNotes::GRUB_VIEW_STALE, "grub-view-stale", "GRUB saw hostpart before the last switch was checkpointed; mounting the booted image by UUID"),
-        (PlanNotes::REVERT_DEFERRED, "revert-deferred", "system-revert present but GRUB did not see hn-root-old.img: the revert happens on the next boot"),
-        (PlanNotes::REVERT_REFUSED, "revert-refused", "system-revert removed: there is no readable hn-root-old.img to revert to"),
-        (PlanNotes::CURRENT_KEPT, "current-kept", "hn-root.img exists but GRUB could not boot it: left untouched, fix or remove it"),
-        (PlanNotes::LAST_RESORT, "last-resort", "booted a cancelled or broken image because nothing else could boot"),
-        (PlanNotes::UNPINNED, "unpinned", "no hnroot.image=/hnroot.uuid= on the kernel command line: mounting hn-root.img without an identity check, renaming nothing"),
-    ];
-
-    /// The stable codes of the notes set, in a fixed order.
-    pub fn codes(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .into_iter()
-            .filter(move |(flag, _, _)| self.contains(*flag))
-            .map(|(_, code, _)| code)
-    }
-
-    /// The sentences of the notes set, in the same order.
-    pub fn sentences(self) -> impl Iterator<Item = &'static str> {
-        Self::TABLE
-            .into_iter()
-            .filter(move |(flag, _, _)| self.contains(*flag))
-            .map(|(_, _, text)| text)
-    }
-}
-
-impl fmt::Display for PlanNotes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, text) in self.sentences().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            f.write_str(text)?;
-        }
-        Ok(())
+        const UNPINNED = 1 << 5 => ("unpinned", "no hnroot.image=/hnroot.uuid= on the kernel command line: mounting hn-root.img without an identity check, renaming nothing");
     }
 }
 
@@ -290,7 +232,7 @@ impl fmt::Display for PlanRecord<'_> {
             None => f.write_str(" mount=- uuid=-")?,
         }
         f.write_str(" notes=")?;
-        crate::decide::write_codes(f, p.notes.codes())
+        crate::codes::write_codes(f, p.notes.codes())
     }
 }
 

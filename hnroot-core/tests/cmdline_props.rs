@@ -34,7 +34,7 @@ fn kernel_args() -> impl Strategy<Value = KernelArgs> {
         prop::option::of(part_uuid()),
         prop::option::of(part_uuid()),
         1u8..=100,
-        prop::sample::select(hnroot_core::history::REASONS[1..].to_vec()),
+        prop::sample::select(hnroot_core::ReasonCode::ALL[1..].to_vec()),
     )
         .prop_map(|(name, uuid, hostpart, esp, tries, reason)| KernelArgs {
             booted: Booted { name, uuid },

@@ -334,8 +334,8 @@ static void
 test_reason_code (void)
 {
   static const char *const codes[] = {
-    "nothing-bootable", "normal", "update", "trial", "manual-revert", "revert-refused",
-    "automatic-rollback", "trial-exhausted", "recovery", "recovery", "next-image",
+    "unknown", "normal", "update", "trial", "manual-revert", "revert-refused",
+    "automatic-rollback", "trial-exhausted", "recovery", "nothing-bootable", "next-image",
   };
   unsigned i;
 

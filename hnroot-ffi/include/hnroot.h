@@ -45,12 +45,6 @@
 #define HNROOT_UUID_FAT 2
 
 /**
- * Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
- * chosen image's kernel could not be loaded (`hnroot_kernel_args`).
- */
-#define HNROOT_REASON_NEXT_IMAGE 10
-
-/**
  * `hnroot_image_seen.kind`: no such file.
  */
 #define HNROOT_IMAGE_ABSENT 0
@@ -96,9 +90,9 @@
 #define HNROOT_IMAGE_COUNT 5
 
 /**
- * `hnroot_decision.reason`: no image is bootable.
+ * Not known (never a decision).
  */
-#define HNROOT_REASON_NOTHING_BOOTABLE 0
+#define HNROOT_REASON_UNKNOWN 0
 
 /**
  * Normal boot of `hn-root.img`.
@@ -136,14 +130,20 @@
 #define HNROOT_REASON_TRIAL_EXHAUSTED 7
 
 /**
- * `hn-root.img` missing.
+ * `hn-root.img` missing or unreadable: another image boots.
  */
-#define HNROOT_REASON_RECOVERY_MISSING 8
+#define HNROOT_REASON_RECOVERY 8
 
 /**
- * `hn-root.img` unreadable.
+ * No image is bootable: nothing else in the decision is set.
  */
-#define HNROOT_REASON_RECOVERY_UNREADABLE 9
+#define HNROOT_REASON_NOTHING_BOOTABLE 9
+
+/**
+ * Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
+ * chosen image's kernel could not be loaded.
+ */
+#define HNROOT_REASON_NEXT_IMAGE 10
 
 /**
  * Tries a new image gets when `hnroot_observation.tries` is 0 (the core's default).
@@ -806,10 +806,10 @@ hnroot_result hnroot_uuid_format(const struct hnroot_uuid *uuid, uint8_t *buf, s
 const uint8_t *hnroot_image_file_name(uint8_t image);
 
 /**
- * The stable one-word name of `HNROOT_REASON_*` (`normal`, `update`, `trial`,
+ * The stable one-word name of `HNROOT_REASON_*` (`unknown`, `normal`, `update`, `trial`,
  * `manual-revert`, `revert-refused`, `automatic-rollback`, `trial-exhausted`, `recovery`,
- * `nothing-bootable`, and `next-image` for `HNROOT_REASON_NEXT_IMAGE`) as a static
- * NUL-terminated string; NULL for any other number.
+ * `nothing-bootable`, `next-image`) as a static NUL-terminated string; NULL for any other
+ * number.
  */
 const uint8_t *hnroot_reason_code(uint8_t reason);
 

@@ -3,16 +3,12 @@
 use core::fmt::Write as _;
 
 use hnroot_core::bootstate::{Block, BlockError, BootState, StateFile, StateSeen, Trial, Tries};
-use hnroot_core::decide::{decide, Config, Decision, Reason};
+use hnroot_core::decide::{decide, Config, Decision, Reason, ReasonCode};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 
 use crate::text::Line;
 use crate::{hnroot_result, hnroot_uuid, try_ref, try_slice, write_out, HNROOT_BOOTSTATE_LEN};
-
-/// Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
-/// chosen image's kernel could not be loaded (`hnroot_kernel_args`).
-pub const HNROOT_REASON_NEXT_IMAGE: u8 = 10;
 
 /// `hnroot_image_seen.kind`: no such file.
 pub const HNROOT_IMAGE_ABSENT: u8 = 0;
@@ -34,8 +30,12 @@ pub const HNROOT_IMAGE_BROKEN: u8 = 4;
 /// Number of image names.
 pub const HNROOT_IMAGE_COUNT: usize = 5;
 
-/// `hnroot_decision.reason`: no image is bootable.
-pub const HNROOT_REASON_NOTHING_BOOTABLE: u8 = 0;
+// `hnroot_decision.reason` and `hnroot_reason_code`: the numbers of `hnroot_core::ReasonCode`,
+// which the history file stores; each constant is checked against it at compile time. Retired:
+// before the numbers were the history file's, 0 meant nothing-bootable and recovery was split
+// into 8 (hn-root.img missing) and 9 (unreadable); the message says which.
+/// Not known (never a decision).
+pub const HNROOT_REASON_UNKNOWN: u8 = 0;
 /// Normal boot of `hn-root.img`.
 pub const HNROOT_REASON_NORMAL: u8 = 1;
 /// Staged update, `attempt` of `of`.
@@ -50,10 +50,27 @@ pub const HNROOT_REASON_REVERT_REFUSED: u8 = 5;
 pub const HNROOT_REASON_AUTOMATIC_ROLLBACK: u8 = 6;
 /// Trial exhausted with nothing to roll back to.
 pub const HNROOT_REASON_TRIAL_EXHAUSTED: u8 = 7;
-/// `hn-root.img` missing.
-pub const HNROOT_REASON_RECOVERY_MISSING: u8 = 8;
-/// `hn-root.img` unreadable.
-pub const HNROOT_REASON_RECOVERY_UNREADABLE: u8 = 9;
+/// `hn-root.img` missing or unreadable: another image boots.
+pub const HNROOT_REASON_RECOVERY: u8 = 8;
+/// No image is bootable: nothing else in the decision is set.
+pub const HNROOT_REASON_NOTHING_BOOTABLE: u8 = 9;
+/// Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
+/// chosen image's kernel could not be loaded.
+pub const HNROOT_REASON_NEXT_IMAGE: u8 = 10;
+const _: () = {
+    use hnroot_core::ReasonCode as R;
+    assert!(HNROOT_REASON_UNKNOWN == R::Unknown.number());
+    assert!(HNROOT_REASON_NORMAL == R::Normal.number());
+    assert!(HNROOT_REASON_UPDATE == R::Update.number());
+    assert!(HNROOT_REASON_TRIAL == R::Trial.number());
+    assert!(HNROOT_REASON_MANUAL_REVERT == R::ManualRevert.number());
+    assert!(HNROOT_REASON_REVERT_REFUSED == R::RevertRefused.number());
+    assert!(HNROOT_REASON_AUTOMATIC_ROLLBACK == R::AutomaticRollback.number());
+    assert!(HNROOT_REASON_TRIAL_EXHAUSTED == R::TrialExhausted.number());
+    assert!(HNROOT_REASON_RECOVERY == R::Recovery.number());
+    assert!(HNROOT_REASON_NOTHING_BOOTABLE == R::NothingBootable.number());
+    assert!(HNROOT_REASON_NEXT_IMAGE == R::NextImage.number());
+};
 
 /// Tries a new image gets when `hnroot_observation.tries` is 0 (the core's default).
 pub const HNROOT_DEFAULT_TRIES: u8 = 3;
@@ -217,36 +234,19 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
         },
         ..hnroot_decision::default()
     };
+    out.reason = decision.reason_code().number();
     let Some(boot) = decision.boot() else {
-        out.reason = HNROOT_REASON_NOTHING_BOOTABLE;
         return out;
     };
     out.image = image_to_u8(boot.image);
     out.uuid = hnroot_uuid::from_core(Some(boot.uuid));
-    out.reason = match boot.reason {
-        Reason::Normal => HNROOT_REASON_NORMAL,
-        Reason::Update { attempt, of } => {
+    match boot.reason {
+        Reason::Update { attempt, of } | Reason::Trial { attempt, of } => {
             (out.attempt, out.of) = (attempt, of);
-            HNROOT_REASON_UPDATE
         }
-        Reason::Trial { attempt, of } => {
-            (out.attempt, out.of) = (attempt, of);
-            HNROOT_REASON_TRIAL
-        }
-        Reason::ManualRevert => HNROOT_REASON_MANUAL_REVERT,
-        Reason::RevertRefused => HNROOT_REASON_REVERT_REFUSED,
-        Reason::AutomaticRollback { failed } => {
-            out.failed = image_to_u8(failed);
-            HNROOT_REASON_AUTOMATIC_ROLLBACK
-        }
-        Reason::TrialExhausted => HNROOT_REASON_TRIAL_EXHAUSTED,
-        Reason::Recovery {
-            current: hnroot_core::decide::CurrentProblem::Missing,
-        } => HNROOT_REASON_RECOVERY_MISSING,
-        Reason::Recovery {
-            current: hnroot_core::decide::CurrentProblem::Unreadable,
-        } => HNROOT_REASON_RECOVERY_UNREADABLE,
-    };
+        Reason::AutomaticRollback { failed } => out.failed = image_to_u8(failed),
+        _ => {}
+    }
     for (i, (name, uuid)) in boot.fallbacks.iter().enumerate() {
         if let (Some(slot), Some(uuid_slot)) =
             (out.fallbacks.get_mut(i), out.fallback_uuids.get_mut(i))
@@ -260,26 +260,16 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
     out
 }
 
-/// The stable one-word name of `HNROOT_REASON_*` (`normal`, `update`, `trial`,
+/// The stable one-word name of `HNROOT_REASON_*` (`unknown`, `normal`, `update`, `trial`,
 /// `manual-revert`, `revert-refused`, `automatic-rollback`, `trial-exhausted`, `recovery`,
-/// `nothing-bootable`, and `next-image` for `HNROOT_REASON_NEXT_IMAGE`) as a static
-/// NUL-terminated string; NULL for any other number.
+/// `nothing-bootable`, `next-image`) as a static NUL-terminated string; NULL for any other
+/// number.
 #[no_mangle]
 pub extern "C" fn hnroot_reason_code(reason: u8) -> *const u8 {
-    let s: &core::ffi::CStr = match reason {
-        HNROOT_REASON_NOTHING_BOOTABLE => c"nothing-bootable",
-        HNROOT_REASON_NORMAL => c"normal",
-        HNROOT_REASON_UPDATE => c"update",
-        HNROOT_REASON_TRIAL => c"trial",
-        HNROOT_REASON_MANUAL_REVERT => c"manual-revert",
-        HNROOT_REASON_REVERT_REFUSED => c"revert-refused",
-        HNROOT_REASON_AUTOMATIC_ROLLBACK => c"automatic-rollback",
-        HNROOT_REASON_TRIAL_EXHAUSTED => c"trial-exhausted",
-        HNROOT_REASON_RECOVERY_MISSING | HNROOT_REASON_RECOVERY_UNREADABLE => c"recovery",
-        HNROOT_REASON_NEXT_IMAGE => c"next-image",
-        _ => return core::ptr::null(),
-    };
-    s.as_ptr().cast()
+    match ReasonCode::from_number(reason) {
+        Some(code) => code.c_code().as_ptr().cast(),
+        None => core::ptr::null(),
+    }
 }
 
 /// `state_file` of `hnroot_decide`: no boot-state file.
@@ -548,38 +538,12 @@ mod tests {
     }
 
     #[test]
-    fn reason_codes_match_the_core() {
-        use hnroot_core::decide::CurrentProblem;
-        let cases = [
-            (HNROOT_REASON_NORMAL, Reason::Normal),
-            (HNROOT_REASON_UPDATE, Reason::Update { attempt: 1, of: 3 }),
-            (HNROOT_REASON_TRIAL, Reason::Trial { attempt: 2, of: 3 }),
-            (HNROOT_REASON_MANUAL_REVERT, Reason::ManualRevert),
-            (HNROOT_REASON_REVERT_REFUSED, Reason::RevertRefused),
-            (
-                HNROOT_REASON_AUTOMATIC_ROLLBACK,
-                Reason::AutomaticRollback {
-                    failed: ImageName::New,
-                },
-            ),
-            (HNROOT_REASON_TRIAL_EXHAUSTED, Reason::TrialExhausted),
-            (
-                HNROOT_REASON_RECOVERY_MISSING,
-                Reason::Recovery {
-                    current: CurrentProblem::Missing,
-                },
-            ),
-            (
-                HNROOT_REASON_RECOVERY_UNREADABLE,
-                Reason::Recovery {
-                    current: CurrentProblem::Unreadable,
-                },
-            ),
-        ];
-        for (code, reason) in cases {
-            let c = unsafe { core::ffi::CStr::from_ptr(hnroot_reason_code(code).cast()) };
-            assert_eq!(c.to_str().unwrap(), reason.code());
+    fn reason_codes_are_the_cores() {
+        for &code in ReasonCode::ALL {
+            let c = unsafe { core::ffi::CStr::from_ptr(hnroot_reason_code(code.number()).cast()) };
+            assert_eq!(c.to_str().unwrap(), code.code());
         }
+        assert!(hnroot_reason_code(ReasonCode::ALL.len() as u8).is_null());
         assert!(hnroot_reason_code(99).is_null());
     }
 

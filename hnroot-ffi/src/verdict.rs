@@ -378,15 +378,9 @@ pub unsafe extern "C" fn hnroot_kernel_args(
     buf_len: usize,
 ) -> hnroot_result {
     let uuid = try_ref!(uuid);
-    let reason_ptr = crate::hnroot_reason_code(reason);
-    if reason_ptr.is_null() {
+    let Some(reason) = hnroot_core::ReasonCode::from_number(reason) else {
         return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT;
-    }
-    // SAFETY: a static NUL-terminated string from `hnroot_reason_code`.
-    let reason_text = unsafe { core::ffi::CStr::from_ptr(reason_ptr.cast()) }
-        .to_str()
-        .unwrap_or("unknown");
-    let reason = hnroot_core::history::reason_code(reason_text);
+    };
     if buf.is_null() {
         return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
     }
@@ -684,7 +678,7 @@ mod tests {
         assert!(parsed.errors.is_empty(), "{text}");
         assert_eq!(parsed.booted.unwrap().name, hnroot_core::ImageName::New);
         assert_eq!(parsed.esp, None);
-        assert_eq!(parsed.reason, Some("update"));
+        assert_eq!(parsed.reason, Some(hnroot_core::ReasonCode::Update));
         let r = unsafe {
             hnroot_kernel_args(
                 2,

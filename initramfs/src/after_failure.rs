@@ -70,18 +70,13 @@ fn record_failure(ctx: &crate::boot::FailedBoot, next: ImageName) {
     let Ok(hostpart) = hnroot_linux::hostpart::Hostpart::open(&ctx.hostpart) else {
         return;
     };
-    let record = history::Record {
-        sequence: 0,
-        time: history_file::now(),
-        event: history::Event::Failed,
-        reason: ctx.reason,
-        plan: "-",
-        image: ctx.booted,
-        now_at: ctx.obs.find(ctx.failed, &ImageName::ALL),
-        uuid: Some(ctx.failed),
-        tries: None,
-        good: ctx.obs.good().filter(|&g| g != ctx.failed),
-    };
+    let record = history::Record::failed(
+        history_file::now(),
+        ctx.reason,
+        ctx.booted,
+        ctx.failed,
+        &ctx.obs,
+    );
     match history_file::append(&hostpart, record) {
         Ok(r) => info!("history: {r} (rebooting into {next})"),
         Err(e) => error!("history: cannot record the failed boot: {e}"),

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline::{self, BootParams};
-use hnroot_core::decide::Config;
+use hnroot_core::decide::{Config, ReasonCode};
 use hnroot_core::history;
 use hnroot_core::hostname::Sources;
 use hnroot_core::identity;
@@ -134,7 +134,7 @@ pub struct FailedBoot {
     /// The image GRUB booted, and why.
     pub booted: Option<ImageName>,
     /// GRUB's reason.
-    pub reason: &'static str,
+    pub reason: ReasonCode,
 }
 
 /// A fatal error: what was looked for and found, and what the after-failure handling can use.
@@ -423,7 +423,7 @@ fn failed_boot(
     config: Config,
     esp: Option<PathBuf>,
     booted: Option<ImageName>,
-    reason: &'static str,
+    reason: ReasonCode,
 ) -> FailedBoot {
     let obs = match hostpart.observe() {
         Ok(view) => view.observation(state),
@@ -485,14 +485,6 @@ fn record_boot(
     plan: &Plan,
     mounted: (ImageName, FsUuid),
 ) {
-    let trial = match grub_state {
-        StateSeen::Valid(BootState::Trial(t)) if t.image == mounted.1 => Some(t),
-        _ => None,
-    };
-    let good = match now {
-        StateSeen::Valid(s) => s.good(),
-        _ => None,
-    };
     let previous = history_file::read(hostpart)
         .map(|(records, _)| {
             records
@@ -501,37 +493,22 @@ fn record_boot(
                 .find(|r| matches!(r.event, history::Event::Boot | history::Event::Missed))
         })
         .unwrap_or(None);
-    let base = history::Record {
-        sequence: 0,
-        time: history_file::now(),
-        event: history::Event::Boot,
-        reason: params.reason.unwrap_or("unknown"),
-        plan: history::plan_code(plan.kind.code()),
-        image: params.booted.map(|b| b.name),
-        now_at: Some(mounted.0),
-        uuid: Some(mounted.1),
-        tries: trial.map(|t| (t.tries.left(), t.tries.total())),
-        good,
-    };
-    if let Some(t) = trial {
-        let missed =
-            history::missed_boots(previous.as_ref(), t.image, t.tries.left(), t.tries.total());
-        for n in 0..missed {
-            let left = t.tries.left().saturating_add(missed - n);
-            let record = history::Record {
-                event: history::Event::Missed,
-                plan: "-",
-                now_at: None,
-                tries: Some((left, t.tries.total())),
-                ..base
-            };
-            match history_file::append(hostpart, record) {
-                Ok(r) => warn!("history: {r}: GRUB booted it but it never reached the initramfs"),
-                Err(e) => warn!("history: cannot record a missed boot: {e}"),
-            }
+    let this = history::Record::boot(
+        history_file::now(),
+        params.reason.unwrap_or(ReasonCode::Unknown),
+        plan.kind,
+        params.booted.map(|b| b.name),
+        mounted,
+        grub_state,
+        now,
+    );
+    for record in this.missed_before(previous.as_ref()) {
+        match history_file::append(hostpart, record) {
+            Ok(r) => warn!("history: {r}: GRUB booted it but it never reached the initramfs"),
+            Err(e) => warn!("history: cannot record a missed boot: {e}"),
         }
     }
-    match history_file::append(hostpart, base) {
+    match history_file::append(hostpart, this) {
         Ok(r) => info!("history: {r}"),
         Err(e) => warn!(
             "history: cannot record this boot in {}: {e}",
@@ -673,7 +650,7 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
         .booted
         .map(|b| b.uuid)
         .or(obs.readable(ImageName::Current));
-    let reason = params.reason.unwrap_or("unknown");
+    let reason = params.reason.unwrap_or(ReasonCode::Unknown);
     let failure = |message: String, failed: Option<FsUuid>| Failure {
         message,
         failed_boot: failed.map(|f| {

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use hnroot_core::bootstate::{BootState, StateSeen};
-use hnroot_core::decide::{decide, Config, Decision};
+use hnroot_core::decide::{decide, Config, Decision, ReasonCode};
 use hnroot_core::history::Event;
 use hnroot_core::layout::PARTIAL_PREFIX;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::ImageSeen;
+use hnroot_core::plan::PlanKind;
 use hnroot_core::uuid::FsUuid;
 use regex::Regex;
 
@@ -705,8 +706,8 @@ fn check_lifecycle_history(
     let last = history.last().context("history: empty")?;
     ensure!(
         last.event == Event::Boot
-            && last.reason == "automatic-rollback"
-            && last.plan == "rollback"
+            && last.reason == ReasonCode::AutomaticRollback
+            && last.plan == Some(PlanKind::Rollback)
             && last.uuid == Some(v1)
             && last.good == Some(v1),
         "history: the last record should be the rollback to v1: {last}"
@@ -1479,14 +1480,22 @@ fn current_unrenamable(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "GRUB should go on booting v1 from hn-root-old.img: {next}"
     );
     let (history, _) = inspect::history(&disk, &inspect::scratch_for(&disk))?;
-    let boots: Vec<(Option<ImageName>, &str, Option<FsUuid>)> = history
+    let boots: Vec<(Option<ImageName>, Option<PlanKind>, Option<FsUuid>)> = history
         .iter()
         .filter(|r| r.event == Event::Boot)
         .map(|r| (r.now_at, r.plan, r.uuid))
         .collect();
     let want = [
-        (Some(ImageName::New), "update", Some(parts.uuid("v2")?)),
-        (Some(ImageName::Old), "rollback", Some(parts.uuid("v1")?)),
+        (
+            Some(ImageName::New),
+            Some(PlanKind::Update),
+            Some(parts.uuid("v2")?),
+        ),
+        (
+            Some(ImageName::Old),
+            Some(PlanKind::Rollback),
+            Some(parts.uuid("v1")?),
+        ),
     ];
     ensure!(
         boots == want && !history.iter().any(|r| r.event == Event::Failed),
@@ -1563,7 +1572,7 @@ fn init_missing(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         damaged == 0
             && failed.event == Event::Failed
             && failed.uuid == Some(v5)
-            && failed.reason == "update"
+            && failed.reason == ReasonCode::Update
             && failed.image == Some(ImageName::New)
             && failed.now_at == Some(ImageName::Current)
             && failed.good == Some(v1),
@@ -1572,8 +1581,8 @@ fn init_missing(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     );
     ensure!(
         booted.event == Event::Boot
-            && booted.reason == "automatic-rollback"
-            && booted.plan == "rollback"
+            && booted.reason == ReasonCode::AutomaticRollback
+            && booted.plan == Some(PlanKind::Rollback)
             && booted.uuid == Some(v1)
             && booted.good == Some(v1),
         "history: the second record should be the rollback to v1: {booted}"

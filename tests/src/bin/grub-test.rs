@@ -1011,7 +1011,7 @@ fn check_scenario(
     }
     match decision.boot() {
         Some(chosen) => {
-            let code = chosen.reason.code();
+            let code = chosen.reason.code().code();
             if field(&block.result, "rc") != "0" || field(&block.result, "reason") != code {
                 fail(format!("expected rc=0 reason={code}"));
             }
@@ -1046,9 +1046,7 @@ fn check_scenario(
     // What the scenario is about, on its first boot.
     if boot == 1 {
         let (reason, image) = s.first;
-        let got_reason = decision
-            .boot()
-            .map_or("nothing-bootable", |c| c.reason.code());
+        let got_reason = decision.reason_code().code();
         let got_image = decision.boot().map(|c| c.image);
         if got_reason != reason || got_image != image {
             fail(format!(

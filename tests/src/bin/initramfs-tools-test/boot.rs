@@ -62,7 +62,7 @@ fn production_grub() -> Result<GrubImage> {
         hostpart: None,
         esp: None,
         tries: 3,
-        reason: "normal",
+        reason: hnroot_core::ReasonCode::Normal,
     }
     .to_string();
     if !sample.split_whitespace().any(|w| w == "boot=hnroot") {
