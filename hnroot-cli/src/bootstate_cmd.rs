@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline;
 use hnroot_core::name::ImageName;
-use hnroot_linux::bootstate_file;
 
 use crate::place::{self, Location};
 use crate::{say, warn};
@@ -33,15 +32,10 @@ fn run(args: &InitArgs) -> Result<()> {
         .context("hn-root.img is missing or not a bootable image: nothing to record as good")?;
     let cmdline_text = place::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let file = place::locate_state(&args.loc, &params, true)?;
-    let dir = match file.path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let file = place::locate_state(&args.loc, &params)?;
     let state = BootState::Committed { good: current };
-    bootstate_file::create(&file.path, &state, args.force)?;
-    say!("hnroot: created {}: {state}", file.path.display());
+    file.create(&state, args.force)?;
+    say!("hnroot: created {}: {state}", file.path().display());
     Ok(())
 }
 

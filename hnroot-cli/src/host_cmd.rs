@@ -15,9 +15,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use hnroot_core::cmdline;
-use hnroot_core::hostname::{Hostname, Sources};
+use hnroot_core::hostname::Hostname;
 use hnroot_core::hostsync::{self, MAX_SYNC_FILES};
-use hnroot_core::identity::{self, Item, RootSeen, SSH_KEYS};
+use hnroot_core::identity::{self, Item, SSH_KEYS};
 use hnroot_core::layout;
 use hnroot_install::tool::run_with_hint;
 use hnroot_linux::fsat::{self, Kind};
@@ -97,32 +97,22 @@ pub struct IdentityView {
 /// Plan the next boot's identity work from what is on `hostpart` now: the running root is
 /// looked at when `hostpart` is the running system's.
 pub fn identity_view(loc: &Location, hostpart: &Hostpart) -> Result<(HostObserved, IdentityView)> {
-    let observed = host_state::observe(hostpart)
-        .with_context(|| format!("cannot look at {}", host_path(loc).display()))?;
-    let view = plan_view(loc, &observed);
-    Ok((observed, view))
+    plan_view(loc, hostpart)
 }
 
-fn plan_view(loc: &Location, observed: &HostObserved) -> IdentityView {
-    let files = observed.file_names();
-    let host = observed.seen(&files);
-    let root = if loc.hostpart == Path::new(layout::HOSTPART_MOUNT) {
-        host_state::observe_root(Path::new("/"))
-    } else {
-        RootSeen { sshd: None }
-    };
+fn plan_view(loc: &Location, hostpart: &Hostpart) -> Result<(HostObserved, IdentityView)> {
+    // The running root is looked at when hostpart is the running system's.
+    let root = (loc.hostpart == Path::new(layout::HOSTPART_MOUNT)).then_some(Path::new("/"));
+    let inputs = host_state::Inputs::gather(hostpart, root, Path::new("/sys"), Path::new("/dev"))
+        .with_context(|| format!("cannot look at {}", host_path(loc).display()))?;
     let cmdline_text = place::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let names = host_state::name_sources(Path::new("/sys"));
-    let macs = names.mac_refs();
-    let sources = Sources {
-        parameter: params.hostname,
-        dmi_serial: names.dmi_serial.as_deref(),
-        macs: &macs,
-    };
-    let random = host_state::random_bytes(Path::new("/dev/urandom")).ok();
-    let plan = identity::plan(&host, &root, &sources, random);
-    let steps = host_state::describe(&plan);
+    let view = inputs.with_plan(params.hostname, view_of);
+    Ok((inputs.observed, view))
+}
+
+fn view_of(plan: &identity::Plan<'_>) -> IdentityView {
+    let steps = host_state::describe(plan);
     let refused: Vec<String> = plan
         .refused
         .iter()

@@ -336,8 +336,12 @@ fn write_grub(parts: &GrubParts, esp: Esp<'_>) -> Result<String> {
 struct NoBootState;
 
 impl hnroot_linux::exec::BootStateStore for NoBootState {
-    fn write(&mut self, _state: &hnroot_core::bootstate::BootState) -> Result<(), String> {
-        Err("an install's copy writes no boot state (a bug in hnroot)".into())
+    fn write(
+        &mut self,
+        _state: &hnroot_core::bootstate::BootState,
+    ) -> Result<(), hnroot_linux::esp::EspError> {
+        // The install's plan has no boot-state step; its own step writes the file.
+        Err(hnroot_linux::esp::EspError::Unavailable)
     }
 }
 

@@ -11,8 +11,8 @@ use hnroot_core::decide::{decide, Config};
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_core::operator;
-use hnroot_linux::bootstate_file;
-use hnroot_linux::exec::{Executor, StateAtPath};
+use hnroot_core::plan::seen_after;
+use hnroot_linux::exec::Executor;
 
 use crate::place::{self, Location};
 use crate::{say, warn};
@@ -30,34 +30,34 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
     let hostpart = place::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
-    let file = place::locate_state(&args.loc, &params, true)?;
-    if !file.path.exists() {
+    let mut file = place::locate_state(&args.loc, &params)?;
+    if !file.path().exists() {
         bail!(
             "looked for the boot-state file at {}; there is none, so nothing records trials on \
              this machine: create it with `hnroot bootstate init`",
-            file.path.display()
+            file.path().display()
         );
     }
-    let (state, why) = bootstate_file::seen(&file.path);
+    let (state, why) = file.read();
     if let Some(why) = why {
         bail!("{why}; nothing was recorded");
     }
-    let plan = operator::mark_good(&view.observation(state), params.booted)?;
+    let obs = view.observation(state);
+    let plan = operator::mark_good(&obs, params.booted)?;
     if plan.steps.is_empty() {
         say!("hnroot: hn-root.img is already recorded as good; nothing written");
     }
-    let mut store = StateAtPath(file.path.clone());
-    Executor::new(&hostpart)
-        .boot_state(&mut store)
+    let done = Executor::new(&hostpart)
+        .boot_state(&mut file)
         .run(&plan, |r| {
             if let Ok(how) = r.outcome {
                 say!("hnroot: {}: {how}", r.step);
             }
         })
         .map_err(|f| anyhow::anyhow!("{}: nothing was recorded", f))?;
-    let state = bootstate_file::seen(&file.path).0;
+    let after = seen_after(&obs, done);
     if !plan.steps.is_empty() {
-        let current = view.observation(state).readable(ImageName::Current);
+        let current = after.readable(ImageName::Current);
         crate::history_cmd::record(
             &hostpart,
             Operator::MarkedGood,
@@ -66,10 +66,7 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
             current,
         );
     }
-    say!(
-        "hnroot: next boot: {}",
-        decide(&view.observation(state), &Config::default())
-    );
+    say!("hnroot: next boot: {}", decide(&after, &Config::default()));
     Ok(())
 }
 

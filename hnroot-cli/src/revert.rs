@@ -35,14 +35,14 @@ fn run(args: &RevertArgs) -> Result<()> {
     if plan.steps.is_empty() {
         say!("hnroot: system-revert is already there");
     }
-    Executor::new(&hostpart)
+    let done = Executor::new(&hostpart)
         .run(&plan, |r| {
             if let Ok(how) = r.outcome {
                 say!("hnroot: {}: {how}", r.step);
             }
         })
         .map_err(|f| anyhow::anyhow!("{f}"))?;
-    let after = hostpart.observe()?.observation(state);
+    let after = hnroot_core::plan::seen_after(&obs, done);
     if !plan.steps.is_empty() {
         crate::history_cmd::record(
             &hostpart,

@@ -18,9 +18,10 @@ use hnroot_core::cmdline;
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX};
 use hnroot_core::operator::{self, after_stage_failure, PartialFate, StageRequest};
+use hnroot_core::plan::seen_after;
 use hnroot_core::probe::FsOutcome;
 use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
-use hnroot_linux::exec::{Executor, Stager, StateAtPath};
+use hnroot_linux::exec::{Executor, SourceError, Stager};
 use hnroot_linux::image::{self, Inspect};
 use minisign_verify::{PublicKey, Signature, StreamVerifier};
 use serde_json::json;
@@ -271,7 +272,18 @@ impl Stager for SourceStager<'_> {
         &self.partial
     }
 
-    fn fill(&mut self, partial: &mut File, have: u64) -> Result<String, String> {
+    fn fill(&mut self, partial: &mut File, have: u64) -> Result<String, SourceError> {
+        self.copy(partial, have).map_err(SourceError::Delivery)
+    }
+
+    fn verify(&mut self) -> Result<String, SourceError> {
+        self.check().map_err(SourceError::Signature)
+    }
+}
+
+impl SourceStager<'_> {
+    /// The copy into the partial file, hashed as it goes (resumed after `have` bytes).
+    fn copy(&mut self, partial: &mut File, have: u64) -> Result<String, String> {
         let total = self.source.len();
         let started = Instant::now();
         self.fresh_verifier()?;
@@ -393,7 +405,8 @@ impl Stager for SourceStager<'_> {
         ))
     }
 
-    fn verify(&mut self) -> Result<String, String> {
+    /// Whether what was hashed matches the signature.
+    fn check(&mut self) -> Result<String, String> {
         let Some(signed) = self.signed else {
             return Ok("NOT verified: --insecure-no-signature".into());
         };
@@ -570,7 +583,7 @@ impl Checked {
         plan: &hnroot_core::plan::Plan,
         store: &mut dyn hnroot_linux::exec::BootStateStore,
         progress: &Progress,
-    ) -> Result<()> {
+    ) -> Result<Vec<hnroot_core::plan::Step>> {
         let partial = self.partial_name();
         let mut stager = SourceStager {
             source: &self.source,
@@ -590,8 +603,9 @@ impl Checked {
                     Err(e) => progress.step(n, r.total, &r.step.to_string(), Err(e)),
                 }
             });
-        let Err(failed) = result else {
-            return Ok(());
+        let failed = match result {
+            Ok(done) => return Ok(done.to_vec()),
+            Err(failed) => failed,
         };
         let fate = after_stage_failure(&failed.step);
         let what = match fate {
@@ -606,7 +620,7 @@ impl Checked {
                 "the image is in place; run `hnroot status` to see whether GRUB will see it".into()
             }
         };
-        progress.event(json!({ "event": "failed", "step": failed.step.code(), "error": failed.error, "partial": format!("{fate:?}").to_lowercase() }));
+        progress.event(json!({ "event": "failed", "step": failed.step.code(), "error": failed.error.to_string(), "partial": format!("{fate:?}").to_lowercase() }));
         bail!("{failed}; no image was published by this copy unless said; {what}");
     }
 }
@@ -639,19 +653,10 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let obs = view.observation(state);
     let plan = operator::stage(&obs, &request)?;
     checked.announce(&progress, "hn-root-new.img", have);
-    let state_file = place::locate_state(&args.loc, &params, true).ok();
-    let mut store = StateAtPath(
-        state_file
-            .as_ref()
-            .map(|f| f.path.clone())
-            .unwrap_or_default(),
-    );
-    checked.copy(&hostpart, &plan, &mut store, &progress)?;
+    let mut store = place::locate_state(&args.loc, &params).ok();
+    let done = checked.copy(&hostpart, &plan, &mut store, &progress)?;
     let bootable = checked.bootable;
-    let state = state_file
-        .as_ref()
-        .map_or(state, |f| hnroot_linux::bootstate_file::seen(&f.path).0);
-    let after = hostpart.observe()?.observation(state);
+    let after = seen_after(&obs, &done);
     crate::history_cmd::record(
         &hostpart,
         hnroot_core::history::Operator::Stage,

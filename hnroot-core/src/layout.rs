@@ -7,6 +7,8 @@
 //! Paths inside a filesystem are relative to its root and never start with `/`; a driver that
 //! needs an absolute form (GRUB: `(hd0,gpt2)/system-revert`) prefixes `/` itself.
 
+use crate::probe::FsType;
+
 /// Filesystem label of the host partition that holds the images and `data/`.
 pub const HOSTPART_LABEL: &str = "hostpart";
 
@@ -76,9 +78,53 @@ pub const DATA_LINK: &str = "/data0";
 /// The init the initramfs starts in the image unless `init=` says otherwise.
 pub const DEFAULT_INIT: &str = "/sbin/init";
 
+/// Whether hostpart may be a filesystem of this type: one GRUB reads and the initramfs can
+/// checkpoint so that GRUB, which replays no journal, sees every switch (ext2/3/4: a journal
+/// checkpoint or a freeze; XFS: a freeze; btrfs: a transaction commit). `hnroot install` makes
+/// ext4, btrfs or XFS ([`crate::install::HostpartFs`]); an ext2 or ext3 hostpart made by hand
+/// boots as well.
+pub const fn hostpart_fs_ok(fs: FsType) -> bool {
+    matches!(
+        fs,
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Btrfs | FsType::Xfs
+    )
+}
+
+/// Whether the boot-state file may live on a filesystem of this type: GRUB rewrites it in place
+/// through its block list, so the filesystem must keep a file's blocks where they are when it is
+/// rewritten: FAT (the ESP's) or ext2/3/4; never btrfs, whose copy-on-write moves them (XFS is
+/// not offered either: hnroot has never had GRUB write through an XFS block list).
+pub const fn bootstate_fs_ok(fs: FsType) -> bool {
+    matches!(
+        fs,
+        FsType::Vfat | FsType::Ext2 | FsType::Ext3 | FsType::Ext4
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filesystems_for_hostpart_and_the_boot_state() {
+        use crate::install::HostpartFs;
+        for fs in HostpartFs::ALL {
+            let t = FsType::ALL
+                .into_iter()
+                .find(|t| t.as_str() == fs.as_str())
+                .unwrap();
+            assert!(
+                hostpart_fs_ok(t),
+                "install makes {fs:?}, the boot must accept it"
+            );
+        }
+        assert!(!hostpart_fs_ok(FsType::Vfat));
+        assert!(bootstate_fs_ok(FsType::Vfat) && bootstate_fs_ok(FsType::Ext4));
+        assert!(
+            !bootstate_fs_ok(FsType::Btrfs),
+            "copy-on-write moves blocks"
+        );
+    }
 
     #[test]
     fn relative_paths_are_relative() {

@@ -387,6 +387,11 @@ mod tests {
         let obs = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
         let p = stage(&obs, &request(B)).unwrap();
         assert_eq!(p.kind, PlanKind::Stage);
+        // After the whole stage, the driver knows hn-root-new.img holds B without looking.
+        assert_eq!(
+            crate::plan::seen_after(&obs, &p.steps),
+            obs.with(ImageName::New, ImageSeen::Readable(B))
+        );
         assert_eq!(p.steps.len(), 5);
         assert_eq!(
             stage(&obs, &request(A)).unwrap_err().code(),

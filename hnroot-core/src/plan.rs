@@ -286,6 +286,36 @@ impl Plan {
     }
 }
 
+/// What a driver would see on hostpart and in the boot state after `done` steps (a prefix of a
+/// plan) succeeded, when it saw `obs` before them: how the executor's caller knows what it
+/// wrote without looking again. A rename moves what was seen under one name to the other
+/// (replacing what was there), the marker steps set or clear the marker, a boot-state write
+/// is seen as written, a published partial file is seen with the UUID its verification step
+/// checked. Copies, syncs, checkpoints and mounts change nothing a decision looks at.
+pub fn seen_after(obs: &Observation, done: &[Step]) -> Observation {
+    let mut seen = *obs;
+    let mut verified = None;
+    for step in done {
+        match *step {
+            Step::Rename { from, to, .. } => {
+                let moved = seen.image(from);
+                seen.set(to, moved);
+                seen.set(from, ImageSeen::Absent);
+            }
+            Step::RemoveRevertMarker => seen.revert_requested = false,
+            Step::CreateRevertMarker => seen.revert_requested = true,
+            Step::WriteBootState(state) => seen.state = StateSeen::Valid(state),
+            Step::VerifyPartial { uuid } => verified = Some(uuid),
+            Step::PublishPartial { to, .. } => seen.set(
+                to,
+                verified.map_or(ImageSeen::Unreadable, ImageSeen::Readable),
+            ),
+            Step::CopyToPartial | Step::SyncDir | Step::Checkpoint | Step::Mount { .. } => {}
+        }
+    }
+    seen
+}
+
 /// Why there is no plan: the initramfs cannot mount what GRUB booted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PlanError {

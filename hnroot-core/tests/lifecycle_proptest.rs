@@ -258,11 +258,15 @@ impl StateMachineTest for LifecycleTest {
                     name: ImageName::Current,
                     uuid: running.uuid().unwrap(),
                 };
-                let p =
-                    mark_good(&m.dir.observe(m.state.seen()), Some(b)).expect("mark-good allowed");
+                let before = m.dir.observe(m.state.seen());
+                let p = mark_good(&before, Some(b)).expect("mark-good allowed");
                 for step in &p.steps {
                     execute(&mut m.dir, &mut m.state, step, None).expect("mark-good step");
                 }
+                assert_eq!(
+                    hnroot_core::plan::seen_after(&before, &p.steps),
+                    m.dir.observe(m.state.seen())
+                );
             }
             Action::Boot | Action::PowerLoss(_) => {
                 m.running = None;

@@ -26,7 +26,9 @@ use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::name::ImageName;
 use hnroot_core::operator::{self, StageRequest};
-use hnroot_core::plan::{after_failure, plan, AfterFailure, Booted, PlanError, Step, MAX_STEPS};
+use hnroot_core::plan::{
+    after_failure, plan, seen_after, AfterFailure, Booted, PlanError, Step, MAX_STEPS,
+};
 use support::{op_of, Dir, Img, Op};
 
 fn cfg() -> Config {
@@ -152,7 +154,8 @@ fn run_steps(
     ctx: &dyn Fn() -> String,
 ) -> Vec<Img> {
     let mut destroyed = Vec::new();
-    for step in steps {
+    let before = dir.observe(*state);
+    for (i, step) in steps.iter().enumerate() {
         match *step {
             Step::Rename { from, to, replace } => {
                 assert!(
@@ -190,6 +193,14 @@ fn run_steps(
             | Step::VerifyPartial { .. }
             | Step::PublishPartial { .. } => panic!("{step} in a boot plan: {}", ctx()),
         }
+        // The executor's caller knows what hostpart and the boot state hold now without
+        // looking again: the core's prediction is exactly what a look would see.
+        assert_eq!(
+            seen_after(&before, &steps[..=i]),
+            dir.observe(*state),
+            "after step {i} ({step}): {}",
+            ctx()
+        );
     }
     destroyed
 }

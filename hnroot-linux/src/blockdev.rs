@@ -399,6 +399,28 @@ pub fn find(spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Found, FindError> {
     find_in(&Roots::default(), spec, hints)
 }
 
+/// [`find_in`], waiting for the device to appear: scans every `poll` until it is found or
+/// `deadline` has passed (then the last `NotFound`, whose message lists what was there).
+/// Ambiguity fails at once: waiting will not make it go away. Returns how long it took.
+pub fn find_waiting(
+    roots: &Roots,
+    spec: &DeviceSpec<'_>,
+    hints: &Hints,
+    deadline: std::time::Duration,
+    poll: std::time::Duration,
+) -> Result<(Found, std::time::Duration), FindError> {
+    let start = std::time::Instant::now();
+    loop {
+        match find_in(roots, spec, hints) {
+            Ok(found) => return Ok((found, start.elapsed())),
+            Err(FindError::NotFound { .. }) if start.elapsed() < deadline => {
+                std::thread::sleep(poll.min(deadline.saturating_sub(start.elapsed())));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// [`find`] with other roots (tests use a fake sysfs tree and image files as devices).
 ///
 /// Exactly one match is the answer. With several, the core chooses (`hnroot_core::device`):

@@ -68,23 +68,36 @@ fn io_err<'a>(
     }
 }
 
-/// The file's bytes; `None` when there is no such file.
-pub fn read(path: &Path) -> Result<Option<[u8; BLOCK_LEN]>, BootStateFileError> {
-    let mut file = match File::open(path) {
+/// The file's first bytes, one more than a valid file has (whether the size is right is the
+/// core's judgement, `Block::decode`); `None` when there is no such file.
+pub fn read(path: &Path) -> Result<Option<Vec<u8>>, BootStateFileError> {
+    let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, "open")(e)),
     };
-    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
-    if len != BLOCK_LEN as u64 {
-        return Err(BootStateFileError::Size {
-            path: path.to_owned(),
-            found: len,
-        });
-    }
-    let mut bytes = [0u8; BLOCK_LEN];
-    file.read_exact(&mut bytes).map_err(io_err(path, "read"))?;
+    let mut bytes = Vec::with_capacity(BLOCK_LEN + 1);
+    file.take(BLOCK_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path, "read"))?;
     Ok(Some(bytes))
+}
+
+/// The core's refusal of a block as this file's error.
+fn block_error(path: &Path, e: BlockError) -> BootStateFileError {
+    match e {
+        BlockError::Size { found } => BootStateFileError::Size {
+            path: path.to_owned(),
+            found: found as u64,
+        },
+        BlockError::SequenceExhausted => BootStateFileError::Sequence {
+            path: path.to_owned(),
+        },
+        source @ BlockError::NewerFormat { .. } => BootStateFileError::Newer {
+            path: path.to_owned(),
+            source,
+        },
+    }
 }
 
 /// What the decision should see, judged by the core from what is at `path` exactly as GRUB's
@@ -93,8 +106,13 @@ pub fn read(path: &Path) -> Result<Option<[u8; BLOCK_LEN]>, BootStateFileError> 
 pub fn seen(path: &Path) -> (StateSeen, Option<BootStateFileError>) {
     match read(path) {
         Ok(None) => (StateFile::Absent.seen(), None),
-        Ok(Some(bytes)) => (StateFile::Bytes(&bytes).seen(), None),
-        Err(e @ BootStateFileError::Size { .. }) => (StateFile::Unreadable.seen(), Some(e)),
+        Ok(Some(bytes)) => {
+            let why = match Block::decode(&bytes) {
+                Err(e @ BlockError::Size { .. }) => Some(block_error(path, e)),
+                _ => None,
+            };
+            (StateFile::Bytes(&bytes).seen(), why)
+        }
         Err(e) => (StateFile::Unreadable.seen(), Some(e)),
     }
 }
@@ -107,36 +125,13 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(io_err(path, "open for writing"))?;
-    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
-    if len != BLOCK_LEN as u64 {
-        return Err(BootStateFileError::Size {
-            path: path.to_owned(),
-            found: len,
-        });
-    }
-    let mut bytes = [0u8; BLOCK_LEN];
-    file.read_exact_at(&mut bytes, 0)
+    let mut bytes = Vec::with_capacity(BLOCK_LEN + 1);
+    (&file)
+        .take(BLOCK_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
         .map_err(io_err(path, "read"))?;
-    let range = match Block::encode_into(&mut bytes, state) {
-        Ok(range) => range,
-        Err(BlockError::Size { found }) => {
-            return Err(BootStateFileError::Size {
-                path: path.to_owned(),
-                found: found as u64,
-            })
-        }
-        Err(BlockError::SequenceExhausted) => {
-            return Err(BootStateFileError::Sequence {
-                path: path.to_owned(),
-            })
-        }
-        Err(source @ BlockError::NewerFormat { .. }) => {
-            return Err(BootStateFileError::Newer {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
+    // A file of the wrong size is refused here, by the codec: not ours, never written.
+    let range = Block::encode_into(&mut bytes, state).map_err(|e| block_error(path, e))?;
     let changed = bytes.get(range.clone()).unwrap_or(&[]);
     file.write_all_at(changed, range.start as u64)
         .map_err(io_err(path, "write"))?;

@@ -18,34 +18,77 @@
 //! because a projection never fails the image.
 
 use std::fs::File;
-
+use std::io;
 use std::path::Path;
 
-use hnroot_core::bootstate::BootState;
 use hnroot_core::identity;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{Plan, Step};
 use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::Verdict;
 
-use crate::hostpart::Hostpart;
+pub use crate::esp::BootStateStore;
+use crate::esp::EspError;
+use crate::hostpart::{Hostpart, HostpartError};
 use crate::image::{self, Inspect};
-
-/// Where the boot state is written.
-pub trait BootStateStore {
-    /// Write `state` (in place, synced, read back).
-    fn write(&mut self, state: &BootState) -> Result<(), String>;
-}
+use crate::mounts::SysError;
 
 /// Mounts an image as the new root (the initramfs).
 pub trait RootMounter {
-    /// Mount `image` of `hostpart`, which must have filesystem UUID `uuid`.
+    /// Mount `image` of `hostpart`, which must have filesystem UUID `uuid`; say how.
     fn mount(
         &mut self,
         hostpart: &Hostpart,
         image: ImageName,
         uuid: FsUuid,
-    ) -> Result<String, String>;
+    ) -> Result<String, MountError>;
+}
+
+/// Why the booted image could not be mounted as the new root.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The image file could not be opened.
+    #[error(transparent)]
+    Open(#[from] HostpartError),
+    /// A loop device could not be attached, or looked at.
+    #[error("{image}: {what}: {source}")]
+    Device {
+        /// The image.
+        image: ImageName,
+        /// What was being done (`attach to a loop device`, `probe /dev/loop0`).
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The loop device holds another filesystem than the one GRUB booted.
+    #[error(
+        "{image} on {node} has filesystem UUID {}, but GRUB booted {booted}: refusing to mount a \
+         different image than the kernel came from",
+        found.map_or_else(|| "none".to_owned(), |u| u.to_string())
+    )]
+    NotTheImage {
+        /// The image.
+        image: ImageName,
+        /// The loop device.
+        node: std::path::PathBuf,
+        /// The UUID found there.
+        found: Option<FsUuid>,
+        /// The UUID GRUB booted.
+        booted: FsUuid,
+    },
+    /// The loop device holds no filesystem the probes recognise (as they judged it).
+    #[error("{image} on {node}: {found}")]
+    NoFilesystem {
+        /// The image.
+        image: ImageName,
+        /// The loop device.
+        node: std::path::PathBuf,
+        /// What the probes said.
+        found: String,
+    },
+    /// A mount failed.
+    #[error(transparent)]
+    Mount(#[from] SysError),
 }
 
 /// The source of a stage (the CLI): a local file or a URL, with its signature.
@@ -56,20 +99,87 @@ pub trait Stager {
     /// Append the source's bytes from byte `have` on to `partial` (which already holds the
     /// first `have` bytes, checked by the stager as it sees fit), checking the signature over
     /// the whole as it goes. Says what it did.
-    fn fill(&mut self, partial: &mut File, have: u64) -> Result<String, String>;
+    fn fill(&mut self, partial: &mut File, have: u64) -> Result<String, SourceError>;
     /// Whether the whole copy matches the signature (after `fill`).
-    fn verify(&mut self) -> Result<String, String>;
+    fn verify(&mut self) -> Result<String, SourceError>;
 }
 
-/// A step that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a stage's source could not be copied or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading the source or writing the partial file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, on what.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The source did not deliver what it promised (a short or changed body, a refused range).
+    #[error("{0}")]
+    Delivery(String),
+    /// The signature does not match what was copied.
+    #[error("{0}")]
+    Signature(String),
+}
+
+/// Why a step failed: its kind, typed, so that no caller reads a message to decide.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The executor stopped before this step on request (a test's simulated power cut).
+    #[error("stopped here on request (a simulated power cut)")]
+    Stopped,
+    /// An operation on hostpart failed.
+    #[error(transparent)]
+    Hostpart(#[from] HostpartError),
+    /// Writing the boot state failed.
+    #[error(transparent)]
+    BootState(#[from] EspError),
+    /// No boot-state store was given.
+    #[error("no boot-state file to write (the ESP is not available)")]
+    NoBootState,
+    /// Mounting the new root failed.
+    #[error(transparent)]
+    Mount(Box<MountError>),
+    /// This driver mounts no root.
+    #[error("this driver mounts no root")]
+    NoMounter,
+    /// The stage's source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A copy step without a source.
+    #[error("a stage without a source")]
+    NoSource,
+    /// The partial file could not be synced or found.
+    #[error("{name}: {what}")]
+    Partial {
+        /// The partial file's name.
+        name: String,
+        /// What happened.
+        what: String,
+    },
+    /// The verified copy is not what the source was: another UUID, or not bootable.
+    #[error("the copy is {0}")]
+    Copy(String),
+}
+
+/// A step that failed. The steps before it in the plan succeeded ([`StepFailed::done`]).
+#[derive(Debug)]
 pub struct StepFailed {
     /// Its index in the plan (0-based).
     pub index: usize,
     /// The step.
     pub step: Step,
-    /// Why, in words.
-    pub error: String,
+    /// Why.
+    pub error: StepError,
+}
+
+impl StepFailed {
+    /// What the run wrote before the failure: the steps of `plan` (the plan that was run)
+    /// before the failed one.
+    pub fn done<'p>(&self, plan: &'p Plan) -> &'p [Step] {
+        plan.steps.get(..self.index).unwrap_or(&plan.steps)
+    }
 }
 
 impl std::fmt::Display for StepFailed {
@@ -78,17 +188,69 @@ impl std::fmt::Display for StepFailed {
     }
 }
 
-/// One executed step, for the log.
+impl std::error::Error for StepFailed {}
+
+impl From<MountError> for StepError {
+    fn from(e: MountError) -> StepError {
+        StepError::Mount(Box::new(e))
+    }
+}
+
+/// One executed step of a plan whose steps are `S` (the core's plan steps by default, identity
+/// steps, install steps, sync actions), for the log.
 #[derive(Debug, Clone, Copy)]
-pub struct StepReport<'a> {
+pub struct StepReport<'a, S = Step> {
     /// Its index (0-based).
     pub index: usize,
     /// Steps in the plan.
     pub total: usize,
     /// The step.
-    pub step: &'a Step,
+    pub step: &'a S,
     /// How it went (`ok`, what a checkpoint did, ...) or why it failed.
     pub outcome: Result<&'a str, &'a str>,
+}
+
+/// What a run does after a failed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Stop: the steps after it are not run (a plan of hostpart changes, an install).
+    Stop,
+    /// Report it and run the next (an identity projection, a sync: each step stands alone).
+    GoOn,
+}
+
+/// The one loop every plan of steps runs through, whoever carries the steps out: each step in
+/// order through `one`, each reported to `log` with its index, what it did or why it failed.
+/// Returns the failed steps with their index (at most one with [`OnFailure::Stop`]).
+pub fn run_steps<S, E: std::fmt::Display>(
+    steps: &[S],
+    on_failure: OnFailure,
+    mut one: impl FnMut(&S) -> Result<String, E>,
+    mut log: impl FnMut(StepReport<'_, S>),
+) -> Vec<(usize, E)> {
+    let total = steps.len();
+    let mut failed = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let result = one(step);
+        let why = result.as_ref().err().map(ToString::to_string);
+        log(StepReport {
+            index,
+            total,
+            step,
+            outcome: match (&result, &why) {
+                (Ok(how), _) => Ok(how.as_str()),
+                (Err(_), Some(why)) => Err(why.as_str()),
+                (Err(_), None) => Err(""),
+            },
+        });
+        if let Err(e) = result {
+            failed.push((index, e));
+            if on_failure == OnFailure::Stop {
+                break;
+            }
+        }
+    }
+    failed
 }
 
 /// Carries out plans on one hostpart.
@@ -103,21 +265,8 @@ pub struct Executor<'a> {
     pub stop_before: Option<usize>,
 }
 
-/// One executed step of an identity plan, for the log.
-#[derive(Debug, Clone, Copy)]
-pub struct IdentityReport<'a> {
-    /// Its index (0-based).
-    pub index: usize,
-    /// Steps in the plan.
-    pub total: usize,
-    /// The step.
-    pub step: &'a identity::Step<'a>,
-    /// What it did, or why it failed.
-    pub outcome: Result<&'a str, &'a str>,
-}
-
 /// A step of an identity plan that failed (the steps after it ran all the same).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct IdentityFailed {
     /// Its index in the plan (0-based).
     pub index: usize,
@@ -126,7 +275,7 @@ pub struct IdentityFailed {
     /// Its stable code.
     pub code: &'static str,
     /// Why.
-    pub error: String,
+    pub error: crate::host_state::ProjectError,
 }
 
 impl std::fmt::Debug for Executor<'_> {
@@ -163,28 +312,26 @@ impl<'a> Executor<'a> {
     pub fn project(
         &mut self,
         plan: &identity::Plan<'_>,
-        mut log: impl FnMut(IdentityReport<'_>),
+        log: impl FnMut(StepReport<'_, identity::Step<'_>>),
     ) -> Vec<IdentityFailed> {
-        let total = plan.steps.len();
-        let mut failed = Vec::new();
-        for (index, step) in plan.steps.iter().enumerate() {
-            let result = crate::host_state::carry_out(self.hostpart, self.newroot, step);
-            log(IdentityReport {
+        let (hostpart, newroot) = (self.hostpart, self.newroot);
+        run_steps(
+            &plan.steps,
+            OnFailure::GoOn,
+            |step| crate::host_state::carry_out(hostpart, newroot, step),
+            log,
+        )
+        .into_iter()
+        .map(|(index, error)| {
+            let step = plan.steps.get(index);
+            IdentityFailed {
                 index,
-                total,
-                step,
-                outcome: result.as_deref().map_err(String::as_str),
-            });
-            if let Err(error) = result {
-                failed.push(IdentityFailed {
-                    index,
-                    step: step.to_string(),
-                    code: step.code(),
-                    error,
-                });
+                step: step.map(ToString::to_string).unwrap_or_default(),
+                code: step.map_or("-", identity::Step::code),
+                error,
             }
-        }
-        failed
+        })
+        .collect()
     }
 
     /// Where `WriteBootState` writes.
@@ -211,44 +358,47 @@ impl<'a> Executor<'a> {
         self
     }
 
-    /// Run `plan` in order, reporting each step to `log`; stop at the first failure.
-    pub fn run(
+    /// Run `plan` in order, reporting each step to `log`; stop at the first failure. Returns
+    /// what it wrote: the steps that succeeded, the whole plan (after a failure,
+    /// [`StepFailed::done`]); with the core's `plan::seen_after` the caller knows what hostpart
+    /// and the boot state now hold without looking again. With [`Executor::stop_before`] the
+    /// run ends before that step as a power cut would, unreported.
+    // The failure names the step and why (a path, an errno): 128 bytes on the rare path.
+    #[allow(clippy::result_large_err)]
+    pub fn run<'p>(
         &mut self,
-        plan: &Plan,
-        mut log: impl FnMut(StepReport<'_>),
-    ) -> Result<(), StepFailed> {
-        let total = plan.steps.len();
-        for (index, step) in plan.steps.iter().enumerate() {
-            if self.stop_before == Some(index) {
-                return Err(StepFailed {
-                    index,
-                    step: *step,
-                    error: "stopped here on request (a simulated power cut)".into(),
-                });
-            }
-            let result = self.step(step);
-            log(StepReport {
+        plan: &'p Plan,
+        log: impl FnMut(StepReport<'_>),
+    ) -> Result<&'p [Step], StepFailed> {
+        let end = self
+            .stop_before
+            .map_or(plan.steps.len(), |n| n.min(plan.steps.len()));
+        let steps = plan.steps.get(..end).unwrap_or(&[]);
+        let failed = run_steps(steps, OnFailure::Stop, |step| self.step(step), log);
+        let failure = match failed.into_iter().next() {
+            Some((index, error)) => Some((index, error)),
+            None if end < plan.steps.len() => Some((end, StepError::Stopped)),
+            None => None,
+        };
+        match failure {
+            None => Ok(&plan.steps),
+            Some((index, error)) => Err(StepFailed {
                 index,
-                total,
-                step,
-                outcome: result.as_deref().map_err(String::as_str),
-            });
-            if let Err(error) = result {
-                return Err(StepFailed {
-                    index,
-                    step: *step,
-                    error,
-                });
-            }
+                // `index` is a step's of this plan: before `end`, or `end` below its length.
+                step: plan.steps[index],
+                error,
+            }),
         }
-        Ok(())
     }
 
-    fn step(&mut self, step: &Step) -> Result<String, String> {
+    fn source(&mut self) -> Result<&mut (dyn Stager + 'a), StepError> {
+        self.stager.as_deref_mut().ok_or(StepError::NoSource)
+    }
+
+    fn step(&mut self, step: &Step) -> Result<String, StepError> {
         let hp = self.hostpart;
-        let ok = |r: Result<(), crate::hostpart::HostpartError>| {
-            r.map(|()| "ok".to_owned()).map_err(|e| e.to_string())
-        };
+        let ok =
+            |r: Result<(), HostpartError>| r.map(|()| "ok".to_owned()).map_err(StepError::from);
         match *step {
             Step::Rename { from, to, replace } => {
                 ok(hp.rename(from.file_name(), to.file_name(), replace))
@@ -256,77 +406,65 @@ impl<'a> Executor<'a> {
             Step::RemoveRevertMarker => ok(hp.remove_marker()),
             Step::CreateRevertMarker => ok(hp.create_marker()),
             Step::SyncDir => ok(hp.sync_dir()),
-            Step::Checkpoint => hp
-                .checkpoint()
-                .map(str::to_owned)
-                .map_err(|e| e.to_string()),
+            Step::Checkpoint => Ok(hp.checkpoint()?.to_owned()),
             Step::WriteBootState(state) => match self.boot_state.as_deref_mut() {
-                Some(store) => store.write(&state).map(|()| "ok".to_owned()),
-                None => Err("no boot-state file to write (the ESP is not available)".into()),
+                Some(store) => {
+                    store.write(&state)?;
+                    Ok("ok".to_owned())
+                }
+                None => Err(StepError::NoBootState),
             },
             Step::Mount { image, uuid } => match self.mounter.as_deref_mut() {
-                Some(m) => m.mount(hp, image, uuid),
-                None => Err("this driver mounts no root".into()),
+                Some(m) => Ok(m.mount(hp, image, uuid)?),
+                None => Err(StepError::NoMounter),
             },
             Step::CopyToPartial => {
-                let stager = self
-                    .stager
-                    .as_deref_mut()
-                    .ok_or("a stage without a source")?;
+                let stager = self.source()?;
                 let name = stager.partial_name().to_owned();
-                let (mut file, have) = match hp.reopen_partial(&name).map_err(|e| e.to_string())? {
+                let (mut file, have) = match hp.reopen_partial(&name)? {
                     Some(file) => {
-                        let have = file.metadata().map_err(|e| e.to_string())?.len();
+                        let have = file
+                            .metadata()
+                            .map_err(|e| StepError::Partial {
+                                name: name.clone(),
+                                what: format!("stat: {e}"),
+                            })?
+                            .len();
                         (file, have)
                     }
-                    None => (
-                        hp.create_exclusive(&name, 0o600)
-                            .map_err(|e| e.to_string())?,
-                        0,
-                    ),
+                    None => (hp.create_exclusive(&name, 0o600)?, 0),
                 };
                 let how = stager.fill(&mut file, have)?;
-                file.sync_all().map_err(|e| format!("fsync {name}: {e}"))?;
+                file.sync_all().map_err(|e| StepError::Partial {
+                    name,
+                    what: format!("fsync: {e}"),
+                })?;
                 Ok(how)
             }
             Step::VerifyPartial { uuid } => {
-                let stager = self
-                    .stager
-                    .as_deref_mut()
-                    .ok_or("a stage without a source")?;
+                let inspect = self.inspect.clone();
+                let stager = self.source()?;
                 let signed = stager.verify()?;
                 let name = stager.partial_name().to_owned();
                 let file = hp
-                    .reopen_partial(&name)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("{name} vanished"))?;
-                match image::judge_file(&file, &self.inspect).verdict {
+                    .reopen_partial(&name)?
+                    .ok_or_else(|| StepError::Partial {
+                        name: name.clone(),
+                        what: "vanished".into(),
+                    })?;
+                match image::judge_file(&file, &inspect).verdict {
                     Verdict::Bootable(b) if b.uuid == uuid => Ok(format!("{signed}; bootable")),
-                    Verdict::Bootable(b) => Err(format!(
-                        "the copy has filesystem UUID {}, the source had {uuid}",
+                    Verdict::Bootable(b) => Err(StepError::Copy(format!(
+                        "of filesystem UUID {}, the source had {uuid}",
                         b.uuid
-                    )),
-                    other => Err(format!("the copy is {other}")),
+                    ))),
+                    other => Err(StepError::Copy(other.to_string())),
                 }
             }
             Step::PublishPartial { to, replace } => {
-                let stager = self
-                    .stager
-                    .as_deref_mut()
-                    .ok_or("a stage without a source")?;
-                let name = stager.partial_name().to_owned();
+                let name = self.source()?.partial_name().to_owned();
                 ok(hp.rename(&name, to.file_name(), replace))
             }
         }
-    }
-}
-
-/// The boot-state file at a path, written in place (the CLI, on a mounted ESP).
-#[derive(Debug)]
-pub struct StateAtPath(pub std::path::PathBuf);
-
-impl BootStateStore for StateAtPath {
-    fn write(&mut self, state: &BootState) -> Result<(), String> {
-        crate::bootstate_file::write(&self.0, state).map_err(|e| e.to_string())
     }
 }

@@ -172,6 +172,74 @@ pub fn observe_root(root: &Path) -> RootSeen {
     RootSeen { sshd }
 }
 
+/// Everything a boot's identity plan is made from, gathered in one place for the initramfs and
+/// for `hnroot host show`/`explain`: the host state, the new root (whether it has sshd), what
+/// could name a new server, and random bytes for a new machine ID.
+#[derive(Debug)]
+pub struct Inputs {
+    /// The host state.
+    pub observed: HostObserved,
+    /// The new root (`sshd: None` when there is none to look at).
+    pub root: RootSeen,
+    /// The DMI serial and MAC addresses.
+    pub names: NameSources,
+    /// 16 bytes from the random source, if it could be read.
+    pub random: Option<[u8; 16]>,
+    /// Why there are none.
+    pub random_error: Option<String>,
+}
+
+impl Inputs {
+    /// Look at the host state on `hostpart`, the new root at `root` (if there is one), sysfs at
+    /// `sys` and the random source at `dev/urandom`.
+    pub fn gather(
+        hostpart: &Hostpart,
+        root: Option<&Path>,
+        sys: &Path,
+        dev: &Path,
+    ) -> io::Result<Inputs> {
+        let observed = observe(hostpart)?;
+        let urandom = dev.join("urandom");
+        let (random, random_error) = match random_bytes(&urandom) {
+            Ok(b) => (Some(b), None),
+            Err(e) => (
+                None,
+                Some(format!("cannot read {}: {e}", urandom.display())),
+            ),
+        };
+        Ok(Inputs {
+            observed,
+            root: root.map_or(RootSeen { sshd: None }, observe_root),
+            names: name_sources(sys),
+            random,
+            random_error,
+        })
+    }
+
+    /// The core's identity plan from these inputs and `hnroot.hostname=` (`parameter`), handed
+    /// to `f` (the plan borrows what was gathered).
+    pub fn with_plan<R>(
+        &self,
+        parameter: Option<&str>,
+        f: impl FnOnce(&identity::Plan<'_>) -> R,
+    ) -> R {
+        let files = self.observed.file_names();
+        let host = self.observed.seen(&files);
+        let macs = self.names.mac_refs();
+        let sources = hnroot_core::hostname::Sources {
+            parameter,
+            dmi_serial: self.names.dmi_serial.as_deref(),
+            macs: &macs,
+        };
+        let plan = identity::plan(&host, &self.root, &sources, self.random);
+        // Bound, not returned directly: the plan (which borrows `files`) must be dropped before
+        // the locals it borrows, which a temporary in the tail expression is not.
+        #[allow(clippy::let_and_return)]
+        let out = f(&plan);
+        out
+    }
+}
+
 /// What could name a new server, read from sysfs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameSources {
@@ -218,11 +286,41 @@ pub fn random_bytes(dev: &Path) -> io::Result<[u8; 16]> {
     Ok(b)
 }
 
-fn host_dir(hostpart: &Hostpart) -> Result<OwnedFd, String> {
+/// Why an identity step failed (the boot goes on without it).
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// A system call on a host-state or new-root path failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, on what.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Something else than the step needs is at a path: nothing is projected there.
+    #[error("{0}")]
+    Found(String),
+    /// The step needs a new root and the driver has none.
+    #[error("this driver has no new root")]
+    NoNewRoot,
+    /// The bind mount failed.
+    #[error(transparent)]
+    Mount(#[from] mounts::SysError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> ProjectError {
+    let what = what.into();
+    move |source| ProjectError::Io { what, source }
+}
+
+fn host_dir(hostpart: &Hostpart) -> Result<OwnedFd, ProjectError> {
     match open_dir(hostpart) {
         Ok(Some(d)) => Ok(d),
-        Ok(None) => Err(format!("{} does not exist", layout::HOST_DIR)),
-        Err(e) => Err(format!("{}: {e}", layout::HOST_DIR)),
+        Ok(None) => Err(ProjectError::Found(format!(
+            "{} does not exist",
+            layout::HOST_DIR
+        ))),
+        Err(e) => Err(io(layout::HOST_DIR)(e)),
     }
 }
 
@@ -243,17 +341,17 @@ pub fn log(hostpart: &Hostpart, line: &str) -> Option<String> {
 }
 
 /// Open the host-state path `rel` (`O_PATH`, never through a link) and check it is a `kind`.
-fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, String> {
+fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, ProjectError> {
     let (parent, name) = fsat::split(rel);
     let parent_fd = match parent {
         Some(p) => fsat::open_path(dir, p)
-            .map_err(|e| format!("{p}: {e}"))?
-            .ok_or_else(|| format!("{p} does not exist"))?,
+            .map_err(io(p))?
+            .ok_or_else(|| ProjectError::Found(format!("{p} does not exist")))?,
         None => fsat::open_dir(dir, ".")
-            .map_err(|e| e.to_string())?
-            .ok_or("the host state directory vanished")?,
+            .map_err(io("the host state directory"))?
+            .ok_or_else(|| ProjectError::Found("the host state directory vanished".into()))?,
     };
-    let c = fsat::cstr(name).map_err(|e| e.to_string())?;
+    let c = fsat::cstr(name).map_err(io(rel))?;
     // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
     let fd = unsafe {
         libc::openat(
@@ -263,15 +361,18 @@ fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Strin
         )
     };
     if fd < 0 {
-        return Err(format!("{rel}: {}", io::Error::last_os_error()));
+        return Err(io(rel)(io::Error::last_os_error()));
     }
     // SAFETY: a fresh descriptor we own.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let got = fsat::fstat(&fd).map(|st| fsat::kind_of(&st));
     match (kind, got) {
         (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => Ok(fd),
-        (_, Ok(other)) => Err(format!("{rel} is {other}, not a {}", kind.as_str())),
-        (_, Err(e)) => Err(format!("{rel}: {e}")),
+        (_, Ok(other)) => Err(ProjectError::Found(format!(
+            "{rel} is {other}, not a {}",
+            kind.as_str()
+        ))),
+        (_, Err(e)) => Err(io(rel)(e)),
     }
 }
 
@@ -281,18 +382,18 @@ pub fn carry_out(
     hostpart: &Hostpart,
     newroot: Option<&Path>,
     step: &Step<'_>,
-) -> Result<String, String> {
-    let root = || -> Result<InRoot, String> {
-        let path = newroot.ok_or("this driver has no new root")?;
-        InRoot::open(path).map_err(|e| format!("{}: {e}", path.display()))
+) -> Result<String, ProjectError> {
+    let root = || -> Result<InRoot, ProjectError> {
+        let path = newroot.ok_or(ProjectError::NoNewRoot)?;
+        InRoot::open(path).map_err(io(path.display().to_string()))
     };
     match *step {
         Step::MakeHostDirs => {
             let dir = fsat::make_path(hostpart.dir(), layout::HOST_DIR, 0o755)
-                .map_err(|e| format!("create {}: {e}", layout::HOST_DIR))?;
+                .map_err(io(format!("create {}", layout::HOST_DIR)))?;
             fsat::make_dir(&dir, Item::Ssh.host_path(), 0o700)
-                .map_err(|e| format!("create {}/ssh: {e}", layout::HOST_DIR))?;
-            fsat::sync_dir(&dir).map_err(|e| e.to_string())?;
+                .map_err(io(format!("create {}/ssh", layout::HOST_DIR)))?;
+            fsat::sync_dir(&dir).map_err(io(layout::HOST_DIR))?;
             Ok(format!("{0} and {0}/ssh are there", layout::HOST_DIR))
         }
         Step::CreateMachineId(id) => {
@@ -304,7 +405,7 @@ pub fn carry_out(
                 0o444,
                 false,
             )
-            .map_err(|e| format!("write {}/machine-id: {e}", layout::HOST_DIR))?;
+            .map_err(io(format!("write {}/machine-id", layout::HOST_DIR)))?;
             let note = log(hostpart, &format!("created machine-id {id}"));
             Ok(format!("created machine-id {id}{}", suffix(note)))
         }
@@ -317,7 +418,7 @@ pub fn carry_out(
                 0o644,
                 false,
             )
-            .map_err(|e| format!("write {}/hostname: {e}", layout::HOST_DIR))?;
+            .map_err(io(format!("write {}/hostname", layout::HOST_DIR)))?;
             let note = log(
                 hostpart,
                 &format!("created hostname {name} (from {})", source.code()),
@@ -330,11 +431,11 @@ pub fn carry_out(
         Step::CopyMachineId => {
             let dir = host_dir(hostpart)?;
             let (data, _) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
-                .map_err(|e| format!("read {}/machine-id: {e}", layout::HOST_DIR))?;
+                .map_err(io(format!("read {}/machine-id", layout::HOST_DIR)))?;
             let target = Item::MachineId.root_path().unwrap_or("etc/machine-id");
             root()?
                 .write(target, &data, 0o444)
-                .map_err(|e| format!("write /{target}: {e}"))?;
+                .map_err(io(format!("write /{target}")))?;
             Ok(format!(
                 "/{target} is {}",
                 String::from_utf8_lossy(&data).trim()
@@ -350,30 +451,29 @@ pub fn carry_out(
                 Kind::File => root.make_file(target, 0o644),
                 Kind::Dir => root.make_dir(target),
             }
-            .map_err(|e| format!("the mount point /{target} in the new root: {e}"))?;
+            .map_err(io(format!("the mount point /{target} in the new root")))?;
             let got = fsat::fstat(&to).map(|st| fsat::kind_of(&st));
             match (src.kind(), got) {
                 (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => {}
                 (k, Ok(other)) => {
-                    return Err(format!(
+                    return Err(ProjectError::Found(format!(
                         "the image has {other} at /{target}, not a {}: not projected",
                         k.as_str()
-                    ))
+                    )))
                 }
-                (_, Err(e)) => return Err(format!("/{target}: {e}")),
+                (_, Err(e)) => return Err(io(format!("/{target}"))(e)),
             }
             mounts::bind_fds(
                 &from,
                 &to,
                 &format!("{}/{host_rel} on /{target}", layout::HOST_DIR),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             Ok("ok".into())
         }
         Step::WriteSshdDropIn => {
             root()?
                 .write(SSHD_DROP_IN_PATH, SSHD_DROP_IN.as_bytes(), 0o644)
-                .map_err(|e| format!("write /{SSHD_DROP_IN_PATH}: {e}"))?;
+                .map_err(io(format!("write /{SSHD_DROP_IN_PATH}")))?;
             Ok("ok".into())
         }
     }

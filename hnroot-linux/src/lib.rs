@@ -15,11 +15,13 @@
 //!   the identity steps; [`fsat`]: file operations through held descriptors that never follow
 //!   a link, and paths resolved inside another root.
 //! * [`sysprep`]: what makes an image one host's, removed from or found in a root tree.
-//! * [`bootstate_file`]: reads and rewrites the boot-state file on the ESP in place.
+//! * [`esp`]: the ESP found, checked and mounted, and the boot state in it read and written;
+//!   [`bootstate_file`]: reads and rewrites the boot-state file in place.
 //! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
 
 pub mod blockdev;
 pub mod bootstate_file;
+pub mod esp;
 pub mod exec;
 pub mod fsat;
 pub mod history_file;

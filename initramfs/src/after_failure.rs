@@ -13,7 +13,9 @@ use hnroot_core::name::ImageName;
 use hnroot_core::plan::{after_failure, AfterFailure};
 use hnroot_linux::history_file;
 
-use crate::boot::{write_boot_state, Failure};
+use hnroot_linux::esp::EspError;
+
+use crate::boot::Failure;
 use crate::{error, info};
 
 /// The emergency shell, if the initramfs carries one (busybox).
@@ -28,9 +30,10 @@ const REMIND_EVERY: Duration = Duration::from_secs(60);
 
 /// Handle a failure of the boot sequence as PID 1. Never returns.
 pub fn handle(failure: &Failure) -> ! {
-    error!("FATAL: {}", failure.message);
+    let message = failure.message();
+    error!("FATAL: {message}");
     reboot_into_another_image(failure);
-    stop(&failure.message)
+    stop(&message)
 }
 
 /// If the core predicts that recording the failure makes GRUB boot a different image, record it
@@ -45,7 +48,12 @@ pub fn reboot_into_another_image(failure: &Failure) {
             write,
             next,
             next_uuid,
-        } => match write_boot_state(ctx.esp.as_deref(), &write) {
+        } => match ctx
+            .esp
+            .as_ref()
+            .ok_or(EspError::Unavailable)
+            .and_then(|file| file.write(&write))
+        {
             Ok(()) => {
                 record_failure(ctx, next);
                 info!(

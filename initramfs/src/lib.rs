@@ -12,17 +12,26 @@
 //! ask the core (plan) -> execute (`hnroot_linux::exec`) -> on a failed step, ask the core
 //! (`after_step_failure`, `after_failure`) -> carry that out.
 //!
-//! * [`boot`]: the sequence, up to a mounted new root.
-//! * [`devices`]: finding hostpart and the ESP. * [`drivers`]: kernel modules.
-//! * [`newroot`]: the image's init, and hostpart inside the new root.
+//! * [`boot`]: the sequence, up to a mounted new root, one call per job:
+//!   [`params`], [`drivers`] (kernel modules), [`hostpart`], [`esp`] (the boot state),
+//!   [`switch`] (the plan, carried out; [`rootmount`] mounts the image), [`newroot`] (the
+//!   image's init, and hostpart inside the new root), [`identity`], [`record`] (the history),
+//!   [`layers`] (writable layers of images that are gone).
 //! * [`after_failure`]: what PID 1 does when the sequence fails.
 //! * [`switch_root`]: the switch itself. * [`kmod`], [`log`]: module loading and logging.
 
 pub mod after_failure;
 pub mod boot;
-pub mod devices;
 pub mod drivers;
+pub mod esp;
+pub mod hostpart;
+pub mod identity;
 pub mod kmod;
+pub mod layers;
 pub mod log;
 pub mod newroot;
+pub mod params;
+pub mod record;
+pub mod rootmount;
+pub mod switch;
 pub mod switch_root;

@@ -163,7 +163,7 @@ fn mount_root_logged(rootmnt: &Path) -> ExitCode {
         Err(failure) => {
             // Not PID 1: reboot into another image if the core says one will boot; otherwise
             // initramfs-tools' panic() (its shell) takes over after we exit.
-            error!("FATAL: {}", failure.message);
+            error!("FATAL: {}", failure.message());
             after_failure::reboot_into_another_image(&failure);
             hnroot_init::boot::unwind(&env);
             ExitCode::from(2)

@@ -260,7 +260,7 @@ fn update_boot_commits_the_switch_and_mounts_the_booted_image() {
     let result = prepared
         .as_ref()
         .map(|p| p.mounted)
-        .map_err(|f| f.message.clone());
+        .map_err(|f| f.message());
     let version = std::fs::read_to_string(env.newroot.join("version"));
     let hostpart_listing: Vec<String> = std::fs::read_dir(env.newroot.join("hostpart"))
         .map(|r| {
@@ -317,7 +317,7 @@ fn the_image_runs_under_a_writable_layer_that_stays_its_own() {
     let image_a = rig.dir.path().join("image-a.before");
 
     // First boot: the root is an overlay; what the system writes lands in A's own layer.
-    let prepared = prepare(&env, &normal).map_err(|f| f.message);
+    let prepared = prepare(&env, &normal).map_err(|f| f.message());
     let root_type = fs_type_at(&env.newroot);
     let lower_type = fs_type_at(&env.scratch.join("image"));
     let wrote = std::fs::write(
@@ -361,7 +361,7 @@ fn the_image_runs_under_a_writable_layer_that_stays_its_own() {
     run(&["umount", hostpart_dir.to_str().unwrap()]);
 
     // Second boot of A: the layer is still there; the stale one is gone, the foreign one kept.
-    let prepared = prepare(&env, &normal).map_err(|f| f.message);
+    let prepared = prepare(&env, &normal).map_err(|f| f.message());
     let seen = std::fs::read_to_string(env.newroot.join("written-at-boot-1"));
     let overlays = env.newroot.join("hostpart/data/hnroot/overlay");
     let stale_left = overlays.join(stale).exists();
@@ -380,7 +380,7 @@ fn the_image_runs_under_a_writable_layer_that_stays_its_own() {
     assert!(notes_left, "a directory not named by a UUID is left alone");
 
     // hnroot.rw: the image itself, read-write, without the layer.
-    let prepared = prepare(&env, &format!("{normal} hnroot.rw")).map_err(|f| f.message);
+    let prepared = prepare(&env, &format!("{normal} hnroot.rw")).map_err(|f| f.message());
     let root_type = fs_type_at(&env.newroot);
     let seen = env.newroot.join("written-at-boot-1").exists();
     rig.unmount(&env);
@@ -401,7 +401,7 @@ fn stopping_after_every_step_then_booting_again_converges() {
         // First boot applies the update so there is an old image to revert to.
         let first = prepare(&env, &rig.cmdline("hn-root-new.img", U_B))
             .map(|_| ())
-            .map_err(|f| f.message);
+            .map_err(|f| f.message());
         rig.unmount(&env);
         first.unwrap();
         let m = rig.dir.path().join("mnt/marker");
@@ -420,7 +420,7 @@ fn stopping_after_every_step_then_booting_again_converges() {
         rig.unmount(&cut);
         let again = prepare(&env, &rig.cmdline("hn-root-old.img", U_A))
             .map(|p| p.mounted)
-            .map_err(|f| f.message);
+            .map_err(|f| f.message());
         rig.unmount(&env);
         let (_, uuid) = again.unwrap_or_else(|e| panic!("after stopping at step {stop}: {e}"));
         assert_eq!(uuid.to_string(), U_A);
@@ -452,10 +452,10 @@ fn a_uuid_mismatch_is_refused_and_the_fallback_marks_it_failed() {
     rig.unmount(&env);
     assert!(
         failure
-            .message
+            .message()
             .contains("no readable image on hostpart has that UUID"),
         "{}",
-        failure.message
+        failure.message()
     );
     let ctx = failure
         .failed_boot
@@ -483,15 +483,15 @@ fn a_hostpart_that_never_appears_fails_within_its_bound_and_says_what_it_saw() {
     );
     assert!(
         failure
-            .message
+            .message()
             .contains("no filesystem labelled 'nosuchlabel7'"),
         "{}",
-        failure.message
+        failure.message()
     );
     assert!(
-        failure.message.contains(&rig.hostpart_label),
+        failure.message().contains(&rig.hostpart_label),
         "lists what it saw: {}",
-        failure.message
+        failure.message()
     );
     assert!(failure.failed_boot.is_none());
 }
@@ -519,14 +519,14 @@ fn two_hostparts_with_one_label_are_refused_naming_both() {
     let a = rig.hostpart.0.trim_start_matches("/dev/");
     let b = twin_loop.0.trim_start_matches("/dev/");
     assert!(
-        failure.message.contains(a) && failure.message.contains(b),
+        failure.message().contains(a) && failure.message().contains(b),
         "{}",
-        failure.message
+        failure.message()
     );
     assert!(
-        failure.message.contains("refusing to guess"),
+        failure.message().contains("refusing to guess"),
         "{}",
-        failure.message
+        failure.message()
     );
 }
 
@@ -546,7 +546,7 @@ fn each_host_comes_up_as_itself_and_a_first_boot_creates_its_identity() {
 
     // First boot: no host state yet. The machine ID and the hostname are created on hostpart
     // and projected; sshd is pointed at the host's (not yet made) keys.
-    let prepared = prepare(&env, &rig.cmdline("hn-root.img", U_A)).map_err(|f| f.message);
+    let prepared = prepare(&env, &rig.cmdline("hn-root.img", U_A)).map_err(|f| f.message());
     let root = &env.newroot;
     let host = root.join("hostpart/data/host");
     let hostname = read(root.join("etc/hostname"));
@@ -605,7 +605,7 @@ fn each_host_comes_up_as_itself_and_a_first_boot_creates_its_identity() {
     drop(offline);
 
     // The update to B: a fresh writable layer, the same host.
-    let prepared = prepare(&env, &rig.cmdline("hn-root-new.img", U_B)).map_err(|f| f.message);
+    let prepared = prepare(&env, &rig.cmdline("hn-root-new.img", U_B)).map_err(|f| f.message());
     let hostname = read(root.join("etc/hostname"));
     let machine_id = read(root.join("etc/machine-id"));
     let network = read(root.join("etc/systemd/network/10-lan.network"));

@@ -1,0 +1,275 @@
+//! The ESP as the Linux side uses it: where the boot-state file lives. Found by the spec GRUB
+//! passed (`hnroot.esp=PARTUUID=...`) or by its label, within a deadline; checked by the core's
+//! rule (a filesystem that keeps the file's blocks where GRUB rewrites them,
+//! `layout::bootstate_fs_ok`); mounted read-only; the boot state read and judged by the core;
+//! written by remounting read-write for the write alone. The initramfs and the CLI use it alike.
+//! It decides nothing about what the boot state should say.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hnroot_core::bootstate::{BootState, StateSeen};
+use hnroot_core::cmdline::{BootParams, DeviceSpec};
+use hnroot_core::layout;
+use hnroot_core::probe::FsType;
+use hnroot_core::uuid::PartUuid;
+
+use crate::blockdev::{self, FindError, Found, Hints, Roots};
+use crate::bootstate_file::{self, BootStateFileError};
+use crate::mounts::{self, SysError};
+
+/// Flags of an ESP hnroot mounts itself (never executed from, never device nodes).
+const FLAGS: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+/// What went wrong with the ESP or its boot-state file.
+#[derive(Debug, thiserror::Error)]
+pub enum EspError {
+    /// No device, or several, match the spec.
+    #[error("the ESP: {0}")]
+    NotFound(#[from] FindError),
+    /// The device holds a filesystem the boot-state file may not live on.
+    #[error(
+        "the ESP {device} holds {}: GRUB can rewrite the boot-state file in place only on FAT \
+         (or ext2/3/4)",
+        found.as_ref().map_or("no filesystem hnroot recognises", FsType::as_str)
+    )]
+    Filesystem {
+        /// The device node.
+        device: PathBuf,
+        /// What it holds.
+        found: Option<FsType>,
+    },
+    /// A mount, remount or unmount failed.
+    #[error("the ESP: {0}")]
+    Mount(#[from] SysError),
+    /// Reading or writing the boot-state file failed.
+    #[error(transparent)]
+    File(#[from] BootStateFileError),
+    /// There is no ESP to write to.
+    #[error("no boot-state file to write (the ESP is not available)")]
+    Unavailable,
+}
+
+/// The PARTUUID a spec names, if that is how it names a device.
+pub fn partuuid_of(spec: Option<DeviceSpec<'_>>) -> Option<PartUuid> {
+    match spec {
+        Some(DeviceSpec::PartUuid(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// The spec of the ESP on this command line (`hnroot.esp=`, else `LABEL=EFI-BOOT`) and the hints
+/// that choose among several: GRUB's PARTUUID is both the pin and the boot disk.
+pub fn spec_of<'a>(params: &BootParams<'a>) -> (DeviceSpec<'a>, Hints) {
+    let pin = partuuid_of(params.esp);
+    (
+        params.esp_spec(),
+        Hints {
+            pin,
+            boot_disk_of: pin,
+        },
+    )
+}
+
+/// Find the ESP the command line names, waiting at most `wait` for it to appear.
+pub fn find(
+    roots: &Roots,
+    params: &BootParams<'_>,
+    wait: Duration,
+    poll: Duration,
+) -> Result<Found, EspError> {
+    let (spec, hints) = spec_of(params);
+    Ok(blockdev::find_waiting(roots, &spec, &hints, wait, poll)?.0)
+}
+
+/// The boot-state file: where it is, and the ESP mount hnroot made for it, if it made one (then
+/// read-only but for a write, and unmounted when this is dropped).
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    mount: Option<OwnMount>,
+}
+
+/// An ESP mount hnroot made: read-only, remounted read-write for a write, unmounted on drop.
+#[derive(Debug)]
+struct OwnMount {
+    at: PathBuf,
+    /// The mount point was made for this mount alone: removed after the unmount (the CLI's).
+    temporary: bool,
+}
+
+impl Drop for OwnMount {
+    fn drop(&mut self) {
+        if mounts::umount(&self.at, 0).is_ok() && self.temporary {
+            let _ = std::fs::remove_dir(&self.at);
+        }
+    }
+}
+
+impl StateFile {
+    /// A boot-state file at a path hnroot does not manage the mount of (`--bootstate FILE`, or
+    /// the running system's `/boot/loader`).
+    pub fn at(path: PathBuf) -> StateFile {
+        StateFile { path, mount: None }
+    }
+
+    /// Mount the ESP `found` read-only at `at` (a directory made if missing), after checking
+    /// its filesystem by the core's rule.
+    pub fn mount(found: &Found, at: &Path) -> Result<StateFile, EspError> {
+        Self::mount_in(found, at.to_owned(), false)
+    }
+
+    /// Mount the ESP `found` read-only in a fresh directory under `base` (`hnroot-esp.<pid>`,
+    /// made for it and removed when done).
+    pub fn mount_temporary(found: &Found, base: &Path) -> Result<StateFile, EspError> {
+        let at = base.join(format!("hnroot-esp.{}", std::process::id()));
+        std::fs::create_dir(&at).map_err(|source| SysError {
+            what: format!("make the mount point {}", at.display()),
+            source,
+        })?;
+        let mounted = Self::mount_in(found, at.clone(), true);
+        if mounted.is_err() {
+            let _ = std::fs::remove_dir(&at);
+        }
+        mounted
+    }
+
+    fn mount_in(found: &Found, at: PathBuf, temporary: bool) -> Result<StateFile, EspError> {
+        let fs = found.fs.as_ref().map(|f| f.fs_type);
+        let Some(fs) = fs.filter(|&t| layout::bootstate_fs_ok(t)) else {
+            return Err(EspError::Filesystem {
+                device: found.node.clone(),
+                found: fs,
+            });
+        };
+        mounts::mkdir_p(&at)?;
+        mounts::mount(
+            &found.node,
+            &at,
+            Some(fs.as_str()),
+            FLAGS | libc::MS_RDONLY,
+            None,
+        )?;
+        Ok(StateFile {
+            path: at.join(layout::BOOTSTATE_PATH),
+            mount: Some(OwnMount { at, temporary }),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where hnroot mounted the ESP, if it did.
+    pub fn mounted_at(&self) -> Option<&Path> {
+        self.mount.as_ref().map(|m| m.at.as_path())
+    }
+
+    /// The boot state as the core judges what is there, and why it is not valid when something
+    /// is wrong with the file.
+    pub fn read(&self) -> (StateSeen, Option<BootStateFileError>) {
+        bootstate_file::seen(&self.path)
+    }
+
+    /// Write `state` in place (remounting hnroot's own read-only mount read-write for the write
+    /// alone), synced and read back.
+    pub fn write(&self, state: &BootState) -> Result<(), EspError> {
+        self.writable(|path| bootstate_file::write(path, state))
+    }
+
+    /// Create the file holding `state` (its directory made if missing); with `replace`, an
+    /// existing file is replaced (`hnroot bootstate init`).
+    pub fn create(&self, state: &BootState, replace: bool) -> Result<(), EspError> {
+        self.writable(|path| {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| BootStateFileError::Io {
+                    path: dir.to_owned(),
+                    action: "create directory",
+                    source,
+                })?;
+            }
+            bootstate_file::create(path, state, replace)
+        })
+    }
+
+    /// Run `f` on the file's path with the ESP writable: hnroot's own mount is remounted
+    /// read-write for it alone and read-only again afterwards.
+    fn writable(
+        &self,
+        f: impl FnOnce(&Path) -> Result<(), BootStateFileError>,
+    ) -> Result<(), EspError> {
+        let Some(own) = &self.mount else {
+            return Ok(f(&self.path)?);
+        };
+        mounts::remount(&own.at, FLAGS)?;
+        let written = f(&self.path);
+        let back = mounts::remount(&own.at, FLAGS | libc::MS_RDONLY);
+        written?;
+        Ok(back?)
+    }
+}
+
+/// Where a boot-state write goes: the file, or nowhere (no ESP), which is an error to write to.
+pub trait BootStateStore {
+    /// Write `state` (in place, synced, read back).
+    fn write(&mut self, state: &BootState) -> Result<(), EspError>;
+}
+
+impl BootStateStore for StateFile {
+    fn write(&mut self, state: &BootState) -> Result<(), EspError> {
+        StateFile::write(self, state)
+    }
+}
+
+impl BootStateStore for Option<StateFile> {
+    fn write(&mut self, state: &BootState) -> Result<(), EspError> {
+        match self {
+            Some(file) => file.write(state),
+            None => Err(EspError::Unavailable),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnroot_core::uuid::FsUuid;
+
+    const A: FsUuid = FsUuid::Uuid([0xa; 16]);
+
+    #[test]
+    fn a_file_not_mounted_by_hnroot_is_written_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        bootstate_file::create(&path, &BootState::Committed { good: A }, false).unwrap();
+        let mut file = StateFile::at(path.clone());
+        assert!(file.mounted_at().is_none());
+        let trial = BootState::Trial(hnroot_core::bootstate::Trial {
+            image: A,
+            tries: hnroot_core::bootstate::Tries::new(2, 3).unwrap(),
+            good: Some(A),
+        });
+        BootStateStore::write(&mut file, &trial).unwrap();
+        assert_eq!(file.read().0, StateSeen::Valid(trial));
+        let mut none: Option<StateFile> = None;
+        assert!(matches!(none.write(&trial), Err(EspError::Unavailable)));
+    }
+
+    #[test]
+    fn a_device_without_a_fitting_filesystem_is_refused_before_any_mount() {
+        let found = Found {
+            name: "vda3".into(),
+            node: PathBuf::from("/dev/vda3"),
+            fs: None,
+            part: None,
+            chosen_by: None,
+            devices: 1,
+            reads: 0,
+        };
+        let at = tempfile::tempdir().unwrap();
+        let e = StateFile::mount(&found, at.path()).unwrap_err();
+        assert!(matches!(e, EspError::Filesystem { found: None, .. }), "{e}");
+        assert!(e.to_string().contains("/dev/vda3"), "{e}");
+    }
+}

@@ -1,0 +1,151 @@
+//! The booted image mounted as the new root (the executor's `Mount` step): attached to a loop
+//! device, its filesystem UUID checked on the loop device against what GRUB booted, then
+//! mounted read-only under a writable overlay whose upper layer is the image's own directory on
+//! hostpart (`hnroot_core::overlay`), or with `hnroot.rw` read-write at the new root itself.
+//! An overlay that cannot be made leaves the image booting read-only: the image is fine.
+
+use std::path::{Path, PathBuf};
+
+use hnroot_core::name::ImageName;
+use hnroot_core::probe::FsOutcome;
+use hnroot_core::uuid::FsUuid;
+use hnroot_linux::exec::{MountError, RootMounter};
+use hnroot_linux::hostpart::Hostpart;
+use hnroot_linux::loopdev;
+use hnroot_linux::mounts;
+use hnroot_linux::probe::Device;
+
+use crate::boot::Env;
+use crate::drivers::Drivers;
+use crate::{info, warn};
+
+/// Carries out `Mount` for the executor; remembers what it mounted.
+pub struct ImageMounter<'a> {
+    /// Where things are.
+    pub env: &'a Env,
+    /// Module loading for the image's filesystem and overlayfs.
+    pub drivers: &'a mut Drivers,
+    /// `hnroot.rw`: the image itself read-write, no overlay.
+    pub rw: bool,
+    /// What was mounted.
+    pub mounted: Option<(ImageName, FsUuid)>,
+}
+
+impl std::fmt::Debug for ImageMounter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageMounter")
+            .field("rw", &self.rw)
+            .field("mounted", &self.mounted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImageMounter<'_> {
+    /// Where the read-only image sits under the overlay (`/run/hnroot/image`; moved with
+    /// `/run` into the running system, where it shows the image as published).
+    fn lower(&self) -> PathBuf {
+        self.env.scratch.join("image")
+    }
+
+    /// The overlay over the mounted image at the new root. On failure the image is still
+    /// mounted at [`Self::lower`].
+    fn mount_overlay(&mut self, hostpart: &Hostpart, uuid: FsUuid) -> Result<String, MountError> {
+        let (upper, work) = hostpart.overlay_layer(uuid)?;
+        self.drivers.for_overlay();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lower().display(),
+            upper.display(),
+            work.display()
+        );
+        mounts::mount(
+            Path::new("overlay"),
+            &self.env.newroot,
+            Some("overlay"),
+            0,
+            Some(&options),
+        )?;
+        Ok(format!("writable layer {}", upper.display()))
+    }
+}
+
+impl RootMounter for ImageMounter<'_> {
+    fn mount(
+        &mut self,
+        hostpart: &Hostpart,
+        image: ImageName,
+        uuid: FsUuid,
+    ) -> Result<String, MountError> {
+        let file = if self.rw {
+            hostpart.open_image_rw(image)
+        } else {
+            hostpart.open_image(image)
+        }?;
+        let device = |what: String| {
+            move |source| MountError::Device {
+                image,
+                what,
+                source,
+            }
+        };
+        let size = file.metadata().map_err(device("stat".into()))?.len();
+        let lo = loopdev::attach(&self.env.roots.dev, &file, image.file_name(), self.rw)
+            .map_err(device("attach to a loop device".into()))?;
+        let mode = if self.rw { "read-write" } else { "read-only" };
+        info!("attached {image} to {} {mode}", lo.node.display());
+        let outcome = Device::open(&lo.node)
+            .and_then(|mut d| d.probe_fs(0, size))
+            .map_err(device(format!("probe {}", lo.node.display())))?;
+        let info = match outcome {
+            FsOutcome::Found(info) if info.uuid == Some(uuid) => info,
+            FsOutcome::Found(info) => {
+                return Err(MountError::NotTheImage {
+                    image,
+                    node: lo.node.clone(),
+                    found: info.uuid,
+                    booted: uuid,
+                })
+            }
+            other => {
+                return Err(MountError::NoFilesystem {
+                    image,
+                    node: lo.node.clone(),
+                    found: format!("{other:?}"),
+                })
+            }
+        };
+        self.drivers.for_fs(info.fs_type);
+        mounts::mkdir_p(&self.env.newroot)?;
+        let fs = info.fs_type.as_str();
+        if self.rw {
+            mounts::mount(&lo.node, &self.env.newroot, Some(fs), 0, None)?;
+            self.mounted = Some((image, uuid));
+            return Ok(format!(
+                "mounted {} ({fs}, UUID={uuid}) read-write at {} (hnroot.rw: the image itself changes)",
+                lo.node.display(),
+                self.env.newroot.display()
+            ));
+        }
+        let lower = self.lower();
+        mounts::mkdir_p(&lower)?;
+        mounts::mount(&lo.node, &lower, Some(fs), libc::MS_RDONLY, None)?;
+        let how = match self.mount_overlay(hostpart, uuid) {
+            Ok(layer) => layer,
+            Err(e) => {
+                // The image is fine: boot it read-only rather than count it as failed.
+                warn!(
+                    "overlay over {image}: {e}; booting the image read-only without a writable layer (what needs to write will fail; the image is not counted as failed for this)"
+                );
+                mounts::move_mount(&lower, &self.env.newroot)?;
+                "no writable layer".to_owned()
+            }
+        };
+        self.mounted = Some((image, uuid));
+        Ok(format!(
+            "mounted {} ({fs}, UUID={uuid}) read-only at {}, root at {} ({how})",
+            lo.node.display(),
+            lower.display(),
+            self.env.newroot.display()
+        ))
+    }
+}
