@@ -63,10 +63,25 @@ char *hnroot_grub_device (const char *given, const char *label, const char *opti
 char *hnroot_grub_part_uuid (const char *device, const char *role, const char *label,
 			     struct hnroot_probe_ctx *ctx);
 
-/* observe.c: fills OBS->images and OBS->revert_requested; prints why each image that is
-   there does not boot, or with EVERY each image's verdict.  */
+/* Kernel arguments read from a file (the host's on hostpart, an image's inside it): how it
+   was found (HNROOT_ARGS_*) and up to HNROOT_ARGS_FILE_MAX + 1 of its bytes (the core refuses
+   a longer file).  */
+struct hnroot_grub_args
+{
+  grub_uint8_t kind;
+  grub_size_t len;
+  grub_uint8_t bytes[HNROOT_ARGS_FILE_MAX + 1];
+};
+
+/* observe.c: fills OBS->images and OBS->revert_requested, and ARGS[i] with the kernel
+   arguments each bootable image carries; prints why each image that is there does not boot,
+   or with EVERY each image's verdict.  */
 grub_err_t hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
-				struct hnroot_observation *obs, int every);
+				struct hnroot_observation *obs, struct hnroot_grub_args *args,
+				int every);
+/* Read the arguments file at PATH into ARGS; what is found there is a fact, not a failure.
+   Fails only for memory.  */
+grub_err_t hnroot_grub_read_args (const char *path, struct hnroot_grub_args *args);
 
 /* bootstate.c  */
 struct hnroot_piece

@@ -1,12 +1,13 @@
 /* hnroot.c - choose the root image to boot before the kernel loads.  */
 /*
- *  `hnroot select' finds hostpart and the ESP (device.c), observes hostpart's images and
- *  revert marker (observe.c) and reads the boot-state file (bootstate.c), asks hnroot-core
- *  (through hnroot-ffi) what to boot, writes the boot state the core returns in place, and
- *  hands the choice to grub.cfg through environment variables: above all `hnroot_cmdline',
- *  hnroot's whole part of the kernel command line, composed by the core.  `hnroot status'
- *  prints the same and writes nothing.  This file decides nothing: the calling order is
- *  observe -> decide -> write state -> boot.
+ *  Two verbs over one observation (observe_all): hostpart and the ESP (device.c) with their
+ *  PARTUUIDs, hostpart's images with the kernel arguments each carries and the revert marker
+ *  (observe.c), the host's kernel arguments, the boot-state file (bootstate.c).  Then the core
+ *  (through hnroot-ffi) decides what to boot and composes the whole kernel command line of the
+ *  chosen image and of its fallback.  `hnroot select' writes the boot state the core returns
+ *  in place and hands the choice to grub.cfg through environment variables; `hnroot status'
+ *  shows the same, every verdict and the boot state, and writes nothing.  This file decides
+ *  nothing: the calling order is observe -> decide -> write state -> boot.
  *
  *  SPDX-License-Identifier: GPL-3.0-or-later
  *  (linked into GRUB, whose module interface is GPLv3+).
@@ -47,6 +48,10 @@ static const struct grub_arg_option options[] =
     {"set-prefix", 's', 0,
      N_("Prefix of the variables set (default `hnroot_')."),
      N_("PREFIX"), ARG_TYPE_STRING},
+    {"defaults", 'd', 0,
+     N_("The fleet's default kernel arguments; an image or the host overrides them key by "
+	"key."),
+     N_("ARGS"), ARG_TYPE_STRING},
     {0, 0, 0, 0, 0, 0}
   };
 
@@ -56,7 +61,10 @@ enum options
     HNROOT_ESP,
     HNROOT_TRIES,
     HNROOT_SET_PREFIX,
+    HNROOT_DEFAULTS,
   };
+
+#define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS]"
 
 /* Called by hnroot-ffi if the core panics, which it is built not to do.  */
 void hnroot_ffi_abort (void) __attribute__ ((noreturn));
@@ -64,6 +72,49 @@ void
 hnroot_ffi_abort (void)
 {
   grub_fatal ("hnroot: the decision core panicked; this is a bug in hnroot");
+}
+
+/* What one command saw: hostpart and the ESP, their PARTUUIDs, the images and the revert
+   marker, the boot-state file, the kernel arguments of the host and of each image.  Allocated
+   zeroed (the argument buffers are too large for GRUB's stack).  */
+struct seen
+{
+  char *hostpart;
+  char *esp;
+  char *partuuid;
+  char *esp_partuuid;
+  char *state_path;
+  grub_uint8_t tries;
+  struct hnroot_observation obs;
+  struct hnroot_state_file bootstate;
+  struct hnroot_grub_args host_args;
+  struct hnroot_grub_args image_args[HNROOT_IMAGE_COUNT];
+  struct hnroot_probe_ctx probe;
+};
+
+/* What the core decided, and its texts.  */
+struct decided
+{
+  struct hnroot_decision decision;
+  char message[HNROOT_TEXT_LEN];
+  char record[HNROOT_TEXT_LEN];
+  char cmdline[HNROOT_CMDLINE_LEN];
+  char fallback_cmdline[HNROOT_CMDLINE_LEN];
+};
+
+static void
+seen_free (struct seen *s)
+{
+  if (! s)
+    return;
+  hnroot_grub_state_close (&s->bootstate);
+  hnroot_grub_probe_free (&s->probe);
+  grub_free (s->state_path);
+  grub_free (s->esp_partuuid);
+  grub_free (s->partuuid);
+  grub_free (s->esp);
+  grub_free (s->hostpart);
+  grub_free (s);
 }
 
 static grub_err_t
@@ -79,23 +130,6 @@ set_var (const char *prefix, const char *name, const char *value)
   return grub_errno;
 }
 
-/* Set PREFIX+NAME to hnroot's part of the kernel command line for booting IMAGE (UUID).  */
-static grub_err_t
-set_cmdline_var (const char *prefix, const char *name, grub_uint8_t image,
-		 const struct hnroot_uuid *uuid, const char *partuuid,
-		 const char *esp_partuuid, grub_uint8_t tries, grub_uint8_t reason)
-{
-  char args[HNROOT_KERNEL_ARGS_LEN];
-  hnroot_result r;
-
-  r = hnroot_kernel_args (image, uuid, (const grub_uint8_t *) partuuid,
-			  (const grub_uint8_t *) esp_partuuid, tries, reason,
-			  (grub_uint8_t *) args, sizeof (args));
-  if (r != HNROOT_RESULT_OK)
-    return hnroot_grub_ffi_error ("hnroot_kernel_args", r);
-  return set_var (prefix, name, args);
-}
-
 static grub_err_t
 set_uuid_var (const char *prefix, const char *name, const struct hnroot_uuid *uuid)
 {
@@ -108,7 +142,7 @@ set_uuid_var (const char *prefix, const char *name, const struct hnroot_uuid *uu
   return set_var (prefix, name, text);
 }
 
-/* Clear the variables of a boot, so that a failed select leaves none from an earlier one.  */
+/* Clear the variables of a boot, so that a failed command leaves none from an earlier one.  */
 static void
 clear_boot_vars (const char *prefix)
 {
@@ -121,191 +155,262 @@ clear_boot_vars (const char *prefix)
   grub_errno = GRUB_ERR_NONE;
 }
 
-/* select (WRITE != 0) and status (WRITE == 0).  */
+/* Observe everything a decision needs, in the driver contract's order: hostpart and the ESP
+   (by label or as given) and their PARTUUIDs, the images with their kernel arguments and the
+   marker (with EVERY, each image's verdict is printed), the host's kernel arguments, the
+   boot-state file.  */
 static grub_err_t
-hnroot_run (struct grub_arg_list *state, int write)
+observe_all (struct grub_arg_list *state, int every, struct seen **out)
 {
-  const char *prefix = state[HNROOT_SET_PREFIX].set ? state[HNROOT_SET_PREFIX].arg : "hnroot_";
-  char *hostpart = NULL, *esp = NULL, *partuuid = NULL, *esp_partuuid = NULL;
-  char *state_path = NULL, *fallback_names = NULL;
-  char message[HNROOT_MESSAGE_LEN], record[HNROOT_MESSAGE_LEN];
-  char description[HNROOT_MESSAGE_LEN];
-  char tries_text[8];
-  const char *reason;
-  struct hnroot_observation obs;
-  struct hnroot_decision decision;
-  struct hnroot_state_file bootstate;
-  struct hnroot_probe_ctx probe;
-  grub_uint64_t started = grub_get_time_ms ();
-  hnroot_result r;
-  unsigned i;
+  struct seen *s;
+  char *path;
 
-  grub_memset (&obs, 0, sizeof (obs));
-  grub_memset (&decision, 0, sizeof (decision));
-  grub_memset (&bootstate, 0, sizeof (bootstate));
-  grub_memset (&probe, 0, sizeof (probe));
-  clear_boot_vars (prefix);
-
-  obs.tries = HNROOT_DEFAULT_TRIES;
+  *out = s = grub_zalloc (sizeof (*s));
+  if (! s)
+    return grub_errno;
+  s->tries = HNROOT_DEFAULT_TRIES;
   if (state[HNROOT_TRIES].set)
     {
       const char *text = state[HNROOT_TRIES].arg;
 
-      r = hnroot_parse_tries ((const grub_uint8_t *) text, grub_strlen (text), &obs.tries);
-      if (r != HNROOT_RESULT_OK)
-	{
-	  grub_error (GRUB_ERR_BAD_ARGUMENT, N_("--tries must be a whole number from 1 to %d, "
-						"not `%s'"), HNROOT_MAX_TRIES, text);
-	  goto done;
-	}
+      if (hnroot_parse_tries ((const grub_uint8_t *) text, grub_strlen (text), &s->tries)
+	  != HNROOT_RESULT_OK)
+	return grub_error (GRUB_ERR_BAD_ARGUMENT, N_("--tries must be a whole number from 1 "
+						     "to %d, not `%s'"), HNROOT_MAX_TRIES, text);
     }
-  grub_snprintf (tries_text, sizeof (tries_text), "%u", (unsigned) obs.tries);
-
-  /* Observe.  */
-  if (hnroot_grub_probe_alloc (&probe) != GRUB_ERR_NONE)
-    goto done;
-  hostpart = hnroot_grub_device (state[HNROOT_HOSTPART].set ? state[HNROOT_HOSTPART].arg
-				 : NULL, HNROOT_HOSTPART_LABEL, "--hostpart", &probe);
-  if (! hostpart)
-    goto done;
-  esp = hnroot_grub_device (state[HNROOT_ESP].set ? state[HNROOT_ESP].arg : NULL,
-			    HNROOT_ESP_LABEL, "--esp", &probe);
-  if (! esp)
-    goto done;
-  /* status shows every image's verdict; select only the images that do not boot.  */
-  if (hnroot_grub_observe (hostpart, &probe, &obs, ! write) != GRUB_ERR_NONE)
-    goto done;
-  state_path = grub_xasprintf ("(%s)/" HNROOT_BOOTSTATE_PATH, esp);
-  if (! state_path || hnroot_grub_state_read (state_path, &bootstate) != GRUB_ERR_NONE)
-    goto done;
-  if (bootstate.kind == HNROOT_STATE_FILE_UNREADABLE)
+  s->obs.tries = s->tries;
+  if (hnroot_grub_probe_alloc (&s->probe) != GRUB_ERR_NONE)
+    return grub_errno;
+  s->hostpart = hnroot_grub_device (state[HNROOT_HOSTPART].set ? state[HNROOT_HOSTPART].arg
+				    : NULL, HNROOT_HOSTPART_LABEL, "--hostpart", &s->probe);
+  if (! s->hostpart)
+    return grub_errno;
+  s->esp = hnroot_grub_device (state[HNROOT_ESP].set ? state[HNROOT_ESP].arg : NULL,
+			       HNROOT_ESP_LABEL, "--esp", &s->probe);
+  if (! s->esp)
+    return grub_errno;
+  s->partuuid = hnroot_grub_part_uuid (s->hostpart, "hostpart", HNROOT_HOSTPART_LABEL,
+				       &s->probe);
+  if (! s->partuuid)
+    return grub_errno;
+  s->esp_partuuid = hnroot_grub_part_uuid (s->esp, "the ESP", HNROOT_ESP_LABEL, &s->probe);
+  if (! s->esp_partuuid)
+    return grub_errno;
+  if (hnroot_grub_observe (s->hostpart, &s->probe, &s->obs, s->image_args, every)
+      != GRUB_ERR_NONE)
+    return grub_errno;
+  path = grub_xasprintf ("(%s)/" HNROOT_HOST_ARGS_PATH, s->hostpart);
+  if (! path)
+    return grub_errno;
+  hnroot_grub_read_args (path, &s->host_args);
+  grub_free (path);
+  if (grub_errno)
+    return grub_errno;
+  s->state_path = grub_xasprintf ("(%s)/" HNROOT_BOOTSTATE_PATH, s->esp);
+  if (! s->state_path || hnroot_grub_state_read (s->state_path, &s->bootstate) != GRUB_ERR_NONE)
+    return grub_errno;
+  if (s->bootstate.kind == HNROOT_STATE_FILE_UNREADABLE)
     grub_printf ("hnroot: boot state unreadable (%s): deciding as for a corrupt one\n",
-		 bootstate.why);
+		 s->bootstate.why);
+  return GRUB_ERR_NONE;
+}
 
-  /* Decide.  */
-  r = hnroot_decide (&obs, bootstate.kind, bootstate.bytes, bootstate.len, &decision,
-		     (grub_uint8_t *) message, sizeof (message), (grub_uint8_t *) record,
-		     sizeof (record));
+static struct hnroot_args
+args_of (const struct hnroot_grub_args *a)
+{
+  struct hnroot_args c = { .kind = a->kind, .bytes = a->bytes, .len = a->len };
+  return c;
+}
+
+/* Ask the core what to boot with which kernel command lines (DEFAULTS: the fleet's default
+   arguments, or NULL), and print its message and record.  */
+static grub_err_t
+decide (const struct seen *s, const char *defaults, struct decided **out)
+{
+  struct hnroot_boot_parts parts;
+  struct hnroot_decision_text text;
+  struct decided *d;
+  hnroot_result r;
+  unsigned i;
+
+  *out = d = grub_zalloc (sizeof (*d));
+  if (! d)
+    return grub_errno;
+  grub_memset (&parts, 0, sizeof (parts));
+  parts.hostpart_partuuid = (const grub_uint8_t *) s->partuuid;
+  parts.esp_partuuid = (const grub_uint8_t *) s->esp_partuuid;
+  if (defaults)
+    {
+      parts.defaults.kind = HNROOT_ARGS_READ;
+      parts.defaults.bytes = (const grub_uint8_t *) defaults;
+      parts.defaults.len = grub_strlen (defaults);
+    }
+  parts.host = args_of (&s->host_args);
+  for (i = 0; i < HNROOT_IMAGE_COUNT; i++)
+    parts.images[i] = args_of (&s->image_args[i]);
+  text.message.bytes = (grub_uint8_t *) d->message;
+  text.message.len = sizeof (d->message);
+  text.record.bytes = (grub_uint8_t *) d->record;
+  text.record.len = sizeof (d->record);
+  text.cmdline.bytes = (grub_uint8_t *) d->cmdline;
+  text.cmdline.len = sizeof (d->cmdline);
+  text.fallback_cmdline.bytes = (grub_uint8_t *) d->fallback_cmdline;
+  text.fallback_cmdline.len = sizeof (d->fallback_cmdline);
+  r = hnroot_decide (&s->obs, s->bootstate.kind, s->bootstate.bytes, s->bootstate.len, &parts,
+		     &d->decision, &text);
   if (r != HNROOT_RESULT_OK)
-    {
-      hnroot_grub_ffi_error ("hnroot_decide", r);
-      goto done;
-    }
-  grub_printf ("hnroot: %s\n", message);
-  grub_printf ("hnroot: decision: %s\n", record);
+    return hnroot_grub_ffi_error ("hnroot_decide", r);
+  grub_printf ("hnroot: %s\n", d->message);
+  grub_printf ("hnroot: decision: %s\n", d->record);
+  return GRUB_ERR_NONE;
+}
 
-  partuuid = hnroot_grub_part_uuid (hostpart, "hostpart", HNROOT_HOSTPART_LABEL, &probe);
-  if (! partuuid)
-    goto done;
-  esp_partuuid = hnroot_grub_part_uuid (esp, "the ESP", HNROOT_ESP_LABEL, &probe);
-  if (! esp_partuuid)
-    goto done;
+/* Hand the choice to grub.cfg: the variables PREFIX... (see grub.cfg).  */
+static grub_err_t
+set_boot_vars (const char *prefix, const struct seen *s, const struct decided *d)
+{
+  const struct hnroot_decision *c = &d->decision;
+  const char *reason = (const char *) hnroot_reason_code (c->reason);
+  char tries[8], *names;
+  unsigned i;
+  grub_err_t err;
 
-  /* Write state.  */
-  if (! write)
-    {
-      r = hnroot_bootstate_describe (bootstate.kind == HNROOT_STATE_FILE_READ
-				     ? bootstate.bytes : NULL, bootstate.len,
-				     (grub_uint8_t *) description, sizeof (description));
-      if (r != HNROOT_RESULT_OK)
-	{
-	  hnroot_grub_ffi_error ("hnroot_bootstate_describe", r);
-	  goto done;
-	}
-      grub_printf ("hnroot: boot state %s: %s\n", state_path,
-		   bootstate.kind == HNROOT_STATE_FILE_UNREADABLE ? bootstate.why : description);
-      grub_printf ("hnroot: hostpart (%s) PARTUUID %s, ESP (%s) PARTUUID %s, %s tries; module "
-		   "built for Debian grub2 %s\n", hostpart, *partuuid ? partuuid : "-", esp,
-		   *esp_partuuid ? esp_partuuid : "-", tries_text, HNROOT_GRUB_VERSION);
-      if (decision.write.kind != HNROOT_STATE_NONE)
-	grub_printf ("hnroot: select would record a new boot state (status writes nothing)\n");
-    }
-  else if (decision.write.kind != HNROOT_STATE_NONE)
-    {
-      if (hnroot_grub_state_write (&bootstate, &decision.write) != GRUB_ERR_NONE)
-	{
-	  if (grub_errno == GRUB_ERR_OUT_OF_MEMORY || grub_errno == GRUB_ERR_BUG)
-	    goto done;
-	  /* Deliberately handled: GRUB cannot write here, the boot goes on.  */
-	  grub_printf ("hnroot: not recording this boot in %s: %s; booting %s without counting "
-		       "this try\n", state_path, grub_errmsg,
-		       (const char *) hnroot_image_file_name (decision.image));
-	  grub_errno = GRUB_ERR_NONE;
-	}
-    }
-
-  /* Boot: hand the choice to grub.cfg.  */
-  reason = (const char *) hnroot_reason_code (decision.reason);
   if (! reason)
-    {
-      grub_error (GRUB_ERR_BUG, N_("hnroot_reason_code: no name for reason %u"),
-		  (unsigned) decision.reason);
-      goto done;
-    }
+    return grub_error (GRUB_ERR_BUG, N_("hnroot_reason_code: no name for reason %u"),
+		       (unsigned) c->reason);
+  grub_snprintf (tries, sizeof (tries), "%u", (unsigned) s->tries);
   if (set_var (prefix, "reason", reason)
-      || set_var (prefix, "message", message)
-      || set_var (prefix, "record", record)
-      || set_var (prefix, "hostpart", hostpart)
-      || set_var (prefix, "esp", esp)
-      || set_var (prefix, "partuuid", partuuid)
-      || set_var (prefix, "esp_partuuid", esp_partuuid)
-      || set_var (prefix, "tries", tries_text))
-    goto done;
-  if (decision.reason == HNROOT_REASON_NOTHING_BOOTABLE)
+      || set_var (prefix, "message", d->message)
+      || set_var (prefix, "record", d->record)
+      || set_var (prefix, "hostpart", s->hostpart)
+      || set_var (prefix, "esp", s->esp)
+      || set_var (prefix, "partuuid", s->partuuid)
+      || set_var (prefix, "esp_partuuid", s->esp_partuuid)
+      || set_var (prefix, "tries", tries))
+    return grub_errno;
+  if (c->reason == HNROOT_REASON_NOTHING_BOOTABLE)
+    return grub_error (GRUB_ERR_FILE_NOT_FOUND, N_("no bootable image on (%s)"), s->hostpart);
+  if (set_var (prefix, "image", (const char *) hnroot_image_file_name (c->image))
+      || set_uuid_var (prefix, "uuid", &c->uuid)
+      || set_var (prefix, "cmdline", d->cmdline))
+    return grub_errno;
+  names = grub_strdup ("");
+  for (i = 0; names && i < c->fallback_count && i < ARRAY_SIZE (c->fallbacks); i++)
     {
-      grub_error (GRUB_ERR_FILE_NOT_FOUND, N_("no bootable image on (%s)"), hostpart);
-      goto done;
+      char *more = grub_xasprintf ("%s%s%s", names, i ? " " : "",
+				   (const char *) hnroot_image_file_name (c->fallbacks[i]));
+      grub_free (names);
+      names = more;
     }
-  if (set_var (prefix, "image", (const char *) hnroot_image_file_name (decision.image))
-      || set_uuid_var (prefix, "uuid", &decision.uuid)
-      || set_cmdline_var (prefix, "cmdline", decision.image, &decision.uuid, partuuid,
-			  esp_partuuid, obs.tries, decision.reason))
-    goto done;
-  fallback_names = grub_strdup ("");
-  for (i = 0; fallback_names && i < decision.fallback_count
-	 && i < ARRAY_SIZE (decision.fallbacks); i++)
-    {
-      char *more = grub_xasprintf ("%s%s%s", fallback_names, i ? " " : "",
-				   (const char *) hnroot_image_file_name (decision.fallbacks[i]));
-      grub_free (fallback_names);
-      fallback_names = more;
-    }
-  if (! fallback_names || set_var (prefix, "fallbacks", fallback_names))
-    goto done;
-  if (decision.fallback_count > 0
-      && (set_var (prefix, "fallback_image",
-		   (const char *) hnroot_image_file_name (decision.fallbacks[0]))
-	  || set_uuid_var (prefix, "fallback_uuid", &decision.fallback_uuids[0])
-	  || set_cmdline_var (prefix, "fallback_cmdline", decision.fallbacks[0],
-			      &decision.fallback_uuids[0], partuuid, esp_partuuid, obs.tries,
-			      HNROOT_REASON_NEXT_IMAGE)))
-    goto done;
+  if (! names)
+    return grub_errno;
+  err = set_var (prefix, "fallbacks", names);
+  grub_free (names);
+  if (err || c->fallback_count == 0)
+    return err;
+  if (set_var (prefix, "fallback_image", (const char *) hnroot_image_file_name (c->fallbacks[0]))
+      || set_uuid_var (prefix, "fallback_uuid", &c->fallback_uuids[0])
+      || set_var (prefix, "fallback_cmdline", d->fallback_cmdline))
+    return grub_errno;
+  return GRUB_ERR_NONE;
+}
 
-  grub_dprintf ("hnroot", "decided in %llu ms\n",
+/* Write the boot state the decision returns; when it cannot be written, do what the core
+   says (boot uncounted, and say so).  */
+static grub_err_t
+write_state (struct seen *s, const struct decided *d)
+{
+  const struct hnroot_decision *c = &d->decision;
+
+  if (c->write.kind == HNROOT_STATE_NONE)
+    return GRUB_ERR_NONE;
+  if (hnroot_grub_state_write (&s->bootstate, &c->write) == GRUB_ERR_NONE)
+    return GRUB_ERR_NONE;
+  if (grub_errno == GRUB_ERR_OUT_OF_MEMORY || grub_errno == GRUB_ERR_BUG
+      || c->unwritten != HNROOT_UNWRITTEN_BOOT_UNCOUNTED)
+    return grub_errno;
+  /* Deliberately handled, as the core says: the boot goes on.  */
+  grub_printf ("hnroot: not recording this boot in %s: %s; booting %s without counting "
+	       "this try\n", s->state_path, grub_errmsg,
+	       (const char *) hnroot_image_file_name (c->image));
+  grub_errno = GRUB_ERR_NONE;
+  return GRUB_ERR_NONE;
+}
+
+/* What status shows besides the decision: the boot-state file, the PARTUUIDs, the module.  */
+static grub_err_t
+show_state (const struct seen *s, const struct decided *d)
+{
+  char description[HNROOT_MESSAGE_LEN];
+  hnroot_result r;
+
+  r = hnroot_bootstate_describe (s->bootstate.kind == HNROOT_STATE_FILE_READ
+				 ? s->bootstate.bytes : NULL, s->bootstate.len,
+				 (grub_uint8_t *) description, sizeof (description));
+  if (r != HNROOT_RESULT_OK)
+    return hnroot_grub_ffi_error ("hnroot_bootstate_describe", r);
+  grub_printf ("hnroot: boot state %s: %s\n", s->state_path,
+	       s->bootstate.kind == HNROOT_STATE_FILE_UNREADABLE ? s->bootstate.why
+	       : description);
+  grub_printf ("hnroot: hostpart (%s) PARTUUID %s, ESP (%s) PARTUUID %s, %u tries; module "
+	       "built for Debian grub2 %s\n", s->hostpart, *s->partuuid ? s->partuuid : "-",
+	       s->esp, *s->esp_partuuid ? s->esp_partuuid : "-", (unsigned) s->tries,
+	       HNROOT_GRUB_VERSION);
+  if (d->decision.write.kind != HNROOT_STATE_NONE)
+    grub_printf ("hnroot: select would record a new boot state (status writes nothing)\n");
+  return GRUB_ERR_NONE;
+}
+
+/* hnroot select: observe -> decide -> write state -> hand the boot to grub.cfg.  */
+static grub_err_t
+cmd_select (struct grub_arg_list *state, const char *prefix)
+{
+  struct seen *s = NULL;
+  struct decided *d = NULL;
+  grub_uint64_t started = grub_get_time_ms ();
+
+  if (observe_all (state, 0, &s) == GRUB_ERR_NONE
+      && decide (s, state[HNROOT_DEFAULTS].set ? state[HNROOT_DEFAULTS].arg : NULL, &d)
+	 == GRUB_ERR_NONE
+      && write_state (s, d) == GRUB_ERR_NONE)
+    set_boot_vars (prefix, s, d);
+  grub_dprintf ("hnroot", "select in %llu ms\n",
 		(unsigned long long) (grub_get_time_ms () - started));
+  grub_free (d);
+  seen_free (s);
+  return grub_errno;
+}
 
- done:
-  hnroot_grub_state_close (&bootstate);
-  hnroot_grub_probe_free (&probe);
-  grub_free (fallback_names);
-  grub_free (esp_partuuid);
-  grub_free (partuuid);
-  grub_free (state_path);
-  grub_free (esp);
-  grub_free (hostpart);
+/* hnroot status: the same observation and decision, every verdict and the boot state shown,
+   nothing written.  */
+static grub_err_t
+cmd_status (struct grub_arg_list *state, const char *prefix)
+{
+  struct seen *s = NULL;
+  struct decided *d = NULL;
+
+  if (observe_all (state, 1, &s) == GRUB_ERR_NONE
+      && decide (s, state[HNROOT_DEFAULTS].set ? state[HNROOT_DEFAULTS].arg : NULL, &d)
+	 == GRUB_ERR_NONE
+      && show_state (s, d) == GRUB_ERR_NONE)
+    set_boot_vars (prefix, s, d);
+  grub_free (d);
+  seen_free (s);
   return grub_errno;
 }
 
 static grub_err_t
 grub_cmd_hnroot (grub_extcmd_context_t ctxt, int argc, char **args)
 {
+  struct grub_arg_list *state = ctxt->state;
+  const char *prefix = state[HNROOT_SET_PREFIX].set ? state[HNROOT_SET_PREFIX].arg : "hnroot_";
+
+  clear_boot_vars (prefix);
   if (argc == 1 && grub_strcmp (args[0], "select") == 0)
-    return hnroot_run (ctxt->state, 1);
+    return cmd_select (state, prefix);
   if (argc == 1 && grub_strcmp (args[0], "status") == 0)
-    return hnroot_run (ctxt->state, 0);
-  return grub_error (GRUB_ERR_BAD_ARGUMENT,
-		     N_("usage: hnroot select|status [--hostpart DEV] [--esp DEV] [--tries N] "
-			"[--set-prefix P]"));
+    return cmd_status (state, prefix);
+  return grub_error (GRUB_ERR_BAD_ARGUMENT, N_("usage: hnroot select|status " USAGE));
 }
 
 static grub_extcmd_t cmd;
@@ -313,8 +418,7 @@ static grub_extcmd_t cmd;
 GRUB_MOD_INIT(hnroot)
 {
   cmd = grub_register_extcmd ("hnroot", grub_cmd_hnroot, 0,
-			      N_("select|status [--hostpart DEV] [--esp DEV] [--tries N] "
-				 "[--set-prefix P]"),
+			      N_("select|status " USAGE),
 			      N_("Choose the hnroot image to boot and record trial boots."),
 			      options);
 }

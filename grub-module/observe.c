@@ -172,11 +172,51 @@ boot_files (grub_uint8_t fs_type)
   return kernel ? HNROOT_BOOT_FILES_NO_INITRAMFS : HNROOT_BOOT_FILES_NO_KERNEL;
 }
 
+grub_err_t
+hnroot_grub_read_args (const char *path, struct hnroot_grub_args *args)
+{
+  grub_fs_autoload_hook_t autoload = grub_fs_autoload_hook;
+  grub_file_t file;
+  grub_ssize_t n;
+
+  args->kind = HNROOT_ARGS_ABSENT;
+  args->len = 0;
+  /* The driver already loaded for this filesystem, no other.  */
+  grub_fs_autoload_hook = NULL;
+  file = grub_file_open (path, GRUB_FILE_TYPE_CONFIG | GRUB_FILE_TYPE_NO_DECOMPRESS);
+  grub_fs_autoload_hook = autoload;
+  if (! file)
+    {
+      if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      /* Expected: most images and hosts have none.  A name that is there but does not open
+	 as a file is told apart by the core only as far as GRUB can: missing.  */
+      grub_errno = GRUB_ERR_NONE;
+      return GRUB_ERR_NONE;
+    }
+  n = grub_file_read (file, args->bytes, sizeof (args->bytes));
+  grub_file_close (file);
+  if (n < 0)
+    {
+      if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      grub_dprintf ("hnroot", "%s: %s\n", path, grub_errmsg);
+      grub_errno = GRUB_ERR_NONE;
+      args->kind = HNROOT_ARGS_UNREADABLE;
+      return GRUB_ERR_NONE;
+    }
+  args->kind = HNROOT_ARGS_READ;
+  args->len = n;
+  return GRUB_ERR_NONE;
+}
+
 /* The facts on image file PATH (already known to be there and not a directory): its length,
-   the prober's answer on it, its boot files.  Errors of the file itself are facts, not
-   failures: grub_errno is cleared for them.  Fails only for memory or a bug.  */
+   the prober's answer on it, its boot files; and, when it has them, the kernel arguments it
+   carries, into ARGS.  Errors of the file itself are facts, not failures: grub_errno is
+   cleared for them.  Fails only for memory or a bug.  */
 static grub_err_t
-gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_facts *facts)
+gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_facts *facts,
+	struct hnroot_grub_args *args)
 {
   char *add_args[] = { (char *) HNROOT_LOOP_NAME, (char *) path };
   char *del_args[] = { (char *) "-d", (char *) HNROOT_LOOP_NAME };
@@ -224,7 +264,12 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
   facts->probe = HNROOT_PROBE_DONE;
   r = hnroot_image_needs_boot_files (facts, ctx->fs, &fs_type);
   if (r == HNROOT_RESULT_OK)
-    facts->boot_files = boot_files (fs_type);
+    {
+      facts->boot_files = boot_files (fs_type);
+      /* Read with the driver boot_files loaded, while the loopback is there.  */
+      if (facts->boot_files == HNROOT_BOOT_FILES_PRESENT)
+	hnroot_grub_read_args ("(" HNROOT_LOOP_NAME ")/" HNROOT_IMAGE_ARGS_PATH, args);
+    }
   else if (r != HNROOT_RESULT_DONE)
     hnroot_grub_ffi_error ("hnroot_image_needs_boot_files", r);
 
@@ -240,13 +285,14 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
   return grub_errno;
 }
 
-/* Observe hostpart (GRUB device HOSTPART): every image name and the revert marker.  Each
+/* Observe hostpart (GRUB device HOSTPART): every image name, the kernel arguments each
+   bootable one carries, and the revert marker.  Each
    image that is there but does not boot gets a line saying why; with EVERY (hnroot status),
    every image name gets its verdict line: `absent', `ext4 UUID=... (N bytes)' or
    `unreadable (CODE): why'.  */
 grub_err_t
 hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
-		     struct hnroot_observation *obs, int every)
+		     struct hnroot_observation *obs, struct hnroot_grub_args *args, int every)
 {
   struct listing l;
   struct hnroot_image_facts facts;
@@ -269,7 +315,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
 	facts.entry = HNROOT_ENTRY_ABSENT;
       else if (l.directory[i])
 	facts.entry = HNROOT_ENTRY_DIRECTORY;
-      else if (gather (path, ctx, &facts) != GRUB_ERR_NONE)
+      else if (gather (path, ctx, &facts, &args[i]) != GRUB_ERR_NONE)
 	{
 	  grub_free (path);
 	  return grub_errno;

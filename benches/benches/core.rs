@@ -11,8 +11,9 @@ use hnroot_core::decide::{decide, Config};
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{plan, Booted};
 use hnroot_ffi::{
-    hnroot_decide, hnroot_decision, hnroot_image_seen, hnroot_observation, hnroot_uuid,
-    HNROOT_STATE_FILE_READ,
+    hnroot_args, hnroot_boot_parts, hnroot_buffer, hnroot_decide, hnroot_decision,
+    hnroot_decision_text, hnroot_image_seen, hnroot_observation, hnroot_uuid, HNROOT_ARGS_ABSENT,
+    HNROOT_ARGS_READ, HNROOT_CMDLINE_LEN, HNROOT_STATE_FILE_READ, HNROOT_TEXT_LEN,
 };
 
 fn core(c: &mut Criterion) {
@@ -56,11 +57,38 @@ fn ffi(c: &mut Criterion) {
     obs.images[0] = seen(hnroot_benches::CURRENT);
     obs.images[2] = seen(STAGED);
     let block = trial_block();
-    c.bench_function("ffi hnroot_decide (update)", |b| {
+    let defaults = b"console=ttyS0 panic=10";
+    let none = hnroot_args {
+        kind: HNROOT_ARGS_ABSENT,
+        bytes: std::ptr::null(),
+        len: 0,
+    };
+    let parts = hnroot_boot_parts {
+        hostpart_partuuid: c"0fc63daf-8483-4772-8e79-3d69d8477de4".as_ptr().cast(),
+        esp_partuuid: std::ptr::null(),
+        defaults: hnroot_args {
+            kind: HNROOT_ARGS_READ,
+            bytes: defaults.as_ptr(),
+            len: defaults.len(),
+        },
+        host: none,
+        images: [none; 5],
+    };
+    c.bench_function("ffi hnroot_decide (update, both command lines)", |b| {
         b.iter(|| {
             let mut out = hnroot_decision::default();
-            let mut msg = [0u8; 1024];
-            let mut record = [0u8; 1024];
+            let (mut msg, mut record) = ([0u8; HNROOT_TEXT_LEN], [0u8; HNROOT_TEXT_LEN]);
+            let (mut line, mut fallback) = ([0u8; HNROOT_CMDLINE_LEN], [0u8; HNROOT_CMDLINE_LEN]);
+            let buf = |b: &mut [u8]| hnroot_buffer {
+                bytes: b.as_mut_ptr(),
+                len: b.len(),
+            };
+            let text = hnroot_decision_text {
+                message: buf(&mut msg),
+                record: buf(&mut record),
+                cmdline: buf(&mut line),
+                fallback_cmdline: buf(&mut fallback),
+            };
             // SAFETY: every pointer is valid for the lengths passed.
             unsafe {
                 hnroot_decide(
@@ -68,11 +96,9 @@ fn ffi(c: &mut Criterion) {
                     HNROOT_STATE_FILE_READ,
                     block.as_ptr(),
                     block.len(),
+                    &parts,
                     &mut out,
-                    msg.as_mut_ptr(),
-                    msg.len(),
-                    record.as_mut_ptr(),
-                    record.len(),
+                    &text,
                 )
             }
         })

@@ -263,6 +263,23 @@ pub struct Boot {
     pub notes: Notes,
 }
 
+/// What the bootloader does when it cannot write the boot state a boot returns (a read-only or
+/// damaged ESP, a file whose blocks it cannot follow).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Unwritten {
+    /// Boot the chosen image all the same, this try not counted, and say so: stopping would
+    /// strand a server over its boot-state file, while the image itself is fine; counting
+    /// resumes once the file can be written.
+    BootUncounted,
+}
+
+impl Boot {
+    /// What to do when [`Boot::write`] cannot be written.
+    pub const fn if_unwritten(&self) -> Unwritten {
+        Unwritten::BootUncounted
+    }
+}
+
 /// The decision.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Decision {

@@ -66,6 +66,14 @@ pub const PARTIAL_PREFIX: &str = ".hn-root-new.";
 /// See [`PARTIAL_PREFIX`].
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
+/// The image's own kernel arguments, inside the image (read by GRUB through the loopback; see
+/// [`crate::bootline`]). Under `/usr`: they are the image's, published with it, not a setting
+/// the running system edits (its writable layer never reaches GRUB).
+pub const IMAGE_ARGS_PATH: &str = "usr/lib/hnroot/kernel-args";
+
+/// The host's own kernel arguments, in its host state on hostpart (see [`crate::bootline`]).
+pub const HOST_ARGS_PATH: &str = "data/host/kernel-args";
+
 /// Where a running hnroot system has hostpart mounted.
 pub const HOSTPART_MOUNT: &str = "/hostpart";
 
@@ -137,6 +145,8 @@ mod tests {
             RECORDS_DIR,
             HOST_DIR,
             WAREHOUSE_HOSTS,
+            IMAGE_ARGS_PATH,
+            HOST_ARGS_PATH,
         ] {
             assert!(
                 !p.starts_with('/') && !p.ends_with('/') && !p.contains(".."),
@@ -146,6 +156,7 @@ mod tests {
         assert!(BOOTSTATE_PATH.starts_with(BOOTSTATE_DIR));
         assert!(RECORDS_DIR.starts_with(DATA_DIR));
         assert!(HOST_DIR.starts_with(DATA_DIR));
+        assert!(HOST_ARGS_PATH.starts_with(HOST_DIR));
         for p in [
             HOSTPART_MOUNT,
             ESP_MOUNT,

@@ -94,6 +94,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bootline;
 pub mod bootstate;
 pub mod cmdline;
 pub mod codes;

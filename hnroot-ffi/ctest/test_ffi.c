@@ -131,17 +131,38 @@ test_uuid_format (void)
   CHECK (hnroot_uuid_format (&u, NULL, sizeof (buf)) == HNROOT_RESULT_NULL_ARGUMENT);
 }
 
-/* hnroot_decide with the boot-state file as read (`block`), or absent (`block` NULL), and
-   the decision's key=value record into `last_record`.  */
-static char last_record[512];
+/* The decision's key=value record and the two command lines of the last decide().  */
+static char last_record[HNROOT_TEXT_LEN];
+static char last_cmdline[HNROOT_CMDLINE_LEN];
+static char last_fallback[HNROOT_CMDLINE_LEN];
 
+/* No PARTUUIDs, no kernel arguments.  */
+static struct hnroot_boot_parts no_parts;
+
+/* hnroot_decide with the boot-state file kind KIND and bytes BLOCK, the message into MESSAGE
+   (MESSAGE_LEN bytes), the rest into the last_* buffers.  */
+static hnroot_result
+decide_kind (const struct hnroot_observation *obs, uint8_t kind, const uint8_t *block,
+	     size_t len, const struct hnroot_boot_parts *parts, struct hnroot_decision *d,
+	     uint8_t *message, size_t message_len)
+{
+  struct hnroot_decision_text text = {
+    .message = { message, message_len },
+    .record = { (uint8_t *) last_record, sizeof (last_record) },
+    .cmdline = { (uint8_t *) last_cmdline, sizeof (last_cmdline) },
+    .fallback_cmdline = { (uint8_t *) last_fallback, sizeof (last_fallback) },
+  };
+
+  return hnroot_decide (obs, kind, block, len, parts, d, &text);
+}
+
+/* hnroot_decide with the boot-state file as read (`block`), or absent (`block` NULL).  */
 static hnroot_result
 decide (const struct hnroot_observation *obs, const uint8_t *block, size_t len,
 	struct hnroot_decision *d, uint8_t *message, size_t message_len)
 {
-  return hnroot_decide (obs, block ? HNROOT_STATE_FILE_READ : HNROOT_STATE_FILE_ABSENT,
-			block, len, d, message, message_len, (uint8_t *) last_record,
-			sizeof (last_record));
+  return decide_kind (obs, block ? HNROOT_STATE_FILE_READ : HNROOT_STATE_FILE_ABSENT, block,
+		      len, &no_parts, d, message, message_len);
 }
 
 static void
@@ -175,19 +196,26 @@ test_decide_and_encode (void)
 		  68) == 0);
   CHECK (strncmp (last_record, "reason=update image=hn-root-new.img uuid=0b0b0b0b-", 50) == 0);
   CHECK (strstr (last_record, " try=1/3 ") != NULL);
-  CHECK (strstr (last_record, " write=trial") != NULL);
+  CHECK (strstr (last_record, " write=trial args=- refused=-") != NULL);
+  /* The whole command line of the staged image, and of hn-root.img for GRUB's next entry.  */
+  CHECK (strncmp (last_cmdline, "hnroot.image=hn-root-new.img hnroot.uuid=0b0b0b0b-", 50) == 0);
+  CHECK (strstr (last_cmdline, " hnroot.reason=update boot=hnroot") != NULL);
+  CHECK (strncmp (last_fallback, "hnroot.image=hn-root.img ", 25) == 0);
+  CHECK (strstr (last_fallback, " hnroot.reason=next-image boot=hnroot") != NULL);
+  CHECK (d.unwritten == HNROOT_UNWRITTEN_BOOT_UNCOUNTED);
 
   /* Something at the path that cannot be read as a file: decided as a corrupt state (a trial
      for the current image), as GRUB does.  */
-  CHECK (hnroot_decide (&obs, HNROOT_STATE_FILE_UNREADABLE, NULL, 0, &d, (uint8_t *) message,
-			sizeof (message), (uint8_t *) last_record, sizeof (last_record))
-	 == HNROOT_RESULT_OK);
+  CHECK (decide_kind (&obs, HNROOT_STATE_FILE_UNREADABLE, NULL, 0, &no_parts, &d,
+		     (uint8_t *) message, sizeof (message)) == HNROOT_RESULT_OK);
   CHECK (d.state_seen == 1);
   CHECK (strstr (last_record, "state-corrupt") != NULL);
   /* An unknown kind of state file is an invalid argument.  */
-  CHECK (hnroot_decide (&obs, 9, NULL, 0, &d, (uint8_t *) message, sizeof (message),
-			(uint8_t *) last_record, sizeof (last_record))
+  CHECK (decide_kind (&obs, 9, NULL, 0, &no_parts, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_INVALID_ARGUMENT);
+  /* No parts: a NULL argument.  */
+  CHECK (decide_kind (&obs, HNROOT_STATE_FILE_ABSENT, NULL, 0, NULL, &d, (uint8_t *) message,
+		      sizeof (message)) == HNROOT_RESULT_NULL_ARGUMENT);
   CHECK (decide (&obs, block, sizeof (block), &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_OK);
 
@@ -776,6 +804,50 @@ test_partuuid_check (const char *gpt_partuuid, const char *mbr_id)
   CHECK (hnroot_partuuid_check (NULL, 36) == HNROOT_RESULT_NULL_ARGUMENT);
 }
 
+/* The whole command line from C: the fleet's defaults, the image's and the host's arguments,
+   overridden key by key; what only hnroot sets refused and named.  */
+static void
+test_kernel_args (void)
+{
+  static const char defaults[] = "console=ttyS0 panic=10";
+  static const char image[] = "# the image's\nconsole=ttyS1,115200\n";
+  static const char host[] = "hnroot-test=1 hnroot.image=hn-root-old.img";
+  struct hnroot_observation obs;
+  struct hnroot_boot_parts parts;
+  struct hnroot_decision d;
+  char message[HNROOT_TEXT_LEN];
+
+  memset (&obs, 0, sizeof (obs));
+  set_readable (&obs, HNROOT_IMAGE_CURRENT, 0x0a);
+  memset (&parts, 0, sizeof (parts));
+  parts.hostpart_partuuid = (const uint8_t *) "0fc63daf-8483-4772-8e79-3d69d8477de4";
+  parts.defaults = (struct hnroot_args) { HNROOT_ARGS_READ, (const uint8_t *) defaults,
+					  strlen (defaults) };
+  parts.images[HNROOT_IMAGE_CURRENT] = (struct hnroot_args) { HNROOT_ARGS_READ,
+							      (const uint8_t *) image,
+							      strlen (image) };
+  parts.host = (struct hnroot_args) { HNROOT_ARGS_READ, (const uint8_t *) host,
+				      strlen (host) };
+  CHECK (decide_kind (&obs, HNROOT_STATE_FILE_ABSENT, NULL, 0, &parts, &d,
+		      (uint8_t *) message, sizeof (message)) == HNROOT_RESULT_OK);
+  CHECK (strstr (last_cmdline, " hnroot.hostpart=PARTUUID=0fc63daf-8483-4772-8e79-3d69d8477de4 ")
+	 != NULL);
+  CHECK (strstr (last_cmdline, "boot=hnroot panic=10 console=ttyS1,115200 hnroot-test=1") != NULL);
+  CHECK (strstr (last_cmdline, "hnroot.image=hn-root-old.img") == NULL);
+  CHECK (strstr (last_record, " args=defaults,image,host refused=host:hnroot.image") != NULL);
+  CHECK (strstr (message, "kernel argument hnroot.image= from the host") != NULL);
+  CHECK (last_fallback[0] == '\0');
+  /* A file that could not be read adds nothing and is said.  */
+  parts.host.kind = HNROOT_ARGS_UNREADABLE;
+  CHECK (decide_kind (&obs, HNROOT_STATE_FILE_ABSENT, NULL, 0, &parts, &d,
+		      (uint8_t *) message, sizeof (message)) == HNROOT_RESULT_OK);
+  CHECK (strstr (last_record, "refused=host:unusable") != NULL);
+  /* A read file without its bytes is a NULL argument.  */
+  parts.host = (struct hnroot_args) { HNROOT_ARGS_READ, NULL, 3 };
+  CHECK (decide_kind (&obs, HNROOT_STATE_FILE_ABSENT, NULL, 0, &parts, &d,
+		      (uint8_t *) message, sizeof (message)) == HNROOT_RESULT_NULL_ARGUMENT);
+}
+
 /* Declared for -Wmissing-prototypes when built with -Dmain=hnroot_c_test_main.  */
 int main (int argc, char **argv);
 
@@ -785,6 +857,7 @@ main (int argc, char **argv)
   test_image_file_name ();
   test_uuid_format ();
   test_decide_and_encode ();
+  test_kernel_args ();
   test_encode_errors ();
   test_describe ();
   test_reason_code ();

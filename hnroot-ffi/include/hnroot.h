@@ -22,6 +22,10 @@
 #define HNROOT_KERNEL_PATH "boot/kernel"
 /** The initramfs inside an image, from its root. */
 #define HNROOT_INITRAMFS_PATH "boot/initramfs"
+/** The image's own kernel arguments inside it, from its root. */
+#define HNROOT_IMAGE_ARGS_PATH "usr/lib/hnroot/kernel-args"
+/** The host's own kernel arguments on hostpart, from its root. */
+#define HNROOT_HOST_ARGS_PATH "data/host/kernel-args"
 
 
 /**
@@ -171,6 +175,16 @@
 #define HNROOT_STATE_TRIAL 2
 
 /**
+ * `hnroot_decision.unwritten`: nothing boots (nothing to write either).
+ */
+#define HNROOT_UNWRITTEN_NONE 0
+
+/**
+ * Boot the chosen image all the same, this try not counted, and say so.
+ */
+#define HNROOT_UNWRITTEN_BOOT_UNCOUNTED 1
+
+/**
  * `state_file` of `hnroot_decide`: no boot-state file.
  */
 #define HNROOT_STATE_FILE_ABSENT 0
@@ -184,6 +198,37 @@
  * The file was read: `state_block`/`state_len` hold its bytes.
  */
 #define HNROOT_STATE_FILE_READ 2
+
+/**
+ * `hnroot_args.kind`: no such file; nothing is added.
+ */
+#define HNROOT_ARGS_ABSENT 0
+
+/**
+ * Something is there that cannot be read as a file: nothing is added, and it is said.
+ */
+#define HNROOT_ARGS_UNREADABLE 1
+
+/**
+ * Read: `bytes`/`len` hold what was read (at most `HNROOT_ARGS_FILE_MAX` + 1 bytes need be
+ * read: a longer file is refused whole).
+ */
+#define HNROOT_ARGS_READ 2
+
+/**
+ * Most bytes of an arguments file used.
+ */
+#define HNROOT_ARGS_FILE_MAX 1024
+
+/**
+ * Longest whole kernel command line `hnroot_decide` writes, with its NUL.
+ */
+#define HNROOT_CMDLINE_LEN 1793
+
+/**
+ * Enough for `hnroot_decide`'s message and record.
+ */
+#define HNROOT_TEXT_LEN 2048
 
 /**
  * Largest read a prober asks for: size the read buffer with it.
@@ -406,11 +451,6 @@
 #define HNROOT_CHOICE_TOO_MANY 5
 
 /**
- * Longest text `hnroot_kernel_args` writes, with its NUL.
- */
-#define HNROOT_KERNEL_ARGS_LEN 321
-
-/**
  * Result of every hnroot function. Numbers are stable and never reused.
  */
 enum hnroot_result
@@ -520,6 +560,51 @@ struct hnroot_observation {
 };
 
 /**
+ * What a driver found at one source of kernel arguments.
+ */
+struct hnroot_args {
+  /**
+   * `HNROOT_ARGS_*`.
+   */
+  uint8_t kind;
+  /**
+   * With `HNROOT_ARGS_READ`: the bytes read (`len` of them); else ignored.
+   */
+  const uint8_t *bytes;
+  /**
+   * Their number.
+   */
+  size_t len;
+};
+
+/**
+ * What a boot's kernel command line is made of besides the decision.
+ */
+struct hnroot_boot_parts {
+  /**
+   * hostpart's PARTUUID as NUL-terminated text; NULL or "" when it has none (the
+   * initramfs then looks for its label).
+   */
+  const uint8_t *hostpart_partuuid;
+  /**
+   * The ESP's, likewise.
+   */
+  const uint8_t *esp_partuuid;
+  /**
+   * The fleet's default arguments (the loader's `--defaults`).
+   */
+  struct hnroot_args defaults;
+  /**
+   * The host's (`data/host/kernel-args` on hostpart).
+   */
+  struct hnroot_args host;
+  /**
+   * Each image's (`usr/lib/hnroot/kernel-args` inside it), indexed by `HNROOT_IMAGE_*`.
+   */
+  struct hnroot_args images[HNROOT_IMAGE_COUNT];
+};
+
+/**
  * A boot state, as the decision wants it written.
  */
 struct hnroot_bootstate {
@@ -597,6 +682,49 @@ struct hnroot_decision {
    * What the boot-state block held: 0 absent, 1 corrupt, 2 valid.
    */
   uint8_t state_seen;
+  /**
+   * What to do when `write` cannot be written: `HNROOT_UNWRITTEN_*`.
+   */
+  uint8_t unwritten;
+};
+
+/**
+ * A caller's buffer for a NUL-terminated text.
+ */
+struct hnroot_buffer {
+  /**
+   * Where to write.
+   */
+  uint8_t *bytes;
+  /**
+   * How many bytes may be written, the NUL included.
+   */
+  size_t len;
+};
+
+/**
+ * The texts of a decision, each written NUL-terminated into its caller's buffer.
+ */
+struct hnroot_decision_text {
+  /**
+   * One line for people, e.g. `booting hn-root-new.img (update, trial 1 of 3); fallback
+   * hn-root.img`, and what was refused of the kernel arguments.
+   */
+  struct hnroot_buffer message;
+  /**
+   * The decision as stable `key=value` words, e.g. `reason=update image=hn-root-new.img
+   * uuid=... try=1/3 fallbacks=hn-root.img notes=- write=trial args=defaults refused=-`.
+   */
+  struct hnroot_buffer record;
+  /**
+   * The whole kernel command line for the chosen image (empty when nothing boots).
+   */
+  struct hnroot_buffer cmdline;
+  /**
+   * The whole kernel command line for the first fallback, booted by GRUB's next menu entry
+   * when the chosen image's kernel cannot be loaded (empty when there is none).
+   */
+  struct hnroot_buffer fallback_cmdline;
 };
 
 /**
@@ -814,22 +942,21 @@ const uint8_t *hnroot_image_file_name(uint8_t image);
 const uint8_t *hnroot_reason_code(uint8_t reason);
 
 /**
- * Decide what to boot. Pure: reads `obs` and the boot-state file, writes nothing but `out`,
- * `message` and `record`.
+ * Decide what to boot and compose the kernel command lines of the chosen image and its first
+ * fallback. Pure: reads its inputs, writes nothing but `out` and the texts, and those only on
+ * success.
  *
  * * `obs`: what GRUB saw; required.
  * * `state_file`: `HNROOT_STATE_FILE_*`, what was at the boot-state path; with
  *   `HNROOT_STATE_FILE_READ`, `state_block`/`state_len` are the bytes read (a file of the wrong
  *   size counts as corrupt, as an unreadable one does).
+ * * `parts`: the PARTUUIDs and the extra kernel arguments; required.
  * * `out`: the decision; required.
- * * `message`/`message_len`: one NUL-terminated line for people, e.g.
- *   `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`.
- * * `record`/`record_len`: the same decision as stable `key=value` words, e.g.
- *   `reason=update image=hn-root-new.img uuid=... try=1/3 fallbacks=hn-root.img notes=-
- *   write=trial`.
+ * * `text`: where the message, the record and the two command lines go; required, each buffer
+ *   non-NULL. `HNROOT_TEXT_LEN` bytes always suffice for the message and the record,
+ *   `HNROOT_CMDLINE_LEN` for a command line.
  *
- * 1024 bytes always suffice for either. Returns `HNROOT_RESULT_OK`, or an error and writes
- * nothing.
+ * Returns `HNROOT_RESULT_OK`, or an error and writes nothing.
  *
  * # Safety
  * Pointers must be NULL or valid for the stated lengths; outputs must not alias the inputs.
@@ -838,11 +965,9 @@ hnroot_result hnroot_decide(const struct hnroot_observation *obs,
                             uint8_t state_file,
                             const uint8_t *state_block,
                             size_t state_len,
+                            const struct hnroot_boot_parts *parts,
                             struct hnroot_decision *out,
-                            uint8_t *message,
-                            size_t message_len,
-                            uint8_t *record,
-                            size_t record_len);
+                            const struct hnroot_decision_text *text);
 
 /**
  * Encode `state` into `block` (the boot-state file as read, `HNROOT_BOOTSTATE_LEN` bytes) in
@@ -1017,27 +1142,6 @@ hnroot_result hnroot_choose_device(const struct hnroot_candidate *candidates,
                                    struct hnroot_choice *out,
                                    uint8_t *text,
                                    size_t text_len);
-
-/**
- * hnroot's whole part of the kernel command line for booting `image` (`HNROOT_IMAGE_*`)
- * with filesystem UUID `uuid` for `reason` (`HNROOT_REASON_*`, or
- * `HNROOT_REASON_NEXT_IMAGE`): `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
- * hnroot.esp=PARTUUID= hnroot.tries= hnroot.reason= boot=hnroot`, NUL-terminated into `buf`
- * (`HNROOT_KERNEL_ARGS_LEN` bytes suffice). `hostpart_partuuid` and `esp_partuuid` are
- * NUL-terminated PARTUUIDs, or NULL or "" when the partition has none (the initramfs then
- * looks for the labels). `tries` is 1 to 100.
- *
- * # Safety
- * Pointers must be NULL or valid; strings NUL-terminated; `buf` `buf_len` bytes.
- */
-hnroot_result hnroot_kernel_args(uint8_t image,
-                                 const struct hnroot_uuid *uuid,
-                                 const uint8_t *hostpart_partuuid,
-                                 const uint8_t *esp_partuuid,
-                                 uint8_t tries,
-                                 uint8_t reason,
-                                 uint8_t *buf,
-                                 size_t buf_len);
 
 /**
  * Parse a number of tries (GRUB's `--tries N`): decimal digits only, 1 to 100, the same parser

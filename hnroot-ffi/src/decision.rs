@@ -3,12 +3,19 @@
 use core::fmt::Write as _;
 
 use hnroot_core::bootstate::{Block, BlockError, BootState, StateFile, StateSeen, Trial, Tries};
-use hnroot_core::decide::{decide, Config, Decision, Reason, ReasonCode};
+use hnroot_core::decide::{decide, Config, Decision, Reason, ReasonCode, Unwritten};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 
+use hnroot_core::bootline::{self, ArgsFile, Composed, Extra};
+use hnroot_core::cmdline::KernelArgs;
+use hnroot_core::plan::Booted;
+use hnroot_core::uuid::PartUuid;
+
 use crate::text::Line;
-use crate::{hnroot_result, hnroot_uuid, try_ref, try_slice, write_out, HNROOT_BOOTSTATE_LEN};
+use crate::{
+    hnroot_result, hnroot_uuid, require, try_ref, try_slice, write_out, HNROOT_BOOTSTATE_LEN,
+};
 
 /// `hnroot_image_seen.kind`: no such file.
 pub const HNROOT_IMAGE_ABSENT: u8 = 0;
@@ -152,7 +159,14 @@ pub struct hnroot_decision {
     pub write: hnroot_bootstate,
     /// What the boot-state block held: 0 absent, 1 corrupt, 2 valid.
     pub state_seen: u8,
+    /// What to do when `write` cannot be written: `HNROOT_UNWRITTEN_*`.
+    pub unwritten: u8,
 }
+
+/// `hnroot_decision.unwritten`: nothing boots (nothing to write either).
+pub const HNROOT_UNWRITTEN_NONE: u8 = 0;
+/// Boot the chosen image all the same, this try not counted, and say so.
+pub const HNROOT_UNWRITTEN_BOOT_UNCOUNTED: u8 = 1;
 
 pub(crate) fn image_from_u8(image: u8) -> Result<ImageName, hnroot_result> {
     ImageName::ALL
@@ -240,6 +254,9 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
     };
     out.image = image_to_u8(boot.image);
     out.uuid = hnroot_uuid::from_core(Some(boot.uuid));
+    out.unwritten = match boot.if_unwritten() {
+        Unwritten::BootUncounted => HNROOT_UNWRITTEN_BOOT_UNCOUNTED,
+    };
     match boot.reason {
         Reason::Update { attempt, of } | Reason::Trial { attempt, of } => {
             (out.attempt, out.of) = (attempt, of);
@@ -279,42 +296,241 @@ pub const HNROOT_STATE_FILE_UNREADABLE: u8 = 1;
 /// The file was read: `state_block`/`state_len` hold its bytes.
 pub const HNROOT_STATE_FILE_READ: u8 = 2;
 
-/// Decide what to boot. Pure: reads `obs` and the boot-state file, writes nothing but `out`,
-/// `message` and `record`.
+/// `hnroot_args.kind`: no such file; nothing is added.
+pub const HNROOT_ARGS_ABSENT: u8 = 0;
+/// Something is there that cannot be read as a file: nothing is added, and it is said.
+pub const HNROOT_ARGS_UNREADABLE: u8 = 1;
+/// Read: `bytes`/`len` hold what was read (at most `HNROOT_ARGS_FILE_MAX` + 1 bytes need be
+/// read: a longer file is refused whole).
+pub const HNROOT_ARGS_READ: u8 = 2;
+/// Most bytes of an arguments file used.
+pub const HNROOT_ARGS_FILE_MAX: usize = 1024;
+const _: () = assert!(HNROOT_ARGS_FILE_MAX == bootline::MAX_ARGS_FILE_LEN);
+/// Longest whole kernel command line `hnroot_decide` writes, with its NUL.
+pub const HNROOT_CMDLINE_LEN: usize = 1793;
+const _: () = assert!(HNROOT_CMDLINE_LEN == bootline::MAX_LINE_LEN + 1);
+/// Enough for `hnroot_decide`'s message and record.
+pub const HNROOT_TEXT_LEN: usize = 2048;
+
+/// What a driver found at one source of kernel arguments.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct hnroot_args {
+    /// `HNROOT_ARGS_*`.
+    pub kind: u8,
+    /// With `HNROOT_ARGS_READ`: the bytes read (`len` of them); else ignored.
+    pub bytes: *const u8,
+    /// Their number.
+    pub len: usize,
+}
+
+/// What a boot's kernel command line is made of besides the decision.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct hnroot_boot_parts {
+    /// hostpart's PARTUUID as NUL-terminated text; NULL or "" when it has none (the
+    /// initramfs then looks for its label).
+    pub hostpart_partuuid: *const u8,
+    /// The ESP's, likewise.
+    pub esp_partuuid: *const u8,
+    /// The fleet's default arguments (the loader's `--defaults`).
+    pub defaults: hnroot_args,
+    /// The host's (`data/host/kernel-args` on hostpart).
+    pub host: hnroot_args,
+    /// Each image's (`usr/lib/hnroot/kernel-args` inside it), indexed by `HNROOT_IMAGE_*`.
+    pub images: [hnroot_args; HNROOT_IMAGE_COUNT],
+}
+
+/// A caller's buffer for a NUL-terminated text.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct hnroot_buffer {
+    /// Where to write.
+    pub bytes: *mut u8,
+    /// How many bytes may be written, the NUL included.
+    pub len: usize,
+}
+
+/// The texts of a decision, each written NUL-terminated into its caller's buffer.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct hnroot_decision_text {
+    /// One line for people, e.g. `booting hn-root-new.img (update, trial 1 of 3); fallback
+    /// hn-root.img`, and what was refused of the kernel arguments.
+    pub message: hnroot_buffer,
+    /// The decision as stable `key=value` words, e.g. `reason=update image=hn-root-new.img
+    /// uuid=... try=1/3 fallbacks=hn-root.img notes=- write=trial args=defaults refused=-`.
+    pub record: hnroot_buffer,
+    /// The whole kernel command line for the chosen image (empty when nothing boots).
+    pub cmdline: hnroot_buffer,
+    /// The whole kernel command line for the first fallback, booted by GRUB's next menu entry
+    /// when the chosen image's kernel cannot be loaded (empty when there is none).
+    pub fallback_cmdline: hnroot_buffer,
+}
+
+/// What one source of arguments is, for the core.
+///
+/// # Safety
+/// `a.bytes` must be valid for `a.len` bytes when `a.kind` is `HNROOT_ARGS_READ`.
+unsafe fn args_from_c<'a>(a: &hnroot_args) -> Result<ArgsFile<'a>, hnroot_result> {
+    match a.kind {
+        HNROOT_ARGS_ABSENT => Ok(ArgsFile::Absent),
+        HNROOT_ARGS_UNREADABLE => Ok(ArgsFile::Unreadable),
+        HNROOT_ARGS_READ if a.bytes.is_null() => Err(hnroot_result::HNROOT_RESULT_NULL_ARGUMENT),
+        // SAFETY: non-NULL, `len` bytes by the caller's contract.
+        HNROOT_ARGS_READ => Ok(ArgsFile::Text(unsafe {
+            core::slice::from_raw_parts(a.bytes, a.len)
+        })),
+        _ => Err(hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT),
+    }
+}
+
+/// The parts of the command lines, for the core.
+struct Parts<'a> {
+    hostpart: Option<PartUuid>,
+    esp: Option<PartUuid>,
+    /// Each image's arguments, by [`ImageName::index`].
+    images: [ArgsFile<'a>; HNROOT_IMAGE_COUNT],
+    /// The defaults and the host's (the image's is set per line).
+    extra: Extra<'a>,
+}
+
+/// The parts for the core: the PARTUUIDs and every source of arguments.
+///
+/// # Safety
+/// As [`hnroot_decide`]'s `parts`.
+unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<Parts<'a>, hnroot_result> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        let mut images = [ArgsFile::Absent; HNROOT_IMAGE_COUNT];
+        for (slot, a) in images.iter_mut().zip(p.images.iter()) {
+            *slot = args_from_c(a)?;
+        }
+        Ok(Parts {
+            hostpart: crate::verdict::partuuid_arg(p.hostpart_partuuid)?,
+            esp: crate::verdict::partuuid_arg(p.esp_partuuid)?,
+            images,
+            extra: Extra {
+                defaults: args_from_c(&p.defaults)?,
+                image: ArgsFile::Absent,
+                host: args_from_c(&p.host)?,
+            },
+        })
+    }
+}
+
+/// A text a decision writes.
+type Text<'t> = &'t dyn Fn(&mut dyn core::fmt::Write) -> core::fmt::Result;
+
+/// Whether `text` fits in `buf` with its NUL.
+fn fits(buf: &hnroot_buffer, text: Text<'_>) -> bool {
+    let mut measure = Measure(0);
+    text(&mut measure).is_ok() && measure.0 < buf.len
+}
+
+/// Write `text`, which [`fits`], into `buf`, NUL-terminated.
+///
+/// # Safety
+/// `buf.bytes` must be non-NULL and valid for `buf.len` bytes.
+unsafe fn write_text(buf: &hnroot_buffer, text: Text<'_>) {
+    // SAFETY: `buf.len` writable bytes (caller contract), more than the text needs.
+    let out = unsafe { core::slice::from_raw_parts_mut(buf.bytes, buf.len) };
+    let mut w = Fill { out, at: 0 };
+    let _ = text(&mut w);
+    let end = w.at;
+    if let Some(nul) = w.out.get_mut(end) {
+        *nul = 0;
+    }
+}
+
+/// Counts the bytes a text has.
+struct Measure(usize);
+
+impl core::fmt::Write for Measure {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0 = self.0.saturating_add(s.len());
+        Ok(())
+    }
+}
+
+/// Writes a text measured to fit.
+struct Fill<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl core::fmt::Write for Fill<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.at.saturating_add(s.len());
+        let dst = self.out.get_mut(self.at..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.at = end;
+        Ok(())
+    }
+}
+
+/// The whole line for booting `image` (UUID `uuid`) for `reason`, and what composing it
+/// noticed.
+fn line_for<'a>(
+    w: &mut dyn core::fmt::Write,
+    image: ImageName,
+    uuid: hnroot_core::uuid::FsUuid,
+    reason: ReasonCode,
+    parts: &Parts<'a>,
+    tries: u8,
+) -> Result<Composed<'a>, core::fmt::Error> {
+    let args = KernelArgs {
+        booted: Booted { name: image, uuid },
+        hostpart: parts.hostpart,
+        esp: parts.esp,
+        tries,
+        reason,
+    };
+    let extra = Extra {
+        image: parts.images.get(image.index()).copied().unwrap_or_default(),
+        ..parts.extra
+    };
+    bootline::compose(&args, &extra, w)
+}
+
+/// Decide what to boot and compose the kernel command lines of the chosen image and its first
+/// fallback. Pure: reads its inputs, writes nothing but `out` and the texts, and those only on
+/// success.
 ///
 /// * `obs`: what GRUB saw; required.
 /// * `state_file`: `HNROOT_STATE_FILE_*`, what was at the boot-state path; with
 ///   `HNROOT_STATE_FILE_READ`, `state_block`/`state_len` are the bytes read (a file of the wrong
 ///   size counts as corrupt, as an unreadable one does).
+/// * `parts`: the PARTUUIDs and the extra kernel arguments; required.
 /// * `out`: the decision; required.
-/// * `message`/`message_len`: one NUL-terminated line for people, e.g.
-///   `booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img`.
-/// * `record`/`record_len`: the same decision as stable `key=value` words, e.g.
-///   `reason=update image=hn-root-new.img uuid=... try=1/3 fallbacks=hn-root.img notes=-
-///   write=trial`.
+/// * `text`: where the message, the record and the two command lines go; required, each buffer
+///   non-NULL. `HNROOT_TEXT_LEN` bytes always suffice for the message and the record,
+///   `HNROOT_CMDLINE_LEN` for a command line.
 ///
-/// 1024 bytes always suffice for either. Returns `HNROOT_RESULT_OK`, or an error and writes
-/// nothing.
+/// Returns `HNROOT_RESULT_OK`, or an error and writes nothing.
 ///
 /// # Safety
 /// Pointers must be NULL or valid for the stated lengths; outputs must not alias the inputs.
 #[no_mangle]
-#[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn hnroot_decide(
     obs: *const hnroot_observation,
     state_file: u8,
     state_block: *const u8,
     state_len: usize,
+    parts: *const hnroot_boot_parts,
     out: *mut hnroot_decision,
-    message: *mut u8,
-    message_len: usize,
-    record: *mut u8,
-    record_len: usize,
+    text: *const hnroot_decision_text,
 ) -> hnroot_result {
     let obs = try_ref!(obs);
-    if out.is_null() || message.is_null() || record.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    let parts = try_ref!(parts);
+    let text = try_ref!(text);
+    require!(
+        out,
+        text.message.bytes,
+        text.record.bytes,
+        text.cmdline.bytes,
+        text.fallback_cmdline.bytes
+    );
     let file = match state_file {
         HNROOT_STATE_FILE_ABSENT => StateFile::Absent,
         HNROOT_STATE_FILE_UNREADABLE => StateFile::Unreadable,
@@ -326,6 +542,11 @@ pub unsafe extern "C" fn hnroot_decide(
         Ok(o) => o,
         Err(e) => return e,
     };
+    // SAFETY: the caller's contract for `parts`.
+    let where_ = match unsafe { parts_from_c(parts) } {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
     let config = Config {
         tries: if obs.tries == 0 {
             Config::default().tries
@@ -334,19 +555,66 @@ pub unsafe extern "C" fn hnroot_decide(
         },
     };
     let decision = decide(&observation, &config);
-    let mut line = Line::<1024>::new();
-    let _ = write!(line, "{decision}");
-    let mut words = Line::<1024>::new();
-    let _ = write!(words, "{}", decision.record());
-    if line.len() >= message_len || words.len() >= record_len {
+    let boot = decision.boot();
+    let fallback = boot.and_then(|b| b.fallbacks.first().copied());
+    // The chosen image's line, composed once to learn what it noticed (for the record).
+    let composed = boot.and_then(|b| {
+        line_for(
+            &mut Measure(0),
+            b.image,
+            b.uuid,
+            b.reason.code(),
+            &where_,
+            config.tries,
+        )
+        .ok()
+    });
+    let message = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        write!(w, "{decision}")?;
+        match &composed {
+            Some(c) if !c.refused.is_empty() || !c.unusable.is_empty() => write!(w, "; {c}"),
+            _ => Ok(()),
+        }
+    };
+    let record = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        write!(w, "{}", decision.record())?;
+        match &composed {
+            Some(c) => write!(w, " {}", c.record()),
+            None => w.write_str(" args=- refused=-"),
+        }
+    };
+    let cmdline = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        match boot {
+            Some(b) => {
+                line_for(w, b.image, b.uuid, b.reason.code(), &where_, config.tries).map(drop)
+            }
+            None => Ok(()),
+        }
+    };
+    let fallback_cmdline = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        match fallback {
+            Some((image, uuid)) => {
+                line_for(w, image, uuid, ReasonCode::NextImage, &where_, config.tries).map(drop)
+            }
+            None => Ok(()),
+        }
+    };
+    let texts: [(&hnroot_buffer, Text<'_>); 4] = [
+        (&text.message, &message),
+        (&text.record, &record),
+        (&text.cmdline, &cmdline),
+        (&text.fallback_cmdline, &fallback_cmdline),
+    ];
+    // Everything is checked to fit before anything is written.
+    if !texts.iter().all(|(buf, text)| fits(buf, *text)) {
         return hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT;
     }
-    // SAFETY: non-NULL, lengths checked above, the caller guarantees the buffers.
-    unsafe {
-        let _ = line.copy_to_c(message, message_len);
-        let _ = words.copy_to_c(record, record_len);
-        write_out(out, decision_to_c(&decision, state))
+    for (buf, text) in texts {
+        // SAFETY: non-NULL (checked), `len` bytes by the caller's contract, and it fits.
+        unsafe { write_text(buf, text) };
     }
+    // SAFETY: non-NULL (checked); the caller's contract.
+    unsafe { write_out(out, decision_to_c(&decision, state)) }
 }
 
 /// Encode `state` into `block` (the boot-state file as read, `HNROOT_BOOTSTATE_LEN` bytes) in
@@ -366,13 +634,8 @@ pub unsafe extern "C" fn hnroot_bootstate_encode(
     offset: *mut u32,
     len: *mut u32,
 ) -> hnroot_result {
-    // SAFETY: caller contract: NULL or valid.
-    let Some(state) = (unsafe { state.as_ref() }) else {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    };
-    if block.is_null() || offset.is_null() || len.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    let state = try_ref!(state);
+    require!(block, offset, len);
     let state = match bootstate_from_c(state) {
         Ok(Some(s)) => s,
         Ok(None) => return hnroot_result::HNROOT_RESULT_NOTHING_TO_WRITE,
@@ -410,9 +673,7 @@ pub unsafe extern "C" fn hnroot_bootstate_describe(
     message: *mut u8,
     message_len: usize,
 ) -> hnroot_result {
-    if message.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(message);
     let mut line = Line::<512>::new();
     if block.is_null() {
         let _ = write!(line, "absent (no boot-state file)");
@@ -462,36 +723,150 @@ mod tests {
         }
     }
 
-    fn decide_c(
+    const NO_ARGS: hnroot_args = hnroot_args {
+        kind: HNROOT_ARGS_ABSENT,
+        bytes: core::ptr::null(),
+        len: 0,
+    };
+
+    fn parts() -> hnroot_boot_parts {
+        hnroot_boot_parts {
+            hostpart_partuuid: c"0fc63daf-8483-4772-8e79-3d69d8477de4".as_ptr().cast(),
+            esp_partuuid: core::ptr::null(),
+            defaults: NO_ARGS,
+            host: NO_ARGS,
+            images: [NO_ARGS; HNROOT_IMAGE_COUNT],
+        }
+    }
+
+    fn text_of(buf: &[u8]) -> std::string::String {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+        std::string::String::from_utf8_lossy(&buf[..end]).into_owned()
+    }
+
+    /// `hnroot_decide`'s outputs: the result, the decision, and the message, record and both
+    /// command lines as text.
+    struct Decided {
+        r: hnroot_result,
+        d: hnroot_decision,
+        message: std::string::String,
+        record: std::string::String,
+        cmdline: std::string::String,
+        fallback: std::string::String,
+    }
+
+    fn decide_with(
         obs: &hnroot_observation,
         block: Option<&[u8]>,
-    ) -> (hnroot_result, hnroot_decision, std::string::String) {
+        parts: &hnroot_boot_parts,
+    ) -> Decided {
         let mut out = hnroot_decision::default();
-        let mut msg = [0u8; 1024];
-        let mut rec = [0u8; 1024];
+        let mut bufs = [[0u8; HNROOT_TEXT_LEN]; 4];
+        let [m, r, c, f] = &mut bufs;
+        let buf = |b: &mut [u8; HNROOT_TEXT_LEN]| hnroot_buffer {
+            bytes: b.as_mut_ptr(),
+            len: b.len(),
+        };
+        let text = hnroot_decision_text {
+            message: buf(m),
+            record: buf(r),
+            cmdline: buf(c),
+            fallback_cmdline: buf(f),
+        };
         let (kind, ptr, len) = block
             .map_or((HNROOT_STATE_FILE_ABSENT, core::ptr::null(), 0), |b| {
                 (HNROOT_STATE_FILE_READ, b.as_ptr(), b.len())
             });
-        let r = unsafe {
-            hnroot_decide(
-                obs,
-                kind,
-                ptr,
-                len,
-                &mut out,
-                msg.as_mut_ptr(),
-                msg.len(),
-                rec.as_mut_ptr(),
-                rec.len(),
-            )
+        let result = unsafe { hnroot_decide(obs, kind, ptr, len, parts, &mut out, &text) };
+        Decided {
+            r: result,
+            d: out,
+            message: text_of(&bufs[0]),
+            record: text_of(&bufs[1]),
+            cmdline: text_of(&bufs[2]),
+            fallback: text_of(&bufs[3]),
+        }
+    }
+
+    fn decide_c(
+        obs: &hnroot_observation,
+        block: Option<&[u8]>,
+    ) -> (hnroot_result, hnroot_decision, std::string::String) {
+        let d = decide_with(obs, block, &parts());
+        (d.r, d.d, d.message)
+    }
+
+    #[test]
+    fn the_command_lines_of_the_image_and_its_fallback_are_composed_by_the_core() {
+        let mut obs = hnroot_observation::default();
+        obs.images[usize::from(HNROOT_IMAGE_CURRENT)] = readable(A);
+        obs.images[usize::from(HNROOT_IMAGE_NEW)] = readable(B);
+        let block = new_block(&BootState::Committed { good: A });
+        let defaults = b"console=ttyS0 panic=10";
+        let image = b"console=ttyS1,115200 init=/bin/sh";
+        let host = b"hnroot-test=1";
+        let read = |b: &[u8]| hnroot_args {
+            kind: HNROOT_ARGS_READ,
+            bytes: b.as_ptr(),
+            len: b.len(),
         };
-        let end = msg.iter().position(|&b| b == 0).unwrap_or(0);
-        (
-            r,
-            out,
-            std::string::String::from_utf8_lossy(&msg[..end]).into_owned(),
-        )
+        let mut p = parts();
+        p.defaults = read(defaults);
+        p.host = read(host);
+        p.images[usize::from(HNROOT_IMAGE_NEW)] = read(image);
+        let d = decide_with(&obs, Some(&block), &p);
+        assert_eq!(d.r, hnroot_result::HNROOT_RESULT_OK);
+        let parsed = hnroot_core::cmdline::parse(&d.cmdline);
+        assert!(parsed.errors.is_empty(), "{}", d.cmdline);
+        assert_eq!(parsed.booted.unwrap().name, ImageName::New);
+        assert_eq!(parsed.reason, Some(ReasonCode::Update));
+        assert_eq!(
+            parsed.init, None,
+            "the image's init= is refused: {}",
+            d.cmdline
+        );
+        assert!(
+            d.cmdline
+                .ends_with("boot=hnroot panic=10 console=ttyS1,115200 hnroot-test=1"),
+            "{}",
+            d.cmdline
+        );
+        assert!(
+            d.record
+                .ends_with(" args=defaults,image,host refused=image:init"),
+            "{}",
+            d.record
+        );
+        assert!(
+            d.message.contains("kernel argument init= from the image"),
+            "{}",
+            d.message
+        );
+        // The fallback (hn-root.img) has no file of its own: the defaults and the host's.
+        let parsed = hnroot_core::cmdline::parse(&d.fallback);
+        assert_eq!(parsed.booted.unwrap().name, ImageName::Current);
+        assert_eq!(parsed.reason, Some(ReasonCode::NextImage), "{}", d.fallback);
+        assert!(
+            d.fallback
+                .ends_with("boot=hnroot console=ttyS0 panic=10 hnroot-test=1"),
+            "{}",
+            d.fallback
+        );
+        // A PARTUUID that is not one is refused before anything is written.
+        let mut bad = p;
+        bad.hostpart_partuuid = c"not-a-uuid".as_ptr().cast();
+        let d = decide_with(&obs, Some(&block), &bad);
+        assert_eq!(d.r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT);
+        assert_eq!((d.message.as_str(), d.cmdline.as_str()), ("", ""));
+        // Nothing bootable: no command lines.
+        let d = decide_with(&hnroot_observation::default(), None, &parts());
+        assert_eq!(d.d.reason, HNROOT_REASON_NOTHING_BOOTABLE);
+        assert_eq!((d.cmdline.as_str(), d.fallback.as_str()), ("", ""));
+        assert!(
+            d.record.starts_with("reason=nothing-bootable"),
+            "{}",
+            d.record
+        );
     }
 
     #[test]
@@ -587,72 +962,84 @@ mod tests {
             hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT
         );
         obs.images[0] = readable(A);
+        // A message buffer too short: nothing is written, not even the other texts.
         let mut out = hnroot_decision::default();
-        let mut short = [0u8; 8];
-        let mut rec = [0u8; 1024];
-        let r = unsafe {
-            hnroot_decide(
-                &obs,
-                HNROOT_STATE_FILE_ABSENT,
-                core::ptr::null(),
-                0,
-                &mut out,
-                short.as_mut_ptr(),
-                short.len(),
-                rec.as_mut_ptr(),
-                rec.len(),
-            )
+        let (mut short, mut rec, mut line, mut fb) = ([0u8; 8], [0u8; 1024], [0u8; 2048], [0u8; 8]);
+        let text = hnroot_decision_text {
+            message: hnroot_buffer {
+                bytes: short.as_mut_ptr(),
+                len: short.len(),
+            },
+            record: hnroot_buffer {
+                bytes: rec.as_mut_ptr(),
+                len: rec.len(),
+            },
+            cmdline: hnroot_buffer {
+                bytes: line.as_mut_ptr(),
+                len: line.len(),
+            },
+            fallback_cmdline: hnroot_buffer {
+                bytes: fb.as_mut_ptr(),
+                len: fb.len(),
+            },
         };
+        let p = parts();
+        let call = |obs: *const hnroot_observation,
+                    kind: u8,
+                    parts: *const hnroot_boot_parts,
+                    out: &mut hnroot_decision,
+                    text: *const hnroot_decision_text| unsafe {
+            hnroot_decide(obs, kind, core::ptr::null(), 0, parts, out, text)
+        };
+        let r = call(&obs, HNROOT_STATE_FILE_ABSENT, &p, &mut out, &text);
         assert_eq!(r, hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT);
         assert_eq!(out, hnroot_decision::default());
-        assert_eq!(short, [0u8; 8], "nothing written");
-        let r = unsafe {
-            hnroot_decide(
+        assert_eq!(
+            (short, rec[0], line[0]),
+            ([0u8; 8], 0, 0),
+            "nothing written"
+        );
+        for (o, k, pp, t) in [
+            (
                 core::ptr::null(),
                 HNROOT_STATE_FILE_ABSENT,
+                &p as *const _,
+                &text as *const _,
+            ),
+            (
+                &obs as *const _,
+                HNROOT_STATE_FILE_ABSENT,
                 core::ptr::null(),
-                0,
-                &mut out,
-                short.as_mut_ptr(),
-                8,
-                rec.as_mut_ptr(),
-                rec.len(),
-            )
+                &text,
+            ),
+            (&obs, HNROOT_STATE_FILE_ABSENT, &p, core::ptr::null()),
+            // A read file needs its bytes.
+            (&obs, HNROOT_STATE_FILE_READ, &p, &text),
+        ] {
+            assert_eq!(
+                call(o, k, pp, &mut out, t),
+                hnroot_result::HNROOT_RESULT_NULL_ARGUMENT
+            );
+        }
+        let no_buffer = hnroot_decision_text {
+            cmdline: hnroot_buffer {
+                bytes: core::ptr::null_mut(),
+                len: 100,
+            },
+            ..text
         };
+        let r = call(&obs, HNROOT_STATE_FILE_ABSENT, &p, &mut out, &no_buffer);
         assert_eq!(r, hnroot_result::HNROOT_RESULT_NULL_ARGUMENT);
-        let mut msg = [0u8; 1024];
-        let r = unsafe {
-            hnroot_decide(
-                &obs,
-                HNROOT_STATE_FILE_READ,
-                core::ptr::null(),
-                0,
-                &mut out,
-                msg.as_mut_ptr(),
-                msg.len(),
-                rec.as_mut_ptr(),
-                rec.len(),
-            )
-        };
         assert_eq!(
-            r,
-            hnroot_result::HNROOT_RESULT_NULL_ARGUMENT,
-            "a read file needs its bytes"
+            call(&obs, 7, &p, &mut out, &text),
+            hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT
         );
-        let r = unsafe {
-            hnroot_decide(
-                &obs,
-                7,
-                core::ptr::null(),
-                0,
-                &mut out,
-                msg.as_mut_ptr(),
-                msg.len(),
-                rec.as_mut_ptr(),
-                rec.len(),
-            )
-        };
-        assert_eq!(r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT);
+        let mut bad_kind = parts();
+        bad_kind.images[2].kind = 9;
+        assert_eq!(
+            call(&obs, HNROOT_STATE_FILE_ABSENT, &bad_kind, &mut out, &text),
+            hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT
+        );
     }
 
     #[test]
@@ -686,31 +1073,44 @@ mod tests {
         let mut obs = hnroot_observation::default();
         obs.images[0] = readable(A);
         let mut out = hnroot_decision::default();
-        let (mut msg, mut rec) = ([0u8; 1024], [0u8; 1024]);
-        let r = unsafe {
+        let mut bufs = [[0u8; HNROOT_TEXT_LEN]; 4];
+        let [m, r, c, f] = &mut bufs;
+        let text = hnroot_decision_text {
+            message: hnroot_buffer {
+                bytes: m.as_mut_ptr(),
+                len: m.len(),
+            },
+            record: hnroot_buffer {
+                bytes: r.as_mut_ptr(),
+                len: r.len(),
+            },
+            cmdline: hnroot_buffer {
+                bytes: c.as_mut_ptr(),
+                len: c.len(),
+            },
+            fallback_cmdline: hnroot_buffer {
+                bytes: f.as_mut_ptr(),
+                len: f.len(),
+            },
+        };
+        let result = unsafe {
             hnroot_decide(
                 &obs,
                 HNROOT_STATE_FILE_UNREADABLE,
                 core::ptr::null(),
                 0,
+                &parts(),
                 &mut out,
-                msg.as_mut_ptr(),
-                msg.len(),
-                rec.as_mut_ptr(),
-                rec.len(),
+                &text,
             )
         };
-        assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
+        assert_eq!(result, hnroot_result::HNROOT_RESULT_OK);
         assert_eq!(out.state_seen, 1);
-        let rec = core::ffi::CStr::from_bytes_until_nul(&rec)
-            .unwrap()
-            .to_str()
-            .unwrap();
         assert_eq!(
-            rec,
+            text_of(&bufs[1]),
             std::format!(
                 "reason=trial image=hn-root.img uuid={A} try=1/3 fallbacks=- notes=state-corrupt \
-                 write=trial"
+                 write=trial args=- refused=-"
             )
         );
     }

@@ -219,6 +219,31 @@ macro_rules! try_ref {
 }
 pub(crate) use try_ref;
 
+/// Return `HNROOT_RESULT_NULL_ARGUMENT` from the calling function if any of the pointers is NULL
+/// (out-pointers and buffers, which are written, never read: no reference is formed, their
+/// storage may be uninitialised).
+macro_rules! require {
+    ($($p:expr),+ $(,)?) => {
+        if false $(|| $p.is_null())+ {
+            return $crate::hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
+        }
+    };
+}
+pub(crate) use require;
+
+/// A mutable reference from a pointer the caller promises is NULL or valid, or return
+/// `HNROOT_RESULT_NULL_ARGUMENT` from the calling function.
+macro_rules! try_mut {
+    ($p:expr) => {
+        // SAFETY: every public function's contract: pointers are NULL or valid.
+        match unsafe { $p.as_mut() } {
+            Some(r) => r,
+            None => return $crate::hnroot_result::HNROOT_RESULT_NULL_ARGUMENT,
+        }
+    };
+}
+pub(crate) use try_mut;
+
 /// A byte slice from a pointer and a length the caller promises are NULL or valid, or return
 /// `HNROOT_RESULT_NULL_ARGUMENT` from the calling function.
 macro_rules! try_slice {

@@ -20,7 +20,7 @@ use hnroot_core::probe::{
 use hnroot_core::uuid::PartUuid;
 
 use crate::text::Line;
-use crate::{hnroot_result, hnroot_uuid};
+use crate::{hnroot_result, hnroot_uuid, require, try_mut};
 
 /// Largest read a prober asks for: size the read buffer with it.
 pub const HNROOT_PROBE_MAX_READ: u32 = 65536;
@@ -208,9 +208,7 @@ unsafe fn step_out<P: Prober>(
     offset: *mut u64,
     len: *mut u32,
 ) -> hnroot_result {
-    if offset.is_null() || len.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(offset, len);
     let prober = match prober {
         Ok(prober) => prober,
         Err(e) => return e,
@@ -260,10 +258,7 @@ pub unsafe extern "C" fn hnroot_fs_probe_init(
     p: *mut hnroot_fs_probe,
     device_size: u64,
 ) -> hnroot_result {
-    // SAFETY: caller contract.
-    let Some(p) = (unsafe { p.as_mut() }) else {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    };
+    let p = try_mut!(p);
     // SAFETY: `opaque` is large and aligned enough (checked at compile time); FsProber has no
     // drop glue that matters (fixed-size buffers of bytes), so overwriting is fine.
     unsafe {
@@ -371,9 +366,7 @@ pub unsafe extern "C" fn hnroot_fs_probe_result(
         Ok(prober) => prober,
         Err(e) => return e,
     };
-    if out.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(out);
     let Step::Done(outcome) = prober.step() else {
         return hnroot_result::HNROOT_RESULT_PROBE_STATE;
     };
@@ -448,10 +441,7 @@ pub unsafe extern "C" fn hnroot_pt_probe_init(
     device_size: u64,
     sector_size: u32,
 ) -> hnroot_result {
-    // SAFETY: caller contract.
-    let Some(p) = (unsafe { p.as_mut() }) else {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    };
+    let p = try_mut!(p);
     // SAFETY: size and alignment checked at compile time; PtProber is Copy.
     unsafe {
         p.opaque
@@ -512,9 +502,7 @@ pub unsafe extern "C" fn hnroot_pt_probe_result(
         Ok(prober) => prober,
         Err(e) => return e,
     };
-    if out.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(out);
     let Some(outcome) = pt_outcome(prober) else {
         return hnroot_result::HNROOT_RESULT_PROBE_STATE;
     };
@@ -564,9 +552,7 @@ pub unsafe extern "C" fn hnroot_pt_partition(
         Ok(prober) => prober,
         Err(e) => return e,
     };
-    if out.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(out);
     let Some(outcome) = pt_outcome(prober) else {
         return hnroot_result::HNROOT_RESULT_PROBE_STATE;
     };
@@ -621,9 +607,7 @@ pub unsafe extern "C" fn hnroot_pt_partition(
 /// `text` must be NULL or valid for `text_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn hnroot_partuuid_check(text: *const u8, text_len: usize) -> hnroot_result {
-    if text.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(text);
     // SAFETY: caller contract.
     let bytes = unsafe { core::slice::from_raw_parts(text, text_len) };
     match core::str::from_utf8(bytes).ok().map(PartUuid::parse) {

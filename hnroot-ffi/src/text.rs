@@ -23,15 +23,6 @@ impl<const N: usize> Line<N> {
         }
     }
 
-    /// Bytes held; more than `N` when the text did not fit.
-    pub fn len(&self) -> usize {
-        if self.overflowed {
-            N.saturating_add(1)
-        } else {
-            self.len
-        }
-    }
-
     /// Copy as a NUL-terminated string into `buf`; `BUFFER_TOO_SHORT` (and nothing written) if it
     /// does not fit, `NULL_ARGUMENT` if `buf` is NULL.
     ///

@@ -1,24 +1,22 @@
 //! The core's judgements a C driver needs besides the decision: whether an image file boots
 //! (`hnroot_image_verdict`), which of several same-labelled devices to use
-//! (`hnroot_choose_device`), hnroot's part of the kernel command line (`hnroot_kernel_args`),
-//! how many tries a text names (`hnroot_parse_tries`), and a label safe to print
+//! (`hnroot_choose_device`), how many tries a text names (`hnroot_parse_tries`), and a label safe to print
 //! (`hnroot_label_text`). The driver reads; these decide and word.
 
 use core::fmt::Write as _;
 
-use hnroot_core::cmdline::{parse_tries, KernelArgs};
+use hnroot_core::cmdline::parse_tries;
 use hnroot_core::device::{choose, Candidate, Choice, ChosenBy, MAX_CANDIDATES};
-use hnroot_core::plan::Booted;
 use hnroot_core::probe::{FsOutcome, Step};
 use hnroot_core::uuid::PartUuid;
 use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
 
-use crate::decision::{
-    image_from_u8, HNROOT_IMAGE_ABSENT, HNROOT_IMAGE_READABLE, HNROOT_IMAGE_UNREADABLE,
-};
+use crate::decision::{HNROOT_IMAGE_ABSENT, HNROOT_IMAGE_READABLE, HNROOT_IMAGE_UNREADABLE};
 use crate::probe::{fs_prober, fs_type_to_u8, hnroot_fs_info, hnroot_fs_probe};
 use crate::text::Line;
-use crate::{hnroot_image_seen, hnroot_result, hnroot_uuid, try_ref, try_slice, write_out};
+use crate::{
+    hnroot_image_seen, hnroot_result, hnroot_uuid, require, try_ref, try_slice, write_out,
+};
 
 /// `hnroot_image_facts.entry`: no such name in hostpart's top directory.
 pub const HNROOT_ENTRY_ABSENT: u8 = 0;
@@ -169,9 +167,7 @@ pub unsafe extern "C" fn hnroot_image_verdict(
     text_len: usize,
 ) -> hnroot_result {
     let facts = try_ref!(facts);
-    if seen.is_null() || text.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(seen, text);
     let (entry, boot_files) = match (entry_from_c(facts), boot_files_from_c(facts.boot_files)) {
         (Ok(e), Ok(b)) => (e, b),
         (Err(e), _) | (_, Err(e)) => return e,
@@ -278,7 +274,8 @@ pub unsafe extern "C" fn hnroot_choose_device(
     text: *mut u8,
     text_len: usize,
 ) -> hnroot_result {
-    if out.is_null() || text.is_null() || (candidates.is_null() && len > 0) {
+    require!(out, text);
+    if candidates.is_null() && len > 0 {
         return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
     }
     let mut kept = [Candidate::default(); MAX_CANDIDATES];
@@ -335,7 +332,7 @@ pub unsafe extern "C" fn hnroot_choose_device(
 ///
 /// # Safety
 /// `text` must be NULL or a NUL-terminated string.
-unsafe fn partuuid_arg(text: *const u8) -> Result<Option<PartUuid>, hnroot_result> {
+pub(crate) unsafe fn partuuid_arg(text: *const u8) -> Result<Option<PartUuid>, hnroot_result> {
     if text.is_null() {
         return Ok(None);
     }
@@ -350,71 +347,6 @@ unsafe fn partuuid_arg(text: *const u8) -> Result<Option<PartUuid>, hnroot_resul
     PartUuid::parse(s)
         .map(Some)
         .map_err(|_| hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT)
-}
-
-/// Longest text `hnroot_kernel_args` writes, with its NUL.
-pub const HNROOT_KERNEL_ARGS_LEN: usize = 321;
-const _: () = assert!(HNROOT_KERNEL_ARGS_LEN == hnroot_core::cmdline::MAX_KERNEL_ARGS_LEN + 1);
-
-/// hnroot's whole part of the kernel command line for booting `image` (`HNROOT_IMAGE_*`)
-/// with filesystem UUID `uuid` for `reason` (`HNROOT_REASON_*`, or
-/// `HNROOT_REASON_NEXT_IMAGE`): `hnroot.image= hnroot.uuid= hnroot.hostpart=PARTUUID=
-/// hnroot.esp=PARTUUID= hnroot.tries= hnroot.reason= boot=hnroot`, NUL-terminated into `buf`
-/// (`HNROOT_KERNEL_ARGS_LEN` bytes suffice). `hostpart_partuuid` and `esp_partuuid` are
-/// NUL-terminated PARTUUIDs, or NULL or "" when the partition has none (the initramfs then
-/// looks for the labels). `tries` is 1 to 100.
-///
-/// # Safety
-/// Pointers must be NULL or valid; strings NUL-terminated; `buf` `buf_len` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn hnroot_kernel_args(
-    image: u8,
-    uuid: *const hnroot_uuid,
-    hostpart_partuuid: *const u8,
-    esp_partuuid: *const u8,
-    tries: u8,
-    reason: u8,
-    buf: *mut u8,
-    buf_len: usize,
-) -> hnroot_result {
-    let uuid = try_ref!(uuid);
-    let Some(reason) = hnroot_core::ReasonCode::from_number(reason) else {
-        return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT;
-    };
-    if buf.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
-    let name = match image_from_u8(image) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
-    let uuid = match uuid.to_core() {
-        Ok(Some(u)) => u,
-        Ok(None) => return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT,
-        Err(e) => return e,
-    };
-    // SAFETY: caller contract.
-    let (hostpart, esp) =
-        match unsafe { (partuuid_arg(hostpart_partuuid), partuuid_arg(esp_partuuid)) } {
-            (Ok(h), Ok(e)) => (h, e),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-    if !(1..=hnroot_core::bootstate::MAX_TRIES).contains(&tries) {
-        return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT;
-    }
-    let args = KernelArgs {
-        booted: Booted { name, uuid },
-        hostpart,
-        esp,
-        tries,
-        reason,
-    };
-    let mut line = Line::<HNROOT_KERNEL_ARGS_LEN>::new();
-    if write!(line, "{args}").is_err() {
-        return hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT;
-    }
-    // SAFETY: caller contract.
-    unsafe { line.copy_to_c(buf, buf_len) }
 }
 
 /// Parse a number of tries (GRUB's `--tries N`): decimal digits only, 1 to 100, the same parser
@@ -449,9 +381,7 @@ pub unsafe extern "C" fn hnroot_label_text(
     buf_len: usize,
 ) -> hnroot_result {
     let info = try_ref!(info);
-    if buf.is_null() {
-        return hnroot_result::HNROOT_RESULT_NULL_ARGUMENT;
-    }
+    require!(buf);
     let mut line = Line::<1025>::new();
     if info.has_label {
         let len = usize::from(info.label_len).min(info.label.len());
@@ -634,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn device_choice_kernel_args_and_tries() {
+    fn device_choice_and_tries() {
         let c = [
             hnroot_candidate {
                 pinned: false,
@@ -653,45 +583,6 @@ mod tests {
         let r = unsafe { hnroot_choose_device(c.as_ptr(), 1, 3, &mut out, text.as_mut_ptr(), 256) };
         assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
         assert_eq!(out.kind, HNROOT_CHOICE_TOO_MANY);
-
-        let uuid = hnroot_uuid::from_core(Some(hnroot_core::FsUuid::Uuid([0xab; 16])));
-        let mut buf = [0u8; HNROOT_KERNEL_ARGS_LEN];
-        let r = unsafe {
-            hnroot_kernel_args(
-                crate::HNROOT_IMAGE_NEW,
-                &uuid,
-                c"0fc63daf-8483-4772-8e79-3d69d8477de4".as_ptr().cast(),
-                c"".as_ptr().cast(),
-                3,
-                crate::HNROOT_REASON_UPDATE,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
-        let text: String = core::ffi::CStr::from_bytes_until_nul(&buf)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .into();
-        let parsed = hnroot_core::cmdline::parse(&text);
-        assert!(parsed.errors.is_empty(), "{text}");
-        assert_eq!(parsed.booted.unwrap().name, hnroot_core::ImageName::New);
-        assert_eq!(parsed.esp, None);
-        assert_eq!(parsed.reason, Some(hnroot_core::ReasonCode::Update));
-        let r = unsafe {
-            hnroot_kernel_args(
-                2,
-                &uuid,
-                c"not-a-uuid".as_ptr().cast(),
-                core::ptr::null(),
-                3,
-                2,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        assert_eq!(r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT);
 
         let mut n = 0u8;
         assert_eq!(

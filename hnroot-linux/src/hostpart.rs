@@ -17,7 +17,9 @@ use hnroot_core::observe::Observation;
 use hnroot_core::overlay;
 use hnroot_core::uuid::FsUuid;
 
-use crate::image::{self, Inspect, Judged};
+use hnroot_core::bootline::{ArgsFile, Extra};
+
+use crate::image::{self, ArgsRead, Inspect, Judged};
 
 /// Filesystem magic numbers (`statfs.f_type`) hostpart may have.
 const EXT4_SUPER_MAGIC: i64 = 0xEF53;
@@ -56,9 +58,23 @@ pub struct HostpartView {
     pub revert_requested: bool,
     /// Partial files of `hnroot stage`.
     pub partials: Vec<Partial>,
+    /// The host's own kernel arguments (`layout::HOST_ARGS_PATH`, opened as GRUB opens it).
+    pub host_args: ArgsRead,
 }
 
 impl HostpartView {
+    /// The extra kernel arguments of booting `image` as GRUB composes them: the loader's
+    /// `defaults`, the image's own, the host's.
+    pub fn extra_args<'a>(&'a self, image: ImageName, defaults: ArgsFile<'a>) -> Extra<'a> {
+        Extra {
+            defaults,
+            image: self
+                .image(image)
+                .map_or(ArgsFile::Absent, |j| j.args.as_file()),
+            host: self.host_args.as_file(),
+        }
+    }
+
     /// The core's observation, with the boot state read elsewhere (from the ESP).
     pub fn observation(&self, state: StateSeen) -> Observation {
         let mut obs = Observation {
@@ -172,7 +188,8 @@ impl Hostpart {
         }
     }
 
-    /// Judge every image name, see the marker and the partial files.
+    /// Judge every image name, see the marker, the partial files and the host's kernel
+    /// arguments.
     pub fn observe(&self) -> Result<HostpartView, HostpartError> {
         let images = ImageName::ALL
             .iter()
@@ -180,10 +197,12 @@ impl Hostpart {
             .collect();
         let revert_requested = self.exists(REVERT_MARKER)?;
         let partials = self.partials()?;
+        let host_args = image::read_args_in(&self.dir, layout::HOST_ARGS_PATH);
         Ok(HostpartView {
             images,
             revert_requested,
             partials,
+            host_args,
         })
     }
 

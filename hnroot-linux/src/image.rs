@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use hnroot_core::bootline::{self, ArgsFile};
 use hnroot_core::layout;
 use hnroot_core::probe::{FsOutcome, FsType};
 use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
@@ -73,6 +74,61 @@ impl OsRelease {
     }
 }
 
+/// What was found at a kernel-arguments file (an image's, the host's), owning its bytes; the
+/// core judges them (`hnroot_core::bootline`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ArgsRead {
+    /// No such file.
+    #[default]
+    Absent,
+    /// Something there that cannot be read as a file.
+    Unreadable,
+    /// Its first `bootline::MAX_ARGS_FILE_LEN + 1` bytes (one more tells it is too long).
+    Bytes(Vec<u8>),
+}
+
+impl ArgsRead {
+    /// As the core takes it.
+    pub fn as_file(&self) -> ArgsFile<'_> {
+        match self {
+            ArgsRead::Absent => ArgsFile::Absent,
+            ArgsRead::Unreadable => ArgsFile::Unreadable,
+            ArgsRead::Bytes(b) if b.len() > bootline::MAX_ARGS_FILE_LEN => ArgsFile::TooLong,
+            ArgsRead::Bytes(b) => ArgsFile::Text(b),
+        }
+    }
+
+    /// From what reading a file gave: its bytes, not there, or an error.
+    pub fn from_result(read: io::Result<Vec<u8>>) -> ArgsRead {
+        match read {
+            Ok(b) => ArgsRead::Bytes(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => ArgsRead::Absent,
+            Err(_) => ArgsRead::Unreadable,
+        }
+    }
+}
+
+/// The kernel-arguments file at `rel` in the directory `dir`, opened as GRUB opens it (links
+/// resolved inside that filesystem): its first bytes, absent, or unreadable. As for GRUB,
+/// whatever does not open as a regular file (nothing, a directory, a link that leads nowhere or
+/// out) is absent; only a file whose read fails is unreadable.
+pub fn read_args_in(dir: &OwnedFd, rel: &str) -> ArgsRead {
+    let Ok(file) = open_in_root(dir, rel) else {
+        return ArgsRead::Absent;
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return ArgsRead::Absent;
+    }
+    let mut b = Vec::new();
+    ArgsRead::from_result(
+        io::Read::read_to_end(
+            &mut io::Read::take(file, bootline::MAX_ARGS_FILE_LEN as u64 + 1),
+            &mut b,
+        )
+        .map(|_| b),
+    )
+}
+
 /// One image name, judged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Judged {
@@ -82,6 +138,8 @@ pub struct Judged {
     pub label: Option<String>,
     /// Its `os-release` (bootable images only, when it has one).
     pub os_release: Option<OsRelease>,
+    /// Its own kernel arguments (`layout::IMAGE_ARGS_PATH`; bootable images only).
+    pub args: ArgsRead,
 }
 
 impl Judged {
@@ -90,8 +148,16 @@ impl Judged {
             verdict: Verdict::Absent,
             label: None,
             os_release: None,
+            args: ArgsRead::Absent,
         }
     }
+}
+
+/// What is read inside an image besides its boot files.
+#[derive(Clone, Debug, Default)]
+struct Inside {
+    os_release: Option<OsRelease>,
+    args: ArgsRead,
 }
 
 /// `openat2`'s `struct open_how`.
@@ -211,6 +277,7 @@ fn judged(entry: Entry, probe: Probe<'_>, boot_files: BootFiles) -> Judged {
         }),
         label: None,
         os_release: None,
+        args: ArgsRead::Absent,
     }
 }
 
@@ -237,20 +304,21 @@ pub fn judge_file(file: &File, inspect: &Inspect) -> Judged {
     let Some(fs_type) = verdict::needs_boot_files(entry, &outcome) else {
         return judged(entry, Probe::Done(&outcome), BootFiles::NotChecked);
     };
-    let (boot_files, os_release) = look_inside(file, fs_type, inspect);
+    let (boot_files, inside) = look_inside(file, fs_type, inspect);
     let mut out = judged(entry, Probe::Done(&outcome), boot_files);
     if matches!(out.verdict, Verdict::Bootable(_)) {
         out.label = outcome
             .info()
             .and_then(|i| i.label.as_ref())
             .map(ToString::to_string);
-        out.os_release = os_release;
+        out.os_release = inside.os_release;
+        out.args = inside.args;
     }
     out
 }
 
 /// The boot files of an image of type `fs_type`, and its `os-release`.
-fn look_inside(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Option<OsRelease>) {
+fn look_inside(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Inside) {
     match fs_type {
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => look_inside_ext(file),
         _ => look_inside_mounted(file, fs_type, inspect),
@@ -271,18 +339,18 @@ fn boot_files_from(kernel: bool, initramfs: bool) -> BootFiles {
 /// Most bytes of `os-release` read.
 const OS_RELEASE_MAX: usize = 16 * 1024;
 
-fn look_inside_ext(file: &File) -> (BootFiles, Option<OsRelease>) {
+fn look_inside_ext(file: &File) -> (BootFiles, Inside) {
     let Ok(copy) = file.try_clone() else {
-        return (BootFiles::Unreadable, None);
+        return (BootFiles::Unreadable, Inside::default());
     };
     let Ok(fs) = ext4_view::Ext4::load(Box::new(copy)) else {
-        return (BootFiles::Unreadable, None);
+        return (BootFiles::Unreadable, Inside::default());
     };
     ext_boot_files(&fs)
 }
 
-/// The boot files and `os-release` of a loaded ext2/3/4 filesystem.
-fn ext_boot_files(fs: &ext4_view::Ext4) -> (BootFiles, Option<OsRelease>) {
+/// The boot files, `os-release` and kernel arguments of a loaded ext2/3/4 filesystem.
+fn ext_boot_files(fs: &ext4_view::Ext4) -> (BootFiles, Inside) {
     let is_file = |p: &str| -> Result<bool, ()> {
         match fs.metadata(format!("/{p}").as_str()) {
             Ok(m) => Ok(m.file_type().is_regular_file()),
@@ -308,28 +376,37 @@ fn ext_boot_files(fs: &ext4_view::Ext4) -> (BootFiles, Option<OsRelease>) {
                 .ok()
                 .map(|b| OsRelease::parse(&String::from_utf8_lossy(&b)))
         });
-    (boot, os_release)
+    let path = format!("/{}", layout::IMAGE_ARGS_PATH);
+    let args = match fs.metadata(path.as_str()) {
+        Err(ext4_view::Ext4Error::NotFound) => ArgsRead::Absent,
+        Ok(m) if m.file_type().is_regular_file() => match fs.read(path.as_str()) {
+            Ok(mut b) => {
+                b.truncate(bootline::MAX_ARGS_FILE_LEN + 1);
+                ArgsRead::Bytes(b)
+            }
+            Err(_) => ArgsRead::Unreadable,
+        },
+        // GRUB opens what a name leads to: anything else is not a file it reads.
+        Ok(_) | Err(_) => ArgsRead::Absent,
+    };
+    (boot, Inside { os_release, args })
 }
 
-fn look_inside_mounted(
-    file: &File,
-    fs_type: FsType,
-    inspect: &Inspect,
-) -> (BootFiles, Option<OsRelease>) {
+fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Inside) {
     // Read-only device, and no journal or log replay: looking must not write.
     let options = match fs_type {
         FsType::Xfs => "norecovery",
         FsType::Btrfs => "rescue=nologreplay",
-        _ => return (BootFiles::NoDriver, None),
+        _ => return (BootFiles::NoDriver, Inside::default()),
     };
     let Ok(lo) = loopdev::attach(&inspect.dev, file, "hnroot-inspect", false) else {
-        return (BootFiles::Unreadable, None);
+        return (BootFiles::Unreadable, Inside::default());
     };
     if mounts::mkdir_p(&inspect.scratch).is_err() {
-        return (BootFiles::Unreadable, None);
+        return (BootFiles::Unreadable, Inside::default());
     }
     let Ok(dir) = tempdir_in(&inspect.scratch) else {
-        return (BootFiles::Unreadable, None);
+        return (BootFiles::Unreadable, Inside::default());
     };
     let mounted = mounts::mount(
         &lo.node,
@@ -340,7 +417,7 @@ fn look_inside_mounted(
     );
     drop(lo);
     let result = match mounted {
-        Err(_) => (BootFiles::Unreadable, None),
+        Err(_) => (BootFiles::Unreadable, Inside::default()),
         Ok(()) => {
             let is_file = |p: &str| match std::fs::metadata(dir.join(p)) {
                 Ok(m) => Ok(m.is_file()),
@@ -369,8 +446,21 @@ fn look_inside_mounted(
                         .ok()
                         .map(|t| OsRelease::parse(&t))
                 });
+            let args = match resolve_inside(&dir, layout::IMAGE_ARGS_PATH) {
+                Some(p) if dir.join(&p).is_file() => {
+                    ArgsRead::from_result(File::open(dir.join(&p)).and_then(|f| {
+                        let mut b = Vec::new();
+                        io::Read::read_to_end(
+                            &mut io::Read::take(f, bootline::MAX_ARGS_FILE_LEN as u64 + 1),
+                            &mut b,
+                        )
+                        .map(|_| b)
+                    }))
+                }
+                _ => ArgsRead::Absent,
+            };
             let _ = mounts::umount(&dir, libc::MNT_DETACH);
-            (boot, os_release)
+            (boot, Inside { os_release, args })
         }
     };
     let _ = std::fs::remove_dir(&dir);
@@ -492,12 +582,12 @@ pub fn look_at_reader(
     let entry = Entry::File { length: len };
     match verdict::needs_boot_files(entry, &outcome) {
         Some(FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev) => {
-            let (boot, os) = match ext4_view::Ext4::load(Box::new(ExtAdapter(reader.boxed_clone())))
-            {
-                Ok(fs) => ext_boot_files(&fs),
-                Err(_) => (BootFiles::Unreadable, None),
-            };
-            (Ok(outcome), boot, os)
+            let (boot, inside) =
+                match ext4_view::Ext4::load(Box::new(ExtAdapter(reader.boxed_clone()))) {
+                    Ok(fs) => ext_boot_files(&fs),
+                    Err(_) => (BootFiles::Unreadable, Inside::default()),
+                };
+            (Ok(outcome), boot, inside.os_release)
         }
         _ => (Ok(outcome), BootFiles::NotChecked, None),
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::bootstate::{new_block, BootState, Trial, Tries};
-use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::layout::{IMAGE_ARGS_PATH, REVERT_MARKER};
 use hnroot_core::name::ImageName;
 use hnroot_core::uuid::FsUuid;
 
@@ -43,6 +43,12 @@ pub const STAGE_DIR: &str = "data/e2e";
 pub const KEY_IN_IMAGE: &str = "etc/hnroot/keys/hnroot-test.pub";
 /// The script in the test images that brings QEMU's user network up (see [`net_up_script`]).
 pub const NET_UP_IN_IMAGE: &str = "usr/sbin/hnroot-test-net-up";
+/// The kernel arguments every test image carries (`usr/lib/hnroot/kernel-args`):
+/// `no_timer_check` skips the kernel's IO-APIC timer check, which a TCG guest on a loaded host
+/// fails ("IO-APIC + timer doesn't work!", a panic before any hnroot code runs), as virtual
+/// machines commonly do.
+pub const TEST_IMAGE_ARGS: &str =
+    "# hnroot's test images: a TCG guest on a busy host\nno_timer_check\n";
 /// The guest's address on QEMU's user network (static: no DHCP client runs).
 pub const GUEST_ADDR: &str = "10.0.2.15/24";
 /// The NIC's driver (and what it needs), from the test kernel, in every test image.
@@ -307,11 +313,13 @@ impl BootParts {
         let busybox_digest = fnv1a(&read(Path::new(busybox::BUSYBOX))?);
         let initramfs_digest = fnv1a(&read(&initramfs.path)?);
         // What every test image carries besides its kernel, initramfs and init: the CLI, the
-        // publisher's key where `hnroot stage` looks for trusted keys, the NIC's driver and the
-        // script that brings the network up.
+        // publisher's key where `hnroot stage` looks for trusted keys, its own kernel arguments
+        // (read by GRUB through the loopback: every boot exercises them), the NIC's driver and
+        // the script that brings the network up.
         let mut common = vec![
             ImageFile::new(CLI_IN_IMAGE, 0o755, read(&cli)?),
             ImageFile::new(KEY_IN_IMAGE, 0o644, publisher.public_key()?),
+            ImageFile::new(IMAGE_ARGS_PATH, 0o644, TEST_IMAGE_ARGS),
         ];
         let net = kernel.modules_for(NET_MODULES)?;
         for ko in &net.load_order {

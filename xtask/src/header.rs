@@ -76,6 +76,16 @@ fn layout_defines() -> String {
             layout::INITRAMFS_PATH,
             "The initramfs inside an image, from its root.",
         ),
+        (
+            "HNROOT_IMAGE_ARGS_PATH",
+            layout::IMAGE_ARGS_PATH,
+            "The image's own kernel arguments inside it, from its root.",
+        ),
+        (
+            "HNROOT_HOST_ARGS_PATH",
+            layout::HOST_ARGS_PATH,
+            "The host's own kernel arguments on hostpart, from its root.",
+        ),
     ];
     let mut out = String::from("\n/* The on-disk layout (hnroot_core::layout). */\n");
     for (name, value, doc) in names {

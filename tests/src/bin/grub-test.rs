@@ -33,12 +33,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hnroot_core::bootline::{self, ArgsFile};
 use hnroot_core::bootstate::{new_block, BootState, StateSeen, Trial, Tries};
+use hnroot_core::cmdline::KernelArgs;
 use hnroot_core::decide::{decide, Config, Decision};
 use hnroot_core::device::Choice;
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
+use hnroot_core::plan::Booted;
 use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::Verdict;
 use hnroot_linux::hostpart::HostpartView;
@@ -935,10 +938,11 @@ fn linux_verdict(v: &Verdict) -> (&'static str, String) {
     }
 }
 
-/// Whether GRUB's `hnroot: decision:` record in `text` is the record of `want`: `None` when it
-/// is, else which keys differ.
-fn record_mismatch(text: &str, want: &Decision, whose: &str) -> Option<String> {
-    let want = want.record().to_string();
+/// Whether GRUB's `hnroot: decision:` record in `text` is the record of `want` followed by
+/// `args` (what composing the kernel command line used and refused, as the Linux side composes
+/// it; `None`: those keys are not compared): `None` when it is, else which keys differ.
+fn record_mismatch(text: &str, want: &Decision, args: Option<&str>, whose: &str) -> Option<String> {
+    let want = format!("{} {}", want.record(), args.unwrap_or("args=* refused=*"));
     let Some(got) = text
         .lines()
         .find_map(|l| l.strip_prefix("hnroot: decision: "))
@@ -957,7 +961,13 @@ fn record_mismatch(text: &str, want: &Decision, whose: &str) -> Option<String> {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
     };
-    let (g, w) = (fields(got), fields(&want));
+    let (mut g, w) = (fields(got), fields(&want));
+    // `*`: not compared.
+    for (k, v) in &w {
+        if v == "*" {
+            g.insert(k.clone(), v.clone());
+        }
+    }
     let mut keys: Vec<&String> = g.keys().chain(w.keys()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -969,11 +979,12 @@ fn record_mismatch(text: &str, want: &Decision, whose: &str) -> Option<String> {
             format!("{k}={} where {whose} has {k}={}", show(&g), show(&w))
         })
         .collect();
-    Some(if differ.is_empty() {
-        format!("decision record `{got}`; {whose} is `{want}`")
-    } else {
-        format!("decision record: {}", differ.join(", "))
-    })
+    match (differ.is_empty(), g.len() == w.len()) {
+        // Every key alike (`*` where not compared): the same record.
+        (true, true) => None,
+        (true, false) => Some(format!("decision record `{got}`; {whose} is `{want}`")),
+        (false, _) => Some(format!("decision record: {}", differ.join(", "))),
+    }
 }
 
 fn check_scenario(
@@ -993,6 +1004,7 @@ fn check_scenario(
     if let Some(p) = record_mismatch(
         &block.text,
         &decision,
+        None,
         "the core's decision on the scenario's observation",
     ) {
         fail(p);
@@ -1200,8 +1212,30 @@ fn check_verdicts(
         &Config { tries: s.tries() },
     );
     let whose = "the core's decision on hnroot-linux's observation";
+    // The kernel command line as the Linux side composes it from what it read: the chosen
+    // image's own arguments and the host's (the test script passes no defaults).
+    let args = decision.boot().map_or_else(
+        || "args=- refused=-".to_owned(),
+        |b| {
+            let extra = linux.extra_args(b.image, ArgsFile::Absent);
+            let line = KernelArgs {
+                booted: Booted {
+                    name: b.image,
+                    uuid: b.uuid,
+                },
+                hostpart: None,
+                esp: None,
+                tries: s.tries(),
+                reason: b.reason.code(),
+            };
+            let mut text = String::new();
+            bootline::compose(&line, &extra, &mut text)
+                .map(|c| c.record().to_string())
+                .unwrap_or_default()
+        },
+    );
     for (command, block) in [("status", status), ("select", select)] {
-        if let Some(p) = record_mismatch(&block.text, &decision, whose) {
+        if let Some(p) = record_mismatch(&block.text, &decision, Some(&args), whose) {
             problems.push(format!("{command}: {p}"));
         }
     }
@@ -1441,16 +1475,20 @@ mod tests {
     fn a_decision_record_that_differs_names_the_keys() {
         let s = &scenarios().unwrap()[0];
         let decision = decide(&s.observation(StateSeen::Absent), &Config::default());
-        let record = decision.record().to_string();
+        let record = format!("{} args=image refused=-", decision.record());
         let text = format!("hnroot: something\nhnroot: decision: {record}\n");
-        assert_eq!(record_mismatch(&text, &decision, "core"), None);
+        let args = Some("args=image refused=-");
+        assert_eq!(record_mismatch(&text, &decision, args, "core"), None);
+        assert_eq!(record_mismatch(&text, &decision, None, "core"), None);
         let wrong = text.replace("notes=state-absent", "notes=-");
-        let p = record_mismatch(&wrong, &decision, "core").unwrap();
+        let p = record_mismatch(&wrong, &decision, args, "core").unwrap();
         assert!(
             p.contains("notes=- where core has notes=state-absent"),
             "{p}"
         );
-        let p = record_mismatch("hnroot: booting\n", &decision, "core").unwrap();
+        let p = record_mismatch(&text, &decision, Some("args=- refused=-"), "core").unwrap();
+        assert!(p.contains("args=image where core has args=-"), "{p}");
+        let p = record_mismatch("hnroot: booting\n", &decision, args, "core").unwrap();
         assert!(p.starts_with("no `hnroot: decision:` record"), "{p}");
     }
 
