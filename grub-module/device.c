@@ -55,14 +55,17 @@ note_seen (struct label_search *ctx, const char *name, const char *what, const c
   ctx->seen_list = more;
 }
 
-/* Whether the probe found one filesystem labelled LABEL (blkid's LABEL=, byte for byte).  */
+/* Whether the probe found one filesystem labelled LABEL: the core's rule (blkid's LABEL=,
+   byte for byte), the one Linux uses.  */
 static int
-label_is (const struct hnroot_fs_info *info, const char *label)
+label_is (struct hnroot_probe_ctx *probe, const char *label)
 {
-  grub_size_t len = grub_strlen (label);
+  bool yes = false;
 
-  return info->outcome == HNROOT_FS_FOUND && info->has_label && info->label_len == len
-    && grub_memcmp (info->label, label, len) == 0;
+  if (hnroot_fs_labelled (probe->fs, (const grub_uint8_t *) label, grub_strlen (label), &yes)
+      != HNROOT_RESULT_OK)
+    return 0;
+  return yes;
 }
 
 static int
@@ -124,7 +127,7 @@ label_search_hook (const char *name, void *data)
       grub_strcpy (label + grub_strlen (label), "'");
       note_seen (ctx, name, (const char *) hnroot_fs_type_name (info->fs_type),
 		 info->has_label ? label : "(no label)");
-      if (label_is (info, ctx->label))
+      if (label_is (ctx->probe, ctx->label))
 	{
 	  ctx->matches++;
 	  if (ctx->count < HNROOT_MAX_CANDIDATES)

@@ -530,6 +530,20 @@ test_fs_probe (const char *ext4_path, const char *ext4_uuid, const char *vfat_pa
   CHECK (! info->has_label_fatboot);
   CHECK (info->uuid.kind == HNROOT_UUID_128 && uuid_text_is (&info->uuid, ext4_uuid));
   CHECK (info->fs_size == ext4_len && info->missing_bytes == 0);
+  /* Found by its label, byte for byte, as Linux finds it.  */
+  {
+    bool yes = false;
+
+    CHECK (hnroot_fs_labelled (p, (const uint8_t *) "hostpart", 8, &yes) == HNROOT_RESULT_OK
+	   && yes);
+    CHECK (hnroot_fs_labelled (p, (const uint8_t *) "HOSTPART", 8, &yes) == HNROOT_RESULT_OK
+	   && ! yes);
+    CHECK (hnroot_fs_labelled (p, (const uint8_t *) "host", 4, &yes) == HNROOT_RESULT_OK
+	   && ! yes);
+    CHECK (hnroot_fs_labelled (p, NULL, 8, &yes) == HNROOT_RESULT_NULL_ARGUMENT);
+    CHECK (hnroot_fs_labelled (p, (const uint8_t *) "hostpart", 8, NULL)
+	   == HNROOT_RESULT_NULL_ARGUMENT);
+  }
 
   /* The same filesystem as a copy cut short by 64 KiB: still ext4 with its label (as blkid
      says), and the missing bytes are told.  */

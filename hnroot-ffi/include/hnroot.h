@@ -1026,6 +1026,20 @@ hnroot_result hnroot_fs_probe_step(struct hnroot_fs_probe *p, uint64_t *offset, 
 hnroot_result hnroot_fs_probe_feed(struct hnroot_fs_probe *p, const uint8_t *data, size_t data_len);
 
 /**
+ * Whether the finished prober found one filesystem labelled `label` (`label_len` bytes):
+ * blkid's `LABEL=`, byte for byte, the core's rule (`FsOutcome::is_labelled`), by which GRUB
+ * and Linux both find hostpart and the ESP. `*out` is written only on success;
+ * `HNROOT_RESULT_PROBE_STATE` before the prober is done.
+ *
+ * # Safety
+ * Pointers must be NULL or valid; `label` for `label_len` bytes.
+ */
+hnroot_result hnroot_fs_labelled(struct hnroot_fs_probe *p,
+                                 const uint8_t *label,
+                                 size_t label_len,
+                                 bool *out);
+
+/**
  * The answer, once `hnroot_fs_probe_step` returned `HNROOT_RESULT_DONE`
  * (`HNROOT_RESULT_PROBE_STATE` before that; `*out` is then untouched).
  *

@@ -20,7 +20,7 @@ use hnroot_core::probe::{
 use hnroot_core::uuid::PartUuid;
 
 use crate::text::Line;
-use crate::{hnroot_result, hnroot_uuid, require, try_mut};
+use crate::{hnroot_result, hnroot_uuid, require, try_mut, try_slice};
 
 /// Largest read a prober asks for: size the read buffer with it.
 pub const HNROOT_PROBE_MAX_READ: u32 = 65536;
@@ -349,6 +349,34 @@ pub(crate) fn fs_type_to_u8(t: FsType) -> u8 {
         .position(|&x| x == t)
         .and_then(|i| u8::try_from(i).ok())
         .unwrap_or(u8::MAX)
+}
+
+/// Whether the finished prober found one filesystem labelled `label` (`label_len` bytes):
+/// blkid's `LABEL=`, byte for byte, the core's rule (`FsOutcome::is_labelled`), by which GRUB
+/// and Linux both find hostpart and the ESP. `*out` is written only on success;
+/// `HNROOT_RESULT_PROBE_STATE` before the prober is done.
+///
+/// # Safety
+/// Pointers must be NULL or valid; `label` for `label_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hnroot_fs_labelled(
+    p: *mut hnroot_fs_probe,
+    label: *const u8,
+    label_len: usize,
+    out: *mut bool,
+) -> hnroot_result {
+    // SAFETY: caller contract.
+    let prober = match unsafe { fs_prober(p) } {
+        Ok(prober) => prober,
+        Err(e) => return e,
+    };
+    let wanted = try_slice!(label, label_len);
+    require!(out);
+    let Step::Done(outcome) = prober.step() else {
+        return hnroot_result::HNROOT_RESULT_PROBE_STATE;
+    };
+    // SAFETY: checked non-NULL; caller contract.
+    unsafe { crate::write_out(out, outcome.is_labelled(wanted)) }
 }
 
 /// The answer, once `hnroot_fs_probe_step` returned `HNROOT_RESULT_DONE`

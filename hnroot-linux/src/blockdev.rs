@@ -337,12 +337,11 @@ fn is_part_spec(spec: &DeviceSpec<'_>) -> bool {
 
 /// Whether `seen` is what `spec` names (blkid compares labels byte for byte).
 pub fn matches(spec: &DeviceSpec<'_>, seen: &Probed) -> bool {
-    let info = seen.fs.as_ref().ok().and_then(FsOutcome::info);
+    let outcome = seen.fs.as_ref().ok();
+    let info = outcome.and_then(FsOutcome::info);
     let part = seen.part.as_ref();
     match spec {
-        DeviceSpec::Label(l) => info
-            .and_then(|i| i.label.as_ref())
-            .is_some_and(|x| x.as_bytes() == l.as_bytes()),
+        DeviceSpec::Label(l) => outcome.is_some_and(|o| o.is_labelled(l.as_bytes())),
         DeviceSpec::Uuid(u) => info.and_then(|i| i.uuid).is_some_and(|x| x == *u),
         DeviceSpec::PartLabel(l) => part
             .and_then(|p| p.partlabel.as_ref())

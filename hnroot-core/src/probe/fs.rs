@@ -189,6 +189,15 @@ impl FsOutcome {
             _ => None,
         }
     }
+
+    /// Whether this is one filesystem labelled `wanted`: blkid's `LABEL=`, byte for byte (no
+    /// case folding; a FAT volume's boot-sector label does not count). GRUB and Linux find
+    /// hostpart and the ESP by this one rule.
+    pub fn is_labelled(&self, wanted: &[u8]) -> bool {
+        self.info()
+            .and_then(|i| i.label.as_ref())
+            .is_some_and(|l| l.as_bytes() == wanted)
+    }
 }
 
 /// libblkid ignores devices this small.
