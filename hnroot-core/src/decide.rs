@@ -386,63 +386,94 @@ impl Decider<'_> {
     }
 
     fn decide(&mut self, config: &Config) -> Decision {
-        let obs = self.obs;
-        match obs.state {
+        match self.obs.state {
             StateSeen::Absent => self.notes |= Notes::STATE_ABSENT,
             StateSeen::Corrupt => self.notes |= Notes::STATE_CORRUPT,
             StateSeen::Valid(_) => {}
         }
-        let trial = obs.trial().copied();
-        let current = obs.readable(ImageName::Current);
-        let old = obs.readable(ImageName::Old);
+        if let Some(d) = self.revert() {
+            return d;
+        }
+        let failed_new = match self.update(config) {
+            Ok(d) => return d,
+            Err(failed_new) => failed_new,
+        };
+        if let Some(d) = self.trial(failed_new) {
+            return d;
+        }
+        match self.obs.readable(ImageName::Current) {
+            Some(current) => self.current(current, config),
+            None => self.recovery(),
+        }
+    }
 
-        // 1. Revert.
+    /// Rule 1: `system-revert` boots a readable old image; either way it cancels a staged
+    /// image.
+    fn revert(&mut self) -> Option<Decision> {
+        let obs = self.obs;
+        if !obs.revert_requested {
+            return None;
+        }
+        if obs.image(ImageName::New).is_present() {
+            self.notes |= Notes::NEW_CANCELLED;
+            self.exclude(ImageName::New);
+        }
+        if let Some(old) = obs.readable(ImageName::Old) {
+            return Some(self.boot(ImageName::Old, old, Reason::ManualRevert, None));
+        }
+        self.notes |= Notes::REVERT_REFUSED;
+        None
+    }
+
+    /// Rule 2: a readable staged image boots as a try of its trial. `Err` carries its UUID when
+    /// it used all its tries (the trial rule rolls back from it), `None` when nothing is
+    /// staged or it cannot be.
+    fn update(&mut self, config: &Config) -> Result<Decision, Option<FsUuid>> {
+        let obs = self.obs;
         if obs.revert_requested {
-            if obs.image(ImageName::New).is_present() {
-                self.notes |= Notes::NEW_CANCELLED;
-                self.exclude(ImageName::New);
-            }
-            if let Some(old) = old {
-                return self.boot(ImageName::Old, old, Reason::ManualRevert, None);
-            }
-            self.notes |= Notes::REVERT_REFUSED;
+            return Err(None);
         }
-
-        // 2. Update.
-        let mut failed_new = None;
-        match obs.image(ImageName::New) {
-            _ if obs.revert_requested => {}
-            crate::observe::ImageSeen::Readable(new) => {
-                if Some(new) == current || Some(new) == old {
-                    self.notes |= Notes::NEW_DUPLICATE_UUID;
-                    self.exclude(ImageName::New);
-                } else {
-                    let continuing = trial.filter(|t| t.image == new);
-                    let tries = continuing.map_or(Tries::fresh(config.tries), |t| t.tries);
-                    if let Some((attempt, rest)) = tries.consume() {
-                        let good = continuing.map_or(obs.good(), |t| t.good);
-                        let write = BootState::Trial(Trial {
-                            image: new,
-                            tries: rest,
-                            good,
-                        });
-                        let reason = Reason::Update {
-                            attempt,
-                            of: rest.total(),
-                        };
-                        return self.boot(ImageName::New, new, reason, Some(write));
-                    }
-                    self.notes |= Notes::NEW_FAILED_TRIAL;
-                    self.exclude(ImageName::New);
-                    failed_new = Some(new);
-                }
+        let new = match obs.image(ImageName::New) {
+            crate::observe::ImageSeen::Readable(new) => new,
+            crate::observe::ImageSeen::Unreadable => {
+                self.notes |= Notes::NEW_UNREADABLE;
+                return Err(None);
             }
-            crate::observe::ImageSeen::Unreadable => self.notes |= Notes::NEW_UNREADABLE,
-            crate::observe::ImageSeen::Absent => {}
+            crate::observe::ImageSeen::Absent => return Err(None),
+        };
+        if Some(new) == obs.readable(ImageName::Current)
+            || Some(new) == obs.readable(ImageName::Old)
+        {
+            self.notes |= Notes::NEW_DUPLICATE_UUID;
+            self.exclude(ImageName::New);
+            return Err(None);
         }
+        let continuing = obs.trial().copied().filter(|t| t.image == new);
+        let tries = continuing.map_or(Tries::fresh(config.tries), |t| t.tries);
+        let Some((attempt, rest)) = tries.consume() else {
+            self.notes |= Notes::NEW_FAILED_TRIAL;
+            self.exclude(ImageName::New);
+            return Err(Some(new));
+        };
+        let good = continuing.map_or(obs.good(), |t| t.good);
+        let write = BootState::Trial(Trial {
+            image: new,
+            tries: rest,
+            good,
+        });
+        let reason = Reason::Update {
+            attempt,
+            of: rest.total(),
+        };
+        Ok(self.boot(ImageName::New, new, reason, Some(write)))
+    }
 
-        // 3. Trial.
-        if let (Some(t), Some(current)) = (trial, current) {
+    /// Rule 3: every boot of the image on trial consumes a try; a trial out of tries rolls
+    /// back (from `hn-root.img`, or from the staged image `failed_new`).
+    fn trial(&mut self, failed_new: Option<FsUuid>) -> Option<Decision> {
+        let obs = self.obs;
+        let trial = obs.trial().copied();
+        if let (Some(t), Some(current)) = (trial, obs.readable(ImageName::Current)) {
             if t.image == current {
                 if let Some((attempt, rest)) = t.tries.consume() {
                     let write = BootState::Trial(Trial { tries: rest, ..t });
@@ -450,16 +481,16 @@ impl Decider<'_> {
                         attempt,
                         of: rest.total(),
                     };
-                    return self.boot(ImageName::Current, current, reason, Some(write));
+                    return Some(self.boot(ImageName::Current, current, reason, Some(write)));
                 }
                 self.exclude(ImageName::Current);
                 if let Some((name, uuid)) = self.rollback_target(ImageName::Current, current) {
                     let reason = Reason::AutomaticRollback {
                         failed: ImageName::Current,
                     };
-                    return self.boot(name, uuid, reason, None);
+                    return Some(self.boot(name, uuid, reason, None));
                 }
-                return self.boot(ImageName::Current, current, Reason::TrialExhausted, None);
+                return Some(self.boot(ImageName::Current, current, Reason::TrialExhausted, None));
             }
         }
         if let Some(failed) = failed_new {
@@ -467,51 +498,57 @@ impl Decider<'_> {
                 let reason = Reason::AutomaticRollback {
                     failed: ImageName::New,
                 };
-                return self.boot(name, uuid, reason, None);
+                return Some(self.boot(name, uuid, reason, None));
             }
         }
         if let Some(t) = trial {
-            let seen_at = obs.find(t.image, &[ImageName::Current, ImageName::New]);
-            if seen_at.is_none() {
+            if obs
+                .find(t.image, &[ImageName::Current, ImageName::New])
+                .is_none()
+            {
                 self.notes |= Notes::STALE_TRIAL;
             }
         }
+        None
+    }
 
-        if let Some(current) = current {
-            // 4. Unvetted current: prove hn-root.img again.
-            let vetted = match &obs.state {
-                StateSeen::Absent => true,
-                StateSeen::Corrupt => false,
-                StateSeen::Valid(state) => state.good() == Some(current),
-            };
-            if !vetted {
-                if obs.state != StateSeen::Corrupt {
-                    self.notes |= Notes::UNVETTED_CURRENT;
-                }
-                let tries = Tries::fresh(config.tries);
-                if let Some((attempt, rest)) = tries.consume() {
-                    let write = BootState::Trial(Trial {
-                        image: current,
-                        tries: rest,
-                        good: obs.good(),
-                    });
-                    let reason = Reason::Trial {
-                        attempt,
-                        of: rest.total(),
-                    };
-                    return self.boot(ImageName::Current, current, reason, Some(write));
-                }
+    /// Rules 4 and 5: `hn-root.img` boots, on trial again when the boot state does not vouch
+    /// for it.
+    fn current(&mut self, current: FsUuid, config: &Config) -> Decision {
+        let obs = self.obs;
+        let vetted = match &obs.state {
+            StateSeen::Absent => true,
+            StateSeen::Corrupt => false,
+            StateSeen::Valid(state) => state.good() == Some(current),
+        };
+        if !vetted {
+            if obs.state != StateSeen::Corrupt {
+                self.notes |= Notes::UNVETTED_CURRENT;
             }
-            // 5. Normal.
-            let reason = if self.notes.contains(Notes::REVERT_REFUSED) {
-                Reason::RevertRefused
-            } else {
-                Reason::Normal
-            };
-            return self.boot(ImageName::Current, current, reason, None);
+            if let Some((attempt, rest)) = Tries::fresh(config.tries).consume() {
+                let write = BootState::Trial(Trial {
+                    image: current,
+                    tries: rest,
+                    good: obs.good(),
+                });
+                let reason = Reason::Trial {
+                    attempt,
+                    of: rest.total(),
+                };
+                return self.boot(ImageName::Current, current, reason, Some(write));
+            }
         }
+        let reason = if self.notes.contains(Notes::REVERT_REFUSED) {
+            Reason::RevertRefused
+        } else {
+            Reason::Normal
+        };
+        self.boot(ImageName::Current, current, reason, None)
+    }
 
-        // 6. Recovery.
+    /// Rule 6: without a readable `hn-root.img`, the first readable of the others.
+    fn recovery(&mut self) -> Decision {
+        let obs = self.obs;
         let problem = if obs.image(ImageName::Current).is_present() {
             CurrentProblem::Unreadable
         } else {

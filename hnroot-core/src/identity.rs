@@ -552,156 +552,185 @@ pub fn plan<'a>(
     sources: &Sources<'_>,
     random: Option<[u8; 16]>,
 ) -> Plan<'a> {
-    let mut p = Plan::default();
-    let refuse = |p: &mut Plan<'a>, what: Source<'a>, why: Why| {
-        if p.refused.push(Refused { what, why }).is_err() {
-            p.notes |= Notes::MORE_REFUSED;
-        }
-    };
     let first_boot = match host.dir {
         Entry::Dir => false,
         Entry::Absent => true,
         Entry::File | Entry::Other => {
-            p.notes |= Notes::HOST_DIR_UNUSABLE;
-            return p;
+            return Plan {
+                notes: Notes::HOST_DIR_UNUSABLE,
+                ..Plan::default()
+            }
         }
+    };
+    let mut p = Planner {
+        plan: Plan::default(),
+        host,
+        first_boot,
     };
     if first_boot {
-        p.notes |= Notes::FIRST_BOOT;
+        p.plan.notes |= Notes::FIRST_BOOT;
     }
-    // An absent directory is seen with nothing in it, whatever the driver filled in.
-    let seen = |item: Item| {
-        if first_boot {
+    if first_boot || p.seen(Item::Ssh) == Entry::Absent {
+        p.push(Step::MakeHostDirs);
+    }
+    let machine_id = p.machine_id(random);
+    p.hostname(sources, machine_id.as_ref());
+    p.ssh(root);
+    let bound = p.other_items();
+    if !first_boot {
+        p.mirror(&bound);
+    }
+    p.plan
+}
+
+/// A plan being made from what was seen of the host state.
+struct Planner<'a, 'h> {
+    plan: Plan<'a>,
+    host: &'h HostSeen<'a>,
+    first_boot: bool,
+}
+
+impl<'a> Planner<'a, '_> {
+    /// How `item` was seen: an absent directory is seen with nothing in it, whatever the driver
+    /// filled in.
+    fn seen(&self, item: Item) -> Entry {
+        if self.first_boot {
             Entry::Absent
         } else {
-            host.entry(item)
+            self.host.entry(item)
         }
-    };
-    if first_boot || seen(Item::Ssh) == Entry::Absent {
-        Plan::push(&mut p.steps, Step::MakeHostDirs);
     }
 
-    // machine-id: created when absent, copied when valid, reported otherwise.
-    let machine_id = match seen(Item::MachineId) {
-        Entry::Absent => match random {
-            Some(bytes) => {
-                let id = MachineId::from_random(bytes);
-                Plan::push(&mut p.steps, Step::CreateMachineId(id));
-                Some(id)
-            }
-            None => {
-                p.notes |= Notes::NO_RANDOM;
+    fn push(&mut self, step: Step<'a>) {
+        Plan::push(&mut self.plan.steps, step);
+    }
+
+    fn refuse(&mut self, what: Source<'a>, why: Why) {
+        if self.plan.refused.push(Refused { what, why }).is_err() {
+            self.plan.notes |= Notes::MORE_REFUSED;
+        }
+    }
+
+    fn wrong_kind(&mut self, item: Item) {
+        self.refuse(
+            Source::Item(item),
+            Why::WrongKind {
+                expected: item.kind(),
+            },
+        );
+    }
+
+    /// machine-id: created when absent, copied when valid, reported otherwise. Returns the one
+    /// the host has now.
+    fn machine_id(&mut self, random: Option<[u8; 16]>) -> Option<MachineId> {
+        let id = match self.seen(Item::MachineId) {
+            Entry::Absent => match random {
+                Some(bytes) => {
+                    let id = MachineId::from_random(bytes);
+                    self.push(Step::CreateMachineId(id));
+                    Some(id)
+                }
+                None => {
+                    self.plan.notes |= Notes::NO_RANDOM;
+                    None
+                }
+            },
+            Entry::File => match self.host.machine_id.map(MachineId::parse) {
+                Some(Ok(id)) => Some(id),
+                _ => {
+                    self.refuse(Source::Item(Item::MachineId), Why::Invalid);
+                    None
+                }
+            },
+            Entry::Dir | Entry::Other => {
+                self.wrong_kind(Item::MachineId);
                 None
             }
-        },
-        Entry::File => match host.machine_id.map(MachineId::parse) {
-            Some(Ok(id)) => Some(id),
-            _ => {
-                refuse(&mut p, Source::Item(Item::MachineId), Why::Invalid);
-                None
-            }
-        },
-        Entry::Dir | Entry::Other => {
-            refuse(
-                &mut p,
-                Source::Item(Item::MachineId),
-                Why::WrongKind {
-                    expected: Kind::File,
-                },
-            );
-            None
-        }
-    };
-    if machine_id.is_some() {
-        Plan::push(&mut p.steps, Step::CopyMachineId);
-    }
-
-    // hostname: created when absent (from the sources, or from the machine ID), bound when
-    // valid, reported otherwise.
-    match seen(Item::Hostname) {
-        Entry::Absent => match hostname::choose(sources, machine_id.as_ref()) {
-            Some((name, source)) => {
-                Plan::push(&mut p.steps, Step::CreateHostname { name, source });
-                Plan::push(&mut p.steps, Step::Bind(Source::Item(Item::Hostname)));
-            }
-            None => p.notes |= Notes::NO_HOSTNAME,
-        },
-        Entry::File => match host.hostname.map(Hostname::parse) {
-            Some(Ok(name)) => {
-                if sources
-                    .parameter
-                    .and_then(hostname::sanitize)
-                    .is_some_and(|wanted| wanted != name)
-                {
-                    p.notes |= Notes::PARAMETER_IGNORED;
-                }
-                Plan::push(&mut p.steps, Step::Bind(Source::Item(Item::Hostname)));
-            }
-            _ => refuse(&mut p, Source::Item(Item::Hostname), Why::Invalid),
-        },
-        Entry::Dir | Entry::Other => refuse(
-            &mut p,
-            Source::Item(Item::Hostname),
-            Why::WrongKind {
-                expected: Kind::File,
-            },
-        ),
-    }
-
-    // SSH host keys: read in place by sshd.
-    match seen(Item::Ssh) {
-        Entry::Absent | Entry::Dir => {
-            if root.sshd != Some(false) {
-                Plan::push(&mut p.steps, Step::WriteSshdDropIn);
-                if seen(Item::Ssh) == Entry::Absent || host.ssh_keys < SSH_KEYS.len() {
-                    p.notes |= Notes::SSH_KEYS_PENDING;
-                }
-            }
-        }
-        Entry::File | Entry::Other => refuse(
-            &mut p,
-            Source::Item(Item::Ssh),
-            Why::WrongKind {
-                expected: Kind::Dir,
-            },
-        ),
-    }
-
-    // The other items: bound when present as what they are.
-    let mut bound: [bool; 7] = [false; 7];
-    for item in [
-        Item::Network,
-        Item::InterfacesD,
-        Item::PuppetSsl,
-        Item::PuppetConf,
-    ] {
-        let entry = seen(item);
-        let want = match item.kind() {
-            Kind::File => Entry::File,
-            Kind::Dir => Entry::Dir,
         };
-        if entry == want {
-            Plan::push(&mut p.steps, Step::Bind(Source::Item(item)));
-            if let Some(b) = bound.get_mut(item.index()) {
-                *b = true;
-            }
-        } else if entry != Entry::Absent {
-            refuse(
-                &mut p,
-                Source::Item(item),
-                Why::WrongKind {
-                    expected: item.kind(),
-                },
-            );
+        if id.is_some() {
+            self.push(Step::CopyMachineId);
+        }
+        id
+    }
+
+    /// hostname: created when absent (from the sources, or from the machine ID), bound when
+    /// valid, reported otherwise.
+    fn hostname(&mut self, sources: &Sources<'_>, machine_id: Option<&MachineId>) {
+        match self.seen(Item::Hostname) {
+            Entry::Absent => match hostname::choose(sources, machine_id) {
+                Some((name, source)) => {
+                    self.push(Step::CreateHostname { name, source });
+                    self.push(Step::Bind(Source::Item(Item::Hostname)));
+                }
+                None => self.plan.notes |= Notes::NO_HOSTNAME,
+            },
+            Entry::File => match self.host.hostname.map(Hostname::parse) {
+                Some(Ok(name)) => {
+                    if sources
+                        .parameter
+                        .and_then(hostname::sanitize)
+                        .is_some_and(|wanted| wanted != name)
+                    {
+                        self.plan.notes |= Notes::PARAMETER_IGNORED;
+                    }
+                    self.push(Step::Bind(Source::Item(Item::Hostname)));
+                }
+                _ => self.refuse(Source::Item(Item::Hostname), Why::Invalid),
+            },
+            Entry::Dir | Entry::Other => self.wrong_kind(Item::Hostname),
         }
     }
 
-    // The mirror tree: each regular file at its path, unless a fixed item owns the place.
-    if !first_boot {
+    /// SSH host keys: read in place by sshd, through a drop-in.
+    fn ssh(&mut self, root: &RootSeen) {
+        match self.seen(Item::Ssh) {
+            Entry::Absent | Entry::Dir => {
+                if root.sshd != Some(false) {
+                    self.push(Step::WriteSshdDropIn);
+                    if self.seen(Item::Ssh) == Entry::Absent || self.host.ssh_keys < SSH_KEYS.len()
+                    {
+                        self.plan.notes |= Notes::SSH_KEYS_PENDING;
+                    }
+                }
+            }
+            Entry::File | Entry::Other => self.wrong_kind(Item::Ssh),
+        }
+    }
+
+    /// The other items: bound when present as what they are. Returns which were bound, by
+    /// [`Item::index`].
+    fn other_items(&mut self) -> [bool; 7] {
+        let mut bound = [false; 7];
+        for item in [
+            Item::Network,
+            Item::InterfacesD,
+            Item::PuppetSsl,
+            Item::PuppetConf,
+        ] {
+            let entry = self.seen(item);
+            let want = match item.kind() {
+                Kind::File => Entry::File,
+                Kind::Dir => Entry::Dir,
+            };
+            if entry == want {
+                self.push(Step::Bind(Source::Item(item)));
+                if let Some(b) = bound.get_mut(item.index()) {
+                    *b = true;
+                }
+            } else if entry != Entry::Absent {
+                self.wrong_kind(item);
+            }
+        }
+        bound
+    }
+
+    /// The mirror tree: each regular file at its path, unless a fixed item owns the place.
+    fn mirror(&mut self, bound: &[bool; 7]) {
+        let host = self.host;
         for &rel in host.files.iter().take(MAX_MIRROR_FILES) {
             let src = Source::Mirror(rel);
             if !mirror_path_allowed(rel) {
-                refuse(&mut p, src, Why::Forbidden);
+                self.refuse(src, Why::Forbidden);
                 continue;
             }
             let owner = Item::ALL.into_iter().find(|&item| {
@@ -716,15 +745,14 @@ pub fn plan<'a>(
                 }
             });
             match owner {
-                Some(item) => refuse(&mut p, src, Why::Shadowed(item)),
-                None => Plan::push(&mut p.steps, Step::Bind(src)),
+                Some(item) => self.refuse(src, Why::Shadowed(item)),
+                None => self.push(Step::Bind(src)),
             }
         }
         if host.files_skipped > 0 || host.files.len() > MAX_MIRROR_FILES {
-            p.notes |= Notes::MIRROR_SKIPPED;
+            self.plan.notes |= Notes::MIRROR_SKIPPED;
         }
     }
-    p
 }
 
 #[cfg(test)]

@@ -370,119 +370,132 @@ pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError
     if at != booted.name {
         b.notes |= PlanNotes::GRUB_VIEW_STALE;
     }
-    let present = |name: ImageName| obs.image(name).is_present();
-    let good = obs.good();
-
-    match (at, booted.name) {
-        (ImageName::New, _) => {
-            b.kind = PlanKind::Update;
-            if let Some(current) = Some(obs.image(ImageName::Current)).filter(|c| c.is_present()) {
-                let may_replace_old = match obs.image(ImageName::Old) {
-                    ImageSeen::Absent | ImageSeen::Unreadable => true,
-                    ImageSeen::Readable(old) => {
-                        good.is_some() && current.uuid() == good && Some(old) != good
-                    }
-                };
-                let to = if may_replace_old {
-                    ImageName::Old
-                } else {
-                    ImageName::Cancelled
-                };
-                b.rename(ImageName::Current, to, true);
-            }
-            b.rename(ImageName::New, ImageName::Current, false);
-            Ok(b.finish(ImageName::Current, uuid))
-        }
-        (ImageName::Current, ImageName::Current) => {
-            b.kind = PlanKind::Normal;
-            if obs.revert_requested {
-                if obs.readable(ImageName::Old).is_some() {
-                    b.notes |= PlanNotes::REVERT_DEFERRED;
-                } else {
-                    b.notes |= PlanNotes::REVERT_REFUSED;
-                    if present(ImageName::New) {
-                        b.rename(ImageName::New, ImageName::Cancelled, true);
-                    }
-                    b.push(Step::RemoveRevertMarker);
-                }
-            } else if let Some(t) = exhausted_trial(obs).filter(|t| t.image != uuid) {
-                // GRUB rolled back from a staged image that failed every try.
-                if obs.readable(ImageName::New) == Some(t.image) {
-                    b.kind = PlanKind::Rollback;
-                    b.rename(ImageName::New, ImageName::Broken, true);
-                    if good == Some(uuid) {
-                        b.record_good_after_checkpoint(obs, uuid);
-                    }
-                }
-            }
-            Ok(b.finish(ImageName::Current, uuid))
-        }
-        (ImageName::Current, ImageName::Old) => {
-            // A revert, rollback or promotion whose renames already happened: finish it.
-            b.kind = if obs.revert_requested {
-                PlanKind::Revert
-            } else {
-                PlanKind::Rollback
-            };
-            if obs.revert_requested {
-                b.record_good_now(obs, uuid);
-                if present(ImageName::New) {
-                    b.rename(ImageName::New, ImageName::Cancelled, true);
-                }
-                b.push(Step::RemoveRevertMarker);
-            } else {
-                b.record_good_after_checkpoint(obs, uuid);
-            }
-            Ok(b.finish(ImageName::Current, uuid))
-        }
-        (ImageName::Old, ImageName::Old) => {
-            let failed = exhausted_trial(obs)
-                .filter(|t| t.image != uuid)
-                .and_then(|t| obs.find(t.image, &[ImageName::Current, ImageName::New]));
-            if obs.revert_requested {
-                b.kind = PlanKind::Revert;
-                // Recorded first: until the marker is gone a crash repeats the revert, and the
-                // image about to become hn-root-broken.img must not stay recorded as good.
-                b.record_good_now(obs, uuid);
-                if present(ImageName::New) {
-                    b.rename(ImageName::New, ImageName::Cancelled, true);
-                }
-                if present(ImageName::Current) {
-                    b.rename(ImageName::Current, ImageName::Broken, true);
-                }
-                b.rename(ImageName::Old, ImageName::Current, false);
-                b.push(Step::RemoveRevertMarker);
-            } else if let Some(failed) = failed {
-                b.kind = PlanKind::Rollback;
-                // An uncommitted hn-root.img is set aside first: after any prefix, GRUB still
-                // sees either the exhausted trial or no hn-root.img, and boots the old image.
-                if failed != ImageName::Current && present(ImageName::Current) {
-                    b.rename(ImageName::Current, ImageName::Cancelled, true);
-                }
-                b.rename(failed, ImageName::Broken, true);
-                b.rename(ImageName::Old, ImageName::Current, false);
-                // Recorded last: until the failed image is moved away, the exhausted trial must
-                // stay recorded or a crash would let it boot as committed.
-                b.record_good_after_checkpoint(obs, uuid);
-            } else if !present(ImageName::Current) {
-                b.kind = PlanKind::Promote;
-                b.rename(ImageName::Old, ImageName::Current, false);
-                b.record_good_after_checkpoint(obs, uuid);
-            } else {
-                b.notes |= PlanNotes::CURRENT_KEPT;
-            }
-            let at = if b.changes_hostpart {
-                ImageName::Current
-            } else {
-                ImageName::Old
-            };
-            Ok(b.finish(at, uuid))
-        }
+    let at = match (at, booted.name) {
+        (ImageName::New, _) => update(&mut b, obs),
+        (ImageName::Current, ImageName::Current) => current(&mut b, obs, uuid),
+        (ImageName::Current, ImageName::Old) => finish_switch(&mut b, obs, uuid),
+        (ImageName::Old, ImageName::Old) => old(&mut b, obs, uuid),
         (ImageName::Cancelled | ImageName::Broken, _) => {
             b.notes |= PlanNotes::LAST_RESORT;
-            Ok(b.finish(at, uuid))
+            at
         }
-        (at, _) => Ok(b.finish(at, uuid)),
+        (at, _) => at,
+    };
+    Ok(b.finish(at, uuid))
+}
+
+/// Booted the staged image: it becomes `hn-root.img`; `hn-root.img` becomes
+/// `hn-root-old.img`, or `hn-root-cancelled.img` when the old image is the only one known good.
+/// Returns where the booted image lies afterwards.
+fn update(b: &mut Builder, obs: &Observation) -> ImageName {
+    b.kind = PlanKind::Update;
+    let good = obs.good();
+    if let Some(current) = Some(obs.image(ImageName::Current)).filter(|c| c.is_present()) {
+        let may_replace_old = match obs.image(ImageName::Old) {
+            ImageSeen::Absent | ImageSeen::Unreadable => true,
+            ImageSeen::Readable(old) => {
+                good.is_some() && current.uuid() == good && Some(old) != good
+            }
+        };
+        let to = if may_replace_old {
+            ImageName::Old
+        } else {
+            ImageName::Cancelled
+        };
+        b.rename(ImageName::Current, to, true);
+    }
+    b.rename(ImageName::New, ImageName::Current, false);
+    ImageName::Current
+}
+
+/// Booted `hn-root.img` under its name: marker housekeeping, or a staged image that failed
+/// every try set aside.
+fn current(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
+    b.kind = PlanKind::Normal;
+    if obs.revert_requested {
+        if obs.readable(ImageName::Old).is_some() {
+            b.notes |= PlanNotes::REVERT_DEFERRED;
+        } else {
+            b.notes |= PlanNotes::REVERT_REFUSED;
+            if obs.image(ImageName::New).is_present() {
+                b.rename(ImageName::New, ImageName::Cancelled, true);
+            }
+            b.push(Step::RemoveRevertMarker);
+        }
+    } else if let Some(t) = exhausted_trial(obs).filter(|t| t.image != uuid) {
+        // GRUB rolled back from a staged image that failed every try.
+        if obs.readable(ImageName::New) == Some(t.image) {
+            b.kind = PlanKind::Rollback;
+            b.rename(ImageName::New, ImageName::Broken, true);
+            if obs.good() == Some(uuid) {
+                b.record_good_after_checkpoint(obs, uuid);
+            }
+        }
+    }
+    ImageName::Current
+}
+
+/// Booted `hn-root-old.img`, which is `hn-root.img` by now: a revert, rollback or promotion
+/// whose renames already happened; finish it.
+fn finish_switch(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
+    if obs.revert_requested {
+        b.kind = PlanKind::Revert;
+        b.record_good_now(obs, uuid);
+        if obs.image(ImageName::New).is_present() {
+            b.rename(ImageName::New, ImageName::Cancelled, true);
+        }
+        b.push(Step::RemoveRevertMarker);
+    } else {
+        b.kind = PlanKind::Rollback;
+        b.record_good_after_checkpoint(obs, uuid);
+    }
+    ImageName::Current
+}
+
+/// Booted `hn-root-old.img` where it lies: a revert, a rollback from a failed trial, the
+/// promotion of the old image when `hn-root.img` is missing, or nothing (`hn-root.img` is
+/// there but GRUB could not use it: never moved).
+fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
+    let present = |name: ImageName| obs.image(name).is_present();
+    let failed = exhausted_trial(obs)
+        .filter(|t| t.image != uuid)
+        .and_then(|t| obs.find(t.image, &[ImageName::Current, ImageName::New]));
+    if obs.revert_requested {
+        b.kind = PlanKind::Revert;
+        // Recorded first: until the marker is gone a crash repeats the revert, and the
+        // image about to become hn-root-broken.img must not stay recorded as good.
+        b.record_good_now(obs, uuid);
+        if present(ImageName::New) {
+            b.rename(ImageName::New, ImageName::Cancelled, true);
+        }
+        if present(ImageName::Current) {
+            b.rename(ImageName::Current, ImageName::Broken, true);
+        }
+        b.rename(ImageName::Old, ImageName::Current, false);
+        b.push(Step::RemoveRevertMarker);
+    } else if let Some(failed) = failed {
+        b.kind = PlanKind::Rollback;
+        // An uncommitted hn-root.img is set aside first: after any prefix, GRUB still
+        // sees either the exhausted trial or no hn-root.img, and boots the old image.
+        if failed != ImageName::Current && present(ImageName::Current) {
+            b.rename(ImageName::Current, ImageName::Cancelled, true);
+        }
+        b.rename(failed, ImageName::Broken, true);
+        b.rename(ImageName::Old, ImageName::Current, false);
+        // Recorded last: until the failed image is moved away, the exhausted trial must
+        // stay recorded or a crash would let it boot as committed.
+        b.record_good_after_checkpoint(obs, uuid);
+    } else if !present(ImageName::Current) {
+        b.kind = PlanKind::Promote;
+        b.rename(ImageName::Old, ImageName::Current, false);
+        b.record_good_after_checkpoint(obs, uuid);
+    } else {
+        b.notes |= PlanNotes::CURRENT_KEPT;
+    }
+    if b.changes_hostpart {
+        ImageName::Current
+    } else {
+        ImageName::Old
     }
 }
 

@@ -493,6 +493,76 @@ fn line_for<'a>(
     bootline::compose(&args, &extra, w)
 }
 
+/// Write the message, the record and both command lines of `decision` into `text`'s buffers,
+/// or nothing when one does not fit.
+///
+/// # Safety
+/// Every buffer of `text` non-NULL and valid for its length.
+unsafe fn write_decision_text(
+    text: &hnroot_decision_text,
+    decision: &Decision,
+    parts: &Parts<'_>,
+    tries: u8,
+) -> hnroot_result {
+    let boot = decision.boot();
+    let fallback = boot.and_then(|b| b.fallbacks.first().copied());
+    // The chosen image's line, composed once to learn what it noticed (for the record).
+    let composed = boot.and_then(|b| {
+        line_for(
+            &mut Measure(0),
+            b.image,
+            b.uuid,
+            b.reason.code(),
+            parts,
+            tries,
+        )
+        .ok()
+    });
+    let message = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        write!(w, "{decision}")?;
+        match &composed {
+            Some(c) if !c.refused.is_empty() || !c.unusable.is_empty() => write!(w, "; {c}"),
+            _ => Ok(()),
+        }
+    };
+    let record = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        write!(w, "{}", decision.record())?;
+        match &composed {
+            Some(c) => write!(w, " {}", c.record()),
+            None => w.write_str(" args=- refused=-"),
+        }
+    };
+    let cmdline = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        match boot {
+            Some(b) => line_for(w, b.image, b.uuid, b.reason.code(), parts, tries).map(drop),
+            None => Ok(()),
+        }
+    };
+    let fallback_cmdline = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
+        match fallback {
+            Some((image, uuid)) => {
+                line_for(w, image, uuid, ReasonCode::NextImage, parts, tries).map(drop)
+            }
+            None => Ok(()),
+        }
+    };
+    let texts: [(&hnroot_buffer, Text<'_>); 4] = [
+        (&text.message, &message),
+        (&text.record, &record),
+        (&text.cmdline, &cmdline),
+        (&text.fallback_cmdline, &fallback_cmdline),
+    ];
+    // Everything is checked to fit before anything is written.
+    if !texts.iter().all(|(buf, text)| fits(buf, *text)) {
+        return hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT;
+    }
+    for (buf, text) in texts {
+        // SAFETY: non-NULL and valid (caller contract), and it fits.
+        unsafe { write_text(buf, text) };
+    }
+    hnroot_result::HNROOT_RESULT_OK
+}
+
 /// Decide what to boot and compose the kernel command lines of the chosen image and its first
 /// fallback. Pure: reads its inputs, writes nothing but `out` and the texts, and those only on
 /// success.
@@ -555,63 +625,10 @@ pub unsafe extern "C" fn hnroot_decide(
         },
     };
     let decision = decide(&observation, &config);
-    let boot = decision.boot();
-    let fallback = boot.and_then(|b| b.fallbacks.first().copied());
-    // The chosen image's line, composed once to learn what it noticed (for the record).
-    let composed = boot.and_then(|b| {
-        line_for(
-            &mut Measure(0),
-            b.image,
-            b.uuid,
-            b.reason.code(),
-            &where_,
-            config.tries,
-        )
-        .ok()
-    });
-    let message = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
-        write!(w, "{decision}")?;
-        match &composed {
-            Some(c) if !c.refused.is_empty() || !c.unusable.is_empty() => write!(w, "; {c}"),
-            _ => Ok(()),
-        }
-    };
-    let record = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
-        write!(w, "{}", decision.record())?;
-        match &composed {
-            Some(c) => write!(w, " {}", c.record()),
-            None => w.write_str(" args=- refused=-"),
-        }
-    };
-    let cmdline = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
-        match boot {
-            Some(b) => {
-                line_for(w, b.image, b.uuid, b.reason.code(), &where_, config.tries).map(drop)
-            }
-            None => Ok(()),
-        }
-    };
-    let fallback_cmdline = |w: &mut dyn core::fmt::Write| -> core::fmt::Result {
-        match fallback {
-            Some((image, uuid)) => {
-                line_for(w, image, uuid, ReasonCode::NextImage, &where_, config.tries).map(drop)
-            }
-            None => Ok(()),
-        }
-    };
-    let texts: [(&hnroot_buffer, Text<'_>); 4] = [
-        (&text.message, &message),
-        (&text.record, &record),
-        (&text.cmdline, &cmdline),
-        (&text.fallback_cmdline, &fallback_cmdline),
-    ];
-    // Everything is checked to fit before anything is written.
-    if !texts.iter().all(|(buf, text)| fits(buf, *text)) {
-        return hnroot_result::HNROOT_RESULT_BUFFER_TOO_SHORT;
-    }
-    for (buf, text) in texts {
-        // SAFETY: non-NULL (checked), `len` bytes by the caller's contract, and it fits.
-        unsafe { write_text(buf, text) };
+    // SAFETY: the buffers are non-NULL (checked) and valid by the caller's contract.
+    let written = unsafe { write_decision_text(text, &decision, &where_, config.tries) };
+    if written != hnroot_result::HNROOT_RESULT_OK {
+        return written;
     }
     // SAFETY: non-NULL (checked); the caller's contract.
     unsafe { write_out(out, decision_to_c(&decision, state)) }

@@ -211,6 +211,22 @@ pub struct BootSector {
 /// [`super::other`]).
 pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
     let f = Fields::new(bs, BOOT_SECTOR_LEN).ok_or(FatReject::TooShort { len: bs.len() })?;
+    check_magic(&f)?;
+    let g = geometry(&f)?;
+    let (layout, boot_label, serial) = layout_of(&f, &g);
+    Ok(BootSector {
+        sector_size: g.sector_size,
+        cluster_sectors: g.cluster_sectors,
+        reserved_sectors: g.reserved,
+        total_sectors: g.sect_count,
+        layout,
+        boot_label,
+        serial,
+    })
+}
+
+/// One of the FAT magics, and with a short one the boot signature and not JFS or HPFS.
+fn check_magic(f: &Fields<'_>) -> Result<(), FatReject> {
     let magic_len = MAGICS
         .iter()
         .find(|(at, magic)| f.bytes(*at..at.saturating_add(magic.len())) == *magic)
@@ -225,6 +241,23 @@ pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
             return Err(FatReject::JfsOrHpfs);
         }
     }
+    Ok(())
+}
+
+/// The BPB's numbers libblkid checks and computes with.
+struct Geometry {
+    reserved: u32,
+    sector_size: u32,
+    cluster_sectors: u32,
+    dir_entries: u32,
+    sect_count: u32,
+    fat16_length: u32,
+    fat32_length: u32,
+    fat_size: u32,
+}
+
+/// The BPB checked as libblkid checks it, in its order, and the cluster count bounded.
+fn geometry(f: &Fields<'_>) -> Result<Geometry, FatReject> {
     let fats = u32::from(f.u8(BPB_FATS));
     if fats == 0 {
         return Err(FatReject::NoFats);
@@ -283,26 +316,44 @@ pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
     if count > max {
         return Err(FatReject::TooManyClusters { count, max });
     }
+    Ok(Geometry {
+        reserved,
+        sector_size,
+        cluster_sectors,
+        dir_entries,
+        sect_count,
+        fat16_length,
+        fat32_length,
+        fat_size,
+    })
+}
 
-    let (layout, boot_label, serial) = if fat16_length != 0 {
+/// FAT12/16 or FAT32, with the boot sector's label and serial where its extended boot
+/// signature says they are.
+#[allow(clippy::type_complexity)]
+fn layout_of(f: &Fields<'_>, g: &Geometry) -> (FatLayout, Option<[u8; 11]>, Option<[u8; 4]>) {
+    if g.fat16_length != 0 {
         let sign = f.u8(MS_EXT_BOOT_SIGN);
-        let root_start = reserved.wrapping_add(fat_size).wrapping_mul(sector_size);
+        let root_start = g
+            .reserved
+            .wrapping_add(g.fat_size)
+            .wrapping_mul(g.sector_size);
         (
             FatLayout::Fat12Or16 {
                 root_start: u64::from(root_start),
-                root_entries: dir_entries,
+                root_entries: g.dir_entries,
             },
             (sign == EXT_BOOT_SIGN).then(|| f.array(MS_LABEL)),
             matches!(sign, EXT_BOOT_SIGN | EXT_BOOT_SIGN_OLD).then(|| f.array(MS_SERNO)),
         )
-    } else if fat32_length != 0 {
-        let fat_entries = u64::from(fat32_length).wrapping_mul(u64::from(sector_size)) >> 2;
+    } else if g.fat32_length != 0 {
+        let fat_entries = u64::from(g.fat32_length).wrapping_mul(u64::from(g.sector_size)) >> 2;
         (
             FatLayout::Fat32 {
                 root_cluster: f.le32(VS_ROOT_CLUSTER),
                 // libblkid keeps this in 32 bits.
                 fat_entries: fat_entries as u32,
-                data_start_sector: reserved.wrapping_add(fat_size),
+                data_start_sector: g.reserved.wrapping_add(g.fat_size),
                 fsinfo_sector: f.le16(VS_FSINFO_SECTOR),
             },
             (f.u8(VS_EXT_BOOT_SIGN) == EXT_BOOT_SIGN).then(|| f.array(VS_LABEL)),
@@ -310,16 +361,7 @@ pub fn parse_boot_sector(bs: &[u8]) -> Result<BootSector, FatReject> {
         )
     } else {
         (FatLayout::Neither, None, None)
-    };
-    Ok(BootSector {
-        sector_size,
-        cluster_sectors,
-        reserved_sectors: reserved,
-        total_sectors: sect_count,
-        layout,
-        boot_label,
-        serial,
-    })
+    }
 }
 
 /// libblkid's FSINFO check: both signatures valid or zero.
