@@ -49,6 +49,9 @@ pub const NET_UP_IN_IMAGE: &str = "usr/sbin/hnroot-test-net-up";
 /// machines commonly do.
 pub const TEST_IMAGE_ARGS: &str =
     "# hnroot's test images: a TCG guest on a busy host\nno_timer_check\n";
+/// What GRUB's decision record says of the kernel arguments when it boots a test image with the
+/// production `grub.cfg`: its `--defaults` and the image's own file used, nothing refused.
+pub const TEST_ARGS_RECORD: &str = "args=defaults,image refused=-";
 /// The guest's address on QEMU's user network (static: no DHCP client runs).
 pub const GUEST_ADDR: &str = "10.0.2.15/24";
 /// The NIC's driver (and what it needs), from the test kernel, in every test image.

@@ -108,6 +108,11 @@ pub struct BootRecord {
     /// GRUB's decision as stable `key=value` words (`reason=update image=hn-root-new.img
     /// uuid=... try=1/3 fallbacks=hn-root.img notes=- write=trial`); see [`field`].
     pub grub_record: Option<String>,
+    /// The decision's own part of [`BootRecord::grub_record`]: what `Decision::record` gives on
+    /// the Linux side (without what composing the command line used and refused).
+    pub grub_decision: Option<String>,
+    /// The rest: `args=... refused=...` (see `hnroot_core::bootline`).
+    pub grub_args: Option<String>,
     /// Image files GRUB refused: (file name, refusal code), from `hnroot: (hd0,gpt2)/NAME:
     /// unreadable (CODE): ...`.
     pub grub_refused: Vec<(String, String)>,
@@ -285,6 +290,13 @@ pub fn parse_boot(text: &str) -> BootRecord {
         .iter()
         .find_map(|l| l.strip_prefix("hnroot: decision: "))
         .map(str::to_string);
+    if let Some(record) = &r.grub_record {
+        let (decision, args) = record
+            .split_once(" args=")
+            .map_or((record.as_str(), ""), |(d, a)| (d, a));
+        r.grub_decision = Some(decision.to_owned());
+        r.grub_args = (!args.is_empty()).then(|| format!("args={args}"));
+    }
     r.grub_refused = r
         .grub
         .iter()
@@ -628,7 +640,7 @@ hnroot: booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img; no
 state recorded: trial counting is off until one is written
 hnroot: decision: reason=update image=hn-root-new.img
 uuid=0123 try=1/3 fallbacks=hn-root.img
-notes=state-absent write=trial
+notes=state-absent write=trial args=defaults,image refused=-
 error: no suitable video mode found.
 Booting in blind mode
 [    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)
@@ -704,7 +716,18 @@ hnroot-test: rebooting
         assert_eq!(
             record,
             "reason=update image=hn-root-new.img uuid=0123 try=1/3 fallbacks=hn-root.img \
-             notes=state-absent write=trial"
+             notes=state-absent write=trial args=defaults,image refused=-"
+        );
+        assert_eq!(
+            r.grub_decision.as_deref(),
+            Some(
+                "reason=update image=hn-root-new.img uuid=0123 try=1/3 fallbacks=hn-root.img \
+                 notes=state-absent write=trial"
+            )
+        );
+        assert_eq!(
+            r.grub_args.as_deref(),
+            Some("args=defaults,image refused=-")
         );
         assert_eq!(field(record, "try"), Some("1/3"));
         assert_eq!(field(record, "write"), Some("trial"));

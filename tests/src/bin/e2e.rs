@@ -33,6 +33,7 @@ use hnroot_system_tests::story::{
 };
 use hnroot_testkit::bootparts::{
     BootParts, DiskContents, ImageContent, StateInit, KEY_IN_IMAGE, NET_UP_IN_IMAGE,
+    TEST_ARGS_RECORD,
 };
 use hnroot_testkit::buildenv::{self, fnv1a};
 use hnroot_testkit::console::{field, BootRecord, End, Session, INIT_LINE};
@@ -862,7 +863,8 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
         report.note(summary(parts, &rec));
         let decision = rec.grub_record.clone().unwrap_or_default();
         ensure!(
-            decision == expected.record().to_string(),
+            rec.grub_decision.as_deref() == Some(expected.record().to_string().as_str())
+                && rec.grub_args.as_deref() == Some(TEST_ARGS_RECORD),
             "cut {}: GRUB decided `{decision}`; the core, on hostpart as GRUB sees it offline, \
              decides `{}` ({expected})\n--- console tail ---\n{}",
             i + 1,
@@ -952,7 +954,8 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
             report.boots += 1;
             report.note(summary(parts, &rec));
             ensure!(
-                rec.grub_record.as_deref() == Some(grub_next.record().to_string().as_str())
+                rec.grub_decision.as_deref() == Some(grub_next.record().to_string().as_str())
+                    && rec.grub_args.as_deref() == Some(TEST_ARGS_RECORD)
                     && rec.version.as_deref() == Some(version)
                     && rec.fatal.is_none()
                     && rec.end == Some(End::Poweroff),
