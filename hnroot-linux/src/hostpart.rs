@@ -269,10 +269,10 @@ impl Hostpart {
     pub fn remove_marker(&self) -> Result<(), HostpartError> {
         match self.remove(REVERT_MARKER) {
             Err(e) if e.errno() == Some(libc::EISDIR) => {
-                let dev = device_of(&self.dir)
-                    .ok_or_else(|| self.err("stat", ".", io::Error::last_os_error()))?;
+                let mnt =
+                    crate::fsat::mount_id(&self.dir, "").map_err(|e| self.err("statx", ".", e))?;
                 let mut budget = 1 << 16;
-                remove_tree(&self.dir, REVERT_MARKER, dev, &mut budget);
+                remove_tree(&self.dir, REVERT_MARKER, mnt, &mut budget);
                 match self.exists(REVERT_MARKER)? {
                     false => Ok(()),
                     true => Err(self.err(
@@ -362,8 +362,8 @@ impl Hostpart {
         let Some(dir) = self.open_dirs(layout::OVERLAY_DIR)? else {
             return Ok(Vec::new());
         };
-        let dev = device_of(&dir)
-            .ok_or_else(|| self.err("stat", layout::OVERLAY_DIR, io::Error::last_os_error()))?;
+        let mnt = crate::fsat::mount_id(&dir, "")
+            .map_err(|e| self.err("statx", layout::OVERLAY_DIR, e))?;
         let names = std::fs::read_dir(self.path.join(layout::OVERLAY_DIR))
             .map_err(|e| self.err("list", layout::OVERLAY_DIR, e))?
             .filter_map(|e| e.ok())
@@ -375,7 +375,7 @@ impl Hostpart {
                 overlay::OverlayEntry::Live(_) => {}
                 overlay::OverlayEntry::Stale(u) => {
                     let mut budget = 1 << 20;
-                    let removed = remove_tree(&dir, &name, dev, &mut budget);
+                    let removed = remove_tree(&dir, &name, mnt, &mut budget);
                     let left = subdir(&dir, &name, false).is_ok();
                     done.push(if left {
                         format!(
@@ -647,13 +647,17 @@ pub fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
 }
 
 /// Delete the directory tree `name` in `dir` through descriptors only, never following a link
-/// and never entering another filesystem (device `dev`). At most `budget` entries. Returns the
-/// entries removed.
-pub fn remove_tree(dir: &OwnedFd, name: &str, dev: u64, budget: &mut usize) -> usize {
+/// and never entering another mount (`mnt`: the mount ID of `dir`'s, see
+/// [`crate::fsat::mount_id`]; a directory bind-mounted from the same filesystem is another
+/// mount). At most `budget` entries. Returns the entries removed.
+pub fn remove_tree(dir: &OwnedFd, name: &str, mnt: u64, budget: &mut usize) -> usize {
+    if crate::fsat::mount_id(dir, name).ok() != Some(mnt) {
+        return 0;
+    }
     let Ok(sub) = subdir(dir, name, false) else {
         return 0;
     };
-    let mut removed = remove_children(&sub, dev, budget, 0);
+    let mut removed = remove_children(&sub, mnt, budget, 0);
     drop(sub);
     if let Ok(n) = cstr(name) {
         // SAFETY: valid descriptor and name.
@@ -664,24 +668,10 @@ pub fn remove_tree(dir: &OwnedFd, name: &str, dev: u64, budget: &mut usize) -> u
     removed
 }
 
-fn stat_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<libc::stat> {
-    // SAFETY: zeroed stat is a valid out-buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    (r == 0).then_some(st)
-}
-
-/// Delete everything in the directory `dir` that lives on device `dev`, through descriptors
-/// only, never entering another filesystem. Returns the entries removed.
-pub fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize) -> usize {
+/// Delete everything in the directory `dir` that lies on the mount `mnt` (a mount ID), through
+/// descriptors only, never entering another mount (nor removing a mount point: a file or
+/// directory mounted over is left). Returns the entries removed.
+pub fn remove_children(dir: &OwnedFd, mnt: u64, budget: &mut usize, depth: usize) -> usize {
     const MAX_DEPTH: usize = 64;
     if depth > MAX_DEPTH {
         return 0;
@@ -722,11 +712,21 @@ pub fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize
             break;
         }
         *budget -= 1;
-        let Some(st) = stat_at(dir, &name) else {
+        if crate::fsat::mount_id_c(dir, &name).ok() != Some(mnt) {
             continue;
+        }
+        // SAFETY: zeroed stat is a valid out-buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+        let r = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
         };
-        #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
-        if st.st_dev as u64 != dev {
+        if r != 0 {
             continue;
         }
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
@@ -741,7 +741,7 @@ pub fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize
             if fd >= 0 {
                 // SAFETY: a fresh descriptor we own.
                 let sub = unsafe { OwnedFd::from_raw_fd(fd) };
-                removed += remove_children(&sub, dev, budget, depth + 1);
+                removed += remove_children(&sub, mnt, budget, depth + 1);
             }
             // SAFETY: valid descriptor and name.
             if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
@@ -755,10 +755,9 @@ pub fn remove_children(dir: &OwnedFd, dev: u64, budget: &mut usize, depth: usize
     removed
 }
 
-/// The device number of the filesystem holding `dir`.
-pub fn device_of(dir: &OwnedFd) -> Option<u64> {
-    #[allow(clippy::unnecessary_cast)] // st_dev's width differs between libcs.
-    stat_at(dir, c".").map(|st| st.st_dev as u64)
+/// The mount ID of the mount holding `dir` (see [`crate::fsat::mount_id`]).
+pub fn mount_of(dir: &OwnedFd) -> Option<u64> {
+    crate::fsat::mount_id(dir, "").ok()
 }
 
 /// The operator commands' lock on a hostpart; released when dropped.
