@@ -54,14 +54,31 @@ fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
     }
     // SAFETY: a fresh descriptor we own.
     let file = unsafe { File::from_raw_fd(fd) };
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
+    let st = crate::fsat::fstat(&std::os::fd::OwnedFd::from(file.try_clone()?))?;
+    if !matches!(crate::fsat::kind_of(&st), crate::fsat::Kind::File(_)) {
+        return Err(io::Error::other(format!(
+            "{}, not a regular file",
+            crate::fsat::describe(&st)
+        )));
     }
     Ok(Some(file))
 }
 
-/// Every valid record, oldest first; damaged slots are counted, not returned.
+/// An error on the history file, naming it.
+fn named(hostpart: &Hostpart, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("{}: {e}", hostpart.path().join(HISTORY_PATH).display()),
+    )
+}
+
+/// Every valid record, oldest first; damaged slots are counted, not returned. Errors name the
+/// file.
 pub fn read(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
+    read_unnamed(hostpart).map_err(|e| named(hostpart, e))
+}
+
+fn read_unnamed(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
     let Some(file) = open(hostpart, false)? else {
         return Ok((Vec::new(), 0));
     };
@@ -81,9 +98,14 @@ pub fn read(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
     Ok((records, damaged))
 }
 
-/// Append `record` (its sequence number is set here) and sync it; returns it.
-pub fn append(hostpart: &Hostpart, mut record: Record) -> io::Result<Record> {
-    let (records, _) = read(hostpart)?;
+/// Append `record` (its sequence number is set here) and sync it; returns it. Errors name the
+/// file.
+pub fn append(hostpart: &Hostpart, record: Record) -> io::Result<Record> {
+    append_unnamed(hostpart, record).map_err(|e| named(hostpart, e))
+}
+
+fn append_unnamed(hostpart: &Hostpart, mut record: Record) -> io::Result<Record> {
+    let (records, _) = read_unnamed(hostpart)?;
     record.sequence = next_sequence(records.last().map(|r| r.sequence));
     let file = open(hostpart, true)?.ok_or_else(|| io::Error::other("no history file"))?;
     file.write_all_at(&record.encode(), Record::offset_of(record.sequence))?;
@@ -146,7 +168,8 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         std::fs::remove_dir_all(dir.path().join("data/hnroot")).unwrap();
         std::os::unix::fs::symlink(other.path(), dir.path().join("data/hnroot")).unwrap();
-        assert!(append(&hp, record(Event::Boot)).is_err());
+        let e = append(&hp, record(Event::Boot)).unwrap_err().to_string();
+        assert!(e.contains("data/hnroot/history"), "the file is named: {e}");
         assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
     }
 }

@@ -398,8 +398,46 @@ impl Hostpart {
     }
 
     /// Reopen a partial file this hnroot created, to resume it: only a regular file with one
-    /// link, owned by us, never through a link. `None` when there is none.
+    /// link, owned by us, never through a link. `None` when there is none. Anything else at
+    /// that name is refused with what it is and what to do (one sentence: remove it, then run
+    /// the command again).
     pub fn reopen_partial(&self, name: &str) -> Result<Option<File>, HostpartError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(st) =
+            crate::fsat::stat_at(&self.dir, name).map_err(|e| self.err("stat", name, e))?
+        else {
+            return Ok(None);
+        };
+        // SAFETY: geteuid has no inputs.
+        let me = unsafe { libc::geteuid() };
+        let what = crate::fsat::describe(&st);
+        let remove = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => "remove it by hand (rm -r)",
+            _ => "remove it (`hnroot discard-partials`, or rm)",
+        };
+        #[allow(clippy::useless_conversion)] // st_nlink's width differs between libcs.
+        let links = u64::from(st.st_nlink);
+        let why = if !matches!(crate::fsat::kind_of(&st), crate::fsat::Kind::File(_)) {
+            Some(format!("{what}, not a partial file hnroot made"))
+        } else if links != 1 {
+            Some(format!(
+                "a file with {links} links (another name shares it), not a partial file hnroot made"
+            ))
+        } else if st.st_uid != me {
+            Some(format!(
+                "a file owned by uid {}, not a partial file hnroot made",
+                st.st_uid
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(self.err(
+                "resume",
+                name,
+                io::Error::other(format!("{why}: {remove}, then run the same command again")),
+            ));
+        }
         let c = cstr(name).map_err(|e| self.err("open", name, e))?;
         // SAFETY: valid descriptor, NUL-terminated name; the descriptor is owned below.
         let fd = unsafe {
@@ -419,23 +457,12 @@ impl Hostpart {
         // SAFETY: a fresh descriptor we own.
         let file = unsafe { File::from_raw_fd(fd) };
         let meta = file.metadata().map_err(|e| self.err("stat", name, e))?;
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no inputs.
-        let me = unsafe { libc::geteuid() };
-        if !meta.is_file() || meta.nlink() != 1 || meta.uid() != me {
+        #[allow(clippy::unnecessary_cast)] // st_ino's width differs between libcs.
+        if !meta.is_file() || meta.nlink() != 1 || meta.ino() != st.st_ino as u64 {
             return Err(self.err(
                 "resume",
                 name,
-                io::Error::other(format!(
-                    "not a partial file hnroot made (a {}, {} links, owner {}): remove it by hand",
-                    if meta.is_file() {
-                        "file"
-                    } else {
-                        "special file"
-                    },
-                    meta.nlink(),
-                    meta.uid()
-                )),
+                io::Error::other("it changed while it was opened: run the same command again"),
             ));
         }
         Ok(Some(file))
@@ -829,7 +856,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.errno(), Some(libc::EEXIST));
         let e = hp.reopen_partial(".hn-root-new.a.partial").unwrap_err();
-        assert_eq!(e.errno(), Some(libc::ELOOP), "{e}");
+        assert!(
+            e.to_string()
+                .contains("a symbolic link, not a partial file hnroot made: remove it"),
+            "{e}"
+        );
         let e = hp.reopen_partial(".hn-root-new.b.partial").unwrap_err();
         assert!(e.to_string().contains("2 links"), "{e}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
