@@ -9,6 +9,7 @@ use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline;
 use hnroot_core::name::ImageName;
 use hnroot_linux::bootstate_file;
+use hnroot_linux::fsat::InRoot;
 
 use crate::place::{self, Location};
 use crate::{say, warn};
@@ -34,13 +35,22 @@ fn run(args: &InitArgs) -> Result<()> {
     let cmdline_text = place::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
     let file = place::locate_state(&args.loc, &params, true)?;
-    let dir = match file.path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    // Its directory is made (on the ESP: `hnroot/`) and the file created through the file
+    // layer: a link at its name is replaced, never written through.
+    let absolute = std::env::current_dir()
+        .context("the current directory")?
+        .join(&file.path);
+    let rel = absolute
+        .strip_prefix("/")
+        .unwrap_or(&absolute)
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", file.path.display()))?;
+    let (dir_rel, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let dir = InRoot::open(std::path::Path::new("/"))
+        .and_then(|root| root.make_dir(dir_rel))
+        .with_context(|| format!("create the directory of {}", file.path.display()))?;
     let state = BootState::Committed { good: current };
-    bootstate_file::create(&file.path, &state, args.force)?;
+    bootstate_file::create_in(&dir, name, &file.path, &state, args.force)?;
     say!("hnroot: created {}: {state}", file.path.display());
     Ok(())
 }

@@ -373,16 +373,33 @@ pub fn rename(dir: &OwnedFd, from: &str, to: &str, replace: bool) -> io::Result<
 /// The mode, and the owner when it is to be set, of a file [`write_from`] makes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Meta {
-    /// Permission bits, set whatever the umask.
+    /// Permission bits.
     pub mode: libc::mode_t,
+    /// Whether `mode` is set whatever the umask (`fchmod`); `false` leaves what the
+    /// filesystem makes of it (FAT, whose mount options decide, refuses most `fchmod`s).
+    pub exact: bool,
     /// Owner and group; `None`: the writer's.
     pub owner: Option<(libc::uid_t, libc::gid_t)>,
 }
 
 impl Meta {
-    /// `mode`, owned by the writer.
+    /// `mode` exactly, owned by the writer.
     pub const fn mode(mode: libc::mode_t) -> Meta {
-        Meta { mode, owner: None }
+        Meta {
+            mode,
+            exact: true,
+            owner: None,
+        }
+    }
+
+    /// What the filesystem makes of `mode` (the umask and its mount options), owned by the
+    /// writer.
+    pub const fn filesystem(mode: libc::mode_t) -> Meta {
+        Meta {
+            mode,
+            exact: false,
+            owner: None,
+        }
     }
 }
 
@@ -431,9 +448,11 @@ pub fn write_from(
             // SAFETY: valid descriptor.
             check(unsafe { libc::fchown(file.as_raw_fd(), uid, gid) })?;
         }
-        // The mode as asked, whatever the umask (after fchown, which clears set-id bits).
-        // SAFETY: valid descriptor.
-        check(unsafe { libc::fchmod(file.as_raw_fd(), meta.mode) })?;
+        if meta.exact {
+            // The mode as asked, whatever the umask (after fchown, which clears set-id bits).
+            // SAFETY: valid descriptor.
+            check(unsafe { libc::fchmod(file.as_raw_fd(), meta.mode) })?;
+        }
         file.sync_all()?;
         rename(dir, &temp, name, replace)?;
         Ok(n)
@@ -639,6 +658,7 @@ pub fn empty(dir: &OwnedFd, name: &str) -> io::Result<Emptied> {
     if links > 1 {
         let meta = Meta {
             mode: st.st_mode & 0o7777,
+            exact: true,
             owner: Some((st.st_uid, st.st_gid)),
         };
         write_from(dir, name, &mut io::empty(), meta, true, 0)?;
@@ -889,9 +909,14 @@ impl InRoot {
         mode: libc::mode_t,
         max: u64,
     ) -> io::Result<u64> {
+        self.write_as(rel, src, Meta::mode(mode), max)
+    }
+
+    /// [`InRoot::write_from`] with `meta` (the mode as the filesystem makes it, an owner).
+    pub fn write_as(&self, rel: &str, src: &mut dyn Read, meta: Meta, max: u64) -> io::Result<u64> {
         let (parent, name) = last_component(rel)?;
         let dir = self.make_dir(parent)?;
-        write_from(&dir, name, src, Meta::mode(mode), true, max)
+        write_from(&dir, name, src, meta, true, max)
     }
 
     /// Hard-link the file `from` (links followed inside the root: the file they lead to) as

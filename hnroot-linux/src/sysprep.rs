@@ -267,6 +267,7 @@ fn drop_certname(dir: &OwnedFd, name: &str) -> Result<String, String> {
     // place, so a hard-link clone's copy keeps its lines.
     let meta = fsat::Meta {
         mode: st.st_mode & 0o7777,
+        exact: true,
         owner: Some((st.st_uid, st.st_gid)),
     };
     let len = kept.len() as u64;
