@@ -386,8 +386,16 @@ fn sync(args: &SyncArgs) -> Result<bool> {
     let hostpart = place::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let hosts = args.warehouse.join(layout::WAREHOUSE_HOSTS);
-    let hosts_dir: OwnedFd = match std::fs::File::open(&hosts) {
-        Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => f.into(),
+    // O_DIRECTORY: anything else (a FIFO on a shared filesystem) is refused, never opened.
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&hosts)
+    };
+    let hosts_dir: OwnedFd = match opened {
+        Ok(f) => f.into(),
         _ => bail!(
             "{} is not a directory: no shared repository to sync with (is it mounted?)",
             hosts.display()
