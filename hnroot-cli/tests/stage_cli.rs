@@ -440,13 +440,21 @@ fn a_stage_killed_mid_copy_resumes_and_links_planted_at_its_partial_are_refused(
     std::os::unix::fs::symlink(rig.hostpart.join("hn-root.img"), &partial).unwrap();
     let out = hnroot(&rig.args(&[&url]));
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("a symbolic link, not a partial file hnroot made: remove it")
+            && !text(&out).contains("is kept"),
+        "one thing said: {}",
+        text(&out)
+    );
     std::fs::remove_file(&partial).unwrap();
     std::fs::hard_link(rig.hostpart.join("hn-root.img"), &partial).unwrap();
     let out2 = hnroot(&rig.args(&[&url]));
     assert_eq!(out2.status.code(), Some(1));
     assert!(
-        text(&out2).contains("not a partial file hnroot made"),
-        "{}",
+        text(&out2).contains(
+            "a file with 2 links (another name shares it), not a partial file hnroot made"
+        ) && !text(&out2).contains("is kept"),
+        "one thing said: {}",
         text(&out2)
     );
     assert_eq!(
