@@ -396,7 +396,7 @@ fn the_trees_links_never_lead_the_build_outside_the_tree() {
     let init = dir.path().join("hnroot-init");
     std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
     let out = dir.path().join("v7.img");
-    let said = ok(&[
+    let built = hnroot(&[
         "image",
         "build",
         "--root",
@@ -406,11 +406,13 @@ fn the_trees_links_never_lead_the_build_outside_the_tree() {
         "--init",
         init.to_str().unwrap(),
     ]);
+    let said = text(&built);
     assert_eq!(
         snapshot(&victim),
         before,
         "the build machine's files: {said}"
     );
+    assert!(built.status.success(), "{said}");
     assert_eq!(listing(&root), tree_before, "the tree is unchanged");
 
     let mnt = dir.path().join("mnt");

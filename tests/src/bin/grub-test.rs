@@ -40,7 +40,7 @@ use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::uuid::FsUuid;
-use hnroot_core::verdict::Verdict;
+use hnroot_core::verdict::{MissingBootFiles, Refusal, Verdict};
 use hnroot_linux::hostpart::HostpartView;
 use regex::Regex;
 
@@ -949,7 +949,27 @@ fn linux_verdict(v: &Verdict) -> (&'static str, String) {
     match v {
         Verdict::Absent => ("absent", String::new()),
         Verdict::Bootable(_) => ("bootable", v.to_string()),
+        Verdict::Refused(Refusal::MissingBootFiles(m)) => {
+            let r = Refusal::MissingBootFiles(as_grub_sees(*m));
+            (r.code(), r.to_string())
+        }
         Verdict::Refused(r) => (r.code(), r.to_string()),
+    }
+}
+
+/// The missing boot files as GRUB can tell them: its open of a boot file gives a regular file
+/// with bytes in it or fails, without saying why in a way that holds across its drivers, so
+/// every reason (empty, a directory, a FIFO, a link loop) is "missing" there. Which files are
+/// missing, and the code, must still agree.
+fn as_grub_sees(m: MissingBootFiles) -> MissingBootFiles {
+    use hnroot_core::verdict::BootFileProblem::Absent;
+    match m {
+        MissingBootFiles::Kernel(_) => MissingBootFiles::Kernel(Absent),
+        MissingBootFiles::Initramfs(_) => MissingBootFiles::Initramfs(Absent),
+        MissingBootFiles::Both { .. } => MissingBootFiles::Both {
+            kernel: Absent,
+            initramfs: Absent,
+        },
     }
 }
 
