@@ -333,8 +333,12 @@ pub fn open_file(dir: &OwnedFd, name: &str) -> io::Result<File> {
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
         )
     })?;
-    if !matches!(kind_of(&fstat(&fd)?), Kind::File(_)) {
-        return Err(io::Error::other("not a regular file"));
+    let st = fstat(&fd)?;
+    if !matches!(kind_of(&st), Kind::File(_)) {
+        return Err(io::Error::other(format!(
+            "{}, not a regular file",
+            describe(&st)
+        )));
     }
     Ok(File::from(fd))
 }
@@ -588,6 +592,54 @@ fn read_bounded(file: File, max: usize) -> Result<Vec<u8>, ReadError> {
         return Err(ReadError::TooLarge(max));
     }
     Ok(data)
+}
+
+/// Create `name` in `dir` exclusively (it must not exist), never through a link, open for
+/// reading and writing, with `mode` (after the umask).
+pub fn create_exclusive(dir: &OwnedFd, name: &str, mode: libc::mode_t) -> io::Result<File> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    Ok(File::from(fd))
+}
+
+/// Open the regular file `name` in `dir` for reading and writing (created with `mode` when
+/// `create` and it is missing), never through a link, non-blocking; `None` when it is missing
+/// and not to be created. Anything but a regular file is refused, saying what it is.
+pub fn open_file_rw(
+    dir: &OwnedFd,
+    name: &str,
+    create: bool,
+    mode: libc::mode_t,
+) -> io::Result<Option<File>> {
+    let c = cstr(name)?;
+    let mut flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if create {
+        flags |= libc::O_CREAT;
+    }
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = match owned(unsafe {
+        libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint)
+    }) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !create => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(&fd)?;
+    if !matches!(kind_of(&st), Kind::File(_)) {
+        return Err(io::Error::other(format!(
+            "{}, not a regular file",
+            describe(&st)
+        )));
+    }
+    Ok(Some(File::from(fd)))
 }
 
 /// Append `line` and a newline to the regular file `name` in `dir` (created with `mode`),

@@ -4,10 +4,8 @@
 //! missing. A record is one positioned write of 128 bytes and an `fsync`: a crash damages at
 //! most that record, which readers skip.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
 use hnroot_core::history::{next_sequence, Record, FILE_LEN, RECORD_LEN};
@@ -15,11 +13,8 @@ use hnroot_core::layout::HISTORY_PATH;
 
 use crate::hostpart::Hostpart;
 
-fn c(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-/// The history file, opened for reading (and writing, creating it, when `write`).
+/// The history file, opened for reading (and writing, creating it, when `write`), through
+/// the file layer: never through a link, only a regular file, non-blocking.
 fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
     let (dir_path, file_name) = HISTORY_PATH.rsplit_once('/').unwrap_or((".", HISTORY_PATH));
     let dir = if write {
@@ -30,38 +25,14 @@ fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
             None => return Ok(None),
         }
     };
-    let n = c(file_name)?;
-    let flags = if write {
-        libc::O_RDWR | libc::O_CREAT
-    } else {
-        libc::O_RDONLY
-    };
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            n.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) && !write {
-            return Ok(None);
-        }
-        return Err(e);
+    if write {
+        return crate::fsat::open_file_rw(&dir, file_name, true, 0o644);
     }
-    // SAFETY: a fresh descriptor we own.
-    let file = unsafe { File::from_raw_fd(fd) };
-    let st = crate::fsat::fstat(&std::os::fd::OwnedFd::from(file.try_clone()?))?;
-    if !matches!(crate::fsat::kind_of(&st), crate::fsat::Kind::File(_)) {
-        return Err(io::Error::other(format!(
-            "{}, not a regular file",
-            crate::fsat::describe(&st)
-        )));
+    match crate::fsat::open_file(&dir, file_name) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(file))
 }
 
 /// An error on the history file, naming it.

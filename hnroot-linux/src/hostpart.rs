@@ -17,6 +17,7 @@ use hnroot_core::observe::Observation;
 use hnroot_core::overlay;
 use hnroot_core::uuid::FsUuid;
 
+use crate::fsat;
 use crate::image::{self, Inspect, Judged};
 
 /// Filesystem magic numbers (`statfs.f_type`) hostpart may have.
@@ -31,9 +32,6 @@ const FITHAW: libc::c_ulong = 0xC004_5878;
 const EXT4_IOC_CHECKPOINT: libc::c_ulong = 0x4004_662B;
 /// `BTRFS_IOC_SYNC` (`_IO(0x94, 8)`): commit the running transaction.
 const BTRFS_IOC_SYNC: libc::c_ulong = 0x9408;
-
-/// `renameat2` flag: fail if the destination exists.
-const RENAME_NOREPLACE: libc::c_uint = 1;
 
 /// Most entries of the top directory looked at for partial files.
 const MAX_DIR_ENTRIES: usize = 100_000;
@@ -189,27 +187,9 @@ impl Hostpart {
 
     /// Whether the name exists (not following a link).
     pub fn exists(&self, name: &str) -> Result<bool, HostpartError> {
-        let c = cstr(name).map_err(|e| self.err("stat", name, e))?;
-        // SAFETY: zeroed `stat` is a valid out-buffer.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
-        let r = unsafe {
-            libc::fstatat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) {
-            Ok(false)
-        } else {
-            Err(self.err("stat", name, e))
-        }
+        fsat::stat_at(&self.dir, name)
+            .map(|st| st.is_some())
+            .map_err(|e| self.err("stat", name, e))
     }
 
     /// Open image `name` for reading as GRUB would (a link resolved inside hostpart).
@@ -228,39 +208,19 @@ impl Hostpart {
     /// `renameat2(from, to)` in the top directory, with `RENAME_NOREPLACE` unless `replace`.
     /// Names are moved as they are (a link stays a link); nothing is written through them.
     pub fn rename(&self, from: &str, to: &str, replace: bool) -> Result<(), HostpartError> {
-        let what = format!("{from} -> {to}");
-        let (f, t) = match (cstr(from), cstr(to)) {
-            (Ok(f), Ok(t)) => (f, t),
-            (Err(e), _) | (_, Err(e)) => return Err(self.err("rename", &what, e)),
-        };
-        let flags = if replace { 0 } else { RENAME_NOREPLACE };
-        let dir = self.dir.as_raw_fd();
-        // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
-        let r =
-            unsafe { libc::syscall(libc::SYS_renameat2, dir, f.as_ptr(), dir, t.as_ptr(), flags) };
-        if r != 0 {
+        fsat::rename(&self.dir, from, to, replace).map_err(|e| {
             let step = if replace {
                 "rename"
             } else {
                 "rename (no replace)"
             };
-            return Err(self.err(step, &what, io::Error::last_os_error()));
-        }
-        Ok(())
+            self.err(step, &format!("{from} -> {to}"), e)
+        })
     }
 
     /// Remove `name` from the top directory (already gone is fine: a repeated plan).
     pub fn remove(&self, name: &str) -> Result<(), HostpartError> {
-        let c = cstr(name).map_err(|e| self.err("remove", name, e))?;
-        // SAFETY: valid descriptor and NUL-terminated name.
-        let r = unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) };
-        if r != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(self.err("remove", name, e));
-            }
-        }
-        Ok(())
+        fsat::unlink(&self.dir, name).map_err(|e| self.err("remove", name, e))
     }
 
     /// Remove the revert marker, whatever it is: a file, a link (never followed), or a directory
@@ -300,21 +260,7 @@ impl Hostpart {
     /// Create `name` in the top directory: exclusively (it must not exist), never through a
     /// link, for writing (and reading back). The only way hnroot writes file contents on hostpart.
     pub fn create_exclusive(&self, name: &str, mode: libc::mode_t) -> Result<File, HostpartError> {
-        let c = cstr(name).map_err(|e| self.err("create", name, e))?;
-        // SAFETY: valid descriptor, NUL-terminated name; the descriptor is owned below.
-        let fd = unsafe {
-            libc::openat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return Err(self.err("create", name, io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor we own.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        fsat::create_exclusive(&self.dir, name, mode).map_err(|e| self.err("create", name, e))
     }
 
     /// Open (creating each missing component) the directory `rel` (`a/b/c`, relative to the
@@ -364,11 +310,8 @@ impl Hostpart {
         };
         let mnt = crate::fsat::mount_id(&dir, "")
             .map_err(|e| self.err("statx", layout::OVERLAY_DIR, e))?;
-        let names = std::fs::read_dir(self.path.join(layout::OVERLAY_DIR))
-            .map_err(|e| self.err("list", layout::OVERLAY_DIR, e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect::<Vec<_>>();
+        let (names, _) = fsat::list(&dir, MAX_DIR_ENTRIES)
+            .map_err(|e| self.err("list", layout::OVERLAY_DIR, e))?;
         let mut done = Vec::new();
         for name in names {
             match overlay::judge(&name, images) {
@@ -470,12 +413,16 @@ impl Hostpart {
 
     /// The partial files of `hnroot stage` in the top directory.
     pub fn partials(&self) -> Result<Vec<Partial>, HostpartError> {
-        let entries = std::fs::read_dir(&self.path).map_err(|e| self.err("list", ".", e))?;
+        let (names, _) =
+            fsat::list(&self.dir, MAX_DIR_ENTRIES).map_err(|e| self.err("list", ".", e))?;
         let mut out = Vec::new();
-        for entry in entries.take(MAX_DIR_ENTRIES).flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in names {
             if name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX) {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                #[allow(clippy::unnecessary_cast)] // st_size's width differs between libcs.
+                let size = match fsat::stat_at(&self.dir, &name) {
+                    Ok(Some(st)) => u64::try_from(st.st_size).unwrap_or(0),
+                    _ => 0,
+                };
                 out.push(Partial { name, size });
             }
         }
@@ -499,7 +446,10 @@ impl Hostpart {
     /// exclusive `flock` on the directory, released when the returned guard drops (or the
     /// process dies). Fails at once when another holds it.
     pub fn lock(&self) -> Result<Lock, HostpartError> {
-        let fd = File::open(&self.path).map_err(|e| self.err("open for locking", ".", e))?;
+        let fd = fsat::open_dir(&self.dir, ".")
+            .and_then(|d| d.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT)))
+            .map(File::from)
+            .map_err(|e| self.err("open for locking", ".", e))?;
         // SAFETY: a valid descriptor.
         if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = io::Error::last_os_error();
@@ -527,10 +477,12 @@ impl Hostpart {
     /// Whether the directory is the root of its filesystem (its `..` is on another device, or
     /// is itself): the only directory hnroot ever freezes.
     pub fn is_filesystem_root(&self) -> Result<bool, HostpartError> {
-        use std::os::unix::fs::MetadataExt;
-        let me = std::fs::metadata(&self.path).map_err(|e| self.err("stat", ".", e))?;
-        let up = std::fs::metadata(self.path.join("..")).map_err(|e| self.err("stat", "..", e))?;
-        Ok(me.dev() != up.dev() || me.ino() == up.ino())
+        let me = fsat::fstat(&self.dir).map_err(|e| self.err("stat", ".", e))?;
+        let up = fsat::open_dir(&self.dir, "..")
+            .and_then(|d| d.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT)))
+            .and_then(|d| fsat::fstat(&d))
+            .map_err(|e| self.err("stat", "..", e))?;
+        Ok(me.st_dev != up.st_dev || me.st_ino == up.st_ino)
     }
 
     /// Make everything written so far visible to a reader that does not replay journals
@@ -645,32 +597,13 @@ impl Hostpart {
     }
 }
 
-/// Open (creating if `create`) the directory `name` in `dir`, never following a link.
+/// Open (creating if `create`, mode 0755) the directory `name` in `dir`, never following a
+/// link.
 pub fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
-    let n = cstr(name)?;
     if create {
-        // SAFETY: valid descriptor and NUL-terminated name.
-        let r = unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), 0o755) };
-        if r != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(e);
-            }
-        }
+        return fsat::make_dir(dir, name, 0o755);
     }
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            n.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    fsat::open_dir(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
 /// Delete the directory tree `name` in `dir` through descriptors only, never following a link
