@@ -118,8 +118,10 @@ driver_module (grub_uint8_t fs_type)
     }
 }
 
-/* Whether PATH opens as a regular file through the loopback disk's filesystem, read by the
-   already loaded driver MODULE only.  Sets *DISAGREES when another driver read it.  */
+/* Whether PATH opens as a regular file with at least one byte (the core's rule for boot
+   files, hnroot_core::verdict::boot_file: an empty kernel boots nothing) through the loopback
+   disk's filesystem, read by the already loaded driver MODULE only.  Sets *DISAGREES when
+   another driver read it.  */
 static int
 opens_as (const char *path, const char *module, int *disagrees)
 {
@@ -137,7 +139,7 @@ opens_as (const char *path, const char *module, int *disagrees)
       return 0;
     }
   if (file->fs && grub_strcmp (file->fs->name, module) == 0)
-    ok = 1;
+    ok = grub_file_size (file) > 0;
   else
     *disagrees = 1;
   grub_file_close (file);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use hnroot_core::history::{Operator, Record};
+use hnroot_core::layout::HISTORY_PATH;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::PlanKind;
 use hnroot_core::uuid::FsUuid;
@@ -74,7 +75,7 @@ fn run(args: &HistoryArgs) -> Result<()> {
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
     } else {
-        if records.is_empty() {
+        if records.is_empty() && damaged == 0 {
             say!(
                 "hnroot: no history recorded on {} yet",
                 hostpart.path().display()
@@ -84,8 +85,19 @@ fn run(args: &HistoryArgs) -> Result<()> {
             say!("{}  {r}", utc(r.time));
         }
     }
-    if damaged > 0 {
-        warn!("hnroot: {damaged} damaged records skipped (torn writes)");
+    let file = hostpart.path().join(HISTORY_PATH);
+    if records.is_empty() && damaged > 0 {
+        warn!(
+            "hnroot: {}: none of its {damaged} records is valid: it is damaged, or not an \
+             hnroot history file; nothing to show (new records are written over it; move it \
+             away to keep it)",
+            file.display()
+        );
+    } else if damaged > 0 {
+        warn!(
+            "hnroot: {}: {damaged} damaged records skipped (torn writes)",
+            file.display()
+        );
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 use hnroot_core::cmdline;
 use hnroot_core::hostname::Hostname;
-use hnroot_core::hostsync::{self, MAX_SYNC_FILES};
+use hnroot_core::hostsync::{self, MAX_SYNC_FILES, MAX_SYNC_FILE_BYTES};
 use hnroot_core::identity::{self, Item, SSH_KEYS};
 use hnroot_core::layout;
 use hnroot_install::tool::run_with_hint;
@@ -227,8 +227,11 @@ const SSH_KEYGEN_HINT: &str = "is openssh-client installed?";
 /// The host state's hostname, for key comments and the repository's directory name.
 fn hostname_of(hostpart: &Hostpart) -> Option<Hostname> {
     let dir = host_state::open_dir(hostpart).ok().flatten()?;
-    let (data, _) = fsat::read_file(&dir, Item::Hostname.host_path(), 4096).ok()?;
-    Hostname::parse(&String::from_utf8_lossy(&data)).ok()
+    let (data, more) = fsat::read_file(&dir, Item::Hostname.host_path(), 4096).ok()?;
+    if more {
+        return None;
+    }
+    Hostname::parse(std::str::from_utf8(&data).ok()?).ok()
 }
 
 fn keys(args: &KeysArgs) -> Result<()> {
@@ -325,22 +328,29 @@ fn same_contents(a: &OwnedFd, b: &OwnedFd, rel: &str) -> Result<bool> {
     }
 }
 
-/// Copy the regular file `rel` from `from` to `to` (exclusively: never replacing), with its
-/// mode; missing directories are made (0700 under `ssh/`, else 0755).
+/// Copy the regular file `rel` from `from` to `to` (exclusively: never replacing), whole, with
+/// its mode: through a new file beside it, synced and renamed into place, or not at all (a file
+/// larger than [`MAX_SYNC_FILE_BYTES`] is refused naming the limit). Missing directories are
+/// made (0700 under `ssh/`, else 0755).
 fn copy_file(from: &OwnedFd, to: &OwnedFd, rel: &str) -> Result<()> {
     let (parent, name) = fsat::split(rel);
     let src_dir = match parent {
         Some(p) => fsat::open_path(from, p)?.context("vanished")?,
         None => fsat::open_dir(from, ".")?.context("vanished")?,
     };
-    let file = fsat::open_file(&src_dir, name)?;
+    let mut file = fsat::open_file(&src_dir, name)?;
+    let meta = file.metadata()?;
     let mode = {
         use std::os::unix::fs::PermissionsExt;
-        file.metadata()?.permissions().mode() & 0o7777
+        meta.permissions().mode() & 0o7777
     };
-    let mut data = Vec::new();
-    use std::io::Read;
-    file.take(16 << 20).read_to_end(&mut data)?;
+    if meta.len() > MAX_SYNC_FILE_BYTES {
+        bail!(
+            "{} bytes, more than a sync copies ({MAX_SYNC_FILE_BYTES} bytes): neither side \
+             changed; copy it by hand",
+            meta.len()
+        );
+    }
     let dir_mode = if rel.starts_with("ssh/") {
         0o700
     } else {
@@ -350,7 +360,15 @@ fn copy_file(from: &OwnedFd, to: &OwnedFd, rel: &str) -> Result<()> {
         Some(p) => fsat::make_path(to, p, dir_mode)?,
         None => fsat::open_dir(to, ".")?.context("vanished")?,
     };
-    fsat::write_file(&dst_dir, name, &data, mode, false)?;
+    fsat::write_from(
+        &dst_dir,
+        name,
+        &mut file,
+        fsat::Meta::mode(mode),
+        false,
+        MAX_SYNC_FILE_BYTES,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}; neither side changed"))?;
     Ok(())
 }
 
@@ -358,8 +376,16 @@ fn sync(args: &SyncArgs) -> Result<bool> {
     let hostpart = place::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let hosts = args.warehouse.join(layout::WAREHOUSE_HOSTS);
-    let hosts_dir: OwnedFd = match std::fs::File::open(&hosts) {
-        Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => f.into(),
+    // O_DIRECTORY: anything else (a FIFO on a shared filesystem) is refused, never opened.
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&hosts)
+    };
+    let hosts_dir: OwnedFd = match opened {
+        Ok(f) => f.into(),
         _ => bail!(
             "{} is not a directory: no shared repository to sync with (is it mounted?)",
             hosts.display()

@@ -4,6 +4,11 @@
 //! `Range`), a stream from any offset for copying it (resuming an interrupted copy), a reflink
 //! when the source and hostpart share a btrfs or XFS filesystem, and the signature beside it
 //! (`SOURCE.minisig`).
+//!
+//! Every network wait has a deadline ([`Http`]): resolving, connecting, sending, the answer,
+//! and each read of a body (a stalled transfer ends after that long, whatever its size).
+//! Redirects are followed here, to `http://` and `https://` only. A local signature is read
+//! only from a regular file of bounded size, opened non-blocking.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -13,14 +18,140 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use hnroot_linux::fsat::{self, ReadError};
 use hnroot_linux::image::ImageReader;
 
-/// Longest wait for an HTTP server to answer or to send the next bytes.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for an HTTP server to answer or to send the next bytes, unless the operator
+/// says (`--timeout`).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest signature file read.
-const SIGNATURE_MAX: u64 = 64 * 1024;
+const SIGNATURE_MAX: usize = 64 * 1024;
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 /// `FICLONE` (`_IOW(0x94, 9, int)`): share the source's extents (btrfs, XFS).
 const FICLONE: libc::c_ulong = 0x4004_9409;
+
+/// The HTTP client: every wait bounded by one deadline, redirects followed by
+/// [`Http::get`] (never by the client itself), to `http(s)://` only.
+#[derive(Clone, Debug)]
+pub struct Http {
+    agent: ureq::Agent,
+    timeout: Duration,
+}
+
+impl Http {
+    /// A client whose every wait (name lookup, connection, request, answer, and each read of a
+    /// body) lasts at most `timeout`.
+    pub fn new(timeout: Duration) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            )
+            .timeout_resolve(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            // A whole image takes as long as it takes; each read of it has the deadline above.
+            .timeout_recv_body(None)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Http { agent, timeout }
+    }
+
+    /// `GET url` with `headers`, following redirects (at most [`MAX_REDIRECTS`], to
+    /// `http://` and `https://` only): the answer, and the URL that gave it.
+    pub fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(ureq::http::Response<ureq::Body>, String)> {
+        let mut at = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.agent.get(&at);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req.call().map_err(|e| self.error(&at, e))?;
+            if !resp.status().is_redirection() {
+                return Ok((resp, at));
+            }
+            let location = header(&resp, "location").with_context(|| {
+                format!("{at} answered {} without saying where to", resp.status())
+            })?;
+            at = redirect_target(&at, &location).map_err(|why| {
+                anyhow::anyhow!("{at} redirected to {location}: {why}; nothing was written")
+            })?;
+        }
+        bail!("{url}: more than {MAX_REDIRECTS} redirects (a loop?); nothing was written")
+    }
+
+    /// An error of the client on `url`, saying which deadline passed when one did.
+    fn error(&self, url: &str, e: ureq::Error) -> anyhow::Error {
+        match e {
+            ureq::Error::Timeout(what) => anyhow::anyhow!(
+                "{url}: no answer within {} s ({what}; --timeout sets the deadline)",
+                self.timeout.as_secs()
+            ),
+            other => anyhow::anyhow!("{url}: {other}"),
+        }
+    }
+
+    /// The deadline of each wait.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Where a redirect from `base` to `location` leads: an absolute `http(s)://` URL, or one
+/// relative to `base`; anything else (`file://`, `ftp://`) is refused, saying why.
+pub fn redirect_target(base: &str, location: &str) -> Result<String, String> {
+    let location = location.trim();
+    let scheme_end = location.find(':').filter(|&i| {
+        i > 0
+            && location[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            && location[..i]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+    });
+    if let Some(i) = scheme_end {
+        let scheme = location[..i].to_ascii_lowercase();
+        return if scheme == "http" || scheme == "https" {
+            Ok(location.to_owned())
+        } else {
+            Err(format!(
+                "hnroot follows redirects to http:// and https:// only, not {scheme}://"
+            ))
+        };
+    }
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return Err("the URL it came from has no scheme".into());
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if let Some(net) = location.strip_prefix("//") {
+        return Ok(format!("{scheme}://{net}"));
+    }
+    if location.starts_with('/') {
+        return Ok(format!("{scheme}://{authority}{location}"));
+    }
+    let path = &rest[authority_end..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = match path.rfind('/') {
+        Some(i) => &path[..=i],
+        None => "/",
+    };
+    Ok(format!("{scheme}://{authority}{dir}{location}"))
+}
 
 /// An image to stage.
 #[derive(Debug)]
@@ -39,26 +170,12 @@ pub enum Source {
         /// The URL.
         url: String,
         /// The HTTP client.
-        agent: ureq::Agent,
+        http: Http,
         /// `Content-Length` of the whole image.
         len: u64,
         /// `ETag` (or `Last-Modified`), to resume only the same content.
         validator: Option<String>,
     },
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
-        .timeout_connect(Some(HTTP_TIMEOUT))
-        .timeout_recv_response(Some(HTTP_TIMEOUT))
-        .timeout_recv_body(None)
-        .build()
-        .new_agent()
 }
 
 fn is_url(text: &str) -> bool {
@@ -74,15 +191,20 @@ fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String>
 }
 
 impl Source {
-    /// Open `text`: a URL (its length asked for with a one-byte range request) or a path.
-    pub fn open(text: &str) -> Result<Source> {
+    /// Open `text`: a URL (its length asked for with a one-byte range request, every wait
+    /// bounded by `timeout`) or a path.
+    pub fn open(text: &str, timeout: Duration) -> Result<Source> {
         if is_url(text) {
-            let agent = agent();
-            let resp = agent
-                .get(text)
-                .header("Range", "bytes=0-0")
-                .call()
-                .with_context(|| format!("asked {text} for the image: no answer"))?;
+            let http = Http::new(timeout);
+            let (resp, _) = http
+                .get(text, &[("Range", "bytes=0-0")])
+                .with_context(|| format!("asked {text} for the image"))?;
+            if !resp.status().is_success() {
+                bail!(
+                    "asked {text} for the image: it answered {}; nothing was written",
+                    resp.status()
+                );
+            }
             let validator = header(&resp, "etag").or_else(|| header(&resp, "last-modified"));
             let len = match resp.status().as_u16() {
                 206 => header(&resp, "content-range")
@@ -94,7 +216,7 @@ impl Source {
             })?;
             return Ok(Source::Http {
                 url: text.to_owned(),
-                agent,
+                http,
                 len,
                 validator,
             });
@@ -178,26 +300,38 @@ impl Source {
             }
             Source::Http {
                 url,
-                agent,
+                http,
                 validator,
                 ..
             } => {
-                let mut req = agent.get(url);
+                let range = format!("bytes={offset}-");
+                let mut headers: Vec<(&str, &str)> = Vec::new();
                 if offset > 0 {
-                    req = req.header("Range", &format!("bytes={offset}-"));
+                    headers.push(("Range", &range));
                     if let Some(v) = validator {
-                        req = req.header("If-Range", v);
+                        headers.push(("If-Range", v));
                     }
                 }
-                let resp = req
-                    .call()
+                let (resp, _) = http
+                    .get(url, &headers)
                     .with_context(|| format!("asked {url} for the image from byte {offset}"))?;
+                if !resp.status().is_success() {
+                    bail!(
+                        "asked {url} for the image from byte {offset}: it answered {}",
+                        resp.status()
+                    );
+                }
                 let start = if resp.status().as_u16() == 206 {
                     offset
                 } else {
                     0
                 };
-                Ok((Box::new(resp.into_body().into_reader()), start))
+                let reader = TimedReader {
+                    inner: resp.into_body().into_reader(),
+                    url: url.clone(),
+                    timeout: http.timeout(),
+                };
+                Ok((Box::new(reader), start))
             }
         }
     }
@@ -221,27 +355,22 @@ impl Source {
                 file: file.try_clone().context("reopen the source")?,
                 len: *len,
             }),
-            Source::Http {
-                url, agent, len, ..
-            } => Box::new(HttpReader {
+            Source::Http { url, http, len, .. } => Box::new(HttpReader {
                 url: url.clone(),
-                agent: agent.clone(),
+                http: http.clone(),
                 len: *len,
             }),
         })
     }
 }
 
-/// Read a small file (a signature) from a path or URL; `None` when it does not exist.
-pub fn read_small(location: &str) -> Result<Option<Vec<u8>>> {
+/// Read a small file (a signature) from a path or URL; `None` when it does not exist. A URL is
+/// asked with every wait bounded by `timeout`; a path is read only when it is a regular file
+/// (a FIFO or a device is named and never read), and at most [`SIGNATURE_MAX`] bytes either
+/// way (more is refused, naming the limit).
+pub fn read_small(location: &str, timeout: Duration) -> Result<Option<Vec<u8>>> {
     if is_url(location) {
-        let resp = agent()
-            .get(location)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .with_context(|| format!("asked {location}: no answer"))?;
+        let (resp, _) = Http::new(timeout).get(location, &[])?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -249,23 +378,58 @@ pub fn read_small(location: &str) -> Result<Option<Vec<u8>>> {
             bail!("{location} answered {}", resp.status());
         }
         let mut out = Vec::new();
-        resp.into_body()
-            .into_reader()
-            .take(SIGNATURE_MAX)
-            .read_to_end(&mut out)
-            .with_context(|| format!("reading {location}"))?;
+        let limit = u64::try_from(SIGNATURE_MAX).unwrap_or(u64::MAX) + 1;
+        TimedReader {
+            inner: resp.into_body().into_reader(),
+            url: location.to_owned(),
+            timeout,
+        }
+        .take(limit)
+        .read_to_end(&mut out)
+        .with_context(|| format!("reading {location}"))?;
+        if out.len() > SIGNATURE_MAX {
+            bail!("{location} is larger than {SIGNATURE_MAX} bytes: not a minisign signature");
+        }
         return Ok(Some(out));
     }
-    match std::fs::File::open(location) {
-        Ok(f) => {
-            let mut out = Vec::new();
-            f.take(SIGNATURE_MAX)
-                .read_to_end(&mut out)
-                .with_context(|| format!("reading {location}"))?;
-            Ok(Some(out))
+    match fsat::read_regular(std::path::Path::new(location), SIGNATURE_MAX) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ReadError::Absent) => Ok(None),
+        Err(e @ (ReadError::NotAFile(_) | ReadError::TooLarge(_))) => {
+            bail!("the signature {location} is {e}: it is not read; nothing was written")
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {location}")),
+        Err(e) => Err(anyhow::anyhow!("reading {location}: {e}")),
+    }
+}
+
+/// A body being read: a read the deadline ended says so, naming the URL and the deadline.
+struct TimedReader<R> {
+    inner: R,
+    url: String,
+    timeout: Duration,
+}
+
+impl<R: Read> Read for TimedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let timed_out = e.kind() == io::ErrorKind::TimedOut
+                || e.get_ref()
+                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                    .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+            if timed_out {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "nothing arrived from {} for {} s (the deadline of each read; --timeout \
+                         sets it)",
+                        self.url,
+                        self.timeout.as_secs()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
     }
 }
 
@@ -313,7 +477,7 @@ impl ImageReader for FailedReader {
 
 struct HttpReader {
     url: String,
-    agent: ureq::Agent,
+    http: Http,
     len: u64,
 }
 
@@ -327,12 +491,11 @@ impl ImageReader for HttpReader {
             return Ok(());
         }
         let last = offset.saturating_add(buf.len() as u64 - 1);
-        let resp = self
-            .agent
-            .get(&self.url)
-            .header("Range", &format!("bytes={offset}-{last}"))
-            .call()
-            .map_err(io::Error::other)?;
+        let range = format!("bytes={offset}-{last}");
+        let (resp, _) = self
+            .http
+            .get(&self.url, &[("Range", &range)])
+            .map_err(|e| io::Error::other(format!("{e:#}")))?;
         if resp.status().as_u16() != 206 {
             return Err(io::Error::other(format!(
                 "{} does not serve byte ranges ({}): the image cannot be looked at before it is copied",
@@ -340,14 +503,77 @@ impl ImageReader for HttpReader {
                 resp.status()
             )));
         }
-        resp.into_body().into_reader().read_exact(buf)
+        let mut reader = TimedReader {
+            inner: resp.into_body().into_reader(),
+            url: self.url.clone(),
+            timeout: self.http.timeout(),
+        };
+        let mut got = 0usize;
+        while got < buf.len() {
+            let ended = match reader.read(&mut buf[got..]) {
+                Ok(0) => true,
+                Ok(n) => {
+                    got += n;
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+                // The connection closed before the answer was whole.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => true,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "after {got} of the {} bytes asked for (bytes {offset}-{last}): {e}",
+                            buf.len()
+                        ),
+                    ))
+                }
+            };
+            if ended {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the server sent {got} of the {} bytes asked for (bytes {offset}-{last} of \
+                         the {} it says the image has) and stopped: it serves less than it claims",
+                        buf.len(),
+                        self.len
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn boxed_clone(&self) -> Box<dyn ImageReader> {
         Box::new(HttpReader {
             url: self.url.clone(),
-            agent: self.agent.clone(),
+            http: self.http.clone(),
             len: self.len,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_lead_to_http_or_https_only() {
+        let base = "http://h:8/img/v2.img?sig=1";
+        assert_eq!(
+            redirect_target(base, "https://cdn/x.img").unwrap(),
+            "https://cdn/x.img"
+        );
+        assert_eq!(redirect_target(base, "//m/y").unwrap(), "http://m/y");
+        assert_eq!(redirect_target(base, "/z.img").unwrap(), "http://h:8/z.img");
+        assert_eq!(
+            redirect_target(base, "v3.img").unwrap(),
+            "http://h:8/img/v3.img"
+        );
+        let e = redirect_target(base, "file:///etc/passwd").unwrap_err();
+        assert!(e.contains("not file://"), "{e}");
+        assert!(redirect_target(base, "FTP://x/y")
+            .unwrap_err()
+            .contains("ftp://"));
     }
 }

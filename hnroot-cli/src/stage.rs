@@ -22,6 +22,7 @@ use hnroot_core::plan::seen_after;
 use hnroot_core::probe::FsOutcome;
 use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
 use hnroot_linux::exec::{Executor, SourceError, Stager};
+use hnroot_linux::fsat;
 use hnroot_linux::image::{self, Inspect};
 use minisign_verify::{PublicKey, Signature, StreamVerifier};
 use serde_json::json;
@@ -138,7 +139,11 @@ fn read_alongside<'v>(
     })
 }
 
-/// How an image's signature is found and checked (`hnroot stage`, `hnroot install`).
+/// Largest public key file read from the keys directory (a minisign key is two short lines).
+const KEY_MAX: usize = 4096;
+
+/// How an image is fetched and its signature found and checked (`hnroot stage`, `hnroot
+/// install`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct SignatureArgs {
     /// The minisign signature of the image [default: the image's path or URL + .minisig].
@@ -151,6 +156,17 @@ pub struct SignatureArgs {
     /// source is can then choose what this machine boots.
     #[arg(long)]
     pub insecure_no_signature: bool,
+    /// Longest wait, in seconds, for an HTTP server: to connect, to answer, and for each read
+    /// of the image (a stalled transfer ends after that long; its partial file is kept).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::source::HTTP_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+}
+
+impl SignatureArgs {
+    /// The deadline of each network wait.
+    pub fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout)
+    }
 }
 
 /// Options of `hnroot stage`.
@@ -181,9 +197,10 @@ pub struct Signed {
 }
 
 /// Load every key of `dir` and the signature at `location`; the key whose id the signature
-/// names.
-fn load_signature(dir: &Path, location: &str) -> Result<Signed> {
-    let text = read_small(location)?.with_context(|| {
+/// names. Keys are read only from regular files of at most [`KEY_MAX`] bytes (a FIFO, a device,
+/// a link to one is named and skipped); every network wait lasts at most `timeout`.
+fn load_signature(dir: &Path, location: &str, timeout: std::time::Duration) -> Result<Signed> {
+    let text = read_small(location, timeout)?.with_context(|| {
         format!(
             "looked for the image's signature at {location}; found none: sign it with `minisign \
              -Sm IMAGE` (or pass --signature FILE); nothing was written"
@@ -204,7 +221,14 @@ fn load_signature(dir: &Path, location: &str) -> Result<Signed> {
         if path.extension().and_then(|e| e.to_str()) != Some("pub") {
             continue;
         }
-        match PublicKey::from_file(&path) {
+        let text = match fsat::read_regular(&path, KEY_MAX) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                warn!("hnroot: {} is {e}: not a key file; skipped", path.display());
+                continue;
+            }
+        };
+        match PublicKey::decode(&text) {
             Ok(key) => keys.push((path, key)),
             Err(e) => warn!(
                 "hnroot: {} is not a minisign public key ({e}): ignored",
@@ -343,7 +367,6 @@ impl SourceStager<'_> {
         let mut holes = 0u64;
         let mut written_back = have;
         let source = self.source;
-        let partial_name = &self.partial;
         let progress = &self.progress;
         self.verifier = hash_alongside(self.verifier.take(), |mut buf| {
             if done >= total {
@@ -351,13 +374,15 @@ impl SourceStager<'_> {
             }
             let want = ((total - done) as usize).min(CHUNK);
             buf.resize(want, 0);
-            let n = stream
-                .read(&mut buf)
-                .map_err(|e| format!("reading {} at byte {done}: {e}", source.name()))?;
+            let n = match stream.read(&mut buf) {
+                Ok(n) => n,
+                // The connection closed before the whole image came.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(format!("reading {} at byte {done}: {e}", source.name())),
+            };
             if n == 0 {
                 return Err(format!(
-                    "{} ended after {done} of {total} bytes; the partial file {partial_name} is \
-                     kept and the same `hnroot stage` resumes it",
+                    "{} ended after {done} of the {total} bytes it said it has",
                     source.name(),
                 ));
             }
@@ -414,13 +439,23 @@ impl SourceStager<'_> {
             return Err("nothing was hashed (a bug in hnroot)".into());
         };
         match verifier.finalize() {
-            Ok(()) => Ok(format!(
-                "signature by {} verified",
-                signed.key_file.display()
-            )),
+            Ok(()) => {
+                // Only now is the trusted comment trusted: the signature covers it.
+                let comment = signed.signature.trusted_comment();
+                self.progress.event(json!({
+                    "event": "verified",
+                    "signed_by": signed.key_file.display().to_string(),
+                    "trusted_comment": comment,
+                }));
+                Ok(format!(
+                    "signature by {} verified; trusted comment: {comment}",
+                    signed.key_file.display()
+                ))
+            }
             Err(e) => Err(format!(
-                "the copy does not match its signature ({e}): it differs from what was signed \
-                 (damaged in transit or on disk, or tampered with); it is removed"
+                "the copy and its signature do not match ({e}): the image, or the trusted \
+                 comment in its signature, differs from what was signed (damaged in transit or \
+                 on disk, or tampered with); it is removed"
             )),
         }
     }
@@ -492,7 +527,7 @@ pub struct Checked {
 impl Checked {
     /// Open `location` and check its signature and verdict.
     pub fn open(location: &str, sig: &SignatureArgs) -> Result<Checked> {
-        let source = Source::open(location)?;
+        let source = Source::open(location, sig.deadline())?;
         let signed = if sig.insecure_no_signature {
             warn!(
                 "hnroot: WARNING: --insecure-no-signature: {} is taken without checking who made it",
@@ -504,7 +539,7 @@ impl Checked {
                 .signature
                 .clone()
                 .unwrap_or_else(|| source.signature_location());
-            Some(load_signature(&sig.keys, &location)?)
+            Some(load_signature(&sig.keys, &location, sig.deadline())?)
         };
         let (verdict, version, deferred) = judge_source(&source, &Inspect::default())?;
         let bootable = match verdict {
@@ -544,11 +579,12 @@ impl Checked {
 
     /// Announce the copy (text and the JSON `start` event).
     pub fn announce(&self, progress: &Progress, target: &str, have: u64) {
+        // Nothing of the signature is shown before it is verified (the `verified` event and the
+        // verification step say who signed it and its trusted comment).
         progress.event(json!({
             "event": "start", "source": self.source.name(), "size": self.source.len(), "uuid": self.bootable.uuid.to_string(),
             "version": self.version, "resume_from": have, "partial": self.partial_name(),
-            "signed_by": self.signed.as_ref().map(|s| s.key_file.display().to_string()),
-            "trusted_comment": self.signed.as_ref().map(|s| s.signature.trusted_comment().to_owned()),
+            "signed": self.signed.is_some(),
         }));
         progress.say(format_args!(
             "hnroot: copying {} ({} MiB, {} UUID={}{}) to hostpart as {target}{}",
@@ -566,13 +602,6 @@ impl Checked {
                 ""
             }
         ));
-        if let Some(s) = &self.signed {
-            progress.say(format_args!(
-                "hnroot: signed by the key in {}; trusted comment: {}",
-                s.key_file.display(),
-                s.signature.trusted_comment()
-            ));
-        }
     }
 
     /// Carry out `plan` (a stage's or an install's copy) on `hostpart` with the shared
@@ -609,12 +638,17 @@ impl Checked {
         };
         let fate = after_stage_failure(&failed.step);
         let what = match fate {
-            PartialFate::Keep => {
-                format!("the partial file {partial} is kept: run the same command again to resume")
-            }
+            PartialFate::Keep => match hostpart.reopen_partial(&partial) {
+                Err(e) => format!("{e}"),
+                Ok(_) => format!(
+                    "the partial file {partial} is kept: run the same command again to resume"
+                ),
+            },
             PartialFate::Remove => match hostpart.remove(&partial) {
                 Ok(()) => format!("the partial file {partial} was removed"),
-                Err(e) => format!("removing the partial file failed ({e}): remove it by hand"),
+                Err(e) => format!(
+                    "removing the partial file failed ({e}): `hnroot discard-partials` removes it"
+                ),
             },
             PartialFate::Published => {
                 "the image is in place; run `hnroot status` to see whether GRUB will see it".into()
@@ -634,11 +668,16 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let (state, _) = place::read_state(&args.loc, &params);
     let checked = Checked::open(&args.source, &args.sig)?;
     let partial = checked.partial_name();
+    // A name where this stage's partial file goes that is not one hnroot made (a FIFO, a link,
+    // a file with another name): said once, with what to do, before anything is written.
+    hostpart
+        .reopen_partial(&partial)
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was written"))?;
     let have = checked.resumable(&view);
     for other in view.partials.iter().filter(|p| p.name != partial) {
         warn!(
-            "hnroot: {} ({} MiB) is the partial copy of another stage: kept (`hnroot stage \
-             --discard-partials` removes it)",
+            "hnroot: {} ({} MiB) is the partial copy of another stage: kept (`hnroot \
+             discard-partials` removes it)",
             other.name,
             other.size >> 20
         );
@@ -701,14 +740,21 @@ fn discard_partials(loc: &Location) -> Result<()> {
         say!("hnroot: no partial files on {}", hostpart.path().display());
     }
     for p in partials {
-        hostpart.remove(&p.name)?;
-        say!("hnroot: removed {} ({} MiB)", p.name, p.size >> 20);
+        match hostpart.remove(&p.name) {
+            Ok(()) => say!("hnroot: removed {} ({} MiB)", p.name, p.size >> 20),
+            Err(e) if e.errno() == Some(libc::EISDIR) => warn!(
+                "hnroot: {} is a directory, not a partial file: left as it is (remove it by \
+                 hand)",
+                p.name
+            ),
+            Err(e) => return Err(e.into()),
+        }
     }
     hostpart.sync_dir()?;
     Ok(())
 }
 
-/// Options of `hnroot stage --discard-partials` as its own command.
+/// Options of `hnroot discard-partials`.
 #[derive(clap::Args, Debug)]
 pub struct DiscardArgs {
     #[command(flatten)]

@@ -316,3 +316,284 @@ fn a_tree_with_a_hosts_identity_is_built_with_a_warning_and_sysprep_clears_it() 
     let again = json(&["sysprep", "--dry-run", "--json", img_s]);
     assert_eq!(again["leftovers"].as_array().unwrap().len(), 0, "{again}");
 }
+
+/// Every file under `dir` with its contents and metadata, links as links.
+fn snapshot(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_owned()
+            } else {
+                format!("{:?}", std::fs::read(&p).unwrap())
+            };
+            out.push(format!(
+                "{} {:o} {} {} {what}",
+                p.display(),
+                m.mode(),
+                m.ino(),
+                m.mtime()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A tree copied out of a system whose /boot, /etc and some of their directories are links to
+/// where that system kept them (`victim`, a path that exists on the build machine too), with
+/// absolute links and relative ones that climb out at several depths: the build follows each
+/// inside the tree, and the build machine's files at those paths are never touched.
+#[test]
+fn the_trees_links_never_lead_the_build_outside_the_tree() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("srv/victim");
+    let v = victim.strip_prefix("/").unwrap();
+    // The build machine's own files at the paths the tree's links name.
+    for d in ["boot", "etc/systemd/system", "systemd/system", "sbin"] {
+        std::fs::create_dir_all(victim.join(d)).unwrap();
+    }
+    std::fs::write(victim.join("boot/kernel"), b"the build machine's kernel").unwrap();
+    std::fs::write(victim.join("boot/vmlinuz-6.1.0-99-amd64"), b"its vmlinuz").unwrap();
+    std::fs::write(victim.join("etc/fstab"), b"/dev/vda1 / ext4 defaults 0 1\n").unwrap();
+    std::fs::write(victim.join("sbin/hnroot"), b"the build machine's hnroot").unwrap();
+    let before = snapshot(&victim);
+
+    let root = dir.path().join("tree");
+    tree(&root);
+    // /boot and /etc are absolute links; the tree holds what they lead to at that path.
+    let inside = root.join(v);
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::rename(root.join("boot"), inside.join("boot")).unwrap();
+    std::fs::rename(root.join("etc"), inside.join("etc")).unwrap();
+    std::os::unix::fs::symlink(victim.join("boot"), root.join("boot")).unwrap();
+    std::os::unix::fs::symlink(victim.join("etc"), root.join("etc")).unwrap();
+    // /etc/systemd climbs out through nine levels of ..; /usr/sbin through three.
+    std::fs::create_dir_all(inside.join("systemd/system")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../../../../../../../..{}/systemd", victim.display()),
+        inside.join("etc/systemd"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    std::fs::create_dir_all(inside.join("sbin")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../..{}/sbin", victim.display()),
+        root.join("usr/sbin"),
+    )
+    .unwrap();
+    let tree_before = listing(&root);
+
+    let init = dir.path().join("hnroot-init");
+    std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
+    let out = dir.path().join("v7.img");
+    let built = hnroot(&[
+        "image",
+        "build",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--init",
+        init.to_str().unwrap(),
+    ]);
+    let said = text(&built);
+    assert_eq!(
+        snapshot(&victim),
+        before,
+        "the build machine's files: {said}"
+    );
+    assert!(built.status.success(), "{said}");
+    assert_eq!(listing(&root), tree_before, "the tree is unchanged");
+
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run(&[
+        "mount",
+        "-o",
+        "loop,ro",
+        out.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ]);
+    let check = || {
+        let at = mnt.join(v);
+        let k = std::fs::metadata(at.join("boot/kernel")).unwrap();
+        let vm = std::fs::metadata(at.join("boot/vmlinuz-6.1.0-99-amd64")).unwrap();
+        assert_eq!(
+            k.ino(),
+            vm.ino(),
+            "the kernel linked where /boot leads in the image"
+        );
+        assert!(at.join("boot/initramfs").is_file());
+        let fstab = std::fs::read_to_string(at.join("etc/fstab")).unwrap();
+        assert!(fstab.contains("LABEL=hostpart /hostpart"), "{fstab}");
+        assert!(at
+            .join("systemd/system/hostpart.mount.d/hnroot.conf")
+            .is_file());
+        assert!(at.join("sbin/hnroot").is_file());
+    };
+    let r = std::panic::catch_unwind(check);
+    run(&["umount", mnt.to_str().unwrap()]);
+    r.unwrap();
+
+    // The same tree without the link targets inside it: the build fails, naming the path, and
+    // still touches nothing of the build machine's.
+    std::fs::remove_dir_all(inside.join("systemd")).unwrap();
+    let r = hnroot(&[
+        "image",
+        "build",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        dir.path().join("v8.img").to_str().unwrap(),
+        "--init",
+        init.to_str().unwrap(),
+    ]);
+    let t = text(&r);
+    assert_eq!(r.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("hostpart.mount.d/hnroot.conf in the image") && t.contains("symbolic link"),
+        "{t}"
+    );
+    assert!(!dir.path().join("v8.img").exists() && !dir.path().join("v8.img.partial").exists());
+    assert_eq!(snapshot(&victim), before);
+}
+
+/// `--out` is checked before anything is built: inside the tree, a device node, a directory,
+/// a partial file of an earlier build; another output's partial file is left alone.
+#[test]
+fn the_output_is_checked_before_the_build_and_nothing_else_is_replaced() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    tree(&root);
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    let init = dir.path().join("hnroot-init");
+    std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
+    let build = |out: &Path| {
+        hnroot(&[
+            "image",
+            "build",
+            "--root",
+            root.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--init",
+            init.to_str().unwrap(),
+        ])
+    };
+    let tree_before = listing(&root);
+
+    // Inside the tree, directly and through a link.
+    let r = build(&root.join("srv/self.img"));
+    assert!(text(&r).contains("is inside the tree"), "{}", text(&r));
+    std::os::unix::fs::symlink(root.join("srv"), dir.path().join("srv-link")).unwrap();
+    let r = build(&dir.path().join("srv-link/self.img"));
+    assert!(text(&r).contains("is inside the tree"), "{}", text(&r));
+    assert_eq!(listing(&root), tree_before, "no partial file in the tree");
+
+    // A block device: refused, left a block device, its backing file untouched.
+    let backing = dir.path().join("disk");
+    std::fs::write(&backing, vec![0x55u8; 1 << 20]).unwrap();
+    let node = run(&["losetup", "--find", "--show", backing.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let r = build(Path::new(&node));
+    let _ = Command::new("losetup").args(["-d", &node]).status();
+    assert!(
+        !r.status.success() && text(&r).contains("is a block device"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(std::fs::read(&backing).unwrap(), vec![0x55u8; 1 << 20]);
+
+    // A directory: refused before the build (no partial file of the image's size appears).
+    let d = dir.path().join("images.img");
+    std::fs::create_dir(&d).unwrap();
+    let r = build(&d);
+    assert!(text(&r).contains("is a directory"), "{}", text(&r));
+    assert!(!text(&r).contains("copying the tree"), "{}", text(&r));
+    assert!(!dir.path().join("images.img.partial").exists());
+
+    // An earlier build's partial file: named, kept.
+    std::fs::write(dir.path().join("v.img.partial"), b"earlier").unwrap();
+    let r = build(&dir.path().join("v.img"));
+    assert!(
+        text(&r).contains("v.img.partial is there already"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("v.img.partial")).unwrap(),
+        b"earlier"
+    );
+
+    // data.bin: its partial file is data.bin.partial; data.img.partial is someone else's.
+    std::fs::write(dir.path().join("data.img.partial"), b"not the build's").unwrap();
+    let r = build(&dir.path().join("data.bin"));
+    assert!(r.status.success(), "{}", text(&r));
+    assert_eq!(
+        std::fs::read(dir.path().join("data.img.partial")).unwrap(),
+        b"not the build's"
+    );
+    assert!(!dir.path().join("data.bin.partial").exists());
+    assert_eq!(listing(&root), tree_before);
+}
+
+/// The tree's kernel is judged by the one rule for boot files: an empty one, a directory, a
+/// link loop are refused with what they are.
+#[test]
+fn a_kernel_that_is_no_kernel_is_refused_saying_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    tree(&root);
+    let k = root.join("boot/vmlinuz-6.1.0-99-amd64");
+    let args = |out: &Path| {
+        [
+            "image".to_owned(),
+            "build".to_owned(),
+            "--root".to_owned(),
+            root.display().to_string(),
+            "--out".to_owned(),
+            out.display().to_string(),
+        ]
+    };
+    let out = dir.path().join("x.img");
+    let try_it = || {
+        let a = args(&out);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        text(&hnroot(&a))
+    };
+    std::fs::write(&k, b"").unwrap();
+    assert!(
+        try_it().contains("is an empty file (0 bytes)"),
+        "{}",
+        try_it()
+    );
+    std::fs::remove_file(&k).unwrap();
+    std::fs::create_dir(&k).unwrap();
+    assert!(
+        try_it().contains("is a directory, not a file"),
+        "{}",
+        try_it()
+    );
+    std::fs::remove_dir(&k).unwrap();
+    std::os::unix::fs::symlink("vmlinuz-6.1.0-99-amd64", &k).unwrap();
+    assert!(
+        try_it().contains("is a symbolic link that loops"),
+        "{}",
+        try_it()
+    );
+    assert!(!out.exists());
+}

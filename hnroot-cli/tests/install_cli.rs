@@ -190,6 +190,71 @@ fn refusals_name_the_reason_and_write_nothing() {
     assert!(fresh.untouched());
 }
 
+/// A loop device over the disk, or over one of its partitions (mounted or not), holds it:
+/// loop devices never show in `holders/`, so the in-use check asks every loop device what
+/// backs it. Refused before a byte is written, naming the loop device.
+#[test]
+fn a_loop_device_stacked_on_the_disk_is_seen() {
+    if !can_mount() {
+        return;
+    }
+    let s = signed_image();
+    let keys = s.keys.to_str().unwrap();
+    let img = s.image.to_str().unwrap();
+    let disk = LoopDisk::new(1024);
+    let install = |node: &str| {
+        hnroot(&[
+            "install", "--disk", node, "--image", img, "--keys", keys, "--yes",
+        ])
+    };
+    // A loop device over the whole disk, nothing mounted.
+    let over = run(&["losetup", "--find", "--show", &disk.node])
+        .trim()
+        .to_owned();
+    let out = install(&disk.node);
+    let _ = Command::new("losetup").args(["-d", &over]).status();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("[disk-held]") && t.contains(&format!("{over} is a loop device over")),
+        "{t}"
+    );
+    assert!(disk.untouched());
+
+    // Partitions, a filesystem on the second, a loop device over that partition, mounted.
+    run(&["sgdisk", "--new=1:2048:+64M", "--new=2:0:0", &disk.node]);
+    run(&["partx", "--update", &disk.node]);
+    let part = format!("{}p2", disk.node);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !Path::new(&part).exists() {
+        assert!(std::time::Instant::now() < deadline, "no {part}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    run(&["mkfs.ext4", "-q", "-F", &part]);
+    let stacked = run(&["losetup", "--find", "--show", &part])
+        .trim()
+        .to_owned();
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(&["mount", &stacked, mnt.to_str().unwrap()]);
+    let table_before = run(&["sgdisk", "-p", &disk.node]);
+    let out = install(&disk.node);
+    run(&["umount", mnt.to_str().unwrap()]);
+    let _ = Command::new("losetup").args(["-d", &stacked]).status();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    let name = Path::new(&part).file_name().unwrap().to_str().unwrap();
+    assert!(
+        t.contains("[disk-held]") && t.contains(&format!("{stacked} is a loop device over {name}")),
+        "{t}"
+    );
+    assert_eq!(
+        run(&["sgdisk", "-p", &disk.node]),
+        table_before,
+        "nothing written"
+    );
+}
+
 #[test]
 fn a_module_built_for_another_grub_is_refused_naming_both() {
     if !can_mount() {

@@ -400,3 +400,165 @@ fn a_failed_health_check_reboots_a_trial_and_only_reports_otherwise() {
     let history = ok(&["history", "--hostpart", hp_s]);
     assert_eq!(history.matches("health-failed").count(), 2, "{history}");
 }
+
+/// `hnroot status >&-`: a standard output closed when it starts (which the Rust runtime would
+/// silently replace with /dev/null) fails the command, said on standard error.
+#[test]
+fn a_closed_standard_output_fails_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    image(&dir.path().join("hn-root.img"), A);
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" status --hostpart \"$1\" --bootstate /nonexistent/x >&-",
+            env!("CARGO_BIN_EXE_hnroot"),
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("standard output is closed"), "{err}");
+    // Redirected to /dev/null on purpose: fine.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" status --hostpart \"$1\" --bootstate /nonexistent/x >/dev/null",
+            env!("CARGO_BIN_EXE_hnroot"),
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// The history file's problems name the file; a file of random bytes is said to be that, not
+/// "no history recorded yet" beside hundreds of damaged records.
+#[test]
+fn history_problems_name_the_file_and_say_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let hp = dir.path().to_str().unwrap();
+    let file = dir.path().join("data/hnroot/history");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let noise: Vec<u8> = (0u64..100_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &noise).unwrap();
+    let out = hnroot(&["history", "--hostpart", hp]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(!t.contains("no history recorded"), "{t}");
+    assert!(
+        t.contains(&format!("{}: none of its", file.display()))
+            && t.contains("records is valid: it is damaged, or not an hnroot history file"),
+        "{t}"
+    );
+    // Not a regular file: named, with what it is, and nothing waits on it.
+    std::fs::remove_file(&file).unwrap();
+    let c = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = hnroot(&["history", "--hostpart", hp]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!("{}: a FIFO, not a regular file", file.display())),
+        "{t}"
+    );
+}
+
+/// An ext4 image whose /boot/kernel is `kernel` (made by `make` in the tree), with an
+/// initramfs.
+fn image_with_kernel(path: &std::path::Path, uuid: &str, make: impl Fn(&std::path::Path)) {
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    std::fs::create_dir_all(t.join("boot")).unwrap();
+    std::fs::write(t.join("boot/initramfs"), b"initramfs").unwrap();
+    make(&t.join("boot/kernel"));
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-U", uuid, "-d"])
+        .arg(t)
+        .arg(path)
+        .arg("8M")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `/boot/kernel` that is no kernel is judged by the one rule for boot files, alike by
+/// `status` and `stage`, saying what it is: a directory, a FIFO, a link loop, an empty file.
+#[test]
+fn boot_files_that_are_no_files_are_named_for_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let hp = dir.path().join("hostpart");
+    std::fs::create_dir(&hp).unwrap();
+    image(&hp.join("hn-root.img"), A);
+    let keys = keys(dir.path(), "publisher");
+    let trusted = trust(dir.path(), &keys);
+    type Make = fn(&std::path::Path);
+    let cases: [(&str, Make, &str); 4] = [
+        (
+            "dir",
+            |k| std::fs::create_dir(k).unwrap(),
+            "boot/kernel is a directory, not a file",
+        ),
+        (
+            "fifo",
+            |k| {
+                let c = std::ffi::CString::new(k.to_str().unwrap()).unwrap();
+                // SAFETY: a NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            },
+            "boot/kernel is a device node, FIFO or socket, not a file",
+        ),
+        (
+            "loop",
+            |k| std::os::unix::fs::symlink("kernel", k).unwrap(),
+            "boot/kernel is a symbolic link that loops",
+        ),
+        (
+            "empty",
+            |k| std::fs::write(k, b"").unwrap(),
+            "boot/kernel is an empty file (0 bytes)",
+        ),
+    ];
+    for (name, make, said) in cases {
+        let img = hp.join("hn-root-new.img");
+        image_with_kernel(&img, B, make);
+        let v = json(&[
+            "status",
+            "--json",
+            "--hostpart",
+            hp.to_str().unwrap(),
+            "--bootstate",
+            "/nonexistent/x",
+        ]);
+        let new = &v["images"]["hn-root-new.img"];
+        assert_eq!(new["code"], "missing-boot-files", "{name}: {v}");
+        assert!(new["why"].as_str().unwrap().contains(said), "{name}: {new}");
+        // The same image offered to stage: refused with the same words.
+        let src = dir.path().join(format!("{name}.img"));
+        std::fs::rename(&img, &src).unwrap();
+        sign(&src, &keys, name);
+        let out = hnroot(&[
+            "stage",
+            "--hostpart",
+            hp.to_str().unwrap(),
+            "--bootstate",
+            "/nonexistent/x",
+            "--keys",
+            trusted.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {t}");
+        assert!(
+            t.contains("missing-boot-files") && t.contains(said),
+            "{name}: {t}"
+        );
+    }
+}

@@ -18,7 +18,10 @@ use support::*;
 
 /// A tiny HTTP/1.1 file server on 127.0.0.1: `GET /NAME` with or without `Range: bytes=A-B`,
 /// one request per connection. `cut_after`: the first whole-body answer stops after that many
-/// bytes (a connection cut); `delay_per_mib`: it sends slowly.
+/// bytes (a connection cut); `stall_after`: the first whole-body answer sends that many bytes
+/// and then nothing, holding the connection open; `delay_per_mib`: it sends slowly;
+/// `claim_extra`: it says every file is that many bytes longer than it is (and sends what it
+/// has); `redirect`: a request for the first name is answered with a redirect to the second.
 struct Server {
     port: u16,
     requests: Arc<AtomicU64>,
@@ -27,7 +30,10 @@ struct Server {
 #[derive(Clone, Default)]
 struct Behaviour {
     cut_after: Option<u64>,
+    stall_after: Option<u64>,
     delay_per_mib: Option<Duration>,
+    claim_extra: u64,
+    redirect: Option<(String, String)>,
 }
 
 impl Server {
@@ -40,8 +46,12 @@ impl Server {
             let mut cut_done = false;
             for stream in listener.incoming().flatten() {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let cut = if cut_done { None } else { behaviour.cut_after };
-                if serve(stream, &root, cut, behaviour.delay_per_mib).unwrap_or(false) {
+                let mut b = behaviour.clone();
+                if cut_done {
+                    b.cut_after = None;
+                    b.stall_after = None;
+                }
+                if serve(stream, &root, &b).unwrap_or(false) {
                     cut_done = true;
                 }
             }
@@ -54,13 +64,8 @@ impl Server {
     }
 }
 
-/// Serve one request; `Ok(true)` when the answer was cut.
-fn serve(
-    mut stream: TcpStream,
-    root: &Path,
-    cut: Option<u64>,
-    delay: Option<Duration>,
-) -> std::io::Result<bool> {
+/// Serve one request; `Ok(true)` when the answer was cut or stalled.
+fn serve(mut stream: TcpStream, root: &Path, b: &Behaviour) -> std::io::Result<bool> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -81,43 +86,90 @@ fn serve(
             range = Some((a.parse::<u64>().unwrap(), b.parse::<u64>().ok()));
         }
     }
+    if let Some((from, to)) = &b.redirect {
+        if path == *from {
+            stream.write_all(
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )?;
+            return Ok(false);
+        }
+    }
     let Ok(data) = std::fs::read(root.join(&path)) else {
         stream.write_all(
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )?;
         return Ok(false);
     };
-    let len = data.len() as u64;
+    let real = data.len() as u64;
+    let len = real + b.claim_extra;
     let (start, end, head) = match range {
-        Some((a, b)) => {
-            let end = b.unwrap_or(len - 1).min(len - 1);
+        Some((a, z)) => {
+            let end = z.unwrap_or(len - 1).min(len - 1);
             (a, end, format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{end}/{len}\r\nETag: \"v1\"\r\n"))
         }
         None => (0, len - 1, "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\n".to_owned()),
     };
-    let body = &data[start as usize..=end as usize];
+    // What it has of what it claims.
+    let body = &data[start.min(real) as usize..(end + 1).min(real) as usize];
     stream.write_all(
         format!(
             "{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
+            end + 1 - start
         )
         .as_bytes(),
     )?;
     let mut sent = 0u64;
     for chunk in body.chunks(1 << 20) {
-        if let Some(c) = cut {
-            if range.is_none() && sent + chunk.len() as u64 > c {
-                stream.write_all(&chunk[..(c - sent) as usize])?;
-                return Ok(true);
+        if range.is_none() {
+            if let Some(c) = b.cut_after {
+                if sent + chunk.len() as u64 > c {
+                    stream.write_all(&chunk[..(c - sent) as usize])?;
+                    return Ok(true);
+                }
+            }
+            if let Some(c) = b.stall_after {
+                if sent + chunk.len() as u64 > c {
+                    stream.write_all(&chunk[..(c - sent) as usize])?;
+                    stream.flush()?;
+                    // Nothing more, the connection held open.
+                    let held = stream;
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(600));
+                        drop(held);
+                    });
+                    return Ok(true);
+                }
             }
         }
         stream.write_all(chunk)?;
         sent += chunk.len() as u64;
-        if let Some(d) = delay {
+        if let Some(d) = b.delay_per_mib {
             std::thread::sleep(d);
         }
     }
     Ok(false)
+}
+
+/// Wait for `child` at most `secs` seconds (then kill it and fail: it hung).
+fn finish_within(mut child: Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: still running after {secs} s (it hung): {}",
+                text(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A hostpart directory with a committed hn-root.img (A), a boot-state file, trusted keys, and
@@ -251,8 +303,13 @@ fn signatures_good_bad_missing_and_unknown() {
     let out = hnroot(&rig.args(&["--signature", bad_sig.to_str().unwrap(), src]));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("does not match its signature"),
+        text(&out).contains("the copy and its signature do not match"),
         "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("fleet 2.1"),
+        "a trusted comment is never shown before it is verified: {}",
         text(&out)
     );
     assert_eq!(rig.staged_uuid(), None);
@@ -289,7 +346,7 @@ fn one_changed_byte_in_the_middle_is_found() {
     let out = hnroot(&rig.args(&[tampered.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("does not match its signature"),
+        text(&out).contains("the copy and its signature do not match"),
         "{}",
         text(&out)
     );
@@ -305,14 +362,23 @@ fn a_cut_connection_resumes_where_it_stopped_and_verifies_the_whole() {
         served,
         Behaviour {
             cut_after: Some(10 << 20),
-            delay_per_mib: None,
+            ..Behaviour::default()
         },
     );
     let url = server.url("v2.img");
     let out = hnroot(&rig.args(&[&url]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("at byte 10485760"), "{}", text(&out));
-    assert!(text(&out).contains("is kept"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ended after 10485760 of the 25165824 bytes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        text(&out).matches("is kept").count(),
+        1,
+        "said once: {}",
+        text(&out)
+    );
     assert_eq!(rig.partials().len(), 1);
     assert_eq!(rig.staged_uuid(), None);
     let t = ok(&rig.args(&[&url]));
@@ -330,8 +396,8 @@ fn a_stage_killed_mid_copy_resumes_and_links_planted_at_its_partial_are_refused(
     let server = Server::start(
         served,
         Behaviour {
-            cut_after: None,
             delay_per_mib: Some(Duration::from_millis(150)),
+            ..Behaviour::default()
         },
     );
     let url = server.url("v2.img");
@@ -348,8 +414,7 @@ fn a_stage_killed_mid_copy_resumes_and_links_planted_at_its_partial_are_refused(
         "version",
         "resume_from",
         "partial",
-        "signed_by",
-        "trusted_comment",
+        "signed",
     ] {
         assert!(
             start.get(key).is_some(),
@@ -375,13 +440,21 @@ fn a_stage_killed_mid_copy_resumes_and_links_planted_at_its_partial_are_refused(
     std::os::unix::fs::symlink(rig.hostpart.join("hn-root.img"), &partial).unwrap();
     let out = hnroot(&rig.args(&[&url]));
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("a symbolic link, not a partial file hnroot made: remove it")
+            && !text(&out).contains("is kept"),
+        "one thing said: {}",
+        text(&out)
+    );
     std::fs::remove_file(&partial).unwrap();
     std::fs::hard_link(rig.hostpart.join("hn-root.img"), &partial).unwrap();
     let out2 = hnroot(&rig.args(&[&url]));
     assert_eq!(out2.status.code(), Some(1));
     assert!(
-        text(&out2).contains("not a partial file hnroot made"),
-        "{}",
+        text(&out2).contains(
+            "a file with 2 links (another name shares it), not a partial file hnroot made"
+        ) && !text(&out2).contains("is kept"),
+        "one thing said: {}",
         text(&out2)
     );
     assert_eq!(
@@ -548,7 +621,7 @@ fn a_reflink_on_btrfs_shares_the_extents_and_still_verifies() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(
-        t.contains("reflinked 16 MiB") && t.contains("does not match its signature"),
+        t.contains("reflinked 16 MiB") && t.contains("the copy and its signature do not match"),
         "{t}"
     );
     assert_eq!(rig.staged_uuid(), None, "never staged");
@@ -580,4 +653,235 @@ fn free_space_in_the_image_becomes_holes_and_the_copy_is_still_exact() {
         std::fs::read(&rig.v2).unwrap(),
         "byte for byte the source"
     );
+}
+
+/// A transfer that stalls (the server sends part of the image, then nothing, the connection
+/// held open) ends at the deadline of each read: the partial file is kept, the lock released,
+/// and the same stage resumes it. A server that never answers ends the same way.
+#[test]
+fn a_stalled_transfer_ends_at_the_deadline_and_keeps_its_partial() {
+    let rig = Rig::new(None, 24);
+    let served = rig.v2.parent().unwrap().to_path_buf();
+    let server = Server::start(
+        served,
+        Behaviour {
+            stall_after: Some(6 << 20),
+            ..Behaviour::default()
+        },
+    );
+    let url = server.url("v2.img");
+    let out = finish_within(rig.spawn(&["--timeout", "2", &url]), 120, "a stalled stage");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!("nothing arrived from {url} for 2 s")),
+        "{t}"
+    );
+    assert!(t.contains("is kept: run the same command again"), "{t}");
+    assert_eq!(rig.partials().len(), 1);
+    // The lock went with the process: the same stage runs now, and resumes.
+    let t = ok(&rig.args(&["--timeout", "2", &url]));
+    assert!(t.contains("resuming after"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+
+    // A server that accepts and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = silent.incoming().flatten().take(4).collect();
+        std::thread::sleep(Duration::from_secs(600));
+        drop(held);
+    });
+    let mute = format!("http://127.0.0.1:{port}/v3.img");
+    let out = finish_within(
+        rig.spawn(&["--timeout", "2", "--replace", &mute]),
+        120,
+        "a stage from a silent server",
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("no answer within 2 s"), "{t}");
+}
+
+/// A server that says an image is longer than what it sends, and one that redirects to a
+/// `file://` URL, are refused with what they did.
+#[test]
+fn lying_servers_are_named_for_what_they_did() {
+    let rig = Rig::new(None, 8);
+    let served = rig.v2.parent().unwrap().to_path_buf();
+    let liar = Server::start(
+        served.clone(),
+        Behaviour {
+            claim_extra: 1 << 20,
+            ..Behaviour::default()
+        },
+    );
+    let url = liar.url("v2.img");
+    let sig = rig.v2.with_extension("img.minisig");
+    let out = hnroot(&rig.args(&["--signature", sig.to_str().unwrap(), &url]));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("failed to fill whole buffer"), "{t}");
+    assert!(
+        t.contains("the server sent 0 of the") && t.contains("it serves less than it claims"),
+        "{t}"
+    );
+    assert_eq!(rig.staged_uuid(), None);
+
+    let redirecting = Server::start(
+        served,
+        Behaviour {
+            redirect: Some(("v2.img".into(), "file:///etc/passwd".into())),
+            ..Behaviour::default()
+        },
+    );
+    let url = redirecting.url("v2.img");
+    let out = hnroot(&rig.args(&["--signature", sig.to_str().unwrap(), &url]));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("redirected to file:///etc/passwd")
+            && t.contains("http:// and https:// only, not file://"),
+        "{t}"
+    );
+    assert!(!t.contains("too many redirects"), "{t}");
+    assert!(rig.partials().is_empty());
+}
+
+/// A redirect to another http URL is followed (and its signature found beside the original).
+#[test]
+fn a_redirect_to_http_is_followed() {
+    let rig = Rig::new(None, 8);
+    let served = rig.v2.parent().unwrap().to_path_buf();
+    let server = Server::start(
+        served,
+        Behaviour {
+            redirect: Some(("latest.img".into(), "/v2.img".into())),
+            ..Behaviour::default()
+        },
+    );
+    let sig = rig.v2.with_extension("img.minisig");
+    let t = ok(&rig.args(&[
+        "--signature",
+        sig.to_str().unwrap(),
+        &server.url("latest.img"),
+    ]));
+    assert!(t.contains("verified"), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Keys and signatures are read only from regular files: a FIFO among the keys and a key that
+/// is a link to /dev/zero are named and skipped (never waited on, never read without end); a
+/// signature that is a FIFO is refused.
+#[test]
+fn fifos_and_devices_among_keys_and_signatures_are_named_and_skipped() {
+    let rig = Rig::new(None, 8);
+    mkfifo(&rig.trusted.join("f.pub"));
+    std::os::unix::fs::symlink("/dev/zero", rig.trusted.join("z.pub")).unwrap();
+    let src = rig.v2.to_str().unwrap().to_owned();
+    let out = finish_within(
+        rig.spawn(&[&src]),
+        120,
+        "a stage with a FIFO among the keys",
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("f.pub is a FIFO, not a regular file: not a key file; skipped"),
+        "{t}"
+    );
+    assert!(
+        t.contains("z.pub is a character device, not a regular file"),
+        "{t}"
+    );
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+
+    let fifo_sig = rig.dir.path().join("shared.minisig");
+    mkfifo(&fifo_sig);
+    let out = finish_within(
+        rig.spawn(&["--replace", "--signature", fifo_sig.to_str().unwrap(), &src]),
+        120,
+        "a stage whose signature is a FIFO",
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("is a FIFO, not a regular file"), "{t}");
+}
+
+/// The trusted comment is shown (and sent as JSON) only once the signature that covers it is
+/// verified: in the `verified` event, after the copy, never in `start`.
+#[test]
+fn the_trusted_comment_is_shown_only_once_verified() {
+    let rig = Rig::new(None, 8);
+    sign(&rig.v2, &rig.keys, "signed by the fleet team");
+    let out = hnroot(&rig.args(&["--json", rig.v2.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |kind: &str| events.iter().position(|e| e["event"] == kind).unwrap();
+    let start = &events[at("start")];
+    assert!(start.get("trusted_comment").is_none(), "{start}");
+    assert!(!start.to_string().contains("fleet team"), "{start}");
+    let verified = &events[at("verified")];
+    assert_eq!(verified["trusted_comment"], "signed by the fleet team");
+    assert!(at("verified") > at("start") && at("verified") < at("staged"));
+    let copied = events
+        .iter()
+        .position(|e| e["event"] == "progress" && e["done"] == e["total"])
+        .unwrap();
+    assert!(copied < at("verified"), "after the copy");
+}
+
+/// Another stage's partial file is named with the command that removes it; a name at this
+/// stage's partial file that is not one hnroot made is said once, with what to do.
+#[test]
+fn partial_files_messages_say_one_thing_and_name_the_command() {
+    let rig = Rig::new(None, 24);
+    let served = rig.v2.parent().unwrap().to_path_buf();
+    let server = Server::start(
+        served,
+        Behaviour {
+            cut_after: Some(10 << 20),
+            ..Behaviour::default()
+        },
+    );
+    let url = server.url("v2.img");
+    assert_eq!(hnroot(&rig.args(&[&url])).status.code(), Some(1));
+    let partial = rig.hostpart.join(&rig.partials()[0]);
+    // Another source: the partial above is someone else's.
+    let other = rig.dir.path().join("other.img");
+    image_sized(&other, C, "3", 8);
+    sign(&other, &rig.keys, "fleet 3");
+    let t = text(&hnroot(&rig.args(&[other.to_str().unwrap()])));
+    assert!(
+        t.contains(
+            "is the partial copy of another stage: kept (`hnroot discard-partials` removes it)"
+        ),
+        "{t}"
+    );
+    assert!(!t.contains("stage --discard-partials"), "{t}");
+
+    // A FIFO where this stage's partial file goes.
+    std::fs::remove_file(&partial).unwrap();
+    mkfifo(&partial);
+    let out = finish_within(rig.spawn(&["--replace", &url]), 120, "a stage at a FIFO");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("a FIFO, not a partial file hnroot made: remove it (`hnroot discard-partials`, or rm), then run the same command again"),
+        "{t}"
+    );
+    assert!(!t.contains("is kept"), "one thing said: {t}");
+    assert!(!t.contains("by hand"), "{t}");
+    let t = ok(&["discard-partials", "--hostpart", rig.hp()]);
+    assert!(t.contains("removed"), "{t}");
+    assert!(rig.partials().is_empty());
 }

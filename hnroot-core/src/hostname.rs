@@ -17,10 +17,27 @@ const MAX_LABEL_LEN: usize = 63;
 /// A valid hostname: dot-separated labels of `[a-z0-9-]`, none empty, none starting or ending
 /// with `-`, not all digits and dots (it would read as an IPv4 address), 1 to
 /// [`MAX_HOSTNAME_LEN`] bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 pub struct Hostname {
     bytes: [u8; MAX_HOSTNAME_LEN],
     len: u8,
+}
+
+// Two names are equal when their text is: the bytes past `len` (left by a `pop`) are not the
+// name. (Derived, they made `sanitize("\0\u{fffd}P.")` unequal to the `p` it is; found by the
+// hostname fuzz target.)
+impl PartialEq for Hostname {
+    fn eq(&self, other: &Hostname) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Hostname {}
+
+impl core::hash::Hash for Hostname {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
 }
 
 impl fmt::Debug for Hostname {
@@ -119,6 +136,9 @@ impl Hostname {
 
     fn pop(&mut self) {
         self.len = self.len.saturating_sub(1);
+        if let Some(b) = self.bytes.get_mut(usize::from(self.len)) {
+            *b = 0;
+        }
     }
 
     /// Drop trailing `-` and `.`.
@@ -369,6 +389,14 @@ mod tests {
 
     fn s(text: &str) -> Option<std::string::String> {
         sanitize(text).map(|h| std::string::ToString::to_string(&h))
+    }
+
+    #[test]
+    fn names_equal_by_their_text_whatever_was_trimmed() {
+        let trimmed = sanitize("\0\u{fffd}P.").unwrap();
+        assert_eq!(trimmed.as_str(), "p");
+        assert_eq!(Hostname::parse("p"), Ok(trimmed));
+        assert_eq!(sanitize("p"), Some(trimmed));
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::identity::{FILES_DIR, LOG_FILE, MAX_MIRROR_DEPTH, MAX_MIRROR_FILES};
 /// Most files one sync looks at on either side: every item and the mirror tree, with room.
 pub const MAX_SYNC_FILES: usize = 64 + MAX_MIRROR_FILES;
 
+/// Largest file a sync copies (taken or published whole, or not at all: a file over this is
+/// refused, naming the limit).
+pub const MAX_SYNC_FILE_BYTES: u64 = 1 << 30;
+
 /// Deepest path a sync walks into.
 pub const MAX_SYNC_DEPTH: usize = MAX_MIRROR_DEPTH + 2;
 

@@ -1,9 +1,13 @@
 //! `hnroot image build`: the judgements of turning a directory tree into a root image — which
-//! of the tree's kernels boots it, and how large the image is. The CLI observes the tree (its
-//! `/boot`, its size) and carries out the copy.
+//! of the tree's kernels boots it, how large the image is, and which of the tree's fstab lines
+//! hnroot's own lines replace. The CLI observes the tree (its `/boot`, its size, its fstab) and
+//! carries out the copy. Whether the kernel is a kernel at all is the one rule for boot files,
+//! [`crate::verdict::boot_file`].
 
 use core::cmp::Ordering;
 use core::fmt;
+
+use crate::layout;
 
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
@@ -128,6 +132,66 @@ pub fn image_size(content: u64, requested: Option<u64>) -> Result<u64, SizeError
     }
 }
 
+/// Mount points whose fstab lines a built image cannot use: the root (the initramfs mounts
+/// the image), the ESP and hostpart (hnroot's own lines name them by label), and where a
+/// tree's boot partitions were mounted.
+pub const REPLACED_MOUNTS: [&str; 5] = [
+    "/",
+    layout::ESP_MOUNT,
+    layout::HOSTPART_MOUNT,
+    "/boot/efi",
+    "/boot",
+];
+
+/// The prefix of a tree's fstab line that the image build commented out.
+pub const FSTAB_COMMENTED: &str = "# (hnroot image build) ";
+
+/// Whether a line of a tree's fstab stays as it is (`false`: it is commented out): comments,
+/// blank lines and lines of other mount points stay.
+pub fn fstab_keeps(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return true;
+    }
+    match trimmed.split_whitespace().nth(1) {
+        None => true,
+        Some(mount_point) => !REPLACED_MOUNTS.contains(&mount_point),
+    }
+}
+
+/// The image's fstab from the tree's (`old`): every line of it kept or commented out
+/// ([`fstab_keeps`]; `commented` is told each one commented out), then hnroot's lines for
+/// hostpart and the ESP by label, both `nofail`.
+pub fn rewrite_fstab<W: fmt::Write>(
+    old: &str,
+    out: &mut W,
+    mut commented: impl FnMut(&str),
+) -> fmt::Result {
+    for line in old.lines() {
+        if fstab_keeps(line) {
+            writeln!(out, "{line}")?;
+        } else {
+            commented(line);
+            writeln!(out, "{FSTAB_COMMENTED}{line}")?;
+        }
+    }
+    // The ESP keeps systemd's device timeout (90 s): its device unit appears only once udevd
+    // runs in the real root, which under a slow start (QEMU without KVM: about 25 s after the
+    // job began) outlasted the 10 s this once had, and /boot/loader was never mounted. `nofail`
+    // already keeps the boot from waiting for it.
+    write!(
+        out,
+        "# hnroot: the root is an image on hostpart, mounted by the initramfs with a writable layer\n\
+         # on hostpart; hostpart itself is already mounted at {hp} when systemd starts.\n\
+         LABEL={hl} {hp} auto defaults,nofail 0 0\n\
+         LABEL={el} {ep} vfat umask=0077,nofail 0 0\n",
+        hp = layout::HOSTPART_MOUNT,
+        hl = layout::HOSTPART_LABEL,
+        el = layout::ESP_LABEL,
+        ep = layout::ESP_MOUNT,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +230,42 @@ mod tests {
         ];
         assert_eq!(pick_kernel(boot), Some("6.1.0-57-amd64"));
         assert_eq!(pick_kernel(["System.map-6.1.0-9-amd64"]), None);
+    }
+
+    #[test]
+    fn fstab_lines_of_the_root_esp_and_boot_are_commented_out_the_rest_kept() {
+        let old = "# a comment\n\n/dev/sda1 / ext4 errors=remount-ro 0 1\n\
+                   UUID=x /boot/efi vfat umask=0077 0 1\n/dev/sdb1 /srv xfs defaults 0 2\n\
+                   lonely\n";
+        let mut out = std::string::String::new();
+        let mut commented = std::vec::Vec::new();
+        rewrite_fstab(old, &mut out, |l| {
+            commented.push(std::string::String::from(l))
+        })
+        .unwrap();
+        assert_eq!(
+            commented,
+            [
+                "/dev/sda1 / ext4 errors=remount-ro 0 1",
+                "UUID=x /boot/efi vfat umask=0077 0 1"
+            ]
+        );
+        assert!(
+            out.starts_with("# a comment\n\n# (hnroot image build) /dev/sda1 / ext4"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n/dev/sdb1 /srv xfs defaults 0 2\nlonely\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("LABEL=hostpart /hostpart auto defaults,nofail 0 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("LABEL=EFI-BOOT /boot/loader vfat umask=0077,nofail 0 0\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -75,8 +75,9 @@ pub enum DiskUse {
     RunningRoot,
     /// It or one of its partitions is active swap.
     Swap,
-    /// Another block device is built on it (device-mapper, RAID, a loop device on a file
-    /// there): its `holders/` in sysfs are not empty.
+    /// Another block device is built on it: device-mapper or RAID (its `holders/` in sysfs),
+    /// or a loop device over it, over one of its partitions, or over a file on one of them
+    /// (loop devices never show in `holders/`).
     Held,
 }
 
@@ -184,8 +185,9 @@ impl fmt::Display for InstallRefusal {
                 f.write_str("the disk (or a partition of it) is active swap: swapoff it first")
             }
             InstallRefusal::InUse(DiskUse::Held) => f.write_str(
-                "another device is built on this disk (device-mapper, RAID or a loop device; see \
-                 its holders/ in sysfs): remove that first",
+                "another device is built on this disk (device-mapper, RAID, or a loop device over \
+                 it or a file on it): remove that first (dmsetup remove, mdadm --stop, losetup \
+                 -d)",
             ),
             InstallRefusal::InUse(DiskUse::Unused) => f.write_str("the disk is in use"),
             InstallRefusal::SectorSize(s) => write!(

@@ -16,7 +16,9 @@
 //! the prober finds exactly one filesystem of a type the kernel can mount as root and GRUB can
 //! read (ext2/3/4, XFS, btrfs), with a UUID, that fits in the file (a copy cut short is
 //! refused even when its superblock is intact), holding [`layout::KERNEL_PATH`] and
-//! [`layout::INITRAMFS_PATH`].
+//! [`layout::INITRAMFS_PATH`], each a regular file of at least one byte ([`boot_file`]: the one
+//! rule for boot files, applied by GRUB, the initramfs, `hnroot stage`, `hnroot status` and
+//! `hnroot image build` alike).
 //!
 //! [`layout::KERNEL_PATH`]: crate::layout::KERNEL_PATH
 //! [`layout::INITRAMFS_PATH`]: crate::layout::INITRAMFS_PATH
@@ -63,6 +65,139 @@ pub enum Probe<'a> {
     Done(&'a FsOutcome),
 }
 
+/// What a driver saw at one boot file's path inside an image (or the tree an image is built
+/// from), symbolic links followed as the boot follows them (inside the image).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BootFileSeen {
+    /// Nothing there (or a link that leads nowhere inside the image).
+    Absent,
+    /// A regular file of this many bytes.
+    File {
+        /// Its length in bytes.
+        length: u64,
+    },
+    /// A directory.
+    Directory,
+    /// A device node, FIFO or socket.
+    Special,
+    /// Symbolic links that loop, or nest deeper than the reader follows.
+    LinkLoop,
+    /// The filesystem could not be read there.
+    ReadError,
+}
+
+/// Why one boot file is not one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BootFileProblem {
+    /// Nothing there (or a link that leads nowhere; GRUB cannot tell the other cases apart
+    /// from this one and reports them all as missing).
+    Absent,
+    /// A regular file with no bytes: nothing to boot.
+    Empty,
+    /// A directory.
+    Directory,
+    /// A device node, FIFO or socket.
+    Special,
+    /// Symbolic links that loop or nest too deep.
+    LinkLoop,
+}
+
+impl fmt::Display for BootFileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BootFileProblem::Absent => "is missing",
+            BootFileProblem::Empty => "is an empty file (0 bytes)",
+            BootFileProblem::Directory => "is a directory, not a file",
+            BootFileProblem::Special => "is a device node, FIFO or socket, not a file",
+            BootFileProblem::LinkLoop => {
+                "is a symbolic link that loops (or nests too deeply to follow)"
+            }
+        })
+    }
+}
+
+/// The verdict on one boot file.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BootFile {
+    /// A regular file with bytes in it.
+    Usable,
+    /// Not a boot file, and why.
+    Missing(BootFileProblem),
+    /// The filesystem could not be read far enough to tell.
+    Unreadable,
+}
+
+/// The rule for one boot file (`boot/kernel`, `boot/initramfs`, or the tree's kernel an image
+/// is built with): a regular file of at least one byte.
+pub const fn boot_file(seen: BootFileSeen) -> BootFile {
+    match seen {
+        BootFileSeen::File { length: 0 } => BootFile::Missing(BootFileProblem::Empty),
+        BootFileSeen::File { .. } => BootFile::Usable,
+        BootFileSeen::Absent => BootFile::Missing(BootFileProblem::Absent),
+        BootFileSeen::Directory => BootFile::Missing(BootFileProblem::Directory),
+        BootFileSeen::Special => BootFile::Missing(BootFileProblem::Special),
+        BootFileSeen::LinkLoop => BootFile::Missing(BootFileProblem::LinkLoop),
+        BootFileSeen::ReadError => BootFile::Unreadable,
+    }
+}
+
+/// Which boot files are missing, and why (at least one is).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum MissingBootFiles {
+    /// `boot/kernel` (the initramfs is there).
+    Kernel(BootFileProblem),
+    /// `boot/initramfs` (the kernel is there).
+    Initramfs(BootFileProblem),
+    /// Both.
+    Both {
+        /// Why not `boot/kernel`.
+        kernel: BootFileProblem,
+        /// Why not `boot/initramfs`.
+        initramfs: BootFileProblem,
+    },
+}
+
+impl MissingBootFiles {
+    /// Whether `boot/kernel` is among them.
+    pub const fn kernel(&self) -> bool {
+        matches!(
+            self,
+            MissingBootFiles::Kernel(_) | MissingBootFiles::Both { .. }
+        )
+    }
+
+    /// Whether `boot/initramfs` is among them.
+    pub const fn initramfs(&self) -> bool {
+        matches!(
+            self,
+            MissingBootFiles::Initramfs(_) | MissingBootFiles::Both { .. }
+        )
+    }
+}
+
+impl fmt::Display for MissingBootFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let one = |f: &mut fmt::Formatter<'_>, path: &str, p: &BootFileProblem| match p {
+            BootFileProblem::Absent => write!(f, "no {path}"),
+            other => write!(f, "{path} {other}"),
+        };
+        match self {
+            MissingBootFiles::Both {
+                kernel: BootFileProblem::Absent,
+                initramfs: BootFileProblem::Absent,
+            } => f.write_str("neither boot/kernel nor boot/initramfs")?,
+            MissingBootFiles::Both { kernel, initramfs } => {
+                one(f, "boot/kernel", kernel)?;
+                f.write_str("; ")?;
+                one(f, "boot/initramfs", initramfs)?;
+            }
+            MissingBootFiles::Kernel(p) => one(f, "boot/kernel", p)?,
+            MissingBootFiles::Initramfs(p) => one(f, "boot/initramfs", p)?,
+        }
+        f.write_str(" in it (every image carries its own)")
+    }
+}
+
 /// Whether the image's own kernel and initramfs could be opened, through the driver the boot
 /// will use (GRUB's filesystem module; on Linux a reader of that filesystem or a read-only
 /// mount).
@@ -70,15 +205,10 @@ pub enum Probe<'a> {
 pub enum BootFiles {
     /// Not looked at.
     NotChecked,
-    /// Both are regular files.
+    /// Both are regular files with bytes in them.
     Present,
-    /// One or both are missing (or are not regular files).
-    Missing {
-        /// `boot/kernel` is missing.
-        kernel: bool,
-        /// `boot/initramfs` is missing.
-        initramfs: bool,
-    },
+    /// One or both are not ([`boot_file`]).
+    Missing(MissingBootFiles),
     /// The filesystem could not be read far enough to tell.
     Unreadable,
     /// The driver for this filesystem type is not available (GRUB: its module cannot be
@@ -86,6 +216,25 @@ pub enum BootFiles {
     NoDriver,
     /// The driver reads the file as a different filesystem type than the prober.
     DriverDisagrees,
+}
+
+impl BootFiles {
+    /// The boot files from what was seen at each path, by [`boot_file`].
+    pub const fn from_seen(kernel: BootFileSeen, initramfs: BootFileSeen) -> BootFiles {
+        match (boot_file(kernel), boot_file(initramfs)) {
+            (BootFile::Unreadable, _) | (_, BootFile::Unreadable) => BootFiles::Unreadable,
+            (BootFile::Usable, BootFile::Usable) => BootFiles::Present,
+            (BootFile::Missing(k), BootFile::Usable) => {
+                BootFiles::Missing(MissingBootFiles::Kernel(k))
+            }
+            (BootFile::Usable, BootFile::Missing(i)) => {
+                BootFiles::Missing(MissingBootFiles::Initramfs(i))
+            }
+            (BootFile::Missing(kernel), BootFile::Missing(initramfs)) => {
+                BootFiles::Missing(MissingBootFiles::Both { kernel, initramfs })
+            }
+        }
+    }
 }
 
 /// Everything a driver found out about one image name.
@@ -148,13 +297,8 @@ pub enum Refusal {
     },
     /// No filesystem UUID, which is the image's identity.
     NoUuid(FsType),
-    /// No `boot/kernel` or `boot/initramfs` in it.
-    MissingBootFiles {
-        /// `boot/kernel` is missing.
-        kernel: bool,
-        /// `boot/initramfs` is missing.
-        initramfs: bool,
-    },
+    /// No usable `boot/kernel` or `boot/initramfs` in it.
+    MissingBootFiles(MissingBootFiles),
     /// Its boot files could not be read.
     BootFilesUnreadable(FsType),
     /// The boot's driver for its filesystem type is not available.
@@ -178,7 +322,7 @@ impl Refusal {
             Refusal::UnsupportedFilesystem(_) => "unsupported-filesystem",
             Refusal::Truncated { .. } => "truncated",
             Refusal::NoUuid(_) => "no-uuid",
-            Refusal::MissingBootFiles { .. } => "missing-boot-files",
+            Refusal::MissingBootFiles(_) => "missing-boot-files",
             Refusal::BootFilesUnreadable(_) => "boot-files-unreadable",
             Refusal::NoDriver(_) => "no-driver",
             Refusal::DriverDisagrees(_) => "driver-disagrees",
@@ -222,14 +366,7 @@ impl fmt::Display for Refusal {
                 f,
                 "its {t} filesystem has no UUID, and hnroot identifies images by UUID"
             ),
-            Refusal::MissingBootFiles { kernel, initramfs } => {
-                let what = match (kernel, initramfs) {
-                    (true, true) => "neither boot/kernel nor boot/initramfs",
-                    (true, false) => "no boot/kernel",
-                    _ => "no boot/initramfs",
-                };
-                write!(f, "{what} in it (every image carries its own)")
-            }
+            Refusal::MissingBootFiles(m) => write!(f, "{m}"),
             Refusal::BootFilesUnreadable(t) => write!(
                 f,
                 "its {t} filesystem cannot be read far enough to find boot/kernel"
@@ -354,7 +491,7 @@ pub fn judge(facts: &ImageFacts<'_>) -> Verdict {
             })
         }
         BootFiles::NotChecked => Refusal::BootFilesNotChecked,
-        BootFiles::Missing { kernel, initramfs } => Refusal::MissingBootFiles { kernel, initramfs },
+        BootFiles::Missing(m) => Refusal::MissingBootFiles(m),
         BootFiles::Unreadable => Refusal::BootFilesUnreadable(fs_type),
         BootFiles::NoDriver => Refusal::NoDriver(fs_type),
         BootFiles::DriverDisagrees => Refusal::DriverDisagrees(fs_type),
@@ -468,10 +605,7 @@ mod tests {
             (
                 file,
                 good.clone(),
-                BootFiles::Missing {
-                    kernel: true,
-                    initramfs: false,
-                },
+                BootFiles::Missing(MissingBootFiles::Kernel(BootFileProblem::Empty)),
                 "missing-boot-files",
             ),
             (
@@ -512,6 +646,54 @@ mod tests {
     }
 
     #[test]
+    fn one_rule_for_boot_files() {
+        use BootFileSeen as S;
+        assert_eq!(boot_file(S::File { length: 1 }), BootFile::Usable);
+        assert_eq!(
+            boot_file(S::File { length: 0 }),
+            BootFile::Missing(BootFileProblem::Empty)
+        );
+        assert_eq!(
+            boot_file(S::Directory),
+            BootFile::Missing(BootFileProblem::Directory)
+        );
+        assert_eq!(
+            boot_file(S::Special),
+            BootFile::Missing(BootFileProblem::Special)
+        );
+        assert_eq!(
+            boot_file(S::LinkLoop),
+            BootFile::Missing(BootFileProblem::LinkLoop)
+        );
+        assert_eq!(boot_file(S::ReadError), BootFile::Unreadable);
+        let file = S::File { length: 9 };
+        assert_eq!(BootFiles::from_seen(file, file), BootFiles::Present);
+        assert_eq!(
+            BootFiles::from_seen(S::File { length: 0 }, file),
+            BootFiles::Missing(MissingBootFiles::Kernel(BootFileProblem::Empty))
+        );
+        assert_eq!(
+            BootFiles::from_seen(S::Absent, S::ReadError),
+            BootFiles::Unreadable
+        );
+        let o = found(FsType::Ext4, Some(U), Some(4096));
+        let v = facts(
+            Entry::File { length: 4096 },
+            &o,
+            BootFiles::from_seen(S::LinkLoop, file),
+        );
+        assert_eq!(
+            v.code(),
+            "missing-boot-files",
+            "a loop is missing, as GRUB sees it"
+        );
+        assert!(
+            std::format!("{v}").contains("boot/kernel is a symbolic link that loops"),
+            "{v}"
+        );
+    }
+
+    #[test]
     fn a_cut_under_one_sector_is_still_truncated() {
         // GRUB's loopback rounds a file up to whole sectors; the length it reports here is the
         // file's own, so 100 missing bytes are seen.
@@ -539,12 +721,20 @@ mod tests {
     fn messages_name_what_was_found() {
         let m = std::format!(
             "{}",
-            Refusal::MissingBootFiles {
-                kernel: false,
-                initramfs: true
-            }
+            Refusal::MissingBootFiles(MissingBootFiles::Initramfs(BootFileProblem::Absent))
         );
         assert_eq!(m, "no boot/initramfs in it (every image carries its own)");
+        let m = std::format!(
+            "{}",
+            Refusal::MissingBootFiles(MissingBootFiles::Both {
+                kernel: BootFileProblem::Directory,
+                initramfs: BootFileProblem::LinkLoop
+            })
+        );
+        assert!(
+            m.starts_with("boot/kernel is a directory, not a file; boot/initramfs is a symbolic link that loops"),
+            "{m}"
+        );
         let m = std::format!("{}", Refusal::UnsupportedFilesystem(FsType::Vfat));
         assert!(m.contains("vfat"), "{m}");
     }

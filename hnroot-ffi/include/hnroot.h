@@ -381,17 +381,18 @@
 #define HNROOT_BOOT_FILES_NOT_CHECKED 0
 
 /**
- * `boot/kernel` and `boot/initramfs` are both files.
+ * `boot/kernel` and `boot/initramfs` are both regular files with at least one byte (the
+ * core's rule for boot files, `hnroot_core::verdict::boot_file`).
  */
 #define HNROOT_BOOT_FILES_PRESENT 1
 
 /**
- * `boot/kernel` is missing.
+ * `boot/kernel` is missing (or does not open as a regular file with at least one byte).
  */
 #define HNROOT_BOOT_FILES_NO_KERNEL 2
 
 /**
- * `boot/initramfs` is missing.
+ * `boot/initramfs` is missing (or does not open as a regular file with at least one byte).
  */
 #define HNROOT_BOOT_FILES_NO_INITRAMFS 3
 

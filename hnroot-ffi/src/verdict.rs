@@ -9,7 +9,9 @@ use hnroot_core::cmdline::parse_tries;
 use hnroot_core::device::{choose, Candidate, Choice, ChosenBy, MAX_CANDIDATES};
 use hnroot_core::probe::{FsOutcome, Step};
 use hnroot_core::uuid::PartUuid;
-use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
+use hnroot_core::verdict::{
+    self, BootFileProblem, BootFiles, Entry, ImageFacts, MissingBootFiles, Probe, Verdict,
+};
 
 use crate::decision::{HNROOT_IMAGE_ABSENT, HNROOT_IMAGE_READABLE, HNROOT_IMAGE_UNREADABLE};
 use crate::probe::{fs_prober, fs_type_to_u8, hnroot_fs_info, hnroot_fs_probe};
@@ -39,11 +41,12 @@ pub const HNROOT_PROBE_DONE: u8 = 2;
 
 /// `hnroot_image_facts.boot_files`: not looked at.
 pub const HNROOT_BOOT_FILES_NOT_CHECKED: u8 = 0;
-/// `boot/kernel` and `boot/initramfs` are both files.
+/// `boot/kernel` and `boot/initramfs` are both regular files with at least one byte (the
+/// core's rule for boot files, `hnroot_core::verdict::boot_file`).
 pub const HNROOT_BOOT_FILES_PRESENT: u8 = 1;
-/// `boot/kernel` is missing.
+/// `boot/kernel` is missing (or does not open as a regular file with at least one byte).
 pub const HNROOT_BOOT_FILES_NO_KERNEL: u8 = 2;
-/// `boot/initramfs` is missing.
+/// `boot/initramfs` is missing (or does not open as a regular file with at least one byte).
 pub const HNROOT_BOOT_FILES_NO_INITRAMFS: u8 = 3;
 /// Both are missing.
 pub const HNROOT_BOOT_FILES_NEITHER: u8 = 4;
@@ -98,18 +101,19 @@ fn boot_files_from_c(b: u8) -> Result<BootFiles, hnroot_result> {
     Ok(match b {
         HNROOT_BOOT_FILES_NOT_CHECKED => BootFiles::NotChecked,
         HNROOT_BOOT_FILES_PRESENT => BootFiles::Present,
-        HNROOT_BOOT_FILES_NO_KERNEL => BootFiles::Missing {
-            kernel: true,
-            initramfs: false,
-        },
-        HNROOT_BOOT_FILES_NO_INITRAMFS => BootFiles::Missing {
-            kernel: false,
-            initramfs: true,
-        },
-        HNROOT_BOOT_FILES_NEITHER => BootFiles::Missing {
-            kernel: true,
-            initramfs: true,
-        },
+        // GRUB's open of a boot file either gives a regular file with bytes in it or fails,
+        // without saying why in a way that holds across its drivers: missing, as far as it
+        // can tell (the Linux drivers tell the other cases apart, with the same code).
+        HNROOT_BOOT_FILES_NO_KERNEL => {
+            BootFiles::Missing(MissingBootFiles::Kernel(BootFileProblem::Absent))
+        }
+        HNROOT_BOOT_FILES_NO_INITRAMFS => {
+            BootFiles::Missing(MissingBootFiles::Initramfs(BootFileProblem::Absent))
+        }
+        HNROOT_BOOT_FILES_NEITHER => BootFiles::Missing(MissingBootFiles::Both {
+            kernel: BootFileProblem::Absent,
+            initramfs: BootFileProblem::Absent,
+        }),
         HNROOT_BOOT_FILES_UNREADABLE => BootFiles::Unreadable,
         HNROOT_BOOT_FILES_NO_DRIVER => BootFiles::NoDriver,
         HNROOT_BOOT_FILES_DRIVER_DISAGREES => BootFiles::DriverDisagrees,

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::install::{DiskFacts, DiskLayout, DiskUse, HostpartFs};
 use hnroot_core::layout::{ESP_LABEL, HOSTPART_LABEL};
 use hnroot_linux::blockdev::{self, BlockDev, Roots};
+use hnroot_linux::loopdev;
 
 use crate::tool::run;
 
@@ -167,6 +168,40 @@ pub fn observe(node: &Path) -> Result<Disk> {
                     used = DiskUse::Swap;
                     used_by = Some(format!("swap on {path}"));
                 }
+            }
+        }
+    }
+    if used == DiskUse::Unused {
+        // Loop devices do not show in holders/: each one's backing file is asked for (by
+        // LOOP_GET_STATUS64), and a device node of the family, or a file on one, holds it.
+        let numbers_of = |dev: u64| format!("{}:{}", libc::major(dev), libc::minor(dev));
+        for lo in loopdev::attached(Path::new("/sys/block"), Path::new("/dev")) {
+            if lo.name == name {
+                continue;
+            }
+            let over = numbers_of(lo.backing_rdev);
+            let on = numbers_of(lo.backing_dev);
+            let member = |n: &str| {
+                members
+                    .iter()
+                    .find(|m| {
+                        read_trim(&roots.sys_class_block.join(m).join("dev")).as_deref() == Some(n)
+                    })
+                    .cloned()
+            };
+            let why = if lo.backing_rdev != 0 {
+                member(&over).map(|m| format!("{} is a loop device over {m}", lo.node.display()))
+            } else {
+                None
+            }
+            .or_else(|| {
+                member(&on)
+                    .map(|m| format!("{} is a loop device over a file on {m}", lo.node.display()))
+            });
+            if let Some(why) = why {
+                used = DiskUse::Held;
+                used_by = Some(why);
+                break;
             }
         }
     }

@@ -3,7 +3,6 @@
 //! rewrites in place, and a firmware boot entry where the firmware's variables are reachable.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -12,6 +11,7 @@ use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::layout;
 use hnroot_core::uuid::FsUuid;
 use hnroot_linux::bootstate_file;
+use hnroot_linux::fsat::{self, InRoot};
 
 /// Where GRUB goes on the ESP, relative to its root.
 pub const BOOT_LOADER_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
@@ -22,35 +22,29 @@ pub const BOOT_LOADER_EFI_PATH: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 /// The label of the firmware boot entry.
 pub const BOOT_ENTRY_LABEL: &str = "hnroot";
 
+/// Most bytes of a GRUB EFI image written.
+const MAX_BOOT_LOADER: u64 = 64 << 20;
+
 /// Write the EFI image `efi` to the ESP mounted at `esp` as [`BOOT_LOADER_PATH`], through a
-/// new file, `fsync` and a rename (a crash leaves the old loader or the new one). Returns what
-/// was done.
+/// new file, `fsync` and a rename (a crash leaves the old loader or the new one), by the file
+/// layer: nothing on the way is followed out of the ESP, a link at the name is replaced.
+/// Returns what was done.
 pub fn write_boot_loader(esp: &Path, efi: &Path) -> Result<String> {
-    let target = esp.join(BOOT_LOADER_PATH);
-    let dir = target.parent().map(Path::to_owned).unwrap_or_default();
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let bytes = fs::read(efi).with_context(|| format!("cannot read {}", efi.display()))?;
-    let partial = dir.join("BOOTX64.EFI.hnroot-new");
-    let mut f =
-        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    drop(f);
-    fs::rename(&partial, &target).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            target.display()
+    let root =
+        InRoot::open(esp).with_context(|| format!("cannot open the ESP {}", esp.display()))?;
+    let mut src = File::open(efi).with_context(|| format!("cannot read {}", efi.display()))?;
+    let written = root
+        .write_as(
+            BOOT_LOADER_PATH,
+            &mut src,
+            fsat::Meta::filesystem(0o644),
+            MAX_BOOT_LOADER,
         )
-    })?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))?;
+        .with_context(|| format!("cannot write {}/{BOOT_LOADER_PATH}", esp.display()))?;
     Ok(format!(
         "{} ({} KiB) written",
-        target.display(),
-        bytes.len().div_ceil(1024)
+        esp.join(BOOT_LOADER_PATH).display(),
+        written.div_ceil(1024)
     ))
 }
 
@@ -63,12 +57,16 @@ pub fn ensure_boot_state(esp: &Path, good: FsUuid) -> Result<String> {
     match bootstate_file::seen(&path) {
         (StateSeen::Valid(state), _) => Ok(format!("{} kept: {state}", path.display())),
         (StateSeen::Absent, _) => {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
+            let root = InRoot::open(esp)
+                .with_context(|| format!("cannot open the ESP {}", esp.display()))?;
+            let (dir, name) = layout::BOOTSTATE_PATH
+                .rsplit_once('/')
+                .unwrap_or(("", layout::BOOTSTATE_PATH));
+            let dir = root
+                .make_dir(dir)
+                .with_context(|| format!("cannot create {}/{dir}", esp.display()))?;
             let state = BootState::Committed { good };
-            bootstate_file::create(&path, &state, false)?;
+            bootstate_file::create_in(&dir, name, &path, &state, false)?;
             Ok(format!("{} created: {state}", path.display()))
         }
         (StateSeen::Corrupt, why) => bail!(
@@ -127,46 +125,51 @@ pub fn write_boot_loader_fat(dev: &Path, efi: &Path) -> Result<String> {
 
 /// [`ensure_boot_state`] on the FAT filesystem on the device `dev`, with mtools.
 pub fn ensure_boot_state_fat(dev: &Path, good: FsUuid) -> Result<String> {
-    let scratch = std::env::temp_dir().join(format!("hnroot-bootstate-{}", std::process::id()));
-    if scratch.exists() {
-        fs::remove_dir_all(&scratch)?;
-    }
-    fs::create_dir_all(scratch.join("hnroot"))
-        .with_context(|| format!("cannot create {}", scratch.display()))?;
-    let result = (|| {
-        let local = scratch.join(layout::BOOTSTATE_PATH);
-        let remote = format!("::/{}", layout::BOOTSTATE_PATH);
-        // Absent unless mcopy can copy it out.
-        let _ = mtools(
-            Command::new("mcopy")
-                .args(["-n", "-i"])
+    // A fresh private directory (never a predictable name another user could have planted).
+    let work = tempfile::Builder::new()
+        .prefix("hnroot-bootstate-")
+        .tempdir()
+        .context("cannot make a scratch directory")?;
+    let scratch = work.path();
+    let local = scratch.join(layout::BOOTSTATE_PATH);
+    let remote = format!("::/{}", layout::BOOTSTATE_PATH);
+    InRoot::open(scratch)
+        .and_then(|r| r.make_dir(layout::BOOTSTATE_DIR))
+        .with_context(|| {
+            format!(
+                "cannot create {}/{}",
+                scratch.display(),
+                layout::BOOTSTATE_DIR
+            )
+        })?;
+    // Absent unless mcopy can copy it out.
+    let _ = mtools(
+        Command::new("mcopy")
+            .args(["-n", "-i"])
+            .arg(dev)
+            .arg(&remote)
+            .arg(&local),
+    );
+    let said = ensure_boot_state(scratch, good)?;
+    if said.contains(" created: ") {
+        mtools(
+            Command::new("mmd")
+                .args(["-D", "s", "-i"])
                 .arg(dev)
-                .arg(&remote)
-                .arg(&local),
-        );
-        let said = ensure_boot_state(&scratch, good)?;
-        if said.contains(" created: ") {
-            mtools(
-                Command::new("mmd")
-                    .args(["-D", "s", "-i"])
-                    .arg(dev)
-                    .arg("::/hnroot"),
-            )?;
-            mtools(
-                Command::new("mcopy")
-                    .args(["-o", "-i"])
-                    .arg(dev)
-                    .arg(&local)
-                    .arg(&remote),
-            )?;
-        }
-        Ok(said.replace(
-            &scratch.display().to_string(),
-            &format!("{}:", dev.display()),
-        ))
-    })();
-    let _ = fs::remove_dir_all(&scratch);
-    result
+                .arg("::/hnroot"),
+        )?;
+        mtools(
+            Command::new("mcopy")
+                .args(["-o", "-i"])
+                .arg(dev)
+                .arg(&local)
+                .arg(&remote),
+        )?;
+    }
+    Ok(said.replace(
+        &scratch.display().to_string(),
+        &format!("{}:", dev.display()),
+    ))
 }
 
 /// Whether the firmware's variables can be written from here.

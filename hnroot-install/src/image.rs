@@ -5,12 +5,19 @@
 //! `/boot/kernel` and `/boot/initramfs` (hard links to the tree's newest kernel and its
 //! hnroot-capable initrd, or hnroot's own initramfs built for that kernel), `/hostpart`,
 //! `/data0 -> /hostpart/data`, fstab lines for the ESP and hostpart, and hnroot's CLI and units
-//! when the tree lacks the package. The image is written under a temporary name and renamed
-//! into place only when complete.
+//! when the tree lacks the package.
+//!
+//! Every path in the tree and in the mounted copy goes through the file layer
+//! (`hnroot_linux::fsat::InRoot`): the tree's symbolic links resolve inside the tree (or the
+//! copy), as they will once it is the root, never into the build machine's files; what is
+//! written, linked or removed is the name itself, never what a link there points at. The
+//! output is checked before anything is built (a regular file or nothing, outside the tree),
+//! written as `<name>.partial` beside it (created exclusively), judged by the one image
+//! verdict (`hnroot_core::verdict`) and renamed into place only then.
 
-use std::fs;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,10 +25,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::imagebuild::{self, MIB};
 use hnroot_core::install::HostpartFs;
 use hnroot_core::layout;
+use hnroot_core::verdict::{self, BootFile, Verdict};
+use hnroot_linux::fsat::{self, InRoot, Kind, ReadError};
 use hnroot_linux::{loopdev, mounts};
 
 use crate::initramfs::{self, Compress, Spec};
-use crate::modules::BOOT_MODULES;
+use crate::modules::{ModulesDir, BOOT_MODULES};
 use crate::tool::run;
 
 /// The unit that commits a healthy image (or ends a failed trial boot).
@@ -104,115 +113,201 @@ pub struct Built {
     pub leftovers: Vec<hnroot_linux::sysprep::Leftover>,
 }
 
+/// Most bytes of the tree's `/etc/fstab` read.
+const MAX_FSTAB: usize = 1 << 20;
+
+/// Most bytes of the hnroot CLI copied into an image.
+const MAX_CLI: u64 = 256 << 20;
+
+/// Deepest directory the tree walk goes into, and most parents looked at from the output.
+const MAX_DEPTH: usize = 4096;
+
+/// A directory's identity: device and inode.
+type DirId = (u64, u64);
+
+#[allow(clippy::unnecessary_cast)] // st_dev's and st_ino's widths differ between libcs.
+fn id_of(st: &libc::stat) -> DirId {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+/// Where the image goes: the output's directory (held open), the output's name in it, and the
+/// partial file's name beside it.
+struct Output {
+    dir: OwnedFd,
+    dir_path: PathBuf,
+    name: String,
+    partial: String,
+}
+
+impl Output {
+    fn partial_path(&self) -> PathBuf {
+        self.dir_path.join(&self.partial)
+    }
+}
+
+fn open_dir_path(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+}
+
+/// Check `--out` before anything is built: its directory exists and is not inside the tree
+/// (`tree`: the tree's directory identity; walked up through `..`), and its name is nothing
+/// yet or a regular file (replaced once the new image is complete), and no partial file of an
+/// earlier build lies beside it.
+fn check_output(out: &Path, tree: DirId, root: &Path) -> Result<Output> {
+    let shown = out.display();
+    let name = match out.file_name().and_then(|n| n.to_str()) {
+        Some(n) if n != "." && n != ".." => n.to_owned(),
+        _ => bail!("--out {shown} names no file (or not in UTF-8); nothing was written"),
+    };
+    let dir_path = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let dir = open_dir_path(&dir_path).with_context(|| {
+        format!(
+            "looked for the directory of --out {shown} at {}; it is not one; nothing was written",
+            dir_path.display()
+        )
+    })?;
+    // Inside the tree: the image would hold a copy of its own partial file, taken mid-build.
+    let mut cur = fsat::open_dir(&dir, ".")?.context("the output directory vanished")?;
+    for _ in 0..MAX_DEPTH {
+        let here = id_of(&fsat::fstat(&cur)?);
+        if here == tree {
+            bail!(
+                "--out {shown} is inside the tree {}: the image would hold a copy of itself, \
+                 taken while it is written; write it outside the tree; nothing was written",
+                root.display()
+            );
+        }
+        let Some(up) = fsat::open_dir(&cur, "..")? else {
+            break;
+        };
+        if id_of(&fsat::fstat(&up)?) == here {
+            break;
+        }
+        cur = up;
+    }
+    match fsat::stat_at(&dir, &name)? {
+        None => {}
+        Some(st) if matches!(fsat::kind_of(&st), Kind::File(_)) => {}
+        Some(st) => bail!(
+            "--out {shown} is {}: hnroot writes the image as a regular file and replaces only a \
+             regular file; name a file; nothing was written",
+            fsat::describe(&st)
+        ),
+    }
+    let partial = format!("{name}.partial");
+    if fsat::stat_at(&dir, &partial)?.is_some() {
+        bail!(
+            "{} is there already: the partial file of an interrupted build of {name}? remove it \
+             (if it is another file of that name, write the image elsewhere); nothing was written",
+            dir_path.join(&partial).display()
+        );
+    }
+    Ok(Output {
+        dir,
+        dir_path,
+        name,
+        partial,
+    })
+}
+
 /// Bytes the tree's files occupy (allocated blocks, each inode counted once), without
-/// following links or crossing into other filesystems.
-fn tree_size(root: &Path) -> Result<u64> {
-    let dev = fs::symlink_metadata(root)?.dev();
+/// following links or leaving the tree's filesystem (as `cp --one-file-system` copies it); and
+/// whether the directory `watch` is one of the tree's.
+fn tree_size(tree: &InRoot, watch: DirId) -> Result<(u64, bool)> {
+    let top = fsat::open_dir(tree.fd(), ".")?.context("the tree vanished")?;
+    let dev = id_of(&fsat::fstat(&top)?).0;
     let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
-        for entry in entries {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.dev() != dev {
+    let mut contains = false;
+    let mut stack = vec![(top, String::new(), 0usize)];
+    while let Some((dir, path, depth)) = stack.pop() {
+        if id_of(&fsat::fstat(&dir)?) == watch {
+            contains = true;
+        }
+        let (names, _) = fsat::list(&dir, usize::MAX)
+            .with_context(|| format!("cannot list {}/{path}", tree.path().display()))?;
+        for name in names {
+            let Some(st) = fsat::stat_at(&dir, &name)? else {
+                continue;
+            };
+            let (d, ino) = id_of(&st);
+            if d != dev {
                 continue;
             }
-            if meta.nlink() > 1 && !meta.is_dir() && !seen.insert(meta.ino()) {
+            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            if st.st_nlink > 1 && !is_dir && !seen.insert(ino) {
                 continue;
             }
-            total = total.saturating_add(meta.blocks().saturating_mul(512));
-            if meta.is_dir() {
-                stack.push(entry.path());
+            #[allow(clippy::unnecessary_cast)] // st_blocks' width differs between libcs.
+            let blocks = st.st_blocks as u64;
+            total = total.saturating_add(blocks.saturating_mul(512));
+            if is_dir && depth < MAX_DEPTH {
+                if let Some(sub) = fsat::open_dir(&dir, &name)? {
+                    stack.push((sub, format!("{path}/{name}"), depth + 1));
+                }
             }
         }
     }
-    Ok(total)
+    Ok((total, contains))
 }
 
-/// The tree's kernel: `boot/vmlinuz-<release>` (newest), resolved inside the tree, a regular
-/// file; and `lib/modules/<release>` with depmod's index.
+/// The tree's kernel: `boot/vmlinuz-<release>` (newest), a kernel by the one rule for boot
+/// files (links followed inside the tree); and `lib/modules/<release>` with depmod's index.
 struct TreeKernel {
     release: String,
-    /// The resolved path of the kernel, relative to the tree.
-    vmlinuz: PathBuf,
-    modules: PathBuf,
+    /// `boot/vmlinuz-<release>`, relative to the tree (links in it resolve inside the tree,
+    /// and inside its copy alike).
+    vmlinuz: String,
+    /// `lib/modules/<release>`.
+    modules: String,
 }
 
-/// Resolve `rel` inside `root` (symlinks as the image will see them) to a path relative to
-/// `root`, and check what it is.
-fn resolve_in(root: &Path, rel: &Path) -> Result<PathBuf> {
-    let mut out = PathBuf::new();
-    let mut pending: Vec<std::ffi::OsString> = rel
-        .components()
-        .rev()
-        .map(|c| c.as_os_str().to_owned())
-        .collect();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
-        match part.to_str() {
-            Some("/") | Some(".") | Some("") => continue,
-            Some("..") => {
-                out.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = out.join(&part);
-        let meta = fs::symlink_metadata(root.join(&candidate))
-            .with_context(|| format!("{} does not exist in the tree", candidate.display()))?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                bail!("{}: too many levels of symbolic links", rel.display());
-            }
-            let target = fs::read_link(root.join(&candidate))?;
-            if target.is_absolute() {
-                out = PathBuf::new();
-            }
-            pending.extend(target.components().rev().map(|c| c.as_os_str().to_owned()));
-        } else {
-            out = candidate;
-        }
-    }
-    Ok(out)
-}
-
-fn tree_kernel(root: &Path) -> Result<TreeKernel> {
-    let boot = root.join("boot");
-    let names: Vec<String> = fs::read_dir(&boot)
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
+fn tree_kernel(tree: &InRoot) -> Result<TreeKernel> {
+    let root = tree.path().display();
+    let names = tree
+        .list("boot", 100_000)
+        .map(|(n, _)| n)
         .unwrap_or_default();
     let release = imagebuild::pick_kernel(names.iter().map(String::as_str))
         .ok_or_else(|| {
             anyhow!(
-                "looked for a kernel in {} (vmlinuz-<release>); found none: install one in the \
-                 tree (for Debian: linux-image-amd64); nothing was written",
-                boot.display()
+                "looked for a kernel in {root}/boot (vmlinuz-<release>, links followed inside \
+                 the tree); found none: install one in the tree (for Debian: linux-image-amd64); \
+                 nothing was written"
             )
         })?
         .to_owned();
-    let vmlinuz = resolve_in(root, Path::new(&format!("boot/vmlinuz-{release}")))?;
-    let meta = fs::metadata(root.join(&vmlinuz))?;
-    if !meta.is_file() || meta.len() == 0 {
+    let vmlinuz = format!("boot/vmlinuz-{release}");
+    match verdict::boot_file(hnroot_linux::image::seen_in_root(tree, &vmlinuz)) {
+        BootFile::Usable => {}
+        BootFile::Missing(problem) => bail!(
+            "{root}/{vmlinuz} {problem} (links followed inside the tree): it is not a kernel; \
+             nothing was written"
+        ),
+        BootFile::Unreadable => bail!("{root}/{vmlinuz} cannot be read; nothing was written"),
+    }
+    let modules = format!("lib/modules/{release}");
+    if tree.kind(&modules).ok() != Some(Kind::Dir) {
         bail!(
-            "boot/vmlinuz-{release} resolves to {} in the tree, which is not a kernel file",
-            vmlinuz.display()
+            "the tree has no modules for kernel {release} (looked for {root}/{modules}, links \
+             followed inside the tree); nothing was written"
         );
     }
-    let modules = resolve_in(root, Path::new(&format!("lib/modules/{release}")))
-        .with_context(|| format!("the tree has no modules for kernel {release}"))?;
-    if !root.join(&modules).join("modules.dep").is_file() {
+    if !matches!(
+        tree.kind(&format!("{modules}/modules.dep")),
+        Ok(Kind::File(_))
+    ) {
         bail!(
-            "{} has no modules.dep: run `depmod {release}` in the tree (the image build leaves \
-             the tree as it is); nothing was written",
-            root.join(&modules).display()
+            "{root}/{modules} has no modules.dep: run `depmod {release}` in the tree (the image \
+             build leaves the tree as it is); nothing was written"
         );
     }
     Ok(TreeKernel {
@@ -223,23 +318,9 @@ fn tree_kernel(root: &Path) -> Result<TreeKernel> {
 }
 
 /// `IMAGE_ID IMAGE_VERSION`, else `PRETTY_NAME`, from the tree's os-release.
-fn os_version(root: &Path) -> Option<String> {
-    let rel = resolve_in(root, Path::new("etc/os-release"))
-        .or_else(|_| resolve_in(root, Path::new("usr/lib/os-release")))
-        .ok()?;
-    let text = fs::read_to_string(root.join(rel)).ok()?;
-    let field = |k: &str| {
-        text.lines().find_map(|l| {
-            l.strip_prefix(k)?
-                .strip_prefix('=')
-                .map(|v| v.trim_matches('"').to_owned())
-        })
-    };
-    match (field("IMAGE_ID"), field("IMAGE_VERSION")) {
-        (Some(id), Some(v)) => Some(format!("{id} {v}")),
-        (None, Some(v)) => Some(v),
-        _ => field("PRETTY_NAME"),
-    }
+fn os_version(tree: &InRoot) -> Option<String> {
+    let os = hnroot_linux::image::os_release_in(tree)?;
+    os.version().or(os.pretty_name)
 }
 
 /// A mounted loop device over the image, unmounted and detached when dropped.
@@ -269,65 +350,50 @@ fn mkfs(fs: HostpartFs, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `linkat` the file at `from` (inside `mnt`) to `to` (inside `mnt`), replacing `to`.
-fn hard_link(mnt: &Path, from: &Path, to: &Path) -> Result<()> {
-    let dst = mnt.join(to);
-    if fs::symlink_metadata(&dst).is_ok() {
-        fs::remove_file(&dst).with_context(|| format!("cannot replace {}", to.display()))?;
-    }
-    fs::hard_link(mnt.join(from), &dst)
-        .with_context(|| format!("cannot link {} to {}", to.display(), from.display()))
+/// An error on `rel` inside the image, saying where.
+fn in_image(rel: &str, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => {
+            " (a directory on the way is missing, or is a symbolic link to where the tree has \
+             nothing: links are followed inside the tree, never into this machine's files)"
+        }
+        _ => "",
+    };
+    anyhow!("/{} in the image: {e}{hint}", rel.trim_start_matches('/'))
 }
 
-/// Whether the initrd at `path` contains hnroot-init (lsinitramfs lists it).
-fn initrd_has_hnroot(path: &Path) -> Result<bool> {
-    let listing = run(Command::new("lsinitramfs").arg(path))?;
+/// Whether the tree's initrd `rel` contains hnroot-init (lsinitramfs lists it). It is read
+/// through the file layer into a scratch copy, which lsinitramfs reads.
+fn initrd_has_hnroot(tree: &InRoot, rel: &str) -> Result<bool> {
+    let mut src = tree
+        .open_file(rel)
+        .map_err(|e| anyhow!("{}/{rel}: {e}", tree.path().display()))?;
+    let mut copy = tempfile::NamedTempFile::new().context("cannot make a scratch file")?;
+    std::io::copy(&mut src, copy.as_file_mut())
+        .with_context(|| format!("cannot read {}/{rel}", tree.path().display()))?;
+    copy.as_file_mut().flush()?;
+    let listing = run(Command::new("lsinitramfs").arg(copy.path()))?;
     Ok(listing
         .lines()
         .any(|l| l.trim_end().ends_with("usr/sbin/hnroot-init")))
 }
 
-fn rewrite_fstab(mnt: &Path, notes: &mut Vec<String>) -> Result<()> {
-    let path = mnt.join("etc/fstab");
-    let old = fs::read_to_string(&path).unwrap_or_default();
-    let ours = [
-        "/",
-        layout::ESP_MOUNT,
-        layout::HOSTPART_MOUNT,
-        "/boot/efi",
-        "/boot",
-    ];
+fn rewrite_fstab(image: &InRoot, notes: &mut Vec<String>) -> Result<()> {
+    let old = match image.read("etc/fstab", MAX_FSTAB) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(ReadError::Absent) => String::new(),
+        Err(e) => bail!("/etc/fstab in the tree: {e}: hnroot rewrites it (fix the tree)"),
+    };
     let mut out = String::new();
-    for line in old.lines() {
-        let mount_point = line.split_whitespace().nth(1);
-        let keep = line.trim_start().starts_with('#')
-            || line.trim().is_empty()
-            || mount_point.is_none_or(|m| !ours.contains(&m));
-        if keep {
-            out.push_str(line);
-            out.push('\n');
-        } else {
-            notes.push(format!(
-                "fstab: commented out `{line}` (hnroot mounts the root, the ESP and hostpart)"
-            ));
-            out.push_str(&format!("# (hnroot image build) {line}\n"));
-        }
-    }
-    // The ESP keeps systemd's device timeout (90 s): its device unit appears only once udevd runs
-    // in the real root, which under a slow start (QEMU without KVM: about 25 s after the job
-    // began) outlasted the 10 s this once had, and /boot/loader was never mounted. `nofail`
-    // already keeps the boot from waiting for it.
-    out.push_str(&format!(
-        "# hnroot: the root is an image on hostpart, mounted by the initramfs with a writable layer\n\
-         # on hostpart; hostpart itself is already mounted at {hp} when systemd starts.\n\
-         LABEL={hl} {hp} auto defaults,nofail 0 0\n\
-         LABEL={el} {ep} vfat umask=0077,nofail 0 0\n",
-        hp = layout::HOSTPART_MOUNT,
-        hl = layout::HOSTPART_LABEL,
-        el = layout::ESP_LABEL,
-        ep = layout::ESP_MOUNT,
-    ));
-    fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    imagebuild::rewrite_fstab(&old, &mut out, |line| {
+        notes.push(format!(
+            "fstab: commented out `{line}` (hnroot mounts the root, the ESP and hostpart)"
+        ))
+    })
+    .map_err(|_| anyhow!("cannot compose the new fstab"))?;
+    image
+        .write("etc/fstab", out.as_bytes(), 0o644)
+        .map_err(|e| in_image("etc/fstab", e))?;
     notes.push(format!(
         "fstab: {} and {} by label",
         layout::HOSTPART_MOUNT,
@@ -340,21 +406,23 @@ fn rewrite_fstab(mnt: &Path, notes: &mut Vec<String>) -> Result<()> {
     // say the same, but systemd reads a mounted filesystem's options from the kernel, which
     // never sees that one.
     let unit = mount_unit_name(layout::HOSTPART_MOUNT);
-    let dropin = mnt.join(format!("etc/systemd/system/{unit}.d/hnroot.conf"));
-    fs::create_dir_all(dropin.parent().context("a drop-in has a directory")?)?;
-    fs::write(
-        &dropin,
-        format!(
-            "# hnroot: {hp} is mounted by the initramfs and holds the root's writable layer: it\n\
-             # stays mounted until the final shutdown (systemd-shutdown syncs it and remounts it\n\
-             # read-only).\n\
-             [Unit]\nDefaultDependencies=no\nBefore=local-fs.target\n",
-            hp = layout::HOSTPART_MOUNT
-        ),
-    )
-    .with_context(|| format!("cannot write {}", dropin.display()))?;
+    let dropin = format!("etc/systemd/system/{unit}.d/hnroot.conf");
+    image
+        .write(
+            &dropin,
+            format!(
+                "# hnroot: {hp} is mounted by the initramfs and holds the root's writable layer: it\n\
+                 # stays mounted until the final shutdown (systemd-shutdown syncs it and remounts it\n\
+                 # read-only).\n\
+                 [Unit]\nDefaultDependencies=no\nBefore=local-fs.target\n",
+                hp = layout::HOSTPART_MOUNT
+            )
+            .as_bytes(),
+            0o644,
+        )
+        .map_err(|e| in_image(&dropin, e))?;
     notes.push(format!(
-        "{unit}: left mounted until the final shutdown (/etc/systemd/system/{unit}.d/hnroot.conf)"
+        "{unit}: left mounted until the final shutdown (/{dropin})"
     ));
     Ok(())
 }
@@ -365,24 +433,30 @@ fn mount_unit_name(path: &str) -> String {
     format!("{}.mount", path.trim_matches('/').replace('/', "-"))
 }
 
-fn install_hnroot_files(req: &BuildRequest, mnt: &Path, notes: &mut Vec<String>) -> Result<()> {
-    let cli = mnt.join("usr/sbin/hnroot");
-    fs::create_dir_all(mnt.join("usr/sbin"))?;
-    fs::copy(&req.cli, &cli)
-        .with_context(|| format!("cannot copy the hnroot CLI from {}", req.cli.display()))?;
-    fs::set_permissions(&cli, fs::Permissions::from_mode(0o755))?;
-    let units = mnt.join("usr/lib/systemd/system");
-    fs::create_dir_all(&units)?;
-    let wants = mnt.join("etc/systemd/system/multi-user.target.wants");
-    fs::create_dir_all(&wants)?;
+fn install_hnroot_files(req: &BuildRequest, image: &InRoot, notes: &mut Vec<String>) -> Result<()> {
+    let cli = "usr/sbin/hnroot";
+    let mut src = File::open(&req.cli)
+        .with_context(|| format!("cannot read the hnroot CLI {}", req.cli.display()))?;
+    image
+        .write_from(cli, &mut src, 0o755, MAX_CLI)
+        .map_err(|e| in_image(cli, e))?;
+    let units = "usr/lib/systemd/system";
+    let wants = "etc/systemd/system/multi-user.target.wants";
+    image.make_dir(wants).map_err(|e| in_image(wants, e))?;
     for (name, text) in UNITS {
-        fs::write(units.join(name), text)?;
-        let link = wants.join(name);
-        if fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(format!("/usr/lib/systemd/system/{name}"), &link)?;
+        let unit = format!("{units}/{name}");
+        image
+            .write(&unit, text.as_bytes(), 0o644)
+            .map_err(|e| in_image(&unit, e))?;
+        let link = format!("{wants}/{name}");
+        if image.kind_here(&link).map_err(|e| in_image(&link, e))? == Kind::Absent {
+            image
+                .symlink(&format!("/{unit}"), &link)
+                .map_err(|e| in_image(&link, e))?;
         }
     }
-    fs::create_dir_all(mnt.join("etc/hnroot/keys"))?;
+    let keys = "etc/hnroot/keys";
+    image.make_dir(keys).map_err(|e| in_image(keys, e))?;
     notes.push(format!(
         "the tree lacks the hnroot package: added /usr/sbin/hnroot (from {}), {} (enabled), \
          /etc/hnroot/keys",
@@ -395,22 +469,24 @@ fn install_hnroot_files(req: &BuildRequest, mnt: &Path, notes: &mut Vec<String>)
 /// Build the image `req` describes; `say` gets a line per phase.
 pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
     let root = &req.root;
-    if !fs::metadata(root).map(|m| m.is_dir()).unwrap_or(false) {
-        bail!(
-            "looked for the tree at {}; it is not a directory; nothing was written",
+    let tree = match InRoot::open(root) {
+        Ok(t) => t,
+        Err(e) => bail!(
+            "looked for the tree at {}; it is not a directory ({e}); nothing was written",
             root.display()
-        );
-    }
-    let kernel = tree_kernel(root)?;
-    let has_package = root.join(PACKAGE_RECORD).is_file();
-    let has_integration = root.join(ITOOLS_HOOK).is_file() || root.join(DRACUT_MODULE).is_dir();
-    let tree_initrd = resolve_in(
-        root,
-        Path::new(&format!("boot/initrd.img-{}", kernel.release)),
-    )
-    .ok()
-    .filter(|p| root.join(p).is_file());
-    let use_tree = match (req.initramfs, &tree_initrd) {
+        ),
+    };
+    let tree_id = id_of(&fsat::fstat(tree.fd())?);
+    let out = check_output(&req.out, tree_id, root)?;
+    let out_id = id_of(&fsat::fstat(&out.dir)?);
+    let kernel = tree_kernel(&tree)?;
+    let has_package = matches!(tree.kind(PACKAGE_RECORD), Ok(Kind::File(_)));
+    let has_integration = matches!(tree.kind(ITOOLS_HOOK), Ok(Kind::File(_)))
+        || tree.kind(DRACUT_MODULE).ok() == Some(Kind::Dir);
+    let initrd_rel = format!("boot/initrd.img-{}", kernel.release);
+    let tree_initrd =
+        matches!(tree.kind(&initrd_rel), Ok(Kind::File(_))).then_some(initrd_rel.as_str());
+    let use_tree = match (req.initramfs, tree_initrd) {
         (InitramfsChoice::Hnroot, _) => false,
         (InitramfsChoice::Tree, None) => bail!(
             "--initramfs tree: the tree has no boot/initrd.img-{}; nothing was written",
@@ -420,14 +496,13 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
         (InitramfsChoice::Auto, Some(_)) => has_integration,
         (InitramfsChoice::Auto, None) => false,
     };
-    if use_tree {
-        let initrd = root.join(tree_initrd.as_ref().context("no initrd")?);
-        if !initrd_has_hnroot(&initrd)? {
+    if let (true, Some(initrd)) = (use_tree, tree_initrd) {
+        if !initrd_has_hnroot(&tree, initrd)? {
             bail!(
-                "{} holds no hnroot-init: it was made without hnroot's initramfs integration; run \
-                 update-initramfs (or dracut) in the tree after installing hnroot, or pass \
-                 --initramfs hnroot; nothing was written",
-                initrd.display()
+                "{}/{initrd} holds no hnroot-init: it was made without hnroot's initramfs \
+                 integration; run update-initramfs (or dracut) in the tree after installing \
+                 hnroot, or pass --initramfs hnroot; nothing was written",
+                root.display()
             );
         }
     } else if !req.hnroot_init.is_file() {
@@ -437,9 +512,18 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
             req.hnroot_init.display()
         );
     }
-    let content = tree_size(root)?;
+    let (content, holds_out) = tree_size(&tree, out_id)?;
+    if holds_out {
+        bail!(
+            "--out {} is inside the tree {} (through a mount of one of its directories): the \
+             image would hold a copy of itself, taken while it is written; write it outside the \
+             tree; nothing was written",
+            req.out.display(),
+            root.display()
+        );
+    }
     let size = imagebuild::image_size(content, req.size).map_err(|e| anyhow!("{e}"))?;
-    let version = os_version(root);
+    let version = os_version(&tree);
     say(&format!(
         "tree {}: {} MiB, kernel {}, {}; image {} MiB {}",
         root.display(),
@@ -450,42 +534,63 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
         req.fs.as_str()
     ));
 
-    let partial = req.out.with_extension("img.partial");
-    let _ = fs::remove_file(&partial);
-    fs::File::create(&partial)
-        .and_then(|f| f.set_len(size))
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-    let result = fill(
-        req,
-        &partial,
-        &kernel,
-        use_tree,
-        &tree_initrd,
-        has_package,
-        say,
-    );
-    let (mut notes, leftovers) = match result {
-        Ok(n) => n,
+    let c = fsat::cstr(&out.partial)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = unsafe {
+        libc::openat(
+            out.dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!(
+                "cannot create {} (exclusively); nothing was written",
+                out.partial_path().display()
+            )
+        });
+    }
+    // SAFETY: a fresh descriptor we own.
+    let image = unsafe { File::from_raw_fd(fd) };
+    let result = image
+        .set_len(size)
+        .with_context(|| format!("cannot size {}", out.partial_path().display()))
+        .and_then(|()| {
+            fill(
+                req,
+                &image,
+                &out.partial_path(),
+                &kernel,
+                use_tree.then_some(initrd_rel.as_str()),
+                has_package,
+                say,
+            )
+        })
+        .and_then(|found| {
+            let bootable = judge_built(&image)?;
+            fsat::rename(&out.dir, &out.partial, &out.name, true)
+                .and_then(|()| fsat::sync_dir(&out.dir))
+                .with_context(|| {
+                    format!(
+                        "cannot rename {} to {}",
+                        out.partial_path().display(),
+                        req.out.display()
+                    )
+                })?;
+            Ok((found, bootable))
+        });
+    let ((mut notes, leftovers), bootable) = match result {
+        Ok(r) => r,
         Err(e) => {
-            let _ = fs::remove_file(&partial);
+            let _ = fsat::unlink(&out.dir, &out.partial);
             return Err(e);
         }
     };
-    let uuid = run(Command::new("blkid")
-        .args(["-p", "-s", "UUID", "-o", "value"])
-        .arg(&partial))?
-    .trim()
-    .to_owned();
-    fs::rename(&partial, &req.out).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            req.out.display()
-        )
-    })?;
     notes.sort();
     Ok(Built {
-        uuid,
+        uuid: bootable.uuid.to_string(),
         size,
         content,
         kernel: kernel.release.clone(),
@@ -503,19 +608,31 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
     })
 }
 
+/// The built image judged as GRUB, the initramfs and `hnroot stage` judge it: bootable, or
+/// the build fails saying why.
+fn judge_built(image: &File) -> Result<verdict::Bootable> {
+    let judged = hnroot_linux::image::judge_file(image, &hnroot_linux::image::Inspect::default());
+    match judged.verdict {
+        Verdict::Bootable(b) => Ok(b),
+        other => bail!(
+            "the built image is not bootable ({}): {other}; it is removed",
+            other.code()
+        ),
+    }
+}
+
 fn fill(
     req: &BuildRequest,
-    file: &Path,
+    file: &File,
+    path: &Path,
     kernel: &TreeKernel,
-    use_tree: bool,
-    tree_initrd: &Option<PathBuf>,
+    tree_initrd: Option<&str>,
     has_package: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Vec<hnroot_linux::sysprep::Leftover>)> {
     let mut notes = Vec::new();
-    mkfs(req.fs, file)?;
-    let image = fs::OpenOptions::new().read(true).write(true).open(file)?;
-    let lo = loopdev::attach(Path::new("/dev"), &image, "hnroot-image-build", true).context(
+    mkfs(req.fs, path)?;
+    let lo = loopdev::attach(Path::new("/dev"), file, "hnroot-image-build", true).context(
         "cannot attach the new image to a loop device (hnroot image build runs as root)",
     )?;
     let mnt = tempfile::Builder::new()
@@ -529,44 +646,48 @@ fn fill(
     let mut src = req.root.as_os_str().to_owned();
     src.push("/.");
     run(Command::new("cp")
-        .args(["-a", "--sparse=always"])
+        .args(["-a", "--sparse=always", "--one-file-system"])
         .arg(&src)
         .arg(m))?;
-    fs::create_dir_all(m.join("boot"))?;
-    hard_link(m, &kernel.vmlinuz, Path::new(layout::KERNEL_PATH))?;
+    let image = InRoot::open(m).context("cannot open the mounted image")?;
+    image.make_dir("boot").map_err(|e| in_image("boot", e))?;
+    image
+        .hard_link(&kernel.vmlinuz, layout::KERNEL_PATH)
+        .map_err(|e| in_image(layout::KERNEL_PATH, e))?;
     notes.push(format!(
-        "/{} -> {} (hard link)",
+        "/{}: a hard link of /{} (links in the tree resolved inside it)",
         layout::KERNEL_PATH,
-        kernel.vmlinuz.display()
+        kernel.vmlinuz
     ));
-    if use_tree {
-        let initrd = tree_initrd.as_ref().context("no initrd")?;
-        hard_link(m, initrd, Path::new(layout::INITRAMFS_PATH))?;
+    if let Some(initrd) = tree_initrd {
+        image
+            .hard_link(initrd, layout::INITRAMFS_PATH)
+            .map_err(|e| in_image(layout::INITRAMFS_PATH, e))?;
         notes.push(format!(
-            "/{} -> {} (hard link)",
-            layout::INITRAMFS_PATH,
-            initrd.display()
+            "/{}: a hard link of /{initrd}",
+            layout::INITRAMFS_PATH
         ));
     } else {
         say("building hnroot's own initramfs for the tree's kernel");
-        let wanted: Vec<String> = BOOT_MODULES.iter().map(|s| (*s).to_owned()).collect();
-        let modules_dir = m.join(&kernel.modules);
+        let modules = ModulesDir::in_root(m, &kernel.modules)?;
         let (_, missing) =
-            crate::modules::modules_in_some(&modules_dir, &kernel.release, BOOT_MODULES)?;
-        let wanted: Vec<String> = wanted
-            .into_iter()
-            .filter(|w| !missing.contains(w))
+            crate::modules::modules_in_some(&modules, &kernel.release, BOOT_MODULES)?;
+        let wanted: Vec<String> = BOOT_MODULES
+            .iter()
+            .filter(|w| !missing.iter().any(|m| m == *w))
+            .map(|s| (*s).to_owned())
             .collect();
-        let built = initramfs::build(
-            &Spec {
-                init: req.hnroot_init.clone(),
-                modules_dir: Some(modules_dir),
-                wanted,
-                busybox: None,
-                compress: Compress::Zstd,
-            },
-            &m.join(layout::INITRAMFS_PATH),
-        )?;
+        let (bytes, built) = initramfs::archive(&Spec {
+            init: req.hnroot_init.clone(),
+            modules_dir: Some(PathBuf::from(&kernel.modules)),
+            modules_root: Some(m.to_owned()),
+            wanted,
+            busybox: None,
+            compress: Compress::Zstd,
+        })?;
+        image
+            .write(layout::INITRAMFS_PATH, &bytes, 0o644)
+            .map_err(|e| in_image(layout::INITRAMFS_PATH, e))?;
         notes.push(format!(
             "/{}: hnroot's own, {} KiB, {} modules{}",
             layout::INITRAMFS_PATH,
@@ -579,46 +700,44 @@ fn fill(
             }
         ));
     }
-    fs::create_dir_all(m.join(layout::HOSTPART_MOUNT.trim_start_matches('/')))?;
-    fs::create_dir_all(m.join(layout::ESP_MOUNT.trim_start_matches('/')))?;
-    let data0 = m.join(layout::DATA_LINK.trim_start_matches('/'));
+    for dir in [layout::HOSTPART_MOUNT, layout::ESP_MOUNT] {
+        image.make_dir(dir).map_err(|e| in_image(dir, e))?;
+    }
+    let data0 = layout::DATA_LINK.trim_start_matches('/');
     let want = format!("{}/{}", layout::HOSTPART_MOUNT, layout::DATA_DIR);
-    match fs::read_link(&data0) {
-        Ok(t) if t == Path::new(&want) => {}
-        Ok(_) | Err(_) if fs::symlink_metadata(&data0).is_ok() => {
-            bail!(
-                "the tree has {} already, and not as a link to {want}: move it away; nothing was \
-                 written",
-                layout::DATA_LINK
-            )
-        }
-        _ => {
-            std::os::unix::fs::symlink(&want, &data0)?;
+    match image.kind_here(data0).map_err(|e| in_image(data0, e))? {
+        Kind::Absent => {
+            image
+                .symlink(&want, data0)
+                .map_err(|e| in_image(data0, e))?;
             notes.push(format!("{} -> {want}", layout::DATA_LINK));
         }
+        Kind::Link if image.read_link(data0).ok().flatten().as_deref() == Some(want.as_str()) => {}
+        _ => bail!(
+            "the tree has {} already, and not as a link to {want}: move it away; nothing was \
+             written",
+            layout::DATA_LINK
+        ),
     }
-    rewrite_fstab(m, &mut notes)?;
+    rewrite_fstab(&image, &mut notes)?;
     if !has_package {
-        install_hnroot_files(req, m, &mut notes)?;
+        install_hnroot_files(req, &image, &mut notes)?;
     }
     // One host's identity copied from the tree (the build host's name, SSH host keys made by a
     // package's postinst): reported, for `hnroot sysprep` to remove before publishing.
     let leftovers = hnroot_linux::sysprep::leftovers(m)
         .with_context(|| "cannot check the new image for host-specific files")?;
-    // SAFETY: syncfs on a valid descriptor.
-    let dir = fs::File::open(m)?;
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("syncfs of the new image");
-    }
-    drop(dir);
+    image.sync_fs().context("syncfs of the new image")?;
+    drop(image);
     drop(mounted);
-    image.sync_all()?;
+    file.sync_all()?;
     Ok((notes, leftovers))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn mount_unit_names_are_systemds() {
@@ -627,43 +746,123 @@ mod tests {
     }
 
     #[test]
-    fn links_resolve_inside_the_tree() {
+    fn the_kernel_is_found_through_links_inside_the_tree_only() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = t.path();
+        // The host has a kernel and modules where the tree's links point; the tree has none.
+        fs::create_dir_all(outside.path().join("boot")).unwrap();
+        fs::write(outside.path().join("boot/vmlinuz-6.1.0-9-amd64"), b"k").unwrap();
+        fs::create_dir_all(outside.path().join("modules/6.1.0-9-amd64")).unwrap();
+        fs::write(
+            outside.path().join("modules/6.1.0-9-amd64/modules.dep"),
+            b"",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("boot"), r.join("boot")).unwrap();
+        let tree = InRoot::open(r).unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
+        assert!(err.contains("found none"), "{err}");
+        // Relative links up and out stop at the tree's root.
+        fs::remove_file(r.join("boot")).unwrap();
+        fs::create_dir_all(r.join("boot")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../../../../../../../../../".to_owned()
+                + outside
+                    .path()
+                    .join("boot/vmlinuz-6.1.0-9-amd64")
+                    .to_str()
+                    .unwrap(),
+            r.join("boot/vmlinuz-6.1.0-9-amd64"),
+        )
+        .unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
+        assert!(
+            err.contains("boot/vmlinuz-6.1.0-9-amd64 is missing (links followed inside the tree)"),
+            "{err}"
+        );
+        // An absolute link is the tree's own root: inside the tree it leads to a kernel.
+        fs::remove_file(r.join("boot/vmlinuz-6.1.0-9-amd64")).unwrap();
+        fs::create_dir_all(r.join("kernels")).unwrap();
+        fs::write(r.join("kernels/k"), b"kernel").unwrap();
+        std::os::unix::fs::symlink("/kernels/k", r.join("boot/vmlinuz-6.1.0-9-amd64")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("modules"),
+            r.join("lib-modules-elsewhere"),
+        )
+        .unwrap();
+        fs::create_dir_all(r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/lib-modules-elsewhere", r.join("lib/modules")).unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
+        assert!(err.contains("no modules for kernel 6.1.0-9-amd64"), "{err}");
+    }
+
+    #[test]
+    fn a_kernel_that_is_no_kernel_is_refused_by_the_one_rule() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
         fs::create_dir_all(r.join("boot")).unwrap();
-        fs::write(r.join("boot/vmlinuz-6.1.0-57-amd64"), b"k").unwrap();
-        std::os::unix::fs::symlink("boot/vmlinuz-6.1.0-57-amd64", r.join("vmlinuz")).unwrap();
-        std::os::unix::fs::symlink("/vmlinuz", r.join("boot/abs")).unwrap();
-        std::os::unix::fs::symlink("../../../../etc/passwd", r.join("boot/escape")).unwrap();
-        assert_eq!(
-            resolve_in(r, Path::new("vmlinuz")).unwrap(),
-            Path::new("boot/vmlinuz-6.1.0-57-amd64")
-        );
-        assert_eq!(
-            resolve_in(r, Path::new("boot/abs")).unwrap(),
-            Path::new("boot/vmlinuz-6.1.0-57-amd64"),
-            "an absolute link is the tree's root, not the host's"
-        );
-        assert!(
-            resolve_in(r, Path::new("boot/escape")).is_err(),
-            "a link out of the tree stays inside it (and finds nothing there)"
-        );
+        let tree = InRoot::open(r).unwrap();
+        let k = r.join("boot/vmlinuz-6.1.0-9-amd64");
+        fs::write(&k, b"").unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
+        assert!(err.contains("is an empty file (0 bytes)"), "{err}");
+        fs::remove_file(&k).unwrap();
+        fs::create_dir(&k).unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
+        assert!(err.contains("is a directory, not a file"), "{err}");
+        fs::remove_dir(&k).unwrap();
+        std::os::unix::fs::symlink("vmlinuz-6.1.0-9-amd64", &k).unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
+        assert!(err.contains("is a symbolic link that loops"), "{err}");
     }
 
     #[test]
     fn a_tree_without_a_kernel_is_refused_naming_what_is_missing() {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("boot")).unwrap();
-        let err = tree_kernel(t.path()).err().unwrap().to_string();
+        let tree = InRoot::open(t.path()).unwrap();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
         assert!(
             err.contains("vmlinuz-<release>") && err.contains("nothing was written"),
             "{err}"
         );
         fs::write(t.path().join("boot/vmlinuz-6.1.0-9-amd64"), b"k").unwrap();
-        let err = tree_kernel(t.path()).err().unwrap().to_string();
+        let err = tree_kernel(&tree).err().unwrap().to_string();
         assert!(
             err.contains("no modules for kernel 6.1.0-9-amd64"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_output_is_checked_before_anything_is_built() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("tree");
+        fs::create_dir_all(root.join("srv/out")).unwrap();
+        let tree = InRoot::open(&root).unwrap();
+        let id = id_of(&fsat::fstat(tree.fd()).unwrap());
+        let err = |out: &Path| check_output(out, id, &root).err().unwrap().to_string();
+        let e = err(&root.join("srv/out/v.img"));
+        assert!(e.contains("inside the tree"), "{e}");
+        std::os::unix::fs::symlink(root.join("srv"), t.path().join("into-tree")).unwrap();
+        let e = err(&t.path().join("into-tree/out/v.img"));
+        assert!(e.contains("inside the tree"), "through a link: {e}");
+        fs::create_dir(t.path().join("dir.img")).unwrap();
+        let e = err(&t.path().join("dir.img"));
+        assert!(e.contains("is a directory"), "{e}");
+        let e = err(Path::new("/dev/null"));
+        assert!(e.contains("is a character device"), "{e}");
+        let e = err(&t.path().join("nowhere/v.img"));
+        assert!(e.contains("looked for the directory of --out"), "{e}");
+        fs::write(t.path().join("v.img.partial"), b"x").unwrap();
+        let e = err(&t.path().join("v.img"));
+        assert!(e.contains("v.img.partial is there already"), "{e}");
+        // Another output's partial file is nobody's business.
+        fs::write(t.path().join("data.img.partial"), b"x").unwrap();
+        let o = check_output(&t.path().join("data.bin"), id, &root).unwrap();
+        assert_eq!(o.partial, "data.bin.partial");
+        fs::write(t.path().join("old.img"), b"x").unwrap();
+        check_output(&t.path().join("old.img"), id, &root).unwrap();
     }
 }

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use crate::cpio;
-use crate::modules::{self, ModuleSet};
+use crate::modules::{self, ModuleSet, ModulesDir};
 
 /// A static busybox: its bytes and the applets to link to it.
 #[derive(Debug, Clone)]
@@ -59,6 +59,9 @@ pub struct Spec {
     pub init: PathBuf,
     /// The kernel's `lib/modules/<release>`, or `None` for an archive without modules.
     pub modules_dir: Option<PathBuf>,
+    /// The tree or image `modules_dir` lies in (then `modules_dir` is relative to it, and links
+    /// in it resolve inside it); `None`: `modules_dir` is a directory of its own.
+    pub modules_root: Option<PathBuf>,
     /// Modules (or aliases) wanted; their dependencies and `pre:` softdeps are added.
     pub wanted: Vec<String>,
     /// A static busybox as `/bin/sh` with its applets (the emergency shell), if wanted.
@@ -100,8 +103,18 @@ pub fn release_of(modules_dir: &Path) -> Result<String> {
     Ok(name)
 }
 
-/// Build the initramfs described by `spec` at `out`.
+/// Build the initramfs described by `spec` at `out` (through a new file beside it and a
+/// rename).
 pub fn build(spec: &Spec, out: &Path) -> Result<Built> {
+    let (compressed, mut built) = archive(spec)?;
+    write_atomic(out, &compressed)?;
+    built.path = out.to_path_buf();
+    Ok(built)
+}
+
+/// The initramfs described by `spec`, compressed, and what is in it (`path` empty: it is not
+/// written anywhere yet).
+pub fn archive(spec: &Spec) -> Result<(Vec<u8>, Built)> {
     let init = fs::read(&spec.init)
         .with_context(|| format!("cannot read /init {}", spec.init.display()))?;
     let mut a = cpio::Archive::new();
@@ -121,22 +134,40 @@ pub fn build(spec: &Spec, out: &Path) -> Result<Built> {
     }
     let mut set = ModuleSet::default();
     if let Some(dir) = &spec.modules_dir {
-        let release = release_of(dir)?;
+        let (modules, release) = match &spec.modules_root {
+            None => (ModulesDir::at(dir)?, release_of(dir)?),
+            Some(root) => {
+                let rel = dir.to_string_lossy();
+                let m = ModulesDir::in_root(root, &rel)?;
+                let release = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if release.is_empty() || !m.is_file("modules.dep") {
+                    bail!(
+                        "{} is not a lib/modules/<release> directory: looked for modules.dep in \
+                         it (run depmod for that kernel first)",
+                        m.shown("").display()
+                    );
+                }
+                (m, release)
+            }
+        };
         let wanted: Vec<&str> = spec.wanted.iter().map(String::as_str).collect();
-        set = modules::modules_in(dir, &release, &wanted)?;
-        add_modules(&mut a, dir, &release, &spec.wanted, &set)?;
+        set = modules::modules_in_dir(&modules, &release, &wanted)?;
+        add_modules(&mut a, &modules, &release, &spec.wanted, &set)?;
     }
     let cpio = a.finish()?;
     let compressed = compress(&cpio, spec.compress)?;
-    write_atomic(out, &compressed)?;
-    Ok(Built {
-        path: out.to_path_buf(),
+    let built = Built {
+        path: PathBuf::new(),
         cpio_bytes: cpio.len() as u64,
         compressed_bytes: compressed.len() as u64,
         init_bytes: init.len() as u64,
         modules: set.load_order,
         builtin: set.builtin,
-    })
+    };
+    Ok((compressed, built))
 }
 
 /// `lib/modules/<release>/`: the `.ko` files of `set`, `modules.dep` lines for exactly them,
@@ -146,7 +177,7 @@ pub fn build(spec: &Spec, out: &Path) -> Result<Built> {
 /// (btrfs for a btrfs hostpart) brings its dependencies (raid6_pq, xor) only then.
 fn add_modules(
     a: &mut cpio::Archive,
-    dir: &Path,
+    dir: &ModulesDir,
     release: &str,
     wanted: &[String],
     set: &ModuleSet,
@@ -164,15 +195,12 @@ fn add_modules(
                 a.dir(&sub, 0o755)?;
             }
         }
-        let src = dir.join(ko);
-        let data =
-            fs::read(&src).with_context(|| format!("cannot read module {}", src.display()))?;
+        let data = dir.read(ko)?;
         a.file(&format!("{base}/{ko}"), 0o644, &data)?;
     }
     let included: BTreeSet<&str> = set.load_order.iter().map(String::as_str).collect();
-    let dep_path = dir.join("modules.dep");
-    let dep = fs::read_to_string(&dep_path)
-        .with_context(|| format!("cannot read {}", dep_path.display()))?;
+    let dep_path = dir.shown("modules.dep");
+    let dep = dir.read_text("modules.dep")?;
     let mut kept = String::new();
     for line in dep.lines() {
         if let Some((ko, _)) = line.split_once(':') {
@@ -191,9 +219,7 @@ fn add_modules(
         );
     }
     a.file(&format!("{base}/modules.dep"), 0o644, kept.as_bytes())?;
-    let builtin_path = dir.join("modules.builtin");
-    let builtin = fs::read(&builtin_path)
-        .with_context(|| format!("cannot read {}", builtin_path.display()))?;
+    let builtin = dir.read("modules.builtin")?;
     a.file(&format!("{base}/modules.builtin"), 0o644, &builtin)?;
     // Built-in modules are named so the boot log says they are present; built-in *aliases*
     // (`sha256` for sha256_generic) are left out: hnroot-init knows modules, not aliases.
@@ -286,12 +312,29 @@ pub fn compress(data: &[u8], how: Compress) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// Write `data` to `path` through a temporary file and a rename.
+/// Write `data` to `path` through a new file created exclusively beside it (named after it,
+/// never an existing file's name) and a rename.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a new file beside {}", path.display()))?;
+    tmp.write_all(data)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot rename to {}: {}", path.display(), e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -347,6 +390,7 @@ mod tests {
             &Spec {
                 init,
                 modules_dir: Some(rel),
+                modules_root: None,
                 wanted: vec!["a".into()],
                 busybox: None,
                 compress: Compress::Zstd,

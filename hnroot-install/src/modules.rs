@@ -1,13 +1,83 @@
 //! Which kernel modules an initramfs needs, from depmod's index of one kernel
 //! (`lib/modules/<release>/modules.dep`, `modules.softdep`, `modules.alias`, `modules.builtin`
 //! and `modules.builtin.modinfo`): the wanted modules with their dependencies and `pre:`
-//! softdeps, dependencies first; built-in modules and aliases need nothing.
+//! softdeps, dependencies first; built-in modules and aliases need nothing. Every file is read
+//! through the file layer ([`ModulesDir`]): in a tree or an image, links resolve inside it,
+//! and only regular files of a bounded size are read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+use hnroot_linux::fsat::InRoot;
+
+/// Most bytes of one file of a modules directory read (an index or a `.ko`).
+const MAX_MODULE_FILE: usize = 256 << 20;
+
+/// A kernel's `lib/modules/<release>` directory, read through the file layer. Inside a tree or
+/// an image ([`ModulesDir::in_root`]) its links resolve inside that root, as the image's
+/// kernel will see them, never into this machine's files; a directory of its own
+/// ([`ModulesDir::at`]) is the root of its links.
+#[derive(Debug)]
+pub struct ModulesDir {
+    root: InRoot,
+    base: String,
+}
+
+impl ModulesDir {
+    /// The modules directory `dir` (a kernel cache, `/lib/modules/$(uname -r)`).
+    pub fn at(dir: &Path) -> Result<ModulesDir> {
+        let root = InRoot::open(dir)
+            .map_err(|e| anyhow!("cannot open the modules directory {}: {e}", dir.display()))?;
+        Ok(ModulesDir {
+            root,
+            base: String::new(),
+        })
+    }
+
+    /// The modules directory `rel` (`lib/modules/<release>`) of the tree or image at `root`.
+    pub fn in_root(root: &Path, rel: &str) -> Result<ModulesDir> {
+        let root =
+            InRoot::open(root).map_err(|e| anyhow!("cannot open {}: {e}", root.display()))?;
+        Ok(ModulesDir {
+            root,
+            base: rel.trim_matches('/').to_owned(),
+        })
+    }
+
+    fn rel(&self, name: &str) -> String {
+        if self.base.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.base)
+        }
+    }
+
+    /// Where `name` is, for messages.
+    pub fn shown(&self, name: &str) -> PathBuf {
+        self.root.path().join(self.rel(name))
+    }
+
+    /// The bytes of the regular file `name` (relative to the directory).
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        self.root
+            .read(&self.rel(name), MAX_MODULE_FILE)
+            .map_err(|e| anyhow!("cannot read {}: {e}", self.shown(name).display()))
+    }
+
+    /// The text of the regular file `name`.
+    pub fn read_text(&self, name: &str) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.read(name)?).into_owned())
+    }
+
+    /// Whether `name` is a regular file.
+    pub fn is_file(&self, name: &str) -> bool {
+        matches!(
+            self.root.kind(&self.rel(name)),
+            Ok(hnroot_linux::fsat::Kind::File(_))
+        )
+    }
+}
 
 /// What hnroot's own initramfs loads to find hostpart and mount an image on a server: disk
 /// controllers (virtio, NVMe, AHCI/SATA, SCSI disks, USB storage), loop, the filesystems of
@@ -51,7 +121,7 @@ pub struct ModuleSet {
 /// [`modules_in`] for every wanted module this kernel has; the ones it has neither as a file
 /// nor built in are returned by name instead of failing the whole set.
 pub fn modules_in_some(
-    modules_dir: &Path,
+    modules_dir: &ModulesDir,
     release: &str,
     wanted: &[&str],
 ) -> Result<(ModuleSet, Vec<String>)> {
@@ -76,6 +146,15 @@ pub fn modules_in_some(
 /// The modules to load for `wanted` against any depmod'ed `lib/modules/<release>` directory (the cached
 /// Debian kernel's, or the host's `/lib/modules/$(uname -r)`).
 pub fn modules_in(modules_dir: &Path, release: &str, wanted: &[&str]) -> Result<ModuleSet> {
+    modules_in_dir(&ModulesDir::at(modules_dir)?, release, wanted)
+}
+
+/// [`modules_in`] for a [`ModulesDir`].
+pub fn modules_in_dir(
+    modules_dir: &ModulesDir,
+    release: &str,
+    wanted: &[&str],
+) -> Result<ModuleSet> {
     let index = ModuleIndex::load(modules_dir)?;
     let mut resolver = Resolver {
         index: &index,
@@ -129,11 +208,8 @@ impl ModuleIndex {
             || self.aliases.contains_key(name)
     }
 
-    fn load(dir: &Path) -> Result<Self> {
-        let read = |name: &str| -> Result<String> {
-            let path = dir.join(name);
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
-        };
+    fn load(dir: &ModulesDir) -> Result<Self> {
+        let read = |name: &str| dir.read_text(name);
         let mut index = Self::default();
         for line in read("modules.dep")?.lines() {
             let Some((ko, deps)) = line.split_once(':') else {
@@ -180,9 +256,7 @@ impl ModuleIndex {
             }
         }
         // modules.builtin.modinfo: NUL-separated "module.key=value"; aliases of built-ins.
-        let modinfo_path = dir.join("modules.builtin.modinfo");
-        let modinfo = fs::read(&modinfo_path)
-            .with_context(|| format!("cannot read {}", modinfo_path.display()))?;
+        let modinfo = dir.read("modules.builtin.modinfo")?;
         for record in modinfo.split(|b| *b == 0) {
             let record = String::from_utf8_lossy(record);
             if let Some((_, alias)) = record.split_once(".alias=") {
@@ -273,6 +347,7 @@ impl Resolver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn index_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -315,7 +390,7 @@ alias crypto-sha256 sha256_ssse3\n",
     }
 
     fn resolve(dir: &Path, wanted: &[&str]) -> Result<ModuleSet> {
-        let index = ModuleIndex::load(dir)?;
+        let index = ModuleIndex::load(&ModulesDir::at(dir)?)?;
         let mut r = Resolver {
             index: &index,
             release: "test",
@@ -326,6 +401,31 @@ alias crypto-sha256 sha256_ssse3\n",
             r.want(w, 0, &mut Vec::new())?;
         }
         Ok(r.out)
+    }
+
+    #[test]
+    fn links_in_a_tree_resolve_inside_it_and_only_regular_files_are_read() {
+        let tree = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let m = tree.path().join("lib/modules/6.1.0-t");
+        fs::create_dir_all(&m).unwrap();
+        fs::write(host.path().join("modules.dep"), b"kernel/x.ko:\n").unwrap();
+        // An absolute link to the host's file: inside the tree it leads nowhere.
+        std::os::unix::fs::symlink(host.path().join("modules.dep"), m.join("modules.dep")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", m.join("modules.alias")).unwrap();
+        let dir = ModulesDir::in_root(tree.path(), "lib/modules/6.1.0-t").unwrap();
+        let e = dir.read("modules.dep").unwrap_err().to_string();
+        assert!(e.contains("not there"), "{e}");
+        assert!(!dir.is_file("modules.dep"));
+        // /dev/zero inside the tree is nothing; a device node there is never read.
+        let e = dir.read("modules.alias").unwrap_err().to_string();
+        assert!(e.contains("not there"), "{e}");
+        fs::create_dir_all(tree.path().join("dev")).unwrap();
+        let fifo = std::ffi::CString::new(tree.path().join("dev/zero").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = dir.read("modules.alias").unwrap_err().to_string();
+        assert!(e.contains("a FIFO, not a regular file"), "{e}");
     }
 
     #[test]
@@ -370,8 +470,12 @@ alias crypto-sha256 sha256_ssse3\n",
     #[test]
     fn modules_a_kernel_lacks_are_named_not_fatal() {
         let dir = debian_like();
-        let (set, missing) =
-            modules_in_some(dir.path(), "test", &["virtio_blk", "no_such_hba", "sha256"]).unwrap();
+        let (set, missing) = modules_in_some(
+            &ModulesDir::at(dir.path()).unwrap(),
+            "test",
+            &["virtio_blk", "no_such_hba", "sha256"],
+        )
+        .unwrap();
         assert_eq!(missing, ["no_such_hba"]);
         assert_eq!(
             set.load_order.last().unwrap(),

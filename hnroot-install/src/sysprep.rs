@@ -1,7 +1,10 @@
 //! `hnroot sysprep` on an image file (or a directory tree), and the leftover check on an image
-//! that `hnroot stage` runs before it publishes one: the image loop-mounted (read-write to clean
-//! it, read-only without journal replay to look), the work done by `hnroot_linux::sysprep` on
-//! the core's list, the image unmounted and synced.
+//! that `hnroot stage` runs before it publishes one: the image loop-mounted read-only without
+//! journal replay to look (so looking never writes: a signed image with nothing to clean still
+//! verifies afterwards), read-write only when there is something to change, the work done by
+//! `hnroot_linux::sysprep` on the core's list, the image unmounted and synced. An image file
+//! that backs a loop device (the running `hn-root.img`, an image mounted elsewhere) is refused,
+//! naming the device: mounting it a second time read-write would corrupt it.
 
 use std::fs;
 use std::path::Path;
@@ -34,14 +37,41 @@ impl Drop for MountedImage {
     }
 }
 
+/// Refuse the open image `file` (at `path`) when it backs a loop device.
+fn refuse_in_use(file: &fs::File, path: &Path) -> Result<()> {
+    let users = loopdev::backed_by(file)
+        .with_context(|| format!("cannot tell whether {} is in use", path.display()))?;
+    if !users.is_empty() {
+        let nodes: Vec<String> = users.iter().map(|a| a.node.display().to_string()).collect();
+        bail!(
+            "{} backs the loop device {} (in use: mounted, or the running system's image): \
+             sysprep works on an image nothing uses; copy it, or detach the device first \
+             (losetup -d); nothing was changed",
+            path.display(),
+            nodes.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Loop-mount the image file `path`: read-write, or read-only without replaying a journal (so
-/// looking never writes).
+/// looking never writes). A file that backs a loop device already is refused for a read-write
+/// mount.
 pub fn mount_image(path: &Path, writable: bool) -> Result<MountedImage> {
     let file = fs::OpenOptions::new()
         .read(true)
         .write(writable)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
+    if !file.metadata()?.is_file() {
+        bail!(
+            "{} is not a regular file: sysprep takes an image file or a directory tree",
+            path.display()
+        );
+    }
+    if writable {
+        refuse_in_use(&file, path)?;
+    }
     let fs_type = match image::probe_file(&file)
         .with_context(|| format!("cannot read {}", path.display()))?
     {
@@ -89,19 +119,38 @@ pub struct Report {
 }
 
 /// Clean the image file or directory tree `target` (with `dry_run`, only list what would be
-/// done), then check it.
+/// done), then check it. An image is looked at read-only first and mounted read-write only when
+/// there is something to change; one that backs a loop device is refused.
 pub fn sysprep(target: &Path, dry_run: bool) -> Result<Report> {
     let meta = fs::metadata(target).with_context(|| format!("cannot find {}", target.display()))?;
-    let mounted;
-    let root = if meta.is_dir() {
-        target
-    } else {
-        mounted = mount_image(target, !dry_run)?;
-        mounted.path()
+    if meta.is_dir() {
+        let done = sysprep::apply(target, dry_run)
+            .with_context(|| format!("cannot walk {}", target.display()))?;
+        let leftovers = sysprep::leftovers(target)?;
+        return Ok(Report { done, leftovers });
+    }
+    let file =
+        fs::File::open(target).with_context(|| format!("cannot open {}", target.display()))?;
+    refuse_in_use(&file, target)?;
+    drop(file);
+    let (planned, before) = {
+        let looked = mount_image(target, false)?;
+        let planned = sysprep::apply(looked.path(), true)
+            .with_context(|| format!("cannot walk {}", target.display()))?;
+        (planned, sysprep::leftovers(looked.path())?)
     };
-    let done = sysprep::apply(root, dry_run)
+    if dry_run || !planned.iter().any(|d| d.outcome.is_ok()) {
+        // Nothing to change (or only asked what, or only what sysprep leaves as it is): the
+        // image is never mounted read-write.
+        return Ok(Report {
+            done: planned,
+            leftovers: before,
+        });
+    }
+    let mounted = mount_image(target, true)?;
+    let done = sysprep::apply(mounted.path(), false)
         .with_context(|| format!("cannot walk {}", target.display()))?;
-    let leftovers = sysprep::leftovers(root)?;
+    let leftovers = sysprep::leftovers(mounted.path())?;
     Ok(Report { done, leftovers })
 }
 

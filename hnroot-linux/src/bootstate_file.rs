@@ -4,7 +4,7 @@
 //! `hnroot_core::bootstate`'s.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,12 @@ fn io_err<'a>(
 /// The file's first bytes, one more than a valid file has (whether the size is right is the
 /// core's judgement, `Block::decode`); `None` when there is no such file.
 pub fn read(path: &Path) -> Result<Option<Vec<u8>>, BootStateFileError> {
-    let file = match File::open(path) {
+    // Non-blocking: a FIFO at the path is opened and found to be no file, never waited on.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, "open")(e)),
@@ -154,42 +159,46 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
 /// With `replace`, an existing file is replaced (through a new file and a rename, so a crash
 /// leaves the old one or the new one).
 pub fn create(path: &Path, state: &BootState, replace: bool) -> Result<(), BootStateFileError> {
-    if replace {
-        let fresh = path.with_extension("new");
-        let _ = std::fs::remove_file(&fresh);
-        create(&fresh, state, false)?;
-        std::fs::rename(&fresh, path).map_err(io_err(path, "replace"))?;
-        return sync_parent(path);
-    }
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(BootStateFileError::Exists {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) => return Err(io_err(path, "create")(e)),
-    };
-    file.write_all(&new_block(state))
-        .map_err(io_err(path, "write"))?;
-    file.sync_all().map_err(io_err(path, "sync"))?;
-    sync_parent(path)
-}
-
-/// `fsync` the directory holding `path` (`.` for a bare name).
-fn sync_parent(path: &Path) -> Result<(), BootStateFileError> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(path, "sync directory"))
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io_err(path, "create")(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let dir = File::open(parent)
+        .map(std::os::fd::OwnedFd::from)
+        .map_err(io_err(path, "open its directory"))?;
+    create_in(&dir, name, path, state, replace)
+}
+
+/// [`create`] as `name` in the directory `dir` (held open: the ESP's `hnroot/`), never through
+/// a link; `shown` names it in errors. The file is made beside it and renamed into place
+/// (exclusively unless `replace`), with the mode the filesystem gives it (FAT's mount options).
+pub fn create_in(
+    dir: &std::os::fd::OwnedFd,
+    name: &str,
+    shown: &Path,
+    state: &BootState,
+    replace: bool,
+) -> Result<(), BootStateFileError> {
+    let block = new_block(state);
+    let len = block.len() as u64;
+    match crate::fsat::write_from(
+        dir,
+        name,
+        &mut &block[..],
+        crate::fsat::Meta::filesystem(0o644),
+        replace,
+        len,
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(BootStateFileError::Exists {
+            path: shown.to_owned(),
+        }),
+        Err(e) => Err(io_err(shown, "create")(e)),
+    }
 }
 
 #[cfg(test)]
@@ -262,12 +271,35 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_at_the_path_is_read_as_no_file_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(seen(&path).0, StateSeen::Corrupt);
+        // A link at the name is replaced, never written through.
+        std::fs::remove_file(&path).unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(matches!(
+            create(&path, &BootState::Committed { good: A }, false),
+            Err(BootStateFileError::Exists { .. })
+        ));
+        create(&path, &BootState::Committed { good: A }, true).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert_eq!(
+            seen(&path).0,
+            StateSeen::Valid(BootState::Committed { good: A })
+        );
+    }
+
+    #[test]
     fn a_bare_relative_name_is_created_in_the_current_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
         std::fs::create_dir(&path).unwrap();
-        // sync_parent of "bootstate" syncs ".", which must exist.
-        assert!(sync_parent(Path::new("bootstate")).is_ok());
         create(
             &path.join("bootstate"),
             &BootState::Committed { good: A },

@@ -16,6 +16,7 @@ use hnroot_core::uuid::PartUuid;
 
 use crate::blockdev::{self, FindError, Found, Hints, Roots};
 use crate::bootstate_file::{self, BootStateFileError};
+use crate::fsat::InRoot;
 use crate::mounts::{self, SysError};
 
 /// Flags of an ESP hnroot mounts itself (never executed from, never device nodes).
@@ -178,18 +179,33 @@ impl StateFile {
         self.writable(|path| bootstate_file::write(path, state))
     }
 
-    /// Create the file holding `state` (its directory made if missing); with `replace`, an
-    /// existing file is replaced (`hnroot bootstate init`).
+    /// Create the file holding `state` (its directory made if missing, through the file layer:
+    /// a link on the way or at its name is never written through); with `replace`, an existing
+    /// file is replaced (`hnroot bootstate init`).
     pub fn create(&self, state: &BootState, replace: bool) -> Result<(), EspError> {
         self.writable(|path| {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| BootStateFileError::Io {
-                    path: dir.to_owned(),
-                    action: "create directory",
+            let io = |action| {
+                move |source| BootStateFileError::Io {
+                    path: path.to_owned(),
+                    action,
                     source,
+                }
+            };
+            let absolute = std::env::current_dir()
+                .map_err(io("the current directory"))?
+                .join(path);
+            let rel = absolute
+                .strip_prefix("/")
+                .unwrap_or(&absolute)
+                .to_str()
+                .ok_or_else(|| {
+                    io("create")(std::io::Error::from(std::io::ErrorKind::InvalidInput))
                 })?;
-            }
-            bootstate_file::create(path, state, replace)
+            let (dir_rel, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let dir = InRoot::open(Path::new("/"))
+                .and_then(|root| root.make_dir(dir_rel))
+                .map_err(io("create its directory"))?;
+            bootstate_file::create_in(&dir, name, path, state, replace)
         })
     }
 

@@ -1,12 +1,23 @@
-//! File operations relative to a held directory descriptor that never follow a link: what the
-//! host state on hostpart, its copy in the shared repository and `hnroot sysprep`'s walk over
-//! an image need. Names are single path components unless a function says it takes a relative
-//! path (`a/b/c`, walked one component at a time). Writes go to a temporary name beside the
-//! target, are synced, renamed into place (exclusively, or replacing) and the directory synced.
+//! The one file layer: every file hnroot opens, creates, replaces, links or removes inside a
+//! tree, an image or hostpart goes through here, relative to a held directory descriptor.
 //!
-//! [`InRoot`] resolves paths inside another root (the new root before `switch_root`) with
-//! `openat2(RESOLVE_IN_ROOT)`: a symbolic link in the image resolves as it will once that root
-//! is `/`, never into the initramfs.
+//! * Names in a directory ([`open_dir`], [`write_file`], [`empty`], ...) are single path
+//!   components unless a function says it takes a relative path (`a/b/c`, walked one component
+//!   at a time); no link is ever followed. What hostpart's host state, its copy in the shared
+//!   repository and `hnroot sysprep`'s walk over a tree need.
+//! * [`InRoot`] resolves paths inside another root (a tree to build an image from, the mounted
+//!   copy of one, the new root before `switch_root`) with `openat2(RESOLVE_IN_ROOT |
+//!   RESOLVE_NO_MAGICLINKS)`: a symbolic link resolves as it will once that root is `/`
+//!   (absolute targets from the root, `..` never above it), never into the host. What it
+//!   writes, links or removes is the last component itself: a link there is replaced or
+//!   removed, never written through.
+//! * Writes go to a temporary name beside the target, are synced, renamed into place
+//!   (exclusively, or replacing) and the directory synced. A file with more than one link is
+//!   never truncated or rewritten in place ([`empty`]): the other names keep their contents.
+//! * Mount points are found by mount ID ([`mount_id`], `statx` `STATX_MNT_ID`), not by device
+//!   number: a directory bind-mounted from the same filesystem is another mount.
+//! * Files read from paths an operator names (keys, signatures) are opened non-blocking and
+//!   read only when they are regular files, up to a stated size ([`read_regular`]).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -84,6 +95,83 @@ pub fn kind_of(st: &libc::stat) -> Kind {
         libc::S_IFLNK => Kind::Link,
         _ => Kind::Other,
     }
+}
+
+/// What a `stat` says, in words for a message: `a regular file`, `a directory`, `a symbolic
+/// link`, `a FIFO`, `a character device`, `a block device`, `a socket`.
+pub fn describe(st: &libc::stat) -> &'static str {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        _ => "a file of an unknown type",
+    }
+}
+
+/// `fstatat` of `name` in `dir`, never following a link: `None` when nothing has that name.
+pub fn stat_at(dir: &OwnedFd, name: &str) -> io::Result<Option<libc::stat>> {
+    let c = cstr(name)?;
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(Some(st));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Ok(None),
+        _ => Err(e),
+    }
+}
+
+/// The mount ID (`statx` `STATX_MNT_ID`) of `name` in `dir`, never following a link at `name`
+/// (`""`: `dir` itself). A name that is a mount point has the ID of the mount on it: a
+/// directory or file bind-mounted from the same filesystem (same device number) is told apart
+/// from what surrounds it. Linux 5.8 and later.
+pub fn mount_id(dir: &OwnedFd, name: &str) -> io::Result<u64> {
+    mount_id_c(dir, &cstr(name)?)
+}
+
+/// [`mount_id`] of a name that need not be UTF-8.
+pub fn mount_id_c(dir: &OwnedFd, c: &std::ffi::CStr) -> io::Result<u64> {
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT;
+    if c.is_empty() {
+        flags |= libc::AT_EMPTY_PATH;
+    }
+    // SAFETY: zeroed statx is a valid out-buffer.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer of the kernel's layout.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags,
+            libc::STATX_MNT_ID,
+            &mut stx as *mut libc::statx,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::other(
+            "the kernel gives no mount ID (statx STATX_MNT_ID needs Linux 5.8 or later)",
+        ));
+    }
+    Ok(stx.stx_mnt_id)
 }
 
 /// What `name` in `dir` is, without following a link.
@@ -245,8 +333,12 @@ pub fn open_file(dir: &OwnedFd, name: &str) -> io::Result<File> {
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
         )
     })?;
-    if !matches!(kind_of(&fstat(&fd)?), Kind::File(_)) {
-        return Err(io::Error::other("not a regular file"));
+    let st = fstat(&fd)?;
+    if !matches!(kind_of(&st), Kind::File(_)) {
+        return Err(io::Error::other(format!(
+            "{}, not a regular file",
+            describe(&st)
+        )));
     }
     Ok(File::from(fd))
 }
@@ -282,6 +374,39 @@ pub fn rename(dir: &OwnedFd, from: &str, to: &str, replace: bool) -> io::Result<
     Ok(())
 }
 
+/// The mode, and the owner when it is to be set, of a file [`write_from`] makes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Meta {
+    /// Permission bits.
+    pub mode: libc::mode_t,
+    /// Whether `mode` is set whatever the umask (`fchmod`); `false` leaves what the
+    /// filesystem makes of it (FAT, whose mount options decide, refuses most `fchmod`s).
+    pub exact: bool,
+    /// Owner and group; `None`: the writer's.
+    pub owner: Option<(libc::uid_t, libc::gid_t)>,
+}
+
+impl Meta {
+    /// `mode` exactly, owned by the writer.
+    pub const fn mode(mode: libc::mode_t) -> Meta {
+        Meta {
+            mode,
+            exact: true,
+            owner: None,
+        }
+    }
+
+    /// What the filesystem makes of `mode` (the umask and its mount options), owned by the
+    /// writer.
+    pub const fn filesystem(mode: libc::mode_t) -> Meta {
+        Meta {
+            mode,
+            exact: false,
+            owner: None,
+        }
+    }
+}
+
 /// Write `data` as `name` in `dir` with `mode`: into a temporary name beside it, synced, then
 /// renamed into place — exclusively (failing with `EEXIST` when `name` exists) unless
 /// `replace` — and the directory synced. A crash leaves either the old state or the new file,
@@ -293,6 +418,20 @@ pub fn write_file(
     mode: libc::mode_t,
     replace: bool,
 ) -> io::Result<()> {
+    let max = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    write_from(dir, name, &mut &data[..], Meta::mode(mode), replace, max).map(|_| ())
+}
+
+/// [`write_file`] with the bytes of `src` (to its end) and `meta`: at most `max` bytes, or
+/// nothing is written and the error says the limit. Returns the bytes written.
+pub fn write_from(
+    dir: &OwnedFd,
+    name: &str,
+    src: &mut dyn Read,
+    meta: Meta,
+    replace: bool,
+    max: u64,
+) -> io::Result<u64> {
     let temp = format!(".{name}{TEMP_SUFFIX}");
     let c = cstr(&temp)?;
     // A temporary file of an interrupted write: ours to replace.
@@ -304,25 +443,203 @@ pub fn write_file(
             dir.as_raw_fd(),
             c.as_ptr(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode as libc::c_uint,
+            meta.mode as libc::c_uint,
         )
     })?;
     let mut file = File::from(fd);
-    let written = file
-        .write_all(data)
-        .and_then(|()| {
-            // The mode as asked, whatever the umask.
+    let written = copy_bounded(src, &mut file, max).and_then(|n| {
+        if let Some((uid, gid)) = meta.owner {
             // SAFETY: valid descriptor.
-            check(unsafe { libc::fchmod(file.as_raw_fd(), mode) })
-        })
-        .and_then(|()| file.sync_all())
-        .and_then(|()| rename(dir, &temp, name, replace));
-    if let Err(e) = written {
-        // SAFETY: valid descriptor and NUL-terminated name.
-        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
-        return Err(e);
+            check(unsafe { libc::fchown(file.as_raw_fd(), uid, gid) })?;
+        }
+        if meta.exact {
+            // The mode as asked, whatever the umask (after fchown, which clears set-id bits).
+            // SAFETY: valid descriptor.
+            check(unsafe { libc::fchmod(file.as_raw_fd(), meta.mode) })?;
+        }
+        file.sync_all()?;
+        rename(dir, &temp, name, replace)?;
+        Ok(n)
+    });
+    match written {
+        Ok(n) => {
+            sync_dir(dir)?;
+            Ok(n)
+        }
+        Err(e) => {
+            // SAFETY: valid descriptor and NUL-terminated name.
+            unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+            Err(e)
+        }
     }
-    sync_dir(dir)
+}
+
+/// Copy `src` to its end into `dst`; more than `max` bytes is an error naming the limit.
+fn copy_bounded(src: &mut dyn Read, dst: &mut File, max: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(done),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        done = done.saturating_add(n as u64);
+        if done > max {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("more than {max} bytes (the limit): nothing was written"),
+            ));
+        }
+        dst.write_all(&buf[..n])?;
+    }
+}
+
+/// Hard-link the file `from` in `from_dir` as `to` in `to_dir`, exclusively; neither name is
+/// followed if it is a link.
+pub fn link(from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: valid descriptors and NUL-terminated names.
+    check(unsafe {
+        libc::linkat(
+            from_dir.as_raw_fd(),
+            f.as_ptr(),
+            to_dir.as_raw_fd(),
+            t.as_ptr(),
+            0,
+        )
+    })
+}
+
+/// Create the symbolic link `name` in `dir` pointing at `target`, exclusively.
+pub fn symlink(target: &str, dir: &OwnedFd, name: &str) -> io::Result<()> {
+    let (tg, n) = (cstr(target)?, cstr(name)?);
+    // SAFETY: valid descriptor and NUL-terminated strings.
+    check(unsafe { libc::symlinkat(tg.as_ptr(), dir.as_raw_fd(), n.as_ptr()) })
+}
+
+/// The target of the symbolic link `name` in `dir`; `None` when `name` is not a link.
+pub fn read_link(dir: &OwnedFd, name: &str) -> io::Result<Option<String>> {
+    let c = cstr(name)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid descriptor, NUL-terminated name, a buffer of the length passed.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ENOENT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(usize::try_from(n).unwrap_or(0));
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// Why [`read_regular`] read nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing is there.
+    #[error("not there")]
+    Absent,
+    /// It is something else than a regular file (named: `a FIFO`, `a character device`...).
+    #[error("{0}, not a regular file")]
+    NotAFile(&'static str),
+    /// It holds more than the limit.
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    /// Opening or reading it failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The bytes of the file at `path` (a link followed, as an operator's path is), only when it
+/// is a regular file of at most `max` bytes. Opened non-blocking and without becoming a
+/// controlling terminal: a FIFO, a device or a socket is named and never read, so nothing can
+/// make this wait or read without end.
+pub fn read_regular(path: &std::path::Path, max: usize) -> Result<Vec<u8>, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::Absent),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let fd = OwnedFd::from(file);
+    let st = fstat(&fd)?;
+    if !matches!(kind_of(&st), Kind::File(_)) {
+        return Err(ReadError::NotAFile(describe(&st)));
+    }
+    read_bounded(File::from(fd), max)
+}
+
+/// At most `max` bytes of `file` (a regular file), or [`ReadError::TooLarge`].
+fn read_bounded(file: File, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut data = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit).read_to_end(&mut data)?;
+    if data.len() > max {
+        return Err(ReadError::TooLarge(max));
+    }
+    Ok(data)
+}
+
+/// Create `name` in `dir` exclusively (it must not exist), never through a link, open for
+/// reading and writing, with `mode` (after the umask).
+pub fn create_exclusive(dir: &OwnedFd, name: &str, mode: libc::mode_t) -> io::Result<File> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    Ok(File::from(fd))
+}
+
+/// Open the regular file `name` in `dir` for reading and writing (created with `mode` when
+/// `create` and it is missing), never through a link, non-blocking; `None` when it is missing
+/// and not to be created. Anything but a regular file is refused, saying what it is.
+pub fn open_file_rw(
+    dir: &OwnedFd,
+    name: &str,
+    create: bool,
+    mode: libc::mode_t,
+) -> io::Result<Option<File>> {
+    let c = cstr(name)?;
+    let mut flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if create {
+        flags |= libc::O_CREAT;
+    }
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = match owned(unsafe {
+        libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint)
+    }) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !create => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(&fd)?;
+    if !matches!(kind_of(&st), Kind::File(_)) {
+        return Err(io::Error::other(format!(
+            "{}, not a regular file",
+            describe(&st)
+        )));
+    }
+    Ok(Some(File::from(fd)))
 }
 
 /// Append `line` and a newline to the regular file `name` in `dir` (created with `mode`),
@@ -358,24 +675,66 @@ pub fn append_line(
     file.sync_all()
 }
 
-/// Truncate the regular file `name` in `dir` to zero bytes (never through a link).
-pub fn truncate(dir: &OwnedFd, name: &str) -> io::Result<()> {
+/// How [`empty`] made a file empty.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Emptied {
+    /// It had one link: truncated in place (owner, mode, extended attributes kept).
+    Truncated,
+    /// It had this many links (a hard-link clone shares it): a new empty file with the same
+    /// owner and mode was renamed over this name; the other names keep the old contents.
+    Replaced(u64),
+}
+
+/// Make the regular file `name` in `dir` empty, never through a link and never changing
+/// another name's file: one link, truncated in place; more, replaced (see [`Emptied`]).
+pub fn empty(dir: &OwnedFd, name: &str) -> io::Result<Emptied> {
     let c = cstr(name)?;
+    // O_PATH first: nothing is opened for writing until the links are counted.
     // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
     let fd = owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    let st = fstat(&fd)?;
+    if !matches!(kind_of(&st), Kind::File(_)) {
+        return Err(io::Error::other(format!(
+            "{}, not a regular file",
+            describe(&st)
+        )));
+    }
+    #[allow(clippy::useless_conversion)] // st_nlink's width differs between libcs.
+    let links = u64::from(st.st_nlink);
+    if links > 1 {
+        let meta = Meta {
+            mode: st.st_mode & 0o7777,
+            exact: true,
+            owner: Some((st.st_uid, st.st_gid)),
+        };
+        write_from(dir, name, &mut io::empty(), meta, true, 0)?;
+        return Ok(Emptied::Replaced(links));
+    }
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let file = owned(unsafe {
         libc::openat(
             dir.as_raw_fd(),
             c.as_ptr(),
             libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
         )
     })?;
-    if !matches!(kind_of(&fstat(&fd)?), Kind::File(_)) {
-        return Err(io::Error::other("not a regular file"));
+    let now = fstat(&file)?;
+    if now.st_ino != st.st_ino || now.st_dev != st.st_dev || now.st_nlink != st.st_nlink {
+        return Err(io::Error::other(
+            "it changed while being emptied (another link, or replaced): left as it is",
+        ));
     }
     // SAFETY: valid descriptor.
-    check(unsafe { libc::ftruncate(fd.as_raw_fd(), 0) })?;
+    check(unsafe { libc::ftruncate(file.as_raw_fd(), 0) })?;
     // SAFETY: valid descriptor.
-    check(unsafe { libc::fsync(fd.as_raw_fd()) })
+    check(unsafe { libc::fsync(file.as_raw_fd()) })?;
+    Ok(Emptied::Truncated)
 }
 
 /// Remove the file or link `name` in `dir` (already gone is fine).
@@ -391,11 +750,31 @@ pub fn unlink(dir: &OwnedFd, name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// A root directory other than `/` (the new root), held open, in which paths resolve as they
-/// will once it is `/`.
+/// A root directory other than `/` (a tree, the mounted copy of an image, the new root),
+/// held open, in which paths resolve as they will once it is `/`. Relative paths (`etc/fstab`;
+/// a leading `/` is the root) are resolved with `openat2(RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)`; what is written, linked or removed is the last component itself,
+/// never what a link there points at.
 #[derive(Debug)]
 pub struct InRoot {
     root: OwnedFd,
+    path: std::path::PathBuf,
+}
+
+/// A path's last component, checked: one name, not `.` or `..`.
+fn last_component(rel: &str) -> io::Result<(&str, &str)> {
+    let rel = rel.trim_matches('/');
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", rel),
+    };
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{rel:?} does not end in a file name"),
+        ));
+    }
+    Ok((parent, name))
 }
 
 impl InRoot {
@@ -410,12 +789,26 @@ impl InRoot {
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         })?;
-        Ok(InRoot { root })
+        Ok(InRoot {
+            root,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where the root is, for messages.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The root's directory descriptor.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.root
     }
 
     /// `openat2(rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: links resolve inside the
     /// root, `..` stops at it.
     pub fn resolve(&self, rel: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+        let rel = rel.trim_start_matches('/');
         let c = cstr(if rel.is_empty() { "." } else { rel })?;
         // SAFETY: zeroed open_how is valid (no flags, no mode, no resolve restrictions).
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -434,13 +827,43 @@ impl InRoot {
         owned(libc::c_int::try_from(fd).unwrap_or(-1))
     }
 
-    /// What `rel` is (after links inside the root).
+    /// What `rel` is, links followed inside the root. A link that loops is an error
+    /// (`ELOOP`); a link that leads nowhere is [`Kind::Absent`].
     pub fn kind(&self, rel: &str) -> io::Result<Kind> {
+        match self.stat(rel)? {
+            Some(st) => Ok(kind_of(&st)),
+            None => Ok(Kind::Absent),
+        }
+    }
+
+    /// `stat` of `rel`, links followed inside the root: `None` when nothing is there.
+    pub fn stat(&self, rel: &str) -> io::Result<Option<libc::stat>> {
         match self.resolve(rel, libc::O_PATH) {
-            Ok(fd) => Ok(kind_of(&fstat(&fd)?)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Kind::Absent),
+            Ok(fd) => Ok(Some(fstat(&fd)?)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The directory that holds `rel`'s last component (resolved inside the root; it must
+    /// exist), as an `O_PATH` descriptor, and that component.
+    pub fn parent<'r>(&self, rel: &'r str) -> io::Result<(OwnedFd, &'r str)> {
+        let (parent, name) = last_component(rel)?;
+        let dir = self.resolve(parent, libc::O_PATH | libc::O_DIRECTORY)?;
+        Ok((dir, name))
+    }
+
+    /// What `rel`'s last component itself is (a link there is [`Kind::Link`]), the
+    /// directories on the way resolved inside the root.
+    pub fn kind_here(&self, rel: &str) -> io::Result<Kind> {
+        let (dir, name) = match self.parent(rel) {
+            Ok(found) => found,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                return Ok(Kind::Absent)
+            }
+            Err(e) => return Err(e),
+        };
+        kind(&dir, name)
     }
 
     /// The directory `rel` (an `O_PATH` descriptor), created with its missing parents (mode
@@ -481,8 +904,8 @@ impl InRoot {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        let (parent, name) = split(rel);
-        let dir = self.make_dir(parent.unwrap_or(""))?;
+        let (parent, name) = last_component(rel)?;
+        let dir = self.make_dir(parent)?;
         let c = cstr(name)?;
         // SAFETY: valid descriptor and NUL-terminated name; the result is owned (and closed).
         drop(owned(unsafe {
@@ -496,11 +919,120 @@ impl InRoot {
         self.resolve(rel, libc::O_PATH)
     }
 
-    /// Write `data` as `rel` (replacing what is there, with `mode`), parents created as needed.
+    /// Open the regular file `rel` for reading, links followed inside the root, non-blocking.
+    pub fn open_file(&self, rel: &str) -> Result<File, ReadError> {
+        let fd = match self.resolve(rel, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                return Err(ReadError::Absent)
+            }
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        let st = fstat(&fd)?;
+        if !matches!(kind_of(&st), Kind::File(_)) {
+            return Err(ReadError::NotAFile(describe(&st)));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// The bytes of the regular file `rel` (links followed inside the root), at most `max`.
+    pub fn read(&self, rel: &str, max: usize) -> Result<Vec<u8>, ReadError> {
+        read_bounded(self.open_file(rel)?, max)
+    }
+
+    /// The names in the directory `rel` (links followed inside the root), at most `max`.
+    pub fn list(&self, rel: &str, max: usize) -> io::Result<(Vec<String>, bool)> {
+        let dir = self.resolve(rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        list(&dir, max)
+    }
+
+    /// Write `data` as `rel` (replacing what is there, a link included, with `mode`), parents
+    /// created as needed.
     pub fn write(&self, rel: &str, data: &[u8], mode: libc::mode_t) -> io::Result<()> {
-        let (parent, name) = split(rel);
-        let dir = self.make_dir(parent.unwrap_or(""))?;
-        write_file(&dir, name, data, mode, true)
+        let max = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        self.write_from(rel, &mut &data[..], mode, max).map(|_| ())
+    }
+
+    /// [`InRoot::write`] with the bytes of `src`, at most `max`.
+    pub fn write_from(
+        &self,
+        rel: &str,
+        src: &mut dyn Read,
+        mode: libc::mode_t,
+        max: u64,
+    ) -> io::Result<u64> {
+        self.write_as(rel, src, Meta::mode(mode), max)
+    }
+
+    /// [`InRoot::write_from`] with `meta` (the mode as the filesystem makes it, an owner).
+    pub fn write_as(&self, rel: &str, src: &mut dyn Read, meta: Meta, max: u64) -> io::Result<u64> {
+        let (parent, name) = last_component(rel)?;
+        let dir = self.make_dir(parent)?;
+        write_from(&dir, name, src, meta, true, max)
+    }
+
+    /// Hard-link the file `from` (links followed inside the root: the file they lead to) as
+    /// `to`, replacing what `to` is (a link there included, never followed), through a
+    /// temporary name and a rename. Both in this root's filesystem.
+    pub fn hard_link(&self, from: &str, to: &str) -> io::Result<()> {
+        let src = self.resolve(from, libc::O_PATH)?;
+        let st = fstat(&src)?;
+        if !matches!(kind_of(&st), Kind::File(_)) {
+            return Err(io::Error::other(format!(
+                "/{} is {}, not a regular file",
+                from.trim_start_matches('/'),
+                describe(&st)
+            )));
+        }
+        let (dir, name) = self.parent(to)?;
+        let temp = format!(".{name}{TEMP_SUFFIX}");
+        unlink(&dir, &temp)?;
+        let t = cstr(&temp)?;
+        // The resolved file itself (AT_EMPTY_PATH on its descriptor): no second lookup that
+        // could be raced or led elsewhere. Needs CAP_DAC_READ_SEARCH, as the image build has.
+        // SAFETY: valid descriptors, an empty and a NUL-terminated name.
+        check(unsafe {
+            libc::linkat(
+                src.as_raw_fd(),
+                c"".as_ptr(),
+                dir.as_raw_fd(),
+                t.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        })?;
+        if let Err(e) = rename(&dir, &temp, name, true) {
+            let _ = unlink(&dir, &temp);
+            return Err(e);
+        }
+        sync_dir(&dir)
+    }
+
+    /// Create the symbolic link `rel` pointing at `target`, exclusively (parents must exist).
+    pub fn symlink(&self, target: &str, rel: &str) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        symlink(target, &dir, name)
+    }
+
+    /// The target of the symbolic link `rel` (`None`: not a link); the directories on the way
+    /// resolved inside the root.
+    pub fn read_link(&self, rel: &str) -> io::Result<Option<String>> {
+        let (dir, name) = self.parent(rel)?;
+        read_link(&dir, name)
+    }
+
+    /// Remove the file or link `rel` (a link is removed, never followed; already gone is fine).
+    pub fn remove(&self, rel: &str) -> io::Result<()> {
+        match self.parent(rel) {
+            Ok((dir, name)) => unlink(&dir, name),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `syncfs` of the root's filesystem.
+    pub fn sync_fs(&self) -> io::Result<()> {
+        // SAFETY: valid descriptor.
+        check(unsafe { libc::syncfs(self.root.as_raw_fd()) })
     }
 }
 
@@ -538,7 +1070,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", t.path().join("link")).unwrap();
         assert_eq!(kind(&d, "link").unwrap(), Kind::Link);
         assert!(read_file(&d, "link", 10).is_err());
-        assert!(truncate(&d, "link").is_err());
+        assert!(empty(&d, "link").is_err());
         assert!(append_line(&d, "link", "x", 0o644, 100).is_err());
         assert_eq!(kind_path(&d, "a/b").unwrap(), Kind::Other);
         assert_eq!(kind_path(&d, "none/b").unwrap(), Kind::Absent);
@@ -554,6 +1086,128 @@ mod tests {
         );
         let (data, more) = read_file(&d, "log", 5).unwrap();
         assert_eq!((data.as_slice(), more), (&b"first"[..], true));
+    }
+
+    #[test]
+    fn emptying_a_shared_file_replaces_it_and_leaves_the_other_names() {
+        let t = tempfile::tempdir().unwrap();
+        let clone = tempfile::tempdir().unwrap();
+        let d = dir_fd(t.path());
+        std::fs::write(t.path().join("machine-id"), b"0123\n").unwrap();
+        std::fs::hard_link(t.path().join("machine-id"), clone.path().join("machine-id")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            t.path().join("machine-id"),
+            std::fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+        assert_eq!(empty(&d, "machine-id").unwrap(), Emptied::Replaced(2));
+        assert_eq!(std::fs::read(t.path().join("machine-id")).unwrap(), b"");
+        assert_eq!(
+            std::fs::read(clone.path().join("machine-id")).unwrap(),
+            b"0123\n",
+            "the clone keeps its contents"
+        );
+        let mode = std::fs::metadata(t.path().join("machine-id"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444, "the mode as it was");
+        // One link: emptied in place (the same inode).
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(clone.path().join("machine-id"))
+            .unwrap()
+            .ino();
+        let c = dir_fd(clone.path());
+        assert_eq!(empty(&c, "machine-id").unwrap(), Emptied::Truncated);
+        let after = std::fs::metadata(clone.path().join("machine-id")).unwrap();
+        assert_eq!((after.ino(), after.len()), (ino, 0));
+        // A FIFO is named, never opened for writing.
+        let fifo = CString::new(t.path().join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = empty(&d, "fifo").unwrap_err().to_string();
+        assert!(e.contains("a FIFO, not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn writes_are_bounded_and_leave_nothing_when_too_large() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dir_fd(t.path());
+        let data = vec![7u8; 100_000];
+        let e =
+            write_from(&d, "big", &mut &data[..], Meta::mode(0o600), false, 99_999).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge, "{e}");
+        assert!(e.to_string().contains("more than 99999 bytes"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            0,
+            "nothing left"
+        );
+        assert_eq!(
+            write_from(&d, "big", &mut &data[..], Meta::mode(0o600), false, 100_000).unwrap(),
+            100_000
+        );
+    }
+
+    #[test]
+    fn only_regular_files_are_read_from_an_operators_path() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("key.pub");
+        let c = CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Nobody writes to the FIFO: a blocking open would wait forever.
+        let e = read_regular(&fifo, 4096).unwrap_err();
+        assert!(matches!(e, ReadError::NotAFile("a FIFO")), "{e}");
+        std::os::unix::fs::symlink("/dev/zero", t.path().join("zero.pub")).unwrap();
+        let e = read_regular(&t.path().join("zero.pub"), 4096).unwrap_err();
+        assert!(
+            matches!(e, ReadError::NotAFile("a character device")),
+            "{e}"
+        );
+        std::fs::write(t.path().join("big"), vec![0u8; 4097]).unwrap();
+        let e = read_regular(&t.path().join("big"), 4096).unwrap_err();
+        assert!(matches!(e, ReadError::TooLarge(4096)), "{e}");
+        assert!(matches!(
+            read_regular(&t.path().join("none"), 1),
+            Err(ReadError::Absent)
+        ));
+        std::fs::write(t.path().join("ok"), b"key").unwrap();
+        assert_eq!(read_regular(&t.path().join("ok"), 3).unwrap(), b"key");
+    }
+
+    #[test]
+    fn a_bind_mount_from_the_same_filesystem_is_another_mount() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: bind mounts need root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host");
+        let tree = t.path().join("tree");
+        std::fs::create_dir_all(host.join("etc")).unwrap();
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), b"x").unwrap();
+        crate::mounts::mount(
+            &host.join("etc"),
+            &tree.join("etc"),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .unwrap();
+        let d = dir_fd(&tree);
+        let outer = mount_id(&d, "").unwrap();
+        let inner = mount_id(&d, "etc");
+        let _ = crate::mounts::umount(&tree.join("etc"), 0);
+        assert_ne!(inner.unwrap(), outer, "same device, another mount");
+        assert_eq!(
+            mount_id(&d, "etc").unwrap(),
+            outer,
+            "unmounted: the tree's own again"
+        );
     }
 
     #[test]
@@ -578,5 +1232,66 @@ mod tests {
         );
         let fd = root.make_file("etc/hostname", 0o644).unwrap();
         assert_eq!(kind_of(&fstat(&fd).unwrap()), Kind::File(0));
+    }
+
+    #[test]
+    fn writes_links_and_removals_in_a_root_never_follow_the_last_link() {
+        let t = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let victim = host.path().join("fstab");
+        std::fs::write(&victim, b"the host's\n").unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("boot")).unwrap();
+        // A link named like the file written: replaced, the host's file untouched.
+        std::os::unix::fs::symlink(&victim, r.join("etc/fstab")).unwrap();
+        let root = InRoot::open(r).unwrap();
+        assert_eq!(root.kind_here("etc/fstab").unwrap(), Kind::Link);
+        assert_eq!(
+            root.kind("etc/fstab").unwrap(),
+            Kind::Absent,
+            "no such file in the root"
+        );
+        root.write("etc/fstab", b"ours\n", 0o644).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"the host's\n");
+        assert_eq!(std::fs::read(r.join("etc/fstab")).unwrap(), b"ours\n");
+        // A directory that is an absolute link to the host's: resolved in the root, where it
+        // leads nowhere, so nothing is written.
+        std::os::unix::fs::symlink(host.path(), r.join("hostdir")).unwrap();
+        assert!(root.write("hostdir/fstab", b"x", 0o644).is_err());
+        assert!(root.remove("hostdir/fstab").is_ok());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"the host's\n");
+        // Relative links at several depths stop at the root.
+        std::fs::create_dir_all(r.join("a/b/c")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../..", r.join("a/b/c/up")).unwrap();
+        root.write("a/b/c/up/top", b"t", 0o644).unwrap();
+        assert!(r.join("top").is_file());
+        // A hard link of the file a link leads to, replacing a link at the new name.
+        std::fs::write(r.join("boot/vmlinuz-1"), b"kernel").unwrap();
+        std::os::unix::fs::symlink("boot/vmlinuz-1", r.join("vmlinuz")).unwrap();
+        std::os::unix::fs::symlink(&victim, r.join("boot/kernel")).unwrap();
+        root.hard_link("vmlinuz", "boot/kernel").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(r.join("boot/kernel")).unwrap().ino(),
+            std::fs::metadata(r.join("boot/vmlinuz-1")).unwrap().ino()
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"the host's\n");
+        // Removing a link removes the link.
+        std::os::unix::fs::symlink(&victim, r.join("etc/gone")).unwrap();
+        root.remove("etc/gone").unwrap();
+        assert!(victim.exists());
+        root.symlink("/hostpart/data", "data0").unwrap();
+        assert_eq!(
+            root.read_link("data0").unwrap().as_deref(),
+            Some("/hostpart/data")
+        );
+        assert!(root.symlink("/x", "data0").is_err(), "exclusive");
+        // Reads follow links inside the root only.
+        std::os::unix::fs::symlink(&victim, r.join("etc/os-release")).unwrap();
+        assert!(matches!(
+            root.read("etc/os-release", 100),
+            Err(ReadError::Absent)
+        ));
     }
 }

@@ -4,10 +4,8 @@
 //! missing. A record is one positioned write of 128 bytes and an `fsync`: a crash damages at
 //! most that record, which readers skip.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
 use hnroot_core::history::{next_sequence, Record, FILE_LEN, RECORD_LEN};
@@ -15,11 +13,8 @@ use hnroot_core::layout::HISTORY_PATH;
 
 use crate::hostpart::Hostpart;
 
-fn c(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-/// The history file, opened for reading (and writing, creating it, when `write`).
+/// The history file, opened for reading (and writing, creating it, when `write`), through
+/// the file layer: never through a link, only a regular file, non-blocking.
 fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
     let (dir_path, file_name) = HISTORY_PATH.rsplit_once('/').unwrap_or((".", HISTORY_PATH));
     let dir = if write {
@@ -30,38 +25,31 @@ fn open(hostpart: &Hostpart, write: bool) -> io::Result<Option<File>> {
             None => return Ok(None),
         }
     };
-    let n = c(file_name)?;
-    let flags = if write {
-        libc::O_RDWR | libc::O_CREAT
-    } else {
-        libc::O_RDONLY
-    };
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            n.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOENT) && !write {
-            return Ok(None);
-        }
-        return Err(e);
+    if write {
+        return crate::fsat::open_file_rw(&dir, file_name, true, 0o644);
     }
-    // SAFETY: a fresh descriptor we own.
-    let file = unsafe { File::from_raw_fd(fd) };
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
+    match crate::fsat::open_file(&dir, file_name) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(file))
 }
 
-/// Every valid record, oldest first; damaged slots are counted, not returned.
+/// An error on the history file, naming it.
+fn named(hostpart: &Hostpart, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("{}: {e}", hostpart.path().join(HISTORY_PATH).display()),
+    )
+}
+
+/// Every valid record, oldest first; damaged slots are counted, not returned. Errors name the
+/// file.
 pub fn read(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
+    read_unnamed(hostpart).map_err(|e| named(hostpart, e))
+}
+
+fn read_unnamed(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
     let Some(file) = open(hostpart, false)? else {
         return Ok((Vec::new(), 0));
     };
@@ -81,9 +69,14 @@ pub fn read(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
     Ok((records, damaged))
 }
 
-/// Append `record` (its sequence number is set here) and sync it; returns it.
-pub fn append(hostpart: &Hostpart, mut record: Record) -> io::Result<Record> {
-    let (records, _) = read(hostpart)?;
+/// Append `record` (its sequence number is set here) and sync it; returns it. Errors name the
+/// file.
+pub fn append(hostpart: &Hostpart, record: Record) -> io::Result<Record> {
+    append_unnamed(hostpart, record).map_err(|e| named(hostpart, e))
+}
+
+fn append_unnamed(hostpart: &Hostpart, mut record: Record) -> io::Result<Record> {
+    let (records, _) = read_unnamed(hostpart)?;
     record.sequence = next_sequence(records.last().map(|r| r.sequence));
     let file = open(hostpart, true)?.ok_or_else(|| io::Error::other("no history file"))?;
     file.write_all_at(&record.encode(), Record::offset_of(record.sequence))?;
@@ -146,7 +139,8 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         std::fs::remove_dir_all(dir.path().join("data/hnroot")).unwrap();
         std::os::unix::fs::symlink(other.path(), dir.path().join("data/hnroot")).unwrap();
-        assert!(append(&hp, record(Event::Boot)).is_err());
+        let e = append(&hp, record(Event::Boot)).unwrap_err().to_string();
+        assert!(e.contains("data/hnroot/history"), "the file is named: {e}");
         assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
     }
 }

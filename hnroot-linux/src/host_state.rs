@@ -430,16 +430,24 @@ pub fn carry_out(
         }
         Step::CopyMachineId => {
             let dir = host_dir(hostpart)?;
-            let (data, _) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
+            let (data, more) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
                 .map_err(io(format!("read {}/machine-id", layout::HOST_DIR)))?;
+            // What is written is what was judged: the parsed ID, never a part of the file.
+            let id = std::str::from_utf8(&data)
+                .ok()
+                .filter(|_| !more)
+                .and_then(|t| hnroot_core::machineid::MachineId::parse(t).ok())
+                .ok_or_else(|| {
+                    ProjectError::Found(format!(
+                        "{}/machine-id is no longer a machine ID (changed since it was looked at)",
+                        layout::HOST_DIR
+                    ))
+                })?;
             let target = Item::MachineId.root_path().unwrap_or("etc/machine-id");
             root()?
-                .write(target, &data, 0o444)
+                .write(target, format!("{id}\n").as_bytes(), 0o444)
                 .map_err(io(format!("write /{target}")))?;
-            Ok(format!(
-                "/{target} is {}",
-                String::from_utf8_lossy(&data).trim()
-            ))
+            Ok(format!("/{target} is {id}"))
         }
         Step::Bind(src) => {
             let dir = host_dir(hostpart)?;

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use hnroot_core::bootline::{self, ArgsFile};
 use hnroot_core::layout;
 use hnroot_core::probe::{FsOutcome, FsType};
-use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
+use hnroot_core::verdict::{self, BootFileSeen, BootFiles, Entry, ImageFacts, Probe, Verdict};
 
+use crate::fsat::{self, InRoot};
 use crate::loopdev;
 use crate::mounts;
 use crate::probe::Device;
@@ -83,6 +84,8 @@ pub enum ArgsRead {
     Absent,
     /// Something there that cannot be read as a file.
     Unreadable,
+    /// Longer than `bootline::MAX_ARGS_FILE_LEN`.
+    TooLong,
     /// Its first `bootline::MAX_ARGS_FILE_LEN + 1` bytes (one more tells it is too long).
     Bytes(Vec<u8>),
 }
@@ -93,6 +96,7 @@ impl ArgsRead {
         match self {
             ArgsRead::Absent => ArgsFile::Absent,
             ArgsRead::Unreadable => ArgsFile::Unreadable,
+            ArgsRead::TooLong => ArgsFile::TooLong,
             ArgsRead::Bytes(b) if b.len() > bootline::MAX_ARGS_FILE_LEN => ArgsFile::TooLong,
             ArgsRead::Bytes(b) => ArgsFile::Text(b),
         }
@@ -325,17 +329,6 @@ fn look_inside(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, I
     }
 }
 
-fn boot_files_from(kernel: bool, initramfs: bool) -> BootFiles {
-    if kernel && initramfs {
-        BootFiles::Present
-    } else {
-        BootFiles::Missing {
-            kernel: !kernel,
-            initramfs: !initramfs,
-        }
-    }
-}
-
 /// Most bytes of `os-release` read.
 const OS_RELEASE_MAX: usize = 16 * 1024;
 
@@ -349,22 +342,27 @@ fn look_inside_ext(file: &File) -> (BootFiles, Inside) {
     ext_boot_files(&fs)
 }
 
+/// What ext4-view sees at `path` (links followed from the filesystem's root).
+fn ext_seen(fs: &ext4_view::Ext4, path: &str) -> BootFileSeen {
+    use ext4_view::{Ext4Error, FileType};
+    match fs.metadata(path) {
+        Ok(m) => match m.file_type() {
+            FileType::Regular => BootFileSeen::File { length: m.len() },
+            FileType::Directory => BootFileSeen::Directory,
+            _ => BootFileSeen::Special,
+        },
+        Err(Ext4Error::NotFound | Ext4Error::NotADirectory) => BootFileSeen::Absent,
+        Err(Ext4Error::TooManySymlinks) => BootFileSeen::LinkLoop,
+        Err(_) => BootFileSeen::ReadError,
+    }
+}
+
 /// The boot files, `os-release` and kernel arguments of a loaded ext2/3/4 filesystem.
 fn ext_boot_files(fs: &ext4_view::Ext4) -> (BootFiles, Inside) {
-    let is_file = |p: &str| -> Result<bool, ()> {
-        match fs.metadata(format!("/{p}").as_str()) {
-            Ok(m) => Ok(m.file_type().is_regular_file()),
-            Err(ext4_view::Ext4Error::NotFound) => Ok(false),
-            Err(_) => Err(()),
-        }
-    };
-    let boot = match (
-        is_file(layout::KERNEL_PATH),
-        is_file(layout::INITRAMFS_PATH),
-    ) {
-        (Ok(k), Ok(i)) => boot_files_from(k, i),
-        _ => BootFiles::Unreadable,
-    };
+    let boot = BootFiles::from_seen(
+        ext_seen(fs, &format!("/{}", layout::KERNEL_PATH)),
+        ext_seen(fs, &format!("/{}", layout::INITRAMFS_PATH)),
+    );
     let os_release = ["/etc/os-release", "/usr/lib/os-release"]
         .iter()
         .find_map(|p| {
@@ -390,6 +388,56 @@ fn ext_boot_files(fs: &ext4_view::Ext4) -> (BootFiles, Inside) {
         Ok(_) | Err(_) => ArgsRead::Absent,
     };
     (boot, Inside { os_release, args })
+}
+
+/// What is at `rel` inside the tree or mounted image `root` (links followed inside it, as the
+/// boot follows them).
+pub fn seen_in_root(root: &InRoot, rel: &str) -> BootFileSeen {
+    match root.stat(rel) {
+        Ok(None) => BootFileSeen::Absent,
+        Ok(Some(st)) => match fsat::kind_of(&st) {
+            fsat::Kind::File(length) => BootFileSeen::File { length },
+            fsat::Kind::Dir => BootFileSeen::Directory,
+            _ => BootFileSeen::Special,
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => BootFileSeen::LinkLoop,
+        Err(_) => BootFileSeen::ReadError,
+    }
+}
+
+/// The boot files and `os-release` of the image (or tree) at `root`, by the core's rule.
+pub fn root_boot_files(root: &InRoot) -> (BootFiles, Option<OsRelease>) {
+    let boot = BootFiles::from_seen(
+        seen_in_root(root, layout::KERNEL_PATH),
+        seen_in_root(root, layout::INITRAMFS_PATH),
+    );
+    (boot, os_release_in(root))
+}
+
+/// The `os-release` of the tree or image at `root` (`etc/os-release`, else
+/// `usr/lib/os-release`, links followed inside it).
+pub fn os_release_in(root: &InRoot) -> Option<OsRelease> {
+    ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| {
+            let bytes = root.read(p, OS_RELEASE_MAX).ok()?;
+            Some(OsRelease::parse(&String::from_utf8_lossy(&bytes)))
+        })
+}
+
+/// The image's own kernel arguments inside the image (or tree) at `root`: as GRUB opens them,
+/// whatever is not a regular file there is absent.
+pub fn args_in(root: &InRoot) -> ArgsRead {
+    match seen_in_root(root, layout::IMAGE_ARGS_PATH) {
+        BootFileSeen::File { .. } => {
+            match root.read(layout::IMAGE_ARGS_PATH, bootline::MAX_ARGS_FILE_LEN) {
+                Ok(b) => ArgsRead::Bytes(b),
+                Err(fsat::ReadError::TooLarge(_)) => ArgsRead::TooLong,
+                Err(_) => ArgsRead::Unreadable,
+            }
+        }
+        _ => ArgsRead::Absent,
+    }
 }
 
 fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Inside) {
@@ -419,87 +467,22 @@ fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (Boot
     let result = match mounted {
         Err(_) => (BootFiles::Unreadable, Inside::default()),
         Ok(()) => {
-            let is_file = |p: &str| match std::fs::metadata(dir.join(p)) {
-                Ok(m) => Ok(m.is_file()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-                Err(_) => Err(()),
-            };
-            // Links inside the image are resolved by the kernel from the mount point, which
-            // is what GRUB does from the image's root only for relative links; an absolute
-            // link to /boot/vmlinuz would leave the image, so resolve it inside.
-            let boot = match (
-                resolve_inside(&dir, layout::KERNEL_PATH).map_or(Err(()), |p| is_file(&p)),
-                resolve_inside(&dir, layout::INITRAMFS_PATH).map_or(Err(()), |p| is_file(&p)),
-            ) {
-                (Ok(k), Ok(i)) => boot_files_from(k, i),
-                _ => BootFiles::Unreadable,
-            };
-            let os_release = ["etc/os-release", "usr/lib/os-release"]
-                .iter()
-                .find_map(|p| {
-                    let path = resolve_inside(&dir, p)?;
-                    let meta = std::fs::metadata(dir.join(&path)).ok()?;
-                    if !meta.is_file() || meta.len() > OS_RELEASE_MAX as u64 {
-                        return None;
-                    }
-                    std::fs::read_to_string(dir.join(path))
-                        .ok()
-                        .map(|t| OsRelease::parse(&t))
-                });
-            let args = match resolve_inside(&dir, layout::IMAGE_ARGS_PATH) {
-                Some(p) if dir.join(&p).is_file() => {
-                    ArgsRead::from_result(File::open(dir.join(&p)).and_then(|f| {
-                        let mut b = Vec::new();
-                        io::Read::read_to_end(
-                            &mut io::Read::take(f, bootline::MAX_ARGS_FILE_LEN as u64 + 1),
-                            &mut b,
-                        )
-                        .map(|_| b)
-                    }))
+            // Links inside the image resolve inside it (absolute ones from its root, as GRUB
+            // resolves them), never into this machine's files.
+            let result = match InRoot::open(&dir) {
+                Ok(root) => {
+                    let (boot, os_release) = root_boot_files(&root);
+                    let args = args_in(&root);
+                    (boot, Inside { os_release, args })
                 }
-                _ => ArgsRead::Absent,
+                Err(_) => (BootFiles::Unreadable, Inside::default()),
             };
             let _ = mounts::umount(&dir, libc::MNT_DETACH);
-            (boot, Inside { os_release, args })
+            result
         }
     };
     let _ = std::fs::remove_dir(&dir);
     result
-}
-
-/// `path` (relative to `root`) with symbolic links resolved as inside a filesystem whose root
-/// is `root`: absolute targets from `root`, `..` never above it; at most 8 links, as GRUB.
-fn resolve_inside(root: &Path, path: &str) -> Option<String> {
-    let mut parts: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                parts.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = root.join(parts.join("/")).join(&part);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 8 {
-                    return None;
-                }
-                let target = std::fs::read_link(&candidate).ok()?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    parts.clear();
-                }
-                pending.extend(target.split('/').rev().map(str::to_owned));
-            }
-            _ => parts.push(part),
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// A fresh directory under `base`.

@@ -182,3 +182,93 @@ fn attach_free(
     }
     Ok(LoopDevice { node, file })
 }
+
+/// `LOOP_GET_STATUS64`: a configured loop device's `struct loop_info64`.
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+
+/// Most block devices looked at when listing loop devices.
+const MAX_BLOCK_DEVICES: usize = 4096;
+
+/// A configured loop device and what backs it, as the kernel says (`LOOP_GET_STATUS64`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    /// Its kernel name (`loop3`).
+    pub name: String,
+    /// Its device node (`/dev/loop3`).
+    pub node: PathBuf,
+    /// The device number of the filesystem holding the backing file (`st_dev`).
+    pub backing_dev: u64,
+    /// The backing file's inode number.
+    pub backing_ino: u64,
+    /// The backing file's own device number when it is a device node (`st_rdev`), else 0.
+    pub backing_rdev: u64,
+}
+
+impl Attached {
+    /// Whether the file with this `stat` backs it.
+    #[allow(clippy::unnecessary_cast)] // st_dev's and st_ino's widths differ between libcs.
+    pub fn backed_by(&self, st: &libc::stat) -> bool {
+        self.backing_dev == st.st_dev as u64 && self.backing_ino == st.st_ino as u64
+    }
+}
+
+/// Every configured loop device: `sys_block` (`/sys/block`) lists them, each asked through its
+/// node under `dev` (`/dev`). A device that cannot be asked is left out.
+pub fn attached(sys_block: &std::path::Path, dev: &std::path::Path) -> Vec<Attached> {
+    let Ok(entries) = std::fs::read_dir(sys_block) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.take(MAX_BLOCK_DEVICES).flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !name.starts_with("loop") || !sys_block.join(&name).join("loop").is_dir() {
+            continue;
+        }
+        let node = dev.join(&name);
+        let Ok(file) = OpenOptions::new().read(true).open(&node) else {
+            continue;
+        };
+        // SAFETY: zeroed loop_info64 is a valid out-buffer.
+        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a loop_info64 of the kernel's layout that outlives the
+        // call.
+        let r = unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                LOOP_GET_STATUS64 as _,
+                &mut info as *mut LoopInfo64,
+            )
+        };
+        if r != 0 {
+            continue;
+        }
+        out.push(Attached {
+            name,
+            node,
+            backing_dev: info.lo_device,
+            backing_ino: info.lo_inode,
+            backing_rdev: info.lo_rdevice,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The loop devices the open file `file` backs (none: nothing uses it as a disk).
+pub fn backed_by(file: &File) -> io::Result<Vec<Attached>> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out-pointer.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(attached(
+        std::path::Path::new("/sys/block"),
+        std::path::Path::new("/dev"),
+    )
+    .into_iter()
+    .filter(|a| a.backed_by(&st))
+    .collect())
+}

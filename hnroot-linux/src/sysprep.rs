@@ -1,8 +1,10 @@
 //! `hnroot sysprep`'s work on a root tree (a directory, or an image mounted somewhere): each
 //! entry of the core's list (`hnroot_core::sysprep::ENTRIES`) found, acted on or only listed
 //! (`--dry-run`), and the leftover check that `hnroot sysprep`, `hnroot image build` and `hnroot
-//! stage` run. Walks through held descriptors only: never follows a link, never leaves the
-//! tree's filesystem, bounded.
+//! stage` run. Walks through held descriptors only (the `fsat` layer): never follows a link,
+//! never enters another mount (told by mount ID: a directory or file bind-mounted into the
+//! tree from the same filesystem is another mount), never truncates a file another name shares
+//! (a `cp -al` clone of the tree), bounded.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -12,7 +14,7 @@ use std::path::Path;
 use hnroot_core::sysprep::{self, Action, Entry, Found, Names, ENTRIES, MAX_MATCHES};
 
 use crate::fsat::{self, Kind};
-use crate::hostpart::{device_of, remove_tree};
+use crate::hostpart::remove_tree;
 
 /// Most bytes of a configuration file `DropCertname` rewrites.
 const MAX_CONF: usize = 1 << 20;
@@ -45,9 +47,14 @@ pub struct Leftover {
     pub path: String,
 }
 
+/// Whether `name` in `dir` lies on the tree's own mount `mnt` (not a mount point).
+fn on_mount(dir: &OwnedFd, name: &str, mnt: u64) -> bool {
+    fsat::mount_id(dir, name).ok() == Some(mnt)
+}
+
 /// The directories an entry's `dir` names (a `*` component expands to every directory there),
-/// as (path from the root, descriptor).
-fn expand(root: &OwnedFd, pattern: &str) -> Vec<(String, OwnedFd)> {
+/// as (path from the root, descriptor); only directories on the tree's mount `mnt`.
+fn expand(root: &OwnedFd, pattern: &str, mnt: u64) -> Vec<(String, OwnedFd)> {
     let mut found: Vec<(String, OwnedFd)> = match fsat::open_dir(root, ".") {
         Ok(Some(d)) => vec![(String::new(), d)],
         _ => return Vec::new(),
@@ -63,6 +70,9 @@ fn expand(root: &OwnedFd, pattern: &str) -> Vec<(String, OwnedFd)> {
                 vec![part.to_owned()]
             };
             for name in names {
+                if !on_mount(dir, &name, mnt) {
+                    continue;
+                }
                 if let Ok(Some(d)) = fsat::open_dir(dir, &name) {
                     next.push((format!("{path}/{name}"), d));
                 }
@@ -115,13 +125,13 @@ fn open_root(root: &Path) -> io::Result<(OwnedFd, u64)> {
     }
     // SAFETY: a fresh descriptor we own.
     let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let dev = device_of(&fd).ok_or_else(io::Error::last_os_error)?;
-    Ok((fd, dev))
+    let mnt = fsat::mount_id(&fd, "")?;
+    Ok((fd, mnt))
 }
 
 /// Remove (or, with `dry_run`, count) the regular files in `dir` and below, not crossing into
-/// another filesystem.
-fn remove_files(dir: &OwnedFd, dev: u64, depth: usize, dry_run: bool) -> usize {
+/// another mount.
+fn remove_files(dir: &OwnedFd, mnt: u64, depth: usize, dry_run: bool) -> usize {
     if depth > MAX_DEPTH {
         return 0;
     }
@@ -130,16 +140,16 @@ fn remove_files(dir: &OwnedFd, dev: u64, depth: usize, dry_run: bool) -> usize {
     };
     let mut removed: usize = 0;
     for name in names {
+        if !on_mount(dir, &name, mnt) {
+            continue;
+        }
         match fsat::kind(dir, &name) {
             Ok(Kind::File(_)) if dry_run || fsat::unlink(dir, &name).is_ok() => {
                 removed = removed.saturating_add(1);
             }
             Ok(Kind::Dir) => {
                 if let Ok(Some(sub)) = fsat::open_dir(dir, &name) {
-                    if device_of(&sub) == Some(dev) {
-                        removed =
-                            removed.saturating_add(remove_files(&sub, dev, depth + 1, dry_run));
-                    }
+                    removed = removed.saturating_add(remove_files(&sub, mnt, depth + 1, dry_run));
                 }
             }
             _ => {}
@@ -153,10 +163,15 @@ fn act(
     name: &str,
     kind: Kind,
     entry: &Entry,
-    dev: u64,
+    mnt: u64,
     dry_run: bool,
 ) -> Option<Result<String, String>> {
     let would = |s: &str| Some(Ok(format!("would {s}")));
+    if !on_mount(dir, name, mnt) {
+        return Some(Err(format!(
+            "{kind} mounted here from elsewhere (a mount point): left as it is"
+        )));
+    }
     match (entry.action, kind) {
         (Action::Empty, Kind::File(0)) => None,
         (Action::Empty, Kind::File(len)) => {
@@ -164,8 +179,15 @@ fn act(
                 return would(&format!("empty ({len} bytes)"));
             }
             Some(
-                fsat::truncate(dir, name)
-                    .map(|()| format!("emptied ({len} bytes)"))
+                fsat::empty(dir, name)
+                    .map(|how| match how {
+                        fsat::Emptied::Truncated => format!("emptied ({len} bytes)"),
+                        fsat::Emptied::Replaced(links) => format!(
+                            "replaced by an empty file ({len} bytes; it had {links} links: the \
+                             other {} keep the old contents)",
+                            links - 1
+                        ),
+                    })
                     .map_err(|e| e.to_string()),
             )
         }
@@ -186,11 +208,11 @@ fn act(
                 return would("remove (a directory, with everything in it)");
             }
             let mut budget = MAX_REMOVED;
-            let n = remove_tree(dir, name, dev, &mut budget);
+            let n = remove_tree(dir, name, mnt, &mut budget);
             match fsat::kind(dir, name) {
                 Ok(Kind::Absent) => Some(Ok(format!("removed ({n} entries)"))),
                 _ => Some(Err(format!(
-                    "removed {n} entries, some are left (another filesystem?)"
+                    "removed {n} entries, some are left (another mount in it?)"
                 ))),
             }
         }
@@ -206,7 +228,7 @@ fn act(
         }
         (Action::RemoveFiles, Kind::Dir) => {
             let sub = fsat::open_dir(dir, name).ok().flatten()?;
-            let n = remove_files(&sub, dev, 1, dry_run);
+            let n = remove_files(&sub, mnt, 1, dry_run);
             let verb = if dry_run { "would remove" } else { "removed" };
             (n > 0).then(|| Ok(format!("{verb} {n} file(s) in it")))
         }
@@ -241,33 +263,27 @@ fn drop_certname(dir: &OwnedFd, name: &str) -> Result<String, String> {
             kept.push_str(line);
         }
     }
-    fsat::write_file(dir, name, kept.as_bytes(), st.st_mode & 0o7777, true)
-        .map_err(|e| e.to_string())?;
-    let c = fsat::cstr(name).map_err(|e| e.to_string())?;
-    // SAFETY: valid descriptor and NUL-terminated name; the owner as it was.
-    unsafe {
-        libc::fchownat(
-            std::os::fd::AsRawFd::as_raw_fd(dir),
-            c.as_ptr(),
-            st.st_uid,
-            st.st_gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    // A new file renamed over this name, with the owner and mode it had: never rewritten in
+    // place, so a hard-link clone's copy keeps its lines.
+    let meta = fsat::Meta {
+        mode: st.st_mode & 0o7777,
+        exact: true,
+        owner: Some((st.st_uid, st.st_gid)),
     };
+    let len = kept.len() as u64;
+    fsat::write_from(dir, name, &mut kept.as_bytes(), meta, true, len)
+        .map_err(|e| e.to_string())?;
     Ok(format!("removed {dropped} certname line(s)"))
 }
 
 /// Clean the tree at `root` (or, with `dry_run`, list what would be done), entry by entry.
 pub fn apply(root: &Path, dry_run: bool) -> io::Result<Vec<Done>> {
-    let (root_fd, dev) = open_root(root)?;
+    let (root_fd, mnt) = open_root(root)?;
     let mut done = Vec::new();
     for entry in &ENTRIES {
-        for (dir_path, dir) in expand(&root_fd, entry.dir) {
-            if device_of(&dir) != Some(dev) {
-                continue;
-            }
+        for (dir_path, dir) in expand(&root_fd, entry.dir, mnt) {
             for (name, kind) in matches(&dir, entry.names) {
-                if let Some(outcome) = act(&dir, &name, kind, entry, dev, dry_run) {
+                if let Some(outcome) = act(&dir, &name, kind, entry, mnt, dry_run) {
                     done.push(Done {
                         what: entry.what,
                         path: format!("{dir_path}/{name}"),
@@ -283,10 +299,10 @@ pub fn apply(root: &Path, dry_run: bool) -> io::Result<Vec<Done>> {
 
 /// What host-specific files the tree at `root` still holds (the identity entries only).
 pub fn leftovers(root: &Path) -> io::Result<Vec<Leftover>> {
-    let (root_fd, _) = open_root(root)?;
+    let (root_fd, mnt) = open_root(root)?;
     let mut out = Vec::new();
     for entry in ENTRIES.iter().filter(|e| e.identity) {
-        for (dir_path, dir) in expand(&root_fd, entry.dir) {
+        for (dir_path, dir) in expand(&root_fd, entry.dir, mnt) {
             for (name, kind) in matches(&dir, entry.names) {
                 let found = match kind {
                     Kind::File(len) => Found::File {

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use hnroot_linux::hostpart::{device_of, remove_children};
+use hnroot_linux::hostpart::{mount_of, remove_children};
 use hnroot_linux::mounts::{self, SysError};
 
 use crate::{info, warn};
@@ -115,12 +115,12 @@ pub fn switch_root(new_root: &Path, init: &str, args: &[String]) -> SysError {
         return fail("chdir /".into());
     }
     // The old root is out of sight now; empty it through the held descriptor, on its own
-    // device only, and only if it is the initramfs.
+    // mount only, and only if it is the initramfs.
     match fs_type(&old_root) {
         Ok(RAMFS_MAGIC) | Ok(TMPFS_MAGIC) => {
-            if let Some(dev) = device_of(&old_root) {
+            if let Some(mnt) = mount_of(&old_root) {
                 let mut budget = MAX_ENTRIES;
-                let removed = remove_children(&old_root, dev, &mut budget, 0);
+                let removed = remove_children(&old_root, mnt, &mut budget, 0);
                 info!("removed {removed} initramfs entries");
             }
         }
@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn removal_stays_on_its_device_and_goes_through_descriptors() {
+    fn removal_stays_on_its_mount_and_goes_through_descriptors() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("a/b/c")).unwrap();
@@ -159,12 +159,12 @@ mod tests {
         std::fs::write(d.join("top"), b"x").unwrap();
         std::os::unix::fs::symlink("/etc", d.join("link")).unwrap();
         let fd = OwnedFd::from(std::fs::File::open(d).unwrap());
-        let dev = device_of(&fd).unwrap();
-        // A different device number: nothing is removed.
+        let mnt = mount_of(&fd).unwrap();
+        // Another mount's ID: nothing is removed.
         let mut budget = MAX_ENTRIES;
-        assert_eq!(remove_children(&fd, dev.wrapping_add(1), &mut budget, 0), 0);
+        assert_eq!(remove_children(&fd, mnt.wrapping_add(1), &mut budget, 0), 0);
         let mut budget = MAX_ENTRIES;
-        assert_eq!(remove_children(&fd, dev, &mut budget, 0), 6);
+        assert_eq!(remove_children(&fd, mnt, &mut budget, 0), 6);
         assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
         assert!(Path::new("/etc").is_dir(), "the link's target is untouched");
     }

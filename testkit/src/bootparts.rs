@@ -259,6 +259,7 @@ impl BootParts {
         let spec = initramfs::Spec {
             init: init.clone(),
             modules_dir: Some(kernel.modules_dir.clone()),
+            modules_root: None,
             wanted,
             busybox: None,
             compress: initramfs::Compress::Zstd,

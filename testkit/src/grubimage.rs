@@ -199,7 +199,10 @@ mod tests {
     #[test]
     fn the_production_cfg_selects_with_the_module_and_boots_from_the_loop_device() {
         let cfg = production_cfg().unwrap();
-        assert!(cfg.contains("if ! hnroot select; then"), "{cfg}");
+        assert!(
+            cfg.contains("if ! hnroot select --defaults \"console=ttyS0 panic=10\"; then"),
+            "{cfg}"
+        );
         assert!(cfg.contains("linux (loop)/boot/kernel "), "{cfg}");
         assert!(cfg.contains("initrd (loop)/boot/initramfs"), "{cfg}");
     }

@@ -276,6 +276,7 @@ mod tests {
         ("hnroot-cli/tests/operator_cli.rs", 3),   // the binary under test
         ("hnroot-cli/tests/stage_cli.rs", 1),      // the binary under test
         ("hnroot-cli/tests/support/mod.rs", 2), // the binary under test; Mounted::new(&["mkfs..", ..])
+        ("hnroot-cli/tests/sysprep_cli.rs", 1), // run(&["prog", ..])
         ("hnroot-core/tests/probe_props.rs", 1), // tool in a literal list
         ("hnroot-ffi/src/probe.rs", 1),         // run(&["prog", ..])
         ("hnroot-install/src/grub.rs", 1),      // Grub::mkstandalone (grub-mkstandalone)

@@ -51,6 +51,7 @@ fn main() -> Result<()> {
     let spec = Spec {
         init,
         modules_dir: Some(modules_dir.clone()),
+        modules_root: None,
         wanted,
         busybox: if args.busybox {
             Some(initramfs::host_busybox()?)
@@ -64,6 +65,7 @@ fn main() -> Result<()> {
     let bare = initramfs::build(
         &Spec {
             modules_dir: None,
+            modules_root: None,
             ..spec.clone()
         },
         &bare_path,

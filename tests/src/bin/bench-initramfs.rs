@@ -154,6 +154,7 @@ fn main() -> Result<()> {
     let spec = initramfs::Spec {
         init,
         modules_dir: Some(kernel.modules_dir.clone()),
+        modules_root: None,
         wanted: initramfs::default_modules()
             .into_iter()
             .filter(|m| !args.hnroot_without.contains(m))
@@ -181,6 +182,7 @@ fn main() -> Result<()> {
     let hnroot_bare = initramfs::build(
         &initramfs::Spec {
             modules_dir: None,
+            modules_root: None,
             ..spec.clone()
         },
         &work.join("initramfs-hnroot-bare.zst"),

@@ -576,8 +576,8 @@ fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let key_in_guest = format!("/{KEY_IN_IMAGE}");
     let started = v2_events
         .iter()
-        .find(|e| e["event"] == "start")
-        .context("`hnroot stage --json` of v2 reported no `start` event")?;
+        .find(|e| e["event"] == "verified")
+        .context("`hnroot stage --json` of v2 reported no `verified` event")?;
     let staged = v2_events
         .iter()
         .find(|e| e["event"] == "staged")
@@ -585,7 +585,7 @@ fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     ensure!(
         started["signed_by"] == key_in_guest.as_str()
             && staged["uuid"] == parts.uuid("v2")?.to_string().as_str(),
-        "v2 must be staged, signed by {key_in_guest}: start {started}, staged {staged}"
+        "v2 must be staged, signed by {key_in_guest}: verified {started}, staged {staged}"
     );
     for (name, want) in [
         (SERVED_TAMPERED, tampered_len(&tampered)?),

@@ -43,7 +43,7 @@ use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::plan::Booted;
 use hnroot_core::uuid::FsUuid;
-use hnroot_core::verdict::Verdict;
+use hnroot_core::verdict::{MissingBootFiles, Refusal, Verdict};
 use hnroot_linux::hostpart::HostpartView;
 use regex::Regex;
 
@@ -75,6 +75,9 @@ enum ImageKind {
     Fs(Uuid),
     /// An ext4 filesystem with this UUID but no `/boot/kernel`: GRUB could not boot it.
     NoKernel(Uuid),
+    /// An ext4 filesystem with this UUID whose `/boot/kernel` is an empty file: no kernel by
+    /// the one rule for boot files, in GRUB as in `hnroot status`.
+    EmptyKernel(Uuid),
     /// A file of the same size that is no filesystem.
     Garbage,
     /// An `Fs` image without its last this many bytes: superblock, UUID and `/boot/kernel`
@@ -87,7 +90,9 @@ impl ImageKind {
     fn expect(self) -> Expect {
         match self {
             ImageKind::Fs(u) => Expect::Bootable(u),
-            ImageKind::NoKernel(_) => Expect::Refused("missing-boot-files"),
+            ImageKind::NoKernel(_) | ImageKind::EmptyKernel(_) => {
+                Expect::Refused("missing-boot-files")
+            }
             ImageKind::Garbage => Expect::Refused("no-filesystem"),
             ImageKind::Truncated(..) => Expect::Refused("truncated"),
         }
@@ -240,7 +245,7 @@ fn fs_uuid(u: Uuid) -> FsUuid {
 }
 
 fn scenarios() -> Result<Vec<Scenario>> {
-    use ImageKind::{Fs, Garbage, NoKernel, Truncated};
+    use ImageKind::{EmptyKernel, Fs, Garbage, NoKernel, Truncated};
     use ImageName::{Broken, Cancelled, Current, New, Old};
     let (a, b, c) = (Uuid::random()?, Uuid::random()?, Uuid::random()?);
     let committed_a = BootState::Committed { good: fs_uuid(a) };
@@ -399,6 +404,10 @@ fn scenarios() -> Result<Vec<Scenario>> {
             .img(Current, NoKernel(a))
             .img(Old, Fs(c))
             .state(committed_a),
+        Scenario::new("image-with-empty-kernel", "recovery", Some(Old))
+            .img(Current, EmptyKernel(a))
+            .img(Old, Fs(c))
+            .state(committed_a),
         Scenario::new("truncated-image", "recovery", Some(Old))
             .img(Current, Truncated(a, CUT))
             .img(Old, Fs(c))
@@ -431,15 +440,20 @@ fn duplicate_labels() -> Result<Scenario> {
     Ok(dup)
 }
 
-/// What a root image holds for GRUB: `/boot/kernel` (never booted here) and `/boot/initramfs`.
+/// What a root image holds for GRUB: `/boot/kernel` (never booted here) and `/boot/initramfs`,
+/// each with bytes in it (an empty one is no boot file).
 const KERNEL_STAND_IN: &[u8] = b"hnroot grub-test: stands in for a kernel; never booted\n";
+const INITRAMFS_STAND_IN: &[u8] = b"hnroot grub-test: stands in for an initramfs\n";
 
 fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     file.set_len(IMAGE_MIB * disk::MIB)?;
     drop(file);
     let uuid = match img {
-        ImageKind::Fs(uuid) | ImageKind::NoKernel(uuid) | ImageKind::Truncated(uuid, _) => uuid,
+        ImageKind::Fs(uuid)
+        | ImageKind::NoKernel(uuid)
+        | ImageKind::EmptyKernel(uuid)
+        | ImageKind::Truncated(uuid, _) => uuid,
         ImageKind::Garbage => {
             let garbage: Vec<u8> = (0..IMAGE_MIB * disk::MIB)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -453,9 +467,13 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
         fs::remove_dir_all(&stage)?;
     }
     fs::create_dir_all(stage.join("boot"))?;
-    fs::write(stage.join("boot/initramfs"), b"")?;
-    if matches!(img, ImageKind::Fs(_) | ImageKind::Truncated(..)) {
-        fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?;
+    fs::write(stage.join("boot/initramfs"), INITRAMFS_STAND_IN)?;
+    match img {
+        ImageKind::Fs(_) | ImageKind::Truncated(..) => {
+            fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?
+        }
+        ImageKind::EmptyKernel(_) => fs::write(stage.join("boot/kernel"), b"")?,
+        _ => {}
     }
     buildenv::run(
         Command::new("mkfs.ext4")
@@ -934,7 +952,27 @@ fn linux_verdict(v: &Verdict) -> (&'static str, String) {
     match v {
         Verdict::Absent => ("absent", String::new()),
         Verdict::Bootable(_) => ("bootable", v.to_string()),
+        Verdict::Refused(Refusal::MissingBootFiles(m)) => {
+            let r = Refusal::MissingBootFiles(as_grub_sees(*m));
+            (r.code(), r.to_string())
+        }
         Verdict::Refused(r) => (r.code(), r.to_string()),
+    }
+}
+
+/// The missing boot files as GRUB can tell them: its open of a boot file gives a regular file
+/// with bytes in it or fails, without saying why in a way that holds across its drivers, so
+/// every reason (empty, a directory, a FIFO, a link loop) is "missing" there. Which files are
+/// missing, and the code, must still agree.
+fn as_grub_sees(m: MissingBootFiles) -> MissingBootFiles {
+    use hnroot_core::verdict::BootFileProblem::Absent;
+    match m {
+        MissingBootFiles::Kernel(_) => MissingBootFiles::Kernel(Absent),
+        MissingBootFiles::Initramfs(_) => MissingBootFiles::Initramfs(Absent),
+        MissingBootFiles::Both { .. } => MissingBootFiles::Both {
+            kernel: Absent,
+            initramfs: Absent,
+        },
     }
 }
 
