@@ -107,10 +107,12 @@ pub enum Event {
     Installed,
     /// A health check of the running system failed (`hnroot health-failed`).
     HealthFailed,
+    /// `hnroot bootloader update` replaced the boot loader on the ESP.
+    LoaderUpdated,
 }
 
 impl Event {
-    const ALL: [Event; 8] = [
+    const ALL: [Event; 9] = [
         Event::Boot,
         Event::Missed,
         Event::Failed,
@@ -119,6 +121,7 @@ impl Event {
         Event::MarkedGood,
         Event::Installed,
         Event::HealthFailed,
+        Event::LoaderUpdated,
     ];
 
     /// A stable name for text and JSON.
@@ -132,6 +135,7 @@ impl Event {
             Event::MarkedGood => "marked-good",
             Event::Installed => "installed",
             Event::HealthFailed => "health-failed",
+            Event::LoaderUpdated => "loader-updated",
         }
     }
 
@@ -145,6 +149,7 @@ impl Event {
             Event::MarkedGood => 6,
             Event::Installed => 7,
             Event::HealthFailed => 8,
+            Event::LoaderUpdated => 9,
         }
     }
 

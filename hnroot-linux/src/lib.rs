@@ -15,11 +15,13 @@
 //!   the identity steps; [`fsat`]: file operations through held descriptors that never follow
 //!   a link, and paths resolved inside another root.
 //! * [`sysprep`]: what makes an image one host's, removed from or found in a root tree.
-//! * [`bootstate_file`]: reads and rewrites the boot-state file on the ESP in place.
+//! * [`bootstate_file`]: reads and rewrites the boot-state file on the ESP in place;
+//!   [`esp_loader`]: the boot loader on the ESP, read and replaced by the core's steps.
 //! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
 
 pub mod blockdev;
 pub mod bootstate_file;
+pub mod esp_loader;
 pub mod exec;
 pub mod fsat;
 pub mod history_file;

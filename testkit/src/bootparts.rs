@@ -295,7 +295,7 @@ impl BootParts {
         );
 
         let t = Instant::now();
-        let grub = grubimage::production(release)?;
+        let grub = grubimage::production()?;
         timed(
             &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
             t,

@@ -46,9 +46,8 @@ enum Task {
     BlkidCorpus,
     /// Run every check: rustfmt, clippy (warnings denied), all tests and the system-test suites.
     Test,
-    /// Build the GRUB module hnroot.mod for each supported GRUB (Debian 12's 2.06, Debian 13's
-    /// 2.12; GRUB source, Rust staticlib, C, GRUB's verifier) and the kit
-    /// target/hnroot-build/grub-kit; --debian 12|13 for one.
+    /// Build hnroot's GRUB from Debian's pinned grub2 source, the GRUB module hnroot.mod against
+    /// it (Rust staticlib, C, GRUB's verifier) and the loader kit target/hnroot-build/grub-kit.
     #[command(disable_help_flag = true)]
     GrubModule(Forwarded),
     /// Generate hnroot-ffi/include/hnroot.h with cbindgen (--check: fail if it is stale).
@@ -63,8 +62,7 @@ enum Task {
         #[arg(long, default_value_t = 20)]
         seconds: u32,
     },
-    /// Build hnroot.mod into a Debian release's GRUB (--debian 12|13, default 13) and run every
-    /// decision scenario under OVMF + QEMU.
+    /// hnroot's GRUB with hnroot.mod: every decision scenario under OVMF + QEMU.
     #[command(disable_help_flag = true)]
     GrubTest(Forwarded),
     /// Build hnroot's standalone initramfs: static hnroot-init as /init, the kernel modules
@@ -128,6 +126,14 @@ impl Binary {
         }
     }
 
+    /// A front end of the product's build, `hnroot-build/src/bin/<name>`.
+    const fn build(name: &'static str) -> Binary {
+        Binary {
+            package: "hnroot-build",
+            name,
+        }
+    }
+
     /// `cargo run --quiet -p PACKAGE --bin NAME -- ARGS` in the workspace root; its exit
     /// status.
     fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<std::process::ExitStatus> {
@@ -174,7 +180,7 @@ fn main() -> ExitCode {
         Task::Header { check } => done(header::run(check)),
         Task::Fuzz { seconds } => done(fuzz::run(seconds)),
         Task::FreshCheck(args) => done(deps::ensure().and_then(|()| freshcheck::run(&args))),
-        Task::GrubModule(f) => forward(Binary::tool("grub-module"), f),
+        Task::GrubModule(f) => forward(Binary::build("grub-module"), f),
         Task::Initramfs(f) => forward(Binary::tool("initramfs"), f),
         Task::GrubTest(f) => forward(Binary::suite("grub-test"), f),
         Task::InitramfsToolsTest(f) => forward(Binary::suite("initramfs-tools-test"), f),
@@ -182,7 +188,7 @@ fn main() -> ExitCode {
         Task::E2e(f) => forward(Binary::suite("e2e"), f),
         Task::Demo(f) => forward(Binary::suite("demo"), f),
         Task::Disk(f) => forward(Binary::suite("disk"), f),
-        Task::Deb(f) => forward(Binary::tool("deb"), f),
+        Task::Deb(f) => forward(Binary::build("deb"), f),
         Task::Distro(f) => forward(Binary::suite("distro"), f),
     };
     result.unwrap_or_else(|e| {

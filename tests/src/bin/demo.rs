@@ -138,7 +138,7 @@ fn main() -> Result<()> {
         "hnroot demo on {}'s parts (GRUB {}): building the kernel, initramfs, GRUB image and \
          test images (cached under target/hnroot-build/)",
         args.debian,
-        args.debian.grub().version
+        hnroot_testkit::release::GRUB.version
     );
     let parts = BootParts::build(args.debian, story::IMAGES)?;
     for (what, took, cached) in &parts.timings {

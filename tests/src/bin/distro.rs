@@ -5,11 +5,12 @@
 //! blank disk (a loop device) an hnroot disk with the first of them; `hnroot stage` puts the
 //! next one on hostpart; QEMU boots the disk through the production chain (OVMF, GRUB with
 //! hnroot.mod, Debian's kernel, initramfs-tools with `hnroot-init mount-root`, systemd).
-//! `--debian 12|13` picks the release of the tree and of the GRUB `hnroot install` puts on the
-//! disk (`testkit::grubbin`: Debian 12's installed GRUB, or Debian 13's modules from the cache
-//! with a `grub-mkstandalone` built from its source, passed as `--grub-modules` and
-//! `--grub-mkstandalone`); a Debian 13 tree has GRUB 2.12-9+deb13u2, the build the module fits,
-//! installed from the pool over the archive's newer one (`testkit::debian`).
+//! `--debian 12|13` picks the release of the tree. The GRUB `hnroot install` puts on the disk
+//! is hnroot's own, from the loader kit the package ships (the same for both releases); the
+//! tree keeps the archive's current GRUB packages, never held or replaced: after `dpkg -i` the
+//! suite checks that nothing is held, that the package depends on no GRUB package, and that
+//! apt reinstalls the tree's GRUB packages from the archive with hnroot left installed and its
+//! loader kit unchanged.
 //!
 //! Scenario `debian-systemd`: v1 installed, v2 staged: the update boots, systemd reaches
 //! multi-user.target, `hnroot-mark-good.service` commits v2 after `boot-complete.target`, and
@@ -43,11 +44,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use hnroot_install::grub::Grub;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session, SYSTEMD_END_MARKERS};
 use hnroot_testkit::release::Debian;
-use hnroot_testkit::{deb, debian, grubbin, grubmod, initramfs, qemu};
+use hnroot_testkit::{deb, debian, grubmod, initramfs, qemu};
 
 /// Bound on one boot of the Debian image under TCG (firmware, GRUB, kernel, initramfs-tools,
 /// systemd to multi-user.target and the report), or on a reboot of a failed trial.
@@ -90,10 +90,9 @@ struct Parts {
     tree: debian::Tree,
     deb: deb::Deb,
     cli: PathBuf,
+    /// The loader kit the package ships (hnroot's GRUB), which `hnroot install` builds the
+    /// disk's loader from.
     kit: PathBuf,
-    /// The release's GRUB that `hnroot install` puts on the disks (its modules and the
-    /// `grub-mkstandalone` that builds images from them).
-    grub: Grub,
     work: PathBuf,
     public: PathBuf,
     secret: PathBuf,
@@ -115,11 +114,7 @@ impl Parts {
             .arg("--keys")
             .arg(keys)
             .arg("--kit")
-            .arg(&self.kit)
-            .arg("--grub-modules")
-            .arg(&self.grub.modules_dir)
-            .arg("--grub-mkstandalone")
-            .arg(&self.grub.mkstandalone))
+            .arg(&self.kit))
     }
 }
 
@@ -297,7 +292,6 @@ fn set_version(root: &Path, version: &str) -> Result<()> {
 
 fn prepare(release: Debian) -> Result<Parts> {
     let suite = release.suite();
-    let grub = grubbin::grub(release)?;
     let t = Instant::now();
     let tree = debian::systemd_tree(suite, &[])?;
     say(&format!(
@@ -313,7 +307,7 @@ fn prepare(release: Debian) -> Result<Parts> {
     say(&format!(
         "package {} (GRUB {}) in {:.0} s",
         deb.path.display(),
-        deb.grub_builds.join(", "),
+        deb.grub_build,
         t.elapsed().as_secs_f64()
     ));
     let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
@@ -335,7 +329,6 @@ fn prepare(release: Debian) -> Result<Parts> {
         deb,
         cli,
         kit,
-        grub,
         work,
         public,
         secret,
@@ -363,6 +356,12 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
     );
     say(&format!(
         "tree copied and hnroot installed with dpkg in {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let t = Instant::now();
+    say(&format!(
+        "the tree's GRUB packages after hnroot: {} ({:.0} s)",
+        check_grub_left_alone(&staging)?,
         t.elapsed().as_secs_f64()
     ));
     instrument_tree(p, &staging, REPORT_SCRIPT)?;
@@ -420,6 +419,63 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("three images"))?;
     Ok([a, b, c])
+}
+
+/// The distribution's GRUB packages and hnroot live side by side: after `dpkg -i` of the
+/// package nothing is held, the package depends on no GRUB package, the tree's
+/// `grub-efi-amd64-bin` is the archive's candidate (not replaced), and apt reinstalls the
+/// GRUB packages from the archive (what an upgrade does to them: unpack over, configure) with
+/// hnroot left installed and its loader kit unchanged. What was checked, in one line.
+fn check_grub_left_alone(tree: &Path) -> Result<String> {
+    let kit = tree.join("usr/lib/hnroot/grub");
+    let before = run(Command::new("sha256sum").arg(kit.join("x86_64-efi/hnroot.mod")).arg(kit.join("grub-mkimage")))?;
+    let _ = fs::remove_file(tree.join("etc/resolv.conf"));
+    fs::copy("/etc/resolv.conf", tree.join("etc/resolv.conf"))
+        .context("copying /etc/resolv.conf into the tree for apt")?;
+    let chroot = debian::Chroot::enter(tree)?;
+    let held = chroot.run(&["apt-mark", "showhold"])?;
+    ensure!(held.trim().is_empty(), "packages are held in the tree: {held}");
+    let depends = chroot.run(&["dpkg-query", "-W", "-f", "${Depends}", "hnroot"])?;
+    ensure!(!depends.contains("grub"), "hnroot depends on GRUB packages: {depends}");
+    let policy = chroot.run(&["apt-cache", "policy", "grub-efi-amd64-bin"])?;
+    let field = |name: &str| {
+        policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let (installed, candidate) = (field("Installed:"), field("Candidate:"));
+    ensure!(
+        !installed.is_empty() && installed == candidate,
+        "grub-efi-amd64-bin is {installed:?}, the archive's candidate {candidate:?}:\n{policy}"
+    );
+    chroot.run(&["apt-get", "-q", "update"])?;
+    let reinstall = chroot.run(&[
+        "apt-get",
+        "-q",
+        "-y",
+        "--reinstall",
+        "install",
+        "grub-common",
+        "grub-efi-amd64-bin",
+    ])?;
+    let status = chroot.run(&["dpkg-query", "-W", "-f", "${Status} ${Version}", "hnroot"])?;
+    drop(chroot);
+    let after = run(Command::new("sha256sum").arg(kit.join("x86_64-efi/hnroot.mod")).arg(kit.join("grub-mkimage")))?;
+    ensure!(
+        status.starts_with("install ok installed") && before == after,
+        "after apt reinstalled the GRUB packages hnroot is {status:?}, its kit {}\n{reinstall}",
+        if before == after { "unchanged" } else { "changed" }
+    );
+    ensure!(
+        !reinstall.contains("Removing hnroot"),
+        "apt removed hnroot while reinstalling GRUB:\n{reinstall}"
+    );
+    Ok(format!(
+        "none held, grub-efi-amd64-bin {installed} (the archive's), reinstalled by apt with hnroot \
+         {} and its kit unchanged",
+        status.trim_start_matches("install ok installed ")
+    ))
 }
 
 /// A disk file attached with partition scanning; detached when dropped.

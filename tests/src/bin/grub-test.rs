@@ -702,7 +702,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let release = args.debian;
-    println!("grub-test: {release}, GRUB {}", release.grub().version);
+    println!("grub-test: {release}, hnroot's GRUB {}", hnroot_testkit::release::GRUB.version);
     let work = buildenv::build_root()
         .join("grub-test")
         .join(release.suite());
@@ -725,7 +725,7 @@ fn main() -> Result<()> {
     let cfg = test_cfg(&scenarios, label_disk, status_disk);
     // Not the production grub.cfg: this script calls `hnroot select` and `hnroot status` on
     // each disk itself, prints what they set and halts; it boots nothing.
-    let grub = grubimage::test_script(release, &cfg, &["time"], &work)?;
+    let grub = grubimage::test_script(&cfg, &["time"], &work)?;
     println!("grub-test: hnroot.mod is {} bytes", grub.module.size);
 
     let mut built = Vec::new();
@@ -1217,7 +1217,7 @@ fn check_verdicts(
 }
 
 /// `hnroot status` prints the boot state and both PARTUUIDs (sgdisk's) and sets the variables.
-fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk, release: Debian) -> Vec<String> {
+fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk, _release: Debian) -> Vec<String> {
     let mut problems = common_problems(block);
     for text in [
         format!("hnroot: boot state (hd{disk},gpt1)/hnroot/bootstate: "),
@@ -1226,7 +1226,7 @@ fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk, release: Debia
              tries; module built for Debian grub2 {}",
             b.hostpart.partuuid,
             b.esp.partuuid,
-            release.grub().version
+            hnroot_testkit::release::GRUB.version
         ),
     ] {
         if !block.text.contains(&text) {

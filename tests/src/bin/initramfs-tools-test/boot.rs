@@ -16,7 +16,6 @@ use hnroot_testkit::disk::{
 };
 use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::qemu::{DiskBus, Vm, VmSpec};
-use hnroot_testkit::release::Debian;
 use regex::Regex;
 
 use crate::debian_tree::DebianTree;
@@ -32,7 +31,7 @@ const DATA_MARKER: &str = "initramfs-tools-data-marker";
 /// initramfs ignores it). The boots below prove the two together.
 fn production_grub() -> Result<GrubImage> {
     // The debootstrapped tree is Debian 12: its GRUB.
-    let grub = grubimage::production(Debian::Bookworm)?;
+    let grub = grubimage::production()?;
     let linux: Vec<&str> = grub
         .grub_cfg
         .lines()
