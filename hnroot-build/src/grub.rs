@@ -101,6 +101,10 @@ pub fn tree() -> Result<PathBuf> {
         .current_dir(&tree))
     .context("building GRUB's modules (make -C grub-core)")?;
     run(Command::new("make")
+        .args([jobs.as_str(), "-C", "grub-core/lib/gnulib"])
+        .current_dir(&tree))
+    .context("building GRUB's gnulib for its host tools")?;
+    run(Command::new("make")
         .args([jobs.as_str(), "grub-mkimage"])
         .current_dir(&tree))
     .context("building grub-mkimage")?;
