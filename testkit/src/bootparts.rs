@@ -174,6 +174,10 @@ pub struct DiskContents {
     /// Image files given the immutable attribute (`chattr +i`: they cannot be renamed);
     /// ext4 hostparts only.
     pub immutable: Vec<ImageName>,
+    /// Another `EFI/BOOT/BOOTX64.EFI` than the production image (an older loader to update).
+    pub loader: Option<PathBuf>,
+    /// Further files on hostpart: (relative path, source file).
+    pub hostpart_files: Vec<(String, PathBuf)>,
 }
 
 impl DiskContents {
@@ -189,6 +193,8 @@ impl DiskContents {
             stage_sources: Vec::new(),
             actions: Vec::new(),
             immutable: Vec::new(),
+            loader: None,
+            hostpart_files: Vec::new(),
         }
     }
 
@@ -521,7 +527,13 @@ impl BootParts {
             host.files
                 .push(ImageFile::new(disk::ACTIONS_PATH, 0o644, text.into_bytes()));
         }
+        for (path, source) in &contents.hostpart_files {
+            host.copies.push((path.clone(), source.clone()));
+        }
         let mut esp = EspSpec::new(&self.grub);
+        if let Some(loader) = &contents.loader {
+            esp.bootx64 = loader.clone();
+        }
         esp.bootstate = match &contents.state {
             StateInit::Committed(v) => Some(committed_block(self.uuid(v)?)),
             StateInit::Trial {

@@ -120,6 +120,45 @@ pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<G
     })
 }
 
+/// An older loader than the kit builds: the same GRUB, module and configuration, its version
+/// record saying hnroot `version` (a loader an earlier hnroot installed, for the update's
+/// tests). Its kit (a copy of the built kit with that record) and its image, in `dir`.
+pub fn older_loader(dir: &Path, version: &str) -> Result<(PathBuf, PathBuf)> {
+    let kit = grubmod::build_kit()?;
+    let old_kit = dir.join("older-kit");
+    if old_kit.exists() {
+        fs::remove_dir_all(&old_kit)
+            .with_context(|| format!("cannot remove {}", old_kit.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    buildenv::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&kit.dir)
+            .arg(&old_kit),
+    )?;
+    let line = kit
+        .record_text
+        .lines()
+        .find(|l| l.starts_with("hnroot "))
+        .context("the kit's record names no hnroot version")?;
+    fs::write(
+        old_kit.join(hnroot_install::grub::RECORD_FILE),
+        kit.record_text.replace(line, &format!("hnroot {version}")),
+    )?;
+    let older = hnroot_install::grub::LoaderKit::at(&old_kit)?;
+    let out = dir.join("older.efi");
+    hnroot_install::grub::build_efi(
+        &older,
+        &production_cfg()?,
+        &[],
+        &[],
+        &dir.join("older-work"),
+        &out,
+    )?;
+    Ok((old_kit, out))
+}
+
 /// The line (0-based) of the menu entry `--id ID` of `cfg` that starts with `command`, as
 /// GRUB 2.06's entry editor (`e` at the menu) shows the entry: first a `setparams 'TITLE'`
 /// line GRUB adds, then the entry's source from just after its `{` (the rest of that line,

@@ -101,6 +101,11 @@ struct Parts {
 impl Parts {
     /// `hnroot install` of `image` onto the blank disk `node`, with the release's GRUB.
     fn install(&self, node: &str, image: &Path, keys: &Path) -> Result<String> {
+        self.install_with(node, image, keys, &self.kit)
+    }
+
+    /// [`Parts::install`] with the loader built from `kit`.
+    fn install_with(&self, node: &str, image: &Path, keys: &Path, kit: &Path) -> Result<String> {
         run(Command::new(&self.cli)
             .args([
                 "install",
@@ -114,7 +119,7 @@ impl Parts {
             .arg("--keys")
             .arg(keys)
             .arg("--kit")
-            .arg(&self.kit))
+            .arg(kit))
     }
 }
 
@@ -161,7 +166,7 @@ echo \"hnroot-test: esp $(findmnt -n -o FSTYPE /boot/loader)\"
 const END_UNIT: &str = "[Unit]
 Description=hnroot test: end a good boot
 DefaultDependencies=no
-After=hnroot-mark-good.service
+After=hnroot-mark-good.service hnroot-bootloader-update.service
 
 [Service]
 Type=oneshot
@@ -176,6 +181,8 @@ WantedBy=multi-user.target
 
 const END_SCRIPT: &str = "#!/bin/sh
 echo \"hnroot-test: mark-good $(systemctl is-active hnroot-mark-good.service)\"
+u=hnroot-bootloader-update.service
+echo \"hnroot-test: loader-service $(systemctl show -P Result $u) updated=$(journalctl -b -o cat -u $u | grep -c \"the ESP's loader is now\") not-committed=$(journalctl -b -o cat -u $u | grep -c 'not-committed')\"
 /usr/sbin/hnroot status 2>&1 | sed 's/^/hnroot-test: status /'
 if systemctl is-active --quiet hnroot-mark-good.service; then
 \techo \"hnroot-test: powering off\"
@@ -478,6 +485,33 @@ fn check_grub_left_alone(tree: &Path) -> Result<String> {
     ))
 }
 
+/// The hnroot version in the record of the loader on the disk's ESP (read with mtools).
+fn esp_loader_version(p: &Parts, disk: &Path) -> Result<String> {
+    let d = LoopDisk::attach(disk, true)?;
+    let out = p.work.join("esp-loader.efi");
+    let _ = fs::remove_file(&out);
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-n", "-i", &d.part(1), "::/EFI/BOOT/BOOTX64.EFI"])
+        .arg(&out))?;
+    let bytes = fs::read(&out)?;
+    match hnroot_core::loader::identify(Some(&bytes)) {
+        hnroot_core::loader::Loader::Recorded(r) => Ok(r.hnroot.to_string()),
+        other => bail!("the ESP's BOOTX64.EFI has no version record: {other:?}"),
+    }
+}
+
+/// Put `loader` on the disk's ESP as `BOOTX64.EFI` (mtools; the disk is not running).
+fn put_esp_loader(_p: &Parts, disk: &Path, loader: &Path) -> Result<()> {
+    let d = LoopDisk::attach(disk, true)?;
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i", &d.part(1)])
+        .arg(loader)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
+    Ok(())
+}
+
 /// A disk file attached with partition scanning; detached when dropped.
 struct LoopDisk {
     node: String,
@@ -675,11 +709,19 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let _ = fs::remove_file(&disk);
     fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
     let keys = p.work.join("keys");
+    // The disk gets an older hnroot's loader (the same GRUB, its record saying 0.0.1): the
+    // images' package carries a newer one, which hnroot-bootloader-update.service must put on
+    // the ESP after a commit, never during a trial.
+    let (older_kit, older) = hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
     {
         let d = LoopDisk::attach(&disk, false)?;
-        let said = p.install(&d.node, &v1, &keys)?;
-        say(&format!("hnroot install: {}", last_line(&said)));
+        let said = p.install_with(&d.node, &v1, &keys, &older_kit)?;
+        say(&format!("hnroot install (an older loader, 0.0.1): {}", last_line(&said)));
     }
+    ensure!(
+        esp_loader_version(p, &disk)? == "0.0.1",
+        "hnroot install did not write the older loader"
+    );
     let off = Offline::open(p, &disk)?;
     let said = off.stage(p, &v2, &keys)?;
     say(&format!("hnroot stage v2: {}", said));
@@ -700,8 +742,24 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "mark-good")
     ));
     check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
+        "boot 1 (committed by mark-good): the loader service said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.tail(60)
+    );
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION"),
+        "after the committed boot the ESP's loader is hnroot {now}"
+    );
+    say(&format!(
+        "hnroot-bootloader-update.service after mark-good: the ESP's loader 0.0.1 -> {now}"
+    ));
+    // The older loader back on the ESP: v3's trial boots must leave it there.
+    put_esp_loader(p, &disk, &older)?;
     let off = Offline::open(p, &disk)?;
     let status = off.hnroot(p, &["status", "--json"])?;
     ensure!(
@@ -768,6 +826,12 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     check_committed_boot(&boot, "2", "booting hn-root-old.img (automatic rollback")?;
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
+        "boot 5 (the rollback, committed): the loader service said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.tail(60)
+    );
     let off = Offline::open(p, &disk)?;
     let history = off.hnroot(p, &["history"])?;
     let status = off.hnroot(p, &["status"])?;
@@ -776,6 +840,26 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         history.matches("health-failed").count() == 3,
         "the history records {} failed health checks, expected 3:\n{history}",
         history.matches("health-failed").count()
+    );
+    // The loader was updated after the commit of v2 and after the rollback, never during v3's
+    // trial: no loader-updated between the first and the last failed health check.
+    let lines: Vec<&str> = history.lines().collect();
+    let first = lines.iter().position(|l| l.contains("health-failed"));
+    let last = lines.iter().rposition(|l| l.contains("health-failed"));
+    let (Some(first), Some(last)) = (first, last) else {
+        bail!("no health-failed in the history:\n{history}");
+    };
+    ensure!(
+        !lines[first..=last].iter().any(|l| l.contains("loader-updated"))
+            && lines[last..].iter().any(|l| l.contains("loader-updated"))
+            && lines[..first].iter().any(|l| l.contains("loader-updated")),
+        "the history must show loader-updated after v2's commit and after the rollback, never \
+         during v3's trial:\n{history}"
+    );
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION"),
+        "after the rollback the ESP's loader is hnroot {now}"
     );
     ensure!(
         status.contains("hn-root-broken.img") && status.contains("hnroot-distro-test 3"),

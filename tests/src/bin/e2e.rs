@@ -169,10 +169,215 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "14 hnroot install onto a blank disk (a loop device): the disk boots v1",
         installed,
     ),
+    (
+        "loader-update-cuts",
+        "22 hnroot bootloader update on the FAT ESP, whole and cut by power at moments spread \
+         over its steps: every next boot reaches GRUB's decision and boots v1",
+        loader_update_cuts,
+    ),
 ];
 
 fn main() -> Result<()> {
     run_suite(&Args::parse())
+}
+
+/// The test init's action that updates the loader: the ESP mounted (the guest's vfat), then
+/// the product's command with the kit the scenario put on hostpart.
+const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroot find \
+    LABEL=EFI-BOOT)\" /tmp/esp && hnroot bootloader update --esp /tmp/esp --kit \
+    /hostpart/data/e2e/kit --fleet /nonexistent; umount /tmp/esp";
+
+/// Bound on the cuts' spread when the reference update is quicker (the window is at least this).
+const LOADER_CUT_MIN_WINDOW: Duration = Duration::from_millis(500);
+
+/// 22: `hnroot bootloader update` replaces an older loader on the ESP (FAT, mounted in the
+/// guest by its vfat driver), run by the test init. First whole (the reference: every step, the
+/// history's `loader-updated`, the new loader boots); then `--cuts` times (at least 10) cut by
+/// power at a moment spread over the update's steps, as measured in the reference. After each
+/// cut the disk boots again: GRUB must reach hnroot's decision and boot v1, and the ESP's
+/// `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
+fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_install::grub::build_efi;
+    let parts = run.parts;
+    let dir = buildenv::fresh_dir(&run.work.join("loader-update"))?;
+    let kit = hnroot_testkit::grubmod::build_kit()?;
+    // The older loader: the same GRUB and module, its record saying hnroot 0.0.1.
+    let (_, old) = grubimage::older_loader(&dir, "0.0.1")?;
+    let cfg = grubimage::production_cfg()?;
+    let new = dir.join("new.efi");
+    build_efi(&kit, &cfg, &[], &[], &dir.join("w-new"), &new)?;
+    let (old_bytes, new_bytes) = (std::fs::read(&old)?, std::fs::read(&new)?);
+    ensure!(old_bytes != new_bytes, "the old and the new loader are the same bytes");
+    let mut contents = DiskContents::committed("loader-update", HostFs::Ext4, "v1");
+    contents.loader = Some(old.clone());
+    contents.actions = vec![LOADER_UPDATE_ACTION.to_owned()];
+    let mut stack = vec![kit.dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(&kit.dir)?.display().to_string();
+                contents
+                    .hostpart_files
+                    .push((format!("data/e2e/kit/{rel}"), entry.path()));
+            }
+        }
+    }
+    let base = parts.disk(&contents, &dir)?;
+    let esp_loader = |disk: &BuiltDisk| -> Result<Vec<u8>> {
+        let out = dir.join("loader.read");
+        let _ = std::fs::remove_file(&out);
+        buildenv::run(
+            std::process::Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-n")
+                .arg("-i")
+                .arg(format!("{}@@{}", disk.path.display(), BuiltDisk::offset(&disk.esp)))
+                .arg("::/EFI/BOOT/BOOTX64.EFI")
+                .arg(&out),
+        )?;
+        Ok(std::fs::read(&out)?)
+    };
+    let plan_re = Regex::new(r"(?m)^hnroot: plan 6/6: ")?;
+    let done_re = Regex::new(r"(?m)^hnroot: the ESP's loader is now ")?;
+    let step_re = Regex::new(r"(?m)^hnroot: step (\d)/6: ([a-z-]+):")?;
+    let check_next_boot = |boot: &BootRecord, what: &str| -> Result<()> {
+        let decision = boot.decision.as_deref().unwrap_or("");
+        ensure!(
+            decision.starts_with("booting hn-root.img (normal")
+                && boot.text.contains("hnroot-test: booted version=v1"),
+            "{what}: the next boot did not reach GRUB's decision and v1 (GRUB said {decision:?})\n{}",
+            boot.tail(40)
+        );
+        Ok(())
+    };
+
+    // The reference: the whole update, timed from its plan's last line to its end.
+    let reference = BuiltDisk {
+        path: dir.join("reference.img"),
+        ..base.clone()
+    };
+    disk::copy_disk(&base.path, &reference.path)?;
+    let t = Instant::now();
+    let mut session = Session::start("loader-update reference", &[&reference.path], &dir.join("qemu-ref"))?;
+    let planned = session.wait_line(&plan_re, BOOT_TIMEOUT)?;
+    let done = session.wait_line(&done_re, BOOT_TIMEOUT)?;
+    let boot = session.next_boot(BOOT_TIMEOUT)?;
+    session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    drop(session);
+    let steps: Vec<String> = step_re
+        .captures_iter(&boot.text)
+        .map(|c| c[2].to_owned())
+        .collect();
+    ensure!(
+        steps
+            == [
+                "clear-leftovers",
+                "write-new",
+                "verify-new",
+                "exchange",
+                "verify-in-place",
+                "keep-previous"
+            ],
+        "the update ran the steps {steps:?}\n{}",
+        boot.tail(40)
+    );
+    let window = done.at.saturating_sub(planned.at).max(LOADER_CUT_MIN_WINDOW);
+    ensure!(
+        esp_loader(&reference)? == new_bytes,
+        "after the update the ESP's BOOTX64.EFI is not the loader the kit builds here"
+    );
+    let (history, _) = inspect::history(&reference, &inspect::scratch_for(&reference))?;
+    ensure!(
+        history.iter().any(|r| r.event == Event::LoaderUpdated),
+        "the history records no loader-updated"
+    );
+    let mut session = Session::start("loader-update reference, next boot", &[&reference.path], &dir.join("qemu-ref2"))?;
+    let boot = session.next_boot(BOOT_TIMEOUT)?;
+    session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    drop(session);
+    check_next_boot(&boot, "after the whole update")?;
+    report.qemu += t.elapsed();
+    report.boots += 2;
+    report.note(format!(
+        "reference: 6 steps in {:.2} s (plan to done), the new loader boots v1, history has \
+         loader-updated",
+        window.as_secs_f64()
+    ));
+
+    // The cuts, spread over the window (and a little past it).
+    let cuts = run.cuts.max(10);
+    let mut rng = Rng(run.seed ^ 0x10ad | 1);
+    let mut landed: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut old_seen, mut new_seen) = (0, 0);
+    for i in 0..cuts {
+        let slot = window.as_secs_f64() * 1.1 / f64::from(cuts);
+        let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
+        let disk = BuiltDisk {
+            path: dir.join(format!("cut{}.img", i + 1)),
+            ..base.clone()
+        };
+        disk::copy_disk(&base.path, &disk.path)?;
+        let t = Instant::now();
+        let mut session = Session::start(
+            &format!("loader-update cut {}", i + 1),
+            &[&disk.path],
+            &dir.join(format!("qemu-cut{}", i + 1)),
+        )?;
+        let (cut, _) = session.cut_power(&plan_re, delay, BOOT_TIMEOUT)?;
+        drop(session);
+        let last = step_re
+            .captures_iter(&cut.text)
+            .last()
+            .map_or("after the plan".to_owned(), |c| format!("after {}", &c[2]));
+        *landed.entry(last.clone()).or_default() += 1;
+        let loader = esp_loader(&disk)?;
+        let which = if loader == old_bytes {
+            old_seen += 1;
+            "old"
+        } else if loader == new_bytes {
+            new_seen += 1;
+            "new"
+        } else {
+            bail!(
+                "cut {}: {} ms after the plan ({last}), the ESP's BOOTX64.EFI ({} bytes) is \
+                 neither the old loader nor the new one",
+                i + 1,
+                delay.as_millis(),
+                loader.len()
+            );
+        };
+        let mut session = Session::start(
+            &format!("loader-update cut {} next boot", i + 1),
+            &[&disk.path],
+            &dir.join(format!("qemu-cut{}-next", i + 1)),
+        )?;
+        let boot = session.next_boot(BOOT_TIMEOUT)?;
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        drop(session);
+        check_next_boot(&boot, &format!("cut {}", i + 1))?;
+        report.qemu += t.elapsed();
+        report.boots += 2;
+        report.note(format!(
+            "cut {}: {} ms after the plan, {last}: the ESP holds the {which} loader, the next \
+             boot reached GRUB's decision and v1",
+            i + 1,
+            delay.as_millis()
+        ));
+        let _ = std::fs::remove_file(&disk.path);
+    }
+    report.note(format!(
+        "{cuts} cuts landed: {}; the ESP held the old loader {old_seen} times, the new one \
+         {new_seen} times",
+        landed
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
 }
 
 /// 14: `hnroot install` (the product's command, as a sysadmin runs it) makes a blank disk file,
