@@ -22,9 +22,9 @@ use crate::apt;
 use crate::buildenv::{self, run};
 use crate::release::GRUB;
 
-/// `configure`'s options: the EFI platform on x86_64; the host tools without the libraries the
-/// loader kit does not need (device-mapper, liblzma, ZFS, FUSE, fonts and themes), linked
-/// statically.
+/// `configure`'s options besides the version ([`configure_args`]): the EFI platform on x86_64;
+/// the host tools without the libraries the loader kit does not need (device-mapper, liblzma,
+/// ZFS, FUSE, fonts and themes), linked statically.
 pub const CONFIGURE_ARGS: &[&str] = &[
     "--with-platform=efi",
     "--target=x86_64",
@@ -39,6 +39,18 @@ pub const CONFIGURE_ARGS: &[&str] = &[
     // GRUB's genmoddep.awk needs GNU awk (asorti); Debian builds with gawk too.
     "AWK=gawk",
 ];
+
+/// Every option `configure` gets: the package version as Debian's build passes it
+/// (`PACKAGE_VERSION`, which becomes `grub_package_version` in `modinfo.sh` and the version
+/// GRUB reports), then [`CONFIGURE_ARGS`].
+pub fn configure_args() -> Vec<String> {
+    let mut args = vec![
+        format!("PACKAGE_VERSION={}", GRUB.version),
+        format!("PACKAGE_STRING=GRUB {}", GRUB.version),
+    ];
+    args.extend(CONFIGURE_ARGS.iter().map(|a| (*a).to_owned()));
+    args
+}
 
 /// What a built tree is checked for, relative to it.
 const PRODUCTS: &[&str] = &[
@@ -64,7 +76,7 @@ pub fn tree() -> Result<PathBuf> {
     let dir = grub_dir();
     let tree = dir.join(format!("grub2-{}", GRUB.upstream()));
     let stamp = tree.join(".hnroot-built");
-    let stamp_text = format!("{} {}\n", GRUB.version, CONFIGURE_ARGS.join(" "));
+    let stamp_text = format!("{} {}\n", GRUB.version, configure_args().join(" "));
     if fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_text.as_str())
         && PRODUCTS.iter().all(|p| tree.join(p).exists())
     {
@@ -91,7 +103,7 @@ pub fn tree() -> Result<PathBuf> {
         .current_dir(&tree))
     .context("regenerating GRUB's build system (./autogen.sh, as Debian's build does)")?;
     run(Command::new("./configure")
-        .args(CONFIGURE_ARGS)
+        .args(configure_args())
         .current_dir(&tree))
     .context("configuring GRUB (see config.log in the tree)")?;
     eprintln!("    autogen and configure: {:.0?}", started.elapsed());
@@ -109,6 +121,13 @@ pub fn tree() -> Result<PathBuf> {
         .current_dir(&tree))
     .context("building grub-mkimage")?;
     eprintln!("    built in {:.0?}", started.elapsed());
+    let info = fs::read_to_string(tree.join("grub-core/modinfo.sh"))?;
+    if !info.contains(&format!("grub_package_version=\"{}\"", GRUB.version)) {
+        bail!(
+            "the built GRUB's modinfo.sh does not name {} as its package version",
+            GRUB.version
+        );
+    }
     for product in PRODUCTS {
         if !tree.join(product).exists() {
             bail!(

@@ -16,6 +16,7 @@
 //! | [`disk`]         | root images, hostpart, the ESP and the GPT disk around them           |
 //! | [`signing`]      | the test images' publisher: a minisign key pair and signatures        |
 //! | [`bootparts`]    | the cached kernel, initramfs, GRUB image, CLI and test images          |
+//! | [`previous`]     | the previous hnroot, built from a pinned older commit (the loader's compatibility tests) |
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
@@ -39,5 +40,6 @@ pub mod inspect;
 pub mod kernel;
 pub mod linuxrc;
 pub mod linuxview;
+pub mod previous;
 pub mod qemu;
 pub mod signing;

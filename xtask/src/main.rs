@@ -87,8 +87,9 @@ enum Task {
     #[command(disable_help_flag = true)]
     Demo(Forwarded),
     /// The README's two commands' promise on a fresh machine: a debootstrapped minbase Debian 12
-    /// tree with the Rust toolchain and a clean clone of HEAD runs `cargo xtask deps --check`
-    /// and `cargo xtask demo` in a chroot (slow; not part of `cargo xtask test`).
+    /// (or, --debian 13, Debian 13) tree with the Rust toolchain and a clean clone of HEAD runs
+    /// `cargo xtask deps --check` and `cargo xtask demo` in a chroot (slow; not part of `cargo
+    /// xtask test`).
     FreshCheck(freshcheck::Args),
     /// Build the hnroot Debian package (target/hnroot-build/deb/hnroot_<version>_amd64.deb).
     #[command(disable_help_flag = true)]

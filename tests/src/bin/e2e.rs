@@ -170,6 +170,13 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         installed,
     ),
     (
+        "compat-previous",
+        "22 the loader's compatibility contract: the previous hnroot's loader (a pinned older \
+         commit's) boots an image carrying today's hnroot, and today's loader boots the previous \
+         hnroot's image",
+        compat_previous,
+    ),
+    (
         "loader-update-cuts",
         "22 hnroot bootloader update on the FAT ESP, whole and cut by power at moments spread \
          over its steps: every next boot reaches GRUB's decision and boots v1",
@@ -179,6 +186,76 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
 
 fn main() -> Result<()> {
     run_suite(&Args::parse())
+}
+
+/// 22: the compatibility contract, both ways, with the previous hnroot built from
+/// [`hnroot_testkit::previous::PREVIOUS_COMMIT`] (its own `disk` command: its GRUB, `hnroot.mod`,
+/// `grub.cfg`, kernel, `hnroot-init` and test images). Its loader on a disk of today's images
+/// must reach hnroot's decision and boot today's v1; today's loader on its disk must reach the
+/// decision and boot its v1 (its `hnroot-init`, its test init).
+fn compat_previous(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_testkit::previous;
+    let parts = run.parts;
+    let dir = buildenv::fresh_dir(&run.work.join("compat-previous"))?;
+    let t = Instant::now();
+    let theirs = previous::disk()?;
+    report.note(format!(
+        "the previous hnroot ({}) and its disk: {:.0} s",
+        &previous::PREVIOUS_COMMIT[..7],
+        t.elapsed().as_secs_f64()
+    ));
+    let old_loader = dir.join("previous.efi");
+    previous::esp_copy_out(&theirs, "/EFI/BOOT/BOOTX64.EFI", &old_loader)?;
+    let old_bytes = std::fs::read(&old_loader)?;
+    ensure!(
+        hnroot_core::loader::identify(Some(&old_bytes)) == hnroot_core::loader::Loader::Unrecorded,
+        "the previous loader is not a PE image without a version record"
+    );
+    let boot_once = |name: &str, disk: &Path| -> Result<BootRecord> {
+        let mut session = Session::start(name, &[disk], &dir.join(format!("qemu-{name}")))?;
+        let boot = session.next_boot(BOOT_TIMEOUT)?;
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        Ok(boot)
+    };
+    let check = |boot: &BootRecord, what: &str| -> Result<()> {
+        let decision = boot.decision.as_deref().unwrap_or("");
+        ensure!(
+            decision.starts_with("booting hn-root.img (normal")
+                && boot.text.contains("hnroot-test: booted version=v1"),
+            "{what}: GRUB said {decision:?}, expected the normal boot of v1\n{}",
+            boot.tail(40)
+        );
+        Ok(())
+    };
+
+    // The previous loader, today's image.
+    let mut contents = DiskContents::committed("compat-old-loader", HostFs::Ext4, "v1");
+    contents.loader = Some(old_loader.clone());
+    let ours = parts.disk(&contents, &dir)?;
+    let t = Instant::now();
+    let boot = boot_once("old-loader", &ours.path)?;
+    report.qemu += t.elapsed();
+    report.boots += 1;
+    check(&boot, "the previous loader, today's image")?;
+    report.note(format!(
+        "the previous loader (no version record) booted today's v1: {}",
+        boot.decision.as_deref().unwrap_or("")
+    ));
+
+    // Today's loader, the previous image.
+    let disk = dir.join("previous-disk.img");
+    disk::copy_disk(&theirs, &disk)?;
+    previous::esp_copy_in(&disk, &parts.grub.path, "/EFI/BOOT/BOOTX64.EFI")?;
+    let t = Instant::now();
+    let boot = boot_once("new-loader", &disk)?;
+    report.qemu += t.elapsed();
+    report.boots += 1;
+    check(&boot, "today's loader, the previous image")?;
+    report.note(format!(
+        "today's loader booted the previous hnroot's v1 (its hnroot-init): {}",
+        boot.decision.as_deref().unwrap_or("")
+    ));
+    Ok(())
 }
 
 /// The test init's action that updates the loader: the ESP mounted (the guest's vfat), then
