@@ -201,7 +201,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
             let data = fs::read(entry.path())?;
             fs::write(&dst, data).with_context(|| format!("cannot write {}", dst.display()))?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
+            fs::set_permissions(
+                &dst,
+                fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+            )?;
         }
     }
     Ok(())

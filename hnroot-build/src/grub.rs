@@ -130,10 +130,7 @@ pub fn tree() -> Result<PathBuf> {
     }
     for product in PRODUCTS {
         if !tree.join(product).exists() {
-            bail!(
-                "GRUB built but {} is missing",
-                tree.join(product).display()
-            );
+            bail!("GRUB built but {} is missing", tree.join(product).display());
         }
     }
     check_static(&tree.join("grub-mkimage"))?;

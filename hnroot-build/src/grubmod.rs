@@ -96,7 +96,9 @@ pub struct Module {
 
 /// Where the module and its version record are written.
 pub fn output_dir() -> PathBuf {
-    buildenv::build_root().join("grub-module").join(GRUB.version)
+    buildenv::build_root()
+        .join("grub-module")
+        .join(GRUB.version)
 }
 
 /// The environment variable that hands the kit's directory to the workspace tests
@@ -138,7 +140,10 @@ pub fn build_kit() -> Result<hnroot_install::grub::LoaderKit> {
         }
     }
     if copied < 100 {
-        bail!("only {copied} modules and lists in {}: the GRUB build looks incomplete", core.display());
+        bail!(
+            "only {copied} modules and lists in {}: the GRUB build looks incomplete",
+            core.display()
+        );
     }
     fs::copy(&module.path, modules.join(g::MODULE_FILE))
         .with_context(|| format!("copying {} into the kit", module.path.display()))?;
@@ -224,8 +229,11 @@ pub fn build() -> Result<Module> {
     let final_path = out.join(format!("{MODULE_NAME}.mod"));
     fs::copy(&module, &final_path)
         .with_context(|| format!("copying the module to {}", final_path.display()))?;
-    fs::write(version_record_path(&final_path), format!("{}\n", GRUB.version))
-        .context("writing the GRUB version record")?;
+    fs::write(
+        version_record_path(&final_path),
+        format!("{}\n", GRUB.version),
+    )
+    .context("writing the GRUB version record")?;
     // Read both records back as every consumer of the module will.
     check_built_for(&final_path, GRUB.version)?;
     let size = fs::metadata(&final_path)?.len();
@@ -441,11 +449,7 @@ pub const C_SOURCES: &[&str] = &[
 ];
 
 /// Compile every file of [`C_SOURCES`] with GRUB's module flags, warnings as errors.
-fn compile_c(
-    tree: &Path,
-    flags: &ModuleFlags,
-    work: &Path,
-) -> Result<Vec<PathBuf>> {
+fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBuf>> {
     let dir = buildenv::workspace_root().join("grub-module");
     let build = GRUB;
     let upstream = build.upstream_number()?;
@@ -481,12 +485,7 @@ fn compile_c(
 
 /// What `genmod.sh` does to `merged`: name and dependency sections, GRUB's strip, GRUB's
 /// verifier. Adds the version section. Returns the finished module (in `work`).
-fn genmod(
-    tree: &Path,
-    flags: &ModuleFlags,
-    merged: &Path,
-    work: &Path,
-) -> Result<PathBuf> {
+fn genmod(tree: &Path, flags: &ModuleFlags, merged: &Path, work: &Path) -> Result<PathBuf> {
     let module = work.join(format!("{MODULE_NAME}.mod"));
     let modname = work.join("modname");
     let moddeps = work.join("moddeps");
@@ -548,7 +547,10 @@ fn check_symbols(tree: &Path, module: &Path, grub_modules: &Path) -> Result<()> 
     for dep in MODULE_DEPS {
         let path = grub_modules.join(format!("{dep}.mod"));
         let data = fs::read(&path).with_context(|| {
-            format!("reading dependency {} (from the GRUB build)", path.display())
+            format!(
+                "reading dependency {} (from the GRUB build)",
+                path.display()
+            )
         })?;
         let file = object::File::parse(&*data)?;
         available.extend(

@@ -158,6 +158,8 @@ mod tests {
             .dsc
             .path
             .ends_with(&format!("/grub2_{}.dsc", GRUB.version)));
-        assert!(GRUB.dsc.sha256.len() == 64 && GRUB.dsc.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(
+            GRUB.dsc.sha256.len() == 64 && GRUB.dsc.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        );
     }
 }

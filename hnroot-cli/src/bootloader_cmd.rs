@@ -210,7 +210,11 @@ fn status(args: &StatusArgs) -> Result<()> {
         committed: false,
     };
     let verdict = loader::judge_update(&esp, &new, &request);
-    let path = args.at.esp.join(esp_loader::BOOT_DIR).join(esp_loader::LOADER);
+    let path = args
+        .at
+        .esp
+        .join(esp_loader::BOOT_DIR)
+        .join(esp_loader::LOADER);
     if args.json {
         let v = json!({
             "esp_loader": loader_json(&esp.loader),
@@ -227,7 +231,11 @@ fn status(args: &StatusArgs) -> Result<()> {
         say!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    say!("hnroot: loader on the ESP ({}): {}", path.display(), loader_text(&esp.loader));
+    say!(
+        "hnroot: loader on the ESP ({}): {}",
+        path.display(),
+        loader_text(&esp.loader)
+    );
     say!(
         "hnroot: ESP boot-state format: {}",
         esp.state_format
@@ -273,17 +281,26 @@ fn update(args: &UpdateArgs) -> Result<()> {
         &request,
     ) {
         if r == loader::UpdateRefusal::NotCommitted {
-            say!("hnroot: bootloader update: {r} [{}]; nothing written", r.code());
+            say!(
+                "hnroot: bootloader update: {r} [{}]; nothing written",
+                r.code()
+            );
             return Ok(());
         }
     }
     let fleet = fleet_files(&args.at.fleet)?;
     let candidate = build_candidate(&kit, &fleet)?;
     let meta = std::fs::metadata(&args.at.esp).with_context(|| {
-        format!("looked for the mounted ESP at {}; pass --esp DIR", args.at.esp.display())
+        format!(
+            "looked for the mounted ESP at {}; pass --esp DIR",
+            args.at.esp.display()
+        )
     })?;
     if !meta.is_dir() {
-        anyhow::bail!("{} is not a directory (the mounted ESP)", args.at.esp.display());
+        anyhow::bail!(
+            "{} is not a directory (the mounted ESP)",
+            args.at.esp.display()
+        );
     }
     let boot = EspBoot::open(&args.at.esp, !args.dry_run)
         .with_context(|| format!("opening {}/{}", args.at.esp.display(), esp_loader::BOOT_DIR));
@@ -302,9 +319,8 @@ fn update(args: &UpdateArgs) -> Result<()> {
         loader_text(&esp.loader),
         record_text(&new)
     );
-    let kind = loader::judge_update(&esp, &new, &request).map_err(|r| {
-        anyhow!("{r} [{}]; the ESP's loader is left as it is", r.code())
-    })?;
+    let kind = loader::judge_update(&esp, &new, &request)
+        .map_err(|r| anyhow!("{r} [{}]; the ESP's loader is left as it is", r.code()))?;
     let steps = loader::update_steps(kind);
     if steps.is_empty() {
         say!("hnroot: the ESP's loader is already this one; nothing written");

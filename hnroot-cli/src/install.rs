@@ -85,7 +85,8 @@ struct GrubParts {
 }
 
 fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
-    let kit = grub::LoaderKit::at(&args.kit).map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
+    let kit = grub::LoaderKit::at(&args.kit)
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
     let fleet = crate::bootloader_cmd::fleet_files(&args.fleet)?;
     let image = crate::bootloader_cmd::build_candidate(&kit, &fleet)
         .map_err(|e| anyhow::anyhow!("building the loader: {e:#}; nothing was written"))?;
@@ -311,7 +312,8 @@ enum Esp<'a> {
 fn write_grub(parts: &GrubParts, esp: Esp<'_>) -> Result<String> {
     let work = tempfile::tempdir().context("cannot make a scratch directory")?;
     let efi = work.path().join("BOOTX64.EFI");
-    std::fs::write(&efi, &parts.image).with_context(|| format!("cannot write {}", efi.display()))?;
+    std::fs::write(&efi, &parts.image)
+        .with_context(|| format!("cannot write {}", efi.display()))?;
     match esp {
         // A mounted ESP gets the loader through the update's steps (never a moment without a
         // whole loader at the boot path, whatever was there).
@@ -323,8 +325,12 @@ fn write_grub(parts: &GrubParts, esp: Esp<'_>) -> Result<String> {
             } else {
                 hnroot_core::loader::UpdateKind::Install
             };
-            boot.run(hnroot_core::loader::update_steps(kind), &parts.image, |_, _, _| {})
-                .map_err(|f| anyhow::anyhow!("{f}"))?;
+            boot.run(
+                hnroot_core::loader::update_steps(kind),
+                &parts.image,
+                |_, _, _| {},
+            )
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
             Ok(format!(
                 "{} ({} KiB) written",
                 boot.loader_path().display(),

@@ -210,13 +210,12 @@ fn a_module_built_for_another_grub_is_refused_naming_both() {
     let text_before = std::fs::read_to_string(&info).unwrap();
     let built_for = text_before
         .lines()
-        .find_map(|l| l.strip_prefix("grub_package_version=").map(|v| v.trim_matches('"').to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("grub_package_version=")
+                .map(|v| v.trim_matches('"').to_owned())
+        })
         .unwrap();
-    std::fs::write(
-        &info,
-        text_before.replace(&built_for, "2.12-9+deb13u4"),
-    )
-    .unwrap();
+    std::fs::write(&info, text_before.replace(&built_for, "2.12-9+deb13u4")).unwrap();
     let out = hnroot(&[
         "install",
         "--disk",
@@ -343,18 +342,38 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
     let newer = dir.path().join("newer-kit");
     copy_kit(&real, &newer);
     let record = std::fs::read_to_string(newer.join("loader-record")).unwrap();
-    let mine = record.lines().find(|l| l.starts_with("hnroot ")).unwrap().to_owned();
-    std::fs::write(newer.join("loader-record"), record.replace(&mine, "hnroot 99.0.0")).unwrap();
+    let mine = record
+        .lines()
+        .find(|l| l.starts_with("hnroot "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        newer.join("loader-record"),
+        record.replace(&mine, "hnroot 99.0.0"),
+    )
+    .unwrap();
     let t = text(&cmd("update", &newer, &[]));
     assert!(t.contains("step 6/6: keep-previous"), "{t}");
     assert!(esp.join("EFI/BOOT/hnroot-previous.efi").is_file());
-    assert_eq!(std::fs::read(esp.join("EFI/BOOT/hnroot-previous.efi")).unwrap(), installed);
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/hnroot-previous.efi")).unwrap(),
+        installed
+    );
     let out = cmd("update", &real, &[]);
     let t = text(&out);
-    assert!(!out.status.success() && t.contains("[downgrade]") && t.contains("99.0.0"), "{t}");
+    assert!(
+        !out.status.success() && t.contains("[downgrade]") && t.contains("99.0.0"),
+        "{t}"
+    );
     let t = text(&cmd("update", &real, &["--allow-downgrade"]));
-    assert!(t.contains("downgrade (") && t.contains("keep-previous"), "{t}");
-    assert_eq!(std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), installed);
+    assert!(
+        t.contains("downgrade (") && t.contains("keep-previous"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        installed
+    );
 
     // A loader that reads only boot-state format 2 never replaces one on an ESP of format 1.
     let unreadable = dir.path().join("format2-kit");
@@ -367,13 +386,25 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
     .unwrap();
     let out = cmd("update", &unreadable, &["--allow-downgrade"]);
     let t = text(&out);
-    assert!(!out.status.success() && t.contains("[cannot-read-state]"), "{t}");
-    assert_eq!(std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), installed);
+    assert!(
+        !out.status.success() && t.contains("[cannot-read-state]"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        installed
+    );
 
     // The service's mode on a machine whose boot is not committed (no image on hostpart).
     let t = text(&cmd("update", &newer, &["--if-committed"]));
-    assert!(t.contains("[not-committed]") && t.contains("nothing written"), "{t}");
-    assert_eq!(std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), installed);
+    assert!(
+        t.contains("[not-committed]") && t.contains("nothing written"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        installed
+    );
 }
 
 fn blkid(node: &str, tag: &str) -> String {

@@ -218,7 +218,10 @@ impl LoaderKit {
         }
         let sbat = dir.join(SBAT_FILE);
         if !sbat.is_file() {
-            bail!("{} is missing: the image needs SBAT metadata; {hint}", sbat.display());
+            bail!(
+                "{} is missing: the image needs SBAT metadata; {hint}",
+                sbat.display()
+            );
         }
         let record_path = dir.join(RECORD_FILE);
         let record_text = fs::read_to_string(&record_path)
@@ -321,7 +324,10 @@ pub fn build_efi(
             );
         }
     }
-    let mut files = vec![("boot/grub/grub.cfg".to_owned(), grub_cfg.as_bytes().to_vec())];
+    let mut files = vec![(
+        "boot/grub/grub.cfg".to_owned(),
+        grub_cfg.as_bytes().to_vec(),
+    )];
     for f in fleet {
         if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
             bail!(
@@ -456,7 +462,10 @@ mod tests {
     fn a_kit_without_grub_is_refused_naming_what_was_looked_for() {
         let dir = tempfile::tempdir().unwrap();
         let err = LoaderKit::at(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("kernel.img") && err.contains("hnroot package"), "{err}");
+        assert!(
+            err.contains("kernel.img") && err.contains("hnroot package"),
+            "{err}"
+        );
     }
 
     /// The kit `cargo xtask test` builds (HNROOT_GRUB_KIT): one GRUB build, hnroot.mod built
@@ -476,15 +485,25 @@ mod tests {
         assert_eq!(kit.module.built_for, kit.grub_version);
         assert_eq!(kit.module.name, "hnroot");
         let sbat = fs::read_to_string(&kit.sbat).unwrap();
-        assert!(sbat.contains(&format!(",grub2,{},", kit.grub_version)), "{sbat}");
+        assert!(
+            sbat.contains(&format!(",grub2,{},", kit.grub_version)),
+            "{sbat}"
+        );
         let work = tempfile::tempdir().unwrap();
         let out = work.path().join("BOOTX64.EFI");
         let fleet = [FleetFile {
             name: "cmdline".into(),
             data: b"console=ttyS1,115200\n".to_vec(),
         }];
-        build_efi(&kit, &kit.grub_cfg().unwrap(), &[], &fleet, &work.path().join("w"), &out)
-            .unwrap();
+        build_efi(
+            &kit,
+            &kit.grub_cfg().unwrap(),
+            &[],
+            &fleet,
+            &work.path().join("w"),
+            &out,
+        )
+        .unwrap();
         let image = fs::read(&out).unwrap();
         let loader::Loader::Recorded(r) = loader::identify(Some(&image)) else {
             panic!("no record in the image");

@@ -53,7 +53,10 @@ pub fn add_section(image: &[u8], name: &[u8; 8], data: &[u8]) -> Result<Vec<u8>>
             .context("no optional header")?
             .try_into()?,
     );
-    ensure!(magic == PE32_PLUS, "not a PE32+ image (optional header magic {magic:#x})");
+    ensure!(
+        magic == PE32_PLUS,
+        "not a PE32+ image (optional header magic {magic:#x})"
+    );
     let section_alignment = u64::from(get32(image, opt, OPT_SECTION_ALIGNMENT)?);
     let file_alignment = u64::from(get32(image, opt, OPT_FILE_ALIGNMENT)?);
     ensure!(

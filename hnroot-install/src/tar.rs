@@ -44,7 +44,10 @@ pub fn ustar(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut dirs: Vec<String> = Vec::new();
     for (path, data) in files {
-        if path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        if path.starts_with('/')
+            || path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
         {
             bail!("memdisk path {path:?} must be relative and plain");
         }
@@ -84,9 +87,19 @@ mod tests {
             .arg(&archive)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listing = String::from_utf8_lossy(&out.stdout);
-        for name in ["boot/", "boot/grub/", "boot/grub/grub.cfg", "hnroot/", "hnroot/cmdline"] {
+        for name in [
+            "boot/",
+            "boot/grub/",
+            "boot/grub/grub.cfg",
+            "hnroot/",
+            "hnroot/cmdline",
+        ] {
             assert!(listing.lines().any(|l| l.ends_with(name)), "{listing}");
         }
         let x = Command::new("tar")

@@ -51,9 +51,9 @@ impl fmt::Display for StepFailed {
             (LoaderAfterFailure::RemoveNew, None) => f.write_str(
                 "BOOTX64.EFI is the loader that was there before (hnroot-new.efi removed)",
             ),
-            (LoaderAfterFailure::ExchangeBack, None) => f.write_str(
-                "exchanged back: BOOTX64.EFI is the loader that was there before",
-            ),
+            (LoaderAfterFailure::ExchangeBack, None) => {
+                f.write_str("exchanged back: BOOTX64.EFI is the loader that was there before")
+            }
             (LoaderAfterFailure::Stop, _) => f.write_str(
                 "BOOTX64.EFI is the new loader, verified; the old one is left as hnroot-new.efi \
                  (the next update removes it)",
@@ -131,7 +131,10 @@ impl EspBoot {
                 fsat::create_new(d, NEW, image, 0o644)?;
                 fsat::sync_dir(d)?;
                 fsat::sync_fs(d)?;
-                Ok(format!("{NEW} written ({} KiB)", image.len().div_ceil(1024)))
+                Ok(format!(
+                    "{NEW} written ({} KiB)",
+                    image.len().div_ceil(1024)
+                ))
             }
             LoaderStep::VerifyNew => {
                 self.verify(NEW, image)?;
@@ -167,7 +170,9 @@ impl EspBoot {
         let after = hnroot_core::loader::after_failure(step);
         let d = &self.dir;
         let after_error = match after {
-            LoaderAfterFailure::RemoveNew => fsat::unlink(d, NEW).and_then(|()| fsat::sync_fs(d)).err(),
+            LoaderAfterFailure::RemoveNew => {
+                fsat::unlink(d, NEW).and_then(|()| fsat::sync_fs(d)).err()
+            }
             LoaderAfterFailure::ExchangeBack => fsat::exchange(d, NEW, LOADER)
                 .and_then(|()| fsat::sync_fs(d))
                 .err(),
@@ -215,9 +220,11 @@ mod tests {
         std::fs::write(boot.join(NEW), b"left by a cut").unwrap();
         let e = EspBoot::open(esp.path(), false).unwrap();
         let mut said = Vec::new();
-        e.run(update_steps(UpdateKind::Upgrade), b"new loader", |_, s, w| {
-            said.push(format!("{}: {w}", s.code()))
-        })
+        e.run(
+            update_steps(UpdateKind::Upgrade),
+            b"new loader",
+            |_, s, w| said.push(format!("{}: {w}", s.code())),
+        )
         .unwrap();
         assert_eq!(std::fs::read(boot.join(LOADER)).unwrap(), b"new loader");
         assert_eq!(std::fs::read(boot.join(PREVIOUS)).unwrap(), b"old loader");
@@ -226,7 +233,8 @@ mod tests {
         // A fresh ESP: the new loader takes the name.
         let empty = tempfile::tempdir().unwrap();
         let e = EspBoot::open(empty.path(), true).unwrap();
-        e.run(update_steps(UpdateKind::Install), b"first", |_, _, _| {}).unwrap();
+        e.run(update_steps(UpdateKind::Install), b"first", |_, _, _| {})
+            .unwrap();
         assert_eq!(e.read_loader().unwrap().unwrap(), b"first");
         // The read-back after the exchange fails (the disk holds other bytes): exchanged back.
         let e = EspBoot::open(esp.path(), false).unwrap();

@@ -290,7 +290,16 @@ pub fn exchange(dir: &OwnedFd, a: &str, b: &str) -> io::Result<()> {
     let (ca, cb) = (cstr(a)?, cstr(b)?);
     let d = dir.as_raw_fd();
     // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
-    let r = unsafe { libc::syscall(libc::SYS_renameat2, d, ca.as_ptr(), d, cb.as_ptr(), RENAME_EXCHANGE) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            d,
+            ca.as_ptr(),
+            d,
+            cb.as_ptr(),
+            RENAME_EXCHANGE,
+        )
+    };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -7,11 +7,9 @@
 //! (rootless: `/dev/console` is a header, not a mknod) and compressed with zstd or gzip.
 //! `cargo xtask initramfs` is its command line (`testkit/src/bin/initramfs.rs`).
 
-
 use std::path::Path;
 
 use anyhow::Result;
-
 
 use crate::busybox;
 use crate::kernel;

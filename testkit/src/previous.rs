@@ -31,7 +31,9 @@ const SHARED_CACHES: &[&str] = &["apt", "kernel"];
 /// first use (several minutes: the commit's workspace, its GRUB module and image), then cached.
 pub fn disk() -> Result<PathBuf> {
     let _lock = buildenv::lock("previous")?;
-    let dir = buildenv::build_root().join("previous").join(PREVIOUS_COMMIT);
+    let dir = buildenv::build_root()
+        .join("previous")
+        .join(PREVIOUS_COMMIT);
     let out = dir.join("disk.img");
     let stamp = dir.join("disk.done");
     if out.is_file() && stamp.is_file() {

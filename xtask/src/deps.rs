@@ -296,8 +296,8 @@ mod tests {
         ("hnroot-build/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("hnroot-build/src/binaries.rs", 1), // $CARGO
         ("hnroot-build/src/relax.rs", 1),   // a test program it just linked
-        ("tests/src/bin/distro.rs", 6), // the hnroot binary under test
-        ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
+        ("tests/src/bin/distro.rs", 6),     // the hnroot binary under test
+        ("tests/src/bin/e2e.rs", 1),        // the hnroot binary under test (installed)
     ];
 
     /// A program started through a literal name: file, line, program.

@@ -435,15 +435,23 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
 /// hnroot left installed and its loader kit unchanged. What was checked, in one line.
 fn check_grub_left_alone(tree: &Path) -> Result<String> {
     let kit = tree.join("usr/lib/hnroot/grub");
-    let before = run(Command::new("sha256sum").arg(kit.join("x86_64-efi/hnroot.mod")).arg(kit.join("grub-mkimage")))?;
+    let before = run(Command::new("sha256sum")
+        .arg(kit.join("x86_64-efi/hnroot.mod"))
+        .arg(kit.join("grub-mkimage")))?;
     let _ = fs::remove_file(tree.join("etc/resolv.conf"));
     fs::copy("/etc/resolv.conf", tree.join("etc/resolv.conf"))
         .context("copying /etc/resolv.conf into the tree for apt")?;
     let chroot = debian::Chroot::enter(tree)?;
     let held = chroot.run(&["apt-mark", "showhold"])?;
-    ensure!(held.trim().is_empty(), "packages are held in the tree: {held}");
+    ensure!(
+        held.trim().is_empty(),
+        "packages are held in the tree: {held}"
+    );
     let depends = chroot.run(&["dpkg-query", "-W", "-f", "${Depends}", "hnroot"])?;
-    ensure!(!depends.contains("grub"), "hnroot depends on GRUB packages: {depends}");
+    ensure!(
+        !depends.contains("grub"),
+        "hnroot depends on GRUB packages: {depends}"
+    );
     let policy = chroot.run(&["apt-cache", "policy", "grub-efi-amd64-bin"])?;
     let field = |name: &str| {
         policy
@@ -468,11 +476,17 @@ fn check_grub_left_alone(tree: &Path) -> Result<String> {
     ])?;
     let status = chroot.run(&["dpkg-query", "-W", "-f", "${Status} ${Version}", "hnroot"])?;
     drop(chroot);
-    let after = run(Command::new("sha256sum").arg(kit.join("x86_64-efi/hnroot.mod")).arg(kit.join("grub-mkimage")))?;
+    let after = run(Command::new("sha256sum")
+        .arg(kit.join("x86_64-efi/hnroot.mod"))
+        .arg(kit.join("grub-mkimage")))?;
     ensure!(
         status.starts_with("install ok installed") && before == after,
         "after apt reinstalled the GRUB packages hnroot is {status:?}, its kit {}\n{reinstall}",
-        if before == after { "unchanged" } else { "changed" }
+        if before == after {
+            "unchanged"
+        } else {
+            "changed"
+        }
     );
     ensure!(
         !reinstall.contains("Removing hnroot"),
@@ -712,11 +726,15 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     // The disk gets an older hnroot's loader (the same GRUB, its record saying 0.0.1): the
     // images' package carries a newer one, which hnroot-bootloader-update.service must put on
     // the ESP after a commit, never during a trial.
-    let (older_kit, older) = hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
+    let (older_kit, older) =
+        hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
     {
         let d = LoopDisk::attach(&disk, false)?;
         let said = p.install_with(&d.node, &v1, &keys, &older_kit)?;
-        say(&format!("hnroot install (an older loader, 0.0.1): {}", last_line(&said)));
+        say(&format!(
+            "hnroot install (an older loader, 0.0.1): {}",
+            last_line(&said)
+        ));
     }
     ensure!(
         esp_loader_version(p, &disk)? == "0.0.1",
@@ -850,7 +868,9 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         bail!("no health-failed in the history:\n{history}");
     };
     ensure!(
-        !lines[first..=last].iter().any(|l| l.contains("loader-updated"))
+        !lines[first..=last]
+            .iter()
+            .any(|l| l.contains("loader-updated"))
             && lines[last..].iter().any(|l| l.contains("loader-updated"))
             && lines[..first].iter().any(|l| l.contains("loader-updated")),
         "the history must show loader-updated after v2's commit and after the rollback, never \

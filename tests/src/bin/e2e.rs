@@ -284,7 +284,10 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let new = dir.join("new.efi");
     build_efi(&kit, &cfg, &[], &[], &dir.join("w-new"), &new)?;
     let (old_bytes, new_bytes) = (std::fs::read(&old)?, std::fs::read(&new)?);
-    ensure!(old_bytes != new_bytes, "the old and the new loader are the same bytes");
+    ensure!(
+        old_bytes != new_bytes,
+        "the old and the new loader are the same bytes"
+    );
     let mut contents = DiskContents::committed("loader-update", HostFs::Ext4, "v1");
     contents.loader = Some(old.clone());
     contents.actions = vec![LOADER_UPDATE_ACTION.to_owned()];
@@ -311,7 +314,11 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
                 .env("MTOOLS_SKIP_CHECK", "1")
                 .arg("-n")
                 .arg("-i")
-                .arg(format!("{}@@{}", disk.path.display(), BuiltDisk::offset(&disk.esp)))
+                .arg(format!(
+                    "{}@@{}",
+                    disk.path.display(),
+                    BuiltDisk::offset(&disk.esp)
+                ))
                 .arg("::/EFI/BOOT/BOOTX64.EFI")
                 .arg(&out),
         )?;
@@ -338,7 +345,11 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     };
     disk::copy_disk(&base.path, &reference.path)?;
     let t = Instant::now();
-    let mut session = Session::start("loader-update reference", &[&reference.path], &dir.join("qemu-ref"))?;
+    let mut session = Session::start(
+        "loader-update reference",
+        &[&reference.path],
+        &dir.join("qemu-ref"),
+    )?;
     let planned = session.wait_line(&plan_re, BOOT_TIMEOUT)?;
     let done = session.wait_line(&done_re, BOOT_TIMEOUT)?;
     let boot = session.next_boot(BOOT_TIMEOUT)?;
@@ -361,7 +372,10 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "the update ran the steps {steps:?}\n{}",
         boot.tail(40)
     );
-    let window = done.at.saturating_sub(planned.at).max(LOADER_CUT_MIN_WINDOW);
+    let window = done
+        .at
+        .saturating_sub(planned.at)
+        .max(LOADER_CUT_MIN_WINDOW);
     ensure!(
         esp_loader(&reference)? == new_bytes,
         "after the update the ESP's BOOTX64.EFI is not the loader the kit builds here"
@@ -371,7 +385,11 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         history.iter().any(|r| r.event == Event::LoaderUpdated),
         "the history records no loader-updated"
     );
-    let mut session = Session::start("loader-update reference, next boot", &[&reference.path], &dir.join("qemu-ref2"))?;
+    let mut session = Session::start(
+        "loader-update reference, next boot",
+        &[&reference.path],
+        &dir.join("qemu-ref2"),
+    )?;
     let boot = session.next_boot(BOOT_TIMEOUT)?;
     session.wait_poweroff(POWEROFF_TIMEOUT)?;
     drop(session);

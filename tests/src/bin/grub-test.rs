@@ -697,7 +697,10 @@ struct Args {}
 /// Build everything, boot [`BOOTS`] times, check every scenario after every boot.
 fn main() -> Result<()> {
     let _ = Args::parse();
-    println!("grub-test: hnroot's GRUB {}", hnroot_testkit::release::GRUB.version);
+    println!(
+        "grub-test: hnroot's GRUB {}",
+        hnroot_testkit::release::GRUB.version
+    );
     let work = buildenv::build_root().join("grub-test");
     if work.exists() {
         fs::remove_dir_all(&work)?;
