@@ -278,6 +278,11 @@ mod tests {
     }
 
     #[test]
+    fn the_kit_lies_where_hnroot_looks_for_it() {
+        assert_eq!(format!("/{KIT_IN_PACKAGE}"), hnroot_install::grub::KIT_DIR);
+    }
+
+    #[test]
     fn the_maintainer_scripts_name_every_unit() {
         let postinst = helper_script("x", "configure", "enable");
         for unit in UNITS {

@@ -123,6 +123,24 @@ pub fn build_kit() -> Result<hnroot_install::grub::LoaderKit> {
     let tree = grub::tree()?;
     let core = tree.join("grub-core");
     let kit = kit_dir();
+    // The kit is replaced only when what goes into it changed: suites running side by side read
+    // it while another one asks for it.
+    let cfg_path = buildenv::workspace_root().join("grub-module/grub.cfg");
+    let key = format!(
+        "kit v1 {} {:016x} {:016x} {:016x} {}\n",
+        GRUB.version,
+        buildenv::fnv1a(&buildenv::read(&module.path)?),
+        buildenv::fnv1a(&buildenv::read(&cfg_path)?),
+        buildenv::fnv1a(&buildenv::read(&tree.join("grub-mkimage"))?),
+        env!("CARGO_PKG_VERSION"),
+    );
+    let key_file = kit.with_extension("key");
+    if fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) {
+        if let Ok(k) = g::LoaderKit::at(&kit) {
+            return Ok(k);
+        }
+    }
+    let _ = fs::remove_file(&key_file);
     let staging = buildenv::fresh_dir(&kit.with_extension("partial"))?;
     let modules = staging.join(g::MODULES_SUBDIR);
     fs::create_dir_all(&modules)?;
@@ -188,7 +206,9 @@ pub fn build_kit() -> Result<hnroot_install::grub::LoaderKit> {
     }
     fs::rename(&staging, &kit)
         .with_context(|| format!("moving {} to {}", staging.display(), kit.display()))?;
-    g::LoaderKit::at(&kit)
+    let built = g::LoaderKit::at(&kit)?;
+    buildenv::write_atomic(&key_file, key.as_bytes())?;
+    Ok(built)
 }
 
 /// Build `hnroot.mod` for hnroot's GRUB.

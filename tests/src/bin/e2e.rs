@@ -66,6 +66,9 @@ struct Args {
     /// Run only the scenarios whose name contains one of these (repeatable).
     #[arg(long)]
     only: Vec<String>,
+    /// Leave out the scenarios whose name contains one of these (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
     /// Seed for the power-cut moments (default: from the clock; printed either way).
     #[arg(long)]
     seed: Option<u64>,
@@ -538,6 +541,7 @@ fn run_suite(args: &Args) -> Result<()> {
     let chosen: Vec<&(&str, &str, ScenarioFn)> = SCENARIOS
         .iter()
         .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| name.contains(o)))
+        .filter(|(name, _, _)| !args.skip.iter().any(|o| name.contains(o)))
         .collect();
     if chosen.is_empty() {
         bail!(
@@ -574,11 +578,16 @@ fn run_suite(args: &Args) -> Result<()> {
     println!("e2e: power-cut seed {seed} (rerun the same moments with --seed {seed})");
     let run = SuiteRun {
         parts: &parts,
+        // Runs of other scenarios side by side (`cargo xtask test`'s lanes) keep their own.
         work: buildenv::fresh_dir(
             &buildenv::build_root()
                 .join("e2e")
                 .join(args.debian.suite())
-                .join("runs"),
+                .join(if args.only.is_empty() {
+                    "runs".to_owned()
+                } else {
+                    format!("runs-{}", args.only.join("+"))
+                }),
         )?,
         seed,
         cuts: args.cuts,
