@@ -2,8 +2,7 @@
 //! media path every UEFI firmware boots without a boot entry), the boot-state file GRUB
 //! rewrites in place, and a firmware boot entry where the firmware's variables are reachable.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,38 +20,6 @@ pub const BOOT_LOADER_EFI_PATH: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 
 /// The label of the firmware boot entry.
 pub const BOOT_ENTRY_LABEL: &str = "hnroot";
-
-/// Write the EFI image `efi` to the ESP mounted at `esp` as [`BOOT_LOADER_PATH`], through a
-/// new file, `fsync` and a rename (a crash leaves the old loader or the new one). Returns what
-/// was done.
-pub fn write_boot_loader(esp: &Path, efi: &Path) -> Result<String> {
-    let target = esp.join(BOOT_LOADER_PATH);
-    let dir = target.parent().map(Path::to_owned).unwrap_or_default();
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let bytes = fs::read(efi).with_context(|| format!("cannot read {}", efi.display()))?;
-    let partial = dir.join("BOOTX64.EFI.hnroot-new");
-    let mut f =
-        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    drop(f);
-    fs::rename(&partial, &target).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            target.display()
-        )
-    })?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))?;
-    Ok(format!(
-        "{} ({} KiB) written",
-        target.display(),
-        bytes.len().div_ceil(1024)
-    ))
-}
 
 /// Make sure the ESP at `esp` has a boot-state file: a valid one is kept (it is the boot's
 /// memory: a trial, a good image); without one, a new one records `good`; a corrupt one or one
@@ -97,8 +64,10 @@ fn mtools(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// [`write_boot_loader`] onto the FAT filesystem on the device `dev`, with mtools (no mount:
-/// works where the running kernel has no FAT driver, as in a minimal rescue system).
+/// The EFI image `efi` as [`BOOT_LOADER_PATH`] onto the FAT filesystem on the device `dev` of a
+/// disk being installed (nothing boots from it yet), with mtools (no mount: works where the
+/// running kernel has no FAT driver, as in a minimal rescue system). A mounted ESP gets its
+/// loader through `hnroot_linux::esp_loader`'s steps instead.
 pub fn write_boot_loader_fat(dev: &Path, efi: &Path) -> Result<String> {
     let size = fs::metadata(efi)
         .with_context(|| format!("cannot read {}", efi.display()))?
@@ -205,22 +174,6 @@ pub fn register_boot_entry(disk: &Path, part: u32) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_boot_loader_replaces_an_old_one_whole() {
-        let esp = tempfile::tempdir().unwrap();
-        let src = esp.path().join("src.efi");
-        fs::write(&src, vec![7u8; 5000]).unwrap();
-        fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
-        fs::write(esp.path().join(BOOT_LOADER_PATH), b"old").unwrap();
-        let said = write_boot_loader(esp.path(), &src).unwrap();
-        assert!(said.contains("5 KiB"), "{said}");
-        assert_eq!(
-            fs::read(esp.path().join(BOOT_LOADER_PATH)).unwrap(),
-            vec![7u8; 5000]
-        );
-        assert!(!esp.path().join("EFI/BOOT/BOOTX64.EFI.hnroot-new").exists());
-    }
 
     #[test]
     fn a_valid_boot_state_is_kept_and_a_corrupt_one_refused() {

@@ -1,8 +1,8 @@
 //! The boot parts of one Debian release: everything the QEMU scenarios, the demo and the disk
 //! command boot, built once per release and cached under
 //! `target/hnroot-build/boot-parts/<suite>/` — the release's Debian kernel, hnroot's standalone
-//! initramfs for it, the production [`GrubImage`] (the release's Debian GRUB, `hnroot.mod`
-//! built for it, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! initramfs for it, the production [`GrubImage`] (hnroot's own GRUB from the loader kit, the
+//! same for every release, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
 //! version, each with its own ext4 UUID, signed by the test publisher whose public key every
 //! image trusts, each carrying the virtio NIC's driver and a script that brings the network
 //! up) — and, from them, the disk a scenario asks for ([`DiskContents`]: which test images

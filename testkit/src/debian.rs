@@ -13,8 +13,10 @@ use anyhow::{bail, Context, Result};
 use crate::buildenv;
 
 /// What a minimal server image has: systemd as init, Debian's kernel with initramfs-tools, the
-/// packages `hnroot`'s own package depends on (so it installs with dpkg alone), and OpenSSH's
-/// server (host keys are part of a host's identity).
+/// packages `hnroot`'s own package depends on (so it installs with dpkg alone), the
+/// distribution's GRUB packages as a Debian installation has them (hnroot's package brings its
+/// own GRUB and must leave these alone), and OpenSSH's server (host keys are part of a host's
+/// identity).
 pub const SYSTEMD_PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",

@@ -312,7 +312,7 @@ fn test() -> Result<()> {
     fuzz::run(10)?;
     header::run(true)?;
     // The QEMU suites run in two lanes side by side: each VM is one TCG vCPU, so two keep both
-    // cores busy. Shared cached parts (the module kit, GRUB images, boot parts per release,
+    // cores busy. Shared cached parts (the loader kit, GRUB images, boot parts per release,
     // static binaries, Debian trees) are built under locks (testkit::buildenv::lock), so the
     // lanes never build the same part at once. Each suite's output goes to its log; a failed
     // suite's tail is printed.

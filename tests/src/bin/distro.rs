@@ -63,8 +63,8 @@ const DISK_MIB: u64 = 6144;
              back)."
 )]
 struct Args {
-    /// The Debian release of the tree and of the GRUB installed: 12 (GRUB 2.06, kernel 6.1) or
-    /// 13 (GRUB 2.12, kernel 6.12).
+    /// The Debian release of the tree: 12 (kernel 6.1) or 13 (kernel 6.12, GRUB packages
+    /// 2.12); the GRUB installed is hnroot's own either way.
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
     /// Run only this scenario (default: every one).

@@ -1,5 +1,5 @@
 //! `cargo xtask e2e`: the scenario suite, the whole chain in QEMU (issues 6, 11, 12). Each
-//! scenario builds a GPT disk (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production
+//! scenario builds a GPT disk (ESP with hnroot's GRUB + `hnroot.mod` and the production
 //! grub.cfg; ext4 or btrfs hostpart with signed test images), boots it under OVMF with TCG —
 //! rebooting in place for as many boots as the scenario's story needs, with QEMU's user
 //! network and a file server on the host's 127.0.0.1 where a story stages over HTTP, and keys
@@ -72,8 +72,8 @@ struct Args {
     /// Seed for the power-cut moments (default: from the clock; printed either way).
     #[arg(long)]
     seed: Option<u64>,
-    /// The Debian release whose parts boot: 12 (GRUB 2.06, kernel 6.1) or 13 (GRUB 2.12,
-    /// kernel 6.12).
+    /// The Debian release whose parts boot under hnroot's GRUB: 12 (kernel 6.1) or 13 (kernel
+    /// 6.12).
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
 }
@@ -480,7 +480,7 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 
 /// 14: `hnroot install` (the product's command, as a sysadmin runs it) makes a blank disk file,
 /// attached to a loop device, an hnroot disk with the signed v1 as its first image; the disk
-/// then boots v1 through the GRUB the install built (the module kit of this build).
+/// then boots v1 through the GRUB the install built (the loader kit of this build).
 fn installed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use std::process::Command;
     if !buildenv::is_root() {

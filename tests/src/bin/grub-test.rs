@@ -1,4 +1,4 @@
-//! `cargo xtask grub-test`: `hnroot.mod` built into Debian's GRUB 2.06 (grub-mkstandalone),
+//! `cargo xtask grub-test`: `hnroot.mod` built into hnroot's own GRUB (the loader kit's grub-mkimage),
 //! booted under OVMF in QEMU (TCG), deciding on real disks. One VM carries one GPT disk per
 //! scenario (ESP + hostpart, built rootless by the testkit's disk builder), and its GRUB image
 //! embeds not the production `grub.cfg` (which would boot the first image it finds) but a

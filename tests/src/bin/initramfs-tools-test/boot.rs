@@ -1,5 +1,5 @@
 //! Part 3: the package-way image boots in QEMU with `boot=hnroot` through the production chain
-//! (Debian's GRUB, `hnroot.mod`, `grub-module/grub.cfg` verbatim, a boot state that commits the
+//! (hnroot's GRUB, `hnroot.mod`, `grub-module/grub.cfg` verbatim, a boot state that commits the
 //! image, so GRUB passes `hnroot.hostpart=PARTUUID=` and `hnroot.esp=PARTUUID=` as in the
 //! field): to the test root's init from an ext4 and from a btrfs hostpart, and to the panic of
 //! a hostpart the initramfs cannot see. It boots throw-away disks only.
