@@ -181,8 +181,8 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
     ),
     (
         "loader-update-cuts",
-        "22 hnroot bootloader update on the FAT ESP, whole and cut by power at moments spread \
-         over its steps: every next boot reaches GRUB's decision and boots v1",
+        "22 hnroot bootloader update on the FAT ESP, whole and cut by power at every step (12 \
+         cuts): every next boot reaches GRUB's decision and boots v1",
         loader_update_cuts,
     ),
 ];
@@ -267,15 +267,13 @@ const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroo
     LABEL=EFI-BOOT)\" /tmp/esp && hnroot bootloader update --esp /tmp/esp --kit \
     /hostpart/data/e2e/kit --fleet /nonexistent; umount /tmp/esp";
 
-/// Bound on the cuts' spread when the reference update is quicker (the window is at least this).
-const LOADER_CUT_MIN_WINDOW: Duration = Duration::from_millis(500);
-
 /// 22: `hnroot bootloader update` replaces an older loader on the ESP (FAT, mounted in the
 /// guest by its vfat driver), run by the test init. First whole (the reference: every step, the
-/// history's `loader-updated`, the new loader boots); then `--cuts` times (at least 10) cut by
-/// power at a moment spread over the update's steps, as measured in the reference. After each
-/// cut the disk boots again: GRUB must reach hnroot's decision and boot v1, and the ESP's
-/// `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
+/// history's `loader-updated`, the new loader boots); then cut by power at every step: the
+/// moment each step's line (or the plan's last line) shows, and a few milliseconds later, so
+/// that each of the six steps is interrupted twice (12 cuts; `--cuts` above that repeats the
+/// schedule). After each cut the disk boots again: GRUB must reach hnroot's decision and boot
+/// v1, and the ESP's `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
 fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use hnroot_install::grub::build_efi;
     let parts = run.parts;
@@ -375,10 +373,7 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "the update ran the steps {steps:?}\n{}",
         boot.tail(40)
     );
-    let window = done
-        .at
-        .saturating_sub(planned.at)
-        .max(LOADER_CUT_MIN_WINDOW);
+    let window = done.at.saturating_sub(planned.at);
     ensure!(
         esp_loader(&reference)? == new_bytes,
         "after the update the ESP's BOOTX64.EFI is not the loader the kit builds here"
@@ -400,19 +395,32 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     report.qemu += t.elapsed();
     report.boots += 2;
     report.note(format!(
-        "reference: 6 steps in {:.2} s (plan to done), the new loader boots v1, history has \
-         loader-updated",
+        "reference: 6 steps in {:.3} s (plan to done, as the console shows them), the new \
+         loader boots v1, history has loader-updated",
         window.as_secs_f64()
     ));
 
-    // The cuts, spread over the window (and a little past it).
-    let cuts = run.cuts.max(10);
+    // The cuts: at every step. Each step prints its line when it is done, so a cut the moment
+    // the line of step k (or the plan's last line, for k = 0) shows lands in step k + 1; each
+    // boundary is cut twice, at once and a few milliseconds later, and the last one after the
+    // update's sixth step. At least 10 cuts in all (`--cuts` more repeat the schedule).
+    let boundaries: Vec<Regex> =
+        std::iter::once(plan_re.clone())
+            .chain((1..=6).map(|k| {
+                Regex::new(&format!(r"(?m)^hnroot: step {k}/6: ")).expect("a valid regex")
+            }))
+            .collect();
+    let cuts = (run.cuts as usize).max(2 * boundaries.len()).max(10);
     let mut rng = Rng(run.seed ^ 0x10ad | 1);
     let mut landed: BTreeMap<String, usize> = BTreeMap::new();
     let (mut old_seen, mut new_seen) = (0, 0);
     for i in 0..cuts {
-        let slot = window.as_secs_f64() * 1.1 / f64::from(cuts);
-        let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
+        let at = &boundaries[(i / 2) % boundaries.len()];
+        let delay = if i % 2 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(window.as_secs_f64().min(0.05) * rng.unit())
+        };
         let disk = BuiltDisk {
             path: dir.join(format!("cut{}.img", i + 1)),
             ..base.clone()
@@ -424,7 +432,7 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
             &[&disk.path],
             &dir.join(format!("qemu-cut{}", i + 1)),
         )?;
-        let (cut, _) = session.cut_power(&plan_re, delay, BOOT_TIMEOUT)?;
+        let (cut, _) = session.cut_power(at, delay, BOOT_TIMEOUT)?;
         drop(session);
         let last = step_re
             .captures_iter(&cut.text)
@@ -440,10 +448,11 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
             "new"
         } else {
             bail!(
-                "cut {}: {} ms after the plan ({last}), the ESP's BOOTX64.EFI ({} bytes) is \
+                "cut {}: {} ms after /{}/ ({last}), the ESP's BOOTX64.EFI ({} bytes) is \
                  neither the old loader nor the new one",
                 i + 1,
                 delay.as_millis(),
+                at.as_str(),
                 loader.len()
             );
         };
@@ -459,10 +468,11 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         report.qemu += t.elapsed();
         report.boots += 2;
         report.note(format!(
-            "cut {}: {} ms after the plan, {last}: the ESP holds the {which} loader, the next \
-             boot reached GRUB's decision and v1",
+            "cut {}: {} ms after /{}/, {last}: the ESP holds the {which} loader, the next boot \
+             reached GRUB's decision and v1",
             i + 1,
-            delay.as_millis()
+            delay.as_millis(),
+            at.as_str().trim_start_matches("(?m)^")
         ));
         let _ = std::fs::remove_file(&disk.path);
     }
