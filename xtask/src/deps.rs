@@ -29,6 +29,7 @@ pub enum Source {
 pub const PROGRAMS: &[(&str, Source)] = &[
     ("apt-cache", Source::Debian("apt")),
     ("apt-get", Source::Debian("apt")),
+    ("apt-mark", Source::Debian("apt")),
     ("as", Source::Debian("binutils")),
     // GRUB's build from Debian's source regenerates its build system as Debian's does
     // (`./autogen.sh`: autoreconf, automake, autopoint) and its module list needs GNU awk.
@@ -292,6 +293,7 @@ mod tests {
         ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
         ("hnroot-build/src/buildenv.rs", 2),    // step(.., &["prog", ..]), output(&["prog", ..])
         ("testkit/src/busybox.rs", 1),          // /bin/busybox (busybox-static)
+        ("testkit/src/previous.rs", 1),         // $CARGO, in the previous commit's tree
         ("hnroot-build/src/deb.rs", 1), // `sh -n`/`bash -n` of the dracut module (a literal list)
         ("hnroot-build/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("hnroot-build/src/binaries.rs", 1), // $CARGO
