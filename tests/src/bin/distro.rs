@@ -881,6 +881,10 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         now == env!("CARGO_PKG_VERSION"),
         "after the rollback the ESP's loader is hnroot {now}"
     );
+    say(&format!(
+        "the loader: updated after v2's commit and after the rollback ({now}), never during v3's \
+         three trial boots (history: no loader-updated between the health-failed records)"
+    ));
     ensure!(
         status.contains("hn-root-broken.img") && status.contains("hnroot-distro-test 3"),
         "v3 is not kept as hn-root-broken.img:\n{status}"
