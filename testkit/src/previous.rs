@@ -111,6 +111,9 @@ pub fn disk() -> Result<PathBuf> {
     }
     fs::rename(&partial, &out)?;
     fs::write(&stamp, PREVIOUS_COMMIT)?;
+    // The disk is what is kept; the tree and its build are not needed again (the links to the
+    // shared caches are removed as links).
+    fs::remove_dir_all(&src).with_context(|| format!("cannot remove {}", src.display()))?;
     Ok(out)
 }
 
