@@ -330,7 +330,7 @@ fn test() -> Result<()> {
     // Two lanes of about the same length (measured in CI before issue 22: grub-test 1 min, e2e
     // on Debian 12 11 min, its Debian 13 subset 4; the distro suite on Debian 12 about 19 with
     // its trees, on Debian 13 (one scenario) about 8; initramfs-tools-test 3. Issue 22 adds the
-    // loader's update cut 10 times to lane A and the compatibility scenario, which builds the
+    // loader's update cut 14 times to lane A and the compatibility scenario, which builds the
     // previous hnroot first, to lane B: see the README for their measured times).
     let lane_a: Vec<(&'static str, Vec<&'static str>)> = vec![
         // hnroot's GRUB (one for every release) under OVMF + QEMU: every decision, 4 boots.

@@ -181,7 +181,7 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
     ),
     (
         "loader-update-cuts",
-        "22 hnroot bootloader update on the FAT ESP, whole and cut by power at every step (12 \
+        "22 hnroot bootloader update on the FAT ESP, whole and cut by power at every step (14 \
          cuts): every next boot reaches GRUB's decision and boots v1",
         loader_update_cuts,
     ),
@@ -271,7 +271,8 @@ const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroo
 /// guest by its vfat driver), run by the test init. First whole (the reference: every step, the
 /// history's `loader-updated`, the new loader boots); then cut by power at every step: the
 /// moment each step's line (or the plan's last line) shows, and a few milliseconds later, so
-/// that each of the six steps is interrupted twice (12 cuts; `--cuts` above that repeats the
+/// that each of the six steps is interrupted (14 cuts, the last two after the sixth step;
+/// `--cuts` above that repeats the
 /// schedule). After each cut the disk boots again: GRUB must reach hnroot's decision and boot
 /// v1, and the ESP's `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
 fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
@@ -403,7 +404,7 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     // The cuts: at every step. Each step prints its line when it is done, so a cut the moment
     // the line of step k (or the plan's last line, for k = 0) shows lands in step k + 1; each
     // boundary is cut twice, at once and a few milliseconds later, and the last one after the
-    // update's sixth step. At least 10 cuts in all (`--cuts` more repeat the schedule).
+    // update's sixth step: 14 cuts (`--cuts` more repeat the schedule).
     let boundaries: Vec<Regex> =
         std::iter::once(plan_re.clone())
             .chain((1..=6).map(|k| {
