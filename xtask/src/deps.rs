@@ -88,6 +88,9 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("musl-gcc", Source::Debian("musl-tools")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
+    // pkg.m4 for GRUB's autogen.sh (its configure.ac uses PKG_CHECK_MODULES): without it
+    // autoconf stops at "possibly undefined macro" (found by fresh-check on Debian 13 minbase).
+    ("pkg-config", Source::Debian("pkgconf")),
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
