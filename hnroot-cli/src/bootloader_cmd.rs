@@ -319,8 +319,19 @@ fn update(args: &UpdateArgs) -> Result<()> {
         loader_text(&esp.loader),
         record_text(&new)
     );
-    let kind = loader::judge_update(&esp, &new, &request)
-        .map_err(|r| anyhow!("{r} [{}]; the ESP's loader is left as it is", r.code()))?;
+    let kind = match loader::judge_update(&esp, &new, &request) {
+        Ok(kind) => kind,
+        // The service only ever moves forward: a committed boot of an older image (after a
+        // revert) leaves the newer loader as it is, and says so without failing the unit.
+        Err(r @ loader::UpdateRefusal::Downgrade { .. }) if args.if_committed => {
+            say!(
+                "hnroot: bootloader update: {r} [{}]; nothing written",
+                r.code()
+            );
+            return Ok(());
+        }
+        Err(r) => bail_refused(r)?,
+    };
     let steps = loader::update_steps(kind);
     if steps.is_empty() {
         say!("hnroot: the ESP's loader is already this one; nothing written");
@@ -355,6 +366,13 @@ fn update(args: &UpdateArgs) -> Result<()> {
         crate::history_cmd::record(&hostpart, Event::LoaderUpdated, None, None, None);
     }
     Ok(())
+}
+
+fn bail_refused(r: loader::UpdateRefusal) -> Result<UpdateKind> {
+    Err(anyhow!(
+        "{r} [{}]; the ESP's loader is left as it is",
+        r.code()
+    ))
 }
 
 /// `hnroot bootloader ...`.

@@ -405,6 +405,32 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
         std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
         installed
     );
+
+    // The service on a committed boot of an older image (after a revert, say): the newer
+    // loader stays, and the unit does not fail.
+    let t = text(&cmd("update", &newer, &[]));
+    assert!(t.contains("upgrade ("), "{t}");
+    let newer_bytes = std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    image_sized(&hp.join("hn-root.img"), A, "1", 8);
+    let state_path = esp.join("hnroot/bootstate");
+    let out = cmd(
+        "update",
+        &real,
+        &[
+            "--if-committed",
+            "--bootstate",
+            state_path.to_str().unwrap(),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains("[downgrade]") && t.contains("nothing written"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        newer_bytes
+    );
 }
 
 fn blkid(node: &str, tag: &str) -> String {
