@@ -1,6 +1,6 @@
 //! `hnroot install`: from a bare disk to an hnroot disk, or (`--esp DIR`) only the ESP's part on
 //! an existing layout. The driver's contract as everywhere: observe (the disk, the image and its
-//! signature, the installed GRUB and the module built for it), ask the core
+//! signature, the loader kit: hnroot's own GRUB with the module built for it), ask the core
 //! (`install::disk_layout`, `install::install_steps`, `operator::first_image`), print the plan,
 //! and carry it out step by step, saying what each step did. Everything that could refuse is
 //! checked before the first byte is written; `--dry-run` stops there.
@@ -64,39 +64,33 @@ pub struct InstallArgs {
     /// path \EFI\BOOT\BOOTX64.EFI).
     #[arg(long)]
     no_boot_entry: bool,
-    /// The installed GRUB's x86_64-efi modules.
-    #[arg(long, value_name = "DIR", default_value = grub::GRUB_MODULES_DIR)]
-    grub_modules: PathBuf,
-    /// The `grub-mkstandalone` that builds the EFI image from those modules (it must come from
-    /// the same GRUB release; the default is the one on `PATH`).
-    #[arg(long, value_name = "PROGRAM", default_value = "grub-mkstandalone")]
-    grub_mkstandalone: PathBuf,
-    /// The hnroot.mod kit (one directory per GRUB build, and grub.cfg).
+    /// The loader kit: hnroot's GRUB (its modules with hnroot.mod, its grub-mkimage),
+    /// grub.cfg, SBAT metadata and the version record.
     #[arg(long, value_name = "DIR", default_value = grub::KIT_DIR)]
     kit: PathBuf,
+    /// The fleet's files built into the loader (`(memdisk)/hnroot/NAME`), when the directory
+    /// exists.
+    #[arg(long, value_name = "DIR", default_value = crate::bootloader_cmd::FLEET_DIR)]
+    fleet: PathBuf,
 }
 
 fn parse_fs(s: &str) -> Result<HostpartFs, String> {
     HostpartFs::parse(s).ok_or_else(|| format!("{s}: hostpart is ext4, btrfs or xfs"))
 }
 
-/// GRUB and the module built for it, checked before anything is written.
+/// The loader, built from the kit before anything is written.
 struct GrubParts {
-    grub: grub::Grub,
-    module: grub::Module,
-    cfg: String,
+    kit: grub::LoaderKit,
+    image: Vec<u8>,
 }
 
 fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
-    let mut grub = grub::Grub::at(&args.grub_modules)?;
-    grub.mkstandalone = args.grub_mkstandalone.clone();
-    grub.mkstandalone = grub
-        .find_mkstandalone()
+    let kit = grub::LoaderKit::at(&args.kit)
         .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
-    let kit = grub::ModuleKit::at(&args.kit);
-    let module = kit.module_for(&grub)?;
-    let cfg = kit.grub_cfg()?;
-    Ok(GrubParts { grub, module, cfg })
+    let fleet = crate::bootloader_cmd::fleet_files(&args.fleet)?;
+    let image = crate::bootloader_cmd::build_candidate(&kit, &fleet)
+        .map_err(|e| anyhow::anyhow!("building the loader: {e:#}; nothing was written"))?;
+    Ok(GrubParts { kit, image })
 }
 
 /// A filesystem mounted for the install, unmounted (after a sync) when dropped.
@@ -201,7 +195,7 @@ fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
     let steps: Vec<InstallStep> =
         install::install_steps(Some(args.hostpart_fs), register.is_ok()).collect();
     say!(
-        "hnroot: installing onto {}: image {} ({} MiB, UUID {}{}), GRUB {} with hnroot.mod",
+        "hnroot: installing onto {}: image {} ({} MiB, UUID {}{}), hnroot's GRUB {} with hnroot.mod",
         disk.node.display(),
         checked.source.name(),
         checked.source.len() >> 20,
@@ -211,7 +205,7 @@ fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
             .as_deref()
             .map(|v| format!(", version {v}"))
             .unwrap_or_default(),
-        parts.grub.version
+        parts.kit.grub_version
     );
     layout_lines(&disk, &layout);
     for (i, step) in steps.iter().enumerate() {
@@ -300,10 +294,10 @@ fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
     }
     drop(hostpart_mount);
     say!(
-        "hnroot: {} is an hnroot disk: it boots hn-root.img (UUID {}) through GRUB {}",
+        "hnroot: {} is an hnroot disk: it boots hn-root.img (UUID {}) through hnroot's GRUB {}",
         disk.node.display(),
         checked.bootable.uuid,
-        parts.grub.version
+        parts.kit.grub_version
     );
     Ok(())
 }
@@ -314,20 +308,35 @@ enum Esp<'a> {
     Fat(&'a Path),
 }
 
-/// GRUB's image built into a scratch directory, then written to the ESP.
+/// GRUB's image (built before the first write) written to the ESP.
 fn write_grub(parts: &GrubParts, esp: Esp<'_>) -> Result<String> {
     let work = tempfile::tempdir().context("cannot make a scratch directory")?;
     let efi = work.path().join("BOOTX64.EFI");
-    grub::build_efi(
-        &parts.grub,
-        &parts.module,
-        &parts.cfg,
-        &[],
-        &work.path().join("build"),
-        &efi,
-    )?;
+    std::fs::write(&efi, &parts.image)
+        .with_context(|| format!("cannot write {}", efi.display()))?;
     match esp {
-        Esp::Dir(dir) => esp::write_boot_loader(dir, &efi),
+        // A mounted ESP gets the loader through the update's steps (never a moment without a
+        // whole loader at the boot path, whatever was there).
+        Esp::Dir(dir) => {
+            let boot = hnroot_linux::esp_loader::EspBoot::open(dir, true)
+                .with_context(|| format!("opening the ESP at {}", dir.display()))?;
+            let kind = if boot.read_loader()?.is_some() {
+                hnroot_core::loader::UpdateKind::FromUnrecorded
+            } else {
+                hnroot_core::loader::UpdateKind::Install
+            };
+            boot.run(
+                hnroot_core::loader::update_steps(kind),
+                &parts.image,
+                |_, _, _| {},
+            )
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+            Ok(format!(
+                "{} ({} KiB) written",
+                boot.loader_path().display(),
+                parts.image.len().div_ceil(1024)
+            ))
+        }
         Esp::Fat(dev) => esp::write_boot_loader_fat(dev, &efi),
     }
 }
@@ -376,9 +385,9 @@ fn install_esp(args: &InstallArgs, esp_dir: &Path) -> Result<()> {
     let register = boot_entry(args, None);
     let steps: Vec<InstallStep> = install::install_steps(None, register.is_ok()).collect();
     say!(
-        "hnroot: installing GRUB {} with hnroot.mod into the ESP at {}; hostpart {} boots \
+        "hnroot: installing hnroot's GRUB {} with hnroot.mod into the ESP at {}; hostpart {} boots \
          hn-root.img (UUID {good})",
-        parts.grub.version,
+        parts.kit.grub_version,
         esp_dir.display(),
         args.hostpart.display()
     );

@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+mod bootloader_cmd;
 mod bootstate_cmd;
 mod find_cmd;
 mod health;
@@ -73,6 +74,9 @@ enum Command {
     /// Manage the boot-state file on the ESP.
     #[command(subcommand)]
     Bootstate(BootstateCommand),
+    /// The boot loader on the ESP against the one this system carries; update it safely.
+    #[command(subcommand)]
+    Bootloader(bootloader_cmd::BootloaderCommand),
     /// Show what blkid would about devices or image files: type, label, UUID, partitions.
     Probe(probe_cmd::ProbeArgs),
     /// Print the device a LABEL=, UUID=, PARTLABEL= or PARTUUID= spec names.
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::History(args) => history_cmd::history(&args),
         Command::Revert(args) => revert::revert(&args),
         Command::Bootstate(BootstateCommand::Init(args)) => bootstate_cmd::init(&args),
+        Command::Bootloader(cmd) => bootloader_cmd::bootloader(&cmd),
         Command::Probe(args) => probe_cmd::run(&args),
         Command::Find(args) => find_cmd::run(&args),
     };

@@ -69,6 +69,7 @@
 //!
 //! ## Modules
 //!
+//! * [`loader`]: the boot loader's version record and its update on the ESP.
 //! * [`decide`](mod@decide): GRUB's decision. * [`plan`](mod@plan): the initramfs's steps.
 //! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
 //! * [`operator`]: `mark-good` and `stage` checks.
@@ -107,6 +108,7 @@ pub mod identity;
 pub mod imagebuild;
 pub mod install;
 pub mod layout;
+pub mod loader;
 pub mod machineid;
 pub mod name;
 pub mod observe;

@@ -26,6 +26,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `renameat2` flag: fail if the destination exists.
 const RENAME_NOREPLACE: libc::c_uint = 1;
+/// `renameat2` flag: exchange the two names.
+const RENAME_EXCHANGE: libc::c_uint = 2;
 
 /// Suffix of the temporary names writes use (after a leading `.`): never a name hnroot reads.
 pub const TEMP_SUFFIX: &str = ".hnroot-new";
@@ -405,6 +407,71 @@ impl Meta {
             owner: None,
         }
     }
+}
+
+/// Exchange the names `a` and `b` in `dir` atomically (`renameat2(RENAME_EXCHANGE)`): both must
+/// exist. On vfat (Linux 6.0 and later) this rewrites the two directory entries in place.
+pub fn exchange(dir: &OwnedFd, a: &str, b: &str) -> io::Result<()> {
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    let d = dir.as_raw_fd();
+    // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            d,
+            ca.as_ptr(),
+            d,
+            cb.as_ptr(),
+            RENAME_EXCHANGE,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Create the regular file `name` in `dir` exclusively (never through a link, failing when it
+/// exists), write `data`, and `fsync` it.
+pub fn create_new(dir: &OwnedFd, name: &str, data: &[u8], mode: libc::mode_t) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            libc::c_uint::from(mode),
+        )
+    })?;
+    let mut file = File::from(fd);
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// `syncfs` of the filesystem `dir` is on: every write to it reaches the disk.
+pub fn sync_fs(dir: &OwnedFd) -> io::Result<()> {
+    // SAFETY: valid descriptor.
+    check(unsafe { libc::syncfs(dir.as_raw_fd()) })
+}
+
+/// The whole regular file `name` in `dir` (at most `max` bytes) as the disk holds it: the
+/// file's cached pages are dropped first (`POSIX_FADV_DONTNEED` after an `fsync`), so the bytes
+/// are read from the device, not from what was just written into the cache.
+pub fn read_from_disk(dir: &OwnedFd, name: &str, max: usize) -> io::Result<(Vec<u8>, bool)> {
+    let file = open_file(dir, name)?;
+    file.sync_all()?;
+    // SAFETY: valid descriptor; advice has no memory effects.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    let mut data = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit).read_to_end(&mut data)?;
+    let more = data.len() > max;
+    data.truncate(max);
+    Ok((data, more))
 }
 
 /// Write `data` as `name` in `dir` with `mode`: into a temporary name beside it, synced, then

@@ -1,8 +1,8 @@
 //! The boot parts of one Debian release: everything the QEMU scenarios, the demo and the disk
 //! command boot, built once per release and cached under
 //! `target/hnroot-build/boot-parts/<suite>/` — the release's Debian kernel, hnroot's standalone
-//! initramfs for it, the production [`GrubImage`] (the release's Debian GRUB, `hnroot.mod`
-//! built for it, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! initramfs for it, the production [`GrubImage`] (hnroot's own GRUB from the loader kit, the
+//! same for every release, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
 //! version, each with its own ext4 UUID, signed by the test publisher whose public key every
 //! image trusts, each carrying the virtio NIC's driver and a script that brings the network
 //! up) — and, from them, the disk a scenario asks for ([`DiskContents`]: which test images
@@ -183,6 +183,10 @@ pub struct DiskContents {
     /// Image files given the immutable attribute (`chattr +i`: they cannot be renamed);
     /// ext4 hostparts only.
     pub immutable: Vec<ImageName>,
+    /// Another `EFI/BOOT/BOOTX64.EFI` than the production image (an older loader to update).
+    pub loader: Option<PathBuf>,
+    /// Further files on hostpart: (relative path, source file).
+    pub hostpart_files: Vec<(String, PathBuf)>,
 }
 
 impl DiskContents {
@@ -198,6 +202,8 @@ impl DiskContents {
             stage_sources: Vec::new(),
             actions: Vec::new(),
             immutable: Vec::new(),
+            loader: None,
+            hostpart_files: Vec::new(),
         }
     }
 
@@ -305,7 +311,7 @@ impl BootParts {
         );
 
         let t = Instant::now();
-        let grub = grubimage::production(release)?;
+        let grub = grubimage::production()?;
         timed(
             &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
             t,
@@ -533,7 +539,13 @@ impl BootParts {
             host.files
                 .push(ImageFile::new(disk::ACTIONS_PATH, 0o644, text.into_bytes()));
         }
+        for (path, source) in &contents.hostpart_files {
+            host.copies.push((path.clone(), source.clone()));
+        }
         let mut esp = EspSpec::new(&self.grub);
+        if let Some(loader) = &contents.loader {
+            esp.bootx64 = loader.clone();
+        }
         esp.bootstate = match &contents.state {
             StateInit::Committed(v) => Some(committed_block(self.uuid(v)?)),
             StateInit::Trial {

@@ -585,6 +585,13 @@ impl Session {
         self.vm.type_keys(&keys)
     }
 
+    /// Wait (at most `timeout`, fast polling) for `re` on the console without ending the
+    /// current boot; the hit says when (time since QEMU started).
+    pub fn wait_line(&mut self, re: &Regex, timeout: Duration) -> Result<Hit> {
+        self.vm.set_poll(Duration::from_millis(1));
+        self.vm.wait_for(re, timeout)
+    }
+
     /// Wait for `re` in the current boot (fast polling), let `delay` pass, cut the power.
     /// Returns the boot up to the cut and the hit.
     pub fn cut_power(

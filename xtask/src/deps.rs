@@ -29,7 +29,13 @@ pub enum Source {
 pub const PROGRAMS: &[(&str, Source)] = &[
     ("apt-cache", Source::Debian("apt")),
     ("apt-get", Source::Debian("apt")),
+    ("apt-mark", Source::Debian("apt")),
     ("as", Source::Debian("binutils")),
+    // GRUB's build from Debian's source regenerates its build system as Debian's does
+    // (`./autogen.sh`: autoreconf, automake, autopoint) and its module list needs GNU awk.
+    ("automake", Source::Debian("automake")),
+    ("autopoint", Source::Debian("autopoint")),
+    ("autoreconf", Source::Debian("autoconf")),
     ("bash", Source::Debian("bash")),
     ("bison", Source::Debian("bison")),
     ("blkid", Source::Debian("util-linux")),
@@ -53,9 +59,10 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("efibootmgr", Source::Debian("efibootmgr")),
     ("fatlabel", Source::Debian("dosfstools")),
     ("flex", Source::Debian("flex")),
+    ("gawk", Source::Debian("gawk")),
     ("gcc", Source::Debian("gcc")),
+    ("gettextize", Source::Debian("gettext")),
     ("git", Source::Debian("git")),
-    ("grub-mkstandalone", Source::Debian("grub-common")),
     ("hyperfine", Source::Debian("hyperfine")),
     ("id", Source::Debian("coreutils")),
     ("ld", Source::Debian("binutils")),
@@ -81,6 +88,9 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("musl-gcc", Source::Debian("musl-tools")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
+    // pkg.m4 for GRUB's autogen.sh (its configure.ac uses PKG_CHECK_MODULES): without it
+    // autoconf stops at "possibly undefined macro" (found by fresh-check on Debian 13 minbase).
+    ("pkg-config", Source::Debian("pkgconf")),
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
@@ -108,7 +118,6 @@ pub const PROGRAMS: &[(&str, Source)] = &[
 /// Packages that provide files rather than programs, with the file that proves each is there.
 pub const FILES: &[(&str, &str)] = &[
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
-    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
     // klibc's shell for the initramfs-tools fake-root runs (the `sh` of an initramfs built
     // without busybox) and its shared library.
     ("/usr/lib/klibc/bin/sh", "klibc-utils"),
@@ -279,21 +288,22 @@ mod tests {
         ("hnroot-cli/tests/sysprep_cli.rs", 1), // run(&["prog", ..])
         ("hnroot-core/tests/probe_props.rs", 1), // tool in a literal list
         ("hnroot-ffi/src/probe.rs", 1),         // run(&["prog", ..])
-        ("hnroot-install/src/grub.rs", 1),      // Grub::mkstandalone (grub-mkstandalone)
+        ("hnroot-install/src/grub.rs", 1),      // the loader kit's grub-mkimage
         ("hnroot-install/src/initramfs.rs", 1), // compress: argv[0] of a literal list (zstd, gzip)
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
         ("initramfs/src/after_failure.rs", 1),  // the initramfs's own /bin/sh, in the guest
-        ("testkit/src/apt.rs", 1),              // /usr/lib/apt/apt-helper (apt)
+        ("hnroot-build/src/apt.rs", 1),         // /usr/lib/apt/apt-helper (apt)
         ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
-        ("testkit/src/buildenv.rs", 2),         // step(.., &["prog", ..]), output(&["prog", ..])
+        ("hnroot-build/src/buildenv.rs", 2),    // step(.., &["prog", ..]), output(&["prog", ..])
         ("testkit/src/busybox.rs", 1),          // /bin/busybox (busybox-static)
-        ("testkit/src/deb.rs", 1), // `sh -n`/`bash -n` of the dracut module (a literal list)
-        ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
-        ("testkit/src/initramfs.rs", 1), // $CARGO
-        ("testkit/src/relax.rs", 1),   // a test program it just linked
-        ("tests/src/bin/distro.rs", 6), // the hnroot binary under test
-        ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
+        ("testkit/src/previous.rs", 1),         // $CARGO, in the previous commit's tree
+        ("hnroot-build/src/deb.rs", 1), // `sh -n`/`bash -n` of the dracut module (a literal list)
+        ("hnroot-build/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
+        ("hnroot-build/src/binaries.rs", 1), // $CARGO
+        ("hnroot-build/src/relax.rs", 1),   // a test program it just linked
+        ("tests/src/bin/distro.rs", 6),     // the hnroot binary under test
+        ("tests/src/bin/e2e.rs", 1),        // the hnroot binary under test (installed)
     ];
 
     /// A program started through a literal name: file, line, program.

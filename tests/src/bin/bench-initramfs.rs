@@ -209,9 +209,8 @@ fn main() -> Result<()> {
     };
 
     // A GRUB image, a root image (its own initramfs) and a disk per program, built alike.
-    let production = grubimage::production(release)?;
-    let baseline =
-        grubimage::test_script(release, LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
+    let production = grubimage::production()?;
+    let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
     let mut disks = Vec::new();
     for (program, grub, initramfs) in [
         (Program::HnrootInit, &production, &hnroot.path),

@@ -5,11 +5,12 @@
 //! blank disk (a loop device) an hnroot disk with the first of them; `hnroot stage` puts the
 //! next one on hostpart; QEMU boots the disk through the production chain (OVMF, GRUB with
 //! hnroot.mod, Debian's kernel, initramfs-tools with `hnroot-init mount-root`, systemd).
-//! `--debian 12|13` picks the release of the tree and of the GRUB `hnroot install` puts on the
-//! disk (`testkit::grubbin`: Debian 12's installed GRUB, or Debian 13's modules from the cache
-//! with a `grub-mkstandalone` built from its source, passed as `--grub-modules` and
-//! `--grub-mkstandalone`); a Debian 13 tree has GRUB 2.12-9+deb13u2, the build the module fits,
-//! installed from the pool over the archive's newer one (`testkit::debian`).
+//! `--debian 12|13` picks the release of the tree. The GRUB `hnroot install` puts on the disk
+//! is hnroot's own, from the loader kit the package ships (the same for both releases); the
+//! tree keeps the archive's current GRUB packages, never held or replaced: after `dpkg -i` the
+//! suite checks that nothing is held, that the package depends on no GRUB package, and that
+//! apt reinstalls the tree's GRUB packages from the archive with hnroot left installed and its
+//! loader kit unchanged.
 //!
 //! Scenario `debian-systemd`: v1 installed, v2 staged: the update boots, systemd reaches
 //! multi-user.target, `hnroot-mark-good.service` commits v2 after `boot-complete.target`, and
@@ -43,11 +44,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use hnroot_install::grub::Grub;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session, SYSTEMD_END_MARKERS};
 use hnroot_testkit::release::Debian;
-use hnroot_testkit::{deb, debian, grubbin, grubmod, initramfs, qemu};
+use hnroot_testkit::{deb, debian, grubmod, initramfs, qemu};
 
 /// Bound on one boot of the Debian image under TCG (firmware, GRUB, kernel, initramfs-tools,
 /// systemd to multi-user.target and the report), or on a reboot of a failed trial.
@@ -63,8 +63,8 @@ const DISK_MIB: u64 = 6144;
              back)."
 )]
 struct Args {
-    /// The Debian release of the tree and of the GRUB installed: 12 (GRUB 2.06, kernel 6.1) or
-    /// 13 (GRUB 2.12, kernel 6.12).
+    /// The Debian release of the tree: 12 (kernel 6.1) or 13 (kernel 6.12, GRUB packages
+    /// 2.12); the GRUB installed is hnroot's own either way.
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
     /// Run only this scenario (default: every one).
@@ -90,10 +90,9 @@ struct Parts {
     tree: debian::Tree,
     deb: deb::Deb,
     cli: PathBuf,
+    /// The loader kit the package ships (hnroot's GRUB), which `hnroot install` builds the
+    /// disk's loader from.
     kit: PathBuf,
-    /// The release's GRUB that `hnroot install` puts on the disks (its modules and the
-    /// `grub-mkstandalone` that builds images from them).
-    grub: Grub,
     work: PathBuf,
     public: PathBuf,
     secret: PathBuf,
@@ -102,6 +101,11 @@ struct Parts {
 impl Parts {
     /// `hnroot install` of `image` onto the blank disk `node`, with the release's GRUB.
     fn install(&self, node: &str, image: &Path, keys: &Path) -> Result<String> {
+        self.install_with(node, image, keys, &self.kit)
+    }
+
+    /// [`Parts::install`] with the loader built from `kit`.
+    fn install_with(&self, node: &str, image: &Path, keys: &Path, kit: &Path) -> Result<String> {
         run(Command::new(&self.cli)
             .args([
                 "install",
@@ -115,11 +119,7 @@ impl Parts {
             .arg("--keys")
             .arg(keys)
             .arg("--kit")
-            .arg(&self.kit)
-            .arg("--grub-modules")
-            .arg(&self.grub.modules_dir)
-            .arg("--grub-mkstandalone")
-            .arg(&self.grub.mkstandalone))
+            .arg(kit))
     }
 }
 
@@ -166,7 +166,7 @@ echo \"hnroot-test: esp $(findmnt -n -o FSTYPE /boot/loader)\"
 const END_UNIT: &str = "[Unit]
 Description=hnroot test: end a good boot
 DefaultDependencies=no
-After=hnroot-mark-good.service
+After=hnroot-mark-good.service hnroot-bootloader-update.service
 
 [Service]
 Type=oneshot
@@ -181,6 +181,8 @@ WantedBy=multi-user.target
 
 const END_SCRIPT: &str = "#!/bin/sh
 echo \"hnroot-test: mark-good $(systemctl is-active hnroot-mark-good.service)\"
+u=hnroot-bootloader-update.service
+echo \"hnroot-test: loader-service $(systemctl show -P Result $u) updated=$(journalctl -b -o cat -u $u | grep -c \"the ESP's loader is now\") not-committed=$(journalctl -b -o cat -u $u | grep -c 'not-committed')\"
 /usr/sbin/hnroot status 2>&1 | sed 's/^/hnroot-test: status /'
 if systemctl is-active --quiet hnroot-mark-good.service; then
 \techo \"hnroot-test: powering off\"
@@ -297,7 +299,6 @@ fn set_version(root: &Path, version: &str) -> Result<()> {
 
 fn prepare(release: Debian) -> Result<Parts> {
     let suite = release.suite();
-    let grub = grubbin::grub(release)?;
     let t = Instant::now();
     let tree = debian::systemd_tree(suite, &[])?;
     say(&format!(
@@ -313,7 +314,7 @@ fn prepare(release: Debian) -> Result<Parts> {
     say(&format!(
         "package {} (GRUB {}) in {:.0} s",
         deb.path.display(),
-        deb.grub_builds.join(", "),
+        deb.grub_build,
         t.elapsed().as_secs_f64()
     ));
     let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
@@ -335,7 +336,6 @@ fn prepare(release: Debian) -> Result<Parts> {
         deb,
         cli,
         kit,
-        grub,
         work,
         public,
         secret,
@@ -363,6 +363,12 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
     );
     say(&format!(
         "tree copied and hnroot installed with dpkg in {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let t = Instant::now();
+    say(&format!(
+        "the tree's GRUB packages after hnroot: {} ({:.0} s)",
+        check_grub_left_alone(&staging)?,
         t.elapsed().as_secs_f64()
     ));
     instrument_tree(p, &staging, REPORT_SCRIPT)?;
@@ -420,6 +426,104 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("three images"))?;
     Ok([a, b, c])
+}
+
+/// The distribution's GRUB packages and hnroot live side by side: after `dpkg -i` of the
+/// package nothing is held, the package depends on no GRUB package, the tree's
+/// `grub-efi-amd64-bin` is the archive's candidate (not replaced), and apt reinstalls the
+/// GRUB packages from the archive (what an upgrade does to them: unpack over, configure) with
+/// hnroot left installed and its loader kit unchanged. What was checked, in one line.
+fn check_grub_left_alone(tree: &Path) -> Result<String> {
+    let kit = tree.join("usr/lib/hnroot/grub");
+    let before = run(Command::new("sha256sum")
+        .arg(kit.join("x86_64-efi/hnroot.mod"))
+        .arg(kit.join("grub-mkimage")))?;
+    let _ = fs::remove_file(tree.join("etc/resolv.conf"));
+    fs::copy("/etc/resolv.conf", tree.join("etc/resolv.conf"))
+        .context("copying /etc/resolv.conf into the tree for apt")?;
+    let chroot = debian::Chroot::enter(tree)?;
+    let held = chroot.run(&["apt-mark", "showhold"])?;
+    ensure!(
+        held.trim().is_empty(),
+        "packages are held in the tree: {held}"
+    );
+    let depends = chroot.run(&["dpkg-query", "-W", "-f", "${Depends}", "hnroot"])?;
+    ensure!(
+        !depends.contains("grub"),
+        "hnroot depends on GRUB packages: {depends}"
+    );
+    let policy = chroot.run(&["apt-cache", "policy", "grub-efi-amd64-bin"])?;
+    let field = |name: &str| {
+        policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let (installed, candidate) = (field("Installed:"), field("Candidate:"));
+    ensure!(
+        !installed.is_empty() && installed == candidate,
+        "grub-efi-amd64-bin is {installed:?}, the archive's candidate {candidate:?}:\n{policy}"
+    );
+    chroot.run(&["apt-get", "-q", "update"])?;
+    let reinstall = chroot.run(&[
+        "apt-get",
+        "-q",
+        "-y",
+        "--reinstall",
+        "install",
+        "grub-common",
+        "grub-efi-amd64-bin",
+    ])?;
+    let status = chroot.run(&["dpkg-query", "-W", "-f", "${Status} ${Version}", "hnroot"])?;
+    drop(chroot);
+    let after = run(Command::new("sha256sum")
+        .arg(kit.join("x86_64-efi/hnroot.mod"))
+        .arg(kit.join("grub-mkimage")))?;
+    ensure!(
+        status.starts_with("install ok installed") && before == after,
+        "after apt reinstalled the GRUB packages hnroot is {status:?}, its kit {}\n{reinstall}",
+        if before == after {
+            "unchanged"
+        } else {
+            "changed"
+        }
+    );
+    ensure!(
+        !reinstall.contains("Removing hnroot"),
+        "apt removed hnroot while reinstalling GRUB:\n{reinstall}"
+    );
+    Ok(format!(
+        "none held, grub-efi-amd64-bin {installed} (the archive's), reinstalled by apt with hnroot \
+         {} and its kit unchanged",
+        status.trim_start_matches("install ok installed ")
+    ))
+}
+
+/// The hnroot version in the record of the loader on the disk's ESP (read with mtools).
+fn esp_loader_version(p: &Parts, disk: &Path) -> Result<String> {
+    let d = LoopDisk::attach(disk, true)?;
+    let out = p.work.join("esp-loader.efi");
+    let _ = fs::remove_file(&out);
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-n", "-i", &d.part(1), "::/EFI/BOOT/BOOTX64.EFI"])
+        .arg(&out))?;
+    let bytes = fs::read(&out)?;
+    match hnroot_core::loader::identify(Some(&bytes)) {
+        hnroot_core::loader::Loader::Recorded(r) => Ok(r.hnroot.to_string()),
+        other => bail!("the ESP's BOOTX64.EFI has no version record: {other:?}"),
+    }
+}
+
+/// Put `loader` on the disk's ESP as `BOOTX64.EFI` (mtools; the disk is not running).
+fn put_esp_loader(_p: &Parts, disk: &Path, loader: &Path) -> Result<()> {
+    let d = LoopDisk::attach(disk, true)?;
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i", &d.part(1)])
+        .arg(loader)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
+    Ok(())
 }
 
 /// A disk file attached with partition scanning; detached when dropped.
@@ -619,11 +723,23 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let _ = fs::remove_file(&disk);
     fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
     let keys = p.work.join("keys");
+    // The disk gets an older hnroot's loader (the same GRUB, its record saying 0.0.1): the
+    // images' package carries a newer one, which hnroot-bootloader-update.service must put on
+    // the ESP after a commit, never during a trial.
+    let (older_kit, older) =
+        hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
     {
         let d = LoopDisk::attach(&disk, false)?;
-        let said = p.install(&d.node, &v1, &keys)?;
-        say(&format!("hnroot install: {}", last_line(&said)));
+        let said = p.install_with(&d.node, &v1, &keys, &older_kit)?;
+        say(&format!(
+            "hnroot install (an older loader, 0.0.1): {}",
+            last_line(&said)
+        ));
     }
+    ensure!(
+        esp_loader_version(p, &disk)? == "0.0.1",
+        "hnroot install did not write the older loader"
+    );
     let off = Offline::open(p, &disk)?;
     let said = off.stage(p, &v2, &keys)?;
     say(&format!("hnroot stage v2: {}", said));
@@ -644,8 +760,24 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "mark-good")
     ));
     check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
+        "boot 1 (committed by mark-good): the loader service said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.tail(60)
+    );
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION"),
+        "after the committed boot the ESP's loader is hnroot {now}"
+    );
+    say(&format!(
+        "hnroot-bootloader-update.service after mark-good: the ESP's loader 0.0.1 -> {now}"
+    ));
+    // The older loader back on the ESP: v3's trial boots must leave it there.
+    put_esp_loader(p, &disk, &older)?;
     let off = Offline::open(p, &disk)?;
     let status = off.hnroot(p, &["status", "--json"])?;
     ensure!(
@@ -712,6 +844,12 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     check_committed_boot(&boot, "2", "booting hn-root-old.img (automatic rollback")?;
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
+        "boot 5 (the rollback, committed): the loader service said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.tail(60)
+    );
     let off = Offline::open(p, &disk)?;
     let history = off.hnroot(p, &["history"])?;
     let status = off.hnroot(p, &["status"])?;
@@ -721,6 +859,32 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         "the history records {} failed health checks, expected 3:\n{history}",
         history.matches("health-failed").count()
     );
+    // The loader was updated after the commit of v2 and after the rollback, never during v3's
+    // trial: no loader-updated between the first and the last failed health check.
+    let lines: Vec<&str> = history.lines().collect();
+    let first = lines.iter().position(|l| l.contains("health-failed"));
+    let last = lines.iter().rposition(|l| l.contains("health-failed"));
+    let (Some(first), Some(last)) = (first, last) else {
+        bail!("no health-failed in the history:\n{history}");
+    };
+    ensure!(
+        !lines[first..=last]
+            .iter()
+            .any(|l| l.contains("loader-updated"))
+            && lines[last..].iter().any(|l| l.contains("loader-updated"))
+            && lines[..first].iter().any(|l| l.contains("loader-updated")),
+        "the history must show loader-updated after v2's commit and after the rollback, never \
+         during v3's trial:\n{history}"
+    );
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION"),
+        "after the rollback the ESP's loader is hnroot {now}"
+    );
+    say(&format!(
+        "the loader: updated after v2's commit and after the rollback ({now}), never during v3's \
+         three trial boots (history: no loader-updated between the health-failed records)"
+    ));
     ensure!(
         status.contains("hn-root-broken.img") && status.contains("hnroot-distro-test 3"),
         "v3 is not kept as hn-root-broken.img:\n{status}"

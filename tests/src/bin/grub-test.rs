@@ -1,4 +1,4 @@
-//! `cargo xtask grub-test`: `hnroot.mod` built into Debian's GRUB 2.06 (grub-mkstandalone),
+//! `cargo xtask grub-test`: `hnroot.mod` built into hnroot's own GRUB (the loader kit's grub-mkimage),
 //! booted under OVMF in QEMU (TCG), deciding on real disks. One VM carries one GPT disk per
 //! scenario (ESP + hostpart, built rootless by the testkit's disk builder), and its GRUB image
 //! embeds not the production `grub.cfg` (which would boot the first image it finds) but a
@@ -56,7 +56,6 @@ use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::inspect::StateEntry;
 use hnroot_testkit::linuxview;
 use hnroot_testkit::qemu::{Vm, VmSpec};
-use hnroot_testkit::release::Debian;
 
 /// Boots of the same disks: the staged image's three tries, then the rollback.
 const BOOTS: usize = 4;
@@ -706,27 +705,24 @@ fn field<'a>(result: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// `cargo xtask grub-test [--debian 12|13]`.
+/// `cargo xtask grub-test`: hnroot's one GRUB (the same on every Debian release; nothing is
+/// booted past GRUB, so no release's kernel plays a part).
 #[derive(Debug, Parser)]
 #[command(
     name = "grub-test",
-    about = "Build hnroot.mod into Debian's GRUB and run every decision scenario under OVMF + \
-             QEMU."
+    about = "hnroot's GRUB (built from Debian's pinned grub2 source, hnroot.mod built in): every \
+             decision scenario under OVMF + QEMU."
 )]
-struct Args {
-    /// The Debian release whose GRUB runs the scenarios: 12 (GRUB 2.06) or 13 (GRUB 2.12).
-    #[arg(long, default_value_t = Debian::NEWEST)]
-    debian: Debian,
-}
+struct Args {}
 
 /// Build everything, boot [`BOOTS`] times, check every scenario after every boot.
 fn main() -> Result<()> {
-    let args = Args::parse();
-    let release = args.debian;
-    println!("grub-test: {release}, GRUB {}", release.grub().version);
-    let work = buildenv::build_root()
-        .join("grub-test")
-        .join(release.suite());
+    let _ = Args::parse();
+    println!(
+        "grub-test: hnroot's GRUB {}",
+        hnroot_testkit::release::GRUB.version
+    );
+    let work = buildenv::build_root().join("grub-test");
     if work.exists() {
         fs::remove_dir_all(&work)?;
     }
@@ -746,7 +742,7 @@ fn main() -> Result<()> {
     let cfg = test_cfg(&scenarios, label_disk, status_disk);
     // Not the production grub.cfg: this script calls `hnroot select` and `hnroot status` on
     // each disk itself, prints what they set and halts; it boots nothing.
-    let grub = grubimage::test_script(release, &cfg, &["time"], &work)?;
+    let grub = grubimage::test_script(&cfg, &["time"], &work)?;
     println!("grub-test: hnroot.mod is {} bytes", grub.module.size);
 
     let mut built = Vec::new();
@@ -878,7 +874,7 @@ fn main() -> Result<()> {
             let problems = match block {
                 None => vec![format!("no output for {name}")],
                 Some(block) if name == "status" => {
-                    check_status(block, status_disk, &built[status_disk], release)
+                    check_status(block, status_disk, &built[status_disk])
                 }
                 Some(block) => check_label(name, block, &labels, duplicates_attached),
             };
@@ -1287,7 +1283,7 @@ fn check_verdicts(
 }
 
 /// `hnroot status` prints the boot state and both PARTUUIDs (sgdisk's) and sets the variables.
-fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk, release: Debian) -> Vec<String> {
+fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk) -> Vec<String> {
     let mut problems = common_problems(block);
     for text in [
         format!("hnroot: boot state (hd{disk},gpt1)/hnroot/bootstate: "),
@@ -1296,7 +1292,7 @@ fn check_status(block: &ConsoleBlock, disk: usize, b: &BuiltDisk, release: Debia
              tries; module built for Debian grub2 {}",
             b.hostpart.partuuid,
             b.esp.partuuid,
-            release.grub().version
+            hnroot_testkit::release::GRUB.version
         ),
     ] {
         if !block.text.contains(&text) {
@@ -1561,7 +1557,7 @@ mod default_args {
 
     #[test]
     fn the_defaults_parse() {
-        let args = super::Args::try_parse_from(["grub-test"]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(args.debian, hnroot_testkit::release::Debian::NEWEST);
+        super::Args::try_parse_from(["grub-test"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(super::Args::try_parse_from(["grub-test", "--debian", "12"]).is_err());
     }
 }

@@ -16,7 +16,7 @@
 //!    show the script, the binary, `loop` in `conf/modules` and the filesystem modules inside.
 //!    Without `hnroot-init` the build must fail with the hook's message.
 //! 3. **Boot.** The package-way image boots in QEMU (OVMF, that tree's kernel, `boot=hnroot`)
-//!    through the production chain — Debian's GRUB with hnroot.mod and `grub-module/grub.cfg`
+//!    through the production chain — hnroot's GRUB with hnroot.mod and `grub-module/grub.cfg`
 //!    verbatim (its `linux` lines pass `boot=hnroot`), a committed boot state — to the test
 //!    root's init from an ext4 and from a btrfs hostpart (drivers loaded on demand); a third
 //!    boot has hostpart on a disk the initramfs has no driver for (NVMe) and must show the

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use hnroot_testkit::{buildenv, deb};
+use hnroot_build::{buildenv, deb};
 
 /// Options.
 #[derive(Debug, Parser)]
 #[command(
     name = "deb",
-    about = "Build hnroot_<version>_amd64.deb (CLI, hnroot-init, initramfs-tools and dracut integration, systemd unit, hnroot.mod for each GRUB build)."
+    about = "Build hnroot_<version>_amd64.deb (CLI, hnroot-init, initramfs-tools and dracut integration, systemd unit, hnroot's own GRUB with hnroot.mod)."
 )]
 struct Args {
     /// Where to write it [default: target/hnroot-build/deb].
@@ -25,10 +25,10 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| buildenv::build_root().join("deb"));
     let built = deb::build(&out)?;
     println!(
-        "{} (version {}, for GRUB {})",
+        "{} (version {}, with its own GRUB {})",
         built.path.display(),
         built.version,
-        built.grub_builds.join(", ")
+        built.grub_build
     );
     Ok(())
 }

@@ -2,10 +2,11 @@
 //! xtask deb`): the CLI and `hnroot-init` (both static, musl: the package works on every Debian
 //! release without a libc dependency), the initramfs-tools hook and script, the dracut module,
 //! the systemd units (commit a healthy image; the host's SSH host keys; the host state's sync
-//! with the shared repository), the module kit (`hnroot.mod`, its version record and SBAT for each GRUB
-//! build it was built against, and `grub.cfg`), and `/etc/hnroot/keys/`. The control file
-//! declares the exact GRUB builds the kit fits (`grub-efi-amd64-bin (= V)`, alternatives when
-//! the kit holds several), so apt never pairs the module with another GRUB. Maintainer scripts:
+//! with the shared repository; the loader's update after a commit), the loader kit (hnroot's own
+//! GRUB: its EFI modules with `hnroot.mod`, its static `grub-mkimage`, `grub.cfg`, SBAT metadata
+//! and the version record; `hnroot_install::grub::LoaderKit`), and `/etc/hnroot/keys/`. It
+//! depends on no GRUB package: the server's own GRUB packages are neither needed nor touched,
+//! and upgrade as they like. Maintainer scripts:
 //! a trigger rebuilds every initramfs (`update-initramfs`: Debian's initramfs-tools and dracut
 //! both declare interest in it, so `dpkg -i` alone yields an hnroot-capable initrd with either);
 //! postinst enables the units, prerm/postrm disable them on removal.
@@ -15,9 +16,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use crate::{buildenv, grubmod, initramfs};
+use crate::{binaries, buildenv, grubmod};
 
 /// The package's name.
 pub const PACKAGE: &str = "hnroot";
@@ -29,8 +30,8 @@ pub struct Deb {
     pub path: PathBuf,
     /// Its version.
     pub version: String,
-    /// The GRUB builds it declares.
-    pub grub_builds: Vec<String>,
+    /// The GRUB build of its loader kit.
+    pub grub_build: String,
 }
 
 fn put(root: &Path, rel: &str, data: &[u8], mode: u32) -> Result<()> {
@@ -48,20 +49,12 @@ fn copy(root: &Path, rel: &str, from: &Path, mode: u32) -> Result<()> {
     put(root, rel, &data, mode)
 }
 
-/// The control file's dependency on the GRUB builds of the kit.
-pub fn grub_dependency(builds: &[String]) -> String {
-    builds
-        .iter()
-        .map(|b| format!("grub-efi-amd64-bin (= {b})"))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
 /// The units the package ships, enabled by its postinst.
-const UNITS: [&str; 3] = [
+const UNITS: [&str; 4] = [
     "hnroot-mark-good.service",
     "hnroot-host-keys.service",
     "hnroot-host-sync.service",
+    "hnroot-bootloader-update.service",
 ];
 
 /// A maintainer script running `deb-systemd-helper VERB` on every unit when `$1` is `when`.
@@ -88,12 +81,8 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
     let _lock = buildenv::lock("deb")?;
     let version = env!("CARGO_PKG_VERSION").to_owned();
     let kit = grubmod::build_kit()?;
-    let builds = kit.builds();
-    if builds.is_empty() {
-        bail!("the module kit {} holds no module", kit.dir.display());
-    }
-    let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
-    let init = initramfs::static_binary("hnroot-init", "hnroot-init")?;
+    let cli = binaries::static_binary("hnroot-cli", "hnroot")?;
+    let init = binaries::static_binary("hnroot-init", "hnroot-init")?;
     let ws = buildenv::workspace_root();
     let stage = buildenv::fresh_dir(&buildenv::build_root().join("deb").join("root"))?;
     copy(&stage, "usr/sbin/hnroot", &cli, 0o755)?;
@@ -134,26 +123,7 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
             0o644,
         )?;
     }
-    copy(
-        &stage,
-        "usr/lib/hnroot/grub/grub.cfg",
-        &kit.dir.join(hnroot_install::grub::GRUB_CFG),
-        0o644,
-    )?;
-    for b in &builds {
-        for f in [
-            hnroot_install::grub::MODULE_FILE,
-            hnroot_install::grub::VERSION_RECORD,
-            hnroot_install::grub::SBAT_FILE,
-        ] {
-            copy(
-                &stage,
-                &format!("usr/lib/hnroot/grub/{b}/{f}"),
-                &kit.dir.join(b).join(f),
-                0o644,
-            )?;
-        }
-    }
+    copy_tree(&kit.dir, &stage.join(KIT_IN_PACKAGE))?;
     fs::create_dir_all(stage.join("etc/hnroot/keys"))?;
     put(
         &stage,
@@ -174,7 +144,7 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
          Architecture: amd64\n\
          Maintainer: hnroot maintainers <maintainers@example.invalid>\n\
          Installed-Size: {installed_kib}\n\
-         Depends: {grub}, grub-common, mtools, gdisk, dosfstools, e2fsprogs, util-linux, zstd, kmod\n\
+         Depends: mtools, gdisk, dosfstools, e2fsprogs, util-linux, zstd, kmod\n\
          Recommends: initramfs-tools | dracut, systemd, efibootmgr, btrfs-progs, xfsprogs, minisign, openssh-client\n\
          Section: admin\n\
          Priority: optional\n\
@@ -183,9 +153,9 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
          The whole root filesystem is one image file on the hostpart partition; GRUB's\n \
          hnroot.mod picks the image before the kernel loads, the initramfs commits the\n \
          switch and mounts it, and the hnroot command stages, reverts and explains.\n \
-         This package carries hnroot.mod for GRUB {builds}.\n",
-        grub = grub_dependency(&builds),
-        builds = builds.join(", "),
+         This package carries its own GRUB (Debian grub2 {grub}) with hnroot.mod\n \
+         built in; the system's GRUB packages are not used.\n",
+        grub = kit.grub_version,
     );
     put(&stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
     let postinst = helper_script(
@@ -212,8 +182,32 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
     Ok(Deb {
         path,
         version,
-        grub_builds: builds,
+        grub_build: kit.grub_version,
     })
+}
+
+/// Where the loader kit lies in the package (`hnroot_install::grub::KIT_DIR`).
+const KIT_IN_PACKAGE: &str = "usr/lib/hnroot/grub";
+
+/// Copy the files under `from` to `to` (directories made; executables stay executable).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))? {
+        let entry = entry?;
+        let dst = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &dst)?;
+        } else {
+            let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
+            let data = fs::read(entry.path())?;
+            fs::write(&dst, data).with_context(|| format!("cannot write {}", dst.display()))?;
+            fs::set_permissions(
+                &dst,
+                fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn dir_bytes(dir: &Path) -> Result<u64> {
@@ -284,6 +278,11 @@ mod tests {
     }
 
     #[test]
+    fn the_kit_lies_where_hnroot_looks_for_it() {
+        assert_eq!(format!("/{KIT_IN_PACKAGE}"), hnroot_install::grub::KIT_DIR);
+    }
+
+    #[test]
     fn the_maintainer_scripts_name_every_unit() {
         let postinst = helper_script("x", "configure", "enable");
         for unit in UNITS {
@@ -294,17 +293,5 @@ mod tests {
                 .is_file());
         }
         assert!(postinst.starts_with("#!/bin/sh\nset -e\n") && postinst.ends_with("fi\nexit 0\n"));
-    }
-
-    #[test]
-    fn the_grub_dependency_names_every_build_exactly() {
-        assert_eq!(
-            grub_dependency(&["2.06-13+deb12u2".into()]),
-            "grub-efi-amd64-bin (= 2.06-13+deb12u2)"
-        );
-        assert_eq!(
-            grub_dependency(&["2.06-13+deb12u2".into(), "2.12-9+deb13u4".into()]),
-            "grub-efi-amd64-bin (= 2.06-13+deb12u2) | grub-efi-amd64-bin (= 2.12-9+deb13u4)"
-        );
     }
 }

@@ -1,16 +1,11 @@
-//! Builds `hnroot.mod`, the GRUB module that asks `hnroot-core` what to boot, once for each
-//! GRUB build hnroot supports ([`Debian::grub`]: Debian 12's 2.06, Debian 13's 2.12), each
-//! against the exact source of the GRUB that will load it (`cargo xtask grub-module`). It never
-//! installs the module anywhere and never changes the machine's apt sources.
+//! Builds `hnroot.mod`, the GRUB module that asks `hnroot-core` what to boot, against the exact
+//! source of hnroot's own GRUB ([`GRUB`], built by [`crate::grub`]), and lays out the loader kit
+//! the package ships (`cargo xtask grub-module`). It never installs anything.
 //!
-//! The steps for one build (all artifacts under `target/hnroot-build/`):
+//! The steps (all artifacts under `target/hnroot-build/`):
 //!
-//! 1. **GRUB headers.** Debian's `grub2` source at that build's version, fetched with the
-//!    release's private apt configuration ([`crate::apt`]; from the archive's pool, checked
-//!    against the pinned SHA-256 sums, when apt's index has moved past the version), unpacked
-//!    with `dpkg-source` under `grub/<version>/`, autotools outputs touched so `make` does not
-//!    rerun aclocal, `configure --with-platform=efi --target=x86_64`, then only
-//!    `make -C grub-core kernel_syms.lst build-grub-module-verifier`. Cached by a stamp file.
+//! 1. **GRUB.** The built tree of [`crate::grub::tree`]: its headers, `config.h`, the module
+//!    flags its `grub-core/Makefile` uses, its `kernel_syms.lst` and module verifier.
 //! 2. **Rust half.** `hnroot-ffi` as a `staticlib` for `x86_64-unknown-none` (profile `grub`:
 //!    LTO, `opt-level="s"`, panic=abort), partially linked with `--gc-sections` and a script
 //!    that merges rustc's per-function sections; every global but the `hnroot_*` API made local
@@ -18,16 +13,19 @@
 //!    kernel's).
 //! 3. **C half.** `grub-module/*.c` compiled with the flags that GRUB tree's own
 //!    `grub-core/Makefile` uses for a module (read from the configured tree, not copied here),
-//!    and `HNROOT_GRUB_UPSTREAM` (206, 212) where GRUB's interfaces differ.
+//!    and `HNROOT_GRUB_UPSTREAM` (212) where GRUB's interfaces differ between releases.
 //! 4. **Module.** `ld -r` of both, GOT-relative relocations relaxed ([`crate::relax`]), then what
 //!    GRUB's `genmod.sh` does: `.modname` and `.moddeps` sections, `strip` with GRUB's keep list,
 //!    that GRUB's `build-grub-module-verifier`; then every undefined symbol checked against
 //!    `kernel_syms.lst` and the exports of that GRUB's modules listed as dependencies.
+//! 5. **Kit** ([`build_kit`]): `x86_64-efi/` (the GRUB's `kernel.img`, modules and lists, with
+//!    `hnroot.mod` and its `moddep.lst` line), the static `grub-mkimage`, `grub.cfg`, `sbat.csv`
+//!    (Debian's template from the same source, and hnroot's line) and `loader-record` (the
+//!    version record every image built from the kit carries: `hnroot_core::loader`).
 //!
 //! GRUB checks no version when it loads a module, so a mismatch would be silent: the version is
-//! recorded in the module (section [`VERSION_SECTION`]) and beside it (`hnroot.mod.grub-version`),
-//! and [`check_built_for`] refuses a module built for another GRUB. The module kit
-//! ([`build_kit`]) holds one directory per build, as the package installs it.
+//! recorded in the module (section [`VERSION_SECTION`]) and [`check_built_for`] and
+//! `hnroot_install::grub::LoaderKit::at` refuse a module built for another GRUB.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -37,14 +35,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::apt::{self, Apt};
 use crate::buildenv::{self, run};
-use crate::grubbin;
+use crate::grub;
 use crate::relax;
-use crate::release::Debian;
+use crate::release::GRUB;
 
-/// The binary package whose modules and `grub-mkimage` the module goes with.
-pub const GRUB_BINARY_PACKAGE: &str = "grub-efi-amd64-bin";
 /// The module's name (`.modname`) and file stem.
 pub const MODULE_NAME: &str = "hnroot";
 /// Modules `hnroot.mod` needs loaded first (`.moddeps`): `extcmd` for the option parser, `disk`
@@ -55,7 +50,6 @@ pub const MODULE_DEPS: &[&str] = &["extcmd", "disk", "loopback"];
 /// Non-allocated section of the module holding the GRUB version it was built against.
 pub const VERSION_SECTION: &str = ".hnroot.grub-version";
 
-const CONFIGURE_ARGS: &[&str] = &["--with-platform=efi", "--target=x86_64", "--disable-werror"];
 const RUST_TARGET: &str = "x86_64-unknown-none";
 /// Symbols `genmod.sh` keeps when it strips a module.
 const STRIP_KEEP: &[&str] = &[
@@ -100,76 +94,130 @@ pub struct Module {
     pub size: u64,
 }
 
-/// Where the module for `release`'s GRUB and its version record are written.
-pub fn output_dir(release: Debian) -> PathBuf {
+/// Where the module and its version record are written.
+pub fn output_dir() -> PathBuf {
     buildenv::build_root()
         .join("grub-module")
-        .join(release.grub().version)
+        .join(GRUB.version)
 }
 
 /// The environment variable that hands the kit's directory to the workspace tests
-/// (`hnroot install`'s CLI tests).
-pub const KIT_ENV: &str = "HNROOT_GRUB_KIT";
+/// (`hnroot install`'s CLI tests, the kit's own test).
+pub const KIT_ENV: &str = hnroot_install::grub::KIT_ENV;
 
 /// Set (by `cargo xtask test`) when a missing kit is a failure rather than a skip.
 pub const REQUIRE_KIT_ENV: &str = "HNROOT_REQUIRE_GRUB_KIT";
 
-/// The module kit as the package installs it (`/usr/lib/hnroot/grub`): `grub.cfg`, and per GRUB
-/// build a directory with `hnroot.mod`, its version record and `sbat.csv`
-/// (`hnroot_install::grub::ModuleKit`).
+/// The loader kit as the package installs it (`/usr/lib/hnroot/grub`).
 pub fn kit_dir() -> PathBuf {
     buildenv::build_root().join("grub-kit")
 }
 
-/// Build the module for every supported GRUB ([`Debian::ALL`]) and lay out the kit around them:
-/// what `hnroot install` and the Debian package take.
-pub fn build_kit() -> Result<hnroot_install::grub::ModuleKit> {
-    let mut kit = None;
-    for release in Debian::ALL {
-        kit = Some(build_into_kit(release)?);
-    }
-    kit.context("no Debian release to build for")
-}
-
-/// Build the module for `release`'s GRUB (as [`build`]) and put it into the kit beside the
-/// builds already there. SBAT metadata: Debian's template from the very `grub2` source the
-/// module was built against, and hnroot's line.
-pub fn build_into_kit(release: Debian) -> Result<hnroot_install::grub::ModuleKit> {
+/// Build the module and lay out the loader kit around it ([`kit_dir`]), checked by the product's
+/// own reader (`LoaderKit::at`): what `hnroot install`, the images of the suites and the Debian
+/// package take.
+pub fn build_kit() -> Result<hnroot_install::grub::LoaderKit> {
+    use hnroot_install::grub as g;
     let _lock = buildenv::lock("grub-kit")?;
-    let version = release.grub().version;
-    let module = build(release)?;
-    let tree = prepare_grub_tree(release)?;
+    let module = build()?;
+    let tree = grub::tree()?;
+    let core = tree.join("grub-core");
     let kit = kit_dir();
-    let dir = kit.join(version);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The kit is replaced only when what goes into it changed: suites running side by side read
+    // it while another one asks for it.
+    let cfg_path = buildenv::workspace_root().join("grub-module/grub.cfg");
+    let key = format!(
+        "kit v1 {} {:016x} {:016x} {:016x} {}\n",
+        GRUB.version,
+        buildenv::fnv1a(&buildenv::read(&module.path)?),
+        buildenv::fnv1a(&buildenv::read(&cfg_path)?),
+        buildenv::fnv1a(&buildenv::read(&tree.join("grub-mkimage"))?),
+        env!("CARGO_PKG_VERSION"),
+    );
+    let key_file = kit.with_extension("key");
+    if fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) {
+        if let Ok(k) = g::LoaderKit::at(&kit) {
+            return Ok(k);
+        }
+    }
+    let _ = fs::remove_file(&key_file);
+    let staging = buildenv::fresh_dir(&kit.with_extension("partial"))?;
+    let modules = staging.join(g::MODULES_SUBDIR);
+    fs::create_dir_all(&modules)?;
+    let mut copied = 0usize;
+    for entry in fs::read_dir(&core).with_context(|| format!("listing {}", core.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let wanted = name.ends_with(".mod")
+            || name.ends_with(".lst")
+            || matches!(name.as_str(), "kernel.img" | "modinfo.sh");
+        if wanted && entry.file_type()?.is_file() {
+            fs::copy(entry.path(), modules.join(&name))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+            copied += 1;
+        }
+    }
+    if copied < 100 {
+        bail!(
+            "only {copied} modules and lists in {}: the GRUB build looks incomplete",
+            core.display()
+        );
+    }
+    fs::copy(&module.path, modules.join(g::MODULE_FILE))
+        .with_context(|| format!("copying {} into the kit", module.path.display()))?;
+    let moddep_path = modules.join("moddep.lst");
+    let moddep = fs::read_to_string(&moddep_path).context("reading GRUB's moddep.lst")?;
+    let mut lines: String = moddep
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{MODULE_NAME}:")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    lines.push_str(&format!("{MODULE_NAME}: {}\n", MODULE_DEPS.join(" ")));
+    fs::write(&moddep_path, lines)?;
+    run(Command::new("strip")
+        .arg("-o")
+        .arg(staging.join(g::MKIMAGE))
+        .arg(tree.join("grub-mkimage")))
+    .context("copying grub-mkimage into the kit")?;
+    grub::check_static(&staging.join(g::MKIMAGE))?;
     let template_path = tree.join("debian/sbat.debian.csv.in");
     let template = fs::read_to_string(&template_path)
         .with_context(|| format!("reading Debian's SBAT template {}", template_path.display()))?;
-    let sbat = hnroot_install::grub::sbat_csv(&template, version, env!("CARGO_PKG_VERSION"));
-    fs::write(dir.join(hnroot_install::grub::SBAT_FILE), sbat)?;
-    fs::copy(&module.path, dir.join(hnroot_install::grub::MODULE_FILE))
-        .with_context(|| format!("copying {} into the kit", module.path.display()))?;
-    fs::copy(
-        version_record_path(&module.path),
-        dir.join(hnroot_install::grub::VERSION_RECORD),
-    )
-    .context("copying the version record into the kit")?;
+    let hnroot_version = env!("CARGO_PKG_VERSION");
+    fs::write(
+        staging.join(g::SBAT_FILE),
+        g::sbat_csv(&template, GRUB.version, hnroot_version),
+    )?;
+    let version = hnroot_core::loader::Version::parse(hnroot_version)
+        .with_context(|| format!("hnroot's version {hnroot_version} is not major.minor.patch"))?;
+    let record = hnroot_core::loader::Record::current(version, GRUB.version);
+    let mut text = [0u8; hnroot_core::loader::RECORD_MAX];
+    let n = record
+        .encode(&mut text)
+        .map_err(|e| anyhow::anyhow!("the version record: {e}"))?;
+    fs::write(staging.join(g::RECORD_FILE), &text[..n])?;
     fs::copy(
         buildenv::workspace_root().join("grub-module/grub.cfg"),
-        kit.join(hnroot_install::grub::GRUB_CFG),
+        staging.join(g::GRUB_CFG),
     )
     .context("copying grub.cfg into the kit")?;
-    Ok(hnroot_install::grub::ModuleKit::at(&kit))
+    if kit.exists() {
+        fs::remove_dir_all(&kit).with_context(|| format!("removing {}", kit.display()))?;
+    }
+    fs::rename(&staging, &kit)
+        .with_context(|| format!("moving {} to {}", staging.display(), kit.display()))?;
+    let built = g::LoaderKit::at(&kit)?;
+    buildenv::write_atomic(&key_file, key.as_bytes())?;
+    Ok(built)
 }
 
-/// Build `hnroot.mod` for `release`'s GRUB.
-pub fn build(release: Debian) -> Result<Module> {
-    let grub = grubbin::grub(release)?;
-    let tree = prepare_grub_tree(release)?;
+/// Build `hnroot.mod` for hnroot's GRUB.
+pub fn build() -> Result<Module> {
+    let tree = grub::tree()?;
     let flags = ModuleFlags::read(&tree)?;
     let staticlib = build_staticlib()?;
 
-    let out = output_dir(release);
+    let out = output_dir();
     let work = out.join("work");
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
@@ -177,7 +225,7 @@ pub fn build(release: Debian) -> Result<Module> {
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
 
     let rust = link_rust(&staticlib, &work)?;
-    let objects = compile_c(release, &tree, &flags, &work)?;
+    let objects = compile_c(&tree, &flags, &work)?;
     let merged = work.join("hnroot.module");
     let mut link = Command::new(&flags.cc);
     link.args(&flags.ldflags)
@@ -195,19 +243,19 @@ pub fn build(release: Debian) -> Result<Module> {
         relaxed.loads
     );
 
-    let module = genmod(release, &tree, &flags, &merged, &work)?;
-    check_symbols(&tree, &module, &grub.modules_dir)?;
+    let module = genmod(&tree, &flags, &merged, &work)?;
+    check_symbols(&tree, &module, &tree.join("grub-core"))?;
 
     let final_path = out.join(format!("{MODULE_NAME}.mod"));
     fs::copy(&module, &final_path)
         .with_context(|| format!("copying the module to {}", final_path.display()))?;
     fs::write(
         version_record_path(&final_path),
-        format!("{}\n", release.grub().version),
+        format!("{}\n", GRUB.version),
     )
     .context("writing the GRUB version record")?;
     // Read both records back as every consumer of the module will.
-    check_built_for(&final_path, &grub.version)?;
+    check_built_for(&final_path, GRUB.version)?;
     let size = fs::metadata(&final_path)?.len();
     Ok(Module {
         path: final_path,
@@ -248,211 +296,11 @@ pub fn check_built_for(module: &Path, grub_version: &str) -> Result<()> {
     if inside != grub_version || beside != grub_version {
         bail!(
             "{} was built for Debian grub2 {inside} (record beside it: {beside}) but is to be \
-             loaded by {GRUB_BINARY_PACKAGE} {grub_version}; GRUB would load it without \
-             checking. Not using it: rebuild with `cargo xtask grub-module`",
+             loaded by GRUB {grub_version}; GRUB would load it without checking. Not using \
+             it: rebuild with `cargo xtask grub-module`",
             module.display()
         );
     }
-    Ok(())
-}
-
-/// The installed `grub-efi-amd64-bin` version, which must be `release`'s GRUB build (the build
-/// machine's own release).
-pub fn check_installed_package(release: Debian) -> Result<String> {
-    let wanted = release.grub().version;
-    let version =
-        run(Command::new("dpkg-query").args(["-W", "-f=${Version}", GRUB_BINARY_PACKAGE]))
-            .with_context(|| {
-                format!("{GRUB_BINARY_PACKAGE} is not installed (`cargo xtask deps`)")
-            })?;
-    let version = version.trim().to_owned();
-    if version != wanted {
-        bail!(
-            "{GRUB_BINARY_PACKAGE} {version} is installed, but hnroot.mod for {release} is built \
-             against Debian grub2 {wanted}; GRUB does not check module versions, so a mix would \
-             fail silently or crash at boot. Not building. Install {GRUB_BINARY_PACKAGE}=\
-             {wanted}, or review grub-module/ against the new headers and update \
-             testkit/src/release.rs"
-        );
-    }
-    Ok(version)
-}
-
-/// `target/hnroot-build/grub/<version>/`: `release`'s `grub2` source package and its tree.
-fn grub_dir(release: Debian) -> PathBuf {
-    buildenv::build_root()
-        .join("grub")
-        .join(release.grub().version)
-}
-
-/// The configured GRUB tree of `release`'s build under `target/hnroot-build/grub/<version>/`,
-/// prepared once.
-pub fn prepare_grub_tree(release: Debian) -> Result<PathBuf> {
-    let build = release.grub();
-    let dir = grub_dir(release);
-    let tree = dir.join(format!("grub2-{}", build.upstream()));
-    let stamp = tree.join(".hnroot-prepared");
-    let stamp_text = format!("{} {}\n", build.version, CONFIGURE_ARGS.join(" "));
-    let products = [
-        tree.join("grub-core/kernel_syms.lst"),
-        tree.join("grub-core/build-grub-module-verifier"),
-        tree.join("config.h"),
-    ];
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_text.as_str())
-        && products.iter().all(|p| p.exists())
-    {
-        return Ok(tree);
-    }
-    eprintln!("==> GRUB headers ({release}): preparing {}", tree.display());
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dsc = fetch_source(release, &dir)?;
-    apt::unpack_source(&dsc, &tree)?;
-    if !tree.join("configure").exists() {
-        bail!(
-            "grub2 {} did not unpack into {}; looked for its configure script",
-            build.version,
-            tree.display()
-        );
-    }
-    touch_autotools_outputs(&tree)?;
-    let started = std::time::Instant::now();
-    run(Command::new("./configure")
-        .args(CONFIGURE_ARGS)
-        .current_dir(&tree))
-    .context("configuring GRUB (see config.log in the tree)")?;
-    eprintln!("    configure: {:.0?}", started.elapsed());
-    run(Command::new("make")
-        .args([
-            "-C",
-            "grub-core",
-            "kernel_syms.lst",
-            "build-grub-module-verifier",
-        ])
-        .current_dir(&tree))
-    .context("making GRUB's symbol list and module verifier")?;
-    for product in &products {
-        if !product.exists() {
-            bail!("GRUB tree prepared but {} is missing", product.display());
-        }
-    }
-    fs::write(&stamp, stamp_text).context("writing the GRUB tree stamp")?;
-    Ok(tree)
-}
-
-/// `grub-mkstandalone` built from `release`'s configured GRUB tree (once): the image builder of
-/// that very GRUB, for a GRUB whose own packaged tools need a newer C library than the build
-/// machine's.
-pub fn tree_mkstandalone(release: Debian) -> Result<PathBuf> {
-    let tree = prepare_grub_tree(release)?;
-    let tool = tree.join("grub-mkstandalone");
-    if tool.is_file() {
-        return Ok(tool);
-    }
-    eprintln!(
-        "==> grub-mkstandalone ({release}): building it from {}",
-        tree.display()
-    );
-    run(Command::new("make")
-        .args(["-C", "grub-core/lib/gnulib"])
-        .current_dir(&tree))
-    .context("making GRUB's gnulib for its host tools")?;
-    // Automake builds BUILT_SOURCES (the script parser bison and flex generate, ...) before
-    // `all`, not before a single program: make them first.
-    let probe = grub_dir(release).join("print-built-sources.mk");
-    fs::write(
-        &probe,
-        "hnroot-print-built-sources:\n\t$(info BUILT_SOURCES=$(BUILT_SOURCES))\n\t@:\n",
-    )?;
-    let printed = run(Command::new("make")
-        .args(["-s", "-f", "Makefile", "-f"])
-        .arg(&probe)
-        .arg("hnroot-print-built-sources")
-        .current_dir(&tree))?;
-    let built_sources: Vec<&str> = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("BUILT_SOURCES="))
-        .map(|l| l.split_whitespace().collect())
-        .unwrap_or_default();
-    if built_sources.is_empty() {
-        bail!(
-            "GRUB's Makefile in {} printed no BUILT_SOURCES",
-            tree.display()
-        );
-    }
-    run(Command::new("make")
-        .args(&built_sources)
-        .arg("grub-mkstandalone")
-        .current_dir(&tree))
-    .context("making grub-mkstandalone in the GRUB tree")?;
-    if !tool.is_file() {
-        bail!("make grub-mkstandalone left no {}", tool.display());
-    }
-    Ok(tool)
-}
-
-/// The `.dsc` of `release`'s `grub2` source in `dir`: through the release's private apt
-/// configuration, or, when its index no longer lists the version, from the archive's pool
-/// checked against the sums pinned in [`Debian::grub`].
-fn fetch_source(release: Debian, dir: &Path) -> Result<PathBuf> {
-    let build = release.grub();
-    let apt = Apt::for_suite(release.suite())?;
-    match apt.download_source("grub2", build.version, dir) {
-        Ok(dsc) => Ok(dsc),
-        Err(e) => {
-            let Some(dsc) = build.pool.map(|p| p.dsc) else {
-                return Err(e);
-            };
-            eprintln!(
-                "    apt has no grub2 {} ({e:#}); fetching {} from the pool, checked against \
-                 its pinned SHA-256",
-                build.version, dsc.path
-            );
-            apt::download_pool_source(&dsc, dir)
-        }
-    }
-}
-
-/// Give every autotools output one fresh timestamp (newer than the Debian-patched inputs), so
-/// `make` does not try to rerun aclocal/automake/autoconf, which the machine need not have.
-fn touch_autotools_outputs(tree: &Path) -> Result<()> {
-    let mut outputs = Vec::new();
-    let mut stack = vec![tree.to_path_buf()];
-    // Bounded walk: the GRUB tree has a few thousand entries.
-    let mut visited = 0usize;
-    while let Some(dir) = stack.pop() {
-        visited += 1;
-        if visited > 100_000 {
-            bail!("more than 100000 directories under {}", tree.display());
-        }
-        for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if entry.file_type()?.is_dir() {
-                if name != ".git" && name != ".pc" {
-                    stack.push(path);
-                }
-            } else if matches!(
-                name.as_ref(),
-                "configure"
-                    | "aclocal.m4"
-                    | "config.h.in"
-                    | "Makefile.in"
-                    | "Makefile.util.am"
-                    | "Makefile.core.am"
-            ) || name.ends_with(".in") && dir == tree
-            {
-                outputs.push(path);
-            }
-        }
-    }
-    if outputs.is_empty() {
-        bail!("no autotools outputs found in {}", tree.display());
-    }
-    let mut touch = Command::new("touch");
-    touch.args(&outputs);
-    run(&mut touch)?;
     Ok(())
 }
 
@@ -621,14 +469,9 @@ pub const C_SOURCES: &[&str] = &[
 ];
 
 /// Compile every file of [`C_SOURCES`] with GRUB's module flags, warnings as errors.
-fn compile_c(
-    release: Debian,
-    tree: &Path,
-    flags: &ModuleFlags,
-    work: &Path,
-) -> Result<Vec<PathBuf>> {
+fn compile_c(tree: &Path, flags: &ModuleFlags, work: &Path) -> Result<Vec<PathBuf>> {
     let dir = buildenv::workspace_root().join("grub-module");
-    let build = release.grub();
+    let build = GRUB;
     let upstream = build.upstream_number()?;
     let mut objects = Vec::new();
     for name in C_SOURCES {
@@ -662,13 +505,7 @@ fn compile_c(
 
 /// What `genmod.sh` does to `merged`: name and dependency sections, GRUB's strip, GRUB's
 /// verifier. Adds the version section. Returns the finished module (in `work`).
-fn genmod(
-    release: Debian,
-    tree: &Path,
-    flags: &ModuleFlags,
-    merged: &Path,
-    work: &Path,
-) -> Result<PathBuf> {
+fn genmod(tree: &Path, flags: &ModuleFlags, merged: &Path, work: &Path) -> Result<PathBuf> {
     let module = work.join(format!("{MODULE_NAME}.mod"));
     let modname = work.join("modname");
     let moddeps = work.join("moddeps");
@@ -681,7 +518,7 @@ fn genmod(
             .map(|d| format!("{d}\0"))
             .collect::<String>(),
     )?;
-    fs::write(&version, format!("{}\0", release.grub().version))?;
+    fs::write(&version, format!("{}\0", GRUB.version))?;
     let mut sections = Command::new(&flags.objcopy);
     sections
         .args(["-R", ".modname", "-R", ".moddeps"])
@@ -731,7 +568,7 @@ fn check_symbols(tree: &Path, module: &Path, grub_modules: &Path) -> Result<()> 
         let path = grub_modules.join(format!("{dep}.mod"));
         let data = fs::read(&path).with_context(|| {
             format!(
-                "reading dependency {} (from {GRUB_BINARY_PACKAGE})",
+                "reading dependency {} (from the GRUB build)",
                 path.display()
             )
         })?;
