@@ -71,6 +71,7 @@ fn ffi(c: &mut Criterion) {
             bytes: defaults.as_ptr(),
             len: defaults.len(),
         },
+        fleet_defaults: none,
         host: none,
         images: [none; 5],
     };

@@ -592,9 +592,14 @@ struct hnroot_boot_parts {
    */
   const uint8_t *esp_partuuid;
   /**
-   * The fleet's default arguments (the loader's `--defaults`).
+   * The loader's built-in default arguments (`hnroot select --defaults`).
    */
   struct hnroot_args defaults;
+  /**
+   * The fleet's default arguments (`(memdisk)/hnroot/kernel-args`, `--defaults-file`): when
+   * there, they replace the built-in ones.
+   */
+  struct hnroot_args fleet_defaults;
   /**
    * The host's (`data/host/kernel-args` on hostpart).
    */

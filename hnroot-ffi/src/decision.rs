@@ -333,8 +333,11 @@ pub struct hnroot_boot_parts {
     pub hostpart_partuuid: *const u8,
     /// The ESP's, likewise.
     pub esp_partuuid: *const u8,
-    /// The fleet's default arguments (the loader's `--defaults`).
+    /// The loader's built-in default arguments (`hnroot select --defaults`).
     pub defaults: hnroot_args,
+    /// The fleet's default arguments (`(memdisk)/hnroot/kernel-args`, `--defaults-file`): when
+    /// there, they replace the built-in ones.
+    pub fleet_defaults: hnroot_args,
     /// The host's (`data/host/kernel-args` on hostpart).
     pub host: hnroot_args,
     /// Each image's (`usr/lib/hnroot/kernel-args` inside it), indexed by `HNROOT_IMAGE_*`.
@@ -411,7 +414,10 @@ unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<Parts<'a>, hnroot_re
             esp: crate::verdict::partuuid_arg(p.esp_partuuid)?,
             images,
             extra: Extra {
-                defaults: args_from_c(&p.defaults)?,
+                defaults: bootline::defaults(
+                    args_from_c(&p.fleet_defaults)?,
+                    args_from_c(&p.defaults)?,
+                ),
                 image: ArgsFile::Absent,
                 host: args_from_c(&p.host)?,
             },
@@ -751,6 +757,7 @@ mod tests {
             hostpart_partuuid: c"0fc63daf-8483-4772-8e79-3d69d8477de4".as_ptr().cast(),
             esp_partuuid: core::ptr::null(),
             defaults: NO_ARGS,
+            fleet_defaults: NO_ARGS,
             host: NO_ARGS,
             images: [NO_ARGS; HNROOT_IMAGE_COUNT],
         }
@@ -866,6 +873,17 @@ mod tests {
         assert!(
             d.fallback
                 .ends_with("boot=hnroot console=ttyS0 panic=10 hnroot-test=1"),
+            "{}",
+            d.fallback
+        );
+        // The fleet's defaults, built into the loader, replace its built-in ones.
+        let fleet = b"console=ttyS1,115200";
+        let mut with_fleet = p;
+        with_fleet.fleet_defaults = read(fleet);
+        let d = decide_with(&obs, Some(&block), &with_fleet);
+        assert!(
+            d.fallback
+                .ends_with("boot=hnroot console=ttyS1,115200 hnroot-test=1"),
             "{}",
             d.fallback
         );

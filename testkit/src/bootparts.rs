@@ -90,6 +90,8 @@ pub struct ImageDef {
     pub version: &'static str,
     /// What its init does.
     pub behaviour: Behaviour,
+    /// Its own kernel arguments (`usr/lib/hnroot/kernel-args`), when not [`TEST_IMAGE_ARGS`].
+    pub args: Option<&'static str>,
 }
 
 /// A built test image.
@@ -370,18 +372,25 @@ impl BootParts {
             let init_link = (def.behaviour == Behaviour::NoInit).then(|| NOWHERE.to_string());
             let out = cache.join(format!("{}.img", def.version));
             let key = format!(
-                "image v3 {} {:016x} {:016x} {:016x} {:016x} {:016x} {init_link:?}",
+                "image v4 {} {:016x} {:016x} {:016x} {:016x} {:016x} {init_link:?} {:?}",
                 kernel.release,
                 fnv1a(&read(&kernel_file)?),
                 initramfs_digest,
                 fnv1a(disk::test_init(def.version, &extra).as_bytes()),
                 common_digest,
-                busybox_digest
+                busybox_digest,
+                def.args,
             );
             let mut spec = RootImageSpec::new(def.version, &kernel_file, &initramfs.path);
             spec.init_extra = extra.clone();
             spec.init_link = init_link;
-            spec.files.extend(common.iter().cloned());
+            spec.files
+                .extend(common.iter().cloned().map(|f| match def.args {
+                    Some(args) if f.path == IMAGE_ARGS_PATH => {
+                        ImageFile::new(IMAGE_ARGS_PATH, 0o644, args)
+                    }
+                    _ => f,
+                }));
             let hit = cached(&out, &key, || {
                 disk::build_root_image(&spec, &out).map(|_| ())
             })?;

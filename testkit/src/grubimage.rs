@@ -225,7 +225,10 @@ mod tests {
     fn the_production_cfg_selects_with_the_module_and_boots_from_the_loop_device() {
         let cfg = production_cfg().unwrap();
         assert!(
-            cfg.contains("if ! hnroot select --defaults \"console=ttyS0 panic=10\"; then"),
+            cfg.contains(
+                "if ! hnroot select --defaults \"console=ttyS0 panic=10\" --defaults-file \
+                 (memdisk)/hnroot/kernel-args; then"
+            ),
             "{cfg}"
         );
         assert!(cfg.contains("linux (loop)/boot/kernel "), "{cfg}");

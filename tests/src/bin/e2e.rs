@@ -175,6 +175,12 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         installed,
     ),
     (
+        "kernel-args",
+        "22 the image's kernel arguments (a second serial console) and the host's (in its host \
+         state) reach the booted kernel; what only hnroot may set is refused and named",
+        kernel_args,
+    ),
+    (
         "compat-previous",
         "22 the loader's compatibility contract: the previous hnroot's loader (a pinned older \
          commit's) boots an image carrying today's hnroot, and today's loader boots the previous \
@@ -1559,6 +1565,58 @@ fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "boot state: {}",
         describe_state(&state)
     );
+    Ok(())
+}
+
+/// 22: the kernel command line GRUB composes: the loader's defaults, then `v6-args`'s own file
+/// (`console=ttyS1,115200` beside the test's console, and `hnroot.image=`/`init=`, which only
+/// hnroot may set), then the host's `data/host/kernel-args` (`hnroot-test=1`). The booted
+/// kernel's command line holds the image's and the host's words and none of the refused ones;
+/// GRUB's record names the refusals by source and key, and its message says them.
+fn kernel_args(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let dir = buildenv::fresh_dir(&run.work.join("kernel-args-files"))?;
+    let host_args = dir.join("host-kernel-args");
+    std::fs::write(&host_args, "hnroot-test=1\n")?;
+    let mut spec = DiskContents::committed("kernel-args", HostFs::Ext4, "v6-args");
+    spec.hostpart_files
+        .push((hnroot_core::layout::HOST_ARGS_PATH.to_owned(), host_args));
+    let e = expect(
+        "the image's and the host's kernel arguments",
+        "reason=normal image=hn-root.img args=defaults,image,host \
+         refused=image:hnroot.image,image:init",
+        "normal",
+        "v6-args",
+        &[("hn-root.img", "v6-args")],
+        End::Poweroff,
+    );
+    let (rec, _) = one_boot(run, report, &spec, e)?;
+    let line = rec.cmdline.clone().unwrap_or_default();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for want in [
+        "console=ttyS1,115200",
+        "console=ttyS0",
+        "hnroot-test=1",
+        "panic=10",
+    ] {
+        ensure!(
+            words.contains(&want),
+            "the booted kernel's command line lacks {want}: {line}"
+        );
+    }
+    for refused in ["hnroot.image=hn-root-old.img", "init=/bin/sh"] {
+        ensure!(
+            !words.contains(&refused),
+            "the booted kernel's command line has {refused}, which the image may not set: {line}"
+        );
+    }
+    let said = rec.decision.as_deref().unwrap_or("");
+    ensure!(
+        said.contains(
+            "kernel argument hnroot.image= from the image (usr/lib/hnroot/kernel-args) refused"
+        ) && said.contains("kernel argument init= from the image"),
+        "GRUB's message does not name the refused words: {said}"
+    );
+    report.note(format!("the booted kernel's command line: {line}"));
     Ok(())
 }
 
