@@ -53,20 +53,8 @@ pub fn ensure_boot_state(esp: &Path, good: FsUuid) -> Result<String> {
 }
 
 fn mtools(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}").replace('"', "");
     // A partition holds the FAT directly; skip mtools' disk-geometry check.
-    let out = cmd
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .with_context(|| format!("cannot start {shown} (apt-get install mtools)"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::tool::run_with_hint(cmd.env("MTOOLS_SKIP_CHECK", "1"), "apt-get install mtools")
 }
 
 /// The EFI image `efi` as [`BOOT_LOADER_PATH`] onto the FAT filesystem on the device `dev` of a
@@ -156,26 +144,22 @@ pub fn efivars_present() -> bool {
 /// Add a firmware boot entry for [`BOOT_LOADER_EFI_PATH`] on partition `part` of `disk`, first
 /// in the boot order (efibootmgr). Returns efibootmgr's account of it.
 pub fn register_boot_entry(disk: &Path, part: u32) -> Result<String> {
-    let out = Command::new("efibootmgr")
-        .arg("--create")
-        .arg("--disk")
-        .arg(disk)
-        .arg("--part")
-        .arg(part.to_string())
-        .arg("--label")
-        .arg(BOOT_ENTRY_LABEL)
-        .arg("--loader")
-        .arg(BOOT_LOADER_EFI_PATH)
-        .output()
-        .context("cannot start efibootmgr (apt-get install efibootmgr)")?;
-    if !out.status.success() {
-        bail!(
-            "efibootmgr failed ({}): {}; the disk still boots through the removable-media path \
-             {BOOT_LOADER_EFI_PATH}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::tool::run_with_hint(
+        Command::new("efibootmgr")
+            .arg("--create")
+            .arg("--disk")
+            .arg(disk)
+            .arg("--part")
+            .arg(part.to_string())
+            .arg("--label")
+            .arg(BOOT_ENTRY_LABEL)
+            .arg("--loader")
+            .arg(BOOT_LOADER_EFI_PATH),
+        "apt-get install efibootmgr",
+    )
+    .with_context(|| {
+        format!("the disk still boots through the removable-media path {BOOT_LOADER_EFI_PATH}")
+    })?;
     Ok(format!(
         "boot entry '{BOOT_ENTRY_LABEL}' for {BOOT_LOADER_EFI_PATH} created"
     ))

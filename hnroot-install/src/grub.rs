@@ -341,28 +341,21 @@ pub fn build_efi(
     fs::write(&memdisk, crate::tar::ustar(&files)?)
         .with_context(|| format!("cannot write {}", memdisk.display()))?;
     let partial = out.with_extension("partial");
-    let output = Command::new(&kit.mkimage)
-        .args(["-O", "x86_64-efi"])
-        .arg("-d")
-        .arg(&kit.modules_dir)
-        .args(["-p", MEMDISK_PREFIX])
-        .arg("-m")
-        .arg(&memdisk)
-        .arg("--sbat")
-        .arg(&kit.sbat)
-        .arg("-o")
-        .arg(&partial)
-        .args(&modules)
-        .output()
-        .with_context(|| format!("cannot start {}", kit.mkimage.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} failed ({}): {}",
-            kit.mkimage.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
+    crate::tool::run_with_hint(
+        Command::new(&kit.mkimage)
+            .args(["-O", "x86_64-efi"])
+            .arg("-d")
+            .arg(&kit.modules_dir)
+            .args(["-p", MEMDISK_PREFIX])
+            .arg("-m")
+            .arg(&memdisk)
+            .arg("--sbat")
+            .arg(&kit.sbat)
+            .arg("-o")
+            .arg(&partial)
+            .args(&modules),
+        "the loader kit's grub-mkimage: is the hnroot package whole?",
+    )?;
     check_carries(&partial, &kit.module)?;
     let image = fs::read(&partial).with_context(|| format!("cannot read {}", partial.display()))?;
     let image = pe::add_section(&image, &loader::SECTION_NAME, kit.record_text.as_bytes())

@@ -817,6 +817,129 @@ pub fn unlink(dir: &OwnedFd, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Open (creating if `create`, mode 0755) the directory `name` in `dir`, never following a
+/// link.
+pub fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
+    if create {
+        return make_dir(dir, name, 0o755);
+    }
+    open_dir(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// Delete the directory tree `name` in `dir` through descriptors only, never following a link
+/// and never entering another mount (`mnt`: the mount ID of `dir`'s, see
+/// [`mount_id`]; a directory bind-mounted from the same filesystem is another
+/// mount). At most `budget` entries. Returns the entries removed.
+pub fn remove_tree(dir: &OwnedFd, name: &str, mnt: u64, budget: &mut usize) -> usize {
+    if mount_id(dir, name).ok() != Some(mnt) {
+        return 0;
+    }
+    let Ok(sub) = subdir(dir, name, false) else {
+        return 0;
+    };
+    let mut removed = remove_children(&sub, mnt, budget, 0);
+    drop(sub);
+    if let Ok(n) = cstr(name) {
+        // SAFETY: valid descriptor and name.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Delete everything in the directory `dir` that lies on the mount `mnt` (a mount ID), through
+/// descriptors only, never entering another mount (nor removing a mount point: a file or
+/// directory mounted over is left). Returns the entries removed.
+pub fn remove_children(dir: &OwnedFd, mnt: u64, budget: &mut usize, depth: usize) -> usize {
+    const MAX_DEPTH: usize = 64;
+    if depth > MAX_DEPTH {
+        return 0;
+    }
+    // SAFETY: `dup` of a valid descriptor; fdopendir takes ownership of the duplicate.
+    let dup = unsafe { libc::dup(dir.as_raw_fd()) };
+    if dup < 0 {
+        return 0;
+    }
+    // SAFETY: a fresh descriptor; on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        // SAFETY: fdopendir failed, so the duplicate is still ours.
+        unsafe { libc::close(dup) };
+        return 0;
+    }
+    // The duplicate shares its offset with `dir`: start from the beginning.
+    // SAFETY: a valid stream.
+    unsafe { libc::rewinddir(stream) };
+    let mut names: Vec<CString> = Vec::new();
+    loop {
+        // SAFETY: a valid stream.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() || names.len() >= *budget {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry whose name is NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    // SAFETY: a valid stream, closed once.
+    unsafe { libc::closedir(stream) };
+    let mut removed = 0;
+    for name in names {
+        if *budget == 0 {
+            break;
+        }
+        *budget -= 1;
+        if mount_id_c(dir, &name).ok() != Some(mnt) {
+            continue;
+        }
+        // SAFETY: zeroed stat is a valid out-buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+        let r = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            // SAFETY: valid descriptor and name; the result is owned below.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh descriptor we own.
+                let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+                removed += remove_children(&sub, mnt, budget, depth + 1);
+            }
+            // SAFETY: valid descriptor and name.
+            if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+                removed += 1;
+            }
+        // SAFETY: valid descriptor and name.
+        } else if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The mount ID of the mount holding `dir` (see [`mount_id`]).
+pub fn mount_of(dir: &OwnedFd) -> Option<u64> {
+    mount_id(dir, "").ok()
+}
+
 /// A root directory other than `/` (a tree, the mounted copy of an image, the new root),
 /// held open, in which paths resolve as they will once it is `/`. Relative paths (`etc/fstab`;
 /// a leading `/` is the root) are resolved with `openat2(RESOLVE_IN_ROOT |

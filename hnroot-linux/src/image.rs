@@ -441,12 +441,9 @@ pub fn args_in(root: &InRoot) -> ArgsRead {
 }
 
 fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Inside) {
-    // Read-only device, and no journal or log replay: looking must not write.
-    let options = match fs_type {
-        FsType::Xfs => "norecovery",
-        FsType::Btrfs => "rescue=nologreplay",
-        _ => return (BootFiles::NoDriver, Inside::default()),
-    };
+    if !matches!(fs_type, FsType::Xfs | FsType::Btrfs) {
+        return (BootFiles::NoDriver, Inside::default());
+    }
     let Ok(lo) = loopdev::attach(&inspect.dev, file, "hnroot-inspect", false) else {
         return (BootFiles::Unreadable, Inside::default());
     };
@@ -456,13 +453,8 @@ fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (Boot
     let Ok(dir) = tempdir_in(&inspect.scratch) else {
         return (BootFiles::Unreadable, Inside::default());
     };
-    let mounted = mounts::mount(
-        &lo.node,
-        &dir,
-        Some(fs_type.as_str()),
-        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some(options),
-    );
+    // Read-only device, and no journal or log replay: looking must not write.
+    let mounted = mounts::mount_image_readonly(&lo.node, fs_type, &dir);
     drop(lo);
     let result = match mounted {
         Err(_) => (BootFiles::Unreadable, Inside::default()),

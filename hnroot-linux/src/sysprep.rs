@@ -13,8 +13,8 @@ use std::path::Path;
 
 use hnroot_core::sysprep::{self, Action, Entry, Found, Names, ENTRIES, MAX_MATCHES};
 
+use crate::fsat::remove_tree;
 use crate::fsat::{self, Kind};
-use crate::hostpart::remove_tree;
 
 /// Most bytes of a configuration file `DropCertname` rewrites.
 const MAX_CONF: usize = 1 << 20;
