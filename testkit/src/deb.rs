@@ -2,8 +2,9 @@
 //! xtask deb`): the CLI and `hnroot-init` (both static, musl: the package works on every Debian
 //! release without a libc dependency), the initramfs-tools hook and script, the dracut module,
 //! the systemd units (commit a healthy image; the host's SSH host keys; the host state's sync
-//! with the shared repository), the module kit (`hnroot.mod`, its version record and SBAT for each GRUB
-//! build it was built against, and `grub.cfg`), and `/etc/hnroot/keys/`. The control file
+//! with the shared repository; the metrics for node_exporter and their timer), the module kit
+//! (`hnroot.mod`, its version record and SBAT for each GRUB build it was built against, and
+//! `grub.cfg`), and `/etc/hnroot/keys/`. The control file
 //! declares the exact GRUB builds the kit fits (`grub-efi-amd64-bin (= V)`, alternatives when
 //! the kit holds several), so apt never pairs the module with another GRUB. Maintainer scripts:
 //! a trigger rebuilds every initramfs (`update-initramfs`: Debian's initramfs-tools and dracut
@@ -57,11 +58,14 @@ pub fn grub_dependency(builds: &[String]) -> String {
         .join(" | ")
 }
 
-/// The units the package ships, enabled by its postinst.
-const UNITS: [&str; 3] = [
+/// The units the package ships, enabled by its postinst (the metrics service is started by its
+/// timer; enabling a unit without an `[Install]` section does nothing).
+const UNITS: [&str; 5] = [
     "hnroot-mark-good.service",
     "hnroot-host-keys.service",
     "hnroot-host-sync.service",
+    "hnroot-metrics.service",
+    "hnroot-metrics.timer",
 ];
 
 /// A maintainer script running `deb-systemd-helper VERB` on every unit when `$1` is `when`.
