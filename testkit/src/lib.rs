@@ -25,7 +25,10 @@
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
 //! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
+//! | [`server`]       | a simulated server's disk, its hostpart offline, its host state, tree edits |
 //! | [`http`]         | a file server on the host's loopback for guests on QEMU's user network |
+//! | [`nginx`]        | Debian's nginx on the host's loopback (Range requests, an access log)  |
+//! | [`ganesha`]      | an NFSv4 export on the host's loopback (NFS-Ganesha, user space)       |
 
 #![deny(missing_docs)]
 
@@ -39,6 +42,7 @@ pub mod deb;
 pub mod debian;
 pub use hnroot_install::cpio;
 pub mod disk;
+pub mod ganesha;
 pub mod grubbin;
 pub mod grubimage;
 pub mod grubmod;
@@ -48,7 +52,9 @@ pub mod inspect;
 pub mod kernel;
 pub mod linuxrc;
 pub mod linuxview;
+pub mod nginx;
 pub mod qemu;
 pub mod relax;
 pub mod release;
+pub mod server;
 pub mod signing;

@@ -27,6 +27,11 @@ pub enum Source {
 /// it comes from. Programs that run inside a guest or a chroot (busybox applets, mkinitramfs in
 /// the debootstrapped tree) are the guest's business, not the host's.
 pub const PROGRAMS: &[(&str, Source)] = &[
+    ("ansible-galaxy", Source::Debian("ansible-core")),
+    ("ansible-lint", Source::Debian("ansible-lint")),
+    // The collection's modules and playbooks need the collections Debian's `ansible` ships
+    // (ansible.builtin is in ansible-core); Ansible 7.7, the fleet suite's driver.
+    ("ansible-playbook", Source::Debian("ansible")),
     ("apt-cache", Source::Debian("apt")),
     ("apt-get", Source::Debian("apt")),
     ("as", Source::Debian("binutils")),
@@ -47,12 +52,15 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("dpkg-deb", Source::Debian("dpkg")),
     ("dpkg-query", Source::Debian("dpkg")),
     ("dpkg-source", Source::Debian("dpkg-dev")),
+    ("du", Source::Debian("coreutils")),
     ("dumpe2fs", Source::Debian("e2fsprogs")),
     ("e2fsck", Source::Debian("e2fsprogs")),
     ("e2label", Source::Debian("e2fsprogs")),
     ("efibootmgr", Source::Debian("efibootmgr")),
     ("fatlabel", Source::Debian("dosfstools")),
     ("flex", Source::Debian("flex")),
+    // NFS-Ganesha: the fleet suite's /warehouse (NFSv4 in user space; the VFS backend below).
+    ("ganesha.nfsd", Source::Debian("nfs-ganesha")),
     ("gcc", Source::Debian("gcc")),
     ("git", Source::Debian("git")),
     ("grub-mkstandalone", Source::Debian("grub-common")),
@@ -79,8 +87,10 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     // The C compiler cc-rs uses for the musl target (ring, under the static `hnroot` CLI in
     // the test images); testkit's static builds name it in CC_x86_64_unknown_linux_musl.
     ("musl-gcc", Source::Debian("musl-tools")),
+    ("nginx", Source::Debian("nginx")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
+    ("promtool", Source::Debian("prometheus")),
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
@@ -88,11 +98,13 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("sgdisk", Source::Debian("gdisk")),
     ("sh", Source::Debian("dash")),
     ("sha256sum", Source::Debian("coreutils")),
+    ("ssh", Source::Debian("openssh-client")),
     ("ssh-keygen", Source::Debian("openssh-client")),
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
     ("tar", Source::Debian("tar")),
+    ("timeout", Source::Debian("coreutils")),
     ("touch", Source::Debian("coreutils")),
     ("truncate", Source::Debian("coreutils")),
     ("tune2fs", Source::Debian("e2fsprogs")),
@@ -115,6 +127,11 @@ pub const FILES: &[(&str, &str)] = &[
     // libclang for bindgen (hnroot-ffi/ctest reads hnroot.h back into Rust); the package is
     // Debian's pointer to its current clang.
     ("/usr/share/doc/libclang-dev/copyright", "libclang-dev"),
+    // NFS-Ganesha's VFS backend, which exports a directory of this machine.
+    (
+        "/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so",
+        "nfs-ganesha-vfs",
+    ),
 ];
 
 /// Rust targets needed besides the host's.
@@ -291,7 +308,9 @@ mod tests {
         ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("testkit/src/initramfs.rs", 1), // $CARGO
         ("testkit/src/relax.rs", 1),   // a test program it just linked
-        ("tests/src/bin/distro.rs", 6), // the hnroot binary under test
+        ("testkit/src/server.rs", 1),  // the hnroot binary under test (Offline::hnroot)
+        ("tests/src/bin/distro.rs", 5), // the hnroot binary under test
+        ("tests/src/bin/fleet.rs", 3), // the hnroot binary under test
         ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
     ];
 
