@@ -155,3 +155,42 @@ fn metrics_of_a_staged_image_pass_promtool_and_stage_answers_with_codes() {
         .collect();
     assert_eq!(names, ["hnroot.prom"]);
 }
+
+/// The alerting rules the README shows (`packaging/prometheus/hnroot-alerts.yml`) are valid for
+/// Prometheus, and every metric they use is one `hnroot metrics` writes.
+#[test]
+fn the_alert_rules_pass_promtool_and_use_metrics_that_exist() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/prometheus/hnroot-alerts.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool runs (Debian package prometheus; cargo xtask deps)");
+    assert!(out.status.success(), "{}", text_of(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let hp = dir.path().join("hostpart");
+    std::fs::create_dir(&hp).unwrap();
+    image(&hp.join("hn-root.img"), A);
+    let state = dir.path().join("bootstate");
+    let loc = [
+        "--hostpart",
+        hp.to_str().unwrap(),
+        "--bootstate",
+        state.to_str().unwrap(),
+    ];
+    ok(&[&["bootstate", "init"], &loc[..]].concat());
+    let metrics = ok(&[&["metrics"], &loc[..]].concat());
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let used: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("hnroot_"))
+        .collect();
+    assert!(used.len() >= 4, "{used:?}");
+    for name in used {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "the rules use {name}, which hnroot metrics does not write:\n{metrics}"
+        );
+    }
+}

@@ -99,6 +99,11 @@ enum Task {
     /// boots (an update committed by its health checks, a failing health check rolled back).
     #[command(disable_help_flag = true)]
     Distro(Forwarded),
+    /// hnroot in a fleet: three Debian guests with their own host state, updated by the
+    /// hnroot.fleet Ansible collection (rolling update, canary first) from nginx on 127.0.0.1,
+    /// host state synced with an NFS /warehouse (NFS-Ganesha), metrics checked by promtool.
+    #[command(disable_help_flag = true)]
+    Fleet(Forwarded),
     /// Build a scenario disk (rootless): GPT, ESP with GRUB + hnroot.mod and the boot state,
     /// hostpart (ext4 or btrfs) with test images.
     #[command(disable_help_flag = true)]
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
         Task::Disk(f) => forward(Binary::suite("disk"), f),
         Task::Deb(f) => forward(Binary::tool("deb"), f),
         Task::Distro(f) => forward(Binary::suite("distro"), f),
+        Task::Fleet(f) => forward(Binary::suite("fleet"), f),
     };
     result.unwrap_or_else(|e| {
         eprintln!("Error: {e:?}");
@@ -362,6 +368,11 @@ fn test() -> Result<()> {
         // boot=hnroot under initramfs-tools: fake root, mkinitramfs in a cached debootstrapped
         // Debian 12 tree, QEMU boots.
         ("initramfs-tools-test", vec![]),
+        // A fleet (issue 26): three Debian 12 guests with their own host state, the Ansible
+        // collection's rolling update from nginx (a failed canary reverted, a powered-off host
+        // stopping the rollout, a completed one and a rerun that changes nothing), host state
+        // on an NFS /warehouse, metrics through promtool. Its tree is made once and cached.
+        ("fleet", vec![]),
     ];
     let a = std::thread::spawn(move || lane("A", &lane_a));
     let b = std::thread::spawn(move || lane("B", &lane_b));
