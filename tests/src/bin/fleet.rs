@@ -1042,7 +1042,8 @@ fn check_warehouse(f: &Fleet) -> Result<()> {
             machine_id.trim() == h.machine_id
                 && !key.is_empty()
                 && theirs.starts_with(&key)
-                && theirs.contains("nfs4 10.0.2.2:/warehouse"),
+                && theirs.contains("nfs4 10.0.2.2:/warehouse")
+                && theirs.lines().last() == Some("success"),
             "{}: /warehouse/hosts/{} holds machine-id {:?} and key {:?}; the guest says:\n{theirs}\n\
              ganesha's log:\n{}",
             g.name,
