@@ -95,7 +95,7 @@ fn run(cmd: &mut Command) -> Result<String> {
 }
 
 /// A failing health check that behaves like a real one: it waits for the service (which never
-/// answers) with retries for about 45 s after sshd started, then fails.
+/// answers) with retries for about 30 s after sshd started, then fails.
 const FAILING_HEALTH_CHECK: &str = "[Unit]
 Description=fleet health check (the service never answers in this image)
 After=ssh.service network-online.target
@@ -103,7 +103,7 @@ Before=boot-complete.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'for i in 1 2 3 4 5 6 7 8 9; do sleep 5; done; echo \"fleet health check: http://127.0.0.1:8080/health does not answer\" >&2; exit 1'
+ExecStart=/bin/sh -c 'for i in 1 2 3 4 5 6; do sleep 5; done; echo \"fleet health check: http://127.0.0.1:8080/health does not answer\" >&2; exit 1'
 
 [Install]
 RequiredBy=boot-complete.target
@@ -1037,7 +1037,17 @@ fn check_warehouse(f: &Fleet) -> Result<()> {
         let dir = f.nfs.export.join("hosts").join(h.hostname);
         let machine_id = fs::read_to_string(dir.join("machine-id")).unwrap_or_default();
         let key = fs::read_to_string(dir.join("ssh/ssh_host_ed25519_key.pub")).unwrap_or_default();
-        let theirs = ssh(f, g, "cat /hostpart/data/host/ssh/ssh_host_ed25519_key.pub; findmnt -n -o FSTYPE,SOURCE /warehouse; systemctl show -P Result hnroot-host-sync.service")?;
+        let said = ssh(
+            f,
+            g,
+            "cat /hostpart/data/host/ssh/ssh_host_ed25519_key.pub; findmnt -n -o FSTYPE,SOURCE \
+             /warehouse; systemctl show -P Result hnroot-host-sync.service",
+        )?;
+        // One space between findmnt's columns.
+        let theirs: String = said
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") + "\n")
+            .collect();
         ensure!(
             machine_id.trim() == h.machine_id
                 && !key.is_empty()
