@@ -298,6 +298,9 @@ fn prepare_ansible(work: &Path) -> Result<Ansible> {
         collections: dir.join("collections"),
         dir,
     };
+    // ServerAlive: the guests sit behind QEMU's port forward, which keeps a connection open when
+    // the guest reboots under it; without keepalives ssh (and the reboot's wait) would wait on
+    // it for ever.
     fs::write(
         &a.cfg,
         format!(
@@ -305,6 +308,7 @@ fn prepare_ansible(work: &Path) -> Result<Ansible> {
              forks = 3\ntimeout = 30\nretry_files_enabled = False\nstdout_callback = default\n\
              [ssh_connection]\npipelining = True\ncontrol_path_dir = {}\n\
              ssh_args = -o ControlMaster=auto -o ControlPersist=30s -o IdentitiesOnly=yes \
+             -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
              -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}\n",
             a.dir.join("cp").display(),
             a.known_hosts.display()
@@ -374,6 +378,11 @@ fn write_inventory(f: &Fleet) -> Result<()> {
 /// One `ansible-playbook` run of the collection's rolling update to `image`: whether it passed,
 /// and what it printed (also kept in the work directory).
 fn rollout(f: &Fleet, name: &str, image: &str) -> Result<(bool, String)> {
+    rollout_with(f, name, image, &[])
+}
+
+/// [`rollout`] with more `ansible-playbook` options (`--check`).
+fn rollout_with(f: &Fleet, name: &str, image: &str, extra: &[&str]) -> Result<(bool, String)> {
     let t = Instant::now();
     let log = f.ansible.dir.join(format!("{name}.log"));
     let mut cmd = Command::new("timeout");
@@ -383,7 +392,8 @@ fn rollout(f: &Fleet, name: &str, image: &str) -> Result<(bool, String)> {
         .arg(&f.ansible.inventory)
         .arg(f.ansible.playbook())
         .arg("-e")
-        .arg(format!("hnroot_image_url={}", f.web.guest_url(image)));
+        .arg(format!("hnroot_image_url={}", f.web.guest_url(image)))
+        .args(extra);
     f.ansible.env(&mut cmd);
     // Its output goes to the log as it runs (to watch a long rollout), then is read back.
     let file = fs::File::create(&log)?;
@@ -876,6 +886,25 @@ fn check_identities(f: &Fleet) -> Result<()> {
     Ok(())
 }
 
+/// Check mode first: every host would stage v2 (`hnroot stage --dry-run`), nothing is written,
+/// nothing reboots.
+fn check_mode(f: &Fleet) -> Result<()> {
+    let (ok, text) = rollout_with(f, "v2-check-mode", "fleet-v2.img", &["--check"])?;
+    ensure!(ok, "the rollout of v2 in check mode failed:\n{text}");
+    for g in &f.guests {
+        ensure!(
+            recap_count(&text, g.name, "changed") == Some(1)
+                && text.contains(&format!("changed: [{}]", g.name)),
+            "check mode does not say that {} would be staged:\n{text}",
+            g.name
+        );
+        let s = stages(f, g)?;
+        ensure!(s.is_empty(), "check mode staged on {}: {s:?}", g.name);
+    }
+    say("check mode: every host would stage v2; nothing was staged, nothing rebooted");
+    Ok(())
+}
+
 /// Scenario 1: v2's health check fails on the canary.
 fn failed_canary(f: &Fleet) -> Result<()> {
     let (ok, text) = rollout(f, "v2-failed-canary", "fleet-v2.img")?;
@@ -1105,6 +1134,7 @@ fn main() -> Result<()> {
         boot_all(&mut fleet)?;
         check_identities(&fleet)?;
         println!("== failed canary: v2's health check fails on fleet-a");
+        check_mode(&fleet)?;
         failed_canary(&fleet)?;
         println!("== powered off: fleet-b is off when its batch of the v3 rollout comes");
         powered_off(&mut fleet)?;
