@@ -328,7 +328,8 @@ fn test() -> Result<()> {
     )?;
     // Two lanes of about the same length (measured in CI: grub-test 1 min each, e2e on Debian
     // 12 11 min, its Debian 13 subset 4; the distro suite on Debian 12 about 19 with its trees,
-    // on Debian 13 (one scenario) about 8; initramfs-tools-test 3).
+    // on Debian 13 (one scenario) about 8; initramfs-tools-test 3; the fleet suite 18 on a
+    // loaded machine, plus 4 for its tree on a clean clone, not yet measured in CI).
     let lane_a: Vec<(&'static str, Vec<&'static str>)> = vec![
         // hnroot.mod in each supported GRUB under OVMF + QEMU: every decision, 4 boots each.
         // Both in full: the GRUBs differ (2.12's disk read hook, its filesystem drivers).

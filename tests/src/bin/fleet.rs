@@ -456,7 +456,8 @@ fn stages(f: &Fleet, g: &Guest) -> Result<Vec<Value>> {
         .collect())
 }
 
-/// The images, built once per set of inputs and cached in the work directory.
+/// The images v1, v2 (its health check fails) and v3, built from one copy of the tree with the
+/// package just built (a minute; the package changes with every build, so they are not cached).
 fn build_images(
     work: &Path,
     cli: &Path,
@@ -476,22 +477,6 @@ fn build_images(
     let dir = work.join("images");
     fs::create_dir_all(&dir)?;
     let images = ["1", "2", "3"].map(|v| dir.join(format!("fleet-v{v}.img")));
-    let key = format!(
-        "tree {} {}\npackage {:016x}\nrecipe {:016x}\nnfs {nfs_line}\nkeys {:016x}\n",
-        tree.dir.display(),
-        fs::read_to_string(tree.dir.join(".hnroot-tree")).unwrap_or_default(),
-        buildenv::fnv1a(&fs::read(&deb.path)?),
-        buildenv::fnv1a(format!("{FAILING_HEALTH_CHECK}{NETWORK}{IMAGE_ID}{PRUNED:?}").as_bytes()),
-        buildenv::fnv1a(&[fs::read(public)?, fs::read(admin_pub)?].concat()),
-    );
-    let stamp = dir.join("images.key");
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str())
-        && images.iter().all(|i| i.is_file())
-    {
-        say("images v1, v2, v3: cached");
-        return Ok(images);
-    }
-    let _ = fs::remove_file(&stamp);
     let staging = work.join("tree");
     let t = Instant::now();
     debian::copy(&tree.dir, &staging)?;
@@ -584,7 +569,6 @@ fn build_images(
         ));
     }
     debian::remove(&staging)?;
-    fs::write(&stamp, key)?;
     Ok(images)
 }
 
