@@ -84,6 +84,10 @@ struct Args {
     /// Keep the work directory's disks after a passing run (they are removed otherwise).
     #[arg(long)]
     keep: bool,
+    /// Only the modules on this machine (connection local, a hostpart directory with the
+    /// images), no guests.
+    #[arg(long)]
+    modules_only: bool,
 }
 
 fn say(line: &str) {
@@ -675,7 +679,9 @@ fn nfs_port() -> u16 {
     20_000 + (h % 10_000) as u16
 }
 
-fn prepare() -> Result<Fleet> {
+/// The parts, the servers on this machine, the collection and the disks; `None` after the
+/// modules' check on this machine when `modules_only`.
+fn prepare(modules_only: bool) -> Result<Option<Fleet>> {
     let work = buildenv::build_root().join("fleet");
     fs::create_dir_all(&work)?;
     let t = Instant::now();
@@ -745,6 +751,10 @@ fn prepare() -> Result<Fleet> {
         web.guest_url("")
     ));
     let ansible = prepare_ansible(&work)?;
+    modules_here(&work, &cli, &keys, &images, &ansible)?;
+    if modules_only {
+        return Ok(None);
+    }
 
     // One install, copied to three disks, each then given its host's state.
     let t_disks = Instant::now();
@@ -829,7 +839,7 @@ fn prepare() -> Result<Fleet> {
         "parts ready in {:.0} s",
         t.elapsed().as_secs_f64()
     ));
-    Ok(fleet)
+    Ok(Some(fleet))
 }
 
 /// Power on every guest that is off, and wait for their sshd.
@@ -886,6 +896,108 @@ fn check_mode(f: &Fleet) -> Result<()> {
         ensure!(s.is_empty(), "check mode staged on {}: {s:?}", g.name);
     }
     say("check mode: every host would stage v2; nothing was staged, nothing rebooted");
+    Ok(())
+}
+
+/// The modules on this machine (`ansible -c local`) against a hostpart directory holding real
+/// images, as they run on a host: `hnroot_status`'s facts; `hnroot_revert` in check mode (changed,
+/// nothing written), for real (changed, `system-revert` there), again (unchanged);
+/// `hnroot_stage` of the running image (unchanged) and, in check mode, of another (changed,
+/// nothing written).
+fn modules_here(
+    work: &Path,
+    cli: &Path,
+    keys: &Path,
+    images: &[PathBuf; 3],
+    a: &Ansible,
+) -> Result<()> {
+    let t = Instant::now();
+    let dir = buildenv::fresh_dir(&work.join("modules-here"))?;
+    let hp = dir.join("hostpart");
+    fs::create_dir_all(&hp)?;
+    for (from, to) in [(&images[2], "hn-root.img"), (&images[0], "hn-root-old.img")] {
+        run(Command::new("cp")
+            .args(["--sparse=always", "--reflink=auto"])
+            .arg(from)
+            .arg(hp.join(to)))?;
+    }
+    let state = dir.join("bootstate");
+    run(Command::new(cli)
+        .args(["bootstate", "init", "--hostpart"])
+        .arg(&hp)
+        .arg("--bootstate")
+        .arg(&state))?;
+    let common = format!(
+        "binary={} hostpart={} bootstate={}",
+        cli.display(),
+        hp.display(),
+        state.display()
+    );
+    let module = |name: &str, args: &str, check: bool| -> Result<Value> {
+        let mut cmd = Command::new("ansible");
+        cmd.args(["localhost", "-c", "local", "-m"])
+            .arg(format!("hnroot.fleet.{name}"))
+            .arg("-a")
+            .arg(format!("{common} {args}"));
+        if check {
+            cmd.arg("--check");
+        }
+        a.env(&mut cmd);
+        cmd.env("ANSIBLE_LOAD_CALLBACK_PLUGINS", "1")
+            .env("ANSIBLE_STDOUT_CALLBACK", "json");
+        let out = cmd.output().context("cannot run ansible")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "ansible -m {name} printed no JSON: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok(v["plays"][0]["tasks"][0]["hosts"]["localhost"].clone())
+    };
+    let st = module("hnroot_status", "", false)?;
+    ensure!(
+        st["hnroot"]["boot_state"] == "committed"
+            && st["hnroot"]["images"]["hn-root.img"]["image_version"] == "3"
+            && st["changed"] == false,
+        "hnroot_status: {st}"
+    );
+    let marker = hp.join("system-revert");
+    let r = module("hnroot_revert", "", true)?;
+    ensure!(
+        r["changed"] == true && !marker.exists(),
+        "hnroot_revert in check mode: {r} (marker written: {})",
+        marker.exists()
+    );
+    let r = module("hnroot_revert", "", false)?;
+    ensure!(
+        r["changed"] == true && marker.exists(),
+        "hnroot_revert: {r}"
+    );
+    let r = module("hnroot_revert", "", false)?;
+    ensure!(r["changed"] == false, "hnroot_revert again: {r}");
+    fs::remove_file(&marker)?;
+    let stage_args = |image: &Path| format!("source={} keys={}", image.display(), keys.display());
+    let r = module("hnroot_stage", &stage_args(&images[2]), false)?;
+    ensure!(
+        r["changed"] == false && r["state"] == "running" && r["version"] == "hnroot-fleet 3",
+        "hnroot_stage of the running image: {r}"
+    );
+    let r = module("hnroot_stage", &stage_args(&images[1]), true)?;
+    ensure!(
+        r["changed"] == true
+            && r["state"] == "staged"
+            && r["version"] == "hnroot-fleet 2"
+            && !hp.join("hn-root-new.img").exists(),
+        "hnroot_stage in check mode: {r}"
+    );
+    buildenv::fresh_dir(&dir)?;
+    say(&format!(
+        "modules on this machine: hnroot_status, hnroot_revert (check mode, real, again), \
+         hnroot_stage (the running image: unchanged; check mode: would stage, nothing \
+         written) ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -1112,7 +1224,13 @@ fn main() -> Result<()> {
         "== fleet: parts (Debian {} tree, package, images, nginx, NFS, Ansible collection, disks)",
         RELEASE.suite()
     );
-    let mut fleet = prepare()?;
+    let Some(mut fleet) = prepare(args.modules_only)? else {
+        println!(
+            "fleet: modules on this machine passed in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    };
     println!("== fleet: three guests boot v1");
     let result = (|| -> Result<()> {
         boot_all(&mut fleet)?;
