@@ -27,6 +27,7 @@ pub enum Source {
 /// it comes from. Programs that run inside a guest or a chroot (busybox applets, mkinitramfs in
 /// the debootstrapped tree) are the guest's business, not the host's.
 pub const PROGRAMS: &[(&str, Source)] = &[
+    ("ansible", Source::Debian("ansible-core")),
     ("ansible-galaxy", Source::Debian("ansible-core")),
     ("ansible-lint", Source::Debian("ansible-lint")),
     // The collection's modules and playbooks need the collections Debian's `ansible` ships
@@ -310,7 +311,7 @@ mod tests {
         ("testkit/src/relax.rs", 1),   // a test program it just linked
         ("testkit/src/server.rs", 1),  // the hnroot binary under test (Offline::hnroot)
         ("tests/src/bin/distro.rs", 5), // the hnroot binary under test
-        ("tests/src/bin/fleet.rs", 3), // the hnroot binary under test
+        ("tests/src/bin/fleet.rs", 4), // the hnroot binary under test
         ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
     ];
 
