@@ -2,11 +2,12 @@
 //! xtask deb`): the CLI and `hnroot-init` (both static, musl: the package works on every Debian
 //! release without a libc dependency), the initramfs-tools hook and script, the dracut module,
 //! the systemd units (commit a healthy image; the host's SSH host keys; the host state's sync
-//! with the shared repository; the loader's update after a commit), the loader kit (hnroot's own
-//! GRUB: its EFI modules with `hnroot.mod`, its static `grub-mkimage`, `grub.cfg`, SBAT metadata
-//! and the version record; `hnroot_install::grub::LoaderKit`), and `/etc/hnroot/keys/`. It
-//! depends on no GRUB package: the server's own GRUB packages are neither needed nor touched,
-//! and upgrade as they like. Maintainer scripts:
+//! with the shared repository; the loader's update after a commit; the metrics for
+//! node_exporter and their timer), the loader kit (hnroot's own GRUB: its EFI modules with
+//! `hnroot.mod`, its static `grub-mkimage`, `grub.cfg`, SBAT metadata and the version record;
+//! `hnroot_install::grub::LoaderKit`), and `/etc/hnroot/keys/`. It depends on no GRUB package:
+//! the server's own GRUB packages are neither needed nor touched, and upgrade as they like.
+//! Maintainer scripts:
 //! a trigger rebuilds every initramfs (`update-initramfs`: Debian's initramfs-tools and dracut
 //! both declare interest in it, so `dpkg -i` alone yields an hnroot-capable initrd with either);
 //! postinst enables the units, prerm/postrm disable them on removal.
@@ -49,12 +50,15 @@ fn copy(root: &Path, rel: &str, from: &Path, mode: u32) -> Result<()> {
     put(root, rel, &data, mode)
 }
 
-/// The units the package ships, enabled by its postinst.
-const UNITS: [&str; 4] = [
+/// The units the package ships, enabled by its postinst (the metrics service is started by its
+/// timer; enabling a unit without an `[Install]` section does nothing).
+const UNITS: [&str; 6] = [
     "hnroot-mark-good.service",
     "hnroot-host-keys.service",
     "hnroot-host-sync.service",
     "hnroot-bootloader-update.service",
+    "hnroot-metrics.service",
+    "hnroot-metrics.timer",
 ];
 
 /// A maintainer script running `deb-systemd-helper VERB` on every unit when `$1` is `when`.

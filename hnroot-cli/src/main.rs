@@ -14,6 +14,7 @@ mod host_cmd;
 mod image_cmd;
 mod install;
 mod mark_good;
+mod metrics;
 mod out;
 mod place;
 mod probe_cmd;
@@ -69,6 +70,9 @@ enum Command {
     DiscardPartials(stage::DiscardArgs),
     /// What every boot and every operator command did, oldest first.
     History(history_cmd::HistoryArgs),
+    /// This server's hnroot state for Prometheus (node_exporter's textfile format): running and
+    /// staged versions, trial, rollbacks, failed health checks, the last switch and stage.
+    Metrics(metrics::MetricsArgs),
     /// Ask for a revert to hn-root-old.img on the next boot (creates system-revert).
     Revert(revert::RevertArgs),
     /// Manage the boot-state file on the ESP.
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Host(cmd) => host_cmd::host(&cmd),
         Command::DiscardPartials(args) => stage::discard(&args),
         Command::History(args) => history_cmd::history(&args),
+        Command::Metrics(args) => metrics::metrics(&args),
         Command::Revert(args) => revert::revert(&args),
         Command::Bootstate(BootstateCommand::Init(args)) => bootstate_cmd::init(&args),
         Command::Bootloader(cmd) => bootloader_cmd::bootloader(&cmd),

@@ -187,6 +187,10 @@ pub struct StageArgs {
     /// Progress and the result as JSON lines (events) on standard output.
     #[arg(long)]
     json: bool,
+    /// Open the source, check its signature's key and its image, and say what a stage would
+    /// do (or why it would be refused, with a stable code); write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// The signature and the key that made it.
@@ -660,6 +664,7 @@ impl Checked {
 }
 
 fn run(args: &StageArgs, progress: Progress) -> Result<()> {
+    let started = Instant::now();
     let hostpart = place::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
@@ -690,7 +695,33 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         force: args.force,
     };
     let obs = view.observation(state);
-    let plan = operator::stage(&obs, &request)?;
+    // The refusal's stable code for orchestrators (an image already running or staged is
+    // `duplicate-uuid` naming its file).
+    let plan = operator::stage(&obs, &request).inspect_err(|e| {
+        let existing = match e {
+            hnroot_core::operator::StageError::DuplicateUuid { existing, .. } => {
+                Some(existing.file_name())
+            }
+            _ => None,
+        };
+        progress.event(
+            json!({ "event": "refused", "code": e.code(), "existing": existing,
+            "uuid": checked.bootable.uuid.to_string(), "version": checked.version }),
+        );
+    })?;
+    if args.dry_run {
+        progress.event(
+            json!({ "event": "would-stage", "uuid": checked.bootable.uuid.to_string(),
+            "version": checked.version, "size": checked.source.len(), "resume_from": have,
+            "steps": plan.steps.iter().map(|s| s.code()).collect::<Vec<_>>() }),
+        );
+        progress.say(format_args!(
+            "hnroot: would stage {} (UUID {}) as hn-root-new.img; --dry-run: nothing written",
+            checked.source.name(),
+            checked.bootable.uuid
+        ));
+        return Ok(());
+    }
     checked.announce(&progress, "hn-root-new.img", have);
     let mut store = place::locate_state(&args.loc, &params).ok();
     let done = checked.copy(&hostpart, &plan, &mut store, &progress)?;
@@ -703,9 +734,16 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         Some(bootable.uuid),
         after.good(),
     );
+    let last = crate::metrics::LastStage {
+        time: hnroot_linux::history_file::now(),
+        bytes: checked.source.len().saturating_sub(have),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    crate::metrics::record_stage(&hostpart, &last);
     check_leftovers(&hostpart, &progress);
     let next = decide(&after, &Config::default());
-    progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string() }));
+    progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string(),
+        "version": checked.version, "bytes_fetched": last.bytes, "seconds": last.seconds }));
     progress.say(format_args!(
         "hnroot: staged {} as hn-root-new.img (UUID {}); next boot: {next}",
         checked.source.name(),

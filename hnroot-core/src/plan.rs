@@ -197,6 +197,16 @@ crate::codes::stable_codes! {
     }
 }
 
+impl PlanKind {
+    /// Whether carrying it out makes another image `hn-root.img` (a switch of the root image).
+    pub const fn switches_image(self) -> bool {
+        matches!(
+            self,
+            PlanKind::Update | PlanKind::Revert | PlanKind::Rollback | PlanKind::Promote
+        )
+    }
+}
+
 crate::codes::notes! {
     /// What the plan noticed; each is one sentence in the boot log.
     pub struct PlanNotes: u32 {

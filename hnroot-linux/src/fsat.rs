@@ -363,7 +363,9 @@ pub fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
     check(unsafe { libc::fsync(d.as_raw_fd()) })
 }
 
-/// `renameat2` within `dir`, with `RENAME_NOREPLACE` unless `replace`.
+/// `renameat2` within `dir`, with `RENAME_NOREPLACE` unless `replace`. A filesystem that does
+/// not know the flag (NFS: the shared repository at `/warehouse` is often one) answers `EINVAL`;
+/// then the same exclusive move is made with [`link_then_unlink`].
 pub fn rename(dir: &OwnedFd, from: &str, to: &str, replace: bool) -> io::Result<()> {
     let (f, t) = (cstr(from)?, cstr(to)?);
     let flags = if replace { 0 } else { RENAME_NOREPLACE };
@@ -371,7 +373,11 @@ pub fn rename(dir: &OwnedFd, from: &str, to: &str, replace: bool) -> io::Result<
     // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
     let r = unsafe { libc::syscall(libc::SYS_renameat2, d, f.as_ptr(), d, t.as_ptr(), flags) };
     if r != 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        if !replace && e.raw_os_error() == Some(libc::EINVAL) {
+            return link_then_unlink(dir, from, to);
+        }
+        return Err(e);
     }
     Ok(())
 }
@@ -472,6 +478,19 @@ pub fn read_from_disk(dir: &OwnedFd, name: &str, max: usize) -> io::Result<(Vec<
     let more = data.len() > max;
     data.truncate(max);
     Ok((data, more))
+}
+
+/// Move `from` to `to` in `dir` without replacing `to`, on filesystems without
+/// `RENAME_NOREPLACE`: a hard link (which fails with `EEXIST` when `to` exists, atomically, as the
+/// flag would), then `from` removed. A crash between the two leaves both names on the one file;
+/// `from` is a temporary name the next write removes.
+pub fn link_then_unlink(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    let d = dir.as_raw_fd();
+    // SAFETY: valid descriptors and NUL-terminated names; no flag: a link is never followed.
+    check(unsafe { libc::linkat(d, f.as_ptr(), d, t.as_ptr(), 0) })?;
+    // SAFETY: valid descriptor and NUL-terminated name.
+    check(unsafe { libc::unlinkat(d, f.as_ptr(), 0) })
 }
 
 /// Write `data` as `name` in `dir` with `mode`: into a temporary name beside it, synced, then
@@ -1232,6 +1251,21 @@ mod tests {
 
     fn dir_fd(p: &std::path::Path) -> OwnedFd {
         OwnedFd::from(File::open(p).unwrap())
+    }
+
+    #[test]
+    fn the_move_without_rename_noreplace_is_exclusive_too() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dir_fd(t.path());
+        std::fs::write(t.path().join(".x.tmp"), b"new").unwrap();
+        std::fs::write(t.path().join("x"), b"old").unwrap();
+        let e = link_then_unlink(&d, ".x.tmp", "x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(std::fs::read(t.path().join("x")).unwrap(), b"old");
+        std::fs::remove_file(t.path().join("x")).unwrap();
+        link_then_unlink(&d, ".x.tmp", "x").unwrap();
+        assert_eq!(std::fs::read(t.path().join("x")).unwrap(), b"new");
+        assert!(!t.path().join(".x.tmp").exists());
     }
 
     #[test]

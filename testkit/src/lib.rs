@@ -21,7 +21,10 @@
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
 //! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
+//! | [`server`]       | a simulated server's disk, its hostpart offline, its host state, tree edits |
 //! | [`http`]         | a file server on the host's loopback for guests on QEMU's user network |
+//! | [`nginx`]        | Debian's nginx on the host's loopback (Range requests, an access log)  |
+//! | [`ganesha`]      | an NFSv4 export on the host's loopback (NFS-Ganesha, user space)       |
 
 #![deny(missing_docs)]
 
@@ -33,6 +36,7 @@ pub mod console;
 pub mod debian;
 pub use hnroot_install::cpio;
 pub mod disk;
+pub mod ganesha;
 pub mod grubimage;
 pub mod http;
 pub mod initramfs;
@@ -40,6 +44,8 @@ pub mod inspect;
 pub mod kernel;
 pub mod linuxrc;
 pub mod linuxview;
+pub mod nginx;
 pub mod previous;
 pub mod qemu;
+pub mod server;
 pub mod signing;

@@ -27,6 +27,12 @@ pub enum Source {
 /// it comes from. Programs that run inside a guest or a chroot (busybox applets, mkinitramfs in
 /// the debootstrapped tree) are the guest's business, not the host's.
 pub const PROGRAMS: &[(&str, Source)] = &[
+    ("ansible", Source::Debian("ansible-core")),
+    ("ansible-galaxy", Source::Debian("ansible-core")),
+    ("ansible-lint", Source::Debian("ansible-lint")),
+    // The collection's modules and playbooks need the collections Debian's `ansible` ships
+    // (ansible.builtin is in ansible-core); Ansible 7.7, the fleet suite's driver.
+    ("ansible-playbook", Source::Debian("ansible")),
     ("apt-cache", Source::Debian("apt")),
     ("apt-get", Source::Debian("apt")),
     ("apt-mark", Source::Debian("apt")),
@@ -53,6 +59,7 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("dpkg-deb", Source::Debian("dpkg")),
     ("dpkg-query", Source::Debian("dpkg")),
     ("dpkg-source", Source::Debian("dpkg-dev")),
+    ("du", Source::Debian("coreutils")),
     ("dumpe2fs", Source::Debian("e2fsprogs")),
     ("e2fsck", Source::Debian("e2fsprogs")),
     ("e2label", Source::Debian("e2fsprogs")),
@@ -60,6 +67,8 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("fatlabel", Source::Debian("dosfstools")),
     ("flex", Source::Debian("flex")),
     ("gawk", Source::Debian("gawk")),
+    // NFS-Ganesha: the fleet suite's /warehouse (NFSv4 in user space; the VFS backend below).
+    ("ganesha.nfsd", Source::Debian("nfs-ganesha")),
     ("gcc", Source::Debian("gcc")),
     ("gettextize", Source::Debian("gettext")),
     ("git", Source::Debian("git")),
@@ -86,11 +95,13 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     // The C compiler cc-rs uses for the musl target (ring, under the static `hnroot` CLI in
     // the test images); testkit's static builds name it in CC_x86_64_unknown_linux_musl.
     ("musl-gcc", Source::Debian("musl-tools")),
+    ("nginx", Source::Debian("nginx")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
     // pkg.m4 for GRUB's autogen.sh (its configure.ac uses PKG_CHECK_MODULES): without it
     // autoconf stops at "possibly undefined macro" (found by fresh-check on Debian 13 minbase).
     ("pkg-config", Source::Debian("pkgconf")),
+    ("promtool", Source::Debian("prometheus")),
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
@@ -98,11 +109,13 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("sgdisk", Source::Debian("gdisk")),
     ("sh", Source::Debian("dash")),
     ("sha256sum", Source::Debian("coreutils")),
+    ("ssh", Source::Debian("openssh-client")),
     ("ssh-keygen", Source::Debian("openssh-client")),
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
     ("tar", Source::Debian("tar")),
+    ("timeout", Source::Debian("coreutils")),
     ("touch", Source::Debian("coreutils")),
     ("truncate", Source::Debian("coreutils")),
     ("tune2fs", Source::Debian("e2fsprogs")),
@@ -124,6 +137,11 @@ pub const FILES: &[(&str, &str)] = &[
     // libclang for bindgen (hnroot-ffi/ctest reads hnroot.h back into Rust); the package is
     // Debian's pointer to its current clang.
     ("/usr/share/doc/libclang-dev/copyright", "libclang-dev"),
+    // NFS-Ganesha's VFS backend, which exports a directory of this machine.
+    (
+        "/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so",
+        "nfs-ganesha-vfs",
+    ),
 ];
 
 /// Rust targets needed besides the host's.
@@ -302,7 +320,9 @@ mod tests {
         ("hnroot-build/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
         ("hnroot-build/src/binaries.rs", 1), // $CARGO
         ("hnroot-build/src/relax.rs", 1),   // a test program it just linked
+        ("testkit/src/server.rs", 1),       // the hnroot binary under test (Offline::hnroot)
         ("tests/src/bin/distro.rs", 6),     // the hnroot binary under test
+        ("tests/src/bin/fleet.rs", 4),      // the hnroot binary under test
         ("tests/src/bin/e2e.rs", 1),        // the hnroot binary under test (installed)
     ];
 

@@ -98,6 +98,11 @@ enum Task {
     /// boots (an update committed by its health checks, a failing health check rolled back).
     #[command(disable_help_flag = true)]
     Distro(Forwarded),
+    /// hnroot in a fleet: three Debian guests with their own host state, updated by the
+    /// hnroot.fleet Ansible collection (rolling update, canary first) from nginx on 127.0.0.1,
+    /// host state synced with an NFS /warehouse (NFS-Ganesha), metrics checked by promtool.
+    #[command(disable_help_flag = true)]
+    Fleet(Forwarded),
     /// Build a scenario disk (rootless): GPT, ESP with GRUB + hnroot.mod and the boot state,
     /// hostpart (ext4 or btrfs) with test images.
     #[command(disable_help_flag = true)]
@@ -191,6 +196,7 @@ fn main() -> ExitCode {
         Task::Disk(f) => forward(Binary::suite("disk"), f),
         Task::Deb(f) => forward(Binary::build("deb"), f),
         Task::Distro(f) => forward(Binary::suite("distro"), f),
+        Task::Fleet(f) => forward(Binary::suite("fleet"), f),
     };
     result.unwrap_or_else(|e| {
         eprintln!("Error: {e:?}");
@@ -331,7 +337,8 @@ fn test() -> Result<()> {
     // on Debian 12 11 min, its Debian 13 subset 4; the distro suite on Debian 12 about 19 with
     // its trees, on Debian 13 (one scenario) about 8; initramfs-tools-test 3. Issue 22 adds the
     // loader's update cut 14 times to lane A and the compatibility scenario, which builds the
-    // previous hnroot first, to lane B: see the README for their measured times).
+    // previous hnroot first, to lane B; issue 26 the fleet suite: see the README for their
+    // measured times).
     let lane_a: Vec<(&'static str, Vec<&'static str>)> = vec![
         // hnroot's GRUB (one for every release) under OVMF + QEMU: every decision, 4 boots.
         ("grub-test", vec![]),
@@ -387,6 +394,11 @@ fn test() -> Result<()> {
         // The loader's compatibility contract: the previous hnroot (a pinned older commit,
         // built here first) and today's, each loader booting the other's image.
         ("e2e", vec!["--debian", "13", "--only", "compat-previous"]),
+        // A fleet (issue 26): three Debian 12 guests with their own host state, the Ansible
+        // collection's rolling update from nginx (a failed canary reverted, a powered-off host
+        // stopping the rollout, a completed one and a rerun that changes nothing), host state
+        // on an NFS /warehouse, metrics through promtool. Its tree is made once and cached.
+        ("fleet", vec![]),
     ];
     let a = std::thread::spawn(move || lane("A", &lane_a));
     let b = std::thread::spawn(move || lane("B", &lane_b));

@@ -47,6 +47,9 @@ use clap::Parser;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session, SYSTEMD_END_MARKERS};
 use hnroot_testkit::release::Debian;
+use hnroot_testkit::server::{
+    enable, set_version, write, write_host_state, HostState, LoopDisk, Offline,
+};
 use hnroot_testkit::{deb, debian, grubmod, initramfs, qemu};
 
 /// Bound on one boot of the Debian image under TCG (firmware, GRUB, kernel, initramfs-tools,
@@ -259,44 +262,6 @@ ExecStart=/bin/sh -c 'echo \"fleet health check: the service does not answer\" >
 RequiredBy=boot-complete.target
 ";
 
-fn write(root: &Path, rel: &str, text: &str, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let p = root.join(rel);
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d)?;
-    }
-    let _ = fs::remove_file(&p);
-    fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
-fn enable(root: &Path, unit: &str, target_dir: &str) -> Result<()> {
-    let dir = root.join("etc/systemd/system").join(target_dir);
-    fs::create_dir_all(&dir)?;
-    let link = dir.join(unit);
-    let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), link)?;
-    Ok(())
-}
-
-/// Set the tree's `IMAGE_ID`/`IMAGE_VERSION` (os-release's fields for image-based systems).
-fn set_version(root: &Path, version: &str) -> Result<()> {
-    let base = fs::read_to_string(root.join("usr/lib/os-release"))?;
-    let kept: String = base
-        .lines()
-        .filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let _ = fs::remove_file(root.join("etc/os-release"));
-    write(
-        root,
-        "etc/os-release",
-        &format!("{kept}IMAGE_ID=hnroot-distro-test\nIMAGE_VERSION={version}\n"),
-        0o644,
-    )
-}
-
 fn prepare(release: Debian) -> Result<Parts> {
     let suite = release.suite();
     let t = Instant::now();
@@ -388,7 +353,7 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
                 "boot-complete.target.requires",
             )?;
         }
-        set_version(&staging, version)?;
+        set_version(&staging, "hnroot-distro-test", version)?;
         let image = p.work.join(format!("v{version}.img"));
         let t = Instant::now();
         let said = run(Command::new(&p.cli)
@@ -526,100 +491,6 @@ fn put_esp_loader(_p: &Parts, disk: &Path, loader: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A disk file attached with partition scanning; detached when dropped.
-struct LoopDisk {
-    node: String,
-}
-
-impl LoopDisk {
-    /// Attach `file`; with `partitioned`, wait until its partitions show.
-    fn attach(file: &Path, partitioned: bool) -> Result<LoopDisk> {
-        let node = run(Command::new("losetup")
-            .args(["--find", "--show", "-P"])
-            .arg(file))?
-        .trim()
-        .to_owned();
-        let disk = LoopDisk { node };
-        // The kernel scans the table on attach, but the partition nodes may lag; partx adds
-        // what is missing, then wait for devtmpfs.
-        if !partitioned {
-            return Ok(disk);
-        }
-        let _ = run(Command::new("partx").arg("--update").arg(&disk.node));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&disk.part(2)).exists() {
-            if Instant::now() > deadline {
-                bail!("{} shows no partition 2 after 10 s", disk.node);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(disk)
-    }
-
-    fn part(&self, n: u32) -> String {
-        format!("{}p{n}", self.node)
-    }
-}
-
-impl Drop for LoopDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.node]).status();
-    }
-}
-
-/// hostpart of the disk mounted, with the boot state copied out of the ESP (read-only use).
-struct Offline {
-    disk: LoopDisk,
-    mnt: PathBuf,
-    state: PathBuf,
-}
-
-impl Offline {
-    fn open(p: &Parts, file: &Path) -> Result<Offline> {
-        let disk = LoopDisk::attach(file, true)?;
-        let mnt = p.work.join("hostpart");
-        fs::create_dir_all(&mnt)?;
-        run(Command::new("mount").arg(disk.part(2)).arg(&mnt))?;
-        let state = p.work.join("bootstate");
-        let _ = fs::remove_file(&state);
-        run(Command::new("mcopy")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-n", "-i", &disk.part(1), "::/hnroot/bootstate"])
-            .arg(&state))?;
-        Ok(Offline { disk, mnt, state })
-    }
-
-    /// `hnroot` with `--hostpart`/`--bootstate` pointing here.
-    fn hnroot(&self, p: &Parts, args: &[&str]) -> Result<String> {
-        run(Command::new(&p.cli)
-            .args(args)
-            .arg("--hostpart")
-            .arg(&self.mnt)
-            .arg("--bootstate")
-            .arg(&self.state))
-    }
-
-    /// `hnroot stage IMAGE --keys KEYS` on this disk; the last line it printed.
-    fn stage(&self, p: &Parts, image: &Path, keys: &Path) -> Result<String> {
-        let said = self.hnroot(
-            p,
-            &[
-                "stage",
-                image.to_str().context("image path")?,
-                "--keys",
-                keys.to_str().context("keys path")?,
-            ],
-        )?;
-        Ok(last_line(&said).to_owned())
-    }
-
-    fn close(self) -> Result<()> {
-        run(Command::new("umount").arg(&self.mnt))?;
-        drop(self.disk);
-        Ok(())
-    }
-}
-
 /// The last line a command printed (its summary).
 fn last_line(said: &str) -> &str {
     said.lines().last().unwrap_or("")
@@ -740,8 +611,8 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         esp_loader_version(p, &disk)? == "0.0.1",
         "hnroot install did not write the older loader"
     );
-    let off = Offline::open(p, &disk)?;
-    let said = off.stage(p, &v2, &keys)?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let said = off.stage(&v2, &keys)?;
     say(&format!("hnroot stage v2: {}", said));
     off.close()?;
 
@@ -778,13 +649,13 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     ));
     // The older loader back on the ESP: v3's trial boots must leave it there.
     put_esp_loader(p, &disk, &older)?;
-    let off = Offline::open(p, &disk)?;
-    let status = off.hnroot(p, &["status", "--json"])?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let status = off.hnroot(&["status", "--json"])?;
     ensure!(
         status.contains("committed"),
         "after the update boot the boot state is not committed: {status}"
     );
-    let said = off.stage(p, &v3, &keys)?;
+    let said = off.stage(&v3, &keys)?;
     say(&format!("hnroot stage v3 (failing health check): {}", said));
     off.close()?;
 
@@ -850,9 +721,9 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "loader-service"),
         boot.tail(60)
     );
-    let off = Offline::open(p, &disk)?;
-    let history = off.hnroot(p, &["history"])?;
-    let status = off.hnroot(p, &["status"])?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let history = off.hnroot(&["history"])?;
+    let status = off.hnroot(&["status"])?;
     off.close()?;
     ensure!(
         history.matches("health-failed").count() == 3,
@@ -890,46 +761,6 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         "v3 is not kept as hn-root-broken.img:\n{status}"
     );
     Ok(())
-}
-
-/// A host state, as an operator (or the shared repository) provides it for a known server.
-struct HostState {
-    hostname: &'static str,
-    machine_id: &'static str,
-    marker: &'static str,
-}
-
-/// Write `h` into the host state of the hostpart mounted at `mnt`, with SSH host keys made
-/// here; the ed25519 key's fingerprint.
-fn write_host_state(mnt: &Path, h: &HostState) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let host = mnt.join("data/host");
-    write(&host, "hostname", &format!("{}\n", h.hostname), 0o644)?;
-    write(&host, "machine-id", &format!("{}\n", h.machine_id), 0o444)?;
-    write(
-        &host,
-        "files/etc/hnroot-test-host",
-        &format!("{}\n", h.marker),
-        0o644,
-    )?;
-    let ssh = host.join("ssh");
-    fs::create_dir_all(&ssh)?;
-    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700))?;
-    for t in ["rsa", "ecdsa", "ed25519"] {
-        let key = ssh.join(format!("ssh_host_{t}_key"));
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", t, "-N", "", "-C"])
-            .arg(format!("root@{}", h.hostname))
-            .arg("-f")
-            .arg(&key))?;
-    }
-    let fp = run(Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(ssh.join("ssh_host_ed25519_key.pub")))?;
-    fp.split_whitespace()
-        .nth(1)
-        .map(str::to_owned)
-        .context("ssh-keygen -l printed no fingerprint")
 }
 
 /// Who a boot says it is.
@@ -1052,9 +883,9 @@ fn identity(p: &Parts) -> Result<()> {
     ];
     let mut seen = Vec::new();
     for (h, disk) in hosts.iter().zip(&disks) {
-        let off = Offline::open(p, disk)?;
+        let off = Offline::open(&p.cli, &p.work, disk)?;
         let key = write_host_state(&off.mnt, h)?;
-        let explain = off.hnroot(p, &["explain"])?;
+        let explain = off.hnroot(&["explain"])?;
         off.close()?;
         ensure!(
             explain.contains("bind hostname -> /etc/hostname (file)")
@@ -1124,9 +955,9 @@ fn identity(p: &Parts) -> Result<()> {
             .any(|s| s.machine_id == first.machine_id || s.sshd_key == first.sshd_key),
         "the new server shares an identity: {first:?} {seen:?}"
     );
-    let off = Offline::open(p, disk)?;
+    let off = Offline::open(&p.cli, &p.work, disk)?;
     let log = fs::read_to_string(off.mnt.join("data/host/log")).unwrap_or_default();
-    let said = off.stage(p, &v2, &keys)?;
+    let said = off.stage(&v2, &keys)?;
     off.close()?;
     ensure!(
         log.contains(&format!("created machine-id {}", first.machine_id))
@@ -1145,8 +976,8 @@ fn identity(p: &Parts) -> Result<()> {
         updated == first && report(&boot, "created") == Some("5"),
         "the update changed the identity: {updated:?}, was {first:?}"
     );
-    let off = Offline::open(p, disk)?;
-    let said = off.hnroot(p, &["revert"])?;
+    let off = Offline::open(&p.cli, &p.work, disk)?;
+    let said = off.hnroot(&["revert"])?;
     off.close()?;
     say(&format!("hnroot revert: {}", last_line(&said)));
     let boot = boot_once(p, "c-revert", disk, &serial)?;
@@ -1432,7 +1263,7 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     )?;
     let d1 = work.join("d1.img");
     let d2 = work.join("d2.img");
-    set_version(&staging, "d1")?;
+    set_version(&staging, "hnroot-distro-test", "d1")?;
     build_signed(p, &staging, &d1, "d1")?;
     // d2: the initrd without systemd, as an administrator would configure dracut.
     let t = Instant::now();
@@ -1457,7 +1288,7 @@ fn debian_dracut(p: &Parts) -> Result<()> {
         initrd.display(),
         t.elapsed().as_secs_f64()
     ));
-    set_version(&staging, "d2")?;
+    set_version(&staging, "hnroot-distro-test", "d2")?;
     build_signed(p, &staging, &d2, "d2")?;
     debian::remove(&staging)?;
 
@@ -1491,8 +1322,8 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
 
-    let off = Offline::open(p, &disk)?;
-    let said = off.stage(p, &d2, &keys)?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let said = off.stage(&d2, &keys)?;
     say(&format!("hnroot stage d2: {}", said));
     off.close()?;
 
@@ -1517,10 +1348,10 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     )?;
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
-    let off = Offline::open(p, &disk)?;
-    let state = off.hnroot(p, &["status", "--json"])?;
-    let status = off.hnroot(p, &["status"])?;
-    let history = off.hnroot(p, &["history"])?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let state = off.hnroot(&["status", "--json"])?;
+    let status = off.hnroot(&["status"])?;
+    let history = off.hnroot(&["history"])?;
     off.close()?;
     ensure!(
         state.contains("committed") && status.contains("hnroot-distro-test d2"),
