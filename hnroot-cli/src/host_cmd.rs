@@ -20,6 +20,7 @@ use hnroot_core::hostsync::{self, MAX_SYNC_FILES, MAX_SYNC_FILE_BYTES};
 use hnroot_core::identity::{self, Item, SSH_KEYS};
 use hnroot_core::layout;
 use hnroot_install::tool::run_with_hint;
+use hnroot_linux::exec::{run_steps, OnFailure};
 use hnroot_linux::fsat::{self, Kind};
 use hnroot_linux::host_state::{self, HostObserved};
 use hnroot_linux::hostpart::Hostpart;
@@ -293,11 +294,59 @@ fn keys(args: &KeysArgs) -> Result<()> {
     Ok(())
 }
 
-/// One path of a sync, as judged.
-struct Judged {
+/// One path of a sync: the core's judgement.
+struct SyncStep {
     path: String,
     action: hostsync::Action,
-    outcome: Result<String, String>,
+}
+
+/// One path of a sync, carried out: what was done, or why not.
+struct Synced {
+    step: SyncStep,
+    ok: bool,
+    text: String,
+}
+
+/// Why a path of a sync was not brought in line.
+#[derive(Debug)]
+enum SyncProblem {
+    /// The core judged it a conflict or not a file: reported, nothing written.
+    Judged(hostsync::Action),
+    /// The copy failed.
+    Copy(anyhow::Error),
+}
+
+impl std::fmt::Display for SyncProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncProblem::Judged(action) => action.fmt(f),
+            SyncProblem::Copy(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// Carry out one path of a sync (a dry run says what it would do).
+fn sync_one(
+    step: &SyncStep,
+    local: &OwnedFd,
+    remote: Option<&OwnedFd>,
+    dry_run: bool,
+) -> Result<String, SyncProblem> {
+    let action = step.action;
+    let copied = match (action, remote, dry_run) {
+        (hostsync::Action::Take | hostsync::Action::Publish, _, true) => {
+            return Ok(format!("would be {action}"))
+        }
+        (hostsync::Action::Take, Some(rd), false) => copy_file(rd, local, &step.path),
+        (hostsync::Action::Publish, Some(rd), false) => copy_file(local, rd, &step.path),
+        (hostsync::Action::Conflict | hostsync::Action::NotAFile, _, _) => {
+            return Err(SyncProblem::Judged(action))
+        }
+        _ => Ok(()),
+    };
+    copied
+        .map(|()| action.to_string())
+        .map_err(SyncProblem::Copy)
 }
 
 /// Whether two regular files (relative to two directories) have the same contents.
@@ -425,44 +474,48 @@ fn sync(args: &SyncArgs) -> Result<bool> {
         Some((_, Kind::File(_))) => hostsync::Side::File,
         Some(_) => hostsync::Side::Other,
     };
-    let mut judged = Vec::new();
-    for p in paths {
-        let (l, r) = (side(&local_files, p), side(&remote_files, p));
-        let same = match (&remote, l, r) {
-            (Some(rd), hostsync::Side::File, hostsync::Side::File) => {
-                same_contents(&local, rd, p).unwrap_or(false)
+    let steps: Vec<SyncStep> = paths
+        .into_iter()
+        .map(|p| {
+            let (l, r) = (side(&local_files, p), side(&remote_files, p));
+            let same = match (&remote, l, r) {
+                (Some(rd), hostsync::Side::File, hostsync::Side::File) => {
+                    same_contents(&local, rd, p).unwrap_or(false)
+                }
+                _ => false,
+            };
+            SyncStep {
+                path: p.to_owned(),
+                action: hostsync::judge(p, l, r, same),
             }
-            _ => false,
-        };
-        let action = hostsync::judge(p, l, r, same);
-        let outcome = match (action, &remote, args.dry_run) {
-            (hostsync::Action::Take | hostsync::Action::Publish, _, true) => {
-                Ok(format!("would be {action}"))
-            }
-            (hostsync::Action::Take, Some(rd), false) => copy_file(rd, &local, p)
-                .map(|()| action.to_string())
-                .map_err(|e| format!("{e:#}")),
-            (hostsync::Action::Publish, Some(rd), false) => copy_file(&local, rd, p)
-                .map(|()| action.to_string())
-                .map_err(|e| format!("{e:#}")),
-            (hostsync::Action::Conflict | hostsync::Action::NotAFile, _, _) => {
-                Err(action.to_string())
-            }
-            _ => Ok(action.to_string()),
-        };
-        judged.push(Judged {
-            path: p.to_owned(),
-            action,
-            outcome,
-        });
-    }
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(steps.len());
+    run_steps(
+        &steps,
+        OnFailure::GoOn,
+        |step| sync_one(step, &local, remote.as_ref(), args.dry_run),
+        |r| {
+            outcomes.push(match r.outcome {
+                Ok(t) => (true, t.to_owned()),
+                Err(t) => (false, t.to_owned()),
+            })
+        },
+    );
+    let judged: Vec<Synced> = steps
+        .into_iter()
+        .zip(outcomes)
+        .map(|(step, (ok, text))| Synced { step, ok, text })
+        .collect();
     let moved: Vec<String> = judged
         .iter()
         .filter(|j| {
-            j.outcome.is_ok()
-                && matches!(j.action, hostsync::Action::Take | hostsync::Action::Publish)
+            j.ok && matches!(
+                j.step.action,
+                hostsync::Action::Take | hostsync::Action::Publish
+            )
         })
-        .map(|j| format!("{} {}", j.action.code(), j.path))
+        .map(|j| format!("{} {}", j.step.action.code(), j.step.path))
         .collect();
     if !args.dry_run && !moved.is_empty() {
         if let Some(note) = host_state::log(
@@ -472,29 +525,27 @@ fn sync(args: &SyncArgs) -> Result<bool> {
             warn!("hnroot: {note}");
         }
     }
-    let problems = judged.iter().filter(|j| j.outcome.is_err()).count();
+    let problems = judged.iter().filter(|j| !j.ok).count();
     if args.json {
         let v = json!({
             "host": name.as_str(),
             "repository": remote_path.display().to_string(),
             "dry_run": args.dry_run,
             "files": judged.iter().map(|j| json!({
-                "path": j.path,
-                "action": j.action.code(),
-                "ok": j.outcome.is_ok(),
-                "text": match &j.outcome { Ok(s) | Err(s) => s },
+                "path": j.step.path,
+                "action": j.step.action.code(),
+                "ok": j.ok,
+                "text": j.text,
             })).collect::<Vec<_>>(),
             "problems": problems,
         });
         say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for j in &judged {
-            match &j.outcome {
-                Ok(s) if j.action == hostsync::Action::InSync => {
-                    let _ = s;
-                }
-                Ok(s) => say!("hnroot: {}: {s}", j.path),
-                Err(s) => warn!("hnroot: {}: {s}", j.path),
+            match (j.ok, j.step.action) {
+                (true, hostsync::Action::InSync) => {}
+                (true, _) => say!("hnroot: {}: {}", j.step.path, j.text),
+                (false, _) => warn!("hnroot: {}: {}", j.step.path, j.text),
             }
         }
         say!(
@@ -503,15 +554,15 @@ fn sync(args: &SyncArgs) -> Result<bool> {
             remote_path.display(),
             judged
                 .iter()
-                .filter(|j| j.action == hostsync::Action::InSync)
+                .filter(|j| j.step.action == hostsync::Action::InSync)
                 .count(),
             judged
                 .iter()
-                .filter(|j| j.action == hostsync::Action::Take)
+                .filter(|j| j.step.action == hostsync::Action::Take)
                 .count(),
             judged
                 .iter()
-                .filter(|j| j.action == hostsync::Action::Publish)
+                .filter(|j| j.step.action == hostsync::Action::Publish)
                 .count(),
             problems
         );

@@ -18,6 +18,7 @@ use hnroot_core::name::ImageName;
 use hnroot_core::operator::{self, StageRequest};
 use hnroot_core::uuid::FsUuid;
 use hnroot_install::{disk, esp, grub};
+use hnroot_linux::exec::{run_steps, OnFailure};
 use hnroot_linux::hostpart::Hostpart;
 use hnroot_linux::mounts;
 
@@ -218,81 +219,16 @@ fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
         say!("hnroot: --dry-run: nothing was written");
         return Ok(());
     }
-    let total = steps.len();
-    let mut hostpart_mount: Option<Mounted> = None;
-    // The ESP is written with mtools, never mounted: install works where the running kernel has
-    // no FAT driver.
-    let mut esp_part: Option<PathBuf> = None;
-    for (i, step) in steps.iter().enumerate() {
-        let n = i + 1;
-        let what = match *step {
-            InstallStep::PartitionDisk => {
-                disk::partition(&disk, &layout)?;
-                "GPT written".to_owned()
-            }
-            InstallStep::MakeEspFs => {
-                let part = disk::partition_node(&disk, 1)?;
-                disk::make_esp(&part)?;
-                let made = format!("{} made", part.display());
-                esp_part = Some(part);
-                made
-            }
-            InstallStep::MakeHostpartFs(fs) => {
-                let part = disk::partition_node(&disk, 2)?;
-                disk::make_hostpart(&part, fs)?;
-                hostpart_mount = Some(Mounted::new(&part, fs.as_str())?);
-                format!("{} made and mounted", part.display())
-            }
-            InstallStep::CopyFirstImage => {
-                let dir = hostpart_mount.as_ref().context("hostpart is not mounted")?;
-                let hostpart = Hostpart::open(dir.path())?;
-                let _lock = hostpart.lock()?;
-                let view = hostpart.observe()?;
-                let obs = view.observation(StateSeen::Absent);
-                let have = checked.resumable(&view);
-                let plan = operator::first_image(
-                    &obs,
-                    &StageRequest {
-                        uuid: checked.bootable.uuid,
-                        needed: checked.source.len().saturating_sub(have),
-                        free: hostpart.free_bytes()?,
-                        replace: false,
-                        force: false,
-                    },
-                )?;
-                let progress = Progress::new(false);
-                checked.announce(&progress, ImageName::Current.file_name(), have);
-                // The boot state is written by its own step, on the ESP.
-                let mut no_state = NoBootState;
-                checked.copy(&hostpart, &plan, &mut no_state, &progress)?;
-                "hn-root.img in place".to_owned()
-            }
-            InstallStep::MakeDataDir => {
-                let dir = hostpart_mount.as_ref().context("hostpart is not mounted")?;
-                let hostpart = Hostpart::open(dir.path())?;
-                hostpart.make_dirs(layout::RECORDS_DIR)?;
-                crate::history_cmd::record(
-                    &hostpart,
-                    hnroot_core::history::Operator::Installed,
-                    Some(ImageName::Current),
-                    Some(checked.bootable.uuid),
-                    Some(checked.bootable.uuid),
-                );
-                format!("{} and {} created", layout::DATA_DIR, layout::RECORDS_DIR)
-            }
-            InstallStep::InstallGrub => {
-                let part = esp_part.as_ref().context("the ESP was not made")?;
-                write_grub(&parts, Esp::Fat(part))?
-            }
-            InstallStep::CreateBootState => {
-                let part = esp_part.as_ref().context("the ESP was not made")?;
-                esp::ensure_boot_state_fat(part, checked.bootable.uuid)?
-            }
-            InstallStep::RegisterBootEntry => esp::register_boot_entry(&disk.node, 1)?,
-        };
-        step_line(n, total, step, &what);
-    }
-    drop(hostpart_mount);
+    let mut run = DiskInstall {
+        disk: &disk,
+        layout: &layout,
+        checked: &checked,
+        parts: &parts,
+        hostpart_mount: None,
+        esp_part: None,
+    };
+    carry_out(&steps, |step| run.step(step))?;
+    drop(run);
     say!(
         "hnroot: {} is an hnroot disk: it boots hn-root.img (UUID {}) through hnroot's GRUB {}",
         disk.node.display(),
@@ -300,6 +236,118 @@ fn install_disk(args: &InstallArgs, node: &Path, image: &str) -> Result<()> {
         parts.kit.grub_version
     );
     Ok(())
+}
+
+/// Run the install's steps through the one step loop, saying what each did; stop at the first
+/// failure, naming the step.
+fn carry_out(steps: &[InstallStep], one: impl FnMut(&InstallStep) -> Result<String>) -> Result<()> {
+    let failed = run_steps(steps, OnFailure::Stop, one, |r| {
+        if let Ok(what) = r.outcome {
+            step_line(r.index + 1, r.total, r.step, what);
+        }
+    });
+    match failed.into_iter().next() {
+        None => Ok(()),
+        Some((index, e)) => Err(e.context(format!(
+            "step {}/{}: {}",
+            index + 1,
+            steps.len(),
+            steps[index]
+        ))),
+    }
+}
+
+/// An install onto a whole disk, step by step: what the steps made so far (hostpart mounted,
+/// the ESP's partition) for the steps after them.
+struct DiskInstall<'a> {
+    disk: &'a disk::Disk,
+    layout: &'a DiskLayout,
+    checked: &'a Checked,
+    parts: &'a GrubParts,
+    hostpart_mount: Option<Mounted>,
+    // The ESP is written with mtools, never mounted: install works where the running kernel
+    // has no FAT driver.
+    esp_part: Option<PathBuf>,
+}
+
+impl DiskInstall<'_> {
+    fn step(&mut self, step: &InstallStep) -> Result<String> {
+        Ok(match *step {
+            InstallStep::PartitionDisk => {
+                disk::partition(self.disk, self.layout)?;
+                "GPT written".to_owned()
+            }
+            InstallStep::MakeEspFs => {
+                let part = disk::partition_node(self.disk, 1)?;
+                disk::make_esp(&part)?;
+                let made = format!("{} made", part.display());
+                self.esp_part = Some(part);
+                made
+            }
+            InstallStep::MakeHostpartFs(fs) => {
+                let part = disk::partition_node(self.disk, 2)?;
+                disk::make_hostpart(&part, fs)?;
+                self.hostpart_mount = Some(Mounted::new(&part, fs.as_str())?);
+                format!("{} made and mounted", part.display())
+            }
+            InstallStep::CopyFirstImage => self.copy_first_image()?,
+            InstallStep::MakeDataDir => {
+                let hostpart = self.hostpart()?;
+                hostpart.make_dirs(layout::RECORDS_DIR)?;
+                let uuid = self.checked.bootable.uuid;
+                crate::history_cmd::record(
+                    &hostpart,
+                    hnroot_core::history::Operator::Installed,
+                    Some(ImageName::Current),
+                    Some(uuid),
+                    Some(uuid),
+                );
+                format!("{} and {} created", layout::DATA_DIR, layout::RECORDS_DIR)
+            }
+            InstallStep::InstallGrub => write_grub(self.parts, Esp::Fat(self.esp()?))?,
+            InstallStep::CreateBootState => {
+                esp::ensure_boot_state_fat(self.esp()?, self.checked.bootable.uuid)?
+            }
+            InstallStep::RegisterBootEntry => esp::register_boot_entry(&self.disk.node, 1)?,
+        })
+    }
+
+    fn hostpart(&self) -> Result<Hostpart> {
+        let dir = self
+            .hostpart_mount
+            .as_ref()
+            .context("hostpart is not mounted")?;
+        Ok(Hostpart::open(dir.path())?)
+    }
+
+    fn esp(&self) -> Result<&Path> {
+        self.esp_part.as_deref().context("the ESP was not made")
+    }
+
+    fn copy_first_image(&self) -> Result<String> {
+        let hostpart = self.hostpart()?;
+        let _lock = hostpart.lock()?;
+        let view = hostpart.observe()?;
+        let obs = view.observation(StateSeen::Absent);
+        let checked = self.checked;
+        let have = checked.resumable(&view);
+        let plan = operator::first_image(
+            &obs,
+            &StageRequest {
+                uuid: checked.bootable.uuid,
+                needed: checked.source.len().saturating_sub(have),
+                free: hostpart.free_bytes()?,
+                replace: false,
+                force: false,
+            },
+        )?;
+        let progress = Progress::new(false);
+        checked.announce(&progress, ImageName::Current.file_name(), have);
+        // The boot state is written by its own step, on the ESP.
+        let mut no_state = NoBootState;
+        checked.copy(&hostpart, &plan, &mut no_state, &progress)?;
+        Ok("hn-root.img in place".to_owned())
+    }
 }
 
 /// Where the ESP is: mounted at a directory, or a FAT device written with mtools.
@@ -401,16 +449,11 @@ fn install_esp(args: &InstallArgs, esp_dir: &Path) -> Result<()> {
         say!("hnroot: --dry-run: nothing was written");
         return Ok(());
     }
-    let total = steps.len();
-    for (i, step) in steps.iter().enumerate() {
-        let what = match step {
-            InstallStep::InstallGrub => write_grub(&parts, Esp::Dir(esp_dir))?,
-            InstallStep::CreateBootState => esp::ensure_boot_state(esp_dir, good)?,
-            other => bail!("{other} is not a step of an ESP install (a bug in hnroot)"),
-        };
-        step_line(i + 1, total, step, &what);
-    }
-    Ok(())
+    carry_out(&steps, |step| match step {
+        InstallStep::InstallGrub => write_grub(&parts, Esp::Dir(esp_dir)),
+        InstallStep::CreateBootState => Ok(esp::ensure_boot_state(esp_dir, good)?),
+        other => bail!("{other} is not a step of an ESP install (a bug in hnroot)"),
+    })
 }
 
 /// `hnroot install`.

@@ -64,8 +64,8 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 /// end; the hasher gets the buffers in order. Returns the verifier with everything hashed.
 fn hash_alongside<'v>(
     verifier: Option<StreamVerifier<'v>>,
-    mut step: impl FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, String>,
-) -> Result<Option<StreamVerifier<'v>>, String> {
+    mut step: impl FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, SourceError>,
+) -> Result<Option<StreamVerifier<'v>>, SourceError> {
     let (to_hash, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
     let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
     let (filled, verifier) = std::thread::scope(|scope| {
@@ -80,7 +80,7 @@ fn hash_alongside<'v>(
             }
             verifier
         });
-        let filled = (|| -> Result<(), String> {
+        let filled = (|| -> Result<(), SourceError> {
             loop {
                 let mut buf = spare
                     .try_recv()
@@ -91,15 +91,14 @@ fn hash_alongside<'v>(
                 };
                 to_hash
                     .send(buf)
-                    .map_err(|_| "the hashing thread stopped (a bug in hnroot)".to_string())?;
+                    .map_err(|_| SourceError::Hasher("stopped"))?;
             }
         })();
         // Closing the queue ends the hasher once it has hashed everything sent.
         drop(to_hash);
         (filled, hasher.join())
     });
-    let verifier =
-        verifier.map_err(|_| "the hashing thread panicked (a bug in hnroot)".to_string())?;
+    let verifier = verifier.map_err(|_| SourceError::Hasher("panicked"))?;
     filled?;
     Ok(verifier)
 }
@@ -112,9 +111,11 @@ fn read_alongside<'v>(
     len: Option<u64>,
     what: &str,
     mut done: impl FnMut(u64),
-) -> Result<Option<StreamVerifier<'v>>, String> {
-    let mut reader = file.try_clone().map_err(|e| e.to_string())?;
-    reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+) -> Result<Option<StreamVerifier<'v>>, SourceError> {
+    let mut reader = file.try_clone().map_err(|e| SourceError::io(what, e))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| SourceError::io(what, e))?;
     let mut at = 0u64;
     hash_alongside(verifier, |mut buf| {
         let want = match len {
@@ -125,10 +126,14 @@ fn read_alongside<'v>(
         buf.resize(want, 0);
         let n = reader
             .read(&mut buf)
-            .map_err(|e| format!("{what} at byte {at}: {e}"))?;
+            .map_err(|e| SourceError::io(format!("{what} at byte {at}"), e))?;
         if n == 0 {
             return match len {
-                Some(l) => Err(format!("{what}: it ended after {at} of {l} bytes")),
+                Some(total) => Err(SourceError::Short {
+                    name: what.to_owned(),
+                    at,
+                    total,
+                }),
                 None => Ok(None),
             };
         }
@@ -282,12 +287,12 @@ struct SourceStager<'a> {
 }
 
 impl SourceStager<'_> {
-    fn fresh_verifier(&mut self) -> Result<(), String> {
+    fn fresh_verifier(&mut self) -> Result<(), SourceError> {
         self.verifier = match self.signed {
             Some(s) => Some(
                 s.key
                     .verify_stream(&s.signature)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| SourceError::Verifier(e.to_string()))?,
             ),
             None => None,
         };
@@ -301,17 +306,17 @@ impl Stager for SourceStager<'_> {
     }
 
     fn fill(&mut self, partial: &mut File, have: u64) -> Result<String, SourceError> {
-        self.copy(partial, have).map_err(SourceError::Delivery)
+        self.copy(partial, have)
     }
 
     fn verify(&mut self) -> Result<String, SourceError> {
-        self.check().map_err(SourceError::Signature)
+        self.check()
     }
 }
 
 impl SourceStager<'_> {
     /// The copy into the partial file, hashed as it goes (resumed after `have` bytes).
-    fn copy(&mut self, partial: &mut File, have: u64) -> Result<String, String> {
+    fn copy(&mut self, partial: &mut File, have: u64) -> Result<String, SourceError> {
         let total = self.source.len();
         let started = Instant::now();
         self.fresh_verifier()?;
@@ -319,7 +324,7 @@ impl SourceStager<'_> {
         if have == 0 {
             partial
                 .set_len(0)
-                .map_err(|e| format!("truncate the partial file: {e}"))?;
+                .map_err(|e| SourceError::io("truncate the partial file", e))?;
             if self.source.reflink_into(partial) {
                 // The bytes are shared, not copied; the signature still covers every one.
                 self.progress.phase("reflinked; verifying");
@@ -355,17 +360,19 @@ impl SourceStager<'_> {
         let (mut stream, start) = self
             .source
             .stream_from(have)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| SourceError::Delivery(format!("{e:#}")))?;
         if start != have {
             // The server sent the whole: start over.
-            partial.set_len(0).map_err(|e| e.to_string())?;
+            partial
+                .set_len(0)
+                .map_err(|e| SourceError::io("truncate the partial file", e))?;
             self.fresh_verifier()?;
             have = 0;
         }
         let resumed = have;
         partial
             .seek(SeekFrom::Start(have))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SourceError::io(format!("seek in the partial file to byte {have}"), e))?;
         // The copy: this thread reads the source and writes the partial file, the hasher hashes.
         let mut done = have;
         let mut holes = 0u64;
@@ -382,26 +389,32 @@ impl SourceStager<'_> {
                 Ok(n) => n,
                 // The connection closed before the whole image came.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-                Err(e) => return Err(format!("reading {} at byte {done}: {e}", source.name())),
+                Err(e) => {
+                    return Err(SourceError::io(
+                        format!("reading {} at byte {done}", source.name()),
+                        e,
+                    ))
+                }
             };
             if n == 0 {
-                return Err(format!(
-                    "{} ended after {done} of the {total} bytes it said it has",
-                    source.name(),
-                ));
+                return Err(SourceError::Short {
+                    name: source.name().to_string(),
+                    at: done,
+                    total,
+                });
             }
             buf.truncate(n);
             // Whole blocks of zeros (the free space of an image) become holes: no bytes
             // written, no space taken on hostpart; every byte is still hashed.
             if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
-                partial
-                    .seek(SeekFrom::Current(n as i64))
-                    .map_err(|e| format!("seek in the partial file at byte {done}: {e}"))?;
+                partial.seek(SeekFrom::Current(n as i64)).map_err(|e| {
+                    SourceError::io(format!("seek in the partial file at byte {done}"), e)
+                })?;
                 holes += n as u64;
             } else {
-                partial
-                    .write_all(&buf)
-                    .map_err(|e| format!("writing the partial file at byte {done}: {e}"))?;
+                partial.write_all(&buf).map_err(|e| {
+                    SourceError::io(format!("writing the partial file at byte {done}"), e)
+                })?;
             }
             // Start writing back what is written so far, without waiting for it: the disk
             // then works while the copy goes on, and the fsync at the end has little left to
@@ -417,7 +430,7 @@ impl SourceStager<'_> {
         // A hole at the end is not a length: set it.
         partial
             .set_len(total)
-            .map_err(|e| format!("set the partial file's length to {total}: {e}"))?;
+            .map_err(|e| SourceError::io(format!("set the partial file's length to {total}"), e))?;
         self.progress.finish(done);
         let secs = started.elapsed().as_secs_f64();
         let copied = done - resumed;
@@ -435,12 +448,12 @@ impl SourceStager<'_> {
     }
 
     /// Whether what was hashed matches the signature.
-    fn check(&mut self) -> Result<String, String> {
+    fn check(&mut self) -> Result<String, SourceError> {
         let Some(signed) = self.signed else {
             return Ok("NOT verified: --insecure-no-signature".into());
         };
         let Some(verifier) = self.verifier.as_mut() else {
-            return Err("nothing was hashed (a bug in hnroot)".into());
+            return Err(SourceError::Hasher("hashed nothing"));
         };
         match verifier.finalize() {
             Ok(()) => {
@@ -456,11 +469,7 @@ impl SourceStager<'_> {
                     signed.key_file.display()
                 ))
             }
-            Err(e) => Err(format!(
-                "the copy and its signature do not match ({e}): the image, or the trusted \
-                 comment in its signature, differs from what was signed (damaged in transit or \
-                 on disk, or tampered with); it is removed"
-            )),
+            Err(e) => Err(SourceError::Mismatch(e.to_string())),
         }
     }
 }

@@ -47,7 +47,7 @@ struct Report {
     /// The initramfs's plan for the boot GRUB would make, on the same directory.
     plan: Option<Result<Plan, PlanError>>,
     /// The identity steps of the next boot (explain only), or why there are none.
-    identity: Option<Result<crate::host_cmd::IdentityView, String>>,
+    identity: Option<Result<crate::host_cmd::IdentityView>>,
     running: Option<Booted>,
 }
 
@@ -123,11 +123,8 @@ impl Report {
             });
             plan(&view.observation(after), booted)
         });
-        let identity = with_plan.then(|| {
-            crate::host_cmd::identity_view(&args.loc, &hostpart)
-                .map(|(_, v)| v)
-                .map_err(|e| format!("{e:#}"))
-        });
+        let identity =
+            with_plan.then(|| crate::host_cmd::identity_view(&args.loc, &hostpart).map(|(_, v)| v));
         Ok(Report {
             view,
             state,
@@ -186,7 +183,7 @@ impl Report {
         }
         match &self.identity {
             Some(Ok(i)) => v["identity"] = i.json.clone(),
-            Some(Err(e)) => v["identity"] = json!({ "error": e }),
+            Some(Err(e)) => v["identity"] = json!({ "error": format!("{e:#}") }),
             None => {}
         }
         if let Some(r) = &self.running {
@@ -294,7 +291,7 @@ impl Report {
                     say!("  note: {note}");
                 }
             }
-            Some(Err(e)) => say!("identity: not planned: {e}"),
+            Some(Err(e)) => say!("identity: not planned: {e:#}"),
             None => {}
         }
     }

@@ -38,7 +38,7 @@ fn run(args: &SysprepArgs) -> Result<bool> {
             "actions": report.done.iter().map(|d| json!({
                 "what": d.what, "path": d.path, "action": d.action,
                 "ok": d.outcome.is_ok(),
-                "text": match &d.outcome { Ok(s) | Err(s) => s },
+                "text": match &d.outcome { Ok(s) => s.clone(), Err(e) => e.to_string() },
             })).collect::<Vec<_>>(),
             "leftovers": report.leftovers.iter().map(|l| json!({ "what": l.what, "path": l.path })).collect::<Vec<_>>(),
         });

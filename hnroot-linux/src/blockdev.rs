@@ -151,7 +151,7 @@ pub struct Probed {
     /// The device.
     pub dev: BlockDev,
     /// Its filesystem, or why it could not be read.
-    pub fs: Result<FsOutcome, String>,
+    pub fs: io::Result<FsOutcome>,
     /// For a partition: its table entry, once looked up (see [`Scan::part_entry`]).
     pub part: Option<PartEntry>,
 }
@@ -174,14 +174,12 @@ impl Scan {
         let seen = devices
             .into_iter()
             .map(|dev| {
-                let fs = Device::open(&dev.node)
-                    .and_then(|mut d| {
-                        let size = dev.size.min(d.size());
-                        let out = d.probe_fs(0, size);
-                        reads = reads.saturating_add(d.reads());
-                        out
-                    })
-                    .map_err(|e| e.to_string());
+                let fs = Device::open(&dev.node).and_then(|mut d| {
+                    let size = dev.size.min(d.size());
+                    let out = d.probe_fs(0, size);
+                    reads = reads.saturating_add(d.reads());
+                    out
+                });
                 Probed {
                     dev,
                     fs,

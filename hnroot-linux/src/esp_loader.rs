@@ -193,13 +193,20 @@ impl EspBoot {
         image: &[u8],
         mut say: impl FnMut(usize, LoaderStep, &str),
     ) -> Result<(), StepFailed> {
-        for (i, step) in steps.iter().enumerate() {
-            match self.step(*step, image) {
-                Ok(what) => say(i, *step, &what),
-                Err(e) => return Err(self.after_failure(*step, e)),
-            }
+        let failed = crate::exec::run_steps(
+            steps,
+            crate::exec::OnFailure::Stop,
+            |step| self.step(*step, image),
+            |r| {
+                if let Ok(what) = r.outcome {
+                    say(r.index, *r.step, what);
+                }
+            },
+        );
+        match failed.into_iter().next() {
+            None => Ok(()),
+            Some((index, e)) => Err(self.after_failure(steps[index], e)),
         }
-        Ok(())
     }
 }
 

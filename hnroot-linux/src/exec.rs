@@ -115,12 +115,43 @@ pub enum SourceError {
         /// The error.
         source: io::Error,
     },
-    /// The source did not deliver what it promised (a short or changed body, a refused range).
+    /// The source ended before the length it promised.
+    #[error("{name} ended after {at} of the {total} bytes it said it has")]
+    Short {
+        /// The source, or the file read back.
+        name: String,
+        /// Bytes it gave.
+        at: u64,
+        /// Bytes it promised.
+        total: u64,
+    },
+    /// The source could not be opened at the offset asked (a refused range, a server error):
+    /// the whole chain of why, in words.
     #[error("{0}")]
     Delivery(String),
-    /// The signature does not match what was copied.
+    /// The signature's key cannot check it (its algorithm or form).
     #[error("{0}")]
-    Signature(String),
+    Verifier(String),
+    /// The signature does not match what was copied.
+    #[error(
+        "the copy and its signature do not match ({0}): the image, or the trusted comment in its \
+         signature, differs from what was signed (damaged in transit or on disk, or tampered \
+         with); it is removed"
+    )]
+    Mismatch(String),
+    /// The thread hashing the copy stopped or panicked.
+    #[error("the hashing thread {0} (a bug in hnroot)")]
+    Hasher(&'static str),
+}
+
+impl SourceError {
+    /// An I/O error while doing `what`.
+    pub fn io(what: impl Into<String>, source: io::Error) -> SourceError {
+        SourceError::Io {
+            what: what.into(),
+            source,
+        }
+    }
 }
 
 /// Why a step failed: its kind, typed, so that no caller reads a message to decide.
