@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::install::{DiskFacts, DiskLayout, DiskUse, HostpartFs};
 use hnroot_core::layout::{ESP_LABEL, HOSTPART_LABEL};
+use hnroot_core::probe::ext::ExtFeatures;
 use hnroot_linux::blockdev::{self, BlockDev, Roots};
 use hnroot_linux::loopdev;
 
@@ -306,23 +307,90 @@ pub fn make_esp(node: &Path) -> Result<()> {
 
 /// hostpart's filesystem labelled `hostpart`.
 pub fn make_hostpart(node: &Path, fs: HostpartFs) -> Result<()> {
-    match fs {
-        HostpartFs::Ext4 => run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", HOSTPART_LABEL])
-            .arg(node))?,
-        HostpartFs::Btrfs => run(Command::new("mkfs.btrfs")
-            .args(["-q", "-f", "-L", HOSTPART_LABEL])
-            .arg(node))?,
-        HostpartFs::Xfs => run(Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-L", HOSTPART_LABEL])
-            .arg(node))?,
+    make_fs(node, fs, HOSTPART_LABEL)
+}
+
+/// `mkfs.ext4 -O` turning off the features GRUB cannot read that mke2fs could turn on.
+pub fn ext4_features_off() -> String {
+    ExtFeatures::MKE2FS_SETS
+        .codes()
+        .map(|c| format!("^{c}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A filesystem of type `fs` labelled `label` on `target` (a partition or an image file),
+/// made whatever was there before (ext4 without the features GRUB cannot read).
+pub fn make_fs(target: &Path, fs: HostpartFs, label: &str) -> Result<()> {
+    let mut cmd = match fs {
+        HostpartFs::Ext4 => {
+            let mut c = Command::new("mkfs.ext4");
+            c.args(["-q", "-F", "-O", &ext4_features_off()]);
+            c
+        }
+        HostpartFs::Btrfs => {
+            let mut c = Command::new("mkfs.btrfs");
+            c.args(["-q", "-f"]);
+            c
+        }
+        HostpartFs::Xfs => {
+            let mut c = Command::new("mkfs.xfs");
+            c.args(["-q", "-f"]);
+            c
+        }
     };
+    run(cmd.arg("-L").arg(label).arg(target))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ext superblock of an image file, as the core parses it.
+    fn ext_sb(path: &Path) -> hnroot_core::probe::ext::ExtSuperblock {
+        let bytes = std::fs::read(path).unwrap();
+        hnroot_core::probe::ext::parse(&bytes[1024..2048]).unwrap()
+    }
+
+    /// A distribution's `mke2fs.conf` that turns on inline_data and casefold for ext4 (as
+    /// MKE2FS_CONFIG, for every mkfs this test binary runs): `make_fs` still makes a
+    /// filesystem GRUB reads, which a plain `mkfs.ext4` under the same configuration does not.
+    #[test]
+    fn ext4_is_made_without_the_features_grub_cannot_read_whatever_mke2fs_conf_says() {
+        if Command::new("mkfs.ext4").arg("-V").output().is_err() {
+            eprintln!("skipping: no mkfs.ext4");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mke2fs.conf");
+        std::fs::write(
+            &conf,
+            "[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,\
+             metadata_csum,64bit,dir_nlink,extra_isize,inline_data,casefold\n\t}\n",
+        )
+        .unwrap();
+        std::env::set_var("MKE2FS_CONFIG", &conf);
+        let image = dir.path().join("fs.img");
+        let sized = || {
+            std::fs::File::create(&image)
+                .unwrap()
+                .set_len(64 << 20)
+                .unwrap()
+        };
+        sized();
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image)).unwrap();
+        let plain = ext_sb(&image).grub_lacks;
+        assert!(
+            plain.contains(ExtFeatures::INLINE_DATA | ExtFeatures::CASEFOLD),
+            "the configuration took effect: {plain:?}"
+        );
+        sized();
+        make_fs(&image, HostpartFs::Ext4, "hn-root").unwrap();
+        let made = ext_sb(&image);
+        assert!(made.grub_lacks.is_empty(), "{:?}", made.grub_lacks);
+        assert_eq!(made.label.unwrap().as_bytes(), b"hn-root");
+    }
 
     #[test]
     fn a_regular_file_is_not_a_disk() {

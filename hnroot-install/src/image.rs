@@ -335,21 +335,6 @@ impl Drop for MountedImage {
     }
 }
 
-fn mkfs(fs: HostpartFs, file: &Path) -> Result<()> {
-    match fs {
-        HostpartFs::Ext4 => run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "hn-root"])
-            .arg(file))?,
-        HostpartFs::Btrfs => run(Command::new("mkfs.btrfs")
-            .args(["-q", "-f", "-L", "hn-root"])
-            .arg(file))?,
-        HostpartFs::Xfs => run(Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-L", "hn-root"])
-            .arg(file))?,
-    };
-    Ok(())
-}
-
 /// An error on `rel` inside the image, saying where.
 fn in_image(rel: &str, e: std::io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
@@ -631,7 +616,7 @@ fn fill(
     say: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Vec<hnroot_linux::sysprep::Leftover>)> {
     let mut notes = Vec::new();
-    mkfs(req.fs, path)?;
+    crate::disk::make_fs(path, req.fs, "hn-root")?;
     let lo = loopdev::attach(Path::new("/dev"), file, "hnroot-image-build", true).context(
         "cannot attach the new image to a loop device (hnroot image build runs as root)",
     )?;

@@ -581,6 +581,11 @@ mod tests {
     use std::process::Command;
 
     fn mkfs_ext4_with_boot(path: &Path, uuid: &str, boot: &[&str]) {
+        mkfs_ext4_with(path, uuid, boot, &[]);
+    }
+
+    /// [`mkfs_ext4_with_boot`] with `extra` options for mkfs.
+    fn mkfs_ext4_with(path: &Path, uuid: &str, boot: &[&str], extra: &[&str]) {
         let tree = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tree.path().join("boot")).unwrap();
         std::fs::create_dir_all(tree.path().join("etc")).unwrap();
@@ -593,7 +598,9 @@ mod tests {
         )
         .unwrap();
         let status = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-U", uuid, "-L", "root", "-d"])
+            .args(["-q", "-F", "-U", uuid, "-L", "root"])
+            .args(extra)
+            .arg("-d")
             .arg(tree.path())
             .arg(path)
             .arg("8M")
@@ -626,6 +633,16 @@ mod tests {
         );
         let j = judge_name(&fd, "hn-root-new.img", &Inspect::default());
         assert_eq!(j.verdict.code(), "missing-boot-files", "{}", j.verdict);
+        // Whole, with its boot files, but with small files kept in their inodes: GRUB's ext2
+        // driver would refuse to open it.
+        mkfs_ext4_with(
+            &d.path().join("hn-root-broken.img"),
+            U1,
+            &["kernel", "initramfs"],
+            &["-O", "inline_data"],
+        );
+        let j = judge_name(&fd, "hn-root-broken.img", &Inspect::default());
+        assert_eq!(j.verdict.code(), "grub-lacks-features", "{}", j.verdict);
         assert_eq!(
             judge_name(&fd, "hn-root-old.img", &Inspect::default()).verdict,
             Verdict::Absent

@@ -150,6 +150,9 @@ pub struct FsInfo {
     /// size), when it says. Not one of blkid's tags: blkid reports a truncated filesystem as
     /// if it were whole; [`FsInfo::missing_bytes`] tells one apart.
     pub size: Option<u64>,
+    /// ext only: the incompatible features it uses that GRUB cannot read (none for the other
+    /// filesystems, whose features GRUB's drivers are not asked about).
+    pub grub_lacks: super::ext::ExtFeatures,
 }
 
 impl FsInfo {
@@ -428,6 +431,7 @@ impl FsProber {
                         label_fatboot: None,
                         uuid: sb.uuid,
                         size: sb.size,
+                        grub_lacks: ext::ExtFeatures::empty(),
                     });
                 }
             }
@@ -478,6 +482,7 @@ impl FsProber {
                 label_fatboot: None,
                 uuid: sb.uuid,
                 size: sb.size,
+                grub_lacks: ext::ExtFeatures::empty(),
             });
         }
         let ext_sb = head.get(ext::SB_OFFSET as usize..).unwrap_or(&[]);
@@ -489,6 +494,7 @@ impl FsProber {
                     label_fatboot: None,
                     uuid: sb.uuid,
                     size: sb.size,
+                    grub_lacks: sb.grub_lacks,
                 });
             }
         }
@@ -531,6 +537,7 @@ impl FsProber {
                 label_fatboot: vol.label_fatboot,
                 uuid: vol.uuid,
                 size: vol.size,
+                grub_lacks: ext::ExtFeatures::empty(),
             });
         }
     }

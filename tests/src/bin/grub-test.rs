@@ -77,6 +77,9 @@ enum ImageKind {
     /// An ext4 filesystem with this UUID whose `/boot/kernel` is an empty file: no kernel by
     /// the one rule for boot files, in GRUB as in `hnroot status`.
     EmptyKernel(Uuid),
+    /// An `Fs` image made with `inline_data`, an incompatible ext feature GRUB's driver cannot
+    /// read: refused by the one verdict, in GRUB as on Linux, before GRUB's driver is asked.
+    GrubLacks(Uuid),
     /// A file of the same size that is no filesystem.
     Garbage,
     /// An `Fs` image without its last this many bytes: superblock, UUID and `/boot/kernel`
@@ -92,6 +95,7 @@ impl ImageKind {
             ImageKind::NoKernel(_) | ImageKind::EmptyKernel(_) => {
                 Expect::Refused("missing-boot-files")
             }
+            ImageKind::GrubLacks(_) => Expect::Refused("grub-lacks-features"),
             ImageKind::Garbage => Expect::Refused("no-filesystem"),
             ImageKind::Truncated(..) => Expect::Refused("truncated"),
         }
@@ -244,7 +248,7 @@ fn fs_uuid(u: Uuid) -> FsUuid {
 }
 
 fn scenarios() -> Result<Vec<Scenario>> {
-    use ImageKind::{EmptyKernel, Fs, Garbage, NoKernel, Truncated};
+    use ImageKind::{EmptyKernel, Fs, Garbage, GrubLacks, NoKernel, Truncated};
     use ImageName::{Broken, Cancelled, Current, New, Old};
     let (a, b, c) = (Uuid::random()?, Uuid::random()?, Uuid::random()?);
     let committed_a = BootState::Committed { good: fs_uuid(a) };
@@ -407,6 +411,10 @@ fn scenarios() -> Result<Vec<Scenario>> {
             .img(Current, EmptyKernel(a))
             .img(Old, Fs(c))
             .state(committed_a),
+        Scenario::new("image-grub-cannot-read", "recovery", Some(Old))
+            .img(Current, GrubLacks(a))
+            .img(Old, Fs(c))
+            .state(committed_a),
         Scenario::new("truncated-image", "recovery", Some(Old))
             .img(Current, Truncated(a, CUT))
             .img(Old, Fs(c))
@@ -452,6 +460,7 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
         ImageKind::Fs(uuid)
         | ImageKind::NoKernel(uuid)
         | ImageKind::EmptyKernel(uuid)
+        | ImageKind::GrubLacks(uuid)
         | ImageKind::Truncated(uuid, _) => uuid,
         ImageKind::Garbage => {
             let garbage: Vec<u8> = (0..IMAGE_MIB * disk::MIB)
@@ -468,7 +477,7 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     fs::create_dir_all(stage.join("boot"))?;
     fs::write(stage.join("boot/initramfs"), INITRAMFS_STAND_IN)?;
     match img {
-        ImageKind::Fs(_) | ImageKind::Truncated(..) => {
+        ImageKind::Fs(_) | ImageKind::GrubLacks(_) | ImageKind::Truncated(..) => {
             fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?
         }
         ImageKind::EmptyKernel(_) => fs::write(stage.join("boot/kernel"), b"")?,
@@ -478,6 +487,10 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-U", &uuid.to_string(), "-L", "hn-root"])
             .args(["-O", "^metadata_csum_seed,^orphan_file,^has_journal"])
+            .args(match img {
+                ImageKind::GrubLacks(_) => &["-O", "inline_data"][..],
+                _ => &[],
+            })
             .arg("-d")
             .arg(&stage)
             .arg(path),
