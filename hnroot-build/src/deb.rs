@@ -87,10 +87,33 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
     let kit = grubmod::build_kit()?;
     let cli = binaries::static_binary("hnroot-cli", "hnroot")?;
     let init = binaries::static_binary("hnroot-init", "hnroot-init")?;
-    let ws = buildenv::workspace_root();
     let stage = buildenv::fresh_dir(&buildenv::build_root().join("deb").join("root"))?;
-    copy(&stage, "usr/sbin/hnroot", &cli, 0o755)?;
-    copy(&stage, "usr/lib/hnroot/hnroot-init", &init, 0o755)?;
+    stage_files(&stage, &cli, &init, &kit.dir)?;
+    let installed_kib: u64 = dir_bytes(&stage)?.div_ceil(1024);
+    maintainer_files(&stage, &version, installed_kib, &kit.grub_version)?;
+    fs::create_dir_all(out_dir)?;
+    let path = out_dir.join(format!("{PACKAGE}_{version}_amd64.deb"));
+    buildenv::run(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(&stage)
+            .arg(&path),
+    )
+    .context("dpkg-deb --build")?;
+    Ok(Deb {
+        path,
+        version,
+        grub_build: kit.grub_version,
+    })
+}
+
+/// The package's files under `stage` as they install: the binaries, the initramfs-tools and
+/// dracut integration, the units, the loader kit, the keys directory, the docs.
+fn stage_files(stage: &Path, cli: &Path, init: &Path, kit: &Path) -> Result<()> {
+    let ws = buildenv::workspace_root();
+    let stage = stage.to_owned();
+    copy(&stage, "usr/sbin/hnroot", cli, 0o755)?;
+    copy(&stage, "usr/lib/hnroot/hnroot-init", init, 0o755)?;
     copy(
         &stage,
         "usr/share/initramfs-tools/hooks/hnroot",
@@ -127,7 +150,7 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
             0o644,
         )?;
     }
-    copy_tree(&kit.dir, &stage.join(KIT_IN_PACKAGE))?;
+    copy_tree(kit, &stage.join(KIT_IN_PACKAGE))?;
     fs::create_dir_all(stage.join("etc/hnroot/keys"))?;
     put(
         &stage,
@@ -140,8 +163,11 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
         "usr/share/doc/hnroot/README.md",
         &fs::read(ws.join("README.md"))?,
         0o644,
-    )?;
-    let installed_kib: u64 = dir_bytes(&stage)?.div_ceil(1024);
+    )
+}
+
+/// `DEBIAN/`: control, the maintainer scripts, the trigger.
+fn maintainer_files(stage: &Path, version: &str, installed_kib: u64, grub: &str) -> Result<()> {
     let control = format!(
         "Package: {PACKAGE}\n\
          Version: {version}\n\
@@ -159,35 +185,20 @@ pub fn build(out_dir: &Path) -> Result<Deb> {
          switch and mounts it, and the hnroot command stages, reverts and explains.\n \
          This package carries its own GRUB (Debian grub2 {grub}) with hnroot.mod\n \
          built in; the system's GRUB packages are not used.\n",
-        grub = kit.grub_version,
     );
-    put(&stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
+    put(stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
     let postinst = helper_script(
         "Enable the units: commit a healthy image (or end a failed trial boot), the host's SSH \
          host keys, the host state's sync.",
         "configure",
         "enable",
     );
-    put(&stage, "DEBIAN/postinst", postinst.as_bytes(), 0o755)?;
+    put(stage, "DEBIAN/postinst", postinst.as_bytes(), 0o755)?;
     let prerm = helper_script("Disable the units on removal.", "remove", "disable");
-    put(&stage, "DEBIAN/prerm", prerm.as_bytes(), 0o755)?;
+    put(stage, "DEBIAN/prerm", prerm.as_bytes(), 0o755)?;
     let postrm = helper_script("Forget the units on purge.", "purge", "purge");
-    put(&stage, "DEBIAN/postrm", postrm.as_bytes(), 0o755)?;
-    put(&stage, "DEBIAN/triggers", TRIGGERS.as_bytes(), 0o644)?;
-    fs::create_dir_all(out_dir)?;
-    let path = out_dir.join(format!("{PACKAGE}_{version}_amd64.deb"));
-    buildenv::run(
-        Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-Zxz", "--build"])
-            .arg(&stage)
-            .arg(&path),
-    )
-    .context("dpkg-deb --build")?;
-    Ok(Deb {
-        path,
-        version,
-        grub_build: kit.grub_version,
-    })
+    put(stage, "DEBIAN/postrm", postrm.as_bytes(), 0o755)?;
+    put(stage, "DEBIAN/triggers", TRIGGERS.as_bytes(), 0o644)
 }
 
 /// Where the loader kit lies in the package (`hnroot_install::grub::KIT_DIR`).

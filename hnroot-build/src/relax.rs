@@ -101,7 +101,8 @@ pub fn relax(bytes: &mut [u8]) -> Result<Relaxed> {
     Ok(relaxed)
 }
 
-fn plan(data: &[u8]) -> Result<(Vec<Patch>, Relaxed)> {
+/// The ELF header of an x86-64 relocatable object, refused otherwise.
+fn x86_64_object(data: &[u8]) -> Result<(&FileHeader64<LE>, LE)> {
     let header = FileHeader64::<LE>::parse(data).context("not a 64-bit little-endian ELF file")?;
     let endian = header.endian().context("ELF endianness")?;
     if header.e_machine(endian) != elf::EM_X86_64 {
@@ -116,6 +117,31 @@ fn plan(data: &[u8]) -> Result<(Vec<Patch>, Relaxed)> {
             header.e_type(endian)
         );
     }
+    Ok((header, endian))
+}
+
+/// The direct form of an instruction that reaches a symbol through the GOT (its two bytes
+/// before the displacement) and its new relocation type; `None` for any other instruction.
+fn direct_form(opcode: u8, modrm: u8, relaxed: &mut Relaxed) -> Option<([u8; 2], u32)> {
+    match (opcode, modrm) {
+        (OP_GROUP5, MODRM_CALL_RIP) => {
+            relaxed.calls += 1;
+            Some(([OP_NOP, OP_CALL_REL32], R_PLT32))
+        }
+        (OP_GROUP5, MODRM_JMP_RIP) => {
+            relaxed.jumps += 1;
+            Some(([OP_NOP, OP_JMP_REL32], R_PLT32))
+        }
+        (OP_MOV_LOAD, m) if m & MODRM_RIP_MASK == MODRM_RIP => {
+            relaxed.loads += 1;
+            Some(([OP_LEA, modrm], R_PC32))
+        }
+        _ => None,
+    }
+}
+
+fn plan(data: &[u8]) -> Result<(Vec<Patch>, Relaxed)> {
+    let (header, endian) = x86_64_object(data)?;
     let sections = header.sections(endian, data).context("section table")?;
     let symbols = sections
         .symbols(endian, data, elf::SHT_SYMTAB)
@@ -132,12 +158,8 @@ fn plan(data: &[u8]) -> Result<(Vec<Patch>, Relaxed)> {
         let target = sections
             .section(target_index)
             .context("relocation section names no valid target section")?;
-        let target_name = String::from_utf8_lossy(
-            sections
-                .section_name(endian, target)
-                .unwrap_or(b"<unnamed>"),
-        )
-        .into_owned();
+        let name = sections.section_name(endian, target);
+        let target_name = String::from_utf8_lossy(name.unwrap_or(b"<unnamed>")).into_owned();
         let rela_offset = rela_section.sh_offset(endian) as usize;
         let Some((relas, _)) = rela_section.rela(endian, data).context("relocations")? else {
             continue;
@@ -155,10 +177,10 @@ fn plan(data: &[u8]) -> Result<(Vec<Patch>, Relaxed)> {
                 .into_owned();
             let offset = rela.r_offset(endian);
             let site = format!("{target_name}+{offset:#x} (`{name}`)");
-            if symbol.is_undefined(endian)
-                || symbol.is_common(endian)
-                || symbol.st_shndx(endian) == elf::SHN_ABS
-            {
+            let defined_here = !symbol.is_undefined(endian)
+                && !symbol.is_common(endian)
+                && symbol.st_shndx(endian) != elf::SHN_ABS;
+            if !defined_here {
                 refused.push(format!(
                     "{site}: `{name}` is not defined in this object, so its address is only known \
                      through a GOT, which GRUB does not build"
@@ -190,26 +212,12 @@ fn plan(data: &[u8]) -> Result<(Vec<Patch>, Relaxed)> {
                 .get(at..at + 2)
                 .and_then(|b| <[u8; 2]>::try_from(b).ok())
                 .context("section data out of bounds")?;
-            let (new_bytes, new_type) = match (opcode, modrm) {
-                (OP_GROUP5, MODRM_CALL_RIP) => {
-                    relaxed.calls += 1;
-                    ([OP_NOP, OP_CALL_REL32], R_PLT32)
-                }
-                (OP_GROUP5, MODRM_JMP_RIP) => {
-                    relaxed.jumps += 1;
-                    ([OP_NOP, OP_JMP_REL32], R_PLT32)
-                }
-                (OP_MOV_LOAD, m) if m & MODRM_RIP_MASK == MODRM_RIP => {
-                    relaxed.loads += 1;
-                    ([OP_LEA, modrm], R_PC32)
-                }
-                _ => {
-                    refused.push(format!(
-                        "{site}: instruction bytes {opcode:02x} {modrm:02x} are not \
-                         `call *`, `jmp *` or `mov` through the GOT"
-                    ));
-                    continue;
-                }
+            let Some((new_bytes, new_type)) = direct_form(opcode, modrm, &mut relaxed) else {
+                refused.push(format!(
+                    "{site}: instruction bytes {opcode:02x} {modrm:02x} are not `call *`, \
+                     `jmp *` or `mov` through the GOT"
+                ));
+                continue;
             };
             patches.push(Patch {
                 at,

@@ -189,6 +189,16 @@ fn record_text(r: &Record<'_>) -> String {
     )
 }
 
+/// The ESP's loader as the core sees it: what it is, the boot-state format beside it, and
+/// whether it is byte for byte `candidate`.
+fn esp_seen<'a>(esp: &Path, on_esp: Option<&'a [u8]>, candidate: &[u8]) -> EspSeen<'a> {
+    EspSeen {
+        loader: loader::identify(on_esp),
+        state_format: state_format(esp),
+        identical: on_esp == Some(candidate),
+    }
+}
+
 fn status(args: &StatusArgs) -> Result<()> {
     let kit = LoaderKit::at(&args.at.kit)?;
     let fleet = fleet_files(&args.at.fleet)?;
@@ -199,11 +209,7 @@ fn status(args: &StatusArgs) -> Result<()> {
         Ok(b) => b.read_loader()?,
         Err(_) => None,
     };
-    let esp = EspSeen {
-        loader: loader::identify(on_esp.as_deref()),
-        state_format: state_format(&args.at.esp),
-        identical: on_esp.as_deref() == Some(candidate.as_slice()),
-    };
+    let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
     let request = UpdateRequest {
         allow_downgrade: false,
         if_committed: false,
@@ -271,22 +277,19 @@ fn update(args: &UpdateArgs) -> Result<()> {
         committed,
     };
     // A trial refuses before anything is built.
-    if let Err(r) = loader::judge_update(
-        &EspSeen {
-            loader: Loader::Absent,
-            state_format: None,
-            identical: false,
-        },
-        &new,
-        &request,
-    ) {
-        if r == loader::UpdateRefusal::NotCommitted {
-            say!(
-                "hnroot: bootloader update: {r} [{}]; nothing written",
-                r.code()
-            );
-            return Ok(());
-        }
+    let nothing = EspSeen {
+        loader: Loader::Absent,
+        state_format: None,
+        identical: false,
+    };
+    if let Err(r @ loader::UpdateRefusal::NotCommitted) =
+        loader::judge_update(&nothing, &new, &request)
+    {
+        say!(
+            "hnroot: bootloader update: {r} [{}]; nothing written",
+            r.code()
+        );
+        return Ok(());
     }
     let fleet = fleet_files(&args.at.fleet)?;
     let candidate = build_candidate(&kit, &fleet)?;
@@ -309,11 +312,7 @@ fn update(args: &UpdateArgs) -> Result<()> {
         Err(_) if args.dry_run => None,
         Err(e) => return Err(anyhow!("{e:#}")),
     };
-    let esp = EspSeen {
-        loader: loader::identify(on_esp.as_deref()),
-        state_format: state_format(&args.at.esp),
-        identical: on_esp.as_deref() == Some(candidate.as_slice()),
-    };
+    let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
     say!(
         "hnroot: loader on the ESP: {}; this system carries: {}",
         loader_text(&esp.loader),
@@ -351,11 +350,7 @@ fn update(args: &UpdateArgs) -> Result<()> {
         return Ok(());
     }
     let boot = boot.map_err(|e| anyhow!("{e:#}"))?;
-    let total = steps.len();
-    boot.run(steps, &candidate, |i, step, what| {
-        say!("hnroot: step {}/{total}: {}: {what}", i + 1, step.code());
-    })
-    .map_err(|f| anyhow!("{f}"))?;
+    write_loader(&boot, steps, &candidate)?;
     say!(
         "hnroot: the ESP's loader is now {} ({})",
         record_text(&new),
@@ -366,6 +361,15 @@ fn update(args: &UpdateArgs) -> Result<()> {
         crate::history_cmd::record(&hostpart, Operator::LoaderUpdated, None, None, None);
     }
     Ok(())
+}
+
+/// Carry out the update's steps, saying what each did.
+fn write_loader(boot: &EspBoot, steps: &[loader::LoaderStep], candidate: &[u8]) -> Result<()> {
+    let total = steps.len();
+    boot.run(steps, candidate, |i, step, what| {
+        say!("hnroot: step {}/{total}: {}: {what}", i + 1, step.code());
+    })
+    .map_err(|f| anyhow!("{f}"))
 }
 
 fn bail_refused(r: loader::UpdateRefusal) -> Result<UpdateKind> {

@@ -421,9 +421,18 @@ fn copy_file(from: &OwnedFd, to: &OwnedFd, rel: &str) -> Result<()> {
     Ok(())
 }
 
-fn sync(args: &SyncArgs) -> Result<bool> {
-    let hostpart = place::open_hostpart(&args.loc)?;
-    let _lock = hostpart.lock()?;
+/// The two sides of a sync: this host's state and its directory in the shared repository.
+struct SyncSides {
+    /// The host's name: its directory in the repository.
+    name: Hostname,
+    local: OwnedFd,
+    /// The host's directory there (`None` in a dry run when it does not exist yet).
+    remote: Option<OwnedFd>,
+    remote_path: PathBuf,
+}
+
+/// Open both sides (`hosts/<hostname>` made unless a dry run).
+fn sync_sides(args: &SyncArgs, hostpart: &Hostpart) -> Result<SyncSides> {
     let hosts = args.warehouse.join(layout::WAREHOUSE_HOSTS);
     // O_DIRECTORY: anything else (a FIFO on a shared filesystem) is refused, never opened.
     let opened = {
@@ -440,25 +449,35 @@ fn sync(args: &SyncArgs) -> Result<bool> {
             hosts.display()
         ),
     };
-    let name = hostname_of(&hostpart).with_context(|| {
+    let name = hostname_of(hostpart).with_context(|| {
         format!(
             "{}/hostname holds no valid hostname: cannot tell which directory of {} is this host's",
             host_path(&args.loc).display(),
             hosts.display()
         )
     })?;
-    let local = match host_state::open_dir(&hostpart)? {
+    let local = match host_state::open_dir(hostpart)? {
         Some(d) => d,
         None => bail!("{} does not exist", host_path(&args.loc).display()),
     };
-    let remote_path = hosts.join(name.as_str());
     let remote = if args.dry_run {
         fsat::open_dir(&hosts_dir, name.as_str())?
     } else {
         Some(fsat::make_dir(&hosts_dir, name.as_str(), 0o700)?)
     };
-    let local_files = host_state::list_tree(&local, MAX_SYNC_FILES);
-    let remote_files = remote
+    Ok(SyncSides {
+        remote_path: hosts.join(name.as_str()),
+        name,
+        local,
+        remote,
+    })
+}
+
+/// Every path on either side, judged by the core.
+fn sync_steps(sides: &SyncSides) -> Vec<SyncStep> {
+    let local_files = host_state::list_tree(&sides.local, MAX_SYNC_FILES);
+    let remote_files = sides
+        .remote
         .as_ref()
         .map(|r| host_state::list_tree(r, MAX_SYNC_FILES))
         .unwrap_or_default();
@@ -474,13 +493,13 @@ fn sync(args: &SyncArgs) -> Result<bool> {
         Some((_, Kind::File(_))) => hostsync::Side::File,
         Some(_) => hostsync::Side::Other,
     };
-    let steps: Vec<SyncStep> = paths
+    paths
         .into_iter()
         .map(|p| {
             let (l, r) = (side(&local_files, p), side(&remote_files, p));
-            let same = match (&remote, l, r) {
+            let same = match (&sides.remote, l, r) {
                 (Some(rd), hostsync::Side::File, hostsync::Side::File) => {
-                    same_contents(&local, rd, p).unwrap_or(false)
+                    same_contents(&sides.local, rd, p).unwrap_or(false)
                 }
                 _ => false,
             };
@@ -489,12 +508,19 @@ fn sync(args: &SyncArgs) -> Result<bool> {
                 action: hostsync::judge(p, l, r, same),
             }
         })
-        .collect();
+        .collect()
+}
+
+fn sync(args: &SyncArgs) -> Result<bool> {
+    let hostpart = place::open_hostpart(&args.loc)?;
+    let _lock = hostpart.lock()?;
+    let sides = sync_sides(args, &hostpart)?;
+    let steps = sync_steps(&sides);
     let mut outcomes = Vec::with_capacity(steps.len());
     run_steps(
         &steps,
         OnFailure::GoOn,
-        |step| sync_one(step, &local, remote.as_ref(), args.dry_run),
+        |step| sync_one(step, &sides.local, sides.remote.as_ref(), args.dry_run),
         |r| {
             outcomes.push(match r.outcome {
                 Ok(t) => (true, t.to_owned()),
@@ -518,18 +544,26 @@ fn sync(args: &SyncArgs) -> Result<bool> {
         .map(|j| format!("{} {}", j.step.action.code(), j.step.path))
         .collect();
     if !args.dry_run && !moved.is_empty() {
-        if let Some(note) = host_state::log(
-            &hostpart,
-            &format!("sync with {}: {}", remote_path.display(), moved.join(", ")),
-        ) {
+        let line = format!(
+            "sync with {}: {}",
+            sides.remote_path.display(),
+            moved.join(", ")
+        );
+        if let Some(note) = host_state::log(&hostpart, &line) {
             warn!("hnroot: {note}");
         }
     }
+    report_sync(args, &sides, &judged);
+    Ok(judged.iter().all(|j| j.ok))
+}
+
+/// What a sync did, path by path (JSON or lines), and a summary.
+fn report_sync(args: &SyncArgs, sides: &SyncSides, judged: &[Synced]) {
     let problems = judged.iter().filter(|j| !j.ok).count();
     if args.json {
         let v = json!({
-            "host": name.as_str(),
-            "repository": remote_path.display().to_string(),
+            "host": sides.name.as_str(),
+            "repository": sides.remote_path.display().to_string(),
             "dry_run": args.dry_run,
             "files": judged.iter().map(|j| json!({
                 "path": j.step.path,
@@ -540,34 +574,24 @@ fn sync(args: &SyncArgs) -> Result<bool> {
             "problems": problems,
         });
         say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        for j in &judged {
-            match (j.ok, j.step.action) {
-                (true, hostsync::Action::InSync) => {}
-                (true, _) => say!("hnroot: {}: {}", j.step.path, j.text),
-                (false, _) => warn!("hnroot: {}: {}", j.step.path, j.text),
-            }
-        }
-        say!(
-            "hnroot: host state {} and {}: {} in sync, {} taken, {} published, {} problem(s)",
-            host_path(&args.loc).display(),
-            remote_path.display(),
-            judged
-                .iter()
-                .filter(|j| j.step.action == hostsync::Action::InSync)
-                .count(),
-            judged
-                .iter()
-                .filter(|j| j.step.action == hostsync::Action::Take)
-                .count(),
-            judged
-                .iter()
-                .filter(|j| j.step.action == hostsync::Action::Publish)
-                .count(),
-            problems
-        );
+        return;
     }
-    Ok(problems == 0)
+    for j in judged {
+        match (j.ok, j.step.action) {
+            (true, hostsync::Action::InSync) => {}
+            (true, _) => say!("hnroot: {}: {}", j.step.path, j.text),
+            (false, _) => warn!("hnroot: {}: {}", j.step.path, j.text),
+        }
+    }
+    let count = |a: hostsync::Action| judged.iter().filter(|j| j.step.action == a).count();
+    say!(
+        "hnroot: host state {} and {}: {} in sync, {} taken, {} published, {problems} problem(s)",
+        host_path(&args.loc).display(),
+        sides.remote_path.display(),
+        count(hostsync::Action::InSync),
+        count(hostsync::Action::Take),
+        count(hostsync::Action::Publish),
+    );
 }
 
 /// `hnroot host`.

@@ -288,17 +288,22 @@ impl Writer {
     fn info(&mut self, name: &str, help: &str, image: Option<&ImageFacts>) {
         self.family(name, "gauge", help);
         if let Some(i) = image {
-            self.sample(
-                name,
-                &[
-                    ("file", i.file),
-                    ("uuid", &i.uuid),
-                    ("version", &i.version),
-                    ("image_version", &i.image_version),
-                ],
-                1,
-            );
+            self.image(name, i);
         }
+    }
+
+    /// One image's sample of an info family.
+    fn image(&mut self, name: &str, i: &ImageFacts) {
+        self.sample(
+            name,
+            &[
+                ("file", i.file),
+                ("uuid", &i.uuid),
+                ("version", &i.version),
+                ("image_version", &i.image_version),
+            ],
+            1,
+        );
     }
 }
 
@@ -306,6 +311,15 @@ impl Writer {
 /// since 1970.
 pub fn render(s: &Snapshot, now: u64) -> String {
     let mut w = Writer(String::new());
+    render_images(&mut w, s);
+    render_boot(&mut w, s);
+    render_history(&mut w, s, now);
+    render_stage_and_loader(&mut w, s);
+    w.0
+}
+
+/// The images: running, staged, every bootable one.
+fn render_images(w: &mut Writer, s: &Snapshot) {
     w.info(
         "hnroot_running_image_info",
         "The running root image (1): its file on hostpart, UUID and version.",
@@ -327,17 +341,12 @@ pub fn render(s: &Snapshot, now: u64) -> String {
         "Every bootable image on hostpart (1 each), with its version.",
     );
     for i in &s.images {
-        w.sample(
-            "hnroot_image_info",
-            &[
-                ("file", i.file),
-                ("uuid", &i.uuid),
-                ("version", &i.version),
-                ("image_version", &i.image_version),
-            ],
-            1,
-        );
+        w.image("hnroot_image_info", i);
     }
+}
+
+/// The boot state, the trial, a pending revert, interrupted stages.
+fn render_boot(w: &mut Writer, s: &Snapshot) {
     w.family(
         "hnroot_boot_state",
         "gauge",
@@ -375,6 +384,10 @@ pub fn render(s: &Snapshot, now: u64) -> String {
         "Partial files interrupted stages left on hostpart.",
         s.partials,
     );
+}
+
+/// Counted from the history ring.
+fn render_history(w: &mut Writer, s: &Snapshot, now: u64) {
     let c = count(&s.history);
     w.counter(
         "hnroot_rollbacks_total",
@@ -413,6 +426,10 @@ pub fn render(s: &Snapshot, now: u64) -> String {
             now.saturating_sub(c.last_switch),
         );
     }
+}
+
+/// The last stage's record and the ESP's loader.
+fn render_stage_and_loader(w: &mut Writer, s: &Snapshot) {
     if let Some(l) = &s.last_stage {
         w.gauge(
             "hnroot_last_stage_timestamp_seconds",
@@ -446,7 +463,6 @@ pub fn render(s: &Snapshot, now: u64) -> String {
         ],
         1,
     );
-    w.0
 }
 
 fn facts(view: &HostpartView, name: ImageName) -> Option<ImageFacts> {

@@ -326,26 +326,7 @@ impl SourceStager<'_> {
                 .set_len(0)
                 .map_err(|e| SourceError::io("truncate the partial file", e))?;
             if self.source.reflink_into(partial) {
-                // The bytes are shared, not copied; the signature still covers every one.
-                self.progress.phase("reflinked; verifying");
-                let progress = &self.progress;
-                let mut done = 0u64;
-                self.verifier = read_alongside(
-                    self.verifier.take(),
-                    partial,
-                    None,
-                    "reading the reflinked copy back",
-                    |at| {
-                        done = at;
-                        progress.update(at, total);
-                    },
-                )?;
-                self.progress.finish(done);
-                return Ok(format!(
-                    "reflinked {} MiB (shared extents, nothing copied) and read them to verify in {:.1} s",
-                    total >> 20,
-                    started.elapsed().as_secs_f64()
-                ));
+                return self.verify_reflinked(partial, started);
             }
         } else {
             // Resume: what is there is verified with the rest (the signature covers the whole).
@@ -357,7 +338,7 @@ impl SourceStager<'_> {
                 |_| {},
             )?;
         }
-        let (mut stream, start) = self
+        let (stream, start) = self
             .source
             .stream_from(have)
             .map_err(|e| SourceError::Delivery(format!("{e:#}")))?;
@@ -370,10 +351,64 @@ impl SourceStager<'_> {
             have = 0;
         }
         let resumed = have;
+        let holes = self.stream_into(partial, stream, have)?;
+        let secs = started.elapsed().as_secs_f64();
+        let copied = total - resumed;
+        Ok(format!(
+            "copied {} MiB in {secs:.1} s ({:.0} MiB/s; {} MiB of zeros left as holes){}",
+            copied >> 20,
+            copied as f64 / f64::from(1u32 << 20) / secs.max(0.001),
+            holes >> 20,
+            if resumed > 0 {
+                format!(", resuming after {} MiB already there", resumed >> 20)
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    /// A reflinked copy: the bytes are shared, not copied; the signature still covers every
+    /// one, so they are read back and hashed.
+    fn verify_reflinked(
+        &mut self,
+        partial: &File,
+        started: Instant,
+    ) -> Result<String, SourceError> {
+        let total = self.source.len();
+        self.progress.phase("reflinked; verifying");
+        let progress = &self.progress;
+        let mut done = 0u64;
+        self.verifier = read_alongside(
+            self.verifier.take(),
+            partial,
+            None,
+            "reading the reflinked copy back",
+            |at| {
+                done = at;
+                progress.update(at, total);
+            },
+        )?;
+        self.progress.finish(done);
+        Ok(format!(
+            "reflinked {} MiB (shared extents, nothing copied) and read them to verify in {:.1} s",
+            total >> 20,
+            started.elapsed().as_secs_f64()
+        ))
+    }
+
+    /// The copy from `stream` (the source from byte `have`) into the partial file from the
+    /// same byte: this thread reads the source and writes the partial file, the hasher hashes.
+    /// Whole blocks of zeros become holes; returns their bytes.
+    fn stream_into(
+        &mut self,
+        partial: &mut File,
+        mut stream: Box<dyn Read + '_>,
+        have: u64,
+    ) -> Result<u64, SourceError> {
+        let total = self.source.len();
         partial
             .seek(SeekFrom::Start(have))
             .map_err(|e| SourceError::io(format!("seek in the partial file to byte {have}"), e))?;
-        // The copy: this thread reads the source and writes the partial file, the hasher hashes.
         let mut done = have;
         let mut holes = 0u64;
         let mut written_back = have;
@@ -432,19 +467,7 @@ impl SourceStager<'_> {
             .set_len(total)
             .map_err(|e| SourceError::io(format!("set the partial file's length to {total}"), e))?;
         self.progress.finish(done);
-        let secs = started.elapsed().as_secs_f64();
-        let copied = done - resumed;
-        Ok(format!(
-            "copied {} MiB in {secs:.1} s ({:.0} MiB/s; {} MiB of zeros left as holes){}",
-            copied >> 20,
-            copied as f64 / f64::from(1u32 << 20) / secs.max(0.001),
-            holes >> 20,
-            if resumed > 0 {
-                format!(", resuming after {} MiB already there", resumed >> 20)
-            } else {
-                String::new()
-            }
-        ))
+        Ok(holes)
     }
 
     /// Whether what was hashed matches the signature.

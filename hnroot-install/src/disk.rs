@@ -136,93 +136,12 @@ pub fn observe(node: &Path) -> Result<Disk> {
         .unwrap_or(512);
     let members = family(&roots, &name);
     let numbers = family_numbers(&roots, &members);
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut used = DiskUse::Unused;
-    let mut used_by = None;
     // The running root first: it is the most important thing to name.
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let (Some(dev), Some(mount_point)) = (f.get(2), f.get(4)) else {
-            continue;
-        };
-        let lives_on = backing_numbers(dev, &mountinfo);
-        if lives_on.iter().any(|d| numbers.contains(d)) {
-            if *mount_point == "/" {
-                used = DiskUse::RunningRoot;
-                used_by = Some("the running system's root filesystem (/)".to_owned());
-                break;
-            }
-            if used == DiskUse::Unused && numbers.contains(&(*dev).to_owned()) {
-                used = DiskUse::Mounted;
-                used_by = Some(format!("mounted at {mount_point}"));
-            }
-        }
-    }
-    if used == DiskUse::Unused {
-        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-        for line in swaps.lines().skip(1) {
-            let Some(path) = line.split_whitespace().next() else {
-                continue;
-            };
-            if let Ok((ma, mi)) = dev_numbers(Path::new(path)) {
-                if numbers.contains(&format!("{ma}:{mi}")) {
-                    used = DiskUse::Swap;
-                    used_by = Some(format!("swap on {path}"));
-                }
-            }
-        }
-    }
-    if used == DiskUse::Unused {
-        // Loop devices do not show in holders/: each one's backing file is asked for (by
-        // LOOP_GET_STATUS64), and a device node of the family, or a file on one, holds it.
-        let numbers_of = |dev: u64| format!("{}:{}", libc::major(dev), libc::minor(dev));
-        for lo in loopdev::attached(Path::new("/sys/block"), Path::new("/dev")) {
-            if lo.name == name {
-                continue;
-            }
-            let over = numbers_of(lo.backing_rdev);
-            let on = numbers_of(lo.backing_dev);
-            let member = |n: &str| {
-                members
-                    .iter()
-                    .find(|m| {
-                        read_trim(&roots.sys_class_block.join(m).join("dev")).as_deref() == Some(n)
-                    })
-                    .cloned()
-            };
-            let why = if lo.backing_rdev != 0 {
-                member(&over).map(|m| format!("{} is a loop device over {m}", lo.node.display()))
-            } else {
-                None
-            }
-            .or_else(|| {
-                member(&on)
-                    .map(|m| format!("{} is a loop device over a file on {m}", lo.node.display()))
-            });
-            if let Some(why) = why {
-                used = DiskUse::Held;
-                used_by = Some(why);
-                break;
-            }
-        }
-    }
-    if used == DiskUse::Unused {
-        for member in &members {
-            let holders: Vec<String> =
-                std::fs::read_dir(roots.sys_class_block.join(member).join("holders"))
-                    .map(|r| {
-                        r.filter_map(|e| e.ok())
-                            .filter_map(|e| e.file_name().into_string().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            if !holders.is_empty() {
-                used = DiskUse::Held;
-                used_by = Some(format!("{member} is held by {}", holders.join(", ")));
-                break;
-            }
-        }
-    }
+    let (used, used_by) = mount_use(&numbers)
+        .or_else(|| swap_use(&numbers))
+        .or_else(|| loop_use(&roots, &name, &members))
+        .or_else(|| holder_use(&roots, &members))
+        .map_or((DiskUse::Unused, None), |(u, why)| (u, Some(why)));
     Ok(Disk {
         node: node.to_owned(),
         name,
@@ -232,6 +151,95 @@ pub fn observe(node: &Path) -> Result<Disk> {
             used,
         },
         used_by,
+    })
+}
+
+/// A filesystem of the disk's family (`numbers`: the disk and its partitions, `MAJ:MIN`)
+/// mounted, the running root named first.
+fn mount_use(numbers: &[String]) -> Option<(DiskUse, String)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounted = None;
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (Some(dev), Some(mount_point)) = (f.get(2), f.get(4)) else {
+            continue;
+        };
+        let lives_on = backing_numbers(dev, &mountinfo);
+        if lives_on.iter().any(|d| numbers.contains(d)) {
+            if *mount_point == "/" {
+                return Some((
+                    DiskUse::RunningRoot,
+                    "the running system's root filesystem (/)".to_owned(),
+                ));
+            }
+            if mounted.is_none() && numbers.contains(&(*dev).to_owned()) {
+                mounted = Some((DiskUse::Mounted, format!("mounted at {mount_point}")));
+            }
+        }
+    }
+    mounted
+}
+
+/// A swap area of the disk's family.
+fn swap_use(numbers: &[String]) -> Option<(DiskUse, String)> {
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    let mut found = None;
+    for line in swaps.lines().skip(1) {
+        let Some(path) = line.split_whitespace().next() else {
+            continue;
+        };
+        if let Ok((ma, mi)) = dev_numbers(Path::new(path)) {
+            if numbers.contains(&format!("{ma}:{mi}")) {
+                found = Some((DiskUse::Swap, format!("swap on {path}")));
+            }
+        }
+    }
+    found
+}
+
+/// A loop device over a member of the family, or over a file on one. Loop devices do not show
+/// in holders/: each one's backing file is asked for (by LOOP_GET_STATUS64).
+fn loop_use(roots: &Roots, name: &str, members: &[String]) -> Option<(DiskUse, String)> {
+    let numbers_of = |dev: u64| format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let member = |n: &str| {
+        members
+            .iter()
+            .find(|m| read_trim(&roots.sys_class_block.join(m).join("dev")).as_deref() == Some(n))
+            .cloned()
+    };
+    loopdev::attached(Path::new("/sys/block"), Path::new("/dev"))
+        .into_iter()
+        .filter(|lo| lo.name != name)
+        .find_map(|lo| {
+            let over = (lo.backing_rdev != 0)
+                .then(|| member(&numbers_of(lo.backing_rdev)))
+                .flatten()
+                .map(|m| format!("{} is a loop device over {m}", lo.node.display()));
+            over.or_else(|| {
+                member(&numbers_of(lo.backing_dev))
+                    .map(|m| format!("{} is a loop device over a file on {m}", lo.node.display()))
+            })
+        })
+        .map(|why| (DiskUse::Held, why))
+}
+
+/// A member of the family held by another device (device-mapper, RAID).
+fn holder_use(roots: &Roots, members: &[String]) -> Option<(DiskUse, String)> {
+    members.iter().find_map(|member| {
+        let holders: Vec<String> =
+            std::fs::read_dir(roots.sys_class_block.join(member).join("holders"))
+                .map(|r| {
+                    r.filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+        (!holders.is_empty()).then(|| {
+            (
+                DiskUse::Held,
+                format!("{member} is held by {}", holders.join(", ")),
+            )
+        })
     })
 }
 

@@ -243,6 +243,20 @@ pub fn open_dir(dir: &OwnedFd, name: &str) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// `name` in `dir` as a handle only (`O_PATH`: nothing is read; a bind mount's source), never
+/// through a link: what it is, is for the caller to check with [`fstat`].
+pub fn open_handle(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })
+}
+
 /// Open the directory at the relative path `rel` in `dir`, one component at a time.
 pub fn open_path(dir: &OwnedFd, rel: &str) -> io::Result<Option<OwnedFd>> {
     let mut cur = open_dir(dir, ".")?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;

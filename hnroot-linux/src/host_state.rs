@@ -351,20 +351,7 @@ fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Proje
             .map_err(io("the host state directory"))?
             .ok_or_else(|| ProjectError::Found("the host state directory vanished".into()))?,
     };
-    let c = fsat::cstr(name).map_err(io(rel))?;
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            std::os::fd::AsRawFd::as_raw_fd(&parent_fd),
-            c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io(rel)(io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let fd = fsat::open_handle(&parent_fd, name).map_err(io(rel))?;
     let got = fsat::fstat(&fd).map(|st| fsat::kind_of(&st));
     match (kind, got) {
         (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => Ok(fd),
@@ -428,56 +415,8 @@ pub fn carry_out(
                 suffix(note)
             ))
         }
-        Step::CopyMachineId => {
-            let dir = host_dir(hostpart)?;
-            let (data, more) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
-                .map_err(io(format!("read {}/machine-id", layout::HOST_DIR)))?;
-            // What is written is what was judged: the parsed ID, never a part of the file.
-            let id = std::str::from_utf8(&data)
-                .ok()
-                .filter(|_| !more)
-                .and_then(|t| hnroot_core::machineid::MachineId::parse(t).ok())
-                .ok_or_else(|| {
-                    ProjectError::Found(format!(
-                        "{}/machine-id is no longer a machine ID (changed since it was looked at)",
-                        layout::HOST_DIR
-                    ))
-                })?;
-            let target = Item::MachineId.root_path().unwrap_or("etc/machine-id");
-            root()?
-                .write(target, format!("{id}\n").as_bytes(), 0o444)
-                .map_err(io(format!("write /{target}")))?;
-            Ok(format!("/{target} is {id}"))
-        }
-        Step::Bind(src) => {
-            let dir = host_dir(hostpart)?;
-            let host_rel = src.to_string();
-            let from = open_host_path(&dir, &host_rel, src.kind())?;
-            let target = src.target();
-            let root = root()?;
-            let to = match src.kind() {
-                Kind::File => root.make_file(target, 0o644),
-                Kind::Dir => root.make_dir(target),
-            }
-            .map_err(io(format!("the mount point /{target} in the new root")))?;
-            let got = fsat::fstat(&to).map(|st| fsat::kind_of(&st));
-            match (src.kind(), got) {
-                (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => {}
-                (k, Ok(other)) => {
-                    return Err(ProjectError::Found(format!(
-                        "the image has {other} at /{target}, not a {}: not projected",
-                        k.as_str()
-                    )))
-                }
-                (_, Err(e)) => return Err(io(format!("/{target}"))(e)),
-            }
-            mounts::bind_fds(
-                &from,
-                &to,
-                &format!("{}/{host_rel} on /{target}", layout::HOST_DIR),
-            )?;
-            Ok("ok".into())
-        }
+        Step::CopyMachineId => copy_machine_id(hostpart, &root()?),
+        Step::Bind(src) => bind(hostpart, &root()?, src),
         Step::WriteSshdDropIn => {
             root()?
                 .write(SSHD_DROP_IN_PATH, SSHD_DROP_IN.as_bytes(), 0o644)
@@ -485,6 +424,59 @@ pub fn carry_out(
             Ok("ok".into())
         }
     }
+}
+
+/// The host state's machine ID written into the new root: the parsed ID, never a part of the
+/// file (what is written is what was judged).
+fn copy_machine_id(hostpart: &Hostpart, root: &InRoot) -> Result<String, ProjectError> {
+    let dir = host_dir(hostpart)?;
+    let (data, more) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
+        .map_err(io(format!("read {}/machine-id", layout::HOST_DIR)))?;
+    let id = std::str::from_utf8(&data)
+        .ok()
+        .filter(|_| !more)
+        .and_then(|t| hnroot_core::machineid::MachineId::parse(t).ok())
+        .ok_or_else(|| {
+            ProjectError::Found(format!(
+                "{}/machine-id is no longer a machine ID (changed since it was looked at)",
+                layout::HOST_DIR
+            ))
+        })?;
+    let target = Item::MachineId.root_path().unwrap_or("etc/machine-id");
+    root.write(target, format!("{id}\n").as_bytes(), 0o444)
+        .map_err(io(format!("write /{target}")))?;
+    Ok(format!("/{target} is {id}"))
+}
+
+/// Bind the host state's `src` over its place in the new root (a mount point made there when
+/// missing; one of another kind is refused).
+fn bind(hostpart: &Hostpart, root: &InRoot, src: Source<'_>) -> Result<String, ProjectError> {
+    let dir = host_dir(hostpart)?;
+    let host_rel = src.to_string();
+    let from = open_host_path(&dir, &host_rel, src.kind())?;
+    let target = src.target();
+    let to = match src.kind() {
+        Kind::File => root.make_file(target, 0o644),
+        Kind::Dir => root.make_dir(target),
+    }
+    .map_err(io(format!("the mount point /{target} in the new root")))?;
+    let got = fsat::fstat(&to).map(|st| fsat::kind_of(&st));
+    match (src.kind(), got) {
+        (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => {}
+        (k, Ok(other)) => {
+            return Err(ProjectError::Found(format!(
+                "the image has {other} at /{target}, not a {}: not projected",
+                k.as_str()
+            )))
+        }
+        (_, Err(e)) => return Err(io(format!("/{target}"))(e)),
+    }
+    mounts::bind_fds(
+        &from,
+        &to,
+        &format!("{}/{host_rel} on /{target}", layout::HOST_DIR),
+    )?;
+    Ok("ok".into())
 }
 
 fn suffix(note: Option<String>) -> String {
