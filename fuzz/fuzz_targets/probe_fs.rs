@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use hnroot_core::probe::{FsProber, Step, MAX_FS_READS, MAX_READ};
+use hnroot_core::probe::{FsProber, ProbeStep, MAX_FS_READS, MAX_READ};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut reads = 0u32;
     loop {
         match prober.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_FS_READS, "the prober does not finish");
                 assert!(r.len > 0 && r.len <= MAX_READ);
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
                 let end = start.saturating_add(r.len).min(image.len());
                 prober.feed(&image[start..end]);
             }
-            Step::Done(_) => break,
+            ProbeStep::Done(_) => break,
         }
     }
 });

@@ -117,13 +117,13 @@ fn stage_files(stage: &Path, cli: &Path, init: &Path, kit: &Path) -> Result<()> 
     copy(
         &stage,
         "usr/share/initramfs-tools/hooks/hnroot",
-        &ws.join("initramfs/initramfs-tools/hooks/hnroot"),
+        &ws.join("packaging/initramfs-tools/hooks/hnroot"),
         0o755,
     )?;
     copy(
         &stage,
         "usr/share/initramfs-tools/scripts/hnroot",
-        &ws.join("initramfs/initramfs-tools/scripts/hnroot"),
+        &ws.join("packaging/initramfs-tools/scripts/hnroot"),
         0o644,
     )?;
     let dracut = ws.join("packaging/dracut/90hnroot");

@@ -418,8 +418,8 @@ impl Verdict {
     pub fn seen(&self) -> ImageSeen {
         match self {
             Verdict::Absent => ImageSeen::Absent,
-            Verdict::Bootable(b) => ImageSeen::Readable(b.uuid),
-            Verdict::Refused(_) => ImageSeen::Unreadable,
+            Verdict::Bootable(b) => ImageSeen::Bootable(b.uuid),
+            Verdict::Refused(_) => ImageSeen::NotBootable,
         }
     }
 
@@ -438,7 +438,7 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Absent => f.write_str("absent"),
             Verdict::Bootable(b) => write!(f, "{} UUID={} ({} bytes)", b.fs_type, b.uuid, b.length),
-            Verdict::Refused(r) => write!(f, "unreadable: {r}"),
+            Verdict::Refused(r) => write!(f, "not bootable: {r}"),
         }
     }
 }
@@ -583,7 +583,7 @@ mod tests {
         );
         assert_eq!(
             facts(e, &o, BootFiles::Present).seen(),
-            ImageSeen::Readable(U)
+            ImageSeen::Bootable(U)
         );
     }
 
@@ -675,7 +675,7 @@ mod tests {
         for (entry, outcome, boot, code) in cases {
             let v = facts(entry, &outcome, boot);
             assert_eq!(v.code(), code, "{entry:?} {outcome:?} {boot:?}: {v}");
-            assert_eq!(v.seen(), ImageSeen::Unreadable);
+            assert_eq!(v.seen(), ImageSeen::NotBootable);
         }
         assert_eq!(judge(&ImageFacts::ABSENT), Verdict::Absent);
         assert_eq!(

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use hnroot_core::hostsync;
 use hnroot_core::identity::{
-    self, Entry, HostSeen, Item, Kind, RootSeen, Source, Step, FILES_DIR, LOG_FILE,
+    self, Entry, HostSeen, IdentityStep, Item, Kind, RootSeen, Source, FILES_DIR, LOG_FILE,
     MAX_MIRROR_DEPTH, MAX_MIRROR_FILES, SSHD_DROP_IN, SSHD_DROP_IN_PATH, SSH_KEYS,
 };
 use hnroot_core::layout;
@@ -221,7 +221,7 @@ impl Inputs {
     pub fn with_plan<R>(
         &self,
         parameter: Option<&str>,
-        f: impl FnOnce(&identity::Plan<'_>) -> R,
+        f: impl FnOnce(&identity::IdentityPlan<'_>) -> R,
     ) -> R {
         let files = self.observed.file_names();
         let host = self.observed.seen(&files);
@@ -368,14 +368,14 @@ fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Proje
 pub fn carry_out(
     hostpart: &Hostpart,
     newroot: Option<&Path>,
-    step: &Step<'_>,
+    step: &IdentityStep<'_>,
 ) -> Result<String, ProjectError> {
     let root = || -> Result<InRoot, ProjectError> {
         let path = newroot.ok_or(ProjectError::NoNewRoot)?;
         InRoot::open(path).map_err(io(path.display().to_string()))
     };
     match *step {
-        Step::MakeHostDirs => {
+        IdentityStep::MakeHostDirs => {
             let dir = fsat::make_path(hostpart.dir(), layout::HOST_DIR, 0o755)
                 .map_err(io(format!("create {}", layout::HOST_DIR)))?;
             fsat::make_dir(&dir, Item::Ssh.host_path(), 0o700)
@@ -383,7 +383,7 @@ pub fn carry_out(
             fsat::sync_dir(&dir).map_err(io(layout::HOST_DIR))?;
             Ok(format!("{0} and {0}/ssh are there", layout::HOST_DIR))
         }
-        Step::CreateMachineId(id) => {
+        IdentityStep::CreateMachineId(id) => {
             let dir = host_dir(hostpart)?;
             fsat::write_file(
                 &dir,
@@ -396,7 +396,7 @@ pub fn carry_out(
             let note = log(hostpart, &format!("created machine-id {id}"));
             Ok(format!("created machine-id {id}{}", suffix(note)))
         }
-        Step::CreateHostname { name, source } => {
+        IdentityStep::CreateHostname { name, source } => {
             let dir = host_dir(hostpart)?;
             fsat::write_file(
                 &dir,
@@ -415,9 +415,9 @@ pub fn carry_out(
                 suffix(note)
             ))
         }
-        Step::CopyMachineId => copy_machine_id(hostpart, &root()?),
-        Step::Bind(src) => bind(hostpart, &root()?, src),
-        Step::WriteSshdDropIn => {
+        IdentityStep::CopyMachineId => copy_machine_id(hostpart, &root()?),
+        IdentityStep::Bind(src) => bind(hostpart, &root()?, src),
+        IdentityStep::WriteSshdDropIn => {
             root()?
                 .write(SSHD_DROP_IN_PATH, SSHD_DROP_IN.as_bytes(), 0o644)
                 .map_err(io(format!("write /{SSHD_DROP_IN_PATH}")))?;
@@ -524,7 +524,7 @@ fn list_into(
 }
 
 /// The identity plan's steps as `hnroot explain` and the boot log number them.
-pub fn describe(plan: &identity::Plan<'_>) -> Vec<String> {
+pub fn describe(plan: &identity::IdentityPlan<'_>) -> Vec<String> {
     plan.steps.iter().map(ToString::to_string).collect()
 }
 

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hnroot_core::probe::{
-    run, FsOutcome, FsProber, Partition, PtOutcome, PtProber, Step, MAX_FS_READS,
+    run, FsOutcome, FsProber, Partition, ProbeStep, PtOutcome, PtProber, MAX_FS_READS,
 };
 use hnroot_core::PartUuid;
 
@@ -238,14 +238,16 @@ impl Device {
                     // Bounded by the walker (mbr::MAX_EBRS records) and by this count.
                     for _ in 0..MAX_LOGICAL_PARTITIONS * 2 {
                         match walker.step() {
-                            Step::Read(r) => {
+                            ProbeStep::Read(r) => {
                                 let data = self.read_at(r.offset, r.len)?;
                                 walker.feed(&data);
                             }
-                            Step::Done(Some(p)) if partitions.len() < MAX_LOGICAL_PARTITIONS => {
+                            ProbeStep::Done(Some(p))
+                                if partitions.len() < MAX_LOGICAL_PARTITIONS =>
+                            {
                                 partitions.push(p)
                             }
-                            Step::Done(_) => break,
+                            ProbeStep::Done(_) => break,
                         }
                     }
                 }

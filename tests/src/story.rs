@@ -350,7 +350,7 @@ pub fn check_images(
             (None, None) => {}
             (Some(img), Some((_, v))) => {
                 let k = parts.image(v)?;
-                if img.seen != ImageSeen::Readable(bootparts::core_uuid(k.fs.uuid))
+                if img.seen != ImageSeen::Bootable(bootparts::core_uuid(k.fs.uuid))
                     || img.digest != k.digest
                 {
                     problems.push(format!(

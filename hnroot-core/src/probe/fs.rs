@@ -7,7 +7,7 @@ use core::fmt;
 
 use super::other::{self, BitLocker, OtherType};
 use super::vfat::{self, BootSector, FatWalk};
-use super::{btrfs, bytes_of, ext, run, xfs, Label, Prober, Read, Step, MAX_READ};
+use super::{btrfs, bytes_of, ext, run, xfs, Label, ProbeStep, Prober, Read, MAX_READ};
 use crate::uuid::FsUuid;
 
 /// A filesystem type hnroot recognises, in libblkid's probing order. `as_str` is blkid's
@@ -338,17 +338,17 @@ impl FsProber {
     }
 
     /// What to do next: read (then [`FsProber::feed`]) or the answer.
-    pub fn step(&mut self) -> Step<FsOutcome> {
+    pub fn step(&mut self) -> ProbeStep<FsOutcome> {
         if let Some(read) = self.asked {
-            return Step::Read(read);
+            return ProbeStep::Read(read);
         }
         match self.pending() {
             Some(read) => {
                 self.asked = Some(read);
                 self.reads = self.reads.saturating_add(1);
-                Step::Read(read)
+                ProbeStep::Read(read)
             }
-            None => Step::Done(self.outcome()),
+            None => ProbeStep::Done(self.outcome()),
         }
     }
 
@@ -578,7 +578,7 @@ impl Prober for FsProber {
     type Outcome = FsOutcome;
     const MAX_READS: u32 = MAX_FS_READS;
 
-    fn step(&mut self) -> Step<FsOutcome> {
+    fn step(&mut self) -> ProbeStep<FsOutcome> {
         FsProber::step(self)
     }
 

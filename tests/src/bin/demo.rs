@@ -213,7 +213,7 @@ fn main() -> Result<()> {
     println!("  hostpart: {hp}");
     for image in &hp.images {
         let version = match image.seen {
-            hnroot_core::observe::ImageSeen::Readable(u) => parts.version_of(&u).unwrap_or("?"),
+            hnroot_core::observe::ImageSeen::Bootable(u) => parts.version_of(&u).unwrap_or("?"),
             _ => "unreadable",
         };
         println!("    {:<20} {version}", image.name.file_name());

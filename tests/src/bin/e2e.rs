@@ -1217,7 +1217,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
         let holding = |uuid| {
             hp.images
                 .iter()
-                .filter(|img| img.seen == ImageSeen::Readable(uuid))
+                .filter(|img| img.seen == ImageSeen::Bootable(uuid))
                 .map(|img| img.name)
                 .collect::<Vec<_>>()
         };
@@ -1296,7 +1296,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
             let at_v1: Vec<ImageName> = hp
                 .images
                 .iter()
-                .filter(|img| img.seen == ImageSeen::Readable(v1))
+                .filter(|img| img.seen == ImageSeen::Bootable(v1))
                 .map(|img| img.name)
                 .collect();
             ensure!(

@@ -1038,7 +1038,7 @@ fn failed_canary(f: &Fleet) -> Result<()> {
         let s = stages(f, g)?;
         let v = status(f, g)?;
         ensure!(
-            s.is_empty() && v["images"]["hn-root-new.img"]["state"] != "readable",
+            s.is_empty() && v["images"]["hn-root-new.img"]["state"] != "bootable",
             "{} was staged although the canary failed: {s:?}",
             g.name
         );

@@ -230,8 +230,8 @@ impl Scenario {
         };
         for (name, expect) in &self.expect {
             let seen = match expect {
-                Expect::Bootable(uuid) => ImageSeen::Readable(fs_uuid(*uuid)),
-                Expect::Refused(_) => ImageSeen::Unreadable,
+                Expect::Bootable(uuid) => ImageSeen::Bootable(fs_uuid(*uuid)),
+                Expect::Refused(_) => ImageSeen::NotBootable,
             };
             obs.set(*name, seen);
         }
@@ -942,13 +942,13 @@ fn verdict_line(text: &str, i: usize, name: ImageName) -> Option<&str> {
 }
 
 /// A verdict as (code, detail): GRUB prints `absent`, `ext4 UUID=... (N bytes)` or
-/// `unreadable (CODE): why`.
+/// `not bootable (CODE): why`.
 fn grub_verdict(line: &str) -> (&str, &str) {
     if line == "absent" {
         return ("absent", "");
     }
     match line
-        .strip_prefix("unreadable (")
+        .strip_prefix("not bootable (")
         .and_then(|r| r.split_once("): "))
     {
         Some((code, why)) => (code, why),
@@ -1127,7 +1127,7 @@ fn check_scenario(
                 "{name}: GRUB printed {}, expected {}",
                 got.map_or("no verdict".to_owned(), |(c, _)| format!("`{c}`")),
                 want.map_or("no line (not refused)".to_owned(), |c| format!(
-                    "`unreadable ({c})`"
+                    "`not bootable ({c})`"
                 ))
             )),
         }
@@ -1496,7 +1496,7 @@ mod tests {
 
     #[test]
     fn verdict_lines_parse_into_codes_as_the_core_words_them() {
-        let text = "hnroot: (hd3,gpt2)/hn-root.img: unreadable (truncated): truncated: x\n\
+        let text = "hnroot: (hd3,gpt2)/hn-root.img: not bootable (truncated): truncated: x\n\
                     hnroot: (hd3,gpt2)/hn-root-old.img: ext4 UUID=u (2097152 bytes)\n\
                     hnroot: (hd3,gpt2)/hn-root-new.img: absent\n";
         let line = |n| verdict_line(text, 3, n).map(grub_verdict);
@@ -1513,7 +1513,7 @@ mod tests {
         assert_eq!(verdict_line(text, 13, ImageName::Current), None);
         // A refusal as the FFI words it for GRUB parses back into the core's code and text.
         let r = hnroot_core::verdict::Refusal::NoFilesystem;
-        let printed = format!("unreadable ({}): {r}", r.code());
+        let printed = format!("not bootable ({}): {r}", r.code());
         let (code, detail) = linux_verdict(&Verdict::Refused(r));
         assert_eq!(grub_verdict(&printed), (code, detail.as_str()));
     }

@@ -1,5 +1,5 @@
 //! `cargo xtask initramfs-tools-test`: checks hnroot's initramfs-tools integration
-//! (`initramfs/initramfs-tools/`: the `boot=hnroot` script and the hook) three ways.
+//! (`packaging/initramfs-tools/`: the `boot=hnroot` script and the hook) three ways.
 //!
 //! 1. **Fake root.** The boot script runs in a chroot (own PID namespace, so nothing in it can
 //!    reboot the host) the way initramfs-tools' `/init` runs it: `/scripts/functions` and
@@ -39,8 +39,8 @@ use clap::Parser;
 use hnroot_testkit::{buildenv, initramfs};
 
 /// The boot script and the hook, relative to the workspace root.
-const SCRIPT: &str = "initramfs/initramfs-tools/scripts/hnroot";
-const HOOK: &str = "initramfs/initramfs-tools/hooks/hnroot";
+const SCRIPT: &str = "packaging/initramfs-tools/scripts/hnroot";
+const HOOK: &str = "packaging/initramfs-tools/hooks/hnroot";
 /// Where the hook takes hnroot-init from by default.
 const INSTALLED_INIT: &str = "usr/lib/hnroot/hnroot-init";
 /// Where the hook puts it in the initramfs.

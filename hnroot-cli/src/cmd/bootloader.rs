@@ -20,7 +20,7 @@ use hnroot_install::grub::{self, FleetFile, LoaderKit};
 use hnroot_linux::esp_loader::{self, EspBoot};
 use serde_json::{json, Value};
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// `hnroot bootloader ...`.
@@ -139,12 +139,12 @@ fn state_format(esp: &Path) -> Option<u16> {
 /// Whether this boot runs the committed image, as the core judges it from hostpart, the boot
 /// state and the kernel command line.
 fn committed(loc: &Location) -> Result<bool> {
-    let params_text = place::running_cmdline();
+    let params_text = locate::running_cmdline();
     let params = cmdline::parse(&params_text);
-    let hostpart = place::open_hostpart(loc)?;
+    let hostpart = locate::open_hostpart(loc)?;
     let view = hostpart.observe()?;
-    let (state, _) = place::read_state(loc, &params);
-    let current = view.observation(state).readable(ImageName::Current);
+    let (state, _) = locate::read_state(loc, &params);
+    let current = view.observation(state).bootable(ImageName::Current);
     Ok(loader::boot_is_committed(
         &state,
         current,
@@ -357,8 +357,8 @@ fn update(args: &UpdateArgs) -> Result<()> {
         boot.loader_path().display()
     );
     // The history lives on hostpart; a machine without one (an install in progress) has none.
-    if let Ok(hostpart) = place::open_hostpart(&args.at.loc) {
-        crate::history_cmd::record(&hostpart, Operator::LoaderUpdated, None, None, None);
+    if let Ok(hostpart) = locate::open_hostpart(&args.at.loc) {
+        crate::cmd::history::record(&hostpart, Operator::LoaderUpdated, None, None, None);
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `hnroot revert`: ask for a revert to `hn-root-old.img` on the next boot. The core plans it
-//! (`operator::revert`: create `system-revert`, sync, checkpoint so GRUB sees it; refused when
+//! (`commands::revert`: create `system-revert`, sync, checkpoint so GRUB sees it; refused when
 //! the next boot could not revert); the shared executor carries it out, under the operator
 //! commands' lock.
 
@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use hnroot_core::cmdline;
+use hnroot_core::commands;
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
-use hnroot_core::operator;
 use hnroot_linux::exec::Executor;
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// Options of `hnroot revert`.
@@ -24,14 +24,14 @@ pub struct RevertArgs {
 }
 
 fn run(args: &RevertArgs) -> Result<()> {
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
-    let (state, _) = place::read_state(&args.loc, &params);
+    let (state, _) = locate::read_state(&args.loc, &params);
     let obs = view.observation(state);
-    let plan = operator::revert(&obs, &Config::default())?;
+    let plan = commands::revert(&obs, &Config::default())?;
     if plan.steps.is_empty() {
         say!("hnroot: system-revert is already there");
     }
@@ -44,11 +44,11 @@ fn run(args: &RevertArgs) -> Result<()> {
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let after = hnroot_core::plan::seen_after(&obs, done);
     if !plan.steps.is_empty() {
-        crate::history_cmd::record(
+        crate::cmd::history::record(
             &hostpart,
             Operator::RevertRequested,
             Some(ImageName::Old),
-            after.readable(ImageName::Old),
+            after.bootable(ImageName::Old),
             after.good(),
         );
     }

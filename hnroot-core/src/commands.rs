@@ -9,13 +9,13 @@ use crate::bootstate::{BootState, StateSeen};
 use crate::decide::{decide, Config, Decision, Reason};
 use crate::name::ImageName;
 use crate::observe::Observation;
-use crate::plan::{Booted, Plan, PlanKind, Step, Steps};
+use crate::plan::{Booted, ChangePlan, ChangeStep, PlanKind, Steps};
 use crate::uuid::FsUuid;
 
 /// Why `mark-good` refuses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum MarkGoodError {
-    /// `hn-root.img` is not a readable filesystem.
+    /// `hn-root.img` is not bootable.
     NoCurrent,
     /// The running system did not boot `hn-root.img` (a recovery or as-is boot): marking the
     /// file good would vouch for an image nobody ran.
@@ -44,7 +44,7 @@ impl fmt::Display for MarkGoodError {
     }
 }
 
-fn steps(list: &[Step]) -> Steps {
+fn steps(list: &[ChangeStep]) -> Steps {
     let mut out = Steps::new();
     for step in list {
         // Operator plans have at most 5 steps, MAX_STEPS is 10.
@@ -56,9 +56,9 @@ fn steps(list: &[Step]) -> Steps {
 /// The plan of `mark-good`: record `hn-root.img` as good, or nothing when the boot state
 /// already says so. `booted` is what the kernel command line says the running system booted
 /// (`None` on an unpinned boot: then `hn-root.img` is trusted as running).
-pub fn mark_good(obs: &Observation, booted: Option<Booted>) -> Result<Plan, MarkGoodError> {
+pub fn mark_good(obs: &Observation, booted: Option<Booted>) -> Result<ChangePlan, MarkGoodError> {
     let current = obs
-        .readable(ImageName::Current)
+        .bootable(ImageName::Current)
         .ok_or(MarkGoodError::NoCurrent)?;
     if let Some(booted) = booted {
         if booted.uuid != current {
@@ -69,12 +69,12 @@ pub fn mark_good(obs: &Observation, booted: Option<Booted>) -> Result<Plan, Mark
         }
     }
     let committed = BootState::Committed { good: current };
-    let list: &[Step] = if obs.state == StateSeen::Valid(committed) {
+    let list: &[ChangeStep] = if obs.state == StateSeen::Valid(committed) {
         &[]
     } else {
-        &[Step::WriteBootState(committed)]
+        &[ChangeStep::WriteBootState(committed)]
     };
-    Ok(Plan {
+    Ok(ChangePlan {
         kind: PlanKind::MarkGood,
         steps: steps(list),
         notes: Default::default(),
@@ -106,8 +106,8 @@ pub fn health_failed(obs: &Observation, booted: Option<Booted>) -> HealthAction 
     };
     let running = booted
         .map(|b| b.uuid)
-        .or_else(|| obs.readable(ImageName::Current));
-    if running == Some(trial.image) && obs.readable(ImageName::Current) == Some(trial.image) {
+        .or_else(|| obs.bootable(ImageName::Current));
+    if running == Some(trial.image) && obs.bootable(ImageName::Current) == Some(trial.image) {
         HealthAction::Reboot {
             image: trial.image,
             tries_left: trial.tries.left(),
@@ -218,12 +218,12 @@ impl fmt::Display for StageError {
 }
 
 /// The plan of `hnroot stage`, or why it may not run.
-pub fn stage(obs: &Observation, request: &StageRequest) -> Result<Plan, StageError> {
+pub fn stage(obs: &Observation, request: &StageRequest) -> Result<ChangePlan, StageError> {
     for existing in ImageName::ALL {
         if existing == ImageName::New && request.replace {
             continue;
         }
-        if obs.readable(existing) == Some(request.uuid) {
+        if obs.bootable(existing) == Some(request.uuid) {
             return Err(StageError::DuplicateUuid {
                 existing,
                 uuid: request.uuid,
@@ -250,17 +250,17 @@ pub fn stage(obs: &Observation, request: &StageRequest) -> Result<Plan, StageErr
             free: request.free,
         });
     }
-    Ok(Plan {
+    Ok(ChangePlan {
         kind: PlanKind::Stage,
         steps: steps(&[
-            Step::CopyToPartial,
-            Step::VerifyPartial { uuid: request.uuid },
-            Step::PublishPartial {
+            ChangeStep::CopyToPartial,
+            ChangeStep::VerifyPartial { uuid: request.uuid },
+            ChangeStep::PublishPartial {
                 to: ImageName::New,
                 replace: request.replace,
             },
-            Step::SyncDir,
-            Step::Checkpoint,
+            ChangeStep::SyncDir,
+            ChangeStep::Checkpoint,
         ]),
         notes: Default::default(),
     })
@@ -269,7 +269,7 @@ pub fn stage(obs: &Observation, request: &StageRequest) -> Result<Plan, StageErr
 /// The plan of `hnroot install`'s copy of the first image: `hn-root.img` on an empty hostpart,
 /// through the same copy, verification and publication as a stage (`replace` and `force` of
 /// the request do not apply).
-pub fn first_image(obs: &Observation, request: &StageRequest) -> Result<Plan, StageError> {
+pub fn first_image(obs: &Observation, request: &StageRequest) -> Result<ChangePlan, StageError> {
     if let Some(existing) = ImageName::ALL
         .into_iter()
         .find(|&n| obs.image(n).is_present())
@@ -282,17 +282,17 @@ pub fn first_image(obs: &Observation, request: &StageRequest) -> Result<Plan, St
             free: request.free,
         });
     }
-    Ok(Plan {
+    Ok(ChangePlan {
         kind: PlanKind::Install,
         steps: steps(&[
-            Step::CopyToPartial,
-            Step::VerifyPartial { uuid: request.uuid },
-            Step::PublishPartial {
+            ChangeStep::CopyToPartial,
+            ChangeStep::VerifyPartial { uuid: request.uuid },
+            ChangeStep::PublishPartial {
                 to: ImageName::Current,
                 replace: false,
             },
-            Step::SyncDir,
-            Step::Checkpoint,
+            ChangeStep::SyncDir,
+            ChangeStep::Checkpoint,
         ]),
         notes: Default::default(),
     })
@@ -312,10 +312,10 @@ pub enum PartialFate {
 
 /// The step `failed` of a stage's plan failed: what becomes of its partial file. Whatever the
 /// answer, no `hn-root-new.img` comes of a failed stage before its publication step.
-pub fn after_stage_failure(failed: &Step) -> PartialFate {
+pub fn after_stage_failure(failed: &ChangeStep) -> PartialFate {
     match failed {
-        Step::VerifyPartial { .. } => PartialFate::Remove,
-        Step::SyncDir | Step::Checkpoint => PartialFate::Published,
+        ChangeStep::VerifyPartial { .. } => PartialFate::Remove,
+        ChangeStep::SyncDir | ChangeStep::Checkpoint => PartialFate::Published,
         _ => PartialFate::Keep,
     }
 }
@@ -342,7 +342,7 @@ impl fmt::Display for RevertError {
 
 /// The plan of `hnroot revert`: create `system-revert` and make it visible to GRUB; nothing
 /// when it is already there; refused when the next boot could not revert.
-pub fn revert(obs: &Observation, config: &Config) -> Result<Plan, RevertError> {
+pub fn revert(obs: &Observation, config: &Config) -> Result<ChangePlan, RevertError> {
     let with_marker = Observation {
         revert_requested: true,
         ..*obs
@@ -351,12 +351,16 @@ pub fn revert(obs: &Observation, config: &Config) -> Result<Plan, RevertError> {
         Decision::Boot(b) if b.reason == Reason::ManualRevert => {}
         _ => return Err(RevertError::NoOldImage),
     }
-    let list: &[Step] = if obs.revert_requested {
+    let list: &[ChangeStep] = if obs.revert_requested {
         &[]
     } else {
-        &[Step::CreateRevertMarker, Step::SyncDir, Step::Checkpoint]
+        &[
+            ChangeStep::CreateRevertMarker,
+            ChangeStep::SyncDir,
+            ChangeStep::Checkpoint,
+        ]
     };
-    Ok(Plan {
+    Ok(ChangePlan {
         kind: PlanKind::RequestRevert,
         steps: steps(list),
         notes: Default::default(),
@@ -384,13 +388,13 @@ mod tests {
 
     #[test]
     fn stage_checks_before_a_byte_is_written() {
-        let obs = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
+        let obs = Observation::default().with(ImageName::Current, ImageSeen::Bootable(A));
         let p = stage(&obs, &request(B)).unwrap();
         assert_eq!(p.kind, PlanKind::Stage);
         // After the whole stage, the driver knows hn-root-new.img holds B without looking.
         assert_eq!(
             crate::plan::seen_after(&obs, &p.steps),
-            obs.with(ImageName::New, ImageSeen::Readable(B))
+            obs.with(ImageName::New, ImageSeen::Bootable(B))
         );
         assert_eq!(p.steps.len(), 5);
         assert_eq!(
@@ -402,7 +406,7 @@ mod tests {
             ..request(B)
         };
         assert_eq!(stage(&obs, &no_room).unwrap_err().code(), "no-space");
-        let staged = obs.with(ImageName::New, ImageSeen::Unreadable);
+        let staged = obs.with(ImageName::New, ImageSeen::NotBootable);
         assert_eq!(
             stage(&staged, &request(B)).unwrap_err().code(),
             "already-staged"
@@ -412,7 +416,7 @@ mod tests {
             ..request(B)
         };
         assert!(stage(&staged, &replace).is_ok());
-        let broken = obs.with(ImageName::Broken, ImageSeen::Readable(B));
+        let broken = obs.with(ImageName::Broken, ImageSeen::Bootable(B));
         assert_eq!(
             stage(&broken, &request(B)).unwrap_err(),
             StageError::DuplicateUuid {
@@ -428,13 +432,13 @@ mod tests {
         let empty = Observation::default();
         let p = first_image(&empty, &request(A)).unwrap();
         assert_eq!(p.kind, PlanKind::Install);
-        assert!(p.steps.contains(&Step::PublishPartial {
+        assert!(p.steps.contains(&ChangeStep::PublishPartial {
             to: ImageName::Current,
             replace: false
         }));
-        assert_eq!(p.steps.first(), Some(&Step::CopyToPartial));
+        assert_eq!(p.steps.first(), Some(&ChangeStep::CopyToPartial));
         for name in ImageName::ALL {
-            let taken = empty.with(name, ImageSeen::Unreadable);
+            let taken = empty.with(name, ImageSeen::NotBootable);
             assert_eq!(
                 first_image(&taken, &request(A)),
                 Err(StageError::NotEmpty { existing: name }),
@@ -461,8 +465,8 @@ mod tests {
             })),
             ..Observation::default()
         }
-        .with(ImageName::Current, ImageSeen::Readable(A))
-        .with(ImageName::Old, ImageSeen::Readable(B));
+        .with(ImageName::Current, ImageSeen::Bootable(A))
+        .with(ImageName::Old, ImageSeen::Bootable(B));
         let booted_a = Booted {
             name: ImageName::Current,
             uuid: A,
@@ -515,7 +519,7 @@ mod tests {
             })),
             ..Observation::default()
         }
-        .with(ImageName::Current, ImageSeen::Readable(A));
+        .with(ImageName::Current, ImageSeen::Bootable(A));
         assert_eq!(
             stage(&obs, &request(B)).unwrap_err().code(),
             "trial-running"
@@ -530,11 +534,11 @@ mod tests {
     #[test]
     fn revert_only_when_the_next_boot_would_revert() {
         let cfg = Config::default();
-        let without_old = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
+        let without_old = Observation::default().with(ImageName::Current, ImageSeen::Bootable(A));
         assert_eq!(revert(&without_old, &cfg), Err(RevertError::NoOldImage));
-        let with_old = without_old.with(ImageName::Old, ImageSeen::Readable(B));
+        let with_old = without_old.with(ImageName::Old, ImageSeen::Bootable(B));
         let p = revert(&with_old, &cfg).unwrap();
-        assert_eq!(p.steps.first(), Some(&Step::CreateRevertMarker));
+        assert_eq!(p.steps.first(), Some(&ChangeStep::CreateRevertMarker));
         let requested = Observation {
             revert_requested: true,
             ..with_old
@@ -544,11 +548,11 @@ mod tests {
 
     #[test]
     fn mark_good_plans_one_write_or_none() {
-        let obs = Observation::default().with(ImageName::Current, ImageSeen::Readable(A));
+        let obs = Observation::default().with(ImageName::Current, ImageSeen::Bootable(A));
         let p = mark_good(&obs, None).unwrap();
         assert_eq!(
             p.steps.as_slice(),
-            &[Step::WriteBootState(BootState::Committed { good: A })]
+            &[ChangeStep::WriteBootState(BootState::Committed { good: A })]
         );
         let done = Observation {
             state: StateSeen::Valid(BootState::Committed { good: A }),

@@ -1,5 +1,5 @@
 //! `hnroot mark-good`: record the running `hn-root.img` as good, which ends its trial. The core
-//! plans it (`operator::mark_good`: one boot-state write, or none when the state already says
+//! plans it (`commands::mark_good`: one boot-state write, or none when the state already says
 //! so; refused when the running system did not boot `hn-root.img`); the shared executor writes
 //! it, under the operator commands' lock.
 
@@ -7,14 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use hnroot_core::cmdline;
+use hnroot_core::commands;
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
-use hnroot_core::operator;
 use hnroot_core::plan::seen_after;
 use hnroot_linux::exec::Executor;
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// Options of `hnroot mark-good`.
@@ -25,12 +25,12 @@ pub struct MarkGoodArgs {
 }
 
 fn run(args: &MarkGoodArgs) -> Result<()> {
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
-    let mut file = place::locate_state(&args.loc, &params)?;
+    let mut file = locate::locate_state(&args.loc, &params)?;
     if !file.path().exists() {
         bail!(
             "looked for the boot-state file at {}; there is none, so nothing records trials on \
@@ -43,7 +43,7 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
         bail!("{why}; nothing was recorded");
     }
     let obs = view.observation(state);
-    let plan = operator::mark_good(&obs, params.booted)?;
+    let plan = commands::mark_good(&obs, params.booted)?;
     if plan.steps.is_empty() {
         say!("hnroot: hn-root.img is already recorded as good; nothing written");
     }
@@ -57,8 +57,8 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
         .map_err(|f| anyhow::anyhow!("{}: nothing was recorded", f))?;
     let after = seen_after(&obs, done);
     if !plan.steps.is_empty() {
-        let current = after.readable(ImageName::Current);
-        crate::history_cmd::record(
+        let current = after.bootable(ImageName::Current);
+        crate::cmd::history::record(
             &hostpart,
             Operator::MarkedGood,
             Some(ImageName::Current),

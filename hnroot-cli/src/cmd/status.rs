@@ -11,13 +11,13 @@ use hnroot_core::cmdline::{self, parse_tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
-use hnroot_core::plan::{plan, Booted, Plan, PlanError, Step};
+use hnroot_core::plan::{plan, Booted, ChangePlan, ChangeStep, PlanError};
 use hnroot_core::verdict::Verdict;
 use hnroot_linux::hostpart::HostpartView;
 use hnroot_linux::image::Judged;
 use serde_json::{json, Value};
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// Options of `hnroot explain` and `hnroot status`.
@@ -45,9 +45,9 @@ struct Report {
     state_source: String,
     decision: Decision,
     /// The initramfs's plan for the boot GRUB would make, on the same directory.
-    plan: Option<Result<Plan, PlanError>>,
+    plan: Option<Result<ChangePlan, PlanError>>,
     /// The identity steps of the next boot (explain only), or why there are none.
-    identity: Option<Result<crate::host_cmd::IdentityView>>,
+    identity: Option<Result<crate::cmd::host::IdentityView>>,
     running: Option<Booted>,
 }
 
@@ -55,10 +55,10 @@ fn image_json(j: &Judged) -> Value {
     let mut v = match &j.verdict {
         Verdict::Absent => json!({ "state": "absent" }),
         Verdict::Refused(r) => {
-            json!({ "state": "unreadable", "code": r.code(), "why": r.to_string() })
+            json!({ "state": "not-bootable", "code": r.code(), "why": r.to_string() })
         }
         Verdict::Bootable(b) => json!({
-            "state": "readable", "code": "bootable", "size": b.length, "type": b.fs_type.as_str(),
+            "state": "bootable", "code": "bootable", "size": b.length, "type": b.fs_type.as_str(),
             "uuid": b.uuid.to_string(), "label": j.label,
         }),
     };
@@ -85,15 +85,15 @@ fn state_json(state: &StateSeen) -> Value {
     }
 }
 
-fn step_json(step: &Step) -> Value {
+fn step_json(step: &ChangeStep) -> Value {
     let mut v = json!({ "step": step.code(), "text": step.to_string() });
     match step {
-        Step::Rename { from, to, .. } => {
+        ChangeStep::Rename { from, to, .. } => {
             v["from"] = json!(from.file_name());
             v["to"] = json!(to.file_name());
         }
-        Step::WriteBootState(s) => v["state"] = state_json(&StateSeen::Valid(*s)),
-        Step::Mount { image, uuid } => {
+        ChangeStep::WriteBootState(s) => v["state"] = state_json(&StateSeen::Valid(*s)),
+        ChangeStep::Mount { image, uuid } => {
             v["image"] = json!(image.file_name());
             v["uuid"] = json!(uuid.to_string());
         }
@@ -104,11 +104,11 @@ fn step_json(step: &Step) -> Value {
 
 impl Report {
     fn gather(args: &StatusArgs, with_plan: bool) -> Result<Report> {
-        let cmdline_text = place::running_cmdline();
+        let cmdline_text = locate::running_cmdline();
         let params = cmdline::parse(&cmdline_text);
-        let hostpart = place::open_hostpart(&args.loc)?;
+        let hostpart = locate::open_hostpart(&args.loc)?;
         let view = hostpart.observe()?;
-        let (state, state_source) = place::read_state(&args.loc, &params);
+        let (state, state_source) = locate::read_state(&args.loc, &params);
         let config = Config { tries: args.tries };
         let decision = decide(&view.observation(state), &config);
         let plan = with_plan.then(|| {
@@ -123,8 +123,8 @@ impl Report {
             });
             plan(&view.observation(after), booted)
         });
-        let identity =
-            with_plan.then(|| crate::host_cmd::identity_view(&args.loc, &hostpart).map(|(_, v)| v));
+        let identity = with_plan
+            .then(|| crate::cmd::host::identity_view(&args.loc, &hostpart).map(|(_, v)| v));
         Ok(Report {
             view,
             state,

@@ -1,6 +1,6 @@
 //! `hnroot stage SOURCE`: copy a signed image to hostpart as `hn-root-new.img`, so the next
 //! boot boots it as an update. The core decides whether it may run and which steps it takes
-//! (`operator::stage`): copy into a partial file (created exclusively, or resumed), verify it
+//! (`commands::stage`): copy into a partial file (created exclusively, or resumed), verify it
 //! (minisign's prehashed signature, streamed over the same pass as the copy, and the image
 //! verdict GRUB and the initramfs apply), publish it by a rename, sync and checkpoint so GRUB
 //! sees it. The shared executor carries the steps out; a failed step leaves no
@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use hnroot_core::cmdline;
+use hnroot_core::commands::{self, after_stage_failure, PartialFate, StageRequest};
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX};
-use hnroot_core::operator::{self, after_stage_failure, PartialFate, StageRequest};
 use hnroot_core::plan::seen_after;
 use hnroot_core::probe::FsOutcome;
 use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
@@ -27,7 +27,7 @@ use hnroot_linux::image::{self, Inspect};
 use minisign_verify::{PublicKey, Signature, StreamVerifier};
 use serde_json::json;
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::progress::Progress;
 use crate::source::{read_small, Source};
 use crate::{say, warn};
@@ -581,7 +581,7 @@ impl Checked {
         let bootable = match verdict {
             Verdict::Bootable(b) => b,
             Verdict::Refused(r) => bail!(
-                "{} cannot be used: unreadable ({}): {r}; nothing was written",
+                "{} cannot be used: not bootable ({}): {r}; nothing was written",
                 source.name(),
                 r.code()
             ),
@@ -645,10 +645,10 @@ impl Checked {
     pub fn copy(
         &self,
         hostpart: &hnroot_linux::hostpart::Hostpart,
-        plan: &hnroot_core::plan::Plan,
+        plan: &hnroot_core::plan::ChangePlan,
         store: &mut dyn hnroot_linux::exec::BootStateStore,
         progress: &Progress,
-    ) -> Result<Vec<hnroot_core::plan::Step>> {
+    ) -> Result<Vec<hnroot_core::plan::ChangeStep>> {
         let partial = self.partial_name();
         let mut stager = SourceStager {
             source: &self.source,
@@ -697,12 +697,12 @@ impl Checked {
 
 fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let started = Instant::now();
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let (state, _) = place::read_state(&args.loc, &params);
+    let (state, _) = locate::read_state(&args.loc, &params);
     let checked = Checked::open(&args.source, &args.sig)?;
     let partial = checked.partial_name();
     // A name where this stage's partial file goes that is not one hnroot made (a FIFO, a link,
@@ -729,9 +729,9 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let obs = view.observation(state);
     // The refusal's stable code for orchestrators (an image already running or staged is
     // `duplicate-uuid` naming its file).
-    let plan = operator::stage(&obs, &request).inspect_err(|e| {
+    let plan = commands::stage(&obs, &request).inspect_err(|e| {
         let existing = match e {
-            hnroot_core::operator::StageError::DuplicateUuid { existing, .. } => {
+            hnroot_core::commands::StageError::DuplicateUuid { existing, .. } => {
                 Some(existing.file_name())
             }
             _ => None,
@@ -755,23 +755,23 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         return Ok(());
     }
     checked.announce(&progress, "hn-root-new.img", have);
-    let mut store = place::locate_state(&args.loc, &params).ok();
+    let mut store = locate::locate_state(&args.loc, &params).ok();
     let done = checked.copy(&hostpart, &plan, &mut store, &progress)?;
     let bootable = checked.bootable;
     let after = seen_after(&obs, &done);
-    crate::history_cmd::record(
+    crate::cmd::history::record(
         &hostpart,
         hnroot_core::history::Operator::Stage,
         Some(hnroot_core::name::ImageName::New),
         Some(bootable.uuid),
         after.good(),
     );
-    let last = crate::metrics::LastStage {
+    let last = crate::cmd::metrics::LastStage {
         time: hnroot_linux::history_file::now(),
         bytes: checked.source.len().saturating_sub(have),
         seconds: started.elapsed().as_secs_f64(),
     };
-    crate::metrics::record_stage(&hostpart, &last);
+    crate::cmd::metrics::record_stage(&hostpart, &last);
     check_leftovers(&hostpart, &progress);
     let next = decide(&after, &Config::default());
     progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string(),
@@ -803,7 +803,7 @@ fn check_leftovers(hostpart: &hnroot_linux::hostpart::Hostpart, progress: &Progr
 
 /// Remove every partial file `hnroot stage` left on hostpart.
 fn discard_partials(loc: &Location) -> Result<()> {
-    let hostpart = place::open_hostpart(loc)?;
+    let hostpart = locate::open_hostpart(loc)?;
     let _lock = hostpart.lock()?;
     let partials = hostpart.partials()?;
     if partials.is_empty() {

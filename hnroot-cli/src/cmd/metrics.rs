@@ -27,7 +27,7 @@ use hnroot_linux::esp_loader::EspBoot;
 use hnroot_linux::hostpart::{Hostpart, HostpartView};
 use hnroot_linux::{fsat, history_file};
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::warn;
 
 /// The last stage's record, in [`RECORDS_DIR`]: `key value` lines written by `hnroot stage`
@@ -481,11 +481,11 @@ fn facts(view: &HostpartView, name: ImageName) -> Option<ImageFacts> {
 
 /// Observe this machine.
 pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let hostpart = place::open_hostpart(loc)?;
+    let hostpart = locate::open_hostpart(loc)?;
     let view = hostpart.observe()?;
-    let (state, _) = place::read_state(loc, &params);
+    let (state, _) = locate::read_state(loc, &params);
     let obs = view.observation(state);
     let running_at = params
         .booted

@@ -9,7 +9,7 @@ use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline;
 use hnroot_core::name::ImageName;
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// Options of `hnroot bootstate init`.
@@ -23,16 +23,16 @@ pub struct InitArgs {
 }
 
 fn run(args: &InitArgs) -> Result<()> {
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
     let current = view
         .observation(StateSeen::Absent)
-        .readable(ImageName::Current)
+        .bootable(ImageName::Current)
         .context("hn-root.img is missing or not a bootable image: nothing to record as good")?;
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let file = place::locate_state(&args.loc, &params)?;
+    let file = locate::locate_state(&args.loc, &params)?;
     let state = BootState::Committed { good: current };
     file.create(&state, args.force)?;
     say!("hnroot: created {}: {state}", file.path().display());

@@ -26,7 +26,7 @@ use hnroot_linux::host_state::{self, HostObserved};
 use hnroot_linux::hostpart::Hostpart;
 use serde_json::{json, Value};
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// `hnroot host ...`.
@@ -106,13 +106,13 @@ fn plan_view(loc: &Location, hostpart: &Hostpart) -> Result<(HostObserved, Ident
     let root = (loc.hostpart == Path::new(layout::HOSTPART_MOUNT)).then_some(Path::new("/"));
     let inputs = host_state::Inputs::gather(hostpart, root, Path::new("/sys"), Path::new("/dev"))
         .with_context(|| format!("cannot look at {}", host_path(loc).display()))?;
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
     let view = inputs.with_plan(params.hostname, view_of);
     Ok((inputs.observed, view))
 }
 
-fn view_of(plan: &identity::Plan<'_>) -> IdentityView {
+fn view_of(plan: &identity::IdentityPlan<'_>) -> IdentityView {
     let steps = host_state::describe(plan);
     let refused: Vec<String> = plan
         .refused
@@ -144,7 +144,7 @@ fn entry_of(observed: &HostObserved, item: Item) -> identity::Entry {
 }
 
 fn show(args: &ShowArgs) -> Result<()> {
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let (observed, plan) = identity_view(&args.loc, &hostpart)?;
     let path = host_path(&args.loc);
     let keys: Vec<&str> = match hostpart_ssh(&hostpart) {
@@ -236,7 +236,7 @@ fn hostname_of(hostpart: &Hostpart) -> Option<Hostname> {
 }
 
 fn keys(args: &KeysArgs) -> Result<()> {
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let host = host_state::open_dir(&hostpart)?.with_context(|| {
         format!(
             "{} does not exist: hnroot-init creates it at boot",
@@ -512,7 +512,7 @@ fn sync_steps(sides: &SyncSides) -> Vec<SyncStep> {
 }
 
 fn sync(args: &SyncArgs) -> Result<bool> {
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let _lock = hostpart.lock()?;
     let sides = sync_sides(args, &hostpart)?;
     let steps = sync_steps(&sides);

@@ -14,7 +14,7 @@ use hnroot_linux::history_file;
 use hnroot_linux::hostpart::Hostpart;
 use serde_json::json;
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// Options of `hnroot history`.
@@ -53,7 +53,7 @@ fn utc(secs: u64) -> String {
 }
 
 fn run(args: &HistoryArgs) -> Result<()> {
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let (records, damaged) = history_file::read(&hostpart)?;
     if args.json {
         let list: Vec<_> = records

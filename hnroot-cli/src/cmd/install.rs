@@ -1,7 +1,7 @@
 //! `hnroot install`: from a bare disk to an hnroot disk, or (`--esp DIR`) only the ESP's part on
 //! an existing layout. The driver's contract as everywhere: observe (the disk, the image and its
 //! signature, the loader kit: hnroot's own GRUB with the module built for it), ask the core
-//! (`install::disk_layout`, `install::install_steps`, `operator::first_image`), print the plan,
+//! (`install::disk_layout`, `install::install_steps`, `commands::first_image`), print the plan,
 //! and carry it out step by step, saying what each step did. Everything that could refuse is
 //! checked before the first byte is written; `--dry-run` stops there.
 
@@ -10,20 +10,20 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use hnroot_core::bootstate::StateSeen;
+use hnroot_core::commands::{self, StageRequest};
 use hnroot_core::install::{
     self, DiskLayout, HostpartFs, InstallRequest, InstallStep, ESP_DEFAULT, MIB,
 };
 use hnroot_core::layout;
 use hnroot_core::name::ImageName;
-use hnroot_core::operator::{self, StageRequest};
 use hnroot_core::uuid::FsUuid;
 use hnroot_install::{disk, esp, grub};
 use hnroot_linux::exec::{run_steps, OnFailure};
 use hnroot_linux::hostpart::Hostpart;
 use hnroot_linux::mounts;
 
+use crate::cmd::stage::{Checked, SignatureArgs};
 use crate::progress::Progress;
-use crate::stage::{Checked, SignatureArgs};
 use crate::{say, warn};
 
 /// Options of `hnroot install`.
@@ -71,7 +71,7 @@ pub struct InstallArgs {
     kit: PathBuf,
     /// The fleet's files built into the loader (`(memdisk)/hnroot/NAME`), when the directory
     /// exists.
-    #[arg(long, value_name = "DIR", default_value = crate::bootloader_cmd::FLEET_DIR)]
+    #[arg(long, value_name = "DIR", default_value = crate::cmd::bootloader::FLEET_DIR)]
     fleet: PathBuf,
 }
 
@@ -88,8 +88,8 @@ struct GrubParts {
 fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
     let kit = grub::LoaderKit::at(&args.kit)
         .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
-    let fleet = crate::bootloader_cmd::fleet_files(&args.fleet)?;
-    let image = crate::bootloader_cmd::build_candidate(&kit, &fleet)
+    let fleet = crate::cmd::bootloader::fleet_files(&args.fleet)?;
+    let image = crate::cmd::bootloader::build_candidate(&kit, &fleet)
         .map_err(|e| anyhow::anyhow!("building the loader: {e:#}; nothing was written"))?;
     Ok(GrubParts { kit, image })
 }
@@ -295,7 +295,7 @@ impl DiskInstall<'_> {
                 let hostpart = self.hostpart()?;
                 hostpart.make_dirs(layout::RECORDS_DIR)?;
                 let uuid = self.checked.bootable.uuid;
-                crate::history_cmd::record(
+                crate::cmd::history::record(
                     &hostpart,
                     hnroot_core::history::Operator::Installed,
                     Some(ImageName::Current),
@@ -331,7 +331,7 @@ impl DiskInstall<'_> {
         let obs = view.observation(StateSeen::Absent);
         let checked = self.checked;
         let have = checked.resumable(&view);
-        let plan = operator::first_image(
+        let plan = commands::first_image(
             &obs,
             &StageRequest {
                 uuid: checked.bootable.uuid,
@@ -421,7 +421,7 @@ fn install_esp(args: &InstallArgs, esp_dir: &Path) -> Result<()> {
     let view = hostpart.observe()?;
     let good: FsUuid = view
         .observation(StateSeen::Absent)
-        .readable(ImageName::Current)
+        .bootable(ImageName::Current)
         .with_context(|| {
             format!(
                 "{}/hn-root.img is missing or not a bootable image: GRUB would have nothing to \

@@ -1,6 +1,6 @@
 //! `hnroot health-failed`: a health check of the running system failed (systemd's
 //! `boot-complete.target` was not reached; `hnroot-mark-good.service` runs this instead of
-//! `mark-good`). The core says what to do (`operator::health_failed`): on a trial, reboot so
+//! `mark-good`). The core says what to do (`commands::health_failed`): on a trial, reboot so
 //! that GRUB counts the try and rolls back once the tries are used up; otherwise only report,
 //! never reboot (a committed image would loop). Either way the failure goes into the history and
 //! the command exits 1, so the unit shows as failed.
@@ -9,11 +9,11 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Result;
 use hnroot_core::cmdline;
+use hnroot_core::commands::{self, HealthAction};
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
-use hnroot_core::operator::{self, HealthAction};
 
-use crate::place::{self, Location};
+use crate::locate::{self, Location};
 use crate::{say, warn};
 
 /// Options of `hnroot health-failed`.
@@ -27,18 +27,18 @@ pub struct HealthFailedArgs {
 }
 
 fn run(args: &HealthFailedArgs) -> Result<HealthAction> {
-    let cmdline_text = place::running_cmdline();
+    let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let hostpart = place::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(&args.loc)?;
     let view = hostpart.observe()?;
-    let (state, _) = place::read_state(&args.loc, &params);
+    let (state, _) = locate::read_state(&args.loc, &params);
     let obs = view.observation(state);
-    let action = operator::health_failed(&obs, params.booted);
+    let action = commands::health_failed(&obs, params.booted);
     let running = params
         .booted
         .map(|b| b.uuid)
-        .or_else(|| obs.readable(ImageName::Current));
-    crate::history_cmd::record(
+        .or_else(|| obs.bootable(ImageName::Current));
+    crate::cmd::history::record(
         &hostpart,
         Operator::HealthFailed,
         Some(params.booted.map_or(ImageName::Current, |b| b.name)),
