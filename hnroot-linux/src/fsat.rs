@@ -243,6 +243,21 @@ pub fn open_dir(dir: &OwnedFd, name: &str) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// Open the directory the operator named at `path` (hostpart's mount point, a tree to clean):
+/// the root every later name is resolved in. Links on the way are followed, as for any path a
+/// command is given; everything below goes through the descriptor.
+pub fn open_root(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a NUL-terminated path; the result is owned below.
+    owned(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })
+}
+
 /// `name` in `dir` as a handle only (`O_PATH`: nothing is read; a bind mount's source), never
 /// through a link: what it is, is for the caller to check with [`fstat`].
 pub fn open_handle(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {

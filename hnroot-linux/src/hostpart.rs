@@ -4,10 +4,9 @@
 //! relative to the one directory descriptor, never through a path that could have been
 //! swapped, never writing through a link. The operator commands serialise on [`Hostpart::lock`].
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use hnroot_core::bootstate::StateSeen;
@@ -120,10 +119,6 @@ pub struct Hostpart {
     inspect: Inspect,
 }
 
-fn cstr(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
 fn check(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
@@ -135,28 +130,13 @@ fn check(r: libc::c_int) -> io::Result<()> {
 impl Hostpart {
     /// Open the directory `path` (hostpart's mount point).
     pub fn open(path: &Path) -> Result<Hostpart, HostpartError> {
-        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| HostpartError {
+        let dir = fsat::open_root(path).map_err(|error| HostpartError {
             what: "open directory".into(),
             path: path.to_owned(),
-            error: io::Error::new(io::ErrorKind::InvalidInput, e),
+            error,
         })?;
-        // SAFETY: `c` is a valid NUL-terminated path; the descriptor is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(HostpartError {
-                what: "open directory".into(),
-                path: path.to_owned(),
-                error: io::Error::last_os_error(),
-            });
-        }
         Ok(Hostpart {
-            // SAFETY: `fd` is a fresh descriptor we own.
-            dir: unsafe { OwnedFd::from_raw_fd(fd) },
+            dir,
             path: path.to_owned(),
             inspect: Inspect::default(),
         })
@@ -400,24 +380,11 @@ impl Hostpart {
                 io::Error::other(format!("{why}: {remove}, then run the same command again")),
             ));
         }
-        let c = cstr(name).map_err(|e| self.err("open", name, e))?;
-        // SAFETY: valid descriptor, NUL-terminated name; the descriptor is owned below.
-        let fd = unsafe {
-            libc::openat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
+        let file = match fsat::open_file_rw(&self.dir, name, false, 0) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.err("open", name, e)),
         };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(None);
-            }
-            return Err(self.err("open", name, e));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let file = unsafe { File::from_raw_fd(fd) };
         let meta = file.metadata().map_err(|e| self.err("stat", name, e))?;
         #[allow(clippy::unnecessary_cast)] // st_ino's width differs between libcs.
         if !meta.is_file() || meta.nlink() != 1 || meta.ino() != st.st_ino as u64 {

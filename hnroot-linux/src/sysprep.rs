@@ -8,7 +8,6 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use hnroot_core::sysprep::{self, Action, Entry, Found, Names, ENTRIES, MAX_MATCHES};
@@ -155,20 +154,7 @@ fn has_certname(dir: &OwnedFd, name: &str) -> bool {
 }
 
 fn open_root(root: &Path) -> io::Result<(OwnedFd, u64)> {
-    let c = std::ffi::CString::new(root.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: NUL-terminated path; the result is owned below.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let fd = fsat::open_root(root)?;
     let mnt = fsat::mount_id(&fd, "")?;
     Ok((fd, mnt))
 }
