@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 mod cmd;
+mod delta;
 mod locate;
 mod out;
 mod progress;
@@ -14,7 +15,7 @@ mod source;
 use clap::{Parser, Subcommand};
 use cmd::{
     bootloader, bootstate, find, health, history, host, image, install, mark_good, metrics, probe,
-    revert, stage, status, sysprep,
+    publish, revert, stage, status, sysprep,
 };
 
 #[derive(Parser)]
@@ -43,6 +44,9 @@ enum Command {
     /// Copy a signed image (a path or an http(s) URL) to hostpart as hn-root-new.img; the next
     /// boot boots it as an update.
     Stage(stage::StageArgs),
+    /// Put a signed image where a web server serves it, with the chunk index that lets a
+    /// stage fetch only the chunks the server does not already hold.
+    Publish(publish::PublishArgs),
     /// Make a bare disk an hnroot disk (GPT, ESP, hostpart, the first image, GRUB with
     /// hnroot.mod), or with --esp DIR only install GRUB and the boot state into an ESP.
     Install(install::InstallArgs),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => status::explain(&args),
         Command::MarkGood(args) => mark_good::mark_good(&args),
         Command::Stage(args) => stage::stage(&args),
+        Command::Publish(args) => publish::run(&args),
         Command::HealthFailed(args) => health::health_failed(&args),
         Command::Install(args) => install::install(&args),
         Command::Image(cmd) => image::image(&cmd),

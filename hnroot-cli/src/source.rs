@@ -359,6 +359,11 @@ impl Source {
 /// (a FIFO or a device is named and never read), and at most [`SIGNATURE_MAX`] bytes either
 /// way (more is refused, naming the limit).
 pub fn read_small(location: &str, timeout: Duration) -> Result<Option<Vec<u8>>> {
+    read_limited(location, timeout, SIGNATURE_MAX)
+}
+
+/// As [`read_small`], at most `max` bytes.
+pub fn read_limited(location: &str, timeout: Duration, max: usize) -> Result<Option<Vec<u8>>> {
     if is_url(location) {
         let (resp, _) = Http::new(timeout).get(location, &[])?;
         if resp.status().as_u16() == 404 {
@@ -368,7 +373,7 @@ pub fn read_small(location: &str, timeout: Duration) -> Result<Option<Vec<u8>>> 
             bail!("{location} answered {}", resp.status());
         }
         let mut out = Vec::new();
-        let limit = u64::try_from(SIGNATURE_MAX).unwrap_or(u64::MAX) + 1;
+        let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
         TimedReader {
             inner: resp.into_body().into_reader(),
             url: location.to_owned(),
@@ -377,12 +382,12 @@ pub fn read_small(location: &str, timeout: Duration) -> Result<Option<Vec<u8>>> 
         .take(limit)
         .read_to_end(&mut out)
         .with_context(|| format!("reading {location}"))?;
-        if out.len() > SIGNATURE_MAX {
-            bail!("{location} is larger than {SIGNATURE_MAX} bytes: not a minisign signature");
+        if out.len() > max {
+            bail!("{location} is larger than {max} bytes: not what was looked for");
         }
         return Ok(Some(out));
     }
-    match fsat::read_regular(std::path::Path::new(location), SIGNATURE_MAX) {
+    match fsat::read_regular(std::path::Path::new(location), max) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(ReadError::Absent) => Ok(None),
         Err(e @ (ReadError::NotAFile(_) | ReadError::TooLarge(_))) => {
@@ -492,6 +497,21 @@ impl ImageReader for HttpReader {
                 self.url,
                 resp.status()
             )));
+        }
+        let asked = format!("bytes {offset}-{last}/");
+        match header(&resp, "content-range") {
+            Some(r) if r.starts_with(&asked) => {}
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "asked {} for bytes {offset}-{last}; it answered with the range {}: a \
+                         server that sends other bytes than asked for is not used",
+                        self.url,
+                        other.as_deref().unwrap_or("(none)")
+                    ),
+                ))
+            }
         }
         let mut reader = TimedReader {
             inner: resp.into_body().into_reader(),

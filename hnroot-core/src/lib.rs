@@ -86,6 +86,7 @@
 //! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
 //! * [`commands`]: the operator's changes (`stage`, `revert`, `mark-good`) as plans.
 //! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.
+//! * [`delta`]: the chunk index a stage fetches only what changed by.
 //! * [`verdict`]: whether an image file boots. * [`device`]: which of several same-labelled
 //!   devices to use. * [`layout`]: labels, paths and names on disk.
 //! * [`identity`]: each host's own state on hostpart, projected into the image at every boot
@@ -113,6 +114,7 @@ pub mod cmdline;
 pub mod codes;
 pub mod commands;
 pub mod decide;
+pub mod delta;
 pub mod device;
 pub mod history;
 pub mod hostname;

@@ -323,7 +323,7 @@ mod tests {
         ("testkit/src/server.rs", 1),       // the hnroot binary under test (Offline::hnroot)
         ("tests/src/bin/distro.rs", 5),     // the hnroot binary under test
         ("tests/src/bin/fleet.rs", 4),      // the hnroot binary under test
-        ("tests/src/bin/e2e.rs", 1),        // the hnroot binary under test (installed)
+        ("tests/src/bin/e2e.rs", 2),        // the hnroot binary under test (installed; publish)
     ];
 
     /// A program started through a literal name: file, line, program.

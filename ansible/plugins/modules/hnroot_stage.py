@@ -83,6 +83,12 @@ bytes_fetched:
   description: Bytes read from the source by this run (0 when nothing was staged).
   returned: always
   type: int
+bytes_reused:
+  description: >-
+    Bytes taken from the images already on the host instead of fetched (0 without a published
+    chunk index, when the whole image is downloaded).
+  returned: when staged
+  type: int
 seconds:
   description: How long the stage took.
   returned: when staged
@@ -178,6 +184,7 @@ def main():
         uuid=staged.get("uuid"),
         version=staged.get("version"),
         bytes_fetched=staged.get("bytes_fetched", 0),
+        bytes_reused=staged.get("bytes_reused", 0),
         seconds=staged.get("seconds"),
         stage=staged,
         next_boot=staged.get("next_boot"),

@@ -27,6 +27,7 @@ use hnroot_linux::image::{self, Inspect};
 use minisign_verify::{PublicKey, Signature, StreamVerifier};
 use serde_json::json;
 
+use crate::delta::Delta;
 use crate::locate::{self, Location};
 use crate::progress::Progress;
 use crate::source::{read_small, Source};
@@ -203,6 +204,8 @@ pub struct Signed {
     key: PublicKey,
     key_file: PathBuf,
     signature: Signature,
+    /// The signature file as read (a delta's index names it).
+    text: Vec<u8>,
 }
 
 /// Load every key of `dir` and the signature at `location`; the key whose id the signature
@@ -260,6 +263,7 @@ fn load_signature(dir: &Path, location: &str, timeout: std::time::Duration) -> R
                     key,
                     key_file,
                     signature,
+                    text,
                 })
             }
             Err(minisign_verify::Error::UnexpectedKeyId) => continue,
@@ -277,10 +281,29 @@ fn load_signature(dir: &Path, location: &str, timeout: std::time::Duration) -> R
     )
 }
 
+/// The image from byte `have`: assembled from the delta's chunks when there is one, otherwise
+/// the source's own stream (and where it really starts).
+fn stream_from<'a>(
+    source: &'a Source,
+    delta: Option<&'a Delta>,
+    have: u64,
+) -> Result<(Box<dyn Read + 'a>, u64), SourceError> {
+    if let Some(delta) = delta {
+        let remote = source
+            .reader()
+            .map_err(|e| SourceError::Delivery(format!("{e:#}")))?;
+        return Ok((Box::new(delta.reader(remote, have)), have));
+    }
+    source
+        .stream_from(have)
+        .map_err(|e| SourceError::Delivery(format!("{e:#}")))
+}
+
 /// The stage's source as the executor sees it.
 struct SourceStager<'a> {
     source: &'a Source,
     signed: Option<&'a Signed>,
+    delta: Option<&'a Delta>,
     partial: String,
     verifier: Option<StreamVerifier<'a>>,
     progress: Progress,
@@ -338,10 +361,7 @@ impl SourceStager<'_> {
                 |_| {},
             )?;
         }
-        let (stream, start) = self
-            .source
-            .stream_from(have)
-            .map_err(|e| SourceError::Delivery(format!("{e:#}")))?;
+        let (stream, start) = stream_from(self.source, self.delta, have)?;
         if start != have {
             // The server sent the whole: start over.
             partial
@@ -558,6 +578,8 @@ pub struct Checked {
     pub version: Option<String>,
     /// Whether its boot files are checked only once it is copied (XFS or btrfs over HTTP).
     pub deferred: bool,
+    /// The chunks taken from hostpart's images and fetched, when its publisher indexed it.
+    pub delta: Option<Delta>,
 }
 
 impl Checked {
@@ -593,6 +615,7 @@ impl Checked {
             bootable,
             version,
             deferred,
+            delta: None,
         })
     }
 
@@ -653,6 +676,7 @@ impl Checked {
         let mut stager = SourceStager {
             source: &self.source,
             signed: self.signed.as_ref(),
+            delta: self.delta.as_ref(),
             partial: partial.clone(),
             verifier: None,
             progress: progress.clone(),
@@ -754,6 +778,18 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         ));
         return Ok(());
     }
+    let mut checked = checked;
+    if let Some(signed) = &checked.signed {
+        checked.delta = Delta::prepare(
+            &checked.source,
+            &signed.key,
+            &signed.text,
+            &hostpart,
+            &view,
+            args.sig.deadline(),
+            &progress,
+        );
+    }
     checked.announce(&progress, "hn-root-new.img", have);
     let mut store = locate::locate_state(&args.loc, &params).ok();
     let done = checked.copy(&hostpart, &plan, &mut store, &progress)?;
@@ -766,16 +802,32 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         Some(bootable.uuid),
         after.good(),
     );
+    let stats = checked.delta.as_ref().map(Delta::stats);
+    let fetched = stats.map_or(checked.source.len().saturating_sub(have), |s| s.fetched);
     let last = crate::cmd::metrics::LastStage {
         time: hnroot_linux::history_file::now(),
-        bytes: checked.source.len().saturating_sub(have),
+        bytes: fetched,
         seconds: started.elapsed().as_secs_f64(),
     };
     crate::cmd::metrics::record_stage(&hostpart, &last);
     check_leftovers(&hostpart, &progress);
     let next = decide(&after, &Config::default());
     progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string(),
-        "version": checked.version, "bytes_fetched": last.bytes, "seconds": last.seconds }));
+        "version": checked.version, "bytes_fetched": last.bytes, "seconds": last.seconds,
+        "bytes_reused": stats.map_or(0, |s| s.reused), "bytes_zero": stats.map(|s| s.zero),
+        "delta": stats.is_some(), "range_requests": stats.map(|s| s.requests),
+        "chunks_refetched": stats.map(|s| s.refetched) }));
+    if let Some(s) = stats {
+        progress.say(format_args!(
+            "hnroot: {} MiB fetched in {} range requests, {} MiB taken from the images on \
+             hostpart, {} MiB of zeros ({} chunks a seed no longer held were fetched)",
+            s.fetched >> 20,
+            s.requests,
+            s.reused >> 20,
+            s.zero >> 20,
+            s.refetched
+        ));
+    }
     progress.say(format_args!(
         "hnroot: staged {} as hn-root-new.img (UUID {}); next boot: {next}",
         checked.source.name(),

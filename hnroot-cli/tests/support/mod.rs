@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+#[allow(unused_imports)]
+pub use http::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
