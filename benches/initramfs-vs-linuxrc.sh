@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benches/initramfs-vs-linuxrc.sh: how long the early boot takes, kernel start -> switch_root
 # -> the real init, with hnroot-init as /init (cargo xtask initramfs) against the busybox-sh
-# prototype linuxrc (initramfs/linuxrc.sh, the seed's approach) doing the same steps: load the
+# prototype linuxrc (benches/linuxrc.sh, the seed's approach) doing the same steps: load the
 # same modules, find hostpart, mount it, attach the image read-only, check its UUID, mount it,
 # keep hostpart, switch_root. Both boot in QEMU (TCG, OVMF, Debian's GRUB with hnroot.mod, the
 # cached Debian kernel), each from its own root image, alike but for /boot/initramfs, on a disk

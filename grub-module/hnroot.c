@@ -49,9 +49,13 @@ static const struct grub_arg_option options[] =
      N_("Prefix of the variables set (default `hnroot_')."),
      N_("PREFIX"), ARG_TYPE_STRING},
     {"defaults", 'd', 0,
-     N_("The fleet's default kernel arguments; an image or the host overrides them key by "
+     N_("The loader's default kernel arguments; an image or the host overrides them key by "
 	"key."),
      N_("ARGS"), ARG_TYPE_STRING},
+    {"defaults-file", 'f', 0,
+     N_("The fleet's default kernel arguments, when this file is there: they replace "
+	"--defaults."),
+     N_("FILE"), ARG_TYPE_STRING},
     {0, 0, 0, 0, 0, 0}
   };
 
@@ -62,9 +66,11 @@ enum options
     HNROOT_TRIES,
     HNROOT_SET_PREFIX,
     HNROOT_DEFAULTS,
+    HNROOT_DEFAULTS_FILE,
   };
 
-#define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS]"
+#define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS] " \
+  "[--defaults-file FILE]"
 
 /* Called by hnroot-ffi if the core panics, which it is built not to do.  */
 void hnroot_ffi_abort (void) __attribute__ ((noreturn));
@@ -87,6 +93,7 @@ struct seen
   grub_uint8_t tries;
   struct hnroot_observation obs;
   struct hnroot_state_file bootstate;
+  struct hnroot_grub_args fleet_args;
   struct hnroot_grub_args host_args;
   struct hnroot_grub_args image_args[HNROOT_IMAGE_COUNT];
   struct hnroot_probe_ctx probe;
@@ -199,6 +206,10 @@ observe_all (struct grub_arg_list *state, int every, struct seen **out)
   if (hnroot_grub_observe (s->hostpart, &s->probe, &s->obs, s->image_args, every)
       != GRUB_ERR_NONE)
     return grub_errno;
+  if (state[HNROOT_DEFAULTS_FILE].set
+      && hnroot_grub_read_args (state[HNROOT_DEFAULTS_FILE].arg, &s->fleet_args)
+	 != GRUB_ERR_NONE)
+    return grub_errno;
   path = grub_xasprintf ("(%s)/" HNROOT_HOST_ARGS_PATH, s->hostpart);
   if (! path)
     return grub_errno;
@@ -245,6 +256,7 @@ decide (const struct seen *s, const char *defaults, struct decided **out)
       parts.defaults.bytes = (const grub_uint8_t *) defaults;
       parts.defaults.len = grub_strlen (defaults);
     }
+  parts.fleet_defaults = args_of (&s->fleet_args);
   parts.host = args_of (&s->host_args);
   for (i = 0; i < HNROOT_IMAGE_COUNT; i++)
     parts.images[i] = args_of (&s->image_args[i]);

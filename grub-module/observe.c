@@ -291,7 +291,7 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
    bootable one carries, and the revert marker.  Each
    image that is there but does not boot gets a line saying why; with EVERY (hnroot status),
    every image name gets its verdict line: `absent', `ext4 UUID=... (N bytes)' or
-   `unreadable (CODE): why'.  */
+   `not bootable (CODE): why'.  */
 grub_err_t
 hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
 		     struct hnroot_observation *obs, struct hnroot_grub_args *args, int every)
@@ -329,7 +329,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
 	  grub_free (path);
 	  return hnroot_grub_ffi_error ("hnroot_image_verdict", r);
 	}
-      if (every || obs->images[i].kind == HNROOT_IMAGE_UNREADABLE)
+      if (every || obs->images[i].kind == HNROOT_IMAGE_NOT_BOOTABLE)
 	grub_printf ("hnroot: %s: %s\n", path, text);
       grub_free (path);
     }

@@ -51,7 +51,7 @@ fn core(c: &mut Criterion) {
 fn ffi(c: &mut Criterion) {
     let mut obs = hnroot_observation::default();
     let seen = |u: hnroot_core::uuid::FsUuid| hnroot_image_seen {
-        kind: hnroot_ffi::HNROOT_IMAGE_READABLE,
+        kind: hnroot_ffi::HNROOT_IMAGE_BOOTABLE,
         uuid: hnroot_uuid::from_core(Some(u)),
     };
     obs.images[0] = seen(hnroot_benches::CURRENT);
@@ -71,6 +71,7 @@ fn ffi(c: &mut Criterion) {
             bytes: defaults.as_ptr(),
             len: defaults.len(),
         },
+        fleet_defaults: none,
         host: none,
         images: [none; 5],
     };

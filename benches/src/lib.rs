@@ -18,12 +18,12 @@ pub fn update_observation() -> Observation {
         state: hnroot_core::StateSeen::Valid(BootState::Committed { good: CURRENT }),
         ..Observation::default()
     }
-    .with(ImageName::Current, ImageSeen::Readable(CURRENT))
+    .with(ImageName::Current, ImageSeen::Bootable(CURRENT))
     .with(
         ImageName::Old,
-        ImageSeen::Readable(FsUuid::Uuid([0xc3; 16])),
+        ImageSeen::Bootable(FsUuid::Uuid([0xc3; 16])),
     )
-    .with(ImageName::New, ImageSeen::Readable(STAGED))
+    .with(ImageName::New, ImageSeen::Bootable(STAGED))
 }
 
 /// A boot-state file holding a trial of the staged image.

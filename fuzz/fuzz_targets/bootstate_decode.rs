@@ -9,7 +9,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(block) = Block::decode(data) else {
-        assert_ne!(data.len(), BLOCK_LEN, "only a wrong size is refused outright");
+        assert_ne!(
+            data.len(),
+            BLOCK_LEN,
+            "only a wrong size is refused outright"
+        );
         return;
     };
     let seen = block.seen();

@@ -1,5 +1,5 @@
 //! The decision and the plan over arbitrary observations (built from the fuzzer's bytes): never
-//! panic, never boot an image that was not seen readable, and plan only renames between names.
+//! panic, never boot an image that was not seen bootable, and plan only renames between names.
 
 #![no_main]
 
@@ -16,17 +16,22 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (head, rest) = data.split_at(8);
-    let mut obs = Observation { revert_requested: head[5] & 1 == 1, ..Observation::default() };
+    let mut obs = Observation {
+        revert_requested: head[5] & 1 == 1,
+        ..Observation::default()
+    };
     for (i, name) in ImageName::ALL.into_iter().enumerate() {
         let seen = match head[i] % 6 {
             0 => ImageSeen::Absent,
-            1 => ImageSeen::Unreadable,
-            k => ImageSeen::Readable(FsUuid::Uuid([k; 16])),
+            1 => ImageSeen::NotBootable,
+            k => ImageSeen::Bootable(FsUuid::Uuid([k; 16])),
         };
         obs.set(name, seen);
     }
     obs.state = if rest.len() >= BLOCK_LEN {
-        Block::decode(&rest[..BLOCK_LEN]).map(|b| b.seen()).unwrap_or(StateSeen::Corrupt)
+        Block::decode(&rest[..BLOCK_LEN])
+            .map(|b| b.seen())
+            .unwrap_or(StateSeen::Corrupt)
     } else if head[6] & 1 == 1 {
         StateSeen::Corrupt
     } else {
@@ -35,10 +40,22 @@ fuzz_target!(|data: &[u8]| {
     let config = Config { tries: head[7] };
     let d = decide(&obs, &config);
     if let Some(b) = d.boot() {
-        assert_eq!(obs.readable(b.image), Some(b.uuid));
-        let _ = plan(&obs, Some(Booted { name: b.image, uuid: b.uuid }));
+        assert_eq!(obs.bootable(b.image), Some(b.uuid));
+        let _ = plan(
+            &obs,
+            Some(Booted {
+                name: b.image,
+                uuid: b.uuid,
+            }),
+        );
     }
     let name = ImageName::ALL[usize::from(head[6]) % 5];
-    let _ = plan(&obs, Some(Booted { name, uuid: FsUuid::Uuid([head[7]; 16]) }));
+    let _ = plan(
+        &obs,
+        Some(Booted {
+            name,
+            uuid: FsUuid::Uuid([head[7]; 16]),
+        }),
+    );
     let _ = plan(&obs, None);
 });

@@ -33,8 +33,12 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(n, commented);
     let tail = &new_lines[old_lines.len()..];
-    assert!(tail.iter().any(|l| l.starts_with("LABEL=hostpart /hostpart ")));
-    assert!(tail.iter().any(|l| l.starts_with("LABEL=EFI-BOOT /boot/loader ")));
+    assert!(tail
+        .iter()
+        .any(|l| l.starts_with("LABEL=hostpart /hostpart ")));
+    assert!(tail
+        .iter()
+        .any(|l| l.starts_with("LABEL=EFI-BOOT /boot/loader ")));
     // Every line of hnroot's tail is kept or commented out on a second rewrite, none lost.
     let (again, _) = rewrite(&new);
     assert_eq!(

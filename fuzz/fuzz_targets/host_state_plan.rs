@@ -8,7 +8,7 @@
 #![no_main]
 
 use hnroot_core::hostname::Sources;
-use hnroot_core::identity::{self, Entry, HostSeen, Item, RootSeen, Source, Step};
+use hnroot_core::identity::{self, Entry, HostSeen, IdentityStep, Item, RootSeen, Source};
 use hnroot_core::machineid::MachineId;
 use libfuzzer_sys::fuzz_target;
 
@@ -66,17 +66,17 @@ fuzz_target!(|data: &[u8]| {
     let created_id = plan
         .steps
         .iter()
-        .any(|s| matches!(s, Step::CreateMachineId(_)));
+        .any(|s| matches!(s, IdentityStep::CreateMachineId(_)));
     for step in &plan.steps {
         let _ = step.to_string();
         match step {
-            Step::CreateHostname { .. } => assert!(!there(Item::Hostname), "{step}"),
-            Step::CreateMachineId(_) => assert!(!there(Item::MachineId), "{step}"),
-            Step::CopyMachineId => assert!(
+            IdentityStep::CreateHostname { .. } => assert!(!there(Item::Hostname), "{step}"),
+            IdentityStep::CreateMachineId(_) => assert!(!there(Item::MachineId), "{step}"),
+            IdentityStep::CopyMachineId => assert!(
                 created_id || host.machine_id.is_some_and(|t| MachineId::parse(t).is_ok()),
                 "{step}"
             ),
-            Step::Bind(Source::Mirror(rel)) => {
+            IdentityStep::Bind(Source::Mirror(rel)) => {
                 assert!(identity::mirror_path_allowed(rel), "{rel:?}")
             }
             _ => {}

@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use hnroot_core::probe::{FsInfo, FsOutcome, FsProber, Step, MAX_FS_READS, MAX_READ};
+use hnroot_core::probe::{FsInfo, FsOutcome, FsProber, ProbeStep, MAX_FS_READS, MAX_READ};
 use libfuzzer_sys::fuzz_target;
 
 /// Drive a prober over `image` told it is `size` bytes; `wanted`: give up (`None`) where
@@ -16,8 +16,8 @@ fn drive(image: &[u8], size: u64, wanted: Option<&dyn Fn(&FsInfo) -> bool>) -> O
     let mut reads = 0u32;
     loop {
         match prober.step() {
-            Step::Read(_) if wanted.is_some_and(|w| !prober.may_find(w)) => return None,
-            Step::Read(r) => {
+            ProbeStep::Read(_) if wanted.is_some_and(|w| !prober.may_find(w)) => return None,
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_FS_READS, "the prober does not finish");
                 assert!(r.len > 0 && r.len <= MAX_READ);
@@ -27,7 +27,7 @@ fn drive(image: &[u8], size: u64, wanted: Option<&dyn Fn(&FsInfo) -> bool>) -> O
                 let end = start.saturating_add(r.len).min(image.len());
                 prober.feed(&image[start..end]);
             }
-            Step::Done(outcome) => return Some(outcome),
+            ProbeStep::Done(outcome) => return Some(outcome),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use hnroot_core::probe::{PtOutcome, PtProber, Step, MAX_PT_READS, MAX_READ};
+use hnroot_core::probe::{ProbeStep, PtOutcome, PtProber, MAX_PT_READS, MAX_READ};
 use libfuzzer_sys::fuzz_target;
 
 fn slice(image: &[u8], offset: u64, len: usize) -> &[u8] {
@@ -41,13 +41,13 @@ fuzz_target!(|data: &[u8]| {
     let mut reads = 0u32;
     let outcome = loop {
         match prober.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_PT_READS, "the prober does not finish");
                 assert!(r.len > 0 && r.len <= MAX_READ);
                 prober.feed(slice(image, r.offset, r.len));
             }
-            Step::Done(o) => break o,
+            ProbeStep::Done(o) => break o,
         }
     };
     match outcome {
@@ -67,9 +67,9 @@ fuzz_target!(|data: &[u8]| {
                     steps += 1;
                     assert!(steps < 10_000, "the EBR walk does not end");
                     match walker.step() {
-                        Step::Read(r) => walker.feed(slice(image, r.offset, r.len)),
-                        Step::Done(Some(_)) => {}
-                        Step::Done(None) => break,
+                        ProbeStep::Read(r) => walker.feed(slice(image, r.offset, r.len)),
+                        ProbeStep::Done(Some(_)) => {}
+                        ProbeStep::Done(None) => break,
                     }
                 }
             }

@@ -5,25 +5,17 @@
 
 use std::process::ExitCode;
 
-mod bootstate_cmd;
-mod find_cmd;
-mod health;
-mod history_cmd;
-mod host_cmd;
-mod image_cmd;
-mod install;
-mod mark_good;
+mod cmd;
+mod locate;
 mod out;
-mod place;
-mod probe_cmd;
 mod progress;
-mod revert;
 mod source;
-mod stage;
-mod status;
-mod sysprep_cmd;
 
 use clap::{Parser, Subcommand};
+use cmd::{
+    bootloader, bootstate, find, health, history, host, image, install, mark_good, metrics, probe,
+    revert, stage, status, sysprep,
+};
 
 #[derive(Parser)]
 #[command(
@@ -56,33 +48,39 @@ enum Command {
     Install(install::InstallArgs),
     /// Build root images.
     #[command(subcommand)]
-    Image(image_cmd::ImageCommand),
+    Image(image::ImageCommand),
     /// Remove one host's identity from an image before publishing it (machine ID, SSH host
     /// keys, hostname, DHCP leases, persistent network names, logs, shell histories, Puppet
     /// certificates, random seeds), then check nothing host-specific is left.
-    Sysprep(sysprep_cmd::SysprepArgs),
+    Sysprep(sysprep::SysprepArgs),
     /// This server's identity, kept in its host state on hostpart (/hostpart/data/host).
     #[command(subcommand)]
-    Host(host_cmd::HostCommand),
+    Host(host::HostCommand),
     /// Remove the partial files interrupted stages left on hostpart.
     DiscardPartials(stage::DiscardArgs),
     /// What every boot and every operator command did, oldest first.
-    History(history_cmd::HistoryArgs),
+    History(history::HistoryArgs),
+    /// This server's hnroot state for Prometheus (node_exporter's textfile format): running and
+    /// staged versions, trial, rollbacks, failed health checks, the last switch and stage.
+    Metrics(metrics::MetricsArgs),
     /// Ask for a revert to hn-root-old.img on the next boot (creates system-revert).
     Revert(revert::RevertArgs),
     /// Manage the boot-state file on the ESP.
     #[command(subcommand)]
     Bootstate(BootstateCommand),
+    /// The boot loader on the ESP against the one this system carries; update it safely.
+    #[command(subcommand)]
+    Bootloader(bootloader::BootloaderCommand),
     /// Show what blkid would about devices or image files: type, label, UUID, partitions.
-    Probe(probe_cmd::ProbeArgs),
+    Probe(probe::ProbeArgs),
     /// Print the device a LABEL=, UUID=, PARTLABEL= or PARTUUID= spec names.
-    Find(find_cmd::FindArgs),
+    Find(find::FindArgs),
 }
 
 #[derive(Subcommand)]
 enum BootstateCommand {
     /// Create the boot-state file, recording hn-root.img as good.
-    Init(bootstate_cmd::InitArgs),
+    Init(bootstate::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,15 +92,17 @@ fn main() -> ExitCode {
         Command::Stage(args) => stage::stage(&args),
         Command::HealthFailed(args) => health::health_failed(&args),
         Command::Install(args) => install::install(&args),
-        Command::Image(cmd) => image_cmd::image(&cmd),
-        Command::Sysprep(args) => sysprep_cmd::sysprep_cmd(&args),
-        Command::Host(cmd) => host_cmd::host(&cmd),
+        Command::Image(cmd) => image::image(&cmd),
+        Command::Sysprep(args) => sysprep::sysprep_cmd(&args),
+        Command::Host(cmd) => host::host(&cmd),
         Command::DiscardPartials(args) => stage::discard(&args),
-        Command::History(args) => history_cmd::history(&args),
+        Command::History(args) => history::history(&args),
+        Command::Metrics(args) => metrics::metrics(&args),
         Command::Revert(args) => revert::revert(&args),
-        Command::Bootstate(BootstateCommand::Init(args)) => bootstate_cmd::init(&args),
-        Command::Probe(args) => probe_cmd::run(&args),
-        Command::Find(args) => find_cmd::run(&args),
+        Command::Bootstate(BootstateCommand::Init(args)) => bootstate::init(&args),
+        Command::Bootloader(cmd) => bootloader::bootloader(&cmd),
+        Command::Probe(args) => probe::run(&args),
+        Command::Find(args) => find::run(&args),
     };
     out::finish(code)
 }

@@ -109,48 +109,38 @@ impl Http {
     }
 }
 
-/// Where a redirect from `base` to `location` leads: an absolute `http(s)://` URL, or one
-/// relative to `base`; anything else (`file://`, `ftp://`) is refused, saying why.
-pub fn redirect_target(base: &str, location: &str) -> Result<String, String> {
-    let location = location.trim();
-    let scheme_end = location.find(':').filter(|&i| {
-        i > 0
-            && location[..i]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-            && location[..i]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic())
-    });
-    if let Some(i) = scheme_end {
-        let scheme = location[..i].to_ascii_lowercase();
-        return if scheme == "http" || scheme == "https" {
-            Ok(location.to_owned())
-        } else {
-            Err(format!(
-                "hnroot follows redirects to http:// and https:// only, not {scheme}://"
-            ))
-        };
+/// Why a redirect is not followed.
+#[derive(Debug)]
+pub enum RedirectRefused {
+    /// It leads to another scheme than `http` or `https` (`file`, `ftp`).
+    Scheme(String),
+    /// The URL it came from, or where it leads, is not a URL.
+    Unparsable(url::ParseError),
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedirectRefused::Scheme(s) => write!(
+                f,
+                "hnroot follows redirects to http:// and https:// only, not {s}://"
+            ),
+            RedirectRefused::Unparsable(e) => write!(f, "not a URL ({e})"),
+        }
     }
-    let Some((scheme, rest)) = base.split_once("://") else {
-        return Err("the URL it came from has no scheme".into());
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if let Some(net) = location.strip_prefix("//") {
-        return Ok(format!("{scheme}://{net}"));
+}
+
+/// Where a redirect from `base` to `location` leads (RFC 3986 reference resolution, by the
+/// `url` crate): an `http(s)://` URL; anything else (`file://`, `ftp://`) is refused.
+pub fn redirect_target(base: &str, location: &str) -> Result<String, RedirectRefused> {
+    let base = url::Url::parse(base).map_err(RedirectRefused::Unparsable)?;
+    let to = base
+        .join(location.trim())
+        .map_err(RedirectRefused::Unparsable)?;
+    match to.scheme() {
+        "http" | "https" => Ok(to.into()),
+        other => Err(RedirectRefused::Scheme(other.to_owned())),
     }
-    if location.starts_with('/') {
-        return Ok(format!("{scheme}://{authority}{location}"));
-    }
-    let path = &rest[authority_end..];
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let dir = match path.rfind('/') {
-        Some(i) => &path[..=i],
-        None => "/",
-    };
-    Ok(format!("{scheme}://{authority}{dir}{location}"))
 }
 
 /// An image to stage.
@@ -577,9 +567,14 @@ mod tests {
             "http://h:8/img/v3.img"
         );
         let e = redirect_target(base, "file:///etc/passwd").unwrap_err();
-        assert!(e.contains("not file://"), "{e}");
+        assert!(e.to_string().contains("not file://"), "{e}");
         assert!(redirect_target(base, "FTP://x/y")
             .unwrap_err()
+            .to_string()
             .contains("ftp://"));
+        assert!(matches!(
+            redirect_target("no scheme", "x"),
+            Err(RedirectRefused::Unparsable(_))
+        ));
     }
 }

@@ -1,8 +1,9 @@
 //! `hnroot install` on real block devices: blank disk files attached with `losetup -P`, images
 //! made by mkfs and signed by minisign. Refusals leave the disk as it was; a full install is
 //! read back with the tools a sysadmin would use (sgdisk, blkid, mount). The full install needs
-//! the module kit built for the installed GRUB (`cargo xtask test` builds it and hands it over
-//! in HNROOT_GRUB_KIT); the QEMU boot of an installed disk is e2e's `install` scenario.
+//! the loader kit (hnroot's GRUB; `cargo xtask test` builds it and hands it over in
+//! HNROOT_GRUB_KIT); the QEMU boot of an installed disk is e2e's `install` scenario. Also
+//! `hnroot bootloader status|update` against a directory ESP.
 
 mod support;
 
@@ -85,7 +86,7 @@ fn kit() -> Option<PathBuf> {
         }
         None => {
             eprintln!(
-                "SKIPPED: no module kit (HNROOT_GRUB_KIT); `cargo xtask grub-module` builds one, \
+                "SKIPPED: no loader kit (HNROOT_GRUB_KIT); `cargo xtask grub-module` builds one, \
                  `cargo xtask test` hands it over"
             );
             None
@@ -255,16 +256,31 @@ fn a_loop_device_stacked_on_the_disk_is_seen() {
     );
 }
 
+/// A copy of the loader kit at `to`, to change one part of.
+fn copy_kit(kit: &Path, to: &Path) {
+    run(&["cp", "-a", kit.to_str().unwrap(), to.to_str().unwrap()]);
+}
+
 #[test]
 fn a_module_built_for_another_grub_is_refused_naming_both() {
     if !can_mount() {
         return;
     }
+    let Some(real) = kit() else { return };
     let s = signed_image();
     let disk = LoopDisk::new(1024);
     let kit = s.dir.path().join("kit");
-    std::fs::create_dir_all(kit.join("2.12-9+deb13u4")).unwrap();
-    std::fs::write(kit.join("2.12-9+deb13u4/hnroot.mod"), b"not this GRUB's").unwrap();
+    copy_kit(&real, &kit);
+    let info = kit.join("x86_64-efi/modinfo.sh");
+    let text_before = std::fs::read_to_string(&info).unwrap();
+    let built_for = text_before
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("grub_package_version=")
+                .map(|v| v.trim_matches('"').to_owned())
+        })
+        .unwrap();
+    std::fs::write(&info, text_before.replace(&built_for, "2.12-9+deb13u4")).unwrap();
     let out = hnroot(&[
         "install",
         "--disk",
@@ -278,17 +294,9 @@ fn a_module_built_for_another_grub_is_refused_naming_both() {
         "--dry-run",
     ]);
     let t = text(&out);
-    let installed = std::fs::read_to_string("/usr/lib/grub/x86_64-efi/modinfo.sh")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("grub_package_version=")
-                .map(|v| v.trim_matches('"').to_owned())
-        })
-        .unwrap();
     assert!(!out.status.success(), "{t}");
     assert!(
-        t.contains(&installed) && t.contains("2.12-9+deb13u4"),
+        t.contains(&built_for) && t.contains("2.12-9+deb13u4") && t.contains("nothing was written"),
         "{t}"
     );
     assert!(disk.untouched());
@@ -299,12 +307,15 @@ fn a_missing_image_builder_is_refused_before_the_disk_is_touched() {
     if !can_mount() {
         return;
     }
-    let Some(kit) = kit() else {
+    let Some(real) = kit() else {
         return;
     };
     let s = signed_image();
     let disk = LoopDisk::new(1024);
-    let missing = s.dir.path().join("no-such/grub-mkstandalone");
+    let kit = s.dir.path().join("kit");
+    copy_kit(&real, &kit);
+    let missing = kit.join("grub-mkimage");
+    std::fs::remove_file(&missing).unwrap();
     let out = hnroot(&[
         "install",
         "--disk",
@@ -315,8 +326,6 @@ fn a_missing_image_builder_is_refused_before_the_disk_is_touched() {
         s.keys.to_str().unwrap(),
         "--kit",
         kit.to_str().unwrap(),
-        "--grub-mkstandalone",
-        missing.to_str().unwrap(),
         "--yes",
     ]);
     let t = text(&out);
@@ -328,6 +337,165 @@ fn a_missing_image_builder_is_refused_before_the_disk_is_touched() {
         "{t}"
     );
     assert!(disk.untouched());
+}
+
+/// `hnroot bootloader status` and `update` on an ESP directory (the build machine's kernel may
+/// have no FAT driver: a directory stands in for the mounted ESP; the QEMU suites update a real
+/// FAT ESP): an empty ESP gets the loader, an up-to-date one is left alone, a newer one is not
+/// downgraded without --allow-downgrade, and a loader that cannot read the ESP's boot-state
+/// format is refused even then. Each loader is built by the kit's own grub-mkimage.
+#[test]
+fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
+    let Some(real) = kit() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let esp = dir.path().join("esp");
+    let hp = dir.path().join("hostpart");
+    std::fs::create_dir_all(esp.join("hnroot")).unwrap();
+    std::fs::create_dir_all(&hp).unwrap();
+    let at = |kit: &Path| -> Vec<String> {
+        [
+            "--esp",
+            esp.to_str().unwrap(),
+            "--kit",
+            kit.to_str().unwrap(),
+            "--fleet",
+            dir.path().join("no-fleet").to_str().unwrap(),
+            "--hostpart",
+            hp.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let cmd = |verb: &str, kit: &Path, extra: &[&str]| {
+        let mut v: Vec<String> = vec!["bootloader".into(), verb.into()];
+        v.extend(at(kit));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        hnroot(&refs)
+    };
+    let json = |kit: &Path| -> serde_json::Value {
+        let out = cmd("status", kit, &["--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // A boot-state file of format 1, as hnroot install makes it.
+    let state = hnroot_core::bootstate::new_block(&hnroot_core::BootState::Committed {
+        good: hnroot_core::FsUuid::parse(A).unwrap(),
+    });
+    std::fs::write(esp.join("hnroot/bootstate"), state).unwrap();
+
+    let v = json(&real);
+    assert_eq!(v["esp_loader"]["state"], "absent", "{v}");
+    assert_eq!(v["update"]["kind"], "install", "{v}");
+    assert_eq!(v["esp_bootstate_format"], 1, "{v}");
+    let out = cmd("update", &real, &["--dry-run"]);
+    assert!(text(&out).contains("nothing was written"), "{}", text(&out));
+    assert!(!esp.join("EFI/BOOT/BOOTX64.EFI").exists());
+    let out = cmd("update", &real, &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("step 5/5: verify-in-place"), "{t}");
+    let v = json(&real);
+    assert_eq!(v["esp_loader"]["state"], "recorded", "{v}");
+    assert_eq!(v["esp_loader"], v["carried"], "{v}");
+    assert_eq!(v["update"]["kind"], "up-to-date", "{v}");
+    let installed = std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    let t = text(&cmd("update", &real, &[]));
+    assert!(t.contains("nothing written"), "{t}");
+
+    // A newer hnroot's loader on the ESP: this one is older.
+    let newer = dir.path().join("newer-kit");
+    copy_kit(&real, &newer);
+    let record = std::fs::read_to_string(newer.join("loader-record")).unwrap();
+    let mine = record
+        .lines()
+        .find(|l| l.starts_with("hnroot "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        newer.join("loader-record"),
+        record.replace(&mine, "hnroot 99.0.0"),
+    )
+    .unwrap();
+    let t = text(&cmd("update", &newer, &[]));
+    assert!(t.contains("step 6/6: keep-previous"), "{t}");
+    assert!(esp.join("EFI/BOOT/hnroot-previous.efi").is_file());
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/hnroot-previous.efi")).unwrap(),
+        installed
+    );
+    let out = cmd("update", &real, &[]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("[downgrade]") && t.contains("99.0.0"),
+        "{t}"
+    );
+    let t = text(&cmd("update", &real, &["--allow-downgrade"]));
+    assert!(
+        t.contains("downgrade (") && t.contains("keep-previous"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        installed
+    );
+
+    // A loader that reads only boot-state format 2 never replaces one on an ESP of format 1.
+    let unreadable = dir.path().join("format2-kit");
+    copy_kit(&newer, &unreadable);
+    let record = std::fs::read_to_string(unreadable.join("loader-record")).unwrap();
+    std::fs::write(
+        unreadable.join("loader-record"),
+        record.replace("bootstate-reads 1-1", "bootstate-reads 2-2"),
+    )
+    .unwrap();
+    let out = cmd("update", &unreadable, &["--allow-downgrade"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("[cannot-read-state]"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        installed
+    );
+
+    // The service's mode on a machine whose boot is not committed (no image on hostpart).
+    let t = text(&cmd("update", &newer, &["--if-committed"]));
+    assert!(
+        t.contains("[not-committed]") && t.contains("nothing written"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        installed
+    );
+
+    // The service on a committed boot of an older image (after a revert, say): the newer
+    // loader stays, and the unit does not fail.
+    let t = text(&cmd("update", &newer, &[]));
+    assert!(t.contains("upgrade ("), "{t}");
+    let newer_bytes = std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    image_sized(&hp.join("hn-root.img"), A, "1", 8);
+    let state_path = esp.join("hnroot/bootstate");
+    let out = cmd(
+        "update",
+        &real,
+        &[
+            "--if-committed",
+            "--bootstate",
+            state_path.to_str().unwrap(),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success() && t.contains("[downgrade]") && t.contains("nothing written"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        newer_bytes
+    );
 }
 
 fn blkid(node: &str, tag: &str) -> String {

@@ -78,6 +78,17 @@ pub enum ArgsFile<'a> {
     Text(&'a [u8]),
 }
 
+/// The defaults of a boot: the fleet's file when the loader carries one
+/// ([`layout::FLEET_ARGS_NAME`]), else the loader's built-in defaults. A fleet file that is there
+/// but unusable is reported as such (its words are not guessed at) and the built-in defaults
+/// are not used in its place either: the record says `defaults:unusable`.
+pub fn defaults<'a>(fleet: ArgsFile<'a>, builtin: ArgsFile<'a>) -> ArgsFile<'a> {
+    match fleet {
+        ArgsFile::Absent => builtin,
+        other => other,
+    }
+}
+
 /// The extra arguments of one boot.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Extra<'a> {
@@ -405,6 +416,21 @@ mod tests {
             host: ArgsFile::Text(b"mitigations=auto"),
         });
         assert_eq!(tail, "panic=10 console=ttyS1 mitigations=auto");
+    }
+
+    #[test]
+    fn the_fleets_defaults_replace_the_loaders() {
+        let builtin = ArgsFile::Text(b"console=ttyS0 panic=10");
+        assert_eq!(defaults(ArgsFile::Absent, builtin), builtin);
+        let fleet = ArgsFile::Text(b"console=ttyS1,115200 panic=30");
+        assert_eq!(defaults(fleet, builtin), fleet);
+        assert_eq!(defaults(ArgsFile::TooLong, builtin), ArgsFile::TooLong);
+        let (tail, record, _) = line(&Extra {
+            defaults: defaults(fleet, builtin),
+            ..Extra::default()
+        });
+        assert_eq!(tail, "console=ttyS1,115200 panic=30");
+        assert_eq!(record, "args=defaults refused=-");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub const DEFAULT_TRIES: u8 = 3;
 
 const MAGIC: [u8; 8] = *b"HNROOTBS";
 const VERSION: u16 = 1;
+/// The format version this hnroot reads and writes (what a loader's version record names).
+pub const FORMAT_VERSION: u16 = VERSION;
 const RECORD_LEN: u16 = 64;
 
 const R_MAGIC: Range<usize> = 0..8;
@@ -462,6 +464,19 @@ fn put_uuid(copy: &mut [u8; COPY_LEN], kind_at: usize, at: Range<usize>, uuid: O
     if let Some(dst) = copy.get_mut(at.start..at.start.saturating_add(bytes.len())) {
         dst.copy_from_slice(bytes);
     }
+}
+
+/// The newest format version a boot-state file's copies carry (a copy counts when it has the
+/// magic; its checksum is not checked, since a newer format may cover other bytes), `None` when
+/// neither copy is hnroot's. What a loader must be able to read before it replaces another.
+pub fn format_seen(bytes: &[u8]) -> Option<u16> {
+    bytes
+        .chunks(COPY_LEN)
+        .take(2)
+        .filter(|c| c.get(R_MAGIC) == Some(MAGIC.as_slice()))
+        .filter_map(|c| c.get(R_VERSION).and_then(|v| v.try_into().ok()))
+        .map(u16::from_le_bytes)
+        .max()
 }
 
 /// Decode one copy: length is fixed by the caller; then magic, checksum, version, fields.

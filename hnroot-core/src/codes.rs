@@ -1,6 +1,6 @@
 //! The core's vocabularies, each written once: a set of stable codes is one enum with one
-//! number and one word per value ([`stable_codes!`]), a set of notes is one bitflags type with
-//! one word and one sentence per flag ([`notes!`]). Every codec maps the same enum: the history
+//! number and one word per value (`stable_codes!`), a set of notes is one bitflags type with
+//! one word and one sentence per flag (`notes!`). Every codec maps the same enum: the history
 //! file stores the number, the FFI hands the number to C, the kernel command line, JSON and the
 //! logs carry the word. A retired number stays in the enum's documentation and is never reused.
 
@@ -125,7 +125,7 @@ macro_rules! notes {
 }
 pub(crate) use notes;
 
-/// A static C string from a literal that ends in its only NUL (what [`stable_codes!`] builds
+/// A static C string from a literal that ends in its only NUL (what `stable_codes!` builds
 /// with `concat!`); the empty string if it does not, which no literal of the macro does.
 pub const fn c_str(with_nul: &'static str) -> &'static core::ffi::CStr {
     match core::ffi::CStr::from_bytes_with_nul(with_nul.as_bytes()) {

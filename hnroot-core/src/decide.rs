@@ -3,11 +3,11 @@
 //!
 //! The rules, in the order they are applied:
 //!
-//! 1. **Revert.** `system-revert` with a readable `hn-root-old.img` boots the old image. A revert
+//! 1. **Revert.** `system-revert` with a bootable `hn-root-old.img` boots the old image. A revert
 //!    request also cancels a staged `hn-root-new.img`: it is not booted (the initramfs renames it
-//!    `hn-root-cancelled.img`). Without a readable old image the request is refused, loudly, and
+//!    `hn-root-cancelled.img`). Without a bootable old image the request is refused, loudly, and
 //!    the rules below run with the staged image still cancelled.
-//! 2. **Update.** A readable `hn-root-new.img` boots directly, as the first try of a trial of
+//! 2. **Update.** A bootable `hn-root-new.img` boots directly, as the first try of a trial of
 //!    [`Config::tries`] boots (or the next try, if the boot state already counts one for it).
 //!    It is refused when its UUID equals that of `hn-root.img` or `hn-root-old.img` (identity
 //!    would be ambiguous) or when it has used all its tries.
@@ -22,7 +22,7 @@
 //!    any) as the rollback target. With no boot state at all there is nothing to count with: it
 //!    boots normally and the log says so.
 //! 5. **Normal.** `hn-root.img` boots.
-//! 6. **Recovery.** When `hn-root.img` is missing or unreadable: the first readable of
+//! 6. **Recovery.** When `hn-root.img` is missing or not bootable: the first bootable of
 //!    `hn-root-old.img`, `hn-root-cancelled.img`, a refused `hn-root-new.img`,
 //!    `hn-root-broken.img` — the broken image only when nothing else can boot.
 //!
@@ -59,8 +59,8 @@ impl Default for Config {
 pub enum CurrentProblem {
     /// No `hn-root.img`.
     Missing,
-    /// `hn-root.img` exists but is not a readable filesystem.
-    Unreadable,
+    /// `hn-root.img` exists but is not bootable.
+    NotBootable,
 }
 
 /// Why an image was chosen.
@@ -84,7 +84,7 @@ pub enum Reason {
     },
     /// `system-revert` asked for `hn-root-old.img`.
     ManualRevert,
-    /// `system-revert` was present but there is no readable `hn-root-old.img`.
+    /// `system-revert` was present but there is no bootable `hn-root-old.img`.
     RevertRefused,
     /// The image on trial (`failed`) used all its tries.
     AutomaticRollback {
@@ -108,7 +108,7 @@ impl fmt::Display for Reason {
             Reason::Trial { attempt, of } => write!(f, "trial {attempt} of {of}"),
             Reason::ManualRevert => f.write_str("manual revert: system-revert present"),
             Reason::RevertRefused => f.write_str(
-                "system-revert present but there is no readable hn-root-old.img to revert to",
+                "system-revert present but there is no bootable hn-root-old.img to revert to",
             ),
             Reason::AutomaticRollback { failed } => {
                 write!(
@@ -117,14 +117,14 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::TrialExhausted => f.write_str(
-                "trial exhausted without mark-good, but there is no readable image to roll back to",
+                "trial exhausted without mark-good, but there is no bootable image to roll back to",
             ),
             Reason::Recovery {
                 current: CurrentProblem::Missing,
             } => f.write_str("recovery: hn-root.img is missing"),
             Reason::Recovery {
-                current: CurrentProblem::Unreadable,
-            } => f.write_str("recovery: hn-root.img is not a readable filesystem"),
+                current: CurrentProblem::NotBootable,
+            } => f.write_str("recovery: hn-root.img is not bootable"),
         }
     }
 }
@@ -178,15 +178,15 @@ crate::codes::stable_codes! {
 
 crate::codes::notes! {
     /// Things the decision noticed and worked around; each is one sentence in the boot log.
-    pub struct Notes: u32 {
+    pub struct DecisionNotes: u32 {
         /// No boot-state block (no file, or never written): no trial counting until one exists.
         const STATE_ABSENT = 1 << 0 => ("state-absent", "no boot state recorded: trial counting is off until one is written");
         /// Both copies of the boot-state block are invalid.
         const STATE_CORRUPT = 1 << 1 => ("state-corrupt", "boot state corrupt (both copies invalid): hn-root.img is on trial until marked good");
-        /// `system-revert` present, no readable `hn-root-old.img`.
-        const REVERT_REFUSED = 1 << 2 => ("revert-refused", "revert refused: no readable hn-root-old.img");
-        /// `hn-root-new.img` exists but is not a readable filesystem.
-        const NEW_UNREADABLE = 1 << 3 => ("new-unreadable", "hn-root-new.img ignored: not a readable filesystem");
+        /// `system-revert` present, no bootable `hn-root-old.img`.
+        const REVERT_REFUSED = 1 << 2 => ("revert-refused", "revert refused: no bootable hn-root-old.img");
+        /// `hn-root-new.img` exists but is not bootable.
+        const NEW_NOT_BOOTABLE = 1 << 3 => ("new-unreadable", "hn-root-new.img ignored: not bootable");
         /// `hn-root-new.img` has the UUID of `hn-root.img` or `hn-root-old.img`.
         const NEW_DUPLICATE_UUID = 1 << 4 => ("new-duplicate-uuid", "hn-root-new.img ignored: same filesystem UUID as hn-root.img or hn-root-old.img (give each image its own UUID)");
         /// `hn-root-new.img` used all its tries before it was ever applied.
@@ -255,12 +255,12 @@ pub struct Boot {
     pub uuid: FsUuid,
     /// Why.
     pub reason: Reason,
-    /// Other readable images, best first; never a failed or cancelled image.
+    /// Other bootable images, best first; never a failed or cancelled image.
     pub fallbacks: Fallbacks,
     /// The boot state GRUB writes before loading the kernel.
     pub write: Option<BootState>,
     /// What the decision noticed.
-    pub notes: Notes,
+    pub notes: DecisionNotes,
 }
 
 /// What the bootloader does when it cannot write the boot state a boot returns (a read-only or
@@ -285,10 +285,10 @@ impl Boot {
 pub enum Decision {
     /// Boot this.
     Boot(Boot),
-    /// No image file is a readable filesystem: GRUB stops at its menu (rescue entry).
+    /// No image file is bootable: GRUB stops at its menu (rescue entry).
     NothingBootable {
         /// What the decision noticed.
-        notes: Notes,
+        notes: DecisionNotes,
     },
 }
 
@@ -315,7 +315,7 @@ impl Decision {
     }
 
     /// What the decision noticed.
-    pub fn notes(&self) -> Notes {
+    pub fn notes(&self) -> DecisionNotes {
         match self {
             Decision::Boot(boot) => boot.notes,
             Decision::NothingBootable { notes } => *notes,
@@ -346,7 +346,7 @@ impl fmt::Display for Decision {
             }
             Decision::NothingBootable { .. } => f.write_str(
                 "nothing bootable: none of hn-root.img, hn-root-old.img, hn-root-new.img, \
-                 hn-root-cancelled.img, hn-root-broken.img is a readable filesystem",
+                 hn-root-cancelled.img, hn-root-broken.img is bootable",
             )?,
         }
         let notes = self.notes();
@@ -361,7 +361,7 @@ impl fmt::Display for Decision {
 pub fn decide(obs: &Observation, config: &Config) -> Decision {
     let mut d = Decider {
         obs,
-        notes: Notes::empty(),
+        notes: DecisionNotes::empty(),
         excluded: [false; 5],
     };
     d.decide(config)
@@ -369,7 +369,7 @@ pub fn decide(obs: &Observation, config: &Config) -> Decision {
 
 struct Decider<'a> {
     obs: &'a Observation,
-    notes: Notes,
+    notes: DecisionNotes,
     /// Images never offered as fallbacks: failed trial images and cancelled staged images.
     excluded: [bool; 5],
 }
@@ -387,8 +387,8 @@ impl Decider<'_> {
 
     fn decide(&mut self, config: &Config) -> Decision {
         match self.obs.state {
-            StateSeen::Absent => self.notes |= Notes::STATE_ABSENT,
-            StateSeen::Corrupt => self.notes |= Notes::STATE_CORRUPT,
+            StateSeen::Absent => self.notes |= DecisionNotes::STATE_ABSENT,
+            StateSeen::Corrupt => self.notes |= DecisionNotes::STATE_CORRUPT,
             StateSeen::Valid(_) => {}
         }
         if let Some(d) = self.revert() {
@@ -401,13 +401,13 @@ impl Decider<'_> {
         if let Some(d) = self.trial(failed_new) {
             return d;
         }
-        match self.obs.readable(ImageName::Current) {
+        match self.obs.bootable(ImageName::Current) {
             Some(current) => self.current(current, config),
             None => self.recovery(),
         }
     }
 
-    /// Rule 1: `system-revert` boots a readable old image; either way it cancels a staged
+    /// Rule 1: `system-revert` boots a bootable old image; either way it cancels a staged
     /// image.
     fn revert(&mut self) -> Option<Decision> {
         let obs = self.obs;
@@ -415,13 +415,13 @@ impl Decider<'_> {
             return None;
         }
         if obs.image(ImageName::New).is_present() {
-            self.notes |= Notes::NEW_CANCELLED;
+            self.notes |= DecisionNotes::NEW_CANCELLED;
             self.exclude(ImageName::New);
         }
-        if let Some(old) = obs.readable(ImageName::Old) {
+        if let Some(old) = obs.bootable(ImageName::Old) {
             return Some(self.boot(ImageName::Old, old, Reason::ManualRevert, None));
         }
-        self.notes |= Notes::REVERT_REFUSED;
+        self.notes |= DecisionNotes::REVERT_REFUSED;
         None
     }
 
@@ -434,24 +434,24 @@ impl Decider<'_> {
             return Err(None);
         }
         let new = match obs.image(ImageName::New) {
-            crate::observe::ImageSeen::Readable(new) => new,
-            crate::observe::ImageSeen::Unreadable => {
-                self.notes |= Notes::NEW_UNREADABLE;
+            crate::observe::ImageSeen::Bootable(new) => new,
+            crate::observe::ImageSeen::NotBootable => {
+                self.notes |= DecisionNotes::NEW_NOT_BOOTABLE;
                 return Err(None);
             }
             crate::observe::ImageSeen::Absent => return Err(None),
         };
-        if Some(new) == obs.readable(ImageName::Current)
-            || Some(new) == obs.readable(ImageName::Old)
+        if Some(new) == obs.bootable(ImageName::Current)
+            || Some(new) == obs.bootable(ImageName::Old)
         {
-            self.notes |= Notes::NEW_DUPLICATE_UUID;
+            self.notes |= DecisionNotes::NEW_DUPLICATE_UUID;
             self.exclude(ImageName::New);
             return Err(None);
         }
         let continuing = obs.trial().copied().filter(|t| t.image == new);
         let tries = continuing.map_or(Tries::fresh(config.tries), |t| t.tries);
         let Some((attempt, rest)) = tries.consume() else {
-            self.notes |= Notes::NEW_FAILED_TRIAL;
+            self.notes |= DecisionNotes::NEW_FAILED_TRIAL;
             self.exclude(ImageName::New);
             return Err(Some(new));
         };
@@ -473,7 +473,7 @@ impl Decider<'_> {
     fn trial(&mut self, failed_new: Option<FsUuid>) -> Option<Decision> {
         let obs = self.obs;
         let trial = obs.trial().copied();
-        if let (Some(t), Some(current)) = (trial, obs.readable(ImageName::Current)) {
+        if let (Some(t), Some(current)) = (trial, obs.bootable(ImageName::Current)) {
             if t.image == current {
                 if let Some((attempt, rest)) = t.tries.consume() {
                     let write = BootState::Trial(Trial { tries: rest, ..t });
@@ -506,7 +506,7 @@ impl Decider<'_> {
                 .find(t.image, &[ImageName::Current, ImageName::New])
                 .is_none()
             {
-                self.notes |= Notes::STALE_TRIAL;
+                self.notes |= DecisionNotes::STALE_TRIAL;
             }
         }
         None
@@ -523,7 +523,7 @@ impl Decider<'_> {
         };
         if !vetted {
             if obs.state != StateSeen::Corrupt {
-                self.notes |= Notes::UNVETTED_CURRENT;
+                self.notes |= DecisionNotes::UNVETTED_CURRENT;
             }
             if let Some((attempt, rest)) = Tries::fresh(config.tries).consume() {
                 let write = BootState::Trial(Trial {
@@ -538,7 +538,7 @@ impl Decider<'_> {
                 return self.boot(ImageName::Current, current, reason, Some(write));
             }
         }
-        let reason = if self.notes.contains(Notes::REVERT_REFUSED) {
+        let reason = if self.notes.contains(DecisionNotes::REVERT_REFUSED) {
             Reason::RevertRefused
         } else {
             Reason::Normal
@@ -546,11 +546,11 @@ impl Decider<'_> {
         self.boot(ImageName::Current, current, reason, None)
     }
 
-    /// Rule 6: without a readable `hn-root.img`, the first readable of the others.
+    /// Rule 6: without a readable `hn-root.img`, the first bootable of the others.
     fn recovery(&mut self) -> Decision {
         let obs = self.obs;
         let problem = if obs.image(ImageName::Current).is_present() {
-            CurrentProblem::Unreadable
+            CurrentProblem::NotBootable
         } else {
             CurrentProblem::Missing
         };
@@ -560,7 +560,7 @@ impl Decider<'_> {
             ImageName::New,
             ImageName::Broken,
         ] {
-            if let Some(uuid) = obs.readable(name) {
+            if let Some(uuid) = obs.bootable(name) {
                 return self.boot(name, uuid, Reason::Recovery { current: problem }, None);
             }
         }
@@ -577,7 +577,7 @@ impl Decider<'_> {
         let candidates = [ImageName::Current, ImageName::Old];
         let usable = |name: ImageName| {
             self.obs
-                .readable(name)
+                .bootable(name)
                 .filter(|&uuid| name != failed && uuid != failed_uuid)
                 .map(|uuid| (name, uuid))
         };
@@ -607,7 +607,7 @@ impl Decider<'_> {
             if name == image || self.is_excluded(name) {
                 continue;
             }
-            if let Some(other) = self.obs.readable(name) {
+            if let Some(other) = self.obs.bootable(name) {
                 if other != uuid && fallbacks.iter().all(|(_, u)| *u != other) {
                     // Capacity is 4 and at most 4 names differ from `image`: never full here.
                     let _ = fallbacks.push((name, other));

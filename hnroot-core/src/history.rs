@@ -81,6 +81,8 @@ crate::codes::stable_codes! {
         Installed = 7 => "installed",
         /// A health check of the running system failed (`hnroot health-failed`).
         HealthFailed = 8 => "health-failed",
+        /// `hnroot bootloader update` replaced the boot loader on the ESP.
+        LoaderUpdated = 9 => "loader-updated",
     }
 }
 
@@ -97,6 +99,8 @@ pub enum Operator {
     Installed,
     /// `hnroot health-failed`: a health check of the running system failed.
     HealthFailed,
+    /// `hnroot bootloader update` replaced the boot loader on the ESP.
+    LoaderUpdated,
 }
 
 impl Operator {
@@ -108,6 +112,7 @@ impl Operator {
             Operator::MarkedGood => Event::MarkedGood,
             Operator::Installed => Event::Installed,
             Operator::HealthFailed => Event::HealthFailed,
+            Operator::LoaderUpdated => Event::LoaderUpdated,
         }
     }
 
@@ -119,7 +124,7 @@ impl Operator {
             Operator::MarkedGood => Some(PlanKind::MarkGood),
             // Recorded without its plan since the history began; kept so.
             Operator::Installed => None,
-            Operator::HealthFailed => None,
+            Operator::HealthFailed | Operator::LoaderUpdated => None,
         }
     }
 }
@@ -623,7 +628,8 @@ mod tests {
                 (5, "revert-requested"),
                 (6, "marked-good"),
                 (7, "installed"),
-                (8, "health-failed")
+                (8, "health-failed"),
+                (9, "loader-updated")
             ]
         );
     }

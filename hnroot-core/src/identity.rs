@@ -336,7 +336,7 @@ impl fmt::Display for Source<'_> {
 
 /// One step of an identity plan.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Step<'a> {
+pub enum IdentityStep<'a> {
     /// Create the host state directory and its `ssh/` (mode 0700) where missing, never
     /// following a link.
     MakeHostDirs,
@@ -360,41 +360,46 @@ pub enum Step<'a> {
     WriteSshdDropIn,
 }
 
-impl Step<'_> {
+impl IdentityStep<'_> {
     /// A stable one-word name for JSON.
     pub const fn code(&self) -> &'static str {
         match self {
-            Step::MakeHostDirs => "make-host-dirs",
-            Step::CreateMachineId(_) => "create-machine-id",
-            Step::CreateHostname { .. } => "create-hostname",
-            Step::CopyMachineId => "copy-machine-id",
-            Step::Bind(_) => "bind",
-            Step::WriteSshdDropIn => "write-sshd-drop-in",
+            IdentityStep::MakeHostDirs => "make-host-dirs",
+            IdentityStep::CreateMachineId(_) => "create-machine-id",
+            IdentityStep::CreateHostname { .. } => "create-hostname",
+            IdentityStep::CopyMachineId => "copy-machine-id",
+            IdentityStep::Bind(_) => "bind",
+            IdentityStep::WriteSshdDropIn => "write-sshd-drop-in",
         }
     }
 
     /// Whether the step creates host state (first boot), as opposed to projecting it.
     pub const fn creates(&self) -> bool {
-        matches!(self, Step::CreateMachineId(_) | Step::CreateHostname { .. })
+        matches!(
+            self,
+            IdentityStep::CreateMachineId(_) | IdentityStep::CreateHostname { .. }
+        )
     }
 }
 
-impl fmt::Display for Step<'_> {
+impl fmt::Display for IdentityStep<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::MakeHostDirs => f.write_str("create the host state directory (and its ssh/)"),
-            Step::CreateMachineId(_) => f.write_str("create machine-id (random)"),
-            Step::CreateHostname { name, source } => {
+            IdentityStep::MakeHostDirs => {
+                f.write_str("create the host state directory (and its ssh/)")
+            }
+            IdentityStep::CreateMachineId(_) => f.write_str("create machine-id (random)"),
+            IdentityStep::CreateHostname { name, source } => {
                 write!(f, "create hostname {name} (from {source})")
             }
-            Step::CopyMachineId => f.write_str("copy machine-id -> /etc/machine-id"),
-            Step::Bind(src) => write!(
+            IdentityStep::CopyMachineId => f.write_str("copy machine-id -> /etc/machine-id"),
+            IdentityStep::Bind(src) => write!(
                 f,
                 "bind {src} -> /{} ({})",
                 src.target(),
                 src.kind().as_str()
             ),
-            Step::WriteSshdDropIn => write!(
+            IdentityStep::WriteSshdDropIn => write!(
                 f,
                 "write /{SSHD_DROP_IN_PATH} (sshd uses the host keys in ssh/)"
             ),
@@ -441,7 +446,7 @@ pub struct Refused<'a> {
 
 crate::codes::notes! {
     /// What the plan noticed; each is one sentence in the boot log.
-    pub struct Notes: u32 {
+    pub struct IdentityNotes: u32 {
         /// No host state yet: this is the server's first boot with hnroot.
         const FIRST_BOOT = 1 << 0 => ("first-boot", "no host state yet: this server's identity is created now and kept on hostpart");
         /// The host state path exists but is not a directory: nothing is projected or created.
@@ -471,16 +476,16 @@ pub const MAX_REFUSED: usize = 16;
 
 /// The identity plan of one boot.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct Plan<'a> {
+pub struct IdentityPlan<'a> {
     /// In order. Each runs whether the ones before it succeeded or not.
-    pub steps: Vec<Step<'a>, MAX_STEPS>,
+    pub steps: Vec<IdentityStep<'a>, MAX_STEPS>,
     /// What is in the host state but not projected.
     pub refused: Vec<Refused<'a>, MAX_REFUSED>,
     /// What the plan noticed.
-    pub notes: Notes,
+    pub notes: IdentityNotes,
 }
 
-impl Plan<'_> {
+impl IdentityPlan<'_> {
     /// The plan as one line of stable `key=value` words:
     /// `steps=5 created=machine-id,hostname refused=0 notes=first-boot` (logged after
     /// `identity: `, apart from the switch plan's `record:` line).
@@ -488,16 +493,16 @@ impl Plan<'_> {
         Record(self)
     }
 
-    fn push<'b>(steps: &mut Vec<Step<'b>, MAX_STEPS>, step: Step<'b>) {
+    fn push<'b>(steps: &mut Vec<IdentityStep<'b>, MAX_STEPS>, step: IdentityStep<'b>) {
         // MAX_STEPS counts every fixed step and MAX_MIRROR_FILES binds; the mirror loop stops
         // at its bound, so this push cannot fail.
         let _ = steps.push(step);
     }
 }
 
-/// See [`Plan::record`].
+/// See [`IdentityPlan::record`].
 #[derive(Clone, Copy, Debug)]
-pub struct Record<'p, 'a>(&'p Plan<'a>);
+pub struct Record<'p, 'a>(&'p IdentityPlan<'a>);
 
 impl fmt::Display for Record<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -506,8 +511,8 @@ impl fmt::Display for Record<'_, '_> {
         crate::codes::write_codes(
             f,
             p.steps.iter().filter_map(|s| match s {
-                Step::CreateMachineId(_) => Some("machine-id"),
-                Step::CreateHostname { .. } => Some("hostname"),
+                IdentityStep::CreateMachineId(_) => Some("machine-id"),
+                IdentityStep::CreateHostname { .. } => Some("hostname"),
                 _ => None,
             }),
         )?;
@@ -551,27 +556,27 @@ pub fn plan<'a>(
     root: &RootSeen,
     sources: &Sources<'_>,
     random: Option<[u8; 16]>,
-) -> Plan<'a> {
+) -> IdentityPlan<'a> {
     let first_boot = match host.dir {
         Entry::Dir => false,
         Entry::Absent => true,
         Entry::File | Entry::Other => {
-            return Plan {
-                notes: Notes::HOST_DIR_UNUSABLE,
-                ..Plan::default()
+            return IdentityPlan {
+                notes: IdentityNotes::HOST_DIR_UNUSABLE,
+                ..IdentityPlan::default()
             }
         }
     };
     let mut p = Planner {
-        plan: Plan::default(),
+        plan: IdentityPlan::default(),
         host,
         first_boot,
     };
     if first_boot {
-        p.plan.notes |= Notes::FIRST_BOOT;
+        p.plan.notes |= IdentityNotes::FIRST_BOOT;
     }
     if first_boot || p.seen(Item::Ssh) == Entry::Absent {
-        p.push(Step::MakeHostDirs);
+        p.push(IdentityStep::MakeHostDirs);
     }
     let machine_id = p.machine_id(random);
     p.hostname(sources, machine_id.as_ref());
@@ -585,7 +590,7 @@ pub fn plan<'a>(
 
 /// A plan being made from what was seen of the host state.
 struct Planner<'a, 'h> {
-    plan: Plan<'a>,
+    plan: IdentityPlan<'a>,
     host: &'h HostSeen<'a>,
     first_boot: bool,
 }
@@ -601,13 +606,13 @@ impl<'a> Planner<'a, '_> {
         }
     }
 
-    fn push(&mut self, step: Step<'a>) {
-        Plan::push(&mut self.plan.steps, step);
+    fn push(&mut self, step: IdentityStep<'a>) {
+        IdentityPlan::push(&mut self.plan.steps, step);
     }
 
     fn refuse(&mut self, what: Source<'a>, why: Why) {
         if self.plan.refused.push(Refused { what, why }).is_err() {
-            self.plan.notes |= Notes::MORE_REFUSED;
+            self.plan.notes |= IdentityNotes::MORE_REFUSED;
         }
     }
 
@@ -627,11 +632,11 @@ impl<'a> Planner<'a, '_> {
             Entry::Absent => match random {
                 Some(bytes) => {
                     let id = MachineId::from_random(bytes);
-                    self.push(Step::CreateMachineId(id));
+                    self.push(IdentityStep::CreateMachineId(id));
                     Some(id)
                 }
                 None => {
-                    self.plan.notes |= Notes::NO_RANDOM;
+                    self.plan.notes |= IdentityNotes::NO_RANDOM;
                     None
                 }
             },
@@ -648,7 +653,7 @@ impl<'a> Planner<'a, '_> {
             }
         };
         if id.is_some() {
-            self.push(Step::CopyMachineId);
+            self.push(IdentityStep::CopyMachineId);
         }
         id
     }
@@ -659,10 +664,10 @@ impl<'a> Planner<'a, '_> {
         match self.seen(Item::Hostname) {
             Entry::Absent => match hostname::choose(sources, machine_id) {
                 Some((name, source)) => {
-                    self.push(Step::CreateHostname { name, source });
-                    self.push(Step::Bind(Source::Item(Item::Hostname)));
+                    self.push(IdentityStep::CreateHostname { name, source });
+                    self.push(IdentityStep::Bind(Source::Item(Item::Hostname)));
                 }
-                None => self.plan.notes |= Notes::NO_HOSTNAME,
+                None => self.plan.notes |= IdentityNotes::NO_HOSTNAME,
             },
             Entry::File => match self.host.hostname.map(Hostname::parse) {
                 Some(Ok(name)) => {
@@ -671,9 +676,9 @@ impl<'a> Planner<'a, '_> {
                         .and_then(hostname::sanitize)
                         .is_some_and(|wanted| wanted != name)
                     {
-                        self.plan.notes |= Notes::PARAMETER_IGNORED;
+                        self.plan.notes |= IdentityNotes::PARAMETER_IGNORED;
                     }
-                    self.push(Step::Bind(Source::Item(Item::Hostname)));
+                    self.push(IdentityStep::Bind(Source::Item(Item::Hostname)));
                 }
                 _ => self.refuse(Source::Item(Item::Hostname), Why::Invalid),
             },
@@ -686,10 +691,10 @@ impl<'a> Planner<'a, '_> {
         match self.seen(Item::Ssh) {
             Entry::Absent | Entry::Dir => {
                 if root.sshd != Some(false) {
-                    self.push(Step::WriteSshdDropIn);
+                    self.push(IdentityStep::WriteSshdDropIn);
                     if self.seen(Item::Ssh) == Entry::Absent || self.host.ssh_keys < SSH_KEYS.len()
                     {
-                        self.plan.notes |= Notes::SSH_KEYS_PENDING;
+                        self.plan.notes |= IdentityNotes::SSH_KEYS_PENDING;
                     }
                 }
             }
@@ -713,7 +718,7 @@ impl<'a> Planner<'a, '_> {
                 Kind::Dir => Entry::Dir,
             };
             if entry == want {
-                self.push(Step::Bind(Source::Item(item)));
+                self.push(IdentityStep::Bind(Source::Item(item)));
                 if let Some(b) = bound.get_mut(item.index()) {
                     *b = true;
                 }
@@ -746,11 +751,11 @@ impl<'a> Planner<'a, '_> {
             });
             match owner {
                 Some(item) => self.refuse(src, Why::Shadowed(item)),
-                None => self.push(Step::Bind(src)),
+                None => self.push(IdentityStep::Bind(src)),
             }
         }
         if host.files_skipped > 0 || host.files.len() > MAX_MIRROR_FILES {
-            self.plan.notes |= Notes::MIRROR_SKIPPED;
+            self.plan.notes |= IdentityNotes::MIRROR_SKIPPED;
         }
     }
 }
@@ -781,7 +786,7 @@ mod tests {
         .with(Item::PuppetConf, Entry::File)
     }
 
-    fn texts(p: &Plan<'_>) -> StdVec<std::string::String> {
+    fn texts(p: &IdentityPlan<'_>) -> StdVec<std::string::String> {
         p.steps.iter().map(ToString::to_string).collect()
     }
 
@@ -811,7 +816,7 @@ mod tests {
             ]
         );
         assert!(p.refused.is_empty());
-        assert_eq!(p.notes, Notes::empty());
+        assert_eq!(p.notes, IdentityNotes::empty());
         assert_eq!(
             p.record().to_string(),
             "steps=9 created=- refused=0 notes=-"
@@ -836,18 +841,21 @@ mod tests {
         assert_eq!(
             p.steps.as_slice(),
             &[
-                Step::MakeHostDirs,
-                Step::CreateMachineId(id),
-                Step::CopyMachineId,
-                Step::CreateHostname {
+                IdentityStep::MakeHostDirs,
+                IdentityStep::CreateMachineId(id),
+                IdentityStep::CopyMachineId,
+                IdentityStep::CreateHostname {
                     name: Hostname::parse("srv-0003").unwrap(),
                     source: HostnameSource::DmiSerial
                 },
-                Step::Bind(Source::Item(Item::Hostname)),
-                Step::WriteSshdDropIn,
+                IdentityStep::Bind(Source::Item(Item::Hostname)),
+                IdentityStep::WriteSshdDropIn,
             ]
         );
-        assert_eq!(p.notes, Notes::FIRST_BOOT | Notes::SSH_KEYS_PENDING);
+        assert_eq!(
+            p.notes,
+            IdentityNotes::FIRST_BOOT | IdentityNotes::SSH_KEYS_PENDING
+        );
         assert_eq!(
             p.record().to_string(),
             "steps=6 created=machine-id,hostname refused=0 notes=first-boot,ssh-keys-pending"
@@ -865,15 +873,15 @@ mod tests {
         .with(Item::MachineId, Entry::File)
         .with(Item::Ssh, Entry::Dir);
         let p = plan(&host, &SSHD, &Sources::default(), Some([0xff; 16]));
-        assert!(p.steps.contains(&Step::CreateHostname {
+        assert!(p.steps.contains(&IdentityStep::CreateHostname {
             name: Hostname::parse("hn-0123456789ab").unwrap(),
             source: HostnameSource::MachineId
         }));
         assert!(!p
             .steps
             .iter()
-            .any(|s| matches!(s, Step::CreateMachineId(_))));
-        assert!(!p.steps.contains(&Step::MakeHostDirs));
+            .any(|s| matches!(s, IdentityStep::CreateMachineId(_))));
+        assert!(!p.steps.contains(&IdentityStep::MakeHostDirs));
     }
 
     #[test]
@@ -887,8 +895,10 @@ mod tests {
         .with(Item::PuppetConf, Entry::Other);
         let p = plan(&host, &SSHD, &Sources::default(), Some([0; 16]));
         assert!(!p.steps.iter().any(|s| s.creates()), "{:?}", p.steps);
-        assert!(!p.steps.contains(&Step::CopyMachineId));
-        assert!(!p.steps.contains(&Step::Bind(Source::Item(Item::Hostname))));
+        assert!(!p.steps.contains(&IdentityStep::CopyMachineId));
+        assert!(!p
+            .steps
+            .contains(&IdentityStep::Bind(Source::Item(Item::Hostname))));
         assert_eq!(
             p.refused.as_slice(),
             &[
@@ -920,7 +930,7 @@ mod tests {
         };
         let p = plan(&unusable, &SSHD, &Sources::default(), Some([0; 16]));
         assert!(p.steps.is_empty());
-        assert_eq!(p.notes, Notes::HOST_DIR_UNUSABLE);
+        assert_eq!(p.notes, IdentityNotes::HOST_DIR_UNUSABLE);
     }
 
     #[test]
@@ -930,14 +940,20 @@ mod tests {
             ..Sources::default()
         };
         let p = plan(&populated(&[]), &SSHD, &sources, Some([0; 16]));
-        assert_eq!(p.notes, Notes::empty(), "the same name, spelt otherwise");
+        assert_eq!(
+            p.notes,
+            IdentityNotes::empty(),
+            "the same name, spelt otherwise"
+        );
         let sources = Sources {
             parameter: Some("db07"),
             ..Sources::default()
         };
         let p = plan(&populated(&[]), &SSHD, &sources, Some([0; 16]));
-        assert_eq!(p.notes, Notes::PARAMETER_IGNORED);
-        assert!(p.steps.contains(&Step::Bind(Source::Item(Item::Hostname))));
+        assert_eq!(p.notes, IdentityNotes::PARAMETER_IGNORED);
+        assert!(p
+            .steps
+            .contains(&IdentityStep::Bind(Source::Item(Item::Hostname))));
     }
 
     #[test]
@@ -980,11 +996,13 @@ mod tests {
                 (Source::Mirror("etc//x"), Why::Forbidden),
             ]
         );
-        assert!(p.steps.contains(&Step::Bind(Source::Mirror("etc/ok"))));
+        assert!(p
+            .steps
+            .contains(&IdentityStep::Bind(Source::Mirror("etc/ok"))));
         // Without a network/ directory, a file under /etc/systemd/network is the mirror's.
         let host = populated(&files).with(Item::Network, Entry::Absent);
         let p = plan(&host, &SSHD, &Sources::default(), Some([0; 16]));
-        assert!(p.steps.contains(&Step::Bind(Source::Mirror(
+        assert!(p.steps.contains(&IdentityStep::Bind(Source::Mirror(
             "etc/systemd/network/10-lan.network"
         ))));
     }
@@ -1003,10 +1021,10 @@ mod tests {
         let mirrored = p
             .steps
             .iter()
-            .filter(|s| matches!(s, Step::Bind(Source::Mirror(_))))
+            .filter(|s| matches!(s, IdentityStep::Bind(Source::Mirror(_))))
             .count();
         assert_eq!(mirrored, MAX_MIRROR_FILES);
-        assert!(p.notes.contains(Notes::MIRROR_SKIPPED));
+        assert!(p.notes.contains(IdentityNotes::MIRROR_SKIPPED));
         // First boot with the most steps, and a full mirror: everything fits.
         assert!(p.steps.len() < MAX_STEPS);
     }
@@ -1019,14 +1037,19 @@ mod tests {
         };
         let p = plan(&host, &SSHD, &Sources::default(), None);
         assert!(!p.steps.iter().any(|s| s.creates()), "{:?}", p.steps);
-        assert!(p.notes.contains(Notes::NO_RANDOM | Notes::NO_HOSTNAME));
+        assert!(p
+            .notes
+            .contains(IdentityNotes::NO_RANDOM | IdentityNotes::NO_HOSTNAME));
         let sources = Sources {
             dmi_serial: Some("SRV-0003"),
             ..Sources::default()
         };
         let p = plan(&host, &SSHD, &sources, None);
         assert_eq!(p.steps.iter().filter(|s| s.creates()).count(), 1);
-        assert!(p.notes.contains(Notes::NO_RANDOM) && !p.notes.contains(Notes::NO_HOSTNAME));
+        assert!(
+            p.notes.contains(IdentityNotes::NO_RANDOM)
+                && !p.notes.contains(IdentityNotes::NO_HOSTNAME)
+        );
     }
 
     #[test]
@@ -1037,14 +1060,17 @@ mod tests {
             &Sources::default(),
             Some([0; 16]),
         );
-        assert!(!p.steps.contains(&Step::WriteSshdDropIn));
+        assert!(!p.steps.contains(&IdentityStep::WriteSshdDropIn));
         let p = plan(
             &populated(&[]),
             &RootSeen { sshd: None },
             &Sources::default(),
             Some([0; 16]),
         );
-        assert!(p.steps.contains(&Step::WriteSshdDropIn), "unknown: planned");
+        assert!(
+            p.steps.contains(&IdentityStep::WriteSshdDropIn),
+            "unknown: planned"
+        );
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub enum InstallStep {
     /// hostpart's filesystem, labelled `hostpart`, on partition 2.
     MakeHostpartFs(HostpartFs),
     /// The image copied to hostpart as `hn-root.img` through `hnroot stage`'s verified path
-    /// (`operator::first_image`).
+    /// (`commands::first_image`).
     CopyFirstImage,
     /// `data/` (and hnroot's records in it) on hostpart.
     MakeDataDir,

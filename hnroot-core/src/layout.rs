@@ -71,6 +71,12 @@ pub const PARTIAL_SUFFIX: &str = ".partial";
 /// the running system edits (its writable layer never reaches GRUB).
 pub const IMAGE_ARGS_PATH: &str = "usr/lib/hnroot/kernel-args";
 
+/// The fleet's default kernel arguments, a file of the fleet's built into the loader (in GRUB's
+/// memdisk, `(memdisk)/hnroot/kernel-args`; on the build machine or server
+/// `/etc/hnroot/loader/kernel-args`, which `hnroot install` and `hnroot bootloader update` put
+/// there). Without it the loader's built-in defaults apply (see [`crate::bootline`]).
+pub const FLEET_ARGS_NAME: &str = "kernel-args";
+
 /// The host's own kernel arguments, in its host state on hostpart (see [`crate::bootline`]).
 pub const HOST_ARGS_PATH: &str = "data/host/kernel-args";
 

@@ -15,11 +15,23 @@
 //! **decide** ([`decide()`]: which image, with which command line, and the boot-state block to
 //! write) → **write state** (the block, before anything is loaded) → **boot**. In Linux every
 //! change to hostpart has the same shape: **plan** ([`plan()`] for the boot-time switch,
-//! [`operator::stage`], [`operator::revert`], [`operator::mark_good`]: a list of [`Step`]s) →
+//! [`commands::stage`], [`commands::revert`], [`commands::mark_good`]: a list of [`ChangeStep`]s) →
 //! **execute** (`hnroot_linux::exec`, one step at a time, the only code that writes) → **after
 //! failure** ([`plan::after_step_failure`], [`after_failure()`]: reboot into which image, or
 //! stop). The CLI's `explain` prints the same plan the executor would run. A driver that needs a
 //! judgement the core does not offer is a gap in the core, not a place for a second copy.
+//!
+//! Who does each step, module by module:
+//!
+//! | step | GRUB (`grub-module/`) | `hnroot-init` (`initramfs/src/`) | `hnroot` CLI (`hnroot-cli/src/`) |
+//! |------|------------------------|----------------------------------|----------------------------------|
+//! | find hostpart and the ESP | `device.c` (labels via [`probe`], [`device::choose`]) | `params` (the command line), `drivers` (kernel modules), `hostpart`, `esp` | `locate` |
+//! | observe | `observe.c` ([`verdict`] per image), `bootstate.c` | `hostpart`, `esp` (the boot state) | `hnroot_linux::hostpart`, `locate` |
+//! | decide / plan | `hnroot.c` (`hnroot select`, `hnroot status`) → [`decide()`] | `switch` → [`plan()`] | `cmd::*` → [`commands`], [`plan()`] for `explain` |
+//! | carry out | `hnroot.c`: write the block, set `hnroot_*` variables for `grub.cfg` | `switch` (the executor), `rootmount` (the image as the new root), `newroot` | `cmd::*` through `hnroot_linux::exec` |
+//! | host identity | — | `identity` ([`identity::plan`]) | `cmd::host` |
+//! | record | the boot-state block | `record` (history), `layers` (stale writable layers) | `cmd::history`, `cmd::metrics` |
+//! | after failure | the fallback entry ([`Decision`]'s fallback) | `after_failure` ([`after_failure()`]) | exit status and message |
 //!
 //! ## The files
 //!
@@ -51,7 +63,7 @@
 //!    `hn-root-cancelled.img` (rename it back to stage it again).
 //! 4. **Revert without an old image** boots the current image, says so on the console and in the
 //!    kernel log, and removes the marker so it cannot fire later by surprise. No loop.
-//! 5. **Never stranded.** A missing or unreadable `hn-root.img` falls back to the first readable
+//! 5. **Never stranded.** A missing or unbootable `hn-root.img` falls back to the first readable
 //!    of `hn-root-old.img`, `hn-root-cancelled.img`, `hn-root-new.img`, `hn-root-broken.img` —
 //!    the broken image only when nothing else can boot.
 //! 6. **The last-known-good image is kept.** No step deletes or overwrites the image last marked
@@ -69,9 +81,10 @@
 //!
 //! ## Modules
 //!
+//! * [`loader`]: the boot loader's version record and its update on the ESP.
 //! * [`decide`](mod@decide): GRUB's decision. * [`plan`](mod@plan): the initramfs's steps.
 //! * [`bootstate`]: the boot-state block and its codec. * [`cmdline`]: kernel parameters.
-//! * [`operator`]: `mark-good` and `stage` checks.
+//! * [`commands`]: the operator's changes (`stage`, `revert`, `mark-good`) as plans.
 //! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.
 //! * [`verdict`]: whether an image file boots. * [`device`]: which of several same-labelled
 //!   devices to use. * [`layout`]: labels, paths and names on disk.
@@ -98,6 +111,7 @@ pub mod bootline;
 pub mod bootstate;
 pub mod cmdline;
 pub mod codes;
+pub mod commands;
 pub mod decide;
 pub mod device;
 pub mod history;
@@ -107,10 +121,10 @@ pub mod identity;
 pub mod imagebuild;
 pub mod install;
 pub mod layout;
+pub mod loader;
 pub mod machineid;
 pub mod name;
 pub mod observe;
-pub mod operator;
 pub mod overlay;
 pub mod plan;
 pub mod probe;
@@ -119,9 +133,11 @@ pub mod uuid;
 pub mod verdict;
 
 pub use bootstate::{BootState, StateSeen, Trial, Tries};
-pub use decide::{decide, Boot, Config, Decision, Notes, Reason, ReasonCode};
+pub use decide::{decide, Boot, Config, Decision, DecisionNotes, Reason, ReasonCode};
 pub use layout::REVERT_MARKER;
 pub use name::ImageName;
 pub use observe::{ImageSeen, Observation};
-pub use plan::{after_failure, plan, AfterFailure, Booted, Plan, PlanError, PlanKind, Step};
+pub use plan::{
+    after_failure, plan, AfterFailure, Booted, ChangePlan, ChangeStep, PlanError, PlanKind,
+};
 pub use uuid::{FsUuid, PartUuid};

@@ -24,7 +24,7 @@ pub enum ImageName {
 
 impl ImageName {
     /// Every image name, in fallback order: an image that cannot be booted as decided is replaced
-    /// by the first readable image of this list (never `hn-root-broken.img` while anything else
+    /// by the first bootable image of this list (never `hn-root-broken.img` while anything else
     /// is readable, because it comes last).
     pub const FALLBACK_ORDER: [ImageName; 5] = [
         ImageName::Current,

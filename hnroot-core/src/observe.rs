@@ -12,18 +12,18 @@ pub enum ImageSeen {
     /// No such file.
     #[default]
     Absent,
-    /// The file exists but is not a filesystem the driver could read (garbage, truncated, not a
-    /// regular file, or a filesystem without a UUID).
-    Unreadable,
-    /// A readable filesystem with this UUID.
-    Readable(FsUuid),
+    /// The file exists but its verdict refused it (garbage, truncated, not a regular file, a
+    /// filesystem without a UUID, missing boot files, features GRUB cannot read).
+    NotBootable,
+    /// A bootable image (its verdict: [`crate::verdict::Verdict::Bootable`]) with this UUID.
+    Bootable(FsUuid),
 }
 
 impl ImageSeen {
-    /// The UUID when readable.
+    /// The UUID when bootable.
     pub fn uuid(self) -> Option<FsUuid> {
         match self {
-            ImageSeen::Readable(uuid) => Some(uuid),
+            ImageSeen::Bootable(uuid) => Some(uuid),
             _ => None,
         }
     }
@@ -74,17 +74,17 @@ impl Observation {
         self
     }
 
-    /// The UUID of `name` when it is a readable filesystem.
-    pub fn readable(&self, name: ImageName) -> Option<FsUuid> {
+    /// The UUID of `name` when it is bootable.
+    pub fn bootable(&self, name: ImageName) -> Option<FsUuid> {
         self.image(name).uuid()
     }
 
-    /// The first image in `order` that is readable with `uuid`.
+    /// The first image in `order` that is bootable with `uuid`.
     pub fn find(&self, uuid: FsUuid, order: &[ImageName]) -> Option<ImageName> {
         order
             .iter()
             .copied()
-            .find(|&n| self.readable(n) == Some(uuid))
+            .find(|&n| self.bootable(n) == Some(uuid))
     }
 
     /// The valid boot state, if any.

@@ -7,7 +7,7 @@
 //! * The image GRUB booted is found by filesystem UUID, wherever it lies now, and only that
 //!   image is mounted. GRUB does not replay journals, so its file names may be one switch behind.
 //! * **Update** (the booted image is `hn-root-new.img`): `hn-root.img` becomes `hn-root-old.img`
-//!   when it is the image last marked good (or when there is no readable old image); otherwise
+//!   when it is the image last marked good (or when there is no bootable old image); otherwise
 //!   the old image is the only known-good image and must stay, and `hn-root.img` is set aside as
 //!   `hn-root-cancelled.img`. Then `hn-root-new.img` becomes `hn-root.img`.
 //! * **Revert** (booted `hn-root-old.img`, `system-revert` present): the boot state first records
@@ -18,7 +18,7 @@
 //!   `hn-root-broken.img`, an uncommitted `hn-root.img` is set aside as `hn-root-cancelled.img`,
 //!   the booted image becomes `hn-root.img`, and only then is it recorded as good (a crash before
 //!   that leaves the exhausted trial in force).
-//! * **Revert refused** (booted `hn-root.img`, marker present, no readable old image): the marker
+//! * **Revert refused** (booted `hn-root.img`, marker present, no bootable old image): the marker
 //!   is removed (so it cannot revert a later update by surprise) and a staged image is cancelled.
 //!   When an old image *is* readable here but GRUB did not see it, the marker is left for the
 //!   next boot.
@@ -52,7 +52,7 @@ pub struct Booted {
 
 /// One step of a plan.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Step {
+pub enum ChangeStep {
     /// Rename `from` to `to` in hostpart's top directory. `replace: false` must fail if `to`
     /// exists (`RENAME_NOREPLACE`).
     Rename {
@@ -101,71 +101,73 @@ pub enum Step {
     },
 }
 
-impl fmt::Display for Step {
+impl fmt::Display for ChangeStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Rename {
+            ChangeStep::Rename {
                 from,
                 to,
                 replace: true,
             } => write!(f, "rename {from} -> {to}"),
-            Step::Rename {
+            ChangeStep::Rename {
                 from,
                 to,
                 replace: false,
             } => {
                 write!(f, "rename {from} -> {to} (no replace)")
             }
-            Step::RemoveRevertMarker => f.write_str("remove system-revert"),
-            Step::CreateRevertMarker => f.write_str("create system-revert"),
-            Step::CopyToPartial => f.write_str("copy the image to a partial file on hostpart"),
-            Step::VerifyPartial { uuid } => {
+            ChangeStep::RemoveRevertMarker => f.write_str("remove system-revert"),
+            ChangeStep::CreateRevertMarker => f.write_str("create system-revert"),
+            ChangeStep::CopyToPartial => {
+                f.write_str("copy the image to a partial file on hostpart")
+            }
+            ChangeStep::VerifyPartial { uuid } => {
                 write!(
                     f,
                     "verify the partial file (signature, UUID {uuid}, bootable)"
                 )
             }
-            Step::PublishPartial { to, replace: false } => {
+            ChangeStep::PublishPartial { to, replace: false } => {
                 write!(f, "rename the partial file -> {to} (no replace)")
             }
-            Step::PublishPartial { to, replace: true } => {
+            ChangeStep::PublishPartial { to, replace: true } => {
                 write!(f, "rename the partial file -> {to}")
             }
-            Step::SyncDir => f.write_str("sync hostpart directory"),
-            Step::Checkpoint => f.write_str("checkpoint hostpart"),
-            Step::WriteBootState(state) => write!(f, "write boot state: {state}"),
-            Step::Mount { image, uuid } => write!(f, "mount {image} (UUID {uuid}) as root"),
+            ChangeStep::SyncDir => f.write_str("sync hostpart directory"),
+            ChangeStep::Checkpoint => f.write_str("checkpoint hostpart"),
+            ChangeStep::WriteBootState(state) => write!(f, "write boot state: {state}"),
+            ChangeStep::Mount { image, uuid } => write!(f, "mount {image} (UUID {uuid}) as root"),
         }
     }
 }
 
-impl Step {
+impl ChangeStep {
     /// Whether the step changes hostpart's top directory (and so needs a directory sync and a
     /// checkpoint before GRUB can rely on it).
     pub const fn changes_hostpart(&self) -> bool {
         matches!(
             self,
-            Step::Rename { .. }
-                | Step::RemoveRevertMarker
-                | Step::CreateRevertMarker
-                | Step::PublishPartial { .. }
+            ChangeStep::Rename { .. }
+                | ChangeStep::RemoveRevertMarker
+                | ChangeStep::CreateRevertMarker
+                | ChangeStep::PublishPartial { .. }
         )
     }
 
     /// A stable one-word name for JSON.
     pub const fn code(&self) -> &'static str {
         match self {
-            Step::Rename { replace: true, .. } => "rename",
-            Step::Rename { replace: false, .. } => "rename-noreplace",
-            Step::RemoveRevertMarker => "remove-revert-marker",
-            Step::CreateRevertMarker => "create-revert-marker",
-            Step::CopyToPartial => "copy-to-partial",
-            Step::VerifyPartial { .. } => "verify-partial",
-            Step::PublishPartial { .. } => "publish-partial",
-            Step::SyncDir => "sync-dir",
-            Step::Checkpoint => "checkpoint",
-            Step::WriteBootState(_) => "write-boot-state",
-            Step::Mount { .. } => "mount",
+            ChangeStep::Rename { replace: true, .. } => "rename",
+            ChangeStep::Rename { replace: false, .. } => "rename-noreplace",
+            ChangeStep::RemoveRevertMarker => "remove-revert-marker",
+            ChangeStep::CreateRevertMarker => "create-revert-marker",
+            ChangeStep::CopyToPartial => "copy-to-partial",
+            ChangeStep::VerifyPartial { .. } => "verify-partial",
+            ChangeStep::PublishPartial { .. } => "publish-partial",
+            ChangeStep::SyncDir => "sync-dir",
+            ChangeStep::Checkpoint => "checkpoint",
+            ChangeStep::WriteBootState(_) => "write-boot-state",
+            ChangeStep::Mount { .. } => "mount",
         }
     }
 }
@@ -197,6 +199,16 @@ crate::codes::stable_codes! {
     }
 }
 
+impl PlanKind {
+    /// Whether carrying it out makes another image `hn-root.img` (a switch of the root image).
+    pub const fn switches_image(self) -> bool {
+        matches!(
+            self,
+            PlanKind::Update | PlanKind::Revert | PlanKind::Rollback | PlanKind::Promote
+        )
+    }
+}
+
 crate::codes::notes! {
     /// What the plan noticed; each is one sentence in the boot log.
     pub struct PlanNotes: u32 {
@@ -206,8 +218,8 @@ crate::codes::notes! {
         /// `system-revert` present and an old image is readable, but GRUB booted hn-root.img:
         /// the revert happens on the next boot.
         const REVERT_DEFERRED = 1 << 1 => ("revert-deferred", "system-revert present but GRUB did not see hn-root-old.img: the revert happens on the next boot");
-        /// `system-revert` present without a readable old image: marker removed.
-        const REVERT_REFUSED = 1 << 2 => ("revert-refused", "system-revert removed: there is no readable hn-root-old.img to revert to");
+        /// `system-revert` present without a bootable old image: marker removed.
+        const REVERT_REFUSED = 1 << 2 => ("revert-refused", "system-revert removed: there is no bootable hn-root-old.img to revert to");
         /// `hn-root.img` exists but GRUB could not boot it; left untouched.
         const CURRENT_KEPT = 1 << 3 => ("current-kept", "hn-root.img exists but GRUB could not boot it: left untouched, fix or remove it");
         /// Booted `hn-root-cancelled.img` or `hn-root-broken.img`: nothing else could boot.
@@ -221,7 +233,7 @@ crate::codes::notes! {
 /// A plan as one line of stable `key=value` words for logs and tests:
 /// `plan=update steps=5 mount=hn-root.img uuid=... notes=-`.
 #[derive(Clone, Copy, Debug)]
-pub struct PlanRecord<'a>(&'a Plan);
+pub struct PlanRecord<'a>(&'a ChangePlan);
 
 impl fmt::Display for PlanRecord<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -240,36 +252,36 @@ impl fmt::Display for PlanRecord<'_> {
 pub const MAX_STEPS: usize = 10;
 
 /// Ordered steps.
-pub type Steps = Vec<Step, MAX_STEPS>;
+pub type Steps = Vec<ChangeStep, MAX_STEPS>;
 
 /// A plan: the initramfs's for a boot, or an operator command's.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Plan {
+pub struct ChangePlan {
     /// What kind of boot (or command) this is.
     pub kind: PlanKind,
-    /// In order; for a boot the last one is always [`Step::Mount`].
+    /// In order; for a boot the last one is always [`ChangeStep::Mount`].
     pub steps: Steps,
     /// What the plan noticed.
     pub notes: PlanNotes,
 }
 
-impl Plan {
+impl ChangePlan {
     /// The same plan from step `index` on (what is left after a step before it).
-    pub fn from_step(&self, index: usize) -> Plan {
+    pub fn from_step(&self, index: usize) -> ChangePlan {
         let mut steps = Steps::new();
         for step in self.steps.iter().skip(index) {
             // No more steps than the plan had.
             let _ = steps.push(*step);
         }
-        Plan { steps, ..*self }
+        ChangePlan { steps, ..*self }
     }
 
     /// A plan that only mounts `image` (its UUID `uuid`) where it lies.
-    pub fn mount_only(&self, image: ImageName, uuid: FsUuid) -> Plan {
+    pub fn mount_only(&self, image: ImageName, uuid: FsUuid) -> ChangePlan {
         let mut steps = Steps::new();
         // One step always fits.
-        let _ = steps.push(Step::Mount { image, uuid });
-        Plan { steps, ..*self }
+        let _ = steps.push(ChangeStep::Mount { image, uuid });
+        ChangePlan { steps, ..*self }
     }
 
     /// The plan as one line of stable `key=value` words.
@@ -280,7 +292,7 @@ impl Plan {
     /// The image and UUID the plan mounts.
     pub fn mount(&self) -> Option<(ImageName, FsUuid)> {
         self.steps.iter().find_map(|s| match s {
-            Step::Mount { image, uuid } => Some((*image, *uuid)),
+            ChangeStep::Mount { image, uuid } => Some((*image, *uuid)),
             _ => None,
         })
     }
@@ -292,25 +304,28 @@ impl Plan {
 /// (replacing what was there), the marker steps set or clear the marker, a boot-state write
 /// is seen as written, a published partial file is seen with the UUID its verification step
 /// checked. Copies, syncs, checkpoints and mounts change nothing a decision looks at.
-pub fn seen_after(obs: &Observation, done: &[Step]) -> Observation {
+pub fn seen_after(obs: &Observation, done: &[ChangeStep]) -> Observation {
     let mut seen = *obs;
     let mut verified = None;
     for step in done {
         match *step {
-            Step::Rename { from, to, .. } => {
+            ChangeStep::Rename { from, to, .. } => {
                 let moved = seen.image(from);
                 seen.set(to, moved);
                 seen.set(from, ImageSeen::Absent);
             }
-            Step::RemoveRevertMarker => seen.revert_requested = false,
-            Step::CreateRevertMarker => seen.revert_requested = true,
-            Step::WriteBootState(state) => seen.state = StateSeen::Valid(state),
-            Step::VerifyPartial { uuid } => verified = Some(uuid),
-            Step::PublishPartial { to, .. } => seen.set(
+            ChangeStep::RemoveRevertMarker => seen.revert_requested = false,
+            ChangeStep::CreateRevertMarker => seen.revert_requested = true,
+            ChangeStep::WriteBootState(state) => seen.state = StateSeen::Valid(state),
+            ChangeStep::VerifyPartial { uuid } => verified = Some(uuid),
+            ChangeStep::PublishPartial { to, .. } => seen.set(
                 to,
-                verified.map_or(ImageSeen::Unreadable, ImageSeen::Readable),
+                verified.map_or(ImageSeen::NotBootable, ImageSeen::Bootable),
             ),
-            Step::CopyToPartial | Step::SyncDir | Step::Checkpoint | Step::Mount { .. } => {}
+            ChangeStep::CopyToPartial
+            | ChangeStep::SyncDir
+            | ChangeStep::Checkpoint
+            | ChangeStep::Mount { .. } => {}
         }
     }
     seen
@@ -335,11 +350,11 @@ impl fmt::Display for PlanError {
         match self {
             PlanError::BootedImageMissing { booted } => write!(
                 f,
-                "GRUB booted {} with filesystem UUID {}, but no readable image on hostpart has that UUID",
+                "GRUB booted {} with filesystem UUID {}, but no bootable image on hostpart has that UUID",
                 booted.name, booted.uuid
             ),
             PlanError::NoCurrentImage => f.write_str(
-                "no hnroot.image= on the kernel command line and hn-root.img is not a readable filesystem",
+                "no hnroot.image= on the kernel command line and hn-root.img is not bootable",
             ),
         }
     }
@@ -355,10 +370,10 @@ const SEARCH_ORDER: [ImageName; 5] = [
 ];
 
 /// Plan the initramfs's work. `booted` is `None` when the command line does not say.
-pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<Plan, PlanError> {
+pub fn plan(obs: &Observation, booted: Option<Booted>) -> Result<ChangePlan, PlanError> {
     let Some(booted) = booted else {
         let uuid = obs
-            .readable(ImageName::Current)
+            .bootable(ImageName::Current)
             .ok_or(PlanError::NoCurrentImage)?;
         let mut b = Builder::new(PlanKind::AsIs);
         b.notes |= PlanNotes::UNPINNED;
@@ -392,8 +407,8 @@ fn update(b: &mut Builder, obs: &Observation) -> ImageName {
     let good = obs.good();
     if let Some(current) = Some(obs.image(ImageName::Current)).filter(|c| c.is_present()) {
         let may_replace_old = match obs.image(ImageName::Old) {
-            ImageSeen::Absent | ImageSeen::Unreadable => true,
-            ImageSeen::Readable(old) => {
+            ImageSeen::Absent | ImageSeen::NotBootable => true,
+            ImageSeen::Bootable(old) => {
                 good.is_some() && current.uuid() == good && Some(old) != good
             }
         };
@@ -413,18 +428,18 @@ fn update(b: &mut Builder, obs: &Observation) -> ImageName {
 fn current(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
     b.kind = PlanKind::Normal;
     if obs.revert_requested {
-        if obs.readable(ImageName::Old).is_some() {
+        if obs.bootable(ImageName::Old).is_some() {
             b.notes |= PlanNotes::REVERT_DEFERRED;
         } else {
             b.notes |= PlanNotes::REVERT_REFUSED;
             if obs.image(ImageName::New).is_present() {
                 b.rename(ImageName::New, ImageName::Cancelled, true);
             }
-            b.push(Step::RemoveRevertMarker);
+            b.push(ChangeStep::RemoveRevertMarker);
         }
     } else if let Some(t) = exhausted_trial(obs).filter(|t| t.image != uuid) {
         // GRUB rolled back from a staged image that failed every try.
-        if obs.readable(ImageName::New) == Some(t.image) {
+        if obs.bootable(ImageName::New) == Some(t.image) {
             b.kind = PlanKind::Rollback;
             b.rename(ImageName::New, ImageName::Broken, true);
             if obs.good() == Some(uuid) {
@@ -444,7 +459,7 @@ fn finish_switch(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName 
         if obs.image(ImageName::New).is_present() {
             b.rename(ImageName::New, ImageName::Cancelled, true);
         }
-        b.push(Step::RemoveRevertMarker);
+        b.push(ChangeStep::RemoveRevertMarker);
     } else {
         b.kind = PlanKind::Rollback;
         b.record_good_after_checkpoint(obs, uuid);
@@ -472,7 +487,7 @@ fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
             b.rename(ImageName::Current, ImageName::Broken, true);
         }
         b.rename(ImageName::Old, ImageName::Current, false);
-        b.push(Step::RemoveRevertMarker);
+        b.push(ChangeStep::RemoveRevertMarker);
     } else if let Some(failed) = failed {
         b.kind = PlanKind::Rollback;
         // An uncommitted hn-root.img is set aside first: after any prefix, GRUB still
@@ -502,7 +517,7 @@ fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
 /// The file that holds the booted UUID: the name GRUB used if it still does, else the first in
 /// [`SEARCH_ORDER`].
 fn locate(obs: &Observation, booted: Booted) -> Option<ImageName> {
-    if obs.readable(booted.name) == Some(booted.uuid) {
+    if obs.bootable(booted.name) == Some(booted.uuid) {
         return Some(booted.name);
     }
     obs.find(booted.uuid, &SEARCH_ORDER)
@@ -533,7 +548,7 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, step: Step) {
+    fn push(&mut self, step: ChangeStep) {
         self.changes_hostpart |= step.changes_hostpart();
         // MAX_STEPS is the longest plan `plan` builds (a revert); the model test checks every
         // plan fits, so this push cannot fail.
@@ -541,14 +556,14 @@ impl Builder {
     }
 
     fn rename(&mut self, from: ImageName, to: ImageName, replace: bool) {
-        self.push(Step::Rename { from, to, replace });
+        self.push(ChangeStep::Rename { from, to, replace });
     }
 
     /// Record the booted image as good as the next step, unless the boot state already says so.
     fn record_good_now(&mut self, obs: &Observation, uuid: FsUuid) {
         let committed = BootState::Committed { good: uuid };
         if obs.state != StateSeen::Valid(committed) {
-            self.push(Step::WriteBootState(committed));
+            self.push(ChangeStep::WriteBootState(committed));
         }
     }
 
@@ -561,16 +576,16 @@ impl Builder {
         }
     }
 
-    fn finish(mut self, image: ImageName, uuid: FsUuid) -> Plan {
+    fn finish(mut self, image: ImageName, uuid: FsUuid) -> ChangePlan {
         if self.changes_hostpart {
-            self.push(Step::SyncDir);
-            self.push(Step::Checkpoint);
+            self.push(ChangeStep::SyncDir);
+            self.push(ChangeStep::Checkpoint);
         }
         if let Some(state) = self.write_state {
-            self.push(Step::WriteBootState(state));
+            self.push(ChangeStep::WriteBootState(state));
         }
-        self.push(Step::Mount { image, uuid });
-        Plan {
+        self.push(ChangeStep::Mount { image, uuid });
+        ChangePlan {
             kind: self.kind,
             steps: self.steps,
             notes: self.notes,
@@ -605,13 +620,13 @@ pub enum AfterStepFailure {
 pub fn after_step_failure(
     obs: &Observation,
     booted: FsUuid,
-    failed: &Step,
+    failed: &ChangeStep,
     config: &Config,
 ) -> AfterStepFailure {
-    if matches!(failed, Step::WriteBootState(_)) {
+    if matches!(failed, ChangeStep::WriteBootState(_)) {
         return AfterStepFailure::Continue;
     }
-    if !matches!(failed, Step::Mount { .. }) {
+    if !matches!(failed, ChangeStep::Mount { .. }) {
         if let Some(image) = obs.find(booted, &SEARCH_ORDER) {
             return AfterStepFailure::MountAsIs {
                 image,

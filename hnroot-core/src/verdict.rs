@@ -26,6 +26,7 @@
 use core::fmt;
 
 use crate::observe::ImageSeen;
+use crate::probe::ext::ExtFeatures;
 use crate::probe::{FsOutcome, FsType, FsTypes, OtherType};
 use crate::uuid::FsUuid;
 
@@ -295,6 +296,13 @@ pub enum Refusal {
         /// Bytes the file holds.
         length: u64,
     },
+    /// Its ext filesystem uses incompatible features GRUB's driver cannot read.
+    GrubLacksFeatures {
+        /// The filesystem's type.
+        fs_type: FsType,
+        /// The features.
+        features: ExtFeatures,
+    },
     /// No filesystem UUID, which is the image's identity.
     NoUuid(FsType),
     /// No usable `boot/kernel` or `boot/initramfs` in it.
@@ -321,6 +329,7 @@ impl Refusal {
             Refusal::VolumeMember(_) => "volume-member",
             Refusal::UnsupportedFilesystem(_) => "unsupported-filesystem",
             Refusal::Truncated { .. } => "truncated",
+            Refusal::GrubLacksFeatures { .. } => "grub-lacks-features",
             Refusal::NoUuid(_) => "no-uuid",
             Refusal::MissingBootFiles(_) => "missing-boot-files",
             Refusal::BootFilesUnreadable(_) => "boot-files-unreadable",
@@ -362,6 +371,16 @@ impl fmt::Display for Refusal {
                  {length} ({} missing; an incomplete copy?)",
                 fs_size.saturating_sub(*length)
             ),
+            Refusal::GrubLacksFeatures { fs_type, features } => {
+                write!(
+                    f,
+                    "its {fs_type} filesystem uses features GRUB cannot read: {features}"
+                )?;
+                if features.unknown_bits() != 0 {
+                    write!(f, "; unknown incompat bits {:#x}", features.unknown_bits())?;
+                }
+                f.write_str(" (build it with hnroot image build, which turns them off)")
+            }
             Refusal::NoUuid(t) => write!(
                 f,
                 "its {t} filesystem has no UUID, and hnroot identifies images by UUID"
@@ -399,8 +418,8 @@ impl Verdict {
     pub fn seen(&self) -> ImageSeen {
         match self {
             Verdict::Absent => ImageSeen::Absent,
-            Verdict::Bootable(b) => ImageSeen::Readable(b.uuid),
-            Verdict::Refused(_) => ImageSeen::Unreadable,
+            Verdict::Bootable(b) => ImageSeen::Bootable(b.uuid),
+            Verdict::Refused(_) => ImageSeen::NotBootable,
         }
     }
 
@@ -419,7 +438,7 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Absent => f.write_str("absent"),
             Verdict::Bootable(b) => write!(f, "{} UUID={} ({} bytes)", b.fs_type, b.uuid, b.length),
-            Verdict::Refused(r) => write!(f, "unreadable: {r}"),
+            Verdict::Refused(r) => write!(f, "not bootable: {r}"),
         }
     }
 }
@@ -449,6 +468,12 @@ fn judge_filesystem(length: u64, outcome: &FsOutcome) -> Result<(FsType, FsUuid)
             fs_type: t,
             fs_size: length.saturating_add(missing),
             length,
+        });
+    }
+    if !info.grub_lacks.is_empty() {
+        return Err(Refusal::GrubLacksFeatures {
+            fs_type: t,
+            features: info.grub_lacks,
         });
     }
     match info.uuid {
@@ -513,6 +538,7 @@ mod tests {
             label_fatboot: None,
             uuid,
             size,
+            grub_lacks: ExtFeatures::empty(),
         })
     }
 
@@ -522,6 +548,24 @@ mod tests {
             probe: Probe::Done(outcome),
             boot_files: boot,
         })
+    }
+
+    #[test]
+    fn an_ext4_image_with_features_grub_cannot_read_is_refused_naming_them() {
+        let mut o = found(FsType::Ext4, Some(U), Some(1 << 20));
+        if let FsOutcome::Found(i) = &mut o {
+            i.grub_lacks = ExtFeatures::INLINE_DATA;
+        }
+        let e = Entry::File { length: 1 << 20 };
+        // Refused before the boot files are looked for: GRUB's driver would not open it.
+        assert_eq!(needs_boot_files(e, &o), None);
+        let v = facts(e, &o, BootFiles::Present);
+        assert_eq!(v.code(), "grub-lacks-features");
+        let text = std::string::ToString::to_string(&v);
+        assert!(
+            text.contains("uses features GRUB cannot read: inline_data"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -539,7 +583,7 @@ mod tests {
         );
         assert_eq!(
             facts(e, &o, BootFiles::Present).seen(),
-            ImageSeen::Readable(U)
+            ImageSeen::Bootable(U)
         );
     }
 
@@ -631,7 +675,7 @@ mod tests {
         for (entry, outcome, boot, code) in cases {
             let v = facts(entry, &outcome, boot);
             assert_eq!(v.code(), code, "{entry:?} {outcome:?} {boot:?}: {v}");
-            assert_eq!(v.seen(), ImageSeen::Unreadable);
+            assert_eq!(v.seen(), ImageSeen::NotBootable);
         }
         assert_eq!(judge(&ImageFacts::ABSENT), Verdict::Absent);
         assert_eq!(

@@ -6,9 +6,9 @@
 mod support;
 
 use hnroot_core::bootstate::{BootState, DEFAULT_TRIES};
+use hnroot_core::commands::mark_good;
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::name::ImageName;
-use hnroot_core::operator::mark_good;
 use hnroot_core::plan::{plan, Booted};
 use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};

@@ -19,7 +19,7 @@ use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
 use hnroot_core::decide::{decide, Config, Decision};
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{
-    after_failure, after_step_failure, plan, AfterFailure, AfterStepFailure, Booted, Step,
+    after_failure, after_step_failure, plan, AfterFailure, AfterStepFailure, Booted, ChangeStep,
 };
 use support::{op_of, Dir, Img};
 
@@ -74,19 +74,21 @@ impl Faults {
     }
 
     /// Whether executing `step` on `dir` fails.
-    fn fails(&self, step: &Step, dir: &Dir) -> bool {
+    fn fails(&self, step: &ChangeStep, dir: &Dir) -> bool {
         match *step {
-            Step::Rename { from, to, .. } => {
+            ChangeStep::Rename { from, to, .. } => {
                 self.has(Fault::HostpartReadOnly)
                     || self.has(Fault::RenameFrom(from))
                     || self.has(Fault::RenameOnto(to))
             }
-            Step::RemoveRevertMarker => {
+            ChangeStep::RemoveRevertMarker => {
                 self.has(Fault::HostpartReadOnly) || self.has(Fault::RemoveMarker)
             }
-            Step::SyncDir | Step::Checkpoint => self.has(Fault::Sync),
-            Step::WriteBootState(_) => self.has(Fault::BootStateWrite),
-            Step::Mount { image, .. } => dir.get(image).is_some_and(|i| self.has(Fault::Mount(i))),
+            ChangeStep::SyncDir | ChangeStep::Checkpoint => self.has(Fault::Sync),
+            ChangeStep::WriteBootState(_) => self.has(Fault::BootStateWrite),
+            ChangeStep::Mount { image, .. } => {
+                dir.get(image).is_some_and(|i| self.has(Fault::Mount(i)))
+            }
             _ => panic!("{step} in a boot plan"),
         }
     }
@@ -145,7 +147,7 @@ fn image_failed(
 /// Mount `image` (holding `uuid`) and start its init.
 fn start(dir: &Dir, state: &mut StateSeen, image: ImageName, faults: &Faults) -> End {
     let img = dir.get(image).expect("mounting an image that is there");
-    let uuid = img.uuid().expect("a readable image");
+    let uuid = img.uuid().expect("a bootable image");
     if faults.has(Fault::Mount(img)) || faults.has(Fault::Init(img)) {
         return image_failed(dir, state, uuid, faults);
     }
@@ -186,13 +188,13 @@ fn boot(world: World, faults: &Faults) -> (World, End) {
             return ((dir, state), end);
         }
         match *step {
-            Step::WriteBootState(s) => write(&mut state, faults, s),
-            Step::Mount { image, uuid } => {
+            ChangeStep::WriteBootState(s) => write(&mut state, faults, s),
+            ChangeStep::Mount { image, uuid } => {
                 assert_eq!(dir.get(image).and_then(Img::uuid), Some(uuid));
                 let end = start(&dir, &mut state, image, faults);
                 return ((dir, state), end);
             }
-            Step::SyncDir | Step::Checkpoint => {}
+            ChangeStep::SyncDir | ChangeStep::Checkpoint => {}
             _ => {
                 dir.apply(op_of(step).unwrap()).unwrap();
             }

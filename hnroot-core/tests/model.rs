@@ -23,11 +23,11 @@ mod support;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
+use hnroot_core::commands::{self, StageRequest};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::name::ImageName;
-use hnroot_core::operator::{self, StageRequest};
 use hnroot_core::plan::{
-    after_failure, plan, seen_after, AfterFailure, Booted, PlanError, Step, MAX_STEPS,
+    after_failure, plan, seen_after, AfterFailure, Booted, ChangeStep, PlanError, MAX_STEPS,
 };
 use support::{op_of, Dir, Img, Op};
 
@@ -149,7 +149,7 @@ fn check_decision(view: &Dir, d: &Decision, ctx: &dyn Fn() -> String) {
 fn run_steps(
     dir: &mut Dir,
     state: &mut StateSeen,
-    steps: &[Step],
+    steps: &[ChangeStep],
     booted: Booted,
     ctx: &dyn Fn() -> String,
 ) -> Vec<Img> {
@@ -157,7 +157,7 @@ fn run_steps(
     let before = dir.observe(*state);
     for (i, step) in steps.iter().enumerate() {
         match *step {
-            Step::Rename { from, to, replace } => {
+            ChangeStep::Rename { from, to, replace } => {
                 assert!(
                     dir.get(from).is_some(),
                     "rename from missing {from}: {}",
@@ -174,12 +174,12 @@ fn run_steps(
                     destroyed.push(gone);
                 }
             }
-            Step::RemoveRevertMarker => {
+            ChangeStep::RemoveRevertMarker => {
                 dir.apply(Op::RemoveMarker).unwrap();
             }
-            Step::SyncDir | Step::Checkpoint => {}
-            Step::WriteBootState(s) => write_state(state, s),
-            Step::Mount { image, uuid } => {
+            ChangeStep::SyncDir | ChangeStep::Checkpoint => {}
+            ChangeStep::WriteBootState(s) => write_state(state, s),
+            ChangeStep::Mount { image, uuid } => {
                 assert_eq!(uuid, booted.uuid, "mounts the UUID GRUB booted: {}", ctx());
                 assert_eq!(
                     dir.get(image).and_then(Img::uuid),
@@ -188,10 +188,10 @@ fn run_steps(
                     ctx()
                 );
             }
-            Step::CreateRevertMarker
-            | Step::CopyToPartial
-            | Step::VerifyPartial { .. }
-            | Step::PublishPartial { .. } => panic!("{step} in a boot plan: {}", ctx()),
+            ChangeStep::CreateRevertMarker
+            | ChangeStep::CopyToPartial
+            | ChangeStep::VerifyPartial { .. }
+            | ChangeStep::PublishPartial { .. } => panic!("{step} in a boot plan: {}", ctx()),
         }
         // The executor's caller knows what hostpart and the boot state hold now without
         // looking again: the core's prediction is exactly what a look would see.
@@ -233,13 +233,13 @@ fn every_combination_every_crash_point() {
                 plan(&dir.observe(st), Some(booted)).unwrap_or_else(|e| panic!("{e}: {}", ctx()));
             assert!(p.steps.len() <= MAX_STEPS);
             assert!(
-                matches!(p.steps.last(), Some(Step::Mount { .. })),
+                matches!(p.steps.last(), Some(ChangeStep::Mount { .. })),
                 "{}",
                 ctx()
             );
 
             // The image recorded as good, where the protocol keeps it (hn-root.img or
-            // hn-root-old.img), or when none is recorded a readable old image, must survive the
+            // hn-root-old.img), or when none is recorded a bootable old image, must survive the
             // whole plan and every crash in it. (hn-root-broken.img and hn-root-cancelled.img
             // are holding names: the protocol never moves the good image there.)
             let kept = |i: Img| {
@@ -311,7 +311,7 @@ fn every_combination_every_crash_point() {
                 let executed: Vec<Op> = p.steps[..cut].iter().filter_map(op_of).collect();
                 let mut cut_state = st;
                 for step in &p.steps[..cut] {
-                    if let Step::WriteBootState(s) = step {
+                    if let ChangeStep::WriteBootState(s) = step {
                         write_state(&mut cut_state, *s);
                     }
                 }
@@ -510,7 +510,7 @@ fn run_with_crashes(
     g: &mut Graph,
     id: usize,
     start: World,
-    steps: &[Step],
+    steps: &[ChangeStep],
     event: Event,
     source: Option<Img>,
     ctx: &dyn Fn() -> String,
@@ -535,20 +535,20 @@ fn run_with_crashes(
             );
         }
         match *step {
-            Step::Rename { .. }
-            | Step::RemoveRevertMarker
-            | Step::CreateRevertMarker
-            | Step::PublishPartial { .. } => {
+            ChangeStep::Rename { .. }
+            | ChangeStep::RemoveRevertMarker
+            | ChangeStep::CreateRevertMarker
+            | ChangeStep::PublishPartial { .. } => {
                 let op = op_of(step).unwrap();
                 match *step {
-                    Step::Rename {
+                    ChangeStep::Rename {
                         to, replace: false, ..
                     } => assert!(
                         dir.get(to).is_none(),
                         "no-replace onto existing {to}: {}",
                         ctx()
                     ),
-                    Step::PublishPartial { to, replace: false } => assert!(
+                    ChangeStep::PublishPartial { to, replace: false } => assert!(
                         dir.get(to).is_none(),
                         "publish without replace onto an existing {to}: {}",
                         ctx()
@@ -558,22 +558,22 @@ fn run_with_crashes(
                 apply_checked(&mut dir, &[op], &start.committed, ctx);
                 pending.push(op);
             }
-            Step::CopyToPartial => {
+            ChangeStep::CopyToPartial => {
                 let img = source.expect("a stage has a source");
                 let fill = Op::FillPartial(img);
                 dir.apply(fill).unwrap();
                 synced.home.apply(fill).unwrap();
             }
-            Step::VerifyPartial { uuid } => {
+            ChangeStep::VerifyPartial { uuid } => {
                 assert_eq!(dir.partial.and_then(Img::uuid), Some(uuid), "{}", ctx());
             }
-            Step::SyncDir => {
+            ChangeStep::SyncDir => {
                 // Everything issued is now in the journal.
                 let mut journal = synced.journal.clone();
                 journal.append(&mut pending);
                 synced = World { journal, ..synced };
             }
-            Step::Checkpoint => {
+            ChangeStep::Checkpoint => {
                 assert!(pending.is_empty(), "checkpoint before sync: {}", ctx());
                 synced = World {
                     home: dir,
@@ -581,8 +581,8 @@ fn run_with_crashes(
                     ..synced
                 };
             }
-            Step::WriteBootState(s) => write_state(&mut st, s),
-            Step::Mount { image, uuid } => on_mount(image, uuid, &dir),
+            ChangeStep::WriteBootState(s) => write_state(&mut st, s),
+            ChangeStep::Mount { image, uuid } => on_mount(image, uuid, &dir),
         }
     }
     assert!(
@@ -720,7 +720,7 @@ fn operator_successors(g: &mut Graph, id: usize) {
         name: ImageName::Current,
         uuid: running.uuid().unwrap(),
     };
-    if let Ok(p) = operator::mark_good(&obs, Some(booted)) {
+    if let Ok(p) = commands::mark_good(&obs, Some(booted)) {
         let after = run_with_crashes(
             g,
             id,
@@ -748,7 +748,7 @@ fn operator_successors(g: &mut Graph, id: usize) {
             replace: false,
             force: true,
         };
-        if let Ok(p) = operator::stage(&obs, &request) {
+        if let Ok(p) = commands::stage(&obs, &request) {
             let after = run_with_crashes(
                 g,
                 id,
@@ -777,7 +777,7 @@ fn operator_successors(g: &mut Graph, id: usize) {
         );
     }
     // `hnroot revert`, and system-revert created by hand where hnroot revert refuses.
-    if let Ok(p) = operator::revert(&obs, &cfg()) {
+    if let Ok(p) = commands::revert(&obs, &cfg()) {
         let after = run_with_crashes(
             g,
             id,

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hnroot_core::probe::{
-    FsInfo, FsOutcome, FsProber, FsType, PartitionKind, PtOutcome, PtProber, Step, MAX_FS_READS,
+    FsInfo, FsOutcome, FsProber, FsType, PartitionKind, ProbeStep, PtOutcome, PtProber,
+    MAX_FS_READS,
 };
 use hnroot_core::PartUuid;
 
@@ -90,12 +91,12 @@ fn probe_fs(path: &Path) -> (FsOutcome, u32) {
     let mut reads = 0;
     loop {
         match prober.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_FS_READS, "prober does not finish");
                 prober.feed(&read_at(&file, r.offset, r.len));
             }
-            Step::Done(out) => return (out, reads),
+            ProbeStep::Done(out) => return (out, reads),
         }
     }
 }
@@ -118,12 +119,12 @@ fn early_stop_is_sound(
             stopped_after = Some(reads);
         }
         match prober.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_FS_READS, "prober does not finish");
                 prober.feed(&read_at(&file, r.offset, r.len));
             }
-            Step::Done(out) => break out,
+            ProbeStep::Done(out) => break out,
         }
     };
     let found = outcome.info().is_some_and(&wanted);
@@ -365,8 +366,8 @@ fn probe_pt(path: &Path) -> (PtOutcome, Vec<ExpectedPart>) {
     let mut prober = PtProber::new(size, 512);
     let out = loop {
         match prober.step() {
-            Step::Read(r) => prober.feed(&read_at(&file, r.offset, r.len)),
-            Step::Done(out) => break out,
+            ProbeStep::Read(r) => prober.feed(&read_at(&file, r.offset, r.len)),
+            ProbeStep::Done(out) => break out,
         }
     };
     let as_expected = |p: hnroot_core::probe::Partition| ExpectedPart {
@@ -391,9 +392,9 @@ fn probe_pt(path: &Path) -> (PtOutcome, Vec<ExpectedPart>) {
             if let Some(mut w) = t.logical() {
                 loop {
                     match w.step() {
-                        Step::Read(r) => w.feed(&read_at(&file, r.offset, r.len)),
-                        Step::Done(Some(p)) => parts.push(as_expected(p)),
-                        Step::Done(None) => break,
+                        ProbeStep::Read(r) => w.feed(&read_at(&file, r.offset, r.len)),
+                        ProbeStep::Done(Some(p)) => parts.push(as_expected(p)),
+                        ProbeStep::Done(None) => break,
                     }
                 }
             }

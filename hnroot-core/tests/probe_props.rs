@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use hnroot_core::probe::{
-    probe_fs_image, probe_pt_image, FsOutcome, FsProber, PtOutcome, PtProber, Step, MAX_FS_READS,
-    MAX_PT_READS, MAX_READ,
+    probe_fs_image, probe_pt_image, FsOutcome, FsProber, ProbeStep, PtOutcome, PtProber,
+    MAX_FS_READS, MAX_PT_READS, MAX_READ,
 };
 use proptest::prelude::*;
 
@@ -104,7 +104,7 @@ fn fs_with_size(image: &[u8], size: u64) -> (FsOutcome, u32) {
     let mut reads = 0u32;
     loop {
         match p.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_FS_READS, "more than {MAX_FS_READS} reads");
                 assert!(r.len > 0 && r.len <= MAX_READ, "{r:?}");
@@ -114,7 +114,7 @@ fn fs_with_size(image: &[u8], size: u64) -> (FsOutcome, u32) {
                 let end = start.saturating_add(r.len).min(image.len());
                 p.feed(&image[start..end]);
             }
-            Step::Done(o) => return (o, reads),
+            ProbeStep::Done(o) => return (o, reads),
         }
     }
 }
@@ -124,7 +124,7 @@ fn pt_with_size(image: &[u8], size: u64, ssz: u32) -> PtOutcome {
     let mut reads = 0u32;
     loop {
         match p.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 reads += 1;
                 assert!(reads <= MAX_PT_READS, "more than {MAX_PT_READS} reads");
                 assert!(r.len > 0 && r.len <= MAX_READ, "{r:?}");
@@ -134,7 +134,7 @@ fn pt_with_size(image: &[u8], size: u64, ssz: u32) -> PtOutcome {
                 let end = start.saturating_add(r.len).min(image.len());
                 p.feed(&image[start..end]);
             }
-            Step::Done(o) => return o,
+            ProbeStep::Done(o) => return o,
         }
     }
 }
@@ -155,15 +155,15 @@ fn walk_partitions(image: &[u8], out: &PtOutcome) {
             if let Some(mut w) = t.logical() {
                 for _ in 0..10_000 {
                     match w.step() {
-                        Step::Read(r) => {
+                        ProbeStep::Read(r) => {
                             let start = usize::try_from(r.offset)
                                 .unwrap_or(usize::MAX)
                                 .min(image.len());
                             let end = start.saturating_add(r.len).min(image.len());
                             w.feed(&image[start..end]);
                         }
-                        Step::Done(Some(_)) => {}
-                        Step::Done(None) => return,
+                        ProbeStep::Done(Some(_)) => {}
+                        ProbeStep::Done(None) => return,
                     }
                 }
                 panic!("EBR walk did not end");

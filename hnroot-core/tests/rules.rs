@@ -4,11 +4,11 @@
 mod support;
 
 use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
-use hnroot_core::decide::{decide, Config, CurrentProblem, Decision, Notes, Reason};
+use hnroot_core::commands::{mark_good, stage, MarkGoodError, StageError, StageRequest};
+use hnroot_core::decide::{decide, Config, CurrentProblem, Decision, DecisionNotes, Reason};
 use hnroot_core::name::ImageName::{self, Broken, Cancelled, Current, New, Old};
-use hnroot_core::operator::{mark_good, stage, MarkGoodError, StageError, StageRequest};
 use hnroot_core::plan::{
-    after_failure, plan, AfterFailure, Booted, PlanError, PlanKind, PlanNotes, Step,
+    after_failure, plan, AfterFailure, Booted, ChangeStep, PlanError, PlanKind, PlanNotes,
 };
 use support::{boot, Dir, Img, StateFile};
 
@@ -154,7 +154,10 @@ fn rule_2_a_staged_image_that_never_reaches_the_initramfs_is_rolled_back_too() {
         reason(&run.decision),
         Reason::AutomaticRollback { failed: New }
     );
-    assert!(run.decision.notes().contains(Notes::NEW_FAILED_TRIAL));
+    assert!(run
+        .decision
+        .notes()
+        .contains(DecisionNotes::NEW_FAILED_TRIAL));
     assert_eq!(
         dir,
         Dir::default().with(Current, Img::A).with(Broken, Img::C)
@@ -199,7 +202,7 @@ fn rule_3_revert_cancels_a_staged_image_which_is_kept_as_cancelled() {
     let mut state = committed(Img::B);
     let run = boot(&mut dir, &mut state, &cfg());
     assert_eq!(image(&run.decision), Old);
-    assert!(run.decision.notes().contains(Notes::NEW_CANCELLED));
+    assert!(run.decision.notes().contains(DecisionNotes::NEW_CANCELLED));
     assert!(run
         .decision
         .boot()
@@ -232,7 +235,7 @@ fn rule_4_revert_without_old_boots_current_says_so_and_does_not_loop() {
     assert!(
         run.decision
             .to_string()
-            .contains("no readable hn-root-old.img"),
+            .contains("no bootable hn-root-old.img"),
         "{}",
         run.decision
     );
@@ -274,7 +277,7 @@ fn rule_5_missing_current_falls_back_in_the_documented_order() {
         let d = decide(&dir.observe(StateSeen::Absent), &cfg());
         assert_eq!(image(&d), expected, "{dir:?}");
         let problem = if dir.get(Current).is_some() {
-            CurrentProblem::Unreadable
+            CurrentProblem::NotBootable
         } else {
             CurrentProblem::Missing
         };
@@ -338,7 +341,7 @@ fn rule_6_an_update_over_an_uncommitted_trial_keeps_the_last_known_good_old_imag
     let steps = run.plan.unwrap().steps;
     assert_eq!(
         steps[0],
-        Step::Rename {
+        ChangeStep::Rename {
             from: Current,
             to: Cancelled,
             replace: true
@@ -384,7 +387,10 @@ fn rule_7_the_initramfs_mounts_by_uuid_when_grub_saw_the_directory_one_switch_be
     let p = plan(&replayed.observe(state.seen()), Some(booted)).unwrap();
     assert!(p.notes.contains(PlanNotes::GRUB_VIEW_STALE));
     assert_eq!(p.mount(), Some((Current, Img::B.uuid().unwrap())));
-    assert!(p.steps.iter().all(|s| !matches!(s, Step::Rename { .. })));
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| !matches!(s, ChangeStep::Rename { .. })));
     // A directory where no file has the booted UUID is refused, not mounted by name.
     let other = Dir::default().with(Current, Img::C).with(New, Img::D);
     assert_eq!(
@@ -398,7 +404,7 @@ fn rule_7_a_staged_image_with_a_duplicate_uuid_is_refused() {
     let dir = Dir::default().with(Current, Img::A).with(New, Img::A);
     let d = decide(&dir.observe(StateSeen::Absent), &cfg());
     assert_eq!((image(&d), reason(&d)), (Current, Reason::Normal));
-    assert!(d.notes().contains(Notes::NEW_DUPLICATE_UUID));
+    assert!(d.notes().contains(DecisionNotes::NEW_DUPLICATE_UUID));
     let request = StageRequest {
         uuid: Img::A.uuid().unwrap(),
         needed: 1,
@@ -421,7 +427,7 @@ fn rule_8_a_corrupt_boot_state_puts_current_on_trial_again() {
     let mut state = StateFile::corrupt();
     let run = boot(&mut dir, &mut state, &cfg());
     assert_eq!(reason(&run.decision), Reason::Trial { attempt: 1, of: 3 });
-    assert!(run.decision.notes().contains(Notes::STATE_CORRUPT));
+    assert!(run.decision.notes().contains(DecisionNotes::STATE_CORRUPT));
     assert_eq!(
         state.seen(),
         StateSeen::Valid(BootState::Trial(Trial {

@@ -62,7 +62,7 @@ uuid128 (uint8_t fill)
 static void
 set_readable (struct hnroot_observation *obs, uint8_t image, uint8_t fill)
 {
-  obs->images[image].kind = HNROOT_IMAGE_READABLE;
+  obs->images[image].kind = HNROOT_IMAGE_BOOTABLE;
   obs->images[image].uuid = uuid128 (fill);
 }
 
@@ -267,7 +267,7 @@ test_decide_and_encode (void)
   obs.images[HNROOT_IMAGE_OLD].kind = 9;
   CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_INVALID_ARGUMENT);
-  obs.images[HNROOT_IMAGE_OLD].kind = HNROOT_IMAGE_READABLE;
+  obs.images[HNROOT_IMAGE_OLD].kind = HNROOT_IMAGE_BOOTABLE;
   obs.images[HNROOT_IMAGE_OLD].uuid.kind = HNROOT_UUID_NONE;
   CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_INVALID_ARGUMENT);
@@ -275,7 +275,7 @@ test_decide_and_encode (void)
 
   /* Nothing readable.  */
   memset (&obs, 0, sizeof (obs));
-  obs.images[HNROOT_IMAGE_CURRENT].kind = HNROOT_IMAGE_UNREADABLE;
+  obs.images[HNROOT_IMAGE_CURRENT].kind = HNROOT_IMAGE_NOT_BOOTABLE;
   CHECK (decide (&obs, NULL, 0, &d, (uint8_t *) message, sizeof (message))
 	 == HNROOT_RESULT_OK);
   CHECK (d.reason == HNROOT_REASON_NOTHING_BOOTABLE);

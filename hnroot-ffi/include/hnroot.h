@@ -54,14 +54,14 @@
 #define HNROOT_IMAGE_ABSENT 0
 
 /**
- * `hnroot_image_seen.kind`: the file exists but is not a readable filesystem.
+ * `hnroot_image_seen.kind`: the file exists but is not bootable.
  */
-#define HNROOT_IMAGE_UNREADABLE 1
+#define HNROOT_IMAGE_NOT_BOOTABLE 1
 
 /**
- * `hnroot_image_seen.kind`: a readable filesystem; `uuid` holds its UUID.
+ * `hnroot_image_seen.kind`: a bootable image; `uuid` holds its filesystem UUID.
  */
-#define HNROOT_IMAGE_READABLE 2
+#define HNROOT_IMAGE_BOOTABLE 2
 
 /**
  * Image numbers (index of `hnroot_observation.images`): `hn-root.img`.
@@ -119,7 +119,7 @@
 #define HNROOT_REASON_MANUAL_REVERT 4
 
 /**
- * `system-revert` without a readable old image.
+ * `system-revert` without a bootable old image.
  */
 #define HNROOT_REASON_REVERT_REFUSED 5
 
@@ -533,7 +533,7 @@ struct hnroot_uuid {
  */
 struct hnroot_image_seen {
   /**
-   * `HNROOT_IMAGE_ABSENT`, `HNROOT_IMAGE_UNREADABLE` or `HNROOT_IMAGE_READABLE`.
+   * `HNROOT_IMAGE_ABSENT`, `HNROOT_IMAGE_NOT_BOOTABLE` or `HNROOT_IMAGE_BOOTABLE`.
    */
   uint8_t kind;
   /**
@@ -592,9 +592,14 @@ struct hnroot_boot_parts {
    */
   const uint8_t *esp_partuuid;
   /**
-   * The fleet's default arguments (the loader's `--defaults`).
+   * The loader's built-in default arguments (`hnroot select --defaults`).
    */
   struct hnroot_args defaults;
+  /**
+   * The fleet's default arguments (`(memdisk)/hnroot/kernel-args`, `--defaults-file`): when
+   * there, they replace the built-in ones.
+   */
+  struct hnroot_args fleet_defaults;
   /**
    * The host's (`data/host/kernel-args` on hostpart).
    */
@@ -664,7 +669,7 @@ struct hnroot_decision {
    */
   uint8_t fallback_count;
   /**
-   * Other readable images, best first.
+   * Other bootable images, best first.
    */
   uint8_t fallbacks[4];
   /**
@@ -672,7 +677,7 @@ struct hnroot_decision {
    */
   struct hnroot_uuid fallback_uuids[4];
   /**
-   * `Notes` bits of the core (see `hnroot_core::decide::Notes`).
+   * `DecisionNotes` bits of the core (see `hnroot_core::decide::DecisionNotes`).
    */
   uint32_t notes;
   /**

@@ -19,10 +19,10 @@ use crate::{
 
 /// `hnroot_image_seen.kind`: no such file.
 pub const HNROOT_IMAGE_ABSENT: u8 = 0;
-/// `hnroot_image_seen.kind`: the file exists but is not a readable filesystem.
-pub const HNROOT_IMAGE_UNREADABLE: u8 = 1;
-/// `hnroot_image_seen.kind`: a readable filesystem; `uuid` holds its UUID.
-pub const HNROOT_IMAGE_READABLE: u8 = 2;
+/// `hnroot_image_seen.kind`: the file exists but is not bootable.
+pub const HNROOT_IMAGE_NOT_BOOTABLE: u8 = 1;
+/// `hnroot_image_seen.kind`: a bootable image; `uuid` holds its filesystem UUID.
+pub const HNROOT_IMAGE_BOOTABLE: u8 = 2;
 
 /// Image numbers (index of `hnroot_observation.images`): `hn-root.img`.
 pub const HNROOT_IMAGE_CURRENT: u8 = 0;
@@ -51,7 +51,7 @@ pub const HNROOT_REASON_UPDATE: u8 = 2;
 pub const HNROOT_REASON_TRIAL: u8 = 3;
 /// `system-revert`.
 pub const HNROOT_REASON_MANUAL_REVERT: u8 = 4;
-/// `system-revert` without a readable old image.
+/// `system-revert` without a bootable old image.
 pub const HNROOT_REASON_REVERT_REFUSED: u8 = 5;
 /// Trial exhausted; `failed` says where the failed image lies.
 pub const HNROOT_REASON_AUTOMATIC_ROLLBACK: u8 = 6;
@@ -97,7 +97,7 @@ pub const HNROOT_STATE_TRIAL: u8 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct hnroot_image_seen {
-    /// `HNROOT_IMAGE_ABSENT`, `HNROOT_IMAGE_UNREADABLE` or `HNROOT_IMAGE_READABLE`.
+    /// `HNROOT_IMAGE_ABSENT`, `HNROOT_IMAGE_NOT_BOOTABLE` or `HNROOT_IMAGE_BOOTABLE`.
     pub kind: u8,
     /// The filesystem UUID when readable.
     pub uuid: hnroot_uuid,
@@ -149,11 +149,11 @@ pub struct hnroot_decision {
     pub failed: u8,
     /// Number of valid entries in `fallbacks`.
     pub fallback_count: u8,
-    /// Other readable images, best first.
+    /// Other bootable images, best first.
     pub fallbacks: [u8; 4],
     /// Their UUIDs.
     pub fallback_uuids: [hnroot_uuid; 4],
-    /// `Notes` bits of the core (see `hnroot_core::decide::Notes`).
+    /// `DecisionNotes` bits of the core (see `hnroot_core::decide::DecisionNotes`).
     pub notes: u32,
     /// The boot state to write before booting (`kind == HNROOT_STATE_NONE`: none).
     pub write: hnroot_bootstate,
@@ -192,9 +192,9 @@ fn observation_from_c(
     for (name, seen) in ImageName::ALL.into_iter().zip(c.images.iter()) {
         let seen = match seen.kind {
             HNROOT_IMAGE_ABSENT => ImageSeen::Absent,
-            HNROOT_IMAGE_UNREADABLE => ImageSeen::Unreadable,
-            HNROOT_IMAGE_READABLE => match seen.uuid.to_core()? {
-                Some(uuid) => ImageSeen::Readable(uuid),
+            HNROOT_IMAGE_NOT_BOOTABLE => ImageSeen::NotBootable,
+            HNROOT_IMAGE_BOOTABLE => match seen.uuid.to_core()? {
+                Some(uuid) => ImageSeen::Bootable(uuid),
                 None => return Err(hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT),
             },
             _ => return Err(hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT),
@@ -333,8 +333,11 @@ pub struct hnroot_boot_parts {
     pub hostpart_partuuid: *const u8,
     /// The ESP's, likewise.
     pub esp_partuuid: *const u8,
-    /// The fleet's default arguments (the loader's `--defaults`).
+    /// The loader's built-in default arguments (`hnroot select --defaults`).
     pub defaults: hnroot_args,
+    /// The fleet's default arguments (`(memdisk)/hnroot/kernel-args`, `--defaults-file`): when
+    /// there, they replace the built-in ones.
+    pub fleet_defaults: hnroot_args,
     /// The host's (`data/host/kernel-args` on hostpart).
     pub host: hnroot_args,
     /// Each image's (`usr/lib/hnroot/kernel-args` inside it), indexed by `HNROOT_IMAGE_*`.
@@ -411,7 +414,10 @@ unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<Parts<'a>, hnroot_re
             esp: crate::verdict::partuuid_arg(p.esp_partuuid)?,
             images,
             extra: Extra {
-                defaults: args_from_c(&p.defaults)?,
+                defaults: bootline::defaults(
+                    args_from_c(&p.fleet_defaults)?,
+                    args_from_c(&p.defaults)?,
+                ),
                 image: ArgsFile::Absent,
                 host: args_from_c(&p.host)?,
             },
@@ -735,7 +741,7 @@ mod tests {
 
     fn readable(uuid: FsUuid) -> hnroot_image_seen {
         hnroot_image_seen {
-            kind: HNROOT_IMAGE_READABLE,
+            kind: HNROOT_IMAGE_BOOTABLE,
             uuid: hnroot_uuid::from_core(Some(uuid)),
         }
     }
@@ -751,6 +757,7 @@ mod tests {
             hostpart_partuuid: c"0fc63daf-8483-4772-8e79-3d69d8477de4".as_ptr().cast(),
             esp_partuuid: core::ptr::null(),
             defaults: NO_ARGS,
+            fleet_defaults: NO_ARGS,
             host: NO_ARGS,
             images: [NO_ARGS; HNROOT_IMAGE_COUNT],
         }
@@ -869,6 +876,17 @@ mod tests {
             "{}",
             d.fallback
         );
+        // The fleet's defaults, built into the loader, replace its built-in ones.
+        let fleet = b"console=ttyS1,115200";
+        let mut with_fleet = p;
+        with_fleet.fleet_defaults = read(fleet);
+        let d = decide_with(&obs, Some(&block), &with_fleet);
+        assert!(
+            d.fallback
+                .ends_with("boot=hnroot console=ttyS1,115200 hnroot-test=1"),
+            "{}",
+            d.fallback
+        );
         // A PARTUUID that is not one is refused before anything is written.
         let mut bad = p;
         bad.hostpart_partuuid = c"not-a-uuid".as_ptr().cast();
@@ -971,7 +989,7 @@ mod tests {
         assert_eq!(r, hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT);
         assert_eq!(d, hnroot_decision::default());
         obs.images[0] = hnroot_image_seen {
-            kind: HNROOT_IMAGE_READABLE,
+            kind: HNROOT_IMAGE_BOOTABLE,
             uuid: hnroot_uuid::default(),
         };
         assert_eq!(

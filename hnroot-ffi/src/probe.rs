@@ -14,7 +14,7 @@
 use core::mem::{align_of, size_of};
 
 use hnroot_core::probe::{
-    FsOutcome, FsProber, FsType, Label, Partition, Prober, PtOutcome, PtProber, Step,
+    FsOutcome, FsProber, FsType, Label, Partition, ProbeStep, Prober, PtOutcome, PtProber,
     LABEL_CAPACITY, MAX_FS_READS, MAX_PT_READS, MAX_READ,
 };
 use hnroot_core::uuid::PartUuid;
@@ -214,7 +214,7 @@ unsafe fn step_out<P: Prober>(
         Err(e) => return e,
     };
     match prober.step() {
-        Step::Read(r) => {
+        ProbeStep::Read(r) => {
             // SAFETY: both checked non-NULL above; valid by the caller's contract.
             unsafe {
                 offset.write(r.offset);
@@ -222,7 +222,7 @@ unsafe fn step_out<P: Prober>(
             }
             hnroot_result::HNROOT_RESULT_NEED_READ
         }
-        Step::Done(_) => hnroot_result::HNROOT_RESULT_DONE,
+        ProbeStep::Done(_) => hnroot_result::HNROOT_RESULT_DONE,
     }
 }
 
@@ -308,11 +308,11 @@ pub unsafe extern "C" fn hnroot_fs_probe_feed(
 /// # Safety
 /// `data` must be valid for `data_len` bytes (it may be NULL when `data_len` is 0).
 unsafe fn fed_bytes<'a, T>(
-    step: Step<T>,
+    step: ProbeStep<T>,
     data: *const u8,
     data_len: usize,
 ) -> Result<&'a [u8], hnroot_result> {
-    let Step::Read(asked) = step else {
+    let ProbeStep::Read(asked) = step else {
         return Err(hnroot_result::HNROOT_RESULT_PROBE_STATE);
     };
     if data_len > asked.len || (data.is_null() && data_len > 0) {
@@ -372,7 +372,7 @@ pub unsafe extern "C" fn hnroot_fs_labelled(
     };
     let wanted = try_slice!(label, label_len);
     require!(out);
-    let Step::Done(outcome) = prober.step() else {
+    let ProbeStep::Done(outcome) = prober.step() else {
         return hnroot_result::HNROOT_RESULT_PROBE_STATE;
     };
     // SAFETY: checked non-NULL; caller contract.
@@ -395,7 +395,7 @@ pub unsafe extern "C" fn hnroot_fs_probe_result(
         Err(e) => return e,
     };
     require!(out);
-    let Step::Done(outcome) = prober.step() else {
+    let ProbeStep::Done(outcome) = prober.step() else {
         return hnroot_result::HNROOT_RESULT_PROBE_STATE;
     };
     // Built whole, then written: the caller's storage may be uninitialised, so no reference
@@ -511,8 +511,8 @@ pub unsafe extern "C" fn hnroot_pt_probe_feed(
 
 fn pt_outcome(prober: &mut PtProber) -> Option<PtOutcome> {
     match prober.step() {
-        Step::Done(outcome) => Some(outcome),
-        Step::Read(_) => None,
+        ProbeStep::Done(outcome) => Some(outcome),
+        ProbeStep::Read(_) => None,
     }
 }
 

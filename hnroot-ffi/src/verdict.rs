@@ -7,13 +7,13 @@ use core::fmt::Write as _;
 
 use hnroot_core::cmdline::parse_tries;
 use hnroot_core::device::{choose, Candidate, Choice, ChosenBy, MAX_CANDIDATES};
-use hnroot_core::probe::{FsOutcome, Step};
+use hnroot_core::probe::{FsOutcome, ProbeStep};
 use hnroot_core::uuid::PartUuid;
 use hnroot_core::verdict::{
     self, BootFileProblem, BootFiles, Entry, ImageFacts, MissingBootFiles, Probe, Verdict,
 };
 
-use crate::decision::{HNROOT_IMAGE_ABSENT, HNROOT_IMAGE_READABLE, HNROOT_IMAGE_UNREADABLE};
+use crate::decision::{HNROOT_IMAGE_ABSENT, HNROOT_IMAGE_BOOTABLE, HNROOT_IMAGE_NOT_BOOTABLE};
 use crate::probe::{fs_prober, fs_type_to_u8, hnroot_fs_info, hnroot_fs_probe};
 use crate::text::Line;
 use crate::{
@@ -80,8 +80,8 @@ pub struct hnroot_image_facts {
 unsafe fn outcome_of(probe: *mut hnroot_fs_probe) -> Result<FsOutcome, hnroot_result> {
     // SAFETY: caller contract.
     match unsafe { fs_prober(probe) }?.step() {
-        Step::Done(outcome) => Ok(outcome),
-        Step::Read(_) => Err(hnroot_result::HNROOT_RESULT_PROBE_STATE),
+        ProbeStep::Done(outcome) => Ok(outcome),
+        ProbeStep::Read(_) => Err(hnroot_result::HNROOT_RESULT_PROBE_STATE),
     }
 }
 
@@ -198,7 +198,7 @@ pub unsafe extern "C" fn hnroot_image_verdict(
     let mut line = Line::<512>::new();
     match &v {
         Verdict::Refused(r) => {
-            let _ = write!(line, "unreadable ({}): {r}", r.code());
+            let _ = write!(line, "not bootable ({}): {r}", r.code());
         }
         other => {
             let _ = write!(line, "{other}");
@@ -215,11 +215,11 @@ pub unsafe extern "C" fn hnroot_image_verdict(
             uuid: hnroot_uuid::default(),
         },
         Verdict::Bootable(b) => hnroot_image_seen {
-            kind: HNROOT_IMAGE_READABLE,
+            kind: HNROOT_IMAGE_BOOTABLE,
             uuid: hnroot_uuid::from_core(Some(b.uuid)),
         },
         Verdict::Refused(_) => hnroot_image_seen {
-            kind: HNROOT_IMAGE_UNREADABLE,
+            kind: HNROOT_IMAGE_NOT_BOOTABLE,
             uuid: hnroot_uuid::default(),
         },
     };
@@ -487,14 +487,14 @@ mod tests {
         assert_eq!(t, crate::HNROOT_FS_TYPE_EXT4);
         facts.boot_files = HNROOT_BOOT_FILES_PRESENT;
         let (seen, text) = verdict(&facts, &mut p);
-        assert_eq!(seen.kind, HNROOT_IMAGE_READABLE);
+        assert_eq!(seen.kind, HNROOT_IMAGE_BOOTABLE);
         assert_eq!(seen.uuid.bytes, [7u8; 16]);
         assert!(text.starts_with("ext4 UUID=07070707-"), "{text}");
         facts.boot_files = HNROOT_BOOT_FILES_NO_INITRAMFS;
         let (seen, text) = verdict(&facts, &mut p);
-        assert_eq!(seen.kind, HNROOT_IMAGE_UNREADABLE);
+        assert_eq!(seen.kind, HNROOT_IMAGE_NOT_BOOTABLE);
         assert!(
-            text.starts_with("unreadable (missing-boot-files): no boot/initramfs"),
+            text.starts_with("not bootable (missing-boot-files): no boot/initramfs"),
             "{text}"
         );
 
@@ -508,8 +508,8 @@ mod tests {
             hnroot_result::HNROOT_RESULT_DONE
         );
         let (seen, text) = verdict(&facts, &mut cut);
-        assert_eq!(seen.kind, HNROOT_IMAGE_UNREADABLE);
-        assert!(text.starts_with("unreadable (truncated)"), "{text}");
+        assert_eq!(seen.kind, HNROOT_IMAGE_NOT_BOOTABLE);
+        assert!(text.starts_with("not bootable (truncated)"), "{text}");
 
         let dir = hnroot_image_facts {
             entry: HNROOT_ENTRY_DIRECTORY,
@@ -527,7 +527,7 @@ mod tests {
             )
         };
         assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
-        assert_eq!(seen.kind, HNROOT_IMAGE_UNREADABLE);
+        assert_eq!(seen.kind, HNROOT_IMAGE_NOT_BOOTABLE);
         // 3 (HNROOT_ENTRY_SPECIAL) is retired, never reused: refused like any unknown entry.
         for entry in [3, 42] {
             let bad = hnroot_image_facts {
@@ -559,10 +559,12 @@ mod tests {
             )
         };
         assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
-        assert_eq!(seen.kind, HNROOT_IMAGE_UNREADABLE);
+        assert_eq!(seen.kind, HNROOT_IMAGE_NOT_BOOTABLE);
         let t = core::ffi::CStr::from_bytes_until_nul(&text).unwrap();
         assert!(
-            t.to_str().unwrap().starts_with("unreadable (unopenable): "),
+            t.to_str()
+                .unwrap()
+                .starts_with("not bootable (unopenable): "),
             "{t:?}"
         );
     }

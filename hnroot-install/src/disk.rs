@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::install::{DiskFacts, DiskLayout, DiskUse, HostpartFs};
 use hnroot_core::layout::{ESP_LABEL, HOSTPART_LABEL};
+use hnroot_core::probe::ext::ExtFeatures;
 use hnroot_linux::blockdev::{self, BlockDev, Roots};
 use hnroot_linux::loopdev;
 
@@ -135,93 +136,12 @@ pub fn observe(node: &Path) -> Result<Disk> {
         .unwrap_or(512);
     let members = family(&roots, &name);
     let numbers = family_numbers(&roots, &members);
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut used = DiskUse::Unused;
-    let mut used_by = None;
     // The running root first: it is the most important thing to name.
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let (Some(dev), Some(mount_point)) = (f.get(2), f.get(4)) else {
-            continue;
-        };
-        let lives_on = backing_numbers(dev, &mountinfo);
-        if lives_on.iter().any(|d| numbers.contains(d)) {
-            if *mount_point == "/" {
-                used = DiskUse::RunningRoot;
-                used_by = Some("the running system's root filesystem (/)".to_owned());
-                break;
-            }
-            if used == DiskUse::Unused && numbers.contains(&(*dev).to_owned()) {
-                used = DiskUse::Mounted;
-                used_by = Some(format!("mounted at {mount_point}"));
-            }
-        }
-    }
-    if used == DiskUse::Unused {
-        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-        for line in swaps.lines().skip(1) {
-            let Some(path) = line.split_whitespace().next() else {
-                continue;
-            };
-            if let Ok((ma, mi)) = dev_numbers(Path::new(path)) {
-                if numbers.contains(&format!("{ma}:{mi}")) {
-                    used = DiskUse::Swap;
-                    used_by = Some(format!("swap on {path}"));
-                }
-            }
-        }
-    }
-    if used == DiskUse::Unused {
-        // Loop devices do not show in holders/: each one's backing file is asked for (by
-        // LOOP_GET_STATUS64), and a device node of the family, or a file on one, holds it.
-        let numbers_of = |dev: u64| format!("{}:{}", libc::major(dev), libc::minor(dev));
-        for lo in loopdev::attached(Path::new("/sys/block"), Path::new("/dev")) {
-            if lo.name == name {
-                continue;
-            }
-            let over = numbers_of(lo.backing_rdev);
-            let on = numbers_of(lo.backing_dev);
-            let member = |n: &str| {
-                members
-                    .iter()
-                    .find(|m| {
-                        read_trim(&roots.sys_class_block.join(m).join("dev")).as_deref() == Some(n)
-                    })
-                    .cloned()
-            };
-            let why = if lo.backing_rdev != 0 {
-                member(&over).map(|m| format!("{} is a loop device over {m}", lo.node.display()))
-            } else {
-                None
-            }
-            .or_else(|| {
-                member(&on)
-                    .map(|m| format!("{} is a loop device over a file on {m}", lo.node.display()))
-            });
-            if let Some(why) = why {
-                used = DiskUse::Held;
-                used_by = Some(why);
-                break;
-            }
-        }
-    }
-    if used == DiskUse::Unused {
-        for member in &members {
-            let holders: Vec<String> =
-                std::fs::read_dir(roots.sys_class_block.join(member).join("holders"))
-                    .map(|r| {
-                        r.filter_map(|e| e.ok())
-                            .filter_map(|e| e.file_name().into_string().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            if !holders.is_empty() {
-                used = DiskUse::Held;
-                used_by = Some(format!("{member} is held by {}", holders.join(", ")));
-                break;
-            }
-        }
-    }
+    let (used, used_by) = mount_use(&numbers)
+        .or_else(|| swap_use(&numbers))
+        .or_else(|| loop_use(&roots, &name, &members))
+        .or_else(|| holder_use(&roots, &members))
+        .map_or((DiskUse::Unused, None), |(u, why)| (u, Some(why)));
     Ok(Disk {
         node: node.to_owned(),
         name,
@@ -231,6 +151,95 @@ pub fn observe(node: &Path) -> Result<Disk> {
             used,
         },
         used_by,
+    })
+}
+
+/// A filesystem of the disk's family (`numbers`: the disk and its partitions, `MAJ:MIN`)
+/// mounted, the running root named first.
+fn mount_use(numbers: &[String]) -> Option<(DiskUse, String)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounted = None;
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (Some(dev), Some(mount_point)) = (f.get(2), f.get(4)) else {
+            continue;
+        };
+        let lives_on = backing_numbers(dev, &mountinfo);
+        if lives_on.iter().any(|d| numbers.contains(d)) {
+            if *mount_point == "/" {
+                return Some((
+                    DiskUse::RunningRoot,
+                    "the running system's root filesystem (/)".to_owned(),
+                ));
+            }
+            if mounted.is_none() && numbers.contains(&(*dev).to_owned()) {
+                mounted = Some((DiskUse::Mounted, format!("mounted at {mount_point}")));
+            }
+        }
+    }
+    mounted
+}
+
+/// A swap area of the disk's family.
+fn swap_use(numbers: &[String]) -> Option<(DiskUse, String)> {
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    let mut found = None;
+    for line in swaps.lines().skip(1) {
+        let Some(path) = line.split_whitespace().next() else {
+            continue;
+        };
+        if let Ok((ma, mi)) = dev_numbers(Path::new(path)) {
+            if numbers.contains(&format!("{ma}:{mi}")) {
+                found = Some((DiskUse::Swap, format!("swap on {path}")));
+            }
+        }
+    }
+    found
+}
+
+/// A loop device over a member of the family, or over a file on one. Loop devices do not show
+/// in holders/: each one's backing file is asked for (by LOOP_GET_STATUS64).
+fn loop_use(roots: &Roots, name: &str, members: &[String]) -> Option<(DiskUse, String)> {
+    let numbers_of = |dev: u64| format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let member = |n: &str| {
+        members
+            .iter()
+            .find(|m| read_trim(&roots.sys_class_block.join(m).join("dev")).as_deref() == Some(n))
+            .cloned()
+    };
+    loopdev::attached(Path::new("/sys/block"), Path::new("/dev"))
+        .into_iter()
+        .filter(|lo| lo.name != name)
+        .find_map(|lo| {
+            let over = (lo.backing_rdev != 0)
+                .then(|| member(&numbers_of(lo.backing_rdev)))
+                .flatten()
+                .map(|m| format!("{} is a loop device over {m}", lo.node.display()));
+            over.or_else(|| {
+                member(&numbers_of(lo.backing_dev))
+                    .map(|m| format!("{} is a loop device over a file on {m}", lo.node.display()))
+            })
+        })
+        .map(|why| (DiskUse::Held, why))
+}
+
+/// A member of the family held by another device (device-mapper, RAID).
+fn holder_use(roots: &Roots, members: &[String]) -> Option<(DiskUse, String)> {
+    members.iter().find_map(|member| {
+        let holders: Vec<String> =
+            std::fs::read_dir(roots.sys_class_block.join(member).join("holders"))
+                .map(|r| {
+                    r.filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+        (!holders.is_empty()).then(|| {
+            (
+                DiskUse::Held,
+                format!("{member} is held by {}", holders.join(", ")),
+            )
+        })
     })
 }
 
@@ -306,23 +315,90 @@ pub fn make_esp(node: &Path) -> Result<()> {
 
 /// hostpart's filesystem labelled `hostpart`.
 pub fn make_hostpart(node: &Path, fs: HostpartFs) -> Result<()> {
-    match fs {
-        HostpartFs::Ext4 => run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", HOSTPART_LABEL])
-            .arg(node))?,
-        HostpartFs::Btrfs => run(Command::new("mkfs.btrfs")
-            .args(["-q", "-f", "-L", HOSTPART_LABEL])
-            .arg(node))?,
-        HostpartFs::Xfs => run(Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-L", HOSTPART_LABEL])
-            .arg(node))?,
+    make_fs(node, fs, HOSTPART_LABEL)
+}
+
+/// `mkfs.ext4 -O` turning off the features GRUB cannot read that mke2fs could turn on.
+pub fn ext4_features_off() -> String {
+    ExtFeatures::MKE2FS_SETS
+        .codes()
+        .map(|c| format!("^{c}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A filesystem of type `fs` labelled `label` on `target` (a partition or an image file),
+/// made whatever was there before (ext4 without the features GRUB cannot read).
+pub fn make_fs(target: &Path, fs: HostpartFs, label: &str) -> Result<()> {
+    let mut cmd = match fs {
+        HostpartFs::Ext4 => {
+            let mut c = Command::new("mkfs.ext4");
+            c.args(["-q", "-F", "-O", &ext4_features_off()]);
+            c
+        }
+        HostpartFs::Btrfs => {
+            let mut c = Command::new("mkfs.btrfs");
+            c.args(["-q", "-f"]);
+            c
+        }
+        HostpartFs::Xfs => {
+            let mut c = Command::new("mkfs.xfs");
+            c.args(["-q", "-f"]);
+            c
+        }
     };
+    run(cmd.arg("-L").arg(label).arg(target))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ext superblock of an image file, as the core parses it.
+    fn ext_sb(path: &Path) -> hnroot_core::probe::ext::ExtSuperblock {
+        let bytes = std::fs::read(path).unwrap();
+        hnroot_core::probe::ext::parse(&bytes[1024..2048]).unwrap()
+    }
+
+    /// A distribution's `mke2fs.conf` that turns on inline_data and casefold for ext4 (as
+    /// MKE2FS_CONFIG, for every mkfs this test binary runs): `make_fs` still makes a
+    /// filesystem GRUB reads, which a plain `mkfs.ext4` under the same configuration does not.
+    #[test]
+    fn ext4_is_made_without_the_features_grub_cannot_read_whatever_mke2fs_conf_says() {
+        if Command::new("mkfs.ext4").arg("-V").output().is_err() {
+            eprintln!("skipping: no mkfs.ext4");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mke2fs.conf");
+        std::fs::write(
+            &conf,
+            "[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,\
+             metadata_csum,64bit,dir_nlink,extra_isize,inline_data,casefold\n\t}\n",
+        )
+        .unwrap();
+        std::env::set_var("MKE2FS_CONFIG", &conf);
+        let image = dir.path().join("fs.img");
+        let sized = || {
+            std::fs::File::create(&image)
+                .unwrap()
+                .set_len(64 << 20)
+                .unwrap()
+        };
+        sized();
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image)).unwrap();
+        let plain = ext_sb(&image).grub_lacks;
+        assert!(
+            plain.contains(ExtFeatures::INLINE_DATA | ExtFeatures::CASEFOLD),
+            "the configuration took effect: {plain:?}"
+        );
+        sized();
+        make_fs(&image, HostpartFs::Ext4, "hn-root").unwrap();
+        let made = ext_sb(&image);
+        assert!(made.grub_lacks.is_empty(), "{:?}", made.grub_lacks);
+        assert_eq!(made.label.unwrap().as_bytes(), b"hn-root");
+    }
 
     #[test]
     fn a_regular_file_is_not_a_disk() {

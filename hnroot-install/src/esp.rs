@@ -2,7 +2,7 @@
 //! media path every UEFI firmware boots without a boot entry), the boot-state file GRUB
 //! rewrites in place, and a firmware boot entry where the firmware's variables are reachable.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 
@@ -11,7 +11,7 @@ use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::layout;
 use hnroot_core::uuid::FsUuid;
 use hnroot_linux::bootstate_file;
-use hnroot_linux::fsat::{self, InRoot};
+use hnroot_linux::fsat::InRoot;
 
 /// Where GRUB goes on the ESP, relative to its root.
 pub const BOOT_LOADER_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
@@ -21,32 +21,6 @@ pub const BOOT_LOADER_EFI_PATH: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 
 /// The label of the firmware boot entry.
 pub const BOOT_ENTRY_LABEL: &str = "hnroot";
-
-/// Most bytes of a GRUB EFI image written.
-const MAX_BOOT_LOADER: u64 = 64 << 20;
-
-/// Write the EFI image `efi` to the ESP mounted at `esp` as [`BOOT_LOADER_PATH`], through a
-/// new file, `fsync` and a rename (a crash leaves the old loader or the new one), by the file
-/// layer: nothing on the way is followed out of the ESP, a link at the name is replaced.
-/// Returns what was done.
-pub fn write_boot_loader(esp: &Path, efi: &Path) -> Result<String> {
-    let root =
-        InRoot::open(esp).with_context(|| format!("cannot open the ESP {}", esp.display()))?;
-    let mut src = File::open(efi).with_context(|| format!("cannot read {}", efi.display()))?;
-    let written = root
-        .write_as(
-            BOOT_LOADER_PATH,
-            &mut src,
-            fsat::Meta::filesystem(0o644),
-            MAX_BOOT_LOADER,
-        )
-        .with_context(|| format!("cannot write {}/{BOOT_LOADER_PATH}", esp.display()))?;
-    Ok(format!(
-        "{} ({} KiB) written",
-        esp.join(BOOT_LOADER_PATH).display(),
-        written.div_ceil(1024)
-    ))
-}
 
 /// Make sure the ESP at `esp` has a boot-state file: a valid one is kept (it is the boot's
 /// memory: a trial, a good image); without one, a new one records `good`; a corrupt one or one
@@ -79,24 +53,14 @@ pub fn ensure_boot_state(esp: &Path, good: FsUuid) -> Result<String> {
 }
 
 fn mtools(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}").replace('"', "");
     // A partition holds the FAT directly; skip mtools' disk-geometry check.
-    let out = cmd
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .with_context(|| format!("cannot start {shown} (apt-get install mtools)"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::tool::run_with_hint(cmd.env("MTOOLS_SKIP_CHECK", "1"), "apt-get install mtools")
 }
 
-/// [`write_boot_loader`] onto the FAT filesystem on the device `dev`, with mtools (no mount:
-/// works where the running kernel has no FAT driver, as in a minimal rescue system).
+/// The EFI image `efi` as [`BOOT_LOADER_PATH`] onto the FAT filesystem on the device `dev` of a
+/// disk being installed (nothing boots from it yet), with mtools (no mount: works where the
+/// running kernel has no FAT driver, as in a minimal rescue system). A mounted ESP gets its
+/// loader through `hnroot_linux::esp_loader`'s steps instead.
 pub fn write_boot_loader_fat(dev: &Path, efi: &Path) -> Result<String> {
     let size = fs::metadata(efi)
         .with_context(|| format!("cannot read {}", efi.display()))?
@@ -180,26 +144,22 @@ pub fn efivars_present() -> bool {
 /// Add a firmware boot entry for [`BOOT_LOADER_EFI_PATH`] on partition `part` of `disk`, first
 /// in the boot order (efibootmgr). Returns efibootmgr's account of it.
 pub fn register_boot_entry(disk: &Path, part: u32) -> Result<String> {
-    let out = Command::new("efibootmgr")
-        .arg("--create")
-        .arg("--disk")
-        .arg(disk)
-        .arg("--part")
-        .arg(part.to_string())
-        .arg("--label")
-        .arg(BOOT_ENTRY_LABEL)
-        .arg("--loader")
-        .arg(BOOT_LOADER_EFI_PATH)
-        .output()
-        .context("cannot start efibootmgr (apt-get install efibootmgr)")?;
-    if !out.status.success() {
-        bail!(
-            "efibootmgr failed ({}): {}; the disk still boots through the removable-media path \
-             {BOOT_LOADER_EFI_PATH}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::tool::run_with_hint(
+        Command::new("efibootmgr")
+            .arg("--create")
+            .arg("--disk")
+            .arg(disk)
+            .arg("--part")
+            .arg(part.to_string())
+            .arg("--label")
+            .arg(BOOT_ENTRY_LABEL)
+            .arg("--loader")
+            .arg(BOOT_LOADER_EFI_PATH),
+        "apt-get install efibootmgr",
+    )
+    .with_context(|| {
+        format!("the disk still boots through the removable-media path {BOOT_LOADER_EFI_PATH}")
+    })?;
     Ok(format!(
         "boot entry '{BOOT_ENTRY_LABEL}' for {BOOT_LOADER_EFI_PATH} created"
     ))
@@ -208,22 +168,6 @@ pub fn register_boot_entry(disk: &Path, part: u32) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_boot_loader_replaces_an_old_one_whole() {
-        let esp = tempfile::tempdir().unwrap();
-        let src = esp.path().join("src.efi");
-        fs::write(&src, vec![7u8; 5000]).unwrap();
-        fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
-        fs::write(esp.path().join(BOOT_LOADER_PATH), b"old").unwrap();
-        let said = write_boot_loader(esp.path(), &src).unwrap();
-        assert!(said.contains("5 KiB"), "{said}");
-        assert_eq!(
-            fs::read(esp.path().join(BOOT_LOADER_PATH)).unwrap(),
-            vec![7u8; 5000]
-        );
-        assert!(!esp.path().join("EFI/BOOT/BOOTX64.EFI.hnroot-new").exists());
-    }
 
     #[test]
     fn a_valid_boot_state_is_kept_and_a_corrupt_one_refused() {

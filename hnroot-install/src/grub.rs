@@ -1,14 +1,25 @@
-//! GRUB as hnroot installs it: one EFI executable (`\EFI\BOOT\BOOTX64.EFI`) built by
-//! `grub-mkstandalone` from the installed GRUB's x86_64-efi modules, with `hnroot.mod`, every
-//! module `grub.cfg` needs, `grub.cfg` itself and an SBAT section built in. One file, so a
-//! Secure Boot signer signs one file and nothing is loaded from disk that was not signed.
+//! GRUB as hnroot installs it: one EFI executable (`\EFI\BOOT\BOOTX64.EFI`) assembled by
+//! `grub-mkimage` from the loader kit the package ships ([`LoaderKit`], `/usr/lib/hnroot/grub`):
+//! hnroot's own GRUB (built from Debian's pinned `grub2` source by `hnroot-build`), with
+//! `hnroot.mod` and every module `grub.cfg` needs built in, `grub.cfg` and the fleet's own files
+//! in a memdisk inside the image, an SBAT section, and hnroot's version record in a `.hnroot`
+//! section ([`hnroot_core::loader`]). One file, so a Secure Boot signer signs one file and
+//! nothing is loaded from disk that was not signed; and no GRUB of the server's distribution is
+//! used or needed.
 //!
-//! `hnroot.mod` must be built against the exact GRUB it is loaded by: GRUB checks no version
-//! when it loads a module. The module kit ([`ModuleKit`], `/usr/lib/hnroot/grub`) holds one directory
-//! per GRUB build the module was built for, named by that build's Debian version
-//! (`2.06-13+deb12u2/`), each with `hnroot.mod`, the version record beside it and the SBAT
-//! metadata; `grub.cfg` is shared. The installed GRUB names its own build in `modinfo.sh`
-//! (`grub_package_version`); the core's `install::grub_fits` refuses any other pair.
+//! The kit:
+//!
+//! | in the kit            | what it is                                                       |
+//! |-----------------------|------------------------------------------------------------------|
+//! | `x86_64-efi/`         | the GRUB build's `kernel.img`, modules, `moddep.lst`, `modinfo.sh`, with `hnroot.mod` |
+//! | `grub-mkimage`        | that build's image packer (static)                                |
+//! | `grub.cfg`            | the production configuration                                      |
+//! | `sbat.csv`            | SBAT metadata: Debian's lines for the GRUB build, and hnroot's     |
+//! | `loader-record`       | the version record every image built from the kit carries         |
+//!
+//! `hnroot.mod` must be built against the exact GRUB it is loaded by (GRUB checks no version when
+//! it loads a module): the kit holds one GRUB build and the module built for it, and
+//! [`LoaderKit::at`] refuses a kit whose module, modules and record name different builds.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,37 +27,51 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::install::grub_fits;
+use hnroot_core::loader::{self, Record};
 use object::{Object, ObjectSection};
 
-/// Where Debian's `grub-efi-amd64-bin` keeps its modules.
-pub const GRUB_MODULES_DIR: &str = "/usr/lib/grub/x86_64-efi";
+use crate::pe;
 
-/// Where the hnroot package installs its module kit.
+/// Where the hnroot package installs its loader kit.
 pub const KIT_DIR: &str = "/usr/lib/hnroot/grub";
 
-/// The module's file name in a kit's version directory.
+/// The GRUB modules' directory in the kit.
+pub const MODULES_SUBDIR: &str = "x86_64-efi";
+
+/// The image packer in the kit.
+pub const MKIMAGE: &str = "grub-mkimage";
+
+/// The module's file name in the modules' directory.
 pub const MODULE_FILE: &str = "hnroot.mod";
 
-/// The record of the GRUB build, beside the module.
-pub const VERSION_RECORD: &str = "hnroot.mod.grub-version";
-
-/// The SBAT metadata in a kit's version directory.
+/// The SBAT metadata in the kit.
 pub const SBAT_FILE: &str = "sbat.csv";
 
 /// The production GRUB configuration in the kit.
 pub const GRUB_CFG: &str = "grub.cfg";
 
+/// The version record in the kit.
+pub const RECORD_FILE: &str = "loader-record";
+
 /// The module's section holding the GRUB build it was built against.
 pub const VERSION_SECTION: &str = ".hnroot.grub-version";
 
-/// Built into every image; grub-mkstandalone adds their dependencies from `moddep.lst`.
+/// Where the embedded configuration lies in the image's memdisk, and the prefix GRUB starts
+/// with (its `normal` reads `$prefix/grub.cfg`).
+pub const MEMDISK_PREFIX: &str = "(memdisk)/boot/grub";
+
+/// The directory of the fleet's files in the memdisk (`(memdisk)/hnroot/...`).
+pub const MEMDISK_FLEET_DIR: &str = "hnroot";
+
+/// Built into every image; grub-mkimage adds their dependencies from `moddep.lst`.
 /// - part_gpt: the disk's partition table; fat, ext2, btrfs, xfs: the ESP and hostpart;
 /// - search (with search_label, search_fs_uuid): find hostpart; loopback: the image file;
 /// - probe: read the image's filesystem UUID and hostpart's PARTUUID for the command line;
 /// - linux: load the kernel and initrd (EFI handover); efi_gop: hand the framebuffer over;
 /// - normal, configfile, echo, test, true (`true` and `false`), sleep, ls, reboot, halt: the
 ///   configuration's script and its errors (`grub.cfg` fails an entry with `false`);
-/// - gzio, zstd: compressed btrfs extents.
+/// - gzio, zstd: compressed btrfs extents;
+/// - memdisk, tar: the memdisk holding `grub.cfg` and the fleet's files.
 pub const BASE_MODULES: &[&str] = &[
     "part_gpt",
     "fat",
@@ -71,99 +96,9 @@ pub const BASE_MODULES: &[&str] = &[
     "halt",
     "gzio",
     "zstd",
+    "memdisk",
+    "tar",
 ];
-
-/// Bound on the entries of a GRUB module directory (Debian's has about 280).
-const MAX_MODULE_DIR_ENTRIES: usize = 2000;
-
-/// An installed GRUB: its x86_64-efi modules and the build they come from.
-#[derive(Clone, Debug)]
-pub struct Grub {
-    /// The module directory (`kernel.img`, `*.mod`, `moddep.lst`, `modinfo.sh`).
-    pub modules_dir: PathBuf,
-    /// Its Debian build (`grub_package_version` in `modinfo.sh`).
-    pub version: String,
-    /// The `grub-mkstandalone` that builds images from it.
-    pub mkstandalone: PathBuf,
-}
-
-impl Grub {
-    /// The GRUB whose modules are in `dir`, built with `grub-mkstandalone` from `PATH`.
-    pub fn at(dir: &Path) -> Result<Grub> {
-        if !dir.join("kernel.img").is_file() {
-            bail!(
-                "looked for GRUB's x86_64-efi modules in {}: there is no kernel.img there \
-                 (apt-get install grub-efi-amd64-bin)",
-                dir.display()
-            );
-        }
-        let info = dir.join("modinfo.sh");
-        let text = fs::read_to_string(&info).with_context(|| {
-            format!(
-                "looked for the GRUB build in {}; cannot read it",
-                info.display()
-            )
-        })?;
-        let version = modinfo_value(&text, "grub_package_version")
-            .or_else(|| modinfo_value(&text, "grub_version"))
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} names no grub_package_version: cannot tell which hnroot.mod fits",
-                    info.display()
-                )
-            })?;
-        Ok(Grub {
-            modules_dir: dir.to_owned(),
-            version,
-            mkstandalone: PathBuf::from("grub-mkstandalone"),
-        })
-    }
-}
-
-impl Grub {
-    /// The image builder, found before anything is written: a path names one program, a bare
-    /// name is looked up on `PATH` as `Command` would.
-    pub fn find_mkstandalone(&self) -> Result<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
-        let tool = &self.mkstandalone;
-        let runnable = |p: &Path| {
-            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        };
-        let bare = tool.components().count() == 1;
-        let found = if bare {
-            std::env::var_os("PATH").and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join(tool))
-                    .find(|c| runnable(c))
-            })
-        } else {
-            runnable(tool).then(|| tool.clone())
-        };
-        found.ok_or_else(|| {
-            anyhow!(
-                "looked for GRUB's image builder {} ({}) to build the EFI image from {}: {}; \
-                 install grub-common, or name the one of that GRUB with --grub-mkstandalone",
-                tool.display(),
-                if bare { "on PATH" } else { "a path" },
-                self.modules_dir.display(),
-                if bare {
-                    "it is not on PATH"
-                } else {
-                    "there is no executable file there"
-                }
-            )
-        })
-    }
-}
-
-/// `name="value"` in a `modinfo.sh`.
-fn modinfo_value(text: &str, name: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let rest = l.trim().strip_prefix(name)?.strip_prefix('=')?;
-        let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-        (!v.is_empty()).then(|| v.to_owned())
-    })
-}
 
 /// `hnroot.mod` with what it says about itself.
 #[derive(Clone, Debug)]
@@ -174,49 +109,25 @@ pub struct Module {
     pub name: String,
     /// Its `.moddeps`.
     pub deps: Vec<String>,
-    /// The GRUB build it was built against (its version section, equal to the record beside it).
+    /// The GRUB build it was built against (its version section).
     pub built_for: String,
-    /// The SBAT metadata to embed.
-    pub sbat: PathBuf,
 }
 
 impl Module {
-    /// The module in `dir` (a kit's version directory): `hnroot.mod`, its version record and
-    /// `sbat.csv`; both version records must agree.
-    pub fn load(dir: &Path) -> Result<Module> {
-        let path = dir.join(MODULE_FILE);
-        let (name, deps, inside) = identity(&path)?;
-        let inside = inside.ok_or_else(|| {
+    /// The module at `path`; it must say which GRUB it was built for.
+    pub fn load(path: &Path) -> Result<Module> {
+        let (name, deps, inside) = identity(path)?;
+        let built_for = inside.ok_or_else(|| {
             anyhow!(
                 "{} has no {VERSION_SECTION} section: it does not say which GRUB it fits",
                 path.display()
             )
         })?;
-        let record = dir.join(VERSION_RECORD);
-        let beside = fs::read_to_string(&record)
-            .with_context(|| format!("cannot read {}", record.display()))?;
-        if beside.trim() != inside {
-            bail!(
-                "{} says it was built for GRUB {inside}, the record beside it ({}) says {}: \
-                 refusing a module whose origin is unclear",
-                path.display(),
-                record.display(),
-                beside.trim()
-            );
-        }
-        let sbat = dir.join(SBAT_FILE);
-        if !sbat.is_file() {
-            bail!(
-                "{} is missing: the image needs SBAT metadata",
-                sbat.display()
-            );
-        }
         Ok(Module {
-            path,
+            path: path.to_owned(),
             name,
             deps,
-            built_for: inside,
-            sbat,
+            built_for,
         })
     }
 }
@@ -243,60 +154,102 @@ fn identity(path: &Path) -> Result<(String, Vec<String>, Option<String>)> {
     Ok((name, deps, version))
 }
 
-/// The module kit: one directory per GRUB build, and the shared `grub.cfg`.
-#[derive(Clone, Debug)]
-pub struct ModuleKit {
-    /// Its directory ([`KIT_DIR`] when installed from the package).
-    pub dir: PathBuf,
+/// `name="value"` in a `modinfo.sh`.
+fn modinfo_value(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix(name)?.strip_prefix('=')?;
+        let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+        (!v.is_empty()).then(|| v.to_owned())
+    })
 }
 
-impl ModuleKit {
-    /// The kit in `dir`.
-    pub fn at(dir: &Path) -> ModuleKit {
-        ModuleKit {
-            dir: dir.to_owned(),
-        }
-    }
+/// The loader kit: one GRUB build, `hnroot.mod` built for it, its image packer, the
+/// configuration, SBAT metadata and the version record, checked to agree.
+#[derive(Clone, Debug)]
+pub struct LoaderKit {
+    /// Its directory ([`KIT_DIR`] when installed from the package).
+    pub dir: PathBuf,
+    /// The GRUB modules' directory.
+    pub modules_dir: PathBuf,
+    /// The GRUB build (`grub_package_version` in `modinfo.sh`).
+    pub grub_version: String,
+    /// `hnroot.mod`.
+    pub module: Module,
+    /// The image packer.
+    pub mkimage: PathBuf,
+    /// The SBAT metadata.
+    pub sbat: PathBuf,
+    /// The version record's text.
+    pub record_text: String,
+}
 
-    /// The GRUB builds the kit has a module for.
-    pub fn builds(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(&self.dir)
-            .map(|r| {
-                r.filter_map(|e| e.ok())
-                    .filter(|e| e.path().join(MODULE_FILE).is_file())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    /// The module built for `grub`, or a refusal naming both versions.
-    pub fn module_for(&self, grub: &Grub) -> Result<Module> {
-        let dir = self.dir.join(&grub.version);
-        if !dir.join(MODULE_FILE).is_file() {
-            let builds = self.builds();
-            let nearest = builds.first().map(String::as_str).unwrap_or("(none)");
-            let mismatch = grub_fits(nearest, &grub.version)
-                .err()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
+impl LoaderKit {
+    /// The kit in `dir`, every part looked for before anything is built or written.
+    pub fn at(dir: &Path) -> Result<LoaderKit> {
+        let modules_dir = dir.join(MODULES_SUBDIR);
+        let hint = "the hnroot package ships it (apt-get install --reinstall hnroot), `cargo \
+                    xtask grub-module` builds one";
+        if !modules_dir.join("kernel.img").is_file() {
             bail!(
-                "looked for hnroot.mod built for GRUB {} in {}; the kit has modules for: {}. \
-                 {mismatch}; nothing was written",
-                grub.version,
-                self.dir.display(),
-                if builds.is_empty() {
-                    "none".to_owned()
-                } else {
-                    builds.join(", ")
-                }
+                "looked for hnroot's GRUB in the loader kit {}: there is no {}/kernel.img; {hint}",
+                dir.display(),
+                MODULES_SUBDIR
             );
         }
-        let module = Module::load(&dir)?;
-        grub_fits(&module.built_for, &grub.version).map_err(|m| anyhow!("{m}"))?;
-        Ok(module)
+        let info = modules_dir.join("modinfo.sh");
+        let text = fs::read_to_string(&info)
+            .with_context(|| format!("looked for the GRUB build in {}", info.display()))?;
+        let grub_version = modinfo_value(&text, "grub_package_version")
+            .or_else(|| modinfo_value(&text, "grub_version"))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} names no grub_package_version: cannot tell which GRUB this is",
+                    info.display()
+                )
+            })?;
+        let module = Module::load(&modules_dir.join(MODULE_FILE))?;
+        grub_fits(&module.built_for, &grub_version).map_err(|m| anyhow!("{m}"))?;
+        let mkimage = dir.join(MKIMAGE);
+        if !is_executable(&mkimage) {
+            bail!(
+                "looked for GRUB's image packer at {}: there is no executable file there; {hint}",
+                mkimage.display()
+            );
+        }
+        let sbat = dir.join(SBAT_FILE);
+        if !sbat.is_file() {
+            bail!(
+                "{} is missing: the image needs SBAT metadata; {hint}",
+                sbat.display()
+            );
+        }
+        let record_path = dir.join(RECORD_FILE);
+        let record_text = fs::read_to_string(&record_path)
+            .with_context(|| format!("cannot read the version record {}", record_path.display()))?;
+        let record = loader::parse_record(record_text.as_bytes())
+            .map_err(|e| anyhow!("{}: {e}", record_path.display()))?;
+        if record.grub != grub_version {
+            bail!(
+                "{} names GRUB {}, but the kit's GRUB is {grub_version}: a kit from two builds",
+                record_path.display(),
+                record.grub
+            );
+        }
+        Ok(LoaderKit {
+            dir: dir.to_owned(),
+            modules_dir,
+            grub_version,
+            module,
+            mkimage,
+            sbat,
+            record_text,
+        })
+    }
+
+    /// The record every image built from the kit carries.
+    pub fn record(&self) -> Result<Record<'_>> {
+        loader::parse_record(self.record_text.as_bytes())
+            .map_err(|e| anyhow!("the kit's version record: {e}"))
     }
 
     /// The kit's `grub.cfg`.
@@ -304,6 +257,11 @@ impl ModuleKit {
         let path = self.dir.join(GRUB_CFG);
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
     }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The SBAT metadata of an image: Debian's lines for its GRUB build (its template from the
@@ -328,114 +286,96 @@ pub fn sbat_csv(debian_template: &str, grub_version: &str, hnroot_version: &str)
     out
 }
 
-/// Build `out`: GRUB from `grub` with `module`, [`BASE_MODULES`] and `extra_modules` built in,
-/// `grub_cfg` embedded as `(memdisk)/boot/grub/grub.cfg`, and the module's SBAT metadata. `work`
-/// is scratch space (emptied). The image is written beside `out` and renamed over it.
+/// A file the fleet puts into the image (`(memdisk)/hnroot/<name>`): its kernel-argument
+/// defaults, later its trusted keys. Inside the image, so the image's one signature covers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetFile {
+    /// Its name under `(memdisk)/hnroot/` (one path component).
+    pub name: String,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// Build `out` from `kit`: GRUB with [`BASE_MODULES`], `extra_modules` and `hnroot.mod` built in,
+/// `grub_cfg` and `fleet` in the memdisk, the kit's SBAT metadata and version record. `work` is
+/// scratch space (emptied). The image is written beside `out`, checked, and renamed over it.
 pub fn build_efi(
-    grub: &Grub,
-    module: &Module,
+    kit: &LoaderKit,
     grub_cfg: &str,
     extra_modules: &[&str],
+    fleet: &[FleetFile],
     work: &Path,
     out: &Path,
 ) -> Result<()> {
-    grub_fits(&module.built_for, &grub.version).map_err(|m| anyhow!("{m}"))?;
     if work.exists() {
         fs::remove_dir_all(work).with_context(|| format!("cannot empty {}", work.display()))?;
     }
-    let merged = work.join("modules");
-    merge_module_dir(&grub.modules_dir, module, &merged)?;
+    fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut modules: Vec<&str> = BASE_MODULES.to_vec();
     modules.extend_from_slice(extra_modules);
-    modules.push(&module.name);
+    modules.push(&kit.module.name);
     let mut seen = std::collections::BTreeSet::new();
     modules.retain(|m| seen.insert(*m));
     for m in &modules {
-        if !merged.join(format!("{m}.mod")).is_file() {
+        if !kit.modules_dir.join(format!("{m}.mod")).is_file() {
             bail!(
-                "GRUB module {m}.mod is not in {}: the installed GRUB lacks it",
-                grub.modules_dir.display()
+                "GRUB module {m}.mod is not in {}: the kit's GRUB lacks it",
+                kit.modules_dir.display()
             );
         }
     }
-    let cfg = work.join("grub.cfg");
-    fs::write(&cfg, grub_cfg).with_context(|| format!("cannot write {}", cfg.display()))?;
-    let list = modules.join(" ");
-    let partial = out.with_extension("partial");
-    let output = Command::new(&grub.mkstandalone)
-        .args(["-O", "x86_64-efi"])
-        .arg(format!("--directory={}", merged.display()))
-        .arg(format!("--modules={list}"))
-        .arg(format!("--install-modules={list}"))
-        .args(["--fonts=", "--locales=", "--themes="])
-        .arg(format!("--sbat={}", module.sbat.display()))
-        .arg(format!("--output={}", partial.display()))
-        .arg(format!("boot/grub/grub.cfg={}", cfg.display()))
-        .output()
-        .with_context(|| {
-            format!(
-                "cannot start {} (apt-get install grub-common)",
-                grub.mkstandalone.display()
-            )
-        })?;
-    if !output.status.success() {
-        bail!(
-            "{} failed ({}): {}",
-            grub.mkstandalone.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+    let mut files = vec![(
+        "boot/grub/grub.cfg".to_owned(),
+        grub_cfg.as_bytes().to_vec(),
+    )];
+    for f in fleet {
+        if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
+            bail!(
+                "fleet file name {:?}: one plain name under (memdisk)/{MEMDISK_FLEET_DIR}/",
+                f.name
+            );
+        }
+        files.push((format!("{MEMDISK_FLEET_DIR}/{}", f.name), f.data.clone()));
     }
-    check_carries(&partial, module)?;
+    let memdisk = work.join("memdisk.tar");
+    fs::write(&memdisk, crate::tar::ustar(&files)?)
+        .with_context(|| format!("cannot write {}", memdisk.display()))?;
+    let partial = out.with_extension("partial");
+    crate::tool::run_with_hint(
+        Command::new(&kit.mkimage)
+            .args(["-O", "x86_64-efi"])
+            .arg("-d")
+            .arg(&kit.modules_dir)
+            .args(["-p", MEMDISK_PREFIX])
+            .arg("-m")
+            .arg(&memdisk)
+            .arg("--sbat")
+            .arg(&kit.sbat)
+            .arg("-o")
+            .arg(&partial)
+            .args(&modules),
+        "the loader kit's grub-mkimage: is the hnroot package whole?",
+    )?;
+    check_carries(&partial, &kit.module)?;
+    let image = fs::read(&partial).with_context(|| format!("cannot read {}", partial.display()))?;
+    let image = pe::add_section(&image, &loader::SECTION_NAME, kit.record_text.as_bytes())
+        .with_context(|| format!("adding the version record to {}", partial.display()))?;
+    // Read the record back as `hnroot bootloader status` will.
+    match loader::identify(Some(&image)) {
+        loader::Loader::Recorded(_) => {}
+        other => bail!(
+            "{}: the version record does not read back ({other:?})",
+            partial.display()
+        ),
+    }
+    fs::write(&partial, &image).with_context(|| format!("cannot write {}", partial.display()))?;
     fs::rename(&partial, out)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
     Ok(())
 }
 
-/// Copy GRUB's module directory into `merged`, add `module` and its `moddep.lst` line.
-fn merge_module_dir(base: &Path, module: &Module, merged: &Path) -> Result<()> {
-    fs::create_dir_all(merged).with_context(|| format!("cannot create {}", merged.display()))?;
-    let entries = fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?;
-    for (n, entry) in entries.enumerate() {
-        if n >= MAX_MODULE_DIR_ENTRIES {
-            bail!(
-                "more than {MAX_MODULE_DIR_ENTRIES} entries in {}",
-                base.display()
-            );
-        }
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            fs::copy(entry.path(), merged.join(entry.file_name()))
-                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
-        }
-    }
-    for dep in &module.deps {
-        if !merged.join(format!("{dep}.mod")).is_file() {
-            bail!(
-                "{} needs GRUB module {dep}, which {} does not have",
-                module.path.display(),
-                base.display()
-            );
-        }
-    }
-    fs::copy(&module.path, merged.join(format!("{}.mod", module.name)))
-        .with_context(|| format!("cannot copy {}", module.path.display()))?;
-    let moddep_path = merged.join("moddep.lst");
-    let moddep = fs::read_to_string(&moddep_path)
-        .with_context(|| format!("{} has no moddep.lst", base.display()))?;
-    let prefix = format!("{}:", module.name);
-    let mut out: String = moddep
-        .lines()
-        .filter(|l| !l.starts_with(&prefix))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    out.push_str(&format!("{}: {}\n", module.name, module.deps.join(" ")));
-    fs::write(&moddep_path, out).context("cannot write the merged moddep.lst")?;
-    Ok(())
-}
-
-/// The image must carry the module: grub-mkstandalone puts built-in modules in uncompressed, so
-/// the module's `hnroot_decide` symbol and its last 256 bytes are in it.
+/// The image must carry the module: grub-mkimage puts built-in modules in uncompressed, so the
+/// module's `hnroot_decide` symbol and its last 256 bytes are in it.
 fn check_carries(image: &Path, module: &Module) -> Result<()> {
     let data = fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
     let module_bytes = fs::read(&module.path)?;
@@ -451,18 +391,21 @@ fn check_carries(image: &Path, module: &Module) -> Result<()> {
     Ok(())
 }
 
+/// The environment variable that hands a built kit to the workspace tests.
+pub const KIT_ENV: &str = "HNROOT_GRUB_KIT";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn modinfo_names_the_build() {
-        let text = "grub_version=\"2.06\"\n\ngrub_package_version=\"2.06-13+deb12u2\"\n";
+        let text = "grub_version=\"2.12\"\n\ngrub_package_version=\"2.12-9+deb13u2\"\n";
         assert_eq!(
             modinfo_value(text, "grub_package_version").as_deref(),
-            Some("2.06-13+deb12u2")
+            Some("2.12-9+deb13u2")
         );
-        assert_eq!(modinfo_value(text, "grub_version").as_deref(), Some("2.06"));
+        assert_eq!(modinfo_value(text, "grub_version").as_deref(), Some("2.12"));
         assert_eq!(modinfo_value(text, "grub_package"), None);
     }
 
@@ -471,26 +414,13 @@ mod tests {
         let template = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n\
             grub,5,Free Software Foundation,grub,@UPSTREAM_VERSION@,https://www.gnu.org/software/grub/\n\
             grub.debian,5,Debian,grub2,@DEB_VERSION@,https://tracker.debian.org/pkg/grub2\n";
-        let csv = sbat_csv(template, "2.06-13+deb12u2", "0.1.0");
+        let csv = sbat_csv(template, "2.12-9+deb13u2", "0.1.0");
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[1].contains(",grub,2.06,"), "{csv}");
-        assert!(lines[2].contains(",grub2,2.06-13+deb12u2,"), "{csv}");
+        assert!(lines[1].contains(",grub,2.12,"), "{csv}");
+        assert!(lines[2].contains(",grub2,2.12-9+deb13u2,"), "{csv}");
         assert!(lines[3].starts_with("hnroot,1,"), "{csv}");
         assert!(!csv.contains('@'), "{csv}");
-    }
-
-    #[test]
-    fn the_installed_grub_is_read_from_its_module_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(Grub::at(dir.path()).is_err(), "no kernel.img");
-        fs::write(dir.path().join("kernel.img"), b"").unwrap();
-        fs::write(
-            dir.path().join("modinfo.sh"),
-            "grub_package_version=\"2.12-9+deb13u4\"\n",
-        )
-        .unwrap();
-        assert_eq!(Grub::at(dir.path()).unwrap().version, "2.12-9+deb13u4");
     }
 
     #[test]
@@ -504,7 +434,6 @@ mod tests {
             name: "hnroot".into(),
             deps: vec![],
             built_for: "x".into(),
-            sbat: PathBuf::new(),
         };
         let image = dir.path().join("BOOTX64.EFI");
         fs::write(
@@ -522,106 +451,64 @@ mod tests {
         assert!(err.contains("does not contain"), "{err}");
     }
 
-    /// A real module of the installed GRUB (search.mod, with real .moddeps) stands in for
-    /// hnroot.mod: its identity is read from its sections and merged into moddep.lst.
     #[test]
-    fn a_module_is_merged_with_its_dependencies() {
-        let base = Path::new(GRUB_MODULES_DIR);
-        if !base.join("search.mod").is_file() {
-            eprintln!("SKIPPED: no {GRUB_MODULES_DIR} (apt-get install grub-efi-amd64-bin)");
-            return;
-        }
+    fn a_kit_without_grub_is_refused_naming_what_was_looked_for() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("extra.mod");
-        fs::copy(base.join("search.mod"), &path).unwrap();
-        let (name, deps, version) = identity(&path).unwrap();
-        assert_eq!(name, "search");
-        assert_eq!(version, None);
-        let module = Module {
-            path,
-            name,
-            deps,
-            built_for: "x".into(),
-            sbat: PathBuf::new(),
-        };
-        let merged = dir.path().join("merged");
-        merge_module_dir(base, &module, &merged).unwrap();
-        let moddep = fs::read_to_string(merged.join("moddep.lst")).unwrap();
-        let lines: Vec<&str> = moddep
-            .lines()
-            .filter(|l| l.starts_with("search:"))
-            .collect();
-        assert_eq!(
-            lines,
-            ["search: extcmd search_fs_uuid search_fs_file search_label"]
-        );
-    }
-
-    /// The kit `cargo xtask test` builds (HNROOT_GRUB_KIT) holds a module for Debian 12's and
-    /// Debian 13's GRUB, and gives each GRUB build the module built for it.
-    #[test]
-    fn the_built_kit_gives_each_grub_its_own_module() {
-        let Some(dir) = std::env::var_os("HNROOT_GRUB_KIT") else {
-            assert!(
-                std::env::var_os("HNROOT_REQUIRE_GRUB_KIT").is_none(),
-                "HNROOT_REQUIRE_GRUB_KIT is set but HNROOT_GRUB_KIT is not"
-            );
-            eprintln!("SKIPPED: no module kit (HNROOT_GRUB_KIT; `cargo xtask grub-module`)");
-            return;
-        };
-        let kit = ModuleKit::at(Path::new(&dir));
-        let builds = kit.builds();
-        for series in ["2.06-", "2.12-"] {
-            assert!(
-                builds.iter().any(|b| b.starts_with(series)),
-                "the kit lacks a GRUB {series}* build: {builds:?}"
-            );
-        }
-        for version in &builds {
-            let grub = Grub {
-                modules_dir: PathBuf::from("/nonexistent"),
-                version: version.clone(),
-                mkstandalone: PathBuf::from("grub-mkstandalone"),
-            };
-            let module = kit.module_for(&grub).unwrap();
-            assert_eq!(&module.built_for, version);
-            assert_eq!(module.path, kit.dir.join(version).join(MODULE_FILE));
-            assert_eq!(module.name, "hnroot");
-            let sbat = fs::read_to_string(&module.sbat).unwrap();
-            assert!(sbat.contains(&format!(",grub2,{version},")), "{sbat}");
-        }
-        let other = Grub {
-            modules_dir: PathBuf::from("/nonexistent"),
-            version: "2.12-9+deb13u99".into(),
-            mkstandalone: PathBuf::from("grub-mkstandalone"),
-        };
-        let err = kit.module_for(&other).unwrap_err().to_string();
-        for version in &builds {
-            assert!(err.contains(version.as_str()), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_kit_without_the_matching_build_names_both_versions() {
-        let kit_dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(kit_dir.path().join("2.06-13+deb12u2")).unwrap();
-        fs::write(
-            kit_dir.path().join("2.06-13+deb12u2").join(MODULE_FILE),
-            b"x",
-        )
-        .unwrap();
-        let grub = Grub {
-            modules_dir: PathBuf::from("/nonexistent"),
-            version: "2.12-9+deb13u4".into(),
-            mkstandalone: PathBuf::from("grub-mkstandalone"),
-        };
-        let err = ModuleKit::at(kit_dir.path())
-            .module_for(&grub)
-            .unwrap_err()
-            .to_string();
+        let err = LoaderKit::at(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("2.12-9+deb13u4") && err.contains("2.06-13+deb12u2"),
+            err.contains("kernel.img") && err.contains("hnroot package"),
             "{err}"
         );
+    }
+
+    /// The kit `cargo xtask test` builds (HNROOT_GRUB_KIT): one GRUB build, hnroot.mod built
+    /// for it, an image packer that runs here, and an image built from it that carries the
+    /// module and reads back its record.
+    #[test]
+    fn the_built_kit_builds_an_image_with_its_record() {
+        let Some(dir) = std::env::var_os(KIT_ENV) else {
+            assert!(
+                std::env::var_os("HNROOT_REQUIRE_GRUB_KIT").is_none(),
+                "HNROOT_REQUIRE_GRUB_KIT is set but {KIT_ENV} is not"
+            );
+            eprintln!("SKIPPED: no loader kit ({KIT_ENV}; `cargo xtask grub-module`)");
+            return;
+        };
+        let kit = LoaderKit::at(Path::new(&dir)).unwrap();
+        assert_eq!(kit.module.built_for, kit.grub_version);
+        assert_eq!(kit.module.name, "hnroot");
+        let sbat = fs::read_to_string(&kit.sbat).unwrap();
+        assert!(
+            sbat.contains(&format!(",grub2,{},", kit.grub_version)),
+            "{sbat}"
+        );
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("BOOTX64.EFI");
+        let fleet = [FleetFile {
+            name: "cmdline".into(),
+            data: b"console=ttyS1,115200\n".to_vec(),
+        }];
+        build_efi(
+            &kit,
+            &kit.grub_cfg().unwrap(),
+            &[],
+            &fleet,
+            &work.path().join("w"),
+            &out,
+        )
+        .unwrap();
+        let image = fs::read(&out).unwrap();
+        let loader::Loader::Recorded(r) = loader::identify(Some(&image)) else {
+            panic!("no record in the image");
+        };
+        assert_eq!(r, kit.record().unwrap());
+        assert!(image
+            .windows(b"console=ttyS1,115200".len())
+            .any(|w| w == b"console=ttyS1,115200"));
+        let bad = [FleetFile {
+            name: "../x".into(),
+            data: vec![],
+        }];
+        assert!(build_efi(&kit, "", &[], &bad, &work.path().join("w"), &out).is_err());
     }
 }

@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -335,21 +335,6 @@ impl Drop for MountedImage {
     }
 }
 
-fn mkfs(fs: HostpartFs, file: &Path) -> Result<()> {
-    match fs {
-        HostpartFs::Ext4 => run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "hn-root"])
-            .arg(file))?,
-        HostpartFs::Btrfs => run(Command::new("mkfs.btrfs")
-            .args(["-q", "-f", "-L", "hn-root"])
-            .arg(file))?,
-        HostpartFs::Xfs => run(Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-L", "hn-root"])
-            .arg(file))?,
-    };
-    Ok(())
-}
-
 /// An error on `rel` inside the image, saying where.
 fn in_image(rel: &str, e: std::io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
@@ -481,37 +466,8 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
     let out_id = id_of(&fsat::fstat(&out.dir)?);
     let kernel = tree_kernel(&tree)?;
     let has_package = matches!(tree.kind(PACKAGE_RECORD), Ok(Kind::File(_)));
-    let has_integration = matches!(tree.kind(ITOOLS_HOOK), Ok(Kind::File(_)))
-        || tree.kind(DRACUT_MODULE).ok() == Some(Kind::Dir);
-    let initrd_rel = format!("boot/initrd.img-{}", kernel.release);
-    let tree_initrd =
-        matches!(tree.kind(&initrd_rel), Ok(Kind::File(_))).then_some(initrd_rel.as_str());
-    let use_tree = match (req.initramfs, tree_initrd) {
-        (InitramfsChoice::Hnroot, _) => false,
-        (InitramfsChoice::Tree, None) => bail!(
-            "--initramfs tree: the tree has no boot/initrd.img-{}; nothing was written",
-            kernel.release
-        ),
-        (InitramfsChoice::Tree, Some(_)) => true,
-        (InitramfsChoice::Auto, Some(_)) => has_integration,
-        (InitramfsChoice::Auto, None) => false,
-    };
-    if let (true, Some(initrd)) = (use_tree, tree_initrd) {
-        if !initrd_has_hnroot(&tree, initrd)? {
-            bail!(
-                "{}/{initrd} holds no hnroot-init: it was made without hnroot's initramfs \
-                 integration; run update-initramfs (or dracut) in the tree after installing \
-                 hnroot, or pass --initramfs hnroot; nothing was written",
-                root.display()
-            );
-        }
-    } else if !req.hnroot_init.is_file() {
-        bail!(
-            "looked for hnroot-init at {} (for hnroot's own initramfs); it is not there: install \
-             the hnroot package or pass --init FILE; nothing was written",
-            req.hnroot_init.display()
-        );
-    }
+    let tree_initrd = tree_initrd(req, &tree, &kernel)?;
+    let use_tree = tree_initrd.is_some();
     let (content, holds_out) = tree_size(&tree, out_id)?;
     if holds_out {
         bail!(
@@ -534,26 +490,12 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
         req.fs.as_str()
     ));
 
-    let c = fsat::cstr(&out.partial)?;
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            out.dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
+    let image = fsat::create_exclusive(&out.dir, &out.partial, 0o644).with_context(|| {
+        format!(
+            "cannot create {} (exclusively); nothing was written",
+            out.partial_path().display()
         )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
-            format!(
-                "cannot create {} (exclusively); nothing was written",
-                out.partial_path().display()
-            )
-        });
-    }
-    // SAFETY: a fresh descriptor we own.
-    let image = unsafe { File::from_raw_fd(fd) };
+    })?;
     let result = image
         .set_len(size)
         .with_context(|| format!("cannot size {}", out.partial_path().display()))
@@ -563,7 +505,7 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
                 &image,
                 &out.partial_path(),
                 &kernel,
-                use_tree.then_some(initrd_rel.as_str()),
+                tree_initrd.as_deref(),
                 has_package,
                 say,
             )
@@ -608,6 +550,44 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
     })
 }
 
+/// The tree's own initrd (`boot/initrd.img-RELEASE`) when the image boots with it, or `None`
+/// for hnroot's own initramfs (as `--initramfs` says; by default the tree's when the tree has
+/// hnroot's initramfs integration); refused when the choice cannot be honoured.
+fn tree_initrd(req: &BuildRequest, tree: &InRoot, kernel: &TreeKernel) -> Result<Option<String>> {
+    let has_integration = matches!(tree.kind(ITOOLS_HOOK), Ok(Kind::File(_)))
+        || tree.kind(DRACUT_MODULE).ok() == Some(Kind::Dir);
+    let initrd = format!("boot/initrd.img-{}", kernel.release);
+    let present = matches!(tree.kind(&initrd), Ok(Kind::File(_)));
+    let use_tree = match (req.initramfs, present) {
+        (InitramfsChoice::Hnroot, _) => false,
+        (InitramfsChoice::Tree, false) => {
+            bail!("--initramfs tree: the tree has no {initrd}; nothing was written")
+        }
+        (InitramfsChoice::Tree, true) => true,
+        (InitramfsChoice::Auto, true) => has_integration,
+        (InitramfsChoice::Auto, false) => false,
+    };
+    if use_tree {
+        if !initrd_has_hnroot(tree, &initrd)? {
+            bail!(
+                "{}/{initrd} holds no hnroot-init: it was made without hnroot's initramfs \
+                 integration; run update-initramfs (or dracut) in the tree after installing \
+                 hnroot, or pass --initramfs hnroot; nothing was written",
+                req.root.display()
+            );
+        }
+        return Ok(Some(initrd));
+    }
+    if !req.hnroot_init.is_file() {
+        bail!(
+            "looked for hnroot-init at {} (for hnroot's own initramfs); it is not there: install \
+             the hnroot package or pass --init FILE; nothing was written",
+            req.hnroot_init.display()
+        );
+    }
+    Ok(None)
+}
+
 /// The built image judged as GRUB, the initramfs and `hnroot stage` judge it: bootable, or
 /// the build fails saying why.
 fn judge_built(image: &File) -> Result<verdict::Bootable> {
@@ -631,7 +611,7 @@ fn fill(
     say: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Vec<hnroot_linux::sysprep::Leftover>)> {
     let mut notes = Vec::new();
-    mkfs(req.fs, path)?;
+    crate::disk::make_fs(path, req.fs, "hn-root")?;
     let lo = loopdev::attach(Path::new("/dev"), file, "hnroot-image-build", true).context(
         "cannot attach the new image to a loop device (hnroot image build runs as root)",
     )?;
@@ -653,6 +633,34 @@ fn fill(
         .arg(&src)
         .arg(m))?;
     let image = InRoot::open(m).context("cannot open the mounted image")?;
+    add_boot_files(req, &image, m, kernel, tree_initrd, &mut notes, say)?;
+    add_layout(&image, &mut notes)?;
+    rewrite_fstab(&image, &mut notes)?;
+    if !has_package {
+        install_hnroot_files(req, &image, &mut notes)?;
+    }
+    // One host's identity copied from the tree (the build host's name, SSH host keys made by a
+    // package's postinst): reported, for `hnroot sysprep` to remove before publishing.
+    let leftovers = hnroot_linux::sysprep::leftovers(m)
+        .with_context(|| "cannot check the new image for host-specific files")?;
+    image.sync_fs().context("syncfs of the new image")?;
+    drop(image);
+    drop(mounted);
+    file.sync_all()?;
+    Ok((notes, leftovers))
+}
+
+/// `/boot/kernel` (a hard link of the tree's) and `/boot/initramfs` (a hard link of the tree's
+/// initrd, or hnroot's own built for the tree's kernel and modules).
+fn add_boot_files(
+    req: &BuildRequest,
+    image: &InRoot,
+    m: &Path,
+    kernel: &TreeKernel,
+    tree_initrd: Option<&str>,
+    notes: &mut Vec<String>,
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
     image.make_dir("boot").map_err(|e| in_image("boot", e))?;
     image
         .hard_link(&kernel.vmlinuz, layout::KERNEL_PATH)
@@ -703,6 +711,11 @@ fn fill(
             }
         ));
     }
+    Ok(())
+}
+
+/// The mount points of hostpart and the ESP, and `/data0` as a link into hostpart.
+fn add_layout(image: &InRoot, notes: &mut Vec<String>) -> Result<()> {
     for dir in [layout::HOSTPART_MOUNT, layout::ESP_MOUNT] {
         image.make_dir(dir).map_err(|e| in_image(dir, e))?;
     }
@@ -722,19 +735,7 @@ fn fill(
             layout::DATA_LINK
         ),
     }
-    rewrite_fstab(&image, &mut notes)?;
-    if !has_package {
-        install_hnroot_files(req, &image, &mut notes)?;
-    }
-    // One host's identity copied from the tree (the build host's name, SSH host keys made by a
-    // package's postinst): reported, for `hnroot sysprep` to remove before publishing.
-    let leftovers = hnroot_linux::sysprep::leftovers(m)
-        .with_context(|| "cannot check the new image for host-specific files")?;
-    image.sync_fs().context("syncfs of the new image")?;
-    drop(image);
-    drop(mounted);
-    file.sync_all()?;
-    Ok((notes, leftovers))
+    Ok(())
 }
 
 #[cfg(test)]

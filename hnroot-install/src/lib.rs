@@ -2,8 +2,9 @@
 //! build`) and for the system tests, which build their disks with this same code so that what
 //! is tested is what is installed.
 //!
-//! * [`grub`]: GRUB's one EFI image with `hnroot.mod`, `grub.cfg` and SBAT built in, from the
-//!   installed GRUB and the module kit built for exactly that GRUB.
+//! * [`grub`]: GRUB's one EFI image with `hnroot.mod`, `grub.cfg`, SBAT and the version record
+//!   built in, from the loader kit (hnroot's own GRUB) the package ships; [`pe`] adds the
+//!   record's section, [`tar`] writes the memdisk.
 //! * [`esp`]: the ESP's part of an install: the boot loader, the boot-state file, a firmware
 //!   boot entry.
 //! * [`disk`]: a whole disk: what holds it, its GPT, its filesystems.
@@ -23,5 +24,7 @@ pub mod grub;
 pub mod image;
 pub mod initramfs;
 pub mod modules;
+pub mod pe;
 pub mod sysprep;
+pub mod tar;
 pub mod tool;

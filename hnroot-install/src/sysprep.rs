@@ -81,10 +81,10 @@ pub fn mount_image(path: &Path, writable: bool) -> Result<MountedImage> {
             path.display()
         ),
     };
-    let (name, read_only_options) = match fs_type {
-        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => ("ext4", "noload"),
-        FsType::Xfs => ("xfs", "norecovery"),
-        FsType::Btrfs => ("btrfs", "rescue=nologreplay"),
+    let name = match fs_type {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => "ext4",
+        FsType::Xfs => "xfs",
+        FsType::Btrfs => "btrfs",
         other => bail!(
             "{} is {}: images are ext4, btrfs or XFS",
             path.display(),
@@ -97,15 +97,17 @@ pub fn mount_image(path: &Path, writable: bool) -> Result<MountedImage> {
         .prefix("hnroot-sysprep-")
         .tempdir()
         .context("cannot make a mount point")?;
-    let (flags, options) = if writable {
-        (libc::MS_NOSUID | libc::MS_NODEV, None)
+    if writable {
+        mounts::mount(
+            &lo.node,
+            mnt.path(),
+            Some(name),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            None,
+        )?;
     } else {
-        (
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some(read_only_options),
-        )
-    };
-    mounts::mount(&lo.node, mnt.path(), Some(name), flags, options)?;
+        mounts::mount_image_readonly(&lo.node, fs_type, mnt.path())?;
+    }
     Ok(MountedImage { mnt, _lo: lo })
 }
 

@@ -198,7 +198,7 @@ pub struct Probed {
     pub dev: BlockDev,
     /// Its filesystem, or why it could not be read; `None`: not probed in full, because it
     /// cannot be what the search looked for (see [`Scan::complete`]).
-    pub fs: Option<Result<FsOutcome, String>>,
+    pub fs: Option<io::Result<FsOutcome>>,
     /// For a partition: its table entry, once looked up (see [`Scan::part_entries`]).
     pub part: Option<PartEntry>,
 }
@@ -300,20 +300,15 @@ fn side_by_side<T: Sync, R: Send>(
 
 /// Probe the device at `node` (its first `limit` bytes, if given) to `wanted`'s depth (`None`:
 /// in full), reading into `buf`. Returns its size (the end of its node, `limit` at most),
-/// what was seen (see [`Probed::fs`]) and the reads made.
+/// what was seen (see [`Probed::fs`]) and the reads made; an error: the node could not be
+/// opened.
 fn probe_node(
     node: &Path,
     limit: Option<u64>,
     wanted: Option<&(dyn Fn(&FsInfo) -> bool + Sync)>,
     buf: &mut Vec<u8>,
-) -> (io::Result<u64>, Option<Result<FsOutcome, String>>, u64) {
-    let mut d = match Device::open(node) {
-        Ok(d) => d.with_buffer(std::mem::take(buf)),
-        Err(e) => {
-            let text = e.to_string();
-            return (Err(e), Some(Err(text)), 0);
-        }
-    };
+) -> io::Result<(u64, Option<io::Result<FsOutcome>>, u64)> {
+    let mut d = Device::open(node)?.with_buffer(std::mem::take(buf));
     let size = limit.map_or(d.size(), |l| l.min(d.size()));
     let outcome = if size == 0 {
         Ok(Some(FsOutcome::Unknown))
@@ -325,12 +320,7 @@ fn probe_node(
     };
     let reads = d.reads();
     *buf = d.into_buffer();
-    let fs = match outcome {
-        Ok(Some(o)) => Some(Ok(o)),
-        Ok(None) => None,
-        Err(e) => Some(Err(e.to_string())),
-    };
-    (Ok(size), fs, reads)
+    Ok((size, outcome.transpose(), reads))
 }
 
 impl Scan {
@@ -370,17 +360,19 @@ impl Scan {
         let seen = side_by_side(&names, |name, buf| {
             // The kernel writes '/' in device names as '!' in sysfs (cciss!c0d0).
             let node = roots.dev.join(name.replace('!', "/"));
-            let (size, fs, reads) = probe_node(&node, None, wanted, buf);
-            let dev = match size {
-                Ok(0) => None,
-                Ok(size) => Some(BlockDev {
-                    name: name.clone(),
-                    node,
-                    size,
-                    partition: None,
-                }),
+            let (dev, fs, reads) = match probe_node(&node, None, wanted, buf) {
+                Ok((0, _, reads)) => (None, None, reads),
+                Ok((size, fs, reads)) => {
+                    let dev = BlockDev {
+                        name: name.clone(),
+                        node,
+                        size,
+                        partition: None,
+                    };
+                    (Some(dev), fs, reads)
+                }
                 // No node to open: sysfs says whether there is a device (an unreadable one).
-                Err(_) => read_sized(roots, name),
+                Err(e) => (read_sized(roots, name), Some(Err(e)), 0),
             };
             (
                 dev.map(|dev| Probed {
@@ -419,10 +411,14 @@ impl Scan {
                 .map(|seen| probe_node(&seen.dev.node, Some(seen.dev.size), None, buf))
         });
         for (&i, answer) in todo.iter().zip(done) {
-            let Some(Some((_, fs, reads))) = answer else {
-                continue;
+            let fs = match answer {
+                Some(Some(Ok((_, fs, reads)))) => {
+                    self.reads = self.reads.saturating_add(reads);
+                    fs
+                }
+                Some(Some(Err(e))) => Some(Err(e)),
+                _ => continue,
             };
-            self.reads = self.reads.saturating_add(reads);
             if let Some(seen) = self.devices.get_mut(i) {
                 seen.fs = fs;
             }

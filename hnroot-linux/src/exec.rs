@@ -4,7 +4,7 @@
 //! driver's own hands for what only it can do (mount the new root, read a stage's source). It
 //! decides nothing: a step either succeeds, saying how, or fails, saying why, and the caller
 //! asks the core what a failure means (`plan::after_step_failure`,
-//! `operator::after_stage_failure`).
+//! `commands::after_stage_failure`).
 //!
 //! The calling order, for every driver:
 //!
@@ -23,7 +23,7 @@ use std::path::Path;
 
 use hnroot_core::identity;
 use hnroot_core::name::ImageName;
-use hnroot_core::plan::{Plan, Step};
+use hnroot_core::plan::{ChangePlan, ChangeStep};
 use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::Verdict;
 
@@ -115,12 +115,46 @@ pub enum SourceError {
         /// The error.
         source: io::Error,
     },
-    /// The source did not deliver what it promised (a short or changed body, a refused range).
+    /// The source ended before the length it promised.
+    #[error("{name} ended after {at} of the {total} bytes it said it has")]
+    Short {
+        /// The source, or the file read back.
+        name: String,
+        /// Bytes it gave.
+        at: u64,
+        /// Bytes it promised.
+        total: u64,
+    },
+    /// The source could not be opened at the offset asked (a refused range, a server error):
+    /// the whole chain of why, in words.
     #[error("{0}")]
     Delivery(String),
-    /// The signature does not match what was copied.
+    /// The signature's key cannot check it (its algorithm or form).
     #[error("{0}")]
-    Signature(String),
+    Verifier(String),
+    /// The signature does not match what was copied.
+    #[error(
+        "the copy and its signature do not match ({0}): the image, or the trusted comment in its \
+         signature, differs from what was signed (damaged in transit or on disk, or tampered \
+         with); it is removed"
+    )]
+    Mismatch(String),
+    /// The thread hashing the copy stopped or panicked.
+    #[error("the hashing thread {0} (a bug in hnroot)")]
+    Hasher(&'static str),
+    /// The thread writing the copy stopped without an error of its own or panicked.
+    #[error("the writing thread {0} (a bug in hnroot)")]
+    Writer(&'static str),
+}
+
+impl SourceError {
+    /// An I/O error while doing `what`.
+    pub fn io(what: impl Into<String>, source: io::Error) -> SourceError {
+        SourceError::Io {
+            what: what.into(),
+            source,
+        }
+    }
 }
 
 /// Why a step failed: its kind, typed, so that no caller reads a message to decide.
@@ -169,7 +203,7 @@ pub struct StepFailed {
     /// Its index in the plan (0-based).
     pub index: usize,
     /// The step.
-    pub step: Step,
+    pub step: ChangeStep,
     /// Why.
     pub error: StepError,
 }
@@ -177,7 +211,7 @@ pub struct StepFailed {
 impl StepFailed {
     /// What the run wrote before the failure: the steps of `plan` (the plan that was run)
     /// before the failed one.
-    pub fn done<'p>(&self, plan: &'p Plan) -> &'p [Step] {
+    pub fn done<'p>(&self, plan: &'p ChangePlan) -> &'p [ChangeStep] {
         plan.steps.get(..self.index).unwrap_or(&plan.steps)
     }
 }
@@ -199,7 +233,7 @@ impl From<MountError> for StepError {
 /// One executed step of a plan whose steps are `S` (the core's plan steps by default, identity
 /// steps, install steps, sync actions), for the log.
 #[derive(Debug, Clone, Copy)]
-pub struct StepReport<'a, S = Step> {
+pub struct StepReport<'a, S = ChangeStep> {
     /// Its index (0-based).
     pub index: usize,
     /// Steps in the plan.
@@ -311,8 +345,8 @@ impl<'a> Executor<'a> {
     /// reported, returned, and the next one runs.
     pub fn project(
         &mut self,
-        plan: &identity::Plan<'_>,
-        log: impl FnMut(StepReport<'_, identity::Step<'_>>),
+        plan: &identity::IdentityPlan<'_>,
+        log: impl FnMut(StepReport<'_, identity::IdentityStep<'_>>),
     ) -> Vec<IdentityFailed> {
         let (hostpart, newroot) = (self.hostpart, self.newroot);
         run_steps(
@@ -327,7 +361,7 @@ impl<'a> Executor<'a> {
             IdentityFailed {
                 index,
                 step: step.map(ToString::to_string).unwrap_or_default(),
-                code: step.map_or("-", identity::Step::code),
+                code: step.map_or("-", identity::IdentityStep::code),
                 error,
             }
         })
@@ -367,9 +401,9 @@ impl<'a> Executor<'a> {
     #[allow(clippy::result_large_err)]
     pub fn run<'p>(
         &mut self,
-        plan: &'p Plan,
+        plan: &'p ChangePlan,
         log: impl FnMut(StepReport<'_>),
-    ) -> Result<&'p [Step], StepFailed> {
+    ) -> Result<&'p [ChangeStep], StepFailed> {
         let end = self
             .stop_before
             .map_or(plan.steps.len(), |n| n.min(plan.steps.len()));
@@ -395,30 +429,30 @@ impl<'a> Executor<'a> {
         self.stager.as_deref_mut().ok_or(StepError::NoSource)
     }
 
-    fn step(&mut self, step: &Step) -> Result<String, StepError> {
+    fn step(&mut self, step: &ChangeStep) -> Result<String, StepError> {
         let hp = self.hostpart;
         let ok =
             |r: Result<(), HostpartError>| r.map(|()| "ok".to_owned()).map_err(StepError::from);
         match *step {
-            Step::Rename { from, to, replace } => {
+            ChangeStep::Rename { from, to, replace } => {
                 ok(hp.rename(from.file_name(), to.file_name(), replace))
             }
-            Step::RemoveRevertMarker => ok(hp.remove_marker()),
-            Step::CreateRevertMarker => ok(hp.create_marker()),
-            Step::SyncDir => ok(hp.sync_dir()),
-            Step::Checkpoint => Ok(hp.checkpoint()?.to_owned()),
-            Step::WriteBootState(state) => match self.boot_state.as_deref_mut() {
+            ChangeStep::RemoveRevertMarker => ok(hp.remove_marker()),
+            ChangeStep::CreateRevertMarker => ok(hp.create_marker()),
+            ChangeStep::SyncDir => ok(hp.sync_dir()),
+            ChangeStep::Checkpoint => Ok(hp.checkpoint()?.to_owned()),
+            ChangeStep::WriteBootState(state) => match self.boot_state.as_deref_mut() {
                 Some(store) => {
                     store.write(&state)?;
                     Ok("ok".to_owned())
                 }
                 None => Err(StepError::NoBootState),
             },
-            Step::Mount { image, uuid } => match self.mounter.as_deref_mut() {
+            ChangeStep::Mount { image, uuid } => match self.mounter.as_deref_mut() {
                 Some(m) => Ok(m.mount(hp, image, uuid)?),
                 None => Err(StepError::NoMounter),
             },
-            Step::CopyToPartial => {
+            ChangeStep::CopyToPartial => {
                 let stager = self.source()?;
                 let name = stager.partial_name().to_owned();
                 let (mut file, have) = match hp.reopen_partial(&name)? {
@@ -441,7 +475,7 @@ impl<'a> Executor<'a> {
                 })?;
                 Ok(how)
             }
-            Step::VerifyPartial { uuid } => {
+            ChangeStep::VerifyPartial { uuid } => {
                 let inspect = self.inspect.clone();
                 let stager = self.source()?;
                 let signed = stager.verify()?;
@@ -461,7 +495,7 @@ impl<'a> Executor<'a> {
                     other => Err(StepError::Copy(other.to_string())),
                 }
             }
-            Step::PublishPartial { to, replace } => {
+            ChangeStep::PublishPartial { to, replace } => {
                 let name = self.source()?.partial_name().to_owned();
                 ok(hp.rename(&name, to.file_name(), replace))
             }

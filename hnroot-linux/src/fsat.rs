@@ -26,6 +26,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `renameat2` flag: fail if the destination exists.
 const RENAME_NOREPLACE: libc::c_uint = 1;
+/// `renameat2` flag: exchange the two names.
+const RENAME_EXCHANGE: libc::c_uint = 2;
 
 /// Suffix of the temporary names writes use (after a leading `.`): never a name hnroot reads.
 pub const TEMP_SUFFIX: &str = ".hnroot-new";
@@ -241,6 +243,20 @@ pub fn open_dir(dir: &OwnedFd, name: &str) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// `name` in `dir` as a handle only (`O_PATH`: nothing is read; a bind mount's source), never
+/// through a link: what it is, is for the caller to check with [`fstat`].
+pub fn open_handle(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })
+}
+
 /// Open the directory at the relative path `rel` in `dir`, one component at a time.
 pub fn open_path(dir: &OwnedFd, rel: &str) -> io::Result<Option<OwnedFd>> {
     let mut cur = open_dir(dir, ".")?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
@@ -361,7 +377,9 @@ pub fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
     check(unsafe { libc::fsync(d.as_raw_fd()) })
 }
 
-/// `renameat2` within `dir`, with `RENAME_NOREPLACE` unless `replace`.
+/// `renameat2` within `dir`, with `RENAME_NOREPLACE` unless `replace`. A filesystem that does
+/// not know the flag (NFS: the shared repository at `/warehouse` is often one) answers `EINVAL`;
+/// then the same exclusive move is made with [`link_then_unlink`].
 pub fn rename(dir: &OwnedFd, from: &str, to: &str, replace: bool) -> io::Result<()> {
     let (f, t) = (cstr(from)?, cstr(to)?);
     let flags = if replace { 0 } else { RENAME_NOREPLACE };
@@ -369,7 +387,11 @@ pub fn rename(dir: &OwnedFd, from: &str, to: &str, replace: bool) -> io::Result<
     // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
     let r = unsafe { libc::syscall(libc::SYS_renameat2, d, f.as_ptr(), d, t.as_ptr(), flags) };
     if r != 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        if !replace && e.raw_os_error() == Some(libc::EINVAL) {
+            return link_then_unlink(dir, from, to);
+        }
+        return Err(e);
     }
     Ok(())
 }
@@ -405,6 +427,84 @@ impl Meta {
             owner: None,
         }
     }
+}
+
+/// Exchange the names `a` and `b` in `dir` atomically (`renameat2(RENAME_EXCHANGE)`): both must
+/// exist. On vfat (Linux 6.0 and later) this rewrites the two directory entries in place.
+pub fn exchange(dir: &OwnedFd, a: &str, b: &str) -> io::Result<()> {
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    let d = dir.as_raw_fd();
+    // SAFETY: valid descriptors and NUL-terminated names; renameat2 has no other inputs.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            d,
+            ca.as_ptr(),
+            d,
+            cb.as_ptr(),
+            RENAME_EXCHANGE,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Create the regular file `name` in `dir` exclusively (never through a link, failing when it
+/// exists), write `data`, and `fsync` it.
+pub fn create_new(dir: &OwnedFd, name: &str, data: &[u8], mode: libc::mode_t) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            libc::c_uint::from(mode),
+        )
+    })?;
+    let mut file = File::from(fd);
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// `syncfs` of the filesystem `dir` is on: every write to it reaches the disk.
+pub fn sync_fs(dir: &OwnedFd) -> io::Result<()> {
+    // SAFETY: valid descriptor.
+    check(unsafe { libc::syncfs(dir.as_raw_fd()) })
+}
+
+/// The whole regular file `name` in `dir` (at most `max` bytes) as the disk holds it: the
+/// file's cached pages are dropped first (`POSIX_FADV_DONTNEED` after an `fsync`), so the bytes
+/// are read from the device, not from what was just written into the cache.
+pub fn read_from_disk(dir: &OwnedFd, name: &str, max: usize) -> io::Result<(Vec<u8>, bool)> {
+    let file = open_file(dir, name)?;
+    file.sync_all()?;
+    // SAFETY: valid descriptor; advice has no memory effects.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    let mut data = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit).read_to_end(&mut data)?;
+    let more = data.len() > max;
+    data.truncate(max);
+    Ok((data, more))
+}
+
+/// Move `from` to `to` in `dir` without replacing `to`, on filesystems without
+/// `RENAME_NOREPLACE`: a hard link (which fails with `EEXIST` when `to` exists, atomically, as the
+/// flag would), then `from` removed. A crash between the two leaves both names on the one file;
+/// `from` is a temporary name the next write removes.
+pub fn link_then_unlink(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    let d = dir.as_raw_fd();
+    // SAFETY: valid descriptors and NUL-terminated names; no flag: a link is never followed.
+    check(unsafe { libc::linkat(d, f.as_ptr(), d, t.as_ptr(), 0) })?;
+    // SAFETY: valid descriptor and NUL-terminated name.
+    check(unsafe { libc::unlinkat(d, f.as_ptr(), 0) })
 }
 
 /// Write `data` as `name` in `dir` with `mode`: into a temporary name beside it, synced, then
@@ -750,6 +850,129 @@ pub fn unlink(dir: &OwnedFd, name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Open (creating if `create`, mode 0755) the directory `name` in `dir`, never following a
+/// link.
+pub fn subdir(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
+    if create {
+        return make_dir(dir, name, 0o755);
+    }
+    open_dir(dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// Delete the directory tree `name` in `dir` through descriptors only, never following a link
+/// and never entering another mount (`mnt`: the mount ID of `dir`'s, see
+/// [`mount_id`]; a directory bind-mounted from the same filesystem is another
+/// mount). At most `budget` entries. Returns the entries removed.
+pub fn remove_tree(dir: &OwnedFd, name: &str, mnt: u64, budget: &mut usize) -> usize {
+    if mount_id(dir, name).ok() != Some(mnt) {
+        return 0;
+    }
+    let Ok(sub) = subdir(dir, name, false) else {
+        return 0;
+    };
+    let mut removed = remove_children(&sub, mnt, budget, 0);
+    drop(sub);
+    if let Ok(n) = cstr(name) {
+        // SAFETY: valid descriptor and name.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Delete everything in the directory `dir` that lies on the mount `mnt` (a mount ID), through
+/// descriptors only, never entering another mount (nor removing a mount point: a file or
+/// directory mounted over is left). Returns the entries removed.
+pub fn remove_children(dir: &OwnedFd, mnt: u64, budget: &mut usize, depth: usize) -> usize {
+    const MAX_DEPTH: usize = 64;
+    if depth > MAX_DEPTH {
+        return 0;
+    }
+    // SAFETY: `dup` of a valid descriptor; fdopendir takes ownership of the duplicate.
+    let dup = unsafe { libc::dup(dir.as_raw_fd()) };
+    if dup < 0 {
+        return 0;
+    }
+    // SAFETY: a fresh descriptor; on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        // SAFETY: fdopendir failed, so the duplicate is still ours.
+        unsafe { libc::close(dup) };
+        return 0;
+    }
+    // The duplicate shares its offset with `dir`: start from the beginning.
+    // SAFETY: a valid stream.
+    unsafe { libc::rewinddir(stream) };
+    let mut names: Vec<CString> = Vec::new();
+    loop {
+        // SAFETY: a valid stream.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() || names.len() >= *budget {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry whose name is NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    // SAFETY: a valid stream, closed once.
+    unsafe { libc::closedir(stream) };
+    let mut removed = 0;
+    for name in names {
+        if *budget == 0 {
+            break;
+        }
+        *budget -= 1;
+        if mount_id_c(dir, &name).ok() != Some(mnt) {
+            continue;
+        }
+        // SAFETY: zeroed stat is a valid out-buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+        let r = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            // SAFETY: valid descriptor and name; the result is owned below.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh descriptor we own.
+                let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+                removed += remove_children(&sub, mnt, budget, depth + 1);
+            }
+            // SAFETY: valid descriptor and name.
+            if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
+                removed += 1;
+            }
+        // SAFETY: valid descriptor and name.
+        } else if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The mount ID of the mount holding `dir` (see [`mount_id`]).
+pub fn mount_of(dir: &OwnedFd) -> Option<u64> {
+    mount_id(dir, "").ok()
+}
+
 /// A root directory other than `/` (a tree, the mounted copy of an image, the new root),
 /// held open, in which paths resolve as they will once it is `/`. Relative paths (`etc/fstab`;
 /// a leading `/` is the root) are resolved with `openat2(RESOLVE_IN_ROOT |
@@ -1042,6 +1265,21 @@ mod tests {
 
     fn dir_fd(p: &std::path::Path) -> OwnedFd {
         OwnedFd::from(File::open(p).unwrap())
+    }
+
+    #[test]
+    fn the_move_without_rename_noreplace_is_exclusive_too() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dir_fd(t.path());
+        std::fs::write(t.path().join(".x.tmp"), b"new").unwrap();
+        std::fs::write(t.path().join("x"), b"old").unwrap();
+        let e = link_then_unlink(&d, ".x.tmp", "x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(std::fs::read(t.path().join("x")).unwrap(), b"old");
+        std::fs::remove_file(t.path().join("x")).unwrap();
+        link_then_unlink(&d, ".x.tmp", "x").unwrap();
+        assert_eq!(std::fs::read(t.path().join("x")).unwrap(), b"new");
+        assert!(!t.path().join(".x.tmp").exists());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use hnroot_core::hostsync;
 use hnroot_core::identity::{
-    self, Entry, HostSeen, Item, Kind, RootSeen, Source, Step, FILES_DIR, LOG_FILE,
+    self, Entry, HostSeen, IdentityStep, Item, Kind, RootSeen, Source, FILES_DIR, LOG_FILE,
     MAX_MIRROR_DEPTH, MAX_MIRROR_FILES, SSHD_DROP_IN, SSHD_DROP_IN_PATH, SSH_KEYS,
 };
 use hnroot_core::layout;
@@ -221,7 +221,7 @@ impl Inputs {
     pub fn with_plan<R>(
         &self,
         parameter: Option<&str>,
-        f: impl FnOnce(&identity::Plan<'_>) -> R,
+        f: impl FnOnce(&identity::IdentityPlan<'_>) -> R,
     ) -> R {
         let files = self.observed.file_names();
         let host = self.observed.seen(&files);
@@ -351,20 +351,7 @@ fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Proje
             .map_err(io("the host state directory"))?
             .ok_or_else(|| ProjectError::Found("the host state directory vanished".into()))?,
     };
-    let c = fsat::cstr(name).map_err(io(rel))?;
-    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
-    let fd = unsafe {
-        libc::openat(
-            std::os::fd::AsRawFd::as_raw_fd(&parent_fd),
-            c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io(rel)(io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let fd = fsat::open_handle(&parent_fd, name).map_err(io(rel))?;
     let got = fsat::fstat(&fd).map(|st| fsat::kind_of(&st));
     match (kind, got) {
         (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => Ok(fd),
@@ -381,14 +368,14 @@ fn open_host_path(dir: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Proje
 pub fn carry_out(
     hostpart: &Hostpart,
     newroot: Option<&Path>,
-    step: &Step<'_>,
+    step: &IdentityStep<'_>,
 ) -> Result<String, ProjectError> {
     let root = || -> Result<InRoot, ProjectError> {
         let path = newroot.ok_or(ProjectError::NoNewRoot)?;
         InRoot::open(path).map_err(io(path.display().to_string()))
     };
     match *step {
-        Step::MakeHostDirs => {
+        IdentityStep::MakeHostDirs => {
             let dir = fsat::make_path(hostpart.dir(), layout::HOST_DIR, 0o755)
                 .map_err(io(format!("create {}", layout::HOST_DIR)))?;
             fsat::make_dir(&dir, Item::Ssh.host_path(), 0o700)
@@ -396,7 +383,7 @@ pub fn carry_out(
             fsat::sync_dir(&dir).map_err(io(layout::HOST_DIR))?;
             Ok(format!("{0} and {0}/ssh are there", layout::HOST_DIR))
         }
-        Step::CreateMachineId(id) => {
+        IdentityStep::CreateMachineId(id) => {
             let dir = host_dir(hostpart)?;
             fsat::write_file(
                 &dir,
@@ -409,7 +396,7 @@ pub fn carry_out(
             let note = log(hostpart, &format!("created machine-id {id}"));
             Ok(format!("created machine-id {id}{}", suffix(note)))
         }
-        Step::CreateHostname { name, source } => {
+        IdentityStep::CreateHostname { name, source } => {
             let dir = host_dir(hostpart)?;
             fsat::write_file(
                 &dir,
@@ -428,63 +415,68 @@ pub fn carry_out(
                 suffix(note)
             ))
         }
-        Step::CopyMachineId => {
-            let dir = host_dir(hostpart)?;
-            let (data, more) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
-                .map_err(io(format!("read {}/machine-id", layout::HOST_DIR)))?;
-            // What is written is what was judged: the parsed ID, never a part of the file.
-            let id = std::str::from_utf8(&data)
-                .ok()
-                .filter(|_| !more)
-                .and_then(|t| hnroot_core::machineid::MachineId::parse(t).ok())
-                .ok_or_else(|| {
-                    ProjectError::Found(format!(
-                        "{}/machine-id is no longer a machine ID (changed since it was looked at)",
-                        layout::HOST_DIR
-                    ))
-                })?;
-            let target = Item::MachineId.root_path().unwrap_or("etc/machine-id");
-            root()?
-                .write(target, format!("{id}\n").as_bytes(), 0o444)
-                .map_err(io(format!("write /{target}")))?;
-            Ok(format!("/{target} is {id}"))
-        }
-        Step::Bind(src) => {
-            let dir = host_dir(hostpart)?;
-            let host_rel = src.to_string();
-            let from = open_host_path(&dir, &host_rel, src.kind())?;
-            let target = src.target();
-            let root = root()?;
-            let to = match src.kind() {
-                Kind::File => root.make_file(target, 0o644),
-                Kind::Dir => root.make_dir(target),
-            }
-            .map_err(io(format!("the mount point /{target} in the new root")))?;
-            let got = fsat::fstat(&to).map(|st| fsat::kind_of(&st));
-            match (src.kind(), got) {
-                (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => {}
-                (k, Ok(other)) => {
-                    return Err(ProjectError::Found(format!(
-                        "the image has {other} at /{target}, not a {}: not projected",
-                        k.as_str()
-                    )))
-                }
-                (_, Err(e)) => return Err(io(format!("/{target}"))(e)),
-            }
-            mounts::bind_fds(
-                &from,
-                &to,
-                &format!("{}/{host_rel} on /{target}", layout::HOST_DIR),
-            )?;
-            Ok("ok".into())
-        }
-        Step::WriteSshdDropIn => {
+        IdentityStep::CopyMachineId => copy_machine_id(hostpart, &root()?),
+        IdentityStep::Bind(src) => bind(hostpart, &root()?, src),
+        IdentityStep::WriteSshdDropIn => {
             root()?
                 .write(SSHD_DROP_IN_PATH, SSHD_DROP_IN.as_bytes(), 0o644)
                 .map_err(io(format!("write /{SSHD_DROP_IN_PATH}")))?;
             Ok("ok".into())
         }
     }
+}
+
+/// The host state's machine ID written into the new root: the parsed ID, never a part of the
+/// file (what is written is what was judged).
+fn copy_machine_id(hostpart: &Hostpart, root: &InRoot) -> Result<String, ProjectError> {
+    let dir = host_dir(hostpart)?;
+    let (data, more) = fsat::read_file(&dir, Item::MachineId.host_path(), 64)
+        .map_err(io(format!("read {}/machine-id", layout::HOST_DIR)))?;
+    let id = std::str::from_utf8(&data)
+        .ok()
+        .filter(|_| !more)
+        .and_then(|t| hnroot_core::machineid::MachineId::parse(t).ok())
+        .ok_or_else(|| {
+            ProjectError::Found(format!(
+                "{}/machine-id is no longer a machine ID (changed since it was looked at)",
+                layout::HOST_DIR
+            ))
+        })?;
+    let target = Item::MachineId.root_path().unwrap_or("etc/machine-id");
+    root.write(target, format!("{id}\n").as_bytes(), 0o444)
+        .map_err(io(format!("write /{target}")))?;
+    Ok(format!("/{target} is {id}"))
+}
+
+/// Bind the host state's `src` over its place in the new root (a mount point made there when
+/// missing; one of another kind is refused).
+fn bind(hostpart: &Hostpart, root: &InRoot, src: Source<'_>) -> Result<String, ProjectError> {
+    let dir = host_dir(hostpart)?;
+    let host_rel = src.to_string();
+    let from = open_host_path(&dir, &host_rel, src.kind())?;
+    let target = src.target();
+    let to = match src.kind() {
+        Kind::File => root.make_file(target, 0o644),
+        Kind::Dir => root.make_dir(target),
+    }
+    .map_err(io(format!("the mount point /{target} in the new root")))?;
+    let got = fsat::fstat(&to).map(|st| fsat::kind_of(&st));
+    match (src.kind(), got) {
+        (Kind::File, Ok(fsat::Kind::File(_))) | (Kind::Dir, Ok(fsat::Kind::Dir)) => {}
+        (k, Ok(other)) => {
+            return Err(ProjectError::Found(format!(
+                "the image has {other} at /{target}, not a {}: not projected",
+                k.as_str()
+            )))
+        }
+        (_, Err(e)) => return Err(io(format!("/{target}"))(e)),
+    }
+    mounts::bind_fds(
+        &from,
+        &to,
+        &format!("{}/{host_rel} on /{target}", layout::HOST_DIR),
+    )?;
+    Ok("ok".into())
 }
 
 fn suffix(note: Option<String>) -> String {
@@ -532,7 +524,7 @@ fn list_into(
 }
 
 /// The identity plan's steps as `hnroot explain` and the boot log number them.
-pub fn describe(plan: &identity::Plan<'_>) -> Vec<String> {
+pub fn describe(plan: &identity::IdentityPlan<'_>) -> Vec<String> {
     plan.steps.iter().map(ToString::to_string).collect()
 }
 

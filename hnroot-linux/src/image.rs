@@ -441,12 +441,9 @@ pub fn args_in(root: &InRoot) -> ArgsRead {
 }
 
 fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (BootFiles, Inside) {
-    // Read-only device, and no journal or log replay: looking must not write.
-    let options = match fs_type {
-        FsType::Xfs => "norecovery",
-        FsType::Btrfs => "rescue=nologreplay",
-        _ => return (BootFiles::NoDriver, Inside::default()),
-    };
+    if !matches!(fs_type, FsType::Xfs | FsType::Btrfs) {
+        return (BootFiles::NoDriver, Inside::default());
+    }
     let Ok(lo) = loopdev::attach(&inspect.dev, file, "hnroot-inspect", false) else {
         return (BootFiles::Unreadable, Inside::default());
     };
@@ -456,13 +453,8 @@ fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (Boot
     let Ok(dir) = tempdir_in(&inspect.scratch) else {
         return (BootFiles::Unreadable, Inside::default());
     };
-    let mounted = mounts::mount(
-        &lo.node,
-        &dir,
-        Some(fs_type.as_str()),
-        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some(options),
-    );
+    // Read-only device, and no journal or log replay: looking must not write.
+    let mounted = mounts::mount_image_readonly(&lo.node, fs_type, &dir);
     drop(lo);
     let result = match mounted {
         Err(_) => (BootFiles::Unreadable, Inside::default()),
@@ -589,6 +581,11 @@ mod tests {
     use std::process::Command;
 
     fn mkfs_ext4_with_boot(path: &Path, uuid: &str, boot: &[&str]) {
+        mkfs_ext4_with(path, uuid, boot, &[]);
+    }
+
+    /// [`mkfs_ext4_with_boot`] with `extra` options for mkfs.
+    fn mkfs_ext4_with(path: &Path, uuid: &str, boot: &[&str], extra: &[&str]) {
         let tree = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tree.path().join("boot")).unwrap();
         std::fs::create_dir_all(tree.path().join("etc")).unwrap();
@@ -601,7 +598,9 @@ mod tests {
         )
         .unwrap();
         let status = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-U", uuid, "-L", "root", "-d"])
+            .args(["-q", "-F", "-U", uuid, "-L", "root"])
+            .args(extra)
+            .arg("-d")
             .arg(tree.path())
             .arg(path)
             .arg("8M")
@@ -634,6 +633,16 @@ mod tests {
         );
         let j = judge_name(&fd, "hn-root-new.img", &Inspect::default());
         assert_eq!(j.verdict.code(), "missing-boot-files", "{}", j.verdict);
+        // Whole, with its boot files, but with small files kept in their inodes: GRUB's ext2
+        // driver would refuse to open it.
+        mkfs_ext4_with(
+            &d.path().join("hn-root-broken.img"),
+            U1,
+            &["kernel", "initramfs"],
+            &["-O", "inline_data"],
+        );
+        let j = judge_name(&fd, "hn-root-broken.img", &Inspect::default());
+        assert_eq!(j.verdict.code(), "grub-lacks-features", "{}", j.verdict);
         assert_eq!(
             judge_name(&fd, "hn-root-old.img", &Inspect::default()).verdict,
             Verdict::Absent

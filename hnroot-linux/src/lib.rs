@@ -16,12 +16,14 @@
 //!   a link, and paths resolved inside another root.
 //! * [`sysprep`]: what makes an image one host's, removed from or found in a root tree.
 //! * [`esp`]: the ESP found, checked and mounted, and the boot state in it read and written;
-//!   [`bootstate_file`]: reads and rewrites the boot-state file in place.
+//!   [`bootstate_file`]: reads and rewrites the boot-state file in place;
+//!   [`esp_loader`]: the boot loader on the ESP, read and replaced by the core's steps.
 //! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
 
 pub mod blockdev;
 pub mod bootstate_file;
 pub mod esp;
+pub mod esp_loader;
 pub mod exec;
 pub mod fsat;
 pub mod history_file;

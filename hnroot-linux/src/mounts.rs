@@ -90,6 +90,43 @@ pub fn remount(target: &Path, flags: libc::c_ulong) -> Result<(), SysError> {
     )
 }
 
+/// Why an image could not be mounted read-only.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadOnlyMountError {
+    /// Its filesystem is not one an image is (ext2/3/4, XFS, btrfs).
+    #[error("a {} filesystem is not one an image is (ext4, btrfs or XFS)", .0.as_str())]
+    Unsupported(hnroot_core::probe::FsType),
+    /// The mount failed.
+    #[error(transparent)]
+    Mount(#[from] SysError),
+}
+
+/// Mount the image filesystem of `fs_type` on the block device `node` (a read-only loop device)
+/// at `at`, read-only and without replaying its journal or log (ext: `noload`, XFS:
+/// `norecovery`, btrfs: `rescue=nologreplay`), never executing or opening devices from it:
+/// looking at an image changes none of its bytes. The one such mount every command uses.
+pub fn mount_image_readonly(
+    node: &Path,
+    fs_type: hnroot_core::probe::FsType,
+    at: &Path,
+) -> Result<(), ReadOnlyMountError> {
+    use hnroot_core::probe::FsType;
+    let (name, options) = match fs_type {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 | FsType::Ext4dev => ("ext4", "noload"),
+        FsType::Xfs => ("xfs", "norecovery"),
+        FsType::Btrfs => ("btrfs", "rescue=nologreplay"),
+        other => return Err(ReadOnlyMountError::Unsupported(other)),
+    };
+    mount(
+        node,
+        at,
+        Some(name),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(options),
+    )?;
+    Ok(())
+}
+
 /// `umount2(target, flags)`.
 pub fn umount(target: &Path, flags: libc::c_int) -> Result<(), SysError> {
     let t = c(target);

@@ -14,8 +14,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hnroot_core::probe::{
-    btrfs, run, FsInfo, FsOutcome, FsProber, Partition, PtOutcome, PtProber, Read, Step, HEAD_LEN,
-    MAX_FS_READS,
+    btrfs, run, FsInfo, FsOutcome, FsProber, Partition, ProbeStep, PtOutcome, PtProber, Read,
+    HEAD_LEN, MAX_FS_READS,
 };
 use hnroot_core::PartUuid;
 
@@ -275,14 +275,14 @@ impl Device {
         let mut prober = FsProber::new(size);
         for _ in 0..=MAX_FS_READS {
             match prober.step() {
-                Step::Read(_) if wanted.as_ref().is_some_and(|w| !prober.may_find(w)) => {
+                ProbeStep::Read(_) if wanted.as_ref().is_some_and(|w| !prober.may_find(w)) => {
                     return Ok(None)
                 }
-                Step::Read(r) => {
+                ProbeStep::Read(r) => {
                     let data = self.read_for_prober(offset, size, r)?;
                     prober.feed(data);
                 }
-                Step::Done(outcome) => return Ok(Some(outcome)),
+                ProbeStep::Done(outcome) => return Ok(Some(outcome)),
             }
         }
         Err(self.unfinished())
@@ -339,14 +339,16 @@ impl Device {
                     // Bounded by the walker (mbr::MAX_EBRS records) and by this count.
                     for _ in 0..MAX_LOGICAL_PARTITIONS * 2 {
                         match walker.step() {
-                            Step::Read(r) => {
+                            ProbeStep::Read(r) => {
                                 let data = self.read_at(r.offset, r.len)?;
                                 walker.feed(&data);
                             }
-                            Step::Done(Some(p)) if partitions.len() < MAX_LOGICAL_PARTITIONS => {
+                            ProbeStep::Done(Some(p))
+                                if partitions.len() < MAX_LOGICAL_PARTITIONS =>
+                            {
                                 partitions.push(p)
                             }
-                            Step::Done(_) => break,
+                            ProbeStep::Done(_) => break,
                         }
                     }
                 }

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use hnroot_core::sysprep::{self, Action, Entry, Found, Names, ENTRIES, MAX_MATCHES};
 
+use crate::fsat::remove_tree;
 use crate::fsat::{self, Kind};
-use crate::hostpart::remove_tree;
 
 /// Most bytes of a configuration file `DropCertname` rewrites.
 const MAX_CONF: usize = 1 << 20;
@@ -26,7 +26,7 @@ const MAX_REMOVED: usize = 1 << 20;
 const MAX_DEPTH: usize = 16;
 
 /// One thing sysprep did (or would do), or could not do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Done {
     /// What it is (`SSH host keys`).
     pub what: &'static str,
@@ -35,7 +35,51 @@ pub struct Done {
     /// The action's code (`remove`, `empty`, ...).
     pub action: &'static str,
     /// What was done (`removed`, `emptied (33 bytes)`, `would remove`), or why not.
-    pub outcome: Result<String, String>,
+    pub outcome: Result<String, LeftAlone>,
+}
+
+/// Why sysprep left an entry as it is.
+#[derive(Debug)]
+pub enum LeftAlone {
+    /// Another filesystem is mounted there.
+    MountPoint(Kind),
+    /// The action edits a regular file and this is something else.
+    NotRegular(Kind),
+    /// A directory's removal left entries (another mount inside it?).
+    PartlyRemoved {
+        /// Entries removed.
+        removed: usize,
+    },
+    /// A configuration file larger than sysprep reads.
+    TooLarge,
+    /// The change failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for LeftAlone {
+    fn from(e: io::Error) -> LeftAlone {
+        LeftAlone::Io(e)
+    }
+}
+
+impl std::fmt::Display for LeftAlone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftAlone::MountPoint(kind) => write!(
+                f,
+                "{kind} mounted here from elsewhere (a mount point): left as it is"
+            ),
+            LeftAlone::NotRegular(kind) => {
+                write!(f, "{kind}, not a regular file: left as it is")
+            }
+            LeftAlone::PartlyRemoved { removed } => write!(
+                f,
+                "removed {removed} entries, some are left (another mount in it?)"
+            ),
+            LeftAlone::TooLarge => write!(f, "larger than {MAX_CONF} bytes: left as it is"),
+            LeftAlone::Io(e) => e.fmt(f),
+        }
+    }
 }
 
 /// Something host-specific still in a tree.
@@ -165,12 +209,10 @@ fn act(
     entry: &Entry,
     mnt: u64,
     dry_run: bool,
-) -> Option<Result<String, String>> {
+) -> Option<Result<String, LeftAlone>> {
     let would = |s: &str| Some(Ok(format!("would {s}")));
     if !on_mount(dir, name, mnt) {
-        return Some(Err(format!(
-            "{kind} mounted here from elsewhere (a mount point): left as it is"
-        )));
+        return Some(Err(LeftAlone::MountPoint(kind)));
     }
     match (entry.action, kind) {
         (Action::Empty, Kind::File(0)) => None,
@@ -188,7 +230,7 @@ fn act(
                             links - 1
                         ),
                     })
-                    .map_err(|e| e.to_string()),
+                    .map_err(LeftAlone::Io),
             )
         }
         (Action::DropCertname, Kind::File(_)) => {
@@ -200,9 +242,7 @@ fn act(
             }
             Some(drop_certname(dir, name))
         }
-        (Action::Empty | Action::DropCertname, _) => {
-            Some(Err(format!("{kind}, not a regular file: left as it is")))
-        }
+        (Action::Empty | Action::DropCertname, _) => Some(Err(LeftAlone::NotRegular(kind))),
         (Action::Remove, Kind::Dir) => {
             if dry_run {
                 return would("remove (a directory, with everything in it)");
@@ -211,9 +251,7 @@ fn act(
             let n = remove_tree(dir, name, mnt, &mut budget);
             match fsat::kind(dir, name) {
                 Ok(Kind::Absent) => Some(Ok(format!("removed ({n} entries)"))),
-                _ => Some(Err(format!(
-                    "removed {n} entries, some are left (another mount in it?)"
-                ))),
+                _ => Some(Err(LeftAlone::PartlyRemoved { removed: n })),
             }
         }
         (Action::Remove, _) => {
@@ -223,7 +261,7 @@ fn act(
             Some(
                 fsat::unlink(dir, name)
                     .map(|()| "removed".to_owned())
-                    .map_err(|e| e.to_string()),
+                    .map_err(LeftAlone::Io),
             )
         }
         (Action::RemoveFiles, Kind::Dir) => {
@@ -239,19 +277,19 @@ fn act(
             Some(
                 fsat::unlink(dir, name)
                     .map(|()| "removed".to_owned())
-                    .map_err(|e| e.to_string()),
+                    .map_err(LeftAlone::Io),
             )
         }
         (Action::RemoveFiles, _) => None,
     }
 }
 
-fn drop_certname(dir: &OwnedFd, name: &str) -> Result<String, String> {
-    let file = fsat::open_file(dir, name).map_err(|e| e.to_string())?;
-    let st = fsat::fstat(&OwnedFd::from(file)).map_err(|e| e.to_string())?;
-    let (data, more) = fsat::read_file(dir, name, MAX_CONF).map_err(|e| e.to_string())?;
+fn drop_certname(dir: &OwnedFd, name: &str) -> Result<String, LeftAlone> {
+    let file = fsat::open_file(dir, name)?;
+    let st = fsat::fstat(&OwnedFd::from(file))?;
+    let (data, more) = fsat::read_file(dir, name, MAX_CONF)?;
     if more {
-        return Err(format!("larger than {MAX_CONF} bytes: left as it is"));
+        return Err(LeftAlone::TooLarge);
     }
     let text = String::from_utf8_lossy(&data);
     let mut kept = String::with_capacity(text.len());
@@ -271,8 +309,7 @@ fn drop_certname(dir: &OwnedFd, name: &str) -> Result<String, String> {
         owner: Some((st.st_uid, st.st_gid)),
     };
     let len = kept.len() as u64;
-    fsat::write_from(dir, name, &mut kept.as_bytes(), meta, true, len)
-        .map_err(|e| e.to_string())?;
+    fsat::write_from(dir, name, &mut kept.as_bytes(), meta, true, len)?;
     Ok(format!("removed {dropped} certname line(s)"))
 }
 
@@ -402,7 +439,7 @@ mod tests {
         );
         assert!(std::path::Path::new("/etc/passwd").exists());
         // A second run has nothing left to do.
-        assert_eq!(apply(r, false).unwrap(), vec![]);
+        assert!(apply(r, false).unwrap().is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use hnroot_linux::hostpart::Hostpart;
 use crate::boot::Env;
 use crate::{info, warn};
 
-fn log_step(r: StepReport<'_, identity::Step<'_>>) {
+fn log_step(r: StepReport<'_, identity::IdentityStep<'_>>) {
     let n = r.index + 1;
     match r.outcome {
         Ok(how) => info!("identity step {n}/{}: {}: {how}", r.total, r.step),
@@ -44,7 +44,7 @@ pub fn project(env: &Env, hostpart: &Hostpart, params: &BootParams<'_>) {
     inputs.with_plan(params.hostname, |plan| carry_out(env, hostpart, plan));
 }
 
-fn carry_out(env: &Env, hostpart: &Hostpart, plan: &identity::Plan<'_>) {
+fn carry_out(env: &Env, hostpart: &Hostpart, plan: &identity::IdentityPlan<'_>) {
     // Not a `record:` line: that is the switch plan's, whose steps the suites count.
     info!("identity: {}", plan.record());
     for note in plan.notes.sentences() {

@@ -14,7 +14,7 @@ use crate::{info, warn};
 pub fn remove_stale(hostpart: &Hostpart, seen: &Observation) {
     let images: Vec<FsUuid> = ImageName::ALL
         .iter()
-        .filter_map(|&n| seen.readable(n))
+        .filter_map(|&n| seen.bootable(n))
         .collect();
     match hostpart.remove_stale_overlays(&images) {
         Ok(done) => done

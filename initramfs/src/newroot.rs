@@ -2,82 +2,54 @@
 //! anything irreversible happens, and hostpart stays reachable at `/hostpart` with `/data0`
 //! resolving to its `data/`.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use hnroot_linux::fsat::{self, InRoot};
 use hnroot_linux::mounts;
 
 use crate::{error, info, warn};
-
-/// Most symbolic links followed resolving the init inside the new root.
-const MAX_LINKS: usize = 16;
 
 /// Why the image cannot be started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoInit(pub String);
 
 /// Check that `init` (an absolute path) names an executable regular file inside `newroot`,
-/// resolving symbolic links as the image will see them (absolute targets from its root).
-/// Checked before `switch_root`, while a failure can still boot another image.
+/// resolved by the file layer as the image will see it (links inside the image, absolute ones
+/// from its root, `..` never above it). Checked before `switch_root`, while a failure can still
+/// boot another image. Returns the path it resolves to inside the image.
 pub fn check_init(newroot: &Path, init: &str) -> Result<String, NoInit> {
-    let mut parts: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = init.split('/').rev().map(str::to_owned).collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                parts.pop();
-                continue;
+    let root = InRoot::open(newroot).map_err(|e| NoInit(format!("{}: {e}", newroot.display())))?;
+    let fd = root.resolve(init, libc::O_PATH).map_err(|e| {
+        NoInit(match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR) => {
+                format!("{init} does not exist in the image (or a link on the way leads nowhere)")
             }
-            _ => {}
-        }
-        let here = newroot.join(parts.join("/")).join(&part);
-        match std::fs::symlink_metadata(&here) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(NoInit(format!(
-                        "{init}: more than {MAX_LINKS} symbolic links"
-                    )));
-                }
-                let target = std::fs::read_link(&here)
-                    .map_err(|e| NoInit(format!("{init}: reading a link: {e}")))?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    parts.clear();
-                }
-                pending.extend(target.split('/').rev().map(str::to_owned));
-            }
-            Ok(_) => parts.push(part),
-            Err(e) => {
-                return Err(NoInit(format!(
-                    "{init} in the image: /{} {}",
-                    parts
-                        .iter()
-                        .chain(std::iter::once(&part))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        "does not exist".to_owned()
-                    } else {
-                        e.to_string()
-                    }
-                )))
-            }
-        }
-    }
-    let resolved = format!("/{}", parts.join("/"));
-    let meta = std::fs::metadata(newroot.join(parts.join("/")))
-        .map_err(|e| NoInit(format!("{init} ({resolved}): {e}")))?;
-    if !meta.is_file() {
+            Some(libc::ELOOP) => format!("{init}: too many levels of symbolic links"),
+            _ => format!("{init}: {e}"),
+        })
+    })?;
+    let resolved = inside(&root, &fd).unwrap_or_else(|| init.to_owned());
+    let st = fsat::fstat(&fd).map_err(|e| NoInit(format!("{init} ({resolved}): {e}")))?;
+    if !matches!(fsat::kind_of(&st), fsat::Kind::File(_)) {
         return Err(NoInit(format!("{init} ({resolved}) is not a regular file")));
     }
-    if meta.permissions().mode() & 0o111 == 0 {
+    if st.st_mode & 0o111 == 0 {
         return Err(NoInit(format!("{init} ({resolved}) is not executable")));
     }
     Ok(resolved)
+}
+
+/// Where `fd` lies inside `root`, as a path from the root (`/lib/systemd/systemd`): what the
+/// kernel says of both through `/proc/self/fd`, for the log.
+fn inside(root: &InRoot, fd: &std::os::fd::OwnedFd) -> Option<String> {
+    let of = |fd: &std::os::fd::OwnedFd| {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+    };
+    let top = of(&root.resolve("", libc::O_PATH).ok()?)?;
+    let at = of(fd)?;
+    let rel = at.strip_prefix(&top).ok()?;
+    Some(format!("/{}", rel.display()))
 }
 
 /// Under a systemd initrd (dracut's systemd mode) every mount is shared, and the kernel refuses
@@ -147,7 +119,7 @@ pub fn keep_hostpart(newroot: &Path, hostpart_mnt: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
     fn the_init_is_resolved_inside_the_new_root() {
@@ -166,7 +138,10 @@ mod tests {
         assert_eq!(check_init(r, "/sbin/init").unwrap(), "/lib/systemd/systemd");
         symlink("/nowhere", r.join("sbin/dangling")).unwrap();
         let e = check_init(r, "/sbin/dangling").unwrap_err();
-        assert!(e.0.contains("/nowhere does not exist"), "{e:?}");
+        assert!(
+            e.0.contains("/sbin/dangling does not exist in the image"),
+            "{e:?}"
+        );
         std::fs::write(r.join("sbin/plain"), b"x").unwrap();
         assert!(check_init(r, "/sbin/plain")
             .unwrap_err()

@@ -9,7 +9,9 @@ use hnroot_core::cmdline::BootParams;
 use hnroot_core::decide::Config;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::Observation;
-use hnroot_core::plan::{after_step_failure, plan, seen_after, AfterStepFailure, Plan, Step};
+use hnroot_core::plan::{
+    after_step_failure, plan, seen_after, AfterStepFailure, ChangePlan, ChangeStep,
+};
 use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::Verdict;
 use hnroot_linux::esp::StateFile;
@@ -26,7 +28,7 @@ use crate::{error, info, warn};
 #[derive(Debug)]
 pub struct Switched {
     /// The plan as the core made it (the history records its kind).
-    pub plan: Plan,
+    pub plan: ChangePlan,
     /// The image mounted, and its UUID.
     pub mounted: (ImageName, FsUuid),
     /// hostpart and the boot state after the steps that succeeded.
@@ -51,7 +53,9 @@ pub fn log_view(view: &HostpartView) {
         match view.image(name).map(|j| &j.verdict) {
             None | Some(Verdict::Absent) => {}
             Some(v @ Verdict::Bootable(_)) => info!("hostpart: {name}: {v}"),
-            Some(Verdict::Refused(r)) => warn!("hostpart: {name}: unreadable ({}): {r}", r.code()),
+            Some(Verdict::Refused(r)) => {
+                warn!("hostpart: {name}: not bootable ({}): {r}", r.code())
+            }
         }
     }
     if view.revert_requested {
@@ -82,7 +86,7 @@ pub fn run(
     let booted = params
         .booted
         .map(|b| b.uuid)
-        .or(obs.readable(ImageName::Current));
+        .or(obs.bootable(ImageName::Current));
     let the_plan = plan(obs, params.booted).map_err(|e| NotSwitched {
         error: e.into(),
         seen: *obs,
@@ -109,7 +113,7 @@ pub fn run(
         .boot_state(esp)
         .mounter(&mut mounter);
     executor.stop_before = env.stop_before_step;
-    let mut done: Vec<Step> = Vec::new();
+    let mut done: Vec<ChangeStep> = Vec::new();
     let mut to_run = the_plan.clone();
     loop {
         let failed = match executor.run(&to_run, log_step) {

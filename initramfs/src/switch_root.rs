@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use hnroot_linux::hostpart::{mount_of, remove_children};
+use hnroot_linux::fsat::{mount_of, remove_children};
 use hnroot_linux::mounts::{self, SysError};
 
 use crate::{info, warn};

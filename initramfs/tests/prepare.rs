@@ -477,7 +477,7 @@ fn a_uuid_mismatch_is_refused_and_the_fallback_marks_it_failed() {
     assert!(
         failure
             .message()
-            .contains("no readable image on hostpart has that UUID"),
+            .contains("no bootable image on hostpart has that UUID"),
         "{}",
         failure.message()
     );

@@ -1,8 +1,8 @@
 //! The boot parts of one Debian release: everything the QEMU scenarios, the demo and the disk
 //! command boot, built once per release and cached under
 //! `target/hnroot-build/boot-parts/<suite>/` — the release's Debian kernel, hnroot's standalone
-//! initramfs for it, the production [`GrubImage`] (the release's Debian GRUB, `hnroot.mod`
-//! built for it, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
+//! initramfs for it, the production [`GrubImage`] (hnroot's own GRUB from the loader kit, the
+//! same for every release, the production `grub-module/grub.cfg` verbatim), the `hnroot` CLI, and test root images (one per
 //! version, each with its own ext4 UUID, signed by the test publisher whose public key every
 //! image trusts, each carrying the virtio NIC's driver and a script that brings the network
 //! up) — and, from them, the disk a scenario asks for ([`DiskContents`]: which test images
@@ -90,6 +90,8 @@ pub struct ImageDef {
     pub version: &'static str,
     /// What its init does.
     pub behaviour: Behaviour,
+    /// Its own kernel arguments (`usr/lib/hnroot/kernel-args`), when not [`TEST_IMAGE_ARGS`].
+    pub args: Option<&'static str>,
 }
 
 /// A built test image.
@@ -183,6 +185,10 @@ pub struct DiskContents {
     /// Image files given the immutable attribute (`chattr +i`: they cannot be renamed);
     /// ext4 hostparts only.
     pub immutable: Vec<ImageName>,
+    /// Another `EFI/BOOT/BOOTX64.EFI` than the production image (an older loader to update).
+    pub loader: Option<PathBuf>,
+    /// Further files on hostpart: (relative path, source file).
+    pub hostpart_files: Vec<(String, PathBuf)>,
 }
 
 impl DiskContents {
@@ -198,6 +204,8 @@ impl DiskContents {
             stage_sources: Vec::new(),
             actions: Vec::new(),
             immutable: Vec::new(),
+            loader: None,
+            hostpart_files: Vec::new(),
         }
     }
 
@@ -305,7 +313,7 @@ impl BootParts {
         );
 
         let t = Instant::now();
-        let grub = grubimage::production(release)?;
+        let grub = grubimage::production()?;
         timed(
             &format!("hnroot.mod ({} bytes) + BOOTX64.EFI", grub.module.size),
             t,
@@ -364,18 +372,25 @@ impl BootParts {
             let init_link = (def.behaviour == Behaviour::NoInit).then(|| NOWHERE.to_string());
             let out = cache.join(format!("{}.img", def.version));
             let key = format!(
-                "image v3 {} {:016x} {:016x} {:016x} {:016x} {:016x} {init_link:?}",
+                "image v4 {} {:016x} {:016x} {:016x} {:016x} {:016x} {init_link:?} {:?}",
                 kernel.release,
                 fnv1a(&read(&kernel_file)?),
                 initramfs_digest,
                 fnv1a(disk::test_init(def.version, &extra).as_bytes()),
                 common_digest,
-                busybox_digest
+                busybox_digest,
+                def.args,
             );
             let mut spec = RootImageSpec::new(def.version, &kernel_file, &initramfs.path);
             spec.init_extra = extra.clone();
             spec.init_link = init_link;
-            spec.files.extend(common.iter().cloned());
+            spec.files
+                .extend(common.iter().cloned().map(|f| match def.args {
+                    Some(args) if f.path == IMAGE_ARGS_PATH => {
+                        ImageFile::new(IMAGE_ARGS_PATH, 0o644, args)
+                    }
+                    _ => f,
+                }));
             let hit = cached(&out, &key, || {
                 disk::build_root_image(&spec, &out).map(|_| ())
             })?;
@@ -533,7 +548,13 @@ impl BootParts {
             host.files
                 .push(ImageFile::new(disk::ACTIONS_PATH, 0o644, text.into_bytes()));
         }
+        for (path, source) in &contents.hostpart_files {
+            host.copies.push((path.clone(), source.clone()));
+        }
         let mut esp = EspSpec::new(&self.grub);
+        if let Some(loader) = &contents.loader {
+            esp.bootx64 = loader.clone();
+        }
         esp.bootstate = match &contents.state {
             StateInit::Committed(v) => Some(committed_block(self.uuid(v)?)),
             StateInit::Trial {

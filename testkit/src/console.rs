@@ -114,7 +114,7 @@ pub struct BootRecord {
     /// The rest: `args=... refused=...` (see `hnroot_core::bootline`).
     pub grub_args: Option<String>,
     /// Image files GRUB refused: (file name, refusal code), from `hnroot: (hd0,gpt2)/NAME:
-    /// unreadable (CODE): ...`.
+    /// not bootable (CODE): ...`.
     pub grub_refused: Vec<(String, String)>,
     /// The kernel's whole command line.
     pub cmdline: Option<String>,
@@ -135,7 +135,7 @@ pub struct BootRecord {
     /// logged under it.
     pub plans: Vec<PlanRun>,
     /// Image files hnroot-init refused: (file name, refusal code), from `hostpart: NAME:
-    /// unreadable (CODE): ...`.
+    /// not bootable (CODE): ...`.
     pub init_refused: Vec<(String, String)>,
     /// `step i/n: ...` lines, without `hnroot: `.
     pub steps: Vec<String>,
@@ -231,10 +231,10 @@ pub fn field<'a>(record: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// `(file name, code)` of a line `PREFIX.../NAME: unreadable (CODE): ...`, the name after the
+/// `(file name, code)` of a line `PREFIX.../NAME: not bootable (CODE): ...`, the name after the
 /// last `/` (GRUB puts its device first).
 fn refusal(line: &str) -> Option<(String, String)> {
-    let (path, rest) = line.split_once(": unreadable (")?;
+    let (path, rest) = line.split_once(": not bootable (")?;
     let (code, _) = rest.split_once(')')?;
     let name = path.rsplit('/').next().unwrap_or(path);
     Some((name.to_string(), code.to_string()))
@@ -595,6 +595,13 @@ impl Session {
         self.vm.type_keys(&keys)
     }
 
+    /// Wait (at most `timeout`, fast polling) for `re` on the console without ending the
+    /// current boot; the hit says when (time since QEMU started).
+    pub fn wait_line(&mut self, re: &Regex, timeout: Duration) -> Result<Hit> {
+        self.vm.set_poll(Duration::from_millis(1));
+        self.vm.wait_for(re, timeout)
+    }
+
     /// Wait for `re` in the current boot (fast polling), let `delay` pass, cut the power.
     /// Returns the boot up to the cut and the hit.
     pub fn cut_power(
@@ -644,7 +651,7 @@ mod tests {
     const BOOT: &str = "BdsDxe: starting Boot0001 \"UEFI Misc Device\"
 Welcome to GRUB!
 
-hnroot: (hd0,gpt2)/hn-root-old.img: unreadable (no-filesystem): no ext2/3/4,
+hnroot: (hd0,gpt2)/hn-root-old.img: not bootable (no-filesystem): no ext2/3/4,
 XFS or btrfs filesystem in it (garbage, empty, or not an image)
 hnroot: booting hn-root-new.img (update, trial 1 of 3); fallback hn-root.img; no boot
 state recorded: trial counting is off until one is written
@@ -655,7 +662,7 @@ error: no suitable video mode found.
 Booting in blind mode
 [    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)
 [    0.000000] Command line: BOOT_IMAGE=(loop)/boot/kernel hnroot.image=hn-root-new.img hnroot.uuid=0123 console=ttyS0
-[    1.000000] hnroot: hostpart: hn-root-old.img: unreadable (no-filesystem): no ext2/3/4 (garbage)
+[    1.000000] hnroot: hostpart: hn-root-old.img: not bootable (no-filesystem): no ext2/3/4 (garbage)
 [    1.000000] hnroot: plan: update (5 steps)
 hnroot: plan: update (5 steps)
 [    1.000000] hnroot: record: plan=update steps=5 mount=hn-root.img uuid=0123 notes=-

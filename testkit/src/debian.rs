@@ -10,13 +10,13 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::apt;
 use crate::buildenv;
-use crate::release::{Debian, GrubPool};
 
 /// What a minimal server image has: systemd as init, Debian's kernel with initramfs-tools, the
-/// packages `hnroot`'s own package depends on (so it installs with dpkg alone), and OpenSSH's
-/// server (host keys are part of a host's identity).
+/// packages `hnroot`'s own package depends on (so it installs with dpkg alone), the
+/// distribution's GRUB packages as a Debian installation has them (hnroot's package brings its
+/// own GRUB and must leave these alone), and OpenSSH's server (host keys are part of a host's
+/// identity).
 pub const SYSTEMD_PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -102,22 +102,12 @@ pub fn systemd_tree_with(suite: &str, builder: InitrdBuilder, extra: &[&str]) ->
     let _lock = buildenv::lock("debian-tree")?;
     let mut packages = builder.packages();
     packages.extend_from_slice(extra);
-    // A release whose GRUB hnroot is built for is no longer the archive's (Debian 13: see
-    // `Debian::grub`) gets that build installed over the archive's from the pool.
-    let pinned = suite
-        .parse::<Debian>()
-        .ok()
-        .and_then(|r| Some((r.grub().version, r.grub().pool?)));
-    let mut key = format!(
+    // The archive's current packages, GRUB's included: the hnroot package brings its own GRUB
+    // and leaves the distribution's alone.
+    let key = format!(
         "mmdebstrap --variant=apt --include={} {suite} {MIRROR}\n",
         packages.join(",")
     );
-    if let Some((version, pool)) = &pinned {
-        key.push_str(&format!(
-            "then GRUB {version} from the pool: {}\n",
-            pool.tree_debs().map(|f| f.sha256).join(" ")
-        ));
-    }
     let flavour = match builder {
         InitrdBuilder::InitramfsTools => "systemd",
         InitrdBuilder::Dracut => "systemd-dracut",
@@ -165,57 +155,12 @@ pub fn systemd_tree_with(suite: &str, builder: InitrdBuilder, extra: &[&str]) ->
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    if let Some((version, pool)) = pinned {
-        install_pool_grub(&dir, version, &pool)
-            .with_context(|| format!("installing GRUB {version} into the {suite} tree"))?;
-    }
     fs::write(dir.join(STAMP), &key)?;
     Ok(Tree {
         dir,
         suite: suite.to_owned(),
         cached: false,
     })
-}
-
-/// Install GRUB `version`'s packages from the pool into `tree` over the archive's build, and hold
-/// them there (an upgrade in the tree would move GRUB past the module again).
-fn install_pool_grub(tree: &Path, version: &str, pool: &GrubPool) -> Result<()> {
-    let debs = buildenv::build_root()
-        .join("grub-bin")
-        .join(version)
-        .join("debs");
-    let mut inside = Vec::new();
-    let mut names = Vec::new();
-    for file in pool.tree_debs() {
-        let deb = apt::download_pool_file(&file, &debs)?;
-        let name = deb
-            .file_name()
-            .context("a pool file without a name")?
-            .to_string_lossy()
-            .into_owned();
-        fs::copy(&deb, tree.join("tmp").join(&name))?;
-        names.push(name.split('_').next().unwrap_or_default().to_owned());
-        inside.push(format!("/tmp/{name}"));
-    }
-    let chroot = Chroot::enter(tree)?;
-    let mut argv = vec!["dpkg", "-i"];
-    argv.extend(inside.iter().map(String::as_str));
-    chroot.run(&argv)?;
-    let mut hold = vec!["apt-mark", "hold"];
-    hold.extend(names.iter().map(String::as_str));
-    chroot.run(&hold)?;
-    let got = chroot.run(&["dpkg-query", "-W", "-f", "${Version}", "grub-efi-amd64-bin"])?;
-    drop(chroot);
-    for file in &inside {
-        let _ = fs::remove_file(tree.join(file.trim_start_matches('/')));
-    }
-    if got.trim() != version {
-        bail!(
-            "dpkg -i of GRUB {version} left grub-efi-amd64-bin at {}",
-            got.trim()
-        );
-    }
-    Ok(())
 }
 
 /// Mount points at or under `dir`.

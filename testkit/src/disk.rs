@@ -859,7 +859,9 @@ fn sgdisk_field(info: &str, key: &str) -> Result<String> {
 
 fn mkfs_ext4(stage: &Path, out: &Path, size_mib: u64, label: &str, uuid: Uuid) -> Result<()> {
     sized_file(out, size_mib)?;
-    // metadata_csum_seed is an incompat feature GRUB 2.06's ext2 driver refuses to read;
+    // The features GRUB cannot read are turned off as `hnroot image build` turns them off;
+    // metadata_csum_seed too, which hnroot's GRUB 2.12 reads but the loaders of hnroot before
+    // its own GRUB (Debian 12's GRUB 2.06, which e2e's compat-previous boots) refuse;
     // orphan_file (e2fsprogs 1.47) is left off so older tools can inspect the images.
     // 4 KiB blocks even on small filesystems (mke2fs would pick 1 KiB below 512 MiB): GRUB
     // reads the kernel through a loop device on hostpart, and 1 KiB blocks on both levels
@@ -868,7 +870,11 @@ fn mkfs_ext4(stage: &Path, out: &Path, size_mib: u64, label: &str, uuid: Uuid) -
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", label, "-U", &uuid.to_string()])
             .args(["-b", "4096"])
-            .args(["-O", "^metadata_csum_seed,^orphan_file"])
+            .arg("-O")
+            .arg(format!(
+                "^metadata_csum_seed,^orphan_file,{}",
+                hnroot_install::disk::ext4_features_off()
+            ))
             .args(["-E", "root_owner=0:0"])
             .arg("-d")
             .arg(stage)

@@ -1,14 +1,14 @@
 //! Builds `BOOTX64.EFI` with the product's own code (`hnroot_install::grub::build_efi`, what
-//! `hnroot install` runs): a Debian release's GRUB ([`grubbin`]: `grub-mkstandalone -O
-//! x86_64-efi` over that GRUB's modules) with `hnroot.mod` from the module kit built here
-//! ([`grubmod::build_into_kit`]) built in, an embedded `grub.cfg` and SBAT metadata; never
-//! installed on the host. Every image the suites boot hnroot-init with
-//! embeds the production `grub-module/grub.cfg` verbatim ([`production`], built once and
-//! cached). A test's own script ([`test_script`]) is for the two places the production
-//! configuration cannot serve: `grub-test`, which runs `hnroot select` and `hnroot status` on
-//! each test disk and halts without booting anything, and the busybox linuxrc side of
-//! `bench-initramfs`, which cannot read the production command line. No image is built without
-//! `hnroot.mod`; the builder checks that every image carries it.
+//! `hnroot install` and `hnroot bootloader update` run) from the loader kit built here
+//! ([`grubmod::build_kit`]: hnroot's own GRUB with `hnroot.mod`), with an embedded `grub.cfg`,
+//! SBAT metadata and the version record; never installed on the host. Every image the suites
+//! boot hnroot-init with embeds the production `grub-module/grub.cfg` verbatim ([`production`],
+//! built once and cached); one GRUB for every Debian release the suites boot. A test's own
+//! script ([`test_script`]) is for the two places the production configuration cannot serve:
+//! `grub-test`, which runs `hnroot select` and `hnroot status` on each test disk and halts
+//! without booting anything, and the busybox linuxrc side of `bench-initramfs`, which cannot
+//! read the production command line. No image is built without `hnroot.mod`; the builder checks
+//! that every image carries it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::buildenv::{self, cached, fnv1a, read};
-use crate::grubbin;
 use crate::grubmod::{self, Module};
-use crate::release::Debian;
 
 /// The production GRUB configuration, relative to the workspace root.
 pub const GRUB_CFG: &str = "grub-module/grub.cfg";
@@ -50,51 +48,44 @@ pub fn production_cfg() -> Result<String> {
         .with_context(|| format!("cannot read the production {}", path.display()))
 }
 
-/// `release`'s GRUB and the kit's module for it (the module built first).
-fn grub_and_module(
-    release: Debian,
-) -> Result<(
-    hnroot_install::grub::Grub,
-    hnroot_install::grub::Module,
-    Module,
-)> {
-    let kit = grubmod::build_into_kit(release)?;
-    let grub = grubbin::grub(release)?;
-    let module = kit.module_for(&grub)?;
-    let size = fs::metadata(&module.path)
-        .with_context(|| format!("cannot stat {}", module.path.display()))?
+/// The loader kit (built first) and its module.
+fn kit_and_module() -> Result<(hnroot_install::grub::LoaderKit, Module)> {
+    let kit = grubmod::build_kit()?;
+    let size = fs::metadata(&kit.module.path)
+        .with_context(|| format!("cannot stat {}", kit.module.path.display()))?
         .len();
     let ours = Module {
-        path: module.path.clone(),
+        path: kit.module.path.clone(),
         size,
     };
-    Ok((grub, module, ours))
+    Ok((kit, ours))
 }
 
-/// The image every boot of the suites goes through: `release`'s GRUB with `hnroot.mod` and the
-/// production `grub.cfg` verbatim, built (with the module) unless cached under
-/// `target/hnroot-build/grub-image/<GRUB version>/` for this configuration, this module and
-/// its SBAT.
-pub fn production(release: Debian) -> Result<GrubImage> {
-    let (grub, module, ours) = grub_and_module(release)?;
+/// The image every boot of the suites goes through: hnroot's GRUB with `hnroot.mod` and the
+/// production `grub.cfg` verbatim, built (with the kit) unless cached under
+/// `target/hnroot-build/grub-image/<GRUB version>/` for this configuration, this module, its
+/// SBAT and its record.
+pub fn production() -> Result<GrubImage> {
+    let (kit, ours) = kit_and_module()?;
     let grub_cfg = production_cfg()?;
     let dir = buildenv::build_root()
         .join("grub-image")
-        .join(&grub.version);
+        .join(&kit.grub_version);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
-    let _lock = buildenv::lock(&format!("grub-image-{}", grub.version))?;
+    let _lock = buildenv::lock(&format!("grub-image-{}", kit.grub_version))?;
     let key = format!(
-        "bootx64 v4 {} {} {:016x} {:016x} {:016x} {}",
-        grub.version,
-        grub.mkstandalone.display(),
+        "bootx64 v5 {} {:016x} {:016x} {:016x} {:016x} {:016x} {}",
+        kit.grub_version,
         fnv1a(grub_cfg.as_bytes()),
-        fnv1a(&read(&module.path)?),
-        fnv1a(&read(&module.sbat)?),
+        fnv1a(&read(&kit.module.path)?),
+        fnv1a(&read(&kit.sbat)?),
+        fnv1a(&read(&kit.mkimage)?),
+        fnv1a(kit.record_text.as_bytes()),
         hnroot_install::grub::BASE_MODULES.join(",")
     );
     let hit = cached(&out, &key, || {
-        hnroot_install::grub::build_efi(&grub, &module, &grub_cfg, &[], &dir.join("work"), &out)
+        hnroot_install::grub::build_efi(&kit, &grub_cfg, &[], &[], &dir.join("work"), &out)
     })?;
     Ok(GrubImage {
         path: out,
@@ -108,21 +99,16 @@ pub fn production(release: Debian) -> Result<GrubImage> {
 /// production one, with `extra_modules` besides the product's base modules (grub-test's
 /// `time`). Its users: `grub-test` (the script drives `hnroot select` and `hnroot status` on the
 /// test disks and halts) and `bench-initramfs`'s linuxrc side (see there why). Written to
-/// `dir/BOOTX64.EFI`, never cached; from `release`'s GRUB.
-pub fn test_script(
-    release: Debian,
-    script: &str,
-    extra_modules: &[&str],
-    dir: &Path,
-) -> Result<GrubImage> {
-    let (grub, module, ours) = grub_and_module(release)?;
+/// `dir/BOOTX64.EFI`, never cached.
+pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<GrubImage> {
+    let (kit, ours) = kit_and_module()?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
     hnroot_install::grub::build_efi(
-        &grub,
-        &module,
+        &kit,
         script,
         extra_modules,
+        &[],
         &dir.join("grub-image"),
         &out,
     )?;
@@ -132,6 +118,45 @@ pub fn test_script(
         module: ours,
         cached: false,
     })
+}
+
+/// An older loader than the kit builds: the same GRUB, module and configuration, its version
+/// record saying hnroot `version` (a loader an earlier hnroot installed, for the update's
+/// tests). Its kit (a copy of the built kit with that record) and its image, in `dir`.
+pub fn older_loader(dir: &Path, version: &str) -> Result<(PathBuf, PathBuf)> {
+    let kit = grubmod::build_kit()?;
+    let old_kit = dir.join("older-kit");
+    if old_kit.exists() {
+        fs::remove_dir_all(&old_kit)
+            .with_context(|| format!("cannot remove {}", old_kit.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    buildenv::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&kit.dir)
+            .arg(&old_kit),
+    )?;
+    let line = kit
+        .record_text
+        .lines()
+        .find(|l| l.starts_with("hnroot "))
+        .context("the kit's record names no hnroot version")?;
+    fs::write(
+        old_kit.join(hnroot_install::grub::RECORD_FILE),
+        kit.record_text.replace(line, &format!("hnroot {version}")),
+    )?;
+    let older = hnroot_install::grub::LoaderKit::at(&old_kit)?;
+    let out = dir.join("older.efi");
+    hnroot_install::grub::build_efi(
+        &older,
+        &production_cfg()?,
+        &[],
+        &[],
+        &dir.join("older-work"),
+        &out,
+    )?;
+    Ok((old_kit, out))
 }
 
 /// The line (0-based) of the menu entry `--id ID` of `cfg` that starts with `command`, as
@@ -200,7 +225,10 @@ mod tests {
     fn the_production_cfg_selects_with_the_module_and_boots_from_the_loop_device() {
         let cfg = production_cfg().unwrap();
         assert!(
-            cfg.contains("if ! hnroot select --defaults \"console=ttyS0 panic=10\"; then"),
+            cfg.contains(
+                "if ! hnroot select --defaults \"console=ttyS0 panic=10\" --defaults-file \
+                 (memdisk)/hnroot/kernel-args; then"
+            ),
             "{cfg}"
         );
         assert!(cfg.contains("linux (loop)/boot/kernel "), "{cfg}");

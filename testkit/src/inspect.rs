@@ -172,7 +172,7 @@ pub fn hostpart(disk: &BuiltDisk, view: View, scratch: &Path) -> Result<Hostpart
         if entry.is_dir {
             images.push(ImageOnDisk {
                 name,
-                seen: ImageSeen::Unreadable,
+                seen: ImageSeen::NotBootable,
                 size: 0,
                 digest: 0,
             });
@@ -189,10 +189,10 @@ pub fn hostpart(disk: &BuiltDisk, view: View, scratch: &Path) -> Result<Hostpart
         })?;
         let seen = match probe_fs_image(&bytes).0 {
             FsOutcome::Found(info) => match info.uuid {
-                Some(u) if !u.is_nil() => ImageSeen::Readable(u),
-                _ => ImageSeen::Unreadable,
+                Some(u) if !u.is_nil() => ImageSeen::Bootable(u),
+                _ => ImageSeen::NotBootable,
             },
-            _ => ImageSeen::Unreadable,
+            _ => ImageSeen::NotBootable,
         };
         images.push(ImageOnDisk {
             name,

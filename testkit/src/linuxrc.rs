@@ -1,5 +1,5 @@
 //! Builds the baseline initramfs `bench-initramfs` measures hnroot-init against, and never
-//! boots it: `initramfs/linuxrc.sh` as `/init`, the host's static busybox with its applet links,
+//! boots it: `benches/linuxrc.sh` as `/init`, the host's static busybox with its applet links,
 //! and the kernel modules the boot needs with `/etc/hnroot/modules` listing them in load order.
 //! Rootless: the cpio is written in memory (`/dev/console` is a header, not a mknod), then
 //! compressed with zstd.
@@ -15,7 +15,7 @@ use crate::cpio;
 use crate::kernel::{Kernel, ModuleSet};
 
 /// The prototype linuxrc, relative to the workspace root.
-pub const LINUXRC: &str = "initramfs/linuxrc.sh";
+pub const LINUXRC: &str = "benches/linuxrc.sh";
 /// Inside the initramfs: the module list the linuxrc reads.
 pub const MODULE_LIST: &str = "etc/hnroot/modules";
 

@@ -61,6 +61,9 @@ pub struct VmSpec {
     /// host's 127.0.0.1 as 10.0.2.2 (`hnroot-testkit`'s HTTP server listens there, and only
     /// there). `false`: no NIC at all.
     pub user_net: bool,
+    /// TCP ports of the host's 127.0.0.1 forwarded to the guest on the user network
+    /// (`(host, guest)`: `ssh -p host root@127.0.0.1` reaches the guest's sshd on `guest`).
+    pub host_forwards: Vec<(u16, u16)>,
     /// Keys can be typed on the serial console ([`Vm::type_keys`]): the console is QEMU's
     /// standard input and output, logged to the same `serial.log`.
     pub serial_input: bool,
@@ -79,6 +82,7 @@ impl VmSpec {
             memory_mib: 1024,
             no_reboot: true,
             user_net: false,
+            host_forwards: Vec::new(),
             serial_input: false,
             extra_args: Vec::new(),
         }
@@ -155,7 +159,11 @@ impl Vm {
             .args(["-nodefaults", "-display", "none", "-monitor", "none"]);
         if spec.user_net {
             // romfile= leaves out the NIC's iPXE ROM: the firmware never tries a network boot.
-            cmd.args(["-netdev", "user,id=net0,ipv6=off"])
+            let mut netdev = "user,id=net0,ipv6=off".to_owned();
+            for (host, guest) in &spec.host_forwards {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            cmd.args(["-netdev", &netdev])
                 .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
         } else {
             cmd.args(["-nic", "none"]);

@@ -27,9 +27,21 @@ pub enum Source {
 /// it comes from. Programs that run inside a guest or a chroot (busybox applets, mkinitramfs in
 /// the debootstrapped tree) are the guest's business, not the host's.
 pub const PROGRAMS: &[(&str, Source)] = &[
+    ("ansible", Source::Debian("ansible-core")),
+    ("ansible-galaxy", Source::Debian("ansible-core")),
+    ("ansible-lint", Source::Debian("ansible-lint")),
+    // The collection's modules and playbooks need the collections Debian's `ansible` ships
+    // (ansible.builtin is in ansible-core); Ansible 7.7, the fleet suite's driver.
+    ("ansible-playbook", Source::Debian("ansible")),
     ("apt-cache", Source::Debian("apt")),
     ("apt-get", Source::Debian("apt")),
+    ("apt-mark", Source::Debian("apt")),
     ("as", Source::Debian("binutils")),
+    // GRUB's build from Debian's source regenerates its build system as Debian's does
+    // (`./autogen.sh`: autoreconf, automake, autopoint) and its module list needs GNU awk.
+    ("automake", Source::Debian("automake")),
+    ("autopoint", Source::Debian("autopoint")),
+    ("autoreconf", Source::Debian("autoconf")),
     ("bash", Source::Debian("bash")),
     ("bison", Source::Debian("bison")),
     ("blkid", Source::Debian("util-linux")),
@@ -47,15 +59,19 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("dpkg-deb", Source::Debian("dpkg")),
     ("dpkg-query", Source::Debian("dpkg")),
     ("dpkg-source", Source::Debian("dpkg-dev")),
+    ("du", Source::Debian("coreutils")),
     ("dumpe2fs", Source::Debian("e2fsprogs")),
     ("e2fsck", Source::Debian("e2fsprogs")),
     ("e2label", Source::Debian("e2fsprogs")),
     ("efibootmgr", Source::Debian("efibootmgr")),
     ("fatlabel", Source::Debian("dosfstools")),
     ("flex", Source::Debian("flex")),
+    // NFS-Ganesha: the fleet suite's /warehouse (NFSv4 in user space; the VFS backend below).
+    ("ganesha.nfsd", Source::Debian("nfs-ganesha")),
+    ("gawk", Source::Debian("gawk")),
     ("gcc", Source::Debian("gcc")),
+    ("gettextize", Source::Debian("gettext")),
     ("git", Source::Debian("git")),
-    ("grub-mkstandalone", Source::Debian("grub-common")),
     ("hyperfine", Source::Debian("hyperfine")),
     ("id", Source::Debian("coreutils")),
     ("ld", Source::Debian("binutils")),
@@ -79,8 +95,13 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     // The C compiler cc-rs uses for the musl target (ring, under the static `hnroot` CLI in
     // the test images); testkit's static builds name it in CC_x86_64_unknown_linux_musl.
     ("musl-gcc", Source::Debian("musl-tools")),
+    ("nginx", Source::Debian("nginx")),
     ("objcopy", Source::Debian("binutils")),
     ("partx", Source::Debian("util-linux")),
+    // pkg.m4 for GRUB's autogen.sh (its configure.ac uses PKG_CHECK_MODULES): without it
+    // autoconf stops at "possibly undefined macro" (found by fresh-check on Debian 13 minbase).
+    ("pkg-config", Source::Debian("pkgconf")),
+    ("promtool", Source::Debian("prometheus")),
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
@@ -88,11 +109,13 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("sgdisk", Source::Debian("gdisk")),
     ("sh", Source::Debian("dash")),
     ("sha256sum", Source::Debian("coreutils")),
+    ("ssh", Source::Debian("openssh-client")),
     ("ssh-keygen", Source::Debian("openssh-client")),
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
     ("tar", Source::Debian("tar")),
+    ("timeout", Source::Debian("coreutils")),
     ("touch", Source::Debian("coreutils")),
     ("truncate", Source::Debian("coreutils")),
     ("tune2fs", Source::Debian("e2fsprogs")),
@@ -108,13 +131,17 @@ pub const PROGRAMS: &[(&str, Source)] = &[
 /// Packages that provide files rather than programs, with the file that proves each is there.
 pub const FILES: &[(&str, &str)] = &[
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
-    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
     // klibc's shell for the initramfs-tools fake-root runs (the `sh` of an initramfs built
     // without busybox) and its shared library.
     ("/usr/lib/klibc/bin/sh", "klibc-utils"),
     // libclang for bindgen (hnroot-ffi/ctest reads hnroot.h back into Rust); the package is
     // Debian's pointer to its current clang.
     ("/usr/share/doc/libclang-dev/copyright", "libclang-dev"),
+    // NFS-Ganesha's VFS backend, which exports a directory of this machine.
+    (
+        "/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so",
+        "nfs-ganesha-vfs",
+    ),
 ];
 
 /// Rust targets needed besides the host's.
@@ -279,21 +306,24 @@ mod tests {
         ("hnroot-cli/tests/sysprep_cli.rs", 1), // run(&["prog", ..])
         ("hnroot-core/tests/probe_props.rs", 1), // tool in a literal list
         ("hnroot-ffi/src/probe.rs", 1),         // run(&["prog", ..])
-        ("hnroot-install/src/grub.rs", 1),      // Grub::mkstandalone (grub-mkstandalone)
+        ("hnroot-install/src/grub.rs", 1),      // the loader kit's grub-mkimage
         ("hnroot-install/src/initramfs.rs", 1), // compress: argv[0] of a literal list (zstd, gzip)
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
         ("initramfs/src/after_failure.rs", 1),  // the initramfs's own /bin/sh, in the guest
-        ("testkit/src/apt.rs", 1),              // /usr/lib/apt/apt-helper (apt)
+        ("hnroot-build/src/apt.rs", 1),         // /usr/lib/apt/apt-helper (apt)
         ("initramfs/tests/prepare.rs", 1),      // run(&["prog", ..])
-        ("testkit/src/buildenv.rs", 2),         // step(.., &["prog", ..]), output(&["prog", ..])
+        ("hnroot-build/src/buildenv.rs", 2),    // step(.., &["prog", ..]), output(&["prog", ..])
         ("testkit/src/busybox.rs", 1),          // /bin/busybox (busybox-static)
-        ("testkit/src/deb.rs", 1), // `sh -n`/`bash -n` of the dracut module (a literal list)
-        ("testkit/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
-        ("testkit/src/initramfs.rs", 1), // $CARGO
-        ("testkit/src/relax.rs", 1),   // a test program it just linked
-        ("tests/src/bin/distro.rs", 6), // the hnroot binary under test
-        ("tests/src/bin/e2e.rs", 1),   // the hnroot binary under test (installed)
+        ("testkit/src/previous.rs", 1),         // $CARGO, in the previous commit's tree
+        ("hnroot-build/src/deb.rs", 1), // `sh -n`/`bash -n` of the dracut module (a literal list)
+        ("hnroot-build/src/grubmod.rs", 5), // gcc, objcopy, strip as GRUB's Makefile names them; its verifier
+        ("hnroot-build/src/binaries.rs", 1), // $CARGO
+        ("hnroot-build/src/relax.rs", 1),   // a test program it just linked
+        ("testkit/src/server.rs", 1),       // the hnroot binary under test (Offline::hnroot)
+        ("tests/src/bin/distro.rs", 5),     // the hnroot binary under test
+        ("tests/src/bin/fleet.rs", 4),      // the hnroot binary under test
+        ("tests/src/bin/e2e.rs", 1),        // the hnroot binary under test (installed)
     ];
 
     /// A program started through a literal name: file, line, program.

@@ -1,5 +1,6 @@
-//! `cargo xtask fresh-check`: the README's promise shown on a fresh machine rather than on a
-//! developer's. It builds a `debootstrap --variant=minbase` Debian 12 tree, gives it what the
+//! `cargo xtask fresh-check [--debian 12|13]`: the README's promise shown on a fresh machine
+//! rather than on a developer's. It builds a `debootstrap --variant=minbase` tree of a supported
+//! build machine's release (Debian 12 by default, or 13), gives it what the
 //! README's base names (the Debian archive in its sources, the Rust toolchain as rustup installs
 //! it, with the C linker and CA certificates rustup's toolchain needs, and the machine's own
 //! local certificate authorities), puts a clean clone of
@@ -17,6 +18,7 @@ use anyhow::{bail, Context, Result};
 
 use hnroot_testkit::apt::{MIRROR, SECURITY_MIRROR};
 use hnroot_testkit::buildenv;
+use hnroot_testkit::release::Debian;
 
 /// What rustup's toolchain needs on a Debian machine, and git-less HTTPS for cargo: the README's
 /// base, installed before anything of hnroot runs.
@@ -31,6 +33,9 @@ pub struct Args {
     /// Keep the tree after the run (for a look inside); it is removed otherwise.
     #[arg(long)]
     pub keep: bool,
+    /// The release of the fresh build machine: 12 (bookworm) or 13 (trixie).
+    #[arg(long, default_value_t = Debian::Bookworm)]
+    pub debian: Debian,
 }
 
 /// Mounts made inside the tree, unmounted (recursively, lazily) when dropped.
@@ -73,6 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("fresh-check needs root (debootstrap, chroot, mounts)");
     }
     let started = Instant::now();
+    let suite = args.debian.suite();
     let work = buildenv::build_root().join("fresh-check");
     let root = work.join("root");
     if root.exists() {
@@ -86,22 +92,22 @@ pub fn run(args: &Args) -> Result<()> {
 
     let t = Instant::now();
     buildenv::step(
-        "fresh-check: debootstrap a minbase Debian 12 tree",
+        &format!("fresh-check: debootstrap a minbase {} tree", args.debian),
         &[
             "debootstrap",
             "--variant=minbase",
-            "bookworm",
+            suite,
             &root.display().to_string(),
             MIRROR,
         ],
     )?;
     let debootstrap_time = t.elapsed();
-    // The sources a Debian 12 installation has (debootstrap writes only the main suite).
+    // The sources an installation of the release has (debootstrap writes only the main suite).
     fs::write(
         root.join("etc/apt/sources.list"),
         format!(
-            "deb {MIRROR} bookworm main\ndeb {MIRROR} bookworm-updates main\n\
-             deb {SECURITY_MIRROR} bookworm-security main\n"
+            "deb {MIRROR} {suite} main\ndeb {MIRROR} {suite}-updates main\n\
+             deb {SECURITY_MIRROR} {suite}-security main\n"
         ),
     )
     .context("writing the tree's sources.list")?;
@@ -175,7 +181,8 @@ pub fn run(args: &Args) -> Result<()> {
     let cache = dir_size(&clone.join("target"));
     let mins = |d: Duration| format!("{:.1} min", d.as_secs_f64() / 60.0);
     println!(
-        "\nfresh-check passed on a minbase Debian 12 tree, clone of {}",
+        "\nfresh-check passed on a minbase {} tree, clone of {}",
+        args.debian,
         head.trim()
     );
     println!(

@@ -41,7 +41,66 @@ const INCOMPAT_FILETYPE: u32 = 0x0002;
 const INCOMPAT_RECOVER: u32 = 0x0004;
 const INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
 const INCOMPAT_META_BG: u32 = 0x0010;
+const INCOMPAT_EXTENTS: u32 = 0x0040;
 const INCOMPAT_64BIT: u32 = 0x0080;
+const INCOMPAT_MMP: u32 = 0x0100;
+const INCOMPAT_FLEX_BG: u32 = 0x0200;
+const INCOMPAT_CSUM_SEED: u32 = 0x2000;
+const INCOMPAT_LARGEDIR: u32 = 0x4000;
+const INCOMPAT_ENCRYPT: u32 = 0x10000;
+
+/// The incompatible features hnroot's GRUB (Debian's 2.12, `grub-core/fs/ext2.c`) reads
+/// (`EXT2_DRIVER_SUPPORTED_INCOMPAT`) or may ignore (`EXT2_DRIVER_IGNORED_INCOMPAT`: a journal
+/// to recover, MMP, the checksum seed, large directories); a filesystem with any other is one
+/// GRUB refuses to open ("filesystem has unsupported incompatible features").
+pub const GRUB_READS_INCOMPAT: u32 = INCOMPAT_FILETYPE
+    | INCOMPAT_EXTENTS
+    | INCOMPAT_FLEX_BG
+    | INCOMPAT_META_BG
+    | INCOMPAT_64BIT
+    | INCOMPAT_ENCRYPT
+    | INCOMPAT_RECOVER
+    | INCOMPAT_MMP
+    | INCOMPAT_CSUM_SEED
+    | INCOMPAT_LARGEDIR;
+
+crate::codes::notes! {
+    /// Incompatible ext features GRUB cannot read (everything outside [`GRUB_READS_INCOMPAT`]);
+    /// each known one by its e2fsprogs name, which `mkfs.ext4 -O ^NAME` turns off.
+    pub struct ExtFeatures: u32 {
+        /// Per-file compression (never finished in Linux).
+        const COMPRESSION = 0x0001 => ("compression", "compression");
+        /// The filesystem is an external journal.
+        const JOURNAL_DEV = INCOMPAT_JOURNAL_DEV => ("journal_dev", "journal_dev (an external journal)");
+        /// Extended attributes in inodes of their own.
+        const EA_INODE = 0x0400 => ("ea_inode", "ea_inode (large extended attributes in inodes of their own)");
+        /// Extra data in directory entries (Lustre).
+        const DIRDATA = 0x1000 => ("dirdata", "dirdata (data in directory entries)");
+        /// Small files and directories stored in their inode.
+        const INLINE_DATA = 0x8000 => ("inline_data", "inline_data (small files kept in their inode)");
+        /// Case-insensitive directories.
+        const CASEFOLD = 0x20000 => ("casefold", "casefold (case-insensitive directories)");
+    }
+}
+
+impl ExtFeatures {
+    /// The features of `incompat` GRUB cannot read (unknown bits kept).
+    pub const fn grub_lacks(incompat: u32) -> ExtFeatures {
+        ExtFeatures::from_bits_retain(incompat & !GRUB_READS_INCOMPAT)
+    }
+
+    /// Those `mke2fs` (e2fsprogs 1.47) can turn on, from its options or a distribution's
+    /// `mke2fs.conf`: what `hnroot image build` and `hnroot install` turn off by name
+    /// (`mkfs.ext4 -O ^NAME`; mke2fs refuses the names of the others, which it never sets).
+    pub const MKE2FS_SETS: ExtFeatures = ExtFeatures::EA_INODE
+        .union(ExtFeatures::INLINE_DATA)
+        .union(ExtFeatures::CASEFOLD);
+
+    /// Bits set that no known feature names.
+    pub const fn unknown_bits(self) -> u32 {
+        self.bits() & !ExtFeatures::all().bits()
+    }
+}
 
 /// Largest `s_log_block_size` the kernel mounts: 64 KiB blocks.
 const MAX_LOG_BLOCK_SIZE: u32 = 6;
@@ -125,6 +184,8 @@ pub struct ExtSuperblock {
     /// high half on a 64-bit filesystem) times the block size; `None` when the block size is
     /// beyond the kernel's 64 KiB or the product overflows.
     pub size: Option<u64>,
+    /// The incompatible features it uses that GRUB cannot read.
+    pub grub_lacks: ExtFeatures,
 }
 
 /// Parse the [`SB_LEN`] bytes at [`SB_OFFSET`].
@@ -165,6 +226,7 @@ pub fn parse(sb: &[u8]) -> Result<ExtSuperblock, ExtReject> {
         label,
         uuid: (uuid != [0; 16]).then_some(FsUuid::Uuid(uuid)),
         size: extent(&f, incompat),
+        grub_lacks: ExtFeatures::grub_lacks(incompat),
     })
 }
 
@@ -248,6 +310,33 @@ mod tests {
         assert_eq!(got.types, FsTypes::of(FsType::Ext4));
         assert_eq!(got.label.unwrap().as_bytes(), b"hostpart");
         assert_eq!(got.uuid, Some(FsUuid::Uuid([0x11; 16])));
+    }
+
+    #[test]
+    fn the_features_grub_cannot_read_are_named() {
+        // mkfs.ext4 1.47's defaults (filetype, extents, 64bit, flex_bg) and everything GRUB
+        // reads or ignores: nothing lacking.
+        assert_eq!(parse(&ext4_sb()).unwrap().grub_lacks, ExtFeatures::empty());
+        assert!(ExtFeatures::grub_lacks(GRUB_READS_INCOMPAT).is_empty());
+        // inline_data and casefold (what a distribution's mke2fs.conf may turn on), and a bit
+        // no feature has yet.
+        let mut sb = ext4_sb();
+        set32(
+            &mut sb,
+            S_FEATURE_INCOMPAT,
+            0x2c2 | 0x8000 | 0x20000 | 0x4000_0000,
+        );
+        let lacks = parse(&sb).unwrap().grub_lacks;
+        assert_eq!(
+            lacks & ExtFeatures::all(),
+            ExtFeatures::INLINE_DATA | ExtFeatures::CASEFOLD
+        );
+        assert_eq!(lacks.unknown_bits(), 0x4000_0000);
+        assert_eq!(
+            lacks.codes().collect::<std::vec::Vec<_>>(),
+            ["inline_data", "casefold"]
+        );
+        assert!(ExtFeatures::MKE2FS_SETS.contains(ExtFeatures::INLINE_DATA));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use core::fmt;
 
 use super::other::{self, BitLocker, OtherType};
 use super::vfat::{self, BootSector, FatWalk};
-use super::{btrfs, bytes_of, ext, run, xfs, Label, Prober, Read, Step, MAX_READ};
+use super::{btrfs, bytes_of, ext, run, xfs, Label, ProbeStep, Prober, Read, MAX_READ};
 use crate::uuid::FsUuid;
 
 /// A filesystem type hnroot recognises, in libblkid's probing order. `as_str` is blkid's
@@ -150,6 +150,9 @@ pub struct FsInfo {
     /// size), when it says. Not one of blkid's tags: blkid reports a truncated filesystem as
     /// if it were whole; [`FsInfo::missing_bytes`] tells one apart.
     pub size: Option<u64>,
+    /// ext only: the incompatible features it uses that GRUB cannot read (none for the other
+    /// filesystems, whose features GRUB's drivers are not asked about).
+    pub grub_lacks: super::ext::ExtFeatures,
 }
 
 impl FsInfo {
@@ -362,17 +365,17 @@ impl FsProber {
     }
 
     /// What to do next: read (then [`FsProber::feed`]) or the answer.
-    pub fn step(&mut self) -> Step<FsOutcome> {
+    pub fn step(&mut self) -> ProbeStep<FsOutcome> {
         if let Some(read) = self.asked {
-            return Step::Read(read);
+            return ProbeStep::Read(read);
         }
         match self.pending() {
             Some(read) => {
                 self.asked = Some(read);
                 self.reads = self.reads.saturating_add(1);
-                Step::Read(read)
+                ProbeStep::Read(read)
             }
-            None => Step::Done(self.outcome()),
+            None => ProbeStep::Done(self.outcome()),
         }
     }
 
@@ -455,6 +458,7 @@ impl FsProber {
                         label_fatboot: None,
                         uuid: sb.uuid,
                         size: sb.size,
+                        grub_lacks: ext::ExtFeatures::empty(),
                     });
                 }
             }
@@ -505,6 +509,7 @@ impl FsProber {
                 label_fatboot: None,
                 uuid: sb.uuid,
                 size: sb.size,
+                grub_lacks: ext::ExtFeatures::empty(),
             });
         }
         let ext_sb = head.get(ext::SB_OFFSET as usize..).unwrap_or(&[]);
@@ -516,6 +521,7 @@ impl FsProber {
                     label_fatboot: None,
                     uuid: sb.uuid,
                     size: sb.size,
+                    grub_lacks: sb.grub_lacks,
                 });
             }
         }
@@ -558,6 +564,7 @@ impl FsProber {
                 label_fatboot: vol.label_fatboot,
                 uuid: vol.uuid,
                 size: vol.size,
+                grub_lacks: ext::ExtFeatures::empty(),
             });
         }
     }
@@ -598,7 +605,7 @@ impl Prober for FsProber {
     type Outcome = FsOutcome;
     const MAX_READS: u32 = MAX_FS_READS;
 
-    fn step(&mut self) -> Step<FsOutcome> {
+    fn step(&mut self) -> ProbeStep<FsOutcome> {
         FsProber::step(self)
     }
 

@@ -9,7 +9,7 @@ use core::ops::Range;
 
 use super::bytes::Fields;
 use super::pt::{Partition, PartitionKind};
-use super::{vfat, Read, Step};
+use super::{vfat, ProbeStep, Read};
 use crate::uuid::PartUuid;
 
 /// Bytes of the sector holding an MBR or EBR.
@@ -270,18 +270,18 @@ pub struct EbrWalker {
 impl EbrWalker {
     /// The next logical partition (`Done(Some)`), the end (`Done(None)`), or a sector to read
     /// first.
-    pub fn step(&mut self) -> Step<Option<Partition>> {
+    pub fn step(&mut self) -> ProbeStep<Option<Partition>> {
         if let Some(slot) = self.found.iter_mut().find(|s| s.is_some()) {
             if let Some((start, e)) = slot.take() {
                 let number = self.next_number;
                 self.next_number = self.next_number.saturating_add(1);
-                return Step::Done(Some(partition(self.disk_id, number, &e, start, true)));
+                return ProbeStep::Done(Some(partition(self.disk_id, number, &e, start, true)));
             }
         }
         if self.done {
-            return Step::Done(None);
+            return ProbeStep::Done(None);
         }
-        Step::Read(Read {
+        ProbeStep::Read(Read {
             offset: u64::from(self.cur_start).wrapping_mul(512),
             len: SECTOR_LEN,
         })
@@ -414,12 +414,12 @@ mod tests {
         let mut reads = Vec::new();
         for _ in 0..10 {
             match w.step() {
-                Step::Read(r) => {
+                ProbeStep::Read(r) => {
                     reads.push(r.offset / 512);
                     w.feed(if r.offset == 1000 * 512 { &ebr1 } else { &ebr2 });
                 }
-                Step::Done(Some(p)) => got.push((p.number, p.start / 512, p.size / 512)),
-                Step::Done(None) => break,
+                ProbeStep::Done(Some(p)) => got.push((p.number, p.start / 512, p.size / 512)),
+                ProbeStep::Done(None) => break,
             }
         }
         assert_eq!(reads, [1000, 2000]);
@@ -437,9 +437,9 @@ mod tests {
             steps += 1;
             assert!(steps < 1000);
             match w.step() {
-                Step::Read(_) => w.feed(&ebr),
-                Step::Done(Some(_)) => {}
-                Step::Done(None) => break,
+                ProbeStep::Read(_) => w.feed(&ebr),
+                ProbeStep::Done(Some(_)) => {}
+                ProbeStep::Done(None) => break,
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Probes that recognise filesystems (FAT, ext2/3/4, XFS, btrfs) and partition tables (GPT,
 //! MBR) exactly as libblkid does, so that GRUB, the initramfs and `blkid` agree on which device
 //! is `LABEL=hostpart`. They never perform I/O: a prober asks for the bytes it needs
-//! ([`Step::Read`]), the driver reads them and hands them back ([`FsProber::feed`]), and at the
-//! end the prober answers ([`Step::Done`]). [`run`] is that loop, bounded:
+//! ([`ProbeStep::Read`]), the driver reads them and hands them back ([`FsProber::feed`]), and at the
+//! end the prober answers ([`ProbeStep::Done`]). [`run`] is that loop, bounded:
 //!
 //! ```text
 //! let outcome = run(&mut FsProber::new(device_size), |read| device_bytes_at(read.offset, read.len))?;
@@ -70,7 +70,7 @@ impl Read {
 
 /// What a prober wants next.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Step<T> {
+pub enum ProbeStep<T> {
     /// Read these bytes and hand them to `feed`.
     Read(Read),
     /// The answer; further calls to `step` return it again.
@@ -84,7 +84,7 @@ pub trait Prober {
     /// Most reads it asks for before it answers.
     const MAX_READS: u32;
     /// What to do next.
-    fn step(&mut self) -> Step<Self::Outcome>;
+    fn step(&mut self) -> ProbeStep<Self::Outcome>;
     /// The bytes of the read `step` asked for (fewer when the device ended).
     fn feed(&mut self, data: &[u8]);
 }
@@ -98,11 +98,11 @@ pub fn run<P: Prober, B: AsRef<[u8]>, E>(
 ) -> Result<Option<P::Outcome>, E> {
     for _ in 0..=P::MAX_READS {
         match prober.step() {
-            Step::Read(r) => {
+            ProbeStep::Read(r) => {
                 let data = read(r)?;
                 prober.feed(data.as_ref());
             }
-            Step::Done(outcome) => return Ok(Some(outcome)),
+            ProbeStep::Done(outcome) => return Ok(Some(outcome)),
         }
     }
     Ok(None)

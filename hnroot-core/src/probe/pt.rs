@@ -5,7 +5,7 @@
 use super::bytes::{crc_continue, CRC32};
 use super::gpt::{self, GptHeader, GptReject, GptTable};
 use super::mbr::{self, MbrTable};
-use super::{bytes_of, run, Label, Prober, Read, Step, MAX_READ};
+use super::{bytes_of, run, Label, ProbeStep, Prober, Read, MAX_READ};
 use crate::uuid::PartUuid;
 use core::convert::Infallible;
 
@@ -161,19 +161,19 @@ impl PtProber {
     }
 
     /// What to do next: read (then [`PtProber::feed`]) or the answer.
-    pub fn step(&mut self) -> Step<PtOutcome> {
+    pub fn step(&mut self) -> ProbeStep<PtOutcome> {
         if let Some(read) = self.asked {
-            return Step::Read(read);
+            return ProbeStep::Read(read);
         }
         match self.pending() {
             Some(read) => {
                 self.asked = Some(read);
                 self.reads = self.reads.saturating_add(1);
-                Step::Read(read)
+                ProbeStep::Read(read)
             }
             None => match self.phase {
-                Phase::Done(outcome) => Step::Done(outcome),
-                _ => Step::Done(PtOutcome::None),
+                Phase::Done(outcome) => ProbeStep::Done(outcome),
+                _ => ProbeStep::Done(PtOutcome::None),
             },
         }
     }
@@ -314,7 +314,7 @@ impl Prober for PtProber {
     type Outcome = PtOutcome;
     const MAX_READS: u32 = MAX_PT_READS;
 
-    fn step(&mut self) -> Step<PtOutcome> {
+    fn step(&mut self) -> ProbeStep<PtOutcome> {
         PtProber::step(self)
     }
 

@@ -8,7 +8,7 @@ use hnroot_core::bootstate::{new_block, Block, BootState, StateSeen, BLOCK_LEN};
 use hnroot_core::decide::{decide, Config, Decision};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
-use hnroot_core::plan::{plan, Booted, Plan, PlanError, Step};
+use hnroot_core::plan::{plan, Booted, ChangePlan, ChangeStep, PlanError};
 use hnroot_core::uuid::FsUuid;
 
 /// An image in the simulation: a few distinct filesystems and one garbage file.
@@ -45,8 +45,8 @@ impl Img {
 
     pub fn seen(self) -> ImageSeen {
         match self.uuid() {
-            Some(u) => ImageSeen::Readable(u),
-            None => ImageSeen::Unreadable,
+            Some(u) => ImageSeen::Bootable(u),
+            None => ImageSeen::NotBootable,
         }
     }
 }
@@ -211,7 +211,7 @@ pub fn booted(decision: &Decision) -> Option<Booted> {
 /// image that ended up mounted.
 pub struct BootRun {
     pub decision: Decision,
-    pub plan: Result<Plan, PlanError>,
+    pub plan: Result<ChangePlan, PlanError>,
     pub mounted: Option<(ImageName, Img)>,
 }
 
@@ -248,11 +248,11 @@ pub fn boot(dir: &mut Dir, state: &mut StateFile, config: &Config) -> BootRun {
 pub fn execute(
     dir: &mut Dir,
     state: &mut StateFile,
-    step: &Step,
+    step: &ChangeStep,
     source: Option<Img>,
 ) -> Result<Option<(ImageName, Img)>, String> {
     match *step {
-        Step::Rename { from, to, replace } => {
+        ChangeStep::Rename { from, to, replace } => {
             if !replace && dir.get(to).is_some() {
                 return Err(format!(
                     "rename {from} -> {to} without replace, but {to} exists"
@@ -261,38 +261,38 @@ pub fn execute(
             dir.apply(Op::Rename { from, to })?;
             Ok(None)
         }
-        Step::RemoveRevertMarker => {
+        ChangeStep::RemoveRevertMarker => {
             dir.apply(Op::RemoveMarker)?;
             Ok(None)
         }
-        Step::SyncDir | Step::Checkpoint => Ok(None),
-        Step::WriteBootState(s) => {
+        ChangeStep::SyncDir | ChangeStep::Checkpoint => Ok(None),
+        ChangeStep::WriteBootState(s) => {
             state.write(&s);
             Ok(None)
         }
-        Step::CreateRevertMarker => {
+        ChangeStep::CreateRevertMarker => {
             dir.apply(Op::CreateMarker)?;
             Ok(None)
         }
-        Step::CopyToPartial => {
+        ChangeStep::CopyToPartial => {
             let img = source.ok_or("copy to partial without a source")?;
             dir.apply(Op::FillPartial(img))?;
             Ok(None)
         }
-        Step::VerifyPartial { uuid } => match dir.partial {
+        ChangeStep::VerifyPartial { uuid } => match dir.partial {
             Some(img) if img.uuid() == Some(uuid) => Ok(None),
             other => Err(format!(
                 "verify partial: holds {other:?}, expected UUID {uuid}"
             )),
         },
-        Step::PublishPartial { to, replace } => {
+        ChangeStep::PublishPartial { to, replace } => {
             if !replace && dir.get(to).is_some() {
                 return Err(format!("publish without replace, but {to} exists"));
             }
             dir.apply(Op::Publish(to))?;
             Ok(None)
         }
-        Step::Mount { image, uuid } => {
+        ChangeStep::Mount { image, uuid } => {
             let img = dir
                 .get(image)
                 .ok_or_else(|| format!("mount {image}: missing"))?;
@@ -308,12 +308,12 @@ pub fn execute(
 
 /// The journaled operation a plan step performs on hostpart's top directory, if any (filling
 /// the partial file is data, see [`Op::FillPartial`]).
-pub fn op_of(step: &Step) -> Option<Op> {
+pub fn op_of(step: &ChangeStep) -> Option<Op> {
     match *step {
-        Step::Rename { from, to, .. } => Some(Op::Rename { from, to }),
-        Step::RemoveRevertMarker => Some(Op::RemoveMarker),
-        Step::CreateRevertMarker => Some(Op::CreateMarker),
-        Step::PublishPartial { to, .. } => Some(Op::Publish(to)),
+        ChangeStep::Rename { from, to, .. } => Some(Op::Rename { from, to }),
+        ChangeStep::RemoveRevertMarker => Some(Op::RemoveMarker),
+        ChangeStep::CreateRevertMarker => Some(Op::CreateMarker),
+        ChangeStep::PublishPartial { to, .. } => Some(Op::Publish(to)),
         _ => None,
     }
 }

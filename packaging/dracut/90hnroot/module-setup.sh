@@ -2,7 +2,7 @@
 # hnroot's dracut module: boots a root file system that is an image file on hostpart, with the
 # distribution's own dracut initrd (udev, its disk drivers, LVM/RAID/LUKS if installed) and
 # `hnroot-init mount-root` in place of the usual root mount. The dracut twin of hnroot's
-# initramfs-tools hook and script (initramfs/initramfs-tools/), calling the same program.
+# initramfs-tools hook and script (packaging/initramfs-tools/), calling the same program.
 #
 # Installed as /usr/lib/dracut/modules.d/90hnroot/ with the files beside this one; included in
 # every initrd dracut builds while it is installed. It acts only when the kernel command line

@@ -1,5 +1,5 @@
 //! `cargo xtask bench-initramfs`: how long the early boot takes with `hnroot-init` as `/init`
-//! (`cargo xtask initramfs`) against the busybox-sh prototype linuxrc (`initramfs/linuxrc.sh`,
+//! (`cargo xtask initramfs`) against the busybox-sh prototype linuxrc (`benches/linuxrc.sh`,
 //! the seed's approach), side by side in QEMU: the same Debian kernel, the same modules, a root
 //! image each (alike but for `/boot/initramfs` and the filesystem UUID) on a disk each, built
 //! alike by the one disk builder, with the same GRUB image builder. hnroot-init boots through
@@ -7,7 +7,7 @@
 //! state), as in the field. The linuxrc cannot: it finds hostpart with busybox's `findfs`,
 //! which knows `LABEL=` and `UUID=` but not the production command line's
 //! `hnroot.hostpart=PARTUUID=`, and busybox's sh runs its own applets before any `PATH` lookup,
-//! so nothing in its initramfs can stand in; only `initramfs/linuxrc.sh` itself could change.
+//! so nothing in its initramfs can stand in; only `benches/linuxrc.sh` itself could change.
 //! So its GRUB image carries `hnroot.mod` too but boots with [`LINUXRC_GRUB_CFG`], which
 //! loop-mounts `hn-root.img` and passes `hnroot.hostpart=LABEL=hostpart`. What differs is
 //! therefore GRUB's part (not measured: every figure starts at the kernel's start) and how
@@ -209,9 +209,8 @@ fn main() -> Result<()> {
     };
 
     // A GRUB image, a root image (its own initramfs) and a disk per program, built alike.
-    let production = grubimage::production(release)?;
-    let baseline =
-        grubimage::test_script(release, LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
+    let production = grubimage::production()?;
+    let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
     let mut disks = Vec::new();
     for (program, grub, initramfs) in [
         (Program::HnrootInit, &production, &hnroot.path),

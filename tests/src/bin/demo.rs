@@ -125,8 +125,8 @@ fn chapters(tries: u8) -> Vec<Chapter> {
              automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did."
 )]
 struct Args {
-    /// The Debian release whose GRUB and kernel boot: 12 (GRUB 2.06, kernel 6.1) or 13
-    /// (GRUB 2.12, kernel 6.12).
+    /// The Debian release whose kernel boots (under hnroot's own GRUB): 12 (kernel 6.1) or 13
+    /// (kernel 6.12).
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
 }
@@ -138,7 +138,7 @@ fn main() -> Result<()> {
         "hnroot demo on {}'s parts (GRUB {}): building the kernel, initramfs, GRUB image and \
          test images (cached under target/hnroot-build/)",
         args.debian,
-        args.debian.grub().version
+        hnroot_testkit::release::GRUB.version
     );
     let parts = BootParts::build(args.debian, story::IMAGES)?;
     for (what, took, cached) in &parts.timings {
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
     let disk = parts.disk(&spec, &work)?;
     println!();
     println!(
-        "The disk: {} — GPT; ESP `{}`: Debian's GRUB 2.06 with hnroot.mod and \
+        "The disk: {} — GPT; ESP `{}`: hnroot's GRUB (Debian's grub2 source) with hnroot.mod and \
          grub-module/grub.cfg, boot state \"v1 committed\"; hostpart `{}` (ext4): hn-root.img \
          = v1, and v2 and v3-bad in {STAGE_DIR}/ for the operator to stage.",
         disk.path.display(),
@@ -213,7 +213,7 @@ fn main() -> Result<()> {
     println!("  hostpart: {hp}");
     for image in &hp.images {
         let version = match image.seen {
-            hnroot_core::observe::ImageSeen::Readable(u) => parts.version_of(&u).unwrap_or("?"),
+            hnroot_core::observe::ImageSeen::Bootable(u) => parts.version_of(&u).unwrap_or("?"),
             _ => "unreadable",
         };
         println!("    {:<20} {version}", image.name.file_name());

@@ -115,6 +115,8 @@ fn main() -> Result<()> {
             .collect::<Result<_>>()?,
         actions: Vec::new(),
         immutable: Vec::new(),
+        loader: None,
+        hostpart_files: Vec::new(),
     };
     let work = buildenv::build_root().join("disk-command");
     let built = parts.disk(&spec, &work)?;

@@ -5,11 +5,12 @@
 //! blank disk (a loop device) an hnroot disk with the first of them; `hnroot stage` puts the
 //! next one on hostpart; QEMU boots the disk through the production chain (OVMF, GRUB with
 //! hnroot.mod, Debian's kernel, initramfs-tools with `hnroot-init mount-root`, systemd).
-//! `--debian 12|13` picks the release of the tree and of the GRUB `hnroot install` puts on the
-//! disk (`testkit::grubbin`: Debian 12's installed GRUB, or Debian 13's modules from the cache
-//! with a `grub-mkstandalone` built from its source, passed as `--grub-modules` and
-//! `--grub-mkstandalone`); a Debian 13 tree has GRUB 2.12-9+deb13u2, the build the module fits,
-//! installed from the pool over the archive's newer one (`testkit::debian`).
+//! `--debian 12|13` picks the release of the tree. The GRUB `hnroot install` puts on the disk
+//! is hnroot's own, from the loader kit the package ships (the same for both releases); the
+//! tree keeps the archive's current GRUB packages, never held or replaced: after `dpkg -i` the
+//! suite checks that nothing is held, that the package depends on no GRUB package, and that
+//! apt reinstalls the tree's GRUB packages from the archive with hnroot left installed and its
+//! loader kit unchanged.
 //!
 //! Scenario `debian-systemd`: v1 installed, v2 staged: the update boots, systemd reaches
 //! multi-user.target, `hnroot-mark-good.service` commits v2 after `boot-complete.target`, and
@@ -43,11 +44,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use hnroot_install::grub::Grub;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session, SYSTEMD_END_MARKERS};
 use hnroot_testkit::release::Debian;
-use hnroot_testkit::{deb, debian, grubbin, grubmod, initramfs, qemu};
+use hnroot_testkit::server::{
+    enable, set_version, write, write_host_state, HostState, LoopDisk, Offline,
+};
+use hnroot_testkit::{deb, debian, grubmod, initramfs, qemu};
 
 /// Bound on one boot of the Debian image under TCG (firmware, GRUB, kernel, initramfs-tools,
 /// systemd to multi-user.target and the report), or on a reboot of a failed trial.
@@ -63,8 +66,8 @@ const DISK_MIB: u64 = 6144;
              back)."
 )]
 struct Args {
-    /// The Debian release of the tree and of the GRUB installed: 12 (GRUB 2.06, kernel 6.1) or
-    /// 13 (GRUB 2.12, kernel 6.12).
+    /// The Debian release of the tree: 12 (kernel 6.1) or 13 (kernel 6.12, GRUB packages
+    /// 2.12); the GRUB installed is hnroot's own either way.
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
     /// Run only this scenario (default: every one).
@@ -90,10 +93,9 @@ struct Parts {
     tree: debian::Tree,
     deb: deb::Deb,
     cli: PathBuf,
+    /// The loader kit the package ships (hnroot's GRUB), which `hnroot install` builds the
+    /// disk's loader from.
     kit: PathBuf,
-    /// The release's GRUB that `hnroot install` puts on the disks (its modules and the
-    /// `grub-mkstandalone` that builds images from them).
-    grub: Grub,
     work: PathBuf,
     public: PathBuf,
     secret: PathBuf,
@@ -102,6 +104,11 @@ struct Parts {
 impl Parts {
     /// `hnroot install` of `image` onto the blank disk `node`, with the release's GRUB.
     fn install(&self, node: &str, image: &Path, keys: &Path) -> Result<String> {
+        self.install_with(node, image, keys, &self.kit)
+    }
+
+    /// [`Parts::install`] with the loader built from `kit`.
+    fn install_with(&self, node: &str, image: &Path, keys: &Path, kit: &Path) -> Result<String> {
         run(Command::new(&self.cli)
             .args([
                 "install",
@@ -115,11 +122,7 @@ impl Parts {
             .arg("--keys")
             .arg(keys)
             .arg("--kit")
-            .arg(&self.kit)
-            .arg("--grub-modules")
-            .arg(&self.grub.modules_dir)
-            .arg("--grub-mkstandalone")
-            .arg(&self.grub.mkstandalone))
+            .arg(kit))
     }
 }
 
@@ -169,7 +172,7 @@ echo \"hnroot-test: esp $(findmnt -n -o FSTYPE /boot/loader)\"
 const END_UNIT: &str = "[Unit]
 Description=hnroot test: end a good boot
 DefaultDependencies=no
-After=hnroot-mark-good.service
+After=hnroot-mark-good.service hnroot-bootloader-update.service
 
 [Service]
 Type=oneshot
@@ -184,6 +187,8 @@ WantedBy=multi-user.target
 
 const END_SCRIPT: &str = "#!/bin/sh
 echo \"hnroot-test: mark-good $(systemctl is-active hnroot-mark-good.service)\"
+u=hnroot-bootloader-update.service
+echo \"hnroot-test: loader-service $(systemctl show -P Result $u) updated=$(journalctl -b -o cat -u $u | grep -c \"the ESP's loader is now\") not-committed=$(journalctl -b -o cat -u $u | grep -c 'not-committed')\"
 /usr/sbin/hnroot status 2>&1 | sed 's/^/hnroot-test: status /'
 if systemctl is-active --quiet hnroot-mark-good.service; then
 \techo \"hnroot-test: powering off\"
@@ -260,47 +265,8 @@ ExecStart=/bin/sh -c 'echo \"fleet health check: the service does not answer\" >
 RequiredBy=boot-complete.target
 ";
 
-fn write(root: &Path, rel: &str, text: &str, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let p = root.join(rel);
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d)?;
-    }
-    let _ = fs::remove_file(&p);
-    fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
-fn enable(root: &Path, unit: &str, target_dir: &str) -> Result<()> {
-    let dir = root.join("etc/systemd/system").join(target_dir);
-    fs::create_dir_all(&dir)?;
-    let link = dir.join(unit);
-    let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), link)?;
-    Ok(())
-}
-
-/// Set the tree's `IMAGE_ID`/`IMAGE_VERSION` (os-release's fields for image-based systems).
-fn set_version(root: &Path, version: &str) -> Result<()> {
-    let base = fs::read_to_string(root.join("usr/lib/os-release"))?;
-    let kept: String = base
-        .lines()
-        .filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let _ = fs::remove_file(root.join("etc/os-release"));
-    write(
-        root,
-        "etc/os-release",
-        &format!("{kept}IMAGE_ID=hnroot-distro-test\nIMAGE_VERSION={version}\n"),
-        0o644,
-    )
-}
-
 fn prepare(release: Debian) -> Result<Parts> {
     let suite = release.suite();
-    let grub = grubbin::grub(release)?;
     let t = Instant::now();
     let tree = debian::systemd_tree(suite, &[])?;
     say(&format!(
@@ -316,7 +282,7 @@ fn prepare(release: Debian) -> Result<Parts> {
     say(&format!(
         "package {} (GRUB {}) in {:.0} s",
         deb.path.display(),
-        deb.grub_builds.join(", "),
+        deb.grub_build,
         t.elapsed().as_secs_f64()
     ));
     let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
@@ -338,7 +304,6 @@ fn prepare(release: Debian) -> Result<Parts> {
         deb,
         cli,
         kit,
-        grub,
         work,
         public,
         secret,
@@ -368,6 +333,12 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
         "tree copied and hnroot installed with dpkg in {:.0} s",
         t.elapsed().as_secs_f64()
     ));
+    let t = Instant::now();
+    say(&format!(
+        "the tree's GRUB packages after hnroot: {} ({:.0} s)",
+        check_grub_left_alone(&staging)?,
+        t.elapsed().as_secs_f64()
+    ));
     instrument_tree(p, &staging, REPORT_SCRIPT)?;
     add_identity_report(&staging)?;
     let mut out = Vec::new();
@@ -385,7 +356,7 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
                 "boot-complete.target.requires",
             )?;
         }
-        set_version(&staging, version)?;
+        set_version(&staging, "hnroot-distro-test", version)?;
         let image = p.work.join(format!("v{version}.img"));
         let t = Instant::now();
         let said = run(Command::new(&p.cli)
@@ -425,98 +396,102 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
     Ok([a, b, c])
 }
 
-/// A disk file attached with partition scanning; detached when dropped.
-struct LoopDisk {
-    node: String,
-}
-
-impl LoopDisk {
-    /// Attach `file`; with `partitioned`, wait until its partitions show.
-    fn attach(file: &Path, partitioned: bool) -> Result<LoopDisk> {
-        let node = run(Command::new("losetup")
-            .args(["--find", "--show", "-P"])
-            .arg(file))?
-        .trim()
-        .to_owned();
-        let disk = LoopDisk { node };
-        // The kernel scans the table on attach, but the partition nodes may lag; partx adds
-        // what is missing, then wait for devtmpfs.
-        if !partitioned {
-            return Ok(disk);
+/// The distribution's GRUB packages and hnroot live side by side: after `dpkg -i` of the
+/// package nothing is held, the package depends on no GRUB package, the tree's
+/// `grub-efi-amd64-bin` is the archive's candidate (not replaced), and apt reinstalls the
+/// GRUB packages from the archive (what an upgrade does to them: unpack over, configure) with
+/// hnroot left installed and its loader kit unchanged. What was checked, in one line.
+fn check_grub_left_alone(tree: &Path) -> Result<String> {
+    let kit = tree.join("usr/lib/hnroot/grub");
+    let before = run(Command::new("sha256sum")
+        .arg(kit.join("x86_64-efi/hnroot.mod"))
+        .arg(kit.join("grub-mkimage")))?;
+    let _ = fs::remove_file(tree.join("etc/resolv.conf"));
+    fs::copy("/etc/resolv.conf", tree.join("etc/resolv.conf"))
+        .context("copying /etc/resolv.conf into the tree for apt")?;
+    let chroot = debian::Chroot::enter(tree)?;
+    let held = chroot.run(&["apt-mark", "showhold"])?;
+    ensure!(
+        held.trim().is_empty(),
+        "packages are held in the tree: {held}"
+    );
+    let depends = chroot.run(&["dpkg-query", "-W", "-f", "${Depends}", "hnroot"])?;
+    ensure!(
+        !depends.contains("grub"),
+        "hnroot depends on GRUB packages: {depends}"
+    );
+    let policy = chroot.run(&["apt-cache", "policy", "grub-efi-amd64-bin"])?;
+    let field = |name: &str| {
+        policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let (installed, candidate) = (field("Installed:"), field("Candidate:"));
+    ensure!(
+        !installed.is_empty() && installed == candidate,
+        "grub-efi-amd64-bin is {installed:?}, the archive's candidate {candidate:?}:\n{policy}"
+    );
+    chroot.run(&["apt-get", "-q", "update"])?;
+    let reinstall = chroot.run(&[
+        "apt-get",
+        "-q",
+        "-y",
+        "--reinstall",
+        "install",
+        "grub-common",
+        "grub-efi-amd64-bin",
+    ])?;
+    let status = chroot.run(&["dpkg-query", "-W", "-f", "${Status} ${Version}", "hnroot"])?;
+    drop(chroot);
+    let after = run(Command::new("sha256sum")
+        .arg(kit.join("x86_64-efi/hnroot.mod"))
+        .arg(kit.join("grub-mkimage")))?;
+    ensure!(
+        status.starts_with("install ok installed") && before == after,
+        "after apt reinstalled the GRUB packages hnroot is {status:?}, its kit {}\n{reinstall}",
+        if before == after {
+            "unchanged"
+        } else {
+            "changed"
         }
-        let _ = run(Command::new("partx").arg("--update").arg(&disk.node));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&disk.part(2)).exists() {
-            if Instant::now() > deadline {
-                bail!("{} shows no partition 2 after 10 s", disk.node);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(disk)
-    }
+    );
+    ensure!(
+        !reinstall.contains("Removing hnroot"),
+        "apt removed hnroot while reinstalling GRUB:\n{reinstall}"
+    );
+    Ok(format!(
+        "none held, grub-efi-amd64-bin {installed} (the archive's), reinstalled by apt with hnroot \
+         {} and its kit unchanged",
+        status.trim_start_matches("install ok installed ")
+    ))
+}
 
-    fn part(&self, n: u32) -> String {
-        format!("{}p{n}", self.node)
+/// The hnroot version in the record of the loader on the disk's ESP (read with mtools).
+fn esp_loader_version(p: &Parts, disk: &Path) -> Result<String> {
+    let d = LoopDisk::attach(disk, true)?;
+    let out = p.work.join("esp-loader.efi");
+    let _ = fs::remove_file(&out);
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-n", "-i", &d.part(1), "::/EFI/BOOT/BOOTX64.EFI"])
+        .arg(&out))?;
+    let bytes = fs::read(&out)?;
+    match hnroot_core::loader::identify(Some(&bytes)) {
+        hnroot_core::loader::Loader::Recorded(r) => Ok(r.hnroot.to_string()),
+        other => bail!("the ESP's BOOTX64.EFI has no version record: {other:?}"),
     }
 }
 
-impl Drop for LoopDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.node]).status();
-    }
-}
-
-/// hostpart of the disk mounted, with the boot state copied out of the ESP (read-only use).
-struct Offline {
-    disk: LoopDisk,
-    mnt: PathBuf,
-    state: PathBuf,
-}
-
-impl Offline {
-    fn open(p: &Parts, file: &Path) -> Result<Offline> {
-        let disk = LoopDisk::attach(file, true)?;
-        let mnt = p.work.join("hostpart");
-        fs::create_dir_all(&mnt)?;
-        run(Command::new("mount").arg(disk.part(2)).arg(&mnt))?;
-        let state = p.work.join("bootstate");
-        let _ = fs::remove_file(&state);
-        run(Command::new("mcopy")
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-n", "-i", &disk.part(1), "::/hnroot/bootstate"])
-            .arg(&state))?;
-        Ok(Offline { disk, mnt, state })
-    }
-
-    /// `hnroot` with `--hostpart`/`--bootstate` pointing here.
-    fn hnroot(&self, p: &Parts, args: &[&str]) -> Result<String> {
-        run(Command::new(&p.cli)
-            .args(args)
-            .arg("--hostpart")
-            .arg(&self.mnt)
-            .arg("--bootstate")
-            .arg(&self.state))
-    }
-
-    /// `hnroot stage IMAGE --keys KEYS` on this disk; the last line it printed.
-    fn stage(&self, p: &Parts, image: &Path, keys: &Path) -> Result<String> {
-        let said = self.hnroot(
-            p,
-            &[
-                "stage",
-                image.to_str().context("image path")?,
-                "--keys",
-                keys.to_str().context("keys path")?,
-            ],
-        )?;
-        Ok(last_line(&said).to_owned())
-    }
-
-    fn close(self) -> Result<()> {
-        run(Command::new("umount").arg(&self.mnt))?;
-        drop(self.disk);
-        Ok(())
-    }
+/// Put `loader` on the disk's ESP as `BOOTX64.EFI` (mtools; the disk is not running).
+fn put_esp_loader(_p: &Parts, disk: &Path, loader: &Path) -> Result<()> {
+    let d = LoopDisk::attach(disk, true)?;
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i", &d.part(1)])
+        .arg(loader)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
+    Ok(())
 }
 
 /// The last line a command printed (its summary).
@@ -633,13 +608,25 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let _ = fs::remove_file(&disk);
     fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
     let keys = p.work.join("keys");
+    // The disk gets an older hnroot's loader (the same GRUB, its record saying 0.0.1): the
+    // images' package carries a newer one, which hnroot-bootloader-update.service must put on
+    // the ESP after a commit, never during a trial.
+    let (older_kit, older) =
+        hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
     {
         let d = LoopDisk::attach(&disk, false)?;
-        let said = p.install(&d.node, &v1, &keys)?;
-        say(&format!("hnroot install: {}", last_line(&said)));
+        let said = p.install_with(&d.node, &v1, &keys, &older_kit)?;
+        say(&format!(
+            "hnroot install (an older loader, 0.0.1): {}",
+            last_line(&said)
+        ));
     }
-    let off = Offline::open(p, &disk)?;
-    let said = off.stage(p, &v2, &keys)?;
+    ensure!(
+        esp_loader_version(p, &disk)? == "0.0.1",
+        "hnroot install did not write the older loader"
+    );
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let said = off.stage(&v2, &keys)?;
     say(&format!("hnroot stage v2: {}", said));
     off.close()?;
 
@@ -658,15 +645,31 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "mark-good")
     ));
     check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
+        "boot 1 (committed by mark-good): the loader service said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.tail(60)
+    );
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
-    let off = Offline::open(p, &disk)?;
-    let status = off.hnroot(p, &["status", "--json"])?;
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION"),
+        "after the committed boot the ESP's loader is hnroot {now}"
+    );
+    say(&format!(
+        "hnroot-bootloader-update.service after mark-good: the ESP's loader 0.0.1 -> {now}"
+    ));
+    // The older loader back on the ESP: v3's trial boots must leave it there.
+    put_esp_loader(p, &disk, &older)?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let status = off.hnroot(&["status", "--json"])?;
     ensure!(
         status.contains("committed"),
         "after the update boot the boot state is not committed: {status}"
     );
-    let said = off.stage(p, &v3, &keys)?;
+    let said = off.stage(&v3, &keys)?;
     say(&format!("hnroot stage v3 (failing health check): {}", said));
     off.close()?;
 
@@ -726,60 +729,52 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     check_committed_boot(&boot, "2", "booting hn-root-old.img (automatic rollback")?;
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
-    let off = Offline::open(p, &disk)?;
-    let history = off.hnroot(p, &["history"])?;
-    let status = off.hnroot(p, &["status"])?;
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
+        "boot 5 (the rollback, committed): the loader service said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.tail(60)
+    );
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let history = off.hnroot(&["history"])?;
+    let status = off.hnroot(&["status"])?;
     off.close()?;
     ensure!(
         history.matches("health-failed").count() == 3,
         "the history records {} failed health checks, expected 3:\n{history}",
         history.matches("health-failed").count()
     );
+    // The loader was updated after the commit of v2 and after the rollback, never during v3's
+    // trial: no loader-updated between the first and the last failed health check.
+    let lines: Vec<&str> = history.lines().collect();
+    let first = lines.iter().position(|l| l.contains("health-failed"));
+    let last = lines.iter().rposition(|l| l.contains("health-failed"));
+    let (Some(first), Some(last)) = (first, last) else {
+        bail!("no health-failed in the history:\n{history}");
+    };
+    ensure!(
+        !lines[first..=last]
+            .iter()
+            .any(|l| l.contains("loader-updated"))
+            && lines[last..].iter().any(|l| l.contains("loader-updated"))
+            && lines[..first].iter().any(|l| l.contains("loader-updated")),
+        "the history must show loader-updated after v2's commit and after the rollback, never \
+         during v3's trial:\n{history}"
+    );
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION"),
+        "after the rollback the ESP's loader is hnroot {now}"
+    );
+    say(&format!(
+        "the loader: updated after v2's commit and after the rollback ({now}), never during v3's \
+         three trial boots (history: no loader-updated between the health-failed records)"
+    ));
     ensure!(
         status.contains("hn-root-broken.img") && status.contains("hnroot-distro-test 3"),
         "v3 is not kept as hn-root-broken.img:\n{status}"
     );
     Ok(())
-}
-
-/// A host state, as an operator (or the shared repository) provides it for a known server.
-struct HostState {
-    hostname: &'static str,
-    machine_id: &'static str,
-    marker: &'static str,
-}
-
-/// Write `h` into the host state of the hostpart mounted at `mnt`, with SSH host keys made
-/// here; the ed25519 key's fingerprint.
-fn write_host_state(mnt: &Path, h: &HostState) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let host = mnt.join("data/host");
-    write(&host, "hostname", &format!("{}\n", h.hostname), 0o644)?;
-    write(&host, "machine-id", &format!("{}\n", h.machine_id), 0o444)?;
-    write(
-        &host,
-        "files/etc/hnroot-test-host",
-        &format!("{}\n", h.marker),
-        0o644,
-    )?;
-    let ssh = host.join("ssh");
-    fs::create_dir_all(&ssh)?;
-    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700))?;
-    for t in ["rsa", "ecdsa", "ed25519"] {
-        let key = ssh.join(format!("ssh_host_{t}_key"));
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", t, "-N", "", "-C"])
-            .arg(format!("root@{}", h.hostname))
-            .arg("-f")
-            .arg(&key))?;
-    }
-    let fp = run(Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(ssh.join("ssh_host_ed25519_key.pub")))?;
-    fp.split_whitespace()
-        .nth(1)
-        .map(str::to_owned)
-        .context("ssh-keygen -l printed no fingerprint")
 }
 
 /// Who a boot says it is.
@@ -902,9 +897,9 @@ fn identity(p: &Parts) -> Result<()> {
     ];
     let mut seen = Vec::new();
     for (h, disk) in hosts.iter().zip(&disks) {
-        let off = Offline::open(p, disk)?;
+        let off = Offline::open(&p.cli, &p.work, disk)?;
         let key = write_host_state(&off.mnt, h)?;
-        let explain = off.hnroot(p, &["explain"])?;
+        let explain = off.hnroot(&["explain"])?;
         off.close()?;
         ensure!(
             explain.contains("bind hostname -> /etc/hostname (file)")
@@ -974,9 +969,9 @@ fn identity(p: &Parts) -> Result<()> {
             .any(|s| s.machine_id == first.machine_id || s.sshd_key == first.sshd_key),
         "the new server shares an identity: {first:?} {seen:?}"
     );
-    let off = Offline::open(p, disk)?;
+    let off = Offline::open(&p.cli, &p.work, disk)?;
     let log = fs::read_to_string(off.mnt.join("data/host/log")).unwrap_or_default();
-    let said = off.stage(p, &v2, &keys)?;
+    let said = off.stage(&v2, &keys)?;
     off.close()?;
     ensure!(
         log.contains(&format!("created machine-id {}", first.machine_id))
@@ -995,8 +990,8 @@ fn identity(p: &Parts) -> Result<()> {
         updated == first && report(&boot, "created") == Some("5"),
         "the update changed the identity: {updated:?}, was {first:?}"
     );
-    let off = Offline::open(p, disk)?;
-    let said = off.hnroot(p, &["revert"])?;
+    let off = Offline::open(&p.cli, &p.work, disk)?;
+    let said = off.hnroot(&["revert"])?;
     off.close()?;
     say(&format!("hnroot revert: {}", last_line(&said)));
     let boot = boot_once(p, "c-revert", disk, &serial)?;
@@ -1282,7 +1277,7 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     )?;
     let d1 = work.join("d1.img");
     let d2 = work.join("d2.img");
-    set_version(&staging, "d1")?;
+    set_version(&staging, "hnroot-distro-test", "d1")?;
     build_signed(p, &staging, &d1, "d1")?;
     // d2: the initrd without systemd, as an administrator would configure dracut.
     let t = Instant::now();
@@ -1307,7 +1302,7 @@ fn debian_dracut(p: &Parts) -> Result<()> {
         initrd.display(),
         t.elapsed().as_secs_f64()
     ));
-    set_version(&staging, "d2")?;
+    set_version(&staging, "hnroot-distro-test", "d2")?;
     build_signed(p, &staging, &d2, "d2")?;
     debian::remove(&staging)?;
 
@@ -1341,8 +1336,8 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
 
-    let off = Offline::open(p, &disk)?;
-    let said = off.stage(p, &d2, &keys)?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let said = off.stage(&d2, &keys)?;
     say(&format!("hnroot stage d2: {}", said));
     off.close()?;
 
@@ -1367,10 +1362,10 @@ fn debian_dracut(p: &Parts) -> Result<()> {
     )?;
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
-    let off = Offline::open(p, &disk)?;
-    let state = off.hnroot(p, &["status", "--json"])?;
-    let status = off.hnroot(p, &["status"])?;
-    let history = off.hnroot(p, &["history"])?;
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let state = off.hnroot(&["status", "--json"])?;
+    let status = off.hnroot(&["status"])?;
+    let history = off.hnroot(&["history"])?;
     off.close()?;
     ensure!(
         state.contains("committed") && status.contains("hnroot-distro-test d2"),

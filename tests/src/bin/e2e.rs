@@ -1,5 +1,5 @@
 //! `cargo xtask e2e`: the scenario suite, the whole chain in QEMU (issues 6, 11, 12). Each
-//! scenario builds a GPT disk (ESP with Debian's GRUB 2.06 + `hnroot.mod` and the production
+//! scenario builds a GPT disk (ESP with hnroot's GRUB + `hnroot.mod` and the production
 //! grub.cfg; ext4 or btrfs hostpart with signed test images), boots it under OVMF with TCG —
 //! rebooting in place for as many boots as the scenario's story needs, with QEMU's user
 //! network and a file server on the host's 127.0.0.1 where a story stages over HTTP, and keys
@@ -68,11 +68,14 @@ struct Args {
     /// Run only the scenarios whose name contains one of these (repeatable).
     #[arg(long)]
     only: Vec<String>,
+    /// Leave out the scenarios whose name contains one of these (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
     /// Seed for the power-cut moments (default: from the clock; printed either way).
     #[arg(long)]
     seed: Option<u64>,
-    /// The Debian release whose parts boot: 12 (GRUB 2.06, kernel 6.1) or 13 (GRUB 2.12,
-    /// kernel 6.12).
+    /// The Debian release whose parts boot under hnroot's GRUB: 12 (kernel 6.1) or 13 (kernel
+    /// 6.12).
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
 }
@@ -171,15 +174,332 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "14 hnroot install onto a blank disk (a loop device): the disk boots v1",
         installed,
     ),
+    (
+        "kernel-args",
+        "22 the image's kernel arguments (a second serial console) and the host's (in its host \
+         state) reach the booted kernel; what only hnroot may set is refused and named",
+        kernel_args,
+    ),
+    (
+        "compat-previous",
+        "22 the loader's compatibility contract: the previous hnroot's loader (a pinned older \
+         commit's) boots an image carrying today's hnroot, and today's loader boots the previous \
+         hnroot's image",
+        compat_previous,
+    ),
+    (
+        "loader-update-cuts",
+        "22 hnroot bootloader update on the FAT ESP, whole and cut by power at every step (14 \
+         cuts): every next boot reaches GRUB's decision and boots v1",
+        loader_update_cuts,
+    ),
 ];
 
 fn main() -> Result<()> {
     run_suite(&Args::parse())
 }
 
+/// 22: the compatibility contract, both ways, with the previous hnroot built from
+/// [`hnroot_testkit::previous::PREVIOUS_COMMIT`] (its own `disk` command: its GRUB, `hnroot.mod`,
+/// `grub.cfg`, kernel, `hnroot-init` and test images). Its loader on a disk of today's images
+/// must reach hnroot's decision and boot today's v1; today's loader on its disk must reach the
+/// decision and boot its v1 (its `hnroot-init`, its test init).
+fn compat_previous(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_testkit::previous;
+    let parts = run.parts;
+    let dir = buildenv::fresh_dir(&run.work.join("compat-previous"))?;
+    let t = Instant::now();
+    let theirs = previous::disk()?;
+    report.note(format!(
+        "the previous hnroot ({}) and its disk: {:.0} s",
+        &previous::PREVIOUS_COMMIT[..7],
+        t.elapsed().as_secs_f64()
+    ));
+    let old_loader = dir.join("previous.efi");
+    previous::esp_copy_out(&theirs, "/EFI/BOOT/BOOTX64.EFI", &old_loader)?;
+    let old_bytes = std::fs::read(&old_loader)?;
+    ensure!(
+        hnroot_core::loader::identify(Some(&old_bytes)) == hnroot_core::loader::Loader::Unrecorded,
+        "the previous loader is not a PE image without a version record"
+    );
+    let boot_once = |name: &str, disk: &Path| -> Result<BootRecord> {
+        let mut session = Session::start(name, &[disk], &dir.join(format!("qemu-{name}")))?;
+        let boot = session.next_boot(BOOT_TIMEOUT)?;
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        Ok(boot)
+    };
+    let check = |boot: &BootRecord, what: &str| -> Result<()> {
+        let decision = boot.decision.as_deref().unwrap_or("");
+        ensure!(
+            decision.starts_with("booting hn-root.img (normal")
+                && boot.text.contains("hnroot-test: booted version=v1"),
+            "{what}: GRUB said {decision:?}, expected the normal boot of v1\n{}",
+            boot.tail(40)
+        );
+        Ok(())
+    };
+
+    // The previous loader, today's image.
+    let mut contents = DiskContents::committed("compat-old-loader", HostFs::Ext4, "v1");
+    contents.loader = Some(old_loader.clone());
+    let ours = parts.disk(&contents, &dir)?;
+    let t = Instant::now();
+    let boot = boot_once("old-loader", &ours.path)?;
+    report.qemu += t.elapsed();
+    report.boots += 1;
+    check(&boot, "the previous loader, today's image")?;
+    report.note(format!(
+        "the previous loader (no version record) booted today's v1: {}",
+        boot.decision.as_deref().unwrap_or("")
+    ));
+
+    // Today's loader, the previous image.
+    let disk = dir.join("previous-disk.img");
+    disk::copy_disk(&theirs, &disk)?;
+    previous::esp_copy_in(&disk, &parts.grub.path, "/EFI/BOOT/BOOTX64.EFI")?;
+    let t = Instant::now();
+    let boot = boot_once("new-loader", &disk)?;
+    report.qemu += t.elapsed();
+    report.boots += 1;
+    check(&boot, "today's loader, the previous image")?;
+    report.note(format!(
+        "today's loader booted the previous hnroot's v1 (its hnroot-init): {}",
+        boot.decision.as_deref().unwrap_or("")
+    ));
+    Ok(())
+}
+
+/// The test init's action that updates the loader: the ESP mounted (the guest's vfat), then
+/// the product's command with the kit the scenario put on hostpart.
+const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroot find \
+    LABEL=EFI-BOOT)\" /tmp/esp && hnroot bootloader update --esp /tmp/esp --kit \
+    /hostpart/data/e2e/kit --fleet /nonexistent; umount /tmp/esp";
+
+/// 22: `hnroot bootloader update` replaces an older loader on the ESP (FAT, mounted in the
+/// guest by its vfat driver), run by the test init. First whole (the reference: every step, the
+/// history's `loader-updated`, the new loader boots); then cut by power at every step: the
+/// moment each step's line (or the plan's last line) shows, and a few milliseconds later, so
+/// that each of the six steps is interrupted (14 cuts, the last two after the sixth step;
+/// `--cuts` above that repeats the
+/// schedule). After each cut the disk boots again: GRUB must reach hnroot's decision and boot
+/// v1, and the ESP's `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
+fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_install::grub::build_efi;
+    let parts = run.parts;
+    let dir = buildenv::fresh_dir(&run.work.join("loader-update"))?;
+    let kit = hnroot_testkit::grubmod::build_kit()?;
+    // The older loader: the same GRUB and module, its record saying hnroot 0.0.1.
+    let (_, old) = grubimage::older_loader(&dir, "0.0.1")?;
+    let cfg = grubimage::production_cfg()?;
+    let new = dir.join("new.efi");
+    build_efi(&kit, &cfg, &[], &[], &dir.join("w-new"), &new)?;
+    let (old_bytes, new_bytes) = (std::fs::read(&old)?, std::fs::read(&new)?);
+    ensure!(
+        old_bytes != new_bytes,
+        "the old and the new loader are the same bytes"
+    );
+    let mut contents = DiskContents::committed("loader-update", HostFs::Ext4, "v1");
+    contents.loader = Some(old.clone());
+    contents.actions = vec![LOADER_UPDATE_ACTION.to_owned()];
+    let mut stack = vec![kit.dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(&kit.dir)?.display().to_string();
+                contents
+                    .hostpart_files
+                    .push((format!("data/e2e/kit/{rel}"), entry.path()));
+            }
+        }
+    }
+    let base = parts.disk(&contents, &dir)?;
+    let esp_loader = |disk: &BuiltDisk| -> Result<Vec<u8>> {
+        let out = dir.join("loader.read");
+        let _ = std::fs::remove_file(&out);
+        buildenv::run(
+            std::process::Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-n")
+                .arg("-i")
+                .arg(format!(
+                    "{}@@{}",
+                    disk.path.display(),
+                    BuiltDisk::offset(&disk.esp)
+                ))
+                .arg("::/EFI/BOOT/BOOTX64.EFI")
+                .arg(&out),
+        )?;
+        Ok(std::fs::read(&out)?)
+    };
+    let plan_re = Regex::new(r"(?m)^hnroot: plan 6/6: ")?;
+    let done_re = Regex::new(r"(?m)^hnroot: the ESP's loader is now ")?;
+    let step_re = Regex::new(r"(?m)^hnroot: step (\d)/6: ([a-z-]+):")?;
+    let check_next_boot = |boot: &BootRecord, what: &str| -> Result<()> {
+        let decision = boot.decision.as_deref().unwrap_or("");
+        ensure!(
+            decision.starts_with("booting hn-root.img (normal")
+                && boot.text.contains("hnroot-test: booted version=v1"),
+            "{what}: the next boot did not reach GRUB's decision and v1 (GRUB said {decision:?})\n{}",
+            boot.tail(40)
+        );
+        Ok(())
+    };
+
+    // The reference: the whole update, timed from its plan's last line to its end.
+    let reference = BuiltDisk {
+        path: dir.join("reference.img"),
+        ..base.clone()
+    };
+    disk::copy_disk(&base.path, &reference.path)?;
+    let t = Instant::now();
+    let mut session = Session::start(
+        "loader-update reference",
+        &[&reference.path],
+        &dir.join("qemu-ref"),
+    )?;
+    let planned = session.wait_line(&plan_re, BOOT_TIMEOUT)?;
+    let done = session.wait_line(&done_re, BOOT_TIMEOUT)?;
+    let boot = session.next_boot(BOOT_TIMEOUT)?;
+    session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    drop(session);
+    let steps: Vec<String> = step_re
+        .captures_iter(&boot.text)
+        .map(|c| c[2].to_owned())
+        .collect();
+    ensure!(
+        steps
+            == [
+                "clear-leftovers",
+                "write-new",
+                "verify-new",
+                "exchange",
+                "verify-in-place",
+                "keep-previous"
+            ],
+        "the update ran the steps {steps:?}\n{}",
+        boot.tail(40)
+    );
+    let window = done.at.saturating_sub(planned.at);
+    ensure!(
+        esp_loader(&reference)? == new_bytes,
+        "after the update the ESP's BOOTX64.EFI is not the loader the kit builds here"
+    );
+    let (history, _) = inspect::history(&reference, &inspect::scratch_for(&reference))?;
+    ensure!(
+        history.iter().any(|r| r.event == Event::LoaderUpdated),
+        "the history records no loader-updated"
+    );
+    let mut session = Session::start(
+        "loader-update reference, next boot",
+        &[&reference.path],
+        &dir.join("qemu-ref2"),
+    )?;
+    let boot = session.next_boot(BOOT_TIMEOUT)?;
+    session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    drop(session);
+    check_next_boot(&boot, "after the whole update")?;
+    report.qemu += t.elapsed();
+    report.boots += 2;
+    report.note(format!(
+        "reference: 6 steps in {:.3} s (plan to done, as the console shows them), the new \
+         loader boots v1, history has loader-updated",
+        window.as_secs_f64()
+    ));
+
+    // The cuts: at every step. Each step prints its line when it is done, so a cut the moment
+    // the line of step k (or the plan's last line, for k = 0) shows lands in step k + 1; each
+    // boundary is cut twice, at once and a few milliseconds later, and the last one after the
+    // update's sixth step: 14 cuts (`--cuts` more repeat the schedule).
+    let boundaries: Vec<Regex> =
+        std::iter::once(plan_re.clone())
+            .chain((1..=6).map(|k| {
+                Regex::new(&format!(r"(?m)^hnroot: step {k}/6: ")).expect("a valid regex")
+            }))
+            .collect();
+    let cuts = (run.cuts as usize).max(2 * boundaries.len()).max(10);
+    let mut rng = Rng(run.seed ^ 0x10ad | 1);
+    let mut landed: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut old_seen, mut new_seen) = (0, 0);
+    for i in 0..cuts {
+        let at = &boundaries[(i / 2) % boundaries.len()];
+        let delay = if i % 2 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(window.as_secs_f64().min(0.05) * rng.unit())
+        };
+        let disk = BuiltDisk {
+            path: dir.join(format!("cut{}.img", i + 1)),
+            ..base.clone()
+        };
+        disk::copy_disk(&base.path, &disk.path)?;
+        let t = Instant::now();
+        let mut session = Session::start(
+            &format!("loader-update cut {}", i + 1),
+            &[&disk.path],
+            &dir.join(format!("qemu-cut{}", i + 1)),
+        )?;
+        let (cut, _) = session.cut_power(at, delay, BOOT_TIMEOUT)?;
+        drop(session);
+        let last = step_re
+            .captures_iter(&cut.text)
+            .last()
+            .map_or("after the plan".to_owned(), |c| format!("after {}", &c[2]));
+        *landed.entry(last.clone()).or_default() += 1;
+        let loader = esp_loader(&disk)?;
+        let which = if loader == old_bytes {
+            old_seen += 1;
+            "old"
+        } else if loader == new_bytes {
+            new_seen += 1;
+            "new"
+        } else {
+            bail!(
+                "cut {}: {} ms after /{}/ ({last}), the ESP's BOOTX64.EFI ({} bytes) is \
+                 neither the old loader nor the new one",
+                i + 1,
+                delay.as_millis(),
+                at.as_str(),
+                loader.len()
+            );
+        };
+        let mut session = Session::start(
+            &format!("loader-update cut {} next boot", i + 1),
+            &[&disk.path],
+            &dir.join(format!("qemu-cut{}-next", i + 1)),
+        )?;
+        let boot = session.next_boot(BOOT_TIMEOUT)?;
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        drop(session);
+        check_next_boot(&boot, &format!("cut {}", i + 1))?;
+        report.qemu += t.elapsed();
+        report.boots += 2;
+        report.note(format!(
+            "cut {}: {} ms after /{}/, {last}: the ESP holds the {which} loader, the next boot \
+             reached GRUB's decision and v1",
+            i + 1,
+            delay.as_millis(),
+            at.as_str().trim_start_matches("(?m)^")
+        ));
+        let _ = std::fs::remove_file(&disk.path);
+    }
+    report.note(format!(
+        "{cuts} cuts landed: {}; the ESP held the old loader {old_seen} times, the new one \
+         {new_seen} times",
+        landed
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}
+
 /// 14: `hnroot install` (the product's command, as a sysadmin runs it) makes a blank disk file,
 /// attached to a loop device, an hnroot disk with the signed v1 as its first image; the disk
-/// then boots v1 through the GRUB the install built (the module kit of this build).
+/// then boots v1 through the GRUB the install built (the loader kit of this build).
 fn installed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use std::process::Command;
     if !buildenv::is_root() {
@@ -240,6 +560,7 @@ fn run_suite(args: &Args) -> Result<()> {
     let chosen: Vec<&(&str, &str, ScenarioFn)> = SCENARIOS
         .iter()
         .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| name.contains(o)))
+        .filter(|(name, _, _)| !args.skip.iter().any(|o| name.contains(o)))
         .collect();
     if chosen.is_empty() {
         bail!(
@@ -276,11 +597,16 @@ fn run_suite(args: &Args) -> Result<()> {
     println!("e2e: power-cut seed {seed} (rerun the same moments with --seed {seed})");
     let run = SuiteRun {
         parts: &parts,
+        // Runs of other scenarios side by side (`cargo xtask test`'s lanes) keep their own.
         work: buildenv::fresh_dir(
             &buildenv::build_root()
                 .join("e2e")
                 .join(args.debian.suite())
-                .join("runs"),
+                .join(if args.only.is_empty() {
+                    "runs".to_owned()
+                } else {
+                    format!("runs-{}", args.only.join("+"))
+                }),
         )?,
         seed,
         cuts: args.cuts,
@@ -891,7 +1217,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
         let holding = |uuid| {
             hp.images
                 .iter()
-                .filter(|img| img.seen == ImageSeen::Readable(uuid))
+                .filter(|img| img.seen == ImageSeen::Bootable(uuid))
                 .map(|img| img.name)
                 .collect::<Vec<_>>()
         };
@@ -970,7 +1296,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
             let at_v1: Vec<ImageName> = hp
                 .images
                 .iter()
-                .filter(|img| img.seen == ImageSeen::Readable(v1))
+                .filter(|img| img.seen == ImageSeen::Bootable(v1))
                 .map(|img| img.name)
                 .collect();
             ensure!(
@@ -1239,6 +1565,58 @@ fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "boot state: {}",
         describe_state(&state)
     );
+    Ok(())
+}
+
+/// 22: the kernel command line GRUB composes: the loader's defaults, then `v6-args`'s own file
+/// (`console=ttyS1,115200` beside the test's console, and `hnroot.image=`/`init=`, which only
+/// hnroot may set), then the host's `data/host/kernel-args` (`hnroot-test=1`). The booted
+/// kernel's command line holds the image's and the host's words and none of the refused ones;
+/// GRUB's record names the refusals by source and key, and its message says them.
+fn kernel_args(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let dir = buildenv::fresh_dir(&run.work.join("kernel-args-files"))?;
+    let host_args = dir.join("host-kernel-args");
+    std::fs::write(&host_args, "hnroot-test=1\n")?;
+    let mut spec = DiskContents::committed("kernel-args", HostFs::Ext4, "v6-args");
+    spec.hostpart_files
+        .push((hnroot_core::layout::HOST_ARGS_PATH.to_owned(), host_args));
+    let e = expect(
+        "the image's and the host's kernel arguments",
+        "reason=normal image=hn-root.img args=defaults,image,host \
+         refused=image:hnroot.image,image:init",
+        "normal",
+        "v6-args",
+        &[("hn-root.img", "v6-args")],
+        End::Poweroff,
+    );
+    let (rec, _) = one_boot(run, report, &spec, e)?;
+    let line = rec.cmdline.clone().unwrap_or_default();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for want in [
+        "console=ttyS1,115200",
+        "console=ttyS0",
+        "hnroot-test=1",
+        "panic=10",
+    ] {
+        ensure!(
+            words.contains(&want),
+            "the booted kernel's command line lacks {want}: {line}"
+        );
+    }
+    for refused in ["hnroot.image=hn-root-old.img", "init=/bin/sh"] {
+        ensure!(
+            !words.contains(&refused),
+            "the booted kernel's command line has {refused}, which the image may not set: {line}"
+        );
+    }
+    let said = rec.decision.as_deref().unwrap_or("");
+    ensure!(
+        said.contains(
+            "kernel argument hnroot.image= from the image (usr/lib/hnroot/kernel-args) refused"
+        ) && said.contains("kernel argument init= from the image"),
+        "GRUB's message does not name the refused words: {said}"
+    );
+    report.note(format!("the booted kernel's command line: {line}"));
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Part 3: the package-way image boots in QEMU with `boot=hnroot` through the production chain
-//! (Debian's GRUB, `hnroot.mod`, `grub-module/grub.cfg` verbatim, a boot state that commits the
+//! (hnroot's GRUB, `hnroot.mod`, `grub-module/grub.cfg` verbatim, a boot state that commits the
 //! image, so GRUB passes `hnroot.hostpart=PARTUUID=` and `hnroot.esp=PARTUUID=` as in the
 //! field): to the test root's init from an ext4 and from a btrfs hostpart, and to the panic of
 //! a hostpart the initramfs cannot see. It boots throw-away disks only.
@@ -16,7 +16,6 @@ use hnroot_testkit::disk::{
 };
 use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::qemu::{DiskBus, Vm, VmSpec};
-use hnroot_testkit::release::Debian;
 use regex::Regex;
 
 use crate::debian_tree::DebianTree;
@@ -32,7 +31,7 @@ const DATA_MARKER: &str = "initramfs-tools-data-marker";
 /// initramfs ignores it). The boots below prove the two together.
 fn production_grub() -> Result<GrubImage> {
     // The debootstrapped tree is Debian 12: its GRUB.
-    let grub = grubimage::production(Debian::Bookworm)?;
+    let grub = grubimage::production()?;
     let linux: Vec<&str> = grub
         .grub_cfg
         .lines()

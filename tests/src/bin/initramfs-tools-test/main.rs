@@ -1,5 +1,5 @@
 //! `cargo xtask initramfs-tools-test`: checks hnroot's initramfs-tools integration
-//! (`initramfs/initramfs-tools/`: the `boot=hnroot` script and the hook) three ways.
+//! (`packaging/initramfs-tools/`: the `boot=hnroot` script and the hook) three ways.
 //!
 //! 1. **Fake root.** The boot script runs in a chroot (own PID namespace, so nothing in it can
 //!    reboot the host) the way initramfs-tools' `/init` runs it: `/scripts/functions` and
@@ -16,7 +16,7 @@
 //!    show the script, the binary, `loop` in `conf/modules` and the filesystem modules inside.
 //!    Without `hnroot-init` the build must fail with the hook's message.
 //! 3. **Boot.** The package-way image boots in QEMU (OVMF, that tree's kernel, `boot=hnroot`)
-//!    through the production chain — Debian's GRUB with hnroot.mod and `grub-module/grub.cfg`
+//!    through the production chain — hnroot's GRUB with hnroot.mod and `grub-module/grub.cfg`
 //!    verbatim (its `linux` lines pass `boot=hnroot`), a committed boot state — to the test
 //!    root's init from an ext4 and from a btrfs hostpart (drivers loaded on demand); a third
 //!    boot has hostpart on a disk the initramfs has no driver for (NVMe) and must show the
@@ -39,8 +39,8 @@ use clap::Parser;
 use hnroot_testkit::{buildenv, initramfs};
 
 /// The boot script and the hook, relative to the workspace root.
-const SCRIPT: &str = "initramfs/initramfs-tools/scripts/hnroot";
-const HOOK: &str = "initramfs/initramfs-tools/hooks/hnroot";
+const SCRIPT: &str = "packaging/initramfs-tools/scripts/hnroot";
+const HOOK: &str = "packaging/initramfs-tools/hooks/hnroot";
 /// Where the hook takes hnroot-init from by default.
 const INSTALLED_INIT: &str = "usr/lib/hnroot/hnroot-init";
 /// Where the hook puts it in the initramfs.

@@ -1,0 +1,395 @@
+//! `hnroot bootloader status|update`: the boot loader on the ESP against the one this system
+//! carries (the loader kit, `/usr/lib/hnroot/grub`). The driver's contract as everywhere:
+//! observe (the ESP's loader and its version record, the ESP's boot-state format, whether this
+//! boot is committed), build the candidate image from the kit, ask the core
+//! (`loader::judge_update`, `loader::update_steps`), print the plan, and have
+//! `hnroot_linux::esp_loader` carry it out step by step; on a failed step, the core's answer
+//! (`loader::after_failure`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use hnroot_core::bootstate;
+use hnroot_core::cmdline;
+use hnroot_core::history::Operator;
+use hnroot_core::layout;
+use hnroot_core::loader::{self, EspSeen, Loader, Record, UpdateKind, UpdateRequest};
+use hnroot_core::name::ImageName;
+use hnroot_install::grub::{self, FleetFile, LoaderKit};
+use hnroot_linux::esp_loader::{self, EspBoot};
+use serde_json::{json, Value};
+
+use crate::locate::{self, Location};
+use crate::{say, warn};
+
+/// `hnroot bootloader ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum BootloaderCommand {
+    /// The loader on the ESP and the one this system carries, and whether the second may
+    /// replace the first.
+    Status(StatusArgs),
+    /// Replace the ESP's loader with the one this system carries (only a newer one that reads
+    /// the ESP's boot-state format, unless --allow-downgrade), safely against a power cut.
+    Update(UpdateArgs),
+}
+
+/// Where the loaders are.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Where {
+    /// The mounted ESP.
+    #[arg(long, value_name = "DIR", default_value = layout::ESP_MOUNT)]
+    esp: PathBuf,
+    /// The loader kit this system carries.
+    #[arg(long, value_name = "DIR", default_value = grub::KIT_DIR)]
+    kit: PathBuf,
+    /// The fleet's files built into the loader (`(memdisk)/hnroot/NAME`), when the directory
+    /// exists.
+    #[arg(long, value_name = "DIR", default_value = FLEET_DIR)]
+    fleet: PathBuf,
+    #[command(flatten)]
+    loc: Location,
+}
+
+/// Where a fleet keeps the files it builds into every loader.
+pub const FLEET_DIR: &str = "/etc/hnroot/loader";
+
+/// Options of `hnroot bootloader status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    at: Where,
+    /// One JSON object with stable field names.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `hnroot bootloader update`.
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    at: Where,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace a newer loader with this older one.
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// Only when this boot is committed (no trial, the running image the one marked good):
+    /// what `hnroot-bootloader-update.service` runs.
+    #[arg(long)]
+    if_committed: bool,
+}
+
+/// Bound on the fleet's files (count, bytes each).
+const MAX_FLEET_FILES: usize = 32;
+const MAX_FLEET_FILE: usize = 64 << 10;
+
+/// The fleet's files in `dir` (none when it does not exist).
+pub fn fleet_files(dir: &Path) -> Result<Vec<FleetFile>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if files.len() >= MAX_FLEET_FILES {
+            anyhow::bail!("{} holds more than {MAX_FLEET_FILES} files", dir.display());
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let data = std::fs::read(entry.path())
+            .with_context(|| format!("reading {}", entry.path().display()))?;
+        if data.len() > MAX_FLEET_FILE {
+            anyhow::bail!(
+                "{} is {} bytes; a fleet file for the loader is at most {MAX_FLEET_FILE}",
+                entry.path().display(),
+                data.len()
+            );
+        }
+        files.push(FleetFile { name, data });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// The candidate loader built from the kit into a scratch directory: its bytes.
+pub fn build_candidate(kit: &LoaderKit, fleet: &[FleetFile]) -> Result<Vec<u8>> {
+    let work = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let efi = work.path().join("BOOTX64.EFI");
+    grub::build_efi(
+        kit,
+        &kit.grub_cfg()?,
+        &[],
+        fleet,
+        &work.path().join("build"),
+        &efi,
+    )?;
+    std::fs::read(&efi).with_context(|| format!("reading {}", efi.display()))
+}
+
+/// The ESP's boot-state file's format (`None`: none, or not hnroot's).
+fn state_format(esp: &Path) -> Option<u16> {
+    let bytes = std::fs::read(esp.join(layout::BOOTSTATE_PATH)).ok()?;
+    bootstate::format_seen(&bytes)
+}
+
+/// Whether this boot runs the committed image, as the core judges it from hostpart, the boot
+/// state and the kernel command line.
+fn committed(loc: &Location) -> Result<bool> {
+    let params_text = locate::running_cmdline();
+    let params = cmdline::parse(&params_text);
+    let hostpart = locate::open_hostpart(loc)?;
+    let view = hostpart.observe()?;
+    let (state, _) = locate::read_state(loc, &params);
+    let current = view.observation(state).bootable(ImageName::Current);
+    Ok(loader::boot_is_committed(
+        &state,
+        current,
+        params.booted.map(|b| b.uuid),
+    ))
+}
+
+fn loader_json(l: &Loader<'_>) -> Value {
+    match l {
+        Loader::Absent => json!({ "state": "absent" }),
+        Loader::Unrecorded => json!({ "state": "unrecorded" }),
+        Loader::Unreadable => json!({ "state": "unreadable" }),
+        Loader::Recorded(r) => record_json(r),
+    }
+}
+
+fn record_json(r: &Record<'_>) -> Value {
+    json!({
+        "state": "recorded",
+        "hnroot": r.hnroot.to_string(),
+        "grub": r.grub,
+        "bootstate_reads": [r.reads.0, r.reads.1],
+        "bootstate_writes": r.writes,
+    })
+}
+
+fn loader_text(l: &Loader<'_>) -> String {
+    match l {
+        Loader::Absent => "none".to_owned(),
+        Loader::Unrecorded => {
+            "a loader without hnroot's version record (installed by an hnroot before it)".to_owned()
+        }
+        Loader::Unreadable => "not a PE image hnroot can read".to_owned(),
+        Loader::Recorded(r) => record_text(r),
+    }
+}
+
+fn record_text(r: &Record<'_>) -> String {
+    format!(
+        "hnroot {}, GRUB {}, reads boot-state formats {}-{}, writes {}",
+        r.hnroot, r.grub, r.reads.0, r.reads.1, r.writes
+    )
+}
+
+/// The ESP's loader as the core sees it: what it is, the boot-state format beside it, and
+/// whether it is byte for byte `candidate`.
+fn esp_seen<'a>(esp: &Path, on_esp: Option<&'a [u8]>, candidate: &[u8]) -> EspSeen<'a> {
+    EspSeen {
+        loader: loader::identify(on_esp),
+        state_format: state_format(esp),
+        identical: on_esp == Some(candidate),
+    }
+}
+
+fn status(args: &StatusArgs) -> Result<()> {
+    let kit = LoaderKit::at(&args.at.kit)?;
+    let fleet = fleet_files(&args.at.fleet)?;
+    let candidate = build_candidate(&kit, &fleet)?;
+    let new = kit.record()?;
+    let boot = EspBoot::open(&args.at.esp, false);
+    let on_esp = match &boot {
+        Ok(b) => b.read_loader()?,
+        Err(_) => None,
+    };
+    let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
+    let request = UpdateRequest {
+        allow_downgrade: false,
+        if_committed: false,
+        committed: false,
+    };
+    let verdict = loader::judge_update(&esp, &new, &request);
+    let path = args
+        .at
+        .esp
+        .join(esp_loader::BOOT_DIR)
+        .join(esp_loader::LOADER);
+    if args.json {
+        let v = json!({
+            "esp_loader": loader_json(&esp.loader),
+            "esp_path": path.display().to_string(),
+            "esp_bootstate_format": esp.state_format,
+            "carried": record_json(&new),
+            "kit": kit.dir.display().to_string(),
+            "identical": esp.identical,
+            "update": match verdict {
+                Ok(k) => json!({ "kind": k.code() }),
+                Err(r) => json!({ "refused": r.code(), "why": r.to_string() }),
+            },
+        });
+        say!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    say!(
+        "hnroot: loader on the ESP ({}): {}",
+        path.display(),
+        loader_text(&esp.loader)
+    );
+    say!(
+        "hnroot: ESP boot-state format: {}",
+        esp.state_format
+            .map_or("none (no boot-state file)".to_owned(), |f| f.to_string())
+    );
+    say!(
+        "hnroot: loader this system carries ({}): {}",
+        kit.dir.display(),
+        record_text(&new)
+    );
+    match verdict {
+        Ok(UpdateKind::UpToDate) => say!("hnroot: the ESP's loader is this one: nothing to update"),
+        Ok(kind) => say!(
+            "hnroot: compatible: `hnroot bootloader update` would write it ({})",
+            kind.code()
+        ),
+        Err(r) => say!("hnroot: not compatible [{}]: {r}", r.code()),
+    }
+    Ok(())
+}
+
+fn update(args: &UpdateArgs) -> Result<()> {
+    let kit = LoaderKit::at(&args.at.kit)?;
+    let new = kit.record()?;
+    let committed = if args.if_committed {
+        committed(&args.at.loc)?
+    } else {
+        false
+    };
+    let request = UpdateRequest {
+        allow_downgrade: args.allow_downgrade,
+        if_committed: args.if_committed,
+        committed,
+    };
+    // A trial refuses before anything is built.
+    let nothing = EspSeen {
+        loader: Loader::Absent,
+        state_format: None,
+        identical: false,
+    };
+    if let Err(r @ loader::UpdateRefusal::NotCommitted) =
+        loader::judge_update(&nothing, &new, &request)
+    {
+        say!(
+            "hnroot: bootloader update: {r} [{}]; nothing written",
+            r.code()
+        );
+        return Ok(());
+    }
+    let fleet = fleet_files(&args.at.fleet)?;
+    let candidate = build_candidate(&kit, &fleet)?;
+    let meta = std::fs::metadata(&args.at.esp).with_context(|| {
+        format!(
+            "looked for the mounted ESP at {}; pass --esp DIR",
+            args.at.esp.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        anyhow::bail!(
+            "{} is not a directory (the mounted ESP)",
+            args.at.esp.display()
+        );
+    }
+    let boot = EspBoot::open(&args.at.esp, !args.dry_run)
+        .with_context(|| format!("opening {}/{}", args.at.esp.display(), esp_loader::BOOT_DIR));
+    let on_esp = match &boot {
+        Ok(b) => b.read_loader()?,
+        Err(_) if args.dry_run => None,
+        Err(e) => return Err(anyhow!("{e:#}")),
+    };
+    let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
+    say!(
+        "hnroot: loader on the ESP: {}; this system carries: {}",
+        loader_text(&esp.loader),
+        record_text(&new)
+    );
+    let kind = match loader::judge_update(&esp, &new, &request) {
+        Ok(kind) => kind,
+        // The service only ever moves forward: a committed boot of an older image (after a
+        // revert) leaves the newer loader as it is, and says so without failing the unit.
+        Err(r @ loader::UpdateRefusal::Downgrade { .. }) if args.if_committed => {
+            say!(
+                "hnroot: bootloader update: {r} [{}]; nothing written",
+                r.code()
+            );
+            return Ok(());
+        }
+        Err(r) => bail_refused(r)?,
+    };
+    let steps = loader::update_steps(kind);
+    if steps.is_empty() {
+        say!("hnroot: the ESP's loader is already this one; nothing written");
+        return Ok(());
+    }
+    say!(
+        "hnroot: {} ({} KiB): {} steps",
+        kind.code(),
+        candidate.len().div_ceil(1024),
+        steps.len()
+    );
+    for (i, step) in steps.iter().enumerate() {
+        say!("hnroot: plan {}/{}: {step}", i + 1, steps.len());
+    }
+    if args.dry_run {
+        say!("hnroot: --dry-run: nothing was written");
+        return Ok(());
+    }
+    let boot = boot.map_err(|e| anyhow!("{e:#}"))?;
+    write_loader(&boot, steps, &candidate)?;
+    say!(
+        "hnroot: the ESP's loader is now {} ({})",
+        record_text(&new),
+        boot.loader_path().display()
+    );
+    // The history lives on hostpart; a machine without one (an install in progress) has none.
+    if let Ok(hostpart) = locate::open_hostpart(&args.at.loc) {
+        crate::cmd::history::record(&hostpart, Operator::LoaderUpdated, None, None, None);
+    }
+    Ok(())
+}
+
+/// Carry out the update's steps, saying what each did.
+fn write_loader(boot: &EspBoot, steps: &[loader::LoaderStep], candidate: &[u8]) -> Result<()> {
+    let total = steps.len();
+    boot.run(steps, candidate, |i, step, what| {
+        say!("hnroot: step {}/{total}: {}: {what}", i + 1, step.code());
+    })
+    .map_err(|f| anyhow!("{f}"))
+}
+
+fn bail_refused(r: loader::UpdateRefusal) -> Result<UpdateKind> {
+    Err(anyhow!(
+        "{r} [{}]; the ESP's loader is left as it is",
+        r.code()
+    ))
+}
+
+/// `hnroot bootloader ...`.
+pub fn bootloader(cmd: &BootloaderCommand) -> ExitCode {
+    let result = match cmd {
+        BootloaderCommand::Status(a) => status(a),
+        BootloaderCommand::Update(a) => update(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            warn!("hnroot: bootloader: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

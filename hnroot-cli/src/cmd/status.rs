@@ -1,0 +1,332 @@
+//! `hnroot status` and `hnroot explain`: what is on hostpart (each image judged as GRUB and
+//! the initramfs judge it, with its version), what the boot state says, what is running, what
+//! GRUB will boot next and why, and (explain) the steps the initramfs will take. Everything is
+//! decided by the core GRUB and the initramfs call; this module observes and prints.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hnroot_core::bootstate::{BootState, StateSeen};
+use hnroot_core::cmdline::{self, parse_tries};
+use hnroot_core::decide::{decide, Config, Decision, Reason};
+use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::name::ImageName;
+use hnroot_core::plan::{plan, Booted, ChangePlan, ChangeStep, PlanError};
+use hnroot_core::verdict::Verdict;
+use hnroot_linux::hostpart::HostpartView;
+use hnroot_linux::image::Judged;
+use serde_json::{json, Value};
+
+use crate::locate::{self, Location};
+use crate::{say, warn};
+
+/// Options of `hnroot explain` and `hnroot status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    loc: Location,
+    /// Print JSON (stable field names: image, reason, fallbacks, plan, images, ...).
+    #[arg(long)]
+    json: bool,
+    /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100, default 3).
+    #[arg(long, default_value = "3", value_parser = tries_arg)]
+    tries: u8,
+}
+
+/// `--tries` parsed by the core's one parser of it (GRUB's and `hnroot.tries=`'s).
+pub fn tries_arg(text: &str) -> Result<u8, String> {
+    parse_tries(text).map_err(|e| e.to_string())
+}
+
+/// Everything one report holds.
+struct Report {
+    view: HostpartView,
+    state: StateSeen,
+    state_source: String,
+    decision: Decision,
+    /// The initramfs's plan for the boot GRUB would make, on the same directory.
+    plan: Option<Result<ChangePlan, PlanError>>,
+    /// The identity steps of the next boot (explain only), or why there are none.
+    identity: Option<Result<crate::cmd::host::IdentityView>>,
+    running: Option<Booted>,
+}
+
+fn image_json(j: &Judged) -> Value {
+    let mut v = match &j.verdict {
+        Verdict::Absent => json!({ "state": "absent" }),
+        Verdict::Refused(r) => {
+            json!({ "state": "not-bootable", "code": r.code(), "why": r.to_string() })
+        }
+        Verdict::Bootable(b) => json!({
+            "state": "bootable", "code": "bootable", "size": b.length, "type": b.fs_type.as_str(),
+            "uuid": b.uuid.to_string(), "label": j.label,
+        }),
+    };
+    if let Some(o) = &j.os_release {
+        v["image_id"] = json!(o.image_id);
+        v["image_version"] = json!(o.image_version);
+        v["version"] = json!(o.version());
+    }
+    v
+}
+
+fn state_json(state: &StateSeen) -> Value {
+    match state {
+        StateSeen::Absent => json!({ "status": "absent" }),
+        StateSeen::Corrupt => json!({ "status": "corrupt" }),
+        StateSeen::Valid(BootState::Committed { good }) => {
+            json!({ "status": "valid", "state": "committed", "good": good.to_string() })
+        }
+        StateSeen::Valid(BootState::Trial(t)) => json!({
+            "status": "valid", "state": "trial", "image": t.image.to_string(),
+            "tries_left": t.tries.left(), "tries_total": t.tries.total(),
+            "good": t.good.map(|g| g.to_string()),
+        }),
+    }
+}
+
+fn step_json(step: &ChangeStep) -> Value {
+    let mut v = json!({ "step": step.code(), "text": step.to_string() });
+    match step {
+        ChangeStep::Rename { from, to, .. } => {
+            v["from"] = json!(from.file_name());
+            v["to"] = json!(to.file_name());
+        }
+        ChangeStep::WriteBootState(s) => v["state"] = state_json(&StateSeen::Valid(*s)),
+        ChangeStep::Mount { image, uuid } => {
+            v["image"] = json!(image.file_name());
+            v["uuid"] = json!(uuid.to_string());
+        }
+        _ => {}
+    }
+    v
+}
+
+impl Report {
+    fn gather(args: &StatusArgs, with_plan: bool) -> Result<Report> {
+        let cmdline_text = locate::running_cmdline();
+        let params = cmdline::parse(&cmdline_text);
+        let hostpart = locate::open_hostpart(&args.loc)?;
+        let view = hostpart.observe()?;
+        let (state, state_source) = locate::read_state(&args.loc, &params);
+        let config = Config { tries: args.tries };
+        let decision = decide(&view.observation(state), &config);
+        let plan = with_plan.then(|| {
+            // The initramfs sees the state GRUB just wrote, on the same directory.
+            let after = match decision.boot().and_then(|b| b.write) {
+                Some(s) => StateSeen::Valid(s),
+                None => state,
+            };
+            let booted = decision.boot().map(|b| Booted {
+                name: b.image,
+                uuid: b.uuid,
+            });
+            plan(&view.observation(after), booted)
+        });
+        let identity = with_plan
+            .then(|| crate::cmd::host::identity_view(&args.loc, &hostpart).map(|(_, v)| v));
+        Ok(Report {
+            view,
+            state,
+            state_source,
+            decision,
+            plan,
+            identity,
+            running: params.booted,
+        })
+    }
+
+    fn json(&self) -> Value {
+        let mut images = serde_json::Map::new();
+        for name in ImageName::ALL {
+            if let Some(j) = self.view.image(name) {
+                images.insert(name.file_name().to_owned(), image_json(j));
+            }
+        }
+        let boot = self.decision.boot();
+        let (attempt, of) = match boot.map(|b| b.reason) {
+            Some(Reason::Update { attempt, of } | Reason::Trial { attempt, of }) => {
+                (Some(attempt), Some(of))
+            }
+            _ => (None, None),
+        };
+        let notes = self.decision.notes();
+        let mut v = json!({
+            "images": images,
+            "revert_requested": self.view.revert_requested,
+            "partials": self.view.partials.iter().map(|p| json!({ "name": p.name, "size": p.size })).collect::<Vec<_>>(),
+            "boot_state": state_json(&self.state),
+            "boot_state_source": self.state_source,
+            "image": boot.map(|b| b.image.file_name()),
+            "uuid": boot.map(|b| b.uuid.to_string()),
+            "reason": self.decision.reason_code().code(),
+            "reason_text": boot.map(|b| b.reason.to_string()),
+            "attempt": attempt,
+            "of": of,
+            "fallbacks": boot.map(|b| b.fallbacks.iter().map(|(n, _)| n.file_name()).collect::<Vec<_>>()).unwrap_or_default(),
+            "write": boot.and_then(|b| b.write).map(|s| state_json(&StateSeen::Valid(s))),
+            "notes": notes.sentences().collect::<Vec<_>>(),
+            "note_codes": notes.codes().collect::<Vec<_>>(),
+            "record": self.decision.record().to_string(),
+            "message": self.decision.to_string(),
+        });
+        if let Some(p) = &self.plan {
+            v["plan"] = match p {
+                Ok(p) => json!({
+                    "kind": p.kind.code(),
+                    "steps": p.steps.iter().map(step_json).collect::<Vec<_>>(),
+                    "notes": p.notes.sentences().collect::<Vec<_>>(),
+                    "note_codes": p.notes.codes().collect::<Vec<_>>(),
+                }),
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+        }
+        match &self.identity {
+            Some(Ok(i)) => v["identity"] = i.json.clone(),
+            Some(Err(e)) => v["identity"] = json!({ "error": format!("{e:#}") }),
+            None => {}
+        }
+        if let Some(r) = &self.running {
+            v["running"] = json!({ "image": r.name.file_name(), "uuid": r.uuid.to_string(),
+                "now_at": self.where_running().map(ImageName::file_name) });
+        }
+        v
+    }
+
+    /// Which file now holds the running image, by UUID.
+    fn where_running(&self) -> Option<ImageName> {
+        let r = self.running?;
+        self.view
+            .observation(self.state)
+            .find(r.uuid, &ImageName::ALL)
+    }
+
+    fn text(&self, hostpart: &std::path::Path) {
+        say!("hostpart {}:", hostpart.display());
+        for name in ImageName::ALL {
+            let Some(j) = self.view.image(name) else {
+                continue;
+            };
+            let line = match &j.verdict {
+                Verdict::Absent => continue,
+                Verdict::Refused(r) => format!("UNUSABLE ({}): {r}", r.code()),
+                Verdict::Bootable(b) => {
+                    let version = j
+                        .os_release
+                        .as_ref()
+                        .and_then(|o| o.version())
+                        .map(|v| format!("  version {v}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{:<6} UUID={}  {} MiB{version}",
+                        b.fs_type.as_str(),
+                        b.uuid,
+                        b.length >> 20
+                    )
+                }
+            };
+            say!("  {:<22} {line}", name.file_name());
+        }
+        if self.view.revert_requested {
+            let what = match self.decision.boot().map(|b| b.reason) {
+                Some(Reason::ManualRevert) => "present: the next boot reverts to hn-root-old.img",
+                _ => "present, but the next boot cannot revert (no bootable hn-root-old.img): it only removes the marker",
+            };
+            say!("  {REVERT_MARKER:<22} {what}");
+        }
+        for p in &self.view.partials {
+            say!(
+                "  {:<22} partial copy of an interrupted `hnroot stage` ({} MiB): the same stage resumes it, `hnroot discard-partials` removes it",
+                p.name,
+                p.size >> 20
+            );
+        }
+        let state = match &self.state {
+            StateSeen::Valid(s) => s.to_string(),
+            StateSeen::Absent => "none recorded".to_owned(),
+            StateSeen::Corrupt => "CORRUPT (or unreadable): hn-root.img goes on trial".to_owned(),
+        };
+        say!("boot state: {state}  [{}]", self.state_source);
+        if let Some(r) = &self.running {
+            let now = self.where_running().map_or_else(
+                || "no longer on hostpart".to_owned(),
+                |n| format!("now {n}"),
+            );
+            say!("running: booted as {} (UUID {}), {now}", r.name, r.uuid);
+        }
+        say!("next boot: {}", self.decision);
+        if let Some(w) = self.decision.boot().and_then(|b| b.write) {
+            say!("  GRUB records before booting: {w}");
+        }
+        match &self.plan {
+            Some(Ok(p)) => {
+                say!(
+                    "initramfs plan ({}, {} steps):",
+                    p.kind.code(),
+                    p.steps.len()
+                );
+                for (i, s) in p.steps.iter().enumerate() {
+                    say!("  {}. {s}", i + 1);
+                }
+                for note in p.notes.sentences() {
+                    say!("  note: {note}");
+                }
+            }
+            Some(Err(e)) => say!("initramfs plan: none: {e}"),
+            None => {}
+        }
+        match &self.identity {
+            Some(Ok(i)) => {
+                say!(
+                    "identity (this host's state, projected at every boot; {} steps):",
+                    i.steps.len()
+                );
+                for (n, s) in i.steps.iter().enumerate() {
+                    say!("  {}. {s}", n + 1);
+                }
+                for r in &i.refused {
+                    say!("  not projected: {r}");
+                }
+                for note in &i.notes {
+                    say!("  note: {note}");
+                }
+            }
+            Some(Err(e)) => say!("identity: not planned: {e:#}"),
+            None => {}
+        }
+    }
+}
+
+fn run(args: &StatusArgs, with_plan: bool) -> ExitCode {
+    match Report::gather(args, with_plan) {
+        Ok(report) => {
+            if args.json {
+                say!(
+                    "{}",
+                    serde_json::to_string_pretty(&report.json()).unwrap_or_default()
+                );
+            } else {
+                report.text(&args.loc.hostpart);
+            }
+            if report.decision.boot().is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            warn!("hnroot: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `hnroot explain`: the decision and the initramfs's plan.
+pub fn explain(args: &StatusArgs) -> ExitCode {
+    run(args, true)
+}
+
+/// `hnroot status`: what is there, what is running, what the next boot does.
+pub fn status(args: &StatusArgs) -> ExitCode {
+    run(args, false)
+}

@@ -1,0 +1,979 @@
+//! The boot loader on the ESP: what an hnroot GRUB image says about itself (its version record,
+//! in a `.hnroot` PE section, read without running it), whether one loader may replace another,
+//! and the steps that replace it on FAT so that the firmware always finds a whole loader. It
+//! never reads or writes a disk: the CLI reads the two images, asks here, and carries out the
+//! steps (`hnroot bootloader status`, `hnroot bootloader update`).
+//!
+//! ## The version record
+//!
+//! Text, one `key value` pair a line, in the image's `.hnroot` section:
+//!
+//! ```text
+//! hnroot-loader 1
+//! hnroot 0.1.0
+//! grub 2.12-9+deb13u2
+//! bootstate-reads 1-1
+//! bootstate-writes 1
+//! ```
+//!
+//! `hnroot-loader` is the record's own format. `hnroot` is the version of the hnroot that built
+//! the image (its `hnroot.mod` and `grub.cfg`), `grub` the Debian build of the GRUB under it,
+//! `bootstate-reads` the boot-state formats (`crate::bootstate`) its `hnroot.mod` reads (an
+//! inclusive range), `bootstate-writes` the one it writes. A loader without the section is one
+//! an hnroot before the record installed (it reads and writes boot-state format 1).
+//!
+//! ## Replacing the loader on FAT: the argument
+//!
+//! The firmware finds hnroot's GRUB at one path, `\EFI\BOOT\BOOTX64.EFI`: by the removable-media
+//! path, and by the boot entry `hnroot install` registers, which names the same file. The update
+//! ([`update_steps`]) never writes that file's clusters and never frees them while its directory
+//! entry points at them:
+//!
+//! 1. [`LoaderStep::ClearLeftovers`]: `hnroot-new.efi` and `hnroot-previous.efi` beside it are
+//!    removed (what an earlier update left; neither is a boot path).
+//! 2. [`LoaderStep::WriteNew`]: the new image is written as `\EFI\BOOT\hnroot-new.efi` (new
+//!    clusters, a new directory entry), flushed (`fsync`, then `syncfs`).
+//! 3. [`LoaderStep::VerifyNew`]: read back from the disk (the page cache dropped first) and
+//!    compared byte for byte with the image built.
+//! 4. [`LoaderStep::Exchange`]: `renameat2(RENAME_EXCHANGE)` of the two names, then `syncfs`.
+//!    Linux's vfat (6.0 and later) exchanges by rewriting the two directory entries in place
+//!    (start cluster and size), allocating and freeing nothing. Each entry is one 32-byte record
+//!    inside one sector; whatever order the two sector writes reach the disk in, and whichever
+//!    of them a power cut stops, each name points at the whole chain of one of two complete,
+//!    verified loaders (at worst both names at the same one, which `fsck.vfat` calls
+//!    cross-linked and the firmware reads as a file).
+//! 5. [`LoaderStep::VerifyInPlace`]: `BOOTX64.EFI` read back and compared again.
+//! 6. [`LoaderStep::KeepPrevious`]: the old loader, now under `hnroot-new.efi`, is renamed
+//!    `hnroot-previous.efi` (a rename within the directory, not over a boot path) and stays
+//!    until the next update: by then the loader that replaced it has booted, since the service
+//!    updates only from a committed boot.
+//!
+//! Before step 4 `BOOTX64.EFI` is the old loader, untouched (the directory and FAT sectors that
+//! steps 1 to 3 rewrite are written whole, with its entries unchanged: one sector is the unit a
+//! disk writes whole, the assumption GRUB's in-place boot-state write makes too); from step 4 on
+//! it is the new one or the old one, each whole. So at no moment does the firmware find no
+//! bootable loader. A step that fails (an error, not a crash) is answered by [`after_failure`].
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::bootstate;
+
+/// The PE section holding the record (8 bytes, zero-padded, as PE names sections).
+pub const SECTION_NAME: [u8; 8] = *b".hnroot\0";
+/// This record format.
+pub const RECORD_FORMAT: u16 = 1;
+/// Bound on the record's size (the section may be padded beyond the text with zeros).
+pub const RECORD_MAX: usize = 1024;
+/// Bound on a version or build string in the record.
+pub const FIELD_MAX: usize = 64;
+/// The boot-state format a loader without a record reads and writes.
+pub const UNRECORDED_STATE_FORMAT: u16 = 1;
+
+/// A version `major.minor.patch`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Version {
+    /// Major.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Patch.
+    pub patch: u32,
+}
+
+impl Version {
+    /// `1.2.3` (a pre-release or build suffix after `-` or `+` is ignored).
+    pub fn parse(s: &str) -> Option<Version> {
+        let core = s.split(['-', '+']).next()?;
+        let mut parts = core.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        let patch = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Version {
+            major,
+            minor,
+            patch,
+        })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// What a loader says about itself.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Record<'a> {
+    /// The hnroot that built it.
+    pub hnroot: Version,
+    /// The Debian build of its GRUB (`2.12-9+deb13u2`).
+    pub grub: &'a str,
+    /// The boot-state formats it reads, inclusive.
+    pub reads: (u16, u16),
+    /// The boot-state format it writes.
+    pub writes: u16,
+}
+
+impl Record<'_> {
+    /// The record of a loader built by this hnroot (`hnroot` its version) on GRUB build `grub`.
+    pub fn current(hnroot: Version, grub: &str) -> Record<'_> {
+        Record {
+            hnroot,
+            grub,
+            reads: (bootstate::FORMAT_VERSION, bootstate::FORMAT_VERSION),
+            writes: bootstate::FORMAT_VERSION,
+        }
+    }
+
+    /// Whether it reads boot-state format `format`.
+    pub fn reads(&self, format: u16) -> bool {
+        self.reads.0 <= format && format <= self.reads.1
+    }
+
+    /// The record as text into `out`; the bytes written. Fails only when `out` is too small.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, RecordError> {
+        let mut w = Writer { out, at: 0 };
+        fmt::write(
+            &mut w,
+            format_args!(
+                "hnroot-loader {RECORD_FORMAT}\nhnroot {}\ngrub {}\nbootstate-reads {}-{}\n\
+                 bootstate-writes {}\n",
+                self.hnroot, self.grub, self.reads.0, self.reads.1, self.writes
+            ),
+        )
+        .map_err(|_| RecordError::TooLong)?;
+        Ok(w.at)
+    }
+}
+
+struct Writer<'b> {
+    out: &'b mut [u8],
+    at: usize,
+}
+
+impl fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.at.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.out.get_mut(self.at..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.at = end;
+        Ok(())
+    }
+}
+
+/// Why a record cannot be read (or written).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecordError {
+    /// Longer than [`RECORD_MAX`], or the buffer is too small to write it.
+    TooLong,
+    /// Not UTF-8 text.
+    NotText,
+    /// The first line is not `hnroot-loader N`.
+    NotARecord,
+    /// A record format this hnroot does not read.
+    Format(u16),
+    /// A line is missing or malformed.
+    Field(&'static str),
+}
+
+impl core::error::Error for RecordError {}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::TooLong => write!(f, "the record is longer than {RECORD_MAX} bytes"),
+            RecordError::NotText => f.write_str("the record is not UTF-8 text"),
+            RecordError::NotARecord => f.write_str("the record does not begin `hnroot-loader N`"),
+            RecordError::Format(n) => write!(
+                f,
+                "record format {n}; this hnroot reads format {RECORD_FORMAT}"
+            ),
+            RecordError::Field(name) => {
+                write!(f, "the record's `{name}` line is missing or malformed")
+            }
+        }
+    }
+}
+
+/// Decode a record (trailing zero padding allowed).
+pub fn parse_record(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    if end > RECORD_MAX {
+        return Err(RecordError::TooLong);
+    }
+    let text = bytes.get(..end).ok_or(RecordError::TooLong)?;
+    let text = core::str::from_utf8(text).map_err(|_| RecordError::NotText)?;
+    let mut lines = text.lines();
+    let format = lines
+        .next()
+        .and_then(|l| l.strip_prefix("hnroot-loader "))
+        .ok_or(RecordError::NotARecord)?;
+    let format: u16 = format.trim().parse().map_err(|_| RecordError::NotARecord)?;
+    if format != RECORD_FORMAT {
+        return Err(RecordError::Format(format));
+    }
+    let (mut hnroot, mut grub, mut reads, mut writes) = (None, None, None, None);
+    for line in lines {
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        match key {
+            "hnroot" => hnroot = Some(Version::parse(value).ok_or(RecordError::Field("hnroot"))?),
+            "grub" => {
+                let ok = !value.is_empty()
+                    && value.len() <= FIELD_MAX
+                    && value.bytes().all(|b| b.is_ascii_graphic());
+                grub = Some(ok.then_some(value).ok_or(RecordError::Field("grub"))?);
+            }
+            "bootstate-reads" => {
+                let (a, b) = value
+                    .split_once('-')
+                    .ok_or(RecordError::Field("bootstate-reads"))?;
+                let a: u16 = a
+                    .parse()
+                    .map_err(|_| RecordError::Field("bootstate-reads"))?;
+                let b: u16 = b
+                    .parse()
+                    .map_err(|_| RecordError::Field("bootstate-reads"))?;
+                if a > b {
+                    return Err(RecordError::Field("bootstate-reads"));
+                }
+                reads = Some((a, b));
+            }
+            "bootstate-writes" => {
+                writes = Some(
+                    value
+                        .parse()
+                        .map_err(|_| RecordError::Field("bootstate-writes"))?,
+                )
+            }
+            // Later formats may add lines; this one ignores what it does not know.
+            _ => {}
+        }
+    }
+    Ok(Record {
+        hnroot: hnroot.ok_or(RecordError::Field("hnroot"))?,
+        grub: grub.ok_or(RecordError::Field("grub"))?,
+        reads: reads.ok_or(RecordError::Field("bootstate-reads"))?,
+        writes: writes.ok_or(RecordError::Field("bootstate-writes"))?,
+    })
+}
+
+/// Why a file is not a PE image whose sections can be listed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PeError {
+    /// Shorter than its headers say.
+    Truncated,
+    /// No `MZ` at the start or no `PE\0\0` where `e_lfanew` points.
+    NotPe,
+    /// More sections than a PE image may have (96).
+    TooManySections(u16),
+}
+
+impl core::error::Error for PeError {}
+
+impl fmt::Display for PeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeError::Truncated => f.write_str("the file is shorter than its PE headers say"),
+            PeError::NotPe => f.write_str("not a PE image (no MZ/PE signatures)"),
+            PeError::TooManySections(n) => write!(f, "{n} sections (PE allows 96)"),
+        }
+    }
+}
+
+/// DOS header: `MZ` and the offset of the PE header.
+const DOS_MAGIC: Range<usize> = 0..2;
+const DOS_LFANEW: Range<usize> = 0x3c..0x40;
+/// From the PE signature: COFF header fields.
+const PE_SIGNATURE_LEN: usize = 4;
+const COFF_NUMBER_OF_SECTIONS: Range<usize> = 2..4;
+const COFF_SIZE_OF_OPTIONAL_HEADER: Range<usize> = 16..18;
+const COFF_HEADER_LEN: usize = 20;
+/// One section header and its fields.
+const SECTION_HEADER_LEN: usize = 40;
+const SH_NAME: Range<usize> = 0..8;
+const SH_VIRTUAL_SIZE: Range<usize> = 8..12;
+const SH_SIZE_OF_RAW_DATA: Range<usize> = 16..20;
+const SH_POINTER_TO_RAW_DATA: Range<usize> = 20..24;
+/// PE's limit on sections.
+const MAX_SECTIONS: u16 = 96;
+
+fn le16(b: &[u8], r: Range<usize>) -> Result<u16, PeError> {
+    let s = b.get(r).ok_or(PeError::Truncated)?;
+    let a: [u8; 2] = s.try_into().map_err(|_| PeError::Truncated)?;
+    Ok(u16::from_le_bytes(a))
+}
+
+fn le32(b: &[u8], r: Range<usize>) -> Result<u32, PeError> {
+    let s = b.get(r).ok_or(PeError::Truncated)?;
+    let a: [u8; 4] = s.try_into().map_err(|_| PeError::Truncated)?;
+    Ok(u32::from_le_bytes(a))
+}
+
+/// Where the PE image's section table is: (offset of the first section header, count).
+pub fn section_table(image: &[u8]) -> Result<(usize, u16), PeError> {
+    if image.get(DOS_MAGIC) != Some(b"MZ".as_slice()) {
+        return Err(PeError::NotPe);
+    }
+    let pe = le32(image, DOS_LFANEW)? as usize;
+    let sig_end = pe.checked_add(PE_SIGNATURE_LEN).ok_or(PeError::Truncated)?;
+    if image.get(pe..sig_end) != Some(b"PE\0\0".as_slice()) {
+        return Err(PeError::NotPe);
+    }
+    let coff = image.get(sig_end..).ok_or(PeError::Truncated)?;
+    let count = le16(coff, COFF_NUMBER_OF_SECTIONS)?;
+    if count > MAX_SECTIONS {
+        return Err(PeError::TooManySections(count));
+    }
+    let optional = le16(coff, COFF_SIZE_OF_OPTIONAL_HEADER)? as usize;
+    let table = sig_end
+        .checked_add(COFF_HEADER_LEN)
+        .and_then(|x| x.checked_add(optional))
+        .ok_or(PeError::Truncated)?;
+    let table_end = (count as usize)
+        .checked_mul(SECTION_HEADER_LEN)
+        .and_then(|n| n.checked_add(table))
+        .ok_or(PeError::Truncated)?;
+    if table_end > image.len() {
+        return Err(PeError::Truncated);
+    }
+    Ok((table, count))
+}
+
+/// The bytes of the section named `name` (its raw data, cut to its virtual size when that is
+/// smaller), `None` when the image has no such section.
+pub fn find_section<'a>(image: &'a [u8], name: &[u8; 8]) -> Result<Option<&'a [u8]>, PeError> {
+    let (table, count) = section_table(image)?;
+    for i in 0..usize::from(count) {
+        let start = table
+            .checked_add(
+                i.checked_mul(SECTION_HEADER_LEN)
+                    .ok_or(PeError::Truncated)?,
+            )
+            .ok_or(PeError::Truncated)?;
+        let end = start
+            .checked_add(SECTION_HEADER_LEN)
+            .ok_or(PeError::Truncated)?;
+        let header = image.get(start..end).ok_or(PeError::Truncated)?;
+        if header.get(SH_NAME) != Some(name.as_slice()) {
+            continue;
+        }
+        let raw = le32(header, SH_SIZE_OF_RAW_DATA)? as usize;
+        let virt = le32(header, SH_VIRTUAL_SIZE)? as usize;
+        let at = le32(header, SH_POINTER_TO_RAW_DATA)? as usize;
+        let len = if virt == 0 { raw } else { raw.min(virt) };
+        let stop = at.checked_add(len).ok_or(PeError::Truncated)?;
+        return image.get(at..stop).map(Some).ok_or(PeError::Truncated);
+    }
+    Ok(None)
+}
+
+/// The loader a file holds, as the firmware would find it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Loader<'a> {
+    /// No file at the path.
+    Absent,
+    /// A PE image without hnroot's record: a loader an hnroot before the record installed (or
+    /// another loader altogether).
+    Unrecorded,
+    /// A PE image with a record.
+    Recorded(Record<'a>),
+    /// Not a PE image, or a record that cannot be read.
+    Unreadable,
+}
+
+/// Judge the bytes of a loader file.
+pub fn identify(image: Option<&[u8]>) -> Loader<'_> {
+    let Some(image) = image else {
+        return Loader::Absent;
+    };
+    match find_section(image, &SECTION_NAME) {
+        Err(_) => Loader::Unreadable,
+        Ok(None) => Loader::Unrecorded,
+        Ok(Some(bytes)) => match parse_record(bytes) {
+            Ok(r) => Loader::Recorded(r),
+            Err(_) => Loader::Unreadable,
+        },
+    }
+}
+
+/// How the update was asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct UpdateRequest {
+    /// `--allow-downgrade`.
+    pub allow_downgrade: bool,
+    /// `--if-committed` (the service): only from a committed boot of the committed image.
+    pub if_committed: bool,
+    /// Whether this boot runs the committed image (no trial running, the running image the good
+    /// one), as the CLI observed the boot state and the running root.
+    pub committed: bool,
+}
+
+/// Whether this boot runs the committed image: the boot state records a committed image (no
+/// trial), `hn-root.img` is that image, and the running system booted it (`booted`, from the
+/// kernel command line GRUB wrote; `None` when it does not say).
+pub fn boot_is_committed(
+    state: &crate::bootstate::StateSeen,
+    current: Option<crate::uuid::FsUuid>,
+    booted: Option<crate::uuid::FsUuid>,
+) -> bool {
+    match (state, current) {
+        (
+            crate::bootstate::StateSeen::Valid(crate::bootstate::BootState::Committed { good }),
+            Some(cur),
+        ) => *good == cur && booted.is_none_or(|b| b == cur),
+        _ => false,
+    }
+}
+
+/// What the ESP holds, as the CLI observed it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct EspSeen<'a> {
+    /// The loader at `\EFI\BOOT\BOOTX64.EFI`.
+    pub loader: Loader<'a>,
+    /// The boot-state file's format version (`None`: no readable boot-state file).
+    pub state_format: Option<u16>,
+    /// Whether the ESP's loader is byte for byte the image this update would write.
+    pub identical: bool,
+}
+
+/// Why the loader is not replaced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UpdateRefusal {
+    /// The new loader does not read the ESP's boot-state format: the boot would lose its
+    /// memory (a trial, the good image).
+    CannotReadState {
+        /// The format on the ESP.
+        format: u16,
+        /// What the new loader reads.
+        reads: (u16, u16),
+    },
+    /// The new loader is older than the ESP's.
+    Downgrade {
+        /// The ESP's.
+        from: Version,
+        /// The new one's.
+        to: Version,
+    },
+    /// `--if-committed` on a boot that is not committed (a trial): the running image may still
+    /// be rolled back, and with it the loader it carries.
+    NotCommitted,
+    /// The file at the loader's path is not a PE image (or its record cannot be read): hnroot
+    /// does not replace what it cannot identify.
+    UnreadableLoader,
+}
+
+impl UpdateRefusal {
+    /// A stable one-word name for scripts and tests.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            UpdateRefusal::CannotReadState { .. } => "cannot-read-state",
+            UpdateRefusal::Downgrade { .. } => "downgrade",
+            UpdateRefusal::NotCommitted => "not-committed",
+            UpdateRefusal::UnreadableLoader => "unreadable-loader",
+        }
+    }
+}
+
+impl core::error::Error for UpdateRefusal {}
+
+impl fmt::Display for UpdateRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateRefusal::CannotReadState { format, reads } => write!(
+                f,
+                "the ESP's boot state is format {format}; the new loader reads formats {} to {}: \
+                 it would boot without the trial or the good image recorded there",
+                reads.0, reads.1
+            ),
+            UpdateRefusal::Downgrade { from, to } => write!(
+                f,
+                "the ESP's loader is hnroot {from}, the new one hnroot {to}: a downgrade \
+                 (--allow-downgrade to do it anyway)"
+            ),
+            UpdateRefusal::NotCommitted => f.write_str(
+                "this boot is not committed (a trial is running, or the running image is not \
+                 the one marked good): the loader is updated only after mark-good",
+            ),
+            UpdateRefusal::UnreadableLoader => f.write_str(
+                "the file at \\EFI\\BOOT\\BOOTX64.EFI is not a PE image hnroot can read: not \
+                 replacing what hnroot cannot identify (hnroot install --esp writes a new one)",
+            ),
+        }
+    }
+}
+
+/// What the update does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UpdateKind {
+    /// The ESP's loader is the one the update would write.
+    UpToDate,
+    /// No loader at the path: written there (through the same steps).
+    Install,
+    /// A loader of an hnroot before the record.
+    FromUnrecorded,
+    /// A newer hnroot's loader.
+    Upgrade,
+    /// The same hnroot version, another build (its GRUB, its configuration or fleet parts).
+    Rebuild,
+    /// An older one, with `--allow-downgrade`.
+    Downgrade,
+}
+
+impl UpdateKind {
+    /// A stable name.
+    pub const fn code(self) -> &'static str {
+        match self {
+            UpdateKind::UpToDate => "up-to-date",
+            UpdateKind::Install => "install",
+            UpdateKind::FromUnrecorded => "from-unrecorded",
+            UpdateKind::Upgrade => "upgrade",
+            UpdateKind::Rebuild => "rebuild",
+            UpdateKind::Downgrade => "downgrade",
+        }
+    }
+}
+
+/// Whether the ESP's loader may be replaced by `new`, and how.
+pub fn judge_update(
+    esp: &EspSeen<'_>,
+    new: &Record<'_>,
+    request: &UpdateRequest,
+) -> Result<UpdateKind, UpdateRefusal> {
+    if request.if_committed && !request.committed {
+        return Err(UpdateRefusal::NotCommitted);
+    }
+    if let Some(format) = esp.state_format {
+        if !new.reads(format) {
+            return Err(UpdateRefusal::CannotReadState {
+                format,
+                reads: new.reads,
+            });
+        }
+    }
+    if esp.identical {
+        return Ok(UpdateKind::UpToDate);
+    }
+    match esp.loader {
+        Loader::Absent => Ok(UpdateKind::Install),
+        Loader::Unreadable => Err(UpdateRefusal::UnreadableLoader),
+        Loader::Unrecorded => Ok(UpdateKind::FromUnrecorded),
+        Loader::Recorded(old) if new.hnroot > old.hnroot => Ok(UpdateKind::Upgrade),
+        Loader::Recorded(old) if new.hnroot == old.hnroot => Ok(UpdateKind::Rebuild),
+        Loader::Recorded(old) if request.allow_downgrade => {
+            let _ = old;
+            Ok(UpdateKind::Downgrade)
+        }
+        Loader::Recorded(old) => Err(UpdateRefusal::Downgrade {
+            from: old.hnroot,
+            to: new.hnroot,
+        }),
+    }
+}
+
+/// One step of a loader update, in order (see the module's argument).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LoaderStep {
+    /// Remove `hnroot-new.efi` and `hnroot-previous.efi` (never a boot path).
+    ClearLeftovers,
+    /// Write the new image as `hnroot-new.efi`, `fsync`, `syncfs`.
+    WriteNew,
+    /// Read it back from the disk and compare it with the image built.
+    VerifyNew,
+    /// Exchange `hnroot-new.efi` and `BOOTX64.EFI` (`RENAME_EXCHANGE`), `syncfs`.
+    Exchange,
+    /// Read `BOOTX64.EFI` back and compare it with the image built.
+    VerifyInPlace,
+    /// Rename the old loader, now `hnroot-new.efi`, to `hnroot-previous.efi`, `syncfs`.
+    KeepPrevious,
+}
+
+/// The steps of an update (none when it is up to date).
+pub fn update_steps(kind: UpdateKind) -> &'static [LoaderStep] {
+    const ALL: [LoaderStep; 6] = [
+        LoaderStep::ClearLeftovers,
+        LoaderStep::WriteNew,
+        LoaderStep::VerifyNew,
+        LoaderStep::Exchange,
+        LoaderStep::VerifyInPlace,
+        LoaderStep::KeepPrevious,
+    ];
+    // No loader there yet: after the exchange the new loader is at the path and the other
+    // name holds nothing, so there is nothing to keep.
+    const INSTALL: [LoaderStep; 5] = [
+        LoaderStep::ClearLeftovers,
+        LoaderStep::WriteNew,
+        LoaderStep::VerifyNew,
+        LoaderStep::Exchange,
+        LoaderStep::VerifyInPlace,
+    ];
+    match kind {
+        UpdateKind::UpToDate => &[],
+        UpdateKind::Install => &INSTALL,
+        _ => &ALL,
+    }
+}
+
+impl fmt::Display for LoaderStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LoaderStep::ClearLeftovers => {
+                "remove what an earlier update left (hnroot-new.efi, hnroot-previous.efi)"
+            }
+            LoaderStep::WriteNew => {
+                "write the new loader as \\EFI\\BOOT\\hnroot-new.efi and flush it"
+            }
+            LoaderStep::VerifyNew => "read hnroot-new.efi back from the disk and compare",
+            LoaderStep::Exchange => {
+                "exchange hnroot-new.efi and BOOTX64.EFI (two directory entries rewritten in place)"
+            }
+            LoaderStep::VerifyInPlace => "read BOOTX64.EFI back from the disk and compare",
+            LoaderStep::KeepPrevious => "keep the old loader as hnroot-previous.efi",
+        })
+    }
+}
+
+impl LoaderStep {
+    /// A stable name.
+    pub const fn code(self) -> &'static str {
+        match self {
+            LoaderStep::ClearLeftovers => "clear-leftovers",
+            LoaderStep::WriteNew => "write-new",
+            LoaderStep::VerifyNew => "verify-new",
+            LoaderStep::Exchange => "exchange",
+            LoaderStep::VerifyInPlace => "verify-in-place",
+            LoaderStep::KeepPrevious => "keep-previous",
+        }
+    }
+}
+
+/// What to do when a step fails with an error (a crash needs nothing: see the argument).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LoaderAfterFailure {
+    /// `BOOTX64.EFI` is the old loader: remove `hnroot-new.efi` (best effort) and stop.
+    RemoveNew,
+    /// The exchange happened but `BOOTX64.EFI` does not read back as the new image: exchange
+    /// again (the old loader is still whole under `hnroot-new.efi`), then stop.
+    ExchangeBack,
+    /// The new loader is in place and verified; only the old one's name is left: stop, the
+    /// next update removes it.
+    Stop,
+}
+
+/// The answer to `step` failing.
+pub const fn after_failure(step: LoaderStep) -> LoaderAfterFailure {
+    match step {
+        LoaderStep::ClearLeftovers
+        | LoaderStep::WriteNew
+        | LoaderStep::VerifyNew
+        | LoaderStep::Exchange => LoaderAfterFailure::RemoveNew,
+        LoaderStep::VerifyInPlace => LoaderAfterFailure::ExchangeBack,
+        LoaderStep::KeepPrevious => LoaderAfterFailure::Stop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    const V010: Version = Version {
+        major: 0,
+        minor: 1,
+        patch: 0,
+    };
+    const V020: Version = Version {
+        major: 0,
+        minor: 2,
+        patch: 0,
+    };
+
+    fn record(v: Version) -> Record<'static> {
+        Record::current(v, "2.12-9+deb13u2")
+    }
+
+    fn esp(loader: Loader<'_>) -> EspSeen<'_> {
+        EspSeen {
+            loader,
+            state_format: Some(1),
+            identical: false,
+        }
+    }
+
+    const ANY: UpdateRequest = UpdateRequest {
+        allow_downgrade: false,
+        if_committed: false,
+        committed: false,
+    };
+
+    #[test]
+    fn a_record_round_trips_and_ignores_padding_and_unknown_lines() {
+        let r = record(V020);
+        let mut buf = [0u8; 256];
+        let n = r.encode(&mut buf).unwrap();
+        assert_eq!(parse_record(&buf).unwrap(), r);
+        assert_eq!(parse_record(&buf[..n]).unwrap(), r);
+        let text = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(text.starts_with("hnroot-loader 1\nhnroot 0.2.0\ngrub 2.12-9+deb13u2\n"));
+        let later = "hnroot-loader 1\nhnroot 1.2.3\nnew-field x\ngrub g\nbootstate-reads 1-2\nbootstate-writes 2\n";
+        let p = parse_record(later.as_bytes()).unwrap();
+        assert_eq!(
+            (p.hnroot.to_string().as_str(), p.reads, p.writes),
+            ("1.2.3", (1, 2), 2)
+        );
+        assert!(p.reads(2) && !p.reads(3));
+        let mut tiny = [0u8; 10];
+        assert_eq!(r.encode(&mut tiny), Err(RecordError::TooLong));
+    }
+
+    #[test]
+    fn bad_records_name_what_is_wrong() {
+        assert_eq!(parse_record(b"MZ"), Err(RecordError::NotARecord));
+        assert_eq!(
+            parse_record(b"hnroot-loader 2\n"),
+            Err(RecordError::Format(2))
+        );
+        assert_eq!(
+            parse_record(b"hnroot-loader 1\nhnroot 1.2\n"),
+            Err(RecordError::Field("hnroot"))
+        );
+        assert_eq!(
+            parse_record(b"hnroot-loader 1\nhnroot 1.2.3\ngrub g\nbootstate-reads 2-1\n"),
+            Err(RecordError::Field("bootstate-reads"))
+        );
+        assert_eq!(parse_record(&[0xff, 0xfe]), Err(RecordError::NotText));
+        assert_eq!(
+            parse_record(&[b'a'; RECORD_MAX + 1]),
+            Err(RecordError::TooLong)
+        );
+    }
+
+    #[test]
+    fn versions_order_numerically() {
+        assert!(Version::parse("0.10.0").unwrap() > Version::parse("0.9.9").unwrap());
+        assert_eq!(Version::parse("1.2.3-rc1"), Version::parse("1.2.3"));
+        assert_eq!(Version::parse("1.2"), None);
+        assert_eq!(Version::parse("1.2.3.4"), None);
+    }
+
+    #[test]
+    fn newer_compatible_loaders_replace_older_ones() {
+        let new = record(V020);
+        let old = record(V010);
+        assert_eq!(
+            judge_update(&esp(Loader::Recorded(old)), &new, &ANY),
+            Ok(UpdateKind::Upgrade)
+        );
+        assert_eq!(
+            judge_update(&esp(Loader::Recorded(new)), &new, &ANY),
+            Ok(UpdateKind::Rebuild)
+        );
+        assert_eq!(
+            judge_update(&esp(Loader::Unrecorded), &new, &ANY),
+            Ok(UpdateKind::FromUnrecorded)
+        );
+        assert_eq!(
+            judge_update(&esp(Loader::Absent), &new, &ANY),
+            Ok(UpdateKind::Install)
+        );
+        let same = EspSeen {
+            identical: true,
+            ..esp(Loader::Recorded(new))
+        };
+        assert_eq!(judge_update(&same, &new, &ANY), Ok(UpdateKind::UpToDate));
+        assert!(update_steps(UpdateKind::UpToDate).is_empty());
+    }
+
+    #[test]
+    fn downgrades_need_the_flag() {
+        let new = record(V010);
+        let old = record(V020);
+        assert_eq!(
+            judge_update(&esp(Loader::Recorded(old)), &new, &ANY),
+            Err(UpdateRefusal::Downgrade {
+                from: V020,
+                to: V010
+            })
+        );
+        let allow = UpdateRequest {
+            allow_downgrade: true,
+            ..ANY
+        };
+        assert_eq!(
+            judge_update(&esp(Loader::Recorded(old)), &new, &allow),
+            Ok(UpdateKind::Downgrade)
+        );
+    }
+
+    #[test]
+    fn a_loader_that_cannot_read_the_state_is_refused_even_downgrading() {
+        let new = Record {
+            reads: (2, 3),
+            ..record(V020)
+        };
+        let allow = UpdateRequest {
+            allow_downgrade: true,
+            ..ANY
+        };
+        for loader in [
+            Loader::Absent,
+            Loader::Unrecorded,
+            Loader::Recorded(record(V010)),
+        ] {
+            assert_eq!(
+                judge_update(&esp(loader), &new, &allow),
+                Err(UpdateRefusal::CannotReadState {
+                    format: 1,
+                    reads: (2, 3)
+                })
+            );
+        }
+        let no_state = EspSeen {
+            state_format: None,
+            ..esp(Loader::Unrecorded)
+        };
+        assert_eq!(
+            judge_update(&no_state, &new, &allow),
+            Ok(UpdateKind::FromUnrecorded)
+        );
+    }
+
+    #[test]
+    fn the_service_waits_for_a_committed_boot_and_unknown_files_are_left_alone() {
+        let new = record(V020);
+        let service = UpdateRequest {
+            if_committed: true,
+            ..ANY
+        };
+        assert_eq!(
+            judge_update(&esp(Loader::Unrecorded), &new, &service),
+            Err(UpdateRefusal::NotCommitted)
+        );
+        let committed = UpdateRequest {
+            committed: true,
+            ..service
+        };
+        assert_eq!(
+            judge_update(&esp(Loader::Unrecorded), &new, &committed),
+            Ok(UpdateKind::FromUnrecorded)
+        );
+        assert_eq!(
+            judge_update(&esp(Loader::Unreadable), &new, &ANY).map_err(|e| e.code()),
+            Err("unreadable-loader")
+        );
+    }
+
+    #[test]
+    fn the_boot_path_changes_only_by_the_exchange_and_failures_never_leave_it_unverified() {
+        for kind in [
+            UpdateKind::Upgrade,
+            UpdateKind::Install,
+            UpdateKind::Downgrade,
+        ] {
+            let steps = update_steps(kind);
+            let exchange = steps
+                .iter()
+                .position(|s| *s == LoaderStep::Exchange)
+                .unwrap();
+            // The new loader is verified on the disk before the exchange, and again after.
+            assert!(steps[..exchange].contains(&LoaderStep::VerifyNew));
+            assert_eq!(steps.get(exchange + 1), Some(&LoaderStep::VerifyInPlace));
+            for (i, step) in steps.iter().enumerate() {
+                let answer = after_failure(*step);
+                if i <= exchange {
+                    assert_eq!(answer, LoaderAfterFailure::RemoveNew, "{step:?}");
+                }
+            }
+        }
+        assert_eq!(
+            after_failure(LoaderStep::VerifyInPlace),
+            LoaderAfterFailure::ExchangeBack
+        );
+    }
+
+    /// A PE image laid out as GRUB's mkimage and our section writer lay them out.
+    #[test]
+    fn sections_are_found_and_truncated_images_refused() {
+        let mut img = std::vec![0u8; 0x400];
+        img[0..2].copy_from_slice(b"MZ");
+        img[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        img[0x80..0x84].copy_from_slice(b"PE\0\0");
+        let coff = 0x84;
+        img[coff + 2..coff + 4].copy_from_slice(&2u16.to_le_bytes());
+        img[coff + 16..coff + 18].copy_from_slice(&0xf0u16.to_le_bytes());
+        let table = coff + 20 + 0xf0;
+        let mut put = |i: usize, name: &[u8; 8], at: u32, len: u32| {
+            let h = table + i * 40;
+            img[h..h + 8].copy_from_slice(name);
+            img[h + 8..h + 12].copy_from_slice(&len.to_le_bytes());
+            img[h + 16..h + 20].copy_from_slice(&len.to_le_bytes());
+            img[h + 20..h + 24].copy_from_slice(&at.to_le_bytes());
+        };
+        put(0, b".text\0\0\0", 0x200, 0x10);
+        put(1, &SECTION_NAME, 0x300, 5);
+        img[0x300..0x305].copy_from_slice(b"hello");
+        assert_eq!(
+            find_section(&img, &SECTION_NAME).unwrap(),
+            Some(b"hello".as_slice())
+        );
+        assert_eq!(find_section(&img, b".sbat\0\0\0").unwrap(), None);
+        assert_eq!(identify(Some(&img)), Loader::Unreadable);
+        assert_eq!(identify(None), Loader::Absent);
+        assert_eq!(
+            find_section(&img[..0x302], &SECTION_NAME),
+            Err(PeError::Truncated)
+        );
+        assert_eq!(
+            find_section(&img[..0x100], &SECTION_NAME),
+            Err(PeError::Truncated)
+        );
+        assert_eq!(find_section(b"ELF", &SECTION_NAME), Err(PeError::NotPe));
+        let mut many = img.clone();
+        many[coff + 2..coff + 4].copy_from_slice(&200u16.to_le_bytes());
+        assert_eq!(
+            find_section(&many, &SECTION_NAME),
+            Err(PeError::TooManySections(200))
+        );
+    }
+
+    #[test]
+    fn the_state_format_and_a_committed_boot_are_read_as_the_service_needs() {
+        use crate::bootstate::{new_block, BootState, StateSeen, Trial, Tries};
+        use crate::uuid::FsUuid;
+        let a = FsUuid::parse("aaaaaaaa-0000-4000-8000-00000000000a").unwrap();
+        let b = FsUuid::parse("bbbbbbbb-0000-4000-8000-00000000000b").unwrap();
+        let committed = BootState::Committed { good: a };
+        assert_eq!(bootstate::format_seen(&new_block(&committed)), Some(1));
+        let mut newer = new_block(&committed);
+        newer[8..10].copy_from_slice(&7u16.to_le_bytes());
+        assert_eq!(bootstate::format_seen(&newer), Some(7));
+        assert_eq!(bootstate::format_seen(&[0u8; 1024]), None);
+        let seen = StateSeen::Valid(committed);
+        assert!(boot_is_committed(&seen, Some(a), Some(a)));
+        assert!(boot_is_committed(&seen, Some(a), None));
+        assert!(
+            !boot_is_committed(&seen, Some(a), Some(b)),
+            "booted another image"
+        );
+        assert!(
+            !boot_is_committed(&seen, Some(b), None),
+            "hn-root.img is not the good one"
+        );
+        assert!(!boot_is_committed(&StateSeen::Absent, Some(a), None));
+        let trial = StateSeen::Valid(BootState::Trial(Trial {
+            image: a,
+            tries: Tries::new(2, 3).unwrap(),
+            good: Some(b),
+        }));
+        assert!(
+            !boot_is_committed(&trial, Some(a), Some(a)),
+            "a trial is not committed"
+        );
+    }
+}

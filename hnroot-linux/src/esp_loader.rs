@@ -1,0 +1,260 @@
+//! The boot loader on a mounted ESP: read as the firmware would find it, and replaced by the
+//! core's steps (`hnroot_core::loader`, whose crate docs give the argument that the firmware
+//! finds a whole loader at every moment). Every path is relative to the ESP's `EFI/BOOT`
+//! directory, held open, never through a link; every step ends with its writes on the disk
+//! (`fsync`, `syncfs`) before the next begins.
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use hnroot_core::loader::{LoaderAfterFailure, LoaderStep};
+
+use crate::fsat;
+
+/// The loader's directory on the ESP.
+pub const BOOT_DIR: &str = "EFI/BOOT";
+/// The loader the firmware boots (removable-media path; the boot entry names it too).
+pub const LOADER: &str = "BOOTX64.EFI";
+/// The new loader before the exchange, and the old one right after it.
+pub const NEW: &str = "hnroot-new.efi";
+/// The loader an update replaced, kept until the next update.
+pub const PREVIOUS: &str = "hnroot-previous.efi";
+/// Bound on a loader file hnroot reads (GRUB's image is a few MiB).
+pub const MAX_LOADER: usize = 64 << 20;
+
+/// The ESP's `EFI/BOOT`, held open.
+#[derive(Debug)]
+pub struct EspBoot {
+    esp: PathBuf,
+    dir: OwnedFd,
+}
+
+/// A step that failed, and what was done about it.
+#[derive(Debug)]
+pub struct StepFailed {
+    /// The step.
+    pub step: LoaderStep,
+    /// Why.
+    pub error: io::Error,
+    /// The core's answer, and how carrying it out went.
+    pub after: LoaderAfterFailure,
+    /// What the answer's own operation said when it failed too.
+    pub after_error: Option<io::Error>,
+}
+
+impl fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}; ", self.step.code(), self.error)?;
+        match (self.after, &self.after_error) {
+            (LoaderAfterFailure::RemoveNew, None) => f.write_str(
+                "BOOTX64.EFI is the loader that was there before (hnroot-new.efi removed)",
+            ),
+            (LoaderAfterFailure::ExchangeBack, None) => {
+                f.write_str("exchanged back: BOOTX64.EFI is the loader that was there before")
+            }
+            (LoaderAfterFailure::Stop, _) => f.write_str(
+                "BOOTX64.EFI is the new loader, verified; the old one is left as hnroot-new.efi \
+                 (the next update removes it)",
+            ),
+            (answer, Some(e)) => write!(f, "{answer:?} failed too: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StepFailed {}
+
+impl EspBoot {
+    /// `EFI/BOOT` of the ESP mounted at `esp`, created when `create` (an ESP without a loader).
+    pub fn open(esp: &Path, create: bool) -> io::Result<EspBoot> {
+        let root = std::fs::File::open(esp)?;
+        let root = OwnedFd::from(root);
+        let dir = if create {
+            fsat::make_path(&root, BOOT_DIR, 0o755)?
+        } else {
+            fsat::open_path(&root, BOOT_DIR)?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} has no {BOOT_DIR}", esp.display()),
+                )
+            })?
+        };
+        Ok(EspBoot {
+            esp: esp.to_owned(),
+            dir,
+        })
+    }
+
+    /// The loader's path, for messages.
+    pub fn loader_path(&self) -> PathBuf {
+        self.esp.join(BOOT_DIR).join(LOADER)
+    }
+
+    /// The loader file's bytes (`None`: no such file).
+    pub fn read_loader(&self) -> io::Result<Option<Vec<u8>>> {
+        match fsat::read_file(&self.dir, LOADER, MAX_LOADER) {
+            Ok((_, true)) => Err(io::Error::other(format!(
+                "{} is larger than {MAX_LOADER} bytes",
+                self.loader_path().display()
+            ))),
+            Ok((data, false)) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify(&self, name: &str, image: &[u8]) -> io::Result<()> {
+        let (data, more) = fsat::read_from_disk(&self.dir, name, MAX_LOADER)?;
+        if more || data != image {
+            return Err(io::Error::other(format!(
+                "{name} reads back as {} bytes{} that differ from the {} bytes written",
+                data.len(),
+                if more { " or more" } else { "" },
+                image.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Carry out one step with `image` the new loader; what it did.
+    pub fn step(&self, step: LoaderStep, image: &[u8]) -> io::Result<String> {
+        let d = &self.dir;
+        match step {
+            LoaderStep::ClearLeftovers => {
+                fsat::unlink(d, NEW)?;
+                fsat::unlink(d, PREVIOUS)?;
+                fsat::sync_fs(d)?;
+                Ok(format!("no {NEW} or {PREVIOUS} left"))
+            }
+            LoaderStep::WriteNew => {
+                fsat::create_new(d, NEW, image, 0o644)?;
+                fsat::sync_dir(d)?;
+                fsat::sync_fs(d)?;
+                Ok(format!(
+                    "{NEW} written ({} KiB)",
+                    image.len().div_ceil(1024)
+                ))
+            }
+            LoaderStep::VerifyNew => {
+                self.verify(NEW, image)?;
+                Ok(format!("{NEW} reads back whole"))
+            }
+            LoaderStep::Exchange => {
+                match fsat::exchange(d, NEW, LOADER) {
+                    // No loader there yet: the new one simply takes the name.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        fsat::rename(d, NEW, LOADER, false)?
+                    }
+                    other => other?,
+                }
+                fsat::sync_dir(d)?;
+                fsat::sync_fs(d)?;
+                Ok(format!("{NEW} and {LOADER} exchanged"))
+            }
+            LoaderStep::VerifyInPlace => {
+                self.verify(LOADER, image)?;
+                Ok(format!("{LOADER} reads back as the new loader"))
+            }
+            LoaderStep::KeepPrevious => {
+                fsat::rename(d, NEW, PREVIOUS, false)?;
+                fsat::sync_dir(d)?;
+                fsat::sync_fs(d)?;
+                Ok(format!("the old loader kept as {PREVIOUS}"))
+            }
+        }
+    }
+
+    /// Answer a failed `step` as the core says.
+    pub fn after_failure(&self, step: LoaderStep, error: io::Error) -> StepFailed {
+        let after = hnroot_core::loader::after_failure(step);
+        let d = &self.dir;
+        let after_error = match after {
+            LoaderAfterFailure::RemoveNew => {
+                fsat::unlink(d, NEW).and_then(|()| fsat::sync_fs(d)).err()
+            }
+            LoaderAfterFailure::ExchangeBack => fsat::exchange(d, NEW, LOADER)
+                .and_then(|()| fsat::sync_fs(d))
+                .err(),
+            LoaderAfterFailure::Stop => None,
+        };
+        StepFailed {
+            step,
+            error,
+            after,
+            after_error,
+        }
+    }
+
+    /// Every step of `steps` in order, `say` told what each did; on a failure, the core's answer.
+    pub fn run(
+        &self,
+        steps: &[LoaderStep],
+        image: &[u8],
+        mut say: impl FnMut(usize, LoaderStep, &str),
+    ) -> Result<(), StepFailed> {
+        let failed = crate::exec::run_steps(
+            steps,
+            crate::exec::OnFailure::Stop,
+            |step| self.step(*step, image),
+            |r| {
+                if let Ok(what) = r.outcome {
+                    say(r.index, *r.step, what);
+                }
+            },
+        );
+        match failed.into_iter().next() {
+            None => Ok(()),
+            Some((index, e)) => Err(self.after_failure(steps[index], e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnroot_core::loader::{update_steps, UpdateKind};
+
+    /// The steps on a real directory (tmpfs or ext4 here; the build machine's kernel may lack
+    /// vfat, which the QEMU suites cover): the old loader ends as hnroot-previous.efi, the new
+    /// one at the boot path, and a failed read-back after the exchange exchanges back.
+    #[test]
+    fn an_update_replaces_the_loader_and_keeps_the_old_one() {
+        let esp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(esp.path().join(BOOT_DIR)).unwrap();
+        let boot = esp.path().join(BOOT_DIR);
+        std::fs::write(boot.join(LOADER), b"old loader").unwrap();
+        std::fs::write(boot.join(NEW), b"left by a cut").unwrap();
+        let e = EspBoot::open(esp.path(), false).unwrap();
+        let mut said = Vec::new();
+        e.run(
+            update_steps(UpdateKind::Upgrade),
+            b"new loader",
+            |_, s, w| said.push(format!("{}: {w}", s.code())),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(boot.join(LOADER)).unwrap(), b"new loader");
+        assert_eq!(std::fs::read(boot.join(PREVIOUS)).unwrap(), b"old loader");
+        assert!(!boot.join(NEW).exists());
+        assert_eq!(said.len(), 6, "{said:?}");
+        // A fresh ESP: the new loader takes the name.
+        let empty = tempfile::tempdir().unwrap();
+        let e = EspBoot::open(empty.path(), true).unwrap();
+        e.run(update_steps(UpdateKind::Install), b"first", |_, _, _| {})
+            .unwrap();
+        assert_eq!(e.read_loader().unwrap().unwrap(), b"first");
+        // The read-back after the exchange fails (the disk holds other bytes): exchanged back.
+        let e = EspBoot::open(esp.path(), false).unwrap();
+        for s in &update_steps(UpdateKind::Upgrade)[..4] {
+            e.step(*s, b"newer loader").unwrap();
+        }
+        let failed = e
+            .step(LoaderStep::VerifyInPlace, b"something else")
+            .map_err(|err| e.after_failure(LoaderStep::VerifyInPlace, err))
+            .unwrap_err();
+        assert_eq!(failed.after, LoaderAfterFailure::ExchangeBack);
+        assert!(failed.after_error.is_none(), "{failed}");
+        assert_eq!(std::fs::read(boot.join(LOADER)).unwrap(), b"new loader");
+        assert!(failed.to_string().contains("exchanged back"), "{failed}");
+    }
+}
