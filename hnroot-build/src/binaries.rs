@@ -40,7 +40,14 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     eprintln!("==> {bin}: cargo build --profile {profile} --target {MUSL_TARGET} -p {package}");
     let mut build = Command::new(&cargo);
     build
-        .args(["build", "--quiet", "--profile", profile, "--target", MUSL_TARGET])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile,
+            "--target",
+            MUSL_TARGET,
+        ])
         .args(["-p", package, "--bin", bin])
         .current_dir(buildenv::workspace_root())
         .stdin(Stdio::null());
