@@ -15,9 +15,12 @@
 #   benches/stage-vs-cp.sh               # SIZE=4G RUNS=3
 #   SIZE=1G RUNS=1 benches/stage-vs-cp.sh
 #
-# Goals (issue 12): stage <= 0.6 x (cp + sha256sum); reflink stage <= 0.05 x. Also printed: `cp`
-# + `sync` alone, the write floor. A refused or failed stage stops the benchmark. Printed, never
-# asserted: this is a benchmark, not a test.
+# Goals: stage <= 0.6 x (cp + sha256sum) and reflink stage <= 0.05 x (issue 12); stage <= 1.2 x
+# `cp` + `sync` alone, the write floor (issue 28: the copy, the BLAKE2b pass and the writeback
+# overlap). A refused or failed stage stops the benchmark. Printed, never asserted: this is a
+# benchmark, not a test. On a shared machine the ratios move with its load (stage needs about
+# 1.7 s of CPU per GiB, 1 s of it the BLAKE2b pass on one core; cp + sync about 0.4 s): the
+# load average is printed with the figures.
 set -euo pipefail
 
 SIZE=${SIZE:-4G}
@@ -72,8 +75,11 @@ time_stage() {
     # A committed hn-root.img is not needed to stage: an empty hostpart takes hn-root-new.img.
     drop
     local t0; t0=$(now)
-    # A refused or failed stage is a broken benchmark, not a fast run.
-    "$HNROOT" stage "$1" --hostpart "$2" --bootstate "$state" --keys "$work/keys" >/dev/null || return 1
+    # A refused or failed stage is a broken benchmark, not a fast run. Its CPU time (user +
+    # system) goes to $work/cpu: on a loaded machine the wall time is mostly waiting for a CPU.
+    local TIMEFORMAT='%U %S'
+    { time "$HNROOT" stage "$1" --hostpart "$2" --bootstate "$state" --keys "$work/keys" >/dev/null 2>&1; } 2> "$work/cpu.raw" || return 1
+    awk '{print $1 + $2}' "$work/cpu.raw" > "$work/cpu"
     calc "$(now) - $t0"
 }
 
@@ -104,13 +110,15 @@ time_read() {
     calc "$(now) - $t0"
 }
 
-stage=(); cpsha=(); plain=(); cponly=()
+stage=(); cpsha=(); plain=(); cponly=(); cpu=()
 for i in $(seq "$RUNS"); do
     t=$(time_stage "$work/image.img" "$work/hostpart") || { echo "stage-vs-cp: hnroot stage failed" >&2; exit 1; }
     stage+=("$t")
+    cpu+=("$(cat "$work/cpu")")
     cpsha+=("$(time_cp_sha "$work/image.img" "$work/hostpart")")
     cponly+=("$(time_cp "$work/image.img" "$work/hostpart")")
     plain+=("$(time_read "$work/image.img")")
+    echo "  run $i: stage ${stage[-1]} s (CPU ${cpu[-1]} s), cp + sha256sum ${cpsha[-1]} s, cp + sync ${cponly[-1]} s, read ${plain[-1]} s (load $(cut -d' ' -f1 /proc/loadavg))"
 done
 rm -f "$work/hostpart/copy.img" "$work/hostpart"/hn-root*.img
 s=$(printf '%s\n' "${stage[@]}" | median)
@@ -123,9 +131,11 @@ printf '  %-34s %8.2f s\n' "read (cat > /dev/null)" "$r"
 printf '  %-34s %8.2f s\n' "cp + sync (the write floor)" "$w"
 printf '  %-34s %8.2f s\n' "cp + sync + sha256sum" "$c"
 printf '  %-34s %8.2f s\n' "hnroot stage (copy + verify)" "$s"
+printf '  %-34s %8.2f s\n' "  its CPU time (user + system)" "$(printf '%s\n' "${cpu[@]}" | median)"
 printf '  ratio stage / (cp + sha256sum)     %8.2f   (goal <= 0.6)\n' "$(calc "$s / $c")"
 printf '  ratio stage / read                 %8.2f\n' "$(calc "$s / $r")"
-printf '  ratio stage / (cp + sync)          %8.2f\n' "$(calc "$s / $w")"
+printf '  ratio stage / (cp + sync)          %8.2f   (goal <= 1.2)\n' "$(calc "$s / $w")"
+echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 
 # Reflink: the image and hostpart on one btrfs.
 umount "$work/hostpart"; mounted=()

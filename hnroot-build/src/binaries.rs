@@ -22,15 +22,32 @@ pub fn is_dynamic(elf: &[u8]) -> Result<bool> {
     Ok(file.section_by_name(".interp").is_some())
 }
 
-/// Build `package`'s binary `bin` for [`MUSL_TARGET`] (release profile) and return a stripped
-/// copy under `target/hnroot-build/bin/`, checked to be statically linked.
+/// The Cargo profile each static program is built with (the workspace's `Cargo.toml`):
+/// `hnroot-init` for size, in every initramfs; the rest `release`.
+pub fn profile_of(bin: &str) -> &'static str {
+    match bin {
+        "hnroot-init" => "initramfs",
+        _ => "release",
+    }
+}
+
+/// Build `package`'s binary `bin` for [`MUSL_TARGET`] (profile [`profile_of`]) and return a
+/// stripped copy under `target/hnroot-build/bin/`, checked to be statically linked.
 pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let _lock = buildenv::lock(&format!("static-{bin}"))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("==> {bin}: cargo build --release --target {MUSL_TARGET} -p {package}");
+    let profile = profile_of(bin);
+    eprintln!("==> {bin}: cargo build --profile {profile} --target {MUSL_TARGET} -p {package}");
     let mut build = Command::new(&cargo);
     build
-        .args(["build", "--quiet", "--release", "--target", MUSL_TARGET])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile,
+            "--target",
+            MUSL_TARGET,
+        ])
         .args(["-p", package, "--bin", bin])
         .current_dir(buildenv::workspace_root())
         .stdin(Stdio::null());
@@ -50,7 +67,7 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     }
     let built = buildenv::target_dir()
         .join(MUSL_TARGET)
-        .join("release")
+        .join(profile)
         .join(bin);
     let dir = buildenv::build_root().join("bin");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -615,6 +615,9 @@ fn fill(
     let lo = loopdev::attach(Path::new("/dev"), file, "hnroot-image-build", true).context(
         "cannot attach the new image to a loop device (hnroot image build runs as root)",
     )?;
+    if let loopdev::LoopIo::Buffered(_) = lo.io {
+        say(&format!("{}: {}", lo.node.display(), lo.io));
+    }
     let mnt = tempfile::Builder::new()
         .prefix("hnroot-image-")
         .tempdir()

@@ -4,11 +4,21 @@
 //! and what was seen. Two matches are an error naming both, never a silent pick, unless a
 //! `PARTUUID` pin decides between them. Needs only sysfs and device nodes (devtmpfs): no
 //! udev, no `/dev/disk/by-*`, no blkid cache.
+//!
+//! A search reads no more than its answer needs: devices are probed side by side (a few
+//! threads), each only until the core says it cannot hold what is looked for
+//! ([`FsProber::may_find`](hnroot_core::probe::FsProber::may_find)): a `LABEL=` search reads
+//! the first 68 KiB of most devices once, and the end of a device (its RAID signatures) only
+//! when the head matched; a `PARTUUID=` search reads the partition tables and probes only the
+//! partition that matched. Whether a device is a partition is read from sysfs only when a
+//! partition is looked for or several devices match. Only a search that finds nothing probes
+//! everything in full, for the message that lists what each device holds.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hnroot_core::cmdline::DeviceSpec;
 use hnroot_core::device::{choose, Candidate, Choice, ChosenBy, MAX_CANDIDATES};
@@ -81,6 +91,78 @@ pub struct ListError {
 /// of size 0 (unattached loop devices, empty drives) and devices whose sysfs entry vanishes
 /// while it is read are left out.
 pub fn list(roots: &Roots) -> Result<Vec<BlockDev>, ListError> {
+    Ok(names(roots)?
+        .into_iter()
+        .filter_map(|name| read_device(roots, &name))
+        .collect())
+}
+
+/// A sysfs attribute holding one number (`size`, `partition`, `start`), read without an
+/// allocation.
+fn read_number(path: &Path) -> Option<u64> {
+    use std::io::Read as _;
+    let mut buf = [0u8; 32];
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut got = 0;
+    // Bounded: each round reads at least one byte or stops; an attribute longer than the
+    // buffer is not a number.
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match file.read(rest) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    std::str::from_utf8(buf.get(..got)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn read_device(roots: &Roots, name: &str) -> Option<BlockDev> {
+    let mut dev = read_sized(roots, name)?;
+    dev.partition = read_partition(roots, name)?;
+    Some(dev)
+}
+
+/// A device with its size (`None`: size 0 or unreadable, left out), its partition not looked
+/// up.
+fn read_sized(roots: &Roots, name: &str) -> Option<BlockDev> {
+    let sys = roots.sys_class_block.join(name);
+    let size = read_number(&sys.join("size"))?.checked_mul(SYSFS_SECTOR)?;
+    if size == 0 {
+        return None;
+    }
+    Some(BlockDev {
+        name: name.to_string(),
+        // The kernel writes '/' in device names as '!' in sysfs (cciss!c0d0).
+        node: roots.dev.join(name.replace('!', "/")),
+        size,
+        partition: None,
+    })
+}
+
+/// Whether `name` is a partition, and where (`None`: its sysfs entry went away half-read).
+fn read_partition(roots: &Roots, name: &str) -> Option<Option<PartitionOf>> {
+    let sys = roots.sys_class_block.join(name);
+    let Some(number) = read_number(&sys.join("partition")) else {
+        return Some(None);
+    };
+    let start = read_number(&sys.join("start"))?.checked_mul(SYSFS_SECTOR)?;
+    // A partition's sysfs directory sits inside its disk's.
+    let real = std::fs::canonicalize(&sys).ok()?;
+    let disk = real.parent()?.file_name()?.to_str()?.to_string();
+    Some(Some(PartitionOf {
+        number: u32::try_from(number).ok()?,
+        start,
+        disk,
+    }))
+}
+
+/// The names in `/sys/class/block`, sorted (at most [`MAX_BLOCK_DEVICES`]).
+fn names(roots: &Roots) -> Result<Vec<String>, ListError> {
     let dir = &roots.sys_class_block;
     let entries = std::fs::read_dir(dir).map_err(|source| ListError {
         dir: dir.clone(),
@@ -97,43 +179,7 @@ pub fn list(roots: &Roots) -> Result<Vec<BlockDev>, ListError> {
         }
     }
     names.sort();
-    Ok(names
-        .into_iter()
-        .filter_map(|name| read_device(roots, &name))
-        .collect())
-}
-
-fn read_number(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn read_device(roots: &Roots, name: &str) -> Option<BlockDev> {
-    let sys = roots.sys_class_block.join(name);
-    let size = read_number(&sys.join("size"))?.checked_mul(SYSFS_SECTOR)?;
-    if size == 0 {
-        return None;
-    }
-    let partition = match read_number(&sys.join("partition")) {
-        Some(number) => {
-            let start = read_number(&sys.join("start"))?.checked_mul(SYSFS_SECTOR)?;
-            // A partition's sysfs directory sits inside its disk's.
-            let real = std::fs::canonicalize(&sys).ok()?;
-            let disk = real.parent()?.file_name()?.to_str()?.to_string();
-            Some(PartitionOf {
-                number: u32::try_from(number).ok()?,
-                start,
-                disk,
-            })
-        }
-        None => None,
-    };
-    Some(BlockDev {
-        name: name.to_string(),
-        // The kernel writes '/' in device names as '!' in sysfs (cciss!c0d0).
-        node: roots.dev.join(name.replace('!', "/")),
-        size,
-        partition,
-    })
+    Ok(names)
 }
 
 /// A partition's entry in its disk's partition table.
@@ -148,12 +194,24 @@ pub struct PartEntry {
 /// One device and what the probes saw on it.
 #[derive(Debug)]
 pub struct Probed {
-    /// The device.
+    /// The device ([`BlockDev::partition`] is looked up by [`Scan::partitions`]).
     pub dev: BlockDev,
-    /// Its filesystem, or why it could not be read.
-    pub fs: io::Result<FsOutcome>,
-    /// For a partition: its table entry, once looked up (see [`Scan::part_entry`]).
+    /// Its filesystem, or why it could not be read; `None`: not probed in full, because it
+    /// cannot be what the search looked for (see [`Scan::complete`]).
+    pub fs: Option<io::Result<FsOutcome>>,
+    /// For a partition: its table entry, once looked up (see [`Scan::part_entries`]).
     pub part: Option<PartEntry>,
+}
+
+/// How far a scan probes each device's filesystem.
+#[derive(Clone, Copy)]
+pub enum Depth<'a> {
+    /// In full, as blkid would.
+    Full,
+    /// Until it cannot hold a filesystem this accepts (then `fs` is `None`).
+    Wanted(&'a (dyn Fn(&FsInfo) -> bool + Sync)),
+    /// Not at all (a search by partition table entry).
+    None,
 }
 
 /// All devices, probed.
@@ -163,35 +221,226 @@ pub struct Scan {
     pub devices: Vec<Probed>,
     /// Reads made.
     pub reads: u64,
+    /// Whether every device's [`BlockDev::partition`] has been looked up.
+    partitions_known: bool,
     tables: HashMap<String, Option<Table>>,
 }
 
+impl std::fmt::Debug for Depth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Depth::Full => "Full",
+            Depth::Wanted(_) => "Wanted",
+            Depth::None => "None",
+        })
+    }
+}
+
+/// Most threads probing devices side by side.
+const MAX_PROBERS: usize = 8;
+/// Probing threads per CPU: a thread mostly waits for its device's reads.
+const PROBERS_PER_CPU: usize = 2;
+/// Devices per probing thread at least (a thread costs about as much as probing a few).
+const DEVICES_PER_PROBER: usize = 4;
+/// A probing thread's stack: it holds a prober (under 1 KiB) and a few paths.
+const PROBER_STACK: usize = 64 << 10;
+
+/// `each` applied to every item, several at a time: this thread and up to [`MAX_PROBERS`] - 1
+/// more take items in turn, each thread with its own read buffer. Returns the answers in
+/// the items' order (`None` for an item a thread took and never answered: only a bug makes a
+/// thread panic).
+fn side_by_side<T: Sync, R: Send>(
+    items: &[T],
+    each: impl Fn(&T, &mut Vec<u8>) -> R + Sync,
+) -> Vec<Option<R>> {
+    let next = AtomicUsize::new(0);
+    let work = || -> Vec<(usize, R)> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some((i, item)) = {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            items.get(i).map(|item| (i, item))
+        } {
+            out.push((i, each(item, &mut buf)));
+        }
+        out
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (items.len() / DEVICES_PER_PROBER)
+        .min(cpus.saturating_mul(PROBERS_PER_CPU))
+        .clamp(1, MAX_PROBERS);
+    let answered = std::thread::scope(|scope| {
+        let mut helpers = Vec::new();
+        for _ in 1..threads {
+            match std::thread::Builder::new()
+                .stack_size(PROBER_STACK)
+                .spawn_scoped(scope, work)
+            {
+                Ok(helper) => helpers.push(helper),
+                // No more threads to be had: the ones there take every item.
+                Err(_) => break,
+            }
+        }
+        let mut answered = work();
+        for helper in helpers {
+            if let Ok(more) = helper.join() {
+                answered.extend(more);
+            }
+        }
+        answered
+    });
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for (i, r) in answered {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(r);
+        }
+    }
+    out
+}
+
+/// Probe the device at `node` (its first `limit` bytes, if given) to `wanted`'s depth (`None`:
+/// in full), reading into `buf`. Returns its size (the end of its node, `limit` at most),
+/// what was seen (see [`Probed::fs`]) and the reads made; an error: the node could not be
+/// opened.
+fn probe_node(
+    node: &Path,
+    limit: Option<u64>,
+    wanted: Option<&(dyn Fn(&FsInfo) -> bool + Sync)>,
+    buf: &mut Vec<u8>,
+) -> io::Result<(u64, Option<io::Result<FsOutcome>>, u64)> {
+    let mut d = Device::open(node)?.with_buffer(std::mem::take(buf));
+    let size = limit.map_or(d.size(), |l| l.min(d.size()));
+    let outcome = if size == 0 {
+        Ok(Some(FsOutcome::Unknown))
+    } else {
+        match wanted {
+            None => d.probe_fs(0, size).map(Some),
+            Some(w) => d.probe_fs_for(0, size, w),
+        }
+    };
+    let reads = d.reads();
+    *buf = d.into_buffer();
+    Ok((size, outcome.transpose(), reads))
+}
+
 impl Scan {
-    /// List and probe every device's filesystem.
+    /// List and probe every device's filesystem in full.
     pub fn run(roots: &Roots) -> Result<Scan, ListError> {
-        let devices = list(roots)?;
-        let mut reads = 0u64;
-        let seen = devices
-            .into_iter()
-            .map(|dev| {
-                let fs = Device::open(&dev.node).and_then(|mut d| {
-                    let size = dev.size.min(d.size());
-                    let out = d.probe_fs(0, size);
-                    reads = reads.saturating_add(d.reads());
-                    out
+        let mut scan = Scan::search(roots, Depth::Full)?;
+        scan.partitions(roots);
+        Ok(scan)
+    }
+
+    /// Every device with a size (partitions not looked up), probed to `depth`, side by side.
+    /// A probed device's size is its node's (what a probe reads), the size sysfs gives for one
+    /// whose node cannot be opened or that is not probed.
+    pub fn search(roots: &Roots, depth: Depth<'_>) -> Result<Scan, ListError> {
+        let names = names(roots)?;
+        let wanted = match depth {
+            Depth::None => {
+                let devices = names
+                    .iter()
+                    .filter_map(|name| read_sized(roots, name))
+                    .map(|dev| Probed {
+                        dev,
+                        fs: None,
+                        part: None,
+                    })
+                    .collect();
+                return Ok(Scan {
+                    devices,
+                    reads: 0,
+                    partitions_known: false,
+                    tables: HashMap::new(),
                 });
-                Probed {
+            }
+            Depth::Full => None,
+            Depth::Wanted(w) => Some(w),
+        };
+        let seen = side_by_side(&names, |name, buf| {
+            // The kernel writes '/' in device names as '!' in sysfs (cciss!c0d0).
+            let node = roots.dev.join(name.replace('!', "/"));
+            let (dev, fs, reads) = match probe_node(&node, None, wanted, buf) {
+                Ok((0, _, reads)) => (None, None, reads),
+                Ok((size, fs, reads)) => {
+                    let dev = BlockDev {
+                        name: name.clone(),
+                        node,
+                        size,
+                        partition: None,
+                    };
+                    (Some(dev), fs, reads)
+                }
+                // No node to open: sysfs says whether there is a device (an unreadable one).
+                Err(e) => (read_sized(roots, name), Some(Err(e)), 0),
+            };
+            (
+                dev.map(|dev| Probed {
                     dev,
                     fs,
                     part: None,
-                }
-            })
-            .collect();
+                }),
+                reads,
+            )
+        });
+        let mut reads = 0u64;
+        let mut devices = Vec::new();
+        for (probed, r) in seen.into_iter().flatten() {
+            reads = reads.saturating_add(r);
+            devices.extend(probed);
+        }
         Ok(Scan {
-            devices: seen,
+            devices,
             reads,
+            partitions_known: false,
             tables: HashMap::new(),
         })
+    }
+
+    /// Probe in full every device in `which` (indices into `devices`) that is not yet.
+    pub fn complete(&mut self, which: &[usize]) {
+        let todo: Vec<usize> = which
+            .iter()
+            .copied()
+            .filter(|&i| self.devices.get(i).is_some_and(|s| s.fs.is_none()))
+            .collect();
+        let devices = &self.devices;
+        let done = side_by_side(&todo, |&i, buf| {
+            devices
+                .get(i)
+                .map(|seen| probe_node(&seen.dev.node, Some(seen.dev.size), None, buf))
+        });
+        for (&i, answer) in todo.iter().zip(done) {
+            let fs = match answer {
+                Some(Some(Ok((_, fs, reads)))) => {
+                    self.reads = self.reads.saturating_add(reads);
+                    fs
+                }
+                Some(Some(Err(e))) => Some(Err(e)),
+                _ => continue,
+            };
+            if let Some(seen) = self.devices.get_mut(i) {
+                seen.fs = fs;
+            }
+        }
+    }
+
+    /// [`Scan::complete`] for every device.
+    pub fn complete_all(&mut self) {
+        let all: Vec<usize> = (0..self.devices.len()).collect();
+        self.complete(&all);
+    }
+
+    /// Look up whether each device is a partition, and where (sysfs), once. A device whose
+    /// sysfs entry went away meanwhile is taken for a whole device.
+    pub fn partitions(&mut self, roots: &Roots) {
+        if self.partitions_known {
+            return;
+        }
+        for seen in &mut self.devices {
+            seen.dev.partition = read_partition(roots, &seen.dev.name).flatten();
+        }
+        self.partitions_known = true;
     }
 
     /// Look up the table entry of every partition in `which` (indices into `devices`), reading
@@ -199,6 +448,7 @@ impl Scan {
     /// table changed since the kernel read it, or hnroot does not know the table type) gets
     /// an empty entry.
     pub fn part_entries(&mut self, roots: &Roots, which: &[usize]) {
+        self.partitions(roots);
         for &i in which {
             let Some(seen) = self.devices.get(i) else {
                 continue;
@@ -335,7 +585,7 @@ fn is_part_spec(spec: &DeviceSpec<'_>) -> bool {
 
 /// Whether `seen` is what `spec` names (blkid compares labels byte for byte).
 pub fn matches(spec: &DeviceSpec<'_>, seen: &Probed) -> bool {
-    let outcome = seen.fs.as_ref().ok();
+    let outcome = seen.fs.as_ref().and_then(|fs| fs.as_ref().ok());
     let info = outcome.and_then(FsOutcome::info);
     let part = seen.part.as_ref();
     match spec {
@@ -352,17 +602,18 @@ pub fn matches(spec: &DeviceSpec<'_>, seen: &Probed) -> bool {
 pub fn summary(seen: &Probed) -> String {
     let mut s = seen.dev.name.clone();
     match &seen.fs {
-        Err(e) => {
+        None => s.push_str(" not probed"),
+        Some(Err(e)) => {
             let _ = write!(s, " unreadable ({e})");
         }
-        Ok(FsOutcome::Unknown) => s.push_str(" no filesystem"),
-        Ok(FsOutcome::Other(t)) => {
+        Some(Ok(FsOutcome::Unknown)) => s.push_str(" no filesystem"),
+        Some(Ok(FsOutcome::Other(t))) => {
             let _ = write!(s, " {t}");
         }
-        Ok(FsOutcome::Ambivalent(types)) => {
+        Some(Ok(FsOutcome::Ambivalent(types))) => {
             let _ = write!(s, " ambivalent ({types})");
         }
-        Ok(FsOutcome::Found(i)) => {
+        Some(Ok(FsOutcome::Found(i))) => {
             let _ = write!(s, " {}", i.fs_type);
             match &i.label {
                 Some(l) => {
@@ -408,9 +659,11 @@ pub fn find_waiting(
 ) -> Result<(Found, std::time::Duration), FindError> {
     let start = std::time::Instant::now();
     loop {
-        match find_in(roots, spec, hints) {
+        // Only the last look probes every device in full, for the message that lists them.
+        let last = start.elapsed() >= deadline;
+        match find_with(roots, spec, hints, last) {
             Ok(found) => return Ok((found, start.elapsed())),
-            Err(FindError::NotFound { .. }) if start.elapsed() < deadline => {
+            Err(FindError::NotFound { .. }) if !last => {
                 std::thread::sleep(poll.min(deadline.saturating_sub(start.elapsed())));
             }
             Err(e) => return Err(e),
@@ -423,7 +676,31 @@ pub fn find_waiting(
 /// Exactly one match is the answer. With several, the core chooses (`hnroot_core::device`):
 /// the one carrying the pin, else the one on the boot disk, else an error naming them all.
 pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Found, FindError> {
-    let mut scan = Scan::run(roots)?;
+    find_with(roots, spec, hints, true)
+}
+
+/// [`find_in`]; `listing`: whether a search that finds nothing probes every device in full for
+/// its message (else the message lists the devices with what the search read of them).
+fn find_with(
+    roots: &Roots,
+    spec: &DeviceSpec<'_>,
+    hints: &Hints,
+    listing: bool,
+) -> Result<Found, FindError> {
+    let label = |i: &FsInfo| match spec {
+        DeviceSpec::Label(l) => i.is_labelled(l.as_bytes()),
+        _ => false,
+    };
+    let uuid = |i: &FsInfo| match spec {
+        DeviceSpec::Uuid(u) => i.uuid == Some(*u),
+        _ => false,
+    };
+    let depth = match spec {
+        DeviceSpec::Label(_) => Depth::Wanted(&label),
+        DeviceSpec::Uuid(_) => Depth::Wanted(&uuid),
+        DeviceSpec::PartLabel(_) | DeviceSpec::PartUuid(_) => Depth::None,
+    };
+    let mut scan = Scan::search(roots, depth)?;
     if is_part_spec(spec) {
         scan.all_part_entries(roots);
     }
@@ -434,11 +711,14 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
     let count = scan.devices.len();
     let (index, chosen_by) = match hits.as_slice() {
         [] => {
+            if listing {
+                scan.complete_all();
+            }
             return Err(FindError::NotFound {
                 looked_for,
                 count,
                 seen: list_of(scan.devices.iter(), count),
-            })
+            });
         }
         [one] => (*one, None),
         many => {
@@ -493,6 +773,8 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
             }
         }
     };
+    // Found by its table entry: what it holds, probed in full.
+    scan.complete(&[index]);
     let reads = scan.reads;
     let seen = scan
         .devices
@@ -506,7 +788,7 @@ pub fn find_in(roots: &Roots, spec: &DeviceSpec<'_>, hints: &Hints) -> Result<Fo
     Ok(Found {
         name: seen.dev.name,
         node: seen.dev.node,
-        fs: seen.fs.ok().and_then(|o| o.info().cloned()),
+        fs: seen.fs.and_then(Result::ok).and_then(|o| o.info().cloned()),
         part: seen.part,
         chosen_by,
         devices: count,

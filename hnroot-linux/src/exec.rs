@@ -142,6 +142,9 @@ pub enum SourceError {
     /// The thread hashing the copy stopped or panicked.
     #[error("the hashing thread {0} (a bug in hnroot)")]
     Hasher(&'static str),
+    /// The thread writing the copy stopped without an error of its own or panicked.
+    #[error("the writing thread {0} (a bug in hnroot)")]
+    Writer(&'static str),
 }
 
 impl SourceError {

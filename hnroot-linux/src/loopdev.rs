@@ -1,6 +1,14 @@
 //! Attach an image file to a loop device with `LOOP_CONFIGURE` (one ioctl: file, flags and name
 //! at once), read-only unless asked otherwise, falling back to `LOOP_SET_FD` +
 //! `LOOP_SET_STATUS64` on kernels older than 5.8.
+//!
+//! Every device is asked for direct I/O (`LO_FLAGS_DIRECT_IO`, as `losetup --direct-io`): the
+//! loop device then reads and writes the image file without the page cache, so the image's
+//! blocks are cached once (as the image filesystem's) instead of twice (the backing file's
+//! too). A backing filesystem that cannot do direct I/O (ramfs; tmpfs before Linux 6.6; a
+//! block size the loop device's sectors do not fit) gets buffered I/O instead: newer kernels
+//! refuse `LOOP_CONFIGURE` with the flag (`EINVAL`), older ones drop the flag silently, so what
+//! the device does is read back from the kernel ([`LoopIo`]) and the caller reports it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -11,11 +19,13 @@ use std::time::{Duration, Instant};
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_SET_DIRECT_IO: libc::c_ulong = 0x4C08;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_FLAGS_DIRECT_IO: u32 = 16;
 const LO_NAME_SIZE: usize = 64;
 const LO_KEY_SIZE: usize = 32;
 
@@ -50,6 +60,38 @@ struct LoopConfig {
 const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
 const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
 
+/// How a loop device reaches its backing file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoopIo {
+    /// Direct I/O: no page cache for the backing file; the image's blocks are cached once.
+    Direct,
+    /// Buffered I/O: the kernel would not do direct I/O on this backing file; why.
+    Buffered(String),
+}
+
+impl LoopIo {
+    /// The stable word for records (`io=direct`, `io=buffered`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoopIo::Direct => "direct",
+            LoopIo::Buffered(_) => "buffered",
+        }
+    }
+}
+
+impl std::fmt::Display for LoopIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoopIo::Direct => f.write_str("direct I/O"),
+            LoopIo::Buffered(why) => write!(
+                f,
+                "buffered I/O ({why}; the image's pages are cached twice, as the image file's \
+                 and as its filesystem's)"
+            ),
+        }
+    }
+}
+
 /// A configured loop device.
 #[derive(Debug)]
 pub struct LoopDevice {
@@ -57,6 +99,8 @@ pub struct LoopDevice {
     pub node: PathBuf,
     /// Kept open so the device stays configured until the filesystem is mounted.
     pub file: File,
+    /// Direct or buffered I/O, as the kernel says after configuring it.
+    pub io: LoopIo,
 }
 
 /// How long to wait for devtmpfs to create `/dev/loopN` after `LOOP_CTL_GET_FREE`.
@@ -67,8 +111,9 @@ const NODE_WAIT: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: usize = 16;
 
 /// Attach `image` (an open file) to a free loop device under `dev` (normally `/dev`), named
-/// `name`, read-only unless `writable`. The device is detached automatically when its last
-/// user (the mounted filesystem) goes away.
+/// `name`, read-only unless `writable`, with direct I/O where the backing filesystem allows it
+/// (else buffered, said in [`LoopDevice::io`]). The device is detached automatically when its
+/// last user (the mounted filesystem) goes away.
 pub fn attach(
     dev: &std::path::Path,
     image: &File,
@@ -130,7 +175,9 @@ fn attach_free(
         lo_number: 0,
         lo_encrypt_type: 0,
         lo_encrypt_key_size: 0,
-        lo_flags: LO_FLAGS_AUTOCLEAR | if writable { 0 } else { LO_FLAGS_READ_ONLY },
+        lo_flags: LO_FLAGS_AUTOCLEAR
+            | LO_FLAGS_DIRECT_IO
+            | if writable { 0 } else { LO_FLAGS_READ_ONLY },
         lo_file_name: [0; LO_NAME_SIZE],
         lo_crypt_name: [0; LO_NAME_SIZE],
         lo_encrypt_key: [0; LO_KEY_SIZE],
@@ -139,29 +186,42 @@ fn attach_free(
     let bytes = name.as_bytes();
     let len = bytes.len().min(LO_NAME_SIZE - 1);
     info.lo_file_name[..len].copy_from_slice(&bytes[..len]);
-    let config = LoopConfig {
-        fd: u32::try_from(image.as_raw_fd())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
-        block_size: 0,
-        info,
-        reserved: [0; 8],
-    };
-    // SAFETY: `config` is a valid loop_config that outlives the call.
-    let r = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            LOOP_CONFIGURE as _,
-            &config as *const LoopConfig,
-        )
-    };
-    if r == 0 {
-        return Ok(LoopDevice { node, file });
+    let fd = u32::try_from(image.as_raw_fd())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match configure(&file, fd, info) {
+        Ok(()) => {
+            let io = io_of(&file, None);
+            return Ok(LoopDevice { node, file, io });
+        }
+        Err(e)
+            if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOTTY) =>
+        {
+            return Err(e)
+        }
+        Err(_) => {}
     }
-    let e = io::Error::last_os_error();
-    if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTTY)) {
-        return Err(e);
+    // EINVAL: either a kernel that refuses direct I/O on this backing file (recent kernels,
+    // 6.18 on ramfs for one, say so at once), or one without LOOP_CONFIGURE. Without the flag,
+    // once more.
+    info.lo_flags &= !LO_FLAGS_DIRECT_IO;
+    match configure(&file, fd, info) {
+        Ok(()) => {
+            let why = format!(
+                "the kernel refused direct I/O on the backing file: {} (its filesystem cannot \
+                 do it)",
+                io::Error::from_raw_os_error(libc::EINVAL)
+            );
+            let io = io_of(&file, Some(why));
+            return Ok(LoopDevice { node, file, io });
+        }
+        Err(e)
+            if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOTTY) =>
+        {
+            return Err(e)
+        }
+        Err(_) => {}
     }
-    // Kernels before 5.8: two steps.
+    // Kernels before 5.8: two steps, then direct I/O asked for on its own.
     // SAFETY: LOOP_SET_FD takes the backing file's descriptor.
     if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD as _, image.as_raw_fd()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -180,7 +240,84 @@ fn attach_free(
         unsafe { libc::ioctl(file.as_raw_fd(), LOOP_CLR_FD as _) };
         return Err(e);
     }
-    Ok(LoopDevice { node, file })
+    // SAFETY: LOOP_SET_DIRECT_IO takes an unsigned long, 1 for on.
+    let why = if unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_SET_DIRECT_IO as _,
+            1 as libc::c_ulong,
+        )
+    } == 0
+    {
+        None
+    } else {
+        Some(format!(
+            "the kernel refused direct I/O on the backing file: {} (its filesystem cannot do \
+             it)",
+            io::Error::last_os_error()
+        ))
+    };
+    let io = io_of(&file, why);
+    Ok(LoopDevice { node, file, io })
+}
+
+/// `LOOP_CONFIGURE` of the open loop device `file` with the backing descriptor `fd`.
+fn configure(file: &File, fd: u32, info: LoopInfo64) -> io::Result<()> {
+    let config = LoopConfig {
+        fd,
+        block_size: 0,
+        info,
+        reserved: [0; 8],
+    };
+    // SAFETY: `config` is a valid loop_config that outlives the call.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &config as *const LoopConfig,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What the configured device does, as the kernel says: its flags after configuring (older
+/// kernels drop `LO_FLAGS_DIRECT_IO` silently where they cannot do it). `refused`: why it was
+/// refused outright, if it was.
+fn io_of(file: &File, refused: Option<String>) -> LoopIo {
+    match (status(file), refused) {
+        (Ok(info), _) if info.lo_flags & LO_FLAGS_DIRECT_IO != 0 => LoopIo::Direct,
+        (_, Some(why)) => LoopIo::Buffered(why),
+        (Ok(_), None) => LoopIo::Buffered(
+            "the kernel turned direct I/O off (the filesystem holding the image cannot do it, \
+             or its sectors are larger than the loop device's)"
+                .into(),
+        ),
+        (Err(e), None) => LoopIo::Buffered(format!("the loop device's flags cannot be read: {e}")),
+    }
+}
+
+/// `LOOP_GET_STATUS64` of an open loop device.
+fn status(file: &File) -> io::Result<LoopInfo64> {
+    // SAFETY: zeroed loop_info64 is a valid out-buffer.
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a loop_info64 of the kernel's layout that outlives the
+    // call.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_GET_STATUS64 as _,
+            &mut info as *mut LoopInfo64,
+        )
+    };
+    if r == 0 {
+        Ok(info)
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `LOOP_GET_STATUS64`: a configured loop device's `struct loop_info64`.
@@ -230,20 +367,9 @@ pub fn attached(sys_block: &std::path::Path, dev: &std::path::Path) -> Vec<Attac
         let Ok(file) = OpenOptions::new().read(true).open(&node) else {
             continue;
         };
-        // SAFETY: zeroed loop_info64 is a valid out-buffer.
-        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid descriptor and a loop_info64 of the kernel's layout that outlives the
-        // call.
-        let r = unsafe {
-            libc::ioctl(
-                file.as_raw_fd(),
-                LOOP_GET_STATUS64 as _,
-                &mut info as *mut LoopInfo64,
-            )
-        };
-        if r != 0 {
+        let Ok(info) = status(&file) else {
             continue;
-        }
+        };
         out.push(Attached {
             name,
             node,

@@ -1,6 +1,12 @@
 //! Drives `hnroot-core`'s probers over a block device or an image file with positioned reads
 //! (`pread`), counting them: the filesystem on the whole device, its partition table, and the
 //! filesystem in each partition. Decides nothing itself; it only carries bytes to the core.
+//!
+//! Reads are exactly what the probers ask for: the kernel's read-ahead is off for every device
+//! opened here (`POSIX_FADV_RANDOM`; a 64 KiB read would otherwise pull in 128 KiB, and the
+//! next run finds none of it cached, since closing a block device drops its page cache). The
+//! first read of a device of 1 MiB or more takes the btrfs superblock right after the first
+//! 64 KiB with it, so that probing the head costs one read.
 
 use std::fs::File;
 use std::io;
@@ -8,7 +14,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hnroot_core::probe::{
-    run, FsOutcome, FsProber, Partition, ProbeStep, PtOutcome, PtProber, MAX_FS_READS,
+    btrfs, run, FsInfo, FsOutcome, FsProber, Partition, ProbeStep, PtOutcome, PtProber, Read,
+    HEAD_LEN, MAX_FS_READS,
 };
 use hnroot_core::PartUuid;
 
@@ -28,6 +35,10 @@ pub struct Device {
     /// Known, or looked up in sysfs when a partition table is probed.
     sector_size: Option<u32>,
     reads: u64,
+    /// The bytes of the last read, reused for the next.
+    buf: Vec<u8>,
+    /// Where the last read was and how many bytes it got (`None`: `buf` holds nothing read).
+    buf_at: Option<(u64, usize)>,
 }
 
 /// The partition table of a disk, with its partitions.
@@ -111,24 +122,43 @@ impl Device {
             ));
         }
         let size = device_size(&file)?;
+        no_read_ahead(&file);
         Ok(Device {
             file,
             path: path.to_path_buf(),
             size,
             sector_size: None,
             reads: 0,
+            buf: Vec::new(),
+            buf_at: None,
         })
     }
 
     /// Use an open file whose size and logical sector size are already known.
     pub fn from_file(file: File, path: &Path, size: u64, sector_size: u32) -> Device {
+        no_read_ahead(&file);
         Device {
             file,
             path: path.to_path_buf(),
             size,
             sector_size: Some(sector_size),
             reads: 0,
+            buf: Vec::new(),
+            buf_at: None,
         }
+    }
+
+    /// Use `buf` for its reads (a buffer an earlier device gave back with
+    /// [`Device::into_buffer`]: one allocation for many devices).
+    pub fn with_buffer(mut self, buf: Vec<u8>) -> Device {
+        self.buf = buf;
+        self.buf_at = None;
+        self
+    }
+
+    /// Its read buffer, for the next device.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// The path it was opened as.
@@ -155,13 +185,26 @@ impl Device {
 
     /// `len` bytes at `offset`, fewer at the end of the device.
     pub fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
+        Ok(self.read_into_buf(offset, len)?.to_vec())
+    }
+
+    /// `len` bytes at `offset` (fewer at the end of the device) into the device's own buffer,
+    /// reused from read to read: no allocation, no fresh pages to fault in, per read.
+    fn read_into_buf(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
+        self.buf_at = None;
+        if self.buf.len() < len {
+            // Zeroed by the allocator (fresh pages are), not by a pass over it.
+            self.buf = vec![0u8; len];
+        }
+        let Some(buf) = self.buf.get_mut(..len) else {
+            return Ok(&[]);
+        };
         let mut got = 0usize;
         // Bounded: each round either reads at least one byte or stops.
-        while got < len {
+        while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
             self.reads = self.reads.saturating_add(1);
             let at = offset.saturating_add(got as u64);
-            match self.file.read_at(&mut buf[got..], at) {
+            match self.file.read_at(rest, at) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -176,22 +219,80 @@ impl Device {
                 }
             }
         }
-        buf.truncate(got);
-        Ok(buf)
+        self.buf_at = Some((offset, got));
+        Ok(self.buf.get(..got).unwrap_or(&[]))
+    }
+
+    /// The bytes the filesystem prober asks for (`r`, relative to `base`): from the bytes of
+    /// the last read when they hold them; the head together with the btrfs superblock behind
+    /// it when the device has room for one.
+    fn read_for_prober(&mut self, base: u64, size: u64, r: Read) -> io::Result<&[u8]> {
+        let at = base.saturating_add(r.offset);
+        if let Some((start, len)) = self.buf_at {
+            if at >= start {
+                let from = usize::try_from(at - start).unwrap_or(usize::MAX);
+                if from.checked_add(r.len).is_some_and(|end| end <= len) {
+                    return Ok(self.buf.get(from..from + r.len).unwrap_or(&[]));
+                }
+            }
+        }
+        let with_btrfs = r.offset == 0
+            && r.len == HEAD_LEN
+            && btrfs::SB_OFFSET == HEAD_LEN as u64
+            && size >= btrfs::SB_OFFSET.saturating_add(btrfs::SB_LEN as u64);
+        if !with_btrfs {
+            return self.read_into_buf(at, r.len);
+        }
+        let both = self.read_into_buf(at, HEAD_LEN + btrfs::SB_LEN)?;
+        Ok(both.get(..HEAD_LEN).unwrap_or(both))
     }
 
     /// The filesystem in the `size` bytes at `offset` (the whole device: `0, self.size()`).
     pub fn probe_fs(&mut self, offset: u64, size: u64) -> io::Result<FsOutcome> {
-        run(&mut FsProber::new(size), |r| {
-            self.read_at(offset.saturating_add(r.offset), r.len)
-        })?
-        .ok_or_else(|| {
-            io::Error::other(format!(
-                "filesystem probe of {} did not finish within {MAX_FS_READS} reads (a bug in \
-                 hnroot)",
-                self.path.display()
-            ))
-        })
+        self.drive_fs(offset, size, None::<fn(&FsInfo) -> bool>)?
+            .ok_or_else(|| self.unfinished())
+    }
+
+    /// [`Device::probe_fs`] for a search: it stops reading once the device cannot hold a
+    /// filesystem `wanted` accepts (the core's [`FsProber::may_find`]), and then answers `None`.
+    /// A device that may hold one is probed to the end, as blkid would: `Some` outcome.
+    pub fn probe_fs_for(
+        &mut self,
+        offset: u64,
+        size: u64,
+        wanted: impl Fn(&FsInfo) -> bool,
+    ) -> io::Result<Option<FsOutcome>> {
+        self.drive_fs(offset, size, Some(wanted))
+    }
+
+    fn drive_fs(
+        &mut self,
+        offset: u64,
+        size: u64,
+        wanted: Option<impl Fn(&FsInfo) -> bool>,
+    ) -> io::Result<Option<FsOutcome>> {
+        self.buf_at = None;
+        let mut prober = FsProber::new(size);
+        for _ in 0..=MAX_FS_READS {
+            match prober.step() {
+                ProbeStep::Read(_) if wanted.as_ref().is_some_and(|w| !prober.may_find(w)) => {
+                    return Ok(None)
+                }
+                ProbeStep::Read(r) => {
+                    let data = self.read_for_prober(offset, size, r)?;
+                    prober.feed(data);
+                }
+                ProbeStep::Done(outcome) => return Ok(Some(outcome)),
+            }
+        }
+        Err(self.unfinished())
+    }
+
+    fn unfinished(&self) -> io::Error {
+        io::Error::other(format!(
+            "filesystem probe of {} did not finish within {MAX_FS_READS} reads (a bug in hnroot)",
+            self.path.display()
+        ))
     }
 
     /// The partition table, with its partitions.
@@ -284,6 +385,17 @@ impl Device {
             table,
             partitions,
         })
+    }
+}
+
+/// Turn the kernel's read-ahead off for `file`: the probers ask for exactly what they need.
+/// Only a hint: a file that does not take it is read as it is.
+fn no_read_ahead(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor owned by `file` for the duration of the call; the call only
+    // changes how the kernel reads ahead on it.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
     }
 }
 

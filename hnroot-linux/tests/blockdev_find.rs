@@ -178,11 +178,12 @@ fn exactly_one_match_by_every_kind_of_spec() {
     assert_eq!(by_partlabel.name, "vda2");
     assert_eq!(by_partlabel.part.unwrap().partuuid, Some(partuuid));
     let by_partuuid = format!("PARTUUID={partuuid}");
+    let found = find_in(&m.roots, &spec(&by_partuuid), &Hints::default()).unwrap();
+    assert_eq!(found.name, "vda2");
     assert_eq!(
-        find_in(&m.roots, &spec(&by_partuuid), &Hints::default())
-            .unwrap()
-            .name,
-        "vda2"
+        found.fs.map(|f| f.fs_type.as_str()),
+        Some("ext4"),
+        "found by its table entry, then probed in full"
     );
     // Labels are compared byte for byte, as blkid does.
     assert!(find_in(&m.roots, &spec("LABEL=HOSTPART"), &Hints::default()).is_err());
@@ -284,4 +285,90 @@ fn a_missing_sysfs_is_an_error_that_says_so() {
     let err = find_in(&roots, &spec("LABEL=x"), &Hints::default()).unwrap_err();
     assert!(matches!(err, FindError::List(_)), "{err:?}");
     assert!(err.to_string().contains("is sysfs mounted?"), "{err}");
+}
+
+/// An MD metadata 1.0 superblock at the end of `path` (as `mdadm --metadata=1.0` writes it, as
+/// far as blkid looks): the device is then a RAID member, whatever its head holds.
+fn make_raid_member(path: &Path) {
+    let size = fs::metadata(path).unwrap().len();
+    let offset = (size & !0xfff) - 0x2000;
+    let mut sb = [0u8; 256];
+    sb[0..4].copy_from_slice(&0xa92b_4efc_u32.to_le_bytes());
+    sb[4..8].copy_from_slice(&1u32.to_le_bytes());
+    sb[144..152].copy_from_slice(&(offset >> 9).to_le_bytes());
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all_at(&sb, offset)
+        .unwrap();
+}
+
+#[test]
+fn a_search_reads_only_what_its_answer_needs() {
+    let m = FakeMachine::new();
+    let work = m.roots.dev.parent().unwrap().join("work");
+    fs::create_dir_all(&work).unwrap();
+    // Twelve ext4 filesystems (enough to be probed by several threads), one labelled `wanted`,
+    // and a RAID member whose head holds an ext4 filesystem labelled `twin`.
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let name = format!("vd{}", (b'a' + i) as char);
+        let path = work.join(&name);
+        image(&path, 4);
+        let label = if i == 5 {
+            "wanted".to_owned()
+        } else {
+            format!("d{i}")
+        };
+        run(
+            "mkfs.ext4",
+            &["-q", "-F", "-L", &label, path.to_str().unwrap()],
+        );
+        m.add(&name, &path, None);
+        names.push(name);
+    }
+    let raid = work.join("md-member");
+    image(&raid, 4);
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "twin", raid.to_str().unwrap()],
+    );
+    make_raid_member(&raid);
+    m.add("vdz", &raid, None);
+    let devices = names.len() as u64 + 1;
+
+    let full = hnroot_linux::blockdev::Scan::run(&m.roots).unwrap();
+    assert_eq!(
+        full.reads,
+        2 * devices,
+        "a full probe: the head (with the btrfs superblock) and the end (RAID signatures)"
+    );
+    let found = find_in(&m.roots, &spec("LABEL=wanted"), &Hints::default()).unwrap();
+    assert_eq!(found.name, "vdf");
+    assert_eq!(
+        found.reads,
+        devices + 1,
+        "one read per device, and the end of the one whose label matched"
+    );
+
+    // The head of the RAID member matches; its end says what it is: not found, and the
+    // message (every device probed in full) says so.
+    let err = find_in(&m.roots, &spec("LABEL=twin"), &Hints::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, FindError::NotFound { count: 13, .. }),
+        "{err:?}"
+    );
+    assert!(text.contains("vdz linux_raid_member"), "{text}");
+    assert!(text.contains("vdf ext4 'wanted'"), "{text}");
+    assert!(!text.contains("not probed"), "{text}");
+    let member = Device::open(&m.roots.dev.join("vdz"))
+        .unwrap()
+        .probe_fs(0, 4 * MIB)
+        .unwrap();
+    assert!(
+        matches!(member, hnroot_core::probe::FsOutcome::Other(_)),
+        "the core's full probe agrees: {member:?}"
+    );
 }

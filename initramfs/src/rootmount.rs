@@ -3,6 +3,9 @@
 //! mounted read-only under a writable overlay whose upper layer is the image's own directory on
 //! hostpart (`hnroot_core::overlay`), or with `hnroot.rw` read-write at the new root itself.
 //! An overlay that cannot be made leaves the image booting read-only: the image is fine.
+//! The loop device does direct I/O where hostpart's filesystem allows it, else buffered I/O
+//! (said in a warning); the mount step's text ends with the stable word `io=direct` or
+//! `io=buffered`.
 
 use std::path::{Path, PathBuf};
 
@@ -92,7 +95,19 @@ impl RootMounter for ImageMounter<'_> {
         let lo = loopdev::attach(&self.env.roots.dev, &file, image.file_name(), self.rw)
             .map_err(device("attach to a loop device".into()))?;
         let mode = if self.rw { "read-write" } else { "read-only" };
-        info!("attached {image} to {} {mode}", lo.node.display());
+        match &lo.io {
+            loopdev::LoopIo::Direct => {
+                info!(
+                    "attached {image} to {} {mode}, direct I/O",
+                    lo.node.display()
+                )
+            }
+            io @ loopdev::LoopIo::Buffered(_) => warn!(
+                "attached {image} to {} {mode} with {io}; the boot goes on",
+                lo.node.display()
+            ),
+        }
+        let io = lo.io.code();
         let outcome = Device::open(&lo.node)
             .and_then(|mut d| d.probe_fs(0, size))
             .map_err(device(format!("probe {}", lo.node.display())))?;
@@ -121,7 +136,7 @@ impl RootMounter for ImageMounter<'_> {
             mounts::mount(&lo.node, &self.env.newroot, Some(fs), 0, None)?;
             self.mounted = Some((image, uuid));
             return Ok(format!(
-                "mounted {} ({fs}, UUID={uuid}) read-write at {} (hnroot.rw: the image itself changes)",
+                "mounted {} ({fs}, UUID={uuid}) read-write at {} (hnroot.rw: the image itself changes) io={io}",
                 lo.node.display(),
                 self.env.newroot.display()
             ));
@@ -142,7 +157,7 @@ impl RootMounter for ImageMounter<'_> {
         };
         self.mounted = Some((image, uuid));
         Ok(format!(
-            "mounted {} ({fs}, UUID={uuid}) read-only at {}, root at {} ({how})",
+            "mounted {} ({fs}, UUID={uuid}) read-only at {}, root at {} ({how}) io={io}",
             lo.node.display(),
             lower.display(),
             self.env.newroot.display()

@@ -269,8 +269,14 @@ fn update_boot_commits_the_switch_and_mounts_the_booted_image() {
         })
         .unwrap_or_default();
     let data0 = std::fs::read_link(env.newroot.join("data0"));
+    let dio = loop_dio_at(&env.scratch.join("image"));
     rig.unmount(&env);
     let (image, uuid) = result.expect("prepare succeeds");
+    assert_eq!(
+        dio.as_deref(),
+        Some("1"),
+        "the image's loop device does direct I/O (hostpart is ext4)"
+    );
     assert_eq!(image, hnroot_core::ImageName::Current);
     assert_eq!(uuid.to_string(), U_B);
     assert_eq!(version.unwrap(), U_B, "the mounted root is image B");
@@ -292,6 +298,24 @@ fn update_boot_commits_the_switch_and_mounts_the_booted_image() {
         }),
         "GRUB writes the trial, not the initramfs"
     );
+}
+
+/// What the kernel says of direct I/O (`/sys/block/loopN/loop/dio`) for the loop device
+/// mounted at `path`.
+fn loop_dio_at(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let source = info
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            (Path::new(mount_point) == path).then(|| right.split(' ').nth(1).unwrap().to_owned())
+        })
+        .next_back()?;
+    let name = source.strip_prefix("/dev/")?;
+    std::fs::read_to_string(format!("/sys/block/{name}/loop/dio"))
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// The filesystem type mounted at `path`, from /proc/self/mountinfo (the last mount there).

@@ -201,6 +201,18 @@ pub fn check_boot(parts: &BootParts, rec: &BootRecord, e: &Expect) -> Result<()>
         ));
     }
     check_plans(rec, e, &mut problems);
+    // Every image mounted as the root is read through a loop device doing direct I/O (the
+    // suites' hostparts, ext4 and btrfs, allow it).
+    for io in rec.loop_io() {
+        if io != "direct" {
+            problems.push(format!(
+                "hnroot-init: the root's loop device does io={io}, expected io=direct"
+            ));
+        }
+    }
+    if e.version.is_some() && rec.loop_io().is_empty() {
+        problems.push("hnroot-init: no mount step says how its loop device does I/O (io=)".into());
+    }
     let fails = matches!(e.end, End::AfterFailureReboot | End::Stopped);
     match (&rec.fatal, fails) {
         (Some(f), false) => problems.push(format!("hnroot-init: FATAL: {f}")),

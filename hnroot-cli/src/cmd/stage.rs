@@ -40,6 +40,9 @@ pub const KEYS_DIR: &str = "/etc/hnroot/keys";
 const CHUNK: usize = 1 << 20;
 /// Chunks read and written but not yet hashed, at most (the copier waits beyond that).
 const HASH_QUEUE: usize = 8;
+/// Chunks read but not yet written, at most (the reader waits beyond that): room for the
+/// writer to wait for the disk while reading goes on.
+const WRITE_QUEUE: usize = 32;
 /// Bytes of the partial file after which their writeback is started.
 const WRITEBACK_WINDOW: u64 = 32 << 20;
 
@@ -102,6 +105,77 @@ fn hash_alongside<'v>(
     let verifier = verifier.map_err(|_| SourceError::Hasher("panicked"))?;
     filled?;
     Ok(verifier)
+}
+
+/// The copy's pipeline, three threads: `read` fills buffers in this thread (the source), a
+/// writer thread hands each to `write` (the partial file, and its writeback), the hasher
+/// thread to the verifier, in order. Reading, writing (with the waits writeback brings) and
+/// hashing then overlap, as the kernel overlaps `cp`'s reads with its writeback, instead of
+/// the reads stopping whenever a write waits for the disk. Returns the verifier with everything
+/// hashed; a failed write is reported as the writer's error.
+fn copy_alongside<'v>(
+    verifier: Option<StreamVerifier<'v>>,
+    mut read: impl FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, SourceError>,
+    mut write: impl FnMut(&[u8]) -> Result<(), SourceError> + Send,
+) -> Result<Option<StreamVerifier<'v>>, SourceError> {
+    use std::sync::mpsc::{channel, sync_channel};
+    use std::sync::Arc;
+    let (to_hash, hash_queue) = sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+    let (to_write, write_queue) = sync_channel::<Arc<Vec<u8>>>(WRITE_QUEUE);
+    // Whichever of the two threads is done with a buffer last gives it back for reading.
+    let (recycle, spare) = channel::<Vec<u8>>();
+    let recycle_written = recycle.clone();
+    let (read_result, written, verifier) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut verifier = verifier;
+            for chunk in hash_queue {
+                if let Some(v) = verifier.as_mut() {
+                    v.update(&chunk);
+                }
+                if let Ok(buf) = Arc::try_unwrap(chunk) {
+                    // The reader may have stopped; then the buffer is simply dropped.
+                    let _ = recycle.send(buf);
+                }
+            }
+            verifier
+        });
+        let writer = scope.spawn(move || -> Result<(), SourceError> {
+            for chunk in write_queue {
+                write(&chunk)?;
+                if let Ok(buf) = Arc::try_unwrap(chunk) {
+                    let _ = recycle_written.send(buf);
+                }
+            }
+            Ok(())
+        });
+        let read_result = (|| -> Result<(), SourceError> {
+            loop {
+                // A buffer given back keeps its length: `read` resizes it, which costs nothing
+                // when it is as long as before (no pass of zeros over it).
+                let buf = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                let Some(buf) = read(buf)? else {
+                    return Ok(());
+                };
+                let chunk = Arc::new(buf);
+                // The writer stops only on an error, which is reported below in its place.
+                to_write
+                    .send(Arc::clone(&chunk))
+                    .map_err(|_| SourceError::Writer("stopped"))?;
+                to_hash
+                    .send(chunk)
+                    .map_err(|_| SourceError::Hasher("stopped"))?;
+            }
+        })();
+        // Closing the queues ends both threads once they have taken everything sent.
+        drop(to_write);
+        drop(to_hash);
+        (read_result, writer.join(), hasher.join())
+    });
+    written.map_err(|_| SourceError::Writer("panicked"))??;
+    read_result?;
+    verifier.map_err(|_| SourceError::Hasher("panicked"))
 }
 
 /// Read `len` bytes of `file` from its start (`len: None`: to its end) into `hash_alongside`'s
@@ -417,7 +491,7 @@ impl SourceStager<'_> {
     }
 
     /// The copy from `stream` (the source from byte `have`) into the partial file from the
-    /// same byte: this thread reads the source and writes the partial file, the hasher hashes.
+    /// same byte, through [`copy_alongside`]'s three threads.
     /// Whole blocks of zeros become holes; returns their bytes.
     fn stream_into(
         &mut self,
@@ -429,12 +503,16 @@ impl SourceStager<'_> {
         partial
             .seek(SeekFrom::Start(have))
             .map_err(|e| SourceError::io(format!("seek in the partial file to byte {have}"), e))?;
+        // The copy: this thread reads the source, the writer writes the partial file, the
+        // hasher hashes.
         let mut done = have;
         let mut holes = 0u64;
+        let mut written = have;
         let mut written_back = have;
         let source = self.source;
         let progress = &self.progress;
-        self.verifier = hash_alongside(self.verifier.take(), |mut buf| {
+        let file: &mut File = partial;
+        let read = |mut buf: Vec<u8>| {
             if done >= total {
                 return Ok(None);
             }
@@ -459,29 +537,35 @@ impl SourceStager<'_> {
                 });
             }
             buf.truncate(n);
-            // Whole blocks of zeros (the free space of an image) become holes: no bytes
-            // written, no space taken on hostpart; every byte is still hashed.
-            if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
-                partial.seek(SeekFrom::Current(n as i64)).map_err(|e| {
-                    SourceError::io(format!("seek in the partial file at byte {done}"), e)
-                })?;
-                holes += n as u64;
-            } else {
-                partial.write_all(&buf).map_err(|e| {
-                    SourceError::io(format!("writing the partial file at byte {done}"), e)
-                })?;
-            }
-            // Start writing back what is written so far, without waiting for it: the disk
-            // then works while the copy goes on, and the fsync at the end has little left to
-            // do (as `dd oflag=direct` would, but through the page cache).
-            if done + n as u64 - written_back >= WRITEBACK_WINDOW {
-                start_writeback(partial, written_back, done + n as u64 - written_back);
-                written_back = done + n as u64;
-            }
             done += n as u64;
             progress.update(done, total);
             Ok(Some(buf))
-        })?;
+        };
+        let write = |buf: &[u8]| {
+            let n = buf.len() as u64;
+            // Whole blocks of zeros (the free space of an image) become holes: no bytes
+            // written, no space taken on hostpart; every byte is still hashed.
+            if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
+                file.seek(SeekFrom::Current(n as i64)).map_err(|e| {
+                    SourceError::io(format!("seek in the partial file at byte {written}"), e)
+                })?;
+                holes += n;
+            } else {
+                file.write_all(buf).map_err(|e| {
+                    SourceError::io(format!("writing the partial file at byte {written}"), e)
+                })?;
+            }
+            written += n;
+            // Start writing back what is written so far, without waiting for it: the disk
+            // then works while the copy goes on, and the fsync at the end has little left to
+            // do (as `dd oflag=direct` would, but through the page cache).
+            if written - written_back >= WRITEBACK_WINDOW {
+                start_writeback(file, written_back, written - written_back);
+                written_back = written;
+            }
+            Ok(())
+        };
+        self.verifier = copy_alongside(self.verifier.take(), read, write)?;
         // A hole at the end is not a length: set it.
         partial
             .set_len(total)
@@ -904,5 +988,95 @@ pub fn stage(args: &StageArgs) -> ExitCode {
             warn!("hnroot: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks of `sizes` bytes, each filled with its index.
+    fn reader(sizes: Vec<usize>) -> impl FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, SourceError> {
+        let mut next = 0usize;
+        move |mut buf: Vec<u8>| {
+            let Some(&n) = sizes.get(next) else {
+                return Ok(None);
+            };
+            buf.resize(n, 0);
+            buf.fill(next as u8);
+            next += 1;
+            Ok(Some(buf))
+        }
+    }
+
+    #[test]
+    fn the_copy_pipeline_writes_every_chunk_in_order() {
+        // More chunks than both queues hold, of changing lengths (buffers come back reused).
+        let sizes: Vec<usize> = (0..200).map(|i| 1 + (i * 7919) % 5000).collect();
+        let mut written = Vec::new();
+        let verifier = copy_alongside(None, reader(sizes.clone()), |b: &[u8]| {
+            written.push(b.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert!(verifier.is_none());
+        assert_eq!(written.len(), sizes.len());
+        for (i, (chunk, n)) in written.iter().zip(&sizes).enumerate() {
+            assert_eq!(chunk.len(), *n, "chunk {i}");
+            assert!(
+                chunk.iter().all(|b| *b == i as u8),
+                "chunk {i} in order, whole"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_the_copys_error() {
+        let mut calls = 0;
+        let Err(err) = copy_alongside(None, reader(vec![4096; 100]), |_: &[u8]| {
+            calls += 1;
+            if calls == 3 {
+                Err(SourceError::io(
+                    "writing the partial file at byte 8192",
+                    std::io::Error::from_raw_os_error(libc::ENOSPC),
+                ))
+            } else {
+                Ok(())
+            }
+        }) else {
+            panic!("the copy went on after a failed write");
+        };
+        assert_eq!(
+            err.to_string(),
+            "writing the partial file at byte 8192: No space left on device (os error 28)"
+        );
+    }
+
+    #[test]
+    fn a_failed_read_stops_the_copy() {
+        let mut left = 5;
+        let read = move |mut buf: Vec<u8>| {
+            if left == 0 {
+                return Err(SourceError::io(
+                    "reading v2.img at byte 20480",
+                    std::io::Error::from_raw_os_error(libc::EIO),
+                ));
+            }
+            left -= 1;
+            buf.resize(4096, 1);
+            Ok(Some(buf))
+        };
+        let mut written = 0;
+        let Err(err) = copy_alongside(None, read, |_: &[u8]| {
+            written += 1;
+            Ok(())
+        }) else {
+            panic!("the copy went on after a failed read");
+        };
+        assert_eq!(
+            err.to_string(),
+            "reading v2.img at byte 20480: Input/output error (os error 5)"
+        );
+        assert_eq!(written, 5, "what was read before is written");
     }
 }

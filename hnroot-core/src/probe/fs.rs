@@ -165,6 +165,12 @@ impl FsInfo {
             .and_then(|size| size.checked_sub(device_size))
             .filter(|&missing| missing > 0)
     }
+
+    /// Whether it is labelled `wanted`: blkid's `LABEL=`, byte for byte (no case folding; a FAT
+    /// volume's boot-sector label does not count).
+    pub fn is_labelled(&self, wanted: &[u8]) -> bool {
+        self.label.as_ref().is_some_and(|l| l.as_bytes() == wanted)
+    }
 }
 
 /// The answer for one device, as `blkid -p` would give it.
@@ -197,9 +203,7 @@ impl FsOutcome {
     /// case folding; a FAT volume's boot-sector label does not count). GRUB and Linux find
     /// hostpart and the ESP by this one rule.
     pub fn is_labelled(&self, wanted: &[u8]) -> bool {
-        self.info()
-            .and_then(|i| i.label.as_ref())
-            .is_some_and(|l| l.as_bytes() == wanted)
+        self.info().is_some_and(|i| i.is_labelled(wanted))
     }
 }
 
@@ -231,6 +235,12 @@ enum Phase {
 }
 
 impl Phase {
+    /// Whether this phase (or one before it) can still add a filesystem: the later ones only
+    /// find RAID and crypto signatures.
+    fn finds_filesystems(&self) -> bool {
+        matches!(self, Phase::Head | Phase::Btrfs | Phase::Fat(_))
+    }
+
     /// Position in the sequence, to continue after it.
     fn index(&self) -> u8 {
         match self {
@@ -335,6 +345,23 @@ impl FsProber {
     /// Reads asked for so far.
     pub fn reads(&self) -> u32 {
         self.reads
+    }
+
+    /// Whether the probe can still end in [`FsOutcome::Found`] with a filesystem `wanted`
+    /// accepts (a label, a UUID looked for). Once the phases that find filesystems (the head,
+    /// btrfs, FAT's root directory) are done, the later ones (BitLocker, the MD superblocks at
+    /// the end) can only turn a filesystem into a RAID or crypto member: if what was found so
+    /// far is not wanted, nothing read later makes it so, and a search may stop reading this
+    /// device. A RAID, LVM or crypto signature already seen ends it at once. `true` means
+    /// "read on", not "found": only the finished probe says that.
+    pub fn may_find(&self, wanted: impl Fn(&FsInfo) -> bool) -> bool {
+        if self.other.is_some() {
+            return false;
+        }
+        if self.phase.finds_filesystems() {
+            return true;
+        }
+        self.outcome().info().is_some_and(wanted)
     }
 
     /// What to do next: read (then [`FsProber::feed`]) or the answer.

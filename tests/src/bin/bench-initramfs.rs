@@ -120,6 +120,9 @@ struct Sample {
     /// hnroot-init's own figure for loading the modules (`hnroot: modules: loaded N (...) in
     /// X s`); the linuxrc prints none.
     modules: Option<f64>,
+    /// hnroot-init's steps and the guest seconds each took (see [`step_shares`]); empty for
+    /// the linuxrc.
+    steps: Vec<(&'static str, f64)>,
 }
 
 impl Sample {
@@ -337,12 +340,143 @@ fn boot_once(
         s.parse()
             .with_context(|| format!("{name}: {s:?} is not a number of seconds"))
     };
+    let run_init = number(&run_init.groups[1])?;
+    let real_init = number(&real.groups[1])?;
+    let steps = match program {
+        Program::HnrootInit => step_shares(&vm.log(), run_init, real_init)
+            .with_context(|| format!("{name}: reading hnroot-init's steps from the console"))?,
+        Program::Linuxrc => Vec::new(),
+    };
     Ok(Sample {
         program,
-        run_init: number(&run_init.groups[1])?,
-        real_init: number(&real.groups[1])?,
+        run_init,
+        real_init,
         modules: modules.as_deref().map(number).transpose()?,
+        steps,
     })
+}
+
+/// hnroot-init's steps, by how the line that ends each one starts (after `hnroot: `); the first
+/// pattern that matches counts. A line matching none belongs to the step before it.
+const STEPS: &[(&str, &str)] = &[
+    ("hnroot-init ", "start (exec /init, open the log)"),
+    ("cmdline: ", "command line"),
+    (
+        "modules: loaded * for ext4",
+        "modules: hostpart's filesystem",
+    ),
+    (
+        "modules: loaded * for btrfs",
+        "modules: hostpart's filesystem",
+    ),
+    (
+        "modules: loaded * for xfs",
+        "modules: hostpart's filesystem",
+    ),
+    ("modules: loaded * for vfat", "modules: the ESP's (vfat)"),
+    (
+        "modules: loaded * for the writable layer",
+        "modules: overlay",
+    ),
+    ("modules: loaded ", "modules: disk drivers"),
+    ("hostpart: looking ", "find hostpart"),
+    ("hostpart: found ", "find hostpart"),
+    ("hostpart: chosen ", "find hostpart"),
+    ("mounted hostpart ", "mount hostpart"),
+    ("boot state: ", "ESP and boot state"),
+    ("hostpart: ", "observe hostpart (judge every image)"),
+    ("plan: ", "plan"),
+    ("record: ", "plan"),
+    ("attached ", "attach the loop device"),
+    ("step ", "mount image and overlay"),
+    ("init ", "check the image's init"),
+    ("identity", "identity projection"),
+    ("history: ", "history record"),
+    ("writable layers: ", "stale layer cleanup"),
+    ("moved hostpart ", "keep hostpart in the new root"),
+    ("created ", "keep hostpart in the new root"),
+    ("/data0 ", "keep hostpart in the new root"),
+    (
+        "bind-mounted /hostpart/data",
+        "keep hostpart in the new root",
+    ),
+    ("switch_root to ", "switch_root"),
+    ("moved /", "switch_root"),
+    ("removed ", "switch_root"),
+    ("switch_root done", "switch_root"),
+];
+
+/// The step a `hnroot: ` line (its text after the prefix) ends, from [`STEPS`]: a `*` in a
+/// pattern stands for any text without a space.
+fn step_of(text: &str) -> Option<&'static str> {
+    STEPS.iter().find_map(|(pattern, step)| {
+        let matched = match pattern.split_once('*') {
+            None => text.starts_with(pattern),
+            Some((head, tail)) => text.strip_prefix(head).is_some_and(|rest| {
+                rest.split_once(' ')
+                    .is_some_and(|(_, after)| after.starts_with(tail.trim_start()))
+            }),
+        };
+        matched.then_some(*step)
+    })
+}
+
+/// The kernel's line when its random number generator is ready: reading random bytes before it
+/// (the identity step's machine ID on a first boot) waits for it.
+const CRNG_READY: &str = "random: crng init done";
+/// The share before [`CRNG_READY`], when it comes while hnroot-init runs.
+const CRNG_WAIT: &str = "wait for the kernel's random pool";
+/// Steps that are the kernel loading modules (the same work for the linuxrc).
+fn is_module_step(step: &str) -> bool {
+    step.starts_with("modules: ")
+}
+
+/// Each step's guest seconds in one boot's console `log`: the time from the kernel's timestamp
+/// on one `hnroot: ` line to the next belongs to the step the later line ends (hnroot-init
+/// logs a step when it is done), from `run_init` (`Run /init`) on; what follows the last line
+/// up to `real_init` is the real init's exec. The kernel's [`CRNG_READY`] line ends a share of
+/// its own ([`CRNG_WAIT`]): nothing hnroot-init logs comes while it waits for random bytes.
+/// Steps in boot order, each once, summed.
+fn step_shares(log: &str, run_init: f64, real_init: f64) -> Result<Vec<(&'static str, f64)>> {
+    let line = Regex::new(&format!(
+        r"^\[\s*([0-9]+\.[0-9]+)\] (?:hnroot: (.*)|({CRNG_READY}))$"
+    ))
+    .context("step regex")?;
+    let mut steps: Vec<(&'static str, f64)> = Vec::new();
+    let mut add = |step: &'static str, secs: f64| match steps.iter_mut().find(|(s, _)| *s == step) {
+        Some((_, total)) => *total += secs,
+        None => steps.push((step, secs)),
+    };
+    let mut last = run_init;
+    let mut current = None;
+    for caps in log.lines().filter_map(|l| line.captures(l.trim_end())) {
+        let at: f64 = caps[1].parse().context("a kernel timestamp")?;
+        if at < run_init {
+            continue;
+        }
+        let Some(text) = caps.get(2) else {
+            // The random pool became ready: only between hnroot-init's first and last lines.
+            if current.is_some() {
+                add(CRNG_WAIT, at - last);
+                last = at;
+            }
+            continue;
+        };
+        let step = step_of(text.as_str()).or(current).with_context(|| {
+            format!(
+                "`hnroot: {}` names no step this benchmark knows",
+                text.as_str()
+            )
+        })?;
+        add(step, at - last);
+        current = Some(step);
+        last = at;
+    }
+    if current.is_none() {
+        bail!("no `[time] hnroot: ` line after `Run /init` at {run_init} s");
+    }
+    add("exec the real init", (real_init - last).max(0.0));
+    Ok(steps)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -435,6 +569,7 @@ fn report(kernel: &kernel::Kernel, args: &Args, samples: &[Sample], hnroot: Size
             prog_h - modules_h
         );
     }
+    print_steps(samples, prog_h, prog_l);
     println!();
     for (name, s) in [("hnroot-init", hnroot), ("linuxrc", rc)] {
         println!(
@@ -449,6 +584,71 @@ fn report(kernel: &kernel::Kernel, args: &Args, samples: &[Sample], hnroot: Size
     }
 }
 
+/// hnroot-init's steps: the median of each over the boots, its share of hnroot-init's `/init`
+/// -> real init, and of the linuxrc's.
+fn print_steps(samples: &[Sample], prog_h: f64, prog_l: f64) {
+    let mut order: Vec<&'static str> = Vec::new();
+    for (step, _) in samples.iter().flat_map(|s| &s.steps) {
+        if !order.contains(step) {
+            order.push(step);
+        }
+    }
+    println!();
+    println!(
+        "hnroot-init's steps (guest seconds from the kernel's timestamps on its lines; medians)"
+    );
+    println!(
+        "{:<40} {:>8} {:>12} {:>14}",
+        "step", "seconds", "of its time", "of linuxrc's"
+    );
+    let mut sum = 0.0;
+    for step in order {
+        let t = median(
+            samples
+                .iter()
+                .filter(|s| s.program == Program::HnrootInit)
+                .map(|s| {
+                    s.steps
+                        .iter()
+                        .filter(|(n, _)| *n == step)
+                        .map(|(_, t)| t)
+                        .sum()
+                })
+                .collect(),
+        );
+        sum += t;
+        println!(
+            "{step:<40} {t:>8.3} {:>11.1}% {:>13.1}%",
+            100.0 * t / prog_h,
+            100.0 * t / prog_l
+        );
+    }
+    println!("{:<40} {sum:>8.3}", "(sum of the medians)");
+    let per_boot = |pick: fn(&str) -> bool| {
+        median(
+            samples
+                .iter()
+                .filter(|s| s.program == Program::HnrootInit)
+                .map(|s| {
+                    s.steps
+                        .iter()
+                        .filter(|(n, _)| pick(n))
+                        .map(|(_, t)| t)
+                        .sum()
+                })
+                .collect(),
+        )
+    };
+    let modules = per_boot(is_module_step);
+    let random = per_boot(|n| n == CRNG_WAIT);
+    let own = per_boot(|n| !is_module_step(n) && n != CRNG_WAIT);
+    println!(
+        "of hnroot-init's {prog_h:.2} s: the kernel loading modules {modules:.2} s, waiting for \
+         the random pool {random:.2} s, the rest {own:.2} s ({:.2} of the linuxrc's time)",
+        own / prog_l
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,5 +658,104 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    /// A console from a real boot (the e2e suite's lifecycle-ext4, Debian 12), abridged only
+    /// by leaving lines out.
+    const CONSOLE: &str = "\
+[    5.455838] Run /init as init process
+[    5.544182] hnroot: hnroot-init 0.1.0 starting as PID 1 on Linux 6.1.0-57-amd64
+[    5.552880] hnroot: cmdline: GRUB booted hn-root.img (UUID e3519ef1-e6a1-44c7-ad20-893bfb2a772f), hostpart PARTUUID=6ab0ac03-2908-4e50-b692-f4dde56c3766
+[    5.666924] ACPI: \\_SB_.GSIF: Enabled at IRQ 21
+[    5.812309] hnroot: modules: loaded 10 (virtio_pci_legacy_dev virtio_pci_modern_dev virtio_ring virtio virtio_pci virtio_blk loop crc32c_generic blake2b_generic xxhash_generic) in 0.24 s, 0 already present
+[    5.813252] hnroot: hostpart: looking for partition with PARTUUID 6ab0ac03-2908-4e50-b692-f4dde56c3766 (up to 30 s)
+[    5.856114] hnroot: hostpart: found /dev/vda2 (ext4, LABEL=hostpart, PARTUUID=6ab0ac03-2908-4e50-b692-f4dde56c3766) after 0.0 s
+[    6.150110] hnroot: modules: loaded 4 for ext4 (crc16 mbcache jbd2 ext4) in 0.29 s, 0 already present
+[    6.194473] hnroot: mounted hostpart /dev/vda2 (ext4, LABEL=hostpart, PARTUUID=6ab0ac03-2908-4e50-b692-f4dde56c3766) rw at /hostpart
+[    6.271802] hnroot: modules: loaded 5 for vfat (fat vfat nls_cp437 nls_ascii nls_iso8859_1) in 0.03 s, 0 already present
+[    6.282489] hnroot: boot state: committed (good e3519ef1-e6a1-44c7-ad20-893bfb2a772f) (from /dev/vda1 hnroot/bootstate)
+[    6.320389] hnroot: hostpart: hn-root.img: ext4 UUID=e3519ef1-e6a1-44c7-ad20-893bfb2a772f (35651584 bytes)
+[    6.321082] hnroot: plan: normal (1 steps)
+[    6.321277] hnroot: record: plan=normal steps=1 mount=hn-root.img uuid=e3519ef1-e6a1-44c7-ad20-893bfb2a772f notes=-
+[    6.329254] hnroot: attached hn-root.img to /dev/loop0 read-only, direct I/O
+[    6.436011] hnroot: modules: loaded 1 for the writable layer (overlay) in 0.04 s, 0 already present
+[    6.476049] hnroot: step 1/1: mount hn-root.img (UUID e3519ef1-e6a1-44c7-ad20-893bfb2a772f) as root: mounted /dev/loop0 (ext4) read-only at /run/hnroot/image io=direct
+[    6.491989] hnroot: init /sbin/init (/sbin/init) is there
+[    9.473326] random: crng init done
+[    9.492772] hnroot: identity: steps=5 created=machine-id,hostname refused=0 notes=first-boot
+[    9.493031] hnroot: identity: no host state yet: this server's identity is created now and kept on hostpart
+[    9.612309] hnroot: identity step 5/5: bind hostname -> /etc/hostname (file): ok
+[    9.624558] hnroot: history: #1 boot hn-root.img (UUID e3519ef1-e6a1-44c7-ad20-893bfb2a772f) reason normal plan normal good e3519ef1-e6a1-44c7-ad20-893bfb2a772f
+[    9.636507] hnroot: moved hostpart to /newroot/hostpart
+[    9.637230] hnroot: /data0 -> /hostpart/data (symlink in the image)
+[    9.647107] hnroot: switch_root to /newroot (hn-root.img, UUID e3519ef1-e6a1-44c7-ad20-893bfb2a772f), exec /sbin/init
+[    9.648621] hnroot: moved /dev to /newroot/dev
+[    9.691023] hnroot: removed 58 initramfs entries
+[    9.696982] hnroot: switch_root done, exec /sbin/init
+hnroot-test: init started at uptime=10.12
+";
+
+    #[test]
+    fn each_step_gets_the_time_up_to_its_line() {
+        let steps = step_shares(CONSOLE, 5.455838, 10.12).unwrap();
+        let names: Vec<&str> = steps.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "start (exec /init, open the log)",
+                "command line",
+                "modules: disk drivers",
+                "find hostpart",
+                "modules: hostpart's filesystem",
+                "mount hostpart",
+                "modules: the ESP's (vfat)",
+                "ESP and boot state",
+                "observe hostpart (judge every image)",
+                "plan",
+                "attach the loop device",
+                "modules: overlay",
+                "mount image and overlay",
+                "check the image's init",
+                "wait for the kernel's random pool",
+                "identity projection",
+                "history record",
+                "keep hostpart in the new root",
+                "switch_root",
+                "exec the real init",
+            ]
+        );
+        let of = |name: &str| steps.iter().find(|(n, _)| *n == name).unwrap().1;
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert!(close(
+            of("start (exec /init, open the log)"),
+            5.544182 - 5.455838
+        ));
+        assert!(close(of("find hostpart"), 5.856114 - 5.812309));
+        assert!(close(of("modules: the ESP's (vfat)"), 6.271802 - 6.194473));
+        assert!(close(of("ESP and boot state"), 6.282489 - 6.271802));
+        assert!(close(
+            of("wait for the kernel's random pool"),
+            9.473326 - 6.491989
+        ));
+        assert!(close(of("identity projection"), 9.612309 - 9.473326));
+        assert!(close(of("switch_root"), 9.696982 - 9.637230));
+        assert!(close(of("exec the real init"), 10.12 - 9.696982));
+        let total: f64 = steps.iter().map(|(_, t)| t).sum();
+        assert!(
+            close(total, 10.12 - 5.455838),
+            "the steps cover /init -> real init"
+        );
+    }
+
+    #[test]
+    fn a_line_no_step_names_is_an_error_before_any_step() {
+        let log =
+            "[    1.000000] Run /init as init process\n[    1.100000] hnroot: something new\n";
+        let err = step_shares(log, 1.0, 2.0).unwrap_err().to_string();
+        assert!(
+            err.contains("`hnroot: something new` names no step"),
+            "{err}"
+        );
+        assert!(step_shares("[    1.0] Run /init as init process\n", 1.0, 2.0).is_err());
     }
 }

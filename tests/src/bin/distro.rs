@@ -158,6 +158,9 @@ echo \"hnroot-test: version ${IMAGE_VERSION}\"
 echo \"hnroot-test: root $(findmnt -n -o FSTYPE /) $(findmnt -n -o OPTIONS /)\"
 echo \"hnroot-test: failed [$(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\\n' ' ' | sed 's/ $//')]\"
 echo \"hnroot-test: boot-complete $(systemctl is-active boot-complete.target)\"
+# The loop device under the root: direct I/O as the kernel says (1) or buffered (0).
+lo=$(findmnt -n -o SOURCE /run/hnroot/image)
+echo \"hnroot-test: image-dio ${lo#/dev/} $(cat /sys/block/${lo#/dev/}/loop/dio 2>/dev/null || echo none)\"
 # The ESP at /boot/loader (fstab, nofail): once this boot's own mount job is done, without
 # starting another.
 while systemctl list-jobs --no-legend | grep -q boot-loader.mount; do sleep 1; done
@@ -561,6 +564,17 @@ fn check_committed_boot(boot: &BootRecord, version: &str, grub: &str) -> Result<
             .filter(|l| l.contains("EFI-BOOT") || l.contains("boot-loader"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    // The image is read through a loop device doing direct I/O: hnroot-init's mount step says
+    // so, and the kernel agrees in the running system.
+    let dio = report(boot, "image-dio").unwrap_or("");
+    ensure!(
+        boot.loop_io() == ["direct"] && dio.starts_with("loop") && dio.ends_with(" 1"),
+        "boot {}: the root's loop device: hnroot-init's mount step says io={:?}, the running \
+         system's /sys/block/*/loop/dio says {dio:?}; expected direct I/O (io=direct, 1)\n{}",
+        boot.index,
+        boot.loop_io(),
+        boot.steps.join("\n")
     );
     let root = report(boot, "root").unwrap_or("");
     ensure!(

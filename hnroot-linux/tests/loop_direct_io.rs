@@ -1,0 +1,177 @@
+//! `loopdev::attach` asks every loop device for direct I/O and falls back to buffered I/O where
+//! the backing filesystem refuses it, saying which it got (`LoopIo`), as the kernel reports it
+//! (`/sys/block/loopN/loop/dio`). Backing files on real filesystems mounted for the test: ext4
+//! (made by mkfs.ext4, on a loop device: direct I/O), ramfs (no direct I/O in any kernel: the
+//! fallback), tmpfs (direct I/O since Linux 6.6, buffered before). Each device reads back the
+//! bytes of its file. Needs root (mount, loop devices); without it each test says so and
+//! returns.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hnroot_linux::loopdev::{self, LoopIo};
+
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Path::new("/dev/loop-control").exists() {
+        eprintln!("SKIPPED: needs root and /dev/loop-control (mount, loop devices)");
+        return false;
+    }
+    true
+}
+
+fn run(argv: &[&str]) {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A filesystem mounted at a fresh directory, unmounted (lazily) when dropped.
+struct Mounted {
+    at: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn new(fstype: &str, source: &str, options: &[&str]) -> Mounted {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("mnt");
+        std::fs::create_dir(&at).unwrap();
+        let mut argv = vec!["mount", "-t", fstype];
+        argv.extend_from_slice(options);
+        argv.push(source);
+        argv.push(at.to_str().unwrap());
+        run(&argv);
+        Mounted { at, _dir: dir }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// 4 MiB of a pattern no two sectors share, at `path`.
+fn pattern_file(path: &Path) -> Vec<u8> {
+    let bytes: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i / 512).wrapping_mul(31).wrapping_add(i % 251) as u8)
+        .collect();
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// What the kernel says of the device's direct I/O (`/sys/block/loopN/loop/dio`).
+fn sysfs_dio(node: &Path) -> String {
+    let name = node.file_name().unwrap().to_str().unwrap();
+    std::fs::read_to_string(format!("/sys/block/{name}/loop/dio"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Attach `path` read-only, check the device reads back its bytes and agrees with sysfs, and
+/// return what it says of its I/O.
+fn attach_and_read(path: &Path, bytes: &[u8]) -> LoopIo {
+    let file = File::open(path).unwrap();
+    let lo = loopdev::attach(Path::new("/dev"), &file, "hnroot-dio-test", false).unwrap();
+    let want = match lo.io {
+        LoopIo::Direct => "1",
+        LoopIo::Buffered(_) => "0",
+    };
+    assert_eq!(
+        sysfs_dio(&lo.node),
+        want,
+        "{}: attach said {:?}, the kernel says otherwise",
+        lo.node.display(),
+        lo.io
+    );
+    let mut got = Vec::new();
+    File::open(&lo.node).unwrap().read_to_end(&mut got).unwrap();
+    assert!(
+        got == bytes,
+        "{} does not read back {}",
+        lo.node.display(),
+        path.display()
+    );
+    // Read-only: a write through the device is refused.
+    let rw = std::fs::OpenOptions::new().write(true).open(&lo.node);
+    assert!(
+        rw.is_err() || rw.unwrap().write_at(b"x", 0).is_err(),
+        "{} took a write",
+        lo.node.display()
+    );
+    lo.io
+}
+
+/// (major, minor) of the running kernel.
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+fn a_file_on_ext4_gets_direct_io() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs_image = dir.path().join("ext4.fs");
+    File::create(&fs_image).unwrap().set_len(32 << 20).unwrap();
+    run(&["mkfs.ext4", "-q", "-F", fs_image.to_str().unwrap()]);
+    let ext4 = Mounted::new("ext4", fs_image.to_str().unwrap(), &["-o", "loop"]);
+    let path = ext4.at.join("image");
+    let bytes = pattern_file(&path);
+    assert_eq!(attach_and_read(&path, &bytes), LoopIo::Direct);
+}
+
+#[test]
+fn a_file_on_ramfs_falls_back_to_buffered_io_and_says_why() {
+    if !can_run() {
+        return;
+    }
+    let ramfs = Mounted::new("ramfs", "hnroot-dio-test", &[]);
+    let path = ramfs.at.join("image");
+    let bytes = pattern_file(&path);
+    let io = attach_and_read(&path, &bytes);
+    let LoopIo::Buffered(why) = &io else {
+        panic!("ramfs cannot do direct I/O, yet the loop device says {io:?}");
+    };
+    assert_eq!(io.code(), "buffered");
+    assert!(why.contains("direct I/O"), "{why}");
+    assert!(
+        io.to_string().contains("cached twice"),
+        "the report says what it costs: {io}"
+    );
+}
+
+#[test]
+fn a_file_on_tmpfs_gets_what_the_kernel_can_do() {
+    if !can_run() {
+        return;
+    }
+    let tmpfs = Mounted::new("tmpfs", "hnroot-dio-test", &["-o", "size=16m"]);
+    let path = tmpfs.at.join("image");
+    let bytes = pattern_file(&path);
+    let io = attach_and_read(&path, &bytes);
+    // tmpfs accepts O_DIRECT since Linux 6.6 ("tmpfs: trivial support for direct IO").
+    if kernel_version() >= (6, 6) {
+        assert_eq!(io, LoopIo::Direct);
+    } else {
+        assert!(matches!(io, LoopIo::Buffered(_)), "{io:?}");
+    }
+}
