@@ -35,7 +35,7 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::bootstate::{BootState, StateSeen, Trial, Tries};
+use crate::bootstate::{BootState, StateSeen, Trial, Tries, Unhealthy};
 use crate::decide::{decide, Config, Decision};
 use crate::name::ImageName;
 use crate::observe::{ImageSeen, Observation};
@@ -528,6 +528,18 @@ fn exhausted_trial(obs: &Observation) -> Option<Trial> {
     obs.trial().copied().filter(|t| t.tries.left() == 0)
 }
 
+/// The state that commits `uuid` during its own boot (this boot counted as not yet healthy),
+/// `None` when the boot state is committed to it already (its count kept).
+fn committing(obs: &Observation, uuid: FsUuid) -> Option<BootState> {
+    match obs.boot_state() {
+        Some(state) if state.is_committed_to(uuid) => None,
+        _ => Some(BootState::Committed {
+            good: uuid,
+            unhealthy: Unhealthy::THIS_BOOT,
+        }),
+    }
+}
+
 struct Builder {
     kind: PlanKind,
     steps: Steps,
@@ -560,9 +572,9 @@ impl Builder {
     }
 
     /// Record the booted image as good as the next step, unless the boot state already says so.
+    /// This boot is counted as not yet healthy (rule 7 of [`crate::decide`]).
     fn record_good_now(&mut self, obs: &Observation, uuid: FsUuid) {
-        let committed = BootState::Committed { good: uuid };
-        if obs.state != StateSeen::Valid(committed) {
+        if let Some(committed) = committing(obs, uuid) {
             self.push(ChangeStep::WriteBootState(committed));
         }
     }
@@ -570,8 +582,7 @@ impl Builder {
     /// Record the booted image as good after hostpart is checkpointed, unless the boot state
     /// already says so.
     fn record_good_after_checkpoint(&mut self, obs: &Observation, uuid: FsUuid) {
-        let committed = BootState::Committed { good: uuid };
-        if obs.state != StateSeen::Valid(committed) {
+        if let Some(committed) = committing(obs, uuid) {
             self.write_state = Some(committed);
         }
     }

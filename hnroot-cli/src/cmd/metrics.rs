@@ -497,7 +497,7 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         StateSeen::Valid(BootState::Trial(t)) => ("trial", Some((t.tries.left(), t.tries.total()))),
     };
     let running_committed = match (params.booted, state) {
-        (Some(b), StateSeen::Valid(BootState::Committed { good })) => b.uuid == good,
+        (Some(b), StateSeen::Valid(BootState::Committed { good, .. })) => b.uuid == good,
         _ => false,
     };
     let (history, history_damaged) = history_file::read(&hostpart)

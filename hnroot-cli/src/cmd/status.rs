@@ -74,7 +74,7 @@ fn state_json(state: &StateSeen) -> Value {
     match state {
         StateSeen::Absent => json!({ "status": "absent" }),
         StateSeen::Corrupt => json!({ "status": "corrupt" }),
-        StateSeen::Valid(BootState::Committed { good }) => {
+        StateSeen::Valid(BootState::Committed { good, .. }) => {
             json!({ "status": "valid", "state": "committed", "good": good.to_string() })
         }
         StateSeen::Valid(BootState::Trial(t)) => json!({
@@ -109,7 +109,10 @@ impl Report {
         let hostpart = locate::open_hostpart(&args.loc)?;
         let view = hostpart.observe()?;
         let (state, state_source) = locate::read_state(&args.loc, &params);
-        let config = Config { tries: args.tries };
+        let config = Config {
+            tries: args.tries,
+            ..Config::default()
+        };
         let decision = decide(&view.observation(state), &config);
         let plan = with_plan.then(|| {
             // The initramfs sees the state GRUB just wrote, on the same directory.

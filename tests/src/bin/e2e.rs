@@ -966,11 +966,17 @@ fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     );
     let v1 = parts.uuid("v1")?;
     ensure!(
-        state == StateSeen::Valid(BootState::Committed { good: v1 }),
+        state == StateSeen::Valid(BootState::committed(v1)),
         "boot state after the rollback is {}, expected committed v1 ({v1})",
         describe_state(&state)
     );
-    let next = decide(&hp.observation(state), &Config { tries });
+    let next = decide(
+        &hp.observation(state),
+        &Config {
+            tries,
+            ..Config::default()
+        },
+    );
     report.note(format!("next boot would be: {next}"));
     ensure!(
         next.boot().map(|b| (b.image, b.uuid)) == Some((ImageName::Current, v1)),
@@ -1119,6 +1125,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
     let plan_re = Regex::new(&format!("(?m){INIT_LINE}plan: "))?;
     let config = Config {
         tries: parts.tries(),
+        ..Config::default()
     };
     let v1 = parts.uuid("v1")?;
     let v2 = parts.uuid("v2")?;
@@ -1413,10 +1420,7 @@ fn unreadable_new(
         &[(ImageName::Current, "v1")],
     )?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: parts.uuid("v1")?
-            }),
+        state == StateSeen::Valid(BootState::committed(parts.uuid("v1")?)),
         "the boot state should not change: {}",
         describe_state(&state)
     );
@@ -1518,10 +1522,7 @@ fn unbootable_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         ],
     )?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: parts.uuid("v1")?
-            }),
+        state == StateSeen::Valid(BootState::committed(parts.uuid("v1")?)),
         "boot state after the rollback: {}",
         describe_state(&state)
     );
@@ -1558,10 +1559,7 @@ fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
     check_images(run.parts, &hp, &[(ImageName::Current, "v1")])?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: run.parts.uuid("v1")?
-            }),
+        state == StateSeen::Valid(BootState::committed(run.parts.uuid("v1")?)),
         "boot state: {}",
         describe_state(&state)
     );
@@ -1660,10 +1658,7 @@ fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     )?;
     let (_, _, state) = inspect(&disk, View::AfterReplay, report)?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: parts.uuid("v1")?
-            }),
+        state == StateSeen::Valid(BootState::committed(parts.uuid("v1")?)),
         "boot state after mark-good: {}",
         describe_state(&state)
     );
@@ -1854,7 +1849,13 @@ fn current_unrenamable(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         },
         &[(ImageName::Old, "v1"), (ImageName::New, "v2")],
     )?;
-    let next = decide(&hp.observation(state), &Config { tries });
+    let next = decide(
+        &hp.observation(state),
+        &Config {
+            tries,
+            ..Config::default()
+        },
+    );
     report.note(format!("next boot would be: {next}"));
     ensure!(
         next.boot().map(|b| (b.image, b.uuid)) == Some((ImageName::Old, parts.uuid("v1")?)),
@@ -1939,7 +1940,7 @@ fn init_missing(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     )?;
     let (v1, v5) = (parts.uuid("v1")?, parts.uuid("v5-noinit")?);
     ensure!(
-        state == StateSeen::Valid(BootState::Committed { good: v1 }),
+        state == StateSeen::Valid(BootState::committed(v1)),
         "boot state after the rollback: {}",
         describe_state(&state)
     );

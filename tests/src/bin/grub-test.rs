@@ -251,7 +251,7 @@ fn scenarios() -> Result<Vec<Scenario>> {
     use ImageKind::{EmptyKernel, Fs, Garbage, GrubLacks, NoKernel, Truncated};
     use ImageName::{Broken, Cancelled, Current, New, Old};
     let (a, b, c) = (Uuid::random()?, Uuid::random()?, Uuid::random()?);
-    let committed_a = BootState::Committed { good: fs_uuid(a) };
+    let committed_a = BootState::committed(fs_uuid(a));
     let trial = |image: Uuid, left: u8, good: Option<Uuid>| {
         Tries::new(left, 3).map(|tries| {
             BootState::Trial(Trial {
@@ -398,7 +398,7 @@ fn scenarios() -> Result<Vec<Scenario>> {
             .state(trial(a, 0, Some(c))?),
         Scenario::new("missing-image", "recovery", Some(Old))
             .img(Old, Fs(c))
-            .state(BootState::Committed { good: fs_uuid(c) }),
+            .state(BootState::committed(fs_uuid(c))),
         Scenario::new("unreadable-image", "recovery", Some(Old))
             .img(Current, Garbage)
             .img(Old, Fs(c))
@@ -1047,7 +1047,13 @@ fn check_scenario(
     let mut fail = |what: String| problems.push(what);
     let obs = s.observation(before.entry.seen());
     let tries = s.tries();
-    let decision = decide(&obs, &Config { tries });
+    let decision = decide(
+        &obs,
+        &Config {
+            tries,
+            ..Config::default()
+        },
+    );
     if let Some(p) = record_mismatch(
         &block.text,
         &decision,
@@ -1256,7 +1262,10 @@ fn check_verdicts(
     }
     let decision = decide(
         &linux.observation(before.linux),
-        &Config { tries: s.tries() },
+        &Config {
+            tries: s.tries(),
+            ..Config::default()
+        },
     );
     let whose = "the core's decision on hnroot-linux's observation";
     // The kernel command line as the Linux side composes it from what it read: the chosen
