@@ -469,7 +469,8 @@ fn finish_switch(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName 
 
 /// Booted `hn-root-old.img` where it lies: a revert, a rollback from a failed trial, the
 /// promotion of the old image when `hn-root.img` is missing, or nothing (`hn-root.img` is
-/// there but GRUB could not use it: never moved).
+/// there but GRUB could not use it: never moved; or it is bootable and GRUB fell back from it
+/// after its unhealthy boots).
 fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
     let present = |name: ImageName| obs.image(name).is_present();
     let failed = exhausted_trial(obs)
@@ -504,9 +505,11 @@ fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
         b.kind = PlanKind::Promote;
         b.rename(ImageName::Old, ImageName::Current, false);
         b.record_good_after_checkpoint(obs, uuid);
-    } else {
+    } else if obs.bootable(ImageName::Current).is_none() {
         b.notes |= PlanNotes::CURRENT_KEPT;
     }
+    // Otherwise GRUB booted the old image because the committed hn-root.img never became
+    // healthy (rule 7 of the decision): it is mounted where it lies, nothing renamed.
     if b.changes_hostpart {
         ImageName::Current
     } else {
