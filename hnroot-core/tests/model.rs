@@ -420,7 +420,7 @@ fn every_combination_every_crash_point() {
     );
 }
 
-const EXPECTED_COMBINATION_STATES: u64 = 10_393_781;
+const EXPECTED_COMBINATION_STATES: u64 = 12_506_966;
 
 trait ValidGood {
     fn valid_good(&self) -> Option<hnroot_core::uuid::FsUuid>;

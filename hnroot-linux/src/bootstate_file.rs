@@ -234,6 +234,37 @@ mod tests {
     }
 
     #[test]
+    fn a_file_an_older_loader_keeps_stays_format_1_and_a_format_2_one_keeps_the_count() {
+        use hnroot_core::bootstate::{encode_copy_as, format_seen, Record, Unhealthy};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        // What a format-1 loader (an hnroot before issue 24) left: one format-1 copy.
+        let mut v1 = [0u8; BLOCK_LEN];
+        v1[..BLOCK_LEN / 2].copy_from_slice(&encode_copy_as(
+            &Record {
+                sequence: 5,
+                state: BootState::committed(A),
+            },
+            1,
+        ));
+        std::fs::write(&path, v1).unwrap();
+        let counted = BootState::Committed {
+            good: A,
+            unhealthy: Unhealthy::THIS_BOOT,
+        };
+        write(&path, &counted).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(format_seen(&bytes), Some(1), "readable by the older loader");
+        assert_eq!(seen(&path).0, StateSeen::Valid(BootState::committed(A)));
+        // A file this hnroot created is format 2 and keeps the count.
+        std::fs::remove_file(&path).unwrap();
+        create(&path, &BootState::committed(A), false).unwrap();
+        write(&path, &counted).unwrap();
+        assert_eq!(format_seen(&std::fs::read(&path).unwrap()), Some(2));
+        assert_eq!(seen(&path).0, StateSeen::Valid(counted));
+    }
+
+    #[test]
     fn wrong_size_is_corrupt_and_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstate");
