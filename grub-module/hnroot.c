@@ -56,6 +56,18 @@ static const struct grub_arg_option options[] =
      N_("The fleet's default kernel arguments, when this file is there: they replace "
 	"--defaults."),
      N_("FILE"), ARG_TYPE_STRING},
+    {"boot-limit", 'k', 0,
+     N_("Boots of the committed image without reaching healthy before the other committed "
+	"image boots (1-100, default 3)."),
+     N_("K"), ARG_TYPE_STRING},
+    {"wait-first", 'w', 0,
+     N_("Seconds waited before the first boot once every committed image failed (default "
+	"60)."),
+     N_("SECONDS"), ARG_TYPE_STRING},
+    {"wait-max", 'm', 0,
+     N_("The longest wait in seconds; each further boot waits twice as long (default "
+	"1800)."),
+     N_("SECONDS"), ARG_TYPE_STRING},
     {0, 0, 0, 0, 0, 0}
   };
 
@@ -67,10 +79,13 @@ enum options
     HNROOT_SET_PREFIX,
     HNROOT_DEFAULTS,
     HNROOT_DEFAULTS_FILE,
+    HNROOT_BOOT_LIMIT,
+    HNROOT_WAIT_FIRST,
+    HNROOT_WAIT_MAX,
   };
 
 #define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS] " \
-  "[--defaults-file FILE]"
+  "[--defaults-file FILE] [--boot-limit K] [--wait-first S] [--wait-max S]"
 
 /* Called by hnroot-ffi if the core panics, which it is built not to do.  */
 void hnroot_ffi_abort (void) __attribute__ ((noreturn));
@@ -153,13 +168,34 @@ set_uuid_var (const char *prefix, const char *name, const struct hnroot_uuid *uu
 static void
 clear_boot_vars (const char *prefix)
 {
-  static const char *names[] = { "image", "uuid", "cmdline", "fallback_image",
+  static const char *names[] = { "image", "uuid", "cmdline", "wait", "fallback_image",
 				 "fallback_uuid", "fallback_cmdline", "fallbacks" };
   unsigned i;
 
   for (i = 0; i < ARRAY_SIZE (names); i++)
     set_var (prefix, names[i], "");
   grub_errno = GRUB_ERR_NONE;
+}
+
+/* The option OPT as whole seconds (1 to a day) into *OUT; unset leaves it 0 (the core's
+   default).  */
+static grub_err_t
+parse_seconds (struct grub_arg_list *state, int opt, const char *name, grub_uint32_t *out)
+{
+  const char *text = state[opt].arg, *end;
+  unsigned long n;
+
+  if (! state[opt].set)
+    return GRUB_ERR_NONE;
+  n = grub_strtoul (text, &end, 10);
+  if (grub_errno || end == text || *end || n < 1 || n > 86400)
+    {
+      grub_errno = GRUB_ERR_NONE;
+      return grub_error (GRUB_ERR_BAD_ARGUMENT, N_("%s must be whole seconds from 1 to 86400, "
+						   "not `%s'"), name, text);
+    }
+  *out = n;
+  return GRUB_ERR_NONE;
 }
 
 /* Observe everything a decision needs, in the driver contract's order: hostpart and the ESP
@@ -186,6 +222,19 @@ observe_all (struct grub_arg_list *state, int every, struct seen **out)
 						     "to %d, not `%s'"), HNROOT_MAX_TRIES, text);
     }
   s->obs.tries = s->tries;
+  if (state[HNROOT_BOOT_LIMIT].set)
+    {
+      const char *text = state[HNROOT_BOOT_LIMIT].arg;
+
+      /* The same range and words as --tries.  */
+      if (hnroot_parse_tries ((const grub_uint8_t *) text, grub_strlen (text),
+			      &s->obs.boot_limit) != HNROOT_RESULT_OK)
+	return grub_error (GRUB_ERR_BAD_ARGUMENT, N_("--boot-limit must be a whole number from "
+						     "1 to %d, not `%s'"), HNROOT_MAX_TRIES, text);
+    }
+  if (parse_seconds (state, HNROOT_WAIT_FIRST, "--wait-first", &s->obs.wait_first)
+      || parse_seconds (state, HNROOT_WAIT_MAX, "--wait-max", &s->obs.wait_max))
+    return grub_errno;
   if (hnroot_grub_probe_alloc (&s->probe) != GRUB_ERR_NONE)
     return grub_errno;
   s->hostpart = hnroot_grub_device (state[HNROOT_HOSTPART].set ? state[HNROOT_HOSTPART].arg
@@ -283,7 +332,7 @@ set_boot_vars (const char *prefix, const struct seen *s, const struct decided *d
 {
   const struct hnroot_decision *c = &d->decision;
   const char *reason = (const char *) hnroot_reason_code (c->reason);
-  char tries[8], *names;
+  char tries[8], wait[16], *names;
   unsigned i;
   grub_err_t err;
 
@@ -291,6 +340,7 @@ set_boot_vars (const char *prefix, const struct seen *s, const struct decided *d
     return grub_error (GRUB_ERR_BUG, N_("hnroot_reason_code: no name for reason %u"),
 		       (unsigned) c->reason);
   grub_snprintf (tries, sizeof (tries), "%u", (unsigned) s->tries);
+  grub_snprintf (wait, sizeof (wait), "%u", (unsigned) c->wait);
   if (set_var (prefix, "reason", reason)
       || set_var (prefix, "message", d->message)
       || set_var (prefix, "record", d->record)
@@ -298,7 +348,8 @@ set_boot_vars (const char *prefix, const struct seen *s, const struct decided *d
       || set_var (prefix, "esp", s->esp)
       || set_var (prefix, "partuuid", s->partuuid)
       || set_var (prefix, "esp_partuuid", s->esp_partuuid)
-      || set_var (prefix, "tries", tries))
+      || set_var (prefix, "tries", tries)
+      || set_var (prefix, "wait", wait))
     return grub_errno;
   if (c->reason == HNROOT_REASON_NOTHING_BOOTABLE)
     return grub_error (GRUB_ERR_FILE_NOT_FOUND, N_("no bootable image on (%s)"), s->hostpart);

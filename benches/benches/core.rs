@@ -33,7 +33,7 @@ fn core(c: &mut Criterion) {
     c.bench_function("boot state decode", |b| {
         b.iter(|| Block::decode(black_box(&block)).map(|b| b.seen()))
     });
-    let state = BootState::Committed { good: STAGED };
+    let state = BootState::committed(STAGED);
     c.bench_function("boot state encode", |b| {
         b.iter(|| {
             let mut bytes = block;

@@ -15,7 +15,7 @@ pub const STAGED: FsUuid = FsUuid::Uuid([0xb2; 16]);
 /// GRUB makes on the first boot after an update.
 pub fn update_observation() -> Observation {
     Observation {
-        state: hnroot_core::StateSeen::Valid(BootState::Committed { good: CURRENT }),
+        state: hnroot_core::StateSeen::Valid(BootState::committed(CURRENT)),
         ..Observation::default()
     }
     .with(ImageName::Current, ImageSeen::Bootable(CURRENT))

@@ -37,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         StateSeen::Absent
     };
-    let config = Config { tries: head[7] };
+    let config = Config {
+        tries: head[7],
+        boot_limit: head[6] % 8,
+        wait_first: u32::from(head[5]),
+        wait_max: u32::from(head[4]) * 16,
+    };
     let d = decide(&obs, &config);
     if let Some(b) = d.boot() {
         assert_eq!(obs.bootable(b.image), Some(b.uuid));

@@ -61,6 +61,18 @@ const UNITS: [&str; 6] = [
     "hnroot-metrics.timer",
 ];
 
+/// systemd drop-ins the package ships: where they go, and their source in the workspace.
+const SYSTEMD_DROPINS: [(&str, &str); 2] = [
+    (
+        "usr/lib/systemd/system/boot-complete.target.d/hnroot-health-timeout.conf",
+        "packaging/systemd/boot-complete.target.d/hnroot-health-timeout.conf",
+    ),
+    (
+        "usr/lib/systemd/system.conf.d/hnroot-watchdog.conf",
+        "packaging/systemd/system.conf.d/hnroot-watchdog.conf",
+    ),
+];
+
 /// A maintainer script running `deb-systemd-helper VERB` on every unit when `$1` is `when`.
 fn helper_script(comment: &str, when: &str, verb: &str) -> String {
     let mut s = format!(
@@ -149,6 +161,11 @@ fn stage_files(stage: &Path, cli: &Path, init: &Path, kit: &Path) -> Result<()> 
             &ws.join("packaging/systemd").join(unit),
             0o644,
         )?;
+    }
+    // The health checks' deadline and the hardware watchdog: systemd's own drop-ins, in the
+    // vendor directories so an administrator's /etc drop-ins override them.
+    for (to, from) in SYSTEMD_DROPINS {
+        copy(&stage, to, &ws.join(from), 0o644)?;
     }
     copy_tree(kit, &stage.join(KIT_IN_PACKAGE))?;
     fs::create_dir_all(stage.join("etc/hnroot/keys"))?;

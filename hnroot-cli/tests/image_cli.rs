@@ -170,6 +170,19 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
             )
             .unwrap();
             assert!(dropin.contains("\nDefaultDependencies=no\n"), "{dropin}");
+            // The health checks' deadline and the hardware watchdog (issue 24).
+            let timeout = std::fs::read_to_string(
+                mnt.join("etc/systemd/system/boot-complete.target.d/hnroot-health-timeout.conf"),
+            )
+            .unwrap();
+            assert!(timeout.contains("\nJobTimeoutSec=15min\n"), "{timeout}");
+            let watchdog =
+                std::fs::read_to_string(mnt.join("etc/systemd/system.conf.d/hnroot-watchdog.conf"))
+                    .unwrap();
+            assert!(
+                watchdog.contains("\nRuntimeWatchdogSec=1min\n"),
+                "{watchdog}"
+            );
             assert!(mnt.join("usr/sbin/hnroot").is_file());
             assert_eq!(
                 std::fs::read_link(

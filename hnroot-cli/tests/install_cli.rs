@@ -379,9 +379,9 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     // A boot-state file of format 1, as hnroot install makes it.
-    let state = hnroot_core::bootstate::new_block(&hnroot_core::BootState::Committed {
-        good: hnroot_core::FsUuid::parse(A).unwrap(),
-    });
+    let state = hnroot_core::bootstate::new_block(&hnroot_core::BootState::committed(
+        hnroot_core::FsUuid::parse(A).unwrap(),
+    ));
     std::fs::write(esp.join("hnroot/bootstate"), state).unwrap();
 
     let v = json(&real);

@@ -1,5 +1,6 @@
 //! The boot-state block: what hnroot remembers between boots (which image is on trial, how many
-//! tries it has left, which image was last marked good), and its on-disk codec.
+//! tries it has left, which image was last marked good, how many boots of a committed image have
+//! not reached healthy), and its on-disk codec.
 //!
 //! The block lives in a preallocated file on the `EFI-BOOT` ESP (`/hnroot/bootstate`, 1024
 //! bytes) so GRUB can rewrite it in place through the file's block list, as it does for `grubenv`.
@@ -8,12 +9,14 @@
 //! | offset | size | field                                                     |
 //! |-------:|-----:|-----------------------------------------------------------|
 //! |      0 |    8 | magic `HNROOTBS`                                          |
-//! |      8 |    2 | format version, little endian (1)                         |
+//! |      8 |    2 | format version, little endian (1 or 2)                    |
 //! |     10 |    2 | bytes covered by the record (64)                          |
 //! |     16 |    8 | sequence number, little endian; the higher valid copy wins|
 //! |     24 |    1 | state: 1 committed, 2 trial                               |
 //! |     25 |    1 | tries left (trial)                                        |
 //! |     26 |    1 | tries in all (trial)                                      |
+//! |     27 |    1 | format 2: committed, boots since the last healthy one;    |
+//! |        |      | trial, boots that were not its tries                      |
 //! |     28 |    1 | kind of the trial image's UUID: 0 none, 1 UUID, 2 FAT id  |
 //! |     29 |    1 | kind of the good image's UUID: 0 none, 1 UUID, 2 FAT id   |
 //! |     32 |   16 | UUID of the image on trial                                |
@@ -23,6 +26,20 @@
 //! Every other byte is zero. Decoding picks the valid copy with the highest sequence number, so
 //! a torn write of either copy leaves the other one in force; encoding writes the copy that does
 //! not hold the newest valid record. This module never reads or writes a disk.
+//!
+//! ## Formats
+//!
+//! Format 1 has no count of unhealthy boots (byte 27 is zero); format 2 adds it. This hnroot
+//! reads both ([`READS_FROM`] to [`FORMAT_VERSION`]); a format-1 copy reads as a committed
+//! state with no unhealthy boots counted. GRUB writes format 2 (its loader says so in its
+//! version record). Linux writes the format the newest valid copy already has
+//! ([`Block::encode_as_found`]): while the ESP's loader is one that only reads format 1, every
+//! copy on the ESP is format 1 and stays so (a count of zero, what `hnroot mark-good` writes,
+//! is what format 1 means anyway; a plan's count of one is dropped), so an older loader never
+//! meets a copy it cannot read; a loader that reads format 2 writes it at its next boot. An
+//! older loader that finds a format-2 copy refuses it as a newer format and never overwrites it
+//! (its `CopyError::Version`/`BlockError::NewerFormat`), and `hnroot bootloader update` refuses
+//! to install a loader that cannot read the ESP's format.
 
 use core::fmt;
 use core::ops::Range;
@@ -39,9 +56,16 @@ pub const MAX_TRIES: u8 = 100;
 pub const DEFAULT_TRIES: u8 = 3;
 
 const MAGIC: [u8; 8] = *b"HNROOTBS";
-const VERSION: u16 = 1;
-/// The format version this hnroot reads and writes (what a loader's version record names).
+const VERSION: u16 = 2;
+/// The format version this hnroot writes (what a loader's version record names).
 pub const FORMAT_VERSION: u16 = VERSION;
+/// The oldest format version this hnroot reads.
+pub const READS_FROM: u16 = 1;
+/// Boots of a committed image that never reached healthy before GRUB boots the other committed
+/// image (`hn-root-old.img`), when nothing else is configured.
+pub const DEFAULT_BOOT_LIMIT: u8 = 3;
+/// The largest boot limit that may be configured.
+pub const MAX_BOOT_LIMIT: u8 = 100;
 const RECORD_LEN: u16 = 64;
 
 const R_MAGIC: Range<usize> = 0..8;
@@ -51,6 +75,7 @@ const R_SEQUENCE: Range<usize> = 16..24;
 const R_STATE: usize = 24;
 const R_TRIES_LEFT: usize = 25;
 const R_TRIES_TOTAL: usize = 26;
+const R_UNHEALTHY: usize = 27;
 const R_TRIAL_KIND: usize = 28;
 const R_GOOD_KIND: usize = 29;
 const R_TRIAL_UUID: Range<usize> = 32..48;
@@ -58,7 +83,9 @@ const R_GOOD_UUID: Range<usize> = 48..64;
 const R_CRC: Range<usize> = 508..512;
 
 /// Bytes a version 1 writer leaves zero.
-const R_RESERVED: [Range<usize>; 4] = [12..16, 27..28, 30..32, 64..508];
+const R_RESERVED_V1: [Range<usize>; 4] = [12..16, 27..28, 30..32, 64..508];
+/// Bytes a version 2 writer leaves zero.
+const R_RESERVED_V2: [Range<usize>; 3] = [12..16, 30..32, 64..508];
 
 const STATE_COMMITTED: u8 = 1;
 const STATE_TRIAL: u8 = 2;
@@ -68,13 +95,16 @@ const UUID_FAT: u8 = 2;
 
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
-/// How many boots an image on trial has left.
+/// How many boots an image on trial has left, and how many other boots GRUB made while the
+/// trial was recorded (rollback boots once it ran out, recovery boots): those count towards the
+/// waits of rule 7 of [`crate::decide`] as a committed state's unhealthy boots do.
 ///
 /// Always `1 <= total <= MAX_TRIES` and `left <= total`: [`Tries::new`] refuses anything else.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Tries {
     left: u8,
     total: u8,
+    others: Unhealthy,
 }
 
 impl Tries {
@@ -83,8 +113,22 @@ impl Tries {
         if total == 0 || total > MAX_TRIES || left > total {
             None
         } else {
-            Some(Tries { left, total })
+            Some(Tries {
+                left,
+                total,
+                others: Unhealthy::NONE,
+            })
         }
+    }
+
+    /// Boots that were not tries of the trial image (format 2 records them).
+    pub const fn others(self) -> Unhealthy {
+        self.others
+    }
+
+    /// The same trial with `others` other boots.
+    pub const fn with_others(self, others: Unhealthy) -> Tries {
+        Tries { others, ..self }
     }
 
     /// A fresh trial of `total` tries, clamped into `1..=MAX_TRIES`.
@@ -96,7 +140,11 @@ impl Tries {
         } else {
             total
         };
-        Tries { left: total, total }
+        Tries {
+            left: total,
+            total,
+            others: Unhealthy::NONE,
+        }
     }
 
     /// Boots left before the image is rolled back.
@@ -121,6 +169,7 @@ impl Tries {
             Tries {
                 left,
                 total: self.total,
+                others: self.others,
             },
         ))
     }
@@ -130,6 +179,7 @@ impl Tries {
         Tries {
             left: 0,
             total: self.total,
+            others: self.others,
         }
     }
 }
@@ -146,6 +196,34 @@ pub struct Trial {
     pub good: Option<FsUuid>,
 }
 
+/// Boots since the machine last reached healthy (`hnroot mark-good`), while the boot state is
+/// committed: GRUB counts every boot before it loads the kernel, `hnroot mark-good` resets the
+/// count. It saturates at 255 (the waits are at their cap long before).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, PartialOrd, Ord)]
+pub struct Unhealthy(u8);
+
+impl Unhealthy {
+    /// No boot counted: the last boot reached healthy (or nothing has booted since the commit).
+    pub const NONE: Unhealthy = Unhealthy(0);
+    /// This boot only: what a plan that commits an image during its boot records.
+    pub const THIS_BOOT: Unhealthy = Unhealthy(1);
+
+    /// `boots` unhealthy boots.
+    pub const fn new(boots: u8) -> Unhealthy {
+        Unhealthy(boots)
+    }
+
+    /// How many.
+    pub const fn boots(self) -> u8 {
+        self.0
+    }
+
+    /// One more boot counted (saturating).
+    pub const fn counted(self) -> Unhealthy {
+        Unhealthy(self.0.saturating_add(1))
+    }
+}
+
 /// What hnroot remembers between boots.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum BootState {
@@ -153,16 +231,63 @@ pub enum BootState {
     Committed {
         /// The image last marked good.
         good: FsUuid,
+        /// Boots since the last one that reached healthy.
+        unhealthy: Unhealthy,
     },
     /// An image is on trial.
     Trial(Trial),
 }
 
 impl BootState {
+    /// Committed to `good`, no unhealthy boot counted (what `hnroot mark-good` writes).
+    pub const fn committed(good: FsUuid) -> BootState {
+        BootState::Committed {
+            good,
+            unhealthy: Unhealthy::NONE,
+        }
+    }
+
+    /// Whether it is committed to `uuid`, whatever the count.
+    pub fn is_committed_to(&self, uuid: FsUuid) -> bool {
+        matches!(self, BootState::Committed { good, .. } if *good == uuid)
+    }
+
+    /// The unhealthy boots counted, when committed.
+    pub fn unhealthy(&self) -> Option<Unhealthy> {
+        match self {
+            BootState::Committed { unhealthy, .. } => Some(*unhealthy),
+            BootState::Trial(_) => None,
+        }
+    }
+
+    /// Boots counted towards rule 7's waits: a committed state's unhealthy boots, a trial's
+    /// boots that were not its tries.
+    pub fn counted_boots(&self) -> Unhealthy {
+        match self {
+            BootState::Committed { unhealthy, .. } => *unhealthy,
+            BootState::Trial(t) => t.tries.others(),
+        }
+    }
+
+    /// The same state with one more boot counted (what GRUB writes for a boot that neither
+    /// starts nor continues a trial).
+    pub fn count_boot(&self) -> BootState {
+        match *self {
+            BootState::Committed { good, unhealthy } => BootState::Committed {
+                good,
+                unhealthy: unhealthy.counted(),
+            },
+            BootState::Trial(t) => BootState::Trial(Trial {
+                tries: t.tries.with_others(t.tries.others().counted()),
+                ..t
+            }),
+        }
+    }
+
     /// The image known to be good, if any.
     pub fn good(&self) -> Option<FsUuid> {
         match self {
-            BootState::Committed { good } => Some(*good),
+            BootState::Committed { good, .. } => Some(*good),
             BootState::Trial(trial) => trial.good,
         }
     }
@@ -179,13 +304,23 @@ impl BootState {
 impl fmt::Display for BootState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BootState::Committed { good } => write!(f, "committed (good {good})"),
+            BootState::Committed { good, unhealthy } if unhealthy.boots() == 0 => {
+                write!(f, "committed (good {good})")
+            }
+            BootState::Committed { good, unhealthy } => write!(
+                f,
+                "committed (good {good}, {} boots since the last healthy one)",
+                unhealthy.boots()
+            ),
             BootState::Trial(t) => {
                 write!(
                     f,
                     "trial of {} ({} of {} tries left",
                     t.image, t.tries.left, t.tries.total
                 )?;
+                if t.tries.others.boots() > 0 {
+                    write!(f, ", {} other boots", t.tries.others.boots())?;
+                }
                 match t.good {
                     Some(good) => write!(f, ", good {good})"),
                     None => f.write_str(", good unknown)"),
@@ -242,9 +377,10 @@ impl fmt::Display for CopyError {
                 f,
                 "CRC32C mismatch (stored {stored:08x}, computed {computed:08x}): torn or damaged write"
             ),
-            CopyError::Version { found } => {
-                write!(f, "format version {found}, this hnroot reads version {VERSION}")
-            }
+            CopyError::Version { found } => write!(
+                f,
+                "format version {found}, this hnroot reads versions {READS_FROM} to {VERSION}"
+            ),
             CopyError::Field { field } => write!(f, "invalid {field}"),
         }
     }
@@ -341,9 +477,32 @@ impl Block {
     }
 
     /// Write `state` into `bytes` (the file as read, [`BLOCK_LEN`] bytes) in the copy that does
-    /// not hold the newest valid record, with the next sequence number. Returns the byte range
-    /// that changed: the caller writes exactly that sector back, then syncs.
+    /// not hold the newest valid record, with the next sequence number, in this hnroot's format
+    /// ([`FORMAT_VERSION`]: what GRUB writes). Returns the byte range that changed: the caller
+    /// writes exactly that sector back, then syncs.
     pub fn encode_into(bytes: &mut [u8], state: &BootState) -> Result<Range<usize>, BlockError> {
+        Block::encode_format(bytes, state, VERSION)
+    }
+
+    /// [`Block::encode_into`] in the format of the newest valid copy ([`FORMAT_VERSION`] when
+    /// there is none): what Linux writes, so that a loader that reads only format 1 never finds
+    /// a copy it cannot read (see "Formats" above).
+    pub fn encode_as_found(
+        bytes: &mut [u8],
+        state: &BootState,
+    ) -> Result<Range<usize>, BlockError> {
+        let format = Block::decode(bytes)?
+            .newest()
+            .and_then(|(index, _)| bytes.chunks(COPY_LEN).nth(index))
+            .map_or(VERSION, |copy| u16::from_le_bytes(array(copy, R_VERSION)));
+        Block::encode_format(bytes, state, format)
+    }
+
+    fn encode_format(
+        bytes: &mut [u8],
+        state: &BootState,
+        format: u16,
+    ) -> Result<Range<usize>, BlockError> {
         let block = Block::decode(bytes)?;
         let (target, sequence) = match block.newest() {
             Some((index, record)) => (
@@ -368,10 +527,13 @@ impl Block {
         let copy: &mut [u8; COPY_LEN] = copy
             .try_into()
             .map_err(|_| BlockError::Size { found: BLOCK_LEN })?;
-        *copy = encode_copy(&Record {
-            sequence,
-            state: *state,
-        });
+        *copy = encode_copy_as(
+            &Record {
+                sequence,
+                state: *state,
+            },
+            format,
+        );
         Ok(range)
     }
 }
@@ -415,26 +577,39 @@ pub fn new_block(state: &BootState) -> [u8; BLOCK_LEN] {
     out
 }
 
-/// Encode one copy.
+/// Encode one copy in this hnroot's format ([`FORMAT_VERSION`]).
 pub fn encode_copy(record: &Record) -> [u8; COPY_LEN] {
+    encode_copy_as(record, VERSION)
+}
+
+/// Encode one copy in format `format`: 1 (without the unhealthy count, which format 1 cannot
+/// hold) or anything else as [`FORMAT_VERSION`].
+pub fn encode_copy_as(record: &Record, format: u16) -> [u8; COPY_LEN] {
+    let format = if format == 1 { 1 } else { VERSION };
     let mut c = [0u8; COPY_LEN];
     put(&mut c, R_MAGIC, &MAGIC);
-    put(&mut c, R_VERSION, &VERSION.to_le_bytes());
+    put(&mut c, R_VERSION, &format.to_le_bytes());
     put(&mut c, R_RECORD_LEN, &RECORD_LEN.to_le_bytes());
     put(&mut c, R_SEQUENCE, &record.sequence.to_le_bytes());
-    let (state, left, total, trial_uuid, good) = match &record.state {
-        BootState::Committed { good } => (STATE_COMMITTED, 0, 0, None, Some(*good)),
+    let (state, left, total, trial_uuid, good, unhealthy) = match &record.state {
+        BootState::Committed { good, unhealthy } => {
+            (STATE_COMMITTED, 0, 0, None, Some(*good), unhealthy.boots())
+        }
         BootState::Trial(t) => (
             STATE_TRIAL,
             t.tries.left,
             t.tries.total,
             Some(t.image),
             t.good,
+            t.tries.others.boots(),
         ),
     };
     put_byte(&mut c, R_STATE, state);
     put_byte(&mut c, R_TRIES_LEFT, left);
     put_byte(&mut c, R_TRIES_TOTAL, total);
+    if format != 1 {
+        put_byte(&mut c, R_UNHEALTHY, unhealthy);
+    }
     put_uuid(&mut c, R_TRIAL_KIND, R_TRIAL_UUID, trial_uuid);
     put_uuid(&mut c, R_GOOD_KIND, R_GOOD_UUID, good);
     let crc = CRC32C.checksum(c.get(..R_CRC.start).unwrap_or(&[]));
@@ -493,7 +668,7 @@ pub fn decode_copy(copy: &[u8]) -> Result<Record, CopyError> {
         return Err(CopyError::Checksum { stored, computed });
     }
     let version = u16::from_le_bytes(array(copy, R_VERSION));
-    if version != VERSION {
+    if !(READS_FROM..=VERSION).contains(&version) {
         return Err(CopyError::Version { found: version });
     }
     if u16::from_le_bytes(array(copy, R_RECORD_LEN)) != RECORD_LEN {
@@ -501,7 +676,12 @@ pub fn decode_copy(copy: &[u8]) -> Result<Record, CopyError> {
             field: "record length",
         });
     }
-    if R_RESERVED.iter().any(|range| {
+    let reserved: &[Range<usize>] = if version == 1 {
+        &R_RESERVED_V1
+    } else {
+        &R_RESERVED_V2
+    };
+    if reserved.iter().any(|range| {
         copy.get(range.clone())
             .is_none_or(|r| r.iter().any(|&b| b != 0))
     }) {
@@ -524,6 +704,7 @@ pub fn decode_copy(copy: &[u8]) -> Result<Record, CopyError> {
                 good: good.ok_or(CopyError::Field {
                     field: "good image",
                 })?,
+                unhealthy: Unhealthy(byte(R_UNHEALTHY)),
             }
         }
         STATE_TRIAL => BootState::Trial(Trial {
@@ -531,7 +712,8 @@ pub fn decode_copy(copy: &[u8]) -> Result<Record, CopyError> {
                 field: "trial image",
             })?,
             tries: Tries::new(byte(R_TRIES_LEFT), byte(R_TRIES_TOTAL))
-                .ok_or(CopyError::Field { field: "tries" })?,
+                .ok_or(CopyError::Field { field: "tries" })?
+                .with_others(Unhealthy(byte(R_UNHEALTHY))),
             good,
         }),
         _ => return Err(CopyError::Field { field: "state" }),
@@ -606,7 +788,7 @@ mod tests {
 
     #[test]
     fn writes_alternate_copies_and_the_highest_sequence_wins() {
-        let mut bytes = new_block(&BootState::Committed { good: A });
+        let mut bytes = new_block(&BootState::committed(A));
         let mut expected_copy = 1;
         for (n, left) in [2u8, 1, 0].into_iter().enumerate() {
             let range = Block::encode_into(&mut bytes, &trial(left)).unwrap();
@@ -640,9 +822,97 @@ mod tests {
     fn fat_volume_ids_round_trip() {
         let state = BootState::Committed {
             good: FsUuid::VolumeId([1, 2, 3, 4]),
+            unhealthy: Unhealthy::new(7),
         };
         let (_, record) = Block::decode(&new_block(&state)).unwrap().newest().unwrap();
         assert_eq!(record.state, state);
+    }
+
+    #[test]
+    fn format_2_carries_the_unhealthy_count_and_format_1_reads_as_none() {
+        let counted = BootState::Committed {
+            good: A,
+            unhealthy: Unhealthy::new(4),
+        };
+        let v2 = encode_copy(&Record {
+            sequence: 3,
+            state: counted,
+        });
+        assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), 2);
+        assert_eq!(v2[R_UNHEALTHY], 4);
+        assert_eq!(decode_copy(&v2).unwrap().state, counted);
+        // What an hnroot before format 2 wrote: version 1, byte 27 zero.
+        let v1 = encode_copy_as(
+            &Record {
+                sequence: 3,
+                state: counted,
+            },
+            1,
+        );
+        assert_eq!(u16::from_le_bytes([v1[8], v1[9]]), 1);
+        assert_eq!(v1[R_UNHEALTHY], 0, "format 1 cannot hold the count");
+        assert_eq!(decode_copy(&v1).unwrap().state, BootState::committed(A));
+        // A format-1 copy with byte 27 set is refused, as format 1 readers refuse it.
+        let mut c = v1;
+        c[R_UNHEALTHY] = 1;
+        assert_eq!(
+            decode_copy(&reseal(c)),
+            Err(CopyError::Field {
+                field: "reserved bytes"
+            })
+        );
+        // A trial carries its other boots.
+        let counted = trial(0).count_boot().count_boot();
+        let c = encode_copy(&Record {
+            sequence: 3,
+            state: counted,
+        });
+        assert_eq!(c[R_UNHEALTHY], 2);
+        assert_eq!(decode_copy(&c).unwrap().state, counted);
+    }
+
+    #[test]
+    fn linux_writes_the_format_it_found_and_grub_writes_format_2() {
+        let counted = BootState::Committed {
+            good: A,
+            unhealthy: Unhealthy::THIS_BOOT,
+        };
+        // An ESP an older loader keeps: format 1 copies only.
+        let mut bytes = [0u8; BLOCK_LEN];
+        bytes[..COPY_LEN].copy_from_slice(&encode_copy_as(
+            &Record {
+                sequence: 1,
+                state: BootState::committed(B),
+            },
+            1,
+        ));
+        let range = Block::encode_as_found(&mut bytes, &counted).unwrap();
+        assert_eq!(range, COPY_LEN..BLOCK_LEN);
+        assert_eq!(
+            format_seen(&bytes),
+            Some(1),
+            "still readable by a format-1 loader"
+        );
+        assert_eq!(
+            Block::decode(&bytes).unwrap().seen(),
+            StateSeen::Valid(BootState::committed(A))
+        );
+        // GRUB (this hnroot's loader) writes format 2; Linux then follows it.
+        Block::encode_into(&mut bytes, &counted).unwrap();
+        assert_eq!(format_seen(&bytes), Some(2));
+        let more = BootState::Committed {
+            good: A,
+            unhealthy: Unhealthy::new(2),
+        };
+        Block::encode_as_found(&mut bytes, &more).unwrap();
+        assert_eq!(
+            Block::decode(&bytes).unwrap().seen(),
+            StateSeen::Valid(more)
+        );
+        // Nothing yet: this hnroot's format.
+        let mut blank = [0u8; BLOCK_LEN];
+        Block::encode_as_found(&mut blank, &more).unwrap();
+        assert_eq!(format_seen(&blank), Some(2));
     }
 
     #[test]
@@ -715,23 +985,23 @@ mod tests {
             })
         );
         let mut c = copy;
-        c[R_VERSION].copy_from_slice(&2u16.to_le_bytes());
+        c[R_VERSION].copy_from_slice(&3u16.to_le_bytes());
         assert_eq!(
             decode_copy(&reseal(c)),
-            Err(CopyError::Version { found: 2 })
+            Err(CopyError::Version { found: 3 })
         );
     }
 
     #[test]
     fn a_copy_from_a_newer_hnroot_is_never_overwritten() {
-        let good = BootState::Committed { good: A };
+        let good = BootState::committed(A);
         let mut bytes = new_block(&good);
-        // The second copy: a newer hnroot's record (format 2), sequence 2.
+        // The second copy: a newer hnroot's record (format 3), sequence 2.
         let mut newer = encode_copy(&Record {
             sequence: 2,
             state: good,
         });
-        newer[R_VERSION].copy_from_slice(&2u16.to_le_bytes());
+        newer[R_VERSION].copy_from_slice(&3u16.to_le_bytes());
         let crc = CRC32C.checksum(&newer[..R_CRC.start]);
         newer[R_CRC].copy_from_slice(&crc.to_le_bytes());
         bytes[COPY_LEN..].copy_from_slice(&newer);
@@ -743,22 +1013,22 @@ mod tests {
         );
         // ... and refuses to write over the newer one.
         assert_eq!(
-            Block::encode_into(&mut bytes, &BootState::Committed { good: B }),
-            Err(BlockError::NewerFormat { found: 2 })
+            Block::encode_into(&mut bytes, &BootState::committed(B)),
+            Err(BlockError::NewerFormat { found: 3 })
         );
         assert_eq!(bytes, before, "nothing written");
     }
 
     #[test]
     fn what_a_driver_found_at_the_path() {
-        let block = new_block(&BootState::Committed { good: A });
+        let block = new_block(&BootState::committed(A));
         assert_eq!(StateFile::Absent.seen(), StateSeen::Absent);
         assert_eq!(StateFile::Unreadable.seen(), StateSeen::Corrupt);
         assert_eq!(StateFile::Bytes(&block[..100]).seen(), StateSeen::Corrupt);
         assert_eq!(StateFile::Bytes(&[0; BLOCK_LEN]).seen(), StateSeen::Absent);
         assert_eq!(
             StateFile::Bytes(&block).seen(),
-            StateSeen::Valid(BootState::Committed { good: A })
+            StateSeen::Valid(BootState::committed(A))
         );
     }
 }

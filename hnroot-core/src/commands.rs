@@ -53,22 +53,36 @@ fn steps(list: &[ChangeStep]) -> Steps {
     out
 }
 
-/// The plan of `mark-good`: record `hn-root.img` as good, or nothing when the boot state
-/// already says so. `booted` is what the kernel command line says the running system booted
-/// (`None` on an unpinned boot: then `hn-root.img` is trusted as running).
+/// The plan of `mark-good`: record `hn-root.img` as good with no unhealthy boot counted, or
+/// nothing when the boot state already says so. `booted` is what the kernel command line says
+/// the running system booted (`None` on an unpinned boot: then `hn-root.img` is trusted as
+/// running).
+///
+/// The one healthy boot of another image it accepts is GRUB's fallback to the other committed
+/// image (`hn-root-old.img` booted where it lies while the boot state is committed to
+/// `hn-root.img`, [`Reason::UnhealthyFallback`] or [`Reason::Backoff`]): the machine reached
+/// healthy, so the count of unhealthy boots starts again from zero, and nothing else changes
+/// (`hn-root.img` stays the committed image, tried first at the next boot; `hnroot revert`
+/// makes the old image current for good).
 pub fn mark_good(obs: &Observation, booted: Option<Booted>) -> Result<ChangePlan, MarkGoodError> {
     let current = obs
         .bootable(ImageName::Current)
         .ok_or(MarkGoodError::NoCurrent)?;
-    if let Some(booted) = booted {
-        if booted.uuid != current {
-            return Err(MarkGoodError::NotRunningCurrent {
-                current,
-                booted: booted.uuid,
-            });
+    let good = match booted {
+        Some(booted) if booted.uuid != current => {
+            let fallback = obs.bootable(ImageName::Old) == Some(booted.uuid)
+                && obs.boot_state().is_some_and(|s| s.is_committed_to(current));
+            if !fallback {
+                return Err(MarkGoodError::NotRunningCurrent {
+                    current,
+                    booted: booted.uuid,
+                });
+            }
+            current
         }
-    }
-    let committed = BootState::Committed { good: current };
+        _ => current,
+    };
+    let committed = BootState::committed(good);
     let list: &[ChangeStep] = if obs.state == StateSeen::Valid(committed) {
         &[]
     } else {
@@ -495,7 +509,7 @@ mod tests {
             "the running system is not the image on trial"
         );
         let committed = Observation {
-            state: StateSeen::Valid(BootState::Committed { good: A }),
+            state: StateSeen::Valid(BootState::committed(A)),
             ..trial
         };
         assert_eq!(
@@ -552,10 +566,10 @@ mod tests {
         let p = mark_good(&obs, None).unwrap();
         assert_eq!(
             p.steps.as_slice(),
-            &[ChangeStep::WriteBootState(BootState::Committed { good: A })]
+            &[ChangeStep::WriteBootState(BootState::committed(A))]
         );
         let done = Observation {
-            state: StateSeen::Valid(BootState::Committed { good: A }),
+            state: StateSeen::Valid(BootState::committed(A)),
             ..obs
         };
         assert!(mark_good(&done, None).unwrap().steps.is_empty());

@@ -25,15 +25,32 @@
 //! 6. **Recovery.** When `hn-root.img` is missing or not bootable: the first bootable of
 //!    `hn-root-old.img`, `hn-root-cancelled.img`, a refused `hn-root-new.img`,
 //!    `hn-root-broken.img` — the broken image only when nothing else can boot.
+//! 7. **Every boot counts until it is healthy.** While the boot state is committed, every boot
+//!    GRUB makes adds one to its count of unhealthy boots ([`Unhealthy`]), written before the
+//!    kernel loads; `hnroot mark-good` (once `boot-complete.target` is reached) sets it back to
+//!    zero. After [`Config::boot_limit`] (K) counted boots of the committed `hn-root.img`, GRUB
+//!    boots the other committed image, a bootable `hn-root-old.img`, where it lies
+//!    ([`Reason::UnhealthyFallback`]; nothing is renamed by this alone); after K more, or at once
+//!    when there is no old image, both have failed and every further boot waits first
+//!    ([`Boot::wait`], [`Reason::Backoff`]): [`Config::wait_first`] seconds, doubled at each
+//!    further boot up to [`Config::wait_max`], alternating between the two images, so a cause
+//!    that goes away (a storage dependency down) heals by itself and one that does not costs a
+//!    boot per wait instead of a boot loop. Any other boot of a recorded state (a recovery, a
+//!    refused revert, a rollback or another boot while a trial is recorded: the trial keeps
+//!    its own count of those, [`Tries::others`]) is counted the same way and waits once K are
+//!    counted; a trial's tries are counted by its tries (rules 2 and 3).
 //!
-//! GRUB writes the returned boot state before it loads the kernel; it writes nothing on a
-//! normal boot.
+//! GRUB writes the returned boot state before it loads the kernel. With no boot state at all
+//! (no file, or one never written) nothing is counted, and the log says so.
 
 use core::fmt;
 
 use heapless::Vec;
 
-use crate::bootstate::{BootState, StateSeen, Trial, Tries, DEFAULT_TRIES};
+use crate::bootstate::{
+    BootState, StateSeen, Trial, Tries, Unhealthy, DEFAULT_BOOT_LIMIT, DEFAULT_TRIES,
+    MAX_BOOT_LIMIT,
+};
 use crate::name::ImageName;
 use crate::observe::Observation;
 use crate::uuid::FsUuid;
@@ -44,12 +61,63 @@ pub struct Config {
     /// Boots a new image gets before it is rolled back, unless marked good (clamped to
     /// `1..=MAX_TRIES`).
     pub tries: u8,
+    /// K: counted boots of the committed `hn-root.img` without reaching healthy before GRUB
+    /// boots `hn-root-old.img` instead, and as many of that before every boot waits (clamped
+    /// to `1..=MAX_BOOT_LIMIT`).
+    pub boot_limit: u8,
+    /// Seconds GRUB waits before the first boot once every committed image has failed K boots.
+    pub wait_first: u32,
+    /// The longest wait: each further boot waits twice as long as the one before, up to this.
+    pub wait_max: u32,
 }
+
+/// The first wait when nothing else is configured: one minute.
+pub const DEFAULT_WAIT_FIRST: u32 = 60;
+/// The longest wait when nothing else is configured: half an hour.
+pub const DEFAULT_WAIT_MAX: u32 = 1800;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             tries: DEFAULT_TRIES,
+            boot_limit: DEFAULT_BOOT_LIMIT,
+            wait_first: DEFAULT_WAIT_FIRST,
+            wait_max: DEFAULT_WAIT_MAX,
+        }
+    }
+}
+
+impl Config {
+    /// K as used: clamped into `1..=MAX_BOOT_LIMIT`.
+    pub const fn limit(&self) -> u8 {
+        if self.boot_limit == 0 {
+            1
+        } else if self.boot_limit > MAX_BOOT_LIMIT {
+            MAX_BOOT_LIMIT
+        } else {
+            self.boot_limit
+        }
+    }
+
+    /// The wait before the `nth` boot (0-based) after every committed image failed:
+    /// `wait_first` doubled `nth` times, at most `wait_max` (and never less than `wait_first`
+    /// when that is larger).
+    pub const fn wait(&self, nth: u8) -> u32 {
+        let max = if self.wait_max < self.wait_first {
+            self.wait_first
+        } else {
+            self.wait_max
+        };
+        let mut wait = self.wait_first;
+        let mut i = 0;
+        while i < nth && wait < max {
+            wait = wait.saturating_mul(2);
+            i += 1;
+        }
+        if wait > max {
+            max
+        } else {
+            wait
         }
     }
 }
@@ -98,6 +166,17 @@ pub enum Reason {
         /// Why.
         current: CurrentProblem,
     },
+    /// The committed `hn-root.img` booted `boots` times without reaching healthy: the other
+    /// committed image, `hn-root-old.img`, boots where it lies.
+    UnhealthyFallback {
+        /// Boots counted since the last healthy one.
+        boots: u8,
+    },
+    /// Every committed image failed its boots: this attempt waits first ([`Boot::wait`]).
+    Backoff {
+        /// Boots counted since the last healthy one.
+        boots: u8,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -125,6 +204,16 @@ impl fmt::Display for Reason {
             Reason::Recovery {
                 current: CurrentProblem::NotBootable,
             } => f.write_str("recovery: hn-root.img is not bootable"),
+            Reason::UnhealthyFallback { boots } => write!(
+                f,
+                "hn-root.img booted {boots} times without reaching healthy (no mark-good): \
+                 trying hn-root-old.img, nothing renamed"
+            ),
+            Reason::Backoff { boots } => write!(
+                f,
+                "{boots} boots without reaching healthy, every committed image tried: waiting \
+                 before this attempt"
+            ),
         }
     }
 }
@@ -141,6 +230,8 @@ impl Reason {
             Reason::AutomaticRollback { .. } => ReasonCode::AutomaticRollback,
             Reason::TrialExhausted => ReasonCode::TrialExhausted,
             Reason::Recovery { .. } => ReasonCode::Recovery,
+            Reason::UnhealthyFallback { .. } => ReasonCode::UnhealthyFallback,
+            Reason::Backoff { .. } => ReasonCode::Backoff,
         }
     }
 }
@@ -173,6 +264,10 @@ crate::codes::stable_codes! {
         NothingBootable = 9 => "nothing-bootable",
         /// GRUB's next menu entry: the chosen image's kernel could not be loaded.
         NextImage = 10 => "next-image",
+        /// [`Reason::UnhealthyFallback`].
+        UnhealthyFallback = 11 => "unhealthy-fallback",
+        /// [`Reason::Backoff`].
+        Backoff = 12 => "backoff",
     }
 }
 
@@ -198,6 +293,10 @@ crate::codes::notes! {
         /// `hn-root.img` is neither the image recorded as good nor the one on trial (replaced
         /// by hand, or an interrupted rollback): it goes on trial.
         const UNVETTED_CURRENT = 1 << 8 => ("unvetted-current", "hn-root.img is not the image recorded as good: it is on trial until marked good");
+        /// `system-revert` present, but the boots since the last healthy one reached the limit
+        /// (the old image does not come up, and the marker could not be removed): `hn-root.img`
+        /// boots until one is healthy.
+        const REVERT_UNHEALTHY = 1 << 9 => ("revert-unhealthy", "system-revert present but the last boots never reached healthy: booting hn-root.img until one does");
     }
 }
 
@@ -239,7 +338,14 @@ impl fmt::Display for DecisionRecord<'_> {
             None => " write=-",
             Some(BootState::Committed { .. }) => " write=committed",
             Some(BootState::Trial(_)) => " write=trial",
-        })
+        })?;
+        if let Some(BootState::Committed { unhealthy, .. }) = b.write {
+            write!(f, " unhealthy={}", unhealthy.boots())?;
+        }
+        if b.wait > 0 {
+            write!(f, " wait={}", b.wait)?;
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +365,8 @@ pub struct Boot {
     pub fallbacks: Fallbacks,
     /// The boot state GRUB writes before loading the kernel.
     pub write: Option<BootState>,
+    /// Seconds GRUB waits (showing what it saw) before it loads the kernel; 0: none.
+    pub wait: u32,
     /// What the decision noticed.
     pub notes: DecisionNotes,
 }
@@ -328,6 +436,9 @@ impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Decision::Boot(boot) => {
+                if boot.wait > 0 {
+                    write!(f, "waiting {} s, then ", boot.wait)?;
+                }
                 write!(f, "booting {} ({})", boot.image, boot.reason)?;
                 let mut names = boot.fallbacks.iter().map(|(name, _)| name);
                 if let Some(first) = names.next() {
@@ -364,7 +475,42 @@ pub fn decide(obs: &Observation, config: &Config) -> Decision {
         notes: DecisionNotes::empty(),
         excluded: [false; 5],
     };
-    d.decide(config)
+    let decision = d.decide(config);
+    count(obs, config, decision)
+}
+
+/// Rule 7 for every other boot of a recorded state (a recovery, a refused revert, a rollback
+/// or any boot while a trial is recorded that is not one of its tries): count it, and wait once
+/// K are counted. (The normal boot of the committed `hn-root.img` has set its own count and
+/// wait already; a trial's tries write their own state.)
+fn count(obs: &Observation, config: &Config, decision: Decision) -> Decision {
+    let Decision::Boot(mut boot) = decision else {
+        return decision;
+    };
+    if boot.write.is_some() {
+        return Decision::Boot(boot);
+    }
+    match obs.state {
+        StateSeen::Valid(state) => {
+            let counted = state.counted_boots().boots();
+            if counted >= config.limit() && boot.wait == 0 {
+                boot.wait = config.wait(counted.saturating_sub(config.limit()));
+            }
+            boot.write = Some(state.count_boot());
+        }
+        // Nothing to count on: the image booted instead goes on trial (as rule 4 puts
+        // `hn-root.img` on trial), this boot counted, so a corrupt block is replaced at once.
+        StateSeen::Corrupt => {
+            let tries = Tries::fresh(config.tries).with_others(Unhealthy::THIS_BOOT);
+            boot.write = Some(BootState::Trial(Trial {
+                image: boot.uuid,
+                tries,
+                good: None,
+            }));
+        }
+        StateSeen::Absent => {}
+    }
+    Decision::Boot(boot)
 }
 
 struct Decider<'a> {
@@ -391,7 +537,7 @@ impl Decider<'_> {
             StateSeen::Corrupt => self.notes |= DecisionNotes::STATE_CORRUPT,
             StateSeen::Valid(_) => {}
         }
-        if let Some(d) = self.revert() {
+        if let Some(d) = self.revert(config) {
             return d;
         }
         let failed_new = match self.update(config) {
@@ -408,8 +554,9 @@ impl Decider<'_> {
     }
 
     /// Rule 1: `system-revert` boots a bootable old image; either way it cancels a staged
-    /// image.
-    fn revert(&mut self) -> Option<Decision> {
+    /// image. Once K boots are counted without reaching healthy (the old image fails and the
+    /// marker stays), `hn-root.img` boots instead until one is healthy (rule 7).
+    fn revert(&mut self, config: &Config) -> Option<Decision> {
         let obs = self.obs;
         if !obs.revert_requested {
             return None;
@@ -417,6 +564,11 @@ impl Decider<'_> {
         if obs.image(ImageName::New).is_present() {
             self.notes |= DecisionNotes::NEW_CANCELLED;
             self.exclude(ImageName::New);
+        }
+        let counted = obs.boot_state().map_or(0, |s| s.counted_boots().boots());
+        if counted >= config.limit() && obs.bootable(ImageName::Current).is_some() {
+            self.notes |= DecisionNotes::REVERT_UNHEALTHY;
+            return None;
         }
         if let Some(old) = obs.bootable(ImageName::Old) {
             return Some(self.boot(ImageName::Old, old, Reason::ManualRevert, None));
@@ -538,12 +690,50 @@ impl Decider<'_> {
                 return self.boot(ImageName::Current, current, reason, Some(write));
             }
         }
-        let reason = if self.notes.contains(DecisionNotes::REVERT_REFUSED) {
-            Reason::RevertRefused
-        } else {
-            Reason::Normal
+        if self.notes.contains(DecisionNotes::REVERT_REFUSED) {
+            return self.boot(ImageName::Current, current, Reason::RevertRefused, None);
+        }
+        match obs.boot_state() {
+            Some(state) if state.good() == Some(current) => self.committed(current, state, config),
+            _ => self.boot(ImageName::Current, current, Reason::Normal, None),
+        }
+    }
+
+    /// Rule 7: `hn-root.img` (UUID `current`), the image `state` records as good, after the
+    /// boots `state` counts that never reached healthy. The other committed image is a
+    /// bootable `hn-root-old.img` that is not the image of a recorded trial.
+    fn committed(&self, current: FsUuid, state: &BootState, config: &Config) -> Decision {
+        let write = Some(state.count_boot());
+        let boots = state.counted_boots().boots();
+        let limit = config.limit();
+        if boots < limit {
+            return self.boot(ImageName::Current, current, Reason::Normal, write);
+        }
+        let on_trial = state.trial().map(|t| t.image);
+        let old = self
+            .obs
+            .bootable(ImageName::Old)
+            .filter(|&o| o != current && Some(o) != on_trial);
+        let stall_from = match old {
+            Some(_) => limit.saturating_mul(2),
+            None => limit,
         };
-        self.boot(ImageName::Current, current, reason, None)
+        if let Some(old) = old.filter(|_| boots < stall_from) {
+            let reason = Reason::UnhealthyFallback { boots };
+            return self.boot(ImageName::Old, old, reason, write);
+        }
+        let nth = boots.saturating_sub(stall_from);
+        let (name, uuid) = match old {
+            Some(old) if nth % 2 == 1 => (ImageName::Old, old),
+            _ => (ImageName::Current, current),
+        };
+        match self.boot(name, uuid, Reason::Backoff { boots }, write) {
+            Decision::Boot(boot) => Decision::Boot(Boot {
+                wait: config.wait(nth),
+                ..boot
+            }),
+            nothing => nothing,
+        }
     }
 
     /// Rule 6: without a readable `hn-root.img`, the first bootable of the others.
@@ -620,6 +810,7 @@ impl Decider<'_> {
             reason,
             fallbacks,
             write,
+            wait: 0,
             notes: self.notes,
         })
     }

@@ -523,7 +523,7 @@ mod tests {
             tries: crate::bootstate::Tries::new(0, 3).unwrap(),
             good: None,
         });
-        let committed = BootState::Committed { good: A };
+        let committed = BootState::committed(A);
         let r = Record::boot(
             5,
             ReasonCode::Trial,
@@ -594,7 +594,9 @@ mod tests {
                 (7, "trial-exhausted"),
                 (8, "recovery"),
                 (9, "nothing-bootable"),
-                (10, "next-image")
+                (10, "next-image"),
+                (11, "unhealthy-fallback"),
+                (12, "backoff")
             ]
         );
         let plans: std::vec::Vec<(u8, &str)> = PlanKind::ALL

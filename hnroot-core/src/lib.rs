@@ -76,8 +76,19 @@
 //!    "decide again after reboot" is the recovery procedure. A corrupt boot-state block puts
 //!    `hn-root.img` on trial again rather than trusting it blindly.
 //!
+//! 9. **Every boot counts until it is healthy.** GRUB counts every boot in the boot state (a
+//!    trial's in its tries, any other in the count of boots since the last healthy one), before
+//!    the kernel loads; `hnroot mark-good` (after `boot-complete.target`) resets it. After `K`
+//!    (default 3) boots of the committed `hn-root.img` that never reached healthy, GRUB boots
+//!    the other committed image, `hn-root-old.img`, where it lies, and says why; after `K` more
+//!    (or at once without one) every further boot waits first, the wait growing to a cap
+//!    (rule 7 of [`decide`](mod@decide)), so the machine never spins while no image comes up
+//!    and heals by itself when the cause goes away. Nothing is renamed or deleted by this.
+//!
 //! Each rule has a named test in `tests/rules.rs`; `tests/model.rs` checks every combination of
-//! files, boot states and crash points.
+//! files, boot states and crash points, `tests/liveness.rs` that from every state, with any
+//! step failing, the boots end healthy, stopped, or waiting — never an unbounded run of failed
+//! boots while a committed image that works is there.
 //!
 //! ## Modules
 //!

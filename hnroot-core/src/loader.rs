@@ -12,8 +12,8 @@
 //! hnroot-loader 1
 //! hnroot 0.1.0
 //! grub 2.12-9+deb13u2
-//! bootstate-reads 1-1
-//! bootstate-writes 1
+//! bootstate-reads 1-2
+//! bootstate-writes 2
 //! ```
 //!
 //! `hnroot-loader` is the record's own format. `hnroot` is the version of the hnroot that built
@@ -125,7 +125,7 @@ impl Record<'_> {
         Record {
             hnroot,
             grub,
-            reads: (bootstate::FORMAT_VERSION, bootstate::FORMAT_VERSION),
+            reads: (bootstate::READS_FROM, bootstate::FORMAT_VERSION),
             writes: bootstate::FORMAT_VERSION,
         }
     }
@@ -425,7 +425,9 @@ pub fn boot_is_committed(
 ) -> bool {
     match (state, current) {
         (
-            crate::bootstate::StateSeen::Valid(crate::bootstate::BootState::Committed { good }),
+            crate::bootstate::StateSeen::Valid(crate::bootstate::BootState::Committed {
+                good, ..
+            }),
             Some(cur),
         ) => *good == cur && booted.is_none_or(|b| b == cur),
         _ => false,
@@ -948,8 +950,8 @@ mod tests {
         use crate::uuid::FsUuid;
         let a = FsUuid::parse("aaaaaaaa-0000-4000-8000-00000000000a").unwrap();
         let b = FsUuid::parse("bbbbbbbb-0000-4000-8000-00000000000b").unwrap();
-        let committed = BootState::Committed { good: a };
-        assert_eq!(bootstate::format_seen(&new_block(&committed)), Some(1));
+        let committed = BootState::committed(a);
+        assert_eq!(bootstate::format_seen(&new_block(&committed)), Some(2));
         let mut newer = new_block(&committed);
         newer[8..10].copy_from_slice(&7u16.to_le_bytes());
         assert_eq!(bootstate::format_seen(&newer), Some(7));

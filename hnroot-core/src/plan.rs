@@ -35,7 +35,7 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::bootstate::{BootState, StateSeen, Trial, Tries};
+use crate::bootstate::{BootState, StateSeen, Trial, Tries, Unhealthy};
 use crate::decide::{decide, Config, Decision};
 use crate::name::ImageName;
 use crate::observe::{ImageSeen, Observation};
@@ -469,7 +469,8 @@ fn finish_switch(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName 
 
 /// Booted `hn-root-old.img` where it lies: a revert, a rollback from a failed trial, the
 /// promotion of the old image when `hn-root.img` is missing, or nothing (`hn-root.img` is
-/// there but GRUB could not use it: never moved).
+/// there but GRUB could not use it: never moved; or it is bootable and GRUB fell back from it
+/// after its unhealthy boots).
 fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
     let present = |name: ImageName| obs.image(name).is_present();
     let failed = exhausted_trial(obs)
@@ -504,9 +505,11 @@ fn old(b: &mut Builder, obs: &Observation, uuid: FsUuid) -> ImageName {
         b.kind = PlanKind::Promote;
         b.rename(ImageName::Old, ImageName::Current, false);
         b.record_good_after_checkpoint(obs, uuid);
-    } else {
+    } else if obs.bootable(ImageName::Current).is_none() {
         b.notes |= PlanNotes::CURRENT_KEPT;
     }
+    // Otherwise GRUB booted the old image because the committed hn-root.img never became
+    // healthy (rule 7 of the decision): it is mounted where it lies, nothing renamed.
     if b.changes_hostpart {
         ImageName::Current
     } else {
@@ -526,6 +529,18 @@ fn locate(obs: &Observation, booted: Booted) -> Option<ImageName> {
 /// The recorded trial when it has no tries left.
 fn exhausted_trial(obs: &Observation) -> Option<Trial> {
     obs.trial().copied().filter(|t| t.tries.left() == 0)
+}
+
+/// The state that commits `uuid` during its own boot (this boot counted as not yet healthy),
+/// `None` when the boot state is committed to it already (its count kept).
+fn committing(obs: &Observation, uuid: FsUuid) -> Option<BootState> {
+    match obs.boot_state() {
+        Some(state) if state.is_committed_to(uuid) => None,
+        _ => Some(BootState::Committed {
+            good: uuid,
+            unhealthy: Unhealthy::THIS_BOOT,
+        }),
+    }
 }
 
 struct Builder {
@@ -560,9 +575,9 @@ impl Builder {
     }
 
     /// Record the booted image as good as the next step, unless the boot state already says so.
+    /// This boot is counted as not yet healthy (rule 7 of [`crate::decide`]).
     fn record_good_now(&mut self, obs: &Observation, uuid: FsUuid) {
-        let committed = BootState::Committed { good: uuid };
-        if obs.state != StateSeen::Valid(committed) {
+        if let Some(committed) = committing(obs, uuid) {
             self.push(ChangeStep::WriteBootState(committed));
         }
     }
@@ -570,8 +585,7 @@ impl Builder {
     /// Record the booted image as good after hostpart is checkpointed, unless the boot state
     /// already says so.
     fn record_good_after_checkpoint(&mut self, obs: &Observation, uuid: FsUuid) {
-        let committed = BootState::Committed { good: uuid };
-        if obs.state != StateSeen::Valid(committed) {
+        if let Some(committed) = committing(obs, uuid) {
             self.write_state = Some(committed);
         }
     }

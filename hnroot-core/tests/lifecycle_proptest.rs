@@ -5,7 +5,7 @@
 
 mod support;
 
-use hnroot_core::bootstate::{BootState, DEFAULT_TRIES};
+use hnroot_core::bootstate::{BootState, DEFAULT_BOOT_LIMIT, DEFAULT_TRIES};
 use hnroot_core::commands::mark_good;
 use hnroot_core::decide::{decide, Config};
 use hnroot_core::name::ImageName;
@@ -31,6 +31,8 @@ struct Roles {
     trial: Option<(Img, u8)>,
     good: Option<Img>,
     running: Option<Img>,
+    /// Boots since the last healthy one (mark-good) while committed (rule 9).
+    unhealthy: u8,
 }
 
 impl Roles {
@@ -65,13 +67,40 @@ impl Roles {
         self.good = Some(img);
         self.trial = None;
         self.running = Some(img);
+        // Committed during this boot, which is not yet healthy.
+        self.unhealthy = 1;
     }
 
     /// One boot, as the rules describe it.
     fn boot(mut self) -> Roles {
         self.running = None;
+        let counted = self.unhealthy;
+        let committed = self.trial.is_none();
+        if committed {
+            self.unhealthy = counted.saturating_add(1);
+        }
+        // After K boots without reaching healthy a stuck revert request gives way (rule 9).
+        let k = DEFAULT_BOOT_LIMIT;
+        let revert_gives_way = self.revert_requested
+            && committed
+            && counted >= k
+            && self.current.is_some()
+            && self.old.is_some();
+        // Whether the committed hn-root.img's count sends this boot to the old image.
+        let to_old = {
+            let old = self.old.filter(|&o| Some(o) != self.current);
+            let stall_from = if old.is_some() { 2 * k } else { k };
+            committed
+                && self.current.is_some()
+                && self.current == self.good
+                && counted >= k
+                && old.is_some()
+                && (counted < stall_from || (counted - stall_from) % 2 == 1)
+        };
         // A revert request: the old image, if any, becomes current; a staged image is cancelled.
-        if self.revert_requested {
+        // (When it gave way but the count boots the old image anyway, the initramfs sees the
+        // request and reverts.)
+        if self.revert_requested && (!revert_gives_way || to_old) {
             if let Some(old) = self.old {
                 if let Some(staged) = self.staged.take() {
                     self.cancelled = Some(staged);
@@ -82,7 +111,8 @@ impl Roles {
                 return self;
             }
         }
-        let revert_refused = self.revert_requested;
+        // A request that gave way stays, with the staged image it holds back, for a later boot.
+        let revert_refused = self.revert_requested && !revert_gives_way;
         let finish_refused_revert = |s: &mut Roles| {
             if revert_refused {
                 s.revert_requested = false;
@@ -92,7 +122,7 @@ impl Roles {
             }
         };
         // A staged image boots directly, as a trial, unless it has used all its tries.
-        if let (false, Some(new)) = (revert_refused, self.staged) {
+        if let (false, Some(new)) = (self.revert_requested, self.staged) {
             let left = match self.trial {
                 Some((t, k)) if t == new => k,
                 _ => DEFAULT_TRIES,
@@ -118,6 +148,8 @@ impl Roles {
                 self.broken = self.staged.take();
                 self.trial = None;
                 self.running = self.current;
+                // Recommitted during this boot, which is not yet healthy.
+                self.unhealthy = 1;
                 return self;
             }
             if let Some(old) = self.old.filter(|&o| Some(o) == self.good) {
@@ -145,10 +177,12 @@ impl Roles {
                 }
             }
         }
-        // Otherwise the current image boots.
+        // Otherwise the current image boots; the committed one only for K boots without
+        // reaching healthy, then the old image K times (where it lies), then the two in turn.
         finish_refused_revert(&mut self);
-        if let Some(current) = self.current.filter(|&c| !panics(c)) {
-            self.running = Some(current);
+        let boots = if to_old { self.old } else { self.current };
+        if let Some(img) = boots.filter(|&c| !panics(c)) {
+            self.running = Some(img);
         }
         self
     }
@@ -210,6 +244,7 @@ impl ReferenceStateMachine for Reference {
             Action::MarkGood => {
                 state.good = state.current;
                 state.trial = None;
+                state.unhealthy = 0;
             }
             Action::Boot => state = state.boot(),
             Action::PowerLoss(_) => {
@@ -239,9 +274,7 @@ impl StateMachineTest for LifecycleTest {
     fn init_test(roles: &Roles) -> Machine {
         Machine {
             dir: roles.dir(),
-            state: StateFile::with(BootState::Committed {
-                good: Img::A.uuid().unwrap(),
-            }),
+            state: StateFile::with(BootState::committed(Img::A.uuid().unwrap())),
             running: None,
             interrupted: false,
         }

@@ -22,7 +22,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries};
+use hnroot_core::bootstate::{BootState, StateSeen, Trial, Tries, Unhealthy, DEFAULT_BOOT_LIMIT};
 use hnroot_core::commands::{self, StageRequest};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
 use hnroot_core::name::ImageName;
@@ -39,10 +39,14 @@ fn cfg() -> Config {
 /// and every trial (image, tries left, good image or unknown).
 fn all_states(images: &[Img]) -> Vec<StateSeen> {
     let mut out = vec![StateSeen::Absent, StateSeen::Corrupt];
+    let k = cfg().boot_limit;
     for &g in images {
-        out.push(StateSeen::Valid(BootState::Committed {
-            good: g.uuid().unwrap(),
-        }));
+        for n in [0, k] {
+            out.push(StateSeen::Valid(BootState::Committed {
+                good: g.uuid().unwrap(),
+                unhealthy: Unhealthy::new(n),
+            }));
+        }
     }
     let goods: Vec<Option<Img>> = std::iter::once(None)
         .chain(images.iter().copied().map(Some))
@@ -50,15 +54,46 @@ fn all_states(images: &[Img]) -> Vec<StateSeen> {
     for &t in images {
         for left in 0..=cfg().tries {
             for &g in &goods {
-                out.push(StateSeen::Valid(BootState::Trial(Trial {
-                    image: t.uuid().unwrap(),
-                    tries: Tries::new(left, cfg().tries).unwrap(),
-                    good: g.and_then(Img::uuid),
-                })));
+                // Other boots matter once the trial ran out (rollback boots).
+                let others: &[u8] = if left == 0 { &[0, k] } else { &[0] };
+                for &others in others {
+                    out.push(StateSeen::Valid(BootState::Trial(Trial {
+                        image: t.uuid().unwrap(),
+                        tries: Tries::new(left, cfg().tries)
+                            .unwrap()
+                            .with_others(Unhealthy::new(others)),
+                        good: g.and_then(Img::uuid),
+                    })));
+                }
             }
         }
     }
     out
+}
+
+/// Counts above this are folded back by two: with the waits at their cap, a count and the
+/// count two lower (same parity) decide alike, so the reachable machines stay finite.
+const FOLD_ABOVE: u8 = 2 * DEFAULT_BOOT_LIMIT + 8;
+
+fn fold(n: Unhealthy) -> Unhealthy {
+    if n.boots() > FOLD_ABOVE {
+        Unhealthy::new(n.boots() - 2)
+    } else {
+        n
+    }
+}
+
+fn folded(s: BootState) -> BootState {
+    match s {
+        BootState::Committed { good, unhealthy } => BootState::Committed {
+            good,
+            unhealthy: fold(unhealthy),
+        },
+        BootState::Trial(t) => BootState::Trial(Trial {
+            tries: t.tries.with_others(fold(t.tries.others())),
+            ..t
+        }),
+    }
 }
 
 /// Every directory: each name empty, one of `images`, or garbage.
@@ -86,6 +121,7 @@ fn all_dirs(images: &[Img]) -> Vec<Dir> {
 }
 
 fn write_state(state: &mut StateSeen, s: BootState) {
+    let s = folded(s);
     // Through the real codec, from a block holding the previous record.
     let mut block = match state {
         StateSeen::Valid(prev) => hnroot_core::bootstate::new_block(prev),
@@ -384,7 +420,7 @@ fn every_combination_every_crash_point() {
     );
 }
 
-const EXPECTED_COMBINATION_STATES: u64 = 10_393_781;
+const EXPECTED_COMBINATION_STATES: u64 = 12_506_966;
 
 trait ValidGood {
     fn valid_good(&self) -> Option<hnroot_core::uuid::FsUuid>;
@@ -813,10 +849,7 @@ fn reachable_lifecycles() {
         edges: vec![],
         queue: VecDeque::new(),
     };
-    for state in [
-        StateSeen::Valid(BootState::Committed { good: a }),
-        StateSeen::Absent,
-    ] {
+    for state in [StateSeen::Valid(BootState::committed(a)), StateSeen::Absent] {
         let home = Dir::default().with(ImageName::Current, Img::A);
         g.add(
             None,
@@ -906,13 +939,13 @@ fn reachable_lifecycles() {
     );
 }
 
-const EXPECTED_REACHABLE_STATES: usize = 54_691;
+const EXPECTED_REACHABLE_STATES: usize = 375_107;
 
 #[test]
 fn the_all_states_helper_covers_each_kind() {
     let s = all_states(&[Img::A]);
     assert!(s.contains(&StateSeen::Absent) && s.contains(&StateSeen::Corrupt));
-    assert_eq!(s.len(), 2 + 1 + (usize::from(cfg().tries) + 1) * 2);
+    assert_eq!(s.len(), 2 + 2 + (usize::from(cfg().tries) + 2) * 2);
     assert!(s
         .iter()
         .any(|x| matches!(x, StateSeen::Valid(BootState::Trial(t)) if t.good.is_none())));

@@ -13,9 +13,15 @@ use hnroot_core::plan::{
 use support::{boot, Dir, Img, StateFile};
 
 fn committed(img: Img) -> StateFile {
-    StateFile::with(BootState::Committed {
+    StateFile::with(BootState::committed(img.uuid().unwrap()))
+}
+
+/// Committed to `img` during its own boot, which counts as not yet healthy.
+fn this_boot_committed(img: Img) -> BootState {
+    BootState::Committed {
         good: img.uuid().unwrap(),
-    })
+        unhealthy: hnroot_core::bootstate::Unhealthy::THIS_BOOT,
+    }
 }
 
 fn reason(decision: &Decision) -> Reason {
@@ -88,22 +94,27 @@ fn rule_2_each_boot_of_a_trial_image_consumes_one_try() {
 }
 
 #[test]
-fn rule_2_mark_good_commits_the_trial_and_later_boots_consume_nothing() {
+fn rule_2_mark_good_commits_the_trial_and_later_boots_consume_no_try() {
     let mut dir = Dir::default().with(Current, Img::A).with(New, Img::B);
     let mut state = committed(Img::A);
     boot(&mut dir, &mut state, &cfg());
     mark_good_now(&dir, &mut state, Img::B);
     assert_eq!(
         state.seen(),
-        StateSeen::Valid(BootState::Committed {
-            good: Img::B.uuid().unwrap()
-        })
+        StateSeen::Valid(BootState::committed(Img::B.uuid().unwrap()))
     );
     for _ in 0..5 {
-        let before = state.clone();
         let run = boot(&mut dir, &mut state, &cfg());
         assert_eq!(reason(&run.decision), Reason::Normal);
-        assert_eq!(state, before, "a normal boot writes nothing");
+        assert_eq!(
+            state.seen(),
+            StateSeen::Valid(BootState::Committed {
+                good: Img::B.uuid().unwrap(),
+                unhealthy: hnroot_core::bootstate::Unhealthy::THIS_BOOT
+            }),
+            "a normal boot is counted (rule 9), nothing else"
+        );
+        mark_good_now(&dir, &mut state, Img::B);
     }
     assert_eq!(dir, Dir::default().with(Current, Img::B).with(Old, Img::A));
 }
@@ -127,12 +138,7 @@ fn rule_2_trial_out_of_tries_rolls_back_to_old_keeping_the_failed_image_as_broke
         dir,
         Dir::default().with(Current, Img::A).with(Broken, Img::B)
     );
-    assert_eq!(
-        state.seen(),
-        StateSeen::Valid(BootState::Committed {
-            good: Img::A.uuid().unwrap()
-        })
-    );
+    assert_eq!(state.seen(), StateSeen::Valid(this_boot_committed(Img::A)));
     let after = boot(&mut dir, &mut state, &cfg());
     assert_eq!(reason(&after.decision), Reason::Normal);
 }
@@ -162,12 +168,7 @@ fn rule_2_a_staged_image_that_never_reaches_the_initramfs_is_rolled_back_too() {
         dir,
         Dir::default().with(Current, Img::A).with(Broken, Img::C)
     );
-    assert_eq!(
-        state.seen(),
-        StateSeen::Valid(BootState::Committed {
-            good: Img::A.uuid().unwrap()
-        })
-    );
+    assert_eq!(state.seen(), StateSeen::Valid(this_boot_committed(Img::A)));
 }
 
 #[test]
@@ -184,12 +185,7 @@ fn rule_3_revert_boots_old_makes_it_current_keeps_broken_and_removes_the_marker(
         dir,
         Dir::default().with(Current, Img::A).with(Broken, Img::B)
     );
-    assert_eq!(
-        state.seen(),
-        StateSeen::Valid(BootState::Committed {
-            good: Img::A.uuid().unwrap()
-        })
-    );
+    assert_eq!(state.seen(), StateSeen::Valid(this_boot_committed(Img::A)));
 }
 
 #[test]
@@ -490,9 +486,9 @@ fn mark_good_refuses_an_image_that_is_not_running() {
 #[test]
 fn a_failed_mount_reboots_into_the_rollback_target_only_when_that_changes_the_image() {
     let dir = Dir::default().with(Current, Img::B).with(Old, Img::A);
-    let obs = dir.observe(StateSeen::Valid(BootState::Committed {
-        good: Img::B.uuid().unwrap(),
-    }));
+    let obs = dir.observe(StateSeen::Valid(BootState::committed(
+        Img::B.uuid().unwrap(),
+    )));
     match after_failure(&obs, Img::B.uuid().unwrap(), &cfg()) {
         AfterFailure::Reboot {
             next,
@@ -510,5 +506,167 @@ fn a_failed_mount_reboots_into_the_rollback_target_only_when_that_changes_the_im
     assert_eq!(
         after_failure(&alone, Img::B.uuid().unwrap(), &cfg()),
         AfterFailure::Stop
+    );
+}
+
+/// GRUB's part of a boot that panics before it is healthy: the decision and its write only.
+fn boot_unhealthy(dir: &Dir, state: &mut StateFile, config: &Config) -> Decision {
+    let decision = decide(&dir.observe(state.seen()), config);
+    if let Some(write) = decision.boot().and_then(|b| b.write) {
+        assert!(state.write(&write));
+    }
+    decision
+}
+
+fn unhealthy_count(state: &StateFile) -> u8 {
+    match state.seen() {
+        StateSeen::Valid(s) => s.unhealthy().expect("committed").boots(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rule_9_every_committed_boot_counts_and_mark_good_resets_the_count() {
+    let dir = Dir::default().with(Current, Img::A).with(Old, Img::B);
+    let mut state = committed(Img::A);
+    for n in 1..=2 {
+        let d = boot_unhealthy(&dir, &mut state, &cfg());
+        assert_eq!((image(&d), reason(&d)), (Current, Reason::Normal));
+        assert_eq!(
+            unhealthy_count(&state),
+            n,
+            "counted before the kernel loads"
+        );
+    }
+    mark_good_now(&dir, &mut state, Img::A);
+    assert_eq!(unhealthy_count(&state), 0, "mark-good resets the count");
+    let d = boot_unhealthy(&dir, &mut state, &cfg());
+    assert_eq!(
+        d.record().to_string(),
+        format!(
+            "reason=normal image=hn-root.img uuid={} try=- fallbacks=hn-root-old.img notes=- \
+             write=committed unhealthy=1",
+            Img::A.uuid().unwrap()
+        )
+    );
+}
+
+#[test]
+fn rule_9_after_k_unhealthy_boots_the_old_committed_image_boots_then_the_waits_grow() {
+    let dir = Dir::default().with(Current, Img::A).with(Old, Img::B);
+    let mut state = committed(Img::A);
+    let config = Config {
+        boot_limit: 2,
+        wait_first: 10,
+        wait_max: 35,
+        ..cfg()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        let d = boot_unhealthy(&dir, &mut state, &config);
+        let b = d.boot().unwrap();
+        seen.push((b.image, b.reason.code().code(), b.wait));
+    }
+    assert_eq!(
+        seen,
+        [
+            (Current, "normal", 0),
+            (Current, "normal", 0),
+            (Old, "unhealthy-fallback", 0),
+            (Old, "unhealthy-fallback", 0),
+            (Current, "backoff", 10),
+            (Old, "backoff", 20),
+            (Current, "backoff", 35),
+            (Old, "backoff", 35),
+            (Current, "backoff", 35),
+        ]
+    );
+    // Nothing was renamed or removed by any of it: the files are GRUB's input only.
+    assert_eq!(dir, Dir::default().with(Current, Img::A).with(Old, Img::B));
+    // The initramfs mounts the fallback where it lies.
+    let mut d2 = dir;
+    let fallback = Booted {
+        name: Old,
+        uuid: Img::B.uuid().unwrap(),
+    };
+    let p = plan(&d2.observe(state.seen()), Some(fallback)).unwrap();
+    assert_eq!(p.kind, PlanKind::AsIs);
+    assert_eq!(
+        p.steps.as_slice(),
+        &[ChangeStep::Mount {
+            image: Old,
+            uuid: Img::B.uuid().unwrap()
+        }]
+    );
+    // The old image reaches healthy: mark-good resets the count and hn-root.img stays the
+    // committed image, tried first again.
+    let p = mark_good(&d2.observe(state.seen()), Some(fallback)).unwrap();
+    for step in &p.steps {
+        support::execute(&mut d2, &mut state, step, None).unwrap();
+    }
+    assert_eq!(state.seen(), committed(Img::A).seen());
+    let d = boot_unhealthy(&dir, &mut state, &config);
+    assert_eq!((image(&d), reason(&d)), (Current, Reason::Normal));
+}
+
+#[test]
+fn rule_9_without_an_old_image_the_waits_start_after_k_boots_and_a_fixed_cause_boots() {
+    let dir = Dir::default().with(Current, Img::A);
+    let mut state = committed(Img::A);
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let d = boot_unhealthy(&dir, &mut state, &cfg());
+        assert_eq!(image(&d), Current);
+        waits.push(d.boot().unwrap().wait);
+    }
+    assert_eq!(waits, [0, 0, 0, 60, 120, 240]);
+    // The cause went away: the image boots, reaches healthy, and the next boot is normal.
+    mark_good_now(&dir, &mut state, Img::A);
+    let d = boot_unhealthy(&dir, &mut state, &cfg());
+    assert_eq!((reason(&d), d.boot().unwrap().wait), (Reason::Normal, 0));
+}
+
+#[test]
+fn rule_9_a_commit_during_a_boot_counts_that_boot() {
+    // A revert commits the old image in the initramfs: that boot is not yet healthy.
+    let mut dir = Dir::default().with(Current, Img::A).with(Old, Img::B);
+    dir.marker = true;
+    let mut state = committed(Img::A);
+    let run = boot(&mut dir, &mut state, &cfg());
+    assert_eq!(reason(&run.decision), Reason::ManualRevert);
+    assert_eq!(
+        state.seen(),
+        StateSeen::Valid(BootState::Committed {
+            good: Img::B.uuid().unwrap(),
+            unhealthy: hnroot_core::bootstate::Unhealthy::THIS_BOOT
+        })
+    );
+}
+
+#[test]
+fn rule_9_rollback_boots_that_never_reach_the_initramfs_are_counted_and_then_wait() {
+    // The trial of B ran out; the image to roll back to panics before the initramfs, so the
+    // rollback never completes: every further boot is counted in the trial's other boots.
+    let dir = Dir::default().with(Current, Img::B).with(Old, Img::A);
+    let mut state = StateFile::with(BootState::Trial(Trial {
+        image: Img::B.uuid().unwrap(),
+        tries: Tries::new(0, 3).unwrap(),
+        good: Img::A.uuid(),
+    }));
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let d = boot_unhealthy(&dir, &mut state, &cfg());
+        let b = d.boot().unwrap();
+        seen.push((b.image, b.reason.code().code(), b.wait));
+    }
+    assert_eq!(
+        seen,
+        [
+            (Old, "automatic-rollback", 0),
+            (Old, "automatic-rollback", 0),
+            (Old, "automatic-rollback", 0),
+            (Old, "automatic-rollback", 60),
+            (Old, "automatic-rollback", 120),
+        ]
     );
 }

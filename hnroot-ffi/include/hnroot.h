@@ -150,6 +150,17 @@
 #define HNROOT_REASON_NEXT_IMAGE 10
 
 /**
+ * The committed `hn-root.img` booted `boots` times without reaching healthy: `hn-root-old.img`
+ * boots where it lies.
+ */
+#define HNROOT_REASON_UNHEALTHY_FALLBACK 11
+
+/**
+ * Every committed image failed: this attempt waits `wait` seconds first.
+ */
+#define HNROOT_REASON_BACKOFF 12
+
+/**
  * Tries a new image gets when `hnroot_observation.tries` is 0 (the core's default).
  */
 #define HNROOT_DEFAULT_TRIES 3
@@ -158,6 +169,22 @@
  * Most tries `hnroot_observation.tries` may ask for; larger values are clamped to it.
  */
 #define HNROOT_MAX_TRIES 100
+
+/**
+ * Boots of a committed image without reaching healthy before the other committed image boots,
+ * when `hnroot_observation.boot_limit` is 0 (the core's default).
+ */
+#define HNROOT_DEFAULT_BOOT_LIMIT 3
+
+/**
+ * Seconds of the first wait when `hnroot_observation.wait_first` is 0.
+ */
+#define HNROOT_DEFAULT_WAIT_FIRST 60
+
+/**
+ * Seconds of the longest wait when `hnroot_observation.wait_max` is 0.
+ */
+#define HNROOT_DEFAULT_WAIT_MAX 1800
 
 /**
  * `hnroot_bootstate.kind`: nothing to write.
@@ -558,6 +585,19 @@ struct hnroot_observation {
    * Tries a new image gets; 0 means the default (3).
    */
   uint8_t tries;
+  /**
+   * K, boots of the committed image without reaching healthy before the other committed
+   * image boots; 0 means the default (3).
+   */
+  uint8_t boot_limit;
+  /**
+   * Seconds of the first wait once every committed image failed; 0 means the default (60).
+   */
+  uint32_t wait_first;
+  /**
+   * Seconds of the longest wait; 0 means the default (1800).
+   */
+  uint32_t wait_max;
 };
 
 /**
@@ -634,6 +674,10 @@ struct hnroot_bootstate {
    * The image last marked good, if known.
    */
   struct hnroot_uuid good;
+  /**
+   * Committed: boots since the last healthy one. Trial: boots that were not its tries.
+   */
+  uint8_t unhealthy;
 };
 
 /**
@@ -692,6 +736,14 @@ struct hnroot_decision {
    * What to do when `write` cannot be written: `HNROOT_UNWRITTEN_*`.
    */
   uint8_t unwritten;
+  /**
+   * Unhealthy fallback or backoff: the boots counted without reaching healthy.
+   */
+  uint8_t boots;
+  /**
+   * Seconds to wait (showing what was seen) before loading the kernel; 0: none.
+   */
+  uint32_t wait;
 };
 
 /**

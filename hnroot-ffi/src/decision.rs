@@ -2,7 +2,9 @@
 
 use core::fmt::Write as _;
 
-use hnroot_core::bootstate::{Block, BlockError, BootState, StateFile, StateSeen, Trial, Tries};
+use hnroot_core::bootstate::{
+    Block, BlockError, BootState, StateFile, StateSeen, Trial, Tries, Unhealthy,
+};
 use hnroot_core::decide::{decide, Config, Decision, Reason, ReasonCode, Unwritten};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
@@ -64,6 +66,11 @@ pub const HNROOT_REASON_NOTHING_BOOTABLE: u8 = 9;
 /// Not a decision: the reason on the command line of GRUB's next menu entry, booted when the
 /// chosen image's kernel could not be loaded.
 pub const HNROOT_REASON_NEXT_IMAGE: u8 = 10;
+/// The committed `hn-root.img` booted `boots` times without reaching healthy: `hn-root-old.img`
+/// boots where it lies.
+pub const HNROOT_REASON_UNHEALTHY_FALLBACK: u8 = 11;
+/// Every committed image failed: this attempt waits `wait` seconds first.
+pub const HNROOT_REASON_BACKOFF: u8 = 12;
 const _: () = {
     use hnroot_core::ReasonCode as R;
     assert!(HNROOT_REASON_UNKNOWN == R::Unknown.number());
@@ -77,6 +84,8 @@ const _: () = {
     assert!(HNROOT_REASON_RECOVERY == R::Recovery.number());
     assert!(HNROOT_REASON_NOTHING_BOOTABLE == R::NothingBootable.number());
     assert!(HNROOT_REASON_NEXT_IMAGE == R::NextImage.number());
+    assert!(HNROOT_REASON_UNHEALTHY_FALLBACK == R::UnhealthyFallback.number());
+    assert!(HNROOT_REASON_BACKOFF == R::Backoff.number());
 };
 
 /// Tries a new image gets when `hnroot_observation.tries` is 0 (the core's default).
@@ -85,6 +94,16 @@ const _: () = assert!(HNROOT_DEFAULT_TRIES == hnroot_core::bootstate::DEFAULT_TR
 /// Most tries `hnroot_observation.tries` may ask for; larger values are clamped to it.
 pub const HNROOT_MAX_TRIES: u8 = 100;
 const _: () = assert!(HNROOT_MAX_TRIES == hnroot_core::bootstate::MAX_TRIES);
+/// Boots of a committed image without reaching healthy before the other committed image boots,
+/// when `hnroot_observation.boot_limit` is 0 (the core's default).
+pub const HNROOT_DEFAULT_BOOT_LIMIT: u8 = 3;
+const _: () = assert!(HNROOT_DEFAULT_BOOT_LIMIT == hnroot_core::bootstate::DEFAULT_BOOT_LIMIT);
+/// Seconds of the first wait when `hnroot_observation.wait_first` is 0.
+pub const HNROOT_DEFAULT_WAIT_FIRST: u32 = 60;
+const _: () = assert!(HNROOT_DEFAULT_WAIT_FIRST == hnroot_core::decide::DEFAULT_WAIT_FIRST);
+/// Seconds of the longest wait when `hnroot_observation.wait_max` is 0.
+pub const HNROOT_DEFAULT_WAIT_MAX: u32 = 1800;
+const _: () = assert!(HNROOT_DEFAULT_WAIT_MAX == hnroot_core::decide::DEFAULT_WAIT_MAX);
 
 /// `hnroot_bootstate.kind`: nothing to write.
 pub const HNROOT_STATE_NONE: u8 = 0;
@@ -113,6 +132,13 @@ pub struct hnroot_observation {
     pub revert_requested: bool,
     /// Tries a new image gets; 0 means the default (3).
     pub tries: u8,
+    /// K, boots of the committed image without reaching healthy before the other committed
+    /// image boots; 0 means the default (3).
+    pub boot_limit: u8,
+    /// Seconds of the first wait once every committed image failed; 0 means the default (60).
+    pub wait_first: u32,
+    /// Seconds of the longest wait; 0 means the default (1800).
+    pub wait_max: u32,
 }
 
 /// A boot state, as the decision wants it written.
@@ -129,6 +155,8 @@ pub struct hnroot_bootstate {
     pub image: hnroot_uuid,
     /// The image last marked good, if known.
     pub good: hnroot_uuid,
+    /// Committed: boots since the last healthy one. Trial: boots that were not its tries.
+    pub unhealthy: u8,
 }
 
 /// The decision.
@@ -161,6 +189,10 @@ pub struct hnroot_decision {
     pub state_seen: u8,
     /// What to do when `write` cannot be written: `HNROOT_UNWRITTEN_*`.
     pub unwritten: u8,
+    /// Unhealthy fallback or backoff: the boots counted without reaching healthy.
+    pub boots: u8,
+    /// Seconds to wait (showing what was seen) before loading the kernel; 0: none.
+    pub wait: u32,
 }
 
 /// `hnroot_decision.unwritten`: nothing boots (nothing to write either).
@@ -207,9 +239,10 @@ fn observation_from_c(
 fn bootstate_to_c(state: Option<BootState>) -> hnroot_bootstate {
     match state {
         None => hnroot_bootstate::default(),
-        Some(BootState::Committed { good }) => hnroot_bootstate {
+        Some(BootState::Committed { good, unhealthy }) => hnroot_bootstate {
             kind: HNROOT_STATE_COMMITTED,
             good: hnroot_uuid::from_core(Some(good)),
+            unhealthy: unhealthy.boots(),
             ..hnroot_bootstate::default()
         },
         Some(BootState::Trial(t)) => hnroot_bootstate {
@@ -218,6 +251,7 @@ fn bootstate_to_c(state: Option<BootState>) -> hnroot_bootstate {
             tries_total: t.tries.total(),
             image: hnroot_uuid::from_core(Some(t.image)),
             good: hnroot_uuid::from_core(t.good),
+            unhealthy: t.tries.others().boots(),
         },
     }
 }
@@ -228,10 +262,13 @@ fn bootstate_from_c(c: &hnroot_bootstate) -> Result<Option<BootState>, hnroot_re
         HNROOT_STATE_NONE => Ok(None),
         HNROOT_STATE_COMMITTED => Ok(Some(BootState::Committed {
             good: c.good.to_core()?.ok_or(invalid)?,
+            unhealthy: Unhealthy::new(c.unhealthy),
         })),
         HNROOT_STATE_TRIAL => Ok(Some(BootState::Trial(Trial {
             image: c.image.to_core()?.ok_or(invalid)?,
-            tries: Tries::new(c.tries_left, c.tries_total).ok_or(invalid)?,
+            tries: Tries::new(c.tries_left, c.tries_total)
+                .ok_or(invalid)?
+                .with_others(Unhealthy::new(c.unhealthy)),
             good: c.good.to_core()?,
         }))),
         _ => Err(invalid),
@@ -262,8 +299,10 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
             (out.attempt, out.of) = (attempt, of);
         }
         Reason::AutomaticRollback { failed } => out.failed = image_to_u8(failed),
+        Reason::UnhealthyFallback { boots } | Reason::Backoff { boots } => out.boots = boots,
         _ => {}
     }
+    out.wait = boot.wait;
     for (i, (name, uuid)) in boot.fallbacks.iter().enumerate() {
         if let (Some(slot), Some(uuid_slot)) =
             (out.fallbacks.get_mut(i), out.fallback_uuids.get_mut(i))
@@ -275,6 +314,26 @@ fn decision_to_c(decision: &Decision, state: StateSeen) -> hnroot_decision {
     }
     out.write = bootstate_to_c(boot.write);
     out
+}
+
+/// The decision's settings from what the driver was told (0: the core's default).
+fn config_from_c(obs: &hnroot_observation) -> Config {
+    let default = Config::default();
+    let or = |value: u32, default: u32| if value == 0 { default } else { value };
+    Config {
+        tries: if obs.tries == 0 {
+            default.tries
+        } else {
+            obs.tries
+        },
+        boot_limit: if obs.boot_limit == 0 {
+            default.boot_limit
+        } else {
+            obs.boot_limit
+        },
+        wait_first: or(obs.wait_first, default.wait_first),
+        wait_max: or(obs.wait_max, default.wait_max),
+    }
 }
 
 /// The stable one-word name of `HNROOT_REASON_*` (`unknown`, `normal`, `update`, `trial`,
@@ -623,13 +682,7 @@ pub unsafe extern "C" fn hnroot_decide(
         Ok(w) => w,
         Err(e) => return e,
     };
-    let config = Config {
-        tries: if obs.tries == 0 {
-            Config::default().tries
-        } else {
-            obs.tries
-        },
-    };
+    let config = config_from_c(obs);
     let decision = decide(&observation, &config);
     // SAFETY: the buffers are non-NULL (checked) and valid by the caller's contract.
     let written = unsafe { write_decision_text(text, &decision, &where_, config.tries) };
@@ -825,7 +878,7 @@ mod tests {
         let mut obs = hnroot_observation::default();
         obs.images[usize::from(HNROOT_IMAGE_CURRENT)] = readable(A);
         obs.images[usize::from(HNROOT_IMAGE_NEW)] = readable(B);
-        let block = new_block(&BootState::Committed { good: A });
+        let block = new_block(&BootState::committed(A));
         let defaults = b"console=ttyS0 panic=10";
         let image = b"console=ttyS1,115200 init=/bin/sh";
         let host = b"hnroot-test=1";
@@ -909,7 +962,7 @@ mod tests {
         let mut obs = hnroot_observation::default();
         obs.images[usize::from(HNROOT_IMAGE_CURRENT)] = readable(A);
         obs.images[usize::from(HNROOT_IMAGE_NEW)] = readable(B);
-        let mut block = new_block(&BootState::Committed { good: A });
+        let mut block = new_block(&BootState::committed(A));
         let (r, d, msg) = decide_c(&obs, Some(&block));
         assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
         assert_eq!(
@@ -962,7 +1015,7 @@ mod tests {
         let mut obs = hnroot_observation::default();
         obs.images[usize::from(HNROOT_IMAGE_CURRENT)] = readable(A);
         obs.images[usize::from(HNROOT_IMAGE_NEW)] = readable(B);
-        let block = new_block(&BootState::Committed { good: A });
+        let block = new_block(&BootState::committed(A));
         for (asked, used) in [
             (0, HNROOT_DEFAULT_TRIES),
             (5, 5),

@@ -39,7 +39,7 @@ pub fn ensure_boot_state(esp: &Path, good: FsUuid) -> Result<String> {
             let dir = root
                 .make_dir(dir)
                 .with_context(|| format!("cannot create {}/{dir}", esp.display()))?;
-            let state = BootState::Committed { good };
+            let state = BootState::committed(good);
             bootstate_file::create_in(&dir, name, &path, &state, false)?;
             Ok(format!("{} created: {state}", path.display()))
         }

@@ -54,6 +54,20 @@ pub const UNITS: [(&str, &str); 3] = [
     ),
 ];
 
+/// systemd drop-ins every image gets (beside the tree's own files, never over one): the
+/// deadline of the health checks (`boot-complete.target`'s job, 15 minutes) and the hardware
+/// watchdog (`RuntimeWatchdogSec`, used when the machine has one).
+pub const SYSTEMD_DROPINS: [(&str, &str); 2] = [
+    (
+        "etc/systemd/system/boot-complete.target.d/hnroot-health-timeout.conf",
+        include_str!("../../packaging/systemd/boot-complete.target.d/hnroot-health-timeout.conf"),
+    ),
+    (
+        "etc/systemd/system.conf.d/hnroot-watchdog.conf",
+        include_str!("../../packaging/systemd/system.conf.d/hnroot-watchdog.conf"),
+    ),
+];
+
 /// Where the tree has hnroot's initramfs-tools hook when the package is installed.
 const ITOOLS_HOOK: &str = "usr/share/initramfs-tools/hooks/hnroot";
 /// Where the tree has hnroot's dracut module when the package is installed.
@@ -412,6 +426,28 @@ fn rewrite_fstab(image: &InRoot, notes: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// The drop-ins of [`SYSTEMD_DROPINS`], each unless the tree has a file of that name already.
+fn add_systemd_dropins(image: &InRoot, notes: &mut Vec<String>) -> Result<()> {
+    for (rel, text) in SYSTEMD_DROPINS {
+        if image.kind_here(rel).map_err(|e| in_image(rel, e))? != Kind::Absent {
+            notes.push(format!("/{rel}: the tree's own kept"));
+            continue;
+        }
+        if let Some((dir, _)) = rel.rsplit_once('/') {
+            image.make_dir(dir).map_err(|e| in_image(dir, e))?;
+        }
+        image
+            .write(rel, text.as_bytes(), 0o644)
+            .map_err(|e| in_image(rel, e))?;
+    }
+    notes.push(
+        "systemd: health checks end after 15 minutes (boot-complete.target JobTimeoutSec), \
+         hardware watchdog on (RuntimeWatchdogSec=1min, used when the machine has one)"
+            .to_owned(),
+    );
+    Ok(())
+}
+
 /// systemd's mount unit name for an absolute path without characters to escape (`/hostpart`
 /// -> `hostpart.mount`, `/boot/loader` -> `boot-loader.mount`).
 fn mount_unit_name(path: &str) -> String {
@@ -636,6 +672,7 @@ fn fill(
     add_boot_files(req, &image, m, kernel, tree_initrd, &mut notes, say)?;
     add_layout(&image, &mut notes)?;
     rewrite_fstab(&image, &mut notes)?;
+    add_systemd_dropins(&image, &mut notes)?;
     if !has_package {
         install_hnroot_files(req, &image, &mut notes)?;
     }

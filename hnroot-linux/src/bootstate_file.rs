@@ -122,7 +122,9 @@ pub fn seen(path: &Path) -> (StateSeen, Option<BootStateFileError>) {
     }
 }
 
-/// Write `state` into the copy not holding the newest valid record, in place, then sync.
+/// Write `state` into the copy not holding the newest valid record, in place, then sync; in the
+/// format the newest valid copy has (`Block::encode_as_found`: while the ESP's loader reads
+/// only format 1, the file stays format 1, the unhealthy count it cannot hold left out).
 pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
     let file = OpenOptions::new()
         .read(true)
@@ -136,7 +138,9 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
         .read_to_end(&mut bytes)
         .map_err(io_err(path, "read"))?;
     // A file of the wrong size is refused here, by the codec: not ours, never written.
-    let range = Block::encode_into(&mut bytes, state).map_err(|e| block_error(path, e))?;
+    let range = Block::encode_as_found(&mut bytes, state).map_err(|e| block_error(path, e))?;
+    // What the copy holds in its format (a format-1 copy has no unhealthy count).
+    let meant = Block::decode(&bytes).map(|b| b.seen());
     let changed = bytes.get(range.clone()).unwrap_or(&[]);
     file.write_all_at(changed, range.start as u64)
         .map_err(io_err(path, "write"))?;
@@ -146,7 +150,7 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
     file.read_exact_at(&mut check, 0)
         .map_err(io_err(path, "read back"))?;
     match Block::decode(&check).map(|b| b.seen()) {
-        Ok(StateSeen::Valid(found)) if found == *state => Ok(()),
+        Ok(StateSeen::Valid(found)) if Ok(StateSeen::Valid(found)) == meant => Ok(()),
         other => Err(BootStateFileError::Io {
             path: path.to_owned(),
             action: "verify",
@@ -214,9 +218,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstate");
         assert_eq!(seen(&path).0, StateSeen::Absent);
-        create(&path, &BootState::Committed { good: A }, false).unwrap();
+        create(&path, &BootState::committed(A), false).unwrap();
         assert!(matches!(
-            create(&path, &BootState::Committed { good: A }, false),
+            create(&path, &BootState::committed(A), false),
             Err(BootStateFileError::Exists { .. })
         ));
         let trial = BootState::Trial(Trial {
@@ -230,12 +234,43 @@ mod tests {
     }
 
     #[test]
+    fn a_file_an_older_loader_keeps_stays_format_1_and_a_format_2_one_keeps_the_count() {
+        use hnroot_core::bootstate::{encode_copy_as, format_seen, Record, Unhealthy};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        // What a format-1 loader (an hnroot before issue 24) left: one format-1 copy.
+        let mut v1 = [0u8; BLOCK_LEN];
+        v1[..BLOCK_LEN / 2].copy_from_slice(&encode_copy_as(
+            &Record {
+                sequence: 5,
+                state: BootState::committed(A),
+            },
+            1,
+        ));
+        std::fs::write(&path, v1).unwrap();
+        let counted = BootState::Committed {
+            good: A,
+            unhealthy: Unhealthy::THIS_BOOT,
+        };
+        write(&path, &counted).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(format_seen(&bytes), Some(1), "readable by the older loader");
+        assert_eq!(seen(&path).0, StateSeen::Valid(BootState::committed(A)));
+        // A file this hnroot created is format 2 and keeps the count.
+        std::fs::remove_file(&path).unwrap();
+        create(&path, &BootState::committed(A), false).unwrap();
+        write(&path, &counted).unwrap();
+        assert_eq!(format_seen(&std::fs::read(&path).unwrap()), Some(2));
+        assert_eq!(seen(&path).0, StateSeen::Valid(counted));
+    }
+
+    #[test]
     fn wrong_size_is_corrupt_and_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstate");
         std::fs::write(&path, [7u8; 100]).unwrap();
         assert_eq!(seen(&path).0, StateSeen::Corrupt);
-        let err = write(&path, &BootState::Committed { good: A }).unwrap_err();
+        let err = write(&path, &BootState::committed(A)).unwrap_err();
         assert!(
             err.to_string().contains("is 100 bytes, expected 1024"),
             "{err}"
@@ -247,10 +282,10 @@ mod tests {
     fn a_symlink_is_not_followed_for_writing() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real");
-        create(&real, &BootState::Committed { good: A }, false).unwrap();
+        create(&real, &BootState::committed(A), false).unwrap();
         let link = dir.path().join("bootstate");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(write(&link, &BootState::Committed { good: A }).is_err());
+        assert!(write(&link, &BootState::committed(A)).is_err());
     }
 
     #[test]
@@ -263,11 +298,8 @@ mod tests {
         assert!(why.is_some());
         std::fs::remove_dir(&path).unwrap();
         std::fs::write(&path, [1u8; 10]).unwrap();
-        create(&path, &BootState::Committed { good: A }, true).unwrap();
-        assert_eq!(
-            seen(&path).0,
-            StateSeen::Valid(BootState::Committed { good: A })
-        );
+        create(&path, &BootState::committed(A), true).unwrap();
+        assert_eq!(seen(&path).0, StateSeen::Valid(BootState::committed(A)));
     }
 
     #[test]
@@ -284,15 +316,12 @@ mod tests {
         std::fs::write(&target, b"keep").unwrap();
         std::os::unix::fs::symlink(&target, &path).unwrap();
         assert!(matches!(
-            create(&path, &BootState::Committed { good: A }, false),
+            create(&path, &BootState::committed(A), false),
             Err(BootStateFileError::Exists { .. })
         ));
-        create(&path, &BootState::Committed { good: A }, true).unwrap();
+        create(&path, &BootState::committed(A), true).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-        assert_eq!(
-            seen(&path).0,
-            StateSeen::Valid(BootState::Committed { good: A })
-        );
+        assert_eq!(seen(&path).0, StateSeen::Valid(BootState::committed(A)));
     }
 
     #[test]
@@ -300,11 +329,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
         std::fs::create_dir(&path).unwrap();
-        create(
-            &path.join("bootstate"),
-            &BootState::Committed { good: A },
-            false,
-        )
-        .unwrap();
+        create(&path.join("bootstate"), &BootState::committed(A), false).unwrap();
     }
 }

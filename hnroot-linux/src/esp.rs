@@ -258,7 +258,7 @@ mod tests {
     fn a_file_not_mounted_by_hnroot_is_written_where_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstate");
-        bootstate_file::create(&path, &BootState::Committed { good: A }, false).unwrap();
+        bootstate_file::create(&path, &BootState::committed(A), false).unwrap();
         let mut file = StateFile::at(path.clone());
         assert!(file.mounted_at().is_none());
         let trial = BootState::Trial(hnroot_core::bootstate::Trial {

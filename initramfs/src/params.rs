@@ -28,6 +28,7 @@ pub fn read(text: &str) -> (BootParams<'_>, Config) {
     }
     let config = Config {
         tries: params.tries.unwrap_or(Config::default().tries),
+        ..Config::default()
     };
     (params, config)
 }

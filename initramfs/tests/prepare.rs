@@ -152,9 +152,7 @@ impl Rig {
         std::fs::create_dir_all(esp_tree.join("hnroot")).unwrap();
         bootstate_file::create(
             &esp_tree.join("hnroot/bootstate"),
-            &BootState::Committed {
-                good: FsUuid::parse(U_A).unwrap(),
-            },
+            &BootState::committed(FsUuid::parse(U_A).unwrap()),
             false,
         )
         .unwrap();
@@ -293,9 +291,7 @@ fn update_boot_commits_the_switch_and_mounts_the_booted_image() {
     assert_eq!(names, ["data", "hn-root-old.img", "hn-root.img"]);
     assert_eq!(
         state,
-        StateSeen::Valid(BootState::Committed {
-            good: FsUuid::parse(U_A).unwrap()
-        }),
+        StateSeen::Valid(BootState::committed(FsUuid::parse(U_A).unwrap())),
         "GRUB writes the trial, not the initramfs"
     );
 }
@@ -456,9 +452,7 @@ fn stopping_after_every_step_then_booting_again_converges() {
         );
         assert_eq!(
             state,
-            StateSeen::Valid(BootState::Committed {
-                good: FsUuid::parse(U_A).unwrap()
-            })
+            StateSeen::Valid(BootState::committed(FsUuid::parse(U_A).unwrap()))
         );
     }
 }

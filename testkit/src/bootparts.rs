@@ -674,7 +674,7 @@ echo "hnroot-test: network up: eth0 {addr}"
 
 /// A boot-state block (the ESP's `hnroot/bootstate`) that records `good` as committed.
 pub fn committed_block(good: FsUuid) -> Vec<u8> {
-    new_block(&BootState::Committed { good }).to_vec()
+    new_block(&BootState::committed(good)).to_vec()
 }
 
 /// The UUID type of [`disk`] as the core's.

@@ -33,7 +33,7 @@ fn run(args: &InitArgs) -> Result<()> {
     let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
     let file = locate::locate_state(&args.loc, &params)?;
-    let state = BootState::Committed { good: current };
+    let state = BootState::committed(current);
     file.create(&state, args.force)?;
     say!("hnroot: created {}: {state}", file.path().display());
     Ok(())

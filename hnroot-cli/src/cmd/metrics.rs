@@ -145,6 +145,8 @@ pub struct Snapshot {
     pub tries: Option<(u8, u8)>,
     /// The running image is the one the boot state records as good.
     pub running_committed: bool,
+    /// Boots GRUB counted since the last healthy one (`mark-good`), as the boot state says.
+    pub unhealthy_boots: u8,
     /// `system-revert` is there.
     pub revert_requested: bool,
     /// Partial files of interrupted stages.
@@ -370,6 +372,12 @@ fn render_boot(w: &mut Writer, s: &Snapshot) {
         s.tries.map_or(0, |t| t.0),
     );
     w.gauge(
+        "hnroot_unhealthy_boots",
+        "Boots GRUB counted since the last one that reached healthy (mark-good): after the boot \
+         limit the old image boots, then GRUB waits before each boot.",
+        s.unhealthy_boots,
+    );
+    w.gauge(
         "hnroot_running_committed",
         "Whether the running image is the one the boot state records as good.",
         u8::from(s.running_committed),
@@ -496,8 +504,12 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         StateSeen::Valid(BootState::Committed { .. }) => ("committed", None),
         StateSeen::Valid(BootState::Trial(t)) => ("trial", Some((t.tries.left(), t.tries.total()))),
     };
+    let unhealthy_boots = match state {
+        StateSeen::Valid(s) => s.counted_boots().boots(),
+        _ => 0,
+    };
     let running_committed = match (params.booted, state) {
-        (Some(b), StateSeen::Valid(BootState::Committed { good })) => b.uuid == good,
+        (Some(b), StateSeen::Valid(BootState::Committed { good, .. })) => b.uuid == good,
         _ => false,
     };
     let (history, history_damaged) = history_file::read(&hostpart)
@@ -512,6 +524,7 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         boot_state,
         tries,
         running_committed,
+        unhealthy_boots,
         revert_requested: view.revert_requested,
         partials: view.partials.len(),
         history,
@@ -628,6 +641,7 @@ mod tests {
         let mut s = Snapshot {
             boot_state: "trial",
             tries: Some((2, 3)),
+            unhealthy_boots: 4,
             ..Snapshot::default()
         };
         s.running = Some(ImageFacts {
@@ -639,6 +653,7 @@ mod tests {
         let text = render(&s, 10);
         assert!(text.contains(r#"version="a \"b\" \\ c\nd""#), "{text}");
         assert!(text.contains("hnroot_trial_tries_left 2\n"), "{text}");
+        assert!(text.contains("hnroot_unhealthy_boots 4\n"), "{text}");
         assert!(text.contains("hnroot_boot_state{state=\"trial\"} 1\n"));
         assert!(text.contains("hnroot_boot_state{state=\"committed\"} 0\n"));
         // Nothing switched yet: no time since a switch is claimed.

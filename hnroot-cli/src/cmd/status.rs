@@ -74,13 +74,15 @@ fn state_json(state: &StateSeen) -> Value {
     match state {
         StateSeen::Absent => json!({ "status": "absent" }),
         StateSeen::Corrupt => json!({ "status": "corrupt" }),
-        StateSeen::Valid(BootState::Committed { good }) => {
-            json!({ "status": "valid", "state": "committed", "good": good.to_string() })
-        }
+        StateSeen::Valid(BootState::Committed { good, unhealthy }) => json!({
+            "status": "valid", "state": "committed", "good": good.to_string(),
+            "unhealthy_boots": unhealthy.boots(),
+        }),
         StateSeen::Valid(BootState::Trial(t)) => json!({
             "status": "valid", "state": "trial", "image": t.image.to_string(),
             "tries_left": t.tries.left(), "tries_total": t.tries.total(),
             "good": t.good.map(|g| g.to_string()),
+            "unhealthy_boots": t.tries.others().boots(),
         }),
     }
 }
@@ -109,7 +111,10 @@ impl Report {
         let hostpart = locate::open_hostpart(&args.loc)?;
         let view = hostpart.observe()?;
         let (state, state_source) = locate::read_state(&args.loc, &params);
-        let config = Config { tries: args.tries };
+        let config = Config {
+            tries: args.tries,
+            ..Config::default()
+        };
         let decision = decide(&view.observation(state), &config);
         let plan = with_plan.then(|| {
             // The initramfs sees the state GRUB just wrote, on the same directory.

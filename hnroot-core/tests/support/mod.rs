@@ -171,9 +171,7 @@ impl StateFile {
     }
 
     pub fn corrupt() -> Self {
-        let mut bytes = new_block(&BootState::Committed {
-            good: Img::A.uuid().unwrap(),
-        });
+        let mut bytes = new_block(&BootState::committed(Img::A.uuid().unwrap()));
         bytes[100] ^= 0xff;
         StateFile { bytes: Some(bytes) }
     }

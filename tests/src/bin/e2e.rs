@@ -153,6 +153,12 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         revert_refused,
     ),
     (
+        "unhealthy-committed",
+        "24 a committed image that never reaches healthy: after K boots the old committed image \
+         boots where it lies, then GRUB waits before each attempt; a healthy boot ends it",
+        unhealthy_committed,
+    ),
+    (
         "two-hostparts",
         "7 two filesystems labelled hostpart on two disks: the one on GRUB's disk boots",
         two_hostparts,
@@ -546,7 +552,7 @@ fn installed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     ));
     let e = expect(
         "the installed disk's first boot",
-        "reason=normal image=hn-root.img write=-",
+        "reason=normal image=hn-root.img write=committed",
         "normal",
         "v1",
         &[("hn-root.img", "v1")],
@@ -853,7 +859,7 @@ fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         ),
         expect(
             "5: v2 marked good boots as committed (GRUB writes nothing); requests a revert",
-            "reason=normal image=hn-root.img try=- write=-",
+            "reason=normal image=hn-root.img try=- write=committed",
             "normal",
             "v2",
             &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
@@ -1003,11 +1009,17 @@ fn lifecycle(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     );
     let v1 = parts.uuid("v1")?;
     ensure!(
-        state == StateSeen::Valid(BootState::Committed { good: v1 }),
+        committed_to(&state, v1),
         "boot state after the rollback is {}, expected committed v1 ({v1})",
         describe_state(&state)
     );
-    let next = decide(&hp.observation(state), &Config { tries });
+    let next = decide(
+        &hp.observation(state),
+        &Config {
+            tries,
+            ..Config::default()
+        },
+    );
     report.note(format!("next boot would be: {next}"));
     ensure!(
         next.boot().map(|b| (b.image, b.uuid)) == Some((ImageName::Current, v1)),
@@ -1156,6 +1168,7 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
     let plan_re = Regex::new(&format!("(?m){INIT_LINE}plan: "))?;
     let config = Config {
         tries: parts.tries(),
+        ..Config::default()
     };
     let v1 = parts.uuid("v1")?;
     let v2 = parts.uuid("v2")?;
@@ -1406,7 +1419,7 @@ fn unreadable_new(
     let spec = DiskContents::committed(name, HostFs::Ext4, "v1").with(ImageName::New, content);
     let mut e = expect(
         "unreadable hn-root-new.img",
-        "reason=normal image=hn-root.img write=-",
+        "reason=normal image=hn-root.img write=committed",
         "normal",
         "v1",
         &[("hn-root.img", "v1"), ("hn-root-new.img", listed_as)],
@@ -1450,10 +1463,7 @@ fn unreadable_new(
         &[(ImageName::Current, "v1")],
     )?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: parts.uuid("v1")?
-            }),
+        committed_to(&state, parts.uuid("v1")?),
         "the boot state should not change: {}",
         describe_state(&state)
     );
@@ -1555,10 +1565,7 @@ fn unbootable_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         ],
     )?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: parts.uuid("v1")?
-            }),
+        committed_to(&state, parts.uuid("v1")?),
         "boot state after the rollback: {}",
         describe_state(&state)
     );
@@ -1595,10 +1602,7 @@ fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
     check_images(run.parts, &hp, &[(ImageName::Current, "v1")])?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: run.parts.uuid("v1")?
-            }),
+        committed_to(&state, run.parts.uuid("v1")?),
         "boot state: {}",
         describe_state(&state)
     );
@@ -1681,7 +1685,7 @@ fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     first.grub_note = Some("state-corrupt");
     let second = expect(
         "after mark-good: normal",
-        "reason=normal image=hn-root.img write=-",
+        "reason=normal image=hn-root.img write=committed",
         "normal",
         "v1",
         &[("hn-root.img", "v1")],
@@ -1697,11 +1701,77 @@ fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     )?;
     let (_, _, state) = inspect(&disk, View::AfterReplay, report)?;
     ensure!(
-        state
-            == StateSeen::Valid(BootState::Committed {
-                good: parts.uuid("v1")?
-            }),
+        committed_to(&state, parts.uuid("v1")?),
         "boot state after mark-good: {}",
+        describe_state(&state)
+    );
+    Ok(())
+}
+
+/// Whether the boot state is committed to `good`, whatever its count of unhealthy boots.
+fn committed_to(state: &StateSeen, good: FsUuid) -> bool {
+    matches!(state, StateSeen::Valid(s) if s.is_committed_to(good))
+}
+
+/// Rule 9 (issue 24): v1 is committed and v2 is the old committed image; neither reaches
+/// healthy (nothing runs `hnroot mark-good`) for six boots. GRUB counts every boot: three of
+/// v1, then v2 three times where it lies (`unhealthy-fallback`, nothing renamed, the
+/// initramfs mounts it as it is), then both have failed and GRUB waits (the first wait, 60 s,
+/// with GRUB's `sleep`) before the seventh, whose system is healthy (`hnroot mark-good`): the
+/// count is back to zero and hostpart is as it was.
+fn unhealthy_committed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let mut spec = DiskContents::committed("unhealthy-committed", HostFs::Ext4, "v1")
+        .with(ImageName::Old, ImageContent::Image("v2"));
+    spec.actions = (0..6).map(|_| ":".to_string()).collect();
+    spec.actions.push("hnroot mark-good".to_string());
+    let disk = parts.disk(&spec, &run.work)?;
+    let files = [("hn-root.img", "v1"), ("hn-root-old.img", "v2")];
+    let mut boots = Vec::new();
+    for (what, n) in [
+        ("committed v1, no mark-good", 1),
+        ("committed v1, no mark-good", 2),
+        ("committed v1, no mark-good", 3),
+    ] {
+        boots.push(expect(
+            what,
+            &format!("reason=normal image=hn-root.img write=committed unhealthy={n}"),
+            "normal",
+            "v1",
+            &files,
+            End::Reboot,
+        ));
+    }
+    for n in 4..=6 {
+        boots.push(expect(
+            "v1 failed K boots: v2 where it lies, no mark-good",
+            &format!(
+                "reason=unhealthy-fallback image=hn-root-old.img write=committed unhealthy={n}"
+            ),
+            "as-is",
+            "v2",
+            &files,
+            End::Reboot,
+        ));
+    }
+    boots.push(expect(
+        "both failed: GRUB waits 60 s, then v1, healthy: mark-good",
+        "reason=backoff image=hn-root.img write=committed unhealthy=7 wait=60",
+        "normal",
+        "v1",
+        &files,
+        End::Poweroff,
+    ));
+    run_story(run, report, &[&disk.path], &spec.name, &boots, false)?;
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    check_images(
+        parts,
+        &hp,
+        &[(ImageName::Current, "v1"), (ImageName::Old, "v2")],
+    )?;
+    ensure!(
+        state == StateSeen::Valid(BootState::committed(parts.uuid("v1")?)),
+        "boot state after the healthy boot: {} (expected committed to v1, no unhealthy boot)",
         describe_state(&state)
     );
     Ok(())
@@ -1891,7 +1961,13 @@ fn current_unrenamable(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         },
         &[(ImageName::Old, "v1"), (ImageName::New, "v2")],
     )?;
-    let next = decide(&hp.observation(state), &Config { tries });
+    let next = decide(
+        &hp.observation(state),
+        &Config {
+            tries,
+            ..Config::default()
+        },
+    );
     report.note(format!("next boot would be: {next}"));
     ensure!(
         next.boot().map(|b| (b.image, b.uuid)) == Some((ImageName::Old, parts.uuid("v1")?)),
@@ -1976,7 +2052,7 @@ fn init_missing(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     )?;
     let (v1, v5) = (parts.uuid("v1")?, parts.uuid("v5-noinit")?);
     ensure!(
-        state == StateSeen::Valid(BootState::Committed { good: v1 }),
+        committed_to(&state, v1),
         "boot state after the rollback: {}",
         describe_state(&state)
     );
