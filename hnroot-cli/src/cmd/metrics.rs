@@ -580,6 +580,7 @@ mod tests {
             uuid: None,
             tries: None,
             good: None,
+            via: None,
         }
     }
 
