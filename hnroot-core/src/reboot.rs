@@ -63,6 +63,9 @@ crate::codes::stable_codes! {
         StateUnwritable = 7 => "state-unwritable",
         /// The service manager could not be asked to kexec.
         HandoverFailed = 8 => "handover-failed",
+        /// hostpart or the boot state could not be observed: what a kexec should start is not
+        /// known, GRUB will decide.
+        Unobserved = 9 => "unobserved",
     }
 }
 
@@ -86,6 +89,7 @@ impl FirmwareWhy {
             FirmwareWhy::KernelRefused => "the running kernel refused to load the chosen kernel",
             FirmwareWhy::StateUnwritable => "the boot state cannot be written",
             FirmwareWhy::HandoverFailed => "the service manager cannot be asked to kexec",
+            FirmwareWhy::Unobserved => "hostpart or the boot state cannot be read: GRUB decides",
         }
     }
 

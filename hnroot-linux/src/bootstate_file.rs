@@ -276,7 +276,10 @@ mod tests {
         assert_ne!(read(&path).unwrap().unwrap(), before);
         restore(&path, &before).unwrap();
         assert_eq!(read(&path).unwrap().unwrap(), before);
-        assert_eq!(seen(&path).0, StateSeen::Valid(BootState::Committed { good: A }));
+        assert_eq!(
+            seen(&path).0,
+            StateSeen::Valid(BootState::Committed { good: A })
+        );
         assert!(matches!(
             restore(&path, &before[..100]),
             Err(BootStateFileError::Size { found: 100, .. })

@@ -258,7 +258,11 @@ mod tests {
     fn bytes_that_are_no_kernel_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("kernel");
-        std::fs::write(&k, b"hnroot test: this file is not a Linux kernel\n".repeat(64)).unwrap();
+        std::fs::write(
+            &k,
+            b"hnroot test: this file is not a Linux kernel\n".repeat(64),
+        )
+        .unwrap();
         let i = dir.path().join("initramfs");
         std::fs::write(&i, b"").unwrap();
         let before = loaded();
@@ -275,11 +279,7 @@ mod tests {
         assert!(err.to_string().contains("kexec_file_load"), "{err}");
         assert_eq!(loaded(), before, "nothing was loaded");
         assert!(matches!(
-            load(
-                &File::open(&k).unwrap(),
-                &File::open(&i).unwrap(),
-                "a\0b"
-            ),
+            load(&File::open(&k).unwrap(), &File::open(&i).unwrap(), "a\0b"),
             Err(KexecError::Cmdline)
         ));
     }

@@ -15,6 +15,7 @@ pub mod install;
 pub mod mark_good;
 pub mod metrics;
 pub mod probe;
+pub mod reboot;
 pub mod revert;
 pub mod stage;
 pub mod status;
