@@ -608,7 +608,11 @@ fn reboot_says_what_the_loader_would_boot_and_why_not_by_kexec() {
     );
     let v = json(&[&["explain", "--json"], &loc[..]].concat());
     assert_eq!(v["kexec"]["firmware"], why, "{v}");
-    assert_eq!(std::fs::read(&state).unwrap(), before, "the boot state changed");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "the boot state changed"
+    );
     // Without the boot-state file GRUB's decision is not known here: the firmware decides.
     let out = hnroot(&[
         "reboot",
