@@ -67,11 +67,11 @@ pub enum KexecError {
     Cmdline,
     /// The running kernel has no `kexec_file_load`, or may not use it (`ENOSYS`, or `EPERM`
     /// with loading disabled).
-    #[error("the running kernel cannot load another kernel: kexec_file_load: {0}")]
+    #[error("kexec_file_load: {0}")]
     Unsupported(io::Error),
     /// The running kernel refused the kernel (`ENOEXEC`: not a kernel it can load;
     /// `EKEYREJECTED`/`EPERM`: a signature it refuses under lockdown; ...).
-    #[error("the running kernel refused to load it: kexec_file_load: {0}")]
+    #[error("kexec_file_load: {0}")]
     Refused(io::Error),
 }
 
