@@ -1,5 +1,7 @@
-//! The loader's readers over arbitrary bytes: the PE section finder and the version record
-//! parser never panic; a record that parses encodes back to a record that parses to the same.
+//! The loader's readers over arbitrary bytes: the PE section finder, the version record parser
+//! and the memdisk reader (the `mods` section's objects, the ustar archive) never panic; a record
+//! that parses encodes back to a record that parses to the same; a file the memdisk yields lies
+//! inside the image.
 
 #![no_main]
 
@@ -8,6 +10,13 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = loader::identify(Some(data));
+    for path in [hnroot_core::layout::FLEET_ARGS_MEMDISK_PATH, "boot/grub/grub.cfg"] {
+        if let Ok(Some(file)) = hnroot_core::memdisk::file(data, path) {
+            let inside = data.as_ptr_range();
+            assert!(inside.start <= file.as_ptr() && file.as_ptr_range().end <= inside.end);
+        }
+        let _ = hnroot_core::memdisk::tar_file(data, path);
+    }
     if let Ok(Some(section)) = loader::find_section(data, &loader::SECTION_NAME) {
         let _ = loader::parse_record(section);
     }

@@ -15,7 +15,7 @@ mod source;
 use clap::{Parser, Subcommand};
 use cmd::{
     bootloader, bootstate, find, health, history, host, image, install, mark_good, metrics, probe,
-    publish, revert, stage, status, sysprep,
+    publish, reboot, revert, stage, status, sysprep,
 };
 
 #[derive(Parser)]
@@ -69,6 +69,9 @@ enum Command {
     Metrics(metrics::MetricsArgs),
     /// Ask for a revert to hn-root-old.img on the next boot (creates system-revert).
     Revert(revert::RevertArgs),
+    /// Reboot into the image the boot loader would choose: by kexec (the firmware and GRUB
+    /// skipped, the boot state written as GRUB writes it) or through the firmware.
+    Reboot(reboot::RebootArgs),
     /// Manage the boot-state file on the ESP.
     #[command(subcommand)]
     Bootstate(BootstateCommand),
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::History(args) => history::history(&args),
         Command::Metrics(args) => metrics::metrics(&args),
         Command::Revert(args) => revert::revert(&args),
+        Command::Reboot(args) => reboot::reboot(&args),
         Command::Bootstate(BootstateCommand::Init(args)) => bootstate::init(&args),
         Command::Bootloader(cmd) => bootloader::bootloader(&cmd),
         Command::Probe(args) => probe::run(&args),

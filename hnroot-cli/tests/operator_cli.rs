@@ -562,3 +562,71 @@ fn boot_files_that_are_no_files_are_named_for_what_they_are() {
         );
     }
 }
+
+/// `hnroot reboot --dry-run` and `hnroot explain` on a real directory: the decision GRUB would
+/// make, and why the reboot would go through the firmware here (no kexec in this kernel, or no
+/// loader on this ESP to read its default kernel arguments from); the boot state is untouched.
+/// The kexec itself is e2e's kexec-* scenarios, in QEMU.
+#[test]
+fn reboot_says_what_the_loader_would_boot_and_why_not_by_kexec() {
+    let dir = tempfile::tempdir().unwrap();
+    let hp = dir.path().join("hostpart");
+    std::fs::create_dir(&hp).unwrap();
+    let esp = dir.path().join("esp");
+    std::fs::create_dir_all(esp.join("hnroot")).unwrap();
+    let state = esp.join("hnroot/bootstate");
+    image(&hp.join("hn-root.img"), A);
+    image(&hp.join("hn-root-new.img"), B);
+    let loc = [
+        "--hostpart",
+        hp.to_str().unwrap(),
+        "--bootstate",
+        state.to_str().unwrap(),
+    ];
+    ok(&[&["bootstate", "init"], &loc[..]].concat());
+    let before = std::fs::read(&state).unwrap();
+    // This machine's kernel decides which reason it is.
+    let why = if std::path::Path::new("/sys/kernel/kexec_loaded").exists() {
+        "loader-defaults"
+    } else {
+        "no-kexec"
+    };
+    let out = hnroot(&[&["reboot", "--kexec", "--dry-run"], &loc[..]].concat());
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("would boot: booting hn-root-new.img (update, trial 1 of 3)"),
+        "{t}"
+    );
+    assert!(t.contains(&format!("through the firmware ({why})")), "{t}");
+    let out = hnroot(&[&["reboot", "--firmware", "--dry-run"], &loc[..]].concat());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("through the firmware (asked)"),
+        "{}",
+        text(&out)
+    );
+    let v = json(&[&["explain", "--json"], &loc[..]].concat());
+    assert_eq!(v["kexec"]["firmware"], why, "{v}");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "the boot state changed"
+    );
+    // Without the boot-state file GRUB's decision is not known here: the firmware decides.
+    let out = hnroot(&[
+        "reboot",
+        "--dry-run",
+        "--hostpart",
+        hp.to_str().unwrap(),
+        "--bootstate",
+        dir.path().join("nothing/bootstate").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("through the firmware (unobserved)")
+            || text(&out).contains(&format!("through the firmware ({why})")),
+        "{}",
+        text(&out)
+    );
+}

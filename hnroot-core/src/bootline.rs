@@ -23,8 +23,12 @@ use core::fmt;
 
 use heapless::Vec;
 
-use crate::cmdline::KernelArgs;
+use crate::cmdline::{BootVia, KernelArgs};
+use crate::decide::ReasonCode;
 use crate::layout;
+use crate::name::ImageName;
+use crate::plan::Booted;
+use crate::uuid::PartUuid;
 
 /// Most bytes of one arguments file a driver reads; a longer file is refused whole
 /// ([`ArgsFile::TooLong`]).
@@ -36,6 +40,9 @@ pub const MAX_WORD_LEN: usize = 256;
 pub const MAX_LINE_LEN: usize = 1792;
 /// Most refusals listed; more are counted.
 pub const MAX_REFUSED: usize = 8;
+/// The loader's built-in default kernel arguments: what `grub.cfg` passes as `hnroot select
+/// --defaults` (a test holds the two equal). The fleet's file replaces them ([`defaults`]).
+pub const LOADER_DEFAULTS: &str = "console=ttyS0 panic=10";
 
 crate::codes::stable_codes! {
     /// Where extra kernel arguments come from, in the order they are applied.
@@ -281,6 +288,56 @@ fn accept(word: &str) -> Result<(), WordRefusal> {
     Ok(())
 }
 
+/// Everything a boot's command line is made of besides the choice itself: where hostpart and
+/// the ESP are (their PARTUUIDs), each image's own arguments, the defaults and the host's. GRUB
+/// (through the FFI) and `hnroot reboot` (for a kexec) fill it from what they observed and
+/// compose the line of the image the decision chose with [`compose_for`]: one composition for
+/// both ways of starting a kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct BootParts<'a> {
+    /// hostpart's PARTUUID, when it has one.
+    pub hostpart: Option<PartUuid>,
+    /// The ESP's PARTUUID, when it has one.
+    pub esp: Option<PartUuid>,
+    /// Each image's own arguments, by [`ImageName::index`].
+    pub images: [ArgsFile<'a>; ImageName::ALL.len()],
+    /// The defaults (see [`defaults`]).
+    pub defaults: ArgsFile<'a>,
+    /// The host's.
+    pub host: ArgsFile<'a>,
+}
+
+/// The whole line for booting `image` (UUID `uuid`) for `reason`, started `via` the loader or
+/// a kexec, with `tries` for a trial: hnroot's words, then the defaults, the image's own and
+/// the host's arguments ([`compose`]). Says what composing it noticed.
+pub fn compose_for<'a>(
+    out: &mut dyn fmt::Write,
+    booted: Booted,
+    reason: ReasonCode,
+    via: BootVia,
+    parts: &BootParts<'a>,
+    tries: u8,
+) -> Result<Composed<'a>, fmt::Error> {
+    let args = KernelArgs {
+        booted,
+        hostpart: parts.hostpart,
+        esp: parts.esp,
+        tries,
+        reason,
+        via,
+    };
+    let extra = Extra {
+        defaults: parts.defaults,
+        image: parts
+            .images
+            .get(booted.name.index())
+            .copied()
+            .unwrap_or_default(),
+        host: parts.host,
+    };
+    compose(&args, &extra, out)
+}
+
 /// Counts what is written, to keep the line below [`MAX_LINE_LEN`].
 struct Counting<'w> {
     out: &'w mut dyn fmt::Write,
@@ -364,9 +421,6 @@ pub fn compose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::ReasonCode;
-    use crate::name::ImageName;
-    use crate::plan::Booted;
     use crate::uuid::FsUuid;
     use std::string::String;
 
@@ -380,7 +434,42 @@ mod tests {
             esp: None,
             tries: 3,
             reason: ReasonCode::Normal,
+            via: BootVia::Loader,
         }
+    }
+
+    #[test]
+    fn grub_cfg_passes_the_loader_defaults_this_module_names() {
+        let cfg = include_str!("../../grub-module/grub.cfg");
+        let wanted = std::format!("hnroot select --defaults \"{LOADER_DEFAULTS}\"");
+        assert!(cfg.contains(&wanted), "grub.cfg lacks {wanted:?}");
+    }
+
+    #[test]
+    fn a_kexec_line_is_the_loaders_line_with_one_more_word() {
+        let mut parts = BootParts {
+            defaults: defaults(ArgsFile::Absent, ArgsFile::Text(LOADER_DEFAULTS.as_bytes())),
+            host: ArgsFile::Text(b"hnroot-test=1"),
+            ..BootParts::default()
+        };
+        parts.images[ImageName::New.index()] = ArgsFile::Text(b"no_timer_check");
+        let b = Booted {
+            name: ImageName::New,
+            uuid: FsUuid::Uuid([0xb; 16]),
+        };
+        let mut grub = String::new();
+        let c = compose_for(&mut grub, b, ReasonCode::Update, BootVia::Loader, &parts, 3).unwrap();
+        let mut kexec = String::new();
+        let k = compose_for(&mut kexec, b, ReasonCode::Update, BootVia::Kexec, &parts, 3).unwrap();
+        assert_eq!(c, k);
+        assert_eq!(
+            kexec,
+            grub.replace(" boot=hnroot", " hnroot.via=kexec boot=hnroot")
+        );
+        assert!(
+            grub.ends_with("boot=hnroot console=ttyS0 panic=10 no_timer_check hnroot-test=1"),
+            "{grub}"
+        );
     }
 
     fn line(extra: &Extra<'_>) -> (String, std::string::String, std::string::String) {

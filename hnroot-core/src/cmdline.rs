@@ -11,6 +11,7 @@
 //! | `hnroot.esp=SPEC`        | the ESP holding the boot-state block (default `LABEL=EFI-BOOT`) |
 //! | `hnroot.tries=N`         | tries a trial gets (for the initramfs's fallback prediction)    |
 //! | `hnroot.reason=CODE`     | why GRUB booted it (`update`, `trial`, ... `next-image`)        |
+//! | `hnroot.via=kexec`       | how the kernel was started: `kexec` by `hnroot reboot` (absent: the boot loader) |
 //! | `hnroot.timeout=SECONDS` | how long to wait for hostpart to appear (default 30, max 600)   |
 //! | `hnroot.rw`              | attach the image read-write (default read-only)                |
 //! | `hnroot.hostname=NAME`   | a new server's hostname, on its first boot (sanitised)         |
@@ -133,6 +134,8 @@ pub enum ParamError<'a> {
     Init(&'a str),
     /// `hnroot.reason=` is not one of GRUB's reason codes.
     Reason(&'a str),
+    /// `hnroot.via=` is not one of [`BootVia`]'s codes.
+    Via(&'a str),
     /// `hnroot.hostname=` leaves no hostname once sanitised, or is too long.
     Hostname(&'a str),
     /// An `hnroot.` parameter given more than once; the last valid one stands, as the kernel
@@ -163,6 +166,7 @@ impl fmt::Display for ParamError<'_> {
                 write!(f, "init={v:?} ignored: must be an absolute path without '..'")
             }
             ParamError::Reason(v) => write!(f, "hnroot.reason={v:?} ignored: not a reason GRUB gives"),
+            ParamError::Via(v) => write!(f, "hnroot.via={v:?} ignored: not loader or kexec"),
             ParamError::Hostname(v) => write!(
                 f,
                 "hnroot.hostname={v:?} ignored: no hostname left once sanitised (letters, digits, '-', '.'), or longer than {MAX_HOSTNAME_PARAM_LEN} bytes"
@@ -203,6 +207,8 @@ pub struct BootParams<'a> {
     pub reason: Option<ReasonCode>,
     /// `hnroot.hostname=`, as given (sanitised where it is used, [`crate::hostname`]).
     pub hostname: Option<&'a str>,
+    /// `hnroot.via=`: how this kernel was started (absent: by the boot loader).
+    pub via: Option<BootVia>,
     /// Parameters refused, in order.
     pub errors: Vec<ParamError<'a>, MAX_ERRORS>,
     /// Refused parameters beyond [`MAX_ERRORS`].
@@ -277,7 +283,8 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
     let mut image: Option<ImageName> = None;
     let mut uuid: Option<FsUuid> = None;
     let mut seen: u16 = 0;
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 12] = [
+        "hnroot.via",
         "hnroot.reason",
         "hnroot.hostname",
         "hnroot.image",
@@ -349,6 +356,10 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
                 Some(r) if r != ReasonCode::Unknown => p.reason = Some(r),
                 _ => p.refuse(ParamError::Reason(value)),
             },
+            "hnroot.via" => match BootVia::from_code(value) {
+                Some(v) => p.via = Some(v),
+                None => p.refuse(ParamError::Via(value)),
+            },
             _ => {
                 if valid_init(value) {
                     p.init = Some(value);
@@ -391,6 +402,19 @@ impl fmt::Display for TriesError {
     }
 }
 
+crate::codes::stable_codes! {
+    /// How a kernel was started: by the boot loader after the firmware (GRUB's `hnroot select`),
+    /// or by `hnroot reboot` from the running system with `kexec_file_load`, the firmware and
+    /// GRUB skipped. The initramfs tells the two apart by `hnroot.via=kexec` on the command
+    /// line (the loader writes no `hnroot.via=`), and the history records it.
+    pub enum BootVia {
+        /// The firmware, then GRUB.
+        Loader = 1 => "loader",
+        /// `kexec_file_load` from the running system (`hnroot reboot`).
+        Kexec = 2 => "kexec",
+    }
+}
+
 /// hnroot's whole part of the kernel command line for one boot: what GRUB booted and where
 /// hostpart and the ESP are. GRUB's module builds it (`hnroot_cmdline` in `grub.cfg`), the
 /// initramfs reads it back with [`parse`]. Its [`fmt::Display`] is the text: words of
@@ -409,6 +433,8 @@ pub struct KernelArgs {
     pub tries: u8,
     /// Why GRUB boots it.
     pub reason: ReasonCode,
+    /// Who starts the kernel: the loader writes nothing, a kexec `hnroot.via=kexec`.
+    pub via: BootVia,
 }
 
 impl fmt::Display for KernelArgs {
@@ -427,13 +453,17 @@ impl fmt::Display for KernelArgs {
         }
         write!(
             f,
-            " hnroot.tries={} hnroot.reason={} boot=hnroot",
+            " hnroot.tries={} hnroot.reason={}",
             self.tries, self.reason
-        )
+        )?;
+        if self.via == BootVia::Kexec {
+            write!(f, " hnroot.via={}", self.via)?;
+        }
+        f.write_str(" boot=hnroot")
     }
 }
 
-/// Longest [`KernelArgs`] text: two names, a UUID, two PARTUUIDs and the keys.
+/// Longest [`KernelArgs`] text: two names, a UUID, two PARTUUIDs, the way and the keys.
 pub const MAX_KERNEL_ARGS_LEN: usize = 320;
 
 /// Mount options: non-empty comma-separated words of `[A-Za-z0-9_=.:/+-]`.
@@ -603,6 +633,7 @@ mod tests {
             esp: Some(PartUuid::parse("8f8378c0-01").unwrap()),
             tries: 5,
             reason: ReasonCode::Update,
+            via: BootVia::Loader,
         };
         assert_eq!(
             std::format!("{a}"),
@@ -624,6 +655,37 @@ mod tests {
                  boot=hnroot"
             )
         );
+    }
+
+    #[test]
+    fn a_kexec_boot_says_so_and_reads_back() {
+        let a = KernelArgs {
+            booted: Booted {
+                name: ImageName::Current,
+                uuid: FsUuid::parse(U).unwrap(),
+            },
+            hostpart: None,
+            esp: None,
+            tries: 3,
+            reason: ReasonCode::Trial,
+            via: BootVia::Kexec,
+        };
+        let text = std::format!("{a}");
+        assert!(
+            text.ends_with(" hnroot.reason=trial hnroot.via=kexec boot=hnroot"),
+            "{text}"
+        );
+        assert!(text.len() <= MAX_KERNEL_ARGS_LEN);
+        let p = parse(&text);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.via, Some(BootVia::Kexec));
+        assert_eq!(p.booted, Some(a.booted));
+        assert_eq!(p.reason, Some(ReasonCode::Trial));
+        // The loader's line has no hnroot.via=; a word not in the vocabulary is refused.
+        assert_eq!(parse("hnroot.reason=normal").via, None);
+        let p = parse("hnroot.via=kexec2");
+        assert_eq!(p.via, None);
+        assert_eq!(p.errors.as_slice(), &[ParamError::Via("kexec2")]);
     }
 
     #[test]

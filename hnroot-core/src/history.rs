@@ -23,12 +23,15 @@
 //! |     27 |    1 | tries in all (trial), 0 otherwise                            |
 //! |     28 |   17 | its UUID: kind (0 none, 1 UUID, 2 FAT id) + 16 bytes         |
 //! |     45 |   17 | the image known good after it, likewise                      |
+//! |     62 |    1 | how the kernel was started ([`BootVia::number`], 0 unknown:   |
+//! |        |      | an operator command, or a record from before it was kept)    |
 //! |    124 |    4 | CRC32C of bytes 0..124                                       |
 
 use core::fmt;
 use core::ops::Range;
 
 use crate::bootstate::{BootState, StateSeen};
+use crate::cmdline::BootVia;
 use crate::decide::ReasonCode;
 use crate::name::ImageName;
 use crate::plan::PlanKind;
@@ -56,6 +59,7 @@ const R_TRIES_LEFT: usize = 26;
 const R_TRIES_TOTAL: usize = 27;
 const R_UUID: Range<usize> = 28..45;
 const R_GOOD: Range<usize> = 45..62;
+const R_VIA: usize = 62;
 const R_CRC: Range<usize> = 124..128;
 
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
@@ -152,6 +156,9 @@ pub struct Record {
     pub tries: Option<(u8, u8)>,
     /// The image known good afterwards.
     pub good: Option<FsUuid>,
+    /// How the kernel of a boot was started (the loader, or `hnroot reboot`'s kexec); `None`
+    /// for other events and for boots recorded before hnroot kept it.
+    pub via: Option<BootVia>,
 }
 
 fn put_uuid(rec: &mut [u8; RECORD_LEN], at: Range<usize>, uuid: Option<FsUuid>) {
@@ -210,7 +217,9 @@ impl Record {
     /// The record of a boot that reached the new root: `booted` is what GRUB said it booted
     /// (none without `hnroot.image=`), `mounted` where that image lies now and its UUID,
     /// `grub_state` the boot state GRUB left (a trial of the mounted image gives the tries),
-    /// `now` the boot state after the plan (the image known good).
+    /// `now` the boot state after the plan (the image known good), `via` how the kernel was
+    /// started (`hnroot.via=` on the command line, else the loader).
+    #[allow(clippy::too_many_arguments)]
     pub fn boot(
         time: u64,
         reason: ReasonCode,
@@ -219,6 +228,7 @@ impl Record {
         mounted: (ImageName, FsUuid),
         grub_state: StateSeen,
         now: StateSeen,
+        via: BootVia,
     ) -> Record {
         let tries = match grub_state {
             StateSeen::Valid(BootState::Trial(t)) if t.image == mounted.1 => {
@@ -240,6 +250,7 @@ impl Record {
                 StateSeen::Valid(s) => s.good(),
                 _ => None,
             },
+            via: Some(via),
         }
     }
 
@@ -260,6 +271,8 @@ impl Record {
             plan: None,
             now_at: None,
             tries: Some((left.saturating_add(missed.saturating_sub(n)), total)),
+            // Who started a boot that never arrived is not known.
+            via: None,
             ..self
         })
     }
@@ -285,6 +298,7 @@ impl Record {
             uuid: Some(failed),
             tries: None,
             good: seen.good().filter(|&g| g != failed),
+            via: None,
         }
     }
 
@@ -308,6 +322,7 @@ impl Record {
             uuid,
             tries: None,
             good,
+            via: None,
         }
     }
 
@@ -317,7 +332,7 @@ impl Record {
         if let Some(m) = r.get_mut(R_MAGIC) {
             m.copy_from_slice(&MAGIC);
         }
-        let bytes: [(usize, u8); 8] = [
+        let bytes: [(usize, u8); 9] = [
             (R_VERSION, VERSION),
             (R_EVENT, self.event.number()),
             (R_REASON, self.reason.number()),
@@ -326,6 +341,7 @@ impl Record {
             (R_NOW_AT, name_byte(self.now_at)),
             (R_TRIES_LEFT, self.tries.map_or(0, |t| t.0)),
             (R_TRIES_TOTAL, self.tries.map_or(0, |t| t.1)),
+            (R_VIA, self.via.map_or(0, BootVia::number)),
         ];
         for (at, v) in bytes {
             if let Some(b) = r.get_mut(at) {
@@ -392,6 +408,10 @@ impl Record {
             uuid: get_uuid(slot, R_UUID)?,
             tries: (total > 0).then_some((left, total)),
             good: get_uuid(slot, R_GOOD)?,
+            via: match byte(R_VIA) {
+                0 => None,
+                n => Some(BootVia::from_number(n).ok_or(RecordError::Field("via"))?),
+            },
         })
     }
 
@@ -478,6 +498,9 @@ impl fmt::Display for Record {
         if let Some(good) = self.good {
             write!(f, " good {good}")?;
         }
+        if self.via == Some(BootVia::Kexec) {
+            write!(f, " via {}", BootVia::Kexec)?;
+        }
         Ok(())
     }
 }
@@ -500,6 +523,7 @@ mod tests {
             uuid: Some(A),
             tries: Some((left, 3)),
             good: None,
+            via: Some(BootVia::Loader),
         }
     }
 
@@ -532,7 +556,11 @@ mod tests {
             (ImageName::Current, A),
             StateSeen::Valid(trial),
             StateSeen::Valid(committed),
+            BootVia::Kexec,
         );
+        assert_eq!(r.via, Some(BootVia::Kexec));
+        assert_eq!(Record::decode(&r.encode()), Ok(r));
+        assert!(std::format!("{r}").ends_with(" via kexec"), "{r}");
         assert_eq!(r.tries, Some((0, 3)));
         assert_eq!(r.good, Some(A));
         assert_eq!(r.plan, Some(PlanKind::Normal));
@@ -557,7 +585,9 @@ mod tests {
             (ImageName::Current, A),
             StateSeen::Valid(committed),
             StateSeen::Valid(committed),
+            BootVia::Loader,
         );
+        assert!(!std::format!("{other}").contains("via"), "{other}");
         assert_eq!(other.tries, None);
         assert_eq!(other.missed_before(Some(&boot(1, 2))).count(), 0);
         let c = Record::operator(9, Operator::Stage, Some(ImageName::New), Some(A), None);

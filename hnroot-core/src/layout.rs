@@ -77,6 +77,10 @@ pub const IMAGE_ARGS_PATH: &str = "usr/lib/hnroot/kernel-args";
 /// there). Without it the loader's built-in defaults apply (see [`crate::bootline`]).
 pub const FLEET_ARGS_NAME: &str = "kernel-args";
 
+/// [`FLEET_ARGS_NAME`] in the loader's memdisk (`(memdisk)/hnroot/kernel-args` to GRUB), where
+/// `hnroot reboot` reads it from the loader's bytes ([`crate::memdisk`]).
+pub const FLEET_ARGS_MEMDISK_PATH: &str = "hnroot/kernel-args";
+
 /// The host's own kernel arguments, in its host state on hostpart (see [`crate::bootline`]).
 pub const HOST_ARGS_PATH: &str = "data/host/kernel-args";
 

@@ -27,8 +27,8 @@
 //! |------|------------------------|----------------------------------|----------------------------------|
 //! | find hostpart and the ESP | `device.c` (labels via [`probe`], [`device::choose`]) | `params` (the command line), `drivers` (kernel modules), `hostpart`, `esp` | `locate` |
 //! | observe | `observe.c` ([`verdict`] per image), `bootstate.c` | `hostpart`, `esp` (the boot state) | `hnroot_linux::hostpart`, `locate` |
-//! | decide / plan | `hnroot.c` (`hnroot select`, `hnroot status`) → [`decide()`] | `switch` → [`plan()`] | `cmd::*` → [`commands`], [`plan()`] for `explain` |
-//! | carry out | `hnroot.c`: write the block, set `hnroot_*` variables for `grub.cfg` | `switch` (the executor), `rootmount` (the image as the new root), `newroot` | `cmd::*` through `hnroot_linux::exec` |
+//! | decide / plan | `hnroot.c` (`hnroot select`, `hnroot status`) → [`decide()`] | `switch` → [`plan()`] | `cmd::*` → [`commands`], [`plan()`] for `explain`; `cmd::reboot` → [`decide()`], [`reboot::kexec_boot`], [`bootline::compose_for`] (GRUB's decision and line, for a kexec) |
+//! | carry out | `hnroot.c`: write the block, set `hnroot_*` variables for `grub.cfg` | `switch` (the executor), `rootmount` (the image as the new root), `newroot` | `cmd::*` through `hnroot_linux::exec`; `cmd::reboot` through `hnroot_linux::kexec` (load, write the block, `systemctl kexec`; [`reboot::KexecStep::after_failure`]) |
 //! | host identity | — | `identity` ([`identity::plan`]) | `cmd::host` |
 //! | record | the boot-state block | `record` (history), `layers` (stale writable layers) | `cmd::history`, `cmd::metrics` |
 //! | after failure | the fallback entry ([`Decision`]'s fallback) | `after_failure` ([`after_failure()`]) | exit status and message |
@@ -136,11 +136,13 @@ pub mod install;
 pub mod layout;
 pub mod loader;
 pub mod machineid;
+pub mod memdisk;
 pub mod name;
 pub mod observe;
 pub mod overlay;
 pub mod plan;
 pub mod probe;
+pub mod reboot;
 pub mod sysprep;
 pub mod uuid;
 pub mod verdict;

@@ -35,14 +35,18 @@ fn kernel_args() -> impl Strategy<Value = KernelArgs> {
         prop::option::of(part_uuid()),
         1u8..=100,
         prop::sample::select(hnroot_core::ReasonCode::ALL[1..].to_vec()),
+        prop::sample::select(hnroot_core::cmdline::BootVia::ALL.to_vec()),
     )
-        .prop_map(|(name, uuid, hostpart, esp, tries, reason)| KernelArgs {
-            booted: Booted { name, uuid },
-            hostpart,
-            esp,
-            tries,
-            reason,
-        })
+        .prop_map(
+            |(name, uuid, hostpart, esp, tries, reason, via)| KernelArgs {
+                booted: Booted { name, uuid },
+                hostpart,
+                esp,
+                tries,
+                reason,
+                via,
+            },
+        )
 }
 
 proptest! {
@@ -65,5 +69,8 @@ proptest! {
         prop_assert_eq!(p.esp, args.esp.map(DeviceSpec::PartUuid));
         prop_assert_eq!(p.tries, Some(args.tries));
         prop_assert_eq!(p.reason, Some(args.reason));
+        // The loader writes no hnroot.via=; a kexec says so.
+        let via = (args.via == hnroot_core::cmdline::BootVia::Kexec).then_some(args.via);
+        prop_assert_eq!(p.via, via);
     }
 }

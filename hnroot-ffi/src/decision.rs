@@ -9,10 +9,9 @@ use hnroot_core::decide::{decide, Config, Decision, Reason, ReasonCode, Unwritte
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 
-use hnroot_core::bootline::{self, ArgsFile, Composed, Extra};
-use hnroot_core::cmdline::KernelArgs;
+use hnroot_core::bootline::{self, ArgsFile, BootParts, Composed};
+use hnroot_core::cmdline::BootVia;
 use hnroot_core::plan::Booted;
-use hnroot_core::uuid::PartUuid;
 
 use crate::text::Line;
 use crate::{
@@ -447,39 +446,26 @@ unsafe fn args_from_c<'a>(a: &hnroot_args) -> Result<ArgsFile<'a>, hnroot_result
     }
 }
 
-/// The parts of the command lines, for the core.
-struct Parts<'a> {
-    hostpart: Option<PartUuid>,
-    esp: Option<PartUuid>,
-    /// Each image's arguments, by [`ImageName::index`].
-    images: [ArgsFile<'a>; HNROOT_IMAGE_COUNT],
-    /// The defaults and the host's (the image's is set per line).
-    extra: Extra<'a>,
-}
-
 /// The parts for the core: the PARTUUIDs and every source of arguments.
 ///
 /// # Safety
 /// As [`hnroot_decide`]'s `parts`.
-unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<Parts<'a>, hnroot_result> {
+unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<BootParts<'a>, hnroot_result> {
     // SAFETY: the caller's contract, passed on.
     unsafe {
         let mut images = [ArgsFile::Absent; HNROOT_IMAGE_COUNT];
         for (slot, a) in images.iter_mut().zip(p.images.iter()) {
             *slot = args_from_c(a)?;
         }
-        Ok(Parts {
+        Ok(BootParts {
             hostpart: crate::verdict::partuuid_arg(p.hostpart_partuuid)?,
             esp: crate::verdict::partuuid_arg(p.esp_partuuid)?,
             images,
-            extra: Extra {
-                defaults: bootline::defaults(
-                    args_from_c(&p.fleet_defaults)?,
-                    args_from_c(&p.defaults)?,
-                ),
-                image: ArgsFile::Absent,
-                host: args_from_c(&p.host)?,
-            },
+            defaults: bootline::defaults(
+                args_from_c(&p.fleet_defaults)?,
+                args_from_c(&p.defaults)?,
+            ),
+            host: args_from_c(&p.host)?,
         })
     }
 }
@@ -534,28 +520,18 @@ impl core::fmt::Write for Fill<'_> {
     }
 }
 
-/// The whole line for booting `image` (UUID `uuid`) for `reason`, and what composing it
-/// noticed.
+/// The whole line GRUB boots `image` (UUID `uuid`) with for `reason`, and what composing it
+/// noticed: the core's one composition, started by the loader.
 fn line_for<'a>(
     w: &mut dyn core::fmt::Write,
     image: ImageName,
     uuid: hnroot_core::uuid::FsUuid,
     reason: ReasonCode,
-    parts: &Parts<'a>,
+    parts: &BootParts<'a>,
     tries: u8,
 ) -> Result<Composed<'a>, core::fmt::Error> {
-    let args = KernelArgs {
-        booted: Booted { name: image, uuid },
-        hostpart: parts.hostpart,
-        esp: parts.esp,
-        tries,
-        reason,
-    };
-    let extra = Extra {
-        image: parts.images.get(image.index()).copied().unwrap_or_default(),
-        ..parts.extra
-    };
-    bootline::compose(&args, &extra, w)
+    let booted = Booted { name: image, uuid };
+    bootline::compose_for(w, booted, reason, BootVia::Loader, parts, tries)
 }
 
 /// Write the message, the record and both command lines of `decision` into `text`'s buffers,
@@ -566,7 +542,7 @@ fn line_for<'a>(
 unsafe fn write_decision_text(
     text: &hnroot_decision_text,
     decision: &Decision,
-    parts: &Parts<'_>,
+    parts: &BootParts<'_>,
     tries: u8,
 ) -> hnroot_result {
     let boot = decision.boot();

@@ -505,6 +505,27 @@ mod tests {
         assert!(image
             .windows(b"console=ttyS1,115200".len())
             .any(|w| w == b"console=ttyS1,115200"));
+        // What `hnroot reboot` reads back from the loader's bytes: the fleet's file and the
+        // configuration, through the memdisk as grub-mkimage laid it out.
+        assert_eq!(
+            hnroot_core::memdisk::file(&image, "hnroot/cmdline"),
+            Ok(Some(&b"console=ttyS1,115200\n"[..]))
+        );
+        assert_eq!(
+            hnroot_core::memdisk::file(&image, "boot/grub/grub.cfg"),
+            Ok(Some(kit.grub_cfg().unwrap().as_bytes()))
+        );
+        assert_eq!(
+            hnroot_core::memdisk::file(&image, hnroot_core::layout::FLEET_ARGS_MEMDISK_PATH),
+            Ok(None)
+        );
+        assert_eq!(
+            format!(
+                "{MEMDISK_FLEET_DIR}/{}",
+                hnroot_core::layout::FLEET_ARGS_NAME
+            ),
+            hnroot_core::layout::FLEET_ARGS_MEMDISK_PATH
+        );
         let bad = [FleetFile {
             name: "../x".into(),
             data: vec![],

@@ -159,6 +159,38 @@ pub fn write(path: &Path, state: &BootState) -> Result<(), BootStateFileError> {
     }
 }
 
+/// Put back `previous`, the whole file as [`read`] gave it before a [`write`] (the one sector a
+/// write changed is rewritten to what it held), in place, synced, and read back: the boot
+/// state exactly as it was. Only a whole block is put back; anything else was never written.
+pub fn restore(path: &Path, previous: &[u8]) -> Result<(), BootStateFileError> {
+    if previous.len() != BLOCK_LEN {
+        return Err(BootStateFileError::Size {
+            path: path.to_owned(),
+            found: previous.len() as u64,
+        });
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err(path, "open for writing"))?;
+    file.write_all_at(previous, 0)
+        .map_err(io_err(path, "write"))?;
+    file.sync_all().map_err(io_err(path, "sync"))?;
+    let mut check = [0u8; BLOCK_LEN];
+    file.read_exact_at(&mut check, 0)
+        .map_err(io_err(path, "read back"))?;
+    if check.as_slice() != previous {
+        return Err(BootStateFileError::Io {
+            path: path.to_owned(),
+            action: "verify",
+            source: io::Error::other("the bytes read back differ from the ones put back"),
+        });
+    }
+    Ok(())
+}
+
 /// Create a new preallocated boot-state file holding `state` (its directory must exist).
 /// With `replace`, an existing file is replaced (through a new file and a rename, so a crash
 /// leaves the old one or the new one).
@@ -262,6 +294,32 @@ mod tests {
         write(&path, &counted).unwrap();
         assert_eq!(format_seen(&std::fs::read(&path).unwrap()), Some(2));
         assert_eq!(seen(&path).0, StateSeen::Valid(counted));
+    }
+
+    #[test]
+    fn a_write_put_back_leaves_the_file_byte_for_byte_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstate");
+        create(&path, &BootState::committed(A), false).unwrap();
+        let before = read(&path).unwrap().unwrap();
+        let trial = BootState::Trial(Trial {
+            image: A,
+            tries: Tries::new(2, 3).unwrap(),
+            good: Some(A),
+        });
+        write(&path, &trial).unwrap();
+        assert_ne!(read(&path).unwrap().unwrap(), before);
+        restore(&path, &before).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap(), before);
+        assert_eq!(
+            seen(&path).0,
+            StateSeen::Valid(BootState::committed(A))
+        );
+        assert!(matches!(
+            restore(&path, &before[..100]),
+            Err(BootStateFileError::Size { found: 100, .. })
+        ));
+        assert_eq!(read(&path).unwrap().unwrap(), before);
     }
 
     #[test]

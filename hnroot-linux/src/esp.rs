@@ -179,6 +179,17 @@ impl StateFile {
         self.writable(|path| bootstate_file::write(path, state))
     }
 
+    /// The file's bytes as they are (`None`: no file), to put back with [`StateFile::restore`].
+    pub fn bytes(&self) -> Result<Option<Vec<u8>>, EspError> {
+        Ok(bootstate_file::read(&self.path)?)
+    }
+
+    /// Put back the bytes [`StateFile::bytes`] gave, after a [`StateFile::write`]: the boot
+    /// state exactly as it was.
+    pub fn restore(&self, previous: &[u8]) -> Result<(), EspError> {
+        self.writable(|path| bootstate_file::restore(path, previous))
+    }
+
     /// Create the file holding `state` (its directory made if missing, through the file layer:
     /// a link on the way or at its name is never written through); with `replace`, an existing
     /// file is replaced (`hnroot bootstate init`).

@@ -109,6 +109,7 @@ mod tests {
             uuid: None,
             tries: Some((2, 3)),
             good: None,
+            via: None,
         }
     }
 

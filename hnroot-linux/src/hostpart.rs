@@ -14,9 +14,9 @@ use hnroot_core::layout::{self, PARTIAL_PREFIX, PARTIAL_SUFFIX, REVERT_MARKER};
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::Observation;
 use hnroot_core::overlay;
-use hnroot_core::uuid::FsUuid;
+use hnroot_core::uuid::{FsUuid, PartUuid};
 
-use hnroot_core::bootline::{ArgsFile, Extra};
+use hnroot_core::bootline::{ArgsFile, BootParts, Extra};
 
 use crate::fsat;
 use crate::image::{self, ArgsRead, Inspect, Judged};
@@ -70,6 +70,27 @@ impl HostpartView {
                 .map_or(ArgsFile::Absent, |j| j.args.as_file()),
             host: self.host_args.as_file(),
         }
+    }
+
+    /// Every part of a boot's command line but the choice, as GRUB gathers them: hostpart's
+    /// and the ESP's PARTUUIDs, the `defaults`, each image's own arguments and the host's.
+    pub fn boot_parts<'a>(
+        &'a self,
+        hostpart: Option<PartUuid>,
+        esp: Option<PartUuid>,
+        defaults: ArgsFile<'a>,
+    ) -> BootParts<'a> {
+        let mut parts = BootParts {
+            hostpart,
+            esp,
+            defaults,
+            host: self.host_args.as_file(),
+            ..BootParts::default()
+        };
+        for (slot, judged) in parts.images.iter_mut().zip(&self.images) {
+            *slot = judged.args.as_file();
+        }
+        parts
     }
 
     /// The core's observation, with the boot state read elsewhere (from the ESP).
@@ -156,6 +177,11 @@ impl Hostpart {
     /// The directory descriptor.
     pub fn dir(&self) -> &OwnedFd {
         &self.dir
+    }
+
+    /// Where temporary loop mounts of images go.
+    pub fn inspect(&self) -> &Inspect {
+        &self.inspect
     }
 
     fn err(&self, what: &str, name: &str, error: io::Error) -> HostpartError {

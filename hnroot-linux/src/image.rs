@@ -478,7 +478,7 @@ fn look_inside_mounted(file: &File, fs_type: FsType, inspect: &Inspect) -> (Boot
 }
 
 /// A fresh directory under `base`.
-fn tempdir_in(base: &Path) -> io::Result<PathBuf> {
+pub(crate) fn tempdir_in(base: &Path) -> io::Result<PathBuf> {
     for n in 0..1000u32 {
         let dir = base.join(format!("inspect-{}-{n}", std::process::id()));
         match std::fs::create_dir(&dir) {

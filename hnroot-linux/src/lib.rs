@@ -19,6 +19,7 @@
 //!   [`bootstate_file`]: reads and rewrites the boot-state file in place;
 //!   [`esp_loader`]: the boot loader on the ESP, read and replaced by the core's steps.
 //! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
+//! * [`kexec`]: an image's kernel and initramfs loaded by `kexec_file_load` (`hnroot reboot`).
 
 pub mod blockdev;
 pub mod bootstate_file;
@@ -30,6 +31,7 @@ pub mod history_file;
 pub mod host_state;
 pub mod hostpart;
 pub mod image;
+pub mod kexec;
 pub mod loopdev;
 pub mod mounts;
 pub mod probe;

@@ -3,7 +3,7 @@
 //! tries the boot state lost since the last record). Never fatal.
 
 use hnroot_core::bootstate::StateSeen;
-use hnroot_core::cmdline::BootParams;
+use hnroot_core::cmdline::{BootParams, BootVia};
 use hnroot_core::decide::ReasonCode;
 use hnroot_core::history::{Event, Record};
 use hnroot_core::layout;
@@ -36,6 +36,7 @@ pub fn boot(
         switched.mounted,
         grub_state,
         switched.seen.state,
+        params.via.unwrap_or(BootVia::Loader),
     );
     for record in this.missed_before(previous.as_ref()) {
         match history_file::append(hostpart, record) {

@@ -44,6 +44,10 @@ pub enum End {
     GrubRescue,
     /// The power was cut (QEMU killed) during this boot.
     PowerCut,
+    /// `hnroot reboot` started the next kernel by kexec (the firmware and GRUB skipped).
+    Kexec,
+    /// `hnroot reboot` rebooted through the firmware instead of a kexec, saying why.
+    FirmwareReboot,
 }
 
 impl fmt::Display for End {
@@ -56,6 +60,8 @@ impl fmt::Display for End {
             End::AfterFailureReboot => "hnroot-init reboot after a failure",
             End::GrubRescue => "GRUB stays at its menu (rescue entry selected)",
             End::PowerCut => "power cut",
+            End::Kexec => "hnroot reboot by kexec",
+            End::FirmwareReboot => "hnroot reboot through the firmware",
         })
     }
 }
@@ -84,6 +90,11 @@ const END_MARKERS: &[(&str, End)] = &[
     ),
     (r"\*hnroot rescue: stay in GRUB", End::GrubRescue),
     (r"^hnroot: press c for a GRUB shell", End::GrubRescue),
+    (r"^hnroot: reboot: starting \S+ by kexec", End::Kexec),
+    (
+        r"^hnroot: reboot: through the firmware",
+        End::FirmwareReboot,
+    ),
 ];
 
 /// Where the kernel's part of a boot begins on the console.
@@ -593,6 +604,13 @@ impl Session {
         keys.extend_from_slice(words.as_bytes());
         keys.push(CTRL_X);
         self.vm.type_keys(&keys)
+    }
+
+    /// Wait (at most `timeout`) for a line matching `re` in the current boot at the console's
+    /// usual pace (every 20 ms), without ending the boot: when it appeared, on the host clock
+    /// since QEMU started.
+    pub fn wait_line_at_pace(&mut self, re: &Regex, timeout: Duration) -> Result<Hit> {
+        self.vm.wait_for(re, timeout)
     }
 
     /// Wait (at most `timeout`, fast polling) for `re` on the console without ending the

@@ -343,8 +343,10 @@ fn test() -> Result<()> {
         // hnroot's GRUB (one for every release) under OVMF + QEMU: every decision, 4 boots.
         ("grub-test", vec![]),
         // The whole chain in QEMU on Debian 12: life cycle, power cuts on ext4 and btrfs (3
-        // seeds each), bad inputs, hostile hostparts, a disk made by hnroot install. The
-        // loader's scenarios run once, on Debian 13 (below and in lane B).
+        // seeds each), bad inputs, hostile hostparts, a disk made by hnroot install, hnroot
+        // reboot by kexec (issue 25: kexec-update, kexec-rollback, kexec-unloadable, 10 boots,
+        // about 4 minutes under load). The loader's scenarios run once, on Debian 13 (below and
+        // in lane B).
         (
             "e2e",
             vec![

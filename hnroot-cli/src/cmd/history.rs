@@ -67,6 +67,7 @@ fn run(args: &HistoryArgs) -> Result<()> {
                     "uuid": r.uuid.map(|u| u.to_string()),
                     "tries_left": r.tries.map(|t| t.0), "tries_total": r.tries.map(|t| t.1),
                     "good": r.good.map(|u| u.to_string()),
+                    "via": r.via.map(|v| v.code()),
                 })
             })
             .collect();

@@ -593,6 +593,7 @@ mod tests {
             uuid: None,
             tries: None,
             good: None,
+            via: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod mark_good;
 pub mod metrics;
 pub mod probe;
 pub mod publish;
+pub mod reboot;
 pub mod revert;
 pub mod stage;
 pub mod status;

@@ -49,6 +49,9 @@ struct Report {
     /// The identity steps of the next boot (explain only), or why there are none.
     identity: Option<Result<crate::cmd::host::IdentityView>>,
     running: Option<Booted>,
+    /// What `hnroot reboot` would start by kexec (explain only), or why it would reboot
+    /// through the firmware.
+    kexec: Option<Result<crate::cmd::reboot::KexecPlan, crate::cmd::reboot::NoKexec>>,
 }
 
 fn image_json(j: &Judged) -> Value {
@@ -130,7 +133,19 @@ impl Report {
         });
         let identity = with_plan
             .then(|| crate::cmd::host::identity_view(&args.loc, &hostpart).map(|(_, v)| v));
+        let kexec = with_plan.then(|| {
+            let state_file = locate::locate_state(&args.loc, &params).ok();
+            crate::cmd::reboot::kexec_plan(
+                hnroot_core::reboot::Method::Auto,
+                &decision,
+                &view,
+                &params,
+                state_file.as_ref(),
+                args.tries,
+            )
+        });
         Ok(Report {
+            kexec,
             view,
             state,
             state_source,
@@ -189,6 +204,24 @@ impl Report {
         match &self.identity {
             Some(Ok(i)) => v["identity"] = i.json.clone(),
             Some(Err(e)) => v["identity"] = json!({ "error": format!("{e:#}") }),
+            None => {}
+        }
+        match &self.kexec {
+            Some(Ok(k)) => {
+                v["kexec"] = json!({
+                    "image": k.boot.booted.name.file_name(),
+                    "uuid": k.boot.booted.uuid.to_string(),
+                    "reason": k.boot.reason.code().code(),
+                    "cmdline": k.cmdline,
+                    "args": k.args_record,
+                    "defaults": k.defaults_from,
+                    "write": k.boot.write.map(|s| state_json(&StateSeen::Valid(s))),
+                })
+            }
+            Some(Err((why, detail))) => {
+                v["kexec"] =
+                    json!({ "firmware": why.code(), "why": why.sentence(), "detail": detail })
+            }
             None => {}
         }
         if let Some(r) = &self.running {
@@ -297,6 +330,31 @@ impl Report {
                 }
             }
             Some(Err(e)) => say!("identity: not planned: {e:#}"),
+            None => {}
+        }
+        match &self.kexec {
+            Some(Ok(k)) => {
+                say!(
+                    "hnroot reboot: kexec into {} ({}), the firmware and GRUB skipped",
+                    k.boot.booted.name,
+                    k.boot.reason
+                );
+                say!("  command line: {}", k.cmdline);
+                say!("  {}; defaults: {}", k.args_record, k.defaults_from);
+                if let Some(w) = k.boot.write {
+                    say!("  recorded before the jump: {w}");
+                }
+            }
+            Some(Err((why, detail))) => say!(
+                "hnroot reboot: through the firmware ({}): {}{}",
+                why.code(),
+                why.sentence(),
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            ),
             None => {}
         }
     }

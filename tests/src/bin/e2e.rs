@@ -199,6 +199,22 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
          cuts): every next boot reaches GRUB's decision and boots v1",
         loader_update_cuts,
     ),
+    (
+        "kexec-update",
+        "25 update by kexec: no firmware or GRUB between, committed, history says kexec; \
+         firmware vs kexec reboot timed",
+        kexec_update,
+    ),
+    (
+        "kexec-rollback",
+        "25 rollback by kexec: every kexec counts a try, the tries run out, v1 comes back",
+        kexec_rollback,
+    ),
+    (
+        "kexec-unloadable",
+        "25 a kernel that cannot be loaded: firmware reboot, boot state unchanged",
+        kexec_unloadable,
+    ),
 ];
 
 fn main() -> Result<()> {
@@ -2095,6 +2111,340 @@ fn init_missing(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 
 /// The README's commands run without options: every default must parse (clap turns a
 /// `default_value_t` into text and parses it back, which once failed for `--debian`).
+/// One boot of a kexec scenario: the console's record and when the test init started (host
+/// time since QEMU started).
+struct Timed {
+    init_at: Duration,
+    rec: BootRecord,
+}
+
+/// Boot `disk` for `boots` boots, each until it ends, noting when each boot's test init
+/// started (for the reboot-to-init times), and stop QEMU.
+fn run_timed(
+    run: &SuiteRun<'_>,
+    report: &mut Report,
+    disk: &Path,
+    name: &str,
+    boots: usize,
+) -> Result<Vec<Timed>> {
+    let run_dir = run.work.join(name).join("qemu");
+    let t = Instant::now();
+    let mut session = Session::start_vm(VmSpec::new(name, &[disk], &run_dir))?;
+    let init = Regex::new(r"(?m)^hnroot-test: init started")?;
+    let mut out: Vec<Timed> = Vec::new();
+    for _ in 0..boots {
+        let init_at = session.wait_line_at_pace(&init, BOOT_TIMEOUT)?.at;
+        let rec = session.next_boot(BOOT_TIMEOUT)?;
+        report.boots += 1;
+        report.note(summary(run.parts, &rec));
+        out.push(Timed { init_at, rec });
+    }
+    if out.last().and_then(|b| b.rec.end) == Some(End::Poweroff) {
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    } else {
+        session.kill()?;
+    }
+    report.qemu += t.elapsed();
+    Ok(out)
+}
+
+/// A boot started by `hnroot reboot`'s kexec: nothing of the firmware or GRUB on the console
+/// before the kernel, `hnroot.via=kexec` with the reason and image the core chose on the
+/// kernel's command line, `version` reporting.
+fn check_kexec_boot(b: &Timed, reason: &str, image: &str, version: &str) -> Result<()> {
+    let r = &b.rec;
+    let before_kernel = r.text.split("Linux version ").next().unwrap_or("");
+    let cmdline = r.cmdline.as_deref().unwrap_or("");
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    let problems: Vec<String> = [
+        (
+            r.grub_record.is_none() && r.grub.is_empty(),
+            format!("GRUB printed {:?}", r.grub),
+        ),
+        (
+            !before_kernel.contains("BdsDxe") && !before_kernel.contains("Welcome to GRUB"),
+            "the firmware or GRUB ran before the kernel".to_owned(),
+        ),
+        (
+            words.contains(&"hnroot.via=kexec"),
+            format!("no hnroot.via=kexec in {cmdline:?}"),
+        ),
+        (
+            words.contains(&format!("hnroot.reason={reason}").as_str()),
+            format!("not hnroot.reason={reason}: {cmdline:?}"),
+        ),
+        (
+            words.contains(&format!("hnroot.image={image}").as_str()),
+            format!("not hnroot.image={image}: {cmdline:?}"),
+        ),
+        (
+            !words.iter().any(|w| w.starts_with("BOOT_IMAGE=")),
+            "BOOT_IMAGE= (GRUB's word) on a kexec'd kernel's line".to_owned(),
+        ),
+        (
+            r.version.as_deref() == Some(version),
+            format!("version {:?} booted, not {version}", r.version),
+        ),
+    ]
+    .into_iter()
+    .filter(|(ok, _)| !ok)
+    .map(|(_, why)| why)
+    .collect();
+    ensure!(
+        problems.is_empty(),
+        "boot {} (by kexec): {}\n--- console tail ---\n{}",
+        r.index,
+        problems.join("; "),
+        r.tail(40)
+    );
+    Ok(())
+}
+
+/// The words of a kernel command line that are the same for every boot of one disk: all but
+/// GRUB's BOOT_IMAGE=, the choice (image, UUID, reason) and how the kernel was started.
+fn common_words(cmdline: &str) -> Vec<&str> {
+    cmdline
+        .split_whitespace()
+        .filter(|w| {
+            ![
+                "BOOT_IMAGE=",
+                "hnroot.image=",
+                "hnroot.uuid=",
+                "hnroot.reason=",
+                "hnroot.via=",
+            ]
+            .iter()
+            .any(|p| w.starts_with(p))
+        })
+        .collect()
+}
+
+/// Reboot → the next image's init (host clock): from the line that ended boot `from` to the
+/// next boot's test init.
+fn reboot_to_init(boots: &[Timed], from: usize) -> Option<Duration> {
+    let next = boots.get(from + 1)?;
+    Some(next.init_at.saturating_sub(boots.get(from)?.rec.ended_at))
+}
+
+/// Issue 25: update by kexec. v1 reboots through the firmware once (`--firmware`, the
+/// benchmark's side), stages v2 and reboots by kexec: v2 boots with nothing of the firmware or
+/// GRUB between, is committed by mark-good, and the history records its boot as a kexec. Its
+/// command line is GRUB's line for it (the same words but the choice and `hnroot.via=kexec`).
+fn kexec_update(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let mut spec = DiskContents::committed("kexec-update", HostFs::Ext4, "v1");
+    spec.stage_sources = vec!["v2"];
+    spec.actions = vec![
+        "hnroot reboot --firmware".to_string(),
+        format!("{} && hnroot reboot --kexec", action_stage("v2")),
+        "hnroot mark-good".to_string(),
+    ];
+    let disk = parts.disk(&spec, &run.work)?;
+    let boots = run_timed(run, report, &disk.path, &spec.name, 3)?;
+    let ends: Vec<Option<End>> = boots.iter().map(|b| b.rec.end).collect();
+    ensure!(
+        ends == [
+            Some(End::FirmwareReboot),
+            Some(End::Kexec),
+            Some(End::Poweroff)
+        ],
+        "the boots ended {ends:?}"
+    );
+    let (first, second) = (&boots[0].rec, &boots[1].rec);
+    for (rec, version) in [(first, "v1"), (second, "v1")] {
+        ensure!(
+            rec.grub_decision
+                .as_deref()
+                .is_some_and(|d| d.contains("reason=normal"))
+                && rec.version.as_deref() == Some(version),
+            "boot {}: GRUB should boot v1 normally: {:?}, {:?}",
+            rec.index,
+            rec.grub_record,
+            rec.version
+        );
+    }
+    ensure!(
+        first.text.contains("through the firmware (asked)"),
+        "boot 1: `hnroot reboot --firmware` should say it reboots through the firmware as asked"
+    );
+    check_kexec_boot(&boots[2], "update", "hn-root-new.img", "v2")?;
+    let grub_words = common_words(second.cmdline.as_deref().unwrap_or(""));
+    let kexec_words = common_words(boots[2].rec.cmdline.as_deref().unwrap_or(""));
+    ensure!(
+        grub_words == kexec_words,
+        "the kexec line's words differ from GRUB's: GRUB {grub_words:?}, kexec {kexec_words:?}"
+    );
+    report.note(format!(
+        "kexec line = GRUB's line but the choice: {}",
+        kexec_words.join(" ")
+    ));
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    check_images(
+        parts,
+        &hp,
+        &[(ImageName::Current, "v2"), (ImageName::Old, "v1")],
+    )?;
+    let v2 = parts.uuid("v2")?;
+    ensure!(
+        state == StateSeen::Valid(BootState::Committed { good: v2 }),
+        "v2 should be committed: {}",
+        describe_state(&state)
+    );
+    let (history, _) = inspect::history(&disk, &inspect::scratch_for(&disk))?;
+    let last_boot = history
+        .iter()
+        .rev()
+        .find(|r| r.event == Event::Boot)
+        .context("history: no boot")?;
+    ensure!(
+        last_boot.via == Some(hnroot_core::cmdline::BootVia::Kexec)
+            && last_boot.uuid == Some(v2)
+            && last_boot.reason == ReasonCode::Update,
+        "history: the last boot should be v2's update by kexec: {last_boot}"
+    );
+    report.note(format!("history: {last_boot}"));
+    let firmware = reboot_to_init(&boots, 0).context("no second boot")?;
+    let kexec = reboot_to_init(&boots, 1).context("no third boot")?;
+    report.note(format!(
+        "benchmark (QEMU/OVMF, TCG, this disk, one run): reboot -> the next image's init: \
+         firmware {:.1} s, kexec {:.1} s, kexec/firmware {:.2}",
+        firmware.as_secs_f64(),
+        kexec.as_secs_f64(),
+        kexec.as_secs_f64() / firmware.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Issue 25: rollback by kexec. v2 staged and started by kexec, then on trial rebooted by
+/// kexec at every boot without mark-good (a failing health check): each kexec counts a try
+/// exactly as GRUB counts it, and when none is left the kexec starts v1, the rollback, as a
+/// firmware boot would.
+fn kexec_rollback(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let tries = parts.tries();
+    let mut spec = DiskContents::committed("kexec-rollback", HostFs::Ext4, "v1");
+    spec.stage_sources = vec!["v2"];
+    spec.actions = vec![format!("{} && hnroot reboot --kexec", action_stage("v2"))];
+    for _ in 0..tries {
+        spec.actions.push("hnroot reboot --kexec".to_string());
+    }
+    spec.actions.push(":".to_string());
+    let disk = parts.disk(&spec, &run.work)?;
+    let boots = run_timed(run, report, &disk.path, &spec.name, usize::from(tries) + 2)?;
+    // What GRUB would have decided at each boot, from the core on the same sequence: update,
+    // then the trial, then the rollback.
+    for (i, b) in boots.iter().enumerate().skip(1) {
+        let (reason, image, version) = match i {
+            1 => ("update", "hn-root-new.img", "v2"),
+            i if i <= usize::from(tries) => ("trial", "hn-root.img", "v2"),
+            _ => ("automatic-rollback", "hn-root-old.img", "v1"),
+        };
+        check_kexec_boot(b, reason, image, version)?;
+    }
+    let recorded: Vec<String> = boots
+        .iter()
+        .filter_map(|b| {
+            b.rec
+                .text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("hnroot: reboot: boot state recorded as GRUB records it: ")
+                })
+                .map(str::to_owned)
+        })
+        .collect();
+    report.note(format!(
+        "boot states written before each kexec: {recorded:?}"
+    ));
+    // GRUB writes before the update's and each trial boot, nothing before a rollback (the
+    // initramfs's rollback plan does): so does the kexec.
+    ensure!(
+        recorded.len() == usize::from(tries),
+        "the update's and every trial kexec must record the boot state first, the rollback's \
+         nothing: {recorded:?}"
+    );
+    let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    check_images(
+        parts,
+        &hp,
+        &[(ImageName::Current, "v1"), (ImageName::Broken, "v2")],
+    )?;
+    let v1 = parts.uuid("v1")?;
+    ensure!(
+        state == StateSeen::Valid(BootState::Committed { good: v1 }),
+        "after the rollback v1 should be the good image: {}",
+        describe_state(&state)
+    );
+    let (history, _) = inspect::history(&disk, &inspect::scratch_for(&disk))?;
+    let kexec_boots: Vec<String> = history
+        .iter()
+        .filter(|r| r.event == Event::Boot && r.via == Some(hnroot_core::cmdline::BootVia::Kexec))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.reason,
+                r.tries.map(|(l, t)| format!("{l}/{t}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    report.note(format!("history, kexec boots: {kexec_boots:?}"));
+    ensure!(
+        kexec_boots.len() == usize::from(tries) + 1
+            && !history.iter().any(|r| r.event == Event::Missed),
+        "history: {} kexec boots and no missed boot expected: {kexec_boots:?}",
+        usize::from(tries) + 1
+    );
+    Ok(())
+}
+
+/// Issue 25: a kernel that cannot be loaded. The staged image's `/boot/kernel` is no kernel:
+/// `hnroot reboot --kexec` says the running kernel refused it and reboots through the firmware
+/// with the boot state unchanged (GRUB then counts the update's first try, not its second).
+fn kexec_unloadable(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let tries = parts.tries();
+    let mut spec = DiskContents::committed("kexec-unloadable", HostFs::Ext4, "v1");
+    spec.stage_sources = vec!["v4-nokernel"];
+    spec.actions = vec![
+        format!("{} && hnroot reboot --kexec", action_stage("v4-nokernel")),
+        ":".to_string(),
+    ];
+    let disk = parts.disk(&spec, &run.work)?;
+    let boots = run_timed(run, report, &disk.path, &spec.name, 2)?;
+    let first = &boots[0].rec;
+    ensure!(
+        first.end == Some(End::FirmwareReboot)
+            && first.text.contains("through the firmware (kernel-refused)")
+            && !first.text.contains("boot state recorded"),
+        "boot 1 should refuse the kexec (kernel-refused) before writing anything:\n{}",
+        first.tail(30)
+    );
+    let second = &boots[1].rec;
+    let want = format!("reason=update image=hn-root-new.img try=1/{tries}");
+    ensure!(
+        want.split(' ').all(|w| second
+            .grub_decision
+            .as_deref()
+            .is_some_and(|d| d.split(' ').any(|x| x == w))),
+        "boot 2: GRUB should count the update's first try (the kexec wrote nothing): {:?}",
+        second.grub_record
+    );
+    ensure!(
+        second.version.as_deref() == Some("v1") && second.end == Some(End::Poweroff),
+        "boot 2: GRUB's fallback entry should boot v1: {:?}",
+        second.version
+    );
+    report.note(format!(
+        "refused: {}",
+        first
+            .text
+            .lines()
+            .find(|l| l.contains("through the firmware"))
+            .unwrap_or("")
+    ));
+    Ok(())
+}
+
 #[cfg(test)]
 mod default_args {
     use clap::Parser;

@@ -1305,6 +1305,7 @@ fn check_verdicts(
                 esp: None,
                 tries: s.tries(),
                 reason: b.reason.code(),
+                via: hnroot_core::cmdline::BootVia::Loader,
             };
             let mut text = String::new();
             bootline::compose(&line, &extra, &mut text)

@@ -62,6 +62,7 @@ fn production_grub() -> Result<GrubImage> {
         esp: None,
         tries: 3,
         reason: hnroot_core::ReasonCode::Normal,
+        via: hnroot_core::cmdline::BootVia::Loader,
     }
     .to_string();
     if !sample.split_whitespace().any(|w| w == "boot=hnroot") {
