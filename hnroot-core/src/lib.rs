@@ -131,6 +131,7 @@ pub mod probe;
 pub mod sysprep;
 pub mod uuid;
 pub mod verdict;
+pub mod version;
 
 pub use bootstate::{BootState, StateSeen, Trial, Tries};
 pub use decide::{decide, Boot, Config, Decision, DecisionNotes, Reason, ReasonCode};
