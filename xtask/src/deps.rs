@@ -122,6 +122,8 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("umount", Source::Debian("mount")),
     ("unmkinitramfs", Source::Debian("initramfs-tools-core")),
     ("unshare", Source::Debian("util-linux")),
+    // dm-verity hash trees for sealed images (`hnroot image seal`, the seal tests).
+    ("veritysetup", Source::Debian("cryptsetup-bin")),
     ("wipefs", Source::Debian("util-linux")),
     ("xfs_db", Source::Debian("xfsprogs")),
     ("xz", Source::Debian("xz-utils")),
