@@ -114,6 +114,7 @@ pub mod codes;
 pub mod commands;
 pub mod decide;
 pub mod device;
+pub mod floor;
 pub mod history;
 pub mod hostname;
 pub mod hostsync;

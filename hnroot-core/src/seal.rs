@@ -113,12 +113,16 @@ pub struct Verity {
 impl Verity {
     /// Data blocks the tree covers.
     pub fn data_blocks(&self) -> u64 {
-        self.data_bytes.checked_div(u64::from(VERITY_BLOCK)).unwrap_or(0)
+        self.data_bytes
+            .checked_div(u64::from(VERITY_BLOCK))
+            .unwrap_or(0)
     }
 
     /// The tree's first hash block (dm-verity's `hash_start_block`).
     pub fn hash_start_block(&self) -> u64 {
-        self.hash_offset.checked_div(u64::from(VERITY_BLOCK)).unwrap_or(0)
+        self.hash_offset
+            .checked_div(u64::from(VERITY_BLOCK))
+            .unwrap_or(0)
     }
 
     /// Where the seal block starts: right after the tree.
