@@ -148,6 +148,21 @@ impl PublicKey {
         Ok(out)
     }
 
+    /// Reads the trusted keys of a loader: `.pub` files one after another (each an optional
+    /// `untrusted comment:` line and a key line), at most `out.len()` keys, into `out`; returns
+    /// how many. Any line that is neither a comment nor a key refuses the whole list.
+    pub fn parse_list(text: &[u8], out: &mut [PublicKey]) -> Result<usize, MinisigError> {
+        let mut n = 0usize;
+        for line in lines(text).filter(|l| !l.starts_with(UNTRUSTED)) {
+            let slot = out
+                .get_mut(n)
+                .ok_or(MinisigError::Shape("key list (too many keys)"))?;
+            *slot = PublicKey::parse(line)?;
+            n = n.saturating_add(1);
+        }
+        Ok(n)
+    }
+
     /// Verifies `sig` over `message` with this key: the signature of the message (or of its
     /// BLAKE2b-512 hash), then the global signature over the trusted comment.
     pub fn verify(&self, message: &[u8], sig: &Signature) -> Result<(), MinisigError> {
