@@ -302,7 +302,19 @@ impl DiskInstall<'_> {
                     Some(uuid),
                     Some(uuid),
                 );
-                format!("{} and {} created", layout::DATA_DIR, layout::RECORDS_DIR)
+                // The first image is committed from the start: a sealed one sets the floor.
+                let floor = match &self.checked.seal {
+                    hnroot_core::seal::SealSeen::Sealed { manifest, .. } => {
+                        hnroot_linux::seal::write_floor(&hostpart, &manifest.version)?;
+                        format!("; version floor {}", manifest.version)
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{} and {} created{floor}",
+                    layout::DATA_DIR,
+                    layout::RECORDS_DIR
+                )
             }
             InstallStep::InstallGrub => write_grub(self.parts, Esp::Fat(self.esp()?))?,
             InstallStep::CreateBootState => {
