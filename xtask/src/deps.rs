@@ -114,6 +114,8 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
+    // The version comparison's reference (hnroot-core/tests/version_systemd.rs).
+    ("systemd-analyze", Source::Debian("systemd")),
     ("tar", Source::Debian("tar")),
     ("timeout", Source::Debian("coreutils")),
     ("touch", Source::Debian("coreutils")),
