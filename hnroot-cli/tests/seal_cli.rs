@@ -67,7 +67,7 @@ impl Host {
         }
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    fn hn(&self, args: &[&str]) -> std::process::Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(self.loc.iter().map(String::as_str));
         hnroot(&all)
@@ -76,7 +76,7 @@ impl Host {
     fn with_keys(&self, args: &[&str]) -> std::process::Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--keys", self.trusted.to_str().unwrap()]);
-        self.run(&all)
+        self.hn(&all)
     }
 
     fn floor(&self) -> Option<String> {
@@ -100,7 +100,7 @@ fn the_floor_rises_on_commit_and_refuses_a_downgrade_unless_allowed() {
     // Version 1.10 sealed, running and committed.
     let v110 = sealed(&h.work, "v110.img", A, "1.10", &h.keys);
     std::fs::copy(&v110, h.hp.join("hn-root.img")).unwrap();
-    assert!(h.run(&["bootstate", "init"]).status.success());
+    assert!(h.hn(&["bootstate", "init"]).status.success());
     assert_eq!(
         h.floor(),
         None,
@@ -163,7 +163,7 @@ fn a_newer_sealed_image_stages_and_an_unreadable_floor_is_never_taken_as_none() 
     let h = Host::new();
     let v110 = sealed(&h.work, "v110.img", A, "1.10", &h.keys);
     std::fs::copy(&v110, h.hp.join("hn-root.img")).unwrap();
-    assert!(h.run(&["bootstate", "init"]).status.success());
+    assert!(h.hn(&["bootstate", "init"]).status.success());
     assert!(h.with_keys(&["mark-good"]).status.success());
     // A floor write cut short by a power cut leaves at most its temporary file (written, not
     // yet renamed): the floor is still the old one, and the next write replaces the leftover.
