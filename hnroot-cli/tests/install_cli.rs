@@ -548,6 +548,7 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         "--yes",
         "--hostpart-fs",
         "ext4",
+        "--require-sealed",
     ];
     real.extend_from_slice(&common);
     let t = ok(&real);
@@ -601,6 +602,17 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
             "GRUB carries hnroot.mod"
         );
         assert!(efi.windows(7).any(|w| w == b"hnroot,"), "SBAT names hnroot");
+        // The trusted key and the require-sealed marker are in the loader's memdisk.
+        let public = std::fs::read_to_string(s.dir.path().join("publisher.pub")).unwrap();
+        let key_line = public.lines().nth(1).unwrap().as_bytes();
+        assert!(
+            efi.windows(key_line.len()).any(|w| w == key_line),
+            "the loader carries the publisher's key"
+        );
+        assert!(
+            efi.windows(21).any(|w| w == b"hnroot/require-sealed"),
+            "the loader carries require-sealed"
+        );
         let status = ok(&[
             "status",
             "--json",

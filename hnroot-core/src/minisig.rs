@@ -28,6 +28,8 @@ const UNTRUSTED: &[u8] = b"untrusted comment: ";
 const TRUSTED: &[u8] = b"trusted comment: ";
 /// The longest trusted comment read (minisign's own limit is 1024 bytes of the line).
 pub const TRUSTED_COMMENT_MAX: usize = 1024;
+/// The most trusted keys a loader holds (its `seal-keys` file).
+pub const MAX_TRUSTED_KEYS: usize = 16;
 /// The longest key or signature text read.
 pub const TEXT_MAX: usize = 2048;
 

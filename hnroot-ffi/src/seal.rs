@@ -21,6 +21,8 @@ pub const HNROOT_SEAL_BROKEN: u8 = 3;
 
 /// The most trusted keys a loader holds.
 pub const HNROOT_SEAL_MAX_KEYS: usize = 16;
+// A literal for cbindgen; the core's number, checked at compile time.
+const _: () = assert!(HNROOT_SEAL_MAX_KEYS == hnroot_core::minisig::MAX_TRUSTED_KEYS);
 
 /// One image's seal as judged.
 #[repr(C)]
