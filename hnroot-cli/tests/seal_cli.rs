@@ -246,3 +246,47 @@ fn a_seal_changed_after_sealing_is_refused_by_stage() {
     assert!(text(&out).contains("sealed already"), "{}", text(&out));
     assert_eq!(std::fs::metadata(&foreign).unwrap().len(), len);
 }
+
+#[test]
+fn an_image_a_loop_device_uses_is_not_sealed() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "publisher");
+    let img = dir.path().join("busy.img");
+    image_sized(&img, A, "1", 8);
+    let node = String::from_utf8(
+        std::process::Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(&img)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert!(node.starts_with("/dev/loop"), "{node}");
+    let out = hnroot(&[
+        "image",
+        "seal",
+        img.to_str().unwrap(),
+        "--sign-key",
+        k.secret.to_str().unwrap(),
+    ]);
+    let _ = std::process::Command::new("losetup")
+        .args(["-d", &node])
+        .status();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("backs the loop device {node}")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::metadata(&img).unwrap().len(),
+        8 << 20,
+        "nothing appended"
+    );
+}

@@ -55,6 +55,18 @@ pub fn seal(req: &SealRequest, inspect: &Inspect) -> Result<Sealed> {
         .write(true)
         .open(&req.image)
         .with_context(|| format!("opening {name} to seal it"))?;
+    // An image a loop device uses (the running hn-root.img, one mounted elsewhere) is not
+    // changed under it.
+    let users = hnroot_linux::loopdev::backed_by(&file)
+        .with_context(|| format!("cannot tell whether {name} is in use"))?;
+    if !users.is_empty() {
+        let nodes: Vec<String> = users.iter().map(|a| a.node.display().to_string()).collect();
+        bail!(
+            "{name} backs the loop device {} (in use: mounted, or the running system's image): \
+             seal a copy, or detach the device first (losetup -d); nothing was written",
+            nodes.join(", ")
+        );
+    }
     let judged = image::judge_file(&file, inspect);
     let bootable = match judged.verdict {
         Verdict::Bootable(b) => b,
