@@ -380,6 +380,7 @@ mod tests {
             esp: None,
             tries: 3,
             reason: ReasonCode::Normal,
+            root_hash: None,
         }
     }
 

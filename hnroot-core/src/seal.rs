@@ -333,7 +333,8 @@ fn unhex_into(text: &str, out: &mut [u8]) -> Option<usize> {
     Some(t.len() / 2)
 }
 
-fn hash32(text: &str) -> Option<[u8; 32]> {
+/// 64 lower-case hex digits as 32 bytes (a manifest's hashes, `hnroot.roothash=`).
+pub(crate) fn hash32(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     (unhex_into(text, &mut out)? == 32).then_some(out)
 }

@@ -35,14 +35,18 @@ fn kernel_args() -> impl Strategy<Value = KernelArgs> {
         prop::option::of(part_uuid()),
         1u8..=100,
         prop::sample::select(hnroot_core::ReasonCode::ALL[1..].to_vec()),
+        prop::option::of(any::<[u8; 32]>()),
     )
-        .prop_map(|(name, uuid, hostpart, esp, tries, reason)| KernelArgs {
-            booted: Booted { name, uuid },
-            hostpart,
-            esp,
-            tries,
-            reason,
-        })
+        .prop_map(
+            |(name, uuid, hostpart, esp, tries, reason, root_hash)| KernelArgs {
+                booted: Booted { name, uuid },
+                hostpart,
+                esp,
+                tries,
+                reason,
+                root_hash,
+            },
+        )
 }
 
 proptest! {
@@ -65,5 +69,6 @@ proptest! {
         prop_assert_eq!(p.esp, args.esp.map(DeviceSpec::PartUuid));
         prop_assert_eq!(p.tries, Some(args.tries));
         prop_assert_eq!(p.reason, Some(args.reason));
+        prop_assert_eq!(p.root_hash, args.root_hash);
     }
 }

@@ -491,6 +491,7 @@ fn line_for<'a>(
         esp: parts.esp,
         tries,
         reason,
+        root_hash: None,
     };
     let extra = Extra {
         image: parts.images.get(image.index()).copied().unwrap_or_default(),

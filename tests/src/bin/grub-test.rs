@@ -1274,6 +1274,7 @@ fn check_verdicts(
                 esp: None,
                 tries: s.tries(),
                 reason: b.reason.code(),
+                root_hash: None,
             };
             let mut text = String::new();
             bootline::compose(&line, &extra, &mut text)

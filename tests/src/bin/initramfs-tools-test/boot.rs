@@ -62,6 +62,7 @@ fn production_grub() -> Result<GrubImage> {
         esp: None,
         tries: 3,
         reason: hnroot_core::ReasonCode::Normal,
+        root_hash: None,
     }
     .to_string();
     if !sample.split_whitespace().any(|w| w == "boot=hnroot") {
