@@ -511,6 +511,20 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
     }
     let Some(kit) = kit() else { return };
     let s = signed_image();
+    // Sealed (then signed again as a whole): the first image sets the version floor.
+    let secret = s.dir.path().join("publisher.key");
+    ok(&[
+        "image",
+        "seal",
+        s.image.to_str().unwrap(),
+        "--sign-key",
+        secret.to_str().unwrap(),
+    ]);
+    let k = Keys {
+        public: s.dir.path().join("publisher.pub"),
+        secret,
+    };
+    sign(&s.image, &k, "fleet v1 sealed");
     let disk = LoopDisk::new(1024);
     let common = [
         "--image",
@@ -534,6 +548,7 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         "--yes",
         "--hostpart-fs",
         "ext4",
+        "--require-sealed",
     ];
     real.extend_from_slice(&common);
     let t = ok(&real);
@@ -577,12 +592,27 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
     let check = || -> Result<(), String> {
         assert_eq!(blkid(hp.join("hn-root.img").to_str().unwrap(), "UUID"), A);
         assert!(hp.join("data/hnroot/history").is_file());
+        assert_eq!(
+            std::fs::read_to_string(hp.join("data/hnroot/floor")).map_err(|e| e.to_string())?,
+            "hnroot-floor 1\nversion 1\n"
+        );
         let efi = std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).map_err(|e| e.to_string())?;
         assert!(
             efi.windows(13).any(|w| w == b"hnroot_decide"),
             "GRUB carries hnroot.mod"
         );
         assert!(efi.windows(7).any(|w| w == b"hnroot,"), "SBAT names hnroot");
+        // The trusted key and the require-sealed marker are in the loader's memdisk.
+        let public = std::fs::read_to_string(s.dir.path().join("publisher.pub")).unwrap();
+        let key_line = public.lines().nth(1).unwrap().as_bytes();
+        assert!(
+            efi.windows(key_line.len()).any(|w| w == key_line),
+            "the loader carries the publisher's key"
+        );
+        assert!(
+            efi.windows(21).any(|w| w == b"hnroot/require-sealed"),
+            "the loader carries require-sealed"
+        );
         let status = ok(&[
             "status",
             "--json",

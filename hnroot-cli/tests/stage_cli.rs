@@ -747,3 +747,37 @@ fn partial_files_messages_say_one_thing_and_name_the_command() {
     assert!(t.contains("removed"), "{t}");
     assert!(rig.partials().is_empty());
 }
+
+/// A sealed image over HTTP: its seal is read from the end of the file by a range request and
+/// judged before the copy; with a floor above it, refused before a byte is written.
+#[test]
+fn a_sealed_image_over_http_is_judged_from_its_last_block() {
+    let rig = Rig::new(None, 8);
+    ok(&[
+        "image",
+        "seal",
+        rig.v2.to_str().unwrap(),
+        "--sign-key",
+        rig.keys.secret.to_str().unwrap(),
+    ]);
+    sign(&rig.v2, &rig.keys, "fleet 2.0 sealed");
+    let server = Server::start(rig.v2.parent().unwrap().to_path_buf(), Behaviour::default());
+    let url = server.url("v2.img");
+    // A floor above 2.0: refused with its code, nothing copied.
+    let records = rig.hostpart.join("data/hnroot");
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::write(records.join("floor"), "hnroot-floor 1\nversion 2.1\n").unwrap();
+    let out = hnroot(&rig.args(&[&url, "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("\"code\":\"downgrade\""),
+        "{}",
+        text(&out)
+    );
+    assert!(rig.partials().is_empty());
+    // The floor at 2.0: staged; the start event names the seal.
+    std::fs::write(records.join("floor"), "hnroot-floor 1\nversion 2.0\n").unwrap();
+    let out = ok(&rig.args(&[&url, "--json"]));
+    assert!(out.contains("\"seal\":\"sealed 2.0\""), "{out}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+}

@@ -325,6 +325,8 @@ pub fn compose_for<'a>(
         tries,
         reason,
         via,
+        // GRUB does not read seals yet (issue 23): no root hash on the line.
+        root_hash: None,
     };
     let extra = Extra {
         defaults: parts.defaults,
@@ -435,6 +437,7 @@ mod tests {
             tries: 3,
             reason: ReasonCode::Normal,
             via: BootVia::Loader,
+            root_hash: None,
         }
     }
 

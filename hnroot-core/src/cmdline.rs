@@ -15,6 +15,7 @@
 //! | `hnroot.timeout=SECONDS` | how long to wait for hostpart to appear (default 30, max 600)   |
 //! | `hnroot.rw`              | attach the image read-write (default read-only)                |
 //! | `hnroot.hostname=NAME`   | a new server's hostname, on its first boot (sanitised)         |
+//! | `hnroot.roothash=HEX`    | a sealed image's dm-verity root hash, from its verified seal   |
 //! | `init=PATH`              | program to exec in the new root (default `/sbin/init`)         |
 
 use core::fmt;
@@ -145,6 +146,8 @@ pub enum ParamError<'a> {
     Unknown(&'a str),
     /// Only one of `hnroot.image=` and `hnroot.uuid=`.
     Unpaired(&'static str),
+    /// `hnroot.roothash=` is not 64 lower-case hex digits.
+    RootHash(&'a str),
 }
 
 impl fmt::Display for ParamError<'_> {
@@ -173,6 +176,11 @@ impl fmt::Display for ParamError<'_> {
             ),
             ParamError::Duplicate(k) => write!(f, "{k} given more than once: the last one stands"),
             ParamError::Unknown(k) => write!(f, "unknown parameter {k} ignored"),
+            ParamError::RootHash(v) => write!(
+                f,
+                "hnroot.roothash={v:?} ignored: not a SHA-256 root hash (64 lower-case hex digits); \
+                 the image is mounted without dm-verity"
+            ),
             ParamError::Unpaired(k) => write!(
                 f,
                 "{k} given without its pair (hnroot.image= and hnroot.uuid= go together): ignored"
@@ -209,6 +217,9 @@ pub struct BootParams<'a> {
     pub hostname: Option<&'a str>,
     /// `hnroot.via=`: how this kernel was started (absent: by the boot loader).
     pub via: Option<BootVia>,
+    /// `hnroot.roothash=`: the dm-verity root hash of the sealed image GRUB booted, from its
+    /// verified seal ([`crate::seal`]).
+    pub root_hash: Option<[u8; 32]>,
     /// Parameters refused, in order.
     pub errors: Vec<ParamError<'a>, MAX_ERRORS>,
     /// Refused parameters beyond [`MAX_ERRORS`].
@@ -283,8 +294,9 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
     let mut image: Option<ImageName> = None;
     let mut uuid: Option<FsUuid> = None;
     let mut seen: u16 = 0;
-    const KEYS: [&str; 12] = [
+    const KEYS: [&str; 13] = [
         "hnroot.via",
+        "hnroot.roothash",
         "hnroot.reason",
         "hnroot.hostname",
         "hnroot.image",
@@ -352,6 +364,10 @@ pub fn parse(cmdline: &str) -> BootParams<'_> {
                     p.refuse(ParamError::Hostname(value));
                 }
             }
+            "hnroot.roothash" => match crate::seal::hash32(value) {
+                Some(h) => p.root_hash = Some(h),
+                None => p.refuse(ParamError::RootHash(value)),
+            },
             "hnroot.reason" => match ReasonCode::from_code(value) {
                 Some(r) if r != ReasonCode::Unknown => p.reason = Some(r),
                 _ => p.refuse(ParamError::Reason(value)),
@@ -435,6 +451,8 @@ pub struct KernelArgs {
     pub reason: ReasonCode,
     /// Who starts the kernel: the loader writes nothing, a kexec `hnroot.via=kexec`.
     pub via: BootVia,
+    /// The dm-verity root hash of a sealed image, from its verified seal.
+    pub root_hash: Option<[u8; 32]>,
 }
 
 impl fmt::Display for KernelArgs {
@@ -451,6 +469,10 @@ impl fmt::Display for KernelArgs {
         if let Some(p) = self.esp {
             write!(f, " hnroot.esp=PARTUUID={p}")?;
         }
+        if let Some(h) = &self.root_hash {
+            f.write_str(" hnroot.roothash=")?;
+            h.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        }
         write!(
             f,
             " hnroot.tries={} hnroot.reason={}",
@@ -463,8 +485,9 @@ impl fmt::Display for KernelArgs {
     }
 }
 
-/// Longest [`KernelArgs`] text: two names, a UUID, two PARTUUIDs, the way and the keys.
-pub const MAX_KERNEL_ARGS_LEN: usize = 320;
+/// Longest [`KernelArgs`] text: two names, a UUID, two PARTUUIDs, the way, a root hash and the
+/// keys.
+pub const MAX_KERNEL_ARGS_LEN: usize = 421;
 
 /// Mount options: non-empty comma-separated words of `[A-Za-z0-9_=.:/+-]`.
 pub fn valid_options(value: &str) -> bool {
@@ -634,6 +657,7 @@ mod tests {
             tries: 5,
             reason: ReasonCode::Update,
             via: BootVia::Loader,
+            root_hash: None,
         };
         assert_eq!(
             std::format!("{a}"),
@@ -655,6 +679,28 @@ mod tests {
                  boot=hnroot"
             )
         );
+        // A sealed image: its root hash, from the verified seal, for dm-verity.
+        let c = KernelArgs {
+            root_hash: Some([0xab; 32]),
+            ..b
+        };
+        let text = std::format!("{c}");
+        assert!(
+            text.contains(&std::format!(" hnroot.roothash={} ", "ab".repeat(32))),
+            "{text}"
+        );
+        assert_eq!(parse(&text).root_hash, Some([0xab; 32]));
+        for bad in [
+            "AB".repeat(32),
+            "ab".repeat(31),
+            "zz".repeat(32),
+            std::string::String::new(),
+        ] {
+            let line = std::format!("hnroot.roothash={bad}");
+            let p = parse(&line);
+            assert_eq!(p.root_hash, None);
+            assert_eq!(p.errors.as_slice(), &[ParamError::RootHash(&bad)]);
+        }
     }
 
     #[test]
@@ -669,6 +715,7 @@ mod tests {
             tries: 3,
             reason: ReasonCode::Trial,
             via: BootVia::Kexec,
+            root_hash: None,
         };
         let text = std::format!("{a}");
         assert!(

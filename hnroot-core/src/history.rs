@@ -87,6 +87,9 @@ crate::codes::stable_codes! {
         HealthFailed = 8 => "health-failed",
         /// `hnroot bootloader update` replaced the boot loader on the ESP.
         LoaderUpdated = 9 => "loader-updated",
+        /// `hnroot stage --allow-downgrade` staged an image older than the version floor (or
+        /// one without a signed version while a floor is set).
+        StageDowngrade = 10 => "stage-downgrade",
     }
 }
 
@@ -105,6 +108,8 @@ pub enum Operator {
     HealthFailed,
     /// `hnroot bootloader update` replaced the boot loader on the ESP.
     LoaderUpdated,
+    /// `hnroot stage --allow-downgrade` staged an image below the version floor.
+    StageDowngrade,
 }
 
 impl Operator {
@@ -117,13 +122,14 @@ impl Operator {
             Operator::Installed => Event::Installed,
             Operator::HealthFailed => Event::HealthFailed,
             Operator::LoaderUpdated => Event::LoaderUpdated,
+            Operator::StageDowngrade => Event::StageDowngrade,
         }
     }
 
     /// The plan it carried out, if it is one.
     pub const fn plan(self) -> Option<PlanKind> {
         match self {
-            Operator::Stage => Some(PlanKind::Stage),
+            Operator::Stage | Operator::StageDowngrade => Some(PlanKind::Stage),
             Operator::RevertRequested => Some(PlanKind::RequestRevert),
             Operator::MarkedGood => Some(PlanKind::MarkGood),
             // Recorded without its plan since the history began; kept so.
@@ -661,7 +667,8 @@ mod tests {
                 (6, "marked-good"),
                 (7, "installed"),
                 (8, "health-failed"),
-                (9, "loader-updated")
+                (9, "loader-updated"),
+                (10, "stage-downgrade")
             ]
         );
     }

@@ -151,9 +151,9 @@ impl Record<'_> {
     }
 }
 
-struct Writer<'b> {
-    out: &'b mut [u8],
-    at: usize,
+pub(crate) struct Writer<'b> {
+    pub(crate) out: &'b mut [u8],
+    pub(crate) at: usize,
 }
 
 impl fmt::Write for Writer<'_> {

@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_kexec_boots_what_grub_would_and_counts_the_try_as_grub_does() {
-        let committed = StateSeen::Valid(BootState::Committed { good: V1 });
+        let committed = StateSeen::Valid(BootState::committed(V1));
         let d = decide(&seen(Some(V1), Some(V2), committed), &Config::default());
         let k = kexec_boot(Method::Kexec, &d).unwrap();
         let b = d.boot().unwrap();

@@ -28,6 +28,7 @@ use core::fmt;
 use crate::observe::ImageSeen;
 use crate::probe::ext::ExtFeatures;
 use crate::probe::{FsOutcome, FsType, FsTypes, OtherType};
+use crate::seal::{SealProblem, SealSeen};
 use crate::uuid::FsUuid;
 
 /// What the directory says about an image name, and what opening it as a regular file (a
@@ -315,6 +316,9 @@ pub enum Refusal {
     DriverDisagrees(FsType),
     /// The driver did not look at the boot files (a bug in the driver).
     BootFilesNotChecked,
+    /// Its seal does not hold ([`crate::seal`]), or sealed images are required and it has
+    /// none ([`SealProblem::Unsealed`]).
+    Seal(SealProblem),
 }
 
 impl Refusal {
@@ -336,6 +340,7 @@ impl Refusal {
             Refusal::NoDriver(_) => "no-driver",
             Refusal::DriverDisagrees(_) => "driver-disagrees",
             Refusal::BootFilesNotChecked => "boot-files-not-checked",
+            Refusal::Seal(p) => p.code(),
         }
     }
 }
@@ -398,6 +403,15 @@ impl fmt::Display for Refusal {
             Refusal::BootFilesNotChecked => {
                 f.write_str("its boot files were not checked (a bug in hnroot)")
             }
+            Refusal::Seal(SealProblem::Unsealed) => f.write_str(
+                "it is not sealed, and this loader boots sealed images only (hnroot install \
+                 --require-sealed): seal it with hnroot image seal",
+            ),
+            Refusal::Seal(p) => write!(
+                f,
+                "its seal does not hold ({p}): changed after it was sealed, or sealed with a key \
+                 this loader does not trust"
+            ),
         }
     }
 }
@@ -524,10 +538,96 @@ pub fn judge(facts: &ImageFacts<'_>) -> Verdict {
     Verdict::Refused(refusal)
 }
 
+/// What a driver knows of an image's seal, for [`judge_sealed`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum SealFact {
+    /// The driver does not check seals here (the verdict is the plain one).
+    NotChecked,
+    /// No seal block.
+    Unsealed,
+    /// The seal holds ([`crate::seal::judge`]).
+    Sealed,
+    /// The seal does not hold.
+    Broken(SealProblem),
+}
+
+impl SealFact {
+    /// The fact a seal judgement gives.
+    pub fn of(seen: &SealSeen) -> SealFact {
+        match seen {
+            SealSeen::Unsealed => SealFact::Unsealed,
+            SealSeen::Sealed { .. } => SealFact::Sealed,
+            SealSeen::Broken(e) => SealFact::Broken(e.problem),
+        }
+    }
+}
+
+/// The verdict with the image's seal: a bootable image whose seal is broken is refused, and so
+/// is an unsealed one when `require_sealed` (`hnroot install --require-sealed`); everything
+/// else is [`judge`]'s verdict. GRUB applies it before the decision, so a refused image is
+/// one the decision boots around (the next image boots; the console and the record say why).
+pub fn judge_sealed(facts: &ImageFacts<'_>, seal: SealFact, require_sealed: bool) -> Verdict {
+    match (judge(facts), seal) {
+        (Verdict::Bootable(_), SealFact::Broken(p)) => Verdict::Refused(Refusal::Seal(p)),
+        (Verdict::Bootable(_), SealFact::Unsealed | SealFact::NotChecked) if require_sealed => {
+            Verdict::Refused(Refusal::Seal(SealProblem::Unsealed))
+        }
+        (v, _) => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::probe::{FsInfo, Label};
+
+    #[test]
+    fn a_broken_seal_or_a_missing_one_when_required_is_not_bootable() {
+        let o = found(FsType::Ext4, Some(U), Some(1 << 20));
+        let f = ImageFacts {
+            entry: Entry::File { length: 1 << 20 },
+            probe: Probe::Done(&o),
+            boot_files: BootFiles::Present,
+        };
+        let refused = |v: Verdict| match v {
+            Verdict::Refused(r) => r.code(),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            judge_sealed(&f, SealFact::Sealed, true),
+            Verdict::Bootable(_)
+        ));
+        assert!(matches!(
+            judge_sealed(&f, SealFact::Unsealed, false),
+            Verdict::Bootable(_)
+        ));
+        assert_eq!(
+            refused(judge_sealed(&f, SealFact::Unsealed, true)),
+            "unsealed"
+        );
+        assert_eq!(
+            refused(judge_sealed(
+                &f,
+                SealFact::Broken(SealProblem::Kernel),
+                false
+            )),
+            "seal-kernel-mismatch"
+        );
+        // An image refused for its own reasons keeps that reason.
+        let none = FsOutcome::Unknown;
+        let g = ImageFacts {
+            probe: Probe::Done(&none),
+            ..f
+        };
+        assert_eq!(
+            refused(judge_sealed(
+                &g,
+                SealFact::Broken(SealProblem::Kernel),
+                true
+            )),
+            "no-filesystem"
+        );
+    }
 
     const U: FsUuid = FsUuid::Uuid([7; 16]);
 

@@ -36,15 +36,17 @@ fn kernel_args() -> impl Strategy<Value = KernelArgs> {
         1u8..=100,
         prop::sample::select(hnroot_core::ReasonCode::ALL[1..].to_vec()),
         prop::sample::select(hnroot_core::cmdline::BootVia::ALL.to_vec()),
+        prop::option::of(any::<[u8; 32]>()),
     )
         .prop_map(
-            |(name, uuid, hostpart, esp, tries, reason, via)| KernelArgs {
+            |(name, uuid, hostpart, esp, tries, reason, via, root_hash)| KernelArgs {
                 booted: Booted { name, uuid },
                 hostpart,
                 esp,
                 tries,
                 reason,
                 via,
+                root_hash,
             },
         )
 }
@@ -72,5 +74,6 @@ proptest! {
         // The loader writes no hnroot.via=; a kexec says so.
         let via = (args.via == hnroot_core::cmdline::BootVia::Kexec).then_some(args.via);
         prop_assert_eq!(p.via, via);
+        prop_assert_eq!(p.root_hash, args.root_hash);
     }
 }

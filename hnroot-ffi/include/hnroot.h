@@ -367,6 +367,41 @@
 #define HNROOT_PT_PMBR 3
 
 /**
+ * `hnroot_image_facts.seal`: the driver does not check seals (the plain verdict).
+ */
+#define HNROOT_SEAL_NOT_CHECKED 0
+
+/**
+ * No seal block at the end of the file.
+ */
+#define HNROOT_SEAL_UNSEALED 1
+
+/**
+ * The seal holds.
+ */
+#define HNROOT_SEAL_SEALED 2
+
+/**
+ * The seal does not hold; `problem` says why (`hnroot_core::seal::SealProblem`'s number).
+ */
+#define HNROOT_SEAL_BROKEN 3
+
+/**
+ * The most trusted keys a loader holds.
+ */
+#define HNROOT_SEAL_MAX_KEYS 16
+
+/**
+ * `which` for `hnroot_seal_check_file`: `/boot/kernel`.
+ */
+#define HNROOT_BOOT_FILE_KERNEL 1
+
+/**
+ * `/boot/initramfs`.
+ */
+#define HNROOT_BOOT_FILE_INITRAMFS 2
+
+/**
  * `hnroot_image_facts.entry`: no such name in hostpart's top directory.
  */
 #define HNROOT_ENTRY_ABSENT 0
@@ -919,6 +954,37 @@ struct hnroot_partition {
 };
 
 /**
+ * One image's seal as judged.
+ */
+struct hnroot_seal {
+  /**
+   * `HNROOT_SEAL_*`.
+   */
+  uint8_t kind;
+  /**
+   * For `HNROOT_SEAL_BROKEN`: the problem's stable number.
+   */
+  uint8_t problem;
+  /**
+   * For `HNROOT_SEAL_SEALED`: the signed version, NUL-terminated.
+   */
+  uint8_t version[65];
+  /**
+   * For `HNROOT_SEAL_SEALED`: the dm-verity root hash in hex, NUL-terminated (for the
+   * kernel command line).
+   */
+  uint8_t root_hash[65];
+  /**
+   * For `HNROOT_SEAL_SEALED`: SHA-256 of `/boot/kernel` the manifest states.
+   */
+  uint8_t kernel_sha256[32];
+  /**
+   * For `HNROOT_SEAL_SEALED`: SHA-256 of `/boot/initramfs` the manifest states.
+   */
+  uint8_t initramfs_sha256[32];
+};
+
+/**
  * What a driver found out about one image name.
  */
 struct hnroot_image_facts {
@@ -939,6 +1005,19 @@ struct hnroot_image_facts {
    * the loopback disk's size, which is rounded up to whole sectors).
    */
   uint64_t length;
+  /**
+   * `HNROOT_SEAL_*` (`hnroot_seal_judge`'s `kind`, or the problem of a boot file whose hash
+   * did not match); 0 (`HNROOT_SEAL_NOT_CHECKED`): the plain verdict.
+   */
+  uint8_t seal;
+  /**
+   * For `HNROOT_SEAL_BROKEN`: the problem's number (`hnroot_seal.problem`).
+   */
+  uint8_t seal_problem;
+  /**
+   * 1: an unsealed image is not bootable (`hnroot install --require-sealed`).
+   */
+  uint8_t require_sealed;
 };
 
 /**
@@ -1171,6 +1250,38 @@ hnroot_result hnroot_pt_partition(struct hnroot_pt_probe *p,
  * `text` must be NULL or valid for `text_len` bytes.
  */
 hnroot_result hnroot_partuuid_check(const uint8_t *text, size_t text_len);
+
+/**
+ * Judges an image's seal: `block` is the file's last 4096 bytes (NULL when the file is
+ * shorter), `file_len` the file's length, `probe` the finished prober run on it (its UUID and
+ * size), `keys` the loader's trusted keys (`.pub` files one after another; NULL or empty: no
+ * key, so a sealed image's key is unknown). Writes `*out` on `HNROOT_RESULT_OK` only. A key
+ * list that does not read is `HNROOT_RESULT_INVALID_ARGUMENT` (the loader was assembled
+ * wrong: say so, judge nothing).
+ *
+ * # Safety
+ * Pointers must be NULL or valid; `block` for 4096 bytes, `keys` for `keys_len`.
+ */
+hnroot_result hnroot_seal_judge(struct hnroot_fs_probe *probe,
+                                uint64_t file_len,
+                                const uint8_t *block,
+                                const uint8_t *keys,
+                                size_t keys_len,
+                                struct hnroot_seal *out);
+
+/**
+ * Whether a boot file's SHA-256, computed as the driver read it, is the one the seal states:
+ * `HNROOT_RESULT_OK` with `*matches` 1 or 0 (0: the image must not boot; the problem number
+ * for the record in `*problem`).
+ *
+ * # Safety
+ * Pointers must be NULL or valid; `sha256` for 32 bytes.
+ */
+hnroot_result hnroot_seal_check_file(const struct hnroot_seal *seal,
+                                     uint8_t which,
+                                     const uint8_t *sha256,
+                                     uint8_t *matches,
+                                     uint8_t *problem);
 
 /**
  * Whether the driver must look for the image's boot files: `HNROOT_RESULT_OK` with `*fs_type`

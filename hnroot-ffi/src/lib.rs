@@ -24,11 +24,13 @@
 
 mod decision;
 mod probe;
+mod seal;
 mod text;
 mod verdict;
 
 pub use decision::*;
 pub use probe::*;
+pub use seal::*;
 pub use verdict::*;
 
 use hnroot_core::uuid::FsUuid;

@@ -70,6 +70,13 @@ pub struct hnroot_image_facts {
     /// For `HNROOT_ENTRY_FILE`: the file's own length in bytes (GRUB's `grub_file_size`, not
     /// the loopback disk's size, which is rounded up to whole sectors).
     pub length: u64,
+    /// `HNROOT_SEAL_*` (`hnroot_seal_judge`'s `kind`, or the problem of a boot file whose hash
+    /// did not match); 0 (`HNROOT_SEAL_NOT_CHECKED`): the plain verdict.
+    pub seal: u8,
+    /// For `HNROOT_SEAL_BROKEN`: the problem's number (`hnroot_seal.problem`).
+    pub seal_problem: u8,
+    /// 1: an unsealed image is not bootable (`hnroot install --require-sealed`).
+    pub require_sealed: u8,
 }
 
 /// The prober's answer, if `probe` holds a finished prober (a finished prober answers the
@@ -77,7 +84,7 @@ pub struct hnroot_image_facts {
 ///
 /// # Safety
 /// `probe` must be NULL or point to a `hnroot_fs_probe`.
-unsafe fn outcome_of(probe: *mut hnroot_fs_probe) -> Result<FsOutcome, hnroot_result> {
+pub(crate) unsafe fn outcome_of(probe: *mut hnroot_fs_probe) -> Result<FsOutcome, hnroot_result> {
     // SAFETY: caller contract.
     match unsafe { fs_prober(probe) }?.step() {
         ProbeStep::Done(outcome) => Ok(outcome),
@@ -190,11 +197,19 @@ pub unsafe extern "C" fn hnroot_image_verdict(
         }
         _ => return hnroot_result::HNROOT_RESULT_INVALID_ARGUMENT,
     };
-    let v = verdict::judge(&ImageFacts {
-        entry,
-        probe: probe_fact,
-        boot_files,
-    });
+    let seal = match crate::seal::seal_fact_from_c(facts.seal, facts.seal_problem) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let v = verdict::judge_sealed(
+        &ImageFacts {
+            entry,
+            probe: probe_fact,
+            boot_files,
+        },
+        seal,
+        facts.require_sealed != 0,
+    );
     let mut line = Line::<512>::new();
     match &v {
         Verdict::Refused(r) => {
@@ -478,6 +493,7 @@ mod tests {
             probe: HNROOT_PROBE_DONE,
             boot_files: HNROOT_BOOT_FILES_NOT_CHECKED,
             length: 1 << 20,
+            ..Default::default()
         };
         let mut t = 99u8;
         assert_eq!(

@@ -25,6 +25,7 @@ pub mod image;
 pub mod initramfs;
 pub mod modules;
 pub mod pe;
+pub mod seal;
 pub mod sysprep;
 pub mod tar;
 pub mod tool;

@@ -311,10 +311,7 @@ mod tests {
         assert_ne!(read(&path).unwrap().unwrap(), before);
         restore(&path, &before).unwrap();
         assert_eq!(read(&path).unwrap().unwrap(), before);
-        assert_eq!(
-            seen(&path).0,
-            StateSeen::Valid(BootState::committed(A))
-        );
+        assert_eq!(seen(&path).0, StateSeen::Valid(BootState::committed(A)));
         assert!(matches!(
             restore(&path, &before[..100]),
             Err(BootStateFileError::Size { found: 100, .. })

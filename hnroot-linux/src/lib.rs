@@ -18,6 +18,8 @@
 //! * [`esp`]: the ESP found, checked and mounted, and the boot state in it read and written;
 //!   [`bootstate_file`]: reads and rewrites the boot-state file in place;
 //!   [`esp_loader`]: the boot loader on the ESP, read and replaced by the core's steps.
+//! * [`seal`]: a sealed image's facts (its last block, its boot files' SHA-256), the trusted
+//!   keys, and the version floor on hostpart, for `hnroot_core::seal` and `hnroot_core::floor`.
 //! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
 //! * [`kexec`]: an image's kernel and initramfs loaded by `kexec_file_load` (`hnroot reboot`).
 
@@ -35,4 +37,5 @@ pub mod kexec;
 pub mod loopdev;
 pub mod mounts;
 pub mod probe;
+pub mod seal;
 pub mod sysprep;

@@ -50,11 +50,12 @@ pub const IMAGES: &[ImageDef] = &[
     },
 ];
 
-/// The kernel arguments image `v6-args` carries: a second serial console (kept: the console of
-/// the test's serial port is named last, as the kernel's `/dev/console`), hnroot's own words and
-/// an init, which only hnroot may set (refused, named in GRUB's record).
-pub const V6_ARGS: &str =
-    "# v6-args: a serial console of its own\nconsole=ttyS1,115200 console=ttyS0 \
+/// The kernel arguments image `v6-args` carries: a console of its own (`tty0`, the screen;
+/// kept, and the test's serial port named last so it stays the kernel's `/dev/console`; a
+/// second *serial* console cannot be shown: Linux registers the 8250 console for one port only,
+/// the first `console=ttyS` named, so `console=ttyS1` would take every line from ttyS0),
+/// hnroot's own words and an init, which only hnroot may set (refused, named in GRUB's record).
+pub const V6_ARGS: &str = "# v6-args: a console of its own\nconsole=tty0 console=ttyS0 \
                            no_timer_check\nhnroot.image=hn-root-old.img init=/bin/sh\n";
 
 /// One expected boot of a scenario's story.

@@ -114,6 +114,8 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("strip", Source::Debian("binutils")),
     ("sync", Source::Debian("coreutils")),
     ("systemctl", Source::Debian("systemd")),
+    // The version comparison's reference (hnroot-core/tests/version_systemd.rs).
+    ("systemd-analyze", Source::Debian("systemd")),
     ("tar", Source::Debian("tar")),
     ("timeout", Source::Debian("coreutils")),
     ("touch", Source::Debian("coreutils")),
@@ -122,6 +124,8 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("umount", Source::Debian("mount")),
     ("unmkinitramfs", Source::Debian("initramfs-tools-core")),
     ("unshare", Source::Debian("util-linux")),
+    // dm-verity hash trees for sealed images (`hnroot image seal`, the seal tests).
+    ("veritysetup", Source::Debian("cryptsetup-bin")),
     ("wipefs", Source::Debian("util-linux")),
     ("xfs_db", Source::Debian("xfsprogs")),
     ("xz", Source::Debian("xz-utils")),

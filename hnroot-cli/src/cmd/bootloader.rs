@@ -47,6 +47,10 @@ pub struct Where {
     /// exists.
     #[arg(long, value_name = "DIR", default_value = FLEET_DIR)]
     fleet: PathBuf,
+    /// The trusted minisign keys (*.pub) built into the loader as `(memdisk)/hnroot/seal-keys`,
+    /// the keys it checks sealed images with.
+    #[arg(long, value_name = "DIR", default_value = crate::cmd::stage::KEYS_DIR)]
+    keys: PathBuf,
     #[command(flatten)]
     loc: Location,
 }
@@ -110,6 +114,76 @@ pub fn fleet_files(dir: &Path) -> Result<Vec<FleetFile>> {
             );
         }
         files.push(FleetFile { name, data });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// The loader's file of trusted keys in its memdisk (`(memdisk)/hnroot/seal-keys`).
+pub const SEAL_KEYS_FILE: &str = "seal-keys";
+/// The loader's marker that only sealed images boot (`(memdisk)/hnroot/require-sealed`).
+pub const REQUIRE_SEALED_FILE: &str = "require-sealed";
+
+/// Everything the fleet builds into a loader: the files of `fleet_dir`, the trusted keys of
+/// `keys_dir` as one `seal-keys` file (each key checked as the loader will read it; at most
+/// the loader's 16), and the `require-sealed` marker when `require_sealed` (or when the
+/// fleet's directory has one).
+pub fn loader_fleet(
+    fleet_dir: &Path,
+    keys_dir: &Path,
+    require_sealed: bool,
+) -> Result<Vec<FleetFile>> {
+    let mut files = fleet_files(fleet_dir)?;
+    if files.iter().any(|f| f.name == SEAL_KEYS_FILE) {
+        anyhow::bail!(
+            "{} has a file named {SEAL_KEYS_FILE}: the loader's keys are built from the trusted \
+             keys ({}); remove it",
+            fleet_dir.display(),
+            keys_dir.display()
+        );
+    }
+    let (keys, skipped) = hnroot_linux::seal::load_keys(keys_dir).unwrap_or_default();
+    for line in skipped {
+        warn!("hnroot: {line}");
+    }
+    if keys.len() > hnroot_core::minisig::MAX_TRUSTED_KEYS {
+        anyhow::bail!(
+            "{} holds {} trusted keys; the loader holds at most {}",
+            keys_dir.display(),
+            keys.len(),
+            hnroot_core::minisig::MAX_TRUSTED_KEYS
+        );
+    }
+    if !keys.is_empty() {
+        let mut data = Vec::new();
+        for (path, _) in &keys {
+            let mut text = hnroot_linux::fsat::read_regular(path, hnroot_linux::seal::KEY_MAX)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if !text.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            data.extend_from_slice(&text);
+        }
+        let mut check = [hnroot_core::minisig::PublicKey {
+            key_id: [0; 8],
+            key: [0; 32],
+        }; hnroot_core::minisig::MAX_TRUSTED_KEYS];
+        hnroot_core::minisig::PublicKey::parse_list(&data, &mut check).map_err(|e| {
+            anyhow::anyhow!(
+                "the trusted keys of {} do not read as a key list: {e}",
+                keys_dir.display()
+            )
+        })?;
+        files.push(FleetFile {
+            name: SEAL_KEYS_FILE.into(),
+            data,
+        });
+    }
+    if require_sealed && !files.iter().any(|f| f.name == REQUIRE_SEALED_FILE) {
+        files.push(FleetFile {
+            name: REQUIRE_SEALED_FILE.into(),
+            data: b"1\n".to_vec(),
+        });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
@@ -201,7 +275,7 @@ fn esp_seen<'a>(esp: &Path, on_esp: Option<&'a [u8]>, candidate: &[u8]) -> EspSe
 
 fn status(args: &StatusArgs) -> Result<()> {
     let kit = LoaderKit::at(&args.at.kit)?;
-    let fleet = fleet_files(&args.at.fleet)?;
+    let fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
     let candidate = build_candidate(&kit, &fleet)?;
     let new = kit.record()?;
     let boot = EspBoot::open(&args.at.esp, false);
@@ -291,7 +365,7 @@ fn update(args: &UpdateArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let fleet = fleet_files(&args.at.fleet)?;
+    let fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
     let candidate = build_candidate(&kit, &fleet)?;
     let meta = std::fs::metadata(&args.at.esp).with_context(|| {
         format!(

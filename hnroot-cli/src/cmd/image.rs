@@ -17,6 +17,34 @@ pub enum ImageCommand {
     /// /boot, or an installation copied out). Runs as root (the image is loop-mounted); the
     /// tree is left as it is.
     Build(BuildArgs),
+    /// Seal an image: append its dm-verity hash tree and a manifest (version, UUID, SHA-256 of
+    /// /boot/kernel and /boot/initramfs, the tree's root hash) signed with the publisher's
+    /// minisign key. GRUB then checks what it boots and the kernel reads the image through
+    /// dm-verity. Sign the whole file afterwards, as for any image (minisign -Sm IMAGE).
+    Seal(SealArgs),
+}
+
+/// How a seal is signed (`hnroot image seal`, `hnroot image build --seal`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SealKeyArgs {
+    /// The publisher's minisign secret key (minisign asks for its password, if any).
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<PathBuf>,
+    /// The version the seal states [default: IMAGE_VERSION of the image's os-release].
+    #[arg(long, value_name = "VERSION")]
+    version: Option<String>,
+    /// Check the new seal with this public key (the one in /etc/hnroot/keys on the servers).
+    #[arg(long, value_name = "PUB")]
+    public_key: Option<PathBuf>,
+}
+
+/// Options of `hnroot image seal`.
+#[derive(clap::Args, Debug)]
+pub struct SealArgs {
+    /// The image file (the tree and the seal are appended to it).
+    image: PathBuf,
+    #[command(flatten)]
+    key: SealKeyArgs,
 }
 
 /// Options of `hnroot image build`.
@@ -48,6 +76,11 @@ pub struct BuildArgs {
     /// program].
     #[arg(long, value_name = "FILE")]
     cli: Option<PathBuf>,
+    /// Seal the built image (see `hnroot image seal`); needs --sign-key.
+    #[arg(long)]
+    seal: bool,
+    #[command(flatten)]
+    key: SealKeyArgs,
 }
 
 fn parse_fs(s: &str) -> Result<HostpartFs, String> {
@@ -73,6 +106,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn build(args: &BuildArgs) -> Result<()> {
+    if args.seal && args.key.sign_key.is_none() {
+        anyhow::bail!("--seal needs the publisher's minisign secret key: pass --sign-key KEY");
+    }
     let cli = match &args.cli {
         Some(c) => c.clone(),
         None => std::env::current_exe()?,
@@ -108,6 +144,9 @@ fn build(args: &BuildArgs) -> Result<()> {
     for line in hnroot_install::sysprep::warnings(&built.leftovers) {
         warn!("hnroot: warning: {line}");
     }
+    if args.seal {
+        seal_image(&args.out, &args.key)?;
+    }
     say!(
         "hnroot: sign it for stage: minisign -Sm {} -t \"<image id> <version>\"",
         args.out.display()
@@ -115,13 +154,46 @@ fn build(args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+fn seal_image(image: &std::path::Path, key: &SealKeyArgs) -> Result<()> {
+    let Some(sign_key) = key.sign_key.clone() else {
+        anyhow::bail!("sealing needs the publisher's minisign secret key: pass --sign-key KEY");
+    };
+    let req = hnroot_install::seal::SealRequest {
+        image: image.to_path_buf(),
+        sign_key,
+        version: key.version.clone(),
+        public_key: key.public_key.clone(),
+    };
+    let sealed = hnroot_install::seal::seal(&req, &hnroot_linux::image::Inspect::default())?;
+    let m = &sealed.manifest;
+    say!(
+        "hnroot: sealed {} as version {} (UUID {}): dm-verity root hash {}, {} MiB of hash tree; \
+         the file is now {} bytes{}",
+        image.display(),
+        m.version,
+        m.uuid,
+        m.root_hash_hex(),
+        sealed.tree_bytes >> 20,
+        sealed.file_len,
+        if key.public_key.is_some() {
+            "; the seal verifies with the public key given"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
 /// `hnroot image`.
 pub fn image(cmd: &ImageCommand) -> ExitCode {
-    let ImageCommand::Build(args) = cmd;
-    match build(args) {
+    let (verb, result) = match cmd {
+        ImageCommand::Build(args) => ("build", build(args)),
+        ImageCommand::Seal(args) => ("seal", seal_image(&args.image, &args.key)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            warn!("hnroot: image build: {e:#}");
+            warn!("hnroot: image {verb}: {e:#}");
             ExitCode::from(1)
         }
     }

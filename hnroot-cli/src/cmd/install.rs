@@ -73,6 +73,10 @@ pub struct InstallArgs {
     /// exists.
     #[arg(long, value_name = "DIR", default_value = crate::cmd::bootloader::FLEET_DIR)]
     fleet: PathBuf,
+    /// Build into the loader that only sealed images boot (`(memdisk)/hnroot/require-sealed`;
+    /// keep `require-sealed` in the images' /etc/hnroot/loader/ so that loader updates keep it).
+    #[arg(long)]
+    require_sealed: bool,
 }
 
 fn parse_fs(s: &str) -> Result<HostpartFs, String> {
@@ -88,7 +92,8 @@ struct GrubParts {
 fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
     let kit = grub::LoaderKit::at(&args.kit)
         .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
-    let fleet = crate::cmd::bootloader::fleet_files(&args.fleet)?;
+    let fleet =
+        crate::cmd::bootloader::loader_fleet(&args.fleet, &args.sig.keys, args.require_sealed)?;
     let image = crate::cmd::bootloader::build_candidate(&kit, &fleet)
         .map_err(|e| anyhow::anyhow!("building the loader: {e:#}; nothing was written"))?;
     Ok(GrubParts { kit, image })
@@ -302,7 +307,19 @@ impl DiskInstall<'_> {
                     Some(uuid),
                     Some(uuid),
                 );
-                format!("{} and {} created", layout::DATA_DIR, layout::RECORDS_DIR)
+                // The first image is committed from the start: a sealed one sets the floor.
+                let floor = match &self.checked.seal {
+                    hnroot_core::seal::SealSeen::Sealed { manifest, .. } => {
+                        hnroot_linux::seal::write_floor(&hostpart, &manifest.version)?;
+                        format!("; version floor {}", manifest.version)
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{} and {} created{floor}",
+                    layout::DATA_DIR,
+                    layout::RECORDS_DIR
+                )
             }
             InstallStep::InstallGrub => write_grub(self.parts, Esp::Fat(self.esp()?))?,
             InstallStep::CreateBootState => {

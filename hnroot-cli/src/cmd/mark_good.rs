@@ -22,6 +22,10 @@ use crate::{say, warn};
 pub struct MarkGoodArgs {
     #[command(flatten)]
     loc: Location,
+    /// Directory of trusted minisign public keys (*.pub): a sealed image's version is read
+    /// from its seal, verified with them, to raise the version floor.
+    #[arg(long, value_name = "DIR", default_value = crate::cmd::stage::KEYS_DIR)]
+    keys: std::path::PathBuf,
 }
 
 fn run(args: &MarkGoodArgs) -> Result<()> {
@@ -66,8 +70,68 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
             current,
         );
     }
+    raise_floor(&hostpart, &args.keys);
     say!("hnroot: next boot: {}", decide(&after, &Config::default()));
     Ok(())
+}
+
+/// The committed `hn-root.img`'s sealed version becomes the floor when it is newer (or the
+/// first): written after the commit, and again by every later `mark-good` of the same image
+/// until it is in place, so a power cut between the two only delays it. Never lowered; an
+/// unsealed image leaves the floor as it is. A failure is reported, never fatal: the commit
+/// stands.
+fn raise_floor(hostpart: &hnroot_linux::hostpart::Hostpart, keys_dir: &std::path::Path) {
+    use hnroot_core::seal::SealSeen;
+    use hnroot_linux::seal as facts;
+    let keys: Vec<_> = facts::load_keys(keys_dir)
+        .map(|(k, _)| k.into_iter().map(|(_, k)| k).collect())
+        .unwrap_or_default();
+    let seen = hostpart
+        .open_image(ImageName::Current)
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            let outcome = facts::probe(&f).map_err(|e| e.to_string())?;
+            facts::judge_file(&f, &outcome, &keys).map_err(|e| e.to_string())
+        });
+    let manifest = match seen {
+        Ok(SealSeen::Sealed { manifest, .. }) => manifest,
+        Ok(SealSeen::Unsealed) => return,
+        Ok(other) => {
+            warn!(
+                "hnroot: hn-root.img's seal does not hold ({}): the version floor is left as it is",
+                facts::describe(&other)
+            );
+            return;
+        }
+        Err(e) => {
+            warn!("hnroot: hn-root.img's seal could not be read ({e}): the version floor is left as it is");
+            return;
+        }
+    };
+    let floor = facts::read_floor(hostpart);
+    let Some(new) = hnroot_core::floor::raised(&floor, &manifest.version) else {
+        if floor == hnroot_core::floor::FloorSeen::Unreadable {
+            warn!(
+                "hnroot: the version floor ({}) cannot be read: left as it is, not raised to {}",
+                hnroot_core::floor::FLOOR_PATH,
+                manifest.version
+            );
+        }
+        return;
+    };
+    match facts::write_floor(hostpart, &new) {
+        Ok(()) => say!(
+            "hnroot: version floor raised to {new}{}",
+            floor
+                .version()
+                .map(|v| format!(" (was {v})"))
+                .unwrap_or_default()
+        ),
+        Err(e) => warn!(
+            "hnroot: the version floor could not be raised to {new} ({e}); the next `hnroot \
+             mark-good` tries again"
+        ),
+    }
 }
 
 /// `hnroot mark-good`.

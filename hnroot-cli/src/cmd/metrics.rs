@@ -159,6 +159,30 @@ pub struct Snapshot {
     pub last_stage: Option<LastStage>,
     /// The loader on the ESP, as its version record says.
     pub loader: EspLoader,
+    /// The version floor on hostpart.
+    pub floor: FloorMetric,
+}
+
+/// The version floor as `hnroot_version_floor_info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FloorMetric {
+    /// No floor file: no sealed image committed yet.
+    #[default]
+    None,
+    /// The floor.
+    Set(String),
+    /// A floor file that cannot be read (every stage is refused).
+    Unreadable,
+}
+
+impl FloorMetric {
+    fn of(f: &hnroot_core::floor::FloorSeen) -> FloorMetric {
+        match f {
+            hnroot_core::floor::FloorSeen::None => FloorMetric::None,
+            hnroot_core::floor::FloorSeen::Set(v) => FloorMetric::Set(v.to_string()),
+            hnroot_core::floor::FloorSeen::Unreadable => FloorMetric::Unreadable,
+        }
+    }
 }
 
 /// The ESP's loader as `hnroot_loader_info` shows it.
@@ -471,6 +495,22 @@ fn render_stage_and_loader(w: &mut Writer, s: &Snapshot) {
         ],
         1,
     );
+    let (state, version) = match &s.floor {
+        FloorMetric::None => ("none", ""),
+        FloorMetric::Set(v) => ("set", v.as_str()),
+        FloorMetric::Unreadable => ("unreadable", ""),
+    };
+    w.family(
+        "hnroot_version_floor_info",
+        "gauge",
+        "The version floor: the newest sealed version committed here (state set, none or \
+         unreadable; hnroot stage refuses older images) (1).",
+    );
+    w.sample(
+        "hnroot_version_floor_info",
+        &[("state", state), ("version", version)],
+        1,
+    );
 }
 
 fn facts(view: &HostpartView, name: ImageName) -> Option<ImageFacts> {
@@ -531,6 +571,7 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         history_damaged,
         last_stage: read_last_stage(&hostpart),
         loader: EspLoader::read(esp),
+        floor: FloorMetric::of(&hnroot_linux::seal::read_floor(&hostpart)),
     })
 }
 
@@ -685,5 +726,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(EspLoader::of(&Loader::Unrecorded).state, "unrecorded");
+    }
+
+    #[test]
+    fn the_floor_is_shown_with_its_state() {
+        let text = render(&Snapshot::default(), 10);
+        assert!(
+            text.contains("hnroot_version_floor_info{state=\"none\",version=\"\"} 1\n"),
+            "{text}"
+        );
+        let s = Snapshot {
+            floor: FloorMetric::Set("1.10".into()),
+            ..Snapshot::default()
+        };
+        assert!(render(&s, 10)
+            .contains("hnroot_version_floor_info{state=\"set\",version=\"1.10\"} 1\n"));
     }
 }

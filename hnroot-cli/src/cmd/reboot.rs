@@ -347,7 +347,13 @@ fn run(args: &RebootArgs) -> Result<ExitCode> {
     };
     let state = state_file.read().0;
     let state_file = Some(state_file);
-    let decision = decide(&view.observation(state), &Config { tries: args.tries });
+    let decision = decide(
+        &view.observation(state),
+        &Config {
+            tries: args.tries,
+            ..Config::default()
+        },
+    );
     say!("hnroot: reboot: the boot loader would boot: {decision}");
     let plan = kexec_plan(
         method,

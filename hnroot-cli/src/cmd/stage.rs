@@ -17,9 +17,11 @@ use anyhow::{bail, Context, Result};
 use hnroot_core::cmdline;
 use hnroot_core::commands::{self, after_stage_failure, PartialFate, StageRequest};
 use hnroot_core::decide::{decide, Config};
+use hnroot_core::floor::{self, Admitted};
 use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX};
 use hnroot_core::plan::seen_after;
 use hnroot_core::probe::FsOutcome;
+use hnroot_core::seal::{SealSeen, SEAL_BLOCK_LEN};
 use hnroot_core::verdict::{self, BootFiles, Entry, ImageFacts, Probe, Verdict};
 use hnroot_linux::exec::{Executor, SourceError, Stager};
 use hnroot_linux::fsat;
@@ -264,6 +266,11 @@ pub struct StageArgs {
     /// Stage even while an image is on trial (it is then superseded before it was judged).
     #[arg(long)]
     force: bool,
+    /// Stage an image older than the version floor (the newest sealed version committed
+    /// here), or an unsealed one once a floor is set: a rollback by choice, recorded in the
+    /// history as stage-downgrade.
+    #[arg(long)]
+    allow_downgrade: bool,
     /// Progress and the result as JSON lines (events) on standard output.
     #[arg(long)]
     json: bool,
@@ -664,6 +671,35 @@ pub struct Checked {
     pub deferred: bool,
     /// The chunks taken from hostpart's images and fetched, when its publisher indexed it.
     pub delta: Option<Delta>,
+    /// Its seal, judged with the trusted keys (a broken seal is refused before this exists).
+    pub seal: SealSeen,
+}
+
+/// The source's seal: its last block and its filesystem, judged by the core with the trusted
+/// keys of `keys_dir` (none there: a sealed image's key is unknown, and the seal refused).
+fn seal_of(source: &Source, keys_dir: &Path) -> Result<SealSeen> {
+    let keys: Vec<_> = hnroot_linux::seal::load_keys(keys_dir)
+        .map(|(k, _)| k.into_iter().map(|(_, k)| k).collect())
+        .unwrap_or_default();
+    let mut reader = source.reader()?;
+    let len = reader.length();
+    let (outcome, _, _) = image::look_at_reader(reader.as_mut());
+    let outcome = outcome.with_context(|| format!("reading {}", source.name()))?;
+    let block = if len >= SEAL_BLOCK_LEN as u64 {
+        let mut b = vec![0u8; SEAL_BLOCK_LEN];
+        reader
+            .read_exact_at(len - SEAL_BLOCK_LEN as u64, &mut b)
+            .with_context(|| format!("reading the last block of {}", source.name()))?;
+        Some(b)
+    } else {
+        None
+    };
+    Ok(hnroot_linux::seal::judge_facts(
+        len,
+        block.as_deref(),
+        &outcome,
+        &keys,
+    ))
 }
 
 impl Checked {
@@ -693,6 +729,17 @@ impl Checked {
             ),
             Verdict::Absent => bail!("{} vanished; nothing was written", source.name()),
         };
+        let seal = seal_of(&source, &sig.keys)?;
+        if let SealSeen::Broken(e) = &seal {
+            bail!(
+                "{} is sealed, but its seal does not hold ({}: {}): the image was changed after \
+                 it was sealed, or sealed with a key that is not in {}; nothing was written",
+                source.name(),
+                e.problem,
+                e.detail,
+                sig.keys.display()
+            );
+        }
         Ok(Checked {
             source,
             signed,
@@ -700,6 +747,7 @@ impl Checked {
             version,
             deferred,
             delta: None,
+            seal,
         })
     }
 
@@ -727,7 +775,7 @@ impl Checked {
         progress.event(json!({
             "event": "start", "source": self.source.name(), "size": self.source.len(), "uuid": self.bootable.uuid.to_string(),
             "version": self.version, "resume_from": have, "partial": self.partial_name(),
-            "signed": self.signed.is_some(),
+            "signed": self.signed.is_some(), "seal": hnroot_linux::seal::describe(&self.seal),
         }));
         progress.say(format_args!(
             "hnroot: copying {} ({} MiB, {} UUID={}{}) to hostpart as {target}{}",
@@ -834,6 +882,7 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         replace: args.replace,
         force: args.force,
     };
+    let admitted = admit_version(&hostpart, &checked, args.allow_downgrade, &progress)?;
     let obs = view.observation(state);
     // The refusal's stable code for orchestrators (an image already running or staged is
     // `duplicate-uuid` naming its file).
@@ -879,9 +928,13 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     let done = checked.copy(&hostpart, &plan, &mut store, &progress)?;
     let bootable = checked.bootable;
     let after = seen_after(&obs, &done);
+    let operator = match admitted {
+        Admitted::Downgrade => hnroot_core::history::Operator::StageDowngrade,
+        Admitted::NoFloor | Admitted::AtOrAbove => hnroot_core::history::Operator::Stage,
+    };
     crate::cmd::history::record(
         &hostpart,
-        hnroot_core::history::Operator::Stage,
+        operator,
         Some(hnroot_core::name::ImageName::New),
         Some(bootable.uuid),
         after.good(),
@@ -918,6 +971,43 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
         bootable.uuid
     ));
     Ok(())
+}
+
+/// The version floor against the image's signed version: refused (with the stable code) unless
+/// at or above it, or `--allow-downgrade`, which is said loudly.
+fn admit_version(
+    hostpart: &hnroot_linux::hostpart::Hostpart,
+    checked: &Checked,
+    allow_downgrade: bool,
+    progress: &Progress,
+) -> Result<Admitted> {
+    let floor_seen = hnroot_linux::seal::read_floor(hostpart);
+    let version = match &checked.seal {
+        SealSeen::Sealed { manifest, .. } => Some(&manifest.version),
+        _ => None,
+    };
+    match floor::admits(&floor_seen, version, allow_downgrade) {
+        Ok(Admitted::Downgrade) => {
+            warn!(
+                "hnroot: WARNING: --allow-downgrade: {} ({}) is staged below the version floor {} \
+                 (recorded in the history as stage-downgrade)",
+                checked.source.name(),
+                hnroot_linux::seal::describe(&checked.seal),
+                floor_seen
+                    .version()
+                    .map_or("(unreadable)".to_string(), ToString::to_string)
+            );
+            Ok(Admitted::Downgrade)
+        }
+        Ok(a) => Ok(a),
+        Err(e) => {
+            progress.event(json!({ "event": "refused", "code": e.code(),
+                "uuid": checked.bootable.uuid.to_string(),
+                "version": version.map(ToString::to_string),
+                "floor": floor_seen.version().map(ToString::to_string) }));
+            bail!("{}: {e}", checked.source.name())
+        }
+    }
 }
 
 /// Warn when the staged image holds one host's identity (`hnroot sysprep` was not run on it):

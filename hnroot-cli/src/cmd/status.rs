@@ -9,6 +9,7 @@ use anyhow::Result;
 use hnroot_core::bootstate::{BootState, StateSeen};
 use hnroot_core::cmdline::{self, parse_tries};
 use hnroot_core::decide::{decide, Config, Decision, Reason};
+use hnroot_core::floor::FloorSeen;
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{plan, Booted, ChangePlan, ChangeStep, PlanError};
@@ -31,6 +32,10 @@ pub struct StatusArgs {
     /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100, default 3).
     #[arg(long, default_value = "3", value_parser = tries_arg)]
     tries: u8,
+    /// Directory of trusted minisign public keys (*.pub), against which each image's seal is
+    /// checked.
+    #[arg(long, value_name = "DIR", default_value = crate::cmd::stage::KEYS_DIR)]
+    keys: std::path::PathBuf,
 }
 
 /// `--tries` parsed by the core's one parser of it (GRUB's and `hnroot.tries=`'s).
@@ -52,6 +57,45 @@ struct Report {
     /// What `hnroot reboot` would start by kexec (explain only), or why it would reboot
     /// through the firmware.
     kexec: Option<Result<crate::cmd::reboot::KexecPlan, crate::cmd::reboot::NoKexec>>,
+    /// Each bootable image's seal, as `hnroot_linux::seal::describe` says it.
+    seals: Vec<(ImageName, String)>,
+    /// The version floor.
+    floor: FloorSeen,
+}
+
+/// The seal of each bootable image on hostpart, judged with the trusted keys of `keys_dir`.
+fn seals_of(
+    hostpart: &hnroot_linux::hostpart::Hostpart,
+    view: &HostpartView,
+    keys_dir: &std::path::Path,
+) -> Vec<(ImageName, String)> {
+    use hnroot_linux::seal as facts;
+    let keys: Vec<_> = facts::load_keys(keys_dir)
+        .map(|(k, _)| k.into_iter().map(|(_, k)| k).collect())
+        .unwrap_or_default();
+    ImageName::ALL
+        .into_iter()
+        .filter(|n| {
+            matches!(
+                view.image(*n).map(|j| &j.verdict),
+                Some(Verdict::Bootable(_))
+            )
+        })
+        .map(|name| {
+            let seen = hostpart
+                .open_image(name)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    let outcome = facts::probe(&f).map_err(|e| e.to_string())?;
+                    facts::judge_file(&f, &outcome, &keys).map_err(|e| e.to_string())
+                });
+            let described = match seen {
+                Ok(s) => facts::describe(&s),
+                Err(e) => format!("seal unreadable ({e})"),
+            };
+            (name, described)
+        })
+        .collect()
 }
 
 fn image_json(j: &Judged) -> Value {
@@ -144,8 +188,12 @@ impl Report {
                 args.tries,
             )
         });
+        let seals = seals_of(&hostpart, &view, &args.keys);
+        let floor = hnroot_linux::seal::read_floor(&hostpart);
         Ok(Report {
             kexec,
+            seals,
+            floor,
             view,
             state,
             state_source,
@@ -160,7 +208,11 @@ impl Report {
         let mut images = serde_json::Map::new();
         for name in ImageName::ALL {
             if let Some(j) = self.view.image(name) {
-                images.insert(name.file_name().to_owned(), image_json(j));
+                let mut v = image_json(j);
+                if let Some((_, seal)) = self.seals.iter().find(|(n, _)| *n == name) {
+                    v["seal"] = json!(seal);
+                }
+                images.insert(name.file_name().to_owned(), v);
             }
         }
         let boot = self.decision.boot();
@@ -189,6 +241,11 @@ impl Report {
             "note_codes": notes.codes().collect::<Vec<_>>(),
             "record": self.decision.record().to_string(),
             "message": self.decision.to_string(),
+            "floor": match &self.floor {
+                FloorSeen::None => Value::Null,
+                FloorSeen::Set(v) => json!(v.as_str()),
+                FloorSeen::Unreadable => json!("unreadable"),
+            },
         });
         if let Some(p) = &self.plan {
             v["plan"] = match p {
@@ -255,8 +312,14 @@ impl Report {
                         .and_then(|o| o.version())
                         .map(|v| format!("  version {v}"))
                         .unwrap_or_default();
+                    let seal = self
+                        .seals
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, s)| format!("  {s}"))
+                        .unwrap_or_default();
                     format!(
-                        "{:<6} UUID={}  {} MiB{version}",
+                        "{:<6} UUID={}  {} MiB{version}{seal}",
                         b.fs_type.as_str(),
                         b.uuid,
                         b.length >> 20
@@ -285,6 +348,14 @@ impl Report {
             StateSeen::Corrupt => "CORRUPT (or unreadable): hn-root.img goes on trial".to_owned(),
         };
         say!("boot state: {state}  [{}]", self.state_source);
+        match &self.floor {
+            FloorSeen::None => {}
+            FloorSeen::Set(v) => say!("version floor: {v} (stage refuses older images)"),
+            FloorSeen::Unreadable => say!(
+                "version floor: UNREADABLE ({}): every stage is refused until it is fixed",
+                hnroot_core::floor::FLOOR_PATH
+            ),
+        }
         if let Some(r) = &self.running {
             let now = self.where_running().map_or_else(
                 || "no longer on hostpart".to_owned(),

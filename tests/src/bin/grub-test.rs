@@ -1306,6 +1306,7 @@ fn check_verdicts(
                 tries: s.tries(),
                 reason: b.reason.code(),
                 via: hnroot_core::cmdline::BootVia::Loader,
+                root_hash: None,
             };
             let mut text = String::new();
             bootline::compose(&line, &extra, &mut text)

@@ -63,6 +63,7 @@ fn production_grub() -> Result<GrubImage> {
         tries: 3,
         reason: hnroot_core::ReasonCode::Normal,
         via: hnroot_core::cmdline::BootVia::Loader,
+        root_hash: None,
     }
     .to_string();
     if !sample.split_whitespace().any(|w| w == "boot=hnroot") {
