@@ -112,7 +112,7 @@ impl Config {
         let mut i = 0;
         while i < nth && wait < max {
             wait = wait.saturating_mul(2);
-            i += 1;
+            i = i.saturating_add(1);
         }
         if wait > max {
             max
