@@ -378,7 +378,7 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    // A boot-state file of format 1, as hnroot install makes it.
+    // A boot-state file of format 2, as hnroot install makes it.
     let state = hnroot_core::bootstate::new_block(&hnroot_core::BootState::committed(
         hnroot_core::FsUuid::parse(A).unwrap(),
     ));
@@ -387,7 +387,7 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
     let v = json(&real);
     assert_eq!(v["esp_loader"]["state"], "absent", "{v}");
     assert_eq!(v["update"]["kind"], "install", "{v}");
-    assert_eq!(v["esp_bootstate_format"], 1, "{v}");
+    assert_eq!(v["esp_bootstate_format"], 2, "{v}");
     let out = cmd("update", &real, &["--dry-run"]);
     assert!(text(&out).contains("nothing was written"), "{}", text(&out));
     assert!(!esp.join("EFI/BOOT/BOOTX64.EFI").exists());
@@ -440,13 +440,14 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
         installed
     );
 
-    // A loader that reads only boot-state format 2 never replaces one on an ESP of format 1.
-    let unreadable = dir.path().join("format2-kit");
+    // A loader that reads only boot-state format 3 never replaces one on an ESP of format 2.
+    let unreadable = dir.path().join("format3-kit");
     copy_kit(&newer, &unreadable);
     let record = std::fs::read_to_string(unreadable.join("loader-record")).unwrap();
+    assert!(record.contains("bootstate-reads 1-2"), "{record}");
     std::fs::write(
         unreadable.join("loader-record"),
-        record.replace("bootstate-reads 1-1", "bootstate-reads 2-2"),
+        record.replace("bootstate-reads 1-2", "bootstate-reads 3-3"),
     )
     .unwrap();
     let out = cmd("update", &unreadable, &["--allow-downgrade"]);

@@ -112,7 +112,7 @@ impl Config {
         let mut i = 0;
         while i < nth && wait < max {
             wait = wait.saturating_mul(2);
-            i += 1;
+            i = i.saturating_add(1);
         }
         if wait > max {
             max
@@ -813,5 +813,34 @@ impl Decider<'_> {
             wait: 0,
             notes: self.notes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_the_cap_and_settings_are_clamped() {
+        let c = Config::default();
+        let waits: [u32; 8] = core::array::from_fn(|n| c.wait(n as u8));
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1800, 1800, 1800]);
+        assert_eq!(c.wait(u8::MAX), 1800);
+        // A cap below the first wait: the first wait, always.
+        let odd = Config {
+            wait_first: 100,
+            wait_max: 10,
+            ..c
+        };
+        assert_eq!((odd.wait(0), odd.wait(9)), (100, 100));
+        // Doubling never overflows.
+        let huge = Config {
+            wait_first: u32::MAX - 1,
+            wait_max: u32::MAX,
+            ..c
+        };
+        assert_eq!(huge.wait(3), u32::MAX);
+        let k = |boot_limit| Config { boot_limit, ..c }.limit();
+        assert_eq!((k(0), k(3), k(200)), (1, 3, MAX_BOOT_LIMIT));
     }
 }
