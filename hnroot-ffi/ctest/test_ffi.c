@@ -364,16 +364,17 @@ test_reason_code (void)
   static const char *const codes[] = {
     "unknown", "normal", "update", "trial", "manual-revert", "revert-refused",
     "automatic-rollback", "trial-exhausted", "recovery", "nothing-bootable", "next-image",
+    "unhealthy-fallback", "backoff",
   };
   unsigned i;
 
-  CHECK (sizeof (codes) / sizeof (codes[0]) == HNROOT_REASON_NEXT_IMAGE + 1);
-  for (i = 0; i <= HNROOT_REASON_NEXT_IMAGE; i++)
+  CHECK (sizeof (codes) / sizeof (codes[0]) == HNROOT_REASON_BACKOFF + 1);
+  for (i = 0; i <= HNROOT_REASON_BACKOFF; i++)
     {
       const char *code = (const char *) hnroot_reason_code ((uint8_t) i);
       CHECK (code != NULL && strcmp (code, codes[i]) == 0);
     }
-  CHECK (hnroot_reason_code (HNROOT_REASON_NEXT_IMAGE + 1) == NULL);
+  CHECK (hnroot_reason_code (HNROOT_REASON_BACKOFF + 1) == NULL);
   CHECK (hnroot_reason_code (255) == NULL);
 }
 

@@ -252,9 +252,12 @@ fn refusal(line: &str) -> Option<(String, String)> {
 }
 
 /// Prefixes that start a new console line in GRUB's phase (anything else after a `hnroot:`
-/// line is that line wrapped at 80 columns by GRUB's console).
+/// line is that line wrapped at 80 columns by GRUB's console). `hnroot:` and `hnroot ` (menu
+/// entries), not `hnroot` alone: a wrapped message can go on with a kernel argument such as
+/// `hnroot.image=`.
 const GRUB_LINE_STARTS: &[&str] = &[
-    "hnroot",
+    "hnroot:",
+    "hnroot ",
     "error:",
     "BdsDxe",
     "Welcome to GRUB",
@@ -698,6 +701,34 @@ e2e: exit=0
 hnroot-test: action 2 exit=0
 hnroot-test: rebooting
 ";
+
+    /// A GRUB message wrapped at 80 columns whose next line starts with a kernel argument
+    /// (`hnroot.image=`): still one message (a serial log of the e2e kernel-args scenario).
+    #[test]
+    fn a_wrapped_message_going_on_with_hnroot_words_is_one_line() {
+        let text = "BdsDxe: starting Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x1,0x0)
+hnroot: booting hn-root.img (normal); no fallback; kernel argument
+hnroot.image= from the image (usr/lib/hnroot/kernel-args) refused: hnroot sets
+the root, its init and hnroot.* itself
+hnroot: decision: reason=normal image=hn-root.img
+uuid=0123 try=- fallbacks=- notes=- write=-
+args=defaults,image,host refused=image:hnroot.image
+hnroot next image:
+";
+        let r = parse_boot(text);
+        let said = r.decision.as_deref().unwrap_or("");
+        assert!(
+            said.ends_with(
+                "kernel argument hnroot.image= from the image (usr/lib/hnroot/kernel-args) \
+                 refused: hnroot sets the root, its init and hnroot.* itself"
+            ),
+            "{said}"
+        );
+        assert!(r
+            .grub
+            .iter()
+            .any(|l| l.ends_with("refused=image:hnroot.image")));
+    }
 
     #[test]
     fn end_markers_classify_the_lines_that_end_a_boot() {
