@@ -2351,12 +2351,16 @@ fn kexec_rollback(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     report.note(format!(
         "boot states written before each kexec: {recorded:?}"
     ));
-    // GRUB writes before the update's and each trial boot, nothing before a rollback (the
-    // initramfs's rollback plan does): so does the kexec.
+    // GRUB writes before the update's and each trial boot, and (rule 9, issue 24: every boot
+    // is counted until one is healthy) before the rollback too, the trial's record with the
+    // rollback's boot counted; the initramfs's rollback plan then commits v1. So does the kexec.
     ensure!(
-        recorded.len() == usize::from(tries),
-        "the update's and every trial kexec must record the boot state first, the rollback's \
-         nothing: {recorded:?}"
+        recorded.len() == usize::from(tries) + 1
+            && recorded
+                .last()
+                .is_some_and(|r| r.contains("0 of") && r.contains("1 other boots")),
+        "the update's, every trial's and the rollback's kexec must record the boot state first, \
+         the rollback's counting its boot: {recorded:?}"
     );
     let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
     check_images(
