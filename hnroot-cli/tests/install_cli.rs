@@ -378,10 +378,17 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    // A boot-state file of format 2, as hnroot install makes it.
-    let state = hnroot_core::bootstate::new_block(&hnroot_core::BootState::committed(
-        hnroot_core::FsUuid::parse(A).unwrap(),
-    ));
+    // A boot-state file of format 2, as this hnroot's loader writes it.
+    let mut state = [0u8; hnroot_core::bootstate::BLOCK_LEN];
+    state[..hnroot_core::bootstate::BLOCK_LEN / 2].copy_from_slice(
+        &hnroot_core::bootstate::encode_copy_as(
+            &hnroot_core::bootstate::Record {
+                sequence: 1,
+                state: hnroot_core::BootState::committed(hnroot_core::FsUuid::parse(A).unwrap()),
+            },
+            2,
+        ),
+    );
     std::fs::write(esp.join("hnroot/bootstate"), state).unwrap();
 
     let v = json(&real);

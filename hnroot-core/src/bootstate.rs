@@ -570,10 +570,20 @@ impl StateFile<'_> {
 pub fn new_block(state: &BootState) -> [u8; BLOCK_LEN] {
     let mut out = [0u8; BLOCK_LEN];
     let (first, _) = out.split_at_mut(COPY_LEN);
-    first.copy_from_slice(&encode_copy(&Record {
+    let record = Record {
         sequence: 1,
         state: *state,
-    }));
+    };
+    // A new file is made in format 1 whenever format 1 holds the state whole (no boot counted
+    // yet): the ESP's loader may be an older one that reads only format 1 (the compatibility
+    // contract); this hnroot's loader reads both and writes format 2 at its first counted boot.
+    let oldest = encode_copy_as(&record, 1);
+    let copy = if decode_copy(&oldest) == Ok(record) {
+        oldest
+    } else {
+        encode_copy(&record)
+    };
+    first.copy_from_slice(&copy);
     out
 }
 

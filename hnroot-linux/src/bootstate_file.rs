@@ -288,9 +288,20 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(format_seen(&bytes), Some(1), "readable by the older loader");
         assert_eq!(seen(&path).0, StateSeen::Valid(BootState::committed(A)));
-        // A file this hnroot created is format 2 and keeps the count.
+        // A file this hnroot creates with nothing counted is format 1 (any loader reads it).
         std::fs::remove_file(&path).unwrap();
         create(&path, &BootState::committed(A), false).unwrap();
+        assert_eq!(format_seen(&std::fs::read(&path).unwrap()), Some(1));
+        // Once this hnroot's loader has written format 2, the file keeps it and the count.
+        let mut v2 = [0u8; BLOCK_LEN];
+        v2[..BLOCK_LEN / 2].copy_from_slice(&encode_copy_as(
+            &Record {
+                sequence: 5,
+                state: BootState::committed(A),
+            },
+            2,
+        ));
+        std::fs::write(&path, v2).unwrap();
         write(&path, &counted).unwrap();
         assert_eq!(format_seen(&std::fs::read(&path).unwrap()), Some(2));
         assert_eq!(seen(&path).0, StateSeen::Valid(counted));
