@@ -9,7 +9,6 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
@@ -18,9 +17,7 @@ use hnroot_core::delta::DEFAULT_SIZES;
 use hnroot_linux::fsat;
 
 use crate::delta::{index_of, INDEX_SUFFIX};
-
-/// Largest signature file read.
-const SIGNATURE_MAX: usize = 64 << 10;
+use crate::source::{read_small, Source};
 
 /// Arguments of `hnroot publish`.
 #[derive(clap::Args, Debug)]
@@ -63,19 +60,12 @@ enum Content<'a> {
     File(&'a File),
 }
 
+/// The image as a stage would open it (a regular file, opened non-blocking), never a URL.
 fn open_image(path: &Path) -> Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-        .with_context(|| format!("looked for the image at {}", path.display()))?;
-    if !file.metadata()?.is_file() {
-        bail!(
-            "{} is not a regular file: nothing was published",
-            path.display()
-        );
+    match Source::open(&path.to_string_lossy(), crate::source::HTTP_TIMEOUT)? {
+        Source::File { file, .. } => Ok(file),
+        Source::Http { url, .. } => bail!("{url} is a URL: publish a local image file"),
     }
-    Ok(file)
 }
 
 fn sign(key: &Path, index: &Path, name: &str) -> Result<()> {
@@ -105,14 +95,15 @@ fn publish(args: &PublishArgs) -> Result<()> {
         .to_owned();
     let image = open_image(&args.image)?;
     let sig_path = PathBuf::from(format!("{}.minisig", args.image.display()));
-    let signature = fsat::read_regular(&sig_path, SIGNATURE_MAX).map_err(|e| {
-        anyhow::anyhow!(
-            "looked for the image's signature at {}: {e}; sign the image first (`minisign -Sm \
-             {}`); nothing was published",
-            sig_path.display(),
-            args.image.display()
-        )
-    })?;
+    let signature = read_small(&sig_path.to_string_lossy(), crate::source::HTTP_TIMEOUT)?
+        .with_context(|| {
+            format!(
+                "looked for the image's signature at {}; found none: sign the image first \
+                 (`minisign -Sm {}`); nothing was published",
+                sig_path.display(),
+                args.image.display()
+            )
+        })?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let dir =
