@@ -301,6 +301,18 @@ impl BootState {
     }
 }
 
+/// A count of boots in words: "1 boot", "2 boots".
+struct Boots(u8, &'static str);
+
+impl fmt::Display for Boots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => write!(f, "1 {}", self.1),
+            n => write!(f, "{n} {}s", self.1),
+        }
+    }
+}
+
 impl fmt::Display for BootState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -309,8 +321,8 @@ impl fmt::Display for BootState {
             }
             BootState::Committed { good, unhealthy } => write!(
                 f,
-                "committed (good {good}, {} boots since the last healthy one)",
-                unhealthy.boots()
+                "committed (good {good}, {} since the last healthy one)",
+                Boots(unhealthy.boots(), "boot")
             ),
             BootState::Trial(t) => {
                 write!(
@@ -319,7 +331,7 @@ impl fmt::Display for BootState {
                     t.image, t.tries.left, t.tries.total
                 )?;
                 if t.tries.others.boots() > 0 {
-                    write!(f, ", {} other boots", t.tries.others.boots())?;
+                    write!(f, ", {}", Boots(t.tries.others.boots(), "other boot"))?;
                 }
                 match t.good {
                     Some(good) => write!(f, ", good {good})"),

@@ -163,14 +163,11 @@ fn write(state: &mut StateSeen, faults: &Faults, s: BootState) {
     if faults.has(Fault::BootStateWrite) {
         return;
     }
-    let mut block = match state {
-        StateSeen::Valid(prev) => hnroot_core::bootstate::new_block(prev),
+    let prev = *state;
+    *state = support::codec_write(prev, folded(s), || match prev {
+        StateSeen::Valid(prev) => hnroot_core::bootstate::new_block(&prev),
         _ => [0; hnroot_core::bootstate::BLOCK_LEN],
-    };
-    hnroot_core::bootstate::Block::encode_into(&mut block, &folded(s)).unwrap();
-    *state = hnroot_core::bootstate::Block::decode(&block)
-        .unwrap()
-        .seen();
+    });
 }
 
 /// The image at `booted` failed: what the initramfs does (see `after_failure`).

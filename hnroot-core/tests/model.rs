@@ -123,19 +123,16 @@ fn all_dirs(images: &[Img]) -> Vec<Dir> {
 fn write_state(state: &mut StateSeen, s: BootState) {
     let s = folded(s);
     // Through the real codec, from a block holding the previous record.
-    let mut block = match state {
-        StateSeen::Valid(prev) => hnroot_core::bootstate::new_block(prev),
+    let prev = *state;
+    *state = support::codec_write(prev, s, || match prev {
+        StateSeen::Valid(prev) => hnroot_core::bootstate::new_block(&prev),
         StateSeen::Absent => [0; hnroot_core::bootstate::BLOCK_LEN],
         StateSeen::Corrupt => {
             let mut b = hnroot_core::bootstate::new_block(&s);
             b[200] ^= 1;
             b
         }
-    };
-    hnroot_core::bootstate::Block::encode_into(&mut block, &s).unwrap();
-    *state = hnroot_core::bootstate::Block::decode(&block)
-        .unwrap()
-        .seen();
+    });
     assert_eq!(*state, StateSeen::Valid(s));
 }
 

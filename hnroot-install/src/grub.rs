@@ -62,6 +62,12 @@ pub const MEMDISK_PREFIX: &str = "(memdisk)/boot/grub";
 
 /// The directory of the fleet's files in the memdisk (`(memdisk)/hnroot/...`).
 pub const MEMDISK_FLEET_DIR: &str = "hnroot";
+/// The fleet file of trusted keys (`(memdisk)/hnroot/seal-keys`): the minisign public keys,
+/// one after another, that the loader checks sealed images with.
+pub const SEAL_KEYS_FILE: &str = "seal-keys";
+/// The fleet file that makes the loader boot only sealed images
+/// (`(memdisk)/hnroot/require-sealed`).
+pub const REQUIRE_SEALED_FILE: &str = "require-sealed";
 
 /// Built into every image; grub-mkimage adds their dependencies from `moddep.lst`.
 /// - part_gpt: the disk's partition table; fat, ext2, btrfs, xfs: the ESP and hostpart;

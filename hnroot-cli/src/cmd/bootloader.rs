@@ -119,10 +119,7 @@ pub fn fleet_files(dir: &Path) -> Result<Vec<FleetFile>> {
     Ok(files)
 }
 
-/// The loader's file of trusted keys in its memdisk (`(memdisk)/hnroot/seal-keys`).
-pub const SEAL_KEYS_FILE: &str = "seal-keys";
-/// The loader's marker that only sealed images boot (`(memdisk)/hnroot/require-sealed`).
-pub const REQUIRE_SEALED_FILE: &str = "require-sealed";
+pub use grub::{REQUIRE_SEALED_FILE, SEAL_KEYS_FILE};
 
 /// Everything the fleet builds into a loader: the files of `fleet_dir`, the trusted keys of
 /// `keys_dir` as one `seal-keys` file (each key checked as the loader will read it; at most

@@ -300,13 +300,13 @@ const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroo
 /// 22: `hnroot bootloader update` replaces an older loader on the ESP (FAT, mounted in the
 /// guest by its vfat driver), run by the test init. First whole (the reference: every step, the
 /// history's `loader-updated`, the new loader boots); then cut by power at every step: the
-/// moment each step's line (or the plan's last line) shows, and a few milliseconds later, so
-/// that each of the six steps is interrupted (14 cuts, the last two after the sixth step;
-/// `--cuts` above that repeats the
-/// schedule). After each cut the disk boots again: GRUB must reach hnroot's decision and boot
+/// moment each step's line (or the plan's last line) shows, so that each of the six steps is
+/// interrupted (7 cuts, the last after the sixth step); `--cuts` above 7 repeats the schedule
+/// a few milliseconds after each line (`--cuts 14`: every boundary at once and later). After
+/// each cut the disk boots again: GRUB must reach hnroot's decision and boot
 /// v1, and the ESP's `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
 fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    use hnroot_install::grub::build_efi;
+    use hnroot_install::grub::{build_efi, FleetFile, SEAL_KEYS_FILE};
     let parts = run.parts;
     let dir = buildenv::fresh_dir(&run.work.join("loader-update"))?;
     let kit = hnroot_testkit::grubmod::build_kit()?;
@@ -314,7 +314,17 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let (_, old) = grubimage::older_loader(&dir, "0.0.1")?;
     let cfg = grubimage::production_cfg()?;
     let new = dir.join("new.efi");
-    build_efi(&kit, &cfg, &[], &[], &dir.join("w-new"), &new)?;
+    // The update builds in the trusted keys of the running image (its /etc/hnroot/keys holds
+    // the publisher's key, and only it): the loader expected has them as its seal-keys file.
+    let mut key = parts.publisher.public_key()?;
+    if !key.ends_with(b"\n") {
+        key.push(b'\n');
+    }
+    let fleet = [FleetFile {
+        name: SEAL_KEYS_FILE.into(),
+        data: key,
+    }];
+    build_efi(&kit, &cfg, &[], &fleet, &dir.join("w-new"), &new)?;
     let (old_bytes, new_bytes) = (std::fs::read(&old)?, std::fs::read(&new)?);
     ensure!(
         old_bytes != new_bytes,
@@ -432,22 +442,22 @@ fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     ));
 
     // The cuts: at every step. Each step prints its line when it is done, so a cut the moment
-    // the line of step k (or the plan's last line, for k = 0) shows lands in step k + 1; each
-    // boundary is cut twice, at once and a few milliseconds later, and the last one after the
-    // update's sixth step: 14 cuts (`--cuts` more repeat the schedule).
+    // the line of step k (or the plan's last line, for k = 0) shows lands in step k + 1, the
+    // last one after the update's sixth step: 7 cuts. `--cuts` above 7 repeats the schedule,
+    // each cut of a repetition a few milliseconds after its line (a random share of the step).
     let boundaries: Vec<Regex> =
         std::iter::once(plan_re.clone())
             .chain((1..=6).map(|k| {
                 Regex::new(&format!(r"(?m)^hnroot: step {k}/6: ")).expect("a valid regex")
             }))
             .collect();
-    let cuts = (run.cuts as usize).max(2 * boundaries.len()).max(10);
+    let cuts = (run.cuts as usize).max(boundaries.len());
     let mut rng = Rng(run.seed ^ 0x10ad | 1);
     let mut landed: BTreeMap<String, usize> = BTreeMap::new();
     let (mut old_seen, mut new_seen) = (0, 0);
     for i in 0..cuts {
-        let at = &boundaries[(i / 2) % boundaries.len()];
-        let delay = if i % 2 == 0 {
+        let at = &boundaries[i % boundaries.len()];
+        let delay = if i < boundaries.len() {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(window.as_secs_f64().min(0.05) * rng.unit())
@@ -2358,7 +2368,7 @@ fn kexec_rollback(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         recorded.len() == usize::from(tries) + 1
             && recorded
                 .last()
-                .is_some_and(|r| r.contains("0 of") && r.contains("1 other boots")),
+                .is_some_and(|r| r.contains("0 of") && r.contains("1 other boot,")),
         "the update's, every trial's and the rollback's kexec must record the boot state first, \
          the rollback's counting its boot: {recorded:?}"
     );

@@ -156,7 +156,10 @@ fn boot_good(
         left(&vm),
     )?;
     vm.wait_for(
-        &re(&format!(r"hnroot: boot state: committed \(good {uuid}\)"))?,
+        // GRUB counted this boot (rule 9: every boot until healthy); mark-good resets it.
+        &re(&format!(
+            r"hnroot: boot state: committed \(good {uuid}, 1 boot since the last healthy one\)"
+        ))?,
         left(&vm),
     )?;
     let mounted = vm.wait_for(
