@@ -73,12 +73,31 @@ struct hnroot_grub_args
   grub_uint8_t bytes[HNROOT_ARGS_FILE_MAX + 1];
 };
 
+/* The loader's seal policy (from its memdisk, named by grub.cfg): the trusted keys, the
+   `.pub' files one after another (KEYS NULL: none), and whether only sealed images boot.  */
+struct hnroot_grub_seal_policy
+{
+  grub_uint8_t *keys;
+  grub_size_t keys_len;
+  grub_uint8_t require;
+};
+
+/* The most bytes a key file may have: HNROOT_SEAL_MAX_KEYS minisign `.pub' files.  */
+#define HNROOT_SEAL_KEYS_FILE_MAX	(HNROOT_SEAL_MAX_KEYS * 256)
+
 /* observe.c: fills OBS->images and OBS->revert_requested, and ARGS[i] with the kernel
-   arguments each bootable image carries; prints why each image that is there does not boot,
-   or with EVERY each image's verdict.  */
+   arguments each bootable image carries; judges each bootable image's seal under POLICY
+   (its last block, and the SHA-256 of its boot files when sealed); prints why each image
+   that is there does not boot, or with EVERY each image's verdict.  */
 grub_err_t hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
+				const struct hnroot_grub_seal_policy *policy,
 				struct hnroot_observation *obs, struct hnroot_grub_args *args,
 				int every);
+/* Read the loader's seal policy: the trusted keys of KEYS_PATH and whether REQUIRE_PATH is
+   there (either NULL: not given).  A key file that cannot be read or is too long fails: the
+   loader was assembled wrong.  */
+grub_err_t hnroot_grub_seal_policy_read (const char *keys_path, const char *require_path,
+					 struct hnroot_grub_seal_policy *policy);
 /* Read the arguments file at PATH into ARGS; what is found there is a fact, not a failure.
    Fails only for memory.  */
 grub_err_t hnroot_grub_read_args (const char *path, struct hnroot_grub_args *args);

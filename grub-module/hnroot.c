@@ -68,6 +68,13 @@ static const struct grub_arg_option options[] =
      N_("The longest wait in seconds; each further boot waits twice as long (default "
 	"1800)."),
      N_("SECONDS"), ARG_TYPE_STRING},
+    {"seal-keys", 'K', 0,
+     N_("The trusted minisign keys sealed images are checked with, when this file is "
+	"there."),
+     N_("FILE"), ARG_TYPE_STRING},
+    {"require-sealed-file", 'r', 0,
+     N_("Only sealed images boot when this file is there."),
+     N_("FILE"), ARG_TYPE_STRING},
     {0, 0, 0, 0, 0, 0}
   };
 
@@ -82,10 +89,13 @@ enum options
     HNROOT_BOOT_LIMIT,
     HNROOT_WAIT_FIRST,
     HNROOT_WAIT_MAX,
+    HNROOT_SEAL_KEYS,
+    HNROOT_REQUIRE_SEALED_FILE,
   };
 
 #define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS] " \
-  "[--defaults-file FILE] [--boot-limit K] [--wait-first S] [--wait-max S]"
+  "[--defaults-file FILE] [--boot-limit K] [--wait-first S] [--wait-max S] " \
+  "[--seal-keys FILE] [--require-sealed-file FILE]"
 
 /* Called by hnroot-ffi if the core panics, which it is built not to do.  */
 void hnroot_ffi_abort (void) __attribute__ ((noreturn));
@@ -112,6 +122,7 @@ struct seen
   struct hnroot_grub_args host_args;
   struct hnroot_grub_args image_args[HNROOT_IMAGE_COUNT];
   struct hnroot_probe_ctx probe;
+  struct hnroot_grub_seal_policy seal;
 };
 
 /* What the core decided, and its texts.  */
@@ -131,6 +142,7 @@ seen_free (struct seen *s)
     return;
   hnroot_grub_state_close (&s->bootstate);
   hnroot_grub_probe_free (&s->probe);
+  grub_free (s->seal.keys);
   grub_free (s->state_path);
   grub_free (s->esp_partuuid);
   grub_free (s->partuuid);
@@ -252,8 +264,13 @@ observe_all (struct grub_arg_list *state, int every, struct seen **out)
   s->esp_partuuid = hnroot_grub_part_uuid (s->esp, "the ESP", HNROOT_ESP_LABEL, &s->probe);
   if (! s->esp_partuuid)
     return grub_errno;
-  if (hnroot_grub_observe (s->hostpart, &s->probe, &s->obs, s->image_args, every)
-      != GRUB_ERR_NONE)
+  if (hnroot_grub_seal_policy_read (state[HNROOT_SEAL_KEYS].set
+				    ? state[HNROOT_SEAL_KEYS].arg : NULL,
+				    state[HNROOT_REQUIRE_SEALED_FILE].set
+				    ? state[HNROOT_REQUIRE_SEALED_FILE].arg : NULL, &s->seal)
+      != GRUB_ERR_NONE
+      || hnroot_grub_observe (s->hostpart, &s->probe, &s->seal, &s->obs, s->image_args,
+			      every) != GRUB_ERR_NONE)
     return grub_errno;
   if (state[HNROOT_DEFAULTS_FILE].set
       && hnroot_grub_read_args (state[HNROOT_DEFAULTS_FILE].arg, &s->fleet_args)

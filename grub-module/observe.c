@@ -24,6 +24,7 @@
 #include <grub/file.h>
 #include <grub/fs.h>
 #include <grub/command.h>
+#include <grub/crypto.h>
 #include <grub/i18n.h>
 
 #include "hnroot-grub.h"
@@ -212,12 +213,201 @@ hnroot_grub_read_args (const char *path, struct hnroot_grub_args *args)
   return GRUB_ERR_NONE;
 }
 
+/* Open PATH without filters for reading its bytes as they are, with only the filesystem
+   driver already loaded.  */
+static grub_file_t
+open_plain (const char *path, enum grub_file_type type)
+{
+  grub_fs_autoload_hook_t autoload = grub_fs_autoload_hook;
+  grub_file_t file;
+
+  grub_fs_autoload_hook = NULL;
+  file = grub_file_open (path, type | GRUB_FILE_TYPE_NO_DECOMPRESS);
+  grub_fs_autoload_hook = autoload;
+  return file;
+}
+
+grub_err_t
+hnroot_grub_seal_policy_read (const char *keys_path, const char *require_path,
+			      struct hnroot_grub_seal_policy *policy)
+{
+  grub_file_t file;
+  grub_ssize_t n;
+
+  grub_memset (policy, 0, sizeof (*policy));
+  if (require_path)
+    {
+      file = open_plain (require_path, GRUB_FILE_TYPE_CONFIG);
+      if (file)
+	{
+	  policy->require = 1;
+	  grub_file_close (file);
+	}
+      else if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      grub_errno = GRUB_ERR_NONE;
+    }
+  if (! keys_path)
+    return GRUB_ERR_NONE;
+  file = open_plain (keys_path, GRUB_FILE_TYPE_CONFIG);
+  if (! file)
+    {
+      if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      /* No keys: a sealed image's key is unknown, and its seal does not hold.  */
+      grub_errno = GRUB_ERR_NONE;
+      return GRUB_ERR_NONE;
+    }
+  policy->keys = grub_malloc (HNROOT_SEAL_KEYS_FILE_MAX + 1);
+  if (! policy->keys)
+    {
+      grub_file_close (file);
+      return grub_errno;
+    }
+  n = grub_file_read (file, policy->keys, HNROOT_SEAL_KEYS_FILE_MAX + 1);
+  grub_file_close (file);
+  if (n < 0 || n > HNROOT_SEAL_KEYS_FILE_MAX)
+    {
+      grub_free (policy->keys);
+      policy->keys = NULL;
+      if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      grub_errno = GRUB_ERR_NONE;
+      return grub_error (GRUB_ERR_BAD_FILE_TYPE, N_("the trusted keys %s are %s; this loader "
+						    "was assembled wrong"), keys_path,
+			 n < 0 ? "unreadable" : "too long");
+    }
+  policy->keys_len = n;
+  return GRUB_ERR_NONE;
+}
+
+/* SHA-256 of the file at PATH into DIGEST, its bytes as they are.  *READ is 0 when it could
+   not be read whole (a fact).  Fails only for memory.  */
+static grub_err_t
+file_sha256 (const char *path, grub_uint8_t *digest, int *read)
+{
+  const gcry_md_spec_t *md = GRUB_MD_SHA256;
+  enum { CHUNK = 256 * 1024 };
+  grub_file_t file;
+  grub_uint8_t *buf;
+  void *ctx;
+  grub_ssize_t n;
+
+  *read = 0;
+  file = open_plain (path, GRUB_FILE_TYPE_TO_HASH);
+  if (! file)
+    {
+      if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	return grub_errno;
+      grub_errno = GRUB_ERR_NONE;
+      return GRUB_ERR_NONE;
+    }
+  buf = grub_malloc (CHUNK);
+  ctx = grub_zalloc (md->contextsize);
+  if (! buf || ! ctx)
+    {
+      grub_free (buf);
+      grub_free (ctx);
+      grub_file_close (file);
+      return grub_errno;
+    }
+  md->init (ctx);
+  while ((n = grub_file_read (file, buf, CHUNK)) > 0)
+    md->write (ctx, buf, n);
+  if (n == 0)
+    {
+      md->final (ctx);
+      grub_memcpy (digest, md->read (ctx), md->mdlen);
+      *read = 1;
+    }
+  else if (grub_errno != GRUB_ERR_OUT_OF_MEMORY)
+    grub_errno = GRUB_ERR_NONE;
+  grub_free (ctx);
+  grub_free (buf);
+  grub_file_close (file);
+  return grub_errno;
+}
+
+/* The seal of image file PATH, its filesystem found by the prober and its boot files there on
+   the loopback disk: the core judges its last block under POLICY; when the seal holds, the
+   SHA-256 of /boot/kernel and /boot/initramfs as GRUB reads them (the bytes `linux' and
+   `initrd' load next) must be the ones it states.  Sets FACTS->seal and ->seal_problem.
+   Fails only for memory or a loader assembled wrong.  */
+static grub_err_t
+judge_seal (const char *path, struct hnroot_probe_ctx *ctx,
+	    const struct hnroot_grub_seal_policy *policy, struct hnroot_image_facts *facts)
+{
+  static const struct { grub_uint8_t which; const char *path; } boot_files[] =
+    {
+      { HNROOT_BOOT_FILE_KERNEL, "(" HNROOT_LOOP_NAME ")/" HNROOT_KERNEL_PATH },
+      { HNROOT_BOOT_FILE_INITRAMFS, "(" HNROOT_LOOP_NAME ")/" HNROOT_INITRAMFS_PATH },
+    };
+  struct hnroot_seal seal;
+  grub_uint8_t *block = NULL, digest[32], matches, problem;
+  grub_file_t file;
+  hnroot_result r;
+  unsigned i;
+  int read;
+
+  if (facts->length >= HNROOT_SEAL_BLOCK_LEN)
+    {
+      block = grub_malloc (HNROOT_SEAL_BLOCK_LEN);
+      if (! block)
+	return grub_errno;
+      file = open_plain (path, GRUB_FILE_TYPE_TO_HASH);
+      read = file && grub_file_seek (file, facts->length - HNROOT_SEAL_BLOCK_LEN)
+	!= (grub_off_t) -1
+	&& grub_file_read (file, block, HNROOT_SEAL_BLOCK_LEN) == HNROOT_SEAL_BLOCK_LEN;
+      if (file)
+	grub_file_close (file);
+      if (! read)
+	{
+	  /* The prober read the filesystem, not the file's end: unreadable all the same.  */
+	  grub_free (block);
+	  if (grub_errno == GRUB_ERR_OUT_OF_MEMORY)
+	    return grub_errno;
+	  grub_dprintf ("hnroot", "%s: its last block: %s\n", path, grub_errmsg);
+	  grub_errno = GRUB_ERR_NONE;
+	  facts->probe = HNROOT_PROBE_READ_ERROR;
+	  return GRUB_ERR_NONE;
+	}
+    }
+  r = hnroot_seal_judge (ctx->fs, facts->length, block, policy->keys, policy->keys_len, &seal);
+  grub_free (block);
+  if (r != HNROOT_RESULT_OK)
+    return hnroot_grub_ffi_error ("hnroot_seal_judge", r);
+  facts->seal = seal.kind;
+  facts->seal_problem = seal.problem;
+  /* The kernel first; the first mismatch is the problem recorded.  */
+  for (i = 0; facts->seal == HNROOT_SEAL_SEALED && i < ARRAY_SIZE (boot_files); i++)
+    {
+      if (file_sha256 (boot_files[i].path, digest, &read) != GRUB_ERR_NONE)
+	return grub_errno;
+      if (! read)
+	{
+	  /* Opened a moment ago by boot_files (): unreadable now, so not bootable.  */
+	  facts->probe = HNROOT_PROBE_READ_ERROR;
+	  return GRUB_ERR_NONE;
+	}
+      r = hnroot_seal_check_file (&seal, boot_files[i].which, digest, &matches, &problem);
+      if (r != HNROOT_RESULT_OK)
+	return hnroot_grub_ffi_error ("hnroot_seal_check_file", r);
+      if (! matches)
+	{
+	  facts->seal = HNROOT_SEAL_BROKEN;
+	  facts->seal_problem = problem;
+	}
+    }
+  return GRUB_ERR_NONE;
+}
+
 /* The facts on image file PATH (already known to be there and not a directory): its length,
    the prober's answer on it, its boot files; and, when it has them, the kernel arguments it
    carries, into ARGS.  Errors of the file itself are facts, not failures: grub_errno is
    cleared for them.  Fails only for memory or a bug.  */
 static grub_err_t
-gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_facts *facts,
+gather (const char *path, struct hnroot_probe_ctx *ctx,
+	const struct hnroot_grub_seal_policy *policy, struct hnroot_image_facts *facts,
 	struct hnroot_grub_args *args)
 {
   char *add_args[] = { (char *) HNROOT_LOOP_NAME, (char *) path };
@@ -269,8 +459,11 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
     {
       facts->boot_files = boot_files (fs_type);
       /* Read with the driver boot_files loaded, while the loopback is there.  */
-      if (facts->boot_files == HNROOT_BOOT_FILES_PRESENT)
-	hnroot_grub_read_args ("(" HNROOT_LOOP_NAME ")/" HNROOT_IMAGE_ARGS_PATH, args);
+      if (facts->boot_files == HNROOT_BOOT_FILES_PRESENT
+	  && (hnroot_grub_read_args ("(" HNROOT_LOOP_NAME ")/" HNROOT_IMAGE_ARGS_PATH, args)
+	      != GRUB_ERR_NONE
+	      || judge_seal (path, ctx, policy, facts) != GRUB_ERR_NONE))
+	goto done;
     }
   else if (r != HNROOT_RESULT_DONE)
     hnroot_grub_ffi_error ("hnroot_image_needs_boot_files", r);
@@ -294,6 +487,7 @@ gather (const char *path, struct hnroot_probe_ctx *ctx, struct hnroot_image_fact
    `not bootable (CODE): why'.  */
 grub_err_t
 hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
+		     const struct hnroot_grub_seal_policy *policy,
 		     struct hnroot_observation *obs, struct hnroot_grub_args *args, int every)
 {
   struct listing l;
@@ -310,6 +504,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
   for (i = 0; i < HNROOT_IMAGE_COUNT; i++)
     {
       grub_memset (&facts, 0, sizeof (facts));
+      facts.require_sealed = policy->require;
       path = grub_xasprintf ("(%s)/%s", hostpart, (const char *) hnroot_image_file_name (i));
       if (! path)
 	return grub_errno;
@@ -317,7 +512,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
 	facts.entry = HNROOT_ENTRY_ABSENT;
       else if (l.directory[i])
 	facts.entry = HNROOT_ENTRY_DIRECTORY;
-      else if (gather (path, ctx, &facts, &args[i]) != GRUB_ERR_NONE)
+      else if (gather (path, ctx, policy, &facts, &args[i]) != GRUB_ERR_NONE)
 	{
 	  grub_free (path);
 	  return grub_errno;

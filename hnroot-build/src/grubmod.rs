@@ -45,8 +45,9 @@ pub const MODULE_NAME: &str = "hnroot";
 /// Modules `hnroot.mod` needs loaded first (`.moddeps`): `extcmd` for the option parser, `disk`
 /// for `grub_disk_write`, `loopback` for opening image files as disks. Filesystems and
 /// partitions are identified by hnroot-core's probers, not by GRUB's `probe` command; the one
-/// filesystem driver an image needs is loaded on demand (`grub_dl_load`).
-pub const MODULE_DEPS: &[&str] = &["extcmd", "disk", "loopback"];
+/// filesystem driver an image needs is loaded on demand (`grub_dl_load`); `gcry_sha256` hashes a
+/// sealed image's boot files.
+pub const MODULE_DEPS: &[&str] = &["extcmd", "disk", "loopback", "gcry_sha256"];
 /// Non-allocated section of the module holding the GRUB version it was built against.
 pub const VERSION_SECTION: &str = ".hnroot.grub-version";
 

@@ -387,6 +387,12 @@
 #define HNROOT_SEAL_BROKEN 3
 
 /**
+ * The bytes at the end of an image file that hold its seal (the manifest and signature),
+ * passed whole to `hnroot_seal_judge`.
+ */
+#define HNROOT_SEAL_BLOCK_LEN 4096
+
+/**
  * The most trusted keys a loader holds.
  */
 #define HNROOT_SEAL_MAX_KEYS 16

@@ -19,6 +19,12 @@ pub const HNROOT_SEAL_SEALED: u8 = 2;
 /// The seal does not hold; `problem` says why (`hnroot_core::seal::SealProblem`'s number).
 pub const HNROOT_SEAL_BROKEN: u8 = 3;
 
+/// The bytes at the end of an image file that hold its seal (the manifest and signature),
+/// passed whole to `hnroot_seal_judge`.
+pub const HNROOT_SEAL_BLOCK_LEN: usize = 4096;
+// A literal for cbindgen; the core's number, checked at compile time.
+const _: () = assert!(HNROOT_SEAL_BLOCK_LEN == SEAL_BLOCK_LEN);
+
 /// The most trusted keys a loader holds.
 pub const HNROOT_SEAL_MAX_KEYS: usize = 16;
 // A literal for cbindgen; the core's number, checked at compile time.

@@ -195,9 +195,25 @@ impl Hostpart {
     /// Judge every image name, see the marker, the partial files and the host's kernel
     /// arguments.
     pub fn observe(&self) -> Result<HostpartView, HostpartError> {
+        self.observe_as(None)
+    }
+
+    /// [`Hostpart::observe`] as a loader with the seal policy `policy` sees hostpart: each
+    /// bootable image's seal judged (`image::judge_file_sealed`).
+    pub fn observe_sealed(
+        &self,
+        policy: &image::SealPolicy,
+    ) -> Result<HostpartView, HostpartError> {
+        self.observe_as(Some(policy))
+    }
+
+    fn observe_as(
+        &self,
+        policy: Option<&image::SealPolicy>,
+    ) -> Result<HostpartView, HostpartError> {
         let images = ImageName::ALL
             .iter()
-            .map(|name| image::judge_name(&self.dir, name.file_name(), &self.inspect))
+            .map(|name| image::judge_name_as(&self.dir, name.file_name(), &self.inspect, policy))
             .collect();
         let revert_requested = self.exists(REVERT_MARKER)?;
         let partials = self.partials()?;

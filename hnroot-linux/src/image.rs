@@ -258,12 +258,22 @@ impl Default for Inspect {
 /// looping, out of hostpart, to a directory or a special file) are all
 /// [`Entry::Unopenable`], as in GRUB, whose drivers cannot tell them apart.
 pub fn judge_name(dir: &OwnedFd, name: &str, inspect: &Inspect) -> Judged {
+    judge_name_as(dir, name, inspect, None)
+}
+
+/// [`judge_name`] under a loader's seal policy ([`judge_file_sealed`]).
+pub fn judge_name_as(
+    dir: &OwnedFd,
+    name: &str,
+    inspect: &Inspect,
+    policy: Option<&SealPolicy>,
+) -> Judged {
     let entry = match entry_kind(dir, name) {
         Ok(None) => return Judged::absent(),
         Ok(Some(libc::S_IFDIR)) => Entry::Directory,
         Ok(Some(libc::S_IFREG | libc::S_IFLNK)) => match open_in_root(dir, name) {
             Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => {
-                return judge_file(&file, inspect)
+                return judge_file_as(&file, inspect, policy)
             }
             Ok(_) | Err(_) => Entry::Unopenable,
         },
@@ -285,9 +295,54 @@ fn judged(entry: Entry, probe: Probe<'_>, boot_files: BootFiles) -> Judged {
     }
 }
 
+/// The loader's seal policy, as `hnroot select --seal-keys --require-sealed-file` reads it from
+/// its memdisk: the trusted keys, and whether only sealed images boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealPolicy {
+    /// The trusted keys (none: a sealed image's key is unknown).
+    pub keys: Vec<hnroot_core::minisig::PublicKey>,
+    /// Only sealed images boot.
+    pub require: bool,
+}
+
 /// Judge an open file (an image name opened as GRUB would, or the source `hnroot stage`
 /// copies).
 pub fn judge_file(file: &File, inspect: &Inspect) -> Judged {
+    judge_file_as(file, inspect, None)
+}
+
+/// Judge an open file as a loader with the seal policy `policy` does (GRUB's `judge_seal`):
+/// a bootable image's seal is judged against the loader's keys and, when it holds, the SHA-256
+/// of its boot files against the manifest's; the verdict is the core's `judge_sealed`.
+pub fn judge_file_sealed(file: &File, inspect: &Inspect, policy: &SealPolicy) -> Judged {
+    judge_file_as(file, inspect, Some(policy))
+}
+
+/// The seal fact of a bootable image `file` (its filesystem `outcome`, of type `fs_type`), as
+/// GRUB gathers it: the seal block judged, then the boot files hashed while the seal holds, the
+/// kernel first. `None`: the file could not be read (unreadable, as GRUB finds it).
+fn seal_fact(
+    file: &File,
+    outcome: &FsOutcome,
+    fs_type: FsType,
+    inspect: &Inspect,
+    policy: &SealPolicy,
+) -> Option<verdict::SealFact> {
+    use hnroot_core::seal::{check_boot_file, BootFile, SealSeen};
+    let seen = crate::seal::judge_file(file, outcome, &policy.keys).ok()?;
+    let SealSeen::Sealed { manifest, .. } = &seen else {
+        return Some(verdict::SealFact::of(&seen));
+    };
+    let (kernel, initramfs) = crate::seal::boot_file_hashes(file, fs_type, inspect).ok()?;
+    for (which, sha256) in [(BootFile::Kernel, kernel), (BootFile::Initramfs, initramfs)] {
+        if let Err(e) = check_boot_file(manifest, which, &sha256) {
+            return Some(verdict::SealFact::Broken(e.problem));
+        }
+    }
+    Some(verdict::SealFact::Sealed)
+}
+
+fn judge_file_as(file: &File, inspect: &Inspect, policy: Option<&SealPolicy>) -> Judged {
     let meta = match file.metadata() {
         Ok(m) => m,
         Err(_) => return judged(Entry::Unopenable, Probe::NotRun, BootFiles::NotChecked),
@@ -310,6 +365,23 @@ pub fn judge_file(file: &File, inspect: &Inspect) -> Judged {
     };
     let (boot_files, inside) = look_inside(file, fs_type, inspect);
     let mut out = judged(entry, Probe::Done(&outcome), boot_files);
+    if let (Some(policy), Verdict::Bootable(_)) = (policy, &out.verdict) {
+        out = match seal_fact(file, &outcome, fs_type, inspect, policy) {
+            Some(fact) => Judged {
+                verdict: verdict::judge_sealed(
+                    &ImageFacts {
+                        entry,
+                        probe: Probe::Done(&outcome),
+                        boot_files,
+                    },
+                    fact,
+                    policy.require,
+                ),
+                ..out
+            },
+            None => judged(entry, Probe::ReadError, BootFiles::NotChecked),
+        };
+    }
     if matches!(out.verdict, Verdict::Bootable(_)) {
         out.label = outcome
             .info()

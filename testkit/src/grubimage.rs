@@ -97,10 +97,15 @@ pub fn production() -> Result<GrubImage> {
 
 /// An image with `hnroot.mod` and a test's own `script` as its grub.cfg instead of the
 /// production one, with `extra_modules` besides the product's base modules (grub-test's
-/// `time`). Its users: `grub-test` (the script drives `hnroot select` and `hnroot status` on the
+/// `time`) and the fleet files `fleet` in its memdisk. Its users: `grub-test` (the script drives `hnroot select` and `hnroot status` on the
 /// test disks and halts) and `bench-initramfs`'s linuxrc side (see there why). Written to
 /// `dir/BOOTX64.EFI`, never cached.
-pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<GrubImage> {
+pub fn test_script(
+    script: &str,
+    extra_modules: &[&str],
+    fleet: &[hnroot_install::grub::FleetFile],
+    dir: &Path,
+) -> Result<GrubImage> {
     let (kit, ours) = kit_and_module()?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
@@ -108,7 +113,7 @@ pub fn test_script(script: &str, extra_modules: &[&str], dir: &Path) -> Result<G
         &kit,
         script,
         extra_modules,
-        &[],
+        fleet,
         &dir.join("grub-image"),
         &out,
     )?;
@@ -227,7 +232,8 @@ mod tests {
         assert!(
             cfg.contains(
                 "if ! hnroot select --defaults \"console=ttyS0 panic=10\" --defaults-file \
-                 (memdisk)/hnroot/kernel-args; then"
+                 (memdisk)/hnroot/kernel-args --seal-keys (memdisk)/hnroot/seal-keys \
+                 --require-sealed-file (memdisk)/hnroot/require-sealed; then"
             ),
             "{cfg}"
         );

@@ -32,6 +32,16 @@ impl Drop for Mounted {
 /// hostpart of `disk` as hnroot-linux observes it, mounted read-only at `mountpoint` (created
 /// if needed) for as long as it takes.
 pub fn hostpart(disk: &BuiltDisk, mountpoint: &Path) -> Result<HostpartView> {
+    hostpart_as(disk, mountpoint, None)
+}
+
+/// [`hostpart`] as a loader with the seal policy `policy` sees it (each bootable image's seal
+/// judged, as `hnroot select --seal-keys` does).
+pub fn hostpart_as(
+    disk: &BuiltDisk,
+    mountpoint: &Path,
+    policy: Option<&hnroot_linux::image::SealPolicy>,
+) -> Result<HostpartView> {
     fs::create_dir_all(mountpoint)
         .with_context(|| format!("cannot create {}", mountpoint.display()))?;
     let (fs_type, no_replay) = match disk.fs {
@@ -57,7 +67,10 @@ pub fn hostpart(disk: &BuiltDisk, mountpoint: &Path) -> Result<HostpartView> {
     })?;
     let mounted = Mounted(mountpoint.to_path_buf());
     let view = Hostpart::open(&mounted.0)
-        .and_then(|hp| hp.observe())
+        .and_then(|hp| match policy {
+            Some(p) => hp.observe_sealed(p),
+            None => hp.observe(),
+        })
         .with_context(|| format!("hnroot-linux observing hostpart of {}", disk.name))?;
     drop(mounted);
     Ok(view)

@@ -50,6 +50,12 @@ impl Publisher {
         Ok(Publisher { public, secret })
     }
 
+    /// The secret key file (`minisign -S -s`; no password), for `hnroot image seal
+    /// --sign-key`.
+    pub fn secret_key(&self) -> &Path {
+        &self.secret
+    }
+
     /// The public key file's bytes.
     pub fn public_key(&self) -> Result<Vec<u8>> {
         buildenv::read(&self.public)

@@ -213,7 +213,7 @@ fn main() -> Result<()> {
 
     // A GRUB image, a root image (its own initramfs) and a disk per program, built alike.
     let production = grubimage::production()?;
-    let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &work.join("linuxrc-grub"))?;
+    let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &[], &work.join("linuxrc-grub"))?;
     let mut disks = Vec::new();
     for (program, grub, initramfs) in [
         (Program::HnrootInit, &production, &hnroot.path),

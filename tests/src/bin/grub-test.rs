@@ -39,12 +39,16 @@ use hnroot_core::cmdline::KernelArgs;
 use hnroot_core::decide::{decide, Config, Decision};
 use hnroot_core::device::Choice;
 use hnroot_core::layout::REVERT_MARKER;
+use hnroot_core::minisig::PublicKey;
 use hnroot_core::name::ImageName;
 use hnroot_core::observe::{ImageSeen, Observation};
 use hnroot_core::plan::Booted;
 use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::{MissingBootFiles, Refusal, Verdict};
+use hnroot_install::grub::{FleetFile, REQUIRE_SEALED_FILE, SEAL_KEYS_FILE};
+use hnroot_install::seal::SealRequest;
 use hnroot_linux::hostpart::HostpartView;
+use hnroot_linux::image::{Inspect, SealPolicy};
 use regex::Regex;
 
 use clap::Parser;
@@ -56,6 +60,7 @@ use hnroot_testkit::grubimage::{self, GrubImage};
 use hnroot_testkit::inspect::StateEntry;
 use hnroot_testkit::linuxview;
 use hnroot_testkit::qemu::{Vm, VmSpec};
+use hnroot_testkit::signing::Publisher;
 
 /// Boots of the same disks: the staged image's three tries, then the rollback.
 const BOOTS: usize = 4;
@@ -85,13 +90,24 @@ enum ImageKind {
     /// An `Fs` image without its last this many bytes: superblock, UUID and `/boot/kernel`
     /// are intact (GRUB could read the kernel), the filesystem's end is not there.
     Truncated(Uuid, u64),
+    /// An `Fs` image sealed (`hnroot image seal`) with the key the loader trusts.
+    Sealed(Uuid),
+    /// An `Fs` image sealed with a key the loader does not hold.
+    SealedOtherKey(Uuid),
+    /// A `Sealed` image whose `/boot/kernel` was changed afterwards (one byte, in place).
+    SealedKernelChanged(Uuid),
+    /// A `Sealed` image whose `/boot/initramfs` was changed afterwards.
+    SealedInitramfsChanged(Uuid),
 }
 
 impl ImageKind {
     /// The verdict this file should get, as the core's stable code.
     fn expect(self) -> Expect {
         match self {
-            ImageKind::Fs(u) => Expect::Bootable(u),
+            ImageKind::Fs(u) | ImageKind::Sealed(u) => Expect::Bootable(u),
+            ImageKind::SealedOtherKey(_) => Expect::Refused("seal-unknown-key"),
+            ImageKind::SealedKernelChanged(_) => Expect::Refused("seal-kernel-mismatch"),
+            ImageKind::SealedInitramfsChanged(_) => Expect::Refused("seal-initramfs-mismatch"),
             ImageKind::NoKernel(_) | ImageKind::EmptyKernel(_) => {
                 Expect::Refused("missing-boot-files")
             }
@@ -159,6 +175,8 @@ struct Scenario {
     hostpart_label: &'static str,
     esp_label: &'static str,
     attach: Attach,
+    /// `--require-sealed-file`: only sealed images boot.
+    require_sealed: bool,
 }
 
 impl Scenario {
@@ -173,6 +191,7 @@ impl Scenario {
             hostpart_label: "hp",
             esp_label: "esp",
             attach: Attach::ReadWrite,
+            require_sealed: false,
         }
     }
 
@@ -236,6 +255,14 @@ impl Scenario {
             obs.set(*name, seen);
         }
         obs
+    }
+
+    /// The loader's seal policy for this scenario, as the Linux side judges with it.
+    fn seal_policy(&self, keys: &Keys) -> SealPolicy {
+        SealPolicy {
+            keys: vec![keys.trusted_key],
+            require: self.require_sealed,
+        }
     }
 
     fn tries(&self) -> u8 {
@@ -375,6 +402,22 @@ fn scenarios() -> Result<Vec<Scenario>> {
         .img(Old, Fs(c));
     state_dir.state = StateFile::Directory;
 
+    // Sealed images (issue 23), the loader holding one trusted key: a seal that holds boots;
+    // one by another key, or whose kernel or initramfs changed after sealing (one byte, the
+    // filesystem otherwise intact), is not bootable. With --require-sealed-file an unsealed
+    // image is not bootable either.
+    let sealed = Scenario::new("sealed", "normal", Some(Current))
+        .img(Current, ImageKind::Sealed(a))
+        .img(Old, ImageKind::SealedKernelChanged(c))
+        .img(Broken, ImageKind::SealedOtherKey(b))
+        .state(committed_a);
+    let mut require_sealed = Scenario::new("require-sealed", "recovery", Some(Old))
+        .place(Current, Place::Image(Fs(a)), Expect::Refused("unsealed"))
+        .img(Old, ImageKind::Sealed(c))
+        .img(Broken, ImageKind::SealedInitramfsChanged(b))
+        .state(committed_a);
+    require_sealed.require_sealed = true;
+
     // `update` first: OVMF starts GRUB from the first disk, and `normal` (the one disk
     // labelled `hostpart`/`EFI-BOOT` on the first boot) must not be that disk, or from the
     // second boot on the boot-disk rule would pick it among the duplicates instead of
@@ -433,6 +476,8 @@ fn scenarios() -> Result<Vec<Scenario>> {
         revert_link,
         revert_dir,
         state_dir,
+        sealed,
+        require_sealed,
         readonly,
     ])
 }
@@ -452,7 +497,72 @@ fn duplicate_labels() -> Result<Scenario> {
 const KERNEL_STAND_IN: &[u8] = b"hnroot grub-test: stands in for a kernel; never booted\n";
 const INITRAMFS_STAND_IN: &[u8] = b"hnroot grub-test: stands in for an initramfs\n";
 
-fn build_image(path: &Path, img: ImageKind) -> Result<()> {
+/// The publishers of the sealed images: the one whose public key the loader trusts, and
+/// another (key pairs made once, kept in the build cache).
+struct Keys {
+    trusted: Publisher,
+    trusted_key: PublicKey,
+    other: Publisher,
+}
+
+impl Keys {
+    fn get() -> Result<Keys> {
+        let dir = buildenv::build_root().join("grub-test-keys");
+        let trusted = Publisher::in_dir(&dir.join("trusted"))?;
+        let other = Publisher::in_dir(&dir.join("other"))?;
+        let trusted_key = PublicKey::parse(&trusted.public_key()?)
+            .map_err(|e| anyhow::anyhow!("the test publisher's key: {e}"))?;
+        Ok(Keys {
+            trusted,
+            trusted_key,
+            other,
+        })
+    }
+
+    /// The loader's memdisk files: the trusted key, and the require-sealed marker (used only
+    /// by the scenarios that name it).
+    fn fleet(&self) -> Result<Vec<FleetFile>> {
+        Ok(vec![
+            FleetFile {
+                name: SEAL_KEYS_FILE.into(),
+                data: self.trusted.public_key()?,
+            },
+            FleetFile {
+                name: REQUIRE_SEALED_FILE.into(),
+                data: b"1\n".to_vec(),
+            },
+        ])
+    }
+}
+
+/// Seal the image at `path` with `publisher`'s key, as `hnroot image seal` does.
+fn seal_image(path: &Path, publisher: &Publisher) -> Result<()> {
+    hnroot_install::seal::seal(
+        &SealRequest {
+            image: path.to_owned(),
+            sign_key: publisher.secret_key().to_owned(),
+            version: Some("1".into()),
+            public_key: Some(publisher.public.clone()),
+        },
+        &Inspect::default(),
+    )
+    .with_context(|| format!("sealing {}", path.display()))?;
+    Ok(())
+}
+
+/// Change one byte of `text` (found once) in the file at `path`, in place.
+fn change_in_place(path: &Path, text: &[u8]) -> Result<()> {
+    let mut bytes = fs::read(path)?;
+    let at = bytes
+        .windows(text.len())
+        .position(|w| w == text)
+        .with_context(|| format!("{} does not hold {:?}", path.display(), text))?;
+    bytes[at] ^= 0x20;
+    fs::write(path, bytes)?;
+    Ok(())
+}
+
+fn build_image(path: &Path, img: ImageKind, keys: &Keys) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     file.set_len(IMAGE_MIB * disk::MIB)?;
     drop(file);
@@ -461,7 +571,11 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
         | ImageKind::NoKernel(uuid)
         | ImageKind::EmptyKernel(uuid)
         | ImageKind::GrubLacks(uuid)
-        | ImageKind::Truncated(uuid, _) => uuid,
+        | ImageKind::Truncated(uuid, _)
+        | ImageKind::Sealed(uuid)
+        | ImageKind::SealedOtherKey(uuid)
+        | ImageKind::SealedKernelChanged(uuid)
+        | ImageKind::SealedInitramfsChanged(uuid) => uuid,
         ImageKind::Garbage => {
             let garbage: Vec<u8> = (0..IMAGE_MIB * disk::MIB)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -477,11 +591,9 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
     fs::create_dir_all(stage.join("boot"))?;
     fs::write(stage.join("boot/initramfs"), INITRAMFS_STAND_IN)?;
     match img {
-        ImageKind::Fs(_) | ImageKind::GrubLacks(_) | ImageKind::Truncated(..) => {
-            fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?
-        }
+        ImageKind::NoKernel(_) | ImageKind::Garbage => {}
         ImageKind::EmptyKernel(_) => fs::write(stage.join("boot/kernel"), b"")?,
-        _ => {}
+        _ => fs::write(stage.join("boot/kernel"), KERNEL_STAND_IN)?,
     }
     buildenv::run(
         Command::new("mkfs.ext4")
@@ -496,18 +608,29 @@ fn build_image(path: &Path, img: ImageKind) -> Result<()> {
             .arg(path),
     )?;
     fs::remove_dir_all(&stage)?;
-    if let ImageKind::Truncated(_, cut) = img {
-        fs::OpenOptions::new()
+    match img {
+        ImageKind::Truncated(_, cut) => fs::OpenOptions::new()
             .write(true)
             .open(path)?
-            .set_len(IMAGE_MIB * disk::MIB - cut)?;
+            .set_len(IMAGE_MIB * disk::MIB - cut)?,
+        ImageKind::Sealed(_) => seal_image(path, &keys.trusted)?,
+        ImageKind::SealedOtherKey(_) => seal_image(path, &keys.other)?,
+        ImageKind::SealedKernelChanged(_) => {
+            seal_image(path, &keys.trusted)?;
+            change_in_place(path, KERNEL_STAND_IN)?
+        }
+        ImageKind::SealedInitramfsChanged(_) => {
+            seal_image(path, &keys.trusted)?;
+            change_in_place(path, INITRAMFS_STAND_IN)?
+        }
+        _ => {}
     }
     Ok(())
 }
 
 /// The scenario's disk, through the one disk builder: its image files in `dir/<name>/`, a
 /// 24 MiB ext4 hostpart, a 40 MiB ESP with `grub` and the scenario's labels and boot state.
-fn build_scenario(s: &Scenario, grub: &GrubImage, dir: &Path) -> Result<BuiltDisk> {
+fn build_scenario(s: &Scenario, grub: &GrubImage, keys: &Keys, dir: &Path) -> Result<BuiltDisk> {
     let dir = dir.join(s.name);
     fs::create_dir_all(&dir)?;
     let mut host = HostpartSpec::new(HostFs::Ext4);
@@ -517,7 +640,7 @@ fn build_scenario(s: &Scenario, grub: &GrubImage, dir: &Path) -> Result<BuiltDis
         match what {
             Place::Image(img) => {
                 let built = dir.join(format!("{i}.img"));
-                build_image(&built, *img)?;
+                build_image(&built, *img, keys)?;
                 host = if path.contains('/') {
                     host.image_at(path, &built)
                 } else {
@@ -614,8 +737,13 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
     };
     for (i, s) in scenarios.iter().enumerate() {
         let args = format!(
-            "--hostpart (hd{i},gpt2) --esp (hd{i},gpt1){}",
-            s.tries.map_or(String::new(), |n| format!(" --tries {n}"))
+            "--hostpart (hd{i},gpt2) --esp (hd{i},gpt1){}{SEAL_KEYS_ARG}{}",
+            s.tries.map_or(String::new(), |n| format!(" --tries {n}")),
+            if s.require_sealed {
+                REQUIRE_SEALED_ARG
+            } else {
+                ""
+            }
         );
         cfg.push_str(&block(
             &verdicts_block(i),
@@ -649,6 +777,11 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
     cfg.push_str("echo \"hnroot-test: done\"\nhalt\n");
     cfg
 }
+
+/// Every scenario's loader trusts the key in its memdisk, as the production grub.cfg's does.
+const SEAL_KEYS_ARG: &str = " --seal-keys (memdisk)/hnroot/seal-keys";
+/// The scenarios that require sealed images name the marker in the memdisk.
+const REQUIRE_SEALED_ARG: &str = " --require-sealed-file (memdisk)/hnroot/require-sealed";
 
 /// The name of the console block of `hnroot status` on disk `i`.
 fn verdicts_block(i: usize) -> String {
@@ -755,14 +888,15 @@ fn main() -> Result<()> {
     let cfg = test_cfg(&scenarios, label_disk, status_disk);
     // Not the production grub.cfg: this script calls `hnroot select` and `hnroot status` on
     // each disk itself, prints what they set and halts; it boots nothing.
-    let grub = grubimage::test_script(&cfg, &["time"], &work)?;
+    let keys = Keys::get()?;
+    let grub = grubimage::test_script(&cfg, &["time"], &keys.fleet()?, &work)?;
     println!("grub-test: hnroot.mod is {} bytes", grub.module.size);
 
     let mut built = Vec::new();
     for s in &scenarios {
-        built.push(build_scenario(s, &grub, &work.join("disks"))?);
+        built.push(build_scenario(s, &grub, &keys, &work.join("disks"))?);
     }
-    let duplicate = build_scenario(&duplicate_labels()?, &grub, &work.join("disks"))?;
+    let duplicate = build_scenario(&duplicate_labels()?, &grub, &keys, &work.join("disks"))?;
     // Read-write disks first (qemu.rs attaches them), the read-only one next, the duplicate
     // labels last: GRUB numbers the disks in that order, which the PARTUUIDs printed confirm.
     let rw: Vec<&Path> = scenarios
@@ -793,7 +927,9 @@ fn main() -> Result<()> {
         .iter()
         .zip(&built)
         .map(|(s, b)| {
-            linuxview::hostpart(b, &work.join("linux").join(s.name)).map_err(|e| format!("{e:#}"))
+            let policy = s.seal_policy(&keys);
+            linuxview::hostpart_as(b, &work.join("linux").join(s.name), Some(&policy))
+                .map_err(|e| format!("{e:#}"))
         })
         .collect();
 
