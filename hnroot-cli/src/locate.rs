@@ -11,7 +11,9 @@ use hnroot_core::cmdline::BootParams;
 use hnroot_core::layout;
 use hnroot_linux::blockdev;
 use hnroot_linux::esp::{self, StateFile};
+use hnroot_linux::esp_loader::EspBoot;
 use hnroot_linux::hostpart::Hostpart;
+use hnroot_linux::image::SealPolicy;
 
 /// Options every command that reads the machine accepts.
 #[derive(clap::Args, Debug, Clone)]
@@ -56,6 +58,41 @@ pub fn locate_state(loc: &Location, params: &BootParams<'_>) -> Result<StateFile
     };
     StateFile::mount_temporary(&found, &base)
         .with_context(|| format!("the ESP ({spec}): pass --bootstate FILE"))
+}
+
+/// The ESP's top directory, from its boot-state file (`<esp>/hnroot/bootstate`).
+pub fn esp_root(state: &StateFile) -> Option<PathBuf> {
+    let levels = layout::BOOTSTATE_PATH.split('/').count();
+    state.path().ancestors().nth(levels).map(|p| p.to_owned())
+}
+
+/// The seal policy of the loader on the ESP of `state`, as GRUB applies it (`None`: no loader
+/// found there, or it does not read, which is said: the verdicts are then the plain ones).
+pub fn loader_seal_policy(state: &StateFile) -> Option<SealPolicy> {
+    let root = esp_root(state)?;
+    match EspBoot::open(&root, false).and_then(|b| b.seal_policy()) {
+        Ok(policy) => policy,
+        Err(e) => {
+            crate::warn!(
+                "hnroot: the loader's seal policy is unknown ({}/EFI/BOOT: {e}): judging images \
+                 without it",
+                root.display()
+            );
+            None
+        }
+    }
+}
+
+/// Observe hostpart as the loader on the ESP of `state` sees it: under its seal policy when
+/// it has one ([`loader_seal_policy`]).
+pub fn observe_as_loader(
+    hostpart: &Hostpart,
+    state: Option<&StateFile>,
+) -> Result<hnroot_linux::hostpart::HostpartView> {
+    Ok(match state.and_then(loader_seal_policy) {
+        Some(policy) => hostpart.observe_sealed(&policy)?,
+        None => hostpart.observe()?,
+    })
 }
 
 /// The boot state as the decision should see it, where it came from, and (when something was

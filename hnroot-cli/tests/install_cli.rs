@@ -78,22 +78,6 @@ fn signed_image() -> Signed {
     Signed { dir, image, keys }
 }
 
-fn kit() -> Option<PathBuf> {
-    match std::env::var_os("HNROOT_GRUB_KIT") {
-        Some(k) => Some(PathBuf::from(k)),
-        None if std::env::var_os("HNROOT_REQUIRE_GRUB_KIT").is_some() => {
-            panic!("HNROOT_REQUIRE_GRUB_KIT is set but HNROOT_GRUB_KIT is not")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: no loader kit (HNROOT_GRUB_KIT); `cargo xtask grub-module` builds one, \
-                 `cargo xtask test` hands it over"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn refusals_name_the_reason_and_write_nothing() {
     if !can_mount() {

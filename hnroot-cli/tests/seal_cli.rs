@@ -290,3 +290,85 @@ fn an_image_a_loop_device_uses_is_not_sealed() {
         "nothing appended"
     );
 }
+
+/// `status` and `reboot --dry-run` judge hostpart's images as the loader on the ESP does:
+/// under the seal policy built into it (`install --esp --keys --require-sealed` puts the
+/// trusted key and the marker into its memdisk, read back from the loader's bytes). The
+/// unsealed hn-root.img is not bootable there, the sealed hn-root-old.img is what boots, as
+/// grub-test shows GRUB deciding; without the marker both boot.
+#[test]
+fn status_and_reboot_judge_images_under_the_loaders_seal_policy() {
+    let Some(kit) = kit() else { return };
+    let h = Host::new();
+    let esp = h.work.join("esp");
+    std::fs::create_dir_all(esp.join("hnroot")).unwrap();
+    let old = sealed(
+        &h.work,
+        "v1.img",
+        "4a4a4a4a-1111-4222-8333-444444444444",
+        "1",
+        &h.keys,
+    );
+    std::fs::copy(&old, h.hp.join("hn-root-old.img")).unwrap();
+    image_sized(
+        &h.hp.join("hn-root.img"),
+        "5b5b5b5b-1111-4222-8333-444444444444",
+        "2",
+        8,
+    );
+    let bootstate = esp.join("hnroot/bootstate");
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "--esp",
+            esp.to_str().unwrap(),
+            "--hostpart",
+            h.hp.to_str().unwrap(),
+            "--kit",
+            kit.to_str().unwrap(),
+            "--keys",
+            h.trusted.to_str().unwrap(),
+            "--fleet",
+            "/nonexistent",
+            "--no-boot-entry",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    let status = || -> serde_json::Value {
+        let out = ok(&[
+            "status",
+            "--json",
+            "--hostpart",
+            h.hp.to_str().unwrap(),
+            "--bootstate",
+            bootstate.to_str().unwrap(),
+        ]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    install(&["--require-sealed"]);
+    let v = status();
+    assert_eq!(v["images"]["hn-root.img"]["code"], "unsealed", "{v}");
+    assert_eq!(v["images"]["hn-root-old.img"]["code"], "bootable", "{v}");
+    assert_eq!(v["image"], "hn-root-old.img", "{v}");
+    let reboot = hnroot(&[
+        "reboot",
+        "--dry-run",
+        "--hostpart",
+        h.hp.to_str().unwrap(),
+        "--bootstate",
+        bootstate.to_str().unwrap(),
+    ]);
+    let said = text(&reboot);
+    assert!(
+        said.contains("the boot loader would boot: booting hn-root-old.img"),
+        "{said}"
+    );
+
+    // The same hostpart under a loader without the marker: the unsealed image boots.
+    std::fs::remove_file(esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    install(&[]);
+    let v = status();
+    assert_eq!(v["images"]["hn-root.img"]["code"], "bootable", "{v}");
+    assert_eq!(v["image"], "hn-root.img", "{v}");
+}

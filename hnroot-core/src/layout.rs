@@ -81,6 +81,14 @@ pub const FLEET_ARGS_NAME: &str = "kernel-args";
 /// `hnroot reboot` reads it from the loader's bytes ([`crate::memdisk`]).
 pub const FLEET_ARGS_MEMDISK_PATH: &str = "hnroot/kernel-args";
 
+/// The loader's trusted keys in its memdisk (`(memdisk)/hnroot/seal-keys` to GRUB's `hnroot
+/// select --seal-keys`): the `.pub` files one after another.
+pub const SEAL_KEYS_MEMDISK_PATH: &str = "hnroot/seal-keys";
+
+/// The loader's marker that only sealed images boot (`(memdisk)/hnroot/require-sealed` to
+/// `hnroot select --require-sealed-file`).
+pub const REQUIRE_SEALED_MEMDISK_PATH: &str = "hnroot/require-sealed";
+
 /// The host's own kernel arguments, in its host state on hostpart (see [`crate::bootline`]).
 pub const HOST_ARGS_PATH: &str = "data/host/kernel-args";
 

@@ -9,9 +9,13 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use hnroot_core::layout;
 use hnroot_core::loader::{LoaderAfterFailure, LoaderStep};
+use hnroot_core::memdisk;
+use hnroot_core::minisig::{PublicKey, MAX_TRUSTED_KEYS};
 
 use crate::fsat;
+use crate::image::SealPolicy;
 
 /// The loader's directory on the ESP.
 pub const BOOT_DIR: &str = "EFI/BOOT";
@@ -23,6 +27,32 @@ pub const NEW: &str = "hnroot-new.efi";
 pub const PREVIOUS: &str = "hnroot-previous.efi";
 /// Bound on a loader file hnroot reads (GRUB's image is a few MiB).
 pub const MAX_LOADER: usize = 64 << 20;
+
+/// The seal policy in a loader's bytes: its memdisk's trusted keys (none: a sealed image's key
+/// is unknown to it) and its require-sealed marker, read as GRUB reads them.
+pub fn seal_policy_of(loader: &[u8]) -> Result<SealPolicy, String> {
+    let keys = match memdisk::file(loader, layout::SEAL_KEYS_MEMDISK_PATH) {
+        Ok(Some(text)) => {
+            let mut list = [PublicKey {
+                key_id: [0; 8],
+                key: [0; 32],
+            }; MAX_TRUSTED_KEYS];
+            let n = PublicKey::parse_list(text, &mut list).map_err(|e| {
+                format!(
+                    "(memdisk)/{} does not read as a key list: {e}",
+                    layout::SEAL_KEYS_MEMDISK_PATH
+                )
+            })?;
+            list.get(..n).unwrap_or_default().to_vec()
+        }
+        Ok(None) => Vec::new(),
+        Err(e) => return Err(e.to_string()),
+    };
+    let require = memdisk::file(loader, layout::REQUIRE_SEALED_MEMDISK_PATH)
+        .map_err(|e| e.to_string())?
+        .is_some();
+    Ok(SealPolicy { keys, require })
+}
 
 /// The ESP's `EFI/BOOT`, held open.
 #[derive(Debug)]
@@ -102,6 +132,18 @@ impl EspBoot {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The seal policy the loader here applies (the production `grub.cfg` names its memdisk's
+    /// [`layout::SEAL_KEYS_MEMDISK_PATH`] and [`layout::REQUIRE_SEALED_MEMDISK_PATH`]);
+    /// `None`: no loader.
+    pub fn seal_policy(&self) -> io::Result<Option<SealPolicy>> {
+        let Some(image) = self.read_loader()? else {
+            return Ok(None);
+        };
+        seal_policy_of(&image)
+            .map(Some)
+            .map_err(|e| io::Error::other(format!("{}: {e}", self.loader_path().display())))
     }
 
     fn verify(&self, name: &str, image: &[u8]) -> io::Result<()> {

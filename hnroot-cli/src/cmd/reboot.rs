@@ -81,19 +81,12 @@ pub struct KexecPlan {
 /// Why not a kexec: the core's reason and what was seen.
 pub type NoKexec = (FirmwareWhy, String);
 
-/// The ESP's top directory: where the boot-state file is, two levels up
-/// (`<esp>/hnroot/bootstate`).
-fn esp_root(state: &StateFile) -> Option<std::path::PathBuf> {
-    let levels = layout::BOOTSTATE_PATH.split('/').count();
-    state.path().ancestors().nth(levels).map(|p| p.to_owned())
-}
-
 /// The fleet's default arguments in the loader's memdisk (`None`: the loader carries none), and
 /// where they were looked for.
 fn fleet_defaults(state: Option<&StateFile>) -> Result<(Option<Vec<u8>>, String), NoKexec> {
     let no = |what: String| (FirmwareWhy::LoaderDefaults, what);
     let root = state
-        .and_then(esp_root)
+        .and_then(locate::esp_root)
         .ok_or_else(|| no("the ESP was not found".to_owned()))?;
     let boot =
         EspBoot::open(&root, false).map_err(|e| no(format!("{}/EFI/BOOT: {e}", root.display())))?;
@@ -330,7 +323,6 @@ fn run(args: &RebootArgs) -> Result<ExitCode> {
     let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
     let hostpart = locate::open_hostpart(&args.loc)?;
-    let view = hostpart.observe()?;
     // One look at the ESP for the whole command (read, written, put back through the same
     // mount).
     // Without the boot-state file the decision GRUB makes is not known here: GRUB decides.
@@ -345,6 +337,9 @@ fn run(args: &RebootArgs) -> Result<ExitCode> {
             });
         }
     };
+    // The images as the loader judges them: under its seal policy, so that a kexec never
+    // starts an image GRUB would refuse (a broken seal, a kernel changed after sealing).
+    let view = locate::observe_as_loader(&hostpart, Some(&state_file))?;
     let state = state_file.read().0;
     let state_file = Some(state_file);
     let decision = decide(

@@ -156,7 +156,11 @@ impl Report {
         let cmdline_text = locate::running_cmdline();
         let params = cmdline::parse(&cmdline_text);
         let hostpart = locate::open_hostpart(&args.loc)?;
-        let view = hostpart.observe()?;
+        // The images as the loader judges them (its seal policy, when it has one).
+        let view = {
+            let state_file = locate::locate_state(&args.loc, &params).ok();
+            locate::observe_as_loader(&hostpart, state_file.as_ref())?
+        };
         let (state, state_source) = locate::read_state(&args.loc, &params);
         let config = Config {
             tries: args.tries,
