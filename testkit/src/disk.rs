@@ -47,6 +47,8 @@ const EXT4_IMMUTABLE_FL: u32 = 0x10;
 const EXT4_LABEL_MAX: usize = 16;
 /// mkfs.btrfs refuses devices much smaller than this with the default profiles.
 const BTRFS_MIN_MIB: u64 = 256;
+/// mkfs.xfs refuses filesystems under 300 MiB (xfsprogs 5.19 and later).
+const XFS_MIN_MIB: u64 = 300;
 /// The test init is the image's whole userland; a version string is pasted into it.
 const VERSION_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+";
 /// Bound on files in a staging tree when sizing it.
@@ -180,6 +182,8 @@ pub enum HostFs {
     Ext4,
     /// btrfs.
     Btrfs,
+    /// XFS (as `hnroot install --hostpart-fs xfs` makes it).
+    Xfs,
 }
 
 impl fmt::Display for HostFs {
@@ -187,6 +191,7 @@ impl fmt::Display for HostFs {
         f.write_str(match self {
             HostFs::Ext4 => "ext4",
             HostFs::Btrfs => "btrfs",
+            HostFs::Xfs => "xfs",
         })
     }
 }
@@ -574,11 +579,26 @@ pub fn build_hostpart(spec: &HostpartSpec, out: &Path) -> Result<BuiltFs> {
             )
             .with_context(|| format!("building the btrfs hostpart ({size_mib} MiB)"))?;
         }
+        HostFs::Xfs => {
+            size_mib = size_mib.max(XFS_MIN_MIB);
+            sized_file(out, size_mib)?;
+            buildenv::run(
+                Command::new("mkfs.xfs")
+                    .args(["-q", "-f", "-L", &spec.label, "-m"])
+                    .arg(format!("uuid={uuid}"))
+                    .arg(out),
+            )
+            .with_context(|| format!("building the XFS hostpart ({size_mib} MiB)"))?;
+            // mkfs.xfs has no --rootdir: the staging tree is copied in through a loop mount
+            // (the kernel's XFS, as the server's will be), then unmounted cleanly.
+            copy_in_mounted(out, "xfs", &stage)?;
+        }
     }
     fs::remove_dir_all(&stage).with_context(|| format!("cannot remove {}", stage.display()))?;
     let got = match spec.fs {
         HostFs::Ext4 => ext4_uuid(out)?,
         HostFs::Btrfs => btrfs_fsid(out)?,
+        HostFs::Xfs => xfs_uuid(out)?,
     };
     if got != uuid {
         bail!(
@@ -835,6 +855,44 @@ pub fn ext4_uuid(image: &Path) -> Result<Uuid> {
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&head[EXT4_UUID_OFFSET..]);
     Ok(Uuid(uuid))
+}
+
+fn xfs_uuid(image: &Path) -> Result<Uuid> {
+    let out = buildenv::run(Command::new("xfs_admin").arg("-u").arg(image))?;
+    let uuid = out
+        .lines()
+        .find_map(|l| l.strip_prefix("UUID = "))
+        .ok_or_else(|| anyhow!("xfs_admin -u of {} printed no UUID: {out}", image.display()))?;
+    Uuid::parse(uuid.trim())
+}
+
+/// Copy the contents of `stage` into the filesystem image `image` of type `fs_type` through a
+/// loop mount (root), keeping modes and times; unmounted before returning, also on failure.
+pub fn copy_in_mounted(image: &Path, fs_type: &str, stage: &Path) -> Result<()> {
+    let mnt = buildenv::fresh_dir(&image.with_extension("mnt"))?;
+    buildenv::run(
+        Command::new("mount")
+            .args(["-t", fs_type, "-o", "loop"])
+            .arg(image)
+            .arg(&mnt),
+    )
+    .with_context(|| {
+        format!(
+            "loop-mounting {} to fill it (root is needed)",
+            image.display()
+        )
+    })?;
+    let copied = buildenv::run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", stage.display()))
+            .arg(&mnt),
+    );
+    let unmounted = buildenv::run(Command::new("umount").arg(&mnt));
+    copied.with_context(|| format!("copying {} into {}", stage.display(), image.display()))?;
+    unmounted?;
+    fs::remove_dir(&mnt).with_context(|| format!("cannot remove {}", mnt.display()))?;
+    Ok(())
 }
 
 fn btrfs_fsid(image: &Path) -> Result<Uuid> {

@@ -163,6 +163,7 @@ pub fn hostpart(disk: &BuiltDisk, view: View, scratch: &Path) -> Result<Hostpart
     let (entries, check) = match disk.fs {
         HostFs::Ext4 => ext4_read(&part, view, &files)?,
         HostFs::Btrfs => btrfs_read(&part, view, &files)?,
+        HostFs::Xfs => xfs_read(&part, view, &files)?,
     };
     let mut images = Vec::new();
     for name in ImageName::ALL {
@@ -279,6 +280,83 @@ fn ext4_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Optio
     Ok((entries, check))
 }
 
+/// A loop mount of the filesystem image `part` (type `fs_type`, options `options`) for the
+/// duration of `f`; unmounted after it, whatever it returned.
+fn with_mounted<T>(
+    part: &Path,
+    fs_type: &str,
+    options: &str,
+    f: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    let mnt = buildenv::fresh_dir(&part.with_extension("mnt"))?;
+    buildenv::run(
+        Command::new("mount")
+            .args(["-t", fs_type, "-o"])
+            .arg(format!("loop,{options}"))
+            .arg(part)
+            .arg(&mnt),
+    )
+    .with_context(|| format!("loop-mounting a copy of hostpart ({fs_type}, {options})"))?;
+    let out = f(&mnt);
+    let unmounted = buildenv::run(Command::new("umount").arg(&mnt));
+    let out = out?;
+    unmounted?;
+    fs::remove_dir(&mnt).with_context(|| format!("cannot remove {}", mnt.display()))?;
+    Ok(out)
+}
+
+/// XFS: read through a loop mount of the copy. GRUB's view: `ro,norecovery` (the log not
+/// replayed, as GRUB's XFS driver reads the disk). Linux's: a read-write mount first, so the
+/// kernel replays the log, then `xfs_repair -n`, then a read-only mount.
+fn xfs_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Option<String>)> {
+    let mut check = None;
+    let options = match view {
+        View::AsGrubSees => "ro,norecovery",
+        View::AfterReplay => {
+            with_mounted(part, "xfs", "rw", |_| Ok(()))
+                .context("replaying hostpart's XFS log (a read-write mount of a copy)")?;
+            let out = Command::new("xfs_repair")
+                .arg("-n")
+                .arg(part)
+                .output()
+                .context("cannot run xfs_repair")?;
+            if !out.status.success() {
+                bail!(
+                    "xfs_repair -n on hostpart found damage ({}):\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            check = Some("log replayed; xfs_repair -n: no errors".to_string());
+            "ro"
+        }
+    };
+    let entries = with_mounted(part, "xfs", options, |mnt| {
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(mnt)
+            .with_context(|| format!("cannot list {}", mnt.display()))?
+            .take(MAX_ENTRIES)
+        {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !meta.is_dir() && is_image_name(&name) {
+                fs::copy(entry.path(), files.join(&name))
+                    .with_context(|| format!("cannot copy {name} out of hostpart"))?;
+            }
+            entries.push(Entry {
+                name,
+                is_dir: meta.is_dir(),
+                size: if meta.is_dir() { 0 } else { meta.len() },
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    })?;
+    Ok((entries, check))
+}
+
 /// btrfs: optional `btrfs check --readonly`, `btrfs restore` of the top directory.
 fn btrfs_read(part: &Path, view: View, files: &Path) -> Result<(Vec<Entry>, Option<String>)> {
     let mut check = None;
@@ -366,6 +444,17 @@ pub fn history(disk: &BuiltDisk, scratch: &Path) -> Result<(Vec<Record>, usize)>
                 fs::rename(&restored, &out)
                     .with_context(|| format!("cannot move {}", restored.display()))?;
             }
+        }
+        HostFs::Xfs => {
+            // The log replayed by a read-write mount of the copy, as Linux reads it.
+            with_mounted(&part, "xfs", "rw", |mnt| {
+                let file = mnt.join(HISTORY_PATH);
+                if file.is_file() {
+                    fs::copy(&file, &out)
+                        .with_context(|| format!("cannot copy {}", file.display()))?;
+                }
+                Ok(())
+            })?;
         }
     }
     // debugfs says nothing useful on a missing file and writes none.

@@ -22,7 +22,7 @@ pub const META_PACKAGE: &str = "linux-image-amd64";
 
 /// What the suites' initramfs and the baseline linuxrc initramfs load: the virtio disk (block
 /// driver and its PCI transport), loop, ext4 for the image and an ext4 hostpart, btrfs for a
-/// btrfs hostpart, vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's
+/// btrfs hostpart, XFS for an XFS one, vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's
 /// boot state), overlay for the writable layer. ext4's and btrfs's checksum algorithms come in
 /// through `modules.softdep`. (The product's list, for servers, is
 /// `hnroot_install::modules::BOOT_MODULES`.)
@@ -32,6 +32,7 @@ pub const BOOT_MODULES: &[&str] = &[
     "loop",
     "ext4",
     "btrfs",
+    "xfs",
     "vfat",
     "nls_cp437",
     "nls_ascii",

@@ -47,6 +47,7 @@ pub fn hostpart_as(
     let (fs_type, no_replay) = match disk.fs {
         HostFs::Ext4 => ("ext4", "noload"),
         HostFs::Btrfs => ("btrfs", "rescue=nologreplay"),
+        HostFs::Xfs => ("xfs", "norecovery"),
     };
     let offset = BuiltDisk::offset(&disk.hostpart);
     let size = disk.hostpart.sectors * crate::disk::SECTOR;

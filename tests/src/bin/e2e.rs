@@ -123,6 +123,11 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         power_cut_btrfs,
     ),
     (
+        "power-cut-xfs",
+        "6 power cut during the switch, XFS hostpart (issue 24: XFS hostparts boot in e2e)",
+        power_cut_xfs,
+    ),
+    (
         "garbage-new",
         "7 hn-root-new.img is no filesystem",
         garbage_new,
@@ -1171,6 +1176,10 @@ fn power_cut_btrfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     power_cut(run, report, HostFs::Btrfs)
 }
 
+fn power_cut_xfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    power_cut(run, report, HostFs::Xfs)
+}
+
 /// 6: an update (v1 committed, v2 staged) whose switch loses power at a random moment after
 /// hnroot-init prints its plan; GRUB must then decide exactly what the core decides on the disk
 /// as GRUB sees it, a valid image must boot, and v1 (the last known good) must be intact.
@@ -1184,7 +1193,11 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
     if run.cuts == 0 {
         bail!("--cuts 0 cuts nothing: leave {name} out with --only, or cut at least once");
     }
-    let salt: u64 = if fs == HostFs::Btrfs { 0xb7f5 } else { 0xe474 };
+    let salt: u64 = match fs {
+        HostFs::Ext4 => 0xe474,
+        HostFs::Btrfs => 0xb7f5,
+        HostFs::Xfs => 0x8f5a,
+    };
     let mut rng = Rng((run.seed ^ salt) | 1);
     // Where the cuts landed (the last hnroot-init line before each) and how often GRUB's
     // view was behind Linux's (the initramfs found the booted image under a newer name).
