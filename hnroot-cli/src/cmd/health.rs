@@ -8,10 +8,12 @@
 use std::process::{Command, ExitCode};
 
 use anyhow::Result;
+use hnroot_core::bootstate::DEFAULT_TRIES;
 use hnroot_core::cmdline;
 use hnroot_core::commands::{self, HealthAction};
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
+use hnroot_core::reboot::Method;
 
 use crate::locate::{self, Location};
 use crate::{say, warn};
@@ -24,6 +26,28 @@ pub struct HealthFailedArgs {
     /// Say what would be done; do not reboot.
     #[arg(long)]
     dry_run: bool,
+    /// How a trial is rebooted: `firmware` (the default: `systemctl reboot`, GRUB counts the
+    /// try), `kexec` or `auto` (as `hnroot reboot --kexec|--auto`: the same decision and try
+    /// counted, written before the jump; any failure before it reboots through the firmware).
+    /// A unit drop-in sets it with `Environment=HNROOT_HEALTH_REBOOT=auto`.
+    #[arg(
+        long,
+        value_enum,
+        env = "HNROOT_HEALTH_REBOOT",
+        default_value = "firmware"
+    )]
+    reboot: RebootMethod,
+}
+
+/// `--reboot` of `hnroot health-failed`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebootMethod {
+    /// Through the firmware and GRUB.
+    Firmware,
+    /// By kexec, else through the firmware.
+    Kexec,
+    /// By kexec when the kernel can, else through the firmware.
+    Auto,
 }
 
 fn run(args: &HealthFailedArgs) -> Result<HealthAction> {
@@ -76,6 +100,17 @@ fn run(args: &HealthFailedArgs) -> Result<HealthAction> {
 /// `hnroot health-failed`.
 pub fn health_failed(args: &HealthFailedArgs) -> ExitCode {
     match run(args) {
+        Ok(HealthAction::Reboot { .. })
+            if !args.dry_run && args.reboot != RebootMethod::Firmware =>
+        {
+            let method = match args.reboot {
+                RebootMethod::Kexec => Method::Kexec,
+                _ => Method::Auto,
+            };
+            // A kexec that went ahead exits 0 from `reboot_as`; this command still fails.
+            let _ = crate::cmd::reboot::reboot_as(&args.loc, method, DEFAULT_TRIES, false);
+            ExitCode::from(1)
+        }
         Ok(HealthAction::Reboot { .. }) if !args.dry_run => {
             match Command::new("systemctl").arg("reboot").status() {
                 Ok(s) if s.success() => say!("hnroot: reboot requested"),

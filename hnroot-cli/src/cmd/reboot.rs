@@ -305,32 +305,37 @@ fn say_firmware(method: Method, (why, detail): &NoKexec) {
 
 /// `hnroot reboot`.
 pub fn reboot(args: &RebootArgs) -> ExitCode {
-    match run(args) {
+    reboot_as(&args.loc, args.method(), args.tries, args.dry_run)
+}
+
+/// Reboot as `method` says into what the boot loader would choose (`hnroot reboot`, and
+/// `hnroot health-failed --reboot`): any failure before the jump reboots through the firmware.
+pub fn reboot_as(loc: &Location, method: Method, tries: u8, dry_run: bool) -> ExitCode {
+    match run(loc, method, tries, dry_run) {
         Ok(code) => code,
         Err(e) => {
             warn!("hnroot: {e:#}");
-            if args.dry_run {
+            if dry_run {
                 return ExitCode::from(2);
             }
-            say_firmware(args.method(), &(FirmwareWhy::Unobserved, format!("{e:#}")));
+            say_firmware(method, &(FirmwareWhy::Unobserved, format!("{e:#}")));
             firmware_reboot()
         }
     }
 }
 
-fn run(args: &RebootArgs) -> Result<ExitCode> {
-    let method = args.method();
+fn run(loc: &Location, method: Method, tries: u8, dry_run: bool) -> Result<ExitCode> {
     let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
-    let hostpart = locate::open_hostpart(&args.loc)?;
+    let hostpart = locate::open_hostpart(loc)?;
     // One look at the ESP for the whole command (read, written, put back through the same
     // mount).
     // Without the boot-state file the decision GRUB makes is not known here: GRUB decides.
-    let state_file = match locate::locate_state(&args.loc, &params) {
+    let state_file = match locate::locate_state(loc, &params) {
         Ok(f) => f,
         Err(e) => {
             say_firmware(method, &(FirmwareWhy::Unobserved, format!("{e:#}")));
-            return Ok(if args.dry_run {
+            return Ok(if dry_run {
                 ExitCode::from(3)
             } else {
                 firmware_reboot()
@@ -345,7 +350,7 @@ fn run(args: &RebootArgs) -> Result<ExitCode> {
     let decision = decide(
         &view.observation(state),
         &Config {
-            tries: args.tries,
+            tries,
             ..Config::default()
         },
     );
@@ -356,10 +361,10 @@ fn run(args: &RebootArgs) -> Result<ExitCode> {
         &view,
         &params,
         state_file.as_ref(),
-        args.tries,
+        tries,
     );
     let no = match plan {
-        Ok(p) if args.dry_run => {
+        Ok(p) if dry_run => {
             say!(
                 "hnroot: reboot: would start {} by kexec with: {}",
                 p.boot.booted.name,
@@ -384,7 +389,7 @@ fn run(args: &RebootArgs) -> Result<ExitCode> {
         Err(no) => no,
     };
     say_firmware(method, &no);
-    if args.dry_run {
+    if dry_run {
         return Ok(ExitCode::from(3));
     }
     Ok(firmware_reboot())

@@ -2333,10 +2333,10 @@ fn kexec_update(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Issue 25: rollback by kexec. v2 staged and started by kexec, then on trial rebooted by
-/// kexec at every boot without mark-good (a failing health check): each kexec counts a try
-/// exactly as GRUB counts it, and when none is left the kexec starts v1, the rollback, as a
-/// firmware boot would.
+/// Issue 25: rollback by kexec. v2 staged and started by kexec, then on trial its health check
+/// fails at every boot: `hnroot health-failed --reboot kexec` records it and reboots by kexec,
+/// each kexec counting a try exactly as GRUB counts it, and when none is left the kexec starts
+/// v1, the rollback, as a firmware boot would.
 fn kexec_rollback(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let parts = run.parts;
     let tries = parts.tries();
@@ -2344,7 +2344,8 @@ fn kexec_rollback(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     spec.stage_sources = vec!["v2"];
     spec.actions = vec![format!("{} && hnroot reboot --kexec", action_stage("v2"))];
     for _ in 0..tries {
-        spec.actions.push("hnroot reboot --kexec".to_string());
+        spec.actions
+            .push("hnroot health-failed --reboot kexec".to_string());
     }
     spec.actions.push(":".to_string());
     let disk = parts.disk(&spec, &run.work)?;
@@ -2415,6 +2416,14 @@ fn kexec_rollback(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
             && !history.iter().any(|r| r.event == Event::Missed),
         "history: {} kexec boots and no missed boot expected: {kexec_boots:?}",
         usize::from(tries) + 1
+    );
+    let failed = history
+        .iter()
+        .filter(|r| r.event == Event::HealthFailed)
+        .count();
+    ensure!(
+        failed == usize::from(tries),
+        "history: one health-failed per trial boot ({tries}) expected, {failed} found"
     );
     Ok(())
 }
