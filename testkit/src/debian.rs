@@ -38,6 +38,12 @@ pub const SYSTEMD_PACKAGES: &[&str] = &[
     "iproute2",
 ];
 
+/// What the servers of the fleet suite need besides [`SYSTEMD_PACKAGES`]: Python for Ansible's
+/// modules, the NFS client for `/warehouse` (and `/etc/protocols`, which `mount.nfs4` looks
+/// `tcp` up in). The distro suite's trees carry them too, so that one cached tree per release
+/// serves both suites (one `mmdebstrap` fewer in CI).
+pub const SERVER_EXTRAS: &[&str] = &["nfs-common", "python3", "netbase"];
+
 /// What makes the tree's initrd. Debian's `dracut` conflicts with `initramfs-tools`: a tree has
 /// one or the other, and Debian's kernel package accepts either (`linux-initramfs-tool`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

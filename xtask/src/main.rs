@@ -283,8 +283,30 @@ fn log_excerpt(text: &str, passed: bool) -> Vec<&str> {
     }
 }
 
+/// The Debian trees the distro and fleet suites boot, made (`mmdebstrap`, a few minutes each,
+/// mostly one core of dpkg and I/O) while the workspace builds and its tests run, which leave a
+/// core idle at times; the suites then find them cached. A failure here is only printed: the
+/// suite that needs the tree makes it again and fails there with the whole story.
+fn prefetch_trees() {
+    use hnroot_testkit::debian::{self, InitrdBuilder, SERVER_EXTRAS};
+    let trees = [
+        ("bookworm", InitrdBuilder::InitramfsTools, SERVER_EXTRAS),
+        ("bookworm", InitrdBuilder::Dracut, &[][..]),
+        ("trixie", InitrdBuilder::InitramfsTools, SERVER_EXTRAS),
+    ];
+    for (suite, builder, extra) in trees {
+        if let Err(e) = debian::systemd_tree_with(suite, builder, extra) {
+            eprintln!(
+                "==> the {suite} tree ({}) was not made ahead: {e:#}; its suite makes it",
+                builder.package()
+            );
+        }
+    }
+}
+
 fn test() -> Result<()> {
     deps::ensure()?;
+    let trees = std::thread::spawn(prefetch_trees);
     buildenv::step("rustfmt", &["cargo", "fmt", "--all", "--", "--check"])?;
     buildenv::step(
         "clippy",
@@ -407,6 +429,9 @@ fn test() -> Result<()> {
     let b = std::thread::spawn(move || lane("B", &lane_b));
     let ra = a.join().map_err(|_| anyhow::anyhow!("lane A panicked"))?;
     let rb = b.join().map_err(|_| anyhow::anyhow!("lane B panicked"))?;
+    trees
+        .join()
+        .map_err(|_| anyhow::anyhow!("making the Debian trees ahead panicked"))?;
     match (ra, rb) {
         (Ok(()), Ok(())) => {}
         (Err(e), Ok(())) | (Ok(()), Err(e)) => return Err(e),

@@ -268,7 +268,8 @@ RequiredBy=boot-complete.target
 fn prepare(release: Debian) -> Result<Parts> {
     let suite = release.suite();
     let t = Instant::now();
-    let tree = debian::systemd_tree(suite, &[])?;
+    // The fleet suite's tree too (its servers' extras included): made once for both.
+    let tree = debian::systemd_tree(suite, debian::SERVER_EXTRAS)?;
     say(&format!(
         "Debian {suite} tree {} ({}, {:.0} s)",
         tree.dir.display(),

@@ -42,9 +42,6 @@ use serde_json::Value;
 /// The release of the guests (Debian 12: its Python 3.11 is one ansible-core 2.14, Debian 12's
 /// Ansible, supports on managed hosts).
 const RELEASE: Debian = Debian::Bookworm;
-/// Packages the guests need besides the distro suite's: Python for Ansible's modules, the NFS
-/// client for `/warehouse` (and `/etc/protocols`, which `mount.nfs4` looks `tcp` up in).
-const EXTRA_PACKAGES: &[&str] = &["nfs-common", "python3", "netbase"];
 /// `IMAGE_ID` of the fleet's images.
 const IMAGE_ID: &str = "hnroot-fleet";
 /// The disk of each guest: room for three images and the ESP (sparse).
@@ -470,7 +467,7 @@ fn build_images(
     admin_pub: &Path,
     nfs_line: &str,
 ) -> Result<[PathBuf; 3]> {
-    let tree = debian::systemd_tree(RELEASE.suite(), EXTRA_PACKAGES)?;
+    let tree = debian::systemd_tree(RELEASE.suite(), debian::SERVER_EXTRAS)?;
     let t = Instant::now();
     let deb = deb::build(work)?;
     say(&format!(
