@@ -127,7 +127,9 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     // dm-verity hash trees for sealed images (`hnroot image seal`, the seal tests).
     ("veritysetup", Source::Debian("cryptsetup-bin")),
     ("wipefs", Source::Debian("util-linux")),
+    ("xfs_admin", Source::Debian("xfsprogs")),
     ("xfs_db", Source::Debian("xfsprogs")),
+    ("xfs_repair", Source::Debian("xfsprogs")),
     ("xz", Source::Debian("xz-utils")),
     ("zstd", Source::Debian("zstd")),
 ];

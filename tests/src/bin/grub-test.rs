@@ -1643,12 +1643,23 @@ mod tests {
         let cfg = test_cfg(&scenarios, 0, 1);
         let i = scenarios.iter().position(|s| s.tries == Some(5)).unwrap();
         assert!(cfg.contains(&format!(
-            "if time hnroot select --hostpart (hd{i},gpt2) --esp (hd{i},gpt1) --tries 5; then"
+            "if time hnroot select --hostpart (hd{i},gpt2) --esp (hd{i},gpt1) --tries 5 \
+             --seal-keys (memdisk)/hnroot/seal-keys; then"
         )));
         assert!(cfg.contains(&format!(
             "if time hnroot status --set-prefix vd_ --hostpart (hd{i},gpt2) --esp (hd{i},gpt1) \
-             --tries 5; then"
+             --tries 5 --seal-keys (memdisk)/hnroot/seal-keys; then"
         )));
+        // Only the scenarios that require sealed images name the marker.
+        let r = scenarios.iter().position(|s| s.require_sealed).unwrap();
+        assert!(cfg.contains(&format!(
+            "if time hnroot select --hostpart (hd{r},gpt2) --esp (hd{r},gpt1) --seal-keys \
+             (memdisk)/hnroot/seal-keys --require-sealed-file (memdisk)/hnroot/require-sealed; then"
+        )));
+        assert_eq!(
+            cfg.matches(REQUIRE_SEALED_ARG).count(),
+            2 * scenarios.iter().filter(|s| s.require_sealed).count()
+        );
         // Each disk's status block comes before its select block: both decide on the same
         // boot state.
         for i in 0..scenarios.len() {
