@@ -78,6 +78,11 @@ enum Task {
     /// linuxrc, side by side in QEMU; prints medians, ratios and sizes.
     #[command(disable_help_flag = true)]
     BenchInitramfs(Forwarded),
+    /// Benchmark: the same Debian tree as an hnroot image on hostpart and on a plain ext4
+    /// partition booted by Debian's GRUB, in QEMU: boot time, fio on the root, page cache;
+    /// printed side by side with ratios (about half an hour; not part of `cargo xtask test`).
+    #[command(disable_help_flag = true)]
+    BenchRoot(Forwarded),
     /// The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, hnroot-init)
     /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
     #[command(disable_help_flag = true)]
@@ -191,6 +196,7 @@ fn main() -> ExitCode {
         Task::GrubTest(f) => forward(Binary::suite("grub-test"), f),
         Task::InitramfsToolsTest(f) => forward(Binary::suite("initramfs-tools-test"), f),
         Task::BenchInitramfs(f) => forward(Binary::suite("bench-initramfs"), f),
+        Task::BenchRoot(f) => forward(Binary::suite("bench-root"), f),
         Task::E2e(f) => forward(Binary::suite("e2e"), f),
         Task::Demo(f) => forward(Binary::suite("demo"), f),
         Task::Disk(f) => forward(Binary::suite("disk"), f),

@@ -15,11 +15,16 @@ struct Args {
     /// The Debian suite.
     #[arg(long, default_value = "bookworm")]
     suite: String,
+    /// Packages besides the systemd tree's own (the distro and fleet suites' tree:
+    /// `--extra nfs-common,python3,netbase`; bench-root's adds `fio`).
+    #[arg(long, value_delimiter = ',')]
+    extra: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let tree = debian::systemd_tree(&args.suite, &[])?;
+    let extra: Vec<&str> = args.extra.iter().map(String::as_str).collect();
+    let tree = debian::systemd_tree(&args.suite, &extra)?;
     println!(
         "{} ({}{})",
         tree.dir.display(),
