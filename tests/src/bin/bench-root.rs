@@ -36,8 +36,9 @@ use hnroot_testkit::server::{enable, write, LoopDisk};
 use hnroot_testkit::{buildenv, deb, debian, grubmod, initramfs};
 use regex::Regex;
 
-/// The virtual disk of both systems (sparse): the image, its overlay and the write test fit.
-const DISK_MIB: u64 = 8192;
+/// The virtual disk of both systems (sparse): room for three images (what `hnroot install`
+/// asks), the overlay and the write test.
+const DISK_MIB: u64 = 12288;
 /// The plain disk's ESP.
 const ESP_MIB: u64 = 256;
 /// The data file read by the benchmarks.
@@ -59,8 +60,11 @@ const PLAIN_ROOT_UUID: &str = "6e1a0b5c-93d2-4c4e-9d0e-0b3e2c1f7a55";
 )]
 struct Args {
     /// Boots per system; the first (the system's first boot) is not counted.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     boots: u32,
+    /// Rounds of the measurements on the last boot (medians are shown).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Seconds each random-I/O fio job runs.
     #[arg(long, default_value_t = 20)]
     runtime: u32,
@@ -96,9 +100,7 @@ After=multi-user.target boot-complete.target hnroot-mark-good.service
 
 [Service]
 Type=oneshot
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/ttyS0
+StandardOutput=journal
 ExecStart=/usr/local/sbin/hnroot-bench
 
 [Install]
@@ -107,7 +109,8 @@ WantedBy=multi-user.target
 
 /// The guest's side. `@BOOTS@` and `@RUNTIME@` are filled in by [`bench_script`].
 const BENCH_SCRIPT: &str = r#"#!/bin/sh
-say() { echo "hnroot-bench: $*"; }
+# Each line opens the console anew: the serial getty's vhangup() ends descriptors opened before it.
+say() { echo "hnroot-bench: $*" > /dev/ttyS0; }
 mono() { systemctl show -P ActiveEnterTimestampMonotonic "$1"; }
 state=/var/lib/hnroot-bench/boots
 n=$(( $(cat $state 2>/dev/null || echo 0) + 1 ))
@@ -126,7 +129,7 @@ job() {
 	name=$1; shift
 	drop
 	if fio --output-format=json --output=/tmp/fio.json --name="$name" "$@" >/tmp/fio.out 2>&1; then
-		python3 /usr/local/lib/hnroot-bench/fio-summary.py "$name" /tmp/fio.json
+		python3 /usr/local/lib/hnroot-bench/fio-summary.py "$name" /tmp/fio.json | while read -r l; do say "$l"; done
 	else
 		say "fio $name failed: $(tail -n 2 /tmp/fio.out | tr '\n' ' ')"
 	fi
@@ -143,24 +146,32 @@ mem() {
 	[ -f /hostpart/hn-root.img ] && file=" image-file-kib=$(( $(fincore --bytes --noheadings --output RES /hostpart/hn-root.img) / 1024 ))"
 	say "mem $1 cached-kib=$((b - a))$file"
 }
-seq_read seq-read $D
-job seq-write --filename=$W --rw=write --bs=1M --size=1G --ioengine=psync --end_fsync=1
-rand_read rand-read $D
-job rand-write --filename=$W --rw=randwrite --bs=4k --size=1G --direct=1 --ioengine=libaio --iodepth=16 --runtime=@RUNTIME@ --time_based --end_fsync=1
-rm -f $W
-mem cold-read $D
-if [ -d /run/hnroot/image/var ]; then
+# Each round runs every measurement once; the host takes the median of the rounds.
+round() {
+	seq_read seq-read $D
+	job seq-write --filename=$W --rw=write --bs=1M --size=1G --ioengine=psync --end_fsync=1
+	rand_read rand-read $D
+	job rand-write --filename=$W --rw=randwrite --bs=4k --size=1G --direct=1 --ioengine=libaio --iodepth=16 --runtime=@RUNTIME@ --time_based --end_fsync=1
+	rm -f $W
+	mem cold-read $D
+	[ -d /run/hnroot/image/var ] || return 0
 	seq_read image-seq-read /run/hnroot/image$D
 	rand_read image-rand-read /run/hnroot/image$D
 	lo=$(findmnt -n -o SOURCE /run/hnroot/image)
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio)"
-	if losetup --direct-io=off "$lo"; then
-		say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio) (switched off)"
-		mem cold-read-buffered-loop $D
-		seq_read seq-read-buffered-loop $D
-		losetup --direct-io=on "$lo"
-	fi
-fi
+	losetup --direct-io=off "$lo" || return 0
+	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio) (switched off)"
+	mem cold-read-buffered-loop $D
+	seq_read seq-read-buffered-loop $D
+	rand_read rand-read-buffered-loop $D
+	losetup --direct-io=on "$lo"
+}
+r=0
+while [ $r -lt @ROUNDS@ ]; do
+	r=$((r + 1))
+	say "round $r"
+	round
+done
 say "done"
 systemctl poweroff
 "#;
@@ -174,14 +185,15 @@ for op in ("read", "write"):
     if s["io_bytes"] == 0:
         continue
     p99 = s["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
-    print("hnroot-bench: fio %s %s mib_s=%.1f iops=%.0f p99_us=%.0f"
+    print("fio %s %s mib_s=%.1f iops=%.0f p99_us=%.0f"
           % (name, op, s["bw_bytes"] / 1048576, s["iops"], p99))
 "#;
 
-fn bench_script(boots: u32, runtime: u32) -> String {
+fn bench_script(boots: u32, runtime: u32, rounds: u32) -> String {
     BENCH_SCRIPT
         .replace("@BOOTS@", &boots.to_string())
         .replace("@RUNTIME@", &runtime.to_string())
+        .replace("@ROUNDS@", &rounds.to_string())
 }
 
 /// What one system printed.
@@ -190,12 +202,26 @@ struct Measured {
     /// Per counted boot: µs since kernel start to the initrd's end, `boot-complete.target`,
     /// `multi-user.target`; and the host's seconds from QEMU's start to the bench unit.
     boots: Vec<BootTimes>,
-    /// `fio NAME OP` → (MiB/s, IOPS, p99 µs).
-    fio: BTreeMap<String, (f64, f64, f64)>,
-    /// `mem NAME` → (page cache grown, KiB; the image file's own pages, KiB).
-    mem: BTreeMap<String, (u64, Option<u64>)>,
+    /// `fio NAME OP` → per round (MiB/s, IOPS, p99 µs).
+    fio: BTreeMap<String, Vec<Fio>>,
+    /// `mem NAME` → per round (page cache grown, KiB; the image file's own pages, KiB).
+    mem: BTreeMap<String, Vec<(u64, Option<u64>)>>,
     /// Everything else the unit said (`loop ... dio=`, failures).
     notes: Vec<String>,
+}
+
+/// One fio job's result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fio {
+    mib_s: f64,
+    iops: f64,
+    p99_us: f64,
+}
+
+/// The median of `v` (the upper one of an even count); `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,34 +261,52 @@ impl Measured {
                 }
             }
             ["fio", name, op, ..] if field(line, "mib_s").is_some() => {
-                self.fio.insert(
-                    format!("{name} {op}"),
-                    (
-                        num(line, "mib_s")?,
-                        num(line, "iops")?,
-                        num(line, "p99_us")?,
-                    ),
-                );
+                self.fio
+                    .entry(format!("{name} {op}"))
+                    .or_default()
+                    .push(Fio {
+                        mib_s: num(line, "mib_s")?,
+                        iops: num(line, "iops")?,
+                        p99_us: num(line, "p99_us")?,
+                    });
             }
             ["mem", name, ..] => {
                 let file = field(line, "image-file-kib")
                     .map(|v| v.parse::<u64>())
                     .transpose()?;
                 self.mem
-                    .insert((*name).to_owned(), (num(line, "cached-kib")? as u64, file));
+                    .entry((*name).to_owned())
+                    .or_default()
+                    .push((num(line, "cached-kib")? as u64, file));
             }
+            ["rebooting"] | ["done"] | ["round", _] => {}
             _ => self.notes.push(line.to_owned()),
         }
         Ok(())
     }
 
-    fn median(&self, f: impl Fn(&BootTimes) -> f64) -> Option<f64> {
-        let mut v: Vec<f64> = self.boots.iter().map(f).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        Some(v[v.len() / 2])
+    fn boot_median(&self, f: impl Fn(&BootTimes) -> f64) -> Option<f64> {
+        median(self.boots.iter().map(f).collect())
+    }
+
+    /// The median of each of a fio job's numbers over the rounds.
+    fn fio_median(&self, key: &str) -> Option<Fio> {
+        let runs = self.fio.get(key)?;
+        Some(Fio {
+            mib_s: median(runs.iter().map(|r| r.mib_s).collect())?,
+            iops: median(runs.iter().map(|r| r.iops).collect())?,
+            p99_us: median(runs.iter().map(|r| r.p99_us).collect())?,
+        })
+    }
+
+    /// The median page cache growth (KiB) and image file pages (KiB) of `name`.
+    fn mem_median(&self, name: &str) -> Option<(f64, Option<f64>)> {
+        let runs = self.mem.get(name)?;
+        let file: Vec<f64> = runs.iter().filter_map(|r| r.1).map(|k| k as f64).collect();
+        Some((
+            median(runs.iter().map(|r| r.0 as f64).collect())?,
+            median(file),
+        ))
     }
 }
 
@@ -337,7 +381,7 @@ fn instrument(tree: &Path, data: &Path, args: &Args) -> Result<()> {
     write(
         tree,
         "usr/local/sbin/hnroot-bench",
-        &bench_script(args.boots, args.runtime),
+        &bench_script(args.boots, args.runtime, args.rounds),
         0o755,
     )?;
     write(
@@ -522,9 +566,13 @@ fn plain_disk(tree: &debian::Tree, work: &Path, data: &Path, args: &Args) -> Res
                 .arg(format!("{}/.", staging.display()))
                 .arg(&root.0))?;
         }
-        let esp = Mounted::new(&l.part(1), &work.join("mnt-esp"))?;
-        fs::create_dir_all(esp.0.join("EFI/BOOT"))?;
-        fs::copy(&efi, esp.0.join("EFI/BOOT/BOOTX64.EFI"))?;
+        // mtools: the ESP is written without mounting it (this host's kernel may lack vfat).
+        let esp = l.part(1);
+        run(Command::new("mmd").args(["-i", &esp, "::/EFI", "::/EFI/BOOT"]))?;
+        run(Command::new("mcopy")
+            .args(["-i", &esp])
+            .arg(&efi)
+            .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
     }
     debian::remove(&staging)?;
     println!(
@@ -545,103 +593,92 @@ fn ratio(h: f64, p: f64) -> String {
 /// One number of a boot.
 type Timing = fn(&BootTimes) -> f64;
 
-/// The side-by-side table.
+/// The side-by-side table (medians; ratios hnroot / plain).
 fn table(m: &BTreeMap<System, Measured>) -> String {
     let (Some(p), Some(h)) = (m.get(&System::Plain), m.get(&System::Hnroot)) else {
         return String::from("(one system only: no table)\n");
     };
     let mut s = String::new();
-    let _ = writeln!(s, "| what | plain | hnroot | hnroot / plain |");
-    let _ = writeln!(s, "|---|---|---|---|");
+    let mut row = |what: &str, plain: f64, hnroot: f64, digits: usize| {
+        let _ = writeln!(
+            s,
+            "| {what} | {plain:.digits$} | {hnroot:.digits$} | {} |",
+            ratio(hnroot, plain)
+        );
+    };
     let times: [(&str, Timing); 4] = [
-        ("kernel start → initrd end (s)", |b| {
+        ("boot: kernel start → initrd end (s)", |b| {
             b.initrd_end_us as f64 / 1e6
         }),
-        ("kernel start → boot-complete.target (s)", |b| {
+        ("boot: kernel start → boot-complete.target (s)", |b| {
             b.boot_complete_us as f64 / 1e6
         }),
-        ("kernel start → multi-user.target (s)", |b| {
+        ("boot: kernel start → multi-user.target (s)", |b| {
             b.multi_user_us as f64 / 1e6
         }),
         (
-            "QEMU start → bench unit, firmware and GRUB included (s)",
+            "boot: QEMU start → bench unit, firmware and GRUB included (s)",
             |b| b.qemu_to_unit_s,
         ),
     ];
     for (what, f) in times {
-        if let (Some(a), Some(b)) = (p.median(f), h.median(f)) {
-            let _ = writeln!(s, "| {what}, median | {a:.2} | {b:.2} | {} |", ratio(b, a));
+        if let (Some(a), Some(b)) = (p.boot_median(f), h.boot_median(f)) {
+            row(what, a, b, 2);
         }
     }
-    for (key, &(pm, pi, pp)) in &p.fio {
-        let Some(&(hm, hi, hp)) = h.fio.get(key) else {
-            continue;
-        };
-        if key.starts_with("rand") {
-            let _ = writeln!(
-                s,
-                "| fio {key} IOPS | {pi:.0} | {hi:.0} | {} |",
-                ratio(hi, pi)
-            );
-            let _ = writeln!(
-                s,
-                "| fio {key} p99 (µs) | {pp:.0} | {hp:.0} | {} |",
-                ratio(hp, pp)
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "| fio {key} (MiB/s) | {pm:.1} | {hm:.1} | {} |",
-                ratio(hm, pm)
-            );
-        }
-    }
-    // The image's own read path and the buffered loop device, beside the plain root.
-    let beside = [
+    // Each of hnroot's jobs beside the plain root's job of the same kind: the root itself,
+    // the image without the overlay, the loop device switched to buffered I/O.
+    let pairs = [
+        ("seq-read read", "seq-read read"),
         ("image-seq-read read", "seq-read read"),
         ("seq-read-buffered-loop read", "seq-read read"),
+        ("seq-write write", "seq-write write"),
+        ("rand-read read", "rand-read read"),
         ("image-rand-read read", "rand-read read"),
+        ("rand-read-buffered-loop read", "rand-read read"),
+        ("rand-write write", "rand-write write"),
     ];
-    for (mine, theirs) in beside {
-        let (Some(&(hm, hi, hp)), Some(&(pm, pi, pp))) = (h.fio.get(mine), p.fio.get(theirs))
-        else {
+    for (mine, theirs) in pairs {
+        let (Some(hf), Some(pf)) = (h.fio_median(mine), p.fio_median(theirs)) else {
             continue;
         };
-        if mine.contains("rand") {
-            let _ = writeln!(
-                s,
-                "| fio {mine} IOPS (hnroot) vs {theirs} (plain) | {pi:.0} | {hi:.0} | {} |",
-                ratio(hi, pi)
-            );
-            let _ = writeln!(
-                s,
-                "| fio {mine} p99 (µs) (hnroot) vs {theirs} (plain) | {pp:.0} | {hp:.0} | {} |",
-                ratio(hp, pp)
+        let what = if mine == theirs {
+            format!("fio {mine}")
+        } else {
+            format!("fio {theirs} (hnroot: {mine})")
+        };
+        if mine.starts_with("rand") || mine.starts_with("image-rand") {
+            row(&format!("{what}, IOPS"), pf.iops, hf.iops, 0);
+            row(
+                &format!("{what}, p99 latency (µs)"),
+                pf.p99_us,
+                hf.p99_us,
+                0,
             );
         } else {
-            let _ = writeln!(
-                s,
-                "| fio {mine} (hnroot) vs {theirs} (plain) (MiB/s) | {pm:.1} | {hm:.1} | {} |",
-                ratio(hm, pm)
-            );
+            row(&format!("{what} (MiB/s)"), pf.mib_s, hf.mib_s, 1);
         }
     }
-    let plain_cache = p.mem.get("cold-read").map(|&(k, _)| k);
-    for (name, &(kib, file)) in &h.mem {
-        if let Some(pk) = plain_cache {
+    if let Some((plain, _)) = p.mem_median("cold-read") {
+        for name in ["cold-read", "cold-read-buffered-loop"] {
+            let Some((kib, file)) = h.mem_median(name) else {
+                continue;
+            };
             let file = file.map_or(String::new(), |f| {
-                format!(" (image file's own pages: {} MiB)", f / 1024)
+                format!(", of it the image file's own {:.0}", f / 1024.0)
             });
             let _ = writeln!(
                 s,
-                "| page cache after a cold 1 GiB read, {name} (MiB) | {} | {}{file} | {} |",
-                pk / 1024,
-                kib / 1024,
-                ratio(kib as f64, pk as f64)
+                "| page cache grown by a cold 1 GiB read, {name} (MiB) | {:.0} | {:.0}{file} | {} |",
+                plain / 1024.0,
+                kib / 1024.0,
+                ratio(kib, plain)
             );
         }
     }
-    s
+    let mut out = String::from("| what | plain | hnroot | hnroot / plain |\n|---|---|---|---|\n");
+    out.push_str(&s);
+    out
 }
 
 fn main() -> Result<()> {
@@ -725,21 +762,64 @@ mod tests {
         m.take("mem cold-read cached-kib=1050000 image-file-kib=0", 0.0)
             .unwrap();
         m.take("loop loop0 dio=1", 0.0).unwrap();
+        m.take("round 2", 0.0).unwrap();
         assert_eq!(m.boots.len(), 1);
         assert_eq!(m.boots[0].boot_complete_us, 8_000_000);
-        assert_eq!(m.median(|b| b.qemu_to_unit_s), Some(50.0));
-        assert_eq!(m.fio["rand-read read"], (12.5, 3200.0, 900.0));
-        assert_eq!(m.mem["cold-read"], (1_050_000, Some(0)));
+        assert_eq!(m.boot_median(|b| b.qemu_to_unit_s), Some(50.0));
+        m.take("fio rand-read read mib_s=10.5 iops=3000 p99_us=1000", 0.0)
+            .unwrap();
+        m.take("fio rand-read read mib_s=11.5 iops=3100 p99_us=950", 0.0)
+            .unwrap();
+        assert_eq!(
+            m.fio_median("rand-read read"),
+            Some(Fio {
+                mib_s: 11.5,
+                iops: 3100.0,
+                p99_us: 950.0
+            })
+        );
+        assert_eq!(m.mem_median("cold-read"), Some((1_050_000.0, Some(0.0))));
         assert_eq!(m.notes, ["loop loop0 dio=1"]);
         assert!(m
             .take("fio seq-read read mib_s=fast iops=1 p99_us=1", 0.0)
             .is_err());
     }
 
+    /// The table puts hnroot's medians beside the plain root's, with their ratio.
+    #[test]
+    fn the_table_shows_medians_side_by_side() {
+        let mut m = BTreeMap::new();
+        for (system, iops) in [
+            (System::Plain, [8000, 9000, 10000]),
+            (System::Hnroot, [4000, 4500, 9999]),
+        ] {
+            let mut got = Measured::default();
+            for i in iops {
+                got.take(
+                    &format!("fio rand-read read mib_s=1 iops={i} p99_us=100"),
+                    0.0,
+                )
+                .unwrap();
+            }
+            m.insert(system, got);
+        }
+        let t = table(&m);
+        assert!(
+            t.contains("| fio rand-read read, IOPS | 9000 | 4500 | 0.50× |"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("image-rand-read"),
+            "no row without numbers: {t}"
+        );
+    }
+
     #[test]
     fn the_script_gets_its_numbers() {
-        let s = bench_script(3, 20);
-        assert!(s.contains("-lt 3 ]") && s.contains("--runtime=20"));
-        assert!(!s.contains("@BOOTS@") && !s.contains("@RUNTIME@"));
+        let s = bench_script(3, 20, 5);
+        assert!(s.contains("-lt 3 ]") && s.contains("--runtime=20") && s.contains("-lt 5 ]"));
+        assert!(!["@BOOTS@", "@RUNTIME@", "@ROUNDS@"]
+            .iter()
+            .any(|p| s.contains(p)));
     }
 }
