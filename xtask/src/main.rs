@@ -87,6 +87,12 @@ enum Task {
     /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
     #[command(disable_help_flag = true)]
     E2e(Forwarded),
+    /// The power-cut campaign: e2e's cuts of the boot-time switches (`--during
+    /// update,revert,rollback`) on each hostpart filesystem (`--fs ext4,btrfs,xfs`), `--cuts N`
+    /// each, `--seed S`; a table of cuts, unbootable disks, lost images and boots to settle
+    /// (long: not part of `cargo xtask test`, which runs a few cuts of updates in e2e).
+    #[command(disable_help_flag = true)]
+    Powercut(Forwarded),
     /// One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert,
     /// automatic rollback of a bad v3; what GRUB chose and why, what the initramfs did.
     #[command(disable_help_flag = true)]
@@ -198,6 +204,10 @@ fn main() -> ExitCode {
         Task::BenchInitramfs(f) => forward(Binary::suite("bench-initramfs"), f),
         Task::BenchRoot(f) => forward(Binary::suite("bench-root"), f),
         Task::E2e(f) => forward(Binary::suite("e2e"), f),
+        Task::Powercut(mut f) => {
+            f.args.insert(0, "--campaign".into());
+            forward(Binary::suite("e2e"), f)
+        }
         Task::Demo(f) => forward(Binary::suite("demo"), f),
         Task::Disk(f) => forward(Binary::suite("disk"), f),
         Task::Deb(f) => forward(Binary::build("deb"), f),
@@ -370,8 +380,9 @@ fn test() -> Result<()> {
     let lane_a: Vec<(&'static str, Vec<&'static str>)> = vec![
         // hnroot's GRUB (one for every release) under OVMF + QEMU: every decision, 4 boots.
         ("grub-test", vec![]),
-        // The whole chain in QEMU on Debian 12: life cycle, power cuts on ext4, btrfs and XFS
-        // (2 each here; `cargo xtask e2e --cuts N` for more), bad inputs, hostile hostparts, a disk made by hnroot install, hnroot
+        // The whole chain in QEMU on Debian 12: life cycle, power cuts of updates on ext4, btrfs
+        // and XFS, of a revert on XFS and of a rollback on btrfs (2 each here; `cargo xtask
+        // powercut` for the campaign), bad inputs, hostile hostparts, a disk made by hnroot install, hnroot
         // reboot by kexec (issue 25: kexec-update, kexec-rollback, kexec-unloadable, 10 boots,
         // about 4 minutes under load). The loader's scenarios run once, on Debian 13 (below and
         // in lane B).

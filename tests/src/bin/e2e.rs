@@ -78,6 +78,32 @@ struct Args {
     /// 6.12).
     #[arg(long, default_value_t = Debian::NEWEST)]
     debian: Debian,
+    /// `cargo xtask powercut`: instead of the scenarios, `--cuts` power cuts of each plan of
+    /// `--during` on each filesystem of `--fs`, counted (not stopped at the first failure)
+    /// and printed as a table; fails when any cut left a disk unbootable or lost an image.
+    #[arg(long)]
+    campaign: bool,
+    /// The campaign's hostpart filesystems.
+    #[arg(long, value_delimiter = ',', value_parser = parse_fs, default_value = "ext4,btrfs,xfs")]
+    fs: Vec<HostFs>,
+    /// The campaign's plans: the switches hnroot-init carries out at boot.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "update,revert,rollback"
+    )]
+    during: Vec<CutPlan>,
+}
+
+/// `--fs ext4|btrfs|xfs`.
+fn parse_fs(s: &str) -> std::result::Result<HostFs, String> {
+    match s {
+        "ext4" => Ok(HostFs::Ext4),
+        "btrfs" => Ok(HostFs::Btrfs),
+        "xfs" => Ok(HostFs::Xfs),
+        _ => Err(format!("{s}: hostpart is ext4, btrfs or xfs")),
+    }
 }
 
 /// What a scenario reports for the table; its notes are printed as they come.
@@ -126,6 +152,17 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "power-cut-xfs",
         "6 power cut during the switch, XFS hostpart (issue 24: XFS hostparts boot in e2e)",
         power_cut_xfs,
+    ),
+    (
+        "power-cut-revert-xfs",
+        "6 power cut during a revert's switch, XFS hostpart (issue 24: the campaign's CI share)",
+        power_cut_revert_xfs,
+    ),
+    (
+        "power-cut-rollback-btrfs",
+        "6 power cut during a rollback's switch, btrfs hostpart (issue 24: the campaign's CI \
+         share)",
+        power_cut_rollback_btrfs,
     ),
     (
         "garbage-new",
@@ -594,12 +631,15 @@ fn installed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 }
 
 fn run_suite(args: &Args) -> Result<()> {
+    if args.campaign && !args.only.is_empty() {
+        bail!("--campaign runs the power cuts of --during on --fs; --only chooses scenarios");
+    }
     let chosen: Vec<&(&str, &str, ScenarioFn)> = SCENARIOS
         .iter()
         .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|o| name.contains(o)))
         .filter(|(name, _, _)| !args.skip.iter().any(|o| name.contains(o)))
         .collect();
-    if chosen.is_empty() {
+    if chosen.is_empty() && !args.campaign {
         bail!(
             "--only {:?} matches no scenario; scenarios: {}",
             args.only,
@@ -639,7 +679,9 @@ fn run_suite(args: &Args) -> Result<()> {
             &buildenv::build_root()
                 .join("e2e")
                 .join(args.debian.suite())
-                .join(if args.only.is_empty() {
+                .join(if args.campaign {
+                    "powercut".to_owned()
+                } else if args.only.is_empty() {
                     "runs".to_owned()
                 } else {
                     format!("runs-{}", args.only.join("+"))
@@ -648,6 +690,9 @@ fn run_suite(args: &Args) -> Result<()> {
         seed,
         cuts: args.cuts,
     };
+    if args.campaign {
+        return campaign(&run, &args.fs, &args.during);
+    }
     let mut rows = Vec::new();
     for (name, about, f) in chosen {
         println!("\n== {name}: {about}");
@@ -1169,27 +1214,146 @@ impl Rng {
 }
 
 fn power_cut_ext4(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    power_cut(run, report, HostFs::Ext4)
+    power_cut(run, report, HostFs::Ext4, CutPlan::Update)
 }
 
 fn power_cut_btrfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    power_cut(run, report, HostFs::Btrfs)
+    power_cut(run, report, HostFs::Btrfs, CutPlan::Update)
 }
 
 fn power_cut_xfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    power_cut(run, report, HostFs::Xfs)
+    power_cut(run, report, HostFs::Xfs, CutPlan::Update)
 }
 
-/// 6: an update (v1 committed, v2 staged) whose switch loses power at a random moment after
-/// hnroot-init prints its plan; GRUB must then decide exactly what the core decides on the disk
-/// as GRUB sees it, a valid image must boot, and v1 (the last known good) must be intact.
-fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> {
-    let parts = run.parts;
-    let name = format!("power-cut-{fs}");
-    let base = parts.disk(
-        &DiskContents::committed(&name, fs, "v1").with(ImageName::New, ImageContent::Image("v2")),
-        &run.work,
-    )?;
+fn power_cut_revert_xfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    power_cut(run, report, HostFs::Xfs, CutPlan::Revert)
+}
+
+fn power_cut_rollback_btrfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    power_cut(run, report, HostFs::Btrfs, CutPlan::Rollback)
+}
+
+/// A switch hnroot-init carries out at boot, and the disk that makes it plan one. In each, v1
+/// is the last known good image and v2 the other one; both must survive any cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+enum CutPlan {
+    /// v1 committed, v2 staged: v2 becomes `hn-root.img`, v1 `hn-root-old.img`.
+    Update,
+    /// v2 committed, v1 old, `system-revert` set: v1 becomes `hn-root.img` again.
+    Revert,
+    /// v2 on trial with no tries left, v1 old and recorded good: v1 becomes `hn-root.img`, v2
+    /// `hn-root-broken.img`.
+    Rollback,
+}
+
+impl CutPlan {
+    /// The plan kind hnroot-init prints for it.
+    fn kind(self) -> PlanKind {
+        match self {
+            CutPlan::Update => PlanKind::Update,
+            CutPlan::Revert => PlanKind::Revert,
+            CutPlan::Rollback => PlanKind::Rollback,
+        }
+    }
+
+    /// The disk before the cut.
+    fn contents(self, name: &str, fs: HostFs) -> DiskContents {
+        match self {
+            CutPlan::Update => DiskContents::committed(name, fs, "v1")
+                .with(ImageName::New, ImageContent::Image("v2")),
+            CutPlan::Revert => {
+                let mut c = DiskContents::committed(name, fs, "v2")
+                    .with(ImageName::Old, ImageContent::Image("v1"));
+                c.revert_marker = true;
+                c
+            }
+            CutPlan::Rollback => {
+                let mut c = DiskContents::committed(name, fs, "v2")
+                    .with(ImageName::Old, ImageContent::Image("v1"));
+                c.state = StateInit::Trial {
+                    image: "v2",
+                    tries_left: 0,
+                    good: Some("v1"),
+                };
+                c
+            }
+        }
+    }
+
+    /// Spreads the seeds of the plans apart.
+    fn salt(self) -> u64 {
+        match self {
+            CutPlan::Update => 0,
+            CutPlan::Revert => 0x5e7e_0000,
+            CutPlan::Rollback => 0x4011_0000,
+        }
+    }
+}
+
+/// How one cut ended.
+#[derive(Debug)]
+enum CutEnd {
+    /// A valid image booted and both images are intact; `boots` boots after the cut until
+    /// GRUB's view and Linux's agreed.
+    Settled { boots: u32 },
+    /// GRUB did not decide what the core decides on the disk, or no valid image booted.
+    Unbootable(anyhow::Error),
+    /// An image is missing, doubled or changed, or the boot state is not valid.
+    Lost(anyhow::Error),
+}
+
+/// What a series of cuts of one plan on one filesystem came to.
+#[derive(Debug, Default)]
+struct CutTally {
+    cuts: u32,
+    unbootable: u32,
+    lost: u32,
+    /// Boots to settle, per settled cut.
+    settle: Vec<u32>,
+    /// Where the cuts landed (the last hnroot-init line before each).
+    landed: BTreeMap<String, usize>,
+    /// Recovery boots whose initramfs found GRUB's view behind Linux's.
+    stale_views: usize,
+    /// What went wrong, per failed cut.
+    failures: Vec<String>,
+}
+
+/// 6: power cuts at random moments of `plan`'s switch on a `fs` hostpart, each after
+/// hnroot-init prints its plan; GRUB must then decide exactly what the core decides on the
+/// disk as GRUB sees it, a valid image must boot, and v1 (the last known good) and v2 must each
+/// be on hostpart exactly once, unchanged. Fails on the first cut that breaks this.
+fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs, plan: CutPlan) -> Result<()> {
+    let tally = cut_series(run, report, fs, plan, true)?;
+    report.note(format!(
+        "{} cuts landed after: {}; GRUB's view behind Linux's in {} recovery boots; boots to \
+         settle: {:?}",
+        tally.cuts,
+        tally
+            .landed
+            .iter()
+            .map(|(at, n)| format!("{at} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        tally.stale_views,
+        tally.settle
+    ));
+    Ok(())
+}
+
+/// `run.cuts` cuts of `plan` on `fs`, tallied; with `stop_at_first`, the first failed cut is
+/// the error.
+fn cut_series(
+    run: &SuiteRun<'_>,
+    report: &mut Report,
+    fs: HostFs,
+    plan: CutPlan,
+    stop_at_first: bool,
+) -> Result<CutTally> {
+    let name = match plan {
+        CutPlan::Update => format!("power-cut-{fs}"),
+        _ => format!("power-cut-{}-{fs}", plan.kind()),
+    };
+    let base = run.parts.disk(&plan.contents(&name, fs), &run.work)?;
     if run.cuts == 0 {
         bail!("--cuts 0 cuts nothing: leave {name} out with --only, or cut at least once");
     }
@@ -1198,19 +1362,8 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
         HostFs::Btrfs => 0xb7f5,
         HostFs::Xfs => 0x8f5a,
     };
-    let mut rng = Rng((run.seed ^ salt) | 1);
-    // Where the cuts landed (the last hnroot-init line before each) and how often GRUB's
-    // view was behind Linux's (the initramfs found the booted image under a newer name).
-    let mut landed: BTreeMap<String, usize> = BTreeMap::new();
-    let mut stale_views = 0usize;
-    let mut lagging = 0usize;
-    let plan_re = Regex::new(&format!("(?m){INIT_LINE}plan: "))?;
-    let config = Config {
-        tries: parts.tries(),
-        ..Config::default()
-    };
-    let v1 = parts.uuid("v1")?;
-    let v2 = parts.uuid("v2")?;
+    let mut rng = Rng((run.seed ^ salt ^ plan.salt()) | 1);
+    let mut tally = CutTally::default();
     for i in 0..run.cuts {
         let slot = CUT_WINDOW.as_secs_f64() / f64::from(run.cuts);
         let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
@@ -1220,213 +1373,262 @@ fn power_cut(run: &SuiteRun<'_>, report: &mut Report, fs: HostFs) -> Result<()> 
             ..base.clone()
         };
         disk::copy_disk(&base.path, &disk.path)?;
-        let t = Instant::now();
-        let mut session = Session::start(
-            &format!("{name} cut {}", i + 1),
-            &[&disk.path],
-            &dir.join("qemu-cut"),
-        )?;
-        let (cut, _) = session.cut_power(&plan_re, delay, BOOT_TIMEOUT)?;
-        report.qemu += t.elapsed();
-        report.boots += 1;
-        let last = cut
-            .init
-            .iter()
-            .rev()
-            .find(|l| l.starts_with("step ") || l.starts_with("plan: "))
-            .cloned()
-            .unwrap_or_default();
-        let at = last
-            .split(':')
-            .next()
-            .unwrap_or("before the plan")
-            .to_string();
-        *landed.entry(at).or_default() += 1;
-        report.note(format!(
-            "cut {}: {:.0} ms after `plan: {} ...`; last line before the cut: `{last}`",
-            i + 1,
-            delay.as_secs_f64() * 1000.0,
-            cut.plan_kind.as_deref().unwrap_or("?"),
-        ));
-        // The `plan: KIND (N steps)` line (the cut waited for it; the `record:` line after it
-        // may be cut off).
-        ensure!(
-            cut.plan_kind.as_deref() == Some("update"),
-            "cut {}: hnroot-init planned {:?}, expected an update",
-            i + 1,
-            cut.plan_kind
-        );
-        let (seen_by_grub, _, state) = inspect(&disk, View::AsGrubSees, report)?;
+        let label = format!("{name} cut {}", i + 1);
+        let end = cut_once(run, report, &disk, plan, &label, delay, &mut tally)?;
+        tally.cuts += 1;
+        match end {
+            CutEnd::Settled { boots } => {
+                tally.settle.push(boots);
+                // Passed: the copy is not needed (long --cuts runs would fill the disk).
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+            CutEnd::Unbootable(e) | CutEnd::Lost(e) if stop_at_first => {
+                return Err(e.context(format!("{label} (disk kept in {})", dir.display())));
+            }
+            CutEnd::Unbootable(e) => {
+                tally.unbootable += 1;
+                tally.failures.push(format!("{label}: unbootable: {e:#}"));
+            }
+            CutEnd::Lost(e) => {
+                tally.lost += 1;
+                tally.failures.push(format!("{label}: lost: {e:#}"));
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// One cut `delay` after hnroot-init's `plan:` line on `disk`, then boots until settled.
+/// Errors are the harness's own (QEMU would not start, the disk cannot be read); what the
+/// disk came to is the [`CutEnd`].
+fn cut_once(
+    run: &SuiteRun<'_>,
+    report: &mut Report,
+    disk: &BuiltDisk,
+    plan: CutPlan,
+    label: &str,
+    delay: Duration,
+    tally: &mut CutTally,
+) -> Result<CutEnd> {
+    let parts = run.parts;
+    let dir = disk
+        .path
+        .parent()
+        .context("the disk copy has no directory")?;
+    let plan_re = Regex::new(&format!("(?m){INIT_LINE}plan: "))?;
+    let t = Instant::now();
+    let mut session = Session::start(label, &[&disk.path], &dir.join("qemu-cut"))?;
+    let (cut, _) = session.cut_power(&plan_re, delay, BOOT_TIMEOUT)?;
+    report.qemu += t.elapsed();
+    report.boots += 1;
+    let last = cut
+        .init
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("step ") || l.starts_with("plan: "))
+        .cloned()
+        .unwrap_or_default();
+    let at = last
+        .split(':')
+        .next()
+        .unwrap_or("before the plan")
+        .to_string();
+    *tally.landed.entry(at).or_default() += 1;
+    report.note(format!(
+        "{label}: {:.0} ms after `plan: {} ...`; last line before the cut: `{last}`",
+        delay.as_secs_f64() * 1000.0,
+        cut.plan_kind.as_deref().unwrap_or("?"),
+    ));
+    // The `plan: KIND (N steps)` line (the cut waited for it; the `record:` line after it may
+    // be cut off): a plan other than the one the disk was made for is the harness's error.
+    ensure!(
+        cut.plan_kind.as_deref() == Some(plan.kind().code()),
+        "{label}: hnroot-init planned {:?}, expected {}",
+        cut.plan_kind,
+        plan.kind().code()
+    );
+    let mut boots = 0;
+    // Boot until GRUB's view of the disk (journal not replayed) leads to the decision Linux's
+    // view does: at most twice (the recovery boot, and once more where GRUB is still behind).
+    loop {
+        boots += 1;
+        let (seen_by_grub, _, state) = inspect(disk, View::AsGrubSees, report)?;
+        let config = Config {
+            tries: parts.tries(),
+            ..Config::default()
+        };
         let expected = decide(&seen_by_grub.observation(state), &config);
         let Decision::Boot(boot) = &expected else {
-            bail!(
-                "cut {}: the core finds nothing bootable on this disk: {expected}",
-                i + 1
-            );
+            return Ok(CutEnd::Unbootable(anyhow::anyhow!(
+                "the core finds nothing bootable on this disk as GRUB sees it: {expected}"
+            )));
         };
-        let version = parts
-            .version_of(&boot.uuid)
-            .context("the core decides to boot an image that is not in the parts")?;
+        let Some(version) = parts.version_of(&boot.uuid) else {
+            return Ok(CutEnd::Lost(anyhow::anyhow!(
+                "the core decides to boot {}, which is none of the test images",
+                boot.uuid
+            )));
+        };
         let t = Instant::now();
         let mut session = Session::start(
-            &format!("{name} after cut {}", i + 1),
+            &format!("{label}, boot {boots} after it"),
             &[&disk.path],
-            &dir.join("qemu"),
+            &dir.join(format!("qemu-{boots}")),
         )?;
-        let rec = session.next_boot(BOOT_TIMEOUT)?;
+        let rec = match session.next_boot(BOOT_TIMEOUT) {
+            Ok(rec) => rec,
+            Err(e) => return Ok(CutEnd::Unbootable(e)),
+        };
         report.boots += 1;
         report.note(summary(parts, &rec));
-        let decision = rec.grub_record.clone().unwrap_or_default();
-        ensure!(
-            rec.grub_decision.as_deref() == Some(expected.record().to_string().as_str())
-                && rec.grub_args.as_deref() == Some(TEST_ARGS_RECORD),
-            "cut {}: GRUB decided `{decision}`; the core, on hostpart as GRUB sees it offline, \
-             decides `{}` ({expected})\n--- console tail ---\n{}",
-            i + 1,
-            expected.record(),
-            rec.tail(qemu::TAIL_LINES)
-        );
-        ensure!(
-            rec.version.as_deref() == Some(version)
-                && rec.uuid.as_deref() == Some(boot.uuid.to_string().as_str())
-                && rec.fatal.is_none()
-                && rec.end == Some(End::Poweroff),
-            "cut {}: expected {version} ({}) to boot and power off; got version {:?}, FATAL \
-             {:?}, end {:?}\n--- console tail ---\n{}",
-            i + 1,
-            boot.uuid,
-            rec.version,
-            rec.fatal,
-            rec.end,
-            rec.tail(qemu::TAIL_LINES)
-        );
-        session.wait_poweroff(POWEROFF_TIMEOUT)?;
-        report.qemu += t.elapsed();
-        let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
-        let holding = |uuid| {
-            hp.images
-                .iter()
-                .filter(|img| img.seen == ImageSeen::Bootable(uuid))
-                .map(|img| img.name)
-                .collect::<Vec<_>>()
-        };
-        let (at_v1, at_v2) = (holding(v1), holding(v2));
-        ensure!(
-            at_v1.len() == 1
-                && matches!(at_v1[0], ImageName::Current | ImageName::Old)
-                && at_v2.len() == 1,
-            "cut {}: after recovery v1 (last known good) is at {at_v1:?} and v2 at {at_v2:?}; \
-             expected each exactly once, v1 as hn-root.img or hn-root-old.img",
-            i + 1
-        );
-        let want = [(at_v1[0], "v1"), (at_v2[0], "v2")];
-        check_images(parts, &hp, &want)?;
-        ensure!(
-            matches!(state, StateSeen::Valid(_)),
-            "cut {}: boot state after recovery is {}",
-            i + 1,
-            describe_state(&state)
-        );
-        let next = decide(&hp.observation(state), &config);
-        ensure!(
-            next.boot().is_some(),
-            "cut {}: after recovery nothing would boot: {next}",
-            i + 1
-        );
         if rec.plans.first().is_some_and(|p| {
             field(&p.record, "notes").is_some_and(|n| n.split(',').any(|c| c == "grub-view-stale"))
         }) {
-            stale_views += 1;
+            tally.stale_views += 1;
+        }
+        if rec.grub_decision.as_deref() != Some(expected.record().to_string().as_str())
+            || rec.grub_args.as_deref() != Some(TEST_ARGS_RECORD)
+        {
+            return Ok(CutEnd::Unbootable(anyhow::anyhow!(
+                "GRUB decided `{}`; the core, on hostpart as GRUB sees it offline, decides `{}` \
+                 ({expected})\n--- console tail ---\n{}",
+                rec.grub_record.clone().unwrap_or_default(),
+                expected.record(),
+                rec.tail(qemu::TAIL_LINES)
+            )));
+        }
+        if rec.version.as_deref() != Some(version)
+            || rec.uuid.as_deref() != Some(boot.uuid.to_string().as_str())
+            || rec.fatal.is_some()
+            || rec.end != Some(End::Poweroff)
+        {
+            return Ok(CutEnd::Unbootable(anyhow::anyhow!(
+                "expected {version} ({}) to boot and power off; got version {:?}, FATAL {:?}, \
+                 end {:?}\n--- console tail ---\n{}",
+                boot.uuid,
+                rec.version,
+                rec.fatal,
+                rec.end,
+                rec.tail(qemu::TAIL_LINES)
+            )));
+        }
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        report.qemu += t.elapsed();
+        let (hp, _, state) = inspect(disk, View::AfterReplay, report)?;
+        if let Err(e) = both_images_intact(parts, &hp, &state) {
+            return Ok(CutEnd::Lost(e));
+        }
+        let next = decide(&hp.observation(state), &config);
+        if next.boot().is_none() {
+            return Ok(CutEnd::Unbootable(anyhow::anyhow!(
+                "after the boot nothing would boot: {next}"
+            )));
         }
         // GRUB's next decision is made on the disk as it lies, journal not replayed. When it
-        // differs from the decision on Linux's view, GRUB is still behind after the recovery
-        // boot: boot once more and require that this too ends in a valid image, v1 intact.
-        let (grub_view, _, grub_state) = inspect(&disk, View::AsGrubSees, report)?;
+        // differs from the decision on Linux's view, GRUB is still behind: boot once more.
+        let (grub_view, _, grub_state) = inspect(disk, View::AsGrubSees, report)?;
         let grub_next = decide(&grub_view.observation(grub_state), &config);
-        if grub_next != next {
-            lagging += 1;
-            report.note(format!(
-                "cut {}: after the recovery boot GRUB's view is still behind: GRUB will decide \
-                 `{grub_next}`, Linux's view says `{next}`; booting once more",
-                i + 1
-            ));
-            let Decision::Boot(again) = &grub_next else {
-                bail!(
-                    "cut {}: GRUB would find nothing bootable: {grub_next}",
-                    i + 1
-                );
-            };
-            let version = parts
-                .version_of(&again.uuid)
-                .context("GRUB would boot an image that is not in the parts")?;
-            let t = Instant::now();
-            let mut session = Session::start(
-                &format!("{name} after cut {}, second boot", i + 1),
-                &[&disk.path],
-                &dir.join("qemu-again"),
-            )?;
-            let rec = session.next_boot(BOOT_TIMEOUT)?;
-            report.boots += 1;
-            report.note(summary(parts, &rec));
-            ensure!(
-                rec.grub_decision.as_deref() == Some(grub_next.record().to_string().as_str())
-                    && rec.grub_args.as_deref() == Some(TEST_ARGS_RECORD)
-                    && rec.version.as_deref() == Some(version)
-                    && rec.fatal.is_none()
-                    && rec.end == Some(End::Poweroff),
-                "cut {}, second boot: expected GRUB to decide `{grub_next}` and {version} to \
-                 boot and power off\n--- console tail ---\n{}",
-                i + 1,
-                rec.tail(qemu::TAIL_LINES)
-            );
-            session.wait_poweroff(POWEROFF_TIMEOUT)?;
-            report.qemu += t.elapsed();
-            let (hp, _, state) = inspect(&disk, View::AfterReplay, report)?;
-            let at_v1: Vec<ImageName> = hp
-                .images
-                .iter()
-                .filter(|img| img.seen == ImageSeen::Bootable(v1))
-                .map(|img| img.name)
-                .collect();
-            ensure!(
-                at_v1.len() == 1 && matches!(at_v1[0], ImageName::Current | ImageName::Old),
-                "cut {}, second boot: v1 is at {at_v1:?}",
-                i + 1
-            );
-            check_images(
-                parts,
-                &HostpartView {
-                    images: hp
-                        .images
-                        .iter()
-                        .filter(|img| img.name == at_v1[0])
-                        .cloned()
-                        .collect(),
-                    ..hp.clone()
-                },
-                &[(at_v1[0], "v1")],
-            )?;
-            ensure!(
-                matches!(state, StateSeen::Valid(_)),
-                "cut {}, second boot: boot state {}",
-                i + 1,
-                describe_state(&state)
-            );
+        if grub_next == next {
+            return Ok(CutEnd::Settled { boots });
         }
-        // Passed: the copy is not needed (long --cuts runs would fill the disk).
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()))?;
+        if boots >= 2 {
+            return Ok(CutEnd::Unbootable(anyhow::anyhow!(
+                "after {boots} boots GRUB's view is still behind: GRUB will decide \
+                 `{grub_next}`, Linux's view says `{next}`"
+            )));
+        }
+        report.note(format!(
+            "{label}: after the recovery boot GRUB's view is still behind: GRUB will decide \
+             `{grub_next}`, Linux's view says `{next}`; booting once more"
+        ));
     }
-    report.note(format!(
-        "{} cuts landed after: {}; GRUB's view behind Linux's in {stale_views} recovery \
-         boots; still behind after the recovery boot in {lagging} cuts",
-        run.cuts,
-        landed
+}
+
+/// v1 (the last known good image) as `hn-root.img` or `hn-root-old.img` and v2 somewhere, each
+/// exactly once and unchanged; the boot state valid.
+fn both_images_intact(parts: &BootParts, hp: &HostpartView, state: &StateSeen) -> Result<()> {
+    let (v1, v2) = (parts.uuid("v1")?, parts.uuid("v2")?);
+    let holding = |uuid| {
+        hp.images
             .iter()
-            .map(|(at, n)| format!("{at} x{n}"))
+            .filter(|img| img.seen == ImageSeen::Bootable(uuid))
+            .map(|img| img.name)
             .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    };
+    let (at_v1, at_v2) = (holding(v1), holding(v2));
+    ensure!(
+        at_v1.len() == 1
+            && matches!(at_v1[0], ImageName::Current | ImageName::Old)
+            && at_v2.len() == 1,
+        "v1 (last known good) is at {at_v1:?} and v2 at {at_v2:?}; expected each exactly once, \
+         v1 as hn-root.img or hn-root-old.img"
+    );
+    check_images(parts, hp, &[(at_v1[0], "v1"), (at_v2[0], "v2")])?;
+    ensure!(
+        matches!(state, StateSeen::Valid(_)),
+        "the boot state is {}",
+        describe_state(state)
+    );
+    Ok(())
+}
+
+/// `cargo xtask powercut`: `--cuts` cuts of each plan on each filesystem, tallied instead of
+/// stopping at the first failure; a table per filesystem and plan; an error when any cut left
+/// the disk unbootable or lost an image.
+fn campaign(run: &SuiteRun<'_>, fss: &[HostFs], plans: &[CutPlan]) -> Result<()> {
+    let mut rows = Vec::new();
+    for &fs in fss {
+        for &plan in plans {
+            println!(
+                "\n== power cuts during {} on {fs}: {} cuts",
+                plan.kind(),
+                run.cuts
+            );
+            let t = Instant::now();
+            let mut report = Report::default();
+            let tally = cut_series(run, &mut report, fs, plan, false)?;
+            for f in &tally.failures {
+                println!("    FAILED {f}");
+            }
+            rows.push((fs, plan, tally, t.elapsed()));
+        }
+    }
+    println!(
+        "\npowercut: seed {}, {} cuts per filesystem and plan, each {} ms or less after \
+         hnroot-init's plan line",
+        run.seed,
+        run.cuts,
+        CUT_WINDOW.as_millis()
+    );
+    println!("| filesystem | plan | cuts | unbootable | images lost | boots to settle (1 / 2) | recovery boots with GRUB's view behind | landed after (last step seen) | minutes |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut bad = 0;
+    for (fs, plan, t, took) in &rows {
+        let ones = t.settle.iter().filter(|&&b| b == 1).count();
+        println!(
+            "| {fs} | {} | {} | {} | {} | {ones} / {} | {} | {} | {:.1} |",
+            plan.kind(),
+            t.cuts,
+            t.unbootable,
+            t.lost,
+            t.settle.len() - ones,
+            t.stale_views,
+            t.landed
+                .iter()
+                .map(|(at, n)| format!("{at} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            took.as_secs_f64() / 60.0
+        );
+        bad += t.unbootable + t.lost;
+    }
+    ensure!(
+        bad == 0,
+        "powercut: {bad} cuts left a disk unbootable or lost an image (their disks are kept \
+         under {})",
+        run.work.display()
+    );
     Ok(())
 }
 
