@@ -91,7 +91,7 @@ struct Args {
         long,
         value_delimiter = ',',
         value_enum,
-        default_value = "update,revert,rollback"
+        default_value = "update,revert,rollback,stage,mark-good"
     )]
     during: Vec<CutPlan>,
 }
@@ -1233,8 +1233,10 @@ fn power_cut_rollback_btrfs(run: &SuiteRun<'_>, report: &mut Report) -> Result<(
     power_cut(run, report, HostFs::Btrfs, CutPlan::Rollback)
 }
 
-/// A switch hnroot-init carries out at boot, and the disk that makes it plan one. In each, v1
-/// is the last known good image and v2 the other one; both must survive any cut.
+/// A plan cut by power, and the disk that makes hnroot carry it out: the switches hnroot-init
+/// makes at boot, and the test init's `hnroot stage` and `hnroot mark-good` in the running
+/// system. In each, v1 is the last known good image and v2 the other one; both must survive
+/// any cut (a cut stage may leave v2 unpublished, never half-published).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 enum CutPlan {
     /// v1 committed, v2 staged: v2 becomes `hn-root.img`, v1 `hn-root-old.img`.
@@ -1244,15 +1246,62 @@ enum CutPlan {
     /// v2 on trial with no tries left, v1 old and recorded good: v1 becomes `hn-root.img`, v2
     /// `hn-root-broken.img`.
     Rollback,
+    /// v1 committed; the running system stages v2 (`hnroot stage`, a signed file on hostpart).
+    Stage,
+    /// v2 on trial, v1 old; the running system commits v2 (`hnroot mark-good`).
+    MarkGood,
 }
 
+/// Cuts of a stage are spread over this long after the test init starts `hnroot stage` (it
+/// copies and verifies the 37 MiB image in a second or two under TCG; later cuts land after it
+/// finished, which is a valid moment too).
+const STAGE_CUT_WINDOW: Duration = Duration::from_millis(2000);
+/// Cuts of a mark-good are spread over this long after the test init starts it (it mounts the
+/// ESP, writes the boot state and the history in well under a second).
+const MARK_GOOD_CUT_WINDOW: Duration = Duration::from_millis(600);
+
 impl CutPlan {
-    /// The plan kind hnroot-init prints for it.
+    /// The plan kind hnroot carries out.
     fn kind(self) -> PlanKind {
         match self {
             CutPlan::Update => PlanKind::Update,
             CutPlan::Revert => PlanKind::Revert,
             CutPlan::Rollback => PlanKind::Rollback,
+            CutPlan::Stage => PlanKind::Stage,
+            CutPlan::MarkGood => PlanKind::MarkGood,
+        }
+    }
+
+    /// Carried out by hnroot-init at boot (else by the test init's command).
+    fn at_boot(self) -> bool {
+        matches!(self, CutPlan::Update | CutPlan::Revert | CutPlan::Rollback)
+    }
+
+    /// The test init's command, for the plans it carries out.
+    fn action(self) -> Option<String> {
+        match self {
+            CutPlan::Stage => Some(action_stage("v2")),
+            CutPlan::MarkGood => Some("hnroot mark-good".to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The console line the cut's delay counts from: hnroot-init's plan, or the test init
+    /// starting its action.
+    fn trigger(self) -> Result<Regex> {
+        let re = match self.action() {
+            None => format!("(?m){INIT_LINE}plan: "),
+            Some(action) => format!("hnroot-test: action 1: {}", regex::escape(&action)),
+        };
+        Ok(Regex::new(&re)?)
+    }
+
+    /// How long after the trigger the cuts are spread.
+    fn window(self) -> Duration {
+        match self {
+            CutPlan::Stage => STAGE_CUT_WINDOW,
+            CutPlan::MarkGood => MARK_GOOD_CUT_WINDOW,
+            _ => CUT_WINDOW,
         }
     }
 
@@ -1277,6 +1326,23 @@ impl CutPlan {
                 };
                 c
             }
+            CutPlan::Stage => {
+                let mut c = DiskContents::committed(name, fs, "v1");
+                c.stage_sources = vec!["v2"];
+                c.actions = self.action().into_iter().collect();
+                c
+            }
+            CutPlan::MarkGood => {
+                let mut c = DiskContents::committed(name, fs, "v2")
+                    .with(ImageName::Old, ImageContent::Image("v1"));
+                c.state = StateInit::Trial {
+                    image: "v2",
+                    tries_left: 2,
+                    good: Some("v1"),
+                };
+                c.actions = self.action().into_iter().collect();
+                c
+            }
         }
     }
 
@@ -1286,6 +1352,8 @@ impl CutPlan {
             CutPlan::Update => 0,
             CutPlan::Revert => 0x5e7e_0000,
             CutPlan::Rollback => 0x4011_0000,
+            CutPlan::Stage => 0x57a9_0000,
+            CutPlan::MarkGood => 0x9009_0000,
         }
     }
 }
@@ -1365,7 +1433,7 @@ fn cut_series(
     let mut rng = Rng((run.seed ^ salt ^ plan.salt()) | 1);
     let mut tally = CutTally::default();
     for i in 0..run.cuts {
-        let slot = CUT_WINDOW.as_secs_f64() / f64::from(run.cuts);
+        let slot = plan.window().as_secs_f64() / f64::from(run.cuts);
         let delay = Duration::from_secs_f64(slot * (f64::from(i) + rng.unit()));
         let dir = run.work.join(&name).join(format!("cut{}", i + 1));
         let disk = BuiltDisk {
@@ -1416,10 +1484,9 @@ fn cut_once(
         .path
         .parent()
         .context("the disk copy has no directory")?;
-    let plan_re = Regex::new(&format!("(?m){INIT_LINE}plan: "))?;
     let t = Instant::now();
     let mut session = Session::start(label, &[&disk.path], &dir.join("qemu-cut"))?;
-    let (cut, _) = session.cut_power(&plan_re, delay, BOOT_TIMEOUT)?;
+    let (cut, _) = session.cut_power(&plan.trigger()?, delay, BOOT_TIMEOUT)?;
     report.qemu += t.elapsed();
     report.boots += 1;
     let last = cut
@@ -1429,31 +1496,57 @@ fn cut_once(
         .find(|l| l.starts_with("step ") || l.starts_with("plan: "))
         .cloned()
         .unwrap_or_default();
-    let at = last
-        .split(':')
-        .next()
-        .unwrap_or("before the plan")
-        .to_string();
-    *tally.landed.entry(at).or_default() += 1;
     report.note(format!(
-        "{label}: {:.0} ms after `plan: {} ...`; last line before the cut: `{last}`",
+        "{label}: {:.0} ms after {}; hnroot-init's last line before the cut: `{last}`",
         delay.as_secs_f64() * 1000.0,
-        cut.plan_kind.as_deref().unwrap_or("?"),
+        if plan.at_boot() {
+            format!("`plan: {} ...`", cut.plan_kind.as_deref().unwrap_or("?"))
+        } else {
+            format!(
+                "the test init started `{}`",
+                plan.action().unwrap_or_default()
+            )
+        },
     ));
-    // The `plan: KIND (N steps)` line (the cut waited for it; the `record:` line after it may
-    // be cut off): a plan other than the one the disk was made for is the harness's error.
-    ensure!(
-        cut.plan_kind.as_deref() == Some(plan.kind().code()),
-        "{label}: hnroot-init planned {:?}, expected {}",
-        cut.plan_kind,
-        plan.kind().code()
-    );
+    if plan.at_boot() {
+        let at = last
+            .split(':')
+            .next()
+            .unwrap_or("before the plan")
+            .to_string();
+        *tally.landed.entry(at).or_default() += 1;
+        // The `plan: KIND (N steps)` line (the cut waited for it; the `record:` line after it
+        // may be cut off): a plan other than the one the disk was made for is the harness's
+        // error.
+        ensure!(
+            cut.plan_kind.as_deref() == Some(plan.kind().code()),
+            "{label}: hnroot-init planned {:?}, expected {}",
+            cut.plan_kind,
+            plan.kind().code()
+        );
+    }
     let mut boots = 0;
     // Boot until GRUB's view of the disk (journal not replayed) leads to the decision Linux's
     // view does: at most twice (the recovery boot, and once more where GRUB is still behind).
     loop {
         boots += 1;
         let (seen_by_grub, _, state) = inspect(disk, View::AsGrubSees, report)?;
+        if boots == 1 && !plan.at_boot() {
+            // Where a cut of the running system's command landed: before or after what it
+            // publishes, as the next boot finds the disk.
+            let v2 = parts.uuid("v2")?;
+            let published = seen_by_grub
+                .images
+                .iter()
+                .any(|i| i.name == ImageName::New && i.seen == ImageSeen::Bootable(v2));
+            let at = match plan {
+                CutPlan::Stage if published => "v2 published",
+                CutPlan::Stage => "v2 not published",
+                _ if matches!(&state, StateSeen::Valid(BootState::Committed { .. })) => "committed",
+                _ => "still on trial",
+            };
+            *tally.landed.entry(at.to_owned()).or_default() += 1;
+        }
         let config = Config {
             tries: parts.tries(),
             ..Config::default()
@@ -1516,7 +1609,7 @@ fn cut_once(
         session.wait_poweroff(POWEROFF_TIMEOUT)?;
         report.qemu += t.elapsed();
         let (hp, _, state) = inspect(disk, View::AfterReplay, report)?;
-        if let Err(e) = both_images_intact(parts, &hp, &state) {
+        if let Err(e) = both_images_intact(parts, &hp, &state, plan != CutPlan::Stage) {
             return Ok(CutEnd::Lost(e));
         }
         let next = decide(&hp.observation(state), &config);
@@ -1546,8 +1639,14 @@ fn cut_once(
 }
 
 /// v1 (the last known good image) as `hn-root.img` or `hn-root-old.img` and v2 somewhere, each
-/// exactly once and unchanged; the boot state valid.
-fn both_images_intact(parts: &BootParts, hp: &HostpartView, state: &StateSeen) -> Result<()> {
+/// exactly once and unchanged (v2 at most once where `v2_required` is false: a stage cut before
+/// it published); the boot state valid.
+fn both_images_intact(
+    parts: &BootParts,
+    hp: &HostpartView,
+    state: &StateSeen,
+    v2_required: bool,
+) -> Result<()> {
     let (v1, v2) = (parts.uuid("v1")?, parts.uuid("v2")?);
     let holding = |uuid| {
         hp.images
@@ -1560,11 +1659,18 @@ fn both_images_intact(parts: &BootParts, hp: &HostpartView, state: &StateSeen) -
     ensure!(
         at_v1.len() == 1
             && matches!(at_v1[0], ImageName::Current | ImageName::Old)
-            && at_v2.len() == 1,
-        "v1 (last known good) is at {at_v1:?} and v2 at {at_v2:?}; expected each exactly once, \
-         v1 as hn-root.img or hn-root-old.img"
+            && (at_v2.len() == 1 || (!v2_required && at_v2.is_empty())),
+        "v1 (last known good) is at {at_v1:?} and v2 at {at_v2:?}; expected v1 exactly once, as \
+         hn-root.img or hn-root-old.img, and v2 {}",
+        if v2_required {
+            "exactly once"
+        } else {
+            "at most once"
+        }
     );
-    check_images(parts, hp, &[(at_v1[0], "v1"), (at_v2[0], "v2")])?;
+    let mut want = vec![(at_v1[0], "v1")];
+    want.extend(at_v2.first().map(|&n| (n, "v2")));
+    check_images(parts, hp, &want)?;
     ensure!(
         matches!(state, StateSeen::Valid(_)),
         "the boot state is {}",
@@ -1595,13 +1701,16 @@ fn campaign(run: &SuiteRun<'_>, fss: &[HostFs], plans: &[CutPlan]) -> Result<()>
         }
     }
     println!(
-        "\npowercut: seed {}, {} cuts per filesystem and plan, each {} ms or less after \
-         hnroot-init's plan line",
+        "\npowercut: seed {}, {} cuts per filesystem and plan, each within {} ms of \
+         hnroot-init's plan line (update, revert, rollback), {} ms of the test init starting \
+         `hnroot stage`, {} ms of `hnroot mark-good`",
         run.seed,
         run.cuts,
-        CUT_WINDOW.as_millis()
+        CUT_WINDOW.as_millis(),
+        STAGE_CUT_WINDOW.as_millis(),
+        MARK_GOOD_CUT_WINDOW.as_millis()
     );
-    println!("| filesystem | plan | cuts | unbootable | images lost | boots to settle (1 / 2) | recovery boots with GRUB's view behind | landed after (last step seen) | minutes |");
+    println!("| filesystem | plan | cuts | unbootable | images lost | boots to settle (1 / 2) | recovery boots with GRUB's view behind | landed after (boot-time: last step seen; stage, mark-good: what the next boot found) | minutes |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut bad = 0;
     for (fs, plan, t, took) in &rows {
