@@ -87,10 +87,11 @@ enum Task {
     /// in QEMU on real disks: update, mark-good, revert, rollback, power cuts, bad inputs.
     #[command(disable_help_flag = true)]
     E2e(Forwarded),
-    /// The power-cut campaign: e2e's cuts of the boot-time switches (`--during
-    /// update,revert,rollback`) on each hostpart filesystem (`--fs ext4,btrfs,xfs`), `--cuts N`
-    /// each, `--seed S`; a table of cuts, unbootable disks, lost images and boots to settle
-    /// (long: not part of `cargo xtask test`, which runs a few cuts of updates in e2e).
+    /// The power-cut campaign: e2e's cuts of the boot-time switches and of the running
+    /// system's stage and mark-good (`--during update,revert,rollback,stage,mark-good`) on each
+    /// hostpart filesystem (`--fs ext4,btrfs,xfs`), `--cuts N` each, `--seed S`; a table of
+    /// cuts, unbootable disks, lost images and boots to settle (long: not part of `cargo xtask
+    /// test`, whose e2e cuts updates, a revert and a rollback twice each).
     #[command(disable_help_flag = true)]
     Powercut(Forwarded),
     /// One full life cycle in QEMU, narrated: v1, stage v2, v2 boots directly, revert,
