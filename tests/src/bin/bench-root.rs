@@ -33,7 +33,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use hnroot_testkit::qemu::{Vm, VmSpec};
 use hnroot_testkit::server::{enable, write, LoopDisk};
-use hnroot_testkit::{buildenv, deb, debian, grubmod, initramfs};
+use hnroot_testkit::{buildenv, deb, debian, grubmod, initramfs, signing};
 use regex::Regex;
 
 /// The virtual disk of both systems (sparse): room for three images (what `hnroot install`
@@ -429,24 +429,11 @@ fn hnroot_disk(tree: &debian::Tree, work: &Path, data: &Path, args: &Args) -> Re
         .arg("--out")
         .arg(&image))?;
     debian::remove(&staging)?;
-    let (public, secret) = (work.join("publisher.pub"), work.join("publisher.key"));
-    if !public.is_file() || !secret.is_file() {
-        run(Command::new("minisign")
-            .args(["-G", "-W", "-f", "-p"])
-            .arg(&public)
-            .arg("-s")
-            .arg(&secret))?;
-    }
+    let publisher = signing::Publisher::in_dir(work)?;
     let keys = work.join("keys");
     fs::create_dir_all(&keys)?;
-    fs::copy(&public, keys.join("publisher.pub"))?;
-    run(Command::new("minisign")
-        .arg("-S")
-        .arg("-s")
-        .arg(&secret)
-        .arg("-m")
-        .arg(&image)
-        .args(["-t", "hnroot-bench 1"]))?;
+    fs::copy(&publisher.public, keys.join("publisher.pub"))?;
+    let signature = publisher.sign(&image, "hnroot-bench 1")?;
     let disk = work.join("hnroot-disk.img");
     blank(&disk)?;
     {
@@ -467,6 +454,7 @@ fn hnroot_disk(tree: &debian::Tree, work: &Path, data: &Path, args: &Args) -> Re
             .arg(grubmod::kit_dir()))?;
     }
     fs::remove_file(&image)?;
+    fs::remove_file(&signature)?;
     println!(
         "    hnroot disk: {} ({:.0} s)",
         said.lines()

@@ -1307,43 +1307,37 @@ impl CutPlan {
 
     /// The disk before the cut.
     fn contents(self, name: &str, fs: HostFs) -> DiskContents {
-        match self {
+        // v2 the current image over v1 the old one, as an update leaves them.
+        let after_update = || {
+            DiskContents::committed(name, fs, "v2").with(ImageName::Old, ImageContent::Image("v1"))
+        };
+        let trial = |tries_left| StateInit::Trial {
+            image: "v2",
+            tries_left,
+            good: Some("v1"),
+        };
+        let mut c = match self {
             CutPlan::Update => DiskContents::committed(name, fs, "v1")
                 .with(ImageName::New, ImageContent::Image("v2")),
-            CutPlan::Revert => {
-                let mut c = DiskContents::committed(name, fs, "v2")
-                    .with(ImageName::Old, ImageContent::Image("v1"));
-                c.revert_marker = true;
-                c
-            }
-            CutPlan::Rollback => {
-                let mut c = DiskContents::committed(name, fs, "v2")
-                    .with(ImageName::Old, ImageContent::Image("v1"));
-                c.state = StateInit::Trial {
-                    image: "v2",
-                    tries_left: 0,
-                    good: Some("v1"),
-                };
-                c
-            }
-            CutPlan::Stage => {
-                let mut c = DiskContents::committed(name, fs, "v1");
-                c.stage_sources = vec!["v2"];
-                c.actions = self.action().into_iter().collect();
-                c
-            }
-            CutPlan::MarkGood => {
-                let mut c = DiskContents::committed(name, fs, "v2")
-                    .with(ImageName::Old, ImageContent::Image("v1"));
-                c.state = StateInit::Trial {
-                    image: "v2",
-                    tries_left: 2,
-                    good: Some("v1"),
-                };
-                c.actions = self.action().into_iter().collect();
-                c
-            }
-        }
+            CutPlan::Revert => DiskContents {
+                revert_marker: true,
+                ..after_update()
+            },
+            CutPlan::Rollback => DiskContents {
+                state: trial(0),
+                ..after_update()
+            },
+            CutPlan::Stage => DiskContents {
+                stage_sources: vec!["v2"],
+                ..DiskContents::committed(name, fs, "v1")
+            },
+            CutPlan::MarkGood => DiskContents {
+                state: trial(2),
+                ..after_update()
+            },
+        };
+        c.actions = self.action().into_iter().collect();
+        c
     }
 
     /// Spreads the seeds of the plans apart.
