@@ -331,7 +331,8 @@ file_sha256 (const char *path, grub_uint8_t *digest, int *read)
 /* The seal of image file PATH, its filesystem found by the prober and its boot files there on
    the loopback disk: the core judges its last block under POLICY; when the seal holds, the
    SHA-256 of /boot/kernel and /boot/initramfs as GRUB reads them (the bytes `linux' and
-   `initrd' load next) must be the ones it states.  Sets FACTS->seal and ->seal_problem.
+   `initrd' load next) must be the ones it states.  Sets FACTS->seal, ->seal_problem and
+   ->root_hash (the core puts a held seal's on the image's kernel command line).
    Fails only for memory or a loader assembled wrong.  */
 static grub_err_t
 judge_seal (const char *path, struct hnroot_probe_ctx *ctx,
@@ -378,6 +379,7 @@ judge_seal (const char *path, struct hnroot_probe_ctx *ctx,
     return hnroot_grub_ffi_error ("hnroot_seal_judge", r);
   facts->seal = seal.kind;
   facts->seal_problem = seal.problem;
+  grub_memcpy (facts->root_hash, seal.root_hash, sizeof (facts->root_hash));
   /* The kernel first; the first mismatch is the problem recorded.  */
   for (i = 0; facts->seal == HNROOT_SEAL_SEALED && i < ARRAY_SIZE (boot_files); i++)
     {

@@ -53,6 +53,7 @@ fn ffi(c: &mut Criterion) {
     let seen = |u: hnroot_core::uuid::FsUuid| hnroot_image_seen {
         kind: hnroot_ffi::HNROOT_IMAGE_BOOTABLE,
         uuid: hnroot_uuid::from_core(Some(u)),
+        ..hnroot_image_seen::default()
     };
     obs.images[0] = seen(hnroot_benches::CURRENT);
     obs.images[2] = seen(STAGED);

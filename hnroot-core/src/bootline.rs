@@ -305,6 +305,9 @@ pub struct BootParts<'a> {
     pub defaults: ArgsFile<'a>,
     /// The host's.
     pub host: ArgsFile<'a>,
+    /// Each image's dm-verity root hash, by [`ImageName::index`], when its seal held for the
+    /// loader (`hnroot.roothash=` on its line: `hnroot-init` maps it through dm-verity).
+    pub root_hashes: [Option<[u8; 32]>; ImageName::ALL.len()],
 }
 
 /// The whole line for booting `image` (UUID `uuid`) for `reason`, started `via` the loader or
@@ -325,8 +328,11 @@ pub fn compose_for<'a>(
         tries,
         reason,
         via,
-        // GRUB does not read seals yet (issue 23): no root hash on the line.
-        root_hash: None,
+        root_hash: parts
+            .root_hashes
+            .get(booted.name.index())
+            .copied()
+            .flatten(),
     };
     let extra = Extra {
         defaults: parts.defaults,
@@ -446,6 +452,35 @@ mod tests {
         let cfg = include_str!("../../grub-module/grub.cfg");
         let wanted = std::format!("hnroot select --defaults \"{LOADER_DEFAULTS}\"");
         assert!(cfg.contains(&wanted), "grub.cfg lacks {wanted:?}");
+    }
+
+    #[test]
+    fn a_sealed_images_root_hash_goes_on_its_own_line_only() {
+        let mut parts = BootParts::default();
+        parts.root_hashes[ImageName::New.index()] = Some([0xcd; 32]);
+        let line_of = |name| {
+            let mut s = String::new();
+            let booted = Booted {
+                name,
+                uuid: FsUuid::Uuid([0xb; 16]),
+            };
+            compose_for(
+                &mut s,
+                booted,
+                ReasonCode::Update,
+                BootVia::Loader,
+                &parts,
+                3,
+            )
+            .unwrap();
+            s
+        };
+        let new = line_of(ImageName::New);
+        let word = std::format!("hnroot.roothash={}", "cd".repeat(32));
+        assert!(new.split(' ').any(|w| w == word), "{new}");
+        assert_eq!(crate::cmdline::parse(&new).root_hash, Some([0xcd; 32]));
+        let current = line_of(ImageName::Current);
+        assert!(!current.contains("hnroot.roothash="), "{current}");
     }
 
     #[test]

@@ -125,6 +125,23 @@ impl Verity {
             .unwrap_or(0)
     }
 
+    /// The 512-byte sectors of the verified device (the data the tree covers).
+    pub fn sectors(&self) -> u64 {
+        self.data_bytes.checked_div(512).unwrap_or(0)
+    }
+
+    /// dm-verity's table parameters for the image attached at `device` (data and tree on the
+    /// one device, the tree at [`Verity::hash_start_block`]): format 1, 4 KiB blocks, SHA-256,
+    /// the root hash and salt. No optional arguments: a block that does not match its hash
+    /// fails its read with an I/O error (never `restart_on_corruption` or
+    /// `ignore_corruption`).
+    pub fn dm_table<'a>(&'a self, device: &'a str) -> impl fmt::Display + 'a {
+        DmTable {
+            verity: self,
+            device,
+        }
+    }
+
     /// Where the seal block starts: right after the tree.
     pub fn seal_offset(&self) -> Option<u64> {
         let tree = tree_blocks(self.data_blocks())?.checked_mul(u64::from(VERITY_BLOCK))?;
@@ -192,6 +209,9 @@ crate::codes::stable_codes! {
         Initramfs = 9 => "seal-initramfs-mismatch",
         /// Sealed images are required and this one is not sealed.
         Unsealed = 10 => "unsealed",
+        /// The root hash the loader passed is not the image's seal's (`hnroot-init`: the image
+        /// changed between the loader's check and the mount, or is another image).
+        RootHash = 11 => "seal-root-hash-mismatch",
     }
 }
 
@@ -475,6 +495,26 @@ impl Manifest {
     }
 }
 
+struct DmTable<'a> {
+    verity: &'a Verity,
+    device: &'a str,
+}
+
+impl fmt::Display for DmTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.verity;
+        write!(
+            f,
+            "1 {dev} {dev} {VERITY_BLOCK} {VERITY_BLOCK} {} {} sha256 {} {}",
+            v.data_blocks(),
+            v.hash_start_block(),
+            Hex(&v.root_hash),
+            SaltHex(&v.salt),
+            dev = self.device,
+        )
+    }
+}
+
 struct SaltHex<'a>(&'a [u8]);
 
 impl fmt::Display for SaltHex<'_> {
@@ -550,6 +590,40 @@ fn judge_inner(
         _ => err(SealProblem::BadSignature, "manifest"),
     })?;
     let manifest = Manifest::parse(parts.manifest)?;
+    check_fits(&manifest, facts)?;
+    Ok(Some((manifest, key.key_id)))
+}
+
+/// The dm-verity mapping of the image `hnroot-init` is about to mount as root, booted with the
+/// root hash `root_hash` (`hnroot.roothash=`, put there by the loader from the seal it
+/// verified): the seal block read, its manifest's root hash compared with the loader's, its
+/// layout with the file and filesystem `facts` found.
+///
+/// The signature is not verified again (the initramfs holds no keys): the root hash is the
+/// trust. It commits to every data block, the tree and the salt, so a manifest changed after
+/// the loader's check either names another root hash (refused here) or describes a tree whose
+/// reads fail; it never lets an unverified block through.
+pub fn mapping(facts: &SealFacts, root_hash: &[u8; 32]) -> Result<Verity, SealError> {
+    let absent = err(
+        SealProblem::RootHash,
+        "the loader passed a root hash, and the image has no seal block",
+    );
+    let block = facts.last_block.ok_or(absent)?;
+    let parts = read_block(block)?.ok_or(absent)?;
+    let manifest = Manifest::parse(parts.manifest)?;
+    if &manifest.verity.root_hash != root_hash {
+        return Err(err(
+            SealProblem::RootHash,
+            "the seal's root hash is not the one the loader passed",
+        ));
+    }
+    check_fits(&manifest, facts)?;
+    Ok(manifest.verity)
+}
+
+/// Whether `manifest` describes the file and filesystem of `facts`: its UUID, and a file of
+/// exactly data + tree + seal block covering the whole filesystem.
+fn check_fits(manifest: &Manifest, facts: &SealFacts) -> Result<(), SealError> {
     if manifest.uuid != facts.fs_uuid {
         return Err(err(
             SealProblem::Uuid,
@@ -573,7 +647,63 @@ fn judge_inner(
             "the filesystem is larger than the data the tree covers",
         ));
     }
-    Ok(Some((manifest, key.key_id)))
+    Ok(())
+}
+
+/// How the running root is verified, from the kernel command line (whether the loader passed
+/// a root hash) and what device-mapper says of `hnroot-init`'s dm-verity device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RootVerity {
+    /// Booted without a root hash: the image is not verified after the boot.
+    Off,
+    /// dm-verity verifies every block read, and none read so far was corrupt (status `V`).
+    Verified,
+    /// dm-verity refused at least one block (status `C`): the image changed after sealing, and
+    /// reading what it changed fails with an I/O error.
+    Corrupt,
+    /// Booted with a root hash, and no dm-verity device answers as one should.
+    Missing,
+}
+
+impl RootVerity {
+    /// Judge `root_hash_given` (the running kernel's `hnroot.roothash=`) and `status`, the
+    /// dm-verity status text of `hnroot-root` (`None`: no such device).
+    pub fn judge(root_hash_given: bool, status: Option<&str>) -> RootVerity {
+        match (root_hash_given, status.and_then(|s| s.bytes().next())) {
+            (false, _) => RootVerity::Off,
+            (true, Some(b'V')) => RootVerity::Verified,
+            (true, Some(b'C')) => RootVerity::Corrupt,
+            (true, _) => RootVerity::Missing,
+        }
+    }
+
+    /// The stable word (`status --json`, metrics).
+    pub fn code(self) -> &'static str {
+        match self {
+            RootVerity::Off => "off",
+            RootVerity::Verified => "verified",
+            RootVerity::Corrupt => "corrupt",
+            RootVerity::Missing => "missing",
+        }
+    }
+}
+
+impl fmt::Display for RootVerity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RootVerity::Off => "not verified (booted without a seal's root hash)",
+            RootVerity::Verified => {
+                "verified by dm-verity (every block read is checked; none was corrupt so far)"
+            }
+            RootVerity::Corrupt => {
+                "CORRUPT: dm-verity refused a block of the running image (reading it fails with \
+                 an I/O error): the image file changed after it was sealed; stage a fresh copy"
+            }
+            RootVerity::Missing => {
+                "UNKNOWN: booted with a root hash, but no dm-verity device hnroot-root answers"
+            }
+        })
+    }
 }
 
 /// Which boot file a hash belongs to.
@@ -693,6 +823,86 @@ mod tests {
         block[4000] = 1;
         assert_eq!(read_block(&block).unwrap_err().detail, "padding not zero");
         assert_eq!(read_block(&[0u8; SEAL_BLOCK_LEN]).unwrap(), None);
+    }
+
+    fn sealed_block(m: &Manifest) -> [u8; SEAL_BLOCK_LEN] {
+        let mut text = [0u8; MANIFEST_MAX];
+        let n = m.write(&mut text).unwrap();
+        let mut block = [0u8; SEAL_BLOCK_LEN];
+        write_block(
+            &text[..n],
+            b"untrusted comment: never read here\n",
+            &mut block,
+        )
+        .unwrap();
+        block
+    }
+
+    #[test]
+    fn mapping_takes_the_loaders_root_hash_and_the_files_layout() {
+        let m = manifest();
+        let block = sealed_block(&m);
+        let file_len = m.verity.seal_offset().unwrap() + SEAL_BLOCK_LEN as u64;
+        let facts = SealFacts {
+            file_len,
+            last_block: Some(&block),
+            fs_uuid: m.uuid,
+            fs_bytes: m.verity.data_bytes,
+        };
+        let v = mapping(&facts, &[0x33; 32]).unwrap();
+        assert_eq!(v, m.verity);
+        assert_eq!(v.sectors(), 8000);
+        assert_eq!(
+            std::format!("{}", v.dm_table("7:0")),
+            std::format!(
+                "1 7:0 7:0 4096 4096 1000 1000 sha256 {} {}",
+                "33".repeat(32),
+                "ab".repeat(32)
+            )
+        );
+        let problem =
+            |facts: &SealFacts, hash: &[u8; 32]| mapping(facts, hash).unwrap_err().problem;
+        assert_eq!(problem(&facts, &[0x34; 32]), SealProblem::RootHash);
+        let unsealed = [0u8; SEAL_BLOCK_LEN];
+        let plain = SealFacts {
+            last_block: Some(&unsealed),
+            ..facts
+        };
+        assert_eq!(problem(&plain, &[0x33; 32]), SealProblem::RootHash);
+        let short = SealFacts {
+            last_block: None,
+            ..facts
+        };
+        assert_eq!(problem(&short, &[0x33; 32]), SealProblem::RootHash);
+        let grown = SealFacts {
+            file_len: file_len + 4096,
+            ..facts
+        };
+        assert_eq!(problem(&grown, &[0x33; 32]), SealProblem::Layout);
+        let bigger_fs = SealFacts {
+            fs_bytes: m.verity.data_bytes + 4096,
+            ..facts
+        };
+        assert_eq!(problem(&bigger_fs, &[0x33; 32]), SealProblem::Layout);
+        let other = SealFacts {
+            fs_uuid: FsUuid::Uuid([9; 16]),
+            ..facts
+        };
+        assert_eq!(problem(&other, &[0x33; 32]), SealProblem::Uuid);
+        let mut unsalted = m.clone();
+        unsalted.verity.salt.clear();
+        assert!(std::format!("{}", unsalted.verity.dm_table("/dev/loop0")).ends_with(" -"));
+    }
+
+    #[test]
+    fn the_running_roots_verity_is_judged_from_the_line_and_the_status() {
+        use RootVerity::*;
+        assert_eq!(RootVerity::judge(false, Some("V")), Off);
+        assert_eq!(RootVerity::judge(true, Some("V")), Verified);
+        assert_eq!(RootVerity::judge(true, Some("C")), Corrupt);
+        assert_eq!(RootVerity::judge(true, Some("C 3")), Corrupt);
+        assert_eq!(RootVerity::judge(true, None), Missing);
+        assert_eq!(RootVerity::judge(true, Some("")), Missing);
     }
 
     #[test]

@@ -608,6 +608,14 @@ struct hnroot_image_seen {
    * The filesystem UUID when readable.
    */
   struct hnroot_uuid uuid;
+  /**
+   * A bootable image whose seal held (`hnroot_image_facts.seal` `HNROOT_SEAL_SEALED`).
+   */
+  bool sealed;
+  /**
+   * With `sealed`: its dm-verity root hash, put on its kernel command line.
+   */
+  uint8_t root_hash[32];
 };
 
 /**
@@ -976,10 +984,10 @@ struct hnroot_seal {
    */
   uint8_t version[65];
   /**
-   * For `HNROOT_SEAL_SEALED`: the dm-verity root hash in hex, NUL-terminated (for the
-   * kernel command line).
+   * For `HNROOT_SEAL_SEALED`: the dm-verity root hash (for `hnroot_image_facts.root_hash`,
+   * and from there the kernel command line).
    */
-  uint8_t root_hash[65];
+  uint8_t root_hash[32];
   /**
    * For `HNROOT_SEAL_SEALED`: SHA-256 of `/boot/kernel` the manifest states.
    */
@@ -1024,6 +1032,11 @@ struct hnroot_image_facts {
    * 1: an unsealed image is not bootable (`hnroot install --require-sealed`).
    */
   uint8_t require_sealed;
+  /**
+   * For `HNROOT_SEAL_SEALED`: the seal's dm-verity root hash (`hnroot_seal.root_hash`),
+   * handed on in `hnroot_image_seen` for the kernel command line.
+   */
+  uint8_t root_hash[32];
 };
 
 /**

@@ -119,6 +119,10 @@ pub struct hnroot_image_seen {
     pub kind: u8,
     /// The filesystem UUID when readable.
     pub uuid: hnroot_uuid,
+    /// A bootable image whose seal held (`hnroot_image_facts.seal` `HNROOT_SEAL_SEALED`).
+    pub sealed: bool,
+    /// With `sealed`: its dm-verity root hash, put on its kernel command line.
+    pub root_hash: [u8; 32],
 }
 
 /// What GRUB saw on hostpart.
@@ -446,11 +450,15 @@ unsafe fn args_from_c<'a>(a: &hnroot_args) -> Result<ArgsFile<'a>, hnroot_result
     }
 }
 
-/// The parts for the core: the PARTUUIDs and every source of arguments.
+/// The parts for the core: the PARTUUIDs, every source of arguments, and the root hash of each
+/// bootable image whose seal held (from `obs`).
 ///
 /// # Safety
 /// As [`hnroot_decide`]'s `parts`.
-unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<BootParts<'a>, hnroot_result> {
+unsafe fn parts_from_c<'a>(
+    p: &hnroot_boot_parts,
+    obs: &hnroot_observation,
+) -> Result<BootParts<'a>, hnroot_result> {
     // SAFETY: the caller's contract, passed on.
     unsafe {
         let mut images = [ArgsFile::Absent; HNROOT_IMAGE_COUNT];
@@ -466,6 +474,9 @@ unsafe fn parts_from_c<'a>(p: &hnroot_boot_parts) -> Result<BootParts<'a>, hnroo
                 args_from_c(&p.defaults)?,
             ),
             host: args_from_c(&p.host)?,
+            root_hashes: obs.images.map(|seen| {
+                (seen.kind == HNROOT_IMAGE_BOOTABLE && seen.sealed).then_some(seen.root_hash)
+            }),
         })
     }
 }
@@ -654,7 +665,7 @@ pub unsafe extern "C" fn hnroot_decide(
         Err(e) => return e,
     };
     // SAFETY: the caller's contract for `parts`.
-    let where_ = match unsafe { parts_from_c(parts) } {
+    let where_ = match unsafe { parts_from_c(parts, obs) } {
         Ok(w) => w,
         Err(e) => return e,
     };
@@ -772,6 +783,7 @@ mod tests {
         hnroot_image_seen {
             kind: HNROOT_IMAGE_BOOTABLE,
             uuid: hnroot_uuid::from_core(Some(uuid)),
+            ..hnroot_image_seen::default()
         }
     }
 
@@ -847,6 +859,28 @@ mod tests {
     ) -> (hnroot_result, hnroot_decision, std::string::String) {
         let d = decide_with(obs, block, &parts());
         (d.r, d.d, d.message)
+    }
+
+    #[test]
+    fn a_sealed_images_root_hash_goes_on_its_line_and_no_other() {
+        let mut obs = hnroot_observation::default();
+        obs.images[usize::from(HNROOT_IMAGE_CURRENT)] = readable(A);
+        let mut sealed = readable(B);
+        sealed.sealed = true;
+        sealed.root_hash = [0x5e; 32];
+        obs.images[usize::from(HNROOT_IMAGE_NEW)] = sealed;
+        let block = new_block(&BootState::committed(A));
+        let d = decide_with(&obs, Some(&block), &parts());
+        assert_eq!(d.r, hnroot_result::HNROOT_RESULT_OK);
+        let parsed = hnroot_core::cmdline::parse(&d.cmdline);
+        assert_eq!(parsed.booted.unwrap().name, ImageName::New);
+        assert_eq!(parsed.root_hash, Some([0x5e; 32]), "{}", d.cmdline);
+        let fallback = hnroot_core::cmdline::parse(&d.fallback);
+        assert_eq!(fallback.root_hash, None, "{}", d.fallback);
+        // A root hash without `sealed` is not one (the driver's buffer, not a seal).
+        obs.images[usize::from(HNROOT_IMAGE_NEW)].sealed = false;
+        let d = decide_with(&obs, Some(&block), &parts());
+        assert_eq!(hnroot_core::cmdline::parse(&d.cmdline).root_hash, None);
     }
 
     #[test]
@@ -1019,7 +1053,7 @@ mod tests {
         assert_eq!(d, hnroot_decision::default());
         obs.images[0] = hnroot_image_seen {
             kind: HNROOT_IMAGE_BOOTABLE,
-            uuid: hnroot_uuid::default(),
+            ..hnroot_image_seen::default()
         };
         assert_eq!(
             decide_c(&obs, None).0,

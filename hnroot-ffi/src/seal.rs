@@ -40,9 +40,9 @@ pub struct hnroot_seal {
     pub problem: u8,
     /// For `HNROOT_SEAL_SEALED`: the signed version, NUL-terminated.
     pub version: [u8; 65],
-    /// For `HNROOT_SEAL_SEALED`: the dm-verity root hash in hex, NUL-terminated (for the
-    /// kernel command line).
-    pub root_hash: [u8; 65],
+    /// For `HNROOT_SEAL_SEALED`: the dm-verity root hash (for `hnroot_image_facts.root_hash`,
+    /// and from there the kernel command line).
+    pub root_hash: [u8; 32],
     /// For `HNROOT_SEAL_SEALED`: SHA-256 of `/boot/kernel` the manifest states.
     pub kernel_sha256: [u8; 32],
     /// For `HNROOT_SEAL_SEALED`: SHA-256 of `/boot/initramfs` the manifest states.
@@ -55,7 +55,7 @@ impl Default for hnroot_seal {
             kind: HNROOT_SEAL_NOT_CHECKED,
             problem: 0,
             version: [0; 65],
-            root_hash: [0; 65],
+            root_hash: [0; 32],
             kernel_sha256: [0; 32],
             initramfs_sha256: [0; 32],
         }
@@ -147,15 +147,7 @@ pub unsafe extern "C" fn hnroot_seal_judge(
         SealSeen::Sealed { manifest, .. } => {
             result.kind = HNROOT_SEAL_SEALED;
             copy_text(&mut result.version, manifest.version.as_bytes());
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            for (pair, b) in result
-                .root_hash
-                .chunks_exact_mut(2)
-                .zip(manifest.verity.root_hash.iter())
-            {
-                pair[0] = HEX[usize::from(b >> 4)];
-                pair[1] = HEX[usize::from(b & 0x0f)];
-            }
+            result.root_hash = manifest.verity.root_hash;
             result.kernel_sha256 = manifest.kernel_sha256;
             result.initramfs_sha256 = manifest.initramfs_sha256;
         }

@@ -10,7 +10,7 @@ use hnroot_core::device::{choose, Candidate, Choice, ChosenBy, MAX_CANDIDATES};
 use hnroot_core::probe::{FsOutcome, ProbeStep};
 use hnroot_core::uuid::PartUuid;
 use hnroot_core::verdict::{
-    self, BootFileProblem, BootFiles, Entry, ImageFacts, MissingBootFiles, Probe, Verdict,
+    self, BootFileProblem, BootFiles, Entry, ImageFacts, MissingBootFiles, Probe, SealFact, Verdict,
 };
 
 use crate::decision::{HNROOT_IMAGE_ABSENT, HNROOT_IMAGE_BOOTABLE, HNROOT_IMAGE_NOT_BOOTABLE};
@@ -77,6 +77,9 @@ pub struct hnroot_image_facts {
     pub seal_problem: u8,
     /// 1: an unsealed image is not bootable (`hnroot install --require-sealed`).
     pub require_sealed: u8,
+    /// For `HNROOT_SEAL_SEALED`: the seal's dm-verity root hash (`hnroot_seal.root_hash`),
+    /// handed on in `hnroot_image_seen` for the kernel command line.
+    pub root_hash: [u8; 32],
 }
 
 /// The prober's answer, if `probe` holds a finished prober (a finished prober answers the
@@ -227,15 +230,21 @@ pub unsafe extern "C" fn hnroot_image_verdict(
     let out = match v {
         Verdict::Absent => hnroot_image_seen {
             kind: HNROOT_IMAGE_ABSENT,
-            uuid: hnroot_uuid::default(),
+            ..hnroot_image_seen::default()
         },
+        // A bootable image whose seal held carries its root hash to the command line.
         Verdict::Bootable(b) => hnroot_image_seen {
             kind: HNROOT_IMAGE_BOOTABLE,
             uuid: hnroot_uuid::from_core(Some(b.uuid)),
+            sealed: seal == SealFact::Sealed,
+            root_hash: match seal {
+                SealFact::Sealed => facts.root_hash,
+                _ => [0; 32],
+            },
         },
         Verdict::Refused(_) => hnroot_image_seen {
             kind: HNROOT_IMAGE_NOT_BOOTABLE,
-            uuid: hnroot_uuid::default(),
+            ..hnroot_image_seen::default()
         },
     };
     // SAFETY: checked non-NULL; caller contract.
@@ -459,7 +468,7 @@ mod tests {
     fn verdict(facts: &hnroot_image_facts, p: &mut hnroot_fs_probe) -> (hnroot_image_seen, String) {
         let mut seen = hnroot_image_seen {
             kind: 9,
-            uuid: hnroot_uuid::default(),
+            ..hnroot_image_seen::default()
         };
         let mut text = [0u8; 512];
         let r = unsafe { hnroot_image_verdict(facts, p, &mut seen, text.as_mut_ptr(), text.len()) };

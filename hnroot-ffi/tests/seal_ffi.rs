@@ -129,6 +129,10 @@ fn judge(image: &[u8], keys: &[u8]) -> hnroot_seal {
 }
 
 fn verdict_text(image: &[u8], seal: &hnroot_seal, require_sealed: u8) -> String {
+    verdict(image, seal, require_sealed).1
+}
+
+fn verdict(image: &[u8], seal: &hnroot_seal, require_sealed: u8) -> (hnroot_image_seen, String) {
     let mut p = probe(image);
     let facts = hnroot_image_facts {
         entry: HNROOT_ENTRY_FILE,
@@ -138,20 +142,22 @@ fn verdict_text(image: &[u8], seal: &hnroot_seal, require_sealed: u8) -> String 
         seal: seal.kind,
         seal_problem: seal.problem,
         require_sealed,
+        root_hash: seal.root_hash,
     };
     let mut seen = hnroot_image_seen {
         kind: 9,
-        uuid: hnroot_uuid::default(),
+        ..hnroot_image_seen::default()
     };
     let mut text = [0u8; 512];
     let r =
         unsafe { hnroot_image_verdict(&facts, &mut p, &mut seen, text.as_mut_ptr(), text.len()) };
     assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
-    std::ffi::CStr::from_bytes_until_nul(&text)
+    let text = std::ffi::CStr::from_bytes_until_nul(&text)
         .unwrap()
         .to_str()
         .unwrap()
-        .to_string()
+        .to_string();
+    (seen, text)
 }
 
 #[test]
@@ -170,6 +176,15 @@ fn a_sealed_image_judged_through_the_c_abi() {
     let s = judge(&image, &keys);
     assert_eq!(s.kind, HNROOT_SEAL_SEALED);
     assert_eq!(&s.version[..4], b"2.1\0");
+    // The seal's root hash (veritysetup's) reaches the observation GRUB hands the decision.
+    let manifest = seal::read_block(&image[image.len() - SEAL_BLOCK_LEN..])
+        .unwrap()
+        .unwrap();
+    let root = Manifest::parse(manifest.manifest).unwrap().verity.root_hash;
+    assert_eq!(s.root_hash, root);
+    let (seen, _) = verdict(&image, &s, 0);
+    assert!(seen.sealed && seen.kind == HNROOT_IMAGE_BOOTABLE);
+    assert_eq!(seen.root_hash, root);
     assert!(
         verdict_text(&image, &s, 1).starts_with("ext4 UUID="),
         "{}",

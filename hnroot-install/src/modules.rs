@@ -82,7 +82,8 @@ impl ModulesDir {
 /// What hnroot's own initramfs loads to find hostpart and mount an image on a server: disk
 /// controllers (virtio, NVMe, AHCI/SATA, SCSI disks, USB storage), loop, the filesystems of
 /// hostpart, the images and the ESP (ext4, btrfs, XFS, vfat with the code pages FAT's defaults
-/// need), and overlayfs for the writable layer. Checksum algorithms come in through
+/// need), overlayfs for the writable layer, and dm-verity for sealed images (loaded only when
+/// one is booted). Checksum algorithms come in through
 /// `modules.softdep`. A module this kernel has neither as a file nor built in is left out and
 /// reported ([`modules_in_some`]).
 pub const BOOT_MODULES: &[&str] = &[
@@ -104,6 +105,7 @@ pub const BOOT_MODULES: &[&str] = &[
     "nls_ascii",
     "nls_iso8859_1",
     "nls_utf8",
+    "dm_verity",
 ];
 
 /// Bound on dependency depth when resolving modules (Debian's deepest chain is ~6).

@@ -86,6 +86,18 @@ pub enum MountError {
         /// What the probes said.
         found: String,
     },
+    /// The loader passed a root hash (`hnroot.roothash=`) and the image's seal does not give
+    /// a dm-verity mapping with it: not mounted unverified.
+    #[error(
+        "{image}: the loader passed a dm-verity root hash and its seal does not hold for it: \
+         {error}; refusing to mount it unverified"
+    )]
+    Seal {
+        /// The image.
+        image: ImageName,
+        /// Why (the core's judgement).
+        error: hnroot_core::seal::SealError,
+    },
     /// A mount failed.
     #[error(transparent)]
     Mount(#[from] SysError),

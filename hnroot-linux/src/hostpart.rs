@@ -73,7 +73,8 @@ impl HostpartView {
     }
 
     /// Every part of a boot's command line but the choice, as GRUB gathers them: hostpart's
-    /// and the ESP's PARTUUIDs, the `defaults`, each image's own arguments and the host's.
+    /// and the ESP's PARTUUIDs, the `defaults`, each image's own arguments and the host's, and
+    /// the root hash of each bootable image whose seal held (observed under a seal policy).
     pub fn boot_parts<'a>(
         &'a self,
         hostpart: Option<PartUuid>,
@@ -89,6 +90,11 @@ impl HostpartView {
         };
         for (slot, judged) in parts.images.iter_mut().zip(&self.images) {
             *slot = judged.args.as_file();
+        }
+        for (slot, judged) in parts.root_hashes.iter_mut().zip(&self.images) {
+            *slot = judged
+                .root_hash
+                .filter(|_| matches!(judged.verdict, hnroot_core::verdict::Verdict::Bootable(_)));
         }
         parts
     }

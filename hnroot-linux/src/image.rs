@@ -144,6 +144,9 @@ pub struct Judged {
     pub os_release: Option<OsRelease>,
     /// Its own kernel arguments (`layout::IMAGE_ARGS_PATH`; bootable images only).
     pub args: ArgsRead,
+    /// Judged under a seal policy, bootable, and its seal held: its dm-verity root hash (the
+    /// loader puts it on the image's command line).
+    pub root_hash: Option<[u8; 32]>,
 }
 
 impl Judged {
@@ -153,6 +156,7 @@ impl Judged {
             label: None,
             os_release: None,
             args: ArgsRead::Absent,
+            root_hash: None,
         }
     }
 }
@@ -292,6 +296,7 @@ fn judged(entry: Entry, probe: Probe<'_>, boot_files: BootFiles) -> Judged {
         label: None,
         os_release: None,
         args: ArgsRead::Absent,
+        root_hash: None,
     }
 }
 
@@ -320,26 +325,27 @@ pub fn judge_file_sealed(file: &File, inspect: &Inspect, policy: &SealPolicy) ->
 
 /// The seal fact of a bootable image `file` (its filesystem `outcome`, of type `fs_type`), as
 /// GRUB gathers it: the seal block judged, then the boot files hashed while the seal holds, the
-/// kernel first. `None`: the file could not be read (unreadable, as GRUB finds it).
+/// kernel first, with the root hash of a seal that held. `None`: the file could not be read
+/// (unreadable, as GRUB finds it).
 fn seal_fact(
     file: &File,
     outcome: &FsOutcome,
     fs_type: FsType,
     inspect: &Inspect,
     policy: &SealPolicy,
-) -> Option<verdict::SealFact> {
+) -> Option<(verdict::SealFact, Option<[u8; 32]>)> {
     use hnroot_core::seal::{check_boot_file, BootFile, SealSeen};
     let seen = crate::seal::judge_file(file, outcome, &policy.keys).ok()?;
     let SealSeen::Sealed { manifest, .. } = &seen else {
-        return Some(verdict::SealFact::of(&seen));
+        return Some((verdict::SealFact::of(&seen), None));
     };
     let (kernel, initramfs) = crate::seal::boot_file_hashes(file, fs_type, inspect).ok()?;
     for (which, sha256) in [(BootFile::Kernel, kernel), (BootFile::Initramfs, initramfs)] {
         if let Err(e) = check_boot_file(manifest, which, &sha256) {
-            return Some(verdict::SealFact::Broken(e.problem));
+            return Some((verdict::SealFact::Broken(e.problem), None));
         }
     }
-    Some(verdict::SealFact::Sealed)
+    Some((verdict::SealFact::Sealed, Some(manifest.verity.root_hash)))
 }
 
 fn judge_file_as(file: &File, inspect: &Inspect, policy: Option<&SealPolicy>) -> Judged {
@@ -367,7 +373,7 @@ fn judge_file_as(file: &File, inspect: &Inspect, policy: Option<&SealPolicy>) ->
     let mut out = judged(entry, Probe::Done(&outcome), boot_files);
     if let (Some(policy), Verdict::Bootable(_)) = (policy, &out.verdict) {
         out = match seal_fact(file, &outcome, fs_type, inspect, policy) {
-            Some(fact) => Judged {
+            Some((fact, root_hash)) => Judged {
                 verdict: verdict::judge_sealed(
                     &ImageFacts {
                         entry,
@@ -377,6 +383,7 @@ fn judge_file_as(file: &File, inspect: &Inspect, policy: Option<&SealPolicy>) ->
                     fact,
                     policy.require,
                 ),
+                root_hash,
                 ..out
             },
             None => judged(entry, Probe::ReadError, BootFiles::NotChecked),

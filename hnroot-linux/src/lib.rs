@@ -20,11 +20,13 @@
 //!   [`esp_loader`]: the boot loader on the ESP, read and replaced by the core's steps.
 //! * [`seal`]: a sealed image's facts (its last block, its boot files' SHA-256), the trusted
 //!   keys, and the version floor on hostpart, for `hnroot_core::seal` and `hnroot_core::floor`.
-//! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did.
+//! * [`mounts`], [`loopdev`]: mount(2) and loop devices, with errors that say what they did;
+//!   [`dm`]: the device-mapper device a sealed image is verified through (dm-verity).
 //! * [`kexec`]: an image's kernel and initramfs loaded by `kexec_file_load` (`hnroot reboot`).
 
 pub mod blockdev;
 pub mod bootstate_file;
+pub mod dm;
 pub mod esp;
 pub mod esp_loader;
 pub mod exec;

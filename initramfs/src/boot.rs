@@ -274,4 +274,12 @@ pub fn unwind(env: &Env) {
             }
         }
     }
+    // A sealed image's dm-verity device, so that a retry can map it again (busy while a lazy
+    // unmount above still holds it: then the retry's mount fails and says so).
+    if let Ok(Some(_)) = hnroot_linux::dm::status(&env.roots.dev, hnroot_linux::dm::ROOT_NAME) {
+        match hnroot_linux::dm::remove(&env.roots.dev, hnroot_linux::dm::ROOT_NAME) {
+            Ok(()) => info!("removed {}", hnroot_linux::dm::ROOT_NAME),
+            Err(e) => warn!("{e}"),
+        }
+    }
 }

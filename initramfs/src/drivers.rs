@@ -1,8 +1,8 @@
 //! Kernel modules in hnroot's own initramfs: everything on the wanted list
-//! (`/etc/hnroot/modules`) at start except the filesystem drivers, and each filesystem driver
-//! only when a filesystem of its type is about to be mounted (the probes need none): btrfs
-//! alone costs seconds at load time (its RAID6 code benchmarks itself), which an ext4 hostpart
-//! never pays.
+//! (`/etc/hnroot/modules`) at start except the filesystem and device-mapper drivers, and each
+//! of those only when it is about to be used (the probes need none): btrfs alone costs seconds
+//! at load time (its RAID6 code benchmarks itself), which an ext4 hostpart never pays, and
+//! dm-verity is loaded for a sealed image only.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,12 +19,14 @@ pub struct Drivers {
     deferred: Vec<String>,
 }
 
-/// Module names that drive a filesystem (and their code pages).
-fn is_fs_driver(name: &str) -> bool {
+/// Module names loaded on demand: the drivers of filesystems (and their code pages) and of
+/// device-mapper targets.
+fn is_deferred(name: &str) -> bool {
     matches!(
         name,
         "ext4" | "ext3" | "ext2" | "btrfs" | "xfs" | "vfat" | "fat" | "msdos" | "overlay"
     ) || name.starts_with("nls_")
+        || name.starts_with("dm_")
 }
 
 /// The modules a filesystem type needs to be mounted (FAT: the driver and the code pages its
@@ -103,7 +105,7 @@ impl Drivers {
         };
         let (deferred, now): (Vec<String>, Vec<String>) = wanted
             .into_iter()
-            .partition(|n| is_fs_driver(&kmod::module_name(n)));
+            .partition(|n| is_deferred(&kmod::module_name(n)));
         let start = Instant::now();
         let (loaded, errors) = modules.load(&now);
         log_loaded("", &loaded, errors, start);
@@ -118,6 +120,12 @@ impl Drivers {
     /// is not loaded yet.
     pub fn for_overlay(&mut self) {
         self.load_deferred(&["overlay"], "for the writable layer ");
+    }
+
+    /// Load dm-verity (and device-mapper under it) for a sealed image, if this initramfs has
+    /// it and it is not loaded yet.
+    pub fn for_verity(&mut self) {
+        self.load_deferred(&["dm_verity"], "for dm-verity ");
     }
 
     /// Load what mounting a `t` filesystem needs, if this initramfs has it and it is not
@@ -151,11 +159,12 @@ mod tests {
     fn every_filesystem_type_names_only_deferred_drivers() {
         for t in FsType::ALL {
             for m in fs_modules(t) {
-                assert!(is_fs_driver(m), "{m} for {t} would never be deferred");
+                assert!(is_deferred(m), "{m} for {t} would never be deferred");
             }
         }
+        assert!(is_deferred("dm_verity"));
         assert!(
-            !is_fs_driver("loop") && !is_fs_driver("virtio_blk") && !is_fs_driver("crc32c_generic")
+            !is_deferred("loop") && !is_deferred("virtio_blk") && !is_deferred("crc32c_generic")
         );
         assert_eq!(
             fs_modules(FsType::Ext3),

@@ -107,6 +107,7 @@ pub fn run(
         env,
         drivers,
         rw: params.image_rw,
+        root_hash: params.root_hash,
         mounted: None,
     };
     let mut executor = Executor::new(hostpart)

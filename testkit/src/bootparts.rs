@@ -43,6 +43,28 @@ pub const STAGE_DIR: &str = "data/e2e";
 pub const KEY_IN_IMAGE: &str = "etc/hnroot/keys/hnroot-test.pub";
 /// The script in the test images that brings QEMU's user network up (see [`net_up_script`]).
 pub const NET_UP_IN_IMAGE: &str = "usr/sbin/hnroot-test-net-up";
+/// A file of known blocks in every test image, for the sealed-image tests to change one of
+/// after sealing: [`VERITY_PROBE_BLOCKS`] blocks of 4 KiB, block `i` filled with the line
+/// [`verity_probe_line`]`(i)`.
+pub const VERITY_PROBE_IN_IMAGE: &str = "usr/share/hnroot-test/verity-probe";
+/// The probe file's 4 KiB blocks.
+pub const VERITY_PROBE_BLOCKS: usize = 16;
+
+/// The line block `i` of the probe file repeats (29 bytes).
+pub fn verity_probe_line(i: usize) -> String {
+    format!("hnroot verity probe block {i:02}\n")
+}
+
+/// The probe file's bytes.
+pub fn verity_probe() -> Vec<u8> {
+    let mut out = Vec::with_capacity(VERITY_PROBE_BLOCKS * 4096);
+    for i in 0..VERITY_PROBE_BLOCKS {
+        let line = verity_probe_line(i);
+        let block: Vec<u8> = line.bytes().cycle().take(4096).collect();
+        out.extend_from_slice(&block);
+    }
+    out
+}
 /// The kernel arguments every test image carries (`usr/lib/hnroot/kernel-args`):
 /// `no_timer_check` skips the kernel's IO-APIC timer check, which a TCG guest on a loaded host
 /// fails ("IO-APIC + timer doesn't work!", a panic before any hnroot code runs), as virtual
@@ -140,6 +162,8 @@ pub enum ImageContent {
     Garbage(u64),
     /// A directory (holding one file) where an image file should be.
     Directory,
+    /// A file the scenario prepared (a sealed copy of a test image, say).
+    File(PathBuf),
 }
 
 /// The boot-state file on the ESP as a scenario starts.
@@ -332,6 +356,7 @@ impl BootParts {
             ImageFile::new(CLI_IN_IMAGE, 0o755, read(&cli)?),
             ImageFile::new(KEY_IN_IMAGE, 0o644, publisher.public_key()?),
             ImageFile::new(IMAGE_ARGS_PATH, 0o644, TEST_IMAGE_ARGS),
+            ImageFile::new(VERITY_PROBE_IN_IMAGE, 0o644, verity_probe()),
         ];
         let net = kernel.modules_for(NET_MODULES)?;
         for ko in &net.load_order {
@@ -496,6 +521,7 @@ impl BootParts {
                     continue;
                 }
                 ImageContent::Image(v) => self.image(v)?.fs.path.clone(),
+                ImageContent::File(path) => path.clone(),
                 ImageContent::Truncated(v, bytes) => {
                     let path = dir.join(format!("{}.source", name.file_name()));
                     let data = read(&self.image(v)?.fs.path)?;

@@ -197,6 +197,16 @@ impl BootRecord {
         Some(&d[open + 1..close])
     }
 
+    /// Whether each mounted root was verified by dm-verity: the `verity=` word (`on`, `off`) of
+    /// each mount step that succeeded, in order.
+    pub fn verity(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.contains(" as root: mounted "))
+            .filter_map(|s| field(s, "verity"))
+            .collect()
+    }
+
     /// How the loop device under the mounted root reaches the image file: the `io=` word
     /// (`direct`, `buffered`) of each mount step that succeeded, in order.
     pub fn loop_io(&self) -> Vec<&str> {
@@ -689,7 +699,7 @@ hnroot: plan: update (5 steps)
 [    1.000000] hnroot: record: plan=update steps=5 mount=hn-root.img uuid=0123 notes=-
 [    1.100000] hnroot: step 1/5: rename hn-root.img -> hn-root-old.img: FAILED: Operation not permitted
 [    1.100000] hnroot: record: plan=update steps=1 mount=hn-root-new.img uuid=0123 notes=-
-hnroot: step 1/1: mount hn-root-new.img (UUID 0123) as root: mounted /dev/loop0 (ext4, UUID=0123) read-only at /run/hnroot/image, root at /newroot (writable layer /hostpart/data/hnroot/overlay/0123/upper) io=direct
+hnroot: step 1/1: mount hn-root-new.img (UUID 0123) as root: mounted /dev/loop0 (ext4, UUID=0123) read-only at /run/hnroot/image, root at /newroot (writable layer /hostpart/data/hnroot/overlay/0123/upper) verity=off io=direct
 hnroot-test: booted version=v2 uuid=0123
 hnroot-test: args 1: single
 hnroot-test: ls /hostpart:
@@ -814,6 +824,7 @@ hnroot next image:
         assert_eq!(r.plan_steps, Some(5));
         assert_eq!(r.steps.len(), 2);
         assert_eq!(r.loop_io(), ["direct"], "the failed step mounted nothing");
+        assert_eq!(r.verity(), ["off"]);
         assert!(r.cmdline.as_deref().unwrap().ends_with("console=ttyS0"));
         assert_eq!(strip_timestamp("[    1.1] hnroot: x"), "hnroot: x");
         assert_eq!(strip_timestamp("[hnroot] x"), "[hnroot] x");

@@ -95,6 +95,22 @@ pub fn production() -> Result<GrubImage> {
     })
 }
 
+/// The production image with the fleet files `fleet` in its memdisk (the trusted seal keys, as
+/// `hnroot install --keys` builds them in), written to `dir/BOOTX64.EFI`, never cached.
+pub fn production_with(fleet: &[hnroot_install::grub::FleetFile], dir: &Path) -> Result<GrubImage> {
+    let (kit, ours) = kit_and_module()?;
+    let grub_cfg = production_cfg()?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = dir.join("BOOTX64.EFI");
+    hnroot_install::grub::build_efi(&kit, &grub_cfg, &[], fleet, &dir.join("grub-image"), &out)?;
+    Ok(GrubImage {
+        path: out,
+        grub_cfg,
+        module: ours,
+        cached: false,
+    })
+}
+
 /// An image with `hnroot.mod` and a test's own `script` as its grub.cfg instead of the
 /// production one, with `extra_modules` besides the product's base modules (grub-test's
 /// `time`) and the fleet files `fleet` in its memdisk. Its users: `grub-test` (the script drives `hnroot select` and `hnroot status` on the

@@ -23,7 +23,8 @@ pub const META_PACKAGE: &str = "linux-image-amd64";
 /// What the suites' initramfs and the baseline linuxrc initramfs load: the virtio disk (block
 /// driver and its PCI transport), loop, ext4 for the image and an ext4 hostpart, btrfs for a
 /// btrfs hostpart, XFS for an XFS one, vfat with the code pages FAT's defaults need (437, iso8859-1 for the ESP's
-/// boot state), overlay for the writable layer. ext4's and btrfs's checksum algorithms come in
+/// boot state), overlay for the writable layer, dm-verity for sealed images (loaded only when
+/// one boots). ext4's and btrfs's checksum algorithms come in
 /// through `modules.softdep`. (The product's list, for servers, is
 /// `hnroot_install::modules::BOOT_MODULES`.)
 pub const BOOT_MODULES: &[&str] = &[
@@ -38,6 +39,7 @@ pub const BOOT_MODULES: &[&str] = &[
     "nls_ascii",
     "nls_iso8859_1",
     "overlay",
+    "dm_verity",
 ];
 
 /// Marks a complete cache entry; written last.

@@ -54,6 +54,8 @@ struct Report {
     /// The identity steps of the next boot (explain only), or why there are none.
     identity: Option<Result<crate::cmd::host::IdentityView>>,
     running: Option<Booted>,
+    /// How the running root is verified (when this runs on an hnroot-booted system).
+    verity: Option<hnroot_core::seal::RootVerity>,
     /// What `hnroot reboot` would start by kexec (explain only), or why it would reboot
     /// through the firmware.
     kexec: Option<Result<crate::cmd::reboot::KexecPlan, crate::cmd::reboot::NoKexec>>,
@@ -61,6 +63,21 @@ struct Report {
     seals: Vec<(ImageName, String)>,
     /// The version floor.
     floor: FloorSeen,
+}
+
+/// How the running root is verified: the kernel's `hnroot.roothash=` (`root_hash_given`) and
+/// what device-mapper says of `hnroot-init`'s dm-verity device, judged by the core.
+fn running_verity(root_hash_given: bool) -> hnroot_core::seal::RootVerity {
+    use hnroot_linux::dm;
+    let targets = dm::status(std::path::Path::new("/dev"), dm::ROOT_NAME)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let status = targets
+        .iter()
+        .find(|t| t.target == "verity")
+        .map(|t| t.status.as_str());
+    hnroot_core::seal::RootVerity::judge(root_hash_given, status)
 }
 
 /// The seal of each bootable image on hostpart, judged with the trusted keys of `keys_dir`.
@@ -194,7 +211,11 @@ impl Report {
         });
         let seals = seals_of(&hostpart, &view, &args.keys);
         let floor = hnroot_linux::seal::read_floor(&hostpart);
+        let verity = params
+            .booted
+            .map(|_| running_verity(params.root_hash.is_some()));
         Ok(Report {
+            verity,
             kexec,
             seals,
             floor,
@@ -287,7 +308,8 @@ impl Report {
         }
         if let Some(r) = &self.running {
             v["running"] = json!({ "image": r.name.file_name(), "uuid": r.uuid.to_string(),
-                "now_at": self.where_running().map(ImageName::file_name) });
+                "now_at": self.where_running().map(ImageName::file_name),
+                "verity": self.verity.map(|v| v.code()) });
         }
         v
     }
@@ -366,6 +388,9 @@ impl Report {
                 |n| format!("now {n}"),
             );
             say!("running: booted as {} (UUID {}), {now}", r.name, r.uuid);
+            if let Some(v) = self.verity {
+                say!("  root: {v}");
+            }
         }
         say!("next boot: {}", self.decision);
         if let Some(w) = self.decision.boot().and_then(|b| b.write) {

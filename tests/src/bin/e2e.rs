@@ -242,6 +242,13 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         loader_update_cuts,
     ),
     (
+        "sealed-verity",
+        "23 sealed images: GRUB refuses a sealed image whose kernel changed and boots the other \
+         with its root hash; hnroot-init maps it through dm-verity; a data block changed after \
+         sealing fails its read with an I/O error and `hnroot status` says the root is corrupt",
+        sealed_verity,
+    ),
+    (
         "kexec-update",
         "25 update by kexec: no firmware or GRUB between, committed, history says kexec; \
          firmware vs kexec reboot timed",
@@ -1914,6 +1921,141 @@ fn unbootable_new(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         describe_state(&state)
     );
     Ok(())
+}
+
+/// Marks the sealed-verity action's lines.
+const VERITY_MARK: &str = "e2e-verity:";
+
+/// 23: sealed images through the whole chain. The loader trusts the test publisher's key;
+/// hn-root.img is v1 sealed (`hnroot image seal`, version 1.10) with one 4 KiB block of a file
+/// changed afterwards (a data block: GRUB checks the seal and the boot files, not every block);
+/// hn-root-new.img is v2 sealed with one byte of its kernel changed. GRUB refuses the new image
+/// (`seal-kernel-mismatch`) and boots v1 with its root hash on the line; hnroot-init maps v1
+/// through dm-verity; in the booted system `hnroot status` first says the root is verified,
+/// reading the changed file fails with an I/O error while the block before it reads, and then
+/// `hnroot status` says the root is corrupt.
+fn sealed_verity(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_install::grub::{FleetFile, SEAL_KEYS_FILE};
+    use hnroot_install::seal::SealRequest;
+    use hnroot_testkit::bootparts::{verity_probe_line, VERITY_PROBE_IN_IMAGE};
+    let parts = run.parts;
+    let dir = buildenv::fresh_dir(&run.work.join("sealed-verity-files"))?;
+    let seal = |version: &str, image: &str| -> Result<PathBuf> {
+        let out = dir.join(format!("{version}-sealed.img"));
+        std::fs::copy(&parts.image(version)?.fs.path, &out)?;
+        hnroot_install::seal::seal(
+            &SealRequest {
+                image: out.clone(),
+                sign_key: parts.publisher.secret_key().to_owned(),
+                version: Some(image.into()),
+                public_key: Some(parts.publisher.public.clone()),
+            },
+            &hnroot_linux::image::Inspect::default(),
+        )
+        .with_context(|| format!("sealing a copy of {version}"))?;
+        Ok(out)
+    };
+    // v1: the probe file's block 7 changed by one byte after sealing.
+    let current = seal("v1", "1.10")?;
+    let changed_block = change_once(&current, verity_probe_line(7).as_bytes())?;
+    // v2: one byte of its kernel changed after sealing.
+    let new = seal("v2", "1.11")?;
+    let kernel = std::fs::read(&parts.kernel.vmlinuz)?;
+    let mid = (kernel.len() / 2) & !4095;
+    change_once(&new, &kernel[mid + 100..mid + 164])?;
+    let loader = grubimage::production_with(
+        &[FleetFile {
+            name: SEAL_KEYS_FILE.into(),
+            data: parts.publisher.public_key()?,
+        }],
+        &dir.join("loader"),
+    )?;
+    let mut spec = DiskContents::committed("sealed-verity", HostFs::Ext4, "v1")
+        .with(ImageName::Current, ImageContent::File(current))
+        .with(ImageName::New, ImageContent::File(new));
+    spec.loader = Some(loader.path.clone());
+    let probe = format!("/{VERITY_PROBE_IN_IMAGE}");
+    spec.actions = vec![format!(
+        "hnroot status | sed -n 's/^  root: /{VERITY_MARK} before: /p'; \
+         dd if={probe} of=/dev/null bs=4096 count=1 skip=6 iflag=direct 2>/dev/null; \
+         echo \"{VERITY_MARK} block 6 exit=$?\"; \
+         cat {probe} > /dev/null 2>/tmp/verity-err; \
+         echo \"{VERITY_MARK} whole file exit=$? $(cat /tmp/verity-err)\"; \
+         hnroot status | sed -n 's/^  root: /{VERITY_MARK} after: /p'; \
+         hnroot status --json | grep -o '\"verity\": *\"[a-z]*\"' | sed 's/^/{VERITY_MARK} json /'"
+    )];
+    let mut e = expect(
+        "a sealed v1 whose data block changed boots verified; the sealed v2 whose kernel changed \
+         is refused by GRUB",
+        "reason=normal image=hn-root.img",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1"), ("hn-root-new.img", "v2")],
+        End::Poweroff,
+    );
+    // GRUB's note for the new image it would not boot (the seal code is in its refusal line).
+    e.grub_note = Some("new-unreadable");
+    let (rec, _) = one_boot(run, report, &spec, e)?;
+    ensure!(
+        rec.grub_refused
+            .iter()
+            .any(|(f, code)| f == "hn-root-new.img" && code == "seal-kernel-mismatch"),
+        "GRUB should refuse hn-root-new.img as seal-kernel-mismatch; it refused {:?}",
+        rec.grub_refused
+    );
+    let line = rec.cmdline.clone().unwrap_or_default();
+    ensure!(
+        line.split_whitespace()
+            .any(|w| w.starts_with("hnroot.roothash=") && w.len() == 16 + 64),
+        "the sealed image's kernel command line has no root hash: {line}"
+    );
+    ensure!(
+        rec.verity() == ["on"],
+        "hnroot-init should mount the sealed image through dm-verity (verity=on); its mount \
+         steps say {:?}: {:?}",
+        rec.verity(),
+        rec.steps
+    );
+    let said: Vec<&str> = rec
+        .action_output
+        .iter()
+        .filter_map(|l| l.strip_prefix(VERITY_MARK).map(str::trim))
+        .collect();
+    let has = |prefix: &str| said.iter().find(|l| l.starts_with(prefix)).copied();
+    let before = has("before:").unwrap_or("");
+    let after = has("after:").unwrap_or("");
+    let block6 = has("block 6 exit=").unwrap_or("");
+    let whole = has("whole file exit=").unwrap_or("");
+    ensure!(
+        before.starts_with("before: verified by dm-verity")
+            && block6 == "block 6 exit=0"
+            && whole.starts_with("whole file exit=1")
+            && whole.contains("Input/output error")
+            && after.starts_with("after: CORRUPT")
+            && said.contains(&"json \"verity\": \"corrupt\""),
+        "in the booted system: before any read of the changed block the root must be \
+         verified, the block before it must read, the whole file must fail with an I/O error, \
+         and then the root must be corrupt (text and JSON); the action printed {said:?}"
+    );
+    report.note(format!(
+        "changed one byte at {changed_block} of hn-root.img after sealing: {whole}; then \
+         `hnroot status`: {after}"
+    ));
+    Ok(())
+}
+
+/// Change one byte of `text` (found once, at its first place) in the file at `path`, in
+/// place; returns the byte's offset.
+fn change_once(path: &Path, text: &[u8]) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let bytes = std::fs::read(path)?;
+    let at = bytes
+        .windows(text.len())
+        .position(|w| w == text)
+        .with_context(|| format!("{} does not hold the bytes to change", path.display()))?;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(&[bytes[at] ^ 0x20], at as u64)?;
+    Ok(at as u64)
 }
 
 /// The production grub.cfg's entry for the image `hnroot select` chose.

@@ -303,11 +303,13 @@ fn inspect(tree: &DebianTree, image: &Path, init: &Path, scratch: &Path) -> Resu
     same(INITRAMFS_INIT, init)?;
     let conf_modules = fs::read_to_string(main.join("conf/modules"))
         .context("cannot read the extracted conf/modules")?;
-    if !conf_modules.lines().any(|l| l.trim() == "loop") {
-        bail!(
-            "{}: conf/modules does not load loop at boot (force_load):\n{conf_modules}",
-            image.display()
-        );
+    for module in ["loop", "dm_verity"] {
+        if !conf_modules.lines().any(|l| l.trim() == module) {
+            bail!(
+                "{}: conf/modules does not load {module} at boot (force_load):\n{conf_modules}",
+                image.display()
+            );
+        }
     }
     let tools_init =
         fs::read_to_string(main.join("init")).context("cannot read the extracted init")?;

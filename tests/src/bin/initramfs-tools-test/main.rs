@@ -13,7 +13,7 @@
 //!    files
 //!    are installed the package way (`/usr/share/initramfs-tools/`) and the administrator way
 //!    (a `CONFDIR`), `mkinitramfs` builds an image each time, and `lsinitramfs`/`unmkinitramfs`
-//!    show the script, the binary, `loop` in `conf/modules` and the filesystem modules inside.
+//!    show the script, the binary, `loop` and `dm_verity` in `conf/modules` and the filesystem modules inside.
 //!    Without `hnroot-init` the build must fail with the hook's message.
 //! 3. **Boot.** The package-way image boots in QEMU (OVMF, that tree's kernel, `boot=hnroot`)
 //!    through the production chain — hnroot's GRUB with hnroot.mod and `grub-module/grub.cfg`
