@@ -8,6 +8,8 @@
  *    device.c     find hostpart and the ESP (by label, or as given) and their PARTUUIDs
  *    observe.c    what hostpart's top directory holds: the facts on each image, the marker
  *    bootstate.c  read the boot-state file, and rewrite it in place through its block list
+ *    verify.c     under lockdown (Secure Boot), vouch for the kernel and initrd a held seal
+ *                 states, and for nothing else
  *
  *  SPDX-License-Identifier: GPL-3.0-or-later
  */
@@ -101,6 +103,14 @@ grub_err_t hnroot_grub_seal_policy_read (const char *keys_path, const char *requ
 /* Read the arguments file at PATH into ARGS; what is found there is a fact, not a failure.
    Fails only for memory.  */
 grub_err_t hnroot_grub_read_args (const char *path, struct hnroot_grub_args *args);
+
+/* verify.c: the seals that held in the last observation (reset, then one added per image
+   whose seal and boot files held), and the verifier that checks `linux' and `initrd' against
+   them under lockdown.  */
+void hnroot_grub_trust_reset (void);
+void hnroot_grub_trust_seal (const struct hnroot_seal *seal);
+void hnroot_grub_verifier_register (void);
+void hnroot_grub_verifier_unregister (void);
 
 /* bootstate.c  */
 struct hnroot_piece

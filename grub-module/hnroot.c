@@ -501,9 +501,11 @@ GRUB_MOD_INIT(hnroot)
 			      N_("select|status " USAGE),
 			      N_("Choose the hnroot image to boot and record trial boots."),
 			      options);
+  hnroot_grub_verifier_register ();
 }
 
 GRUB_MOD_FINI(hnroot)
 {
+  hnroot_grub_verifier_unregister ();
   grub_unregister_extcmd (cmd);
 }

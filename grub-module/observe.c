@@ -400,6 +400,9 @@ judge_seal (const char *path, struct hnroot_probe_ctx *ctx,
 	  facts->seal_problem = problem;
 	}
     }
+  /* Held, boot files and all: what `linux' and `initrd' may load under lockdown.  */
+  if (facts->seal == HNROOT_SEAL_SEALED)
+    hnroot_grub_trust_seal (&seal);
   return GRUB_ERR_NONE;
 }
 
@@ -500,6 +503,7 @@ hnroot_grub_observe (const char *hostpart, struct hnroot_probe_ctx *ctx,
   unsigned i;
 
   grub_memset (&l, 0, sizeof (l));
+  hnroot_grub_trust_reset ();
   if (list_top (hostpart, &l) != GRUB_ERR_NONE)
     return grub_errno;
   obs->revert_requested = l.marker;

@@ -467,6 +467,7 @@ pub const C_SOURCES: &[&str] = &[
     "device.c",
     "observe.c",
     "bootstate.c",
+    "verify.c",
 ];
 
 /// Compile every file of [`C_SOURCES`] with GRUB's module flags, warnings as errors.

@@ -667,3 +667,140 @@ fn an_esp_install_without_an_image_on_hostpart_is_refused() {
     assert!(t.contains("hn-root.img is missing"), "{t}");
     assert!(!Path::new(&esp.join("EFI")).exists(), "nothing written");
 }
+
+/// Secure Boot: `hnroot bootloader update --sign-key --sign-cert` signs the loader (`sbsign`,
+/// checked here with `sbverify` and the core's reading of the PE certificate table), only when
+/// the loader requires sealed images; and a signed loader on the ESP is never replaced by an
+/// unsigned one (the firmware would refuse it: the server would not boot).
+#[test]
+fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
+    let Some(real) = kit() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let esp = dir.path().join("esp");
+    let hp = dir.path().join("hostpart");
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(esp.join("hnroot")).unwrap();
+    std::fs::create_dir_all(&hp).unwrap();
+    std::fs::create_dir_all(&fleet).unwrap();
+    let (key, cert) = (dir.path().join("db.key"), dir.path().join("db.crt"));
+    run(&[
+        "openssl",
+        "req",
+        "-new",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-sha256",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=hnroot CLI test db/",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let update = |kit: &Path, extra: &[&str]| {
+        let mut v: Vec<&str> = vec![
+            "bootloader",
+            "update",
+            "--esp",
+            esp.to_str().unwrap(),
+            "--kit",
+            kit.to_str().unwrap(),
+            "--fleet",
+            fleet.to_str().unwrap(),
+            "--keys",
+            dir.path().to_str().unwrap(),
+            "--hostpart",
+            hp.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        hnroot(&v)
+    };
+    let signing = [
+        "--sign-key",
+        key.to_str().unwrap(),
+        "--sign-cert",
+        cert.to_str().unwrap(),
+    ];
+    let loader = esp.join("EFI/BOOT/BOOTX64.EFI");
+
+    // Signed, but the loader would boot unsealed images: refused before anything is built.
+    let out = update(&real, &signing);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("[signed-without-seals]"),
+        "{t}"
+    );
+    assert!(!loader.exists(), "nothing may be written: {t}");
+
+    // With the fleet's require-sealed marker: signed, and sbverify accepts it with the cert.
+    std::fs::write(fleet.join("require-sealed"), "1\n").unwrap();
+    let out = update(&real, &signing);
+    assert!(out.status.success(), "{}", text(&out));
+    let signed = std::fs::read(&loader).unwrap();
+    assert_eq!(hnroot_core::loader::authenticode_signed(&signed), Ok(true));
+    run(&[
+        "sbverify",
+        "--cert",
+        cert.to_str().unwrap(),
+        loader.to_str().unwrap(),
+    ]);
+
+    // A newer kit without signing: the signed loader stays.
+    let newer = dir.path().join("newer-kit");
+    copy_kit(&real, &newer);
+    let record = std::fs::read_to_string(newer.join("loader-record")).unwrap();
+    let mine = record
+        .lines()
+        .find(|l| l.starts_with("hnroot "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        newer.join("loader-record"),
+        record.replace(&mine, "hnroot 99.0.0"),
+    )
+    .unwrap();
+    let out = update(&newer, &[]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("[would-be-unsigned]"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&loader).unwrap(), signed);
+    // Signed, the newer one replaces it.
+    let out = update(&newer, &signing);
+    assert!(out.status.success(), "{}", text(&out));
+    let now = std::fs::read(&loader).unwrap();
+    assert_ne!(now, signed);
+    assert_eq!(hnroot_core::loader::authenticode_signed(&now), Ok(true));
+    assert_eq!(
+        std::fs::read(esp.join("EFI/BOOT/hnroot-previous.efi")).unwrap(),
+        signed
+    );
+    // What the kit builds unsigned has no certificate table.
+    let plain = dir.path().join("plain-esp");
+    std::fs::create_dir_all(&plain).unwrap();
+    let out = hnroot(&[
+        "bootloader",
+        "update",
+        "--esp",
+        plain.to_str().unwrap(),
+        "--kit",
+        real.to_str().unwrap(),
+        "--fleet",
+        fleet.to_str().unwrap(),
+        "--keys",
+        dir.path().to_str().unwrap(),
+        "--hostpart",
+        hp.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let unsigned = std::fs::read(plain.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    assert_eq!(
+        hnroot_core::loader::authenticode_signed(&unsigned),
+        Ok(false)
+    );
+}

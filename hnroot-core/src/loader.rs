@@ -346,6 +346,35 @@ pub fn section_table(image: &[u8]) -> Result<(usize, u16), PeError> {
     Ok((table, count))
 }
 
+/// PE32+ optional header magic, and where its data directories start and are counted.
+const OPT_MAGIC_PE32_PLUS: u16 = 0x20b;
+const OPT_NUMBER_OF_RVA_AND_SIZES: Range<usize> = 108..112;
+const OPT_DATA_DIRECTORIES: usize = 112;
+/// The certificate table's index among the data directories (Authenticode signatures).
+const CERTIFICATE_TABLE: usize = 4;
+
+/// Whether the PE32+ image carries an Authenticode signature (a certificate table, as
+/// `sbsign` writes it): the firmware's Secure Boot checks it; an image without one does not
+/// start while Secure Boot is on.
+pub fn authenticode_signed(image: &[u8]) -> Result<bool, PeError> {
+    let (table, _) = section_table(image)?;
+    let pe = le32(image, DOS_LFANEW)? as usize;
+    let optional_start = pe
+        .checked_add(PE_SIGNATURE_LEN + COFF_HEADER_LEN)
+        .ok_or(PeError::Truncated)?;
+    let optional = image.get(optional_start..table).ok_or(PeError::Truncated)?;
+    if le16(optional, 0..2)? != OPT_MAGIC_PE32_PLUS {
+        return Err(PeError::NotPe);
+    }
+    let count = le32(optional, OPT_NUMBER_OF_RVA_AND_SIZES)? as usize;
+    if count <= CERTIFICATE_TABLE {
+        return Ok(false);
+    }
+    let at = OPT_DATA_DIRECTORIES + CERTIFICATE_TABLE * 8;
+    let size = le32(optional, at + 4..at + 8)?;
+    Ok(size != 0)
+}
+
 /// The bytes of the section named `name` (its raw data, cut to its virtual size when that is
 /// smaller), `None` when the image has no such section.
 pub fn find_section<'a>(image: &'a [u8], name: &[u8; 8]) -> Result<Option<&'a [u8]>, PeError> {
@@ -443,6 +472,8 @@ pub struct EspSeen<'a> {
     pub state_format: Option<u16>,
     /// Whether the ESP's loader is byte for byte the image this update would write.
     pub identical: bool,
+    /// Whether the ESP's loader carries an Authenticode signature (Secure Boot).
+    pub signed: bool,
 }
 
 /// Why the loader is not replaced.
@@ -469,6 +500,39 @@ pub enum UpdateRefusal {
     /// The file at the loader's path is not a PE image (or its record cannot be read): hnroot
     /// does not replace what it cannot identify.
     UnreadableLoader,
+    /// The ESP's loader is signed for Secure Boot and the new one is not: with Secure Boot on,
+    /// the firmware would refuse to start it and the server would not boot.
+    WouldBeUnsigned,
+    /// A loader signed for Secure Boot that would boot unsealed images: hnroot's GRUB verifies
+    /// a kernel and initramfs only through the seal (it is built without shim's verifier), so
+    /// under Secure Boot it must require sealed images.
+    SignedWithoutSeals,
+}
+
+/// Whether a new loader is signed for Secure Boot, and whether it requires sealed images.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Signing {
+    /// No Authenticode signature.
+    Unsigned,
+    /// Signed (`sbsign`); `require_sealed`: its memdisk holds the require-sealed marker.
+    Signed {
+        /// Only sealed images boot.
+        require_sealed: bool,
+    },
+}
+
+impl Signing {
+    /// A signed loader must require sealed images: the chain of trust under Secure Boot runs
+    /// firmware → loader → seal → kernel, initramfs, root; an unsealed image's kernel would
+    /// start unverified.
+    pub fn check(self) -> Result<(), UpdateRefusal> {
+        match self {
+            Signing::Signed {
+                require_sealed: false,
+            } => Err(UpdateRefusal::SignedWithoutSeals),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl UpdateRefusal {
@@ -479,6 +543,8 @@ impl UpdateRefusal {
             UpdateRefusal::Downgrade { .. } => "downgrade",
             UpdateRefusal::NotCommitted => "not-committed",
             UpdateRefusal::UnreadableLoader => "unreadable-loader",
+            UpdateRefusal::WouldBeUnsigned => "would-be-unsigned",
+            UpdateRefusal::SignedWithoutSeals => "signed-without-seals",
         }
     }
 }
@@ -506,6 +572,15 @@ impl fmt::Display for UpdateRefusal {
             UpdateRefusal::UnreadableLoader => f.write_str(
                 "the file at \\EFI\\BOOT\\BOOTX64.EFI is not a PE image hnroot can read: not \
                  replacing what hnroot cannot identify (hnroot install --esp writes a new one)",
+            ),
+            UpdateRefusal::WouldBeUnsigned => f.write_str(
+                "the ESP's loader is signed for Secure Boot and the new one is not: the firmware \
+                 would refuse to start it (sign it: --sign-key KEY --sign-cert CERT)",
+            ),
+            UpdateRefusal::SignedWithoutSeals => f.write_str(
+                "a loader signed for Secure Boot must require sealed images (it verifies kernels \
+                 and initramfs images through their seals only): add --require-sealed, or keep \
+                 require-sealed in /etc/hnroot/loader/",
             ),
         }
     }
@@ -542,14 +617,20 @@ impl UpdateKind {
     }
 }
 
-/// Whether the ESP's loader may be replaced by `new`, and how.
+/// Whether the ESP's loader may be replaced by `new` (signed for Secure Boot or not, as
+/// `signing` says), and how.
 pub fn judge_update(
     esp: &EspSeen<'_>,
     new: &Record<'_>,
+    signing: Signing,
     request: &UpdateRequest,
 ) -> Result<UpdateKind, UpdateRefusal> {
     if request.if_committed && !request.committed {
         return Err(UpdateRefusal::NotCommitted);
+    }
+    signing.check()?;
+    if esp.signed && signing == Signing::Unsigned && !esp.identical {
+        return Err(UpdateRefusal::WouldBeUnsigned);
     }
     if let Some(format) = esp.state_format {
         if !new.reads(format) {
@@ -705,6 +786,7 @@ mod tests {
             loader,
             state_format: Some(1),
             identical: false,
+            signed: false,
         }
     }
 
@@ -769,27 +851,63 @@ mod tests {
         let new = record(V020);
         let old = record(V010);
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(old)), &new, &ANY),
+            judge_update(&esp(Loader::Recorded(old)), &new, Signing::Unsigned, &ANY),
             Ok(UpdateKind::Upgrade)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(new)), &new, &ANY),
+            judge_update(&esp(Loader::Recorded(new)), &new, Signing::Unsigned, &ANY),
             Ok(UpdateKind::Rebuild)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Unrecorded), &new, &ANY),
+            judge_update(&esp(Loader::Unrecorded), &new, Signing::Unsigned, &ANY),
             Ok(UpdateKind::FromUnrecorded)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Absent), &new, &ANY),
+            judge_update(&esp(Loader::Absent), &new, Signing::Unsigned, &ANY),
             Ok(UpdateKind::Install)
         );
         let same = EspSeen {
             identical: true,
             ..esp(Loader::Recorded(new))
         };
-        assert_eq!(judge_update(&same, &new, &ANY), Ok(UpdateKind::UpToDate));
+        assert_eq!(
+            judge_update(&same, &new, Signing::Unsigned, &ANY),
+            Ok(UpdateKind::UpToDate)
+        );
         assert!(update_steps(UpdateKind::UpToDate).is_empty());
+    }
+
+    #[test]
+    fn a_signed_loader_is_never_replaced_by_an_unsigned_one() {
+        let new = record(V020);
+        let signed = EspSeen {
+            signed: true,
+            ..esp(Loader::Recorded(record(V010)))
+        };
+        assert_eq!(
+            judge_update(&signed, &new, Signing::Unsigned, &ANY),
+            Err(UpdateRefusal::WouldBeUnsigned)
+        );
+        let sealed = Signing::Signed {
+            require_sealed: true,
+        };
+        assert_eq!(
+            judge_update(&signed, &new, sealed, &ANY),
+            Ok(UpdateKind::Upgrade)
+        );
+        // Unsigned to signed is an update like any other (turning Secure Boot on).
+        assert_eq!(
+            judge_update(&esp(Loader::Recorded(record(V010))), &new, sealed, &ANY),
+            Ok(UpdateKind::Upgrade)
+        );
+        // A signed loader that would boot unsealed images is never built.
+        let unsealed = Signing::Signed {
+            require_sealed: false,
+        };
+        assert_eq!(
+            judge_update(&esp(Loader::Absent), &new, unsealed, &ANY),
+            Err(UpdateRefusal::SignedWithoutSeals)
+        );
     }
 
     #[test]
@@ -797,7 +915,7 @@ mod tests {
         let new = record(V010);
         let old = record(V020);
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(old)), &new, &ANY),
+            judge_update(&esp(Loader::Recorded(old)), &new, Signing::Unsigned, &ANY),
             Err(UpdateRefusal::Downgrade {
                 from: V020,
                 to: V010
@@ -808,7 +926,7 @@ mod tests {
             ..ANY
         };
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(old)), &new, &allow),
+            judge_update(&esp(Loader::Recorded(old)), &new, Signing::Unsigned, &allow),
             Ok(UpdateKind::Downgrade)
         );
     }
@@ -829,7 +947,7 @@ mod tests {
             Loader::Recorded(record(V010)),
         ] {
             assert_eq!(
-                judge_update(&esp(loader), &new, &allow),
+                judge_update(&esp(loader), &new, Signing::Unsigned, &allow),
                 Err(UpdateRefusal::CannotReadState {
                     format: 1,
                     reads: (2, 3)
@@ -841,7 +959,7 @@ mod tests {
             ..esp(Loader::Unrecorded)
         };
         assert_eq!(
-            judge_update(&no_state, &new, &allow),
+            judge_update(&no_state, &new, Signing::Unsigned, &allow),
             Ok(UpdateKind::FromUnrecorded)
         );
     }
@@ -854,7 +972,7 @@ mod tests {
             ..ANY
         };
         assert_eq!(
-            judge_update(&esp(Loader::Unrecorded), &new, &service),
+            judge_update(&esp(Loader::Unrecorded), &new, Signing::Unsigned, &service),
             Err(UpdateRefusal::NotCommitted)
         );
         let committed = UpdateRequest {
@@ -862,11 +980,17 @@ mod tests {
             ..service
         };
         assert_eq!(
-            judge_update(&esp(Loader::Unrecorded), &new, &committed),
+            judge_update(
+                &esp(Loader::Unrecorded),
+                &new,
+                Signing::Unsigned,
+                &committed
+            ),
             Ok(UpdateKind::FromUnrecorded)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Unreadable), &new, &ANY).map_err(|e| e.code()),
+            judge_update(&esp(Loader::Unreadable), &new, Signing::Unsigned, &ANY)
+                .map_err(|e| e.code()),
             Err("unreadable-loader")
         );
     }

@@ -357,6 +357,12 @@ pub fn build_efi(
             .arg(&memdisk)
             .arg("--sbat")
             .arg(&kit.sbat)
+            // No shim_lock verifier: under Secure Boot, GRUB would otherwise ask shim to verify
+            // every kernel and refuse them all without shim. hnroot's loader is started by the
+            // firmware itself (signed with the operator's db key, `sign_efi`) and verifies the
+            // kernel and initramfs through the image's seal, which a signed loader requires
+            // (`hnroot_core::loader::Signing`).
+            .arg("--disable-shim-lock")
             .arg("-o")
             .arg(&partial)
             .args(&modules),
@@ -377,6 +383,50 @@ pub fn build_efi(
     fs::write(&partial, &image).with_context(|| format!("cannot write {}", partial.display()))?;
     fs::rename(&partial, out)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
+    Ok(())
+}
+
+/// A Secure Boot signing key and its certificate (PEM files, as `sbsign` takes them): the
+/// operator's key whose certificate is in the firmware's `db`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecureBootKey {
+    /// The private key.
+    pub key: PathBuf,
+    /// The certificate.
+    pub cert: PathBuf,
+}
+
+/// Sign the EFI image `efi` in place for Secure Boot (`sbsign`, into a file beside it, checked
+/// with `sbverify --cert`, then renamed over it).
+pub fn sign_efi(efi: &Path, key: &SecureBootKey) -> Result<()> {
+    let signed = efi.with_extension("signed");
+    crate::tool::run_with_hint(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(&key.key)
+            .arg("--cert")
+            .arg(&key.cert)
+            .arg("--output")
+            .arg(&signed)
+            .arg(efi),
+        "sbsign signs the loader for Secure Boot (package sbsigntool)",
+    )
+    .with_context(|| format!("signing {} for Secure Boot", efi.display()))?;
+    crate::tool::run_with_hint(
+        Command::new("sbverify")
+            .arg("--cert")
+            .arg(&key.cert)
+            .arg(&signed),
+        "sbverify checks the signature (package sbsigntool)",
+    )
+    .with_context(|| {
+        format!(
+            "the signed loader does not verify with {}",
+            key.cert.display()
+        )
+    })?;
+    fs::rename(&signed, efi)
+        .with_context(|| format!("cannot rename {} to {}", signed.display(), efi.display()))?;
     Ok(())
 }
 

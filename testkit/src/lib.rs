@@ -18,6 +18,7 @@
 //! | [`bootparts`]    | the cached kernel, initramfs, GRUB image, CLI and test images          |
 //! | [`previous`]     | the previous hnroot, built from a pinned older commit (the loader's compatibility tests) |
 //! | [`qemu`]         | one QEMU under OVMF with its serial console captured                  |
+//! | [`secureboot`]   | the test operator's Secure Boot key and an OVMF store that trusts it   |
 //! | [`console`]      | boots read off the serial console                                     |
 //! | [`inspect`]      | a disk read offline after QEMU stopped                                |
 //! | [`linuxview`]    | a disk's hostpart as hnroot-linux observes it (read-only loop mount)  |
@@ -47,5 +48,6 @@ pub mod linuxview;
 pub mod nginx;
 pub mod previous;
 pub mod qemu;
+pub mod secureboot;
 pub mod server;
 pub mod signing;

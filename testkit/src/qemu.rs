@@ -22,6 +22,8 @@ use regex::Regex;
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// OVMF's variables, copied per VM.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF with Secure Boot (and SMM, which guards its variables): code, read-only and shared.
+pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 /// How often the serial log is re-read while waiting (see [`Vm::set_poll`]).
 const POLL: Duration = Duration::from_millis(20);
 /// Bound on the serial log kept in memory: a guest printing more than this is broken.
@@ -69,6 +71,10 @@ pub struct VmSpec {
     pub serial_input: bool,
     /// More QEMU arguments.
     pub extra_args: Vec<String>,
+    /// Secure Boot: OVMF's Secure Boot build started with this variable store (keys enrolled,
+    /// Secure Boot on; copied per VM), on a machine with SMM. `None`: plain OVMF, its empty
+    /// store.
+    pub secure_boot_vars: Option<PathBuf>,
 }
 
 impl VmSpec {
@@ -85,6 +91,7 @@ impl VmSpec {
             host_forwards: Vec::new(),
             serial_input: false,
             extra_args: Vec::new(),
+            secure_boot_vars: None,
         }
     }
 }
@@ -133,9 +140,17 @@ struct LogCache {
 impl Vm {
     /// Start QEMU. The serial log and the variables copy in `run_dir` are fresh.
     pub fn start(spec: &VmSpec) -> Result<Self> {
-        for firmware in [OVMF_CODE, OVMF_VARS] {
-            if !Path::new(firmware).is_file() {
-                bail!("{}: no {firmware} (apt-get install ovmf)", spec.name);
+        let (code, vars_source) = match &spec.secure_boot_vars {
+            Some(vars) => (OVMF_CODE_SECBOOT, vars.as_path()),
+            None => (OVMF_CODE, Path::new(OVMF_VARS)),
+        };
+        for firmware in [Path::new(code), vars_source] {
+            if !firmware.is_file() {
+                bail!(
+                    "{}: no {} (apt-get install ovmf)",
+                    spec.name,
+                    firmware.display()
+                );
             }
         }
         if spec.disks.is_empty() {
@@ -144,8 +159,13 @@ impl Vm {
         fs::create_dir_all(&spec.run_dir)
             .with_context(|| format!("cannot create {}", spec.run_dir.display()))?;
         let vars = spec.run_dir.join("OVMF_VARS.fd");
-        fs::copy(OVMF_VARS, &vars)
-            .with_context(|| format!("cannot copy {OVMF_VARS} to {}", vars.display()))?;
+        fs::copy(vars_source, &vars).with_context(|| {
+            format!(
+                "cannot copy {} to {}",
+                vars_source.display(),
+                vars.display()
+            )
+        })?;
         let serial_log = spec.run_dir.join("serial.log");
         let stderr_log = spec.run_dir.join("qemu.stderr");
         let _ = fs::remove_file(&serial_log);
@@ -153,8 +173,16 @@ impl Vm {
             .with_context(|| format!("cannot create {}", stderr_log.display()))?;
 
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-machine", "q35", "-smp", "1"])
-            .args(["-m", &spec.memory_mib.to_string()])
+        // Secure Boot's OVMF keeps its variables in SMM-protected flash: SMM on, flash secure.
+        let machine = match spec.secure_boot_vars {
+            Some(_) => "q35,smm=on",
+            None => "q35",
+        };
+        cmd.args(["-accel", "tcg", "-machine", machine, "-smp", "1"]);
+        if spec.secure_boot_vars.is_some() {
+            cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+        }
+        cmd.args(["-m", &spec.memory_mib.to_string()])
             // No default devices (no DVD-ROM for OVMF to try first, no VGA, no NIC).
             .args(["-nodefaults", "-display", "none", "-monitor", "none"]);
         if spec.user_net {
@@ -181,7 +209,7 @@ impl Vm {
         }
         cmd.arg("-drive")
             .arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                "if=pflash,format=raw,unit=0,readonly=on,file={code}"
             ))
             .arg("-drive")
             .arg(format!(

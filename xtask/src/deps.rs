@@ -97,6 +97,8 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("musl-gcc", Source::Debian("musl-tools")),
     ("nginx", Source::Debian("nginx")),
     ("objcopy", Source::Debian("binutils")),
+    // The Secure Boot tests' operator key and certificate.
+    ("openssl", Source::Debian("openssl")),
     ("partx", Source::Debian("util-linux")),
     // pkg.m4 for GRUB's autogen.sh (its configure.ac uses PKG_CHECK_MODULES): without it
     // autoconf stops at "possibly undefined macro" (found by fresh-check on Debian 13 minbase).
@@ -105,6 +107,9 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("python3", Source::Debian("python3")),
     ("qemu-system-x86_64", Source::Debian("qemu-system-x86")),
     ("rustup", Source::Rustup),
+    // Secure Boot: the loader signed (`hnroot install --sign-key`) and checked.
+    ("sbsign", Source::Debian("sbsigntool")),
+    ("sbverify", Source::Debian("sbsigntool")),
     ("sfdisk", Source::Debian("fdisk")),
     ("sgdisk", Source::Debian("gdisk")),
     ("sh", Source::Debian("dash")),
@@ -137,6 +142,10 @@ pub const PROGRAMS: &[(&str, Source)] = &[
 /// Packages that provide files rather than programs, with the file that proves each is there.
 pub const FILES: &[(&str, &str)] = &[
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    ("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "ovmf"),
+    // The virtual environment `virt-fw-vars` (PyPI's virt-firmware) is installed into, to
+    // enroll the Secure Boot tests' keys into OVMF's variables.
+    ("/usr/share/doc/python3-venv/copyright", "python3-venv"),
     // klibc's shell for the initramfs-tools fake-root runs (the `sh` of an initramfs built
     // without busybox) and its shared library.
     ("/usr/lib/klibc/bin/sh", "klibc-utils"),

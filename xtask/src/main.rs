@@ -402,7 +402,8 @@ fn test() -> Result<()> {
         ),
         // On Debian 13 (kernel 6.12 with xz-compressed modules) what differs by release: power
         // cuts on a btrfs hostpart; a sealed image through dm-verity (its kernel's device-mapper
-        // and dm-verity modules); and the loader's update on the FAT ESP, whole and cut by
+        // and dm-verity modules) and under Secure Boot (its kernel signed by Debian); and the
+        // loader's update on the FAT ESP, whole and cut by
         // power 14 times. The life cycle on Debian 13 is the distro suite's (below: a real
         // Debian 13, its kernel, the same hnroot-init); the bad-input scenarios are decided by
         // the core alike on both and stay on Debian 12.
@@ -415,6 +416,8 @@ fn test() -> Result<()> {
                 "power-cut-btrfs",
                 "--only",
                 "sealed-verity",
+                "--only",
+                "secure-boot",
                 "--only",
                 "loader-update-cuts",
                 "--cuts",

@@ -52,7 +52,45 @@ pub struct Where {
     #[arg(long, value_name = "DIR", default_value = crate::cmd::stage::KEYS_DIR)]
     keys: PathBuf,
     #[command(flatten)]
+    sign: SignArgs,
+    #[command(flatten)]
     loc: Location,
+}
+
+/// Secure Boot: the key and certificate the loader is signed with (`sbsign`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SignArgs {
+    /// Sign the loader for Secure Boot with this private key (PEM; its certificate in the
+    /// firmware's db). A signed loader requires sealed images.
+    #[arg(long, value_name = "KEY", requires = "sign_cert")]
+    pub sign_key: Option<PathBuf>,
+    /// The certificate of --sign-key (PEM).
+    #[arg(long, value_name = "CERT", requires = "sign_key")]
+    pub sign_cert: Option<PathBuf>,
+}
+
+impl SignArgs {
+    /// The key, when the loader is to be signed.
+    pub fn key(&self) -> Option<grub::SecureBootKey> {
+        match (&self.sign_key, &self.sign_cert) {
+            (Some(key), Some(cert)) => Some(grub::SecureBootKey {
+                key: key.clone(),
+                cert: cert.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What the core is told of the loader built with `fleet`: signed or not, and whether it
+    /// requires sealed images.
+    pub fn signing(&self, fleet: &[FleetFile]) -> loader::Signing {
+        match self.key() {
+            None => loader::Signing::Unsigned,
+            Some(_) => loader::Signing::Signed {
+                require_sealed: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
+            },
+        }
+    }
 }
 
 /// Where a fleet keeps the files it builds into every loader.
@@ -186,8 +224,13 @@ pub fn loader_fleet(
     Ok(files)
 }
 
-/// The candidate loader built from the kit into a scratch directory: its bytes.
-pub fn build_candidate(kit: &LoaderKit, fleet: &[FleetFile]) -> Result<Vec<u8>> {
+/// The candidate loader built from the kit into a scratch directory, signed for Secure Boot
+/// with `sign` when given: its bytes.
+pub fn build_candidate(
+    kit: &LoaderKit,
+    fleet: &[FleetFile],
+    sign: Option<&grub::SecureBootKey>,
+) -> Result<Vec<u8>> {
     let work = tempfile::tempdir().context("cannot make a scratch directory")?;
     let efi = work.path().join("BOOTX64.EFI");
     grub::build_efi(
@@ -198,6 +241,9 @@ pub fn build_candidate(kit: &LoaderKit, fleet: &[FleetFile]) -> Result<Vec<u8>> 
         &work.path().join("build"),
         &efi,
     )?;
+    if let Some(key) = sign {
+        grub::sign_efi(&efi, key)?;
+    }
     std::fs::read(&efi).with_context(|| format!("reading {}", efi.display()))
 }
 
@@ -267,13 +313,15 @@ fn esp_seen<'a>(esp: &Path, on_esp: Option<&'a [u8]>, candidate: &[u8]) -> EspSe
         loader: loader::identify(on_esp),
         state_format: state_format(esp),
         identical: on_esp == Some(candidate),
+        signed: on_esp.is_some_and(|b| loader::authenticode_signed(b).unwrap_or(false)),
     }
 }
 
 fn status(args: &StatusArgs) -> Result<()> {
     let kit = LoaderKit::at(&args.at.kit)?;
     let fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
-    let candidate = build_candidate(&kit, &fleet)?;
+    let signing = args.at.sign.signing(&fleet);
+    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
     let new = kit.record()?;
     let boot = EspBoot::open(&args.at.esp, false);
     let on_esp = match &boot {
@@ -286,7 +334,7 @@ fn status(args: &StatusArgs) -> Result<()> {
         if_committed: false,
         committed: false,
     };
-    let verdict = loader::judge_update(&esp, &new, &request);
+    let verdict = loader::judge_update(&esp, &new, signing, &request);
     let path = args
         .at
         .esp
@@ -352,9 +400,10 @@ fn update(args: &UpdateArgs) -> Result<()> {
         loader: Loader::Absent,
         state_format: None,
         identical: false,
+        signed: false,
     };
     if let Err(r @ loader::UpdateRefusal::NotCommitted) =
-        loader::judge_update(&nothing, &new, &request)
+        loader::judge_update(&nothing, &new, loader::Signing::Unsigned, &request)
     {
         say!(
             "hnroot: bootloader update: {r} [{}]; nothing written",
@@ -363,7 +412,12 @@ fn update(args: &UpdateArgs) -> Result<()> {
         return Ok(());
     }
     let fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
-    let candidate = build_candidate(&kit, &fleet)?;
+    let signing = args.at.sign.signing(&fleet);
+    // A signed loader that would boot unsealed images is refused before anything is built.
+    if let Err(r) = signing.check() {
+        bail_refused(r)?;
+    }
+    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
     let meta = std::fs::metadata(&args.at.esp).with_context(|| {
         format!(
             "looked for the mounted ESP at {}; pass --esp DIR",
@@ -389,7 +443,7 @@ fn update(args: &UpdateArgs) -> Result<()> {
         loader_text(&esp.loader),
         record_text(&new)
     );
-    let kind = match loader::judge_update(&esp, &new, &request) {
+    let kind = match loader::judge_update(&esp, &new, signing, &request) {
         Ok(kind) => kind,
         // The service only ever moves forward: a committed boot of an older image (after a
         // revert) leaves the newer loader as it is, and says so without failing the unit.

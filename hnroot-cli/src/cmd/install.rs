@@ -77,6 +77,8 @@ pub struct InstallArgs {
     /// keep `require-sealed` in the images' /etc/hnroot/loader/ so that loader updates keep it).
     #[arg(long)]
     require_sealed: bool,
+    #[command(flatten)]
+    sign: crate::cmd::bootloader::SignArgs,
 }
 
 fn parse_fs(s: &str) -> Result<HostpartFs, String> {
@@ -94,7 +96,10 @@ fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
         .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
     let fleet =
         crate::cmd::bootloader::loader_fleet(&args.fleet, &args.sig.keys, args.require_sealed)?;
-    let image = crate::cmd::bootloader::build_candidate(&kit, &fleet)
+    if let Err(r) = args.sign.signing(&fleet).check() {
+        anyhow::bail!("{r} [{}]; nothing was written", r.code());
+    }
+    let image = crate::cmd::bootloader::build_candidate(&kit, &fleet, args.sign.key().as_ref())
         .map_err(|e| anyhow::anyhow!("building the loader: {e:#}; nothing was written"))?;
     Ok(GrubParts { kit, image })
 }

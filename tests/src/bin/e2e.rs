@@ -249,6 +249,13 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         sealed_verity,
     ),
     (
+        "secure-boot",
+        "23 Secure Boot enforced: OVMF with the operator's key enrolled starts the loader signed \
+         with it, which boots a sealed image verified; one byte of the loader changed and the \
+         firmware refuses it",
+        secure_boot,
+    ),
+    (
         "kexec-update",
         "25 update by kexec: no firmware or GRUB between, committed, history says kexec; \
          firmware vs kexec reboot timed",
@@ -795,9 +802,19 @@ fn run_story(
     net: bool,
 ) -> Result<Vec<BootRecord>> {
     let run_dir = run.work.join(name).join("qemu");
-    let t = Instant::now();
     let mut spec = VmSpec::new(name, disks, &run_dir);
     spec.user_net = net;
+    run_story_in(run, report, spec, story)
+}
+
+/// [`run_story`] on the VM `spec` describes (its firmware, say).
+fn run_story_in(
+    run: &SuiteRun<'_>,
+    report: &mut Report,
+    mut spec: VmSpec,
+    story: &[Expect],
+) -> Result<Vec<BootRecord>> {
+    let t = Instant::now();
     spec.serial_input = story.iter().any(|e| e.typed.is_some());
     let mut session = Session::start_vm(spec)?;
     let mut records = Vec::new();
@@ -2040,6 +2057,116 @@ fn sealed_verity(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     report.note(format!(
         "changed one byte at {changed_block} of hn-root.img after sealing: {whole}; then \
          `hnroot status`: {after}"
+    ));
+    Ok(())
+}
+
+/// 23: Secure Boot enforced. OVMF's Secure Boot firmware with only the test operator's
+/// certificate enrolled (PK, KEK, db: `virt-fw-vars`), the loader built with the trusted seal
+/// key and the require-sealed marker and signed with the operator's key (`sbsign`, as `hnroot
+/// install --sign-key --sign-cert` does), hn-root.img v1 sealed. The sealed image boots through
+/// the whole chain (its root verified by dm-verity) and the firmware says Secure Boot is on;
+/// then the same disk with one byte of the signed loader changed: the firmware refuses to start
+/// it and nothing of GRUB runs.
+fn secure_boot(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_install::grub::{FleetFile, REQUIRE_SEALED_FILE, SEAL_KEYS_FILE};
+    use hnroot_install::seal::SealRequest;
+    let parts = run.parts;
+    let sb = hnroot_testkit::secureboot::get()?;
+    let dir = buildenv::fresh_dir(&run.work.join("secure-boot-files"))?;
+    let current = dir.join("v1-sealed.img");
+    std::fs::copy(&parts.image("v1")?.fs.path, &current)?;
+    hnroot_install::seal::seal(
+        &SealRequest {
+            image: current.clone(),
+            sign_key: parts.publisher.secret_key().to_owned(),
+            version: Some("1.10".into()),
+            public_key: Some(parts.publisher.public.clone()),
+        },
+        &hnroot_linux::image::Inspect::default(),
+    )?;
+    let loader = grubimage::production_with(
+        &[
+            FleetFile {
+                name: SEAL_KEYS_FILE.into(),
+                data: parts.publisher.public_key()?,
+            },
+            FleetFile {
+                name: REQUIRE_SEALED_FILE.into(),
+                data: b"1\n".to_vec(),
+            },
+        ],
+        &dir.join("loader"),
+    )?;
+    hnroot_install::grub::sign_efi(&loader.path, &sb.key)?;
+    let signed = std::fs::read(&loader.path)?;
+    ensure!(
+        hnroot_core::loader::authenticode_signed(&signed) == Ok(true),
+        "sbsign's output carries no certificate table"
+    );
+    let mut spec = DiskContents::committed("secure-boot", HostFs::Ext4, "v1")
+        .with(ImageName::Current, ImageContent::File(current));
+    spec.loader = Some(loader.path.clone());
+    let e = expect(
+        "Secure Boot on: the signed loader boots the sealed v1, verified",
+        "reason=normal image=hn-root.img",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Poweroff,
+    );
+    let disk = parts.disk(&spec, &run.work)?;
+    let run_dir = run.work.join("secure-boot").join("qemu");
+    let mut vm = VmSpec::new("secure-boot", &[&disk.path], &run_dir);
+    vm.secure_boot_vars = Some(sb.vars.clone());
+    let records = run_story_in(run, report, vm, &[e])?;
+    let rec = &records[0];
+    ensure!(
+        rec.verity() == ["on"],
+        "the sealed image should be mounted through dm-verity: {:?}",
+        rec.steps
+    );
+    let serial = String::from_utf8_lossy(&std::fs::read(run_dir.join("serial.log"))?).into_owned();
+    let said = serial
+        .lines()
+        .find(|l| l.contains("secureboot: Secure boot"))
+        .map(str::trim)
+        .unwrap_or("");
+    ensure!(
+        said.ends_with("secureboot: Secure boot enabled"),
+        "the kernel should say Secure Boot is enabled; it said {said:?}"
+    );
+    report.note(format!("booted under Secure Boot: {said}"));
+
+    // The loader with one byte changed (in GRUB's code, far from the signature): refused.
+    let tampered = dir.join("BOOTX64-tampered.EFI");
+    let mut bytes = signed.clone();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&tampered, &bytes)?;
+    spec.name = "secure-boot-tampered".into();
+    spec.loader = Some(tampered);
+    let disk = parts.disk(&spec, &run.work)?;
+    let run_dir = run.work.join("secure-boot-tampered").join("qemu");
+    let mut vm = VmSpec::new("secure-boot-tampered", &[&disk.path], &run_dir);
+    vm.secure_boot_vars = Some(sb.vars);
+    let t = Instant::now();
+    let mut session = Session::start_vm(vm)?;
+    let refused = session.wait_line(
+        &Regex::new(r"BdsDxe: (failed to load|failed to start) Boot\S+ .*(Access Denied|Security Violation)")?,
+        BOOT_TIMEOUT,
+    );
+    session.kill()?;
+    report.qemu += t.elapsed();
+    let refused = refused.context("OVMF should refuse the changed loader")?;
+    let serial = String::from_utf8_lossy(&std::fs::read(run_dir.join("serial.log"))?).into_owned();
+    ensure!(
+        !serial.contains("hnroot: "),
+        "nothing of the changed loader may run; the console shows hnroot's lines"
+    );
+    report.note(format!(
+        "one byte of the signed loader changed at {at}: {}",
+        refused.line.trim()
     ));
     Ok(())
 }
