@@ -79,8 +79,9 @@ enum Task {
     #[command(disable_help_flag = true)]
     BenchInitramfs(Forwarded),
     /// Benchmark: the same Debian tree as an hnroot image on hostpart and on a plain ext4
-    /// partition booted by Debian's GRUB, in QEMU: boot time, fio on the root, page cache;
-    /// printed side by side with ratios (about half an hour; not part of `cargo xtask test`).
+    /// partition booted by Debian's GRUB (and, with `--only hnroot,sealed`, the image sealed,
+    /// read through dm-verity), in QEMU: boot time, fio on the root, page cache; printed side
+    /// by side with ratios (about half an hour; not part of `cargo xtask test`).
     #[command(disable_help_flag = true)]
     BenchRoot(Forwarded),
     /// The scenario suite: the whole chain (OVMF, GRUB with hnroot.mod, kernel, hnroot-init)

@@ -68,9 +68,9 @@ struct Args {
     /// Seconds each random-I/O fio job runs.
     #[arg(long, default_value_t = 20)]
     runtime: u32,
-    /// Only this system (default: both).
-    #[arg(long, value_enum)]
-    only: Option<System>,
+    /// Only these systems (comma-separated; default: plain and hnroot).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<System>,
 }
 
 /// The two systems measured.
@@ -80,6 +80,9 @@ enum System {
     Plain,
     /// The tree as an hnroot image on hostpart, hnroot's GRUB.
     Hnroot,
+    /// The same image sealed (`hnroot image seal`): GRUB checks the seal and passes the root
+    /// hash, hnroot-init mounts the image through dm-verity under the overlay.
+    Sealed,
 }
 
 impl System {
@@ -87,6 +90,7 @@ impl System {
         match self {
             System::Plain => "plain",
             System::Hnroot => "hnroot",
+            System::Sealed => "sealed",
         }
     }
 }
@@ -117,6 +121,7 @@ n=$(( $(cat $state 2>/dev/null || echo 0) + 1 ))
 echo $n > $state
 sync
 say "times boot=$n initrd-end=$(systemctl show -P UserspaceTimestampMonotonic) boot-complete=$(mono boot-complete.target) multi-user=$(mono multi-user.target) root=$(findmnt -n -o FSTYPE /)"
+[ $n -eq 1 ] && say "image under the root: $(findmnt -n -o SOURCE /run/hnroot/image 2>/dev/null || echo none)"
 if [ $n -lt @BOOTS@ ]; then
 	say "rebooting"
 	systemctl reboot
@@ -409,8 +414,15 @@ fn blank(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The hnroot disk: the tree with the package, an image, `hnroot install`.
-fn hnroot_disk(tree: &debian::Tree, work: &Path, data: &Path, args: &Args) -> Result<PathBuf> {
+/// The hnroot disk: the tree with the package, an image (`sealed`: sealed with the publisher's
+/// key, and the loader requiring seals), `hnroot install`.
+fn hnroot_disk(
+    tree: &debian::Tree,
+    work: &Path,
+    data: &Path,
+    args: &Args,
+    sealed: bool,
+) -> Result<PathBuf> {
     let t = Instant::now();
     let d = deb::build(work)?;
     let cli = initramfs::static_binary("hnroot-cli", "hnroot")?;
@@ -430,6 +442,16 @@ fn hnroot_disk(tree: &debian::Tree, work: &Path, data: &Path, args: &Args) -> Re
         .arg(&image))?;
     debian::remove(&staging)?;
     let publisher = signing::Publisher::in_dir(work)?;
+    if sealed {
+        run(Command::new(&cli)
+            .args(["image", "seal"])
+            .arg(&image)
+            .arg("--sign-key")
+            .arg(publisher.secret_key())
+            .arg("--public-key")
+            .arg(&publisher.public)
+            .args(["--version", "1"]))?;
+    }
     let keys = work.join("keys");
     fs::create_dir_all(&keys)?;
     fs::copy(&publisher.public, keys.join("publisher.pub"))?;
@@ -451,7 +473,8 @@ fn hnroot_disk(tree: &debian::Tree, work: &Path, data: &Path, args: &Args) -> Re
             .arg("--keys")
             .arg(&keys)
             .arg("--kit")
-            .arg(grubmod::kit_dir()))?;
+            .arg(grubmod::kit_dir())
+            .args(sealed.then_some("--require-sealed")))?;
     }
     fs::remove_file(&image)?;
     fs::remove_file(&signature)?;
@@ -581,10 +604,10 @@ fn ratio(h: f64, p: f64) -> String {
 /// One number of a boot.
 type Timing = fn(&BootTimes) -> f64;
 
-/// The side-by-side table (medians; ratios hnroot / plain).
-fn table(m: &BTreeMap<System, Measured>) -> String {
-    let (Some(p), Some(h)) = (m.get(&System::Plain), m.get(&System::Hnroot)) else {
-        return String::from("(one system only: no table)\n");
+/// The side-by-side table of `base` and `other` (medians; ratios other / base).
+fn table(m: &BTreeMap<System, Measured>, base: System, other: System) -> String {
+    let (Some(p), Some(h)) = (m.get(&base), m.get(&other)) else {
+        return String::new();
     };
     let mut s = String::new();
     let mut row = |what: &str, plain: f64, hnroot: f64, digits: usize| {
@@ -664,7 +687,8 @@ fn table(m: &BTreeMap<System, Measured>) -> String {
             );
         }
     }
-    let mut out = String::from("| what | plain | hnroot | hnroot / plain |\n|---|---|---|---|\n");
+    let (b, o) = (base.name(), other.name());
+    let mut out = format!("| what | {b} | {o} | {o} / {b} |\n|---|---|---|---|\n");
     out.push_str(&s);
     out
 }
@@ -687,16 +711,18 @@ fn main() -> Result<()> {
     fs::create_dir_all(&work)?;
     let data = work.join("data");
     data_file(&data, DATA_MIB)?;
-    let systems: Vec<System> = match args.only {
-        Some(s) => vec![s],
-        None => vec![System::Plain, System::Hnroot],
+    let systems: Vec<System> = if args.only.is_empty() {
+        vec![System::Plain, System::Hnroot]
+    } else {
+        args.only.clone()
     };
     let mut measured = BTreeMap::new();
     for system in systems {
         println!("==> {}", system.name());
         let disk = match system {
             System::Plain => plain_disk(&tree, &work, &data, &args)?,
-            System::Hnroot => hnroot_disk(&tree, &work, &data, &args)?,
+            System::Hnroot => hnroot_disk(&tree, &work, &data, &args, false)?,
+            System::Sealed => hnroot_disk(&tree, &work, &data, &args, true)?,
         };
         let m = measure(system, &disk, &work, args.boots)?;
         fs::remove_file(&disk)?;
@@ -722,7 +748,19 @@ fn main() -> Result<()> {
         args.boots - 1,
         started.elapsed().as_secs_f64()
     );
-    print!("{}", table(&measured));
+    let tables = [
+        table(&measured, System::Plain, System::Hnroot),
+        table(&measured, System::Hnroot, System::Sealed),
+        table(&measured, System::Plain, System::Sealed),
+    ];
+    let mut any = false;
+    for t in tables.iter().filter(|t| !t.is_empty()) {
+        println!("{t}");
+        any = true;
+    }
+    if !any {
+        println!("(one system only: no table)");
+    }
     Ok(())
 }
 
@@ -791,7 +829,7 @@ mod tests {
             }
             m.insert(system, got);
         }
-        let t = table(&m);
+        let t = table(&m, System::Plain, System::Hnroot);
         assert!(
             t.contains("| fio rand-read read, IOPS | 9000 | 4500 | 0.50× |"),
             "{t}"

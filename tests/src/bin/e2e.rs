@@ -256,6 +256,12 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         secure_boot,
     ),
     (
+        "floor-cut",
+        "23 the version floor across a power cut of the mark-good that raises it: read as the old \
+         or the new version, never unreadable or lower; the next mark-good raises it",
+        floor_cut,
+    ),
+    (
         "kexec-update",
         "25 update by kexec: no firmware or GRUB between, committed, history says kexec; \
          firmware vs kexec reboot timed",
@@ -2167,6 +2173,119 @@ fn secure_boot(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     report.note(format!(
         "one byte of the signed loader changed at {at}: {}",
         refused.line.trim()
+    ));
+    Ok(())
+}
+
+/// Marks the floor-cut action's lines.
+const FLOOR_MARK: &str = "e2e-floor:";
+
+/// 23: the version floor across a power cut of the commit that raises it. hn-root.img is v2
+/// sealed as 1.11 on trial, hn-root-old.img v1 sealed as 1.10 and recorded good, the floor 1.10,
+/// the loader holding the publisher's key. The test init's `hnroot mark-good` (which commits
+/// v2 and raises the floor to 1.11) is cut by power at a random moment of its first 600 ms; the
+/// next boot prints the floor as the running system reads it (1.10 or 1.11, never unreadable,
+/// never lower), and the boot after it commits again and prints 1.11.
+fn floor_cut(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use hnroot_core::floor::{encode, FLOOR_MAX, FLOOR_PATH};
+    use hnroot_install::grub::{FleetFile, SEAL_KEYS_FILE};
+    use hnroot_install::seal::SealRequest;
+    let parts = run.parts;
+    let dir = buildenv::fresh_dir(&run.work.join("floor-cut-files"))?;
+    let seal = |version: &str, image: &str| -> Result<PathBuf> {
+        let out = dir.join(format!("{version}-sealed.img"));
+        std::fs::copy(&parts.image(version)?.fs.path, &out)?;
+        hnroot_install::seal::seal(
+            &SealRequest {
+                image: out.clone(),
+                sign_key: parts.publisher.secret_key().to_owned(),
+                version: Some(image.into()),
+                public_key: Some(parts.publisher.public.clone()),
+            },
+            &hnroot_linux::image::Inspect::default(),
+        )?;
+        Ok(out)
+    };
+    let (v1, v2) = (seal("v1", "1.10")?, seal("v2", "1.11")?);
+    let floor = dir.join("floor");
+    let mut text = [0u8; FLOOR_MAX];
+    let n = encode(&"1.10".try_into().unwrap(), &mut text).context("encoding the floor")?;
+    std::fs::write(&floor, &text[..n])?;
+    let loader = grubimage::production_with(
+        &[FleetFile {
+            name: SEAL_KEYS_FILE.into(),
+            data: parts.publisher.public_key()?,
+        }],
+        &dir.join("loader"),
+    )?;
+    let print = format!(
+        "echo \"{FLOOR_MARK} $(sed -n 's/^version //p' /hostpart/{FLOOR_PATH})\"; \
+         hnroot status | sed -n 's/^version floor: /{FLOOR_MARK} status /p'"
+    );
+    let mut spec = DiskContents {
+        // Every try left: a cut before the commit leaves two boots of v2 (the next two
+        // actions) before the trial would run out.
+        state: StateInit::Trial {
+            image: "v2",
+            tries_left: parts.tries(),
+            good: Some("v1"),
+        },
+        ..DiskContents::committed("floor-cut", HostFs::Ext4, "v2")
+    }
+    .with(ImageName::Current, ImageContent::File(v2))
+    .with(ImageName::Old, ImageContent::File(v1));
+    spec.loader = Some(loader.path.clone());
+    spec.hostpart_files.push((FLOOR_PATH.to_owned(), floor));
+    spec.actions = vec![
+        "hnroot mark-good".to_owned(),
+        print.clone(),
+        format!("hnroot mark-good; {print}"),
+    ];
+    let disk = parts.disk(&spec, &run.work)?;
+    let mut rng = Rng((run.seed ^ 0xf100_7000) | 1);
+    let delay = Duration::from_secs_f64(MARK_GOOD_CUT_WINDOW.as_secs_f64() * rng.unit());
+    let qemu_dir = run.work.join("floor-cut");
+    let t = Instant::now();
+    let mut session = Session::start("floor-cut", &[&disk.path], &qemu_dir.join("qemu-cut"))?;
+    let trigger = Regex::new("hnroot-test: action 1: hnroot mark-good")?;
+    session.cut_power(&trigger, delay, BOOT_TIMEOUT)?;
+    let mut session = Session::start("floor-cut after", &[&disk.path], &qemu_dir.join("qemu"))?;
+    let after_cut = session.next_boot(BOOT_TIMEOUT)?;
+    let after_again = session.next_boot(BOOT_TIMEOUT)?;
+    session.wait_poweroff(POWEROFF_TIMEOUT)?;
+    report.qemu += t.elapsed();
+    report.boots += 3;
+    let said = |rec: &BootRecord| -> Vec<String> {
+        rec.action_output
+            .iter()
+            .filter_map(|l| l.strip_prefix(FLOOR_MARK).map(|s| s.trim().to_owned()))
+            .collect()
+    };
+    let (first, last) = (said(&after_cut), said(&after_again));
+    ensure!(
+        first.len() == 2
+            && (first[0] == "1.10" || first[0] == "1.11")
+            && first[1]
+                .strip_prefix("status ")
+                .is_some_and(|s| s.starts_with(&first[0])),
+        "after the cut the floor must read 1.10 or 1.11, the file and `hnroot status` alike; \
+         the action printed {first:?}"
+    );
+    ensure!(
+        last.len() == 2 && last[0] == "1.11" && last[1].starts_with("status 1.11"),
+        "after the second mark-good the floor must be 1.11; the action printed {last:?}"
+    );
+    ensure!(
+        after_again.version.as_deref() == Some("v2"),
+        "v2 must still boot after the cut: {:?}",
+        after_again.version
+    );
+    report.note(format!(
+        "mark-good cut {:.0} ms after it started: the next boot read the floor {}; after the \
+         second mark-good {}",
+        delay.as_secs_f64() * 1000.0,
+        first[0],
+        last[0]
     ));
     Ok(())
 }
