@@ -193,6 +193,7 @@ fn maintainer_files(stage: &Path, version: &str, installed_kib: u64, grub: &str)
          Installed-Size: {installed_kib}\n\
          Depends: mtools, gdisk, dosfstools, e2fsprogs, util-linux, zstd, kmod\n\
          Recommends: initramfs-tools | dracut, systemd, efibootmgr, btrfs-progs, xfsprogs, minisign, openssh-client\n\
+         Suggests: cryptsetup-bin, sbsigntool\n\
          Section: admin\n\
          Priority: optional\n\
          Homepage: https://example.invalid/hnroot\n\
