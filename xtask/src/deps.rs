@@ -337,10 +337,11 @@ mod tests {
         ("hnroot-build/src/binaries.rs", 1), // $CARGO
         ("hnroot-build/src/relax.rs", 1),   // a test program it just linked
         ("testkit/src/server.rs", 1),       // the hnroot binary under test (Offline::hnroot)
-        ("tests/src/bin/bench-root.rs", 2), // the hnroot binary under test (image build; install)
-        ("tests/src/bin/distro.rs", 5),     // the hnroot binary under test
-        ("tests/src/bin/fleet.rs", 4),      // the hnroot binary under test
-        ("tests/src/bin/e2e.rs", 2),        // the hnroot binary under test (installed; publish)
+        ("tests/src/bin/bench-root.rs", 3), // the hnroot binary under test (image build, seal; install)
+        ("testkit/src/secureboot.rs", 2), // pip and virt-fw-vars in the virtual environment it made
+        ("tests/src/bin/distro.rs", 5),   // the hnroot binary under test
+        ("tests/src/bin/fleet.rs", 4),    // the hnroot binary under test
+        ("tests/src/bin/e2e.rs", 2),      // the hnroot binary under test (installed; publish)
     ];
 
     /// A program started through a literal name: file, line, program.
