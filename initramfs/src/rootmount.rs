@@ -14,9 +14,8 @@
 //! fails its read with an I/O error. Such an image is never mounted unverified: a seal that does
 //! not give the mapping fails the mount, and `hnroot.rw` is ignored for it.
 
-use std::path::{Path, PathBuf};
-
 use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use hnroot_core::name::ImageName;
 use hnroot_core::probe::FsOutcome;
