@@ -161,6 +161,8 @@ pub struct Snapshot {
     pub loader: EspLoader,
     /// The version floor on hostpart.
     pub floor: FloorMetric,
+    /// How the running root is verified (dm-verity's state), when hnroot booted it.
+    pub root_verity: Option<hnroot_core::seal::RootVerity>,
 }
 
 /// The version floor as `hnroot_version_floor_info` shows it.
@@ -511,6 +513,16 @@ fn render_stage_and_loader(w: &mut Writer, s: &Snapshot) {
         &[("state", state), ("version", version)],
         1,
     );
+    if let Some(v) = s.root_verity {
+        w.family(
+            "hnroot_root_verity_info",
+            "gauge",
+            "How the running root is verified: off (not sealed), verified (dm-verity, no corrupt \
+             block read), corrupt (dm-verity refused a block: the image changed after sealing), \
+             missing (a root hash and no dm-verity device) (1).",
+        );
+        w.sample("hnroot_root_verity_info", &[("state", v.code())], 1);
+    }
 }
 
 fn facts(view: &HostpartView, name: ImageName) -> Option<ImageFacts> {
@@ -572,6 +584,9 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         last_stage: read_last_stage(&hostpart),
         loader: EspLoader::read(esp),
         floor: FloorMetric::of(&hnroot_linux::seal::read_floor(&hostpart)),
+        root_verity: params
+            .booted
+            .map(|_| crate::cmd::status::running_verity(params.root_hash.is_some())),
     })
 }
 
@@ -741,5 +756,15 @@ mod tests {
         };
         assert!(render(&s, 10)
             .contains("hnroot_version_floor_info{state=\"set\",version=\"1.10\"} 1\n"));
+    }
+
+    #[test]
+    fn a_corrupt_root_is_shown_for_alerting() {
+        assert!(!render(&Snapshot::default(), 10).contains("hnroot_root_verity_info"));
+        let s = Snapshot {
+            root_verity: Some(hnroot_core::seal::RootVerity::Corrupt),
+            ..Snapshot::default()
+        };
+        assert!(render(&s, 10).contains("hnroot_root_verity_info{state=\"corrupt\"} 1\n"));
     }
 }

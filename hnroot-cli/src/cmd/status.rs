@@ -67,7 +67,7 @@ struct Report {
 
 /// How the running root is verified: the kernel's `hnroot.roothash=` (`root_hash_given`) and
 /// what device-mapper says of `hnroot-init`'s dm-verity device, judged by the core.
-fn running_verity(root_hash_given: bool) -> hnroot_core::seal::RootVerity {
+pub(crate) fn running_verity(root_hash_given: bool) -> hnroot_core::seal::RootVerity {
     use hnroot_linux::dm;
     let targets = dm::status(std::path::Path::new("/dev"), dm::ROOT_NAME)
         .ok()
