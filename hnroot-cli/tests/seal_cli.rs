@@ -372,3 +372,59 @@ fn status_and_reboot_judge_images_under_the_loaders_seal_policy() {
     assert_eq!(v["images"]["hn-root.img"]["code"], "bootable", "{v}");
     assert_eq!(v["image"], "hn-root.img", "{v}");
 }
+
+/// A loader update never strands the server: with a sealed `hn-root.img` that the ESP's loader
+/// boots (it holds the publisher's key), `hnroot bootloader update` from a system whose key
+/// directory lacks that key (the loader it would build could not verify the seal) is refused
+/// and the loader stays; with the key it goes ahead.
+#[test]
+fn a_loader_update_that_would_not_boot_the_sealed_image_is_refused() {
+    let Some(kit) = kit() else { return };
+    let h = Host::new();
+    let esp = h.work.join("esp");
+    std::fs::create_dir_all(esp.join("hnroot")).unwrap();
+    let img = sealed(
+        &h.work,
+        "v1.img",
+        "6c6c6c6c-1111-4222-8333-444444444444",
+        "1",
+        &h.keys,
+    );
+    std::fs::copy(&img, h.hp.join("hn-root.img")).unwrap();
+    let no_keys = h.work.join("no-keys");
+    std::fs::create_dir_all(&no_keys).unwrap();
+    let bootloader = |keys: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "bootloader",
+            "update",
+            "--esp",
+            esp.to_str().unwrap(),
+            "--hostpart",
+            h.hp.to_str().unwrap(),
+            "--kit",
+            kit.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--fleet",
+            "/nonexistent",
+        ];
+        args.extend_from_slice(extra);
+        hnroot(&args)
+    };
+    // The first loader, with the publisher's key.
+    let out = bootloader(&h.trusted, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let loader = esp.join("EFI/BOOT/BOOTX64.EFI");
+    let first = std::fs::read(&loader).unwrap();
+    // A rebuild without the key would leave hn-root.img unbootable: refused, nothing written.
+    let out = bootloader(&no_keys, &[]);
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains("[would-strand]"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&loader).unwrap(), first);
+    // With the key: up to date.
+    let out = bootloader(&h.trusted, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -503,6 +503,10 @@ pub enum UpdateRefusal {
     /// The ESP's loader is signed for Secure Boot and the new one is not: with Secure Boot on,
     /// the firmware would refuse to start it and the server would not boot.
     WouldBeUnsigned,
+    /// The ESP's loader boots `hn-root.img` and the new one would not (the seal's key is not
+    /// among those it would carry, or it would require sealed images and `hn-root.img` is not
+    /// sealed): the server would find nothing to boot.
+    WouldStrand,
     /// A loader signed for Secure Boot that would boot unsealed images: hnroot's GRUB verifies
     /// a kernel and initramfs only through the seal (it is built without shim's verifier), so
     /// under Secure Boot it must require sealed images.
@@ -545,6 +549,7 @@ impl UpdateRefusal {
             UpdateRefusal::UnreadableLoader => "unreadable-loader",
             UpdateRefusal::WouldBeUnsigned => "would-be-unsigned",
             UpdateRefusal::SignedWithoutSeals => "signed-without-seals",
+            UpdateRefusal::WouldStrand => "would-strand",
         }
     }
 }
@@ -576,6 +581,12 @@ impl fmt::Display for UpdateRefusal {
             UpdateRefusal::WouldBeUnsigned => f.write_str(
                 "the ESP's loader is signed for Secure Boot and the new one is not: the firmware \
                  would refuse to start it (sign it: --sign-key KEY --sign-cert CERT)",
+            ),
+            UpdateRefusal::WouldStrand => f.write_str(
+                "the ESP's loader boots hn-root.img and the new one would not (its seal's key is \
+                 not among the keys it would carry, or it would require sealed images): the \
+                 server would find nothing to boot; keep the publisher's key in /etc/hnroot/keys \
+                 (and require-sealed in /etc/hnroot/loader/) of the image",
             ),
             UpdateRefusal::SignedWithoutSeals => f.write_str(
                 "a loader signed for Secure Boot must require sealed images (it verifies kernels \
@@ -617,18 +628,40 @@ impl UpdateKind {
     }
 }
 
+/// Whether `hn-root.img` boots under the ESP's loader and under the new one: the CLI observes
+/// hostpart under each loader's seal policy (its trusted keys, whether it requires seals).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CommittedBoots {
+    /// Under the ESP's loader.
+    pub now: bool,
+    /// Under the new one.
+    pub after: bool,
+}
+
+impl CommittedBoots {
+    /// Booted alike by both (or no hostpart to look at).
+    pub const ALIKE: CommittedBoots = CommittedBoots {
+        now: true,
+        after: true,
+    };
+}
+
 /// Whether the ESP's loader may be replaced by `new` (signed for Secure Boot or not, as
-/// `signing` says), and how.
+/// `signing` says; `committed`: whether each loader boots `hn-root.img`), and how.
 pub fn judge_update(
     esp: &EspSeen<'_>,
     new: &Record<'_>,
     signing: Signing,
+    committed: CommittedBoots,
     request: &UpdateRequest,
 ) -> Result<UpdateKind, UpdateRefusal> {
     if request.if_committed && !request.committed {
         return Err(UpdateRefusal::NotCommitted);
     }
     signing.check()?;
+    if committed.now && !committed.after && !esp.identical {
+        return Err(UpdateRefusal::WouldStrand);
+    }
     if esp.signed && signing == Signing::Unsigned && !esp.identical {
         return Err(UpdateRefusal::WouldBeUnsigned);
     }
@@ -851,19 +884,43 @@ mod tests {
         let new = record(V020);
         let old = record(V010);
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(old)), &new, Signing::Unsigned, &ANY),
+            judge_update(
+                &esp(Loader::Recorded(old)),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Ok(UpdateKind::Upgrade)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(new)), &new, Signing::Unsigned, &ANY),
+            judge_update(
+                &esp(Loader::Recorded(new)),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Ok(UpdateKind::Rebuild)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Unrecorded), &new, Signing::Unsigned, &ANY),
+            judge_update(
+                &esp(Loader::Unrecorded),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Ok(UpdateKind::FromUnrecorded)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Absent), &new, Signing::Unsigned, &ANY),
+            judge_update(
+                &esp(Loader::Absent),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Ok(UpdateKind::Install)
         );
         let same = EspSeen {
@@ -871,7 +928,7 @@ mod tests {
             ..esp(Loader::Recorded(new))
         };
         assert_eq!(
-            judge_update(&same, &new, Signing::Unsigned, &ANY),
+            judge_update(&same, &new, Signing::Unsigned, CommittedBoots::ALIKE, &ANY),
             Ok(UpdateKind::UpToDate)
         );
         assert!(update_steps(UpdateKind::UpToDate).is_empty());
@@ -885,19 +942,31 @@ mod tests {
             ..esp(Loader::Recorded(record(V010)))
         };
         assert_eq!(
-            judge_update(&signed, &new, Signing::Unsigned, &ANY),
+            judge_update(
+                &signed,
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Err(UpdateRefusal::WouldBeUnsigned)
         );
         let sealed = Signing::Signed {
             require_sealed: true,
         };
         assert_eq!(
-            judge_update(&signed, &new, sealed, &ANY),
+            judge_update(&signed, &new, sealed, CommittedBoots::ALIKE, &ANY),
             Ok(UpdateKind::Upgrade)
         );
         // Unsigned to signed is an update like any other (turning Secure Boot on).
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(record(V010))), &new, sealed, &ANY),
+            judge_update(
+                &esp(Loader::Recorded(record(V010))),
+                &new,
+                sealed,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Ok(UpdateKind::Upgrade)
         );
         // A signed loader that would boot unsealed images is never built.
@@ -905,8 +974,37 @@ mod tests {
             require_sealed: false,
         };
         assert_eq!(
-            judge_update(&esp(Loader::Absent), &new, unsealed, &ANY),
+            judge_update(
+                &esp(Loader::Absent),
+                &new,
+                unsealed,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Err(UpdateRefusal::SignedWithoutSeals)
+        );
+    }
+
+    #[test]
+    fn a_loader_that_would_not_boot_the_committed_image_is_refused() {
+        let new = record(V020);
+        let old = esp(Loader::Recorded(record(V010)));
+        let strand = CommittedBoots {
+            now: true,
+            after: false,
+        };
+        assert_eq!(
+            judge_update(&old, &new, Signing::Unsigned, strand, &ANY),
+            Err(UpdateRefusal::WouldStrand)
+        );
+        // What does not boot now is no reason to keep the old loader.
+        let neither = CommittedBoots {
+            now: false,
+            after: false,
+        };
+        assert_eq!(
+            judge_update(&old, &new, Signing::Unsigned, neither, &ANY),
+            Ok(UpdateKind::Upgrade)
         );
     }
 
@@ -915,7 +1013,13 @@ mod tests {
         let new = record(V010);
         let old = record(V020);
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(old)), &new, Signing::Unsigned, &ANY),
+            judge_update(
+                &esp(Loader::Recorded(old)),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            ),
             Err(UpdateRefusal::Downgrade {
                 from: V020,
                 to: V010
@@ -926,7 +1030,13 @@ mod tests {
             ..ANY
         };
         assert_eq!(
-            judge_update(&esp(Loader::Recorded(old)), &new, Signing::Unsigned, &allow),
+            judge_update(
+                &esp(Loader::Recorded(old)),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &allow
+            ),
             Ok(UpdateKind::Downgrade)
         );
     }
@@ -947,7 +1057,13 @@ mod tests {
             Loader::Recorded(record(V010)),
         ] {
             assert_eq!(
-                judge_update(&esp(loader), &new, Signing::Unsigned, &allow),
+                judge_update(
+                    &esp(loader),
+                    &new,
+                    Signing::Unsigned,
+                    CommittedBoots::ALIKE,
+                    &allow
+                ),
                 Err(UpdateRefusal::CannotReadState {
                     format: 1,
                     reads: (2, 3)
@@ -959,7 +1075,13 @@ mod tests {
             ..esp(Loader::Unrecorded)
         };
         assert_eq!(
-            judge_update(&no_state, &new, Signing::Unsigned, &allow),
+            judge_update(
+                &no_state,
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &allow
+            ),
             Ok(UpdateKind::FromUnrecorded)
         );
     }
@@ -972,7 +1094,13 @@ mod tests {
             ..ANY
         };
         assert_eq!(
-            judge_update(&esp(Loader::Unrecorded), &new, Signing::Unsigned, &service),
+            judge_update(
+                &esp(Loader::Unrecorded),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &service
+            ),
             Err(UpdateRefusal::NotCommitted)
         );
         let committed = UpdateRequest {
@@ -984,13 +1112,20 @@ mod tests {
                 &esp(Loader::Unrecorded),
                 &new,
                 Signing::Unsigned,
+                CommittedBoots::ALIKE,
                 &committed
             ),
             Ok(UpdateKind::FromUnrecorded)
         );
         assert_eq!(
-            judge_update(&esp(Loader::Unreadable), &new, Signing::Unsigned, &ANY)
-                .map_err(|e| e.code()),
+            judge_update(
+                &esp(Loader::Unreadable),
+                &new,
+                Signing::Unsigned,
+                CommittedBoots::ALIKE,
+                &ANY
+            )
+            .map_err(|e| e.code()),
             Err("unreadable-loader")
         );
     }

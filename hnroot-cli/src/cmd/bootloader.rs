@@ -247,6 +247,60 @@ pub fn build_candidate(
     std::fs::read(&efi).with_context(|| format!("reading {}", efi.display()))
 }
 
+/// Whether `hn-root.img` boots under the ESP's loader (`on_esp`; its seal policy from its
+/// memdisk) and under the loader built with `fleet` (its `seal-keys` and `require-sealed`), as
+/// hostpart is judged under each policy. No hostpart (an install in progress): alike.
+fn committed_boots(
+    loc: &Location,
+    on_esp: Option<&[u8]>,
+    fleet: &[FleetFile],
+) -> loader::CommittedBoots {
+    use hnroot_core::verdict::Verdict;
+    use hnroot_linux::image::SealPolicy;
+    let Ok(hostpart) = locate::open_hostpart(loc) else {
+        return loader::CommittedBoots::ALIKE;
+    };
+    let boots = |policy: Option<&SealPolicy>| {
+        let view = match policy {
+            Some(p) => hostpart.observe_sealed(p),
+            None => hostpart.observe(),
+        };
+        view.ok()
+            .and_then(|v| {
+                v.image(ImageName::Current)
+                    .map(|j| matches!(j.verdict, Verdict::Bootable(_)))
+            })
+            .unwrap_or(false)
+    };
+    let now = match on_esp {
+        Some(bytes) => match esp_loader::seal_policy_of(bytes) {
+            Ok(policy) => boots(Some(&policy)),
+            // A loader whose policy cannot be read: judged without one.
+            Err(_) => boots(None),
+        },
+        None => boots(None),
+    };
+    let mut keys = [hnroot_core::minisig::PublicKey {
+        key_id: [0; 8],
+        key: [0; 32],
+    }; hnroot_core::minisig::MAX_TRUSTED_KEYS];
+    let n = fleet
+        .iter()
+        .find(|f| f.name == SEAL_KEYS_FILE)
+        .map_or(Ok(0), |f| {
+            hnroot_core::minisig::PublicKey::parse_list(&f.data, &mut keys)
+        })
+        .unwrap_or(0);
+    let after = SealPolicy {
+        keys: keys.get(..n).unwrap_or_default().to_vec(),
+        require: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
+    };
+    loader::CommittedBoots {
+        now,
+        after: boots(Some(&after)),
+    }
+}
+
 /// The ESP's boot-state file's format (`None`: none, or not hnroot's).
 fn state_format(esp: &Path) -> Option<u16> {
     let bytes = std::fs::read(esp.join(layout::BOOTSTATE_PATH)).ok()?;
@@ -334,7 +388,8 @@ fn status(args: &StatusArgs) -> Result<()> {
         if_committed: false,
         committed: false,
     };
-    let verdict = loader::judge_update(&esp, &new, signing, &request);
+    let committed = committed_boots(&args.at.loc, on_esp.as_deref(), &fleet);
+    let verdict = loader::judge_update(&esp, &new, signing, committed, &request);
     let path = args
         .at
         .esp
@@ -402,9 +457,13 @@ fn update(args: &UpdateArgs) -> Result<()> {
         identical: false,
         signed: false,
     };
-    if let Err(r @ loader::UpdateRefusal::NotCommitted) =
-        loader::judge_update(&nothing, &new, loader::Signing::Unsigned, &request)
-    {
+    if let Err(r @ loader::UpdateRefusal::NotCommitted) = loader::judge_update(
+        &nothing,
+        &new,
+        loader::Signing::Unsigned,
+        loader::CommittedBoots::ALIKE,
+        &request,
+    ) {
         say!(
             "hnroot: bootloader update: {r} [{}]; nothing written",
             r.code()
@@ -443,7 +502,8 @@ fn update(args: &UpdateArgs) -> Result<()> {
         loader_text(&esp.loader),
         record_text(&new)
     );
-    let kind = match loader::judge_update(&esp, &new, signing, &request) {
+    let committed = committed_boots(&args.at.loc, on_esp.as_deref(), &fleet);
+    let kind = match loader::judge_update(&esp, &new, signing, committed, &request) {
         Ok(kind) => kind,
         // The service only ever moves forward: a committed boot of an older image (after a
         // revert) leaves the newer loader as it is, and says so without failing the unit.

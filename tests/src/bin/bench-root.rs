@@ -434,6 +434,18 @@ fn hnroot_disk(
         "dpkg -i did not install hnroot: {said}"
     );
     instrument(&staging, data, args)?;
+    let publisher = signing::Publisher::in_dir(work)?;
+    if sealed {
+        // As the README tells operators: the image carries the publisher's key and the
+        // require-sealed marker, so the loader update after mark-good keeps both.
+        write(
+            &staging,
+            "etc/hnroot/keys/publisher.pub",
+            &String::from_utf8(publisher.public_key()?)?,
+            0o644,
+        )?;
+        write(&staging, "etc/hnroot/loader/require-sealed", "1\n", 0o644)?;
+    }
     let image = work.join("bench.img");
     let said = run(Command::new(&cli)
         .args(["image", "build", "--root"])
@@ -441,7 +453,6 @@ fn hnroot_disk(
         .arg("--out")
         .arg(&image))?;
     debian::remove(&staging)?;
-    let publisher = signing::Publisher::in_dir(work)?;
     if sealed {
         run(Command::new(&cli)
             .args(["image", "seal"])
