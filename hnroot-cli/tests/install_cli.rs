@@ -240,6 +240,22 @@ fn a_loop_device_stacked_on_the_disk_is_seen() {
     );
 }
 
+/// A copy of the loader kit at `to` whose version record says hnroot 99.0.0 (a newer hnroot's).
+fn newer_kit(kit: &Path, to: &Path) {
+    copy_kit(kit, to);
+    let record = std::fs::read_to_string(to.join("loader-record")).unwrap();
+    let mine = record
+        .lines()
+        .find(|l| l.starts_with("hnroot "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        to.join("loader-record"),
+        record.replace(&mine, "hnroot 99.0.0"),
+    )
+    .unwrap();
+}
+
 /// A copy of the loader kit at `to`, to change one part of.
 fn copy_kit(kit: &Path, to: &Path) {
     run(&["cp", "-a", kit.to_str().unwrap(), to.to_str().unwrap()]);
@@ -396,18 +412,7 @@ fn the_bootloader_is_updated_only_to_a_newer_compatible_one() {
 
     // A newer hnroot's loader on the ESP: this one is older.
     let newer = dir.path().join("newer-kit");
-    copy_kit(&real, &newer);
-    let record = std::fs::read_to_string(newer.join("loader-record")).unwrap();
-    let mine = record
-        .lines()
-        .find(|l| l.starts_with("hnroot "))
-        .unwrap()
-        .to_owned();
-    std::fs::write(
-        newer.join("loader-record"),
-        record.replace(&mine, "hnroot 99.0.0"),
-    )
-    .unwrap();
+    newer_kit(&real, &newer);
     let t = text(&cmd("update", &newer, &[]));
     assert!(t.contains("step 6/6: keep-previous"), "{t}");
     assert!(esp.join("EFI/BOOT/hnroot-previous.efi").is_file());
@@ -751,18 +756,7 @@ fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
 
     // A newer kit without signing: the signed loader stays.
     let newer = dir.path().join("newer-kit");
-    copy_kit(&real, &newer);
-    let record = std::fs::read_to_string(newer.join("loader-record")).unwrap();
-    let mine = record
-        .lines()
-        .find(|l| l.starts_with("hnroot "))
-        .unwrap()
-        .to_owned();
-    std::fs::write(
-        newer.join("loader-record"),
-        record.replace(&mine, "hnroot 99.0.0"),
-    )
-    .unwrap();
+    newer_kit(&real, &newer);
     let out = update(&newer, &[]);
     let t = text(&out);
     assert!(

@@ -1959,25 +1959,10 @@ const VERITY_MARK: &str = "e2e-verity:";
 /// `hnroot status` says the root is corrupt.
 fn sealed_verity(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use hnroot_install::grub::{FleetFile, SEAL_KEYS_FILE};
-    use hnroot_install::seal::SealRequest;
     use hnroot_testkit::bootparts::{verity_probe_line, VERITY_PROBE_IN_IMAGE};
     let parts = run.parts;
     let dir = buildenv::fresh_dir(&run.work.join("sealed-verity-files"))?;
-    let seal = |version: &str, image: &str| -> Result<PathBuf> {
-        let out = dir.join(format!("{version}-sealed.img"));
-        std::fs::copy(&parts.image(version)?.fs.path, &out)?;
-        hnroot_install::seal::seal(
-            &SealRequest {
-                image: out.clone(),
-                sign_key: parts.publisher.secret_key().to_owned(),
-                version: Some(image.into()),
-                public_key: Some(parts.publisher.public.clone()),
-            },
-            &hnroot_linux::image::Inspect::default(),
-        )
-        .with_context(|| format!("sealing a copy of {version}"))?;
-        Ok(out)
-    };
+    let seal = |version: &str, image: &str| sealed_copy(parts, &dir, version, image);
     // v1: the probe file's block 7 changed by one byte after sealing.
     let current = seal("v1", "1.10")?;
     let changed_block = change_once(&current, verity_probe_line(7).as_bytes())?;
@@ -2076,21 +2061,10 @@ fn sealed_verity(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 /// it and nothing of GRUB runs.
 fn secure_boot(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use hnroot_install::grub::{FleetFile, REQUIRE_SEALED_FILE, SEAL_KEYS_FILE};
-    use hnroot_install::seal::SealRequest;
     let parts = run.parts;
     let sb = hnroot_testkit::secureboot::get()?;
     let dir = buildenv::fresh_dir(&run.work.join("secure-boot-files"))?;
-    let current = dir.join("v1-sealed.img");
-    std::fs::copy(&parts.image("v1")?.fs.path, &current)?;
-    hnroot_install::seal::seal(
-        &SealRequest {
-            image: current.clone(),
-            sign_key: parts.publisher.secret_key().to_owned(),
-            version: Some("1.10".into()),
-            public_key: Some(parts.publisher.public.clone()),
-        },
-        &hnroot_linux::image::Inspect::default(),
-    )?;
+    let current = sealed_copy(parts, &dir, "v1", "1.10")?;
     let loader = grubimage::production_with(
         &[
             FleetFile {
@@ -2189,23 +2163,9 @@ const FLOOR_MARK: &str = "e2e-floor:";
 fn floor_cut(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use hnroot_core::floor::{encode, FLOOR_MAX, FLOOR_PATH};
     use hnroot_install::grub::{FleetFile, SEAL_KEYS_FILE};
-    use hnroot_install::seal::SealRequest;
     let parts = run.parts;
     let dir = buildenv::fresh_dir(&run.work.join("floor-cut-files"))?;
-    let seal = |version: &str, image: &str| -> Result<PathBuf> {
-        let out = dir.join(format!("{version}-sealed.img"));
-        std::fs::copy(&parts.image(version)?.fs.path, &out)?;
-        hnroot_install::seal::seal(
-            &SealRequest {
-                image: out.clone(),
-                sign_key: parts.publisher.secret_key().to_owned(),
-                version: Some(image.into()),
-                public_key: Some(parts.publisher.public.clone()),
-            },
-            &hnroot_linux::image::Inspect::default(),
-        )?;
-        Ok(out)
-    };
+    let seal = |version: &str, image: &str| sealed_copy(parts, &dir, version, image);
     let (v1, v2) = (seal("v1", "1.10")?, seal("v2", "1.11")?);
     let floor = dir.join("floor");
     let mut text = [0u8; FLOOR_MAX];
@@ -2288,6 +2248,29 @@ fn floor_cut(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         last[0]
     ));
     Ok(())
+}
+
+/// A copy of test image `version` in `dir`, sealed as `hnroot image seal` does with the test
+/// publisher's key (whose public half the images carry), stating `image_version`.
+fn sealed_copy(
+    parts: &BootParts,
+    dir: &Path,
+    version: &str,
+    image_version: &str,
+) -> Result<PathBuf> {
+    let out = dir.join(format!("{version}-sealed.img"));
+    std::fs::copy(&parts.image(version)?.fs.path, &out)?;
+    hnroot_install::seal::seal(
+        &hnroot_install::seal::SealRequest {
+            image: out.clone(),
+            sign_key: parts.publisher.secret_key().to_owned(),
+            version: Some(image_version.into()),
+            public_key: Some(parts.publisher.public.clone()),
+        },
+        &hnroot_linux::image::Inspect::default(),
+    )
+    .with_context(|| format!("sealing a copy of {version}"))?;
+    Ok(out)
 }
 
 /// Change one byte of `text` (found once, at its first place) in the file at `path`, in
