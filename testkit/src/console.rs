@@ -48,6 +48,8 @@ pub enum End {
     Kexec,
     /// `hnroot reboot` rebooted through the firmware instead of a kexec, saying why.
     FirmwareReboot,
+    /// The test hung the machine on purpose (a hardware watchdog must reset it).
+    Hung,
 }
 
 impl fmt::Display for End {
@@ -62,6 +64,7 @@ impl fmt::Display for End {
             End::PowerCut => "power cut",
             End::Kexec => "hnroot reboot by kexec",
             End::FirmwareReboot => "hnroot reboot through the firmware",
+            End::Hung => "the machine hung (on purpose)",
         })
     }
 }

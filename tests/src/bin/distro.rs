@@ -62,8 +62,8 @@ const DISK_MIB: u64 = 6144;
 #[command(
     name = "distro",
     about = "hnroot on a real Debian with systemd: package, image build, install, stage, and \
-             boots in QEMU (update committed by the health checks; a failing health check rolled \
-             back)."
+             boots in QEMU (update committed by the health checks; a failing health check, one that \
+             never finishes and a hung machine, each counted, rolled back)."
 )]
 struct Args {
     /// The Debian release of the tree: 12 (kernel 6.1) or 13 (kernel 6.12, GRUB packages
@@ -78,7 +78,8 @@ struct Args {
 /// The suite's scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
-    /// initramfs-tools: update committed, failing health check rolled back.
+    /// initramfs-tools: update committed; a health check failing, never finishing and hanging
+    /// the machine (the watchdog resets it) on the three trial boots, rolled back.
     DebianSystemd,
     /// dracut: systemd-mode and shell-mode initrds, install and update.
     DebianDracut,
@@ -158,6 +159,16 @@ echo \"hnroot-test: version ${IMAGE_VERSION}\"
 echo \"hnroot-test: root $(findmnt -n -o FSTYPE /) $(findmnt -n -o OPTIONS /)\"
 echo \"hnroot-test: failed [$(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\\n' ' ' | sed 's/ $//')]\"
 echo \"hnroot-test: boot-complete $(systemctl is-active boot-complete.target)\"
+echo \"hnroot-test: health-check $(systemctl is-active fleet-health-check.service)\"
+echo \"hnroot-test: boot-complete-timeout $(journalctl -b -o cat -u boot-complete.target | grep -c 'timed out')\"
+# The hardware watchdog as the kernel sees it: who, whether systemd runs it, its timeout, and
+# whether it reset the machine before this boot (bootstatus 32, WDIOF_CARDRESET).
+w=/sys/class/watchdog/watchdog0
+if [ -e $w ]; then
+\techo \"hnroot-test: watchdog [$(cat $w/identity)] $(cat $w/state) $(cat $w/timeout) $(cat $w/bootstatus)\"
+else
+\techo \"hnroot-test: watchdog none\"
+fi
 # The loop device under the root: direct I/O as the kernel says (1) or buffered (0).
 lo=$(findmnt -n -o SOURCE /run/hnroot/image)
 echo \"hnroot-test: image-dio ${lo#/dev/} $(cat /sys/block/${lo#/dev/}/loop/dio 2>/dev/null || echo none)\"
@@ -252,18 +263,74 @@ fn add_identity_report(staging: &Path) -> Result<()> {
     )
 }
 
-/// A health check that fails: required by boot-complete.target, so the target is never reached.
-const FAILING_HEALTH_CHECK: &str = "[Unit]
+/// v3's health check: required by boot-complete.target, it fails a different way on each of
+/// v3's trial boots (its count kept on hostpart, which outlives the boot): at once (the service
+/// does not answer), by never finishing (the health-check deadline, T, must end the trial), and by
+/// hanging the whole machine (the hardware watchdog must reset it).
+const FLEET_HEALTH_CHECK: &str = "[Unit]
 Description=fleet health check (fails on purpose in this image)
 Before=boot-complete.target
+RequiresMountsFor=/hostpart
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo \"fleet health check: the service does not answer\" >&2; exit 1'
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+ExecStart=/usr/local/sbin/fleet-health-check
 
 [Install]
 RequiredBy=boot-complete.target
 ";
+
+/// How v3's health check fails on its Nth boot. The machine hangs the way a livelocked server
+/// does: a real-time busy loop on every CPU, with the kernel's real-time throttling off, leaves
+/// PID 1 (and so systemd's watchdog pings) no CPU at all, while interrupts (the console) still
+/// run.
+const FLEET_HEALTH_SCRIPT: &str = "#!/bin/sh
+mkdir -p /hostpart/data
+n=/hostpart/data/hnroot-test-v3-boots
+c=$(( $(cat $n 2>/dev/null || echo 0) + 1 ))
+echo $c > $n
+sync $n
+case $c in
+1)
+	echo \"hnroot-test: v3 health check $c: the service does not answer\"
+	exit 1 ;;
+2)
+	echo \"hnroot-test: v3 health check $c: never finishes\"
+	exec sleep infinity ;;
+*)
+	w=/sys/class/watchdog/watchdog0
+	echo \"hnroot-test: v3 health check $c: hanging the machine (watchdog [$(cat $w/identity)] $(cat $w/state) $(cat $w/timeout))\"
+	echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+	for cpu in $(seq 0 $(( $(nproc --all) - 1 ))); do
+		taskset -c $cpu chrt -f 99 sh -c 'while :; do :; done' &
+	done
+	exec sleep infinity ;;
+esac
+";
+
+/// v3's deadline for its health checks (T, shortened from the image's 15 minutes so that the
+/// check that never finishes ends its trial within a test's boot) and its watchdog timeout
+/// (shortened from the image's minute): drop-ins of an operator's own, as README tells.
+const V3_DROPINS: [(&str, &str); 2] = [
+    (
+        "etc/systemd/system/boot-complete.target.d/zz-test-health-timeout.conf",
+        "[Unit]\nJobTimeoutSec=60s\n",
+    ),
+    (
+        "etc/systemd/system.conf.d/zz-test-watchdog.conf",
+        "[Manager]\nRuntimeWatchdogSec=20s\n",
+    ),
+];
+
+/// The console line v3's health check prints before it hangs the machine: that boot ends
+/// there, and only the watchdog can start the next.
+const HANG_MARKER: (&str, End) = (
+    r"^hnroot-test: v3 health check \d+: hanging the machine",
+    End::Hung,
+);
 
 fn prepare(release: Debian) -> Result<Parts> {
     let suite = release.suite();
@@ -348,9 +415,18 @@ fn build_images(p: &Parts) -> Result<[PathBuf; 3]> {
             write(
                 &staging,
                 "etc/systemd/system/fleet-health-check.service",
-                FAILING_HEALTH_CHECK,
+                FLEET_HEALTH_CHECK,
                 0o644,
             )?;
+            write(
+                &staging,
+                "usr/local/sbin/fleet-health-check",
+                FLEET_HEALTH_SCRIPT,
+                0o755,
+            )?;
+            for (path, text) in V3_DROPINS {
+                write(&staging, path, text, 0o644)?;
+            }
             enable(
                 &staging,
                 "fleet-health-check.service",
@@ -603,6 +679,56 @@ fn check_committed_boot(boot: &BootRecord, version: &str, grub: &str) -> Result<
     Ok(())
 }
 
+/// One of v3's trial boots, failed the way its health check fails on that boot (see
+/// [`FLEET_HEALTH_SCRIPT`]).
+fn check_trial_boot(boot: &BootRecord, trial: u32) -> Result<()> {
+    let said = |line: &str| boot.text.contains(line);
+    let version = report(boot, "version");
+    match trial {
+        1 => ensure!(
+            version == Some("3")
+                && report(boot, "boot-complete") != Some("active")
+                && report(boot, "failed") == Some("[fleet-health-check.service]")
+                && said("a health check failed on the trial of")
+                && boot.end == Some(End::Reboot),
+            "trial boot 1: v3 must run, its health check fail, and hnroot health-failed end the \
+             trial with a reboot\n{}",
+            boot.tail(60)
+        ),
+        // The check never finishes: boot-complete.target's job times out after T and
+        // hnroot-mark-good.service, finding it not reached, ends the trial.
+        2 => ensure!(
+            version == Some("3")
+                && report(boot, "health-check") == Some("activating")
+                && report(boot, "boot-complete") != Some("active")
+                && report(boot, "boot-complete-timeout") == Some("1")
+                && said("a health check failed on the trial of")
+                && boot.end == Some(End::Reboot),
+            "trial boot 2: v3's health check must still be running when boot-complete.target's \
+             job times out (T, 60 s in v3), and hnroot health-failed end the trial: \
+             health check {:?}, boot-complete {:?}, timed out {:?}, ended {:?}\n{}",
+            report(boot, "health-check"),
+            report(boot, "boot-complete"),
+            report(boot, "boot-complete-timeout"),
+            boot.end,
+            boot.tail(60)
+        ),
+        // The machine hangs with systemd running the watchdog (v3's 20 s): no report, no
+        // shutdown, and the next boot only because the watchdog resets the machine.
+        _ => ensure!(
+            said("hanging the machine (watchdog [i6300ESB timer] active 20)")
+                && boot.end == Some(End::Hung),
+            "trial boot 3: v3's health check must hang the machine with systemd running the \
+             watchdog (20 s)\n{}",
+            boot.tail(60)
+        ),
+    }
+    if boot.end == Some(End::Reboot) {
+        check_shutdown(boot)?;
+    }
+    Ok(())
+}
+
 fn debian_systemd(p: &Parts) -> Result<()> {
     let [v1, v2, v3] = images(p)?;
     let disk = p.work.join("disk.img");
@@ -635,7 +761,17 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let run_dir = p.work.join("qemu");
     let mut spec = qemu::VmSpec::new("distro debian-systemd", &[disk.as_path()], &run_dir);
     spec.memory_mib = 1536;
-    let mut s = Session::start_with(spec.clone(), SYSTEMD_END_MARKERS)?;
+    // A hardware watchdog, as a server has: Intel's 6300ESB, which resets the machine when it
+    // is not fed in time.
+    spec.extra_args = ["-device", "i6300esb", "-action", "watchdog=reset"]
+        .map(String::from)
+        .to_vec();
+    let markers: Vec<(&str, End)> = SYSTEMD_END_MARKERS
+        .iter()
+        .copied()
+        .chain([HANG_MARKER])
+        .collect();
+    let mut s = Session::start_with(spec.clone(), &markers)?;
     let boot = s.next_boot(BOOT_TIMEOUT)?;
     say(&format!(
         "boot 1 ({:.0} s): GRUB {:?}; report: version {:?}, failed {:?}, mark-good {:?}",
@@ -646,6 +782,15 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "mark-good")
     ));
     check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    // The image's own drop-in (hnroot image build, the package) has systemd run the machine's
+    // watchdog with a minute's timeout; nothing reset the machine before this boot.
+    ensure!(
+        report(&boot, "watchdog") == Some("[i6300ESB timer] active 60 0"),
+        "boot 1: the watchdog is {:?}, expected systemd to run QEMU's i6300ESB with the \
+         image's RuntimeWatchdogSec=1min ([i6300ESB timer] active 60 0: identity, state, \
+         timeout, bootstatus)",
+        report(&boot, "watchdog")
+    );
     ensure!(
         report(&boot, "loader-service") == Some("success updated=1 not-committed=0"),
         "boot 1 (committed by mark-good): the loader service said {:?}\n{}",
@@ -674,18 +819,20 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     say(&format!("hnroot stage v3 (failing health check): {}", said));
     off.close()?;
 
-    // v3's health check fails: three trial boots, each ended by hnroot health-failed, then
-    // GRUB rolls back to v2.
-    let mut s = Session::start_with(spec, SYSTEMD_END_MARKERS)?;
+    // v3's health check fails a different way on each of its three trial boots: at once, by
+    // never finishing, by hanging the machine; each boot is counted as a try, then GRUB rolls
+    // back to v2.
+    let mut s = Session::start_with(spec, &markers)?;
     for trial in 1..=3 {
         let boot = s.next_boot(BOOT_TIMEOUT)?;
         let grub = boot.decision.clone().unwrap_or_default();
         say(&format!(
-            "boot {} ({:.0} s): GRUB {grub:?}; report: version {:?}, boot-complete {:?}, mark-good {:?}; ended {:?}",
+            "boot {} ({:.0} s): GRUB {grub:?}; report: version {:?}, boot-complete {:?}, health check {:?}, mark-good {:?}; ended {:?}",
             trial + 1,
             boot.took.as_secs_f64(),
             report(&boot, "version"),
             report(&boot, "boot-complete"),
+            report(&boot, "health-check"),
             report(&boot, "mark-good"),
             boot.end
         ));
@@ -698,26 +845,7 @@ fn debian_systemd(p: &Parts) -> Result<()> {
             grub.starts_with(&want),
             "trial boot {trial}: GRUB said {grub:?}, expected {want}"
         );
-        ensure!(
-            report(&boot, "version") == Some("3")
-                && report(&boot, "boot-complete") != Some("active")
-                && report(&boot, "mark-good") != Some("active")
-                && report(&boot, "failed") == Some("[fleet-health-check.service]"),
-            "trial boot {trial}: v3 must run, its health check fail and it never be marked \
-             good\n{}",
-            boot.tail(60)
-        );
-        ensure!(
-            boot.text.contains("a health check failed on the trial of"),
-            "trial boot {trial}: hnroot health-failed did not end the trial\n{}",
-            boot.tail(60)
-        );
-        ensure!(
-            boot.end == Some(End::Reboot),
-            "trial boot {trial} ended {:?}",
-            boot.end
-        );
-        check_shutdown(&boot)?;
+        check_trial_boot(&boot, trial)?;
     }
     let boot = s.next_boot(BOOT_TIMEOUT)?;
     say(&format!(
@@ -728,6 +856,14 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "failed")
     ));
     check_committed_boot(&boot, "2", "booting hn-root-old.img (automatic rollback")?;
+    // The boot the hang cost was counted (v3's third try), and the kernel says the watchdog
+    // is what reset the machine (WDIOF_CARDRESET, 32).
+    ensure!(
+        report(&boot, "watchdog") == Some("[i6300ESB timer] active 60 32"),
+        "boot 5: the watchdog is {:?}, expected [i6300ESB timer] active 60 32 (v2's minute, and \
+         bootstatus 32: the watchdog reset the machine hung by v3's third boot)",
+        report(&boot, "watchdog")
+    );
     s.wait_poweroff(Duration::from_secs(60))?;
     drop(s);
     ensure!(
@@ -741,8 +877,9 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let status = off.hnroot(&["status"])?;
     off.close()?;
     ensure!(
-        history.matches("health-failed").count() == 3,
-        "the history records {} failed health checks, expected 3:\n{history}",
+        history.matches("health-failed").count() == 2,
+        "the history records {} failed health checks, expected 2 (the check that failed and \
+         the one that never finished; the hung boot recorded nothing):\n{history}",
         history.matches("health-failed").count()
     );
     // The loader was updated after the commit of v2 and after the rollback, never during v3's
