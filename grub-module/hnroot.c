@@ -75,6 +75,10 @@ static const struct grub_arg_option options[] =
     {"require-sealed-file", 'r', 0,
      N_("Only sealed images boot when this file is there."),
      N_("FILE"), ARG_TYPE_STRING},
+    {"counting-file", 'C', 0,
+     N_("The fleet's counting settings (tries, boot-limit, wait-first, wait-max), when this "
+	"file is there; the options override it."),
+     N_("FILE"), ARG_TYPE_STRING},
     {0, 0, 0, 0, 0, 0}
   };
 
@@ -91,11 +95,12 @@ enum options
     HNROOT_WAIT_MAX,
     HNROOT_SEAL_KEYS,
     HNROOT_REQUIRE_SEALED_FILE,
+    HNROOT_COUNTING_FILE,
   };
 
 #define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS] " \
   "[--defaults-file FILE] [--boot-limit K] [--wait-first S] [--wait-max S] " \
-  "[--seal-keys FILE] [--require-sealed-file FILE]"
+  "[--seal-keys FILE] [--require-sealed-file FILE] [--counting-file FILE]"
 
 /* Called by hnroot-ffi if the core panics, which it is built not to do.  */
 void hnroot_ffi_abort (void) __attribute__ ((noreturn));
@@ -118,6 +123,7 @@ struct seen
   grub_uint8_t tries;
   struct hnroot_observation obs;
   struct hnroot_state_file bootstate;
+  struct hnroot_grub_args counting;
   struct hnroot_grub_args fleet_args;
   struct hnroot_grub_args host_args;
   struct hnroot_grub_args image_args[HNROOT_IMAGE_COUNT];
@@ -210,6 +216,27 @@ parse_seconds (struct grub_arg_list *state, int opt, const char *name, grub_uint
   return GRUB_ERR_NONE;
 }
 
+/* The fleet's counting settings from PATH into S's observation, as the core reads them; what
+   it made of the file goes on the console (a refused file: the defaults count).  */
+static grub_err_t
+read_counting (const char *path, struct seen *s)
+{
+  struct hnroot_args file;
+  char line[256];
+
+  if (hnroot_grub_read_args (path, &s->counting) != GRUB_ERR_NONE)
+    return grub_errno;
+  file.kind = s->counting.kind;
+  file.bytes = s->counting.bytes;
+  file.len = s->counting.len;
+  if (hnroot_counting_read (&file, &s->obs, (grub_uint8_t *) line, sizeof (line))
+      != HNROOT_RESULT_OK)
+    return grub_error (GRUB_ERR_BUG, N_("hnroot: cannot read the counting settings"));
+  if (*line)
+    grub_printf ("hnroot: %s (%s)\n", line, path);
+  return GRUB_ERR_NONE;
+}
+
 /* Observe everything a decision needs, in the driver contract's order: hostpart and the ESP
    (by label or as given) and their PARTUUIDs, the images with their kernel arguments and the
    marker (with EVERY, each image's verdict is printed), the host's kernel arguments, the
@@ -223,7 +250,10 @@ observe_all (struct grub_arg_list *state, int every, struct seen **out)
   *out = s = grub_zalloc (sizeof (*s));
   if (! s)
     return grub_errno;
-  s->tries = HNROOT_DEFAULT_TRIES;
+  if (state[HNROOT_COUNTING_FILE].set
+      && read_counting (state[HNROOT_COUNTING_FILE].arg, s) != GRUB_ERR_NONE)
+    return grub_errno;
+  s->tries = s->obs.tries ? s->obs.tries : HNROOT_DEFAULT_TRIES;
   if (state[HNROOT_TRIES].set)
     {
       const char *text = state[HNROOT_TRIES].arg;

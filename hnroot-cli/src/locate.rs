@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use hnroot_core::bootstate::StateSeen;
 use hnroot_core::cmdline::BootParams;
+use hnroot_core::decide::Config;
 use hnroot_core::layout;
 use hnroot_linux::blockdev;
 use hnroot_linux::esp::{self, StateFile};
-use hnroot_linux::esp_loader::EspBoot;
+use hnroot_linux::esp_loader::{self, EspBoot};
 use hnroot_linux::hostpart::Hostpart;
 use hnroot_linux::image::SealPolicy;
 
@@ -66,33 +67,75 @@ pub fn esp_root(state: &StateFile) -> Option<PathBuf> {
     state.path().ancestors().nth(levels).map(|p| p.to_owned())
 }
 
-/// The seal policy of the loader on the ESP of `state`, as GRUB applies it (`None`: no loader
-/// found there, or it does not read, which is said: the verdicts are then the plain ones).
-pub fn loader_seal_policy(state: &StateFile) -> Option<SealPolicy> {
-    let root = esp_root(state)?;
-    match EspBoot::open(&root, false).and_then(|b| b.seal_policy()) {
-        Ok(policy) => policy,
+/// What the loader on the ESP applies besides the decision itself: its seal policy and its
+/// counting settings.
+#[derive(Debug, Clone, Default)]
+pub struct LoaderSettings {
+    /// `None`: no policy (the verdicts are the plain ones).
+    pub seal: Option<SealPolicy>,
+    /// Tries, K and the waits, as GRUB counts.
+    pub counting: Config,
+}
+
+/// The settings of the loader on the ESP of `state`, read once, as GRUB applies them. No loader
+/// found there, or one that does not read, is said: the plain verdicts and the default counting
+/// are used then.
+pub fn loader_settings(state: &StateFile) -> LoaderSettings {
+    let Some(root) = esp_root(state) else {
+        return LoaderSettings::default();
+    };
+    let dir = root.join(esp_loader::BOOT_DIR);
+    let image = match EspBoot::open(&root, false).and_then(|b| b.read_loader()) {
+        Ok(Some(image)) => image,
+        Ok(None) => return LoaderSettings::default(),
         Err(e) => {
             crate::warn!(
-                "hnroot: the loader's seal policy is unknown ({}/EFI/BOOT: {e}): judging images \
-                 without it",
-                root.display()
+                "hnroot: the loader's seal policy and counting are unknown ({}: {e}): judging \
+                 images without a policy, counting with the defaults",
+                dir.display()
+            );
+            return LoaderSettings::default();
+        }
+    };
+    let seal = match esp_loader::seal_policy_of(&image) {
+        Ok(policy) => Some(policy),
+        Err(e) => {
+            crate::warn!(
+                "hnroot: the loader's seal policy is unknown ({}: {e}): judging images without it",
+                dir.display()
             );
             None
         }
-    }
+    };
+    let counting = match esp_loader::counting_of(&image) {
+        Ok((c, None)) => c,
+        Ok((c, Some(why))) => {
+            crate::warn!("hnroot: {}: {why}", dir.display());
+            c
+        }
+        Err(e) => {
+            crate::warn!(
+                "hnroot: the loader's counting is unknown ({}: {e}): counting with the defaults",
+                dir.display()
+            );
+            Config::default()
+        }
+    };
+    LoaderSettings { seal, counting }
 }
 
-/// Observe hostpart as the loader on the ESP of `state` sees it: under its seal policy when
-/// it has one ([`loader_seal_policy`]).
+/// Observe hostpart as the loader on the ESP of `state` sees it (under its seal policy when it
+/// has one), and the loader's settings.
 pub fn observe_as_loader(
     hostpart: &Hostpart,
     state: Option<&StateFile>,
-) -> Result<hnroot_linux::hostpart::HostpartView> {
-    Ok(match state.and_then(loader_seal_policy) {
-        Some(policy) => hostpart.observe_sealed(&policy)?,
+) -> Result<(hnroot_linux::hostpart::HostpartView, LoaderSettings)> {
+    let settings = state.map(loader_settings).unwrap_or_default();
+    let view = match &settings.seal {
+        Some(policy) => hostpart.observe_sealed(policy)?,
         None => hostpart.observe()?,
-    })
+    };
+    Ok((view, settings))
 }
 
 /// The boot state as the decision should see it, where it came from, and (when something was

@@ -537,6 +537,33 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
     assert!(t.contains("plan 1/7: wipe the disk's signatures"), "{t}");
     assert!(t.contains("nothing was written"), "{t}");
     assert!(disk.untouched(), "a dry run writes nothing");
+    // Counting settings out of range, on the command line or in the fleet's file, are refused
+    // before anything is written, naming what was wrong.
+    let mut bad = dry.clone();
+    bad.extend_from_slice(&["--boot-limit", "0"]);
+    let out = hnroot(&bad);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("boot-limit must be a whole number from 1 to 100"),
+        "{}",
+        text(&out)
+    );
+    let fleet = s.dir.path().join("fleet");
+    std::fs::create_dir_all(&fleet).unwrap();
+    std::fs::write(fleet.join("counting"), "tries=3\nwait-max=0\n").unwrap();
+    let mut bad = dry.clone();
+    bad.extend_from_slice(&["--fleet", fleet.to_str().unwrap()]);
+    let out = hnroot(&bad);
+    assert!(
+        !out.status.success()
+            && text(&out).contains(
+                "fleet/counting: line 2: wait-max must be a whole number from 1 to 86400; no \
+                 loader was built"
+            ),
+        "{}",
+        text(&out)
+    );
+    assert!(disk.untouched(), "refused installs write nothing");
 
     let mut real = vec![
         "install",
@@ -546,10 +573,18 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         "--hostpart-fs",
         "ext4",
         "--require-sealed",
+        "--boot-limit",
+        "2",
+        "--tries",
+        "5",
     ];
     real.extend_from_slice(&common);
     let t = ok(&real);
     assert!(t.contains("is an hnroot disk"), "{t}");
+    assert!(
+        t.contains("the loader counts with tries 5, boot limit 2, waits 60 s doubling to 1800 s"),
+        "{t}"
+    );
     assert!(t.contains("no firmware boot entry: "), "{t}");
 
     // What a sysadmin would check.
@@ -621,6 +656,17 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         let v: serde_json::Value = serde_json::from_str(&status).map_err(|e| e.to_string())?;
         let state = v["boot_state"].to_string();
         assert!(state.contains(A), "{status}");
+        // The counting settings given at install are in the loader's memdisk, and `hnroot
+        // status` reads them from the ESP's loader as GRUB will.
+        assert!(
+            efi.windows(26).any(|w| w == b"tries=5\nboot-limit=2\nwait-".as_slice()),
+            "the loader carries the counting settings"
+        );
+        assert_eq!(
+            v["counting"],
+            serde_json::json!({ "tries": 5, "boot_limit": 2, "wait_first": 60, "wait_max": 1800 }),
+            "{status}"
+        );
         let history = ok(&["history", "--hostpart", hp.to_str().unwrap()]);
         assert!(history.contains("installed"), "{history}");
 

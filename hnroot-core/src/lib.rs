@@ -124,6 +124,7 @@ pub mod bootstate;
 pub mod cmdline;
 pub mod codes;
 pub mod commands;
+pub mod counting;
 pub mod decide;
 pub mod delta;
 pub mod device;

@@ -1155,6 +1155,23 @@ hnroot_result hnroot_bootstate_describe(const uint8_t *block,
                                         size_t message_len);
 
 /**
+ * Read the fleet's counting file (`hnroot select --counting-file`, the loader's
+ * `(memdisk)/hnroot/counting`) into `obs`'s settings (`tries`, `boot_limit`, `wait_first`,
+ * `wait_max`; see `hnroot_core::counting`), and write one NUL-terminated line for the console
+ * into `message`: the settings the file names, or why it was refused and that the built-in
+ * defaults count instead (a damaged file never keeps a server from booting). An absent file
+ * changes nothing and writes an empty line.
+ *
+ * # Safety
+ * `file` must point to a valid `hnroot_args` (its bytes as `hnroot_decide`'s argument files);
+ * `obs` to a writable observation; `message` to `message_len` writable bytes.
+ */
+hnroot_result hnroot_counting_read(const struct hnroot_args *file,
+                                   struct hnroot_observation *obs,
+                                   uint8_t *message,
+                                   size_t message_len);
+
+/**
  * Start probing a device (or partition) of `device_size` bytes for a filesystem.
  *
  * # Safety

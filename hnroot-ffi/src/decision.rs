@@ -15,7 +15,8 @@ use hnroot_core::plan::Booted;
 
 use crate::text::Line;
 use crate::{
-    hnroot_result, hnroot_uuid, require, try_ref, try_slice, write_out, HNROOT_BOOTSTATE_LEN,
+    hnroot_result, hnroot_uuid, require, try_mut, try_ref, try_slice, write_out,
+    HNROOT_BOOTSTATE_LEN,
 };
 
 /// `hnroot_image_seen.kind`: no such file.
@@ -769,6 +770,65 @@ pub unsafe extern "C" fn hnroot_bootstate_describe(
     unsafe { line.copy_to_c(message, message_len) }
 }
 
+/// Read the fleet's counting file (`hnroot select --counting-file`, the loader's
+/// `(memdisk)/hnroot/counting`) into `obs`'s settings (`tries`, `boot_limit`, `wait_first`,
+/// `wait_max`; see `hnroot_core::counting`), and write one NUL-terminated line for the console
+/// into `message`: the settings the file names, or why it was refused and that the built-in
+/// defaults count instead (a damaged file never keeps a server from booting). An absent file
+/// changes nothing and writes an empty line.
+///
+/// # Safety
+/// `file` must point to a valid `hnroot_args` (its bytes as `hnroot_decide`'s argument files);
+/// `obs` to a writable observation; `message` to `message_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hnroot_counting_read(
+    file: *const hnroot_args,
+    obs: *mut hnroot_observation,
+    message: *mut u8,
+    message_len: usize,
+) -> hnroot_result {
+    require!(message);
+    let file = try_ref!(file);
+    let obs = try_mut!(obs);
+    // SAFETY: caller contract: a valid argument file.
+    let text = match unsafe { args_from_c(file) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let mut line = Line::<256>::new();
+    let mut settings = None;
+    match text {
+        ArgsFile::Absent => {}
+        ArgsFile::Unreadable | ArgsFile::TooLong => {
+            let _ = write!(line, "counting file unreadable: counting with the defaults");
+        }
+        ArgsFile::Text(bytes) => match hnroot_core::counting::parse(bytes) {
+            Ok(c) => {
+                let _ = write!(line, "counting: {}", hnroot_core::counting::Summary(&c));
+                settings = Some(c);
+            }
+            Err(e) => {
+                let _ = write!(
+                    line,
+                    "counting file refused ({e}): counting with the defaults"
+                );
+            }
+        },
+    }
+    // SAFETY: `message` non-NULL, `message_len` writable bytes (caller contract).
+    let written = unsafe { line.copy_to_c(message, message_len) };
+    if written != hnroot_result::HNROOT_RESULT_OK {
+        return written;
+    }
+    if let Some(c) = settings {
+        obs.tries = c.tries;
+        obs.boot_limit = c.boot_limit;
+        obs.wait_first = c.wait_first;
+        obs.wait_max = c.wait_max;
+    }
+    hnroot_result::HNROOT_RESULT_OK
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -785,6 +845,53 @@ mod tests {
             uuid: hnroot_uuid::from_core(Some(uuid)),
             ..hnroot_image_seen::default()
         }
+    }
+
+    #[test]
+    fn the_counting_file_sets_the_settings_or_is_refused_leaving_them() {
+        let read = |text: &[u8]| {
+            let file = hnroot_args {
+                kind: HNROOT_ARGS_READ,
+                bytes: text.as_ptr(),
+                len: text.len(),
+            };
+            let mut obs = hnroot_observation::default();
+            let mut msg = [0u8; 256];
+            // SAFETY: valid pointers and lengths.
+            let r = unsafe { hnroot_counting_read(&file, &mut obs, msg.as_mut_ptr(), msg.len()) };
+            assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
+            let end = msg.iter().position(|b| *b == 0).unwrap();
+            (
+                obs,
+                std::string::String::from_utf8(msg[..end].to_vec()).unwrap(),
+            )
+        };
+        let (obs, said) = read(b"boot-limit=2\ntries=5\n");
+        assert_eq!(
+            (obs.tries, obs.boot_limit, obs.wait_first, obs.wait_max),
+            (5, 2, 60, 1800)
+        );
+        assert_eq!(
+            said,
+            "counting: tries 5, boot limit 2, waits 60 s doubling to 1800 s"
+        );
+        let (obs, said) = read(b"boot-limit=0\n");
+        assert_eq!(obs, hnroot_observation::default());
+        assert_eq!(
+            said,
+            "counting file refused (line 1: boot-limit must be a whole number from 1 to 100): \
+             counting with the defaults"
+        );
+        let absent = hnroot_args {
+            kind: HNROOT_ARGS_ABSENT,
+            bytes: core::ptr::null(),
+            len: 0,
+        };
+        let mut obs = hnroot_observation::default();
+        let mut msg = [1u8; 8];
+        // SAFETY: valid pointers and lengths.
+        let r = unsafe { hnroot_counting_read(&absent, &mut obs, msg.as_mut_ptr(), msg.len()) };
+        assert_eq!((r, msg[0]), (hnroot_result::HNROOT_RESULT_OK, 0));
     }
 
     const NO_ARGS: hnroot_args = hnroot_args {

@@ -9,6 +9,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use hnroot_core::counting;
+use hnroot_core::decide::Config;
 use hnroot_core::layout;
 use hnroot_core::loader::{LoaderAfterFailure, LoaderStep};
 use hnroot_core::memdisk;
@@ -52,6 +54,27 @@ pub fn seal_policy_of(loader: &[u8]) -> Result<SealPolicy, String> {
         .map_err(|e| e.to_string())?
         .is_some();
     Ok(SealPolicy { keys, require })
+}
+
+/// The counting settings in a loader's bytes, as GRUB applies them (the production `grub.cfg`
+/// names its memdisk's [`counting::MEMDISK_PATH`] and passes no option over it): the file's
+/// settings over the defaults; a file the core refuses counts with the defaults, as in GRUB,
+/// and why is returned beside them.
+pub fn counting_of(loader: &[u8]) -> Result<(Config, Option<String>), String> {
+    match memdisk::file(loader, counting::MEMDISK_PATH) {
+        Ok(Some(text)) => Ok(match counting::parse(text) {
+            Ok(c) => (c, None),
+            Err(e) => (
+                Config::default(),
+                Some(format!(
+                    "(memdisk)/{} refused ({e}): GRUB counts with the defaults",
+                    counting::MEMDISK_PATH
+                )),
+            ),
+        }),
+        Ok(None) => Ok((Config::default(), None)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The ESP's `EFI/BOOT`, held open.

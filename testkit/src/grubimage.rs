@@ -249,7 +249,8 @@ mod tests {
             cfg.contains(
                 "if ! hnroot select --defaults \"console=ttyS0 panic=10\" --defaults-file \
                  (memdisk)/hnroot/kernel-args --seal-keys (memdisk)/hnroot/seal-keys \
-                 --require-sealed-file (memdisk)/hnroot/require-sealed; then"
+                 --require-sealed-file (memdisk)/hnroot/require-sealed --counting-file \
+                 (memdisk)/hnroot/counting; then"
             ),
             "{cfg}"
         );

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use hnroot_core::bootstate;
 use hnroot_core::cmdline;
+use hnroot_core::counting::{self, Key};
+use hnroot_core::decide::Config;
 use hnroot_core::history::Operator;
 use hnroot_core::layout;
 use hnroot_core::loader::{self, EspSeen, Loader, Record, UpdateKind, UpdateRequest};
@@ -159,6 +161,74 @@ pub fn fleet_files(dir: &Path) -> Result<Vec<FleetFile>> {
 
 pub use grub::{REQUIRE_SEALED_FILE, SEAL_KEYS_FILE};
 
+/// The counting settings `hnroot install` builds into the loader (`(memdisk)/hnroot/counting`),
+/// each over the fleet's `counting` file or the default.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CountingArgs {
+    /// Boots a new image gets on trial before it is rolled back (1 to 100) [default: the
+    /// fleet's counting file's, else 3].
+    #[arg(long, value_name = "N", value_parser = counting_value(Key::Tries))]
+    tries: Option<u32>,
+    /// K: boots of the committed image without reaching healthy before GRUB boots the other
+    /// committed image (1 to 100) [default: the fleet's, else 3].
+    #[arg(long, value_name = "K", value_parser = counting_value(Key::BootLimit))]
+    boot_limit: Option<u32>,
+    /// Seconds GRUB waits before a boot once every committed image failed K boots, doubled at
+    /// each further boot (1 to 86400) [default: the fleet's, else 60].
+    #[arg(long, value_name = "SECONDS", value_parser = counting_value(Key::WaitFirst))]
+    wait_first: Option<u32>,
+    /// The longest of those waits (1 to 86400) [default: the fleet's, else 1800].
+    #[arg(long, value_name = "SECONDS", value_parser = counting_value(Key::WaitMax))]
+    wait_max: Option<u32>,
+}
+
+/// A value of `key` checked by the core's one parser of the counting file.
+fn counting_value(key: Key) -> impl Fn(&str) -> Result<u32, String> + Clone {
+    move |text| {
+        key.value(text.as_bytes()).map_err(|_| {
+            format!(
+                "{} must be a whole number from 1 to {}, not {text:?}",
+                key.name(),
+                key.max()
+            )
+        })
+    }
+}
+
+impl CountingArgs {
+    /// `fleet` with its counting file set from these options over its own settings (none
+    /// given: `fleet` as it is); what the loader will count with, for people.
+    pub fn apply(&self, mut fleet: Vec<FleetFile>) -> Result<(Vec<FleetFile>, String)> {
+        let current = match fleet.iter().find(|f| f.name == counting::FILE_NAME) {
+            Some(f) => counting::parse(&f.data)
+                .map_err(|e| anyhow!("the fleet's {} file: {e}", counting::FILE_NAME))?,
+            None => Config::default(),
+        };
+        if self.tries.is_none()
+            && self.boot_limit.is_none()
+            && self.wait_first.is_none()
+            && self.wait_max.is_none()
+        {
+            return Ok((fleet, counting::Summary(&current).to_string()));
+        }
+        // In range by counting_value: the narrowing never saturates.
+        let narrow = |n: u32| u8::try_from(n).unwrap_or(u8::MAX);
+        let c = Config {
+            tries: self.tries.map_or(current.tries, narrow),
+            boot_limit: self.boot_limit.map_or(current.boot_limit, narrow),
+            wait_first: self.wait_first.unwrap_or(current.wait_first),
+            wait_max: self.wait_max.unwrap_or(current.wait_max),
+        };
+        fleet.retain(|f| f.name != counting::FILE_NAME);
+        fleet.push(FleetFile {
+            name: counting::FILE_NAME.into(),
+            data: counting::Text(&c).to_string().into_bytes(),
+        });
+        fleet.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((fleet, counting::Summary(&c).to_string()))
+    }
+}
+
 /// Everything the fleet builds into a loader: the files of `fleet_dir`, the trusted keys of
 /// `keys_dir` as one `seal-keys` file (each key checked as the loader will read it; at most
 /// the loader's 16), and the `require-sealed` marker when `require_sealed` (or when the
@@ -169,6 +239,18 @@ pub fn loader_fleet(
     require_sealed: bool,
 ) -> Result<Vec<FleetFile>> {
     let mut files = fleet_files(fleet_dir)?;
+    // GRUB would count with the defaults rather than a file it refuses: refused here, named,
+    // before a loader is built with it.
+    if let Some(f) = files.iter().find(|f| f.name == counting::FILE_NAME) {
+        counting::parse(&f.data).map_err(|e| {
+            anyhow!(
+                "{}/{}: {e}; no loader was built (fix the file, or remove it to count with the \
+                 defaults)",
+                fleet_dir.display(),
+                counting::FILE_NAME
+            )
+        })?;
+    }
     if files.iter().any(|f| f.name == SEAL_KEYS_FILE) {
         anyhow::bail!(
             "{} has a file named {SEAL_KEYS_FILE}: the loader's keys are built from the trusted \
@@ -502,6 +584,7 @@ fn update(args: &UpdateArgs) -> Result<()> {
         loader_text(&esp.loader),
         record_text(&new)
     );
+    say_counting_change(on_esp.as_deref(), &candidate);
     let committed = committed_boots(&args.at.loc, on_esp.as_deref(), &fleet);
     let kind = match loader::judge_update(&esp, &new, signing, committed, &request) {
         Ok(kind) => kind,
@@ -546,6 +629,26 @@ fn update(args: &UpdateArgs) -> Result<()> {
         crate::cmd::history::record(&hostpart, Operator::LoaderUpdated, None, None, None);
     }
     Ok(())
+}
+
+/// Say when the new loader counts otherwise than the ESP's (the fleet's `counting` file
+/// changed, or the images lack the one `hnroot install --boot-limit ...` put in the loader).
+fn say_counting_change(on_esp: Option<&[u8]>, candidate: &[u8]) {
+    let Some(old) = on_esp.and_then(|b| esp_loader::counting_of(b).ok()) else {
+        return;
+    };
+    let Ok(new) = esp_loader::counting_of(candidate) else {
+        return;
+    };
+    if old.0 != new.0 {
+        say!(
+            "hnroot: the new loader counts with {} (the ESP's: {}); keep a `{}` file in the \
+             images' {FLEET_DIR}/ to keep the fleet's settings",
+            counting::Summary(&new.0),
+            counting::Summary(&old.0),
+            counting::FILE_NAME
+        );
+    }
 }
 
 /// Carry out the update's steps, saying what each did.

@@ -8,7 +8,6 @@
 use std::process::{Command, ExitCode};
 
 use anyhow::Result;
-use hnroot_core::bootstate::DEFAULT_TRIES;
 use hnroot_core::cmdline;
 use hnroot_core::commands::{self, HealthAction};
 use hnroot_core::history::Operator;
@@ -108,7 +107,7 @@ pub fn health_failed(args: &HealthFailedArgs) -> ExitCode {
                 _ => Method::Auto,
             };
             // A kexec that went ahead exits 0 from `reboot_as`; this command still fails.
-            let _ = crate::cmd::reboot::reboot_as(&args.loc, method, DEFAULT_TRIES, false);
+            let _ = crate::cmd::reboot::reboot_as(&args.loc, method, None, false);
             ExitCode::from(1)
         }
         Ok(HealthAction::Reboot { .. }) if !args.dry_run => {

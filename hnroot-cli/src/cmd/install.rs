@@ -78,6 +78,8 @@ pub struct InstallArgs {
     #[arg(long)]
     require_sealed: bool,
     #[command(flatten)]
+    counting: crate::cmd::bootloader::CountingArgs,
+    #[command(flatten)]
     sign: crate::cmd::bootloader::SignArgs,
 }
 
@@ -96,6 +98,13 @@ fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
         .map_err(|e| anyhow::anyhow!("{e:#}; nothing was written"))?;
     let fleet =
         crate::cmd::bootloader::loader_fleet(&args.fleet, &args.sig.keys, args.require_sealed)?;
+    let (fleet, counting) = args.counting.apply(fleet)?;
+    say!(
+        "hnroot: the loader counts with {counting} (keep a `{}` file in the images' {}/ so that \
+         loader updates keep it)",
+        hnroot_core::counting::FILE_NAME,
+        crate::cmd::bootloader::FLEET_DIR
+    );
     if let Err(r) = args.sign.signing(&fleet).check() {
         anyhow::bail!("{r} [{}]; nothing was written", r.code());
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use hnroot_core::cmdline;
 use hnroot_core::commands;
-use hnroot_core::decide::{decide, Config};
+use hnroot_core::decide::decide;
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::seen_after;
@@ -46,6 +46,7 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
     if let Some(why) = why {
         bail!("{why}; nothing was recorded");
     }
+    let counting = locate::loader_settings(&file).counting;
     let obs = view.observation(state);
     let plan = commands::mark_good(&obs, params.booted)?;
     if plan.steps.is_empty() {
@@ -71,7 +72,7 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
         );
     }
     raise_floor(&hostpart, &args.keys);
-    say!("hnroot: next boot: {}", decide(&after, &Config::default()));
+    say!("hnroot: next boot: {}", decide(&after, &counting));
     Ok(())
 }
 

@@ -42,9 +42,10 @@ pub struct RebootArgs {
     /// through the firmware.
     #[arg(long)]
     auto: bool,
-    /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100, default 3).
-    #[arg(long, default_value = "3", value_parser = tries_arg)]
-    tries: u8,
+    /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100) [default: the
+    /// ESP's loader's, from its counting settings, else 3].
+    #[arg(long, value_parser = tries_arg)]
+    tries: Option<u8>,
     /// Say what would be done: load nothing, write nothing, do not reboot (exit 0 for a kexec,
     /// 3 for a firmware reboot).
     #[arg(long)]
@@ -310,7 +311,8 @@ pub fn reboot(args: &RebootArgs) -> ExitCode {
 
 /// Reboot as `method` says into what the boot loader would choose (`hnroot reboot`, and
 /// `hnroot health-failed --reboot`): any failure before the jump reboots through the firmware.
-pub fn reboot_as(loc: &Location, method: Method, tries: u8, dry_run: bool) -> ExitCode {
+/// `tries`: `None` for the loader's.
+pub fn reboot_as(loc: &Location, method: Method, tries: Option<u8>, dry_run: bool) -> ExitCode {
     match run(loc, method, tries, dry_run) {
         Ok(code) => code,
         Err(e) => {
@@ -324,7 +326,7 @@ pub fn reboot_as(loc: &Location, method: Method, tries: u8, dry_run: bool) -> Ex
     }
 }
 
-fn run(loc: &Location, method: Method, tries: u8, dry_run: bool) -> Result<ExitCode> {
+fn run(loc: &Location, method: Method, tries: Option<u8>, dry_run: bool) -> Result<ExitCode> {
     let cmdline_text = locate::running_cmdline();
     let params = cmdline::parse(&cmdline_text);
     let hostpart = locate::open_hostpart(loc)?;
@@ -344,16 +346,16 @@ fn run(loc: &Location, method: Method, tries: u8, dry_run: bool) -> Result<ExitC
     };
     // The images as the loader judges them: under its seal policy, so that a kexec never
     // starts an image GRUB would refuse (a broken seal, a kernel changed after sealing).
-    let view = locate::observe_as_loader(&hostpart, Some(&state_file))?;
+    // Counted as the loader counts (its tries, K and waits).
+    let (view, loader) = locate::observe_as_loader(&hostpart, Some(&state_file))?;
+    let config = Config {
+        tries: tries.unwrap_or(loader.counting.tries),
+        ..loader.counting
+    };
+    let tries = config.tries;
     let state = state_file.read().0;
     let state_file = Some(state_file);
-    let decision = decide(
-        &view.observation(state),
-        &Config {
-            tries,
-            ..Config::default()
-        },
-    );
+    let decision = decide(&view.observation(state), &config);
     say!("hnroot: reboot: the boot loader would boot: {decision}");
     let plan = kexec_plan(
         method,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use hnroot_core::cmdline;
 use hnroot_core::commands;
-use hnroot_core::decide::{decide, Config};
+use hnroot_core::decide::decide;
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_linux::exec::Executor;
@@ -30,8 +30,12 @@ fn run(args: &RevertArgs) -> Result<()> {
     let _lock = hostpart.lock()?;
     let view = hostpart.observe()?;
     let (state, _) = locate::read_state(&args.loc, &params);
+    // As the ESP's loader counts.
+    let counting = locate::locate_state(&args.loc, &params)
+        .map(|f| locate::loader_settings(&f).counting)
+        .unwrap_or_default();
     let obs = view.observation(state);
-    let plan = commands::revert(&obs, &Config::default())?;
+    let plan = commands::revert(&obs, &counting)?;
     if plan.steps.is_empty() {
         say!("hnroot: system-revert is already there");
     }
@@ -54,7 +58,7 @@ fn run(args: &RevertArgs) -> Result<()> {
     }
     say!(
         "hnroot: revert requested; next boot: {}",
-        decide(&after, &Config::default())
+        decide(&after, &counting)
     );
     Ok(())
 }

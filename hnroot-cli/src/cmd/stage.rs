@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use hnroot_core::cmdline;
 use hnroot_core::commands::{self, after_stage_failure, PartialFate, StageRequest};
-use hnroot_core::decide::{decide, Config};
+use hnroot_core::decide::decide;
 use hnroot_core::floor::{self, Admitted};
 use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX};
 use hnroot_core::plan::seen_after;
@@ -948,7 +948,12 @@ fn run(args: &StageArgs, progress: Progress) -> Result<()> {
     };
     crate::cmd::metrics::record_stage(&hostpart, &last);
     check_leftovers(&hostpart, &progress);
-    let next = decide(&after, &Config::default());
+    // The next boot as the ESP's loader counts (its tries).
+    let counting = store
+        .as_ref()
+        .map(|f| locate::loader_settings(f).counting)
+        .unwrap_or_default();
+    let next = decide(&after, &counting);
     progress.event(json!({ "event": "staged", "uuid": bootable.uuid.to_string(), "next_boot": next.record().to_string(),
         "version": checked.version, "bytes_fetched": last.bytes, "seconds": last.seconds,
         "bytes_reused": stats.map_or(0, |s| s.reused), "bytes_zero": stats.map(|s| s.zero),

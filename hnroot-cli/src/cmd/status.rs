@@ -29,9 +29,10 @@ pub struct StatusArgs {
     /// Print JSON (stable field names: image, reason, fallbacks, plan, images, ...).
     #[arg(long)]
     json: bool,
-    /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100, default 3).
-    #[arg(long, default_value = "3", value_parser = tries_arg)]
-    tries: u8,
+    /// Tries a new image gets, as GRUB's `hnroot select --tries` (1 to 100) [default: the
+    /// ESP's loader's, from its counting settings, else 3].
+    #[arg(long, value_parser = tries_arg)]
+    tries: Option<u8>,
     /// Directory of trusted minisign public keys (*.pub), against which each image's seal is
     /// checked.
     #[arg(long, value_name = "DIR", default_value = crate::cmd::stage::KEYS_DIR)]
@@ -63,6 +64,8 @@ struct Report {
     seals: Vec<(ImageName, String)>,
     /// The version floor.
     floor: FloorSeen,
+    /// Tries, K and the waits, as the ESP's loader counts.
+    counting: Config,
 }
 
 /// How the running root is verified: the kernel's `hnroot.roothash=` (`root_hash_given`) and
@@ -178,10 +181,12 @@ impl Report {
             let state_file = locate::locate_state(&args.loc, &params).ok();
             locate::observe_as_loader(&hostpart, state_file.as_ref())?
         };
+        let (view, loader) = view;
         let (state, state_source) = locate::read_state(&args.loc, &params);
+        // Counted as the loader counts (its tries, K and waits).
         let config = Config {
-            tries: args.tries,
-            ..Config::default()
+            tries: args.tries.unwrap_or(loader.counting.tries),
+            ..loader.counting
         };
         let decision = decide(&view.observation(state), &config);
         let plan = with_plan.then(|| {
@@ -206,7 +211,7 @@ impl Report {
                 &view,
                 &params,
                 state_file.as_ref(),
-                args.tries,
+                config.tries,
             )
         });
         let seals = seals_of(&hostpart, &view, &args.keys);
@@ -226,6 +231,7 @@ impl Report {
             plan,
             identity,
             running: params.booted,
+            counting: config,
         })
     }
 
@@ -253,6 +259,8 @@ impl Report {
             "revert_requested": self.view.revert_requested,
             "partials": self.view.partials.iter().map(|p| json!({ "name": p.name, "size": p.size })).collect::<Vec<_>>(),
             "boot_state": state_json(&self.state),
+            "counting": { "tries": self.counting.tries, "boot_limit": self.counting.boot_limit,
+                "wait_first": self.counting.wait_first, "wait_max": self.counting.wait_max },
             "boot_state_source": self.state_source,
             "image": boot.map(|b| b.image.file_name()),
             "uuid": boot.map(|b| b.uuid.to_string()),
@@ -374,6 +382,10 @@ impl Report {
             StateSeen::Corrupt => "CORRUPT (or unreadable): hn-root.img goes on trial".to_owned(),
         };
         say!("boot state: {state}  [{}]", self.state_source);
+        say!(
+            "counting: {} (as the ESP's loader counts)",
+            hnroot_core::counting::Summary(&self.counting)
+        );
         match &self.floor {
             FloorSeen::None => {}
             FloorSeen::Set(v) => say!("version floor: {v} (stage refuses older images)"),
