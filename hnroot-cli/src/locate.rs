@@ -8,13 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use hnroot_core::bootstate::StateSeen;
 use hnroot_core::cmdline::BootParams;
-use hnroot_core::decide::Config;
 use hnroot_core::layout;
 use hnroot_linux::blockdev;
 use hnroot_linux::esp::{self, StateFile};
-use hnroot_linux::esp_loader::{self, EspBoot};
 use hnroot_linux::hostpart::Hostpart;
-use hnroot_linux::image::SealPolicy;
 
 /// Options every command that reads the machine accepts.
 #[derive(clap::Args, Debug, Clone)]
@@ -63,65 +60,22 @@ pub fn locate_state(loc: &Location, params: &BootParams<'_>) -> Result<StateFile
 
 /// The ESP's top directory, from its boot-state file (`<esp>/hnroot/bootstate`).
 pub fn esp_root(state: &StateFile) -> Option<PathBuf> {
-    let levels = layout::BOOTSTATE_PATH.split('/').count();
-    state.path().ancestors().nth(levels).map(|p| p.to_owned())
+    state.esp_root()
 }
 
-/// What the loader on the ESP applies besides the decision itself: its seal policy and its
-/// counting settings.
-#[derive(Debug, Clone, Default)]
-pub struct LoaderSettings {
-    /// `None`: no policy (the verdicts are the plain ones).
-    pub seal: Option<SealPolicy>,
-    /// Tries, K and the waits, as GRUB counts.
-    pub counting: Config,
-}
+pub use hnroot_linux::esp_loader::LoaderSettings;
 
-/// The settings of the loader on the ESP of `state`, read once, as GRUB applies them. No loader
-/// found there, or one that does not read, is said: the plain verdicts and the default counting
-/// are used then.
+/// The settings of the loader on the ESP of `state`, read once, as GRUB applies them; what
+/// could not be read is said (the plain verdicts and the default counting are used then).
 pub fn loader_settings(state: &StateFile) -> LoaderSettings {
     let Some(root) = esp_root(state) else {
         return LoaderSettings::default();
     };
-    let dir = root.join(esp_loader::BOOT_DIR);
-    let image = match EspBoot::open(&root, false).and_then(|b| b.read_loader()) {
-        Ok(Some(image)) => image,
-        Ok(None) => return LoaderSettings::default(),
-        Err(e) => {
-            crate::warn!(
-                "hnroot: the loader's seal policy and counting are unknown ({}: {e}): judging \
-                 images without a policy, counting with the defaults",
-                dir.display()
-            );
-            return LoaderSettings::default();
-        }
-    };
-    let seal = match esp_loader::seal_policy_of(&image) {
-        Ok(policy) => Some(policy),
-        Err(e) => {
-            crate::warn!(
-                "hnroot: the loader's seal policy is unknown ({}: {e}): judging images without it",
-                dir.display()
-            );
-            None
-        }
-    };
-    let counting = match esp_loader::counting_of(&image) {
-        Ok((c, None)) => c,
-        Ok((c, Some(why))) => {
-            crate::warn!("hnroot: {}: {why}", dir.display());
-            c
-        }
-        Err(e) => {
-            crate::warn!(
-                "hnroot: the loader's counting is unknown ({}: {e}): counting with the defaults",
-                dir.display()
-            );
-            Config::default()
-        }
-    };
-    LoaderSettings { seal, counting }
+    let (settings, notes) = LoaderSettings::read(&root);
+    for note in notes {
+        crate::warn!("hnroot: {note}");
+    }
+    settings
 }
 
 /// Observe hostpart as the loader on the ESP of `state` sees it (under its seal policy when it

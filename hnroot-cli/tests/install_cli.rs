@@ -659,7 +659,8 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         // The counting settings given at install are in the loader's memdisk, and `hnroot
         // status` reads them from the ESP's loader as GRUB will.
         assert!(
-            efi.windows(26).any(|w| w == b"tries=5\nboot-limit=2\nwait-".as_slice()),
+            efi.windows(26)
+                .any(|w| w == b"tries=5\nboot-limit=2\nwait-".as_slice()),
             "the loader carries the counting settings"
         );
         assert_eq!(

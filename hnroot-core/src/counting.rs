@@ -95,7 +95,9 @@ impl Key {
                 return Err(Problem::Value(self));
             }
             // At most 6 digits: never near u32::MAX.
-            n = n.saturating_mul(10).saturating_add(u32::from(b.wrapping_sub(b'0')));
+            n = n
+                .saturating_mul(10)
+                .saturating_add(u32::from(b.wrapping_sub(b'0')));
         }
         if n == 0 || n > self.max() {
             return Err(Problem::Value(self));

@@ -162,6 +162,12 @@ impl StateFile {
         &self.path
     }
 
+    /// The ESP's top directory (`<esp>/hnroot/bootstate`: two levels up).
+    pub fn esp_root(&self) -> Option<PathBuf> {
+        let levels = layout::BOOTSTATE_PATH.split('/').count();
+        self.path.ancestors().nth(levels).map(|p| p.to_owned())
+    }
+
     /// Where hnroot mounted the ESP, if it did.
     pub fn mounted_at(&self) -> Option<&Path> {
         self.mount.as_ref().map(|m| m.at.as_path())

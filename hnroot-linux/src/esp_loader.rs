@@ -77,6 +77,62 @@ pub fn counting_of(loader: &[u8]) -> Result<(Config, Option<String>), String> {
     }
 }
 
+/// What the loader on an ESP applies besides the decision itself: its seal policy and its
+/// counting settings, as GRUB applies them.
+#[derive(Debug, Clone, Default)]
+pub struct LoaderSettings {
+    /// `None`: no loader, or its policy does not read (the verdicts are then the plain ones).
+    pub seal: Option<SealPolicy>,
+    /// Tries, K and the waits.
+    pub counting: Config,
+}
+
+impl LoaderSettings {
+    /// The settings of the loader on the ESP mounted at `esp`, its bytes read once, and what
+    /// could not be read, each a sentence for the caller to say: no loader, or one that does
+    /// not read, leaves no policy and the default counting.
+    pub fn read(esp: &Path) -> (LoaderSettings, Vec<String>) {
+        let dir = esp.join(BOOT_DIR);
+        let mut notes = Vec::new();
+        let image = match EspBoot::open(esp, false).and_then(|b| b.read_loader()) {
+            Ok(Some(image)) => image,
+            Ok(None) => return (LoaderSettings::default(), notes),
+            Err(e) => {
+                notes.push(format!(
+                    "the loader's seal policy and counting are unknown ({}: {e}): judging images \
+                     without a policy, counting with the defaults",
+                    dir.display()
+                ));
+                return (LoaderSettings::default(), notes);
+            }
+        };
+        let seal = match seal_policy_of(&image) {
+            Ok(policy) => Some(policy),
+            Err(e) => {
+                notes.push(format!(
+                    "the loader's seal policy is unknown ({}: {e}): judging images without it",
+                    dir.display()
+                ));
+                None
+            }
+        };
+        let counting = match counting_of(&image) {
+            Ok((c, why)) => {
+                notes.extend(why.map(|w| format!("{}: {w}", dir.display())));
+                c
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "the loader's counting is unknown ({}: {e}): counting with the defaults",
+                    dir.display()
+                ));
+                Config::default()
+            }
+        };
+        (LoaderSettings { seal, counting }, notes)
+    }
+}
+
 /// The ESP's `EFI/BOOT`, held open.
 #[derive(Debug)]
 pub struct EspBoot {

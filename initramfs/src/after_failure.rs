@@ -8,15 +8,18 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hnroot_core::decide::Config;
 use hnroot_core::history;
 use hnroot_core::name::ImageName;
+use hnroot_core::observe::Observation;
 use hnroot_core::plan::{after_failure, AfterFailure};
+use hnroot_linux::esp::{EspError, StateFile};
+use hnroot_linux::esp_loader::LoaderSettings;
 use hnroot_linux::history_file;
+use hnroot_linux::hostpart::Hostpart;
 
-use hnroot_linux::esp::EspError;
-
-use crate::boot::Failure;
-use crate::{error, info};
+use crate::boot::{FailedBoot, Failure};
+use crate::{error, info, warn};
 
 /// The emergency shell, if the initramfs carries one (busybox).
 pub const SHELL: &str = "/bin/sh";
@@ -43,7 +46,8 @@ pub fn reboot_into_another_image(failure: &Failure) {
         error!("after failure: hostpart or the booted image is unknown: nothing to fall back to");
         return;
     };
-    match after_failure(&ctx.obs, ctx.failed, &ctx.config) {
+    let (obs, config) = as_the_loader(ctx);
+    match after_failure(&obs, ctx.failed, &config) {
         AfterFailure::Reboot {
             write,
             next,
@@ -70,6 +74,52 @@ pub fn reboot_into_another_image(failure: &Failure) {
             "after failure: no other image would boot without retrying one that already failed"
         ),
     }
+}
+
+/// The failed boot's observation and settings as the loader on the ESP will judge them at the
+/// next boot: an image its seal policy refuses (a broken seal, an unsealed image where seals
+/// are required) is not bootable to the prediction, since GRUB will not boot it, and its
+/// counting settings (K and the waits; the tries as GRUB passed them) count. Reading the
+/// loader and judging seals costs time, so it is done here, after a failure, never on the way
+/// of a good boot. Without the ESP's loader: the observation and settings as they were.
+pub fn as_the_loader(ctx: &FailedBoot) -> (Observation, Config) {
+    let mut obs = ctx.obs;
+    let Some(root) = ctx.esp.as_ref().and_then(StateFile::esp_root) else {
+        return (obs, ctx.config);
+    };
+    let (settings, notes) = LoaderSettings::read(&root);
+    for note in notes {
+        warn!("after failure: {note}");
+    }
+    let config = Config {
+        tries: ctx.config.tries,
+        ..settings.counting
+    };
+    let Some(policy) = settings.seal.filter(|p| p.require || !p.keys.is_empty()) else {
+        return (obs, config);
+    };
+    let view = match Hostpart::open(&ctx.hostpart).and_then(|h| h.observe_sealed(&policy)) {
+        Ok(view) => view,
+        Err(e) => {
+            warn!("after failure: cannot judge the images under the loader's seal policy ({e}): predicting without it");
+            return (obs, config);
+        }
+    };
+    for name in ImageName::ALL {
+        let Some(judged) = view.image(name) else {
+            continue;
+        };
+        let seen = judged.verdict.seen();
+        if obs.bootable(name).is_some() && seen.uuid().is_none() {
+            info!(
+                "after failure: {} is not bootable to the loader ({}): GRUB will not boot it",
+                name.file_name(),
+                judged.verdict
+            );
+            obs.set(name, seen);
+        }
+    }
+    (obs, config)
 }
 
 /// Append the failed boot to the switch history (never fatal): the image GRUB booted, where

@@ -119,6 +119,11 @@ const U_B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
 impl Rig {
     /// hostpart holds `hn-root.img` (A) and `hn-root-new.img` (B); the boot state says A is good.
     fn new() -> Rig {
+        Rig::with_esp_files(&[])
+    }
+
+    /// [`Rig::new`] with `files` (path, bytes) on the ESP besides the boot-state file.
+    fn with_esp_files(files: &[(&str, &[u8])]) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let host_tree = d.join("host");
@@ -156,6 +161,11 @@ impl Rig {
             false,
         )
         .unwrap();
+        for (rel, bytes) in files {
+            let path = esp_tree.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
         let esp_img = d.join("esp.ext4");
         run(&[
             "mkfs.ext4",
@@ -166,7 +176,7 @@ impl Rig {
             "-d",
             esp_tree.to_str().unwrap(),
             esp_img.to_str().unwrap(),
-            "8M",
+            "16M",
         ]);
 
         let hostpart = attach(&host_img);
@@ -481,6 +491,92 @@ fn a_uuid_mismatch_is_refused_and_the_fallback_marks_it_failed() {
     assert_eq!(ctx.failed.to_string(), wrong);
     let (names, _) = rig.inspect();
     assert_eq!(names, ["hn-root-new.img", "hn-root.img"], "nothing renamed");
+}
+
+/// The loader kit (`HNROOT_GRUB_KIT`), as the CLI's tests take it: skipped without one unless
+/// `HNROOT_REQUIRE_GRUB_KIT` is set (`cargo xtask test` sets both).
+fn kit() -> Option<PathBuf> {
+    match std::env::var_os("HNROOT_GRUB_KIT") {
+        Some(k) => Some(PathBuf::from(k)),
+        None if std::env::var_os("HNROOT_REQUIRE_GRUB_KIT").is_some() => {
+            panic!("HNROOT_REQUIRE_GRUB_KIT is set but HNROOT_GRUB_KIT is not")
+        }
+        None => {
+            eprintln!(
+                "SKIPPED: no loader kit (HNROOT_GRUB_KIT); `cargo xtask grub-module` builds one"
+            );
+            None
+        }
+    }
+}
+
+/// After a failure hnroot-init predicts GRUB's next boot as the loader on the ESP will judge
+/// it: this loader (hnroot's GRUB built from the kit, its memdisk holding `require-sealed` and
+/// a counting file with K = 2) boots neither of the rig's unsealed images, so recording the
+/// failure and rebooting would leave GRUB nothing to boot: the prediction is to stop. Judged
+/// by the plain verdicts, as before, it would have rebooted into hn-root-new.img.
+#[test]
+fn after_a_failure_the_prediction_judges_the_images_as_the_loader_will() {
+    use hnroot_core::name::ImageName;
+    use hnroot_core::plan::{after_failure, AfterFailure};
+    use hnroot_install::grub::{build_efi, FleetFile, LoaderKit, REQUIRE_SEALED_FILE};
+    if !can_run() {
+        return;
+    }
+    let Some(kit) = kit() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let kit = LoaderKit::at(&kit).unwrap();
+    let loader = work.path().join("BOOTX64.EFI");
+    let fleet = [
+        FleetFile {
+            name: REQUIRE_SEALED_FILE.into(),
+            data: b"1\n".to_vec(),
+        },
+        FleetFile {
+            name: hnroot_core::counting::FILE_NAME.into(),
+            data: b"boot-limit=2\n".to_vec(),
+        },
+    ];
+    build_efi(
+        &kit,
+        &kit.grub_cfg().unwrap(),
+        &[],
+        &fleet,
+        &work.path().join("grub-image"),
+        &loader,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&loader).unwrap();
+    let rig = Rig::with_esp_files(&[("EFI/BOOT/BOOTX64.EFI", &bytes)]);
+    let env = rig.env();
+    // GRUB claims it booted hn-root.img with a UUID no image has: the boot fails after hostpart
+    // and the ESP were read.
+    let wrong = "cccccccc-0000-4000-8000-00000000000c";
+    let failure = prepare(&env, &rig.cmdline("hn-root.img", wrong)).expect_err("refused");
+    let ctx = failure.failed_boot.as_ref().expect("hostpart was mounted");
+    let plain = after_failure(&ctx.obs, ctx.failed, &ctx.config);
+    let (obs, config) = hnroot_init::after_failure::as_the_loader(ctx);
+    rig.unmount(&env);
+    assert!(
+        matches!(
+            plain,
+            AfterFailure::Reboot {
+                next: ImageName::New,
+                ..
+            }
+        ),
+        "{plain:?}"
+    );
+    assert_eq!((config.boot_limit, config.tries), (2, ctx.config.tries));
+    assert_eq!(
+        (
+            obs.bootable(ImageName::Current),
+            obs.bootable(ImageName::New)
+        ),
+        (None, None),
+        "the loader requires sealed images: neither unsealed image is bootable to it"
+    );
+    assert_eq!(after_failure(&obs, ctx.failed, &config), AfterFailure::Stop);
 }
 
 #[test]
