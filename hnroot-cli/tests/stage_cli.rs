@@ -444,6 +444,42 @@ fn a_full_hostpart_is_refused_before_a_byte_is_written() {
     assert_eq!(std::fs::read_dir(&rig.hostpart).unwrap().count(), before);
 }
 
+/// A hostpart filled to the last block a writer may take (issue 24's faults): `hnroot status`
+/// says it is full, in words and in `--json` (`space.state`), from the core's judgement.
+#[test]
+fn a_hostpart_filled_to_the_last_block_is_said_full_by_status() {
+    use std::io::Write;
+    if !can_mount() {
+        return;
+    }
+    let fs = Mounted::new(&["mkfs.ext4", "-q", "-F"], 48);
+    let rig = Rig::new(Some(fs.mnt.clone()), 8);
+    let status = ["status", "--hostpart", rig.hp(), "--bootstate", rig.st()];
+    let json_status = [&status[..], &["--json"]].concat();
+    let v = json(&json_status);
+    assert_eq!(v["space"]["state"], "room", "{v}");
+    let mut fill = std::fs::File::create(fs.mnt.join("data-fill")).unwrap();
+    for chunk in [1 << 20, 4096] {
+        let buf = vec![0x5a; chunk];
+        loop {
+            match fill.write_all(&buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling hostpart: {e}"),
+            }
+        }
+    }
+    fill.sync_all().unwrap();
+    let v = json(&json_status);
+    assert_eq!(v["space"]["state"], "full", "{v}");
+    assert!(v["space"]["free_bytes"].as_u64().unwrap() < 1 << 20, "{v}");
+    let t = ok(&status);
+    assert!(
+        t.contains(": FULL: ") && t.contains("boots read-only"),
+        "{t}"
+    );
+}
+
 #[test]
 fn a_reflink_on_btrfs_shares_the_extents_and_still_verifies() {
     if !can_mount() {

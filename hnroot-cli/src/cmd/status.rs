@@ -13,6 +13,7 @@ use hnroot_core::floor::FloorSeen;
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{plan, Booted, ChangePlan, ChangeStep, PlanError};
+use hnroot_core::space::Space;
 use hnroot_core::verdict::Verdict;
 use hnroot_linux::hostpart::HostpartView;
 use hnroot_linux::image::Judged;
@@ -63,6 +64,8 @@ struct Report {
     seals: Vec<(ImageName, String)>,
     /// The version floor.
     floor: FloorSeen,
+    /// hostpart's space (full or not), or why it is unknown.
+    space: Result<hnroot_core::space::Space, String>,
 }
 
 /// How the running root is verified: the kernel's `hnroot.roothash=` (`root_hash_given`) and
@@ -211,10 +214,12 @@ impl Report {
         });
         let seals = seals_of(&hostpart, &view, &args.keys);
         let floor = hnroot_linux::seal::read_floor(&hostpart);
+        let space = hostpart.space().map_err(|e| e.to_string());
         let verity = params
             .booted
             .map(|_| running_verity(params.root_hash.is_some()));
         Ok(Report {
+            space,
             verity,
             kexec,
             seals,
@@ -272,6 +277,12 @@ impl Report {
                 FloorSeen::Unreadable => json!("unreadable"),
             },
         });
+        v["space"] = match self.space {
+            Ok(Space::Full { free, total } | Space::Room { free, total }) => json!({
+                "state": self.space.as_ref().map_or("unknown", |s| s.code()),
+                "free_bytes": free, "total_bytes": total }),
+            Err(ref e) => json!({ "state": "unknown", "error": e }),
+        };
         if let Some(p) = &self.plan {
             v["plan"] = match p {
                 Ok(p) => json!({
@@ -323,7 +334,10 @@ impl Report {
     }
 
     fn text(&self, hostpart: &std::path::Path) {
-        say!("hostpart {}:", hostpart.display());
+        match &self.space {
+            Ok(space) => say!("hostpart {}: {space}", hostpart.display()),
+            Err(e) => say!("hostpart {}: free space unknown ({e})", hostpart.display()),
+        }
         for name in ImageName::ALL {
             let Some(j) = self.view.image(name) else {
                 continue;
