@@ -43,6 +43,20 @@ impl Space {
         matches!(self, Space::Full { .. })
     }
 
+    /// Bytes available to a writer.
+    pub fn free(&self) -> u64 {
+        match *self {
+            Space::Full { free, .. } | Space::Room { free, .. } => free,
+        }
+    }
+
+    /// The filesystem's size in bytes.
+    pub fn total(&self) -> u64 {
+        match *self {
+            Space::Full { total, .. } | Space::Room { total, .. } => total,
+        }
+    }
+
     /// The stable word for reports (`full`, `room`).
     pub fn code(&self) -> &'static str {
         match self {

@@ -13,7 +13,6 @@ use hnroot_core::floor::FloorSeen;
 use hnroot_core::layout::REVERT_MARKER;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{plan, Booted, ChangePlan, ChangeStep, PlanError};
-use hnroot_core::space::Space;
 use hnroot_core::verdict::Verdict;
 use hnroot_linux::hostpart::HostpartView;
 use hnroot_linux::image::Judged;
@@ -291,11 +290,9 @@ impl Report {
         });
         v["counted"] = json!(self.unreadable.is_none());
         v["boot_state_unreadable"] = json!(self.unreadable);
-        v["space"] = match self.space {
-            Ok(Space::Full { free, total } | Space::Room { free, total }) => json!({
-                "state": self.space.as_ref().map_or("unknown", |s| s.code()),
-                "free_bytes": free, "total_bytes": total }),
-            Err(ref e) => json!({ "state": "unknown", "error": e }),
+        v["space"] = match &self.space {
+            Ok(s) => json!({ "state": s.code(), "free_bytes": s.free(), "total_bytes": s.total() }),
+            Err(e) => json!({ "state": "unknown", "error": e }),
         };
         if let Some(p) = &self.plan {
             v["plan"] = match p {
@@ -427,8 +424,8 @@ impl Report {
                 Some(why) => say!(
                     "  NOT COUNTED: GRUB cannot record this boot ({why}): it boots the image \
                      without counting (and says so), so a failing image is not rolled back; \
-                     repair the ESP's filesystem (fsck.vfat) or its disk, then `hnroot \
-                     bootstate init --force` makes a new boot-state file"
+                     repair the ESP's filesystem (fsck) or its disk, then `hnroot bootstate \
+                     init --force` makes a new boot-state file"
                 ),
             }
         }

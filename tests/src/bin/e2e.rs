@@ -2496,7 +2496,9 @@ fn full_hostpart(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         .push((disk::BOOT_COUNT_PATH.to_owned(), boots));
     spec.actions = vec![
         "hnroot status; hnroot revert".to_owned(),
-        "hnroot status; hnroot mark-good; echo \"hnroot-test: mark-good exit=$?\"".to_owned(),
+        "hnroot status; hnroot mark-good; echo \"hnroot-test: mark-good exit=$?\"; \
+         hnroot metrics | sed -n 's/^hnroot_hostpart_full /hnroot-test: metric full /p'"
+            .to_owned(),
     ];
     let disk = parts.disk(&spec, &run.work)?;
     let (written, free) = fill_hostpart(&disk, &scratch)?;
@@ -2568,6 +2570,11 @@ fn full_hostpart(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     ensure!(
         records[1].text.contains("hnroot-test: mark-good exit=0"),
         "boot 2: mark-good on the full hostpart failed\n{}",
+        records[1].tail(40)
+    );
+    ensure!(
+        records[1].text.contains("hnroot-test: metric full 1"),
+        "boot 2: hnroot metrics should show hnroot_hostpart_full 1\n{}",
         records[1].tail(40)
     );
     let (view, _, state) = inspect(&disk, View::AfterReplay, report)?;
