@@ -2551,6 +2551,20 @@ fn full_hostpart(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
             "boot {}: hnroot status said `{status}`",
             i + 1
         );
+        let history = rec
+            .init_line("history: cannot record this boot")
+            .with_context(|| {
+                format!(
+                    "boot {}: hnroot-init did not say the boot's history record failed\n{}",
+                    i + 1,
+                    rec.tail(60)
+                )
+            })?;
+        ensure!(
+            history.contains("No space left on device"),
+            "boot {}: {history}",
+            i + 1
+        );
         report.note(format!("boot {}: hnroot-init: {said}", i + 1));
         report.note(format!("boot {}: hnroot status: {status}", i + 1));
     }
