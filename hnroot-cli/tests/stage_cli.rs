@@ -1022,7 +1022,8 @@ mod faulty {
     }
 
     impl FaultyHostpart {
-        pub fn new(mib: u64) -> FaultyHostpart {
+        /// `mkfs` (its command and options, the device appended) on a device of `mib` MiB.
+        pub fn new(mkfs: &[&str], mib: u64) -> FaultyHostpart {
             let dir = tempfile::tempdir().unwrap();
             let size = mib << 20;
             let backing_path = dir.path().join("backing");
@@ -1062,7 +1063,7 @@ mod faulty {
                 .args(["--find", "--show"])
                 .arg(served.join("disk")));
             hp.loop_dev = Some(dev.clone());
-            run(Command::new("mkfs.ext4").args(["-q", "-F", &dev]));
+            run(Command::new(mkfs[0]).args(&mkfs[1..]).arg(&dev));
             hp.mount();
             hp
         }
@@ -1141,10 +1142,27 @@ mod faulty {
 /// byte for byte what it was, and the next stage of the same image succeeds.
 #[test]
 fn io_errors_on_hostpart_end_the_stage_with_nothing_published_and_every_image_intact() {
+    stage_on_a_failing_hostpart(&["mkfs.ext4", "-q", "-F"], 192);
+}
+
+/// The same on an XFS hostpart (the filesystem shuts down at the failed write; the log is
+/// replayed at the next mount).
+#[test]
+fn io_errors_on_an_xfs_hostpart_end_the_stage_likewise() {
+    stage_on_a_failing_hostpart(&["mkfs.xfs", "-q", "-f"], 320);
+}
+
+/// The same on a btrfs hostpart (the transaction aborts and the filesystem goes read-only).
+#[test]
+fn io_errors_on_a_btrfs_hostpart_end_the_stage_likewise() {
+    stage_on_a_failing_hostpart(&["mkfs.btrfs", "-q", "-f"], 256);
+}
+
+fn stage_on_a_failing_hostpart(mkfs: &[&str], mib: u64) {
     if !can_mount() {
         return;
     }
-    let mut hp = faulty::FaultyHostpart::new(192);
+    let mut hp = faulty::FaultyHostpart::new(mkfs, mib);
     let rig = Rig::new(Some(hp.mnt.join("hostpart")), 64);
     hp.sync();
     let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
