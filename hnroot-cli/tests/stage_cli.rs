@@ -444,6 +444,42 @@ fn a_full_hostpart_is_refused_before_a_byte_is_written() {
     assert_eq!(std::fs::read_dir(&rig.hostpart).unwrap().count(), before);
 }
 
+/// A hostpart filled to the last block a writer may take (issue 24's faults): `hnroot status`
+/// says it is full, in words and in `--json` (`space.state`), from the core's judgement.
+#[test]
+fn a_hostpart_filled_to_the_last_block_is_said_full_by_status() {
+    use std::io::Write;
+    if !can_mount() {
+        return;
+    }
+    let fs = Mounted::new(&["mkfs.ext4", "-q", "-F"], 48);
+    let rig = Rig::new(Some(fs.mnt.clone()), 8);
+    let status = ["status", "--hostpart", rig.hp(), "--bootstate", rig.st()];
+    let json_status = [&status[..], &["--json"]].concat();
+    let v = json(&json_status);
+    assert_eq!(v["space"]["state"], "room", "{v}");
+    let mut fill = std::fs::File::create(fs.mnt.join("data-fill")).unwrap();
+    for chunk in [1 << 20, 4096] {
+        let buf = vec![0x5a; chunk];
+        loop {
+            match fill.write_all(&buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling hostpart: {e}"),
+            }
+        }
+    }
+    fill.sync_all().unwrap();
+    let v = json(&json_status);
+    assert_eq!(v["space"]["state"], "full", "{v}");
+    assert!(v["space"]["free_bytes"].as_u64().unwrap() < 1 << 20, "{v}");
+    let t = ok(&status);
+    assert!(
+        t.contains(": FULL: ") && t.contains("boots read-only"),
+        "{t}"
+    );
+}
+
 #[test]
 fn a_reflink_on_btrfs_shares_the_extents_and_still_verifies() {
     if !can_mount() {
@@ -780,4 +816,439 @@ fn a_sealed_image_over_http_is_judged_from_its_last_block() {
     let out = ok(&rig.args(&[&url, "--json"]));
     assert!(out.contains("\"seal\":\"sealed 2.0\""), "{out}");
     assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+}
+
+/// A hostpart on a block device whose writes can be made to fail, as device-mapper's `flakey`
+/// target with `error_writes` (or a linear table switched to `error`) makes them fail. This
+/// test host's kernel has no device-mapper, so the device is a loop device over a file this
+/// test serves through FUSE (`fuser`), backed by a sparse file: a real `mkfs.ext4`, a real
+/// loop device, a real mount, and block I/O errors from below the filesystem. Once armed with
+/// a budget of N bytes, the device accepts N more bytes of writes and fails every later write
+/// with EIO (reads keep working) until disarmed. Dropped (also when the test fails): the
+/// filesystem unmounted, the loop device detached by name, the FUSE mount removed.
+mod faulty {
+    use std::ffi::OsStr;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    use fuser::{
+        Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner,
+        OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
+        WriteFlags,
+    };
+
+    /// What the device does with writes.
+    #[derive(Debug, Default)]
+    pub struct Faults {
+        armed: AtomicBool,
+        budget: AtomicU64,
+        failed: AtomicU64,
+    }
+
+    /// The one file (`disk`, inode 2) the FUSE filesystem serves.
+    struct DiskFile {
+        backing: File,
+        size: u64,
+        faults: Arc<Faults>,
+    }
+
+    const DISK: INodeNo = INodeNo(2);
+    const TTL: Duration = Duration::from_secs(1);
+
+    fn attr(ino: INodeNo, size: u64, kind: FileType) -> FileAttr {
+        FileAttr {
+            ino,
+            size,
+            blocks: size / 512,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind,
+            perm: if kind == FileType::Directory {
+                0o755
+            } else {
+                0o600
+            },
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+
+    impl DiskFile {
+        fn attr_of(&self, ino: INodeNo) -> Option<FileAttr> {
+            if ino == INodeNo::ROOT {
+                Some(attr(ino, 0, FileType::Directory))
+            } else if ino == DISK {
+                Some(attr(ino, self.size, FileType::RegularFile))
+            } else {
+                None
+            }
+        }
+    }
+
+    impl Filesystem for DiskFile {
+        fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+            if parent == INodeNo::ROOT && name == "disk" {
+                reply.entry(
+                    &TTL,
+                    &attr(DISK, self.size, FileType::RegularFile),
+                    fuser::Generation(0),
+                );
+            } else {
+                reply.error(Errno::ENOENT);
+            }
+        }
+
+        fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+            match self.attr_of(ino) {
+                Some(a) => reply.attr(&TTL, &a),
+                None => reply.error(Errno::ENOENT),
+            }
+        }
+
+        fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+            // No page cache on this side: every block the loop device reads or writes comes
+            // here, so what is read back after the fault is what the device holds.
+            reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
+        }
+
+        fn read(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            size: u32,
+            _flags: OpenFlags,
+            _lock_owner: Option<LockOwner>,
+            reply: ReplyData,
+        ) {
+            let len = (size as u64).min(self.size.saturating_sub(offset)) as usize;
+            let mut buf = vec![0u8; len];
+            match self.backing.read_exact_at(&mut buf, offset) {
+                Ok(()) => reply.data(&buf),
+                Err(_) => reply.error(Errno::EIO),
+            }
+        }
+
+        fn write(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            data: &[u8],
+            _write_flags: WriteFlags,
+            _flags: OpenFlags,
+            _lock_owner: Option<LockOwner>,
+            reply: ReplyWrite,
+        ) {
+            let n = data.len() as u64;
+            let f = &self.faults;
+            if f.armed.load(Ordering::SeqCst)
+                && f.budget
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(n))
+                    .is_err()
+            {
+                f.failed.fetch_add(1, Ordering::SeqCst);
+                reply.error(Errno::EIO);
+                return;
+            }
+            if offset.saturating_add(n) > self.size {
+                reply.error(Errno::ENOSPC);
+                return;
+            }
+            match self.backing.write_all_at(data, offset) {
+                Ok(()) => reply.written(data.len() as u32),
+                Err(_) => reply.error(Errno::EIO),
+            }
+        }
+
+        fn flush(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            _lock_owner: LockOwner,
+            reply: ReplyEmpty,
+        ) {
+            reply.ok();
+        }
+
+        fn fsync(
+            &self,
+            _req: &Request,
+            _ino: INodeNo,
+            _fh: FileHandle,
+            _datasync: bool,
+            reply: ReplyEmpty,
+        ) {
+            match self.backing.sync_data() {
+                Ok(()) => reply.ok(),
+                Err(_) => reply.error(Errno::EIO),
+            }
+        }
+    }
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The faulty device with an ext4 hostpart on it, mounted.
+    pub struct FaultyHostpart {
+        _dir: tempfile::TempDir,
+        faults: Arc<Faults>,
+        session: Option<fuser::BackgroundSession>,
+        loop_dev: Option<String>,
+        pub mnt: PathBuf,
+        mounted: bool,
+    }
+
+    impl FaultyHostpart {
+        /// `mkfs` (its command and options, the device appended) on a device of `mib` MiB.
+        pub fn new(mkfs: &[&str], mib: u64) -> FaultyHostpart {
+            let dir = tempfile::tempdir().unwrap();
+            let size = mib << 20;
+            let backing_path = dir.path().join("backing");
+            let backing = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&backing_path)
+                .unwrap();
+            backing.set_len(size).unwrap();
+            let served = dir.path().join("fuse");
+            let mnt = dir.path().join("mnt");
+            std::fs::create_dir(&served).unwrap();
+            std::fs::create_dir(&mnt).unwrap();
+            let faults = Arc::new(Faults::default());
+            let mut config = fuser::Config::default();
+            config.mount_options = vec![fuser::MountOption::FSName("hnroot-faulty".into())];
+            let session = fuser::spawn_mount(
+                DiskFile {
+                    backing,
+                    size,
+                    faults: faults.clone(),
+                },
+                &served,
+                &config,
+            )
+            .unwrap();
+            let mut hp = FaultyHostpart {
+                _dir: dir,
+                faults,
+                session: Some(session),
+                loop_dev: None,
+                mnt,
+                mounted: false,
+            };
+            let dev = run(Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(served.join("disk")));
+            hp.loop_dev = Some(dev.clone());
+            run(Command::new(mkfs[0]).args(&mkfs[1..]).arg(&dev));
+            hp.mount();
+            hp
+        }
+
+        fn dev(&self) -> &str {
+            self.loop_dev.as_deref().unwrap()
+        }
+
+        pub fn mount(&mut self) {
+            run(Command::new("mount").arg(self.dev()).arg(&self.mnt));
+            self.mounted = true;
+        }
+
+        pub fn unmount(&mut self) {
+            run(Command::new("umount").arg(&self.mnt));
+            self.mounted = false;
+        }
+
+        /// Accept `budget` more bytes of writes, then fail every write with EIO.
+        pub fn arm(&self, budget: u64) {
+            self.faults.budget.store(budget, Ordering::SeqCst);
+            self.faults.failed.store(0, Ordering::SeqCst);
+            self.faults.armed.store(true, Ordering::SeqCst);
+        }
+
+        pub fn disarm(&self) {
+            self.faults.armed.store(false, Ordering::SeqCst);
+        }
+
+        /// How many writes failed since the last `arm`.
+        pub fn failed_writes(&self) -> u64 {
+            self.faults.failed.load(Ordering::SeqCst)
+        }
+
+        /// Every dirty block of the mounted filesystem written to the device.
+        pub fn sync(&self) {
+            let dir = File::open(&self.mnt).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs on an open directory descriptor this function holds.
+            assert_eq!(unsafe { libc::syncfs(dir.as_raw_fd()) }, 0, "syncfs");
+        }
+    }
+
+    impl Drop for FaultyHostpart {
+        fn drop(&mut self) {
+            self.disarm();
+            if self.mounted {
+                let ok = Command::new("umount")
+                    .arg(&self.mnt)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+                }
+            }
+            if let Some(dev) = self.loop_dev.take() {
+                let _ = Command::new("losetup").args(["-d", &dev]).status();
+                // Detaching is done once the loop device lets go of the FUSE file (bounded).
+                let name = dev.trim_start_matches("/dev/");
+                let backing = format!("/sys/block/{name}/loop/backing_file");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Path::new(&backing).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            drop(self.session.take());
+        }
+    }
+}
+
+/// I/O errors on hostpart during `hnroot stage` (issue 24's faults): the device fails every
+/// write from the stage's start (flakey `error_writes`), then, after the filesystem was
+/// mounted again, from the middle of the copy (a linear table switched to `error`). Each stage
+/// ends within its deadline with exit status 1 and a message naming what failed; with the
+/// faults gone and the journal replayed, nothing was published, every file on hostpart is
+/// byte for byte what it was, and the next stage of the same image succeeds.
+#[test]
+fn io_errors_on_hostpart_end_the_stage_with_nothing_published_and_every_image_intact() {
+    stage_on_a_failing_hostpart(&["mkfs.ext4", "-q", "-F"], 192);
+}
+
+/// The same on an XFS hostpart (the filesystem shuts down at the failed write; the log is
+/// replayed at the next mount).
+#[test]
+fn io_errors_on_an_xfs_hostpart_end_the_stage_likewise() {
+    stage_on_a_failing_hostpart(&["mkfs.xfs", "-q", "-f"], 320);
+}
+
+/// The same on a btrfs hostpart (the transaction aborts and the filesystem goes read-only).
+#[test]
+fn io_errors_on_a_btrfs_hostpart_end_the_stage_likewise() {
+    stage_on_a_failing_hostpart(&["mkfs.btrfs", "-q", "-f"], 256);
+}
+
+fn stage_on_a_failing_hostpart(mkfs: &[&str], mib: u64) {
+    if !can_mount() {
+        return;
+    }
+    let mut hp = faulty::FaultyHostpart::new(mkfs, mib);
+    let rig = Rig::new(Some(hp.mnt.join("hostpart")), 64);
+    hp.sync();
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .filter(|(name, _)| !name.ends_with(".partial"))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot(&rig.hostpart);
+    assert!(before.iter().any(|(n, _)| n == "hn-root.img"), "{before:?}");
+    let v2 = rig.v2.to_str().unwrap().to_owned();
+    // Budgets: no write at all, then 24 MiB of writes (the copy is under way).
+    for (round, budget) in [(1, 0u64), (2, 24 << 20)] {
+        hp.arm(budget);
+        let out = finish_within(rig.spawn(&[&v2]), 120, "stage on a failing hostpart");
+        let t = text(&out);
+        eprintln!("round {round} (write budget {budget} bytes):\n{t}");
+        assert!(
+            hp.failed_writes() > 0,
+            "round {round}: the fault never hit: {t}"
+        );
+        assert_eq!(out.status.code(), Some(1), "round {round}: {t}");
+        assert!(
+            t.contains("Input/output error")
+                && t.contains("hostpart's storage failed under the partial file")
+                && t.contains("no image was published")
+                && t.contains("check the disk before staging again"),
+            "round {round}: {t}"
+        );
+        // Not kept for a resume: its bytes are unknown.
+        assert!(!t.contains("run the same command again to resume"), "{t}");
+        let removed = t.contains("was removed");
+        assert!(
+            removed || t.contains("`hnroot discard-partials` removes it"),
+            "round {round}: {t}"
+        );
+        hp.unmount();
+        hp.disarm();
+        hp.mount();
+        eprintln!(
+            "round {round}: partial files after the remount: {:?}",
+            rig.partials()
+        );
+        if !rig.partials().is_empty() {
+            assert!(
+                !removed,
+                "round {round}: said removed, but {:?}",
+                rig.partials()
+            );
+            ok(&[
+                "discard-partials",
+                "--hostpart",
+                rig.hp(),
+                "--bootstate",
+                rig.st(),
+            ]);
+        }
+        assert_eq!(rig.partials(), Vec::<String>::new(), "round {round}");
+        assert_eq!(rig.staged_uuid(), None, "round {round}: nothing published");
+        assert!(
+            !rig.hostpart.join("hn-root-new.img").exists(),
+            "round {round}: no hn-root-new.img"
+        );
+        assert_eq!(
+            snapshot(&rig.hostpart),
+            before,
+            "round {round}: every file on hostpart as it was"
+        );
+    }
+    // The faults gone, the same stage succeeds and verifies.
+    let out = finish_within(rig.spawn(&[&v2]), 120, "stage after the faults");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(rig.staged_uuid().as_deref(), Some(B));
+    assert_eq!(
+        std::fs::read(rig.hostpart.join("hn-root-new.img")).unwrap(),
+        std::fs::read(&rig.v2).unwrap()
+    );
 }

@@ -318,18 +318,34 @@ pub enum PartialFate {
     /// Keep it: the same stage resumes from it (the copy was interrupted, or the verified copy
     /// could not be renamed).
     Keep,
-    /// Remove it: its bytes do not match the signature, so nothing of it may be reused.
+    /// Remove it: its bytes do not match the signature, or hostpart's storage failed under
+    /// it, so nothing of it may be reused.
     Remove,
     /// There is none any more (it was published; only the sync or checkpoint failed).
     Published,
 }
 
-/// The step `failed` of a stage's plan failed: what becomes of its partial file. Whatever the
-/// answer, no `hn-root-new.img` comes of a failed stage before its publication step.
-pub fn after_stage_failure(failed: &ChangeStep) -> PartialFate {
-    match failed {
-        ChangeStep::VerifyPartial { .. } => PartialFate::Remove,
-        ChangeStep::SyncDir | ChangeStep::Checkpoint => PartialFate::Published,
+/// Where the error of a failed stage step came from, as the driver saw it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StageFault {
+    /// Hostpart's storage failed a write, a read or a sync of the partial file (an I/O error
+    /// from the disk, a filesystem gone read-only after one): which of the partial file's
+    /// bytes are on the disk is unknown.
+    PartialStorage,
+    /// Anything else: the source stopped (a cut connection, a short read, a server error), the
+    /// copy does not match, a rename or a sync of hostpart's directory failed.
+    Elsewhere,
+}
+
+/// The step `failed` of a stage's plan failed with `fault`: what becomes of its partial file.
+/// Whatever the answer, no `hn-root-new.img` comes of a failed stage before its publication
+/// step. A copy that hostpart's storage failed under is not resumed: its bytes are unknown, and
+/// resuming onto a failing disk would only fail again after the whole download.
+pub fn after_stage_failure(failed: &ChangeStep, fault: StageFault) -> PartialFate {
+    match (failed, fault) {
+        (ChangeStep::VerifyPartial { .. }, _) => PartialFate::Remove,
+        (ChangeStep::SyncDir | ChangeStep::Checkpoint, _) => PartialFate::Published,
+        (ChangeStep::CopyToPartial, StageFault::PartialStorage) => PartialFate::Remove,
         _ => PartialFate::Keep,
     }
 }
@@ -397,6 +413,39 @@ mod tests {
             free: 1000,
             replace: false,
             force: false,
+        }
+    }
+
+    #[test]
+    fn a_partial_file_is_resumed_only_when_hostpart_did_not_fail_under_it() {
+        let copy = ChangeStep::CopyToPartial;
+        let verify = ChangeStep::VerifyPartial { uuid: B };
+        let publish = ChangeStep::PublishPartial {
+            to: ImageName::New,
+            replace: false,
+        };
+        for (step, fault, fate) in [
+            (copy, StageFault::Elsewhere, PartialFate::Keep),
+            (copy, StageFault::PartialStorage, PartialFate::Remove),
+            (verify, StageFault::Elsewhere, PartialFate::Remove),
+            (verify, StageFault::PartialStorage, PartialFate::Remove),
+            (publish, StageFault::Elsewhere, PartialFate::Keep),
+            (
+                ChangeStep::SyncDir,
+                StageFault::Elsewhere,
+                PartialFate::Published,
+            ),
+            (
+                ChangeStep::Checkpoint,
+                StageFault::PartialStorage,
+                PartialFate::Published,
+            ),
+        ] {
+            assert_eq!(
+                after_stage_failure(&step, fault),
+                fate,
+                "{step:?} {fault:?}"
+            );
         }
     }
 

@@ -147,6 +147,7 @@ pub mod plan;
 pub mod probe;
 pub mod reboot;
 pub mod seal;
+pub mod space;
 pub mod sysprep;
 pub mod uuid;
 pub mod verdict;

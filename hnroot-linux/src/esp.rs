@@ -49,6 +49,19 @@ pub enum EspError {
     /// There is no ESP to write to.
     #[error("no boot-state file to write (the ESP is not available)")]
     Unavailable,
+    /// hnroot's read-only mount of the ESP could not be made writable for a write.
+    #[error(
+        "the ESP mounted at {} cannot be written: remounting it read-write failed ({source}): \
+         its device is read-only (write-protected, or set read-only: `blockdev --getro`) or its \
+         filesystem refuses writes; nothing was written to it",
+        at.display()
+    )]
+    NotWritable {
+        /// Where hnroot mounted it.
+        at: PathBuf,
+        /// The remount's error.
+        source: SysError,
+    },
 }
 
 /// The PARTUUID a spec names, if that is how it names a device.
@@ -235,7 +248,10 @@ impl StateFile {
         let Some(own) = &self.mount else {
             return Ok(f(&self.path)?);
         };
-        mounts::remount(&own.at, FLAGS)?;
+        mounts::remount(&own.at, FLAGS).map_err(|source| EspError::NotWritable {
+            at: own.at.clone(),
+            source,
+        })?;
         let written = f(&self.path);
         let back = mounts::remount(&own.at, FLAGS | libc::MS_RDONLY);
         written?;

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use hnroot_core::commands::StageFault;
 use hnroot_core::identity;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::{ChangePlan, ChangeStep};
@@ -127,6 +128,15 @@ pub enum SourceError {
         /// The error.
         source: io::Error,
     },
+    /// Hostpart failed reading or writing the partial file (its storage, or its filesystem
+    /// gone read-only): which of the partial file's bytes reached the disk is unknown.
+    #[error("{what}: {source}")]
+    Partial {
+        /// What was being done to the partial file.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
     /// The source ended before the length it promised.
     #[error("{name} ended after {at} of the {total} bytes it said it has")]
     Short {
@@ -160,9 +170,17 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// An I/O error while doing `what`.
+    /// An I/O error while doing `what` (reading the source).
     pub fn io(what: impl Into<String>, source: io::Error) -> SourceError {
         SourceError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// An I/O error of hostpart while doing `what` to the partial file.
+    pub fn partial(what: impl Into<String>, source: io::Error) -> SourceError {
+        SourceError::Partial {
             what: what.into(),
             source,
         }
@@ -207,6 +225,27 @@ pub enum StepError {
     /// The verified copy is not what the source was: another UUID, or not bootable.
     #[error("the copy is {0}")]
     Copy(String),
+    /// Syncing the partial file to hostpart's disk failed.
+    #[error("{name}: fsync: {source}")]
+    PartialSync {
+        /// The partial file's name.
+        name: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl StepError {
+    /// Where the error came from, for the core's judgement of the partial file
+    /// (`commands::after_stage_failure`).
+    pub fn stage_fault(&self) -> StageFault {
+        match self {
+            StepError::Source(SourceError::Partial { .. }) | StepError::PartialSync { .. } => {
+                StageFault::PartialStorage
+            }
+            _ => StageFault::Elsewhere,
+        }
+    }
 }
 
 /// A step that failed. The steps before it in the plan succeeded ([`StepFailed::done`]).
@@ -481,10 +520,8 @@ impl<'a> Executor<'a> {
                     None => (hp.create_exclusive(&name, 0o600)?, 0),
                 };
                 let how = stager.fill(&mut file, have)?;
-                file.sync_all().map_err(|e| StepError::Partial {
-                    name,
-                    what: format!("fsync: {e}"),
-                })?;
+                file.sync_all()
+                    .map_err(|source| StepError::PartialSync { name, source })?;
                 Ok(how)
             }
             ChangeStep::VerifyPartial { uuid } => {

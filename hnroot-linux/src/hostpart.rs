@@ -476,6 +476,23 @@ impl Hostpart {
         Ok((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
     }
 
+    /// hostpart's space as the core judges it (`fstatvfs`: bytes available to a writer, and
+    /// the filesystem's size).
+    pub fn space(&self) -> Result<hnroot_core::space::Space, HostpartError> {
+        // SAFETY: zeroed statvfs is a valid out-buffer.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and out-pointer.
+        check(unsafe { libc::fstatvfs(self.dir.as_raw_fd(), &mut s) })
+            .map_err(|e| self.err("statvfs", ".", e))?;
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        // widths differ between libcs.
+        let (free, total) = (
+            (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
+            (s.f_blocks as u64).saturating_mul(s.f_frsize as u64),
+        );
+        Ok(hnroot_core::space::judge(free, total))
+    }
+
     /// Take the lock the operator commands (`stage`, `revert`, `mark-good`) share: an
     /// exclusive `flock` on the directory, released when the returned guard drops (or the
     /// process dies). Fails at once when another holds it.

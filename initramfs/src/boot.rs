@@ -204,6 +204,7 @@ pub fn prepare(env: &Env, cmdline_text: &str) -> Result<Prepared, Failure> {
     let (mut esp, state) = esp::read(env, &mut drivers, &params);
     let view = hostpart.observe().map_err(BootError::Hostpart)?;
     switch::log_view(&view);
+    hostpart::say_space(&hostpart);
     let obs = view.observation(state);
     let failed_boot = |error, seen, failed: Option<FsUuid>, esp| Failure {
         error,

@@ -119,3 +119,14 @@ pub fn mount(
         .map_err(BootError::Hostpart)?
         .with_inspect(env.inspect()))
 }
+
+/// Say on the console how much room hostpart has, loudly when it is full (the core's
+/// judgement, as `hnroot status` reports it): the boot goes on either way, what cannot be
+/// written is said where it fails.
+pub fn say_space(hostpart: &Hostpart) {
+    match hostpart.space() {
+        Ok(space) if space.is_full() => warn!("hostpart is {space}"),
+        Ok(space) => info!("hostpart has {space}"),
+        Err(e) => warn!("hostpart's free space is unknown: {e}"),
+    }
+}

@@ -386,7 +386,8 @@ fn test() -> Result<()> {
         // and XFS, of a revert on XFS and of a rollback on btrfs (2 each here; `cargo xtask
         // powercut` for the campaign), bad inputs, hostile hostparts, a disk made by hnroot install, hnroot
         // reboot by kexec (issue 25: kexec-update, kexec-rollback, kexec-unloadable, 10 boots,
-        // about 4 minutes under load). The loader's scenarios run once, on Debian 13 (below and
+        // about 4 minutes under load), and issue 24's faults (full-hostpart, esp-faults: 4
+        // boots, about 80 s). The loader's scenarios run once, on Debian 13 (below and
         // in lane B).
         (
             "e2e",

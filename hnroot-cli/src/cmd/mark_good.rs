@@ -12,7 +12,8 @@ use hnroot_core::decide::decide;
 use hnroot_core::history::Operator;
 use hnroot_core::name::ImageName;
 use hnroot_core::plan::seen_after;
-use hnroot_linux::exec::Executor;
+use hnroot_linux::esp::EspError;
+use hnroot_linux::exec::{Executor, StepError};
 
 use crate::locate::{self, Location};
 use crate::{say, warn};
@@ -43,8 +44,15 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
         );
     }
     let (state, why) = file.read();
-    if let Some(why) = why {
-        bail!("{why}; nothing was recorded");
+    match why {
+        Some(why @ hnroot_linux::bootstate_file::BootStateFileError::Io { .. }) => bail!(
+            "{why}; nothing was recorded: this healthy boot is not recorded, and GRUB, which \
+             cannot read the file either, boots without counting until it can (`hnroot status` \
+             says NOT COUNTED); repair the ESP's filesystem (fsck) or its disk, then `hnroot \
+             bootstate init --force`"
+        ),
+        Some(why) => bail!("{why}; nothing was recorded"),
+        None => {}
     }
     let counting = locate::loader_settings(&file).counting;
     let obs = view.observation(state);
@@ -59,7 +67,15 @@ fn run(args: &MarkGoodArgs) -> Result<()> {
                 say!("hnroot: {}: {how}", r.step);
             }
         })
-        .map_err(|f| anyhow::anyhow!("{}: nothing was recorded", f))?;
+        .map_err(|f| match f.error {
+            StepError::BootState(EspError::NotWritable { .. }) => anyhow::anyhow!(
+                "{f}: this healthy boot is not recorded; GRUB goes on counting this image's \
+                 boots (it writes the ESP's sectors itself), and after its boot limit treats \
+                 it as unhealthy (rule 9): make the ESP writable (`blockdev --setrw`, or the \
+                 device's write protection) and run `hnroot mark-good` again"
+            ),
+            _ => anyhow::anyhow!("{}: nothing was recorded", f),
+        })?;
     let after = seen_after(&obs, done);
     if !plan.steps.is_empty() {
         let current = after.bootable(ImageName::Current);

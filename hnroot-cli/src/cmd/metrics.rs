@@ -163,6 +163,8 @@ pub struct Snapshot {
     pub floor: FloorMetric,
     /// How the running root is verified (dm-verity's state), when hnroot booted it.
     pub root_verity: Option<hnroot_core::seal::RootVerity>,
+    /// hostpart's space as the core judges it (`None`: `statvfs` failed).
+    pub space: Option<hnroot_core::space::Space>,
 }
 
 /// The version floor as `hnroot_version_floor_info` shows it.
@@ -418,6 +420,24 @@ fn render_boot(w: &mut Writer, s: &Snapshot) {
         "Partial files interrupted stages left on hostpart.",
         s.partials,
     );
+    if let Some(space) = s.space {
+        w.gauge(
+            "hnroot_hostpart_free_bytes",
+            "Bytes of hostpart available to a writer (statvfs).",
+            space.free(),
+        );
+        w.gauge(
+            "hnroot_hostpart_size_bytes",
+            "Size of hostpart's filesystem in bytes.",
+            space.total(),
+        );
+        w.gauge(
+            "hnroot_hostpart_full",
+            "Whether hostpart is full (less than 1 MiB to a writer): writable layers, the boot \
+             history and stages fail; the judgement hnroot status and hnroot-init say.",
+            u8::from(space.is_full()),
+        );
+    }
 }
 
 /// Counted from the history ring.
@@ -587,6 +607,7 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         root_verity: params
             .booted
             .map(|_| crate::cmd::status::running_verity(params.root_hash.is_some())),
+        space: hostpart.space().ok(),
     })
 }
 
@@ -756,6 +777,27 @@ mod tests {
         };
         assert!(render(&s, 10)
             .contains("hnroot_version_floor_info{state=\"set\",version=\"1.10\"} 1\n"));
+    }
+
+    #[test]
+    fn a_full_hostpart_is_shown_for_alerting() {
+        assert!(!render(&Snapshot::default(), 10).contains("hnroot_hostpart_full"));
+        let s = Snapshot {
+            space: Some(hnroot_core::space::judge(4096, 300 << 20)),
+            ..Snapshot::default()
+        };
+        let text = render(&s, 10);
+        assert!(text.contains("hnroot_hostpart_full 1\n"), "{text}");
+        assert!(text.contains("hnroot_hostpart_free_bytes 4096\n"), "{text}");
+        assert!(
+            text.contains("hnroot_hostpart_size_bytes 314572800\n"),
+            "{text}"
+        );
+        let s = Snapshot {
+            space: Some(hnroot_core::space::judge(200 << 20, 300 << 20)),
+            ..Snapshot::default()
+        };
+        assert!(render(&s, 10).contains("hnroot_hostpart_full 0\n"));
     }
 
     #[test]

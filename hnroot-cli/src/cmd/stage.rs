@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use hnroot_core::cmdline;
-use hnroot_core::commands::{self, after_stage_failure, PartialFate, StageRequest};
+use hnroot_core::commands::{self, after_stage_failure, PartialFate, StageFault, StageRequest};
 use hnroot_core::decide::decide;
 use hnroot_core::floor::{self, Admitted};
 use hnroot_core::layout::{PARTIAL_PREFIX, PARTIAL_SUFFIX};
@@ -189,10 +189,12 @@ fn read_alongside<'v>(
     what: &str,
     mut done: impl FnMut(u64),
 ) -> Result<Option<StreamVerifier<'v>>, SourceError> {
-    let mut reader = file.try_clone().map_err(|e| SourceError::io(what, e))?;
+    let mut reader = file
+        .try_clone()
+        .map_err(|e| SourceError::partial(what, e))?;
     reader
         .seek(SeekFrom::Start(0))
-        .map_err(|e| SourceError::io(what, e))?;
+        .map_err(|e| SourceError::partial(what, e))?;
     let mut at = 0u64;
     hash_alongside(verifier, |mut buf| {
         let want = match len {
@@ -203,7 +205,7 @@ fn read_alongside<'v>(
         buf.resize(want, 0);
         let n = reader
             .read(&mut buf)
-            .map_err(|e| SourceError::io(format!("{what} at byte {at}"), e))?;
+            .map_err(|e| SourceError::partial(format!("{what} at byte {at}"), e))?;
         if n == 0 {
             return match len {
                 Some(total) => Err(SourceError::Short {
@@ -428,7 +430,7 @@ impl SourceStager<'_> {
         if have == 0 {
             partial
                 .set_len(0)
-                .map_err(|e| SourceError::io("truncate the partial file", e))?;
+                .map_err(|e| SourceError::partial("truncate the partial file", e))?;
             if self.source.reflink_into(partial) {
                 return self.verify_reflinked(partial, started);
             }
@@ -447,7 +449,7 @@ impl SourceStager<'_> {
             // The server sent the whole: start over.
             partial
                 .set_len(0)
-                .map_err(|e| SourceError::io("truncate the partial file", e))?;
+                .map_err(|e| SourceError::partial("truncate the partial file", e))?;
             self.fresh_verifier()?;
             have = 0;
         }
@@ -507,9 +509,9 @@ impl SourceStager<'_> {
         have: u64,
     ) -> Result<u64, SourceError> {
         let total = self.source.len();
-        partial
-            .seek(SeekFrom::Start(have))
-            .map_err(|e| SourceError::io(format!("seek in the partial file to byte {have}"), e))?;
+        partial.seek(SeekFrom::Start(have)).map_err(|e| {
+            SourceError::partial(format!("seek in the partial file to byte {have}"), e)
+        })?;
         // The copy: this thread reads the source, the writer writes the partial file, the
         // hasher hashes.
         let mut done = have;
@@ -554,12 +556,12 @@ impl SourceStager<'_> {
             // written, no space taken on hostpart; every byte is still hashed.
             if n % 4096 == 0 && buf.iter().all(|b| *b == 0) {
                 file.seek(SeekFrom::Current(n as i64)).map_err(|e| {
-                    SourceError::io(format!("seek in the partial file at byte {written}"), e)
+                    SourceError::partial(format!("seek in the partial file at byte {written}"), e)
                 })?;
                 holes += n;
             } else {
                 file.write_all(buf).map_err(|e| {
-                    SourceError::io(format!("writing the partial file at byte {written}"), e)
+                    SourceError::partial(format!("writing the partial file at byte {written}"), e)
                 })?;
             }
             written += n;
@@ -574,9 +576,9 @@ impl SourceStager<'_> {
         };
         self.verifier = copy_alongside(self.verifier.take(), read, write)?;
         // A hole at the end is not a length: set it.
-        partial
-            .set_len(total)
-            .map_err(|e| SourceError::io(format!("set the partial file's length to {total}"), e))?;
+        partial.set_len(total).map_err(|e| {
+            SourceError::partial(format!("set the partial file's length to {total}"), e)
+        })?;
         self.progress.finish(done);
         Ok(holes)
     }
@@ -828,7 +830,8 @@ impl Checked {
             Ok(done) => return Ok(done.to_vec()),
             Err(failed) => failed,
         };
-        let fate = after_stage_failure(&failed.step);
+        let fault = failed.error.stage_fault();
+        let fate = after_stage_failure(&failed.step, fault);
         let what = match fate {
             PartialFate::Keep => match hostpart.reopen_partial(&partial) {
                 Err(e) => format!("{e}"),
@@ -847,6 +850,14 @@ impl Checked {
             }
         };
         progress.event(json!({ "event": "failed", "step": failed.step.code(), "error": failed.error.to_string(), "partial": format!("{fate:?}").to_lowercase() }));
+        if fault == StageFault::PartialStorage {
+            bail!(
+                "{failed}: hostpart's storage failed under the partial file; no image was \
+                 published, and hn-root.img and the other images were not written to; {what}; \
+                 check the disk before staging again (the kernel log names the device and the \
+                 error; its filesystem may have gone read-only)"
+            );
+        }
         bail!("{failed}; no image was published by this copy unless said; {what}");
     }
 }
@@ -1131,7 +1142,7 @@ mod tests {
         let Err(err) = copy_alongside(None, reader(vec![4096; 100]), |_: &[u8]| {
             calls += 1;
             if calls == 3 {
-                Err(SourceError::io(
+                Err(SourceError::partial(
                     "writing the partial file at byte 8192",
                     std::io::Error::from_raw_os_error(libc::ENOSPC),
                 ))

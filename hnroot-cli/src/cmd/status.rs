@@ -66,6 +66,11 @@ struct Report {
     floor: FloorSeen,
     /// Tries, K and the waits, as the ESP's loader counts.
     counting: Config,
+    /// hostpart's space (full or not), or why it is unknown.
+    space: Result<hnroot_core::space::Space, String>,
+    /// Why the boot-state file cannot be read, when it cannot (a damaged FAT, a failing
+    /// disk): GRUB cannot read it either, so it cannot write it, and boots are not counted.
+    unreadable: Option<String>,
 }
 
 /// How the running root is verified: the kernel's `hnroot.roothash=` (`root_hash_given`) and
@@ -216,10 +221,21 @@ impl Report {
         });
         let seals = seals_of(&hostpart, &view, &args.keys);
         let floor = hnroot_linux::seal::read_floor(&hostpart);
+        let space = hostpart.space().map_err(|e| e.to_string());
+        let unreadable = locate::locate_state(&args.loc, &params)
+            .ok()
+            .and_then(|file| match file.read() {
+                (_, Some(e @ hnroot_linux::bootstate_file::BootStateFileError::Io { .. })) => {
+                    Some(e.to_string())
+                }
+                _ => None,
+            });
         let verity = params
             .booted
             .map(|_| running_verity(params.root_hash.is_some()));
         Ok(Report {
+            unreadable,
+            space,
             verity,
             kexec,
             seals,
@@ -280,6 +296,12 @@ impl Report {
                 FloorSeen::Unreadable => json!("unreadable"),
             },
         });
+        v["counted"] = json!(self.unreadable.is_none());
+        v["boot_state_unreadable"] = json!(self.unreadable);
+        v["space"] = match &self.space {
+            Ok(s) => json!({ "state": s.code(), "free_bytes": s.free(), "total_bytes": s.total() }),
+            Err(e) => json!({ "state": "unknown", "error": e }),
+        };
         if let Some(p) = &self.plan {
             v["plan"] = match p {
                 Ok(p) => json!({
@@ -331,7 +353,10 @@ impl Report {
     }
 
     fn text(&self, hostpart: &std::path::Path) {
-        say!("hostpart {}:", hostpart.display());
+        match &self.space {
+            Ok(space) => say!("hostpart {}: {space}", hostpart.display()),
+            Err(e) => say!("hostpart {}: free space unknown ({e})", hostpart.display()),
+        }
         for name in ImageName::ALL {
             let Some(j) = self.view.image(name) else {
                 continue;
@@ -406,7 +431,15 @@ impl Report {
         }
         say!("next boot: {}", self.decision);
         if let Some(w) = self.decision.boot().and_then(|b| b.write) {
-            say!("  GRUB records before booting: {w}");
+            match &self.unreadable {
+                None => say!("  GRUB records before booting: {w}"),
+                Some(why) => say!(
+                    "  NOT COUNTED: GRUB cannot record this boot ({why}): it boots the image \
+                     without counting (and says so), so a failing image is not rolled back; \
+                     repair the ESP's filesystem (fsck) or its disk, then `hnroot bootstate \
+                     init --force` makes a new boot-state file"
+                ),
+            }
         }
         match &self.plan {
             Some(Ok(p)) => {

@@ -190,6 +190,20 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         corrupt_state,
     ),
     (
+        "full-hostpart",
+        "24 a hostpart filled to its last block: the staged v2 switches in and boots (read-only, \
+         no room for its writable layer), reverts, and the committed v1 boots; hnroot-init and \
+         `hnroot status` say hostpart is full; nothing lost",
+        full_hostpart,
+    ),
+    (
+        "esp-faults",
+        "24 an ESP Linux cannot write (the partition read-only: mark-good says so, the boot \
+         state unchanged) and one whose FAT is damaged under the boot-state file (GRUB cannot \
+         read or write it): v1 boots uncounted and GRUB, mark-good and status say so",
+        esp_faults,
+    ),
+    (
         "revert-refused",
         "7 system-revert without hn-root-old.img",
         revert_refused,
@@ -2415,6 +2429,379 @@ fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "boot state after mark-good: {}",
         describe_state(&state)
     );
+    Ok(())
+}
+
+/// Fill hostpart of `disk` to the last block a writer may take (a file `data/fill` written
+/// until `ENOSPC`, through a read-write loop mount of the partition, as root); returns the bytes
+/// written and the bytes still available (`statvfs`) when it is full.
+fn fill_hostpart(disk: &BuiltDisk, scratch: &Path) -> Result<(u64, u64)> {
+    use std::io::Write;
+    use std::process::Command;
+    ensure!(
+        disk.fs == HostFs::Ext4,
+        "fill_hostpart: ext4 hostparts only"
+    );
+    let mnt = buildenv::fresh_dir(&scratch.join("fill-mnt"))?;
+    let offset = BuiltDisk::offset(&disk.hostpart);
+    let size = disk.hostpart.sectors * disk::SECTOR;
+    buildenv::run(
+        Command::new("mount")
+            .args(["-t", "ext4", "-o"])
+            .arg(format!("loop,offset={offset},sizelimit={size}"))
+            .arg(&disk.path)
+            .arg(&mnt),
+    )
+    .context("loop-mounting hostpart read-write to fill it (root is needed)")?;
+    let filled = (|| -> Result<(u64, u64)> {
+        let path = mnt.join("data/fill");
+        let mut file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut written = 0u64;
+        for chunk in [1usize << 20, 4096] {
+            let buf = vec![0x5au8; chunk];
+            loop {
+                match file.write_all(&buf) {
+                    Ok(()) => written += chunk as u64,
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                    Err(e) => return Err(e).context("filling hostpart"),
+                }
+            }
+        }
+        file.sync_all().context("fsync of data/fill")?;
+        let free = hnroot_linux::hostpart::Hostpart::open(&mnt)?.free_bytes()?;
+        Ok((written, free))
+    })();
+    let unmounted = buildenv::run(Command::new("umount").arg(&mnt));
+    let filled = filled?;
+    unmounted?;
+    Ok(filled)
+}
+
+/// 24 (faults): hostpart filled to the last block before the machine boots, with v2 staged. The
+/// update's switch (renames in hostpart's top directory, which need no new block) and later the
+/// revert's run on the full filesystem; v2 has no writable layer yet and none can be made, so it
+/// boots read-only and says so; `hnroot revert` (an empty marker file: an inode, no block) brings
+/// back v1, committed. Each boot hnroot-init says hostpart is full, and `hnroot status` does.
+fn full_hostpart(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    let parts = run.parts;
+    let tries = parts.tries();
+    let scratch = buildenv::fresh_dir(&run.work.join("full-hostpart-files"))?;
+    // The test init's boot count, there already (one block), so that counting needs no new one.
+    let boots = scratch.join("boots");
+    std::fs::write(&boots, "0\n")?;
+    let mut spec = DiskContents::committed("full-hostpart", HostFs::Ext4, "v1")
+        .with(ImageName::New, ImageContent::Image("v2"));
+    spec.hostpart_files
+        .push((disk::BOOT_COUNT_PATH.to_owned(), boots));
+    spec.actions = vec![
+        "hnroot status; hnroot revert".to_owned(),
+        "hnroot status; hnroot mark-good; echo \"hnroot-test: mark-good exit=$?\"; \
+         hnroot metrics | sed -n 's/^hnroot_hostpart_full /hnroot-test: metric full /p'"
+            .to_owned(),
+    ];
+    let disk = parts.disk(&spec, &run.work)?;
+    let (written, free) = fill_hostpart(&disk, &scratch)?;
+    report.note(format!(
+        "hostpart filled: {} MiB written to data/fill, {free} bytes left to a writer",
+        written >> 20
+    ));
+    let v1 = fnv1a(&std::fs::read(&parts.image("v1")?.fs.path)?);
+    let v2 = fnv1a(&std::fs::read(&parts.image("v2")?.fs.path)?);
+    let story = [
+        expect(
+            "the staged v2 boots on the full hostpart (read-only); reverts",
+            &format!("reason=update image=hn-root-new.img try=1/{tries}"),
+            "update",
+            "v2",
+            &[("hn-root.img", "v2"), ("hn-root-old.img", "v1")],
+            End::Reboot,
+        ),
+        expect(
+            "the revert on the full hostpart: v1 committed boots",
+            "reason=manual-revert image=hn-root-old.img",
+            "revert",
+            "v1",
+            &[("hn-root.img", "v1"), ("hn-root-broken.img", "v2")],
+            End::Poweroff,
+        ),
+    ];
+    let records = run_story(run, report, &[&disk.path], &spec.name, &story, false)?;
+    for (i, rec) in records.iter().enumerate() {
+        let said = rec.init_line("hostpart is FULL: ").with_context(|| {
+            format!(
+                "boot {}: hnroot-init did not say hostpart is full\n{}",
+                i + 1,
+                rec.tail(60)
+            )
+        })?;
+        let status = rec
+            .text
+            .lines()
+            .find(|l| l.starts_with("hostpart /hostpart: "))
+            .with_context(|| {
+                format!(
+                    "boot {}: no `hnroot status` line for hostpart\n{}",
+                    i + 1,
+                    rec.tail(60)
+                )
+            })?;
+        ensure!(
+            status.contains(": FULL: "),
+            "boot {}: hnroot status said `{status}`",
+            i + 1
+        );
+        let history = rec
+            .init_line("history: cannot record this boot")
+            .with_context(|| {
+                format!(
+                    "boot {}: hnroot-init did not say the boot's history record failed\n{}",
+                    i + 1,
+                    rec.tail(60)
+                )
+            })?;
+        ensure!(
+            history.contains("No space left on device"),
+            "boot {}: {history}",
+            i + 1
+        );
+        report.note(format!("boot {}: hnroot-init: {said}", i + 1));
+        report.note(format!("boot {}: hnroot status: {status}", i + 1));
+    }
+    let overlay = records[0]
+        .init
+        .iter()
+        .find(|l| l.starts_with("overlay over "))
+        .context("boot 1: hnroot-init said nothing of v2's writable layer")?;
+    ensure!(
+        overlay.contains("No space left on device")
+            && overlay.contains("booting the image read-only"),
+        "boot 1: {overlay}"
+    );
+    report.note(format!("boot 1: {overlay}"));
+    // The boot state lives on the ESP: a healthy boot on a full hostpart is recorded (the
+    // history record it cannot append is a warning).
+    ensure!(
+        records[1].text.contains("hnroot-test: mark-good exit=0"),
+        "boot 2: mark-good on the full hostpart failed\n{}",
+        records[1].tail(40)
+    );
+    ensure!(
+        records[1].text.contains("hnroot-test: metric full 1"),
+        "boot 2: hnroot metrics should show hnroot_hostpart_full 1\n{}",
+        records[1].tail(40)
+    );
+    let (view, _, state) = inspect(&disk, View::AfterReplay, report)?;
+    ensure!(
+        state == StateSeen::Valid(BootState::committed(parts.uuid("v1")?)),
+        "boot state after the revert and mark-good: {}",
+        describe_state(&state)
+    );
+    for (name, want, what) in [
+        (ImageName::Current, v1, "v1"),
+        (ImageName::Broken, v2, "v2"),
+    ] {
+        let image = view
+            .image(name)
+            .with_context(|| format!("{} is gone", name.file_name()))?;
+        ensure!(
+            image.digest == want,
+            "{} is not {what} byte for byte",
+            name.file_name()
+        );
+    }
+    Ok(())
+}
+
+/// The byte offset, in the disk file, of the directory entry of the ESP's boot-state file
+/// (`hnroot/bootstate`, FAT32), and the first cluster number past the filesystem's clusters.
+/// Reads the BPB and walks the two directories (each bounded to 64 clusters).
+fn bootstate_dir_entry(disk: &BuiltDisk) -> Result<(u64, u32)> {
+    let bytes = std::fs::read(&disk.path)?;
+    let base = usize::try_from(BuiltDisk::offset(&disk.esp))?;
+    let at = |off: usize, len: usize| -> Result<&[u8]> {
+        bytes
+            .get(base + off..base + off + len)
+            .with_context(|| format!("ESP offset {off}+{len} is past the disk's end"))
+    };
+    let u16_at = |off: usize| -> Result<usize> {
+        Ok(usize::from(u16::from_le_bytes(at(off, 2)?.try_into()?)))
+    };
+    let u32_at = |off: usize| -> Result<u32> { Ok(u32::from_le_bytes(at(off, 4)?.try_into()?)) };
+    let bps = u16_at(11)?;
+    let spc = usize::from(at(13, 1)?[0]);
+    let reserved = u16_at(14)?;
+    let fats = usize::from(at(16, 1)?[0]);
+    let total = usize::try_from(u32_at(32)?)?;
+    let fat_size = usize::try_from(u32_at(36)?)?;
+    let root = u32_at(44)?;
+    ensure!(
+        bps >= 512 && spc >= 1 && fats >= 1 && fat_size > 0 && at(82, 5)? == b"FAT32",
+        "the ESP is not FAT32 as mkfs.vfat -F 32 makes it"
+    );
+    let data = reserved + fats * fat_size;
+    let clusters = u32::try_from((total - data) / spc)?;
+    let cluster_bytes = bps * spc;
+    // Directory entries of the directory starting at `first`: (offset within the ESP, entry).
+    let entries = |first: u32| -> Result<Vec<(usize, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut c = first;
+        for _ in 0..64 {
+            ensure!(
+                c >= 2 && c < clusters + 2,
+                "directory cluster {c} out of range"
+            );
+            let start = (data + (usize::try_from(c)? - 2) * spc) * bps;
+            for i in 0..cluster_bytes / 32 {
+                let e = at(start + i * 32, 32)?;
+                if e[0] == 0 {
+                    return Ok(out);
+                }
+                if e[0] != 0xe5 && e[11] != 0x0f && e[0] != b'.' {
+                    out.push((start + i * 32, e.to_vec()));
+                }
+            }
+            c = u32_at(reserved * bps + usize::try_from(c)? * 4)? & 0x0fff_ffff;
+            if c >= 0x0fff_fff8 {
+                return Ok(out);
+            }
+        }
+        bail!("a directory longer than 64 clusters")
+    };
+    let first_cluster = |e: &[u8]| {
+        (u32::from(u16::from_le_bytes([e[20], e[21]])) << 16)
+            | u32::from(u16::from_le_bytes([e[26], e[27]]))
+    };
+    let hnroot = entries(root)?
+        .into_iter()
+        .find(|(_, e)| &e[..11] == b"HNROOT     " && e[11] & 0x10 != 0)
+        .context("no directory HNROOT on the ESP")?;
+    let files: Vec<(usize, Vec<u8>)> = entries(first_cluster(&hnroot.1))?
+        .into_iter()
+        .filter(|(_, e)| e[11] & 0x18 == 0)
+        .collect();
+    ensure!(
+        files.len() == 1
+            && u32::from_le_bytes(files[0].1[28..32].try_into()?) as usize == disk::BOOTSTATE_LEN,
+        "the ESP's hnroot/ holds {} files; expected the boot-state file alone",
+        files.len()
+    );
+    Ok((u64::try_from(base + files[0].0)?, clusters + 2))
+}
+
+/// 24 (faults): the ESP as Linux cannot write it, then as GRUB cannot read or write the boot
+/// state. Boot 1 (ESP intact, v1 committed, counted by GRUB): the test init makes the ESP's
+/// partition read-only (`blockdev --setro`) and runs `hnroot mark-good`, which must fail saying
+/// so, and `hnroot status`; the boot state is unchanged (offline). Then, offline, the boot-state
+/// file's directory entry is pointed past the filesystem's last cluster (its FAT damaged under
+/// it; GRUB's own files untouched). Boot 2: GRUB cannot read the boot state, boots v1 without
+/// counting and says so; `mark-good` and `status` say what they found. hostpart is untouched.
+fn esp_faults(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let parts = run.parts;
+    let mut spec = DiskContents::committed("esp-faults", HostFs::Ext4, "v1");
+    spec.actions = vec![
+        "blockdev --setro /dev/vda1; hnroot mark-good; echo \"hnroot-test: mark-good exit=$?\"; \
+         hnroot status; echo 'hnroot-test: powering off'; sync; poweroff -f"
+            .to_owned(),
+        "hnroot mark-good; echo \"hnroot-test: mark-good exit=$?\"; hnroot status".to_owned(),
+    ];
+    let disk = parts.disk(&spec, &run.work)?;
+    let v1 = fnv1a(&std::fs::read(&parts.image("v1")?.fs.path)?);
+    let read_only = [expect(
+        "a read-only ESP: mark-good cannot write",
+        "reason=normal image=hn-root.img",
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Poweroff,
+    )];
+    let records = run_story(run, report, &[&disk.path], &spec.name, &read_only, false)?;
+    let rec = &records[0];
+    let said: Vec<&str> = rec
+        .text
+        .lines()
+        .filter(|l| l.starts_with("hnroot: ") || l.starts_with("hnroot-test: mark-good"))
+        .collect();
+    report.note(format!("boot 1 (read-only ESP): {}", said.join(" | ")));
+    ensure!(
+        rec.text.contains("hnroot-test: mark-good exit=1")
+            && rec
+                .text
+                .contains("cannot be written: remounting it read-write failed")
+            && rec.text.contains("its device is read-only")
+            && rec
+                .text
+                .contains("this healthy boot is not recorded; GRUB goes on counting"),
+        "mark-good on a read-only ESP should fail saying so\n{}",
+        rec.tail(40)
+    );
+    let (_, _, before) = inspect(&disk, View::AfterReplay, report)?;
+    // GRUB counted boot 1; the mark-good that would have reset the count wrote nothing.
+    ensure!(
+        committed_to(&before, parts.uuid("v1")?)
+            && describe_state(&before).contains("1 boot since the last healthy one"),
+        "boot state after the read-only ESP's mark-good: {}",
+        describe_state(&before)
+    );
+
+    let (entry, bad) = bootstate_dir_entry(&disk)?;
+    let f = std::fs::OpenOptions::new().write(true).open(&disk.path)?;
+    f.write_all_at(&((bad >> 16) as u16).to_le_bytes(), entry + 20)?;
+    f.write_all_at(&(bad as u16).to_le_bytes(), entry + 26)?;
+    f.sync_all()?;
+    drop(f);
+    report.note(format!(
+        "the boot-state file's first cluster set to {bad} (one past the last) at byte {entry}"
+    ));
+    // GRUB cannot read the boot state: as for a corrupt one (rule 8), hn-root.img on trial,
+    // and as the core says when the state cannot be written, booted without counting.
+    let mut uncounted = expect(
+        "a damaged FAT under the boot-state file: v1 boots uncounted",
+        &format!("reason=trial image=hn-root.img try=1/{}", parts.tries()),
+        "normal",
+        "v1",
+        &[("hn-root.img", "v1")],
+        End::Poweroff,
+    );
+    uncounted.grub_note = Some("state-corrupt");
+    let damaged = [uncounted];
+    let records = run_story(run, report, &[&disk.path], &spec.name, &damaged, false)?;
+    let rec = &records[0];
+    let said: Vec<&str> = rec
+        .text
+        .lines()
+        .filter(|l| l.starts_with("hnroot: ") || l.starts_with("hnroot-test: mark-good"))
+        .collect();
+    report.note(format!("boot 2 (damaged FAT): {}", said.join(" | ")));
+    ensure!(
+        rec.grub
+            .iter()
+            .any(|l| l.contains("not recording this boot") && l.contains("without counting")),
+        "GRUB should say it boots without counting\n{}",
+        rec.tail(60)
+    );
+    ensure!(
+        rec.text.contains("hnroot-test: mark-good exit=1")
+            && rec.text.contains("read: I/O error")
+            && rec
+                .text
+                .contains("GRUB, which cannot read the file either, boots without counting")
+            && rec
+                .text
+                .contains("NOT COUNTED: GRUB cannot record this boot"),
+        "mark-good and status on the damaged ESP should say what they found\n{}",
+        rec.tail(40)
+    );
+    let (view, _, _) = inspect(&disk, View::AfterReplay, report).or_else(|e| {
+        report.note(format!("offline read of the damaged ESP: {e:#}"));
+        let scratch = inspect::scratch_for(&disk);
+        inspect::hostpart(&disk, View::AfterReplay, &scratch).map(|hp| (hp, None, before))
+    })?;
+    let current = view
+        .image(ImageName::Current)
+        .context("hn-root.img is gone")?;
+    ensure!(current.digest == v1, "hn-root.img is not v1 byte for byte");
     Ok(())
 }
 
