@@ -316,7 +316,7 @@ mod tests {
         ("hnroot-cli/tests/image_cli.rs", 1),      // run(&["prog", ..])
         ("hnroot-cli/tests/install_cli.rs", 1),    // run(&["prog", ..])
         ("hnroot-cli/tests/operator_cli.rs", 3),   // the binary under test
-        ("hnroot-cli/tests/stage_cli.rs", 1),      // the binary under test
+        ("hnroot-cli/tests/stage_cli.rs", 2), // the binary under test; mkfs: argv[0] of a literal list
         ("hnroot-cli/tests/support/mod.rs", 2), // the binary under test; Mounted::new(&["mkfs..", ..])
         ("hnroot-cli/tests/sysprep_cli.rs", 1), // run(&["prog", ..])
         ("hnroot-core/tests/probe_props.rs", 1), // tool in a literal list
