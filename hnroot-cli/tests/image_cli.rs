@@ -713,7 +713,7 @@ fn an_ext4_image_of_one_tree_is_the_same_bytes_at_every_build() {
     let init = dir.path().join("hnroot-init");
     std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
     let uuid = "0b5c6c3e-2f51-4bd4-9a53-0e8c2b0a7d11";
-    let build = |tree: &Path, out: &Path, epoch: &str| {
+    let build_as = |tree: &Path, out: &Path, epoch: &str, uuid: &str| {
         let r = hnroot_at_epoch(
             epoch,
             &[
@@ -732,6 +732,7 @@ fn an_ext4_image_of_one_tree_is_the_same_bytes_at_every_build() {
         assert!(r.status.success(), "{}", text(&r));
         text(&r)
     };
+    let build = |tree: &Path, out: &Path, epoch: &str| build_as(tree, out, epoch, uuid);
     let first = dir.path().join("first.img");
     let said = build(&root, &first, "1700000000");
     assert!(said.contains("(SOURCE_DATE_EPOCH)"), "{said}");
@@ -762,13 +763,39 @@ fn an_ext4_image_of_one_tree_is_the_same_bytes_at_every_build() {
             b.len()
         );
     }
+    // The next version's image (a day later, its own UUID): the metadata checksums and
+    // directory hashes are seeded alike, so only the superblocks and what hnroot stamped
+    // differ — a delta transfer reuses the rest.
     let later = dir.path().join("later.img");
-    build(&root, &later, "1700000001");
-    assert_ne!(
-        std::fs::read(&later).unwrap(),
-        bytes,
-        "the epoch is in the image"
+    let other_uuid = "7d0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a20";
+    let said = build_as(&root, &later, "1700086400", other_uuid);
+    assert!(said.contains(&format!("UUID {other_uuid}")), "{said}");
+    let l = std::fs::read(&later).unwrap();
+    assert_eq!(l.len(), bytes.len());
+    let blocks = l
+        .chunks(4096)
+        .zip(bytes.chunks(4096))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        blocks > 0 && blocks <= 16,
+        "{blocks} blocks of 4 KiB differ between the two versions' images"
     );
+    let blkid = run(&[
+        "blkid",
+        "-p",
+        "-s",
+        "UUID",
+        "-o",
+        "value",
+        later.to_str().unwrap(),
+    ]);
+    assert_eq!(blkid.trim(), other_uuid);
+    let fsck = Command::new("e2fsck")
+        .args(["-fn", later.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{}", text(&fsck));
     let fsck = Command::new("e2fsck")
         .args(["-fn", first.to_str().unwrap()])
         .output()

@@ -4,8 +4,10 @@
 //! same staged tree, UUID and epoch, the bytes are the same at every build:
 //!
 //! * `mke2fs` runs with `E2FSPROGS_FAKE_TIME` = the epoch (the superblock's creation, write
-//!   and check times, `lost+found`, every inode's creation time), `-U` the UUID and
-//!   `-E hash_seed=` the same UUID (the directory index's hash);
+//!   and check times, `lost+found`, every inode's creation time), and with one fixed UUID as
+//!   `-U` and `-E hash_seed=` and `metadata_csum_seed` on, so that the metadata checksums and
+//!   directory hashes are the same in every image; the image's own UUID is set last
+//!   (`debugfs ssv uuid`), in the superblock only;
 //! * `mke2fs -d` (e2fsprogs 1.47) walks each directory in sorted order (`scandir` with
 //!   `alphasort`), so inode numbers and block allocation follow the names, not the order the
 //!   tree's directories happen to list them in; holes stay holes, hard links stay hard links,
@@ -31,6 +33,12 @@ use crate::disk::ext4_features_off;
 use crate::image::RootMeta;
 use crate::tool::run;
 
+/// The UUID every image's metadata checksums and directory hashes are seeded with, whatever the
+/// image's own UUID (`metadata_csum_seed`: the seed is kept in the superblock, and the UUID set
+/// afterwards changes only the superblock). Two images of one fleet then share every inode
+/// table, bitmap and directory block where their files are the same: a delta transfer reuses
+/// them. (The hash seed only orders directory indexes; the root image is never written to.)
+const SEED_UUID: &str = "686e726f-6f74-4e32-8000-0000000e2f5e";
 /// The environment variable libext2fs takes as "now" (seconds since 1970).
 const FAKE_TIME: &str = "E2FSPROGS_FAKE_TIME";
 /// ext4's root directory inode.
@@ -48,21 +56,16 @@ pub fn write(
     epoch: i64,
     root: &RootMeta,
 ) -> Result<()> {
+    let uuid = match uuid {
+        Some(u) => *u,
+        None => fresh_uuid()?,
+    };
     let mut mk = Command::new("mkfs.ext4");
-    mk.env(FAKE_TIME, epoch.to_string()).args([
-        "-q",
-        "-F",
-        "-O",
-        &ext4_features_off(),
-        "-L",
-        "hn-root",
-    ]);
-    if let Some(u) = uuid {
-        mk.arg("-U")
-            .arg(u.to_string())
-            .arg("-E")
-            .arg(format!("hash_seed={u}"));
-    }
+    mk.env(FAKE_TIME, epoch.to_string())
+        .args(["-q", "-F", "-L", "hn-root", "-O"])
+        .arg(format!("{},metadata_csum_seed", ext4_features_off()))
+        .args(["-U", SEED_UUID, "-E"])
+        .arg(format!("hash_seed={SEED_UUID}"));
     run(mk.arg("-d").arg(staged).arg(image))
         .context("cannot write the staged tree into the ext4 image (is it larger than --size?)")?;
     let header = run(Command::new("dumpe2fs").arg("-h").arg(image))?;
@@ -85,8 +88,18 @@ pub fn write(
             script.push_str(&format!("sif <{ino}> {field} @{mtime}\n"));
         }
     }
+    // The image's own UUID last: with metadata_csum_seed only the superblock holds it.
+    script.push_str(&format!("ssv uuid {uuid}\n"));
     debugfs(image, epoch, &script, true)?;
     Ok(())
+}
+
+/// A fresh random UUID from the kernel.
+fn fresh_uuid() -> Result<FsUuid> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .context("cannot read a fresh UUID from /proc/sys/kernel/random/uuid")?;
+    FsUuid::parse(text.trim())
+        .map_err(|e| anyhow!("/proc/sys/kernel/random/uuid said {:?}: {e}", text.trim()))
 }
 
 /// Run `script` through `debugfs` (`-w`: writing) on `image`; its standard output. debugfs
