@@ -38,7 +38,7 @@ WORK=${WORK:-/var/tmp}
 SUITE=bookworm
 cd "$(dirname "$0")/.."
 
-for tool in minisign nginx zstd apt-get dpkg chroot python3 mkfs.ext4 mkfs.btrfs mkfs.xfs mke2fs debugfs; do
+for tool in minisign nginx zstd apt-get dpkg chroot python3 mkfs.ext4 mkfs.btrfs mkfs.xfs debugfs; do
     command -v "$tool" >/dev/null || { echo "delta: $tool is missing (cargo xtask deps)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "delta: needs root (chroot, loop devices)" >&2; exit 1; }
