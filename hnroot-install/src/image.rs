@@ -11,7 +11,7 @@
 //! XFS made by mkfs, loop-mounted and filled with `cp -a` (owners, modes, links, hard links,
 //! extended attributes), whose block allocation is the kernel's.
 //!
-//! Every path in the tree and in the mounted copy goes through the file layer
+//! Every path in the tree and in the staged copy goes through the file layer
 //! (`hnroot_linux::fsat::InRoot`): the tree's symbolic links resolve inside the tree (or the
 //! copy), as they will once it is the root, never into the build machine's files; what is
 //! written, linked or removed is the name itself, never what a link there points at. The
@@ -109,8 +109,7 @@ pub struct BuildRequest {
     pub hnroot_init: PathBuf,
     /// The `hnroot` CLI to put into an image whose tree lacks the package.
     pub cli: PathBuf,
-    /// The filesystem's UUID (`None`: a fresh one). ext4 also takes its directory hash seed
-    /// from it.
+    /// The filesystem's UUID (`None`: a fresh one).
     pub uuid: Option<FsUuid>,
     /// `SOURCE_DATE_EPOCH`: the time (seconds since 1970) the image's own metadata and every
     /// file hnroot adds or changes are stamped with (`None`: now). With `uuid`, an ext4 image of
