@@ -104,7 +104,11 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
     let init = dir.path().join("hnroot-init");
     std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
     let out = dir.path().join("v7.img");
-    for fs in ["ext4", "btrfs", "xfs"] {
+    for (fs, uuid) in [
+        ("ext4", "3f0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a20"),
+        ("btrfs", "3f0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a21"),
+        ("xfs", "3f0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a22"),
+    ] {
         let said = ok(&[
             "image",
             "build",
@@ -116,6 +120,8 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
             fs,
             "--init",
             init.to_str().unwrap(),
+            "--uuid",
+            uuid,
         ]);
         assert!(said.contains("kernel 6.1.0-99-amd64"), "{said}");
         assert!(said.contains("version fleet 7"), "{said}");
@@ -133,6 +139,20 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
             ])
             .trim(),
             fs
+        );
+        assert_eq!(
+            run(&[
+                "blkid",
+                "-p",
+                "-s",
+                "UUID",
+                "-o",
+                "value",
+                out.to_str().unwrap()
+            ])
+            .trim(),
+            uuid,
+            "{fs}: --uuid"
         );
         assert!(!dir.path().join("v7.img.partial").exists());
 
