@@ -59,6 +59,15 @@ fn tree(root: &Path) {
     std::fs::hard_link(root.join("etc/hosts.a"), root.join("etc/hosts.b")).unwrap();
 }
 
+/// The binary under test with `SOURCE_DATE_EPOCH` set.
+fn hnroot_at_epoch(epoch: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hnroot"))
+        .env("SOURCE_DATE_EPOCH", epoch)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Every path of the tree with its type, size, mode and modification time.
 fn listing(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -95,7 +104,11 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
     let init = dir.path().join("hnroot-init");
     std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
     let out = dir.path().join("v7.img");
-    for fs in ["ext4", "btrfs", "xfs"] {
+    for (fs, uuid) in [
+        ("ext4", "3f0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a20"),
+        ("btrfs", "3f0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a21"),
+        ("xfs", "3f0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a22"),
+    ] {
         let said = ok(&[
             "image",
             "build",
@@ -107,6 +120,8 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
             fs,
             "--init",
             init.to_str().unwrap(),
+            "--uuid",
+            uuid,
         ]);
         assert!(said.contains("kernel 6.1.0-99-amd64"), "{said}");
         assert!(said.contains("version fleet 7"), "{said}");
@@ -124,6 +139,20 @@ fn a_tree_becomes_an_image_and_stays_as_it_was() {
             ])
             .trim(),
             fs
+        );
+        assert_eq!(
+            run(&[
+                "blkid",
+                "-p",
+                "-s",
+                "UUID",
+                "-o",
+                "value",
+                out.to_str().unwrap()
+            ])
+            .trim(),
+            uuid,
+            "{fs}: --uuid"
         );
         assert!(!dir.path().join("v7.img.partial").exists());
 
@@ -676,4 +705,196 @@ fn a_built_image_is_sealed_on_each_filesystem() {
     ]);
     assert!(text(&out).contains("--sign-key"), "{}", text(&out));
     assert!(!dir.path().join("nokey.img").exists());
+}
+
+/// Issue 27: an ext4 image of one tree is the same bytes at every build, given
+/// `SOURCE_DATE_EPOCH` and `--uuid` — from the tree after its files were read (access times
+/// moved) and its inodes changed (change times moved), and from a copy of it made by `cp -a`
+/// (other inode numbers, change times, directory order) — and another epoch gives other bytes.
+/// Inside, the root directory has the tree's mode, what hnroot added has the epoch as its
+/// times, the tree's files keep their modification times (which their access and change times
+/// are set to), hard links and holes.
+#[test]
+fn an_ext4_image_of_one_tree_is_the_same_bytes_at_every_build() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    tree(&root);
+    // Names created in an order that is not the sorted one, and a sparse file.
+    for n in ["zeta", "alpha", "mid", "beta"] {
+        std::fs::write(root.join("etc").join(n), n.repeat(500)).unwrap();
+    }
+    let sparse = std::fs::File::create(root.join("etc/sparse")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    drop(sparse);
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let init = dir.path().join("hnroot-init");
+    std::fs::write(&init, b"\x7fELF stand-in for hnroot-init").unwrap();
+    let uuid = "0b5c6c3e-2f51-4bd4-9a53-0e8c2b0a7d11";
+    let build_as = |tree: &Path, out: &Path, epoch: &str, uuid: &str| {
+        let r = hnroot_at_epoch(
+            epoch,
+            &[
+                "image",
+                "build",
+                "--root",
+                tree.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--init",
+                init.to_str().unwrap(),
+                "--uuid",
+                uuid,
+            ],
+        );
+        assert!(r.status.success(), "{}", text(&r));
+        text(&r)
+    };
+    let build = |tree: &Path, out: &Path, epoch: &str| build_as(tree, out, epoch, uuid);
+    let first = dir.path().join("first.img");
+    let said = build(&root, &first, "1700000000");
+    assert!(said.contains("(SOURCE_DATE_EPOCH)"), "{said}");
+    assert!(said.contains(&format!("UUID {uuid}")), "{said}");
+
+    // The same tree a while later, its files read and its inodes' change times moved.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for n in ["etc/fstab", "etc/hosts.a", "boot/vmlinuz-6.1.0-99-amd64"] {
+        std::fs::read(root.join(n)).unwrap();
+        let p = std::fs::metadata(root.join(n)).unwrap().permissions();
+        std::fs::set_permissions(root.join(n), p).unwrap();
+    }
+    let again = dir.path().join("again.img");
+    build(&root, &again, "1700000000");
+    // A copy of the tree: other inodes, other change times, directories listed in another order.
+    let copy = dir.path().join("copy");
+    run(&["cp", "-a", root.to_str().unwrap(), copy.to_str().unwrap()]);
+    let copied = dir.path().join("copied.img");
+    build(&copy, &copied, "1700000000");
+    let bytes = std::fs::read(&first).unwrap();
+    for (what, other) in [("a second build", &again), ("a build of a copy", &copied)] {
+        let b = std::fs::read(other).unwrap();
+        let differ = bytes.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(
+            bytes.len() == b.len() && differ == 0,
+            "{what}: {} and {} bytes, {differ} of them differ",
+            bytes.len(),
+            b.len()
+        );
+    }
+    // The next version's image (a day later, its own UUID): the metadata checksums and
+    // directory hashes are seeded alike, so only the superblocks and what hnroot stamped
+    // differ — a delta transfer reuses the rest.
+    let later = dir.path().join("later.img");
+    let other_uuid = "7d0e3a52-61c4-4c3e-8f0a-5b2b9e1c4a20";
+    let said = build_as(&root, &later, "1700086400", other_uuid);
+    assert!(said.contains(&format!("UUID {other_uuid}")), "{said}");
+    let l = std::fs::read(&later).unwrap();
+    assert_eq!(l.len(), bytes.len());
+    let blocks = l
+        .chunks(4096)
+        .zip(bytes.chunks(4096))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        blocks > 0 && blocks <= 16,
+        "{blocks} blocks of 4 KiB differ between the two versions' images"
+    );
+    let blkid = run(&[
+        "blkid",
+        "-p",
+        "-s",
+        "UUID",
+        "-o",
+        "value",
+        later.to_str().unwrap(),
+    ]);
+    assert_eq!(blkid.trim(), other_uuid);
+    let fsck = Command::new("e2fsck")
+        .args(["-fn", later.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{}", text(&fsck));
+    let fsck = Command::new("e2fsck")
+        .args(["-fn", first.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{}", text(&fsck));
+
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run(&[
+        "mount",
+        "-o",
+        "loop,ro",
+        first.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+    ]);
+    let check = || {
+        let top = std::fs::metadata(&mnt).unwrap();
+        assert_eq!(top.mode() & 0o7777, 0o750, "the tree's mode on the root");
+        for added in ["etc/fstab", "boot/initramfs", "usr/sbin/hnroot", "data0"] {
+            let m = std::fs::symlink_metadata(mnt.join(added)).unwrap();
+            assert_eq!(
+                (m.mtime(), m.atime(), m.ctime()),
+                (1700000000, 1700000000, 1700000000),
+                "{added}"
+            );
+        }
+        let tree_mtime = std::fs::metadata(root.join("etc/zeta")).unwrap().mtime();
+        let zeta = std::fs::metadata(mnt.join("etc/zeta")).unwrap();
+        assert_eq!(zeta.mtime(), tree_mtime, "the tree's own times");
+        assert_eq!(
+            (zeta.atime(), zeta.ctime()),
+            (tree_mtime, tree_mtime),
+            "access and change times are the modification time"
+        );
+        let a = std::fs::metadata(mnt.join("etc/hosts.a")).unwrap();
+        let b = std::fs::metadata(mnt.join("etc/hosts.b")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "hard links stay hard links");
+        let k = std::fs::metadata(mnt.join("boot/kernel")).unwrap();
+        let v = std::fs::metadata(mnt.join("boot/vmlinuz-6.1.0-99-amd64")).unwrap();
+        assert_eq!(k.ino(), v.ino());
+        let s = std::fs::metadata(mnt.join("etc/sparse")).unwrap();
+        assert_eq!((s.len(), s.blocks()), (8 << 20, 0), "a hole stays a hole");
+        // Inode numbers follow the names, not the order they were created in.
+        let ino = |n: &str| std::fs::metadata(mnt.join("etc").join(n)).unwrap().ino();
+        assert!(ino("alpha") < ino("beta") && ino("beta") < ino("mid") && ino("mid") < ino("zeta"));
+    };
+    let r = std::panic::catch_unwind(check);
+    run(&["umount", mnt.to_str().unwrap()]);
+    r.unwrap();
+
+    // A SOURCE_DATE_EPOCH that is no time, a --uuid that is no UUID: refused before anything.
+    let bad = hnroot_at_epoch(
+        "yesterday",
+        &[
+            "image",
+            "build",
+            "--root",
+            root.to_str().unwrap(),
+            "--out",
+            dir.path().join("bad.img").to_str().unwrap(),
+            "--init",
+            init.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !bad.status.success() && text(&bad).contains("SOURCE_DATE_EPOCH=yesterday"),
+        "{}",
+        text(&bad)
+    );
+    let bad = hnroot(&[
+        "image",
+        "build",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        dir.path().join("bad.img").to_str().unwrap(),
+        "--uuid",
+        "00000000-0000-0000-0000-000000000000",
+    ]);
+    assert!(text(&bad).contains("not all zero"), "{}", text(&bad));
+    assert!(!dir.path().join("bad.img").exists() && !dir.path().join("bad.img.partial").exists());
 }

@@ -330,6 +330,16 @@ pub fn ext4_features_off() -> String {
 /// A filesystem of type `fs` labelled `label` on `target` (a partition or an image file),
 /// made whatever was there before (ext4 without the features GRUB cannot read).
 pub fn make_fs(target: &Path, fs: HostpartFs, label: &str) -> Result<()> {
+    make_fs_with(target, fs, label, None)
+}
+
+/// [`make_fs`] with the filesystem's UUID given (`None`: a fresh one).
+pub fn make_fs_with(
+    target: &Path,
+    fs: HostpartFs,
+    label: &str,
+    uuid: Option<&hnroot_core::uuid::FsUuid>,
+) -> Result<()> {
     let mut cmd = match fs {
         HostpartFs::Ext4 => {
             let mut c = Command::new("mkfs.ext4");
@@ -347,6 +357,12 @@ pub fn make_fs(target: &Path, fs: HostpartFs, label: &str) -> Result<()> {
             c
         }
     };
+    if let Some(u) = uuid {
+        match fs {
+            HostpartFs::Ext4 | HostpartFs::Btrfs => cmd.arg("-U").arg(u.to_string()),
+            HostpartFs::Xfs => cmd.arg("-m").arg(format!("uuid={u}")),
+        };
+    }
     run(cmd.arg("-L").arg(label).arg(target))?;
     Ok(())
 }

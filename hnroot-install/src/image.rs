@@ -1,13 +1,17 @@
 //! `hnroot image build`: a root image from a directory tree (a stock `mmdebstrap` tree with a
-//! Debian kernel in `/boot`, or an installation copied out). The tree is never changed: a new
-//! filesystem is made in a file, loop-mounted, the tree copied into it with `cp -a` (owners,
-//! modes, links, hard links, extended attributes), and what hnroot needs is added to the copy:
-//! `/boot/kernel` and `/boot/initramfs` (hard links to the tree's newest kernel and its
-//! hnroot-capable initrd, or hnroot's own initramfs built for that kernel), `/hostpart`,
-//! `/data0 -> /hostpart/data`, fstab lines for the ESP and hostpart, and hnroot's CLI and units
-//! when the tree lacks the package.
+//! Debian kernel in `/boot`, or an installation copied out). The tree is never changed: it is
+//! staged under an overlay (the tree's own filesystem, bind-mounted read-only, below a scratch
+//! upper layer) and what hnroot needs is added to the staged tree: `/boot/kernel` and
+//! `/boot/initramfs` (hard links to the tree's newest kernel and its hnroot-capable initrd, or
+//! hnroot's own initramfs built for that kernel), `/hostpart`, `/data0 -> /hostpart/data`,
+//! fstab lines for the ESP and hostpart, and hnroot's CLI and units when the tree lacks the
+//! package. Everything added or changed is stamped with `SOURCE_DATE_EPOCH`. The staged tree
+//! is then written as the image's filesystem: ext4 from user space by `mke2fs -d`
+//! ([`crate::e2repro`]: the same bytes at every build, given `--uuid` and the epoch); btrfs and
+//! XFS made by mkfs, loop-mounted and filled with `cp -a` (owners, modes, links, hard links,
+//! extended attributes), whose block allocation is the kernel's.
 //!
-//! Every path in the tree and in the mounted copy goes through the file layer
+//! Every path in the tree and in the staged copy goes through the file layer
 //! (`hnroot_linux::fsat::InRoot`): the tree's symbolic links resolve inside the tree (or the
 //! copy), as they will once it is the root, never into the build machine's files; what is
 //! written, linked or removed is the name itself, never what a link there points at. The
@@ -25,6 +29,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use hnroot_core::imagebuild::{self, MIB};
 use hnroot_core::install::HostpartFs;
 use hnroot_core::layout;
+use hnroot_core::uuid::FsUuid;
 use hnroot_core::verdict::{self, BootFile, Verdict};
 use hnroot_linux::fsat::{self, InRoot, Kind, ReadError};
 use hnroot_linux::{loopdev, mounts};
@@ -104,6 +109,12 @@ pub struct BuildRequest {
     pub hnroot_init: PathBuf,
     /// The `hnroot` CLI to put into an image whose tree lacks the package.
     pub cli: PathBuf,
+    /// The filesystem's UUID (`None`: a fresh one).
+    pub uuid: Option<FsUuid>,
+    /// `SOURCE_DATE_EPOCH`: the time (seconds since 1970) the image's own metadata and every
+    /// file hnroot adds or changes are stamped with (`None`: now). With `uuid`, an ext4 image of
+    /// one tree is the same bytes at every build.
+    pub epoch: Option<u64>,
 }
 
 /// What was built.
@@ -501,7 +512,6 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
     let out = check_output(&req.out, tree_id, root)?;
     let out_id = id_of(&fsat::fstat(&out.dir)?);
     let kernel = tree_kernel(&tree)?;
-    let has_package = matches!(tree.kind(PACKAGE_RECORD), Ok(Kind::File(_)));
     let tree_initrd = tree_initrd(req, &tree, &kernel)?;
     let use_tree = tree_initrd.is_some();
     let (content, holds_out) = tree_size(&tree, out_id)?;
@@ -538,11 +548,11 @@ pub fn build(req: &BuildRequest, say: &mut dyn FnMut(&str)) -> Result<Built> {
         .and_then(|()| {
             fill(
                 req,
+                &tree,
                 &image,
                 &out.partial_path(),
                 &kernel,
                 tree_initrd.as_deref(),
-                has_package,
                 say,
             )
         })
@@ -639,36 +649,30 @@ fn judge_built(image: &File) -> Result<verdict::Bootable> {
 
 fn fill(
     req: &BuildRequest,
+    tree: &InRoot,
     file: &File,
     path: &Path,
     kernel: &TreeKernel,
     tree_initrd: Option<&str>,
-    has_package: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Vec<hnroot_linux::sysprep::Leftover>)> {
     let mut notes = Vec::new();
-    crate::disk::make_fs(path, req.fs, "hn-root")?;
-    let lo = loopdev::attach(Path::new("/dev"), file, "hnroot-image-build", true).context(
-        "cannot attach the new image to a loop device (hnroot image build runs as root)",
-    )?;
-    if let loopdev::LoopIo::Buffered(_) = lo.io {
-        say(&format!("{}: {}", lo.node.display(), lo.io));
-    }
-    let mnt = tempfile::Builder::new()
-        .prefix("hnroot-image-")
-        .tempdir()
-        .context("cannot make a mount point")?;
-    mounts::mount(&lo.node, mnt.path(), Some(req.fs.as_str()), 0, None)?;
-    let mounted = MountedImage { mnt, _lo: lo };
-    let m = mounted.mnt.path();
-    say("copying the tree (cp -a)");
-    let mut src = req.root.as_os_str().to_owned();
-    src.push("/.");
-    run(Command::new("cp")
-        .args(["-a", "--sparse=always", "--one-file-system"])
-        .arg(&src)
-        .arg(m))?;
-    let image = InRoot::open(m).context("cannot open the mounted image")?;
+    let has_package = matches!(tree.kind(PACKAGE_RECORD), Ok(Kind::File(_)));
+    let epoch = match req.epoch {
+        Some(e) => e,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    let epoch = i64::try_from(epoch).map_err(|_| {
+        anyhow!(
+            "SOURCE_DATE_EPOCH={epoch} is past any time a filesystem holds; nothing was written"
+        )
+    })?;
+    let staging = Staging::new(tree)?;
+    let m = staging.merged.as_path();
+    let image = InRoot::open(m).context("cannot open the staged tree")?;
     add_boot_files(req, &image, m, kernel, tree_initrd, &mut notes, say)?;
     add_layout(&image, &mut notes)?;
     rewrite_fstab(&image, &mut notes)?;
@@ -680,11 +684,206 @@ fn fill(
     // package's postinst): reported, for `hnroot sysprep` to remove before publishing.
     let leftovers = hnroot_linux::sysprep::leftovers(m)
         .with_context(|| "cannot check the new image for host-specific files")?;
-    image.sync_fs().context("syncfs of the new image")?;
     drop(image);
-    drop(mounted);
+    let stamped = staging.stamp(epoch)?;
+    notes.push(format!(
+        "{stamped} paths hnroot added or changed stamped with {} (SOURCE_DATE_EPOCH{})",
+        epoch,
+        if req.epoch.is_some() {
+            ""
+        } else {
+            " not set: now"
+        }
+    ));
+    match req.fs {
+        HostpartFs::Ext4 => {
+            say("writing the ext4 filesystem from the staged tree (mke2fs -d)");
+            crate::e2repro::write(path, m, req.uuid.as_ref(), epoch, &staging.root_meta)?;
+        }
+        HostpartFs::Btrfs | HostpartFs::Xfs => {
+            crate::disk::make_fs_with(path, req.fs, "hn-root", req.uuid.as_ref())?;
+            copy_through_mount(req.fs, file, m, say)?;
+        }
+    }
+    drop(staging);
     file.sync_all()?;
     Ok((notes, leftovers))
+}
+
+/// btrfs and XFS: the filesystem made by mkfs, loop-mounted and the staged tree copied in by
+/// the kernel (`cp -a`), whose block allocation and times are its own: not byte-reproducible.
+fn copy_through_mount(
+    fs: HostpartFs,
+    file: &File,
+    staged: &Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let lo = loopdev::attach(Path::new("/dev"), file, "hnroot-image-build", true).context(
+        "cannot attach the new image to a loop device (hnroot image build runs as root)",
+    )?;
+    if let loopdev::LoopIo::Buffered(_) = lo.io {
+        say(&format!("{}: {}", lo.node.display(), lo.io));
+    }
+    let mnt = tempfile::Builder::new()
+        .prefix("hnroot-image-")
+        .tempdir()
+        .context("cannot make a mount point")?;
+    mounts::mount(&lo.node, mnt.path(), Some(fs.as_str()), 0, None)?;
+    let mounted = MountedImage { mnt, _lo: lo };
+    let m = mounted.mnt.path();
+    say("copying the staged tree (cp -a)");
+    let mut src = staged.as_os_str().to_owned();
+    src.push("/.");
+    run(Command::new("cp")
+        .args(["-a", "--sparse=always", "--one-file-system"])
+        .arg(&src)
+        .arg(m))?;
+    let image = InRoot::open(m).context("cannot open the mounted image")?;
+    image.sync_fs().context("syncfs of the new image")?;
+    Ok(())
+}
+
+/// The tree as the image will hold it, without writing the tree: the tree's own filesystem
+/// (a read-only bind mount of the directory held open, so mounts inside the tree are not
+/// carried, as `cp --one-file-system` did not carry them) under an overlay whose upper layer,
+/// a scratch directory, receives what hnroot adds or changes. Unmounted when dropped.
+struct Staging {
+    /// Holds `lower`, `upper`, `work` and `merged`.
+    _scratch: tempfile::TempDir,
+    lower: PathBuf,
+    upper: PathBuf,
+    merged: PathBuf,
+    /// Mode, owner of the tree's top directory (the image's root directory takes them).
+    root_meta: RootMeta,
+    /// Which of `lower`, `merged` are mounted (unmounted in reverse).
+    mounted: Vec<PathBuf>,
+}
+
+/// The tree's top directory: its permission bits and owner.
+#[derive(Clone, Copy, Debug)]
+pub struct RootMeta {
+    /// `st_mode & 0o7777`.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+impl Staging {
+    fn new(tree: &InRoot) -> Result<Staging> {
+        let scratch = tempfile::Builder::new()
+            .prefix("hnroot-stage-")
+            .tempdir()
+            .context("cannot make a scratch directory to stage the tree in")?;
+        let base = scratch.path().to_owned();
+        if base
+            .to_str()
+            .is_none_or(|p| p.contains([',', ':', '\\', ' ']))
+        {
+            bail!(
+                "the scratch directory {} holds a character overlayfs options cannot carry \
+                 (',', ':', '\\', a space, or not UTF-8): set TMPDIR to a plain path; nothing \
+                 was written",
+                base.display()
+            );
+        }
+        let st = fsat::fstat(tree.fd())?;
+        let root_meta = RootMeta {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        };
+        let mut staging = Staging {
+            _scratch: scratch,
+            lower: base.join("lower"),
+            upper: base.join("upper"),
+            merged: base.join("merged"),
+            root_meta,
+            mounted: Vec::new(),
+        };
+        for d in [
+            &staging.lower,
+            &staging.upper,
+            &base.join("work"),
+            &staging.merged,
+        ] {
+            std::fs::create_dir(d).with_context(|| format!("cannot make {}", d.display()))?;
+        }
+        // The image's root directory is the upper layer's: it takes the tree's mode and owner.
+        std::os::unix::fs::chown(&staging.upper, Some(st.st_uid), Some(st.st_gid))
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    &staging.upper,
+                    std::fs::Permissions::from_mode(root_meta.mode),
+                )
+            })
+            .with_context(|| format!("cannot set the mode of {}", staging.upper.display()))?;
+        // The directory held open, not its path again: nothing can swap it in between.
+        {
+            use std::os::fd::AsRawFd;
+            let held = PathBuf::from(format!("/proc/self/fd/{}", tree.fd().as_raw_fd()));
+            mounts::bind(&held, &staging.lower)
+                .with_context(|| format!("cannot bind-mount the tree {}", tree.path().display()))?;
+        }
+        staging.mounted.push(staging.lower.clone());
+        mounts::remount(&staging.lower, libc::MS_BIND | libc::MS_RDONLY)
+            .context("cannot make the tree's bind mount read-only")?;
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            staging.lower.display(),
+            staging.upper.display(),
+            base.join("work").display()
+        );
+        mounts::mount(
+            Path::new("overlay"),
+            &staging.merged,
+            Some("overlay"),
+            0,
+            Some(&options),
+        )
+        .context("cannot stage the tree under an overlay (is overlayfs available?)")?;
+        staging.mounted.push(staging.merged.clone());
+        Ok(staging)
+    }
+
+    /// Stamp every path in the upper layer (what hnroot added or changed, and the directories
+    /// holding them) with `epoch` as its access and modification time; how many.
+    fn stamp(&self, epoch: i64) -> Result<usize> {
+        let top = fsat::open_root(&self.upper)?;
+        let mut count = 0usize;
+        let mut stack = vec![(top, 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let (names, _) = fsat::list(&dir, usize::MAX)?;
+            for name in names {
+                let Some(st) = fsat::stat_at(&dir, &name)? else {
+                    continue;
+                };
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR && depth < MAX_DEPTH {
+                    if let Some(sub) = fsat::open_dir(&dir, &name)? {
+                        stack.push((sub, depth + 1));
+                    }
+                }
+                fsat::set_times(&dir, &name, epoch)
+                    .with_context(|| format!("cannot stamp {name} in {}", self.upper.display()))?;
+                count += 1;
+            }
+        }
+        // The top directory (the image's root) too.
+        fsat::set_times(&fsat::open_root(&self.upper)?, ".", epoch)?;
+        Ok(count)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        while let Some(m) = self.mounted.pop() {
+            if mounts::umount(&m, 0).is_err() {
+                let _ = mounts::umount(&m, libc::MNT_DETACH);
+            }
+        }
+    }
 }
 
 /// `/boot/kernel` (a hard link of the tree's) and `/boot/initramfs` (a hard link of the tree's

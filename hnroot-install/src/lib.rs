@@ -8,7 +8,8 @@
 //! * [`esp`]: the ESP's part of an install: the boot loader, the boot-state file, a firmware
 //!   boot entry.
 //! * [`disk`]: a whole disk: what holds it, its GPT, its filesystems.
-//! * [`image`]: a root image from a directory tree.
+//! * [`image`]: a root image from a directory tree; [`e2repro`] writes it as ext4, byte for
+//!   byte the same at every build of one tree.
 //! * [`sysprep`]: one host's identity removed from an image, and the check for it.
 //! * [`initramfs`] (with [`cpio`] and [`modules`]): hnroot's own initramfs for a kernel.
 //! * [`tool`]: running the system's tools (mkfs, sgdisk, ...), failures naming the command.
@@ -19,6 +20,7 @@
 
 pub mod cpio;
 pub mod disk;
+pub mod e2repro;
 pub mod esp;
 pub mod grub;
 pub mod image;

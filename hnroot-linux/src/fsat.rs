@@ -114,6 +114,26 @@ pub fn describe(st: &libc::stat) -> &'static str {
     }
 }
 
+/// Set the access and modification times of `name` in `dir` to `secs` (whole seconds since
+/// 1970), never following a link (a link's own times are set).
+pub fn set_times(dir: &OwnedFd, name: &str, secs: i64) -> io::Result<()> {
+    let c = cstr(name)?;
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: valid descriptor, NUL-terminated name, two timespecs.
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
 /// `fstatat` of `name` in `dir`, never following a link: `None` when nothing has that name.
 pub fn stat_at(dir: &OwnedFd, name: &str) -> io::Result<Option<libc::stat>> {
     let c = cstr(name)?;

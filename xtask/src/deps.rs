@@ -313,7 +313,7 @@ mod tests {
     /// wrapper must be added here and its calling convention to the patterns.
     const WRAPPERS: &[(&str, usize)] = &[
         ("hnroot-cli/tests/probe_find_cli.rs", 2), // tool(cmd, ..), the binary under test
-        ("hnroot-cli/tests/image_cli.rs", 1),      // run(&["prog", ..])
+        ("hnroot-cli/tests/image_cli.rs", 2),      // run(&["prog", ..]); the binary under test
         ("hnroot-cli/tests/install_cli.rs", 1),    // run(&["prog", ..])
         ("hnroot-cli/tests/operator_cli.rs", 3),   // the binary under test
         ("hnroot-cli/tests/stage_cli.rs", 2), // the binary under test; mkfs: argv[0] of a literal list

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use hnroot_core::install::HostpartFs;
+use hnroot_core::uuid::FsUuid;
 use hnroot_install::image::{self, BuildRequest, InitramfsChoice};
 
 use crate::{say, warn};
@@ -76,11 +77,42 @@ pub struct BuildArgs {
     /// program].
     #[arg(long, value_name = "FILE")]
     cli: Option<PathBuf>,
+    /// The image's filesystem UUID [default: a fresh one]. With SOURCE_DATE_EPOCH set, an ext4
+    /// image of the same tree is then the same bytes at every build.
+    #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
+    uuid: Option<FsUuid>,
     /// Seal the built image (see `hnroot image seal`); needs --sign-key.
     #[arg(long)]
     seal: bool,
     #[command(flatten)]
     key: SealKeyArgs,
+}
+
+fn parse_uuid(s: &str) -> Result<FsUuid, String> {
+    match FsUuid::parse(s) {
+        Ok(u @ FsUuid::Uuid(_)) if !u.is_nil() => Ok(u),
+        Ok(_) => Err(format!(
+            "{s}: an image's UUID is 128 bits and not all zero \
+             (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+        )),
+        Err(e) => Err(format!("{s}: not a UUID: {e}")),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org): whole seconds since 1970, or unset.
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var_os("SOURCE_DATE_EPOCH") {
+        None => Ok(None),
+        Some(v) => match v.to_str().and_then(|t| t.trim().parse::<u64>().ok()) {
+            Some(n) if n <= i32::MAX as u64 => Ok(Some(n)),
+            _ => anyhow::bail!(
+                "SOURCE_DATE_EPOCH={} is not a number of seconds since 1970 up to 2038 (ext4's \
+                 times); unset it or set it to one (e.g. the tree's newest package's date); \
+                 nothing was written",
+                v.to_string_lossy()
+            ),
+        },
+    }
 }
 
 fn parse_fs(s: &str) -> Result<HostpartFs, String> {
@@ -121,6 +153,8 @@ fn build(args: &BuildArgs) -> Result<()> {
         initramfs: args.initramfs,
         hnroot_init: args.hnroot_init.clone(),
         cli,
+        uuid: args.uuid,
+        epoch: source_date_epoch()?,
     };
     let built = image::build(&req, &mut |line| say!("hnroot: {line}"))?;
     for note in &built.notes {
