@@ -91,7 +91,7 @@ struct Args {
         long,
         value_delimiter = ',',
         value_enum,
-        default_value = "update,revert,rollback,stage,mark-good"
+        default_value = "update,revert,rollback,stage,mark-good,loader-update"
     )]
     during: Vec<CutPlan>,
 }
@@ -382,66 +382,133 @@ const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroo
 /// each cut the disk boots again: GRUB must reach hnroot's decision and boot
 /// v1, and the ESP's `BOOTX64.EFI` must be, byte for byte, the old loader or the new one.
 fn loader_update_cuts(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    use hnroot_install::grub::{build_efi, FleetFile, SEAL_KEYS_FILE};
     let parts = run.parts;
     let dir = buildenv::fresh_dir(&run.work.join("loader-update"))?;
-    let kit = hnroot_testkit::grubmod::build_kit()?;
-    // The older loader: the same GRUB and module, its record saying hnroot 0.0.1.
-    let (_, old) = grubimage::older_loader(&dir, "0.0.1")?;
-    let cfg = grubimage::production_cfg()?;
-    let new = dir.join("new.efi");
-    // The update builds in the trusted keys of the running image (its /etc/hnroot/keys holds
-    // the publisher's key, and only it): the loader expected has them as its seal-keys file.
-    let mut key = parts.publisher.public_key()?;
-    if !key.ends_with(b"\n") {
-        key.push(b'\n');
-    }
-    let fleet = [FleetFile {
-        name: SEAL_KEYS_FILE.into(),
-        data: key,
-    }];
-    build_efi(&kit, &cfg, &[], &fleet, &dir.join("w-new"), &new)?;
-    let (old_bytes, new_bytes) = (std::fs::read(&old)?, std::fs::read(&new)?);
-    ensure!(
-        old_bytes != new_bytes,
-        "the old and the new loader are the same bytes"
-    );
+    let rig = LoaderRig::new(parts, &dir)?;
+    let (old_bytes, new_bytes) = (rig.old_bytes.clone(), rig.new_bytes.clone());
     let mut contents = DiskContents::committed("loader-update", HostFs::Ext4, "v1");
-    contents.loader = Some(old.clone());
-    contents.actions = vec![LOADER_UPDATE_ACTION.to_owned()];
-    let mut stack = vec![kit.dir.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            } else {
-                let rel = entry.path().strip_prefix(&kit.dir)?.display().to_string();
-                contents
-                    .hostpart_files
-                    .push((format!("data/e2e/kit/{rel}"), entry.path()));
+    rig.put_on(&mut contents);
+    let base = parts.disk(&contents, &dir)?;
+    let esp_loader = |disk: &BuiltDisk| esp_loader_of(disk, &dir);
+    loader_update_cut_series(
+        run,
+        report,
+        &dir,
+        &base,
+        &old_bytes,
+        &new_bytes,
+        &esp_loader,
+    )
+}
+
+/// What a loader update needs on a test disk: the older loader on the ESP (the same GRUB and
+/// module, its record saying hnroot 0.0.1), the kit on hostpart for the guest's `hnroot
+/// bootloader update`, and the bytes of the old loader and of the new one the update must
+/// write.
+struct LoaderRig {
+    old: PathBuf,
+    old_bytes: Vec<u8>,
+    new_bytes: Vec<u8>,
+    kit_files: Vec<(String, PathBuf)>,
+}
+
+impl LoaderRig {
+    fn new(parts: &BootParts, dir: &Path) -> Result<LoaderRig> {
+        use hnroot_install::grub::{build_efi, FleetFile, SEAL_KEYS_FILE};
+        let kit = hnroot_testkit::grubmod::build_kit()?;
+        // The older loader: the same GRUB and module, its record saying hnroot 0.0.1.
+        let (_, old) = grubimage::older_loader(dir, "0.0.1")?;
+        let cfg = grubimage::production_cfg()?;
+        let new = dir.join("new.efi");
+        // The update builds in the trusted keys of the running image (its /etc/hnroot/keys holds
+        // the publisher's key, and only it): the loader expected has them as its seal-keys file.
+        let mut key = parts.publisher.public_key()?;
+        if !key.ends_with(b"\n") {
+            key.push(b'\n');
+        }
+        let fleet = [FleetFile {
+            name: SEAL_KEYS_FILE.into(),
+            data: key,
+        }];
+        build_efi(&kit, &cfg, &[], &fleet, &dir.join("w-new"), &new)?;
+        let (old_bytes, new_bytes) = (std::fs::read(&old)?, std::fs::read(&new)?);
+        ensure!(
+            old_bytes != new_bytes,
+            "the old and the new loader are the same bytes"
+        );
+        let mut kit_files = Vec::new();
+        let mut stack = vec![kit.dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    let rel = entry.path().strip_prefix(&kit.dir)?.display().to_string();
+                    kit_files.push((format!("data/e2e/kit/{rel}"), entry.path()));
+                }
             }
         }
+        Ok(LoaderRig {
+            old,
+            old_bytes,
+            new_bytes,
+            kit_files,
+        })
     }
-    let base = parts.disk(&contents, &dir)?;
-    let esp_loader = |disk: &BuiltDisk| -> Result<Vec<u8>> {
-        let out = dir.join("loader.read");
-        let _ = std::fs::remove_file(&out);
-        buildenv::run(
-            std::process::Command::new("mcopy")
-                .env("MTOOLS_SKIP_CHECK", "1")
-                .arg("-n")
-                .arg("-i")
-                .arg(format!(
-                    "{}@@{}",
-                    disk.path.display(),
-                    BuiltDisk::offset(&disk.esp)
-                ))
-                .arg("::/EFI/BOOT/BOOTX64.EFI")
-                .arg(&out),
-        )?;
-        Ok(std::fs::read(&out)?)
-    };
+
+    /// `contents` with the older loader on its ESP, the kit on hostpart and the update as the
+    /// test init's action.
+    fn put_on(&self, contents: &mut DiskContents) {
+        contents.loader = Some(self.old.clone());
+        contents.actions = vec![LOADER_UPDATE_ACTION.to_owned()];
+        contents
+            .hostpart_files
+            .extend(self.kit_files.iter().cloned());
+    }
+
+    /// Which loader `bytes` are: `Some("old")`, `Some("new")`, or `None` (neither: torn).
+    fn which(&self, bytes: &[u8]) -> Option<&'static str> {
+        if bytes == self.old_bytes {
+            Some("old loader")
+        } else if bytes == self.new_bytes {
+            Some("new loader")
+        } else {
+            None
+        }
+    }
+}
+
+/// The ESP's `BOOTX64.EFI` on `disk`, read with mtools (`dir` holds the copy).
+fn esp_loader_of(disk: &BuiltDisk, dir: &Path) -> Result<Vec<u8>> {
+    let out = dir.join("loader.read");
+    let _ = std::fs::remove_file(&out);
+    buildenv::run(
+        std::process::Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-n")
+            .arg("-i")
+            .arg(format!(
+                "{}@@{}",
+                disk.path.display(),
+                BuiltDisk::offset(&disk.esp)
+            ))
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&out),
+    )?;
+    Ok(std::fs::read(&out)?)
+}
+
+/// [`loader_update_cuts`]'s reference run and cuts at every step, on `base`.
+fn loader_update_cut_series(
+    run: &SuiteRun<'_>,
+    report: &mut Report,
+    dir: &Path,
+    base: &BuiltDisk,
+    old_bytes: &[u8],
+    new_bytes: &[u8],
+    esp_loader: &dyn Fn(&BuiltDisk) -> Result<Vec<u8>>,
+) -> Result<()> {
     let plan_re = Regex::new(r"(?m)^hnroot: plan 6/6: ")?;
     let done_re = Regex::new(r"(?m)^hnroot: the ESP's loader is now ")?;
     let step_re = Regex::new(r"(?m)^hnroot: step (\d)/6: ([a-z-]+):")?;
@@ -1294,6 +1361,9 @@ enum CutPlan {
     Stage,
     /// v2 on trial, v1 old; the running system commits v2 (`hnroot mark-good`).
     MarkGood,
+    /// v1 committed, an older loader on the ESP; the running system replaces it (`hnroot
+    /// bootloader update`).
+    LoaderUpdate,
 }
 
 /// Cuts of a stage are spread over this long after the test init starts `hnroot stage` (it
@@ -1303,17 +1373,28 @@ const STAGE_CUT_WINDOW: Duration = Duration::from_millis(2000);
 /// Cuts of a mark-good are spread over this long after the test init starts it (it mounts the
 /// ESP, writes the boot state and the history in well under a second).
 const MARK_GOOD_CUT_WINDOW: Duration = Duration::from_millis(600);
+/// Cuts of a loader update are spread over this long after the test init starts it (it
+/// mounts the ESP, builds the loader from the kit with grub-mkimage and writes it in 6 steps:
+/// about 2 s under TCG; later cuts land after it finished).
+const LOADER_UPDATE_CUT_WINDOW: Duration = Duration::from_millis(3000);
 
 impl CutPlan {
-    /// The plan kind hnroot carries out.
-    fn kind(self) -> PlanKind {
+    /// The plan kind hnroot carries out (`None`: the loader's update, which is no plan of
+    /// hostpart).
+    fn kind(self) -> Option<PlanKind> {
         match self {
-            CutPlan::Update => PlanKind::Update,
-            CutPlan::Revert => PlanKind::Revert,
-            CutPlan::Rollback => PlanKind::Rollback,
-            CutPlan::Stage => PlanKind::Stage,
-            CutPlan::MarkGood => PlanKind::MarkGood,
+            CutPlan::Update => Some(PlanKind::Update),
+            CutPlan::Revert => Some(PlanKind::Revert),
+            CutPlan::Rollback => Some(PlanKind::Rollback),
+            CutPlan::Stage => Some(PlanKind::Stage),
+            CutPlan::MarkGood => Some(PlanKind::MarkGood),
+            CutPlan::LoaderUpdate => None,
         }
+    }
+
+    /// The plan's name, as `--during` spells it.
+    fn name(self) -> &'static str {
+        self.kind().map_or("loader-update", PlanKind::code)
     }
 
     /// Carried out by hnroot-init at boot (else by the test init's command).
@@ -1326,6 +1407,7 @@ impl CutPlan {
         match self {
             CutPlan::Stage => Some(action_stage("v2")),
             CutPlan::MarkGood => Some("hnroot mark-good".to_owned()),
+            CutPlan::LoaderUpdate => Some(LOADER_UPDATE_ACTION.to_owned()),
             _ => None,
         }
     }
@@ -1345,6 +1427,7 @@ impl CutPlan {
         match self {
             CutPlan::Stage => STAGE_CUT_WINDOW,
             CutPlan::MarkGood => MARK_GOOD_CUT_WINDOW,
+            CutPlan::LoaderUpdate => LOADER_UPDATE_CUT_WINDOW,
             _ => CUT_WINDOW,
         }
     }
@@ -1379,6 +1462,8 @@ impl CutPlan {
                 state: trial(2),
                 ..after_update()
             },
+            // The older loader and the kit: [`LoaderRig::put_on`].
+            CutPlan::LoaderUpdate => DiskContents::committed(name, fs, "v1"),
         };
         c.actions = self.action().into_iter().collect();
         c
@@ -1392,8 +1477,16 @@ impl CutPlan {
             CutPlan::Rollback => 0x4011_0000,
             CutPlan::Stage => 0x57a9_0000,
             CutPlan::MarkGood => 0x9009_0000,
+            CutPlan::LoaderUpdate => 0x10ad_0000,
         }
     }
+}
+
+/// A plan to cut and, for the loader's update, the loaders it goes between.
+#[derive(Clone, Copy)]
+struct Cutting<'a> {
+    plan: CutPlan,
+    rig: Option<&'a LoaderRig>,
 }
 
 /// How one cut ended.
@@ -1457,9 +1550,19 @@ fn cut_series(
 ) -> Result<CutTally> {
     let name = match plan {
         CutPlan::Update => format!("power-cut-{fs}"),
-        _ => format!("power-cut-{}-{fs}", plan.kind()),
+        _ => format!("power-cut-{}-{fs}", plan.name()),
     };
-    let base = run.parts.disk(&plan.contents(&name, fs), &run.work)?;
+    let mut contents = plan.contents(&name, fs);
+    let rig = match plan {
+        CutPlan::LoaderUpdate => {
+            let dir = buildenv::fresh_dir(&run.work.join(format!("{name}-loaders")))?;
+            let rig = LoaderRig::new(run.parts, &dir)?;
+            rig.put_on(&mut contents);
+            Some(rig)
+        }
+        _ => None,
+    };
+    let base = run.parts.disk(&contents, &run.work)?;
     if run.cuts == 0 {
         bail!("--cuts 0 cuts nothing: leave {name} out with --only, or cut at least once");
     }
@@ -1480,7 +1583,11 @@ fn cut_series(
         };
         disk::copy_disk(&base.path, &disk.path)?;
         let label = format!("{name} cut {}", i + 1);
-        let end = cut_once(run, report, &disk, plan, &label, delay, &mut tally)?;
+        let cutting = Cutting {
+            plan,
+            rig: rig.as_ref(),
+        };
+        let end = cut_once(run, report, &disk, cutting, &label, delay, &mut tally)?;
         tally.cuts += 1;
         match end {
             CutEnd::Settled { boots } => {
@@ -1512,11 +1619,12 @@ fn cut_once(
     run: &SuiteRun<'_>,
     report: &mut Report,
     disk: &BuiltDisk,
-    plan: CutPlan,
+    cutting: Cutting<'_>,
     label: &str,
     delay: Duration,
     tally: &mut CutTally,
 ) -> Result<CutEnd> {
+    let Cutting { plan, rig } = cutting;
     let parts = run.parts;
     let dir = disk
         .path
@@ -1557,10 +1665,10 @@ fn cut_once(
         // may be cut off): a plan other than the one the disk was made for is the harness's
         // error.
         ensure!(
-            cut.plan_kind.as_deref() == Some(plan.kind().code()),
+            cut.plan_kind.as_deref() == Some(plan.name()),
             "{label}: hnroot-init planned {:?}, expected {}",
             cut.plan_kind,
-            plan.kind().code()
+            plan.name()
         );
     }
     let mut boots = 0;
@@ -1577,13 +1685,29 @@ fn cut_once(
                 .images
                 .iter()
                 .any(|i| i.name == ImageName::New && i.seen == ImageSeen::Bootable(v2));
+            // The loader the firmware finds: the old one or the new one, byte for byte, never
+            // a torn one.
+            if let Some(rig) = rig {
+                let found = esp_loader_of(disk, dir)?;
+                let Some(which) = rig.which(&found) else {
+                    return Ok(CutEnd::Unbootable(anyhow::anyhow!(
+                        "the ESP's BOOTX64.EFI ({} bytes) is neither the old loader nor the new \
+                         one",
+                        found.len()
+                    )));
+                };
+                *tally.landed.entry(which.to_owned()).or_default() += 1;
+            }
             let at = match plan {
+                CutPlan::LoaderUpdate => "",
                 CutPlan::Stage if published => "v2 published",
                 CutPlan::Stage => "v2 not published",
                 _ if matches!(&state, StateSeen::Valid(BootState::Committed { .. })) => "committed",
                 _ => "still on trial",
             };
-            *tally.landed.entry(at.to_owned()).or_default() += 1;
+            if !at.is_empty() {
+                *tally.landed.entry(at.to_owned()).or_default() += 1;
+            }
         }
         let config = Config {
             tries: parts.tries(),
@@ -1647,7 +1771,8 @@ fn cut_once(
         session.wait_poweroff(POWEROFF_TIMEOUT)?;
         report.qemu += t.elapsed();
         let (hp, _, state) = inspect(disk, View::AfterReplay, report)?;
-        if let Err(e) = both_images_intact(parts, &hp, &state, plan != CutPlan::Stage) {
+        let v2_required = !matches!(plan, CutPlan::Stage | CutPlan::LoaderUpdate);
+        if let Err(e) = both_images_intact(parts, &hp, &state, v2_required) {
             return Ok(CutEnd::Lost(e));
         }
         let next = decide(&hp.observation(state), &config);
@@ -1726,7 +1851,7 @@ fn campaign(run: &SuiteRun<'_>, fss: &[HostFs], plans: &[CutPlan]) -> Result<()>
         for &plan in plans {
             println!(
                 "\n== power cuts during {} on {fs}: {} cuts",
-                plan.kind(),
+                plan.name(),
                 run.cuts
             );
             let t = Instant::now();
@@ -1741,21 +1866,22 @@ fn campaign(run: &SuiteRun<'_>, fss: &[HostFs], plans: &[CutPlan]) -> Result<()>
     println!(
         "\npowercut: seed {}, {} cuts per filesystem and plan, each within {} ms of \
          hnroot-init's plan line (update, revert, rollback), {} ms of the test init starting \
-         `hnroot stage`, {} ms of `hnroot mark-good`",
+         `hnroot stage`, {} ms of `hnroot mark-good`, {} ms of `hnroot bootloader update`",
         run.seed,
         run.cuts,
         CUT_WINDOW.as_millis(),
         STAGE_CUT_WINDOW.as_millis(),
-        MARK_GOOD_CUT_WINDOW.as_millis()
+        MARK_GOOD_CUT_WINDOW.as_millis(),
+        LOADER_UPDATE_CUT_WINDOW.as_millis()
     );
-    println!("| filesystem | plan | cuts | unbootable | images lost | boots to settle (1 / 2) | recovery boots with GRUB's view behind | landed after (boot-time: last step seen; stage, mark-good: what the next boot found) | minutes |");
+    println!("| filesystem | plan | cuts | unbootable | images lost | boots to settle (1 / 2) | recovery boots with GRUB's view behind | landed after (boot-time: last step seen; stage, mark-good: what the next boot found; loader-update: the loader the firmware finds) | minutes |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut bad = 0;
     for (fs, plan, t, took) in &rows {
         let ones = t.settle.iter().filter(|&&b| b == 1).count();
         println!(
             "| {fs} | {} | {} | {} | {} | {ones} / {} | {} | {} | {:.1} |",
-            plan.kind(),
+            plan.name(),
             t.cuts,
             t.unbootable,
             t.lost,
