@@ -4,10 +4,10 @@
 //! carries out the copy. Whether the kernel is a kernel at all is the one rule for boot files,
 //! [`crate::verdict::boot_file`].
 
-use core::cmp::Ordering;
 use core::fmt;
 
 use crate::layout;
+use crate::version;
 
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
@@ -24,50 +24,6 @@ pub const HEADROOM_FIXED: u64 = 256 * MIB;
 /// filesystems under 300 MiB since xfsprogs 5.19).
 pub const MIN_IMAGE: u64 = 320 * MIB;
 
-/// Compare two kernel releases (`6.1.0-57-amd64`, `6.12.9+deb13-amd64`) as version numbers:
-/// runs of digits compare numerically, everything else byte by byte.
-pub fn compare_releases(a: &str, b: &str) -> Ordering {
-    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
-    loop {
-        match (a.first(), b.first()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
-                let (na, ra) = split_digits(a);
-                let (nb, rb) = split_digits(b);
-                // Compare numerically without parsing: strip leading zeros, then length, then
-                // the digits.
-                let na = strip_zeros(na);
-                let nb = strip_zeros(nb);
-                let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
-                if o != Ordering::Equal {
-                    return o;
-                }
-                a = ra;
-                b = rb;
-            }
-            (Some(x), Some(y)) => {
-                if x != y {
-                    return x.cmp(y);
-                }
-                a = a.get(1..).unwrap_or_default();
-                b = b.get(1..).unwrap_or_default();
-            }
-        }
-    }
-}
-
-fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
-    let n = s.iter().take_while(|c| c.is_ascii_digit()).count();
-    s.split_at(n)
-}
-
-fn strip_zeros(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|c| **c == b'0').count();
-    s.get(n..).unwrap_or_default()
-}
-
 /// The kernel release named by a `/boot` entry (`vmlinuz-<release>`), if it is one.
 pub fn kernel_release(file_name: &str) -> Option<&str> {
     let release = file_name.strip_prefix("vmlinuz-")?;
@@ -75,7 +31,8 @@ pub fn kernel_release(file_name: &str) -> Option<&str> {
 }
 
 /// Of the `/boot` entries `names`, the kernel that boots the image: the highest release (what
-/// Debian's `/vmlinuz` symlink points at after an upgrade).
+/// Debian's `/vmlinuz` symlink points at after an upgrade), releases compared as versions are
+/// ([`version::compare`], the rules of `systemd-analyze compare-versions`).
 pub fn pick_kernel<'a, I>(names: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
@@ -83,7 +40,7 @@ where
     names
         .into_iter()
         .filter_map(kernel_release)
-        .max_by(|a, b| compare_releases(a, b))
+        .max_by(|a, b| version::compare(a.as_bytes(), b.as_bytes()))
 }
 
 /// Why an image size does not work.
@@ -196,25 +153,28 @@ pub fn rewrite_fstab<W: fmt::Write>(
 mod tests {
     use super::*;
 
+    use core::cmp::Ordering;
+
+    fn rel_cmp(a: &str, b: &str) -> Ordering {
+        version::compare(a.as_bytes(), b.as_bytes())
+    }
+
     #[test]
     fn releases_compare_as_versions() {
         assert_eq!(
-            compare_releases("6.1.0-57-amd64", "6.1.0-9-amd64"),
+            rel_cmp("6.1.0-57-amd64", "6.1.0-9-amd64"),
             Ordering::Greater
         );
         assert_eq!(
-            compare_releases("6.12.9+deb13-amd64", "6.1.0-57-amd64"),
+            rel_cmp("6.12.9+deb13-amd64", "6.1.0-57-amd64"),
             Ordering::Greater
         );
+        assert_eq!(rel_cmp("6.1.0-57-amd64", "6.1.0-57-amd64"), Ordering::Equal);
         assert_eq!(
-            compare_releases("6.1.0-57-amd64", "6.1.0-57-amd64"),
+            rel_cmp("6.1.0-057-amd64", "6.1.0-57-amd64"),
             Ordering::Equal
         );
-        assert_eq!(
-            compare_releases("6.1.0-057-amd64", "6.1.0-57-amd64"),
-            Ordering::Equal
-        );
-        assert_eq!(compare_releases("6.1.0", "6.1.0-1"), Ordering::Less);
+        assert_eq!(rel_cmp("6.1.0", "6.1.0-1"), Ordering::Less);
     }
 
     #[test]
