@@ -721,17 +721,33 @@ pub fn check_boot_file(
     file: BootFile,
     sha256: &[u8; 32],
 ) -> Result<(), SealError> {
-    match file {
-        BootFile::Kernel if &manifest.kernel_sha256 != sha256 => Err(err(
+    let stated = match file {
+        BootFile::Kernel => &manifest.kernel_sha256,
+        BootFile::Initramfs => &manifest.initramfs_sha256,
+    };
+    check_boot_digest(file, stated, sha256)
+}
+
+/// Whether a boot file's SHA-256 is the one a manifest stated (`stated`): for a reader that kept
+/// the manifest's digests and not the manifest (GRUB's `hnroot_seal`).
+pub fn check_boot_digest(
+    file: BootFile,
+    stated: &[u8; 32],
+    sha256: &[u8; 32],
+) -> Result<(), SealError> {
+    if stated == sha256 {
+        return Ok(());
+    }
+    Err(match file {
+        BootFile::Kernel => err(
             SealProblem::Kernel,
             "/boot/kernel's SHA-256 is not the manifest's",
-        )),
-        BootFile::Initramfs if &manifest.initramfs_sha256 != sha256 => Err(err(
+        ),
+        BootFile::Initramfs => err(
             SealProblem::Initramfs,
             "/boot/initramfs's SHA-256 is not the manifest's",
-        )),
-        _ => Ok(()),
-    }
+        ),
+    })
 }
 
 #[cfg(test)]

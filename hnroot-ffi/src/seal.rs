@@ -188,14 +188,9 @@ pub unsafe extern "C" fn hnroot_seal_check_file(
     };
     let mut got = [0u8; 32];
     got.copy_from_slice(digest);
-    let (ok, code) = if got == expected {
-        (1, 0)
-    } else {
-        let p = match file {
-            BootFile::Kernel => seal::SealProblem::Kernel,
-            BootFile::Initramfs => seal::SealProblem::Initramfs,
-        };
-        (0, p.number())
+    let (ok, code) = match seal::check_boot_digest(file, &expected, &got) {
+        Ok(()) => (1, 0),
+        Err(e) => (0, e.problem.number()),
     };
     // SAFETY: checked non-NULL; caller contract.
     let r = unsafe { write_out(problem, code) };
