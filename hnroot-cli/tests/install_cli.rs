@@ -671,6 +671,70 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         let history = ok(&["history", "--hostpart", hp.to_str().unwrap()]);
         assert!(history.contains("installed"), "{history}");
 
+        // A loader update from images whose loader directory states neither keeps what the
+        // install built in: the require-sealed marker and the counting settings. An images'
+        // own counting file wins over the ESP's (what `bootloader status` says an update would
+        // keep), require-sealed is kept whatever the images say.
+        let newer = s.dir.path().join("newer-kit");
+        newer_kit(&kit, &newer);
+        let (no_fleet, fleet) = (s.dir.path().join("no-fleet"), s.dir.path().join("fleet4"));
+        std::fs::create_dir_all(&no_fleet).unwrap();
+        std::fs::create_dir_all(&fleet).unwrap();
+        std::fs::write(fleet.join("counting"), "boot-limit=4\n").unwrap();
+        let state = esp.join("hnroot/bootstate");
+        let loader_cmd = |what: &str, fleet: &Path, json: bool| {
+            let mut v = vec![
+                "bootloader",
+                what,
+                "--esp",
+                esp.to_str().unwrap(),
+                "--kit",
+                newer.to_str().unwrap(),
+                "--fleet",
+                fleet.to_str().unwrap(),
+                "--keys",
+                s.keys.to_str().unwrap(),
+                "--hostpart",
+                hp.to_str().unwrap(),
+                "--bootstate",
+                state.to_str().unwrap(),
+            ];
+            if json {
+                v.push("--json");
+            }
+            ok(&v)
+        };
+        let seen = loader_cmd("status", &fleet, true);
+        let v: serde_json::Value = serde_json::from_str(&seen).map_err(|e| e.to_string())?;
+        let kept = v["kept_from_esp"].as_array().cloned().unwrap_or_default();
+        assert!(
+            kept.len() == 1
+                && kept[0]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("requires sealed images"),
+            "{seen}"
+        );
+        let t = loader_cmd("update", &no_fleet, false);
+        assert!(
+            t.contains("the new loader requires sealed images, as the ESP's does")
+                && t.contains(
+                    "the new loader counts as the ESP's does, tries 5, boot limit 2, waits 60 s \
+                     doubling to 1800 s"
+                )
+                && t.contains("the ESP's loader is now hnroot 99.0.0"),
+            "{t}"
+        );
+        let updated = std::fs::read(esp.join("EFI/BOOT/BOOTX64.EFI")).map_err(|e| e.to_string())?;
+        assert!(updated != efi, "the loader was replaced");
+        assert!(
+            updated
+                .windows(26)
+                .any(|w| w == b"tries=5\nboot-limit=2\nwait-".as_slice())
+                && updated.windows(21).any(|w| w == b"hnroot/require-sealed"),
+            "the updated loader keeps the install's counting file and require-sealed"
+        );
+
         // --esp on this layout (the ESP's files, copied out, stand in for a mounted ESP): GRUB
         // rewritten, the valid boot state kept.
         std::fs::remove_file(esp.join("EFI/BOOT/BOOTX64.EFI")).map_err(|e| e.to_string())?;

@@ -693,6 +693,29 @@ pub fn judge_update(
     }
 }
 
+/// The settings a loader carries in its memdisk besides GRUB and the trusted keys: what an
+/// update may have to carry over from the loader it replaces.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Settings {
+    /// The require-sealed marker: only sealed images boot.
+    pub require_sealed: bool,
+    /// A counting file the core reads (tries, K, the waits).
+    pub counting: bool,
+}
+
+/// What a rebuilt loader takes over from the ESP's (`esp`) because the images' loader
+/// directory (`images`) does not state it: what `hnroot install --require-sealed` or
+/// `--boot-limit ...` built in stays through every update. The images' own counting file
+/// wins over the ESP's. Require-sealed is never dropped by an update: one that dropped it would
+/// boot unsealed images from then on, without anyone having asked (`hnroot install --esp`
+/// without `--require-sealed` rebuilds the loader without it, on purpose).
+pub fn carry_over(images: Settings, esp: Settings) -> Settings {
+    Settings {
+        require_sealed: esp.require_sealed && !images.require_sealed,
+        counting: esp.counting && !images.counting,
+    }
+}
+
 /// One step of a loader update, in order (see the module's argument).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum LoaderStep {
@@ -797,6 +820,40 @@ pub const fn after_failure(step: LoaderStep) -> LoaderAfterFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_keeps_what_the_images_do_not_state() {
+        let s = |require_sealed, counting| Settings {
+            require_sealed,
+            counting,
+        };
+        for images in [
+            s(false, false),
+            s(false, true),
+            s(true, false),
+            s(true, true),
+        ] {
+            for esp in [
+                s(false, false),
+                s(false, true),
+                s(true, false),
+                s(true, true),
+            ] {
+                let carried = carry_over(images, esp);
+                // What the new loader ends up with: the images' settings or the carried ones.
+                let require = images.require_sealed || carried.require_sealed;
+                let counting = images.counting || carried.counting;
+                assert_eq!(require, images.require_sealed || esp.require_sealed);
+                assert_eq!(counting, images.counting || esp.counting);
+                // Nothing is carried that the images state themselves.
+                assert!(!(carried.require_sealed && images.require_sealed));
+                assert!(!(carried.counting && images.counting));
+            }
+        }
+        assert_eq!(carry_over(s(false, false), s(true, true)), s(true, true));
+        assert_eq!(carry_over(s(false, true), s(true, true)), s(true, false));
+        assert_eq!(carry_over(s(true, true), s(false, false)), s(false, false));
+    }
     use std::string::ToString;
 
     const V010: Version = Version {

@@ -297,13 +297,18 @@ pub fn loader_fleet(
         });
     }
     if require_sealed && !files.iter().any(|f| f.name == REQUIRE_SEALED_FILE) {
-        files.push(FleetFile {
-            name: REQUIRE_SEALED_FILE.into(),
-            data: b"1\n".to_vec(),
-        });
+        files.push(require_sealed_file());
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+/// The require-sealed marker as the loader's memdisk holds it.
+fn require_sealed_file() -> FleetFile {
+    FleetFile {
+        name: REQUIRE_SEALED_FILE.into(),
+        data: b"1\n".to_vec(),
+    }
 }
 
 /// The candidate loader built from the kit into a scratch directory, signed for Secure Boot
@@ -455,15 +460,17 @@ fn esp_seen<'a>(esp: &Path, on_esp: Option<&'a [u8]>, candidate: &[u8]) -> EspSe
 
 fn status(args: &StatusArgs) -> Result<()> {
     let kit = LoaderKit::at(&args.at.kit)?;
-    let fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
-    let signing = args.at.sign.signing(&fleet);
-    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
-    let new = kit.record()?;
     let boot = EspBoot::open(&args.at.esp, false);
     let on_esp = match &boot {
         Ok(b) => b.read_loader()?,
         Err(_) => None,
     };
+    // The loader an update would build: with what it keeps of the ESP's.
+    let mut fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
+    let kept = keep_esp_settings(&mut fleet, on_esp.as_deref(), &args.at.fleet);
+    let signing = args.at.sign.signing(&fleet);
+    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
+    let new = kit.record()?;
     let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
     let request = UpdateRequest {
         allow_downgrade: false,
@@ -485,6 +492,7 @@ fn status(args: &StatusArgs) -> Result<()> {
             "carried": record_json(&new),
             "kit": kit.dir.display().to_string(),
             "identical": esp.identical,
+            "kept_from_esp": kept,
             "update": match verdict {
                 Ok(k) => json!({ "kind": k.code() }),
                 Err(r) => json!({ "refused": r.code(), "why": r.to_string() }),
@@ -508,6 +516,9 @@ fn status(args: &StatusArgs) -> Result<()> {
         kit.dir.display(),
         record_text(&new)
     );
+    for note in &kept {
+        say!("hnroot: {note}");
+    }
     match verdict {
         Ok(UpdateKind::UpToDate) => say!("hnroot: the ESP's loader is this one: nothing to update"),
         Ok(kind) => say!(
@@ -552,13 +563,6 @@ fn update(args: &UpdateArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
-    let signing = args.at.sign.signing(&fleet);
-    // A signed loader that would boot unsealed images is refused before anything is built.
-    if let Err(r) = signing.check() {
-        bail_refused(r)?;
-    }
-    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
     let meta = std::fs::metadata(&args.at.esp).with_context(|| {
         format!(
             "looked for the mounted ESP at {}; pass --esp DIR",
@@ -578,6 +582,16 @@ fn update(args: &UpdateArgs) -> Result<()> {
         Err(_) if args.dry_run => None,
         Err(e) => return Err(anyhow!("{e:#}")),
     };
+    let mut fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
+    for note in keep_esp_settings(&mut fleet, on_esp.as_deref(), &args.at.fleet) {
+        say!("hnroot: {note}");
+    }
+    let signing = args.at.sign.signing(&fleet);
+    // A signed loader that would boot unsealed images is refused before anything is built.
+    if let Err(r) = signing.check() {
+        bail_refused(r)?;
+    }
+    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
     let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
     say!(
         "hnroot: loader on the ESP: {}; this system carries: {}",
@@ -629,6 +643,54 @@ fn update(args: &UpdateArgs) -> Result<()> {
         crate::cmd::history::record(&hostpart, Operator::LoaderUpdated, None, None, None);
     }
     Ok(())
+}
+
+/// Add to `fleet` (the files the images' loader directory `fleet_dir` gives the new loader)
+/// what the ESP's loader (`on_esp`) was built with and the images do not state, as the core
+/// says ([`loader::carry_over`]): what was kept, a sentence each.
+fn keep_esp_settings(
+    fleet: &mut Vec<FleetFile>,
+    on_esp: Option<&[u8]>,
+    fleet_dir: &Path,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    let Some(old) = on_esp else { return kept };
+    let old_counting = match hnroot_core::memdisk::file(old, counting::MEMDISK_PATH) {
+        Ok(Some(text)) => counting::parse(text).ok().map(|c| (c, text)),
+        _ => None,
+    };
+    let esp = loader::Settings {
+        require_sealed: esp_loader::seal_policy_of(old).is_ok_and(|p| p.require),
+        counting: old_counting.is_some(),
+    };
+    let images = loader::Settings {
+        require_sealed: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
+        counting: fleet.iter().any(|f| f.name == counting::FILE_NAME),
+    };
+    let carried = loader::carry_over(images, esp);
+    if carried.require_sealed {
+        fleet.push(require_sealed_file());
+        kept.push(format!(
+            "the new loader requires sealed images, as the ESP's does ({} has no \
+             {REQUIRE_SEALED_FILE} file; an update never drops the requirement, `hnroot install \
+             --esp` without --require-sealed does)",
+            fleet_dir.display()
+        ));
+    }
+    if let (true, Some((c, text))) = (carried.counting, old_counting) {
+        fleet.push(FleetFile {
+            name: counting::FILE_NAME.into(),
+            data: text.to_vec(),
+        });
+        kept.push(format!(
+            "the new loader counts as the ESP's does, {} ({} has no {} file)",
+            counting::Summary(&c),
+            fleet_dir.display(),
+            counting::FILE_NAME
+        ));
+    }
+    fleet.sort_by(|a, b| a.name.cmp(&b.name));
+    kept
 }
 
 /// Say when the new loader counts otherwise than the ESP's (the fleet's `counting` file
