@@ -105,11 +105,18 @@ struct Parts {
 impl Parts {
     /// `hnroot install` of `image` onto the blank disk `node`, with the release's GRUB.
     fn install(&self, node: &str, image: &Path, keys: &Path) -> Result<String> {
-        self.install_with(node, image, keys, &self.kit)
+        self.install_with(node, image, keys, &self.kit, &[])
     }
 
-    /// [`Parts::install`] with the loader built from `kit`.
-    fn install_with(&self, node: &str, image: &Path, keys: &Path, kit: &Path) -> Result<String> {
+    /// [`Parts::install`] with the loader built from `kit`, and `extra` options.
+    fn install_with(
+        &self,
+        node: &str,
+        image: &Path,
+        keys: &Path,
+        kit: &Path,
+        extra: &[&str],
+    ) -> Result<String> {
         run(Command::new(&self.cli)
             .args([
                 "install",
@@ -123,7 +130,8 @@ impl Parts {
             .arg("--keys")
             .arg(keys)
             .arg("--kit")
-            .arg(kit))
+            .arg(kit)
+            .args(extra))
     }
 }
 
@@ -741,14 +749,21 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     let keys = p.work.join("keys");
     // The disk gets an older hnroot's loader (the same GRUB, its record saying 0.0.1): the
     // images' package carries a newer one, which hnroot-bootloader-update.service must put on
-    // the ESP after a commit, never during a trial.
-    let (older_kit, older) =
-        hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
+    // the ESP after a commit, never during a trial. The install sets its own counting (a
+    // boot limit and first wait that are not the defaults), which the images do not carry:
+    // every update of the loader must keep it.
+    let (older_kit, _) = hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
     {
         let d = LoopDisk::attach(&disk, false)?;
-        let said = p.install_with(&d.node, &v1, &keys, &older_kit)?;
+        let said = p.install_with(
+            &d.node,
+            &v1,
+            &keys,
+            &older_kit,
+            &["--boot-limit", "2", "--wait-first", "15"],
+        )?;
         say(&format!(
-            "hnroot install (an older loader, 0.0.1): {}",
+            "hnroot install (an older loader, 0.0.1, boot limit 2): {}",
             last_line(&said)
         ));
     }
@@ -756,6 +771,8 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         esp_loader_version(p, &disk)? == "0.0.1",
         "hnroot install did not write the older loader"
     );
+    let older = p.work.join("installed-loader.efi");
+    fs::copy(p.work.join("esp-loader.efi"), &older)?;
     let off = Offline::open(&p.cli, &p.work, &disk)?;
     let said = off.stage(&v2, &keys)?;
     say(&format!("hnroot stage v2: {}", said));
@@ -916,6 +933,22 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         status.contains("hn-root-broken.img") && status.contains("hnroot-distro-test 3"),
         "v3 is not kept as hn-root-broken.img:\n{status}"
     );
+    // The loader the service wrote twice from images without a counting file still counts as
+    // `hnroot install --boot-limit 2 --wait-first 15` said.
+    let want = "tries 3, boot limit 2, waits 15 s doubling to 1800 s";
+    let counting = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("counting:"))
+        .unwrap_or("no counting line");
+    ensure!(
+        counting.contains(want),
+        "after two loader updates by the service, hnroot status says {counting:?}, expected the \
+         install's {want}:\n{status}"
+    );
+    say(&format!(
+        "the install's counting kept through both loader updates: {}",
+        counting.trim()
+    ));
     Ok(())
 }
 
