@@ -668,6 +668,7 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
             serde_json::json!({ "tries": 5, "boot_limit": 2, "wait_first": 60, "wait_max": 1800 }),
             "{status}"
         );
+        assert_eq!(v["counting_source"], "loader", "{status}");
         let history = ok(&["history", "--hostpart", hp.to_str().unwrap()]);
         assert!(history.contains("installed"), "{history}");
 

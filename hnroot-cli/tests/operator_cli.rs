@@ -135,6 +135,14 @@ fn stage_explain_mark_good_revert_on_a_real_directory() {
     std::fs::write(hp.join("system-revert"), b"").unwrap();
     let status = ok(&[&["status"], &loc[..]].concat());
     assert!(status.contains("cannot revert"), "{status}");
+    // No ESP here, so no loader: the counting shown is the defaults, and says so.
+    assert!(
+        status.contains(
+            "counting: tries 3, boot limit 3, waits 60 s doubling to 1800 s (the defaults: no \
+             loader was read on the ESP)"
+        ),
+        "{status}"
+    );
     assert!(!status.contains("the next boot reverts"), "{status}");
     let v = json(&[&["explain", "--json"], &loc[..]].concat());
     assert_eq!(v["reason"], "revert-refused");

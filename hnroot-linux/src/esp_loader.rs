@@ -85,6 +85,9 @@ pub struct LoaderSettings {
     pub seal: Option<SealPolicy>,
     /// Tries, K and the waits.
     pub counting: Config,
+    /// A loader was read (its counting is then what GRUB applies); `false`: no loader, or one
+    /// that could not be read, and `counting` is the defaults, a guess.
+    pub read: bool,
 }
 
 impl LoaderSettings {
@@ -129,7 +132,14 @@ impl LoaderSettings {
                 Config::default()
             }
         };
-        (LoaderSettings { seal, counting }, notes)
+        (
+            LoaderSettings {
+                seal,
+                counting,
+                read: true,
+            },
+            notes,
+        )
     }
 }
 

@@ -66,6 +66,8 @@ struct Report {
     floor: FloorSeen,
     /// Tries, K and the waits, as the ESP's loader counts.
     counting: Config,
+    /// The counting was read from the ESP's loader (else: the defaults).
+    counting_read: bool,
     /// hostpart's space (full or not), or why it is unknown.
     space: Result<hnroot_core::space::Space, String>,
     /// Why the boot-state file cannot be read, when it cannot (a damaged FAT, a failing
@@ -248,6 +250,7 @@ impl Report {
             identity,
             running: params.booted,
             counting: config,
+            counting_read: loader.read,
         })
     }
 
@@ -277,6 +280,7 @@ impl Report {
             "boot_state": state_json(&self.state),
             "counting": { "tries": self.counting.tries, "boot_limit": self.counting.boot_limit,
                 "wait_first": self.counting.wait_first, "wait_max": self.counting.wait_max },
+            "counting_source": if self.counting_read { "loader" } else { "defaults" },
             "boot_state_source": self.state_source,
             "image": boot.map(|b| b.image.file_name()),
             "uuid": boot.map(|b| b.uuid.to_string()),
@@ -408,8 +412,13 @@ impl Report {
         };
         say!("boot state: {state}  [{}]", self.state_source);
         say!(
-            "counting: {} (as the ESP's loader counts)",
-            hnroot_core::counting::Summary(&self.counting)
+            "counting: {} ({})",
+            hnroot_core::counting::Summary(&self.counting),
+            if self.counting_read {
+                "as the ESP's loader counts"
+            } else {
+                "the defaults: no loader was read on the ESP"
+            }
         );
         match &self.floor {
             FloorSeen::None => {}
