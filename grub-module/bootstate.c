@@ -152,10 +152,13 @@ hnroot_grub_state_write (struct hnroot_state_file *state, const struct hnroot_bo
   hnroot_result r;
   unsigned i;
 
+  if (state->kind == HNROOT_STATE_FILE_UNREADABLE)
+    return grub_error (GRUB_ERR_FILE_READ_ERROR, N_("the boot-state file could not be read (%s)"),
+		       state->why ? state->why : "no reason given");
   if (state->kind != HNROOT_STATE_FILE_READ || ! state->file)
-    return grub_error (GRUB_ERR_FILE_NOT_FOUND, N_("there is no readable boot-state file (it "
-						   "must be preallocated when hnroot is "
-						   "installed)"));
+    return grub_error (GRUB_ERR_FILE_NOT_FOUND, N_("there is no boot-state file (`hnroot "
+						   "bootstate init` preallocates it; `hnroot "
+						   "install` does)"));
   if (! state->file->device || ! state->file->device->disk)
     return grub_error (GRUB_ERR_BAD_DEVICE, N_("the boot-state file is not on a disk"));
   if (state->overflow)
