@@ -693,8 +693,8 @@ fn keep_esp_settings(
     kept
 }
 
-/// Say when the new loader counts otherwise than the ESP's (the fleet's `counting` file
-/// changed, or the images lack the one `hnroot install --boot-limit ...` put in the loader).
+/// Say when the new loader counts otherwise than the ESP's (the images carry a `counting` file
+/// of their own that says otherwise: it wins over the ESP's, [`loader::carry_over`]).
 fn say_counting_change(on_esp: Option<&[u8]>, candidate: &[u8]) {
     let Some(old) = on_esp.and_then(|b| esp_loader::counting_of(b).ok()) else {
         return;
@@ -704,11 +704,11 @@ fn say_counting_change(on_esp: Option<&[u8]>, candidate: &[u8]) {
     };
     if old.0 != new.0 {
         say!(
-            "hnroot: the new loader counts with {} (the ESP's: {}); keep a `{}` file in the \
-             images' {FLEET_DIR}/ to keep the fleet's settings",
+            "hnroot: the new loader counts with {}, as the images' {FLEET_DIR}/{} says (the \
+             ESP's: {})",
             counting::Summary(&new.0),
-            counting::Summary(&old.0),
-            counting::FILE_NAME
+            counting::FILE_NAME,
+            counting::Summary(&old.0)
         );
     }
 }

@@ -74,7 +74,7 @@ pub struct InstallArgs {
     #[arg(long, value_name = "DIR", default_value = crate::cmd::bootloader::FLEET_DIR)]
     fleet: PathBuf,
     /// Build into the loader that only sealed images boot (`(memdisk)/hnroot/require-sealed`;
-    /// keep `require-sealed` in the images' /etc/hnroot/loader/ so that loader updates keep it).
+    /// no loader update drops it).
     #[arg(long)]
     require_sealed: bool,
     #[command(flatten)]
@@ -100,8 +100,8 @@ fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
         crate::cmd::bootloader::loader_fleet(&args.fleet, &args.sig.keys, args.require_sealed)?;
     let (fleet, counting) = args.counting.apply(fleet)?;
     say!(
-        "hnroot: the loader counts with {counting} (keep a `{}` file in the images' {}/ so that \
-         loader updates keep it)",
+        "hnroot: the loader counts with {counting} (loader updates keep it; a `{}` file in the \
+         images' {}/ replaces it)",
         hnroot_core::counting::FILE_NAME,
         crate::cmd::bootloader::FLEET_DIR
     );
