@@ -140,6 +140,23 @@ pub fn umount(target: &Path, flags: libc::c_int) -> Result<(), SysError> {
     Ok(())
 }
 
+/// Is the filesystem mounted at `path` read-only (`statvfs`'s `ST_RDONLY`)? The kernel may
+/// make a mount read-only that was asked for read-write: overlayfs does when it cannot prepare
+/// its work directory (a full upper filesystem).
+pub fn is_read_only(path: &Path) -> Result<bool, SysError> {
+    let p = c(path);
+    // SAFETY: zeroed statvfs is a valid out-buffer.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out-buffer, both outliving the call.
+    if unsafe { libc::statvfs(p.as_ptr(), &mut s) } != 0 {
+        return Err(SysError {
+            what: format!("statvfs {}", path.display()),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(s.f_flag & libc::ST_RDONLY != 0)
+}
+
 /// Create `path` and its parents (mode 0755); existing directories are fine.
 pub fn mkdir_p(path: &Path) -> Result<(), SysError> {
     std::fs::create_dir_all(path).map_err(|source| SysError {

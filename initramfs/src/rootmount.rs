@@ -81,6 +81,19 @@ impl ImageMounter<'_> {
             0,
             Some(&options),
         )?;
+        // overlayfs mounts read-only, rather than failing, when it cannot prepare its work
+        // directory (hostpart full): the image's layer is there, its writes are not possible.
+        if mounts::is_read_only(&self.env.newroot).unwrap_or(false) {
+            warn!(
+                "overlay: the kernel mounted the writable layer {} READ-ONLY (it could not prepare its work directory {} on hostpart; full?): the layer's files are there, what needs to write will fail; the image is not counted as failed for this",
+                upper.display(),
+                work.display()
+            );
+            return Ok(format!(
+                "writable layer {}, mounted read-only by the kernel",
+                upper.display()
+            ));
+        }
         Ok(format!("writable layer {}", upper.display()))
     }
 

@@ -2561,7 +2561,7 @@ fn corrupt_state(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
 /// Fill hostpart of `disk` to the last block a writer may take (a file `data/fill` written
 /// until `ENOSPC`, through a read-write loop mount of the partition, as root); returns the bytes
 /// written and the bytes still available (`statvfs`) when it is full.
-fn fill_hostpart(disk: &BuiltDisk, scratch: &Path) -> Result<(u64, u64)> {
+fn fill_hostpart(disk: &BuiltDisk, scratch: &Path, layer: Option<FsUuid>) -> Result<(u64, u64)> {
     use std::io::Write;
     use std::process::Command;
     ensure!(
@@ -2580,6 +2580,17 @@ fn fill_hostpart(disk: &BuiltDisk, scratch: &Path) -> Result<(u64, u64)> {
     )
     .context("loop-mounting hostpart read-write to fill it (root is needed)")?;
     let filled = (|| -> Result<(u64, u64)> {
+        // A writable layer from earlier boots of `layer`: its upper directory holding a file,
+        // its work directory (made before the filling, as a running server's would be).
+        if let Some(uuid) = layer {
+            let base = mnt
+                .join(hnroot_core::layout::OVERLAY_DIR)
+                .join(uuid.to_string());
+            let upper = base.join(hnroot_core::overlay::UPPER);
+            std::fs::create_dir_all(&upper)?;
+            std::fs::create_dir_all(base.join(hnroot_core::overlay::WORK))?;
+            std::fs::write(upper.join("hnroot-test-layer"), "from-an-earlier-boot\n")?;
+        }
         let path = mnt.join("data/fill");
         let mut file = std::fs::File::create(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
@@ -2623,11 +2634,14 @@ fn full_hostpart(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     spec.actions = vec![
         "hnroot status; hnroot revert".to_owned(),
         "hnroot status; hnroot mark-good; echo \"hnroot-test: mark-good exit=$?\"; \
-         hnroot metrics | sed -n 's/^hnroot_hostpart_full /hnroot-test: metric full /p'"
+         hnroot metrics | sed -n 's/^hnroot_hostpart_full /hnroot-test: metric full /p'; \
+         echo \"hnroot-test: layer $(cat /hnroot-test-layer 2>&1)\"; \
+         if touch /hnroot-test-write 2>/dev/null; then w=written; else w=refused; fi; \
+         echo \"hnroot-test: root write $w\""
             .to_owned(),
     ];
     let disk = parts.disk(&spec, &run.work)?;
-    let (written, free) = fill_hostpart(&disk, &scratch)?;
+    let (written, free) = fill_hostpart(&disk, &scratch, Some(parts.uuid("v1")?))?;
     report.note(format!(
         "hostpart filled: {} MiB written to data/fill, {free} bytes left to a writer",
         written >> 20
@@ -2705,6 +2719,29 @@ fn full_hostpart(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         "boot 1: {overlay}"
     );
     report.note(format!("boot 1: {overlay}"));
+    // v1's writable layer was there before hostpart filled up: the kernel mounts it read-only
+    // (overlayfs cannot make its work directory), hnroot-init says so, the layer's files are
+    // there and writes to the root are refused.
+    let ro = records[1]
+        .init_line("overlay: the kernel mounted the writable layer")
+        .with_context(|| {
+            format!(
+                "boot 2: hnroot-init did not say v1's existing layer is read-only\n{}",
+                records[1].tail(60)
+            )
+        })?;
+    ensure!(ro.contains("READ-ONLY"), "boot 2: {ro}");
+    for line in [
+        "hnroot-test: layer from-an-earlier-boot",
+        "hnroot-test: root write refused",
+    ] {
+        ensure!(
+            records[1].text.contains(line),
+            "boot 2: expected `{line}` (the existing layer's file, no write)\n{}",
+            records[1].tail(40)
+        );
+    }
+    report.note(format!("boot 2: {ro}"));
     // The boot state lives on the ESP: a healthy boot on a full hostpart is recorded (the
     // history record it cannot append is a warning).
     ensure!(
