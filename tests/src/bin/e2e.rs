@@ -192,8 +192,9 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
     (
         "full-hostpart",
         "24 a hostpart filled to its last block: the staged v2 switches in and boots (read-only, \
-         no room for its writable layer), reverts, and the committed v1 boots; hnroot-init and \
-         `hnroot status` say hostpart is full; nothing lost",
+         no room for its writable layer), reverts, and the committed v1 boots with its existing \
+         layer, which the kernel mounts read-only; hnroot-init and `hnroot status` say hostpart \
+         is full; nothing lost",
         full_hostpart,
     ),
     (
