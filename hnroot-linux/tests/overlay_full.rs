@@ -51,15 +51,19 @@ fn an_existing_layer_on_a_full_filesystem_is_mounted_read_only_and_told() {
             upper.display(),
             work.display()
         );
+        // The mount call hnroot-init makes.
+        let mount = || {
+            mounts::mount(
+                Path::new("overlay"),
+                &root,
+                Some("overlay"),
+                0,
+                Some(&options),
+            )
+            .unwrap()
+        };
         // With room: read-write.
-        mounts::mount(
-            Path::new("overlay"),
-            &root,
-            Some("overlay"),
-            0,
-            Some(&options),
-        )
-        .unwrap();
+        mount();
         assert!(!mounts::is_read_only(&root).unwrap());
         umount(&root);
         // Full: every inode taken (overlayfs removed and made work/work above; make it fail
@@ -74,15 +78,8 @@ fn an_existing_layer_on_a_full_filesystem_is_mounted_read_only_and_told() {
             std::fs::create_dir(work.join("probe")).is_err(),
             "the filesystem is not full"
         );
-        // The same mount call hnroot-init makes succeeds, read-only, the layer's files there.
-        mounts::mount(
-            Path::new("overlay"),
-            &root,
-            Some("overlay"),
-            0,
-            Some(&options),
-        )
-        .unwrap();
+        // It succeeds, read-only, the layer's files there.
+        mount();
         let ro = mounts::is_read_only(&root).unwrap();
         let kept = std::fs::read(root.join("kept")).unwrap();
         let image = std::fs::read(root.join("image-file")).unwrap();
