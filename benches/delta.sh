@@ -30,7 +30,7 @@
 #   benches/delta.sh                    # FS="ext4 btrfs xfs" ADD=tree
 #   FS=ext4 ADD=jq benches/delta.sh
 #   KEEP_TREES=/var/tmp/trees benches/delta.sh   # keep v1..v3 there, and reuse them next time
-#   CHUNK_AVG="64 16" benches/delta.sh  # each step staged from indexes of `hnroot publish
+#   CHUNK_AVG="64 16 64 16" benches/delta.sh  # each step staged (twice) from indexes of `hnroot publish
 #                                       # --chunk-avg 64` and `--chunk-avg 16` (KiB), side by side
 #   HNROOT_BIN=/old/hnroot benches/delta.sh  # publish and stage with another build (to compare)
 set -euo pipefail
@@ -175,6 +175,8 @@ stage() {
     local name=$1 url=$2 hp=$3
     : > "$work/nginx/access.log"
     rm -f "$hp/bootstate"
+    # Nothing of the builds or the last stage still being written back to the disk.
+    sync
     # A server's boot state: its image committed (an empty hostpart has none yet).
     if [ -e "$hp/hn-root.img" ]; then
         "$HNROOT" bootstate init --hostpart "$hp" --bootstate "$hp/bootstate" >/dev/null
@@ -207,7 +209,7 @@ for fs in $FS; do
             --fs "$fs" --uuid "$local_uuid" --init "$INIT" >"$d/$v.log" 2>&1; } 2> "$d/$v.build"
         minisign -S -s "$work/bench.key" -m "$img" -t "bench $v" >/dev/null
         if [ "$v" != v1 ]; then
-            for avg in $CHUNK_AVG; do
+            for avg in $(printf '%s\n' $CHUNK_AVG | sort -u); do
                 opt=()
                 [ "$avg" = default ] || opt=(--chunk-avg "$avg")
                 # The image and its signature linked in (publish then writes only the index).
@@ -232,13 +234,15 @@ for fs in $FS; do
         mkdir -p "$d/empty"
         read -r _ _ wserved wwall wcpu < <(stage "whole-$fs-$to" "http://127.0.0.1:$port/$fs/whole/$to.img" "$d/empty")
         rm -rf "$d/empty"
-        for avg in $CHUNK_AVG; do
+        runs=($CHUNK_AVG)
+        for ((r = 0; r < ${#runs[@]}; r++)); do
+            avg=${runs[$r]}
             idx=$(stat -c %s "$work/served/$fs/delta-$avg/$to.img.hnidx")
-            read -r dfetch dreuse dserved dwall dcpu < <(stage "delta-$fs-$to-$avg" "http://127.0.0.1:$port/$fs/delta-$avg/$to.img" "$d/hp")
-            look=$(python3 -c 'import json,sys; print(next((e["seconds_looking"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "delta" and "seconds_looking" in e), "-"))' "$work/delta-$fs-$to-$avg.json")
+            read -r dfetch dreuse dserved dwall dcpu < <(stage "delta-$fs-$to-$r" "http://127.0.0.1:$port/$fs/delta-$avg/$to.img" "$d/hp")
+            look=$(python3 -c 'import json,sys; print(next((e["seconds_looking"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "delta" and "seconds_looking" in e), "-"))' "$work/delta-$fs-$to-$r.json")
             rows+=("$fs $from->$to $avg $size $idx $dfetch $dserved $dreuse $zst $wserved $dwall $dcpu $wwall $wcpu $look")
             # The next index's stage starts from the same hostpart.
-            [ "$avg" = "${CHUNK_AVG##* }" ] || rm -f "$d/hp/hn-root-new.img"
+            [ $((r + 1)) = ${#runs[@]} ] || rm -f "$d/hp/hn-root-new.img"
         done
         # The server commits it: the staged image becomes hn-root.img, the previous one old.
         rm -f "$d/hp/hn-root-old.img"

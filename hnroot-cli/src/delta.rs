@@ -708,6 +708,47 @@ mod tests {
     }
 
     #[test]
+    fn chunks_moved_by_an_insertion_are_found_and_those_in_place_too() {
+        // 1 MiB and 2 MiB stretches of v1 in place around 5000 inserted bytes, which move the
+        // 3 MiB after them; v1's last MiB left out.
+        let v1 = noise(21, 7 << 20);
+        let mut v2 = v1[..3 << 20].to_vec();
+        v2.extend(noise(22, 5000));
+        v2.extend_from_slice(&v1[3 << 20..6 << 20]);
+        let (delta, _seed) = delta_over(&v1, &v2);
+        let in_place = delta
+            .chunks
+            .iter()
+            .filter(|c| {
+                delta
+                    .seeds
+                    .by_hash
+                    .get(&c.hash)
+                    .is_some_and(|f| f.1 == c.offset)
+            })
+            .count();
+        let moved = delta
+            .chunks
+            .iter()
+            .filter(|c| {
+                delta
+                    .seeds
+                    .by_hash
+                    .get(&c.hash)
+                    .is_some_and(|f| f.1 != c.offset)
+            })
+            .count();
+        assert!(
+            in_place > 250 && moved > 250,
+            "{in_place} in place, {moved} moved"
+        );
+        let got = read_all(delta.reader(Box::new(Remote(v2.clone())), 0)).unwrap();
+        assert!(got == v2, "the assembled image differs from v2");
+        let s = delta.stats();
+        assert!(s.fetched < 5000 + 6 * 32768, "{s:?}");
+    }
+
+    #[test]
     fn a_seed_that_changed_under_the_stage_is_fetched_instead() {
         let (v1, v2) = versions();
         let (delta, seed) = delta_over(&v1, &v2);

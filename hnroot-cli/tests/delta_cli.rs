@@ -214,25 +214,8 @@ fn index_sizes(index: &Path) -> (u32, u32, u32) {
     (at(20), at(24), at(28))
 }
 
-#[test]
-fn chunk_avg_sets_the_index_s_sizes_and_a_stage_cuts_its_seeds_with_them() {
-    let index = |rig: &Rig| rig.served.join("v2.img.hnidx");
-    let default = Rig::new();
-    assert_eq!(
-        index_sizes(&index(&default)),
-        (16 << 10, 64 << 10, 256 << 10)
-    );
-    let rig = Rig::published(&["--chunk-avg", "16"]);
-    assert_eq!(index_sizes(&index(&rig)), (4 << 10, 16 << 10, 64 << 10));
-    // A quarter of the chunks' size: about four times as many entries.
-    let (small, large) = (
-        std::fs::metadata(index(&rig)).unwrap().len(),
-        std::fs::metadata(index(&default)).unwrap().len(),
-    );
-    assert!(
-        small > 3 * large,
-        "index at 16 KiB {small} bytes, at 64 KiB {large}"
-    );
+/// A stage from the rig's index: delta, most of it reused, v2 byte for byte.
+fn stages_by_delta(rig: &Rig) {
     let server = Server::start(rig.served.clone(), Behaviour::default());
     let out = rig.stage(&server.url("v2.img"));
     let t = text(&out);
@@ -246,6 +229,39 @@ fn chunk_avg_sets_the_index_s_sizes_and_a_stage_cuts_its_seeds_with_them() {
         rig.staged().unwrap() == std::fs::read(rig.built.join("v2.img")).unwrap(),
         "the staged image is not v2 byte for byte"
     );
+}
+
+#[test]
+fn chunk_avg_sets_the_index_s_sizes_and_a_stage_cuts_its_seeds_with_them() {
+    let index = |rig: &Rig| rig.served.join("v2.img.hnidx");
+    let default = Rig::new();
+    assert_eq!(
+        index_sizes(&index(&default)),
+        (8 << 10, 32 << 10, 128 << 10)
+    );
+    let rig = Rig::published(&["--chunk-avg", "8"]);
+    assert_eq!(index_sizes(&index(&rig)), (2 << 10, 8 << 10, 32 << 10));
+    // A quarter of the chunks' size: about four times as many entries.
+    let (small, large) = (
+        std::fs::metadata(index(&rig)).unwrap().len(),
+        std::fs::metadata(index(&default)).unwrap().len(),
+    );
+    assert!(
+        small > 3 * large,
+        "index at 8 KiB {small} bytes, at 32 KiB {large}"
+    );
+    stages_by_delta(&rig);
+}
+
+#[test]
+fn an_index_with_the_sizes_before_32_kib_still_stages() {
+    // 16/64/256 KiB: every index `hnroot publish` wrote before its default became 32 KiB.
+    let rig = Rig::published(&["--chunk-avg", "64"]);
+    assert_eq!(
+        index_sizes(&rig.served.join("v2.img.hnidx")),
+        (16 << 10, 64 << 10, 256 << 10)
+    );
+    stages_by_delta(&rig);
 }
 
 #[test]
