@@ -1,14 +1,14 @@
 //! Delta staging: an image fetched chunk by chunk, taking every chunk the images already on
 //! hostpart hold from them and only the rest from the publisher.
 //!
-//! The index format is the core's (`hnroot_core::delta`); this module cuts files into chunks
-//! (FastCDC, the `fastcdc` crate, with the sizes the index names), hashes them (BLAKE3), and
-//! assembles the new image as a stream the stage's copy reads like any other source: the copy
-//! still writes the partial file, leaves zeros as holes, resumes after an interruption and
-//! feeds minisign's verifier every byte. A chunk is used only when its hash is the index's: a
-//! seed that changed under the stage is fetched instead, a server that sends other bytes stops
-//! the copy. The index itself is trusted only when the image's publisher signed it and it names
-//! this image's signature.
+//! The index format is the core's (`hnroot_core::delta`); this module has files cut into
+//! chunks (`crate::chunker`, with the sizes the index names; the seeds on several threads),
+//! hashes them (BLAKE3), and assembles the new image as a stream the stage's copy reads like
+//! any other source: the copy still writes the partial file, leaves zeros as holes, resumes
+//! after an interruption and feeds minisign's verifier every byte. A chunk is used only when
+//! its hash is the index's: a seed that changed under the stage is fetched instead, a server
+//! that sends other bytes stops the copy. The index itself is trusted only when the image's
+//! publisher signed it and it names this image's signature.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
