@@ -198,15 +198,18 @@ impl<'a> Holes<'a> {
         }
     }
 
-    fn seek(&self, at: u64, whence: libc::c_int) -> Option<u64> {
-        let at = libc::off_t::try_from(at).ok()?;
+    /// `lseek(at, whence)`: the offset, or the errno.
+    fn seek(&self, at: u64, whence: libc::c_int) -> Result<u64, i32> {
+        let at = libc::off_t::try_from(at).map_err(|_| libc::EOVERFLOW)?;
         // SAFETY: lseek on a descriptor this File owns; only its offset changes, and every read
         // here is positional (read_at), so nothing depends on that offset.
         let r = unsafe { libc::lseek(self.file.as_raw_fd(), at, whence) };
-        u64::try_from(r).ok()
+        u64::try_from(r).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
 
-    /// How many bytes from `at` are a hole (0 when `at` is in data).
+    /// How many bytes from `at` are a hole (0 when `at` is in data). Only what the filesystem
+    /// says is a hole is one: when it cannot say, or the file is no longer as long as it was,
+    /// the rest is taken as data (and read: a file that shrank is then an error).
     fn zeros_from(&mut self, at: u64) -> u64 {
         if let Some((from, to, hole)) = self.known {
             if (from..to).contains(&at) {
@@ -216,11 +219,15 @@ impl<'a> Holes<'a> {
         if at >= self.len {
             return 0;
         }
-        // No data after `at` (ENXIO): a hole to the end.
-        let data = self
-            .seek(at, libc::SEEK_DATA)
-            .unwrap_or(self.len)
-            .min(self.len);
+        let data = match self.seek(at, libc::SEEK_DATA) {
+            Ok(d) => d.min(self.len),
+            // No data at or after `at`: a hole to the end, if the file still reaches it.
+            Err(libc::ENXIO) if self.file.metadata().is_ok_and(|m| m.len() >= self.len) => self.len,
+            Err(_) => {
+                self.known = Some((at, self.len, false));
+                return 0;
+            }
+        };
         if data > at {
             self.known = Some((at, data, true));
             return data - at;
