@@ -30,10 +30,14 @@
 #   benches/delta.sh                    # FS="ext4 btrfs xfs" ADD=tree
 #   FS=ext4 ADD=jq benches/delta.sh
 #   KEEP_TREES=/var/tmp/trees benches/delta.sh   # keep v1..v3 there, and reuse them next time
+#   CHUNK_AVG="64 16 64 16" benches/delta.sh  # each step staged (twice) from indexes of `hnroot publish
+#                                       # --chunk-avg 64` and `--chunk-avg 16` (KiB), side by side
+#   HNROOT_BIN=/old/hnroot benches/delta.sh  # publish and stage with another build (to compare)
 set -euo pipefail
 
 FS=${FS:-"ext4 btrfs xfs"}
 ADD=${ADD:-tree}
+CHUNK_AVG=${CHUNK_AVG:-default} # KiB, one or more; default: hnroot publish's own
 WORK=${WORK:-/var/tmp}
 SUITE=bookworm
 cd "$(dirname "$0")/.."
@@ -45,7 +49,7 @@ done
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --quiet --release -p hnroot-cli -p hnroot-init -p hnroot-testkit --bin hnroot --bin hnroot-init --bin debian-tree
-HNROOT=$CARGO_TARGET_DIR/release/hnroot
+HNROOT=${HNROOT_BIN:-$CARGO_TARGET_DIR/release/hnroot}
 INIT=$CARGO_TARGET_DIR/release/hnroot-init
 tree=$("$CARGO_TARGET_DIR/release/debian-tree" --suite "$SUITE" --extra nfs-common,python3,netbase | cut -d' ' -f1)
 
@@ -171,6 +175,8 @@ stage() {
     local name=$1 url=$2 hp=$3
     : > "$work/nginx/access.log"
     rm -f "$hp/bootstate"
+    # Nothing of the builds or the last stage still being written back to the disk.
+    sync
     # A server's boot state: its image committed (an empty hostpart has none yet).
     if [ -e "$hp/hn-root.img" ]; then
         "$HNROOT" bootstate init --hostpart "$hp" --bootstate "$hp/bootstate" >/dev/null
@@ -191,7 +197,7 @@ epoch=1733011200 # 2024-12-01, one day more per version
 rows=()
 for fs in $FS; do
     d=$work/$fs
-    mkdir -p "$d/built" "$work/served/$fs/delta" "$work/served/$fs/whole"
+    mkdir -p "$d/built" "$work/served/$fs/whole"
     n=0
     for v in "${versions[@]}"; do
         n=$((n + 1))
@@ -203,9 +209,18 @@ for fs in $FS; do
             --fs "$fs" --uuid "$local_uuid" --init "$INIT" >"$d/$v.log" 2>&1; } 2> "$d/$v.build"
         minisign -S -s "$work/bench.key" -m "$img" -t "bench $v" >/dev/null
         if [ "$v" != v1 ]; then
-            "$HNROOT" publish "$img" --out "$work/served/$fs/delta" --sign-key "$work/bench.key" >/dev/null
-            ln -sf "../delta/$v.img" "$work/served/$fs/whole/$v.img"
-            ln -sf "../delta/$v.img.minisig" "$work/served/$fs/whole/$v.img.minisig"
+            for avg in $(printf '%s\n' $CHUNK_AVG | sort -u); do
+                opt=()
+                [ "$avg" = default ] || opt=(--chunk-avg "$avg")
+                # The image and its signature linked in (publish then writes only the index).
+                mkdir -p "$work/served/$fs/delta-$avg"
+                ln -f "$img" "$work/served/$fs/delta-$avg/$v.img"
+                ln -f "$img.minisig" "$work/served/$fs/delta-$avg/$v.img.minisig"
+                "$HNROOT" publish "$work/served/$fs/delta-$avg/$v.img" --out "$work/served/$fs/delta-$avg" \
+                    --sign-key "$work/bench.key" "${opt[@]}" >/dev/null
+            done
+            ln -f "$img" "$work/served/$fs/whole/$v.img"
+            ln -f "$img.minisig" "$work/served/$fs/whole/$v.img.minisig"
         fi
         say "$fs $v: built in $(cut -d' ' -f1 "$d/$v.build") s, $(stat -c %s "$img") bytes"
     done
@@ -214,14 +229,21 @@ for fs in $FS; do
     mv "$d/built/v1.img" "$d/hp/hn-root.img"
     for ((i = 1; i < ${#versions[@]}; i++)); do
         to=${versions[$i]} from=${versions[$((i - 1))]}
-        size=$(stat -c %s "$work/served/$fs/delta/$to.img")
-        zst=$(zstd -q -3 -T0 -c "$work/served/$fs/delta/$to.img" | wc -c)
-        idx=$(stat -c %s "$work/served/$fs/delta/$to.img.hnidx")
-        read -r dfetch dreuse dserved dwall dcpu < <(stage "delta-$fs-$to" "http://127.0.0.1:$port/$fs/delta/$to.img" "$d/hp")
+        size=$(stat -c %s "$work/served/$fs/whole/$to.img")
+        zst=$(zstd -q -3 -T0 -c "$work/served/$fs/whole/$to.img" | wc -c)
         mkdir -p "$d/empty"
         read -r _ _ wserved wwall wcpu < <(stage "whole-$fs-$to" "http://127.0.0.1:$port/$fs/whole/$to.img" "$d/empty")
         rm -rf "$d/empty"
-        rows+=("$fs $from->$to $size $idx $dfetch $dserved $dreuse $zst $wserved $dwall $dcpu $wwall $wcpu")
+        runs=($CHUNK_AVG)
+        for ((r = 0; r < ${#runs[@]}; r++)); do
+            avg=${runs[$r]}
+            idx=$(stat -c %s "$work/served/$fs/delta-$avg/$to.img.hnidx")
+            read -r dfetch dreuse dserved dwall dcpu < <(stage "delta-$fs-$to-$r" "http://127.0.0.1:$port/$fs/delta-$avg/$to.img" "$d/hp")
+            look=$(python3 -c 'import json,sys; print(next((e["seconds_looking"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "delta" and "seconds_looking" in e), "-"))' "$work/delta-$fs-$to-$r.json")
+            rows+=("$fs $from->$to $avg $size $idx $dfetch $dserved $dreuse $zst $wserved $dwall $dcpu $wwall $wcpu $look")
+            # The next index's stage starts from the same hostpart.
+            [ $((r + 1)) = ${#runs[@]} ] || rm -f "$d/hp/hn-root-new.img"
+        done
         # The server commits it: the staged image becomes hn-root.img, the previous one old.
         rm -f "$d/hp/hn-root-old.img"
         mv "$d/hp/hn-root.img" "$d/hp/hn-root-old.img"
@@ -233,15 +255,17 @@ done
 echo
 v3_note=
 [ "${#versions[@]}" = 3 ] && v3_note=", v3 = v2 + linux-image-$newest"
-echo "delta.sh: $(date -u +%F), $SUITE, v2 = v1 + $ADD$v3_note; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-5s %-7s %9s %7s %15s %15s %11s %15s %11s %11s\n' fs step "image MiB" "index" "delta fetched" "(nginx sent)" "reused MiB" "zstd -3 whole" "delta s/cpu" "whole s/cpu"
+echo "delta.sh: $(date -u +%F), $SUITE, v2 = v1 + $ADD$v3_note; $HNROOT; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-5s %-7s %5s %9s %7s %15s %15s %11s %15s %11s %7s %11s %6s\n' fs step "chunk" "image MiB" "index" "delta fetched" "(nginx sent)" "reused MiB" "zstd -3 whole" "delta s/cpu" "(seeds)" "whole s/cpu" "ratio"
 for r in "${rows[@]}"; do
-    read -r fs step size idx dfetch dserved dreuse zst wserved dwall dcpu wwall wcpu <<< "$r"
-    printf '%-5s %-7s %9d %7s %8d MiB %4.1f%% %8d MiB %11d %8d MiB %4.1f%% %5.1f/%-5.1f %5.1f/%-5.1f\n' \
-        "$fs" "$step" $((size >> 20)) "$(calc "f'{$idx/$size*100:.2f}%'")" $((dfetch >> 20)) \
+    read -r fs step avg size idx dfetch dserved dreuse zst wserved dwall dcpu wwall wcpu look <<< "$r"
+    printf '%-5s %-7s %5s %9d %7s %8d MiB %4.1f%% %8d MiB %11d %8d MiB %4.1f%% %5.1f/%-5.1f %7s %5.1f/%-5.1f %6.2f\n' \
+        "$fs" "$step" "$avg" $((size >> 20)) "$(calc "f'{$idx/$size*100:.2f}%'")" $((dfetch >> 20)) \
         "$(calc "$dfetch/$size*100")" $((dserved >> 20)) $((dreuse >> 20)) $((zst >> 20)) \
-        "$(calc "$zst/$size*100")" "$dwall" "$dcpu" "$wwall" "$wcpu"
+        "$(calc "$zst/$size*100")" "$dwall" "$dcpu" "$(calc "f'{float(\"$look\"):.1f}s'" 2>/dev/null || echo -)" "$wwall" "$wcpu" "$(calc "$dwall/$wwall")"
 done
-echo "(delta fetched: the stage's bytes_fetched / image size; nginx sent: body bytes of its access"
-echo " log during the delta stage, index and signatures included; whole: the same image staged"
-echo " from a directory without an index, nginx sent $((${wserved:-0} >> 20)) MiB for the last one)"
+echo "(chunk: the index's average chunk in KiB; delta fetched: the stage's bytes_fetched / image"
+echo " size; nginx sent: body bytes of its access log during the delta stage, index and signatures"
+echo " included; (seeds): the delta stage's time finding chunks in the images on hostpart, where"
+echo " the stage says it; whole: the same image staged from a directory without an index, nginx"
+echo " sent $((${wserved:-0} >> 20)) MiB for the last one; ratio: delta wall / whole wall)"

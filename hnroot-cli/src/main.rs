@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+mod chunker;
 mod cmd;
 mod delta;
 mod locate;

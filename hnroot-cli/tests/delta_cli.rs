@@ -27,6 +27,11 @@ const MIB: u64 = 16;
 
 impl Rig {
     fn new() -> Rig {
+        Rig::published(&[])
+    }
+
+    /// The rig with v2 published by `hnroot publish ... EXTRA`.
+    fn published(extra: &[&str]) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let hostpart = d.join("hostpart");
@@ -41,14 +46,16 @@ impl Rig {
         image_sized(&v2, B, "2.0", MIB);
         sign(&v2, &k, "fleet 2.0");
         let served = d.join("served");
-        let said = ok(&[
+        let mut publish = vec![
             "publish",
             v2.to_str().unwrap(),
             "--out",
             served.to_str().unwrap(),
             "--sign-key",
             k.secret.to_str().unwrap(),
-        ]);
+        ];
+        publish.extend_from_slice(extra);
+        let said = ok(&publish);
         assert!(said.contains("published v2.img"), "{said}");
         for f in [
             "v2.img",
@@ -198,4 +205,100 @@ fn a_server_answering_another_range_is_not_used() {
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("it answered with the range bytes 1-"), "{t}");
     assert!(rig.staged().is_none(), "{t}");
+}
+
+/// The chunker's (min, avg, max) an index names in its header.
+fn index_sizes(index: &Path) -> (u32, u32, u32) {
+    let b = std::fs::read(index).unwrap();
+    let at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    (at(20), at(24), at(28))
+}
+
+/// A stage from the rig's index: delta, most of it reused, v2 byte for byte.
+fn stages_by_delta(rig: &Rig) {
+    let server = Server::start(rig.served.clone(), Behaviour::default());
+    let out = rig.stage(&server.url("v2.img"));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let staged = event(&out, "staged").unwrap_or_else(|| panic!("no staged event: {t}"));
+    assert_eq!(staged["delta"], true, "{t}");
+    let size = MIB << 20;
+    assert!(staged["bytes_reused"].as_u64().unwrap() > size / 4, "{t}");
+    assert!(staged["bytes_fetched"].as_u64().unwrap() < size / 4, "{t}");
+    assert!(
+        rig.staged().unwrap() == std::fs::read(rig.built.join("v2.img")).unwrap(),
+        "the staged image is not v2 byte for byte"
+    );
+}
+
+#[test]
+fn chunk_avg_sets_the_index_s_sizes_and_a_stage_cuts_its_seeds_with_them() {
+    let index = |rig: &Rig| rig.served.join("v2.img.hnidx");
+    let default = Rig::new();
+    assert_eq!(
+        index_sizes(&index(&default)),
+        (8 << 10, 32 << 10, 128 << 10)
+    );
+    let rig = Rig::published(&["--chunk-avg", "8"]);
+    assert_eq!(index_sizes(&index(&rig)), (2 << 10, 8 << 10, 32 << 10));
+    // A quarter of the chunks' size: about four times as many entries.
+    let (small, large) = (
+        std::fs::metadata(index(&rig)).unwrap().len(),
+        std::fs::metadata(index(&default)).unwrap().len(),
+    );
+    assert!(
+        small > 3 * large,
+        "index at 8 KiB {small} bytes, at 32 KiB {large}"
+    );
+    stages_by_delta(&rig);
+}
+
+#[test]
+fn an_index_with_the_sizes_before_32_kib_still_stages() {
+    // 16/64/256 KiB: every index `hnroot publish` wrote before its default became 32 KiB.
+    let rig = Rig::published(&["--chunk-avg", "64"]);
+    assert_eq!(
+        index_sizes(&rig.served.join("v2.img.hnidx")),
+        (16 << 10, 64 << 10, 256 << 10)
+    );
+    stages_by_delta(&rig);
+}
+
+#[test]
+fn a_chunk_avg_that_is_no_power_of_two_or_out_of_bounds_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let k = keys(d, "publisher");
+    let v2 = d.join("v2.img");
+    image_sized(&v2, B, "2.0", 4);
+    sign(&v2, &k, "fleet 2.0");
+    let served = d.join("served");
+    for (avg, said) in [
+        ("48", "not a power of two"),
+        ("0", "not a power of two"),
+        ("2", "are not 1024 <= min <= avg <= max"),
+        ("8192", "avg <= 4194304"),
+        ("4194304", "over 4 GiB"),
+    ] {
+        let out = hnroot(&[
+            "publish",
+            v2.to_str().unwrap(),
+            "--out",
+            served.to_str().unwrap(),
+            "--sign-key",
+            k.secret.to_str().unwrap(),
+            "--chunk-avg",
+            avg,
+        ]);
+        let t = text(&out);
+        assert!(!out.status.success(), "--chunk-avg {avg}: {t}");
+        assert!(t.contains(&format!("--chunk-avg {avg}: ")), "{t}");
+        assert!(t.contains(said), "--chunk-avg {avg}: {t}");
+        assert!(t.contains("nothing was published"), "{t}");
+        assert!(
+            !served.exists(),
+            "--chunk-avg {avg} wrote {}",
+            served.display()
+        );
+    }
 }

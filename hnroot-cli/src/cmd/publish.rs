@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context, Result};
-use hnroot_core::delta::DEFAULT_SIZES;
+use hnroot_core::delta::{ChunkSizes, DEFAULT_SIZES};
 use hnroot_linux::fsat;
 
 use crate::delta::{index_of, INDEX_SUFFIX};
@@ -31,6 +31,24 @@ pub struct PublishArgs {
     /// without it, sign DIR/IMAGE.hnidx with `minisign -Sm` before servers use it.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
+    /// The chunks' average size in KiB, a power of two from 4 to 4096 (the smallest chunk is a
+    /// quarter of it, the largest four times it). Smaller chunks cost a stage less around each
+    /// change in the image and make the index larger (36 bytes a chunk); a stage cuts the
+    /// images on hostpart with the sizes the index names.
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_SIZES.avg >> 10)]
+    chunk_avg: u32,
+}
+
+/// The chunk sizes of `--chunk-avg KIB`, judged by the core (a power of two, within the
+/// bounds every stage parses an index with).
+fn chunk_sizes(kib: u32) -> Result<ChunkSizes> {
+    let refused = |why: &dyn std::fmt::Display| {
+        anyhow::anyhow!("--chunk-avg {kib}: {why}; nothing was published")
+    };
+    let avg = kib
+        .checked_mul(1024)
+        .ok_or_else(|| refused(&format_args!("{kib} KiB is over 4 GiB")))?;
+    ChunkSizes::around(avg).map_err(|e| refused(&e))
 }
 
 /// Write `data` (or the contents of `from`) to `name` in `dir` whole: a temporary name first,
@@ -46,7 +64,10 @@ fn put(dir: &OwnedFd, name: &str, from: Content<'_>) -> Result<()> {
         .with_context(|| format!("creating {tmp} in the output directory"))?;
     let written = match from {
         Content::Bytes(b) => io::Write::write_all(&mut file, b),
-        Content::File(mut src) => io::copy(&mut src, &mut file).map(|_| ()),
+        // From the first byte, whatever the descriptor's offset (indexing moved it).
+        Content::File(mut src) => io::Seek::seek(&mut src, io::SeekFrom::Start(0))
+            .and_then(|_| io::copy(&mut src, &mut file))
+            .map(|_| ()),
     };
     written
         .and_then(|()| file.sync_all())
@@ -93,6 +114,7 @@ fn publish(args: &PublishArgs) -> Result<()> {
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} names no file", args.image.display()))?
         .to_owned();
+    let sizes = chunk_sizes(args.chunk_avg)?;
     let image = open_image(&args.image)?;
     let sig_path = PathBuf::from(format!("{}.minisig", args.image.display()));
     let signature = read_small(&sig_path.to_string_lossy(), crate::source::HTTP_TIMEOUT)?
@@ -108,7 +130,7 @@ fn publish(args: &PublishArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let dir =
         fsat::open_root(&args.out).with_context(|| format!("opening {}", args.out.display()))?;
-    let (index, summary) = index_of(&image, &signature, DEFAULT_SIZES)
+    let (index, summary) = index_of(&image, &signature, sizes)
         .with_context(|| format!("indexing {}", args.image.display()))?;
     let same_file =
         std::fs::canonicalize(&args.image).ok() == std::fs::canonicalize(args.out.join(&name)).ok();
@@ -130,11 +152,12 @@ fn publish(args: &PublishArgs) -> Result<()> {
     }
     let len = image.metadata()?.len();
     crate::say!(
-        "hnroot: published {name} in {}: {} MiB in {} chunks ({} MiB of zeros), index {} KiB \
-         ({:.2} % of the image)",
+        "hnroot: published {name} in {}: {} MiB in {} chunks of {} KiB on average ({} MiB of \
+         zeros), index {} KiB ({:.2} % of the image)",
         args.out.display(),
         len >> 20,
         summary.chunks,
+        sizes.avg >> 10,
         summary.zero_bytes >> 20,
         index.len() >> 10,
         index.len() as f64 * 100.0 / len.max(1) as f64
