@@ -16,9 +16,10 @@
 //! timestamps (kernel start → initrd end, `boot-complete.target`, `multi-user.target`) and
 //! reboots; on the last boot it runs `fio` on the root filesystem (sequential 1 GiB read and
 //! write, random 4 KiB read and write: IOPS and p99 latency), the same reads on the image
-//! without the overlay (`/run/hnroot/image`), the page cache after a cold read of the 1 GiB file
-//! (hnroot: with the loop device's direct I/O on, then switched off with `losetup`), and powers
-//! off. Printed side by side with ratios; nothing is asserted (timings are not tests).
+//! without the overlay (`/run/hnroot/image`), the same reads with the loop device at a 4096-byte
+//! logical block size (`losetup --sector-size 4096` on the live device, then back), the page
+//! cache after a cold read of the 1 GiB file (hnroot: with the loop device's direct I/O on, then
+//! switched off with `losetup`), and powers off. Printed side by side with ratios; nothing is asserted (timings are not tests).
 //! Not part of `cargo xtask test`: under TCG it takes about half an hour.
 
 use std::collections::BTreeMap;
@@ -151,6 +152,36 @@ mem() {
 	[ -f /hostpart/hn-root.img ] && file=" image-file-kib=$(( $(fincore --bytes --noheadings --output RES /hostpart/hn-root.img) / 1024 ))"
 	say "mem $1 cached-kib=$((b - a))$file"
 }
+# The loop device at a 4096-byte logical block size: LOOP_SET_BLOCK_SIZE on the live device
+# (losetup --sector-size), the reads of the root and of the image without the overlay, then
+# its own size again. Where the kernel refuses that on a bound device: a second loop device of
+# the same image file at 4096, mounted read-only beside it (the image's reads only).
+bsize() { cat /sys/block/${1#/dev/}/queue/logical_block_size; }
+block_4k() {
+	was=$(bsize "$1")
+	if losetup --sector-size 4096 "$1" 2>/tmp/bs.err && [ "$(bsize "$1")" = 4096 ]; then
+		say "loop ${1#/dev/} block-size=$(bsize "$1") dio=$(cat /sys/block/${1#/dev/}/loop/dio) (was $was; set on the live device)"
+		seq_read seq-read-4k-loop $D
+		rand_read rand-read-4k-loop $D
+		seq_read image-seq-read-4k-loop /run/hnroot/image$D
+		rand_read image-rand-read-4k-loop /run/hnroot/image$D
+		losetup --sector-size "$was" "$1"
+		say "loop ${1#/dev/} block-size=$(bsize "$1") (set back)"
+		return 0
+	fi
+	say "loop ${1#/dev/}: losetup --sector-size 4096 on the live device: $(bsize "$1") after it; $(tr '\n' ' ' < /tmp/bs.err)"
+	img=/hostpart/hn-root.img
+	[ -f $img ] || img=$(losetup -n -O BACK-FILE "$1")
+	second=$(losetup --find --show --read-only --direct-io=on --sector-size 4096 "$img") || return 0
+	mkdir -p /run/hnroot-bench-4k
+	if mount -o ro "$second" /run/hnroot-bench-4k; then
+		say "loop ${second#/dev/} (second, of $img) block-size=$(bsize "$second") dio=$(cat /sys/block/${second#/dev/}/loop/dio)"
+		seq_read image-seq-read-4k-loop /run/hnroot-bench-4k$D
+		rand_read image-rand-read-4k-loop /run/hnroot-bench-4k$D
+		umount /run/hnroot-bench-4k
+	fi
+	losetup -d "$second"
+}
 # Each round runs every measurement once; the host takes the median of the rounds.
 round() {
 	seq_read seq-read $D
@@ -164,6 +195,8 @@ round() {
 	rand_read image-rand-read /run/hnroot/image$D
 	lo=$(findmnt -n -o SOURCE /run/hnroot/image)
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio)"
+	[ -d /sys/block/${lo#/dev/}/loop ] || return 0
+	block_4k "$lo"
 	losetup --direct-io=off "$lo" || return 0
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio) (switched off)"
 	mem cold-read-buffered-loop $D
@@ -658,6 +691,10 @@ fn table(m: &BTreeMap<System, Measured>, base: System, other: System) -> String 
         ("rand-read read", "rand-read read"),
         ("image-rand-read read", "rand-read read"),
         ("rand-read-buffered-loop read", "rand-read read"),
+        ("seq-read-4k-loop read", "seq-read read"),
+        ("image-seq-read-4k-loop read", "seq-read read"),
+        ("rand-read-4k-loop read", "rand-read read"),
+        ("image-rand-read-4k-loop read", "rand-read read"),
         ("rand-write write", "rand-write write"),
     ];
     for (mine, theirs) in pairs {
@@ -702,6 +739,71 @@ fn table(m: &BTreeMap<System, Measured>, base: System, other: System) -> String 
     let mut out = format!("| what | {b} | {o} | {o} / {b} |\n|---|---|---|---|\n");
     out.push_str(&s);
     out
+}
+
+/// One system's loop device at its own logical block size beside the same reads at 4096
+/// (medians; ratios 4096 / own). Empty when the 4096 jobs did not run.
+fn block_size_table(m: &Measured, system: System) -> String {
+    let pairs = [
+        (
+            "seq-read read",
+            "seq-read-4k-loop read",
+            "sequential read, root (MiB/s)",
+        ),
+        (
+            "image-seq-read read",
+            "image-seq-read-4k-loop read",
+            "sequential read, the image without the overlay (MiB/s)",
+        ),
+        (
+            "rand-read read",
+            "rand-read-4k-loop read",
+            "random 4 KiB read, root",
+        ),
+        (
+            "image-rand-read read",
+            "image-rand-read-4k-loop read",
+            "random 4 KiB read, the image without the overlay",
+        ),
+    ];
+    let mut s = String::new();
+    for (own, k4, what) in pairs {
+        let (Some(a), Some(b)) = (m.fio_median(own), m.fio_median(k4)) else {
+            continue;
+        };
+        if own.contains("rand") {
+            let _ = writeln!(
+                s,
+                "| {what}, IOPS | {:.0} | {:.0} | {} |",
+                a.iops,
+                b.iops,
+                ratio(b.iops, a.iops)
+            );
+            let _ = writeln!(
+                s,
+                "| {what}, p99 latency (µs) | {:.0} | {:.0} | {} |",
+                a.p99_us,
+                b.p99_us,
+                ratio(b.p99_us, a.p99_us)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "| {what} | {:.1} | {:.1} | {} |",
+                a.mib_s,
+                b.mib_s,
+                ratio(b.mib_s, a.mib_s)
+            );
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    let n = system.name();
+    format!(
+        "| {n}: the loop device's logical block size | as attached | 4096 | 4096 / as attached |\n\
+         |---|---|---|---|\n{s}"
+    )
 }
 
 fn main() -> Result<()> {
@@ -765,7 +867,12 @@ fn main() -> Result<()> {
         table(&measured, System::Plain, System::Sealed),
     ];
     let mut any = false;
-    for t in tables.iter().filter(|t| !t.is_empty()) {
+    let tables = tables.into_iter().chain(
+        measured
+            .iter()
+            .map(|(system, m)| block_size_table(m, *system)),
+    );
+    for t in tables.filter(|t| !t.is_empty()) {
         println!("{t}");
         any = true;
     }
@@ -849,6 +956,40 @@ mod tests {
             !t.contains("image-rand-read"),
             "no row without numbers: {t}"
         );
+    }
+
+    /// The loop device's reads at 4096 beside the same reads as attached, one system alone.
+    #[test]
+    fn the_block_size_table_compares_one_system_with_itself() {
+        let mut m = Measured::default();
+        for line in [
+            "fio rand-read read mib_s=1 iops=4000 p99_us=600",
+            "fio rand-read-4k-loop read mib_s=1 iops=5000 p99_us=450",
+            "fio image-seq-read read mib_s=400.0 iops=400 p99_us=9",
+            "fio image-seq-read-4k-loop read mib_s=420.0 iops=420 p99_us=9",
+        ] {
+            m.take(line, 0.0).unwrap();
+        }
+        let t = block_size_table(&m, System::Hnroot);
+        assert!(
+            t.contains("| random 4 KiB read, root, IOPS | 4000 | 5000 | 1.25× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| random 4 KiB read, root, p99 latency (µs) | 600 | 450 | 0.75× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| sequential read, the image without the overlay (MiB/s) | 400.0 | 420.0 | 1.05× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            !t.contains("sequential read, root"),
+            "no row without numbers: {t}"
+        );
+        assert!(block_size_table(&Measured::default(), System::Hnroot).is_empty());
     }
 
     #[test]
