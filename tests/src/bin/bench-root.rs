@@ -17,9 +17,11 @@
 //! reboots; on the last boot it runs `fio` on the root filesystem (sequential 1 GiB read and
 //! write, random 4 KiB read and write: IOPS and p99 latency), the same reads on the image
 //! without the overlay (`/run/hnroot/image`), the same reads with the loop device at a 4096-byte
-//! logical block size (`losetup --sector-size 4096` on the live device, then back), the page
+//! logical block size (`losetup --sector-size 4096` on the live device, then back) and on a
+//! second loop device of the image mounted `ro` and then `ro,noload` (no journal), the page
 //! cache after a cold read of the 1 GiB file (hnroot: with the loop device's direct I/O on, then
-//! switched off with `losetup`), and powers off. Printed side by side with ratios; nothing is asserted (timings are not tests).
+//! switched off with `losetup`), and powers off. Printed side by side with ratios; nothing is
+//! asserted (timings are not tests).
 //! Not part of `cargo xtask test`: under TCG it takes about half an hour.
 
 use std::collections::BTreeMap;
@@ -170,8 +172,7 @@ block_4k() {
 		return 0
 	fi
 	say "loop ${1#/dev/}: losetup --sector-size 4096 on the live device: $(bsize "$1") after it; $(tr '\n' ' ' < /tmp/bs.err)"
-	img=/hostpart/hn-root.img
-	[ -f $img ] || img=$(losetup -n -O BACK-FILE "$1")
+	img=$(image_file "$1")
 	second=$(losetup --find --show --read-only --direct-io=on --sector-size 4096 "$img") || return 0
 	mkdir -p /run/hnroot-bench-4k
 	if mount -o ro "$second" /run/hnroot-bench-4k; then
@@ -180,6 +181,30 @@ block_4k() {
 		rand_read image-rand-read-4k-loop /run/hnroot-bench-4k$D
 		umount /run/hnroot-bench-4k
 	fi
+	losetup -d "$second"
+}
+image_file() {
+	if [ -f /hostpart/hn-root.img ]; then echo /hostpart/hn-root.img; else losetup -n -O BACK-FILE "$1"; fi
+}
+# The image's ext4 without its journal: a second read-only loop device of the same image file
+# (direct I/O, the live device's block size) mounted ro, the image's reads, then mounted
+# ro,noload, the same reads (the live root's mount cannot change: noload is a mount's start).
+noload() {
+	[ "$(findmnt -n -o FSTYPE /run/hnroot/image)" = ext4 ] || return 0
+	img=$(image_file "$1")
+	second=$(losetup --find --show --read-only --direct-io=on --sector-size "$(bsize "$1")" "$img") || return 0
+	at=/run/hnroot-bench-second
+	mkdir -p $at
+	for how in second:ro noload:ro,noload; do
+		if mount -o "${how#*:}" "$second" $at; then
+			say "loop ${second#/dev/} (second, of $img) block-size=$(bsize "$second") dio=$(cat /sys/block/${second#/dev/}/loop/dio) mounted ${how#*:}"
+			seq_read "image-seq-read-${how%%:*}" $at$D
+			rand_read "image-rand-read-${how%%:*}" $at$D
+			umount $at
+		else
+			say "loop ${second#/dev/}: mount -o ${how#*:} failed"
+		fi
+	done
 	losetup -d "$second"
 }
 # Each round runs every measurement once; the host takes the median of the rounds.
@@ -197,6 +222,7 @@ round() {
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio)"
 	[ -d /sys/block/${lo#/dev/}/loop ] || return 0
 	block_4k "$lo"
+	noload "$lo"
 	losetup --direct-io=off "$lo" || return 0
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio) (switched off)"
 	mem cold-read-buffered-loop $D
@@ -741,37 +767,53 @@ fn table(m: &BTreeMap<System, Measured>, base: System, other: System) -> String 
     out
 }
 
-/// One system's loop device at its own logical block size beside the same reads at 4096
-/// (medians; ratios 4096 / own). Empty when the 4096 jobs did not run.
-fn block_size_table(m: &Measured, system: System) -> String {
-    let pairs = [
+/// What a variant of one system's reads was measured against: the jobs `JOB{base}` beside
+/// `JOB{variant}` for the root's and the image's sequential and random reads, under the
+/// table's heading `what | base column | variant column`.
+struct Variant {
+    what: &'static str,
+    base: (&'static str, &'static str),
+    variant: (&'static str, &'static str),
+}
+
+/// The variants measured on the last boot besides the root as attached.
+const VARIANTS: [Variant; 2] = [
+    Variant {
+        what: "the loop device's logical block size",
+        base: ("", "as attached"),
+        variant: ("-4k-loop", "4096"),
+    },
+    Variant {
+        what: "the image's ext4 on a second loop device, mounted ro",
+        base: ("-second", "journal loaded"),
+        variant: ("-noload", "noload"),
+    },
+];
+
+/// One system's reads beside the same reads of `v` (medians; ratios variant / base). Empty
+/// when the variant's jobs did not run.
+fn variant_table(m: &Measured, system: System, v: &Variant) -> String {
+    let jobs = [
+        ("seq-read", "sequential read, root (MiB/s)"),
         (
-            "seq-read read",
-            "seq-read-4k-loop read",
-            "sequential read, root (MiB/s)",
-        ),
-        (
-            "image-seq-read read",
-            "image-seq-read-4k-loop read",
+            "image-seq-read",
             "sequential read, the image without the overlay (MiB/s)",
         ),
+        ("rand-read", "random 4 KiB read, root"),
         (
-            "rand-read read",
-            "rand-read-4k-loop read",
-            "random 4 KiB read, root",
-        ),
-        (
-            "image-rand-read read",
-            "image-rand-read-4k-loop read",
+            "image-rand-read",
             "random 4 KiB read, the image without the overlay",
         ),
     ];
     let mut s = String::new();
-    for (own, k4, what) in pairs {
-        let (Some(a), Some(b)) = (m.fio_median(own), m.fio_median(k4)) else {
+    for (job, what) in jobs {
+        let (Some(a), Some(b)) = (
+            m.fio_median(&format!("{job}{} read", v.base.0)),
+            m.fio_median(&format!("{job}{} read", v.variant.0)),
+        ) else {
             continue;
         };
-        if own.contains("rand") {
+        if job.contains("rand") {
             let _ = writeln!(
                 s,
                 "| {what}, IOPS | {:.0} | {:.0} | {} |",
@@ -799,10 +841,10 @@ fn block_size_table(m: &Measured, system: System) -> String {
     if s.is_empty() {
         return s;
     }
-    let n = system.name();
+    let (n, b, o) = (system.name(), v.base.1, v.variant.1);
     format!(
-        "| {n}: the loop device's logical block size | as attached | 4096 | 4096 / as attached |\n\
-         |---|---|---|---|\n{s}"
+        "| {n}: {} | {b} | {o} | {o} / {b} |\n|---|---|---|---|\n{s}",
+        v.what
     )
 }
 
@@ -870,7 +912,7 @@ fn main() -> Result<()> {
     let tables = tables.into_iter().chain(
         measured
             .iter()
-            .map(|(system, m)| block_size_table(m, *system)),
+            .flat_map(|(system, m)| VARIANTS.iter().map(|v| variant_table(m, *system, v))),
     );
     for t in tables.filter(|t| !t.is_empty()) {
         println!("{t}");
@@ -960,7 +1002,7 @@ mod tests {
 
     /// The loop device's reads at 4096 beside the same reads as attached, one system alone.
     #[test]
-    fn the_block_size_table_compares_one_system_with_itself() {
+    fn a_variant_table_compares_one_system_with_itself() {
         let mut m = Measured::default();
         for line in [
             "fio rand-read read mib_s=1 iops=4000 p99_us=600",
@@ -970,7 +1012,7 @@ mod tests {
         ] {
             m.take(line, 0.0).unwrap();
         }
-        let t = block_size_table(&m, System::Hnroot);
+        let t = variant_table(&m, System::Hnroot, &VARIANTS[0]);
         assert!(
             t.contains("| random 4 KiB read, root, IOPS | 4000 | 5000 | 1.25× |"),
             "{t}"
@@ -989,7 +1031,32 @@ mod tests {
             !t.contains("sequential read, root"),
             "no row without numbers: {t}"
         );
-        assert!(block_size_table(&Measured::default(), System::Hnroot).is_empty());
+        assert!(t.starts_with(
+            "| hnroot: the loop device's logical block size | as attached | 4096 | 4096 / as attached |"
+        ));
+        assert!(variant_table(&Measured::default(), System::Hnroot, &VARIANTS[0]).is_empty());
+        assert!(variant_table(&m, System::Hnroot, &VARIANTS[1]).is_empty());
+        m.take(
+            "fio image-rand-read-second read mib_s=1 iops=5000 p99_us=500",
+            0.0,
+        )
+        .unwrap();
+        m.take(
+            "fio image-rand-read-noload read mib_s=1 iops=5100 p99_us=490",
+            0.0,
+        )
+        .unwrap();
+        let t = variant_table(&m, System::Hnroot, &VARIANTS[1]);
+        assert!(
+            t.contains(
+                "| random 4 KiB read, the image without the overlay, IOPS | 5000 | 5100 | 1.02× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| journal loaded | noload | noload / journal loaded |"),
+            "{t}"
+        );
     }
 
     #[test]
