@@ -16,9 +16,12 @@
 //! timestamps (kernel start → initrd end, `boot-complete.target`, `multi-user.target`) and
 //! reboots; on the last boot it runs `fio` on the root filesystem (sequential 1 GiB read and
 //! write, random 4 KiB read and write: IOPS and p99 latency), the same reads on the image
-//! without the overlay (`/run/hnroot/image`), the page cache after a cold read of the 1 GiB file
-//! (hnroot: with the loop device's direct I/O on, then switched off with `losetup`), and powers
-//! off. Printed side by side with ratios; nothing is asserted (timings are not tests).
+//! without the overlay (`/run/hnroot/image`), the same reads with the loop device at a 4096-byte
+//! logical block size (`losetup --sector-size 4096` on the live device, then back) and on a
+//! second loop device of the image mounted `ro` and then `ro,noload` (no journal), the page
+//! cache after a cold read of the 1 GiB file (hnroot: with the loop device's direct I/O on, then
+//! switched off with `losetup`), and powers off. Printed side by side with ratios; nothing is
+//! asserted (timings are not tests).
 //! Not part of `cargo xtask test`: under TCG it takes about half an hour.
 
 use std::collections::BTreeMap;
@@ -151,6 +154,59 @@ mem() {
 	[ -f /hostpart/hn-root.img ] && file=" image-file-kib=$(( $(fincore --bytes --noheadings --output RES /hostpart/hn-root.img) / 1024 ))"
 	say "mem $1 cached-kib=$((b - a))$file"
 }
+# The loop device at a 4096-byte logical block size: LOOP_SET_BLOCK_SIZE on the live device
+# (losetup --sector-size), the reads of the root and of the image without the overlay, then
+# its own size again. Where the kernel refuses that on a bound device: a second loop device of
+# the same image file at 4096, mounted read-only beside it (the image's reads only).
+bsize() { cat /sys/block/${1#/dev/}/queue/logical_block_size; }
+block_4k() {
+	was=$(bsize "$1")
+	if losetup --sector-size 4096 "$1" 2>/tmp/bs.err && [ "$(bsize "$1")" = 4096 ]; then
+		say "loop ${1#/dev/} block-size=$(bsize "$1") dio=$(cat /sys/block/${1#/dev/}/loop/dio) (was $was; set on the live device)"
+		seq_read seq-read-4k-loop $D
+		rand_read rand-read-4k-loop $D
+		seq_read image-seq-read-4k-loop /run/hnroot/image$D
+		rand_read image-rand-read-4k-loop /run/hnroot/image$D
+		losetup --sector-size "$was" "$1"
+		say "loop ${1#/dev/} block-size=$(bsize "$1") (set back)"
+		return 0
+	fi
+	say "loop ${1#/dev/}: losetup --sector-size 4096 on the live device: $(bsize "$1") after it; $(tr '\n' ' ' < /tmp/bs.err)"
+	img=$(image_file "$1")
+	second=$(losetup --find --show --read-only --direct-io=on --sector-size 4096 "$img") || return 0
+	mkdir -p /run/hnroot-bench-4k
+	if mount -o ro "$second" /run/hnroot-bench-4k; then
+		say "loop ${second#/dev/} (second, of $img) block-size=$(bsize "$second") dio=$(cat /sys/block/${second#/dev/}/loop/dio)"
+		seq_read image-seq-read-4k-loop /run/hnroot-bench-4k$D
+		rand_read image-rand-read-4k-loop /run/hnroot-bench-4k$D
+		umount /run/hnroot-bench-4k
+	fi
+	losetup -d "$second"
+}
+image_file() {
+	if [ -f /hostpart/hn-root.img ]; then echo /hostpart/hn-root.img; else losetup -n -O BACK-FILE "$1"; fi
+}
+# The image's ext4 without its journal: a second read-only loop device of the same image file
+# (direct I/O, the live device's block size) mounted ro, the image's reads, then mounted
+# ro,noload, the same reads (the live root's mount cannot change: noload is a mount's start).
+noload() {
+	[ "$(findmnt -n -o FSTYPE /run/hnroot/image)" = ext4 ] || return 0
+	img=$(image_file "$1")
+	second=$(losetup --find --show --read-only --direct-io=on --sector-size "$(bsize "$1")" "$img") || return 0
+	at=/run/hnroot-bench-second
+	mkdir -p $at
+	for how in second:ro noload:ro,noload; do
+		if mount -o "${how#*:}" "$second" $at; then
+			say "loop ${second#/dev/} (second, of $img) block-size=$(bsize "$second") dio=$(cat /sys/block/${second#/dev/}/loop/dio) mounted ${how#*:}"
+			seq_read "image-seq-read-${how%%:*}" $at$D
+			rand_read "image-rand-read-${how%%:*}" $at$D
+			umount $at
+		else
+			say "loop ${second#/dev/}: mount -o ${how#*:} failed"
+		fi
+	done
+	losetup -d "$second"
+}
 # Each round runs every measurement once; the host takes the median of the rounds.
 round() {
 	seq_read seq-read $D
@@ -164,6 +220,9 @@ round() {
 	rand_read image-rand-read /run/hnroot/image$D
 	lo=$(findmnt -n -o SOURCE /run/hnroot/image)
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio)"
+	[ -d /sys/block/${lo#/dev/}/loop ] || return 0
+	block_4k "$lo"
+	noload "$lo"
 	losetup --direct-io=off "$lo" || return 0
 	say "loop ${lo#/dev/} dio=$(cat /sys/block/${lo#/dev/}/loop/dio) (switched off)"
 	mem cold-read-buffered-loop $D
@@ -658,6 +717,10 @@ fn table(m: &BTreeMap<System, Measured>, base: System, other: System) -> String 
         ("rand-read read", "rand-read read"),
         ("image-rand-read read", "rand-read read"),
         ("rand-read-buffered-loop read", "rand-read read"),
+        ("seq-read-4k-loop read", "seq-read read"),
+        ("image-seq-read-4k-loop read", "seq-read read"),
+        ("rand-read-4k-loop read", "rand-read read"),
+        ("image-rand-read-4k-loop read", "rand-read read"),
         ("rand-write write", "rand-write write"),
     ];
     for (mine, theirs) in pairs {
@@ -702,6 +765,87 @@ fn table(m: &BTreeMap<System, Measured>, base: System, other: System) -> String 
     let mut out = format!("| what | {b} | {o} | {o} / {b} |\n|---|---|---|---|\n");
     out.push_str(&s);
     out
+}
+
+/// What a variant of one system's reads was measured against: the jobs `JOB{base}` beside
+/// `JOB{variant}` for the root's and the image's sequential and random reads, under the
+/// table's heading `what | base column | variant column`.
+struct Variant {
+    what: &'static str,
+    base: (&'static str, &'static str),
+    variant: (&'static str, &'static str),
+}
+
+/// The variants measured on the last boot besides the root as attached.
+const VARIANTS: [Variant; 2] = [
+    Variant {
+        what: "the loop device's logical block size",
+        base: ("", "as attached"),
+        variant: ("-4k-loop", "4096"),
+    },
+    Variant {
+        what: "the image's ext4 on a second loop device, mounted ro",
+        base: ("-second", "journal loaded"),
+        variant: ("-noload", "noload"),
+    },
+];
+
+/// One system's reads beside the same reads of `v` (medians; ratios variant / base). Empty
+/// when the variant's jobs did not run.
+fn variant_table(m: &Measured, system: System, v: &Variant) -> String {
+    let jobs = [
+        ("seq-read", "sequential read, root (MiB/s)"),
+        (
+            "image-seq-read",
+            "sequential read, the image without the overlay (MiB/s)",
+        ),
+        ("rand-read", "random 4 KiB read, root"),
+        (
+            "image-rand-read",
+            "random 4 KiB read, the image without the overlay",
+        ),
+    ];
+    let mut s = String::new();
+    for (job, what) in jobs {
+        let (Some(a), Some(b)) = (
+            m.fio_median(&format!("{job}{} read", v.base.0)),
+            m.fio_median(&format!("{job}{} read", v.variant.0)),
+        ) else {
+            continue;
+        };
+        if job.contains("rand") {
+            let _ = writeln!(
+                s,
+                "| {what}, IOPS | {:.0} | {:.0} | {} |",
+                a.iops,
+                b.iops,
+                ratio(b.iops, a.iops)
+            );
+            let _ = writeln!(
+                s,
+                "| {what}, p99 latency (µs) | {:.0} | {:.0} | {} |",
+                a.p99_us,
+                b.p99_us,
+                ratio(b.p99_us, a.p99_us)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "| {what} | {:.1} | {:.1} | {} |",
+                a.mib_s,
+                b.mib_s,
+                ratio(b.mib_s, a.mib_s)
+            );
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    let (n, b, o) = (system.name(), v.base.1, v.variant.1);
+    format!(
+        "| {n}: {} | {b} | {o} | {o} / {b} |\n|---|---|---|---|\n{s}",
+        v.what
+    )
 }
 
 fn main() -> Result<()> {
@@ -765,7 +909,12 @@ fn main() -> Result<()> {
         table(&measured, System::Plain, System::Sealed),
     ];
     let mut any = false;
-    for t in tables.iter().filter(|t| !t.is_empty()) {
+    let tables = tables.into_iter().chain(
+        measured
+            .iter()
+            .flat_map(|(system, m)| VARIANTS.iter().map(|v| variant_table(m, *system, v))),
+    );
+    for t in tables.filter(|t| !t.is_empty()) {
         println!("{t}");
         any = true;
     }
@@ -848,6 +997,65 @@ mod tests {
         assert!(
             !t.contains("image-rand-read"),
             "no row without numbers: {t}"
+        );
+    }
+
+    /// The loop device's reads at 4096 beside the same reads as attached, one system alone.
+    #[test]
+    fn a_variant_table_compares_one_system_with_itself() {
+        let mut m = Measured::default();
+        for line in [
+            "fio rand-read read mib_s=1 iops=4000 p99_us=600",
+            "fio rand-read-4k-loop read mib_s=1 iops=5000 p99_us=450",
+            "fio image-seq-read read mib_s=400.0 iops=400 p99_us=9",
+            "fio image-seq-read-4k-loop read mib_s=420.0 iops=420 p99_us=9",
+        ] {
+            m.take(line, 0.0).unwrap();
+        }
+        let t = variant_table(&m, System::Hnroot, &VARIANTS[0]);
+        assert!(
+            t.contains("| random 4 KiB read, root, IOPS | 4000 | 5000 | 1.25× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| random 4 KiB read, root, p99 latency (µs) | 600 | 450 | 0.75× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| sequential read, the image without the overlay (MiB/s) | 400.0 | 420.0 | 1.05× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            !t.contains("sequential read, root"),
+            "no row without numbers: {t}"
+        );
+        assert!(t.starts_with(
+            "| hnroot: the loop device's logical block size | as attached | 4096 | 4096 / as attached |"
+        ));
+        assert!(variant_table(&Measured::default(), System::Hnroot, &VARIANTS[0]).is_empty());
+        assert!(variant_table(&m, System::Hnroot, &VARIANTS[1]).is_empty());
+        m.take(
+            "fio image-rand-read-second read mib_s=1 iops=5000 p99_us=500",
+            0.0,
+        )
+        .unwrap();
+        m.take(
+            "fio image-rand-read-noload read mib_s=1 iops=5100 p99_us=490",
+            0.0,
+        )
+        .unwrap();
+        let t = variant_table(&m, System::Hnroot, &VARIANTS[1]);
+        assert!(
+            t.contains(
+                "| random 4 KiB read, the image without the overlay, IOPS | 5000 | 5100 | 1.02× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| journal loaded | noload | noload / journal loaded |"),
+            "{t}"
         );
     }
 
