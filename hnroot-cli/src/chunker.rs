@@ -242,12 +242,13 @@ impl<'a> Holes<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    /// Pseudo-random bytes (xorshift), so chunk boundaries fall where content says.
-    fn noise(seed: u64, n: usize) -> Vec<u8> {
+    /// Pseudo-random bytes (xorshift), so chunk boundaries fall where content says (the delta
+    /// reader's tests use it too).
+    pub(crate) fn noise(seed: u64, n: usize) -> Vec<u8> {
         let mut x = seed | 1;
         (0..n)
             .map(|_| {
