@@ -99,7 +99,8 @@
 //! * [`probe`]: filesystem and partition-table probes (labels, UUIDs) that agree with blkid.
 //! * [`delta`]: the chunk index a stage fetches only what changed by.
 //! * [`verdict`]: whether an image file boots. * [`device`]: which of several same-labelled
-//!   devices to use. * [`layout`]: labels, paths and names on disk.
+//!   devices to use. * [`layout`]: labels, paths and names on disk. * [`loopdev`]: the
+//!   block size of the loop device an image is attached to, and whether direct I/O can work.
 //! * [`identity`]: each host's own state on hostpart, projected into the image at every boot
 //!   and created on a server's first boot ([`hostname`], [`machineid`]); [`hostsync`]: its
 //!   copy in a shared repository; [`sysprep`]: what makes an image host-specific, removed
@@ -137,6 +138,7 @@ pub mod imagebuild;
 pub mod install;
 pub mod layout;
 pub mod loader;
+pub mod loopdev;
 pub mod machineid;
 pub mod memdisk;
 pub mod minisig;

@@ -638,6 +638,7 @@ mod tests {
             label_fatboot: None,
             uuid,
             size,
+            io_unit: Some(4096),
             grub_lacks: ExtFeatures::empty(),
         })
     }

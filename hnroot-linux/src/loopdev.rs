@@ -9,12 +9,20 @@
 //! block size the loop device's sectors do not fit) gets buffered I/O instead: newer kernels
 //! refuse `LOOP_CONFIGURE` with the flag (`EINVAL`), older ones drop the flag silently, so what
 //! the device does is read back from the kernel ([`LoopIo`]) and the caller reports it.
+//!
+//! The device's logical block size is hnroot's choice, not the kernel's
+//! ([`hnroot_core::loopdev::geometry`]): from the image's superblock (its filesystem's smallest
+//! unit) and the backing file's direct-I/O alignment (`statx`), so that the image always mounts
+//! (an XFS of 512-byte sectors on a 4Kn hostpart too) and direct I/O is asked for only at a
+//! block size where it can work.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use hnroot_core::loopdev::{geometry, Direct, Geometry};
 
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
@@ -124,9 +132,10 @@ pub fn attach(
         .read(true)
         .write(true)
         .open(dev.join("loop-control"))?;
+    let geometry = geometry(io_unit(image), dio_align(image));
     let mut busy = None;
     for _ in 0..MAX_ATTEMPTS {
-        match attach_free(dev, &control, image, name, writable) {
+        match attach_free(dev, &control, image, name, writable, geometry) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => busy = Some(e),
             done => return done,
         }
@@ -147,6 +156,7 @@ fn attach_free(
     image: &File,
     name: &str,
     writable: bool,
+    geometry: Geometry,
 ) -> io::Result<LoopDevice> {
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
     let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
@@ -176,7 +186,11 @@ fn attach_free(
         lo_encrypt_type: 0,
         lo_encrypt_key_size: 0,
         lo_flags: LO_FLAGS_AUTOCLEAR
-            | LO_FLAGS_DIRECT_IO
+            | if geometry.direct == Direct::Ask {
+                LO_FLAGS_DIRECT_IO
+            } else {
+                0
+            }
             | if writable { 0 } else { LO_FLAGS_READ_ONLY },
         lo_file_name: [0; LO_NAME_SIZE],
         lo_crypt_name: [0; LO_NAME_SIZE],
@@ -188,9 +202,12 @@ fn attach_free(
     info.lo_file_name[..len].copy_from_slice(&bytes[..len]);
     let fd = u32::try_from(image.as_raw_fd())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    match configure(&file, fd, info) {
+    match configure(&file, fd, geometry.block_size, info) {
         Ok(()) => {
-            let io = io_of(&file, None);
+            let io = match geometry.direct {
+                Direct::Ask => io_of(&file, None),
+                not_asked => LoopIo::Buffered(not_asked.to_string()),
+            };
             return Ok(LoopDevice { node, file, io });
         }
         Err(e)
@@ -204,7 +221,7 @@ fn attach_free(
     // 6.18 on ramfs for one, say so at once), or one without LOOP_CONFIGURE. Without the flag,
     // once more.
     info.lo_flags &= !LO_FLAGS_DIRECT_IO;
-    match configure(&file, fd, info) {
+    match configure(&file, fd, geometry.block_size, info) {
         Ok(()) => {
             let why = format!(
                 "the kernel refused direct I/O on the backing file: {} (its filesystem cannot \
@@ -221,7 +238,8 @@ fn attach_free(
         }
         Err(_) => {}
     }
-    // Kernels before 5.8: two steps, then direct I/O asked for on its own.
+    // Kernels before 5.8: two steps, then direct I/O asked for on its own. Their block size
+    // stays the kernel's 512 (they have no `STATX_DIOALIGN`, so the geometry asked for 512).
     // SAFETY: LOOP_SET_FD takes the backing file's descriptor.
     if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_FD as _, image.as_raw_fd()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -240,35 +258,37 @@ fn attach_free(
         unsafe { libc::ioctl(file.as_raw_fd(), LOOP_CLR_FD as _) };
         return Err(e);
     }
-    // SAFETY: LOOP_SET_DIRECT_IO takes an unsigned long, 1 for on.
-    let why = if unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            LOOP_SET_DIRECT_IO as _,
-            1 as libc::c_ulong,
-        )
-    } == 0
-    {
-        None
-    } else {
-        Some(format!(
-            "the kernel refused direct I/O on the backing file: {} (its filesystem cannot do \
-             it)",
-            io::Error::last_os_error()
-        ))
+    let why = match geometry.direct {
+        Direct::Ask => {
+            // SAFETY: LOOP_SET_DIRECT_IO takes an unsigned long, 1 for on.
+            let r = unsafe {
+                libc::ioctl(
+                    file.as_raw_fd(),
+                    LOOP_SET_DIRECT_IO as _,
+                    1 as libc::c_ulong,
+                )
+            };
+            (r != 0).then(|| {
+                format!(
+                    "the kernel refused direct I/O on the backing file: {} (its filesystem \
+                     cannot do it)",
+                    io::Error::last_os_error()
+                )
+            })
+        }
+        not_asked => Some(not_asked.to_string()),
     };
     let io = io_of(&file, why);
     Ok(LoopDevice { node, file, io })
 }
 
-/// `LOOP_CONFIGURE` of the open loop device `file` with the backing descriptor `fd`.
-fn configure(file: &File, fd: u32, info: LoopInfo64) -> io::Result<()> {
+/// `LOOP_CONFIGURE` of the open loop device `file` with the backing descriptor `fd`, at
+/// `block_size` (never 0, the kernel's choice: Linux 6.18 would choose the backing file's
+/// direct-I/O alignment, which an image of smaller units does not mount from).
+fn configure(file: &File, fd: u32, block_size: u32, info: LoopInfo64) -> io::Result<()> {
     let config = LoopConfig {
         fd,
-        // The kernel's default: on Linux 6.1, 512 for a backing file not opened with O_DIRECT
-        // (ours are not). Every image filesystem mounts from 512; 4096 measured no faster
-        // (README, `cargo xtask bench-root`) and would not mount an XFS of 512-byte sectors.
-        block_size: 0,
+        block_size,
         info,
         reserved: [0; 8],
     };
@@ -321,6 +341,38 @@ fn status(file: &File) -> io::Result<LoopInfo64> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The smallest unit the filesystem in the open image file `image` works in, from its
+/// superblock (the core's prober); `None` when no filesystem is found (a new, empty file) or
+/// it cannot be read.
+fn io_unit(image: &File) -> Option<u32> {
+    crate::image::probe_file(image).ok()?.info()?.io_unit
+}
+
+/// `STATX_DIOALIGN` (Linux 6.1), spelled here: not every libc target has it.
+const STATX_DIOALIGN: u32 = 0x2000;
+
+/// The alignment direct I/O on the open file `image` needs (`statx`'s `stx_dio_offset_align`),
+/// when the kernel says (Linux 6.1 and later, on filesystems that report it; 0 there means
+/// no direct I/O, left for the kernel to refuse).
+fn dio_align(image: &File) -> Option<u32> {
+    // SAFETY: zeroed statx is a valid out-buffer.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, an empty NUL-terminated name with AT_EMPTY_PATH, and an
+    // out-pointer of the kernel's layout that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            image.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_DIOALIGN,
+            &mut stx as *mut libc::statx,
+        )
+    };
+    (r == 0 && stx.stx_mask & STATX_DIOALIGN != 0 && stx.stx_dio_offset_align != 0)
+        .then_some(stx.stx_dio_offset_align)
 }
 
 /// `LOOP_GET_STATUS64`: a configured loop device's `struct loop_info64`.

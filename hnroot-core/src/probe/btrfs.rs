@@ -78,6 +78,8 @@ pub struct BtrfsSuperblock {
     /// Bytes of this device the filesystem spans: its `dev_item.total_bytes` (the kernel
     /// refuses a device smaller than that), unless zero.
     pub size: Option<u64>,
+    /// `sectorsize` (never 0): the smallest unit it reads and writes.
+    pub sector_size: u32,
 }
 
 /// Parse the [`SB_LEN`] bytes at [`SB_OFFSET`].
@@ -93,7 +95,8 @@ pub fn parse(sb: &[u8]) -> Result<BtrfsSuperblock, BtrfsReject> {
             return Err(BtrfsReject::Checksum { stored, computed });
         }
     }
-    if f.le32(SECTORSIZE) == 0 {
+    let sector_size = f.le32(SECTORSIZE);
+    if sector_size == 0 {
         return Err(BtrfsReject::SectorSize);
     }
     let label_field = f.bytes(LABEL);
@@ -108,6 +111,7 @@ pub fn parse(sb: &[u8]) -> Result<BtrfsSuperblock, BtrfsReject> {
         label,
         uuid: (fsid != [0; 16]).then_some(FsUuid::Uuid(fsid)),
         size: (total_bytes != 0).then_some(total_bytes),
+        sector_size,
     })
 }
 
@@ -139,6 +143,7 @@ mod tests {
         assert_eq!(got.label.unwrap().as_str(), Some("hôstpart"));
         assert_eq!(got.uuid, Some(FsUuid::Uuid([7; 16])));
         assert_eq!(got.size, Some(256 << 20));
+        assert_eq!(got.sector_size, 4096);
         let mut b = sb(b"x");
         b[LABEL.start] = b'y';
         assert!(matches!(parse(&b), Err(BtrfsReject::Checksum { .. })));

@@ -184,6 +184,9 @@ pub struct ExtSuperblock {
     /// high half on a 64-bit filesystem) times the block size; `None` when the block size is
     /// beyond the kernel's 64 KiB or the product overflows.
     pub size: Option<u64>,
+    /// The block size (1 KiB to 64 KiB), the smallest unit it reads and writes; `None` beyond
+    /// the kernel's 64 KiB.
+    pub block_size: Option<u32>,
     /// The incompatible features it uses that GRUB cannot read.
     pub grub_lacks: ExtFeatures,
 }
@@ -226,17 +229,20 @@ pub fn parse(sb: &[u8]) -> Result<ExtSuperblock, ExtReject> {
         label,
         uuid: (uuid != [0; 16]).then_some(FsUuid::Uuid(uuid)),
         size: extent(&f, incompat),
+        block_size: block_size(&f),
         grub_lacks: ExtFeatures::grub_lacks(incompat),
     })
 }
 
+/// 1024 << `s_log_block_size`, unless beyond the kernel's 64 KiB.
+fn block_size(f: &Fields<'_>) -> Option<u32> {
+    let log = f.le32(S_LOG_BLOCK_SIZE);
+    (log <= MAX_LOG_BLOCK_SIZE).then(|| 1024u32 << log)
+}
+
 /// `s_blocks_count` × block size, as the kernel compares it with the device size at mount.
 fn extent(f: &Fields<'_>, incompat: u32) -> Option<u64> {
-    let log = f.le32(S_LOG_BLOCK_SIZE);
-    if log > MAX_LOG_BLOCK_SIZE {
-        return None;
-    }
-    let block_size = 1024u64 << log;
+    let block_size = u64::from(block_size(f)?);
     let hi = if incompat & INCOMPAT_64BIT != 0 {
         u64::from(f.le32(S_BLOCKS_COUNT_HI))
     } else {
@@ -399,6 +405,7 @@ mod tests {
         // 1 KiB blocks (s_log_block_size 0), 8192 of them.
         set32(&mut sb, S_BLOCKS_COUNT_LO, 8192);
         assert_eq!(parse(&sb).unwrap().size, Some(8 << 20));
+        assert_eq!(parse(&sb).unwrap().block_size, Some(1024));
         // 4 KiB blocks; the high half counts only on a 64-bit filesystem (mkfs.ext4's 0x2c2
         // includes 64bit).
         set32(&mut sb, S_LOG_BLOCK_SIZE, 2);
@@ -407,8 +414,10 @@ mod tests {
         assert_eq!(parse(&sb).unwrap().size, Some(8192 * 4096));
         set32(&mut sb, S_FEATURE_INCOMPAT, 0x2c2);
         assert_eq!(parse(&sb).unwrap().size, Some(((1 << 32) + 8192) * 4096));
-        // A block size the kernel refuses gives no size, not a wrong one.
+        assert_eq!(parse(&sb).unwrap().block_size, Some(4096));
+        // A block size the kernel refuses gives no size nor unit, not a wrong one.
         set32(&mut sb, S_LOG_BLOCK_SIZE, 7);
         assert_eq!(parse(&sb).unwrap().size, None);
+        assert_eq!(parse(&sb).unwrap().block_size, None);
     }
 }

@@ -150,6 +150,11 @@ pub struct FsInfo {
     /// size), when it says. Not one of blkid's tags: blkid reports a truncated filesystem as
     /// if it were whole; [`FsInfo::missing_bytes`] tells one apart.
     pub size: Option<u64>,
+    /// The smallest unit the filesystem reads and writes its device in (ext: the block size;
+    /// XFS: `sectsize`; btrfs: `sectorsize`; FAT: bytes per sector), when it says: a device
+    /// whose logical block size is larger cannot mount it (the loop device's block size is
+    /// chosen from it, [`crate::loopdev::geometry`]). Not one of blkid's tags.
+    pub io_unit: Option<u32>,
     /// ext only: the incompatible features it uses that GRUB cannot read (none for the other
     /// filesystems, whose features GRUB's drivers are not asked about).
     pub grub_lacks: super::ext::ExtFeatures,
@@ -458,6 +463,7 @@ impl FsProber {
                         label_fatboot: None,
                         uuid: sb.uuid,
                         size: sb.size,
+                        io_unit: Some(sb.sector_size),
                         grub_lacks: ext::ExtFeatures::empty(),
                     });
                 }
@@ -509,6 +515,7 @@ impl FsProber {
                 label_fatboot: None,
                 uuid: sb.uuid,
                 size: sb.size,
+                io_unit: Some(sb.sector_size),
                 grub_lacks: ext::ExtFeatures::empty(),
             });
         }
@@ -521,6 +528,7 @@ impl FsProber {
                     label_fatboot: None,
                     uuid: sb.uuid,
                     size: sb.size,
+                    io_unit: sb.block_size,
                     grub_lacks: sb.grub_lacks,
                 });
             }
@@ -564,6 +572,7 @@ impl FsProber {
                 label_fatboot: vol.label_fatboot,
                 uuid: vol.uuid,
                 size: vol.size,
+                io_unit: Some(vol.sector_size),
                 grub_lacks: ext::ExtFeatures::empty(),
             });
         }

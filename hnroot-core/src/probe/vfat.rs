@@ -465,6 +465,8 @@ pub struct FatVolume {
     pub uuid: Option<FsUuid>,
     /// Bytes the filesystem spans: its sectors times the sector size, unless it counts none.
     pub size: Option<u64>,
+    /// Its logical sector size (512 to 4096): the smallest unit it reads and writes.
+    pub sector_size: u32,
 }
 
 impl FatWalk {
@@ -657,6 +659,7 @@ impl FatWalk {
             size: (self.boot.total_sectors != 0).then(|| {
                 u64::from(self.boot.total_sectors).saturating_mul(u64::from(self.boot.sector_size))
             }),
+            sector_size: self.boot.sector_size,
         })
     }
 }

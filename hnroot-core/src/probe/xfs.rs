@@ -100,6 +100,8 @@ pub struct XfsSuperblock {
     /// Bytes of the data device the filesystem spans: `sb_dblocks` × `sb_blocksize` (the
     /// kernel refuses to mount a smaller device).
     pub size: Option<u64>,
+    /// `sb_sectsize` (512 to 32768, checked): the smallest unit it reads and writes.
+    pub sector_size: u32,
 }
 
 /// Parse the superblock at the start of `buf` (at least [`SB_LEN`] bytes, and a whole sector
@@ -151,6 +153,7 @@ pub fn parse(buf: &[u8]) -> Result<XfsSuperblock, XfsReject> {
         size: f
             .be64(SB_DBLOCKS)
             .checked_mul(u64::from(f.be32(SB_BLOCKSIZE))),
+        sector_size: u32::from(f.be16(SB_SECTSIZE)),
     })
 }
 
@@ -252,6 +255,8 @@ mod tests {
     #[test]
     fn size_is_data_blocks_times_block_size() {
         assert_eq!(parse(&v5()).unwrap().size, Some(300 << 20));
+        // Its unit is the sector, not the block.
+        assert_eq!(parse(&v5()).unwrap().sector_size, 512);
     }
 
     #[test]
