@@ -475,6 +475,65 @@ fn history_problems_name_the_file_and_say_what_it_is() {
     );
 }
 
+/// A history holding a record a newer hnroot wrote (an event this one does not know, its
+/// checksum right), as after hnroot was downgraded: `history` shows the records it reads and
+/// says the other is a newer hnroot's, not damage; `metrics` counts it apart from damage.
+#[test]
+fn a_newer_hnroot_s_history_records_are_not_called_damage() {
+    use hnroot_core::history::{Event, Record, RECORD_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let hp = dir.path().join("hostpart");
+    let file = hp.join("data/hnroot/history");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let record = |sequence| Record {
+        sequence,
+        time: 1_764_500_000,
+        event: Event::MarkedGood,
+        reason: hnroot_core::ReasonCode::Unknown,
+        plan: None,
+        image: Some(hnroot_core::ImageName::Current),
+        now_at: None,
+        uuid: None,
+        tries: None,
+        good: None,
+        via: None,
+    };
+    let mut bytes = vec![0u8; 3 * RECORD_LEN];
+    bytes[RECORD_LEN..2 * RECORD_LEN].copy_from_slice(&record(1).encode());
+    let mut newer = record(2).encode();
+    newer[5] = 250;
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&newer[..RECORD_LEN - 4]);
+    newer[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    bytes[2 * RECORD_LEN..].copy_from_slice(&newer);
+    std::fs::write(&file, &bytes).unwrap();
+    let hp_s = hp.to_str().unwrap();
+
+    let out = hnroot(&["history", "--hostpart", hp_s]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("#1 marked-good")
+            && t.contains(&format!(
+                "{}: 1 records written by a newer hnroot skipped",
+                file.display()
+            ))
+            && !t.contains("damaged"),
+        "{t}"
+    );
+
+    // No boot state yet: the metrics are still written.
+    let state = dir.path().join("bootstate");
+    let st_s = state.to_str().unwrap();
+    let out = hnroot(&["metrics", "--hostpart", hp_s, "--bootstate", st_s]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("\nhnroot_history_newer_records 1\n")
+            && t.contains("\nhnroot_history_damaged_records 0\n"),
+        "{t}"
+    );
+}
+
 /// An ext4 image whose /boot/kernel is `kernel` (made by `make` in the tree), with an
 /// initramfs.
 fn image_with_kernel(path: &std::path::Path, uuid: &str, make: impl Fn(&std::path::Path)) {

@@ -182,7 +182,7 @@ fn put_uuid(rec: &mut [u8; RECORD_LEN], at: Range<usize>, uuid: Option<FsUuid>) 
     }
 }
 
-fn get_uuid(rec: &[u8], at: Range<usize>) -> Result<Option<FsUuid>, RecordError> {
+fn get_uuid(rec: &[u8], at: Range<usize>, sequence: u64) -> Result<Option<FsUuid>, RecordError> {
     let kind = rec.get(at.start).copied().unwrap_or(0);
     let start = at.start.saturating_add(1);
     let bytes = rec.get(start..at.end).ok_or(RecordError::Field("uuid"))?;
@@ -198,7 +198,11 @@ fn get_uuid(rec: &[u8], at: Range<usize>) -> Result<Option<FsUuid>, RecordError>
             b.copy_from_slice(bytes.get(..4).ok_or(RecordError::Field("uuid"))?);
             Ok(Some(FsUuid::VolumeId(b)))
         }
-        _ => Err(RecordError::Field("uuid kind")),
+        value => Err(RecordError::Unknown {
+            field: "uuid kind",
+            value,
+            sequence,
+        }),
     }
 }
 
@@ -208,14 +212,18 @@ fn name_byte(n: Option<ImageName>) -> u8 {
     })
 }
 
-fn name_from(b: u8) -> Result<Option<ImageName>, RecordError> {
+fn name_from(b: u8, sequence: u64) -> Result<Option<ImageName>, RecordError> {
     match b {
         0 => Ok(None),
         b => ImageName::ALL
             .get(usize::from(b.saturating_sub(1)))
             .copied()
             .map(Some)
-            .ok_or(RecordError::Field("image name")),
+            .ok_or(RecordError::Unknown {
+                field: "image name",
+                value: b,
+                sequence,
+            }),
     }
 }
 
@@ -399,24 +407,30 @@ impl Record {
                 .map(u64::from_le_bytes)
                 .unwrap_or(0)
         };
+        let sequence = u64_at(R_SEQUENCE);
+        let unknown = |field, at| RecordError::Unknown {
+            field,
+            value: byte(at),
+            sequence,
+        };
         let (left, total) = (byte(R_TRIES_LEFT), byte(R_TRIES_TOTAL));
         Ok(Record {
-            sequence: u64_at(R_SEQUENCE),
+            sequence,
             time: u64_at(R_TIME),
-            event: Event::from_number(byte(R_EVENT)).ok_or(RecordError::Field("event"))?,
-            reason: ReasonCode::from_number(byte(R_REASON)).ok_or(RecordError::Field("reason"))?,
+            event: Event::from_number(byte(R_EVENT)).ok_or(unknown("event", R_EVENT))?,
+            reason: ReasonCode::from_number(byte(R_REASON)).ok_or(unknown("reason", R_REASON))?,
             plan: match byte(R_PLAN) {
                 0 => None,
-                n => Some(PlanKind::from_number(n).ok_or(RecordError::Field("plan"))?),
+                n => Some(PlanKind::from_number(n).ok_or(unknown("plan", R_PLAN))?),
             },
-            image: name_from(byte(R_IMAGE))?,
-            now_at: name_from(byte(R_NOW_AT))?,
-            uuid: get_uuid(slot, R_UUID)?,
+            image: name_from(byte(R_IMAGE), sequence)?,
+            now_at: name_from(byte(R_NOW_AT), sequence)?,
+            uuid: get_uuid(slot, R_UUID, sequence)?,
             tries: (total > 0).then_some((left, total)),
-            good: get_uuid(slot, R_GOOD)?,
+            good: get_uuid(slot, R_GOOD, sequence)?,
             via: match byte(R_VIA) {
                 0 => None,
-                n => Some(BootVia::from_number(n).ok_or(RecordError::Field("via"))?),
+                n => Some(BootVia::from_number(n).ok_or(unknown("via", R_VIA))?),
             },
         })
     }
@@ -441,10 +455,33 @@ pub enum RecordError {
     Magic,
     /// A torn or damaged write.
     Checksum,
-    /// Written by a newer hnroot.
+    /// Another format version (a newer hnroot's, when larger).
     Version(u8),
     /// A field out of range.
     Field(&'static str),
+    /// An intact record holding a number this hnroot does not know in `field` (an event, a
+    /// reason, a plan, a way of booting, an image name or a UUID kind added by a newer hnroot).
+    Unknown {
+        /// Which field.
+        field: &'static str,
+        /// Its number.
+        value: u8,
+        /// The record's sequence number (read: the format is this hnroot's): the next record
+        /// written goes after it, never over it.
+        sequence: u64,
+    },
+}
+
+impl RecordError {
+    /// Whether the slot holds an intact record (its checksum verified) that a newer hnroot wrote
+    /// and this one cannot read: not damage, and not shown as damage.
+    pub fn is_newer(&self) -> bool {
+        match self {
+            RecordError::Version(v) => *v > VERSION,
+            RecordError::Unknown { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for RecordError {
@@ -456,6 +493,10 @@ impl fmt::Display for RecordError {
             RecordError::Checksum => f.write_str("CRC32C mismatch (a torn write)"),
             RecordError::Version(v) => write!(f, "format version {v}, this hnroot reads {VERSION}"),
             RecordError::Field(what) => write!(f, "invalid {what}"),
+            RecordError::Unknown { field, value, .. } => write!(
+                f,
+                "{field} {value}, which this hnroot does not know (a newer hnroot wrote it)"
+            ),
         }
     }
 }
@@ -544,6 +585,50 @@ mod tests {
         assert_eq!(Record::decode(&[0u8; RECORD_LEN]), Err(RecordError::Empty));
         assert_eq!(Record::decode(&bytes[..10]), Err(RecordError::Length));
         assert_eq!(Record::offset_of(SLOTS as u64 + 3), 3 * RECORD_LEN as u64);
+    }
+
+    /// `bytes` with byte `at` set to `value` and its checksum made right again, as a newer
+    /// hnroot would write it.
+    fn rewritten(mut bytes: [u8; RECORD_LEN], at: usize, value: u8) -> [u8; RECORD_LEN] {
+        bytes[at] = value;
+        let crc = CRC32C.checksum(&bytes[..R_CRC.start]);
+        bytes[R_CRC].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_newer_hnroot_s_records_are_told_from_damage() {
+        let bytes = boot(7, 2).encode();
+        for (at, field) in [
+            (R_EVENT, "event"),
+            (R_REASON, "reason"),
+            (R_PLAN, "plan"),
+            (R_VIA, "via"),
+            (R_IMAGE, "image name"),
+        ] {
+            let err = Record::decode(&rewritten(bytes, at, 250)).unwrap_err();
+            assert_eq!(
+                err,
+                RecordError::Unknown {
+                    field,
+                    value: 250,
+                    sequence: 7
+                }
+            );
+            assert!(err.is_newer(), "{err}");
+            let said = std::string::ToString::to_string(&err);
+            assert!(said.contains("a newer hnroot wrote it"), "{said}");
+        }
+        let newer = Record::decode(&rewritten(bytes, R_VERSION, VERSION + 1)).unwrap_err();
+        assert!(newer.is_newer(), "{newer:?}");
+        // Damage stays damage: a torn write, a foreign block, a version below this one's.
+        let mut torn = bytes;
+        torn[R_REASON] = 250;
+        assert!(!Record::decode(&torn).unwrap_err().is_newer());
+        assert!(!RecordError::Magic.is_newer());
+        assert!(!Record::decode(&rewritten(bytes, R_VERSION, 0))
+            .unwrap_err()
+            .is_newer());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use hnroot_core::history::{next_sequence, Record, FILE_LEN, RECORD_LEN};
+use hnroot_core::history::{next_sequence, Record, RecordError, FILE_LEN, RECORD_LEN};
 use hnroot_core::layout::HISTORY_PATH;
 
 use crate::hostpart::Hostpart;
@@ -43,30 +43,52 @@ fn named(hostpart: &Hostpart, e: io::Error) -> io::Error {
     )
 }
 
-/// Every valid record, oldest first; damaged slots are counted, not returned. Errors name the
-/// file.
-pub fn read(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
+/// What the history file holds.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Every record this hnroot reads, oldest first.
+    pub records: Vec<Record>,
+    /// Slots holding damage (torn writes, foreign bytes): counted, not returned.
+    pub damaged: usize,
+    /// Intact records a newer hnroot wrote, with events or reasons this one does not know:
+    /// counted, not returned, and not damage.
+    pub newer: usize,
+    /// The highest sequence number of an intact record, readable or a newer hnroot's: the next
+    /// record goes after it.
+    pub newest: Option<u64>,
+}
+
+/// Every record, oldest first, and what was skipped. Errors name the file.
+pub fn read(hostpart: &Hostpart) -> io::Result<History> {
     read_unnamed(hostpart).map_err(|e| named(hostpart, e))
 }
 
-fn read_unnamed(hostpart: &Hostpart) -> io::Result<(Vec<Record>, usize)> {
+fn read_unnamed(hostpart: &Hostpart) -> io::Result<History> {
     let Some(file) = open(hostpart, false)? else {
-        return Ok((Vec::new(), 0));
+        return Ok(History::default());
     };
     let len = file.metadata()?.len().min(FILE_LEN as u64) as usize;
     let mut bytes = vec![0u8; len];
     file.read_exact_at(&mut bytes, 0)?;
-    let mut records = Vec::new();
-    let mut damaged = 0;
+    let mut history = History::default();
     for slot in bytes.chunks_exact(RECORD_LEN) {
         match Record::decode(slot) {
-            Ok(r) => records.push(r),
-            Err(hnroot_core::history::RecordError::Empty) => {}
-            Err(_) => damaged += 1,
+            Ok(r) => {
+                history.newest = history.newest.max(Some(r.sequence));
+                history.records.push(r);
+            }
+            Err(RecordError::Empty) => {}
+            Err(e) if e.is_newer() => {
+                if let RecordError::Unknown { sequence, .. } = e {
+                    history.newest = history.newest.max(Some(sequence));
+                }
+                history.newer += 1;
+            }
+            Err(_) => history.damaged += 1,
         }
     }
-    records.sort_by_key(|r| r.sequence);
-    Ok((records, damaged))
+    history.records.sort_by_key(|r| r.sequence);
+    Ok(history)
 }
 
 /// Append `record` (its sequence number is set here) and sync it; returns it. Errors name the
@@ -76,8 +98,7 @@ pub fn append(hostpart: &Hostpart, record: Record) -> io::Result<Record> {
 }
 
 fn append_unnamed(hostpart: &Hostpart, mut record: Record) -> io::Result<Record> {
-    let (records, _) = read_unnamed(hostpart)?;
-    record.sequence = next_sequence(records.last().map(|r| r.sequence));
+    record.sequence = next_sequence(read_unnamed(hostpart)?.newest);
     let file = open(hostpart, true)?.ok_or_else(|| io::Error::other("no history file"))?;
     file.write_all_at(&record.encode(), Record::offset_of(record.sequence))?;
     file.sync_data()?;
@@ -117,25 +138,39 @@ mod tests {
     fn append_read_and_wrap() {
         let dir = tempfile::tempdir().unwrap();
         let hp = Hostpart::open(dir.path()).unwrap();
-        assert!(read(&hp).unwrap().0.is_empty());
+        assert!(read(&hp).unwrap().records.is_empty());
         for _ in 0..3 {
             append(&hp, record(Event::Boot)).unwrap();
         }
-        let (records, damaged) = read(&hp).unwrap();
+        let h = read(&hp).unwrap();
         assert_eq!(
-            records.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            h.records.iter().map(|r| r.sequence).collect::<Vec<_>>(),
             [1, 2, 3]
         );
-        assert_eq!(damaged, 0);
+        assert_eq!((h.damaged, h.newer), (0, 0));
         // Damage one record: it is skipped and counted.
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(dir.path().join(HISTORY_PATH))
             .unwrap();
         f.write_all_at(&[0xff], 2 * RECORD_LEN as u64 + 30).unwrap();
-        let (records, damaged) = read(&hp).unwrap();
-        assert_eq!(records.len(), 2);
-        assert_eq!(damaged, 1);
+        let h = read(&hp).unwrap();
+        assert_eq!((h.records.len(), h.damaged, h.newer), (2, 1, 0));
+        // A newer hnroot's record (an event this one does not know, its checksum right): skipped
+        // and counted as newer, not as damage.
+        let mut newer = record(Event::Boot);
+        newer.sequence = 4;
+        let mut newer = newer.encode();
+        newer[5] = 250;
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&newer[..RECORD_LEN - 4]);
+        newer[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        f.write_all_at(&newer, Record::offset_of(4)).unwrap();
+        let h = read(&hp).unwrap();
+        assert_eq!((h.records.len(), h.damaged, h.newer), (2, 1, 1));
+        // The next record goes after the newer hnroot's, never over it.
+        assert_eq!(append(&hp, record(Event::Boot)).unwrap().sequence, 5);
+        let h = read(&hp).unwrap();
+        assert_eq!((h.records.len(), h.damaged, h.newer), (3, 1, 1));
         // A link at the history's directory is never followed.
         let other = tempfile::tempdir().unwrap();
         std::fs::remove_dir_all(dir.path().join("data/hnroot")).unwrap();

@@ -21,8 +21,9 @@ pub fn boot(
     params: &BootParams<'_>,
 ) {
     let previous = history_file::read(hostpart)
-        .map(|(records, _)| {
-            records
+        .map(|history| {
+            history
+                .records
                 .into_iter()
                 .rev()
                 .find(|r| matches!(r.event, Event::Boot | Event::Missed))

@@ -54,7 +54,12 @@ fn utc(secs: u64) -> String {
 
 fn run(args: &HistoryArgs) -> Result<()> {
     let hostpart = locate::open_hostpart(&args.loc)?;
-    let (records, damaged) = history_file::read(&hostpart)?;
+    let history_file::History {
+        records,
+        damaged,
+        newer,
+        ..
+    } = history_file::read(&hostpart)?;
     if args.json {
         let list: Vec<_> = records
             .iter()
@@ -76,7 +81,7 @@ fn run(args: &HistoryArgs) -> Result<()> {
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
     } else {
-        if records.is_empty() && damaged == 0 {
+        if records.is_empty() && damaged == 0 && newer == 0 {
             say!(
                 "hnroot: no history recorded on {} yet",
                 hostpart.path().display()
@@ -87,7 +92,16 @@ fn run(args: &HistoryArgs) -> Result<()> {
         }
     }
     let file = hostpart.path().join(HISTORY_PATH);
-    if records.is_empty() && damaged > 0 {
+    if newer > 0 {
+        warn!(
+            "hnroot: {}: {newer} records written by a newer hnroot skipped (they name events or \
+             reasons this hnroot ({}) does not know; they are intact, and the newer hnroot \
+             shows them)",
+            file.display(),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    if records.is_empty() && newer == 0 && damaged > 0 {
         warn!(
             "hnroot: {}: none of its {damaged} records is valid: it is damaged, or not an \
              hnroot history file; nothing to show (new records are written over it; move it \

@@ -155,6 +155,8 @@ pub struct Snapshot {
     pub history: Vec<Record>,
     /// Damaged history records skipped.
     pub history_damaged: usize,
+    /// History records a newer hnroot wrote, skipped (not damage).
+    pub history_newer: usize,
     /// The last stage's record.
     pub last_stage: Option<LastStage>,
     /// The loader on the ESP, as its version record says.
@@ -468,6 +470,12 @@ fn render_history(w: &mut Writer, s: &Snapshot, now: u64) {
         "History records skipped as damaged (torn writes).",
         s.history_damaged,
     );
+    w.gauge(
+        "hnroot_history_newer_records",
+        "History records a newer hnroot wrote, with events or reasons this one does not know: \
+         skipped, not damage.",
+        s.history_newer,
+    );
     if c.last_switch > 0 {
         w.gauge(
             "hnroot_last_switch_timestamp_seconds",
@@ -584,7 +592,7 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         (Some(b), StateSeen::Valid(BootState::Committed { good, .. })) => b.uuid == good,
         _ => false,
     };
-    let (history, history_damaged) = history_file::read(&hostpart)
+    let read = history_file::read(&hostpart)
         .with_context(|| format!("reading the history on {}", hostpart.path().display()))?;
     Ok(Snapshot {
         images: ImageName::ALL
@@ -599,8 +607,9 @@ pub fn gather(loc: &Location, esp: &Path) -> Result<Snapshot> {
         unhealthy_boots,
         revert_requested: view.revert_requested,
         partials: view.partials.len(),
-        history,
-        history_damaged,
+        history: read.records,
+        history_damaged: read.damaged,
+        history_newer: read.newer,
         last_stage: read_last_stage(&hostpart),
         loader: EspLoader::read(esp),
         floor: FloorMetric::of(&hnroot_linux::seal::read_floor(&hostpart)),
