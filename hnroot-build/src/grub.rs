@@ -83,7 +83,7 @@ pub fn tree() -> Result<PathBuf> {
         return Ok(tree);
     }
     eprintln!(
-        "==> hnroot's GRUB: building Debian grub2 {} in {} (once; about 10 minutes on 2 cores)",
+        "==> hnroot's GRUB: building Debian grub2 {} in {} (once; about 3 minutes on 2 cores)",
         GRUB.version,
         tree.display()
     );
