@@ -2975,13 +2975,13 @@ fn committed_to(state: &StateSeen, good: FsUuid) -> bool {
 }
 
 /// Rule 9 (issue 24), with the counting settings set at install: the loader carries a fleet
-/// `counting` file (K = 2, waits from 5 s doubling to 20 s), as `hnroot install --boot-limit 2
-/// --wait-first 5 --wait-max 20` builds it in, and GRUB says so. v1 is committed and v2 is the
+/// `counting` file (K = 2, waits from 2 s doubling to 8 s), as `hnroot install --boot-limit 2
+/// --wait-first 2 --wait-max 8` builds it in, and GRUB says so. v1 is committed and v2 is the
 /// old committed image; neither reaches healthy (nothing runs `hnroot mark-good`) for six
 /// boots. GRUB counts every boot: two of v1, then v2 twice where it lies
 /// (`unhealthy-fallback`, nothing renamed, the initramfs mounts it as it is), then both have
 /// failed and every boot waits first, with GRUB's `sleep`, taking the two in turn, the wait
-/// doubling (5 s, 10 s, 20 s); the seventh boot's system is healthy (`hnroot mark-good`: the
+/// doubling (2 s, 4 s, 8 s); the seventh boot's system is healthy (`hnroot mark-good`: the
 /// cause went away): the count is back to zero and hostpart is as it was.
 fn unhealthy_committed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     use hnroot_install::grub::FleetFile;
@@ -2990,7 +2990,7 @@ fn unhealthy_committed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let loader = grubimage::production_with(
         &[FleetFile {
             name: hnroot_core::counting::FILE_NAME.into(),
-            data: b"# the fleet's\nboot-limit=2\nwait-first=5\nwait-max=20\n".to_vec(),
+            data: b"# the fleet's\nboot-limit=2\nwait-first=2\nwait-max=8\n".to_vec(),
         }],
         &dir.join("loader"),
     )?;
@@ -3026,22 +3026,22 @@ fn unhealthy_committed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     }
     for (what, record, how, version, end) in [
         (
-            "both failed: GRUB waits 5 s, then v1, no mark-good",
-            "reason=backoff image=hn-root.img write=committed unhealthy=5 wait=5",
+            "both failed: GRUB waits 2 s, then v1, no mark-good",
+            "reason=backoff image=hn-root.img write=committed unhealthy=5 wait=2",
             "normal",
             "v1",
             End::Reboot,
         ),
         (
-            "GRUB waits 10 s, then v2 where it lies, no mark-good",
-            "reason=backoff image=hn-root-old.img write=committed unhealthy=6 wait=10",
+            "GRUB waits 4 s, then v2 where it lies, no mark-good",
+            "reason=backoff image=hn-root-old.img write=committed unhealthy=6 wait=4",
             "as-is",
             "v2",
             End::Reboot,
         ),
         (
-            "GRUB waits 20 s, then v1, healthy: mark-good",
-            "reason=backoff image=hn-root.img write=committed unhealthy=7 wait=20",
+            "GRUB waits 8 s, then v1, healthy: mark-good",
+            "reason=backoff image=hn-root.img write=committed unhealthy=7 wait=8",
             "normal",
             "v1",
             End::Poweroff,
@@ -3050,7 +3050,7 @@ fn unhealthy_committed(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
         boots.push(expect(what, record, how, version, &files, end));
     }
     let records = run_story(run, report, &[&disk.path], &spec.name, &boots, false)?;
-    let said = "hnroot: counting: tries 3, boot limit 2, waits 5 s doubling to 20 s \
+    let said = "hnroot: counting: tries 3, boot limit 2, waits 2 s doubling to 8 s \
                 ((memdisk)/hnroot/counting)";
     // Compared without whitespace: the console may wrap a long line anywhere.
     let squeezed = |l: &str| l.split_whitespace().collect::<String>();
