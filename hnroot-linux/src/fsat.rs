@@ -80,6 +80,47 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// How many times [`openat2`] tries when the kernel could not rule out a race.
+const OPENAT2_ATTEMPTS: usize = 128;
+
+/// `openat2(dir, path, how)`, tried again when the kernel answers `EAGAIN`: with
+/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` it does whenever a rename or a mount anywhere on the
+/// machine happened while it walked a `..` (a symbolic link such as Debian's `/sbin/init ->
+/// ../lib/systemd/systemd` has one), as it cannot then prove the walk stayed inside (openat2(2):
+/// "the caller may choose to retry"). udev renaming its files while the initramfs checks the
+/// image's init is such a race: a boot failed on it. Bounded: [`OPENAT2_ATTEMPTS`] tries.
+pub fn openat2(
+    dir: libc::c_int,
+    path: &std::ffi::CStr,
+    how: &libc::open_how,
+) -> io::Result<OwnedFd> {
+    let mut last = io::Error::from_raw_os_error(libc::EAGAIN);
+    for _ in 0..OPENAT2_ATTEMPTS {
+        // SAFETY: a descriptor, a NUL-terminated path and an open_how of the size passed, all
+        // valid for the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                path.as_ptr(),
+                how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        match owned(libc::c_int::try_from(fd).unwrap_or(-1)) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => last = e,
+            done => return done,
+        }
+    }
+    Err(io::Error::new(
+        last.kind(),
+        format!(
+            "{last}: the path walk raced with renames or mounts elsewhere {OPENAT2_ATTEMPTS} \
+             times in a row"
+        ),
+    ))
+}
+
 /// `fstat` of a descriptor.
 pub fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
     // SAFETY: zeroed stat is a valid out-buffer.
@@ -1072,17 +1113,7 @@ impl InRoot {
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = u64::try_from(flags | libc::O_CLOEXEC).unwrap_or(0);
         how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: valid descriptor, NUL-terminated path, a valid open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        owned(libc::c_int::try_from(fd).unwrap_or(-1))
+        openat2(self.root.as_raw_fd(), &c, &how)
     }
 
     /// What `rel` is, links followed inside the root. A link that loops is an error
@@ -1300,6 +1331,75 @@ mod tests {
 
     fn dir_fd(p: &std::path::Path) -> OwnedFd {
         OwnedFd::from(File::open(p).unwrap())
+    }
+
+    /// Debian's `/sbin/init -> ../lib/systemd/systemd` resolved inside a root while renames go
+    /// on elsewhere on the machine (as udev's do while the initramfs checks the image's init):
+    /// the kernel answers `EAGAIN` to some of the bare `openat2` calls (counted, so the test
+    /// shows the race happened), and [`InRoot::resolve`] never fails.
+    #[test]
+    fn a_walk_that_races_with_renames_elsewhere_is_tried_again() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        std::fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/systemd"), b"init").unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("usr/sbin", r.join("sbin")).unwrap();
+        std::os::unix::fs::symlink("../lib/systemd/systemd", r.join("usr/sbin/init")).unwrap();
+        let in_root = InRoot::open(r).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let (a, b) = (elsewhere.path().join("a"), elsewhere.path().join("b"));
+        std::fs::write(&a, b"x").unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (mut bare_eagain, mut failed) = (0, Vec::new());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(&a, &b).unwrap();
+                    std::fs::rename(&b, &a).unwrap();
+                }
+            });
+            let path = std::ffi::CString::new("sbin/init").unwrap();
+            // SAFETY: zeroed open_how is valid.
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+            how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+            for _ in 0..20_000 {
+                // SAFETY: a valid descriptor, path and open_how of the size passed.
+                let fd = unsafe {
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        in_root.fd().as_raw_fd(),
+                        path.as_ptr(),
+                        &how as *const libc::open_how,
+                        std::mem::size_of::<libc::open_how>(),
+                    )
+                };
+                if fd < 0 {
+                    if io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                        bare_eagain += 1;
+                    }
+                } else {
+                    // SAFETY: a descriptor we own.
+                    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+                }
+                if let Err(e) = in_root.resolve("/sbin/init", libc::O_PATH) {
+                    failed.push(e.to_string());
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert!(
+            bare_eagain > 0,
+            "the renames never raced with a walk: the test shows nothing"
+        );
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}",
+            failed.len(),
+            &failed[..1]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use hnroot_core::bootline::{self, ArgsFile};
@@ -168,18 +168,6 @@ struct Inside {
     args: ArgsRead,
 }
 
-/// `openat2`'s `struct open_how`.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_XDEV: u64 = 0x01;
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
 /// Open `name` in the directory `dir` the way GRUB's drivers open it: a symbolic link is
 /// followed inside the directory's filesystem only, absolute targets from the directory (the
 /// filesystem's root, for hostpart's top directory), `..` never above it, never across a
@@ -191,26 +179,11 @@ pub fn open_in_root(dir: &OwnedFd, name: &str) -> io::Result<File> {
 /// [`open_in_root`] with the access mode `access` (`O_RDONLY` or `O_RDWR`).
 pub fn open_in_root_as(dir: &OwnedFd, name: &str, access: libc::c_int) -> io::Result<File> {
     let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let how = OpenHow {
-        flags: (access | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: a valid directory descriptor, a NUL-terminated name, and `how` with its size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { File::from_raw_fd(fd as i32) })
+    // SAFETY: zeroed open_how is valid (no flags, no mode, no resolve restrictions).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (access | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS;
+    crate::fsat::openat2(dir.as_raw_fd(), &c, &how).map(File::from)
 }
 
 /// What the directory entry `name` is, without following it: `None` when absent.
