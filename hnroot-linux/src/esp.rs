@@ -4,6 +4,14 @@
 //! `layout::bootstate_fs_ok`); mounted read-only; the boot state read and judged by the core;
 //! written by remounting read-write for the write alone. The initramfs and the CLI use it alike.
 //! It decides nothing about what the boot state should say.
+//!
+//! Linux shares one superblock among all mounts of a device and refuses (EBUSY) a mount that
+//! would change its read-only state. In the initramfs nothing else mounts the ESP: its
+//! superblock is read-only but for a write. On a running system systemd may mount it at
+//! `/boot/loader` (read-write, from fstab) while the CLI has it mounted for the moment: there
+//! the CLI's mount keeps the superblock read-write, as systemd's will be, and is read-only at
+//! its own mount point alone; a write flips that mount point, never the superblock (which
+//! would flip `/boot/loader` with it).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,6 +118,31 @@ struct OwnMount {
     at: PathBuf,
     /// The mount point was made for this mount alone: removed after the unmount (the CLI's).
     temporary: bool,
+    /// What is read-only about it.
+    read_only: ReadOnly,
+}
+
+/// Where the read-only state of hnroot's ESP mount is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadOnly {
+    /// The superblock: the initramfs's, or where the ESP is already mounted read-only
+    /// elsewhere (then a write makes that mount writable for as long as it lasts).
+    Superblock,
+    /// hnroot's mount point alone, the superblock read-write: the running system's, where
+    /// systemd may mount the same ESP read-write at `/boot/loader` meanwhile.
+    MountPoint,
+}
+
+impl ReadOnly {
+    /// The remount flags that make the mount writable (`false`) or read-only (`true`).
+    fn remount_flags(self, read_only: bool) -> libc::c_ulong {
+        let scope = match self {
+            ReadOnly::Superblock => 0,
+            ReadOnly::MountPoint => libc::MS_BIND,
+        };
+        let ro = if read_only { libc::MS_RDONLY } else { 0 };
+        FLAGS | scope | ro
+    }
 }
 
 impl Drop for OwnMount {
@@ -128,13 +161,15 @@ impl StateFile {
     }
 
     /// Mount the ESP `found` read-only at `at` (a directory made if missing), after checking
-    /// its filesystem by the core's rule.
+    /// its filesystem by the core's rule: the initramfs's mount, which nothing shares
+    /// (its superblock read-only but for a write).
     pub fn mount(found: &Found, at: &Path) -> Result<StateFile, EspError> {
         Self::mount_in(found, at.to_owned(), false)
     }
 
     /// Mount the ESP `found` read-only in a fresh directory under `base` (`hnroot-esp.<pid>`,
-    /// made for it and removed when done).
+    /// made for it and removed when done): the running system's mount for the moment, which
+    /// systemd's own mount of the ESP may share (read-only at this mount point alone).
     pub fn mount_temporary(found: &Found, base: &Path) -> Result<StateFile, EspError> {
         let at = base.join(format!("hnroot-esp.{}", std::process::id()));
         std::fs::create_dir(&at).map_err(|source| SysError {
@@ -157,17 +192,51 @@ impl StateFile {
             });
         };
         mounts::mkdir_p(&at)?;
-        mounts::mount(
-            &found.node,
-            &at,
-            Some(fs.as_str()),
-            FLAGS | libc::MS_RDONLY,
-            None,
-        )?;
+        let read_only = if temporary {
+            Self::mount_shared(found, &at, fs)?
+        } else {
+            mounts::mount(
+                &found.node,
+                &at,
+                Some(fs.as_str()),
+                FLAGS | libc::MS_RDONLY,
+                None,
+            )?;
+            ReadOnly::Superblock
+        };
         Ok(StateFile {
             path: at.join(layout::BOOTSTATE_PATH),
-            mount: Some(OwnMount { at, temporary }),
+            mount: Some(OwnMount {
+                at,
+                temporary,
+                read_only,
+            }),
         })
+    }
+
+    /// Mount the ESP with its superblock read-write and `at` read-only. Where the kernel
+    /// refuses a read-write superblock (the device is mounted read-only elsewhere: EBUSY; the
+    /// device is read-only: EACCES, EROFS), the superblock is read-only, as before any write.
+    fn mount_shared(found: &Found, at: &Path, fs: FsType) -> Result<ReadOnly, EspError> {
+        let (node, fs) = (&found.node, Some(fs.as_str()));
+        let refused = [libc::EBUSY, libc::EACCES, libc::EROFS];
+        match mounts::mount(node, at, fs, FLAGS, None) {
+            Err(e)
+                if e.source
+                    .raw_os_error()
+                    .is_some_and(|n| refused.contains(&n)) =>
+            {
+                mounts::mount(node, at, fs, FLAGS | libc::MS_RDONLY, None)?;
+                return Ok(ReadOnly::Superblock);
+            }
+            mounted => mounted?,
+        }
+        let read_only = ReadOnly::MountPoint;
+        if let Err(e) = mounts::remount(at, read_only.remount_flags(true)) {
+            let _ = mounts::umount(at, 0);
+            return Err(e.into());
+        }
+        Ok(read_only)
     }
 
     /// The file's path.
@@ -248,12 +317,14 @@ impl StateFile {
         let Some(own) = &self.mount else {
             return Ok(f(&self.path)?);
         };
-        mounts::remount(&own.at, FLAGS).map_err(|source| EspError::NotWritable {
-            at: own.at.clone(),
-            source,
+        mounts::remount(&own.at, own.read_only.remount_flags(false)).map_err(|source| {
+            EspError::NotWritable {
+                at: own.at.clone(),
+                source,
+            }
         })?;
         let written = f(&self.path);
-        let back = mounts::remount(&own.at, FLAGS | libc::MS_RDONLY);
+        let back = mounts::remount(&own.at, own.read_only.remount_flags(true));
         written?;
         Ok(back?)
     }
