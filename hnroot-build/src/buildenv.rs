@@ -124,6 +124,7 @@ pub fn step(name: &str, argv: &[&str]) -> Result<()> {
 pub fn step_env(name: &str, argv: &[&str], env: &[(&str, &OsStr)]) -> Result<()> {
     eprintln!("==> {name}: {}", argv.join(" "));
     let (program, args) = argv.split_first().context("empty command")?;
+    let started = std::time::Instant::now();
     let status = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -133,6 +134,7 @@ pub fn step_env(name: &str, argv: &[&str], env: &[(&str, &OsStr)]) -> Result<()>
     if !status.success() {
         bail!("{name} failed ({status}): {}", argv.join(" "));
     }
+    eprintln!("<== {name}: {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

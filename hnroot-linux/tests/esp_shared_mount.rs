@@ -3,7 +3,7 @@
 //! mount made while the other stands succeeds, hnroot's mount point is read-only but for its
 //! own write, and that write never makes the other mount read-only. A FAT made by mkfs.vfat on
 //! a loop device (ext4, which the boot-state file may also live on, where the running kernel
-//! has no vfat: the rule is the kernel's for every filesystem on a block device); the other
+//! has no vfat loaded: the rule is the kernel's for every filesystem on a block device); the other
 //! mount made by mount(8) with the fstab line's options. Needs root (mount, loop devices);
 //! without it each test says so and returns.
 
@@ -61,7 +61,6 @@ impl Esp {
             .set_len(64 << 20)
             .unwrap();
         let path = file.to_str().unwrap();
-        let _ = Command::new("modprobe").arg("vfat").output();
         let known = std::fs::read_to_string("/proc/filesystems").unwrap();
         let fs = if known.lines().any(|l| l.ends_with("\tvfat")) {
             run(&["mkfs.vfat", "-n", "EFI-BOOT", path]);

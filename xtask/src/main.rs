@@ -325,6 +325,9 @@ fn prefetch_trees() {
 fn test() -> Result<()> {
     deps::ensure()?;
     let trees = std::thread::spawn(prefetch_trees);
+    // hnroot's GRUB (once, about 3 minutes; its autogen and configure use one core for about a
+    // minute) builds beside rustfmt and clippy; the loader kit waits for it below.
+    let grub_tree = std::thread::spawn(hnroot_testkit::grub::tree);
     buildenv::step("rustfmt", &["cargo", "fmt", "--all", "--", "--check"])?;
     buildenv::step(
         "clippy",
@@ -342,6 +345,10 @@ fn test() -> Result<()> {
     let corpus = blkid_corpus::fetch()?;
     // `hnroot install` and `hnroot bootloader` are tested with the loader kit: hnroot's GRUB,
     // built from Debian's pinned grub2 source (once, about 3 minutes on 2 cores), with hnroot.mod.
+    grub_tree
+        .join()
+        .map_err(|_| anyhow::anyhow!("the GRUB build's thread panicked"))?
+        .context("hnroot's GRUB")?;
     let kit = grubmod::build_kit()?;
     buildenv::step_env(
         "unit and integration tests",
