@@ -122,29 +122,13 @@ pub fn step(name: &str, argv: &[&str]) -> Result<()> {
 
 /// [`step`] with extra environment variables.
 pub fn step_env(name: &str, argv: &[&str], env: &[(&str, &OsStr)]) -> Result<()> {
-    step_env_to(name, argv, env, None)
-}
-
-/// [`step_env`] with the command's output written to `log` instead of the terminal (a step run
-/// beside another: the caller prints the log when it is done).
-pub fn step_env_to(
-    name: &str,
-    argv: &[&str],
-    env: &[(&str, &OsStr)],
-    log: Option<&Path>,
-) -> Result<()> {
     eprintln!("==> {name}: {}", argv.join(" "));
     let (program, args) = argv.split_first().context("empty command")?;
     let started = std::time::Instant::now();
-    let mut cmd = Command::new(program);
-    cmd.args(args)
+    let status = Command::new(program)
+        .args(args)
         .envs(env.iter().copied())
-        .current_dir(workspace_root());
-    if let Some(log) = log {
-        let file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdout(file.try_clone()?).stderr(file);
-    }
-    let status = cmd
+        .current_dir(workspace_root())
         .status()
         .with_context(|| format!("{name}: cannot run {program}"))?;
     if !status.success() {

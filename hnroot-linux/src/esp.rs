@@ -147,8 +147,32 @@ impl ReadOnly {
 
 impl Drop for OwnMount {
     fn drop(&mut self) {
-        if mounts::umount(&self.at, 0).is_ok() && self.temporary {
+        // Still busy after a second ([`while_busy`]): detached, so it goes once its last file
+        // is closed, never left behind.
+        let unmounted = while_busy(|| mounts::umount(&self.at, 0))
+            .or_else(|_| mounts::umount(&self.at, libc::MNT_DETACH));
+        if unmounted.is_ok() && self.temporary {
             let _ = std::fs::remove_dir(&self.at);
+        }
+    }
+}
+
+/// `op` (a remount read-only or an unmount of hnroot's ESP mount), tried again every 10 ms for
+/// up to a second while Linux says EBUSY: a file on the mount is still open. hnroot closed its
+/// files, but a child forked meanwhile by another thread of the process holds copies of its
+/// descriptors until the child execs (seen in CI: tests running side by side, 10 of 40 runs
+/// under load failed without this).
+fn while_busy(mut op: impl FnMut() -> Result<(), SysError>) -> Result<(), SysError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match op() {
+            Err(e)
+                if e.source.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done => return done,
         }
     }
 }
@@ -324,9 +348,17 @@ impl StateFile {
             }
         })?;
         let written = f(&self.path);
-        let back = mounts::remount(&own.at, own.read_only.remount_flags(true));
+        let back = own.read_only_again();
         written?;
         Ok(back?)
+    }
+}
+
+impl OwnMount {
+    /// Make the mount read-only again after a write ([`while_busy`]: Linux refuses while a file
+    /// on it is open for writing).
+    fn read_only_again(&self) -> Result<(), SysError> {
+        while_busy(|| mounts::remount(&self.at, self.read_only.remount_flags(true)))
     }
 }
 

@@ -342,6 +342,7 @@ mod tests {
         ("testkit/src/secureboot.rs", 2), // pip and virt-fw-vars in the virtual environment it made
         ("tests/src/bin/distro.rs", 5),   // the hnroot binary under test
         ("tests/src/bin/fleet.rs", 4),    // the hnroot binary under test
+        ("xtask/src/unittests.rs", 1),    // the test binaries cargo built
         ("tests/src/bin/e2e.rs", 2),      // the hnroot binary under test (installed; publish)
     ];
 

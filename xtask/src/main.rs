@@ -10,6 +10,7 @@ mod deps;
 mod freshcheck;
 mod fuzz;
 mod header;
+mod unittests;
 
 use std::ffi::OsStr;
 use std::process::{Command, ExitCode};
@@ -358,41 +359,7 @@ fn test() -> Result<()> {
         // hnroot.h's layout check (hnroot-ffi/ctest) needs libclang: required here.
         ("HNROOT_REQUIRE_BINDGEN", OsStr::new("1")),
     ];
-    buildenv::step_env(
-        "unit and integration tests (build)",
-        &["cargo", "test", "--workspace", "--no-run"],
-        &test_env,
-    )?;
-    // Run in two halves side by side: cargo runs one test binary at a time, and the slow ones
-    // (the CLI's image, stage and install tests, about 30 s each; the core's liveness and model
-    // checks) each keep about one core busy (measured in CI: 51-60 % of the two). The CLI's
-    // half writes its log, printed when both are done.
-    let logs = buildenv::build_root().join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let cli_log = logs.join("tests-hnroot-cli.log");
-    let (cli, rest) = std::thread::scope(|scope| {
-        let cli = scope.spawn(|| {
-            buildenv::step_env_to(
-                "unit and integration tests: hnroot-cli",
-                &["cargo", "test", "-p", "hnroot-cli"],
-                &test_env,
-                Some(&cli_log),
-            )
-        });
-        let rest = buildenv::step_env(
-            "unit and integration tests: the rest of the workspace",
-            &["cargo", "test", "--workspace", "--exclude", "hnroot-cli"],
-            &test_env,
-        );
-        (cli.join(), rest)
-    });
-    eprintln!(
-        "==> unit and integration tests: hnroot-cli's output ({})",
-        cli_log.display()
-    );
-    eprint!("{}", std::fs::read_to_string(&cli_log).unwrap_or_default());
-    cli.map_err(|_| anyhow::anyhow!("the hnroot-cli tests' thread panicked"))??;
-    rest?;
+    unittests::run(&test_env)?;
     // A smoke run of every fuzz target (5 s each, two at once); `cargo xtask fuzz --seconds N`
     // for a campaign.
     fuzz::run(5)?;
