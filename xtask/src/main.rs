@@ -324,6 +324,7 @@ fn prefetch_trees() {
 }
 
 fn test() -> Result<()> {
+    let started = std::time::Instant::now();
     deps::ensure()?;
     let trees = std::thread::spawn(prefetch_trees);
     // hnroot's GRUB (once, about 3 minutes; its autogen and configure use one core for about a
@@ -485,6 +486,10 @@ fn test() -> Result<()> {
         // on an NFS /warehouse, metrics through promtool. Its tree is made once and cached.
         ("fleet", vec![]),
     ];
+    println!(
+        "==> before the lanes: {:.0} s (the build of xtask itself not counted)",
+        started.elapsed().as_secs_f64()
+    );
     let a = std::thread::spawn(move || lane("A", &lane_a));
     let b = std::thread::spawn(move || lane("B", &lane_b));
     let ra = a.join().map_err(|_| anyhow::anyhow!("lane A panicked"))?;
@@ -492,6 +497,10 @@ fn test() -> Result<()> {
     trees
         .join()
         .map_err(|_| anyhow::anyhow!("making the Debian trees ahead panicked"))?;
+    println!(
+        "==> lanes done: {:.0} s since xtask started",
+        started.elapsed().as_secs_f64()
+    );
     match (ra, rb) {
         (Ok(()), Ok(())) => {}
         (Err(e), Ok(())) | (Ok(()), Err(e)) => return Err(e),
