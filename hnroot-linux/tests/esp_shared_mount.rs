@@ -18,31 +18,11 @@ use hnroot_linux::bootstate_file;
 use hnroot_linux::esp::StateFile;
 use hnroot_linux::probe::Device;
 
+mod support;
+use support::{can_run, run};
+
 const A: FsUuid = FsUuid::Uuid([0xa; 16]);
 const B: FsUuid = FsUuid::Uuid([0xb; 16]);
-
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root || !Path::new("/dev/loop-control").exists() {
-        eprintln!("SKIPPED: needs root and /dev/loop-control (mount, loop devices)");
-        return false;
-    }
-    true
-}
-
-fn run(argv: &[&str]) -> String {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// An ESP on a loop device, detached when dropped.
 struct Esp {

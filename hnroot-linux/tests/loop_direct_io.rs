@@ -16,27 +16,8 @@ use std::process::Command;
 
 use hnroot_linux::loopdev::{self, LoopIo};
 
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root || !Path::new("/dev/loop-control").exists() {
-        eprintln!("SKIPPED: needs root and /dev/loop-control (mount, loop devices)");
-        return false;
-    }
-    true
-}
-
-fn run(argv: &[&str]) {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod support;
+use support::{can_run, run};
 
 /// A filesystem mounted at a fresh directory, unmounted (lazily) when dropped.
 struct Mounted {

@@ -324,8 +324,7 @@ mod tests {
         ("hnroot-install/src/grub.rs", 1),      // the loader kit's grub-mkimage
         ("hnroot-install/src/initramfs.rs", 1), // compress: argv[0] of a literal list (zstd, gzip)
         ("hnroot-linux/tests/blockdev_find.rs", 1), // run(cmd, ..)
-        ("hnroot-linux/tests/esp_shared_mount.rs", 1), // run(&["prog", ..])
-        ("hnroot-linux/tests/loop_direct_io.rs", 1), // run(&["prog", ..])
+        ("hnroot-linux/tests/support/mod.rs", 1), // run(&["prog", ..])
         ("hnroot-linux/tests/probe_real_tools.rs", 2), // run(cmd, ..), output(cmd, ..)
         ("initramfs/src/after_failure.rs", 1),  // the initramfs's own /bin/sh, in the guest
         ("hnroot-build/src/apt.rs", 1),         // /usr/lib/apt/apt-helper (apt)
