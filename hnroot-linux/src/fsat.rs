@@ -96,18 +96,7 @@ pub fn openat2(
 ) -> io::Result<OwnedFd> {
     let mut last = io::Error::from_raw_os_error(libc::EAGAIN);
     for _ in 0..OPENAT2_ATTEMPTS {
-        // SAFETY: a descriptor, a NUL-terminated path and an open_how of the size passed, all
-        // valid for the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                path.as_ptr(),
-                how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        match owned(libc::c_int::try_from(fd).unwrap_or(-1)) {
+        match openat2_once(dir, path, how) {
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => last = e,
             done => return done,
         }
@@ -119,6 +108,26 @@ pub fn openat2(
              times in a row"
         ),
     ))
+}
+
+/// One `openat2(dir, path, how)` call, its `EAGAIN` not tried again ([`openat2`] does).
+fn openat2_once(
+    dir: libc::c_int,
+    path: &std::ffi::CStr,
+    how: &libc::open_how,
+) -> io::Result<OwnedFd> {
+    // SAFETY: a descriptor, a NUL-terminated path and an open_how of the size passed, all valid
+    // for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            path.as_ptr(),
+            how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    owned(libc::c_int::try_from(fd).unwrap_or(-1))
 }
 
 /// `fstat` of a descriptor.
@@ -1366,23 +1375,9 @@ mod tests {
             how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
             how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
             for _ in 0..20_000 {
-                // SAFETY: a valid descriptor, path and open_how of the size passed.
-                let fd = unsafe {
-                    libc::syscall(
-                        libc::SYS_openat2,
-                        in_root.fd().as_raw_fd(),
-                        path.as_ptr(),
-                        &how as *const libc::open_how,
-                        std::mem::size_of::<libc::open_how>(),
-                    )
-                };
-                if fd < 0 {
-                    if io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                        bare_eagain += 1;
-                    }
-                } else {
-                    // SAFETY: a descriptor we own.
-                    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+                let bare = openat2_once(in_root.fd().as_raw_fd(), &path, &how);
+                if bare.is_err_and(|e| e.raw_os_error() == Some(libc::EAGAIN)) {
+                    bare_eagain += 1;
                 }
                 if let Err(e) = in_root.resolve("/sbin/init", libc::O_PATH) {
                     failed.push(e.to_string());
