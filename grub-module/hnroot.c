@@ -79,6 +79,10 @@ static const struct grub_arg_option options[] =
      N_("The fleet's counting settings (tries, boot-limit, wait-first, wait-max), when this "
 	"file is there; the options override it."),
      N_("FILE"), ARG_TYPE_STRING},
+    {"menu-timeout-file", 'T', 0,
+     N_("The fleet's menu countdown in seconds (0-600), when this file is there; select "
+	"sets PREFIXmenu_timeout to it (default 2)."),
+     N_("FILE"), ARG_TYPE_STRING},
     {0, 0, 0, 0, 0, 0}
   };
 
@@ -96,11 +100,13 @@ enum options
     HNROOT_SEAL_KEYS,
     HNROOT_REQUIRE_SEALED_FILE,
     HNROOT_COUNTING_FILE,
+    HNROOT_MENU_TIMEOUT_FILE,
   };
 
 #define USAGE "[--hostpart DEV] [--esp DEV] [--tries N] [--set-prefix P] [--defaults ARGS] " \
   "[--defaults-file FILE] [--boot-limit K] [--wait-first S] [--wait-max S] " \
-  "[--seal-keys FILE] [--require-sealed-file FILE] [--counting-file FILE]"
+  "[--seal-keys FILE] [--require-sealed-file FILE] [--counting-file FILE] " \
+  "[--menu-timeout-file FILE]"
 
 /* Called by hnroot-ffi if the core panics, which it is built not to do.  */
 void hnroot_ffi_abort (void) __attribute__ ((noreturn));
@@ -187,7 +193,8 @@ static void
 clear_boot_vars (const char *prefix)
 {
   static const char *names[] = { "image", "uuid", "cmdline", "wait", "fallback_image",
-				 "fallback_uuid", "fallback_cmdline", "fallbacks" };
+				 "fallback_uuid", "fallback_cmdline", "fallbacks",
+				 "menu_timeout" };
   unsigned i;
 
   for (i = 0; i < ARRAY_SIZE (names); i++)
@@ -235,6 +242,42 @@ read_counting (const char *path, struct seen *s)
   if (*line)
     grub_printf ("hnroot: %s (%s)\n", line, path);
   return GRUB_ERR_NONE;
+}
+
+/* The fleet's menu countdown from PATH (NULL: not given, the core's default) into the
+   variable PREFIXmenu_timeout, as the core reads the file; a refused file is named on the
+   console (the default holds).  */
+static grub_err_t
+set_menu_timeout (const char *path, const char *prefix)
+{
+  struct hnroot_grub_args *read;
+  struct hnroot_args file = { .kind = HNROOT_ARGS_ABSENT, .bytes = NULL, .len = 0 };
+  grub_uint32_t seconds = 0;
+  char line[256], text[16];
+  hnroot_result r;
+
+  read = grub_zalloc (sizeof (*read));
+  if (! read)
+    return grub_errno;
+  if (path && hnroot_grub_read_args (path, read) != GRUB_ERR_NONE)
+    {
+      grub_free (read);
+      return grub_errno;
+    }
+  if (path)
+    {
+      file.kind = read->kind;
+      file.bytes = read->bytes;
+      file.len = read->len;
+    }
+  r = hnroot_menu_timeout_read (&file, &seconds, (grub_uint8_t *) line, sizeof (line));
+  grub_free (read);
+  if (r != HNROOT_RESULT_OK)
+    return hnroot_grub_ffi_error ("hnroot_menu_timeout_read", r);
+  if (*line)
+    grub_printf ("hnroot: %s (%s)\n", line, path);
+  grub_snprintf (text, sizeof (text), "%u", (unsigned) seconds);
+  return set_var (prefix, "menu_timeout", text);
 }
 
 /* Observe everything a decision needs, in the driver contract's order: hostpart and the ESP
@@ -482,8 +525,10 @@ cmd_select (struct grub_arg_list *state, const char *prefix)
   if (observe_all (state, 0, &s) == GRUB_ERR_NONE
       && decide (s, state[HNROOT_DEFAULTS].set ? state[HNROOT_DEFAULTS].arg : NULL, &d)
 	 == GRUB_ERR_NONE
-      && write_state (s, d) == GRUB_ERR_NONE)
-    set_boot_vars (prefix, s, d);
+      && write_state (s, d) == GRUB_ERR_NONE
+      && set_boot_vars (prefix, s, d) == GRUB_ERR_NONE)
+    set_menu_timeout (state[HNROOT_MENU_TIMEOUT_FILE].set
+		      ? state[HNROOT_MENU_TIMEOUT_FILE].arg : NULL, prefix);
   grub_dprintf ("hnroot", "select in %llu ms\n",
 		(unsigned long long) (grub_get_time_ms () - started));
   grub_free (d);

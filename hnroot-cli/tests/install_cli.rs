@@ -563,6 +563,32 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         "{}",
         text(&out)
     );
+    // So is a menu countdown out of range, given or in the fleet's file.
+    let mut bad = dry.clone();
+    bad.extend_from_slice(&["--menu-timeout", "601"]);
+    let out = hnroot(&bad);
+    assert!(
+        !out.status.success()
+            && text(&out)
+                .contains("--menu-timeout must be a whole number of seconds from 0 to 600"),
+        "{}",
+        text(&out)
+    );
+    let fleet_menu = s.dir.path().join("fleet-menu");
+    std::fs::create_dir_all(&fleet_menu).unwrap();
+    std::fs::write(fleet_menu.join("menu-timeout"), "2 s\n").unwrap();
+    let mut bad = dry.clone();
+    bad.extend_from_slice(&["--fleet", fleet_menu.to_str().unwrap()]);
+    let out = hnroot(&bad);
+    assert!(
+        !out.status.success()
+            && text(&out).contains(
+                "fleet-menu/menu-timeout: line 1: expected a whole number of seconds from 0 to \
+                 600; no loader was built"
+            ),
+        "{}",
+        text(&out)
+    );
     assert!(disk.untouched(), "refused installs write nothing");
 
     let mut real = vec![
@@ -577,10 +603,13 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         "2",
         "--tries",
         "5",
+        "--menu-timeout",
+        "5",
     ];
     real.extend_from_slice(&common);
     let t = ok(&real);
     assert!(t.contains("is an hnroot disk"), "{t}");
+    assert!(t.contains("in the loader the menu waits 5 s"), "{t}");
     assert!(
         t.contains("the loader counts with tries 5, boot limit 2, waits 60 s doubling to 1800 s"),
         "{t}"
@@ -669,6 +698,12 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
             "{status}"
         );
         assert_eq!(v["counting_source"], "loader", "{status}");
+        // The countdown given at install, as GRUB will read it from the memdisk.
+        assert_eq!(
+            hnroot_linux::esp_loader::menu_timeout_of(&efi),
+            Ok((5, None)),
+            "the loader carries the menu countdown"
+        );
         let history = ok(&["history", "--hostpart", hp.to_str().unwrap()]);
         assert!(history.contains("installed"), "{history}");
 
@@ -708,12 +743,12 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         let seen = loader_cmd("status", &fleet, true);
         let v: serde_json::Value = serde_json::from_str(&seen).map_err(|e| e.to_string())?;
         let kept = v["kept_from_esp"].as_array().cloned().unwrap_or_default();
+        // The images' counting file wins; require-sealed and the countdown are kept.
+        let kept: Vec<&str> = kept.iter().filter_map(|k| k.as_str()).collect();
         assert!(
-            kept.len() == 1
-                && kept[0]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("requires sealed images"),
+            kept.len() == 2
+                && kept[0].contains("requires sealed images")
+                && kept[1].contains("the menu waits 5 s"),
             "{seen}"
         );
         let t = loader_cmd("update", &no_fleet, false);
@@ -723,6 +758,7 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
                     "the new loader counts as the ESP's does, tries 5, boot limit 2, waits 60 s \
                      doubling to 1800 s"
                 )
+                && t.contains("in the new loader the menu waits 5 s, as in the ESP's")
                 && t.contains("the ESP's loader is now hnroot 99.0.0"),
             "{t}"
         );
@@ -734,6 +770,11 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
                 .any(|w| w == b"tries=5\nboot-limit=2\nwait-".as_slice())
                 && updated.windows(21).any(|w| w == b"hnroot/require-sealed"),
             "the updated loader keeps the install's counting file and require-sealed"
+        );
+        assert_eq!(
+            hnroot_linux::esp_loader::menu_timeout_of(&updated),
+            Ok((5, None)),
+            "the updated loader keeps the install's menu countdown"
         );
 
         // --esp on this layout (the ESP's files, copied out, stand in for a mounted ESP): GRUB

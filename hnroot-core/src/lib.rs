@@ -141,6 +141,7 @@ pub mod loader;
 pub mod loopdev;
 pub mod machineid;
 pub mod memdisk;
+pub mod menu;
 pub mod minisig;
 pub mod name;
 pub mod observe;

@@ -701,18 +701,21 @@ pub struct Settings {
     pub require_sealed: bool,
     /// A counting file the core reads (tries, K, the waits).
     pub counting: bool,
+    /// A menu-timeout file the core reads ([`crate::menu`]).
+    pub menu_timeout: bool,
 }
 
 /// What a rebuilt loader takes over from the ESP's (`esp`) because the images' loader
 /// directory (`images`) does not state it: what `hnroot install --require-sealed` or
-/// `--boot-limit ...` built in stays through every update. The images' own counting file
-/// wins over the ESP's. Require-sealed is never dropped by an update: one that dropped it would
+/// `--boot-limit ...` or `--menu-timeout` built in stays through every update. The images' own
+/// counting and menu-timeout files win over the ESP's. Require-sealed is never dropped by an update: one that dropped it would
 /// boot unsealed images from then on, without anyone having asked (`hnroot install --esp`
 /// without `--require-sealed` rebuilds the loader without it, on purpose).
 pub fn carry_over(images: Settings, esp: Settings) -> Settings {
     Settings {
         require_sealed: esp.require_sealed && !images.require_sealed,
         counting: esp.counting && !images.counting,
+        menu_timeout: esp.menu_timeout && !images.menu_timeout,
     }
 }
 
@@ -823,36 +826,37 @@ mod tests {
 
     #[test]
     fn an_update_keeps_what_the_images_do_not_state() {
-        let s = |require_sealed, counting| Settings {
-            require_sealed,
-            counting,
+        let s = |bits: u8| Settings {
+            require_sealed: bits & 1 != 0,
+            counting: bits & 2 != 0,
+            menu_timeout: bits & 4 != 0,
         };
-        for images in [
-            s(false, false),
-            s(false, true),
-            s(true, false),
-            s(true, true),
-        ] {
-            for esp in [
-                s(false, false),
-                s(false, true),
-                s(true, false),
-                s(true, true),
-            ] {
+        for images in (0..8).map(s) {
+            for esp in (0..8).map(s) {
                 let carried = carry_over(images, esp);
                 // What the new loader ends up with: the images' settings or the carried ones.
-                let require = images.require_sealed || carried.require_sealed;
-                let counting = images.counting || carried.counting;
-                assert_eq!(require, images.require_sealed || esp.require_sealed);
-                assert_eq!(counting, images.counting || esp.counting);
+                assert_eq!(
+                    images.require_sealed || carried.require_sealed,
+                    images.require_sealed || esp.require_sealed
+                );
+                assert_eq!(
+                    images.counting || carried.counting,
+                    images.counting || esp.counting
+                );
+                assert_eq!(
+                    images.menu_timeout || carried.menu_timeout,
+                    images.menu_timeout || esp.menu_timeout
+                );
                 // Nothing is carried that the images state themselves.
                 assert!(!(carried.require_sealed && images.require_sealed));
                 assert!(!(carried.counting && images.counting));
+                assert!(!(carried.menu_timeout && images.menu_timeout));
             }
         }
-        assert_eq!(carry_over(s(false, false), s(true, true)), s(true, true));
-        assert_eq!(carry_over(s(false, true), s(true, true)), s(true, false));
-        assert_eq!(carry_over(s(true, true), s(false, false)), s(false, false));
+        assert_eq!(carry_over(s(0), s(7)), s(7));
+        assert_eq!(carry_over(s(2), s(7)), s(5));
+        assert_eq!(carry_over(s(4), s(7)), s(3));
+        assert_eq!(carry_over(s(7), s(0)), s(0));
     }
     use std::string::ToString;
 

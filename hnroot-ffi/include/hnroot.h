@@ -1172,6 +1172,23 @@ hnroot_result hnroot_counting_read(const struct hnroot_args *file,
                                    size_t message_len);
 
 /**
+ * Read the fleet's menu-timeout file (`hnroot select --menu-timeout-file`, the loader's
+ * `(memdisk)/hnroot/menu-timeout`; see `hnroot_core::menu`) into `*seconds`: the countdown it
+ * names, or the default (2 s) when the file is absent, unreadable or refused; and
+ * write one NUL-terminated line for the console into `message`: why a file was refused and
+ * that the default countdown holds (a damaged file never keeps a server from booting). An
+ * absent or accepted file writes an empty line.
+ *
+ * # Safety
+ * `file` must point to a valid `hnroot_args`; `seconds` to a writable `uint32_t`; `message` to
+ * `message_len` writable bytes.
+ */
+hnroot_result hnroot_menu_timeout_read(const struct hnroot_args *file,
+                                       uint32_t *seconds,
+                                       uint8_t *message,
+                                       size_t message_len);
+
+/**
  * Start probing a device (or partition) of `device_size` bytes for a filesystem.
  *
  * # Safety

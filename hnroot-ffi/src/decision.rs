@@ -829,6 +829,59 @@ pub unsafe extern "C" fn hnroot_counting_read(
     hnroot_result::HNROOT_RESULT_OK
 }
 
+/// Read the fleet's menu-timeout file (`hnroot select --menu-timeout-file`, the loader's
+/// `(memdisk)/hnroot/menu-timeout`; see `hnroot_core::menu`) into `*seconds`: the countdown it
+/// names, or the default (2 s) when the file is absent, unreadable or refused; and
+/// write one NUL-terminated line for the console into `message`: why a file was refused and
+/// that the default countdown holds (a damaged file never keeps a server from booting). An
+/// absent or accepted file writes an empty line.
+///
+/// # Safety
+/// `file` must point to a valid `hnroot_args`; `seconds` to a writable `uint32_t`; `message` to
+/// `message_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hnroot_menu_timeout_read(
+    file: *const hnroot_args,
+    seconds: *mut u32,
+    message: *mut u8,
+    message_len: usize,
+) -> hnroot_result {
+    require!(message);
+    let file = try_ref!(file);
+    let seconds = try_mut!(seconds);
+    // SAFETY: caller contract: a valid argument file.
+    let text = match unsafe { args_from_c(file) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let default = hnroot_core::menu::DEFAULT_SECONDS;
+    let mut line = Line::<256>::new();
+    let chosen = match text {
+        ArgsFile::Absent => default,
+        ArgsFile::Unreadable | ArgsFile::TooLong => {
+            let _ = write!(
+                line,
+                "menu-timeout file unreadable: the menu waits {default} s"
+            );
+            default
+        }
+        ArgsFile::Text(bytes) => hnroot_core::menu::parse(bytes).unwrap_or_else(|e| {
+            let _ = write!(
+                line,
+                "menu-timeout file refused ({e}): the menu waits {default} s"
+            );
+            default
+        }),
+    };
+    // SAFETY: `message` non-NULL, `message_len` writable bytes (caller contract).
+    let written = unsafe { line.copy_to_c(message, message_len) };
+    if written != hnroot_result::HNROOT_RESULT_OK {
+        return written;
+    }
+    *seconds = u32::from(chosen);
+    hnroot_result::HNROOT_RESULT_OK
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -892,6 +945,61 @@ mod tests {
         // SAFETY: valid pointers and lengths.
         let r = unsafe { hnroot_counting_read(&absent, &mut obs, msg.as_mut_ptr(), msg.len()) };
         assert_eq!((r, msg[0]), (hnroot_result::HNROOT_RESULT_OK, 0));
+    }
+
+    #[test]
+    fn the_menu_timeout_file_sets_the_countdown_or_is_refused_for_the_default() {
+        let read = |kind, text: &[u8]| {
+            let file = hnroot_args {
+                kind,
+                bytes: text.as_ptr(),
+                len: text.len(),
+            };
+            let mut seconds = u32::MAX;
+            let mut msg = [1u8; 256];
+            // SAFETY: valid pointers and lengths.
+            let r = unsafe {
+                hnroot_menu_timeout_read(&file, &mut seconds, msg.as_mut_ptr(), msg.len())
+            };
+            assert_eq!(r, hnroot_result::HNROOT_RESULT_OK);
+            (seconds, text_of(&msg))
+        };
+        assert_eq!(
+            read(HNROOT_ARGS_READ, b"# fleet\n0\n"),
+            (0, std::string::String::new())
+        );
+        assert_eq!(
+            read(HNROOT_ARGS_READ, b"15"),
+            (15, std::string::String::new())
+        );
+        assert_eq!(
+            read(HNROOT_ARGS_ABSENT, b""),
+            (2, std::string::String::new())
+        );
+        assert_eq!(
+            read(HNROOT_ARGS_READ, b"2 s\n"),
+            (
+                2,
+                "menu-timeout file refused (line 1: expected a whole number of seconds from 0 \
+                 to 600): the menu waits 2 s"
+                    .into()
+            )
+        );
+        assert_eq!(
+            read(HNROOT_ARGS_UNREADABLE, b""),
+            (2, "menu-timeout file unreadable: the menu waits 2 s".into())
+        );
+        let file = hnroot_args {
+            kind: HNROOT_ARGS_ABSENT,
+            bytes: core::ptr::null(),
+            len: 0,
+        };
+        let mut msg = [0u8; 8];
+        // SAFETY: a NULL `seconds` is refused before anything is written.
+        let r = unsafe {
+            hnroot_menu_timeout_read(&file, core::ptr::null_mut(), msg.as_mut_ptr(), msg.len())
+        };
+        assert_eq!(r, hnroot_result::HNROOT_RESULT_NULL_ARGUMENT);
     }
 
     const NO_ARGS: hnroot_args = hnroot_args {

@@ -77,6 +77,29 @@ pub fn counting_of(loader: &[u8]) -> Result<(Config, Option<String>), String> {
     }
 }
 
+/// The menu countdown the loader image `loader` carries (its memdisk's
+/// [`hnroot_core::menu::MEMDISK_PATH`], as grub.cfg names it), as GRUB applies it: the file's
+/// seconds, or the default when it has none, or, with the reason, when the core refuses it.
+/// Fails only when the image's memdisk cannot be read.
+pub fn menu_timeout_of(loader: &[u8]) -> Result<(u16, Option<String>), String> {
+    use hnroot_core::menu;
+    match memdisk::file(loader, menu::MEMDISK_PATH) {
+        Ok(Some(text)) => Ok(match menu::parse(text) {
+            Ok(seconds) => (seconds, None),
+            Err(e) => (
+                menu::DEFAULT_SECONDS,
+                Some(format!(
+                    "(memdisk)/{} refused ({e}): the menu waits {} s",
+                    menu::MEMDISK_PATH,
+                    menu::DEFAULT_SECONDS
+                )),
+            ),
+        }),
+        Ok(None) => Ok((menu::DEFAULT_SECONDS, None)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// What the loader on an ESP applies besides the decision itself: its seal policy and its
 /// counting settings, as GRUB applies them.
 #[derive(Debug, Clone, Default)]

@@ -17,8 +17,9 @@ use regex::Regex;
 
 use crate::qemu::{Hit, Vm, VmSpec, TAIL_LINES};
 
-/// The countdown line of GRUB's menu: the menu is on the screen and reads keys.
-const GRUB_MENU: &str = r"will be executed automatically in";
+/// The countdown line of GRUB's menu: the menu is on the screen and reads keys (plain text,
+/// also a regex). Absent when the loader's countdown is 0 (`hnroot install --menu-timeout 0`).
+pub const GRUB_COUNTDOWN: &str = "will be executed automatically in";
 /// The help line of GRUB's entry editor: the editor is on the screen and reads keys.
 const GRUB_EDITOR: &str = r"Minimum Emacs-like screen editing";
 /// GRUB's editor keys (its Emacs-like bindings; the firmware passes control bytes through).
@@ -602,7 +603,7 @@ impl Session {
                 self.name
             );
         }
-        let menu = Regex::new(GRUB_MENU)?;
+        let menu = Regex::new(GRUB_COUNTDOWN)?;
         self.vm
             .wait_for(&menu, timeout)
             .with_context(|| format!("{}: GRUB's menu did not show", self.name))?;

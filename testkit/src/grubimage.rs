@@ -3,7 +3,7 @@
 //! ([`grubmod::build_kit`]: hnroot's own GRUB with `hnroot.mod`), with an embedded `grub.cfg`,
 //! SBAT metadata and the version record; never installed on the host. Every image the suites
 //! boot hnroot-init with embeds the production `grub-module/grub.cfg` verbatim ([`production`],
-//! built once and cached); one GRUB for every Debian release the suites boot. A test's own
+//! built once and cached, with the product's menu countdown or with the menu skipped); one GRUB for every Debian release the suites boot. A test's own
 //! script ([`test_script`]) is for the two places the production configuration cannot serve:
 //! `grub-test`, which runs `hnroot select` and `hnroot status` on each test disk and halts
 //! without booting anything, and the busybox linuxrc side of `bench-initramfs`, which cannot
@@ -61,31 +61,58 @@ fn kit_and_module() -> Result<(hnroot_install::grub::LoaderKit, Module)> {
     Ok((kit, ours))
 }
 
+/// The menu countdown built into a suite's loader.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Menu {
+    /// The product's default (no `menu-timeout` file): the disks whose story types at GRUB's
+    /// menu, and the benchmarks, which measure what a server does.
+    Default,
+    /// The fleet setting `hnroot install --menu-timeout 0` builds in (`(memdisk)/hnroot/
+    /// menu-timeout` = 0): GRUB boots at once. Every other suite disk: the countdown would
+    /// cost every boot two seconds of watching nobody.
+    Skipped,
+}
+
 /// The image every boot of the suites goes through: hnroot's GRUB with `hnroot.mod` and the
-/// production `grub.cfg` verbatim, built (with the kit) unless cached under
-/// `target/hnroot-build/grub-image/<GRUB version>/` for this configuration, this module, its
-/// SBAT and its record.
-pub fn production() -> Result<GrubImage> {
+/// production `grub.cfg` verbatim, with the menu countdown `menu`, built (with the kit) unless
+/// cached under `target/hnroot-build/grub-image/<GRUB version>/` (`menu-0/` for
+/// [`Menu::Skipped`]) for this configuration, this module, its SBAT and its record.
+pub fn production(menu: Menu) -> Result<GrubImage> {
     let (kit, ours) = kit_and_module()?;
     let grub_cfg = production_cfg()?;
-    let dir = buildenv::build_root()
+    let mut dir = buildenv::build_root()
         .join("grub-image")
         .join(&kit.grub_version);
+    let fleet = match menu {
+        Menu::Default => Vec::new(),
+        Menu::Skipped => {
+            dir.push("menu-0");
+            vec![hnroot_install::grub::FleetFile {
+                name: hnroot_core::menu::FILE_NAME.into(),
+                data: hnroot_core::menu::Text(0).to_string().into_bytes(),
+            }]
+        }
+    };
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = dir.join("BOOTX64.EFI");
     let _lock = buildenv::lock(&format!("grub-image-{}", kit.grub_version))?;
     let key = format!(
-        "bootx64 v5 {} {:016x} {:016x} {:016x} {:016x} {:016x} {}",
+        "bootx64 v6 {} {:016x} {:016x} {:016x} {:016x} {:016x} {} {}",
         kit.grub_version,
         fnv1a(grub_cfg.as_bytes()),
         fnv1a(&read(&kit.module.path)?),
         fnv1a(&read(&kit.sbat)?),
         fnv1a(&read(&kit.mkimage)?),
         fnv1a(kit.record_text.as_bytes()),
-        hnroot_install::grub::BASE_MODULES.join(",")
+        hnroot_install::grub::BASE_MODULES.join(","),
+        fleet
+            .iter()
+            .map(|f| format!("{}={:016x}", f.name, fnv1a(&f.data)))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let hit = cached(&out, &key, || {
-        hnroot_install::grub::build_efi(&kit, &grub_cfg, &[], &[], &dir.join("work"), &out)
+        hnroot_install::grub::build_efi(&kit, &grub_cfg, &[], &fleet, &dir.join("work"), &out)
     })?;
     Ok(GrubImage {
         path: out,
@@ -250,7 +277,8 @@ mod tests {
                 "if ! hnroot select --defaults \"console=ttyS0 panic=10\" --defaults-file \
                  (memdisk)/hnroot/kernel-args --seal-keys (memdisk)/hnroot/seal-keys \
                  --require-sealed-file (memdisk)/hnroot/require-sealed --counting-file \
-                 (memdisk)/hnroot/counting; then"
+                 (memdisk)/hnroot/counting --menu-timeout-file (memdisk)/hnroot/menu-timeout; \
+                 then"
             ),
             "{cfg}"
         );

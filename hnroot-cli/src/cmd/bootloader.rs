@@ -17,6 +17,7 @@ use hnroot_core::decide::Config;
 use hnroot_core::history::Operator;
 use hnroot_core::layout;
 use hnroot_core::loader::{self, EspSeen, Loader, Record, UpdateKind, UpdateRequest};
+use hnroot_core::menu;
 use hnroot_core::name::ImageName;
 use hnroot_install::grub::{self, FleetFile, LoaderKit};
 use hnroot_linux::esp_loader::{self, EspBoot};
@@ -229,6 +230,48 @@ impl CountingArgs {
     }
 }
 
+/// GRUB's menu countdown `hnroot install` builds into the loader
+/// (`(memdisk)/hnroot/menu-timeout`), over the fleet's `menu-timeout` file or the default.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MenuArgs {
+    /// Seconds GRUB shows its menu before booting (0 to 600; 0 boots at once, nobody can
+    /// reach the menu) [default: the fleet's menu-timeout file's, else 2].
+    #[arg(long, value_name = "SECONDS", value_parser = menu_seconds)]
+    menu_timeout: Option<u16>,
+}
+
+/// A countdown checked by the core's one reader of the menu-timeout file.
+fn menu_seconds(text: &str) -> Result<u16, String> {
+    menu::seconds(text.as_bytes()).ok_or_else(|| {
+        format!(
+            "--menu-timeout must be a whole number of seconds from 0 to {}, not {text:?}",
+            menu::MAX_SECONDS
+        )
+    })
+}
+
+impl MenuArgs {
+    /// `fleet` with its menu-timeout file set from `--menu-timeout` (not given: `fleet` as it
+    /// is); the countdown the loader will use, for people.
+    pub fn apply(&self, mut fleet: Vec<FleetFile>) -> Result<(Vec<FleetFile>, String)> {
+        let Some(seconds) = self.menu_timeout else {
+            let current = match fleet.iter().find(|f| f.name == menu::FILE_NAME) {
+                Some(f) => menu::parse(&f.data)
+                    .map_err(|e| anyhow!("the fleet's {} file: {e}", menu::FILE_NAME))?,
+                None => menu::DEFAULT_SECONDS,
+            };
+            return Ok((fleet, menu::Summary(current).to_string()));
+        };
+        fleet.retain(|f| f.name != menu::FILE_NAME);
+        fleet.push(FleetFile {
+            name: menu::FILE_NAME.into(),
+            data: menu::Text(seconds).to_string().into_bytes(),
+        });
+        fleet.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((fleet, menu::Summary(seconds).to_string()))
+    }
+}
+
 /// Everything the fleet builds into a loader: the files of `fleet_dir`, the trusted keys of
 /// `keys_dir` as one `seal-keys` file (each key checked as the loader will read it; at most
 /// the loader's 16), and the `require-sealed` marker when `require_sealed` (or when the
@@ -248,6 +291,17 @@ pub fn loader_fleet(
                  defaults)",
                 fleet_dir.display(),
                 counting::FILE_NAME
+            )
+        })?;
+    }
+    if let Some(f) = files.iter().find(|f| f.name == menu::FILE_NAME) {
+        menu::parse(&f.data).map_err(|e| {
+            anyhow!(
+                "{}/{}: {e}; no loader was built (fix the file, or remove it for the default \
+                 countdown of {} s)",
+                fleet_dir.display(),
+                menu::FILE_NAME,
+                menu::DEFAULT_SECONDS
             )
         })?;
     }
@@ -659,13 +713,19 @@ fn keep_esp_settings(
         Ok(Some(text)) => counting::parse(text).ok().map(|c| (c, text)),
         _ => None,
     };
+    let old_menu = match hnroot_core::memdisk::file(old, menu::MEMDISK_PATH) {
+        Ok(Some(text)) => menu::parse(text).ok().map(|s| (s, text)),
+        _ => None,
+    };
     let esp = loader::Settings {
         require_sealed: esp_loader::seal_policy_of(old).is_ok_and(|p| p.require),
         counting: old_counting.is_some(),
+        menu_timeout: old_menu.is_some(),
     };
     let images = loader::Settings {
         require_sealed: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
         counting: fleet.iter().any(|f| f.name == counting::FILE_NAME),
+        menu_timeout: fleet.iter().any(|f| f.name == menu::FILE_NAME),
     };
     let carried = loader::carry_over(images, esp);
     if carried.require_sealed {
@@ -687,6 +747,18 @@ fn keep_esp_settings(
             counting::Summary(&c),
             fleet_dir.display(),
             counting::FILE_NAME
+        ));
+    }
+    if let (true, Some((seconds, text))) = (carried.menu_timeout, old_menu) {
+        fleet.push(FleetFile {
+            name: menu::FILE_NAME.into(),
+            data: text.to_vec(),
+        });
+        kept.push(format!(
+            "in the new loader {}, as in the ESP's ({} has no {} file)",
+            menu::Summary(seconds),
+            fleet_dir.display(),
+            menu::FILE_NAME
         ));
     }
     fleet.sort_by(|a, b| a.name.cmp(&b.name));

@@ -80,6 +80,8 @@ pub struct InstallArgs {
     #[command(flatten)]
     counting: crate::cmd::bootloader::CountingArgs,
     #[command(flatten)]
+    menu: crate::cmd::bootloader::MenuArgs,
+    #[command(flatten)]
     sign: crate::cmd::bootloader::SignArgs,
 }
 
@@ -103,6 +105,13 @@ fn grub_parts(args: &InstallArgs) -> Result<GrubParts> {
         "hnroot: the loader counts with {counting} (loader updates keep it; a `{}` file in the \
          images' {}/ replaces it)",
         hnroot_core::counting::FILE_NAME,
+        crate::cmd::bootloader::FLEET_DIR
+    );
+    let (fleet, menu) = args.menu.apply(fleet)?;
+    say!(
+        "hnroot: in the loader {menu} (loader updates keep it; a `{}` file in the images' {}/ \
+         replaces it)",
+        hnroot_core::menu::FILE_NAME,
         crate::cmd::bootloader::FLEET_DIR
     );
     if let Err(r) = args.sign.signing(&fleet).check() {

@@ -212,7 +212,7 @@ fn main() -> Result<()> {
     };
 
     // A GRUB image, a root image (its own initramfs) and a disk per program, built alike.
-    let production = grubimage::production()?;
+    let production = grubimage::production(grubimage::Menu::Default)?;
     let baseline = grubimage::test_script(LINUXRC_GRUB_CFG, &[], &[], &work.join("linuxrc-grub"))?;
     let mut disks = Vec::new();
     for (program, grub, initramfs) in [

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use hnroot_testkit::buildenv;
-use hnroot_testkit::console::{BootRecord, End, Session, SYSTEMD_END_MARKERS};
+use hnroot_testkit::console::{BootRecord, End, Session, GRUB_COUNTDOWN, SYSTEMD_END_MARKERS};
 use hnroot_testkit::release::Debian;
 use hnroot_testkit::server::{
     enable, set_version, write, write_host_state, HostState, LoopDisk, Offline,
@@ -776,8 +776,8 @@ fn debian_systemd(p: &Parts) -> Result<()> {
     // The disk gets an older hnroot's loader (the same GRUB, its record saying 0.0.1): the
     // images' package carries a newer one, which hnroot-bootloader-update.service must put on
     // the ESP after a commit, never during a trial. The install sets its own counting (a
-    // boot limit and first wait that are not the defaults), which the images do not carry:
-    // every update of the loader must keep it.
+    // boot limit and first wait that are not the defaults) and skips GRUB's menu, which the
+    // images do not carry: every update of the loader must keep them.
     let (older_kit, _) = hnroot_testkit::grubimage::older_loader(&p.work.join("older"), "0.0.1")?;
     {
         let d = LoopDisk::attach(&disk, false)?;
@@ -786,7 +786,14 @@ fn debian_systemd(p: &Parts) -> Result<()> {
             &v1,
             &keys,
             &older_kit,
-            &["--boot-limit", "2", "--wait-first", "15"],
+            &[
+                "--boot-limit",
+                "2",
+                "--wait-first",
+                "15",
+                "--menu-timeout",
+                "0",
+            ],
         )?;
         say(&format!(
             "hnroot install (an older loader, 0.0.1, boot limit 2): {}",
@@ -829,6 +836,13 @@ fn debian_systemd(p: &Parts) -> Result<()> {
         report(&boot, "mark-good")
     ));
     check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    // `--menu-timeout 0`: GRUB booted without showing its menu's countdown.
+    ensure!(
+        !boot.text.contains(GRUB_COUNTDOWN),
+        "boot 1: GRUB counted down its menu (`{GRUB_COUNTDOWN}`) although `hnroot install \
+         --menu-timeout 0` built the loader\n{}",
+        boot.tail(60)
+    );
     // The image's own drop-in (hnroot image build, the package) has systemd run the machine's
     // watchdog with a minute's timeout; nothing reset the machine before this boot.
     ensure!(
@@ -968,11 +982,19 @@ fn debian_systemd(p: &Parts) -> Result<()> {
 }
 
 /// The loader the service wrote from images without a counting file still counts as `hnroot
-/// install --boot-limit 2 --wait-first 15` said (its memdisk's counting file, read as GRUB
+/// install --boot-limit 2 --wait-first 15` said, and skips the menu as `--menu-timeout 0` did (its memdisk's counting file, read as GRUB
 /// reads it, from the ESP's BOOTX64.EFI that `esp_loader_version` last copied out). `updates`:
 /// which updates it went through, for the messages.
 fn check_counting_kept(p: &Parts, updates: &str) -> Result<()> {
     let loader = fs::read(p.work.join("esp-loader.efi"))?;
+    let (menu, why) = hnroot_linux::esp_loader::menu_timeout_of(&loader)
+        .map_err(|e| anyhow::anyhow!("the ESP's loader after {updates}: {e}"))?;
+    ensure!(
+        menu == 0 && why.is_none(),
+        "after {updates} by the service, in the ESP's loader {} ({why:?}), expected the \
+         install's --menu-timeout 0",
+        hnroot_core::menu::Summary(menu)
+    );
     let (counting, why) = hnroot_linux::esp_loader::counting_of(&loader)
         .map_err(|e| anyhow::anyhow!("the ESP's loader after {updates}: {e}"))?;
     let said = hnroot_core::counting::Summary(&counting).to_string();
@@ -983,7 +1005,8 @@ fn check_counting_kept(p: &Parts, updates: &str) -> Result<()> {
          expected the install's {want}"
     );
     say(&format!(
-        "the install's counting kept through {updates}: {said}"
+        "the install's counting kept through {updates}: {said}; {}",
+        hnroot_core::menu::Summary(menu)
     ));
     Ok(())
 }

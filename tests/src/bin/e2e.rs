@@ -2438,9 +2438,11 @@ const TYPED_AT_GRUB: &str = "single";
 /// console boots it with `single` typed at GRUB's menu (issue 11): the kernel passes the word
 /// to hnroot-init as an argument, and hnroot-init to the image's init.
 fn missing_current(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
-    let spec = DiskContents::committed("missing-current", HostFs::Ext4, "v1")
+    let mut spec = DiskContents::committed("missing-current", HostFs::Ext4, "v1")
         .without(ImageName::Current)
         .with(ImageName::Old, ImageContent::Image("v1"));
+    // The loader with the product's countdown: the keys must reach the menu before it ends.
+    spec.loader = Some(run.parts.grub_menu.path.clone());
     let mut e = expect(
         "hn-root.img missing; `single` typed at GRUB's menu",
         "reason=recovery image=hn-root-old.img",

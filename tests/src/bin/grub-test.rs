@@ -531,6 +531,14 @@ impl Keys {
                 name: REQUIRE_SEALED_FILE.into(),
                 data: b"1\n".to_vec(),
             },
+            FleetFile {
+                name: hnroot_core::menu::FILE_NAME.into(),
+                data: MENU_TIMEOUT.to_vec(),
+            },
+            FleetFile {
+                name: format!("{}-bad", hnroot_core::menu::FILE_NAME),
+                data: MENU_TIMEOUT_BAD.to_vec(),
+            },
         ])
     }
 }
@@ -688,7 +696,8 @@ fn result_vars(p: &str) -> String {
     format!(
         "reason=${p}reason image=${p}image uuid=${p}uuid fallback=${p}fallback_image \
          fallback_uuid=${p}fallback_uuid fallbacks=[${p}fallbacks] hostpart=${p}hostpart \
-         esp=${p}esp partuuid=${p}partuuid esp_partuuid=${p}esp_partuuid tries=${p}tries"
+         esp=${p}esp partuuid=${p}partuuid esp_partuuid=${p}esp_partuuid tries=${p}tries \
+         menu_timeout=${p}menu_timeout"
     )
 }
 
@@ -711,6 +720,7 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
             "partuuid",
             "esp_partuuid",
             "tries",
+            "menu_timeout",
         ]
         .map(|v| format!("set {p}{v}=\n"))
         .concat()
@@ -758,12 +768,15 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
     }
     cfg.push_str(&block(
         "label-both",
-        "hnroot select --set-prefix lbl_",
+        &format!("hnroot select --set-prefix lbl_ {MENU_TIMEOUT_ARG}"),
         "lbl_",
     ));
     cfg.push_str(&block(
         "label-esp",
-        &format!("hnroot select --set-prefix esp_ --hostpart (hd{label_disk},gpt2)"),
+        &format!(
+            "hnroot select --set-prefix esp_ --hostpart (hd{label_disk},gpt2) \
+             {MENU_TIMEOUT_BAD_ARG}"
+        ),
         "esp_",
     ));
     cfg.push_str(&block(
@@ -782,6 +795,13 @@ fn test_cfg(scenarios: &[Scenario], label_disk: usize, status_disk: usize) -> St
 const SEAL_KEYS_ARG: &str = " --seal-keys (memdisk)/hnroot/seal-keys";
 /// The scenarios that require sealed images name the marker in the memdisk.
 const REQUIRE_SEALED_ARG: &str = " --require-sealed-file (memdisk)/hnroot/require-sealed";
+
+/// The fleet's menu countdown (`label-both`), and a file the core refuses (`label-esp`): the
+/// files in every scenario's memdisk ([`Keys::fleet`]).
+const MENU_TIMEOUT_ARG: &str = "--menu-timeout-file (memdisk)/hnroot/menu-timeout";
+const MENU_TIMEOUT_BAD_ARG: &str = "--menu-timeout-file (memdisk)/hnroot/menu-timeout-bad";
+const MENU_TIMEOUT: &[u8] = b"# fleet\n7\n";
+const MENU_TIMEOUT_BAD: &[u8] = b"7 s\n";
 
 /// The name of the console block of `hnroot status` on disk `i`.
 fn verdicts_block(i: usize) -> String {
@@ -1207,10 +1227,16 @@ fn check_scenario(
     ) {
         fail(p);
     }
+    // Without --menu-timeout-file select sets the default countdown; a failed select none.
+    let menu_timeout = match field(&block.result, "rc") {
+        "0" => hnroot_core::menu::DEFAULT_SECONDS.to_string(),
+        _ => String::new(),
+    };
     for (key, want) in [
         ("partuuid", b.hostpart.partuuid.to_string()),
         ("esp_partuuid", b.esp.partuuid.to_string()),
         ("tries", tries.to_string()),
+        ("menu_timeout", menu_timeout),
     ] {
         let got = field(&block.result, key);
         if got != want {
@@ -1547,6 +1573,11 @@ fn check_label(name: &str, block: &ConsoleBlock, l: &Labels, duplicates: bool) -
                     .join(", ")
             ));
         }
+        // A failed select leaves no countdown for grub.cfg (which then waits for a key).
+        let menu = field(&block.result, "menu_timeout");
+        if !menu.is_empty() {
+            problems.push(format!("menu_timeout={menu:?} after a failed select"));
+        }
         return problems;
     }
     let mut expect = vec![
@@ -1554,6 +1585,32 @@ fn check_label(name: &str, block: &ConsoleBlock, l: &Labels, duplicates: bool) -
         ("esp", format!("hd{u},gpt1")),
         ("esp_partuuid", l.unique_disk.esp.partuuid.to_string()),
     ];
+    // The fleet's file's countdown; the refused file's default, and the console says why.
+    let (menu_file, menu) = if name == "label-both" {
+        (MENU_TIMEOUT, hnroot_core::menu::parse(MENU_TIMEOUT))
+    } else {
+        (MENU_TIMEOUT_BAD, hnroot_core::menu::parse(MENU_TIMEOUT_BAD))
+    };
+    match menu {
+        Ok(seconds) => expect.push(("menu_timeout", seconds.to_string())),
+        Err(e) => {
+            expect.push((
+                "menu_timeout",
+                hnroot_core::menu::DEFAULT_SECONDS.to_string(),
+            ));
+            let said = format!(
+                "hnroot: menu-timeout file refused ({e}): the menu waits {} s \
+                 ((memdisk)/hnroot/menu-timeout-bad)",
+                hnroot_core::menu::DEFAULT_SECONDS
+            );
+            if !block.text.contains(&said) {
+                problems.push(format!(
+                    "expected `{said}` for {:?}",
+                    String::from_utf8_lossy(menu_file)
+                ));
+            }
+        }
+    }
     if name == "label-both" {
         expect.push(("hostpart", format!("hd{u},gpt2")));
         expect.push(("partuuid", l.unique_disk.hostpart.partuuid.to_string()));
@@ -1667,8 +1724,17 @@ mod tests {
             let select = cfg.find(&format!("begin hd{i}\"")).unwrap();
             assert!(status < select, "disk {i}");
         }
-        assert!(cfg.contains("if time hnroot select --set-prefix lbl_; then"));
-        for var in ["partuuid", "esp_partuuid", "tries", "hostpart", "esp"] {
+        assert!(cfg.contains(&format!(
+            "if time hnroot select --set-prefix lbl_ {MENU_TIMEOUT_ARG}; then"
+        )));
+        for var in [
+            "partuuid",
+            "esp_partuuid",
+            "tries",
+            "hostpart",
+            "esp",
+            "menu_timeout",
+        ] {
             assert!(cfg.contains(&format!("set lbl_{var}=\n")), "{var}");
             assert!(cfg.contains(&format!(" {var}=$lbl_{var}")), "{var}");
         }

@@ -31,7 +31,7 @@ const DATA_MARKER: &str = "initramfs-tools-data-marker";
 /// initramfs ignores it). The boots below prove the two together.
 fn production_grub() -> Result<GrubImage> {
     // The debootstrapped tree is Debian 12: its GRUB.
-    let grub = grubimage::production()?;
+    let grub = grubimage::production(grubimage::Menu::Skipped)?;
     let linux: Vec<&str> = grub
         .grub_cfg
         .lines()
