@@ -1,5 +1,7 @@
-//! The loader's readers over arbitrary bytes: the PE section finder, the version record parser
-//! and the memdisk reader (the `mods` section's objects, the ustar archive) never panic; a record
+//! The loader's readers over arbitrary bytes: the PE section finder, the version record parser,
+//! the Authenticode certificates' reader (the certificate table, PKCS#7 in DER) and the memdisk
+//! reader (the `mods` section's objects, the ustar archive) never panic; a certificate read lies
+//! inside the image; a record
 //! that parses encodes back to a record that parses to the same; a file the memdisk yields lies
 //! inside the image.
 
@@ -17,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = hnroot_core::memdisk::tar_file(data, path);
     }
+    let mut certificates = [&[][..]; loader::MAX_SIGNATURE_CERTIFICATES];
+    if let Ok(n) = loader::signature_certificates(data, &mut certificates) {
+        let inside = data.as_ptr_range();
+        for c in &certificates[..n] {
+            assert!(inside.start <= c.as_ptr() && c.as_ptr_range().end <= inside.end);
+        }
+    }
+    let _ = loader::same_signer(data, data);
     if let Ok(Some(section)) = loader::find_section(data, &loader::SECTION_NAME) {
         let _ = loader::parse_record(section);
     }

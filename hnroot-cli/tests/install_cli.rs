@@ -242,6 +242,11 @@ fn a_loop_device_stacked_on_the_disk_is_seen() {
 
 /// A copy of the loader kit at `to` whose version record says hnroot 99.0.0 (a newer hnroot's).
 fn newer_kit(kit: &Path, to: &Path) {
+    kit_of_version(kit, to, "99.0.0");
+}
+
+/// A copy of the loader kit at `to` whose record says hnroot `version`.
+fn kit_of_version(kit: &Path, to: &Path, version: &str) {
     copy_kit(kit, to);
     let record = std::fs::read_to_string(to.join("loader-record")).unwrap();
     let mine = record
@@ -251,7 +256,7 @@ fn newer_kit(kit: &Path, to: &Path) {
         .to_owned();
     std::fs::write(
         to.join("loader-record"),
-        record.replace(&mine, "hnroot 99.0.0"),
+        record.replace(&mine, &format!("hnroot {version}")),
     )
     .unwrap();
 }
@@ -742,6 +747,7 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
         };
         let seen = loader_cmd("status", &fleet, true);
         let v: serde_json::Value = serde_json::from_str(&seen).map_err(|e| e.to_string())?;
+        assert_eq!(v["esp_menu_timeout"], 5, "{seen}");
         let kept = v["kept_from_esp"].as_array().cloned().unwrap_or_default();
         // The images' counting file wins; require-sealed and the countdown are kept.
         let kept: Vec<&str> = kept.iter().filter_map(|k| k.as_str()).collect();
@@ -840,42 +846,56 @@ fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
     std::fs::create_dir_all(esp.join("hnroot")).unwrap();
     std::fs::create_dir_all(&hp).unwrap();
     std::fs::create_dir_all(&fleet).unwrap();
-    let (key, cert) = (dir.path().join("db.key"), dir.path().join("db.crt"));
-    run(&[
-        "openssl",
-        "req",
-        "-new",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-sha256",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=hnroot CLI test db/",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
-    ]);
-    let update = |kit: &Path, extra: &[&str]| {
+    let db_key = |name: &str| {
+        let (key, cert) = (
+            dir.path().join(format!("{name}.key")),
+            dir.path().join(format!("{name}.crt")),
+        );
+        run(&[
+            "openssl",
+            "req",
+            "-new",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN=hnroot CLI test {name}/"),
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        (key, cert)
+    };
+    let (key, cert) = db_key("db");
+    // `hnroot bootloader WHAT` from a kit and a fleet directory, with the keys of `dir`.
+    let bootloader = |what: &str, kit: &Path, fleet: &Path, extra: &[&str]| {
         let mut v: Vec<&str> = vec![
             "bootloader",
-            "update",
-            "--esp",
-            esp.to_str().unwrap(),
+            what,
             "--kit",
             kit.to_str().unwrap(),
             "--fleet",
             fleet.to_str().unwrap(),
             "--keys",
             dir.path().to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        hnroot(&v)
+    };
+    let update = |kit: &Path, extra: &[&str]| {
+        let mut v = vec![
+            "--esp",
+            esp.to_str().unwrap(),
             "--hostpart",
             hp.to_str().unwrap(),
         ];
         v.extend_from_slice(extra);
-        hnroot(&v)
+        bootloader("update", kit, &fleet, &v)
     };
     let signing = [
         "--sign-key",
@@ -927,27 +947,119 @@ fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
         std::fs::read(esp.join("EFI/BOOT/hnroot-previous.efi")).unwrap(),
         signed
     );
+    // The publisher's presigned loader (`hnroot bootloader presign`), for a server without the
+    // key: written only when it is signed by the ESP's loader's certificate and built as this
+    // server's loader would be; each refusal leaves the ESP's loader as it is.
+    let newest = dir.path().join("newest-kit");
+    kit_of_version(&real, &newest, "100.0.0");
+    let presign = |kit: &Path, fleet: &Path, key: &Path, cert: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let said = bootloader(
+            "presign",
+            kit,
+            fleet,
+            &[
+                "--sign-key",
+                key.to_str().unwrap(),
+                "--sign-cert",
+                cert.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            said.status.success() && text(&said).contains("presigned loader hnroot "),
+            "{}",
+            text(&said)
+        );
+        out
+    };
+    let (other_key, other_cert) = db_key("other-db");
+    let menu_fleet = dir.path().join("menu-fleet");
+    std::fs::create_dir_all(&menu_fleet).unwrap();
+    std::fs::write(menu_fleet.join("require-sealed"), "1\n").unwrap();
+    std::fs::write(menu_fleet.join("menu-timeout"), "0\n").unwrap();
+    let cases = [
+        (
+            presign(&newest, &fleet, &other_key, &other_cert, "other-signer.efi"),
+            "[presigned-other-signer]",
+        ),
+        (
+            presign(&newest, &menu_fleet, &key, &cert, "other-settings.efi"),
+            "[presigned-other-settings]",
+        ),
+        (
+            presign(&newer, &fleet, &key, &cert, "other-build.efi"),
+            "[presigned-other-build]",
+        ),
+    ];
+    for (file, code) in &cases {
+        let out = update(&newest, &["--presigned", file.to_str().unwrap()]);
+        let t = text(&out);
+        assert!(!out.status.success() && t.contains(code), "{code}: {t}");
+        assert_eq!(
+            std::fs::read(&loader).unwrap(),
+            now,
+            "{code}: nothing written"
+        );
+    }
+    let good = presign(&newest, &fleet, &key, &cert, "presigned.efi");
+    let out = update(&newest, &["--presigned", good.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(
+        out.status.success()
+            && t.contains("the image's presigned loader")
+            && t.contains("the ESP's loader is now hnroot 100.0.0"),
+        "{t}"
+    );
+    let presigned = std::fs::read(&good).unwrap();
+    assert_eq!(std::fs::read(&loader).unwrap(), presigned);
+    run(&[
+        "sbverify",
+        "--cert",
+        cert.to_str().unwrap(),
+        loader.to_str().unwrap(),
+    ]);
+    // Once written, it is what the update would write: nothing to do.
+    let out = update(&newest, &["--presigned", good.to_str().unwrap()]);
+    assert!(
+        out.status.success() && text(&out).contains("nothing written"),
+        "{}",
+        text(&out)
+    );
+
     // What the kit builds unsigned has no certificate table.
     let plain = dir.path().join("plain-esp");
     std::fs::create_dir_all(&plain).unwrap();
-    let out = hnroot(&[
-        "bootloader",
+    let out = bootloader(
         "update",
-        "--esp",
-        plain.to_str().unwrap(),
-        "--kit",
-        real.to_str().unwrap(),
-        "--fleet",
-        fleet.to_str().unwrap(),
-        "--keys",
-        dir.path().to_str().unwrap(),
-        "--hostpart",
-        hp.to_str().unwrap(),
-    ]);
+        &real,
+        &fleet,
+        &[
+            "--esp",
+            plain.to_str().unwrap(),
+            "--hostpart",
+            hp.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let unsigned = std::fs::read(plain.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
     assert_eq!(
         hnroot_core::loader::authenticode_signed(&unsigned),
         Ok(false)
     );
+    // An unsigned file where the presigned loader should be is refused as such.
+    let out = update(
+        &newest,
+        &[
+            "--presigned",
+            plain.join("EFI/BOOT/BOOTX64.EFI").to_str().unwrap(),
+        ],
+    );
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("[presigned-unsigned]"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&loader).unwrap(), presigned);
 }

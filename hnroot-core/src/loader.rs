@@ -273,6 +273,8 @@ pub enum PeError {
     NotPe,
     /// More sections than a PE image may have (96).
     TooManySections(u16),
+    /// The certificate table holds an entry that is not a PKCS#7 SignedData in DER.
+    BadSignature,
 }
 
 impl core::error::Error for PeError {}
@@ -283,6 +285,9 @@ impl fmt::Display for PeError {
             PeError::Truncated => f.write_str("the file is shorter than its PE headers say"),
             PeError::NotPe => f.write_str("not a PE image (no MZ/PE signatures)"),
             PeError::TooManySections(n) => write!(f, "{n} sections (PE allows 96)"),
+            PeError::BadSignature => f.write_str(
+                "the certificate table holds an entry that is not a PKCS#7 SignedData in DER",
+            ),
         }
     }
 }
@@ -353,10 +358,9 @@ const OPT_DATA_DIRECTORIES: usize = 112;
 /// The certificate table's index among the data directories (Authenticode signatures).
 const CERTIFICATE_TABLE: usize = 4;
 
-/// Whether the PE32+ image carries an Authenticode signature (a certificate table, as
-/// `sbsign` writes it): the firmware's Secure Boot checks it; an image without one does not
-/// start while Secure Boot is on.
-pub fn authenticode_signed(image: &[u8]) -> Result<bool, PeError> {
+/// The PE32+ image's certificate table (its Authenticode signatures, as `sbsign` writes them:
+/// WIN_CERTIFICATE entries), `None` when it has none.
+fn certificate_table(image: &[u8]) -> Result<Option<&[u8]>, PeError> {
     let (table, _) = section_table(image)?;
     let pe = le32(image, DOS_LFANEW)? as usize;
     let optional_start = pe
@@ -368,11 +372,148 @@ pub fn authenticode_signed(image: &[u8]) -> Result<bool, PeError> {
     }
     let count = le32(optional, OPT_NUMBER_OF_RVA_AND_SIZES)? as usize;
     if count <= CERTIFICATE_TABLE {
-        return Ok(false);
+        return Ok(None);
     }
     let at = OPT_DATA_DIRECTORIES + CERTIFICATE_TABLE * 8;
-    let size = le32(optional, at + 4..at + 8)?;
-    Ok(size != 0)
+    // The certificate table's "address" is a file offset, not an RVA.
+    let offset = le32(optional, at..at + 4)? as usize;
+    let size = le32(optional, at + 4..at + 8)? as usize;
+    if size == 0 {
+        return Ok(None);
+    }
+    let end = offset.checked_add(size).ok_or(PeError::Truncated)?;
+    image.get(offset..end).map(Some).ok_or(PeError::Truncated)
+}
+
+/// Whether the PE32+ image carries an Authenticode signature (a certificate table, as
+/// `sbsign` writes it): the firmware's Secure Boot checks it; an image without one does not
+/// start while Secure Boot is on.
+pub fn authenticode_signed(image: &[u8]) -> Result<bool, PeError> {
+    Ok(certificate_table(image)?.is_some())
+}
+
+/// The most certificates [`signature_certificates`] returns (`sbsign` embeds one, the
+/// signer's; `--addcert` adds its chain).
+pub const MAX_SIGNATURE_CERTIFICATES: usize = 8;
+
+/// WIN_CERTIFICATE: its header, and the type of a PKCS#7 SignedData entry.
+const WIN_CERTIFICATE_HEADER: usize = 8;
+const WIN_CERT_TYPE_PKCS_SIGNED_DATA: u16 = 0x0002;
+/// DER tags PKCS#7 SignedData uses.
+const DER_SEQUENCE: u8 = 0x30;
+const DER_SET: u8 = 0x31;
+const DER_INTEGER: u8 = 0x02;
+const DER_OID: u8 = 0x06;
+const DER_CONTEXT_0: u8 = 0xa0;
+/// The OID of PKCS#7 signedData, 1.2.840.113549.1.7.2, as DER contents.
+const OID_SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+
+/// One DER element at the start of `b`: its tag, its contents and what follows it. Only the
+/// definite lengths DER allows, up to 4 length bytes; single-byte tags.
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at_checked(n)?;
+        let len = bytes.iter().try_fold(0usize, |l, b| {
+            l.checked_mul(256)?.checked_add(usize::from(*b))
+        })?;
+        (len, rest)
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
+/// The contents of `b`'s first element when its tag is `tag`, and what follows it.
+fn der_expect(b: &[u8], tag: u8) -> Result<(&[u8], &[u8]), PeError> {
+    match der(b) {
+        Some((t, contents, rest)) if t == tag => Ok((contents, rest)),
+        _ => Err(PeError::BadSignature),
+    }
+}
+
+/// The certificates (each an X.509 `Certificate`'s DER contents) of one PKCS#7 SignedData
+/// (`ContentInfo`), appended to `out` from `n`; the new count.
+fn signed_data_certificates<'a>(
+    blob: &'a [u8],
+    out: &mut [&'a [u8]; MAX_SIGNATURE_CERTIFICATES],
+    mut n: usize,
+) -> Result<usize, PeError> {
+    let (content_info, _) = der_expect(blob, DER_SEQUENCE)?;
+    let (oid, rest) = der_expect(content_info, DER_OID)?;
+    if oid != OID_SIGNED_DATA {
+        return Err(PeError::BadSignature);
+    }
+    let (explicit, _) = der_expect(rest, DER_CONTEXT_0)?;
+    let (signed_data, _) = der_expect(explicit, DER_SEQUENCE)?;
+    let (_, rest) = der_expect(signed_data, DER_INTEGER)?;
+    let (_, rest) = der_expect(rest, DER_SET)?;
+    let (_, rest) = der_expect(rest, DER_SEQUENCE)?;
+    // `certificates [0] IMPLICIT` is optional.
+    let Ok((mut certificates, _)) = der_expect(rest, DER_CONTEXT_0) else {
+        return Ok(n);
+    };
+    while !certificates.is_empty() {
+        let (certificate, rest) = der_expect(certificates, DER_SEQUENCE)?;
+        if let Some(slot) = out.get_mut(n) {
+            *slot = certificate;
+            n = n.saturating_add(1);
+        }
+        certificates = rest;
+    }
+    Ok(n)
+}
+
+/// The X.509 certificates in the image's Authenticode signatures (every WIN_CERTIFICATE of
+/// type PKCS#7 SignedData, its `certificates`), each one's DER contents, at most
+/// [`MAX_SIGNATURE_CERTIFICATES`]; the count. None for an unsigned image.
+pub fn signature_certificates<'a>(
+    image: &'a [u8],
+    out: &mut [&'a [u8]; MAX_SIGNATURE_CERTIFICATES],
+) -> Result<usize, PeError> {
+    let Some(mut table) = certificate_table(image)? else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    while table.len() >= WIN_CERTIFICATE_HEADER {
+        let len = le32(table, 0..4)? as usize;
+        let kind = le16(table, 6..8)?;
+        if len < WIN_CERTIFICATE_HEADER {
+            return Err(PeError::BadSignature);
+        }
+        let entry = table
+            .get(WIN_CERTIFICATE_HEADER..len)
+            .ok_or(PeError::Truncated)?;
+        if kind == WIN_CERT_TYPE_PKCS_SIGNED_DATA {
+            n = signed_data_certificates(entry, out, n)?;
+        }
+        // Entries are 8-byte aligned.
+        let next = len.checked_next_multiple_of(8).ok_or(PeError::Truncated)?;
+        table = table.get(next..).unwrap_or(&[]);
+    }
+    Ok(n)
+}
+
+/// Whether `new`'s signature carries a certificate that `esp`'s carries: the firmware starts
+/// the ESP's loader, so it trusts the certificate that signed it (or one above it); a loader
+/// signed by the same certificate starts as well. A firmware `db` may trust others too; hnroot
+/// does not read the firmware's variables, and asks for the certificate it knows works.
+pub fn same_signer(esp: &[u8], new: &[u8]) -> Result<bool, PeError> {
+    let mut theirs = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
+    let mut ours = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
+    let a = signature_certificates(esp, &mut theirs)?;
+    let b = signature_certificates(new, &mut ours)?;
+    let (theirs, ours) = (theirs.get(..a).unwrap_or(&[]), ours.get(..b).unwrap_or(&[]));
+    Ok(ours.iter().any(|c| theirs.contains(c)))
 }
 
 /// The bytes of the section named `name` (its raw data, cut to its virtual size when that is
@@ -511,6 +652,50 @@ pub enum UpdateRefusal {
     /// a kernel and initramfs only through the seal (it is built without shim's verifier), so
     /// under Secure Boot it must require sealed images.
     SignedWithoutSeals,
+    /// The image's presigned loader ([`Presigned`]) carries no signature.
+    PresignedUnsigned,
+    /// The presigned loader's version record is not the one of the kit this system carries:
+    /// it was built from another hnroot.
+    PresignedOtherBuild,
+    /// The presigned loader's memdisk (`grub.cfg`, the fleet's files, the trusted keys) is not
+    /// the one this server's loader must carry: the update would drop or change a setting.
+    PresignedOtherSettings,
+    /// The presigned loader is signed by no certificate that signed the ESP's loader: the
+    /// firmware might refuse it.
+    PresignedOtherSigner,
+}
+
+/// What the CLI saw of a loader signed by the publisher and shipped in the image
+/// (`hnroot bootloader presign`; the update of a Secure Boot server, where no signing key is):
+/// compared with the loader it would build for this server and with the ESP's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Presigned {
+    /// It carries an Authenticode signature.
+    pub signed: bool,
+    /// Its version record is the kit's, byte for byte.
+    pub same_record: bool,
+    /// Its memdisk is byte for byte the one of the loader the update would build (the images'
+    /// fleet files and keys, and what it keeps of the ESP's loader).
+    pub same_memdisk: bool,
+    /// Its signature carries a certificate the ESP's loader's carries ([`same_signer`]).
+    pub same_signer: bool,
+}
+
+/// Whether the presigned loader may stand in for the one this server would build and sign
+/// itself: signed, of this hnroot, with this server's settings, by the ESP's signer. Then
+/// [`judge_update`] judges it as any signed loader.
+pub fn judge_presigned(p: Presigned) -> Result<(), UpdateRefusal> {
+    if !p.signed {
+        Err(UpdateRefusal::PresignedUnsigned)
+    } else if !p.same_record {
+        Err(UpdateRefusal::PresignedOtherBuild)
+    } else if !p.same_memdisk {
+        Err(UpdateRefusal::PresignedOtherSettings)
+    } else if !p.same_signer {
+        Err(UpdateRefusal::PresignedOtherSigner)
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether a new loader is signed for Secure Boot, and whether it requires sealed images.
@@ -550,6 +735,10 @@ impl UpdateRefusal {
             UpdateRefusal::WouldBeUnsigned => "would-be-unsigned",
             UpdateRefusal::SignedWithoutSeals => "signed-without-seals",
             UpdateRefusal::WouldStrand => "would-strand",
+            UpdateRefusal::PresignedUnsigned => "presigned-unsigned",
+            UpdateRefusal::PresignedOtherBuild => "presigned-other-build",
+            UpdateRefusal::PresignedOtherSettings => "presigned-other-settings",
+            UpdateRefusal::PresignedOtherSigner => "presigned-other-signer",
         }
     }
 }
@@ -580,7 +769,29 @@ impl fmt::Display for UpdateRefusal {
             ),
             UpdateRefusal::WouldBeUnsigned => f.write_str(
                 "the ESP's loader is signed for Secure Boot and the new one is not: the firmware \
-                 would refuse to start it (sign it: --sign-key KEY --sign-cert CERT)",
+                 would refuse to start it (sign it: --sign-key KEY --sign-cert CERT, or ship the \
+                 loader `hnroot bootloader presign` signed in the image)",
+            ),
+            UpdateRefusal::PresignedUnsigned => f.write_str(
+                "the image's presigned loader carries no signature (make it with `hnroot \
+                 bootloader presign --sign-key KEY --sign-cert CERT`)",
+            ),
+            UpdateRefusal::PresignedOtherBuild => f.write_str(
+                "the image's presigned loader was built from another hnroot than the loader kit \
+                 this system carries (its version record differs): presign again with this \
+                 image's kit",
+            ),
+            UpdateRefusal::PresignedOtherSettings => f.write_str(
+                "the image's presigned loader carries other settings than this server's loader \
+                 must (grub.cfg, the fleet's files in /etc/hnroot/loader/, the trusted keys in \
+                 /etc/hnroot/keys, or a setting the ESP's loader has and the images do not \
+                 state): put the server's settings in the image's /etc/hnroot/loader/ and \
+                 presign again",
+            ),
+            UpdateRefusal::PresignedOtherSigner => f.write_str(
+                "the image's presigned loader is signed by no certificate that signed the ESP's \
+                 loader: the firmware might refuse it and the server would not boot; presign \
+                 with the key whose certificate the firmware's db holds for the ESP's loader",
             ),
             UpdateRefusal::WouldStrand => f.write_str(
                 "the ESP's loader boots hn-root.img and the new one would not (its seal's key is \
@@ -1219,16 +1430,27 @@ mod tests {
         );
     }
 
+    /// Where the test images' PE header starts.
+    const PE_AT: usize = 0x80;
+
+    /// 1 KiB with a DOS header pointing at a PE header of `sections` sections and a 0xf0-byte
+    /// optional header (zeroed), as GRUB's mkimage lays them out.
+    fn pe_headers(sections: u16) -> std::vec::Vec<u8> {
+        let mut img = std::vec![0u8; 0x400];
+        img[0..2].copy_from_slice(b"MZ");
+        img[0x3c..0x40].copy_from_slice(&(PE_AT as u32).to_le_bytes());
+        img[PE_AT..PE_AT + 4].copy_from_slice(b"PE\0\0");
+        let coff = PE_AT + 4;
+        img[coff + 2..coff + 4].copy_from_slice(&sections.to_le_bytes());
+        img[coff + 16..coff + 18].copy_from_slice(&0xf0u16.to_le_bytes());
+        img
+    }
+
     /// A PE image laid out as GRUB's mkimage and our section writer lay them out.
     #[test]
     fn sections_are_found_and_truncated_images_refused() {
-        let mut img = std::vec![0u8; 0x400];
-        img[0..2].copy_from_slice(b"MZ");
-        img[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-        img[0x80..0x84].copy_from_slice(b"PE\0\0");
-        let coff = 0x84;
-        img[coff + 2..coff + 4].copy_from_slice(&2u16.to_le_bytes());
-        img[coff + 16..coff + 18].copy_from_slice(&0xf0u16.to_le_bytes());
+        let mut img = pe_headers(2);
+        let coff = PE_AT + 4;
         let table = coff + 20 + 0xf0;
         let mut put = |i: usize, name: &[u8; 8], at: u32, len: u32| {
             let h = table + i * 40;
@@ -1262,6 +1484,173 @@ mod tests {
             find_section(&many, &SECTION_NAME),
             Err(PeError::TooManySections(200))
         );
+    }
+
+    /// One DER element (definite length, short or long form).
+    #[allow(clippy::arithmetic_side_effects)]
+    fn tlv(tag: u8, contents: &[u8]) -> std::vec::Vec<u8> {
+        let mut v = std::vec![tag];
+        match contents.len() {
+            n @ 0..=0x7f => v.push(n as u8),
+            n @ 0x80..=0xff => v.extend_from_slice(&[0x81, n as u8]),
+            n => v.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]),
+        }
+        v.extend_from_slice(contents);
+        v
+    }
+
+    /// PKCS#7 SignedData (a `ContentInfo`) with these certificates' contents.
+    fn signed_data(certificates: &[&[u8]]) -> std::vec::Vec<u8> {
+        let mut certs = std::vec::Vec::new();
+        for c in certificates {
+            certs.extend_from_slice(&tlv(DER_SEQUENCE, c));
+        }
+        let mut body = tlv(DER_INTEGER, &[1]);
+        body.extend_from_slice(&tlv(DER_SET, &[]));
+        body.extend_from_slice(&tlv(DER_SEQUENCE, &tlv(DER_OID, &[0x2b, 6, 1])));
+        if !certificates.is_empty() {
+            body.extend_from_slice(&tlv(DER_CONTEXT_0, &certs));
+        }
+        body.extend_from_slice(&tlv(DER_SET, &[]));
+        let mut info = tlv(DER_OID, OID_SIGNED_DATA);
+        info.extend_from_slice(&tlv(DER_CONTEXT_0, &tlv(DER_SEQUENCE, &body)));
+        tlv(DER_SEQUENCE, &info)
+    }
+
+    /// A PE32+ image with these WIN_CERTIFICATE entries (type, contents) in its certificate
+    /// table, as `sbsign` appends it after the sections.
+    #[allow(clippy::arithmetic_side_effects)]
+    fn signed_pe(entries: &[(u16, &[u8])]) -> std::vec::Vec<u8> {
+        let mut img = pe_headers(1);
+        let opt = PE_AT + 4 + 20;
+        img[opt..opt + 2].copy_from_slice(&OPT_MAGIC_PE32_PLUS.to_le_bytes());
+        img[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+        let mut table = std::vec::Vec::new();
+        for (kind, contents) in entries {
+            let len = (WIN_CERTIFICATE_HEADER + contents.len()) as u32;
+            table.extend_from_slice(&len.to_le_bytes());
+            table.extend_from_slice(&0x0200u16.to_le_bytes());
+            table.extend_from_slice(&kind.to_le_bytes());
+            table.extend_from_slice(contents);
+            while table.len() % 8 != 0 {
+                table.push(0);
+            }
+        }
+        if !table.is_empty() {
+            let dir = opt + OPT_DATA_DIRECTORIES + CERTIFICATE_TABLE * 8;
+            let at = img.len() as u32;
+            img[dir..dir + 4].copy_from_slice(&at.to_le_bytes());
+            img[dir + 4..dir + 8].copy_from_slice(&(table.len() as u32).to_le_bytes());
+            img.extend_from_slice(&table);
+        }
+        img
+    }
+
+    #[test]
+    #[allow(clippy::arithmetic_side_effects)]
+    fn the_signers_certificates_are_read_from_the_certificate_table() {
+        let (a, b, c) = (&[0x11u8; 300][..], &[0x22u8; 5][..], &[0x33u8; 40][..]);
+        let esp = signed_pe(&[(WIN_CERT_TYPE_PKCS_SIGNED_DATA, &signed_data(&[a, b]))]);
+        let mut out = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
+        assert_eq!(signature_certificates(&esp, &mut out), Ok(2));
+        assert_eq!((out[0], out[1]), (a, b));
+        assert_eq!(authenticode_signed(&esp), Ok(true));
+        // Signed by a's certificate again, in a second entry after another type's: the same
+        // signer. Signed by c's only: another.
+        let again = signed_pe(&[
+            (0x0001, b"x509 entry"),
+            (WIN_CERT_TYPE_PKCS_SIGNED_DATA, &signed_data(&[c, a])),
+        ]);
+        assert_eq!(same_signer(&esp, &again), Ok(true));
+        let other = signed_pe(&[(WIN_CERT_TYPE_PKCS_SIGNED_DATA, &signed_data(&[c]))]);
+        assert_eq!(same_signer(&esp, &other), Ok(false));
+        // Unsigned images, and a signature without certificates, share no signer.
+        let unsigned = signed_pe(&[]);
+        assert_eq!(authenticode_signed(&unsigned), Ok(false));
+        let mut none = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
+        assert_eq!(signature_certificates(&unsigned, &mut none), Ok(0));
+        assert_eq!(same_signer(&unsigned, &unsigned), Ok(false));
+        let bare = signed_pe(&[(WIN_CERT_TYPE_PKCS_SIGNED_DATA, &signed_data(&[]))]);
+        assert_eq!(same_signer(&bare, &esp), Ok(false));
+        // What is not PKCS#7 SignedData in DER is refused, never read as certificates.
+        let mut wrong_oid = signed_data(&[a]);
+        let at = wrong_oid
+            .windows(OID_SIGNED_DATA.len())
+            .position(|w| w == OID_SIGNED_DATA)
+            .unwrap();
+        wrong_oid[at + 8] = 1;
+        for bad in [
+            &wrong_oid[..],
+            &signed_data(&[a])[..40],
+            b"\x30\x80\x00\x00".as_slice(),
+            b"\x1f\x01\x00".as_slice(),
+        ] {
+            let img = signed_pe(&[(WIN_CERT_TYPE_PKCS_SIGNED_DATA, bad)]);
+            let mut out = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
+            assert_eq!(
+                signature_certificates(&img, &mut out),
+                Err(PeError::BadSignature)
+            );
+        }
+        // A table that runs past the file.
+        let cut = &esp[..esp.len() - 8];
+        assert_eq!(authenticode_signed(cut), Err(PeError::Truncated));
+        // Whatever the bytes of an entry, reading it never panics.
+        for len in 0..64 {
+            for seed in 0..16u8 {
+                let bytes: std::vec::Vec<u8> = (0..len)
+                    .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed) | (seed & 0x30))
+                    .collect();
+                let img = signed_pe(&[(WIN_CERT_TYPE_PKCS_SIGNED_DATA, &bytes)]);
+                let mut out = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
+                let _ = signature_certificates(&img, &mut out);
+            }
+        }
+    }
+
+    #[test]
+    fn a_presigned_loader_stands_in_only_when_signed_alike_and_built_alike() {
+        let ok = Presigned {
+            signed: true,
+            same_record: true,
+            same_memdisk: true,
+            same_signer: true,
+        };
+        assert_eq!(judge_presigned(ok), Ok(()));
+        for (p, code) in [
+            (
+                Presigned {
+                    signed: false,
+                    same_signer: false,
+                    ..ok
+                },
+                "presigned-unsigned",
+            ),
+            (
+                Presigned {
+                    same_record: false,
+                    ..ok
+                },
+                "presigned-other-build",
+            ),
+            (
+                Presigned {
+                    same_memdisk: false,
+                    same_signer: false,
+                    ..ok
+                },
+                "presigned-other-settings",
+            ),
+            (
+                Presigned {
+                    same_signer: false,
+                    ..ok
+                },
+                "presigned-other-signer",
+            ),
+        ] {
+            assert_eq!(judge_presigned(p).map_err(|r| r.code()), Err(code), "{p:?}");
+        }
     }
 
     #[test]

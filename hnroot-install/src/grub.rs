@@ -35,6 +35,11 @@ use crate::pe;
 /// Where the hnroot package installs its loader kit.
 pub const KIT_DIR: &str = "/usr/lib/hnroot/grub";
 
+/// Where an image carries the loader its publisher built and signed for Secure Boot (`hnroot
+/// bootloader presign`): what `hnroot bootloader update` writes on a server whose loader is
+/// signed, where no signing key is.
+pub const PRESIGNED_LOADER: &str = "/usr/lib/hnroot/presigned/BOOTX64.EFI";
+
 /// The GRUB modules' directory in the kit.
 pub const MODULES_SUBDIR: &str = "x86_64-efi";
 

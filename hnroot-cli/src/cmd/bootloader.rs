@@ -1,5 +1,6 @@
-//! `hnroot bootloader status|update`: the boot loader on the ESP against the one this system
-//! carries (the loader kit, `/usr/lib/hnroot/grub`). The driver's contract as everywhere:
+//! `hnroot bootloader status|update|presign`: the boot loader on the ESP against the one this
+//! system carries (the loader kit, `/usr/lib/hnroot/grub`; on a Secure Boot server without a
+//! signing key, the loader its publisher signed, `/usr/lib/hnroot/presigned/BOOTX64.EFI`). The driver's contract as everywhere:
 //! observe (the ESP's loader and its version record, the ESP's boot-state format, whether this
 //! boot is committed), build the candidate image from the kit, ask the core
 //! (`loader::judge_update`, `loader::update_steps`), print the plan, and have
@@ -35,6 +36,10 @@ pub enum BootloaderCommand {
     /// Replace the ESP's loader with the one this system carries (only a newer one that reads
     /// the ESP's boot-state format, unless --allow-downgrade), safely against a power cut.
     Update(UpdateArgs),
+    /// Build the loader from the kit, the fleet's files and the trusted keys, sign it for
+    /// Secure Boot, and write it where the image carries it: the publisher's step, so that a
+    /// Secure Boot server, which holds no signing key, can update its loader.
+    Presign(PresignArgs),
 }
 
 /// Where the loaders are.
@@ -43,7 +48,23 @@ pub struct Where {
     /// The mounted ESP.
     #[arg(long, value_name = "DIR", default_value = layout::ESP_MOUNT)]
     esp: PathBuf,
-    /// The loader kit this system carries.
+    #[command(flatten)]
+    from: LoaderInputs,
+    /// The loader the image's publisher signed (`hnroot bootloader presign`): written instead of
+    /// one built here when the ESP's loader is signed and no --sign-key is given, if it is
+    /// signed by the ESP's loader's certificate and built as the loader here would be.
+    #[arg(long, value_name = "FILE", default_value = grub::PRESIGNED_LOADER)]
+    presigned: PathBuf,
+    #[command(flatten)]
+    sign: SignArgs,
+    #[command(flatten)]
+    loc: Location,
+}
+
+/// What a loader is built from (this system's, or, for `presign`, the image's).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoaderInputs {
+    /// The loader kit.
     #[arg(long, value_name = "DIR", default_value = grub::KIT_DIR)]
     kit: PathBuf,
     /// The fleet's files built into the loader (`(memdisk)/hnroot/NAME`), when the directory
@@ -54,10 +75,25 @@ pub struct Where {
     /// the keys it checks sealed images with.
     #[arg(long, value_name = "DIR", default_value = crate::cmd::stage::KEYS_DIR)]
     keys: PathBuf,
+}
+
+/// Options of `hnroot bootloader presign`.
+#[derive(clap::Args, Debug)]
+pub struct PresignArgs {
+    /// The image's kit, `/etc/hnroot/loader` and `/etc/hnroot/keys`.
     #[command(flatten)]
-    sign: SignArgs,
-    #[command(flatten)]
-    loc: Location,
+    from: LoaderInputs,
+    /// The private key (PEM) whose certificate the servers' firmware `db` holds: the one that
+    /// signed their loader.
+    #[arg(long, value_name = "KEY")]
+    sign_key: PathBuf,
+    /// Its certificate (PEM).
+    #[arg(long, value_name = "CERT")]
+    sign_cert: PathBuf,
+    /// Where to write the signed loader: in the image's tree, at
+    /// `usr/lib/hnroot/presigned/BOOTX64.EFI`.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 /// Secure Boot: the key and certificate the loader is signed with (`sbsign`).
@@ -388,6 +424,120 @@ pub fn build_candidate(
     std::fs::read(&efi).with_context(|| format!("reading {}", efi.display()))
 }
 
+/// The loader an update would write, and how it is signed: built from the kit with `fleet`
+/// (signed with `--sign-key` when given); or, when the ESP's loader is signed and no key is
+/// given, the image's presigned loader (`--presigned`, when there is one), if the core lets it
+/// stand in for the one built here ([`loader::judge_presigned`]). The inner error: the core's
+/// refusal.
+fn candidate(
+    at: &Where,
+    kit: &LoaderKit,
+    fleet: &[FleetFile],
+    on_esp: Option<&[u8]>,
+) -> Result<Result<(Vec<u8>, loader::Signing), loader::UpdateRefusal>> {
+    let esp_signed = on_esp.is_some_and(|b| loader::authenticode_signed(b).unwrap_or(false));
+    if let (None, true, Some(esp)) = (at.sign.key(), esp_signed, on_esp) {
+        if let Some(presigned) = read_presigned(&at.presigned)? {
+            let built = build_candidate(kit, fleet, None)?;
+            let facts = presigned_facts(&presigned, &built, esp);
+            if let Err(r) = loader::judge_presigned(facts) {
+                return Ok(Err(r));
+            }
+            say!(
+                "hnroot: the image's presigned loader ({}): signed by the ESP's loader's \
+                 certificate, built as this server's loader would be",
+                at.presigned.display()
+            );
+            let signing = loader::Signing::Signed {
+                require_sealed: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
+            };
+            return Ok(signing.check().map(|()| (presigned, signing)));
+        }
+    }
+    let signing = at.sign.signing(fleet);
+    // A signed loader that would boot unsealed images is refused before anything is built.
+    if let Err(r) = signing.check() {
+        return Ok(Err(r));
+    }
+    Ok(Ok((
+        build_candidate(kit, fleet, at.sign.key().as_ref())?,
+        signing,
+    )))
+}
+
+/// The largest presigned loader read (hnroot's GRUB is a few MiB).
+const PRESIGNED_MAX: usize = 64 << 20;
+
+/// The presigned loader at `path`, `None` when there is none.
+fn read_presigned(path: &Path) -> Result<Option<Vec<u8>>> {
+    match hnroot_linux::fsat::read_regular(path, PRESIGNED_MAX) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(hnroot_linux::fsat::ReadError::Absent) => Ok(None),
+        Err(e) => Err(anyhow!(
+            "the presigned loader {}: {e}; nothing written",
+            path.display()
+        )),
+    }
+}
+
+/// What the core needs to know of the presigned loader: against the loader built here
+/// (`built`, unsigned: its version record and memdisk) and the ESP's (its signer).
+fn presigned_facts(presigned: &[u8], built: &[u8], esp: &[u8]) -> loader::Presigned {
+    fn record(image: &[u8]) -> Option<&[u8]> {
+        loader::find_section(image, &loader::SECTION_NAME)
+            .ok()
+            .flatten()
+    }
+    fn memdisk(image: &[u8]) -> Option<&[u8]> {
+        hnroot_core::memdisk::memdisk(image).ok()
+    }
+    loader::Presigned {
+        signed: loader::authenticode_signed(presigned).unwrap_or(false),
+        same_record: record(presigned).is_some() && record(presigned) == record(built),
+        same_memdisk: memdisk(presigned).is_some() && memdisk(presigned) == memdisk(built),
+        same_signer: loader::same_signer(esp, presigned).unwrap_or(false),
+    }
+}
+
+/// `hnroot bootloader presign`: the loader a server would build from the image's kit, fleet
+/// files and keys (requiring sealed images, as a signed loader must), signed, written to
+/// `--out` (a new file renamed into place).
+fn presign(args: &PresignArgs) -> Result<()> {
+    let kit = LoaderKit::at(&args.from.kit)?;
+    let fleet = loader_fleet(&args.from.fleet, &args.from.keys, true)?;
+    let key = grub::SecureBootKey {
+        key: args.sign_key.clone(),
+        cert: args.sign_cert.clone(),
+    };
+    let image = build_candidate(&kit, &fleet, Some(&key))?;
+    let name = args
+        .out
+        .file_name()
+        .with_context(|| format!("--out {}: not a file name", args.out.display()))?;
+    let partial = args
+        .out
+        .with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    std::fs::write(&partial, &image)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, &args.out).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            args.out.display()
+        )
+    })?;
+    say!(
+        "hnroot: presigned loader {} ({} KiB) written to {}; ship it in the image at {} \
+         (a Secure Boot server's loader update writes it when its own loader is signed by the \
+         same certificate and it carries the server's settings)",
+        record_text(&kit.record()?),
+        image.len().div_ceil(1024),
+        args.out.display(),
+        grub::PRESIGNED_LOADER
+    );
+    Ok(())
+}
+
 /// Whether `hn-root.img` boots under the ESP's loader (`on_esp`; its seal policy from its
 /// memdisk) and under the loader built with `fleet` (its `seal-keys` and `require-sealed`), as
 /// hostpart is judged under each policy. No hostpart (an install in progress): alike.
@@ -513,36 +663,46 @@ fn esp_seen<'a>(esp: &Path, on_esp: Option<&'a [u8]>, candidate: &[u8]) -> EspSe
 }
 
 fn status(args: &StatusArgs) -> Result<()> {
-    let kit = LoaderKit::at(&args.at.kit)?;
+    let kit = LoaderKit::at(&args.at.from.kit)?;
     let boot = EspBoot::open(&args.at.esp, false);
     let on_esp = match &boot {
         Ok(b) => b.read_loader()?,
         Err(_) => None,
     };
     // The loader an update would build: with what it keeps of the ESP's.
-    let mut fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
-    let kept = keep_esp_settings(&mut fleet, on_esp.as_deref(), &args.at.fleet);
-    let signing = args.at.sign.signing(&fleet);
-    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
+    let mut fleet = loader_fleet(&args.at.from.fleet, &args.at.from.keys, false)?;
+    let kept = keep_esp_settings(&mut fleet, on_esp.as_deref(), &args.at.from.fleet);
     let new = kit.record()?;
-    let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
     let request = UpdateRequest {
         allow_downgrade: false,
         if_committed: false,
         committed: false,
     };
-    let committed = committed_boots(&args.at.loc, on_esp.as_deref(), &fleet);
-    let verdict = loader::judge_update(&esp, &new, signing, committed, &request);
+    let (esp, verdict) = match candidate(&args.at, &kit, &fleet, on_esp.as_deref())? {
+        Ok((candidate, signing)) => {
+            let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
+            let committed = committed_boots(&args.at.loc, on_esp.as_deref(), &fleet);
+            let verdict = loader::judge_update(&esp, &new, signing, committed, &request);
+            (esp, verdict)
+        }
+        Err(r) => (esp_seen(&args.at.esp, on_esp.as_deref(), &[]), Err(r)),
+    };
     let path = args
         .at
         .esp
         .join(esp_loader::BOOT_DIR)
         .join(esp_loader::LOADER);
+    // The ESP's menu countdown, as GRUB will read it from the loader's memdisk.
+    let esp_menu = on_esp
+        .as_deref()
+        .map(esp_loader::menu_timeout_of)
+        .and_then(Result::ok);
     if args.json {
         let v = json!({
             "esp_loader": loader_json(&esp.loader),
             "esp_path": path.display().to_string(),
             "esp_bootstate_format": esp.state_format,
+            "esp_menu_timeout": esp_menu.as_ref().map(|(seconds, _)| seconds),
             "carried": record_json(&new),
             "kit": kit.dir.display().to_string(),
             "identical": esp.identical,
@@ -560,6 +720,13 @@ fn status(args: &StatusArgs) -> Result<()> {
         path.display(),
         loader_text(&esp.loader)
     );
+    if let Some((seconds, why)) = &esp_menu {
+        say!(
+            "hnroot: in the ESP's loader {}{}",
+            menu::Summary(*seconds),
+            why.as_ref().map_or(String::new(), |w| format!(" ({w})"))
+        );
+    }
     say!(
         "hnroot: ESP boot-state format: {}",
         esp.state_format
@@ -585,7 +752,7 @@ fn status(args: &StatusArgs) -> Result<()> {
 }
 
 fn update(args: &UpdateArgs) -> Result<()> {
-    let kit = LoaderKit::at(&args.at.kit)?;
+    let kit = LoaderKit::at(&args.at.from.kit)?;
     let new = kit.record()?;
     let committed = if args.if_committed {
         committed(&args.at.loc)?
@@ -636,16 +803,14 @@ fn update(args: &UpdateArgs) -> Result<()> {
         Err(_) if args.dry_run => None,
         Err(e) => return Err(anyhow!("{e:#}")),
     };
-    let mut fleet = loader_fleet(&args.at.fleet, &args.at.keys, false)?;
-    for note in keep_esp_settings(&mut fleet, on_esp.as_deref(), &args.at.fleet) {
+    let mut fleet = loader_fleet(&args.at.from.fleet, &args.at.from.keys, false)?;
+    for note in keep_esp_settings(&mut fleet, on_esp.as_deref(), &args.at.from.fleet) {
         say!("hnroot: {note}");
     }
-    let signing = args.at.sign.signing(&fleet);
-    // A signed loader that would boot unsealed images is refused before anything is built.
-    if let Err(r) = signing.check() {
-        bail_refused(r)?;
-    }
-    let candidate = build_candidate(&kit, &fleet, args.at.sign.key().as_ref())?;
+    let (candidate, signing) = match candidate(&args.at, &kit, &fleet, on_esp.as_deref())? {
+        Ok(c) => c,
+        Err(r) => return bail_refused(r).map(|_| ()),
+    };
     let esp = esp_seen(&args.at.esp, on_esp.as_deref(), &candidate);
     say!(
         "hnroot: loader on the ESP: {}; this system carries: {}",
@@ -806,6 +971,7 @@ pub fn bootloader(cmd: &BootloaderCommand) -> ExitCode {
     let result = match cmd {
         BootloaderCommand::Status(a) => status(a),
         BootloaderCommand::Update(a) => update(a),
+        BootloaderCommand::Presign(a) => presign(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

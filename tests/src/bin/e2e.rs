@@ -267,7 +267,8 @@ const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "secure-boot",
         "23 Secure Boot enforced: OVMF with the operator's key enrolled starts the loader signed \
          with it, which boots a sealed image verified; one byte of the loader changed and the \
-         firmware refuses it",
+         firmware refuses it; the server's loader update, without a key, writes the loader the \
+         publisher presigned, which the firmware starts",
         secure_boot,
     ),
     (
@@ -368,6 +369,13 @@ fn compat_previous(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// The test init's action that updates a Secure Boot server's loader without a signing key:
+/// as [`LOADER_UPDATE_ACTION`], with the image's presigned loader (put on hostpart).
+const PRESIGNED_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroot find \
+    LABEL=EFI-BOOT)\" /tmp/esp && hnroot bootloader update --esp /tmp/esp --kit \
+    /hostpart/data/e2e/kit --fleet /nonexistent --presigned /hostpart/data/e2e/presigned.efi; \
+    umount /tmp/esp";
+
 /// The test init's action that updates the loader: the ESP mounted (the guest's vfat), then
 /// the product's command with the kit the scenario put on hostpart.
 const LOADER_UPDATE_ACTION: &str = "mkdir -p /tmp/esp && mount -t vfat \"$(hnroot find \
@@ -437,19 +445,7 @@ impl LoaderRig {
             old_bytes != new_bytes,
             "the old and the new loader are the same bytes"
         );
-        let mut kit_files = Vec::new();
-        let mut stack = vec![kit.dir.clone()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d)? {
-                let entry = entry?;
-                if entry.file_type()?.is_dir() {
-                    stack.push(entry.path());
-                } else {
-                    let rel = entry.path().strip_prefix(&kit.dir)?.display().to_string();
-                    kit_files.push((format!("data/e2e/kit/{rel}"), entry.path()));
-                }
-            }
-        }
+        let kit_files = kit_on_hostpart(&kit.dir)?;
         Ok(LoaderRig {
             old,
             old_bytes,
@@ -478,6 +474,25 @@ impl LoaderRig {
             None
         }
     }
+}
+
+/// The loader kit at `kit` as hostpart files under `data/e2e/kit/` (what the test init's
+/// `hnroot bootloader update --kit /hostpart/data/e2e/kit` builds from).
+fn kit_on_hostpart(kit: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    let mut stack = vec![kit.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(kit)?.display().to_string();
+                files.push((format!("data/e2e/kit/{rel}"), entry.path()));
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// The ESP's `BOOTX64.EFI` on `disk`, read with mtools (`dir` holds the copy).
@@ -2270,7 +2285,7 @@ fn secure_boot(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     let disk = parts.disk(&spec, &run.work)?;
     let run_dir = run.work.join("secure-boot-tampered").join("qemu");
     let mut vm = VmSpec::new("secure-boot-tampered", &[&disk.path], &run_dir);
-    vm.secure_boot_vars = Some(sb.vars);
+    vm.secure_boot_vars = Some(sb.vars.clone());
     let t = Instant::now();
     let mut session = Session::start_vm(vm)?;
     let refused = session.wait_line(
@@ -2288,6 +2303,120 @@ fn secure_boot(run: &SuiteRun<'_>, report: &mut Report) -> Result<()> {
     report.note(format!(
         "one byte of the signed loader changed at {at}: {}",
         refused.line.trim()
+    ));
+    secure_boot_presigned(run, report, &sb, &dir)
+}
+
+/// 23: a Secure Boot server holds no signing key; its loader update writes the loader the
+/// publisher built and signed (`hnroot bootloader presign`, run here with the test operator's
+/// key), and the firmware starts it. The ESP holds an older hnroot's loader (0.0.1), signed,
+/// with the publisher's key and require-sealed, as `hnroot install --require-sealed --sign-key`
+/// builds one; the test init's `hnroot bootloader update --presigned` (no key) writes the
+/// presigned loader; the next boot under Secure Boot starts it and boots the sealed v1.
+fn secure_boot_presigned(
+    run: &SuiteRun<'_>,
+    report: &mut Report,
+    sb: &hnroot_testkit::secureboot::SecureBoot,
+    dir: &Path,
+) -> Result<()> {
+    use hnroot_install::grub::{build_efi, sign_efi, FleetFile, LoaderKit};
+    use hnroot_install::grub::{REQUIRE_SEALED_FILE, SEAL_KEYS_FILE};
+    let parts = run.parts;
+    let current = sealed_copy(parts, dir, "v1", "1.10")?;
+    let (old_kit, _) = grubimage::older_loader(&dir.join("older"), "0.0.1")?;
+    let mut key = parts.publisher.public_key()?;
+    if !key.ends_with(b"\n") {
+        key.push(b'\n');
+    }
+    let old = dir.join("older-signed.efi");
+    build_efi(
+        &LoaderKit::at(&old_kit)?,
+        &grubimage::production_cfg()?,
+        &[],
+        &[
+            FleetFile {
+                name: REQUIRE_SEALED_FILE.into(),
+                data: b"1\n".to_vec(),
+            },
+            FleetFile {
+                name: SEAL_KEYS_FILE.into(),
+                data: key,
+            },
+        ],
+        &dir.join("older-signed-work"),
+        &old,
+    )?;
+    sign_efi(&old, &sb.key)?;
+    // The publisher's step, with the image's kit and trusted keys (the test image's
+    // /etc/hnroot/keys holds the publisher's key only; it has no /etc/hnroot/loader).
+    let keys = buildenv::fresh_dir(&dir.join("publisher-keys"))?;
+    std::fs::write(keys.join("publisher.pub"), parts.publisher.public_key()?)?;
+    let kit = hnroot_testkit::grubmod::build_kit()?;
+    let presigned = dir.join("presigned.efi");
+    let cli = hnroot_testkit::initramfs::static_binary("hnroot-cli", "hnroot")?;
+    let said = buildenv::run(
+        std::process::Command::new(&cli)
+            .args(["bootloader", "presign", "--kit"])
+            .arg(&kit.dir)
+            .arg("--fleet")
+            .arg(dir.join("no-fleet"))
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--sign-key")
+            .arg(&sb.key.key)
+            .arg("--sign-cert")
+            .arg(&sb.key.cert)
+            .arg("--out")
+            .arg(&presigned),
+    )?;
+    let presigned_bytes = std::fs::read(&presigned)?;
+    let mut spec = DiskContents::committed("secure-boot-presigned", HostFs::Ext4, "v1")
+        .with(ImageName::Current, ImageContent::File(current));
+    spec.loader = Some(old);
+    spec.actions = vec![PRESIGNED_UPDATE_ACTION.to_owned()];
+    spec.hostpart_files.extend(kit_on_hostpart(&kit.dir)?);
+    spec.hostpart_files
+        .push(("data/e2e/presigned.efi".to_owned(), presigned.clone()));
+    let disk = parts.disk(&spec, &run.work)?;
+    let boot_once = |name: &str| -> Result<BootRecord> {
+        let mut vm = VmSpec::new(name, &[&disk.path], &run.work.join(name).join("qemu"));
+        vm.secure_boot_vars = Some(sb.vars.clone());
+        let mut session = Session::start_vm(vm)?;
+        let boot = session.next_boot(BOOT_TIMEOUT)?;
+        session.wait_poweroff(POWEROFF_TIMEOUT)?;
+        Ok(boot)
+    };
+    let t = Instant::now();
+    let first = boot_once("secure-boot-presigned")?;
+    ensure!(
+        first.text.contains("hnroot: the image's presigned loader")
+            && first
+                .text
+                .contains("hnroot: the ESP's loader is now hnroot "),
+        "the update under Secure Boot did not write the presigned loader\n{}",
+        first.tail(40)
+    );
+    ensure!(
+        esp_loader_of(&disk, dir)? == presigned_bytes,
+        "after the update the ESP's BOOTX64.EFI is not the presigned loader"
+    );
+    let second = boot_once("secure-boot-presigned-next")?;
+    report.qemu += t.elapsed();
+    report.boots += 2;
+    ensure!(
+        second
+            .decision
+            .as_deref()
+            .is_some_and(|d| d.starts_with("booting hn-root.img (normal"))
+            && second.text.contains("hnroot-test: booted version=v1")
+            && second.text.contains("Secure boot enabled")
+            && second.text.contains("the ESP's loader is already this one"),
+        "the firmware should start the presigned loader under Secure Boot and boot v1\n{}",
+        second.tail(40)
+    );
+    report.note(format!(
+        "presigned: {}; the server's update without a key wrote it, Secure Boot started it",
+        said.lines().last().unwrap_or("").trim()
     ));
     Ok(())
 }
