@@ -342,7 +342,7 @@ mod tests {
         ("tests/src/bin/distro.rs", 5),   // the hnroot binary under test
         ("tests/src/bin/fleet.rs", 4),    // the hnroot binary under test
         ("xtask/src/unittests.rs", 1),    // the test binaries cargo built
-        ("tests/src/bin/e2e.rs", 2),      // the hnroot binary under test (installed; publish)
+        ("tests/src/bin/e2e.rs", 3), // the hnroot binary under test (installed; publish; presign)
     ];
 
     /// A program started through a literal name: file, line, program.
