@@ -54,7 +54,19 @@ pub fn image_sized(path: &Path, uuid: &str, version: &str, mib: u64) {
         format!("PRETTY_NAME=\"test\"\nIMAGE_ID=fleet\nIMAGE_VERSION={version}\n"),
     )
     .unwrap();
-    let bulk: Vec<u8> = (0..(mib << 19)).map(|i| (i * 7 % 251) as u8).collect();
+    // Not periodic (xorshift): a content-defined chunker finds its cuts inside it, so the same
+    // bulk gives the same chunks in every image, wherever the filesystem put it. (A periodic
+    // pattern has no cut points: its maximum-size chunks then depend on where the last cut
+    // before it fell, in metadata that differs from image to image.)
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bulk: Vec<u8> = (0..(mib << 19))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
     std::fs::write(t.join("bulk"), bulk).unwrap();
     let status = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-U", uuid, "-L", "root", "-d"])
