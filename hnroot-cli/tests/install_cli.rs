@@ -1003,7 +1003,13 @@ fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
             "{code}: nothing written"
         );
     }
+    // A link at the output's name is replaced, never written through.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"not a loader").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("presigned.efi")).unwrap();
     let good = presign(&newest, &fleet, &key, &cert, "presigned.efi");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not a loader");
+    assert!(std::fs::symlink_metadata(&good).unwrap().is_file());
     let out = update(&newest, &["--presigned", good.to_str().unwrap()]);
     let t = text(&out);
     assert!(

@@ -665,6 +665,28 @@ pub enum UpdateRefusal {
     PresignedOtherSigner,
 }
 
+/// Where the loader an update writes comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    /// Built here from the kit (signed here when a key is given).
+    Built,
+    /// The image's presigned loader ([`Presigned`], judged by [`judge_presigned`]).
+    Presigned,
+}
+
+/// Which loader an update writes: the image's presigned one when the ESP's loader is signed,
+/// no signing key is given and the image carries one (a loader built here would be unsigned,
+/// [`UpdateRefusal::WouldBeUnsigned`]: the presigned one is the only one the firmware could
+/// start); else one built here. A key given always builds (the operator signs); an unsigned
+/// ESP loader is replaced by one built here, with every setting it carries kept.
+pub fn source(esp_signed: bool, key_given: bool, presigned_present: bool) -> Source {
+    if esp_signed && !key_given && presigned_present {
+        Source::Presigned
+    } else {
+        Source::Built
+    }
+}
+
 /// What the CLI saw of a loader signed by the publisher and shipped in the image
 /// (`hnroot bootloader presign`; the update of a Secure Boot server, where no signing key is):
 /// compared with the loader it would build for this server and with the ESP's.
@@ -1604,6 +1626,22 @@ mod tests {
                 let img = signed_pe(&[(WIN_CERT_TYPE_PKCS_SIGNED_DATA, &bytes)]);
                 let mut out = [&[][..]; MAX_SIGNATURE_CERTIFICATES];
                 let _ = signature_certificates(&img, &mut out);
+            }
+        }
+    }
+
+    #[test]
+    fn the_presigned_loader_is_used_only_where_nothing_else_could_be_signed() {
+        for esp_signed in [false, true] {
+            for key_given in [false, true] {
+                for present in [false, true] {
+                    let want = if esp_signed && !key_given && present {
+                        Source::Presigned
+                    } else {
+                        Source::Built
+                    };
+                    assert_eq!(source(esp_signed, key_given, present), want);
+                }
             }
         }
     }

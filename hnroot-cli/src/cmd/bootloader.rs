@@ -436,23 +436,27 @@ fn candidate(
     on_esp: Option<&[u8]>,
 ) -> Result<Result<(Vec<u8>, loader::Signing), loader::UpdateRefusal>> {
     let esp_signed = on_esp.is_some_and(|b| loader::authenticode_signed(b).unwrap_or(false));
-    if let (None, true, Some(esp)) = (at.sign.key(), esp_signed, on_esp) {
-        if let Some(presigned) = read_presigned(&at.presigned)? {
-            let built = build_candidate(kit, fleet, None)?;
-            let facts = presigned_facts(&presigned, &built, esp);
-            if let Err(r) = loader::judge_presigned(facts) {
-                return Ok(Err(r));
-            }
-            say!(
-                "hnroot: the image's presigned loader ({}): signed by the ESP's loader's \
-                 certificate, built as this server's loader would be",
-                at.presigned.display()
-            );
-            let signing = loader::Signing::Signed {
-                require_sealed: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
-            };
-            return Ok(signing.check().map(|()| (presigned, signing)));
+    let presigned = match (esp_signed, at.sign.key()) {
+        // Read only where it could be used.
+        (true, None) => read_presigned(&at.presigned)?,
+        _ => None,
+    };
+    let source = loader::source(esp_signed, at.sign.key().is_some(), presigned.is_some());
+    if let (loader::Source::Presigned, Some(presigned), Some(esp)) = (source, presigned, on_esp) {
+        let built = build_candidate(kit, fleet, None)?;
+        let facts = presigned_facts(&presigned, &built, esp);
+        if let Err(r) = loader::judge_presigned(facts) {
+            return Ok(Err(r));
         }
+        say!(
+            "hnroot: the image's presigned loader ({}): signed by the ESP's loader's \
+             certificate, built as this server's loader would be",
+            at.presigned.display()
+        );
+        let signing = loader::Signing::Signed {
+            require_sealed: fleet.iter().any(|f| f.name == REQUIRE_SEALED_FILE),
+        };
+        return Ok(signing.check().map(|()| (presigned, signing)));
     }
     let signing = at.sign.signing(fleet);
     // A signed loader that would boot unsealed images is refused before anything is built.
@@ -517,8 +521,22 @@ fn presign(args: &PresignArgs) -> Result<()> {
     let partial = args
         .out
         .with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    std::fs::write(&partial, &image)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
+    // A new file, never through a link at its name (the directories are the publisher's, as
+    // given); the rename then replaces the name itself, never what a link there points at.
+    let _ = std::fs::remove_file(&partial);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        file.write_all(&image)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+    }
     std::fs::rename(&partial, &args.out).with_context(|| {
         format!(
             "cannot rename {} to {}",
