@@ -1,7 +1,7 @@
 //! The fleet's GRUB menu countdown: how long GRUB shows its menu before it boots the image
-//! `hnroot select` chose. Set at install (`hnroot install --menu-timeout S`, and `hnroot
-//! bootloader update --menu-timeout S`), kept in the fleet's loader directory
-//! (`/etc/hnroot/loader/menu-timeout`), built into the loader's memdisk
+//! `hnroot select` chose. Set at install (`hnroot install --menu-timeout S`) or by the
+//! fleet's loader directory in its images (`/etc/hnroot/loader/menu-timeout`), built into the
+//! loader's memdisk
 //! (`(memdisk)/hnroot/menu-timeout`, GRUB's `hnroot select --menu-timeout-file`), which sets
 //! `hnroot_menu_timeout` for `grub.cfg`. A loader update keeps the ESP's file when the images'
 //! directory has none, as it keeps the counting file.
