@@ -97,7 +97,7 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// How many boots an image on trial has left, and how many other boots GRUB made while the
 /// trial was recorded (rollback boots once it ran out, recovery boots): those count towards the
-/// waits of rule 7 of [`crate::decide`] as a committed state's unhealthy boots do.
+/// waits of rule 7 of [`mod@crate::decide`] as a committed state's unhealthy boots do.
 ///
 /// Always `1 <= total <= MAX_TRIES` and `left <= total`: [`Tries::new`] refuses anything else.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
