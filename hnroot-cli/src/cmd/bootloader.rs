@@ -514,36 +514,22 @@ fn presign(args: &PresignArgs) -> Result<()> {
         cert: args.sign_cert.clone(),
     };
     let image = build_candidate(&kit, &fleet, Some(&key))?;
+    // The file layer's write: a temporary name beside it, synced, renamed into place; a link
+    // at the name is replaced, never written through (the directories are the publisher's, as
+    // given).
     let name = args
         .out
         .file_name()
+        .and_then(|n| n.to_str())
         .with_context(|| format!("--out {}: not a file name", args.out.display()))?;
-    let partial = args
-        .out
-        .with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    // A new file, never through a link at its name (the directories are the publisher's, as
-    // given); the rename then replaces the name itself, never what a link there points at.
-    let _ = std::fs::remove_file(&partial);
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
-        file.write_all(&image)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", partial.display()))?;
-    }
-    std::fs::rename(&partial, &args.out).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            args.out.display()
-        )
-    })?;
+    let parent = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = hnroot_linux::fsat::open_root(parent)
+        .with_context(|| format!("cannot open {}", parent.display()))?;
+    hnroot_linux::fsat::write_file(&dir, name, &image, 0o644, true)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     say!(
         "hnroot: presigned loader {} ({} KiB) written to {}; ship it in the image at {} \
          (a Secure Boot server's loader update writes it when its own loader is signed by the \
