@@ -1068,4 +1068,51 @@ fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
         "{t}"
     );
     assert_eq!(std::fs::read(&loader).unwrap(), presigned);
+
+    // Settings are built in as they read, not as they were typed: a server whose loader came
+    // from a fleet file with a comment (and a require-sealed marker saying `yes`) takes the
+    // loader presigned from a fleet whose file says only `0`, the same countdown.
+    let typed = dir.path().join("typed-fleet");
+    std::fs::create_dir_all(&typed).unwrap();
+    std::fs::write(typed.join("require-sealed"), "yes\n").unwrap();
+    std::fs::write(
+        typed.join("menu-timeout"),
+        "# our servers boot without a menu\n0\n",
+    )
+    .unwrap();
+    let menu_esp = dir.path().join("menu-esp");
+    std::fs::create_dir_all(menu_esp.join("hnroot")).unwrap();
+    let on = |kit: &Path, fleet: &Path, extra: &[&str]| {
+        let mut v = vec![
+            "--esp",
+            menu_esp.to_str().unwrap(),
+            "--hostpart",
+            hp.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        bootloader("update", kit, fleet, &v)
+    };
+    let out = on(&newer, &typed, &signing);
+    assert!(out.status.success(), "{}", text(&out));
+    let plain_fleet = dir.path().join("plain-menu-fleet");
+    std::fs::create_dir_all(&plain_fleet).unwrap();
+    std::fs::write(plain_fleet.join("menu-timeout"), "0\n").unwrap();
+    let presigned_menu = presign(&newest, &plain_fleet, &key, &cert, "presigned-menu.efi");
+    // The images state no countdown (`fleet`): the server keeps its loader's.
+    let out = on(
+        &newest,
+        &fleet,
+        &["--presigned", presigned_menu.to_str().unwrap()],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success()
+            && t.contains("the menu is skipped (0 s), as in the ESP's")
+            && t.contains("the ESP's loader is now hnroot 100.0.0"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(menu_esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        std::fs::read(&presigned_menu).unwrap()
+    );
 }

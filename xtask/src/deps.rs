@@ -339,7 +339,7 @@ mod tests {
         ("testkit/src/server.rs", 1),       // the hnroot binary under test (Offline::hnroot)
         ("tests/src/bin/bench-root.rs", 3), // the hnroot binary under test (image build, seal; install)
         ("testkit/src/secureboot.rs", 2), // pip and virt-fw-vars in the virtual environment it made
-        ("tests/src/bin/distro.rs", 5),   // the hnroot binary under test
+        ("tests/src/bin/distro.rs", 7),   // the hnroot binary under test (also presign, seal)
         ("tests/src/bin/fleet.rs", 4),    // the hnroot binary under test
         ("xtask/src/unittests.rs", 1),    // the test binaries cargo built
         ("tests/src/bin/e2e.rs", 3), // the hnroot binary under test (installed; publish; presign)

@@ -319,9 +319,12 @@ pub fn loader_fleet(
 ) -> Result<Vec<FleetFile>> {
     let mut files = fleet_files(fleet_dir)?;
     // GRUB would count with the defaults rather than a file it refuses: refused here, named,
-    // before a loader is built with it.
-    if let Some(f) = files.iter().find(|f| f.name == counting::FILE_NAME) {
-        counting::parse(&f.data).map_err(|e| {
+    // before a loader is built with it. The settings GRUB reads are built in as their
+    // canonical text (the core's `Text`, what `hnroot install` writes), whatever comments or
+    // spacing the fleet's file has: loaders with the same settings carry the same bytes, which
+    // is how a presigned loader is compared with the one a server would build.
+    if let Some(f) = files.iter_mut().find(|f| f.name == counting::FILE_NAME) {
+        let config = counting::parse(&f.data).map_err(|e| {
             anyhow!(
                 "{}/{}: {e}; no loader was built (fix the file, or remove it to count with the \
                  defaults)",
@@ -329,9 +332,10 @@ pub fn loader_fleet(
                 counting::FILE_NAME
             )
         })?;
+        f.data = counting::Text(&config).to_string().into_bytes();
     }
-    if let Some(f) = files.iter().find(|f| f.name == menu::FILE_NAME) {
-        menu::parse(&f.data).map_err(|e| {
+    if let Some(f) = files.iter_mut().find(|f| f.name == menu::FILE_NAME) {
+        let seconds = menu::parse(&f.data).map_err(|e| {
             anyhow!(
                 "{}/{}: {e}; no loader was built (fix the file, or remove it for the default \
                  countdown of {} s)",
@@ -340,6 +344,11 @@ pub fn loader_fleet(
                 menu::DEFAULT_SECONDS
             )
         })?;
+        f.data = menu::Text(seconds).to_string().into_bytes();
+    }
+    // GRUB asks only whether the marker is there.
+    if let Some(f) = files.iter_mut().find(|f| f.name == REQUIRE_SEALED_FILE) {
+        *f = require_sealed_file();
     }
     if files.iter().any(|f| f.name == SEAL_KEYS_FILE) {
         anyhow::bail!(
@@ -878,12 +887,14 @@ fn keep_esp_settings(
 ) -> Vec<String> {
     let mut kept = Vec::new();
     let Some(old) = on_esp else { return kept };
+    // Kept as the settings they state, in their canonical text (as [`loader_fleet`] builds a
+    // fleet's): a loader whose file had other comments or spacing counts alike.
     let old_counting = match hnroot_core::memdisk::file(old, counting::MEMDISK_PATH) {
-        Ok(Some(text)) => counting::parse(text).ok().map(|c| (c, text)),
+        Ok(Some(text)) => counting::parse(text).ok(),
         _ => None,
     };
     let old_menu = match hnroot_core::memdisk::file(old, menu::MEMDISK_PATH) {
-        Ok(Some(text)) => menu::parse(text).ok().map(|s| (s, text)),
+        Ok(Some(text)) => menu::parse(text).ok(),
         _ => None,
     };
     let esp = loader::Settings {
@@ -906,10 +917,10 @@ fn keep_esp_settings(
             fleet_dir.display()
         ));
     }
-    if let (true, Some((c, text))) = (carried.counting, old_counting) {
+    if let (true, Some(c)) = (carried.counting, old_counting) {
         fleet.push(FleetFile {
             name: counting::FILE_NAME.into(),
-            data: text.to_vec(),
+            data: counting::Text(&c).to_string().into_bytes(),
         });
         kept.push(format!(
             "the new loader counts as the ESP's does, {} ({} has no {} file)",
@@ -918,10 +929,10 @@ fn keep_esp_settings(
             counting::FILE_NAME
         ));
     }
-    if let (true, Some((seconds, text))) = (carried.menu_timeout, old_menu) {
+    if let (true, Some(seconds)) = (carried.menu_timeout, old_menu) {
         fleet.push(FleetFile {
             name: menu::FILE_NAME.into(),
-            data: text.to_vec(),
+            data: menu::Text(seconds).to_string().into_bytes(),
         });
         kept.push(format!(
             "in the new loader {}, as in the ESP's ({} has no {} file)",

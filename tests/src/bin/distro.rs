@@ -32,6 +32,15 @@
 //! An identity report unit prints the hostname, the machine ID, the ed25519 key sshd serves
 //! (`ssh-keyscan`) and what the host state holds.
 //!
+//! Scenario `secure-boot`: a Secure Boot server. OVMF's Secure Boot firmware trusts the test
+//! operator's certificate and Debian's CA; `hnroot install --sign-key --sign-cert
+//! --require-sealed` writes an older loader (0.0.1), signed, and v1 sealed (`hnroot image
+//! seal`). The boot runs the whole chain of trust: the firmware checks the loader, GRUB the
+//! seal, the firmware Debian's signed kernel, dm-verity every block of the image; systemd comes
+//! up with the kernel locked down. The loader service, which holds no key, writes the image's
+//! presigned loader (`hnroot bootloader presign`, run when the images are built); the next
+//! boot starts it under Secure Boot and commits v2 (sealed, staged).
+//!
 //! Scenario `debian-dracut`: the same with a tree whose initrd dracut makes (Debian's `dracut`
 //! instead of `initramfs-tools`): `dpkg -i` alone leaves an initrd with hnroot's dracut module;
 //! d1's initrd runs systemd (dracut's default: `hnroot-sysroot.service`), d2's dracut's shell
@@ -49,6 +58,7 @@ use clap::Parser;
 use hnroot_testkit::buildenv;
 use hnroot_testkit::console::{BootRecord, End, Session, GRUB_COUNTDOWN, SYSTEMD_END_MARKERS};
 use hnroot_testkit::release::Debian;
+use hnroot_testkit::secureboot::SecureBoot;
 use hnroot_testkit::server::{
     enable, set_version, write, write_host_state, HostState, LoopDisk, Offline,
 };
@@ -65,7 +75,8 @@ const DISK_MIB: u64 = 6144;
     name = "distro",
     about = "hnroot on a real Debian with systemd: package, image build, install, stage, and \
              boots in QEMU (update committed by the health checks; a failing health check, one that \
-             never finishes and a hung machine, each counted, rolled back)."
+             never finishes and a hung machine, each counted, rolled back; a Secure Boot server \
+             with sealed images)."
 )]
 struct Args {
     /// The Debian release of the tree: 12 (kernel 6.1) or 13 (kernel 6.12, GRUB packages
@@ -93,6 +104,8 @@ enum Scenario {
     DebianDracut,
     /// One image on two servers, each coming up as itself.
     Identity,
+    /// A Secure Boot server: sealed images, the loader signed, its update the presigned one.
+    SecureBoot,
 }
 
 /// What every step shares.
@@ -110,6 +123,8 @@ struct Parts {
     work: PathBuf,
     public: PathBuf,
     secret: PathBuf,
+    /// The test operator's Secure Boot key and the OVMF variables that trust it.
+    secure_boot: SecureBoot,
 }
 
 impl Parts {
@@ -187,9 +202,16 @@ if [ -e $w ]; then
 else
 \techo \"hnroot-test: watchdog none\"
 fi
-# The loop device under the root: direct I/O as the kernel says (1) or buffered (0).
-lo=$(findmnt -n -o SOURCE /run/hnroot/image)
-echo \"hnroot-test: image-dio ${lo#/dev/} $(cat /sys/block/${lo#/dev/}/loop/dio 2>/dev/null || echo none)\"
+# The image's device (a loop device, or the dm-verity device over one for a sealed image) and
+# the loop device under it: direct I/O as the kernel says (1) or buffered (0).
+dev=$(basename \"$(readlink -f \"$(findmnt -n -o SOURCE /run/hnroot/image)\")\")
+under=$(ls /sys/block/$dev/slaves 2>/dev/null | head -n 1)
+lo=${under:-$dev}
+echo \"hnroot-test: image-device $dev $(cat /sys/block/$dev/dm/name 2>/dev/null || echo no-dm)\"
+echo \"hnroot-test: image-dio $lo $(cat /sys/block/$lo/loop/dio 2>/dev/null || echo none)\"
+# The kernel's lockdown mode: Debian's kernel locks itself down when the firmware says Secure
+# Boot is on (the kernel's own `secureboot:` line says what the firmware said).
+echo \"hnroot-test: lockdown $(cat /sys/kernel/security/lockdown 2>/dev/null || echo none)\"
 # The ESP at /boot/loader (fstab, nofail): once this boot's own mount job is done, without
 # starting another.
 while systemctl list-jobs --no-legend | grep -q boot-loader.mount; do sleep 1; done
@@ -388,6 +410,7 @@ fn prepare(release: Debian, failing_trials: bool) -> Result<Parts> {
     }
     fs::create_dir_all(work.join("keys"))?;
     fs::copy(&public, work.join("keys/publisher.pub"))?;
+    let secure_boot = hnroot_testkit::secureboot::get()?;
     Ok(Parts {
         images: std::cell::OnceCell::new(),
         failing_trials,
@@ -398,6 +421,7 @@ fn prepare(release: Debian, failing_trials: bool) -> Result<Parts> {
         work,
         public,
         secret,
+        secure_boot,
     })
 }
 
@@ -441,6 +465,15 @@ fn build_images(p: &Parts) -> Result<Images> {
     ));
     instrument_tree(p, &staging, REPORT_SCRIPT)?;
     add_identity_report(&staging)?;
+    let t = Instant::now();
+    say(&format!(
+        "{} ({:.0} s)",
+        last_line(&presign(p, &staging)?)
+            .split(';')
+            .next()
+            .unwrap_or(""),
+        t.elapsed().as_secs_f64()
+    ));
     let mut out = Vec::new();
     let versions: &[&str] = if p.failing_trials {
         &["1", "2", "3"]
@@ -509,6 +542,41 @@ fn build_images(p: &Parts) -> Result<Images> {
         bail!("the images were not all built");
     };
     Ok(Images { v1, v2, v3 })
+}
+
+/// Where the presigned loader is kept beside the images, to compare with the ESP's.
+fn presigned_copy(p: &Parts) -> PathBuf {
+    p.work.join("presigned.efi")
+}
+
+/// The publisher's step for Secure Boot servers, as an operator's image pipeline runs it:
+/// `hnroot bootloader presign` with the tree's loader kit and trusted keys, signed with the
+/// operator's key, written into the tree where a server's loader update looks for it. Every
+/// image carries it; only a server whose ESP loader is signed reads it (scenario
+/// `secure-boot`). Its settings are the ones those servers carry: a signed loader requires
+/// sealed images (presign adds that), and their install skipped the menu (`menu-timeout` 0).
+fn presign(p: &Parts, staging: &Path) -> Result<String> {
+    let fleet = buildenv::fresh_dir(&p.work.join("presign-fleet"))?;
+    fs::write(fleet.join("menu-timeout"), "0\n")?;
+    let out = staging.join(hnroot_install::grub::PRESIGNED_LOADER.trim_start_matches('/'));
+    if let Some(dir) = out.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let said = run(Command::new(&p.cli)
+        .args(["bootloader", "presign", "--kit"])
+        .arg(staging.join("usr/lib/hnroot/grub"))
+        .arg("--fleet")
+        .arg(&fleet)
+        .arg("--keys")
+        .arg(staging.join("etc/hnroot/keys"))
+        .arg("--sign-key")
+        .arg(&p.secure_boot.key.key)
+        .arg("--sign-cert")
+        .arg(&p.secure_boot.key.cert)
+        .arg("--out")
+        .arg(&out))?;
+    fs::copy(&out, presigned_copy(p))?;
+    Ok(said)
 }
 
 /// The distribution's GRUB packages and hnroot live side by side: after `dpkg -i` of the
@@ -1229,6 +1297,210 @@ fn identity(p: &Parts) -> Result<()> {
     Ok(())
 }
 
+/// A sealed copy of the distro image `image`, as a publisher of Secure Boot servers makes one:
+/// `hnroot image seal` (its dm-verity tree and signed manifest appended; the version its
+/// os-release states), then the whole file signed with minisign. Kept as `sb-<name>`.
+fn sealed_copy(p: &Parts, image: &Path, version: &str) -> Result<PathBuf> {
+    let name = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("an image without a file name")?;
+    let out = p.work.join(format!("sb-{name}"));
+    let _ = fs::remove_file(&out);
+    run(Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto"])
+        .arg(image)
+        .arg(&out))?;
+    let said = run(Command::new(&p.cli)
+        .args(["image", "seal", "--sign-key"])
+        .arg(&p.secret)
+        .arg("--public-key")
+        .arg(&p.public)
+        .arg(&out))?;
+    run(Command::new("minisign")
+        .arg("-S")
+        .arg("-s")
+        .arg(&p.secret)
+        .arg("-m")
+        .arg(&out)
+        .args(["-t", &format!("hnroot-distro-test {version} (sealed)")]))?;
+    say(&format!("sealed v{version}: {}", last_line(&said)));
+    Ok(out)
+}
+
+/// What a boot under Secure Boot must show: Debian's kernel says the firmware has it on and
+/// locked itself down, the root was read through dm-verity (hnroot-init's mount step, the
+/// device under the overlay, and `hnroot status`).
+fn check_secure_boot_boot(boot: &BootRecord) -> Result<()> {
+    let lockdown = report(boot, "lockdown").unwrap_or("");
+    ensure!(
+        (lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]"))
+            && boot.text.contains("secureboot: Secure boot enabled"),
+        "boot {}: the kernel's lockdown is {lockdown:?}, expected integrity or confidentiality \
+         under Secure Boot; the kernel said {:?}",
+        boot.index,
+        boot.text
+            .lines()
+            .find(|l| l.contains("secureboot:"))
+            .unwrap_or("nothing about it")
+    );
+    let device = report(boot, "image-device").unwrap_or("");
+    ensure!(
+        boot.verity() == ["on"]
+            && device.starts_with("dm-")
+            && boot
+                .text
+                .contains("root: verified by dm-verity (every block read is checked"),
+        "boot {}: the sealed image should be read through dm-verity: hnroot-init's mount step \
+         says verity={:?}, the image's device is {device:?}, hnroot status says {:?}",
+        boot.index,
+        boot.verity(),
+        boot.text
+            .lines()
+            .find(|l| l.contains("hnroot-test: status   root:"))
+            .unwrap_or("no root line")
+    );
+    Ok(())
+}
+
+/// One boot of `disk` under OVMF's Secure Boot firmware with the test operator's keys
+/// enrolled, until the report's power-off.
+fn boot_secure(p: &Parts, name: &str, disk: &Path) -> Result<BootRecord> {
+    let run_dir = p.work.join(format!("qemu-{name}"));
+    let mut spec = qemu::VmSpec::new(&format!("distro {name}"), &[disk], &run_dir);
+    spec.memory_mib = 1536;
+    spec.secure_boot_vars = Some(p.secure_boot.vars.clone());
+    let mut s = Session::start_with(spec, SYSTEMD_END_MARKERS)?;
+    let boot = s.next_boot(BOOT_TIMEOUT)?;
+    s.wait_poweroff(Duration::from_secs(60))?;
+    Ok(boot)
+}
+
+/// Scenario `secure-boot`: a Secure Boot server, on the real Debian under systemd. OVMF's
+/// Secure Boot firmware trusts the test operator's certificate (PK, KEK, db) and Debian's CA
+/// (db), nothing else. `hnroot install --sign-key --sign-cert --require-sealed` puts an older
+/// hnroot's loader (0.0.1), signed, on the disk with v1 sealed (`hnroot image seal`). The
+/// firmware starts the loader, GRUB checks the seal and hands Debian's signed kernel to the
+/// firmware, hnroot-init reads the image through dm-verity, systemd comes up locked down;
+/// after the commit, `hnroot-bootloader-update.service`, holding no key, writes the image's
+/// presigned loader; the next boot, an update to v2 (sealed, staged), starts that loader under
+/// Secure Boot and is committed.
+fn secure_boot(p: &Parts) -> Result<()> {
+    let Images { v1, v2, .. } = images(p)?;
+    let t = Instant::now();
+    let s1 = sealed_copy(p, &v1, "1")?;
+    let s2 = sealed_copy(p, &v2, "2")?;
+    say(&format!(
+        "v1 and v2 sealed ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
+    let disk = p.work.join("secure-boot.img");
+    let _ = fs::remove_file(&disk);
+    fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    let keys = p.work.join("keys");
+    let (older_kit, _) =
+        hnroot_testkit::grubimage::older_loader(&p.work.join("older-sb"), "0.0.1")?;
+    let sb = &p.secure_boot;
+    {
+        let d = LoopDisk::attach(&disk, false)?;
+        let said = p.install_with(
+            &d.node,
+            &s1,
+            &keys,
+            &older_kit,
+            &[
+                "--sign-key",
+                &sb.key.key.to_string_lossy(),
+                "--sign-cert",
+                &sb.key.cert.to_string_lossy(),
+                "--require-sealed",
+                "--menu-timeout",
+                "0",
+            ],
+        )?;
+        say(&format!(
+            "hnroot install --sign-key --require-sealed (an older loader, 0.0.1): {}",
+            last_line(&said)
+        ));
+    }
+    ensure!(
+        esp_loader_version(p, &disk)? == "0.0.1",
+        "hnroot install did not write the older loader"
+    );
+    let installed = fs::read(p.work.join("esp-loader.efi"))?;
+    ensure!(
+        hnroot_core::loader::authenticode_signed(&installed) == Ok(true),
+        "hnroot install --sign-key wrote a loader without a signature"
+    );
+
+    let boot = boot_secure(p, "secure-boot", &disk)?;
+    say(&format!(
+        "boot 1 under Secure Boot ({:.0} s): GRUB {:?}; report: version {:?}, lockdown {:?}, image device {:?}, loader service {:?}",
+        boot.took.as_secs_f64(),
+        boot.decision.as_deref().unwrap_or("?"),
+        report(&boot, "version"),
+        report(&boot, "lockdown"),
+        report(&boot, "image-device"),
+        report(&boot, "loader-service"),
+    ));
+    check_committed_boot(&boot, "1", "booting hn-root.img (normal")?;
+    check_secure_boot_boot(&boot)?;
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=1 not-committed=0")
+            && boot.text.contains("the image's presigned loader"),
+        "boot 1: the loader service (no key on the server) should have written the image's \
+         presigned loader; it said {:?}\n{}",
+        report(&boot, "loader-service"),
+        boot.text
+            .lines()
+            .filter(|l| l.contains("hnroot") && l.contains("loader"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let now = esp_loader_version(p, &disk)?;
+    ensure!(
+        now == env!("CARGO_PKG_VERSION")
+            && fs::read(p.work.join("esp-loader.efi"))? == fs::read(presigned_copy(p))?,
+        "after the committed boot the ESP's loader is hnroot {now}, expected the image's \
+         presigned loader byte for byte"
+    );
+    say(&format!(
+        "hnroot-bootloader-update.service without a key: the ESP's loader 0.0.1 -> {now}, the \
+         image's presigned loader byte for byte"
+    ));
+
+    let off = Offline::open(&p.cli, &p.work, &disk)?;
+    let said = off.stage(&s2, &keys)?;
+    off.close()?;
+    say(&format!("hnroot stage v2 (sealed): {said}"));
+    let boot = boot_secure(p, "secure-boot-update", &disk)?;
+    say(&format!(
+        "boot 2 under Secure Boot, the presigned loader ({:.0} s): GRUB {:?}; report: version {:?}, lockdown {:?}, loader service {:?}",
+        boot.took.as_secs_f64(),
+        boot.decision.as_deref().unwrap_or("?"),
+        report(&boot, "version"),
+        report(&boot, "lockdown"),
+        report(&boot, "loader-service"),
+    ));
+    check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
+    check_secure_boot_boot(&boot)?;
+    ensure!(
+        report(&boot, "loader-service") == Some("success updated=0 not-committed=0"),
+        "boot 2: the loader service said {:?}, expected nothing to do (the ESP's loader is \
+         this image's)",
+        report(&boot, "loader-service")
+    );
+    for f in [disk, s1.clone(), s2.clone()] {
+        let _ = fs::remove_file(&f);
+    }
+    for sealed in [s1, s2] {
+        let mut sig = sealed.into_os_string();
+        sig.push(".minisig");
+        let _ = fs::remove_file(sig);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !buildenv::is_root() {
@@ -1252,6 +1524,13 @@ fn main() -> Result<()> {
         if let Err(e) = identity(&parts) {
             println!("identity: FAILED: {e:#}");
             failures.push(e.context("identity"));
+        }
+    }
+    if wanted(Scenario::SecureBoot) {
+        println!("== secure-boot: Secure Boot on, the loader signed, v1 sealed through dm-verity; the loader updated by the image's presigned one without a key; v2 sealed, staged and committed under it");
+        if let Err(e) = secure_boot(&parts) {
+            println!("secure-boot: FAILED: {e:#}");
+            failures.push(e.context("secure-boot"));
         }
     }
     if wanted(Scenario::DebianDracut) {
