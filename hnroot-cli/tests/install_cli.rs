@@ -703,7 +703,9 @@ fn install_onto_a_blank_disk_then_the_esp_part_again() {
             "{status}"
         );
         assert_eq!(v["counting_source"], "loader", "{status}");
-        // The countdown given at install, as GRUB will read it from the memdisk.
+        // The countdown given at install, as GRUB will read it from the memdisk (and status
+        // says it).
+        assert_eq!(v["menu_timeout"], 5, "{status}");
         assert_eq!(
             hnroot_linux::esp_loader::menu_timeout_of(&efi),
             Ok((5, None)),

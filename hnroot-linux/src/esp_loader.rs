@@ -100,8 +100,8 @@ pub fn menu_timeout_of(loader: &[u8]) -> Result<(u16, Option<String>), String> {
     }
 }
 
-/// What the loader on an ESP applies besides the decision itself: its seal policy and its
-/// counting settings, as GRUB applies them.
+/// What the loader on an ESP applies besides the decision itself: its seal policy, its
+/// counting settings and its menu countdown, as GRUB applies them.
 #[derive(Debug, Clone, Default)]
 pub struct LoaderSettings {
     /// `None`: no loader, or its policy does not read (the verdicts are then the plain ones).
@@ -111,6 +111,8 @@ pub struct LoaderSettings {
     /// A loader was read (its counting is then what GRUB applies); `false`: no loader, or one
     /// that could not be read, and `counting` is the defaults, a guess.
     pub read: bool,
+    /// The seconds GRUB shows its menu before booting; `None` when no loader was read.
+    pub menu_timeout: Option<u16>,
 }
 
 impl LoaderSettings {
@@ -155,11 +157,25 @@ impl LoaderSettings {
                 Config::default()
             }
         };
+        let menu_timeout = match menu_timeout_of(&image) {
+            Ok((seconds, why)) => {
+                notes.extend(why.map(|w| format!("{}: {w}", dir.display())));
+                Some(seconds)
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "the loader's menu countdown is unknown ({}: {e})",
+                    dir.display()
+                ));
+                None
+            }
+        };
         (
             LoaderSettings {
                 seal,
                 counting,
                 read: true,
+                menu_timeout,
             },
             notes,
         )

@@ -68,6 +68,8 @@ struct Report {
     counting: Config,
     /// The counting was read from the ESP's loader (else: the defaults).
     counting_read: bool,
+    /// GRUB's menu countdown in seconds, as the ESP's loader carries it (`None`: not read).
+    menu_timeout: Option<u16>,
     /// hostpart's space (full or not), or why it is unknown.
     space: Result<hnroot_core::space::Space, String>,
     /// Why the boot-state file cannot be read, when it cannot (a damaged FAT, a failing
@@ -251,6 +253,7 @@ impl Report {
             running: params.booted,
             counting: config,
             counting_read: loader.read,
+            menu_timeout: loader.menu_timeout,
         })
     }
 
@@ -281,6 +284,7 @@ impl Report {
             "counting": { "tries": self.counting.tries, "boot_limit": self.counting.boot_limit,
                 "wait_first": self.counting.wait_first, "wait_max": self.counting.wait_max },
             "counting_source": if self.counting_read { "loader" } else { "defaults" },
+            "menu_timeout": self.menu_timeout,
             "boot_state_source": self.state_source,
             "image": boot.map(|b| b.image.file_name()),
             "uuid": boot.map(|b| b.uuid.to_string()),
@@ -420,6 +424,12 @@ impl Report {
                 "the defaults: no loader was read on the ESP"
             }
         );
+        if let Some(seconds) = self.menu_timeout {
+            say!(
+                "menu: {} (as the ESP's loader shows it)",
+                hnroot_core::menu::Summary(seconds)
+            );
+        }
         match &self.floor {
             FloorSeen::None => {}
             FloorSeen::Set(v) => say!("version floor: {v} (stage refuses older images)"),

@@ -1490,6 +1490,17 @@ fn secure_boot(p: &Parts) -> Result<()> {
          this image's)",
         report(&boot, "loader-service")
     );
+    // The presigned loader kept the install's `--menu-timeout 0`, and `hnroot status` says so.
+    let menu = "hnroot-test: status menu: the menu is skipped (0 s) (as the ESP's loader shows it)";
+    ensure!(
+        boot.text.contains(menu),
+        "boot 2: hnroot status should say `{menu}`; its lines:\n{}",
+        boot.text
+            .lines()
+            .filter(|l| l.contains("hnroot-test: status"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for f in [disk, s1.clone(), s2.clone()] {
         let _ = fs::remove_file(&f);
     }
