@@ -1096,10 +1096,55 @@ fn a_secure_boot_loader_requires_seals_and_is_never_replaced_unsigned() {
     };
     let out = on(&newer, &typed, &signing);
     assert!(out.status.success(), "{}", text(&out));
-    let plain_fleet = dir.path().join("plain-menu-fleet");
-    std::fs::create_dir_all(&plain_fleet).unwrap();
-    std::fs::write(plain_fleet.join("menu-timeout"), "0\n").unwrap();
-    let presigned_menu = presign(&newest, &plain_fleet, &key, &cert, "presigned-menu.efi");
+    // The publisher presigns in the image's tree (`--root`): the tree's kit, fleet files and
+    // keys, the loader written inside it.
+    let tree = dir.path().join("tree");
+    let tree_loader = tree.join("etc/hnroot/loader");
+    std::fs::create_dir_all(&tree_loader).unwrap();
+    std::fs::write(tree_loader.join("menu-timeout"), "0\n").unwrap();
+    std::fs::create_dir_all(tree.join("etc/hnroot/keys")).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pub") {
+            std::fs::copy(
+                &path,
+                tree.join("etc/hnroot/keys").join(path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::create_dir_all(tree.join("usr/lib/hnroot")).unwrap();
+    copy_kit(&newest, &tree.join("usr/lib/hnroot/grub"));
+    let presign_in = |tree: &Path| {
+        hnroot(&[
+            "bootloader",
+            "presign",
+            "--root",
+            tree.to_str().unwrap(),
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--sign-cert",
+            cert.to_str().unwrap(),
+        ])
+    };
+    // A tree whose `usr/lib/hnroot/presigned` is a link leading out of it is refused, and
+    // nothing is written where the link leads.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, tree.join("usr/lib/hnroot/presigned")).unwrap();
+    let out = presign_in(&tree);
+    let t = text(&out);
+    assert!(
+        !out.status.success()
+            && t.contains("a link on the way is never followed")
+            && t.contains("nothing was written"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{t}");
+    std::fs::remove_file(tree.join("usr/lib/hnroot/presigned")).unwrap();
+    let out = presign_in(&tree);
+    assert!(out.status.success(), "{}", text(&out));
+    let presigned_menu = tree.join("usr/lib/hnroot/presigned/BOOTX64.EFI");
     // The images state no countdown (`fleet`): the server keeps its loader's.
     let out = on(
         &newest,

@@ -77,10 +77,30 @@ pub struct LoaderInputs {
     keys: PathBuf,
 }
 
+impl LoaderInputs {
+    /// The inputs of the image whose tree is at `tree`: each left at its default (this
+    /// system's path) becomes the same path in the tree.
+    fn in_tree(&self, tree: &Path) -> LoaderInputs {
+        let inside = |given: &Path, default: &str| {
+            if given == Path::new(default) {
+                tree.join(default.trim_start_matches('/'))
+            } else {
+                given.to_owned()
+            }
+        };
+        LoaderInputs {
+            kit: inside(&self.kit, grub::KIT_DIR),
+            fleet: inside(&self.fleet, FLEET_DIR),
+            keys: inside(&self.keys, crate::cmd::stage::KEYS_DIR),
+        }
+    }
+}
+
 /// Options of `hnroot bootloader presign`.
 #[derive(clap::Args, Debug)]
 pub struct PresignArgs {
-    /// The image's kit, `/etc/hnroot/loader` and `/etc/hnroot/keys`.
+    /// The image's kit, `/etc/hnroot/loader` and `/etc/hnroot/keys` (with --root, the tree's
+    /// unless given).
     #[command(flatten)]
     from: LoaderInputs,
     /// The private key (PEM) whose certificate the servers' firmware `db` holds: the one that
@@ -90,10 +110,20 @@ pub struct PresignArgs {
     /// Its certificate (PEM).
     #[arg(long, value_name = "CERT")]
     sign_cert: PathBuf,
-    /// Where to write the signed loader: in the image's tree, at
-    /// `usr/lib/hnroot/presigned/BOOTX64.EFI`.
+    /// The image's tree: the loader is built from its kit, fleet files and keys (unless given)
+    /// and written in it at `usr/lib/hnroot/presigned/BOOTX64.EFI`, every directory on the way
+    /// made or opened inside the tree, never through a link.
+    #[arg(
+        long,
+        value_name = "TREE",
+        conflicts_with = "out",
+        required_unless_present = "out"
+    )]
+    root: Option<PathBuf>,
+    /// Where to write the signed loader instead (the directories as given; in an image's tree,
+    /// at `usr/lib/hnroot/presigned/BOOTX64.EFI`).
     #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    out: Option<PathBuf>,
 }
 
 /// Secure Boot: the key and certificate the loader is signed with (`sbsign`).
@@ -513,39 +543,65 @@ fn presigned_facts(presigned: &[u8], built: &[u8], esp: &[u8]) -> loader::Presig
 }
 
 /// `hnroot bootloader presign`: the loader a server would build from the image's kit, fleet
-/// files and keys (requiring sealed images, as a signed loader must), signed, written to
-/// `--out` (a new file renamed into place).
+/// files and keys (requiring sealed images, as a signed loader must), signed, written into the
+/// image's tree (`--root`) or to `--out` (a new file renamed into place).
 fn presign(args: &PresignArgs) -> Result<()> {
-    let kit = LoaderKit::at(&args.from.kit)?;
-    let fleet = loader_fleet(&args.from.fleet, &args.from.keys, true)?;
+    let from = match &args.root {
+        Some(tree) => args.from.in_tree(tree),
+        None => args.from.clone(),
+    };
+    let kit = LoaderKit::at(&from.kit)?;
+    let fleet = loader_fleet(&from.fleet, &from.keys, true)?;
     let key = grub::SecureBootKey {
         key: args.sign_key.clone(),
         cert: args.sign_cert.clone(),
     };
     let image = build_candidate(&kit, &fleet, Some(&key))?;
     // The file layer's write: a temporary name beside it, synced, renamed into place; a link
-    // at the name is replaced, never written through (the directories are the publisher's, as
-    // given).
-    let name = args
-        .out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("--out {}: not a file name", args.out.display()))?;
-    let parent = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    // at the name is replaced, never written through.
+    let (dir, name, shown) = match (&args.root, &args.out) {
+        (Some(tree), _) => {
+            // In the tree, every directory on the way is the tree's own: made where missing,
+            // and a link where one should be is refused (it could lead anywhere on this
+            // machine), as `hnroot image build` treats a tree.
+            let rel = grub::PRESIGNED_LOADER.trim_start_matches('/');
+            let (dir_rel, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let root = hnroot_linux::fsat::open_root(tree)
+                .with_context(|| format!("cannot open the tree {}", tree.display()))?;
+            let dir = hnroot_linux::fsat::make_path(&root, dir_rel, 0o755).with_context(|| {
+                format!(
+                    "cannot make {dir_rel} in the tree {} (a link on the way is never \
+                     followed: make it a directory); nothing was written",
+                    tree.display()
+                )
+            })?;
+            (dir, name.to_owned(), tree.join(rel))
+        }
+        (None, Some(out)) => {
+            let name = out
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("--out {}: not a file name", out.display()))?;
+            let parent = match out.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            // The directories are the publisher's, as given.
+            let dir = hnroot_linux::fsat::open_root(parent)
+                .with_context(|| format!("cannot open {}", parent.display()))?;
+            (dir, name.to_owned(), out.clone())
+        }
+        (None, None) => anyhow::bail!("give --root TREE or --out FILE"),
     };
-    let dir = hnroot_linux::fsat::open_root(parent)
-        .with_context(|| format!("cannot open {}", parent.display()))?;
-    hnroot_linux::fsat::write_file(&dir, name, &image, 0o644, true)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    hnroot_linux::fsat::write_file(&dir, &name, &image, 0o644, true)
+        .with_context(|| format!("cannot write {}", shown.display()))?;
     say!(
         "hnroot: presigned loader {} ({} KiB) written to {}; ship it in the image at {} \
          (a Secure Boot server's loader update writes it when its own loader is signed by the \
          same certificate and it carries the server's settings)",
         record_text(&kit.record()?),
         image.len().div_ceil(1024),
-        args.out.display(),
+        shown.display(),
         grub::PRESIGNED_LOADER
     );
     Ok(())

@@ -550,31 +550,24 @@ fn presigned_copy(p: &Parts) -> PathBuf {
 }
 
 /// The publisher's step for Secure Boot servers, as an operator's image pipeline runs it:
-/// `hnroot bootloader presign` with the tree's loader kit and trusted keys, signed with the
-/// operator's key, written into the tree where a server's loader update looks for it. Every
+/// `hnroot bootloader presign --root TREE` (the tree's loader kit and trusted keys), signed
+/// with the operator's key, written into the tree where a server's loader update looks for it. Every
 /// image carries it; only a server whose ESP loader is signed reads it (scenario
 /// `secure-boot`). Its settings are the ones those servers carry: a signed loader requires
 /// sealed images (presign adds that), and their install skipped the menu (`menu-timeout` 0).
 fn presign(p: &Parts, staging: &Path) -> Result<String> {
     let fleet = buildenv::fresh_dir(&p.work.join("presign-fleet"))?;
     fs::write(fleet.join("menu-timeout"), "0\n")?;
-    let out = staging.join(hnroot_install::grub::PRESIGNED_LOADER.trim_start_matches('/'));
-    if let Some(dir) = out.parent() {
-        fs::create_dir_all(dir)?;
-    }
     let said = run(Command::new(&p.cli)
-        .args(["bootloader", "presign", "--kit"])
-        .arg(staging.join("usr/lib/hnroot/grub"))
+        .args(["bootloader", "presign", "--root"])
+        .arg(staging)
         .arg("--fleet")
         .arg(&fleet)
-        .arg("--keys")
-        .arg(staging.join("etc/hnroot/keys"))
         .arg("--sign-key")
         .arg(&p.secure_boot.key.key)
         .arg("--sign-cert")
-        .arg(&p.secure_boot.key.cert)
-        .arg("--out")
-        .arg(&out))?;
+        .arg(&p.secure_boot.key.cert))?;
+    let out = staging.join(hnroot_install::grub::PRESIGNED_LOADER.trim_start_matches('/'));
     fs::copy(&out, presigned_copy(p))?;
     Ok(said)
 }
