@@ -98,6 +98,7 @@ impl LoaderInputs {
 
 /// Options of `hnroot bootloader presign`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("written").required(true).args(["root", "out"])))]
 pub struct PresignArgs {
     /// The image's kit, `/etc/hnroot/loader` and `/etc/hnroot/keys` (with --root, the tree's
     /// unless given).
@@ -113,12 +114,7 @@ pub struct PresignArgs {
     /// The image's tree: the loader is built from its kit, fleet files and keys (unless given)
     /// and written in it at `usr/lib/hnroot/presigned/BOOTX64.EFI`, every directory on the way
     /// made or opened inside the tree, never through a link.
-    #[arg(
-        long,
-        value_name = "TREE",
-        conflicts_with = "out",
-        required_unless_present = "out"
-    )]
+    #[arg(long, value_name = "TREE")]
     root: Option<PathBuf>,
     /// Where to write the signed loader instead (the directories as given; in an image's tree,
     /// at `usr/lib/hnroot/presigned/BOOTX64.EFI`).
