@@ -1119,10 +1119,28 @@ fn identity_of(boot: &BootRecord) -> Result<Identity> {
 
 /// Boot `disk` once (one QEMU session, with `extra` arguments), until the report's power-off.
 fn boot_once(p: &Parts, name: &str, disk: &Path, extra: &[&str]) -> Result<BootRecord> {
+    boot_with(p, name, disk, extra, None)
+}
+
+/// [`boot_once`] under OVMF's Secure Boot firmware with the test operator's keys enrolled.
+fn boot_secure(p: &Parts, name: &str, disk: &Path) -> Result<BootRecord> {
+    boot_with(p, name, disk, &[], Some(&p.secure_boot.vars))
+}
+
+/// One QEMU session of `disk` until the report's power-off: `extra` arguments, and the Secure
+/// Boot firmware with `secure_boot_vars` when given.
+fn boot_with(
+    p: &Parts,
+    name: &str,
+    disk: &Path,
+    extra: &[&str],
+    secure_boot_vars: Option<&Path>,
+) -> Result<BootRecord> {
     let run_dir = p.work.join(format!("qemu-{name}"));
-    let mut spec = qemu::VmSpec::new(&format!("distro identity {name}"), &[disk], &run_dir);
+    let mut spec = qemu::VmSpec::new(&format!("distro {name}"), &[disk], &run_dir);
     spec.memory_mib = 1536;
     spec.extra_args = extra.iter().map(|s| (*s).to_owned()).collect();
+    spec.secure_boot_vars = secure_boot_vars.map(Path::to_owned);
     let mut s = Session::start_with(spec, SYSTEMD_END_MARKERS)?;
     let boot = s.next_boot(BOOT_TIMEOUT)?;
     s.wait_poweroff(Duration::from_secs(60))?;
@@ -1356,17 +1374,17 @@ fn check_secure_boot_boot(boot: &BootRecord) -> Result<()> {
     Ok(())
 }
 
-/// One boot of `disk` under OVMF's Secure Boot firmware with the test operator's keys
-/// enrolled, until the report's power-off.
-fn boot_secure(p: &Parts, name: &str, disk: &Path) -> Result<BootRecord> {
-    let run_dir = p.work.join(format!("qemu-{name}"));
-    let mut spec = qemu::VmSpec::new(&format!("distro {name}"), &[disk], &run_dir);
-    spec.memory_mib = 1536;
-    spec.secure_boot_vars = Some(p.secure_boot.vars.clone());
-    let mut s = Session::start_with(spec, SYSTEMD_END_MARKERS)?;
-    let boot = s.next_boot(BOOT_TIMEOUT)?;
-    s.wait_poweroff(Duration::from_secs(60))?;
-    Ok(boot)
+/// What a boot under Secure Boot reported, in one line.
+fn say_secure_boot(what: &str, boot: &BootRecord) {
+    say(&format!(
+        "{what} ({:.0} s): GRUB {:?}; report: version {:?}, lockdown {:?}, image device {:?}, loader service {:?}",
+        boot.took.as_secs_f64(),
+        boot.decision.as_deref().unwrap_or("?"),
+        report(boot, "version"),
+        report(boot, "lockdown"),
+        report(boot, "image-device"),
+        report(boot, "loader-service"),
+    ));
 }
 
 /// Scenario `secure-boot`: a Secure Boot server, on the real Debian under systemd. OVMF's
@@ -1427,15 +1445,7 @@ fn secure_boot(p: &Parts) -> Result<()> {
     );
 
     let boot = boot_secure(p, "secure-boot", &disk)?;
-    say(&format!(
-        "boot 1 under Secure Boot ({:.0} s): GRUB {:?}; report: version {:?}, lockdown {:?}, image device {:?}, loader service {:?}",
-        boot.took.as_secs_f64(),
-        boot.decision.as_deref().unwrap_or("?"),
-        report(&boot, "version"),
-        report(&boot, "lockdown"),
-        report(&boot, "image-device"),
-        report(&boot, "loader-service"),
-    ));
+    say_secure_boot("boot 1 under Secure Boot", &boot);
     check_committed_boot(&boot, "1", "booting hn-root.img (normal")?;
     check_secure_boot_boot(&boot)?;
     ensure!(
@@ -1467,14 +1477,7 @@ fn secure_boot(p: &Parts) -> Result<()> {
     off.close()?;
     say(&format!("hnroot stage v2 (sealed): {said}"));
     let boot = boot_secure(p, "secure-boot-update", &disk)?;
-    say(&format!(
-        "boot 2 under Secure Boot, the presigned loader ({:.0} s): GRUB {:?}; report: version {:?}, lockdown {:?}, loader service {:?}",
-        boot.took.as_secs_f64(),
-        boot.decision.as_deref().unwrap_or("?"),
-        report(&boot, "version"),
-        report(&boot, "lockdown"),
-        report(&boot, "loader-service"),
-    ));
+    say_secure_boot("boot 2 under Secure Boot, the presigned loader", &boot);
     check_committed_boot(&boot, "2", "booting hn-root-new.img (update, trial 1 of 3)")?;
     check_secure_boot_boot(&boot)?;
     ensure!(
